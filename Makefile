@@ -1,0 +1,105 @@
+# parley build. `make run` and `make test` are the two set-up commands of the README:
+# each first installs whatever the machine is missing (scripts/setup.sh), then builds.
+
+VERSION := 0.1.0
+PKGS := openssl
+BUILD ?= release
+OUT := build/$(BUILD)
+
+CC ?= cc
+# Recursively expanded, so pkg-config runs only once setup.sh has installed it.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+CFLAGS_COMMON = -std=c17 -D_GNU_SOURCE -DPARLEY_VERSION='"$(VERSION)"' -pthread $(WARN) \
+                -Isrc -MMD -MP $(PKG_CFLAGS)
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+ifeq ($(BUILD),asan)
+  CFLAGS_BUILD := -O1 -g $(SAN)
+  LDFLAGS_BUILD := $(SAN)
+else ifeq ($(BUILD),fuzz)
+  CC := clang
+  CFLAGS_BUILD := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+  LDFLAGS_BUILD := -fsanitize=fuzzer,address,undefined
+else
+  CFLAGS_BUILD := -O2 -g
+  LDFLAGS_BUILD :=
+endif
+
+ALL_CFLAGS = $(CFLAGS_COMMON) $(CFLAGS_BUILD) $(CFLAGS)
+ALL_LDFLAGS = -pthread $(LDFLAGS_BUILD) $(LDFLAGS)
+LIBS = $(PKG_LIBS)
+
+LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(OUT)/obj/%.o) $(OUT)/obj/web_assets.o
+WEB_FILES := $(shell find web -type f 2>/dev/null | LC_ALL=C sort)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: all run test unit asan fuzz fuzz-build bench clean format setup
+.DEFAULT_GOAL := all
+
+all: $(OUT)/parley
+
+run:
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory all
+	exec $(OUT)/parley --http 0.0.0.0:9999 --telnet 0.0.0.0:2323 --data ./parley-data
+
+test:
+	@scripts/setup.sh --test
+	@scripts/test.sh
+
+# Every test binary and both server builds, without running anything.
+unit: $(UNIT_TESTS)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=asan all unit
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=fuzz $(FUZZ_TARGETS)
+
+# Runs every fuzz target for FUZZ_SECONDS each (default 60).
+fuzz: fuzz-build
+	@scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
+setup:
+	@scripts/setup.sh --test
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c
+
+$(OUT)/parley: $(OUT)/obj/main.o $(LIB_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The web page is compiled into the binary: tools/embed turns web/ into a C file.
+build/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	cc -std=c17 -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(OUT)/gen/web_assets.c: build/tools/embed $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	build/tools/embed web $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/obj/web_assets.o: $(OUT)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# setup.sh: installs what parley needs on a Debian machine, and only what is missing.
+#   scripts/setup.sh          packages to build and run parley
+#   scripts/setup.sh --test   also the test tools: cmocka, clang's fuzzer runtime, Node.js and `npm ci`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_packages=(make gcc pkg-config libssl-dev)
+test_packages=(libcmocka-dev clang libclang-rt-14-dev)
+
+with_tests=false
+[ "${1:-}" = "--test" ] && with_tests=true
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+wanted=("${build_packages[@]}")
+$with_tests && wanted+=("${test_packages[@]}")
+# Node.js may come from Debian or from another packaging of it; only a missing `node` is installed.
+if $with_tests && ! command -v node >/dev/null 2>&1; then
+    wanted+=(nodejs npm)
+elif $with_tests && ! command -v npm >/dev/null 2>&1; then
+    wanted+=(npm)
+fi
+
+missing=()
+for p in "${wanted[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if $with_tests; then
+    # npm ci only when the lock file changed since the last install.
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        echo "setup: npm ci"
+        npm ci --no-audit --no-fund --loglevel=error
+    fi
+fi

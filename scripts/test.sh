@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# test.sh: builds parley, runs every test suite, and ends with one line "N passed, N failed".
+# Suites: cmocka unit tests and the black-box suite (real binary on loopback), each once on the
+# release build and once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
+set -u
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc 2>/dev/null || echo 2)
+fuzz_seconds=${FUZZ_SECONDS:-20}
+log_dir=build/test-logs
+mkdir -p "$log_dir"
+passed=0
+failed=0
+
+# count_tap FILE: adds the file's top-level TAP results to the totals.
+count_tap() {
+    local ok notok
+    ok=$(grep -cE '^ok ' "$1")
+    notok=$(grep -cE '^not ok ' "$1")
+    passed=$((passed + ok))
+    failed=$((failed + notok))
+    echo "  $ok passed, $notok failed"
+}
+
+# count_node FILE: node's TAP reporter ends with "# pass N" and "# fail N".
+count_node() {
+    local ok notok
+    ok=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$1" | tail -n 1)
+    notok=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$1" | tail -n 1)
+    [ -n "$ok" ] || ok=0
+    [ -n "$notok" ] || notok=1 # no summary: the runner itself failed
+    passed=$((passed + ok))
+    failed=$((failed + notok))
+    echo "  $ok passed, $notok failed"
+}
+
+# build NAME ARGS...: a build failure counts as one failed test.
+build() {
+    local name=$1
+    shift
+    echo "== build: $name"
+    if ! make --no-print-directory -j"$jobs" "$@" >"$log_dir/build-$name.log" 2>&1; then
+        tail -n 30 "$log_dir/build-$name.log"
+        echo "not ok - build $name"
+        failed=$((failed + 1))
+        return 1
+    fi
+}
+
+run_units() {
+    local dir=$1 name=$2
+    for t in "$dir"/tests/test_*; do
+        [ -x "$t" ] || continue
+        local out="$log_dir/$name-$(basename "$t").tap"
+        echo "== unit ($name): $(basename "$t")"
+        CMOCKA_MESSAGE_OUTPUT=TAP timeout 120 "$t" >"$out" 2>&1
+        local rc=$?
+        if [ $rc -ne 0 ] && ! grep -q '^not ok ' "$out"; then
+            echo "not ok - $(basename "$t") exited with $rc" >>"$out" # a crash before any result
+        fi
+        grep -E '^not ok ' "$out" | sed 's/^/  /'
+        count_tap "$out"
+    done
+}
+
+run_blackbox() {
+    local bin=$1 name=$2
+    local out="$log_dir/blackbox-$name.tap"
+    echo "== black-box ($name): $bin"
+    PARLEY_BIN="$bin" timeout 600 node --test --test-reporter=tap --test-concurrency="$jobs" \
+        tests/blackbox/ >"$out" 2>&1
+    grep -E '^\s*not ok ' "$out" | sed 's/^/  /' | head -n 40
+    count_node "$out"
+}
+
+if build release all unit; then
+    run_units build/release release
+    run_blackbox build/release/parley release
+fi
+if build asan BUILD=asan all unit; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+    export UBSAN_OPTIONS=print_stacktrace=1
+    run_units build/asan asan
+    run_blackbox build/asan/parley asan
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+if build fuzz fuzz-build; then
+    echo "== fuzz: ${fuzz_seconds}s per target"
+    out="$log_dir/fuzz.tap"
+    scripts/fuzz.sh "$fuzz_seconds" >"$out" 2>&1
+    grep -E '^(not )?ok ' "$out" | sed 's/^/  /'
+    count_tap "$out"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,47 @@
+/* config: the server's settings, from defaults and command-line options. */
+#ifndef PARLEY_CONFIG_H
+#define PARLEY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+struct listen_addr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char text[80]; /* as given, e.g. "0.0.0.0:9999" or "[::1]:0" */
+};
+
+struct config {
+    struct listen_addr http;
+    struct listen_addr telnet;
+    const char *data_dir;
+    int workers;
+    uint64_t max_message;
+    bool echo_endpoint;
+    const char **allowed_origins; /* argv strings; the array is owned by the config */
+    size_t n_allowed_origins;
+    enum log_level log_level;
+    uint64_t ping_interval_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t http_idle_ms; /* keep-alive and request-head deadline */
+    char node[64];
+};
+
+enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
+
+/*
+ * Fills cfg from defaults and argv. Returns CONFIG_OK to run, CONFIG_EXIT_OK
+ * after printing --help or --version, or CONFIG_ERROR after printing why on
+ * stderr (the caller exits with status 2).
+ */
+enum config_result config_parse(struct config *cfg, int argc, char **argv);
+void config_free(struct config *cfg);
+
+/* Parses "host:port" or "[v6]:port" into out. Returns 0 or -1. */
+int config_parse_addr(const char *text, struct listen_addr *out);
+
+#endif

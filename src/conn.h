@@ -1,0 +1,151 @@
+/*
+ * conn: one client connection on a worker's loop: non-blocking reads, an
+ * output queue of chunk references flushed with writev, a timer, and an
+ * orderly close. What the bytes mean is the business of a handler (an HTTP,
+ * WebSocket or telnet session) that can be swapped, as on an upgrade.
+ *
+ * DESIGN: a connection is a small state machine:
+ *   OPEN -> FLUSHING (closing: queued output is still being written)
+ *        -> LINGER   (write side shut; unread input drained so the peer gets
+ *                     our last bytes instead of a reset)
+ *        -> CLOSED   (fd closed; memory freed before the loop next sleeps).
+ * It is never freed inside its own callback: closing only marks it and puts
+ * it on its set's dead list. Input buffers and the output ring exist only
+ * while they hold bytes, so an idle connection is just this struct.
+ * Output is written once per loop turn (before sleeping), so several
+ * messages queued in one turn leave in one writev.
+ */
+#ifndef PARLEY_CONN_H
+#define PARLEY_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunk.h"
+#include "loop.h"
+#include "ws_frame.h"
+
+enum conn_state { CONN_OPEN, CONN_FLUSHING, CONN_LINGER, CONN_CLOSED };
+
+enum conn_transport { CONN_HTTP, CONN_WEBSOCKET, CONN_TELNET, CONN_TRANSPORTS };
+
+struct conn;
+
+struct conn_handler {
+    /*
+     * Consumes input data[0..len) and returns how many bytes it used; bytes
+     * left over are offered again, with more, when they arrive. The handler
+     * may send, close, or switch c->handler (the rest then goes to the new one).
+     */
+    size_t (*on_input)(struct conn *c, uint8_t *data, size_t len);
+    /* The timer set with conn_set_timer fired while the connection is OPEN. */
+    void (*on_timer)(struct conn *c);
+    /* The connection is closing: release session state. Optional. */
+    void (*on_close)(struct conn *c);
+    /* The server is shutting down: say goodbye (e.g. close 1001) and close. */
+    void (*on_shutdown)(struct conn *c);
+};
+
+/* One queued piece of output: bytes [off, end) of a chunk we hold a reference to. */
+struct conn_out {
+    struct chunk *chunk;
+    uint32_t off, end;
+};
+
+/* WebSocket session state, kept here so a connection's whole state is in one place. */
+struct conn_ws {
+    struct ws_reader reader;
+    struct chunk *msg; /* the data message being reassembled, or NULL */
+    uint64_t last_ping_ms;
+    uint8_t endpoint;  /* which WebSocket endpoint: see ws_session.h */
+    bool close_sent;
+};
+
+/* The connections of one worker thread. */
+struct conn_set {
+    struct loop *loop;
+    uint8_t *scratch; /* read buffer shared by every connection of the set */
+    size_t scratch_size;
+    struct conn *all; /* doubly linked through prev/next */
+    struct conn *dirty; /* output queued since the last flush */
+    struct conn *dead;  /* closed, freed before the loop sleeps */
+    size_t count;
+    uint64_t linger_ms; /* how long a closing connection drains input */
+    void *owner;        /* the worker, for handlers */
+};
+
+struct conn {
+    struct loop_watch watch;
+    struct conn_set *set;
+    const struct conn_handler *handler;
+    int fd;
+    uint8_t state;
+    uint8_t transport;
+    uint32_t events; /* what epoll watches for now */
+    bool reading_paused;
+    bool want_write;
+    bool is_dirty;
+    uint64_t id;
+    uint64_t last_rx_ms; /* when bytes last arrived */
+    struct timer timer;
+    uint8_t *in; /* unparsed input, or NULL */
+    uint32_t in_len, in_cap;
+    struct conn_out *out; /* ring of queued output, or NULL */
+    uint32_t out_head, out_count, out_cap;
+    size_t out_bytes;
+    struct conn *prev, *next, *dirty_next, *dead_next;
+    union {
+        struct conn_ws ws;
+    } u;
+    void *session; /* the chat session of a logged-in client, owned by the chat layer */
+};
+
+/* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
+#define CONN_OUT_HIGH (1u << 20)
+#define CONN_OUT_LOW (256u << 10)
+/* Unparsed input a handler may leave pending before the connection is dropped. */
+#define CONN_MAX_PENDING_INPUT (64u << 10)
+
+void conn_set_init(struct conn_set *set, struct loop *loop, void *owner);
+void conn_set_destroy(struct conn_set *set);
+/* Flushes queued output and frees dead connections: call before the loop sleeps. */
+void conn_set_before_sleep(struct conn_set *set);
+
+/*
+ * Adopts the connected socket fd (non-blocking) with a first handler and
+ * starts watching it. Returns the connection, or NULL (fd closed) if epoll
+ * refuses it.
+ */
+struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h,
+                      enum conn_transport transport);
+
+/* Queues bytes [off, end) of chunk; takes over one reference the caller held. */
+void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end);
+/* Queues a copy of p[0..n). */
+void conn_send_copy(struct conn *c, const void *p, size_t n);
+
+/* Stops handling input, writes what is queued, shuts the write side, drains, closes. */
+void conn_close_after_flush(struct conn *c);
+/* Closes at once, dropping queued output. */
+void conn_close(struct conn *c);
+
+/* (Re)arms the connection's one timer for the handler, at due_ms on the loop clock. */
+void conn_set_timer(struct conn *c, uint64_t due_ms);
+
+void conn_set_transport(struct conn *c, enum conn_transport t);
+
+static inline bool conn_is_open(const struct conn *c)
+{
+    return c->state == CONN_OPEN;
+}
+
+static inline uint64_t conn_now(const struct conn *c)
+{
+    return loop_now(c->set->loop);
+}
+
+/* Connections open now in the whole process, by transport. */
+size_t conn_count(enum conn_transport t);
+
+#endif

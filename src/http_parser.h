@@ -1,0 +1,63 @@
+/*
+ * http_parser: parses an HTTP/1.x request head in the caller's buffer.
+ * Pure: no I/O, no allocation, no globals; results are pointer/length pairs
+ * into the caller's buffer, valid as long as that buffer is.
+ */
+#ifndef PARLEY_HTTP_PARSER_H
+#define PARLEY_HTTP_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_MAX_HEADERS 64
+
+#define HTTP_BAD (-1)       /* malformed: answer 400 */
+#define HTTP_NEED_MORE (-2) /* head incomplete: read more and call again */
+#define HTTP_TOO_LARGE (-3) /* head over the size limit or too many headers: answer 431 */
+
+struct http_header {
+    const char *name;
+    size_t name_len;
+    const char *value; /* optional white space around the value is trimmed */
+    size_t value_len;
+};
+
+struct http_request {
+    const char *method;
+    size_t method_len;
+    const char *target; /* request-target as sent, e.g. "/ws?x=1" */
+    size_t target_len;
+    int version_minor; /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    size_t num_headers;
+    struct http_header headers[HTTP_MAX_HEADERS];
+};
+
+/*
+ * Parses one request head (request line, header lines, empty line) from
+ * buf[0..len). Line ends may be CRLF or a bare LF; empty lines before the
+ * request line are skipped and count toward the head. max_head bounds the
+ * head in bytes, every byte up to and including the empty line: a head of
+ * exactly max_head bytes is accepted.
+ *
+ * Returns the head's length in bytes (> 0) on success; HTTP_NEED_MORE when
+ * buf holds no complete head yet and could still hold one within max_head;
+ * HTTP_TOO_LARGE when the head is (or must become) longer than max_head or
+ * has more than HTTP_MAX_HEADERS headers; HTTP_BAD when it is malformed
+ * (not HTTP/1.0 or HTTP/1.1, bad tokens, control characters, obs-fold...).
+ */
+int http_parse_request(const char *buf, size_t len, size_t max_head, struct http_request *req);
+
+/* Returns the first header called `name` (case-insensitive), or NULL. */
+const struct http_header *http_find_header(const struct http_request *req, const char *name);
+
+/* Returns how many headers are called `name` (case-insensitive). */
+size_t http_count_header(const struct http_request *req, const char *name);
+
+/* Returns true when the comma-separated list value[0..len) holds `token`,
+ * compared case-insensitively ("keep-alive, Upgrade" holds "upgrade"). */
+bool http_has_token(const char *value, size_t len, const char *token);
+
+/* Returns true when the method is exactly `m` (methods are case-sensitive). */
+bool http_method_is(const struct http_request *req, const char *m);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * mailbox: a worker's inbox. Any thread posts; only the owning worker takes.
+ *
+ * DESIGN: an intrusive multi-producer single-consumer queue (a linked list
+ * whose head producers swap atomically; no locks) plus an eventfd that
+ * wakes the owner's epoll loop. A post writes the eventfd only when the
+ * owner has not been signalled since it last drained, so a burst of posts
+ * costs one wake-up.
+ */
+#ifndef PARLEY_MAILBOX_H
+#define PARLEY_MAILBOX_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct mail {
+    struct mail *_Atomic next;
+    int kind; /* the receiver's dispatch tag */
+};
+
+struct mailbox {
+    struct mail *_Atomic head; /* producers push here */
+    struct mail *tail;         /* the consumer takes from here */
+    struct mail stub;
+    atomic_bool signalled;
+    int efd;
+};
+
+/* Returns 0, or a negative errno if the eventfd cannot be made. */
+int mailbox_init(struct mailbox *mb);
+void mailbox_destroy(struct mailbox *mb);
+
+/* The fd to watch for EPOLLIN in the owner's loop. */
+static inline int mailbox_fd(const struct mailbox *mb)
+{
+    return mb->efd;
+}
+
+/* Posts m (owned by the receiver from now on). Safe from any thread. */
+void mailbox_post(struct mailbox *mb, struct mail *m);
+
+/* Owner only: clears the wake-up, then returns the next mail or NULL when empty. */
+void mailbox_ack(struct mailbox *mb);
+struct mail *mailbox_take(struct mailbox *mb);
+
+#endif

@@ -1,0 +1,197 @@
+/* server: binds listeners, runs the workers, and shuts them down. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "http_session.h"
+#include "log.h"
+#include "telnet_session.h"
+#include "worker.h"
+
+enum mail_kind { MAIL_SHUTDOWN = 1 };
+
+struct shutdown_mail {
+    struct mail mail;
+    uint64_t deadline_ms;
+};
+
+struct server {
+    const struct config *cfg;
+    int n_workers;
+    struct worker *workers;
+};
+
+static void on_accept(struct worker *w, int fd, enum conn_transport transport)
+{
+    struct conn *c = conn_new(&w->conns, fd, NULL, transport);
+    if (!c)
+        return;
+    if (transport == CONN_TELNET)
+        telnet_session_start(c);
+    else
+        http_session_start(c);
+}
+
+static void on_mail(struct worker *w, struct mail *m)
+{
+    if (m->kind == MAIL_SHUTDOWN) {
+        struct shutdown_mail *sm = (struct shutdown_mail *)m;
+        worker_begin_shutdown(w, sm->deadline_ms);
+        free(sm);
+    }
+}
+
+static void format_addr(const struct sockaddr_storage *sa, char *out, size_t outsz)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+        snprintf(out, outsz, "[%s]:%u", host, ntohs(v6->sin6_port));
+    } else {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+        snprintf(out, outsz, "%s:%u", host, ntohs(v4->sin_port));
+    }
+}
+
+static void set_port(struct sockaddr_storage *sa, uint16_t port)
+{
+    if (sa->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
+    else
+        ((struct sockaddr_in *)sa)->sin_port = htons(port);
+}
+
+static uint16_t get_port(const struct sockaddr_storage *sa)
+{
+    return ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+                                           : ((const struct sockaddr_in *)sa)->sin_port);
+}
+
+/* Returns a bound, listening socket, or -errno. */
+static int open_listener(const struct sockaddr_storage *sa, socklen_t len, bool reuseport)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)sa, len) < 0)
+        goto fail;
+    if (reuseport && listen(fd, 4096) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int err = errno;
+    close(fd);
+    return -err;
+}
+
+/*
+ * Opens one SO_REUSEPORT socket per worker on addr. SO_REUSEPORT would let
+ * us share a port with another process of the same user, silently splitting
+ * its traffic, so a plain bind first proves the port is free.
+ */
+static int bind_port(struct server *s, const struct listen_addr *addr, enum conn_transport t,
+                     const char *name)
+{
+    struct sockaddr_storage sa = addr->sa;
+    char text[96];
+    if (get_port(&sa) != 0) {
+        int probe = open_listener(&sa, addr->len, false);
+        if (probe < 0) {
+            log_error("msg=bind_failed transport=%s addr=%s error=\"%s\"", name, addr->text,
+                      strerror(-probe));
+            return -1;
+        }
+        close(probe);
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        int fd = open_listener(&sa, addr->len, true);
+        if (fd < 0) {
+            log_error("msg=bind_failed transport=%s addr=%s error=\"%s\"", name, addr->text,
+                      strerror(-fd));
+            return -1;
+        }
+        if (i == 0) {
+            /* Port 0 asks the kernel for a free port: the other workers share it. */
+            socklen_t len = sizeof sa;
+            getsockname(fd, (struct sockaddr *)&sa, &len);
+        }
+        worker_add_listener(&s->workers[i], fd, t);
+    }
+    format_addr(&sa, text, sizeof text);
+    log_info("msg=listening transport=%s addr=%s", name, text);
+    (void)set_port;
+    return 0;
+}
+
+static void free_server(struct server *s, int started)
+{
+    for (int i = 0; i < started; i++)
+        worker_join(&s->workers[i]);
+    for (int i = 0; i < s->n_workers; i++)
+        worker_destroy(&s->workers[i]);
+    free(s->workers);
+    free(s);
+}
+
+struct server *server_start(const struct config *cfg)
+{
+    struct server *s = xcalloc(1, sizeof *s);
+    s->cfg = cfg;
+    s->n_workers = cfg->workers;
+    s->workers = xcalloc((size_t)s->n_workers, sizeof *s->workers);
+    for (int i = 0; i < s->n_workers; i++) {
+        int rc = worker_init(&s->workers[i], i, cfg);
+        if (rc < 0) {
+            log_error("msg=worker_init_failed worker=%d error=\"%s\"", i, strerror(-rc));
+            free_server(s, 0);
+            return NULL;
+        }
+        s->workers[i].on_accept = on_accept;
+        s->workers[i].on_mail = on_mail;
+    }
+    if (bind_port(s, &cfg->http, CONN_HTTP, "http") < 0 ||
+        bind_port(s, &cfg->telnet, CONN_TELNET, "telnet") < 0) {
+        free_server(s, 0);
+        return NULL;
+    }
+    for (int i = 0; i < s->n_workers; i++) {
+        int rc = worker_start(&s->workers[i]);
+        if (rc < 0) {
+            log_error("msg=worker_start_failed worker=%d error=\"%s\"", i, strerror(-rc));
+            server_stop(s, 0);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void server_stop(struct server *s, unsigned timeout_ms)
+{
+    uint64_t deadline = clock_ms() + timeout_ms;
+    for (int i = 0; i < s->n_workers; i++) {
+        if (!s->workers[i].thread)
+            continue;
+        struct shutdown_mail *m = xcalloc(1, sizeof *m);
+        m->mail.kind = MAIL_SHUTDOWN;
+        m->deadline_ms = deadline;
+        mailbox_post(&s->workers[i].mailbox, &m->mail);
+    }
+    int started = 0;
+    while (started < s->n_workers && s->workers[started].thread)
+        started++;
+    free_server(s, started);
+}

@@ -1,0 +1,38 @@
+/*
+ * ws_handshake: the checks of a WebSocket opening handshake (RFC 6455 4.2)
+ * and the Origin policy of PROTOCOL.md. Pure apart from OpenSSL's SHA-1.
+ */
+#ifndef PARLEY_WS_HANDSHAKE_H
+#define PARLEY_WS_HANDSHAKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "http_parser.h"
+
+#define WS_ACCEPT_LEN 28 /* base64 of a SHA-1 digest */
+
+/*
+ * Checks that req is a valid WebSocket upgrade: GET, HTTP/1.1, Upgrade
+ * holding "websocket", Connection holding "upgrade", exactly one
+ * Sec-WebSocket-Key that is base64 of 16 bytes, Sec-WebSocket-Version 13.
+ * On success writes the Sec-WebSocket-Accept value plus a NUL into accept
+ * and returns true; otherwise returns false (the caller answers 426).
+ */
+bool ws_handshake_check(const struct http_request *req, char accept[WS_ACCEPT_LEN + 1]);
+
+/* Writes base64(SHA-1(key + RFC 6455 GUID)) plus a NUL into out. */
+void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1]);
+
+/*
+ * The Origin policy (PROTOCOL.md rules 30 and 44). Returns true when req has
+ * no Origin header, or its Origin's host and port equal the Host header's
+ * (case-insensitive, any scheme; a missing port is the scheme's default: 80
+ * for http/ws, 443 for https/wss; a Host without a port means 80), or the
+ * Origin equals one of allowed[0..n) (scheme, host and port compared the
+ * same way; "*" in allowed admits every Origin except "null").
+ * "Origin: null" and unparsable Origins are refused.
+ */
+bool ws_origin_allowed(const struct http_request *req, const char *const *allowed, size_t n_allowed);
+
+#endif

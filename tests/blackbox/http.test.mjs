@@ -1,0 +1,169 @@
+// HTTP surface: GET / and /healthz, HEAD, keep-alive and pipelining, 404/405/400/431/426, no /echo by default.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib/server.mjs';
+import { RawConn } from './lib/rawconn.mjs';
+import { buildRequest, exchange, get, readResponse } from './lib/http.mjs';
+
+const HEAD_LIMIT = 8192;
+
+let server;
+let port;
+
+before(async () => {
+  server = await startServer();
+  port = server.httpPort;
+});
+
+after(() => server?.stop());
+
+const hostHeader = () => ['Host', `127.0.0.1:${port}`];
+
+// Request text with a Host header; `extra` headers follow it.
+const request = (method, path, extra = []) =>
+  buildRequest({ method, path, headers: [hostHeader(), ...extra] });
+
+// A GET / whose head is exactly `size` bytes, padded with one X-Pad header.
+function requestOfSize(size) {
+  const prefix = `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Pad: `;
+  const suffix = '\r\n\r\n';
+  const text = prefix + 'a'.repeat(size - prefix.length - suffix.length) + suffix;
+  assert.equal(Buffer.byteLength(text), size);
+  return text;
+}
+
+test('GET / serves the web client as text/html', async () => {
+  const res = await get(port, '/');
+  assert.equal(res.status, 200);
+  assert.match(res.headers['content-type'] ?? '', /^text\/html\b/i);
+  assert.ok(res.body.length > 0, 'empty body');
+});
+
+test('GET /healthz answers JSON with status, version, connections and uptime', async () => {
+  const res = await get(port, '/healthz');
+  assert.equal(res.status, 200);
+  assert.match(res.headers['content-type'] ?? '', /^application\/json\b/i);
+  const body = JSON.parse(res.text);
+  assert.equal(body.status, 'ok');
+  assert.equal(typeof body.version, 'string');
+  assert.match(body.version, /^\d+\.\d+\.\d+/);
+  assert.equal(typeof body.connections, 'number');
+  assert.equal(typeof body.uptime, 'number');
+  assert.ok(body.uptime >= 0);
+});
+
+test('HEAD / has the headers of GET / and no body', async () => {
+  // Pipelined: a body after the HEAD response would corrupt the GET response that follows.
+  const [head, getRes] = await exchange(port, request('HEAD', '/') + request('GET', '/'), {
+    methods: ['HEAD', 'GET'],
+  });
+  assert.equal(head.status, 200);
+  assert.equal(getRes.status, 200);
+  assert.equal(head.headers['content-type'], getRes.headers['content-type']);
+  if (getRes.headers['content-length'] !== undefined) {
+    assert.equal(head.headers['content-length'], getRes.headers['content-length']);
+  }
+});
+
+test('keep-alive: two requests one after the other on one connection', async () => {
+  const conn = await RawConn.connect(port);
+  try {
+    await conn.write(request('GET', '/healthz'));
+    const first = await readResponse(conn);
+    assert.equal(first.status, 200);
+    await conn.write(request('GET', '/'));
+    const second = await readResponse(conn);
+    assert.equal(second.status, 200);
+    assert.match(second.headers['content-type'] ?? '', /^text\/html\b/i);
+  } finally {
+    conn.destroy();
+  }
+});
+
+test('keep-alive: three pipelined requests in one write are answered in order', async () => {
+  const responses = await exchange(
+    port,
+    request('GET', '/healthz') + request('GET', '/') + request('GET', '/nope'),
+    { methods: ['GET', 'GET', 'GET'] },
+  );
+  assert.deepEqual(
+    responses.map((r) => r.status),
+    [200, 200, 404],
+  );
+  assert.equal(JSON.parse(responses[0].text).status, 'ok');
+  assert.match(responses[1].headers['content-type'] ?? '', /^text\/html\b/i);
+});
+
+test('a request written one byte per TCP write is served', async () => {
+  const conn = await RawConn.connect(port);
+  try {
+    const bytes = Buffer.from(request('GET', '/healthz'));
+    await conn.writeSplit(bytes, [...bytes.keys()].slice(1));
+    const res = await readResponse(conn);
+    assert.equal(res.status, 200);
+  } finally {
+    conn.destroy();
+  }
+});
+
+for (const [method, path] of [
+  ['GET', '/nope'],
+  ['GET', '/healthz/extra'],
+  ['POST', '/nope'],
+  ['DELETE', '/nope'],
+]) {
+  test(`${method} ${path} (unknown path) → 404`, async () => {
+    const [res] = await exchange(port, request(method, path, [['Content-Length', '0']]));
+    assert.equal(res.status, 404);
+  });
+}
+
+for (const [method, path] of [
+  ['POST', '/'],
+  ['DELETE', '/healthz'],
+  ['PUT', '/'],
+  ['POST', '/ws'],
+]) {
+  test(`${method} ${path} (known path, wrong method) → 405`, async () => {
+    const [res] = await exchange(port, request(method, path, [['Content-Length', '0']]));
+    assert.equal(res.status, 405);
+  });
+}
+
+for (const [name, bytes] of [
+  ['request line without target', 'GET\r\n\r\n'],
+  ['request line of two words', 'hello world\r\n\r\n'],
+  ['header line without a colon', `GET / HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n`],
+]) {
+  test(`malformed request (${name}) → 400`, async () => {
+    const [res] = await exchange(port, bytes);
+    assert.equal(res.status, 400);
+  });
+}
+
+test(`request head of exactly ${HEAD_LIMIT} bytes is accepted`, async () => {
+  const [res] = await exchange(port, requestOfSize(HEAD_LIMIT));
+  assert.equal(res.status, 200);
+});
+
+test(`request head of ${HEAD_LIMIT + 1} bytes → 431`, async () => {
+  const [res] = await exchange(port, requestOfSize(HEAD_LIMIT + 1));
+  assert.equal(res.status, 431);
+});
+
+test('an unterminated head past the limit → 431 without waiting for its end', async () => {
+  const bytes = `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Pad: ${'b'.repeat(HEAD_LIMIT + 100)}`;
+  const [res] = await exchange(port, bytes);
+  assert.equal(res.status, 431);
+});
+
+test('GET /ws without an upgrade → 426 with Upgrade: websocket', async () => {
+  const res = await get(port, '/ws');
+  assert.equal(res.status, 426);
+  assert.equal((res.headers.upgrade ?? '').toLowerCase(), 'websocket');
+});
+
+test('GET /echo without --echo-endpoint → 404', async () => {
+  const res = await get(port, '/echo');
+  assert.equal(res.status, 404);
+});

@@ -1,0 +1,115 @@
+/* test_config: command-line options, their defaults and their refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+#define ARGV(...) ((char *[]){"parley", __VA_ARGS__, NULL})
+#define ARGC(argv) ((int)(sizeof(argv) / sizeof(argv[0])) - 1)
+
+static enum config_result parse(struct config *cfg, int argc, char **argv)
+{
+    /* Errors are printed on stderr: keep the test output readable. */
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w");
+    enum config_result r = config_parse(cfg, argc, argv);
+    fclose(stderr);
+    stderr = saved;
+    return r;
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *argv[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, argv), CONFIG_OK);
+    assert_string_equal(cfg.http.text, "0.0.0.0:9999");
+    assert_string_equal(cfg.telnet.text, "0.0.0.0:2323");
+    assert_string_equal(cfg.data_dir, "./parley-data");
+    assert_int_equal(cfg.max_message, 65536);
+    assert_int_equal(cfg.ping_interval_ms, 30000);
+    assert_int_equal(cfg.idle_timeout_ms, 75000);
+    assert_false(cfg.echo_endpoint);
+    assert_true(cfg.workers >= 1);
+    config_free(&cfg);
+}
+
+static void every_option(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char **argv = ARGV("--http", "[::1]:0", "--telnet", "127.0.0.1:2424", "--data", "/tmp/x",
+                       "--workers", "3", "--max-message", "16777216", "--echo-endpoint",
+                       "--allowed-origin", "https://a.example", "--allowed-origin", "*",
+                       "--ping-interval", "0.25", "--idle-timeout", "2", "--node", "n1",
+                       "--log-level", "debug");
+    assert_int_equal(parse(&cfg, 24, argv), CONFIG_OK);
+    assert_int_equal(cfg.http.sa.ss_family, AF_INET6);
+    assert_int_equal(cfg.telnet.sa.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&cfg.telnet.sa)->sin_port), 2424);
+    assert_int_equal(cfg.workers, 3);
+    assert_int_equal(cfg.max_message, 16777216);
+    assert_true(cfg.echo_endpoint);
+    assert_int_equal(cfg.n_allowed_origins, 2);
+    assert_string_equal(cfg.allowed_origins[1], "*");
+    assert_int_equal(cfg.ping_interval_ms, 250);
+    assert_int_equal(cfg.idle_timeout_ms, 2000);
+    assert_string_equal(cfg.node, "n1");
+    assert_int_equal(cfg.log_level, LOG_DEBUG);
+    config_free(&cfg);
+}
+
+static void refusals(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char **bad[] = {
+        ARGV("--nope"),           ARGV("--workers", "abc"),   ARGV("--workers", "0"),
+        ARGV("--workers", "-1"),  ARGV("--http", "9999"),     ARGV("--http", "1.2.3.4:70000"),
+        ARGV("--http", "[::1"),   ARGV("--http", "host:80"),  ARGV("--max-message", "12"),
+        ARGV("--log-level", "x"), ARGV("--idle-timeout", "0"), ARGV("--ping-interval", "nan"),
+        ARGV("stray"),            ARGV("--data", ""),         ARGV("--http"),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int argc = 0;
+        while (bad[i][argc])
+            argc++;
+        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
+        config_free(&cfg);
+    }
+}
+
+static void help_and_version_exit_cleanly(void **state)
+{
+    (void)state;
+    struct config cfg;
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    char **help = ARGV("--help");
+    char **version = ARGV("--version");
+    enum config_result a = config_parse(&cfg, 2, help);
+    enum config_result b = config_parse(&cfg, 2, version);
+    fclose(stdout);
+    stdout = saved;
+    assert_int_equal(a, CONFIG_EXIT_OK);
+    assert_int_equal(b, CONFIG_EXIT_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(every_option),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(help_and_version_exit_cleanly),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
