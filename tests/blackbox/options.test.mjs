@@ -1,0 +1,93 @@
+// Command line: --version, --help, bad options and values (exit 2), ports in use (exit 2), IPv6 listen address.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { rmSync } from 'node:fs';
+import { freshDataDir, runParley, startServer } from './lib/server.mjs';
+import { get } from './lib/http.mjs';
+import { RawConn } from './lib/rawconn.mjs';
+import { readResponse, buildRequest } from './lib/http.mjs';
+
+let dataDir;
+
+before(() => {
+  dataDir = freshDataDir();
+});
+
+after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+// Safe listen addresses, so a binary that wrongly starts does not take the default ports.
+const safeArgs = () => ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dataDir];
+
+function assertUsageError(result, what) {
+  assert.equal(result.code, 2, `${what}: exit ${result.code} (signal ${result.signal}), stderr: ${result.stderr}`);
+  assert.ok(result.stderr.trim().length > 0, `${what}: no message on stderr`);
+}
+
+test('--version prints "parley <version>" and exits 0', async () => {
+  const result = await runParley(['--version']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout.trim(), /^parley \d+\.\d+\.\d+$/);
+});
+
+test('--help prints usage naming the options and exits 0', async () => {
+  const result = await runParley(['--help']);
+  assert.equal(result.code, 0, result.stderr);
+  for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message']) {
+    assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
+  }
+});
+
+test('an unknown option → exit 2 with a message', async () => {
+  assertUsageError(await runParley([...safeArgs(), '--no-such-option']), '--no-such-option');
+});
+
+for (const args of [
+  ['--workers', 'abc'],
+  ['--workers'],
+  ['--http', 'nonsense'],
+  ['--http', '127.0.0.1:99999'],
+  ['--telnet', '127.0.0.1:-1'],
+  ['--max-message', 'abc'],
+  ['--ping-interval', 'soon'],
+  ['--idle-timeout', '-1'],
+  ['--log-level', 'loud'],
+]) {
+  test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
+    // Appended last so that it overrides the safe defaults where it names the same option.
+    assertUsageError(await runParley([...safeArgs(), ...args]), args.join(' '));
+  });
+}
+
+// A TCP listener on a free loopback port, closed by the test.
+async function occupyPort(t) {
+  const blocker = net.createServer();
+  await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => blocker.close());
+  return blocker.address().port;
+}
+
+for (const transport of ['http', 'telnet']) {
+  test(`--${transport} on a port in use → exit 2 with a message`, async (t) => {
+    const port = await occupyPort(t);
+    const args = [...safeArgs(), `--${transport}`, `127.0.0.1:${port}`];
+    assertUsageError(await runParley(args), `--${transport} on busy port ${port}`);
+  });
+}
+
+test('--http [::1]:0 listens on IPv6 loopback', async (t) => {
+  const server = await startServer([], { http: '[::1]:0' });
+  t.after(() => server.stop());
+  const conn = await RawConn.connect(server.httpPort, { host: '::1' });
+  t.after(() => conn.destroy());
+  await conn.write(buildRequest({ path: '/healthz', headers: [['Host', `[::1]:${server.httpPort}`]] }));
+  const res = await readResponse(conn);
+  assert.equal(res.status, 200);
+  assert.equal(JSON.parse(res.text).status, 'ok');
+});
+
+test('--node, --workers and --log-level debug are accepted', async (t) => {
+  const server = await startServer(['--node', 'n1', '--workers', '1', '--log-level', 'debug']);
+  t.after(() => server.stop());
+  assert.equal((await get(server.httpPort, '/healthz')).status, 200);
+});
