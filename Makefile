@@ -68,6 +68,12 @@ fuzz: fuzz-build
 setup:
 	@scripts/setup.sh --test
 
+# Benchmarks: figures beside a peer measured in the same run (docs/benchmarks.md). Not part of `make test`.
+bench:
+	@scripts/setup.sh --test
+	@$(MAKE) --no-print-directory all
+	node bench/idle_memory.mjs $(or $(BENCH_CONNECTIONS),5000)
+
 clean:
 	rm -rf build
 

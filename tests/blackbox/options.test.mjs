@@ -4,9 +4,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { rmSync } from 'node:fs';
 import { freshDataDir, runParley, startServer } from './lib/server.mjs';
-import { get } from './lib/http.mjs';
+import { buildRequest, get, readResponse } from './lib/http.mjs';
 import { RawConn } from './lib/rawconn.mjs';
-import { readResponse, buildRequest } from './lib/http.mjs';
 
 let dataDir;
 

@@ -1,0 +1,69 @@
+// idle_memory: resident memory one idle WebSocket costs parley, beside a Node `ws` server, in one run.
+//   node bench/idle_memory.mjs [connections]   (default 5000; `make bench` runs it)
+// Each server is started fresh; its VmRSS is read from /proc before and after opening the
+// connections (each waits for its first message, then stays idle). Socket buffers are kernel
+// memory and not in VmRSS, so the figure is the server's own user-space cost per connection.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import WebSocket from 'ws';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const count = Number(process.argv[2] ?? 5000);
+
+function rssKiB(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
+}
+
+function start(cmd, args, readyPattern) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const onData = (d) => {
+      out += d;
+      const m = readyPattern.exec(out);
+      if (m) resolve({ proc, port: Number(m[1]) });
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
+  });
+}
+
+async function openIdle(url, n) {
+  const sockets = [];
+  for (let i = 0; i < n; i += 200) {
+    const batch = [];
+    for (let j = i; j < Math.min(n, i + 200); j++) {
+      batch.push(new Promise((resolve, reject) => {
+        const ws = new WebSocket(url);
+        ws.once('message', () => resolve(ws));
+        ws.once('error', reject);
+      }));
+    }
+    sockets.push(...(await Promise.all(batch)));
+  }
+  return sockets;
+}
+
+async function measure(name, server, wsPath) {
+  const before = rssKiB(server.proc.pid);
+  const sockets = await openIdle(`ws://127.0.0.1:${server.port}${wsPath}`, count);
+  await new Promise((r) => setTimeout(r, 500)); // let the server finish its turn
+  const after = rssKiB(server.proc.pid);
+  for (const ws of sockets) ws.terminate();
+  server.proc.kill('SIGKILL');
+  const perConn = ((after - before) * 1024) / count;
+  console.log(`${name.padEnd(16)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per idle WebSocket`);
+  return perConn;
+}
+
+const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
+const parley = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0',
+  '--data', '/tmp/parley-bench-idle', '--log-level', 'info'], /transport=http addr=127\.0\.0\.1:(\d+)/);
+const parleyBytes = await measure('parley', parley, '/ws');
+const peer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs')], /port=(\d+)/);
+const peerBytes = await measure('node ws 8 (peer)', peer, '/');
+console.log(`idle WebSockets: ${count}; parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
