@@ -12,8 +12,7 @@ const BIG_TIMEOUT = ms(20000);
 
 // Sends `data` and asserts the next message is the same bytes with the same type.
 async function assertEchoes(client, data, { binary = false, timeoutMs = EVENT_TIMEOUT } = {}) {
-  await client.send(data, { binary });
-  const msg = await client.nextMessage(timeoutMs, `echo of a ${data.length}-byte message`);
+  const msg = await client.roundTrip(data, { binary, timeoutMs });
   assert.equal(msg.isBinary, binary, 'echo has another message type');
   assert.ok(Buffer.from(data).equals(msg.data), `echo differs (${msg.data.length} bytes back)`);
 }
@@ -121,6 +120,21 @@ describe('default limits', () => {
     await c.send('b'.repeat(40000), { fin: true }).catch(() => {});
     const { code } = await c.waitClosed(BIG_TIMEOUT, 'close after oversized fragments');
     assert.equal(code, 1009);
+  });
+
+  test('20 concurrent clients each get their own 20 messages back in order', async (t) => {
+    const clients = await Promise.all(Array.from({ length: 20 }, () => openWs(server.wsUrl('/echo'))));
+    t.after(() => clients.forEach((c) => c.terminate()));
+    await Promise.all(
+      clients.map(async (c, i) => {
+        const sent = Array.from({ length: 20 }, (_, j) => randomBytes(1 + ((i * 997 + j * 131) % 9000)));
+        await Promise.all(sent.map((data) => c.send(data, { binary: true })));
+        for (const [j, data] of sent.entries()) {
+          const msg = await c.nextMessage(BIG_TIMEOUT, `echo ${j} of client ${i}`);
+          assert.ok(msg.data.equals(data), `client ${i} message ${j} differs`);
+        }
+      }),
+    );
   });
 
   test('/echo sends no hello: the first frame is the pong to our ping', async (t) => {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from './lib/server.mjs';
 import { connectWs } from './lib/wsclient.mjs';
-import { EVENT_TIMEOUT, ms, withTimeout } from './lib/util.mjs';
+import { ms, withTimeout } from './lib/util.mjs';
 
 const FD_LIMIT = 64;
 const ATTEMPTS = 80;
@@ -50,8 +50,7 @@ async function assertEchoes(list, tag) {
   await Promise.all(
     list.map(async (c, i) => {
       const text = `${tag} ${i}`;
-      await c.send(text);
-      const msg = await c.nextMessage(EVENT_TIMEOUT, `echo of '${text}'`);
+      const msg = await c.roundTrip(text);
       assert.equal(msg.data.toString(), text);
     }),
   );
@@ -80,19 +79,23 @@ test('a warning about the fd limit is logged', async () => {
   assert.ok(warning);
 });
 
-test('connections that are open keep echoing while others wait', async () => {
+test('connections that are open keep echoing while others wait', async (t) => {
+  // With one worker, a round trip through it after the warning lets every upgrade it had
+  // already accepted reach us first.
+  await whenOpened(clients, 1, 'a first connection to open');
+  await assertEchoes(openClients().slice(0, 1), 'settle');
+  await assertEchoes(openClients(), 'while saturated');
   assert.ok(server.running, 'parley exited');
-  const open = openClients();
-  assert.ok(open.length > 0, 'no connection opened at all');
+  t.diagnostic(`${openClients().length} open, ${pendingClients().length} pending`);
   assert.ok(pendingClients().length > 0, `all ${ATTEMPTS} connections opened: the limit was never hit`);
-  await assertEchoes(open, 'while saturated');
 });
 
-test('the server does not spin while connections are pending', async () => {
+test('the server does not spin while connections are pending', async (t) => {
   assert.ok(pendingClients().length > 0, 'no pending connections to measure with');
   const before = cpuSeconds(server.pid);
   await sleep(CPU_WINDOW_MS); // nothing else can show the absence of a busy loop
   const used = cpuSeconds(server.pid) - before;
+  t.diagnostic(`${used.toFixed(2)} s of CPU in ${CPU_WINDOW_MS} ms`);
   assert.ok(server.running, 'parley exited');
   assert.ok(used < MAX_CPU_SECONDS, `used ${used.toFixed(2)} s of CPU in ${CPU_WINDOW_MS} ms while idle`);
 });

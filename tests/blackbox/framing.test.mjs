@@ -15,8 +15,8 @@ before(async () => {
 after(() => server?.stop());
 
 // Each test gets a fresh raw connection to /echo, destroyed afterwards.
-async function open(t) {
-  ws = await RawWs.open(server.httpPort, { path: '/echo' });
+async function open(t, opts = {}) {
+  ws = await RawWs.open(server.httpPort, { path: '/echo', ...opts });
   t.after(() => ws.destroy());
   return ws;
 }
@@ -230,6 +230,14 @@ describe('close handshake', () => {
     await ws.conn.waitClosed();
   });
 
+  test('a close in the middle of a fragmented message is answered', async (t) => {
+    await open(t);
+    await ws.text('unfinished', { fin: false });
+    await ws.close(1000);
+    assert.equal((await ws.closeFrame()).code, 1000);
+    await ws.conn.waitClosed();
+  });
+
   test('a close with a valid UTF-8 reason is answered', async (t) => {
     await open(t);
     await ws.close(1000, 'ciao ✓');
@@ -297,6 +305,14 @@ describe('ping/pong and valid framing', () => {
     const msg = await readMessage();
     assert.equal(msg.opcode, OP.TEXT);
     assert.equal(msg.payload.toString('utf8'), 'a€b');
+  });
+
+  test('frames sent in the same TCP write as the upgrade request are echoed', async (t) => {
+    const early = encodeFrame({ opcode: OP.TEXT, payload: 'early' });
+    const ping = encodeFrame({ opcode: OP.PING, payload: 'p' });
+    await open(t, { pipelined: Buffer.concat([early, ping]) });
+    assert.equal((await readMessage()).payload.toString(), 'early');
+    await assertPong('p');
   });
 
   test('two frames in one TCP write and one frame across two writes are echoed', async (t) => {

@@ -49,6 +49,13 @@ describe('handshake', () => {
       assertSwitched(await upgrade(port, { path, headers }));
     });
 
+    test(`${path}: permessage-deflate offered → 101 without extensions`, async () => {
+      const headers = { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' };
+      const result = await upgrade(port, { path, headers });
+      assertSwitched(result);
+      assert.equal(result.res.headers['sec-websocket-extensions'], undefined);
+    });
+
     const failures = [
       ['missing Upgrade', { headers: { Upgrade: null } }],
       ['Upgrade: h2c', { headers: { Upgrade: 'h2c' } }],

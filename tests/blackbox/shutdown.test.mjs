@@ -1,9 +1,11 @@
-// Graceful shutdown: SIGTERM closes every WebSocket with 1001, exits 0, and stops accepting.
+// Graceful shutdown: SIGTERM closes every WebSocket with 1001 and idle connections, exits 0, stops accepting.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { startServer } from './lib/server.mjs';
 import { openWs } from './lib/wsclient.mjs';
+import { RawConn } from './lib/rawconn.mjs';
+import { buildRequest, readResponse } from './lib/http.mjs';
 import { EVENT_TIMEOUT, ms, withTimeout } from './lib/util.mjs';
 
 const SHUTDOWN_WAIT = ms(10000); // the server has 5 s; allow slow sanitizer builds
@@ -11,6 +13,8 @@ const SHUTDOWN_WAIT = ms(10000); // the server has 5 s; allow slow sanitizer bui
 let server;
 let clients;
 let ports;
+let idleHttp; // a keep-alive HTTP connection left idle after one request
+let idleTelnet;
 
 before(async () => {
   server = await startServer(['--echo-endpoint']);
@@ -18,11 +22,17 @@ before(async () => {
   const chat = await Promise.all([1, 2, 3].map(() => openWs(server.wsUrl('/ws'))));
   await Promise.all(chat.map((c) => c.nextJson(EVENT_TIMEOUT, 'hello')));
   clients = [...chat, await openWs(server.wsUrl('/echo'))];
+  idleHttp = await RawConn.connect(ports.http);
+  await idleHttp.write(buildRequest({ path: '/healthz', headers: [['Host', 'localhost']] }));
+  await readResponse(idleHttp);
+  idleTelnet = await RawConn.connect(ports.telnet);
   server.proc.kill('SIGTERM');
 });
 
 after(async () => {
   for (const c of clients ?? []) c.terminate();
+  idleHttp?.destroy();
+  idleTelnet?.destroy();
   await server?.kill();
 });
 
@@ -53,6 +63,11 @@ test('the process exits with status 0', async () => {
     throw new Error(`${err.message}\n${server.stderr()}`);
   });
   assert.deepEqual(info, { code: 0, signal: null }, server.stderr());
+});
+
+test('idle keep-alive HTTP and telnet connections are closed too', async () => {
+  await idleHttp.waitClosed(SHUTDOWN_WAIT, 'the idle HTTP connection to close');
+  await idleTelnet.waitClosed(SHUTDOWN_WAIT, 'the telnet connection to close');
 });
 
 test('new connections are refused after exit', async () => {

@@ -136,11 +136,16 @@ const describeFrame = (f) =>
 
 export class RawWs {
   // Connects, upgrades `path` (header overrides allowed) and checks the 101 and its accept key.
-  static async open(port, { path = '/echo', headers = {}, timeoutMs = EVENT_TIMEOUT } = {}) {
+  // `pipelined` bytes (e.g. encoded frames) go out in the same write as the request.
+  static async open(
+    port,
+    { path = '/echo', headers = {}, pipelined = Buffer.alloc(0), timeoutMs = EVENT_TIMEOUT } = {},
+  ) {
     const conn = await RawConn.connect(port, { timeoutMs });
     const key = newKey();
     try {
-      await conn.write(upgradeRequest({ port, path, key, headers }));
+      const request = Buffer.from(upgradeRequest({ port, path, key, headers }));
+      await conn.write(Buffer.concat([request, pipelined]));
       const res = await readResponse(conn, { timeoutMs });
       if (res.status !== 101) {
         throw new Error(`upgrade of ${path}: expected 101, got ${res.status}: ${res.text}`);

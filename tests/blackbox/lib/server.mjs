@@ -62,7 +62,7 @@ function spawnParley(args, { env, ulimitNofile } = {}) {
         );
   liveChildren.add(child);
   const exited = new Promise((resolve) => {
-    child.on('error', (error) => resolve({ code: null, signal: null, error }));
+    child.on('error', (error) => resolve({ code: null, signal: null, error: error.message }));
     child.on('exit', (code, signal) => resolve({ code, signal }));
   }).finally(() => liveChildren.delete(child));
   return { child, exited };

@@ -43,6 +43,12 @@ export class WsClient {
     return this.messages.next(timeoutMs, what);
   }
 
+  // Sends one message and resolves with the next message received (the echo on /echo).
+  async roundTrip(data, { binary = false, timeoutMs = EVENT_TIMEOUT } = {}) {
+    await this.send(data, { binary });
+    return this.nextMessage(timeoutMs, `the answer to a ${Buffer.byteLength(data)}-byte message`);
+  }
+
   async nextJson(timeoutMs = EVENT_TIMEOUT, what = 'a JSON text message') {
     const { data, isBinary } = await this.nextMessage(timeoutMs, what);
     if (isBinary) throw new Error(`expected a text message, got ${data.length} binary bytes`);
