@@ -28,6 +28,22 @@ static const char usage[] =
     "  --idle-timeout SECONDS    close WebSockets silent this long (default 75)\n"
     "  --node NAME               this node's name in greetings (default: host name)\n"
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+    "\n"
+    "Chat limits:\n"
+    "  --rate-limit N            sends per connection: bucket of N refilled at N per 10 s (default 20; 0 = off)\n"
+    "  --max-rooms N             rooms one connection may join (default 100)\n"
+    "  --max-text N              characters per message (default 4000)\n"
+    "  --output-limit BYTES      output queued for one connection before it is dropped (default 4194304)\n"
+    "  --login-timeout SECONDS   WebSocket login deadline (default 30)\n"
+    "  --telnet-login-timeout SECONDS  telnet login deadline (default 60)\n"
+    "  --telnet-idle SECONDS     close telnet sessions idle this long (default: never)\n"
+    "  --max-conns-per-ip N      connections per remote address (default 0 = unlimited)\n"
+    "  --token-ttl SECONDS       login token lifetime (default 604800)\n"
+    "  --guest-token-ttl SECONDS guest token lifetime (default 86400)\n"
+    "  --retention N             newest messages kept per room (default 0 = all)\n"
+    "  --ring-size N             recent messages per room kept in memory for replay (default 1024)\n"
+    "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
+    "  --max-db-size BYTES       cap on the database file (default 0 = none)\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -45,6 +61,20 @@ enum {
     OPT_LOG_LEVEL,
     OPT_HELP,
     OPT_VERSION,
+    OPT_RATE_LIMIT,
+    OPT_MAX_ROOMS,
+    OPT_MAX_TEXT,
+    OPT_OUTPUT_LIMIT,
+    OPT_LOGIN_TIMEOUT,
+    OPT_TELNET_LOGIN_TIMEOUT,
+    OPT_TELNET_IDLE,
+    OPT_MAX_CONNS_PER_IP,
+    OPT_TOKEN_TTL,
+    OPT_GUEST_TOKEN_TTL,
+    OPT_RETENTION,
+    OPT_RING_SIZE,
+    OPT_PASSWORD_COST,
+    OPT_MAX_DB_SIZE,
 };
 
 static const struct option options[] = {
@@ -61,6 +91,20 @@ static const struct option options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"rate-limit", required_argument, NULL, OPT_RATE_LIMIT},
+    {"max-rooms", required_argument, NULL, OPT_MAX_ROOMS},
+    {"max-text", required_argument, NULL, OPT_MAX_TEXT},
+    {"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
+    {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
+    {"telnet-login-timeout", required_argument, NULL, OPT_TELNET_LOGIN_TIMEOUT},
+    {"telnet-idle", required_argument, NULL, OPT_TELNET_IDLE},
+    {"max-conns-per-ip", required_argument, NULL, OPT_MAX_CONNS_PER_IP},
+    {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
+    {"guest-token-ttl", required_argument, NULL, OPT_GUEST_TOKEN_TTL},
+    {"retention", required_argument, NULL, OPT_RETENTION},
+    {"ring-size", required_argument, NULL, OPT_RING_SIZE},
+    {"password-cost", required_argument, NULL, OPT_PASSWORD_COST},
+    {"max-db-size", required_argument, NULL, OPT_MAX_DB_SIZE},
     {0, 0, 0, 0},
 };
 
@@ -158,6 +202,15 @@ static void set_defaults(struct config *cfg)
     cfg->ping_interval_ms = 30000;
     cfg->idle_timeout_ms = 75000;
     cfg->http_idle_ms = 30000;
+    cfg->rate_limit = 20;
+    cfg->max_rooms = 100;
+    cfg->output_limit = 4u << 20;
+    cfg->login_timeout_ms = 30000;
+    cfg->telnet_login_timeout_ms = 60000;
+    cfg->token_ttl_ms = 7ull * 24 * 3600 * 1000;
+    cfg->guest_token_ttl_ms = 24ull * 3600 * 1000;
+    cfg->ring_size = 1024;
+    cfg->max_text = 4000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -226,6 +279,74 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &cfg->log_level) < 0)
                 return bad("log-level", optarg, "expected debug, info, warn or error");
+            break;
+        case OPT_RATE_LIMIT:
+            if (parse_u64(optarg, 0, 1000000, &v) < 0)
+                return bad("rate-limit", optarg, "expected a number from 0 to 1000000");
+            cfg->rate_limit = (uint32_t)v;
+            break;
+        case OPT_MAX_ROOMS:
+            if (parse_u64(optarg, 1, 100000, &v) < 0)
+                return bad("max-rooms", optarg, "expected a number from 1 to 100000");
+            cfg->max_rooms = (uint32_t)v;
+            break;
+        case OPT_MAX_TEXT:
+            if (parse_u64(optarg, 1, 1000000, &v) < 0)
+                return bad("max-text", optarg, "expected a number from 1 to 1000000");
+            cfg->max_text = (uint32_t)v;
+            break;
+        case OPT_OUTPUT_LIMIT:
+            if (parse_u64(optarg, 4096, 1u << 30, &v) < 0)
+                return bad("output-limit", optarg, "expected bytes from 4096 to 1073741824");
+            cfg->output_limit = v;
+            break;
+        case OPT_LOGIN_TIMEOUT:
+            if (parse_seconds(optarg, &cfg->login_timeout_ms) < 0)
+                return bad("login-timeout", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_TELNET_LOGIN_TIMEOUT:
+            if (parse_seconds(optarg, &cfg->telnet_login_timeout_ms) < 0)
+                return bad("telnet-login-timeout", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_TELNET_IDLE:
+            if (parse_seconds(optarg, &cfg->telnet_idle_ms) < 0)
+                return bad("telnet-idle", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_MAX_CONNS_PER_IP:
+            if (parse_u64(optarg, 0, 1000000, &v) < 0)
+                return bad("max-conns-per-ip", optarg, "expected a number from 0 to 1000000");
+            cfg->max_conns_per_ip = (uint32_t)v;
+            break;
+        case OPT_TOKEN_TTL:
+            if (parse_seconds(optarg, &cfg->token_ttl_ms) < 0)
+                return bad("token-ttl", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_GUEST_TOKEN_TTL:
+            if (parse_seconds(optarg, &cfg->guest_token_ttl_ms) < 0)
+                return bad("guest-token-ttl", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_RETENTION:
+            if (parse_u64(optarg, 0, UINT64_MAX / 2, &v) < 0)
+                return bad("retention", optarg, "expected a number of messages (0 = all)");
+            cfg->retention = v;
+            break;
+        case OPT_RING_SIZE:
+            if (parse_u64(optarg, 1, 1u << 20, &v) < 0)
+                return bad("ring-size", optarg, "expected a number from 1 to 1048576");
+            cfg->ring_size = (uint32_t)v;
+            break;
+        case OPT_PASSWORD_COST:
+            if (strcmp(optarg, "min") == 0)
+                cfg->password_cost_min = true;
+            else if (strcmp(optarg, "interactive") == 0)
+                cfg->password_cost_min = false;
+            else
+                return bad("password-cost", optarg, "expected interactive or min");
+            break;
+        case OPT_MAX_DB_SIZE:
+            if (parse_u64(optarg, 0, UINT64_MAX / 2, &v) < 0)
+                return bad("max-db-size", optarg, "expected bytes (0 = no cap)");
+            cfg->max_db_bytes = v;
             break;
         case OPT_HELP:
             fputs(usage, stdout);

@@ -58,6 +58,7 @@ struct conn_ws {
     struct ws_reader reader;
     struct chunk *msg; /* the data message being reassembled, or NULL */
     uint64_t last_ping_ms;
+    uint64_t opened_ms;
     uint8_t endpoint;  /* which WebSocket endpoint: see ws_session.h */
     bool close_sent;
 };

@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "http_parser.h"
 #include "log.h"
+#include "metrics.h"
 #include "web_assets.h"
 #include "worker.h"
 #include "ws_handshake.h"
@@ -152,20 +153,17 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
 static void serve_metrics(struct conn *c, bool keep_alive, bool head_only)
 {
     struct worker *w = c->set->owner;
-    char body[1024];
-    int n = snprintf(body, sizeof body,
-                     "# HELP parley_connections Open connections by transport.\n"
-                     "# TYPE parley_connections gauge\n"
-                     "parley_connections{transport=\"http\"} %zu\n"
-                     "parley_connections{transport=\"websocket\"} %zu\n"
-                     "parley_connections{transport=\"telnet\"} %zu\n"
-                     "# HELP parley_uptime_seconds Seconds since the server started.\n"
-                     "# TYPE parley_uptime_seconds counter\n"
-                     "parley_uptime_seconds %llu\n",
-                     conn_count(CONN_HTTP), conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
-                     (unsigned long long)((conn_now(c) - w->started_ms) / 1000));
-    send_text(c, "text/plain; version=0.0.4; charset=utf-8", body, (size_t)n, keep_alive,
-              head_only);
+    struct chunk *body = metrics_render((conn_now(c) - w->started_ms) / 1000);
+    struct response r = {
+        .status = 200,
+        .content_type = "text/plain; version=0.0.4; charset=utf-8",
+        .extra_headers = "Cache-Control: no-store\r\n",
+        .body = body,
+        .body_len = body->len,
+        .keep_alive = keep_alive,
+        .head_only = head_only,
+    };
+    send_response(c, &r);
 }
 
 static void serve_asset(struct conn *c, const struct http_request *req, int i, bool keep_alive,

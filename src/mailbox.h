@@ -16,7 +16,14 @@
 
 struct mail {
     struct mail *_Atomic next;
-    int kind; /* the receiver's dispatch tag */
+    int kind; /* the receiver's dispatch tag: one of enum mail_kind */
+};
+
+/* Every kind of mail in the program, so any receiver can tell them apart. */
+enum mail_kind {
+    MAIL_STOP = 1, /* stop the receiving thread (workers: shut down gracefully) */
+    MAIL_OP,       /* a struct chat_op on its journey */
+    MAIL_DELIVER,  /* a batch of events from the hub to a worker */
 };
 
 struct mailbox {

@@ -11,12 +11,16 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "auth.h"
+#include "chat.h"
+#include "chat_session.h"
 #include "http_session.h"
+#include "hub.h"
 #include "log.h"
+#include "store.h"
+#include "store_thread.h"
 #include "telnet_session.h"
 #include "worker.h"
-
-enum mail_kind { MAIL_SHUTDOWN = 1 };
 
 struct shutdown_mail {
     struct mail mail;
@@ -27,6 +31,9 @@ struct server {
     const struct config *cfg;
     int n_workers;
     struct worker *workers;
+    struct mailbox **worker_mailboxes;
+    struct store *db;
+    struct service hub, store, auth;
 };
 
 static void on_accept(struct worker *w, int fd, enum conn_transport transport)
@@ -42,11 +49,13 @@ static void on_accept(struct worker *w, int fd, enum conn_transport transport)
 
 static void on_mail(struct worker *w, struct mail *m)
 {
-    if (m->kind == MAIL_SHUTDOWN) {
+    if (m->kind == MAIL_STOP) {
         struct shutdown_mail *sm = (struct shutdown_mail *)m;
         worker_begin_shutdown(w, sm->deadline_ms);
         free(sm);
+        return;
     }
+    chat_worker_mail(w, m);
 }
 
 static void format_addr(const struct sockaddr_storage *sa, char *out, size_t outsz)
@@ -137,14 +146,59 @@ static int bind_port(struct server *s, const struct listen_addr *addr, enum conn
     return 0;
 }
 
+/*
+ * Stops the threads in the order data flows out of them (workers, then the
+ * hub, then the store, which commits what it still holds), and only then
+ * frees anything: a thread may post to another until it has stopped.
+ */
 static void free_server(struct server *s, int started)
 {
     for (int i = 0; i < started; i++)
         worker_join(&s->workers[i]);
-    for (int i = 0; i < s->n_workers; i++)
-        worker_destroy(&s->workers[i]);
+    service_stop(&s->hub);
+    service_stop(&s->store);
+    service_stop(&s->auth);
+    for (int i = 0; i < s->n_workers; i++) {
+        if (!s->workers[i].loop)
+            continue; /* never initialised */
+        worker_destroy(&s->workers[i], chat_mail_drop);
+        chat_worker_destroy(&s->workers[i]);
+    }
+    if (s->hub.loop)
+        hub_destroy(&s->hub);
+    if (s->auth.loop)
+        service_destroy(&s->auth, chat_mail_drop);
+    if (s->store.loop)
+        store_thread_destroy(&s->store);
+    else if (s->db)
+        s->db->ops->close(s->db);
+    free(s->worker_mailboxes);
     free(s->workers);
     free(s);
+}
+
+/* Opens the store and prepares the hub, store and auth threads. Returns 0 or an error. */
+static int start_chat(struct server *s)
+{
+    const struct config *cfg = s->cfg;
+    int rc = store_sqlite_open(cfg->data_dir, cfg->max_db_bytes, &s->db);
+    if (rc < 0)
+        return rc;
+    if ((rc = hub_init(&s->hub, cfg, s->db, s->n_workers)) < 0 ||
+        (rc = store_thread_init(&s->store, s->db, cfg)) < 0 ||
+        (rc = auth_init(&s->auth, cfg->password_cost_min)) < 0)
+        return rc < 0 ? rc : -1;
+    s->worker_mailboxes = xcalloc((size_t)s->n_workers, sizeof *s->worker_mailboxes);
+    for (int i = 0; i < s->n_workers; i++)
+        s->worker_mailboxes[i] = &s->workers[i].mailbox;
+    struct chat_route route = {.hub = &s->hub.mailbox, .store = &s->store.mailbox,
+                               .auth = &s->auth.mailbox, .workers = s->worker_mailboxes,
+                               .n_workers = s->n_workers};
+    chat_route_set(&route);
+    if ((rc = service_start(&s->store)) < 0 || (rc = service_start(&s->hub)) < 0 ||
+        (rc = service_start(&s->auth)) < 0)
+        return rc;
+    return 0;
 }
 
 struct server *server_start(const struct config *cfg)
@@ -162,14 +216,21 @@ struct server *server_start(const struct config *cfg)
         }
         s->workers[i].on_accept = on_accept;
         s->workers[i].on_mail = on_mail;
+        chat_worker_init(&s->workers[i]);
     }
     if (bind_port(s, &cfg->http, CONN_HTTP, "http") < 0 ||
         bind_port(s, &cfg->telnet, CONN_TELNET, "telnet") < 0) {
         free_server(s, 0);
         return NULL;
     }
+    int rc = start_chat(s);
+    if (rc < 0) {
+        log_error("msg=store_open_failed dir=\"%s\" error=%d", cfg->data_dir, rc);
+        free_server(s, 0);
+        return NULL;
+    }
     for (int i = 0; i < s->n_workers; i++) {
-        int rc = worker_start(&s->workers[i]);
+        rc = worker_start(&s->workers[i]);
         if (rc < 0) {
             log_error("msg=worker_start_failed worker=%d error=\"%s\"", i, strerror(-rc));
             server_stop(s, 0);
@@ -186,7 +247,7 @@ void server_stop(struct server *s, unsigned timeout_ms)
         if (!s->workers[i].thread)
             continue;
         struct shutdown_mail *m = xcalloc(1, sizeof *m);
-        m->mail.kind = MAIL_SHUTDOWN;
+        m->mail.kind = MAIL_STOP;
         m->deadline_ms = deadline;
         mailbox_post(&s->workers[i].mailbox, &m->mail);
     }

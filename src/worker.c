@@ -54,9 +54,14 @@ int worker_init(struct worker *w, int id, const struct config *cfg)
     return 0;
 }
 
-void worker_destroy(struct worker *w)
+void worker_destroy(struct worker *w, void (*drop)(struct mail *m))
 {
     conn_set_destroy(&w->conns);
+    if (w->mailbox.efd >= 0) {
+        struct mail *m;
+        while ((m = mailbox_take(&w->mailbox)))
+            drop(m);
+    }
     for (int i = 0; i < w->n_listeners; i++)
         if (w->listeners[i].fd >= 0)
             close(w->listeners[i].fd);

@@ -42,6 +42,7 @@ struct worker {
     bool stopping;
     struct timer stop_deadline;
     pthread_t thread;
+    void *chat; /* the chat layer's per-worker indexes (chat_session.c) */
     /* Set by the process layer: make a session for a new socket, handle a mail. */
     void (*on_accept)(struct worker *w, int fd, enum conn_transport transport);
     void (*on_mail)(struct worker *w, struct mail *m);
@@ -49,7 +50,8 @@ struct worker {
 
 /* Prepares w (loop, mailbox). Returns 0 or a negative errno. */
 int worker_init(struct worker *w, int id, const struct config *cfg);
-void worker_destroy(struct worker *w);
+/* Frees w; drop() receives each mail still queued for it. */
+void worker_destroy(struct worker *w, void (*drop)(struct mail *m));
 
 /* Gives w a listening socket (it takes the fd) to accept on once running. */
 void worker_add_listener(struct worker *w, int fd, enum conn_transport transport);

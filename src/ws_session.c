@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "chat_session.h"
 #include "log.h"
 #include "worker.h"
 #include "ws_frame.h"
@@ -68,14 +69,6 @@ static void greet(struct conn *c)
     ws_session_send_text(c, hello, (size_t)len);
 }
 
-/* The chat protocol arrives with the chat layer; until then /ws only greets. */
-static void chat_message(struct conn *c, const uint8_t *text, size_t len)
-{
-    (void)c;
-    (void)text;
-    (void)len;
-}
-
 /* Appends a piece of a data message to the reassembly chunk, which keeps
  * WS_MAX_HEADER bytes of headroom so /echo can send it without a copy. */
 static void append_piece(struct conn *c, const uint8_t *p, size_t n)
@@ -112,7 +105,7 @@ static void message_done(struct conn *c, uint8_t opcode)
         conn_send(c, msg, WS_MAX_HEADER - h, WS_MAX_HEADER + len);
         return;
     }
-    chat_message(c, msg->data + WS_MAX_HEADER, len);
+    chat_session_json(c, msg->data + WS_MAX_HEADER, len);
     chunk_unref(msg);
 }
 
@@ -173,18 +166,36 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
     return len; /* closing: the rest is dropped */
 }
 
+/* A chat client that has not logged in by then is closed (rule 26: failed attempts do not extend it). */
+static uint64_t login_deadline(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    if (c->u.ws.endpoint != WS_ENDPOINT_CHAT || (s && s->logged_in))
+        return UINT64_MAX;
+    return c->u.ws.opened_ms + cfg_of(c)->login_timeout_ms;
+}
+
 static void schedule(struct conn *c)
 {
     const struct config *cfg = cfg_of(c);
-    uint64_t idle_at = c->last_rx_ms + cfg->idle_timeout_ms;
+    uint64_t next = c->last_rx_ms + cfg->idle_timeout_ms;
     uint64_t ping_at = c->u.ws.last_ping_ms + cfg->ping_interval_ms;
-    conn_set_timer(c, idle_at < ping_at ? idle_at : ping_at);
+    uint64_t login_at = login_deadline(c);
+    if (ping_at < next)
+        next = ping_at;
+    if (login_at < next)
+        next = login_at;
+    conn_set_timer(c, next);
 }
 
 static void on_timer(struct conn *c)
 {
     const struct config *cfg = cfg_of(c);
     uint64_t now = conn_now(c);
+    if (now >= login_deadline(c)) {
+        ws_session_close(c, WS_CLOSE_POLICY, "login timeout");
+        return;
+    }
     if (now >= c->last_rx_ms + cfg->idle_timeout_ms) {
         ws_session_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
         return;
@@ -200,6 +211,7 @@ static void on_close(struct conn *c)
 {
     chunk_unref(c->u.ws.msg);
     c->u.ws.msg = NULL;
+    chat_session_close(c);
 }
 
 static void on_shutdown(struct conn *c)
@@ -220,9 +232,12 @@ void ws_session_start(struct conn *c, enum ws_endpoint ep)
     ws_reader_init(&c->u.ws.reader, cfg_of(c)->max_message);
     c->u.ws.endpoint = (uint8_t)ep;
     c->u.ws.last_ping_ms = conn_now(c);
+    c->u.ws.opened_ms = conn_now(c);
     c->handler = &ws_handler;
     conn_set_transport(c, CONN_WEBSOCKET);
-    if (ep == WS_ENDPOINT_CHAT)
+    if (ep == WS_ENDPOINT_CHAT) {
+        chat_session_open(c, chat_json_transport());
         greet(c);
+    }
     schedule(c);
 }

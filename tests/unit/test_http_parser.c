@@ -23,8 +23,7 @@ static int parse_n(const char *s, size_t len, size_t max_head, struct http_reque
     int rc = http_parse_request(copy, len, max_head, req);
     /* Results point into the buffer; keep them valid by parsing the original too. */
     free(copy);
-    if (rc > 0)
-        assert_int_equal(http_parse_request(s, len, max_head, req), rc);
+    if (rc > 0) assert_int_equal(http_parse_request(s, len, max_head, req), rc);
     return rc;
 }
 
@@ -140,18 +139,24 @@ static void test_bad_request_lines(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        " GET / HTTP/1.1\r\n\r\n",       "GET  / HTTP/1.1\r\n\r\n",
-        "GET /  HTTP/1.1\r\n\r\n",       "GET  HTTP/1.1\r\n\r\n",
-        "G@T / HTTP/1.1\r\n\r\n",        "GE(T / HTTP/1.1\r\n\r\n",
-        "GET\t/ HTTP/1.1\r\n\r\n",       "GET /\tx HTTP/1.1\r\n\r\n",
-        "GET /\x7f HTTP/1.1\r\n\r\n",    "GET /\x01 HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\rX: y\r\n\r\n",  "GET /\r HTTP/1.1\r\n\r\n",
-        "GET\r\n\r\n",                   "GET / HTTP/1.1 extra\r\n\r\n",
+        " GET / HTTP/1.1\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "GET /  HTTP/1.1\r\n\r\n",
+        "GET  HTTP/1.1\r\n\r\n",
+        "G@T / HTTP/1.1\r\n\r\n",
+        "GE(T / HTTP/1.1\r\n\r\n",
+        "GET\t/ HTTP/1.1\r\n\r\n",
+        "GET /\tx HTTP/1.1\r\n\r\n",
+        "GET /\x7f HTTP/1.1\r\n\r\n",
+        "GET /\x01 HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\rX: y\r\n\r\n",
+        "GET /\r HTTP/1.1\r\n\r\n",
+        "GET\r\n\r\n",
+        "GET / HTTP/1.1 extra\r\n\r\n",
         "GET /a b HTTP/1.1\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (parse_rc(bad[i]) != HTTP_BAD)
-            fail_msg("case %zu accepted", i);
+        if (parse_rc(bad[i]) != HTTP_BAD) fail_msg("case %zu accepted", i);
     }
     /* A NUL is a control character like any other, even inside the buffer. */
     static const char nul[] = "GET /\0 HTTP/1.1\r\n\r\n";
@@ -168,25 +173,24 @@ static void test_bad_headers(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",       /* white space before the colon */
-        "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n",      /* likewise */
-        "GET / HTTP/1.1\r\n: a\r\n\r\n",            /* empty name */
-        "GET / HTTP/1.1\r\nHost a\r\n\r\n",         /* no colon */
-        "GET / HTTP/1.1\r\nHo st: a\r\n\r\n",       /* space in the name */
-        "GET / HTTP/1.1\r\nHo(st: a\r\n\r\n",       /* separator in the name */
-        "GET / HTTP/1.1\r\nA: 1\r\n b\r\n\r\n",     /* obs-fold */
-        "GET / HTTP/1.1\r\nA: 1\r\n\tb\r\n\r\n",    /* obs-fold with HTAB */
-        "GET / HTTP/1.1\r\n Host: a\r\n\r\n",       /* white space before the first header */
-        "GET / HTTP/1.1\r\nA: x\x01y\r\n\r\n",      /* control character in a value */
-        "GET / HTTP/1.1\r\nA: x\x7fy\r\n\r\n",      /* DEL */
-        "GET / HTTP/1.1\r\nA: x\ry\r\n\r\n",        /* bare CR inside a value */
-        "GET / HTTP/1.1\r\nA: x\x1b[31m\r\n\r\n",   /* escape sequence */
-        "GET / HTTP/1.1\r\n\x01: x\r\n\r\n",        /* control character in a name */
-        "GET / HTTP/1.1\r\nA: 1\r\n\r\r\n\r\n",     /* CR CR LF is not an empty line */
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",     /* white space before the colon */
+        "GET / HTTP/1.1\r\nHost\t: a\r\n\r\n",    /* likewise */
+        "GET / HTTP/1.1\r\n: a\r\n\r\n",          /* empty name */
+        "GET / HTTP/1.1\r\nHost a\r\n\r\n",       /* no colon */
+        "GET / HTTP/1.1\r\nHo st: a\r\n\r\n",     /* space in the name */
+        "GET / HTTP/1.1\r\nHo(st: a\r\n\r\n",     /* separator in the name */
+        "GET / HTTP/1.1\r\nA: 1\r\n b\r\n\r\n",   /* obs-fold */
+        "GET / HTTP/1.1\r\nA: 1\r\n\tb\r\n\r\n",  /* obs-fold with HTAB */
+        "GET / HTTP/1.1\r\n Host: a\r\n\r\n",     /* white space before the first header */
+        "GET / HTTP/1.1\r\nA: x\x01y\r\n\r\n",    /* control character in a value */
+        "GET / HTTP/1.1\r\nA: x\x7fy\r\n\r\n",    /* DEL */
+        "GET / HTTP/1.1\r\nA: x\ry\r\n\r\n",      /* bare CR inside a value */
+        "GET / HTTP/1.1\r\nA: x\x1b[31m\r\n\r\n", /* escape sequence */
+        "GET / HTTP/1.1\r\n\x01: x\r\n\r\n",      /* control character in a name */
+        "GET / HTTP/1.1\r\nA: 1\r\n\r\r\n\r\n",   /* CR CR LF is not an empty line */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (parse_rc(bad[i]) != HTTP_BAD)
-            fail_msg("case %zu accepted", i);
+        if (parse_rc(bad[i]) != HTTP_BAD) fail_msg("case %zu accepted", i);
     }
     static const char nul[] = "GET / HTTP/1.1\r\nA: x\0y\r\n\r\n";
     struct http_request req;
@@ -363,7 +367,8 @@ static void test_byte_mutations(void **state)
             buf[i] = (char)bytes[b];
             for (size_t len = 0; len <= n; len++) {
                 int rc = http_parse_request(buf, len, MAX_HEAD, &req);
-                assert_true(rc == HTTP_BAD || rc == HTTP_NEED_MORE || (rc > 0 && (size_t)rc <= len));
+                assert_true(rc == HTTP_BAD || rc == HTTP_NEED_MORE ||
+                            (rc > 0 && (size_t)rc <= len));
                 if (rc > 0) {
                     assert_true(req.num_headers <= HTTP_MAX_HEADERS);
                     assert_true(req.method + req.method_len <= buf + len);

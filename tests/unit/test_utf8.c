@@ -18,8 +18,7 @@ static long reject_index(const uint8_t *p, size_t n)
     uint32_t st = UTF8_ACCEPT;
     for (size_t i = 0; i < n; i++) {
         st = utf8_validate(st, p + i, 1);
-        if (st == UTF8_REJECT)
-            return (long)i;
+        if (st == UTF8_REJECT) return (long)i;
     }
     return -1;
 }
@@ -54,12 +53,12 @@ static void test_valid_examples(void **state)
     static const char *ok[] = {
         "",
         "hello, world",
-        "caf\xc3\xa9",                     /* é */
-        "\xe2\x82\xac 5",                  /* € */
-        "\xf0\x9f\x98\x80",                /* U+1F600 */
-        "\xc2\x80\xdf\xbf",                /* U+0080, U+07FF */
-        "\xe0\xa0\x80\xef\xbf\xbf",        /* U+0800, U+FFFF */
-        "\xed\x9f\xbf\xee\x80\x80",        /* U+D7FF, U+E000: around the surrogates */
+        "caf\xc3\xa9",                      /* é */
+        "\xe2\x82\xac 5",                   /* € */
+        "\xf0\x9f\x98\x80",                 /* U+1F600 */
+        "\xc2\x80\xdf\xbf",                 /* U+0080, U+07FF */
+        "\xe0\xa0\x80\xef\xbf\xbf",         /* U+0800, U+FFFF */
+        "\xed\x9f\xbf\xee\x80\x80",         /* U+D7FF, U+E000: around the surrogates */
         "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", /* U+10000, U+10FFFF */
         "\xef\xbb\xbf BOM is fine",
     };
@@ -148,8 +147,7 @@ static void test_every_code_point(void **state)
             assert_int_equal(reject_index(buf, n), 1);
             continue;
         }
-        if (!utf8_is_valid(buf, n))
-            fail_msg("U+%04X refused", (unsigned)cp);
+        if (!utf8_is_valid(buf, n)) fail_msg("U+%04X refused", (unsigned)cp);
         uint32_t st = utf8_validate(UTF8_ACCEPT, buf, n / 2);
         assert_int_equal(utf8_validate(st, buf + n / 2, n - n / 2), UTF8_ACCEPT);
     }
@@ -188,24 +186,16 @@ static int ref_two(uint8_t a, uint8_t b)
 {
     bool a_ascii = a < 0x80, b_cont = b >= 0x80 && b <= 0xBF;
     if (a_ascii) {
-        if (b < 0x80)
-            return 1;
+        if (b < 0x80) return 1;
         return (b >= 0xC2 && b <= 0xF4) ? 2 : 0;
     }
-    if (a >= 0xC2 && a <= 0xDF)
-        return b_cont ? 1 : 0;
-    if (a == 0xE0)
-        return (b >= 0xA0 && b <= 0xBF) ? 2 : 0;
-    if (a == 0xED)
-        return (b >= 0x80 && b <= 0x9F) ? 2 : 0;
-    if (a >= 0xE1 && a <= 0xEF)
-        return b_cont ? 2 : 0;
-    if (a == 0xF0)
-        return (b >= 0x90 && b <= 0xBF) ? 2 : 0;
-    if (a >= 0xF1 && a <= 0xF3)
-        return b_cont ? 2 : 0;
-    if (a == 0xF4)
-        return (b >= 0x80 && b <= 0x8F) ? 2 : 0;
+    if (a >= 0xC2 && a <= 0xDF) return b_cont ? 1 : 0;
+    if (a == 0xE0) return (b >= 0xA0 && b <= 0xBF) ? 2 : 0;
+    if (a == 0xED) return (b >= 0x80 && b <= 0x9F) ? 2 : 0;
+    if (a >= 0xE1 && a <= 0xEF) return b_cont ? 2 : 0;
+    if (a == 0xF0) return (b >= 0x90 && b <= 0xBF) ? 2 : 0;
+    if (a >= 0xF1 && a <= 0xF3) return b_cont ? 2 : 0;
+    if (a == 0xF4) return (b >= 0x80 && b <= 0x8F) ? 2 : 0;
     return 0;
 }
 
@@ -251,7 +241,7 @@ static void test_every_split_point(void **state)
 {
     (void)state;
     static const char *texts[] = {
-        "abc \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 long enough to use the fast path \xf4\x8f\xbf\xbf",
+        "abc \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 long enough for the fast path \xf4\x8f\xbf\xbf",
         "abc \xc3\xa9\xe2\x82\xac\xf0\x9f\x98 cut \xed\xa0\x80 surrogate",
         "0123456789abcdef\xe0\x80\xaf",
     };

@@ -1,4 +1,4 @@
-/* test_ws_frame: unit tests of the WebSocket frame reader and header writer, split at every byte. */
+/* test_ws_frame: unit tests of the WebSocket frame reader and writer, split at every byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -89,8 +89,7 @@ struct transcript {
 
 static void grow(uint8_t **p, size_t *cap, size_t need)
 {
-    if (need <= *cap)
-        return;
+    if (need <= *cap) return;
     size_t c = *cap ? *cap : 256;
     while (c < need)
         c *= 2;
@@ -102,8 +101,7 @@ static void grow(uint8_t **p, size_t *cap, size_t need)
 static void put(struct transcript *t, const void *p, size_t n)
 {
     grow(&t->bytes, &t->cap, t->len + n);
-    if (n > 0)
-        memcpy(t->bytes + t->len, p, n);
+    if (n > 0) memcpy(t->bytes + t->len, p, n);
     t->len += n;
 }
 
@@ -128,12 +126,10 @@ static void record(struct transcript *t, const struct ws_event *ev)
     case WS_EV_DATA:
         t->data_events++;
         assert_true(ev->opcode == WS_OP_TEXT || ev->opcode == WS_OP_BINARY);
-        if (t->msg_op == 0)
-            t->msg_op = ev->opcode;
+        if (t->msg_op == 0) t->msg_op = ev->opcode;
         assert_int_equal(ev->opcode, t->msg_op);
         grow(&t->msg, &t->msg_cap, t->msg_len + ev->len);
-        if (ev->len > 0)
-            memcpy(t->msg + t->msg_len, ev->data, ev->len);
+        if (ev->len > 0) memcpy(t->msg + t->msg_len, ev->data, ev->len);
         t->msg_len += ev->len;
         if (ev->last) {
             put_str(t, ev->opcode == WS_OP_TEXT ? "T[" : "B[");
@@ -172,8 +168,8 @@ static void record(struct transcript *t, const struct ws_event *ev)
  * and then at n, checking the reader's contract on every call. Returns the
  * offset at which an error was reported, or n.
  */
-static size_t feed_cuts(struct ws_reader *r, uint8_t *p, size_t n, const size_t *cuts,
-                        size_t ncuts, struct transcript *t)
+static size_t feed_cuts(struct ws_reader *r, uint8_t *p, size_t n, const size_t *cuts, size_t ncuts,
+                        struct transcript *t)
 {
     size_t start = 0;
     for (size_t c = 0; c <= ncuts; c++) {
@@ -328,15 +324,16 @@ static void test_length_forms(void **state)
         for (int form = LEN_MINIMAL; form <= LEN_64; form++) {
             size_t len = sizes[s];
             size_t n = frame_ex(in, 0x82, payload, len, (enum len_form)form, true, mask_a);
-            size_t want_hdr = form == LEN_64 || len > 0xFFFF ? 14 : form == LEN_16 || len > 125 ? 8 : 6;
+            size_t want_hdr = form == LEN_64 || len > 0xFFFF ? 14
+                              : form == LEN_16 || len > 125  ? 8
+                                                             : 6;
             assert_int_equal(n, want_hdr + len);
             struct transcript t = {0};
             size_t cuts[2] = {3, n / 2};
             run(in, n, MAX_MSG, cuts, 2, &t);
             assert_int_equal(t.len, len + 3);
             assert_memory_equal(t.bytes, "B[", 2);
-            if (len > 0)
-                assert_memory_equal(t.bytes + 2, payload, len);
+            if (len > 0) assert_memory_equal(t.bytes + 2, payload, len);
             transcript_free(&t);
         }
     }
@@ -484,13 +481,11 @@ static void expect_error(const char *what, const uint8_t *in, size_t n, uint64_t
     transcript_free(&t);
     /* Fed only up to the deciding byte, the error is already there. */
     run(in, at + 1, max, NULL, 0, &t);
-    if (!t.failed || t.error_code != code)
-        fail_msg("%s: not refused at byte %zu", what, at);
+    if (!t.failed || t.error_code != code) fail_msg("%s: not refused at byte %zu", what, at);
     transcript_free(&t);
     /* One byte short, it is not. */
     run(in, at, max, NULL, 0, &t);
-    if (t.failed)
-        fail_msg("%s: refused before byte %zu", what, at);
+    if (t.failed) fail_msg("%s: refused before byte %zu", what, at);
     transcript_free(&t);
 }
 
@@ -525,7 +520,11 @@ static void test_header_errors(void **state)
         {"continuation first", {0x80, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
         {"fragmented continuation first", {0x00, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
         {"64-bit MSB", {0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0}, 10, 1002, 9},
-        {"64-bit all ones", {0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}, 10, 1002, 9},
+        {"64-bit all ones",
+         {0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF},
+         10,
+         1002,
+         9},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_error(cases[i].what, cases[i].bytes, cases[i].len, MAX_MSG, cases[i].code,
@@ -735,10 +734,9 @@ static void test_close_code_valid_table(void **state)
 {
     (void)state;
     for (uint32_t c = 0; c <= 0xFFFF; c++) {
-        bool want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
-                    (c >= 3000 && c <= 4999);
-        if (ws_close_code_valid((uint16_t)c) != want)
-            fail_msg("close code %u", (unsigned)c);
+        bool want =
+            (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+        if (ws_close_code_valid((uint16_t)c) != want) fail_msg("close code %u", (unsigned)c);
     }
 }
 
@@ -847,7 +845,8 @@ static uint32_t rnd(uint32_t n)
 static void test_random_streams(void **state)
 {
     (void)state;
-    static const char *pieces[] = {"a", "hello", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", ""};
+    static const char *pieces[] = {"a", "hello", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                   ""};
     uint8_t *in = malloc(1 << 16);
     uint8_t *want = malloc(1 << 16);
     uint8_t msg[4096];
@@ -881,8 +880,7 @@ static void test_random_streams(void **state)
                     memcpy(want + wn, "P[pi]", 5);
                     wn += 5;
                 }
-                if (fin)
-                    break;
+                if (fin) break;
             } while (true);
             want[wn++] = text ? 'T' : 'B';
             want[wn++] = '[';

@@ -1,0 +1,163 @@
+/* chat: the op that carries one request between threads. */
+#include "chat.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+static struct chat_route route;
+
+void chat_route_set(const struct chat_route *r)
+{
+    route = *r;
+}
+
+const struct chat_route *chat_route(void)
+{
+    return &route;
+}
+
+static void post(struct mailbox *mb, struct chat_op *op)
+{
+    op->mail.kind = MAIL_OP;
+    mailbox_post(mb, &op->mail);
+}
+
+void chat_to_hub(struct chat_op *op)
+{
+    post(route.hub, op);
+}
+
+void chat_to_store(struct chat_op *op)
+{
+    post(route.store, op);
+}
+
+void chat_to_auth(struct chat_op *op)
+{
+    post(route.auth, op);
+}
+
+void chat_to_worker(struct chat_op *op)
+{
+    post(route.workers[op->worker], op);
+}
+
+struct chat_op *chat_op_new(enum chat_op_kind kind, uint16_t worker, uint64_t conn_id)
+{
+    struct chat_op *op = xcalloc(1, sizeof *op);
+    op->kind = kind;
+    op->worker = worker;
+    op->conn_id = conn_id;
+    op->limit = 50;
+    return op;
+}
+
+void msg_rec_release(struct msg_rec *m)
+{
+    chunk_unref(m->ws);
+    chunk_unref(m->tn);
+    m->ws = m->tn = NULL;
+}
+
+struct msg_rec msg_rec_ref(const struct msg_rec *m)
+{
+    struct msg_rec r = *m;
+    if (r.ws)
+        chunk_ref(r.ws);
+    if (r.tn)
+        chunk_ref(r.tn);
+    return r;
+}
+
+void chat_op_free(struct chat_op *op)
+{
+    if (!op)
+        return;
+    if (op->password) {
+        sodium_memzero(op->password, op->password_len); /* passwords do not linger in the heap */
+        free(op->password);
+    }
+    if (op->id)
+        json_decref(op->id);
+    free(op->text);
+    free(op->names);
+    for (size_t i = 0; i < op->n_msgs; i++)
+        msg_rec_release(&op->msgs[i]);
+    free(op->msgs);
+    free(op->rooms);
+    free(op->gone_rooms);
+    free(op);
+}
+
+void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why)
+{
+    op->err = err;
+    op->why = why;
+}
+
+void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m)
+{
+    if (op->n_msgs == op->cap_msgs) {
+        op->cap_msgs = op->cap_msgs ? op->cap_msgs * 2 : 16;
+        op->msgs = xrealloc(op->msgs, op->cap_msgs * sizeof *op->msgs);
+    }
+    op->msgs[op->n_msgs++] = *m;
+}
+
+void chat_op_add_name(struct chat_op *op, const char *name)
+{
+    op->names = xrealloc(op->names, (op->n_names + 1) * sizeof *op->names);
+    size_t n = strlen(name);
+    if (n >= CHAT_NAME_MAX)
+        n = CHAT_NAME_MAX - 1;
+    memcpy(op->names[op->n_names], name, n);
+    op->names[op->n_names][n] = '\0';
+    op->n_names++;
+}
+
+void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq)
+{
+    if (op->n_rooms == op->cap_rooms) {
+        op->cap_rooms = op->cap_rooms ? op->cap_rooms * 2 : 16;
+        op->rooms = xrealloc(op->rooms, op->cap_rooms * sizeof *op->rooms);
+    }
+    struct chat_room_info *r = &op->rooms[op->n_rooms++];
+    size_t n = strlen(name);
+    if (n >= sizeof r->name)
+        n = sizeof r->name - 1;
+    memcpy(r->name, name, n);
+    r->name[n] = '\0';
+    r->members = members;
+    r->seq = seq;
+}
+
+struct deliver *deliver_batch_add(struct deliver_batch **b)
+{
+    if (!*b) {
+        *b = xcalloc(1, sizeof **b);
+        (*b)->mail.kind = MAIL_DELIVER;
+    }
+    struct deliver_batch *batch = *b;
+    if (batch->n == batch->cap) {
+        batch->cap = batch->cap ? batch->cap * 2 : 16;
+        batch->items = xrealloc(batch->items, batch->cap * sizeof *batch->items);
+    }
+    struct deliver *d = &batch->items[batch->n++];
+    memset(d, 0, sizeof *d);
+    return d;
+}
+
+void deliver_batch_free(struct deliver_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        msg_rec_release(&b->items[i].rec);
+        chat_op_free(b->items[i].op);
+    }
+    free(b->items);
+    free(b);
+}

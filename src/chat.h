@@ -1,0 +1,180 @@
+/*
+ * chat: the operations a chat session asks of the other threads, and the
+ * message records they pass around.
+ *
+ * DESIGN: a request becomes one `struct chat_op`, posted as mail from thread
+ * to thread (worker -> hub -> store -> auth ...) until its result is known,
+ * then posted back to the worker that owns the connection. Exactly one
+ * thread holds an op at any time, so its fields need no locks. The worker
+ * finds the connection again by id: it may have closed meanwhile, and then
+ * the result is dropped.
+ */
+#ifndef PARLEY_CHAT_H
+#define PARLEY_CHAT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunk.h"
+#include "mailbox.h"
+#include "proto.h"
+#include "store.h"
+#include "text.h"
+
+#define CHAT_ROOM_MAX (TEXT_DM_ROOM_MAX + 1)
+#define CHAT_NAME_MAX (TEXT_NAME_MAX + 1)
+#define CHAT_TOKEN_LEN 43 /* 32 random bytes in unpadded base64url */
+
+enum chat_op_kind {
+    CHAT_REGISTER,
+    CHAT_LOGIN_PASSWORD,
+    CHAT_LOGIN_GUEST,
+    CHAT_LOGIN_TOKEN,
+    CHAT_JOIN,
+    CHAT_LEAVE,
+    CHAT_ROOMS,
+    CHAT_WHO,
+    CHAT_SEND,
+    CHAT_HISTORY,
+    CHAT_TYPING,
+    CHAT_GONE,        /* a logged-in connection closed: leave its rooms; no reply */
+    CHAT_ROOM_CREATE, /* hub -> store: record a new room; no reply */
+};
+
+/* One message event, encoded once per transport and shared by reference. */
+struct msg_rec {
+    uint64_t seq;
+    struct chunk *ws; /* JSON with a WebSocket text frame header in front: frame = ws->data[ws_off..len) */
+    uint32_t ws_off;
+    struct chunk *tn; /* the telnet line(s), or NULL when telnet shows nothing */
+};
+
+/* Where a message's JSON text starts inside its ws chunk (after the frame header room). */
+#define MSG_JSON_OFF 10
+
+struct chat_room_info {
+    char name[CHAT_ROOM_MAX];
+    uint32_t members;
+    uint64_t seq;
+};
+
+struct chat_op {
+    struct mail mail;
+    enum chat_op_kind kind;
+    uint8_t stage;    /* which step of the op's journey is next */
+    uint16_t worker;  /* reply to this worker... */
+    uint64_t conn_id; /* ...and this connection */
+    json_t *id;       /* the request's id (owned reference), or NULL */
+    bool telnet;      /* the requester is a telnet session (for encodings) */
+
+    /* Result: PROTO_OK or the error to send, with a human message. */
+    enum proto_error err;
+    const char *why;
+
+    /* The requester. */
+    char user[CHAT_NAME_MAX]; /* as registered (or the guest's name) */
+    char user_lc[CHAT_NAME_MAX];
+    bool guest;
+    uint64_t guest_session;
+    int64_t user_created_ms; /* registered users: when the account was made */
+
+    /* Request fields, as the kind needs. */
+    char name[CHAT_NAME_MAX]; /* register, login */
+    char *password;           /* register, login: owned, wiped and freed after use */
+    size_t password_len;
+    char pwhash[STORE_PWHASH_MAX];
+    char token[CHAT_TOKEN_LEN + 1]; /* login by token, and the token in welcome */
+    char room[CHAT_ROOM_MAX];
+    bool room_is_dm;
+    char to_lc[CHAT_NAME_MAX]; /* send to a user */
+    char peer[CHAT_NAME_MAX];  /* a dm's other party as registered (for telnet lines) */
+    char *text;                /* send: owned copy */
+    size_t text_len;
+    char cid[65];
+    bool has_cid;
+    bool has_since;
+    uint64_t since;
+    bool rejoin; /* join of a room the connection has joined already: no presence, counted once */
+    uint64_t before; /* history: 0 = newest */
+    unsigned limit;
+    int64_t ts;
+
+    /* Results. */
+    uint64_t seq;    /* send: the ack's seq; join: the room's latest */
+    bool truncated;  /* join */
+    bool registered_guest; /* register by a logged-in guest of its own name */
+    char (*names)[CHAT_NAME_MAX]; /* join, who: members */
+    size_t n_names;
+    struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
+    size_t n_msgs, cap_msgs;
+    struct chat_room_info *rooms; /* rooms; login: dms (members unused) */
+    size_t n_rooms, cap_rooms;
+    uint64_t gone_rooms_n; /* gone: how many rooms in `gone_rooms` */
+    char (*gone_rooms)[CHAT_ROOM_MAX];
+    uint64_t join_after; /* join via the store: replay read so far up to this seq */
+};
+
+/* Where each thread's mailbox is: set once at start-up, read-only afterwards. */
+struct chat_route {
+    struct mailbox *hub;
+    struct mailbox *store;
+    struct mailbox *auth;
+    struct mailbox **workers;
+    int n_workers;
+};
+void chat_route_set(const struct chat_route *route);
+const struct chat_route *chat_route(void);
+
+/* Sends op on to the next thread of its journey. */
+void chat_to_hub(struct chat_op *op);
+void chat_to_store(struct chat_op *op);
+void chat_to_auth(struct chat_op *op);
+/* Returns op to the worker that owns its connection, with its result. */
+void chat_to_worker(struct chat_op *op);
+
+/* Returns a zeroed op of `kind` for connection conn_id on worker. */
+struct chat_op *chat_op_new(enum chat_op_kind kind, uint16_t worker, uint64_t conn_id);
+/* Frees an op and everything it owns (message references included). */
+void chat_op_free(struct chat_op *op);
+void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why);
+void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m); /* takes the references */
+void chat_op_add_name(struct chat_op *op, const char *name);
+void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq);
+
+/* What the hub hands a worker: events for its connections, and finished ops. */
+enum deliver_kind {
+    DELIVER_ROOM, /* rec to every local member of room, except skip_conn and skip_user's connections */
+    DELIVER_DM,   /* rec to every local connection of user_a and user_b */
+    DELIVER_OP,   /* op's result to its connection */
+    DELIVER_BECAME_REGISTERED, /* every connection of guest session guest_session is now user `user_a` */
+};
+
+struct deliver {
+    uint8_t kind;
+    char room[CHAT_ROOM_MAX];
+    struct msg_rec rec;
+    uint64_t skip_conn;
+    char skip_user[CHAT_NAME_MAX];
+    char user_a[CHAT_NAME_MAX], user_b[CHAT_NAME_MAX];
+    uint64_t guest_session;
+    int64_t created_ms;
+    struct chat_op *op;
+};
+
+/* One mail per worker per hub turn. */
+struct deliver_batch {
+    struct mail mail;
+    size_t n, cap;
+    struct deliver *items;
+};
+
+struct deliver *deliver_batch_add(struct deliver_batch **b);
+/* Frees a batch and drops what it still references. */
+void deliver_batch_free(struct deliver_batch *b);
+
+void msg_rec_release(struct msg_rec *m);
+struct msg_rec msg_rec_ref(const struct msg_rec *m);
+
+#endif

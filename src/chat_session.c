@@ -1,0 +1,880 @@
+/* chat_session: chat requests, results and deliveries for the connections of one worker. */
+#include "chat_session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "events.h"
+#include "jsonw.h"
+#include "log.h"
+#include "map.h"
+#include "metrics.h"
+#include "ws_session.h"
+
+/* A room's members on this worker: each a connection and its sroom. */
+struct local_member {
+    struct conn *c;
+    struct chat_sroom *r;
+};
+
+struct local_room {
+    struct local_member *m;
+    size_t n, cap;
+};
+
+/* A user's connections on this worker. */
+struct local_user {
+    struct conn **c;
+    size_t n, cap;
+};
+
+struct chat_worker {
+    struct map conns; /* id -> struct conn, every chat connection */
+    struct map rooms; /* room -> struct local_room */
+    struct map users; /* user_lc -> struct local_user, logged-in connections */
+};
+
+static struct chat_worker *chat_of(struct conn *c)
+{
+    return ((struct worker *)c->set->owner)->chat;
+}
+
+static const struct config *cfg_of(struct conn *c)
+{
+    return ((struct worker *)c->set->owner)->cfg;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- local indexes --- */
+
+static void local_room_add(struct chat_worker *cw, struct conn *c, struct chat_sroom *r)
+{
+    struct local_room *lr = map_get(&cw->rooms, r->name);
+    if (!lr) {
+        lr = xcalloc(1, sizeof *lr);
+        map_put(&cw->rooms, r->name, lr);
+    }
+    if (lr->n == lr->cap) {
+        lr->cap = lr->cap ? lr->cap * 2 : 8;
+        lr->m = xrealloc(lr->m, lr->cap * sizeof *lr->m);
+    }
+    lr->m[lr->n++] = (struct local_member){c, r};
+}
+
+static void local_room_remove(struct chat_worker *cw, struct chat_sroom *r)
+{
+    struct local_room *lr = map_get(&cw->rooms, r->name);
+    if (!lr)
+        return;
+    for (size_t i = 0; i < lr->n; i++) {
+        if (lr->m[i].r == r) {
+            lr->m[i] = lr->m[--lr->n];
+            break;
+        }
+    }
+    if (lr->n == 0) {
+        map_del(&cw->rooms, r->name);
+        free(lr->m);
+        free(lr);
+    }
+}
+
+static void local_user_add(struct chat_worker *cw, struct conn *c, const char *user_lc)
+{
+    struct local_user *lu = map_get(&cw->users, user_lc);
+    if (!lu) {
+        lu = xcalloc(1, sizeof *lu);
+        map_put(&cw->users, user_lc, lu);
+    }
+    if (lu->n == lu->cap) {
+        lu->cap = lu->cap ? lu->cap * 2 : 4;
+        lu->c = xrealloc(lu->c, lu->cap * sizeof *lu->c);
+    }
+    lu->c[lu->n++] = c;
+}
+
+static void local_user_remove(struct chat_worker *cw, struct conn *c, const char *user_lc)
+{
+    struct local_user *lu = map_get(&cw->users, user_lc);
+    if (!lu)
+        return;
+    for (size_t i = 0; i < lu->n; i++) {
+        if (lu->c[i] == c) {
+            lu->c[i] = lu->c[--lu->n];
+            break;
+        }
+    }
+    if (lu->n == 0) {
+        map_del(&cw->users, user_lc);
+        free(lu->c);
+        free(lu);
+    }
+}
+
+struct chat_sroom *chat_session_room(struct chat_session *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_rooms; i++)
+        if (strcmp(s->rooms[i]->name, name) == 0)
+            return s->rooms[i];
+    return NULL;
+}
+
+static struct chat_sroom *session_add_room(struct chat_session *s, const char *name)
+{
+    if (s->n_rooms == s->cap_rooms) {
+        s->cap_rooms = s->cap_rooms ? s->cap_rooms * 2 : 4;
+        s->rooms = xrealloc(s->rooms, s->cap_rooms * sizeof *s->rooms);
+    }
+    struct chat_sroom *r = xcalloc(1, sizeof *r);
+    memcpy(r->name, name, sizeof r->name);
+    r->joined_order = ++s->join_counter;
+    s->rooms[s->n_rooms++] = r;
+    return r;
+}
+
+static void session_remove_room(struct chat_session *s, struct chat_sroom *r)
+{
+    for (size_t i = 0; i < s->n_rooms; i++) {
+        if (s->rooms[i] == r) {
+            s->rooms[i] = s->rooms[--s->n_rooms];
+            break;
+        }
+    }
+    free(r);
+}
+
+/* --- writing --- */
+
+void chat_session_write(struct conn *c, const struct msg_rec *rec)
+{
+    struct chat_session *s = c->session;
+    if (!conn_is_open(c) || !s)
+        return;
+    bool telnet = c->transport == CONN_TELNET;
+    struct chunk *ch = telnet ? rec->tn : rec->ws;
+    if (!ch)
+        return; /* no form for this transport (typing on telnet) */
+    size_t off = telnet ? 0 : rec->ws_off;
+    size_t len = ch->len - off;
+    if (c->out_bytes + len > cfg_of(c)->output_limit) {
+        /* A reader this far behind resumes later from its last seq; we do not buffer for it. */
+        metrics_add(METRIC_SLOW_CONSUMERS, 1);
+        log_info("msg=slow_consumer conn=%llu queued=%zu", (unsigned long long)c->id, c->out_bytes);
+        if (telnet)
+            conn_close(c);
+        else
+            ws_session_close(c, WS_CLOSE_POLICY, "slow consumer");
+        return;
+    }
+    conn_send(c, chunk_ref(ch), off, ch->len);
+}
+
+/* Writes a room message to a member once: only when it is newer than what the member saw. */
+static void write_seq(struct conn *c, struct chat_sroom *r, const struct msg_rec *rec)
+{
+    if (r && rec->seq <= r->last_seq)
+        return;
+    if (r)
+        r->last_seq = rec->seq;
+    chat_session_write(c, rec);
+    metrics_add(METRIC_DELIVERIES, 1);
+}
+
+/* --- sessions --- */
+
+struct chat_session *chat_session_open(struct conn *c, const struct chat_transport *t)
+{
+    struct chat_session *s = xcalloc(1, sizeof *s);
+    s->conn = c;
+    s->transport = t;
+    s->tokens = cfg_of(c)->rate_limit;
+    s->refill_ms = conn_now(c);
+    c->session = s;
+    map_put_u64(&chat_of(c)->conns, c->id, c);
+    return s;
+}
+
+/* Tells the hub a connection left rooms (and, for a guest, went offline). */
+static void post_gone(struct chat_session *s, uint16_t worker, char (*rooms)[CHAT_ROOM_MAX],
+                      size_t n_rooms, bool guest_offline)
+{
+    if (n_rooms == 0 && !guest_offline)
+        return;
+    struct chat_op *op = chat_op_new(CHAT_GONE, worker, 0);
+    memcpy(op->user, s->user, sizeof op->user);
+    memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
+    op->guest = guest_offline;
+    op->guest_session = s->guest_session;
+    op->gone_rooms = rooms;
+    op->gone_rooms_n = n_rooms;
+    chat_to_hub(op);
+}
+
+void chat_session_close(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    if (!s)
+        return;
+    struct chat_worker *cw = chat_of(c);
+    struct worker *w = c->set->owner;
+    char(*names)[CHAT_ROOM_MAX] = s->n_rooms ? xmalloc(s->n_rooms * sizeof *names) : NULL;
+    for (size_t i = 0; i < s->n_rooms; i++) {
+        memcpy(names[i], s->rooms[i]->name, CHAT_ROOM_MAX);
+        local_room_remove(cw, s->rooms[i]);
+        free(s->rooms[i]);
+    }
+    if (s->logged_in) {
+        local_user_remove(cw, c, s->user_lc);
+        post_gone(s, (uint16_t)w->id, names, s->n_rooms, s->guest);
+    } else {
+        free(names);
+    }
+    map_del_u64(&cw->conns, c->id);
+    free(s->rooms);
+    free(s);
+    c->session = NULL;
+}
+
+/* --- rate limits (PROTOCOL.md rules 23 and 42) --- */
+
+/* Counts a send attempt; false when the connection has gone over ten times the rate. */
+static bool count_attempt(struct chat_session *s, uint32_t rate, uint64_t now)
+{
+    uint64_t sec = now / 1000;
+    if (sec != s->attempts_sec) {
+        uint64_t gap = sec - s->attempts_sec;
+        for (uint64_t i = 1; i <= gap && i <= 10; i++)
+            s->attempts[(s->attempts_sec + i) % 10] = 0;
+        s->attempts_sec = sec;
+    }
+    if (s->attempts[sec % 10] < UINT16_MAX)
+        s->attempts[sec % 10]++;
+    uint32_t total = 0;
+    for (int i = 0; i < 10; i++)
+        total += s->attempts[i];
+    return total <= 10u * rate;
+}
+
+/* Takes a token from the send bucket (N tokens, refilled at N per 10 s). */
+static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
+{
+    s->tokens += (double)(now - s->refill_ms) * rate / 10000.0;
+    if (s->tokens > rate)
+        s->tokens = rate;
+    s->refill_ms = now;
+    if (s->tokens < 1.0)
+        return false;
+    s->tokens -= 1.0;
+    return true;
+}
+
+/* --- starting ops --- */
+
+static bool is_party(const struct chat_session *s, const char *dm_room)
+{
+    char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX];
+    return text_parse_dm_room(dm_room, strlen(dm_room), a, b) &&
+           (strcmp(a, s->user_lc) == 0 || strcmp(b, s->user_lc) == 0);
+}
+
+#define FAIL(err, text)                                                                            \
+    do {                                                                                           \
+        *why = (text);                                                                             \
+        chat_op_free(op);                                                                          \
+        return (err);                                                                              \
+    } while (0)
+
+enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const char **why)
+{
+    struct chat_session *s = c->session;
+    const struct config *cfg = cfg_of(c);
+    uint64_t now = conn_now(c);
+    bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
+                 op->kind == CHAT_LOGIN_TOKEN;
+    op->telnet = c->transport == CONN_TELNET;
+    if (login) {
+        if (s->logged_in || s->login_pending)
+            FAIL(PROTO_ALREADY_LOGGED_IN, "this connection is logged in already");
+        s->login_pending = true;
+        if (op->kind == CHAT_LOGIN_PASSWORD)
+            chat_to_store(op);
+        else if (op->kind == CHAT_LOGIN_TOKEN)
+            chat_to_store(op);
+        else
+            chat_to_hub(op);
+        return PROTO_OK;
+    }
+    if (op->kind == CHAT_REGISTER) {
+        char name_lc[CHAT_NAME_MAX];
+        text_lower(op->name, strlen(op->name), name_lc);
+        if (s->logged_in && !(s->guest && strcmp(name_lc, s->user_lc) == 0))
+            FAIL(PROTO_ALREADY_LOGGED_IN, "only a guest can register, and only its own name");
+        if (s->logged_in) {
+            op->registered_guest = true;
+            op->guest_session = s->guest_session;
+        }
+        op->user_created_ms = wall_ms();
+        chat_to_hub(op);
+        return PROTO_OK;
+    }
+    if (!s->logged_in)
+        FAIL(PROTO_NOT_LOGGED_IN, "log in first");
+    memcpy(op->user, s->user, sizeof op->user);
+    memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
+    op->guest = s->guest;
+    op->guest_session = s->guest_session;
+    struct chat_sroom *joined = op->room[0] ? chat_session_room(s, op->room) : NULL;
+    switch (op->kind) {
+    case CHAT_JOIN:
+        if (op->room_is_dm && !is_party(s, op->room))
+            FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+        if (op->room_is_dm && s->guest && op->has_since)
+            FAIL(PROTO_FORBIDDEN, "guests cannot replay direct messages");
+        op->rejoin = joined != NULL;
+        if (!joined && s->n_rooms + s->joins_pending >= cfg->max_rooms)
+            FAIL(PROTO_TOO_MANY_ROOMS, "you have joined as many rooms as a connection may");
+        if (op->room_is_dm && !s->guest)
+            op->ts = s->created_ms; /* rule 40: nothing from before the account existed */
+        if (!joined)
+            s->joins_pending++;
+        chat_to_hub(op);
+        return PROTO_OK;
+    case CHAT_LEAVE:
+        if (!joined)
+            FAIL(PROTO_NOT_MEMBER, "you are not in that room");
+        local_room_remove(chat_of(c), joined);
+        session_remove_room(s, joined);
+        chat_to_hub(op);
+        return PROTO_OK;
+    case CHAT_WHO:
+        if (op->room_is_dm && !is_party(s, op->room))
+            FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+        chat_to_hub(op);
+        return PROTO_OK;
+    case CHAT_ROOMS:
+        chat_to_hub(op);
+        return PROTO_OK;
+    case CHAT_HISTORY:
+        if (op->room_is_dm && !is_party(s, op->room))
+            FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+        if (op->room_is_dm && s->guest)
+            FAIL(PROTO_FORBIDDEN, "guests cannot read direct message history");
+        op->ts = op->room_is_dm ? s->created_ms : 0;
+        chat_to_store(op);
+        return PROTO_OK;
+    case CHAT_TYPING:
+        if (!joined)
+            FAIL(PROTO_NOT_MEMBER, "you are not in that room");
+        if (now - s->last_typing_ms < 1000 && s->last_typing_ms) {
+            chat_op_free(op); /* rule 21: at most one a second is passed on */
+            return PROTO_OK;
+        }
+        s->last_typing_ms = now;
+        chat_to_hub(op);
+        return PROTO_OK;
+    case CHAT_SEND: {
+        if (cfg->rate_limit && !count_attempt(s, cfg->rate_limit, now)) {
+            chat_op_free(op);
+            if (c->transport == CONN_WEBSOCKET)
+                ws_session_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
+            else
+                conn_close_after_flush(c);
+            *why = NULL;
+            return PROTO_RATE_LIMITED;
+        }
+        if (op->to_lc[0] && strcmp(op->to_lc, s->user_lc) == 0)
+            FAIL(PROTO_BAD_REQUEST, "you cannot send a direct message to yourself");
+        if (!op->to_lc[0] && op->room_is_dm && !is_party(s, op->room))
+            FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+        if (!op->to_lc[0] && !op->room_is_dm && !joined)
+            FAIL(PROTO_NOT_MEMBER, "join the room before sending to it");
+        if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
+            metrics_add(METRIC_RATE_LIMITED, 1);
+            if (!op->to_lc[0])
+                FAIL(PROTO_RATE_LIMITED, "slow down: too many messages");
+            /* Rule 5: an unknown recipient outranks the rate limit; the hub decides. */
+            chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many messages");
+        }
+        chat_to_hub(op);
+        return PROTO_OK;
+    }
+    default:
+        FAIL(PROTO_BAD_REQUEST, "unsupported request");
+    }
+}
+
+/* --- results --- */
+
+static void became_logged_in(struct conn *c, struct chat_op *op)
+{
+    struct chat_session *s = c->session;
+    s->logged_in = true;
+    s->guest = op->guest;
+    s->guest_session = op->guest_session;
+    s->created_ms = op->user_created_ms;
+    memcpy(s->user, op->user, sizeof s->user);
+    memcpy(s->user_lc, op->user_lc, sizeof s->user_lc);
+    local_user_add(chat_of(c), c, s->user_lc);
+    metrics_add(METRIC_LOGINS, 1);
+}
+
+static void joined(struct conn *c, struct chat_op *op)
+{
+    struct chat_session *s = c->session;
+    struct chat_sroom *r = chat_session_room(s, op->room);
+    if (!op->rejoin)
+        s->joins_pending--;
+    if (!r) {
+        r = session_add_room(s, op->room);
+        r->last_seq = op->has_since && op->since < op->seq ? op->since : op->seq;
+        local_room_add(chat_of(c), c, r);
+    } else if (!op->rejoin) {
+        /* Two joins crossed: the hub counted this connection twice. */
+        char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
+        memcpy(one[0], op->room, CHAT_ROOM_MAX);
+        post_gone(s, op->worker, one, 1, false);
+    }
+    s->transport->op_done(c, op);
+    for (size_t i = 0; i < op->n_msgs && conn_is_open(c); i++) {
+        if (op->rejoin) {
+            chat_session_write(c, &op->msgs[i]); /* asked for again explicitly */
+            if (op->msgs[i].seq > r->last_seq)
+                r->last_seq = op->msgs[i].seq;
+        } else {
+            write_seq(c, r, &op->msgs[i]);
+        }
+    }
+    if (op->seq > r->last_seq)
+        r->last_seq = op->seq;
+}
+
+/* An op came back for a connection that has gone: undo what the hub did for it. */
+static void undo_for_gone(struct worker *w, struct chat_op *op)
+{
+    if (op->err)
+        return;
+    struct chat_session ghost = {.guest_session = op->guest_session};
+    memcpy(ghost.user, op->user, sizeof ghost.user);
+    memcpy(ghost.user_lc, op->user_lc, sizeof ghost.user_lc);
+    if (op->kind == CHAT_JOIN && !op->rejoin) {
+        char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
+        memcpy(one[0], op->room, CHAT_ROOM_MAX);
+        post_gone(&ghost, (uint16_t)w->id, one, 1, false);
+    } else if ((op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_TOKEN) && op->guest) {
+        post_gone(&ghost, (uint16_t)w->id, NULL, 0, true);
+    }
+}
+
+static void op_done(struct worker *w, struct chat_op *op)
+{
+    struct chat_worker *cw = w->chat;
+    struct conn *c = map_get_u64(&cw->conns, op->conn_id);
+    if (!c || !conn_is_open(c) || !c->session) {
+        undo_for_gone(w, op);
+        chat_op_free(op);
+        return;
+    }
+    struct chat_session *s = c->session;
+    bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
+                 op->kind == CHAT_LOGIN_TOKEN;
+    if (login)
+        s->login_pending = false;
+    if (op->err) {
+        if (op->kind == CHAT_JOIN && !op->rejoin) {
+            s->joins_pending--;
+            if (op->err == PROTO_SERVER_BUSY)
+                undo_for_gone(w, &(struct chat_op){.kind = CHAT_JOIN});
+        }
+        if (op->kind == CHAT_SEND && op->err == PROTO_RATE_LIMITED)
+            metrics_add(METRIC_RATE_LIMITED, 0);
+        metrics_error(op->err);
+        s->transport->op_done(c, op);
+        chat_op_free(op);
+        return;
+    }
+    switch (op->kind) {
+    case CHAT_LOGIN_GUEST:
+    case CHAT_LOGIN_PASSWORD:
+    case CHAT_LOGIN_TOKEN:
+        became_logged_in(c, op);
+        s->transport->op_done(c, op);
+        break;
+    case CHAT_JOIN:
+        joined(c, op);
+        break;
+    case CHAT_SEND:
+        if (op->stage == 2)
+            s->tokens += 1.0; /* rule 17: a duplicate is not counted by the rate limit */
+        s->transport->op_done(c, op);
+        break;
+    default:
+        s->transport->op_done(c, op);
+    }
+    chat_op_free(op);
+}
+
+/* --- deliveries --- */
+
+static void deliver_room(struct chat_worker *cw, struct deliver *d)
+{
+    struct local_room *lr = map_get(&cw->rooms, d->room);
+    if (!lr)
+        return;
+    /* Writing may close a slow consumer, which edits this list: walk it from the end. */
+    for (size_t i = lr->n; i-- > 0;) {
+        if (i >= lr->n)
+            continue;
+        struct local_member m = lr->m[i];
+        struct chat_session *s = m.c->session;
+        if (m.c->id == d->skip_conn || !s || (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
+            continue;
+        if (d->rec.seq)
+            write_seq(m.c, m.r, &d->rec);
+        else
+            chat_session_write(m.c, &d->rec);
+        if (!(lr = map_get(&cw->rooms, d->room)))
+            return; /* the last member here was closed */
+    }
+}
+
+static void deliver_dm(struct chat_worker *cw, struct deliver *d)
+{
+    const char *users[2] = {d->user_a, d->user_b};
+    for (int u = 0; u < 2; u++) {
+        struct local_user *lu = map_get(&cw->users, users[u]);
+        for (size_t i = lu ? lu->n : 0; i-- > 0;) {
+            if (!(lu = map_get(&cw->users, users[u])) || i >= lu->n)
+                break;
+            struct conn *c = lu->c[i];
+            write_seq(c, chat_session_room(c->session, d->room), &d->rec);
+        }
+    }
+}
+
+static void became_registered(struct chat_worker *cw, struct deliver *d)
+{
+    size_t pos = 0;
+    uint64_t id;
+    void *v;
+    while (map_next_u64(&cw->conns, &pos, &id, &v)) {
+        struct conn *c = v;
+        struct chat_session *s = c->session;
+        if (!s || !s->logged_in || !s->guest || s->guest_session != d->guest_session)
+            continue;
+        s->guest = false;
+        s->created_ms = d->created_ms;
+        memcpy(s->user, d->user_a, sizeof s->user);
+        if (s->transport->became_registered)
+            s->transport->became_registered(c);
+    }
+}
+
+void chat_worker_mail(struct worker *w, struct mail *m)
+{
+    struct chat_worker *cw = w->chat;
+    if (m->kind == MAIL_OP) {
+        op_done(w, (struct chat_op *)m);
+        return;
+    }
+    struct deliver_batch *b = (struct deliver_batch *)m;
+    for (size_t i = 0; i < b->n; i++) {
+        struct deliver *d = &b->items[i];
+        switch (d->kind) {
+        case DELIVER_ROOM:
+            deliver_room(cw, d);
+            break;
+        case DELIVER_DM:
+            deliver_dm(cw, d);
+            break;
+        case DELIVER_OP:
+            op_done(w, d->op);
+            d->op = NULL;
+            break;
+        case DELIVER_BECAME_REGISTERED:
+            became_registered(cw, d);
+            break;
+        }
+    }
+    deliver_batch_free(b);
+}
+
+void chat_mail_drop(struct mail *m)
+{
+    if (m->kind == MAIL_OP)
+        chat_op_free((struct chat_op *)m);
+    else if (m->kind == MAIL_DELIVER)
+        deliver_batch_free((struct deliver_batch *)m);
+    else
+        free(m);
+}
+
+void chat_worker_init(struct worker *w)
+{
+    struct chat_worker *cw = xcalloc(1, sizeof *cw);
+    map_init(&cw->conns, false);
+    map_init(&cw->rooms, true);
+    map_init(&cw->users, true);
+    w->chat = cw;
+}
+
+void chat_worker_destroy(struct worker *w)
+{
+    struct chat_worker *cw = w->chat;
+    if (!cw)
+        return;
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (map_next(&cw->rooms, &pos, &k, &v)) {
+        free(((struct local_room *)v)->m);
+        free(v);
+    }
+    pos = 0;
+    while (map_next(&cw->users, &pos, &k, &v)) {
+        free(((struct local_user *)v)->c);
+        free(v);
+    }
+    map_free(&cw->rooms);
+    map_free(&cw->users);
+    map_free(&cw->conns);
+    free(cw);
+    w->chat = NULL;
+}
+
+/* --- the WebSocket transport: protocol v1 JSON --- */
+
+static void ws_send_rec(struct conn *c, struct msg_rec rec)
+{
+    if (conn_is_open(c))
+        conn_send(c, chunk_ref(rec.ws), rec.ws_off, rec.ws->len);
+    msg_rec_release(&rec);
+}
+
+static void json_names(struct jsonw *w, const char *key, const struct chat_op *op)
+{
+    jsonw_key(w, key);
+    jsonw_array_begin(w);
+    for (size_t i = 0; i < op->n_names; i++)
+        jsonw_cstring(w, op->names[i]);
+    jsonw_array_end(w);
+}
+
+static void json_op_done(struct conn *c, struct chat_op *op)
+{
+    if (op->err) {
+        ws_send_rec(c, events_error(op->id, op->err, op->why));
+        return;
+    }
+    struct jsonw w;
+    switch (op->kind) {
+    case CHAT_REGISTER:
+        events_reply_begin(&w, "registered", op->id);
+        jsonw_kv_str(&w, "name", op->name);
+        if (op->token[0])
+            jsonw_kv_str(&w, "token", op->token); /* a guest that registered: its new token */
+        break;
+    case CHAT_LOGIN_GUEST:
+    case CHAT_LOGIN_PASSWORD:
+    case CHAT_LOGIN_TOKEN:
+        events_reply_begin(&w, "welcome", op->id);
+        jsonw_kv_str(&w, "name", op->user);
+        jsonw_kv_bool(&w, "guest", op->guest);
+        jsonw_kv_str(&w, "token", op->token);
+        jsonw_key(&w, "dms");
+        jsonw_array_begin(&w);
+        for (size_t i = 0; i < op->n_rooms; i++) {
+            jsonw_object_begin(&w);
+            jsonw_kv_str(&w, "room", op->rooms[i].name);
+            jsonw_kv_u64(&w, "seq", op->rooms[i].seq);
+            jsonw_object_end(&w);
+        }
+        jsonw_array_end(&w);
+        break;
+    case CHAT_JOIN:
+        events_reply_begin(&w, "joined", op->id);
+        jsonw_kv_str(&w, "room", op->room);
+        jsonw_kv_u64(&w, "seq", op->seq);
+        json_names(&w, "members", op);
+        jsonw_kv_bool(&w, "truncated", op->truncated);
+        break;
+    case CHAT_LEAVE:
+        events_reply_begin(&w, "left", op->id);
+        jsonw_kv_str(&w, "room", op->room);
+        break;
+    case CHAT_ROOMS:
+        events_reply_begin(&w, "rooms", op->id);
+        jsonw_key(&w, "rooms");
+        jsonw_array_begin(&w);
+        for (size_t i = 0; i < op->n_rooms; i++) {
+            jsonw_object_begin(&w);
+            jsonw_kv_str(&w, "name", op->rooms[i].name);
+            jsonw_kv_u64(&w, "members", op->rooms[i].members);
+            jsonw_kv_u64(&w, "seq", op->rooms[i].seq);
+            jsonw_object_end(&w);
+        }
+        jsonw_array_end(&w);
+        break;
+    case CHAT_WHO:
+        events_reply_begin(&w, "members", op->id);
+        jsonw_kv_str(&w, "room", op->room);
+        json_names(&w, "members", op);
+        break;
+    case CHAT_SEND:
+        events_reply_begin(&w, "ack", op->id);
+        jsonw_kv_str(&w, "room", op->room);
+        jsonw_kv_u64(&w, "seq", op->seq);
+        break;
+    case CHAT_HISTORY:
+        events_reply_begin(&w, "history", op->id);
+        jsonw_kv_str(&w, "room", op->room);
+        jsonw_key(&w, "messages");
+        jsonw_array_begin(&w);
+        /* Entries are exactly the message events: reuse their encoded JSON. */
+        for (size_t i = 0; i < op->n_msgs; i++) {
+            const struct chunk *m = op->msgs[i].ws;
+            jsonw_raw(&w, (const char *)m->data + MSG_JSON_OFF, m->len - MSG_JSON_OFF);
+        }
+        jsonw_array_end(&w);
+        break;
+    default:
+        return;
+    }
+    jsonw_object_end(&w);
+    ws_send_rec(c, events_frame(&w));
+}
+
+static void json_event(struct conn *c, const struct msg_rec *rec)
+{
+    chat_session_write(c, rec);
+}
+
+static const struct chat_transport json_transport = {
+    .op_done = json_op_done,
+    .event = json_event,
+};
+
+const struct chat_transport *chat_json_transport(void)
+{
+    return &json_transport;
+}
+
+static void reply_error(struct conn *c, const json_t *id, enum proto_error err, const char *why)
+{
+    metrics_error(err);
+    ws_send_rec(c, events_error(id, err, why));
+}
+
+static enum chat_op_kind kind_of(const struct proto_request *req)
+{
+    switch (req->type) {
+    case PROTO_REGISTER: return CHAT_REGISTER;
+    case PROTO_LOGIN:
+        return req->token ? CHAT_LOGIN_TOKEN : req->password ? CHAT_LOGIN_PASSWORD : CHAT_LOGIN_GUEST;
+    case PROTO_JOIN: return CHAT_JOIN;
+    case PROTO_LEAVE: return CHAT_LEAVE;
+    case PROTO_ROOMS: return CHAT_ROOMS;
+    case PROTO_WHO: return CHAT_WHO;
+    case PROTO_SEND: return CHAT_SEND;
+    case PROTO_HISTORY: return CHAT_HISTORY;
+    case PROTO_TYPING: return CHAT_TYPING;
+    default: return CHAT_GONE;
+    }
+}
+
+/* Copies a validated request into an op. */
+static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
+{
+    struct worker *w = c->set->owner;
+    struct chat_op *op = chat_op_new(kind_of(req), (uint16_t)w->id, c->id);
+    if (req->id)
+        op->id = json_incref((json_t *)req->id);
+    if (req->name) {
+        size_t n = strlen(req->name);
+        memcpy(op->name, req->name, n < sizeof op->name ? n : sizeof op->name - 1);
+        memcpy(op->user, op->name, sizeof op->user);
+        text_lower(op->name, strlen(op->name), op->user_lc);
+    }
+    if (req->password) {
+        op->password = xstrndup(req->password, req->password_len);
+        op->password_len = req->password_len;
+    }
+    if (req->token) {
+        size_t n = strlen(req->token);
+        memcpy(op->token, req->token, n < sizeof op->token ? n : sizeof op->token - 1);
+    }
+    memcpy(op->room, req->room, sizeof op->room);
+    op->room_is_dm = req->room_is_dm;
+    if (req->to)
+        text_lower(req->to, strlen(req->to), op->to_lc);
+    if (req->text) {
+        op->text = xstrndup(req->text, req->text_len);
+        op->text_len = req->text_len;
+    }
+    if (req->cid) {
+        size_t n = strlen(req->cid);
+        memcpy(op->cid, req->cid, n < sizeof op->cid ? n : sizeof op->cid - 1);
+        op->has_cid = true;
+    }
+    op->has_since = req->has_since;
+    op->since = req->since;
+    op->before = req->has_before ? req->before : 0;
+    op->limit = req->limit;
+    return op;
+}
+
+void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
+{
+    struct chat_session *s = c->session;
+    struct proto_request req;
+    const char *why = NULL;
+    enum proto_error err = proto_parse_envelope((const char *)json, len, &req);
+    if (err) {
+        reply_error(c, req.id, err,
+                    err == PROTO_BAD_JSON       ? "a request is one JSON object"
+                    : err == PROTO_UNKNOWN_TYPE ? "unknown request type"
+                                                : "a request needs a string type, and an id that is a number or a string");
+        proto_request_free(&req);
+        return;
+    }
+    if (req.type == PROTO_PING) {
+        struct jsonw w;
+        events_reply_begin(&w, "pong", req.id);
+        jsonw_object_end(&w);
+        ws_send_rec(c, events_frame(&w));
+        proto_request_free(&req);
+        return;
+    }
+    /* Rule 5: login state ranks before field validation. */
+    if (!s->logged_in && req.type != PROTO_REGISTER && req.type != PROTO_LOGIN)
+        err = PROTO_NOT_LOGGED_IN, why = "log in first";
+    else if ((s->logged_in || s->login_pending) && req.type == PROTO_LOGIN)
+        err = PROTO_ALREADY_LOGGED_IN, why = "this connection is logged in already";
+    else if (s->logged_in && req.type == PROTO_REGISTER && s->guest == false)
+        err = PROTO_ALREADY_LOGGED_IN, why = "only a guest can register, and only its own name";
+    if (!err) {
+        struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text};
+        err = proto_validate(&req, &limits, &why);
+    }
+    if (!err) {
+        if (req.token && strlen(req.token) != CHAT_TOKEN_LEN) {
+            err = PROTO_BAD_TOKEN, why = "unknown or expired token";
+        } else {
+            err = chat_session_submit(c, op_from(c, &req), &why);
+            if (err == PROTO_RATE_LIMITED && !why) { /* closed for flooding */
+                proto_request_free(&req);
+                return;
+            }
+        }
+    }
+    if (err)
+        reply_error(c, req.id, err, why);
+    proto_request_free(&req);
+}

@@ -1,0 +1,102 @@
+/*
+ * chat_session: a chat client on a worker (over WebSocket or telnet): its
+ * identity, the rooms it joined with the last seq it saw in each, its rate
+ * limits; the worker's indexes of local rooms and users; and the handling of
+ * requests, of results coming back from other threads, and of deliveries.
+ *
+ * DESIGN: everything a connection's chat state is lives in one struct
+ * chat_session, so it can later be written out and read back (hot upgrade).
+ * Each room a session joined is one `struct chat_sroom`, shared with the
+ * worker's local room index; a delivered message is written only when its
+ * seq is above the sroom's last_seq, which makes delivery exactly-once even
+ * where a join's replay and live traffic meet.
+ */
+#ifndef PARLEY_CHAT_SESSION_H
+#define PARLEY_CHAT_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "conn.h"
+#include "worker.h"
+
+struct chat_sroom {
+    char name[CHAT_ROOM_MAX];
+    uint64_t last_seq;
+    uint64_t joined_order; /* for telnet: the most recently joined room becomes current */
+};
+
+struct chat_session;
+
+/* How a transport shows results and events. */
+struct chat_transport {
+    /* A finished op (success or error) for this connection. */
+    void (*op_done)(struct conn *c, struct chat_op *op);
+    /* An event: write rec's form for this transport (rec may lack a telnet form). */
+    void (*event)(struct conn *c, const struct msg_rec *rec);
+    /* The guest this connection is logged in as became a registered user. */
+    void (*became_registered)(struct conn *c);
+};
+
+struct chat_session {
+    struct conn *conn;
+    const struct chat_transport *transport;
+    bool logged_in;
+    bool login_pending;
+    bool guest;
+    uint64_t guest_session;
+    int64_t created_ms;
+    char user[CHAT_NAME_MAX];
+    char user_lc[CHAT_NAME_MAX];
+    struct chat_sroom **rooms;
+    size_t n_rooms, cap_rooms;
+    uint32_t joins_pending;
+    uint64_t join_counter;
+    double tokens; /* send bucket */
+    uint64_t refill_ms;
+    uint16_t attempts[10]; /* send attempts per second, for the last 10 s */
+    uint64_t attempts_sec;
+    uint64_t last_typing_ms;
+    void *transport_state; /* telnet: its line editor and prompts */
+};
+
+/* Per-worker setup and teardown of the chat indexes. */
+void chat_worker_init(struct worker *w);
+void chat_worker_destroy(struct worker *w);
+/* A mail for the chat layer arrived at worker w (MAIL_OP or MAIL_DELIVER). */
+void chat_worker_mail(struct worker *w, struct mail *m);
+/* Frees a chat mail that will never be handled (shutdown). */
+void chat_mail_drop(struct mail *m);
+
+/* Gives c a chat session over transport t. */
+struct chat_session *chat_session_open(struct conn *c, const struct chat_transport *t);
+/* c is closing: leave every room, let the hub know, free the session. */
+void chat_session_close(struct conn *c);
+
+static inline struct chat_session *chat_session_of(struct conn *c)
+{
+    return c->session;
+}
+
+/* The WebSocket transport: results and events as protocol v1 JSON. */
+const struct chat_transport *chat_json_transport(void);
+
+/* Handles one protocol v1 request (a JSON text) from a WebSocket client. */
+void chat_session_json(struct conn *c, const uint8_t *json, size_t len);
+
+/*
+ * Starts an op from a validated request: checks login, membership and
+ * limits, then sends it on its way. Returns PROTO_OK, or the error to show
+ * (op freed). Telnet commands come through here too.
+ */
+enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const char **why);
+
+/* Writes a message record's transport form to c, closing c as a slow consumer over the output limit. */
+void chat_session_write(struct conn *c, const struct msg_rec *rec);
+
+/* The room of session s with that name, or NULL. */
+struct chat_sroom *chat_session_room(struct chat_session *s, const char *name);
+
+#endif

@@ -1,0 +1,127 @@
+/* events: one encoding per event and transport, shared by reference. */
+#include "events.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "text.h"
+#include "ws_frame.h"
+
+void events_append(struct chunk **c, const void *p, size_t n)
+{
+    if (!*c)
+        *c = chunk_new(n < 128 ? 128 : n);
+    if ((*c)->len + n > (*c)->cap)
+        *c = chunk_grow(*c, ((*c)->len + n) * 2);
+    memcpy((*c)->data + (*c)->len, p, n);
+    (*c)->len += (uint32_t)n;
+}
+
+void events_telnet_text(struct chunk **c, const char *prefix, const char *text, size_t len)
+{
+    events_append(c, prefix, strlen(prefix));
+    /* Lines after the first are indented, so a reader sees where one message ends. */
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && text[i] != '\n')
+            continue;
+        if (start > 0)
+            events_append(c, "  ", 2);
+        events_append(c, text + start, i - start);
+        events_append(c, "\r\n", 2);
+        start = i + 1;
+    }
+}
+
+struct msg_rec events_frame(struct jsonw *w)
+{
+    struct chunk *c = jsonw_finish(w);
+    size_t len = c->len - MSG_JSON_OFF;
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t h = ws_frame_header_write(hdr, true, WS_OP_TEXT, len);
+    memcpy(c->data + MSG_JSON_OFF - h, hdr, h);
+    return (struct msg_rec){.ws = c, .ws_off = (uint32_t)(MSG_JSON_OFF - h)};
+}
+
+void events_reply_begin(struct jsonw *w, const char *type, const json_t *id)
+{
+    jsonw_init(w, MSG_JSON_OFF);
+    jsonw_object_begin(w);
+    jsonw_kv_str(w, "type", type);
+    if (id) {
+        jsonw_key(w, "id");
+        jsonw_json(w, id);
+    }
+}
+
+struct msg_rec events_message(const struct store_msg *m, const char *peer)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "message");
+    jsonw_kv_str(&w, "room", m->room);
+    jsonw_kv_u64(&w, "seq", m->seq);
+    jsonw_kv_i64(&w, "ts", m->ts);
+    jsonw_kv_str(&w, "from", m->from);
+    jsonw_kv_strn(&w, "text", m->text, m->text_len);
+    if (m->cid)
+        jsonw_kv_str(&w, "cid", m->cid);
+    jsonw_object_end(&w);
+    struct msg_rec r = events_frame(&w);
+    r.seq = m->seq;
+
+    char prefix[128];
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (text_parse_dm_room(m->room, strlen(m->room), a, b)) {
+        if (!peer) {
+            char from_lc[TEXT_NAME_MAX + 1];
+            text_lower(m->from, strnlen(m->from, TEXT_NAME_MAX), from_lc);
+            peer = strcmp(from_lc, a) == 0 ? b : a;
+        }
+        snprintf(prefix, sizeof prefix, "[dm] %s -> %s: ", m->from, peer);
+    } else {
+        snprintf(prefix, sizeof prefix, "[#%s] %s: ", m->room, m->from);
+    }
+    events_telnet_text(&r.tn, prefix, m->text, m->text_len);
+    return r;
+}
+
+struct msg_rec events_presence(const char *room, const char *user, bool online)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "presence");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_kv_str(&w, "user", user);
+    jsonw_kv_str(&w, "state", online ? "online" : "offline");
+    jsonw_object_end(&w);
+    struct msg_rec r = events_frame(&w);
+    char line[160];
+    int n = snprintf(line, sizeof line, "* %s %s #%s\r\n", user, online ? "joined" : "left", room);
+    events_append(&r.tn, line, (size_t)n);
+    return r;
+}
+
+struct msg_rec events_typing(const char *room, const char *user)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "typing");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_kv_str(&w, "user", user);
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}
+
+struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why)
+{
+    struct jsonw w;
+    events_reply_begin(&w, "error", id);
+    jsonw_kv_str(&w, "code", proto_error_code(err));
+    jsonw_kv_str(&w, "message", why ? why : proto_error_code(err));
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}

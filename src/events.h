@@ -1,0 +1,39 @@
+/*
+ * events: encodes server events once, for both transports: the JSON of
+ * protocol v1 framed for WebSocket, and the line format of the telnet
+ * protocol. A room message is encoded here once and shared by every
+ * recipient (see chat.h's struct msg_rec).
+ */
+#ifndef PARLEY_EVENTS_H
+#define PARLEY_EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "jsonw.h"
+#include "store.h"
+
+/* Encodes a stored message; peer is a dm's recipient name for the telnet line (NULL: from the room name). */
+struct msg_rec events_message(const struct store_msg *m, const char *peer);
+
+/* Presence and typing events for a room (typing has no telnet form: tn is NULL). */
+struct msg_rec events_presence(const char *room, const char *user, bool online);
+struct msg_rec events_typing(const char *room, const char *user);
+
+/* Frames the JSON document written by w (started with jsonw_init(w, MSG_JSON_OFF)) as a WebSocket text frame. */
+struct msg_rec events_frame(struct jsonw *w);
+
+/* Starts a reply object {"type":type,"id":id,... (id omitted when NULL). */
+void events_reply_begin(struct jsonw *w, const char *type, const json_t *id);
+
+/* An error reply, framed: {"type":"error","id":...,"code":...,"message":...}. */
+struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why);
+
+/* Appends the telnet form of text (continuation lines indented by two spaces, CR LF ends). */
+void events_telnet_text(struct chunk **c, const char *prefix, const char *text, size_t len);
+
+/* Appends bytes to a growing chunk (made if *c is NULL). */
+void events_append(struct chunk **c, const void *p, size_t n);
+
+#endif

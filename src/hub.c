@@ -1,0 +1,578 @@
+/* hub: rooms, members, presence and fan-out on one thread. */
+#include "hub.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "chat.h"
+#include "events.h"
+#include "log.h"
+#include "map.h"
+#include "metrics.h"
+
+struct hub_member {
+    char name[CHAT_NAME_MAX];
+    uint32_t conns;
+};
+
+struct hub_room {
+    char name[CHAT_ROOM_MAX];
+    bool dm;
+    uint64_t latest;        /* the newest stored seq */
+    struct msg_rec *ring;   /* the newest messages, oldest first from ring_head */
+    uint32_t ring_len, ring_head;
+    struct map members;     /* user_lc -> struct hub_member */
+    uint32_t *worker_conns; /* member connections per worker */
+};
+
+struct hub_user {
+    char name[CHAT_NAME_MAX];
+    int64_t created_ms;
+};
+
+struct hub_guest {
+    char name[CHAT_NAME_MAX];
+    uint64_t session;
+    uint32_t conns;
+};
+
+struct hub {
+    const struct config *cfg;
+    int n_workers;
+    struct map rooms;      /* name -> struct hub_room */
+    struct map registered; /* name_lc -> struct hub_user */
+    struct map guests;     /* name_lc -> struct hub_guest, while online */
+    struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
+    uint64_t next_guest_session;
+    struct deliver_batch **out; /* per worker, posted before the hub sleeps */
+};
+
+/* --- rooms --- */
+
+static struct hub_room *room_get(struct hub *h, const char *name, bool create)
+{
+    struct hub_room *r = map_get(&h->rooms, name);
+    if (r || !create)
+        return r;
+    r = xcalloc(1, sizeof *r);
+    size_t n = strlen(name);
+    memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
+    r->dm = strncmp(name, "dm:", 3) == 0;
+    r->ring = xcalloc(h->cfg->ring_size, sizeof *r->ring);
+    map_init(&r->members, true);
+    r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
+    map_put(&h->rooms, r->name, r);
+    return r;
+}
+
+static void room_free(struct hub *h, struct hub_room *r)
+{
+    for (uint32_t i = 0; i < r->ring_len; i++)
+        msg_rec_release(&r->ring[(r->ring_head + i) % h->cfg->ring_size]);
+    free(r->ring);
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (map_next(&r->members, &pos, &k, &v))
+        free(v);
+    map_free(&r->members);
+    free(r->worker_conns);
+    free(r);
+}
+
+/* The seq of the oldest message still in the ring (latest + 1 when empty). */
+static uint64_t ring_first(const struct hub_room *r)
+{
+    return r->latest + 1 - r->ring_len;
+}
+
+static void ring_push(struct hub *h, struct hub_room *r, const struct msg_rec *m)
+{
+    uint32_t cap = h->cfg->ring_size;
+    if (r->ring_len == cap) {
+        msg_rec_release(&r->ring[r->ring_head]);
+        r->ring_head = (r->ring_head + 1) % cap;
+        r->ring_len--;
+    }
+    r->ring[(r->ring_head + r->ring_len) % cap] = msg_rec_ref(m);
+    r->ring_len++;
+}
+
+/* Adds to op's replay every ring message with seq > after. */
+static void ring_replay(struct hub *h, const struct hub_room *r, uint64_t after, struct chat_op *op)
+{
+    for (uint32_t i = 0; i < r->ring_len; i++) {
+        const struct msg_rec *m = &r->ring[(r->ring_head + i) % h->cfg->ring_size];
+        if (m->seq > after) {
+            struct msg_rec ref = msg_rec_ref(m);
+            chat_op_add_msg(op, &ref);
+        }
+    }
+}
+
+/* --- output to workers --- */
+
+static struct deliver *out(struct hub *h, int worker)
+{
+    return deliver_batch_add(&h->out[worker]);
+}
+
+static void reply(struct hub *h, struct chat_op *op)
+{
+    struct deliver *d = out(h, op->worker);
+    d->kind = DELIVER_OP;
+    d->op = op;
+}
+
+static void reply_error(struct hub *h, struct chat_op *op, enum proto_error err, const char *why)
+{
+    chat_op_fail(op, err, why);
+    reply(h, op);
+}
+
+/* Sends rec (taking its references) to every worker with members in room. */
+static void to_room(struct hub *h, struct hub_room *r, struct msg_rec rec, uint64_t skip_conn,
+                    const char *skip_user)
+{
+    for (int w = 0; w < h->n_workers; w++) {
+        if (r->worker_conns[w] == 0)
+            continue;
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_ROOM;
+        memcpy(d->room, r->name, sizeof d->room);
+        d->rec = msg_rec_ref(&rec);
+        d->skip_conn = skip_conn;
+        if (skip_user)
+            memcpy(d->skip_user, skip_user, sizeof d->skip_user);
+    }
+    msg_rec_release(&rec);
+}
+
+static void before_sleep(struct service *s)
+{
+    struct hub *h = s->ctx;
+    for (int w = 0; w < h->n_workers; w++) {
+        if (!h->out[w])
+            continue;
+        mailbox_post(chat_route()->workers[w], &h->out[w]->mail);
+        h->out[w] = NULL;
+    }
+}
+
+/* --- membership and presence --- */
+
+static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    struct hub_member *m = map_get(&r->members, op->user_lc);
+    r->worker_conns[op->worker]++;
+    if (m) {
+        m->conns++;
+        return;
+    }
+    m = xcalloc(1, sizeof *m);
+    memcpy(m->name, op->user, sizeof m->name);
+    m->conns = 1;
+    map_put(&r->members, op->user_lc, m);
+    to_room(h, r, events_presence(r->name, op->user, true), op->conn_id, NULL);
+}
+
+static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    struct hub_member *m = map_get(&r->members, op->user_lc);
+    if (!m)
+        return;
+    if (r->worker_conns[op->worker] > 0)
+        r->worker_conns[op->worker]--;
+    if (--m->conns > 0)
+        return;
+    map_del(&r->members, op->user_lc);
+    to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
+    free(m);
+}
+
+static void add_members(struct hub_room *r, struct chat_op *op)
+{
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (map_next(&r->members, &pos, &k, &v))
+        chat_op_add_name(op, ((struct hub_member *)v)->name);
+}
+
+/* --- joins --- */
+
+static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    op->seq = r->latest;
+    add_members(r, op);
+    reply(h, op);
+}
+
+/* Replays (op->join_after, latest] from the ring if it reaches that far, else asks the store. */
+static void join_continue(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    if (op->join_after >= r->latest || ring_first(r) <= op->join_after + 1) {
+        ring_replay(h, r, op->join_after, op);
+        join_reply(h, r, op);
+        return;
+    }
+    op->seq = r->latest; /* read up to here; what comes later is in the ring by then */
+    chat_to_store(op);
+}
+
+static void join(struct hub *h, struct chat_op *op)
+{
+    bool created = !map_get(&h->rooms, op->room);
+    struct hub_room *r = room_get(h, op->room, true);
+    if (created && !r->dm) {
+        struct chat_op *note = chat_op_new(CHAT_ROOM_CREATE, op->worker, 0);
+        memcpy(note->room, op->room, sizeof note->room);
+        chat_to_store(note);
+    }
+    if (op->stage == 0) {
+        if (!op->rejoin)
+            member_add(h, r, op);
+        if (!op->has_since || op->since >= r->latest) {
+            join_reply(h, r, op);
+            return;
+        }
+        op->join_after = op->since;
+        join_continue(h, r, op);
+        return;
+    }
+    /* Back from the store with (since, join_after] read. */
+    if (op->err) {
+        op->seq = 0;
+        reply(h, op); /* the worker undoes the membership with a gone */
+        return;
+    }
+    join_continue(h, r, op);
+}
+
+/* --- identity --- */
+
+static void guest_online(struct hub *h, const struct chat_op *op)
+{
+    struct hub_guest *g = map_get(&h->guests, op->user_lc);
+    if (!g) {
+        g = xcalloc(1, sizeof *g);
+        memcpy(g->name, op->user, sizeof g->name);
+        g->session = op->guest_session;
+        map_put(&h->guests, op->user_lc, g);
+    }
+    g->conns++;
+}
+
+static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
+{
+    struct hub_guest *g = map_get(&h->guests, name_lc);
+    if (!g || g->session != session)
+        return;
+    if (--g->conns == 0) {
+        map_del(&h->guests, name_lc);
+        free(g);
+    }
+}
+
+/* True when name_lc is held by an online guest of a session other than `session`. */
+static bool held_by_other_guest(struct hub *h, const char *name_lc, uint64_t session)
+{
+    struct hub_guest *g = map_get(&h->guests, name_lc);
+    return g && g->conns > 0 && g->session != session;
+}
+
+static void login_guest(struct hub *h, struct chat_op *op)
+{
+    if (op->stage == 2) { /* the store could not keep the token */
+        guest_offline(h, op->user_lc, op->guest_session);
+        reply(h, op);
+        return;
+    }
+    if (map_get(&h->registered, op->user_lc)) {
+        reply_error(h, op, PROTO_BAD_CREDENTIALS, "that name is registered: log in with its password");
+        return;
+    }
+    if (map_get(&h->registering, op->user_lc) || held_by_other_guest(h, op->user_lc, 0)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
+        return;
+    }
+    /* Guest sessions outlive restarts in their tokens: make ids unique across runs. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    op->guest_session = ((uint64_t)ts.tv_sec << 20) + (++h->next_guest_session & 0xfffff);
+    op->guest = true;
+    guest_online(h, op);
+    chat_to_store(op);
+}
+
+static void login_token_guest(struct hub *h, struct chat_op *op)
+{
+    if (map_get(&h->registered, op->user_lc) || map_get(&h->registering, op->user_lc)) {
+        reply_error(h, op, PROTO_BAD_TOKEN, "that guest name has been registered since");
+        return;
+    }
+    if (held_by_other_guest(h, op->user_lc, op->guest_session)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
+        return;
+    }
+    guest_online(h, op);
+    reply(h, op);
+}
+
+static void register_user(struct hub *h, struct chat_op *op)
+{
+    char name_lc[CHAT_NAME_MAX];
+    text_lower(op->name, strlen(op->name), name_lc);
+    if (op->stage == 0) {
+        if (map_get(&h->registered, name_lc) || map_get(&h->registering, name_lc) ||
+            held_by_other_guest(h, name_lc, op->registered_guest ? op->guest_session : 0)) {
+            reply_error(h, op, PROTO_NAME_TAKEN, "that name is taken");
+            return;
+        }
+        map_put(&h->registering, name_lc, (void *)1);
+        chat_to_auth(op);
+        return;
+    }
+    map_del(&h->registering, name_lc);
+    if (op->err) {
+        reply(h, op);
+        return;
+    }
+    struct hub_user *u = xcalloc(1, sizeof *u);
+    memcpy(u->name, op->name, sizeof u->name);
+    u->created_ms = op->user_created_ms;
+    free(map_put(&h->registered, name_lc, u));
+    if (op->registered_guest) {
+        struct hub_guest *g = map_del(&h->guests, name_lc);
+        free(g);
+        for (int w = 0; w < h->n_workers; w++) {
+            struct deliver *d = out(h, w);
+            d->kind = DELIVER_BECAME_REGISTERED;
+            memcpy(d->user_a, op->name, sizeof d->user_a);
+            d->guest_session = op->guest_session;
+            d->created_ms = op->user_created_ms;
+        }
+    }
+    reply(h, op);
+}
+
+/* --- messages --- */
+
+/* The display name of a user known to the hub, or NULL. */
+static const char *known_user(struct hub *h, const char *name_lc)
+{
+    struct hub_user *u = map_get(&h->registered, name_lc);
+    if (u)
+        return u->name;
+    struct hub_guest *g = map_get(&h->guests, name_lc);
+    return g && g->conns > 0 ? g->name : NULL;
+}
+
+static void send_route(struct hub *h, struct chat_op *op)
+{
+    if (op->to_lc[0]) {
+        const char *peer = known_user(h, op->to_lc);
+        if (!peer) {
+            reply_error(h, op, PROTO_NO_SUCH_USER, "no user by that name");
+            return;
+        }
+        memcpy(op->peer, peer, sizeof op->peer);
+        text_dm_room(op->user_lc, op->to_lc, op->room);
+        op->room_is_dm = true;
+    } else if (op->room_is_dm) {
+        char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX];
+        text_parse_dm_room(op->room, strlen(op->room), a, b);
+        const char *other = strcmp(a, op->user_lc) == 0 ? b : a;
+        const char *peer = known_user(h, other);
+        memcpy(op->peer, peer ? peer : other, sizeof op->peer);
+        memcpy(op->to_lc, other, sizeof op->to_lc);
+    }
+    chat_to_store(op);
+}
+
+static void send_stored(struct hub *h, struct chat_op *op)
+{
+    struct hub_room *r = room_get(h, op->room, true);
+    if (op->stage == 1) {
+        struct store_msg m = {.room = op->room, .seq = op->seq, .ts = op->ts, .from = op->user,
+                              .text = op->text, .text_len = op->text_len,
+                              .cid = op->has_cid ? op->cid : NULL};
+        struct msg_rec rec = events_message(&m, op->room_is_dm ? op->peer : NULL);
+        if (op->seq > r->latest)
+            r->latest = op->seq;
+        ring_push(h, r, &rec);
+        metrics_add(METRIC_MESSAGES_ACCEPTED, 1);
+        if (r->dm) {
+            /* Direct messages reach every connection of both users, wherever they are. */
+            for (int w = 0; w < h->n_workers; w++) {
+                struct deliver *d = out(h, w);
+                d->kind = DELIVER_DM;
+                memcpy(d->room, r->name, sizeof d->room);
+                d->rec = msg_rec_ref(&rec);
+                memcpy(d->user_a, op->user_lc, sizeof d->user_a);
+                memcpy(d->user_b, op->to_lc, sizeof d->user_b);
+            }
+            msg_rec_release(&rec);
+        } else {
+            to_room(h, r, rec, 0, NULL);
+        }
+    }
+    reply(h, op); /* the ack */
+}
+
+static void typing(struct hub *h, struct chat_op *op)
+{
+    struct hub_room *r = room_get(h, op->room, false);
+    if (r)
+        to_room(h, r, events_typing(r->name, op->user), 0, op->user_lc);
+    chat_op_free(op);
+}
+
+static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_ROOM_MAX], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct hub_room *r = room_get(h, rooms[i], false);
+        if (r)
+            member_remove(h, r, op);
+    }
+}
+
+static int compare_rooms(const void *a, const void *b)
+{
+    return strcmp(((const struct chat_room_info *)a)->name, ((const struct chat_room_info *)b)->name);
+}
+
+static void on_mail(struct service *s, struct mail *m)
+{
+    struct hub *h = s->ctx;
+    struct chat_op *op = (struct chat_op *)m;
+    struct hub_room *r;
+    switch (op->kind) {
+    case CHAT_JOIN:
+        join(h, op);
+        break;
+    case CHAT_LEAVE:
+        r = room_get(h, op->room, false);
+        if (r)
+            member_remove(h, r, op);
+        reply(h, op);
+        break;
+    case CHAT_GONE:
+        leave_rooms(h, op, op->gone_rooms, op->gone_rooms_n);
+        if (op->guest)
+            guest_offline(h, op->user_lc, op->guest_session);
+        chat_op_free(op);
+        break;
+    case CHAT_WHO:
+        r = room_get(h, op->room, false);
+        if (r)
+            add_members(r, op);
+        reply(h, op);
+        break;
+    case CHAT_ROOMS: {
+        size_t pos = 0;
+        const char *k;
+        void *v;
+        while (map_next(&h->rooms, &pos, &k, &v)) {
+            r = v;
+            if (!r->dm)
+                chat_op_add_room(op, r->name, (uint32_t)r->members.count, r->latest);
+        }
+        qsort(op->rooms, op->n_rooms, sizeof *op->rooms, compare_rooms);
+        reply(h, op);
+        break;
+    }
+    case CHAT_SEND:
+        if (op->stage == 0)
+            send_route(h, op);
+        else
+            send_stored(h, op);
+        break;
+    case CHAT_TYPING:
+        typing(h, op);
+        break;
+    case CHAT_REGISTER:
+        register_user(h, op);
+        break;
+    case CHAT_LOGIN_GUEST:
+        login_guest(h, op);
+        break;
+    case CHAT_LOGIN_TOKEN:
+        login_token_guest(h, op);
+        break;
+    default:
+        log_error("msg=hub_unexpected_op kind=%d", op->kind);
+        chat_op_free(op);
+    }
+}
+
+static void load_room(void *arg, const char *room, uint64_t last_seq, int64_t created_ms)
+{
+    (void)created_ms;
+    room_get(arg, room, true)->latest = last_seq;
+}
+
+static void load_user(void *arg, const char *name, int64_t created_ms)
+{
+    struct hub *h = arg;
+    char lc[CHAT_NAME_MAX];
+    text_lower(name, strnlen(name, TEXT_NAME_MAX), lc);
+    struct hub_user *u = xcalloc(1, sizeof *u);
+    memcpy(u->name, name, strnlen(name, TEXT_NAME_MAX));
+    u->created_ms = created_ms;
+    free(map_put(&h->registered, lc, u));
+}
+
+int hub_init(struct service *s, const struct config *cfg, struct store *db, int n_workers)
+{
+    struct hub *h = xcalloc(1, sizeof *h);
+    h->cfg = cfg;
+    h->n_workers = n_workers;
+    map_init(&h->rooms, true);
+    map_init(&h->registered, true);
+    map_init(&h->guests, true);
+    map_init(&h->registering, true);
+    h->out = xcalloc((size_t)n_workers, sizeof *h->out);
+    int rc = db->ops->load_rooms(db, load_room, h);
+    if (rc == 0)
+        rc = db->ops->load_users(db, load_user, h);
+    if (rc < 0) {
+        log_error("msg=hub_load_failed error=%d", rc);
+        return rc;
+    }
+    room_get(h, "general", true); /* always exists */
+    return service_init(s, "hub", on_mail, before_sleep, h);
+}
+
+static void drop_op(struct mail *m)
+{
+    chat_op_free((struct chat_op *)m);
+}
+
+void hub_destroy(struct service *s)
+{
+    struct hub *h = s->ctx;
+    service_destroy(s, drop_op);
+    if (!h)
+        return;
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (map_next(&h->rooms, &pos, &k, &v))
+        room_free(h, v);
+    map_free(&h->rooms);
+    struct map *maps[] = {&h->registered, &h->guests};
+    for (size_t i = 0; i < 2; i++) {
+        pos = 0;
+        while (map_next(maps[i], &pos, &k, &v))
+            free(v);
+        map_free(maps[i]);
+    }
+    map_free(&h->registering);
+    for (int w = 0; w < h->n_workers; w++)
+        deliver_batch_free(h->out[w]);
+    free(h->out);
+    free(h);
+}

@@ -1,0 +1,28 @@
+/*
+ * hub: the in-process broker: rooms and their members, presence, guests
+ * online, the ring of recent messages per room, and fan-out to workers.
+ *
+ * DESIGN: one thread owns all of it, so joins, leaves and deliveries are
+ * ordered without locks. A stored message comes back from the store thread
+ * in seq order; the hub encodes it once (events.c) and adds one entry to
+ * the batch of each worker that has members in the room; each batch is
+ * posted once per hub turn. Because a join's reply and later events travel
+ * in the same worker batch, a joining connection sees its replay and then
+ * live messages, with nothing between lost or doubled.
+ */
+#ifndef PARLEY_HUB_H
+#define PARLEY_HUB_H
+
+#include "config.h"
+#include "service.h"
+#include "store.h"
+
+/*
+ * Prepares the hub thread for n_workers workers, loading every room and
+ * registered user from db (called before the store thread starts).
+ * Returns 0 or an error.
+ */
+int hub_init(struct service *s, const struct config *cfg, struct store *db, int n_workers);
+void hub_destroy(struct service *s);
+
+#endif

@@ -1,0 +1,130 @@
+/* metrics: atomic counters and fixed-bucket histograms, rendered as Prometheus text. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "conn.h"
+#include "proto.h"
+
+static atomic_uint_fast64_t counters[METRIC_COUNTERS];
+static atomic_uint_fast64_t errors[PROTO_ERROR_COUNT];
+
+/* Commit latency buckets in seconds, and batch size buckets in writes. */
+static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+#define N_LATENCY (sizeof latency_bounds / sizeof latency_bounds[0])
+static const unsigned batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+#define N_BATCH (sizeof batch_bounds / sizeof batch_bounds[0])
+
+static atomic_uint_fast64_t latency_buckets[N_LATENCY];
+static atomic_uint_fast64_t latency_count, latency_sum_us;
+static atomic_uint_fast64_t batch_buckets[N_BATCH];
+static atomic_uint_fast64_t batch_count, batch_sum;
+
+void metrics_add(enum metric_counter c, uint64_t n)
+{
+    atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
+}
+
+void metrics_error(int code)
+{
+    if (code > 0 && code < PROTO_ERROR_COUNT)
+        atomic_fetch_add_explicit(&errors[code], 1, memory_order_relaxed);
+}
+
+void metrics_commit(uint64_t micros, size_t batch)
+{
+    for (size_t i = 0; i < N_LATENCY; i++)
+        if ((double)micros / 1e6 <= latency_bounds[i])
+            atomic_fetch_add_explicit(&latency_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_sum_us, micros, memory_order_relaxed);
+    for (size_t i = 0; i < N_BATCH; i++)
+        if (batch <= batch_bounds[i])
+            atomic_fetch_add_explicit(&batch_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&batch_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&batch_sum, batch, memory_order_relaxed);
+}
+
+struct out {
+    struct chunk *c;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct out *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = o->c->cap - o->c->len;
+        int n = vsnprintf((char *)o->c->data + o->c->len, room, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < room) {
+            o->c->len += (uint32_t)n;
+            return;
+        }
+        o->c = chunk_grow(o->c, o->c->cap * 2);
+    }
+}
+
+static uint64_t get(atomic_uint_fast64_t *a)
+{
+    return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static void counter(struct out *o, const char *name, const char *help, enum metric_counter c)
+{
+    put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+        (unsigned long long)get(&counters[c]));
+}
+
+struct chunk *metrics_render(uint64_t uptime_s)
+{
+    struct out o = {chunk_new(4096)};
+    static const char *const transports[] = {"http", "websocket", "telnet"};
+    put(&o, "# HELP parley_connections Open connections by transport.\n"
+            "# TYPE parley_connections gauge\n");
+    for (int t = 0; t < CONN_TRANSPORTS; t++)
+        put(&o, "parley_connections{transport=\"%s\"} %zu\n", transports[t],
+            conn_count((enum conn_transport)t));
+    counter(&o, "parley_logins_total", "Successful logins.", METRIC_LOGINS);
+    counter(&o, "parley_messages_accepted_total", "Messages stored and acknowledged.",
+            METRIC_MESSAGES_ACCEPTED);
+    counter(&o, "parley_deliveries_total", "Message events queued to connections.",
+            METRIC_DELIVERIES);
+    counter(&o, "parley_rate_limited_total", "Requests refused by the rate limit.",
+            METRIC_RATE_LIMITED);
+    counter(&o, "parley_slow_consumers_total", "Connections closed for not reading their output.",
+            METRIC_SLOW_CONSUMERS);
+    counter(&o, "parley_store_errors_total", "Store operations that failed.", METRIC_STORE_ERRORS);
+    put(&o, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
+    for (int e = 1; e < PROTO_ERROR_COUNT; e++)
+        put(&o, "parley_errors_total{code=\"%s\"} %llu\n", proto_error_code((enum proto_error)e),
+            (unsigned long long)get(&errors[e]));
+    put(&o, "# HELP parley_store_commit_seconds Time to commit one batch.\n"
+            "# TYPE parley_store_commit_seconds histogram\n");
+    for (size_t i = 0; i < N_LATENCY; i++)
+        put(&o, "parley_store_commit_seconds_bucket{le=\"%g\"} %llu\n", latency_bounds[i],
+            (unsigned long long)get(&latency_buckets[i]));
+    put(&o,
+        "parley_store_commit_seconds_bucket{le=\"+Inf\"} %llu\n"
+        "parley_store_commit_seconds_sum %.6f\nparley_store_commit_seconds_count %llu\n",
+        (unsigned long long)get(&latency_count), (double)get(&latency_sum_us) / 1e6,
+        (unsigned long long)get(&latency_count));
+    put(&o, "# HELP parley_store_batch_size Writes per committed batch.\n"
+            "# TYPE parley_store_batch_size histogram\n");
+    for (size_t i = 0; i < N_BATCH; i++)
+        put(&o, "parley_store_batch_size_bucket{le=\"%u\"} %llu\n", batch_bounds[i],
+            (unsigned long long)get(&batch_buckets[i]));
+    put(&o,
+        "parley_store_batch_size_bucket{le=\"+Inf\"} %llu\nparley_store_batch_size_sum %llu\n"
+        "parley_store_batch_size_count %llu\n",
+        (unsigned long long)get(&batch_count), (unsigned long long)get(&batch_sum),
+        (unsigned long long)get(&batch_count));
+    put(&o, "# HELP parley_uptime_seconds Seconds since the server started.\n"
+            "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
+        (unsigned long long)uptime_s);
+    return o.c;
+}

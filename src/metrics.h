@@ -1,0 +1,33 @@
+/*
+ * metrics: process-wide counters and histograms for GET /metrics, in the
+ * Prometheus text format. Updated from any thread with relaxed atomics:
+ * each figure is exact, the set of them is not a snapshot.
+ */
+#ifndef PARLEY_METRICS_H
+#define PARLEY_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunk.h"
+
+enum metric_counter {
+    METRIC_LOGINS,
+    METRIC_MESSAGES_ACCEPTED,
+    METRIC_DELIVERIES,
+    METRIC_RATE_LIMITED,
+    METRIC_SLOW_CONSUMERS,
+    METRIC_STORE_ERRORS,
+    METRIC_COUNTERS,
+};
+
+void metrics_add(enum metric_counter c, uint64_t n);
+/* Counts one error reply by its protocol error code (index into proto's enum). */
+void metrics_error(int code);
+/* Observes one store commit: how long it took and how many writes it held. */
+void metrics_commit(uint64_t micros, size_t batch);
+
+/* Renders every metric (plus connection gauges) as Prometheus text into a new chunk. */
+struct chunk *metrics_render(uint64_t uptime_s);
+
+#endif

@@ -1,0 +1,429 @@
+/* proto: parses the envelope of a protocol v1 request and validates the fields its type needs. */
+#include "proto.h"
+
+#include <math.h>
+#include <string.h>
+
+/*
+ * DESIGN: proto_validate reports the first failing check in this fixed order:
+ *   1. bad_request: for every field the type defines, present with null (rule 37),
+ *      then, field by field in the order listed in field_sets below, a missing
+ *      required field, a wrong JSON type or a value out of range (passwords,
+ *      since/before/limit, cid, an empty or control-character text), and the
+ *      structural rules (send: exactly one of room / to; login: token or name);
+ *   2. bad_name: name, room, to;
+ *   3. too_long: text.
+ * Rule 5 groups the three codes as "field validation" and lists them in that
+ * order, so ordering by code first answers the same whichever way a client
+ * reads the rule. Unknown fields, and fields that belong to other types, are
+ * ignored entirely ("Unknown fields are ignored").
+ */
+
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 256
+#define CID_MAX 64
+#define LIMIT_MAX 200
+#define LIMIT_DEFAULT 50
+#define TEXT_POINTS_DEFAULT 4000
+
+static const struct {
+    const char *name;
+    enum proto_type type;
+} type_names[] = {
+    {"register", PROTO_REGISTER}, {"login", PROTO_LOGIN},     {"join", PROTO_JOIN},
+    {"leave", PROTO_LEAVE},       {"rooms", PROTO_ROOMS},     {"who", PROTO_WHO},
+    {"send", PROTO_SEND},         {"history", PROTO_HISTORY}, {"typing", PROTO_TYPING},
+    {"ping", PROTO_PING},
+};
+
+/* The fields each type defines, for rule 37's null check. */
+static const char *const field_sets[][5] = {
+    [PROTO_REGISTER] = {"name", "password"},
+    [PROTO_LOGIN] = {"token", "name", "password"},
+    [PROTO_JOIN] = {"room", "since"},
+    [PROTO_LEAVE] = {"room"},
+    [PROTO_ROOMS] = {NULL},
+    [PROTO_WHO] = {"room"},
+    [PROTO_SEND] = {"room", "to", "text", "cid"},
+    [PROTO_HISTORY] = {"room", "before", "limit"},
+    [PROTO_TYPING] = {"room"},
+    [PROTO_PING] = {NULL},
+};
+
+/* What a client is told for a null field: the same as for a wrong type, since null is one. */
+static const struct {
+    const char *field;
+    const char *why;
+} field_whys[] = {
+    {"name", "name must be a string"},
+    {"password", "password must be a string"},
+    {"token", "token must be a string"},
+    {"room", "room must be a string"},
+    {"since", "since must be an integer >= 0"},
+    {"before", "before must be an integer >= 1"},
+    {"limit", "limit must be an integer from 1 to 200"},
+    {"to", "to must be a string"},
+    {"text", "text must be a string"},
+    {"cid", "cid must be a string of 1-64 bytes"},
+};
+
+static const char *const error_codes[PROTO_ERROR_COUNT] = {
+    [PROTO_OK] = "ok",
+    [PROTO_BAD_JSON] = "bad_json",
+    [PROTO_BAD_REQUEST] = "bad_request",
+    [PROTO_UNKNOWN_TYPE] = "unknown_type",
+    [PROTO_NOT_LOGGED_IN] = "not_logged_in",
+    [PROTO_ALREADY_LOGGED_IN] = "already_logged_in",
+    [PROTO_BAD_NAME] = "bad_name",
+    [PROTO_NAME_TAKEN] = "name_taken",
+    [PROTO_BAD_CREDENTIALS] = "bad_credentials",
+    [PROTO_BAD_TOKEN] = "bad_token",
+    [PROTO_NOT_MEMBER] = "not_member",
+    [PROTO_FORBIDDEN] = "forbidden",
+    [PROTO_NO_SUCH_USER] = "no_such_user",
+    [PROTO_TOO_MANY_ROOMS] = "too_many_rooms",
+    [PROTO_TOO_LONG] = "too_long",
+    [PROTO_RATE_LIMITED] = "rate_limited",
+    [PROTO_SERVER_BUSY] = "server_busy",
+};
+
+const char *proto_error_code(enum proto_error e)
+{
+    if ((unsigned)e >= PROTO_ERROR_COUNT) return "internal_error";
+    return error_codes[e];
+}
+
+enum proto_error proto_parse_envelope(const char *buf, size_t len, struct proto_request *req)
+{
+    memset(req, 0, sizeof *req);
+    req->limit = LIMIT_DEFAULT;
+
+    /* JSON_ALLOW_NUL: "\u0000" is valid JSON, so a text holding it must reach the
+     * control-character check (bad_request) instead of failing here as bad_json. */
+    size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_error_t err;
+    json_t *doc = json_loadb(buf, len, flags, &err);
+    if (!doc && json_error_code(&err) == json_error_numeric_overflow)
+        /* An integer beyond 64 bits is still JSON (a JavaScript client reads it as a
+         * double), so read it as one rather than calling the text bad_json. */
+        doc = json_loadb(buf, len, flags | JSON_DECODE_INT_AS_REAL, &err);
+    if (!doc) return PROTO_BAD_JSON;
+    req->doc = doc;
+    if (!json_is_object(doc)) return PROTO_BAD_JSON;
+
+    json_t *id = json_object_get(doc, "id");
+    if (id && !json_is_number(id) && !json_is_string(id)) return PROTO_BAD_REQUEST;
+    req->id = id;
+
+    json_t *type = json_object_get(doc, "type");
+    if (!json_is_string(type)) return PROTO_BAD_REQUEST;
+    const char *t = json_string_value(type);
+    size_t tn = json_string_length(type);
+    for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
+        /* Lengths compared too, so "ping\u0000x" is not ping. */
+        if (strlen(type_names[i].name) == tn && memcmp(type_names[i].name, t, tn) == 0) {
+            req->type = type_names[i].type;
+            return PROTO_OK;
+        }
+    }
+    return PROTO_UNKNOWN_TYPE;
+}
+
+void proto_request_free(struct proto_request *req)
+{
+    json_decref(req->doc);
+    req->doc = NULL;
+    req->id = NULL;
+}
+
+/* ---- validation ---- */
+
+struct check {
+    struct proto_request *req;
+    const char *why;
+};
+
+static enum proto_error fail(struct check *ck, enum proto_error e, const char *why)
+{
+    ck->why = why;
+    return e;
+}
+
+static json_t *field(const struct check *ck, const char *key)
+{
+    return json_object_get(ck->req->doc, key);
+}
+
+static const char *null_why(const char *key)
+{
+    for (size_t i = 0; i < sizeof field_whys / sizeof field_whys[0]; i++)
+        if (strcmp(field_whys[i].field, key) == 0) return field_whys[i].why;
+    return "fields must not be null";
+}
+
+static enum proto_error check_nulls(struct check *ck)
+{
+    const char *const *keys = field_sets[ck->req->type];
+    for (size_t i = 0; i < sizeof field_sets[0] / sizeof field_sets[0][0] && keys[i]; i++)
+        if (json_is_null(field(ck, keys[i]))) return fail(ck, PROTO_BAD_REQUEST, null_why(keys[i]));
+    return PROTO_OK;
+}
+
+/*
+ * Reads a whole number >= 0. JSON has one number type, so 2.0 or 1e2 is accepted like 2
+ * or 100 (a JavaScript client cannot tell them apart); 1.5 and negatives are not.
+ * Values beyond 64 bits saturate, which keeps since/before meaning "above everything".
+ */
+static bool get_whole(const json_t *v, uint64_t *out)
+{
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0) return false;
+        *out = (uint64_t)i;
+        return true;
+    }
+    if (!json_is_real(v)) return false;
+    double d = json_real_value(v);
+    if (!isfinite(d) || d < 0) return false;
+    if (d >= 0x1p64) {
+        *out = UINT64_MAX;
+        return true;
+    }
+    uint64_t u = (uint64_t)d;
+    if ((double)u != d) return false;
+    *out = u;
+    return true;
+}
+
+/* A required string field: its value and length, or NULL when missing or not a string. */
+static const char *get_string(const struct check *ck, const char *key, size_t *len)
+{
+    json_t *v = field(ck, key);
+    if (!json_is_string(v)) return NULL;
+    *len = json_string_length(v);
+    return json_string_value(v);
+}
+
+/* Reads the "room" field into req->room (bad_request pass). */
+struct room_field {
+    const char *s;
+    size_t n;
+};
+
+static enum proto_error room_present(struct check *ck, struct room_field *rf)
+{
+    rf->s = get_string(ck, "room", &rf->n);
+    if (!rf->s) return fail(ck, PROTO_BAD_REQUEST, "room must be a string");
+    return PROTO_OK;
+}
+
+/* Folds a public room or checks a canonical dm room (bad_name pass, rule 9). */
+static enum proto_error room_name(struct check *ck, const struct room_field *rf)
+{
+    struct proto_request *req = ck->req;
+    if (rf->n >= 3 && memcmp(rf->s, "dm:", 3) == 0) {
+        char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+        if (!text_parse_dm_room(rf->s, rf->n, a, b))
+            return fail(ck, PROTO_BAD_NAME,
+                        "dm rooms are named dm:<name>:<name>, two different lower-case user "
+                        "names in sorted order");
+        /* Canonical means the text as sent is the room's one spelling. */
+        memcpy(req->room, rf->s, rf->n);
+        req->room[rf->n] = '\0';
+        req->room_is_dm = true;
+        return PROTO_OK;
+    }
+    if (!text_fold_room(rf->s, rf->n, req->room))
+        return fail(ck, PROTO_BAD_NAME, "room names are 1-32 characters of a-z 0-9 _ -");
+    req->room_is_dm = false;
+    return PROTO_OK;
+}
+
+static const char user_why[] = "user names are 1-32 characters of A-Z a-z 0-9 _ - .";
+
+static enum proto_error validate_register(struct check *ck)
+{
+    struct proto_request *req = ck->req;
+    size_t name_len;
+    const char *name = get_string(ck, "name", &name_len);
+    if (!name) return fail(ck, PROTO_BAD_REQUEST, "name must be a string");
+    const char *pw = get_string(ck, "password", &req->password_len);
+    if (!pw) return fail(ck, PROTO_BAD_REQUEST, "password must be a string");
+    if (req->password_len < PASSWORD_MIN || req->password_len > PASSWORD_MAX)
+        return fail(ck, PROTO_BAD_REQUEST, "passwords are 8-256 bytes");
+    if (!text_valid_user(name, name_len)) return fail(ck, PROTO_BAD_NAME, user_why);
+    req->name = name;
+    req->password = pw;
+    return PROTO_OK;
+}
+
+static enum proto_error validate_login(struct check *ck)
+{
+    struct proto_request *req = ck->req;
+    json_t *token = field(ck, "token");
+    if (token) {
+        /* A token login ignores name and password (but not their nulls, rule 37). */
+        if (!json_is_string(token)) return fail(ck, PROTO_BAD_REQUEST, "token must be a string");
+        size_t n = json_string_length(token);
+        const char *t = json_string_value(token);
+        /* No token we issue is empty or holds NUL; answering here keeps callers, which
+         * see only a C string, from matching "abc\u0000..." as the token "abc". */
+        if (n == 0 || memchr(t, '\0', n))
+            return fail(ck, PROTO_BAD_TOKEN, "unknown or expired token");
+        req->token = t;
+        return PROTO_OK;
+    }
+    size_t name_len;
+    if (!field(ck, "name"))
+        return fail(ck, PROTO_BAD_REQUEST, "login needs a token, or a name (and password)");
+    const char *name = get_string(ck, "name", &name_len);
+    if (!name) return fail(ck, PROTO_BAD_REQUEST, "name must be a string");
+    const char *pw = NULL;
+    if (field(ck, "password")) {
+        /* Rule 38: no length check here; a password of the wrong length is simply wrong. */
+        pw = get_string(ck, "password", &req->password_len);
+        if (!pw) return fail(ck, PROTO_BAD_REQUEST, "password must be a string");
+    }
+    if (!text_valid_user(name, name_len)) return fail(ck, PROTO_BAD_NAME, user_why);
+    req->name = name;
+    req->password = pw;
+    return PROTO_OK;
+}
+
+static enum proto_error validate_room_only(struct check *ck)
+{
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e != PROTO_OK) return e;
+    return room_name(ck, &rf);
+}
+
+static enum proto_error validate_join(struct check *ck)
+{
+    struct proto_request *req = ck->req;
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e != PROTO_OK) return e;
+    json_t *since = field(ck, "since");
+    if (since) {
+        if (!get_whole(since, &req->since))
+            return fail(ck, PROTO_BAD_REQUEST, "since must be an integer >= 0");
+        req->has_since = true;
+    }
+    return room_name(ck, &rf);
+}
+
+static enum proto_error validate_history(struct check *ck)
+{
+    struct proto_request *req = ck->req;
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e != PROTO_OK) return e;
+    json_t *before = field(ck, "before");
+    if (before) {
+        if (!get_whole(before, &req->before) || req->before == 0)
+            return fail(ck, PROTO_BAD_REQUEST, "before must be an integer >= 1");
+        req->has_before = true;
+    }
+    json_t *limit = field(ck, "limit");
+    if (limit) {
+        uint64_t l;
+        if (!get_whole(limit, &l) || l < 1 || l > LIMIT_MAX)
+            return fail(ck, PROTO_BAD_REQUEST, "limit must be an integer from 1 to 200");
+        req->limit = (unsigned)l;
+    }
+    return room_name(ck, &rf);
+}
+
+static enum proto_error validate_send(struct check *ck, const struct proto_limits *limits)
+{
+    struct proto_request *req = ck->req;
+    bool has_room = field(ck, "room") != NULL, has_to = field(ck, "to") != NULL;
+    if (has_room == has_to)
+        return fail(ck, PROTO_BAD_REQUEST, "send needs exactly one of room and to");
+    struct room_field rf = {0};
+    const char *to = NULL;
+    size_t to_len = 0;
+    if (has_room) {
+        enum proto_error e = room_present(ck, &rf);
+        if (e != PROTO_OK) return e;
+    } else {
+        to = get_string(ck, "to", &to_len);
+        if (!to) return fail(ck, PROTO_BAD_REQUEST, "to must be a string");
+    }
+
+    size_t text_len;
+    const char *text = get_string(ck, "text", &text_len);
+    if (!text) return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
+    size_t max_points = limits ? limits->max_text_points : TEXT_POINTS_DEFAULT;
+    size_t trimmed = 0;
+    enum text_verdict verdict = text_check_message(text, text_len, max_points, &trimmed);
+    if (verdict == TEXT_EMPTY)
+        return fail(ck, PROTO_BAD_REQUEST, "text is empty after trimming trailing white space");
+    if (verdict == TEXT_BAD)
+        return fail(ck, PROTO_BAD_REQUEST,
+                    "text may not hold control characters other than newline and tab");
+
+    json_t *cid = field(ck, "cid");
+    if (cid) {
+        size_t n = json_is_string(cid) ? json_string_length(cid) : 0;
+        /* NUL is refused too: the cid travels on as a C string and would be cut short. */
+        if (n < 1 || n > CID_MAX || memchr(json_string_value(cid), '\0', n))
+            return fail(ck, PROTO_BAD_REQUEST, "cid must be a string of 1-64 bytes");
+        req->cid = json_string_value(cid);
+    }
+
+    if (has_room) {
+        enum proto_error e = room_name(ck, &rf);
+        if (e != PROTO_OK) return e;
+    } else {
+        if (!text_valid_user(to, to_len)) return fail(ck, PROTO_BAD_NAME, user_why);
+        req->to = to;
+    }
+
+    if (verdict == TEXT_TOO_LONG)
+        return fail(ck, PROTO_TOO_LONG,
+                    max_points == TEXT_POINTS_DEFAULT ? "text is longer than 4000 characters"
+                                                      : "text is longer than this server allows");
+    req->text = text;
+    req->text_len = trimmed;
+    return PROTO_OK;
+}
+
+enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,
+                                const char **why)
+{
+    struct check ck = {.req = req, .why = NULL};
+    enum proto_error e = check_nulls(&ck);
+    if (e == PROTO_OK) {
+        switch (req->type) {
+        case PROTO_REGISTER:
+            e = validate_register(&ck);
+            break;
+        case PROTO_LOGIN:
+            e = validate_login(&ck);
+            break;
+        case PROTO_JOIN:
+            e = validate_join(&ck);
+            break;
+        case PROTO_LEAVE:
+        case PROTO_WHO:
+        case PROTO_TYPING:
+            e = validate_room_only(&ck);
+            break;
+        case PROTO_HISTORY:
+            e = validate_history(&ck);
+            break;
+        case PROTO_SEND:
+            e = validate_send(&ck, limits);
+            break;
+        case PROTO_ROOMS:
+        case PROTO_PING:
+            break;
+        default:
+            e = fail(&ck, PROTO_BAD_REQUEST, "unknown request type");
+        }
+    }
+    if (why) *why = ck.why;
+    return e;
+}

@@ -1,0 +1,109 @@
+/*
+ * proto: parses and validates one client request of protocol v1 (a JSON
+ * object on /ws), in the order PROTOCOL.md's rule 5 fixes for errors:
+ *   1. proto_parse_envelope: bad_json, then bad_request on `id` or `type`,
+ *      then unknown_type;
+ *   2. (the caller checks login state: not_logged_in / already_logged_in);
+ *   3. proto_validate: field validation (bad_request, bad_name, too_long).
+ * Membership and rate limits are the caller's. Pure apart from jansson's
+ * allocation; the request owns the parsed document until proto_request_free.
+ */
+#ifndef PARLEY_PROTO_H
+#define PARLEY_PROTO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "text.h"
+
+enum proto_type {
+    PROTO_REGISTER,
+    PROTO_LOGIN,
+    PROTO_JOIN,
+    PROTO_LEAVE,
+    PROTO_ROOMS,
+    PROTO_WHO,
+    PROTO_SEND,
+    PROTO_HISTORY,
+    PROTO_TYPING,
+    PROTO_PING,
+};
+
+/* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
+enum proto_error {
+    PROTO_OK = 0,
+    PROTO_BAD_JSON,
+    PROTO_BAD_REQUEST,
+    PROTO_UNKNOWN_TYPE,
+    PROTO_NOT_LOGGED_IN,
+    PROTO_ALREADY_LOGGED_IN,
+    PROTO_BAD_NAME,
+    PROTO_NAME_TAKEN,
+    PROTO_BAD_CREDENTIALS,
+    PROTO_BAD_TOKEN,
+    PROTO_NOT_MEMBER,
+    PROTO_FORBIDDEN,
+    PROTO_NO_SUCH_USER,
+    PROTO_TOO_MANY_ROOMS,
+    PROTO_TOO_LONG,
+    PROTO_RATE_LIMITED,
+    PROTO_SERVER_BUSY,
+    PROTO_ERROR_COUNT,
+};
+
+/* Limits the validator applies (from the server's options). */
+struct proto_limits {
+    size_t max_text_points; /* 4000 */
+};
+
+struct proto_request {
+    enum proto_type type;
+    json_t *doc;      /* the parsed object, owned */
+    const json_t *id; /* borrowed from doc, or NULL when absent */
+
+    /* Set by proto_validate, as the type requires; strings point into doc or into the buffers below. */
+    const char *name;     /* register, login: the user name as sent */
+    const char *password; /* register, login (NULL for a guest login) */
+    size_t password_len;
+    const char *token; /* login by token, else NULL */
+    /* join, leave, who, history, typing, send-to-room: the room, folded (public) or canonical (dm) */
+    char room[TEXT_DM_ROOM_MAX + 1];
+    bool room_is_dm;
+    const char *to; /* send: the recipient as sent (valid user name), or NULL */
+    const char *text; /* send: the trimmed text (not NUL-terminated at text_len) */
+    size_t text_len;
+    const char *cid; /* send: client message id or NULL */
+    bool has_since;  /* join */
+    uint64_t since;
+    bool has_before; /* history */
+    uint64_t before;
+    unsigned limit; /* history: 1..200, default 50 */
+};
+
+/*
+ * Step 1. Parses buf[0..len) into req. Returns PROTO_OK, or PROTO_BAD_JSON
+ * (not JSON / not an object), PROTO_BAD_REQUEST (id not a number or string;
+ * type missing, null or not a string), PROTO_UNKNOWN_TYPE. When the error is
+ * about `id` itself or the JSON, req->id is NULL (answered without id).
+ * Free req with proto_request_free whatever the result.
+ */
+enum proto_error proto_parse_envelope(const char *buf, size_t len, struct proto_request *req);
+
+/*
+ * Step 3. Validates the fields req->type needs (rules 7, 9, 11, 16, 17, 20,
+ * 37, 38, 41): any field present with null, wrong JSON types, passwords of
+ * 8..256 bytes (register only), names, rooms, since >= 0, before > 0,
+ * limit 1..200, text, cid 1..64 bytes, send with exactly one of room / to.
+ * Returns PROTO_OK or the error; *why is a short human message for it.
+ */
+enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,
+                                const char **why);
+
+void proto_request_free(struct proto_request *req);
+
+/* The wire spelling of an error code, e.g. "bad_json". */
+const char *proto_error_code(enum proto_error e);
+
+#endif

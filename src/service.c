@@ -1,0 +1,94 @@
+/* service: a mailbox-driven thread with its own loop. */
+#include "service.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "alloc.h"
+
+static void on_wake(struct loop_watch *w, uint32_t events)
+{
+    (void)events;
+    struct service *s = (struct service *)((char *)w - offsetof(struct service, watch));
+    mailbox_ack(&s->mailbox);
+    struct mail *m;
+    while ((m = mailbox_take(&s->mailbox))) {
+        if (m->kind == MAIL_STOP) {
+            free(m);
+            loop_stop(s->loop);
+            continue;
+        }
+        s->on_mail(s, m);
+    }
+}
+
+static void before_sleep(void *arg)
+{
+    struct service *s = arg;
+    if (s->before_sleep)
+        s->before_sleep(s);
+}
+
+int service_init(struct service *s, const char *name, void (*on_mail)(struct service *, struct mail *),
+                 void (*hook)(struct service *), void *ctx)
+{
+    memset(s, 0, sizeof *s);
+    s->name = name;
+    s->on_mail = on_mail;
+    s->before_sleep = hook;
+    s->ctx = ctx;
+    s->loop = loop_new();
+    if (!s->loop)
+        return -errno;
+    int rc = mailbox_init(&s->mailbox);
+    if (rc < 0)
+        return rc;
+    s->watch.cb = on_wake;
+    loop_set_before_sleep(s->loop, before_sleep, s);
+    return loop_watch_add(s->loop, mailbox_fd(&s->mailbox), EPOLLIN, &s->watch);
+}
+
+static void *run(void *arg)
+{
+    struct service *s = arg;
+    loop_run(s->loop);
+    return NULL;
+}
+
+int service_start(struct service *s)
+{
+    int rc = pthread_create(&s->thread, NULL, run, s);
+    if (rc)
+        return -rc;
+    s->started = true;
+    return 0;
+}
+
+void service_stop(struct service *s)
+{
+    if (!s->started)
+        return;
+    struct mail *stop = xcalloc(1, sizeof *stop);
+    stop->kind = MAIL_STOP;
+    mailbox_post(&s->mailbox, stop);
+    pthread_join(s->thread, NULL);
+    s->started = false;
+}
+
+void service_destroy(struct service *s, void (*drop)(struct mail *m))
+{
+    if (s->mailbox.efd >= 0) {
+        struct mail *m;
+        while ((m = mailbox_take(&s->mailbox))) {
+            if (m->kind == MAIL_STOP)
+                free(m);
+            else
+                drop(m);
+        }
+        mailbox_destroy(&s->mailbox);
+    }
+    loop_free(s->loop);
+    s->loop = NULL;
+}

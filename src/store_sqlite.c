@@ -1,0 +1,758 @@
+/* store_sqlite: the SQLite backend of the store interface (one file, data_dir/parley.db). */
+/*
+ * DESIGN: one connection, used only by the store thread (opened with
+ * SQLITE_OPEN_NOMUTEX: the thread is the lock). Every statement is prepared
+ * once at open and reset after each use, so no call parses SQL and no
+ * statement is left holding a read snapshot between calls.
+ *
+ * Durability: WAL with synchronous=FULL fsyncs the WAL at every COMMIT, so a
+ * committed batch survives kill -9 and power loss; the caller acks only after
+ * commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
+ * so the connection is ready for the next batch. An insert is atomic on its
+ * own (a savepoint around the message row and its room's last_seq), so the
+ * rooms table never disagrees with the messages table, in or out of a batch.
+ *
+ * Another process may hold the file at the same time (a hot upgrade runs the
+ * old and new binary side by side): WAL lets it read while we write, and the
+ * busy timeout turns a held write lock into a short wait, then -EBUSY.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "log.h"
+
+#define BUSY_TIMEOUT_MS 2000
+
+/*
+ * Schema migrations: step i takes user_version i to i + 1. Append steps,
+ * never edit a released one: a database is upgraded by running the steps it
+ * has not seen, in order, inside one transaction.
+ *
+ * Names are compared through their lower-case form (name_lc, sender_lc,
+ * user_lc), computed with SQL lower() at every write and lookup. Names are
+ * ASCII by protocol, and for ASCII lower() is exactly ASCII case folding.
+ * No foreign keys: insert maintains the room row itself and rooms are never
+ * deleted, so enforcement would only cost a lookup per message.
+ */
+static const char *const migrations[] = {
+    /* 1: the initial schema. */
+    "CREATE TABLE rooms("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " last_seq INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE messages("
+    " room TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL,"
+    " sender TEXT NOT NULL,"
+    " sender_lc TEXT NOT NULL,"
+    " text TEXT NOT NULL,"
+    " cid TEXT,"
+    " PRIMARY KEY(room, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX messages_cid ON messages(room, sender_lc, cid) WHERE cid IS NOT NULL;"
+    "CREATE TABLE users("
+    " name_lc TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT NOT NULL,"
+    " pwhash TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE tokens("
+    " hash BLOB PRIMARY KEY NOT NULL,"
+    " user_lc TEXT NOT NULL,"
+    " user TEXT NOT NULL,"
+    " guest INTEGER NOT NULL,"
+    " guest_session INTEGER NOT NULL,"
+    " expires_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX tokens_user ON tokens(user_lc);"
+    "CREATE INDEX tokens_expiry ON tokens(expires_ms);",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum stmt {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_LOAD_ROOMS,
+    ST_LOAD_USERS,
+    ST_FIND_CID,
+    ST_INSERT_MSG,
+    ST_ROOM_SEQ,
+    ST_ROOM_CREATE,
+    ST_TRIM,
+    ST_READ_OLDEST,
+    ST_READ_NEWEST,
+    ST_FIRST_SEQ,
+    ST_USER_CREATE,
+    ST_USER_GET,
+    ST_TOKEN_PUT,
+    ST_TOKEN_GET,
+    ST_TOKEN_DROP_GUEST,
+    ST_TOKEN_EXPIRE,
+    ST_COUNT
+};
+
+#define READ_WHERE "room = ?1 AND seq > ?2 AND seq < ?3 AND ts >= ?4"
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT store_insert",
+    [ST_RELEASE] = "RELEASE store_insert",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO store_insert",
+    [ST_LOAD_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms",
+    [ST_LOAD_USERS] = "SELECT name, created_ms FROM users",
+    [ST_FIND_CID] =
+        "SELECT seq FROM messages WHERE room = ?1 AND sender_lc = lower(?2) AND cid = ?3",
+    [ST_INSERT_MSG] = "INSERT INTO messages(room, seq, ts, sender, sender_lc, text, cid)"
+                      " VALUES(?1, ?2, ?3, ?4, lower(?4), ?5, ?6)",
+    /* MAX: last_seq never moves back, whatever order a batch inserts in. */
+    [ST_ROOM_SEQ] = "INSERT INTO rooms(name, created_ms, last_seq) VALUES(?1, ?2, ?3)"
+                    " ON CONFLICT(name) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+    [ST_ROOM_CREATE] = "INSERT OR IGNORE INTO rooms(name, created_ms, last_seq) VALUES(?1, ?2, 0)",
+    [ST_TRIM] = "DELETE FROM messages WHERE room = ?1 AND seq <= ?2",
+    [ST_READ_OLDEST] = "SELECT seq, ts, sender, text, cid FROM messages WHERE " READ_WHERE
+                       " ORDER BY seq LIMIT ?5",
+    /* The newest `limit`, still handed out oldest first. */
+    [ST_READ_NEWEST] = "SELECT seq, ts, sender, text, cid FROM"
+                       " (SELECT seq, ts, sender, text, cid FROM messages WHERE " READ_WHERE
+                       " ORDER BY seq DESC LIMIT ?5)"
+                       " ORDER BY seq",
+    [ST_FIRST_SEQ] = "SELECT MIN(seq) FROM messages WHERE room = ?1",
+    [ST_USER_CREATE] = "INSERT INTO users(name_lc, name, pwhash, created_ms)"
+                       " VALUES(lower(?1), ?1, ?2, ?3)",
+    [ST_USER_GET] = "SELECT name, pwhash, created_ms FROM users WHERE name_lc = lower(?1)",
+    [ST_TOKEN_PUT] = "INSERT OR REPLACE INTO tokens(hash, user_lc, user, guest, guest_session,"
+                     " expires_ms) VALUES(?1, lower(?2), ?2, ?3, ?4, ?5)",
+    [ST_TOKEN_GET] = "SELECT user, guest, guest_session, expires_ms FROM tokens"
+                     " WHERE hash = ?1 AND expires_ms > ?2",
+    [ST_TOKEN_DROP_GUEST] = "DELETE FROM tokens WHERE user_lc = lower(?1) AND guest <> 0",
+    [ST_TOKEN_EXPIRE] = "DELETE FROM tokens WHERE expires_ms <= ?1",
+};
+
+struct sqlite_store {
+    struct store base; /* first, so a struct store * is a struct sqlite_store * */
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    bool batch;    /* between a successful begin and its commit or rollback */
+    int batch_err; /* the error that ended the batch early (see batch_lost), or 0 */
+};
+
+static struct sqlite_store *from_base(struct store *s)
+{
+    return (struct sqlite_store *)s;
+}
+
+/* Maps a SQLite result code to the store's errno-style codes (store.h). */
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    default:
+        return -EIO;
+    }
+}
+
+/* Logs a failure of op with SQLite's own message; returns the mapped code. */
+static int fail(sqlite3 *db, const char *op, int rc)
+{
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    char quoted[512];
+    log_error("msg=store_error op=%s code=%d error=%s", op, rc,
+              log_quote(quoted, sizeof quoted, msg, strlen(msg)));
+    return map_rc(rc);
+}
+
+/* Readies a prepared statement for the next use and drops its references to bound memory. */
+static void done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/*
+ * Bind helpers: each passes an earlier failure through, so a run of binds
+ * needs one check at the end. Texts are bound SQLITE_STATIC: the caller's
+ * memory outlives the statement's use, which ends at done().
+ */
+static int bind_text(sqlite3_stmt *st, int i, const char *v, int rc)
+{
+    return rc != SQLITE_OK ? rc : sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+static int bind_i64(sqlite3_stmt *st, int i, int64_t v, int rc)
+{
+    return rc != SQLITE_OK ? rc : sqlite3_bind_int64(st, i, v);
+}
+
+/* seq values are uint64_t in C and signed 64-bit in SQLite: bounds beyond are clamped. */
+static int bind_seq(sqlite3_stmt *st, int i, uint64_t v, int rc)
+{
+    return bind_i64(st, i, v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v, rc);
+}
+
+static int bind_hash(sqlite3_stmt *st, int i, const uint8_t *hash, int rc)
+{
+    return rc != SQLITE_OK ? rc : sqlite3_bind_blob(st, i, hash, STORE_TOKEN_HASH, SQLITE_STATIC);
+}
+
+/* Runs a statement that returns no rows; 0 or the mapped error (logged as op). */
+static int run(struct sqlite_store *ss, enum stmt id, const char *op)
+{
+    sqlite3_stmt *st = ss->st[id];
+    int rc = sqlite3_step(st);
+    int ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : fail(ss->db, op, rc);
+    done(st);
+    return ret;
+}
+
+/* Copies a text column into out[size]; false if it does not fit (a damaged row). */
+static bool copy_column(sqlite3_stmt *st, int col, char *out, size_t size)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (!v || n >= size) return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return true;
+}
+
+/*
+ * Some errors (SQLITE_FULL, I/O, busy) make SQLite roll the whole transaction
+ * back by itself, others only the failed statement. Later statements of the
+ * batch would then each commit on their own, storing messages whose batch is
+ * about to fail. So the rule is simple and the same either way: after a full
+ * database, a lock, or a transaction SQLite ended, every write of the batch
+ * and its commit fail with that first error, until rollback. (A refused
+ * single insert, such as a duplicate key, leaves the batch usable.)
+ */
+static int batch_lost(struct sqlite_store *ss)
+{
+    if (!ss->batch) return 0;
+    if (ss->batch_err) return ss->batch_err;
+    return sqlite3_get_autocommit(ss->db) ? -EIO : 0;
+}
+
+/* Passes ret through, remembering it if it ends the batch. */
+static int note(struct sqlite_store *ss, int ret)
+{
+    if (ret < 0 && ss->batch && !ss->batch_err &&
+        (ret == -ENOSPC || ret == -EBUSY || sqlite3_get_autocommit(ss->db)))
+        ss->batch_err = ret;
+    return ret;
+}
+
+static void in_tx_rollback(struct sqlite_store *ss)
+{
+    /* Some errors (SQLITE_FULL, I/O, busy) may already have rolled the transaction back. */
+    if (!sqlite3_get_autocommit(ss->db)) run(ss, ST_ROLLBACK, "rollback");
+}
+
+/* Runs the write statement id, its parameters bound with result bind_rc, under the batch rule. */
+static int write_stmt(struct sqlite_store *ss, enum stmt id, const char *op, int bind_rc)
+{
+    int ret = batch_lost(ss);
+    if (ret == 0 && bind_rc != SQLITE_OK) ret = fail(ss->db, op, bind_rc);
+    if (ret != 0) {
+        done(ss->st[id]);
+        return ret;
+    }
+    return note(ss, run(ss, id, op));
+}
+
+static void sq_close(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    if (!ss) return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(ss->st[i]);
+    /* Closing rolls back an open transaction and checkpoints the WAL if we are the last user. */
+    int rc = sqlite3_close(ss->db);
+    if (rc != SQLITE_OK) fail(ss->db, "close", rc);
+    free(ss);
+}
+
+static int sq_load_rooms(struct store *s, store_room_cb each, void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_LOAD_ROOMS];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (name)
+            each(arg, name, (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_rooms", rc);
+    done(st);
+    return ret;
+}
+
+static int sq_load_users(struct store *s, store_user_cb each, void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_LOAD_USERS];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (name) each(arg, name, sqlite3_column_int64(st, 1));
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_users", rc);
+    done(st);
+    return ret;
+}
+
+static int sq_begin(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = run(ss, ST_BEGIN, "begin");
+    ss->batch = ret == 0;
+    ss->batch_err = 0;
+    return ret;
+}
+
+static int sq_commit(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret == 0) ret = run(ss, ST_COMMIT, "commit");
+    /* A COMMIT that failed (busy, full disk, I/O) may leave the transaction open: end it, so
+     * the batch is wholly gone and the next begin works. */
+    if (ret != 0) in_tx_rollback(ss);
+    ss->batch = false;
+    return ret;
+}
+
+static void sq_rollback(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    in_tx_rollback(ss);
+    ss->batch = false;
+}
+
+static int sq_find_cid(struct store *s, const char *room, const char *user, const char *cid,
+                       uint64_t *seq)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0) return ret;
+    sqlite3_stmt *st = ss->st[ST_FIND_CID];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_text(st, 2, user, rc);
+    rc = bind_text(st, 3, cid, rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : fail(ss->db, "find_cid", rc);
+    }
+    done(st);
+    return note(ss, ret);
+}
+
+static int sq_insert(struct store *s, const struct store_msg *m)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0) return ret;
+    /* Outside a batch the savepoint is the transaction: RELEASE commits it. */
+    bool in_batch = !sqlite3_get_autocommit(ss->db);
+    ret = run(ss, ST_SAVEPOINT, "insert_savepoint");
+    if (ret != 0) return note(ss, ret);
+
+    sqlite3_stmt *st = ss->st[ST_INSERT_MSG];
+    int rc = bind_text(st, 1, m->room, SQLITE_OK);
+    rc = bind_seq(st, 2, m->seq, rc);
+    rc = bind_i64(st, 3, m->ts, rc);
+    rc = bind_text(st, 4, m->from, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(st, 5, m->text, m->text_len, SQLITE_STATIC, SQLITE_UTF8);
+    rc = bind_text(st, 6, m->cid, rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert", rc);
+    done(st);
+
+    if (ret == 0) {
+        st = ss->st[ST_ROOM_SEQ];
+        rc = bind_text(st, 1, m->room, SQLITE_OK);
+        rc = bind_i64(st, 2, m->ts, rc);
+        rc = bind_seq(st, 3, m->seq, rc);
+        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_room", rc);
+        done(st);
+    }
+
+    if (ret == 0) {
+        ret = run(ss, ST_RELEASE, "insert_release");
+        if (ret != 0 && !in_batch) in_tx_rollback(ss);
+    } else if (!in_batch) {
+        in_tx_rollback(ss);
+    } else if (!sqlite3_get_autocommit(ss->db)) {
+        /* Undo just this message; the batch stays open for the caller to commit or roll
+         * back. (If the error already ended the whole transaction, nothing is left to undo.) */
+        run(ss, ST_ROLLBACK_TO, "insert_rollback");
+        run(ss, ST_RELEASE, "insert_release");
+    }
+    return note(ss, ret);
+}
+
+static int sq_room_create(struct store *s, const char *room, int64_t created_ms)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_ROOM_CREATE];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_i64(st, 2, created_ms, rc);
+    return write_stmt(ss, ST_ROOM_CREATE, "room_create", rc);
+}
+
+static int sq_trim(struct store *s, const char *room, uint64_t upto)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_TRIM];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, upto, rc);
+    return write_stmt(ss, ST_TRIM, "trim", rc);
+}
+
+/* The strings each gets live in SQLite's row buffers: valid only during that call, so each copies
+ * what it keeps, and must not call read itself (the statement is busy). */
+static int sq_read(struct store *s, const char *room, uint64_t after, uint64_t before,
+                   int64_t min_ts, unsigned limit, bool newest, store_msg_cb each, void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[newest ? ST_READ_NEWEST : ST_READ_OLDEST];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, after, rc);
+    rc = bind_seq(st, 3, before ? before : UINT64_MAX, rc);
+    rc = bind_i64(st, 4, min_ts, rc);
+    rc = bind_i64(st, 5, limit > INT_MAX ? INT_MAX : (int64_t)limit, rc);
+    int count = 0;
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *from = (const char *)sqlite3_column_text(st, 2);
+            const char *text = (const char *)sqlite3_column_text(st, 3);
+            if (!from || !text) continue; /* NOT NULL columns: only a damaged row gets here */
+            struct store_msg m = {
+                .room = room,
+                .seq = (uint64_t)sqlite3_column_int64(st, 0),
+                .ts = sqlite3_column_int64(st, 1),
+                .from = from,
+                .text = text,
+                .text_len = (size_t)sqlite3_column_bytes(st, 3),
+                .cid = (const char *)sqlite3_column_text(st, 4),
+            };
+            each(arg, &m);
+            count++;
+        }
+    }
+    int ret = rc == SQLITE_DONE ? count : fail(ss->db, "read", rc);
+    done(st);
+    return ret;
+}
+
+static int sq_first_seq(struct store *s, const char *room, uint64_t *seq)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_FIRST_SEQ];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *seq = (uint64_t)sqlite3_column_int64(st, 0); /* MIN() of no rows is NULL, read as 0 */
+    else
+        ret = fail(ss->db, "first_seq", rc);
+    done(st);
+    return ret;
+}
+
+static int sq_user_create(struct store *s, const char *name, const char *pwhash, int64_t created_ms)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0) return ret;
+    sqlite3_stmt *st = ss->st[ST_USER_CREATE];
+    int rc = bind_text(st, 1, name, SQLITE_OK);
+    rc = bind_text(st, 2, pwhash, rc);
+    rc = bind_i64(st, 3, created_ms, rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        ret = 0;
+    else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+        ret = -EEXIST; /* the name is taken in some letter case: an answer, not a fault */
+    else
+        ret = fail(ss->db, "user_create", rc);
+    done(st);
+    return note(ss, ret);
+}
+
+static int sq_user_get(struct store *s, const char *name, struct store_user *out)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_USER_GET];
+    int rc = bind_text(st, 1, name, SQLITE_OK);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int ret;
+    if (rc == SQLITE_ROW) {
+        ret = 0;
+        if (!copy_column(st, 0, out->name, sizeof out->name) ||
+            !copy_column(st, 1, out->pwhash, sizeof out->pwhash)) {
+            log_error("msg=store_error op=user_get error=\"stored user does not fit\"");
+            ret = -EIO;
+        }
+        out->created_ms = sqlite3_column_int64(st, 2);
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : fail(ss->db, "user_get", rc);
+    }
+    done(st);
+    return ret;
+}
+
+static int sq_token_put(struct store *s, const uint8_t hash[STORE_TOKEN_HASH],
+                        const struct store_token *t)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_TOKEN_PUT];
+    int rc = bind_hash(st, 1, hash, SQLITE_OK);
+    rc = bind_text(st, 2, t->user, rc);
+    rc = bind_i64(st, 3, t->guest ? 1 : 0, rc);
+    /* Kept bit for bit: the session id is an opaque 64-bit value. */
+    rc = bind_i64(st, 4, (int64_t)t->guest_session, rc);
+    rc = bind_i64(st, 5, t->expires_ms, rc);
+    return write_stmt(ss, ST_TOKEN_PUT, "token_put", rc);
+}
+
+static int sq_token_get(struct store *s, const uint8_t hash[STORE_TOKEN_HASH], int64_t now_ms,
+                        struct store_token *out)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_TOKEN_GET];
+    int rc = bind_hash(st, 1, hash, SQLITE_OK);
+    rc = bind_i64(st, 2, now_ms, rc);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    int ret;
+    if (rc == SQLITE_ROW) {
+        ret = 0;
+        if (!copy_column(st, 0, out->user, sizeof out->user)) {
+            log_error("msg=store_error op=token_get error=\"stored user does not fit\"");
+            ret = -EIO;
+        }
+        out->guest = sqlite3_column_int64(st, 1) != 0;
+        out->guest_session = (uint64_t)sqlite3_column_int64(st, 2);
+        out->expires_ms = sqlite3_column_int64(st, 3);
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : fail(ss->db, "token_get", rc);
+    }
+    done(st);
+    return ret;
+}
+
+static int sq_token_drop_guest(struct store *s, const char *name)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_TOKEN_DROP_GUEST];
+    int rc = bind_text(st, 1, name, SQLITE_OK);
+    return write_stmt(ss, ST_TOKEN_DROP_GUEST, "token_drop_guest", rc);
+}
+
+static int sq_token_expire(struct store *s, int64_t now_ms)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_TOKEN_EXPIRE];
+    int rc = bind_i64(st, 1, now_ms, SQLITE_OK);
+    return write_stmt(ss, ST_TOKEN_EXPIRE, "token_expire", rc);
+}
+
+static const struct store_ops sqlite_ops = {
+    .close = sq_close,
+    .load_rooms = sq_load_rooms,
+    .load_users = sq_load_users,
+    .begin = sq_begin,
+    .find_cid = sq_find_cid,
+    .insert = sq_insert,
+    .room_create = sq_room_create,
+    .trim = sq_trim,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .read = sq_read,
+    .first_seq = sq_first_seq,
+    .user_create = sq_user_create,
+    .user_get = sq_user_get,
+    .token_put = sq_token_put,
+    .token_get = sq_token_get,
+    .token_drop_guest = sq_token_drop_guest,
+    .token_expire = sq_token_expire,
+};
+
+/* Runs one SQL text (several statements allowed) that returns no rows we need. */
+static int exec(sqlite3 *db, const char *op, const char *sql)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : fail(db, op, rc);
+}
+
+/* Runs a PRAGMA or query returning one integer or text row; *out gets the integer. */
+static int query_int(sqlite3 *db, const char *op, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return fail(db, op, rc);
+    rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE)
+        ret = fail(db, op, rc);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* Sets WAL mode; the PRAGMA answers with the mode in effect, which we check. */
+static int set_wal(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc != SQLITE_OK) return fail(db, "journal_mode", rc);
+    rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        /* Still durable without WAL (synchronous=FULL), but a hot upgrade's second process
+         * would then block our writes with its reads: worth a loud warning, not a refusal. */
+        if (!mode || strcmp(mode, "wal") != 0)
+            log_warn("msg=store_no_wal journal_mode=%s", mode ? mode : "none");
+    } else {
+        ret = fail(db, "journal_mode", rc);
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* Brings the schema to SCHEMA_VERSION, in one transaction so a crash never leaves half a step. */
+static int migrate(sqlite3 *db)
+{
+    /* IMMEDIATE: a second process opening the same file at once waits here, then sees our
+     * version instead of applying the same steps again. */
+    int ret = exec(db, "migrate_begin", "BEGIN IMMEDIATE");
+    if (ret != 0) return ret;
+    int64_t version = 0;
+    ret = query_int(db, "user_version", "PRAGMA user_version", &version);
+    if (ret == 0 && version > SCHEMA_VERSION) {
+        log_error("msg=store_error op=migrate error=\"database schema %lld is newer than this "
+                  "binary's %d\"",
+                  (long long)version, SCHEMA_VERSION);
+        ret = -EIO;
+    }
+    for (int64_t v = version; ret == 0 && v < SCHEMA_VERSION; v++) {
+        ret = exec(db, "migrate", migrations[v]);
+        if (ret == 0) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA user_version = %lld", (long long)(v + 1));
+            ret = exec(db, "migrate_version", sql);
+        }
+        if (ret == 0) log_info("msg=store_migrated version=%lld", (long long)(v + 1));
+    }
+    if (ret == 0) ret = exec(db, "migrate_commit", "COMMIT");
+    if (ret != 0 && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}
+
+/* Caps the database at max_db_bytes; SQLite then answers SQLITE_FULL to growth beyond it. */
+static int set_size_cap(sqlite3 *db, uint64_t max_db_bytes)
+{
+    int64_t page_size = 0;
+    int ret = query_int(db, "page_size", "PRAGMA page_size", &page_size);
+    if (ret != 0) return ret;
+    if (page_size <= 0) page_size = 4096;
+    uint64_t pages = max_db_bytes / (uint64_t)page_size;
+    if (pages < 1) pages = 1;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %llu", (unsigned long long)pages);
+    /* SQLite never sets the cap below the current size: report the cap actually in force. */
+    int64_t in_force = 0;
+    ret = query_int(db, "max_page_count", sql, &in_force);
+    if (ret == 0 && (uint64_t)in_force > pages)
+        log_warn("msg=store_over_size_cap max_db_bytes=%llu db_bytes=%lld",
+                 (unsigned long long)max_db_bytes, (long long)(in_force * page_size));
+    return ret;
+}
+
+static int prepare_all(struct sqlite_store *ss)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        int rc = sqlite3_prepare_v3(ss->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ss->st[i],
+                                    NULL);
+        if (rc != SQLITE_OK) return fail(ss->db, "prepare", rc);
+    }
+    return 0;
+}
+
+int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store **out)
+{
+    *out = NULL;
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+        int err = errno;
+        char dir[512];
+        log_error("msg=store_error op=mkdir dir=%s error=\"%s\"",
+                  log_quote(dir, sizeof dir, data_dir, strlen(data_dir)), strerror(err));
+        return -err;
+    }
+    size_t n = strlen(data_dir) + sizeof "/parley.db";
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/parley.db", data_dir);
+
+    struct sqlite_store *ss = xcalloc(1, sizeof *ss);
+    ss->base.ops = &sqlite_ops;
+    char quoted[512];
+    int ret = 0;
+    int rc = sqlite3_open_v2(
+        path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        ret = fail(ss->db, "open", rc);
+        goto fail;
+    }
+    sqlite3_extended_result_codes(ss->db, 1);
+    sqlite3_busy_timeout(ss->db, BUSY_TIMEOUT_MS);
+
+    /* The first statement to read the file: a file that is not a database fails here. */
+    ret = set_wal(ss->db);
+    if (ret == 0)
+        ret = exec(ss->db, "pragma",
+                   "PRAGMA synchronous = FULL;"
+                   "PRAGMA foreign_keys = OFF;"
+                   /* After a checkpoint, a WAL file that a big batch grew shrinks to 64 MiB. */
+                   "PRAGMA journal_size_limit = 67108864;");
+    if (ret == 0 && max_db_bytes > 0) ret = set_size_cap(ss->db, max_db_bytes);
+    if (ret == 0) ret = migrate(ss->db);
+    /* Preparing reads the whole schema, so a damaged schema is refused here too. */
+    if (ret == 0) ret = prepare_all(ss);
+    if (ret != 0) goto fail;
+    free(path);
+    *out = &ss->base;
+    return 0;
+
+fail:
+    log_error("msg=store_open_failed path=%s code=%d",
+              log_quote(quoted, sizeof quoted, path, strlen(path)), ret);
+    free(path);
+    sq_close(&ss->base);
+    return ret;
+}

@@ -1,0 +1,388 @@
+/* store_thread: group commit, sequencing and reads on the store's own thread. */
+#include "store_thread.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "chat.h"
+#include "events.h"
+#include "log.h"
+#include "loop.h"
+#include "map.h"
+#include "metrics.h"
+
+#define MAX_BATCH 1024
+#define REPLAY_PAGE 10000
+
+struct seq_room {
+    uint64_t last_seq;
+};
+
+struct store_thread {
+    struct store *db;
+    const struct config *cfg;
+    struct map rooms; /* room -> struct seq_room */
+    struct chat_op **batch;
+    size_t n_batch;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct seq_room *room_of(struct store_thread *st, const char *name)
+{
+    struct seq_room *r = map_get(&st->rooms, name);
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        map_put(&st->rooms, name, r);
+    }
+    return r;
+}
+
+static void load_room(void *arg, const char *room, uint64_t last_seq, int64_t created_ms)
+{
+    (void)created_ms;
+    room_of(arg, room)->last_seq = last_seq;
+}
+
+/* --- tokens: 256 random bits handed to the client; only their SHA-256 is kept --- */
+
+static void hash_token(const char *token, uint8_t out[STORE_TOKEN_HASH])
+{
+    crypto_hash_sha256(out, (const unsigned char *)token, strlen(token));
+}
+
+static int new_token(struct store_thread *st, struct chat_op *op)
+{
+    uint8_t raw[32], hash[STORE_TOKEN_HASH];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2base64(op->token, sizeof op->token, raw, sizeof raw,
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    hash_token(op->token, hash);
+    struct store_token t = {.guest = op->guest, .guest_session = op->guest_session};
+    memcpy(t.user, op->user, sizeof t.user);
+    t.expires_ms = now_ms() + (int64_t)(op->guest ? st->cfg->guest_token_ttl_ms : st->cfg->token_ttl_ms);
+    return st->db->ops->token_put(st->db, hash, &t);
+}
+
+/* welcome.dms: every dm room the user is a party of, with its latest seq. */
+static void list_dms(struct store_thread *st, struct chat_op *op)
+{
+    size_t pos = 0;
+    const char *name;
+    void *v;
+    while (map_next(&st->rooms, &pos, &name, &v)) {
+        char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+        if (text_parse_dm_room(name, strlen(name), a, b) &&
+            (strcmp(a, op->user_lc) == 0 || strcmp(b, op->user_lc) == 0))
+            chat_op_add_room(op, name, 0, ((struct seq_room *)v)->last_seq);
+    }
+}
+
+/* --- writes, applied inside the batch's transaction --- */
+
+/* Applies one write. Returns 0, or a store error that must fail the whole batch. */
+static int apply_write(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    int rc;
+    switch (op->kind) {
+    case CHAT_SEND: {
+        struct seq_room *room = room_of(st, op->room);
+        if (op->has_cid) {
+            uint64_t first;
+            rc = db->ops->find_cid(db, op->room, op->user, op->cid, &first);
+            if (rc == 0) {
+                op->seq = first; /* a retry: acknowledged again, stored once */
+                op->stage = 2;
+                return 0;
+            }
+            if (rc != -ENOENT)
+                return rc;
+        }
+        op->seq = room->last_seq + 1;
+        op->ts = now_ms();
+        struct store_msg m = {.room = op->room, .seq = op->seq, .ts = op->ts, .from = op->user,
+                              .text = op->text, .text_len = op->text_len,
+                              .cid = op->has_cid ? op->cid : NULL};
+        rc = db->ops->insert(db, &m);
+        if (rc < 0)
+            return rc;
+        room->last_seq = op->seq;
+        op->stage = 1;
+        if (st->cfg->retention && op->seq > st->cfg->retention)
+            return db->ops->trim(db, op->room, op->seq - st->cfg->retention);
+        return 0;
+    }
+    case CHAT_REGISTER:
+        rc = db->ops->user_create(db, op->name, op->pwhash, op->user_created_ms);
+        if (rc == -EEXIST) {
+            chat_op_fail(op, PROTO_NAME_TAKEN, "that name is registered already");
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+        if (op->registered_guest) {
+            /* The guest's own tokens die with its guest identity; the connection gets a new one. */
+            rc = db->ops->token_drop_guest(db, op->name);
+            if (rc < 0)
+                return rc;
+            memcpy(op->user, op->name, sizeof op->user);
+            op->guest = false;
+            return new_token(st, op);
+        }
+        return db->ops->token_drop_guest(db, op->name);
+    case CHAT_LOGIN_PASSWORD:
+        list_dms(st, op);
+        return new_token(st, op);
+    case CHAT_LOGIN_GUEST:
+        rc = db->ops->token_drop_guest(db, op->user);
+        return rc < 0 ? rc : new_token(st, op);
+    case CHAT_ROOM_CREATE:
+        room_of(st, op->room);
+        return db->ops->room_create(db, op->room, now_ms());
+    default:
+        return 0;
+    }
+}
+
+/* Where a write goes once its batch is settled. */
+static void route_after_batch(struct chat_op *op)
+{
+    switch (op->kind) {
+    case CHAT_SEND:
+        if (op->err)
+            chat_to_worker(op);
+        else
+            chat_to_hub(op); /* stored (stage 1) or a duplicate (stage 2): the hub fans out and acks */
+        break;
+    case CHAT_REGISTER:
+        op->stage = 1;
+        chat_to_hub(op);
+        break;
+    case CHAT_LOGIN_GUEST:
+        if (op->err) {
+            op->stage = 2;
+            chat_to_hub(op); /* release the claimed name */
+        } else {
+            chat_to_worker(op);
+        }
+        break;
+    case CHAT_ROOM_CREATE:
+        chat_op_free(op);
+        break;
+    default:
+        chat_to_worker(op);
+    }
+}
+
+static void commit_batch(struct service *s)
+{
+    struct store_thread *st = s->ctx;
+    if (st->n_batch == 0)
+        return;
+    struct store *db = st->db;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = db->ops->begin(db);
+    size_t applied = 0;
+    for (; rc == 0 && applied < st->n_batch; applied++)
+        rc = apply_write(st, st->batch[applied]);
+    if (rc == 0)
+        rc = db->ops->commit(db);
+    if (rc < 0) {
+        db->ops->rollback(db);
+        metrics_add(METRIC_STORE_ERRORS, 1);
+        log_error("msg=batch_failed writes=%zu error=%d", st->n_batch, rc);
+        /* Put the counters back: the batch's seqs were never stored. */
+        for (size_t i = st->n_batch; i-- > 0;) {
+            struct chat_op *op = st->batch[i];
+            if (op->kind == CHAT_SEND && op->stage == 1)
+                room_of(st, op->room)->last_seq = op->seq - 1;
+            op->seq = 0;
+            op->token[0] = '\0';
+            chat_op_fail(op, PROTO_SERVER_BUSY, "the server could not store that; retry with the same cid");
+        }
+    } else {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+                      (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+        metrics_commit(us, st->n_batch);
+    }
+    for (size_t i = 0; i < st->n_batch; i++)
+        route_after_batch(st->batch[i]);
+    st->n_batch = 0;
+}
+
+/* --- reads, served at once --- */
+
+struct read_ctx {
+    struct chat_op *op;
+    uint64_t last;
+};
+
+static void collect(void *arg, const struct store_msg *m)
+{
+    struct read_ctx *rc = arg;
+    struct msg_rec r = events_message(m, NULL);
+    chat_op_add_msg(rc->op, &r);
+    rc->last = m->seq;
+}
+
+static void read_history(struct store_thread *st, struct chat_op *op)
+{
+    struct read_ctx ctx = {op, 0};
+    int rc = st->db->ops->read(st->db, op->room, 0, op->before, op->ts, op->limit, true, collect, &ctx);
+    if (rc < 0)
+        chat_op_fail(op, PROTO_SERVER_BUSY, "history is not available right now");
+    chat_to_worker(op);
+}
+
+/* A join whose replay reaches below the hub's ring: read (join_after, seq] from the store. */
+static void read_replay(struct store_thread *st, struct chat_op *op)
+{
+    struct read_ctx ctx = {op, op->join_after};
+    uint64_t first = 0;
+    int rc = st->db->ops->first_seq(st->db, op->room, &first);
+    if (rc == 0 && first > op->join_after + 1 && op->join_after == op->since)
+        op->truncated = true; /* retention removed some of what was asked for */
+    if (rc == 0)
+        rc = st->db->ops->read(st->db, op->room, op->join_after, op->seq + 1, op->ts, REPLAY_PAGE,
+                               false, collect, &ctx);
+    if (rc < 0) {
+        chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
+    } else if (ctx.last < op->seq && rc < REPLAY_PAGE) {
+        ctx.last = op->seq; /* the rest was trimmed away */
+    }
+    op->join_after = ctx.last;
+    op->stage = 1;
+    chat_to_hub(op);
+}
+
+static void login_password(struct store_thread *st, struct chat_op *op)
+{
+    struct store_user u;
+    int rc = st->db->ops->user_get(st->db, op->name, &u);
+    if (rc < 0) {
+        if (rc == -ENOENT)
+            chat_op_fail(op, PROTO_BAD_CREDENTIALS, "wrong name or password");
+        else
+            chat_op_fail(op, PROTO_SERVER_BUSY, "logins are not available right now");
+        chat_to_worker(op);
+        return;
+    }
+    memcpy(op->user, u.name, sizeof op->user);
+    text_lower(u.name, strlen(u.name), op->user_lc);
+    memcpy(op->pwhash, u.pwhash, sizeof op->pwhash);
+    op->user_created_ms = u.created_ms;
+    chat_to_auth(op);
+}
+
+static void login_token(struct store_thread *st, struct chat_op *op)
+{
+    uint8_t hash[STORE_TOKEN_HASH];
+    struct store_token t;
+    hash_token(op->token, hash);
+    int rc = st->db->ops->token_get(st->db, hash, now_ms(), &t);
+    if (rc < 0) {
+        chat_op_fail(op, rc == -ENOENT ? PROTO_BAD_TOKEN : PROTO_SERVER_BUSY,
+                     rc == -ENOENT ? "unknown or expired token" : "logins are not available right now");
+        chat_to_worker(op);
+        return;
+    }
+    memcpy(op->user, t.user, sizeof op->user);
+    text_lower(t.user, strlen(t.user), op->user_lc);
+    op->guest = t.guest;
+    op->guest_session = t.guest_session;
+    if (t.guest) {
+        chat_to_hub(op); /* only the hub knows whether the guest's name is still free */
+        return;
+    }
+    struct store_user u;
+    rc = st->db->ops->user_get(st->db, t.user, &u);
+    if (rc < 0) {
+        chat_op_fail(op, PROTO_BAD_TOKEN, "unknown or expired token");
+        chat_to_worker(op);
+        return;
+    }
+    op->user_created_ms = u.created_ms;
+    list_dms(st, op);
+    chat_to_worker(op);
+}
+
+static void on_mail(struct service *s, struct mail *m)
+{
+    struct store_thread *st = s->ctx;
+    struct chat_op *op = (struct chat_op *)m;
+    switch (op->kind) {
+    case CHAT_HISTORY:
+        read_history(st, op);
+        return;
+    case CHAT_JOIN:
+        read_replay(st, op);
+        return;
+    case CHAT_LOGIN_TOKEN:
+        login_token(st, op);
+        return;
+    case CHAT_LOGIN_PASSWORD:
+        if (op->stage == 0) {
+            login_password(st, op);
+            return;
+        }
+        break; /* verified: a token to write */
+    default:
+        break;
+    }
+    st->batch[st->n_batch++] = op;
+    if (st->n_batch == MAX_BATCH) {
+        commit_batch(s);
+        loop_wake_soon(s->loop);
+    }
+}
+
+int store_thread_init(struct service *s, struct store *db, const struct config *cfg)
+{
+    struct store_thread *st = xcalloc(1, sizeof *st);
+    st->db = db;
+    st->cfg = cfg;
+    map_init(&st->rooms, true);
+    st->batch = xcalloc(MAX_BATCH, sizeof *st->batch);
+    int rc = db->ops->load_rooms(db, load_room, st);
+    if (rc < 0) {
+        log_error("msg=store_load_failed error=%d", rc);
+        return rc;
+    }
+    return service_init(s, "store", on_mail, commit_batch, st);
+}
+
+static void drop_op(struct mail *m)
+{
+    chat_op_free((struct chat_op *)m);
+}
+
+void store_thread_destroy(struct service *s)
+{
+    struct store_thread *st = s->ctx;
+    service_destroy(s, drop_op);
+    if (!st)
+        return;
+    size_t pos = 0;
+    const char *k;
+    void *v;
+    while (map_next(&st->rooms, &pos, &k, &v))
+        free(v);
+    map_free(&st->rooms);
+    for (size_t i = 0; i < st->n_batch; i++)
+        chat_op_free(st->batch[i]);
+    free(st->batch);
+    st->db->ops->close(st->db);
+    free(st);
+}

@@ -1,0 +1,56 @@
+/*
+ * text: the protocol's rules for names, room names and message text
+ * (PROTOCOL.md "Identity", "Rooms", "Messages", rules 9, 16, 41). Pure.
+ */
+#ifndef PARLEY_TEXT_H
+#define PARLEY_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TEXT_NAME_MAX 32
+#define TEXT_DM_ROOM_MAX (3 + TEXT_NAME_MAX + 1 + TEXT_NAME_MAX) /* "dm:a:b" without NUL */
+
+/* Returns true when s[0..n) is a valid user name: 1..32 of A-Z a-z 0-9 _ - . */
+bool text_valid_user(const char *s, size_t n);
+
+/* Writes s[0..n) in lower case (ASCII) plus a NUL into out (n + 1 bytes). */
+void text_lower(const char *s, size_t n, char *out);
+
+/*
+ * Public room names: 1..32 of a-z 0-9 _ - once A-Z is folded to lower case.
+ * Returns true and writes the folded name plus a NUL into out; false if invalid.
+ * "dm:..." is not a public room name.
+ */
+bool text_fold_room(const char *s, size_t n, char out[TEXT_NAME_MAX + 1]);
+
+/*
+ * Direct-message rooms are named only in canonical form: "dm:" + the two
+ * lower-case user names, sorted (byte order), joined by ':', the two distinct.
+ * Returns true when s[0..n) is such a name, writing the two names (a < b).
+ */
+bool text_parse_dm_room(const char *s, size_t n, char a[TEXT_NAME_MAX + 1],
+                        char b[TEXT_NAME_MAX + 1]);
+
+/* Writes the canonical dm room of two (valid) user names, any case, plus a NUL into out. */
+void text_dm_room(const char *user1, const char *user2, char out[TEXT_DM_ROOM_MAX + 1]);
+
+enum text_verdict {
+    TEXT_OK,
+    TEXT_EMPTY,    /* nothing left after trimming: bad_request */
+    TEXT_TOO_LONG, /* more code points than allowed: too_long */
+    TEXT_BAD,      /* not UTF-8, or a control character other than \n and \t: bad_request */
+};
+
+/*
+ * Checks a message text: trailing Unicode white space (White_Space property:
+ * U+0009-000D, U+0020, U+0085, U+00A0, U+1680, U+2000-200A, U+2028, U+2029,
+ * U+202F, U+205F, U+3000) is trimmed first; what is left must be valid UTF-8
+ * with no control characters but '\n' and '\t' (no other C0, no DEL, no C1
+ * U+0080-009F), and at most max_points code points. On TEXT_OK, *trimmed_len
+ * is the byte length of the text to store and deliver.
+ */
+enum text_verdict text_check_message(const char *s, size_t n, size_t max_points,
+                                     size_t *trimmed_len);
+
+#endif

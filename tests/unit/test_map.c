@@ -1,0 +1,76 @@
+/* test_map: the hash maps against a plain array model, through growth and tombstones. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "map.h"
+
+#define KEYS 5000
+
+static void string_keys_match_a_model(void **state)
+{
+    (void)state;
+    struct map m;
+    map_init(&m, true);
+    static int values[KEYS];
+    static bool present[KEYS];
+    char key[32];
+    srand(7);
+    for (int round = 0; round < 40000; round++) {
+        int k = rand() % KEYS;
+        snprintf(key, sizeof key, "room-%d", k);
+        switch (rand() % 3) {
+        case 0:
+            map_put(&m, key, &values[k]);
+            present[k] = true;
+            break;
+        case 1:
+            assert_ptr_equal(map_del(&m, key), present[k] ? &values[k] : NULL);
+            present[k] = false;
+            break;
+        default:
+            assert_ptr_equal(map_get(&m, key), present[k] ? &values[k] : NULL);
+        }
+    }
+    size_t live = 0;
+    for (int k = 0; k < KEYS; k++)
+        live += present[k];
+    assert_int_equal(m.count, live);
+    size_t seen = 0, pos = 0;
+    const char *k;
+    void *v;
+    while (map_next(&m, &pos, &k, &v))
+        seen++;
+    assert_int_equal(seen, live);
+    map_free(&m);
+}
+
+static void u64_keys(void **state)
+{
+    (void)state;
+    struct map m;
+    map_init(&m, false);
+    for (uint64_t i = 1; i <= KEYS; i++)
+        assert_null(map_put_u64(&m, i, (void *)(uintptr_t)(i * 3)));
+    for (uint64_t i = 1; i <= KEYS; i += 2)
+        assert_ptr_equal(map_del_u64(&m, i), (void *)(uintptr_t)(i * 3));
+    for (uint64_t i = 1; i <= KEYS; i++)
+        assert_ptr_equal(map_get_u64(&m, i), i % 2 ? NULL : (void *)(uintptr_t)(i * 3));
+    assert_ptr_equal(map_put_u64(&m, 2, NULL), (void *)(uintptr_t)6);
+    assert_int_equal(m.count, KEYS / 2);
+    map_free(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(string_keys_match_a_model),
+        cmocka_unit_test(u64_keys),
+    };
+    return cmocka_run_group_tests_name("map", tests, NULL, NULL);
+}

@@ -1,0 +1,669 @@
+/* test_store_sqlite: the SQLite store backend on real files in fresh temporary directories. */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+
+struct fixture {
+    char dir[64];
+    struct store *s;
+};
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/parley-store-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    if (store_sqlite_open(f->dir, 0, &f->s) != 0) return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->s) f->s->ops->close(f->s);
+    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void db_path(const struct fixture *f, char *out, size_t size)
+{
+    snprintf(out, size, "%s/parley.db", f->dir);
+}
+
+static void reopen(struct fixture *f, uint64_t max_db_bytes)
+{
+    f->s->ops->close(f->s);
+    f->s = NULL;
+    assert_int_equal(store_sqlite_open(f->dir, max_db_bytes, &f->s), 0);
+}
+
+static int put(struct store *s, const char *room, uint64_t seq, int64_t ts, const char *from,
+               const char *text, const char *cid)
+{
+    struct store_msg m = {
+        .room = room,
+        .seq = seq,
+        .ts = ts,
+        .from = from,
+        .text = text,
+        .text_len = strlen(text),
+        .cid = cid,
+    };
+    return s->ops->insert(s, &m);
+}
+
+/* Stores msgs 1..n of room in one batch, with ts = 1000 + 10 * seq. */
+static void fill(struct store *s, const char *room, uint64_t n)
+{
+    assert_int_equal(s->ops->begin(s), 0);
+    for (uint64_t i = 1; i <= n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "message %llu", (unsigned long long)i);
+        assert_int_equal(put(s, room, i, 1000 + 10 * (int64_t)i, "alice", text, NULL), 0);
+    }
+    assert_int_equal(s->ops->commit(s), 0);
+}
+
+#define MAX_SEEN 256
+
+/* What read passed to its callback, copied, since its strings live only during the call. */
+struct seen {
+    int n;
+    uint64_t seq[MAX_SEEN];
+    int64_t ts[MAX_SEEN];
+    char from[MAX_SEEN][STORE_NAME_MAX + 1];
+    char text[MAX_SEEN][64];
+    size_t text_len[MAX_SEEN];
+    char cid[MAX_SEEN][70];
+    bool has_cid[MAX_SEEN];
+};
+
+static void see(void *arg, const struct store_msg *m)
+{
+    struct seen *v = arg;
+    assert_true(v->n < MAX_SEEN);
+    int i = v->n++;
+    v->seq[i] = m->seq;
+    v->ts[i] = m->ts;
+    snprintf(v->from[i], sizeof v->from[i], "%s", m->from);
+    snprintf(v->text[i], sizeof v->text[i], "%s", m->text);
+    v->text_len[i] = m->text_len;
+    v->has_cid[i] = m->cid != NULL;
+    snprintf(v->cid[i], sizeof v->cid[i], "%s", m->cid ? m->cid : "");
+}
+
+/* Reads into v and checks the returned count against what the callback saw. */
+static int read_seqs(struct store *s, const char *room, uint64_t after, uint64_t before,
+                     int64_t min_ts, unsigned limit, bool newest, struct seen *v)
+{
+    memset(v, 0, sizeof *v);
+    int n = s->ops->read(s, room, after, before, min_ts, limit, newest, see, v);
+    assert_int_equal(n, v->n);
+    return n;
+}
+
+static void assert_seqs(const struct seen *v, uint64_t first, uint64_t last)
+{
+    assert_int_equal(v->n, (int)(last - first + 1));
+    for (int i = 0; i < v->n; i++)
+        assert_int_equal(v->seq[i], first + (uint64_t)i);
+}
+
+#define MAX_ROOMS 8
+
+struct rooms_seen {
+    int n;
+    char name[MAX_ROOMS][STORE_ROOM_MAX];
+    uint64_t last_seq[MAX_ROOMS];
+    int64_t created_ms[MAX_ROOMS];
+};
+
+static void see_room(void *arg, const char *room, uint64_t last_seq, int64_t created_ms)
+{
+    struct rooms_seen *r = arg;
+    assert_true(r->n < MAX_ROOMS);
+    snprintf(r->name[r->n], sizeof r->name[r->n], "%s", room);
+    r->last_seq[r->n] = last_seq;
+    r->created_ms[r->n] = created_ms;
+    r->n++;
+}
+
+/* The last_seq load_rooms reports for room; fails the test if the room is not listed. */
+static uint64_t room_seq(struct store *s, const char *room)
+{
+    struct rooms_seen r = {0};
+    assert_int_equal(s->ops->load_rooms(s, see_room, &r), 0);
+    for (int i = 0; i < r.n; i++)
+        if (strcmp(r.name[i], room) == 0) return r.last_seq[i];
+    fail_msg("room %s not listed", room);
+    return 0;
+}
+
+static void see_user(void *arg, const char *name, int64_t created_ms)
+{
+    (void)created_ms;
+    char *names = arg;
+    size_t len = strlen(names);
+    snprintf(names + len, 128 - len, "%s%s", len ? "," : "", name);
+}
+
+static const uint8_t hash_a[STORE_TOKEN_HASH] = {1, 2, 3};
+static const uint8_t hash_b[STORE_TOKEN_HASH] = {4, 5, 6};
+static const uint8_t hash_c[STORE_TOKEN_HASH] = {7, 8, 9};
+
+static void reopen_keeps_everything(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->room_create(s, "lobby", 500), 0);
+    fill(s, "general", 3);
+    assert_int_equal(s->ops->user_create(s, "Alice", "$argon2id$x", 77), 0);
+    struct store_token t = {.user = "Alice", .expires_ms = 10000};
+    assert_int_equal(s->ops->token_put(s, hash_a, &t), 0);
+
+    reopen(f, 0);
+    s = f->s;
+    struct rooms_seen r = {0};
+    assert_int_equal(s->ops->load_rooms(s, see_room, &r), 0);
+    assert_int_equal(r.n, 2);
+    for (int i = 0; i < r.n; i++) {
+        if (strcmp(r.name[i], "lobby") == 0) {
+            assert_int_equal(r.last_seq[i], 0);
+            assert_int_equal(r.created_ms[i], 500);
+        } else {
+            assert_string_equal(r.name[i], "general");
+            assert_int_equal(r.last_seq[i], 3);
+            assert_int_equal(r.created_ms[i], 1010); /* the first message's time */
+        }
+    }
+    struct seen v;
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 10, false, &v), 3);
+    assert_string_equal(v.text[2], "message 3");
+
+    char names[128] = "";
+    assert_int_equal(s->ops->load_users(s, see_user, names), 0);
+    assert_string_equal(names, "Alice");
+    struct store_token got;
+    assert_int_equal(s->ops->token_get(s, hash_a, 5000, &got), 0);
+    assert_string_equal(got.user, "Alice");
+
+    /* The schema is at version 1 and opening again did not run the migration twice. */
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void creates_missing_data_dir(void **state)
+{
+    struct fixture *f = *state;
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s/data", f->dir);
+    struct store *s2 = NULL;
+    assert_int_equal(store_sqlite_open(sub, 0, &s2), 0);
+    assert_int_equal(s2->ops->room_create(s2, "general", 1), 0);
+    s2->ops->close(s2);
+    char path[160];
+    snprintf(path, sizeof path, "%s/parley.db", sub);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+static void wal_mode_is_on(void **state)
+{
+    struct fixture *f = *state;
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void read_selects_ranges_in_ascending_order(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    fill(s, "general", 10);
+    fill(s, "other", 2); /* must never show up in general's reads */
+    struct seen v;
+
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 3, false, &v), 3);
+    assert_seqs(&v, 1, 3);
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 3, true, &v), 3);
+    assert_seqs(&v, 8, 10);
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 200, true, &v), 10);
+    assert_seqs(&v, 1, 10);
+    /* before is exclusive: the history page ending just before seq 6. */
+    read_seqs(s, "general", 0, 6, 0, 3, true, &v);
+    assert_seqs(&v, 3, 5);
+    read_seqs(s, "general", 0, 6, 0, 50, false, &v);
+    assert_seqs(&v, 1, 5);
+    /* after is exclusive: replay of a join with since = 4. */
+    read_seqs(s, "general", 4, 0, 0, 100, false, &v);
+    assert_seqs(&v, 5, 10);
+    read_seqs(s, "general", 4, 0, 0, 2, false, &v);
+    assert_seqs(&v, 5, 6);
+    /* min_ts is inclusive: message 7 has ts 1070. */
+    read_seqs(s, "general", 0, 0, 1070, 100, false, &v);
+    assert_seqs(&v, 7, 10);
+    read_seqs(s, "general", 0, 0, 1070, 100, true, &v);
+    assert_seqs(&v, 7, 10);
+    /* All bounds at once: 2 < seq < 9, ts >= 1040, i.e. 4..8. */
+    read_seqs(s, "general", 2, 9, 1040, 2, false, &v);
+    assert_seqs(&v, 4, 5);
+    read_seqs(s, "general", 2, 9, 1040, 2, true, &v);
+    assert_seqs(&v, 7, 8);
+    read_seqs(s, "general", 2, 9, 1040, 100, true, &v);
+    assert_seqs(&v, 4, 8);
+    /* Nothing to give. */
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 0, true, &v), 0);
+    assert_int_equal(read_seqs(s, "general", 10, 0, 0, 10, false, &v), 0);
+    assert_int_equal(read_seqs(s, "general", 5, 6, 0, 10, false, &v), 0);
+    assert_int_equal(read_seqs(s, "general", 0, 0, 999999, 10, true, &v), 0);
+    assert_int_equal(read_seqs(s, "nowhere", 0, 0, 0, 10, true, &v), 0);
+    /* Bounds beyond SQLite's signed range behave as "no bound". */
+    assert_int_equal(read_seqs(s, "general", 0, UINT64_MAX, 0, 100, false, &v), 10);
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, UINT32_MAX, false, &v), 10);
+
+    /* Fields come back as stored: newlines, tabs, any UTF-8, cid or none, sender spelling. */
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(
+        put(s, "general", 11, 2000, "Bob", "line one\n\tline two \xc3\xa9\xe2\x82\xac", "c-1"), 0);
+    /* The length is what counts, not a NUL: only "trunc" of "truncated" is stored. */
+    struct store_msg m = {.room = "general",
+                          .seq = 12,
+                          .ts = 2001,
+                          .from = "bob",
+                          .text = "truncated",
+                          .text_len = 5};
+    assert_int_equal(s->ops->insert(s, &m), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    read_seqs(s, "general", 10, 0, 0, 10, false, &v);
+    assert_seqs(&v, 11, 12);
+    assert_int_equal(v.ts[0], 2000);
+    assert_string_equal(v.from[0], "Bob");
+    assert_string_equal(v.text[0], "line one\n\tline two \xc3\xa9\xe2\x82\xac");
+    assert_int_equal(v.text_len[0], strlen("line one\n\tline two \xc3\xa9\xe2\x82\xac"));
+    assert_true(v.has_cid[0]);
+    assert_string_equal(v.cid[0], "c-1");
+    assert_string_equal(v.text[1], "trunc");
+    assert_int_equal(v.text_len[1], 5);
+    assert_false(v.has_cid[1]);
+}
+
+static void find_cid_matches_sender_in_any_case(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", 1, 1, "Alice", "hi", "x1"), 0);
+    assert_int_equal(put(s, "general", 2, 2, "bob", "hi", "x1"), 0); /* same cid, other user */
+    uint64_t seq = 0;
+    /* Inside the batch, an earlier insert of the same batch is already found. */
+    assert_int_equal(s->ops->find_cid(s, "general", "ALICE", "x1", &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(s->ops->commit(s), 0);
+
+    seq = 0;
+    assert_int_equal(s->ops->find_cid(s, "general", "alice", "x1", &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(s->ops->find_cid(s, "general", "BOB", "x1", &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(s->ops->find_cid(s, "general", "alice", "x2", &seq), -ENOENT);
+    assert_int_equal(s->ops->find_cid(s, "general", "carol", "x1", &seq), -ENOENT);
+    assert_int_equal(s->ops->find_cid(s, "other", "alice", "x1", &seq), -ENOENT);
+    assert_int_equal(s->ops->find_cid(s, "general", "alice", "X1", &seq),
+                     -ENOENT); /* cid is exact */
+
+    /* A second copy of the same cid by the same user is refused, and the refused insert leaves
+     * the batch usable. */
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", 3, 3, "alice", "again", "x1"), -EIO);
+    assert_int_equal(put(s, "general", 3, 3, "alice", "fresh", "x3"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(room_seq(s, "general"), 3);
+    struct seen v;
+    read_seqs(s, "general", 2, 0, 0, 10, false, &v);
+    assert_seqs(&v, 3, 3);
+    assert_string_equal(v.text[0], "fresh");
+}
+
+static void rollback_discards_messages_and_last_seq(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    fill(s, "general", 2);
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", 3, 3, "alice", "lost", "c3"), 0);
+    assert_int_equal(put(s, "newroom", 1, 3, "alice", "lost too", NULL), 0);
+    assert_int_equal(s->ops->room_create(s, "empty", 3), 0);
+    s->ops->rollback(s);
+
+    assert_int_equal(room_seq(s, "general"), 2);
+    struct rooms_seen r = {0};
+    assert_int_equal(s->ops->load_rooms(s, see_room, &r), 0);
+    assert_int_equal(r.n, 1);
+    struct seen v;
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 10, true, &v), 2);
+    uint64_t seq;
+    assert_int_equal(s->ops->find_cid(s, "general", "alice", "c3", &seq), -ENOENT);
+    s->ops->rollback(s); /* a second rollback, outside any batch, is harmless */
+
+    /* The same seq can be used again after the rollback. */
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", 3, 3, "alice", "kept", "c3"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(room_seq(s, "general"), 3);
+
+    /* An insert outside any batch commits on its own, with its room's last_seq. */
+    assert_int_equal(put(s, "solo", 1, 9, "bob", "alone", NULL), 0);
+    assert_int_equal(room_seq(s, "solo"), 1);
+}
+
+static void users_are_unique_in_any_case(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->user_create(s, "Alice", "$argon2id$v=19$hash", 1234), 0);
+    assert_int_equal(s->ops->user_create(s, "alice", "$other", 1), -EEXIST);
+    assert_int_equal(s->ops->user_create(s, "ALICE", "$other", 1), -EEXIST);
+    assert_int_equal(s->ops->user_create(s, "bob.B-2_", "$h", 5), 0);
+
+    struct store_user u;
+    assert_int_equal(s->ops->user_get(s, "aLiCe", &u), 0);
+    assert_string_equal(u.name, "Alice");
+    assert_string_equal(u.pwhash, "$argon2id$v=19$hash");
+    assert_int_equal(u.created_ms, 1234);
+    assert_int_equal(s->ops->user_get(s, "BOB.b-2_", &u), 0);
+    assert_string_equal(u.name, "bob.B-2_");
+    assert_int_equal(s->ops->user_get(s, "carol", &u), -ENOENT);
+
+    char names[128] = "";
+    assert_int_equal(s->ops->load_users(s, see_user, names), 0);
+    assert_true(strcmp(names, "Alice,bob.B-2_") == 0 || strcmp(names, "bob.B-2_,Alice") == 0);
+}
+
+static void tokens_expire_and_guest_tokens_drop(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    struct store_token alice = {.user = "Alice", .expires_ms = 1000};
+    struct store_token guest = {
+        .user = "Carol", .guest = true, .guest_session = UINT64_MAX - 1, .expires_ms = 2000};
+    struct store_token guest2 = {
+        .user = "carol", .guest = true, .guest_session = 7, .expires_ms = 3000};
+    assert_int_equal(s->ops->token_put(s, hash_a, &alice), 0);
+    assert_int_equal(s->ops->token_put(s, hash_b, &guest), 0);
+    assert_int_equal(s->ops->token_put(s, hash_c, &guest2), 0);
+
+    struct store_token got;
+    assert_int_equal(s->ops->token_get(s, hash_a, 999, &got), 0);
+    assert_string_equal(got.user, "Alice");
+    assert_false(got.guest);
+    assert_int_equal(got.expires_ms, 1000);
+    assert_int_equal(s->ops->token_get(s, hash_a, 1000, &got), -ENOENT); /* expired at 1000 */
+    assert_int_equal(s->ops->token_get(s, hash_b, 0, &got), 0);
+    assert_true(got.guest);
+    assert_true(got.guest_session == UINT64_MAX - 1); /* the full 64 bits survive */
+    uint8_t unknown[STORE_TOKEN_HASH] = {0};
+    assert_int_equal(s->ops->token_get(s, unknown, 0, &got), -ENOENT);
+
+    /* Putting the same hash again replaces the token. */
+    alice.expires_ms = 5000;
+    assert_int_equal(s->ops->token_put(s, hash_a, &alice), 0);
+    assert_int_equal(s->ops->token_get(s, hash_a, 4000, &got), 0);
+
+    /* Registering "CAROL" drops both guest tokens of that name, whatever their case. */
+    assert_int_equal(s->ops->token_drop_guest(s, "CAROL"), 0);
+    assert_int_equal(s->ops->token_get(s, hash_b, 0, &got), -ENOENT);
+    assert_int_equal(s->ops->token_get(s, hash_c, 0, &got), -ENOENT);
+    /* ...but never a registered user's token. */
+    assert_int_equal(s->ops->token_drop_guest(s, "alice"), 0);
+    assert_int_equal(s->ops->token_get(s, hash_a, 0, &got), 0);
+
+    assert_int_equal(s->ops->token_put(s, hash_b, &guest), 0);
+    assert_int_equal(s->ops->token_expire(s, 2000), 0); /* guest expires at 2000: gone */
+    assert_int_equal(s->ops->token_get(s, hash_b, 0, &got), -ENOENT);
+    assert_int_equal(s->ops->token_get(s, hash_a, 0, &got), 0);
+    assert_int_equal(s->ops->token_expire(s, 5000), 0);
+    assert_int_equal(s->ops->token_get(s, hash_a, 0, &got), -ENOENT);
+}
+
+static void trim_keeps_last_seq(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    uint64_t first = 99;
+    assert_int_equal(s->ops->first_seq(s, "general", &first), 0);
+    assert_int_equal(first, 0);
+    fill(s, "general", 10);
+    assert_int_equal(s->ops->first_seq(s, "general", &first), 0);
+    assert_int_equal(first, 1);
+
+    assert_int_equal(s->ops->trim(s, "general", 4), 0);
+    assert_int_equal(s->ops->first_seq(s, "general", &first), 0);
+    assert_int_equal(first, 5);
+    assert_int_equal(room_seq(s, "general"), 10);
+    struct seen v;
+    read_seqs(s, "general", 0, 0, 0, 100, false, &v);
+    assert_seqs(&v, 5, 10);
+
+    assert_int_equal(s->ops->trim(s, "general", 10), 0);
+    assert_int_equal(s->ops->first_seq(s, "general", &first), 0);
+    assert_int_equal(first, 0);
+    assert_int_equal(room_seq(s, "general"), 10); /* seq goes on from 11 */
+}
+
+static void size_cap_gives_enospc_and_recovers(void **state)
+{
+    struct fixture *f = *state;
+    reopen(f, 64 * 1024);
+    struct store *s = f->s;
+    char big[3001];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+
+    uint64_t committed = 0;
+    int err = 0;
+    for (int batch = 0; batch < 100 && err == 0; batch++) {
+        assert_int_equal(s->ops->begin(s), 0);
+        for (uint64_t i = 1; i <= 4 && err == 0; i++)
+            err = put(s, "general", committed + i, 1, "alice", big, NULL);
+        if (err == 0) {
+            err = s->ops->commit(s);
+            if (err == 0) committed += 4;
+        } else {
+            /* Once the batch has failed, nothing more of it is stored. */
+            assert_int_equal(put(s, "general", committed + 5, 1, "alice", "x", NULL), -ENOSPC);
+            s->ops->rollback(s);
+        }
+    }
+    assert_int_equal(err, -ENOSPC);
+    assert_true(committed > 0);
+
+    /* The failed batch left nothing behind; what was committed reads back whole. */
+    assert_int_equal(room_seq(s, "general"), committed);
+    struct seen v;
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 200, false, &v), (int)committed);
+    assert_seqs(&v, 1, committed);
+
+    /* Retention frees pages that small writes then reuse. */
+    assert_int_equal(s->ops->trim(s, "general", committed - 2), 0);
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", committed + 1, 2, "alice", "small", "c"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(room_seq(s, "general"), committed + 1);
+    read_seqs(s, "general", 0, 0, 0, 200, false, &v);
+    assert_seqs(&v, committed - 1, committed + 1);
+    assert_string_equal(v.text[2], "small");
+
+    reopen(f, 64 * 1024);
+    assert_int_equal(room_seq(f->s, "general"), committed + 1);
+}
+
+static void garbage_file_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    f->s->ops->close(f->s);
+    f->s = NULL;
+    char path[128];
+    db_path(f, path, sizeof path);
+    /* Also remove the WAL files, so only the garbage is there to be opened. */
+    char side[160];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+
+    char garbage[8192];
+    for (size_t i = 0; i < sizeof garbage; i++)
+        garbage[i] = (char)(i * 7 + 3);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(garbage, 1, sizeof garbage, fp), sizeof garbage);
+    fclose(fp);
+
+    struct store *s = (struct store *)1;
+    assert_int_equal(store_sqlite_open(f->dir, 0, &s), -EIO);
+    assert_null(s);
+
+    /* The file was left as it was: refusing must not repair it by overwriting. */
+    char back[sizeof garbage];
+    fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fread(back, 1, sizeof back, fp), sizeof back);
+    fclose(fp);
+    assert_memory_equal(back, garbage, sizeof garbage);
+}
+
+static void damaged_schema_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    fill(f->s, "general", 3);
+    f->s->ops->close(f->s); /* the last connection's close folds the WAL into the file */
+    f->s = NULL;
+    char path[128];
+    db_path(f, path, sizeof path);
+    /* A valid header, then garbage where the schema's b-tree page begins. */
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 100, SEEK_SET), 0);
+    char garbage[512];
+    memset(garbage, 0xa5, sizeof garbage);
+    assert_int_equal(fwrite(garbage, 1, sizeof garbage, fp), sizeof garbage);
+    fclose(fp);
+    struct store *s = NULL;
+    assert_int_equal(store_sqlite_open(f->dir, 0, &s), -EIO);
+    assert_null(s);
+}
+
+static void newer_schema_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    f->s->ops->close(f->s);
+    f->s = NULL;
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct store *s = NULL;
+    assert_int_equal(store_sqlite_open(f->dir, 0, &s), -EIO);
+    assert_null(s);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void held_write_lock_gives_ebusy(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    fill(s, "general", 1);
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    int64_t t0 = now_ms();
+    assert_int_equal(s->ops->begin(s), -EBUSY);
+    int64_t waited = now_ms() - t0;
+    assert_true(waited >= 1500); /* it waited out the busy timeout... */
+    assert_true(waited < 10000); /* ...and no longer */
+    s->ops->rollback(s);         /* what a caller does after a failed begin: harmless */
+
+    /* WAL: the other writer does not stop reads. */
+    struct seen v;
+    assert_int_equal(read_seqs(s, "general", 0, 0, 0, 10, true, &v), 1);
+
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", 2, 2, "alice", "after the lock", NULL), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(room_seq(s, "general"), 2);
+}
+
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(reopen_keeps_everything),
+        TEST(creates_missing_data_dir),
+        TEST(wal_mode_is_on),
+        TEST(read_selects_ranges_in_ascending_order),
+        TEST(find_cid_matches_sender_in_any_case),
+        TEST(rollback_discards_messages_and_last_seq),
+        TEST(users_are_unique_in_any_case),
+        TEST(tokens_expire_and_guest_tokens_drop),
+        TEST(trim_keeps_last_seq),
+        TEST(size_cap_gives_enospc_and_recovers),
+        TEST(garbage_file_is_refused),
+        TEST(damaged_schema_is_refused),
+        TEST(newer_schema_is_refused),
+        TEST(held_write_lock_gives_ebusy),
+    };
+    log_set_level(LOG_WARN); /* keep the expected store_error lines, drop the migration notes */
+    return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
+}
