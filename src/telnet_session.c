@@ -1,46 +1,631 @@
-/* telnet_session: the telnet port's greeting until the line protocol arrives. */
+/* telnet_session: prompts, commands and line output for telnet users. */
 #include "telnet_session.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "alloc.h"
+#include "chat_session.h"
+#include "events.h"
+#include "log.h"
+#include "telnet_parser.h"
+#include "text.h"
+#include "utf8.h"
 #include "worker.h"
+
+enum prompt {
+    PROMPT_NAME,     /* waiting for a name (or /login) */
+    PROMPT_PASSWORD, /* a registered name was given: its password, echo off */
+    PROMPT_WAIT,     /* a login is on its way */
+    PROMPT_NONE,     /* logged in: lines are chat */
+    PROMPT_REGISTER, /* /register without an argument: the new password, echo off */
+};
+
+struct telnet_state {
+    struct telnet_parser parser;
+    uint8_t prompt;
+    uint8_t password_tries;
+    bool echo_off;
+    bool auto_joined;
+    bool password_prompted; /* the pending login came from the Password: prompt */
+    char name[CHAT_NAME_MAX]; /* the name given at the prompt */
+    char current[CHAT_ROOM_MAX]; /* the current room, or "" */
+    uint8_t line[TELNET_LINE_MAX];
+};
+
+static const char help_text[] =
+    "* Commands:\r\n"
+    "*   /join ROOM          join a room (and make it current)\r\n"
+    "*   /leave [ROOM]       leave a room (default: the current one)\r\n"
+    "*   /room ROOM          switch the current room\r\n"
+    "*   /msg USER TEXT      send a direct message\r\n"
+    "*   /who [ROOM]         who is in a room\r\n"
+    "*   /rooms              list the rooms\r\n"
+    "*   /history [N]        the last N messages of the current room (default 20)\r\n"
+    "*   /register PASSWORD  register your guest name\r\n"
+    "*   /login NAME PASSWORD, /help, /quit\r\n"
+    "* A line without / goes to the current room; //text sends /text.\r\n";
+
+static struct telnet_state *state_of(struct conn *c)
+{
+    return ((struct chat_session *)c->session)->transport_state;
+}
+
+static const struct config *cfg_of(struct conn *c)
+{
+    return ((struct worker *)c->set->owner)->cfg;
+}
+
+static void say(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct conn *c, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        conn_send_copy(c, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void error_line(struct conn *c, enum proto_error err, const char *why)
+{
+    say(c, "! %s: %s\r\n", proto_error_code(err), why ? why : proto_error_code(err));
+}
+
+static void echo(struct conn *c, bool off)
+{
+    struct telnet_state *t = state_of(c);
+    if (t->echo_off == off)
+        return;
+    t->echo_off = off;
+    /* IAC WILL ECHO: "I echo", so the client stops echoing what is typed. */
+    const uint8_t seq[3] = {TELNET_IAC, off ? TELNET_WILL : TELNET_WONT, TELNET_OPT_ECHO};
+    conn_send_copy(c, seq, sizeof seq);
+}
+
+static void prompt_name(struct conn *c)
+{
+    struct telnet_state *t = state_of(c);
+    t->prompt = PROMPT_NAME;
+    t->password_tries = 0;
+    say(c, "Your name? ");
+}
+
+static void prompt_password(struct conn *c, uint8_t prompt)
+{
+    struct telnet_state *t = state_of(c);
+    t->prompt = prompt;
+    echo(c, true);
+    say(c, "Password: ");
+}
+
+/* --- starting ops --- */
+
+static struct chat_op *new_op(struct conn *c, enum chat_op_kind kind)
+{
+    struct worker *w = c->set->owner;
+    return chat_op_new(kind, (uint16_t)w->id, c->id);
+}
+
+static void submit(struct conn *c, struct chat_op *op)
+{
+    const char *why = NULL;
+    enum proto_error err = chat_session_submit(c, op, &why);
+    if (err && why)
+        error_line(c, err, why);
+}
+
+static void set_name(struct chat_op *op, const char *name)
+{
+    size_t n = strlen(name);
+    memcpy(op->name, name, n);
+    memcpy(op->user, name, n);
+    text_lower(name, n, op->user_lc);
+}
+
+static void login(struct conn *c, const char *name, const char *password)
+{
+    struct chat_op *op = new_op(c, password ? CHAT_LOGIN_PASSWORD : CHAT_LOGIN_GUEST);
+    set_name(op, name);
+    if (password) {
+        op->password = xstrdup(password);
+        op->password_len = strlen(password);
+    }
+    state_of(c)->prompt = PROMPT_WAIT;
+    submit(c, op);
+}
+
+static void join(struct conn *c, const char *room)
+{
+    struct chat_op *op = new_op(c, CHAT_JOIN);
+    char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX];
+    if (text_parse_dm_room(room, strlen(room), a, b)) {
+        memcpy(op->room, room, strlen(room) + 1);
+        op->room_is_dm = true;
+    } else if (!text_fold_room(room, strlen(room), op->room)) {
+        chat_op_free(op);
+        error_line(c, PROTO_BAD_NAME, "room names are 1-32 characters of a-z 0-9 _ -");
+        return;
+    }
+    submit(c, op);
+}
+
+static void send_text(struct conn *c, const char *room, const char *to, const char *text, size_t len)
+{
+    size_t trimmed;
+    switch (text_check_message(text, len, cfg_of(c)->max_text, &trimmed)) {
+    case TEXT_OK:
+        break;
+    case TEXT_EMPTY:
+        return; /* nothing to say */
+    case TEXT_TOO_LONG:
+        error_line(c, PROTO_TOO_LONG, "that message is too long");
+        return;
+    case TEXT_BAD:
+        error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
+        return;
+    }
+    struct chat_op *op = new_op(c, CHAT_SEND);
+    if (to) {
+        text_lower(to, strlen(to), op->to_lc);
+    } else {
+        memcpy(op->room, room, strlen(room) + 1);
+        op->room_is_dm = strncmp(room, "dm:", 3) == 0;
+    }
+    op->text = xstrndup(text, trimmed);
+    op->text_len = trimmed;
+    submit(c, op);
+}
+
+/* The room a command names, or the current one; writes it into out. Returns false if none. */
+static bool room_arg(struct conn *c, const char *arg, char out[CHAT_ROOM_MAX])
+{
+    struct telnet_state *t = state_of(c);
+    if (!arg || !*arg) {
+        if (!t->current[0]) {
+            error_line(c, PROTO_NOT_MEMBER, "you are in no room; /join one");
+            return false;
+        }
+        memcpy(out, t->current, CHAT_ROOM_MAX);
+        return true;
+    }
+    char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX];
+    if (text_parse_dm_room(arg, strlen(arg), a, b)) {
+        memcpy(out, arg, strlen(arg) + 1);
+        return true;
+    }
+    if (arg[0] == '#')
+        arg++;
+    if (!text_fold_room(arg, strlen(arg), out)) {
+        error_line(c, PROTO_BAD_NAME, "room names are 1-32 characters of a-z 0-9 _ -");
+        return false;
+    }
+    return true;
+}
+
+/* Splits the next space-separated word off *rest (NUL-terminating it); NULL when none. */
+static char *word(char **rest)
+{
+    char *p = *rest;
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return NULL;
+    char *start = p;
+    while (*p && *p != ' ')
+        p++;
+    if (*p)
+        *p++ = '\0';
+    *rest = p;
+    return start;
+}
+
+static void command(struct conn *c, char *line)
+{
+    struct chat_session *s = c->session;
+    struct telnet_state *t = state_of(c);
+    char *rest = line + 1;
+    char *cmd = word(&rest);
+    while (*rest == ' ')
+        rest++;
+    char room[CHAT_ROOM_MAX];
+    if (!cmd) {
+        error_line(c, PROTO_UNKNOWN_TYPE, "no such command; /help lists them");
+    } else if (strcmp(cmd, "help") == 0) {
+        say(c, "%s", help_text);
+    } else if (strcmp(cmd, "quit") == 0) {
+        say(c, "* Bye.\r\n");
+        conn_close_after_flush(c);
+    } else if (strcmp(cmd, "login") == 0) {
+        error_line(c, PROTO_ALREADY_LOGGED_IN, "you are logged in already");
+    } else if (strcmp(cmd, "register") == 0) {
+        if (!s->guest) {
+            error_line(c, PROTO_ALREADY_LOGGED_IN, "you are registered already");
+        } else if (!*rest) {
+            prompt_password(c, PROMPT_REGISTER);
+        } else {
+            struct chat_op *op = new_op(c, CHAT_REGISTER);
+            set_name(op, s->user);
+            op->password = xstrdup(rest);
+            op->password_len = strlen(rest);
+            if (op->password_len < 8 || op->password_len > 256) {
+                chat_op_free(op);
+                error_line(c, PROTO_BAD_REQUEST, "passwords are 8 to 256 bytes");
+            } else {
+                submit(c, op);
+            }
+        }
+    } else if (strcmp(cmd, "join") == 0) {
+        char *r = word(&rest);
+        if (!r)
+            error_line(c, PROTO_BAD_REQUEST, "usage: /join ROOM");
+        else
+            join(c, r[0] == '#' ? r + 1 : r);
+    } else if (strcmp(cmd, "leave") == 0) {
+        if (room_arg(c, word(&rest), room)) {
+            struct chat_op *op = new_op(c, CHAT_LEAVE);
+            memcpy(op->room, room, sizeof op->room);
+            submit(c, op);
+        }
+    } else if (strcmp(cmd, "room") == 0) {
+        char *r = word(&rest);
+        if (!r) {
+            error_line(c, PROTO_BAD_REQUEST, "usage: /room ROOM");
+        } else if (room_arg(c, r, room)) {
+            if (chat_session_room(s, room)) {
+                memcpy(t->current, room, sizeof t->current);
+                say(c, "* Now talking in #%s.\r\n", room);
+            } else {
+                error_line(c, PROTO_NOT_MEMBER, "you have not joined that room");
+            }
+        }
+    } else if (strcmp(cmd, "msg") == 0) {
+        char *to = word(&rest);
+        if (!to || !*rest)
+            error_line(c, PROTO_BAD_REQUEST, "usage: /msg USER TEXT");
+        else if (!text_valid_user(to, strlen(to)))
+            error_line(c, PROTO_BAD_NAME, "names are 1-32 characters of A-Z a-z 0-9 _ - .");
+        else
+            send_text(c, NULL, to, rest, strlen(rest));
+    } else if (strcmp(cmd, "who") == 0) {
+        if (room_arg(c, word(&rest), room)) {
+            struct chat_op *op = new_op(c, CHAT_WHO);
+            memcpy(op->room, room, sizeof op->room);
+            op->room_is_dm = strncmp(room, "dm:", 3) == 0;
+            submit(c, op);
+        }
+    } else if (strcmp(cmd, "rooms") == 0) {
+        submit(c, new_op(c, CHAT_ROOMS));
+    } else if (strcmp(cmd, "history") == 0) {
+        char *n = word(&rest);
+        char *end = NULL;
+        long limit = n ? strtol(n, &end, 10) : 20;
+        if (n && (*end || limit < 1 || limit > 200)) {
+            error_line(c, PROTO_BAD_REQUEST, "usage: /history [N], N from 1 to 200");
+        } else if (room_arg(c, NULL, room)) {
+            struct chat_op *op = new_op(c, CHAT_HISTORY);
+            memcpy(op->room, room, sizeof op->room);
+            op->room_is_dm = strncmp(room, "dm:", 3) == 0;
+            op->limit = (unsigned)limit;
+            submit(c, op);
+        }
+    } else {
+        error_line(c, PROTO_UNKNOWN_TYPE, "no such command; /help lists them");
+    }
+}
+
+/* --- lines --- */
+
+static void name_line(struct conn *c, char *line)
+{
+    struct telnet_state *t = state_of(c);
+    say(c, "\r\n"); /* end the prompt's line */
+    if (strncmp(line, "/login ", 7) == 0) {
+        char *rest = line + 7;
+        char *name = word(&rest);
+        while (*rest == ' ')
+            rest++;
+        if (!name || !*rest) {
+            error_line(c, PROTO_BAD_REQUEST, "usage: /login NAME PASSWORD");
+            prompt_name(c);
+        } else if (!text_valid_user(name, strlen(name))) {
+            error_line(c, PROTO_BAD_NAME, "names are 1-32 characters of A-Z a-z 0-9 _ - .");
+            prompt_name(c);
+        } else {
+            memcpy(t->name, name, strlen(name) + 1);
+            t->password_prompted = false;
+            login(c, name, rest);
+        }
+        return;
+    }
+    if (strcmp(line, "/quit") == 0) {
+        say(c, "* Bye.\r\n");
+        conn_close_after_flush(c);
+        return;
+    }
+    while (*line == ' ')
+        line++;
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == ' ')
+        line[--n] = '\0';
+    if (!text_valid_user(line, n)) {
+        error_line(c, PROTO_BAD_NAME, "names are 1-32 characters of A-Z a-z 0-9 _ - .");
+        prompt_name(c);
+        return;
+    }
+    memcpy(t->name, line, n + 1);
+    login(c, line, NULL); /* as a guest; a registered name is asked for its password */
+}
+
+static void chat_line(struct conn *c, char *line, size_t len)
+{
+    struct telnet_state *t = state_of(c);
+    if (line[0] == '/' && line[1] != '/') {
+        command(c, line);
+        return;
+    }
+    if (line[0] == '/') {
+        line++; /* "//text" sends "/text" */
+        len--;
+    }
+    if (!t->current[0]) {
+        error_line(c, PROTO_NOT_MEMBER, "you are in no room; /join one");
+        return;
+    }
+    send_text(c, t->current, NULL, line, len);
+}
+
+static void on_line(struct conn *c, const uint8_t *bytes, size_t len)
+{
+    struct telnet_state *t = state_of(c);
+    if (!utf8_is_valid(bytes, len)) {
+        error_line(c, PROTO_BAD_REQUEST, "that line is not UTF-8");
+        return;
+    }
+    char line[TELNET_LINE_MAX + 1];
+    memcpy(line, bytes, len);
+    line[len] = '\0';
+    if (memchr(line, '\0', len)) {
+        error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
+        return;
+    }
+    switch (t->prompt) {
+    case PROMPT_NAME:
+        if (len == 0)
+            return;
+        name_line(c, line);
+        return;
+    case PROMPT_PASSWORD:
+    case PROMPT_REGISTER:
+        echo(c, false);
+        say(c, "\r\n");
+        if (t->prompt == PROMPT_PASSWORD) {
+            login(c, t->name, line);
+            t->password_prompted = true;
+            return;
+        }
+        t->prompt = PROMPT_NONE;
+        if (len < 8 || len > 256) {
+            error_line(c, PROTO_BAD_REQUEST, "passwords are 8 to 256 bytes");
+            return;
+        }
+        struct chat_session *s = c->session;
+        struct chat_op *op = new_op(c, CHAT_REGISTER);
+        set_name(op, s->user);
+        op->password = xstrdup(line);
+        op->password_len = len;
+        submit(c, op);
+        return;
+    case PROMPT_WAIT:
+        return; /* typed ahead while logging in: dropped */
+    default:
+        if (len == 0)
+            return;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char ch = (unsigned char)line[i];
+            if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+                error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
+                return;
+            }
+        }
+        chat_line(c, line, len);
+    }
+}
 
 static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
-    const uint8_t *nl = memchr(data, '\n', len);
-    if (!nl)
-        return len > 4096 ? len : 0;
-    static const char msg[] = "* Chat over telnet is not open yet on this server. Bye.\r\n";
-    conn_send_copy(c, msg, sizeof msg - 1);
-    conn_close_after_flush(c);
+    struct telnet_state *t = state_of(c);
+    size_t used = 0;
+    while (used < len && conn_is_open(c)) {
+        struct telnet_event ev;
+        used += telnet_parse(&t->parser, data + used, len - used, &ev);
+        switch (ev.type) {
+        case TELNET_EV_NONE:
+        case TELNET_EV_NEGOTIATE: /* we ask for nothing but ECHO, and need no answer */
+            break;
+        case TELNET_EV_LINE:
+            on_line(c, ev.line, ev.len);
+            break;
+        case TELNET_EV_TOO_LONG:
+            error_line(c, PROTO_TOO_LONG, "lines are at most 4096 bytes");
+            break;
+        case TELNET_EV_INTERRUPT:
+            say(c, "\r\n* Bye.\r\n");
+            conn_close_after_flush(c);
+            break;
+        }
+    }
+    if (conn_is_open(c) && cfg_of(c)->telnet_idle_ms && ((struct chat_session *)c->session)->logged_in)
+        conn_set_timer(c, conn_now(c) + cfg_of(c)->telnet_idle_ms);
     return len;
+}
+
+/* --- results and events --- */
+
+static void list_names(struct conn *c, const char *intro, const struct chat_op *op)
+{
+    char line[2048];
+    size_t n = (size_t)snprintf(line, sizeof line, "%s", intro);
+    for (size_t i = 0; i < op->n_names && n < sizeof line - 40; i++)
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", i ? ", " : "", op->names[i]);
+    if (op->n_names == 0 && n < sizeof line - 10)
+        n += (size_t)snprintf(line + n, sizeof line - n, "nobody");
+    say(c, "%.*s\r\n", (int)n, line);
+}
+
+/* After /leave: the most recently joined remaining room becomes current (rule 36). */
+static void pick_current(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    struct telnet_state *t = state_of(c);
+    struct chat_sroom *best = NULL;
+    for (size_t i = 0; i < s->n_rooms; i++)
+        if (!best || s->rooms[i]->joined_order > best->joined_order)
+            best = s->rooms[i];
+    t->current[0] = '\0';
+    if (best)
+        memcpy(t->current, best->name, sizeof t->current);
+}
+
+static void login_failed(struct conn *c, struct chat_op *op)
+{
+    struct telnet_state *t = state_of(c);
+    if (op->kind == CHAT_LOGIN_GUEST && op->err == PROTO_BAD_CREDENTIALS) {
+        prompt_password(c, PROMPT_PASSWORD); /* a registered name */
+        return;
+    }
+    if (op->kind == CHAT_LOGIN_PASSWORD && op->err == PROTO_BAD_CREDENTIALS &&
+        t->password_prompted && t->password_tries < 2) {
+        t->password_tries++;
+        say(c, "* Wrong password.\r\n");
+        prompt_password(c, PROMPT_PASSWORD);
+        return;
+    }
+    error_line(c, op->err, op->why);
+    prompt_name(c);
+}
+
+static void op_done(struct conn *c, struct chat_op *op)
+{
+    struct chat_session *s = c->session;
+    struct telnet_state *t = state_of(c);
+    bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
+                 op->kind == CHAT_LOGIN_TOKEN;
+    if (op->err) {
+        if (login)
+            login_failed(c, op);
+        else
+            error_line(c, op->err, op->why);
+        return;
+    }
+    switch (op->kind) {
+    case CHAT_LOGIN_GUEST:
+    case CHAT_LOGIN_PASSWORD:
+    case CHAT_LOGIN_TOKEN: {
+        t->prompt = PROMPT_NONE;
+        conn_set_timer(c, cfg_of(c)->telnet_idle_ms ? conn_now(c) + cfg_of(c)->telnet_idle_ms
+                                                    : UINT64_MAX);
+        join(c, "general");
+        break;
+    }
+    case CHAT_JOIN:
+        memcpy(t->current, op->room, sizeof t->current);
+        if (!t->auto_joined) {
+            t->auto_joined = true;
+            say(c, "* %s joined #%s (%zu online). /help lists commands.\r\n", s->user, op->room,
+                op->n_names);
+        } else {
+            say(c, "* You joined #%s (%zu online).\r\n", op->room, op->n_names);
+        }
+        break;
+    case CHAT_LEAVE:
+        say(c, "* You left #%s.\r\n", op->room);
+        if (strcmp(t->current, op->room) == 0)
+            pick_current(c);
+        break;
+    case CHAT_WHO: {
+        char intro[96];
+        snprintf(intro, sizeof intro, "* In #%s: ", op->room);
+        list_names(c, intro, op);
+        break;
+    }
+    case CHAT_ROOMS:
+        say(c, "* Rooms:\r\n");
+        for (size_t i = 0; i < op->n_rooms; i++)
+            say(c, "*   #%s (%u online, %llu messages)\r\n", op->rooms[i].name,
+                op->rooms[i].members, (unsigned long long)op->rooms[i].seq);
+        break;
+    case CHAT_REGISTER:
+        say(c, "* %s is registered. Next time: /login %s PASSWORD\r\n", op->name, op->name);
+        break;
+    case CHAT_HISTORY:
+        for (size_t i = 0; i < op->n_msgs; i++)
+            if (op->msgs[i].tn)
+                conn_send(c, chunk_ref(op->msgs[i].tn), 0, op->msgs[i].tn->len);
+        break;
+    default:
+        break; /* a send: its message line is the answer */
+    }
+}
+
+static void event(struct conn *c, const struct msg_rec *rec)
+{
+    chat_session_write(c, rec);
+}
+
+static void became_registered(struct conn *c)
+{
+    say(c, "* You are now registered as %s.\r\n", ((struct chat_session *)c->session)->user);
+}
+
+static const struct chat_transport telnet_transport = {
+    .op_done = op_done,
+    .event = event,
+    .became_registered = became_registered,
+};
+
+/* --- the connection --- */
+
+static void on_timer(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    say(c, s && s->logged_in ? "\r\n* Idle too long. Bye.\r\n" : "\r\n* Login timed out. Bye.\r\n");
+    conn_close_after_flush(c);
+}
+
+static void on_close(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    void *t = s ? s->transport_state : NULL;
+    chat_session_close(c);
+    free(t);
 }
 
 static void on_shutdown(struct conn *c)
 {
-    static const char msg[] = "\r\n* The server is shutting down.\r\n";
-    conn_send_copy(c, msg, sizeof msg - 1);
-    conn_close_after_flush(c);
-}
-
-static void on_timer(struct conn *c)
-{
+    say(c, "\r\n* The server is shutting down.\r\n");
     conn_close_after_flush(c);
 }
 
 static const struct conn_handler telnet_handler = {
     .on_input = on_input,
     .on_timer = on_timer,
+    .on_close = on_close,
     .on_shutdown = on_shutdown,
 };
 
 void telnet_session_start(struct conn *c)
 {
     const struct worker *w = c->set->owner;
-    char hello[160];
-    int n = snprintf(hello, sizeof hello, "Welcome to parley on %s. Your name? ", w->cfg->node);
+    struct telnet_state *t = xcalloc(1, sizeof *t);
+    telnet_parser_init(&t->parser, t->line, sizeof t->line);
     c->handler = &telnet_handler;
-    conn_send_copy(c, hello, (size_t)n < sizeof hello ? (size_t)n : sizeof hello - 1);
-    conn_set_timer(c, conn_now(c) + 60000);
+    struct chat_session *s = chat_session_open(c, &telnet_transport);
+    s->transport_state = t;
+    say(c, "Welcome to parley on %s. Your name? ", w->cfg->node);
+    conn_set_timer(c, conn_now(c) + w->cfg->telnet_login_timeout_ms);
 }

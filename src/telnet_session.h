@@ -1,12 +1,17 @@
 /*
- * telnet_session: a person on `telnet host 2323`. For now it greets and
- * explains that chat over telnet is coming; the line protocol of
- * PROTOCOL.md replaces this with the chat layer.
+ * telnet_session: a person on `telnet host 2323` (or nc): the line
+ * protocol of PROTOCOL.md. Asks for a name (and, for a registered one, a
+ * password with echo off), joins #general, sends plain lines to the current
+ * room and turns slash commands into the same chat ops WebSocket clients
+ * use, so both kinds of user share rooms, history and seq.
  */
 #ifndef PARLEY_TELNET_SESSION_H
 #define PARLEY_TELNET_SESSION_H
 
 #include "conn.h"
+
+/* The longest line accepted, in bytes (PROTOCOL.md: 4 KiB). */
+#define TELNET_LINE_MAX 4096
 
 /* Makes c (a new socket on the telnet port) a telnet session and greets. */
 void telnet_session_start(struct conn *c);
