@@ -88,6 +88,7 @@ struct conn {
     bool want_write;
     bool is_dirty;
     uint64_t id;
+    uint64_t peer_key;   /* counted in peers.c while open, or 0 */
     uint64_t last_rx_ms; /* when bytes last arrived */
     struct timer timer;
     uint8_t *in; /* unparsed input, or NULL */

@@ -51,6 +51,13 @@ struct hub {
 
 /* --- rooms --- */
 
+/* The ring never holds more than retention keeps, so a replay from it can never return trimmed messages. */
+static uint32_t ring_cap(const struct hub *h)
+{
+    uint64_t r = h->cfg->retention;
+    return r && r < h->cfg->ring_size ? (uint32_t)r : h->cfg->ring_size;
+}
+
 static struct hub_room *room_get(struct hub *h, const char *name, bool create)
 {
     struct hub_room *r = map_get(&h->rooms, name);
@@ -60,7 +67,7 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     size_t n = strlen(name);
     memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
     r->dm = strncmp(name, "dm:", 3) == 0;
-    r->ring = xcalloc(h->cfg->ring_size, sizeof *r->ring);
+    r->ring = xcalloc(ring_cap(h), sizeof *r->ring);
     map_init(&r->members, true);
     r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
     map_put(&h->rooms, r->name, r);
@@ -70,7 +77,7 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
 static void room_free(struct hub *h, struct hub_room *r)
 {
     for (uint32_t i = 0; i < r->ring_len; i++)
-        msg_rec_release(&r->ring[(r->ring_head + i) % h->cfg->ring_size]);
+        msg_rec_release(&r->ring[(r->ring_head + i) % ring_cap(h)]);
     free(r->ring);
     size_t pos = 0;
     const char *k;
@@ -90,7 +97,7 @@ static uint64_t ring_first(const struct hub_room *r)
 
 static void ring_push(struct hub *h, struct hub_room *r, const struct msg_rec *m)
 {
-    uint32_t cap = h->cfg->ring_size;
+    uint32_t cap = ring_cap(h);
     if (r->ring_len == cap) {
         msg_rec_release(&r->ring[r->ring_head]);
         r->ring_head = (r->ring_head + 1) % cap;
@@ -104,7 +111,7 @@ static void ring_push(struct hub *h, struct hub_room *r, const struct msg_rec *m
 static void ring_replay(struct hub *h, const struct hub_room *r, uint64_t after, struct chat_op *op)
 {
     for (uint32_t i = 0; i < r->ring_len; i++) {
-        const struct msg_rec *m = &r->ring[(r->ring_head + i) % h->cfg->ring_size];
+        const struct msg_rec *m = &r->ring[(r->ring_head + i) % ring_cap(h)];
         if (m->seq > after) {
             struct msg_rec ref = msg_rec_ref(m);
             chat_op_add_msg(op, &ref);

@@ -17,6 +17,7 @@
 #include "http_session.h"
 #include "hub.h"
 #include "log.h"
+#include "peers.h"
 #include "store.h"
 #include "store_thread.h"
 #include "telnet_session.h"
@@ -36,11 +37,38 @@ struct server {
     struct service hub, store, auth;
 };
 
+/* Rule 24: over the per-address limit, a short refusal in the port's own language. */
+static void refuse_busy(int fd, enum conn_transport transport)
+{
+    static const char http[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 40\r\nConnection: close\r\n\r\n"
+                               "too many connections from your address\n\n";
+    static const char telnet[] = "! server_busy: too many connections from your address\r\n";
+    const char *msg = transport == CONN_TELNET ? telnet : http;
+    size_t len = transport == CONN_TELNET ? sizeof telnet - 1 : sizeof http - 1;
+    ssize_t n = send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n; /* best effort: the socket is new and its buffer empty */
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
 static void on_accept(struct worker *w, int fd, enum conn_transport transport)
 {
+    uint64_t key = 0;
+    if (w->cfg->max_conns_per_ip) {
+        key = peers_key(fd);
+        if (key && !peers_acquire(key, w->cfg->max_conns_per_ip)) {
+            refuse_busy(fd, transport);
+            return;
+        }
+    }
     struct conn *c = conn_new(&w->conns, fd, NULL, transport);
-    if (!c)
+    if (!c) {
+        if (key)
+            peers_release(key);
         return;
+    }
+    c->peer_key = key;
     if (transport == CONN_TELNET)
         telnet_session_start(c);
     else

@@ -281,15 +281,21 @@ test('typing → {type,room,user} to the others, not to the sender; not acked (r
   assert.deepEqual(before, [], 'the sender got something for its typing');
 });
 
-test('typing goes to the typist\'s other tabs in the room? no: to the other users\' connections', async (t) => {
+test("typing goes to every connection of the other users, not to the typist's other tabs", async (t) => {
   const { a, b, room } = await pair(t);
   const b2 = await connect(server, t);
   await b2.loginToken(b.token);
   await b2.join(room);
+  const a2 = await connect(server, t);
+  await a2.loginToken(a.token);
+  await a2.join(room);
   await a.send({ type: 'typing', room });
   for (const c of [b, b2]) {
     assert.deepEqual(await c.next((m) => m.type === 'typing'), { type: 'typing', room, user: a.name });
   }
+  await a.say(room, 'marker');
+  const { before } = await a2.until((m) => m.type === 'message' && m.text === 'marker');
+  assert.deepEqual(before.filter((m) => m.type === 'typing'), [], "the typist's own tab got its typing");
 });
 
 test('typing in a room not joined → not_member (rule 21)', async (t) => {
