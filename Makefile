@@ -13,7 +13,8 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CFLAGS_COMMON = -std=c17 -D_GNU_SOURCE -DPARLEY_VERSION='"$(VERSION)"' -pthread $(WARN) \
-                -Isrc -MMD -MP $(PKG_CFLAGS)
+                -Isrc $(PKG_CFLAGS)
+DEPFLAGS := -MMD -MP
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 ifeq ($(BUILD),asan)
@@ -85,7 +86,7 @@ $(OUT)/parley: $(OUT)/obj/main.o $(LIB_OBJS)
 
 $(OUT)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 # The web page is compiled into the binary: tools/embed turns web/ into a C file.
 build/tools/embed: tools/embed.c
@@ -102,10 +103,10 @@ $(OUT)/obj/web_assets.o: $(OUT)/gen/web_assets.c
 
 $(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

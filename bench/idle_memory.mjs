@@ -4,7 +4,8 @@
 // connections (each waits for its first message, then stays idle). Socket buffers are kernel
 // memory and not in VmRSS, so the figure is the server's own user-space cost per connection.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -32,38 +33,57 @@ function start(cmd, args, readyPattern) {
   });
 }
 
-async function openIdle(url, n) {
+// Opens one WebSocket and resolves once `ready` says the server has answered enough.
+function openOne(url, chat, i) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('error', reject);
+    if (!chat) {
+      ws.once('message', () => resolve(ws));
+      return;
+    }
+    // A chat client: logged in as a guest and joined to #general, then idle.
+    ws.on('message', (data) => {
+      const m = JSON.parse(data);
+      if (m.type === 'hello') ws.send(JSON.stringify({ type: 'login', id: 1, name: `idle${i}` }));
+      if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', id: 2, room: 'general' }));
+      if (m.type === 'joined') resolve(ws);
+    });
+  });
+}
+
+async function openIdle(url, n, chat) {
   const sockets = [];
   for (let i = 0; i < n; i += 200) {
     const batch = [];
-    for (let j = i; j < Math.min(n, i + 200); j++) {
-      batch.push(new Promise((resolve, reject) => {
-        const ws = new WebSocket(url);
-        ws.once('message', () => resolve(ws));
-        ws.once('error', reject);
-      }));
-    }
+    for (let j = i; j < Math.min(n, i + 200); j++) batch.push(openOne(url, chat, j));
     sockets.push(...(await Promise.all(batch)));
   }
   return sockets;
 }
 
-async function measure(name, server, wsPath) {
+async function measure(name, server, wsPath, chat = false) {
   const before = rssKiB(server.proc.pid);
-  const sockets = await openIdle(`ws://127.0.0.1:${server.port}${wsPath}`, count);
+  const sockets = await openIdle(`ws://127.0.0.1:${server.port}${wsPath}`, count, chat);
   await new Promise((r) => setTimeout(r, 500)); // let the server finish its turn
   const after = rssKiB(server.proc.pid);
   for (const ws of sockets) ws.terminate();
   server.proc.kill('SIGKILL');
   const perConn = ((after - before) * 1024) / count;
-  console.log(`${name.padEnd(16)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per idle WebSocket`);
+  console.log(`${name.padEnd(24)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per idle WebSocket`);
   return perConn;
 }
 
 const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
-const parley = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0',
-  '--data', '/tmp/parley-bench-idle', '--log-level', 'info'], /transport=http addr=127\.0\.0\.1:(\d+)/);
-const parleyBytes = await measure('parley', parley, '/ws');
+const startParley = () => {
+  const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
+  return start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
+    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)/);
+};
+const parleyBytes = await measure('parley /ws (greeted)', await startParley(), '/ws');
+const chatBytes = await measure('parley chat client', await startParley(), '/ws', true);
 const peer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs')], /port=(\d+)/);
 const peerBytes = await measure('node ws 8 (peer)', peer, '/');
-console.log(`idle WebSockets: ${count}; parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
+console.log(`idle WebSockets: ${count} each`);
+console.log(`greeted WebSocket: parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
+console.log(`logged-in chat client in one room (guest + #general): ${chatBytes.toFixed(0)} bytes, ${(chatBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);

@@ -105,6 +105,8 @@ static void message_done(struct conn *c, uint8_t opcode)
         conn_send(c, msg, WS_MAX_HEADER - h, WS_MAX_HEADER + len);
         return;
     }
+    if (!c->session)
+        chat_session_open(c, chat_json_transport());
     chat_session_json(c, msg->data + WS_MAX_HEADER, len);
     chunk_unref(msg);
 }
@@ -235,9 +237,7 @@ void ws_session_start(struct conn *c, enum ws_endpoint ep)
     c->u.ws.opened_ms = conn_now(c);
     c->handler = &ws_handler;
     conn_set_transport(c, CONN_WEBSOCKET);
-    if (ep == WS_ENDPOINT_CHAT) {
-        chat_session_open(c, chat_json_transport());
-        greet(c);
-    }
+    if (ep == WS_ENDPOINT_CHAT)
+        greet(c); /* the chat session is made at the first request: an idle socket costs only its conn */
     schedule(c);
 }

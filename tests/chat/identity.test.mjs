@@ -269,7 +269,9 @@ test('a logged-in guest may register its own name; every tab becomes that user (
   await g2.expectError({ type: 'history', room }, 'forbidden');
 
   const reg = await g.request({ type: 'register', id: 77, name: g.name, password: PASSWORD });
-  assert.deepEqual(reg, { type: 'registered', id: 77, name: g.name });
+  assert.equal(reg.type, 'registered', JSON.stringify(reg));
+  assert.equal(reg.id, 77);
+  assert.equal(reg.name, g.name);
 
   // Both tabs are now the registered user: dm history is readable (rule 19), without what
   // the guest received before the account existed (rule 40).
@@ -289,6 +291,12 @@ test('a logged-in guest may register its own name; every tab becomes that user (
     const h = await c.expect({ type: 'history', room }, 'history');
     assert.deepEqual(h.messages, [m]);
   }
+});
+
+test('a guest registering its own name gets registered {type,id,name} exactly, as any register', async (t) => {
+  const g = await guest(server, t);
+  const reg = await g.request({ type: 'register', id: 78, name: g.name, password: PASSWORD });
+  assert.deepEqual(reg, { type: 'registered', id: 78, name: g.name });
 });
 
 test('a guest cannot register a different name → already_logged_in', async (t) => {

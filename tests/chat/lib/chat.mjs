@@ -69,6 +69,7 @@ export class ChatClient {
     this.ws = ws;
     this.label = label;
     this.log = []; // every message received, parsed, in order
+    this.ignore = null; // (msg) => true drops msg on arrival (floods)
     this.name = undefined;
     this.token = undefined;
     this.welcome = undefined;
@@ -117,6 +118,7 @@ export class ChatClient {
         msg = { type: '__not_json__', text: data.toString('utf8') };
       }
     }
+    if (this.ignore && this.ignore(msg)) return;
     this.log.push(msg);
     const entry = { n: ++this.#n, msg };
     const i = this.#waiters.findIndex((w) => w.pred(msg));

@@ -1,0 +1,414 @@
+// Limits: --max-rooms, --max-text, the send rate limit and its 1008 close, the login deadline,
+// --max-conns-per-ip, slow consumers (--output-limit), token lifetimes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startChatServer } from './lib/server.mjs';
+import {
+  LONG_TIMEOUT,
+  PASSWORD,
+  assertError,
+  assertSeqRun,
+  connect,
+  eventually,
+  guest,
+  ms,
+  uniqRoom,
+  user,
+} from './lib/chat.mjs';
+import { RawChat } from './lib/rawchat.mjs';
+import { TelnetClient } from './lib/telnet.mjs';
+import { scrape, sum } from './lib/metrics.mjs';
+import { exchange } from '../blackbox/lib/http.mjs';
+import { upgradeRequest } from '../blackbox/lib/rawws.mjs';
+
+// A server for one test, disposed after it.
+async function serverFor(t, args) {
+  const server = await startChatServer(args);
+  t.after(() => server.dispose());
+  return server;
+}
+
+test('--max-rooms 3: a 4th join → too_many_rooms; re-joining a joined room is fine; leave frees a slot', async (t) => {
+  const server = await serverFor(t, ['--max-rooms', '3']);
+  const u = await user(server, t);
+  const rooms = [uniqRoom(), uniqRoom(), uniqRoom(), uniqRoom()];
+  for (const room of rooms.slice(0, 3)) await u.join(room);
+  const err = await u.expectError({ type: 'join', room: rooms[3] }, 'too_many_rooms');
+  assert.ok(err);
+  await u.expectError({ type: 'join', room: 'general', since: 0 }, 'too_many_rooms');
+  const again = await u.join(rooms[0]);
+  assert.equal(again.room, rooms[0]);
+  await u.leave(rooms[1]);
+  await u.join(rooms[3]);
+  // The limit is per connection: another tab of the same user has its own.
+  const u2 = await connect(server, t);
+  await u2.loginToken(u.token);
+  for (const room of [rooms[1], uniqRoom(), uniqRoom()]) await u2.join(room);
+  // Field validation outranks too_many_rooms (rule 5/38).
+  await u.expectError({ type: 'join', room: 'Bad Room' }, 'bad_name');
+  await u.expectError({ type: 'join', room: uniqRoom(), since: -1 }, 'bad_request');
+});
+
+test('--max-text 10: 10 code points accepted, 11 → too_long, counted after trimming', async (t) => {
+  const server = await serverFor(t, ['--max-text', '10']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await u.say(room, '0123456789');
+  await u.say(room, '😀'.repeat(10));
+  await u.say(room, '0123456789   \n\t');
+  await u.expectError({ type: 'send', room, text: '01234567890' }, 'too_long');
+  await u.expectError({ type: 'send', room, text: '😀'.repeat(11) }, 'too_long');
+  const h = await u.expect({ type: 'history', room }, 'history');
+  assert.deepEqual(h.messages.map((m) => m.text), ['0123456789', '😀'.repeat(10), '0123456789']);
+});
+
+// Sends n requests without waiting and resolves with their replies in id order.
+async function burst(client, reqs) {
+  const pending = reqs.map((r) => client.request(r));
+  return Promise.all(pending);
+}
+
+test('--rate-limit 5: 5 rapid sends are acked, the 6th → rate_limited (rule 42)', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '5']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const replies = await burst(u, Array.from({ length: 6 }, (_, i) => ({ type: 'send', id: `s${i}`, room, text: `m${i}` })));
+  assert.deepEqual(replies.slice(0, 5).map((r) => r.type), ['ack', 'ack', 'ack', 'ack', 'ack']);
+  assertError(replies[5], 'rate_limited', 's5');
+  // The rejected send was not stored.
+  const h = await u.expect({ type: 'history', room }, 'history');
+  assert.deepEqual(h.messages.map((m) => m.text), ['m0', 'm1', 'm2', 'm3', 'm4']);
+  assert.ok(u.isOpen);
+});
+
+test('--rate-limit 5: direct messages share the bucket; the limit is per connection', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '5']);
+  const a = await user(server, t);
+  const b = await user(server, t);
+  const room = uniqRoom();
+  await a.join(room);
+  const replies = await burst(a, [
+    { type: 'send', room, text: '1' },
+    { type: 'send', to: b.name, text: '2' },
+    { type: 'send', room, text: '3' },
+    { type: 'send', to: b.name, text: '4' },
+    { type: 'send', room, text: '5' },
+    { type: 'send', to: b.name, text: '6' },
+  ]);
+  assert.deepEqual(replies.map((r) => r.type === 'error' ? r.code : r.type), ['ack', 'ack', 'ack', 'ack', 'ack', 'rate_limited']);
+  // Another connection of the same user has its own bucket.
+  const a2 = await connect(server, t);
+  await a2.loginToken(a.token);
+  await a2.join(room);
+  await a2.say(room, 'own bucket');
+});
+
+test('rule 17/23: cid retries are not counted by the rate limit', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '5']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const firsts = await burst(u, [1, 2, 3, 4].map((i) => ({ type: 'send', room, text: `c${i}`, cid: `cid-${i}` })));
+  assert.deepEqual(firsts.map((r) => r.type), ['ack', 'ack', 'ack', 'ack']);
+  // Five retries: each acked with its first seq, none counted.
+  const retries = await burst(u, [1, 2, 3, 4, 1].map((i) => ({ type: 'send', room, text: `c${i}`, cid: `cid-${i}` })));
+  assert.deepEqual(retries.map((r) => (r.type === 'ack' ? r.seq : r.code)), [1, 2, 3, 4, 1]);
+  // One token is left: one new message, then rate_limited.
+  const last = await burst(u, [{ type: 'send', room, text: 'fifth' }, { type: 'send', room, text: 'sixth' }]);
+  assert.equal(last[0].type, 'ack', JSON.stringify(last[0]));
+  assert.equal(last[0].seq, 5);
+  assertError(last[1], 'rate_limited', last[1].id);
+});
+
+test('rule 5: with an empty bucket, validation and membership errors still outrank rate_limited', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '2']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await burst(u, [{ type: 'send', room, text: 'a' }, { type: 'send', room, text: 'b' }]);
+  await u.expectError({ type: 'send', room, text: 'c' }, 'rate_limited');
+  await u.expectError({ type: 'send', room: uniqRoom(), text: 'x' }, 'not_member');
+  await u.expectError({ type: 'send', room, text: '' }, 'bad_request');
+  await u.expectError({ type: 'send', room, text: 'x'.repeat(4001) }, 'too_long');
+  await u.expectError({ type: 'send', room: 'Bad Room', text: 'x' }, 'bad_name');
+  await u.expectError({ type: 'send', to: 'nobody-here-x', text: 'x' }, 'no_such_user');
+  // Typing is not limited by the send bucket.
+  const v = await user(server, t);
+  await v.join(room);
+  await u.send({ type: 'typing', room });
+  await v.next((m) => m.type === 'typing', undefined, 'typing while the send bucket is empty');
+});
+
+test('default limit: 20 rapid sends acked, the 21st → rate_limited', async (t) => {
+  const server = await serverFor(t, []);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const replies = await burst(u, Array.from({ length: 21 }, (_, i) => ({ type: 'send', room, text: `m${i}` })));
+  assert.equal(replies.filter((r) => r.type === 'ack').length, 20, JSON.stringify(replies.map((r) => r.type)));
+  assertError(replies[20], 'rate_limited', replies[20].id);
+});
+
+// Sends `count` sends as fast as possible and awaits the server's close. Resolves
+// {replies: Map id-number → reply, close}.
+async function hammer(u, room, count) {
+  for (let i = 1; i <= count; i++) {
+    u.send({ type: 'send', id: `h${i}`, room, text: `spam ${i}` }).catch(() => {});
+  }
+  const close = await u.waitClosed(ms(15000), `close 1008 after ${count} rapid sends`);
+  const replies = new Map(
+    u.log
+      .filter((m) => (m.type === 'ack' || m.type === 'error') && /^h\d+$/.test(m.id))
+      .map((m) => [Number(m.id.slice(1)), m]),
+  );
+  return { replies, close };
+}
+
+// Checks a hammer() result for a bucket of `bucket` tokens: close 1008; every attempt up to
+// 10 x bucket was served (answered, or stored if its ack was cut by the close); every error is
+// rate_limited; about `bucket` messages stored.
+async function checkHammer(server, t, owner, room, bucket, { replies, close }) {
+  assert.equal(close.code, 1008, `closed with ${JSON.stringify(close)}`);
+  for (const r of replies.values()) if (r.type === 'error') assert.equal(r.code, 'rate_limited', JSON.stringify(r));
+  const c = await connect(server, t);
+  await c.loginToken(owner.token);
+  const h = await c.expect({ type: 'history', room, limit: 200 }, 'history');
+  const stored = new Set(h.messages.map((m) => Number(m.text.replace('spam ', ''))));
+  for (let i = 1; i <= 10 * bucket; i++) {
+    assert.ok(replies.has(i) || stored.has(i), `send ${i} (within 10x the rate) was neither answered nor stored`);
+  }
+  assert.ok(stored.size >= bucket && stored.size <= bucket + 3, `${stored.size} messages stored for a bucket of ${bucket}`);
+  for (const [i, r] of replies) if (r.type === 'ack') assert.ok(stored.has(i), `acked send ${i} is not stored`);
+}
+
+test('--rate-limit 5: more than 50 send attempts in 10 s → close 1008 (rules 23, 42)', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '5']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await checkHammer(server, t, u, room, 5, await hammer(u, room, 70));
+});
+
+test('--rate-limit 5: 50 attempts in a burst do not close the connection', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '5']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const replies = await burst(u, Array.from({ length: 50 }, (_, i) => ({ type: 'send', room, text: `m${i}` })));
+  assert.equal(replies.length, 50);
+  await u.sync();
+  assert.ok(u.isOpen, 'closed at 50 attempts');
+});
+
+test('default: more than 200 send attempts in 10 s → close 1008 (rule 23)', async (t) => {
+  const server = await serverFor(t, []);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await checkHammer(server, t, u, room, 20, await hammer(u, room, 230));
+});
+
+test('--rate-limit 0 switches the limit off: 300 rapid sends are all acked', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '0']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const replies = await burst(u, Array.from({ length: 300 }, (_, i) => ({ type: 'send', room, text: `m${i}` })));
+  assert.deepEqual([...new Set(replies.map((r) => r.type))], ['ack']);
+  assert.deepEqual(replies.map((r) => r.seq).sort((x, y) => x - y), Array.from({ length: 300 }, (_, i) => i + 1));
+  await u.sync();
+  assert.ok(u.isOpen);
+});
+
+test('--login-timeout 1: a client that never logs in is closed with 1008; failed attempts do not extend it', async (t) => {
+  const server = await serverFor(t, ['--login-timeout', '1']);
+  const idle = await connect(server, t);
+  const trying = await connect(server, t);
+  const ok = await connect(server, t);
+  await ok.login('in-time');
+  const started = Date.now();
+  // Failed login attempts while the deadline runs (rule 26).
+  let stop = false;
+  const attempts = (async () => {
+    while (!stop && trying.isOpen) {
+      await trying.request({ type: 'login', name: 'in-time' }).catch(() => {});
+      await trying.request({ type: 'login', token: 'bogus' }).catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  const closedIdle = await idle.waitClosed(ms(6000), 'the login deadline close');
+  assert.equal(closedIdle.code, 1008, JSON.stringify(closedIdle));
+  const closedTrying = await trying.waitClosed(ms(6000), 'the login deadline close despite failed attempts');
+  stop = true;
+  await attempts;
+  assert.equal(closedTrying.code, 1008, JSON.stringify(closedTrying));
+  assert.ok(Date.now() - started < ms(6000));
+  // The logged-in connection is not affected.
+  await ok.sync();
+  assert.ok(ok.isOpen);
+});
+
+test('--max-conns-per-ip 2: a third WebSocket upgrade → HTTP 503', async (t) => {
+  const server = await serverFor(t, ['--max-conns-per-ip', '2']);
+  await connect(server, t);
+  await connect(server, t);
+  const [res] = await exchange(server.httpPort, upgradeRequest({ port: server.httpPort, path: '/ws' }));
+  assert.equal(res.status, 503, `third upgrade answered ${res.status}`);
+});
+
+test('--max-conns-per-ip 2: a third telnet connection → "! server_busy: ..." and close', async (t) => {
+  const server = await serverFor(t, ['--max-conns-per-ip', '2']);
+  const t1 = await TelnetClient.connect(server, 't1');
+  const t2 = await TelnetClient.connect(server, 't2');
+  t.after(() => {
+    t1.destroy();
+    t2.destroy();
+  });
+  await t1.waitPrompt();
+  await t2.waitPrompt();
+  const t3 = await TelnetClient.connect(server, 't3');
+  t.after(() => t3.destroy());
+  await t3.nextLine(/^! server_busy: \S/, undefined, 'the server_busy line');
+  await t3.waitClosed();
+  t3.assertCrlf();
+});
+
+test('slow consumer: --output-limit 65536 closes a client that stops reading with 1008 "slow consumer"; it resumes with no gap or duplicate', async (t) => {
+  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const room = uniqRoom();
+  const before = sum(await scrape(server), 'parley_slow_consumers_total');
+
+  const slow = await RawChat.open(server);
+  t.after(() => slow.destroy());
+  const name = `slow${Date.now() % 1000000}`;
+  const reg = await slow.request({ type: 'register', name, password: PASSWORD });
+  assert.equal(reg.type, 'registered', JSON.stringify(reg));
+  const welcome = await slow.request({ type: 'login', name, password: PASSWORD });
+  assert.equal(welcome.type, 'welcome', JSON.stringify(welcome));
+  const joined = await slow.request({ type: 'join', room });
+  assert.equal(joined.type, 'joined', JSON.stringify(joined));
+
+  const flooder = await user(server, t);
+  flooder.ignore = (m) => m.type === 'message';
+  await flooder.join(room);
+  slow.pause();
+
+  // Several flooders, each with few sends in flight, so that their own output queues (they get
+  // their own messages back) stay far below the limit while the paused client's queue grows.
+  const flooders = [flooder];
+  for (let i = 0; i < 3; i++) {
+    const f = await user(server, t);
+    f.ignore = (m) => m.type === 'message';
+    await f.join(room);
+    flooders.push(f);
+  }
+  const text = 'x'.repeat(2000);
+  let sent = 0;
+  let latest = 0;
+  let overflowed = false;
+  const maxMessages = 15000; // ~30 MB: far more than loopback socket buffers hold
+  const flood = async (f) => {
+    while (!overflowed && sent < maxMessages) {
+      const batch = [];
+      for (let i = 0; i < 4; i++) batch.push(f.say(room, `${text} ${++sent}`));
+      for (const ack of await Promise.all(batch)) latest = Math.max(latest, ack.seq);
+    }
+  };
+  const watch = async () => {
+    while (!overflowed && sent < maxMessages) {
+      if (sum(await scrape(server), 'parley_slow_consumers_total') > before) overflowed = true;
+    }
+  };
+  await Promise.all([...flooders.map(flood), watch()]);
+
+  slow.resume();
+  const { messages, close, end } = await slow.drainToClose(LONG_TIMEOUT);
+  assert.ok(close, `the server ended the TCP connection without a close frame (${end}) after ${messages.length} messages`);
+  assert.equal(close.code, 1008);
+  assert.equal(close.reason, 'slow consumer');
+  const seen = messages.filter((m) => m.type === 'message').map((m) => m.seq);
+  assert.ok(seen.length < latest, `the slow client received all ${latest} messages: no overflow`);
+  assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => i + 1), 'messages before the close are not 1..k in order');
+
+  // Resume as PROTOCOL.md says: log in with the token, re-join with since = the last seq seen,
+  // and again after any further disconnect. Every message must arrive exactly once, in order.
+  const got = [...seen];
+  let reconnects = 0;
+  let back;
+  while (got.length < latest) {
+    assert.ok(reconnects < 100, `still missing messages after ${reconnects} reconnects`);
+    reconnects += 1;
+    back = await connect(server, t);
+    await back.loginToken(welcome.token);
+    const rejoined = await back.join(room, got.length);
+    assert.equal(rejoined.seq, latest);
+    try {
+      while (got.length < latest) got.push((await back.nextMessage(room)).seq);
+    } catch (err) {
+      if (!back.closeInfo) throw err;
+      assert.equal(back.closeInfo.code, 1008, JSON.stringify(back.closeInfo));
+    }
+  }
+  assert.deepEqual(got, Array.from({ length: latest }, (_, i) => i + 1), 'gap or duplicate across the resume');
+  await flooder.say(room, 'after resume');
+  const next = await back.nextMessage(room);
+  assert.equal(next.seq, latest + 1, 'a duplicate or gap after the replay');
+  assert.equal(next.text, 'after resume');
+
+  const after = sum(await scrape(server), 'parley_slow_consumers_total');
+  assert.equal(after - before, reconnects, 'parley_slow_consumers_total does not count the slow-consumer closes');
+});
+
+// Polls token logins on fresh connections until one answers bad_token.
+async function waitTokenExpired(server, t, token, what) {
+  let last;
+  await eventually(async () => {
+    const p = await connect(server, t);
+    last = await p.request({ type: 'login', token });
+    p.terminate();
+    if (last.type === 'welcome') return false;
+    assertError(last, 'bad_token', last.id, what);
+    return true;
+  }, ms(6000), what);
+}
+
+test('a client that reads promptly is not closed as a slow consumer by the replay of its join (rule 24, resume)', async (t) => {
+  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const room = uniqRoom();
+  const writer = await user(server, t);
+  writer.ignore = (m) => m.type === 'message';
+  await writer.join(room);
+  const text = 'y'.repeat(2000);
+  for (let i = 0; i < 100; i += 4) {
+    await Promise.all([0, 1, 2, 3].map((k) => writer.say(room, `${text} ${i + k}`)));
+  }
+  // 100 messages of ~2 KB: about 200 KB of replay for a client that reads as fast as it can.
+  const reader = await user(server, t);
+  const j = await reader.join(room, 0);
+  assert.equal(j.seq, 100);
+  const replay = await reader.messages(room, 100, LONG_TIMEOUT);
+  assertSeqRun(replay, room, 1, 100, 'replay to a prompt reader');
+  assert.ok(reader.isOpen);
+});
+
+test('--token-ttl 1: a token logs in at once and → bad_token once expired', async (t) => {
+  const server = await serverFor(t, ['--token-ttl', '1']);
+  const u = await user(server, t);
+  const c = await connect(server, t);
+  await c.loginToken(u.token);
+  await waitTokenExpired(server, t, u.token, 'the token to expire');
+  // Password login still works and gives a fresh token.
+  const again = await connect(server, t);
+  const w = await again.login(u.name, PASSWORD);
+  assert.notEqual(w.token, u.token);
+});
+
+test('--guest-token-ttl 1: a guest token → bad_token once expired', async (t) => {
+  const server = await serverFor(t, ['--guest-token-ttl', '1']);
+  const g = await guest(server, t);
+  const c = await connect(server, t);
+  await c.loginToken(g.token);
+  await waitTokenExpired(server, t, g.token, 'the guest token to expire');
+});
