@@ -46,6 +46,7 @@ enum chat_op_kind {
 /* One message event, encoded once per transport and shared by reference. */
 struct msg_rec {
     uint64_t seq;
+    int64_t ts; /* when stored (replays of dm rooms skip what predates an account: rule 40) */
     struct chunk *ws; /* JSON with a WebSocket text frame header in front: frame = ws->data[ws_off..len) */
     uint32_t ws_off;
     struct chunk *tn; /* the telnet line(s), or NULL when telnet shows nothing */
@@ -96,6 +97,7 @@ struct chat_op {
     bool has_cid;
     bool has_since;
     uint64_t since;
+    bool charged; /* send: took a token from the rate limit's bucket */
     bool rejoin; /* join of a room the connection has joined already: no presence, counted once */
     uint64_t before; /* history: 0 = newest */
     unsigned limit;

@@ -276,6 +276,20 @@ static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
     return true;
 }
 
+bool chat_session_count_send(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    uint32_t rate = cfg_of(c)->rate_limit;
+    if (!rate || !s->logged_in || count_attempt(s, rate, conn_now(c)))
+        return true;
+    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id, s->user);
+    if (c->transport == CONN_WEBSOCKET)
+        ws_session_close(c, WS_CLOSE_POLICY, "too many messages");
+    else
+        conn_close_after_flush(c);
+    return false;
+}
+
 /* --- starting ops --- */
 
 static bool is_party(const struct chat_session *s, const char *dm_room)
@@ -304,12 +318,11 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         if (s->logged_in || s->login_pending)
             FAIL(PROTO_ALREADY_LOGGED_IN, "this connection is logged in already");
         s->login_pending = true;
-        if (op->kind == CHAT_LOGIN_PASSWORD)
-            chat_to_store(op);
-        else if (op->kind == CHAT_LOGIN_TOKEN)
-            chat_to_store(op);
-        else
+        conn_hold_input(c); /* what follows a login needs its answer */
+        if (op->kind == CHAT_LOGIN_GUEST)
             chat_to_hub(op);
+        else
+            chat_to_store(op);
         return PROTO_OK;
     }
     if (op->kind == CHAT_REGISTER) {
@@ -345,6 +358,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             op->ts = s->created_ms; /* rule 40: nothing from before the account existed */
         if (!joined)
             s->joins_pending++;
+        s->joins_held++;
+        conn_hold_input(c); /* a send right after a join is for the joined room */
         chat_to_hub(op);
         return PROTO_OK;
     case CHAT_LEAVE:
@@ -381,15 +396,6 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         chat_to_hub(op);
         return PROTO_OK;
     case CHAT_SEND: {
-        if (cfg->rate_limit && !count_attempt(s, cfg->rate_limit, now)) {
-            chat_op_free(op);
-            if (c->transport == CONN_WEBSOCKET)
-                ws_session_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
-            else
-                conn_close_after_flush(c);
-            *why = NULL;
-            return PROTO_RATE_LIMITED;
-        }
         if (op->to_lc[0] && strcmp(op->to_lc, s->user_lc) == 0)
             FAIL(PROTO_BAD_REQUEST, "you cannot send a direct message to yourself");
         if (!op->to_lc[0] && op->room_is_dm && !is_party(s, op->room))
@@ -398,10 +404,13 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             FAIL(PROTO_NOT_MEMBER, "join the room before sending to it");
         if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
-            if (!op->to_lc[0])
+            if (!op->to_lc[0] && !op->has_cid)
                 FAIL(PROTO_RATE_LIMITED, "slow down: too many messages");
-            /* Rule 5: an unknown recipient outranks the rate limit; the hub decides. */
+            /* Rule 5 ranks an unknown recipient above the rate limit, and rule 17 exempts a
+             * cid retry from it: the hub and the store decide, storing nothing new. */
             chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many messages");
+        } else {
+            op->charged = cfg->rate_limit != 0;
         }
         chat_to_hub(op);
         return PROTO_OK;
@@ -443,16 +452,17 @@ static void joined(struct conn *c, struct chat_op *op)
         post_gone(s, op->worker, one, 1, false);
     }
     s->transport->op_done(c, op);
+    /* A write may close c as a slow consumer, freeing r: check before touching r again. */
     for (size_t i = 0; i < op->n_msgs && conn_is_open(c); i++) {
         if (op->rejoin) {
-            chat_session_write(c, &op->msgs[i]); /* asked for again explicitly */
             if (op->msgs[i].seq > r->last_seq)
                 r->last_seq = op->msgs[i].seq;
+            chat_session_write(c, &op->msgs[i]); /* asked for again explicitly */
         } else {
             write_seq(c, r, &op->msgs[i]);
         }
     }
-    if (op->seq > r->last_seq)
+    if (conn_is_open(c) && op->seq > r->last_seq)
         r->last_seq = op->seq;
 }
 
@@ -473,6 +483,15 @@ static void undo_for_gone(struct worker *w, struct chat_op *op)
     }
 }
 
+static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op);
+
+/* True while c waits for a join it sent: its input stays held until the answer. */
+static bool holding_join(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    return s && s->joins_held > 0;
+}
+
 static void op_done(struct worker *w, struct chat_op *op)
 {
     struct chat_worker *cw = w->chat;
@@ -485,16 +504,29 @@ static void op_done(struct worker *w, struct chat_op *op)
     struct chat_session *s = c->session;
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
+    bool releases = login || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
+    if (op->kind == CHAT_JOIN)
+        s->joins_held--;
+    finish_op(w, c, s, op);
+    /* The transport may have started another held request (telnet's join after login). */
+    if (releases && conn_is_open(c) && !s->login_pending && !holding_join(c))
+        conn_release_input(c);
+}
+
+static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op)
+{
     if (op->err) {
         if (op->kind == CHAT_JOIN && !op->rejoin) {
             s->joins_pending--;
-            if (op->err == PROTO_SERVER_BUSY)
-                undo_for_gone(w, &(struct chat_op){.kind = CHAT_JOIN});
+            if (op->err == PROTO_SERVER_BUSY) {
+                /* The hub counted this connection in before the replay failed: take it out. */
+                char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
+                memcpy(one[0], op->room, CHAT_ROOM_MAX);
+                post_gone(s, (uint16_t)w->id, one, 1, false);
+            }
         }
-        if (op->kind == CHAT_SEND && op->err == PROTO_RATE_LIMITED)
-            metrics_add(METRIC_RATE_LIMITED, 0);
         metrics_error(op->err);
         s->transport->op_done(c, op);
         chat_op_free(op);
@@ -511,7 +543,7 @@ static void op_done(struct worker *w, struct chat_op *op)
         joined(c, op);
         break;
     case CHAT_SEND:
-        if (op->stage == 2)
+        if (op->stage == 2 && op->charged)
             s->tokens += 1.0; /* rule 17: a duplicate is not counted by the rate limit */
         s->transport->op_done(c, op);
         break;
@@ -678,8 +710,6 @@ static void json_op_done(struct conn *c, struct chat_op *op)
     case CHAT_REGISTER:
         events_reply_begin(&w, "registered", op->id);
         jsonw_kv_str(&w, "name", op->name);
-        if (op->token[0])
-            jsonw_kv_str(&w, "token", op->token); /* a guest that registered: its new token */
         break;
     case CHAT_LOGIN_GUEST:
     case CHAT_LOGIN_PASSWORD:
@@ -863,16 +893,15 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
         struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text};
         err = proto_validate(&req, &limits, &why);
     }
+    if (req.type == PROTO_SEND && !chat_session_count_send(c)) {
+        proto_request_free(&req); /* closed for flooding */
+        return;
+    }
     if (!err) {
-        if (req.token && strlen(req.token) != CHAT_TOKEN_LEN) {
+        if (req.token && strlen(req.token) != CHAT_TOKEN_LEN)
             err = PROTO_BAD_TOKEN, why = "unknown or expired token";
-        } else {
+        else
             err = chat_session_submit(c, op_from(c, &req), &why);
-            if (err == PROTO_RATE_LIMITED && !why) { /* closed for flooding */
-                proto_request_free(&req);
-                return;
-            }
-        }
     }
     if (err)
         reply_error(c, req.id, err, why);

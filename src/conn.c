@@ -47,7 +47,8 @@ void conn_set_destroy(struct conn_set *set)
 
 static void update_events(struct conn *c)
 {
-    uint32_t want = (c->reading_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->want_write ? EPOLLOUT : 0);
+    bool reading = !c->reading_paused && !c->input_held;
+    uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->want_write ? EPOLLOUT : 0);
     if (want == c->events)
         return;
     c->events = want;
@@ -161,6 +162,8 @@ static bool flush(struct conn *c)
         start_linger(c);
     if (resumed && c->in_len > 0)
         process_pending(c); /* input held back while paused */
+    if (c->state == CONN_OPEN && c->out_bytes < CONN_OUT_LOW && c->handler && c->handler->on_drained)
+        c->handler->on_drained(c);
     return true;
 }
 
@@ -278,7 +281,7 @@ void conn_set_transport(struct conn *c, enum conn_transport t)
 static size_t dispatch(struct conn *c, uint8_t *data, size_t len)
 {
     size_t used = 0;
-    while (used < len && c->state == CONN_OPEN && !c->reading_paused) {
+    while (used < len && c->state == CONN_OPEN && !c->reading_paused && !c->input_held) {
         size_t n = c->handler->on_input(c, data + used, len - used);
         if (n == 0)
             break;
@@ -300,6 +303,24 @@ static void keep_pending(struct conn *c, const uint8_t *rest, size_t n)
     }
     memmove(c->in, rest, n);
     c->in_len = (uint32_t)n;
+}
+
+void conn_hold_input(struct conn *c)
+{
+    if (c->input_held)
+        return;
+    c->input_held = true;
+    update_events(c);
+}
+
+void conn_release_input(struct conn *c)
+{
+    if (!c->input_held || c->state != CONN_OPEN)
+        return;
+    c->input_held = false;
+    update_events(c);
+    if (c->in_len > 0)
+        process_pending(c);
 }
 
 /* Offers the handler the input left in c->in; keeps what it leaves. */

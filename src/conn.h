@@ -45,6 +45,8 @@ struct conn_handler {
     void (*on_close)(struct conn *c);
     /* The server is shutting down: say goodbye (e.g. close 1001) and close. */
     void (*on_shutdown)(struct conn *c);
+    /* The output queue fell below CONN_OUT_LOW: room for held-back output. Optional. */
+    void (*on_drained)(struct conn *c);
 };
 
 /* One queued piece of output: bytes [off, end) of a chunk we hold a reference to. */
@@ -85,6 +87,7 @@ struct conn {
     uint8_t transport;
     uint32_t events; /* what epoll watches for now */
     bool reading_paused;
+    bool input_held; /* the session awaits a result before it may read on */
     bool want_write;
     bool is_dirty;
     uint64_t id;
@@ -121,6 +124,15 @@ void conn_set_before_sleep(struct conn_set *set);
  */
 struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h,
                       enum conn_transport transport);
+
+/*
+ * Holds input: what is buffered stays unhandled and the socket is not read
+ * until conn_release_input, which handles the held bytes at once. A session
+ * holds while a request that later ones depend on (a login, a join) is
+ * answered by another thread, so requests take effect in the order sent.
+ */
+void conn_hold_input(struct conn *c);
+void conn_release_input(struct conn *c);
 
 /* Queues bytes [off, end) of chunk; takes over one reference the caller held. */
 void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end);

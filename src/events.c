@@ -70,6 +70,7 @@ struct msg_rec events_message(const struct store_msg *m, const char *peer)
     jsonw_object_end(&w);
     struct msg_rec r = events_frame(&w);
     r.seq = m->seq;
+    r.ts = m->ts;
 
     char prefix[128];
     char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];

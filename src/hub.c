@@ -112,7 +112,7 @@ static void ring_replay(struct hub *h, const struct hub_room *r, uint64_t after,
 {
     for (uint32_t i = 0; i < r->ring_len; i++) {
         const struct msg_rec *m = &r->ring[(r->ring_head + i) % ring_cap(h)];
-        if (m->seq > after) {
+        if (m->seq > after && m->ts >= op->ts) {
             struct msg_rec ref = msg_rec_ref(m);
             chat_op_add_msg(op, &ref);
         }

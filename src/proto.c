@@ -195,7 +195,7 @@ static bool get_whole(const json_t *v, uint64_t *out)
     return true;
 }
 
-/* A required string field: its value and length, or NULL when missing or not a string. */
+/* A string field's value and length, or NULL when it is missing or not a string. */
 static const char *get_string(const struct check *ck, const char *key, size_t *len)
 {
     json_t *v = field(ck, key);
@@ -204,12 +204,13 @@ static const char *get_string(const struct check *ck, const char *key, size_t *l
     return json_string_value(v);
 }
 
-/* Reads the "room" field into req->room (bad_request pass). */
+/* The "room" string as sent, between the bad_request pass and the bad_name pass. */
 struct room_field {
     const char *s;
     size_t n;
 };
 
+/* The bad_request pass over "room": present and a string. */
 static enum proto_error room_present(struct check *ck, struct room_field *rf)
 {
     rf->s = get_string(ck, "room", &rf->n);

@@ -156,6 +156,8 @@ static void join(struct conn *c, const char *room)
 
 static void send_text(struct conn *c, const char *room, const char *to, const char *text, size_t len)
 {
+    if (!chat_session_count_send(c))
+        return;
     size_t trimmed;
     switch (text_check_message(text, len, cfg_of(c)->max_text, &trimmed)) {
     case TEXT_OK:
@@ -440,7 +442,7 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
     struct telnet_state *t = state_of(c);
     size_t used = 0;
-    while (used < len && conn_is_open(c)) {
+    while (used < len && conn_is_open(c) && !c->input_held) {
         struct telnet_event ev;
         used += telnet_parse(&t->parser, data + used, len - used, &ev);
         switch (ev.type) {
@@ -461,7 +463,7 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
     }
     if (conn_is_open(c) && cfg_of(c)->telnet_idle_ms && ((struct chat_session *)c->session)->logged_in)
         conn_set_timer(c, conn_now(c) + cfg_of(c)->telnet_idle_ms);
-    return len;
+    return used;
 }
 
 /* --- results and events --- */

@@ -142,6 +142,8 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
     size_t used = 0;
     while (conn_is_open(c)) {
+        if (c->input_held)
+            return used; /* the rest waits for the answer a request is waiting for */
         struct ws_event ev;
         used += ws_reader_feed(&c->u.ws.reader, data + used, len - used, &ev);
         switch (ev.type) {

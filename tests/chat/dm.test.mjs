@@ -248,3 +248,18 @@ test('dm cid retry: acked with the first seq and not delivered again', async (t)
   const { before } = await b.until((m) => m.type === 'message' && m.text === 'marker');
   assert.deepEqual(before.filter((m) => m.type === 'message').map((m) => m.seq), [first.seq]);
 });
+
+test('a guest participant may join its dm room without since (live only)', async (t) => {
+  const a = await user(server, t);
+  const g = await guest(server, t);
+  const room = dmRoom(a.name, g.name);
+  await a.dm(g.name, 'first');
+  await g.nextMessage(room);
+  const j = await g.join(room);
+  assert.equal(j.room, room);
+  assert.equal(j.seq, 1);
+  await a.dm(g.name, 'second');
+  const { match, before } = await g.until((m) => m.type === 'message' && m.text === 'second');
+  assert.equal(match.seq, 2);
+  assert.deepEqual(before.filter((m) => m.type === 'message'), [], 'a guest got a replay or a duplicate');
+});

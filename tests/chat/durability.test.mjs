@@ -13,6 +13,7 @@ import {
   ms,
   uniqRoom,
   user,
+  withTimeout,
 } from './lib/chat.mjs';
 
 // A server whose data directory is removed when the test ends (after any restarts).
@@ -133,7 +134,7 @@ test('sends cut by kill -9 and retried with their cid after the restart: each st
         .catch(() => {}),
     );
   }
-  await enough;
+  await withTimeout(enough, LONG_TIMEOUT, '20 acks before the kill');
   await server.kill();
   await Promise.all(pending);
   const witnessed = witness.log.filter((m) => m.type === 'message' && m.room === room);

@@ -42,7 +42,7 @@ test('bad_json without id also after login', async (t) => {
 
 test('id is echoed as the same JSON value, number or string (rule 1)', async (t) => {
   const c = await connect(server, t);
-  for (const id of [0, 1, -3, 1.5, 12345678901, 2 ** 53 - 1, 1e-7, '', 'abc', '42', 'ü→✓', 'x'.repeat(200)]) {
+  for (const id of [0, 1, -3, 1.5, 0.1, 12345678901, 2 ** 53 - 1, 1e-7, 1e300, -2.5e-300, '', 'abc', '42', ' 7 ', 'ü→✓', '\u0000', 'x'.repeat(200)]) {
     const reply = await c.request({ type: 'ping', id });
     assert.deepEqual(reply, { type: 'pong', id }, `id ${JSON.stringify(id)}`);
   }

@@ -2,6 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
+import { runParley } from '../blackbox/lib/server.mjs';
 import {
   PASSWORD,
   assertKeys,
@@ -31,6 +32,13 @@ test('hello is the first message: {type:"hello", server:"parley", version, proto
   assert.equal(c.hello.protocol, 1);
   assert.equal(typeof c.hello.node, 'string');
   assert.ok(c.hello.node.length > 0);
+});
+
+test('hello.version is the server\'s own version (parley --version)', async (t) => {
+  const c = await connect(server, t);
+  const result = await runParley(['--version']);
+  assert.equal(result.code, 0);
+  assert.equal(result.stdout.trim(), `parley ${c.hello.version}`);
 });
 
 test('register → {type:"registered", id, name} exactly', async (t) => {

@@ -95,20 +95,22 @@ test('rule 22: messages accepted while a join with since replays come after the 
   const room = uniqRoom();
   const senders = await members(t, room, 3);
   for (let i = 0; i < 100; i++) await senders[i % 3].say(room, `pre ${i}`);
+  const sinces = [0, 10, 50, 99];
+  const joinerUsers = [];
+  for (let k = 0; k < sinces.length; k++) joinerUsers.push(await user(server, t));
   const flood = senders.map((s, si) =>
-    Promise.all(Array.from({ length: 60 }, (_, i) => s.say(room, `during ${si}-${i}`))),
+    Promise.all(Array.from({ length: 150 }, (_, i) => s.say(room, `during ${si}-${i}`))),
   );
   // Joins with since while the flood runs, on both workers.
-  const joiners = [];
-  for (let k = 0; k < 4; k++) {
-    const j = await user(server, t);
-    const since = [0, 10, 50, 99][k];
-    const joined = await j.join(room, since);
-    assert.ok(joined.seq >= 100);
-    joiners.push({ j, since });
-  }
+  const joiners = await Promise.all(
+    joinerUsers.map(async (j, k) => {
+      const joined = await j.join(room, sinces[k]);
+      assert.ok(joined.seq >= 100);
+      return { j, since: sinces[k] };
+    }),
+  );
   await Promise.all(flood);
-  const total = 100 + 3 * 60;
+  const total = 100 + 3 * 150;
   for (const { j, since } of joiners) {
     assertSeqRun(await j.messages(room, total - since, LONG_TIMEOUT), room, since + 1, total, `joiner since=${since}`);
   }

@@ -380,3 +380,52 @@ test('rooms never lists dm rooms (rule 43)', async (t) => {
   const dms = r.rooms.filter((x) => x.name.includes(':'));
   assert.deepEqual(dms, []);
 });
+
+test('requests are handled in order: join, send and leave pipelined without waiting', async (t) => {
+  const a = await user(server, t);
+  const room = uniqRoom();
+  const [joined, ack, left, after] = await Promise.all([
+    a.request({ type: 'join', room }),
+    a.request({ type: 'send', room, text: 'right after join' }),
+    a.request({ type: 'leave', room }),
+    a.request({ type: 'send', room, text: 'right after leave' }),
+  ]);
+  assert.equal(joined.type, 'joined', JSON.stringify(joined));
+  assert.equal(ack.type, 'ack', `a send pipelined after join: ${JSON.stringify(ack)}`);
+  assert.equal(left.type, 'left', JSON.stringify(left));
+  assert.equal(after.code, 'not_member', `a send pipelined after leave: ${JSON.stringify(after)}`);
+});
+
+test('requests are handled in order: login then join pipelined without waiting for welcome', async (t) => {
+  const c = await connect(server, t);
+  const room = uniqRoom();
+  const [welcome, joined] = await Promise.all([
+    c.request({ type: 'login', name: uniq('pipe') }),
+    c.request({ type: 'join', room }),
+  ]);
+  assert.equal(welcome.type, 'welcome', JSON.stringify(welcome));
+  assert.equal(joined.type, 'joined', `a join pipelined after login: ${JSON.stringify(joined)}`);
+});
+
+test('"dm" without a colon is an ordinary public room name (rule 9: dm: is a separate namespace)', async (t) => {
+  const a = await user(server, t);
+  const j = await a.join('dm');
+  assert.equal(j.room, 'dm');
+  const r = await a.expect({ type: 'rooms' }, 'rooms');
+  assert.ok(r.rooms.some((x) => x.name === 'dm'));
+});
+
+test('presence names the user in registered spelling, whatever case it logged in with', async (t) => {
+  const name = uniq('PreS');
+  const reg = await connect(server, t);
+  await reg.register(name);
+  const b = await connect(server, t);
+  await b.login(name.toLowerCase(), 'correct-horse-9');
+  const a = await user(server, t);
+  const room = uniqRoom();
+  await a.join(room);
+  await b.join(room);
+  assert.deepEqual(await a.next(isPresence), { type: 'presence', room, user: name, state: 'online' });
+  await b.send({ type: 'typing', room });
+  assert.deepEqual(await a.next((m) => m.type === 'typing'), { type: 'typing', room, user: name });
+});
