@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: builds parley, runs every test suite, and ends with one line "N passed, N failed".
-# Suites: cmocka unit tests and the black-box suite (real binary on loopback), each once on the
-# release build and once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
+# Suites: cmocka unit tests and the black-box suites (the real binary on loopback: tests/blackbox
+# for HTTP and WebSocket, tests/chat for the chat protocol over WebSocket and telnet), each once on
+# the release build and once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -68,7 +69,7 @@ run_blackbox() {
     local out="$log_dir/blackbox-$name.tap"
     echo "== black-box ($name): $bin"
     PARLEY_BIN="$bin" timeout 600 node --test --test-reporter=tap --test-concurrency="$jobs" \
-        tests/blackbox/ >"$out" 2>&1
+        tests/blackbox/ tests/chat/ >"$out" 2>&1
     grep -E '^\s*not ok ' "$out" | sed 's/^/  /' | head -n 40
     count_node "$out"
 }

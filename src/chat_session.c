@@ -153,28 +153,112 @@ static void session_remove_room(struct chat_session *s, struct chat_sroom *r)
 
 /* --- writing --- */
 
+/* The bytes of rec this connection's transport writes, or 0 when it shows nothing of it. */
+static size_t rec_len(const struct conn *c, const struct msg_rec *rec)
+{
+    if (c->transport == CONN_TELNET)
+        return rec->tn ? rec->tn->len : 0;
+    return rec->ws ? rec->ws->len - rec->ws_off : 0;
+}
+
+static void send_rec(struct conn *c, const struct msg_rec *rec)
+{
+    if (c->transport == CONN_TELNET)
+        conn_send(c, chunk_ref(rec->tn), 0, rec->tn->len);
+    else
+        conn_send(c, chunk_ref(rec->ws), rec->ws_off, rec->ws->len);
+}
+
+static void slow_consumer(struct conn *c)
+{
+    /* A reader this far behind resumes later from its last seq; we do not buffer for it. */
+    metrics_add(METRIC_SLOW_CONSUMERS, 1);
+    log_info("msg=slow_consumer conn=%llu queued=%zu", (unsigned long long)c->id, c->out_bytes);
+    if (c->transport == CONN_TELNET)
+        conn_close(c);
+    else
+        ws_session_close(c, WS_CLOSE_POLICY, "slow consumer");
+}
+
+static void backlog_push(struct chat_session *s, const struct msg_rec *rec, bool live, size_t len)
+{
+    if (s->bl_n == s->bl_cap) {
+        size_t cap = s->bl_cap ? s->bl_cap * 2 : 64;
+        struct chat_backlog_entry *b = xmalloc(cap * sizeof *b);
+        for (size_t i = 0; i < s->bl_n; i++)
+            b[i] = s->backlog[(s->bl_head + i) % s->bl_cap];
+        free(s->backlog);
+        s->backlog = b;
+        s->bl_cap = cap;
+        s->bl_head = 0;
+    }
+    s->backlog[(s->bl_head + s->bl_n++) % s->bl_cap] = (struct chat_backlog_entry){msg_rec_ref(rec), live};
+    if (live)
+        s->bl_live_bytes += len;
+}
+
+static void backlog_free(struct chat_session *s)
+{
+    for (size_t i = 0; i < s->bl_n; i++)
+        msg_rec_release(&s->backlog[(s->bl_head + i) % s->bl_cap].rec);
+    free(s->backlog);
+    s->backlog = NULL;
+    s->bl_head = s->bl_n = s->bl_cap = 0;
+    s->bl_live_bytes = 0;
+}
+
+/* How much queued output the backlog tops up to: a steady stream without a large buffer. */
+static size_t backlog_fill(const struct conn *c)
+{
+    size_t half = cfg_of((struct conn *)c)->output_limit / 2;
+    return half < (512u << 10) ? half : (512u << 10);
+}
+
+void chat_session_drained(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    if (!s)
+        return;
+    while (s->bl_n > 0 && conn_is_open(c) && c->out_bytes < backlog_fill(c)) {
+        struct chat_backlog_entry e = s->backlog[s->bl_head];
+        s->bl_head = (s->bl_head + 1) % s->bl_cap;
+        s->bl_n--;
+        size_t len = rec_len(c, &e.rec);
+        if (e.live)
+            s->bl_live_bytes -= len;
+        if (len)
+            send_rec(c, &e.rec);
+        msg_rec_release(&e.rec);
+    }
+    if (s->bl_n == 0 && s->backlog)
+        backlog_free(s);
+}
+
 void chat_session_write(struct conn *c, const struct msg_rec *rec)
 {
     struct chat_session *s = c->session;
     if (!conn_is_open(c) || !s)
         return;
-    bool telnet = c->transport == CONN_TELNET;
-    struct chunk *ch = telnet ? rec->tn : rec->ws;
-    if (!ch)
+    size_t len = rec_len(c, rec);
+    if (!len)
         return; /* no form for this transport (typing on telnet) */
-    size_t off = telnet ? 0 : rec->ws_off;
-    size_t len = ch->len - off;
-    if (c->out_bytes + len > cfg_of(c)->output_limit) {
-        /* A reader this far behind resumes later from its last seq; we do not buffer for it. */
-        metrics_add(METRIC_SLOW_CONSUMERS, 1);
-        log_info("msg=slow_consumer conn=%llu queued=%zu", (unsigned long long)c->id, c->out_bytes);
-        if (telnet)
-            conn_close(c);
-        else
-            ws_session_close(c, WS_CLOSE_POLICY, "slow consumer");
+    if (c->out_bytes + s->bl_live_bytes + len > cfg_of(c)->output_limit) {
+        slow_consumer(c);
         return;
     }
-    conn_send(c, chunk_ref(ch), off, ch->len);
+    if (s->bl_n > 0)
+        backlog_push(s, rec, true, len); /* behind a replay that is still being written */
+    else
+        send_rec(c, rec);
+}
+
+/* Queues a replayed message behind whatever is held back; it does not count as falling behind. */
+static void replay_write(struct conn *c, const struct msg_rec *rec)
+{
+    struct chat_session *s = c->session;
+    size_t len = rec_len(c, rec);
+    if (len)
+        backlog_push(s, rec, false, len);
 }
 
 /* Writes a room message to a member once: only when it is newer than what the member saw. */
@@ -238,6 +322,7 @@ void chat_session_close(struct conn *c)
         free(names);
     }
     map_del_u64(&cw->conns, c->id);
+    backlog_free(s);
     free(s->rooms);
     free(s);
     c->session = NULL;
@@ -452,18 +537,19 @@ static void joined(struct conn *c, struct chat_op *op)
         post_gone(s, op->worker, one, 1, false);
     }
     s->transport->op_done(c, op);
-    /* A write may close c as a slow consumer, freeing r: check before touching r again. */
-    for (size_t i = 0; i < op->n_msgs && conn_is_open(c); i++) {
-        if (op->rejoin) {
-            if (op->msgs[i].seq > r->last_seq)
-                r->last_seq = op->msgs[i].seq;
-            chat_session_write(c, &op->msgs[i]); /* asked for again explicitly */
-        } else {
-            write_seq(c, r, &op->msgs[i]);
-        }
+    /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
+    for (size_t i = 0; i < op->n_msgs; i++) {
+        const struct msg_rec *m = &op->msgs[i];
+        if (!op->rejoin && m->seq <= r->last_seq)
+            continue; /* already seen */
+        if (m->seq > r->last_seq)
+            r->last_seq = m->seq;
+        replay_write(c, m); /* on a rejoin, asked for again explicitly */
+        metrics_add(METRIC_DELIVERIES, 1);
     }
-    if (conn_is_open(c) && op->seq > r->last_seq)
+    if (op->seq > r->last_seq)
         r->last_seq = op->seq;
+    chat_session_drained(c);
 }
 
 /* An op came back for a connection that has gone: undo what the hub did for it. */

@@ -61,6 +61,15 @@ struct chat_session {
     uint64_t attempts_sec;
     uint64_t last_typing_ms;
     void *transport_state; /* telnet: its line editor and prompts */
+    /* Output held back until the socket drains: a join's replay, and live events behind it. */
+    struct chat_backlog_entry *backlog;
+    size_t bl_head, bl_n, bl_cap;
+    size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
+};
+
+struct chat_backlog_entry {
+    struct msg_rec rec;
+    bool live;
 };
 
 /* Per-worker setup and teardown of the chat indexes. */
@@ -102,6 +111,9 @@ bool chat_session_count_send(struct conn *c);
 
 /* Writes a message record's transport form to c, closing c as a slow consumer over the output limit. */
 void chat_session_write(struct conn *c, const struct msg_rec *rec);
+
+/* The connection's output queue has drained: write more of its backlog. */
+void chat_session_drained(struct conn *c);
 
 /* The room of session s with that name, or NULL. */
 struct chat_sroom *chat_session_room(struct chat_session *s, const char *name);

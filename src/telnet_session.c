@@ -618,6 +618,7 @@ static const struct conn_handler telnet_handler = {
     .on_timer = on_timer,
     .on_close = on_close,
     .on_shutdown = on_shutdown,
+    .on_drained = chat_session_drained,
 };
 
 void telnet_session_start(struct conn *c)

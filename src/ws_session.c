@@ -223,11 +223,18 @@ static void on_shutdown(struct conn *c)
     ws_session_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 
+static void on_drained(struct conn *c)
+{
+    if (c->session)
+        chat_session_drained(c);
+}
+
 static const struct conn_handler ws_handler = {
     .on_input = on_input,
     .on_timer = on_timer,
     .on_close = on_close,
     .on_shutdown = on_shutdown,
+    .on_drained = on_drained,
 };
 
 void ws_session_start(struct conn *c, enum ws_endpoint ep)
