@@ -1,0 +1,84 @@
+// Store failures: a full database (--max-db-size), a database locked by another process, and a
+// file that is not a database. The request gets server_busy and the server a log line; nothing
+// unacked is ever delivered or stored, nothing acked is lost, and the server keeps serving.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freshDataDir, startChatServer } from './lib/server.mjs';
+import { assertError, assertSeqRun, connect, ms, uniqRoom, user, withTimeout } from './lib/chat.mjs';
+import { runParley } from '../blackbox/lib/server.mjs';
+
+async function serverFor(t, args) {
+  const server = await startChatServer(args);
+  t.after(async () => {
+    await server.kill();
+    server.removeData();
+  });
+  return server;
+}
+
+test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', async (t) => {
+  const server = await serverFor(t, ['--max-db-size', '262144', '--rate-limit', '0']);
+  const writer = await user(server, t);
+  const reader = await user(server, t);
+  const room = uniqRoom();
+  await writer.join(room);
+  await reader.join(room);
+  const text = 'x'.repeat(3900);
+  const acked = [];
+  let busy = null;
+  for (let i = 0; i < 400 && !busy; i++) {
+    const reply = await writer.request({ type: 'send', room, text: `${i} ${text}`, cid: `c${i}` });
+    if (reply.type === 'ack') acked.push(reply.seq);
+    else busy = reply;
+  }
+  assert.ok(busy, 'the database never filled up');
+  assertError(busy, 'server_busy', busy.id, 'a send into a full database');
+  await server.waitForLog((l) => l.fields.msg === 'batch_failed', ms(5000), 'msg=batch_failed');
+  // Acks were contiguous seqs; the reader saw exactly those messages, nothing of the failed one.
+  assert.deepEqual(acked, Array.from({ length: acked.length }, (_, i) => i + 1));
+  const seen = await reader.messages(room, acked.length);
+  assertSeqRun(seen, room, 1, acked.length, 'messages before the disk filled');
+  const h = await reader.expect({ type: 'history', room, limit: 200 }, 'history');
+  assert.ok(h.messages.every((m) => m.seq <= acked.length), 'a refused message was stored');
+  // Still serving: reads, pings and logins work.
+  assert.equal((await writer.request({ type: 'ping' })).type, 'pong');
+  const again = await connect(server, t);
+  await again.loginToken(writer.token);
+});
+
+test('a database locked by another process → server_busy, then the same cid is stored once the lock goes', async (t) => {
+  const server = await serverFor(t, []);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await u.say(room, 'before the lock');
+  // A second writer (the sqlite3 shell) takes the write lock and holds it.
+  const shell = spawn('sqlite3', [path.join(server.dataDir, 'parley.db')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => shell.kill('SIGKILL'));
+  let out = '';
+  const locked = new Promise((resolve) => shell.stdout.on('data', (d) => { out += d; if (out.includes('locked')) resolve(); }));
+  shell.stdin.write("BEGIN IMMEDIATE;\nSELECT 'locked';\n");
+  await withTimeout(locked, ms(5000), 'the sqlite3 shell to take the lock');
+  const busy = await u.request({ type: 'send', room, text: 'during the lock', cid: 'locked-1' }, { timeoutMs: ms(15000) });
+  assertError(busy, 'server_busy', busy.id, 'a send while another process holds the write lock');
+  shell.stdin.end('COMMIT;\n');
+  await new Promise((resolve) => shell.on('exit', resolve));
+  // The client retries with the same cid: stored once, as the next seq.
+  const ack = await u.say(room, 'during the lock', { cid: 'locked-1' });
+  assert.equal(ack.seq, 2);
+  const h = await u.expect({ type: 'history', room }, 'history');
+  assert.deepEqual(h.messages.map((m) => [m.seq, m.text]), [[1, 'before the lock'], [2, 'during the lock']]);
+});
+
+test('a data file that is not a database: parley refuses to start, with a message, and no crash', async (t) => {
+  const dir = freshDataDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'parley.db'), 'this is not a database, just some text '.repeat(200));
+  const run = await runParley(['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir]);
+  assert.equal(run.code, 2, `exit ${JSON.stringify(run)}`);
+  assert.match(run.stderr, /level=error/);
+  assert.equal(run.signal ?? null, null);
+});
