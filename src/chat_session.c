@@ -302,6 +302,14 @@ static void post_gone(struct chat_session *s, uint16_t worker, char (*rooms)[CHA
     chat_to_hub(op);
 }
 
+/* Tells the hub this connection is no longer in one room it counted it in. */
+static void post_gone_room(struct chat_session *s, uint16_t worker, const char *room)
+{
+    char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
+    memcpy(one[0], room, CHAT_ROOM_MAX);
+    post_gone(s, worker, one, 1, false);
+}
+
 void chat_session_close(struct conn *c)
 {
     struct chat_session *s = c->session;
@@ -531,10 +539,7 @@ static void joined(struct conn *c, struct chat_op *op)
         r->last_seq = op->has_since && op->since < op->seq ? op->since : op->seq;
         local_room_add(chat_of(c), c, r);
     } else if (!op->rejoin) {
-        /* Two joins crossed: the hub counted this connection twice. */
-        char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
-        memcpy(one[0], op->room, CHAT_ROOM_MAX);
-        post_gone(s, op->worker, one, 1, false);
+        post_gone_room(s, op->worker, op->room); /* two joins crossed: the hub counted us twice */
     }
     s->transport->op_done(c, op);
     /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
@@ -561,9 +566,7 @@ static void undo_for_gone(struct worker *w, struct chat_op *op)
     memcpy(ghost.user, op->user, sizeof ghost.user);
     memcpy(ghost.user_lc, op->user_lc, sizeof ghost.user_lc);
     if (op->kind == CHAT_JOIN && !op->rejoin) {
-        char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
-        memcpy(one[0], op->room, CHAT_ROOM_MAX);
-        post_gone(&ghost, (uint16_t)w->id, one, 1, false);
+        post_gone_room(&ghost, (uint16_t)w->id, op->room);
     } else if ((op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_TOKEN) && op->guest) {
         post_gone(&ghost, (uint16_t)w->id, NULL, 0, true);
     }
@@ -606,12 +609,8 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
     if (op->err) {
         if (op->kind == CHAT_JOIN && !op->rejoin) {
             s->joins_pending--;
-            if (op->err == PROTO_SERVER_BUSY) {
-                /* The hub counted this connection in before the replay failed: take it out. */
-                char(*one)[CHAT_ROOM_MAX] = xmalloc(sizeof *one);
-                memcpy(one[0], op->room, CHAT_ROOM_MAX);
-                post_gone(s, (uint16_t)w->id, one, 1, false);
-            }
+            if (op->err == PROTO_SERVER_BUSY) /* counted in before its replay failed */
+                post_gone_room(s, (uint16_t)w->id, op->room);
         }
         metrics_error(op->err);
         s->transport->op_done(c, op);

@@ -323,21 +323,25 @@ void conn_release_input(struct conn *c)
         process_pending(c);
 }
 
-/* Offers the handler the input left in c->in; keeps what it leaves. */
-static void process_pending(struct conn *c)
+/* Offers buf[0..total) to the handler and keeps what it leaves in c->in (buf may be c->in). */
+static void handle_input(struct conn *c, uint8_t *buf, size_t total)
 {
-    size_t total = c->in_len;
-    size_t rest = dispatch(c, c->in, total);
+    size_t rest = dispatch(c, buf, total);
     if (c->state != CONN_OPEN)
         return;
     if (rest == 0) {
         free(c->in);
         c->in = NULL;
         c->in_len = c->in_cap = 0;
-    } else if (rest < total) {
-        memmove(c->in, c->in + total - rest, rest);
-        c->in_len = (uint32_t)rest;
+    } else {
+        keep_pending(c, buf + total - rest, rest);
     }
+}
+
+/* Offers the handler the input left in c->in, after a pause or a hold. */
+static void process_pending(struct conn *c)
+{
+    handle_input(c, c->in, c->in_len);
 }
 
 static void read_input(struct conn *c)
@@ -376,17 +380,7 @@ static void read_input(struct conn *c)
     if (c->state != CONN_OPEN)
         return; /* closing: input is drained and dropped */
     c->last_rx_ms = conn_now(c);
-    size_t total = have + (size_t)r;
-    size_t rest = dispatch(c, buf, total);
-    if (c->state != CONN_OPEN)
-        return;
-    if (rest == 0) {
-        free(c->in);
-        c->in = NULL;
-        c->in_len = c->in_cap = 0;
-    } else {
-        keep_pending(c, buf + total - rest, rest);
-    }
+    handle_input(c, buf, have + (size_t)r);
 }
 
 static void on_events(struct loop_watch *w, uint32_t events)

@@ -80,6 +80,17 @@ static void counter(struct out *o, const char *name, const char *help, enum metr
         (unsigned long long)get(&counters[c]));
 }
 
+static void histogram(struct out *o, const char *name, const char *help, const double *bounds,
+                      atomic_uint_fast64_t *buckets, size_t n, atomic_uint_fast64_t *count, double sum)
+{
+    put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i < n; i++)
+        put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)get(&buckets[i]));
+    unsigned long long total = get(count);
+    put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, total, name, sum, name,
+        total);
+}
+
 struct chunk *metrics_render(uint64_t uptime_s)
 {
     struct out o = {chunk_new(4096)};
@@ -103,26 +114,13 @@ struct chunk *metrics_render(uint64_t uptime_s)
     for (int e = 1; e < PROTO_ERROR_COUNT; e++)
         put(&o, "parley_errors_total{code=\"%s\"} %llu\n", proto_error_code((enum proto_error)e),
             (unsigned long long)get(&errors[e]));
-    put(&o, "# HELP parley_store_commit_seconds Time to commit one batch.\n"
-            "# TYPE parley_store_commit_seconds histogram\n");
-    for (size_t i = 0; i < N_LATENCY; i++)
-        put(&o, "parley_store_commit_seconds_bucket{le=\"%g\"} %llu\n", latency_bounds[i],
-            (unsigned long long)get(&latency_buckets[i]));
-    put(&o,
-        "parley_store_commit_seconds_bucket{le=\"+Inf\"} %llu\n"
-        "parley_store_commit_seconds_sum %.6f\nparley_store_commit_seconds_count %llu\n",
-        (unsigned long long)get(&latency_count), (double)get(&latency_sum_us) / 1e6,
-        (unsigned long long)get(&latency_count));
-    put(&o, "# HELP parley_store_batch_size Writes per committed batch.\n"
-            "# TYPE parley_store_batch_size histogram\n");
+    histogram(&o, "parley_store_commit_seconds", "Time to commit one batch.", latency_bounds,
+              latency_buckets, N_LATENCY, &latency_count, (double)get(&latency_sum_us) / 1e6);
+    double bounds[N_BATCH];
     for (size_t i = 0; i < N_BATCH; i++)
-        put(&o, "parley_store_batch_size_bucket{le=\"%u\"} %llu\n", batch_bounds[i],
-            (unsigned long long)get(&batch_buckets[i]));
-    put(&o,
-        "parley_store_batch_size_bucket{le=\"+Inf\"} %llu\nparley_store_batch_size_sum %llu\n"
-        "parley_store_batch_size_count %llu\n",
-        (unsigned long long)get(&batch_count), (unsigned long long)get(&batch_sum),
-        (unsigned long long)get(&batch_count));
+        bounds[i] = batch_bounds[i];
+    histogram(&o, "parley_store_batch_size", "Writes per committed batch.", bounds, batch_buckets,
+              N_BATCH, &batch_count, (double)get(&batch_sum));
     put(&o, "# HELP parley_uptime_seconds Seconds since the server started.\n"
             "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
         (unsigned long long)uptime_s);

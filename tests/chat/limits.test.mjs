@@ -299,30 +299,33 @@ test('slow consumer: --output-limit 65536 closes a client that stops reading wit
   await flooder.join(room);
   slow.pause();
 
-  // Several flooders, each with few sends in flight, so that their own output queues (they get
-  // their own messages back) stay far below the limit while the paused client's queue grows.
+  // Two flooders, each with few sends in flight, so that their own output queues (they get every
+  // message back) stay far below the limit while the paused client's queue grows.
   const flooders = [flooder];
-  for (let i = 0; i < 3; i++) {
-    const f = await user(server, t);
-    f.ignore = (m) => m.type === 'message';
-    await f.join(room);
-    flooders.push(f);
-  }
-  const text = 'x'.repeat(2000);
+  const f2 = await user(server, t);
+  f2.ignore = (m) => m.type === 'message';
+  await f2.join(room);
+  flooders.push(f2);
+  const text = 'x'.repeat(1500);
   let sent = 0;
   let latest = 0;
   let overflowed = false;
-  const maxMessages = 15000; // ~30 MB: far more than loopback socket buffers hold
+  const maxMessages = 30000; // ~45 MB: far more than loopback socket buffers hold
   const flood = async (f) => {
     while (!overflowed && sent < maxMessages) {
       const batch = [];
-      for (let i = 0; i < 4; i++) batch.push(f.say(room, `${text} ${++sent}`));
-      for (const ack of await Promise.all(batch)) latest = Math.max(latest, ack.seq);
+      for (let i = 0; i < 3; i++) batch.push(f.say(room, `${text} ${++sent}`));
+      try {
+        for (const ack of await Promise.all(batch)) latest = Math.max(latest, ack.seq);
+      } catch (err) {
+        throw new Error(`flooder ${f.name} failed (closed: ${JSON.stringify(f.closeInfo)}): ${err.message.slice(0, 300)}`);
+      }
     }
   };
   const watch = async () => {
     while (!overflowed && sent < maxMessages) {
       if (sum(await scrape(server), 'parley_slow_consumers_total') > before) overflowed = true;
+      else await new Promise((resolve) => setTimeout(resolve, 25)); // polling interval
     }
   };
   await Promise.all([...flooders.map(flood), watch()]);
@@ -415,4 +418,49 @@ test('--guest-token-ttl 1: a guest token → bad_token once expired', async (t) 
   const c = await connect(server, t);
   await c.loginToken(g.token);
   await waitTokenExpired(server, t, g.token, 'the guest token to expire');
+});
+
+// A send request padded (with an unknown field, which is ignored) to exactly `size` bytes.
+function paddedSend(room, size) {
+  const base = { type: 'send', id: 'big', room, text: 'padded', pad: '' };
+  const pad = size - Buffer.byteLength(JSON.stringify(base));
+  return JSON.stringify({ ...base, pad: 'p'.repeat(pad) });
+}
+
+test('on /ws a 65536-byte request is served; 65537 bytes → close 1009 (rule 25)', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '0']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const exact = paddedSend(room, 65536);
+  assert.equal(Buffer.byteLength(exact), 65536);
+  await u.sendText(exact);
+  const ack = await u.next((m) => m.id === 'big', undefined, 'the ack of the 65536-byte send');
+  assert.equal(ack.type, 'ack', JSON.stringify(ack));
+  const over = paddedSend(room, 65537);
+  assert.equal(Buffer.byteLength(over), 65537);
+  await u.sendText(over).catch(() => {});
+  const closed = await u.waitClosed(undefined, 'close 1009 after 65537 bytes');
+  assert.equal(closed.code, 1009);
+});
+
+test('the send bucket refills: --rate-limit 10 gives a new token within about a second', async (t) => {
+  const server = await serverFor(t, ['--rate-limit', '10']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const replies = await burst(u, Array.from({ length: 11 }, (_, i) => ({ type: 'send', room, text: `b${i}` })));
+  assert.equal(replies.filter((r) => r.type === 'ack').length, 10);
+  const started = Date.now();
+  let attempts = 0;
+  await eventually(async () => {
+    attempts += 1;
+    const r = await u.request({ type: 'send', room, text: `refill ${attempts}` });
+    if (r.type === 'ack') return true;
+    assertError(r, 'rate_limited', r.id);
+    return false;
+  }, ms(4000), 'a refilled token');
+  const waited = Date.now() - started;
+  assert.ok(waited >= 500, `a token came back after ${waited} ms; 10 per 10 s is one per second`);
+  assert.ok(u.isOpen);
 });
