@@ -657,8 +657,8 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
             write_seq(m.c, m.r, &d->rec);
         else
             chat_session_write(m.c, &d->rec);
-        if (!(lr = map_get(&cw->rooms, d->room)))
-            return; /* the last member here was closed */
+        if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
+            return; /* that slow consumer was the last member here */
     }
 }
 
@@ -667,11 +667,14 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
     const char *users[2] = {d->user_a, d->user_b};
     for (int u = 0; u < 2; u++) {
         struct local_user *lu = map_get(&cw->users, users[u]);
-        for (size_t i = lu ? lu->n : 0; i-- > 0;) {
-            if (!(lu = map_get(&cw->users, users[u])) || i >= lu->n)
-                break;
+        if (!lu)
+            continue;
+        /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
+        for (size_t i = lu->n; i-- > 0;) {
             struct conn *c = lu->c[i];
             write_seq(c, chat_session_room(c->session, d->room), &d->rec);
+            if (!conn_is_open(c) && !(lu = map_get(&cw->users, users[u])))
+                break;
         }
     }
 }

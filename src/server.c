@@ -100,14 +100,6 @@ static void format_addr(const struct sockaddr_storage *sa, char *out, size_t out
     }
 }
 
-static void set_port(struct sockaddr_storage *sa, uint16_t port)
-{
-    if (sa->ss_family == AF_INET6)
-        ((struct sockaddr_in6 *)sa)->sin6_port = htons(port);
-    else
-        ((struct sockaddr_in *)sa)->sin_port = htons(port);
-}
-
 static uint16_t get_port(const struct sockaddr_storage *sa)
 {
     return ntohs(sa->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
@@ -170,7 +162,6 @@ static int bind_port(struct server *s, const struct listen_addr *addr, enum conn
     }
     format_addr(&sa, text, sizeof text);
     log_info("msg=listening transport=%s addr=%s", name, text);
-    (void)set_port;
     return 0;
 }
 

@@ -126,7 +126,7 @@ static void on_data(struct conn *c, const struct ws_event *ev)
 static void on_close_frame(struct conn *c, const struct ws_event *ev)
 {
     /* Answer with the same code (none if the peer gave none), then hang up. */
-    uint8_t payload[2];
+    uint8_t payload[2] = {0};
     size_t n = 0;
     if (ev->close_code != WS_CLOSE_NO_STATUS) {
         payload[0] = (uint8_t)(ev->close_code >> 8);
