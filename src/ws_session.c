@@ -34,7 +34,7 @@ void ws_session_close(struct conn *c, uint16_t code, const char *reason)
 {
     if (!conn_is_open(c))
         return;
-    uint8_t payload[125];
+    uint8_t payload[125] = {0};
     size_t n = 0;
     if (code != WS_CLOSE_NO_STATUS) {
         size_t rlen = reason ? strlen(reason) : 0;
