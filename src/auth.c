@@ -13,7 +13,8 @@ static void on_mail(struct service *s, struct mail *m)
     (void)s;
     struct chat_op *op = (struct chat_op *)m;
     if (op->kind == CHAT_REGISTER) {
-        unsigned long long ops = cheapest ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+        unsigned long long ops =
+            cheapest ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
         size_t mem = cheapest ? crypto_pwhash_MEMLIMIT_MIN : crypto_pwhash_MEMLIMIT_INTERACTIVE;
         if (crypto_pwhash_str(op->pwhash, op->password, op->password_len, ops, mem) != 0) {
             log_error("msg=password_hash_failed error=\"out of memory\"");

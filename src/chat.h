@@ -47,7 +47,8 @@ enum chat_op_kind {
 struct msg_rec {
     uint64_t seq;
     int64_t ts; /* when stored (replays of dm rooms skip what predates an account: rule 40) */
-    struct chunk *ws; /* JSON with a WebSocket text frame header in front: frame = ws->data[ws_off..len) */
+    /* JSON with a WebSocket text frame header in front: the frame is ws->data[ws_off..len). */
+    struct chunk *ws;
     uint32_t ws_off;
     struct chunk *tn; /* the telnet line(s), or NULL when telnet shows nothing */
 };
@@ -98,15 +99,15 @@ struct chat_op {
     bool has_since;
     uint64_t since;
     bool charged; /* send: took a token from the rate limit's bucket */
-    bool rejoin; /* join of a room the connection has joined already: no presence, counted once */
+    bool rejoin;  /* join of a room the connection has joined already: no presence, counted once */
     uint64_t before; /* history: 0 = newest */
     unsigned limit;
     int64_t ts;
 
     /* Results. */
-    uint64_t seq;    /* send: the ack's seq; join: the room's latest */
-    bool truncated;  /* join */
-    bool registered_guest; /* register by a logged-in guest of its own name */
+    uint64_t seq;                 /* send: the ack's seq; join: the room's latest */
+    bool truncated;               /* join */
+    bool registered_guest;        /* register by a logged-in guest of its own name */
     char (*names)[CHAT_NAME_MAX]; /* join, who: members */
     size_t n_names;
     struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
@@ -147,10 +148,14 @@ void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, ui
 
 /* What the hub hands a worker: events for its connections, and finished ops. */
 enum deliver_kind {
-    DELIVER_ROOM, /* rec to every local member of room, except skip_conn and skip_user's connections */
-    DELIVER_DM,   /* rec to every local connection of user_a and user_b */
-    DELIVER_OP,   /* op's result to its connection */
-    DELIVER_BECAME_REGISTERED, /* every connection of guest session guest_session is now user `user_a` */
+    /* rec to every local member of room, except skip_conn and skip_user's connections */
+    DELIVER_ROOM,
+    /* rec to every local connection of user_a and user_b */
+    DELIVER_DM,
+    /* op's result to its connection */
+    DELIVER_OP,
+    /* every connection of guest session guest_session is now user `user_a` */
+    DELIVER_BECAME_REGISTERED,
 };
 
 struct deliver {

@@ -192,7 +192,8 @@ static void backlog_push(struct chat_session *s, const struct msg_rec *rec, bool
         s->bl_cap = cap;
         s->bl_head = 0;
     }
-    s->backlog[(s->bl_head + s->bl_n++) % s->bl_cap] = (struct chat_backlog_entry){msg_rec_ref(rec), live};
+    s->backlog[(s->bl_head + s->bl_n++) % s->bl_cap] =
+        (struct chat_backlog_entry){msg_rec_ref(rec), live};
     if (live)
         s->bl_live_bytes += len;
 }
@@ -651,7 +652,8 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
             continue;
         struct local_member m = lr->m[i];
         struct chat_session *s = m.c->session;
-        if (m.c->id == d->skip_conn || !s || (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
+        if (m.c->id == d->skip_conn || !s ||
+            (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
             continue;
         if (d->rec.seq)
             write_seq(m.c, m.r, &d->rec);
@@ -893,17 +895,28 @@ static void reply_error(struct conn *c, const json_t *id, enum proto_error err, 
 static enum chat_op_kind kind_of(const struct proto_request *req)
 {
     switch (req->type) {
-    case PROTO_REGISTER: return CHAT_REGISTER;
+    case PROTO_REGISTER:
+        return CHAT_REGISTER;
     case PROTO_LOGIN:
-        return req->token ? CHAT_LOGIN_TOKEN : req->password ? CHAT_LOGIN_PASSWORD : CHAT_LOGIN_GUEST;
-    case PROTO_JOIN: return CHAT_JOIN;
-    case PROTO_LEAVE: return CHAT_LEAVE;
-    case PROTO_ROOMS: return CHAT_ROOMS;
-    case PROTO_WHO: return CHAT_WHO;
-    case PROTO_SEND: return CHAT_SEND;
-    case PROTO_HISTORY: return CHAT_HISTORY;
-    case PROTO_TYPING: return CHAT_TYPING;
-    default: return CHAT_GONE;
+        return req->token      ? CHAT_LOGIN_TOKEN
+               : req->password ? CHAT_LOGIN_PASSWORD
+                               : CHAT_LOGIN_GUEST;
+    case PROTO_JOIN:
+        return CHAT_JOIN;
+    case PROTO_LEAVE:
+        return CHAT_LEAVE;
+    case PROTO_ROOMS:
+        return CHAT_ROOMS;
+    case PROTO_WHO:
+        return CHAT_WHO;
+    case PROTO_SEND:
+        return CHAT_SEND;
+    case PROTO_HISTORY:
+        return CHAT_HISTORY;
+    case PROTO_TYPING:
+        return CHAT_TYPING;
+    default:
+        return CHAT_GONE;
     }
 }
 
@@ -956,9 +969,10 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
     enum proto_error err = proto_parse_envelope((const char *)json, len, &req);
     if (err) {
         reply_error(c, req.id, err,
-                    err == PROTO_BAD_JSON       ? "a request is one JSON object"
-                    : err == PROTO_UNKNOWN_TYPE ? "unknown request type"
-                                                : "a request needs a string type, and an id that is a number or a string");
+                    err == PROTO_BAD_JSON ? "a request is one JSON object"
+                    : err == PROTO_UNKNOWN_TYPE
+                        ? "unknown request type"
+                        : "a request needs a string type, and an id that is a number or a string");
         proto_request_free(&req);
         return;
     }

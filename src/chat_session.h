@@ -52,8 +52,9 @@ struct chat_session {
     char user_lc[CHAT_NAME_MAX];
     struct chat_sroom **rooms;
     size_t n_rooms, cap_rooms;
-    uint32_t joins_pending; /* joins of new rooms awaiting their answer (the room limit counts them) */
-    uint32_t joins_held;    /* joins of any kind awaiting their answer (input is held meanwhile) */
+    uint32_t
+        joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
+    uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
     uint64_t join_counter;
     double tokens; /* send bucket */
     uint64_t refill_ms;
@@ -109,7 +110,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
  */
 bool chat_session_count_send(struct conn *c);
 
-/* Writes a message record's transport form to c, closing c as a slow consumer over the output limit. */
+/* Writes a message record's transport form to c, closing c as a slow consumer over the output
+ * limit. */
 void chat_session_write(struct conn *c, const struct msg_rec *rec);
 
 /* The connection's output queue has drained: write more of its backlog. */

@@ -36,12 +36,12 @@ struct config {
     uint64_t output_limit;     /* bytes queued for one connection before it is dropped */
     uint64_t login_timeout_ms; /* WebSocket */
     uint64_t telnet_login_timeout_ms;
-    uint64_t telnet_idle_ms; /* 0 = no idle timeout on telnet */
+    uint64_t telnet_idle_ms;   /* 0 = no idle timeout on telnet */
     uint32_t max_conns_per_ip; /* 0 = unlimited */
     uint64_t token_ttl_ms;
     uint64_t guest_token_ttl_ms;
-    uint64_t retention;   /* newest messages kept per room; 0 = all */
-    uint32_t ring_size;   /* recent messages per room kept in memory for replay */
+    uint64_t retention;     /* newest messages kept per room; 0 = all */
+    uint32_t ring_size;     /* recent messages per room kept in memory for replay */
     bool password_cost_min; /* cheapest argon2id parameters (tests); else "interactive" */
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */

@@ -162,7 +162,8 @@ static bool flush(struct conn *c)
         start_linger(c);
     if (resumed && c->in_len > 0)
         process_pending(c); /* input held back while paused */
-    if (c->state == CONN_OPEN && c->out_bytes < CONN_OUT_LOW && c->handler && c->handler->on_drained)
+    if (c->state == CONN_OPEN && c->out_bytes < CONN_OUT_LOW && c->handler &&
+        c->handler->on_drained)
         c->handler->on_drained(c);
     return true;
 }

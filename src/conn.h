@@ -61,7 +61,7 @@ struct conn_ws {
     struct chunk *msg; /* the data message being reassembled, or NULL */
     uint64_t last_ping_ms;
     uint64_t opened_ms;
-    uint8_t endpoint;  /* which WebSocket endpoint: see ws_session.h */
+    uint8_t endpoint; /* which WebSocket endpoint: see ws_session.h */
     bool close_sent;
 };
 
@@ -70,7 +70,7 @@ struct conn_set {
     struct loop *loop;
     uint8_t *scratch; /* read buffer shared by every connection of the set */
     size_t scratch_size;
-    struct conn *all; /* doubly linked through prev/next */
+    struct conn *all;   /* doubly linked through prev/next */
     struct conn *dirty; /* output queued since the last flush */
     struct conn *dead;  /* closed, freed before the loop sleeps */
     size_t count;

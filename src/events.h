@@ -14,14 +14,16 @@
 #include "jsonw.h"
 #include "store.h"
 
-/* Encodes a stored message; peer is a dm's recipient name for the telnet line (NULL: from the room name). */
+/* Encodes a stored message; peer is a dm's recipient name for the telnet line (NULL: from the room
+ * name). */
 struct msg_rec events_message(const struct store_msg *m, const char *peer);
 
 /* Presence and typing events for a room (typing has no telnet form: tn is NULL). */
 struct msg_rec events_presence(const char *room, const char *user, bool online);
 struct msg_rec events_typing(const char *room, const char *user);
 
-/* Frames the JSON document written by w (started with jsonw_init(w, MSG_JSON_OFF)) as a WebSocket text frame. */
+/* Frames the JSON document written by w (started with jsonw_init(w, MSG_JSON_OFF)) as a WebSocket
+ * text frame. */
 struct msg_rec events_frame(struct jsonw *w);
 
 /* Starts a reply object {"type":type,"id":id,... (id omitted when NULL). */

@@ -16,7 +16,8 @@
 /* tchar of RFC 9110 5.6.2: the characters of a method or a header name. */
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
     return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
@@ -34,7 +35,8 @@ static unsigned char lower(unsigned char c)
 static bool eq_nocase(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return false;
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return false;
     return true;
 }
 
@@ -48,10 +50,12 @@ static bool eq_nocase(const char *a, const char *b, size_t n)
 static bool next_line(const char *buf, size_t pos, size_t limit, size_t *end, size_t *next)
 {
     const char *lf = memchr(buf + pos, '\n', limit - pos);
-    if (lf == NULL) return false;
+    if (lf == NULL)
+        return false;
     size_t e = (size_t)(lf - buf);
     *next = e + 1;
-    if (e > pos && buf[e - 1] == '\r') e--;
+    if (e > pos && buf[e - 1] == '\r')
+        e--;
     *end = e;
     return true;
 }
@@ -62,7 +66,8 @@ static int parse_request_line(const char *line, size_t n, struct http_request *r
     size_t i = 0;
     while (i < n && is_tchar((unsigned char)line[i]))
         i++;
-    if (i == 0 || i == n || line[i] != ' ') return HTTP_BAD;
+    if (i == 0 || i == n || line[i] != ' ')
+        return HTTP_BAD;
     req->method = line;
     req->method_len = i;
     i++;
@@ -70,7 +75,8 @@ static int parse_request_line(const char *line, size_t n, struct http_request *r
     size_t t = i;
     while (i < n && line[i] != ' ' && !is_ctl((unsigned char)line[i]))
         i++;
-    if (i == t || i == n || line[i] != ' ') return HTTP_BAD;
+    if (i == t || i == n || line[i] != ' ')
+        return HTTP_BAD;
     req->target = line + t;
     req->target_len = i - t;
     i++;
@@ -78,9 +84,11 @@ static int parse_request_line(const char *line, size_t n, struct http_request *r
     /* The rest must be "HTTP/1." and one digit, nothing after it. */
     static const char proto[] = "HTTP/1.";
     size_t plen = sizeof proto - 1;
-    if (n - i != plen + 1 || memcmp(line + i, proto, plen) != 0) return HTTP_BAD;
+    if (n - i != plen + 1 || memcmp(line + i, proto, plen) != 0)
+        return HTTP_BAD;
     char minor = line[n - 1];
-    if (minor != '0' && minor != '1') return HTTP_BAD;
+    if (minor != '0' && minor != '1')
+        return HTTP_BAD;
     req->version_minor = minor - '0';
     return 0;
 }
@@ -92,7 +100,8 @@ static int parse_header_line(const char *line, size_t n, struct http_header *h)
     while (i < n && is_tchar((unsigned char)line[i]))
         i++;
     /* White space before the colon is refused (RFC 9112 5.1): it is a smuggling vector. */
-    if (i == 0 || i == n || line[i] != ':') return HTTP_BAD;
+    if (i == 0 || i == n || line[i] != ':')
+        return HTTP_BAD;
     h->name = line;
     h->name_len = i;
     i++;
@@ -100,9 +109,12 @@ static int parse_header_line(const char *line, size_t n, struct http_header *h)
     size_t start = i, end = i;
     for (; i < n; i++) {
         unsigned char c = (unsigned char)line[i];
-        if (c == ' ' || c == '\t') continue;
-        if (is_ctl(c)) return HTTP_BAD;
-        if (end == start) start = i; /* first non-blank byte */
+        if (c == ' ' || c == '\t')
+            continue;
+        if (is_ctl(c))
+            return HTTP_BAD;
+        if (end == start)
+            start = i; /* first non-blank byte */
         end = i + 1;
     }
     h->value = line + start;
@@ -121,14 +133,17 @@ static bool partial_line_bad(const char *line, size_t n, bool request_line)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)line[i];
-        if (is_ctl(c) && c != '\t' && !(c == '\r' && i == n - 1)) return true;
+        if (is_ctl(c) && c != '\t' && !(c == '\r' && i == n - 1))
+            return true;
     }
     if (request_line) {
         size_t i = 0;
         while (i < n && is_tchar((unsigned char)line[i]))
             i++;
-        if (i < n && line[i] != ' ' && !(line[i] == '\r' && i == n - 1)) return true;
-        if (i == 0 && n > 0 && line[0] == ' ') return true;
+        if (i < n && line[i] != ' ' && !(line[i] == '\r' && i == n - 1))
+            return true;
+        if (i == 0 && n > 0 && line[0] == ' ')
+            return true;
     }
     return false;
 }
@@ -147,18 +162,23 @@ int http_parse_request(const char *buf, size_t len, size_t max_head, struct http
         if (!have_request_line) {
             if (n == 0)
                 continue; /* RFC 9112 2.2: empty lines before the request line are skipped */
-            if (parse_request_line(line, n, req) != 0) return HTTP_BAD;
+            if (parse_request_line(line, n, req) != 0)
+                return HTTP_BAD;
             have_request_line = true;
             continue;
         }
-        if (n == 0) return pos <= INT_MAX ? (int)pos : HTTP_TOO_LARGE;
+        if (n == 0)
+            return pos <= INT_MAX ? (int)pos : HTTP_TOO_LARGE;
         if (line[0] == ' ' || line[0] == '\t')
             return HTTP_BAD; /* obs-fold, or white space before the first header */
-        if (req->num_headers == HTTP_MAX_HEADERS) return HTTP_TOO_LARGE;
-        if (parse_header_line(line, n, &req->headers[req->num_headers]) != 0) return HTTP_BAD;
+        if (req->num_headers == HTTP_MAX_HEADERS)
+            return HTTP_TOO_LARGE;
+        if (parse_header_line(line, n, &req->headers[req->num_headers]) != 0)
+            return HTTP_BAD;
         req->num_headers++;
     }
-    if (partial_line_bad(buf + pos, limit - pos, !have_request_line)) return HTTP_BAD;
+    if (partial_line_bad(buf + pos, limit - pos, !have_request_line))
+        return HTTP_BAD;
     /* No complete head within the first max_head bytes: it can only end later. */
     return len > max_head ? HTTP_TOO_LARGE : HTTP_NEED_MORE;
 }
@@ -168,7 +188,8 @@ const struct http_header *http_find_header(const struct http_request *req, const
     size_t n = strlen(name);
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct http_header *h = &req->headers[i];
-        if (h->name_len == n && eq_nocase(h->name, name, n)) return h;
+        if (h->name_len == n && eq_nocase(h->name, name, n))
+            return h;
     }
     return NULL;
 }
@@ -178,7 +199,8 @@ size_t http_count_header(const struct http_request *req, const char *name)
     size_t n = strlen(name), count = 0;
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct http_header *h = &req->headers[i];
-        if (h->name_len == n && eq_nocase(h->name, name, n)) count++;
+        if (h->name_len == n && eq_nocase(h->name, name, n))
+            count++;
     }
     return count;
 }
@@ -197,7 +219,8 @@ bool http_has_token(const char *value, size_t len, const char *token)
             start++;
         while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
             end--;
-        if (end - start == tlen && eq_nocase(value + start, token, tlen)) return true;
+        if (end - start == tlen && eq_nocase(value + start, token, tlen))
+            return true;
     }
     return false;
 }

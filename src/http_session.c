@@ -63,18 +63,30 @@ static int find_asset(const char *path, size_t len)
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -179,9 +191,13 @@ static void serve_asset(struct conn *c, const struct http_request *req, int i, b
              "img-src 'self' data:; frame-ancestors 'none'\r\n",
              a->etag);
     const struct http_header *inm = http_find_header(req, "If-None-Match");
-    if (inm && inm->value_len == strlen(a->etag) && memcmp(inm->value, a->etag, inm->value_len) == 0) {
-        struct response r = {.status = 304, .content_type = web_assets[i].content_type,
-                             .extra_headers = extra, .keep_alive = keep_alive, .head_only = true};
+    if (inm && inm->value_len == strlen(a->etag) &&
+        memcmp(inm->value, a->etag, inm->value_len) == 0) {
+        struct response r = {.status = 304,
+                             .content_type = web_assets[i].content_type,
+                             .extra_headers = extra,
+                             .keep_alive = keep_alive,
+                             .head_only = true};
         /* 304 carries no body; Content-Length 0 is harmless and keeps the framing plain. */
         send_response(c, &r);
         return;
@@ -241,9 +257,10 @@ static void handle_request(struct conn *c, const struct http_request *req)
     const char *path = req->target;
 
     const struct http_header *conn_hdr = http_find_header(req, "Connection");
-    bool keep_alive = req->version_minor == 1
-                          ? !(conn_hdr && http_has_token(conn_hdr->value, conn_hdr->value_len, "close"))
-                          : (conn_hdr && http_has_token(conn_hdr->value, conn_hdr->value_len, "keep-alive"));
+    bool keep_alive =
+        req->version_minor == 1
+            ? !(conn_hdr && http_has_token(conn_hdr->value, conn_hdr->value_len, "close"))
+            : (conn_hdr && http_has_token(conn_hdr->value, conn_hdr->value_len, "keep-alive"));
     /* Bodies are never read: after one, the next request cannot be found, so close. */
     const struct http_header *cl = http_find_header(req, "Content-Length");
     if (http_find_header(req, "Transfer-Encoding") ||

@@ -20,8 +20,8 @@ struct hub_member {
 struct hub_room {
     char name[CHAT_ROOM_MAX];
     bool dm;
-    uint64_t latest;        /* the newest stored seq */
-    struct msg_rec *ring;   /* the newest messages, oldest first from ring_head */
+    uint64_t latest;      /* the newest stored seq */
+    struct msg_rec *ring; /* the newest messages, oldest first from ring_head */
     uint32_t ring_len, ring_head;
     struct map members;     /* user_lc -> struct hub_member */
     uint32_t *worker_conns; /* member connections per worker */
@@ -41,9 +41,9 @@ struct hub_guest {
 struct hub {
     const struct config *cfg;
     int n_workers;
-    struct map rooms;      /* name -> struct hub_room */
-    struct map registered; /* name_lc -> struct hub_user */
-    struct map guests;     /* name_lc -> struct hub_guest, while online */
+    struct map rooms;       /* name -> struct hub_room */
+    struct map registered;  /* name_lc -> struct hub_user */
+    struct map guests;      /* name_lc -> struct hub_guest, while online */
     struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
@@ -51,7 +51,8 @@ struct hub {
 
 /* --- rooms --- */
 
-/* The ring never holds more than retention keeps, so a replay from it can never return trimmed messages. */
+/* The ring never holds more than retention keeps, so a replay from it can never return trimmed
+ * messages. */
 static uint32_t ring_cap(const struct hub *h)
 {
     uint64_t r = h->cfg->retention;
@@ -298,7 +299,8 @@ static void login_guest(struct hub *h, struct chat_op *op)
         return;
     }
     if (map_get(&h->registered, op->user_lc)) {
-        reply_error(h, op, PROTO_BAD_CREDENTIALS, "that name is registered: log in with its password");
+        reply_error(h, op, PROTO_BAD_CREDENTIALS,
+                    "that name is registered: log in with its password");
         return;
     }
     if (map_get(&h->registering, op->user_lc) || held_by_other_guest(h, op->user_lc, 0)) {
@@ -403,8 +405,12 @@ static void send_stored(struct hub *h, struct chat_op *op)
 {
     struct hub_room *r = room_get(h, op->room, true);
     if (op->stage == 1) {
-        struct store_msg m = {.room = op->room, .seq = op->seq, .ts = op->ts, .from = op->user,
-                              .text = op->text, .text_len = op->text_len,
+        struct store_msg m = {.room = op->room,
+                              .seq = op->seq,
+                              .ts = op->ts,
+                              .from = op->user,
+                              .text = op->text,
+                              .text_len = op->text_len,
                               .cid = op->has_cid ? op->cid : NULL};
         struct msg_rec rec = events_message(&m, op->room_is_dm ? op->peer : NULL);
         if (op->seq > r->latest)
@@ -448,7 +454,8 @@ static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_RO
 
 static int compare_rooms(const void *a, const void *b)
 {
-    return strcmp(((const struct chat_room_info *)a)->name, ((const struct chat_room_info *)b)->name);
+    return strcmp(((const struct chat_room_info *)a)->name,
+                  ((const struct chat_room_info *)b)->name);
 }
 
 static void on_mail(struct service *s, struct mail *m)

@@ -20,12 +20,16 @@ static void broken(const char *what)
 static void reserve(struct jsonw *w, size_t extra)
 {
     struct chunk *c = w->c;
-    if (extra <= (size_t)c->cap - c->len) return;
+    if (extra <= (size_t)c->cap - c->len)
+        return;
     size_t need = (size_t)c->len + extra;
-    if (need < extra || need > UINT32_MAX) broken("document_too_large");
+    if (need < extra || need > UINT32_MAX)
+        broken("document_too_large");
     size_t cap = (size_t)c->cap * 2;
-    if (cap < need) cap = need;
-    if (cap > UINT32_MAX) cap = UINT32_MAX;
+    if (cap < need)
+        cap = need;
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
     w->c = chunk_grow(c, cap);
 }
 
@@ -49,7 +53,8 @@ static void value_prefix(struct jsonw *w)
         w->after_key = false;
         return;
     }
-    if (w->need_comma[w->depth]) put_char(w, ',');
+    if (w->need_comma[w->depth])
+        put_char(w, ',');
     w->need_comma[w->depth] = true;
 }
 
@@ -63,7 +68,8 @@ void jsonw_init(struct jsonw *w, size_t headroom)
 
 struct chunk *jsonw_finish(struct jsonw *w)
 {
-    if (w->depth != 0 || w->after_key) broken("unfinished_document");
+    if (w->depth != 0 || w->after_key)
+        broken("unfinished_document");
     struct chunk *c = w->c;
     w->c = NULL;
     return c;
@@ -78,7 +84,8 @@ void jsonw_discard(struct jsonw *w)
 static void open_container(struct jsonw *w, char ch)
 {
     value_prefix(w);
-    if (w->depth + 1 >= JSONW_MAX_DEPTH) broken("too_deep");
+    if (w->depth + 1 >= JSONW_MAX_DEPTH)
+        broken("too_deep");
     put_char(w, ch);
     w->depth++;
     w->need_comma[w->depth] = false;
@@ -86,7 +93,8 @@ static void open_container(struct jsonw *w, char ch)
 
 static void close_container(struct jsonw *w, char ch)
 {
-    if (w->depth == 0 || w->after_key) broken("unbalanced_close");
+    if (w->depth == 0 || w->after_key)
+        broken("unbalanced_close");
     put_char(w, ch);
     w->depth--;
 }
@@ -122,7 +130,8 @@ static void put_quoted(struct jsonw *w, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
         put(w, s + run, i - run);
         run = i + 1;
         char esc[6] = {'\\', 0, 0, 0, 0, 0};
@@ -165,8 +174,10 @@ static void put_quoted(struct jsonw *w, const char *s, size_t n)
 
 void jsonw_key(struct jsonw *w, const char *key)
 {
-    if (w->after_key) broken("key_after_key");
-    if (w->need_comma[w->depth]) put_char(w, ',');
+    if (w->after_key)
+        broken("key_after_key");
+    if (w->need_comma[w->depth])
+        put_char(w, ',');
     w->need_comma[w->depth] = true;
     put_quoted(w, key, strlen(key));
     put_char(w, ':');

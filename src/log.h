@@ -28,7 +28,7 @@ void log_write(enum log_level level, const char *fmt, ...) __attribute__((format
  */
 const char *log_quote(char *out, size_t outsz, const char *s, size_t n);
 
-#define LOG_AT(level, ...)                                                                        \
+#define LOG_AT(level, ...)                                                                         \
     do {                                                                                           \
         if (log_enabled(level))                                                                    \
             log_write(level, __VA_ARGS__);                                                         \

@@ -53,8 +53,8 @@ void map_free(struct map *m)
     m->cap = m->count = m->used = 0;
 }
 
-static bool key_equal(const struct map *m, const struct map_slot *s, uint64_t hash,
-                      const char *str, uint64_t u64)
+static bool key_equal(const struct map *m, const struct map_slot *s, uint64_t hash, const char *str,
+                      uint64_t u64)
 {
     if (s->hash != hash)
         return false;

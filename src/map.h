@@ -36,7 +36,8 @@ void *map_get_u64(const struct map *m, uint64_t key);
 void *map_put_u64(struct map *m, uint64_t key, void *value);
 void *map_del_u64(struct map *m, uint64_t key);
 
-/* Iteration: for (size_t i = 0; map_next(m, &i, &key, &value);) ... ; do not modify the map meanwhile. */
+/* Iteration: for (size_t i = 0; map_next(m, &i, &key, &value);) ... ; do not modify the map
+ * meanwhile. */
 bool map_next(const struct map *m, size_t *pos, const char **key, void **value);
 bool map_next_u64(const struct map *m, size_t *pos, uint64_t *key, void **value);
 

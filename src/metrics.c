@@ -81,14 +81,16 @@ static void counter(struct out *o, const char *name, const char *help, enum metr
 }
 
 static void histogram(struct out *o, const char *name, const char *help, const double *bounds,
-                      atomic_uint_fast64_t *buckets, size_t n, atomic_uint_fast64_t *count, double sum)
+                      atomic_uint_fast64_t *buckets, size_t n, atomic_uint_fast64_t *count,
+                      double sum)
 {
     put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (size_t i = 0; i < n; i++)
-        put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)get(&buckets[i]));
+        put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+            (unsigned long long)get(&buckets[i]));
     unsigned long long total = get(count);
-    put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, total, name, sum, name,
-        total);
+    put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, total, name, sum,
+        name, total);
 }
 
 struct chunk *metrics_render(uint64_t uptime_s)
@@ -110,7 +112,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_slow_consumers_total", "Connections closed for not reading their output.",
             METRIC_SLOW_CONSUMERS);
     counter(&o, "parley_store_errors_total", "Store operations that failed.", METRIC_STORE_ERRORS);
-    put(&o, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
+    put(&o,
+        "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
     for (int e = 1; e < PROTO_ERROR_COUNT; e++)
         put(&o, "parley_errors_total{code=\"%s\"} %llu\n", proto_error_code((enum proto_error)e),
             (unsigned long long)get(&errors[e]));
@@ -121,8 +124,9 @@ struct chunk *metrics_render(uint64_t uptime_s)
         bounds[i] = batch_bounds[i];
     histogram(&o, "parley_store_batch_size", "Writes per committed batch.", bounds, batch_buckets,
               N_BATCH, &batch_count, (double)get(&batch_sum));
-    put(&o, "# HELP parley_uptime_seconds Seconds since the server started.\n"
-            "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
+    put(&o,
+        "# HELP parley_uptime_seconds Seconds since the server started.\n"
+        "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
         (unsigned long long)uptime_s);
     return o.c;
 }

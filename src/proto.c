@@ -89,7 +89,8 @@ static const char *const error_codes[PROTO_ERROR_COUNT] = {
 
 const char *proto_error_code(enum proto_error e)
 {
-    if ((unsigned)e >= PROTO_ERROR_COUNT) return "internal_error";
+    if ((unsigned)e >= PROTO_ERROR_COUNT)
+        return "internal_error";
     return error_codes[e];
 }
 
@@ -107,16 +108,20 @@ enum proto_error proto_parse_envelope(const char *buf, size_t len, struct proto_
         /* An integer beyond 64 bits is still JSON (a JavaScript client reads it as a
          * double), so read it as one rather than calling the text bad_json. */
         doc = json_loadb(buf, len, flags | JSON_DECODE_INT_AS_REAL, &err);
-    if (!doc) return PROTO_BAD_JSON;
+    if (!doc)
+        return PROTO_BAD_JSON;
     req->doc = doc;
-    if (!json_is_object(doc)) return PROTO_BAD_JSON;
+    if (!json_is_object(doc))
+        return PROTO_BAD_JSON;
 
     json_t *id = json_object_get(doc, "id");
-    if (id && !json_is_number(id) && !json_is_string(id)) return PROTO_BAD_REQUEST;
+    if (id && !json_is_number(id) && !json_is_string(id))
+        return PROTO_BAD_REQUEST;
     req->id = id;
 
     json_t *type = json_object_get(doc, "type");
-    if (!json_is_string(type)) return PROTO_BAD_REQUEST;
+    if (!json_is_string(type))
+        return PROTO_BAD_REQUEST;
     const char *t = json_string_value(type);
     size_t tn = json_string_length(type);
     for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
@@ -157,7 +162,8 @@ static json_t *field(const struct check *ck, const char *key)
 static const char *null_why(const char *key)
 {
     for (size_t i = 0; i < sizeof field_whys / sizeof field_whys[0]; i++)
-        if (strcmp(field_whys[i].field, key) == 0) return field_whys[i].why;
+        if (strcmp(field_whys[i].field, key) == 0)
+            return field_whys[i].why;
     return "fields must not be null";
 }
 
@@ -165,7 +171,8 @@ static enum proto_error check_nulls(struct check *ck)
 {
     const char *const *keys = field_sets[ck->req->type];
     for (size_t i = 0; i < sizeof field_sets[0] / sizeof field_sets[0][0] && keys[i]; i++)
-        if (json_is_null(field(ck, keys[i]))) return fail(ck, PROTO_BAD_REQUEST, null_why(keys[i]));
+        if (json_is_null(field(ck, keys[i])))
+            return fail(ck, PROTO_BAD_REQUEST, null_why(keys[i]));
     return PROTO_OK;
 }
 
@@ -178,19 +185,23 @@ static bool get_whole(const json_t *v, uint64_t *out)
 {
     if (json_is_integer(v)) {
         json_int_t i = json_integer_value(v);
-        if (i < 0) return false;
+        if (i < 0)
+            return false;
         *out = (uint64_t)i;
         return true;
     }
-    if (!json_is_real(v)) return false;
+    if (!json_is_real(v))
+        return false;
     double d = json_real_value(v);
-    if (!isfinite(d) || d < 0) return false;
+    if (!isfinite(d) || d < 0)
+        return false;
     if (d >= 0x1p64) {
         *out = UINT64_MAX;
         return true;
     }
     uint64_t u = (uint64_t)d;
-    if ((double)u != d) return false;
+    if ((double)u != d)
+        return false;
     *out = u;
     return true;
 }
@@ -199,7 +210,8 @@ static bool get_whole(const json_t *v, uint64_t *out)
 static const char *get_string(const struct check *ck, const char *key, size_t *len)
 {
     json_t *v = field(ck, key);
-    if (!json_is_string(v)) return NULL;
+    if (!json_is_string(v))
+        return NULL;
     *len = json_string_length(v);
     return json_string_value(v);
 }
@@ -214,7 +226,8 @@ struct room_field {
 static enum proto_error room_present(struct check *ck, struct room_field *rf)
 {
     rf->s = get_string(ck, "room", &rf->n);
-    if (!rf->s) return fail(ck, PROTO_BAD_REQUEST, "room must be a string");
+    if (!rf->s)
+        return fail(ck, PROTO_BAD_REQUEST, "room must be a string");
     return PROTO_OK;
 }
 
@@ -247,12 +260,15 @@ static enum proto_error validate_register(struct check *ck)
     struct proto_request *req = ck->req;
     size_t name_len;
     const char *name = get_string(ck, "name", &name_len);
-    if (!name) return fail(ck, PROTO_BAD_REQUEST, "name must be a string");
+    if (!name)
+        return fail(ck, PROTO_BAD_REQUEST, "name must be a string");
     const char *pw = get_string(ck, "password", &req->password_len);
-    if (!pw) return fail(ck, PROTO_BAD_REQUEST, "password must be a string");
+    if (!pw)
+        return fail(ck, PROTO_BAD_REQUEST, "password must be a string");
     if (req->password_len < PASSWORD_MIN || req->password_len > PASSWORD_MAX)
         return fail(ck, PROTO_BAD_REQUEST, "passwords are 8-256 bytes");
-    if (!text_valid_user(name, name_len)) return fail(ck, PROTO_BAD_NAME, user_why);
+    if (!text_valid_user(name, name_len))
+        return fail(ck, PROTO_BAD_NAME, user_why);
     req->name = name;
     req->password = pw;
     return PROTO_OK;
@@ -264,7 +280,8 @@ static enum proto_error validate_login(struct check *ck)
     json_t *token = field(ck, "token");
     if (token) {
         /* A token login ignores name and password (but not their nulls, rule 37). */
-        if (!json_is_string(token)) return fail(ck, PROTO_BAD_REQUEST, "token must be a string");
+        if (!json_is_string(token))
+            return fail(ck, PROTO_BAD_REQUEST, "token must be a string");
         size_t n = json_string_length(token);
         const char *t = json_string_value(token);
         /* No token we issue is empty or holds NUL; answering here keeps callers, which
@@ -278,14 +295,17 @@ static enum proto_error validate_login(struct check *ck)
     if (!field(ck, "name"))
         return fail(ck, PROTO_BAD_REQUEST, "login needs a token, or a name (and password)");
     const char *name = get_string(ck, "name", &name_len);
-    if (!name) return fail(ck, PROTO_BAD_REQUEST, "name must be a string");
+    if (!name)
+        return fail(ck, PROTO_BAD_REQUEST, "name must be a string");
     const char *pw = NULL;
     if (field(ck, "password")) {
         /* Rule 38: no length check here; a password of the wrong length is simply wrong. */
         pw = get_string(ck, "password", &req->password_len);
-        if (!pw) return fail(ck, PROTO_BAD_REQUEST, "password must be a string");
+        if (!pw)
+            return fail(ck, PROTO_BAD_REQUEST, "password must be a string");
     }
-    if (!text_valid_user(name, name_len)) return fail(ck, PROTO_BAD_NAME, user_why);
+    if (!text_valid_user(name, name_len))
+        return fail(ck, PROTO_BAD_NAME, user_why);
     req->name = name;
     req->password = pw;
     return PROTO_OK;
@@ -295,7 +315,8 @@ static enum proto_error validate_room_only(struct check *ck)
 {
     struct room_field rf;
     enum proto_error e = room_present(ck, &rf);
-    if (e != PROTO_OK) return e;
+    if (e != PROTO_OK)
+        return e;
     return room_name(ck, &rf);
 }
 
@@ -304,7 +325,8 @@ static enum proto_error validate_join(struct check *ck)
     struct proto_request *req = ck->req;
     struct room_field rf;
     enum proto_error e = room_present(ck, &rf);
-    if (e != PROTO_OK) return e;
+    if (e != PROTO_OK)
+        return e;
     json_t *since = field(ck, "since");
     if (since) {
         if (!get_whole(since, &req->since))
@@ -319,7 +341,8 @@ static enum proto_error validate_history(struct check *ck)
     struct proto_request *req = ck->req;
     struct room_field rf;
     enum proto_error e = room_present(ck, &rf);
-    if (e != PROTO_OK) return e;
+    if (e != PROTO_OK)
+        return e;
     json_t *before = field(ck, "before");
     if (before) {
         if (!get_whole(before, &req->before) || req->before == 0)
@@ -347,15 +370,18 @@ static enum proto_error validate_send(struct check *ck, const struct proto_limit
     size_t to_len = 0;
     if (has_room) {
         enum proto_error e = room_present(ck, &rf);
-        if (e != PROTO_OK) return e;
+        if (e != PROTO_OK)
+            return e;
     } else {
         to = get_string(ck, "to", &to_len);
-        if (!to) return fail(ck, PROTO_BAD_REQUEST, "to must be a string");
+        if (!to)
+            return fail(ck, PROTO_BAD_REQUEST, "to must be a string");
     }
 
     size_t text_len;
     const char *text = get_string(ck, "text", &text_len);
-    if (!text) return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
+    if (!text)
+        return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
     size_t max_points = limits ? limits->max_text_points : TEXT_POINTS_DEFAULT;
     size_t trimmed = 0;
     enum text_verdict verdict = text_check_message(text, text_len, max_points, &trimmed);
@@ -376,9 +402,11 @@ static enum proto_error validate_send(struct check *ck, const struct proto_limit
 
     if (has_room) {
         enum proto_error e = room_name(ck, &rf);
-        if (e != PROTO_OK) return e;
+        if (e != PROTO_OK)
+            return e;
     } else {
-        if (!text_valid_user(to, to_len)) return fail(ck, PROTO_BAD_NAME, user_why);
+        if (!text_valid_user(to, to_len))
+            return fail(ck, PROTO_BAD_NAME, user_why);
         req->to = to;
     }
 
@@ -425,6 +453,7 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
             e = fail(&ck, PROTO_BAD_REQUEST, "unknown request type");
         }
     }
-    if (why) *why = ck.why;
+    if (why)
+        *why = ck.why;
     return e;
 }

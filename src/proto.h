@@ -63,15 +63,17 @@ struct proto_request {
     json_t *doc;      /* the parsed object, owned */
     const json_t *id; /* borrowed from doc, or NULL when absent */
 
-    /* Set by proto_validate, as the type requires; strings point into doc or into the buffers below. */
+    /* Set by proto_validate, as the type requires; strings point into doc or into the buffers
+     * below. */
     const char *name;     /* register, login: the user name as sent */
     const char *password; /* register, login (NULL for a guest login) */
     size_t password_len;
     const char *token; /* login by token, else NULL */
-    /* join, leave, who, history, typing, send-to-room: the room, folded (public) or canonical (dm) */
+    /* join, leave, who, history, typing, send-to-room: the room, folded (public) or canonical (dm)
+     */
     char room[TEXT_DM_ROOM_MAX + 1];
     bool room_is_dm;
-    const char *to; /* send: the recipient as sent (valid user name), or NULL */
+    const char *to;   /* send: the recipient as sent (valid user name), or NULL */
     const char *text; /* send: the trimmed text (not NUL-terminated at text_len) */
     size_t text_len;
     const char *cid; /* send: client message id or NULL */

@@ -210,8 +210,10 @@ static int start_chat(struct server *s)
     s->worker_mailboxes = xcalloc((size_t)s->n_workers, sizeof *s->worker_mailboxes);
     for (int i = 0; i < s->n_workers; i++)
         s->worker_mailboxes[i] = &s->workers[i].mailbox;
-    struct chat_route route = {.hub = &s->hub.mailbox, .store = &s->store.mailbox,
-                               .auth = &s->auth.mailbox, .workers = s->worker_mailboxes,
+    struct chat_route route = {.hub = &s->hub.mailbox,
+                               .store = &s->store.mailbox,
+                               .auth = &s->auth.mailbox,
+                               .workers = s->worker_mailboxes,
                                .n_workers = s->n_workers};
     chat_route_set(&route);
     if ((rc = service_start(&s->store)) < 0 || (rc = service_start(&s->hub)) < 0 ||

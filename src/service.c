@@ -31,8 +31,9 @@ static void before_sleep(void *arg)
         s->before_sleep(s);
 }
 
-int service_init(struct service *s, const char *name, void (*on_mail)(struct service *, struct mail *),
-                 void (*hook)(struct service *), void *ctx)
+int service_init(struct service *s, const char *name,
+                 void (*on_mail)(struct service *, struct mail *), void (*hook)(struct service *),
+                 void *ctx)
 {
     memset(s, 0, sizeof *s);
     s->name = name;

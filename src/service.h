@@ -26,7 +26,8 @@ struct service {
 };
 
 /* Prepares s. Returns 0 or a negative errno. */
-int service_init(struct service *s, const char *name, void (*on_mail)(struct service *, struct mail *),
+int service_init(struct service *s, const char *name,
+                 void (*on_mail)(struct service *, struct mail *),
                  void (*before_sleep)(struct service *), void *ctx);
 /* Starts the thread. Returns 0 or a negative errno. */
 int service_start(struct service *s);

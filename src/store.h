@@ -22,10 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_NAME_MAX 32     /* user and public room names */
-#define STORE_ROOM_MAX 70     /* "dm:" + 32 + ":" + 32 + NUL fits */
-#define STORE_TOKEN_HASH 32   /* tokens are kept only as SHA-256 hashes */
-#define STORE_PWHASH_MAX 128  /* crypto_pwhash_STRBYTES */
+#define STORE_NAME_MAX 32    /* user and public room names */
+#define STORE_ROOM_MAX 70    /* "dm:" + 32 + ":" + 32 + NUL fits */
+#define STORE_TOKEN_HASH 32  /* tokens are kept only as SHA-256 hashes */
+#define STORE_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
 
 struct store;
 
@@ -37,7 +37,7 @@ struct store_msg {
     const char *from; /* the sender's name as registered (or the guest's) */
     const char *text;
     size_t text_len;
-    const char *cid;  /* client message id, or NULL */
+    const char *cid; /* client message id, or NULL */
 };
 
 struct store_user {

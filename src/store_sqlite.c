@@ -230,7 +230,8 @@ static bool copy_column(sqlite3_stmt *st, int col, char *out, size_t size)
 {
     const unsigned char *v = sqlite3_column_text(st, col);
     size_t n = (size_t)sqlite3_column_bytes(st, col);
-    if (!v || n >= size) return false;
+    if (!v || n >= size)
+        return false;
     memcpy(out, v, n);
     out[n] = '\0';
     return true;
@@ -247,8 +248,10 @@ static bool copy_column(sqlite3_stmt *st, int col, char *out, size_t size)
  */
 static int batch_lost(struct sqlite_store *ss)
 {
-    if (!ss->batch) return 0;
-    if (ss->batch_err) return ss->batch_err;
+    if (!ss->batch)
+        return 0;
+    if (ss->batch_err)
+        return ss->batch_err;
     return sqlite3_get_autocommit(ss->db) ? -EIO : 0;
 }
 
@@ -264,14 +267,16 @@ static int note(struct sqlite_store *ss, int ret)
 static void in_tx_rollback(struct sqlite_store *ss)
 {
     /* Some errors (SQLITE_FULL, I/O, busy) may already have rolled the transaction back. */
-    if (!sqlite3_get_autocommit(ss->db)) run(ss, ST_ROLLBACK, "rollback");
+    if (!sqlite3_get_autocommit(ss->db))
+        run(ss, ST_ROLLBACK, "rollback");
 }
 
 /* Runs the write statement id, its parameters bound with result bind_rc, under the batch rule. */
 static int write_stmt(struct sqlite_store *ss, enum stmt id, const char *op, int bind_rc)
 {
     int ret = batch_lost(ss);
-    if (ret == 0 && bind_rc != SQLITE_OK) ret = fail(ss->db, op, bind_rc);
+    if (ret == 0 && bind_rc != SQLITE_OK)
+        ret = fail(ss->db, op, bind_rc);
     if (ret != 0) {
         done(ss->st[id]);
         return ret;
@@ -282,12 +287,14 @@ static int write_stmt(struct sqlite_store *ss, enum stmt id, const char *op, int
 static void sq_close(struct store *s)
 {
     struct sqlite_store *ss = from_base(s);
-    if (!ss) return;
+    if (!ss)
+        return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(ss->st[i]);
     /* Closing rolls back an open transaction and checkpoints the WAL if we are the last user. */
     int rc = sqlite3_close(ss->db);
-    if (rc != SQLITE_OK) fail(ss->db, "close", rc);
+    if (rc != SQLITE_OK)
+        fail(ss->db, "close", rc);
     free(ss);
 }
 
@@ -313,7 +320,8 @@ static int sq_load_users(struct store *s, store_user_cb each, void *arg)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (name) each(arg, name, sqlite3_column_int64(st, 1));
+        if (name)
+            each(arg, name, sqlite3_column_int64(st, 1));
     }
     int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_users", rc);
     done(st);
@@ -333,10 +341,12 @@ static int sq_commit(struct store *s)
 {
     struct sqlite_store *ss = from_base(s);
     int ret = batch_lost(ss);
-    if (ret == 0) ret = run(ss, ST_COMMIT, "commit");
+    if (ret == 0)
+        ret = run(ss, ST_COMMIT, "commit");
     /* A COMMIT that failed (busy, full disk, I/O) may leave the transaction open: end it, so
      * the batch is wholly gone and the next begin works. */
-    if (ret != 0) in_tx_rollback(ss);
+    if (ret != 0)
+        in_tx_rollback(ss);
     ss->batch = false;
     return ret;
 }
@@ -353,12 +363,14 @@ static int sq_find_cid(struct store *s, const char *room, const char *user, cons
 {
     struct sqlite_store *ss = from_base(s);
     int ret = batch_lost(ss);
-    if (ret != 0) return ret;
+    if (ret != 0)
+        return ret;
     sqlite3_stmt *st = ss->st[ST_FIND_CID];
     int rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_text(st, 2, user, rc);
     rc = bind_text(st, 3, cid, rc);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *seq = (uint64_t)sqlite3_column_int64(st, 0);
         ret = 0;
@@ -373,11 +385,13 @@ static int sq_insert(struct store *s, const struct store_msg *m)
 {
     struct sqlite_store *ss = from_base(s);
     int ret = batch_lost(ss);
-    if (ret != 0) return ret;
+    if (ret != 0)
+        return ret;
     /* Outside a batch the savepoint is the transaction: RELEASE commits it. */
     bool in_batch = !sqlite3_get_autocommit(ss->db);
     ret = run(ss, ST_SAVEPOINT, "insert_savepoint");
-    if (ret != 0) return note(ss, ret);
+    if (ret != 0)
+        return note(ss, ret);
 
     sqlite3_stmt *st = ss->st[ST_INSERT_MSG];
     int rc = bind_text(st, 1, m->room, SQLITE_OK);
@@ -387,7 +401,8 @@ static int sq_insert(struct store *s, const struct store_msg *m)
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text64(st, 5, m->text, m->text_len, SQLITE_STATIC, SQLITE_UTF8);
     rc = bind_text(st, 6, m->cid, rc);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert", rc);
     done(st);
 
@@ -396,14 +411,16 @@ static int sq_insert(struct store *s, const struct store_msg *m)
         rc = bind_text(st, 1, m->room, SQLITE_OK);
         rc = bind_i64(st, 2, m->ts, rc);
         rc = bind_seq(st, 3, m->seq, rc);
-        if (rc == SQLITE_OK) rc = sqlite3_step(st);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
         ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_room", rc);
         done(st);
     }
 
     if (ret == 0) {
         ret = run(ss, ST_RELEASE, "insert_release");
-        if (ret != 0 && !in_batch) in_tx_rollback(ss);
+        if (ret != 0 && !in_batch)
+            in_tx_rollback(ss);
     } else if (!in_batch) {
         in_tx_rollback(ss);
     } else if (!sqlite3_get_autocommit(ss->db)) {
@@ -450,7 +467,8 @@ static int sq_read(struct store *s, const char *room, uint64_t after, uint64_t b
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const char *from = (const char *)sqlite3_column_text(st, 2);
             const char *text = (const char *)sqlite3_column_text(st, 3);
-            if (!from || !text) continue; /* NOT NULL columns: only a damaged row gets here */
+            if (!from || !text)
+                continue; /* NOT NULL columns: only a damaged row gets here */
             struct store_msg m = {
                 .room = room,
                 .seq = (uint64_t)sqlite3_column_int64(st, 0),
@@ -474,7 +492,8 @@ static int sq_first_seq(struct store *s, const char *room, uint64_t *seq)
     struct sqlite_store *ss = from_base(s);
     sqlite3_stmt *st = ss->st[ST_FIRST_SEQ];
     int rc = bind_text(st, 1, room, SQLITE_OK);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     int ret = 0;
     if (rc == SQLITE_ROW)
         *seq = (uint64_t)sqlite3_column_int64(st, 0); /* MIN() of no rows is NULL, read as 0 */
@@ -488,12 +507,14 @@ static int sq_user_create(struct store *s, const char *name, const char *pwhash,
 {
     struct sqlite_store *ss = from_base(s);
     int ret = batch_lost(ss);
-    if (ret != 0) return ret;
+    if (ret != 0)
+        return ret;
     sqlite3_stmt *st = ss->st[ST_USER_CREATE];
     int rc = bind_text(st, 1, name, SQLITE_OK);
     rc = bind_text(st, 2, pwhash, rc);
     rc = bind_i64(st, 3, created_ms, rc);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     if (rc == SQLITE_DONE)
         ret = 0;
     else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
@@ -509,7 +530,8 @@ static int sq_user_get(struct store *s, const char *name, struct store_user *out
     struct sqlite_store *ss = from_base(s);
     sqlite3_stmt *st = ss->st[ST_USER_GET];
     int rc = bind_text(st, 1, name, SQLITE_OK);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     int ret;
     if (rc == SQLITE_ROW) {
         ret = 0;
@@ -547,7 +569,8 @@ static int sq_token_get(struct store *s, const uint8_t hash[STORE_TOKEN_HASH], i
     sqlite3_stmt *st = ss->st[ST_TOKEN_GET];
     int rc = bind_hash(st, 1, hash, SQLITE_OK);
     rc = bind_i64(st, 2, now_ms, rc);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
     int ret;
     if (rc == SQLITE_ROW) {
         ret = 0;
@@ -614,7 +637,8 @@ static int query_int(sqlite3 *db, const char *op, const char *sql, int64_t *out)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) return fail(db, op, rc);
+    if (rc != SQLITE_OK)
+        return fail(db, op, rc);
     rc = sqlite3_step(st);
     int ret = 0;
     if (rc == SQLITE_ROW)
@@ -630,7 +654,8 @@ static int set_wal(sqlite3 *db)
 {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-    if (rc != SQLITE_OK) return fail(db, "journal_mode", rc);
+    if (rc != SQLITE_OK)
+        return fail(db, "journal_mode", rc);
     rc = sqlite3_step(st);
     int ret = 0;
     if (rc == SQLITE_ROW) {
@@ -652,7 +677,8 @@ static int migrate(sqlite3 *db)
     /* IMMEDIATE: a second process opening the same file at once waits here, then sees our
      * version instead of applying the same steps again. */
     int ret = exec(db, "migrate_begin", "BEGIN IMMEDIATE");
-    if (ret != 0) return ret;
+    if (ret != 0)
+        return ret;
     int64_t version = 0;
     ret = query_int(db, "user_version", "PRAGMA user_version", &version);
     if (ret == 0 && version > SCHEMA_VERSION) {
@@ -668,10 +694,13 @@ static int migrate(sqlite3 *db)
             snprintf(sql, sizeof sql, "PRAGMA user_version = %lld", (long long)(v + 1));
             ret = exec(db, "migrate_version", sql);
         }
-        if (ret == 0) log_info("msg=store_migrated version=%lld", (long long)(v + 1));
+        if (ret == 0)
+            log_info("msg=store_migrated version=%lld", (long long)(v + 1));
     }
-    if (ret == 0) ret = exec(db, "migrate_commit", "COMMIT");
-    if (ret != 0 && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (ret == 0)
+        ret = exec(db, "migrate_commit", "COMMIT");
+    if (ret != 0 && !sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return ret;
 }
 
@@ -680,10 +709,13 @@ static int set_size_cap(sqlite3 *db, uint64_t max_db_bytes)
 {
     int64_t page_size = 0;
     int ret = query_int(db, "page_size", "PRAGMA page_size", &page_size);
-    if (ret != 0) return ret;
-    if (page_size <= 0) page_size = 4096;
+    if (ret != 0)
+        return ret;
+    if (page_size <= 0)
+        page_size = 4096;
     uint64_t pages = max_db_bytes / (uint64_t)page_size;
-    if (pages < 1) pages = 1;
+    if (pages < 1)
+        pages = 1;
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA max_page_count = %llu", (unsigned long long)pages);
     /* SQLite never sets the cap below the current size: report the cap actually in force. */
@@ -700,7 +732,8 @@ static int prepare_all(struct sqlite_store *ss)
     for (int i = 0; i < ST_COUNT; i++) {
         int rc = sqlite3_prepare_v3(ss->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ss->st[i],
                                     NULL);
-        if (rc != SQLITE_OK) return fail(ss->db, "prepare", rc);
+        if (rc != SQLITE_OK)
+            return fail(ss->db, "prepare", rc);
     }
     return 0;
 }
@@ -740,11 +773,15 @@ int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store 
                    "PRAGMA foreign_keys = OFF;"
                    /* After a checkpoint, a WAL file that a big batch grew shrinks to 64 MiB. */
                    "PRAGMA journal_size_limit = 67108864;");
-    if (ret == 0 && max_db_bytes > 0) ret = set_size_cap(ss->db, max_db_bytes);
-    if (ret == 0) ret = migrate(ss->db);
+    if (ret == 0 && max_db_bytes > 0)
+        ret = set_size_cap(ss->db, max_db_bytes);
+    if (ret == 0)
+        ret = migrate(ss->db);
     /* Preparing reads the whole schema, so a damaged schema is refused here too. */
-    if (ret == 0) ret = prepare_all(ss);
-    if (ret != 0) goto fail;
+    if (ret == 0)
+        ret = prepare_all(ss);
+    if (ret != 0)
+        goto fail;
     free(path);
     *out = &ss->base;
     return 0;

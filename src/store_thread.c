@@ -84,7 +84,8 @@ static int new_token(struct store_thread *st, struct chat_op *op)
     hash_token(op->token, hash);
     struct store_token t = {.guest = op->guest, .guest_session = op->guest_session};
     memcpy(t.user, op->user, sizeof t.user);
-    t.expires_ms = now_ms() + (int64_t)(op->guest ? st->cfg->guest_token_ttl_ms : st->cfg->token_ttl_ms);
+    t.expires_ms =
+        now_ms() + (int64_t)(op->guest ? st->cfg->guest_token_ttl_ms : st->cfg->token_ttl_ms);
     return st->db->ops->token_put(st->db, hash, &t);
 }
 
@@ -113,7 +114,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
     case CHAT_SEND: {
         struct seq_room *room = room_of(st, op->room);
         if (op->err == PROTO_RATE_LIMITED) {
-            /* Over the rate limit: only a retry of something already stored is answered with an ack. */
+            /* Over the rate limit: only a retry of something already stored is answered with an
+             * ack. */
             uint64_t first;
             if (op->has_cid && db->ops->find_cid(db, op->room, op->user, op->cid, &first) == 0) {
                 chat_op_fail(op, PROTO_OK, NULL);
@@ -135,8 +137,12 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         }
         op->seq = room->last_seq + 1;
         op->ts = stamp(st, false);
-        struct store_msg m = {.room = op->room, .seq = op->seq, .ts = op->ts, .from = op->user,
-                              .text = op->text, .text_len = op->text_len,
+        struct store_msg m = {.room = op->room,
+                              .seq = op->seq,
+                              .ts = op->ts,
+                              .from = op->user,
+                              .text = op->text,
+                              .text_len = op->text_len,
                               .cid = op->has_cid ? op->cid : NULL};
         rc = db->ops->insert(db, &m);
         if (rc < 0)
@@ -156,7 +162,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         }
         if (rc < 0)
             return rc;
-        /* A guest's tokens die with its guest identity (the registered user logs in with a password). */
+        /* A guest's tokens die with its guest identity (the registered user logs in with a
+         * password). */
         return db->ops->token_drop_guest(db, op->name);
     case CHAT_LOGIN_PASSWORD:
         list_dms(st, op);
@@ -180,7 +187,7 @@ static void route_after_batch(struct chat_op *op)
         if (op->err)
             chat_to_worker(op);
         else
-            chat_to_hub(op); /* stored (stage 1) or a duplicate (stage 2): the hub fans out and acks */
+            chat_to_hub(op); /* stored (stage 1) or a duplicate (stage 2): fan-out and ack */
         break;
     case CHAT_REGISTER:
         op->stage = 1;
@@ -227,7 +234,8 @@ static void commit_batch(struct service *s)
                 room_of(st, op->room)->last_seq = op->seq - 1;
             op->seq = 0;
             op->token[0] = '\0';
-            chat_op_fail(op, PROTO_SERVER_BUSY, "the server could not store that; retry with the same cid");
+            chat_op_fail(op, PROTO_SERVER_BUSY,
+                         "the server could not store that; retry with the same cid");
         }
     } else {
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -258,7 +266,8 @@ static void collect(void *arg, const struct store_msg *m)
 static void read_history(struct store_thread *st, struct chat_op *op)
 {
     struct read_ctx ctx = {op, 0};
-    int rc = st->db->ops->read(st->db, op->room, 0, op->before, op->ts, op->limit, true, collect, &ctx);
+    int rc =
+        st->db->ops->read(st->db, op->room, 0, op->before, op->ts, op->limit, true, collect, &ctx);
     if (rc < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "history is not available right now");
     chat_to_worker(op);
@@ -312,7 +321,8 @@ static void login_token(struct store_thread *st, struct chat_op *op)
     int rc = st->db->ops->token_get(st->db, hash, now_ms(), &t);
     if (rc < 0) {
         chat_op_fail(op, rc == -ENOENT ? PROTO_BAD_TOKEN : PROTO_SERVER_BUSY,
-                     rc == -ENOENT ? "unknown or expired token" : "logins are not available right now");
+                     rc == -ENOENT ? "unknown or expired token"
+                                   : "logins are not available right now");
         chat_to_worker(op);
         return;
     }

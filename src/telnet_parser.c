@@ -58,9 +58,12 @@ static bool is_continuation(uint8_t c)
 /* How many bytes a sequence led by c has in all, or 0 if c cannot lead one. */
 static size_t sequence_length(uint8_t c)
 {
-    if (c >= 0xC0 && c <= 0xDF) return 2;
-    if (c >= 0xE0 && c <= 0xEF) return 3;
-    if (c >= 0xF0 && c <= 0xF7) return 4;
+    if (c >= 0xC0 && c <= 0xDF)
+        return 2;
+    if (c >= 0xE0 && c <= 0xEF)
+        return 3;
+    if (c >= 0xF0 && c <= 0xF7)
+        return 4;
     return 0;
 }
 
@@ -72,7 +75,8 @@ static size_t sequence_length(uint8_t c)
 static void erase_char(struct telnet_parser *p)
 {
     /* What overflowed is already gone, so there is nothing exact to take back. */
-    if (p->overflow || p->len == 0) return;
+    if (p->overflow || p->len == 0)
+        return;
     size_t tail = 0;
     while (tail < 3 && tail < p->len && is_continuation(p->buf[p->len - 1 - tail]))
         tail++;
@@ -96,7 +100,8 @@ static void erase_line(struct telnet_parser *p)
 
 static void append(struct telnet_parser *p, uint8_t c)
 {
-    if (p->overflow) return;
+    if (p->overflow)
+        return;
     if (p->len == p->cap) {
         p->overflow = true;
         return;
@@ -170,7 +175,8 @@ size_t telnet_parse(struct telnet_parser *p, const uint8_t *data, size_t len,
         switch (p->state) {
         case S_CR:
             p->state = S_DATA;
-            if (c == '\n' || c == '\0') break;
+            if (c == '\n' || c == '\0')
+                break;
             /* Not consumed: the byte begins the next line and is read again in S_DATA. */
             continue;
         case S_DATA:
@@ -212,7 +218,8 @@ size_t telnet_parse(struct telnet_parser *p, const uint8_t *data, size_t len,
             } else if (c == TELNET_IAC) {
                 /* An escaped 0xFF is part of the subnegotiation's data. */
                 p->state = S_SB;
-                if (p->sb_len < TELNET_SB_MAX) p->sb_len++;
+                if (p->sb_len < TELNET_SB_MAX)
+                    p->sb_len++;
             } else {
                 /* Any other command ends the subnegotiation and is then read as usual. */
                 event = command(p, c, ev);
@@ -224,7 +231,8 @@ size_t telnet_parse(struct telnet_parser *p, const uint8_t *data, size_t len,
             continue;
         }
         i++;
-        if (event) break;
+        if (event)
+            break;
     }
     return i;
 }

@@ -30,8 +30,8 @@ struct telnet_state {
     uint8_t password_tries;
     bool echo_off;
     bool auto_joined;
-    bool password_prompted; /* the pending login came from the Password: prompt */
-    char name[CHAT_NAME_MAX]; /* the name given at the prompt */
+    bool password_prompted;      /* the pending login came from the Password: prompt */
+    char name[CHAT_NAME_MAX];    /* the name given at the prompt */
     char current[CHAT_ROOM_MAX]; /* the current room, or "" */
     uint8_t line[TELNET_LINE_MAX];
 };
@@ -154,7 +154,8 @@ static void join(struct conn *c, const char *room)
     submit(c, op);
 }
 
-static void send_text(struct conn *c, const char *room, const char *to, const char *text, size_t len)
+static void send_text(struct conn *c, const char *room, const char *to, const char *text,
+                      size_t len)
 {
     if (!chat_session_count_send(c))
         return;
@@ -461,7 +462,8 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
             break;
         }
     }
-    if (conn_is_open(c) && cfg_of(c)->telnet_idle_ms && ((struct chat_session *)c->session)->logged_in)
+    if (conn_is_open(c) && cfg_of(c)->telnet_idle_ms &&
+        ((struct chat_session *)c->session)->logged_in)
         conn_set_timer(c, conn_now(c) + cfg_of(c)->telnet_idle_ms);
     return used;
 }

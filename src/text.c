@@ -19,9 +19,11 @@ static char lower(char c)
 
 bool text_valid_user(const char *s, size_t n)
 {
-    if (n < 1 || n > TEXT_NAME_MAX) return false;
+    if (n < 1 || n > TEXT_NAME_MAX)
+        return false;
     for (size_t i = 0; i < n; i++)
-        if (!is_user_char((unsigned char)s[i])) return false;
+        if (!is_user_char((unsigned char)s[i]))
+            return false;
     return true;
 }
 
@@ -34,10 +36,12 @@ void text_lower(const char *s, size_t n, char *out)
 
 bool text_fold_room(const char *s, size_t n, char out[TEXT_NAME_MAX + 1])
 {
-    if (n < 1 || n > TEXT_NAME_MAX) goto fail;
+    if (n < 1 || n > TEXT_NAME_MAX)
+        goto fail;
     for (size_t i = 0; i < n; i++) {
         char c = lower(s[i]);
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) goto fail;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            goto fail;
         out[i] = c;
     }
     out[n] = '\0';
@@ -50,9 +54,11 @@ fail:
 /* A user name as it appears in a dm room: valid and already lower case. */
 static bool valid_lower_user(const char *s, size_t n)
 {
-    if (!text_valid_user(s, n)) return false;
+    if (!text_valid_user(s, n))
+        return false;
     for (size_t i = 0; i < n; i++)
-        if (s[i] >= 'A' && s[i] <= 'Z') return false;
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            return false;
     return true;
 }
 
@@ -60,7 +66,8 @@ static bool valid_lower_user(const char *s, size_t n)
 static int name_cmp(const char *a, size_t an, const char *b, size_t bn)
 {
     int r = memcmp(a, b, an < bn ? an : bn);
-    if (r != 0) return r;
+    if (r != 0)
+        return r;
     return an < bn ? -1 : an > bn ? 1 : 0;
 }
 
@@ -68,18 +75,22 @@ bool text_parse_dm_room(const char *s, size_t n, char a[TEXT_NAME_MAX + 1],
                         char b[TEXT_NAME_MAX + 1])
 {
     a[0] = b[0] = '\0';
-    if (n < 3 || memcmp(s, "dm:", 3) != 0) return false;
+    if (n < 3 || memcmp(s, "dm:", 3) != 0)
+        return false;
     /* Names cannot hold ':', so the first ':' after the prefix is the separator and
      * any further ':' makes the second name invalid. */
     const char *first = s + 3;
     const char *colon = memchr(first, ':', n - 3);
-    if (!colon) return false;
+    if (!colon)
+        return false;
     size_t an = (size_t)(colon - first);
     const char *second = colon + 1;
     size_t bn = n - 3 - an - 1;
-    if (!valid_lower_user(first, an) || !valid_lower_user(second, bn)) return false;
+    if (!valid_lower_user(first, an) || !valid_lower_user(second, bn))
+        return false;
     /* Strictly ascending: sorted and distinct, so each pair has exactly one name. */
-    if (name_cmp(first, an, second, bn) >= 0) return false;
+    if (name_cmp(first, an, second, bn) >= 0)
+        return false;
     memcpy(a, first, an);
     a[an] = '\0';
     memcpy(b, second, bn);
@@ -151,7 +162,8 @@ enum text_verdict text_check_message(const char *s, size_t n, size_t max_points,
     const uint8_t *p = (const uint8_t *)s;
     /* Whitespace is valid UTF-8, so the whole text is valid exactly when what is left after
      * trimming is; checking the whole first lets the trimming below decode backwards safely. */
-    if (!utf8_is_valid(p, n)) return TEXT_BAD;
+    if (!utf8_is_valid(p, n))
+        return TEXT_BAD;
 
     size_t end = n;
     while (end > 0) {
@@ -159,21 +171,25 @@ enum text_verdict text_check_message(const char *s, size_t n, size_t max_points,
         while (start > 0 && (p[start] & 0xC0) == 0x80)
             start--;
         size_t len;
-        if (!is_white_space(decode(p + start, &len))) break;
+        if (!is_white_space(decode(p + start, &len)))
+            break;
         end = start;
     }
-    if (end == 0) return TEXT_EMPTY;
+    if (end == 0)
+        return TEXT_EMPTY;
 
     /* Refused characters are checked over the whole rest before the length, so a text that is
      * both too long and malformed is a bad_request, which rule 5 ranks first. */
     size_t points = 0;
     for (size_t i = 0; i < end;) {
         size_t len;
-        if (is_refused_control(decode(p + i, &len))) return TEXT_BAD;
+        if (is_refused_control(decode(p + i, &len)))
+            return TEXT_BAD;
         i += len;
         points++;
     }
-    if (points > max_points) return TEXT_TOO_LONG;
+    if (points > max_points)
+        return TEXT_TOO_LONG;
     *trimmed_len = end;
     return TEXT_OK;
 }

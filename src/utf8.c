@@ -40,16 +40,24 @@ static const struct cont_rule cont_rules[S_COUNT] = {
 /* The state after a byte seen at a code point boundary. */
 static uint32_t lead_state(uint8_t b)
 {
-    if (b < 0x80) return S_ACCEPT;
+    if (b < 0x80)
+        return S_ACCEPT;
     if (b < 0xC2) /* stray continuation byte, or C0/C1 which only start overlongs */
         return S_REJECT;
-    if (b < 0xE0) return S_TAIL1;
-    if (b == 0xE0) return S_E0;
-    if (b == 0xED) return S_ED;
-    if (b < 0xF0) return S_TAIL2;
-    if (b == 0xF0) return S_F0;
-    if (b < 0xF4) return S_TAIL3;
-    if (b == 0xF4) return S_F4;
+    if (b < 0xE0)
+        return S_TAIL1;
+    if (b == 0xE0)
+        return S_E0;
+    if (b == 0xED)
+        return S_ED;
+    if (b < 0xF0)
+        return S_TAIL2;
+    if (b == 0xF0)
+        return S_F0;
+    if (b < 0xF4)
+        return S_TAIL3;
+    if (b == 0xF4)
+        return S_F4;
     return S_REJECT; /* F5..FF would encode above U+10FFFF */
 }
 
@@ -64,10 +72,12 @@ uint32_t utf8_validate(uint32_t state, const uint8_t *p, size_t n)
             while (n - i >= 8) {
                 uint64_t w;
                 memcpy(&w, p + i, sizeof w);
-                if (w & 0x8080808080808080ull) break;
+                if (w & 0x8080808080808080ull)
+                    break;
                 i += 8;
             }
-            if (i == n) break;
+            if (i == n)
+                break;
             state = lead_state(p[i++]);
         } else {
             const struct cont_rule *r = &cont_rules[state];

@@ -1,4 +1,5 @@
-/* web_assets: the files of web/, compiled into the binary by tools/embed (build/.../gen/web_assets.c). */
+/* web_assets: the files of web/, compiled into the binary by tools/embed
+ * (build/.../gen/web_assets.c). */
 #ifndef PARLEY_WEB_ASSETS_H
 #define PARLEY_WEB_ASSETS_H
 

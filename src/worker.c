@@ -78,8 +78,11 @@ static void pause_accepting(struct listener *l, int err)
     loop_watch_del(w->loop, l->fd);
     l->paused = true;
     log_warn("msg=accept_paused worker=%d err=%s backoff_ms=%u open=%zu reason=\"%s\"", w->id,
-             err == EMFILE ? "EMFILE" : err == ENFILE ? "ENFILE" : "ENOMEM", l->backoff_ms,
-             w->conns.count, "file descriptor limit reached; open connections are still served");
+             err == EMFILE   ? "EMFILE"
+             : err == ENFILE ? "ENFILE"
+                             : "ENOMEM",
+             l->backoff_ms, w->conns.count,
+             "file descriptor limit reached; open connections are still served");
     timer_start(w->loop, &l->resume, loop_now(w->loop) + l->backoff_ms);
     l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
 }

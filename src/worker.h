@@ -24,8 +24,8 @@ struct listener {
     struct worker *worker;
     int fd;
     enum conn_transport transport;
-    bool paused;          /* out of file descriptors: accepting again after backoff */
-    uint32_t backoff_ms;  /* the next pause's length */
+    bool paused;         /* out of file descriptors: accepting again after backoff */
+    uint32_t backoff_ms; /* the next pause's length */
     struct timer resume;
 };
 

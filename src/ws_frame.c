@@ -82,8 +82,10 @@ static enum ws_error check_first_byte(const struct ws_reader *r, uint8_t b0)
     if (op != WS_OP_CONT && op != WS_OP_TEXT && op != WS_OP_BINARY && op != WS_OP_CLOSE &&
         op != WS_OP_PING && op != WS_OP_PONG)
         return ERR_OPCODE;
-    if (is_control(op) && !(b0 & 0x80)) return ERR_CONTROL_FRAGMENTED;
-    if (op == WS_OP_CONT && r->msg_opcode == 0) return ERR_NO_MESSAGE;
+    if (is_control(op) && !(b0 & 0x80))
+        return ERR_CONTROL_FRAGMENTED;
+    if (op == WS_OP_CONT && r->msg_opcode == 0)
+        return ERR_NO_MESSAGE;
     if ((op == WS_OP_TEXT || op == WS_OP_BINARY) && r->msg_opcode != 0)
         return ERR_MESSAGE_IN_PROGRESS;
     return ERR_NONE;
@@ -94,7 +96,8 @@ static enum ws_error check_second_byte(const struct ws_reader *r, uint8_t b1)
     uint8_t len7 = b1 & 0x7F;
     if (!(b1 & 0x80)) /* RFC 6455 5.1: a server must close on an unmasked client frame */
         return ERR_UNMASKED;
-    if (is_control(r->opcode) && len7 > 125) return ERR_CONTROL_TOO_LONG;
+    if (is_control(r->opcode) && len7 > 125)
+        return ERR_CONTROL_TOO_LONG;
     if (r->opcode == WS_OP_CLOSE && len7 == 1) /* a close code is two bytes */
         return ERR_CLOSE_ONE_BYTE;
     return ERR_NONE;
@@ -110,10 +113,12 @@ static enum ws_error check_length(struct ws_reader *r)
         for (uint8_t i = 0; i < ext; i++)
             n = (n << 8) | r->hdr[2 + i];
     }
-    if (n >> 63) return ERR_LENGTH;
+    if (n >> 63)
+        return ERR_LENGTH;
     r->frame_len = n;
     /* msg_len never exceeds max_message, so this subtraction cannot wrap. */
-    if (!is_control(r->opcode) && n > r->max_message - r->msg_len) return ERR_TOO_BIG;
+    if (!is_control(r->opcode) && n > r->max_message - r->msg_len)
+        return ERR_TOO_BIG;
     return ERR_NONE;
 }
 
@@ -130,17 +135,20 @@ static enum ws_error header_byte(struct ws_reader *r, uint8_t b)
     uint8_t ext = ext_len_size(r->hdr[1]);
     if (r->hdr_len == 2) {
         err = check_second_byte(r, b);
-        if (err != ERR_NONE) return err;
+        if (err != ERR_NONE)
+            return err;
     }
     if (r->hdr_len == 2 + ext) {
         err = check_length(r);
-        if (err != ERR_NONE) return err;
+        if (err != ERR_NONE)
+            return err;
     }
     if (r->hdr_len == 2 + ext + 4) {
         memcpy(r->mask, r->hdr + 2 + ext, 4);
         r->frame_done = 0;
         r->stage = STAGE_PAYLOAD;
-        if (r->opcode == WS_OP_TEXT || r->opcode == WS_OP_BINARY) r->msg_opcode = r->opcode;
+        if (r->opcode == WS_OP_TEXT || r->opcode == WS_OP_BINARY)
+            r->msg_opcode = r->opcode;
     }
     return ERR_NONE;
 }
@@ -193,8 +201,10 @@ static enum ws_error control_event(struct ws_reader *r, struct ws_event *ev)
         }
         /* n >= 2 here: a 1-byte close payload was refused with the header. */
         uint16_t code = (uint16_t)(r->ctl[0] << 8 | r->ctl[1]);
-        if (!ws_close_code_valid(code)) return ERR_CLOSE_CODE;
-        if (!utf8_is_valid(r->ctl + 2, n - 2)) return ERR_CLOSE_UTF8;
+        if (!ws_close_code_valid(code))
+            return ERR_CLOSE_CODE;
+        if (!utf8_is_valid(r->ctl + 2, n - 2))
+            return ERR_CLOSE_UTF8;
         ev->close_code = code;
         ev->data = r->ctl + 2;
         ev->len = n - 2;
@@ -206,20 +216,24 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
 {
     memset(ev, 0, sizeof *ev);
     ev->type = WS_EV_NONE;
-    if (r->failed) return fail(r, (enum ws_error)r->error, ev, 0);
+    if (r->failed)
+        return fail(r, (enum ws_error)r->error, ev, 0);
 
     size_t pos = 0;
     for (;;) {
         if (r->stage == STAGE_HEADER) {
-            if (pos == len) return pos;
+            if (pos == len)
+                return pos;
             enum ws_error err = header_byte(r, buf[pos++]);
-            if (err != ERR_NONE) return fail(r, err, ev, pos);
+            if (err != ERR_NONE)
+                return fail(r, err, ev, pos);
             continue;
         }
 
         uint64_t left = r->frame_len - r->frame_done;
         size_t n = left < len - pos ? (size_t)left : len - pos;
-        if (n == 0 && left > 0) return pos; /* all input used, the frame goes on */
+        if (n == 0 && left > 0)
+            return pos; /* all input used, the frame goes on */
 
         if (is_control(r->opcode)) {
             if (n > 0) {
@@ -228,7 +242,8 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
             }
             r->frame_done += n;
             pos += n;
-            if (r->frame_done < r->frame_len) return pos;
+            if (r->frame_done < r->frame_len)
+                return pos;
             r->stage = STAGE_HEADER;
             r->hdr_len = 0;
             enum ws_error err = control_event(r, ev);
@@ -256,7 +271,8 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
             r->stage = STAGE_HEADER;
             r->hdr_len = 0;
         }
-        if (n == 0 && !last) continue; /* an empty non-final fragment: nothing to hand out */
+        if (n == 0 && !last)
+            continue; /* an empty non-final fragment: nothing to hand out */
         ev->type = WS_EV_DATA;
         ev->opcode = r->msg_opcode;
         ev->last = last;

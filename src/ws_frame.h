@@ -45,7 +45,7 @@ enum ws_event_type {
     WS_EV_DATA,  /* a piece of a text or binary message, possibly empty */
     WS_EV_PING,  /* a whole ping; data/len is its payload */
     WS_EV_PONG,  /* a whole pong; data/len is its payload */
-    WS_EV_CLOSE, /* a valid close frame; close_code (WS_CLOSE_NO_STATUS if none), data/len = reason */
+    WS_EV_CLOSE, /* a valid close frame: close_code (or WS_CLOSE_NO_STATUS), reason in data/len */
     WS_EV_ERROR, /* protocol violation: close with close_code; reason is static text */
 };
 
@@ -53,7 +53,7 @@ struct ws_event {
     enum ws_event_type type;
     uint8_t opcode;      /* DATA: WS_OP_TEXT or WS_OP_BINARY, the message's type */
     bool last;           /* DATA: this piece completes the message */
-    const uint8_t *data; /* DATA: points into the caller's buffer; PING/PONG/CLOSE: into the reader */
+    const uint8_t *data; /* DATA: in the caller's buffer; PING/PONG/CLOSE: in the reader */
     size_t len;
     uint16_t close_code;
     const char *reason; /* ERROR: static text fit for a close frame */

@@ -17,9 +17,11 @@ static unsigned char lower(unsigned char c)
 
 static bool eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
 {
-    if (alen != blen) return false;
+    if (alen != blen)
+        return false;
     for (size_t i = 0; i < alen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return false;
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return false;
     return true;
 }
 
@@ -54,9 +56,11 @@ static bool any_header_has_token(const struct http_request *req, const char *nam
 
 static bool key_valid(const char *key, size_t len)
 {
-    if (len != WS_KEY_LEN || key[22] != '=' || key[23] != '=') return false;
+    if (len != WS_KEY_LEN || key[22] != '=' || key[23] != '=')
+        return false;
     for (size_t i = 0; i < 22; i++)
-        if (!is_b64((unsigned char)key[i])) return false;
+        if (!is_b64((unsigned char)key[i]))
+            return false;
     /* EVP_DecodeBlock counts the bytes that the "==" padding stands for as
      * output: a 16-byte value comes back as 18, the last two being zero. */
     unsigned char out[WS_KEY_LEN];
@@ -65,16 +69,21 @@ static bool key_valid(const char *key, size_t len)
 
 bool ws_handshake_check(const struct http_request *req, char accept[WS_ACCEPT_LEN + 1])
 {
-    if (!http_method_is(req, "GET") || req->version_minor != 1) return false;
+    if (!http_method_is(req, "GET") || req->version_minor != 1)
+        return false;
     if (!any_header_has_token(req, "Upgrade", "websocket") ||
         !any_header_has_token(req, "Connection", "upgrade"))
         return false;
-    if (http_count_header(req, "Sec-WebSocket-Version") != 1) return false;
+    if (http_count_header(req, "Sec-WebSocket-Version") != 1)
+        return false;
     const struct http_header *version = http_find_header(req, "Sec-WebSocket-Version");
-    if (version->value_len != 2 || memcmp(version->value, "13", 2) != 0) return false;
-    if (http_count_header(req, "Sec-WebSocket-Key") != 1) return false;
+    if (version->value_len != 2 || memcmp(version->value, "13", 2) != 0)
+        return false;
+    if (http_count_header(req, "Sec-WebSocket-Key") != 1)
+        return false;
     const struct http_header *key = http_find_header(req, "Sec-WebSocket-Key");
-    if (!key_valid(key->value, key->value_len)) return false;
+    if (!key_valid(key->value, key->value_len))
+        return false;
     ws_accept_key(key->value, key->value_len, accept);
     return true;
 }
@@ -126,42 +135,53 @@ static bool parse_endpoint(const char *s, size_t n, struct endpoint *ep)
     memset(ep, 0, sizeof *ep);
     if (n > 0 && s[0] == '[') {
         const char *close = memchr(s, ']', n);
-        if (close == NULL) return false;
+        if (close == NULL)
+            return false;
         size_t alen = (size_t)(close - s) - 1;
         char addr[INET6_ADDRSTRLEN];
-        if (alen == 0 || alen >= sizeof addr) return false;
+        if (alen == 0 || alen >= sizeof addr)
+            return false;
         memcpy(addr, s + 1, alen);
         addr[alen] = '\0';
-        if (inet_pton(AF_INET6, addr, ep->ip6) != 1) return false;
+        if (inet_pton(AF_INET6, addr, ep->ip6) != 1)
+            return false;
         ep->host = NULL;
         i = alen + 2;
     } else {
         while (i < n && is_name_char((unsigned char)s[i]))
             i++;
-        if (i == 0) return false;
+        if (i == 0)
+            return false;
         ep->host = s;
         ep->host_len = i;
     }
     ep->port = -1;
-    if (i == n) return true;
-    if (s[i] != ':') return false;
+    if (i == n)
+        return true;
+    if (s[i] != ':')
+        return false;
     i++;
     size_t digits = n - i;
-    if (digits == 0 || digits > 5) return false;
+    if (digits == 0 || digits > 5)
+        return false;
     long port = 0;
     for (; i < n; i++) {
-        if (!is_digit((unsigned char)s[i])) return false;
+        if (!is_digit((unsigned char)s[i]))
+            return false;
         port = port * 10 + (s[i] - '0');
     }
-    if (port == 0 || port > 65535) return false;
+    if (port == 0 || port > 65535)
+        return false;
     ep->port = port;
     return true;
 }
 
 static bool same_endpoint(const struct endpoint *a, const struct endpoint *b)
 {
-    if (a->port != b->port || (a->host == NULL) != (b->host == NULL)) return false;
-    if (a->host == NULL) return memcmp(a->ip6, b->ip6, sizeof a->ip6) == 0;
+    if (a->port != b->port || (a->host == NULL) != (b->host == NULL))
+        return false;
+    if (a->host == NULL)
+        return memcmp(a->ip6, b->ip6, sizeof a->ip6) == 0;
     return eq_nocase(a->host, a->host_len, b->host, b->host_len);
 }
 
@@ -175,16 +195,20 @@ struct origin {
 static bool parse_origin(const char *s, size_t n, struct origin *o)
 {
     size_t i = 0;
-    if (n == 0 || !is_alpha((unsigned char)s[0])) return false;
+    if (n == 0 || !is_alpha((unsigned char)s[0]))
+        return false;
     while (i < n && (is_alpha((unsigned char)s[i]) || is_digit((unsigned char)s[i]) ||
                      s[i] == '+' || s[i] == '-' || s[i] == '.'))
         i++;
-    if (n - i < 3 || memcmp(s + i, "://", 3) != 0) return false;
+    if (n - i < 3 || memcmp(s + i, "://", 3) != 0)
+        return false;
     o->scheme = s;
     o->scheme_len = i;
     i += 3;
-    if (n > i && s[n - 1] == '/') n--;
-    if (!parse_endpoint(s + i, n - i, &o->ep)) return false;
+    if (n > i && s[n - 1] == '/')
+        n--;
+    if (!parse_endpoint(s + i, n - i, &o->ep))
+        return false;
     if (o->ep.port == -1) {
         if (eq_nocase(o->scheme, o->scheme_len, "http", 4) ||
             eq_nocase(o->scheme, o->scheme_len, "ws", 2))
@@ -199,8 +223,10 @@ static bool parse_origin(const char *s, size_t n, struct origin *o)
 bool ws_origin_allowed(const struct http_request *req, const char *const *allowed, size_t n_allowed)
 {
     size_t count = http_count_header(req, "Origin");
-    if (count == 0) return true; /* not a browser, so nothing for the policy to protect */
-    if (count > 1) return false;
+    if (count == 0)
+        return true; /* not a browser, so nothing for the policy to protect */
+    if (count > 1)
+        return false;
     const struct http_header *oh = http_find_header(req, "Origin");
     struct origin o;
     if (eq_nocase(oh->value, oh->value_len, "null", 4) ||
@@ -211,13 +237,16 @@ bool ws_origin_allowed(const struct http_request *req, const char *const *allowe
     struct endpoint host;
     if (hh != NULL && http_count_header(req, "Host") == 1 &&
         parse_endpoint(hh->value, hh->value_len, &host)) {
-        if (host.port == -1) host.port = 80;
-        if (same_endpoint(&o.ep, &host)) return true;
+        if (host.port == -1)
+            host.port = 80;
+        if (same_endpoint(&o.ep, &host))
+            return true;
     }
 
     for (size_t i = 0; i < n_allowed; i++) {
         const char *a = allowed[i];
-        if (strcmp(a, "*") == 0) return true;
+        if (strcmp(a, "*") == 0)
+            return true;
         struct origin ao;
         if (parse_origin(a, strlen(a), &ao) &&
             eq_nocase(ao.scheme, ao.scheme_len, o.scheme, o.scheme_len) &&

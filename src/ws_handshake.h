@@ -33,6 +33,7 @@ void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
  * same way; "*" in allowed admits every Origin except "null").
  * "Origin: null" and unparsable Origins are refused.
  */
-bool ws_origin_allowed(const struct http_request *req, const char *const *allowed, size_t n_allowed);
+bool ws_origin_allowed(const struct http_request *req, const char *const *allowed,
+                       size_t n_allowed);
 
 #endif

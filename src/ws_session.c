@@ -170,7 +170,8 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
     return len; /* closing: the rest is dropped */
 }
 
-/* A chat client that has not logged in by then is closed (rule 26: failed attempts do not extend it). */
+/* A chat client that has not logged in by then is closed (rule 26: failed attempts do not extend
+ * it). */
 static uint64_t login_deadline(struct conn *c)
 {
     struct chat_session *s = c->session;
@@ -247,6 +248,7 @@ void ws_session_start(struct conn *c, enum ws_endpoint ep)
     c->handler = &ws_handler;
     conn_set_transport(c, CONN_WEBSOCKET);
     if (ep == WS_ENDPOINT_CHAT)
-        greet(c); /* the chat session is made at the first request: an idle socket costs only its conn */
+        greet(c); /* the chat session is made at the first request: an idle socket costs only its
+                     conn */
     schedule(c);
 }

@@ -61,8 +61,8 @@ int main(int argc, char **argv)
         const char *path = argv[i];
         if (strncmp(path, argv[1], root_len) == 0)
             path += root_len;
-        printf("    {\"%s\", \"%s\", asset_%d, sizeof asset_%d - 1},\n", path,
-               content_type(path), i, i);
+        printf("    {\"%s\", \"%s\", asset_%d, sizeof asset_%d - 1},\n", path, content_type(path),
+               i, i);
     }
     printf("    {0, 0, 0, 0},\n};\n");
     printf("const size_t web_assets_count = %d;\n", argc - 2);

@@ -9,7 +9,8 @@
 /* Aborts, so libFuzzer reports the input, when an invariant does not hold. */
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 static int is_tchar(unsigned char c)
@@ -57,14 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1) return 0;
+    if (size < 1)
+        return 0;
     /* The first byte picks the limit: mostly the server's 8 KiB, sometimes a tiny one so the
      * size checks are reached by short inputs too. */
     size_t max_head = data[0] % 4 == 0 ? 8192 : data[0];
     size_t len = size - 1;
     /* An exactly sized copy, so any read past len is caught by ASan. */
     char *buf = malloc(len > 0 ? len : 1);
-    if (buf == NULL) return 0;
+    if (buf == NULL)
+        return 0;
     memcpy(buf, data + 1, len);
 
     struct http_request req;
@@ -95,7 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK((host != NULL) == (http_count_header(&req, "host") > 0));
         (void)http_method_is(&req, "GET");
         char accept[WS_ACCEPT_LEN + 1];
-        if (ws_handshake_check(&req, accept)) CHECK(strlen(accept) == WS_ACCEPT_LEN);
+        if (ws_handshake_check(&req, accept))
+            CHECK(strlen(accept) == WS_ACCEPT_LEN);
         static const char *const allowed[] = {"https://chat.example.org", "http://[::1]:8080",
                                               "bogus"};
         (void)ws_origin_allowed(&req, NULL, 0);
@@ -103,7 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Everything but "null" and unparsable Origins passes "*". */
         static const char *const star[] = {"*"};
         const struct http_header *origin = http_find_header(&req, "Origin");
-        if (origin == NULL) CHECK(ws_origin_allowed(&req, star, 1));
+        if (origin == NULL)
+            CHECK(ws_origin_allowed(&req, star, 1));
         if (origin != NULL && origin->value_len == 4 && memcmp(origin->value, "null", 4) == 0)
             CHECK(!ws_origin_allowed(&req, star, 1));
     }

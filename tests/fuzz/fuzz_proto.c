@@ -11,7 +11,8 @@
 /* Aborts, so libFuzzer reports the input, when an invariant does not hold. */
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 /* A small text limit, so short inputs reach too_long too. */
@@ -52,8 +53,10 @@ static void check_valid(const struct proto_request *req)
         break;
     case PROTO_LOGIN:
         CHECK((req->token != NULL) != (req->name != NULL));
-        if (req->token) CHECK(req->token[0] != '\0' && !req->password);
-        if (req->name) CHECK(text_valid_user(req->name, strlen(req->name)));
+        if (req->token)
+            CHECK(req->token[0] != '\0' && !req->password);
+        if (req->name)
+            CHECK(text_valid_user(req->name, strlen(req->name)));
         break;
     case PROTO_JOIN:
     case PROTO_LEAVE:
@@ -64,19 +67,23 @@ static void check_valid(const struct proto_request *req)
     case PROTO_HISTORY:
         check_room(req);
         CHECK(req->limit >= 1 && req->limit <= 200);
-        if (req->has_before) CHECK(req->before >= 1);
+        if (req->has_before)
+            CHECK(req->before >= 1);
         break;
     case PROTO_SEND: {
         CHECK((req->to != NULL) != (req->room[0] != '\0'));
-        if (req->to) CHECK(text_valid_user(req->to, strlen(req->to)));
-        if (req->room[0]) check_room(req);
+        if (req->to)
+            CHECK(text_valid_user(req->to, strlen(req->to)));
+        if (req->room[0])
+            check_room(req);
         CHECK(req->text && req->text_len > 0);
         size_t t;
         CHECK(text_check_message(req->text, req->text_len, fuzz_limits.max_text_points, &t) ==
               TEXT_OK);
         CHECK(t == req->text_len); /* trimming is idempotent */
         CHECK(code_points(req->text, req->text_len) <= fuzz_limits.max_text_points);
-        if (req->cid) CHECK(strlen(req->cid) >= 1 && strlen(req->cid) <= 64);
+        if (req->cid)
+            CHECK(strlen(req->cid) >= 1 && strlen(req->cid) <= 64);
         break;
     }
     case PROTO_ROOMS:
@@ -100,14 +107,17 @@ static void check_reply(const struct proto_request *req, enum proto_error e, con
     }
     jsonw_kv_str(&w, "code", proto_error_code(e));
     jsonw_kv_str(&w, "message", why ? why : "");
-    if (req->room[0]) jsonw_kv_str(&w, "room", req->room);
-    if (req->text) jsonw_kv_strn(&w, "text", req->text, req->text_len);
+    if (req->room[0])
+        jsonw_kv_str(&w, "room", req->room);
+    if (req->text)
+        jsonw_kv_strn(&w, "text", req->text, req->text_len);
     jsonw_object_end(&w);
     struct chunk *c = jsonw_finish(&w);
     json_error_t err;
     json_t *back = json_loadb((const char *)c->data + 10, c->len - 10, JSON_ALLOW_NUL, &err);
     CHECK(back != NULL);
-    if (req->id) CHECK(json_equal(json_object_get(back, "id"), req->id));
+    if (req->id)
+        CHECK(json_equal(json_object_get(back, "id"), req->id));
     if (req->text) {
         json_t *t = json_object_get(back, "text");
         CHECK(json_string_length(t) == req->text_len);
@@ -123,8 +133,10 @@ static void fuzz_request(const char *buf, size_t len)
     enum proto_error e = proto_parse_envelope(buf, len, &req);
     CHECK(e == PROTO_OK || e == PROTO_BAD_JSON || e == PROTO_BAD_REQUEST ||
           e == PROTO_UNKNOWN_TYPE);
-    if (e == PROTO_BAD_JSON) CHECK(req.id == NULL);
-    if (req.id) CHECK(json_is_number(req.id) || json_is_string(req.id));
+    if (e == PROTO_BAD_JSON)
+        CHECK(req.id == NULL);
+    if (req.id)
+        CHECK(json_is_number(req.id) || json_is_string(req.id));
     const char *why = NULL;
     if (e == PROTO_OK) {
         e = proto_validate(&req, &fuzz_limits, &why);
@@ -133,7 +145,8 @@ static void fuzz_request(const char *buf, size_t len)
         CHECK((e == PROTO_OK) == (why == NULL));
         CHECK(e != PROTO_TOO_LONG || req.type == PROTO_SEND);
         CHECK(e != PROTO_BAD_TOKEN || req.type == PROTO_LOGIN);
-        if (e == PROTO_OK) check_valid(&req);
+        if (e == PROTO_OK)
+            check_valid(&req);
         /* Deterministic: a second run gives the same answer. */
         const char *why2;
         CHECK(proto_validate(&req, &fuzz_limits, &why2) == e);
@@ -150,7 +163,8 @@ static void fuzz_text(const char *buf, size_t len)
     enum text_verdict v = text_check_message(buf, len, 16, &t);
     CHECK(v == TEXT_OK || v == TEXT_EMPTY || v == TEXT_TOO_LONG || v == TEXT_BAD);
     bool valid = utf8_is_valid((const uint8_t *)buf, len);
-    if (!valid) CHECK(v == TEXT_BAD);
+    if (!valid)
+        CHECK(v == TEXT_BAD);
     if (v == TEXT_OK) {
         CHECK(t > 0 && t <= len);
         CHECK(utf8_is_valid((const uint8_t *)buf, t));
@@ -178,9 +192,12 @@ static void fuzz_text(const char *buf, size_t len)
         chunk_unref(c);
     }
     char room[TEXT_NAME_MAX + 1], a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-    if (text_fold_room(buf, len, room)) CHECK(strlen(room) == len);
-    if (text_parse_dm_room(buf, len, a, b)) CHECK(len == 3 + strlen(a) + 1 + strlen(b));
-    if (text_valid_user(buf, len)) CHECK(len >= 1 && len <= TEXT_NAME_MAX);
+    if (text_fold_room(buf, len, room))
+        CHECK(strlen(room) == len);
+    if (text_parse_dm_room(buf, len, a, b))
+        CHECK(len == 3 + strlen(a) + 1 + strlen(b));
+    if (text_valid_user(buf, len))
+        CHECK(len >= 1 && len <= TEXT_NAME_MAX);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -189,7 +206,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* An exactly sized copy, so any read past the end is caught by ASan. */
     char *buf = malloc(size > 0 ? size : 1);
-    if (buf == NULL) return 0;
+    if (buf == NULL)
+        return 0;
     memcpy(buf, data, size);
     fuzz_request(buf, size);
     fuzz_text(buf, size);

@@ -17,7 +17,8 @@
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 /* The events of one reading, as bytes: a tag, then what the event carries. */
@@ -31,7 +32,8 @@ static void put(struct transcript *t, const void *p, size_t n)
 {
     /* cap was sized for the worst case: an event per input byte, every byte in a line. */
     CHECK(t->len + n <= t->cap);
-    if (n > 0) memcpy(t->bytes + t->len, p, n);
+    if (n > 0)
+        memcpy(t->bytes + t->len, p, n);
     t->len += n;
 }
 
@@ -50,7 +52,8 @@ static void record(struct transcript *t, const struct telnet_parser *p,
         for (size_t i = 0; i < ev->len; i++) {
             CHECK(ev->line[i] != '\r' && ev->line[i] != '\n');
             CHECK(ev->line[i] != 0x08 && ev->line[i] != 0x7F);
-            if (ev->line[i] == TELNET_IAC) t->ff_in_lines++;
+            if (ev->line[i] == TELNET_IAC)
+                t->ff_in_lines++;
         }
         put(t, &tag, 1);
         put(t, &ev->len, sizeof ev->len);
@@ -87,7 +90,8 @@ static void reading(const uint8_t *data, size_t n, size_t cap, int seed, struct 
         } else if (seed > 0) {
             rng = rng * 1103515245u + 12345u;
             size_t want = 1 + (rng >> 16) % (seed & 0x80 ? 3 : 64);
-            if (want < piece) piece = want;
+            if (want < piece)
+                piece = want;
         }
         /* The parser may stop early at an event; the rest of the piece goes in next. */
         size_t end = pos + piece;
@@ -97,7 +101,8 @@ static void reading(const uint8_t *data, size_t n, size_t cap, int seed, struct 
             size_t used = telnet_parse(&p, data + pos, left, &ev);
             CHECK(used <= left);
             CHECK(used > 0);
-            if (ev.type == TELNET_EV_NONE) CHECK(used == left);
+            if (ev.type == TELNET_EV_NONE)
+                CHECK(used == left);
             CHECK(p.len <= p.cap);
             CHECK(p.sb_len <= 1024);
             record(t, &p, &ev);
@@ -116,7 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* Small sizes reach the limit often; 4096 is the protocol's. */
     static const size_t caps[8] = {0, 1, 2, 3, 5, 16, 64, 4096};
-    if (size < 2) return 0;
+    if (size < 2)
+        return 0;
     size_t cap = caps[data[0] & 7];
     int seed = data[1];
     const uint8_t *stream = data + 2;

@@ -16,7 +16,8 @@
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond)) abort();                                                                      \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
     } while (0)
 
 /* The events of one reading, as bytes; see record(). */
@@ -33,7 +34,8 @@ static void put(struct transcript *t, const void *p, size_t n)
 {
     /* cap was sized for the worst case: one event per input byte. */
     CHECK(t->len + n <= t->cap);
-    if (n > 0) memcpy(t->bytes + t->len, p, n);
+    if (n > 0)
+        memcpy(t->bytes + t->len, p, n);
     t->len += n;
 }
 
@@ -66,7 +68,8 @@ static void record(struct transcript *t, const struct ws_event *ev, uint64_t max
             CHECK(t->msg_utf8 != UTF8_REJECT);
         }
         if (ev->last) {
-            if (ev->opcode == WS_OP_TEXT) CHECK(t->msg_utf8 == UTF8_ACCEPT);
+            if (ev->opcode == WS_OP_TEXT)
+                CHECK(t->msg_utf8 == UTF8_ACCEPT);
             put(t, &tag, 1);
             put(t, &t->msg_op, 1);
             put(t, &t->msg_len, sizeof t->msg_len);
@@ -112,7 +115,8 @@ static void reading(uint8_t *buf, size_t n, uint64_t max_message, uint8_t seed,
         if (seed != 0) {
             rng = rng * 1103515245u + 12345u;
             size_t want = 1 + (rng >> 16) % (seed & 0x80 ? 3 : 64);
-            if (want < piece) piece = want;
+            if (want < piece)
+                piece = want;
         }
         /* The reader may stop early at an event; the rest of the piece goes in next. */
         size_t end = pos + piece;
@@ -146,7 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint64_t limits[4] = {65536, 0, 125, UINT64_MAX};
-    if (size < 2) return 0;
+    if (size < 2)
+        return 0;
     uint64_t max_message = limits[data[0] & 3];
     uint8_t seed = data[1];
     size_t n = size - 2;
@@ -157,7 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.cap = b.cap = 32 * (n + 1);
     a.bytes = malloc(a.cap);
     b.bytes = malloc(b.cap);
-    if (whole == NULL || split == NULL || a.bytes == NULL || b.bytes == NULL) abort();
+    if (whole == NULL || split == NULL || a.bytes == NULL || b.bytes == NULL)
+        abort();
     memcpy(whole, data + 2, n);
     memcpy(split, data + 2, n);
 

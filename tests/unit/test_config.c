@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <netinet/in.h>
@@ -46,11 +47,11 @@ static void every_option(void **state)
 {
     (void)state;
     struct config cfg;
-    char **argv = ARGV("--http", "[::1]:0", "--telnet", "127.0.0.1:2424", "--data", "/tmp/x",
-                       "--workers", "3", "--max-message", "16777216", "--echo-endpoint",
-                       "--allowed-origin", "https://a.example", "--allowed-origin", "*",
-                       "--ping-interval", "0.25", "--idle-timeout", "2", "--node", "n1",
-                       "--log-level", "debug");
+    char **argv =
+        ARGV("--http", "[::1]:0", "--telnet", "127.0.0.1:2424", "--data", "/tmp/x", "--workers",
+             "3", "--max-message", "16777216", "--echo-endpoint", "--allowed-origin",
+             "https://a.example", "--allowed-origin", "*", "--ping-interval", "0.25",
+             "--idle-timeout", "2", "--node", "n1", "--log-level", "debug");
     assert_int_equal(parse(&cfg, 24, argv), CONFIG_OK);
     assert_int_equal(cfg.http.sa.ss_family, AF_INET6);
     assert_int_equal(cfg.telnet.sa.ss_family, AF_INET);
@@ -72,11 +73,21 @@ static void refusals(void **state)
     (void)state;
     struct config cfg;
     char **bad[] = {
-        ARGV("--nope"),           ARGV("--workers", "abc"),   ARGV("--workers", "0"),
-        ARGV("--workers", "-1"),  ARGV("--http", "9999"),     ARGV("--http", "1.2.3.4:70000"),
-        ARGV("--http", "[::1"),   ARGV("--http", "host:80"),  ARGV("--max-message", "12"),
-        ARGV("--log-level", "x"), ARGV("--idle-timeout", "0"), ARGV("--ping-interval", "nan"),
-        ARGV("stray"),            ARGV("--data", ""),         ARGV("--http"),
+        ARGV("--nope"),
+        ARGV("--workers", "abc"),
+        ARGV("--workers", "0"),
+        ARGV("--workers", "-1"),
+        ARGV("--http", "9999"),
+        ARGV("--http", "1.2.3.4:70000"),
+        ARGV("--http", "[::1"),
+        ARGV("--http", "host:80"),
+        ARGV("--max-message", "12"),
+        ARGV("--log-level", "x"),
+        ARGV("--idle-timeout", "0"),
+        ARGV("--ping-interval", "nan"),
+        ARGV("stray"),
+        ARGV("--data", ""),
+        ARGV("--http"),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int argc = 0;

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -30,8 +31,13 @@ static void room_message_both_forms(void **state)
 {
     (void)state;
     const char text[] = "hello\nsecond \"line\"";
-    struct store_msg m = {.room = "general", .seq = 43, .ts = 1732300000000, .from = "alice",
-                          .text = text, .text_len = strlen(text), .cid = "c-1"};
+    struct store_msg m = {.room = "general",
+                          .seq = 43,
+                          .ts = 1732300000000,
+                          .from = "alice",
+                          .text = text,
+                          .text_len = strlen(text),
+                          .cid = "c-1"};
     struct msg_rec r = events_message(&m, NULL);
     assert_int_equal(r.seq, 43);
     json_t *doc = frame_json(&r);
@@ -52,8 +58,8 @@ static void room_message_both_forms(void **state)
 static void dm_line_names_both_parties(void **state)
 {
     (void)state;
-    struct store_msg m = {.room = "dm:alice:bob", .seq = 1, .ts = 1, .from = "Bob",
-                          .text = "hi", .text_len = 2};
+    struct store_msg m = {
+        .room = "dm:alice:bob", .seq = 1, .ts = 1, .from = "Bob", .text = "hi", .text_len = 2};
     struct msg_rec r = events_message(&m, NULL);
     const char want[] = "[dm] Bob -> alice: hi\r\n";
     assert_memory_equal(r.tn->data, want, strlen(want));
@@ -72,8 +78,8 @@ static void long_message_uses_16_bit_length(void **state)
     (void)state;
     char text[300];
     memset(text, 'x', sizeof text);
-    struct store_msg m = {.room = "r", .seq = 2, .ts = 3, .from = "a", .text = text,
-                          .text_len = sizeof text};
+    struct store_msg m = {
+        .room = "r", .seq = 2, .ts = 3, .from = "a", .text = text, .text_len = sizeof text};
     struct msg_rec r = events_message(&m, NULL);
     const uint8_t *f = r.ws->data + r.ws_off;
     size_t payload = r.ws->len - MSG_JSON_OFF;

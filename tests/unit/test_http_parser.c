@@ -23,7 +23,8 @@ static int parse_n(const char *s, size_t len, size_t max_head, struct http_reque
     int rc = http_parse_request(copy, len, max_head, req);
     /* Results point into the buffer; keep them valid by parsing the original too. */
     free(copy);
-    if (rc > 0) assert_int_equal(http_parse_request(s, len, max_head, req), rc);
+    if (rc > 0)
+        assert_int_equal(http_parse_request(s, len, max_head, req), rc);
     return rc;
 }
 
@@ -156,7 +157,8 @@ static void test_bad_request_lines(void **state)
         "GET /a b HTTP/1.1\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (parse_rc(bad[i]) != HTTP_BAD) fail_msg("case %zu accepted", i);
+        if (parse_rc(bad[i]) != HTTP_BAD)
+            fail_msg("case %zu accepted", i);
     }
     /* A NUL is a control character like any other, even inside the buffer. */
     static const char nul[] = "GET /\0 HTTP/1.1\r\n\r\n";
@@ -190,7 +192,8 @@ static void test_bad_headers(void **state)
         "GET / HTTP/1.1\r\nA: 1\r\n\r\r\n\r\n",   /* CR CR LF is not an empty line */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (parse_rc(bad[i]) != HTTP_BAD) fail_msg("case %zu accepted", i);
+        if (parse_rc(bad[i]) != HTTP_BAD)
+            fail_msg("case %zu accepted", i);
     }
     static const char nul[] = "GET / HTTP/1.1\r\nA: x\0y\r\n\r\n";
     struct http_request req;

@@ -33,7 +33,8 @@ static json_t *finish_parse(struct jsonw *w)
     json_error_t err;
     json_t *v = json_loadb((const char *)c->data + headroom, c->len - headroom,
                            JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-    if (!v) fail_msg("jansson: %s", err.text);
+    if (!v)
+        fail_msg("jansson: %s", err.text);
     chunk_unref(c);
     return v;
 }

@@ -21,7 +21,8 @@ static enum proto_error run_n(const char *json, size_t n, struct proto_request *
 {
     *why = NULL;
     enum proto_error e = proto_parse_envelope(json, n, req);
-    if (e != PROTO_OK) return e;
+    if (e != PROTO_OK)
+        return e;
     e = proto_validate(req, &limits, why);
     if (e == PROTO_OK)
         assert_null(*why);

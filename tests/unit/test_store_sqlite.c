@@ -34,8 +34,10 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/parley-store-XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    if (store_sqlite_open(f->dir, 0, &f->s) != 0) return -1;
+    if (!mkdtemp(f->dir))
+        return -1;
+    if (store_sqlite_open(f->dir, 0, &f->s) != 0)
+        return -1;
     *state = f;
     return 0;
 }
@@ -43,7 +45,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    if (f->s) f->s->ops->close(f->s);
+    if (f->s)
+        f->s->ops->close(f->s);
     nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     free(f);
     return 0;
@@ -158,7 +161,8 @@ static uint64_t room_seq(struct store *s, const char *room)
     struct rooms_seen r = {0};
     assert_int_equal(s->ops->load_rooms(s, see_room, &r), 0);
     for (int i = 0; i < r.n; i++)
-        if (strcmp(r.name[i], room) == 0) return r.last_seq[i];
+        if (strcmp(r.name[i], room) == 0)
+            return r.last_seq[i];
     fail_msg("room %s not listed", room);
     return 0;
 }
@@ -505,7 +509,8 @@ static void size_cap_gives_enospc_and_recovers(void **state)
             err = put(s, "general", committed + i, 1, "alice", big, NULL);
         if (err == 0) {
             err = s->ops->commit(s);
-            if (err == 0) committed += 4;
+            if (err == 0)
+                committed += 4;
         } else {
             /* Once the batch has failed, nothing more of it is stored. */
             assert_int_equal(put(s, "general", committed + 5, 1, "alice", "x", NULL), -ENOSPC);

@@ -75,8 +75,10 @@ static const char *verb_name(uint8_t verb)
 static void record(struct transcript *t, const struct telnet_event *ev)
 {
     char tmp[32];
-    if (ev->type == TELNET_EV_NONE) return;
-    if (t->len > 0) put(t, " ");
+    if (ev->type == TELNET_EV_NONE)
+        return;
+    if (t->len > 0)
+        put(t, " ");
     switch (ev->type) {
     case TELNET_EV_NONE:
         break;
@@ -115,7 +117,8 @@ static void feed(struct telnet_parser *p, const uint8_t *data, size_t n, struct 
         size_t used = telnet_parse(p, data + pos, left, &ev);
         assert_true(used <= left);
         assert_true(used > 0); /* progress: bytes remained, so something was consumed */
-        if (ev.type == TELNET_EV_NONE) assert_int_equal(used, left);
+        if (ev.type == TELNET_EV_NONE)
+            assert_int_equal(used, left);
         if (ev.type == TELNET_EV_LINE) {
             assert_true(ev.len <= p->cap);
             assert_ptr_equal(ev.line, p->buf);
@@ -179,7 +182,8 @@ static void expect(size_t cap, const uint8_t *in, size_t n, const char *want)
 
     for (size_t a = 0; a <= n; a++) {
         assert_run(cap, in, n, &a, 1, want);
-        if (n > 48) continue;
+        if (n > 48)
+            continue;
         for (size_t b = a; b <= n; b++) {
             size_t cuts[2] = {a, b};
             assert_run(cap, in, n, cuts, 2, want);

@@ -59,7 +59,8 @@ static const uint32_t white_space[] = {
 static bool ref_white(uint32_t cp)
 {
     for (size_t i = 0; i < sizeof white_space / sizeof white_space[0]; i++)
-        if (white_space[i] == cp) return true;
+        if (white_space[i] == cp)
+            return true;
     return false;
 }
 
@@ -345,7 +346,8 @@ static void test_dm_room_round_trip(void **state)
             char li[TEXT_NAME_MAX + 1], lj[TEXT_NAME_MAX + 1];
             text_lower(names[i], strlen(names[i]), li);
             text_lower(names[j], strlen(names[j]), lj);
-            if (strcmp(li, lj) == 0) continue;
+            if (strcmp(li, lj) == 0)
+                continue;
             char room[TEXT_DM_ROOM_MAX + 1], a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
             text_dm_room(names[i], names[j], room);
             assert_true(parse_dm(room, a, b));
@@ -553,7 +555,8 @@ static void test_text_every_code_point(void **state)
 {
     (void)state;
     for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
-        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            continue;
         char buf[8];
         size_t t, n = 0;
         buf[n++] = 'x';

@@ -18,7 +18,8 @@ static long reject_index(const uint8_t *p, size_t n)
     uint32_t st = UTF8_ACCEPT;
     for (size_t i = 0; i < n; i++) {
         st = utf8_validate(st, p + i, 1);
-        if (st == UTF8_REJECT) return (long)i;
+        if (st == UTF8_REJECT)
+            return (long)i;
     }
     return -1;
 }
@@ -147,7 +148,8 @@ static void test_every_code_point(void **state)
             assert_int_equal(reject_index(buf, n), 1);
             continue;
         }
-        if (!utf8_is_valid(buf, n)) fail_msg("U+%04X refused", (unsigned)cp);
+        if (!utf8_is_valid(buf, n))
+            fail_msg("U+%04X refused", (unsigned)cp);
         uint32_t st = utf8_validate(UTF8_ACCEPT, buf, n / 2);
         assert_int_equal(utf8_validate(st, buf + n / 2, n - n / 2), UTF8_ACCEPT);
     }
@@ -186,16 +188,24 @@ static int ref_two(uint8_t a, uint8_t b)
 {
     bool a_ascii = a < 0x80, b_cont = b >= 0x80 && b <= 0xBF;
     if (a_ascii) {
-        if (b < 0x80) return 1;
+        if (b < 0x80)
+            return 1;
         return (b >= 0xC2 && b <= 0xF4) ? 2 : 0;
     }
-    if (a >= 0xC2 && a <= 0xDF) return b_cont ? 1 : 0;
-    if (a == 0xE0) return (b >= 0xA0 && b <= 0xBF) ? 2 : 0;
-    if (a == 0xED) return (b >= 0x80 && b <= 0x9F) ? 2 : 0;
-    if (a >= 0xE1 && a <= 0xEF) return b_cont ? 2 : 0;
-    if (a == 0xF0) return (b >= 0x90 && b <= 0xBF) ? 2 : 0;
-    if (a >= 0xF1 && a <= 0xF3) return b_cont ? 2 : 0;
-    if (a == 0xF4) return (b >= 0x80 && b <= 0x8F) ? 2 : 0;
+    if (a >= 0xC2 && a <= 0xDF)
+        return b_cont ? 1 : 0;
+    if (a == 0xE0)
+        return (b >= 0xA0 && b <= 0xBF) ? 2 : 0;
+    if (a == 0xED)
+        return (b >= 0x80 && b <= 0x9F) ? 2 : 0;
+    if (a >= 0xE1 && a <= 0xEF)
+        return b_cont ? 2 : 0;
+    if (a == 0xF0)
+        return (b >= 0x90 && b <= 0xBF) ? 2 : 0;
+    if (a >= 0xF1 && a <= 0xF3)
+        return b_cont ? 2 : 0;
+    if (a == 0xF4)
+        return (b >= 0x80 && b <= 0x8F) ? 2 : 0;
     return 0;
 }
 

@@ -89,7 +89,8 @@ struct transcript {
 
 static void grow(uint8_t **p, size_t *cap, size_t need)
 {
-    if (need <= *cap) return;
+    if (need <= *cap)
+        return;
     size_t c = *cap ? *cap : 256;
     while (c < need)
         c *= 2;
@@ -101,7 +102,8 @@ static void grow(uint8_t **p, size_t *cap, size_t need)
 static void put(struct transcript *t, const void *p, size_t n)
 {
     grow(&t->bytes, &t->cap, t->len + n);
-    if (n > 0) memcpy(t->bytes + t->len, p, n);
+    if (n > 0)
+        memcpy(t->bytes + t->len, p, n);
     t->len += n;
 }
 
@@ -126,10 +128,12 @@ static void record(struct transcript *t, const struct ws_event *ev)
     case WS_EV_DATA:
         t->data_events++;
         assert_true(ev->opcode == WS_OP_TEXT || ev->opcode == WS_OP_BINARY);
-        if (t->msg_op == 0) t->msg_op = ev->opcode;
+        if (t->msg_op == 0)
+            t->msg_op = ev->opcode;
         assert_int_equal(ev->opcode, t->msg_op);
         grow(&t->msg, &t->msg_cap, t->msg_len + ev->len);
-        if (ev->len > 0) memcpy(t->msg + t->msg_len, ev->data, ev->len);
+        if (ev->len > 0)
+            memcpy(t->msg + t->msg_len, ev->data, ev->len);
         t->msg_len += ev->len;
         if (ev->last) {
             put_str(t, ev->opcode == WS_OP_TEXT ? "T[" : "B[");
@@ -333,7 +337,8 @@ static void test_length_forms(void **state)
             run(in, n, MAX_MSG, cuts, 2, &t);
             assert_int_equal(t.len, len + 3);
             assert_memory_equal(t.bytes, "B[", 2);
-            if (len > 0) assert_memory_equal(t.bytes + 2, payload, len);
+            if (len > 0)
+                assert_memory_equal(t.bytes + 2, payload, len);
             transcript_free(&t);
         }
     }
@@ -481,11 +486,13 @@ static void expect_error(const char *what, const uint8_t *in, size_t n, uint64_t
     transcript_free(&t);
     /* Fed only up to the deciding byte, the error is already there. */
     run(in, at + 1, max, NULL, 0, &t);
-    if (!t.failed || t.error_code != code) fail_msg("%s: not refused at byte %zu", what, at);
+    if (!t.failed || t.error_code != code)
+        fail_msg("%s: not refused at byte %zu", what, at);
     transcript_free(&t);
     /* One byte short, it is not. */
     run(in, at, max, NULL, 0, &t);
-    if (t.failed) fail_msg("%s: refused before byte %zu", what, at);
+    if (t.failed)
+        fail_msg("%s: refused before byte %zu", what, at);
     transcript_free(&t);
 }
 
@@ -736,7 +743,8 @@ static void test_close_code_valid_table(void **state)
     for (uint32_t c = 0; c <= 0xFFFF; c++) {
         bool want =
             (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
-        if (ws_close_code_valid((uint16_t)c) != want) fail_msg("close code %u", (unsigned)c);
+        if (ws_close_code_valid((uint16_t)c) != want)
+            fail_msg("close code %u", (unsigned)c);
     }
 }
 
@@ -880,7 +888,8 @@ static void test_random_streams(void **state)
                     memcpy(want + wn, "P[pi]", 5);
                     wn += 5;
                 }
-                if (fin) break;
+                if (fin)
+                    break;
             } while (true);
             want[wn++] = text ? 'T' : 'B';
             want[wn++] = '[';

@@ -174,8 +174,10 @@ static bool origin_ok(const char *host, const char *origin, const char *const *a
 {
     struct http_request req;
     req_init(&req, "GET", 1);
-    if (host != NULL) req_add(&req, "Host", host);
-    if (origin != NULL) req_add(&req, "Origin", origin);
+    if (host != NULL)
+        req_add(&req, "Host", host);
+    if (origin != NULL)
+        req_add(&req, "Origin", origin);
     return ws_origin_allowed(&req, allowed, n_allowed);
 }
 
@@ -257,7 +259,8 @@ static void test_origin_refused_forms(void **state)
         "http://[::1%eth0]:9999",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (SAME("localhost:9999", bad[i])) fail_msg("Origin \"%s\" allowed", bad[i]);
+        if (SAME("localhost:9999", bad[i]))
+            fail_msg("Origin \"%s\" allowed", bad[i]);
         if (origin_ok("localhost:9999", bad[i], star, 1))
             fail_msg("Origin \"%s\" allowed by *", bad[i]);
     }
