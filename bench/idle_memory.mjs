@@ -42,11 +42,12 @@ function openOne(url, chat, i) {
       ws.once('message', () => resolve(ws));
       return;
     }
-    // A chat client: logged in as a guest and joined to #general, then idle.
+    // A chat client: logged in as a guest and joined to one of 100 rooms, then idle. (All in one
+    // room would measure the presence storm of n joins, n^2/2 events, not a connection's cost.)
     ws.on('message', (data) => {
       const m = JSON.parse(data);
       if (m.type === 'hello') ws.send(JSON.stringify({ type: 'login', id: 1, name: `idle${i}` }));
-      if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', id: 2, room: 'general' }));
+      if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', id: 2, room: `room${i % 100}` }));
       if (m.type === 'joined') resolve(ws);
     });
   });
@@ -86,4 +87,4 @@ const peer = await start(process.execPath, [path.join(root, 'bench/peers/ws_serv
 const peerBytes = await measure('node ws 8 (peer)', peer, '/');
 console.log(`idle WebSockets: ${count} each`);
 console.log(`greeted WebSocket: parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
-console.log(`logged-in chat client in one room (guest + #general): ${chatBytes.toFixed(0)} bytes, ${(chatBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);
+console.log(`logged-in chat client in one room (guest, 100 rooms): ${chatBytes.toFixed(0)} bytes, ${(chatBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);

@@ -149,8 +149,17 @@ static bool flush(struct conn *c)
             c->out_count--;
         }
     }
-    if (c->out_count == 0)
-        drop_output(c); /* an idle connection keeps no ring */
+    if (c->out_count == 0) {
+        /* A connection whose queue empties again within a second is busy: it keeps its ring
+         * (no allocation per message); a quiet one gives it back. */
+        uint64_t now = conn_now(c);
+        bool busy = now - c->last_drain_ms < 1000 && c->out_cap <= 64;
+        c->last_drain_ms = now;
+        if (busy)
+            c->out_head = 0;
+        else
+            drop_output(c);
+    }
     c->want_write = c->out_count > 0;
     bool resumed = false;
     if (c->reading_paused && c->out_bytes < CONN_OUT_LOW && c->state == CONN_OPEN) {
