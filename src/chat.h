@@ -69,7 +69,6 @@ struct chat_op {
     uint16_t worker;  /* reply to this worker... */
     uint64_t conn_id; /* ...and this connection */
     json_t *id;       /* the request's id (owned reference), or NULL */
-    bool telnet;      /* the requester is a telnet session (for encodings) */
 
     /* Result: PROTO_OK or the error to send, with a human message. */
     enum proto_error err;

@@ -407,7 +407,6 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
     uint64_t now = conn_now(c);
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
-    op->telnet = c->transport == CONN_TELNET;
     if (login) {
         if (s->logged_in || s->login_pending)
             FAIL(PROTO_ALREADY_LOGGED_IN, "this connection is logged in already");
