@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev)
-test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3)
+test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 
 with_tests=false
 [ "${1:-}" = "--test" ] && with_tests=true

@@ -67,9 +67,12 @@ run_units() {
 run_blackbox() {
     local bin=$1 name=$2
     local out="$log_dir/blackbox-$name.tap"
+    local suites=(tests/blackbox/ tests/chat/)
+    # The web client in a real browser (Debian's chromium), once, on the release build.
+    [ "$name" = release ] && suites+=(tests/web/)
     echo "== black-box ($name): $bin"
     PARLEY_BIN="$bin" timeout 600 node --test --test-reporter=tap --test-concurrency="$jobs" \
-        tests/blackbox/ tests/chat/ >"$out" 2>&1
+        "${suites[@]}" >"$out" 2>&1
     grep -E '^\s*not ok ' "$out" | sed 's/^/  /' | head -n 40
     count_node "$out"
 }

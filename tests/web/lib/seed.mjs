@@ -1,0 +1,40 @@
+// A plain WebSocket chat client in node, to put messages on the server from outside the browser.
+import WebSocket from 'ws';
+import { ms, withTimeout } from '../../blackbox/lib/util.mjs';
+
+export async function seedClient(server, name) {
+  const ws = new WebSocket(server.wsUrl, { origin: `http://127.0.0.1:${server.httpPort}` });
+  const waiting = new Map();
+  const events = []; // everything that was not a reply
+  let nextId = 1;
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data);
+    if (msg.id !== undefined && waiting.has(msg.id)) {
+      waiting.get(msg.id)(msg);
+      waiting.delete(msg.id);
+    } else {
+      events.push(msg);
+    }
+  });
+  await withTimeout(new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  }), ms(5000), 'seed connection');
+  const request = (msg) => withTimeout(new Promise((resolve) => {
+    const id = nextId++;
+    waiting.set(id, resolve);
+    ws.send(JSON.stringify({ ...msg, id }));
+  }), ms(5000), `reply to ${msg.type}`);
+  const welcome = await request({ type: 'login', name });
+  if (welcome.type !== 'welcome') throw new Error(`seed login: ${JSON.stringify(welcome)}`);
+  return {
+    events,
+    request,
+    async send(room, text) {
+      const ack = await request({ type: 'send', room, text });
+      if (ack.type !== 'ack') throw new Error(`seed send: ${JSON.stringify(ack)}`);
+      return ack;
+    },
+    close: () => ws.close(),
+  };
+}

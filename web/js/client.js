@@ -1,0 +1,549 @@
+// The chat session over a Connection: sign-in, the conversations (rooms and direct messages) with
+// their messages in seq order, members, typing, sends with client ids, and resume after a drop
+// (log in with the token, re-join every room with `since`, retry unacked sends with their cid).
+// It emits events for the view and never touches the page.
+
+import { Connection, RequestError } from './connection.js';
+import * as storage from './storage.js';
+
+export const HISTORY_PAGE = 50;
+export const MAX_TEXT = 4000;
+const TYPING_SHOWN_MS = 5000;
+const TYPING_EVERY_MS = 2000;
+const ROOMS_REFRESH_MS = 20000;
+const RETRY_SOON_MS = 3000;
+
+export function dmId(a, b) {
+  return 'dm:' + [a.toLowerCase(), b.toLowerCase()].sort().join(':');
+}
+
+function newCid() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export class Conversation {
+  constructor(id, me) {
+    this.id = id;
+    this.dm = id.startsWith('dm:');
+    this.peer = null;
+    if (this.dm && me) {
+      const [, a, b] = id.split(':');
+      this.peer = a === me.toLowerCase() ? b : a;
+    }
+    this.joined = false; // a public room this tab is in (or wants to be in)
+    this.seq = null; // last seq seen on the live stream (null: none yet)
+    this.latest = 0; // latest seq the server reported
+    this.members = new Map(); // name -> 'online' | 'offline'
+    this.messages = []; // in seq order
+    this.bySeq = new Map();
+    this.hasMore = true;
+    this.loading = false;
+    this.unread = 0;
+    this.typing = new Map(); // name -> timer
+  }
+
+  get title() {
+    return this.dm ? this.peer : '#' + this.id;
+  }
+}
+
+export class ChatClient extends EventTarget {
+  #resumeGen = 0;
+  #saveTimer = null;
+  #typingSent = 0;
+  #roomsTimer = null;
+  #welcomed = false; // the first welcome of this page shows the open conversation
+
+  constructor(url) {
+    super();
+    this.conn = new Connection(url);
+    this.me = null; // {name, guest}
+    this.token = null;
+    this.loggedIn = false;
+    this.convs = new Map();
+    this.publicRooms = []; // from the last `rooms` reply
+    this.pending = []; // sends not yet acked: {cid, conv, text, state, error}
+    this.active = null;
+    this.conn.addEventListener('state', (e) => this.#onState(e.detail));
+    this.conn.addEventListener('message', (e) => this.#onEvent(e.detail));
+  }
+
+  emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // Page load: resume the last session if a token is stored. Returns whether it did.
+  start() {
+    const last = storage.lastSession();
+    if (!last) return false;
+    this.me = { name: last.name, guest: null };
+    this.token = last.token;
+    this.#restore(last.name);
+    this.conn.open();
+    return true;
+  }
+
+  async signIn(mode, name, password) {
+    this.conn.open();
+    try {
+      let timer;
+      await Promise.race([
+        this.conn.ready(),
+        new Promise((_, reject) => { timer = setTimeout(() => reject(new RequestError('disconnected')), 10000); }),
+      ]).finally(() => clearTimeout(timer));
+      if (mode === 'register') {
+        await this.conn.request({ type: 'register', name, password });
+      }
+      const msg = { type: 'login', name };
+      if (mode !== 'guest') msg.password = password;
+      const welcome = await this.conn.request(msg);
+      this.#restore(welcome.name);
+      this.#welcome(welcome);
+    } catch (err) {
+      if (!this.loggedIn) this.conn.close();
+      throw err;
+    }
+  }
+
+  // A guest keeps its name by registering it.
+  async registerName(password) {
+    const reply = await this.conn.request({ type: 'register', name: this.me.name, password });
+    this.me = { name: reply.name, guest: false };
+    if (reply.token) {
+      this.token = reply.token;
+      storage.saveUser(this.me.name, { token: reply.token });
+    }
+    this.emit('session');
+  }
+
+  signOut(reason = null) {
+    this.#resumeGen++;
+    this.conn.close();
+    if (this.me) storage.forgetToken(this.me.name);
+    clearInterval(this.#roomsTimer);
+    for (const conv of this.convs.values()) for (const t of conv.typing.values()) clearTimeout(t);
+    this.me = null;
+    this.token = null;
+    this.loggedIn = false;
+    this.convs = new Map();
+    this.pending = [];
+    this.active = null;
+    this.publicRooms = [];
+    this.#welcomed = false;
+    this.emit('session', { reason });
+  }
+
+  // --- conversations ---
+
+  conv(id) {
+    let conv = this.convs.get(id);
+    if (!conv) {
+      conv = new Conversation(id, this.me && this.me.name);
+      this.convs.set(id, conv);
+    }
+    return conv;
+  }
+
+  // Shows a conversation: joins (or creates) a public room, loads recent history.
+  async open(id) {
+    const conv = this.conv(id);
+    this.active = id;
+    conv.unread = 0;
+    this.#save();
+    this.emit('active', { conv });
+    this.emit('rooms');
+    if (!conv.dm && !conv.joined) {
+      conv.joined = true;
+      if (!this.loggedIn) {
+        this.emit('rooms'); // joined with every other room once signed in again
+        return;
+      }
+      try {
+        await this.#join(conv);
+      } catch (err) {
+        if (err.code === 'disconnected') {
+          this.emit('rooms'); // joined with every other room once the connection is back
+          this.#save();
+          return;
+        }
+        conv.joined = false;
+        this.convs.delete(id);
+        if (this.active === id) this.active = null;
+        this.emit('rooms');
+        throw err;
+      }
+      this.refreshRooms();
+    } else if (conv.messages.length < HISTORY_PAGE && conv.hasMore) {
+      this.loadOlder(conv).catch(() => {});
+    }
+  }
+
+  openDm(name) {
+    const conv = this.conv(dmId(this.me.name, name));
+    if (!conv.peer || conv.peer === conv.peer.toLowerCase()) conv.peer = name;
+    return this.open(conv.id);
+  }
+
+  async leave(id) {
+    const conv = this.convs.get(id);
+    if (!conv) return;
+    if (!conv.dm && conv.joined) await this.conn.request({ type: 'leave', room: id }).catch((err) => {
+      if (err.code !== 'not_member') throw err;
+    });
+    this.convs.delete(id);
+    this.pending = this.pending.filter((p) => p.conv !== id);
+    if (this.active === id) this.active = null;
+    this.#save();
+    this.emit('rooms');
+    this.refreshRooms();
+  }
+
+  async refreshRooms() {
+    if (!this.loggedIn) return;
+    try {
+      const reply = await this.conn.request({ type: 'rooms' });
+      this.publicRooms = reply.rooms;
+      for (const r of reply.rooms) {
+        const conv = this.convs.get(r.name);
+        if (conv) conv.latest = Math.max(conv.latest, r.seq);
+      }
+      this.emit('rooms');
+    } catch {
+      // offline: the next resume refreshes it
+    }
+  }
+
+  // Loads the page of history before the oldest message shown.
+  async loadOlder(conv) {
+    if (conv.loading || !conv.hasMore || !this.loggedIn) return;
+    const msg = { type: 'history', room: conv.id, limit: HISTORY_PAGE };
+    if (conv.messages.length) msg.before = conv.messages[0].seq;
+    else if (conv.latest) msg.before = conv.latest + 1;
+    if (msg.before === 1) {
+      conv.hasMore = false;
+      this.emit('messages', { conv, reset: true });
+      return;
+    }
+    conv.loading = true;
+    this.emit('loading', { conv });
+    try {
+      const reply = await this.conn.request(msg);
+      for (const m of reply.messages) this.#insert(conv, m);
+      if (reply.messages.length < HISTORY_PAGE || reply.messages[0].seq <= 1) conv.hasMore = false;
+    } catch (err) {
+      if (err.code === 'forbidden' || err.code === 'not_member') conv.hasMore = false;
+      else if (err.code !== 'disconnected') throw err;
+    } finally {
+      conv.loading = false;
+      this.emit('messages', { conv, reset: true });
+    }
+  }
+
+  // --- sending ---
+
+  send(id, text) {
+    const trimmed = text.replace(/\s+$/u, '');
+    if (!trimmed) return;
+    if ([...trimmed].length > MAX_TEXT) throw new RequestError('too_long');
+    const p = { cid: newCid(), conv: id, text: trimmed, state: 'waiting', error: null };
+    this.pending.push(p);
+    this.#savePending();
+    this.emit('pending', { conv: this.conv(id) });
+    this.#dispatch(p);
+  }
+
+  discard(cid) {
+    const p = this.pending.find((x) => x.cid === cid);
+    this.pending = this.pending.filter((x) => x.cid !== cid);
+    this.#savePending();
+    if (p) this.emit('pending', { conv: this.conv(p.conv) });
+  }
+
+  typing(id) {
+    const conv = this.convs.get(id);
+    const now = Date.now();
+    if (!conv || conv.dm || !conv.joined || now - this.#typingSent < TYPING_EVERY_MS) return;
+    this.#typingSent = now;
+    this.conn.notify({ type: 'typing', room: id });
+  }
+
+  async #dispatch(p) {
+    if (!this.loggedIn || p.inFlight || !this.pending.includes(p)) return;
+    const conv = this.conv(p.conv);
+    const msg = { type: 'send', text: p.text, cid: p.cid };
+    if (conv.dm) msg.to = conv.peer;
+    else msg.room = conv.id;
+    p.inFlight = true;
+    p.state = 'sending';
+    this.emit('pending', { conv });
+    try {
+      const ack = await this.conn.request(msg);
+      this.#insert(this.conv(ack.room), {
+        room: ack.room, seq: ack.seq, ts: Date.now(), from: this.me.name, text: p.text, cid: p.cid, local: true,
+      });
+      this.#settle(p.cid);
+      this.emit('messages', { conv: this.conv(ack.room) });
+      this.emit('pending', { conv: this.conv(ack.room) });
+    } catch (err) {
+      p.inFlight = false;
+      if (!this.pending.includes(p)) return;
+      const code = err.code;
+      if (code === 'disconnected') {
+        p.state = 'waiting'; // retried with its cid after the next login
+      } else if (code === 'timeout' || code === 'rate_limited' || code === 'server_busy') {
+        p.state = 'retry';
+        if (code !== 'timeout') this.emit('notice', { conv, code, message: err.message });
+        setTimeout(() => this.#dispatch(p), RETRY_SOON_MS);
+      } else {
+        this.pending = this.pending.filter((x) => x !== p);
+        this.#savePending();
+        this.emit('notice', { conv, code, message: err.message, text: p.text });
+      }
+      this.emit('pending', { conv });
+    }
+  }
+
+  #settle(cid) {
+    const before = this.pending.length;
+    this.pending = this.pending.filter((p) => p.cid !== cid);
+    if (this.pending.length !== before) this.#savePending();
+  }
+
+  // --- connection life ---
+
+  #onState({ state }) {
+    if (state !== 'open') {
+      if (this.loggedIn) {
+        this.loggedIn = false;
+        for (const conv of this.convs.values()) {
+          for (const t of conv.typing.values()) clearTimeout(t);
+          conv.typing.clear();
+        }
+        this.emit('typing', {});
+      }
+      for (const p of this.pending) if (p.state === 'sending') p.state = 'waiting';
+    } else if (this.token && !this.loggedIn) {
+      this.#resume();
+    }
+    this.emit('status', { state, retryAt: this.conn.retryAt });
+    if (this.pending.length) this.emit('pending', {});
+  }
+
+  async #resume() {
+    const gen = ++this.#resumeGen;
+    let welcome;
+    try {
+      welcome = await this.conn.request({ type: 'login', token: this.token });
+    } catch (err) {
+      if (gen !== this.#resumeGen) return;
+      if (err.code === 'bad_token' || err.code === 'name_taken' || err.code === 'bad_credentials') {
+        this.signOut(err.code);
+      }
+      return; // disconnected: the next connection tries again
+    }
+    if (gen !== this.#resumeGen) return;
+    this.#welcome(welcome);
+  }
+
+  // Loads what was remembered for `name`: rooms with their last seq, the open one, unsent texts.
+  #restore(name) {
+    if (this.convs.size) return;
+    const saved = storage.userState(name);
+    this.me = { name, guest: this.me ? this.me.guest : null };
+    for (const [id, seq] of Object.entries(saved.rooms)) {
+      const conv = this.conv(id);
+      conv.seq = typeof seq === 'number' ? seq : null;
+      if (!conv.dm) conv.joined = true;
+    }
+    this.pending = saved.pending.map((p) => ({ ...p, state: 'waiting', inFlight: false }));
+    this.active = saved.active;
+  }
+
+  async #welcome(welcome) {
+    const gen = this.#resumeGen;
+    this.me = { name: welcome.name, guest: welcome.guest };
+    this.token = welcome.token;
+    storage.saveUser(welcome.name, { token: welcome.token });
+    this.loggedIn = true;
+    this.conn.resetBackoff();
+    if (!this.convs.size) {
+      const general = this.conv('general');
+      general.joined = true;
+    }
+    for (const dm of welcome.dms || []) {
+      const conv = this.conv(dm.room);
+      conv.latest = Math.max(conv.latest, dm.seq);
+    }
+    if (!this.active || !this.convs.has(this.active)) this.active = 'general';
+    this.conv(this.active);
+    this.emit('session');
+    this.emit('status', { state: 'open' });
+    if (!this.#welcomed) this.emit('active', { conv: this.conv(this.active) });
+    this.#welcomed = true;
+    const work = [];
+    for (const conv of this.convs.values()) {
+      if (!conv.dm && conv.joined) work.push(this.#join(conv));
+      else if (conv.dm && conv.seq !== null && conv.latest > conv.seq) work.push(this.#catchUpDm(conv));
+    }
+    await Promise.allSettled(work);
+    if (gen !== this.#resumeGen || !this.loggedIn) return;
+    for (const p of this.pending) this.#dispatch(p);
+    this.#save();
+    this.refreshRooms();
+    clearInterval(this.#roomsTimer);
+    this.#roomsTimer = setInterval(() => this.refreshRooms(), ROOMS_REFRESH_MS);
+    const active = this.convs.get(this.active);
+    if (active && active.dm && !active.messages.length) this.loadOlder(active).catch(() => {});
+  }
+
+  // Joins a room, with `since` when a seq was seen before (the replay follows as messages).
+  async #join(conv) {
+    const msg = { type: 'join', room: conv.id };
+    if (conv.seq !== null) msg.since = conv.seq;
+    const reply = await this.conn.request(msg);
+    conv.joined = true;
+    conv.members = new Map(reply.members.map((m) => [m, 'online']));
+    conv.latest = Math.max(conv.latest, reply.seq);
+    if (conv.seq === null) conv.seq = reply.seq;
+    if (reply.truncated) {
+      this.emit('notice', { conv, code: 'truncated' });
+    }
+    this.emit('members', { conv });
+    this.#save();
+    if (conv.messages.length < HISTORY_PAGE && conv.hasMore) {
+      // Older messages than the replay, so the view is not empty after a reload.
+      this.loadOlder(conv).catch(() => {});
+    }
+  }
+
+  // Direct messages that arrived while this page was away (registered users only).
+  async #catchUpDm(conv) {
+    if (this.me.guest) return;
+    let before = conv.latest + 1;
+    for (let page = 0; page < 10; page++) {
+      let reply;
+      try {
+        reply = await this.conn.request({ type: 'history', room: conv.id, before, limit: 200 });
+      } catch {
+        return;
+      }
+      for (const m of reply.messages) this.#received(conv, m, true);
+      if (reply.messages.length < 200 || reply.messages[0].seq <= conv.seq + 1) break;
+      before = reply.messages[0].seq;
+    }
+    conv.seq = Math.max(conv.seq ?? 0, conv.latest);
+    this.emit('messages', { conv, reset: true });
+    this.#save();
+  }
+
+  // --- server events ---
+
+  #onEvent(msg) {
+    switch (msg.type) {
+      case 'message': {
+        const conv = this.conv(msg.room);
+        this.#received(conv, msg, false);
+        this.emit('messages', { conv });
+        break;
+      }
+      case 'presence': {
+        const conv = this.convs.get(msg.room);
+        if (!conv) break;
+        conv.members.set(msg.user, msg.state);
+        this.emit('members', { conv });
+        break;
+      }
+      case 'typing': {
+        const conv = this.convs.get(msg.room);
+        if (!conv || !this.me || msg.user === this.me.name) break;
+        clearTimeout(conv.typing.get(msg.user));
+        conv.typing.set(msg.user, setTimeout(() => {
+          conv.typing.delete(msg.user);
+          this.emit('typing', { conv });
+        }, TYPING_SHOWN_MS));
+        this.emit('typing', { conv });
+        break;
+      }
+      case 'error':
+        this.emit('notice', { code: msg.code, message: msg.message });
+        break;
+      default:
+        break;
+    }
+  }
+
+  #received(conv, msg, fromHistory) {
+    const mine = this.me && msg.from.toLowerCase() === this.me.name.toLowerCase();
+    if (conv.dm && !mine) conv.peer = msg.from;
+    const fresh = this.#insert(conv, msg);
+    if (!fromHistory) {
+      if (conv.dm && conv.seq !== null && msg.seq > conv.seq + 1 && !this.me.guest) {
+        conv.latest = Math.max(conv.latest, msg.seq - 1);
+        this.#catchUpDm(conv); // a gap: fetch what is missing
+      } else if (conv.seq === null || msg.seq > conv.seq) {
+        conv.seq = msg.seq;
+      }
+      conv.latest = Math.max(conv.latest, msg.seq);
+    }
+    if (msg.cid && mine) {
+      this.#settle(msg.cid);
+      this.emit('pending', { conv });
+    }
+    if (conv.typing.has(msg.from)) {
+      clearTimeout(conv.typing.get(msg.from));
+      conv.typing.delete(msg.from);
+      this.emit('typing', { conv });
+    }
+    if (fresh && !mine && (this.active !== conv.id || document.hidden)) {
+      if (this.active !== conv.id) conv.unread += 1;
+      this.emit('rooms');
+    } else if (fresh && conv.dm && conv.messages.length === 1) {
+      this.emit('rooms');
+    }
+    this.#save();
+  }
+
+  // Puts a message in seq order; a seq already there is not added twice.
+  #insert(conv, msg) {
+    const have = conv.bySeq.get(msg.seq);
+    if (have) {
+      if (have.local && !msg.local) Object.assign(have, msg, { local: false });
+      return false;
+    }
+    const m = { seq: msg.seq, ts: msg.ts, from: msg.from, text: msg.text, cid: msg.cid, local: !!msg.local };
+    conv.bySeq.set(m.seq, m);
+    const list = conv.messages;
+    let i = list.length;
+    while (i > 0 && list[i - 1].seq > m.seq) i--;
+    list.splice(i, 0, m);
+    return true;
+  }
+
+  // --- persistence ---
+
+  #save() {
+    if (this.#saveTimer) return;
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = null;
+      this.saveNow();
+    }, 300);
+  }
+
+  saveNow() {
+    if (!this.me || !this.token) return;
+    const rooms = {};
+    for (const conv of this.convs.values()) {
+      if ((conv.dm && conv.seq !== null) || (!conv.dm && conv.joined)) rooms[conv.id] = conv.seq;
+    }
+    storage.saveUser(this.me.name, { token: this.token, rooms, active: this.active });
+  }
+
+  #savePending() {
+    if (!this.me) return;
+    storage.saveUser(this.me.name, {
+      pending: this.pending.map(({ cid, conv, text }) => ({ cid, conv, text })),
+    });
+  }
+}

@@ -1,0 +1,400 @@
+// The signed-in page: conversation list, messages, members, typing, composer and status.
+// It reads the ChatClient's state and calls its methods; it never speaks the protocol itself.
+
+import { $, fill, h } from './dom.js';
+import { append, renderAll, renderPending } from './messages.js';
+import { errorText, roomNameError, userNameError } from './words.js';
+
+const NOTICE_MS = 8000;
+
+export class View {
+  #shown = { id: null, count: 0, lastSeq: 0 };
+  #noticeTimer = null;
+  #statusTimer = null;
+  #sidebarQueued = false;
+
+  constructor(client) {
+    this.client = client;
+    this.log = $('#log');
+    this.list = $('#messages');
+    this.text = $('#composer-text');
+    this.#bind();
+    client.addEventListener('rooms', () => this.#sidebarSoon());
+    client.addEventListener('active', () => this.renderActive());
+    client.addEventListener('messages', (e) => this.#onMessages(e.detail));
+    client.addEventListener('pending', () => this.renderPending());
+    client.addEventListener('members', (e) => {
+      if (e.detail.conv.id === client.active) this.renderMembers();
+      this.#sidebarSoon();
+    });
+    client.addEventListener('typing', () => this.renderTyping());
+    client.addEventListener('status', (e) => this.renderStatus(e.detail));
+    client.addEventListener('loading', (e) => {
+      if (e.detail.conv.id === client.active) $('#older').textContent = 'Loading older messages…';
+    });
+    client.addEventListener('notice', (e) => this.#onNotice(e.detail));
+    client.addEventListener('session', () => this.renderAccount());
+  }
+
+  get active() {
+    return this.client.active && this.client.convs.get(this.client.active);
+  }
+
+  // --- status ---
+
+  renderStatus({ state, retryAt }) {
+    const bar = $('#status');
+    const retry = $('#retry');
+    clearInterval(this.#statusTimer);
+    document.body.dataset.conn = state === 'open' && this.client.loggedIn ? 'online' : state;
+    if (!this.client.me && state !== 'connecting') {
+      bar.hidden = true;
+      return;
+    }
+    if (state === 'open' && this.client.loggedIn) {
+      bar.hidden = true;
+      return;
+    }
+    bar.hidden = false;
+    bar.className = 'status ' + state;
+    retry.hidden = state !== 'offline';
+    if (state === 'offline') {
+      const tick = () => {
+        const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+        $('#status-text').textContent = `Offline. Reconnecting${s > 0 ? ` in ${s} s` : '…'}`;
+      };
+      tick();
+      this.#statusTimer = setInterval(tick, 1000);
+    } else {
+      $('#status-text').textContent = state === 'open' ? 'Signing in…' : 'Connecting…';
+    }
+  }
+
+  // --- sidebar ---
+
+  // Many events in a row (a long replay) render the sidebar once.
+  #sidebarSoon() {
+    if (this.#sidebarQueued) return;
+    this.#sidebarQueued = true;
+    setTimeout(() => {
+      this.#sidebarQueued = false;
+      if (this.client.me) this.renderSidebar();
+    }, 0);
+  }
+
+  renderSidebar() {
+    const c = this.client;
+    const counts = new Map(c.publicRooms.map((r) => [r.name, r.members]));
+    const item = (conv, label, extra) => {
+      const current = conv.id === c.active;
+      const badge = conv.unread > 0 ? h('span', { class: 'badge', 'aria-label': `${conv.unread} unread` }, String(conv.unread)) : null;
+      return h('li', {},
+        h('button', {
+          type: 'button', class: 'conv-btn' + (current ? ' current' : '') + (conv.unread ? ' unread' : ''),
+          'aria-current': current ? 'page' : null, 'data-conv': conv.id,
+          onclick: () => this.#open(conv.id),
+        }, h('span', { class: 'conv-name' }, label), extra, badge));
+    };
+    const mine = [...c.convs.values()].filter((v) => !v.dm && v.joined).sort((a, b) => a.id.localeCompare(b.id));
+    fill($('#my-rooms'), mine.map((v) => {
+      const n = v.members.size ? [...v.members.values()].filter((s) => s === 'online').length : counts.get(v.id) ?? 0;
+      return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, String(n)));
+    }));
+    const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest));
+    fill($('#dm-list'), dms.length ? dms.map((v) => item(v, v.peer, this.#peerOnline(v.peer) ? h('span', { class: 'dot online', 'aria-label': 'online' }) : null))
+      : h('li', { class: 'empty' }, 'No conversations yet'));
+    const others = c.publicRooms.filter((r) => !(c.convs.get(r.name) || {}).joined);
+    fill($('#other-rooms'), others.length ? others.map((r) => h('li', {},
+      h('button', { type: 'button', class: 'conv-btn', 'data-conv': r.name, onclick: () => this.#open(r.name) },
+        h('span', { class: 'conv-name' }, '#' + r.name),
+        h('span', { class: r.members ? 'count' : 'count zero', 'aria-label': `${r.members} online` }, String(r.members)))))
+      : h('li', { class: 'empty' }, 'None'));
+    const unread = [...c.convs.values()].reduce((n, v) => n + v.unread, 0);
+    document.title = unread ? `(${unread}) parley` : 'parley';
+  }
+
+  renderAccount() {
+    const me = this.client.me;
+    $('#me').textContent = me ? me.name + (me.guest ? ' (guest)' : '') : '';
+    $('.me-narrow').textContent = me ? `Signed in as ${$('#me').textContent}` : '';
+    const box = $('#account');
+    if (!me || !me.guest) {
+      fill(box);
+      return;
+    }
+    const err = h('p', { class: 'error', role: 'alert' });
+    const pw = h('input', { id: 'keep-password', type: 'password', autocomplete: 'new-password', minlength: 8, maxlength: 256 });
+    fill(box, h('form', {
+      class: 'inline-form', novalidate: true,
+      onsubmit: async (e) => {
+        e.preventDefault();
+        if (pw.value.length < 8) {
+          err.textContent = 'Passwords are at least 8 characters.';
+          return;
+        }
+        try {
+          await this.client.registerName(pw.value);
+        } catch (ex) {
+          err.textContent = errorText(ex.code, ex.message);
+        }
+      },
+    }, h('label', { for: 'keep-password' }, `Keep the name ${me.name}: choose a password`),
+    h('div', { class: 'row' }, pw, h('button', { type: 'submit' }, 'Register')), err));
+  }
+
+  #peerOnline(name) {
+    if (!name) return false;
+    for (const conv of this.client.convs.values()) {
+      for (const [user, state] of conv.members) if (state === 'online' && user.toLowerCase() === name.toLowerCase()) return true;
+    }
+    return false;
+  }
+
+  async #open(id) {
+    document.body.classList.remove('nav-open', 'members-open');
+    $('#scrim').hidden = true;
+    try {
+      await this.client.open(id);
+    } catch (err) {
+      this.#onNotice({ code: err.code, message: err.message });
+    }
+    this.text.focus();
+  }
+
+  // --- the open conversation ---
+
+  renderActive() {
+    const conv = this.active;
+    if (!conv) return;
+    $('#conv-title').textContent = conv.title;
+    for (const b of document.querySelectorAll('[data-action="leave"]')) {
+      b.hidden = conv.dm;
+      b.textContent = `Leave ${conv.title}`;
+    }
+    $('#composer-label').textContent = `Message ${conv.title}`;
+    this.text.placeholder = `Message ${conv.title}`;
+    $('#notice').hidden = true;
+    this.renderMessages(true);
+    this.renderMembers();
+    this.renderTyping();
+    this.renderPending();
+    this.renderSidebar();
+  }
+
+  renderMessages(toBottom) {
+    const conv = this.active;
+    const me = this.client.me && this.client.me.name;
+    const fromBottom = this.log.scrollHeight - this.log.scrollTop;
+    renderAll(this.list, conv.messages, me);
+    this.#shown = { id: conv.id, count: conv.messages.length, lastSeq: conv.messages.length ? conv.messages.at(-1).seq : 0 };
+    $('#older').textContent = conv.loading ? 'Loading older messages…'
+      : conv.hasMore ? '' : conv.messages.length ? 'This is the beginning of the conversation.' : 'No messages yet. Say hello!';
+    $('#jump').hidden = true;
+    if (toBottom) this.log.scrollTop = this.log.scrollHeight;
+    else this.log.scrollTop = this.log.scrollHeight - fromBottom;
+    this.#maybeLoadOlder();
+  }
+
+  #onMessages({ conv, reset }) {
+    if (conv.id !== this.client.active) return;
+    const shown = this.#shown;
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    const list = conv.messages;
+    const tailOnly = !reset && shown.id === conv.id && shown.count <= list.length
+      && (shown.count === 0 || list[shown.count - 1].seq === shown.lastSeq);
+    if (!tailOnly) {
+      this.renderMessages(atBottom && !reset);
+      return;
+    }
+    if (shown.count === list.length) return;
+    const me = this.client.me.name;
+    for (let i = shown.count; i < list.length; i++) append(this.list, list[i - 1], list[i], me);
+    this.#shown = { id: conv.id, count: list.length, lastSeq: list.at(-1).seq };
+    if (!conv.hasMore || list.length) $('#older').textContent = conv.hasMore ? '' : 'This is the beginning of the conversation.';
+    const mine = list.at(-1).from === me;
+    if (atBottom || mine) this.log.scrollTop = this.log.scrollHeight;
+    else $('#jump').hidden = false;
+  }
+
+  #maybeLoadOlder() {
+    const conv = this.active;
+    if (!conv || !conv.hasMore || conv.loading) return;
+    if (this.log.scrollTop < 150) this.client.loadOlder(conv).catch((err) => this.#onNotice({ code: err.code }));
+  }
+
+  renderPending() {
+    const conv = this.active;
+    if (!conv) return;
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    const mine = this.client.pending.filter((p) => p.conv === conv.id);
+    renderPending($('#pending'), mine, this.client.me.name, (cid) => this.client.discard(cid));
+    if (atBottom || mine.length) this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  renderMembers() {
+    const conv = this.active;
+    const pane = $('#members-pane');
+    const me = this.client.me.name;
+    if (conv.dm) {
+      const online = this.#peerOnline(conv.peer);
+      $('#conv-sub').textContent = online ? 'online' : '';
+      $('#members-h').textContent = 'Direct message';
+      fill($('#members'), h('li', { class: 'member' },
+        h('span', { class: 'dot' + (online ? ' online' : ''), 'aria-hidden': 'true' }),
+        h('span', {}, conv.peer), h('span', { class: 'sr-only' }, online ? ' (online)' : ' (offline or elsewhere)')));
+      pane.classList.add('dm');
+      return;
+    }
+    pane.classList.remove('dm');
+    const entries = [...conv.members].sort((a, b) => (a[1] === b[1] ? a[0].localeCompare(b[0]) : a[1] === 'online' ? -1 : 1));
+    const online = entries.filter((e) => e[1] === 'online').length;
+    $('#members-h').textContent = `Members (${online} online)`;
+    $('#conv-sub').textContent = `${online} online`;
+    fill($('#members'), entries.map(([name, state]) => h('li', { class: 'member ' + state, 'data-user': name },
+      h('span', { class: 'dot' + (state === 'online' ? ' online' : ''), 'aria-hidden': 'true' }),
+      name === me ? h('span', {}, name, h('span', { class: 'you' }, ' (you)'))
+        : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
+      h('span', { class: 'presence' }, state === 'online' ? 'online' : 'offline'))));
+  }
+
+  renderTyping() {
+    const conv = this.active;
+    const names = conv ? [...conv.typing.keys()] : [];
+    $('#typing').textContent = names.length === 0 ? ''
+      : names.length === 1 ? `${names[0]} is typing…`
+        : names.length === 2 ? `${names[0]} and ${names[1]} are typing…` : 'Several people are typing…';
+  }
+
+  #onNotice({ conv, code, message, text }) {
+    const el = $('#notice');
+    let words = errorText(code, message);
+    if (conv && conv.id !== this.client.active) words = `${conv.title}: ${words}`;
+    el.textContent = words;
+    el.hidden = false;
+    el.className = 'notice ' + (code === 'rate_limited' || code === 'server_busy' ? 'warn' : 'error');
+    if (text && !this.text.value && (!conv || conv.id === this.client.active)) this.text.value = text;
+    clearTimeout(this.#noticeTimer);
+    this.#noticeTimer = setTimeout(() => { el.hidden = true; }, NOTICE_MS);
+  }
+
+  #openDm(name) {
+    document.body.classList.remove('nav-open', 'members-open');
+    $('#scrim').hidden = true;
+    this.client.openDm(name);
+    this.renderSidebar();
+    this.text.focus();
+  }
+
+  // --- controls ---
+
+  #bind() {
+    const c = this.client;
+    this.log.addEventListener('scroll', () => {
+      this.#maybeLoadOlder();
+      if (this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80) $('#jump').hidden = true;
+    }, { passive: true });
+    $('#jump').addEventListener('click', () => {
+      this.log.scrollTop = this.log.scrollHeight;
+      $('#jump').hidden = true;
+      this.text.focus();
+    });
+    $('#composer').addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.#send();
+    });
+    this.text.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.#send();
+      }
+    });
+    this.text.addEventListener('input', () => {
+      this.#autosize();
+      if (this.text.value.trim() && c.active) c.typing(c.active);
+    });
+    let roomsAsked = 0;
+    const freshRooms = () => {
+      if (Date.now() - roomsAsked < 1000) return;
+      roomsAsked = Date.now();
+      c.refreshRooms();
+    };
+    $('#join-name').addEventListener('focus', freshRooms);
+    window.addEventListener('focus', freshRooms);
+    $('#join-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const input = $('#join-name');
+      const name = input.value.trim().toLowerCase().replace(/^#/, '');
+      const problem = roomNameError(name);
+      $('#join-error').textContent = problem || '';
+      if (problem) return;
+      input.value = '';
+      await this.#open(name);
+    });
+    $('#dm-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const input = $('#dm-name');
+      const name = input.value.trim().replace(/^@/, '');
+      let problem = userNameError(name);
+      if (!problem && name.toLowerCase() === c.me.name.toLowerCase()) problem = 'That is you. Pick someone else.';
+      $('#dm-error').textContent = problem || '';
+      if (problem) return;
+      input.value = '';
+      this.#openDm(name);
+    });
+    const leave = async () => {
+      const id = c.active;
+      try {
+        await c.leave(id);
+      } catch (err) {
+        this.#onNotice({ code: err.code, message: err.message });
+        return;
+      }
+      const next = [...c.convs.values()].find((v) => !v.dm && v.joined);
+      this.#open(next ? next.id : 'general');
+    };
+    for (const b of document.querySelectorAll('[data-action="leave"]')) b.addEventListener('click', leave);
+    $('#retry').addEventListener('click', () => c.conn.retryNow());
+    const drawer = (cls, button) => {
+      const open = !document.body.classList.contains(cls);
+      document.body.classList.remove('nav-open', 'members-open');
+      if (open) document.body.classList.add(cls);
+      $('#nav-toggle').setAttribute('aria-expanded', String(cls === 'nav-open' && open));
+      $('#members-toggle').setAttribute('aria-expanded', String(cls === 'members-open' && open));
+      $('#scrim').hidden = !open;
+      if (open) (button === 'nav' ? $('#join-name') : $('#members-pane')).focus();
+    };
+    $('#nav-toggle').addEventListener('click', () => drawer('nav-open', 'nav'));
+    $('#members-toggle').addEventListener('click', () => drawer('members-open', 'members'));
+    $('#scrim').addEventListener('click', () => {
+      document.body.classList.remove('nav-open', 'members-open');
+      $('#scrim').hidden = true;
+    });
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && document.body.matches('.nav-open, .members-open')) {
+        document.body.classList.remove('nav-open', 'members-open');
+        $('#scrim').hidden = true;
+        this.text.focus();
+      }
+    });
+  }
+
+  #send() {
+    const c = this.client;
+    const text = this.text.value;
+    if (!text.trim() || !c.active) return;
+    try {
+      c.send(c.active, text);
+    } catch (err) {
+      this.#onNotice({ code: err.code });
+      return;
+    }
+    this.text.value = '';
+    this.#autosize();
+    $('#notice').hidden = true;
+  }
+
+  #autosize() {
+    this.text.style.height = 'auto';
+    this.text.style.height = Math.min(this.text.scrollHeight, 200) + 'px';
+  }
+}
