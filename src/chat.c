@@ -92,6 +92,11 @@ void chat_op_free(struct chat_op *op)
     free(op);
 }
 
+void chat_op_drop(struct mail *m)
+{
+    chat_op_free((struct chat_op *)m);
+}
+
 void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why)
 {
     op->err = err;

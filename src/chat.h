@@ -140,6 +140,8 @@ void chat_to_worker(struct chat_op *op);
 struct chat_op *chat_op_new(enum chat_op_kind kind, uint16_t worker, uint64_t conn_id);
 /* Frees an op and everything it owns (message references included). */
 void chat_op_free(struct chat_op *op);
+/* Frees a queued op that will never be handled (a mailbox drained at shutdown). */
+void chat_op_drop(struct mail *m);
 void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why);
 void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m); /* takes the references */
 void chat_op_add_name(struct chat_op *op, const char *name);

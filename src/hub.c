@@ -80,12 +80,7 @@ static void room_free(struct hub *h, struct hub_room *r)
     for (uint32_t i = 0; i < r->ring_len; i++)
         msg_rec_release(&r->ring[(r->ring_head + i) % ring_cap(h)]);
     free(r->ring);
-    size_t pos = 0;
-    const char *k;
-    void *v;
-    while (map_next(&r->members, &pos, &k, &v))
-        free(v);
-    map_free(&r->members);
+    map_free_all(&r->members);
     free(r->worker_conns);
     free(r);
 }
@@ -560,15 +555,10 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     return service_init(s, "hub", on_mail, before_sleep, h);
 }
 
-static void drop_op(struct mail *m)
-{
-    chat_op_free((struct chat_op *)m);
-}
-
 void hub_destroy(struct service *s)
 {
     struct hub *h = s->ctx;
-    service_destroy(s, drop_op);
+    service_destroy(s, chat_op_drop);
     if (!h)
         return;
     size_t pos = 0;
@@ -577,13 +567,8 @@ void hub_destroy(struct service *s)
     while (map_next(&h->rooms, &pos, &k, &v))
         room_free(h, v);
     map_free(&h->rooms);
-    struct map *maps[] = {&h->registered, &h->guests};
-    for (size_t i = 0; i < 2; i++) {
-        pos = 0;
-        while (map_next(maps[i], &pos, &k, &v))
-            free(v);
-        map_free(maps[i]);
-    }
+    map_free_all(&h->registered);
+    map_free_all(&h->guests);
     map_free(&h->registering);
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);

@@ -53,6 +53,14 @@ void map_free(struct map *m)
     m->cap = m->count = m->used = 0;
 }
 
+void map_free_all(struct map *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].state == SLOT_LIVE)
+            free(m->slots[i].value);
+    map_free(m);
+}
+
 static bool key_equal(const struct map *m, const struct map_slot *s, uint64_t hash, const char *str,
                       uint64_t u64)
 {

@@ -24,6 +24,8 @@ struct map {
 void map_init(struct map *m, bool string_keys);
 /* Frees the map's own memory (and its key copies), not the values. */
 void map_free(struct map *m);
+/* Frees every value with free(), then the map (for maps that own plain heap values). */
+void map_free_all(struct map *m);
 
 /* Returns the value stored under key, or NULL. */
 void *map_get(const struct map *m, const char *key);

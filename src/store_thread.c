@@ -392,23 +392,13 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
     return service_init(s, "store", on_mail, commit_batch, st);
 }
 
-static void drop_op(struct mail *m)
-{
-    chat_op_free((struct chat_op *)m);
-}
-
 void store_thread_destroy(struct service *s)
 {
     struct store_thread *st = s->ctx;
-    service_destroy(s, drop_op);
+    service_destroy(s, chat_op_drop);
     if (!st)
         return;
-    size_t pos = 0;
-    const char *k;
-    void *v;
-    while (map_next(&st->rooms, &pos, &k, &v))
-        free(v);
-    map_free(&st->rooms);
+    map_free_all(&st->rooms);
     for (size_t i = 0; i < st->n_batch; i++)
         chat_op_free(st->batch[i]);
     free(st->batch);
