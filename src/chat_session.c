@@ -174,10 +174,15 @@ static void slow_consumer(struct conn *c)
     /* A reader this far behind resumes later from its last seq; we do not buffer for it. */
     metrics_add(METRIC_SLOW_CONSUMERS, 1);
     log_info("msg=slow_consumer conn=%llu queued=%zu", (unsigned long long)c->id, c->out_bytes);
-    if (c->transport == CONN_TELNET)
-        conn_close(c);
-    else
+    if (c->transport == CONN_TELNET) {
+        /* As on WebSocket: what is queued still goes out, then a word of why, then the close. */
+        static const char notice[] =
+            "* You fell too far behind; reconnect and use /history to catch up. Bye.\r\n";
+        conn_send_copy(c, notice, sizeof notice - 1);
+        conn_close_after_flush(c);
+    } else {
         ws_session_close(c, WS_CLOSE_POLICY, "slow consumer");
+    }
 }
 
 static void backlog_push(struct chat_session *s, const struct msg_rec *rec, bool live, size_t len)

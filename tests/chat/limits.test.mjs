@@ -14,9 +14,10 @@ import {
   ms,
   uniqRoom,
   user,
+  withTimeout,
 } from './lib/chat.mjs';
 import { RawChat } from './lib/rawchat.mjs';
-import { TelnetClient } from './lib/telnet.mjs';
+import { TelnetClient, telnetLogin } from './lib/telnet.mjs';
 import { scrape, sum } from './lib/metrics.mjs';
 import { exchange } from '../blackbox/lib/http.mjs';
 import { upgradeRequest } from '../blackbox/lib/rawws.mjs';
@@ -279,33 +280,18 @@ test('--max-conns-per-ip 2: a third telnet connection → "! server_busy: ..." a
   t3.assertCrlf();
 });
 
-test('slow consumer: --output-limit 65536 closes a client that stops reading with 1008 "slow consumer"; it resumes with no gap or duplicate', async (t) => {
-  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
-  const room = uniqRoom();
-  const before = sum(await scrape(server), 'parley_slow_consumers_total');
-
-  const slow = await RawChat.open(server);
-  t.after(() => slow.destroy());
-  const name = `slow${Date.now() % 1000000}`;
-  const reg = await slow.request({ type: 'register', name, password: PASSWORD });
-  assert.equal(reg.type, 'registered', JSON.stringify(reg));
-  const welcome = await slow.request({ type: 'login', name, password: PASSWORD });
-  assert.equal(welcome.type, 'welcome', JSON.stringify(welcome));
-  const joined = await slow.request({ type: 'join', room });
-  assert.equal(joined.type, 'joined', JSON.stringify(joined));
-
-  const flooder = await user(server, t);
-  flooder.ignore = (m) => m.type === 'message';
-  await flooder.join(room);
-  slow.pause();
-
-  // Two flooders, each with few sends in flight, so that their own output queues (they get every
-  // message back) stay far below the limit while the paused client's queue grows.
-  const flooders = [flooder];
-  const f2 = await user(server, t);
-  f2.ignore = (m) => m.type === 'message';
-  await f2.join(room);
-  flooders.push(f2);
+// Floods `room` from two clients until parley_slow_consumers_total rises above `before`, i.e. until
+// a member that stopped reading was closed. Each flooder keeps few sends in flight, so their own
+// output queues (they get every message back) stay far below the limit. Returns a flooder and the
+// latest acked seq.
+async function floodUntilSlowConsumer(server, t, room, before) {
+  const flooders = [];
+  for (let i = 0; i < 2; i++) {
+    const f = await user(server, t);
+    f.ignore = (m) => m.type === 'message';
+    await f.join(room);
+    flooders.push(f);
+  }
   const text = 'x'.repeat(1500);
   let sent = 0;
   let latest = 0;
@@ -329,6 +315,27 @@ test('slow consumer: --output-limit 65536 closes a client that stops reading wit
     }
   };
   await Promise.all([...flooders.map(flood), watch()]);
+  assert.ok(overflowed, `no slow-consumer close after ${sent} messages`);
+  return { flooder: flooders[0], latest };
+}
+
+test('slow consumer: --output-limit 65536 closes a client that stops reading with 1008 "slow consumer"; it resumes with no gap or duplicate', async (t) => {
+  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const room = uniqRoom();
+  const before = sum(await scrape(server), 'parley_slow_consumers_total');
+
+  const slow = await RawChat.open(server);
+  t.after(() => slow.destroy());
+  const name = `slow${Date.now() % 1000000}`;
+  const reg = await slow.request({ type: 'register', name, password: PASSWORD });
+  assert.equal(reg.type, 'registered', JSON.stringify(reg));
+  const welcome = await slow.request({ type: 'login', name, password: PASSWORD });
+  assert.equal(welcome.type, 'welcome', JSON.stringify(welcome));
+  const joined = await slow.request({ type: 'join', room });
+  assert.equal(joined.type, 'joined', JSON.stringify(joined));
+
+  slow.pause();
+  const { flooder, latest } = await floodUntilSlowConsumer(server, t, room, before);
 
   slow.resume();
   const { messages, close, end } = await slow.drainToClose(LONG_TIMEOUT);
@@ -366,6 +373,30 @@ test('slow consumer: --output-limit 65536 closes a client that stops reading wit
 
   const after = sum(await scrape(server), 'parley_slow_consumers_total');
   assert.equal(after - before, reconnects, 'parley_slow_consumers_total does not count the slow-consumer closes');
+});
+
+test('slow consumer on telnet: what was queued is sent in order, then a "* " notice, then the close', async (t) => {
+  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const before = sum(await scrape(server), 'parley_slow_consumers_total');
+  const slow = await telnetLogin(server, t, `slowtn${Date.now() % 100000}`);
+  slow.socket.pause();
+  const { flooder, latest } = await floodUntilSlowConsumer(server, t, 'general', before);
+  slow.socket.resume();
+  await withTimeout(slow.closed, LONG_TIMEOUT, 'the server to close the slow telnet session');
+  const texts = slow.lines.map((l) => l.text);
+  const got = texts.filter((x) => x.startsWith('[#general] '));
+  assert.ok(got.length > 0 && got.length < latest, `got ${got.length} of ${latest} message lines`);
+  // Telnet lines carry no seq: they must be the room's first messages, in stored order.
+  const stored = [];
+  for (let before = latest + 1; stored.length < got.length;) {
+    const h = await flooder.expect({ type: 'history', room: 'general', before, limit: 200 }, 'history');
+    stored.unshift(...h.messages);
+    before = h.messages[0].seq;
+  }
+  const want = stored.slice(0, got.length).map((m) => `[#general] ${m.from}: ${m.text}`);
+  assert.deepEqual(got, want, 'the lines before the close are not the first messages of the room, in order');
+  assert.match(texts[texts.length - 1], /^\* You fell too far behind/);
+  assert.ok(slow.lines.every((l) => l.crlf), 'a line without CR LF');
 });
 
 // Polls token logins on fresh connections until one answers bad_token.
