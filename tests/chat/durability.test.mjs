@@ -2,7 +2,7 @@
 // retries are never duplicated; retention and replay from SQLite (--ring-size).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startChatServer } from './lib/server.mjs';
+import { serverForTest } from './lib/server.mjs';
 import {
   LONG_TIMEOUT,
   PASSWORD,
@@ -16,27 +16,10 @@ import {
   withTimeout,
 } from './lib/chat.mjs';
 
-// A server whose data directory is removed when the test ends (after any restarts).
-async function serverFor(t, args) {
-  const server = await startChatServer(args);
-  const all = [server];
-  t.after(async () => {
-    for (const s of all) await s.kill();
-    server.removeData();
-  });
-  server.track = (s) => all.push(s);
-  return server;
-}
-
-async function restart(first, args) {
-  const next = await first.restart(args);
-  first.track(next);
-  return next;
-}
 
 test('kill -9: every acked message is replayed once, in order, with the same seq, text, cid, ts and from', async (t) => {
   const args = ['--rate-limit', '0'];
-  const server = await serverFor(t, args);
+  const server = await serverForTest(t, args);
   const alice = await user(server, t);
   const bob = await user(server, t);
   const room = uniqRoom();
@@ -53,7 +36,7 @@ test('kill -9: every acked message is replayed once, in order, with the same seq
   await bob.nextMessage(dmAck.room);
 
   await server.kill();
-  const again = await restart(server, args);
+  const again = await server.restartInTest(args);
 
   const a2 = await connect(again, t);
   const w = await a2.loginToken(alice.token);
@@ -83,13 +66,13 @@ test('kill -9: every acked message is replayed once, in order, with the same seq
 });
 
 test('accounts, names and tokens survive a restart; an unknown token is still bad_token', async (t) => {
-  const server = await serverFor(t, []);
+  const server = await serverForTest(t, []);
   const u = await user(server, t, 'Durable_Name');
   const g = await guest(server, t);
   const guestToken = g.token;
   const guestName = g.name;
   await server.kill();
-  const again = await restart(server, []);
+  const again = await server.restartInTest([]);
   const c1 = await connect(again, t);
   const w1 = await c1.loginToken(u.token);
   assert.equal(w1.name, 'Durable_Name');
@@ -108,7 +91,7 @@ test('accounts, names and tokens survive a restart; an unknown token is still ba
 
 test('sends cut by kill -9 and retried with their cid after the restart: each stored exactly once', async (t) => {
   const args = ['--rate-limit', '0'];
-  const server = await serverFor(t, args);
+  const server = await serverForTest(t, args);
   const alice = await user(server, t);
   const witness = await user(server, t);
   const room = uniqRoom();
@@ -139,7 +122,7 @@ test('sends cut by kill -9 and retried with their cid after the restart: each st
   await Promise.all(pending);
   const witnessed = witness.log.filter((m) => m.type === 'message' && m.room === room);
 
-  const again = await restart(server, args);
+  const again = await server.restartInTest(args);
   const a2 = await connect(again, t);
   await a2.loginToken(alice.token);
   await a2.join(room);
@@ -172,7 +155,7 @@ test('sends cut by kill -9 and retried with their cid after the restart: each st
 
 test('--retention 5: since=0 → truncated:true and the last 5; since=6 → truncated:false', async (t) => {
   const args = ['--retention', '5', '--rate-limit', '0'];
-  const server = await serverFor(t, args);
+  const server = await serverForTest(t, args);
   const a = await user(server, t);
   const room = uniqRoom();
   await a.join(room);
@@ -199,7 +182,7 @@ test('--retention 5: since=0 → truncated:true and the last 5; since=6 → trun
 
 test('--retention 5: history holds only the newest 5, also after a restart', async (t) => {
   const args = ['--retention', '5', '--rate-limit', '0'];
-  const server = await serverFor(t, args);
+  const server = await serverForTest(t, args);
   const a = await user(server, t);
   const room = uniqRoom();
   await a.join(room);
@@ -207,7 +190,7 @@ test('--retention 5: history holds only the newest 5, also after a restart', asy
   let h = await a.expect({ type: 'history', room }, 'history');
   assertSeqRun(h.messages, room, 6, 10, 'history with retention 5');
   await server.kill();
-  const again = await restart(server, args);
+  const again = await server.restartInTest(args);
   const b = await user(again, t);
   h = await b.expect({ type: 'history', room }, 'history');
   assertSeqRun(h.messages, room, 6, 10, 'history with retention 5 after restart');
@@ -219,7 +202,7 @@ test('--retention 5: history holds only the newest 5, also after a restart', asy
 
 test('--ring-size 4: join since=2 replays 3..20 once, in order (older ones from SQLite), also after a restart', async (t) => {
   const args = ['--ring-size', '4', '--rate-limit', '0'];
-  const server = await serverFor(t, args);
+  const server = await serverForTest(t, args);
   const a = await user(server, t);
   const room = uniqRoom();
   await a.join(room);
@@ -237,7 +220,7 @@ test('--ring-size 4: join since=2 replays 3..20 once, in order (older ones from 
   assert.deepEqual(h.messages, live.slice(4, 9));
 
   await server.kill();
-  const again = await restart(server, args);
+  const again = await server.restartInTest(args);
   const c = await connect(again, t);
   await c.loginToken(b.token);
   const j2 = await c.join(room, 2);
@@ -251,7 +234,7 @@ test('--ring-size 4: join since=2 replays 3..20 once, in order (older ones from 
 
 test('SIGTERM: clients get close 1001, and everything is there after the restart', async (t) => {
   const args = ['--rate-limit', '0'];
-  const server = await serverFor(t, args);
+  const server = await serverForTest(t, args);
   const a = await user(server, t);
   const room = uniqRoom();
   await a.join(room);
@@ -260,7 +243,7 @@ test('SIGTERM: clients get close 1001, and everything is there after the restart
   await server.stop();
   const info = await closed;
   assert.equal(info.code, 1001);
-  const again = await restart(server, args);
+  const again = await server.restartInTest(args);
   const b = await connect(again, t);
   await b.loginToken(a.token);
   await b.join(room, 0);

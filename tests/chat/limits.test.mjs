@@ -2,7 +2,7 @@
 // --max-conns-per-ip, slow consumers (--output-limit), token lifetimes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startChatServer } from './lib/server.mjs';
+import { serverForTest } from './lib/server.mjs';
 import {
   LONG_TIMEOUT,
   PASSWORD,
@@ -22,15 +22,9 @@ import { scrape, sum } from './lib/metrics.mjs';
 import { exchange } from '../blackbox/lib/http.mjs';
 import { upgradeRequest } from '../blackbox/lib/rawws.mjs';
 
-// A server for one test, disposed after it.
-async function serverFor(t, args) {
-  const server = await startChatServer(args);
-  t.after(() => server.dispose());
-  return server;
-}
 
 test('--max-rooms 3: a 4th join → too_many_rooms; re-joining a joined room is fine; leave frees a slot', async (t) => {
-  const server = await serverFor(t, ['--max-rooms', '3']);
+  const server = await serverForTest(t, ['--max-rooms', '3']);
   const u = await user(server, t);
   const rooms = [uniqRoom(), uniqRoom(), uniqRoom(), uniqRoom()];
   for (const room of rooms.slice(0, 3)) await u.join(room);
@@ -51,7 +45,7 @@ test('--max-rooms 3: a 4th join → too_many_rooms; re-joining a joined room is 
 });
 
 test('--max-text 10: 10 code points accepted, 11 → too_long, counted after trimming', async (t) => {
-  const server = await serverFor(t, ['--max-text', '10']);
+  const server = await serverForTest(t, ['--max-text', '10']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -71,7 +65,7 @@ async function burst(client, reqs) {
 }
 
 test('--rate-limit 5: 5 rapid sends are acked, the 6th → rate_limited (rule 42)', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '5']);
+  const server = await serverForTest(t, ['--rate-limit', '5']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -85,7 +79,7 @@ test('--rate-limit 5: 5 rapid sends are acked, the 6th → rate_limited (rule 42
 });
 
 test('--rate-limit 5: direct messages share the bucket; the limit is per connection', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '5']);
+  const server = await serverForTest(t, ['--rate-limit', '5']);
   const a = await user(server, t);
   const b = await user(server, t);
   const room = uniqRoom();
@@ -107,7 +101,7 @@ test('--rate-limit 5: direct messages share the bucket; the limit is per connect
 });
 
 test('rule 17/23: cid retries are not counted by the rate limit', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '5']);
+  const server = await serverForTest(t, ['--rate-limit', '5']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -124,7 +118,7 @@ test('rule 17/23: cid retries are not counted by the rate limit', async (t) => {
 });
 
 test('rule 5: with an empty bucket, validation and membership errors still outrank rate_limited', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '2']);
+  const server = await serverForTest(t, ['--rate-limit', '2']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -143,7 +137,7 @@ test('rule 5: with an empty bucket, validation and membership errors still outra
 });
 
 test('default limit: 20 rapid sends acked, the 21st → rate_limited', async (t) => {
-  const server = await serverFor(t, []);
+  const server = await serverForTest(t, []);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -189,7 +183,7 @@ async function checkHammer(server, t, owner, room, bucket, { replies, close }) {
 }
 
 test('--rate-limit 5: more than 50 send attempts in 10 s → close 1008 (rules 23, 42)', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '5']);
+  const server = await serverForTest(t, ['--rate-limit', '5']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -197,7 +191,7 @@ test('--rate-limit 5: more than 50 send attempts in 10 s → close 1008 (rules 2
 });
 
 test('--rate-limit 5: 50 attempts in a burst do not close the connection', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '5']);
+  const server = await serverForTest(t, ['--rate-limit', '5']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -208,7 +202,7 @@ test('--rate-limit 5: 50 attempts in a burst do not close the connection', async
 });
 
 test('default: more than 200 send attempts in 10 s → close 1008 (rule 23)', async (t) => {
-  const server = await serverFor(t, []);
+  const server = await serverForTest(t, []);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -216,7 +210,7 @@ test('default: more than 200 send attempts in 10 s → close 1008 (rule 23)', as
 });
 
 test('--rate-limit 0 switches the limit off: 300 rapid sends are all acked', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '0']);
+  const server = await serverForTest(t, ['--rate-limit', '0']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -228,7 +222,7 @@ test('--rate-limit 0 switches the limit off: 300 rapid sends are all acked', asy
 });
 
 test('--login-timeout 1: a client that never logs in is closed with 1008; failed attempts do not extend it', async (t) => {
-  const server = await serverFor(t, ['--login-timeout', '1']);
+  const server = await serverForTest(t, ['--login-timeout', '1']);
   const idle = await connect(server, t);
   const trying = await connect(server, t);
   const ok = await connect(server, t);
@@ -256,7 +250,7 @@ test('--login-timeout 1: a client that never logs in is closed with 1008; failed
 });
 
 test('--max-conns-per-ip 2: a third WebSocket upgrade → HTTP 503', async (t) => {
-  const server = await serverFor(t, ['--max-conns-per-ip', '2']);
+  const server = await serverForTest(t, ['--max-conns-per-ip', '2']);
   await connect(server, t);
   await connect(server, t);
   const [res] = await exchange(server.httpPort, upgradeRequest({ port: server.httpPort, path: '/ws' }));
@@ -264,7 +258,7 @@ test('--max-conns-per-ip 2: a third WebSocket upgrade → HTTP 503', async (t) =
 });
 
 test('--max-conns-per-ip 2: a third telnet connection → "! server_busy: ..." and close', async (t) => {
-  const server = await serverFor(t, ['--max-conns-per-ip', '2']);
+  const server = await serverForTest(t, ['--max-conns-per-ip', '2']);
   const t1 = await TelnetClient.connect(server, 't1');
   const t2 = await TelnetClient.connect(server, 't2');
   t.after(() => {
@@ -320,7 +314,7 @@ async function floodUntilSlowConsumer(server, t, room, before) {
 }
 
 test('slow consumer: --output-limit 65536 closes a client that stops reading with 1008 "slow consumer"; it resumes with no gap or duplicate', async (t) => {
-  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const server = await serverForTest(t, ['--output-limit', '65536', '--rate-limit', '0']);
   const room = uniqRoom();
   const before = sum(await scrape(server), 'parley_slow_consumers_total');
 
@@ -376,7 +370,7 @@ test('slow consumer: --output-limit 65536 closes a client that stops reading wit
 });
 
 test('slow consumer on telnet: what was queued is sent in order, then a "* " notice, then the close', async (t) => {
-  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const server = await serverForTest(t, ['--output-limit', '65536', '--rate-limit', '0']);
   const before = sum(await scrape(server), 'parley_slow_consumers_total');
   const slow = await telnetLogin(server, t, `slowtn${Date.now() % 100000}`);
   slow.socket.pause();
@@ -413,7 +407,7 @@ async function waitTokenExpired(server, t, token, what) {
 }
 
 test('a client that reads promptly is not closed as a slow consumer by the replay of its join (rule 24, resume)', async (t) => {
-  const server = await serverFor(t, ['--output-limit', '65536', '--rate-limit', '0']);
+  const server = await serverForTest(t, ['--output-limit', '65536', '--rate-limit', '0']);
   const room = uniqRoom();
   const writer = await user(server, t);
   writer.ignore = (m) => m.type === 'message';
@@ -432,7 +426,7 @@ test('a client that reads promptly is not closed as a slow consumer by the repla
 });
 
 test('--token-ttl 1: a token logs in at once and → bad_token once expired', async (t) => {
-  const server = await serverFor(t, ['--token-ttl', '1']);
+  const server = await serverForTest(t, ['--token-ttl', '1']);
   const u = await user(server, t);
   const c = await connect(server, t);
   await c.loginToken(u.token);
@@ -444,7 +438,7 @@ test('--token-ttl 1: a token logs in at once and → bad_token once expired', as
 });
 
 test('--guest-token-ttl 1: a guest token → bad_token once expired', async (t) => {
-  const server = await serverFor(t, ['--guest-token-ttl', '1']);
+  const server = await serverForTest(t, ['--guest-token-ttl', '1']);
   const g = await guest(server, t);
   const c = await connect(server, t);
   await c.loginToken(g.token);
@@ -459,7 +453,7 @@ function paddedSend(room, size) {
 }
 
 test('on /ws a 65536-byte request is served; 65537 bytes → close 1009 (rule 25)', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '0']);
+  const server = await serverForTest(t, ['--rate-limit', '0']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);
@@ -476,7 +470,7 @@ test('on /ws a 65536-byte request is served; 65537 bytes → close 1009 (rule 25
 });
 
 test('the send bucket refills: --rate-limit 10 gives a new token within about a second', async (t) => {
-  const server = await serverFor(t, ['--rate-limit', '10']);
+  const server = await serverForTest(t, ['--rate-limit', '10']);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);

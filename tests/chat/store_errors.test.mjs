@@ -6,21 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freshDataDir, startChatServer } from './lib/server.mjs';
+import { freshDataDir, serverForTest } from './lib/server.mjs';
 import { assertError, assertSeqRun, connect, ms, uniqRoom, user, withTimeout } from './lib/chat.mjs';
 import { runParley } from '../blackbox/lib/server.mjs';
 
-async function serverFor(t, args) {
-  const server = await startChatServer(args);
-  t.after(async () => {
-    await server.kill();
-    server.removeData();
-  });
-  return server;
-}
 
 test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', async (t) => {
-  const server = await serverFor(t, ['--max-db-size', '262144', '--rate-limit', '0']);
+  const server = await serverForTest(t, ['--max-db-size', '262144', '--rate-limit', '0']);
   const writer = await user(server, t);
   const reader = await user(server, t);
   const room = uniqRoom();
@@ -50,7 +42,7 @@ test('--max-db-size: a full database answers server_busy, stores nothing of the 
 });
 
 test('a database locked by another process → server_busy, then the same cid is stored once the lock goes', async (t) => {
-  const server = await serverFor(t, []);
+  const server = await serverForTest(t, []);
   const u = await user(server, t);
   const room = uniqRoom();
   await u.join(room);

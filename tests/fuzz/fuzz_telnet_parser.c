@@ -6,6 +6,8 @@
 
 #include "telnet_parser.h"
 
+#include "fuzz_pieces.h"
+
 /*
  * Input layout: byte 0 picks the line buffer size, byte 1 seeds the read
  * sizes, the rest is the byte stream from the client. The stream is read
@@ -81,18 +83,14 @@ static void reading(const uint8_t *data, size_t n, size_t cap, int seed, struct 
     CHECK(buf != NULL || cap == 0);
     struct telnet_parser p;
     telnet_parser_init(&p, buf, cap);
-    uint32_t rng = (uint32_t)seed * 2654435761u + 1;
+    uint32_t rng = fuzz_pieces_init((uint8_t)seed);
     size_t pos = 0;
     while (pos < n) {
         size_t piece = n - pos;
-        if (seed == 0) {
+        if (seed == 0)
             piece = 1;
-        } else if (seed > 0) {
-            rng = rng * 1103515245u + 12345u;
-            size_t want = 1 + (rng >> 16) % (seed & 0x80 ? 3 : 64);
-            if (want < piece)
-                piece = want;
-        }
+        else if (seed > 0)
+            piece = fuzz_next_piece(&rng, (uint8_t)seed, piece);
         /* The parser may stop early at an event; the rest of the piece goes in next. */
         size_t end = pos + piece;
         while (pos < end) {

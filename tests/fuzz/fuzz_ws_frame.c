@@ -7,6 +7,8 @@
 #include "utf8.h"
 #include "ws_frame.h"
 
+#include "fuzz_pieces.h"
+
 /*
  * Input layout: byte 0 picks the message limit, byte 1 seeds the read
  * sizes, the rest is the byte stream from the client. The stream is read
@@ -108,16 +110,12 @@ static void reading(uint8_t *buf, size_t n, uint64_t max_message, uint8_t seed,
 {
     struct ws_reader r;
     ws_reader_init(&r, max_message);
-    uint32_t rng = seed * 2654435761u + 1;
+    uint32_t rng = fuzz_pieces_init(seed);
     size_t pos = 0;
     while (pos < n) {
         size_t piece = n - pos;
-        if (seed != 0) {
-            rng = rng * 1103515245u + 12345u;
-            size_t want = 1 + (rng >> 16) % (seed & 0x80 ? 3 : 64);
-            if (want < piece)
-                piece = want;
-        }
+        if (seed != 0)
+            piece = fuzz_next_piece(&rng, seed, piece);
         /* The reader may stop early at an event; the rest of the piece goes in next. */
         size_t end = pos + piece;
         while (pos < end) {

@@ -159,3 +159,20 @@ export class ChatServer {
 export function startChatServer(extraArgs = [], opts = {}) {
   return ChatServer.start(extraArgs, opts);
 }
+
+// A server for one test `t`. server.restartInTest(args) starts its successor on the same data
+// directory; every one of them is killed when the test ends, and the data directory removed.
+export async function serverForTest(t, extraArgs = []) {
+  const server = await startChatServer(extraArgs);
+  const all = [server];
+  server.restartInTest = async (args) => {
+    const next = await server.restart(args);
+    all.push(next);
+    return next;
+  };
+  t.after(async () => {
+    for (const s of all) await s.kill();
+    server.removeData();
+  });
+  return server;
+}
