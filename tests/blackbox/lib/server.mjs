@@ -50,7 +50,7 @@ export function freshDataDir() {
 }
 
 // Spawns parley (through `ulimit -n N` when asked) with stdout/stderr captured.
-function spawnParley(args, { env, ulimitNofile } = {}) {
+export function spawnParley(args, { env, ulimitNofile } = {}) {
   const options = { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } };
   const child =
     ulimitNofile === undefined
@@ -85,7 +85,9 @@ export async function runParley(args, { env, timeoutMs = EXIT_TIMEOUT } = {}) {
   }
 }
 
-class ParleyServer {
+// A running parley: its log (parsed logfmt lines, awaitable), its listening ports, stop and kill.
+// What happens to its data directory is the subclass's business.
+export class ParleyProcess {
   #stderr = '';
   #lines = [];
   #lineWatchers = new Set();
@@ -132,6 +134,11 @@ class ParleyServer {
     return this.#lines.slice();
   }
 
+  // Last `n` lines of the log, for failure messages.
+  tail(n = 30) {
+    return this.#lines.slice(-n).map((l) => l.text).join('\n');
+  }
+
   // Resolves with the first log line (past or future) for which pred({text, fields}) holds.
   waitForLog(pred, timeoutMs, what) {
     const found = this.#lines.find(pred);
@@ -163,10 +170,6 @@ class ParleyServer {
     return `http://127.0.0.1:${this.httpPort}`;
   }
 
-  wsUrl(pathname) {
-    return `ws://127.0.0.1:${this.httpPort}${pathname}`;
-  }
-
   // Sends `signal` and waits for exit; SIGKILLs and throws if it does not exit in time.
   async stop({ signal = 'SIGTERM', timeoutMs = EXIT_TIMEOUT } = {}) {
     if (this.running) this.proc.kill(signal);
@@ -176,21 +179,37 @@ class ParleyServer {
       this.proc.kill('SIGKILL');
       await this.exited;
       throw new Error(`${err.message}\n--- parley stderr ---\n${this.#stderr}`);
-    } finally {
-      this.#removeDataDir();
     }
   }
 
   async kill() {
     if (this.running) this.proc.kill('SIGKILL');
-    const info = await this.exited;
-    this.#removeDataDir();
-    return info;
+    return this.exited;
   }
 
-  #removeDataDir() {
-    if (this.running) return;
+  removeData() {
     rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+// A black-box test server: its fresh data directory goes with it when it stops.
+class ParleyServer extends ParleyProcess {
+  wsUrl(pathname) {
+    return `ws://127.0.0.1:${this.httpPort}${pathname}`;
+  }
+
+  async stop(opts) {
+    try {
+      return await super.stop(opts);
+    } finally {
+      this.removeData();
+    }
+  }
+
+  async kill() {
+    const info = await super.kill();
+    this.removeData();
+    return info;
   }
 }
 
