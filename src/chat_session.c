@@ -267,15 +267,16 @@ static void replay_write(struct conn *c, const struct msg_rec *rec)
         backlog_push(s, rec, false, len);
 }
 
-/* Writes a room message to a member once: only when it is newer than what the member saw. */
-static void write_seq(struct conn *c, struct chat_sroom *r, const struct msg_rec *rec)
+/* Writes a room message to a member once: only when it is newer than what the member saw.
+ * Returns 1 when written, 0 when the member had it (callers sum these for the metric). */
+static unsigned write_seq(struct conn *c, struct chat_sroom *r, const struct msg_rec *rec)
 {
     if (r && rec->seq <= r->last_seq)
-        return;
+        return 0;
     if (r)
         r->last_seq = rec->seq;
     chat_session_write(c, rec);
-    metrics_add(METRIC_DELIVERIES, 1);
+    return 1;
 }
 
 /* --- sessions --- */
@@ -548,6 +549,7 @@ static void joined(struct conn *c, struct chat_op *op)
     }
     s->transport->op_done(c, op);
     /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
+    uint64_t replayed = 0;
     for (size_t i = 0; i < op->n_msgs; i++) {
         const struct msg_rec *m = &op->msgs[i];
         if (!op->rejoin && m->seq <= r->last_seq)
@@ -555,8 +557,9 @@ static void joined(struct conn *c, struct chat_op *op)
         if (m->seq > r->last_seq)
             r->last_seq = m->seq;
         replay_write(c, m); /* on a rejoin, asked for again explicitly */
-        metrics_add(METRIC_DELIVERIES, 1);
+        replayed++;
     }
+    metrics_add(METRIC_DELIVERIES, replayed);
     if (op->seq > r->last_seq)
         r->last_seq = op->seq;
     chat_session_drained(c);
@@ -650,6 +653,8 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
     struct local_room *lr = map_get(&cw->rooms, d->room);
     if (!lr)
         return;
+    /* One shared counter update per entry, not per recipient: workers do not contend on it. */
+    uint64_t delivered = 0;
     /* Writing may close a slow consumer, which edits this list: walk it from the end. */
     for (size_t i = lr->n; i-- > 0;) {
         if (i >= lr->n)
@@ -660,17 +665,19 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
             (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
             continue;
         if (d->rec.seq)
-            write_seq(m.c, m.r, &d->rec);
+            delivered += write_seq(m.c, m.r, &d->rec);
         else
             chat_session_write(m.c, &d->rec);
         if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
-            return; /* that slow consumer was the last member here */
+            break; /* that slow consumer was the last member here */
     }
+    metrics_add(METRIC_DELIVERIES, delivered);
 }
 
 static void deliver_dm(struct chat_worker *cw, struct deliver *d)
 {
     const char *users[2] = {d->user_a, d->user_b};
+    uint64_t delivered = 0;
     for (int u = 0; u < 2; u++) {
         struct local_user *lu = map_get(&cw->users, users[u]);
         if (!lu)
@@ -678,11 +685,12 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
         /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
         for (size_t i = lu->n; i-- > 0;) {
             struct conn *c = lu->c[i];
-            write_seq(c, chat_session_room(c->session, d->room), &d->rec);
+            delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
             if (!conn_is_open(c) && !(lu = map_get(&cw->users, users[u])))
                 break;
         }
     }
+    metrics_add(METRIC_DELIVERIES, delivered);
 }
 
 static void became_registered(struct chat_worker *cw, struct deliver *d)
