@@ -64,7 +64,6 @@ struct conn_ws {
     uint64_t last_ping_ms;
     uint64_t opened_ms;
     uint8_t endpoint; /* which WebSocket endpoint: see ws_session.h */
-    bool close_sent;
 };
 
 /* The connections of one worker thread. */

@@ -46,7 +46,6 @@ void ws_session_close(struct conn *c, uint16_t code, const char *reason)
         n = 2 + rlen;
     }
     send_frame(c, WS_OP_CLOSE, payload, n);
-    c->u.ws.close_sent = true;
     log_debug("msg=ws_close conn=%llu code=%u", (unsigned long long)c->id, code);
     conn_close_after_flush(c);
 }
@@ -134,7 +133,6 @@ static void on_close_frame(struct conn *c, const struct ws_event *ev)
         n = 2;
     }
     send_frame(c, WS_OP_CLOSE, payload, n);
-    c->u.ws.close_sent = true;
     conn_close_after_flush(c);
 }
 
