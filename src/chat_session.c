@@ -883,14 +883,8 @@ static void json_op_done(struct conn *c, struct chat_op *op)
     ws_send_rec(c, events_frame(&w));
 }
 
-static void json_event(struct conn *c, const struct msg_rec *rec)
-{
-    chat_session_write(c, rec);
-}
-
 static const struct chat_transport json_transport = {
     .op_done = json_op_done,
-    .event = json_event,
 };
 
 const struct chat_transport *chat_json_transport(void)

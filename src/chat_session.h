@@ -34,8 +34,6 @@ struct chat_session;
 struct chat_transport {
     /* A finished op (success or error) for this connection. */
     void (*op_done)(struct conn *c, struct chat_op *op);
-    /* An event: write rec's form for this transport (rec may lack a telnet form). */
-    void (*event)(struct conn *c, const struct msg_rec *rec);
     /* The guest this connection is logged in as became a registered user. */
     void (*became_registered)(struct conn *c);
 };

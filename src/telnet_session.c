@@ -576,11 +576,6 @@ static void op_done(struct conn *c, struct chat_op *op)
     }
 }
 
-static void event(struct conn *c, const struct msg_rec *rec)
-{
-    chat_session_write(c, rec);
-}
-
 static void became_registered(struct conn *c)
 {
     say(c, "* You are now registered as %s.\r\n", ((struct chat_session *)c->session)->user);
@@ -588,7 +583,6 @@ static void became_registered(struct conn *c)
 
 static const struct chat_transport telnet_transport = {
     .op_done = op_done,
-    .event = event,
     .became_registered = became_registered,
 };
 
