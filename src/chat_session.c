@@ -240,7 +240,8 @@ void chat_session_drained(struct conn *c)
         backlog_free(s);
 }
 
-void chat_session_write(struct conn *c, const struct msg_rec *rec)
+/* Writes rec's form for c's transport, closing c as a slow consumer past the output limit. */
+static void chat_session_write(struct conn *c, const struct msg_rec *rec)
 {
     struct chat_session *s = c->session;
     if (!conn_is_open(c) || !s)

@@ -30,7 +30,7 @@ struct chat_sroom {
 
 struct chat_session;
 
-/* How a transport shows results and events. */
+/* How a transport shows results (events are written by chat_session_write in its form). */
 struct chat_transport {
     /* A finished op (success or error) for this connection. */
     void (*op_done)(struct conn *c, struct chat_op *op);
@@ -107,10 +107,6 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
  * Returns false when the connection went over it and is being closed 1008.
  */
 bool chat_session_count_send(struct conn *c);
-
-/* Writes a message record's transport form to c, closing c as a slow consumer over the output
- * limit. */
-void chat_session_write(struct conn *c, const struct msg_rec *rec);
 
 /* The connection's output queue has drained: write more of its backlog. */
 void chat_session_drained(struct conn *c);

@@ -7,7 +7,8 @@
 #include "text.h"
 #include "ws_frame.h"
 
-void events_append(struct chunk **c, const void *p, size_t n)
+/* Appends bytes to a growing chunk (made if *c is NULL). */
+static void events_append(struct chunk **c, const void *p, size_t n)
 {
     if (!*c)
         *c = chunk_new(n < 128 ? 128 : n);
@@ -17,7 +18,8 @@ void events_append(struct chunk **c, const void *p, size_t n)
     (*c)->len += (uint32_t)n;
 }
 
-void events_telnet_text(struct chunk **c, const char *prefix, const char *text, size_t len)
+/* Appends the telnet form of text: continuation lines indented by two spaces, CR LF ends. */
+static void events_telnet_text(struct chunk **c, const char *prefix, const char *text, size_t len)
 {
     events_append(c, prefix, strlen(prefix));
     /* Lines after the first are indented, so a reader sees where one message ends. */

@@ -32,10 +32,5 @@ void events_reply_begin(struct jsonw *w, const char *type, const json_t *id);
 /* An error reply, framed: {"type":"error","id":...,"code":...,"message":...}. */
 struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why);
 
-/* Appends the telnet form of text (continuation lines indented by two spaces, CR LF ends). */
-void events_telnet_text(struct chunk **c, const char *prefix, const char *text, size_t len);
-
-/* Appends bytes to a growing chunk (made if *c is NULL). */
-void events_append(struct chunk **c, const void *p, size_t n);
 
 #endif

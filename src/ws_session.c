@@ -25,7 +25,8 @@ static void send_frame(struct conn *c, uint8_t opcode, const void *payload, size
     conn_send(c, ch, 0, h + len);
 }
 
-void ws_session_send_text(struct conn *c, const char *text, size_t len)
+/* Queues one text message holding a copy of text[0..len). */
+static void ws_session_send_text(struct conn *c, const char *text, size_t len)
 {
     send_frame(c, WS_OP_TEXT, text, len);
 }

@@ -16,9 +16,6 @@ enum ws_endpoint { WS_ENDPOINT_CHAT, WS_ENDPOINT_ECHO };
 /* Switches c (just sent its 101 response) to WebSocket framing on endpoint ep. */
 void ws_session_start(struct conn *c, enum ws_endpoint ep);
 
-/* Queues one text message holding a copy of text[0..len). */
-void ws_session_send_text(struct conn *c, const char *text, size_t len);
-
 /* Sends a close frame with code and reason (at most 123 bytes), then closes gracefully. */
 void ws_session_close(struct conn *c, uint16_t code, const char *reason);
 
