@@ -35,6 +35,17 @@ count_node() {
     echo "  $ok passed, $notok failed"
 }
 
+# show_failures FILE: each failed node test with the start of its diagnostics (the error and
+# where it was thrown), so a failure on a CI machine can be understood from its output alone.
+show_failures() {
+    awk '
+        /^[ ]*not ok / { shown++; lines = 0; inside = 1; if (shown <= 10) print "  " $0; next }
+        inside && /^[ ]*\.\.\.$/ { inside = 0; next }
+        inside && /^[ ]*(---|duration_ms:|type:|failureType:)/ { next }
+        inside && shown <= 10 && lines < 16 { lines++; print "    " $0 }
+    ' "$1"
+}
+
 # build NAME ARGS...: a build failure counts as one failed test.
 build() {
     local name=$1
@@ -73,7 +84,7 @@ run_blackbox() {
     echo "== black-box ($name): $bin"
     PARLEY_BIN="$bin" timeout 600 node --test --test-reporter=tap --test-concurrency="$jobs" \
         "${suites[@]}" >"$out" 2>&1
-    grep -E '^\s*not ok ' "$out" | sed 's/^/  /' | head -n 40
+    show_failures "$out"
     count_node "$out"
 }
 
