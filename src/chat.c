@@ -52,6 +52,7 @@ struct chat_op *chat_op_new(enum chat_op_kind kind, uint16_t worker, uint64_t co
     op->worker = worker;
     op->conn_id = conn_id;
     op->limit = 50;
+    op->names_limit = SIZE_MAX;
     return op;
 }
 
@@ -114,7 +115,11 @@ void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m)
 
 void chat_op_add_name(struct chat_op *op, const char *name)
 {
-    op->names = xrealloc(op->names, (op->n_names + 1) * sizeof *op->names);
+    if (op->n_names == op->cap_names) {
+        /* Doubling: a join to a room of n members costs O(n), not O(n^2) in copies. */
+        op->cap_names = op->cap_names ? op->cap_names * 2 : 16;
+        op->names = xrealloc(op->names, op->cap_names * sizeof *op->names);
+    }
     size_t n = strlen(name);
     if (n >= CHAT_NAME_MAX)
         n = CHAT_NAME_MAX - 1;

@@ -107,8 +107,10 @@ struct chat_op {
     uint64_t seq;                 /* send: the ack's seq; join: the room's latest */
     bool truncated;               /* join */
     bool registered_guest;        /* register by a logged-in guest of its own name */
-    char (*names)[CHAT_NAME_MAX]; /* join, who: members */
-    size_t n_names;
+    size_t names_limit;           /* join, who: list at most this many members (asked for) */
+    size_t n_members;             /* join, who: how many users are in the room */
+    char (*names)[CHAT_NAME_MAX]; /* join, who: members, at most names_limit of them */
+    size_t n_names, cap_names;
     struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
     size_t n_msgs, cap_msgs;
     struct chat_room_info *rooms; /* rooms; login: dms (members unused) */

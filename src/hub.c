@@ -200,7 +200,8 @@ static void add_members(struct hub_room *r, struct chat_op *op)
     size_t pos = 0;
     const char *k;
     void *v;
-    while (map_next(&r->members, &pos, &k, &v))
+    op->n_members = r->members.count;
+    while (op->n_names < op->names_limit && map_next(&r->members, &pos, &k, &v))
         chat_op_add_name(op, ((struct hub_member *)v)->name);
 }
 

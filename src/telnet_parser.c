@@ -50,6 +50,16 @@ void telnet_parser_init(struct telnet_parser *p, uint8_t *buf, size_t cap)
     p->sb_len = 0;
 }
 
+bool telnet_parser_holds_line(const struct telnet_parser *p)
+{
+    return p->len > 0 || p->overflow;
+}
+
+void telnet_parser_lend(struct telnet_parser *p, uint8_t *buf)
+{
+    p->buf = buf;
+}
+
 static bool is_continuation(uint8_t c)
 {
     return (c & 0xC0) == 0x80;

@@ -54,8 +54,16 @@ struct telnet_parser {
     uint16_t sb_len; /* subnegotiation bytes skipped so far */
 };
 
-/* Prepares p to collect lines of at most cap bytes into buf. */
+/* Prepares p to collect lines of at most cap bytes into buf (which may be NULL until lent). */
 void telnet_parser_init(struct telnet_parser *p, uint8_t *buf, size_t cap);
+
+/*
+ * True while part of a line is held in the buffer (or a too long line is being
+ * skipped). While false the buffer may be taken back and another, or the same,
+ * lent with telnet_parser_lend before the next telnet_parse.
+ */
+bool telnet_parser_holds_line(const struct telnet_parser *p);
+void telnet_parser_lend(struct telnet_parser *p, uint8_t *buf);
 
 /*
  * Consumes bytes of data[0..len) until one event is ready or the input is

@@ -16,6 +16,9 @@
 #include "utf8.h"
 #include "worker.h"
 
+/* /who lists this many names at most, then says how many more: a line stays readable. */
+#define WHO_NAMES_MAX 50
+
 enum prompt {
     PROMPT_NAME,     /* waiting for a name (or /login) */
     PROMPT_PASSWORD, /* a registered name was given: its password, echo off */
@@ -33,7 +36,7 @@ struct telnet_state {
     bool password_prompted;      /* the pending login came from the Password: prompt */
     char name[CHAT_NAME_MAX];    /* the name given at the prompt */
     char current[CHAT_ROOM_MAX]; /* the current room, or "" */
-    uint8_t line[TELNET_LINE_MAX];
+    uint8_t *line; /* the line being typed: allocated only while one is, so idle costs nothing */
 };
 
 static const char help_text[] =
@@ -142,6 +145,7 @@ static void login(struct conn *c, const char *name, const char *password)
 static void join(struct conn *c, const char *room)
 {
     struct chat_op *op = new_op(c, CHAT_JOIN);
+    op->names_limit = 0; /* telnet shows how many are there, not who: /who lists them */
     char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX];
     if (text_parse_dm_room(room, strlen(room), a, b)) {
         memcpy(op->room, room, strlen(room) + 1);
@@ -297,6 +301,7 @@ static void command(struct conn *c, char *line)
     } else if (strcmp(cmd, "who") == 0) {
         if (room_arg(c, word(&rest), room)) {
             struct chat_op *op = new_op(c, CHAT_WHO);
+            op->names_limit = WHO_NAMES_MAX;
             memcpy(op->room, room, sizeof op->room);
             op->room_is_dm = strncmp(room, "dm:", 3) == 0;
             submit(c, op);
@@ -442,6 +447,10 @@ static void on_line(struct conn *c, const uint8_t *bytes, size_t len)
 static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
     struct telnet_state *t = state_of(c);
+    if (!t->line) {
+        t->line = xmalloc(TELNET_LINE_MAX);
+        telnet_parser_lend(&t->parser, t->line);
+    }
     size_t used = 0;
     while (used < len && conn_is_open(c) && !c->input_held) {
         struct telnet_event ev;
@@ -462,6 +471,12 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
             break;
         }
     }
+    if (conn_is_open(c) && !telnet_parser_holds_line(&t->parser)) {
+        /* Most clients send whole lines: the buffer lives for one read, not for the session. */
+        free(t->line);
+        t->line = NULL;
+        telnet_parser_lend(&t->parser, NULL);
+    }
     if (conn_is_open(c) && cfg_of(c)->telnet_idle_ms &&
         ((struct chat_session *)c->session)->logged_in)
         conn_set_timer(c, conn_now(c) + cfg_of(c)->telnet_idle_ms);
@@ -470,15 +485,20 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 
 /* --- results and events --- */
 
+/* One line: the first WHO_NAMES_MAX members, then how many more there are. */
 static void list_names(struct conn *c, const char *intro, const struct chat_op *op)
 {
-    char line[2048];
+    char line[96 + WHO_NAMES_MAX * (CHAT_NAME_MAX + 2) + 32]; /* intro, names, " and N more" */
     size_t n = (size_t)snprintf(line, sizeof line, "%s", intro);
-    for (size_t i = 0; i < op->n_names && n < sizeof line - 40; i++)
+    for (size_t i = 0; i < op->n_names; i++)
         n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", i ? ", " : "", op->names[i]);
-    if (op->n_names == 0 && n < sizeof line - 10)
+    if (op->n_names == 0)
         n += (size_t)snprintf(line + n, sizeof line - n, "nobody");
-    say(c, "%.*s\r\n", (int)n, line);
+    else if (op->n_members > op->n_names)
+        n += (size_t)snprintf(line + n, sizeof line - n, " and %zu more",
+                              op->n_members - op->n_names);
+    n += (size_t)snprintf(line + n, sizeof line - n, "\r\n");
+    conn_send_copy(c, line, n < sizeof line ? n : sizeof line - 1); /* longer than say() holds */
 }
 
 /* After /leave: the most recently joined remaining room becomes current (rule 36). */
@@ -541,9 +561,9 @@ static void op_done(struct conn *c, struct chat_op *op)
         if (!t->auto_joined) {
             t->auto_joined = true;
             say(c, "* %s joined #%s (%zu online). /help lists commands.\r\n", s->user, op->room,
-                op->n_names);
+                op->n_members);
         } else {
-            say(c, "* You joined #%s (%zu online).\r\n", op->room, op->n_names);
+            say(c, "* You joined #%s (%zu online).\r\n", op->room, op->n_members);
         }
         break;
     case CHAT_LEAVE:
@@ -598,8 +618,10 @@ static void on_timer(struct conn *c)
 static void on_close(struct conn *c)
 {
     struct chat_session *s = c->session;
-    void *t = s ? s->transport_state : NULL;
+    struct telnet_state *t = s ? s->transport_state : NULL;
     chat_session_close(c);
+    if (t)
+        free(t->line);
     free(t);
 }
 
@@ -621,7 +643,7 @@ void telnet_session_start(struct conn *c)
 {
     const struct worker *w = c->set->owner;
     struct telnet_state *t = xcalloc(1, sizeof *t);
-    telnet_parser_init(&t->parser, t->line, sizeof t->line);
+    telnet_parser_init(&t->parser, NULL, TELNET_LINE_MAX);
     c->handler = &telnet_handler;
     struct chat_session *s = chat_session_open(c, &telnet_transport);
     s->transport_state = t;

@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { PASSWORD, connect, dmRoom, ms, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { PASSWORD, connect, dmRoom, guest, ms, uniq, uniqRoom, user } from './lib/chat.mjs';
 import {
   DO,
   IAC,
@@ -254,6 +254,30 @@ test('/who, /rooms and /help answer "* " lines naming what they list', async (t)
   await c.send('/help');
   await c.nextLine(/^\* .*\/join/, undefined, '/help mentioning /join');
   for (const l of c.pendingLines()) assert.match(l, /^\* /, `a non-"* " line in /who, /rooms, /help output: ${l}`);
+  c.assertCrlf();
+});
+
+test('a crowded room: the join line counts everyone; /who names 50, says how many more, in one CR LF line', async (t) => {
+  const room = uniqRoom();
+  const crowd = [];
+  for (let i = 0; i < 64; i += 16) {
+    const batch = await Promise.all(Array.from({ length: 16 }, () => guest(server, t)));
+    await Promise.all(batch.map((g) => g.join(room)));
+    crowd.push(...batch);
+  }
+  const c = await telnetLogin(server, t, uniq('Tel'));
+  await c.send(`/join ${room}`);
+  await c.nextLine(new RegExp(`^\\* You joined #${room} \\(65 online\\)\\.$`), undefined, 'the join line with the count');
+  await c.send('/who');
+  const who = await c.nextLine(new RegExp(`^\\* In #${room}: `), undefined, '/who of the crowded room');
+  const m = /^\* In #[^:]+: (.*) and (\d+) more$/.exec(who);
+  assert.ok(m, `/who does not end with "and N more": ${who}`);
+  const names = m[1].split(', ');
+  assert.equal(names.length, 50, `/who names ${names.length} members`);
+  assert.equal(Number(m[2]), 15);
+  const members = new Set([c.name, ...crowd.map((g) => g.name)]);
+  for (const n of names) assert.ok(members.has(n), `/who names ${n}, who is not in the room`);
+  assert.equal(new Set(names).size, names.length, 'a name listed twice');
   c.assertCrlf();
 });
 

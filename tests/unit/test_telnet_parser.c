@@ -622,6 +622,44 @@ static void test_random_streams(void **state)
     }
 }
 
+/* The session lends its line buffer only while a line is partly typed: check what says so. */
+static void test_buffer_lent_per_line(void **state)
+{
+    (void)state;
+    uint8_t first[16], second[16];
+    struct telnet_parser p;
+    telnet_parser_init(&p, NULL, sizeof first);
+    assert_false(telnet_parser_holds_line(&p));
+
+    struct telnet_event ev;
+    telnet_parser_lend(&p, first);
+    assert_int_equal(telnet_parse(&p, (const uint8_t *)"ab", 2, &ev), 2);
+    assert_int_equal(ev.type, TELNET_EV_NONE);
+    assert_true(telnet_parser_holds_line(&p)); /* "ab" waits in first */
+    assert_int_equal(telnet_parse(&p, (const uint8_t *)"c\r", 2, &ev), 2);
+    assert_int_equal(ev.type, TELNET_EV_LINE);
+    assert_ptr_equal(ev.line, first);
+    assert_memory_equal(ev.line, "abc", 3);
+    assert_false(telnet_parser_holds_line(&p));
+
+    /* Between lines the buffer can change hands, even between the CR and its LF. */
+    telnet_parser_lend(&p, second);
+    assert_int_equal(telnet_parse(&p, (const uint8_t *)"\nxy\n", 4, &ev), 4);
+    assert_int_equal(ev.type, TELNET_EV_LINE);
+    assert_ptr_equal(ev.line, second);
+    assert_int_equal(ev.len, 2);
+    assert_memory_equal(ev.line, "xy", 2);
+
+    /* A line over the limit is still being skipped: the parser still needs its buffer. */
+    uint8_t long_line[20];
+    memset(long_line, 'z', sizeof long_line);
+    assert_int_equal(telnet_parse(&p, long_line, sizeof long_line, &ev), sizeof long_line);
+    assert_true(telnet_parser_holds_line(&p));
+    assert_int_equal(telnet_parse(&p, (const uint8_t *)"\n", 1, &ev), 1);
+    assert_int_equal(ev.type, TELNET_EV_TOO_LONG);
+    assert_false(telnet_parser_holds_line(&p));
+}
+
 int main(void)
 {
     const struct CMUnitTest telnet_parser[] = {
@@ -648,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_control_bytes_kept),
         cmocka_unit_test(test_mixed_every_split),
         cmocka_unit_test(test_random_streams),
+        cmocka_unit_test(test_buffer_lent_per_line),
     };
     return cmocka_run_group_tests_name("telnet_parser", telnet_parser, NULL, NULL);
 }
