@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
 
@@ -25,7 +26,7 @@ function start(cmd, args, readyPattern) {
     const onData = (d) => {
       out += d;
       const m = readyPattern.exec(out);
-      if (m) resolve({ proc, port: Number(m[1]) });
+      if (m) resolve({ proc, port: Number(m[1]), out });
     };
     proc.stdout.on('data', onData);
     proc.stderr.on('data', onData);
@@ -53,6 +54,24 @@ function openOne(url, chat, i) {
   });
 }
 
+// A telnet user: answers the name prompt as a guest and waits for the automatic join of #general.
+function openTelnet(port, i) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('error', reject);
+    let seen = '';
+    socket.on('data', (data) => {
+      seen += data.toString('latin1');
+      if (seen.endsWith('Your name? ')) socket.write(`tn${i}\r\n`);
+      else if (/joined #general/.test(seen)) {
+        socket.removeAllListeners('data');
+        socket.on('data', () => {}); // presence of later users: read and dropped
+        resolve(socket);
+      }
+    });
+  });
+}
+
 async function openIdle(url, n, chat) {
   const sockets = [];
   for (let i = 0; i < n; i += 200) {
@@ -75,16 +94,38 @@ async function measure(name, server, wsPath, chat = false) {
   return perConn;
 }
 
+// Telnet users all land in #general, so this row includes the presence of n joins to one room.
+async function measureTelnet(server) {
+  const before = rssKiB(server.proc.pid);
+  const sockets = [];
+  for (let i = 0; i < count; i += 200) {
+    const batch = [];
+    for (let j = i; j < Math.min(count, i + 200); j++) batch.push(openTelnet(server.telnetPort, j));
+    sockets.push(...(await Promise.all(batch)));
+  }
+  await new Promise((r) => setTimeout(r, 500)); // let the server finish its turn
+  const after = rssKiB(server.proc.pid);
+  for (const s of sockets) s.destroy();
+  server.proc.kill('SIGKILL');
+  const perConn = ((after - before) * 1024) / count;
+  console.log(`${'parley telnet user'.padEnd(24)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per idle telnet user`);
+  return perConn;
+}
+
 const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
 const startParley = () => {
   const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
   return start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
-    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)/);
+    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
 };
 const parleyBytes = await measure('parley /ws (greeted)', await startParley(), '/ws');
 const chatBytes = await measure('parley chat client', await startParley(), '/ws', true);
+const telnetServer = await startParley();
+telnetServer.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(telnetServer.out)[1]);
+const telnetBytes = await measureTelnet(telnetServer);
 const peer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs')], /port=(\d+)/);
 const peerBytes = await measure('node ws 8 (peer)', peer, '/');
 console.log(`idle WebSockets: ${count} each`);
 console.log(`greeted WebSocket: parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
 console.log(`logged-in chat client in one room (guest, 100 rooms): ${chatBytes.toFixed(0)} bytes, ${(chatBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);
+console.log(`logged-in telnet user in #general (guest): ${telnetBytes.toFixed(0)} bytes, ${(telnetBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);
