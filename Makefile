@@ -74,6 +74,8 @@ bench:
 	@scripts/setup.sh --test
 	@$(MAKE) --no-print-directory all
 	node bench/idle_memory.mjs $(or $(BENCH_CONNECTIONS),5000)
+	node bench/fanout.mjs 500 1500 100
+	node bench/fanout.mjs 1000 2000 500
 
 clean:
 	rm -rf build
