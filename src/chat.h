@@ -41,6 +41,7 @@ enum chat_op_kind {
     CHAT_TYPING,
     CHAT_GONE,        /* a logged-in connection closed: leave its rooms; no reply */
     CHAT_ROOM_CREATE, /* hub -> store: record a new room; no reply */
+    CHAT_REPLAY,      /* worker -> store -> worker: the next page of a join's replay */
 };
 
 /* One message event, encoded once per transport and shared by reference. */
@@ -117,7 +118,8 @@ struct chat_op {
     size_t n_rooms, cap_rooms;
     uint64_t gone_rooms_n; /* gone: how many rooms in `gone_rooms` */
     char (*gone_rooms)[CHAT_ROOM_MAX];
-    uint64_t join_after; /* join via the store: replay read so far up to this seq */
+    uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
+    uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 };
 
 /* Where each thread's mailbox is: set once at start-up, read-only afterwards. */

@@ -185,28 +185,45 @@ static void slow_consumer(struct conn *c)
     }
 }
 
-static void backlog_push(struct chat_session *s, const struct msg_rec *rec, bool live, size_t len)
+/* Makes room for one more backlog entry at either end. */
+static void backlog_reserve(struct chat_session *s)
 {
-    if (s->bl_n == s->bl_cap) {
-        size_t cap = s->bl_cap ? s->bl_cap * 2 : 64;
-        struct chat_backlog_entry *b = xmalloc(cap * sizeof *b);
-        for (size_t i = 0; i < s->bl_n; i++)
-            b[i] = s->backlog[(s->bl_head + i) % s->bl_cap];
-        free(s->backlog);
-        s->backlog = b;
-        s->bl_cap = cap;
-        s->bl_head = 0;
-    }
-    s->backlog[(s->bl_head + s->bl_n++) % s->bl_cap] =
-        (struct chat_backlog_entry){msg_rec_ref(rec), live};
-    if (live)
-        s->bl_live_bytes += len;
+    if (s->bl_n < s->bl_cap)
+        return;
+    size_t cap = s->bl_cap ? s->bl_cap * 2 : 64;
+    struct chat_backlog_entry *b = xmalloc(cap * sizeof *b);
+    for (size_t i = 0; i < s->bl_n; i++)
+        b[i] = s->backlog[(s->bl_head + i) % s->bl_cap];
+    free(s->backlog);
+    s->backlog = b;
+    s->bl_cap = cap;
+    s->bl_head = 0;
+}
+
+static void backlog_push(struct chat_session *s, struct chat_backlog_entry e, size_t live_len)
+{
+    backlog_reserve(s);
+    s->backlog[(s->bl_head + s->bl_n++) % s->bl_cap] = e;
+    if (e.live)
+        s->bl_live_bytes += live_len;
+}
+
+/* Puts e ahead of everything queued: a replay's page goes before the rest of its replay. */
+static void backlog_push_front(struct chat_session *s, struct chat_backlog_entry e)
+{
+    backlog_reserve(s);
+    s->bl_head = (s->bl_head + s->bl_cap - 1) % s->bl_cap;
+    s->backlog[s->bl_head] = e;
+    s->bl_n++;
 }
 
 static void backlog_free(struct chat_session *s)
 {
-    for (size_t i = 0; i < s->bl_n; i++)
-        msg_rec_release(&s->backlog[(s->bl_head + i) % s->bl_cap].rec);
+    for (size_t i = 0; i < s->bl_n; i++) {
+        struct chat_backlog_entry *e = &s->backlog[(s->bl_head + i) % s->bl_cap];
+        msg_rec_release(&e->rec);
+        free(e->replay); /* a page on its way finds the connection gone and is dropped */
+    }
     free(s->backlog);
     s->backlog = NULL;
     s->bl_head = s->bl_n = s->bl_cap = 0;
@@ -220,6 +237,19 @@ static size_t backlog_fill(const struct conn *c)
     return half < (512u << 10) ? half : (512u << 10);
 }
 
+/* Asks the store for the next page of the replay at the head of c's backlog. */
+static void replay_read(struct conn *c, struct chat_replay *rp)
+{
+    struct chat_op *op =
+        chat_op_new(CHAT_REPLAY, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+    memcpy(op->room, rp->room, sizeof op->room);
+    op->join_after = rp->after;
+    op->seq = rp->until;
+    op->ts = rp->ts;
+    rp->reading = true;
+    chat_to_store(op);
+}
+
 void chat_session_drained(struct conn *c)
 {
     struct chat_session *s = c->session;
@@ -227,6 +257,11 @@ void chat_session_drained(struct conn *c)
         return;
     while (s->bl_n > 0 && conn_is_open(c) && c->out_bytes < backlog_fill(c)) {
         struct chat_backlog_entry e = s->backlog[s->bl_head];
+        if (e.replay) {
+            if (!e.replay->reading)
+                replay_read(c, e.replay);
+            return; /* the rest waits behind the page */
+        }
         s->bl_head = (s->bl_head + 1) % s->bl_cap;
         s->bl_n--;
         size_t len = rec_len(c, &e.rec);
@@ -253,8 +288,8 @@ static void chat_session_write(struct conn *c, const struct msg_rec *rec)
         slow_consumer(c);
         return;
     }
-    if (s->bl_n > 0)
-        backlog_push(s, rec, true, len); /* behind a replay that is still being written */
+    if (s->bl_n > 0) /* behind a replay that is still being written */
+        backlog_push(s, (struct chat_backlog_entry){.rec = msg_rec_ref(rec), .live = true}, len);
     else
         send_rec(c, rec);
 }
@@ -262,10 +297,44 @@ static void chat_session_write(struct conn *c, const struct msg_rec *rec)
 /* Queues a replayed message behind whatever is held back; it does not count as falling behind. */
 static void replay_write(struct conn *c, const struct msg_rec *rec)
 {
+    if (rec_len(c, rec))
+        backlog_push(c->session, (struct chat_backlog_entry){.rec = msg_rec_ref(rec)}, 0);
+}
+
+/* A page of the replay at the head of c's backlog came back from the store: it goes first,
+ * then the rest of that replay if any is left. */
+static void replay_page(struct conn *c, struct chat_op *op)
+{
     struct chat_session *s = c->session;
-    size_t len = rec_len(c, rec);
-    if (len)
-        backlog_push(s, rec, false, len);
+    struct chat_replay *rp = s->bl_n > 0 ? s->backlog[s->bl_head].replay : NULL;
+    if (!rp || !rp->reading)
+        return; /* cannot happen: only the head's replay is ever read */
+    if (op->err) {
+        /* Skipping the page would leave a gap: close, and the client resumes from its last seq. */
+        log_warn("msg=replay_failed conn=%llu room=%s", (unsigned long long)c->id, op->room);
+        if (c->transport == CONN_TELNET) {
+            static const char notice[] = "! server_busy: the room's history is not available "
+                                         "right now; reconnect to catch up. Bye.\r\n";
+            conn_send_copy(c, notice, sizeof notice - 1);
+            conn_close_after_flush(c);
+        } else {
+            ws_session_close(c, WS_CLOSE_INTERNAL, "history not available");
+        }
+        return;
+    }
+    s->bl_head = (s->bl_head + 1) % s->bl_cap;
+    s->bl_n--;
+    if (op->join_after < rp->until) {
+        rp->after = op->join_after;
+        rp->reading = false;
+        backlog_push_front(s, (struct chat_backlog_entry){.replay = rp});
+    } else {
+        free(rp);
+    }
+    for (size_t i = op->n_msgs; i-- > 0;)
+        backlog_push_front(s, (struct chat_backlog_entry){.rec = msg_rec_ref(&op->msgs[i])});
+    metrics_add(METRIC_DELIVERIES, op->n_msgs);
+    chat_session_drained(c);
 }
 
 /* Writes a room message to a member once: only when it is newer than what the member saw.
@@ -561,6 +630,17 @@ static void joined(struct conn *c, struct chat_op *op)
         replayed++;
     }
     metrics_add(METRIC_DELIVERIES, replayed);
+    /* The rest of a long replay, read page by page from where the messages above end (for two
+     * crossed joins of one room, from where the first one's replay ended). */
+    uint64_t from = op->rejoin || op->join_after > r->last_seq ? op->join_after : r->last_seq;
+    if (op->replay_until > from) {
+        struct chat_replay *rp = xcalloc(1, sizeof *rp);
+        memcpy(rp->room, op->room, sizeof rp->room);
+        rp->after = from;
+        rp->until = op->replay_until;
+        rp->ts = op->ts;
+        backlog_push(s, (struct chat_backlog_entry){.replay = rp}, 0);
+    }
     if (op->seq > r->last_seq)
         r->last_seq = op->seq;
     chat_session_drained(c);
@@ -605,6 +685,11 @@ static void op_done(struct worker *w, struct chat_op *op)
     bool releases = login || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
+    if (op->kind == CHAT_REPLAY) {
+        replay_page(c, op);
+        chat_op_free(op);
+        return;
+    }
     if (op->kind == CHAT_JOIN)
         s->joins_held--;
     finish_op(w, c, s, op);

@@ -60,14 +60,24 @@ struct chat_session {
     uint64_t attempts_sec;
     uint64_t last_typing_ms;
     void *transport_state; /* telnet: its line editor and prompts */
-    /* Output held back until the socket drains: a join's replay, and live events behind it. */
+    /* Output held back until the socket drains: a join's replay (messages, and ranges still to
+     * read), and live events behind it. */
     struct chat_backlog_entry *backlog;
     size_t bl_head, bl_n, bl_cap;
     size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
 };
 
+/* A join's replay still to be read from the store, a page at a time as the connection drains. */
+struct chat_replay {
+    char room[CHAT_ROOM_MAX];
+    uint64_t after, until; /* (after, until] is still to come */
+    int64_t ts;            /* rule 40: a dm replay skips what predates the account */
+    bool reading;          /* a page is on its way from the store */
+};
+
 struct chat_backlog_entry {
     struct msg_rec rec;
+    struct chat_replay *replay; /* set: read this replay here, in place of rec */
     bool live;
 };
 

@@ -214,11 +214,19 @@ static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
     reply(h, op);
 }
 
-/* Replays (op->join_after, latest] from the ring if it reaches that far, else asks the store. */
+/* Replays (op->join_after, latest] from the ring if it reaches that far. Otherwise the store
+ * reads a first page (stage 0), and once that is back the join is answered with the rest to be
+ * read by the worker, a page at a time as its connection drains: a long replay is never
+ * gathered in memory whole. */
 static void join_continue(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     if (op->join_after >= r->latest || ring_first(r) <= op->join_after + 1) {
         ring_replay(h, r, op->join_after, op);
+        join_reply(h, r, op);
+        return;
+    }
+    if (op->stage == 1) {
+        op->replay_until = r->latest; /* all stored already: the store has it */
         join_reply(h, r, op);
         return;
     }

@@ -16,7 +16,8 @@
 #include "metrics.h"
 
 #define MAX_BATCH 1024
-#define REPLAY_PAGE 10000
+/* Messages per read of a replay: what one connection's replay holds in memory at a time. */
+#define REPLAY_PAGE 256
 
 struct seq_room {
     uint64_t last_seq;
@@ -273,25 +274,40 @@ static void read_history(struct store_thread *st, struct chat_op *op)
     chat_to_worker(op);
 }
 
-/* A join whose replay reaches below the hub's ring: read (join_after, seq] from the store. */
-static void read_replay(struct store_thread *st, struct chat_op *op)
+/* Reads the next page of (join_after, seq] into op->msgs and moves join_after past it. */
+static void read_page(struct store_thread *st, struct chat_op *op)
 {
     struct read_ctx ctx = {op, op->join_after};
-    uint64_t first = 0;
-    int rc = st->db->ops->first_seq(st->db, op->room, &first);
-    if (rc == 0 && first > op->join_after + 1 && op->join_after == op->since)
-        op->truncated = true; /* retention removed some of what was asked for */
-    if (rc == 0)
-        rc = st->db->ops->read(st->db, op->room, op->join_after, op->seq + 1, op->ts, REPLAY_PAGE,
+    int rc = st->db->ops->read(st->db, op->room, op->join_after, op->seq + 1, op->ts, REPLAY_PAGE,
                                false, collect, &ctx);
-    if (rc < 0) {
+    if (rc < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
-    } else if (ctx.last < op->seq && rc < REPLAY_PAGE) {
+    else if (ctx.last < op->seq && rc < REPLAY_PAGE)
         ctx.last = op->seq; /* the rest was trimmed away */
-    }
     op->join_after = ctx.last;
+}
+
+/* A join whose replay reaches below the hub's ring: its first page, and whether retention cut
+ * into what was asked for. The hub answers the join; the worker reads the rest page by page. */
+static void read_replay(struct store_thread *st, struct chat_op *op)
+{
+    uint64_t first = 0;
+    if (st->db->ops->first_seq(st->db, op->room, &first) < 0) {
+        chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
+    } else {
+        if (first > op->join_after + 1 && op->join_after == op->since)
+            op->truncated = true; /* retention removed some of what was asked for */
+        read_page(st, op);
+    }
     op->stage = 1;
     chat_to_hub(op);
+}
+
+/* The next page of a replay that the worker writes as its connection drains. */
+static void read_replay_page(struct store_thread *st, struct chat_op *op)
+{
+    read_page(st, op);
+    chat_to_worker(op);
 }
 
 static void login_password(struct store_thread *st, struct chat_op *op)
@@ -356,6 +372,9 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     case CHAT_JOIN:
         read_replay(st, op);
+        return;
+    case CHAT_REPLAY:
+        read_replay_page(st, op);
         return;
     case CHAT_LOGIN_TOKEN:
         login_token(st, op);

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { serverForTest } from './lib/server.mjs';
+import { RawChat } from './lib/rawchat.mjs';
 import {
   LONG_TIMEOUT,
   PASSWORD,
@@ -230,6 +231,50 @@ test('--ring-size 4: join since=2 replays 3..20 once, in order (older ones from 
   assert.equal(replay2[18].seq, 21);
   await c.sync();
   assert.equal(c.pending().filter((x) => x.type === 'message').length, 0, 'extra messages after the replay');
+});
+
+test('--ring-size 16: a replay of 700 from SQLite comes page by page, once each and in order, then what was sent meanwhile', async (t) => {
+  const server = await serverForTest(t, ['--ring-size', '16', '--rate-limit', '0']);
+  const a = await user(server, t);
+  a.ignore = (m) => m.type === 'message';
+  const room = uniqRoom();
+  await a.join(room);
+  const sayAll = async (from, to) => {
+    for (let i = from; i <= to; i += 50) {
+      const batch = [];
+      for (let k = i; k < Math.min(to + 1, i + 50); k++) batch.push(a.say(room, `m${k}`));
+      await Promise.all(batch);
+    }
+  };
+  await sayAll(1, 700);
+
+  // A reader that stops reading right after its join: 10 more are sent while its replay waits.
+  const slow = await RawChat.open(server);
+  t.after(() => slow.destroy());
+  assert.equal((await slow.request({ type: 'login', name: `pager${Date.now() % 100000}` })).type, 'welcome');
+  const joined = await slow.request({ type: 'join', room, since: 0 });
+  assert.equal(joined.type, 'joined', JSON.stringify(joined));
+  assert.equal(joined.seq, 700);
+  assert.equal(joined.truncated, false);
+  slow.pause();
+  await sayAll(701, 710);
+  slow.resume();
+  const got = [];
+  while (got.length < 710) {
+    const m = await slow.nextJson((x) => x.type === 'message', LONG_TIMEOUT, `message ${got.length + 1} of 710`);
+    assert.equal(m.text, `m${m.seq}`);
+    got.push(m.seq);
+  }
+  assert.deepEqual(got, Array.from({ length: 710 }, (_, i) => i + 1), 'gap, duplicate or disorder in the replay');
+  await a.say(room, 'm711');
+  assert.equal((await slow.nextJson((x) => x.type === 'message')).seq, 711, 'a message after the replay');
+
+  // Joining again with since (a rejoin) replays from SQLite too, and only from since.
+  const b = await user(server, t);
+  await b.join(room);
+  const again = await b.join(room, 600);
+  assert.equal(again.seq, 711);
+  assertSeqRun(await b.messages(room, 111, LONG_TIMEOUT), room, 601, 711, 'the rejoin replay');
 });
 
 test('SIGTERM: clients get close 1001, and everything is there after the restart', async (t) => {
