@@ -679,17 +679,17 @@ static void op_done(struct worker *w, struct chat_op *op)
         chat_op_free(op);
         return;
     }
+    if (op->kind == CHAT_REPLAY) { /* not a request: a page for the backlog */
+        replay_page(c, op);
+        chat_op_free(op);
+        return;
+    }
     struct chat_session *s = c->session;
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
     bool releases = login || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
-    if (op->kind == CHAT_REPLAY) {
-        replay_page(c, op);
-        chat_op_free(op);
-        return;
-    }
     if (op->kind == CHAT_JOIN)
         s->joins_held--;
     finish_op(w, c, s, op);
