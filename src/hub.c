@@ -23,6 +23,7 @@ struct hub_room {
     uint64_t latest;      /* the newest stored seq */
     struct msg_rec *ring; /* the newest messages, oldest first from ring_head */
     uint32_t ring_len, ring_head;
+    uint32_t ring_alloc;    /* entries allocated: grows with the room's traffic up to ring_cap */
     struct map members;     /* user_lc -> struct hub_member */
     uint32_t *worker_conns; /* member connections per worker */
 };
@@ -68,17 +69,16 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     size_t n = strlen(name);
     memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
     r->dm = strncmp(name, "dm:", 3) == 0;
-    r->ring = xcalloc(ring_cap(h), sizeof *r->ring);
     map_init(&r->members, true);
     r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
     map_put(&h->rooms, r->name, r);
     return r;
 }
 
-static void room_free(struct hub *h, struct hub_room *r)
+static void room_free(struct hub_room *r)
 {
     for (uint32_t i = 0; i < r->ring_len; i++)
-        msg_rec_release(&r->ring[(r->ring_head + i) % ring_cap(h)]);
+        msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
     free(r->ring);
     map_free_all(&r->members);
     free(r->worker_conns);
@@ -91,23 +91,40 @@ static uint64_t ring_first(const struct hub_room *r)
     return r->latest + 1 - r->ring_len;
 }
 
-static void ring_push(struct hub *h, struct hub_room *r, const struct msg_rec *m)
+/* Doubles r's ring (up to the cap): rooms are many and most are quiet, so none starts full size. */
+static void ring_grow(struct hub *h, struct hub_room *r)
 {
     uint32_t cap = ring_cap(h);
-    if (r->ring_len == cap) {
+    uint32_t n = r->ring_alloc ? r->ring_alloc * 2 : 8;
+    if (n > cap)
+        n = cap;
+    struct msg_rec *ring = xmalloc((size_t)n * sizeof *ring);
+    for (uint32_t i = 0; i < r->ring_len; i++)
+        ring[i] = r->ring[(r->ring_head + i) % r->ring_alloc];
+    free(r->ring);
+    r->ring = ring;
+    r->ring_alloc = n;
+    r->ring_head = 0;
+}
+
+static void ring_push(struct hub *h, struct hub_room *r, const struct msg_rec *m)
+{
+    if (r->ring_len == r->ring_alloc && r->ring_alloc < ring_cap(h))
+        ring_grow(h, r);
+    if (r->ring_len == r->ring_alloc) {
         msg_rec_release(&r->ring[r->ring_head]);
-        r->ring_head = (r->ring_head + 1) % cap;
+        r->ring_head = (r->ring_head + 1) % r->ring_alloc;
         r->ring_len--;
     }
-    r->ring[(r->ring_head + r->ring_len) % cap] = msg_rec_ref(m);
+    r->ring[(r->ring_head + r->ring_len) % r->ring_alloc] = msg_rec_ref(m);
     r->ring_len++;
 }
 
 /* Adds to op's replay every ring message with seq > after. */
-static void ring_replay(struct hub *h, const struct hub_room *r, uint64_t after, struct chat_op *op)
+static void ring_replay(const struct hub_room *r, uint64_t after, struct chat_op *op)
 {
     for (uint32_t i = 0; i < r->ring_len; i++) {
-        const struct msg_rec *m = &r->ring[(r->ring_head + i) % ring_cap(h)];
+        const struct msg_rec *m = &r->ring[(r->ring_head + i) % r->ring_alloc];
         if (m->seq > after && m->ts >= op->ts) {
             struct msg_rec ref = msg_rec_ref(m);
             chat_op_add_msg(op, &ref);
@@ -221,7 +238,7 @@ static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
 static void join_continue(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     if (op->join_after >= r->latest || ring_first(r) <= op->join_after + 1) {
-        ring_replay(h, r, op->join_after, op);
+        ring_replay(r, op->join_after, op);
         join_reply(h, r, op);
         return;
     }
@@ -574,7 +591,7 @@ void hub_destroy(struct service *s)
     const char *k;
     void *v;
     while (map_next(&h->rooms, &pos, &k, &v))
-        room_free(h, v);
+        room_free(v);
     map_free(&h->rooms);
     map_free_all(&h->registered);
     map_free_all(&h->guests);
