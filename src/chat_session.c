@@ -322,6 +322,12 @@ static void replay_page(struct conn *c, struct chat_op *op)
         }
         return;
     }
+    if (op->truncated) {
+        /* Retention overtook this reader: it is behind what the server keeps. Resuming, it
+         * learns so from `truncated` in its join. */
+        slow_consumer(c);
+        return;
+    }
     s->bl_head = (s->bl_head + 1) % s->bl_cap;
     s->bl_n--;
     if (op->join_after < rp->until) {

@@ -253,7 +253,7 @@ static void commit_batch(struct service *s)
 
 struct read_ctx {
     struct chat_op *op;
-    uint64_t last;
+    uint64_t first, last; /* seqs read: first is 0 when none was */
 };
 
 static void collect(void *arg, const struct store_msg *m)
@@ -261,12 +261,14 @@ static void collect(void *arg, const struct store_msg *m)
     struct read_ctx *rc = arg;
     struct msg_rec r = events_message(m, NULL);
     chat_op_add_msg(rc->op, &r);
+    if (!rc->first)
+        rc->first = m->seq;
     rc->last = m->seq;
 }
 
 static void read_history(struct store_thread *st, struct chat_op *op)
 {
-    struct read_ctx ctx = {op, 0};
+    struct read_ctx ctx = {op, 0, 0};
     int rc =
         st->db->ops->read(st->db, op->room, 0, op->before, op->ts, op->limit, true, collect, &ctx);
     if (rc < 0)
@@ -274,10 +276,11 @@ static void read_history(struct store_thread *st, struct chat_op *op)
     chat_to_worker(op);
 }
 
-/* Reads the next page of (join_after, seq] into op->msgs and moves join_after past it. */
-static void read_page(struct store_thread *st, struct chat_op *op)
+/* Reads the next page of (join_after, seq] into op->msgs and moves join_after past it.
+ * Returns the first seq read, or 0 if none was. */
+static uint64_t read_page(struct store_thread *st, struct chat_op *op)
 {
-    struct read_ctx ctx = {op, op->join_after};
+    struct read_ctx ctx = {op, 0, op->join_after};
     int rc = st->db->ops->read(st->db, op->room, op->join_after, op->seq + 1, op->ts, REPLAY_PAGE,
                                false, collect, &ctx);
     if (rc < 0)
@@ -285,6 +288,7 @@ static void read_page(struct store_thread *st, struct chat_op *op)
     else if (ctx.last < op->seq && rc < REPLAY_PAGE)
         ctx.last = op->seq; /* the rest was trimmed away */
     op->join_after = ctx.last;
+    return ctx.first;
 }
 
 /* A join whose replay reaches below the hub's ring: its first page, and whether retention cut
@@ -303,10 +307,15 @@ static void read_replay(struct store_thread *st, struct chat_op *op)
     chat_to_hub(op);
 }
 
-/* The next page of a replay that the worker writes as its connection drains. */
+/* The next page of a replay that the worker writes as its connection drains. Retention may
+ * have trimmed into it since the join was answered: that is reported (op->truncated), never
+ * skipped over. (Messages a dm replay leaves out for rule 40 all come before its first page.) */
 static void read_replay_page(struct store_thread *st, struct chat_op *op)
 {
-    read_page(st, op);
+    uint64_t after = op->join_after;
+    uint64_t first = read_page(st, op);
+    if (!op->err && (first ? first > after + 1 : after < op->seq))
+        op->truncated = true;
     chat_to_worker(op);
 }
 

@@ -20,7 +20,7 @@ import { RawChat } from './lib/rawchat.mjs';
 import { TelnetClient, telnetLogin } from './lib/telnet.mjs';
 import { scrape, sum } from './lib/metrics.mjs';
 import { exchange } from '../blackbox/lib/http.mjs';
-import { upgradeRequest } from '../blackbox/lib/rawws.mjs';
+import { OP, parseClose, upgradeRequest } from '../blackbox/lib/rawws.mjs';
 
 
 test('--max-rooms 3: a 4th join → too_many_rooms; re-joining a joined room is fine; leave frees a slot', async (t) => {
@@ -394,6 +394,58 @@ test('slow consumer on telnet: what was queued is sent in order, then a "* " not
   assert.deepEqual(got, want, 'the lines before the close are not the first messages of the room, in order');
   assert.match(texts[texts.length - 1], /^\* You fell too far behind/);
   assert.ok(slow.lines.every((l) => l.crlf), 'a line without CR LF');
+});
+
+test('--retention: a paged replay that retention overtakes ends in 1008 "slow consumer" after a gap-free run, and the resume says truncated', async (t) => {
+  const keep = 3000;
+  const server = await serverForTest(t, ['--ring-size', '16', '--retention', String(keep), '--rate-limit', '0',
+    '--output-limit', String(64 << 20)]);
+  const room = uniqRoom();
+  const before = sum(await scrape(server), 'parley_slow_consumers_total');
+  const writer = await user(server, t);
+  writer.ignore = (m) => m.type === 'message';
+  await writer.join(room);
+  const text = 'z'.repeat(3900);
+  let sent = 0;
+  const sendMore = async (n) => {
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => writer.say(room, `${++sent} ${text}`)));
+    }
+  };
+  await sendMore(keep); // 12 MB: more than loopback buffers hold, so most of it waits in the store
+
+  const slow = await RawChat.open(server);
+  t.after(() => slow.destroy());
+  assert.equal((await slow.request({ type: 'login', name: `behind${Date.now() % 100000}` })).type, 'welcome');
+  slow.send({ type: 'join', id: 'j', room, since: 0 });
+  slow.pause(); // its replay stops at what the socket takes
+  await sendMore(keep); // retention now keeps only these: the rest of that replay is gone
+  slow.resume();
+
+  // Until the close, or until the newest message: a server that skipped the lost part would send it.
+  const messages = [];
+  let close = null;
+  const deadline = Date.now() + LONG_TIMEOUT;
+  while (!close && messages.at(-1)?.seq !== sent) {
+    const frame = await slow.ws.nextFrame(Math.max(0, deadline - Date.now()), 'the replay, up to a close');
+    if (frame.opcode === OP.CLOSE) close = parseClose(frame.payload);
+    else if (frame.opcode === OP.TEXT) messages.push(JSON.parse(frame.payload.toString('utf8')));
+  }
+  const joined = messages.find((m) => m.id === 'j');
+  assert.equal(joined?.type, 'joined', JSON.stringify(joined));
+  assert.equal(joined.truncated, false);
+  const seen = messages.filter((m) => m.type === 'message').map((m) => m.seq);
+  const gap = seen.findIndex((seq, i) => seq !== i + 1);
+  assert.equal(gap, -1, `a gap in the replay: seq ${seen[gap]} came after ${seen[gap - 1]}`);
+  assert.ok(seen.length < keep, `all ${seen.length} of the replay arrived: retention never overtook it`);
+  assert.deepEqual(close, { code: 1008, reason: 'slow consumer' });
+  assert.equal(sum(await scrape(server), 'parley_slow_consumers_total') - before, 1);
+
+  // Resuming from the last seq it saw, it is told that messages were lost to retention.
+  const back = await guest(server, t);
+  const again = await back.join(room, seen.length);
+  assert.equal(again.truncated, true);
+  assert.equal(again.seq, 2 * keep);
 });
 
 // Polls token logins on fresh connections until one answers bad_token.
