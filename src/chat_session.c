@@ -66,20 +66,19 @@ static void local_room_add(struct chat_worker *cw, struct conn *c, struct chat_s
         lr->cap = lr->cap ? lr->cap * 2 : 8;
         lr->m = xrealloc(lr->m, lr->cap * sizeof *lr->m);
     }
+    r->local_at = lr->n;
     lr->m[lr->n++] = (struct local_member){c, r};
 }
 
 static void local_room_remove(struct chat_worker *cw, struct chat_sroom *r)
 {
     struct local_room *lr = map_get(&cw->rooms, r->name);
-    if (!lr)
+    if (!lr || r->local_at >= lr->n || lr->m[r->local_at].r != r)
         return;
-    for (size_t i = 0; i < lr->n; i++) {
-        if (lr->m[i].r == r) {
-            lr->m[i] = lr->m[--lr->n];
-            break;
-        }
-    }
+    /* The last member takes its place: O(1), so a room's mass disconnect is not quadratic. */
+    lr->m[r->local_at] = lr->m[--lr->n];
+    if (r->local_at < lr->n)
+        lr->m[r->local_at].r->local_at = r->local_at;
     if (lr->n == 0) {
         map_del(&cw->rooms, r->name);
         free(lr->m);

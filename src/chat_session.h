@@ -26,6 +26,7 @@ struct chat_sroom {
     char name[CHAT_ROOM_MAX];
     uint64_t last_seq;
     uint64_t joined_order; /* for telnet: the most recently joined room becomes current */
+    size_t local_at;       /* its place in the worker's list of the room's local members */
 };
 
 struct chat_session;

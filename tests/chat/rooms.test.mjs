@@ -210,6 +210,38 @@ test('after leave, no more messages of that room arrive', async (t) => {
   assert.deepEqual(before.filter((m) => m.type === 'message'), []);
 });
 
+test('members leaving from anywhere in a room (by leave and by disconnect): the rest get each message once, the leavers none', async (t) => {
+  const room = uniqRoom();
+  const members = [];
+  for (let i = 0; i < 12; i++) {
+    const g = await guest(server, t);
+    await g.join(room);
+    members.push(g);
+  }
+  // The first four leave (one by disconnecting), then all but the last two: whoever took a
+  // leaver's place in the server's member list must still be found when it leaves in turn.
+  const rounds = [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9]];
+  const gone = new Set();
+  const speaker = members[11];
+  for (let round = 0; round < rounds.length; round++) {
+    for (const i of rounds[round]) {
+      if (i === 2) members[i].terminate();
+      else await members[i].leave(room);
+      gone.add(i);
+    }
+    await speaker.say(room, `round ${round}`);
+    for (let i = 0; i < members.length; i++) {
+      if (!gone.has(i)) assert.equal((await members[i].nextMessage(room)).text, `round ${round}`, `member ${i}`);
+    }
+  }
+  for (let i = 0; i < members.length; i++) {
+    if (i === 2) continue; // disconnected
+    await members[i].sync();
+    const extra = members[i].pending().filter((m) => m.type === 'message');
+    assert.deepEqual(extra.map((m) => m.text), [], `member ${i} got a message twice, or after it left`);
+  }
+});
+
 test('presence online: {type,room,user,state} to the others, not to the joiner', async (t) => {
   const a = await user(server, t);
   const b = await user(server, t);
