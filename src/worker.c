@@ -15,6 +15,27 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
+/* Dead peers are found by the kernel (rule 33: telnet has no idle timeout by default): a silent
+ * connection is probed after a minute, and one whose sent data stays unacknowledged for two
+ * minutes (a peer that vanished, or stopped reading for good) is ended. */
+#define KEEPALIVE_IDLE_S 60
+#define KEEPALIVE_INTERVAL_S 15
+#define KEEPALIVE_PROBES 4
+#define UNACKED_TIMEOUT_MS 120000
+
+static void tune_accepted(int fd)
+{
+    int one = 1;
+    int idle = KEEPALIVE_IDLE_S, interval = KEEPALIVE_INTERVAL_S, probes = KEEPALIVE_PROBES;
+    unsigned unacked = UNACKED_TIMEOUT_MS;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &unacked, sizeof unacked);
+}
+
 static void before_sleep(void *arg)
 {
     struct worker *w = arg;
@@ -104,8 +125,7 @@ static void on_listener(struct loop_watch *watch, uint32_t events)
             return;
         }
         l->backoff_ms = BACKOFF_MIN_MS;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        tune_accepted(fd);
         w->on_accept(w, fd, l->transport);
     }
 }

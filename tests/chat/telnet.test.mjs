@@ -3,7 +3,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { PASSWORD, connect, dmRoom, guest, ms, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { readFileSync } from 'node:fs';
+import { PASSWORD, connect, dmRoom, eventually, guest, ms, uniq, uniqRoom, user } from './lib/chat.mjs';
 import {
   DO,
   IAC,
@@ -657,4 +658,30 @@ test('without --telnet-idle, a telnet user idle for longer than the WebSocket lo
   const ws = await connect(own, t);
   await ws.waitClosed(ms(6000), 'the WebSocket login deadline');
   await say(c, 'general', 'still connected');
+});
+
+// The server's end of a loopback TCP connection in /proc/net/tcp: its timer kind and due time.
+// (Columns: sl local rem st tx:rx tr:when ...; tr 2 is the keepalive timer, 0 none.)
+function serverSocketTimer(serverPort, clientPort) {
+  const hex = (n) => n.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || !f[1].endsWith(`:${hex(serverPort)}`) || !f[2].endsWith(`:${hex(clientPort)}`)) continue;
+    const [tr, when] = f[5].split(':');
+    return { timer: Number.parseInt(tr, 16), dueJiffies: Number.parseInt(when, 16) };
+  }
+  return null;
+}
+
+test('rule 33: TCP keepalive is on for telnet connections, so dead peers are found without an idle timeout', async (t) => {
+  const c = await telnetLogin(server, t, uniq('Tel'));
+  let last;
+  await eventually(() => {
+    last = serverSocketTimer(server.telnetPort, c.socket.localPort);
+    return last?.timer === 2;
+  }, ms(5000), 'the keepalive timer on the server side of an idle telnet connection');
+  assert.ok(last.dueJiffies > 0, JSON.stringify(last));
+  // The probe timer does not disturb the session.
+  await c.send('/rooms');
+  await c.nextLine(/^\* Rooms:/);
 });
