@@ -300,6 +300,21 @@ static void replay_write(struct conn *c, const struct msg_rec *rec)
         backlog_push(c->session, (struct chat_backlog_entry){.rec = msg_rec_ref(rec)}, 0);
 }
 
+/* A replay c needs could not be read: rather than leave a gap, close; the client resumes from
+ * its last seq. */
+static void replay_lost(struct conn *c, const char *room)
+{
+    log_warn("msg=replay_failed conn=%llu room=%s", (unsigned long long)c->id, room);
+    if (c->transport == CONN_TELNET) {
+        static const char notice[] = "! server_busy: the room's history is not available "
+                                     "right now; reconnect to catch up. Bye.\r\n";
+        conn_send_copy(c, notice, sizeof notice - 1);
+        conn_close_after_flush(c);
+    } else {
+        ws_session_close(c, WS_CLOSE_INTERNAL, "history not available");
+    }
+}
+
 /* A page of the replay at the head of c's backlog came back from the store: it goes first,
  * then the rest of that replay if any is left. */
 static void replay_page(struct conn *c, struct chat_op *op)
@@ -309,16 +324,7 @@ static void replay_page(struct conn *c, struct chat_op *op)
     if (!rp || !rp->reading)
         return; /* cannot happen: only the head's replay is ever read */
     if (op->err) {
-        /* Skipping the page would leave a gap: close, and the client resumes from its last seq. */
-        log_warn("msg=replay_failed conn=%llu room=%s", (unsigned long long)c->id, op->room);
-        if (c->transport == CONN_TELNET) {
-            static const char notice[] = "! server_busy: the room's history is not available "
-                                         "right now; reconnect to catch up. Bye.\r\n";
-            conn_send_copy(c, notice, sizeof notice - 1);
-            conn_close_after_flush(c);
-        } else {
-            ws_session_close(c, WS_CLOSE_INTERNAL, "history not available");
-        }
+        replay_lost(c, op->room);
         return;
     }
     if (op->truncated) {
@@ -340,6 +346,16 @@ static void replay_page(struct conn *c, struct chat_op *op)
         backlog_push_front(s, (struct chat_backlog_entry){.rec = msg_rec_ref(&op->msgs[i])});
     metrics_add(METRIC_DELIVERIES, op->n_msgs);
     chat_session_drained(c);
+}
+
+/* True when a join with since of this room is on its way for s: the message will be in its
+ * replay, so written now it would come twice, and ahead of the `joined` it follows. */
+static bool left_to_replay(struct chat_session *s, const char *room)
+{
+    if (!s->replay_pending[0] || strcmp(s->replay_pending, room) != 0)
+        return false;
+    s->replay_skipped = true;
+    return true;
 }
 
 /* Writes a room message to a member once: only when it is newer than what the member saw.
@@ -532,6 +548,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             op->ts = s->created_ms; /* rule 40: nothing from before the account existed */
         if (!joined)
             s->joins_pending++;
+        if (op->has_since)
+            memcpy(s->replay_pending, op->room, sizeof s->replay_pending);
         s->joins_held++;
         conn_hold_input(c); /* a send right after a join is for the joined room */
         chat_to_hub(op);
@@ -695,9 +713,19 @@ static void op_done(struct worker *w, struct chat_op *op)
     bool releases = login || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
-    if (op->kind == CHAT_JOIN)
+    /* A join answered: its replay, if any, is in op, with every message left to it. Unless it
+     * failed: then what was left to it is lost to this connection, which must resume. */
+    bool lost = op->kind == CHAT_JOIN && op->err && s->replay_skipped;
+    if (op->kind == CHAT_JOIN) {
         s->joins_held--;
+        s->replay_pending[0] = '\0';
+        s->replay_skipped = false;
+    }
+    char room[CHAT_ROOM_MAX];
+    memcpy(room, op->room, sizeof room);
     finish_op(w, c, s, op);
+    if (lost && conn_is_open(c))
+        replay_lost(c, room);
     /* The transport may have started another held request (telnet's join after login). */
     if (releases && conn_is_open(c) && !s->login_pending && !holding_join(c))
         conn_release_input(c);
@@ -755,6 +783,8 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (m.c->id == d->skip_conn || !s ||
             (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
             continue;
+        if (d->rec.seq && left_to_replay(s, d->room))
+            continue;
         if (d->rec.seq)
             delivered += write_seq(m.c, m.r, &d->rec);
         else
@@ -776,6 +806,8 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
         /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
         for (size_t i = lu->n; i-- > 0;) {
             struct conn *c = lu->c[i];
+            if (left_to_replay(c->session, d->room))
+                continue;
             delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
             if (!conn_is_open(c) && !(lu = map_get(&cw->users, users[u])))
                 break;

@@ -54,6 +54,10 @@ struct chat_session {
     uint32_t
         joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
     uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
+    /* The room of a join with since on its way (input is held, so there is at most one): its
+     * messages that reach this connection meanwhile are left to that join's replay (rule 22). */
+    char replay_pending[CHAT_ROOM_MAX];
+    bool replay_skipped; /* a message was left to that replay */
     uint64_t join_counter;
     double tokens; /* send bucket */
     uint64_t refill_ms;
