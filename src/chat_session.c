@@ -348,9 +348,10 @@ static void replay_page(struct conn *c, struct chat_op *op)
     chat_session_drained(c);
 }
 
-/* True when a join with since of this room is on its way for s: the message will be in its
- * replay, so written now it would come twice, and ahead of the `joined` it follows. */
-static bool left_to_replay(struct chat_session *s, const char *room)
+/* Leaves a message of room to the replay of s's join with since of that room, if one is on its
+ * way: written now, it would come twice, and ahead of the `joined` it belongs after. Returns
+ * true when it was left (and notes that it was). */
+static bool defer_to_replay(struct chat_session *s, const char *room)
 {
     if (!s->replay_pending[0] || strcmp(s->replay_pending, room) != 0)
         return false;
@@ -783,7 +784,7 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (m.c->id == d->skip_conn || !s ||
             (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
             continue;
-        if (d->rec.seq && left_to_replay(s, d->room))
+        if (d->rec.seq && defer_to_replay(s, d->room))
             continue;
         if (d->rec.seq)
             delivered += write_seq(m.c, m.r, &d->rec);
@@ -806,7 +807,7 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
         /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
         for (size_t i = lu->n; i-- > 0;) {
             struct conn *c = lu->c[i];
-            if (left_to_replay(c->session, d->room))
+            if (defer_to_replay(c->session, d->room))
                 continue;
             delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
             if (!conn_is_open(c) && !(lu = map_get(&cw->users, users[u])))
