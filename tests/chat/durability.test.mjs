@@ -239,14 +239,7 @@ test('--ring-size 16: a replay of 700 from SQLite comes page by page, once each 
   a.ignore = (m) => m.type === 'message';
   const room = uniqRoom();
   await a.join(room);
-  const sayAll = async (from, to) => {
-    for (let i = from; i <= to; i += 50) {
-      const batch = [];
-      for (let k = i; k < Math.min(to + 1, i + 50); k++) batch.push(a.say(room, `m${k}`));
-      await Promise.all(batch);
-    }
-  };
-  await sayAll(1, 700);
+  await a.sayMany(room, 700, (k) => `m${k}`);
 
   // A reader that stops reading right after its join: 10 more are sent while its replay waits.
   const slow = await RawChat.open(server);
@@ -257,7 +250,7 @@ test('--ring-size 16: a replay of 700 from SQLite comes page by page, once each 
   assert.equal(joined.seq, 700);
   assert.equal(joined.truncated, false);
   slow.pause();
-  await sayAll(701, 710);
+  await a.sayMany(room, 10, (k) => `m${700 + k}`);
   slow.resume();
   const got = [];
   while (got.length < 710) {

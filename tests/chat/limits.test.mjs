@@ -406,20 +406,15 @@ test('--retention: a paged replay that retention overtakes ends in 1008 "slow co
   writer.ignore = (m) => m.type === 'message';
   await writer.join(room);
   const text = 'z'.repeat(3900);
-  let sent = 0;
-  const sendMore = async (n) => {
-    for (let i = 0; i < n; i += 50) {
-      await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => writer.say(room, `${++sent} ${text}`)));
-    }
-  };
-  await sendMore(keep); // 12 MB: more than loopback buffers hold, so most of it waits in the store
+  await writer.sayMany(room, keep, (k) => `${k} ${text}`); // 12 MB: more than loopback buffers hold
 
   const slow = await RawChat.open(server);
   t.after(() => slow.destroy());
   assert.equal((await slow.request({ type: 'login', name: `behind${Date.now() % 100000}` })).type, 'welcome');
   slow.send({ type: 'join', id: 'j', room, since: 0 });
   slow.pause(); // its replay stops at what the socket takes
-  await sendMore(keep); // retention now keeps only these: the rest of that replay is gone
+  await writer.sayMany(room, keep, (k) => `${keep + k} ${text}`); // retention keeps only these now
+  const sent = 2 * keep;
   slow.resume();
 
   // Until the close, or until the newest message: a server that skipped the lost part would send it.

@@ -259,6 +259,17 @@ export class ChatClient {
     return this.expect({ type: 'send', room, text, ...extra }, 'ack');
   }
 
+  // Sends texts(1..count) to a room, 50 in flight at a time; resolves with the acks, in order.
+  async sayMany(room, count, text) {
+    const acks = [];
+    for (let i = 1; i <= count; i += 50) {
+      const batch = [];
+      for (let k = i; k < Math.min(count + 1, i + 50); k++) batch.push(this.say(room, text(k)));
+      acks.push(...(await Promise.all(batch)));
+    }
+    return acks;
+  }
+
   // Sends a direct message and returns the ack.
   async dm(to, text, extra = {}) {
     return this.expect({ type: 'send', to, text, ...extra }, 'ack');
