@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "random_cuts.h"
 #include "telnet_parser.h"
 
 /* A string literal as input bytes, NULs included. */
@@ -586,14 +587,6 @@ static void test_mixed_every_split(void **state)
            "L[hi] DO(1) L[\\xc3\\xa9] L[\\xff] TOO_LONG IP L[]");
 }
 
-static uint32_t rng_state = 12345;
-
-static uint32_t rnd(uint32_t n)
-{
-    rng_state = rng_state * 1103515245u + 12345u;
-    return (rng_state >> 8) % n;
-}
-
 /* Random streams from the bytes that matter, each cut at random places, match the whole reading. */
 static void test_random_streams(void **state)
 {
@@ -608,15 +601,7 @@ static void test_random_streams(void **state)
         size_t cap = rnd(3) == 0 ? rnd(4) : 1 + rnd(64);
         char *want = run(cap, in, n, NULL, 0);
         size_t cuts[8], nc = 1 + rnd(8);
-        for (size_t c = 0; c < nc; c++)
-            cuts[c] = rnd((uint32_t)n + 1);
-        for (size_t a = 0; a < nc; a++) /* cuts must be ascending */
-            for (size_t b = a + 1; b < nc; b++)
-                if (cuts[b] < cuts[a]) {
-                    size_t tmp = cuts[a];
-                    cuts[a] = cuts[b];
-                    cuts[b] = tmp;
-                }
+        random_cuts(cuts, nc, n);
         assert_run(cap, in, n, cuts, nc, want);
         free(want);
     }

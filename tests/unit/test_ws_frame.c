@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "random_cuts.h"
 #include "ws_frame.h"
 
 #define MAX_MSG (1u << 20)
@@ -838,17 +839,6 @@ static void test_16mib_message(void **state)
     free(in);
 }
 
-/* A small deterministic generator, so failures can be replayed. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint32_t rnd(uint32_t n)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state % n);
-}
-
 /* Random valid streams (fragments, controls, UTF-8 split anywhere) read back in random splits. */
 static void test_random_streams(void **state)
 {
@@ -898,15 +888,7 @@ static void test_random_streams(void **state)
             want[wn++] = ']';
         }
         size_t cuts[8], nc = 1 + rnd(7);
-        for (size_t c = 0; c < nc; c++)
-            cuts[c] = rnd((uint32_t)n + 1);
-        for (size_t a = 0; a < nc; a++) /* cuts must be ascending */
-            for (size_t b = a + 1; b < nc; b++)
-                if (cuts[b] < cuts[a]) {
-                    size_t tmp = cuts[a];
-                    cuts[a] = cuts[b];
-                    cuts[b] = tmp;
-                }
+        random_cuts(cuts, nc, n);
         struct transcript t = {0};
         run(in, n, MAX_MSG, cuts, nc, &t);
         assert_transcript(&t, want, wn);
