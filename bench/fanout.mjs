@@ -7,13 +7,12 @@
 // The readers run in two worker threads of this process, which shares the machine's cores with
 // the server: latency includes their queueing too, the same for both servers. parley stores each
 // message durably (fsync by group commit) before delivering it; the peer stores nothing.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import WebSocket from 'ws';
+import { openMany, root, start, startParley } from './lib.mjs';
 
 const ROOM = 'bench';
 const READER_THREADS = 2;
@@ -50,33 +49,13 @@ async function readerThread({ url, first, count, messages }) {
     latencies[got++] = now() - sentAt;
     if (got === latencies.length) parentPort.postMessage({ done: latencies }, [latencies.buffer]);
   };
-  const sockets = [];
-  for (let i = 0; i < count; i += 100) {
-    const batch = [];
-    for (let j = i; j < Math.min(count, i + 100); j++) batch.push(joinedClient(url, `r${first + j}`, onMessage));
-    sockets.push(...(await Promise.all(batch)));
-  }
+  await openMany(count, (j) => joinedClient(url, `r${first + j}`, onMessage), 100);
   parentPort.postMessage({ ready: true });
 }
 
 function cpuTicks(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks (1/100 s)
-}
-
-function start(cmd, args, readyPattern) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const onData = (d) => {
-      out += d;
-      const m = readyPattern.exec(out);
-      if (m) resolve({ proc, port: Number(m[1]) });
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
-  });
 }
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -148,15 +127,10 @@ async function run(name, server, receivers, messages, rate) {
 if (!isMainThread) {
   await readerThread(workerData);
 } else {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
   const receivers = Number(process.argv[2] ?? 1000);
   const messages = Number(process.argv[3] ?? 2000);
   const rate = Number(process.argv[4] ?? 500);
-  const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
-  const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
-  const parley = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
-    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)/);
-  const ours = await run('parley', parley, receivers, messages, rate);
+  const ours = await run('parley', await startParley(), receivers, messages, rate);
   const peer = await start(process.execPath, [path.join(root, 'bench/peers/chat_server.mjs')], /port=(\d+)/);
   const theirs = await run('node ws 8 chat (peer)', peer, receivers, messages, rate);
   console.log(`fan-out: ${receivers} readers in one room, ${messages} messages at ${rate}/s`);

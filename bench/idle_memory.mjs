@@ -3,35 +3,17 @@
 // Each server is started fresh; its VmRSS is read from /proc before and after opening the
 // connections (each waits for its first message, then stays idle). Socket buffers are kernel
 // memory and not in VmRSS, so the figure is the server's own user-space cost per connection.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
+import { openMany, root, start, startParley } from './lib.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const count = Number(process.argv[2] ?? 5000);
 
 function rssKiB(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
-}
-
-function start(cmd, args, readyPattern) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const onData = (d) => {
-      out += d;
-      const m = readyPattern.exec(out);
-      if (m) resolve({ proc, port: Number(m[1]), out });
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
-  });
 }
 
 // Opens one WebSocket and resolves once `ready` says the server has answered enough.
@@ -72,59 +54,30 @@ function openTelnet(port, i) {
   });
 }
 
-async function openIdle(url, n, chat) {
-  const sockets = [];
-  for (let i = 0; i < n; i += 200) {
-    const batch = [];
-    for (let j = i; j < Math.min(n, i + 200); j++) batch.push(openOne(url, chat, j));
-    sockets.push(...(await Promise.all(batch)));
-  }
-  return sockets;
-}
-
-async function measure(name, server, wsPath, chat = false) {
+// Opens `count` connections with open(i), waits for the server to settle, and reports the growth
+// of its VmRSS per connection.
+async function measure(name, server, open, what = 'idle WebSocket') {
   const before = rssKiB(server.proc.pid);
-  const sockets = await openIdle(`ws://127.0.0.1:${server.port}${wsPath}`, count, chat);
+  const conns = await openMany(count, open);
   await new Promise((r) => setTimeout(r, 500)); // let the server finish its turn
   const after = rssKiB(server.proc.pid);
-  for (const ws of sockets) ws.terminate();
+  for (const c of conns) (c.terminate ?? c.destroy).call(c);
   server.proc.kill('SIGKILL');
   const perConn = ((after - before) * 1024) / count;
-  console.log(`${name.padEnd(24)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per idle WebSocket`);
+  console.log(`${name.padEnd(24)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per ${what}`);
   return perConn;
 }
 
+const ws = (server, wsPath, chat = false) => (i) => openOne(`ws://127.0.0.1:${server.port}${wsPath}`, chat, i);
+let server = await startParley();
+const parleyBytes = await measure('parley /ws (greeted)', server, ws(server, '/ws'));
+server = await startParley();
+const chatBytes = await measure('parley chat client', server, ws(server, '/ws', true));
 // Telnet users all land in #general, so this row includes the presence of n joins to one room.
-async function measureTelnet(server) {
-  const before = rssKiB(server.proc.pid);
-  const sockets = [];
-  for (let i = 0; i < count; i += 200) {
-    const batch = [];
-    for (let j = i; j < Math.min(count, i + 200); j++) batch.push(openTelnet(server.telnetPort, j));
-    sockets.push(...(await Promise.all(batch)));
-  }
-  await new Promise((r) => setTimeout(r, 500)); // let the server finish its turn
-  const after = rssKiB(server.proc.pid);
-  for (const s of sockets) s.destroy();
-  server.proc.kill('SIGKILL');
-  const perConn = ((after - before) * 1024) / count;
-  console.log(`${'parley telnet user'.padEnd(24)} rss before ${before} KiB, after ${after} KiB: ${perConn.toFixed(0)} bytes per idle telnet user`);
-  return perConn;
-}
-
-const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
-const startParley = () => {
-  const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
-  return start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
-    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
-};
-const parleyBytes = await measure('parley /ws (greeted)', await startParley(), '/ws');
-const chatBytes = await measure('parley chat client', await startParley(), '/ws', true);
-const telnetServer = await startParley();
-telnetServer.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(telnetServer.out)[1]);
-const telnetBytes = await measureTelnet(telnetServer);
+server = await startParley();
+const telnetBytes = await measure('parley telnet user', server, (i) => openTelnet(server.telnetPort, i), 'idle telnet user');
 const peer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs')], /port=(\d+)/);
-const peerBytes = await measure('node ws 8 (peer)', peer, '/');
+const peerBytes = await measure('node ws 8 (peer)', peer, ws(peer, '/'));
 console.log(`idle WebSockets: ${count} each`);
 console.log(`greeted WebSocket: parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
 console.log(`logged-in chat client in one room (guest, 100 rooms): ${chatBytes.toFixed(0)} bytes, ${(chatBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);

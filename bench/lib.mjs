@@ -1,0 +1,47 @@
+// lib: what the benchmarks share: starting a server and waiting until it listens, and opening
+// many connections a batch at a time.
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// Spawns cmd and resolves {proc, port, out} once its output matches readyPattern (port: group 1).
+export function start(cmd, args, readyPattern) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const onData = (d) => {
+      out += d;
+      const m = readyPattern.exec(out);
+      if (m) resolve({ proc, port: Number(m[1]), out });
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
+  });
+}
+
+// A fresh parley (PARLEY_BIN, or the release build) on free loopback ports with its own data
+// directory and no send limit; resolves once it is ready, with its HTTP and telnet ports.
+export async function startParley() {
+  const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
+  const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
+  const server = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
+    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
+  server.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(server.out)[1]);
+  return server;
+}
+
+// Opens n connections with open(i), `batch` at a time; resolves with all of them.
+export async function openMany(n, open, batch = 200) {
+  const all = [];
+  for (let i = 0; i < n; i += batch) {
+    const some = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) some.push(open(j));
+    all.push(...(await Promise.all(some)));
+  }
+  return all;
+}
