@@ -1091,6 +1091,23 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     return op;
 }
 
+/* Rule 6: the one register a logged-in connection may send is a guest's of its own name. Rule 38
+ * ranks already_logged_in before field validation, so this looks at the raw field: any other
+ * name, valid or not (or none), is already_logged_in. */
+static bool registers_own_name(const struct chat_session *s, const struct proto_request *req)
+{
+    const json_t *name = json_object_get(req->doc, "name");
+    if (!s->guest || !json_is_string(name))
+        return false;
+    const char *v = json_string_value(name);
+    size_t n = json_string_length(name);
+    if (n != strlen(s->user_lc))
+        return false;
+    char lc[CHAT_NAME_MAX];
+    text_lower(v, n, lc);
+    return memcmp(lc, s->user_lc, n) == 0;
+}
+
 void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
 {
     struct chat_session *s = c->session;
@@ -1119,7 +1136,7 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
         err = PROTO_NOT_LOGGED_IN, why = "log in first";
     else if ((s->logged_in || s->login_pending) && req.type == PROTO_LOGIN)
         err = PROTO_ALREADY_LOGGED_IN, why = "this connection is logged in already";
-    else if (s->logged_in && req.type == PROTO_REGISTER && s->guest == false)
+    else if (s->logged_in && req.type == PROTO_REGISTER && !registers_own_name(s, &req))
         err = PROTO_ALREADY_LOGGED_IN, why = "only a guest can register, and only its own name";
     if (!err) {
         struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text};

@@ -216,6 +216,16 @@ test('already_logged_in outranks field validation (rule 38)', async (t) => {
   const u = await user(server, t);
   await u.expectError({ type: 'login', name: 'bad name!' }, 'already_logged_in');
   await u.expectError({ type: 'register', name: uniq('x'), password: 'short' }, 'already_logged_in');
+  // A logged-in guest may register only its own name: any other one, even an invalid one, or
+  // none at all, is already_logged_in before the name or password is looked at.
+  const g = await guest(server, t);
+  await g.expectError({ type: 'register', name: 'bad name!', password: PASSWORD }, 'already_logged_in');
+  await g.expectError({ type: 'register', name: 'x'.repeat(40), password: PASSWORD }, 'already_logged_in');
+  await g.expectError({ type: 'register', name: 42, password: PASSWORD }, 'already_logged_in');
+  await g.expectError({ type: 'register', password: PASSWORD }, 'already_logged_in');
+  await g.expectError({ type: 'register', name: uniq('x'), password: 'short' }, 'already_logged_in');
+  // Its own name (in any case) goes on to field validation.
+  await g.expectError({ type: 'register', name: g.name.toUpperCase(), password: 'short' }, 'bad_request');
 });
 
 test('password length: 8 and 256 bytes accepted, 7 and 257 → bad_request (rule 7)', async (t) => {
