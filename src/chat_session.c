@@ -431,6 +431,7 @@ void chat_session_close(struct conn *c)
     map_del_u64(&cw->conns, c->id);
     backlog_free(s);
     free(s->rooms);
+    free(s->charged_cids);
     free(s);
     c->session = NULL;
 }
@@ -466,6 +467,45 @@ static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
         return false;
     s->tokens -= 1.0;
     return true;
+}
+
+/* How many recent charged (room, cid) pairs a connection remembers: enough for a client that
+ * resends everything it had pending after a reconnect, pipelined. */
+#define CHARGED_CIDS 16
+
+/* A key for a send's room (or recipient) and cid: FNV-1a over both. */
+static uint64_t cid_key(const struct chat_op *op)
+{
+    uint64_t h = 14695981039346656037ull;
+    const char *parts[3] = {op->to_lc[0] ? "@" : "#", op->to_lc[0] ? op->to_lc : op->room, op->cid};
+    for (int i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull; /* a separator no name or cid byte can fake */
+    }
+    return h ? h : 1;
+}
+
+/* True when this connection already paid for a send with op's room and cid: op is a retry. */
+static bool is_charged_retry(const struct chat_session *s, const struct chat_op *op)
+{
+    if (!op->has_cid || !s->charged_cids)
+        return false;
+    uint64_t key = cid_key(op);
+    for (int i = 0; i < CHARGED_CIDS; i++)
+        if (s->charged_cids[i] == key)
+            return true;
+    return false;
+}
+
+static void remember_charged(struct chat_session *s, const struct chat_op *op)
+{
+    if (!op->has_cid)
+        return;
+    if (!s->charged_cids)
+        s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);
+    s->charged_cids[s->charged_cids_next] = cid_key(op);
+    s->charged_cids_next = (uint8_t)((s->charged_cids_next + 1) % CHARGED_CIDS);
 }
 
 bool chat_session_count_send(struct conn *c)
@@ -595,6 +635,13 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
         if (!op->to_lc[0] && !op->room_is_dm && !joined)
             FAIL(PROTO_NOT_MEMBER, "join the room before sending to it");
+        /* Rule 17: a retry of a send this connection paid for is not counted, even before the
+         * store has seen the first copy and could tell. A retry of a copy sent elsewhere pays,
+         * and is paid back when the store finds it stored (finish_op). */
+        if (is_charged_retry(s, op)) {
+            chat_to_hub(op);
+            return PROTO_OK;
+        }
         if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
             if (!op->to_lc[0] && !op->has_cid)
@@ -604,6 +651,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many messages");
         } else {
             op->charged = cfg->rate_limit != 0;
+            if (op->charged)
+                remember_charged(s, op);
         }
         chat_to_hub(op);
         return PROTO_OK;

@@ -62,6 +62,11 @@ struct chat_session {
     double tokens; /* send bucket */
     uint64_t refill_ms;
     uint16_t attempts[10]; /* send attempts per second, for the last 10 s */
+    /* Rule 17: the (room, cid) keys of the last sends that paid a token, so a retry is known as
+     * one at once, also while the first copy is still on its way to the store. Allocated at the
+     * first such send: clients without cids pay nothing for it. */
+    uint64_t *charged_cids;
+    uint8_t charged_cids_next;
     uint64_t attempts_sec;
     uint64_t last_typing_ms;
     void *transport_state; /* telnet: its line editor and prompts */

@@ -117,6 +117,26 @@ test('rule 17/23: cid retries are not counted by the rate limit', async (t) => {
   assertError(last[1], 'rate_limited', last[1].id);
 });
 
+test('rule 17: pipelined retries of one cid are not counted while the first copy is still on its way', async (t) => {
+  const server = await serverForTest(t); // the default bucket: 20
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  // 30 copies of one cid, then 19 new sends, all written before any answer comes back.
+  const retries = Array.from({ length: 30 }, () => ({ type: 'send', room, text: 'once', cid: 'piped' }));
+  const fresh = Array.from({ length: 19 }, (_, i) => ({ type: 'send', room, text: `new ${i}`, cid: `new-${i}` }));
+  const replies = await burst(u, [...retries, ...fresh]);
+  assert.deepEqual(replies.slice(0, 30).map((r) => (r.type === 'ack' ? r.seq : r.code)), Array(30).fill(1));
+  // One token went to the first copy: the 19 new sends take the other 19.
+  assert.deepEqual(replies.slice(30).map((r) => (r.type === 'ack' ? r.seq : r.code)),
+    Array.from({ length: 19 }, (_, i) => i + 2));
+  // The bucket is empty now: a new cid is refused, a retry of an acked one is still free.
+  await u.expectError({ type: 'send', room, text: 'one more', cid: 'new-19' }, 'rate_limited');
+  assert.equal((await u.request({ type: 'send', room, text: 'again', cid: 'new-3' })).seq, 5);
+  const h = await u.expect({ type: 'history', room }, 'history');
+  assert.equal(h.messages.length, 20);
+});
+
 test('rule 5: with an empty bucket, validation and membership errors still outrank rate_limited', async (t) => {
   const server = await serverForTest(t, ['--rate-limit', '2']);
   const u = await user(server, t);
