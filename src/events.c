@@ -18,6 +18,25 @@ static void events_append(struct chunk **c, const void *p, size_t n)
     (*c)->len += (uint32_t)n;
 }
 
+/* Appends text[0..len) with every character that could reorder or split other text on a terminal
+ * (bidi overrides, isolates, line and paragraph separators) shown as '?'. */
+static void events_append_neutral(struct chunk **c, const char *text, size_t len)
+{
+    size_t done = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = text_reordering_char(text + i, len - i);
+        if (!n) {
+            i++;
+            continue;
+        }
+        events_append(c, text + done, i - done);
+        events_append(c, "?", 1);
+        i += n;
+        done = i;
+    }
+    events_append(c, text + done, len - done);
+}
+
 /* Appends the telnet form of text: continuation lines indented by two spaces, CR LF ends. */
 static void events_telnet_text(struct chunk **c, const char *prefix, const char *text, size_t len)
 {
@@ -29,7 +48,7 @@ static void events_telnet_text(struct chunk **c, const char *prefix, const char 
             continue;
         if (start > 0)
             events_append(c, "  ", 2);
-        events_append(c, text + start, i - start);
+        events_append_neutral(c, text + start, i - start);
         events_append(c, "\r\n", 2);
         start = i + 1;
     }

@@ -46,6 +46,7 @@ struct hub {
     struct map registered;  /* name_lc -> struct hub_user */
     struct map guests;      /* name_lc -> struct hub_guest, while online */
     struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
+    struct map lookalikes;  /* text_skeleton -> struct lookalike: names that look alike */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
 };
@@ -282,6 +283,84 @@ static void join(struct hub *h, struct chat_op *op)
 
 /* --- identity --- */
 
+/*
+ * Names that differ only by characters people confuse (text_skeleton: I/l/1, O/0, trailing
+ * . _ -) share a skeleton. Only one registered name may hold a skeleton, and a guest may not take
+ * a name that looks like a registered one or like another online guest's: nobody can pass for
+ * someone else by a look-alike name. Each skeleton in use records its registered (or
+ * registering) name and how many online guests hold a name with it.
+ */
+struct lookalike {
+    char registered_lc[CHAT_NAME_MAX];
+    char guest_lc[CHAT_NAME_MAX]; /* one of the online guests holding it */
+    uint32_t guests;
+};
+
+static struct lookalike *lookalike_get(struct hub *h, const char *name_lc, bool create)
+{
+    char skel[CHAT_NAME_MAX];
+    text_skeleton(name_lc, strlen(name_lc), skel);
+    struct lookalike *l = map_get(&h->lookalikes, skel);
+    if (!l && create) {
+        l = xcalloc(1, sizeof *l);
+        map_put(&h->lookalikes, skel, l);
+    }
+    return l;
+}
+
+static void lookalike_drop_if_unused(struct hub *h, const char *name_lc, struct lookalike *l)
+{
+    if (l->registered_lc[0] || l->guests)
+        return;
+    char skel[CHAT_NAME_MAX];
+    text_skeleton(name_lc, strlen(name_lc), skel);
+    free(map_del(&h->lookalikes, skel));
+}
+
+/* True when name_lc looks like a registered name or an online guest's name that is not its own. */
+static bool lookalike_taken(struct hub *h, const char *name_lc)
+{
+    struct lookalike *l = lookalike_get(h, name_lc, false);
+    if (!l)
+        return false;
+    if (l->registered_lc[0] && strcmp(l->registered_lc, name_lc) != 0)
+        return true;
+    return l->guests > 1 || (l->guests == 1 && strcmp(l->guest_lc, name_lc) != 0);
+}
+
+/* A registered (or registering) name takes its skeleton; the first one keeps it (a database from
+ * before this rule may hold two). */
+static void lookalike_register(struct hub *h, const char *name_lc)
+{
+    struct lookalike *l = lookalike_get(h, name_lc, true);
+    if (!l->registered_lc[0])
+        memcpy(l->registered_lc, name_lc, sizeof l->registered_lc);
+}
+
+static void lookalike_unregister(struct hub *h, const char *name_lc)
+{
+    struct lookalike *l = lookalike_get(h, name_lc, false);
+    if (!l || strcmp(l->registered_lc, name_lc) != 0)
+        return;
+    l->registered_lc[0] = '\0';
+    lookalike_drop_if_unused(h, name_lc, l);
+}
+
+static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
+{
+    struct lookalike *l = lookalike_get(h, name_lc, online);
+    if (!l)
+        return;
+    if (online) {
+        if (l->guests++ == 0)
+            memcpy(l->guest_lc, name_lc, sizeof l->guest_lc);
+        return;
+    }
+    if (l->guests > 0 && --l->guests == 0)
+        l->guest_lc[0] = '\0';
+    lookalike_drop_if_unused(h, name_lc, l);
+}
+
 static void guest_online(struct hub *h, const struct chat_op *op)
 {
     struct hub_guest *g = map_get(&h->guests, op->user_lc);
@@ -290,6 +369,7 @@ static void guest_online(struct hub *h, const struct chat_op *op)
         memcpy(g->name, op->user, sizeof g->name);
         g->session = op->guest_session;
         map_put(&h->guests, op->user_lc, g);
+        lookalike_guest(h, op->user_lc, true);
     }
     g->conns++;
 }
@@ -302,6 +382,7 @@ static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
     if (--g->conns == 0) {
         map_del(&h->guests, name_lc);
         free(g);
+        lookalike_guest(h, name_lc, false);
     }
 }
 
@@ -326,6 +407,10 @@ static void login_guest(struct hub *h, struct chat_op *op)
     }
     if (map_get(&h->registering, op->user_lc) || held_by_other_guest(h, op->user_lc, 0)) {
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
+        return;
+    }
+    if (lookalike_taken(h, op->user_lc)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
         return;
     }
     /* Guest sessions outlive restarts in their tokens: make ids unique across runs. */
@@ -361,12 +446,18 @@ static void register_user(struct hub *h, struct chat_op *op)
             reply_error(h, op, PROTO_NAME_TAKEN, "that name is taken");
             return;
         }
+        if (lookalike_taken(h, name_lc)) {
+            reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
+            return;
+        }
         map_put(&h->registering, name_lc, (void *)1);
+        lookalike_register(h, name_lc);
         chat_to_auth(op);
         return;
     }
     map_del(&h->registering, name_lc);
     if (op->err) {
+        lookalike_unregister(h, name_lc);
         reply(h, op);
         return;
     }
@@ -376,6 +467,8 @@ static void register_user(struct hub *h, struct chat_op *op)
     free(map_put(&h->registered, name_lc, u));
     if (op->registered_guest) {
         struct hub_guest *g = map_del(&h->guests, name_lc);
+        if (g)
+            lookalike_guest(h, name_lc, false);
         free(g);
         for (int w = 0; w < h->n_workers; w++) {
             struct deliver *d = out(h, w);
@@ -558,6 +651,7 @@ static void load_user(void *arg, const char *name, int64_t created_ms)
     memcpy(u->name, name, strnlen(name, TEXT_NAME_MAX));
     u->created_ms = created_ms;
     free(map_put(&h->registered, lc, u));
+    lookalike_register(h, lc);
 }
 
 int hub_init(struct service *s, const struct config *cfg, struct store *db, int n_workers)
@@ -569,6 +663,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     map_init(&h->registered, true);
     map_init(&h->guests, true);
     map_init(&h->registering, true);
+    map_init(&h->lookalikes, true);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
     int rc = db->ops->load_rooms(db, load_room, h);
     if (rc == 0)
@@ -596,6 +691,7 @@ void hub_destroy(struct service *s)
     map_free_all(&h->registered);
     map_free_all(&h->guests);
     map_free(&h->registering);
+    map_free_all(&h->lookalikes);
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);
     free(h->out);

@@ -394,9 +394,11 @@ static enum proto_error validate_send(struct check *ck, const struct proto_limit
     json_t *cid = field(ck, "cid");
     if (cid) {
         size_t n = json_is_string(cid) ? json_string_length(cid) : 0;
-        /* NUL is refused too: the cid travels on as a C string and would be cut short. */
-        if (n < 1 || n > CID_MAX || memchr(json_string_value(cid), '\0', n))
-            return fail(ck, PROTO_BAD_REQUEST, "cid must be a string of 1-64 bytes");
+        /* Rule 41 holds for a cid too (it comes back in message events and telnet never shows
+         * it, but a log or another client might); NUL would also cut the C string short. */
+        if (n < 1 || n > CID_MAX || text_has_control(json_string_value(cid), n))
+            return fail(ck, PROTO_BAD_REQUEST,
+                        "cid must be a string of 1-64 bytes without control characters");
         req->cid = json_string_value(cid);
     }
 

@@ -34,6 +34,42 @@ void text_lower(const char *s, size_t n, char *out)
     out[n] = '\0';
 }
 
+void text_skeleton(const char *name, size_t n, char out[TEXT_NAME_MAX + 1])
+{
+    if (n > TEXT_NAME_MAX)
+        n = TEXT_NAME_MAX;
+    while (n > 0 && (name[n - 1] == '.' || name[n - 1] == '_' || name[n - 1] == '-'))
+        n--;
+    for (size_t i = 0; i < n; i++) {
+        char c = lower(name[i]);
+        out[i] = c == 'i' || c == '1' ? 'l' : c == '0' ? 'o' : c;
+    }
+    out[n] = '\0';
+}
+
+bool text_has_control(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        /* C1 controls are U+0080-009F, in UTF-8 the two bytes C2 80 .. C2 9F. */
+        if (c < 0x20 || c == 0x7F || (c == 0xC2 && i + 1 < n && (uint8_t)s[i + 1] <= 0x9F))
+            return true;
+    }
+    return false;
+}
+
+size_t text_reordering_char(const char *p, size_t left)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    if (left < 3 || u[0] != 0xE2)
+        return 0;
+    /* U+2028-202E are E2 80 A8..AE; U+2066-2069 are E2 81 A6..A9. */
+    if ((u[1] == 0x80 && u[2] >= 0xA8 && u[2] <= 0xAE) ||
+        (u[1] == 0x81 && u[2] >= 0xA6 && u[2] <= 0xA9))
+        return 3;
+    return 0;
+}
+
 bool text_fold_room(const char *s, size_t n, char out[TEXT_NAME_MAX + 1])
 {
     if (n < 1 || n > TEXT_NAME_MAX)

@@ -35,6 +35,26 @@ bool text_parse_dm_room(const char *s, size_t n, char a[TEXT_NAME_MAX + 1],
 /* Writes the canonical dm room of two (valid) user names, any case, plus a NUL into out. */
 void text_dm_room(const char *user1, const char *user2, char out[TEXT_DM_ROOM_MAX + 1]);
 
+/*
+ * Writes the look-alike skeleton of a valid user name plus a NUL into out: names with the same
+ * skeleton differ only by characters people confuse, so only one of them may be registered.
+ * Letters are folded to lower case (names are case-insensitive, so capital I joins l), i l 1 all
+ * become l, o and 0 become o, and trailing . _ - are dropped ("bob_" looks like "bob").
+ */
+void text_skeleton(const char *name, size_t n, char out[TEXT_NAME_MAX + 1]);
+
+/* Returns true when s[0..n) holds a C0 control (newline and tab included), DEL or a C1 control
+ * (U+0080-009F). s must be valid UTF-8. For identifiers such as a send's cid. */
+bool text_has_control(const char *s, size_t n);
+
+/*
+ * Returns the byte length of the character at p (p[0..left) valid UTF-8) when it can reorder or
+ * split other text on a terminal, else 0: the bidirectional embeddings and overrides
+ * U+202A-202E, the isolates U+2066-2069, and the separators U+2028 and U+2029. Telnet output
+ * shows such a character as '?'.
+ */
+size_t text_reordering_char(const char *p, size_t left);
+
 enum text_verdict {
     TEXT_OK,
     TEXT_EMPTY,    /* nothing left after trimming: bad_request */

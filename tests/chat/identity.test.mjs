@@ -275,6 +275,63 @@ test('invalid names → bad_name (register and login)', async (t) => {
   }
 });
 
+test('names with bidi overrides, isolates or line/paragraph separators → bad_name', async (t) => {
+  const c = await connect(server, t);
+  for (const ch of ['\u202a', '\u202e', '\u2066', '\u2069', '\u2028', '\u2029']) {
+    await c.expectError({ type: 'register', name: `ab${ch}cd`, password: PASSWORD }, 'bad_name');
+    await c.expectError({ type: 'login', name: `ab${ch}cd` }, 'bad_name');
+  }
+});
+
+test('register of a name that differs from a registered one only by confusable characters → name_taken', async (t) => {
+  const c = await connect(server, t);
+  const base = `bill${uniq('').replace(/[^a-z]/g, 'x')}`; // no digits: the variants below are made of them
+  await c.register(base);
+  const lookalikes = [
+    base.replace('i', 'I'), // capital i looks like l
+    base.replace('ll', 'l1'),
+    base.replace('ll', 'LI'),
+    `${base}_`,
+    `${base}.`,
+    `${base}-_.`,
+  ];
+  for (const name of lookalikes) {
+    await c.expectError({ type: 'register', name, password: PASSWORD }, 'name_taken');
+  }
+  // O and 0 too, in both directions.
+  const zero = `b0b${uniq('').replace(/[^a-z]/g, 'x')}`;
+  await c.register(zero);
+  await c.expectError({ type: 'register', name: zero.replace('0', 'O'), password: PASSWORD }, 'name_taken');
+  await c.expectError({ type: 'register', name: zero.replace('0', 'o'), password: PASSWORD }, 'name_taken');
+  // A name that only shares a prefix, or has the mark inside, is another name.
+  await c.register(`${base}_x`);
+  await c.register(base.replace('ll', 'l'));
+});
+
+test('a guest may not take a look-alike of a registered name or of an online guest\'s name', async (t) => {
+  const base = `lola${uniq('').replace(/[^a-z]/g, 'x')}`;
+  const c = await connect(server, t);
+  await c.register(base);
+  for (const name of [base.replace('o', '0'), base.replace('l', 'I'), `${base}.`]) {
+    await (await connect(server, t)).expectError({ type: 'login', name }, 'name_taken');
+  }
+  const g = await guest(server, t, `mill${uniq('').replace(/[^a-z]/g, 'x')}`);
+  const lookalike = g.name.replace('ill', 'iI1');
+  await (await connect(server, t)).expectError({ type: 'login', name: lookalike }, 'name_taken');
+  await c.expectError({ type: 'register', name: lookalike, password: PASSWORD }, 'name_taken');
+  // The guest itself may still register its own name.
+  assert.equal((await g.request({ type: 'register', name: g.name, password: PASSWORD })).type, 'registered');
+  // Once the guest has gone, its look-alike is free for another guest... unless registered since.
+  const h = await guest(server, t, `nell${uniq('').replace(/[^a-z]/g, 'x')}`);
+  await h.close();
+  await eventually(async () => {
+    const p = await connect(server, t);
+    const r = await p.request({ type: 'login', name: h.name.replace('ll', '11') });
+    p.terminate();
+    return r.type === 'welcome';
+  }, undefined, 'the look-alike of a guest who left to be free');
+});
+
 test('a logged-in guest may register its own name; every tab becomes that user (rules 6, 39)', async (t) => {
   const g = await guest(server, t);
   const g2 = await tab(server, t, g);

@@ -212,6 +212,15 @@ test('cid: not a string, empty or over 64 bytes → bad_request; 64 bytes accept
   assert.equal(ack2.seq, 2);
 });
 
+test('cid with a control character (C0, newline, tab, DEL, C1, NUL) → bad_request (rule 41)', async (t) => {
+  const { a, room } = await pair(t);
+  for (const cid of ['a\nb', 'a\tb', '\u001b[2J', 'a\u007f', 'a\u0085', 'a\u009f', 'a\u0000b']) {
+    await a.expectError({ type: 'send', room, text: 'x', cid }, 'bad_request');
+  }
+  // Other characters are fine, bidi ones included (a cid is never shown to people).
+  assert.equal((await a.say(room, 'ok', { cid: 'a\u00a0b\u202e' })).seq, 1);
+});
+
 test('history → {type,id,room,messages} oldest first; entries are exactly the message events (incl. cid)', async (t) => {
   const { a, b, room } = await pair(t);
   const live = [];

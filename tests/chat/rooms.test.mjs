@@ -66,7 +66,8 @@ test('room name of 1 and 32 characters from a-z 0-9 _ - are accepted', async (t)
 
 test('invalid room names → bad_name for join, leave, who, history and send (rule 9)', async (t) => {
   const u = await user(server, t);
-  for (const room of ['', 'has space', 'x'.repeat(33), 'a.b', 'café', 'a/b', '#general', 'dm:', 'dm:x', 'DM:a:b']) {
+  for (const room of ['', 'has space', 'x'.repeat(33), 'a.b', 'café', 'a/b', '#general', 'dm:', 'dm:x', 'DM:a:b',
+    'ab\u202ecd', 'ab\u2067cd', 'ab\u2028cd']) {
     await u.expectError({ type: 'join', room }, 'bad_name');
     await u.expectError({ type: 'leave', room }, 'bad_name');
     await u.expectError({ type: 'who', room }, 'bad_name');

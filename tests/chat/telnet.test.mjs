@@ -336,6 +336,23 @@ test('multi-line texts from WebSocket show continuation lines indented by two sp
   c.assertCrlf();
 });
 
+test('bidi overrides, isolates and line/paragraph separators in a text are shown as "?" on telnet', async (t) => {
+  const room = uniqRoom();
+  const w = await watcher(t, room);
+  const c = await telnetLogin(server, t, uniq('Tel'));
+  await c.send(`/join ${room}`);
+  await c.nextLine(new RegExp(`#${room}`));
+  const text = 'pay \u202eemordnilap\u202c to \u2066x\u2069 now\u2028or\u2029later \u200f\u00e9';
+  await w.say(room, text);
+  // The web keeps the text as sent; telnet neutralises every reordering character.
+  await c.nextLine(msgLine(room, w.name, 'pay ?emordnilap? to ?x? now?or?later \u200f\u00e9'));
+  const h = await w.expect({ type: 'history', room }, 'history');
+  assert.equal(h.messages.at(-1).text, text);
+  // /history shows the same neutral line.
+  await c.send('/history 1');
+  await c.nextLine(msgLine(room, w.name, 'pay ?emordnilap? to ?x? now?or?later \u200f\u00e9'));
+});
+
 test('typing is never shown on telnet', async (t) => {
   const room = uniqRoom();
   const w = await watcher(t, room);

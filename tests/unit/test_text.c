@@ -583,6 +583,59 @@ static void test_text_every_code_point(void **state)
     }
 }
 
+static void assert_skeleton(const char *name, const char *want)
+{
+    char out[TEXT_NAME_MAX + 1];
+    text_skeleton(name, strlen(name), out);
+    assert_string_equal(out, want);
+}
+
+static void test_skeleton_confusables(void **state)
+{
+    (void)state;
+    assert_skeleton("alice", "allce");
+    assert_skeleton("ALlCE", "allce");
+    assert_skeleton("bill", "blll");
+    assert_skeleton("bIll", "blll");
+    assert_skeleton("b1ll", "blll");
+    assert_skeleton("BOB", "bob");
+    assert_skeleton("B0B", "bob");
+    assert_skeleton("bob_", "bob");
+    assert_skeleton("bob.-_.", "bob");
+    assert_skeleton("bob_x", "bob_x"); /* only trailing marks go */
+    assert_skeleton("_", "");
+    assert_skeleton("Zed-9", "zed-9");
+}
+
+static void test_has_control(void **state)
+{
+    (void)state;
+    assert_false(text_has_control("cid-1", 5));
+    assert_false(
+        text_has_control("caf\xc3\xa9 \xe2\x80\xae", 9)); /* é and U+202E are not controls */
+    assert_true(text_has_control("a\nb", 3));
+    assert_true(text_has_control("a\tb", 3));
+    assert_true(text_has_control("\x1b[2J", 4));
+    assert_true(text_has_control("a\x7f", 2));
+    assert_true(text_has_control("a\xc2\x85", 3)); /* U+0085 */
+    assert_true(text_has_control("\xc2\x9f", 2));  /* U+009F */
+    assert_false(text_has_control("\xc2\xa0", 2)); /* U+00A0 is not C1 */
+}
+
+static void test_reordering_chars(void **state)
+{
+    (void)state;
+    /* Every code point U+2000..U+206F: exactly 2028-202E and 2066-2069 are caught. */
+    for (uint32_t cp = 0x2000; cp <= 0x206F; cp++) {
+        char b[3] = {(char)(0xE0 | (cp >> 12)), (char)(0x80 | ((cp >> 6) & 0x3F)),
+                     (char)(0x80 | (cp & 0x3F))};
+        bool want = (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+        assert_int_equal(text_reordering_char(b, 3), want ? 3 : 0);
+        assert_int_equal(text_reordering_char(b, 2), 0); /* never reads past the end */
+    }
+    assert_int_equal(text_reordering_char("abc", 3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +664,9 @@ int main(void)
         cmocka_unit_test(test_text_max_points),
         cmocka_unit_test(test_text_bad_before_too_long),
         cmocka_unit_test(test_text_every_code_point),
+        cmocka_unit_test(test_skeleton_confusables),
+        cmocka_unit_test(test_has_control),
+        cmocka_unit_test(test_reordering_chars),
     };
     return cmocka_run_group_tests_name("text", tests, NULL, NULL);
 }
