@@ -30,7 +30,7 @@ export async function startParley() {
   const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
   const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
   const server = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
-    '--rate-limit', '0'], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
+    '--rate-limit', '0', '--max-conns-per-ip', '0'], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
   server.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(server.out)[1]);
   return server;
 }

@@ -40,7 +40,7 @@ static const char usage[] =
     "  --login-timeout SECONDS   WebSocket login deadline (default 30)\n"
     "  --telnet-login-timeout SECONDS  telnet login deadline (default 60)\n"
     "  --telnet-idle SECONDS     close telnet sessions idle this long (default: never)\n"
-    "  --max-conns-per-ip N      connections per remote address (default 0 = unlimited)\n"
+    "  --max-conns-per-ip N      connections per client address (default 200; 0 = unlimited)\n"
     "  --token-ttl SECONDS       login token lifetime (default 604800)\n"
     "  --guest-token-ttl SECONDS guest token lifetime (default 86400)\n"
     "  --retention N             newest messages kept per room (default 0 = all)\n"
@@ -48,6 +48,13 @@ static const char usage[] =
     "1024)\n"
     "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
     "  --max-db-size BYTES       cap on the database file (default 0 = none)\n"
+    "\n"
+    "Facing the internet:\n"
+    "  --public-host NAME        answer only requests whose Host is NAME or NAME:PORT "
+    "(repeatable;\n"
+    "                            others get 421); default: any Host\n"
+    "  --trusted-proxy ADDR[/BITS]  a reverse proxy whose X-Forwarded-For names the client\n"
+    "                            (repeatable); its own connections are not limited per address\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -79,6 +86,8 @@ enum {
     OPT_RING_SIZE,
     OPT_PASSWORD_COST,
     OPT_MAX_DB_SIZE,
+    OPT_PUBLIC_HOST,
+    OPT_TRUSTED_PROXY,
 };
 
 static const struct option options[] = {
@@ -109,6 +118,8 @@ static const struct option options[] = {
     {"ring-size", required_argument, NULL, OPT_RING_SIZE},
     {"password-cost", required_argument, NULL, OPT_PASSWORD_COST},
     {"max-db-size", required_argument, NULL, OPT_MAX_DB_SIZE},
+    {"public-host", required_argument, NULL, OPT_PUBLIC_HOST},
+    {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
     {0, 0, 0, 0},
 };
 
@@ -215,6 +226,9 @@ static void set_defaults(struct config *cfg)
     cfg->guest_token_ttl_ms = 24ull * 3600 * 1000;
     cfg->ring_size = 1024;
     cfg->max_text = 4000;
+    /* Finite by default: one address cannot take every descriptor (a process may hold ~20,000),
+     * and 200 still covers an office behind one NAT with several tabs each. */
+    cfg->max_conns_per_ip = 200;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -352,6 +366,24 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
                 return bad("max-db-size", optarg, "expected bytes (0 = no cap)");
             cfg->max_db_bytes = v;
             break;
+        case OPT_PUBLIC_HOST:
+            if (!addr_endpoint_parse(optarg, strlen(optarg), &(struct addr_endpoint){0}))
+                return bad("public-host", optarg,
+                           "expected a host name or address, optionally with :PORT");
+            cfg->public_hosts =
+                xrealloc(cfg->public_hosts, (cfg->n_public_hosts + 1) * sizeof *cfg->public_hosts);
+            cfg->public_hosts[cfg->n_public_hosts++] = optarg;
+            break;
+        case OPT_TRUSTED_PROXY: {
+            struct addr_prefix p;
+            if (!addr_prefix_parse(optarg, &p))
+                return bad("trusted-proxy", optarg,
+                           "expected an IP address or prefix, e.g. 10.0.0.1 or 10.0.0.0/8");
+            cfg->trusted_proxies = xrealloc(cfg->trusted_proxies, (cfg->n_trusted_proxies + 1) *
+                                                                      sizeof *cfg->trusted_proxies);
+            cfg->trusted_proxies[cfg->n_trusted_proxies++] = p;
+            break;
+        }
         case OPT_HELP:
             fputs(usage, stdout);
             return CONFIG_EXIT_OK;
@@ -380,4 +412,10 @@ void config_free(struct config *cfg)
     free(cfg->allowed_origins);
     cfg->allowed_origins = NULL;
     cfg->n_allowed_origins = 0;
+    free(cfg->public_hosts);
+    cfg->public_hosts = NULL;
+    cfg->n_public_hosts = 0;
+    free(cfg->trusted_proxies);
+    cfg->trusted_proxies = NULL;
+    cfg->n_trusted_proxies = 0;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "log.h"
 
 struct listen_addr {
@@ -38,6 +39,10 @@ struct config {
     uint64_t telnet_login_timeout_ms;
     uint64_t telnet_idle_ms;   /* 0 = no idle timeout on telnet */
     uint32_t max_conns_per_ip; /* 0 = unlimited */
+    const char **public_hosts; /* --public-host (argv strings); none = any Host */
+    size_t n_public_hosts;
+    struct addr_prefix *trusted_proxies; /* --trusted-proxy: their X-Forwarded-For is believed */
+    size_t n_trusted_proxies;
     uint64_t token_ttl_ms;
     uint64_t guest_token_ttl_ms;
     uint64_t retention;     /* newest messages kept per room; 0 = all */

@@ -92,7 +92,9 @@ struct conn {
     bool want_write;
     bool is_dirty;
     uint64_t id;
-    uint64_t peer_key;   /* counted in peers.c while open, or 0 */
+    uint64_t peer_key;   /* the client's address (addr_key), or 0 when it has none */
+    bool peer_counted;   /* counted under peer_key in peers.c while open */
+    bool via_proxy;      /* accepted from a --trusted-proxy: the client is in X-Forwarded-For */
     uint64_t last_rx_ms; /* when bytes last arrived */
     struct timer timer;
     uint8_t *in; /* unparsed input, or NULL */

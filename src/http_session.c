@@ -4,11 +4,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include "addr.h"
 #include "alloc.h"
 #include "http_parser.h"
 #include "log.h"
 #include "metrics.h"
+#include "peers.h"
 #include "web_assets.h"
 #include "worker.h"
 #include "ws_handshake.h"
@@ -79,6 +82,8 @@ static const char *reason_phrase(int status)
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 421:
+        return "Misdirected Request";
     case 426:
         return "Upgrade Required";
     case 431:
@@ -214,6 +219,46 @@ static void serve_asset(struct conn *c, const struct http_request *req, int i, b
     send_response(c, &r);
 }
 
+/*
+ * A WebSocket from a trusted proxy belongs to the client its X-Forwarded-For names (the
+ * headers' entries read from the right, past the proxies): it is counted and limited under that
+ * address from now on. Returns false after answering 503 when that address is over its limit.
+ * Without a usable header the connection stays the proxy's, uncounted.
+ */
+static bool adopt_forwarded_client(struct conn *c, const struct http_request *req)
+{
+    const struct config *cfg = cfg_of(c);
+    char list[HTTP_MAX_HEAD];
+    size_t n = 0;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len != 15 || strncasecmp(h->name, "X-Forwarded-For", 15) != 0 ||
+            n + h->value_len + 1 > sizeof list)
+            continue;
+        if (n)
+            list[n++] = ',';
+        memcpy(list + n, h->value, h->value_len);
+        n += h->value_len;
+    }
+    struct addr client;
+    if (!addr_forwarded_client(list, n, cfg->trusted_proxies, cfg->n_trusted_proxies, &client)) {
+        log_debug("msg=forwarded_for_missing conn=%llu", (unsigned long long)c->id);
+        return true;
+    }
+    uint64_t key = addr_key(&client);
+    if (cfg->max_conns_per_ip && !peers_acquire(key, cfg->max_conns_per_ip)) {
+        char text[64];
+        addr_format(&client, text, sizeof text);
+        log_info("msg=conn_limit conn=%llu client=%s via=proxy", (unsigned long long)c->id, text);
+        send_status(c, 503, NULL, false, false);
+        return false;
+    }
+    c->peer_key = key;
+    c->peer_counted = cfg->max_conns_per_ip != 0;
+    c->via_proxy = false; /* its client is known now: a later request cannot change it */
+    return true;
+}
+
 /* Answers a WebSocket upgrade request on endpoint ep. */
 static void upgrade(struct conn *c, const struct http_request *req, enum ws_endpoint ep,
                     bool keep_alive)
@@ -222,6 +267,12 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
     char accept[WS_ACCEPT_LEN + 1];
     if (!http_method_is(req, "GET") || !ws_handshake_check(req, accept)) {
         send_status(c, 426, needs_ws, keep_alive, http_method_is(req, "HEAD"));
+        return;
+    }
+    /* The bytes after the head are WebSocket frames: a body there is a smuggling attempt. */
+    const struct http_header *cl = http_find_header(req, "Content-Length");
+    if (cl && !(cl->value_len == 1 && cl->value[0] == '0')) {
+        send_status(c, 400, NULL, false, false);
         return;
     }
     const struct config *cfg = cfg_of(c);
@@ -233,6 +284,8 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
         send_status(c, 403, NULL, false, false);
         return;
     }
+    if (c->via_proxy && !adopt_forwarded_client(c, req))
+        return;
     char head[256];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -247,9 +300,55 @@ static bool path_is(const char *path, size_t len, const char *want)
     return strlen(want) == len && memcmp(path, want, len) == 0;
 }
 
+static bool is_number(const char *s, size_t n)
+{
+    if (n == 0 || n > 18)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/*
+ * Refuses the shapes request smuggling is made of, where parley and a proxy in front of it could
+ * disagree on where a request ends: more than one Content-Length, one that is not a plain
+ * number, any Transfer-Encoding (parley reads no bodies, chunked or not), and the Host header
+ * missing from an HTTP/1.1 request or given twice (RFC 9112 3.2). Returns false after answering
+ * 400 and closing.
+ */
+static bool framing_ok(struct conn *c, const struct http_request *req)
+{
+    const struct http_header *cl = http_find_header(req, "Content-Length");
+    size_t hosts = http_count_header(req, "Host");
+    const char *why = NULL;
+    if (http_count_header(req, "Content-Length") > 1)
+        why = "content_length_repeated";
+    else if (cl && !is_number(cl->value, cl->value_len))
+        why = "content_length_invalid";
+    else if (http_find_header(req, "Transfer-Encoding"))
+        why = "transfer_encoding";
+    else if (hosts > 1 || (hosts == 0 && req->version_minor == 1))
+        why = "host_header";
+    if (!why)
+        return true;
+    log_debug("msg=http_refused conn=%llu status=400 reason=%s", (unsigned long long)c->id, why);
+    send_status(c, 400, NULL, false, false);
+    return false;
+}
+
 static void handle_request(struct conn *c, const struct http_request *req)
 {
     const struct config *cfg = cfg_of(c);
+    if (!framing_ok(c, req))
+        return;
+    /* --public-host: a request for another name reached us by a DNS record someone else
+     * controls (DNS rebinding): nothing here is for it. */
+    if (!ws_host_allowed(req, cfg->public_hosts, cfg->n_public_hosts, 80)) {
+        log_debug("msg=http_refused conn=%llu status=421", (unsigned long long)c->id);
+        send_status(c, 421, NULL, false, false);
+        return;
+    }
     size_t path_len = 0;
     while (path_len < req->target_len && req->target[path_len] != '?' &&
            req->target[path_len] != '#')
@@ -263,8 +362,7 @@ static void handle_request(struct conn *c, const struct http_request *req)
             : (conn_hdr && http_has_token(conn_hdr->value, conn_hdr->value_len, "keep-alive"));
     /* Bodies are never read: after one, the next request cannot be found, so close. */
     const struct http_header *cl = http_find_header(req, "Content-Length");
-    if (http_find_header(req, "Transfer-Encoding") ||
-        (cl && !(cl->value_len == 1 && cl->value[0] == '0')))
+    if (cl && !(cl->value_len == 1 && cl->value[0] == '0'))
         keep_alive = false;
 
     bool get = http_method_is(req, "GET");

@@ -10,9 +10,6 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* Returns a key for the socket's remote address (never 0), or 0 if it has none. */
-uint64_t peers_key(int fd);
-
 /* Counts one more connection from key; false (and nothing counted) when limit are open already. */
 bool peers_acquire(uint64_t key, uint32_t limit);
 /* Counts one connection from key as closed. */

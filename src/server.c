@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "alloc.h"
 #include "auth.h"
 #include "chat.h"
@@ -54,21 +55,33 @@ static void refuse_busy(int fd, enum conn_transport transport)
 
 static void on_accept(struct worker *w, int fd, enum conn_transport transport)
 {
-    uint64_t key = 0;
-    if (w->cfg->max_conns_per_ip) {
-        key = peers_key(fd);
-        if (key && !peers_acquire(key, w->cfg->max_conns_per_ip)) {
+    const struct config *cfg = w->cfg;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    struct addr peer;
+    bool known = getpeername(fd, (struct sockaddr *)&sa, &len) == 0 &&
+                 addr_from_sockaddr((struct sockaddr *)&sa, &peer);
+    uint64_t key = known ? addr_key(&peer) : 0;
+    /* A trusted proxy carries many clients: its WebSocket clients are counted by the address its
+     * X-Forwarded-For names (http_session.c), never under its own. */
+    bool via_proxy = known && addr_in_any(&peer, cfg->trusted_proxies, cfg->n_trusted_proxies);
+    bool counted = false;
+    if (cfg->max_conns_per_ip && key && !via_proxy) {
+        if (!peers_acquire(key, cfg->max_conns_per_ip)) {
             refuse_busy(fd, transport);
             return;
         }
+        counted = true;
     }
     struct conn *c = conn_new(&w->conns, fd, NULL, transport);
     if (!c) {
-        if (key)
+        if (counted)
             peers_release(key);
         return;
     }
     c->peer_key = key;
+    c->peer_counted = counted;
+    c->via_proxy = via_proxy;
     if (transport == CONN_TELNET)
         telnet_session_start(c);
     else

@@ -1,4 +1,5 @@
-/* ws_handshake: WebSocket opening handshake checks, the accept key, and the Origin policy. */
+/* ws_handshake: WebSocket opening handshake checks, the accept key, the Origin and Host policies.
+ */
 #include "ws_handshake.h"
 
 #include <arpa/inet.h>
@@ -6,6 +7,8 @@
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "addr.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_KEY_LEN 24 /* base64 of 16 bytes: 22 characters and "==" */
@@ -114,81 +117,10 @@ void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
     EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
 }
 
-/* A host and port, as in a Host header or the part of an Origin after "scheme://". */
-struct endpoint {
-    const char *host; /* a name or IPv4 literal; NULL for an IPv6 literal */
-    size_t host_len;
-    unsigned char ip6[16]; /* the IPv6 literal, compared as an address, not as text */
-    long port;             /* -1 when none was given */
-};
-
-static bool is_name_char(unsigned char c)
-{
-    /* reg-name's unreserved characters and percent-encoding; IPv4 literals fit too. */
-    return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
-}
-
-/* Parses "host[:port]" in s[0..n), host being a name or "[IPv6]". */
-static bool parse_endpoint(const char *s, size_t n, struct endpoint *ep)
-{
-    size_t i = 0;
-    memset(ep, 0, sizeof *ep);
-    if (n > 0 && s[0] == '[') {
-        const char *close = memchr(s, ']', n);
-        if (close == NULL)
-            return false;
-        size_t alen = (size_t)(close - s) - 1;
-        char addr[INET6_ADDRSTRLEN];
-        if (alen == 0 || alen >= sizeof addr)
-            return false;
-        memcpy(addr, s + 1, alen);
-        addr[alen] = '\0';
-        if (inet_pton(AF_INET6, addr, ep->ip6) != 1)
-            return false;
-        ep->host = NULL;
-        i = alen + 2;
-    } else {
-        while (i < n && is_name_char((unsigned char)s[i]))
-            i++;
-        if (i == 0)
-            return false;
-        ep->host = s;
-        ep->host_len = i;
-    }
-    ep->port = -1;
-    if (i == n)
-        return true;
-    if (s[i] != ':')
-        return false;
-    i++;
-    size_t digits = n - i;
-    if (digits == 0 || digits > 5)
-        return false;
-    long port = 0;
-    for (; i < n; i++) {
-        if (!is_digit((unsigned char)s[i]))
-            return false;
-        port = port * 10 + (s[i] - '0');
-    }
-    if (port == 0 || port > 65535)
-        return false;
-    ep->port = port;
-    return true;
-}
-
-static bool same_endpoint(const struct endpoint *a, const struct endpoint *b)
-{
-    if (a->port != b->port || (a->host == NULL) != (b->host == NULL))
-        return false;
-    if (a->host == NULL)
-        return memcmp(a->ip6, b->ip6, sizeof a->ip6) == 0;
-    return eq_nocase(a->host, a->host_len, b->host, b->host_len);
-}
-
 struct origin {
     const char *scheme;
     size_t scheme_len;
-    struct endpoint ep; /* port filled in from the scheme when the Origin has none */
+    struct addr_endpoint ep; /* port filled in from the scheme when the Origin has none */
 };
 
 /* Parses a serialized origin "scheme://host[:port]" (RFC 6454), tolerating one trailing '/'. */
@@ -207,7 +139,7 @@ static bool parse_origin(const char *s, size_t n, struct origin *o)
     i += 3;
     if (n > i && s[n - 1] == '/')
         n--;
-    if (!parse_endpoint(s + i, n - i, &o->ep))
+    if (!addr_endpoint_parse(s + i, n - i, &o->ep))
         return false;
     if (o->ep.port == -1) {
         if (eq_nocase(o->scheme, o->scheme_len, "http", 4) ||
@@ -234,12 +166,12 @@ bool ws_origin_allowed(const struct http_request *req, const char *const *allowe
         return false;
 
     const struct http_header *hh = http_find_header(req, "Host");
-    struct endpoint host;
+    struct addr_endpoint host;
     if (hh != NULL && http_count_header(req, "Host") == 1 &&
-        parse_endpoint(hh->value, hh->value_len, &host)) {
+        addr_endpoint_parse(hh->value, hh->value_len, &host)) {
         if (host.port == -1)
             host.port = 80;
-        if (same_endpoint(&o.ep, &host))
+        if (addr_endpoint_equal(&o.ep, &host))
             return true;
     }
 
@@ -250,7 +182,31 @@ bool ws_origin_allowed(const struct http_request *req, const char *const *allowe
         struct origin ao;
         if (parse_origin(a, strlen(a), &ao) &&
             eq_nocase(ao.scheme, ao.scheme_len, o.scheme, o.scheme_len) &&
-            same_endpoint(&ao.ep, &o.ep))
+            addr_endpoint_equal(&ao.ep, &o.ep))
+            return true;
+    }
+    return false;
+}
+
+bool ws_host_allowed(const struct http_request *req, const char *const *hosts, size_t n,
+                     long default_port)
+{
+    if (n == 0)
+        return true;
+    const struct http_header *hh = http_find_header(req, "Host");
+    struct addr_endpoint host;
+    if (hh == NULL || http_count_header(req, "Host") != 1 ||
+        !addr_endpoint_parse(hh->value, hh->value_len, &host))
+        return false;
+    if (host.port == -1)
+        host.port = default_port;
+    for (size_t i = 0; i < n; i++) {
+        struct addr_endpoint want;
+        if (!addr_endpoint_parse(hosts[i], strlen(hosts[i]), &want))
+            continue; /* refused at start-up already */
+        if (want.port == -1)
+            want.port = host.port; /* a name without a port: any port */
+        if (addr_endpoint_equal(&want, &host))
             return true;
     }
     return false;

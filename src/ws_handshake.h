@@ -1,6 +1,7 @@
 /*
- * ws_handshake: the checks of a WebSocket opening handshake (RFC 6455 4.2)
- * and the Origin policy of PROTOCOL.md. Pure apart from OpenSSL's SHA-1.
+ * ws_handshake: the checks of a WebSocket opening handshake (RFC 6455 4.2),
+ * the Origin policy of PROTOCOL.md and the Host policy of --public-host. Pure
+ * apart from OpenSSL's SHA-1.
  */
 #ifndef PARLEY_WS_HANDSHAKE_H
 #define PARLEY_WS_HANDSHAKE_H
@@ -35,5 +36,15 @@ void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
  */
 bool ws_origin_allowed(const struct http_request *req, const char *const *allowed,
                        size_t n_allowed);
+
+/*
+ * The Host policy of --public-host (closes DNS rebinding, where a hostile page's Origin and Host
+ * agree). Returns true when req has exactly one Host header naming one of hosts[0..n): "name" or
+ * "[v6]" matches that host on any port; "name:port" matches only that port, a Host without a
+ * port counting as default_port (80, or 443 under TLS). Names compare case-insensitively, IPv6
+ * literals as addresses. With n == 0 every request passes.
+ */
+bool ws_host_allowed(const struct http_request *req, const char *const *hosts, size_t n,
+                     long default_port);
 
 #endif

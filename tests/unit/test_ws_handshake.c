@@ -326,6 +326,50 @@ static void test_origin_ipv6(void **state)
     assert_false(SAME("[::1]:9999", "http://::1:9999"));
 }
 
+/* ws_host_allowed for a request with the given Host header values (NULL-terminated). */
+static bool host_ok(const char *const *host_values, const char *const *hosts, size_t n,
+                    long default_port)
+{
+    struct http_request req;
+    req_init(&req, "GET", 1);
+    for (size_t i = 0; host_values[i]; i++)
+        req_add(&req, "Host", host_values[i]);
+    return ws_host_allowed(&req, hosts, n, default_port);
+}
+
+#define HOST_OK(value, list, defport)                                                              \
+    host_ok((const char *const[]){(value), NULL}, (list), sizeof(list) / sizeof *(list), (defport))
+
+static void test_public_hosts(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"chat.example.org", "10.0.0.5:8443", "[2001:db8::7]"};
+    /* A name without a port matches on every port. */
+    assert_true(HOST_OK("chat.example.org", names, 80));
+    assert_true(HOST_OK("CHAT.Example.ORG:9999", names, 80));
+    assert_false(HOST_OK("evil.example.com", names, 80));
+    assert_false(HOST_OK("chat.example.org.evil.com", names, 80));
+    assert_false(HOST_OK("example.org", names, 80));
+    /* A port, when given, must match; a Host without one is the scheme's default. */
+    assert_true(HOST_OK("10.0.0.5:8443", names, 80));
+    assert_false(HOST_OK("10.0.0.5:9999", names, 80));
+    assert_false(HOST_OK("10.0.0.5", names, 80));
+    static const char *const tls[] = {"chat.example.org:443"};
+    assert_true(HOST_OK("chat.example.org", tls, 443));
+    assert_false(HOST_OK("chat.example.org", tls, 80));
+    /* IPv6 literals as addresses. */
+    assert_true(HOST_OK("[2001:DB8:0::7]:9999", names, 80));
+    assert_false(HOST_OK("[2001:db8::8]", names, 80));
+    /* No Host, two Hosts, or one that does not parse: refused. */
+    assert_false(host_ok((const char *const[]){NULL}, names, 3, 80));
+    assert_false(
+        host_ok((const char *const[]){"chat.example.org", "chat.example.org", NULL}, names, 3, 80));
+    assert_false(HOST_OK("chat.example.org:x", names, 80));
+    assert_false(HOST_OK("", names, 80));
+    /* Without --public-host, everything passes. */
+    assert_true(host_ok((const char *const[]){"anything", NULL}, names, 0, 80));
+}
+
 int main(void)
 {
     const struct CMUnitTest ws_handshake[] = {
@@ -338,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_origin_refused_forms),
         cmocka_unit_test(test_origin_allowed_list),
         cmocka_unit_test(test_origin_ipv6),
+        cmocka_unit_test(test_public_hosts),
     };
     return cmocka_run_group_tests(ws_handshake, NULL, NULL);
 }

@@ -80,8 +80,8 @@ export async function readResponse(conn, { method = 'GET', timeoutMs = EVENT_TIM
 
 // Opens a connection, writes `request` (string or Buffer) in one write, reads one response
 // per entry of `methods`, then closes. Resolves with the list of responses.
-export async function exchange(port, request, { methods = ['GET'], timeoutMs = EVENT_TIMEOUT } = {}) {
-  const conn = await RawConn.connect(port);
+export async function exchange(port, request, { methods = ['GET'], timeoutMs = EVENT_TIMEOUT, localAddress } = {}) {
+  const conn = await RawConn.connect(port, { localAddress });
   try {
     await conn.write(request);
     const responses = [];

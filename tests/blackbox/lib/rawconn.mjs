@@ -32,8 +32,9 @@ export class RawConn {
     });
   }
 
-  static connect(port, { host = '127.0.0.1', timeoutMs = EVENT_TIMEOUT } = {}) {
-    const socket = net.connect({ port, host });
+  // localAddress picks the client's source address (any of 127/8 reaches the server on loopback).
+  static connect(port, { host = '127.0.0.1', localAddress, timeoutMs = EVENT_TIMEOUT } = {}) {
+    const socket = net.connect({ port, host, localAddress });
     const connected = new Promise((resolve, reject) => {
       socket.once('connect', () => resolve(new RawConn(socket)));
       socket.once('error', reject);
