@@ -48,6 +48,8 @@ static const char usage[] =
     "1024)\n"
     "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
     "  --max-db-size BYTES       cap on the database file (default 0 = none)\n"
+    "  --db-check SECONDS        time bound for the database's quick_check at start (default 10;\n"
+    "                            0 = skip it)\n"
     "\n"
     "Facing the internet:\n"
     "  --public-host NAME        answer only requests whose Host is NAME or NAME:PORT "
@@ -87,6 +89,7 @@ enum {
     OPT_PASSWORD_COST,
     OPT_MAX_DB_SIZE,
     OPT_PUBLIC_HOST,
+    OPT_DB_CHECK,
     OPT_TRUSTED_PROXY,
 };
 
@@ -119,6 +122,7 @@ static const struct option options[] = {
     {"password-cost", required_argument, NULL, OPT_PASSWORD_COST},
     {"max-db-size", required_argument, NULL, OPT_MAX_DB_SIZE},
     {"public-host", required_argument, NULL, OPT_PUBLIC_HOST},
+    {"db-check", required_argument, NULL, OPT_DB_CHECK},
     {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
     {0, 0, 0, 0},
 };
@@ -229,6 +233,7 @@ static void set_defaults(struct config *cfg)
     /* Finite by default: one address cannot take every descriptor (a process may hold ~20,000),
      * and 200 still covers an office behind one NAT with several tabs each. */
     cfg->max_conns_per_ip = 200;
+    cfg->db_check_ms = 10000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -365,6 +370,12 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, UINT64_MAX / 2, &v) < 0)
                 return bad("max-db-size", optarg, "expected bytes (0 = no cap)");
             cfg->max_db_bytes = v;
+            break;
+        case OPT_DB_CHECK:
+            if (strcmp(optarg, "0") == 0)
+                cfg->db_check_ms = 0;
+            else if (parse_seconds(optarg, &cfg->db_check_ms) < 0)
+                return bad("db-check", optarg, "expected seconds (0 = skip the check)");
             break;
         case OPT_PUBLIC_HOST:
             if (!addr_endpoint_parse(optarg, strlen(optarg), &(struct addr_endpoint){0}))

@@ -50,6 +50,7 @@ struct config {
     bool password_cost_min; /* cheapest argon2id parameters (tests); else "interactive" */
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */
+    uint64_t db_check_ms;   /* time bound for the store's quick_check at start; 0 = skip */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

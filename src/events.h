@@ -32,5 +32,4 @@ void events_reply_begin(struct jsonw *w, const char *type, const json_t *id);
 /* An error reply, framed: {"type":"error","id":...,"code":...,"message":...}. */
 struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why);
 
-
 #endif

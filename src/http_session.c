@@ -138,11 +138,11 @@ static void send_status(struct conn *c, int status, const char *extra, bool keep
     send_response(c, &r);
 }
 
-static void send_text(struct conn *c, const char *ctype, const char *text, size_t len,
+static void send_text(struct conn *c, int status, const char *ctype, const char *text, size_t len,
                       bool keep_alive, bool head_only)
 {
     struct response r = {
-        .status = 200,
+        .status = status,
         .content_type = ctype,
         .extra_headers = "Cache-Control: no-store\r\n",
         .body = chunk_from(text, len),
@@ -156,15 +156,23 @@ static void send_text(struct conn *c, const char *ctype, const char *text, size_
 static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
 {
     struct worker *w = c->set->owner;
-    char body[256];
+    /* A store that cannot take writes makes the server unhealthy: a load balancer or a
+     * supervisor should stop sending it users and look at it. */
+    const char *problem = metrics_store_problem();
+    char status[160];
+    if (problem)
+        snprintf(status, sizeof status, "\"unhealthy\",\"problem\":\"%s\"", problem);
+    else
+        snprintf(status, sizeof status, "\"ok\"");
+    char body[384];
     int n = snprintf(body, sizeof body,
-                     "{\"status\":\"ok\",\"version\":\"%s\",\"connections\":%zu,"
+                     "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
                      "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu}\n",
-                     PARLEY_VERSION,
+                     status, PARLEY_VERSION,
                      conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
                      conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
                      (unsigned long long)((conn_now(c) - w->started_ms) / 1000));
-    send_text(c, "application/json", body, (size_t)n, keep_alive, head_only);
+    send_text(c, problem ? 503 : 200, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 
 static void serve_metrics(struct conn *c, bool keep_alive, bool head_only)

@@ -22,6 +22,17 @@ static atomic_uint_fast64_t latency_buckets[N_LATENCY];
 static atomic_uint_fast64_t latency_count, latency_sum_us;
 static atomic_uint_fast64_t batch_buckets[N_BATCH];
 static atomic_uint_fast64_t batch_count, batch_sum;
+static _Atomic(const char *) store_problem;
+
+void metrics_set_store_problem(const char *problem)
+{
+    atomic_store_explicit(&store_problem, problem, memory_order_release);
+}
+
+const char *metrics_store_problem(void)
+{
+    return atomic_load_explicit(&store_problem, memory_order_acquire);
+}
 
 void metrics_add(enum metric_counter c, uint64_t n)
 {
@@ -124,6 +135,10 @@ struct chunk *metrics_render(uint64_t uptime_s)
         bounds[i] = batch_bounds[i];
     histogram(&o, "parley_store_batch_size", "Writes per committed batch.", bounds, batch_buckets,
               N_BATCH, &batch_count, (double)get(&batch_sum));
+    put(&o,
+        "# HELP parley_store_healthy 1 while the store takes writes, 0 once it cannot (see "
+        "/healthz).\n# TYPE parley_store_healthy gauge\nparley_store_healthy %d\n",
+        metrics_store_problem() ? 0 : 1);
     put(&o,
         "# HELP parley_uptime_seconds Seconds since the server started.\n"
         "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",

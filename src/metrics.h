@@ -27,6 +27,13 @@ void metrics_error(int code);
 /* Observes one store commit: how long it took and how many writes it held. */
 void metrics_commit(uint64_t micros, size_t batch);
 
+/*
+ * The store's health for /healthz: NULL while it is fine, else a short static text saying what is
+ * wrong (e.g. that the database file was deleted). Set by the store thread, read anywhere.
+ */
+void metrics_set_store_problem(const char *problem);
+const char *metrics_store_problem(void);
+
 /* Renders every metric (plus connection gauges) as Prometheus text into a new chunk. */
 struct chunk *metrics_render(uint64_t uptime_s);
 

@@ -213,7 +213,9 @@ static void free_server(struct server *s, int started)
 static int start_chat(struct server *s)
 {
     const struct config *cfg = s->cfg;
-    int rc = store_sqlite_open(cfg->data_dir, cfg->max_db_bytes, &s->db);
+    struct store_sqlite_options opts = {.max_db_bytes = cfg->max_db_bytes,
+                                        .check_ms = cfg->db_check_ms};
+    int rc = store_sqlite_open(cfg->data_dir, &opts, &s->db);
     if (rc < 0)
         return rc;
     if ((rc = hub_init(&s->hub, cfg, s->db, s->n_workers)) < 0 ||

@@ -29,7 +29,9 @@
 
 struct store;
 
-/* One stored message. Strings are NUL-terminated; text may hold '\n' and '\t'. */
+/* One stored message. Strings are NUL-terminated; text may hold '\n' and '\t'. A backend hands
+ * out only valid text: a damaged row comes with its text repaired (text_repair) and a sender that
+ * is not a valid name replaced by "?". */
 struct store_msg {
     const char *room;
     uint64_t seq;
@@ -110,12 +112,21 @@ struct store {
     const struct store_ops *ops;
 };
 
+struct store_sqlite_options {
+    uint64_t max_db_bytes; /* > 0: writes that would grow the file beyond it fail with -ENOSPC */
+    uint64_t check_ms;     /* time bound for PRAGMA quick_check at open; 0 skips it */
+};
+
 /*
  * Opens (creating if needed) the SQLite store in data_dir/parley.db: WAL
- * mode, schema created or migrated by version. max_db_bytes > 0 caps the
- * database file's size (writes beyond it fail with -ENOSPC). Returns 0 and
- * *out, or an error after logging why.
+ * mode, schema created or migrated by version, a marker file beside it once
+ * it holds a store. Refuses to start fresh where the marker says a database
+ * was (the file missing or empty), and a database quick_check finds damaged.
+ * While open, writes fail with -EIO once the file is deleted or replaced
+ * under it, and what is read back is repaired to valid text (store_msg).
+ * Returns 0 and *out, or an error after logging why.
  */
-int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store **out);
+int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,
+                      struct store **out);
 
 #endif

@@ -15,21 +15,40 @@
  * Another process may hold the file at the same time (a hot upgrade runs the
  * old and new binary side by side): WAL lets it read while we write, and the
  * busy timeout turns a held write lock into a short wait, then -EBUSY.
+ *
+ * Damage: a marker file beside the database says a store lives here, so a
+ * database that went missing is refused rather than silently started afresh;
+ * PRAGMA quick_check runs at open within a time bound; rows read back are
+ * repaired to valid text before anyone sees them; and every batch checks that
+ * the files it writes are still the ones at their paths (not deleted, not
+ * replaced), before it begins and again after it commits, so nothing is
+ * acknowledged into a file that the next start would not find.
  */
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "log.h"
+#include "metrics.h"
+#include "text.h"
 
 #define BUSY_TIMEOUT_MS 2000
+#define GONE_LOG_EVERY_MS 60000
+#define MARKER_NAME "store.marker"
+static const char marker_text[] =
+    "This directory holds a parley store (parley.db). While this file is here, parley refuses to\n"
+    "start if parley.db is missing or empty: restore it from a backup. To start afresh on\n"
+    "purpose, delete this file.\n";
 
 /*
  * Schema migrations: step i takes user_version i to i + 1. Append steps,
@@ -145,9 +164,21 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKEN_EXPIRE] = "DELETE FROM tokens WHERE expires_ms <= ?1",
 };
 
+/* A file the store writes, as it was at open: the path must still lead to it. */
+struct watched_file {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    bool known;
+};
+
 struct sqlite_store {
     struct store base; /* first, so a struct store * is a struct sqlite_store * */
     sqlite3 *db;
+    struct watched_file main, wal;
+    int main_fd;         /* the database opened once more, to see its link count drop to 0 */
+    const char *gone;    /* why writes are refused until restart, or NULL */
+    int64_t gone_logged; /* when that was last logged (monotonic ms) */
     sqlite3_stmt *st[ST_COUNT];
     bool batch;    /* between a successful begin and its commit or rollback */
     int batch_err; /* the error that ended the batch early (see batch_lost), or 0 */
@@ -156,6 +187,64 @@ struct sqlite_store {
 static struct sqlite_store *from_base(struct store *s)
 {
     return (struct sqlite_store *)s;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void watch_file(struct watched_file *f, const char *path)
+{
+    struct stat st;
+    f->path = xstrdup(path);
+    f->known = stat(path, &st) == 0;
+    f->dev = st.st_dev;
+    f->ino = st.st_ino;
+}
+
+/* Why f's path no longer leads to the file we write, or NULL while it does. */
+static const char *file_gone(const struct watched_file *f, const char *deleted,
+                             const char *replaced)
+{
+    struct stat st;
+    if (!f->known)
+        return NULL;
+    if (stat(f->path, &st) != 0)
+        return errno == ENOENT ? deleted : "the database file cannot be reached";
+    return st.st_dev != f->dev || st.st_ino != f->ino ? replaced : NULL;
+}
+
+/*
+ * Returns 0 while the database and its WAL are the files at their paths, else -EIO for good:
+ * SQLite would go on writing into the open (deleted or replaced) files, acknowledging messages
+ * the next start would never find. Logged once a minute, and /healthz turns unhealthy.
+ */
+static int check_files(struct sqlite_store *ss)
+{
+    if (!ss->gone) {
+        struct stat st;
+        if (ss->main_fd >= 0 && fstat(ss->main_fd, &st) == 0 && st.st_nlink == 0)
+            ss->gone = "the database file was deleted";
+        else if (!(ss->gone = file_gone(&ss->main, "the database file was deleted",
+                                        "the database file was replaced")))
+            ss->gone = file_gone(&ss->wal, "the database's WAL file was deleted",
+                                 "the database's WAL file was replaced");
+        if (!ss->gone)
+            return 0;
+        metrics_set_store_problem(ss->gone);
+    }
+    int64_t now = mono_ms();
+    if (!ss->gone_logged || now - ss->gone_logged >= GONE_LOG_EVERY_MS) {
+        char path[512];
+        log_error("msg=store_file_gone path=%s error=\"%s: writes are refused until parley is "
+                  "restarted on a database it can keep\"",
+                  log_quote(path, sizeof path, ss->main.path, strlen(ss->main.path)), ss->gone);
+        ss->gone_logged = now ? now : 1;
+    }
+    return -EIO;
 }
 
 /* Maps a SQLite result code to the store's errno-style codes (store.h). */
@@ -295,7 +384,22 @@ static void sq_close(struct store *s)
     int rc = sqlite3_close(ss->db);
     if (rc != SQLITE_OK)
         fail(ss->db, "close", rc);
+    if (ss->main_fd >= 0)
+        close(ss->main_fd);
+    free(ss->main.path);
+    free(ss->wal.path);
     free(ss);
+}
+
+/* True when name[0..n) is a public room name in folded form or a canonical dm room name. */
+static bool valid_room(const char *name, size_t n)
+{
+    char folded[TEXT_NAME_MAX + 1], a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (!name)
+        return false;
+    if (text_fold_room(name, n, folded))
+        return strlen(folded) == n && memcmp(folded, name, n) == 0;
+    return text_parse_dm_room(name, n, a, b);
 }
 
 static int sq_load_rooms(struct store *s, store_room_cb each, void *arg)
@@ -305,8 +409,10 @@ static int sq_load_rooms(struct store *s, store_room_cb each, void *arg)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (name)
+        if (valid_room(name, (size_t)sqlite3_column_bytes(st, 0)))
             each(arg, name, (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
+        else
+            log_warn("msg=store_damaged_row table=rooms error=\"not a room name: skipped\"");
     }
     int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_rooms", rc);
     done(st);
@@ -320,8 +426,10 @@ static int sq_load_users(struct store *s, store_user_cb each, void *arg)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (name)
+        if (name && text_valid_user(name, (size_t)sqlite3_column_bytes(st, 0)))
             each(arg, name, sqlite3_column_int64(st, 1));
+        else
+            log_warn("msg=store_damaged_row table=users error=\"not a user name: skipped\"");
     }
     int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_users", rc);
     done(st);
@@ -331,7 +439,10 @@ static int sq_load_users(struct store *s, store_user_cb each, void *arg)
 static int sq_begin(struct store *s)
 {
     struct sqlite_store *ss = from_base(s);
-    int ret = run(ss, ST_BEGIN, "begin");
+    int ret = check_files(ss);
+    if (ret != 0)
+        return ret;
+    ret = run(ss, ST_BEGIN, "begin");
     ss->batch = ret == 0;
     ss->batch_err = 0;
     return ret;
@@ -343,6 +454,9 @@ static int sq_commit(struct store *s)
     int ret = batch_lost(ss);
     if (ret == 0)
         ret = run(ss, ST_COMMIT, "commit");
+    /* Committed into a file that was deleted or replaced meanwhile: as good as lost. */
+    if (ret == 0)
+        ret = check_files(ss);
     /* A COMMIT that failed (busy, full disk, I/O) may leave the transaction open: end it, so
      * the batch is wholly gone and the next begin works. */
     if (ret != 0)
@@ -450,6 +564,39 @@ static int sq_trim(struct store *s, const char *room, uint64_t upto)
     return write_stmt(ss, ST_TRIM, "trim", rc);
 }
 
+/*
+ * A row damaged on disk must not reach a client as it is: text that is not UTF-8 would break
+ * the WebSocket (a text frame must be UTF-8), and control characters could drive a terminal.
+ * Repairs m in place (text via text_repair, a sender that is not a name shown as "?", a cid
+ * that is not a plain string dropped) and returns the buffer the repaired text lives in, for the
+ * caller to free after use, or NULL when the row was sound.
+ */
+static char *repair_row(struct store_msg *m, size_t from_len, size_t cid_len)
+{
+    bool bad_from = !text_valid_user(m->from, from_len);
+    bool bad_text = text_needs_repair(m->text, m->text_len);
+    bool bad_cid = m->cid && (cid_len < 1 || cid_len > 64 || text_needs_repair(m->cid, cid_len) ||
+                              text_has_control(m->cid, cid_len));
+    if (!bad_from && !bad_text && !bad_cid)
+        return NULL;
+    char room[128];
+    log_warn("msg=store_damaged_row table=messages room=%s seq=%llu error=\"repaired before "
+             "sending:%s%s%s\"",
+             log_quote(room, sizeof room, m->room, strlen(m->room)), (unsigned long long)m->seq,
+             bad_from ? " sender" : "", bad_text ? " text" : "", bad_cid ? " cid" : "");
+    if (bad_from)
+        m->from = "?";
+    if (bad_cid)
+        m->cid = NULL;
+    if (!bad_text)
+        return NULL;
+    char *text = xmalloc(3 * m->text_len + 1);
+    m->text_len = text_repair(m->text, m->text_len, text);
+    text[m->text_len] = '\0';
+    m->text = text;
+    return text;
+}
+
 /* The strings each gets live in SQLite's row buffers: valid only during that call, so each copies
  * what it keeps, and must not call read itself (the statement is busy). */
 static int sq_read(struct store *s, const char *room, uint64_t after, uint64_t before,
@@ -478,7 +625,10 @@ static int sq_read(struct store *s, const char *room, uint64_t after, uint64_t b
                 .text_len = (size_t)sqlite3_column_bytes(st, 3),
                 .cid = (const char *)sqlite3_column_text(st, 4),
             };
+            char *repaired = repair_row(&m, (size_t)sqlite3_column_bytes(st, 2),
+                                        (size_t)sqlite3_column_bytes(st, 4));
             each(arg, &m);
+            free(repaired);
             count++;
         }
     }
@@ -536,7 +686,8 @@ static int sq_user_get(struct store *s, const char *name, struct store_user *out
     if (rc == SQLITE_ROW) {
         ret = 0;
         if (!copy_column(st, 0, out->name, sizeof out->name) ||
-            !copy_column(st, 1, out->pwhash, sizeof out->pwhash)) {
+            !copy_column(st, 1, out->pwhash, sizeof out->pwhash) ||
+            !text_valid_user(out->name, strlen(out->name))) {
             log_error("msg=store_error op=user_get error=\"stored user does not fit\"");
             ret = -EIO;
         }
@@ -574,7 +725,8 @@ static int sq_token_get(struct store *s, const uint8_t hash[STORE_TOKEN_HASH], i
     int ret;
     if (rc == SQLITE_ROW) {
         ret = 0;
-        if (!copy_column(st, 0, out->user, sizeof out->user)) {
+        if (!copy_column(st, 0, out->user, sizeof out->user) ||
+            !text_valid_user(out->user, strlen(out->user))) {
             log_error("msg=store_error op=token_get error=\"stored user does not fit\"");
             ret = -EIO;
         }
@@ -738,7 +890,83 @@ static int prepare_all(struct sqlite_store *ss)
     return 0;
 }
 
-int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store **out)
+/* The progress handler of quick_check: non-zero (interrupt) once its time is up. */
+static int past_deadline(void *arg)
+{
+    return mono_ms() >= *(const int64_t *)arg;
+}
+
+/*
+ * Runs PRAGMA quick_check for at most check_ms. Returns 0 when it finds nothing (or runs out of
+ * time, which is logged), -EIO after logging what it found.
+ */
+static int quick_check(sqlite3 *db, uint64_t check_ms)
+{
+    int64_t deadline = mono_ms() + (int64_t)check_ms;
+    sqlite3_progress_handler(db, 1000, past_deadline, &deadline);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(10)", -1, &st, NULL);
+    int problems = 0;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        const char *row = (const char *)sqlite3_column_text(st, 0);
+        if (row && strcmp(row, "ok") == 0)
+            continue;
+        char quoted[512];
+        log_error("msg=store_damaged check=quick_check problem=%s",
+                  log_quote(quoted, sizeof quoted, row ? row : "", row ? strlen(row) : 0));
+        problems++;
+    }
+    int ret = 0;
+    if ((rc & 0xff) == SQLITE_INTERRUPT) {
+        log_warn("msg=store_check_incomplete seconds=%.1f error=\"quick_check ran out of time; "
+                 "the rest of the database was not checked (see --db-check)\"",
+                 (double)check_ms / 1000.0);
+    } else if (problems > 0 || (rc != SQLITE_DONE && rc != SQLITE_OK)) {
+        if (problems == 0)
+            fail(db, "quick_check", rc);
+        log_error("msg=store_damaged error=\"the database is damaged: restore it from a backup "
+                  "(or try sqlite3's .recover); --db-check 0 starts without this check\"");
+        ret = -EIO;
+    }
+    sqlite3_finalize(st);
+    sqlite3_progress_handler(db, 0, NULL, NULL);
+    return ret;
+}
+
+/* Writes the marker that says a store lives in data_dir, durably (file and directory synced). */
+static void write_marker(const char *marker, const char *data_dir)
+{
+    int fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 &&
+              write(fd, marker_text, sizeof marker_text - 1) == (ssize_t)(sizeof marker_text - 1) &&
+              fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    int dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    if (!ok) {
+        char quoted[512];
+        log_warn("msg=store_marker_failed path=%s error=\"%s\"",
+                 log_quote(quoted, sizeof quoted, marker, strlen(marker)), strerror(errno));
+    }
+}
+
+/* Returns a new string "dir/name". */
+static char *join_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + 1 + strlen(name) + 1;
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/%s", dir, name);
+    return path;
+}
+
+int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,
+                      struct store **out)
 {
     *out = NULL;
     if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
@@ -748,13 +976,30 @@ int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store 
                   log_quote(dir, sizeof dir, data_dir, strlen(data_dir)), strerror(err));
         return -err;
     }
-    size_t n = strlen(data_dir) + sizeof "/parley.db";
-    char *path = xmalloc(n);
-    snprintf(path, n, "%s/parley.db", data_dir);
+    char *path = join_path(data_dir, "parley.db");
+    char *marker = join_path(data_dir, MARKER_NAME);
+    char quoted[512];
+
+    /* A store was here (the marker says so) and its database is gone or empty: starting afresh
+     * would look like a working server that lost every account and message. */
+    struct stat st;
+    bool marked = access(marker, F_OK) == 0;
+    bool have_db = stat(path, &st) == 0;
+    if (marked && (!have_db || st.st_size == 0)) {
+        log_error("msg=store_missing path=%s error=\"%s, but %s says a database was here: "
+                  "restore parley.db from a backup, or delete the marker to start with an empty "
+                  "store\"",
+                  log_quote(quoted, sizeof quoted, path, strlen(path)),
+                  have_db ? "the database file is empty" : "the database file is missing",
+                  MARKER_NAME);
+        free(path);
+        free(marker);
+        return -ENOENT;
+    }
 
     struct sqlite_store *ss = xcalloc(1, sizeof *ss);
     ss->base.ops = &sqlite_ops;
-    char quoted[512];
+    ss->main_fd = -1;
     int ret = 0;
     int rc = sqlite3_open_v2(
         path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -773,8 +1018,10 @@ int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store 
                    "PRAGMA foreign_keys = OFF;"
                    /* After a checkpoint, a WAL file that a big batch grew shrinks to 64 MiB. */
                    "PRAGMA journal_size_limit = 67108864;");
-    if (ret == 0 && max_db_bytes > 0)
-        ret = set_size_cap(ss->db, max_db_bytes);
+    if (ret == 0 && opts->check_ms > 0)
+        ret = quick_check(ss->db, opts->check_ms);
+    if (ret == 0 && opts->max_db_bytes > 0)
+        ret = set_size_cap(ss->db, opts->max_db_bytes);
     if (ret == 0)
         ret = migrate(ss->db);
     /* Preparing reads the whole schema, so a damaged schema is refused here too. */
@@ -782,7 +1029,18 @@ int store_sqlite_open(const char *data_dir, uint64_t max_db_bytes, struct store 
         ret = prepare_all(ss);
     if (ret != 0)
         goto fail;
+    /* The files as they are now, after migrate wrote (so the WAL exists): what every batch
+     * checks it still writes to. */
+    ss->main_fd = open(path, O_RDONLY | O_CLOEXEC);
+    watch_file(&ss->main, path);
+    char *wal = join_path(data_dir, "parley.db-wal");
+    watch_file(&ss->wal, wal);
+    free(wal);
+    if (!marked)
+        write_marker(marker, data_dir);
+    metrics_set_store_problem(NULL);
     free(path);
+    free(marker);
     *out = &ss->base;
     return 0;
 
@@ -790,6 +1048,7 @@ fail:
     log_error("msg=store_open_failed path=%s code=%d",
               log_quote(quoted, sizeof quoted, path, strlen(path)), ret);
     free(path);
+    free(marker);
     sq_close(&ss->base);
     return ret;
 }

@@ -30,7 +30,13 @@ struct store_thread {
     struct chat_op **batch;
     size_t n_batch;
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
+    /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
+     * many batches failed since, not once per batch. */
+    uint64_t failed_logged_ms;
+    uint64_t failed_unlogged;
 };
+
+#define FAILED_LOG_EVERY_MS 60000
 
 static int64_t now_ms(void)
 {
@@ -227,7 +233,15 @@ static void commit_batch(struct service *s)
     if (rc < 0) {
         db->ops->rollback(db);
         metrics_add(METRIC_STORE_ERRORS, 1);
-        log_error("msg=batch_failed writes=%zu error=%d", st->n_batch, rc);
+        uint64_t now = clock_ms();
+        if (!st->failed_logged_ms || now - st->failed_logged_ms >= FAILED_LOG_EVERY_MS) {
+            log_error("msg=batch_failed writes=%zu error=%d failed_since_last_log=%llu",
+                      st->n_batch, rc, (unsigned long long)st->failed_unlogged);
+            st->failed_logged_ms = now;
+            st->failed_unlogged = 0;
+        } else {
+            st->failed_unlogged++;
+        }
         /* Put the counters back: the batch's seqs were never stored. */
         for (size_t i = st->n_batch; i-- > 0;) {
             struct chat_op *op = st->batch[i];

@@ -229,3 +229,44 @@ enum text_verdict text_check_message(const char *s, size_t n, size_t max_points,
     *trimmed_len = end;
     return TEXT_OK;
 }
+
+/* The length of the valid UTF-8 sequence at p[0..left), or 0 when none starts there. */
+static size_t valid_sequence(const uint8_t *p, size_t left)
+{
+    size_t len = p[0] < 0x80 ? 1 : p[0] >= 0xF0 ? 4 : p[0] >= 0xE0 ? 3 : 2;
+    if (len > left || !utf8_is_valid(p, len))
+        return 0;
+    return len;
+}
+
+bool text_needs_repair(const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = valid_sequence(p + i, n - i), unused;
+        if (!len || is_refused_control(decode(p + i, &unused)))
+            return true;
+        i += len;
+    }
+    return false;
+}
+
+size_t text_repair(const char *s, size_t n, char *out)
+{
+    static const char replacement[3] = {(char)0xEF, (char)0xBF, (char)0xBD}; /* U+FFFD */
+    const uint8_t *p = (const uint8_t *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = valid_sequence(p + i, n - i), unused;
+        if (len && !is_refused_control(decode(p + i, &unused))) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, replacement, sizeof replacement);
+            o += sizeof replacement;
+            i += len ? len : 1;
+        }
+    }
+    return o;
+}

@@ -55,6 +55,17 @@ bool text_has_control(const char *s, size_t n);
  */
 size_t text_reordering_char(const char *p, size_t left);
 
+/*
+ * Copies s[0..n) into out (room for 3 * n bytes) as text fit to send: every byte that does not
+ * begin a valid UTF-8 sequence, and every control character rule 41 refuses (C0 but newline and
+ * tab, DEL, C1), becomes U+FFFD. Returns the length written. For text read back from a store
+ * that may have been damaged on disk.
+ */
+size_t text_repair(const char *s, size_t n, char *out);
+
+/* Returns true when s[0..n) needs text_repair: not valid UTF-8, or holding a refused control. */
+bool text_needs_repair(const char *s, size_t n);
+
 enum text_verdict {
     TEXT_OK,
     TEXT_EMPTY,    /* nothing left after trimming: bad_request */

@@ -36,7 +36,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/parley-store-XXXXXX");
     if (!mkdtemp(f->dir))
         return -1;
-    if (store_sqlite_open(f->dir, 0, &f->s) != 0)
+    if (store_sqlite_open(f->dir, &(struct store_sqlite_options){.check_ms = 10000}, &f->s) != 0)
         return -1;
     *state = f;
     return 0;
@@ -61,7 +61,11 @@ static void reopen(struct fixture *f, uint64_t max_db_bytes)
 {
     f->s->ops->close(f->s);
     f->s = NULL;
-    assert_int_equal(store_sqlite_open(f->dir, max_db_bytes, &f->s), 0);
+    assert_int_equal(store_sqlite_open(f->dir,
+                                       &(struct store_sqlite_options){.max_db_bytes = max_db_bytes,
+                                                                      .check_ms = 10000},
+                                       &f->s),
+                     0);
 }
 
 static int put(struct store *s, const char *room, uint64_t seq, int64_t ts, const char *from,
@@ -234,7 +238,8 @@ static void creates_missing_data_dir(void **state)
     char sub[128];
     snprintf(sub, sizeof sub, "%s/data", f->dir);
     struct store *s2 = NULL;
-    assert_int_equal(store_sqlite_open(sub, 0, &s2), 0);
+    assert_int_equal(store_sqlite_open(sub, &(struct store_sqlite_options){.check_ms = 10000}, &s2),
+                     0);
     assert_int_equal(s2->ops->room_create(s2, "general", 1), 0);
     s2->ops->close(s2);
     char path[160];
@@ -563,7 +568,8 @@ static void garbage_file_is_refused(void **state)
     fclose(fp);
 
     struct store *s = (struct store *)1;
-    assert_int_equal(store_sqlite_open(f->dir, 0, &s), -EIO);
+    assert_int_equal(
+        store_sqlite_open(f->dir, &(struct store_sqlite_options){.check_ms = 10000}, &s), -EIO);
     assert_null(s);
 
     /* The file was left as it was: refusing must not repair it by overwriting. */
@@ -592,7 +598,8 @@ static void damaged_schema_is_refused(void **state)
     assert_int_equal(fwrite(garbage, 1, sizeof garbage, fp), sizeof garbage);
     fclose(fp);
     struct store *s = NULL;
-    assert_int_equal(store_sqlite_open(f->dir, 0, &s), -EIO);
+    assert_int_equal(
+        store_sqlite_open(f->dir, &(struct store_sqlite_options){.check_ms = 10000}, &s), -EIO);
     assert_null(s);
 }
 
@@ -608,7 +615,8 @@ static void newer_schema_is_refused(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     struct store *s = NULL;
-    assert_int_equal(store_sqlite_open(f->dir, 0, &s), -EIO);
+    assert_int_equal(
+        store_sqlite_open(f->dir, &(struct store_sqlite_options){.check_ms = 10000}, &s), -EIO);
     assert_null(s);
 }
 

@@ -636,6 +636,33 @@ static void test_reordering_chars(void **state)
     assert_int_equal(text_reordering_char("abc", 3), 0);
 }
 
+static void assert_repaired(const char *in, size_t n, const char *want)
+{
+    char out[64];
+    size_t len = text_repair(in, n, out);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(out, want, len);
+    assert_int_equal(text_needs_repair(in, n), strcmp(in, want) != 0 || n != strlen(want));
+}
+
+static void test_repair(void **state)
+{
+    (void)state;
+    assert_repaired("plain text\n\ttab", 15, "plain text\n\ttab");
+    assert_repaired("caf\xc3\xa9", 5, "caf\xc3\xa9");
+    assert_repaired("a\xff"
+                    "b",
+                    3,
+                    "a\xef\xbf\xbd"
+                    "b");                                                       /* not UTF-8 */
+    assert_repaired("a\xc3", 2, "a\xef\xbf\xbd");                               /* cut short */
+    assert_repaired("\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* surrogate */
+    assert_repaired("\x1b[2J", 4, "\xef\xbf\xbd[2J");                           /* ESC: rule 41 */
+    assert_repaired("a\x7f\xc2\x85", 4, "a\xef\xbf\xbd\xef\xbf\xbd");           /* DEL and C1 */
+    assert_repaired("\0x", 2, "\xef\xbf\xbdx");
+    assert_false(text_needs_repair("", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -667,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_skeleton_confusables),
         cmocka_unit_test(test_has_control),
         cmocka_unit_test(test_reordering_chars),
+        cmocka_unit_test(test_repair),
     };
     return cmocka_run_group_tests_name("text", tests, NULL, NULL);
 }
