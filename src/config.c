@@ -48,6 +48,17 @@ static const char usage[] =
     "1024)\n"
     "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
     "  --max-db-size BYTES       cap on the database file (default 0 = none)\n"
+    "\n"
+    "TLS:\n"
+    "  --tls-cert FILE           PEM certificate (then its chain): the --http port speaks only\n"
+    "                            HTTPS and wss:// (needs --tls-key; SIGHUP reloads both files)\n"
+    "  --tls-key FILE            PEM private key of the certificate, not encrypted\n"
+    "  --telnet-tls ADDR:PORT    also a TLS line listener, e.g. for openssl s_client (needs "
+    "--tls-cert)\n"
+    "  --tls-handshake-timeout SECONDS  close connections that have not finished the TLS "
+    "handshake\n"
+    "                            by then (default 10)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -79,6 +90,10 @@ enum {
     OPT_RING_SIZE,
     OPT_PASSWORD_COST,
     OPT_MAX_DB_SIZE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TELNET_TLS,
+    OPT_TLS_HANDSHAKE_TIMEOUT,
 };
 
 static const struct option options[] = {
@@ -109,6 +124,10 @@ static const struct option options[] = {
     {"ring-size", required_argument, NULL, OPT_RING_SIZE},
     {"password-cost", required_argument, NULL, OPT_PASSWORD_COST},
     {"max-db-size", required_argument, NULL, OPT_MAX_DB_SIZE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"telnet-tls", required_argument, NULL, OPT_TELNET_TLS},
+    {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE_TIMEOUT},
     {0, 0, 0, 0},
 };
 
@@ -215,6 +234,7 @@ static void set_defaults(struct config *cfg)
     cfg->guest_token_ttl_ms = 24ull * 3600 * 1000;
     cfg->ring_size = 1024;
     cfg->max_text = 4000;
+    cfg->tls_handshake_timeout_ms = 10000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -224,6 +244,22 @@ static enum config_result bad(const char *opt, const char *value, const char *wa
 {
     fprintf(stderr, "parley: invalid value '%s' for --%s: %s\nTry 'parley --help'.\n", value, opt,
             want);
+    return CONFIG_ERROR;
+}
+
+/* TLS options that only make sense together. */
+static enum config_result check_tls(const struct config *cfg)
+{
+    const char *why = NULL;
+    if (cfg->tls_cert && !cfg->tls_key)
+        why = "--tls-cert needs --tls-key";
+    else if (cfg->tls_key && !cfg->tls_cert)
+        why = "--tls-key needs --tls-cert";
+    else if (cfg->has_telnet_tls && !cfg->tls_cert)
+        why = "--telnet-tls needs --tls-cert and --tls-key";
+    if (!why)
+        return CONFIG_OK;
+    fprintf(stderr, "parley: %s\nTry 'parley --help'.\n", why);
     return CONFIG_ERROR;
 }
 
@@ -352,6 +388,25 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
                 return bad("max-db-size", optarg, "expected bytes (0 = no cap)");
             cfg->max_db_bytes = v;
             break;
+        case OPT_TLS_CERT:
+            if (optarg[0] == '\0')
+                return bad("tls-cert", optarg, "expected a PEM certificate file");
+            cfg->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            if (optarg[0] == '\0')
+                return bad("tls-key", optarg, "expected a PEM private key file");
+            cfg->tls_key = optarg;
+            break;
+        case OPT_TELNET_TLS:
+            if (config_parse_addr(optarg, &cfg->telnet_tls) < 0)
+                return bad("telnet-tls", optarg, "expected ADDR:PORT, e.g. 0.0.0.0:2324");
+            cfg->has_telnet_tls = true;
+            break;
+        case OPT_TLS_HANDSHAKE_TIMEOUT:
+            if (parse_seconds(optarg, &cfg->tls_handshake_timeout_ms) < 0)
+                return bad("tls-handshake-timeout", optarg, "expected seconds greater than 0");
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
             return CONFIG_EXIT_OK;
@@ -372,7 +427,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         fprintf(stderr, "parley: unexpected argument '%s'\nTry 'parley --help'.\n", argv[optind]);
         return CONFIG_ERROR;
     }
-    return CONFIG_OK;
+    return check_tls(cfg);
 }
 
 void config_free(struct config *cfg)

@@ -45,6 +45,13 @@ struct config {
     bool password_cost_min; /* cheapest argon2id parameters (tests); else "interactive" */
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */
+
+    /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */
+    const char *tls_cert;          /* PEM certificate, then its chain; NULL = no TLS */
+    const char *tls_key;           /* PEM private key (may be the same file) */
+    struct listen_addr telnet_tls; /* the TLS line port, if has_telnet_tls */
+    bool has_telnet_tls;
+    uint64_t tls_handshake_timeout_ms;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

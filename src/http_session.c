@@ -9,6 +9,7 @@
 #include "http_parser.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "web_assets.h"
 #include "worker.h"
 #include "ws_handshake.h"
@@ -151,14 +152,21 @@ static void send_text(struct conn *c, const char *ctype, const char *text, size_
 static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
 {
     struct worker *w = c->set->owner;
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"status\":\"ok\",\"version\":\"%s\",\"connections\":%zu,"
-                     "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu}\n",
-                     PARLEY_VERSION,
-                     conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
-                     conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
-                     (unsigned long long)((conn_now(c) - w->started_ms) / 1000));
+    char body[384];
+    uint64_t tls_failed = tls_counted(TLS_RESULT_FAILED) + tls_counted(TLS_RESULT_TIMEOUT) +
+                          tls_counted(TLS_RESULT_NOT_TLS);
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"status\":\"ok\",\"version\":\"%s\",\"connections\":%zu,"
+                 "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
+                 "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
+                 "\"tls_handshake_failures\":%llu}\n",
+                 PARLEY_VERSION,
+                 conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
+                 conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
+                 (unsigned long long)((conn_now(c) - w->started_ms) / 1000),
+                 w->cfg->tls_cert ? "true" : "false", tls_open_count(),
+                 (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed);
     send_text(c, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 
@@ -225,7 +233,8 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
         return;
     }
     const struct config *cfg = cfg_of(c);
-    if (!ws_origin_allowed(req, cfg->allowed_origins, cfg->n_allowed_origins)) {
+    if (!ws_origin_allowed_on(req, cfg->allowed_origins, cfg->n_allowed_origins,
+                              conn_is_tls(c) ? 443 : 80)) {
         const struct http_header *o = http_find_header(req, "Origin");
         char q[128];
         log_info("msg=origin_refused conn=%llu origin=%s", (unsigned long long)c->id,

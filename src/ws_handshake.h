@@ -36,4 +36,8 @@ void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
 bool ws_origin_allowed(const struct http_request *req, const char *const *allowed,
                        size_t n_allowed);
 
+/* The same policy on a connection where a Host without a port means host_port (443 on TLS). */
+bool ws_origin_allowed_on(const struct http_request *req, const char *const *allowed,
+                          size_t n_allowed, int host_port);
+
 #endif
