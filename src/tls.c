@@ -485,10 +485,10 @@ int tls_shutdown(struct ssl_st *s)
     ERR_clear_error();
     errno = 0;
     int r = SSL_shutdown(s);
-    if (r >= 0)
-        return 0;
-    int rc = io_result(s, r);
+    int rc = r >= 0 ? 0 : io_result(s, r);
     if (rc == TLS_IO_WANT_READ)
-        return 0; /* ours is sent; we do not wait for theirs */
-    return rc == TLS_IO_WANT_WRITE ? rc : TLS_IO_ERROR;
+        rc = 0; /* ours is sent; we do not wait for theirs */
+    if (rc == 0)
+        SSL_free_buffers(s); /* the alert's 17 KB record buffer: kept for the linger otherwise */
+    return rc == 0 || rc == TLS_IO_WANT_WRITE ? rc : TLS_IO_ERROR;
 }

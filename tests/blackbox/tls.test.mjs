@@ -133,6 +133,16 @@ test('a plain HTTP request on the TLS port gets a plain 400 saying so, then the 
   }
 });
 
+test('a request head split across TLS records, then three pipelined requests', async (t) => {
+  const conn = new RawConn(await tlsConnect(server.httpPort, { ca: cert.ca }));
+  t.after(() => conn.destroy());
+  const head = buildRequest({ path: '/healthz', headers: [['Host', 'localhost'], ['X-Pad', 'p'.repeat(3000)]] });
+  for (const piece of [head.slice(0, 5), head.slice(5, 2000), head.slice(2000)]) await conn.write(piece); // one record each
+  assert.equal((await readResponse(conn)).status, 200);
+  await conn.write(head.repeat(3));
+  for (let i = 0; i < 3; i++) assert.equal((await readResponse(conn)).status, 200, `pipelined response ${i + 1}`);
+});
+
 test('garbage on the TLS port is closed on without an answer', async () => {
   for (const bytes of [Buffer.from([0x00, 0xff, 0x13, 0x37]), randomBytes(512).fill(0x80, 0, 1)]) {
     const conn = await RawConn.connect(server.httpPort);
