@@ -240,6 +240,12 @@ async function captureClientHello() {
   return bytes;
 }
 
+test('SIGTERM after all of the above: exit 0, nothing leaked (the ASan build reports leaks)', async () => {
+  const exit = await server.stop();
+  assert.equal(exit.code, 0, server.stderr());
+  assert.doesNotMatch(server.stderr(), /Sanitizer|runtime error/);
+});
+
 describe('start-up refusals (exit 2 with a message)', () => {
   let data;
   before(() => {
