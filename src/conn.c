@@ -546,8 +546,11 @@ static void read_tls(struct conn *c, struct ssl_st *ssl)
             return;
         }
         if (r == TLS_IO_CLOSED) {
-            /* The peer is done sending; answers to what it sent still go out. */
-            conn_close_after_flush(c);
+            /* The peer is done sending; answers to what it sent still go out. Input it sent
+             * before that and that waits (held or paused) is handled first: read_buffered
+             * comes back here when the wait ends. */
+            if (!c->input_held && !c->reading_paused)
+                conn_close_after_flush(c);
             return;
         }
         if (r == TLS_IO_ERROR) {
@@ -561,11 +564,12 @@ static void read_tls(struct conn *c, struct ssl_st *ssl)
     }
 }
 
+/* After a hold or a pause: what OpenSSL decrypted meanwhile, or the peer's close_notify. */
 static void read_buffered(struct conn *c)
 {
     struct ssl_st *ssl = ssl_of(c);
     if (ssl && (c->tls & CONN_TLS_UP) && c->state == CONN_OPEN && !c->input_held &&
-        !c->reading_paused && tls_has_pending(ssl))
+        !c->reading_paused && (tls_has_pending(ssl) || tls_peer_closed(ssl)))
         read_tls(c, ssl);
 }
 
@@ -643,8 +647,15 @@ static void on_events(struct loop_watch *w, uint32_t events)
     struct conn *c = (struct conn *)w;
     if (c->state == CONN_CLOSED)
         return;
-    if (ssl_of(c) && !(c->tls & CONN_TLS_UP) && c->state == CONN_OPEN) {
-        handshake(c, ssl_of(c));
+    struct ssl_st *ssl = ssl_of(c);
+    if (ssl && !(c->tls & CONN_TLS_UP) && c->state == CONN_OPEN) {
+        handshake(c, ssl);
+        return;
+    }
+    if (ssl && (events & (EPOLLHUP | EPOLLERR)) && tls_peer_closed(ssl)) {
+        /* Gone both ways after its close_notify: nothing more can be read or delivered, and
+         * the hang-up would be reported again and again while input waits on a hold. */
+        conn_close(c);
         return;
     }
     if (events & EPOLLOUT) {

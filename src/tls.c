@@ -415,6 +415,11 @@ bool tls_has_pending(const struct ssl_st *s)
     return SSL_has_pending(s);
 }
 
+bool tls_peer_closed(const struct ssl_st *s)
+{
+    return (SSL_get_shutdown(s) & SSL_RECEIVED_SHUTDOWN) != 0;
+}
+
 /* Maps a failed call's SSL_get_error to a TLS_IO_* value, noting the reason of a failure. */
 static int io_result(SSL *s, int r)
 {

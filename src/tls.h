@@ -94,6 +94,9 @@ int tls_shutdown(struct ssl_st *s);
 /* True if decrypted bytes (or a whole record) wait inside OpenSSL: no epoll event will come. */
 bool tls_has_pending(const struct ssl_st *s);
 
+/* True once the peer's close_notify (or its end of the TCP stream) has been read. */
+bool tls_peer_closed(const struct ssl_st *s);
+
 /* Writes "version=TLSv1.3 cipher=... alpn=..." about a finished handshake, for debug logs. */
 void tls_describe(const struct ssl_st *s, char *out, size_t outsz);
 

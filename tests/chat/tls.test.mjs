@@ -90,6 +90,20 @@ test('a reader that stops reading gets everything, in order, once it reads again
   assert.ok(b.isOpen, 'the reader was not dropped');
 });
 
+// Runs fn() while the server process is stopped (SIGSTOP), so that what fn sends is all in the
+// socket when the server next reads.
+async function whileStopped(t, fn) {
+  const state = () => readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1][0];
+  server.proc.kill('SIGSTOP');
+  t.after(() => server.proc.kill('SIGCONT'));
+  await eventually(() => state() === 'T', EVENT_TIMEOUT, 'the server to stop');
+  try {
+    await fn();
+  } finally {
+    server.proc.kill('SIGCONT');
+  }
+}
+
 // A masked text frame of obj's JSON, padded with spaces to `pad` more bytes.
 const frame = (obj, pad = 0) => encodeFrame({ opcode: OP.TEXT, payload: JSON.stringify(obj) + ' '.repeat(pad) });
 
@@ -117,13 +131,10 @@ test('requests behind a login, partly decrypted inside OpenSSL, all get their an
   // Both arrive while the server is stopped, so its first read fills its 64 KiB buffer and ends
   // inside the last record: the rest of that record waits decrypted in OpenSSL with nothing left
   // in the socket, so no epoll event will come for it. It must be read once the holds end.
-  const state = () => readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1][0];
-  server.proc.kill('SIGSTOP');
-  t.after(() => server.proc.kill('SIGCONT'));
-  await eventually(() => state() === 'T', EVENT_TIMEOUT, 'the server to stop');
-  await new Promise((resolve, reject) => socket.write(held, (err) => (err ? reject(err) : resolve())));
-  await new Promise((resolve, reject) => socket.write(burst, (err) => (err ? reject(err) : resolve())));
-  server.proc.kill('SIGCONT');
+  await whileStopped(t, async () => {
+    await new Promise((resolve, reject) => socket.write(held, (err) => (err ? reject(err) : resolve())));
+    await new Promise((resolve, reject) => socket.write(burst, (err) => (err ? reject(err) : resolve())));
+  });
   assert.equal((await client.next((m) => m.id === 'login', EVENT_TIMEOUT, 'welcome')).type, 'welcome');
   assert.equal((await client.next((m) => m.id === 'join', EVENT_TIMEOUT, 'joined')).type, 'joined');
   for (let i = 0; i < n; i++) {
@@ -167,6 +178,21 @@ test('openssl s_client on --telnet-tls: greeting, login, lines both ways with a 
   await watcher.say('general', 'hello, TLS terminal');
   await tn.nextLine(`[#general] ${watcher.name}: hello, TLS terminal`);
   assert.match(tn.stderr(), /verify return:1/);
+});
+
+test('lines sent with close_notify right behind them are all handled (a scripted TLS client)', async (t) => {
+  // Like `printf 'name\r\nhello\r\n' | nc`, over TLS: the login holds the input, the line
+  // after it waits, and the client's close_notify must not make the server drop it.
+  const watcher = await guest(server, t);
+  await watcher.join('general');
+  const tn = await TelnetClient.connectTls(tlsLinePort(), cert.ca, 'scripted');
+  t.after(() => tn.destroy());
+  const name = uniq('script');
+  // Both arrive before the server reads: it decrypts the lines and the close_notify in one go.
+  await whileStopped(t, () => new Promise((resolve) => tn.socket.end(`${name}\r\nsent before close_notify\r\n`, resolve)));
+  const m = await watcher.nextMessage('general', (x) => x.from === name);
+  assert.equal(m.text, 'sent before close_notify');
+  await tn.waitClosed();
 });
 
 test('/quit on the TLS line port ends with close_notify from the server', async (t) => {
