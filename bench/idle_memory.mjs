@@ -3,10 +3,13 @@
 // Each server is started fresh; its VmRSS is read from /proc before and after opening the
 // connections (each waits for its first message, then stays idle). Socket buffers are kernel
 // memory and not in VmRSS, so the figure is the server's own user-space cost per connection.
+// The TLS rows do the same over wss:// with a certificate made for the run (EC P-256), the peer
+// then being the same Node `ws` server on https with that certificate.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
+import { certDir, makeCert } from '../tests/blackbox/lib/tls.mjs';
 import { openMany, root, start, startParley } from './lib.mjs';
 
 const count = Number(process.argv[2] ?? 5000);
@@ -16,10 +19,10 @@ function rssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
 }
 
-// Opens one WebSocket and resolves once `ready` says the server has answered enough.
-function openOne(url, chat, i) {
+// Opens one WebSocket (trusting `ca` over wss) and resolves once the server has answered enough.
+function openOne(url, chat, i, ca) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, { ca });
     ws.once('error', reject);
     if (!chat) {
       ws.once('message', () => resolve(ws));
@@ -69,6 +72,8 @@ async function measure(name, server, open, what = 'idle WebSocket') {
 }
 
 const ws = (server, wsPath, chat = false) => (i) => openOne(`ws://127.0.0.1:${server.port}${wsPath}`, chat, i);
+const wss = (server, wsPath, ca, chat = false) => (i) =>
+  openOne(`wss://127.0.0.1:${server.port}${wsPath}`, chat, i, ca);
 let server = await startParley();
 const parleyBytes = await measure('parley /ws (greeted)', server, ws(server, '/ws'));
 server = await startParley();
@@ -82,3 +87,17 @@ console.log(`idle WebSockets: ${count} each`);
 console.log(`greeted WebSocket: parley uses ${(parleyBytes / peerBytes).toFixed(3)}x the peer's memory per connection`);
 console.log(`logged-in chat client in one room (guest, 100 rooms): ${chatBytes.toFixed(0)} bytes, ${(chatBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);
 console.log(`logged-in telnet user in #general (guest): ${telnetBytes.toFixed(0)} bytes, ${(telnetBytes / peerBytes).toFixed(3)}x the peer's bare WebSocket`);
+
+// TLS: the same rows over wss://, beside the peer on https with the same certificate.
+const dir = certDir();
+const cert = makeCert(dir.dir, 'bench');
+const tlsArgs = ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile];
+server = await startParley(tlsArgs);
+const tlsBytes = await measure('parley /ws over TLS', server, wss(server, '/ws', cert.ca), 'idle TLS WebSocket');
+server = await startParley(tlsArgs);
+const tlsChatBytes = await measure('parley chat client, TLS', server, wss(server, '/ws', cert.ca, true), 'idle TLS chat client');
+const tlsPeer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs'), ...tlsArgs], /port=(\d+)/);
+const tlsPeerBytes = await measure('node ws 8 on https (peer)', tlsPeer, wss(tlsPeer, '/', cert.ca), 'idle TLS WebSocket');
+dir.remove();
+console.log(`greeted WebSocket over TLS: ${tlsBytes.toFixed(0)} bytes, parley uses ${(tlsBytes / tlsPeerBytes).toFixed(3)}x the peer's memory per connection (plain: ${parleyBytes.toFixed(0)})`);
+console.log(`logged-in chat client over TLS: ${tlsChatBytes.toFixed(0)} bytes, ${(tlsChatBytes / tlsPeerBytes).toFixed(3)}x the peer's bare TLS WebSocket (plain: ${chatBytes.toFixed(0)})`);

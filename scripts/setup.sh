@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
+# The TLS suites make their certificates with the openssl command and talk to the server with s_client.
+test_packages+=(openssl)
 
 with_tests=false
 [ "${1:-}" = "--test" ] && with_tests=true

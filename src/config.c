@@ -57,6 +57,17 @@ static const char usage[] =
     "                            others get 421); default: any Host\n"
     "  --trusted-proxy ADDR[/BITS]  a reverse proxy whose X-Forwarded-For names the client\n"
     "                            (repeatable); its own connections are not limited per address\n"
+    "\n"
+    "TLS:\n"
+    "  --tls-cert FILE           PEM certificate (then its chain): the --http port speaks only\n"
+    "                            HTTPS and wss:// (needs --tls-key; SIGHUP reloads both files)\n"
+    "  --tls-key FILE            PEM private key of the certificate, not encrypted\n"
+    "  --telnet-tls ADDR:PORT    also a TLS line listener, e.g. for openssl s_client (needs "
+    "--tls-cert)\n"
+    "  --tls-handshake-timeout SECONDS  close connections that have not finished the TLS "
+    "handshake\n"
+    "                            by then (default 10)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -91,6 +102,10 @@ enum {
     OPT_PUBLIC_HOST,
     OPT_DB_CHECK,
     OPT_TRUSTED_PROXY,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TELNET_TLS,
+    OPT_TLS_HANDSHAKE_TIMEOUT,
 };
 
 static const struct option options[] = {
@@ -124,6 +139,10 @@ static const struct option options[] = {
     {"public-host", required_argument, NULL, OPT_PUBLIC_HOST},
     {"db-check", required_argument, NULL, OPT_DB_CHECK},
     {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"telnet-tls", required_argument, NULL, OPT_TELNET_TLS},
+    {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE_TIMEOUT},
     {0, 0, 0, 0},
 };
 
@@ -234,6 +253,7 @@ static void set_defaults(struct config *cfg)
      * and 200 still covers an office behind one NAT with several tabs each. */
     cfg->max_conns_per_ip = 200;
     cfg->db_check_ms = 10000;
+    cfg->tls_handshake_timeout_ms = 10000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -243,6 +263,22 @@ static enum config_result bad(const char *opt, const char *value, const char *wa
 {
     fprintf(stderr, "parley: invalid value '%s' for --%s: %s\nTry 'parley --help'.\n", value, opt,
             want);
+    return CONFIG_ERROR;
+}
+
+/* TLS options that only make sense together. */
+static enum config_result check_tls(const struct config *cfg)
+{
+    const char *why = NULL;
+    if (cfg->tls_cert && !cfg->tls_key)
+        why = "--tls-cert needs --tls-key";
+    else if (cfg->tls_key && !cfg->tls_cert)
+        why = "--tls-key needs --tls-cert";
+    else if (cfg->has_telnet_tls && !cfg->tls_cert)
+        why = "--telnet-tls needs --tls-cert and --tls-key";
+    if (!why)
+        return CONFIG_OK;
+    fprintf(stderr, "parley: %s\nTry 'parley --help'.\n", why);
     return CONFIG_ERROR;
 }
 
@@ -395,6 +431,25 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             cfg->trusted_proxies[cfg->n_trusted_proxies++] = p;
             break;
         }
+        case OPT_TLS_CERT:
+            if (optarg[0] == '\0')
+                return bad("tls-cert", optarg, "expected a PEM certificate file");
+            cfg->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            if (optarg[0] == '\0')
+                return bad("tls-key", optarg, "expected a PEM private key file");
+            cfg->tls_key = optarg;
+            break;
+        case OPT_TELNET_TLS:
+            if (config_parse_addr(optarg, &cfg->telnet_tls) < 0)
+                return bad("telnet-tls", optarg, "expected ADDR:PORT, e.g. 0.0.0.0:2324");
+            cfg->has_telnet_tls = true;
+            break;
+        case OPT_TLS_HANDSHAKE_TIMEOUT:
+            if (parse_seconds(optarg, &cfg->tls_handshake_timeout_ms) < 0)
+                return bad("tls-handshake-timeout", optarg, "expected seconds greater than 0");
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
             return CONFIG_EXIT_OK;
@@ -415,7 +470,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         fprintf(stderr, "parley: unexpected argument '%s'\nTry 'parley --help'.\n", argv[optind]);
         return CONFIG_ERROR;
     }
-    return CONFIG_OK;
+    return check_tls(cfg);
 }
 
 void config_free(struct config *cfg)

@@ -51,6 +51,13 @@ struct config {
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */
     uint64_t db_check_ms;   /* time bound for the store's quick_check at start; 0 = skip */
+
+    /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */
+    const char *tls_cert;          /* PEM certificate, then its chain; NULL = no TLS */
+    const char *tls_key;           /* PEM private key (may be the same file) */
+    struct listen_addr telnet_tls; /* the TLS line port, if has_telnet_tls */
+    bool has_telnet_tls;
+    uint64_t tls_handshake_timeout_ms;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

@@ -13,8 +13,29 @@
 #include "alloc.h"
 #include "log.h"
 #include "peers.h"
+#include "tls.h"
 
 #define MAX_IOV 64
+/* The largest plaintext of one TLS record: the most one gathered TLS write sends. */
+#define TLS_RECORD 16384
+/* The first byte of a TLS handshake record (a ClientHello). */
+#define TLS_HANDSHAKE_RECORD 0x16
+
+/* A connection accepted on a TLS port: the plain struct, then its OpenSSL state. */
+struct conn_tls {
+    struct conn c;
+    struct ssl_st *ssl; /* NULL once freed, or dropped because the peer did not speak TLS */
+};
+
+static struct ssl_st *ssl_of(const struct conn *c)
+{
+    return (c->tls & CONN_TLS_TAIL) ? ((const struct conn_tls *)c)->ssl : NULL;
+}
+
+bool conn_is_tls(const struct conn *c)
+{
+    return ssl_of(c) != NULL;
+}
 
 static atomic_size_t open_count[CONN_TRANSPORTS];
 static atomic_uint_fast64_t next_id = 1;
@@ -43,12 +64,15 @@ void conn_set_destroy(struct conn_set *set)
     free_dead(set);
     free(set->scratch);
     set->scratch = NULL;
+    free(set->tls_gather);
+    set->tls_gather = NULL;
 }
 
 static void update_events(struct conn *c)
 {
-    bool reading = !c->reading_paused && !c->input_held;
-    uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->want_write ? EPOLLOUT : 0);
+    bool reading = (!c->reading_paused && !c->input_held) || (c->tls & CONN_TLS_WRITE_WANTS_READ);
+    bool writing = c->want_write || (c->tls & CONN_TLS_READ_WANTS_WRITE);
+    uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (writing ? EPOLLOUT : 0);
     if (want == c->events)
         return;
     c->events = want;
@@ -113,9 +137,28 @@ static void drop_output(struct conn *c)
 
 static void start_linger(struct conn *c);
 static void process_pending(struct conn *c);
+static void read_buffered(struct conn *c);
 
-/* Writes as much queued output as the socket takes. Returns false if the connection closed. */
-static bool flush(struct conn *c)
+/* Drops the first n bytes of the output queue: they were written. */
+static void consumed(struct conn *c, size_t n)
+{
+    c->out_bytes -= n;
+    while (n > 0) {
+        struct conn_out *o = &c->out[c->out_head];
+        size_t left = o->end - o->off;
+        if (n < left) {
+            o->off += (uint32_t)n;
+            break;
+        }
+        n -= left;
+        chunk_unref(o->chunk);
+        c->out_head = (c->out_head + 1) % c->out_cap;
+        c->out_count--;
+    }
+}
+
+/* Writes queued output with writev until the socket is full. Returns 0, or -1 on an error. */
+static int write_plain(struct conn *c)
 {
     while (c->out_count > 0) {
         struct iovec iov[MAX_IOV];
@@ -132,22 +175,77 @@ static bool flush(struct conn *c)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             log_debug("msg=write_failed conn=%llu err=%d", (unsigned long long)c->id, errno);
-            conn_close(c);
-            return false;
+            return -1;
         }
-        c->out_bytes -= (size_t)w;
-        while (w > 0) {
-            struct conn_out *o = &c->out[c->out_head];
-            size_t left = o->end - o->off;
-            if ((size_t)w < left) {
-                o->off += (uint32_t)w;
-                break;
-            }
-            w -= (ssize_t)left;
-            chunk_unref(o->chunk);
-            c->out_head = (c->out_head + 1) % c->out_cap;
-            c->out_count--;
+        consumed(c, (size_t)w);
+    }
+    return 0;
+}
+
+/* Copies the front of the output queue, up to one record, into the worker's gather buffer. */
+static size_t gather(struct conn *c)
+{
+    struct conn_set *set = c->set;
+    if (!set->tls_gather)
+        set->tls_gather = xmalloc(TLS_RECORD);
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->out_count && n < TLS_RECORD; i++) {
+        const struct conn_out *o = &c->out[(c->out_head + i) % c->out_cap];
+        size_t take = o->end - o->off;
+        if (take > TLS_RECORD - n)
+            take = TLS_RECORD - n;
+        memcpy(set->tls_gather + n, o->chunk->data + o->off, take);
+        n += take;
+    }
+    return n;
+}
+
+/*
+ * Encrypts queued output, one record per tls_write, until the socket is full.
+ * Small pieces queued together are gathered into one record; a piece of a
+ * record or more goes from its chunk without a copy. A write that must be
+ * retried is retried with at least the same bytes, as OpenSSL requires: the
+ * queue's front does not change meanwhile and a retry gathers as much or more.
+ * Returns 0, or -1 on an error.
+ */
+static int write_tls(struct conn *c, struct ssl_st *ssl)
+{
+    c->tls &= (uint8_t)~CONN_TLS_WRITE_WANTS_READ;
+    while (c->out_count > 0) {
+        const struct conn_out *o = &c->out[c->out_head];
+        const uint8_t *p = o->chunk->data + o->off;
+        size_t n = o->end - o->off;
+        if (c->out_count > 1 && n < TLS_RECORD) {
+            n = gather(c);
+            p = c->set->tls_gather;
         }
+        ssize_t w = tls_write(ssl, p, n);
+        if (w > 0) {
+            consumed(c, (size_t)w);
+            continue;
+        }
+        if (w == TLS_IO_WANT_WRITE)
+            break;
+        if (w == TLS_IO_WANT_READ) {
+            c->tls |= CONN_TLS_WRITE_WANTS_READ;
+            break;
+        }
+        log_debug("msg=tls_write_failed conn=%llu reason=\"%s\"", (unsigned long long)c->id,
+                  tls_reason());
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes as much queued output as the socket takes. Returns false if the connection closed. */
+static bool flush(struct conn *c)
+{
+    struct ssl_st *ssl = ssl_of(c);
+    if (ssl && !(c->tls & CONN_TLS_UP))
+        return true; /* handshaking: the session has not started */
+    if ((ssl ? write_tls(c, ssl) : write_plain(c)) < 0) {
+        conn_close(c);
+        return false;
     }
     if (c->out_count == 0) {
         /* A connection whose queue empties again within a second is busy: it keeps its ring
@@ -160,7 +258,7 @@ static bool flush(struct conn *c)
         else
             drop_output(c);
     }
-    c->want_write = c->out_count > 0;
+    c->want_write = c->out_count > 0 && !(c->tls & CONN_TLS_WRITE_WANTS_READ);
     bool resumed = false;
     if (c->reading_paused && c->out_bytes < CONN_OUT_LOW && c->state == CONN_OPEN) {
         c->reading_paused = false;
@@ -171,10 +269,12 @@ static bool flush(struct conn *c)
         start_linger(c);
     if (resumed && c->in_len > 0)
         process_pending(c); /* input held back while paused */
+    if (resumed)
+        read_buffered(c);
     if (c->state == CONN_OPEN && c->out_bytes < CONN_OUT_LOW && c->handler &&
         c->handler->on_drained)
         c->handler->on_drained(c);
-    return true;
+    return c->state != CONN_CLOSED;
 }
 
 /* --- closing --- */
@@ -208,6 +308,10 @@ void conn_close_after_flush(struct conn *c)
 {
     if (c->state != CONN_OPEN)
         return;
+    if (ssl_of(c) && !(c->tls & CONN_TLS_UP)) {
+        conn_close(c); /* mid-handshake there is nothing to flush */
+        return;
+    }
     release_session(c);
     c->state = CONN_FLUSHING;
     c->in_len = 0; /* the buffer itself may be under the caller: freed with the connection */
@@ -223,6 +327,16 @@ void conn_close_after_flush(struct conn *c)
 
 static void start_linger(struct conn *c)
 {
+    struct ssl_st *ssl = ssl_of(c);
+    if (ssl && (c->tls & CONN_TLS_UP) && !(c->tls & CONN_TLS_SHUT_SENT)) {
+        /* close_notify first, so the peer knows the stream ended here, not cut short. */
+        if (tls_shutdown(ssl) == TLS_IO_WANT_WRITE) {
+            c->want_write = true; /* still FLUSHING: EPOLLOUT brings us back here */
+            update_events(c);
+            return;
+        }
+        c->tls |= CONN_TLS_SHUT_SENT; /* sent, or given up on: best effort */
+    }
     c->state = CONN_LINGER;
     shutdown(c->fd, SHUT_WR);
     timer_start(c->set->loop, &c->timer, conn_now(c) + c->set->linger_ms);
@@ -239,6 +353,11 @@ void conn_close(struct conn *c)
     loop_watch_del(c->set->loop, c->fd);
     close(c->fd);
     c->fd = -1;
+    if (c->tls & CONN_TLS_TAIL) {
+        struct conn_tls *t = (struct conn_tls *)c;
+        tls_free(t->ssl);
+        t->ssl = NULL;
+    }
     drop_output(c);
     c->in_len = 0; /* c->in may be under the caller's feet: freed with the connection */
     atomic_fetch_sub_explicit(&open_count[c->transport], 1, memory_order_relaxed);
@@ -331,6 +450,7 @@ void conn_release_input(struct conn *c)
     update_events(c);
     if (c->in_len > 0)
         process_pending(c);
+    read_buffered(c);
 }
 
 /* Offers buf[0..total) to the handler and keeps what it leaves in c->in (buf may be c->in). */
@@ -354,22 +474,28 @@ static void process_pending(struct conn *c)
     handle_input(c, c->in, c->in_len);
 }
 
-static void read_input(struct conn *c)
+/* Where the next read goes: the worker's scratch buffer, or after the input c keeps. */
+static uint8_t *input_space(struct conn *c, size_t *have, size_t *room)
 {
-    struct conn_set *set = c->set;
-    uint8_t *buf = set->scratch;
-    size_t have = 0;
-    size_t room = set->scratch_size;
     if (c->state == CONN_OPEN && c->in_len > 0) {
         /* Continue a pending request in the connection's own buffer. */
         if (c->in_cap - c->in_len < 4096) {
             c->in_cap = c->in_cap * 2;
             c->in = xrealloc(c->in, c->in_cap);
         }
-        buf = c->in;
-        have = c->in_len;
-        room = c->in_cap - c->in_len;
+        *have = c->in_len;
+        *room = c->in_cap - c->in_len;
+        return c->in;
     }
+    *have = 0;
+    *room = c->set->scratch_size;
+    return c->set->scratch;
+}
+
+static void read_plain(struct conn *c)
+{
+    size_t have, room;
+    uint8_t *buf = input_space(c, &have, &room);
     ssize_t r;
     do
         r = read(c->fd, buf + have, room);
@@ -393,23 +519,167 @@ static void read_input(struct conn *c)
     handle_input(c, buf, have + (size_t)r);
 }
 
+/*
+ * Decrypts what has arrived, a buffer at a time, and hands it to the handler.
+ * Reads on while OpenSSL still holds decrypted bytes (no epoll event would
+ * announce them), unless input is held or paused: then conn_release_input or
+ * the end of the pause comes back for them (read_buffered).
+ */
+static void read_tls(struct conn *c, struct ssl_st *ssl)
+{
+    c->tls &= (uint8_t)~CONN_TLS_READ_WANTS_WRITE;
+    for (;;) {
+        size_t have, room, got = 0;
+        uint8_t *buf = input_space(c, &have, &room);
+        ssize_t r = 0;
+        while (got < room && (r = tls_read(ssl, buf + have + got, room - got)) > 0)
+            got += (size_t)r;
+        if (got > 0) {
+            c->last_rx_ms = conn_now(c);
+            handle_input(c, buf, have + got);
+            if (c->state != CONN_OPEN)
+                return;
+        }
+        if (r == TLS_IO_WANT_WRITE) {
+            c->tls |= CONN_TLS_READ_WANTS_WRITE;
+            update_events(c);
+            return;
+        }
+        if (r == TLS_IO_CLOSED) {
+            /* The peer is done sending; answers to what it sent still go out. Input it sent
+             * before that and that waits (held or paused) is handled first: read_buffered
+             * comes back here when the wait ends. */
+            if (!c->input_held && !c->reading_paused)
+                conn_close_after_flush(c);
+            return;
+        }
+        if (r == TLS_IO_ERROR) {
+            log_debug("msg=tls_read_failed conn=%llu reason=\"%s\"", (unsigned long long)c->id,
+                      tls_reason());
+            conn_close(c);
+            return;
+        }
+        if (c->input_held || c->reading_paused || !tls_has_pending(ssl))
+            return;
+    }
+}
+
+/* After a hold or a pause: what OpenSSL decrypted meanwhile, or the peer's close_notify. */
+static void read_buffered(struct conn *c)
+{
+    struct ssl_st *ssl = ssl_of(c);
+    if (ssl && (c->tls & CONN_TLS_UP) && c->state == CONN_OPEN && !c->input_held &&
+        !c->reading_paused && (tls_has_pending(ssl) || tls_peer_closed(ssl)))
+        read_tls(c, ssl);
+}
+
+/*
+ * Advances the handshake of a new TLS connection. Before the first call the
+ * first byte is peeked at: a peer that does not start with a handshake record
+ * does not speak TLS, and its bytes go to the handler as plain input.
+ */
+static void handshake(struct conn *c, struct ssl_st *ssl)
+{
+    if (tls_before_handshake(ssl)) {
+        uint8_t first;
+        ssize_t r;
+        do
+            r = recv(c->fd, &first, 1, MSG_PEEK);
+        while (r < 0 && errno == EINTR);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (r <= 0) {
+            tls_count(TLS_RESULT_FAILED);
+            log_debug("msg=tls_handshake_failed conn=%llu reason=\"closed before a byte\"",
+                      (unsigned long long)c->id);
+            conn_close(c);
+            return;
+        }
+        if (first != TLS_HANDSHAKE_RECORD) {
+            tls_count(TLS_RESULT_NOT_TLS);
+            log_debug("msg=tls_not_tls conn=%llu first_byte=%u", (unsigned long long)c->id, first);
+            tls_free(ssl);
+            ((struct conn_tls *)c)->ssl = NULL;
+            read_plain(c);
+            return;
+        }
+    }
+    int r = tls_handshake(ssl);
+    if (r == TLS_IO_WANT_READ || r == TLS_IO_WANT_WRITE) {
+        c->want_write = r == TLS_IO_WANT_WRITE;
+        update_events(c);
+        return;
+    }
+    if (r != 1) {
+        log_debug("msg=tls_handshake_failed conn=%llu reason=\"%s\"", (unsigned long long)c->id,
+                  tls_reason());
+        conn_close(c);
+        return;
+    }
+    c->tls |= CONN_TLS_UP;
+    c->want_write = false;
+    update_events(c);
+    if (log_enabled(LOG_DEBUG)) {
+        char about[160];
+        tls_describe(ssl, about, sizeof about);
+        log_debug("msg=tls_handshake_done conn=%llu %s", (unsigned long long)c->id, about);
+    }
+    c->last_rx_ms = conn_now(c);
+    c->handler->on_handshake(c);
+    if (c->out_count > 0)
+        mark_dirty(c);
+    read_buffered(c);
+}
+
+static void read_input(struct conn *c)
+{
+    struct ssl_st *ssl = ssl_of(c);
+    if (!ssl || c->state != CONN_OPEN)
+        read_plain(c); /* plain, or closing: a closing TLS connection's bytes are dropped */
+    else if (c->tls & CONN_TLS_UP)
+        read_tls(c, ssl);
+    else
+        handshake(c, ssl);
+}
+
 static void on_events(struct loop_watch *w, uint32_t events)
 {
     struct conn *c = (struct conn *)w;
     if (c->state == CONN_CLOSED)
         return;
+    struct ssl_st *ssl = ssl_of(c);
+    if (ssl && !(c->tls & CONN_TLS_UP) && c->state == CONN_OPEN) {
+        handshake(c, ssl);
+        return;
+    }
+    if (ssl && (events & (EPOLLHUP | EPOLLERR)) && tls_peer_closed(ssl)) {
+        /* Gone both ways after its close_notify: nothing more can be read or delivered, and
+         * the hang-up would be reported again and again while input waits on a hold. */
+        conn_close(c);
+        return;
+    }
     if (events & EPOLLOUT) {
+        if (c->tls & CONN_TLS_READ_WANTS_WRITE) {
+            c->tls &= (uint8_t)~CONN_TLS_READ_WANTS_WRITE;
+            read_input(c);
+            if (c->state == CONN_CLOSED)
+                return;
+        }
         if (!flush(c))
             return;
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        if ((c->tls & CONN_TLS_WRITE_WANTS_READ) && !flush(c))
+            return;
         read_input(c);
+    }
 }
 
-struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h,
-                      enum conn_transport transport)
+/* Allocates `size` bytes (a struct conn, or one with a tail) and adopts fd. */
+static struct conn *adopt(struct conn_set *set, int fd, const struct conn_handler *h,
+                          enum conn_transport transport, size_t size)
 {
-    struct conn *c = xcalloc(1, sizeof *c);
+    struct conn *c = xcalloc(1, size);
     c->watch.cb = on_events;
     c->set = set;
     c->handler = h;
@@ -431,5 +701,24 @@ struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h
         set->all->prev = c;
     set->all = c;
     set->count++;
+    return c;
+}
+
+struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h,
+                      enum conn_transport transport)
+{
+    return adopt(set, fd, h, transport, sizeof(struct conn));
+}
+
+struct conn *conn_new_tls(struct conn_set *set, int fd, const struct conn_handler *h,
+                          enum conn_transport transport, struct ssl_st *ssl)
+{
+    struct conn *c = adopt(set, fd, h, transport, sizeof(struct conn_tls));
+    if (!c) {
+        tls_free(ssl);
+        return NULL;
+    }
+    c->tls = CONN_TLS_TAIL;
+    ((struct conn_tls *)c)->ssl = ssl;
     return c;
 }

@@ -16,6 +16,17 @@
  * messages queued in one turn leave in one writev. The output ring of a
  * connection that receives often is kept between flushes, so a busy room
  * costs no allocation per recipient; an idle one gives it back.
+ *
+ * TLS: a connection accepted on a TLS port is allocated with a tail holding
+ * its OpenSSL state (plain connections do not carry the pointer). It starts
+ * in a handshake, driven by EPOLLIN/EPOLLOUT with non-blocking calls, during
+ * which no handler input or output happens; then on_handshake starts the
+ * session. Reads decrypt into the same buffers as plain reads, and bytes
+ * OpenSSL already decrypted are read on when input is released or resumed
+ * (no epoll event would announce them). Output is encrypted once per loop
+ * turn: what is queued is gathered into records (a single large piece goes
+ * from its chunk as is). A graceful close sends close_notify before the
+ * write side is shut; the linger drain then discards raw bytes.
  */
 #ifndef PARLEY_CONN_H
 #define PARLEY_CONN_H
@@ -27,6 +38,8 @@
 #include "chunk.h"
 #include "loop.h"
 #include "ws_frame.h"
+
+struct ssl_st; /* OpenSSL's SSL, behind tls.h */
 
 enum conn_state { CONN_OPEN, CONN_FLUSHING, CONN_LINGER, CONN_CLOSED };
 
@@ -49,6 +62,8 @@ struct conn_handler {
     void (*on_shutdown)(struct conn *c);
     /* The output queue fell below CONN_OUT_LOW: room for held-back output. Optional. */
     void (*on_drained)(struct conn *c);
+    /* TLS connections: the handshake is done; start the session (set c->handler). */
+    void (*on_handshake)(struct conn *c);
 };
 
 /* One queued piece of output: bytes [off, end) of a chunk we hold a reference to. */
@@ -71,9 +86,10 @@ struct conn_set {
     struct loop *loop;
     uint8_t *scratch; /* read buffer shared by every connection of the set */
     size_t scratch_size;
-    struct conn *all;   /* doubly linked through prev/next */
-    struct conn *dirty; /* output queued since the last flush */
-    struct conn *dead;  /* closed, freed before the loop sleeps */
+    uint8_t *tls_gather; /* one TLS record's worth of gathered output, made when first needed */
+    struct conn *all;    /* doubly linked through prev/next */
+    struct conn *dirty;  /* output queued since the last flush */
+    struct conn *dead;   /* closed, freed before the loop sleeps */
     size_t count;
     uint64_t linger_ms; /* how long a closing connection drains input */
     void *owner;        /* the worker, for handlers */
@@ -101,6 +117,7 @@ struct conn {
     uint32_t in_len, in_cap;
     struct conn_out *out; /* ring of queued output, or NULL */
     uint32_t out_head, out_count, out_cap;
+    uint8_t tls; /* CONN_TLS_* bits; 0 on a plain connection */
     size_t out_bytes;
     uint64_t last_drain_ms; /* when the output queue last became empty */
     struct conn *prev, *next, *dirty_next, *dead_next;
@@ -109,6 +126,13 @@ struct conn {
     } u;
     void *session; /* the chat session of a logged-in client, owned by the chat layer */
 };
+
+/* The TLS bits of struct conn. */
+#define CONN_TLS_TAIL 0x01             /* allocated with the TLS tail (accepted on a TLS port) */
+#define CONN_TLS_UP 0x02               /* handshake done */
+#define CONN_TLS_WRITE_WANTS_READ 0x04 /* the last write waits for the socket to be readable */
+#define CONN_TLS_READ_WANTS_WRITE 0x08 /* the last read waits for the socket to be writable */
+#define CONN_TLS_SHUT_SENT 0x10        /* close_notify sent (or given up on) */
 
 /* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
 #define CONN_OUT_HIGH (1u << 20)
@@ -128,6 +152,21 @@ void conn_set_before_sleep(struct conn_set *set);
  */
 struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h,
                       enum conn_transport transport);
+
+/*
+ * Like conn_new, for a socket accepted on a TLS port: ssl (from tls_new, for
+ * this fd) is owned by the connection from now on, also on failure. The
+ * handshake starts with the first bytes; h->on_handshake is called when it is
+ * done. If the first byte is not a TLS handshake record, the TLS state is
+ * dropped and h->on_input gets the plain bytes (to answer a plain HTTP request
+ * on the HTTPS port, say). The handshake deadline is the handler's timer.
+ * Returns the connection, or NULL (fd closed, ssl freed).
+ */
+struct conn *conn_new_tls(struct conn_set *set, int fd, const struct conn_handler *h,
+                          enum conn_transport transport, struct ssl_st *ssl);
+
+/* True if c speaks TLS (its handshake may still be going on). */
+bool conn_is_tls(const struct conn *c);
 
 /*
  * Holds input: what is buffered stays unhandled and the socket is not read

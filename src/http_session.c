@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "peers.h"
+#include "tls.h"
 #include "web_assets.h"
 #include "worker.h"
 #include "ws_handshake.h"
@@ -164,14 +165,21 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
         snprintf(status, sizeof status, "\"unhealthy\",\"problem\":\"%s\"", problem);
     else
         snprintf(status, sizeof status, "\"ok\"");
-    char body[384];
-    int n = snprintf(body, sizeof body,
-                     "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
-                     "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu}\n",
-                     status, PARLEY_VERSION,
-                     conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
-                     conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
-                     (unsigned long long)((conn_now(c) - w->started_ms) / 1000));
+    char body[512];
+    uint64_t tls_failed = tls_counted(TLS_RESULT_FAILED) + tls_counted(TLS_RESULT_TIMEOUT) +
+                          tls_counted(TLS_RESULT_NOT_TLS);
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
+                 "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
+                 "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
+                 "\"tls_handshake_failures\":%llu}\n",
+                 status, PARLEY_VERSION,
+                 conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
+                 conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
+                 (unsigned long long)((conn_now(c) - w->started_ms) / 1000),
+                 w->cfg->tls_cert ? "true" : "false", tls_open_count(),
+                 (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed);
     send_text(c, problem ? 503 : 200, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 
@@ -284,7 +292,8 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
         return;
     }
     const struct config *cfg = cfg_of(c);
-    if (!ws_origin_allowed(req, cfg->allowed_origins, cfg->n_allowed_origins)) {
+    if (!ws_origin_allowed_on(req, cfg->allowed_origins, cfg->n_allowed_origins,
+                              conn_is_tls(c) ? 443 : 80)) {
         const struct http_header *o = http_find_header(req, "Origin");
         char q[128];
         log_info("msg=origin_refused conn=%llu origin=%s", (unsigned long long)c->id,
@@ -352,7 +361,7 @@ static void handle_request(struct conn *c, const struct http_request *req)
         return;
     /* --public-host: a request for another name reached us by a DNS record someone else
      * controls (DNS rebinding): nothing here is for it. */
-    if (!ws_host_allowed(req, cfg->public_hosts, cfg->n_public_hosts, 80)) {
+    if (!ws_host_allowed(req, cfg->public_hosts, cfg->n_public_hosts, conn_is_tls(c) ? 443 : 80)) {
         log_debug("msg=http_refused conn=%llu status=421", (unsigned long long)c->id);
         send_status(c, 421, NULL, false, false);
         return;

@@ -1,4 +1,4 @@
-/* main: parses options, starts the server, and turns signals into an orderly shutdown. */
+/* main: parses options, starts the server, and turns signals into a TLS reload or a shutdown. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 /* Creates dir and its parents (mode 0700: the data is the users'). Returns 0 or -errno. */
 static int make_dirs(const char *dir)
@@ -32,6 +33,23 @@ static int make_dirs(const char *dir)
     return 0;
 }
 
+/* SIGHUP: new TLS connections get the certificate and key as the files now are. */
+static void reload_tls(void)
+{
+    if (!tls_enabled()) {
+        log_info("msg=sighup_ignored reason=\"no TLS certificate to reload\"");
+        return;
+    }
+    char err[512], q[600];
+    if (tls_reload(err, sizeof err) < 0) {
+        log_error(
+            "msg=tls_reload_failed error=%s reason=\"still serving the previous certificate\"",
+            log_quote(q, sizeof q, err, strlen(err)));
+        return;
+    }
+    log_info("msg=tls_reloaded");
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -50,6 +68,7 @@ int main(int argc, char **argv)
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up is an EPIPE, not a crash */
 
@@ -61,16 +80,26 @@ int main(int argc, char **argv)
     struct server *server = server_start(&cfg);
     if (!server)
         return 2;
-    log_info("msg=ready version=%s workers=%d node=\"%s\" data=\"%s\" pid=%d", PARLEY_VERSION,
-             cfg.workers, cfg.node, cfg.data_dir, (int)getpid());
+    log_info("msg=ready version=%s workers=%d node=\"%s\" data=\"%s\" pid=%d tls=%s",
+             PARLEY_VERSION, cfg.workers, cfg.node, cfg.data_dir, (int)getpid(),
+             !cfg.tls_cert        ? "off"
+             : cfg.has_telnet_tls ? "http,telnet_tls"
+                                  : "http");
 
     int sig;
-    while (sigwait(&signals, &sig) != 0 || (sig != SIGINT && sig != SIGTERM))
-        ;
+    for (;;) {
+        if (sigwait(&signals, &sig) != 0)
+            continue;
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
+        if (sig == SIGHUP)
+            reload_tls();
+    }
     log_info("msg=shutting_down signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     /* A second signal during the goodbye ends the process at once. */
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    sigdelset(&signals, SIGHUP); /* stays blocked: a reload during shutdown must not kill us */
     pthread_sigmask(SIG_UNBLOCK, &signals, NULL);
     server_stop(server, 4000);
     config_free(&cfg);

@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "proto.h"
+#include "tls.h"
 
 static atomic_uint_fast64_t counters[METRIC_COUNTERS];
 static atomic_uint_fast64_t errors[PROTO_ERROR_COUNT];
@@ -128,6 +129,17 @@ struct chunk *metrics_render(uint64_t uptime_s)
     for (int e = 1; e < PROTO_ERROR_COUNT; e++)
         put(&o, "parley_errors_total{code=\"%s\"} %llu\n", proto_error_code((enum proto_error)e),
             (unsigned long long)get(&errors[e]));
+    put(&o,
+        "# HELP parley_tls_connections Open TLS connections, handshaking or not.\n"
+        "# TYPE parley_tls_connections gauge\nparley_tls_connections %zu\n",
+        tls_open_count());
+    static const char *const tls_results[] = {"ok", "failed", "timeout", "not_tls"};
+    put(&o, "# HELP parley_tls_handshakes_total TLS handshakes by result: ok, failed (protocol "
+            "error, alert or the peer left), timeout, not_tls (plain bytes on a TLS port).\n"
+            "# TYPE parley_tls_handshakes_total counter\n");
+    for (int r = 0; r < TLS_RESULTS; r++)
+        put(&o, "parley_tls_handshakes_total{result=\"%s\"} %llu\n", tls_results[r],
+            (unsigned long long)tls_counted((enum tls_result)r));
     histogram(&o, "parley_store_commit_seconds", "Time to commit one batch.", latency_bounds,
               latency_buckets, N_LATENCY, &latency_count, (double)get(&latency_sum_us) / 1e6);
     double bounds[N_BATCH];

@@ -22,6 +22,8 @@
 #include "store.h"
 #include "store_thread.h"
 #include "telnet_session.h"
+#include "tls.h"
+#include "tls_session.h"
 #include "worker.h"
 
 struct shutdown_mail {
@@ -53,7 +55,7 @@ static void refuse_busy(int fd, enum conn_transport transport)
     close(fd);
 }
 
-static void on_accept(struct worker *w, int fd, enum conn_transport transport)
+static void on_accept(struct worker *w, int fd, enum conn_transport transport, bool tls)
 {
     const struct config *cfg = w->cfg;
     struct sockaddr_storage sa;
@@ -68,12 +70,16 @@ static void on_accept(struct worker *w, int fd, enum conn_transport transport)
     bool counted = false;
     if (cfg->max_conns_per_ip && key && !via_proxy) {
         if (!peers_acquire(key, cfg->max_conns_per_ip)) {
-            refuse_busy(fd, transport);
+            if (tls)
+                close(fd); /* a TLS client could not read a plain refusal */
+            else
+                refuse_busy(fd, transport);
             return;
         }
         counted = true;
     }
-    struct conn *c = conn_new(&w->conns, fd, NULL, transport);
+    struct conn *c = tls ? tls_session_accept(&w->conns, fd, transport)
+                         : conn_new(&w->conns, fd, NULL, transport);
     if (!c) {
         if (counted)
             peers_release(key);
@@ -82,6 +88,8 @@ static void on_accept(struct worker *w, int fd, enum conn_transport transport)
     c->peer_key = key;
     c->peer_counted = counted;
     c->via_proxy = via_proxy;
+    if (tls)
+        return; /* the session starts when the handshake is done */
     if (transport == CONN_TELNET)
         telnet_session_start(c);
     else
@@ -146,7 +154,7 @@ fail:;
  * its traffic, so a plain bind first proves the port is free.
  */
 static int bind_port(struct server *s, const struct listen_addr *addr, enum conn_transport t,
-                     const char *name)
+                     const char *name, bool tls)
 {
     struct sockaddr_storage sa = addr->sa;
     char text[96];
@@ -171,10 +179,10 @@ static int bind_port(struct server *s, const struct listen_addr *addr, enum conn
             socklen_t len = sizeof sa;
             getsockname(fd, (struct sockaddr *)&sa, &len);
         }
-        worker_add_listener(&s->workers[i], fd, t);
+        worker_add_listener(&s->workers[i], fd, t, tls);
     }
     format_addr(&sa, text, sizeof text);
-    log_info("msg=listening transport=%s addr=%s", name, text);
+    log_info("msg=listening transport=%s addr=%s tls=%s", name, text, tls ? "true" : "false");
     return 0;
 }
 
@@ -207,6 +215,7 @@ static void free_server(struct server *s, int started)
     free(s->worker_mailboxes);
     free(s->workers);
     free(s);
+    tls_teardown(); /* after the workers: their connections held references to the contexts */
 }
 
 /* Opens the store and prepares the hub, store and auth threads. Returns 0 or an error. */
@@ -243,6 +252,14 @@ struct server *server_start(const struct config *cfg)
     s->cfg = cfg;
     s->n_workers = cfg->workers;
     s->workers = xcalloc((size_t)s->n_workers, sizeof *s->workers);
+    if (cfg->tls_cert) {
+        char err[512], q[600];
+        if (tls_setup(cfg->tls_cert, cfg->tls_key, err, sizeof err) < 0) {
+            log_error("msg=tls_setup_failed error=%s", log_quote(q, sizeof q, err, strlen(err)));
+            free_server(s, 0);
+            return NULL;
+        }
+    }
     for (int i = 0; i < s->n_workers; i++) {
         int rc = worker_init(&s->workers[i], i, cfg);
         if (rc < 0) {
@@ -254,8 +271,11 @@ struct server *server_start(const struct config *cfg)
         s->workers[i].on_mail = on_mail;
         chat_worker_init(&s->workers[i]);
     }
-    if (bind_port(s, &cfg->http, CONN_HTTP, "http") < 0 ||
-        bind_port(s, &cfg->telnet, CONN_TELNET, "telnet") < 0) {
+    bool tls = cfg->tls_cert != NULL;
+    if (bind_port(s, &cfg->http, CONN_HTTP, "http", tls) < 0 ||
+        bind_port(s, &cfg->telnet, CONN_TELNET, "telnet", false) < 0 ||
+        (cfg->has_telnet_tls &&
+         bind_port(s, &cfg->telnet_tls, CONN_TELNET, "telnet_tls", true) < 0)) {
         free_server(s, 0);
         return NULL;
     }

@@ -126,7 +126,7 @@ static void on_listener(struct loop_watch *watch, uint32_t events)
         }
         l->backoff_ms = BACKOFF_MIN_MS;
         tune_accepted(fd);
-        w->on_accept(w, fd, l->transport);
+        w->on_accept(w, fd, l->transport, l->tls);
     }
 }
 
@@ -140,9 +140,10 @@ static void on_resume(struct timer *t)
     log_info("msg=accept_resumed worker=%d", l->worker->id);
 }
 
-void worker_add_listener(struct worker *w, int fd, enum conn_transport transport)
+void worker_add_listener(struct worker *w, int fd, enum conn_transport transport, bool tls)
 {
     struct listener *l = &w->listeners[w->n_listeners++];
+    l->tls = tls;
     l->watch.cb = on_listener;
     l->worker = w;
     l->fd = fd;

@@ -15,7 +15,8 @@
 #include "loop.h"
 #include "mailbox.h"
 
-#define WORKER_MAX_LISTENERS 2
+/* The HTTP port, the telnet port and the TLS telnet port. */
+#define WORKER_MAX_LISTENERS 3
 
 struct worker;
 
@@ -24,6 +25,7 @@ struct listener {
     struct worker *worker;
     int fd;
     enum conn_transport transport;
+    bool tls;            /* connections start with a TLS handshake */
     bool paused;         /* out of file descriptors: accepting again after backoff */
     uint32_t backoff_ms; /* the next pause's length */
     struct timer resume;
@@ -44,7 +46,7 @@ struct worker {
     pthread_t thread;
     void *chat; /* the chat layer's per-worker indexes (chat_session.c) */
     /* Set by the process layer: make a session for a new socket, handle a mail. */
-    void (*on_accept)(struct worker *w, int fd, enum conn_transport transport);
+    void (*on_accept)(struct worker *w, int fd, enum conn_transport transport, bool tls);
     void (*on_mail)(struct worker *w, struct mail *m);
 };
 
@@ -53,8 +55,8 @@ int worker_init(struct worker *w, int id, const struct config *cfg);
 /* Frees w; drop() receives each mail still queued for it. */
 void worker_destroy(struct worker *w, void (*drop)(struct mail *m));
 
-/* Gives w a listening socket (it takes the fd) to accept on once running. */
-void worker_add_listener(struct worker *w, int fd, enum conn_transport transport);
+/* Gives w a listening socket (it takes the fd) to accept on once running; tls: a TLS port. */
+void worker_add_listener(struct worker *w, int fd, enum conn_transport transport, bool tls);
 
 /* Starts the worker's thread. Returns 0 or a negative errno. */
 int worker_start(struct worker *w);

@@ -154,6 +154,12 @@ static bool parse_origin(const char *s, size_t n, struct origin *o)
 
 bool ws_origin_allowed(const struct http_request *req, const char *const *allowed, size_t n_allowed)
 {
+    return ws_origin_allowed_on(req, allowed, n_allowed, 80);
+}
+
+bool ws_origin_allowed_on(const struct http_request *req, const char *const *allowed,
+                          size_t n_allowed, int host_port)
+{
     size_t count = http_count_header(req, "Origin");
     if (count == 0)
         return true; /* not a browser, so nothing for the policy to protect */
@@ -170,7 +176,7 @@ bool ws_origin_allowed(const struct http_request *req, const char *const *allowe
     if (hh != NULL && http_count_header(req, "Host") == 1 &&
         addr_endpoint_parse(hh->value, hh->value_len, &host)) {
         if (host.port == -1)
-            host.port = 80;
+            host.port = host_port;
         if (addr_endpoint_equal(&o.ep, &host))
             return true;
     }

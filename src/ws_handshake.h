@@ -46,5 +46,8 @@ bool ws_origin_allowed(const struct http_request *req, const char *const *allowe
  */
 bool ws_host_allowed(const struct http_request *req, const char *const *hosts, size_t n,
                      long default_port);
+/* The same policy on a connection where a Host without a port means host_port (443 on TLS). */
+bool ws_origin_allowed_on(const struct http_request *req, const char *const *allowed,
+                          size_t n_allowed, int host_port);
 
 #endif

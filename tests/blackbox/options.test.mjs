@@ -32,7 +32,8 @@ test('--version prints "parley <version>" and exits 0', async () => {
 test('--help prints usage naming the options and exits 0', async () => {
   const result = await runParley(['--help']);
   assert.equal(result.code, 0, result.stderr);
-  for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message']) {
+  for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
+    '--tls-key', '--telnet-tls', '--tls-handshake-timeout']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -51,6 +52,13 @@ for (const args of [
   ['--ping-interval', 'soon'],
   ['--idle-timeout', '-1'],
   ['--log-level', 'loud'],
+  // TLS (tests/blackbox/tls.test.mjs covers the certificate files themselves)
+  ['--tls-cert', '/nonexistent.pem'],
+  ['--tls-key', '/nonexistent.pem'],
+  ['--telnet-tls', '127.0.0.1:0'],
+  ['--telnet-tls', 'nonsense'],
+  ['--tls-handshake-timeout', '0'],
+  ['--tls-handshake-timeout', 'soon'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.

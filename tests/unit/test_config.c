@@ -98,6 +98,46 @@ static void refusals(void **state)
     }
 }
 
+static void tls_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_null(cfg.tls_cert);
+    assert_false(cfg.has_telnet_tls);
+    assert_int_equal(cfg.tls_handshake_timeout_ms, 10000);
+    config_free(&cfg);
+
+    char **all = ARGV("--tls-cert", "c.pem", "--tls-key", "k.pem", "--telnet-tls", "127.0.0.1:2324",
+                      "--tls-handshake-timeout", "1.5");
+    assert_int_equal(parse(&cfg, 9, all), CONFIG_OK);
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_true(cfg.has_telnet_tls);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&cfg.telnet_tls.sa)->sin_port), 2324);
+    assert_int_equal(cfg.tls_handshake_timeout_ms, 1500);
+    config_free(&cfg);
+
+    /* Options that only make sense together, and bad values. */
+    char **bad[] = {
+        ARGV("--tls-cert", "c.pem"),
+        ARGV("--tls-key", "k.pem"),
+        ARGV("--telnet-tls", "127.0.0.1:2324"),
+        ARGV("--telnet-tls", "127.0.0.1:2324", "--tls-cert", "c.pem"),
+        ARGV("--tls-cert", "c.pem", "--tls-key", "k.pem", "--telnet-tls", "nowhere"),
+        ARGV("--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-handshake-timeout", "0"),
+        ARGV("--tls-cert", "", "--tls-key", "k.pem"),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int argc = 0;
+        while (bad[i][argc])
+            argc++;
+        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
+        config_free(&cfg);
+    }
+}
+
 static void help_and_version_exit_cleanly(void **state)
 {
     (void)state;
@@ -120,6 +160,7 @@ int main(void)
         cmocka_unit_test(defaults),
         cmocka_unit_test(every_option),
         cmocka_unit_test(refusals),
+        cmocka_unit_test(tls_options),
         cmocka_unit_test(help_and_version_exit_cleanly),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

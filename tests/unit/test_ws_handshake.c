@@ -223,6 +223,26 @@ static void test_origin_default_ports(void **state)
     assert_true(SAME("example.com:8080", "foo+bar.v1://example.com:8080"));
 }
 
+/* On a TLS connection a Host without a port is port 443. */
+static void test_origin_tls_host_port(void **state)
+{
+    (void)state;
+    struct http_request req;
+    req_init(&req, "GET", 1);
+    req_add(&req, "Host", "example.com");
+    req_add(&req, "Origin", "https://example.com");
+    assert_true(ws_origin_allowed_on(&req, NULL, 0, 443));
+    assert_false(ws_origin_allowed_on(&req, NULL, 0, 80));
+    req_init(&req, "GET", 1);
+    req_add(&req, "Host", "example.com");
+    req_add(&req, "Origin", "http://example.com");
+    assert_false(ws_origin_allowed_on(&req, NULL, 0, 443));
+    req_init(&req, "GET", 1);
+    req_add(&req, "Host", "example.com:8443");
+    req_add(&req, "Origin", "https://example.com:8443");
+    assert_true(ws_origin_allowed_on(&req, NULL, 0, 443));
+}
+
 static void test_origin_refused_forms(void **state)
 {
     (void)state;
@@ -379,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_bad_upgrades),
         cmocka_unit_test(test_origin_same_host),
         cmocka_unit_test(test_origin_default_ports),
+        cmocka_unit_test(test_origin_tls_host_port),
         cmocka_unit_test(test_origin_refused_forms),
         cmocka_unit_test(test_origin_allowed_list),
         cmocka_unit_test(test_origin_ipv6),

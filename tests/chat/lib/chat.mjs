@@ -88,7 +88,7 @@ export class ChatClient {
 
   // Opens /ws and waits for the hello greeting, which must be the first message.
   static async connect(server, { label = 'client', timeoutMs = EVENT_TIMEOUT, headers } = {}) {
-    const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate: false });
+    const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate: false, ca: server.tls?.ca });
     const client = new ChatClient(ws, label);
     const opened = new Promise((resolve, reject) => {
       ws.once('open', resolve);

@@ -16,13 +16,17 @@ export const DEFAULT_ARGS = ['--password-cost', 'min'];
 export class ChatServer extends ParleyProcess {
   // Spawns parley on loopback (free ports) with `extraArgs`; resolves once it logs msg=ready.
   // dataDir: reuse an existing data directory (a restart); default a fresh one.
-  static async start(extraArgs = [], { dataDir, defaults = DEFAULT_ARGS, readyTimeoutMs = READY_TIMEOUT } = {}) {
+  // tls: a certificate from tests/blackbox/lib/tls.mjs; the HTTP port then speaks HTTPS and wss,
+  // and clients of this server trust tls.ca.
+  static async start(extraArgs = [], { dataDir, defaults = DEFAULT_ARGS, readyTimeoutMs = READY_TIMEOUT, tls } = {}) {
     const dir = dataDir ?? freshDataDir();
-    const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...extraArgs];
+    const tlsArgs = tls ? ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile] : [];
+    const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...tlsArgs, ...extraArgs];
     const { child, exited } = spawnParley(args);
     const server = new ChatServer(child, exited, dir);
     server.args = args;
     server.extraArgs = extraArgs;
+    server.tls = tls;
     try {
       await server.waitForLog((l) => l.fields.msg === 'ready', readyTimeoutMs, 'msg=ready');
       if (!server.listening.http || !server.listening.telnet) {
@@ -39,11 +43,11 @@ export class ChatServer extends ParleyProcess {
   // A new server on the same data directory (this one must have exited), with other options.
   restart(extraArgs = this.extraArgs ?? []) {
     if (this.running) throw new Error('restart() while the old server still runs');
-    return ChatServer.start(extraArgs, { dataDir: this.dataDir });
+    return ChatServer.start(extraArgs, { dataDir: this.dataDir, tls: this.tls });
   }
 
   get wsUrl() {
-    return `ws://127.0.0.1:${this.httpPort}/ws`;
+    return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.httpPort}/ws`;
   }
 
   // Ends the process (SIGKILL if needed) and removes its data directory.

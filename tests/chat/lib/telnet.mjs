@@ -2,6 +2,7 @@
 // into lines at LF (recording whether each ended in CR LF), exposes the unterminated prompt.
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import tls from 'node:tls';
 import { EVENT_TIMEOUT, withTimeout } from '../../blackbox/lib/util.mjs';
 
 export const IAC = 255;
@@ -66,6 +67,19 @@ export class TelnetClient {
       socket.once('error', reject);
     });
     return withTimeout(connected, timeoutMs, `${label}: TCP connect to the telnet port`).catch((err) => {
+      socket.destroy();
+      throw err;
+    });
+  }
+
+  // Connects over TLS to `port` (a --telnet-tls port), trusting `ca`; resolves after the handshake.
+  static connectTls(port, ca, label = 'telnet-tls', timeoutMs = EVENT_TIMEOUT, options = {}) {
+    const socket = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca, ...options });
+    const connected = new Promise((resolve, reject) => {
+      socket.once('secureConnect', () => resolve(new TelnetClient(socket, label)));
+      socket.once('error', reject);
+    });
+    return withTimeout(connected, timeoutMs, `${label}: TLS connect to port ${port}`).catch((err) => {
       socket.destroy();
       throw err;
     });

@@ -24,8 +24,15 @@ const NETWORK_NOISE = /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|
 
 // A person: a browser context and one page at the server, with its console errors recorded.
 // beforeLoad(page) runs before the page is opened (to route its WebSocket, for instance).
+// With server.tls set (a TLS server), the page is loaded over https:// and trusts the test's
+// self-signed certificate.
 export async function person(browser, server, { viewport = { width: 1100, height: 720 }, colorScheme = 'light', beforeLoad } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme, baseURL: `http://127.0.0.1:${server.httpPort}` });
+  const context = await browser.newContext({
+    viewport,
+    colorScheme,
+    baseURL: `${server.tls ? 'https' : 'http'}://127.0.0.1:${server.httpPort}`,
+    ignoreHTTPSErrors: Boolean(server.tls),
+  });
   context.setDefaultTimeout(WAIT);
   const page = await context.newPage();
   const p = { context, page, errors: [], networkNoiseAllowed: false, dialogs: [] };
