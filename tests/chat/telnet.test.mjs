@@ -582,7 +582,8 @@ test('/login NAME PASSWORD at the prompt logs in; /login after login → "! alre
 test('/register PASSWORD registers the current guest name; WebSocket login with it works', async (t) => {
   const c = await telnetLogin(server, t, uniq('Guest'));
   await c.send('/register telnet-pass-1');
-  await c.nextLine(/^\* /, undefined, 'a notice for /register');
+  // Its own notice, not any "* " line: another user's presence line may come first.
+  await c.nextLine(new RegExp(`^\\* ${esc(c.name)} is registered\\.`), undefined, 'the notice for /register');
   const w = await connect(server, t);
   const welcome = await w.login(c.name, 'telnet-pass-1');
   assert.equal(welcome.guest, false);
@@ -603,7 +604,7 @@ test('/register without an argument asks for the password with echo off', async 
   await c.waitPrompt(/password/i, undefined, 'a password prompt for /register');
   assert.ok(c.negotiations.slice(n0).some((n) => n.cmd === 'WILL' && n.opt === OPT_ECHO), 'no IAC WILL ECHO');
   await c.send('prompted-pass-1');
-  await c.nextLine(/^\* /);
+  await c.nextLine(new RegExp(`^\\* ${esc(c.name)} is registered\\.`), undefined, 'the notice for /register');
   assert.ok(c.negotiations.slice(n0).some((n) => n.cmd === 'WONT' && n.opt === OPT_ECHO), 'no IAC WONT ECHO');
   const w = await connect(server, t);
   assert.equal((await w.login(c.name, 'prompted-pass-1')).guest, false);
