@@ -45,6 +45,10 @@ struct config {
     bool password_cost_min; /* cheapest argon2id parameters (tests); else "interactive" */
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */
+
+    /* permessage-deflate (RFC 7692) on WebSocket connections. */
+    bool deflate;               /* negotiate it when a client offers it */
+    uint32_t deflate_threshold; /* messages shorter than this go uncompressed */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
