@@ -26,6 +26,7 @@ struct ws_inflater {
     z_stream s;
     uint32_t utf8; /* validator state of a text message's output so far */
     bool ended;    /* a final block (BFINAL) was read: the rest of the message is ignored */
+    bool fed;      /* some payload arrived */
 };
 
 struct ws_zpool {
@@ -151,6 +152,7 @@ struct ws_inflater *ws_inflater_take(struct ws_zpool *p)
     }
     z->utf8 = UTF8_ACCEPT;
     z->ended = false;
+    z->fed = false;
     return z;
 }
 
@@ -247,10 +249,14 @@ enum ws_inflate_result ws_inflate(struct ws_inflater *z, const uint8_t *in, size
 {
     if (limit > UINT32_MAX - head)
         limit = UINT32_MAX - head; /* a chunk counts its length in 32 bits */
+    z->fed = z->fed || n > 0;
     enum ws_inflate_result r = run(z, in, n, text, msg, head, limit);
     if (r != WS_INFLATE_OK || !last)
         return r;
-    if (!z->ended) {
+    /* A compressed message without a byte of payload is not DEFLATE (even an empty message
+     * compresses to one byte, RFC 7692 section 7.2.3.6), but some clients send it for an empty
+     * message; it can only mean that. */
+    if (!z->ended && z->fed) {
         r = run(z, tail, sizeof tail, text, msg, head, limit);
         if (r != WS_INFLATE_OK)
             return r;

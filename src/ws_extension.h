@@ -28,7 +28,7 @@ struct ws_deflate_agreement {
 };
 
 /* Room for the value written by ws_extension_response, NUL included. */
-#define WS_EXTENSION_RESPONSE_MAX 128
+#define WS_EXTENSION_RESPONSE_MAX 160 /* the longest is 128 characters */
 
 /*
  * Reads every Sec-WebSocket-Extensions header of req, in order, as one list
