@@ -32,7 +32,7 @@ test('--version prints "parley <version>" and exits 0', async () => {
 test('--help prints usage naming the options and exits 0', async () => {
   const result = await runParley(['--help']);
   assert.equal(result.code, 0, result.stderr);
-  for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message']) {
+  for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--deflate', '--deflate-threshold']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -51,6 +51,11 @@ for (const args of [
   ['--ping-interval', 'soon'],
   ['--idle-timeout', '-1'],
   ['--log-level', 'loud'],
+  ['--deflate', 'maybe'],
+  ['--deflate'],
+  ['--deflate-threshold', '-1'],
+  ['--deflate-threshold', 'abc'],
+  ['--deflate-threshold', '2147483648'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.
