@@ -70,7 +70,6 @@ void ws_reader_init(struct ws_reader *r, uint64_t max_message)
 void ws_reader_use_deflate(struct ws_reader *r)
 {
     r->deflate = true;
-    r->max_wire = WS_DEFLATE_WIRE_MAX(r->max_message);
 }
 
 /* Bytes of extended payload length announced by the second header byte. */
@@ -133,7 +132,7 @@ static enum ws_error check_length(struct ws_reader *r)
         return ERR_LENGTH;
     r->frame_len = n;
     /* msg_len never exceeds the limit, so this subtraction cannot wrap. */
-    uint64_t limit = r->msg_compressed ? r->max_wire : r->max_message;
+    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
     if (!is_control(r->opcode) && n > limit - r->msg_len)
         return ERR_TOO_BIG;
     return ERR_NONE;

@@ -82,7 +82,6 @@ struct ws_reader {
     bool failed;
     bool deflate;        /* permessage-deflate negotiated: RSV1 may mark a data message */
     bool msg_compressed; /* the data message in progress is compressed */
-    uint64_t max_wire;   /* the limit on a compressed message's payload as sent */
     uint8_t error;       /* once failed: which error, so later calls report the same one */
     uint8_t ctl_len;
     uint8_t ctl[125];
