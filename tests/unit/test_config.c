@@ -109,12 +109,12 @@ static void deflate_options(void **state)
     assert_int_equal(cfg.deflate_threshold, 128);
     config_free(&cfg);
     char **argv = ARGV("--deflate", "off", "--deflate-threshold", "0");
-    assert_int_equal(parse(&cfg, 4, argv), CONFIG_OK);
+    assert_int_equal(parse(&cfg, 5, argv), CONFIG_OK);
     assert_false(cfg.deflate);
     assert_int_equal(cfg.deflate_threshold, 0);
     config_free(&cfg);
     argv = ARGV("--deflate", "off", "--deflate", "on", "--deflate-threshold", "1073741824");
-    assert_int_equal(parse(&cfg, 6, argv), CONFIG_OK);
+    assert_int_equal(parse(&cfg, 7, argv), CONFIG_OK);
     assert_true(cfg.deflate);
     assert_int_equal(cfg.deflate_threshold, 1u << 30);
     config_free(&cfg);
