@@ -2,7 +2,7 @@
 # each first installs whatever the machine is missing (scripts/setup.sh), then builds.
 
 VERSION := 0.1.0
-PKGS := openssl jansson sqlite3 libsodium
+PKGS := openssl jansson sqlite3 libsodium zlib
 BUILD ?= release
 OUT := build/$(BUILD)
 
@@ -76,6 +76,7 @@ bench:
 	node bench/idle_memory.mjs $(or $(BENCH_CONNECTIONS),5000)
 	node bench/fanout.mjs 500 1500 100
 	node bench/fanout.mjs 1000 2000 500
+	node bench/deflate.mjs 500 1000 200
 
 clean:
 	rm -rf build

@@ -21,7 +21,9 @@ const now = () => performance.timeOrigin + performance.now(); // comparable acro
 // Opens a WebSocket, logs in as guest `name`, joins ROOM; resolves once joined.
 function joinedClient(url, name, onMessage) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    // No permessage-deflate, which parley would negotiate and the peer does not: the same
+    // frames for both (bench/deflate.mjs measures deflate).
+    const ws = new WebSocket(url, { perMessageDeflate: false });
     ws.once('error', reject);
     let ready = false;
     ws.on('message', (data) => {

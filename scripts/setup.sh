@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev)
+build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # The TLS suites make their certificates with the openssl command and talk to the server with s_client.
 test_packages+=(openssl)

@@ -160,12 +160,14 @@ static size_t rec_len(const struct conn *c, const struct msg_rec *rec)
     return rec->ws ? rec->ws->len - rec->ws_off : 0;
 }
 
+/* Queues rec's form for c. The WebSocket frame is shared by every recipient of the event, and
+ * so is its compressed twin when c negotiated permessage-deflate: made once, not per recipient. */
 static void send_rec(struct conn *c, const struct msg_rec *rec)
 {
     if (c->transport == CONN_TELNET)
         conn_send(c, chunk_ref(rec->tn), 0, rec->tn->len);
     else
-        conn_send(c, chunk_ref(rec->ws), rec->ws_off, rec->ws->len);
+        ws_session_send_data(c, chunk_ref(rec->ws), rec->ws_off, MSG_JSON_OFF, rec->ws->len, true);
 }
 
 static void slow_consumer(struct conn *c)
@@ -958,10 +960,11 @@ void chat_worker_destroy(struct worker *w)
 
 /* --- the WebSocket transport: protocol v1 JSON --- */
 
+/* Sends a reply made for c alone (compressed for c alone, when it negotiated that) and drops it. */
 static void ws_send_rec(struct conn *c, struct msg_rec rec)
 {
     if (conn_is_open(c))
-        conn_send(c, chunk_ref(rec.ws), rec.ws_off, rec.ws->len);
+        ws_session_send_data(c, chunk_ref(rec.ws), rec.ws_off, MSG_JSON_OFF, rec.ws->len, false);
     msg_rec_release(&rec);
 }
 

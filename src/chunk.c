@@ -12,6 +12,7 @@ struct chunk *chunk_new(size_t cap)
     atomic_init(&c->refs, 1);
     c->cap = (uint32_t)cap;
     c->len = 0;
+    atomic_init(&c->alt, NULL);
     return c;
 }
 
@@ -39,6 +40,28 @@ struct chunk *chunk_ref(struct chunk *c)
 void chunk_unref(struct chunk *c)
 {
     /* acq_rel: the freeing thread must see every write made before other threads let go. */
-    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        chunk_unref(atomic_load_explicit(&c->alt, memory_order_relaxed));
         free(c);
+    }
+}
+
+struct chunk *chunk_alt(struct chunk *c)
+{
+    /* acquire: pairs with the publisher's release, so the form's bytes are seen complete. */
+    return atomic_load_explicit(&c->alt, memory_order_acquire);
+}
+
+struct chunk *chunk_set_alt(struct chunk *c, struct chunk *alt, bool *won)
+{
+    struct chunk *expected = NULL;
+    if (atomic_compare_exchange_strong_explicit(&c->alt, &expected, alt, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        *won = true;
+        return alt;
+    }
+    /* Another thread was first: its form serves as well, and ours was never seen by anyone. */
+    chunk_unref(alt);
+    *won = false;
+    return expected;
 }

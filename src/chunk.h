@@ -3,18 +3,25 @@
  * once into a chunk and every recipient's output queue holds a reference, so
  * nothing is copied per recipient. References may be taken and dropped from
  * any thread; the bytes must not change once a second reference exists.
+ *
+ * A shared chunk may carry one alternative form of its content (for a
+ * WebSocket frame: its compressed twin), made once by whichever thread first
+ * needs it, published atomically, and freed with the chunk. So a form derived
+ * from shared data is made once, not once per recipient.
  */
 #ifndef PARLEY_CHUNK_H
 #define PARLEY_CHUNK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct chunk {
     atomic_uint refs;
-    uint32_t cap; /* bytes allocated in data */
-    uint32_t len; /* bytes in use, for the owner's convenience */
+    uint32_t cap;                /* bytes allocated in data */
+    uint32_t len;                /* bytes in use, for the owner's convenience */
+    _Atomic(struct chunk *) alt; /* the alternative form, or NULL: see chunk_alt */
     uint8_t data[];
 };
 
@@ -30,7 +37,22 @@ struct chunk *chunk_grow(struct chunk *c, size_t cap);
 /* Takes one more reference; returns c. */
 struct chunk *chunk_ref(struct chunk *c);
 
-/* Drops one reference; the last one frees the chunk. NULL is ignored. */
+/* Drops one reference; the last one frees the chunk (and its alternative form). NULL is ignored. */
 void chunk_unref(struct chunk *c);
+
+/*
+ * Returns c's alternative form, or NULL when none was published yet. The
+ * result is borrowed: it lives as long as the caller's reference to c (take
+ * one with chunk_ref to keep it longer). Any thread.
+ */
+struct chunk *chunk_alt(struct chunk *c);
+
+/*
+ * Publishes alt (the caller's reference, handed over) as c's alternative form
+ * unless another thread published one first; then alt is dropped. Returns the
+ * form now published (borrowed, as chunk_alt's), and sets *won to whether it
+ * is alt. Any thread.
+ */
+struct chunk *chunk_set_alt(struct chunk *c, struct chunk *alt, bool *won);
 
 #endif

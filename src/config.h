@@ -58,6 +58,10 @@ struct config {
     struct listen_addr telnet_tls; /* the TLS line port, if has_telnet_tls */
     bool has_telnet_tls;
     uint64_t tls_handshake_timeout_ms;
+
+    /* permessage-deflate (RFC 7692) on WebSocket connections. */
+    bool deflate;               /* negotiate it when a client offers it */
+    uint32_t deflate_threshold; /* messages shorter than this go uncompressed */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

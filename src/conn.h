@@ -46,6 +46,7 @@ enum conn_state { CONN_OPEN, CONN_FLUSHING, CONN_LINGER, CONN_CLOSED };
 enum conn_transport { CONN_HTTP, CONN_WEBSOCKET, CONN_TELNET, CONN_TRANSPORTS };
 
 struct conn;
+struct ws_inflater;
 
 struct conn_handler {
     /*
@@ -75,10 +76,13 @@ struct conn_out {
 /* WebSocket session state, kept here so a connection's whole state is in one place. */
 struct conn_ws {
     struct ws_reader reader;
-    struct chunk *msg; /* the data message being reassembled, or NULL */
+    struct chunk *msg;            /* the data message being reassembled, or NULL */
+    struct ws_inflater *inflater; /* while a compressed message is being received, or NULL */
     uint64_t last_ping_ms;
     uint64_t opened_ms;
     uint8_t endpoint; /* which WebSocket endpoint: see ws_session.h */
+    uint8_t
+        deflate_bits; /* permessage-deflate: our window limit (8..15), or 0 when not negotiated */
 };
 
 /* The connections of one worker thread. */

@@ -15,6 +15,7 @@
 #include "tls.h"
 #include "web_assets.h"
 #include "worker.h"
+#include "ws_extension.h"
 #include "ws_handshake.h"
 #include "ws_session.h"
 
@@ -303,13 +304,19 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
     }
     if (c->via_proxy && !adopt_forwarded_client(c, req))
         return;
-    char head[256];
+    /* permessage-deflate when the client offers it in a form we accept (ws_extension.h). */
+    struct ws_deflate_agreement deflate = {0};
+    char ext[WS_EXTENSION_RESPONSE_MAX] = "";
+    if (cfg->deflate && ws_extension_negotiate(req, &deflate))
+        ws_extension_response(&deflate, ext);
+    char head[512];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                     accept);
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                     accept, deflate.on ? "Sec-WebSocket-Extensions: " : "", ext,
+                     deflate.on ? "\r\n" : "");
     conn_send_copy(c, head, (size_t)n);
-    ws_session_start(c, ep);
+    ws_session_start(c, ep, deflate.on ? deflate.server_bits : 0);
 }
 
 static bool path_is(const char *path, size_t len, const char *want)

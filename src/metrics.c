@@ -152,6 +152,27 @@ struct chunk *metrics_render(uint64_t uptime_s)
         "/healthz).\n# TYPE parley_store_healthy gauge\nparley_store_healthy %d\n",
         metrics_store_problem() ? 0 : 1);
     put(&o,
+        "# HELP parley_deflate_messages_total Messages compressed (permessage-deflate): shared "
+        "frames once per message for all their recipients, own for one connection.\n"
+        "# TYPE parley_deflate_messages_total counter\n"
+        "parley_deflate_messages_total{kind=\"shared\"} %llu\n"
+        "parley_deflate_messages_total{kind=\"own\"} %llu\n",
+        (unsigned long long)get(&counters[METRIC_DEFLATE_SHARED]),
+        (unsigned long long)get(&counters[METRIC_DEFLATE_OWN]));
+    put(&o,
+        "# HELP parley_deflate_bytes_total Payload bytes of those messages before (in) and after "
+        "(out) compression.\n"
+        "# TYPE parley_deflate_bytes_total counter\n"
+        "parley_deflate_bytes_total{stage=\"in\"} %llu\n"
+        "parley_deflate_bytes_total{stage=\"out\"} %llu\n",
+        (unsigned long long)get(&counters[METRIC_DEFLATE_BYTES_IN]),
+        (unsigned long long)get(&counters[METRIC_DEFLATE_BYTES_OUT]));
+    counter(&o, "parley_deflate_discarded_total",
+            "Shared compressions dropped because another worker published the same one first.",
+            METRIC_DEFLATE_DISCARDED);
+    counter(&o, "parley_inflated_messages_total", "Compressed messages received and inflated.",
+            METRIC_INFLATED);
+    put(&o,
         "# HELP parley_uptime_seconds Seconds since the server started.\n"
         "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
         (unsigned long long)uptime_s);

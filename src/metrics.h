@@ -18,6 +18,13 @@ enum metric_counter {
     METRIC_RATE_LIMITED,
     METRIC_SLOW_CONSUMERS,
     METRIC_STORE_ERRORS,
+    /* permessage-deflate */
+    METRIC_DEFLATE_SHARED,    /* compressions of a shared frame (once per message) */
+    METRIC_DEFLATE_OWN,       /* compressions for one connection (replies, echoes) */
+    METRIC_DEFLATE_DISCARDED, /* shared compressions another worker had published first */
+    METRIC_DEFLATE_BYTES_IN,  /* payload bytes given to the compressor */
+    METRIC_DEFLATE_BYTES_OUT, /* payload bytes sent for them (compressed, or as is if no smaller) */
+    METRIC_INFLATED,          /* compressed messages received whole */
     METRIC_COUNTERS,
 };
 

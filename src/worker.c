@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ws_deflate.h"
 
 #define ACCEPT_BATCH 64
 #define BACKOFF_MIN_MS 50
@@ -89,6 +90,8 @@ void worker_destroy(struct worker *w, void (*drop)(struct mail *m))
     mailbox_destroy(&w->mailbox);
     loop_free(w->loop);
     w->loop = NULL;
+    ws_zpool_free(w->zpool); /* after the connections, which give their inflaters back to it */
+    w->zpool = NULL;
 }
 
 static void pause_accepting(struct listener *l, int err)

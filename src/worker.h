@@ -19,6 +19,7 @@
 #define WORKER_MAX_LISTENERS 3
 
 struct worker;
+struct ws_zpool;
 
 struct listener {
     struct loop_watch watch; /* first: the loop hands us this pointer */
@@ -45,6 +46,8 @@ struct worker {
     struct timer stop_deadline;
     pthread_t thread;
     void *chat; /* the chat layer's per-worker indexes (chat_session.c) */
+    /* permessage-deflate's zlib streams, made when a connection first needs one (ws_deflate.h) */
+    struct ws_zpool *zpool;
     /* Set by the process layer: make a session for a new socket, handle a mail. */
     void (*on_accept)(struct worker *w, int fd, enum conn_transport transport, bool tls);
     void (*on_mail)(struct worker *w, struct mail *m);

@@ -67,6 +67,11 @@ void ws_reader_init(struct ws_reader *r, uint64_t max_message)
     r->utf8_state = UTF8_ACCEPT;
 }
 
+void ws_reader_use_deflate(struct ws_reader *r)
+{
+    r->deflate = true;
+}
+
 /* Bytes of extended payload length announced by the second header byte. */
 static uint8_t ext_len_size(uint8_t b1)
 {
@@ -74,10 +79,20 @@ static uint8_t ext_len_size(uint8_t b1)
     return len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
 }
 
+static bool is_data_start(uint8_t op)
+{
+    return op == WS_OP_TEXT || op == WS_OP_BINARY;
+}
+
 static enum ws_error check_first_byte(const struct ws_reader *r, uint8_t b0)
 {
     uint8_t op = b0 & 0x0F;
-    if (b0 & 0x70) /* no extension is ever negotiated, so RSV1-3 must be 0 */
+    /* RSV2 and RSV3 belong to no extension parley negotiates. RSV1 is permessage-deflate's, and
+     * only on a message's first frame (RFC 7692 section 6): never on a continuation or a
+     * control frame. */
+    if (b0 & 0x30)
+        return ERR_RSV;
+    if ((b0 & WS_RSV1) && !(r->deflate && is_data_start(op)))
         return ERR_RSV;
     if (op != WS_OP_CONT && op != WS_OP_TEXT && op != WS_OP_BINARY && op != WS_OP_CLOSE &&
         op != WS_OP_PING && op != WS_OP_PONG)
@@ -116,8 +131,9 @@ static enum ws_error check_length(struct ws_reader *r)
     if (n >> 63)
         return ERR_LENGTH;
     r->frame_len = n;
-    /* msg_len never exceeds max_message, so this subtraction cannot wrap. */
-    if (!is_control(r->opcode) && n > r->max_message - r->msg_len)
+    /* msg_len never exceeds the limit, so this subtraction cannot wrap. */
+    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
+    if (!is_control(r->opcode) && n > limit - r->msg_len)
         return ERR_TOO_BIG;
     return ERR_NONE;
 }
@@ -130,7 +146,10 @@ static enum ws_error header_byte(struct ws_reader *r, uint8_t b)
     if (r->hdr_len == 1) {
         r->opcode = b & 0x0F;
         r->fin = (b & 0x80) != 0;
-        return check_first_byte(r, b);
+        err = check_first_byte(r, b);
+        if (err == ERR_NONE && is_data_start(r->opcode))
+            r->msg_compressed = (b & WS_RSV1) != 0;
+        return err;
     }
     uint8_t ext = ext_len_size(r->hdr[1]);
     if (r->hdr_len == 2) {
@@ -261,8 +280,9 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
         pos += n;
         bool frame_whole = r->frame_done == r->frame_len;
         bool last = frame_whole && r->fin;
-        if (r->msg_opcode == WS_OP_TEXT) {
-            /* Checked per piece, so invalid text is refused at the first bad byte. */
+        if (r->msg_opcode == WS_OP_TEXT && !r->msg_compressed) {
+            /* Checked per piece, so invalid text is refused at the first bad byte. (Compressed
+             * text is checked once inflated, by the caller.) */
             r->utf8_state = utf8_validate(r->utf8_state, piece, n);
             if (r->utf8_state == UTF8_REJECT || (last && r->utf8_state != UTF8_ACCEPT))
                 return fail(r, ERR_UTF8, ev, pos);
@@ -276,10 +296,12 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
         ev->type = WS_EV_DATA;
         ev->opcode = r->msg_opcode;
         ev->last = last;
+        ev->compressed = r->msg_compressed;
         ev->data = piece;
         ev->len = n;
         if (last) {
             r->msg_opcode = 0;
+            r->msg_compressed = false;
             r->msg_len = 0;
             r->utf8_state = UTF8_ACCEPT;
         }

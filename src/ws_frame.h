@@ -9,6 +9,11 @@
  * is not UTF-8 is refused at the first bad byte, across fragments too.
  * Message size is checked against max_message when a frame header arrives,
  * before any of its payload is read.
+ *
+ * With permessage-deflate negotiated (ws_reader_use_deflate), RSV1 on the
+ * first frame of a data message marks it compressed: its pieces are handed
+ * out as they are (ev.compressed), unchecked as UTF-8 (the inflated text is
+ * checked instead), and its limit is on the compressed bytes (see there).
  */
 #ifndef PARLEY_WS_FRAME_H
 #define PARLEY_WS_FRAME_H
@@ -53,6 +58,7 @@ struct ws_event {
     enum ws_event_type type;
     uint8_t opcode;      /* DATA: WS_OP_TEXT or WS_OP_BINARY, the message's type */
     bool last;           /* DATA: this piece completes the message */
+    bool compressed;     /* DATA: the message is compressed (permessage-deflate, RSV1) */
     const uint8_t *data; /* DATA: in the caller's buffer; PING/PONG/CLOSE: in the reader */
     size_t len;
     uint16_t close_code;
@@ -74,13 +80,27 @@ struct ws_reader {
     uint8_t msg_opcode; /* data message in progress (TEXT/BINARY), 0 if none */
     bool fin;
     bool failed;
-    uint8_t error; /* once failed: which error, so later calls report the same one */
+    bool deflate;        /* permessage-deflate negotiated: RSV1 may mark a data message */
+    bool msg_compressed; /* the data message in progress is compressed */
+    uint8_t error;       /* once failed: which error, so later calls report the same one */
     uint8_t ctl_len;
     uint8_t ctl[125];
 };
 
 /* Prepares r for a new connection. max_message bounds a reassembled data message. */
 void ws_reader_init(struct ws_reader *r, uint64_t max_message);
+
+/*
+ * permessage-deflate was negotiated: from now on RSV1 on the first frame of
+ * a text or binary message marks it compressed (RSV1 anywhere else, and RSV2
+ * or RSV3 always, are still protocol errors). The inflated size is the
+ * caller's to bound; the reader bounds a compressed message's payload as
+ * sent at WS_DEFLATE_WIRE_MAX(max_message), so a message can neither go on
+ * for ever nor be refused for the few bytes DEFLATE can add to data it cannot
+ * compress.
+ */
+void ws_reader_use_deflate(struct ws_reader *r);
+#define WS_DEFLATE_WIRE_MAX(max) ((max) > UINT64_MAX / 4 ? UINT64_MAX / 2 : 2 * (max) + 1024)
 
 /*
  * Consumes bytes from buf[0..len), unmasking data payload in place, until
@@ -97,6 +117,8 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
  * (2, 4 or 10).
  */
 #define WS_MAX_HEADER 10
+/* The first header byte's RSV1 bit: permessage-deflate's "compressed" mark (RFC 7692 section 6). */
+#define WS_RSV1 0x40
 size_t ws_frame_header_write(uint8_t *out, bool fin, uint8_t opcode, uint64_t payload_len);
 
 /* Returns true when `code` may appear in a close frame on the wire (RFC 6455 7.4). */

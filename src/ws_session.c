@@ -7,12 +7,104 @@
 #include "alloc.h"
 #include "chat_session.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 
 static const struct config *cfg_of(struct conn *c)
 {
     return ((struct worker *)c->set->owner)->cfg;
+}
+
+/* The worker's zlib streams, made when first needed. */
+static struct ws_zpool *zpool_of(struct conn *c)
+{
+    struct worker *w = c->set->owner;
+    if (!w->zpool)
+        w->zpool = ws_zpool_new();
+    return w->zpool;
+}
+
+/* Counts one compression of an n-byte payload that went out as out bytes. */
+static void count_deflate(enum metric_counter kind, size_t n, size_t out)
+{
+    metrics_add(kind, 1);
+    metrics_add(METRIC_DEFLATE_BYTES_IN, n);
+    metrics_add(METRIC_DEFLATE_BYTES_OUT, out);
+}
+
+/* Length of the header of the server frame starting at f. */
+static size_t header_len(const uint8_t *f)
+{
+    uint8_t len7 = f[1] & 0x7F;
+    return len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
+}
+
+/*
+ * The compressed twin of a shared frame, made by the first connection that needs it. Workers
+ * may race to make it: each compresses, one publishes, the others drop theirs (counted as
+ * discarded). A frame that compression does not shrink gets an empty twin, so no one tries again.
+ */
+static struct chunk *shared_twin(struct conn *c, struct chunk *ch, uint8_t opcode,
+                                 size_t payload_off, size_t n)
+{
+    struct chunk *twin = chunk_alt(ch);
+    if (twin)
+        return twin;
+    /* Always the largest window: a client that asked for a smaller one still takes this twin when
+     * the message is no longer than its window (see ws_session_send_data). */
+    struct chunk *z = ws_deflate_frame(zpool_of(c), 15, opcode, ch->data + payload_off, n);
+    size_t out = z ? z->len - header_len(z->data) : n;
+    if (!z)
+        z = chunk_new(0);
+    bool won;
+    twin = chunk_set_alt(ch, z, &won);
+    if (won)
+        count_deflate(METRIC_DEFLATE_SHARED, n, out);
+    else
+        metrics_add(METRIC_DEFLATE_DISCARDED, 1);
+    return twin;
+}
+
+void ws_session_send_data(struct conn *c, struct chunk *ch, size_t off, size_t payload_off,
+                          size_t end, bool shared)
+{
+    unsigned bits = c->u.ws.deflate_bits;
+    size_t n = end - payload_off;
+    if (bits == 0 || n == 0 || n < cfg_of(c)->deflate_threshold) {
+        conn_send(c, ch, off, end);
+        return;
+    }
+    uint8_t opcode = ch->data[off] & 0x0F;
+    if (shared) {
+        /* A shared twin is compressed with a window of 2^15, but no match reaches back further
+         * than the message is long: a message no longer than the client's window decodes with
+         * it. A longer one goes uncompressed (RFC 7692 compresses per message, so that is
+         * allowed) rather than be compressed once more for this one connection: clients that
+         * limit the server's window are rare (browsers and Node's ws do not), and chat messages
+         * are short. */
+        if (bits < 15 && n > (1u << bits)) {
+            conn_send(c, ch, off, end);
+            return;
+        }
+        struct chunk *twin = shared_twin(c, ch, opcode, payload_off, n);
+        if (twin->len == 0) {
+            conn_send(c, ch, off, end);
+            return;
+        }
+        conn_send(c, chunk_ref(twin), 0, twin->len);
+        chunk_unref(ch);
+        return;
+    }
+    struct chunk *z = ws_deflate_frame(zpool_of(c), bits, opcode, ch->data + payload_off, n);
+    count_deflate(METRIC_DEFLATE_OWN, n, z ? z->len - header_len(z->data) : n);
+    if (!z) {
+        conn_send(c, ch, off, end);
+        return;
+    }
+    conn_send(c, z, 0, z->len);
+    chunk_unref(ch);
 }
 
 /* Frames payload[0..len) as one unfragmented message of `opcode` and queues it. */
@@ -25,10 +117,13 @@ static void send_frame(struct conn *c, uint8_t opcode, const void *payload, size
     conn_send(c, ch, 0, h + len);
 }
 
-/* Queues one text message holding a copy of text[0..len). */
+/* Queues one text message holding a copy of text[0..len) (compressed when negotiated). */
 static void ws_session_send_text(struct conn *c, const char *text, size_t len)
 {
-    send_frame(c, WS_OP_TEXT, text, len);
+    struct chunk *ch = chunk_new(WS_MAX_HEADER + len);
+    size_t h = ws_frame_header_write(ch->data, true, WS_OP_TEXT, len);
+    memcpy(ch->data + h, text, len);
+    ws_session_send_data(c, ch, 0, h, h + len, false);
 }
 
 void ws_session_close(struct conn *c, uint16_t code, const char *reason)
@@ -102,7 +197,7 @@ static void message_done(struct conn *c, uint8_t opcode)
         uint8_t hdr[WS_MAX_HEADER];
         size_t h = ws_frame_header_write(hdr, true, opcode, len);
         memcpy(msg->data + WS_MAX_HEADER - h, hdr, h);
-        conn_send(c, msg, WS_MAX_HEADER - h, WS_MAX_HEADER + len);
+        ws_session_send_data(c, msg, WS_MAX_HEADER - h, WS_MAX_HEADER, WS_MAX_HEADER + len, false);
         return;
     }
     if (!c->session)
@@ -111,10 +206,47 @@ static void message_done(struct conn *c, uint8_t opcode)
     chunk_unref(msg);
 }
 
+/* Inflates a piece of a compressed message into the reassembly chunk, closing on bad data. */
+static void on_compressed(struct conn *c, const struct ws_event *ev)
+{
+    struct conn_ws *ws = &c->u.ws;
+    if (!ws->inflater)
+        ws->inflater = ws_inflater_take(zpool_of(c)); /* zlib state only while a message lasts */
+    enum ws_inflate_result r =
+        ws_inflate(ws->inflater, ev->data, ev->len, ev->last, ev->opcode == WS_OP_TEXT, &ws->msg,
+                   WS_MAX_HEADER, cfg_of(c)->max_message);
+    switch (r) {
+    case WS_INFLATE_OK:
+        break;
+    case WS_INFLATE_TOO_BIG:
+        ws_session_close(c, WS_CLOSE_TOO_BIG, "message too big");
+        return;
+    case WS_INFLATE_BAD_DATA:
+        /* Data that does not inflate cannot be the message: fail the connection (RFC 6455
+         * section 7.1.7) with 1007, the code for a payload inconsistent with its message type
+         * (section 7.4.1), as for invalid UTF-8. Node's ws does the same. */
+        ws_session_close(c, WS_CLOSE_BAD_DATA, "invalid compressed data");
+        return;
+    case WS_INFLATE_BAD_UTF8:
+        ws_session_close(c, WS_CLOSE_BAD_DATA, "invalid UTF-8");
+        return;
+    }
+    if (!ev->last)
+        return;
+    ws_inflater_give(zpool_of(c), ws->inflater);
+    ws->inflater = NULL;
+    metrics_add(METRIC_INFLATED, 1);
+    message_done(c, ev->opcode);
+}
+
 static void on_data(struct conn *c, const struct ws_event *ev)
 {
     if (c->u.ws.endpoint == WS_ENDPOINT_CHAT && ev->opcode == WS_OP_BINARY) {
         ws_session_close(c, WS_CLOSE_UNSUPPORTED, "binary messages are not accepted");
+        return;
+    }
+    if (ev->compressed) {
+        on_compressed(c, ev);
         return;
     }
     if (ev->len)
@@ -215,6 +347,10 @@ static void on_close(struct conn *c)
 {
     chunk_unref(c->u.ws.msg);
     c->u.ws.msg = NULL;
+    if (c->u.ws.inflater) {
+        ws_inflater_give(zpool_of(c), c->u.ws.inflater);
+        c->u.ws.inflater = NULL;
+    }
     chat_session_close(c);
 }
 
@@ -237,10 +373,14 @@ static const struct conn_handler ws_handler = {
     .on_drained = on_drained,
 };
 
-void ws_session_start(struct conn *c, enum ws_endpoint ep)
+void ws_session_start(struct conn *c, enum ws_endpoint ep, unsigned deflate_bits)
 {
     memset(&c->u.ws, 0, sizeof c->u.ws);
     ws_reader_init(&c->u.ws.reader, cfg_of(c)->max_message);
+    if (deflate_bits) {
+        ws_reader_use_deflate(&c->u.ws.reader);
+        c->u.ws.deflate_bits = (uint8_t)deflate_bits;
+    }
     c->u.ws.endpoint = (uint8_t)ep;
     c->u.ws.last_ping_ms = conn_now(c);
     c->u.ws.opened_ms = conn_now(c);

@@ -6,6 +6,7 @@
 #ifndef PARLEY_WS_SESSION_H
 #define PARLEY_WS_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,8 +14,25 @@
 
 enum ws_endpoint { WS_ENDPOINT_CHAT, WS_ENDPOINT_ECHO };
 
-/* Switches c (just sent its 101 response) to WebSocket framing on endpoint ep. */
-void ws_session_start(struct conn *c, enum ws_endpoint ep);
+/*
+ * Switches c (just sent its 101 response) to WebSocket framing on endpoint
+ * ep. deflate_bits: 0, or the server window (8..15) of the permessage-deflate
+ * agreed in that response.
+ */
+void ws_session_start(struct conn *c, enum ws_endpoint ep, unsigned deflate_bits);
+
+/*
+ * Queues the unfragmented text or binary frame in bytes [off, end) of chunk,
+ * whose payload starts at payload_off, taking over the caller's reference.
+ * When c negotiated permessage-deflate and the payload is at least
+ * --deflate-threshold bytes, the compressed frame goes instead, if it is
+ * smaller. A `shared` chunk is one that many connections send (a room
+ * message): its compressed twin is made once, by the first connection that
+ * needs it, and kept on the chunk for all others (chunk_alt). Otherwise the
+ * compression is for c alone.
+ */
+void ws_session_send_data(struct conn *c, struct chunk *chunk, size_t off, size_t payload_off,
+                          size_t end, bool shared);
 
 /* Sends a close frame with code and reason (at most 123 bytes), then closes gracefully. */
 void ws_session_close(struct conn *c, uint16_t code, const char *reason);

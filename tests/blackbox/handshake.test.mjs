@@ -49,8 +49,15 @@ describe('handshake', () => {
       assertSwitched(await upgrade(port, { path, headers }));
     });
 
-    test(`${path}: permessage-deflate offered → 101 without extensions`, async () => {
+    test(`${path}: permessage-deflate offered → 101 with it (deflate.test.mjs has the details)`, async () => {
       const headers = { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' };
+      const result = await upgrade(port, { path, headers });
+      assertSwitched(result);
+      assert.match(result.res.headers['sec-websocket-extensions'] ?? '', /^permessage-deflate;/);
+    });
+
+    test(`${path}: another extension offered → 101 without extensions`, async () => {
+      const headers = { 'Sec-WebSocket-Extensions': 'x-webkit-deflate-frame' };
       const result = await upgrade(port, { path, headers });
       assertSwitched(result);
       assert.equal(result.res.headers['sec-websocket-extensions'], undefined);

@@ -33,7 +33,7 @@ test('--help prints usage naming the options and exits 0', async () => {
   const result = await runParley(['--help']);
   assert.equal(result.code, 0, result.stderr);
   for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
-    '--tls-key', '--telnet-tls', '--tls-handshake-timeout']) {
+    '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -59,6 +59,11 @@ for (const args of [
   ['--telnet-tls', 'nonsense'],
   ['--tls-handshake-timeout', '0'],
   ['--tls-handshake-timeout', 'soon'],
+  ['--deflate', 'maybe'],
+  ['--deflate'],
+  ['--deflate-threshold', '-1'],
+  ['--deflate-threshold', 'abc'],
+  ['--deflate-threshold', '2147483648'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.

@@ -1,9 +1,11 @@
-/* fuzz_http_parser: libFuzzer target for the HTTP head parser and the handshake checks. */
+/* fuzz_http_parser: libFuzzer target for the HTTP head parser, the handshake checks and the
+ * permessage-deflate negotiation. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http_parser.h"
+#include "ws_extension.h"
 #include "ws_handshake.h"
 
 /* Aborts, so libFuzzer reports the input, when an invariant does not hold. */
@@ -111,6 +113,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(ws_origin_allowed(&req, star, 1));
         if (origin != NULL && origin->value_len == 4 && memcmp(origin->value, "null", 4) == 0)
             CHECK(!ws_origin_allowed(&req, star, 1));
+
+        /* Whatever the offers, an agreement is within the RFC's ranges and answers in bounds. */
+        struct ws_deflate_agreement a;
+        if (ws_extension_negotiate(&req, &a)) {
+            CHECK(a.on);
+            CHECK(a.server_bits >= 8 && a.server_bits <= 15);
+            CHECK(a.client_bits >= 8 && a.client_bits <= 15);
+            CHECK(http_count_header(&req, "Sec-WebSocket-Extensions") > 0);
+            char out[WS_EXTENSION_RESPONSE_MAX];
+            size_t n = ws_extension_response(&a, out);
+            CHECK(n == strlen(out) && n < sizeof out);
+            static const char base[] =
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+            CHECK(strncmp(out, base, sizeof base - 1) == 0);
+        } else {
+            CHECK(!a.on);
+        }
     }
     free(buf);
     return 0;

@@ -138,6 +138,43 @@ static void tls_options(void **state)
     }
 }
 
+/* permessage-deflate's options: on by default with a 128-byte threshold. */
+static void deflate_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_true(cfg.deflate);
+    assert_int_equal(cfg.deflate_threshold, 128);
+    config_free(&cfg);
+    char **argv = ARGV("--deflate", "off", "--deflate-threshold", "0");
+    assert_int_equal(parse(&cfg, 5, argv), CONFIG_OK);
+    assert_false(cfg.deflate);
+    assert_int_equal(cfg.deflate_threshold, 0);
+    config_free(&cfg);
+    argv = ARGV("--deflate", "off", "--deflate", "on", "--deflate-threshold", "1073741824");
+    assert_int_equal(parse(&cfg, 7, argv), CONFIG_OK);
+    assert_true(cfg.deflate);
+    assert_int_equal(cfg.deflate_threshold, 1u << 30);
+    config_free(&cfg);
+    char **bad[] = {
+        ARGV("--deflate", "yes"),
+        ARGV("--deflate", "ON"),
+        ARGV("--deflate"),
+        ARGV("--deflate-threshold", "-1"),
+        ARGV("--deflate-threshold", "1k"),
+        ARGV("--deflate-threshold", "1073741825"),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int argc = 0;
+        while (bad[i][argc])
+            argc++;
+        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
+        config_free(&cfg);
+    }
+}
+
 static void help_and_version_exit_cleanly(void **state)
 {
     (void)state;
@@ -157,11 +194,9 @@ static void help_and_version_exit_cleanly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(defaults),
-        cmocka_unit_test(every_option),
-        cmocka_unit_test(refusals),
-        cmocka_unit_test(tls_options),
-        cmocka_unit_test(help_and_version_exit_cleanly),
+        cmocka_unit_test(defaults),        cmocka_unit_test(every_option),
+        cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
+        cmocka_unit_test(deflate_options), cmocka_unit_test(tls_options),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

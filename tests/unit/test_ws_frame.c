@@ -72,9 +72,9 @@ static size_t close_frame(uint8_t *out, uint16_t code, const char *reason)
 
 /*
  * A transcript is the sequence of events as bytes: each whole data message
- * as "T[...]" or "B[...]", pings "P[...]", pongs "O[...]", closes
- * "C<code>[reason]", errors "E<code>". Feeding the same input split in any
- * way must give the same transcript.
+ * as "T[...]" or "B[...]" ("t[...]" or "b[...]" when compressed), pings "P[...]", pongs "O[...]",
+ * closes "C<code>[reason]", errors "E<code>". Feeding the same input split in any way must give the
+ * same transcript.
  */
 struct transcript {
     uint8_t *bytes;
@@ -82,6 +82,7 @@ struct transcript {
     uint8_t *msg; /* the data message being reassembled */
     size_t msg_len, msg_cap;
     uint8_t msg_op;
+    bool msg_compressed;
     size_t data_events;
     bool failed;
     uint16_t error_code;
@@ -129,15 +130,21 @@ static void record(struct transcript *t, const struct ws_event *ev)
     case WS_EV_DATA:
         t->data_events++;
         assert_true(ev->opcode == WS_OP_TEXT || ev->opcode == WS_OP_BINARY);
-        if (t->msg_op == 0)
+        if (t->msg_op == 0) {
             t->msg_op = ev->opcode;
+            t->msg_compressed = ev->compressed;
+        }
         assert_int_equal(ev->opcode, t->msg_op);
+        assert_int_equal(ev->compressed, t->msg_compressed); /* the first frame decides */
         grow(&t->msg, &t->msg_cap, t->msg_len + ev->len);
         if (ev->len > 0)
             memcpy(t->msg + t->msg_len, ev->data, ev->len);
         t->msg_len += ev->len;
         if (ev->last) {
-            put_str(t, ev->opcode == WS_OP_TEXT ? "T[" : "B[");
+            if (ev->compressed)
+                put_str(t, ev->opcode == WS_OP_TEXT ? "t[" : "b[");
+            else
+                put_str(t, ev->opcode == WS_OP_TEXT ? "T[" : "B[");
             put(t, t->msg, t->msg_len);
             put_str(t, "]");
             t->msg_len = 0;
@@ -213,6 +220,9 @@ static size_t feed_cuts(struct ws_reader *r, uint8_t *p, size_t n, const size_t 
     return n;
 }
 
+/* Readers made by run() have permessage-deflate negotiated while this is set. */
+static bool deflate_on;
+
 /* Feeds a fresh copy of in[0..n) to a new reader, split at cuts; fills t. */
 static size_t run(const uint8_t *in, size_t n, uint64_t max, const size_t *cuts, size_t ncuts,
                   struct transcript *t)
@@ -222,6 +232,8 @@ static size_t run(const uint8_t *in, size_t n, uint64_t max, const size_t *cuts,
     memcpy(copy, in, n);
     struct ws_reader r;
     ws_reader_init(&r, max);
+    if (deflate_on)
+        ws_reader_use_deflate(&r);
     size_t at = feed_cuts(&r, copy, n, cuts, ncuts, t);
     free(copy);
     return at;
@@ -840,6 +852,102 @@ static void test_16mib_message(void **state)
 }
 
 /* Random valid streams (fragments, controls, UTF-8 split anywhere) read back in random splits. */
+/* permessage-deflate negotiated: RSV1 marks the first frame of a compressed message, and only
+ * there (RFC 7692 section 6); RSV2 and RSV3 stay errors. */
+static void test_deflate_rsv_rules(void **state)
+{
+    (void)state;
+    deflate_on = true;
+    static const struct error_case cases[] = {
+        {"RSV1 on ping", {0xC9, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV1 on pong", {0xCA, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV1 on close", {0xC8, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV1 on a continuation first", {0xC0, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV2 on text", {0xA1, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV3 on binary", {0x92, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV1+RSV2 on text", {0xE1, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+        {"RSV1 on reserved opcode 3", {0xC3, 0x80, 0, 0, 0, 0}, 6, 1002, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(cases[i].what, cases[i].bytes, cases[i].len, MAX_MSG, cases[i].code,
+                     cases[i].at);
+
+    /* RSV1 on a continuation of a compressed message, and of a plain one. */
+    uint8_t in[256];
+    size_t n = frame_ex(in, 0x41, "ab", 2, LEN_MINIMAL, true, mask_a);
+    size_t n2 = n + frame_ex(in + n, 0xC0, "cd", 2, LEN_MINIMAL, true, mask_a);
+    expect_error("RSV1 on the continuation of a compressed message", in, n2, MAX_MSG, 1002, n);
+    n = frame_str(in, false, WS_OP_TEXT, "ab");
+    n2 = n + frame_ex(in + n, 0xC0, "cd", 2, LEN_MINIMAL, true, mask_a);
+    expect_error("RSV1 on the continuation of a plain message", in, n2, MAX_MSG, 1002, n);
+    deflate_on = false;
+}
+
+/* A compressed message is handed out as it is, flagged, without UTF-8 checks (its bytes are
+ * DEFLATE, not text); plain messages next to it are still checked. */
+static void test_deflate_messages(void **state)
+{
+    (void)state;
+    deflate_on = true;
+    uint8_t in[256];
+    size_t n = 0;
+    n += frame_ex(in + n, 0x41, "\xf2\x48", 2, LEN_MINIMAL, true, mask_a); /* RSV1 text, more */
+    n += frame_str(in + n, true, WS_OP_PING, "p");
+    n += frame_ex(in + n, 0x00, "\xcd", 1, LEN_MINIMAL, true, mask_a);
+    n += frame_ex(in + n, 0x80, "\xc9\xff", 2, LEN_MINIMAL, true, mask_a);
+    n += frame_str(in + n, true, WS_OP_TEXT, "plain");
+    n += frame_ex(in + n, 0xC2, "\x00", 1, LEN_MINIMAL, true, mask_a); /* RSV1 binary */
+    n += frame_ex(in + n, 0xC1, "", 0, LEN_MINIMAL, true, mask_a);     /* RSV1, empty */
+    static const char want[] = "P[p]t[\xf2\x48\xcd\xc9\xff]T[plain]b[\x00]t[]";
+    struct transcript t = {0};
+    run_bytewise(in, n, MAX_MSG, &t);
+    ASSERT_TRANSCRIPT(&t, want);
+    transcript_free(&t);
+    for (size_t i = 0; i <= n; i++) {
+        size_t cuts[1] = {i};
+        run(in, n, MAX_MSG, cuts, 1, &t);
+        ASSERT_TRANSCRIPT(&t, want);
+        transcript_free(&t);
+    }
+    /* Invalid UTF-8 in a plain text message is still refused when deflate is on. */
+    n = frame_str(in, true, WS_OP_TEXT, "a\xff");
+    expect_error("bad UTF-8 next to deflate", in, n, MAX_MSG, 1007, n - 1);
+    deflate_on = false;
+
+    /* Without deflate the same RSV1 frame is a protocol error. */
+    n = frame_ex(in, 0xC1, "x", 1, LEN_MINIMAL, true, mask_a);
+    expect_error("RSV1 without deflate", in, n, MAX_MSG, 1002, 0);
+}
+
+/* A compressed message is bounded as sent by WS_DEFLATE_WIRE_MAX (its inflated size is the
+ * caller's to bound): more than max_message bytes of DEFLATE pass, more than the bound do not. */
+static void test_deflate_wire_limit(void **state)
+{
+    (void)state;
+    deflate_on = true;
+    const uint64_t max = 200;
+    const uint64_t wire = WS_DEFLATE_WIRE_MAX(max);
+    assert_true(wire > max);
+    uint8_t *payload = calloc(1, (size_t)wire + 1);
+    uint8_t *in = malloc((size_t)wire + 64);
+    struct transcript t = {0};
+    size_t n = frame_ex(in, 0xC2, payload, (size_t)wire, LEN_MINIMAL, true, mask_a);
+    run(in, n, max, NULL, 0, &t);
+    assert_false(t.failed);
+    transcript_free(&t);
+    n = frame_ex(in, 0xC2, payload, (size_t)wire + 1, LEN_MINIMAL, true, mask_a);
+    expect_error("compressed over the wire bound", in, n, max, 1009, 3);
+    /* Fragments add up; a plain message keeps the plain limit. */
+    size_t first = frame_ex(in, 0x42, payload, (size_t)wire - 10, LEN_MINIMAL, true, mask_a);
+    n = first + frame_ex(in + first, 0x80, payload, 11, LEN_MINIMAL, true, mask_a);
+    expect_error("compressed fragments over the wire bound", in, n, max, 1009, first + 1);
+    n = frame(in, true, WS_OP_BINARY, payload, (size_t)max + 1);
+    expect_error("plain over max", in, n, max, 1009, 3);
+    free(payload);
+    free(in);
+    deflate_on = false;
+}
+
 static void test_random_streams(void **state)
 {
     (void)state;
@@ -919,6 +1027,9 @@ int main(void)
         cmocka_unit_test(test_header_roundtrip),
         cmocka_unit_test(test_16mib_message),
         cmocka_unit_test(test_random_streams),
+        cmocka_unit_test(test_deflate_rsv_rules),
+        cmocka_unit_test(test_deflate_messages),
+        cmocka_unit_test(test_deflate_wire_limit),
     };
     return cmocka_run_group_tests(ws_frame, NULL, NULL);
 }
