@@ -498,6 +498,24 @@ static bool is_party(const struct chat_session *s, const char *dm_room)
         return (err);                                                                              \
     } while (0)
 
+/* op, a login with a password or a registration, goes to be hashed: its network is what the
+ * throttles and the fair queue count, and until it is back the login deadline stands still. */
+static void start_hashing(struct conn *c, struct chat_op *op)
+{
+    struct chat_session *s = c->session;
+    op->net_key = c->net_key;
+    s->hashing = true;
+    s->hashing_since_ms = conn_now(c);
+}
+
+uint64_t chat_session_login_pause(const struct conn *c)
+{
+    const struct chat_session *s = c->session;
+    if (!s)
+        return 0;
+    return s->hashing && !s->logged_in ? UINT64_MAX : s->login_paused_ms;
+}
+
 enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const char **why)
 {
     struct chat_session *s = c->session;
@@ -510,10 +528,14 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             FAIL(PROTO_ALREADY_LOGGED_IN, "this connection is logged in already");
         s->login_pending = true;
         conn_hold_input(c); /* what follows a login needs its answer */
-        if (op->kind == CHAT_LOGIN_GUEST)
+        if (op->kind == CHAT_LOGIN_GUEST) {
             chat_to_hub(op);
-        else
+        } else if (op->kind == CHAT_LOGIN_PASSWORD) {
+            start_hashing(c, op);
+            chat_to_auth(op); /* the throttles first: a refused attempt costs nothing more */
+        } else {
             chat_to_store(op);
+        }
         return PROTO_OK;
     }
     if (op->kind == CHAT_REGISTER) {
@@ -526,6 +548,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             op->guest_session = s->guest_session;
         }
         op->user_created_ms = wall_ms();
+        start_hashing(c, op);
+        conn_hold_input(c); /* a login right after a registration needs the account made */
         chat_to_hub(op);
         return PROTO_OK;
     }
@@ -711,9 +735,15 @@ static void op_done(struct worker *w, struct chat_op *op)
     struct chat_session *s = c->session;
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
-    bool releases = login || op->kind == CHAT_JOIN;
+    bool hashed = op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER;
+    bool releases = login || hashed || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
+    if (hashed && s->hashing) {
+        s->hashing = false;
+        if (!s->logged_in)
+            s->login_paused_ms += conn_now(c) - s->hashing_since_ms;
+    }
     /* A join answered: its replay, if any, is in op, with every message left to it. Unless it
      * failed: then what was left to it is lost to this connection, which must resume. */
     bool lost = op->kind == CHAT_JOIN && op->err && s->replay_skipped;
@@ -728,7 +758,7 @@ static void op_done(struct worker *w, struct chat_op *op)
     if (lost && conn_is_open(c))
         replay_lost(c, room);
     /* The transport may have started another held request (telnet's join after login). */
-    if (releases && conn_is_open(c) && !s->login_pending && !holding_join(c))
+    if (releases && conn_is_open(c) && !s->login_pending && !s->hashing && !holding_join(c))
         conn_release_input(c);
 }
 
@@ -927,8 +957,11 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
 
 static void json_op_done(struct conn *c, struct chat_op *op)
 {
+    struct chat_session *s = c->session;
+    if ((op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER) && !s->logged_in)
+        ws_session_reschedule(c); /* the login deadline moved by the time the check took */
     if (op->err) {
-        ws_send_rec(c, events_error(op->id, op->err, op->why));
+        ws_send_rec(c, events_error_retry(op->id, op->err, op->why, op->retry_after));
         return;
     }
     struct jsonw w;

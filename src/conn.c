@@ -242,7 +242,7 @@ void conn_close(struct conn *c)
     drop_output(c);
     c->in_len = 0; /* c->in may be under the caller's feet: freed with the connection */
     atomic_fetch_sub_explicit(&open_count[c->transport], 1, memory_order_relaxed);
-    if (c->peer_key)
+    if (c->peer_counted)
         peers_release(c->peer_key);
     struct conn_set *set = c->set;
     if (c->prev)

@@ -86,13 +86,15 @@ struct conn {
     int fd;
     uint8_t state;
     uint8_t transport;
-    uint32_t events; /* what epoll watches for now */
+    bool peer_counted; /* peer_key is counted in peers.c while open (--max-conns-per-ip) */
+    uint32_t events;   /* what epoll watches for now */
     bool reading_paused;
     bool input_held; /* the session awaits a result before it may read on */
     bool want_write;
     bool is_dirty;
     uint64_t id;
-    uint64_t peer_key;   /* counted in peers.c while open, or 0 */
+    uint64_t peer_key; /* the client's address key (peers_key), or 0 */
+    uint64_t net_key;  /* the client's network key (peers_net_key): what logins are throttled by */
     uint64_t last_rx_ms; /* when bytes last arrived */
     struct timer timer;
     uint8_t *in; /* unparsed input, or NULL */

@@ -54,21 +54,27 @@ static void refuse_busy(int fd, enum conn_transport transport)
 
 static void on_accept(struct worker *w, int fd, enum conn_transport transport)
 {
-    uint64_t key = 0;
-    if (w->cfg->max_conns_per_ip) {
-        key = peers_key(fd);
-        if (key && !peers_acquire(key, w->cfg->max_conns_per_ip)) {
+    /* Every connection knows its client's address: the connection limit counts by it, and
+     * logins are throttled and queued by its network. */
+    uint64_t key = peers_key(fd);
+    bool counted = false;
+    if (w->cfg->max_conns_per_ip && key) {
+        if (!peers_acquire(key, w->cfg->max_conns_per_ip)) {
             refuse_busy(fd, transport);
             return;
         }
+        counted = true;
     }
+    uint64_t net = peers_net_key(fd);
     struct conn *c = conn_new(&w->conns, fd, NULL, transport);
     if (!c) {
-        if (key)
+        if (counted)
             peers_release(key);
         return;
     }
     c->peer_key = key;
+    c->peer_counted = counted;
+    c->net_key = net;
     if (transport == CONN_TELNET)
         telnet_session_start(c);
     else
@@ -185,8 +191,8 @@ static void free_server(struct server *s, int started)
     }
     if (s->hub.loop)
         hub_destroy(&s->hub);
-    if (s->auth.loop)
-        service_destroy(&s->auth, chat_mail_drop);
+    if (s->auth.loop || s->auth.ctx)
+        auth_destroy(&s->auth);
     if (s->store.loop)
         store_thread_destroy(&s->store);
     else if (s->db)
@@ -204,8 +210,7 @@ static int start_chat(struct server *s)
     if (rc < 0)
         return rc;
     if ((rc = hub_init(&s->hub, cfg, s->db, s->n_workers)) < 0 ||
-        (rc = store_thread_init(&s->store, s->db, cfg)) < 0 ||
-        (rc = auth_init(&s->auth, cfg->password_cost_min)) < 0)
+        (rc = store_thread_init(&s->store, s->db, cfg)) < 0 || (rc = auth_init(&s->auth, cfg)) < 0)
         return rc < 0 ? rc : -1;
     s->worker_mailboxes = xcalloc((size_t)s->n_workers, sizeof *s->worker_mailboxes);
     for (int i = 0; i < s->n_workers; i++)
