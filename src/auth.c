@@ -233,6 +233,13 @@ static void answer_error(struct chat_op *op)
 
 enum refusal { PASS, BY_NET, BY_ACCOUNT, BY_QUEUE };
 
+/* How long op has been in a network's queue: for the login deadline, which it does not count. */
+static void note_wait(struct chat_op *op, uint64_t now)
+{
+    uint64_t ms = now - op->auth_queued_ms;
+    op->auth_wait_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 static void refuse(struct chat_op *op, enum refusal r, uint64_t wait_ms)
 {
     static const char *const why[] = {
@@ -302,6 +309,7 @@ static void sweep(struct auth *a, struct net *n, uint64_t now)
         if (r) {
             unlink_op(a, n, prev, op);
             n->e.pins--;
+            note_wait(op, now);
             refuse(op, r, wait);
             changed = true;
         } else {
@@ -413,6 +421,7 @@ static void dispatch(struct auth *a, uint64_t now)
             if (r) {
                 unlink_op(a, n, NULL, op);
                 n->e.pins--;
+                note_wait(op, now);
                 refuse(op, r, wait);
                 schedule(a, n, now);
                 continue;
@@ -446,6 +455,7 @@ static void hashed(struct auth *a, struct chat_op *op, uint64_t now)
     metrics_set(GAUGE_AUTH_HASHING, a->hashing);
     metrics_add(METRIC_AUTH_HASHES, 1);
     op->hashed = false;
+    note_wait(op, now);
     uint64_t acct = account_of(a, op);
     if (op->kind == CHAT_REGISTER) {
         if (op->err) {

@@ -93,6 +93,7 @@ struct chat_op {
     uint64_t net_key;          /* the client's network (peers_net_key): throttles and fair queue */
     struct chat_op *auth_next; /* the queue of its network, waiting for a hasher */
     uint64_t auth_queued_ms;   /* when it joined that queue */
+    uint32_t auth_wait_ms;     /* how long it waited for and was in a hasher (0: never queued) */
     bool hashed;               /* back from a hasher thread */
     uint8_t hasher;            /* which hasher thread had it */
 

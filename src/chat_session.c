@@ -499,13 +499,11 @@ static bool is_party(const struct chat_session *s, const char *dm_room)
     } while (0)
 
 /* op, a login with a password or a registration, goes to be hashed: its network is what the
- * throttles and the fair queue count, and until it is back the login deadline stands still. */
+ * throttles and the fair queue count, and the login deadline waits for its answer. */
 static void start_hashing(struct conn *c, struct chat_op *op)
 {
-    struct chat_session *s = c->session;
     op->net_key = c->net_key;
-    s->hashing = true;
-    s->hashing_since_ms = conn_now(c);
+    ((struct chat_session *)c->session)->auth_pending = true;
 }
 
 uint64_t chat_session_login_pause(const struct conn *c)
@@ -513,7 +511,7 @@ uint64_t chat_session_login_pause(const struct conn *c)
     const struct chat_session *s = c->session;
     if (!s)
         return 0;
-    return s->hashing && !s->logged_in ? UINT64_MAX : s->login_paused_ms;
+    return s->auth_pending && !s->logged_in ? UINT64_MAX : s->login_paused_ms;
 }
 
 enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const char **why)
@@ -739,10 +737,10 @@ static void op_done(struct worker *w, struct chat_op *op)
     bool releases = login || hashed || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
-    if (hashed && s->hashing) {
-        s->hashing = false;
+    if (hashed && s->auth_pending) {
+        s->auth_pending = false;
         if (!s->logged_in)
-            s->login_paused_ms += conn_now(c) - s->hashing_since_ms;
+            s->login_paused_ms += op->auth_wait_ms;
     }
     /* A join answered: its replay, if any, is in op, with every message left to it. Unless it
      * failed: then what was left to it is lost to this connection, which must resume. */
@@ -758,7 +756,7 @@ static void op_done(struct worker *w, struct chat_op *op)
     if (lost && conn_is_open(c))
         replay_lost(c, room);
     /* The transport may have started another held request (telnet's join after login). */
-    if (releases && conn_is_open(c) && !s->login_pending && !s->hashing && !holding_join(c))
+    if (releases && conn_is_open(c) && !s->login_pending && !s->auth_pending && !holding_join(c))
         conn_release_input(c);
 }
 
@@ -955,11 +953,8 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_array_end(w);
 }
 
-static void json_op_done(struct conn *c, struct chat_op *op)
+static void json_reply(struct conn *c, struct chat_op *op)
 {
-    struct chat_session *s = c->session;
-    if ((op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER) && !s->logged_in)
-        ws_session_reschedule(c); /* the login deadline moved by the time the check took */
     if (op->err) {
         ws_send_rec(c, events_error_retry(op->id, op->err, op->why, op->retry_after));
         return;
@@ -1038,6 +1033,16 @@ static void json_op_done(struct conn *c, struct chat_op *op)
     }
     jsonw_object_end(&w);
     ws_send_rec(c, events_frame(&w));
+}
+
+static void json_op_done(struct conn *c, struct chat_op *op)
+{
+    json_reply(c, op);
+    /* The login deadline waited for a password check's answer: it moved by the time the check
+     * spent hashing, and may have passed meanwhile. */
+    if ((op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER) &&
+        !((struct chat_session *)c->session)->logged_in)
+        ws_session_login_deadline(c);
 }
 
 static const struct chat_transport json_transport = {

@@ -90,15 +90,27 @@ static void op_error_line(struct conn *c, const struct chat_op *op)
         error_line(c, op->err, why);
 }
 
-/* Arms the login deadline: rule 26, except that time spent waiting for password checks does
- * not count (and while one is pending, no deadline falls). */
-static void arm_login_deadline(struct conn *c)
+static void login_timed_out(struct conn *c)
+{
+    say(c, "\r\n* Login timed out. Bye.\r\n");
+    conn_close_after_flush(c);
+}
+
+/* Arms the login deadline (rule 26), moved by the time password checks spent hashing; while one
+ * is pending, its answer decides. Returns false when the deadline has passed (c is closing). */
+static bool arm_login_deadline(struct conn *c)
 {
     struct telnet_state *t = state_of(c);
     uint64_t paused = chat_session_login_pause(c);
-    conn_set_timer(c, paused == UINT64_MAX
-                          ? UINT64_MAX
-                          : t->opened_ms + cfg_of(c)->telnet_login_timeout_ms + paused);
+    uint64_t due = paused == UINT64_MAX
+                       ? UINT64_MAX
+                       : t->opened_ms + cfg_of(c)->telnet_login_timeout_ms + paused;
+    if (conn_now(c) >= due) {
+        login_timed_out(c);
+        return false;
+    }
+    conn_set_timer(c, due);
+    return true;
 }
 
 static void echo(struct conn *c, bool off)
@@ -542,7 +554,8 @@ static void pick_current(struct conn *c)
 static void login_failed(struct conn *c, struct chat_op *op)
 {
     struct telnet_state *t = state_of(c);
-    arm_login_deadline(c);
+    if (!arm_login_deadline(c))
+        return;
     if (op->err == PROTO_RATE_LIMITED) {
         /* Not checked, so not one of the three tries: the same prompt again. */
         op_error_line(c, op);
@@ -645,8 +658,12 @@ static const struct chat_transport telnet_transport = {
 static void on_timer(struct conn *c)
 {
     struct chat_session *s = c->session;
-    say(c, s && s->logged_in ? "\r\n* Idle too long. Bye.\r\n" : "\r\n* Login timed out. Bye.\r\n");
-    conn_close_after_flush(c);
+    if (s && s->logged_in) {
+        say(c, "\r\n* Idle too long. Bye.\r\n");
+        conn_close_after_flush(c);
+    } else {
+        login_timed_out(c);
+    }
 }
 
 static void on_close(struct conn *c)

@@ -178,7 +178,7 @@ static uint64_t login_deadline(struct conn *c)
         return UINT64_MAX;
     uint64_t paused = chat_session_login_pause(c);
     if (paused == UINT64_MAX)
-        return UINT64_MAX; /* a check is pending: its answer reschedules */
+        return UINT64_MAX; /* a check is pending: its answer decides */
     return c->u.ws.opened_ms + cfg_of(c)->login_timeout_ms + paused;
 }
 
@@ -214,9 +214,13 @@ static void on_timer(struct conn *c)
     schedule(c);
 }
 
-void ws_session_reschedule(struct conn *c)
+void ws_session_login_deadline(struct conn *c)
 {
-    if (conn_is_open(c))
+    if (!conn_is_open(c))
+        return;
+    if (conn_now(c) >= login_deadline(c))
+        ws_session_close(c, WS_CLOSE_POLICY, "login timeout"); /* before it sends anything more */
+    else
         schedule(c);
 }
 

@@ -18,7 +18,8 @@ void ws_session_start(struct conn *c, enum ws_endpoint ep);
 
 /* Sends a close frame with code and reason (at most 123 bytes), then closes gracefully. */
 void ws_session_close(struct conn *c, uint16_t code, const char *reason);
-/* A deadline of c moved (its login deadline, after a password check): re-arms its timer. */
-void ws_session_reschedule(struct conn *c);
+/* A password check of c (not logged in) was answered: closes c (1008) if its login deadline,
+ * moved by the time the check spent hashing, has passed; else re-arms its timer. */
+void ws_session_login_deadline(struct conn *c);
 
 #endif

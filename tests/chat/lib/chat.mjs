@@ -87,8 +87,9 @@ export class ChatClient {
   }
 
   // Opens /ws and waits for the hello greeting, which must be the first message.
-  static async connect(server, { label = 'client', timeoutMs = EVENT_TIMEOUT, headers } = {}) {
-    const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate: false });
+  // localAddress: the loopback address to connect from (all of 127/8 reaches the server).
+  static async connect(server, { label = 'client', timeoutMs = EVENT_TIMEOUT, headers, localAddress } = {}) {
+    const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate: false, localAddress });
     const client = new ChatClient(ws, label);
     const opened = new Promise((resolve, reject) => {
       ws.once('open', resolve);
