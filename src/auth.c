@@ -403,13 +403,24 @@ static void start(struct auth *a, struct net *n, struct chat_op *op, uint64_t no
     pthread_mutex_unlock(&h->mu);
 }
 
+/* Whether an op of tier t may take one of the idle hashers: each tier leaves one hasher to each
+ * tier above it (as far as there are hashers to spare), so a login from a trusted network starts
+ * at once even while fresh networks keep every other hasher busy, and one from a clean network
+ * while failing networks do. */
+static bool may_start(const struct auth *a, int t)
+{
+    uint32_t reserved = (uint32_t)t < a->n_hashers - 1 ? (uint32_t)t : a->n_hashers - 1;
+    return a->n_idle > reserved;
+}
+
 /* Hands queued ops to idle hashers: tiers in order, networks round-robin within a tier. */
 static void dispatch(struct auth *a, uint64_t now)
 {
     while (a->n_idle > 0) {
         struct net *n = NULL;
         for (int t = 0; t < TIERS && !n; t++)
-            n = a->tiers[t];
+            if (may_start(a, t))
+                n = a->tiers[t];
         if (!n)
             return;
         ring_remove(&a->tiers[n->tier], n);

@@ -25,7 +25,10 @@
  *   three tiers: logins from a network trusted for that account first, then
  *   networks without recent failures, then the others. One network's queued
  *   attempts never wait ahead of another's, and a user who logs in from where they
- *   did before waits only for the hashes already running.
+ *   did before waits only for the hashes already running. Each tier also leaves a
+ *   hasher to each tier above it (with two hashers: the trusted tier has one to
+ *   itself, the others share one; with four: 4, 3 and 2 of them), so under attack a
+ *   returning user's login starts at once.
  * - Every op that reaches the dispatcher is counted as its network's (an entry pin)
  *   until it is answered, at most --auth-queue-address of them per network; tables
  *   are bounded (--throttle-entries each, least recently used forgotten, never an

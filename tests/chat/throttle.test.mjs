@@ -230,9 +230,10 @@ test('--auth-queue-address 1: a second login from the network while one is check
 // --- attacks: hostile connections trying wrong passwords as fast as they are answered ---
 
 // Opens `ws` WebSocket and `telnet` telnet connections, spread over `addresses` in turn; once all
-// are open, each tries wrong passwords for `names` in a loop, as fast as it is answered.
-// Returns {stats, stop()}.
-async function attack(server, t, { addresses, names, ws, telnet = 0 }) {
+// are open, each tries wrong passwords for `names` in turn (connection i its own name names[i],
+// with `own`), as fast as it is answered. Returns {stats, stop()}.
+async function attack(server, t, { addresses, names, ws, telnet = 0, own = false }) {
+  const nameFor = (i, k) => (own ? names[i] : names[k % names.length]);
   const stats = { answers: 0, codes: {}, retryAfter: new Set(), telnetRefusals: 0, welcomed: 0 };
   let stopped = false;
   const count = (code) => {
@@ -258,7 +259,7 @@ async function attack(server, t, { addresses, names, ws, telnet = 0 }) {
     for (let k = i; !stopped && c.isOpen; k++) {
       let reply;
       try {
-        reply = await login(c, names[k % names.length], `wrong-${k}-password`);
+        reply = await login(c, nameFor(i, k), `wrong-${k}-password`);
       } catch {
         return; // closed at the end
       }
@@ -271,7 +272,7 @@ async function attack(server, t, { addresses, names, ws, telnet = 0 }) {
   const telnetRun = async (c, i) => {
     try {
       for (let k = i; !stopped; k++) {
-        await c.send(`/login ${names[k % names.length]} wrong-${k}-password`);
+        await c.send(`/login ${nameFor(i, k)} wrong-${k}-password`);
         const line = await c.nextLine(/^! /, LONG);
         if (/^! rate_limited: .+; try again in \d+ s$/.test(line)) stats.telnetRefusals += 1;
         count(line.slice(2, line.indexOf(':')));
@@ -315,9 +316,11 @@ test('attack from one address (WebSocket and telnet), default throttles and cost
   const [alice, bob, carol] = [uniq('alice'), uniq('bob'), uniq('carol')];
   await register(server, t, [alice, bob, carol]);
   const hostile = await attack(server, t, { addresses: ['127.0.0.2'], names: [alice, bob, carol], ws: 140, telnet: 10 });
-  // Steady state: the hostile network is refused without hashing, on both transports.
+  // Steady state: the hostile network used up its allowance and is refused without hashing, on
+  // both transports.
   await eventually(
-    async () => hostile.stats.answers >= 1500 && hostile.stats.telnetRefusals >= 10,
+    async () =>
+      hostile.stats.codes.bad_credentials >= 5 && hostile.stats.answers >= 1500 && hostile.stats.telnetRefusals >= 10,
     LONG,
     'the attack under way',
   );
@@ -376,23 +379,41 @@ test('--auth-threads 2: never more than 2 hashes in progress, and 2 do run at on
   const server = await serverFor(t, ['--auth-threads', '2', '--login-fails-address', '0', '--login-fails-account', '0'], {
     cost: 'interactive',
   });
-  const name = uniq('p');
-  await register(server, t, [name]);
+  // Ten networks, each trying the account it registered (trusted: every hasher may take them).
   const addresses = Array.from({ length: 10 }, (_, i) => `127.0.0.${60 + i}`);
-  const hostile = await attack(server, t, { addresses, names: [name], ws: 10 });
+  const names = addresses.map(() => uniq('p'));
+  await Promise.all(names.map((name, i) => register(server, t, [name], addresses[i])));
+  const hostile = await attack(server, t, { addresses, names, ws: 10, own: true });
   let most = 0;
+  const start = await hashes(server);
   await eventually(
     async () => {
       const m = await scrape(server);
       most = Math.max(most, sum(m, 'parley_auth_hashes_in_progress'));
-      return sum(m, 'parley_auth_hashes_total') >= 25;
+      return sum(m, 'parley_auth_hashes_total') >= start + 20;
     },
     LONG,
-    '25 hashes',
+    '20 hashes',
   );
   await hostile.stop();
   assert.ok(most <= 2, `${most} hashes in progress`);
   assert.equal(await metric(server, 'parley_auth_hashes_in_progress_max'), 2);
+});
+
+test('under attack from fresh networks, a returning user has a hasher to itself; failing ones share the rest', async (t) => {
+  const server = await serverFor(t, ['--auth-threads', '2'], { cost: 'interactive' });
+  const names = Array.from({ length: 8 }, (_, i) => uniq(`acct${i}_`));
+  await Promise.all([register(server, t, names.slice(0, 4)), register(server, t, names.slice(4))]);
+  // Registrations, even two at once, are not logins from a trusted network: one hasher for them.
+  assert.equal(await metric(server, 'parley_auth_hashes_in_progress_max'), 1);
+  const addresses = Array.from({ length: 60 }, (_, i) => `127.0.0.${10 + i}`);
+  const hostile = await attack(server, t, { addresses, names, ws: 60 });
+  await eventually(async () => (await queueLength(server)) >= 40, LONG, 'hostile attempts queued');
+  assert.equal(await metric(server, 'parley_auth_hashes_in_progress_max'), 1, 'fresh and failing networks share one hasher');
+  const waited = await realLogin(server, t, names[0], '127.0.0.1');
+  await hostile.stop();
+  assert.equal(await metric(server, 'parley_auth_hashes_in_progress_max'), 2, 'the returning user had the other');
+  assert.ok(waited <= 3, `the real user waited for ${waited} hashes`);
 });
 
 test('the login deadline does not count the wait for the hasher; failed attempts still do not extend it', async (t) => {
