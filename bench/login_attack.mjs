@@ -148,6 +148,7 @@ async function build(name, bin) {
         `hostile answers ${r.rate.toFixed(0).padStart(6)}/s`,
         `peak RSS ${(r.rss / 1048576).toFixed(0)} MiB`,
         failed.length ? `failed ${failed.length}/${r.logins.length}: ${failed.join('; ')}` : '',
+        `each: ${r.logins.map((l) => (l.ms !== undefined ? `${(l.ms / 1000).toFixed(2)} s` : 'failed')).join(', ')}`,
       ].join('  '),
     );
   }
