@@ -8,7 +8,7 @@
 //   - one address: 140 WebSocket and 10 telnet connections from 127.0.0.2;
 //   - 150 addresses: the same connections, one each from 127.0.0.10 .. 127.0.0.159;
 // the hostile connections try the 8 accounts in turn with wrong passwords, each sending its next
-// attempt as soon as the last is answered. After 3 s of attack, the real user logs in `rounds`
+// attempt as soon as the last is answered, and connecting again when closed. After 3 s of attack, the real user logs in `rounds`
 // times from 127.0.0.1, each on a new connection, one after the other. Reported: the median and
 // the longest of those logins, their ratio to the idle median, the hostile attempts answered per
 // second, and the server's peak resident memory (VmHWM).
@@ -49,32 +49,44 @@ async function realLogin(server, name) {
   }
 }
 
+// The hostile connections; each opens a new connection when the server closes its own (the old
+// server's login deadline would otherwise end the attack after 30 s).
 async function attack(server, addresses, names) {
   const stats = { answers: 0 };
   let stopped = false;
-  const ws = await Promise.all(Array.from({ length: 140 }, (_, i) => open(server, addresses[i % addresses.length])));
-  const tel = await Promise.all(
-    Array.from({ length: 10 }, async (_, i) => {
-      const c = await TelnetClient.connect(server, 'hostile', 20000, { localAddress: addresses[i % addresses.length] });
-      await c.waitPrompt(/name/i, 20000);
-      return c;
-    }),
-  );
-  const runs = [
-    ...ws.map(async (c, i) => {
-      for (let k = i; !stopped; k++) {
+  const live = new Set();
+  const wsRun = async (i) => {
+    const localAddress = addresses[i % addresses.length];
+    for (let k = i; !stopped; ) {
+      let c;
+      try {
+        c = await open(server, localAddress);
+      } catch {
+        continue;
+      }
+      live.add(c);
+      for (; !stopped && c.isOpen; k++) {
         try {
           await c.request({ type: 'login', name: names[k % names.length], password: `wrong-${k}-pw` }, { timeoutMs: 120000 });
         } catch {
-          return;
+          break;
         }
         c.log.length = 0;
         stats.answers += 1;
       }
-    }),
-    ...tel.map(async (c, i) => {
+      c.terminate();
+      live.delete(c);
+    }
+  };
+  const telnetRun = async (i) => {
+    const localAddress = addresses[i % addresses.length];
+    for (let k = i; !stopped; ) {
+      let c;
       try {
-        for (let k = i; !stopped; k++) {
+        c = await TelnetClient.connect(server, 'hostile', 20000, { localAddress });
+        live.add(c);
+        await c.waitPrompt(/name/i, 20000);
+        for (; !stopped; k++) {
           await c.send(`/login ${names[k % names.length]} wrong-${k}-pw`);
           await c.nextLine(/^! /, 120000);
           await c.waitPrompt(/name/i, 120000);
@@ -84,16 +96,18 @@ async function attack(server, addresses, names) {
           stats.answers += 1;
         }
       } catch {
-        // closed at the end
+        // closed: open another
       }
-    }),
-  ];
+      c?.destroy();
+      live.delete(c);
+    }
+  };
+  const runs = [...Array.from({ length: 140 }, (_, i) => wsRun(i)), ...Array.from({ length: 10 }, (_, i) => telnetRun(i))];
   return {
     stats,
     async stop() {
       stopped = true;
-      for (const c of ws) c.terminate();
-      for (const c of tel) c.destroy();
+      for (const c of live) (c.terminate ?? c.destroy).call(c);
       await Promise.all(runs);
     },
   };
