@@ -76,6 +76,7 @@ bench:
 	node bench/idle_memory.mjs $(or $(BENCH_CONNECTIONS),5000)
 	node bench/fanout.mjs 500 1500 100
 	node bench/fanout.mjs 1000 2000 500
+	node bench/login_attack.mjs 5
 
 clean:
 	rm -rf build
