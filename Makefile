@@ -77,6 +77,7 @@ bench:
 	node bench/fanout.mjs 500 1500 100
 	node bench/fanout.mjs 1000 2000 500
 	node bench/deflate.mjs 500 1000 200
+	node bench/login_attack.mjs 5
 
 clean:
 	rm -rf build

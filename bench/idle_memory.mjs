@@ -92,9 +92,9 @@ console.log(`logged-in telnet user in #general (guest): ${telnetBytes.toFixed(0)
 const dir = certDir();
 const cert = makeCert(dir.dir, 'bench');
 const tlsArgs = ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile];
-server = await startParley(tlsArgs);
+server = await startParley({ args: tlsArgs });
 const tlsBytes = await measure('parley /ws over TLS', server, wss(server, '/ws', cert.ca), 'idle TLS WebSocket');
-server = await startParley(tlsArgs);
+server = await startParley({ args: tlsArgs });
 const tlsChatBytes = await measure('parley chat client, TLS', server, wss(server, '/ws', cert.ca, true), 'idle TLS chat client');
 const tlsPeer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs'), ...tlsArgs], /port=(\d+)/);
 const tlsPeerBytes = await measure('node ws 8 on https (peer)', tlsPeer, wss(tlsPeer, '/', cert.ca), 'idle TLS WebSocket');

@@ -24,14 +24,14 @@ export function start(cmd, args, readyPattern) {
   });
 }
 
-// A fresh parley (PARLEY_BIN, or the release build) on free loopback ports with its own data
-// directory and no send limit, plus extraArgs; resolves once it is ready, with its HTTP and
-// telnet ports.
-export async function startParley(extraArgs = []) {
-  const bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley');
+// A fresh parley (bin, else PARLEY_BIN, else the release build) on free loopback ports with its
+// own data directory, no send limit and no per-address limit, plus `args`; resolves once it is
+// ready, with its HTTP and telnet ports.
+export async function startParley({ bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley'), args = [] } = {}) {
   const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
   const server = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
-    '--rate-limit', '0', '--max-conns-per-ip', '0', ...extraArgs], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
+    '--rate-limit', '0', '--max-conns-per-ip', '0', ...args], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
+  server.data = data;
   server.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(server.out)[1]);
   return server;
 }

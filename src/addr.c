@@ -99,6 +99,18 @@ uint64_t addr_key(const struct addr *a)
     return h ? h : 1;
 }
 
+uint64_t addr_net_key(const struct addr *a)
+{
+    /* The family goes first, so an IPv6 /64 whose bytes spell an IPv4 address stays apart. */
+    bool v4 = is_v4(a);
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    h = (h ^ (v4 ? 4u : 6u)) * 1099511628211ull;
+    const uint8_t *p = v4 ? a->b + 12 : a->b;
+    for (size_t i = 0; i < (v4 ? 4u : 8u); i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
 void addr_format(const struct addr *a, char *out, size_t outsz)
 {
     if (outsz == 0)

@@ -42,6 +42,12 @@ bool addr_in_any(const struct addr *a, const struct addr_prefix *prefixes, size_
 /* A hash of the address for tables keyed by client address; never 0. */
 uint64_t addr_key(const struct addr *a);
 
+/*
+ * The key of the client's network, for login throttling; never 0: the address for IPv4, the /64
+ * for IPv6, since one subscriber holds a whole /64 and may pick any address in it.
+ */
+uint64_t addr_net_key(const struct addr *a);
+
 /* Writes a in the usual text form ("192.0.2.1", "2001:db8::1") plus a NUL into out. */
 void addr_format(const struct addr *a, char *out, size_t outsz);
 

@@ -44,6 +44,19 @@ enum chat_op_kind {
     CHAT_REPLAY,      /* worker -> store -> worker: the next page of a join's replay */
 };
 
+/*
+ * The journey of a CHAT_LOGIN_PASSWORD op, in op->stage: the worker sends it to auth, which
+ * checks the login throttles before anything else is spent on it; the store finds the account;
+ * auth queues it fairly and a hasher thread verifies the password; the store writes the token;
+ * the worker answers. (A CHAT_REGISTER goes worker -> hub -> auth -> store -> hub -> worker.)
+ */
+enum {
+    LOGIN_PW_GATE,   /* worker -> auth */
+    LOGIN_PW_LOOKUP, /* auth -> store */
+    LOGIN_PW_VERIFY, /* store -> auth (with the account's hash, or an error) */
+    LOGIN_PW_TOKEN,  /* auth -> store */
+};
+
 /* One message event, encoded once per transport and shared by reference. */
 struct msg_rec {
     uint64_t seq;
@@ -74,6 +87,15 @@ struct chat_op {
     /* Result: PROTO_OK or the error to send, with a human message. */
     enum proto_error err;
     const char *why;
+    uint32_t retry_after; /* rate_limited login or register: whole seconds to wait, or 0 */
+
+    /* Password ops (login, register) while auth holds them (auth.c). */
+    uint64_t net_key;          /* the client's network (addr_net_key): throttles and fair queue */
+    struct chat_op *auth_next; /* the queue of its network, waiting for a hasher */
+    uint64_t auth_queued_ms;   /* when it joined that queue */
+    uint32_t auth_wait_ms;     /* how long it waited for and was in a hasher (0: never queued) */
+    bool hashed;               /* back from a hasher thread */
+    uint8_t hasher;            /* which hasher thread had it */
 
     /* The requester. */
     char user[CHAT_NAME_MAX]; /* as registered (or the guest's name) */

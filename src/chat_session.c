@@ -540,6 +540,22 @@ static bool is_party(const struct chat_session *s, const char *dm_room)
         return (err);                                                                              \
     } while (0)
 
+/* op, a login with a password or a registration, goes to be hashed: its network is what the
+ * throttles and the fair queue count, and the login deadline waits for its answer. */
+static void start_hashing(struct conn *c, struct chat_op *op)
+{
+    op->net_key = c->net_key;
+    ((struct chat_session *)c->session)->auth_pending = true;
+}
+
+uint64_t chat_session_login_pause(const struct conn *c)
+{
+    const struct chat_session *s = c->session;
+    if (!s)
+        return 0;
+    return s->auth_pending && !s->logged_in ? UINT64_MAX : s->login_paused_ms;
+}
+
 enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const char **why)
 {
     struct chat_session *s = c->session;
@@ -552,10 +568,14 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             FAIL(PROTO_ALREADY_LOGGED_IN, "this connection is logged in already");
         s->login_pending = true;
         conn_hold_input(c); /* what follows a login needs its answer */
-        if (op->kind == CHAT_LOGIN_GUEST)
+        if (op->kind == CHAT_LOGIN_GUEST) {
             chat_to_hub(op);
-        else
+        } else if (op->kind == CHAT_LOGIN_PASSWORD) {
+            start_hashing(c, op);
+            chat_to_auth(op); /* the throttles first: a refused attempt costs nothing more */
+        } else {
             chat_to_store(op);
+        }
         return PROTO_OK;
     }
     if (op->kind == CHAT_REGISTER) {
@@ -568,6 +588,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             op->guest_session = s->guest_session;
         }
         op->user_created_ms = wall_ms();
+        start_hashing(c, op);
+        conn_hold_input(c); /* a login right after a registration needs the account made */
         chat_to_hub(op);
         return PROTO_OK;
     }
@@ -762,9 +784,15 @@ static void op_done(struct worker *w, struct chat_op *op)
     struct chat_session *s = c->session;
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
-    bool releases = login || op->kind == CHAT_JOIN;
+    bool hashed = op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER;
+    bool releases = login || hashed || op->kind == CHAT_JOIN;
     if (login)
         s->login_pending = false;
+    if (hashed && s->auth_pending) {
+        s->auth_pending = false;
+        if (!s->logged_in)
+            s->login_paused_ms += op->auth_wait_ms;
+    }
     /* A join answered: its replay, if any, is in op, with every message left to it. Unless it
      * failed: then what was left to it is lost to this connection, which must resume. */
     bool lost = op->kind == CHAT_JOIN && op->err && s->replay_skipped;
@@ -779,7 +807,7 @@ static void op_done(struct worker *w, struct chat_op *op)
     if (lost && conn_is_open(c))
         replay_lost(c, room);
     /* The transport may have started another held request (telnet's join after login). */
-    if (releases && conn_is_open(c) && !s->login_pending && !holding_join(c))
+    if (releases && conn_is_open(c) && !s->login_pending && !s->auth_pending && !holding_join(c))
         conn_release_input(c);
 }
 
@@ -977,10 +1005,10 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_array_end(w);
 }
 
-static void json_op_done(struct conn *c, struct chat_op *op)
+static void json_reply(struct conn *c, struct chat_op *op)
 {
     if (op->err) {
-        ws_send_rec(c, events_error(op->id, op->err, op->why));
+        ws_send_rec(c, events_error_retry(op->id, op->err, op->why, op->retry_after));
         return;
     }
     struct jsonw w;
@@ -1057,6 +1085,16 @@ static void json_op_done(struct conn *c, struct chat_op *op)
     }
     jsonw_object_end(&w);
     ws_send_rec(c, events_frame(&w));
+}
+
+static void json_op_done(struct conn *c, struct chat_op *op)
+{
+    json_reply(c, op);
+    /* The login deadline waited for a password check's answer: it moved by the time the check
+     * spent hashing, and may have passed meanwhile. */
+    if ((op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER) &&
+        !((struct chat_session *)c->session)->logged_in)
+        ws_session_login_deadline(c);
 }
 
 static const struct chat_transport json_transport = {

@@ -44,6 +44,10 @@ struct chat_session {
     const struct chat_transport *transport;
     bool logged_in;
     bool login_pending;
+    /* A password op (login or register) is out: input is held, and the login deadline waits
+     * for its answer, which says how long it waited for and was in a hasher. */
+    bool auth_pending;
+    uint64_t login_paused_ms; /* such time before login: the login deadline moves by it */
     bool guest;
     uint64_t guest_session;
     int64_t created_ms;
@@ -127,6 +131,14 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
  * Returns false when the connection went over it and is being closed 1008.
  */
 bool chat_session_count_send(struct conn *c);
+
+/*
+ * How far c's login deadline moves: the time its password checks waited for and were in a
+ * hasher before it logged in (failed attempts do not reset the deadline, and waiting for the
+ * hasher does not consume it). UINT64_MAX while a check is pending: the deadline is decided
+ * when its answer comes.
+ */
+uint64_t chat_session_login_pause(const struct conn *c);
 
 /* The connection's output queue has drained: write more of its backlog. */
 void chat_session_drained(struct conn *c);

@@ -72,6 +72,23 @@ static const char usage[] =
     "  --deflate on|off          negotiate it with WebSocket clients that offer it (default on)\n"
     "  --deflate-threshold BYTES send messages shorter than this uncompressed (default 128)\n"
     "\n"
+    "Password checks and login throttling:\n"
+    "  --auth-threads N          password hashes in parallel; each holds argon2id's 64 MiB "
+    "(default: cores, at most 4)\n"
+    "  --login-fails-address N   failed logins a network may make before it must wait (default "
+    "5; 0 = off)\n"
+    "  --login-delay-address SECONDS  the longest such wait; one failure is forgotten per this "
+    "long (default 60)\n"
+    "  --login-fails-account N   failed logins an account may see before attempts wait (default "
+    "10; 0 = off)\n"
+    "  --login-delay-account SECONDS  the longest wait for an account (default 300)\n"
+    "  --login-trust SECONDS     an address that logged in to an account is spared that "
+    "account's wait (default 2592000)\n"
+    "  --auth-queue-address N    logins and registrations one network may have waiting "
+    "(default 32)\n"
+    "  --throttle-entries N      networks, accounts and trusted pairs remembered, each "
+    "(default 65536)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -113,6 +130,15 @@ enum {
     /* permessage-deflate */
     OPT_DEFLATE,
     OPT_DEFLATE_THRESHOLD,
+    /* password checks and login throttling */
+    OPT_AUTH_THREADS,
+    OPT_LOGIN_FAILS_ADDRESS,
+    OPT_LOGIN_DELAY_ADDRESS,
+    OPT_LOGIN_FAILS_ACCOUNT,
+    OPT_LOGIN_DELAY_ACCOUNT,
+    OPT_LOGIN_TRUST,
+    OPT_AUTH_QUEUE_ADDRESS,
+    OPT_THROTTLE_ENTRIES,
 };
 
 static const struct option options[] = {
@@ -152,6 +178,14 @@ static const struct option options[] = {
     {"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE_TIMEOUT},
     {"deflate", required_argument, NULL, OPT_DEFLATE},
     {"deflate-threshold", required_argument, NULL, OPT_DEFLATE_THRESHOLD},
+    {"auth-threads", required_argument, NULL, OPT_AUTH_THREADS},
+    {"login-fails-address", required_argument, NULL, OPT_LOGIN_FAILS_ADDRESS},
+    {"login-delay-address", required_argument, NULL, OPT_LOGIN_DELAY_ADDRESS},
+    {"login-fails-account", required_argument, NULL, OPT_LOGIN_FAILS_ACCOUNT},
+    {"login-delay-account", required_argument, NULL, OPT_LOGIN_DELAY_ACCOUNT},
+    {"login-trust", required_argument, NULL, OPT_LOGIN_TRUST},
+    {"auth-queue-address", required_argument, NULL, OPT_AUTH_QUEUE_ADDRESS},
+    {"throttle-entries", required_argument, NULL, OPT_THROTTLE_ENTRIES},
     {0, 0, 0, 0},
 };
 
@@ -267,6 +301,15 @@ static void set_defaults(struct config *cfg)
      * bytes against the 40 or more of TCP/IP around it (docs/benchmarks.md). */
     cfg->deflate = true;
     cfg->deflate_threshold = 128;
+    /* Password checks: each hash holds 64 MiB, so a few at once, whatever the core count. */
+    cfg->auth_threads = cfg->workers < 4 ? (uint32_t)cfg->workers : 4;
+    cfg->login_fails_address = 5;
+    cfg->login_delay_address_ms = 60000;
+    cfg->login_fails_account = 10;
+    cfg->login_delay_account_ms = 300000;
+    cfg->login_trust_ms = 30ull * 24 * 3600 * 1000;
+    cfg->auth_queue_address = 32;
+    cfg->throttle_entries = 65536;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -475,6 +518,43 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, 1u << 30, &v) < 0)
                 return bad("deflate-threshold", optarg, "expected bytes from 0 to 1073741824");
             cfg->deflate_threshold = (uint32_t)v;
+            break;
+        case OPT_AUTH_THREADS:
+            if (parse_u64(optarg, 1, 64, &v) < 0)
+                return bad("auth-threads", optarg, "expected a number from 1 to 64");
+            cfg->auth_threads = (uint32_t)v;
+            break;
+        case OPT_LOGIN_FAILS_ADDRESS:
+            if (parse_u64(optarg, 0, 100000, &v) < 0)
+                return bad("login-fails-address", optarg, "expected a number from 0 to 100000");
+            cfg->login_fails_address = (uint32_t)v;
+            break;
+        case OPT_LOGIN_DELAY_ADDRESS:
+            if (parse_seconds(optarg, &cfg->login_delay_address_ms) < 0)
+                return bad("login-delay-address", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_LOGIN_FAILS_ACCOUNT:
+            if (parse_u64(optarg, 0, 100000, &v) < 0)
+                return bad("login-fails-account", optarg, "expected a number from 0 to 100000");
+            cfg->login_fails_account = (uint32_t)v;
+            break;
+        case OPT_LOGIN_DELAY_ACCOUNT:
+            if (parse_seconds(optarg, &cfg->login_delay_account_ms) < 0)
+                return bad("login-delay-account", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_LOGIN_TRUST:
+            if (parse_seconds(optarg, &cfg->login_trust_ms) < 0)
+                return bad("login-trust", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_AUTH_QUEUE_ADDRESS:
+            if (parse_u64(optarg, 1, 100000, &v) < 0)
+                return bad("auth-queue-address", optarg, "expected a number from 1 to 100000");
+            cfg->auth_queue_address = (uint32_t)v;
+            break;
+        case OPT_THROTTLE_ENTRIES:
+            if (parse_u64(optarg, 16, 1u << 24, &v) < 0)
+                return bad("throttle-entries", optarg, "expected a number from 16 to 16777216");
+            cfg->throttle_entries = (uint32_t)v;
             break;
         case OPT_HELP:
             fputs(usage, stdout);

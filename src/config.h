@@ -62,6 +62,17 @@ struct config {
     /* permessage-deflate (RFC 7692) on WebSocket connections. */
     bool deflate;               /* negotiate it when a client offers it */
     uint32_t deflate_threshold; /* messages shorter than this go uncompressed */
+
+    /* Password checks: hasher threads, login throttles, the fair queue (auth.c). */
+    uint32_t auth_threads;           /* hashes in parallel (each holds argon2id's memory) */
+    uint32_t login_fails_address;    /* failures a network may make before delays; 0 = off */
+    uint64_t login_delay_address_ms; /* its longest delay; one failure forgotten per this long */
+    uint32_t login_fails_account;    /* failures an account may see before delays; 0 = off */
+    uint64_t login_delay_account_ms;
+    uint64_t login_trust_ms;     /* an address that logged in to an account is spared its
+                                    throttle this long */
+    uint32_t auth_queue_address; /* password ops one network may have waiting */
+    uint32_t throttle_entries;   /* entries in each throttle table */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

@@ -113,6 +113,7 @@ struct conn {
     bool is_dirty;
     uint64_t id;
     uint64_t peer_key;   /* the client's address (addr_key), or 0 when it has none */
+    uint64_t net_key;    /* the client's network (addr_net_key): what logins are throttled by */
     bool peer_counted;   /* counted under peer_key in peers.c while open */
     bool via_proxy;      /* accepted from a --trusted-proxy: the client is in X-Forwarded-For */
     uint64_t last_rx_ms; /* when bytes last arrived */

@@ -140,10 +140,24 @@ struct msg_rec events_typing(const char *room, const char *user)
 
 struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why)
 {
+    return events_error_retry(id, err, why, 0);
+}
+
+struct msg_rec events_error_retry(const json_t *id, enum proto_error err, const char *why,
+                                  uint32_t retry_after)
+{
     struct jsonw w;
     events_reply_begin(&w, "error", id);
     jsonw_kv_str(&w, "code", proto_error_code(err));
-    jsonw_kv_str(&w, "message", why ? why : proto_error_code(err));
+    if (retry_after) {
+        char text[256];
+        snprintf(text, sizeof text, "%s; try again in %u s", why ? why : proto_error_code(err),
+                 retry_after);
+        jsonw_kv_str(&w, "message", text);
+        jsonw_kv_u64(&w, "retry_after", retry_after);
+    } else {
+        jsonw_kv_str(&w, "message", why ? why : proto_error_code(err));
+    }
     jsonw_object_end(&w);
     return events_frame(&w);
 }

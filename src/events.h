@@ -31,5 +31,9 @@ void events_reply_begin(struct jsonw *w, const char *type, const json_t *id);
 
 /* An error reply, framed: {"type":"error","id":...,"code":...,"message":...}. */
 struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why);
+/* The same with retry_after (whole seconds, > 0): the message says when, and the object
+ * carries "retry_after" for programs (a throttled login or registration). */
+struct msg_rec events_error_retry(const json_t *id, enum proto_error err, const char *why,
+                                  uint32_t retry_after);
 
 #endif

@@ -239,8 +239,9 @@ static void serve_asset(struct conn *c, const struct http_request *req, int i, b
 /*
  * A WebSocket from a trusted proxy belongs to the client its X-Forwarded-For names (the
  * headers' entries read from the right, past the proxies): it is counted and limited under that
- * address from now on. Returns false after answering 503 when that address is over its limit.
- * Without a usable header the connection stays the proxy's, uncounted.
+ * address from now on, and its logins are throttled by that client's network. Returns false after
+ * answering 503 when that address is over its limit. Without a usable header the connection stays
+ * the proxy's, uncounted.
  */
 static bool adopt_forwarded_client(struct conn *c, const struct http_request *req)
 {
@@ -271,6 +272,7 @@ static bool adopt_forwarded_client(struct conn *c, const struct http_request *re
         return false;
     }
     c->peer_key = key;
+    c->net_key = addr_net_key(&client);
     c->peer_counted = cfg->max_conns_per_ip != 0;
     c->via_proxy = false; /* its client is known now: a later request cannot change it */
     return true;

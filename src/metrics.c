@@ -11,6 +11,7 @@
 
 static atomic_uint_fast64_t counters[METRIC_COUNTERS];
 static atomic_uint_fast64_t errors[PROTO_ERROR_COUNT];
+static atomic_uint_fast64_t gauges[METRIC_GAUGES];
 
 /* Commit latency buckets in seconds, and batch size buckets in writes. */
 static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -35,6 +36,12 @@ const char *metrics_store_problem(void)
     return atomic_load_explicit(&store_problem, memory_order_acquire);
 }
 
+/* Waits for a hasher, in seconds: from nothing (a free hasher) to a long queue under attack. */
+static const double wait_bounds[] = {0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0};
+#define N_WAIT (sizeof wait_bounds / sizeof wait_bounds[0])
+static atomic_uint_fast64_t wait_buckets[N_WAIT];
+static atomic_uint_fast64_t wait_count, wait_sum_us;
+
 void metrics_add(enum metric_counter c, uint64_t n)
 {
     atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
@@ -58,6 +65,20 @@ void metrics_commit(uint64_t micros, size_t batch)
             atomic_fetch_add_explicit(&batch_buckets[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&batch_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&batch_sum, batch, memory_order_relaxed);
+}
+
+void metrics_set(enum metric_gauge g, uint64_t value)
+{
+    atomic_store_explicit(&gauges[g], value, memory_order_relaxed);
+}
+
+void metrics_auth_wait(uint64_t micros)
+{
+    for (size_t i = 0; i < N_WAIT; i++)
+        if ((double)micros / 1e6 <= wait_bounds[i])
+            atomic_fetch_add_explicit(&wait_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&wait_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&wait_sum_us, micros, memory_order_relaxed);
 }
 
 struct out {
@@ -172,6 +193,30 @@ struct chunk *metrics_render(uint64_t uptime_s)
             METRIC_DEFLATE_DISCARDED);
     counter(&o, "parley_inflated_messages_total", "Compressed messages received and inflated.",
             METRIC_INFLATED);
+    put(&o,
+        "# HELP parley_logins_throttled_total Password logins and registrations refused before "
+        "any hashing, by reason.\n# TYPE parley_logins_throttled_total counter\n"
+        "parley_logins_throttled_total{reason=\"address\"} %llu\n"
+        "parley_logins_throttled_total{reason=\"account\"} %llu\n"
+        "parley_logins_throttled_total{reason=\"queue\"} %llu\n",
+        (unsigned long long)get(&counters[METRIC_LOGIN_THROTTLED_ADDRESS]),
+        (unsigned long long)get(&counters[METRIC_LOGIN_THROTTLED_ACCOUNT]),
+        (unsigned long long)get(&counters[METRIC_LOGIN_THROTTLED_QUEUE]));
+    counter(&o, "parley_auth_hashes_total", "Password hashes and verifications finished.",
+            METRIC_AUTH_HASHES);
+    put(&o,
+        "# HELP parley_auth_queue_length Password checks waiting for a hasher thread.\n"
+        "# TYPE parley_auth_queue_length gauge\nparley_auth_queue_length %llu\n"
+        "# HELP parley_auth_hashes_in_progress Password hashes running now.\n"
+        "# TYPE parley_auth_hashes_in_progress gauge\nparley_auth_hashes_in_progress %llu\n"
+        "# HELP parley_auth_hashes_in_progress_max The most password hashes ever run at once.\n"
+        "# TYPE parley_auth_hashes_in_progress_max gauge\n"
+        "parley_auth_hashes_in_progress_max %llu\n",
+        (unsigned long long)get(&gauges[GAUGE_AUTH_QUEUED]),
+        (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING]),
+        (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING_MAX]));
+    histogram(&o, "parley_auth_wait_seconds", "Time a password check waited for a hasher thread.",
+              wait_bounds, wait_buckets, N_WAIT, &wait_count, (double)get(&wait_sum_us) / 1e6);
     put(&o,
         "# HELP parley_uptime_seconds Seconds since the server started.\n"
         "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",

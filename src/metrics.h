@@ -25,7 +25,19 @@ enum metric_counter {
     METRIC_DEFLATE_BYTES_IN,  /* payload bytes given to the compressor */
     METRIC_DEFLATE_BYTES_OUT, /* payload bytes sent for them (compressed, or as is if no smaller) */
     METRIC_INFLATED,          /* compressed messages received whole */
+    METRIC_LOGIN_THROTTLED_ADDRESS, /* refused: the network's failures */
+    METRIC_LOGIN_THROTTLED_ACCOUNT, /* refused: the account's failures */
+    METRIC_LOGIN_THROTTLED_QUEUE,   /* refused: the network has too many waiting */
+    METRIC_AUTH_HASHES,             /* password hashes and verifications finished */
     METRIC_COUNTERS,
+};
+
+/* Levels that go up and down, set by their one owner thread. */
+enum metric_gauge {
+    GAUGE_AUTH_QUEUED,      /* password ops waiting for a hasher */
+    GAUGE_AUTH_HASHING,     /* hashes in progress */
+    GAUGE_AUTH_HASHING_MAX, /* the most hashes ever in progress at once */
+    METRIC_GAUGES,
 };
 
 void metrics_add(enum metric_counter c, uint64_t n);
@@ -40,6 +52,9 @@ void metrics_commit(uint64_t micros, size_t batch);
  */
 void metrics_set_store_problem(const char *problem);
 const char *metrics_store_problem(void);
+void metrics_set(enum metric_gauge g, uint64_t value);
+/* Observes how long a password op waited for a hasher. */
+void metrics_auth_wait(uint64_t micros);
 
 /* Renders every metric (plus connection gauges) as Prometheus text into a new chunk. */
 struct chunk *metrics_render(uint64_t uptime_s);

@@ -1,4 +1,4 @@
-/* peers: a mutex-guarded count of connections per remote address. */
+/* peers: a mutex-guarded count of connections per client address. */
 #include "peers.h"
 
 #include <pthread.h>

@@ -1,5 +1,5 @@
 /*
- * peers: open connections per remote address, for --max-conns-per-ip.
+ * peers: open connections per client address (addr_key), for --max-conns-per-ip.
  * Consulted once per accept and once per close, from any worker, so a
  * mutex is simpler than mail here and never sits on a message's path.
  */

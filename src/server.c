@@ -88,6 +88,7 @@ static void on_accept(struct worker *w, int fd, enum conn_transport transport, b
     c->peer_key = key;
     c->peer_counted = counted;
     c->via_proxy = via_proxy;
+    c->net_key = known ? addr_net_key(&peer) : 0;
     if (tls)
         return; /* the session starts when the handshake is done */
     if (transport == CONN_TELNET)
@@ -206,8 +207,8 @@ static void free_server(struct server *s, int started)
     }
     if (s->hub.loop)
         hub_destroy(&s->hub);
-    if (s->auth.loop)
-        service_destroy(&s->auth, chat_mail_drop);
+    if (s->auth.loop || s->auth.ctx)
+        auth_destroy(&s->auth);
     if (s->store.loop)
         store_thread_destroy(&s->store);
     else if (s->db)
@@ -228,8 +229,7 @@ static int start_chat(struct server *s)
     if (rc < 0)
         return rc;
     if ((rc = hub_init(&s->hub, cfg, s->db, s->n_workers)) < 0 ||
-        (rc = store_thread_init(&s->store, s->db, cfg)) < 0 ||
-        (rc = auth_init(&s->auth, cfg->password_cost_min)) < 0)
+        (rc = store_thread_init(&s->store, s->db, cfg)) < 0 || (rc = auth_init(&s->auth, cfg)) < 0)
         return rc < 0 ? rc : -1;
     s->worker_mailboxes = xcalloc((size_t)s->n_workers, sizeof *s->worker_mailboxes);
     for (int i = 0; i < s->n_workers; i++)

@@ -333,16 +333,20 @@ static void read_replay_page(struct store_thread *st, struct chat_op *op)
     chat_to_worker(op);
 }
 
+/* A password login's account: its hash goes back to auth to be verified. Without an account
+ * (or with the store failing) it goes back to auth too, which counts what it must and
+ * answers. */
 static void login_password(struct store_thread *st, struct chat_op *op)
 {
     struct store_user u;
     int rc = st->db->ops->user_get(st->db, op->name, &u);
+    op->stage = LOGIN_PW_VERIFY;
     if (rc < 0) {
         if (rc == -ENOENT)
             chat_op_fail(op, PROTO_BAD_CREDENTIALS, "wrong name or password");
         else
             chat_op_fail(op, PROTO_SERVER_BUSY, "logins are not available right now");
-        chat_to_worker(op);
+        chat_to_auth(op);
         return;
     }
     memcpy(op->user, u.name, sizeof op->user);
@@ -403,11 +407,11 @@ static void on_mail(struct service *s, struct mail *m)
         login_token(st, op);
         return;
     case CHAT_LOGIN_PASSWORD:
-        if (op->stage == 0) {
+        if (op->stage == LOGIN_PW_LOOKUP) {
             login_password(st, op);
             return;
         }
-        break; /* verified: a token to write */
+        break; /* verified (LOGIN_PW_TOKEN): a token to write */
     default:
         break;
     }

@@ -36,6 +36,7 @@ struct telnet_state {
     bool password_prompted;      /* the pending login came from the Password: prompt */
     char name[CHAT_NAME_MAX];    /* the name given at the prompt */
     char current[CHAT_ROOM_MAX]; /* the current room, or "" */
+    uint64_t opened_ms;          /* the login deadline counts from here */
     uint8_t *line; /* the line being typed: allocated only while one is, so idle costs nothing */
 };
 
@@ -77,6 +78,39 @@ static void say(struct conn *c, const char *fmt, ...)
 static void error_line(struct conn *c, enum proto_error err, const char *why)
 {
     say(c, "! %s: %s\r\n", proto_error_code(err), why ? why : proto_error_code(err));
+}
+
+/* An op's error as a line; a throttled one says when to try again. */
+static void op_error_line(struct conn *c, const struct chat_op *op)
+{
+    const char *why = op->why ? op->why : proto_error_code(op->err);
+    if (op->retry_after)
+        say(c, "! %s: %s; try again in %u s\r\n", proto_error_code(op->err), why, op->retry_after);
+    else
+        error_line(c, op->err, why);
+}
+
+static void login_timed_out(struct conn *c)
+{
+    say(c, "\r\n* Login timed out. Bye.\r\n");
+    conn_close_after_flush(c);
+}
+
+/* Arms the login deadline (rule 26), moved by the time password checks spent hashing; while one
+ * is pending, its answer decides. Returns false when the deadline has passed (c is closing). */
+static bool arm_login_deadline(struct conn *c)
+{
+    struct telnet_state *t = state_of(c);
+    uint64_t paused = chat_session_login_pause(c);
+    uint64_t due = paused == UINT64_MAX
+                       ? UINT64_MAX
+                       : t->opened_ms + cfg_of(c)->telnet_login_timeout_ms + paused;
+    if (conn_now(c) >= due) {
+        login_timed_out(c);
+        return false;
+    }
+    conn_set_timer(c, due);
+    return true;
 }
 
 static void echo(struct conn *c, bool off)
@@ -140,6 +174,8 @@ static void login(struct conn *c, const char *name, const char *password)
     }
     state_of(c)->prompt = PROMPT_WAIT;
     submit(c, op);
+    if (conn_is_open(c) && !((struct chat_session *)c->session)->logged_in)
+        arm_login_deadline(c);
 }
 
 static void join(struct conn *c, const char *room)
@@ -518,6 +554,17 @@ static void pick_current(struct conn *c)
 static void login_failed(struct conn *c, struct chat_op *op)
 {
     struct telnet_state *t = state_of(c);
+    if (!arm_login_deadline(c))
+        return;
+    if (op->err == PROTO_RATE_LIMITED) {
+        /* Not checked, so not one of the three tries: the same prompt again. */
+        op_error_line(c, op);
+        if (op->kind == CHAT_LOGIN_PASSWORD && t->password_prompted)
+            prompt_password(c, PROMPT_PASSWORD);
+        else
+            prompt_name(c);
+        return;
+    }
     if (op->kind == CHAT_LOGIN_GUEST && op->err == PROTO_BAD_CREDENTIALS) {
         prompt_password(c, PROMPT_PASSWORD); /* a registered name */
         return;
@@ -543,7 +590,7 @@ static void op_done(struct conn *c, struct chat_op *op)
         if (login)
             login_failed(c, op);
         else
-            error_line(c, op->err, op->why);
+            op_error_line(c, op);
         return;
     }
     switch (op->kind) {
@@ -611,8 +658,12 @@ static const struct chat_transport telnet_transport = {
 static void on_timer(struct conn *c)
 {
     struct chat_session *s = c->session;
-    say(c, s && s->logged_in ? "\r\n* Idle too long. Bye.\r\n" : "\r\n* Login timed out. Bye.\r\n");
-    conn_close_after_flush(c);
+    if (s && s->logged_in) {
+        say(c, "\r\n* Idle too long. Bye.\r\n");
+        conn_close_after_flush(c);
+    } else {
+        login_timed_out(c);
+    }
 }
 
 static void on_close(struct conn *c)
@@ -647,6 +698,7 @@ void telnet_session_start(struct conn *c)
     c->handler = &telnet_handler;
     struct chat_session *s = chat_session_open(c, &telnet_transport);
     s->transport_state = t;
+    t->opened_ms = conn_now(c);
     say(c, "Welcome to parley on %s. Your name? ", w->cfg->node);
-    conn_set_timer(c, conn_now(c) + w->cfg->telnet_login_timeout_ms);
+    arm_login_deadline(c);
 }

@@ -301,14 +301,17 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
     return len; /* closing: the rest is dropped */
 }
 
-/* A chat client that has not logged in by then is closed (rule 26: failed attempts do not extend
- * it). */
+/* A chat client that has not logged in by then is closed. Rule 26: failed attempts do not reset
+ * it; the time its password checks waited for (or were in) the hasher does not count. */
 static uint64_t login_deadline(struct conn *c)
 {
     struct chat_session *s = c->session;
     if (c->u.ws.endpoint != WS_ENDPOINT_CHAT || (s && s->logged_in))
         return UINT64_MAX;
-    return c->u.ws.opened_ms + cfg_of(c)->login_timeout_ms;
+    uint64_t paused = chat_session_login_pause(c);
+    if (paused == UINT64_MAX)
+        return UINT64_MAX; /* a check is pending: its answer decides */
+    return c->u.ws.opened_ms + cfg_of(c)->login_timeout_ms + paused;
 }
 
 static void schedule(struct conn *c)
@@ -341,6 +344,16 @@ static void on_timer(struct conn *c)
         c->u.ws.last_ping_ms = now;
     }
     schedule(c);
+}
+
+void ws_session_login_deadline(struct conn *c)
+{
+    if (!conn_is_open(c))
+        return;
+    if (conn_now(c) >= login_deadline(c))
+        ws_session_close(c, WS_CLOSE_POLICY, "login timeout"); /* before it sends anything more */
+    else
+        schedule(c);
 }
 
 static void on_close(struct conn *c)

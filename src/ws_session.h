@@ -36,5 +36,8 @@ void ws_session_send_data(struct conn *c, struct chunk *chunk, size_t off, size_
 
 /* Sends a close frame with code and reason (at most 123 bytes), then closes gracefully. */
 void ws_session_close(struct conn *c, uint16_t code, const char *reason);
+/* A password check of c (not logged in) was answered: closes c (1008) if its login deadline,
+ * moved by the time the check spent hashing, has passed; else re-arms its timer. */
+void ws_session_login_deadline(struct conn *c);
 
 #endif

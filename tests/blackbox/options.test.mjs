@@ -103,3 +103,39 @@ test('--node, --workers and --log-level debug are accepted', async (t) => {
   t.after(() => server.stop());
   assert.equal((await get(server.httpPort, '/healthz')).status, 200);
 });
+
+// Password checks and login throttling.
+for (const args of [
+  ['--auth-threads', '0'],
+  ['--auth-threads', '65'],
+  ['--login-fails-address', '-1'],
+  ['--login-delay-address', '0'],
+  ['--login-fails-account', 'many'],
+  ['--login-delay-account', 'soon'],
+  ['--login-trust', '-5'],
+  ['--auth-queue-address', '0'],
+  ['--throttle-entries', '10'],
+]) {
+  test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
+    assertUsageError(await runParley([...safeArgs(), ...args]), args.join(' '));
+  });
+}
+
+test('--help names the login throttling options, and they are accepted', async (t) => {
+  const options = [
+    ['--auth-threads', '3'],
+    ['--login-fails-address', '0'],
+    ['--login-delay-address', '1.5'],
+    ['--login-fails-account', '20'],
+    ['--login-delay-account', '600'],
+    ['--login-trust', '86400'],
+    ['--auth-queue-address', '8'],
+    ['--throttle-entries', '1024'],
+  ];
+  const help = await runParley(['--help']);
+  for (const [option] of options) assert.ok(help.stdout.includes(option), `--help does not mention ${option}`);
+  const server = await startServer(options.flat());
+  t.after(() => server.stop());
+  assert.equal((await get(server.httpPort, '/healthz')).status, 200);
+  assert.ok(server.logLines().some((l) => l.fields.msg === 'auth_ready' && l.fields.threads === '3'));
+});

@@ -164,3 +164,25 @@ test('parley_rate_limited_total counts rate_limited replies', async (t) => {
   assert.equal(after - before, limited);
   assert.equal(sum(await scrape(own), 'parley_errors_total', { code: 'rate_limited' }), limited);
 });
+
+test('password checks: throttled logins by reason, the hasher queue, hashes in progress and the wait', async (t) => {
+  const m = await scrape(server);
+  assert.equal(m.types.parley_logins_throttled_total, 'counter');
+  for (const reason of ['address', 'account', 'queue']) {
+    assert.equal(select(m, 'parley_logins_throttled_total', { reason }).length, 1, `reason="${reason}" missing`);
+  }
+  assert.equal(m.types.parley_auth_hashes_total, 'counter');
+  for (const g of ['parley_auth_queue_length', 'parley_auth_hashes_in_progress', 'parley_auth_hashes_in_progress_max']) {
+    assert.equal(m.types[g], 'gauge', `# TYPE of ${g}`);
+  }
+  assert.equal(m.types.parley_auth_wait_seconds, 'histogram');
+  assert.equal(select(m, 'parley_auth_wait_seconds_bucket', { le: '+Inf' }).length, 1);
+  // A registration is hashed: the counters move.
+  const before = sum(m, 'parley_auth_wait_seconds_count');
+  const hashed = sum(m, 'parley_auth_hashes_total');
+  await user(server, t);
+  const after = await scrapeUntil((x) => sum(x, 'parley_auth_hashes_total'), hashed + 2, 'two hashes');
+  assert.equal(sum(after, 'parley_auth_hashes_total'), hashed + 2, 'a registration and a login');
+  assert.equal(sum(after, 'parley_auth_wait_seconds_count'), before + 2);
+  assert.ok(sum(after, 'parley_auth_hashes_in_progress_max') >= 1);
+});

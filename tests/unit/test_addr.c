@@ -178,12 +178,34 @@ static void test_endpoints(void **state)
     assert_false(addr_endpoint_equal(&a, &b));
 }
 
+/* Network keys: an IPv4 address, the same address as a dual-stack listener sees it, an IPv6 /64. */
+static void test_net_keys(void **state)
+{
+    (void)state;
+    struct addr a = addr_of("192.0.2.1"), b = addr_of("192.0.2.2"),
+                mapped = addr_of("::ffff:192.0.2.1");
+    assert_int_not_equal(addr_net_key(&a), 0);
+    assert_int_not_equal(addr_net_key(&a), addr_net_key(&b));
+    assert_int_equal(addr_net_key(&a), addr_net_key(&mapped));
+    struct addr l1 = addr_of("127.0.0.1"), l2 = addr_of("127.0.0.2");
+    assert_int_not_equal(addr_net_key(&l1), addr_net_key(&l2));
+    struct addr s1 = addr_of("2001:db8:1:2::1"), s2 = addr_of("2001:db8:1:2:ffff:eeee:dddd:cccc"),
+                other = addr_of("2001:db8:1:3::1");
+    assert_int_equal(addr_net_key(&s1), addr_net_key(&s2));
+    assert_int_not_equal(addr_net_key(&s1), addr_net_key(&other));
+    /* An IPv6 /64 whose first bytes spell an IPv4 address is not that IPv4 network. */
+    struct addr spelled = addr_of("c000:0201::"), one6 = addr_of("::1");
+    assert_int_not_equal(addr_net_key(&spelled), addr_net_key(&a));
+    assert_int_not_equal(addr_net_key(&one6), addr_net_key(&l1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_forms),   cmocka_unit_test(test_sockaddr),
         cmocka_unit_test(test_prefixes),      cmocka_unit_test(test_keys),
         cmocka_unit_test(test_forwarded_for), cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_net_keys),
     };
     return cmocka_run_group_tests_name("addr", tests, NULL, NULL);
 }

@@ -109,11 +109,21 @@ static void presence_typing_and_errors(void **state)
     assert_true(json_equal(json_object_get(doc, "id"), id));
     assert_string_equal(json_string_value(json_object_get(doc, "code")), "not_member");
     assert_string_equal(json_string_value(json_object_get(doc, "message")), "join first");
+    assert_null(json_object_get(doc, "retry_after"));
     json_decref(doc);
     msg_rec_release(&e);
     e = events_error(NULL, PROTO_BAD_JSON, NULL);
     doc = frame_json(&e);
     assert_null(json_object_get(doc, "id"));
+    json_decref(doc);
+    msg_rec_release(&e);
+    /* A throttled login: when to try again, in words and as a number. */
+    e = events_error_retry(id, PROTO_RATE_LIMITED, "too many failed logins from your address", 4);
+    doc = frame_json(&e);
+    assert_string_equal(json_string_value(json_object_get(doc, "code")), "rate_limited");
+    assert_string_equal(json_string_value(json_object_get(doc, "message")),
+                        "too many failed logins from your address; try again in 4 s");
+    assert_int_equal(json_integer_value(json_object_get(doc, "retry_after")), 4);
     json_decref(doc);
     msg_rec_release(&e);
     json_decref(id);

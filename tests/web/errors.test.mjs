@@ -81,3 +81,25 @@ test('keyboard only, with labelled controls', async () => {
   await page.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: '#general' }).waitFor();
   assert.deepEqual(p.errors, []);
 });
+
+test('a throttled sign-in says how long to wait', async () => {
+  const p = await person(browser, server);
+  const { page } = p;
+  await signIn(page, 'guarded', 'register', 'guarded-password');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  const error = page.locator('#signin-error');
+  // Five wrong passwords are checked; the sixth is refused before any check.
+  for (let i = 1; i <= 5; i++) {
+    await page.getByLabel('Name', { exact: true }).fill('guarded');
+    await page.locator('#signin-password').fill(`wrong-password-${i}`);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await error.filter({ hasText: 'do not match' }).waitFor();
+    await page.evaluate(() => {
+      document.querySelector('#signin-error').textContent = '';
+    });
+  }
+  await page.locator('#signin-password').fill('wrong-password-6');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await error.filter({ hasText: /^Too many failed logins from your address; try again in \d+ s\.$/ }).waitFor();
+  assert.deepEqual(p.errors, []);
+});

@@ -3,7 +3,7 @@
 import { ChatClient } from './client.js';
 import { $ } from './dom.js';
 import { View } from './view.js';
-import { errorText, userNameError } from './words.js';
+import { errorText, signInErrorText, userNameError } from './words.js';
 
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 const client = new ChatClient(url);
@@ -57,7 +57,7 @@ $('#signin-form').addEventListener('submit', async (e) => {
     $('#signin-password').value = '';
     view.text.focus();
   } catch (err) {
-    error.textContent = errorText(err.code, err.message);
+    error.textContent = signInErrorText(err.code, err.message);
   } finally {
     busy = false;
     for (const b of buttons) b.disabled = false;

@@ -18,6 +18,14 @@ const ERRORS = {
   truncated: 'Some messages from while you were away are no longer kept and could not be shown.',
 };
 
+// A refused sign-in or registration: the server's words say why and how long to wait.
+export function signInErrorText(code, serverMessage) {
+  if (code === 'rate_limited' && serverMessage) {
+    return serverMessage.charAt(0).toUpperCase() + serverMessage.slice(1) + '.';
+  }
+  return errorText(code, serverMessage);
+}
+
 export function errorText(code, serverMessage) {
   if (ERRORS[code]) return ERRORS[code];
   if (serverMessage) return serverMessage.charAt(0).toUpperCase() + serverMessage.slice(1) + '.';

@@ -88,8 +88,9 @@ export class ChatClient {
 
   // Opens /ws and waits for the hello greeting, which must be the first message.
   // perMessageDeflate: the ws package's option (default off; e.g. {threshold: 0} compresses all).
-  static async connect(server, { label = 'client', timeoutMs = EVENT_TIMEOUT, headers, perMessageDeflate = false } = {}) {
-    const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate, ca: server.tls?.ca });
+  // localAddress: the loopback address to connect from (all of 127/8 reaches the server).
+  static async connect(server, { label = 'client', timeoutMs = EVENT_TIMEOUT, headers, perMessageDeflate = false, localAddress } = {}) {
+    const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate, localAddress, ca: server.tls?.ca });
     const client = new ChatClient(ws, label);
     const opened = new Promise((resolve, reject) => {
       ws.once('open', resolve);

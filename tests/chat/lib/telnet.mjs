@@ -60,8 +60,9 @@ export class TelnetClient {
     });
   }
 
-  static connect(server, label = 'telnet', timeoutMs = EVENT_TIMEOUT) {
-    const socket = net.connect({ port: server.telnetPort, host: '127.0.0.1' });
+  // localAddress: the loopback address to connect from (all of 127/8 reaches the server).
+  static connect(server, label = 'telnet', timeoutMs = EVENT_TIMEOUT, { localAddress } = {}) {
+    const socket = net.connect({ port: server.telnetPort, host: '127.0.0.1', localAddress });
     const connected = new Promise((resolve, reject) => {
       socket.once('connect', () => resolve(new TelnetClient(socket, label)));
       socket.once('error', reject);
