@@ -11,8 +11,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import zlib from 'node:zlib';
-import WebSocket from 'ws';
-import { openMany, startParley } from './lib.mjs';
+import { joinedClient, openMany, startParley } from './lib.mjs';
 
 const ROOM = 'bench';
 const READER_THREADS = 2;
@@ -38,24 +37,6 @@ function wordsOf(len, seed) {
   return s.slice(0, len).trimEnd();
 }
 
-// Opens a WebSocket, logs in as guest `name`, joins ROOM; resolves once joined.
-function joinedClient(url, name, deflate, onMessage) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: deflate });
-    ws.once('error', reject);
-    let ready = false;
-    ws.on('message', (data) => {
-      if (ready) return onMessage(data);
-      const m = JSON.parse(data);
-      if (m.type === 'hello') ws.send(JSON.stringify({ type: 'login', id: 1, name }));
-      else if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', id: 2, room: ROOM }));
-      else if (m.type === 'joined') {
-        ready = true;
-        resolve(ws);
-      } else if (m.type === 'error') reject(new Error(`${name}: ${data}`));
-    });
-  });
-}
 
 // A reader thread: opens its connections, counts the messages and the bytes they arrive in.
 async function readerThread({ url, first, count, messages, deflate }) {
@@ -69,7 +50,7 @@ async function readerThread({ url, first, count, messages, deflate }) {
       parentPort.postMessage({ done: true, bytes, got });
     }
   };
-  all = await openMany(count, (j) => joinedClient(url, `r${first + j}`, deflate, onMessage), 100);
+  all = await openMany(count, (j) => joinedClient(url, `r${first + j}`, ROOM, onMessage, { deflate }), 100);
   start = all.reduce((n, ws) => n + ws._socket.bytesRead, 0);
   if (deflate && all.some((ws) => ws.extensions !== 'permessage-deflate')) throw new Error('deflate not negotiated');
   parentPort.postMessage({ ready: true });
@@ -105,7 +86,7 @@ async function run(deflate, receivers, messages, rate) {
     threads.push(w);
   }
   await Promise.all(ready);
-  const sender = await joinedClient(url, 'sender', false, () => {});
+  const sender = await joinedClient(url, 'sender', ROOM, () => {});
   const shared0 = await metric(server.port, 'parley_deflate_messages_total', '{kind="shared"}');
   const discarded0 = await metric(server.port, 'parley_deflate_discarded_total');
   const cpuBefore = cpuTicks(server.proc.pid);

@@ -11,33 +11,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import WebSocket from 'ws';
-import { openMany, root, start, startParley } from './lib.mjs';
+import { joinedClient, openMany, root, start, startParley } from './lib.mjs';
 
 const ROOM = 'bench';
 const READER_THREADS = 2;
 const now = () => performance.timeOrigin + performance.now(); // comparable across threads
 
-// Opens a WebSocket, logs in as guest `name`, joins ROOM; resolves once joined.
-function joinedClient(url, name, onMessage) {
-  return new Promise((resolve, reject) => {
-    // No permessage-deflate, which parley would negotiate and the peer does not: the same
-    // frames for both (bench/deflate.mjs measures deflate).
-    const ws = new WebSocket(url, { perMessageDeflate: false });
-    ws.once('error', reject);
-    let ready = false;
-    ws.on('message', (data) => {
-      if (ready) return onMessage(data);
-      const m = JSON.parse(data);
-      if (m.type === 'hello') ws.send(JSON.stringify({ type: 'login', id: 1, name }));
-      else if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', id: 2, room: ROOM }));
-      else if (m.type === 'joined') {
-        ready = true;
-        resolve(ws);
-      } else if (m.type === 'error') reject(new Error(`${name}: ${data}`));
-    });
-  });
-}
 
 // A reader thread: opens its connections, then records the latency of every message it gets.
 async function readerThread({ url, first, count, messages }) {
@@ -51,7 +30,7 @@ async function readerThread({ url, first, count, messages }) {
     latencies[got++] = now() - sentAt;
     if (got === latencies.length) parentPort.postMessage({ done: latencies }, [latencies.buffer]);
   };
-  await openMany(count, (j) => joinedClient(url, `r${first + j}`, onMessage), 100);
+  await openMany(count, (j) => joinedClient(url, `r${first + j}`, ROOM, onMessage), 100);
   parentPort.postMessage({ ready: true });
 }
 
@@ -81,7 +60,7 @@ async function run(name, server, receivers, messages, rate) {
   }
   await Promise.all(ready);
   let acked = 0;
-  const sender = await joinedClient(url, 'sender', () => {});
+  const sender = await joinedClient(url, 'sender', ROOM, () => {});
   sender.on('message', (data) => {
     if (data.includes('"type":"ack"')) acked += 1;
   });

@@ -1,10 +1,11 @@
-// lib: what the benchmarks share: starting a server and waiting until it listens, and opening
-// many connections a batch at a time.
+// lib: what the benchmarks share: starting a server and waiting until it listens, opening many
+// connections a batch at a time, and a chat client that logs in and joins a room.
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -45,4 +46,25 @@ export async function openMany(n, open, batch = 200) {
     all.push(...(await Promise.all(some)));
   }
   return all;
+}
+
+// Opens a WebSocket to url, logs in as guest `name` and joins `room`; resolves with it once
+// joined, then hands every later message to onMessage. deflate: offer permessage-deflate (off by
+// default, so parley and a peer that does not offer it send the same frames).
+export function joinedClient(url, name, room, onMessage, { deflate = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: deflate });
+    ws.once('error', reject);
+    let ready = false;
+    ws.on('message', (data) => {
+      if (ready) return onMessage(data);
+      const m = JSON.parse(data);
+      if (m.type === 'hello') ws.send(JSON.stringify({ type: 'login', id: 1, name }));
+      else if (m.type === 'welcome') ws.send(JSON.stringify({ type: 'join', id: 2, room }));
+      else if (m.type === 'joined') {
+        ready = true;
+        resolve(ws);
+      } else if (m.type === 'error') reject(new Error(`${name}: ${data}`));
+    });
+  });
 }

@@ -26,6 +26,19 @@ static enum config_result parse(struct config *cfg, int argc, char **argv)
     return r;
 }
 
+/* Every argument vector of bad[0..n) (NULL-terminated, from ARGV) is refused. */
+static void assert_all_refused(char **bad[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct config cfg;
+        int argc = 0;
+        while (bad[i][argc])
+            argc++;
+        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
+        config_free(&cfg);
+    }
+}
+
 static void defaults(void **state)
 {
     (void)state;
@@ -71,7 +84,6 @@ static void every_option(void **state)
 static void refusals(void **state)
 {
     (void)state;
-    struct config cfg;
     char **bad[] = {
         ARGV("--nope"),
         ARGV("--workers", "abc"),
@@ -89,13 +101,7 @@ static void refusals(void **state)
         ARGV("--data", ""),
         ARGV("--http"),
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int argc = 0;
-        while (bad[i][argc])
-            argc++;
-        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
-        config_free(&cfg);
-    }
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 static void tls_options(void **state)
@@ -129,13 +135,7 @@ static void tls_options(void **state)
         ARGV("--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-handshake-timeout", "0"),
         ARGV("--tls-cert", "", "--tls-key", "k.pem"),
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int argc = 0;
-        while (bad[i][argc])
-            argc++;
-        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
-        config_free(&cfg);
-    }
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 /* permessage-deflate's options: on by default with a 128-byte threshold. */
@@ -166,13 +166,7 @@ static void deflate_options(void **state)
         ARGV("--deflate-threshold", "1k"),
         ARGV("--deflate-threshold", "1073741825"),
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int argc = 0;
-        while (bad[i][argc])
-            argc++;
-        assert_int_equal(parse(&cfg, argc, bad[i]), CONFIG_ERROR);
-        config_free(&cfg);
-    }
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 static void help_and_version_exit_cleanly(void **state)

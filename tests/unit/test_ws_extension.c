@@ -10,34 +10,14 @@
 
 #include <cmocka.h>
 
+#include "request_builder.h"
 #include "ws_extension.h"
-
-/* Requests are built by hand so these tests do not depend on the HTTP parser. */
-static void req_init(struct http_request *req)
-{
-    memset(req, 0, sizeof *req);
-    req->method = "GET";
-    req->method_len = 3;
-    req->target = "/echo";
-    req->target_len = 5;
-    req->version_minor = 1;
-}
-
-static void req_add(struct http_request *req, const char *name, const char *value)
-{
-    assert_true(req->num_headers < HTTP_MAX_HEADERS);
-    struct http_header *h = &req->headers[req->num_headers++];
-    h->name = name;
-    h->name_len = strlen(name);
-    h->value = value;
-    h->value_len = strlen(value);
-}
 
 /* Negotiates over one Sec-WebSocket-Extensions header (NULL: none) and returns the agreement. */
 static struct ws_deflate_agreement negotiate1(const char *value)
 {
     struct http_request req;
-    req_init(&req);
+    req_init(&req, "GET", "/echo", 1);
     req_add(&req, "Host", "example.com");
     if (value)
         req_add(&req, "Sec-WebSocket-Extensions", value);
@@ -215,7 +195,7 @@ static void test_several_headers_and_case(void **state)
     (void)state;
     struct http_request req;
     struct ws_deflate_agreement a;
-    req_init(&req);
+    req_init(&req, "GET", "/echo", 1);
     req_add(&req, "Sec-WebSocket-Extensions", "x-webkit-deflate-frame");
     req_add(&req, "Host", "example.com");
     req_add(&req, "sec-websocket-extensions", "permessage-deflate; server_max_window_bits=7");
@@ -224,7 +204,7 @@ static void test_several_headers_and_case(void **state)
     assert_true(ws_extension_negotiate(&req, &a));
     assert_int_equal(a.server_bits, 12);
 
-    req_init(&req);
+    req_init(&req, "GET", "/echo", 1);
     req_add(&req, "Sec-WebSocket-Extension", "permessage-deflate"); /* not the header */
     req_add(&req, "X-Sec-WebSocket-Extensions", "permessage-deflate");
     assert_false(ws_extension_negotiate(&req, &a));

@@ -8,32 +8,12 @@
 
 #include <cmocka.h>
 
+#include "request_builder.h"
 #include "ws_handshake.h"
-
-/* Requests are built by hand so these tests do not depend on the HTTP parser. */
-static void req_init(struct http_request *req, const char *method, int minor)
-{
-    memset(req, 0, sizeof *req);
-    req->method = method;
-    req->method_len = strlen(method);
-    req->target = "/ws";
-    req->target_len = 3;
-    req->version_minor = minor;
-}
-
-static void req_add(struct http_request *req, const char *name, const char *value)
-{
-    assert_true(req->num_headers < HTTP_MAX_HEADERS);
-    struct http_header *h = &req->headers[req->num_headers++];
-    h->name = name;
-    h->name_len = strlen(name);
-    h->value = value;
-    h->value_len = strlen(value);
-}
 
 static void upgrade_request(struct http_request *req)
 {
-    req_init(req, "GET", 1);
+    req_init(req, "GET", "/ws", 1);
     req_add(req, "Host", "server.example.com");
     req_add(req, "Upgrade", "websocket");
     req_add(req, "Connection", "Upgrade");
@@ -173,7 +153,7 @@ static bool origin_ok(const char *host, const char *origin, const char *const *a
                       size_t n_allowed)
 {
     struct http_request req;
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     if (host != NULL)
         req_add(&req, "Host", host);
     if (origin != NULL)
@@ -228,16 +208,16 @@ static void test_origin_tls_host_port(void **state)
 {
     (void)state;
     struct http_request req;
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     req_add(&req, "Host", "example.com");
     req_add(&req, "Origin", "https://example.com");
     assert_true(ws_origin_allowed_on(&req, NULL, 0, 443));
     assert_false(ws_origin_allowed_on(&req, NULL, 0, 80));
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     req_add(&req, "Host", "example.com");
     req_add(&req, "Origin", "http://example.com");
     assert_false(ws_origin_allowed_on(&req, NULL, 0, 443));
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     req_add(&req, "Host", "example.com:8443");
     req_add(&req, "Origin", "https://example.com:8443");
     assert_true(ws_origin_allowed_on(&req, NULL, 0, 443));
@@ -286,13 +266,13 @@ static void test_origin_refused_forms(void **state)
     }
     /* Two Origin headers are ambiguous: refused even when each would pass. */
     struct http_request req;
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     req_add(&req, "Host", "localhost:9999");
     req_add(&req, "Origin", "http://localhost:9999");
     req_add(&req, "origin", "http://localhost:9999");
     assert_false(ws_origin_allowed(&req, star, 1));
     /* Two Host headers give nothing to compare with. */
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     req_add(&req, "Host", "localhost:9999");
     req_add(&req, "Host", "localhost:9999");
     req_add(&req, "Origin", "http://localhost:9999");
@@ -351,7 +331,7 @@ static bool host_ok(const char *const *host_values, const char *const *hosts, si
                     long default_port)
 {
     struct http_request req;
-    req_init(&req, "GET", 1);
+    req_init(&req, "GET", "/ws", 1);
     for (size_t i = 0; host_values[i]; i++)
         req_add(&req, "Host", host_values[i]);
     return ws_host_allowed(&req, hosts, n, default_port);
