@@ -83,6 +83,8 @@ describe('against parley', () => {
     const run = await loadgen([...common(), '--scenario', 'storm', '--rooms', '15', '--send-rate', '2000', '--duration', '1', '--batch', '50']);
     assertExactlyOnce(run);
     assert.ok(run.result.storm_s > 0);
+    // Replays included: every message reached each member of its room once, across the reconnect.
+    assert.equal(run.result.deliveries, run.result.sent * (CLIENTS / 15));
   });
 
   test('a name that is taken is a failed connection and a failing exit', async () => {
