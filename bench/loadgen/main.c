@@ -329,6 +329,18 @@ int main(int argc, char **argv)
         waitpid(kids[i], NULL, 0);
     }
 
+    /* The generator's own CPU time, so a reader can see whether it, not the server, was the limit.
+     */
+    struct rusage ru_kids, ru_self;
+    getrusage(RUSAGE_CHILDREN, &ru_kids);
+    getrusage(RUSAGE_SELF, &ru_self);
+    double gen_cpu = (double)(ru_kids.ru_utime.tv_sec + ru_kids.ru_stime.tv_sec +
+                              ru_self.ru_utime.tv_sec + ru_self.ru_stime.tv_sec) +
+                     (double)(ru_kids.ru_utime.tv_usec + ru_kids.ru_stime.tv_usec +
+                              ru_self.ru_utime.tv_usec + ru_self.ru_stime.tv_usec) /
+                         1e6;
+    double gen_wall = (double)(board_now() - t0) / 1e9;
+
     /* Merge. */
     struct hist *lat = malloc(sizeof *lat), *fan = malloc(sizeof *fan), *set = malloc(sizeof *set);
     hist_init(lat);
@@ -417,6 +429,7 @@ int main(int argc, char **argv)
         if (s_t0.ok && opt.scenario != SC_IDLE)
             printf("  server CPU during traffic: %.2f s = %.3f ms per 1000 deliveries\n",
                    cpu_traffic, deliveries ? cpu_traffic * 1e6 / (double)deliveries : 0);
+        printf("  loadgen CPU: %.2f s in %.2f s (all its processes)\n", gen_cpu, gen_wall);
         printf("  checks: %s: %llu lost, %llu duplicated, %llu out of order, %llu unexpected "
                "closes, %llu failed connections, %llu error replies, %llu unreadable, %llu in the "
                "wrong room%s%s\n",
@@ -454,6 +467,7 @@ int main(int argc, char **argv)
                cpu_setup, cpu_traffic, deliveries ? cpu_traffic * 1e6 / (double)deliveries : 0,
                (unsigned long long)s_before.rss_kib, (unsigned long long)s_setup.rss_kib,
                (unsigned long long)s_after.rss_kib, rss_per);
+    printf(",\"loadgen_cpu_s\":%.2f,\"loadgen_wall_s\":%.2f", gen_cpu, gen_wall);
     printf(",\"faults\":{\"lost\":%llu,\"duplicated\":%llu,\"reordered\":%llu,"
            "\"unexpected_close\":%llu,\"connect_failed\":%llu,\"server_errors\":%llu,"
            "\"bad_frames\":%llu,\"wrong_room\":%llu,\"timed_out\":%s}",
