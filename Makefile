@@ -78,6 +78,11 @@ bench:
 	node bench/fanout.mjs 1000 2000 500
 	node bench/deflate.mjs 500 1000 200
 	node bench/login_attack.mjs 5
+	node bench/loadgen.mjs idle -n 10000 --duration 2
+	node bench/loadgen.mjs broadcast -n 5000 --messages 1000 --inflight 4
+	node bench/loadgen.mjs all -n 100 --rounds 100
+	node bench/loadgen.mjs rooms -n 5000 --rooms 250 --send-rate 500 --duration 10
+	node bench/loadgen.mjs storm -n 5000 --rooms 250 --send-rate 500 --duration 5
 
 clean:
 	rm -rf build

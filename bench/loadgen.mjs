@@ -67,6 +67,7 @@ if (scenario !== 'idle') {
 if (scenario === 'broadcast') rows.push(['fan-out completion p50 (ms)', (r) => r.fanout_ms.p50], ['fan-out completion p99 (ms)', (r) => r.fanout_ms.p99]);
 if (scenario === 'all') rows.push(['round time p50 (ms)', (r) => r.round_ms.p50], ['round time p99 (ms)', (r) => r.round_ms.p99]);
 if (scenario === 'storm') rows.push(['all back and replayed after the storm (s)', (r) => r.storm_s]);
+rows.push(['loadgen CPU, user + system (s)', (r) => r.loadgen_cpu_s]);
 
 console.log(`\n${scenario}: ${ours.clients} clients${theirs ? ', parley beside the relay peer' : ''}`);
 for (const [label, get, d] of rows) {

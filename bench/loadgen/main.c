@@ -334,11 +334,11 @@ int main(int argc, char **argv)
     struct rusage ru_kids, ru_self;
     getrusage(RUSAGE_CHILDREN, &ru_kids);
     getrusage(RUSAGE_SELF, &ru_self);
-    double gen_cpu = (double)(ru_kids.ru_utime.tv_sec + ru_kids.ru_stime.tv_sec +
-                              ru_self.ru_utime.tv_sec + ru_self.ru_stime.tv_sec) +
-                     (double)(ru_kids.ru_utime.tv_usec + ru_kids.ru_stime.tv_usec +
-                              ru_self.ru_utime.tv_usec + ru_self.ru_stime.tv_usec) /
-                         1e6;
+    double gen_user = (double)(ru_kids.ru_utime.tv_sec + ru_self.ru_utime.tv_sec) +
+                      (double)(ru_kids.ru_utime.tv_usec + ru_self.ru_utime.tv_usec) / 1e6;
+    double gen_sys = (double)(ru_kids.ru_stime.tv_sec + ru_self.ru_stime.tv_sec) +
+                     (double)(ru_kids.ru_stime.tv_usec + ru_self.ru_stime.tv_usec) / 1e6;
+    double gen_cpu = gen_user + gen_sys;
     double gen_wall = (double)(board_now() - t0) / 1e9;
 
     /* Merge. */
@@ -429,7 +429,8 @@ int main(int argc, char **argv)
         if (s_t0.ok && opt.scenario != SC_IDLE)
             printf("  server CPU during traffic: %.2f s = %.3f ms per 1000 deliveries\n",
                    cpu_traffic, deliveries ? cpu_traffic * 1e6 / (double)deliveries : 0);
-        printf("  loadgen CPU: %.2f s in %.2f s (all its processes)\n", gen_cpu, gen_wall);
+        printf("  loadgen CPU: %.2f s (user %.2f, system %.2f) in %.2f s, all its processes\n",
+               gen_cpu, gen_user, gen_sys, gen_wall);
         printf("  checks: %s: %llu lost, %llu duplicated, %llu out of order, %llu unexpected "
                "closes, %llu failed connections, %llu error replies, %llu unreadable, %llu in the "
                "wrong room%s%s\n",
@@ -467,7 +468,9 @@ int main(int argc, char **argv)
                cpu_setup, cpu_traffic, deliveries ? cpu_traffic * 1e6 / (double)deliveries : 0,
                (unsigned long long)s_before.rss_kib, (unsigned long long)s_setup.rss_kib,
                (unsigned long long)s_after.rss_kib, rss_per);
-    printf(",\"loadgen_cpu_s\":%.2f,\"loadgen_wall_s\":%.2f", gen_cpu, gen_wall);
+    printf(",\"loadgen_cpu_s\":%.2f,\"loadgen_user_s\":%.2f,\"loadgen_sys_s\":%.2f,"
+           "\"loadgen_wall_s\":%.2f",
+           gen_cpu, gen_user, gen_sys, gen_wall);
     printf(",\"faults\":{\"lost\":%llu,\"duplicated\":%llu,\"reordered\":%llu,"
            "\"unexpected_close\":%llu,\"connect_failed\":%llu,\"server_errors\":%llu,"
            "\"bad_frames\":%llu,\"wrong_room\":%llu,\"timed_out\":%s}",

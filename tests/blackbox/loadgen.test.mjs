@@ -103,7 +103,8 @@ describe('against parley', () => {
   });
 });
 
-// A relay (text in, text to all) that breaks the rules as told, for one receiver.
+// A relay (text in, text to all) that, as told, breaks the rules for one receiver or sends every
+// message in fragments.
 function faultyRelay(fault) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   let count = 0;
@@ -114,6 +115,16 @@ function faultyRelay(fault) {
       const victim = [...wss.clients].at(-1);
       for (const client of wss.clients) {
         if (client.readyState !== WebSocket.OPEN) continue;
+        if (fault === 'fragment') {
+          // Every message in three frames with a ping between the first two (RFC 6455 5.4, 5.5).
+          const cut1 = Math.floor(data.length / 3);
+          const cut2 = Math.floor((2 * data.length) / 3);
+          client.send(data.subarray(0, cut1), { fin: false });
+          client.ping(Buffer.from('p'));
+          client.send(data.subarray(cut1, cut2), { fin: false });
+          client.send(data.subarray(cut2), { fin: true });
+          continue;
+        }
         if (client === victim && count === 5) {
           if (fault === 'drop') continue;
           if (fault === 'duplicate') client.send(data);
@@ -133,6 +144,22 @@ function faultyRelay(fault) {
   });
   return new Promise((resolve) => wss.on('listening', () => resolve(wss)));
 }
+
+test('a relay that sends every message in fragments with pings between them: a clean run', async () => {
+  const wss = await faultyRelay('fragment');
+  let pongs = 0;
+  wss.on('connection', (ws) => ws.on('pong', () => (pongs += 1)));
+  try {
+    const run = await loadgen(['--url', `ws://127.0.0.1:${wss.address().port}/`, '--protocol', 'relay', '-n', '20',
+      '--scenario', 'broadcast', '--messages', '20', '--inflight', '5', '--duration', '5']);
+    assert.equal(run.code, 0, run.stdout);
+    assert.equal(run.result.deliveries, 20 * 20);
+    assert.ok(pongs > 0, 'the pings were answered');
+  } finally {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+  }
+});
 
 describe('its checks fail when the server breaks the rules', () => {
   for (const [fault, what, field] of [
