@@ -43,13 +43,14 @@ struct faults {
 };
 
 struct board_worker {
-    atomic_uint_fast64_t ready;  /* clients connected (and joined) */
-    atomic_uint_fast64_t failed; /* clients that could not connect */
-    atomic_uint_fast64_t back;   /* storm: clients back and replayed */
-    atomic_int drained;          /* every send of this worker is acked */
-    atomic_int checked;          /* every client of this worker has every message */
-    atomic_int finished;         /* results below are written */
-    int efd;                     /* this worker's eventfd: the coordinator's and others' wake-up */
+    atomic_uint_fast64_t ready;   /* clients connected (and joined) */
+    atomic_uint_fast64_t failed;  /* clients that could not connect */
+    atomic_uint_fast64_t back;    /* storm: clients back and replayed */
+    atomic_uint_fast64_t last_rx; /* when a client of this worker last received a message */
+    atomic_int drained;           /* every send of this worker is acked */
+    atomic_int checked;           /* every client of this worker has every message */
+    atomic_int finished;          /* results below are written */
+    int efd;                      /* this worker's eventfd: the coordinator's and others' wake-up */
     /* Results, written once at PH_END. */
     uint64_t sent, resent, acked, deliveries, replayed;
     struct faults faults;

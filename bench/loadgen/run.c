@@ -296,6 +296,7 @@ static void on_message(struct client *c, const struct jscan_value *v)
 static void on_text_parley(struct net *n, struct client *c, const uint8_t *data, size_t len)
 {
     (void)n;
+    atomic_store_explicit(&W.me->last_rx, board_now(), memory_order_relaxed);
     /* Presence is most of what a big room's joins bring, and none of the benchmark's business. */
     static const char presence[] = "{\"type\":\"presence\"";
     if (len > sizeof presence && memcmp(data, presence, sizeof presence - 1) == 0)
@@ -382,6 +383,7 @@ static void on_text_parley(struct net *n, struct client *c, const uint8_t *data,
 static void on_text_relay(struct net *n, struct client *c, const uint8_t *data, size_t len)
 {
     (void)n;
+    atomic_store_explicit(&W.me->last_rx, board_now(), memory_order_relaxed);
     uint64_t t;
     uint32_t s, k;
     if (!proto_stamp_read((const char *)data, len, &t, &s, &k))
