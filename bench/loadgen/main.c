@@ -265,6 +265,8 @@ int main(int argc, char **argv)
     if (!B)
         return 1;
     kids = calloc(opt.procs, sizeof *kids);
+    if (!kids)
+        return 1;
     signal(SIGPIPE, SIG_IGN);
 
     struct server_sample s_before = sample_server();

@@ -267,14 +267,18 @@ static void on_message(struct client *c, const struct jscan_value *v)
         problem("client %u: a message without seq or stamp", c->id);
         return;
     }
+    /* The room is the prefix and the room's number: it must be this client's. */
     size_t plen = strlen(W.o->room_prefix);
     const struct jscan_value *r = &v[JK_ROOM];
     uint64_t room = UINT64_MAX;
-    struct jscan_value num = {.p = r->p + plen, .len = r->len - plen, .found = true};
-    if (!r->found || r->len <= plen || memcmp(r->p, W.o->room_prefix, plen) != 0 ||
-        !jscan_u64(&num, &room) || room != c->room) {
+    if (r->found && r->len > plen && memcmp(r->p, W.o->room_prefix, plen) == 0) {
+        struct jscan_value num = {.p = r->p + plen, .len = r->len - plen, .found = true};
+        if (!jscan_u64(&num, &room))
+            room = UINT64_MAX;
+    }
+    if (room != c->room) {
         W.f.wrong_room++;
-        problem("client %u: a message of room %.*s", c->id, (int)r->len, r->p);
+        problem("client %u: a message of room %.*s", c->id, (int)r->len, r->found ? r->p : "");
         return;
     }
     uint64_t now = board_now();

@@ -186,7 +186,8 @@ describe('its checks fail when the server breaks the rules', () => {
 
   // A fake parley (hello, guest login, join, send -> ack + message) that breaks the seq rules for
   // one member: `skip` leaves a hole in the seq, `double` stores a message twice (a new seq for
-  // the same sender's message, which only the per-sender count can see).
+  // the same sender's message, which only the per-sender count can see), `room` sends it a message
+  // of a room it is not in.
   function fakeParley(fault) {
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
     const members = new Set();
@@ -208,14 +209,25 @@ describe('its checks fail when the server breaks the rules', () => {
           ws.send(JSON.stringify({ type: 'ack', id: m.id, room: m.room, seq }));
           const event = JSON.stringify({ type: 'message', room: m.room, seq, ts: 0, from: 'x', text: m.text });
           const victim = [...members].at(-1);
-          for (const member of members) if (!(fault === 'skip' && seq === 5 && member === victim)) member.send(event);
+          for (const member of members) {
+            if (fault === 'skip' && seq === 5 && member === victim) continue;
+            if (fault === 'room' && seq === 5 && member === victim) {
+              member.send(JSON.stringify({ type: 'message', room: 'elsewhere', seq, ts: 0, from: 'x', text: m.text }));
+              continue;
+            }
+            member.send(event);
+          }
         }
       });
     });
     return new Promise((resolve) => wss.on('listening', () => resolve(wss)));
   }
 
-  for (const [fault, what, field] of [['skip', 'skips a seq for one member', 'lost'], ['double', 'stores a message twice', 'duplicated']]) {
+  for (const [fault, what, field] of [
+    ['skip', 'skips a seq for one member', 'lost'],
+    ['double', 'stores a message twice', 'duplicated'],
+    ['room', 'sends a member a message of another room', 'wrong_room'],
+  ]) {
     test(`a parley that ${what}: exit 1, and the summary says ${field}`, async () => {
       const wss = await fakeParley(fault);
       try {
