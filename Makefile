@@ -39,7 +39,7 @@ WEB_FILES := $(shell find web -type f 2>/dev/null | LC_ALL=C sort)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all run test unit asan fuzz fuzz-build bench clean format setup
+.PHONY: all run test unit asan fuzz fuzz-build bench clean format setup loadgen
 .DEFAULT_GOAL := all
 
 all: $(OUT)/parley
@@ -72,18 +72,23 @@ setup:
 # Benchmarks: figures beside a peer measured in the same run (docs/benchmarks.md). Not part of `make test`.
 bench:
 	@scripts/setup.sh --test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all loadgen
 	node bench/idle_memory.mjs $(or $(BENCH_CONNECTIONS),5000)
 	node bench/fanout.mjs 500 1500 100
 	node bench/fanout.mjs 1000 2000 500
 	node bench/deflate.mjs 500 1000 200
 	node bench/login_attack.mjs 5
+	node bench/loadgen.mjs idle -n 10000 --duration 2
+	node bench/loadgen.mjs broadcast -n 5000 --messages 1000 --inflight 4
+	node bench/loadgen.mjs all -n 100 --rounds 100
+	node bench/loadgen.mjs rooms -n 5000 --rooms 250 --send-rate 500 --duration 10
+	node bench/loadgen.mjs storm -n 5000 --rooms 250 --send-rate 500 --duration 5
 
 clean:
 	rm -rf build
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c bench/loadgen/*.[ch]
 
 $(OUT)/parley: $(OUT)/obj/main.o $(LIB_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
@@ -112,5 +117,20 @@ $(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS)
+
+# The C load generator (bench/loadgen, docs/benchmarks.md): a WebSocket client, so it shares no
+# object with the server; always optimised, whatever BUILD is. `make bench` uses it, and the smoke
+# test in tests/blackbox builds it with `make loadgen`.
+LOADGEN_OBJS := $(patsubst bench/loadgen/%.c,build/bench/obj/%.o,$(wildcard bench/loadgen/*.c))
+
+loadgen: build/bench/loadgen
+
+build/bench/loadgen: $(LOADGEN_OBJS)
+	$(CC) -o $@ $^ $(shell pkg-config --libs libcrypto)
+
+build/bench/obj/%.o: bench/loadgen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -O2 -g $(WARN) $(DEPFLAGS) $(shell pkg-config --cflags libcrypto) \
+		-c -o $@ $<
 
 -include $(shell find build -name '*.d' 2>/dev/null)
