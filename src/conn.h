@@ -48,6 +48,12 @@ enum conn_transport { CONN_HTTP, CONN_WEBSOCKET, CONN_TELNET, CONN_TRANSPORTS };
 struct conn;
 struct ws_inflater;
 
+/* Why the server says goodbye to every connection. */
+enum conn_goodbye {
+    CONN_GOODBYE_SHUTDOWN, /* the server stops: WebSocket close 1001 */
+    CONN_GOODBYE_RESTART,  /* another process took over: close 1012, come back at once */
+};
+
 struct conn_handler {
     /*
      * Consumes input data[0..len) and returns how many bytes it used; bytes
@@ -59,8 +65,8 @@ struct conn_handler {
     void (*on_timer)(struct conn *c);
     /* The connection is closing: release session state. Optional. */
     void (*on_close)(struct conn *c);
-    /* The server is shutting down: say goodbye (e.g. close 1001) and close. */
-    void (*on_shutdown)(struct conn *c);
+    /* The server is shutting down or handing over: say goodbye (close 1001 or 1012) and close. */
+    void (*on_shutdown)(struct conn *c, enum conn_goodbye why);
     /* The output queue fell below CONN_OUT_LOW: room for held-back output. Optional. */
     void (*on_drained)(struct conn *c);
     /* TLS connections: the handshake is done; start the session (set c->handler). */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "alloc.h"
@@ -166,21 +167,25 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
         snprintf(status, sizeof status, "\"unhealthy\",\"problem\":\"%s\"", problem);
     else
         snprintf(status, sizeof status, "\"ok\"");
-    char body[512];
+    char body[640];
+    struct metrics_upgrades up;
+    metrics_get_upgrades(&up);
     uint64_t tls_failed = tls_counted(TLS_RESULT_FAILED) + tls_counted(TLS_RESULT_TIMEOUT) +
                           tls_counted(TLS_RESULT_NOT_TLS);
-    int n =
-        snprintf(body, sizeof body,
-                 "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
-                 "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
-                 "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
-                 "\"tls_handshake_failures\":%llu}\n",
-                 status, PARLEY_VERSION,
-                 conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
-                 conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
-                 (unsigned long long)((conn_now(c) - w->started_ms) / 1000),
-                 w->cfg->tls_cert ? "true" : "false", tls_open_count(),
-                 (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed);
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
+                     "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
+                     "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
+                     "\"tls_handshake_failures\":%llu,\"pid\":%d,\"generation\":%llu,"
+                     "\"upgrades\":%llu,\"upgrades_failed\":%llu,\"handed_over\":%llu}\n",
+                     status, PARLEY_VERSION,
+                     conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
+                     conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
+                     (unsigned long long)((conn_now(c) - w->started_ms) / 1000),
+                     w->cfg->tls_cert ? "true" : "false", tls_open_count(),
+                     (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed,
+                     (int)getpid(), (unsigned long long)up.generation, (unsigned long long)up.done,
+                     (unsigned long long)up.failed, (unsigned long long)up.handed_over);
     send_text(c, problem ? 503 : 200, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 
@@ -464,8 +469,9 @@ static void on_timer(struct conn *c)
         conn_close(c);
 }
 
-static void on_shutdown(struct conn *c)
+static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
+    (void)why;
     conn_close_after_flush(c);
 }
 

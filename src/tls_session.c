@@ -17,8 +17,9 @@ static void on_timer(struct conn *c)
     conn_close(c);
 }
 
-static void on_shutdown(struct conn *c)
+static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
+    (void)why;
     conn_close(c); /* no session yet: nobody to say goodbye to */
 }
 
