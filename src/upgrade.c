@@ -319,7 +319,7 @@ static void upgrade_abort(const char *reason)
     P.counts.failed++;
     update_metrics();
     set_state(UP_IDLE);
-    log_error("msg=upgrade_failed pid=%d reason=\"%s\" child=\"%s\" generation=%llu "
+    log_error("msg=upgrade_failed new_pid=%d reason=\"%s\" new_process=\"%s\" generation=%llu "
               "action=\"this process serves on\"",
               (int)pid, reason, how, (unsigned long long)P.counts.generation);
     char status[200];
@@ -340,7 +340,7 @@ static void recover_by_exec(const char *reason)
     end_child(how, sizeof how);
     close_child_channel();
     P.counts.failed++;
-    log_error("msg=upgrade_failed pid=%d reason=\"%s\" child=\"%s\" generation=%llu "
+    log_error("msg=upgrade_failed new_pid=%d reason=\"%s\" new_process=\"%s\" generation=%llu "
               "action=\"this process restarts itself on the store as it is\"",
               (int)pid, reason, how, (unsigned long long)P.counts.generation);
     int *fds;
@@ -396,7 +396,7 @@ static void begin_drain(void)
     set_state(UP_DRAINING);
     P.counts.done++;
     update_metrics();
-    log_info("msg=upgrade_handed_over pid=%d generation=%llu mode=drain", (int)P.child,
+    log_info("msg=upgrade_handed_over new_pid=%d generation=%llu mode=drain", (int)P.child,
              (unsigned long long)P.counts.generation + 1);
     char status[96];
     snprintf(status, sizeof status, "handed over to pid %d", (int)P.child);
@@ -445,7 +445,7 @@ static void send_go(void)
     set_state(UP_GO_SENT);
     /* From here on this process never writes again: what waits in the store is refused. */
     server_gate_store(P.server, STORE_GATE_CLOSED, NULL);
-    log_info("msg=upgrade_go pid=%d", (int)P.child);
+    log_info("msg=upgrade_go new_pid=%d", (int)P.child);
     timer_start(P.loop, &P.deadline, loop_now(P.loop) + P.cfg->upgrade_timeout_ms);
 }
 
@@ -463,7 +463,7 @@ static void on_child_msg(struct upgrade_msg *m)
             upgrade_abort(reason);
             return;
         }
-        log_info("msg=upgrade_ready pid=%s version=%s", pid, version);
+        log_info("msg=upgrade_ready new_pid=%s version=%s", pid, version);
         /* Connections arriving from now on wait in the kernel's backlog for the new process. */
         server_set_accepting(P.server, false);
         server_gate_store(P.server, STORE_GATE_HELD, &P.mbox);
@@ -609,7 +609,7 @@ static void upgrade_start(void)
     }
     timer_start(P.loop, &P.deadline, loop_now(P.loop) + P.cfg->upgrade_timeout_ms);
     set_state(UP_SPAWNED);
-    log_info("msg=upgrade_started pid=%d binary=\"%s\" listeners=%zu generation=%llu", (int)pid,
+    log_info("msg=upgrade_started new_pid=%d binary=\"%s\" listeners=%zu generation=%llu", (int)pid,
              P.binary, n, (unsigned long long)P.counts.generation + 1);
     notify_reloading("upgrading");
 }
