@@ -137,12 +137,7 @@ test('the new process killed after taking over, while the old one drains: the ol
   assert.match(failed.fields.reason, /died while this one was draining|exited/);
   assert.equal(failed.fields.action, 'this process restarts itself on the store as it is');
   // The old process's pid now runs a fresh copy of the binary, on the same sockets.
-  const ready = await lineage.server.waitForLog(
-    (l) => l.fields.pid === String(oldPid) && l.fields.msg === 'ready' && l.fields.generation === '3',
-    HANDOVER_TIMEOUT,
-    'the restarted process to be ready',
-  );
-  assert.ok(ready);
+  await lineage.waitLog(oldPid, 'ready', { generation: 3 });
   lineage.current = oldPid;
   assert.ok(!alive(newPid));
   const h = await lineage.healthz();

@@ -61,16 +61,18 @@ export class Lineage {
     return pid === undefined ? all : all.filter((l) => l.fields.pid === String(pid));
   }
 
-  // The first line (past or future) of process pid with msg (and fields matching `extra`).
-  waitLog(pid, msg, extra = {}, timeoutMs = HANDOVER_TIMEOUT) {
-    return this.server.waitForLog(
-      (l) =>
-        (pid === null || l.fields.pid === String(pid)) &&
-        l.fields.msg === msg &&
-        Object.entries(extra).every(([k, v]) => l.fields[k] === String(v)),
-      timeoutMs,
-      `msg=${msg} from pid ${pid}`,
-    );
+  // The first line (past or future) of process pid (null: any) with msg and fields matching
+  // `extra`. Polls the log: the first process may have exited (its successors write on).
+  async waitLog(pid, msg, extra = {}, timeoutMs = HANDOVER_TIMEOUT) {
+    const match = (l) =>
+      (pid === null || l.fields.pid === String(pid)) &&
+      l.fields.msg === msg &&
+      Object.entries(extra).every(([k, v]) => l.fields[k] === String(v));
+    try {
+      return await eventually(() => this.server.logLines().find(match), timeoutMs, `msg=${msg} from pid ${pid}`);
+    } catch (err) {
+      throw new Error(`${err.message}\n--- the log ---\n${this.server.tail(60)}`);
+    }
   }
 
   // The pid an upgrade of process `pid` started (its msg=upgrade_started line).
@@ -113,6 +115,7 @@ export class Lineage {
 
   // Kills every process of the line and removes the data directory.
   async dispose() {
+    this.disposed = true; // riders stop
     for (const pid of this.pids) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -236,6 +239,7 @@ export class Rider {
     this.reconnects += 1;
     const deadline = Date.now() + ms(30000);
     for (;;) {
+      if (this.lineage.disposed) throw new Error(`${this.name}: the test is over`);
       try {
         await this.connect();
         return;
@@ -268,13 +272,14 @@ export class Rider {
   run(pauseMs = 150) {
     let k = 0;
     this.loop = (async () => {
-      while (this.running) {
+      while (this.running && !this.lineage.disposed) {
         k += 1;
         const room = this.rooms[k % this.rooms.length];
         await this.sendOnce(room, `${this.name} says ${k}`, `${this.name}-${k}`);
         await new Promise((r) => setTimeout(r, pauseMs));
       }
     })();
+    this.loop.catch(() => {}); // reported by stop(); not an unhandled rejection if a test fails first
     return this.loop;
   }
 
@@ -313,6 +318,7 @@ export class TelnetRider {
     this.reconnects += 1;
     const deadline = Date.now() + ms(30000);
     for (;;) {
+      if (this.lineage.disposed) throw new Error(`${this.name}: the test is over`);
       try {
         await this.connect();
         return;
@@ -327,7 +333,7 @@ export class TelnetRider {
   run(pauseMs = 200) {
     let k = 0;
     this.loop = (async () => {
-      while (this.running) {
+      while (this.running && !this.lineage.disposed) {
         k += 1;
         const text = `${this.name} types ${k}`;
         const tn = this.tn;
@@ -344,6 +350,7 @@ export class TelnetRider {
         await new Promise((r) => setTimeout(r, pauseMs));
       }
     })();
+    this.loop.catch(() => {});
     return this.loop;
   }
 
