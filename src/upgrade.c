@@ -720,7 +720,9 @@ static void stop_now(int sig)
         finish_drain();
         return;
     }
-    notify_stopping();
+    /* A new process stopped before it was handed the store was never the service's main one. */
+    if (P.pred_fd < 0 || P.pred_go)
+        notify_stopping();
     loop_stop(P.loop);
 }
 

@@ -39,10 +39,8 @@ async function activated(t, names, extra = []) {
   const child = spawn('systemd-socket-activate', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   const proc = new ChatServer(child, exited, dataDir);
-  t.after(async () => {
-    await proc.kill();
-    proc.removeData();
-  });
+  const lineage = new Lineage(proc);
+  t.after(() => lineage.dispose()); // every process of the line, and the data
   // systemd-socket-activate starts the program at the first connection, which waits in the
   // backlog meanwhile and is then served: ask for /healthz on what will be the HTTP port.
   await eventually(() => (proc.stderr().match(/Listening on/g) || []).length === 2, ms(10000), 'the sockets');
@@ -50,14 +48,14 @@ async function activated(t, names, extra = []) {
   const res = await get(first, '/healthz');
   assert.equal(res.status, 200);
   await proc.waitForLog((l) => l.fields.msg === 'ready', ms(15000), 'msg=ready');
-  return { proc, httpPort, telnetPort, lineage: new Lineage(proc) };
+  return { proc, httpPort, telnetPort, lineage };
 }
 
 for (const [label, names] of [['unnamed, in order', undefined], ['named', 'telnet:http']]) {
   test(`socket activation (${label}): parley serves the sockets it was given, binds nothing, and upgrades with them`, async (t) => {
     // Named in the other order: the names decide, not the order.
     const swap = names === 'telnet:http';
-    const { proc, httpPort, telnetPort } = await activated(t, names, ['--drain-time', '0.5']);
+    const { proc, httpPort, telnetPort, lineage } = await activated(t, names, ['--drain-time', '0.5']);
     const [h, tn] = swap ? [telnetPort, httpPort] : [httpPort, telnetPort];
     const listening = proc.logLines().filter((l) => l.fields.msg === 'listening');
     assert.deepEqual(listening.map((l) => [l.fields.transport, l.fields.addr, l.fields.inherited]), [
@@ -73,7 +71,6 @@ for (const [label, names] of [['unnamed, in order', undefined], ['named', 'telne
     t.after(() => tc.destroy());
     await tc.waitPrompt(/Your name\? $/);
     // An upgrade passes them on, named, as sockets of its own.
-    const lineage = new Lineage(proc);
     const { oldPid, newPid } = await lineage.upgrade();
     assert.deepEqual(lineage.lines(newPid).filter((l) => l.fields.msg === 'listening').map((l) => l.fields.inherited), ['2', '2']);
     await gone(oldPid, EXIT_MARGIN);

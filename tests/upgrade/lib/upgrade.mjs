@@ -113,9 +113,19 @@ export class Lineage {
     return { status: res.status, ...JSON.parse(res.text ?? res.body) };
   }
 
-  // Kills every process of the line and removes the data directory.
+  // Stops the serving process (SIGTERM: a sanitizer build then checks it for leaks), kills every
+  // other process of the line, removes the data directory, and fails if any process of the line
+  // reported a sanitizer error or a leak.
   async dispose() {
     this.disposed = true; // riders stop
+    try {
+      if (alive(this.current)) {
+        process.kill(this.current, 'SIGTERM');
+        await gone(this.current, ms(10000)).catch(() => {});
+      }
+    } catch {
+      // gone already
+    }
     for (const pid of this.pids) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -125,6 +135,8 @@ export class Lineage {
     }
     await this.server.kill();
     this.server.removeData();
+    const report = this.server.stderr().match(/^.*(AddressSanitizer|LeakSanitizer|runtime error:).*$/m);
+    if (report) throw new Error(`a process of the line reported: ${report[0]}\n${this.server.tail(40)}`);
   }
 }
 
