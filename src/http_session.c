@@ -105,6 +105,9 @@ static const struct config *cfg_of(struct conn *c)
 
 static void send_response(struct conn *c, struct response *r)
 {
+    if (c->http & CONN_HTTP_LAST)
+        r->keep_alive = false;
+    c->http |= CONN_HTTP_ANSWERED;
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nServer: parley/%s\r\nContent-Type: %s\r\n"
@@ -323,7 +326,10 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
                      accept, deflate.on ? "Sec-WebSocket-Extensions: " : "", ext,
                      deflate.on ? "\r\n" : "");
     conn_send_copy(c, head, (size_t)n);
+    bool last = c->http & CONN_HTTP_LAST;
     ws_session_start(c, ep, deflate.on ? deflate.server_bits : 0);
+    if (last) /* this process has handed over: the client goes to the new one at once */
+        ws_session_close(c, WS_CLOSE_RESTART, "service restart");
 }
 
 static bool path_is(const char *path, size_t len, const char *want)
@@ -471,7 +477,14 @@ static void on_timer(struct conn *c)
 
 static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
-    (void)why;
+    /* Handing over: a connection whose request has not come yet, or is half read, gets its
+     * answer and then the close; closing it now would leave that client without one (the new
+     * process has the port). An idle keep-alive connection may be closed: clients send again on
+     * a new connection when a reused one closes. */
+    if (why == CONN_GOODBYE_RESTART && (!(c->http & CONN_HTTP_ANSWERED) || c->in_len > 0)) {
+        c->http |= CONN_HTTP_LAST;
+        return;
+    }
     conn_close_after_flush(c);
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +47,8 @@ extern char **environ;
 #define DRAIN_POLL_MS 100
 /* After GO the old process's goodbyes to what is left when the new one died before it exited. */
 #define RECOVER_GOODBYE_MS 1000
+/* How long a new process whose channel ended may take to be reapable before it is killed. */
+#define CHILD_EXIT_WAIT_MS 200
 
 enum old_state {
     UP_IDLE,     /* no upgrade under way */
@@ -172,6 +175,13 @@ static void end_child(char *out, size_t outsz)
     }
     int status = 0;
     pid_t r = waitpid(P.child, &status, WNOHANG);
+    if (r == 0 && P.child_pidfd >= 0) {
+        /* Its channel ended as it died: the kernel closes a dying process's descriptors a moment
+         * before its exit status is there. Give that moment, so the log says how it ended. */
+        struct pollfd pfd = {.fd = P.child_pidfd, .events = POLLIN};
+        if (poll(&pfd, 1, CHILD_EXIT_WAIT_MS) == 1)
+            r = waitpid(P.child, &status, WNOHANG);
+    }
     if (r == 0) {
         kill(P.child, SIGKILL);
         while ((r = waitpid(P.child, &status, 0)) < 0 && errno == EINTR)
@@ -567,8 +577,6 @@ static void upgrade_start(void)
     char **env = make_env(kinds, n, chan_at, P.counts.generation + 1, P.counts.done + 1,
                           P.counts.failed, pid_env, sizeof pid_env);
     int *copies = high_copies(fds, n, sv[1]);
-    sigset_t none;
-    sigemptyset(&none);
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     pid_t pid = fork();
     if (pid == 0) {
@@ -577,7 +585,8 @@ static void upgrade_start(void)
         if (place_fds(copies, n, true) < 0)
             _exit(126);
         close_range((unsigned)chan_at + 1, ~0u, 0);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        /* The signal mask stays as it is (SIGUSR2, SIGTERM... blocked) across exec: the new
+         * parley blocks them again first thing, and a SIGUSR2 in between must not kill it. */
         sigaction(SIGPIPE, &dfl, NULL);
         execve(P.binary, P.argv, env);
         _exit(127);

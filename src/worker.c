@@ -284,6 +284,7 @@ void worker_begin_shutdown(struct worker *w, uint64_t deadline_ms, uint64_t spre
     worker_set_accepting(w, false);
     w->stopping = true;
     w->goodbye = why;
+    w->conns.goodbye = (int8_t)why;
     w->keep_listeners = why == CONN_GOODBYE_RESTART;
     for (int i = 0; i < w->n_listeners; i++) {
         struct listener *l = w->listeners[i];

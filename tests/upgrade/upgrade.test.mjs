@@ -4,14 +4,16 @@
 // the counters go on in the new process; a second SIGUSR2 during an upgrade is ignored; TLS
 // connections get their goodbye through TLS.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { ChatClient, eventually, guest, ms, uniq, uniqRoom } from '../chat/lib/chat.mjs';
 import { scrape, sum } from '../chat/lib/metrics.mjs';
 import { TelnetClient, telnetLogin } from '../chat/lib/telnet.mjs';
 import { freshDataDir, runParley } from '../blackbox/lib/server.mjs';
 import { certDir, makeCert } from '../blackbox/lib/tls.mjs';
-import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, gone } from './lib/upgrade.mjs';
+import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, gone, parleyBin } from './lib/upgrade.mjs';
 
 const DRAIN_S = 2;
 
@@ -151,3 +153,34 @@ test('TLS: wss and TLS telnet clients get their goodbye through TLS, and the TLS
   await tn2.waitPrompt(/Your name\? $/);
   assert.equal((await lineage.healthz()).pid, newPid);
 });
+
+// The new binary may run more or fewer workers than the old one had sockets per port (here: a
+// wrapper that adds --workers N to the same arguments). More: the extra workers add SO_REUSEPORT
+// sockets of their own on the port; fewer: a worker takes several. Either way every socket is
+// served and none is closed.
+for (const workers of [3, 1]) {
+  test(`the new process runs ${workers} worker(s) on the 2 sockets per port it was handed`, async (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'parley-wrap-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const wrapper = path.join(dir, 'parley');
+    writeFileSync(wrapper, `#!/bin/sh\nexec "${parleyBin}" "$@" --workers ${workers}\n`);
+    chmodSync(wrapper, 0o755);
+    const lineage = await Lineage.start(t, ['--workers', '2', '--drain-time', '0.5', '--upgrade-binary', wrapper]);
+    const { oldPid, newPid } = await lineage.upgrade();
+    const added = lineage.lines(newPid).filter((l) => l.fields.msg === 'listeners_added');
+    if (workers === 3) assert.deepEqual(added.map((l) => [l.fields.sockets, l.fields.shared]), [['1', 'false'], ['1', 'false']]);
+    else assert.deepEqual(added, []);
+    await gone(oldPid, EXIT_MARGIN);
+    // Many connections, so that every socket of the port (old and added) gets some: all served.
+    const clients = [];
+    for (let i = 0; i < 24; i++) clients.push(await guest(lineage.server, t));
+    const tns = [];
+    for (let i = 0; i < 12; i++) {
+      const tc = await TelnetClient.connect(lineage.server);
+      t.after(() => tc.destroy());
+      await tc.waitPrompt(/Your name\? $/);
+      tns.push(tc);
+    }
+    assert.equal((await lineage.healthz()).pid, newPid);
+  });
+}
