@@ -2,7 +2,7 @@
 # each first installs whatever the machine is missing (scripts/setup.sh), then builds.
 
 VERSION := 0.1.0
-PKGS := openssl jansson sqlite3 libsodium zlib
+PKGS := openssl jansson sqlite3 libsodium zlib libsystemd
 BUILD ?= release
 OUT := build/$(BUILD)
 
@@ -53,8 +53,9 @@ test:
 	@scripts/setup.sh --test
 	@scripts/test.sh
 
-# Every test binary and both server builds, without running anything.
-unit: $(UNIT_TESTS)
+# Every test binary and both server builds, without running anything. notify_sink stands in for
+# systemd's notification socket in tests/upgrade (it is not a unit test: test.sh runs test_* only).
+unit: $(UNIT_TESTS) $(OUT)/tests/notify_sink
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=asan all unit
@@ -113,6 +114,10 @@ $(OUT)/obj/web_assets.o: $(OUT)/gen/web_assets.c
 $(OUT)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka
+
+$(OUT)/tests/notify_sink: tests/tools/notify_sink.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)

@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev)
+# sd_notify (readiness, reloading and stopping under systemd: src/notify.c).
+build_packages+=(libsystemd-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # The TLS suites make their certificates with the openssl command and talk to the server with s_client.
 test_packages+=(openssl)
+# systemd-socket-activate for the socket activation test (tests/upgrade).
+test_packages+=(systemd)
 
 with_tests=false
 [ "${1:-}" = "--test" ] && with_tests=true

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: builds parley, runs every test suite, and ends with one line "N passed, N failed".
 # Suites: cmocka unit tests and the black-box suites (the real binary on loopback: tests/blackbox
-# for HTTP and WebSocket, tests/chat for the chat protocol over WebSocket and telnet), each once on
+# for HTTP and WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade
+# for upgrades to a new process, socket activation and sd_notify), each once on
 # the release build and once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
@@ -78,7 +79,7 @@ run_units() {
 run_blackbox() {
     local bin=$1 name=$2
     local out="$log_dir/blackbox-$name.tap"
-    local suites=(tests/blackbox/ tests/chat/)
+    local suites=(tests/blackbox/ tests/chat/ tests/upgrade/)
     # The web client in a real browser (Debian's chromium), once, on the release build.
     [ "$name" = release ] && suites+=(tests/web/)
     echo "== black-box ($name): $bin"

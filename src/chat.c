@@ -95,7 +95,10 @@ void chat_op_free(struct chat_op *op)
 
 void chat_op_drop(struct mail *m)
 {
-    chat_op_free((struct chat_op *)m);
+    if (m->kind == MAIL_OP)
+        chat_op_free((struct chat_op *)m);
+    else
+        free(m); /* a control mail (a store gate) */
 }
 
 void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why)

@@ -87,6 +87,10 @@ struct chat_op {
     /* Result: PROTO_OK or the error to send, with a human message. */
     enum proto_error err;
     const char *why;
+    /* A write refused because this process handed the store over to a new one (an upgrade):
+     * the worker closes the connection with the restart goodbye instead of showing err, and
+     * the client retries (with the same cid) on the new process. */
+    bool handed_over;
     uint32_t retry_after; /* rate_limited login or register: whole seconds to wait, or 0 */
 
     /* Password ops (login, register) while auth holds them (auth.c). */

@@ -813,6 +813,14 @@ static void op_done(struct worker *w, struct chat_op *op)
 
 static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op)
 {
+    if (op->handed_over) {
+        /* Another process owns the store now: this connection goes there (it is closed with
+         * the restart goodbye, and its client retries with the same cid), rather than being
+         * told of an error it can do nothing about. The session is freed by the close. */
+        chat_op_free(op);
+        c->handler->on_shutdown(c, CONN_GOODBYE_RESTART);
+        return;
+    }
     if (op->err) {
         if (op->kind == CHAT_JOIN && !op->rejoin) {
             s->joins_pending--;

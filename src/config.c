@@ -89,6 +89,19 @@ static const char usage[] =
     "  --throttle-entries N      networks, accounts and trusted pairs remembered, each "
     "(default 65536)\n"
     "\n"
+    "Upgrades (SIGUSR2, or `parley upgrade --data DIR`, starts a new binary that takes over):\n"
+    "  --upgrade-binary PATH     the binary to start (default: this one's path, as resolved at "
+    "start)\n"
+    "  --upgrade-timeout SECONDS the new process must be ready and serving by then, or the "
+    "upgrade\n"
+    "                            fails and this one serves on (default 10)\n"
+    "  --upgrade-mode drain      drain: open connections are closed (WebSocket 1012) over "
+    "--drain-time\n"
+    "                            and resume on the new process (the default and, for now, only "
+    "mode)\n"
+    "  --drain-time SECONDS      how long the old process takes to close its connections "
+    "(default 10)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -139,6 +152,11 @@ enum {
     OPT_LOGIN_TRUST,
     OPT_AUTH_QUEUE_ADDRESS,
     OPT_THROTTLE_ENTRIES,
+    /* upgrades */
+    OPT_UPGRADE_BINARY,
+    OPT_UPGRADE_TIMEOUT,
+    OPT_UPGRADE_MODE,
+    OPT_DRAIN_TIME,
 };
 
 static const struct option options[] = {
@@ -186,6 +204,10 @@ static const struct option options[] = {
     {"login-trust", required_argument, NULL, OPT_LOGIN_TRUST},
     {"auth-queue-address", required_argument, NULL, OPT_AUTH_QUEUE_ADDRESS},
     {"throttle-entries", required_argument, NULL, OPT_THROTTLE_ENTRIES},
+    {"upgrade-binary", required_argument, NULL, OPT_UPGRADE_BINARY},
+    {"upgrade-timeout", required_argument, NULL, OPT_UPGRADE_TIMEOUT},
+    {"upgrade-mode", required_argument, NULL, OPT_UPGRADE_MODE},
+    {"drain-time", required_argument, NULL, OPT_DRAIN_TIME},
     {0, 0, 0, 0},
 };
 
@@ -310,6 +332,9 @@ static void set_defaults(struct config *cfg)
     cfg->login_trust_ms = 30ull * 24 * 3600 * 1000;
     cfg->auth_queue_address = 32;
     cfg->throttle_entries = 65536;
+    cfg->upgrade_timeout_ms = 10000;
+    cfg->upgrade_mode = CONFIG_UPGRADE_DRAIN;
+    cfg->drain_time_ms = 10000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -555,6 +580,26 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 16, 1u << 24, &v) < 0)
                 return bad("throttle-entries", optarg, "expected a number from 16 to 16777216");
             cfg->throttle_entries = (uint32_t)v;
+            break;
+        case OPT_UPGRADE_BINARY:
+            if (optarg[0] == '\0')
+                return bad("upgrade-binary", optarg, "expected the path of a parley binary");
+            cfg->upgrade_binary = optarg;
+            break;
+        case OPT_UPGRADE_TIMEOUT:
+            if (parse_seconds(optarg, &cfg->upgrade_timeout_ms) < 0)
+                return bad("upgrade-timeout", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_UPGRADE_MODE:
+            if (strcmp(optarg, "drain") == 0)
+                cfg->upgrade_mode = CONFIG_UPGRADE_DRAIN;
+            else
+                return bad("upgrade-mode", optarg,
+                           "expected drain (live handover of connections is not built yet)");
+            break;
+        case OPT_DRAIN_TIME:
+            if (parse_seconds(optarg, &cfg->drain_time_ms) < 0)
+                return bad("drain-time", optarg, "expected seconds greater than 0");
             break;
         case OPT_HELP:
             fputs(usage, stdout);

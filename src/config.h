@@ -73,6 +73,12 @@ struct config {
                                     throttle this long */
     uint32_t auth_queue_address; /* password ops one network may have waiting */
     uint32_t throttle_entries;   /* entries in each throttle table */
+
+    /* Upgrades (upgrade.c): SIGUSR2 or `parley upgrade` starts a new binary that takes over. */
+    const char *upgrade_binary;  /* --upgrade-binary; NULL = this binary's own path at start */
+    uint64_t upgrade_timeout_ms; /* how long the new process may take to be ready and serving */
+    enum config_upgrade_mode { CONFIG_UPGRADE_DRAIN } upgrade_mode;
+    uint64_t drain_time_ms; /* drain: the old process's connections are closed over this long */
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

@@ -53,6 +53,7 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
     set->scratch_size = 64u << 10;
     set->scratch = xmalloc(set->scratch_size);
     set->linger_ms = 2000;
+    set->goodbye = -1;
 }
 
 static void free_dead(struct conn_set *set);
@@ -626,6 +627,8 @@ static void handshake(struct conn *c, struct ssl_st *ssl)
     }
     c->last_rx_ms = conn_now(c);
     c->handler->on_handshake(c);
+    if (c->set->goodbye >= 0 && c->state == CONN_OPEN && c->handler && c->handler->on_shutdown)
+        c->handler->on_shutdown(c, (enum conn_goodbye)c->set->goodbye);
     if (c->out_count > 0)
         mark_dirty(c);
     read_buffered(c);

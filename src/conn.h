@@ -48,6 +48,12 @@ enum conn_transport { CONN_HTTP, CONN_WEBSOCKET, CONN_TELNET, CONN_TRANSPORTS };
 struct conn;
 struct ws_inflater;
 
+/* Why the server says goodbye to every connection. */
+enum conn_goodbye {
+    CONN_GOODBYE_SHUTDOWN, /* the server stops: WebSocket close 1001 */
+    CONN_GOODBYE_RESTART,  /* another process took over: close 1012, come back at once */
+};
+
 struct conn_handler {
     /*
      * Consumes input data[0..len) and returns how many bytes it used; bytes
@@ -59,8 +65,8 @@ struct conn_handler {
     void (*on_timer)(struct conn *c);
     /* The connection is closing: release session state. Optional. */
     void (*on_close)(struct conn *c);
-    /* The server is shutting down: say goodbye (e.g. close 1001) and close. */
-    void (*on_shutdown)(struct conn *c);
+    /* The server is shutting down or handing over: say goodbye (close 1001 or 1012) and close. */
+    void (*on_shutdown)(struct conn *c, enum conn_goodbye why);
     /* The output queue fell below CONN_OUT_LOW: room for held-back output. Optional. */
     void (*on_drained)(struct conn *c);
     /* TLS connections: the handshake is done; start the session (set c->handler). */
@@ -97,6 +103,9 @@ struct conn_set {
     size_t count;
     uint64_t linger_ms; /* how long a closing connection drains input */
     void *owner;        /* the worker, for handlers */
+    /* -1, or the goodbye (enum conn_goodbye) the server is saying: a TLS connection that
+     * finishes its handshake meanwhile gets it as soon as its session starts. */
+    int8_t goodbye;
 };
 
 struct conn {
@@ -122,7 +131,8 @@ struct conn {
     uint32_t in_len, in_cap;
     struct conn_out *out; /* ring of queued output, or NULL */
     uint32_t out_head, out_count, out_cap;
-    uint8_t tls; /* CONN_TLS_* bits; 0 on a plain connection */
+    uint8_t tls;  /* CONN_TLS_* bits; 0 on a plain connection */
+    uint8_t http; /* CONN_HTTP_* bits, while the connection speaks HTTP */
     size_t out_bytes;
     uint64_t last_drain_ms; /* when the output queue last became empty */
     struct conn *prev, *next, *dirty_next, *dead_next;
@@ -138,6 +148,10 @@ struct conn {
 #define CONN_TLS_WRITE_WANTS_READ 0x04 /* the last write waits for the socket to be readable */
 #define CONN_TLS_READ_WANTS_WRITE 0x08 /* the last read waits for the socket to be writable */
 #define CONN_TLS_SHUT_SENT 0x10        /* close_notify sent (or given up on) */
+
+/* The HTTP bits of struct conn. */
+#define CONN_HTTP_ANSWERED 0x01 /* a response was sent: an idle connection may just be closed */
+#define CONN_HTTP_LAST 0x02     /* handing over: the response under way (or next) is the last */
 
 /* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
 #define CONN_OUT_HIGH (1u << 20)

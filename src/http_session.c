@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "alloc.h"
@@ -104,6 +105,9 @@ static const struct config *cfg_of(struct conn *c)
 
 static void send_response(struct conn *c, struct response *r)
 {
+    if (c->http & CONN_HTTP_LAST)
+        r->keep_alive = false;
+    c->http |= CONN_HTTP_ANSWERED;
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nServer: parley/%s\r\nContent-Type: %s\r\n"
@@ -166,21 +170,25 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
         snprintf(status, sizeof status, "\"unhealthy\",\"problem\":\"%s\"", problem);
     else
         snprintf(status, sizeof status, "\"ok\"");
-    char body[512];
+    char body[640];
+    struct metrics_upgrades up;
+    metrics_get_upgrades(&up);
     uint64_t tls_failed = tls_counted(TLS_RESULT_FAILED) + tls_counted(TLS_RESULT_TIMEOUT) +
                           tls_counted(TLS_RESULT_NOT_TLS);
-    int n =
-        snprintf(body, sizeof body,
-                 "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
-                 "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
-                 "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
-                 "\"tls_handshake_failures\":%llu}\n",
-                 status, PARLEY_VERSION,
-                 conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
-                 conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
-                 (unsigned long long)((conn_now(c) - w->started_ms) / 1000),
-                 w->cfg->tls_cert ? "true" : "false", tls_open_count(),
-                 (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed);
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":%s,\"version\":\"%s\",\"connections\":%zu,"
+                     "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
+                     "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
+                     "\"tls_handshake_failures\":%llu,\"pid\":%d,\"generation\":%llu,"
+                     "\"upgrades\":%llu,\"upgrades_failed\":%llu,\"handed_over\":%llu}\n",
+                     status, PARLEY_VERSION,
+                     conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
+                     conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
+                     (unsigned long long)((conn_now(c) - w->started_ms) / 1000),
+                     w->cfg->tls_cert ? "true" : "false", tls_open_count(),
+                     (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed,
+                     (int)getpid(), (unsigned long long)up.generation, (unsigned long long)up.done,
+                     (unsigned long long)up.failed, (unsigned long long)up.handed_over);
     send_text(c, problem ? 503 : 200, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 
@@ -318,7 +326,10 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
                      accept, deflate.on ? "Sec-WebSocket-Extensions: " : "", ext,
                      deflate.on ? "\r\n" : "");
     conn_send_copy(c, head, (size_t)n);
+    bool last = c->http & CONN_HTTP_LAST;
     ws_session_start(c, ep, deflate.on ? deflate.server_bits : 0);
+    if (last) /* this process has handed over: the client goes to the new one at once */
+        ws_session_close(c, WS_CLOSE_RESTART, "service restart");
 }
 
 static bool path_is(const char *path, size_t len, const char *want)
@@ -464,8 +475,16 @@ static void on_timer(struct conn *c)
         conn_close(c);
 }
 
-static void on_shutdown(struct conn *c)
+static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
+    /* Handing over: a connection whose request has not come yet, or is half read, gets its
+     * answer and then the close; closing it now would leave that client without one (the new
+     * process has the port). An idle keep-alive connection may be closed: clients send again on
+     * a new connection when a reused one closes. */
+    if (why == CONN_GOODBYE_RESTART && (!(c->http & CONN_HTTP_ANSWERED) || c->in_len > 0)) {
+        c->http |= CONN_HTTP_LAST;
+        return;
+    }
     conn_close_after_flush(c);
 }
 

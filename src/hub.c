@@ -575,6 +575,11 @@ static int compare_rooms(const void *a, const void *b)
 static void on_mail(struct service *s, struct mail *m)
 {
     struct hub *h = s->ctx;
+    if (m->kind == MAIL_STORE_GATE) {
+        /* On to the store behind every op this hub has sent there (store_thread.h). */
+        mailbox_post(chat_route()->store, m);
+        return;
+    }
     struct chat_op *op = (struct chat_op *)m;
     struct hub_room *r;
     switch (op->kind) {

@@ -21,9 +21,11 @@ struct mail {
 
 /* Every kind of mail in the program, so any receiver can tell them apart. */
 enum mail_kind {
-    MAIL_STOP = 1, /* stop the receiving thread (workers: shut down gracefully) */
-    MAIL_OP,       /* a struct chat_op on its journey */
-    MAIL_DELIVER,  /* a batch of events from the hub to a worker */
+    MAIL_STOP = 1,   /* stop the receiving thread (workers: shut down gracefully) */
+    MAIL_OP,         /* a struct chat_op on its journey */
+    MAIL_DELIVER,    /* a batch of events from the hub to a worker */
+    MAIL_STORE_GATE, /* main -> hub -> store -> main: hold, open or close the store to writes */
+    MAIL_WORKER_CTL, /* main -> a worker: accept or not, drain (server.c) */
 };
 
 struct mailbox {

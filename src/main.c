@@ -1,4 +1,5 @@
-/* main: parses options, starts the server, and turns signals into a TLS reload or a shutdown. */
+/* main: parses options (or runs `parley upgrade`), blocks signals for every thread, and hands the
+ * process to upgrade_run, which serves until a stop or a handover. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,8 +10,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
-#include "tls.h"
+#include "upgrade.h"
 
 /* Creates dir and its parents (mode 0700: the data is the users'). Returns 0 or -errno. */
 static int make_dirs(const char *dir)
@@ -33,25 +33,10 @@ static int make_dirs(const char *dir)
     return 0;
 }
 
-/* SIGHUP: new TLS connections get the certificate and key as the files now are. */
-static void reload_tls(void)
-{
-    if (!tls_enabled()) {
-        log_info("msg=sighup_ignored reason=\"no TLS certificate to reload\"");
-        return;
-    }
-    char err[512], q[600];
-    if (tls_reload(err, sizeof err) < 0) {
-        log_error(
-            "msg=tls_reload_failed error=%s reason=\"still serving the previous certificate\"",
-            log_quote(q, sizeof q, err, strlen(err)));
-        return;
-    }
-    log_info("msg=tls_reloaded");
-}
-
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "upgrade") == 0)
+        return upgrade_command(argc, argv);
     struct config cfg;
     switch (config_parse(&cfg, argc, argv)) {
     case CONFIG_EXIT_OK:
@@ -63,12 +48,13 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
 
-    /* Workers inherit this mask: signals reach only the sigwait below. */
+    /* Every thread inherits this mask: these signals reach only the main thread's signalfd. */
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR2); /* an upgrade: never again the default action (death) */
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN); /* a peer that hangs up is an EPIPE, not a crash */
 
@@ -77,32 +63,7 @@ int main(int argc, char **argv)
         log_error("msg=data_dir_failed dir=\"%s\" error=\"%s\"", cfg.data_dir, strerror(-rc));
         return 2;
     }
-    struct server *server = server_start(&cfg);
-    if (!server)
-        return 2;
-    log_info("msg=ready version=%s workers=%d node=\"%s\" data=\"%s\" pid=%d tls=%s",
-             PARLEY_VERSION, cfg.workers, cfg.node, cfg.data_dir, (int)getpid(),
-             !cfg.tls_cert        ? "off"
-             : cfg.has_telnet_tls ? "http,telnet_tls"
-                                  : "http");
-
-    int sig;
-    for (;;) {
-        if (sigwait(&signals, &sig) != 0)
-            continue;
-        if (sig == SIGINT || sig == SIGTERM)
-            break;
-        if (sig == SIGHUP)
-            reload_tls();
-    }
-    log_info("msg=shutting_down signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    /* A second signal during the goodbye ends the process at once. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigdelset(&signals, SIGHUP); /* stays blocked: a reload during shutdown must not kill us */
-    pthread_sigmask(SIG_UNBLOCK, &signals, NULL);
-    server_stop(server, 4000);
+    int status = upgrade_run(&cfg, argc, argv);
     config_free(&cfg);
-    log_info("msg=stopped");
-    return 0;
+    return status;
 }

@@ -25,6 +25,23 @@ static atomic_uint_fast64_t latency_count, latency_sum_us;
 static atomic_uint_fast64_t batch_buckets[N_BATCH];
 static atomic_uint_fast64_t batch_count, batch_sum;
 static _Atomic(const char *) store_problem;
+static atomic_uint_fast64_t up_generation = 1, up_done, up_failed, up_handed_over;
+
+void metrics_set_upgrades(const struct metrics_upgrades *u)
+{
+    atomic_store_explicit(&up_generation, u->generation, memory_order_relaxed);
+    atomic_store_explicit(&up_done, u->done, memory_order_relaxed);
+    atomic_store_explicit(&up_failed, u->failed, memory_order_relaxed);
+    atomic_store_explicit(&up_handed_over, u->handed_over, memory_order_relaxed);
+}
+
+void metrics_get_upgrades(struct metrics_upgrades *out)
+{
+    out->generation = atomic_load_explicit(&up_generation, memory_order_relaxed);
+    out->done = atomic_load_explicit(&up_done, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&up_failed, memory_order_relaxed);
+    out->handed_over = atomic_load_explicit(&up_handed_over, memory_order_relaxed);
+}
 
 void metrics_set_store_problem(const char *problem)
 {
@@ -217,6 +234,23 @@ struct chunk *metrics_render(uint64_t uptime_s)
         (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING_MAX]));
     histogram(&o, "parley_auth_wait_seconds", "Time a password check waited for a hasher thread.",
               wait_bounds, wait_buckets, N_WAIT, &wait_count, (double)get(&wait_sum_us) / 1e6);
+    struct metrics_upgrades up;
+    metrics_get_upgrades(&up);
+    put(&o,
+        "# HELP parley_generation This process's generation: 1 at a fresh start, one more for "
+        "each process that took over from another (an upgrade).\n"
+        "# TYPE parley_generation gauge\nparley_generation %llu\n"
+        "# HELP parley_upgrades_total Upgrades to a new process, by result, counted since the "
+        "first process of this line started (each process passes them on).\n"
+        "# TYPE parley_upgrades_total counter\n"
+        "parley_upgrades_total{result=\"done\"} %llu\n"
+        "parley_upgrades_total{result=\"failed\"} %llu\n"
+        "# HELP parley_upgrade_connections_handed_over_total Open connections moved to a new "
+        "process (live upgrade; 0 in drain mode).\n"
+        "# TYPE parley_upgrade_connections_handed_over_total counter\n"
+        "parley_upgrade_connections_handed_over_total %llu\n",
+        (unsigned long long)up.generation, (unsigned long long)up.done,
+        (unsigned long long)up.failed, (unsigned long long)up.handed_over);
     put(&o,
         "# HELP parley_uptime_seconds Seconds since the server started.\n"
         "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",

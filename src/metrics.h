@@ -56,6 +56,17 @@ void metrics_set(enum metric_gauge g, uint64_t value);
 /* Observes how long a password op waited for a hasher. */
 void metrics_auth_wait(uint64_t micros);
 
+/*
+ * The process's place in its line of upgrades (upgrade.c): its generation (1 at a fresh start,
+ * one more for each process that took over), upgrades done and failed (carried from process to
+ * process), connections handed over live. Set by the main thread, read anywhere.
+ */
+struct metrics_upgrades {
+    uint64_t generation, done, failed, handed_over;
+};
+void metrics_set_upgrades(const struct metrics_upgrades *u);
+void metrics_get_upgrades(struct metrics_upgrades *out);
+
 /* Renders every metric (plus connection gauges) as Prometheus text into a new chunk. */
 struct chunk *metrics_render(uint64_t uptime_s);
 

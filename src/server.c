@@ -1,8 +1,9 @@
-/* server: binds listeners, runs the workers, and shuts them down. */
+/* server: binds or adopts listeners, runs the workers, and shuts them down. */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,26 @@
 #include "worker.h"
 
 struct shutdown_mail {
-    struct mail mail;
+    struct mail mail; /* MAIL_STOP */
     uint64_t deadline_ms;
+    uint64_t spread_ms;
+    enum conn_goodbye why;
+};
+
+struct ctl_mail {
+    struct mail mail; /* MAIL_WORKER_CTL */
+    bool accepting;
+};
+
+/* A port served from sockets this process was handed, with fewer of them than workers: the
+ * other workers get sockets of their own when serving starts (server_serve). */
+struct port_extra {
+    enum listen_kind kind;
+    enum conn_transport transport;
+    bool tls;
+    int model;      /* an inherited socket of the port */
+    size_t have;    /* workers 0..have-1 have sockets */
+    bool reuseport; /* the model has SO_REUSEPORT: the others bind their own; else they share */
 };
 
 struct server {
@@ -38,6 +57,9 @@ struct server {
     struct mailbox **worker_mailboxes;
     struct store *db;
     struct service hub, store, auth;
+    struct port_extra extras[LISTEN_KINDS];
+    int n_extras;
+    bool serving;
 };
 
 /* Rule 24: over the per-address limit, a short refusal in the port's own language. */
@@ -101,8 +123,13 @@ static void on_mail(struct worker *w, struct mail *m)
 {
     if (m->kind == MAIL_STOP) {
         struct shutdown_mail *sm = (struct shutdown_mail *)m;
-        worker_begin_shutdown(w, sm->deadline_ms);
+        worker_begin_shutdown(w, sm->deadline_ms, sm->spread_ms, sm->why);
         free(sm);
+        return;
+    }
+    if (m->kind == MAIL_WORKER_CTL) {
+        worker_set_accepting(w, ((struct ctl_mail *)m)->accepting);
+        free(m);
         return;
     }
     chat_worker_mail(w, m);
@@ -149,14 +176,21 @@ fail:;
     return -err;
 }
 
+/* A port's name in the log (msg=listening transport=...), as it has always been. */
+static const char *log_name(enum listen_kind kind)
+{
+    return kind == LISTEN_TELNET_TLS ? "telnet_tls" : listen_kind_name(kind);
+}
+
 /*
  * Opens one SO_REUSEPORT socket per worker on addr. SO_REUSEPORT would let
  * us share a port with another process of the same user, silently splitting
  * its traffic, so a plain bind first proves the port is free.
  */
-static int bind_port(struct server *s, const struct listen_addr *addr, enum conn_transport t,
-                     const char *name, bool tls)
+static int bind_port(struct server *s, const struct listen_addr *addr, enum listen_kind kind,
+                     enum conn_transport t, bool tls)
 {
+    const char *name = log_name(kind);
     struct sockaddr_storage sa = addr->sa;
     char text[96];
     if (get_port(&sa) != 0) {
@@ -180,7 +214,7 @@ static int bind_port(struct server *s, const struct listen_addr *addr, enum conn
             socklen_t len = sizeof sa;
             getsockname(fd, (struct sockaddr *)&sa, &len);
         }
-        worker_add_listener(&s->workers[i], fd, t, tls);
+        worker_add_listener(&s->workers[i], fd, kind, t, tls);
     }
     format_addr(&sa, text, sizeof text);
     log_info("msg=listening transport=%s addr=%s tls=%s", name, text, tls ? "true" : "false");
@@ -188,14 +222,88 @@ static int bind_port(struct server *s, const struct listen_addr *addr, enum conn
 }
 
 /*
+ * Serves a port from the sockets this process was handed (fds[0..n)), binding
+ * nothing and probing nothing: they are ours already. With more sockets than
+ * workers, a worker takes several; with fewer, the other workers get theirs
+ * when serving starts (add_extras). An inherited socket is never closed before
+ * exit: connections waiting in its backlog would be reset.
+ */
+static void adopt_port(struct server *s, const int *fds, size_t n, enum listen_kind kind,
+                       enum conn_transport t, bool tls)
+{
+    for (size_t j = 0; j < n; j++)
+        worker_add_listener(&s->workers[j % (size_t)s->n_workers], fds[j], kind, t, tls);
+    if (n < (size_t)s->n_workers) {
+        struct port_extra *e = &s->extras[s->n_extras++];
+        int on = 0;
+        socklen_t len = sizeof on;
+        *e = (struct port_extra){
+            .kind = kind, .transport = t, .tls = tls, .model = fds[0], .have = n};
+        e->reuseport = getsockopt(fds[0], SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on;
+    }
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    char text[96] = "?";
+    if (getsockname(fds[0], (struct sockaddr *)&sa, &len) == 0)
+        format_addr(&sa, text, sizeof text);
+    log_info("msg=listening transport=%s addr=%s tls=%s inherited=%zu", log_name(kind), text,
+             tls ? "true" : "false", n);
+}
+
+/*
+ * The workers that an adopted port had no socket for get one: a SO_REUSEPORT socket of their
+ * own on the same address when the port's sockets have the option (ours do; systemd's with
+ * ReusePort=yes), else a descriptor of an inherited socket, shared with the worker that has it.
+ */
+static int add_extras(struct server *s)
+{
+    for (int x = 0; x < s->n_extras; x++) {
+        struct port_extra *e = &s->extras[x];
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        if (getsockname(e->model, (struct sockaddr *)&sa, &len) < 0)
+            return -1;
+        for (size_t i = e->have; i < (size_t)s->n_workers; i++) {
+            int fd =
+                e->reuseport ? open_listener(&sa, len, true) : fcntl(e->model, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0) {
+                log_error("msg=bind_failed transport=%s error=\"%s\"", log_name(e->kind),
+                          strerror(e->reuseport ? -fd : errno));
+                return -1;
+            }
+            worker_add_listener(&s->workers[i], fd, e->kind, e->transport, e->tls);
+        }
+        log_info("msg=listeners_added transport=%s sockets=%zu shared=%s", log_name(e->kind),
+                 (size_t)s->n_workers - e->have, e->reuseport ? "false" : "true");
+    }
+    s->n_extras = 0;
+    return 0;
+}
+
+/* Binds the port of kind, or adopts its inherited sockets. Returns 0 or -1 (logged). */
+static int open_port(struct server *s, const struct listen_addr *addr, enum listen_kind kind,
+                     enum conn_transport t, bool tls, struct listen_fds *inherited)
+{
+    if (inherited && inherited->n[kind] > 0) {
+        adopt_port(s, inherited->fds[kind], inherited->n[kind], kind, t, tls);
+        inherited->n[kind] = 0; /* the workers own them now */
+        return 0;
+    }
+    return bind_port(s, addr, kind, t, tls);
+}
+
+/*
  * Stops the threads in the order data flows out of them (workers, then the
  * hub, then the store, which commits what it still holds), and only then
  * frees anything: a thread may post to another until it has stopped.
  */
-static void free_server(struct server *s, int started)
+static void free_server(struct server *s, int started, bool keep_listeners)
 {
     for (int i = 0; i < started; i++)
         worker_join(&s->workers[i]);
+    if (keep_listeners)
+        for (int i = 0; i < s->n_workers; i++)
+            worker_detach_listeners(&s->workers[i]);
     service_stop(&s->hub);
     service_stop(&s->store);
     service_stop(&s->auth);
@@ -219,13 +327,12 @@ static void free_server(struct server *s, int started)
     tls_teardown(); /* after the workers: their connections held references to the contexts */
 }
 
-/* Opens the store and prepares the hub, store and auth threads. Returns 0 or an error. */
+/* Takes the store over, loads the chat state from it and starts the hub, store and auth threads.
+ * Returns 0 or an error. */
 static int start_chat(struct server *s)
 {
     const struct config *cfg = s->cfg;
-    struct store_sqlite_options opts = {.max_db_bytes = cfg->max_db_bytes,
-                                        .check_ms = cfg->db_check_ms};
-    int rc = store_sqlite_open(cfg->data_dir, &opts, &s->db);
+    int rc = s->db->ops->take_over(s->db);
     if (rc < 0)
         return rc;
     if ((rc = hub_init(&s->hub, cfg, s->db, s->n_workers)) < 0 ||
@@ -246,69 +353,144 @@ static int start_chat(struct server *s)
     return 0;
 }
 
-struct server *server_start(const struct config *cfg)
+struct server *server_prepare(const struct config *cfg, struct listen_fds *inherited, bool standby)
 {
     struct server *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->n_workers = cfg->workers;
     s->workers = xcalloc((size_t)s->n_workers, sizeof *s->workers);
+    if (inherited && inherited->n[LISTEN_TELNET_TLS] > 0 && !cfg->has_telnet_tls) {
+        log_error("msg=listen_fds_failed error=\"a telnet-tls socket was passed, but "
+                  "--telnet-tls is not set\"");
+        goto fail;
+    }
     if (cfg->tls_cert) {
         char err[512], q[600];
         if (tls_setup(cfg->tls_cert, cfg->tls_key, err, sizeof err) < 0) {
             log_error("msg=tls_setup_failed error=%s", log_quote(q, sizeof q, err, strlen(err)));
-            free_server(s, 0);
-            return NULL;
+            goto fail;
         }
     }
     for (int i = 0; i < s->n_workers; i++) {
         int rc = worker_init(&s->workers[i], i, cfg);
         if (rc < 0) {
             log_error("msg=worker_init_failed worker=%d error=\"%s\"", i, strerror(-rc));
-            free_server(s, 0);
-            return NULL;
+            goto fail;
         }
         s->workers[i].on_accept = on_accept;
         s->workers[i].on_mail = on_mail;
         chat_worker_init(&s->workers[i]);
     }
     bool tls = cfg->tls_cert != NULL;
-    if (bind_port(s, &cfg->http, CONN_HTTP, "http", tls) < 0 ||
-        bind_port(s, &cfg->telnet, CONN_TELNET, "telnet", false) < 0 ||
+    if (open_port(s, &cfg->http, LISTEN_HTTP, CONN_HTTP, tls, inherited) < 0 ||
+        open_port(s, &cfg->telnet, LISTEN_TELNET, CONN_TELNET, false, inherited) < 0 ||
         (cfg->has_telnet_tls &&
-         bind_port(s, &cfg->telnet_tls, CONN_TELNET, "telnet_tls", true) < 0)) {
-        free_server(s, 0);
-        return NULL;
-    }
-    int rc = start_chat(s);
+         open_port(s, &cfg->telnet_tls, LISTEN_TELNET_TLS, CONN_TELNET, true, inherited) < 0))
+        goto fail;
+    struct store_sqlite_options opts = {
+        .max_db_bytes = cfg->max_db_bytes, .check_ms = cfg->db_check_ms, .standby = standby};
+    int rc = store_sqlite_open(cfg->data_dir, &opts, &s->db);
     if (rc < 0) {
         log_error("msg=store_open_failed dir=\"%s\" error=%d", cfg->data_dir, rc);
-        free_server(s, 0);
-        return NULL;
+        goto fail;
     }
+    if (inherited)
+        listen_fds_free(inherited);
+    return s;
+fail:
+    /* Sockets handed to us and not yet given to a worker stay open until we exit: closing them
+     * would reset the connections waiting in them. */
+    if (inherited)
+        listen_fds_free(inherited);
+    free_server(s, 0, false);
+    return NULL;
+}
+
+int server_serve(struct server *s)
+{
+    int rc = add_extras(s);
+    if (rc == 0 && (rc = start_chat(s)) < 0)
+        log_error("msg=store_open_failed dir=\"%s\" error=%d", s->cfg->data_dir, rc);
+    if (rc < 0)
+        return -1;
     for (int i = 0; i < s->n_workers; i++) {
         rc = worker_start(&s->workers[i]);
         if (rc < 0) {
             log_error("msg=worker_start_failed worker=%d error=\"%s\"", i, strerror(-rc));
-            server_stop(s, 0);
-            return NULL;
+            return -1;
         }
     }
-    return s;
+    s->serving = true;
+    return 0;
 }
 
-void server_stop(struct server *s, unsigned timeout_ms)
+void server_set_accepting(struct server *s, bool on)
 {
-    uint64_t deadline = clock_ms() + timeout_ms;
+    for (int i = 0; i < s->n_workers; i++) {
+        if (!s->workers[i].thread)
+            continue;
+        struct ctl_mail *m = xcalloc(1, sizeof *m);
+        m->mail.kind = MAIL_WORKER_CTL;
+        m->accepting = on;
+        mailbox_post(&s->workers[i].mailbox, &m->mail);
+    }
+}
+
+void server_gate_store(struct server *s, enum store_gate gate, struct mailbox *reply)
+{
+    struct store_gate_mail *m = xcalloc(1, sizeof *m);
+    m->mail.kind = MAIL_STORE_GATE;
+    m->gate = gate;
+    m->reply = reply;
+    mailbox_post(&s->hub.mailbox, &m->mail);
+}
+
+void server_begin_goodbyes(struct server *s, enum conn_goodbye why, uint64_t spread_ms,
+                           uint64_t deadline_ms)
+{
     for (int i = 0; i < s->n_workers; i++) {
         if (!s->workers[i].thread)
             continue;
         struct shutdown_mail *m = xcalloc(1, sizeof *m);
         m->mail.kind = MAIL_STOP;
-        m->deadline_ms = deadline;
+        m->deadline_ms = deadline_ms;
+        m->spread_ms = spread_ms;
+        m->why = why;
         mailbox_post(&s->workers[i].mailbox, &m->mail);
     }
+}
+
+size_t server_listeners(struct server *s, int **fds, enum listen_kind **kinds)
+{
+    size_t n = 0;
+    for (int i = 0; i < s->n_workers; i++)
+        n += (size_t)s->workers[i].n_listeners;
+    *fds = xcalloc(n ? n : 1, sizeof **fds);
+    *kinds = xcalloc(n ? n : 1, sizeof **kinds);
+    size_t k = 0;
+    for (int i = 0; i < s->n_workers; i++) {
+        for (int j = 0; j < s->workers[i].n_listeners; j++) {
+            const struct listener *l = s->workers[i].listeners[j];
+            if (l->fd < 0)
+                continue;
+            (*fds)[k] = l->fd;
+            (*kinds)[k] = l->kind;
+            k++;
+        }
+    }
+    return k;
+}
+
+size_t server_connections(void)
+{
+    return conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET);
+}
+
+void server_stop(struct server *s, unsigned timeout_ms, enum conn_goodbye why, bool keep_listeners)
+{
+    server_begin_goodbyes(s, why, 0, clock_ms() + timeout_ms);
     int started = 0;
     while (started < s->n_workers && s->workers[started].thread)
         started++;
-    free_server(s, started);
+    free_server(s, started, keep_listeners);
 }

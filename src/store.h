@@ -61,6 +61,12 @@ typedef void (*store_user_cb)(void *arg, const char *name, int64_t created_ms);
 
 struct store_ops {
     void (*close)(struct store *s);
+    /*
+     * Makes a store opened in standby (store_sqlite_options.standby) ready for writes, now that
+     * this process is the only one writing: migrates the schema if it must. A no-op on a store
+     * opened normally. Returns 0 or an error (logged).
+     */
+    int (*take_over)(struct store *s);
     /* Every room with its latest seq (0 if it has no messages), dm rooms included. */
     int (*load_rooms)(struct store *s, store_room_cb each, void *arg);
     /* Every registered user (for the hub's name checks at start-up). */
@@ -115,6 +121,9 @@ struct store {
 struct store_sqlite_options {
     uint64_t max_db_bytes; /* > 0: writes that would grow the file beyond it fail with -ENOSPC */
     uint64_t check_ms;     /* time bound for PRAGMA quick_check at open; 0 skips it */
+    /* Open without writing anything (another process still writes: an upgrade); take_over
+     * does the writes an open would (a schema migration, the marker) once this one may. */
+    bool standby;
 };
 
 /*
@@ -124,6 +133,8 @@ struct store_sqlite_options {
  * was (the file missing or empty), and a database quick_check finds damaged.
  * While open, writes fail with -EIO once the file is deleted or replaced
  * under it, and what is read back is repaired to valid text (store_msg).
+ * In standby, nothing is written until take_over, and a database whose schema
+ * is newer than this binary's is refused here already.
  * Returns 0 and *out, or an error after logging why.
  */
 int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,

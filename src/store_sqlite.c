@@ -182,6 +182,10 @@ struct sqlite_store {
     sqlite3_stmt *st[ST_COUNT];
     bool batch;    /* between a successful begin and its commit or rollback */
     int batch_err; /* the error that ended the batch early (see batch_lost), or 0 */
+    /* Opened in standby: take_over still has to migrate (if needed), prepare, watch the files
+     * and write the marker. NULL once done. */
+    char *standby_dir;
+    bool prepared;
 };
 
 static struct sqlite_store *from_base(struct store *s)
@@ -388,6 +392,7 @@ static void sq_close(struct store *s)
         close(ss->main_fd);
     free(ss->main.path);
     free(ss->wal.path);
+    free(ss->standby_dir);
     free(ss);
 }
 
@@ -756,8 +761,11 @@ static int sq_token_expire(struct store *s, int64_t now_ms)
     return write_stmt(ss, ST_TOKEN_EXPIRE, "token_expire", rc);
 }
 
+static int sq_take_over(struct store *s);
+
 static const struct store_ops sqlite_ops = {
     .close = sq_close,
+    .take_over = sq_take_over,
     .load_rooms = sq_load_rooms,
     .load_users = sq_load_users,
     .begin = sq_begin,
@@ -965,6 +973,46 @@ static char *join_path(const char *dir, const char *name)
     return path;
 }
 
+/* The writing part of an open: the schema brought up to date, statements prepared, the files
+ * recorded for check_files, the marker written. Returns 0 or an error (logged). */
+static int finish_open(struct sqlite_store *ss, const char *data_dir)
+{
+    int ret = migrate(ss->db);
+    /* Preparing reads the whole schema, so a damaged schema is refused here too. */
+    if (ret == 0 && !ss->prepared && (ret = prepare_all(ss)) == 0)
+        ss->prepared = true;
+    if (ret != 0)
+        return ret;
+    /* The files as they are now, after migrate wrote (so the WAL exists): what every batch
+     * checks it still writes to. */
+    char *path = join_path(data_dir, "parley.db");
+    char *marker = join_path(data_dir, MARKER_NAME);
+    ss->main_fd = open(path, O_RDONLY | O_CLOEXEC);
+    watch_file(&ss->main, path);
+    char *wal = join_path(data_dir, "parley.db-wal");
+    watch_file(&ss->wal, wal);
+    free(wal);
+    if (access(marker, F_OK) != 0)
+        write_marker(marker, data_dir);
+    metrics_set_store_problem(NULL);
+    free(path);
+    free(marker);
+    return 0;
+}
+
+static int sq_take_over(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    if (!ss->standby_dir)
+        return 0;
+    int ret = finish_open(ss, ss->standby_dir);
+    if (ret == 0) {
+        free(ss->standby_dir);
+        ss->standby_dir = NULL;
+    }
+    return ret;
+}
+
 int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,
                       struct store **out)
 {
@@ -1022,23 +1070,32 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
         ret = quick_check(ss->db, opts->check_ms);
     if (ret == 0 && opts->max_db_bytes > 0)
         ret = set_size_cap(ss->db, opts->max_db_bytes);
-    if (ret == 0)
-        ret = migrate(ss->db);
-    /* Preparing reads the whole schema, so a damaged schema is refused here too. */
-    if (ret == 0)
-        ret = prepare_all(ss);
     if (ret != 0)
         goto fail;
-    /* The files as they are now, after migrate wrote (so the WAL exists): what every batch
-     * checks it still writes to. */
-    ss->main_fd = open(path, O_RDONLY | O_CLOEXEC);
-    watch_file(&ss->main, path);
-    char *wal = join_path(data_dir, "parley.db-wal");
-    watch_file(&ss->wal, wal);
-    free(wal);
-    if (!marked)
-        write_marker(marker, data_dir);
-    metrics_set_store_problem(NULL);
+    if (opts->standby) {
+        /* Another process writes: read only what tells whether we can serve this database. */
+        int64_t version = 0;
+        ret = query_int(ss->db, "user_version", "PRAGMA user_version", &version);
+        if (ret == 0 && version > SCHEMA_VERSION) {
+            log_error("msg=store_error op=open error=\"database schema %lld is newer than this "
+                      "binary's %d\"",
+                      (long long)version, SCHEMA_VERSION);
+            ret = -EIO;
+        }
+        /* A schema as ours can be prepared now; an older one only after take_over migrates. */
+        if (ret == 0 && version == SCHEMA_VERSION && (ret = prepare_all(ss)) == 0)
+            ss->prepared = true;
+        if (ret != 0)
+            goto fail;
+        ss->standby_dir = xstrdup(data_dir);
+        free(path);
+        free(marker);
+        *out = &ss->base;
+        return 0;
+    }
+    ret = finish_open(ss, data_dir);
+    if (ret != 0)
+        goto fail;
     free(path);
     free(marker);
     *out = &ss->base;

@@ -29,6 +29,9 @@ struct store_thread {
     struct map rooms; /* room -> struct seq_room */
     struct chat_op **batch;
     size_t n_batch;
+    enum store_gate gate;
+    struct chat_op **held; /* writes waiting while the gate is HELD */
+    size_t n_held, cap_held;
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
     /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
      * many batches failed since, not once per batch. */
@@ -389,9 +392,59 @@ static void login_token(struct store_thread *st, struct chat_op *op)
     chat_to_worker(op);
 }
 
+/* A write this process may no longer make: another process owns the store now. */
+static void refuse_handed_over(struct chat_op *op)
+{
+    op->seq = 0;
+    op->token[0] = '\0';
+    chat_op_fail(op, PROTO_SERVER_BUSY,
+                 "the server is restarting; retry with the same cid in a moment");
+    op->handed_over = true;
+    route_after_batch(op);
+}
+
+static void add_write(struct service *s, struct chat_op *op)
+{
+    struct store_thread *st = s->ctx;
+    st->batch[st->n_batch++] = op;
+    if (st->n_batch == MAX_BATCH) {
+        commit_batch(s);
+        loop_wake_soon(s->loop);
+    }
+}
+
+static void set_gate(struct service *s, struct store_gate_mail *gm)
+{
+    struct store_thread *st = s->ctx;
+    if (gm->gate == STORE_GATE_HELD && st->gate == STORE_GATE_OPEN)
+        commit_batch(s); /* what came before the hold is committed before anyone is told */
+    st->gate =
+        gm->gate == STORE_GATE_HELD && st->gate == STORE_GATE_CLOSED ? STORE_GATE_CLOSED : gm->gate;
+    if (st->gate != STORE_GATE_HELD) {
+        for (size_t i = 0; i < st->n_held; i++) {
+            if (st->gate == STORE_GATE_CLOSED)
+                refuse_handed_over(st->held[i]);
+            else
+                add_write(s, st->held[i]);
+        }
+        st->n_held = 0;
+    }
+    log_info("msg=store_gate gate=%s", st->gate == STORE_GATE_OPEN   ? "open"
+                                       : st->gate == STORE_GATE_HELD ? "held"
+                                                                     : "closed");
+    if (gm->reply)
+        mailbox_post(gm->reply, &gm->mail);
+    else
+        free(gm);
+}
+
 static void on_mail(struct service *s, struct mail *m)
 {
     struct store_thread *st = s->ctx;
+    if (m->kind == MAIL_STORE_GATE) {
+        set_gate(s, (struct store_gate_mail *)m);
+        return;
+    }
     struct chat_op *op = (struct chat_op *)m;
     switch (op->kind) {
     case CHAT_HISTORY:
@@ -415,10 +468,16 @@ static void on_mail(struct service *s, struct mail *m)
     default:
         break;
     }
-    st->batch[st->n_batch++] = op;
-    if (st->n_batch == MAX_BATCH) {
-        commit_batch(s);
-        loop_wake_soon(s->loop);
+    if (st->gate == STORE_GATE_CLOSED) {
+        refuse_handed_over(op);
+    } else if (st->gate == STORE_GATE_HELD) {
+        if (st->n_held == st->cap_held) {
+            st->cap_held = st->cap_held ? st->cap_held * 2 : 64;
+            st->held = xrealloc(st->held, st->cap_held * sizeof *st->held);
+        }
+        st->held[st->n_held++] = op;
+    } else {
+        add_write(s, op);
     }
 }
 
@@ -448,6 +507,9 @@ void store_thread_destroy(struct service *s)
     for (size_t i = 0; i < st->n_batch; i++)
         chat_op_free(st->batch[i]);
     free(st->batch);
+    for (size_t i = 0; i < st->n_held; i++)
+        chat_op_free(st->held[i]);
+    free(st->held);
     st->db->ops->close(st->db);
     free(st);
 }

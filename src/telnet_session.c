@@ -676,9 +676,12 @@ static void on_close(struct conn *c)
     free(t);
 }
 
-static void on_shutdown(struct conn *c)
+static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
-    say(c, "\r\n* The server is shutting down.\r\n");
+    if (why == CONN_GOODBYE_RESTART)
+        say(c, "\r\n* The server is restarting: connect again to go on.\r\n");
+    else
+        say(c, "\r\n* The server is shutting down.\r\n");
     conn_close_after_flush(c);
 }
 

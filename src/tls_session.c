@@ -17,9 +17,13 @@ static void on_timer(struct conn *c)
     conn_close(c);
 }
 
-static void on_shutdown(struct conn *c)
+static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
-    conn_close(c); /* no session yet: nobody to say goodbye to */
+    /* Handing over: the client is owed its handshake; its session gets the goodbye as soon as
+     * it starts (conn_set.goodbye). A shutdown has no one to say goodbye to yet. */
+    if (why == CONN_GOODBYE_RESTART)
+        return;
+    conn_close(c);
 }
 
 /* A plain HTTP request on the HTTPS port gets a plain 400 that says so, as nginx does;

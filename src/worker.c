@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "ws_deflate.h"
 
@@ -36,6 +38,8 @@ static void tune_accepted(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &unacked, sizeof unacked);
 }
+
+static void on_goodbye_tick(struct timer *t);
 
 static void before_sleep(void *arg)
 {
@@ -73,6 +77,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg)
         return rc;
     loop_set_before_sleep(w->loop, before_sleep, w);
     timer_init(&w->stop_deadline, NULL);
+    timer_init(&w->goodbye_tick, on_goodbye_tick);
     return 0;
 }
 
@@ -84,9 +89,14 @@ void worker_destroy(struct worker *w, void (*drop)(struct mail *m))
         while ((m = mailbox_take(&w->mailbox)))
             drop(m);
     }
-    for (int i = 0; i < w->n_listeners; i++)
-        if (w->listeners[i].fd >= 0)
-            close(w->listeners[i].fd);
+    for (int i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i]->fd >= 0)
+            close(w->listeners[i]->fd);
+        free(w->listeners[i]);
+    }
+    free(w->listeners);
+    w->listeners = NULL;
+    w->n_listeners = 0;
     mailbox_destroy(&w->mailbox);
     loop_free(w->loop);
     w->loop = NULL;
@@ -116,7 +126,7 @@ static void on_listener(struct loop_watch *watch, uint32_t events)
     (void)events;
     struct listener *l = (struct listener *)watch;
     struct worker *w = l->worker;
-    for (int i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && w->accepting && !w->stopping; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -139,13 +149,19 @@ static void on_resume(struct timer *t)
     if (!l->paused || l->worker->stopping)
         return;
     l->paused = false;
+    if (!l->worker->accepting)
+        return; /* worker_set_accepting watches it again when accepting resumes */
     loop_watch_add(l->worker->loop, l->fd, EPOLLIN, &l->watch);
     log_info("msg=accept_resumed worker=%d", l->worker->id);
 }
 
-void worker_add_listener(struct worker *w, int fd, enum conn_transport transport, bool tls)
+void worker_add_listener(struct worker *w, int fd, enum listen_kind kind,
+                         enum conn_transport transport, bool tls)
 {
-    struct listener *l = &w->listeners[w->n_listeners++];
+    struct listener *l = xcalloc(1, sizeof *l);
+    w->listeners = xrealloc(w->listeners, (size_t)(w->n_listeners + 1) * sizeof *w->listeners);
+    w->listeners[w->n_listeners++] = l;
+    l->kind = kind;
     l->tls = tls;
     l->watch.cb = on_listener;
     l->worker = w;
@@ -158,10 +174,27 @@ void worker_add_listener(struct worker *w, int fd, enum conn_transport transport
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    w->accepting = true;
     for (int i = 0; i < w->n_listeners; i++)
-        loop_watch_add(w->loop, w->listeners[i].fd, EPOLLIN, &w->listeners[i].watch);
+        loop_watch_add(w->loop, w->listeners[i]->fd, EPOLLIN, &w->listeners[i]->watch);
     loop_run(w->loop);
     return NULL;
+}
+
+void worker_set_accepting(struct worker *w, bool on)
+{
+    if (w->stopping || w->accepting == on)
+        return;
+    w->accepting = on;
+    for (int i = 0; i < w->n_listeners; i++) {
+        struct listener *l = w->listeners[i];
+        if (l->paused || l->fd < 0)
+            continue; /* out of descriptors: on_resume watches it again */
+        if (on)
+            loop_watch_add(w->loop, l->fd, EPOLLIN, &l->watch);
+        else
+            loop_watch_del(w->loop, l->fd);
+    }
 }
 
 int worker_start(struct worker *w)
@@ -181,32 +214,114 @@ static void on_stop_deadline(struct timer *t)
     loop_stop(w->loop);
 }
 
-void worker_begin_shutdown(struct worker *w, uint64_t deadline_ms)
+static void say_goodbye(struct worker *w, struct conn *c)
 {
-    if (w->stopping)
-        return;
-    w->stopping = true;
-    for (int i = 0; i < w->n_listeners; i++) {
-        struct listener *l = &w->listeners[i];
-        timer_stop(w->loop, &l->resume);
-        if (!l->paused)
-            loop_watch_del(w->loop, l->fd);
-        close(l->fd);
-        l->fd = -1;
+    if (c->state == CONN_OPEN && c->handler && c->handler->on_shutdown)
+        c->handler->on_shutdown(c, w->goodbye);
+    else if (c->state == CONN_OPEN)
+        conn_close_after_flush(c);
+}
+
+/* True for a connection that is only HTTP requests (or a TLS handshake): no one to keep long. */
+static bool is_brief(const struct conn *c)
+{
+    return c->transport == CONN_HTTP;
+}
+
+/*
+ * A drain's next goodbyes: as many as are due by now for goodbyes_total spread evenly over
+ * goodbye_spread_ms, so the clients' reconnects reach the new process at an even pace.
+ * Newest connections first (the head of the list). Connections that closed by themselves
+ * meanwhile leave the list, so the walk ends early once nobody is left.
+ */
+static void on_goodbye_tick(struct timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, goodbye_tick));
+    uint64_t elapsed = loop_now(w->loop) - w->goodbye_from_ms;
+    size_t due = elapsed >= w->goodbye_spread_ms
+                     ? w->goodbyes_total
+                     : (size_t)((w->goodbyes_total * elapsed) / w->goodbye_spread_ms) + 1;
+    struct conn *c = w->conns.all;
+    while (c && w->goodbyes_said < due) {
+        struct conn *next = c->next;
+        if (c->state == CONN_OPEN) {
+            say_goodbye(w, c);
+            w->goodbyes_said++;
+        }
+        c = next;
     }
-    /* Each goodbye may close the connection and unlink it: walk a snapshot. */
+    bool anyone_left = false;
+    for (c = w->conns.all; c && !anyone_left; c = c->next)
+        anyone_left = c->state == CONN_OPEN;
+    if (!anyone_left || w->goodbyes_said >= w->goodbyes_total)
+        return;
+    uint64_t next_at =
+        w->goodbye_from_ms + (w->goodbye_spread_ms * w->goodbyes_said) / w->goodbyes_total;
+    if (next_at <= loop_now(w->loop))
+        next_at = loop_now(w->loop) + 1;
+    timer_start(w->loop, &w->goodbye_tick, next_at);
+}
+
+void worker_begin_shutdown(struct worker *w, uint64_t deadline_ms, uint64_t spread_ms,
+                           enum conn_goodbye why)
+{
+    if (w->stopping) {
+        /* Already saying goodbye (a drain): a second request can only make it sooner. */
+        if (spread_ms == 0) {
+            timer_stop(w->loop, &w->goodbye_tick);
+            struct conn *c = w->conns.all;
+            while (c) {
+                struct conn *next = c->next;
+                say_goodbye(w, c);
+                c = next;
+            }
+        }
+        if (deadline_ms < w->stop_deadline.due_ms || !timer_active(&w->stop_deadline))
+            timer_start(w->loop, &w->stop_deadline, deadline_ms);
+        loop_wake_soon(w->loop);
+        return;
+    }
+    worker_set_accepting(w, false);
+    w->stopping = true;
+    w->goodbye = why;
+    w->conns.goodbye = (int8_t)why;
+    w->keep_listeners = why == CONN_GOODBYE_RESTART;
+    for (int i = 0; i < w->n_listeners; i++) {
+        struct listener *l = w->listeners[i];
+        timer_stop(w->loop, &l->resume);
+        if (!w->keep_listeners && l->fd >= 0) {
+            close(l->fd);
+            l->fd = -1;
+        }
+    }
+    /* Each goodbye may close the connection and unlink it: walk a snapshot. Connections that
+     * are only HTTP requests end at once; sessions get their goodbye now or spread out. */
+    size_t sessions = 0;
     struct conn *c = w->conns.all;
     while (c) {
         struct conn *next = c->next;
-        if (c->state == CONN_OPEN && c->handler && c->handler->on_shutdown)
-            c->handler->on_shutdown(c);
+        if (spread_ms == 0 || is_brief(c))
+            say_goodbye(w, c);
         else if (c->state == CONN_OPEN)
-            conn_close_after_flush(c);
+            sessions++;
         c = next;
     }
     w->stop_deadline.cb = on_stop_deadline;
     timer_start(w->loop, &w->stop_deadline, deadline_ms);
+    if (sessions > 0) {
+        w->goodbyes_said = 0;
+        w->goodbyes_total = sessions;
+        w->goodbye_from_ms = loop_now(w->loop);
+        w->goodbye_spread_ms = spread_ms;
+        on_goodbye_tick(&w->goodbye_tick);
+    }
     loop_wake_soon(w->loop);
+}
+
+void worker_detach_listeners(struct worker *w)
+{
+    for (int i = 0; i < w->n_listeners; i++)
+        w->listeners[i]->fd = -1;
 }
 
 void worker_join(struct worker *w)

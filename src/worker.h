@@ -12,11 +12,9 @@
 
 #include "config.h"
 #include "conn.h"
+#include "listen_fds.h"
 #include "loop.h"
 #include "mailbox.h"
-
-/* The HTTP port, the telnet port and the TLS telnet port. */
-#define WORKER_MAX_LISTENERS 3
 
 struct worker;
 struct ws_zpool;
@@ -26,9 +24,10 @@ struct listener {
     struct worker *worker;
     int fd;
     enum conn_transport transport;
-    bool tls;            /* connections start with a TLS handshake */
-    bool paused;         /* out of file descriptors: accepting again after backoff */
-    uint32_t backoff_ms; /* the next pause's length */
+    enum listen_kind kind; /* the port it serves: the name it is passed on under */
+    bool tls;              /* connections start with a TLS handshake */
+    bool paused;           /* out of file descriptors: accepting again after backoff */
+    uint32_t backoff_ms;   /* the next pause's length */
     struct timer resume;
 };
 
@@ -40,10 +39,17 @@ struct worker {
     struct conn_set conns;
     struct mailbox mailbox;
     struct loop_watch mailbox_watch;
-    struct listener listeners[WORKER_MAX_LISTENERS];
+    struct listener **listeners; /* usually one per port; more when given several sockets */
     int n_listeners;
+    bool accepting; /* watching the listeners (not during an upgrade's handover) */
     bool stopping;
+    bool keep_listeners; /* stopping for a new process: the sockets stay open for it */
     struct timer stop_deadline;
+    /* Goodbyes spread over time (a drain): said so far, of how many, from when, over how long. */
+    struct timer goodbye_tick;
+    size_t goodbyes_said, goodbyes_total;
+    uint64_t goodbye_from_ms, goodbye_spread_ms;
+    enum conn_goodbye goodbye;
     pthread_t thread;
     void *chat; /* the chat layer's per-worker indexes (chat_session.c) */
     /* permessage-deflate's zlib streams, made when a connection first needs one (ws_deflate.h) */
@@ -58,17 +64,34 @@ int worker_init(struct worker *w, int id, const struct config *cfg);
 /* Frees w; drop() receives each mail still queued for it. */
 void worker_destroy(struct worker *w, void (*drop)(struct mail *m));
 
-/* Gives w a listening socket (it takes the fd) to accept on once running; tls: a TLS port. */
-void worker_add_listener(struct worker *w, int fd, enum conn_transport transport, bool tls);
+/*
+ * Gives w a listening socket (it takes the fd) to accept on once running; tls: a TLS port; kind:
+ * the port it serves. Before worker_start only.
+ */
+void worker_add_listener(struct worker *w, int fd, enum listen_kind kind,
+                         enum conn_transport transport, bool tls);
+
+/* On the worker's own thread: stop or start watching the listeners (their sockets stay open). */
+void worker_set_accepting(struct worker *w, bool on);
 
 /* Starts the worker's thread. Returns 0 or a negative errno. */
 int worker_start(struct worker *w);
 
 /*
  * On the worker's own thread: stop accepting, ask every connection to say
- * goodbye, and end the loop once all are gone or after deadline_ms.
+ * goodbye (why), spread evenly over spread_ms (0: all at once), and end the
+ * loop once all are gone or at deadline_ms. A shutdown closes the listening
+ * sockets at once (new connections are refused, not left waiting); a restart
+ * leaves them open for the process that took over (closed at worker_destroy).
  */
-void worker_begin_shutdown(struct worker *w, uint64_t deadline_ms);
+void worker_begin_shutdown(struct worker *w, uint64_t deadline_ms, uint64_t spread_ms,
+                           enum conn_goodbye why);
+
+/*
+ * Takes the listening sockets out of w (an exec hands them on): worker_destroy
+ * then leaves them open. Before worker_destroy, with the thread joined.
+ */
+void worker_detach_listeners(struct worker *w);
 
 /* Waits for the worker's thread to end. */
 void worker_join(struct worker *w);

@@ -367,9 +367,12 @@ static void on_close(struct conn *c)
     chat_session_close(c);
 }
 
-static void on_shutdown(struct conn *c)
+static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
-    ws_session_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+    if (why == CONN_GOODBYE_RESTART)
+        ws_session_close(c, WS_CLOSE_RESTART, "service restart");
+    else
+        ws_session_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 
 static void on_drained(struct conn *c)

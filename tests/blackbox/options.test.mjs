@@ -33,7 +33,8 @@ test('--help prints usage naming the options and exits 0', async () => {
   const result = await runParley(['--help']);
   assert.equal(result.code, 0, result.stderr);
   for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
-    '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold']) {
+    '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold',
+    '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -64,6 +65,11 @@ for (const args of [
   ['--deflate-threshold', '-1'],
   ['--deflate-threshold', 'abc'],
   ['--deflate-threshold', '2147483648'],
+  // upgrades (tests/upgrade covers them in use)
+  ['--upgrade-binary', ''],
+  ['--upgrade-timeout', '0'],
+  ['--upgrade-mode', 'live'],
+  ['--drain-time', 'soon'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.

@@ -169,6 +169,36 @@ static void deflate_options(void **state)
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* Upgrades: drain over 10 s, a 10 s timeout, this binary unless told otherwise. */
+static void upgrade_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_null(cfg.upgrade_binary);
+    assert_int_equal(cfg.upgrade_timeout_ms, 10000);
+    assert_int_equal(cfg.upgrade_mode, CONFIG_UPGRADE_DRAIN);
+    assert_int_equal(cfg.drain_time_ms, 10000);
+    config_free(&cfg);
+    char **argv = ARGV("--upgrade-binary", "/opt/parley/bin/parley", "--upgrade-timeout", "1.5",
+                       "--upgrade-mode", "drain", "--drain-time", "0.25");
+    assert_int_equal(parse(&cfg, 9, argv), CONFIG_OK);
+    assert_string_equal(cfg.upgrade_binary, "/opt/parley/bin/parley");
+    assert_int_equal(cfg.upgrade_timeout_ms, 1500);
+    assert_int_equal(cfg.drain_time_ms, 250);
+    config_free(&cfg);
+    char **bad[] = {
+        ARGV("--upgrade-binary", ""),
+        ARGV("--upgrade-timeout", "0"),
+        ARGV("--upgrade-timeout", "soon"),
+        ARGV("--upgrade-mode", "live"),
+        ARGV("--upgrade-mode"),
+        ARGV("--drain-time", "-1"),
+    };
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 static void help_and_version_exit_cleanly(void **state)
 {
     (void)state;
@@ -191,6 +221,7 @@ int main(void)
         cmocka_unit_test(defaults),        cmocka_unit_test(every_option),
         cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
         cmocka_unit_test(deflate_options), cmocka_unit_test(tls_options),
+        cmocka_unit_test(upgrade_options),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -657,6 +657,87 @@ static void held_write_lock_gives_ebusy(void **state)
     assert_int_equal(room_seq(s, "general"), 2);
 }
 
+/* An integer from a query on a second connection to the database of f. */
+static int64_t query(const struct fixture *f, const char *sql)
+{
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* An upgrade's new process opens the store in standby while the old one writes: it reads and
+ * can serve reads, writes nothing (no migration, no marker) until take_over. */
+static void standby_writes_nothing_until_take_over(void **state)
+{
+    struct fixture *f = *state;
+    f->s->ops->close(f->s);
+    f->s = NULL;
+    char marker[128], path[128];
+    snprintf(marker, sizeof marker, "%s/store.marker", f->dir);
+    db_path(f, path, sizeof path);
+    assert_int_equal(unlink(marker), 0);
+    assert_int_equal(unlink(path), 0);
+    /* An empty database (schema 0), as if an older binary had made it: standby must not
+     * migrate it while another process may still write. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    struct store *s = NULL;
+    assert_int_equal(
+        store_sqlite_open(f->dir,
+                          &(struct store_sqlite_options){.check_ms = 10000, .standby = true}, &s),
+        0);
+    assert_int_equal(query(f, "PRAGMA user_version"), 0);
+    assert_int_equal(query(f, "SELECT count(*) FROM sqlite_master"), 0);
+    assert_int_equal(access(marker, F_OK), -1);
+    assert_int_equal(s->ops->take_over(s), 0);
+    assert_true(query(f, "PRAGMA user_version") >= 1);
+    assert_int_equal(access(marker, F_OK), 0);
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put(s, "general", 1, 1, "alice", "after take_over", NULL), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(room_seq(s, "general"), 1);
+    assert_int_equal(s->ops->take_over(s), 0); /* a second one is a no-op */
+    f->s = s;
+}
+
+/* A schema as ours is served in standby (reads work at once); a newer one is refused there. */
+static void standby_reads_and_refuses_newer_schema(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(f->s->ops->begin(f->s), 0);
+    assert_int_equal(put(f->s, "general", 1, 1, "alice", "before", NULL), 0);
+    assert_int_equal(f->s->ops->commit(f->s), 0);
+    struct store *s = NULL;
+    assert_int_equal(
+        store_sqlite_open(f->dir,
+                          &(struct store_sqlite_options){.check_ms = 10000, .standby = true}, &s),
+        0);
+    assert_int_equal(room_seq(s, "general"), 1);
+    s->ops->close(s);
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s = NULL;
+    assert_int_equal(
+        store_sqlite_open(f->dir,
+                          &(struct store_sqlite_options){.check_ms = 10000, .standby = true}, &s),
+        -EIO);
+    assert_null(s);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -676,6 +757,8 @@ int main(void)
         TEST(damaged_schema_is_refused),
         TEST(newer_schema_is_refused),
         TEST(held_write_lock_gives_ebusy),
+        TEST(standby_writes_nothing_until_take_over),
+        TEST(standby_reads_and_refuses_newer_schema),
     };
     log_set_level(LOG_WARN); /* keep the expected store_error lines, drop the migration notes */
     return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
