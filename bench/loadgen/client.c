@@ -149,6 +149,15 @@ int client_connect(struct net *n, struct client *c)
     }
     return 0;
 }
+/* Returns buf grown (doubling from 1 KiB) to hold at least need bytes; *cap is updated. */
+static uint8_t *grow(uint8_t *buf, uint32_t *cap, size_t need)
+{
+    size_t n = *cap ? *cap : 1024;
+    while (n < need)
+        n *= 2;
+    *cap = (uint32_t)n;
+    return xrealloc(buf, n);
+}
 
 /* Appends bytes to c's output buffer. */
 static void out_append(struct client *c, const uint8_t *p, size_t len)
@@ -161,13 +170,8 @@ static void out_append(struct client *c, const uint8_t *p, size_t len)
             c->out_len -= c->out_off;
             c->out_off = 0;
         }
-        if (c->out_len + len > c->out_cap) {
-            size_t cap = c->out_cap ? c->out_cap : 1024;
-            while (cap < c->out_len + len)
-                cap *= 2;
-            c->out = xrealloc(c->out, cap);
-            c->out_cap = (uint32_t)cap;
-        }
+        if (c->out_len + len > c->out_cap)
+            c->out = grow(c->out, &c->out_cap, c->out_len + len);
     }
     memcpy(c->out + c->out_len, p, len);
     c->out_len += (uint32_t)len;
@@ -285,13 +289,8 @@ static bool msg_append(struct client *c, const uint8_t *p, uint64_t len)
 {
     if ((uint64_t)c->msg_len + len > MAX_PENDING)
         return false;
-    if (c->msg_len + len > c->msg_cap) {
-        size_t cap = c->msg_cap ? c->msg_cap : 1024;
-        while (cap < c->msg_len + len)
-            cap *= 2;
-        c->msg = xrealloc(c->msg, cap);
-        c->msg_cap = (uint32_t)cap;
-    }
+    if (c->msg_len + len > c->msg_cap)
+        c->msg = grow(c->msg, &c->msg_cap, c->msg_len + len);
     memcpy(c->msg + c->msg_len, p, len);
     c->msg_len += (uint32_t)len;
     return true;
