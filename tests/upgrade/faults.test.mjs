@@ -112,8 +112,8 @@ test('a new process killed before it is ready: the old one serves on', async (t)
   await a.say(room, 'still here');
 });
 
-test('the new process killed after taking over, while the old one drains: the old restarts itself on the store, nothing acked is lost', async (t) => {
-  const lineage = await Lineage.start(t, ['--drain-time', '30', '--rate-limit', '0']);
+test('drain mode: the new process killed after taking over, while the old one drains: the old restarts itself on the store, nothing acked is lost', async (t) => {
+  const lineage = await Lineage.start(t, ['--upgrade-mode', 'drain', '--drain-time', '30', '--rate-limit', '0']);
   const room = uniqRoom('k');
   const riders = [];
   for (let i = 0; i < 6; i++) {
@@ -179,8 +179,8 @@ test('the old process killed before GO: the new one takes over, since nobody els
   assert.equal(h.generation, 2);
 });
 
-test('the old process killed after GO: the new one serves on', async (t) => {
-  const lineage = await Lineage.start(t, ['--drain-time', '30', '--rate-limit', '0']);
+test('drain mode: the old process killed after GO: the new one serves on', async (t) => {
+  const lineage = await Lineage.start(t, ['--upgrade-mode', 'drain', '--drain-time', '30', '--rate-limit', '0']);
   const room = uniqRoom('a');
   const r = new Rider(lineage, `ar_${process.pid}`, [room]);
   await r.connect();
