@@ -1126,7 +1126,8 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
 static void copy_name(char *out, size_t outsz, struct hr_bytes b)
 {
     size_t n = b.n < outsz ? b.n : outsz - 1;
-    memcpy(out, b.p, n);
+    if (n)
+        memcpy(out, b.p, n);
     out[n] = '\0';
 }
 

@@ -759,11 +759,12 @@ int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const
     t->echo_off = rec->tn_echo_off;
     t->auto_joined = rec->tn_auto_joined;
     t->password_prompted = rec->tn_password_prompted;
-    memcpy(t->name, rec->tn_name.p, rec->tn_name.n);
-    memcpy(t->current, rec->tn_current.p, rec->tn_current.n);
+    if (rec->tn_name.n)
+        memcpy(t->name, rec->tn_name.p, rec->tn_name.n);
+    if (rec->tn_current.n)
+        memcpy(t->current, rec->tn_current.p, rec->tn_current.n);
     uint64_t now = conn_now(c);
     t->opened_ms = now > rec->tn_open_age_ms ? now - rec->tn_open_age_ms : 0;
-    t->parser = rec->tn_parser;
     telnet_parser_init(&t->parser, NULL, TELNET_LINE_MAX);
     t->parser.state = rec->tn_parser.state;
     t->parser.verb = rec->tn_parser.verb;
@@ -771,7 +772,8 @@ int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const
     t->parser.sb_len = rec->tn_parser.sb_len;
     if (rec->tn_line.n > 0 || t->parser.overflow) {
         t->line = xmalloc(TELNET_LINE_MAX);
-        memcpy(t->line, rec->tn_line.p, rec->tn_line.n);
+        if (rec->tn_line.n)
+            memcpy(t->line, rec->tn_line.p, rec->tn_line.n);
         telnet_parser_lend(&t->parser, t->line);
         t->parser.len = rec->tn_line.n;
     }

@@ -39,8 +39,11 @@ extern char **environ;
 #define ENV_COUNTS "PARLEY_UPGRADES"       /* "done,failed,handed,drained": the line's counts */
 #define ENV_ADOPT "PARLEY_ADOPT_FD" /* a restart after a failed upgrade: connections to adopt */
 /* Test-only (docs/operations.md): "ready" keeps a new process from ever reporting ready, "go"
- * keeps an old one from ever sending GO, so tests can kill either at that step. Harmless: an
- * upgrade so held fails by its timeout and the old process serves on. */
+ * keeps an old one from ever sending GO, "moving" keeps an old one from sending more than its
+ * first batch of connections (upgrade_live.c), "serving" keeps a new one from telling the old one
+ * it serves, "crash:K" kills a new one once it has acknowledged K batches (upgrade_live.c), so
+ * tests can kill either process at that step. Harmless: an upgrade so held fails by its timeout,
+ * and the old process serves on or restarts itself. */
 #define ENV_TEST_HOLD "PARLEY_TEST_HOLD"
 
 #define PID_FILE "parley.pid"
@@ -753,6 +756,11 @@ static void upgrade_start(void)
 static void announce_serving(void)
 {
     update_metrics();
+    if (P.pred_fd >= 0 && P.pred_go && strcmp(hold(), "serving") == 0) {
+        /* Test-only: serving, but the old process is never told, so a test can kill either. */
+        log_warn("msg=upgrade_holding test_hook=" ENV_TEST_HOLD "=serving");
+        return;
+    }
     pidfile_write();
     const struct config *cfg = P.cfg;
     log_info("msg=ready version=%s workers=%d node=\"%s\" data=\"%s\" tls=%s "
@@ -796,7 +804,7 @@ static void start_serving(void)
 static void live_adopted(uint64_t adopted, uint64_t refused, uint64_t drained)
 {
     P.counts.handed_over += adopted;
-    P.counts.drained += drained + refused;
+    P.counts.drained += drained; /* (those refused here are among them) */
     server_set_accepting(P.server, true);
     log_info("msg=handover_adopted connections=%llu refused=%llu drained=%llu",
              (unsigned long long)adopted, (unsigned long long)refused, (unsigned long long)drained);

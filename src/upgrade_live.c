@@ -77,6 +77,7 @@ static struct {
     bool blocked; /* the last send found the channel full: go on when it is writable */
     uint64_t refused;
     uint64_t crash_after; /* test hook: the new process dies once it acknowledged this batch */
+    uint8_t hold_moving;  /* test hook: the old process stops sending after its first batch */
 
     /* new: adopting */
     bool adopting, closed, memfd;
@@ -111,6 +112,7 @@ void live_init(struct loop *loop, struct mailbox *mbox, const struct live_hooks 
     const char *h = getenv("PARLEY_TEST_HOLD");
     if (h && strncmp(h, "crash:", 6) == 0)
         L.crash_after = (uint64_t)atoll(h + 6);
+    L.hold_moving = h && strcmp(h, "moving") == 0;
     const char *b = getenv("PARLEY_TEST_BATCH");
     if (b && atoi(b) > 0 && atoi(b) <= UPGRADE_CHAN_MAX_FDS) {
         L.batch_limit = (size_t)atoi(b);
@@ -289,6 +291,14 @@ void live_writable(void)
 {
     L.blocked = false;
     while (L.collecting && !L.failed) {
+        if (!L.sending && L.hold_moving && L.n_batches >= 1) {
+            /* Test-only (PARLEY_TEST_HOLD=moving): held in the middle of the handover, so a test
+             * can kill either process there. */
+            if (L.hold_moving++ == 1)
+                log_warn("msg=upgrade_holding test_hook=PARLEY_TEST_HOLD=moving batches=%zu",
+                         L.n_batches);
+            return;
+        }
         if (!L.sending) {
             if (L.next < L.n_recs) {
                 start_batch();
@@ -460,7 +470,8 @@ size_t live_save_all(struct server *s, uint64_t wait_ms, int **fds, uint8_t **re
             got++;
             *fds = xrealloc(*fds, (count + m->n_items + 1) * sizeof **fds);
             *recs = xrealloc(*recs, len + m->recs.len + 1);
-            memcpy(*recs + len, m->recs.buf, m->recs.len);
+            if (m->recs.len)
+                memcpy(*recs + len, m->recs.buf, m->recs.len);
             len += m->recs.len;
             for (size_t i = 0; i < m->n_items; i++)
                 (*fds)[count++] = m->items[i].fd;
@@ -490,9 +501,12 @@ void live_adopt_begin(struct server *s, int chan, uint64_t bound_ms)
     timer_start(L.loop, &L.deadline, loop_now(L.loop) + bound_ms);
 }
 
-/* Every adopted connection goes on. */
+/* Every adopted connection goes on. drained: what the old process kept (CONN_DONE counts the
+ * ones refused here among them), or UINT64_MAX when it did not say: then those refused here. */
 static void adoption_over(uint64_t drained)
 {
+    if (drained == UINT64_MAX)
+        drained = L.refused_here;
     if (!L.adopting)
         return;
     L.adopting = false;
@@ -510,7 +524,7 @@ static void on_adopt_deadline(struct timer *t)
     (void)t;
     log_warn("msg=handover_timeout reason=\"the previous process did not finish handing over "
              "connections in time\" action=\"serving what was adopted; later ones are refused\"");
-    adoption_over(0);
+    adoption_over(UINT64_MAX);
 }
 
 void live_adopt_eof(void)
@@ -518,7 +532,7 @@ void live_adopt_eof(void)
     if (L.adopting)
         log_warn("msg=handover_cut_short reason=\"the previous process is gone\" adopted=%llu",
                  (unsigned long long)L.adopted);
-    adoption_over(0);
+    adoption_over(UINT64_MAX);
 }
 
 static void send_ack(struct batch *b)
@@ -677,7 +691,7 @@ static void adopted_reply(struct handover_mail *m)
         if (!m->ok)
             log_warn("msg=adopt_refused why=\"%s\"", m->why ? m->why : "?");
         if (L.pending_total == 0)
-            adoption_over(0);
+            adoption_over(UINT64_MAX);
         return;
     }
     if (slot >= n_in_batches)
@@ -768,7 +782,7 @@ int live_adopt_memfd(struct server *s, int memfd)
     }
     free(buf);
     if (L.pending_total == 0)
-        adoption_over(0);
+        adoption_over(UINT64_MAX);
     return 0;
 }
 

@@ -42,7 +42,8 @@ struct live_hooks {
     /* old: the channel failed while sending */
     void (*channel_failed)(const char *why);
     /* new: every connection handed over is adopted (or refused) and goes on; drained: how many
-     * the old process kept (from CONN_DONE) */
+     * the old process kept (from CONN_DONE, those refused here included), or when it did not say,
+     * how many were refused here */
     void (*adopted)(uint64_t adopted, uint64_t refused, uint64_t drained);
 };
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { guest, uniqRoom } from '../chat/lib/chat.mjs';
-import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, Rider, alive, assertRun, gone, roomHistory } from './lib/upgrade.mjs';
+import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, Rider, alive, assertAckedStored, assertRun, gone, roomHistory } from './lib/upgrade.mjs';
 
 // A "binary" that is a shell script: how a broken build looks from outside.
 function script(t, body) {
@@ -27,27 +27,6 @@ async function busyRoom(lineage, t) {
   const a = await guest(lineage.server, t);
   await a.join(room);
   return { room, a };
-}
-
-// Every acked message of riders is in the store exactly once, under the seq of its ack.
-async function assertAckedStored(lineage, riders, room) {
-  const history = await roomHistory(lineage, room);
-  const byCid = new Map();
-  for (const m of history) {
-    if (!m.cid) continue;
-    assert.ok(!byCid.has(`${m.from}/${m.cid}`), `cid ${m.cid} of ${m.from} stored twice`);
-    byCid.set(`${m.from}/${m.cid}`, m.seq);
-  }
-  let n = 0;
-  for (const r of riders) {
-    for (const [cid, ack] of r.acks) {
-      if (ack.room !== room) continue;
-      assert.equal(byCid.get(`${r.name}/${cid}`), ack.seq, `acked ${cid} (seq ${ack.seq}) is not in the store under that seq`);
-      n += 1;
-    }
-  }
-  assertRun(history.map((m) => m.seq), 0, history.length, `the store's seqs of ${room}`);
-  return n;
 }
 
 for (const [what, body, args, reason] of [
