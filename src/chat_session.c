@@ -1,6 +1,7 @@
 /* chat_session: chat requests, results and deliveries for the connections of one worker. */
 #include "chat_session.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -411,6 +412,20 @@ static void post_gone_room(struct chat_session *s, uint16_t worker, const char *
     post_gone(s, worker, one, 1, false);
 }
 
+/* Forgets the password check kept for a live upgrade, wiping the password. */
+static void pw_free(struct chat_session *s)
+{
+    if (!s->pw)
+        return;
+    if (s->pw->password) {
+        sodium_memzero(s->pw->password, s->pw->password_len);
+        free(s->pw->password);
+    }
+    free(s->pw->id_json);
+    free(s->pw);
+    s->pw = NULL;
+}
+
 void chat_session_close(struct conn *c)
 {
     struct chat_session *s = c->session;
@@ -436,6 +451,7 @@ void chat_session_close(struct conn *c)
     else
         free(names);
     map_del_u64(&cw->conns, c->id);
+    pw_free(s);
     backlog_free(s);
     free(s->rooms);
     free(s->charged_cids);
@@ -552,11 +568,24 @@ static void sent(struct conn *c)
     } while (0)
 
 /* op, a login with a password or a registration, goes to be hashed: its network is what the
- * throttles and the fair queue count, and the login deadline waits for its answer. */
+ * throttles and the fair queue count, and the login deadline waits for its answer. What it asks
+ * is kept meanwhile: a live upgrade can submit it again elsewhere (struct chat_pw). */
 static void start_hashing(struct conn *c, struct chat_op *op)
 {
+    struct chat_session *s = c->session;
     op->net_key = c->net_key;
-    ((struct chat_session *)c->session)->auth_pending = true;
+    s->auth_pending = true;
+    pw_free(s);
+    struct chat_pw *pw = xcalloc(1, sizeof *pw);
+    pw->registering = op->kind == CHAT_REGISTER;
+    if (op->id)
+        pw->id_json = json_dumps(op->id, JSON_ENCODE_ANY | JSON_COMPACT);
+    memcpy(pw->name, op->name, sizeof pw->name);
+    pw->password = xstrndup(op->password, op->password_len);
+    pw->password_len = op->password_len;
+    pw->registered_guest = op->registered_guest;
+    pw->guest_session = op->guest_session;
+    s->pw = pw;
 }
 
 uint64_t chat_session_login_pause(const struct conn *c)
@@ -811,6 +840,13 @@ static void op_done(struct worker *w, struct chat_op *op)
         return;
     }
     struct chat_session *s = c->session;
+    if (op->handed_over && s->pw && (c->io_hold & CONN_HOLD_READ) &&
+        (op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER)) {
+        /* A live upgrade is under way: this password check moves with the connection and is
+         * submitted again in the next process (struct chat_pw), rather than refused here. */
+        chat_op_free(op);
+        return;
+    }
     s->ops_out--;
     if (op->adopt) {
         adopt_joined(c, op);
@@ -827,6 +863,8 @@ static void op_done(struct worker *w, struct chat_op *op)
         if (!s->logged_in)
             s->login_paused_ms += op->auth_wait_ms;
     }
+    if (hashed)
+        pw_free(s);
     /* A join answered: its replay, if any, is in op, with every message left to it. Unless it
      * failed: then what was left to it is lost to this connection, which must resume. */
     bool lost = op->kind == CHAT_JOIN && op->err && s->replay_skipped;
@@ -1032,9 +1070,10 @@ void chat_worker_destroy(struct worker *w)
 
 bool chat_session_busy(const struct conn *c, unsigned version)
 {
-    (void)version;
     const struct chat_session *s = c->session;
-    return s && (s->ops_out > 0 || s->adopting);
+    /* A password check on its way is carried by records of version 2 on (HR_PW_OP). */
+    uint32_t carried = version >= 2 && s && s->pw ? 1 : 0;
+    return s && (s->ops_out > carried || s->adopting);
 }
 
 size_t chat_session_replays(const struct conn *c)
@@ -1099,6 +1138,17 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         hr_str(w, HR_RM_NAME, r->name);
         hr_u64(w, HR_RM_LAST_SEQ, r->last_seq);
         hr_u64(w, HR_RM_JOINED_ORDER, r->joined_order);
+        hr_close(w);
+    }
+    if (s->pw && w->version >= 2) {
+        hr_open(w, HR_PW_OP);
+        hr_u64(w, HR_PO_KIND, s->pw->registering ? HR_PW_REGISTER : HR_PW_LOGIN);
+        if (s->pw->id_json)
+            hr_str(w, HR_PO_ID, s->pw->id_json);
+        hr_str(w, HR_PO_NAME, s->pw->name);
+        hr_put(w, HR_PO_PASSWORD, s->pw->password, s->pw->password_len);
+        hr_u64(w, HR_PO_REGISTERED_GUEST, s->pw->registered_guest);
+        hr_u64(w, HR_PO_GUEST_SESSION, s->pw->guest_session);
         hr_close(w);
     }
     for (size_t i = 0; i < s->bl_n; i++) {
@@ -1200,6 +1250,71 @@ static int restore_rooms(struct conn *c, struct chat_session *s, const struct ha
     return 0;
 }
 
+/* The password check rec carries, to be submitted again (chat_session_thaw). */
+static int restore_pw(struct chat_session *s, const struct handover_rec *rec, const char **why)
+{
+    const struct hr_pw_op *p = &rec->pw;
+    bool registering = p->kind == HR_PW_REGISTER;
+    /* A login comes from a connection not logged in; a registration from one not logged in, or
+     * from a guest registering its own name. Input was held for either: no login can follow. */
+    if (!rec->auth_pending || (!registering && (rec->logged_in || !rec->login_pending)) ||
+        (registering &&
+         (rec->login_pending || p->registered_guest != (rec->logged_in && rec->guest))))
+        FAIL("a password check that does not go with the session");
+    struct chat_pw *pw = xcalloc(1, sizeof *pw);
+    pw->registering = registering;
+    pw->resubmit = true;
+    copy_name(pw->name, sizeof pw->name, p->name);
+    pw->password = xstrndup((const char *)p->password.p, p->password.n);
+    pw->password_len = p->password.n;
+    pw->registered_guest = p->registered_guest;
+    pw->guest_session = p->guest_session;
+    s->pw = pw;
+    if (p->id_json.n) {
+        pw->id_json = xstrndup((const char *)p->id_json.p, p->id_json.n);
+        json_t *id = json_loads(pw->id_json, JSON_DECODE_ANY, NULL);
+        bool ok = id && (json_is_string(id) || json_is_integer(id));
+        json_decref(id);
+        if (!ok)
+            FAIL("a request id that is not one");
+    }
+    if (!text_valid_user(pw->name, strlen(pw->name)) || memchr(pw->password, 0, pw->password_len))
+        FAIL("a password check this server would not have taken");
+    s->login_pending = rec->login_pending;
+    s->auth_pending = true;
+    return 0;
+}
+
+/* A password check moved here with its connection goes on its way again, from the start: the
+ * old process never finished it (its store refused the write, or its answer was dropped). */
+static void resubmit_pw(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    struct chat_pw *pw = s->pw;
+    pw->resubmit = false;
+    struct chat_op *op = chat_op_new(pw->registering ? CHAT_REGISTER : CHAT_LOGIN_PASSWORD,
+                                     (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+    if (pw->id_json)
+        op->id = json_loads(pw->id_json, JSON_DECODE_ANY, NULL);
+    memcpy(op->name, pw->name, sizeof op->name);
+    memcpy(op->user, pw->name, sizeof op->user);
+    text_lower(op->name, strlen(op->name), op->user_lc);
+    op->password = xstrndup(pw->password, pw->password_len);
+    op->password_len = pw->password_len;
+    op->net_key = c->net_key;
+    log_debug("msg=handover_resubmitted conn=%llu kind=%s", (unsigned long long)c->id,
+              pw->registering ? "register" : "login");
+    sent(c);
+    if (pw->registering) {
+        op->registered_guest = pw->registered_guest;
+        op->guest_session = pw->guest_session;
+        op->user_created_ms = wall_ms();
+        chat_to_hub(op);
+    } else {
+        chat_to_auth(op); /* the throttles first, as for any login */
+    }
+}
+
 int chat_session_restore(struct conn *c, const struct chat_transport *t,
                          const struct handover_rec *rec, const char **why)
 {
@@ -1207,8 +1322,10 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     uint64_t now = conn_now(c);
     if (!rec->has_chat)
         return 0;
-    if (rec->login_pending || rec->auth_pending)
-        FAIL("a login on its way, which this record version cannot carry");
+    if ((rec->login_pending || rec->auth_pending) && !rec->pw.present)
+        FAIL("a login on its way without the request to submit again");
+    if (rec->pw.present && restore_pw(s, rec, why) < 0)
+        return -1;
     s->login_paused_ms = rec->login_paused_ms;
     if (rec->logged_in) {
         copy_name(s->user, sizeof s->user, rec->user);
@@ -1287,6 +1404,8 @@ static void adopt_step(struct conn *c)
         return;
     }
     s->adopting = false;
+    if (s->pw && s->pw->resubmit)
+        resubmit_pw(c);
     if (!s->login_pending && !s->auth_pending && !holding_join(c))
         conn_release_input(c);
 }

@@ -33,6 +33,19 @@ struct chat_sroom {
 
 struct chat_session;
 
+/* A password check on its way (a login or a registration), as the request asked for it: kept
+ * until it is answered, so a live upgrade can submit it again in the next process. */
+struct chat_pw {
+    bool registering; /* CHAT_REGISTER, else CHAT_LOGIN_PASSWORD */
+    bool resubmit;    /* moved here: to be submitted again once the handover is over */
+    char *id_json;    /* the request's id as JSON text, or NULL */
+    char name[CHAT_NAME_MAX];
+    char *password; /* wiped when freed */
+    size_t password_len;
+    bool registered_guest; /* a logged-in guest registering its own name */
+    uint64_t guest_session;
+};
+
 /* How a transport shows results (events are written by chat_session_write in its form). */
 struct chat_transport {
     /* A finished op (success or error) for this connection. */
@@ -82,6 +95,7 @@ struct chat_session {
     size_t bl_head, bl_n, bl_cap;
     size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
     uint32_t ops_out;     /* requests on their way that will be answered (a live upgrade waits) */
+    struct chat_pw *pw;   /* the password check on its way, or NULL */
     /* After a live upgrade moved the connection here: the rooms still to be joined again with
      * the hub (silently, with since), one at a time, before input is read. */
     bool adopting;

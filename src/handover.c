@@ -92,7 +92,7 @@ static bool movable(const struct conn *c)
 static bool busy(const struct conn *c, unsigned version)
 {
     if (ws_session_owns(c))
-        return ws_session_busy(c);
+        return ws_session_busy(c, version);
     if (telnet_session_owns(c))
         return chat_session_busy(c, version);
     return false;
@@ -197,6 +197,7 @@ static void collect(struct worker *w)
         size_t replays = c->session ? chat_session_replays(c) : 0;
         m->out_bytes += c->out_bytes;
         m->replays += replays;
+        m->logins += c->session && ((struct chat_session *)c->session)->pw;
         log_debug("msg=handover_collected conn=%llu worker=%d record_bytes=%zu output_bytes=%zu "
                   "replays=%zu",
                   (unsigned long long)c->id, w->id, m->recs.len - off, c->out_bytes, replays);
@@ -270,9 +271,11 @@ static void save_all(struct worker *w, struct handover_mail *req)
 
 /* --- the new process --- */
 
-static int restore(struct worker *w, int fd, const uint8_t *p, size_t n, const char **why)
+static int restore(struct worker *w, int fd, const uint8_t *p, size_t n, uint16_t *version,
+                   const char **why)
 {
     struct handover_rec rec;
+    handover_rec_size(p, n, version);
     if (handover_rec_read(p, n, &rec, why) < 0) {
         close(fd);
         return -1;
@@ -331,8 +334,10 @@ static void adopt(struct worker *w, struct handover_mail *m)
     const char *why = NULL;
     int fd = m->fd;
     m->fd = -1; /* restore owns it now */
-    int rc = restore(w, fd, m->recs.buf, m->recs.len, &why);
+    uint16_t version = 0;
+    int rc = restore(w, fd, m->recs.buf, m->recs.len, &version, &why);
     struct handover_mail *r = handover_mail_new(HO_ADOPTED);
+    r->version = version;
     r->tag = m->tag;
     r->ok = rc == 0;
     r->why = why;

@@ -7,7 +7,7 @@
 #include "alloc.h"
 
 /*
- * The fields of a record and the version each appeared in (all of them in 1 so far). A field is
+ * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -26,6 +26,8 @@
  *                                HR_TP_*), the line typed so far
  *   HR_CHAT             uint     1: a chat session follows (HR_LOGGED_IN ... HR_BACKLOG)
  *   HR_ROOM, HR_BACKLOG nested   repeated, in order
+ *   HR_PW_OP            nested   (2) a password check in flight: its kind, the request's id as
+ *                                JSON, the name and password, a guest registering its own name
  */
 
 /* --- writing --- */
@@ -452,6 +454,48 @@ static int read_backlog(const struct field *outer, struct hr_backlog *e)
     return 0;
 }
 
+static int read_pw_op(const struct field *outer, struct hr_pw_op *pw)
+{
+    struct fields f = {outer->v, outer->len, 0};
+    struct field x;
+    int rc;
+    uint64_t v;
+    memset(pw, 0, sizeof *pw);
+    pw->present = true;
+    while ((rc = next_field(&f, &x)) > 0) {
+        switch (x.tag) {
+        case HR_PO_KIND:
+            if (!max_of(&x, HR_PW_REGISTER, &v) || v == 0)
+                return -1;
+            pw->kind = (uint8_t)v;
+            break;
+        case HR_PO_ID:
+            pw->id_json = bytes_of(&x);
+            break;
+        case HR_PO_NAME:
+            if (!name_of(&x, HR_NAME_MAX, &pw->name) || x.len == 0)
+                return -1;
+            break;
+        case HR_PO_PASSWORD:
+            if (x.len == 0 || x.len > HR_PASSWORD_MAX)
+                return -1;
+            pw->password = bytes_of(&x);
+            break;
+        case HR_PO_REGISTERED_GUEST:
+            if (!bool_of(&x, &pw->registered_guest))
+                return -1;
+            break;
+        case HR_PO_GUEST_SESSION:
+            if (!uint_of(&x, &pw->guest_session))
+                return -1;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return rc < 0 || !pw->kind || !pw->name.n || !pw->password.n ? -1 : 0;
+}
+
 #define FAIL(text)                                                                                 \
     do {                                                                                           \
         *why = (text);                                                                             \
@@ -606,6 +650,12 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
         rec->n_backlog++;
         return 0;
     }
+    case HR_PW_OP:
+        if (rec->version < 2)
+            FAIL("a field this version does not know");
+        if (read_pw_op(x, &rec->pw) < 0)
+            FAIL("a password check that cannot be read");
+        return 0;
     default:
         FAIL("a field this version does not know");
     }

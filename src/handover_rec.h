@@ -22,7 +22,9 @@
  * field means, or the meaning of a ws_reader or telnet_parser state kept in
  * it, needs a new version.
  *
- * Versions: 1, the first.
+ * Versions: 1, the first; 2 adds the password check in flight (HR_PW_OP): a login
+ * or a registration being hashed moves with its connection, to be submitted
+ * again, where version 1 kept such a connection in the old process (drained).
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -34,7 +36,7 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-#define HANDOVER_REC_VERSION 1     /* the version written */
+#define HANDOVER_REC_VERSION 2     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
 #define HANDOVER_REC_MAGIC 0x52485250u /* "PRHR" little-endian */
@@ -71,6 +73,18 @@ struct hr_backlog {
     uint64_t after, until; /* replay: (after, until] is still to be read */
     int64_t ts;            /* replay: nothing older (rule 40) */
 };
+
+/* A password check in flight (version 2): what it takes to submit it again. */
+struct hr_pw_op {
+    bool present;
+    uint8_t kind;            /* HR_PW_LOGIN or HR_PW_REGISTER */
+    struct hr_bytes id_json; /* the request's id as JSON text; empty: none (telnet) */
+    struct hr_bytes name;
+    struct hr_bytes password;
+    bool registered_guest; /* a logged-in guest registering its own name */
+    uint64_t guest_session;
+};
+enum { HR_PW_LOGIN = 1, HR_PW_REGISTER = 2 };
 
 struct handover_rec {
     uint16_t version;
@@ -117,6 +131,7 @@ struct handover_rec {
     bool has_typing;
     uint64_t typing_age_ms;
     size_t n_rooms, n_backlog;
+    struct hr_pw_op pw; /* version 2 */
 
     /* Where the repeated fields are (handover_rec_room, handover_rec_backlog). */
     const uint8_t *body;
@@ -201,6 +216,8 @@ enum hr_tag {
     HR_TYPING_AGE_MS = 76,
     HR_ROOM = 77,    /* nested, repeated: HR_RM_* */
     HR_BACKLOG = 78, /* nested, repeated: HR_BL_* */
+
+    HR_PW_OP = 90, /* version 2; nested: HR_PO_* */
 };
 
 /* Inside HR_WS_READER. */
@@ -227,6 +244,18 @@ enum { HR_TP_STATE = 1, HR_TP_VERB, HR_TP_OVERFLOW, HR_TP_SB_LEN };
 enum { HR_RM_NAME = 1, HR_RM_LAST_SEQ, HR_RM_JOINED_ORDER };
 /* Inside HR_BACKLOG. */
 enum { HR_BL_LIVE = 1, HR_BL_MSG, HR_BL_ROOM, HR_BL_AFTER, HR_BL_UNTIL, HR_BL_TS };
+/* Inside HR_PW_OP. */
+enum {
+    HR_PO_KIND = 1,
+    HR_PO_ID,
+    HR_PO_NAME,
+    HR_PO_PASSWORD,
+    HR_PO_REGISTERED_GUEST,
+    HR_PO_GUEST_SESSION,
+};
+/* The longest password a request may carry (proto.c: 256 bytes). */
+#define HR_PASSWORD_MAX 256
+
 /* --- reading --- */
 
 /*

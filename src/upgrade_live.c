@@ -63,7 +63,7 @@ static struct {
     /* old: collecting and sending */
     bool collecting;
     int finals;
-    uint64_t busy_left, out_bytes, replays;
+    uint64_t busy_left, out_bytes, replays, logins;
     struct handover_mail **mails;
     size_t n_mails;
     struct out_rec *recs;
@@ -86,6 +86,7 @@ static struct {
     size_t in_len, in_cap;
     size_t rr;
     uint64_t adopted, refused_here, pending_total;
+    uint64_t versions; /* bit v: a record of version v was adopted */
 } L;
 
 static void on_quiesce_timeout(struct timer *t);
@@ -102,9 +103,13 @@ void live_init(struct loop *loop, struct mailbox *mbox, const struct live_hooks 
     L.batch_limit = UPGRADE_CHAN_MAX_FDS;
     timer_init(&L.quiesce, on_quiesce_timeout);
     timer_init(&L.deadline, on_adopt_deadline);
+    /* "previous" and "next" are this binary's version less or plus one: records an older or a
+     * newer binary would write, so a test can show them read or refused. */
     const char *v = getenv("PARLEY_TEST_RECORD_VERSION");
     if (v && *v) {
-        L.version = (uint16_t)atoi(v);
+        L.version = strcmp(v, "previous") == 0 ? HANDOVER_REC_VERSION - 1
+                    : strcmp(v, "next") == 0   ? HANDOVER_REC_VERSION + 1
+                                               : (uint16_t)atoi(v);
         log_warn("msg=test_hook PARLEY_TEST_RECORD_VERSION=%u reason=\"for tests only: live "
                  "upgrades write records of that version\"",
                  L.version);
@@ -214,6 +219,7 @@ static void collected(struct handover_mail *m)
     }
     L.out_bytes += m->out_bytes;
     L.replays += m->replays;
+    L.logins += m->logins;
     if (m->final) {
         L.finals++;
         L.busy_left += m->busy_left;
@@ -274,10 +280,10 @@ static bool try_done(void)
     L.done_sent = true;
     L.collecting = false;
     log_info("msg=handover_done handed=%llu drained=%llu batches=%zu busy=%llu output_bytes=%llu "
-             "replays=%llu",
+             "replays=%llu logins=%llu",
              (unsigned long long)handed, (unsigned long long)drained, L.n_batches,
              (unsigned long long)L.busy_left, (unsigned long long)L.out_bytes,
-             (unsigned long long)L.replays);
+             (unsigned long long)L.replays, (unsigned long long)L.logins);
     L.hooks.moved(handed, drained);
     return true;
 }
@@ -516,6 +522,12 @@ static void adoption_over(uint64_t drained)
     free(L.in);
     L.in = NULL;
     L.in_len = L.in_cap = 0;
+    char versions[64] = "";
+    size_t n = 0;
+    for (unsigned v = 0; v < 64 && n < sizeof versions - 8; v++)
+        if (L.versions & (1ull << v))
+            n += (size_t)snprintf(versions + n, sizeof versions - n, "%s%u", n ? "," : "", v);
+    log_info("msg=handover_records versions=%s", n ? versions : "none");
     L.hooks.adopted(L.adopted, L.refused_here, drained);
 }
 
@@ -683,10 +695,13 @@ static void adopted_reply(struct handover_mail *m)
 {
     size_t slot = (size_t)(m->tag >> 20), index = (size_t)(m->tag & 0xFFFFF);
     L.pending_total--;
-    if (m->ok)
+    if (m->ok) {
         L.adopted++;
-    else
+        if (m->version < 64)
+            L.versions |= 1ull << m->version;
+    } else {
         L.refused_here++;
+    }
     if (L.memfd) {
         if (!m->ok)
             log_warn("msg=adopt_refused why=\"%s\"", m->why ? m->why : "?");

@@ -428,9 +428,9 @@ void ws_session_hold_input(struct conn *c)
         conn_hold_io(c, c->io_hold | CONN_HOLD_READ);
 }
 
-bool ws_session_busy(const struct conn *c)
+bool ws_session_busy(const struct conn *c, unsigned version)
 {
-    return c->u.ws.inflater != NULL || chat_session_busy(c, 0);
+    return c->u.ws.inflater != NULL || chat_session_busy(c, version);
 }
 
 void ws_session_save(struct conn *c, struct hr_writer *w)

@@ -255,6 +255,48 @@ static void refusals(void **state)
     }
 }
 
+/* A password check in flight: version 2 on; a version 1 record with one is refused. */
+static void write_pw(struct hr_writer *w, uint16_t version, const char *password)
+{
+    hr_begin(w, version);
+    hr_u64(w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_u64(w, HR_CHAT, 1);
+    hr_u64(w, HR_LOGIN_PENDING, 1);
+    hr_u64(w, HR_AUTH_PENDING, 1);
+    hr_open(w, HR_PW_OP);
+    hr_u64(w, HR_PO_KIND, HR_PW_LOGIN);
+    hr_str(w, HR_PO_ID, "\"req-1\"");
+    hr_str(w, HR_PO_NAME, "Alice");
+    hr_str(w, HR_PO_PASSWORD, password);
+    hr_close(w);
+    hr_end(w);
+}
+
+static void password_check(void **state)
+{
+    (void)state;
+    struct hr_writer w = {0};
+    struct handover_rec r;
+    write_pw(&w, 2, "correct-horse");
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), 0);
+    assert_true(r.pw.present);
+    assert_int_equal(r.pw.kind, HR_PW_LOGIN);
+    assert_memory_equal(r.pw.id_json.p, "\"req-1\"", 7);
+    assert_memory_equal(r.pw.password.p, "correct-horse", 13);
+    assert_true(r.login_pending && r.auth_pending);
+    hr_writer_free(&w);
+    write_pw(&w, 1, "correct-horse");
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+    assert_string_equal(why, "a field this version does not know");
+    hr_writer_free(&w);
+    char longer[HR_PASSWORD_MAX + 2];
+    memset(longer, 'p', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    write_pw(&w, 2, longer);
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+    hr_writer_free(&w);
+}
+
 static void framing(void **state)
 {
     (void)state;
@@ -406,8 +448,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip),    cmocka_unit_test(versions),
-        cmocka_unit_test(refusals),      cmocka_unit_test(framing),
-        cmocka_unit_test(reader_states), cmocka_unit_test(telnet_states),
+        cmocka_unit_test(refusals),      cmocka_unit_test(password_check),
+        cmocka_unit_test(framing),       cmocka_unit_test(reader_states),
+        cmocka_unit_test(telnet_states),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

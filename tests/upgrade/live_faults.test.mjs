@@ -2,7 +2,7 @@
 // cids, resuming with since when they are cut off):
 // - a new binary that crashes after adopting some batches (PARLEY_TEST_HOLD=crash:K): the old
 //   process restarts itself with every connection, none of them closed;
-// - records the new binary refuses (a version it does not claim, PARLEY_TEST_RECORD_VERSION): the
+// - records the new binary refuses (the version after its own, PARLEY_TEST_RECORD_VERSION): the
 //   old process keeps those connections and drains them with 1012; they resume;
 // - kill -9 of either process in the middle of the handover (PARLEY_TEST_HOLD=moving: the old one
 //   stops after its first batch) and after it (PARLEY_TEST_HOLD=serving: the new one never says it
@@ -96,7 +96,8 @@ test('live: a new binary that crashes after adopting two batches: the old proces
 });
 
 test('live: records of a version the new binary does not read stay with the old process, are drained with 1012, and resume', async (t) => {
-  const { lineage, room, riders, typists } = await busyLine(t, { PARLEY_TEST_RECORD_VERSION: '99' });
+  // Records of the version after this binary's: as from a newer binary, in a rollback.
+  const { lineage, room, riders, typists } = await busyLine(t, { PARLEY_TEST_RECORD_VERSION: 'next' });
   const { oldPid, newPid } = await lineage.upgrade();
   const refused = lineage.lines(oldPid).filter((l) => l.fields.msg === 'handover_refused');
   assert.ok(refused.length > 0);
