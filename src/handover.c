@@ -198,6 +198,8 @@ static void collect(struct worker *w)
         m->out_bytes += c->out_bytes;
         m->replays += replays;
         m->logins += c->session && ((struct chat_session *)c->session)->pw;
+        m->partial += c->in_len > 0 || (ws_session_owns(c) && ws_session_partial(c)) ||
+                      (telnet_session_owns(c) && telnet_session_partial(c));
         log_debug("msg=handover_collected conn=%llu worker=%d record_bytes=%zu output_bytes=%zu "
                   "replays=%zu",
                   (unsigned long long)c->id, w->id, m->recs.len - off, c->out_bytes, replays);

@@ -74,8 +74,9 @@ struct handover_mail {
     const char *why;  /* ADOPTED: why not (static text) */
     size_t busy_left; /* COLLECTED (final): connections still busy at the deadline, left here */
     /* COLLECTED: what the records carry, for the log: output not yet written, replays not yet
-     * read, password checks to submit again */
-    uint64_t out_bytes, replays, logins;
+     * read, password checks to submit again, input cut in the middle (a frame, a line, a
+     * request) */
+    uint64_t out_bytes, replays, logins, partial;
 };
 
 /* A zeroed mail for op. */

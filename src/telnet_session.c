@@ -713,6 +713,12 @@ bool telnet_session_owns(const struct conn *c)
     return c->handler == &telnet_handler;
 }
 
+bool telnet_session_partial(const struct conn *c)
+{
+    const struct telnet_state *t = ((struct chat_session *)c->session)->transport_state;
+    return telnet_parser_holds_line(&t->parser);
+}
+
 void telnet_session_save(struct conn *c, struct hr_writer *w)
 {
     struct telnet_state *t = state_of(c);

@@ -24,6 +24,8 @@ void telnet_session_start(struct conn *c);
  * *why).
  */
 bool telnet_session_owns(const struct conn *c);
+/* Whether c's user is in the middle of typing a line (for a live upgrade's log). */
+bool telnet_session_partial(const struct conn *c);
 void telnet_session_save(struct conn *c, struct hr_writer *w);
 int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const char **why);
 

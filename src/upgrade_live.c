@@ -63,7 +63,7 @@ static struct {
     /* old: collecting and sending */
     bool collecting;
     int finals;
-    uint64_t busy_left, out_bytes, replays, logins;
+    uint64_t busy_left, out_bytes, replays, logins, partial;
     struct handover_mail **mails;
     size_t n_mails;
     struct out_rec *recs;
@@ -220,6 +220,7 @@ static void collected(struct handover_mail *m)
     L.out_bytes += m->out_bytes;
     L.replays += m->replays;
     L.logins += m->logins;
+    L.partial += m->partial;
     if (m->final) {
         L.finals++;
         L.busy_left += m->busy_left;
@@ -280,10 +281,11 @@ static bool try_done(void)
     L.done_sent = true;
     L.collecting = false;
     log_info("msg=handover_done handed=%llu drained=%llu batches=%zu busy=%llu output_bytes=%llu "
-             "replays=%llu logins=%llu",
+             "replays=%llu logins=%llu partial=%llu",
              (unsigned long long)handed, (unsigned long long)drained, L.n_batches,
              (unsigned long long)L.busy_left, (unsigned long long)L.out_bytes,
-             (unsigned long long)L.replays, (unsigned long long)L.logins);
+             (unsigned long long)L.replays, (unsigned long long)L.logins,
+             (unsigned long long)L.partial);
     L.hooks.moved(handed, drained);
     return true;
 }

@@ -433,6 +433,11 @@ bool ws_session_busy(const struct conn *c, unsigned version)
     return c->u.ws.inflater != NULL || chat_session_busy(c, version);
 }
 
+bool ws_session_partial(const struct conn *c)
+{
+    return c->u.ws.reader.hdr_len > 0 || c->u.ws.reader.msg_opcode != 0;
+}
+
 void ws_session_save(struct conn *c, struct hr_writer *w)
 {
     const struct conn_ws *ws = &c->u.ws;

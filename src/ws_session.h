@@ -52,6 +52,8 @@ void ws_session_login_deadline(struct conn *c);
 bool ws_session_owns(const struct conn *c);
 void ws_session_hold_input(struct conn *c);
 bool ws_session_busy(const struct conn *c, unsigned version);
+/* Whether c is in the middle of a frame or a fragmented message (for a live upgrade's log). */
+bool ws_session_partial(const struct conn *c);
 void ws_session_save(struct conn *c, struct hr_writer *w);
 int ws_session_restore(struct conn *c, const struct handover_rec *rec, const char **why);
 
