@@ -9,6 +9,9 @@
  *        -> LINGER   (write side shut; unread input drained so the peer gets
  *                     our last bytes instead of a reset)
  *        -> CLOSED   (fd closed; memory freed before the loop next sleeps).
+ * A live upgrade may also park an open connection (CONN_PARKED): no I/O and
+ * no timer while another process decides whether it takes it over; then it
+ * is dropped (that process has it) or opened again.
  * It is never freed inside its own callback: closing only marks it and puts
  * it on its set's dead list. Input buffers and the output ring exist only
  * while they hold bytes, so an idle connection is just this struct.

@@ -66,6 +66,7 @@ test(`live: ${UPGRADES} upgrades under load, ${CLIENTS} clients in ${ROOMS} room
       oldPid,
       newPid,
       readyToGoneMs: tsOf(stopped) - tsOf(ready),
+      handoverMs: tsOf(adopted) - tsOf(ready), // readiness to the moved connections going on
       adopted: Number(adopted.fields.connections),
       refused: Number(adopted.fields.refused),
       partial: Number(done.fields.partial),
@@ -76,7 +77,7 @@ test(`live: ${UPGRADES} upgrades under load, ${CLIENTS} clients in ${ROOMS} room
   await connector.stop();
   await Promise.all(drivers.map((d) => d.stop()));
 
-  t.diagnostic(`handovers: ${JSON.stringify(handovers.map(({ readyToGoneMs, adopted, partial }) => ({ readyToGoneMs, adopted, partial })))}`);
+  t.diagnostic(`handovers: ${JSON.stringify(handovers.map(({ readyToGoneMs, handoverMs, adopted, partial }) => ({ readyToGoneMs, handoverMs, adopted, partial })))}`);
   assert.deepEqual(riders.flatMap((r) => r.problems), [], 'disconnects, errors or unexpected replies');
   assert.deepEqual(connector.failed, [], `connection attempts that failed (of ${connector.ok})`);
   for (const h of handovers) {
