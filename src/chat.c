@@ -95,10 +95,17 @@ void chat_op_free(struct chat_op *op)
 
 void chat_op_drop(struct mail *m)
 {
-    if (m->kind == MAIL_OP)
+    if (m->kind == MAIL_OP) {
         chat_op_free((struct chat_op *)m);
-    else
+    } else if (m->kind == MAIL_RELAY) {
+        struct relay_mail *rm = (struct relay_mail *)m;
+        for (int i = 0; i < rm->n; i++)
+            free(rm->each[i]); /* relayed mails own nothing (handover.h) */
+        free(rm->each);
+        free(rm);
+    } else {
         free(m); /* a control mail (a store gate) */
+    }
 }
 
 void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why)

@@ -42,6 +42,7 @@ enum chat_op_kind {
     CHAT_GONE,        /* a logged-in connection closed: leave its rooms; no reply */
     CHAT_ROOM_CREATE, /* hub -> store: record a new room; no reply */
     CHAT_REPLAY,      /* worker -> store -> worker: the next page of a join's replay */
+    CHAT_ADOPT, /* worker -> hub: a connection moved here by a live upgrade is online; no reply */
 };
 
 /*
@@ -126,6 +127,7 @@ struct chat_op {
     uint64_t since;
     bool charged; /* send: took a token from the rate limit's bucket */
     bool rejoin;  /* join of a room the connection has joined already: no presence, counted once */
+    bool adopt; /* join of a connection a live upgrade moved here: counted in silently, no reply */
     uint64_t before; /* history: 0 = newest */
     unsigned limit;
     int64_t ts;
@@ -206,6 +208,17 @@ struct deliver_batch {
     struct mail mail;
     size_t n, cap;
     struct deliver *items;
+};
+
+/*
+ * main -> hub -> workers: the hub posts each[i] to worker i behind every delivery it has made so
+ * far (it sends its batches first), then frees the relay. A live upgrade collects connections
+ * this way once the store has said its last: their results and messages have all arrived.
+ */
+struct relay_mail {
+    struct mail mail; /* MAIL_RELAY */
+    struct mail **each;
+    int n;
 };
 
 struct deliver *deliver_batch_add(struct deliver_batch **b);

@@ -1,6 +1,7 @@
 /* chat_session: chat requests, results and deliveries for the connections of one worker. */
 #include "chat_session.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -411,6 +412,20 @@ static void post_gone_room(struct chat_session *s, uint16_t worker, const char *
     post_gone(s, worker, one, 1, false);
 }
 
+/* Forgets the password check kept for a live upgrade, wiping the password. */
+static void pw_free(struct chat_session *s)
+{
+    if (!s->pw)
+        return;
+    if (s->pw->password) {
+        sodium_memzero(s->pw->password, s->pw->password_len);
+        free(s->pw->password);
+    }
+    free(s->pw->id_json);
+    free(s->pw);
+    s->pw = NULL;
+}
+
 void chat_session_close(struct conn *c)
 {
     struct chat_session *s = c->session;
@@ -419,18 +434,24 @@ void chat_session_close(struct conn *c)
     struct chat_worker *cw = chat_of(c);
     struct worker *w = c->set->owner;
     char(*names)[CHAT_ROOM_MAX] = s->n_rooms ? xmalloc(s->n_rooms * sizeof *names) : NULL;
+    size_t n_names = 0;
     for (size_t i = 0; i < s->n_rooms; i++) {
-        memcpy(names[i], s->rooms[i]->name, CHAT_ROOM_MAX);
+        /* Only the rooms the hub counts this connection in (after a move, some may not be yet). */
+        if (s->rooms[i]->hub)
+            memcpy(names[n_names++], s->rooms[i]->name, CHAT_ROOM_MAX);
         local_room_remove(cw, s->rooms[i]);
         free(s->rooms[i]);
     }
-    if (s->logged_in) {
+    if (s->logged_in)
         local_user_remove(cw, c, s->user_lc);
-        post_gone(s, (uint16_t)w->id, names, s->n_rooms, s->guest);
-    } else {
+    /* A connection moved to another process by a live upgrade has not left anything: its
+     * session goes on there. */
+    if (s->logged_in && !c->moved)
+        post_gone(s, (uint16_t)w->id, names, n_names, s->guest);
+    else
         free(names);
-    }
     map_del_u64(&cw->conns, c->id);
+    pw_free(s);
     backlog_free(s);
     free(s->rooms);
     free(s->charged_cids);
@@ -533,6 +554,12 @@ static bool is_party(const struct chat_session *s, const char *dm_room)
            (strcmp(a, s->user_lc) == 0 || strcmp(b, s->user_lc) == 0);
 }
 
+/* op goes on its way and will come back answered: a live upgrade waits for it (ops_out). */
+static void sent(struct conn *c)
+{
+    ((struct chat_session *)c->session)->ops_out++;
+}
+
 #define FAIL(err, text)                                                                            \
     do {                                                                                           \
         *why = (text);                                                                             \
@@ -541,11 +568,24 @@ static bool is_party(const struct chat_session *s, const char *dm_room)
     } while (0)
 
 /* op, a login with a password or a registration, goes to be hashed: its network is what the
- * throttles and the fair queue count, and the login deadline waits for its answer. */
+ * throttles and the fair queue count, and the login deadline waits for its answer. What it asks
+ * is kept meanwhile: a live upgrade can submit it again elsewhere (struct chat_pw). */
 static void start_hashing(struct conn *c, struct chat_op *op)
 {
+    struct chat_session *s = c->session;
     op->net_key = c->net_key;
-    ((struct chat_session *)c->session)->auth_pending = true;
+    s->auth_pending = true;
+    pw_free(s);
+    struct chat_pw *pw = xcalloc(1, sizeof *pw);
+    pw->registering = op->kind == CHAT_REGISTER;
+    if (op->id)
+        pw->id_json = json_dumps(op->id, JSON_ENCODE_ANY | JSON_COMPACT);
+    memcpy(pw->name, op->name, sizeof pw->name);
+    pw->password = xstrndup(op->password, op->password_len);
+    pw->password_len = op->password_len;
+    pw->registered_guest = op->registered_guest;
+    pw->guest_session = op->guest_session;
+    s->pw = pw;
 }
 
 uint64_t chat_session_login_pause(const struct conn *c)
@@ -568,6 +608,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             FAIL(PROTO_ALREADY_LOGGED_IN, "this connection is logged in already");
         s->login_pending = true;
         conn_hold_input(c); /* what follows a login needs its answer */
+        sent(c);
         if (op->kind == CHAT_LOGIN_GUEST) {
             chat_to_hub(op);
         } else if (op->kind == CHAT_LOGIN_PASSWORD) {
@@ -590,6 +631,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         op->user_created_ms = wall_ms();
         start_hashing(c, op);
         conn_hold_input(c); /* a login right after a registration needs the account made */
+        sent(c);
         chat_to_hub(op);
         return PROTO_OK;
     }
@@ -617,6 +659,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             memcpy(s->replay_pending, op->room, sizeof s->replay_pending);
         s->joins_held++;
         conn_hold_input(c); /* a send right after a join is for the joined room */
+        sent(c);
         chat_to_hub(op);
         return PROTO_OK;
     case CHAT_LEAVE:
@@ -624,14 +667,17 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             FAIL(PROTO_NOT_MEMBER, "you are not in that room");
         local_room_remove(chat_of(c), joined);
         session_remove_room(s, joined);
+        sent(c);
         chat_to_hub(op);
         return PROTO_OK;
     case CHAT_WHO:
         if (op->room_is_dm && !is_party(s, op->room))
             FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+        sent(c);
         chat_to_hub(op);
         return PROTO_OK;
     case CHAT_ROOMS:
+        sent(c);
         chat_to_hub(op);
         return PROTO_OK;
     case CHAT_HISTORY:
@@ -640,6 +686,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         if (op->room_is_dm && s->guest)
             FAIL(PROTO_FORBIDDEN, "guests cannot read direct message history");
         op->ts = op->room_is_dm ? s->created_ms : 0;
+        sent(c);
         chat_to_store(op);
         return PROTO_OK;
     case CHAT_TYPING:
@@ -663,6 +710,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
          * store has seen the first copy and could tell. A retry of a copy sent elsewhere pays,
          * and is paid back when the store finds it stored (finish_op). */
         if (is_charged_retry(s, op)) {
+            sent(c);
             chat_to_hub(op);
             return PROTO_OK;
         }
@@ -678,6 +726,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             if (op->charged)
                 remember_charged(s, op);
         }
+        sent(c);
         chat_to_hub(op);
         return PROTO_OK;
     }
@@ -705,16 +754,24 @@ static void joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
     struct chat_sroom *r = chat_session_room(s, op->room);
-    if (!op->rejoin)
+    if (!op->rejoin && !op->adopt)
         s->joins_pending--;
     if (!r) {
+        if (op->adopt) { /* cannot happen: input is held while a moved session joins again */
+            post_gone_room(s, op->worker, op->room);
+            return;
+        }
         r = session_add_room(s, op->room);
         r->last_seq = op->has_since && op->since < op->seq ? op->since : op->seq;
+        r->hub = true;
         local_room_add(chat_of(c), c, r);
+    } else if (op->adopt) {
+        r->hub = true; /* counted in, silently: the client sees only what it had not had */
     } else if (!op->rejoin) {
         post_gone_room(s, op->worker, op->room); /* two joins crossed: the hub counted us twice */
     }
-    s->transport->op_done(c, op);
+    if (!op->adopt)
+        s->transport->op_done(c, op);
     /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
     uint64_t replayed = 0;
     for (size_t i = 0; i < op->n_msgs; i++) {
@@ -759,6 +816,7 @@ static void undo_for_gone(struct worker *w, struct chat_op *op)
 }
 
 static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op);
+static void adopt_joined(struct conn *c, struct chat_op *op);
 
 /* True while c waits for a join it sent: its input stays held until the answer. */
 static bool holding_join(struct conn *c)
@@ -782,6 +840,18 @@ static void op_done(struct worker *w, struct chat_op *op)
         return;
     }
     struct chat_session *s = c->session;
+    if (op->handed_over && s->pw && (c->io_hold & CONN_HOLD_READ) &&
+        (op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER)) {
+        /* A live upgrade is under way: this password check moves with the connection and is
+         * submitted again in the next process (struct chat_pw), rather than refused here. */
+        chat_op_free(op);
+        return;
+    }
+    s->ops_out--;
+    if (op->adopt) {
+        adopt_joined(c, op);
+        return;
+    }
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
     bool hashed = op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER;
@@ -793,6 +863,8 @@ static void op_done(struct worker *w, struct chat_op *op)
         if (!s->logged_in)
             s->login_paused_ms += op->auth_wait_ms;
     }
+    if (hashed)
+        pw_free(s);
     /* A join answered: its replay, if any, is in op, with every message left to it. Unless it
      * failed: then what was left to it is lost to this connection, which must resume. */
     bool lost = op->kind == CHAT_JOIN && op->err && s->replay_skipped;
@@ -992,6 +1064,383 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->conns);
     free(cw);
     w->chat = NULL;
+}
+
+/* --- live upgrades: a session written into a record, and read back in the next process --- */
+
+bool chat_session_busy(const struct conn *c, unsigned version)
+{
+    const struct chat_session *s = c->session;
+    /* A password check on its way is carried by records of version 2 on (HR_PW_OP). */
+    uint32_t carried = version >= 2 && s && s->pw ? 1 : 0;
+    return s && (s->ops_out > carried || s->adopting);
+}
+
+size_t chat_session_replays(const struct conn *c)
+{
+    const struct chat_session *s = c->session;
+    size_t n = 0;
+    for (size_t i = 0; s && i < s->bl_n; i++)
+        n += s->backlog[(s->bl_head + i) % s->bl_cap].replay != NULL;
+    return n;
+}
+
+/* The send attempts of the last HR_ATTEMPT_SECONDS seconds, [0] this second's. */
+static void attempts_by_age(const struct chat_session *s, uint64_t now, uint16_t out[])
+{
+    uint64_t sec = now / 1000;
+    for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS; i++) {
+        uint64_t at = sec - i;
+        bool kept = i <= sec && at <= s->attempts_sec && s->attempts_sec - at < 10;
+        out[i] = kept ? s->attempts[at % 10] : 0;
+    }
+}
+
+void chat_session_save(struct conn *c, struct hr_writer *w)
+{
+    struct chat_session *s = c->session;
+    uint64_t now = conn_now(c);
+    hr_u64(w, HR_CHAT, 1);
+    hr_u64(w, HR_LOGGED_IN, s->logged_in);
+    hr_u64(w, HR_LOGIN_PENDING, s->login_pending);
+    hr_u64(w, HR_AUTH_PENDING, s->auth_pending);
+    hr_u64(w, HR_LOGIN_PAUSED_MS, s->login_paused_ms);
+    hr_u64(w, HR_GUEST, s->guest);
+    hr_u64(w, HR_GUEST_SESSION, s->guest_session);
+    hr_i64(w, HR_CREATED_MS, s->created_ms);
+    hr_str(w, HR_USER, s->user);
+    hr_str(w, HR_USER_LC, s->user_lc);
+    hr_u64(w, HR_JOIN_COUNTER, s->join_counter);
+    double tokens = s->tokens > 0 ? s->tokens : 0;
+    hr_u64(w, HR_TOKENS_MICRO, (uint64_t)(tokens * 1e6 + 0.5));
+    hr_u64(w, HR_REFILL_AGE_MS, now > s->refill_ms ? now - s->refill_ms : 0);
+    uint16_t attempts[HR_ATTEMPT_SECONDS];
+    attempts_by_age(s, now, attempts);
+    uint8_t bytes[2 * HR_ATTEMPT_SECONDS];
+    for (int i = 0; i < HR_ATTEMPT_SECONDS; i++) {
+        bytes[2 * i] = (uint8_t)attempts[i];
+        bytes[2 * i + 1] = (uint8_t)(attempts[i] >> 8);
+    }
+    hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
+    if (s->charged_cids) {
+        uint8_t keys[8 * HR_N_CIDS];
+        for (int i = 0; i < HR_N_CIDS; i++)
+            for (int b = 0; b < 8; b++)
+                keys[8 * i + b] = (uint8_t)(s->charged_cids[i] >> (8 * b));
+        hr_put(w, HR_CIDS, keys, sizeof keys);
+        hr_u64(w, HR_CIDS_NEXT, s->charged_cids_next);
+    }
+    if (s->last_typing_ms)
+        hr_u64(w, HR_TYPING_AGE_MS, now > s->last_typing_ms ? now - s->last_typing_ms : 0);
+    for (size_t i = 0; i < s->n_rooms; i++) {
+        const struct chat_sroom *r = s->rooms[i];
+        hr_open(w, HR_ROOM);
+        hr_str(w, HR_RM_NAME, r->name);
+        hr_u64(w, HR_RM_LAST_SEQ, r->last_seq);
+        hr_u64(w, HR_RM_JOINED_ORDER, r->joined_order);
+        hr_close(w);
+    }
+    if (s->pw && w->version >= 2) {
+        hr_open(w, HR_PW_OP);
+        hr_u64(w, HR_PO_KIND, s->pw->registering ? HR_PW_REGISTER : HR_PW_LOGIN);
+        if (s->pw->id_json)
+            hr_str(w, HR_PO_ID, s->pw->id_json);
+        hr_str(w, HR_PO_NAME, s->pw->name);
+        hr_put(w, HR_PO_PASSWORD, s->pw->password, s->pw->password_len);
+        hr_u64(w, HR_PO_REGISTERED_GUEST, s->pw->registered_guest);
+        hr_u64(w, HR_PO_GUEST_SESSION, s->pw->guest_session);
+        hr_close(w);
+    }
+    for (size_t i = 0; i < s->bl_n; i++) {
+        const struct chat_backlog_entry *e = &s->backlog[(s->bl_head + i) % s->bl_cap];
+        hr_open(w, HR_BACKLOG);
+        if (e->replay) {
+            /* A page on its way is read again by the next process. */
+            hr_str(w, HR_BL_ROOM, e->replay->room);
+            hr_u64(w, HR_BL_AFTER, e->replay->after);
+            hr_u64(w, HR_BL_UNTIL, e->replay->until);
+            hr_i64(w, HR_BL_TS, e->replay->ts);
+        } else if (c->transport == CONN_TELNET) {
+            hr_u64(w, HR_BL_LIVE, e->live);
+            hr_put(w, HR_BL_MSG, e->rec.tn->data, e->rec.tn->len);
+        } else {
+            hr_u64(w, HR_BL_LIVE, e->live);
+            hr_put(w, HR_BL_MSG, e->rec.ws->data + MSG_JSON_OFF, e->rec.ws->len - MSG_JSON_OFF);
+        }
+        hr_close(w);
+    }
+}
+
+/* Copies a name of the record into out (CHAT_NAME_MAX or CHAT_ROOM_MAX bytes, checked by the
+ * record's reader). */
+static void copy_name(char *out, size_t outsz, struct hr_bytes b)
+{
+    size_t n = b.n < outsz ? b.n : outsz - 1;
+    if (n)
+        memcpy(out, b.p, n);
+    out[n] = '\0';
+}
+
+/* A room name as this server writes it: a canonical room, or a canonical dm room. */
+static bool valid_room(const char *name)
+{
+    char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX], folded[CHAT_NAME_MAX];
+    size_t n = strlen(name);
+    if (strncmp(name, "dm:", 3) == 0) {
+        char canon[CHAT_ROOM_MAX];
+        if (!text_parse_dm_room(name, n, a, b))
+            return false;
+        text_dm_room(a, b, canon);
+        return strcmp(canon, name) == 0;
+    }
+    return text_fold_room(name, n, folded) && strcmp(folded, name) == 0;
+}
+
+#undef FAIL
+#define FAIL(text)                                                                                 \
+    do {                                                                                           \
+        *why = (text);                                                                             \
+        return -1;                                                                                 \
+    } while (0)
+
+/* Restores the rooms and the backlog of rec into s (fresh). */
+static int restore_rooms(struct conn *c, struct chat_session *s, const struct handover_rec *rec,
+                         const char **why)
+{
+    struct hr_room room;
+    size_t cursor = 0;
+    while (handover_rec_room(rec, &cursor, &room)) {
+        char name[CHAT_ROOM_MAX];
+        copy_name(name, sizeof name, room.name);
+        if (!valid_room(name) || chat_session_room(s, name))
+            FAIL("a room name this server would not give, or twice");
+        if (s->n_rooms >= cfg_of(c)->max_rooms + 1u)
+            FAIL("more rooms than a connection may join here");
+        struct chat_sroom *r = session_add_room(s, name);
+        r->last_seq = room.last_seq;
+        r->joined_order = room.joined_order;
+        if (room.joined_order > s->join_counter)
+            s->join_counter = room.joined_order;
+        local_room_add(chat_of(c), c, r);
+    }
+    struct hr_backlog e;
+    cursor = 0;
+    while (handover_rec_backlog(rec, &cursor, &e)) {
+        if (e.is_replay) {
+            struct chat_replay *rp = xcalloc(1, sizeof *rp);
+            copy_name(rp->room, sizeof rp->room, e.room);
+            rp->after = e.after;
+            rp->until = e.until;
+            rp->ts = e.ts;
+            if (!valid_room(rp->room)) {
+                free(rp);
+                FAIL("a replay of a room this server would not name");
+            }
+            backlog_push(s, (struct chat_backlog_entry){.replay = rp}, 0);
+            continue;
+        }
+        struct msg_rec m = {0};
+        if (c->transport == CONN_TELNET)
+            m.tn = chunk_from(e.msg.p, e.msg.n);
+        else
+            m = events_ws_text(e.msg.p, e.msg.n);
+        backlog_push(s, (struct chat_backlog_entry){.rec = m, .live = e.live},
+                     e.live ? rec_len(c, &m) : 0);
+    }
+    return 0;
+}
+
+/* The password check rec carries, to be submitted again (chat_session_thaw). */
+static int restore_pw(struct chat_session *s, const struct handover_rec *rec, const char **why)
+{
+    const struct hr_pw_op *p = &rec->pw;
+    bool registering = p->kind == HR_PW_REGISTER;
+    /* A login comes from a connection not logged in; a registration from one not logged in, or
+     * from a guest registering its own name. Input was held for either: no login can follow. */
+    if (!rec->auth_pending || (!registering && (rec->logged_in || !rec->login_pending)) ||
+        (registering &&
+         (rec->login_pending || p->registered_guest != (rec->logged_in && rec->guest))))
+        FAIL("a password check that does not go with the session");
+    struct chat_pw *pw = xcalloc(1, sizeof *pw);
+    pw->registering = registering;
+    pw->resubmit = true;
+    copy_name(pw->name, sizeof pw->name, p->name);
+    pw->password = xstrndup((const char *)p->password.p, p->password.n);
+    pw->password_len = p->password.n;
+    pw->registered_guest = p->registered_guest;
+    pw->guest_session = p->guest_session;
+    s->pw = pw;
+    if (p->id_json.n) {
+        pw->id_json = xstrndup((const char *)p->id_json.p, p->id_json.n);
+        json_t *id = json_loads(pw->id_json, JSON_DECODE_ANY, NULL);
+        bool ok = id && (json_is_string(id) || json_is_integer(id));
+        json_decref(id);
+        if (!ok)
+            FAIL("a request id that is not one");
+    }
+    if (!text_valid_user(pw->name, strlen(pw->name)) || memchr(pw->password, 0, pw->password_len))
+        FAIL("a password check this server would not have taken");
+    s->login_pending = rec->login_pending;
+    s->auth_pending = true;
+    return 0;
+}
+
+/* A password check moved here with its connection goes on its way again, from the start: the
+ * old process never finished it (its store refused the write, or its answer was dropped). */
+static void resubmit_pw(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    struct chat_pw *pw = s->pw;
+    pw->resubmit = false;
+    struct chat_op *op = chat_op_new(pw->registering ? CHAT_REGISTER : CHAT_LOGIN_PASSWORD,
+                                     (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+    if (pw->id_json)
+        op->id = json_loads(pw->id_json, JSON_DECODE_ANY, NULL);
+    memcpy(op->name, pw->name, sizeof op->name);
+    memcpy(op->user, pw->name, sizeof op->user);
+    text_lower(op->name, strlen(op->name), op->user_lc);
+    op->password = xstrndup(pw->password, pw->password_len);
+    op->password_len = pw->password_len;
+    op->net_key = c->net_key;
+    log_debug("msg=handover_resubmitted conn=%llu kind=%s", (unsigned long long)c->id,
+              pw->registering ? "register" : "login");
+    sent(c);
+    if (pw->registering) {
+        op->registered_guest = pw->registered_guest;
+        op->guest_session = pw->guest_session;
+        op->user_created_ms = wall_ms();
+        chat_to_hub(op);
+    } else {
+        chat_to_auth(op); /* the throttles first, as for any login */
+    }
+}
+
+int chat_session_restore(struct conn *c, const struct chat_transport *t,
+                         const struct handover_rec *rec, const char **why)
+{
+    struct chat_session *s = chat_session_open(c, t);
+    uint64_t now = conn_now(c);
+    if (!rec->has_chat)
+        return 0;
+    if ((rec->login_pending || rec->auth_pending) && !rec->pw.present)
+        FAIL("a login on its way without the request to submit again");
+    if (rec->pw.present && restore_pw(s, rec, why) < 0)
+        return -1;
+    s->login_paused_ms = rec->login_paused_ms;
+    if (rec->logged_in) {
+        copy_name(s->user, sizeof s->user, rec->user);
+        copy_name(s->user_lc, sizeof s->user_lc, rec->user_lc);
+        char lc[CHAT_NAME_MAX];
+        text_lower(s->user, strlen(s->user), lc);
+        if (!text_valid_user(s->user, strlen(s->user)) || strcmp(lc, s->user_lc) != 0)
+            FAIL("a user name this server would not give");
+        s->logged_in = true;
+        s->guest = rec->guest;
+        s->guest_session = rec->guest_session;
+        s->created_ms = rec->created_ms;
+        local_user_add(chat_of(c), c, s->user_lc);
+    } else if (rec->n_rooms > 0) {
+        FAIL("rooms joined without a login");
+    }
+    uint32_t rate = cfg_of(c)->rate_limit;
+    s->tokens = (double)rec->tokens_micro / 1e6;
+    if (s->tokens > rate)
+        s->tokens = rate;
+    s->refill_ms = now > rec->refill_age_ms ? now - rec->refill_age_ms : 0;
+    s->attempts_sec = now / 1000;
+    for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS && i <= s->attempts_sec; i++)
+        s->attempts[(s->attempts_sec - i) % 10] = rec->attempts[i];
+    if (rec->has_cids) {
+        s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);
+        memcpy(s->charged_cids, rec->cids, sizeof rec->cids);
+        s->charged_cids_next = rec->cids_next;
+    }
+    if (rec->has_typing)
+        s->last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
+    s->join_counter = rec->join_counter;
+    if (restore_rooms(c, s, rec, why) < 0)
+        return -1;
+    if (s->logged_in && s->guest) {
+        /* Online again, before anyone new can log in: no one may take the guest's name. */
+        struct chat_op *op =
+            chat_op_new(CHAT_ADOPT, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+        memcpy(op->user, s->user, sizeof op->user);
+        memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
+        op->guest = true;
+        op->guest_session = s->guest_session;
+        chat_to_hub(op);
+    }
+    return 0;
+}
+
+#undef FAIL
+
+/* The next room a moved session joins again with the hub, or the end of its adoption. */
+static void adopt_step(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    while (s->adopt_at < s->n_rooms) {
+        struct chat_sroom *r = s->rooms[s->adopt_at++];
+        if (r->hub)
+            continue;
+        struct chat_op *op =
+            chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+        memcpy(op->room, r->name, sizeof op->room);
+        op->room_is_dm = strncmp(r->name, "dm:", 3) == 0;
+        memcpy(op->user, s->user, sizeof op->user);
+        memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
+        op->guest = s->guest;
+        op->guest_session = s->guest_session;
+        op->adopt = true;
+        op->has_since = true;
+        op->since = r->last_seq;
+        op->names_limit = 0;
+        if (op->room_is_dm && !s->guest)
+            op->ts = s->created_ms; /* rule 40 */
+        /* Its messages that reach this connection meanwhile are left to this join's replay. */
+        memcpy(s->replay_pending, r->name, sizeof s->replay_pending);
+        sent(c);
+        chat_to_hub(op);
+        return;
+    }
+    s->adopting = false;
+    if (s->pw && s->pw->resubmit)
+        resubmit_pw(c);
+    if (!s->login_pending && !s->auth_pending && !holding_join(c))
+        conn_release_input(c);
+}
+
+void chat_session_thaw(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    if (!s)
+        return;
+    s->adopting = true;
+    s->adopt_at = 0;
+    conn_hold_input(c);
+    adopt_step(c);
+}
+
+/* A moved session's room, joined again: what was stored since the client's last seq follows. */
+static void adopt_joined(struct conn *c, struct chat_op *op)
+{
+    struct chat_session *s = c->session;
+    s->replay_pending[0] = '\0';
+    s->replay_skipped = false;
+    if (op->err) {
+        /* The hub counted it in before the store failed to read the replay: a gap cannot be
+         * left, so the client resumes, as after a failed join. */
+        struct chat_sroom *r = chat_session_room(s, op->room);
+        if (r)
+            r->hub = true;
+        replay_lost(c, op->room);
+        chat_op_free(op);
+        return;
+    }
+    joined(c, op);
+    chat_op_free(op);
+    if (conn_is_open(c))
+        adopt_step(c);
 }
 
 /* --- the WebSocket transport: protocol v1 JSON --- */

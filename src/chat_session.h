@@ -20,6 +20,7 @@
 
 #include "chat.h"
 #include "conn.h"
+#include "handover_rec.h"
 #include "worker.h"
 
 struct chat_sroom {
@@ -27,9 +28,23 @@ struct chat_sroom {
     uint64_t last_seq;
     uint64_t joined_order; /* for telnet: the most recently joined room becomes current */
     size_t local_at;       /* its place in the worker's list of the room's local members */
+    bool hub;              /* the hub counts this connection in the room (not yet, after a move) */
 };
 
 struct chat_session;
+
+/* A password check on its way (a login or a registration), as the request asked for it: kept
+ * until it is answered, so a live upgrade can submit it again in the next process. */
+struct chat_pw {
+    bool registering; /* CHAT_REGISTER, else CHAT_LOGIN_PASSWORD */
+    bool resubmit;    /* moved here: to be submitted again once the handover is over */
+    char *id_json;    /* the request's id as JSON text, or NULL */
+    char name[CHAT_NAME_MAX];
+    char *password; /* wiped when freed */
+    size_t password_len;
+    bool registered_guest; /* a logged-in guest registering its own name */
+    uint64_t guest_session;
+};
 
 /* How a transport shows results (events are written by chat_session_write in its form). */
 struct chat_transport {
@@ -79,6 +94,12 @@ struct chat_session {
     struct chat_backlog_entry *backlog;
     size_t bl_head, bl_n, bl_cap;
     size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
+    uint32_t ops_out;     /* requests on their way that will be answered (a live upgrade waits) */
+    struct chat_pw *pw;   /* the password check on its way, or NULL */
+    /* After a live upgrade moved the connection here: the rooms still to be joined again with
+     * the hub (silently, with since), one at a time, before input is read. */
+    bool adopting;
+    size_t adopt_at;
 };
 
 /* A join's replay still to be read from the store, a page at a time as the connection drains. */
@@ -142,6 +163,24 @@ uint64_t chat_session_login_pause(const struct conn *c);
 
 /* The connection's output queue has drained: write more of its backlog. */
 void chat_session_drained(struct conn *c);
+
+/*
+ * Live upgrades (handover.c). chat_session_busy: c has a request on its way that this process
+ * must answer before c can move (records of `version` carry none). chat_session_save writes c's
+ * session into the record w is writing. chat_session_restore gives c (adopted, input held) the
+ * session of rec over transport t, in the worker's indexes, and tells the hub it is online
+ * (guests), silently; returns 0, or -1 with *why when rec's session is not one this server can
+ * have. chat_session_thaw, once the handover is over: joins its rooms again with the hub, without
+ * presence or reply, each with since = the last seq the client was given, so whatever was
+ * stored meanwhile follows what it has; then input is read again.
+ */
+bool chat_session_busy(const struct conn *c, unsigned version);
+/* How many replays c's backlog still has to read (for the log of a live upgrade). */
+size_t chat_session_replays(const struct conn *c);
+void chat_session_save(struct conn *c, struct hr_writer *w);
+int chat_session_restore(struct conn *c, const struct chat_transport *t,
+                         const struct handover_rec *rec, const char **why);
+void chat_session_thaw(struct conn *c);
 
 /* The room of session s with that name, or NULL. */
 struct chat_sroom *chat_session_room(struct chat_session *s, const char *name);

@@ -95,10 +95,11 @@ static const char usage[] =
     "  --upgrade-timeout SECONDS the new process must be ready and serving by then, or the "
     "upgrade\n"
     "                            fails and this one serves on (default 10)\n"
-    "  --upgrade-mode drain      drain: open connections are closed (WebSocket 1012) over "
-    "--drain-time\n"
-    "                            and resume on the new process (the default and, for now, only "
-    "mode)\n"
+    "  --upgrade-mode MODE       live (default): open connections move to the new process with "
+    "their\n"
+    "                            state, unnoticed (TLS ones are drained); drain: they are closed "
+    "(WebSocket\n"
+    "                            1012) over --drain-time and resume on the new process\n"
     "  --drain-time SECONDS      how long the old process takes to close its connections "
     "(default 10)\n"
     "\n"
@@ -333,7 +334,7 @@ static void set_defaults(struct config *cfg)
     cfg->auth_queue_address = 32;
     cfg->throttle_entries = 65536;
     cfg->upgrade_timeout_ms = 10000;
-    cfg->upgrade_mode = CONFIG_UPGRADE_DRAIN;
+    cfg->upgrade_mode = CONFIG_UPGRADE_LIVE;
     cfg->drain_time_ms = 10000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
@@ -591,11 +592,12 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
                 return bad("upgrade-timeout", optarg, "expected seconds greater than 0");
             break;
         case OPT_UPGRADE_MODE:
-            if (strcmp(optarg, "drain") == 0)
+            if (strcmp(optarg, "live") == 0)
+                cfg->upgrade_mode = CONFIG_UPGRADE_LIVE;
+            else if (strcmp(optarg, "drain") == 0)
                 cfg->upgrade_mode = CONFIG_UPGRADE_DRAIN;
             else
-                return bad("upgrade-mode", optarg,
-                           "expected drain (live handover of connections is not built yet)");
+                return bad("upgrade-mode", optarg, "expected live or drain");
             break;
         case OPT_DRAIN_TIME:
             if (parse_seconds(optarg, &cfg->drain_time_ms) < 0)

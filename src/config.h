@@ -77,7 +77,7 @@ struct config {
     /* Upgrades (upgrade.c): SIGUSR2 or `parley upgrade` starts a new binary that takes over. */
     const char *upgrade_binary;  /* --upgrade-binary; NULL = this binary's own path at start */
     uint64_t upgrade_timeout_ms; /* how long the new process may take to be ready and serving */
-    enum config_upgrade_mode { CONFIG_UPGRADE_DRAIN } upgrade_mode;
+    enum config_upgrade_mode { CONFIG_UPGRADE_LIVE, CONFIG_UPGRADE_DRAIN } upgrade_mode;
     uint64_t drain_time_ms; /* drain: the old process's connections are closed over this long */
 };
 

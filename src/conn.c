@@ -71,8 +71,13 @@ void conn_set_destroy(struct conn_set *set)
 
 static void update_events(struct conn *c)
 {
-    bool reading = (!c->reading_paused && !c->input_held) || (c->tls & CONN_TLS_WRITE_WANTS_READ);
-    bool writing = c->want_write || (c->tls & CONN_TLS_READ_WANTS_WRITE);
+    if (c->state == CONN_PARKED)
+        return; /* not watched at all */
+    bool reading =
+        ((!c->reading_paused && !c->input_held) || (c->tls & CONN_TLS_WRITE_WANTS_READ)) &&
+        !(c->io_hold & CONN_HOLD_READ);
+    bool writing =
+        (c->want_write || (c->tls & CONN_TLS_READ_WANTS_WRITE)) && !(c->io_hold & CONN_HOLD_WRITE);
     uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (writing ? EPOLLOUT : 0);
     if (want == c->events)
         return;
@@ -244,6 +249,8 @@ static bool flush(struct conn *c)
     struct ssl_st *ssl = ssl_of(c);
     if (ssl && !(c->tls & CONN_TLS_UP))
         return true; /* handshaking: the session has not started */
+    if (c->io_hold & CONN_HOLD_WRITE)
+        return true; /* conn_hold_io writes it when the hold ends */
     if ((ssl ? write_tls(c, ssl) : write_plain(c)) < 0) {
         conn_close(c);
         return false;
@@ -347,12 +354,15 @@ void conn_close(struct conn *c)
 {
     if (c->state == CONN_CLOSED)
         return;
-    if (c->state == CONN_OPEN)
+    bool parked = c->state == CONN_PARKED;
+    if (c->state == CONN_OPEN || parked)
         release_session(c);
     c->state = CONN_CLOSED;
     timer_stop(c->set->loop, &c->timer);
-    loop_watch_del(c->set->loop, c->fd);
-    close(c->fd);
+    if (!parked)
+        loop_watch_del(c->set->loop, c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     c->fd = -1;
     if (c->tls & CONN_TLS_TAIL) {
         struct conn_tls *t = (struct conn_tls *)c;
@@ -374,6 +384,80 @@ void conn_close(struct conn *c)
     set->count--;
     c->dead_next = set->dead;
     set->dead = c;
+}
+
+/* --- live upgrades --- */
+
+void conn_hold_io(struct conn *c, uint8_t bits)
+{
+    uint8_t lifted = c->io_hold & (uint8_t)~bits;
+    c->io_hold = bits;
+    if (c->state != CONN_OPEN)
+        return;
+    update_events(c);
+    if ((lifted & CONN_HOLD_WRITE) && c->out_count > 0) {
+        c->want_write = true;
+        mark_dirty(c);
+    }
+    if ((lifted & CONN_HOLD_READ) && !c->input_held && !c->reading_paused) {
+        if (c->in_len > 0)
+            process_pending(c);
+        if (c->state == CONN_OPEN)
+            read_buffered(c);
+    }
+}
+
+void conn_park(struct conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->parked_timer = timer_active(&c->timer);
+    timer_stop(c->set->loop, &c->timer);
+    loop_watch_del(c->set->loop, c->fd);
+    c->state = CONN_PARKED;
+}
+
+void conn_unpark(struct conn *c)
+{
+    if (c->state != CONN_PARKED)
+        return;
+    c->state = CONN_OPEN;
+    c->events = 0; /* watched again for nothing, then for what it wants */
+    loop_watch_add(c->set->loop, c->fd, 0, &c->watch);
+    update_events(c);
+    if (c->parked_timer)
+        timer_start(c->set->loop, &c->timer, c->timer.due_ms);
+    if (c->out_count > 0)
+        mark_dirty(c);
+}
+
+void conn_drop_moved(struct conn *c)
+{
+    if (c->state != CONN_PARKED)
+        return;
+    c->moved = true;
+    conn_close(c);
+}
+
+int conn_detach(struct conn *c)
+{
+    conn_park(c);
+    if (c->state != CONN_PARKED)
+        return -1;
+    int fd = c->fd;
+    c->fd = -1;
+    c->moved = true;
+    conn_close(c);
+    return fd;
+}
+
+void conn_output_copy(const struct conn *c, uint8_t *dst)
+{
+    for (uint32_t i = 0; i < c->out_count; i++) {
+        const struct conn_out *o = &c->out[(c->out_head + i) % c->out_cap];
+        memcpy(dst, o->chunk->data + o->off, o->end - o->off);
+        dst += o->end - o->off;
+    }
 }
 
 static void free_dead(struct conn_set *set)
@@ -411,7 +495,8 @@ void conn_set_transport(struct conn *c, enum conn_transport t)
 static size_t dispatch(struct conn *c, uint8_t *data, size_t len)
 {
     size_t used = 0;
-    while (used < len && c->state == CONN_OPEN && !c->reading_paused && !c->input_held) {
+    while (used < len && c->state == CONN_OPEN && !c->reading_paused && !c->input_held &&
+           !(c->io_hold & CONN_HOLD_READ)) {
         size_t n = c->handler->on_input(c, data + used, len - used);
         if (n == 0)
             break;
@@ -670,6 +755,13 @@ static void on_events(struct loop_watch *w, uint32_t events)
         }
         if (!flush(c))
             return;
+    }
+    if ((c->io_hold & CONN_HOLD_READ) && c->state == CONN_OPEN) {
+        /* Held by a live upgrade: its input is not ours to read now. A peer gone both ways
+         * (reset) is reported again and again, and will never read an answer: close. */
+        if (events & (EPOLLHUP | EPOLLERR))
+            conn_close(c);
+        return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         if ((c->tls & CONN_TLS_WRITE_WANTS_READ) && !flush(c))

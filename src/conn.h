@@ -9,6 +9,9 @@
  *        -> LINGER   (write side shut; unread input drained so the peer gets
  *                     our last bytes instead of a reset)
  *        -> CLOSED   (fd closed; memory freed before the loop next sleeps).
+ * A live upgrade may also park an open connection (CONN_PARKED): no I/O and
+ * no timer while another process decides whether it takes it over; then it
+ * is dropped (that process has it) or opened again.
  * It is never freed inside its own callback: closing only marks it and puts
  * it on its set's dead list. Input buffers and the output ring exist only
  * while they hold bytes, so an idle connection is just this struct.
@@ -41,7 +44,15 @@
 
 struct ssl_st; /* OpenSSL's SSL, behind tls.h */
 
-enum conn_state { CONN_OPEN, CONN_FLUSHING, CONN_LINGER, CONN_CLOSED };
+enum conn_state {
+    CONN_OPEN,
+    CONN_FLUSHING,
+    CONN_LINGER,
+    CONN_CLOSED,
+    /* A live upgrade wrote its record and sent its socket to the new process: no I/O, no timer,
+     * until it is known to be the new process's (conn_drop_moved) or handed back (conn_unpark). */
+    CONN_PARKED,
+};
 
 enum conn_transport { CONN_HTTP, CONN_WEBSOCKET, CONN_TELNET, CONN_TRANSPORTS };
 
@@ -89,6 +100,7 @@ struct conn_ws {
     uint8_t endpoint; /* which WebSocket endpoint: see ws_session.h */
     uint8_t
         deflate_bits; /* permessage-deflate: our window limit (8..15), or 0 when not negotiated */
+    bool hold_at_end; /* a live upgrade holds input once the compressed message under way ends */
 };
 
 /* The connections of one worker thread. */
@@ -117,7 +129,10 @@ struct conn {
     uint8_t transport;
     uint32_t events; /* what epoll watches for now */
     bool reading_paused;
-    bool input_held; /* the session awaits a result before it may read on */
+    bool input_held;   /* the session awaits a result before it may read on */
+    uint8_t io_hold;   /* CONN_HOLD_* bits: a live upgrade holds this connection's I/O */
+    bool moved;        /* its session lives on in another process: leave without a word */
+    bool parked_timer; /* parked with its timer armed (at timer.due_ms) */
     bool want_write;
     bool is_dirty;
     uint64_t id;
@@ -152,6 +167,11 @@ struct conn {
 /* The HTTP bits of struct conn. */
 #define CONN_HTTP_ANSWERED 0x01 /* a response was sent: an idle connection may just be closed */
 #define CONN_HTTP_LAST 0x02     /* handing over: the response under way (or next) is the last */
+
+/* The I/O holds of a live upgrade (handover.c). */
+#define CONN_HOLD_READ 0x01 /* input stays in the socket (and in c->in) until the hold ends */
+#define CONN_HOLD_WRITE                                                                            \
+    0x02 /* output is queued, not written: the socket is not ours to write yet */
 
 /* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
 #define CONN_OUT_HIGH (1u << 20)
@@ -195,6 +215,30 @@ bool conn_is_tls(const struct conn *c);
  */
 void conn_hold_input(struct conn *c);
 void conn_release_input(struct conn *c);
+
+/*
+ * Live upgrades (handover.c). conn_hold_io sets c's I/O holds to `bits` (CONN_HOLD_*): what a
+ * lifted hold kept back goes on at once (held input is handled, queued output written). While
+ * reading is held, a peer that hangs up or resets closes the connection.
+ */
+void conn_hold_io(struct conn *c, uint8_t bits);
+/* c (open) stops all I/O and its timer: see CONN_PARKED. */
+void conn_park(struct conn *c);
+/* A parked c is open again, its I/O holds and timer as they were. */
+void conn_unpark(struct conn *c);
+/*
+ * c (parked) is the new process's: closes this process's descriptor of the socket (the other
+ * process holds it open: nothing is sent), frees the session without telling anyone (c->moved),
+ * and frees c before the loop sleeps.
+ */
+void conn_drop_moved(struct conn *c);
+/*
+ * Lets go of c (open or parked) without closing its socket, whose descriptor is returned (an
+ * exec hands it on): as conn_drop_moved otherwise. Returns -1 if c is neither.
+ */
+int conn_detach(struct conn *c);
+/* Copies the n bytes of output queued (c->out_bytes of them) into dst. */
+void conn_output_copy(const struct conn *c, uint8_t *dst);
 
 /* Queues bytes [off, end) of chunk; takes over one reference the caller held. */
 void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end);

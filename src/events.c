@@ -64,6 +64,17 @@ struct msg_rec events_frame(struct jsonw *w)
     return (struct msg_rec){.ws = c, .ws_off = (uint32_t)(MSG_JSON_OFF - h)};
 }
 
+struct msg_rec events_ws_text(const void *json, size_t n)
+{
+    struct chunk *c = chunk_new(MSG_JSON_OFF + n);
+    memcpy(c->data + MSG_JSON_OFF, json, n);
+    c->len = (uint32_t)(MSG_JSON_OFF + n);
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t h = ws_frame_header_write(hdr, true, WS_OP_TEXT, n);
+    memcpy(c->data + MSG_JSON_OFF - h, hdr, h);
+    return (struct msg_rec){.ws = c, .ws_off = (uint32_t)(MSG_JSON_OFF - h)};
+}
+
 void events_reply_begin(struct jsonw *w, const char *type, const json_t *id)
 {
     jsonw_init(w, MSG_JSON_OFF);

@@ -26,6 +26,10 @@ struct msg_rec events_typing(const char *room, const char *user);
  * text frame. */
 struct msg_rec events_frame(struct jsonw *w);
 
+/* A text frame of the JSON json[0..n) (a message event carried by a live upgrade's record), in
+ * the layout of every other msg_rec: the JSON at MSG_JSON_OFF, the frame header before it. */
+struct msg_rec events_ws_text(const void *json, size_t n);
+
 /* Starts a reply object {"type":type,"id":id,... (id omitted when NULL). */
 void events_reply_begin(struct jsonw *w, const char *type, const json_t *id);
 

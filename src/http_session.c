@@ -170,7 +170,7 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
         snprintf(status, sizeof status, "\"unhealthy\",\"problem\":\"%s\"", problem);
     else
         snprintf(status, sizeof status, "\"ok\"");
-    char body[640];
+    char body[700];
     struct metrics_upgrades up;
     metrics_get_upgrades(&up);
     uint64_t tls_failed = tls_counted(TLS_RESULT_FAILED) + tls_counted(TLS_RESULT_TIMEOUT) +
@@ -180,7 +180,8 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
                      "\"websocket\":%zu,\"telnet\":%zu,\"uptime_s\":%llu,\"tls\":%s,"
                      "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
                      "\"tls_handshake_failures\":%llu,\"pid\":%d,\"generation\":%llu,"
-                     "\"upgrades\":%llu,\"upgrades_failed\":%llu,\"handed_over\":%llu}\n",
+                     "\"upgrades\":%llu,\"upgrades_failed\":%llu,\"handed_over\":%llu,"
+                     "\"drained\":%llu}\n",
                      status, PARLEY_VERSION,
                      conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
                      conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
@@ -188,7 +189,8 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
                      w->cfg->tls_cert ? "true" : "false", tls_open_count(),
                      (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed,
                      (int)getpid(), (unsigned long long)up.generation, (unsigned long long)up.done,
-                     (unsigned long long)up.failed, (unsigned long long)up.handed_over);
+                     (unsigned long long)up.failed, (unsigned long long)up.handed_over,
+                     (unsigned long long)up.drained);
     send_text(c, problem ? 503 : 200, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 
@@ -498,4 +500,17 @@ void http_session_start(struct conn *c)
 {
     c->handler = &http_handler;
     conn_set_timer(c, conn_now(c) + cfg_of(c)->http_idle_ms);
+}
+
+bool http_session_owns(const struct conn *c)
+{
+    return c->handler == &http_handler;
+}
+
+int http_session_restore(struct conn *c, const struct handover_rec *rec, const char **why)
+{
+    (void)rec;
+    (void)why;
+    c->handler = &http_handler;
+    return 0;
 }

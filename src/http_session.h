@@ -8,11 +8,17 @@
 #define PARLEY_HTTP_SESSION_H
 
 #include "conn.h"
+#include "handover_rec.h"
 
 /* The bytes of a request head, request line to the empty line, accepted at most. */
 #define HTTP_MAX_HEAD 8192
 
 /* Makes c (a new socket on the HTTP port) an HTTP session. */
 void http_session_start(struct conn *c);
+
+/* Live upgrades (handover.c): whether c is an HTTP session; making adopted c the HTTP session of
+ * rec (its bits and input are the connection's, restored by the caller). Returns 0. */
+bool http_session_owns(const struct conn *c);
+int http_session_restore(struct conn *c, const struct handover_rec *rec, const char **why);
 
 #endif

@@ -196,7 +196,9 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     memcpy(m->name, op->user, sizeof m->name);
     m->conns = 1;
     map_put(&r->members, op->user_lc, m);
-    to_room(h, r, events_presence(r->name, op->user, true), op->conn_id, NULL);
+    /* A connection a live upgrade moved here was in the room all along: nobody is told. */
+    if (!op->adopt)
+        to_room(h, r, events_presence(r->name, op->user, true), op->conn_id, NULL);
 }
 
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
@@ -580,6 +582,15 @@ static void on_mail(struct service *s, struct mail *m)
         mailbox_post(chat_route()->store, m);
         return;
     }
+    if (m->kind == MAIL_RELAY) {
+        struct relay_mail *rm = (struct relay_mail *)m;
+        before_sleep(s); /* what is due to the workers goes first */
+        for (int w = 0; w < rm->n && w < h->n_workers; w++)
+            mailbox_post(chat_route()->workers[w], rm->each[w]);
+        free(rm->each);
+        free(rm);
+        return;
+    }
     struct chat_op *op = (struct chat_op *)m;
     struct hub_room *r;
     switch (op->kind) {
@@ -634,6 +645,12 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     case CHAT_LOGIN_TOKEN:
         login_token_guest(h, op);
+        break;
+    case CHAT_ADOPT:
+        /* A guest moved here by a live upgrade: online, its name its own, as it was. */
+        if (op->guest)
+            guest_online(h, op);
+        chat_op_free(op);
         break;
     default:
         log_error("msg=hub_unexpected_op kind=%d", op->kind);

@@ -26,6 +26,8 @@ enum mail_kind {
     MAIL_DELIVER,    /* a batch of events from the hub to a worker */
     MAIL_STORE_GATE, /* main -> hub -> store -> main: hold, open or close the store to writes */
     MAIL_WORKER_CTL, /* main -> a worker: accept or not, drain (server.c) */
+    MAIL_HANDOVER,   /* main <-> a worker: a live upgrade's steps (handover.h) */
+    MAIL_RELAY,      /* main -> hub -> each worker: mails behind every delivery (chat.h) */
 };
 
 struct mailbox {

@@ -25,7 +25,7 @@ static atomic_uint_fast64_t latency_count, latency_sum_us;
 static atomic_uint_fast64_t batch_buckets[N_BATCH];
 static atomic_uint_fast64_t batch_count, batch_sum;
 static _Atomic(const char *) store_problem;
-static atomic_uint_fast64_t up_generation = 1, up_done, up_failed, up_handed_over;
+static atomic_uint_fast64_t up_generation = 1, up_done, up_failed, up_handed_over, up_drained;
 
 void metrics_set_upgrades(const struct metrics_upgrades *u)
 {
@@ -33,6 +33,7 @@ void metrics_set_upgrades(const struct metrics_upgrades *u)
     atomic_store_explicit(&up_done, u->done, memory_order_relaxed);
     atomic_store_explicit(&up_failed, u->failed, memory_order_relaxed);
     atomic_store_explicit(&up_handed_over, u->handed_over, memory_order_relaxed);
+    atomic_store_explicit(&up_drained, u->drained, memory_order_relaxed);
 }
 
 void metrics_get_upgrades(struct metrics_upgrades *out)
@@ -41,6 +42,7 @@ void metrics_get_upgrades(struct metrics_upgrades *out)
     out->done = atomic_load_explicit(&up_done, memory_order_relaxed);
     out->failed = atomic_load_explicit(&up_failed, memory_order_relaxed);
     out->handed_over = atomic_load_explicit(&up_handed_over, memory_order_relaxed);
+    out->drained = atomic_load_explicit(&up_drained, memory_order_relaxed);
 }
 
 void metrics_set_store_problem(const char *problem)
@@ -246,11 +248,17 @@ struct chunk *metrics_render(uint64_t uptime_s)
         "parley_upgrades_total{result=\"done\"} %llu\n"
         "parley_upgrades_total{result=\"failed\"} %llu\n"
         "# HELP parley_upgrade_connections_handed_over_total Open connections moved to a new "
-        "process (live upgrade; 0 in drain mode).\n"
+        "process with their state (live upgrades; 0 in drain mode).\n"
         "# TYPE parley_upgrade_connections_handed_over_total counter\n"
-        "parley_upgrade_connections_handed_over_total %llu\n",
+        "parley_upgrade_connections_handed_over_total %llu\n"
+        "# HELP parley_upgrade_connections_drained_total Open connections a live upgrade could "
+        "not move, closed with 1012 (TLS, records the new binary refused, requests that did not "
+        "finish in time).\n"
+        "# TYPE parley_upgrade_connections_drained_total counter\n"
+        "parley_upgrade_connections_drained_total %llu\n",
         (unsigned long long)up.generation, (unsigned long long)up.done,
-        (unsigned long long)up.failed, (unsigned long long)up.handed_over);
+        (unsigned long long)up.failed, (unsigned long long)up.handed_over,
+        (unsigned long long)up.drained);
     put(&o,
         "# HELP parley_uptime_seconds Seconds since the server started.\n"
         "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",

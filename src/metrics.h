@@ -58,11 +58,13 @@ void metrics_auth_wait(uint64_t micros);
 
 /*
  * The process's place in its line of upgrades (upgrade.c): its generation (1 at a fresh start,
- * one more for each process that took over), upgrades done and failed (carried from process to
- * process), connections handed over live. Set by the main thread, read anywhere.
+ * one more for each process that took over), upgrades done and failed, connections handed over
+ * live and connections a live upgrade could not move (drained with 1012 instead: TLS, refused
+ * records, busy past the bound), all carried from process to process. Set by the main thread,
+ * read anywhere.
  */
 struct metrics_upgrades {
-    uint64_t generation, done, failed, handed_over;
+    uint64_t generation, done, failed, handed_over, drained;
 };
 void metrics_set_upgrades(const struct metrics_upgrades *u);
 void metrics_get_upgrades(struct metrics_upgrades *out);

@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "chat.h"
 #include "chat_session.h"
+#include "handover.h"
 #include "http_session.h"
 #include "hub.h"
 #include "log.h"
@@ -132,7 +133,20 @@ static void on_mail(struct worker *w, struct mail *m)
         free(m);
         return;
     }
+    if (m->kind == MAIL_HANDOVER) {
+        handover_worker_mail(w, (struct handover_mail *)m);
+        return;
+    }
     chat_worker_mail(w, m);
+}
+
+/* A worker's mail that will never be handled (shutdown). */
+static void drop_mail(struct mail *m)
+{
+    if (m->kind == MAIL_HANDOVER)
+        handover_mail_free((struct handover_mail *)m);
+    else
+        chat_mail_drop(m);
 }
 
 static void format_addr(const struct sockaddr_storage *sa, char *out, size_t outsz)
@@ -310,7 +324,8 @@ static void free_server(struct server *s, int started, bool keep_listeners)
     for (int i = 0; i < s->n_workers; i++) {
         if (!s->workers[i].loop)
             continue; /* never initialised */
-        worker_destroy(&s->workers[i], chat_mail_drop);
+        handover_worker_destroy(&s->workers[i]);
+        worker_destroy(&s->workers[i], drop_mail);
         chat_worker_destroy(&s->workers[i]);
     }
     if (s->hub.loop)
@@ -379,6 +394,7 @@ struct server *server_prepare(const struct config *cfg, struct listen_fds *inher
         }
         s->workers[i].on_accept = on_accept;
         s->workers[i].on_mail = on_mail;
+        s->workers[i].on_tick = handover_worker_tick;
         chat_worker_init(&s->workers[i]);
     }
     bool tls = cfg->tls_cert != NULL;
@@ -406,7 +422,7 @@ fail:
     return NULL;
 }
 
-int server_serve(struct server *s)
+int server_serve(struct server *s, bool accepting)
 {
     int rc = add_extras(s);
     if (rc == 0 && (rc = start_chat(s)) < 0)
@@ -414,6 +430,7 @@ int server_serve(struct server *s)
     if (rc < 0)
         return -1;
     for (int i = 0; i < s->n_workers; i++) {
+        s->workers[i].accept_later = !accepting;
         rc = worker_start(&s->workers[i]);
         if (rc < 0) {
             log_error("msg=worker_start_failed worker=%d error=\"%s\"", i, strerror(-rc));
@@ -479,6 +496,25 @@ size_t server_listeners(struct server *s, int **fds, enum listen_kind **kinds)
         }
     }
     return k;
+}
+
+int server_workers(const struct server *s)
+{
+    return s->n_workers;
+}
+
+void server_post(struct server *s, int worker, struct mail *m)
+{
+    mailbox_post(&s->workers[worker].mailbox, m);
+}
+
+void server_relay(struct server *s, struct mail **each)
+{
+    struct relay_mail *m = xcalloc(1, sizeof *m);
+    m->mail.kind = MAIL_RELAY;
+    m->each = each;
+    m->n = s->n_workers;
+    mailbox_post(&s->hub.mailbox, &m->mail);
 }
 
 size_t server_connections(void)

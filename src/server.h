@@ -38,9 +38,11 @@ struct server *server_prepare(const struct config *cfg, struct listen_fds *inher
 /*
  * Starts serving: takes the store over, loads rooms, seqs and users from it,
  * starts the hub, store and auth threads and the workers, which accept from
- * then on. Returns 0, or -1 after logging why (then only server_stop remains).
+ * then on if `accepting` (else once server_set_accepting says so: a live
+ * upgrade adopts connections first). Returns 0, or -1 after logging why (then
+ * only server_stop remains).
  */
-int server_serve(struct server *s);
+int server_serve(struct server *s, bool accepting);
 
 /* Asks every worker to watch its listeners or not (the sockets stay open either way). */
 void server_set_accepting(struct server *s, bool on);
@@ -64,6 +66,12 @@ void server_begin_goodbyes(struct server *s, enum conn_goodbye why, uint64_t spr
  * (arrays the caller frees) and returns how many. The sockets stay the server's.
  */
 size_t server_listeners(struct server *s, int **fds, enum listen_kind **kinds);
+
+/* How many workers s has; posts m to worker i; posts each[0..workers) to the workers through the
+ * hub, behind every delivery it has made (struct relay_mail; each is the hub's to free). */
+int server_workers(const struct server *s);
+void server_post(struct server *s, int worker, struct mail *m);
+void server_relay(struct server *s, struct mail **each);
 
 /* Connections open now, of every transport. */
 size_t server_connections(void);

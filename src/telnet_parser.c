@@ -50,6 +50,14 @@ void telnet_parser_init(struct telnet_parser *p, uint8_t *buf, size_t cap)
     p->sb_len = 0;
 }
 
+bool telnet_parser_valid(const struct telnet_parser *p)
+{
+    if (p->state > S_SB_IAC || p->len > p->cap || (p->len > 0 && !p->buf) ||
+        p->sb_len > TELNET_SB_MAX || (p->overflow && p->len != p->cap))
+        return false;
+    return p->state != S_OPT || (p->verb >= TELNET_WILL && p->verb <= TELNET_DONT);
+}
+
 bool telnet_parser_holds_line(const struct telnet_parser *p)
 {
     return p->len > 0 || p->overflow;

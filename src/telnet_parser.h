@@ -66,6 +66,13 @@ bool telnet_parser_holds_line(const struct telnet_parser *p);
 void telnet_parser_lend(struct telnet_parser *p, uint8_t *buf);
 
 /*
+ * True when p's state (read back from a live upgrade's record, handover_rec.c, with buf, cap and
+ * len set) is one the parser can be in between two calls. A change to what a state means needs a
+ * new record version there.
+ */
+bool telnet_parser_valid(const struct telnet_parser *p);
+
+/*
  * Consumes bytes of data[0..len) until one event is ready or the input is
  * used up; fills *ev and returns the number of bytes consumed. Call again on
  * the rest while bytes remain.

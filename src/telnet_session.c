@@ -705,3 +705,95 @@ void telnet_session_start(struct conn *c)
     say(c, "Welcome to parley on %s. Your name? ", w->cfg->node);
     arm_login_deadline(c);
 }
+
+/* --- live upgrades --- */
+
+bool telnet_session_owns(const struct conn *c)
+{
+    return c->handler == &telnet_handler;
+}
+
+bool telnet_session_partial(const struct conn *c)
+{
+    const struct telnet_state *t = ((struct chat_session *)c->session)->transport_state;
+    return telnet_parser_holds_line(&t->parser);
+}
+
+void telnet_session_save(struct conn *c, struct hr_writer *w)
+{
+    struct telnet_state *t = state_of(c);
+    const struct telnet_parser *p = &t->parser;
+    hr_u64(w, HR_TN_PROMPT, t->prompt);
+    hr_u64(w, HR_TN_TRIES, t->password_tries);
+    hr_u64(w, HR_TN_ECHO_OFF, t->echo_off);
+    hr_u64(w, HR_TN_AUTO_JOINED, t->auto_joined);
+    hr_u64(w, HR_TN_PW_PROMPTED, t->password_prompted);
+    hr_str(w, HR_TN_NAME, t->name);
+    hr_str(w, HR_TN_CURRENT, t->current);
+    hr_u64(w, HR_TN_OPEN_AGE_MS, conn_now(c) - t->opened_ms);
+    hr_open(w, HR_TN_PARSER);
+    hr_u64(w, HR_TP_STATE, p->state);
+    hr_u64(w, HR_TP_VERB, p->verb);
+    hr_u64(w, HR_TP_OVERFLOW, p->overflow);
+    hr_u64(w, HR_TP_SB_LEN, p->sb_len);
+    hr_close(w);
+    if (p->len > 0)
+        hr_put(w, HR_TN_LINE, p->buf, p->len);
+    chat_session_save(c, w);
+}
+
+int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const char **why)
+{
+    if (rec->tn_prompt > PROMPT_REGISTER) {
+        *why = "a telnet prompt this server does not have";
+        return -1;
+    }
+    struct telnet_state *t = xcalloc(1, sizeof *t);
+    c->handler = &telnet_handler;
+    conn_set_transport(c, CONN_TELNET);
+    struct chat_session *s = NULL;
+    /* The state goes in before anything can fail: on_close frees it with the session. */
+    if (chat_session_restore(c, &telnet_transport, rec, why) < 0) {
+        s = c->session;
+        s->transport_state = t;
+        return -1;
+    }
+    s = c->session;
+    s->transport_state = t;
+    t->prompt = rec->tn_prompt;
+    t->password_tries = rec->tn_password_tries;
+    t->echo_off = rec->tn_echo_off;
+    t->auto_joined = rec->tn_auto_joined;
+    t->password_prompted = rec->tn_password_prompted;
+    if (rec->tn_name.n)
+        memcpy(t->name, rec->tn_name.p, rec->tn_name.n);
+    if (rec->tn_current.n)
+        memcpy(t->current, rec->tn_current.p, rec->tn_current.n);
+    uint64_t now = conn_now(c);
+    t->opened_ms = now > rec->tn_open_age_ms ? now - rec->tn_open_age_ms : 0;
+    telnet_parser_init(&t->parser, NULL, TELNET_LINE_MAX);
+    t->parser.state = rec->tn_parser.state;
+    t->parser.verb = rec->tn_parser.verb;
+    t->parser.overflow = rec->tn_parser.overflow;
+    t->parser.sb_len = rec->tn_parser.sb_len;
+    if (rec->tn_line.n > 0 || t->parser.overflow) {
+        t->line = xmalloc(TELNET_LINE_MAX);
+        if (rec->tn_line.n)
+            memcpy(t->line, rec->tn_line.p, rec->tn_line.n);
+        telnet_parser_lend(&t->parser, t->line);
+        t->parser.len = rec->tn_line.n;
+    }
+    if (!telnet_parser_valid(&t->parser)) {
+        *why = "the telnet parser's state is not one it can be in";
+        return -1;
+    }
+    if (t->current[0] && !chat_session_room(s, t->current)) {
+        *why = "a current room the session has not joined";
+        return -1;
+    }
+    if ((t->prompt == PROMPT_NONE || t->prompt == PROMPT_REGISTER) != s->logged_in) {
+        *why = "a prompt that does not go with the login";
+        return -1;
+    }
+    return 0;
+}

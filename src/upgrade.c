@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "handover_rec.h"
 #include "listen_fds.h"
 #include "log.h"
 #include "loop.h"
@@ -28,16 +29,21 @@
 #include "server.h"
 #include "tls.h"
 #include "upgrade_chan.h"
+#include "upgrade_live.h"
 
 extern char **environ;
 
 /* Our variables in the new process's environment (beside systemd's LISTEN_*). */
 #define ENV_CHAN "PARLEY_UPGRADE_FD"       /* its end of the control channel */
 #define ENV_GENERATION "PARLEY_GENERATION" /* its generation */
-#define ENV_COUNTS "PARLEY_UPGRADES"       /* "done,failed": the line's upgrades so far */
+#define ENV_COUNTS "PARLEY_UPGRADES"       /* "done,failed,handed,drained": the line's counts */
+#define ENV_ADOPT "PARLEY_ADOPT_FD" /* a restart after a failed upgrade: connections to adopt */
 /* Test-only (docs/operations.md): "ready" keeps a new process from ever reporting ready, "go"
- * keeps an old one from ever sending GO, so tests can kill either at that step. Harmless: an
- * upgrade so held fails by its timeout and the old process serves on. */
+ * keeps an old one from ever sending GO, "moving" keeps an old one from sending more than its
+ * first batch of connections (upgrade_live.c), "serving" keeps a new one from telling the old one
+ * it serves, "crash:K" kills a new one once it has acknowledged K batches (upgrade_live.c), so
+ * tests can kill either process at that step. Harmless: an upgrade so held fails by its timeout,
+ * and the old process serves on or restarts itself. */
 #define ENV_TEST_HOLD "PARLEY_TEST_HOLD"
 
 #define PID_FILE "parley.pid"
@@ -49,14 +55,23 @@ extern char **environ;
 #define RECOVER_GOODBYE_MS 1000
 /* How long a new process whose channel ended may take to be reapable before it is killed. */
 #define CHILD_EXIT_WAIT_MS 200
+/* Live mode: how long the old process waits for the requests of the connections that can move
+ * to be answered before it hands the store over, and then for those still busy before they are
+ * left to the drain; and for its workers to write every connection when it restarts itself. */
+#define QUIESCE_MS 1000
+#define COLLECT_MS 1000
+#define SAVE_ALL_MS 2000
+/* The old end of the channel's send buffer in live mode: batches of records go faster. */
+#define CHAN_SNDBUF (4 << 20)
 
 enum old_state {
-    UP_IDLE,     /* no upgrade under way */
-    UP_SPAWNED,  /* the new process runs; waiting for READY */
-    UP_FENCING,  /* READY came; not accepting, waiting for the store to hold writes */
-    UP_HOLDING,  /* (test hook "go") held before GO until the new process dies or times out */
-    UP_GO_SENT,  /* the store is the new process's; waiting for SERVING */
-    UP_DRAINING, /* handed over: saying goodbye, then exit */
+    UP_IDLE,      /* no upgrade under way */
+    UP_SPAWNED,   /* the new process runs; waiting for READY */
+    UP_QUIESCING, /* (live) READY came; not accepting, input held, requests being answered */
+    UP_FENCING,   /* READY came; not accepting, waiting for the store to hold writes */
+    UP_HOLDING,   /* (test hook "go") held before GO until the new process dies or times out */
+    UP_GO_SENT,   /* the store is the new process's; waiting for SERVING */
+    UP_DRAINING,  /* handed over: saying goodbye, then exit */
 };
 
 struct proc {
@@ -83,6 +98,8 @@ struct proc {
 
     /* The process we upgrade to. */
     enum old_state state;
+    bool live;  /* this upgrade moves connections (live mode, and the new binary speaks it) */
+    bool moved; /* live: CONN_DONE sent; the connections sent are the new process's */
     pid_t child;
     int child_fd, child_pidfd;
     struct loop_watch child_watch, pidfd_watch;
@@ -210,20 +227,21 @@ static void close_child_channel(void)
 
 /*
  * Builds the environment of a process that takes the listening sockets fds
- * 3..3+n_fds (their names in names) and, with chan_fd >= 0, the control
- * channel: ours less the variables we set, then ours. pid_env receives the
- * LISTEN_PID entry, whose digits are written once the pid is known.
+ * 3..3+n_fds (their names in names), with chan_fd >= 0 the control channel,
+ * with adopt_fd >= 0 connections to adopt, and counts as its line's: ours less
+ * the variables we set, then ours. pid_env receives the LISTEN_PID entry,
+ * whose digits are written once the pid is known.
  */
-static char **make_env(const enum listen_kind *kinds, size_t n_fds, int chan_fd,
-                       uint64_t generation, uint64_t done, uint64_t failed, char *pid_env,
-                       size_t pid_env_size)
+static char **make_env(const enum listen_kind *kinds, size_t n_fds, int chan_fd, int adopt_fd,
+                       const struct metrics_upgrades *counts, char *pid_env, size_t pid_env_size)
 {
-    static const char *const ours[] = {"LISTEN_PID=", "LISTEN_FDS=",      "LISTEN_FDNAMES=",
-                                       ENV_CHAN "=",  ENV_GENERATION "=", ENV_COUNTS "="};
+    static const char *const ours[] = {
+        "LISTEN_PID=", "LISTEN_FDS=",      "LISTEN_FDNAMES=", ENV_CHAN "=",
+        ENV_ADOPT "=", ENV_GENERATION "=", ENV_COUNTS "="};
     size_t n = 0;
     while (environ[n])
         n++;
-    char **env = xcalloc(n + 8, sizeof *env);
+    char **env = xcalloc(n + 9, sizeof *env);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         bool skip = false;
@@ -248,10 +266,15 @@ static char **make_env(const enum listen_kind *kinds, size_t n_fds, int chan_fd,
         snprintf(buf, sizeof buf, ENV_CHAN "=%d", chan_fd);
         env[k++] = xstrdup(buf);
     }
-    snprintf(buf, sizeof buf, ENV_GENERATION "=%llu", (unsigned long long)generation);
+    if (adopt_fd >= 0) {
+        snprintf(buf, sizeof buf, ENV_ADOPT "=%d", adopt_fd);
+        env[k++] = xstrdup(buf);
+    }
+    snprintf(buf, sizeof buf, ENV_GENERATION "=%llu", (unsigned long long)counts->generation);
     env[k++] = xstrdup(buf);
-    snprintf(buf, sizeof buf, ENV_COUNTS "=%llu,%llu", (unsigned long long)done,
-             (unsigned long long)failed);
+    snprintf(buf, sizeof buf, ENV_COUNTS "=%llu,%llu,%llu,%llu", (unsigned long long)counts->done,
+             (unsigned long long)counts->failed, (unsigned long long)counts->handed_over,
+             (unsigned long long)counts->drained);
     env[k++] = xstrdup(buf);
     snprintf(pid_env, pid_env_size, "LISTEN_PID=");
     env[k++] = pid_env; /* not ours to free */
@@ -322,8 +345,11 @@ static void upgrade_abort(const char *reason)
     pid_t pid = P.child;
     end_child(how, sizeof how);
     close_child_channel();
-    if (was >= UP_FENCING && P.server) {
+    if (was >= UP_FENCING && P.server)
         server_gate_store(P.server, STORE_GATE_OPEN, NULL);
+    if (was >= UP_QUIESCING && P.server) {
+        if (P.live)
+            live_unfreeze(P.server);
         server_set_accepting(P.server, true);
     }
     P.counts.failed++;
@@ -356,15 +382,41 @@ static void recover_by_exec(const char *reason)
     int *fds;
     enum listen_kind *kinds;
     size_t n = server_listeners(P.server, &fds, &kinds);
+    /* Live mode: the connections that can move go on in the fresh image, by the records a new
+     * process would have had (none of them was written by the new one: it writes nothing before
+     * CONN_DONE, and what it had after that went with it). The others get the goodbye. */
+    int *conns = NULL;
+    uint8_t *recs = NULL;
+    size_t recs_len = 0, n_conns = 0;
+    if (P.cfg->upgrade_mode == CONFIG_UPGRADE_LIVE)
+        n_conns = live_save_all(P.server, SAVE_ALL_MS, &conns, &recs, &recs_len);
     server_stop(P.server, RECOVER_GOODBYE_MS, CONN_GOODBYE_RESTART, true);
     P.server = NULL;
+    /* Their descriptors go above where the listening sockets will be placed, inherited. */
+    int base = LISTEN_FDS_START + (int)n + 2;
+    for (size_t i = 0; i < n_conns; i++) {
+        int high = fcntl(conns[i], F_DUPFD, base);
+        close(conns[i]);
+        conns[i] = high;
+    }
+    int adopt_fd = -1;
+    if (n_conns > 0) {
+        int memfd = live_write_memfd(conns, n_conns, recs, recs_len);
+        if (memfd >= 0) {
+            adopt_fd = fcntl(memfd, F_DUPFD, base);
+            close(memfd);
+        }
+    }
+    free(recs);
     char pid_env[32];
     /* A new generation: the one we handed to served, however briefly. */
-    char **env = make_env(kinds, n, -1, P.counts.generation + 2, P.counts.done, P.counts.failed,
-                          pid_env, sizeof pid_env);
+    struct metrics_upgrades counts = P.counts;
+    counts.generation += 2;
+    char **env = make_env(kinds, n, -1, adopt_fd, &counts, pid_env, sizeof pid_env);
     write_pid(pid_env, getpid());
     int *copies = high_copies(fds, n, P.self_fd);
-    log_info("msg=restarting binary=/proc/self/exe listeners=%zu", n);
+    log_info("msg=restarting binary=/proc/self/exe listeners=%zu connections=%zu", n,
+             adopt_fd >= 0 ? n_conns : 0);
     if (place_fds(copies, n, false) == 0)
         fexecve(copies[n], P.argv, env);
     log_error("msg=restart_failed error=\"%s\" action=\"exiting: restart parley by hand or let "
@@ -406,8 +458,8 @@ static void begin_drain(void)
     set_state(UP_DRAINING);
     P.counts.done++;
     update_metrics();
-    log_info("msg=upgrade_handed_over new_pid=%d generation=%llu mode=drain", (int)P.child,
-             (unsigned long long)P.counts.generation + 1);
+    log_info("msg=upgrade_handed_over new_pid=%d generation=%llu mode=%s", (int)P.child,
+             (unsigned long long)P.counts.generation + 1, P.live ? "live" : "drain");
     char status[96];
     snprintf(status, sizeof status, "handed over to pid %d", (int)P.child);
     notify_ready(P.child, status);
@@ -444,43 +496,96 @@ static void drain_poll(struct timer *t)
     timer_start(P.loop, &P.drain_poll, loop_now(P.loop) + DRAIN_POLL_MS);
 }
 
+/* The channel to the new process: watched for writing too while live batches wait for room. */
+static void update_child_watch(void)
+{
+    if (P.child_fd >= 0)
+        loop_watch_mod(P.loop, P.child_fd, EPOLLIN | (live_wants_write() ? EPOLLOUT : 0),
+                       &P.child_watch);
+}
+
 static void send_go(void)
 {
-    int rc = upgrade_chan_send(P.child_fd, UPGRADE_MSG_GO, "", NULL, 0);
+    int rc =
+        upgrade_chan_send(P.child_fd, UPGRADE_MSG_GO, P.live ? "mode=live" : "mode=drain", NULL, 0);
     if (rc < 0) {
         /* Not sent: the new process never had the store. */
         upgrade_abort("the control channel failed before GO");
         return;
     }
     set_state(UP_GO_SENT);
-    /* From here on this process never writes again: what waits in the store is refused. */
-    server_gate_store(P.server, STORE_GATE_CLOSED, NULL);
-    log_info("msg=upgrade_go new_pid=%d", (int)P.child);
+    /* From here on this process never writes again: what waits in the store is refused. In live
+     * mode the connections are collected once the store has said its last (on_mbox). */
+    server_gate_store(P.server, STORE_GATE_CLOSED, P.live ? &P.mbox : NULL);
+    log_info("msg=upgrade_go new_pid=%d mode=%s", (int)P.child, P.live ? "live" : "drain");
     timer_start(P.loop, &P.deadline, loop_now(P.loop) + P.cfg->upgrade_timeout_ms);
+}
+
+/* Live mode: nothing is on its way any more for the connections that can move (or the bound
+ * passed): the store holds writes next, as in drain mode. */
+static void live_quiet(void)
+{
+    if (P.state != UP_QUIESCING)
+        return;
+    server_gate_store(P.server, STORE_GATE_HELD, &P.mbox);
+    set_state(UP_FENCING);
+}
+
+/* Live mode: CONN_DONE is sent; what was sent is the new process's, let go of here. */
+static void live_moved(uint64_t handed, uint64_t drained)
+{
+    P.moved = true;
+    live_settle_moved(P.server);
+    log_info("msg=upgrade_connections_moved new_pid=%d handed=%llu drained=%llu", (int)P.child,
+             (unsigned long long)handed, (unsigned long long)drained);
+}
+
+static void live_channel_failed(const char *why)
+{
+    child_lost(why);
 }
 
 static void on_child_msg(struct upgrade_msg *m)
 {
-    char pid[24] = "?", version[40] = "?", chan[16] = "0";
+    char pid[24] = "?", version[40] = "?", chan[16] = "0", records[32] = "?";
     upgrade_chan_field((char *)m->payload, "pid", pid, sizeof pid);
     if (m->type == UPGRADE_MSG_READY && P.state == UP_SPAWNED) {
         upgrade_chan_field((char *)m->payload, "version", version, sizeof version);
         upgrade_chan_field((char *)m->payload, "chan", chan, sizeof chan);
-        if (atoi(chan) < UPGRADE_CHAN_VERSION) {
+        upgrade_chan_field((char *)m->payload, "records", records, sizeof records);
+        if (atoi(chan) < 1) {
             char reason[128];
-            snprintf(reason, sizeof reason, "the new binary speaks channel version %s, not %d",
-                     chan, UPGRADE_CHAN_VERSION);
+            snprintf(reason, sizeof reason, "the new binary speaks channel version %s, not 1 or 2",
+                     chan);
             upgrade_abort(reason);
             return;
         }
-        log_info("msg=upgrade_ready new_pid=%s version=%s", pid, version);
+        /* A binary from before live upgrades (channel version 1) gets a drain. */
+        P.live = P.cfg->upgrade_mode == CONFIG_UPGRADE_LIVE && atoi(chan) >= 2;
+        log_info("msg=upgrade_ready new_pid=%s version=%s chan=%s records=%s mode=%s", pid, version,
+                 chan, records, P.live ? "live" : "drain");
+        if (P.cfg->upgrade_mode == CONFIG_UPGRADE_LIVE && !P.live)
+            log_warn("msg=upgrade_mode_drain reason=\"the new binary cannot take connections "
+                     "live (channel version %s)\" action=\"connections are drained with 1012\"",
+                     chan);
         /* Connections arriving from now on wait in the kernel's backlog for the new process. */
         server_set_accepting(P.server, false);
+        if (P.live) {
+            /* Input held, and what is on its way answered here, before the store is held. */
+            live_freeze(P.server, QUIESCE_MS);
+            set_state(UP_QUIESCING);
+            return;
+        }
         server_gate_store(P.server, STORE_GATE_HELD, &P.mbox);
         set_state(UP_FENCING);
         return;
     }
-    if (m->type == UPGRADE_MSG_SERVING && P.state == UP_GO_SENT) {
+    if (m->type == UPGRADE_MSG_CONN_ACK && P.state == UP_GO_SENT && P.live && !P.moved) {
+        if (live_ack(m) < 0)
+            child_lost("the new process acknowledged a batch that was not sent");
+        return;
+    }
+    if (m->type == UPGRADE_MSG_SERVING && P.state == UP_GO_SENT && (!P.live || P.moved)) {
         begin_drain();
         return;
     }
@@ -492,14 +597,17 @@ static void on_child_msg(struct upgrade_msg *m)
 static void on_child_channel(struct loop_watch *w, uint32_t events)
 {
     (void)w;
-    (void)events;
     static struct upgrade_msg m; /* 64 KiB: not on the stack of every turn */
+    if (events & EPOLLOUT)
+        live_writable();
     for (;;) {
+        if (P.child_fd < 0)
+            return;
         int rc = upgrade_chan_recv(P.child_fd, &m);
         if (rc == -EAGAIN)
-            return;
+            break;
         for (size_t i = 0; i < m.n_fds; i++)
-            close(m.fds[i]); /* no message from the new process carries any today */
+            close(m.fds[i]); /* no message from the new process carries any */
         if (rc <= 0) {
             if (P.state == UP_DRAINING) {
                 /* It died while we drain: the store may hold what it wrote. */
@@ -515,6 +623,7 @@ static void on_child_channel(struct loop_watch *w, uint32_t events)
         if (P.state == UP_IDLE || P.child_fd < 0)
             return;
     }
+    update_child_watch();
 }
 
 static void on_child_pidfd(struct loop_watch *w, uint32_t events)
@@ -534,10 +643,22 @@ static void on_mbox(struct loop_watch *w, uint32_t events)
     mailbox_ack(&P.mbox);
     struct mail *m;
     while ((m = mailbox_take(&P.mbox))) {
+        if (m->kind == MAIL_HANDOVER) {
+            live_mail(m);
+            continue;
+        }
         struct store_gate_mail *gm = (struct store_gate_mail *)m;
-        bool held = m->kind == MAIL_STORE_GATE && gm->gate == STORE_GATE_HELD;
+        enum store_gate gate = m->kind == MAIL_STORE_GATE ? gm->gate : STORE_GATE_OPEN;
         free(m);
-        if (!held || P.state != UP_FENCING)
+        if (gate == STORE_GATE_CLOSED && P.state == UP_GO_SENT && P.live) {
+            /* The store has said its last: every result and message it committed is on its
+             * way to the workers, ahead of the collection. */
+            int buf = CHAN_SNDBUF;
+            setsockopt(P.child_fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+            live_collect(P.server, P.child_fd, COLLECT_MS);
+            continue;
+        }
+        if (gate != STORE_GATE_HELD || P.state != UP_FENCING)
             continue;
         /* The store holds: everything acknowledged is committed, and nothing more will be. */
         if (strcmp(hold(), "go") == 0) {
@@ -547,6 +668,9 @@ static void on_mbox(struct loop_watch *w, uint32_t events)
         }
         send_go();
     }
+    if (P.state == UP_IDLE)
+        return; /* (an upgrade that failed meanwhile) */
+    update_child_watch();
 }
 
 static void upgrade_start(void)
@@ -574,8 +698,10 @@ static void upgrade_start(void)
     size_t n = server_listeners(P.server, &fds, &kinds);
     char pid_env[32];
     int chan_at = LISTEN_FDS_START + (int)n;
-    char **env = make_env(kinds, n, chan_at, P.counts.generation + 1, P.counts.done + 1,
-                          P.counts.failed, pid_env, sizeof pid_env);
+    struct metrics_upgrades counts = P.counts;
+    counts.generation++;
+    counts.done++;
+    char **env = make_env(kinds, n, chan_at, -1, &counts, pid_env, sizeof pid_env);
     int *copies = high_copies(fds, n, sv[1]);
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     pid_t pid = fork();
@@ -625,14 +751,16 @@ static void upgrade_start(void)
 
 /* --- the new side: taking over from the process that started us --- */
 
-static void start_serving(void)
+/* This process serves: its pid file, the log, and the process it took over from (which tells the
+ * service manager) or the service manager itself. */
+static void announce_serving(void)
 {
-    if (server_serve(P.server) < 0) {
-        P.exit_status = 2;
-        loop_stop(P.loop);
+    update_metrics();
+    if (P.pred_fd >= 0 && P.pred_go && strcmp(hold(), "serving") == 0) {
+        /* Test-only: serving, but the old process is never told, so a test can kill either. */
+        log_warn("msg=upgrade_holding test_hook=" ENV_TEST_HOLD "=serving");
         return;
     }
-    update_metrics();
     pidfile_write();
     const struct config *cfg = P.cfg;
     log_info("msg=ready version=%s workers=%d node=\"%s\" data=\"%s\" tls=%s "
@@ -653,6 +781,36 @@ static void start_serving(void)
     notify_ready(getpid(), "serving");
 }
 
+/* Starts the server, accepting now or (connections to adopt first) later. Returns 0, or -1 when
+ * it could not start (the process exits with status 2). */
+static int serve(bool accepting)
+{
+    if (server_serve(P.server, accepting) < 0) {
+        P.exit_status = 2;
+        loop_stop(P.loop);
+        return -1;
+    }
+    return 0;
+}
+
+static void start_serving(void)
+{
+    if (serve(true) == 0)
+        announce_serving();
+}
+
+/* Every connection handed over live (or across a restart) is adopted, or refused: they go on,
+ * and new ones are accepted. */
+static void live_adopted(uint64_t adopted, uint64_t refused, uint64_t drained)
+{
+    P.counts.handed_over += adopted;
+    P.counts.drained += drained; /* (those refused here are among them) */
+    server_set_accepting(P.server, true);
+    log_info("msg=handover_adopted connections=%llu refused=%llu drained=%llu",
+             (unsigned long long)adopted, (unsigned long long)refused, (unsigned long long)drained);
+    announce_serving();
+}
+
 static void pred_gone(void)
 {
     loop_watch_del(P.loop, P.pred_fd);
@@ -669,10 +827,16 @@ static void on_pred_channel(struct loop_watch *w, uint32_t events)
         int rc = upgrade_chan_recv(P.pred_fd, &m);
         if (rc == -EAGAIN)
             return;
-        for (size_t i = 0; i < m.n_fds; i++)
-            close(m.fds[i]);
         if (rc <= 0) {
+            for (size_t i = 0; i < m.n_fds; i++)
+                close(m.fds[i]);
             pred_gone();
+            if (live_adopting()) {
+                /* It died during the handover: what came is adopted and goes on here. */
+                log_info("msg=predecessor_gone reason=\"it has exited during the handover\"");
+                live_adopt_eof();
+                return;
+            }
             if (P.pred_go) {
                 log_info("msg=predecessor_gone reason=\"it has exited\"");
                 return;
@@ -683,18 +847,34 @@ static void on_pred_channel(struct loop_watch *w, uint32_t events)
             start_serving();
             return;
         }
+        bool ok = true;
         if (m.type == UPGRADE_MSG_GO && !P.pred_go) {
             P.pred_go = true;
-            log_info("msg=upgrade_go_received");
-            start_serving();
-            if (P.pred_fd < 0)
-                return;
-            continue;
+            char mode[16] = "drain";
+            upgrade_chan_field((char *)m.payload, "mode", mode, sizeof mode);
+            bool live = strcmp(mode, "live") == 0;
+            log_info("msg=upgrade_go_received mode=%s", live ? "live" : "drain");
+            if (!live)
+                start_serving();
+            else if (serve(false) == 0)
+                live_adopt_begin(P.server, P.pred_fd, P.cfg->upgrade_timeout_ms);
+        } else if (P.pred_go &&
+                   (m.type == UPGRADE_MSG_CONN_DATA || m.type == UPGRADE_MSG_CONN_BATCH ||
+                    m.type == UPGRADE_MSG_CONN_DONE)) {
+            ok = live_adopt_msg(&m) == 0;
+        } else {
+            ok = false;
         }
-        log_error("msg=upgrade_protocol_error type=%u action=exiting", m.type);
-        P.exit_status = 2;
-        loop_stop(P.loop);
-        return;
+        for (size_t i = 0; i < m.n_fds; i++)
+            close(m.fds[i]); /* what no step took */
+        if (!ok) {
+            log_error("msg=upgrade_protocol_error type=%u action=exiting", m.type);
+            P.exit_status = 2;
+            loop_stop(P.loop);
+            return;
+        }
+        if (P.pred_fd < 0 || P.exit_status != 0)
+            return;
     }
 }
 
@@ -720,7 +900,8 @@ static void stop_now(int sig)
 {
     P.stopping = true;
     log_info("msg=shutting_down signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    if (P.state == UP_SPAWNED || P.state == UP_FENCING || P.state == UP_HOLDING)
+    if (P.state == UP_SPAWNED || P.state == UP_QUIESCING || P.state == UP_FENCING ||
+        P.state == UP_HOLDING)
         upgrade_abort("this process was asked to stop");
     if (P.state == UP_GO_SENT || P.state == UP_DRAINING) {
         /* The new process has the store and serves on: not a stop of the service. Whatever is
@@ -798,6 +979,13 @@ static int setup_loop(void)
     P.loop = loop_new();
     if (!P.loop || mailbox_init(&P.mbox) < 0)
         return -1;
+    static const struct live_hooks hooks = {
+        .quiet = live_quiet,
+        .moved = live_moved,
+        .channel_failed = live_channel_failed,
+        .adopted = live_adopted,
+    };
+    live_init(P.loop, &P.mbox, &hooks);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -847,13 +1035,18 @@ int upgrade_run(const struct config *cfg, int argc, char **argv)
     P.mbox.efd = -1;
     P.counts.generation = env_u64(ENV_GENERATION, 1);
     const char *counts = getenv(ENV_COUNTS);
-    unsigned long long done = 0, failed = 0;
-    if (counts && sscanf(counts, "%llu,%llu", &done, &failed) == 2) {
+    unsigned long long done = 0, failed = 0, handed = 0, drained = 0;
+    /* Two numbers from a binary before live upgrades, four after. */
+    if (counts && sscanf(counts, "%llu,%llu,%llu,%llu", &done, &failed, &handed, &drained) >= 2) {
         P.counts.done = done;
         P.counts.failed = failed;
+        P.counts.handed_over = handed;
+        P.counts.drained = drained;
     }
+    long adopt_fd = (long)env_u64(ENV_ADOPT, (uint64_t)-1);
     unsetenv(ENV_GENERATION);
     unsetenv(ENV_COUNTS);
+    unsetenv(ENV_ADOPT);
     P.test_hold = getenv(ENV_TEST_HOLD);
     if (P.test_hold)
         log_warn("msg=test_hook " ENV_TEST_HOLD "=%s reason=\"for tests only: upgrades are held "
@@ -890,14 +1083,19 @@ int upgrade_run(const struct config *cfg, int argc, char **argv)
             log_warn("msg=upgrade_holding test_hook=" ENV_TEST_HOLD "=ready");
         } else {
             char payload[96];
-            snprintf(payload, sizeof payload, "pid=%d version=%s chan=%d", (int)getpid(),
-                     PARLEY_VERSION, UPGRADE_CHAN_VERSION);
+            snprintf(payload, sizeof payload, "pid=%d version=%s chan=%d records=%d-%d",
+                     (int)getpid(), PARLEY_VERSION, UPGRADE_CHAN_VERSION, HANDOVER_REC_MIN_VERSION,
+                     HANDOVER_REC_VERSION);
             if (upgrade_chan_send(P.pred_fd, UPGRADE_MSG_READY, payload, NULL, 0) < 0)
                 log_warn("msg=upgrade_ready_unsent reason=\"the previous process is gone\"");
             else
                 log_info("msg=upgrade_ready_sent generation=%llu",
                          (unsigned long long)P.counts.generation);
         }
+    } else if (adopt_fd >= 0 && adopt_fd <= INT_MAX) {
+        /* A restart after a failed upgrade, with the connections that went on across it. */
+        if (serve(false) == 0 && live_adopt_memfd(P.server, (int)adopt_fd) < 0)
+            live_adopted(0, 0, 0);
     } else {
         start_serving();
     }

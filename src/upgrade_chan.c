@@ -46,7 +46,13 @@ int upgrade_chan_parse(const uint8_t *buf, size_t n, struct upgrade_msg *msg)
 int upgrade_chan_send(int fd, enum upgrade_msg_type type, const char *payload, const int *fds,
                       size_t n_fds)
 {
-    size_t len = payload ? strlen(payload) : 0;
+    return upgrade_chan_send_bytes(fd, type, payload, payload ? strlen(payload) : 0, fds, n_fds,
+                                   false);
+}
+
+int upgrade_chan_send_bytes(int fd, enum upgrade_msg_type type, const void *payload, size_t len,
+                            const int *fds, size_t n_fds, bool nonblock)
+{
     if (len > UPGRADE_CHAN_MAX_PAYLOAD || n_fds > UPGRADE_CHAN_MAX_FDS)
         return -EMSGSIZE;
     uint8_t header[UPGRADE_CHAN_HEADER];
@@ -69,10 +75,10 @@ int upgrade_chan_send(int fd, enum upgrade_msg_type type, const char *payload, c
     }
     ssize_t n;
     do
-        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        n = sendmsg(fd, &mh, MSG_NOSIGNAL | (nonblock ? MSG_DONTWAIT : 0));
     while (n < 0 && errno == EINTR);
     if (n < 0)
-        return -errno;
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     return (size_t)n == sizeof header + len ? 0 : -EIO;
 }
 

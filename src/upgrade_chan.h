@@ -13,11 +13,22 @@
  * with live handover, the connections themselves (batches of sockets with
  * their state records), in order.
  *
- * Messages today (payloads are text "key=value key=value", for people reading
- * a trace as much as for the code; unknown keys are ignored):
- *   READY    new -> old  "pid=N version=V chan=C": ready to serve (the store open)
- *   GO       old -> new  "": the store is yours; load it and accept
- *   SERVING  new -> old  "pid=N": accepting; the old one drains and exits
+ * Messages (payloads are text "key=value key=value", for people reading a
+ * trace as much as for the code, except CONN_DATA's; unknown keys are ignored):
+ *   READY      new -> old  "pid=N version=V chan=C records=MIN-MAX": ready to serve
+ *                          (the store open); the channel and record versions it speaks
+ *   GO         old -> new  "mode=live|drain" ("" from a version 1 binary: drain): the store is
+ *                          yours; load it; in drain mode accept at once, in live mode once the
+ *                          connections have come (CONN_DONE)
+ * Version 2, live mode, after GO:
+ *   CONN_DATA  old -> new  binary: the next bytes of the current batch's records
+ *   CONN_BATCH old -> new  "batch=K conns=N bytes=B", N sockets attached: the batch is whole
+ *                          (its B bytes hold N records, one per socket, in order)
+ *   CONN_ACK   new -> old  "batch=K adopted=A refused=I,J,... why=TEXT": adopted (held: not
+ *                          read or written until CONN_DONE), or refused (closed unwritten)
+ *   CONN_DONE  old -> new  "handed=N drained=M": no more; the old process lets go of the N
+ *                          connections it sent, and drains M; the new one lets them go on
+ *   SERVING    new -> old  "pid=N": accepting; the old one drains and exits
  * A message type the receiver does not know is a protocol error: the
  * upgrade fails, and the process that still serves goes on.
  */
@@ -28,8 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Version 1: READY, GO, SERVING. Live handover adds message types under a new version. */
-#define UPGRADE_CHAN_VERSION 1
+/* Version 1: READY, GO, SERVING. Version 2: live handover (CONN_*). */
+#define UPGRADE_CHAN_VERSION 2
 #define UPGRADE_CHAN_MAGIC 0x594c5250u /* "PRLY" little-endian */
 #define UPGRADE_CHAN_HEADER 12
 #define UPGRADE_CHAN_MAX_PAYLOAD (64u << 10)
@@ -39,6 +50,10 @@ enum upgrade_msg_type {
     UPGRADE_MSG_READY = 1,
     UPGRADE_MSG_GO = 2,
     UPGRADE_MSG_SERVING = 3,
+    UPGRADE_MSG_CONN_DATA = 4,
+    UPGRADE_MSG_CONN_BATCH = 5,
+    UPGRADE_MSG_CONN_ACK = 6,
+    UPGRADE_MSG_CONN_DONE = 7,
 };
 
 struct upgrade_msg {
@@ -67,6 +82,14 @@ int upgrade_chan_parse(const uint8_t *buf, size_t n, struct upgrade_msg *msg);
  */
 int upgrade_chan_send(int fd, enum upgrade_msg_type type, const char *payload, const int *fds,
                       size_t n_fds);
+
+/*
+ * Sends one message with the payload p[0..len) (any bytes) and fds[0..n_fds) attached; with
+ * nonblock, returns -EAGAIN instead of waiting when the channel is full. Returns 0 or a
+ * negative errno.
+ */
+int upgrade_chan_send_bytes(int fd, enum upgrade_msg_type type, const void *p, size_t len,
+                            const int *fds, size_t n_fds, bool nonblock);
 
 /*
  * Receives one message into msg (descriptors arrive close-on-exec). Returns 1,

@@ -92,3 +92,8 @@ int utf8_is_valid(const uint8_t *p, size_t n)
 {
     return utf8_validate(UTF8_ACCEPT, p, n) == UTF8_ACCEPT;
 }
+
+int utf8_state_valid(uint32_t state)
+{
+    return state < S_COUNT;
+}

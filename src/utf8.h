@@ -18,6 +18,9 @@
  */
 uint32_t utf8_validate(uint32_t state, const uint8_t *p, size_t n);
 
+/* True when state is one utf8_validate can return (for state carried across processes). */
+int utf8_state_valid(uint32_t state);
+
 /* Returns 1 when p[0..n) is complete, valid UTF-8, else 0. */
 int utf8_is_valid(const uint8_t *p, size_t n);
 

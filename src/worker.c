@@ -44,6 +44,8 @@ static void on_goodbye_tick(struct timer *t);
 static void before_sleep(void *arg)
 {
     struct worker *w = arg;
+    if (w->on_tick)
+        w->on_tick(w);
     conn_set_before_sleep(&w->conns);
     if (w->stopping && w->conns.count == 0)
         loop_stop(w->loop);
@@ -174,8 +176,8 @@ void worker_add_listener(struct worker *w, int fd, enum listen_kind kind,
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    w->accepting = true;
-    for (int i = 0; i < w->n_listeners; i++)
+    w->accepting = !w->accept_later;
+    for (int i = 0; i < w->n_listeners && w->accepting; i++)
         loop_watch_add(w->loop, w->listeners[i]->fd, EPOLLIN, &w->listeners[i]->watch);
     loop_run(w->loop);
     return NULL;

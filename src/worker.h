@@ -41,7 +41,8 @@ struct worker {
     struct loop_watch mailbox_watch;
     struct listener **listeners; /* usually one per port; more when given several sockets */
     int n_listeners;
-    bool accepting; /* watching the listeners (not during an upgrade's handover) */
+    bool accepting;    /* watching the listeners (not during an upgrade's handover) */
+    bool accept_later; /* set before worker_start: accept once worker_set_accepting says so */
     bool stopping;
     bool keep_listeners; /* stopping for a new process: the sockets stay open for it */
     struct timer stop_deadline;
@@ -51,12 +52,15 @@ struct worker {
     uint64_t goodbye_from_ms, goodbye_spread_ms;
     enum conn_goodbye goodbye;
     pthread_t thread;
-    void *chat; /* the chat layer's per-worker indexes (chat_session.c) */
+    void *chat;     /* the chat layer's per-worker indexes (chat_session.c) */
+    void *handover; /* a live upgrade's state on this worker (handover.c), or NULL */
     /* permessage-deflate's zlib streams, made when a connection first needs one (ws_deflate.h) */
     struct ws_zpool *zpool;
     /* Set by the process layer: make a session for a new socket, handle a mail. */
     void (*on_accept)(struct worker *w, int fd, enum conn_transport transport, bool tls);
     void (*on_mail)(struct worker *w, struct mail *m);
+    /* Set by the process layer (optional): run each turn before the loop sleeps. */
+    void (*on_tick)(struct worker *w);
 };
 
 /* Prepares w (loop, mailbox). Returns 0 or a negative errno. */

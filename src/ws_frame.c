@@ -309,6 +309,53 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
     }
 }
 
+bool ws_reader_valid(const struct ws_reader *r)
+{
+    if (r->failed || r->stage > STAGE_PAYLOAD || r->hdr_len > sizeof r->hdr ||
+        !utf8_state_valid(r->utf8_state) || r->utf8_state == UTF8_REJECT ||
+        r->ctl_len > sizeof r->ctl)
+        return false;
+    if (r->msg_opcode != 0 && r->msg_opcode != WS_OP_TEXT && r->msg_opcode != WS_OP_BINARY)
+        return false;
+    if (r->msg_opcode == 0 && (r->msg_len || r->msg_compressed || r->utf8_state != UTF8_ACCEPT))
+        return false;
+    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
+    if (r->msg_len > limit)
+        return false;
+    /* The header bytes kept must be ones the reader took, one at a time, from where the frame
+     * started, and must leave it where it is: replay them on a copy, as it was before the frame
+     * (a data frame's payload read so far, and the message it starts, taken back). */
+    struct ws_reader t = *r;
+    t.stage = STAGE_HEADER;
+    t.hdr_len = 0;
+    bool payload = r->stage == STAGE_PAYLOAD;
+    if (payload && !is_control(r->opcode)) {
+        if (r->frame_done > r->msg_len)
+            return false;
+        t.msg_len = r->msg_len - r->frame_done;
+        if (r->hdr_len > 0 && is_data_start(r->hdr[0] & 0x0F)) {
+            if (t.msg_len)
+                return false;
+            t.msg_opcode = 0;
+        }
+    }
+    for (uint8_t i = 0; i < r->hdr_len; i++) {
+        if (t.stage != STAGE_HEADER || header_byte(&t, r->hdr[i]) != ERR_NONE)
+            return false;
+    }
+    if (t.stage != r->stage || t.msg_compressed != r->msg_compressed)
+        return false;
+    if (r->hdr_len > 0 && (t.opcode != r->opcode || t.fin != r->fin))
+        return false;
+    if (!payload)
+        return r->ctl_len == 0;
+    /* Payload: the frame the header announced, part of it read. */
+    if (t.frame_len != r->frame_len || memcmp(t.mask, r->mask, 4) != 0 ||
+        t.msg_opcode != r->msg_opcode || r->frame_done >= r->frame_len)
+        return false;
+    return is_control(r->opcode) ? r->ctl_len == r->frame_done : r->ctl_len == 0;
+}
+
 size_t ws_frame_header_write(uint8_t *out, bool fin, uint8_t opcode, uint64_t payload_len)
 {
     out[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0F));

@@ -65,7 +65,9 @@ struct ws_event {
     const char *reason; /* ERROR: static text fit for a close frame */
 };
 
-/* Reader state. Fields are private; the struct is public so it can live inside a connection. */
+/* Reader state. Fields are private; the struct is public so it can live inside a connection, and
+ * so a live upgrade's record (handover_rec.c) can carry it: a change to what a field or a stage
+ * means needs a new record version there. */
 struct ws_reader {
     uint64_t max_message;
     uint64_t frame_len;  /* payload length of the current frame */
@@ -101,6 +103,15 @@ void ws_reader_init(struct ws_reader *r, uint64_t max_message);
  */
 void ws_reader_use_deflate(struct ws_reader *r);
 #define WS_DEFLATE_WIRE_MAX(max) ((max) > UINT64_MAX / 4 ? UINT64_MAX / 2 : 2 * (max) + 1024)
+
+/*
+ * True when r, read back from a live upgrade's record with r->max_message set, is a state the
+ * reader can be in between two calls of ws_reader_feed: not failed, its partial header one that
+ * the reader accepted byte by byte, its lengths within their frame and limit, control payload
+ * gathered in r->ctl (ctl_len bytes). A reader in any other state could misbehave on the next
+ * byte, so a record with one is refused.
+ */
+bool ws_reader_valid(const struct ws_reader *r);
 
 /*
  * Consumes bytes from buf[0..len), unmasking data payload in place, until

@@ -236,6 +236,11 @@ static void on_compressed(struct conn *c, const struct ws_event *ev)
     ws_inflater_give(zpool_of(c), ws->inflater);
     ws->inflater = NULL;
     metrics_add(METRIC_INFLATED, 1);
+    if (ws->hold_at_end) {
+        /* A live upgrade waited for this message's end: the rest stays in the socket. */
+        ws->hold_at_end = false;
+        conn_hold_io(c, c->io_hold | CONN_HOLD_READ);
+    }
     message_done(c, ev->opcode);
 }
 
@@ -273,7 +278,7 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
     size_t used = 0;
     while (conn_is_open(c)) {
-        if (c->input_held)
+        if (c->input_held || (c->io_hold & CONN_HOLD_READ))
             return used; /* the rest waits for the answer a request is waiting for */
         struct ws_event ev;
         used += ws_reader_feed(&c->u.ws.reader, data + used, len - used, &ev);
@@ -406,4 +411,111 @@ void ws_session_start(struct conn *c, enum ws_endpoint ep, unsigned deflate_bits
         greet(c); /* the chat session is made at the first request: an idle socket costs only its
                      conn */
     schedule(c);
+}
+
+/* --- live upgrades --- */
+
+bool ws_session_owns(const struct conn *c)
+{
+    return c->handler == &ws_handler;
+}
+
+void ws_session_hold_input(struct conn *c)
+{
+    if (c->u.ws.inflater)
+        c->u.ws.hold_at_end = true;
+    else
+        conn_hold_io(c, c->io_hold | CONN_HOLD_READ);
+}
+
+bool ws_session_busy(const struct conn *c, unsigned version)
+{
+    return c->u.ws.inflater != NULL || chat_session_busy(c, version);
+}
+
+bool ws_session_partial(const struct conn *c)
+{
+    return c->u.ws.reader.hdr_len > 0 || c->u.ws.reader.msg_opcode != 0;
+}
+
+void ws_session_save(struct conn *c, struct hr_writer *w)
+{
+    const struct conn_ws *ws = &c->u.ws;
+    const struct ws_reader *r = &ws->reader;
+    uint64_t now = conn_now(c);
+    hr_u64(w, HR_WS_ENDPOINT, ws->endpoint);
+    hr_u64(w, HR_WS_DEFLATE_BITS, ws->deflate_bits);
+    hr_u64(w, HR_WS_PING_AGE_MS, now - ws->last_ping_ms);
+    hr_u64(w, HR_WS_OPEN_AGE_MS, now - ws->opened_ms);
+    hr_open(w, HR_WS_READER);
+    hr_u64(w, HR_RD_FRAME_LEN, r->frame_len);
+    hr_u64(w, HR_RD_FRAME_DONE, r->frame_done);
+    hr_u64(w, HR_RD_MSG_LEN, r->msg_len);
+    hr_u64(w, HR_RD_UTF8, r->utf8_state);
+    hr_put(w, HR_RD_MASK, r->mask, 4);
+    hr_u64(w, HR_RD_STAGE, r->stage);
+    hr_put(w, HR_RD_HDR, r->hdr, r->hdr_len);
+    hr_u64(w, HR_RD_OPCODE, r->opcode);
+    hr_u64(w, HR_RD_MSG_OPCODE, r->msg_opcode);
+    hr_u64(w, HR_RD_FIN, r->fin);
+    hr_u64(w, HR_RD_FAILED, r->failed);
+    hr_u64(w, HR_RD_DEFLATE, r->deflate);
+    hr_u64(w, HR_RD_MSG_COMPRESSED, r->msg_compressed);
+    hr_u64(w, HR_RD_ERROR, r->error);
+    /* A control frame under way has its payload so far in ctl (frame_done bytes). */
+    bool control = r->stage == 1 && (r->opcode & 0x8);
+    hr_put(w, HR_RD_CTL, r->ctl, control ? (size_t)r->frame_done : 0);
+    hr_close(w);
+    if (ws->msg)
+        hr_put(w, HR_WS_MSG, ws->msg->data + WS_MAX_HEADER, ws->msg->len);
+    if (c->session)
+        chat_session_save(c, w);
+}
+
+int ws_session_restore(struct conn *c, const struct handover_rec *rec, const char **why)
+{
+    const struct config *cfg = cfg_of(c);
+    uint64_t now = conn_now(c);
+    struct conn_ws *ws = &c->u.ws;
+    memset(ws, 0, sizeof *ws);
+    c->handler = &ws_handler;
+    conn_set_transport(c, CONN_WEBSOCKET);
+    ws->reader = rec->ws_reader;
+    ws->reader.max_message = cfg->max_message;
+    ws->endpoint = rec->ws_endpoint;
+    ws->deflate_bits = rec->ws_deflate_bits;
+    ws->last_ping_ms = now > rec->ws_ping_age_ms ? now - rec->ws_ping_age_ms : 0;
+    ws->opened_ms = now > rec->ws_open_age_ms ? now - rec->ws_open_age_ms : 0;
+    const struct ws_reader *r = &ws->reader;
+    if (!ws_reader_valid(r)) {
+        *why = "the WebSocket reader's state is not one it can be in";
+        return -1;
+    }
+    if (r->deflate != (ws->deflate_bits != 0) || (ws->deflate_bits && !cfg->deflate)) {
+        *why = "compression agreed that this server does not do";
+        return -1;
+    }
+    if (r->msg_opcode && r->msg_compressed) {
+        *why = "a compressed message under way (its zlib state cannot move)";
+        return -1;
+    }
+    bool has_msg = rec->has_ws_msg && rec->ws_msg.n > 0;
+    if (has_msg != (r->msg_len > 0) || (has_msg && rec->ws_msg.n != r->msg_len) ||
+        (rec->has_ws_msg && !r->msg_opcode)) {
+        *why = "a message under way that is not the reader's";
+        return -1;
+    }
+    if (has_msg)
+        append_piece(c, rec->ws_msg.p, rec->ws_msg.n);
+    if (rec->has_chat) {
+        if (ws->endpoint != WS_ENDPOINT_CHAT) {
+            *why = "a chat session on the echo endpoint";
+            return -1;
+        }
+        /* (Without one: a chat session is made at the first request, as it would have been.) */
+        if (chat_session_restore(c, chat_json_transport(), rec, why) < 0)
+            return -1;
+    }
+    schedule(c);
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "handover_rec.h"
 
 enum ws_endpoint { WS_ENDPOINT_CHAT, WS_ENDPOINT_ECHO };
 
@@ -39,5 +40,21 @@ void ws_session_close(struct conn *c, uint16_t code, const char *reason);
 /* A password check of c (not logged in) was answered: closes c (1008) if its login deadline,
  * moved by the time the check spent hashing, has passed; else re-arms its timer. */
 void ws_session_login_deadline(struct conn *c);
+
+/*
+ * Live upgrades (handover.c). ws_session_owns: c is a WebSocket session. ws_session_hold_input:
+ * holds c's input (CONN_HOLD_READ) now, or, while a compressed message is arriving (its zlib
+ * state cannot move), as soon as that message ends. ws_session_busy: such a message is still
+ * arriving, or the chat session has something on its way (chat_session_busy). ws_session_save
+ * writes c's WebSocket state (and its chat session) into the record w is writing;
+ * ws_session_restore makes adopted c the session of rec, or returns -1 with *why.
+ */
+bool ws_session_owns(const struct conn *c);
+void ws_session_hold_input(struct conn *c);
+bool ws_session_busy(const struct conn *c, unsigned version);
+/* Whether c is in the middle of a frame or a fragmented message (for a live upgrade's log). */
+bool ws_session_partial(const struct conn *c);
+void ws_session_save(struct conn *c, struct hr_writer *w);
+int ws_session_restore(struct conn *c, const struct handover_rec *rec, const char **why);
 
 #endif

@@ -68,7 +68,8 @@ for (const args of [
   // upgrades (tests/upgrade covers them in use)
   ['--upgrade-binary', ''],
   ['--upgrade-timeout', '0'],
-  ['--upgrade-mode', 'live'],
+  ['--upgrade-mode', 'hot'],
+  ['--upgrade-mode', 'Live'],
   ['--drain-time', 'soon'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {

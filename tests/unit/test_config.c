@@ -178,7 +178,7 @@ static void upgrade_options(void **state)
     assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
     assert_null(cfg.upgrade_binary);
     assert_int_equal(cfg.upgrade_timeout_ms, 10000);
-    assert_int_equal(cfg.upgrade_mode, CONFIG_UPGRADE_DRAIN);
+    assert_int_equal(cfg.upgrade_mode, CONFIG_UPGRADE_LIVE);
     assert_int_equal(cfg.drain_time_ms, 10000);
     config_free(&cfg);
     char **argv = ARGV("--upgrade-binary", "/opt/parley/bin/parley", "--upgrade-timeout", "1.5",
@@ -186,13 +186,18 @@ static void upgrade_options(void **state)
     assert_int_equal(parse(&cfg, 9, argv), CONFIG_OK);
     assert_string_equal(cfg.upgrade_binary, "/opt/parley/bin/parley");
     assert_int_equal(cfg.upgrade_timeout_ms, 1500);
+    assert_int_equal(cfg.upgrade_mode, CONFIG_UPGRADE_DRAIN);
     assert_int_equal(cfg.drain_time_ms, 250);
+    config_free(&cfg);
+    char **live = ARGV("--upgrade-mode", "drain", "--upgrade-mode", "live");
+    assert_int_equal(parse(&cfg, 5, live), CONFIG_OK);
+    assert_int_equal(cfg.upgrade_mode, CONFIG_UPGRADE_LIVE);
     config_free(&cfg);
     char **bad[] = {
         ARGV("--upgrade-binary", ""),
         ARGV("--upgrade-timeout", "0"),
         ARGV("--upgrade-timeout", "soon"),
-        ARGV("--upgrade-mode", "live"),
+        ARGV("--upgrade-mode", "hot"),
         ARGV("--upgrade-mode"),
         ARGV("--drain-time", "-1"),
     };

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { guest, uniqRoom } from '../chat/lib/chat.mjs';
-import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, Rider, alive, assertRun, gone, roomHistory } from './lib/upgrade.mjs';
+import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, Rider, alive, assertAckedStored, assertRun, gone, roomHistory } from './lib/upgrade.mjs';
 
 // A "binary" that is a shell script: how a broken build looks from outside.
 function script(t, body) {
@@ -27,27 +27,6 @@ async function busyRoom(lineage, t) {
   const a = await guest(lineage.server, t);
   await a.join(room);
   return { room, a };
-}
-
-// Every acked message of riders is in the store exactly once, under the seq of its ack.
-async function assertAckedStored(lineage, riders, room) {
-  const history = await roomHistory(lineage, room);
-  const byCid = new Map();
-  for (const m of history) {
-    if (!m.cid) continue;
-    assert.ok(!byCid.has(`${m.from}/${m.cid}`), `cid ${m.cid} of ${m.from} stored twice`);
-    byCid.set(`${m.from}/${m.cid}`, m.seq);
-  }
-  let n = 0;
-  for (const r of riders) {
-    for (const [cid, ack] of r.acks) {
-      if (ack.room !== room) continue;
-      assert.equal(byCid.get(`${r.name}/${cid}`), ack.seq, `acked ${cid} (seq ${ack.seq}) is not in the store under that seq`);
-      n += 1;
-    }
-  }
-  assertRun(history.map((m) => m.seq), 0, history.length, `the store's seqs of ${room}`);
-  return n;
 }
 
 for (const [what, body, args, reason] of [
@@ -112,8 +91,8 @@ test('a new process killed before it is ready: the old one serves on', async (t)
   await a.say(room, 'still here');
 });
 
-test('the new process killed after taking over, while the old one drains: the old restarts itself on the store, nothing acked is lost', async (t) => {
-  const lineage = await Lineage.start(t, ['--drain-time', '30', '--rate-limit', '0']);
+test('drain mode: the new process killed after taking over, while the old one drains: the old restarts itself on the store, nothing acked is lost', async (t) => {
+  const lineage = await Lineage.start(t, ['--upgrade-mode', 'drain', '--drain-time', '30', '--rate-limit', '0']);
   const room = uniqRoom('k');
   const riders = [];
   for (let i = 0; i < 6; i++) {
@@ -179,8 +158,8 @@ test('the old process killed before GO: the new one takes over, since nobody els
   assert.equal(h.generation, 2);
 });
 
-test('the old process killed after GO: the new one serves on', async (t) => {
-  const lineage = await Lineage.start(t, ['--drain-time', '30', '--rate-limit', '0']);
+test('drain mode: the old process killed after GO: the new one serves on', async (t) => {
+  const lineage = await Lineage.start(t, ['--upgrade-mode', 'drain', '--drain-time', '30', '--rate-limit', '0']);
   const room = uniqRoom('a');
   const r = new Rider(lineage, `ar_${process.pid}`, [room]);
   await r.connect();

@@ -1,4 +1,4 @@
-// Three upgrades in a row (each once the previous one has handed over and its old process has
+// Drain mode (live mode's load test is live_load.test.mjs): three upgrades in a row (each once the previous one has handed over and its old process has
 // exited) under load: 96 WebSocket users and 24 telnet users in four rooms send continuously,
 // the WebSocket ones with cids, while a client connects in a tight loop. Nothing is refused;
 // every acked message is stored exactly once; every WebSocket user, resuming with since after its
@@ -15,9 +15,9 @@ const TELNET_USERS = 24;
 const UPGRADES = 3;
 const DRAIN_S = 2;
 
-test(`${UPGRADES} upgrades under load: nothing refused, lost, doubled or reordered`, { timeout: ms(240000) }, async (t) => {
+test(`drain mode, ${UPGRADES} upgrades under load: nothing refused, lost, doubled or reordered`, { timeout: ms(240000) }, async (t) => {
   const lineage = await Lineage.start(t, [
-    '--drain-time', String(DRAIN_S), '--rate-limit', '0', '--max-conns-per-ip', '0', '--output-limit', String(64 << 20),
+    '--upgrade-mode', 'drain', '--drain-time', String(DRAIN_S), '--rate-limit', '0', '--max-conns-per-ip', '0', '--output-limit', String(64 << 20),
   ]);
   const rooms = [uniqRoom('la'), uniqRoom('lb'), uniqRoom('lc'), uniqRoom('ld')];
   const tag = `${process.pid % 1000}`;

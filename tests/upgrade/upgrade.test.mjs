@@ -1,4 +1,4 @@
-// Upgrades in drain mode, one at a time: SIGUSR2 (and `parley upgrade --data DIR`) starts the
+// Upgrades one at a time, most of them in drain mode (live mode has its own suites): SIGUSR2 (and `parley upgrade --data DIR`) starts the
 // same binary, which takes the listening sockets and the store; the old process closes its
 // connections with 1012 (telnet: a notice) spread over --drain-time and exits; the generation and
 // the counters go on in the new process; a second SIGUSR2 during an upgrade is ignored; TLS
@@ -17,8 +17,8 @@ import { EXIT_MARGIN, HANDOVER_TIMEOUT, Lineage, gone, parleyBin } from './lib/u
 
 const DRAIN_S = 2;
 
-test('SIGUSR2: the same binary takes over; clients get 1012 or a notice; generation and counters go on', async (t) => {
-  const lineage = await Lineage.start(t, ['--drain-time', String(DRAIN_S)]);
+test('drain mode, SIGUSR2: the same binary takes over; clients get 1012 or a notice; generation and counters go on', async (t) => {
+  const lineage = await Lineage.start(t, ['--upgrade-mode', 'drain', '--drain-time', String(DRAIN_S)]);
   const room = uniqRoom('up');
   const ws = await guest(lineage.server, t);
   await ws.join(room);
@@ -114,8 +114,8 @@ test('a second SIGUSR2 during an upgrade is ignored and logged; the held upgrade
   assert.equal(h.upgrades_failed, 1);
 });
 
-test('the drain spreads its goodbyes over --drain-time', async (t) => {
-  const lineage = await Lineage.start(t, ['--drain-time', String(DRAIN_S)]);
+test('drain mode: the drain spreads its goodbyes over --drain-time', async (t) => {
+  const lineage = await Lineage.start(t, ['--upgrade-mode', 'drain', '--drain-time', String(DRAIN_S)]);
   const clients = [];
   for (let i = 0; i < 12; i++) clients.push(await guest(lineage.server, t));
   const closedAt = clients.map((c) => c.closed.then(() => Date.now()));
@@ -128,7 +128,7 @@ test('the drain spreads its goodbyes over --drain-time', async (t) => {
   assert.ok(span >= (DRAIN_S * 1000) / 2, `the goodbyes came within ${span} ms, not spread over ${DRAIN_S} s`);
 });
 
-test('TLS: wss and TLS telnet clients get their goodbye through TLS, and the TLS ports carry on', async (t) => {
+test('TLS (live mode, the default): wss and TLS telnet clients are drained, their goodbye through TLS, and the TLS ports carry on', async (t) => {
   const dir = certDir();
   t.after(() => dir.remove());
   const cert = makeCert(dir.dir);

@@ -11,7 +11,7 @@ let lineage;
 let browser;
 
 before(async () => {
-  lineage = await Lineage.start(null, ['--drain-time', '1', '--rate-limit', '0']);
+  lineage = await Lineage.start(null, ['--upgrade-mode', 'drain', '--drain-time', '1', '--rate-limit', '0']);
   browser = await launch();
 });
 
@@ -20,7 +20,7 @@ after(async () => {
   await lineage?.dispose();
 });
 
-test('an upgrade: the page reconnects by itself, loses nothing, doubles nothing, shows no error', async () => {
+test('drain mode: an upgrade: the page reconnects by itself, loses nothing, doubles nothing, shows no error', async () => {
   const p = await person(browser, lineage.server);
   const { page } = p;
   let sockets = 0;

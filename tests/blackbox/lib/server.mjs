@@ -50,14 +50,15 @@ export function freshDataDir() {
 }
 
 // Spawns parley (through `ulimit -n N` when asked) with stdout/stderr captured.
-export function spawnParley(args, { env, ulimitNofile } = {}) {
+// bin: another parley binary to run (an older build, for upgrades between versions).
+export function spawnParley(args, { env, ulimitNofile, bin = parleyBin } = {}) {
   const options = { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } };
   const child =
     ulimitNofile === undefined
-      ? spawn(parleyBin, args, options)
+      ? spawn(bin, args, options)
       : spawn(
           'bash',
-          ['-c', `ulimit -n ${Number(ulimitNofile)} && exec "$0" "$@"`, parleyBin, ...args],
+          ['-c', `ulimit -n ${Number(ulimitNofile)} && exec "$0" "$@"`, bin, ...args],
           options,
         );
   liveChildren.add(child);

@@ -18,12 +18,12 @@ export class ChatServer extends ParleyProcess {
   // dataDir: reuse an existing data directory (a restart); default a fresh one.
   // tls: a certificate from tests/blackbox/lib/tls.mjs; the HTTP port then speaks HTTPS and wss,
   // and clients of this server trust tls.ca.
-  // env: variables added to its environment.
-  static async start(extraArgs = [], { dataDir, defaults = DEFAULT_ARGS, readyTimeoutMs = READY_TIMEOUT, tls, env } = {}) {
+  // env: variables added to its environment. bin: another parley binary to run.
+  static async start(extraArgs = [], { dataDir, defaults = DEFAULT_ARGS, readyTimeoutMs = READY_TIMEOUT, tls, env, bin } = {}) {
     const dir = dataDir ?? freshDataDir();
     const tlsArgs = tls ? ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile] : [];
     const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...tlsArgs, ...extraArgs];
-    const { child, exited } = spawnParley(args, { env });
+    const { child, exited } = spawnParley(args, { env, bin });
     const server = new ChatServer(child, exited, dir);
     server.args = args;
     server.extraArgs = extraArgs;

@@ -394,6 +394,27 @@ export async function roomHistory(lineage, room) {
   }
 }
 
+// Every acked message of riders is in the store exactly once, under the seq of its ack.
+export async function assertAckedStored(lineage, riders, room) {
+  const history = await roomHistory(lineage, room);
+  const byCid = new Map();
+  for (const m of history) {
+    if (!m.cid) continue;
+    assert.ok(!byCid.has(`${m.from}/${m.cid}`), `cid ${m.cid} of ${m.from} stored twice`);
+    byCid.set(`${m.from}/${m.cid}`, m.seq);
+  }
+  let n = 0;
+  for (const r of riders) {
+    for (const [cid, ack] of r.acks) {
+      if (ack.room !== room) continue;
+      assert.equal(byCid.get(`${r.name}/${cid}`), ack.seq, `acked ${cid} (seq ${ack.seq}) is not in the store under that seq`);
+      n += 1;
+    }
+  }
+  assertRun(history.map((m) => m.seq), 0, history.length, `the store's seqs of ${room}`);
+  return n;
+}
+
 // Asserts that seqs is exactly from+1..to in order.
 export function assertRun(seqs, from, to, what) {
   const bad = [];

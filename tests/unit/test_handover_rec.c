@@ -1,0 +1,456 @@
+/* test_handover_rec: a live upgrade's connection records, and the reader and parser states they
+ * carry. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "handover_rec.h"
+#include "telnet_parser.h"
+#include "utf8.h"
+#include "ws_frame.h"
+
+static const char *why;
+
+/* A record with something in every kind of field: the writer's output, read back. */
+static void write_full(struct hr_writer *w, uint16_t version)
+{
+    hr_begin(w, version);
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    hr_u64(w, HR_PEER_KEY, UINT64_MAX);
+    hr_u64(w, HR_NET_KEY, 12345);
+    hr_u64(w, HR_PEER_COUNTED, 1);
+    hr_u64(w, HR_RX_AGE_MS, 250);
+    hr_u64(w, HR_TIMER_MS, 0);
+    hr_put(w, HR_IN, "/jo", 3);
+    hr_put(w, HR_OUT, "pending\r\n", 9);
+    hr_u64(w, HR_TN_PROMPT, 3);
+    hr_str(w, HR_TN_NAME, "Alice");
+    hr_str(w, HR_TN_CURRENT, "general");
+    hr_open(w, HR_TN_PARSER);
+    hr_u64(w, HR_TP_STATE, 0);
+    hr_u64(w, HR_TP_SB_LEN, 7);
+    hr_close(w);
+    hr_put(w, HR_TN_LINE, "half a li", 9);
+    hr_u64(w, HR_CHAT, 1);
+    hr_u64(w, HR_LOGGED_IN, 1);
+    hr_u64(w, HR_GUEST, 1);
+    hr_u64(w, HR_GUEST_SESSION, 99);
+    hr_i64(w, HR_CREATED_MS, -5);
+    hr_str(w, HR_USER, "Alice");
+    hr_str(w, HR_USER_LC, "alice");
+    hr_u64(w, HR_TOKENS_MICRO, 19500000);
+    uint8_t attempts[2 * HR_ATTEMPT_SECONDS] = {3, 0, 0, 1};
+    hr_put(w, HR_ATTEMPTS, attempts, sizeof attempts);
+    for (int i = 0; i < 3; i++) {
+        hr_open(w, HR_ROOM);
+        hr_str(w, HR_RM_NAME, i == 0 ? "general" : i == 1 ? "dm:alice:bob" : "lobby");
+        hr_u64(w, HR_RM_LAST_SEQ, 100u + (unsigned)i);
+        hr_u64(w, HR_RM_JOINED_ORDER, (unsigned)i + 1);
+        hr_close(w);
+    }
+    hr_open(w, HR_BACKLOG);
+    hr_u64(w, HR_BL_LIVE, 1);
+    hr_put(w, HR_BL_MSG, "line\r\n", 6);
+    hr_close(w);
+    hr_open(w, HR_BACKLOG);
+    hr_str(w, HR_BL_ROOM, "lobby");
+    hr_u64(w, HR_BL_AFTER, 10);
+    hr_u64(w, HR_BL_UNTIL, 500);
+    hr_i64(w, HR_BL_TS, 1700000000000);
+    hr_close(w);
+    hr_end(w);
+}
+
+static void round_trip(void **state)
+{
+    (void)state;
+    struct hr_writer w = {0};
+    write_full(&w, HANDOVER_REC_VERSION);
+    uint16_t version = 0;
+    assert_int_equal(handover_rec_size(w.buf, w.len, &version), (long)w.len);
+    assert_int_equal(version, HANDOVER_REC_VERSION);
+    struct handover_rec r;
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), 0);
+    assert_int_equal(r.transport, HR_TELNET);
+    assert_true(r.peer_key == UINT64_MAX);
+    assert_int_equal(r.net_key, 12345);
+    assert_true(r.peer_counted);
+    assert_false(r.via_proxy);
+    assert_int_equal(r.rx_age_ms, 250);
+    assert_true(r.has_timer);
+    assert_int_equal(r.timer_ms, 0);
+    assert_memory_equal(r.in.p, "/jo", 3);
+    assert_int_equal(r.out.n, 9);
+    assert_int_equal(r.tn_prompt, 3);
+    assert_memory_equal(r.tn_name.p, "Alice", 5);
+    assert_int_equal(r.tn_parser.sb_len, 7);
+    assert_int_equal(r.tn_line.n, 9);
+    assert_true(r.has_chat && r.logged_in && r.guest);
+    assert_int_equal(r.guest_session, 99);
+    assert_int_equal(r.created_ms, -5);
+    assert_int_equal(r.tokens_micro, 19500000);
+    assert_int_equal(r.attempts[0], 3);
+    assert_int_equal(r.attempts[1], 256);
+    assert_false(r.has_cids);
+    assert_false(r.has_typing);
+    assert_int_equal(r.n_rooms, 3);
+    assert_int_equal(r.n_backlog, 2);
+    size_t cursor = 0;
+    struct hr_room room;
+    for (int i = 0; i < 3; i++) {
+        assert_true(handover_rec_room(&r, &cursor, &room));
+        assert_int_equal(room.last_seq, 100 + i);
+        assert_int_equal(room.joined_order, i + 1);
+    }
+    assert_memory_equal(room.name.p, "lobby", 5);
+    assert_false(handover_rec_room(&r, &cursor, &room));
+    struct hr_backlog e;
+    cursor = 0;
+    assert_true(handover_rec_backlog(&r, &cursor, &e));
+    assert_false(e.is_replay);
+    assert_true(e.live);
+    assert_memory_equal(e.msg.p, "line\r\n", 6);
+    assert_true(handover_rec_backlog(&r, &cursor, &e));
+    assert_true(e.is_replay);
+    assert_int_equal(e.after, 10);
+    assert_int_equal(e.until, 500);
+    assert_int_equal(e.ts, 1700000000000);
+    assert_false(handover_rec_backlog(&r, &cursor, &e));
+    /* Two records back to back: each is found by its length. */
+    size_t one = w.len;
+    write_full(&w, HANDOVER_REC_VERSION);
+    assert_int_equal(handover_rec_size(w.buf, w.len, NULL), (long)one);
+    assert_int_equal(handover_rec_size(w.buf + one, w.len - one, NULL), (long)(w.len - one));
+    hr_writer_free(&w);
+}
+
+static void versions(void **state)
+{
+    (void)state;
+    struct hr_writer w = {0};
+    struct handover_rec r;
+    for (uint16_t v = HANDOVER_REC_MIN_VERSION; v <= HANDOVER_REC_VERSION; v++) {
+        write_full(&w, v);
+        assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), 0);
+        assert_int_equal(r.version, v);
+        hr_writer_free(&w);
+    }
+    /* A version this binary does not claim: refused, not half read. */
+    uint16_t refused[] = {0, HANDOVER_REC_VERSION + 1, 0xFFFF};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        write_full(&w, refused[i]);
+        assert_int_equal(handover_rec_size(w.buf, w.len, NULL), (long)w.len);
+        assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+        assert_string_equal(why, "a record version this binary does not read");
+        hr_writer_free(&w);
+    }
+}
+
+/* Reads a record of the fields written by fill, and returns handover_rec_read's result. */
+static int read_one(void (*fill)(struct hr_writer *w))
+{
+    struct hr_writer w = {0};
+    hr_begin(&w, HANDOVER_REC_VERSION);
+    fill(&w);
+    hr_end(&w);
+    struct handover_rec r;
+    int rc = handover_rec_read(w.buf, w.len, &r, &why);
+    hr_writer_free(&w);
+    return rc;
+}
+
+static void fill_unknown(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_HTTP);
+    hr_u64(w, 999, 1);
+}
+static void fill_no_transport(struct hr_writer *w)
+{
+    hr_u64(w, HR_PEER_KEY, 1);
+}
+static void fill_bad_bool(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_HTTP);
+    hr_u64(w, HR_PEER_COUNTED, 2);
+}
+static void fill_bad_transport(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, 4);
+}
+static void fill_long_name(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    hr_str(w, HR_USER, "a_name_that_is_longer_than_32_characters");
+}
+static void fill_name_nul(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    hr_put(w, HR_TN_CURRENT, "gen\0ral", 7);
+}
+static void fill_empty_range(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    hr_open(w, HR_BACKLOG);
+    hr_str(w, HR_BL_ROOM, "lobby");
+    hr_u64(w, HR_BL_AFTER, 10);
+    hr_u64(w, HR_BL_UNTIL, 10);
+    hr_close(w);
+}
+static void fill_msg_and_range(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    hr_open(w, HR_BACKLOG);
+    hr_put(w, HR_BL_MSG, "x", 1);
+    hr_str(w, HR_BL_ROOM, "lobby");
+    hr_u64(w, HR_BL_UNTIL, 10);
+    hr_close(w);
+}
+static void fill_room_unnamed(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    hr_open(w, HR_ROOM);
+    hr_u64(w, HR_RM_LAST_SEQ, 1);
+    hr_close(w);
+}
+static void fill_logged_in_nameless(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_u64(w, HR_CHAT, 1);
+    hr_u64(w, HR_LOGGED_IN, 1);
+}
+static void fill_attempts_short(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_put(w, HR_ATTEMPTS, "\1\0", 2);
+}
+static void fill_bad_window(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_u64(w, HR_WS_DEFLATE_BITS, 7);
+}
+static void fill_ok(struct hr_writer *w)
+{
+    hr_u64(w, HR_TRANSPORT, HR_HTTP);
+}
+
+static void refusals(void **state)
+{
+    (void)state;
+    assert_int_equal(read_one(fill_ok), 0);
+    void (*bad[])(struct hr_writer *) = {
+        fill_unknown,      fill_no_transport,       fill_bad_bool,       fill_bad_transport,
+        fill_long_name,    fill_name_nul,           fill_empty_range,    fill_msg_and_range,
+        fill_room_unnamed, fill_logged_in_nameless, fill_attempts_short, fill_bad_window,
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        assert_int_equal(read_one(bad[i]), -1);
+        assert_non_null(why);
+    }
+}
+
+/* A password check in flight: version 2 on; a version 1 record with one is refused. */
+static void write_pw(struct hr_writer *w, uint16_t version, const char *password)
+{
+    hr_begin(w, version);
+    hr_u64(w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_u64(w, HR_CHAT, 1);
+    hr_u64(w, HR_LOGIN_PENDING, 1);
+    hr_u64(w, HR_AUTH_PENDING, 1);
+    hr_open(w, HR_PW_OP);
+    hr_u64(w, HR_PO_KIND, HR_PW_LOGIN);
+    hr_str(w, HR_PO_ID, "\"req-1\"");
+    hr_str(w, HR_PO_NAME, "Alice");
+    hr_str(w, HR_PO_PASSWORD, password);
+    hr_close(w);
+    hr_end(w);
+}
+
+static void password_check(void **state)
+{
+    (void)state;
+    struct hr_writer w = {0};
+    struct handover_rec r;
+    write_pw(&w, 2, "correct-horse");
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), 0);
+    assert_true(r.pw.present);
+    assert_int_equal(r.pw.kind, HR_PW_LOGIN);
+    assert_memory_equal(r.pw.id_json.p, "\"req-1\"", 7);
+    assert_memory_equal(r.pw.password.p, "correct-horse", 13);
+    assert_true(r.login_pending && r.auth_pending);
+    hr_writer_free(&w);
+    write_pw(&w, 1, "correct-horse");
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+    assert_string_equal(why, "a field this version does not know");
+    hr_writer_free(&w);
+    char longer[HR_PASSWORD_MAX + 2];
+    memset(longer, 'p', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    write_pw(&w, 2, longer);
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+    hr_writer_free(&w);
+}
+
+static void framing(void **state)
+{
+    (void)state;
+    struct hr_writer w = {0};
+    write_full(&w, HANDOVER_REC_VERSION);
+    struct handover_rec r;
+    /* Every prefix is incomplete, and not a record. */
+    for (size_t n = 0; n < w.len; n++) {
+        assert_true(handover_rec_size(w.buf, n, NULL) <= 0);
+        assert_int_equal(handover_rec_read(w.buf, n, &r, &why), -1);
+    }
+    /* One byte too many, a flag, the magic. */
+    uint8_t *more = malloc(w.len + 1);
+    memcpy(more, w.buf, w.len);
+    more[w.len] = 0;
+    assert_int_equal(handover_rec_read(more, w.len + 1, &r, &why), -1);
+    free(more);
+    w.buf[6] = 1;
+    assert_int_equal(handover_rec_size(w.buf, w.len, NULL), -1);
+    w.buf[6] = 0;
+    w.buf[0] ^= 0xFF;
+    assert_int_equal(handover_rec_size(w.buf, w.len, NULL), -1);
+    hr_writer_free(&w);
+    /* A body length beyond the maximum is refused before anything waits for it. */
+    uint8_t huge[HANDOVER_REC_HEADER] = {'P', 'R', 'H', 'R', 1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F};
+    assert_int_equal(handover_rec_size(huge, sizeof huge, NULL), -1);
+    /* A field whose length runs past the body, and a varint of more than 64 bits. */
+    uint8_t past[] = {'P', 'R', 'H', 'R', 1, 0, 0, 0, 3, 0, 0, 0, HR_TRANSPORT, 5, 1};
+    assert_int_equal(handover_rec_read(past, sizeof past, &r, &why), -1);
+    uint8_t wide[] = {'P',  'R',  'H',  'R',         1,    0,    0,    0,    13,
+                      0,    0,    0,    HR_PEER_KEY, 11,   0xFF, 0xFF, 0xFF, 0xFF,
+                      0xFF, 0xFF, 0xFF, 0xFF,        0xFF, 0xFF, 0x01};
+    assert_int_equal(handover_rec_read(wide, sizeof wide, &r, &why), -1);
+}
+
+/* A client's masked text frame of payload p[0..n) into out; returns its length. */
+static size_t client_frame(uint8_t *out, uint8_t b0, const char *p, size_t n)
+{
+    static const uint8_t mask[4] = {1, 2, 3, 4};
+    size_t h = 0;
+    out[h++] = b0;
+    if (n < 126) {
+        out[h++] = (uint8_t)(0x80 | n);
+    } else {
+        out[h++] = 0x80 | 126;
+        out[h++] = (uint8_t)(n >> 8);
+        out[h++] = (uint8_t)n;
+    }
+    memcpy(out + h, mask, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++)
+        out[h + i] = (uint8_t)p[i] ^ mask[i % 4];
+    return h + n;
+}
+
+/* Every state the reader rests in between two reads, whatever the cut, is one ws_reader_valid
+ * accepts; one that differs from it in a field that matters is not. */
+static void reader_states(void **state)
+{
+    (void)state;
+    uint8_t stream[1024];
+    size_t n = 0;
+    char text[300];
+    memset(text, 'a', sizeof text);
+    memcpy(text, "h\xC3\xA9llo", 6); /* a two-byte character, to be cut in the middle */
+    n += client_frame(stream + n, 0x01, text, 200);              /* text, not final */
+    n += client_frame(stream + n, 0x89, "ping", 4);              /* a ping between fragments */
+    n += client_frame(stream + n, 0x80, text + 200, 100);        /* the last fragment */
+    n += client_frame(stream + n, 0x81, "\xC3\xA9t\xC3\xA9", 6); /* a whole message */
+    size_t checked = 0;
+    for (size_t cut = 0; cut <= n; cut++) {
+        struct ws_reader r;
+        ws_reader_init(&r, 1 << 16);
+        uint8_t copy[sizeof stream];
+        memcpy(copy, stream, n);
+        size_t pos = 0;
+        while (pos < cut) {
+            struct ws_event ev;
+            pos += ws_reader_feed(&r, copy + pos, cut - pos, &ev);
+            assert_int_not_equal(ev.type, WS_EV_ERROR);
+            if (ev.type == WS_EV_NONE)
+                break;
+        }
+        /* What a record carries of a control frame under way: its payload so far. */
+        if (r.stage == 1 && (r.opcode & 8))
+            r.ctl_len = (uint8_t)r.frame_done;
+        assert_true(ws_reader_valid(&r));
+        checked++;
+        struct ws_reader bad = r;
+        bad.failed = true;
+        assert_false(ws_reader_valid(&bad));
+        bad = r;
+        bad.stage = 2;
+        assert_false(ws_reader_valid(&bad));
+        if (r.hdr_len > 0) {
+            bad = r;
+            bad.hdr[0] ^= 0x40; /* RSV1 without permessage-deflate */
+            assert_false(ws_reader_valid(&bad));
+        }
+        if (r.stage == 1) {
+            bad = r;
+            bad.frame_done = bad.frame_len;
+            assert_false(ws_reader_valid(&bad));
+            bad = r;
+            bad.mask[0] ^= 1;
+            assert_false(ws_reader_valid(&bad));
+        }
+        if (r.msg_opcode) {
+            bad = r;
+            bad.msg_len = (1 << 16) + 1;
+            assert_false(ws_reader_valid(&bad));
+        }
+    }
+    assert_int_equal(checked, n + 1);
+    /* A UTF-8 state that is not one. */
+    struct ws_reader r;
+    ws_reader_init(&r, 100);
+    assert_true(ws_reader_valid(&r));
+    r.utf8_state = 77;
+    assert_false(ws_reader_valid(&r));
+    assert_true(utf8_state_valid(UTF8_ACCEPT));
+    assert_false(utf8_state_valid(77));
+}
+
+static void telnet_states(void **state)
+{
+    (void)state;
+    static const uint8_t stream[] = "ab\r\n\xFF\xFB\x01line\xFF\xFA\x18xyz\xFF\xF0tail";
+    uint8_t buf[64];
+    for (size_t cut = 0; cut <= sizeof stream - 1; cut++) {
+        struct telnet_parser p;
+        telnet_parser_init(&p, buf, sizeof buf);
+        size_t pos = 0;
+        while (pos < cut) {
+            struct telnet_event ev;
+            pos += telnet_parse(&p, stream + pos, cut - pos, &ev);
+        }
+        assert_true(telnet_parser_valid(&p));
+        struct telnet_parser bad = p;
+        bad.state = 9;
+        assert_false(telnet_parser_valid(&bad));
+        bad = p;
+        bad.len = sizeof buf + 1;
+        assert_false(telnet_parser_valid(&bad));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),    cmocka_unit_test(versions),
+        cmocka_unit_test(refusals),      cmocka_unit_test(password_check),
+        cmocka_unit_test(framing),       cmocka_unit_test(reader_states),
+        cmocka_unit_test(telnet_states),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
