@@ -58,10 +58,12 @@ test(`live: ${UPGRADES} upgrades under load, ${CLIENTS} clients in ${ROOMS} room
     const { oldPid, newPid } = await lineage.upgrade();
     for (const c of cut) c.release();
     await gone(oldPid, ms(20000), `old process ${oldPid} to exit`);
-    const ready = lineage.lines(oldPid).find((l) => l.fields.msg === 'upgrade_ready');
-    const stopped = lineage.lines(oldPid).find((l) => l.fields.msg === 'stopped');
-    const adopted = lineage.lines(newPid).find((l) => l.fields.msg === 'handover_adopted');
-    const done = lineage.lines(oldPid).find((l) => l.fields.msg === 'handover_done');
+    // The two processes' lines reach the log on their own pipes: wait for each, never assume one
+    // is read because another process's later line was.
+    const ready = await lineage.waitLog(oldPid, 'upgrade_ready');
+    const stopped = await lineage.waitLog(oldPid, 'stopped');
+    const adopted = await lineage.waitLog(newPid, 'handover_adopted');
+    const done = await lineage.waitLog(oldPid, 'handover_done');
     handovers.push({
       oldPid,
       newPid,
