@@ -1,7 +1,6 @@
 /* hub: rooms, members, presence and fan-out on one thread. */
 #include "hub.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
