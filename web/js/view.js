@@ -291,11 +291,13 @@ export class View {
     if (!conv.large) return;
     $('#members-note').textContent = `Showing ${num.format(conv.members.size)} of ${num.format(n)}. `
       + 'In a room this large the list is not updated live.';
+    // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
     const more = $('#members-more');
+    if (!conv.membersMore && document.activeElement === more) pane.focus();
     more.hidden = !conv.membersMore;
-    more.disabled = conv.membersLoading;
+    more.setAttribute('aria-disabled', String(conv.membersLoading));
     more.textContent = conv.membersLoading ? 'Loading members…' : 'Show more members';
-    $('#members-refresh').disabled = conv.membersLoading;
+    $('#members-refresh').setAttribute('aria-disabled', String(conv.membersLoading));
   }
 
   #loadMembers(opts) {
