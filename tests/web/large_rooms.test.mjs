@@ -20,7 +20,8 @@ let bob;
 const seeds = new Map(); // name -> seed client in #general
 
 before(async () => {
-  server = await startChatServer(['--presence-limit', '3', '--max-conns-per-ip', '0']);
+  // A tick of 300 ms instead of 5 s (the server's test-only setting), so the switches come soon.
+  server = await startChatServer(['--presence-limit', '3', '--max-conns-per-ip', '0'], { env: { PARLEY_TEST_TICK_MS: '300' } });
   browser = await launch();
   alice = await person(browser, server);
   await signIn(alice.page, ALICE);

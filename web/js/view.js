@@ -112,7 +112,7 @@ export class View {
     const mine = [...c.convs.values()].filter((v) => !v.dm && v.joined).sort((a, b) => a.id.localeCompare(b.id));
     fill($('#my-rooms'), mine.map((v) => {
       const n = v.members.size || v.large ? v.memberCount : counts.get(v.id) ?? 0;
-      return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, String(n)));
+      return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, num.format(n)));
     }));
     const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest));
     fill($('#dm-list'), dms.length ? dms.map((v) => item(v, v.peer, online.has(v.peer && v.peer.toLowerCase()) ? h('span', { class: 'dot online', 'aria-label': 'online' }) : null))
@@ -121,7 +121,7 @@ export class View {
     fill($('#other-rooms'), others.length ? others.map((r) => h('li', {},
       h('button', { type: 'button', class: 'conv-btn', 'data-conv': r.name, onclick: () => this.#open(r.name) },
         h('span', { class: 'conv-name' }, '#' + r.name),
-        h('span', { class: r.members ? 'count' : 'count zero', 'aria-label': `${r.members} online` }, String(r.members)))))
+        h('span', { class: r.members ? 'count' : 'count zero', 'aria-label': `${r.members} online` }, num.format(r.members)))))
       : h('li', { class: 'empty' }, 'None'));
     $('#rooms-more').hidden = !c.roomsMore;
     const unread = [...c.convs.values()].reduce((n, v) => n + v.unread, 0);
