@@ -129,7 +129,13 @@ struct chat_op {
     bool rejoin;  /* join of a room the connection has joined already: no presence, counted once */
     bool adopt; /* join of a connection a live upgrade moved here: counted in silently, no reply */
     uint64_t before; /* history: 0 = newest */
-    unsigned limit;
+    unsigned limit;  /* history: messages; rooms: rooms per reply */
+    /* who, rooms (rules 84, 85): list what follows this lower-cased key (its first 32 bytes give
+     * the same order against any name or room, which are at most 32 bytes), if has_after. */
+    bool has_after;
+    uint8_t after_len;
+    char after[CHAT_NAME_MAX];
+    bool adopt_large; /* adopt join: the room was large as this connection was last told */
     int64_t ts;
 
     /* Results. */
@@ -138,6 +144,8 @@ struct chat_op {
     bool registered_guest;        /* register by a logged-in guest of its own name */
     size_t names_limit;           /* join, who: list at most this many members (asked for) */
     size_t n_members;             /* join, who: how many users are in the room */
+    bool large;                   /* join, who: the room is large (rules 81-83) */
+    bool more;                    /* who, rooms: entries follow the last one listed */
     char (*names)[CHAT_NAME_MAX]; /* join, who: members, at most names_limit of them */
     size_t n_names, cap_names;
     struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
@@ -189,7 +197,13 @@ enum deliver_kind {
     DELIVER_OP,
     /* every connection of guest session guest_session is now user `user_a` */
     DELIVER_BECAME_REGISTERED,
+    /* a large room's tick (rule 83): rec, a `count` of `count` users, to each local member
+     * connection last told another count, or to all of them with DELIVER_COUNT_FORCE */
+    DELIVER_COUNT,
 };
+
+/* struct deliver's count_flags. */
+enum { DELIVER_COUNT_FORCE = 1, DELIVER_COUNT_LARGE = 2 };
 
 struct deliver {
     uint8_t kind;
@@ -200,6 +214,8 @@ struct deliver {
     char user_a[CHAT_NAME_MAX], user_b[CHAT_NAME_MAX];
     uint64_t guest_session;
     int64_t created_ms;
+    uint32_t count;      /* DELIVER_COUNT: the room's users */
+    uint8_t count_flags; /* DELIVER_COUNT: DELIVER_COUNT_* */
     struct chat_op *op;
 };
 

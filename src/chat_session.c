@@ -770,8 +770,11 @@ static void joined(struct conn *c, struct chat_op *op)
     } else if (!op->rejoin) {
         post_gone_room(s, op->worker, op->room); /* two joins crossed: the hub counted us twice */
     }
-    if (!op->adopt)
+    if (!op->adopt) {
+        r->told_count = (uint32_t)op->n_members;
+        r->told_large = op->large;
         s->transport->op_done(c, op);
+    }
     /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
     uint64_t replayed = 0;
     for (size_t i = 0; i < op->n_msgs; i++) {
@@ -955,6 +958,33 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
     metrics_add(METRIC_DELIVERIES, delivered);
 }
 
+/* A room's tick (rule 83): its count to each local member connection last told another one (to
+ * every one on a change of size class), the one encoding shared by all. */
+static void deliver_count(struct chat_worker *cw, struct deliver *d)
+{
+    struct local_room *lr = map_get(&cw->rooms, d->room);
+    if (!lr)
+        return;
+    bool force = d->count_flags & DELIVER_COUNT_FORCE;
+    bool large = d->count_flags & DELIVER_COUNT_LARGE;
+    uint64_t sent = 0;
+    /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
+    for (size_t i = lr->n; i-- > 0;) {
+        if (i >= lr->n)
+            continue;
+        struct local_member m = lr->m[i];
+        if (!m.c->session || (!force && m.r->told_count == d->count))
+            continue;
+        m.r->told_count = d->count;
+        m.r->told_large = large;
+        sent += m.c->transport != CONN_TELNET; /* telnet shows none (rule 83) */
+        chat_session_write(m.c, &d->rec);
+        if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
+            break;
+    }
+    metrics_add(METRIC_COUNT_SENT, sent);
+}
+
 static void deliver_dm(struct chat_worker *cw, struct deliver *d)
 {
     const char *users[2] = {d->user_a, d->user_b};
@@ -1017,6 +1047,9 @@ void chat_worker_mail(struct worker *w, struct mail *m)
             break;
         case DELIVER_BECAME_REGISTERED:
             became_registered(cw, d);
+            break;
+        case DELIVER_COUNT:
+            deliver_count(cw, d);
             break;
         }
     }
@@ -1138,6 +1171,10 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         hr_str(w, HR_RM_NAME, r->name);
         hr_u64(w, HR_RM_LAST_SEQ, r->last_seq);
         hr_u64(w, HR_RM_JOINED_ORDER, r->joined_order);
+        if (w->version >= 3) {
+            hr_u64(w, HR_RM_TOLD_COUNT, r->told_count);
+            hr_u64(w, HR_RM_TOLD_LARGE, r->told_large);
+        }
         hr_close(w);
     }
     if (s->pw && w->version >= 2) {
@@ -1219,6 +1256,8 @@ static int restore_rooms(struct conn *c, struct chat_session *s, const struct ha
         struct chat_sroom *r = session_add_room(s, name);
         r->last_seq = room.last_seq;
         r->joined_order = room.joined_order;
+        r->told_count = room.told_count;
+        r->told_large = room.told_large;
         if (room.joined_order > s->join_counter)
             s->join_counter = room.joined_order;
         local_room_add(chat_of(c), c, r);
@@ -1395,6 +1434,7 @@ static void adopt_step(struct conn *c)
         op->has_since = true;
         op->since = r->last_seq;
         op->names_limit = 0;
+        op->adopt_large = r->told_large;
         if (op->room_is_dm && !s->guest)
             op->ts = s->created_ms; /* rule 40 */
         /* Its messages that reach this connection meanwhile are left to this join's replay. */
@@ -1497,6 +1537,8 @@ static void json_reply(struct conn *c, struct chat_op *op)
         jsonw_kv_u64(&w, "seq", op->seq);
         json_names(&w, "members", op);
         jsonw_kv_bool(&w, "truncated", op->truncated);
+        jsonw_kv_u64(&w, "member_count", op->n_members);
+        jsonw_kv_bool(&w, "members_truncated", op->n_names < op->n_members);
         break;
     case CHAT_LEAVE:
         events_reply_begin(&w, "left", op->id);
@@ -1514,11 +1556,14 @@ static void json_reply(struct conn *c, struct chat_op *op)
             jsonw_object_end(&w);
         }
         jsonw_array_end(&w);
+        jsonw_kv_bool(&w, "more", op->more);
         break;
     case CHAT_WHO:
         events_reply_begin(&w, "members", op->id);
         jsonw_kv_str(&w, "room", op->room);
         json_names(&w, "members", op);
+        jsonw_kv_u64(&w, "member_count", op->n_members);
+        jsonw_kv_bool(&w, "more", op->more);
         break;
     case CHAT_SEND:
         events_reply_begin(&w, "ack", op->id);
@@ -1635,6 +1680,18 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     op->since = req->since;
     op->before = req->has_before ? req->before : 0;
     op->limit = req->limit;
+    if (op->kind == CHAT_WHO)
+        op->names_limit = req->limit;
+    if (req->after) {
+        /* Lower-cased, and cut to what can order names and rooms (chat.h). */
+        size_t n = req->after_len < CHAT_NAME_MAX - 1 ? req->after_len : CHAT_NAME_MAX - 1;
+        for (size_t i = 0; i < n; i++) {
+            char ch = req->after[i];
+            op->after[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
+        op->after_len = (uint8_t)n;
+        op->has_after = true;
+    }
     return op;
 }
 

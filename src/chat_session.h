@@ -29,6 +29,10 @@ struct chat_sroom {
     uint64_t joined_order; /* for telnet: the most recently joined room becomes current */
     size_t local_at;       /* its place in the worker's list of the room's local members */
     bool hub;              /* the hub counts this connection in the room (not yet, after a move) */
+    /* Large rooms (rule 83): the user count this connection was last told (by joined or count),
+     * and whether the room was large then; a live upgrade carries both. */
+    uint32_t told_count;
+    bool told_large;
 };
 
 struct chat_session;

@@ -103,6 +103,11 @@ static const char usage[] =
     "  --drain-time SECONDS      how long the old process takes to close its connections "
     "(default 10)\n"
     "\n"
+    "Large rooms:\n"
+    "  --presence-limit N        a room is large above N users (no presence or typing, a count\n"
+    "                            every 5 s instead), small again below 0.9 N (default 100; 0 = "
+    "never)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -158,6 +163,8 @@ enum {
     OPT_UPGRADE_TIMEOUT,
     OPT_UPGRADE_MODE,
     OPT_DRAIN_TIME,
+    /* large rooms */
+    OPT_PRESENCE_LIMIT,
 };
 
 static const struct option options[] = {
@@ -209,6 +216,7 @@ static const struct option options[] = {
     {"upgrade-timeout", required_argument, NULL, OPT_UPGRADE_TIMEOUT},
     {"upgrade-mode", required_argument, NULL, OPT_UPGRADE_MODE},
     {"drain-time", required_argument, NULL, OPT_DRAIN_TIME},
+    {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
     {0, 0, 0, 0},
 };
 
@@ -336,6 +344,7 @@ static void set_defaults(struct config *cfg)
     cfg->upgrade_timeout_ms = 10000;
     cfg->upgrade_mode = CONFIG_UPGRADE_LIVE;
     cfg->drain_time_ms = 10000;
+    cfg->presence_limit = 100;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -602,6 +611,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         case OPT_DRAIN_TIME:
             if (parse_seconds(optarg, &cfg->drain_time_ms) < 0)
                 return bad("drain-time", optarg, "expected seconds greater than 0");
+            break;
+        case OPT_PRESENCE_LIMIT:
+            if (parse_u64(optarg, 0, 10000000, &v) < 0)
+                return bad("presence-limit", optarg, "expected a number from 0 to 10000000");
+            cfg->presence_limit = (uint32_t)v;
             break;
         case OPT_HELP:
             fputs(usage, stdout);

@@ -79,6 +79,10 @@ struct config {
     uint64_t upgrade_timeout_ms; /* how long the new process may take to be ready and serving */
     enum config_upgrade_mode { CONFIG_UPGRADE_LIVE, CONFIG_UPGRADE_DRAIN } upgrade_mode;
     uint64_t drain_time_ms; /* drain: the old process's connections are closed over this long */
+
+    /* Large rooms (hub.c): above this many users a room is large, below 0.9 times it small
+     * again, decided at each room's tick; 0 = never large. */
+    uint32_t presence_limit;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };

@@ -149,6 +149,38 @@ struct msg_rec events_typing(const char *room, const char *user)
     return events_frame(&w);
 }
 
+struct msg_rec events_count(const char *room, uint32_t member_count, bool large)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "count");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_kv_u64(&w, "member_count", member_count);
+    jsonw_kv_bool(&w, "large", large);
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}
+
+struct msg_rec events_members(const char *room, const char (*names)[CHAT_NAME_MAX], size_t n,
+                              size_t member_count, bool more)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "members");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_key(&w, "members");
+    jsonw_array_begin(&w);
+    for (size_t i = 0; i < n; i++)
+        jsonw_cstring(&w, names[i]);
+    jsonw_array_end(&w);
+    jsonw_kv_u64(&w, "member_count", member_count);
+    jsonw_kv_bool(&w, "more", more);
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}
+
 struct msg_rec events_error(const json_t *id, enum proto_error err, const char *why)
 {
     return events_error_retry(id, err, why, 0);

@@ -22,6 +22,14 @@ struct msg_rec events_message(const struct store_msg *m, const char *peer);
 struct msg_rec events_presence(const char *room, const char *user, bool online);
 struct msg_rec events_typing(const char *room, const char *user);
 
+/* A large room's count (rule 83): {"type":"count","room":...,"member_count":n,"large":...}.
+ * WebSocket only: telnet shows none (tn is NULL). */
+struct msg_rec events_count(const char *room, uint32_t member_count, bool large);
+/* The members reply a room sends unasked when it stops being large (rule 83): names[0..n) of
+ * member_count users, more when others follow. WebSocket only. */
+struct msg_rec events_members(const char *room, const char (*names)[CHAT_NAME_MAX], size_t n,
+                              size_t member_count, bool more);
+
 /* Frames the JSON document written by w (started with jsonw_init(w, MSG_JSON_OFF)) as a WebSocket
  * text frame. */
 struct msg_rec events_frame(struct jsonw *w);

@@ -7,7 +7,8 @@
 #include "alloc.h"
 
 /*
- * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2). A field is
+ * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2, and
+ * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -25,7 +26,9 @@
  *                                name given, current room, open age, the line parser (nested
  *                                HR_TP_*), the line typed so far
  *   HR_CHAT             uint     1: a chat session follows (HR_LOGGED_IN ... HR_BACKLOG)
- *   HR_ROOM, HR_BACKLOG nested   repeated, in order
+ *   HR_ROOM, HR_BACKLOG nested   repeated, in order; a room (HR_RM_*): its name, the last seq
+ *                                queued, the order it was joined in, and (3) the user count the
+ *                                client was last told and whether the room was large then
  *   HR_PW_OP            nested   (2) a password check in flight: its kind, the request's id as
  *                                JSON, the name and password, a guest registering its own name
  */
@@ -380,7 +383,7 @@ static int read_tn_parser(const struct field *outer, struct telnet_parser *p)
 
 /* Checks a room or backlog entry (nested) without keeping it; they are read again by the
  * iterators. */
-static int read_room(const struct field *outer, struct hr_room *room)
+static int read_room(const struct field *outer, uint16_t version, struct hr_room *room)
 {
     struct fields f = {outer->v, outer->len, 0};
     struct field x;
@@ -400,6 +403,17 @@ static int read_room(const struct field *outer, struct hr_room *room)
             break;
         case HR_RM_JOINED_ORDER:
             if (!uint_of(&x, &room->joined_order))
+                return -1;
+            break;
+        case HR_RM_TOLD_COUNT: {
+            uint64_t v;
+            if (version < 3 || !max_of(&x, UINT32_MAX, &v))
+                return -1;
+            room->told_count = (uint32_t)v;
+            break;
+        }
+        case HR_RM_TOLD_LARGE:
+            if (version < 3 || !bool_of(&x, &room->told_large))
                 return -1;
             break;
         default:
@@ -638,7 +652,7 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
         return uint_of(x, &rec->typing_age_ms) ? 0 : -1;
     case HR_ROOM: {
         struct hr_room room;
-        if (read_room(x, &room) < 0)
+        if (read_room(x, rec->version, &room) < 0)
             FAIL("a room that cannot be read");
         rec->n_rooms++;
         return 0;
@@ -713,7 +727,7 @@ static bool find(const struct handover_rec *rec, size_t *cursor, uint64_t tag, s
 bool handover_rec_room(const struct handover_rec *rec, size_t *cursor, struct hr_room *out)
 {
     struct field x;
-    return find(rec, cursor, HR_ROOM, &x) && read_room(&x, out) == 0;
+    return find(rec, cursor, HR_ROOM, &x) && read_room(&x, rec->version, out) == 0;
 }
 
 bool handover_rec_backlog(const struct handover_rec *rec, size_t *cursor, struct hr_backlog *out)

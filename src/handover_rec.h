@@ -24,7 +24,10 @@
  *
  * Versions: 1, the first; 2 adds the password check in flight (HR_PW_OP): a login
  * or a registration being hashed moves with its connection, to be submitted
- * again, where version 1 kept such a connection in the old process (drained).
+ * again, where version 1 kept such a connection in the old process (drained); 3 adds to each
+ * room what the client was last told of its size (large rooms: HR_RM_TOLD_COUNT and
+ * HR_RM_TOLD_LARGE), so a moved connection gets no count it had already (versions 1 and 2 give
+ * 0 and false: the room was never large in a binary that wrote them).
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -36,7 +39,7 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-#define HANDOVER_REC_VERSION 2     /* the version written */
+#define HANDOVER_REC_VERSION 3     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
 #define HANDOVER_REC_MAGIC 0x52485250u /* "PRHR" little-endian */
@@ -62,6 +65,8 @@ struct hr_room {
     struct hr_bytes name;
     uint64_t last_seq;     /* the newest seq queued for the client */
     uint64_t joined_order; /* telnet: the most recently joined room is current */
+    uint32_t told_count;   /* (3) the user count the client was last told (rule 83) */
+    bool told_large;       /* (3) the room was large as it was last told */
 };
 
 /* Output held back behind a replay: a message's bytes, or a replay range still to read. */
@@ -241,7 +246,7 @@ enum {
 /* Inside HR_TN_PARSER. */
 enum { HR_TP_STATE = 1, HR_TP_VERB, HR_TP_OVERFLOW, HR_TP_SB_LEN };
 /* Inside HR_ROOM. */
-enum { HR_RM_NAME = 1, HR_RM_LAST_SEQ, HR_RM_JOINED_ORDER };
+enum { HR_RM_NAME = 1, HR_RM_LAST_SEQ, HR_RM_JOINED_ORDER, HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE };
 /* Inside HR_BACKLOG. */
 enum { HR_BL_LIVE = 1, HR_BL_MSG, HR_BL_ROOM, HR_BL_AFTER, HR_BL_UNTIL, HR_BL_TS };
 /* Inside HR_PW_OP. */

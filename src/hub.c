@@ -1,6 +1,7 @@
 /* hub: rooms, members, presence and fan-out on one thread. */
 #include "hub.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,13 @@
 #include "log.h"
 #include "map.h"
 #include "metrics.h"
+#include "ordset.h"
+
+/* A large room's joined lists at most this many users (rule 82); an unsolicited members reply
+ * (rule 83) at most as many as a who without limit. */
+#define JOINED_NAMES_MAX 100
+#define MEMBERS_PAGE 200
+#define TICK_MS 5000
 
 struct hub_member {
     char name[CHAT_NAME_MAX];
@@ -25,7 +33,12 @@ struct hub_room {
     uint32_t ring_len, ring_head;
     uint32_t ring_alloc;    /* entries allocated: grows with the room's traffic up to ring_cap */
     struct map members;     /* user_lc -> struct hub_member */
+    struct ordset index;    /* user_lc -> struct hub_member, in byte order: pages of members */
     uint32_t *worker_conns; /* member connections per worker */
+    /* Large rooms (rules 81-85): decided at the tick. dirty: a user came or went since the last
+     * tick. Rooms with members are on the hub's occupied list, the only ones a tick visits. */
+    bool large, dirty;
+    struct hub_room *occ_prev, *occ_next;
 };
 
 struct hub_user {
@@ -49,6 +62,11 @@ struct hub {
     struct map lookalikes;  /* text_skeleton -> struct lookalike: names that look alike */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
+    struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
+    struct hub_room *occupied;  /* rooms with members, linked through occ_prev/occ_next */
+    struct service *service;
+    struct timer tick;
+    uint64_t tick_ms;
 };
 
 /* --- rooms --- */
@@ -71,8 +89,11 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
     r->dm = strncmp(name, "dm:", 3) == 0;
     map_init(&r->members, true);
+    ordset_init(&r->index, (uintptr_t)r);
     r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
     map_put(&h->rooms, r->name, r);
+    if (!r->dm)
+        ordset_insert(&h->public_rooms, r->name, strlen(r->name), r);
     return r;
 }
 
@@ -82,6 +103,7 @@ static void room_free(struct hub_room *r)
         msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
     free(r->ring);
     map_free_all(&r->members);
+    ordset_free(&r->index);
     free(r->worker_conns);
     free(r);
 }
@@ -184,10 +206,40 @@ static void before_sleep(struct service *s)
 
 /* --- membership and presence --- */
 
+/* Rooms with members are listed for the tick; a room left empty is small again (nobody to tell
+ * otherwise, and its next users start with presence). */
+static void occupied_link(struct hub *h, struct hub_room *r)
+{
+    r->occ_prev = NULL;
+    r->occ_next = h->occupied;
+    if (h->occupied)
+        h->occupied->occ_prev = r;
+    h->occupied = r;
+}
+
+static void occupied_unlink(struct hub *h, struct hub_room *r)
+{
+    if (r->occ_prev)
+        r->occ_prev->occ_next = r->occ_next;
+    else
+        h->occupied = r->occ_next;
+    if (r->occ_next)
+        r->occ_next->occ_prev = r->occ_prev;
+    r->occ_prev = r->occ_next = NULL;
+    r->large = false;
+    r->dirty = false;
+}
+
+/* O(log n) in the room's users (the ordered index), whatever the room's size; in a large room
+ * nobody else hears of it until the tick's count. */
 static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     struct hub_member *m = map_get(&r->members, op->user_lc);
     r->worker_conns[op->worker]++;
+    /* A connection a live upgrade moved here keeps the room as the old process had it: a room
+     * it was told is large stays large, without a burst of counts at the next tick. */
+    if (op->adopt && op->adopt_large && h->cfg->presence_limit)
+        r->large = true;
     if (m) {
         m->conns++;
         return;
@@ -195,9 +247,13 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     m = xcalloc(1, sizeof *m);
     memcpy(m->name, op->user, sizeof m->name);
     m->conns = 1;
+    if (r->members.count == 0)
+        occupied_link(h, r);
     map_put(&r->members, op->user_lc, m);
+    ordset_insert(&r->index, op->user_lc, strlen(op->user_lc), m);
+    r->dirty = true;
     /* A connection a live upgrade moved here was in the room all along: nobody is told. */
-    if (!op->adopt)
+    if (!op->adopt && !r->large)
         to_room(h, r, events_presence(r->name, op->user, true), op->conn_id, NULL);
 }
 
@@ -211,18 +267,103 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (--m->conns > 0)
         return;
     map_del(&r->members, op->user_lc);
-    to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
+    ordset_remove(&r->index, op->user_lc, strlen(op->user_lc));
+    r->dirty = true;
+    if (!r->large)
+        to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
+    if (r->members.count == 0)
+        occupied_unlink(h, r);
     free(m);
 }
 
+/* who (rule 84): the users after op->after (or from the first), at most names_limit, in byte
+ * order of their lower-cased names. O(log n + page). */
 static void add_members(struct hub_room *r, struct chat_op *op)
 {
-    size_t pos = 0;
-    const char *k;
-    void *v;
     op->n_members = r->members.count;
-    while (op->n_names < op->names_limit && map_next(&r->members, &pos, &k, &v))
-        chat_op_add_name(op, ((struct hub_member *)v)->name);
+    op->large = r->large;
+    const struct ordset_node *n =
+        ordset_after(&r->index, op->has_after ? op->after : NULL, op->after_len);
+    for (; n && op->n_names < op->names_limit; n = ordset_next(n))
+        chat_op_add_name(op, ((struct hub_member *)ordset_value(n))->name);
+    op->more = n != NULL;
+}
+
+/* joined's members (rules 81, 82): every user of a small room; of a large one at most
+ * JOINED_NAMES_MAX, the requester first, then the others in byte order. */
+static void add_joined_members(struct hub_room *r, struct chat_op *op)
+{
+    if (!r->large) {
+        add_members(r, op);
+        return;
+    }
+    op->n_members = r->members.count;
+    op->large = true;
+    size_t cap = op->names_limit < JOINED_NAMES_MAX ? op->names_limit : JOINED_NAMES_MAX;
+    struct hub_member *me = map_get(&r->members, op->user_lc);
+    if (me && op->n_names < cap)
+        chat_op_add_name(op, me->name);
+    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n && op->n_names < cap;
+         n = ordset_next(n))
+        if (ordset_value(n) != me)
+            chat_op_add_name(op, ((struct hub_member *)ordset_value(n))->name);
+}
+
+/* --- the tick: large rooms' counts (rule 83) --- */
+
+/* Sends every worker with members in r its count (to each member connection last told another
+ * count, or with force to all), encoded once and shared. */
+static void send_count(struct hub *h, struct hub_room *r, bool force)
+{
+    uint32_t n = (uint32_t)r->members.count;
+    struct msg_rec rec = events_count(r->name, n, r->large);
+    metrics_add(METRIC_COUNT_ENCODED, 1);
+    for (int w = 0; w < h->n_workers; w++) {
+        if (r->worker_conns[w] == 0)
+            continue;
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_COUNT;
+        memcpy(d->room, r->name, sizeof d->room);
+        d->rec = msg_rec_ref(&rec);
+        d->count = n;
+        d->count_flags =
+            (uint8_t)((force ? DELIVER_COUNT_FORCE : 0) | (r->large ? DELIVER_COUNT_LARGE : 0));
+    }
+    msg_rec_release(&rec);
+}
+
+/* A room no longer large tells its members who is there, as a who without after and limit. */
+static void send_members(struct hub *h, struct hub_room *r)
+{
+    static char names[MEMBERS_PAGE][CHAT_NAME_MAX];
+    size_t k = 0;
+    const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
+    for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++)
+        memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
+    to_room(h, r, events_members(r->name, names, k, r->members.count, n != NULL), 0, NULL);
+}
+
+/* Each room with members: large above the presence limit, small again below 0.9 times it; a
+ * change is told to every member connection, and a large room's count to those whose last
+ * count differs (only when someone came or went: otherwise every count told is current). */
+static void on_tick(struct timer *t)
+{
+    struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, tick));
+    uint64_t limit = h->cfg->presence_limit;
+    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+        uint64_t n = r->members.count;
+        bool large = r->large ? limit && n * 10 >= limit * 9 : limit && n > limit;
+        if (large != r->large) {
+            r->large = large;
+            send_count(h, r, true);
+            if (!large)
+                send_members(h, r);
+        } else if (large && r->dirty) {
+            send_count(h, r, false);
+        }
+        r->dirty = false;
+    }
+    timer_start(h->service->loop, &h->tick, loop_now(h->service->loop) + h->tick_ms);
 }
 
 /* --- joins --- */
@@ -230,7 +371,7 @@ static void add_members(struct hub_room *r, struct chat_op *op)
 static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     op->seq = r->latest;
-    add_members(r, op);
+    add_joined_members(r, op);
     reply(h, op);
 }
 
@@ -554,7 +695,7 @@ static void send_stored(struct hub *h, struct chat_op *op)
 static void typing(struct hub *h, struct chat_op *op)
 {
     struct hub_room *r = room_get(h, op->room, false);
-    if (r)
+    if (r && !r->large) /* rule 83: no typing in a large room */
         to_room(h, r, events_typing(r->name, op->user), 0, op->user_lc);
     chat_op_free(op);
 }
@@ -566,12 +707,6 @@ static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_RO
         if (r)
             member_remove(h, r, op);
     }
-}
-
-static int compare_rooms(const void *a, const void *b)
-{
-    return strcmp(((const struct chat_room_info *)a)->name,
-                  ((const struct chat_room_info *)b)->name);
 }
 
 static void on_mail(struct service *s, struct mail *m)
@@ -616,15 +751,14 @@ static void on_mail(struct service *s, struct mail *m)
         reply(h, op);
         break;
     case CHAT_ROOMS: {
-        size_t pos = 0;
-        const char *k;
-        void *v;
-        while (map_next(&h->rooms, &pos, &k, &v)) {
-            r = v;
-            if (!r->dm)
-                chat_op_add_room(op, r->name, (uint32_t)r->members.count, r->latest);
+        /* Rule 85: a page of public rooms in byte order after op->after, O(log rooms + page). */
+        const struct ordset_node *n =
+            ordset_after(&h->public_rooms, op->has_after ? op->after : NULL, op->after_len);
+        for (; n && op->n_rooms < op->limit; n = ordset_next(n)) {
+            r = ordset_value(n);
+            chat_op_add_room(op, r->name, (uint32_t)r->members.count, r->latest);
         }
-        qsort(op->rooms, op->n_rooms, sizeof *op->rooms, compare_rooms);
+        op->more = n != NULL;
         reply(h, op);
         break;
     }
@@ -687,6 +821,16 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     map_init(&h->registering, true);
     map_init(&h->lookalikes, true);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
+    ordset_init(&h->public_rooms, 1);
+    h->service = s;
+    h->tick_ms = TICK_MS;
+    const char *tick = getenv("PARLEY_TEST_TICK_MS");
+    if (tick && atoi(tick) > 0) {
+        h->tick_ms = (uint64_t)atoi(tick);
+        log_warn("msg=test_hook PARLEY_TEST_TICK_MS=%llu reason=\"for tests only: large rooms' "
+                 "tick every %llu ms, not 5 s\"",
+                 (unsigned long long)h->tick_ms, (unsigned long long)h->tick_ms);
+    }
     int rc = db->ops->load_rooms(db, load_room, h);
     if (rc == 0)
         rc = db->ops->load_users(db, load_user, h);
@@ -695,7 +839,12 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
         return rc;
     }
     room_get(h, "general", true); /* always exists */
-    return service_init(s, "hub", on_mail, before_sleep, h);
+    rc = service_init(s, "hub", on_mail, before_sleep, h);
+    if (rc < 0)
+        return rc;
+    timer_init(&h->tick, on_tick);
+    timer_start(s->loop, &h->tick, loop_now(s->loop) + h->tick_ms);
+    return 0;
 }
 
 void hub_destroy(struct service *s)
@@ -710,6 +859,7 @@ void hub_destroy(struct service *s)
     while (map_next(&h->rooms, &pos, &k, &v))
         room_free(v);
     map_free(&h->rooms);
+    ordset_free(&h->public_rooms);
     map_free_all(&h->registered);
     map_free_all(&h->guests);
     map_free(&h->registering);

@@ -260,6 +260,14 @@ struct chunk *metrics_render(uint64_t uptime_s)
         (unsigned long long)up.failed, (unsigned long long)up.handed_over,
         (unsigned long long)up.drained);
     put(&o,
+        "# HELP parley_count_events_total Large rooms' count events: encoded (once per room and "
+        "tick) and sent (to each connection given one, sharing that encoding).\n"
+        "# TYPE parley_count_events_total counter\n"
+        "parley_count_events_total{stage=\"encoded\"} %llu\n"
+        "parley_count_events_total{stage=\"sent\"} %llu\n",
+        (unsigned long long)get(&counters[METRIC_COUNT_ENCODED]),
+        (unsigned long long)get(&counters[METRIC_COUNT_SENT]));
+    put(&o,
         "# HELP parley_uptime_seconds Seconds since the server started.\n"
         "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
         (unsigned long long)uptime_s);

@@ -29,6 +29,8 @@ enum metric_counter {
     METRIC_LOGIN_THROTTLED_ACCOUNT, /* refused: the account's failures */
     METRIC_LOGIN_THROTTLED_QUEUE,   /* refused: the network has too many waiting */
     METRIC_AUTH_HASHES,             /* password hashes and verifications finished */
+    METRIC_COUNT_ENCODED,           /* large rooms' count events encoded (once per room a tick) */
+    METRIC_COUNT_SENT,              /* count events queued to WebSocket connections */
     METRIC_COUNTERS,
 };
 

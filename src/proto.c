@@ -24,6 +24,7 @@
 #define CID_MAX 64
 #define LIMIT_MAX 200
 #define LIMIT_DEFAULT 50
+#define PAGE_DEFAULT 200 /* who and rooms: entries per reply unless limit says fewer */
 #define TEXT_POINTS_DEFAULT 4000
 
 static const struct {
@@ -42,8 +43,8 @@ static const char *const field_sets[][5] = {
     [PROTO_LOGIN] = {"token", "name", "password"},
     [PROTO_JOIN] = {"room", "since"},
     [PROTO_LEAVE] = {"room"},
-    [PROTO_ROOMS] = {NULL},
-    [PROTO_WHO] = {"room"},
+    [PROTO_ROOMS] = {"after", "limit"},
+    [PROTO_WHO] = {"room", "after", "limit"},
     [PROTO_SEND] = {"room", "to", "text", "cid"},
     [PROTO_HISTORY] = {"room", "before", "limit"},
     [PROTO_TYPING] = {"room"},
@@ -62,6 +63,7 @@ static const struct {
     {"since", "since must be an integer >= 0"},
     {"before", "before must be an integer >= 1"},
     {"limit", "limit must be an integer from 1 to 200"},
+    {"after", "after must be a string"},
     {"to", "to must be a string"},
     {"text", "text must be a string"},
     {"cid", "cid must be a string of 1-64 bytes"},
@@ -336,6 +338,37 @@ static enum proto_error validate_join(struct check *ck)
     return room_name(ck, &rf);
 }
 
+/* who and rooms (rules 84, 85): a page of entries after `after` (any string), at most `limit`. */
+static enum proto_error validate_page(struct check *ck)
+{
+    struct proto_request *req = ck->req;
+    req->limit = PAGE_DEFAULT;
+    if (field(ck, "after")) {
+        req->after = get_string(ck, "after", &req->after_len);
+        if (!req->after)
+            return fail(ck, PROTO_BAD_REQUEST, "after must be a string");
+    }
+    json_t *limit = field(ck, "limit");
+    if (limit) {
+        uint64_t l;
+        if (!get_whole(limit, &l) || l < 1 || l > LIMIT_MAX)
+            return fail(ck, PROTO_BAD_REQUEST, "limit must be an integer from 1 to 200");
+        req->limit = (unsigned)l;
+    }
+    return PROTO_OK;
+}
+
+static enum proto_error validate_who(struct check *ck)
+{
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e == PROTO_OK)
+        e = validate_page(ck);
+    if (e != PROTO_OK)
+        return e;
+    return room_name(ck, &rf);
+}
+
 static enum proto_error validate_history(struct check *ck)
 {
     struct proto_request *req = ck->req;
@@ -437,8 +470,13 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
         case PROTO_JOIN:
             e = validate_join(&ck);
             break;
-        case PROTO_LEAVE:
         case PROTO_WHO:
+            e = validate_who(&ck);
+            break;
+        case PROTO_ROOMS:
+            e = validate_page(&ck);
+            break;
+        case PROTO_LEAVE:
         case PROTO_TYPING:
             e = validate_room_only(&ck);
             break;
@@ -448,7 +486,6 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
         case PROTO_SEND:
             e = validate_send(&ck, limits);
             break;
-        case PROTO_ROOMS:
         case PROTO_PING:
             break;
         default:

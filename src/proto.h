@@ -81,7 +81,10 @@ struct proto_request {
     uint64_t since;
     bool has_before; /* history */
     uint64_t before;
-    unsigned limit; /* history: 1..200, default 50 */
+    unsigned limit; /* history: 1..200, default 50; who, rooms: 1..200, default 200 */
+    const char
+        *after; /* who, rooms: the page starts after this (as sent, maybe with NUL), or NULL */
+    size_t after_len;
 };
 
 /*
@@ -97,7 +100,8 @@ enum proto_error proto_parse_envelope(const char *buf, size_t len, struct proto_
  * Step 3. Validates the fields req->type needs (rules 7, 9, 11, 16, 17, 20,
  * 37, 38, 41): any field present with null, wrong JSON types, passwords of
  * 8..256 bytes (register only), names, rooms, since >= 0, before > 0,
- * limit 1..200, text, cid 1..64 bytes, send with exactly one of room / to.
+ * limit 1..200, text, cid 1..64 bytes, send with exactly one of room / to; who and rooms:
+ * after a string, limit 1..200 (default 200).
  * Returns PROTO_OK or the error; *why is a short human message for it.
  */
 enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,

@@ -18,6 +18,8 @@
 
 /* /who lists this many names at most, then says how many more: a line stays readable. */
 #define WHO_NAMES_MAX 50
+/* /rooms lists this many rooms at most (a `rooms` reply's page), then says there are more. */
+#define ROOMS_MAX 200
 
 enum prompt {
     PROMPT_NAME,     /* waiting for a name (or /login) */
@@ -343,7 +345,9 @@ static void command(struct conn *c, char *line)
             submit(c, op);
         }
     } else if (strcmp(cmd, "rooms") == 0) {
-        submit(c, new_op(c, CHAT_ROOMS));
+        struct chat_op *op = new_op(c, CHAT_ROOMS);
+        op->limit = ROOMS_MAX;
+        submit(c, op);
     } else if (strcmp(cmd, "history") == 0) {
         char *n = word(&rest);
         char *end = NULL;
@@ -524,7 +528,7 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 /* One line: the first WHO_NAMES_MAX members, then how many more there are. */
 static void list_names(struct conn *c, const char *intro, const struct chat_op *op)
 {
-    char line[96 + WHO_NAMES_MAX * (CHAT_NAME_MAX + 2) + 32]; /* intro, names, " and N more" */
+    char line[160 + WHO_NAMES_MAX * (CHAT_NAME_MAX + 2) + 32]; /* intro, names, " and N more" */
     size_t n = (size_t)snprintf(line, sizeof line, "%s", intro);
     for (size_t i = 0; i < op->n_names; i++)
         n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", i ? ", " : "", op->names[i]);
@@ -619,8 +623,12 @@ static void op_done(struct conn *c, struct chat_op *op)
             pick_current(c);
         break;
     case CHAT_WHO: {
-        char intro[96];
-        snprintf(intro, sizeof intro, "* In #%s: ", op->room);
+        char intro[160];
+        if (op->large) /* rule 84: the count and the first names, in byte order */
+            snprintf(intro, sizeof intro, "* In #%s: %zu online; the first %zu: ", op->room,
+                     op->n_members, op->n_names);
+        else
+            snprintf(intro, sizeof intro, "* In #%s: ", op->room);
         list_names(c, intro, op);
         break;
     }
@@ -629,6 +637,8 @@ static void op_done(struct conn *c, struct chat_op *op)
         for (size_t i = 0; i < op->n_rooms; i++)
             say(c, "*   #%s (%u online, %llu messages)\r\n", op->rooms[i].name,
                 op->rooms[i].members, (unsigned long long)op->rooms[i].seq);
+        if (op->more)
+            say(c, "*   ... and more rooms after #%s\r\n", op->rooms[op->n_rooms - 1].name);
         break;
     case CHAT_REGISTER:
         say(c, "* %s is registered. Next time: /login %s PASSWORD\r\n", op->name, op->name);

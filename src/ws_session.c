@@ -156,10 +156,11 @@ static void greet(struct conn *c)
         if ((unsigned char)*p >= ' ' && *p != '"' && *p != '\\')
             node[n++] = *p;
     node[n] = '\0';
-    char hello[256];
+    char hello[320];
+    /* features: the additions of protocol 1.1 implemented completely, in the protocol's order. */
     int len = snprintf(hello, sizeof hello,
                        "{\"type\":\"hello\",\"server\":\"parley\",\"version\":\"%s\","
-                       "\"protocol\":1,\"node\":\"%s\"}",
+                       "\"protocol\":1,\"node\":\"%s\",\"features\":[\"large_rooms\"]}",
                        PARLEY_VERSION, node);
     ws_session_send_text(c, hello, (size_t)len);
 }

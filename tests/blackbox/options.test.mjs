@@ -34,7 +34,7 @@ test('--help prints usage naming the options and exits 0', async () => {
   assert.equal(result.code, 0, result.stderr);
   for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
     '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold',
-    '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time']) {
+    '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time', '--presence-limit']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -71,6 +71,11 @@ for (const args of [
   ['--upgrade-mode', 'hot'],
   ['--upgrade-mode', 'Live'],
   ['--drain-time', 'soon'],
+  // large rooms (tests/chat/large_rooms.test.mjs covers them in use)
+  ['--presence-limit', '-1'],
+  ['--presence-limit', 'many'],
+  ['--presence-limit', '10000001'],
+  ['--presence-limit'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.

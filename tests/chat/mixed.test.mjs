@@ -72,8 +72,7 @@ test('a telnet user joining a room is in who and members for WebSocket users, an
   await tel.send('/who');
   const line = await tel.nextLine(new RegExp(`^\\* .*${esc(ws.name)}`), undefined, '/who listing the WebSocket user');
   assert.ok(line.includes(tel.name) || tel.pendingLines().some((l) => l.includes(tel.name)));
-  const r = await ws.expect({ type: 'rooms' }, 'rooms');
-  assert.equal(r.rooms.find((x) => x.name === room)?.members, 2);
+  assert.equal((await ws.allRooms()).find((x) => x.name === room)?.members, 2);
 });
 
 test('the same registered user on telnet and WebSocket: dms reach both, messages carry one spelling', async (t) => {

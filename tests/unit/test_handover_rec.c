@@ -52,6 +52,10 @@ static void write_full(struct hr_writer *w, uint16_t version)
         hr_str(w, HR_RM_NAME, i == 0 ? "general" : i == 1 ? "dm:alice:bob" : "lobby");
         hr_u64(w, HR_RM_LAST_SEQ, 100u + (unsigned)i);
         hr_u64(w, HR_RM_JOINED_ORDER, (unsigned)i + 1);
+        if (version >= 3) {
+            hr_u64(w, HR_RM_TOLD_COUNT, 15000u + (unsigned)i);
+            hr_u64(w, HR_RM_TOLD_LARGE, i == 0);
+        }
         hr_close(w);
     }
     hr_open(w, HR_BACKLOG);
@@ -107,6 +111,8 @@ static void round_trip(void **state)
         assert_true(handover_rec_room(&r, &cursor, &room));
         assert_int_equal(room.last_seq, 100 + i);
         assert_int_equal(room.joined_order, i + 1);
+        assert_int_equal(room.told_count, 15000 + i);
+        assert_int_equal(room.told_large, i == 0);
     }
     assert_memory_equal(room.name.p, "lobby", 5);
     assert_false(handover_rec_room(&r, &cursor, &room));
@@ -139,6 +145,12 @@ static void versions(void **state)
         write_full(&w, v);
         assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), 0);
         assert_int_equal(r.version, v);
+        /* Versions before 3 carry no told count: 0 and small, the defaults. */
+        size_t cursor = 0;
+        struct hr_room room;
+        assert_true(handover_rec_room(&r, &cursor, &room));
+        assert_int_equal(room.told_count, v >= 3 ? 15000 : 0);
+        assert_int_equal(room.told_large, v >= 3);
         hr_writer_free(&w);
     }
     /* A version this binary does not claim: refused, not half read. */
@@ -148,6 +160,42 @@ static void versions(void **state)
         assert_int_equal(handover_rec_size(w.buf, w.len, NULL), (long)w.len);
         assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
         assert_string_equal(why, "a record version this binary does not read");
+        hr_writer_free(&w);
+    }
+}
+
+/* A room's told count and size (version 3) in a version 2 record: refused as unknown there. */
+static void told_fields_need_version_3(void **state)
+{
+    (void)state;
+    for (int field = 0; field < 2; field++) {
+        struct hr_writer w = {0};
+        hr_begin(&w, 2);
+        hr_u64(&w, HR_TRANSPORT, HR_TELNET);
+        hr_open(&w, HR_ROOM);
+        hr_str(&w, HR_RM_NAME, "general");
+        hr_u64(&w, field ? HR_RM_TOLD_LARGE : HR_RM_TOLD_COUNT, 1);
+        hr_close(&w);
+        hr_end(&w);
+        struct handover_rec r;
+        assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+        hr_writer_free(&w);
+    }
+    /* Out of range in version 3: a count beyond 32 bits, a large that is not a bool. */
+    for (int field = 0; field < 2; field++) {
+        struct hr_writer w = {0};
+        hr_begin(&w, 3);
+        hr_u64(&w, HR_TRANSPORT, HR_TELNET);
+        hr_open(&w, HR_ROOM);
+        hr_str(&w, HR_RM_NAME, "general");
+        if (field)
+            hr_u64(&w, HR_RM_TOLD_LARGE, 2);
+        else
+            hr_u64(&w, HR_RM_TOLD_COUNT, (uint64_t)UINT32_MAX + 1);
+        hr_close(&w);
+        hr_end(&w);
+        struct handover_rec r;
+        assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
         hr_writer_free(&w);
     }
 }
@@ -450,7 +498,7 @@ int main(void)
         cmocka_unit_test(round_trip),    cmocka_unit_test(versions),
         cmocka_unit_test(refusals),      cmocka_unit_test(password_check),
         cmocka_unit_test(framing),       cmocka_unit_test(reader_states),
-        cmocka_unit_test(telnet_states),
+        cmocka_unit_test(telnet_states), cmocka_unit_test(told_fields_need_version_3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -646,6 +646,53 @@ static void test_history(void **state)
     EXPECT(BAD_NAME, "{\"type\":\"history\",\"room\":\"a b\",\"limit\":10}");
 }
 
+/* ---- who and rooms: pages (rules 84, 85) ---- */
+
+static void test_pages(void **state)
+{
+    (void)state;
+    struct proto_request req;
+    const char *why;
+    assert_int_equal(run("{\"type\":\"who\",\"room\":\"General\"}", &req, &why), PROTO_OK);
+    assert_int_equal(req.limit, 200);
+    assert_null(req.after);
+    proto_request_free(&req);
+    assert_int_equal(run("{\"type\":\"rooms\"}", &req, &why), PROTO_OK);
+    assert_int_equal(req.limit, 200);
+    proto_request_free(&req);
+
+    assert_int_equal(
+        run("{\"type\":\"who\",\"room\":\"a\",\"after\":\"Bo\\u0000b\",\"limit\":1}", &req, &why),
+        PROTO_OK);
+    assert_int_equal(req.limit, 1);
+    assert_int_equal(req.after_len, 4);
+    assert_memory_equal(req.after, "Bo\0b", 4);
+    proto_request_free(&req);
+    assert_int_equal(run("{\"type\":\"rooms\",\"after\":\"\",\"limit\":200}", &req, &why),
+                     PROTO_OK);
+    assert_int_equal(req.after_len, 0);
+    assert_non_null(req.after);
+    assert_int_equal(req.limit, 200);
+    proto_request_free(&req);
+
+    for (int rooms = 0; rooms < 2; rooms++) {
+        const char *head = rooms ? "{\"type\":\"rooms\"," : "{\"type\":\"who\",\"room\":\"a\",";
+        const char *bad[] = {"\"limit\":0}",    "\"limit\":201}",   "\"limit\":-1}",
+                             "\"limit\":1.5}",  "\"limit\":\"5\"}", "\"limit\":null}",
+                             "\"after\":null}", "\"after\":5}",     "\"after\":[\"a\"]}",
+                             "\"after\":false}"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            char json[128];
+            snprintf(json, sizeof json, "%s%s", head, bad[i]);
+            EXPECT(BAD_REQUEST, json);
+        }
+    }
+    /* bad_request before bad_name */
+    EXPECT(BAD_REQUEST, "{\"type\":\"who\",\"room\":\"a b\",\"limit\":0}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"who\",\"room\":\"a b\",\"after\":1}");
+    EXPECT(BAD_NAME, "{\"type\":\"who\",\"room\":\"a b\",\"limit\":10}");
+}
+
 /* ---- send ---- */
 
 static void test_send_room(void **state)
@@ -890,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_room_names),
         cmocka_unit_test(test_join_since),
         cmocka_unit_test(test_history),
+        cmocka_unit_test(test_pages),
         cmocka_unit_test(test_send_room),
         cmocka_unit_test(test_send_to),
         cmocka_unit_test(test_send_structure),

@@ -246,6 +246,19 @@ export class ChatClient {
     this.welcome = welcome;
   }
 
+  // Every public room, through as many `rooms` pages as it takes (rule 85: at most 200 a reply).
+  async allRooms() {
+    const all = [];
+    let after;
+    for (;;) {
+      const req = after === undefined ? { type: 'rooms' } : { type: 'rooms', after };
+      const r = await this.expect(req, 'rooms');
+      all.push(...r.rooms);
+      if (!r.more) return all;
+      after = r.rooms.at(-1).name;
+    }
+  }
+
   async join(room, since) {
     const req = { type: 'join', room };
     if (since !== undefined) req.since = since;
