@@ -14,7 +14,7 @@ let browser;
 
 before(async () => {
   // A room never becomes large here (presence for everyone), and 500 connections from loopback.
-  server = await startChatServer(['--max-conns-per-ip', '0']);
+  server = await startChatServer(['--presence-limit', '0', '--max-conns-per-ip', '0']);
   browser = await launch();
 });
 
