@@ -132,11 +132,12 @@ test('a cut list in a large room: "Show more members" loads the next names', asy
   // joined lists 100: bob first, then the others in byte order of their lower-cased names.
   assert.deepEqual(await listed(page), [BOB, ...others.slice(0, 99)]);
   await shows(page, '#members-note', `Showing 100 of ${total}. In a room this large the list is not updated live.`);
+  await page.locator('#members-more').scrollIntoViewIfNeeded();
+  await screenshot(page, 'large-room');
   await page.getByRole('button', { name: 'Show more members' }).click();
   await until(async () => (await listed(page)).length === total, 'the next page of names');
   assert.deepEqual(await listed(page), [BOB, ...others]);
   await page.locator('#members-more').waitFor({ state: 'hidden' });
-  await screenshot(page, 'large-room');
   // Alice's count followed, her list did not.
   await shows(alice.page, '#members-h', `Members (${total})`);
   assert.deepEqual(pageErrors(), []);

@@ -286,7 +286,9 @@ export class View {
       h('span', { class: 'dot' + (state === 'offline' ? '' : ' ' + state), 'aria-hidden': 'true' }),
       name === me ? h('span', {}, name, h('span', { class: 'you' }, ' (you)'))
         : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
-      h('span', { class: 'presence' }, state === 'online' || state === 'away' ? state : 'offline'))));
+      // A large room's list is not live: it does not claim who is online, only who is away.
+      conv.large && state === 'online' ? null
+        : h('span', { class: 'presence' }, state === 'online' || state === 'away' ? state : 'offline'))));
     foot.hidden = !conv.large;
     if (!conv.large) return;
     $('#members-note').textContent = `Showing ${num.format(conv.members.size)} of ${num.format(n)}. `
