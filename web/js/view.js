@@ -256,6 +256,9 @@ export class View {
     const pane = $('#members-pane');
     const me = this.client.me.name;
     const foot = $('#members-foot');
+    // A button of the list about to be hidden keeps the keyboard focus in the pane.
+    const focused = document.activeElement;
+    if ((!conv.large && foot.contains(focused)) || (!conv.membersMore && focused === $('#members-more'))) pane.focus();
     if (conv.dm) {
       foot.hidden = true;
       pane.classList.remove('large');
@@ -295,7 +298,6 @@ export class View {
       + 'In a room this large the list is not updated live.';
     // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
     const more = $('#members-more');
-    if (!conv.membersMore && document.activeElement === more) pane.focus();
     more.hidden = !conv.membersMore;
     more.setAttribute('aria-disabled', String(conv.membersLoading));
     more.textContent = conv.membersLoading ? 'Loading members…' : 'Show more members';
