@@ -9,6 +9,12 @@
  * posted once per hub turn. Because a join's reply and later events travel
  * in the same worker batch, a joining connection sees its replay and then
  * live messages, with nothing between lost or doubled.
+ *
+ * Large rooms: each room keeps its users in a hash map and in an ordered index (ordset.h), so a
+ * join or a leave costs O(log n) and a page of names (who, a large room's joined) the page. A
+ * timer on the hub's loop (the tick, every 5 s) decides which rooms are large; a large room sends
+ * no presence or typing, only a count at the tick, encoded once, to the connections whose count
+ * changed (the workers know what each was told).
  */
 #ifndef PARLEY_HUB_H
 #define PARLEY_HUB_H
