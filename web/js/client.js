@@ -1,7 +1,9 @@
 // The chat session over a Connection: sign-in, the conversations (rooms and direct messages) with
 // their messages in seq order, members, typing, sends with client ids, and resume after a drop
 // (log in with the token, re-join every room with `since`, retry unacked sends with their cid).
-// It emits events for the view and never touches the page.
+// Large rooms (more users than the server's presence limit) come with a cut member list, no
+// presence and no typing, and a `count` event when their size changes: their list is a snapshot
+// the view pages through with `who`. It emits events for the view and never touches the page.
 
 import { Connection, RequestError } from './connection.js';
 import * as storage from './storage.js';
@@ -12,6 +14,21 @@ const TYPING_SHOWN_MS = 5000;
 const TYPING_EVERY_MS = 2000;
 const ROOMS_REFRESH_MS = 20000;
 const RETRY_SOON_MS = 3000;
+export const MEMBERS_PAGE = 100; // names per `who` page in a large room (as many as `joined` lists)
+const ROOMS_PAGE = 200; // rooms per `rooms` page (the server's most)
+const STATE_RANK = { online: 0, away: 1, offline: 2 };
+
+// Byte order of lower-cased names: the order of the server's member pages (names are ASCII).
+export function memberOrder(a, b) {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+// Small rooms list who is here first, then who is away, then who left; by name within each.
+export function presenceOrder([a, sa], [b, sb]) {
+  return (STATE_RANK[sa] ?? 2) - (STATE_RANK[sb] ?? 2) || a.localeCompare(b);
+}
 
 export function dmId(a, b) {
   return 'dm:' + [a.toLowerCase(), b.toLowerCase()].sort().join(':');
@@ -35,7 +52,14 @@ export class Conversation {
     this.joined = false; // a public room this tab is in (or wants to be in)
     this.seq = null; // last seq seen on the live stream (null: none yet)
     this.latest = 0; // latest seq the server reported
-    this.members = new Map(); // name -> 'online' | 'offline'
+    this.members = new Map(); // name -> 'online' | 'away' | 'offline'
+    // A large room: no presence or typing; `count` says how many are in it, `members` lists the
+    // names loaded so far (a snapshot), more of them after `membersAfter` while `membersMore`.
+    this.large = false;
+    this.count = 0;
+    this.membersMore = false;
+    this.membersAfter = '';
+    this.membersLoading = false;
     this.messages = []; // in seq order
     this.bySeq = new Map();
     this.hasMore = true;
@@ -47,6 +71,20 @@ export class Conversation {
   get title() {
     return this.dm ? this.peer : '#' + this.id;
   }
+
+  // Users in the room: the server's count in a large room, else those in the live list.
+  get memberCount() {
+    if (this.large) return this.count;
+    let n = 0;
+    for (const state of this.members.values()) if (state !== 'offline') n++;
+    return n;
+  }
+}
+
+// The last name of a server member list, lower-cased: where the next `who` page starts. A list of
+// the requester alone (listed first, out of order) starts at the beginning.
+function cursorOf(names) {
+  return names.length > 1 ? names.at(-1).toLowerCase() : '';
 }
 
 export class ChatClient extends EventTarget {
@@ -55,6 +93,7 @@ export class ChatClient extends EventTarget {
   #typingSent = 0;
   #roomsTimer = null;
   #welcomed = false; // the first welcome of this page shows the open conversation
+  #roomsQueue = Promise.resolve(); // `rooms` requests one after another, so pages never mix
 
   constructor(url) {
     super();
@@ -63,7 +102,8 @@ export class ChatClient extends EventTarget {
     this.token = null;
     this.loggedIn = false;
     this.convs = new Map();
-    this.publicRooms = []; // from the last `rooms` reply
+    this.publicRooms = []; // from the last `rooms` replies, in name order
+    this.roomsMore = false; // more public rooms after the last one listed
     this.pending = []; // sends not yet acked: {cid, conv, text, state, error}
     this.active = null;
     this.conn.addEventListener('state', (e) => this.#onState(e.detail));
@@ -131,6 +171,7 @@ export class ChatClient extends EventTarget {
     this.pending = [];
     this.active = null;
     this.publicRooms = [];
+    this.roomsMore = false;
     this.#welcomed = false;
     this.emit('session', { reason });
   }
@@ -200,19 +241,130 @@ export class ChatClient extends EventTarget {
     this.refreshRooms();
   }
 
-  async refreshRooms() {
-    if (!this.loggedIn) return;
-    try {
-      const reply = await this.conn.request({ type: 'rooms' });
-      this.publicRooms = reply.rooms;
-      for (const r of reply.rooms) {
+  // The public rooms again: as many pages as are shown (at least one).
+  refreshRooms() {
+    return this.#roomsStep(async () => {
+      if (!this.conn.features.has('large_rooms')) {
+        const reply = await this.conn.request({ type: 'rooms' });
+        return { rooms: reply.rooms, more: false };
+      }
+      const want = Math.max(ROOMS_PAGE, this.publicRooms.length);
+      const rooms = [];
+      let more = true;
+      while (more && rooms.length < want) {
+        const page = await this.#roomsPage(rooms.length ? rooms.at(-1).name : null);
+        rooms.push(...page.rooms);
+        more = page.more;
+      }
+      return { rooms, more };
+    });
+  }
+
+  // The next page of public rooms, after the last one listed.
+  moreRooms() {
+    return this.#roomsStep(async () => {
+      if (!this.roomsMore) return null;
+      const page = await this.#roomsPage(this.publicRooms.length ? this.publicRooms.at(-1).name : null);
+      return { rooms: [...this.publicRooms, ...page.rooms], more: page.more };
+    });
+  }
+
+  async #roomsPage(after) {
+    const msg = { type: 'rooms', limit: ROOMS_PAGE };
+    if (after !== null) msg.after = after;
+    const reply = await this.conn.request(msg);
+    return { rooms: reply.rooms, more: reply.more === true && reply.rooms.length > 0 };
+  }
+
+  #roomsStep(fetch) {
+    const step = this.#roomsQueue.then(async () => {
+      if (!this.loggedIn) return;
+      let got;
+      try {
+        got = await fetch();
+      } catch {
+        return; // offline: the next resume refreshes it
+      }
+      if (!got) return;
+      this.publicRooms = got.rooms;
+      this.roomsMore = got.more;
+      for (const r of got.rooms) {
         const conv = this.convs.get(r.name);
         if (conv) conv.latest = Math.max(conv.latest, r.seq);
       }
       this.emit('rooms');
-    } catch {
-      // offline: the next resume refreshes it
+    });
+    this.#roomsQueue = step;
+    return step;
+  }
+
+  // --- members ---
+
+  // Loads the next page of a room's members (`all`: every page left). `fresh` starts again from
+  // the first name and replaces the list once that page is in (a large room's list is a snapshot).
+  async loadMembers(conv, { all = false, fresh = false } = {}) {
+    if (conv.membersLoading || (!conv.membersMore && !fresh) || !this.loggedIn || conv.dm) return;
+    conv.membersLoading = true;
+    this.emit('members', { conv });
+    let after = fresh ? '' : conv.membersAfter;
+    try {
+      for (;;) {
+        const reply = await this.conn.request({ type: 'who', room: conv.id, after, limit: MEMBERS_PAGE });
+        if (this.convs.get(conv.id) !== conv || !conv.joined) return;
+        if (fresh) {
+          this.#setMembers(conv, reply.members, reply.away);
+          if (conv.large && this.me) conv.members.set(this.me.name, conv.members.get(this.me.name) || 'online');
+          fresh = false;
+        } else {
+          this.#mergeMembers(conv, reply.members, reply.away);
+        }
+        if (conv.large && typeof reply.member_count === 'number') conv.count = reply.member_count;
+        conv.membersMore = reply.more === true && reply.members.length > 0;
+        if (reply.members.length) after = reply.members.at(-1).toLowerCase();
+        conv.membersAfter = after;
+        if (!all || !conv.membersMore) break;
+      }
+    } catch (err) {
+      if (err.code !== 'disconnected' && err.code !== 'timeout') {
+        conv.membersMore = false;
+        throw err;
+      }
+    } finally {
+      conv.membersLoading = false;
+      this.emit('members', { conv });
     }
+  }
+
+  // A server list (joined, members) becomes the room's list; `away` names those away.
+  #setMembers(conv, names, away) {
+    const awaySet = new Set(Array.isArray(away) ? away : []);
+    conv.members = new Map(names.map((name) => [name, awaySet.has(name) ? 'away' : 'online']));
+  }
+
+  // Adds the names of a later page not listed yet: a presence event since then knows better.
+  #mergeMembers(conv, names, away) {
+    const awaySet = new Set(Array.isArray(away) ? away : []);
+    for (const name of names) if (!conv.members.has(name)) conv.members.set(name, awaySet.has(name) ? 'away' : 'online');
+  }
+
+  // The room grew large: its list stops being live (no presence), and nobody is typing there.
+  #becameLarge(conv) {
+    conv.large = true;
+    let last = '';
+    for (const [name, state] of conv.members) {
+      if (state === 'offline') conv.members.delete(name);
+      else if (name.toLowerCase() > last) last = name.toLowerCase();
+    }
+    conv.membersAfter = last;
+    conv.membersMore = false; // complete when it stopped being live; the view offers a refresh
+    this.#clearTyping(conv);
+  }
+
+  #clearTyping(conv) {
+    if (!conv.typing.size) return;
+    for (const t of conv.typing.values()) clearTimeout(t);
+    conv.typing.clear();
+    this.emit('typing', { conv });
   }
 
   // Loads the page of history before the oldest message shown.
@@ -264,7 +416,7 @@ export class ChatClient extends EventTarget {
   typing(id) {
     const conv = this.convs.get(id);
     const now = Date.now();
-    if (!conv || conv.dm || !conv.joined || now - this.#typingSent < TYPING_EVERY_MS) return;
+    if (!conv || conv.dm || !conv.joined || conv.large || now - this.#typingSent < TYPING_EVERY_MS) return;
     this.#typingSent = now;
     this.conn.notify({ type: 'typing', room: id });
   }
@@ -404,7 +556,13 @@ export class ChatClient extends EventTarget {
     if (conv.seq !== null) msg.since = conv.seq;
     const reply = await this.conn.request(msg);
     conv.joined = true;
-    conv.members = new Map(reply.members.map((m) => [m, 'online']));
+    this.#setMembers(conv, reply.members, reply.away);
+    conv.count = typeof reply.member_count === 'number' ? reply.member_count : reply.members.length;
+    // A cut list means a large room; a whole one is live until a `count` says otherwise.
+    conv.large = reply.members_truncated === true;
+    conv.membersMore = conv.large;
+    conv.membersAfter = cursorOf(reply.members);
+    if (conv.large) this.#clearTyping(conv);
     conv.latest = Math.max(conv.latest, reply.seq);
     if (conv.seq === null) conv.seq = reply.seq;
     if (reply.truncated) {
@@ -451,13 +609,37 @@ export class ChatClient extends EventTarget {
       case 'presence': {
         const conv = this.convs.get(msg.room);
         if (!conv) break;
-        conv.members.set(msg.user, msg.state);
+        if (conv.large && msg.state === 'offline') conv.members.delete(msg.user);
+        else conv.members.set(msg.user, msg.state);
         this.emit('members', { conv });
+        break;
+      }
+      case 'count': {
+        // A large room's size every few seconds, and the switches between large and small.
+        const conv = this.convs.get(msg.room);
+        if (!conv || conv.dm || !conv.joined || typeof msg.member_count !== 'number') break;
+        conv.count = msg.member_count;
+        if (msg.large === true && !conv.large) this.#becameLarge(conv);
+        else if (msg.large === false) conv.large = false; // the whole list follows as `members`
+        this.emit('members', { conv });
+        break;
+      }
+      case 'members': {
+        // Unasked: a large room became small. The whole list again, and presence from now on.
+        const conv = this.convs.get(msg.room);
+        if (!conv || conv.dm || !conv.joined || !Array.isArray(msg.members)) break;
+        conv.large = false;
+        this.#setMembers(conv, msg.members, msg.away);
+        if (typeof msg.member_count === 'number') conv.count = msg.member_count;
+        conv.membersMore = msg.more === true && msg.members.length > 0;
+        conv.membersAfter = msg.members.length ? msg.members.at(-1).toLowerCase() : '';
+        this.emit('members', { conv });
+        if (conv.membersMore) this.loadMembers(conv, { all: true }).catch(() => {});
         break;
       }
       case 'typing': {
         const conv = this.convs.get(msg.room);
-        if (!conv || !this.me || msg.user === this.me.name) break;
+        if (!conv || conv.large || !this.me || msg.user === this.me.name) break;
         clearTimeout(conv.typing.get(msg.user));
         conv.typing.set(msg.user, setTimeout(() => {
           conv.typing.delete(msg.user);

@@ -28,6 +28,7 @@ export class Connection extends EventTarget {
     this.url = url;
     this.state = 'idle'; // idle | connecting | open | offline
     this.retryAt = 0;
+    this.features = new Set(); // hello.features of the server this socket speaks to
     window.addEventListener('online', () => this.retryNow());
     window.addEventListener('offline', () => this.#drop());
     document.addEventListener('visibilitychange', () => {
@@ -125,6 +126,7 @@ export class Connection extends EventTarget {
     }
     if (!msg || typeof msg !== 'object') return;
     if (msg.type === 'hello') {
+      this.features = new Set(Array.isArray(msg.features) ? msg.features : []);
       this.#startPings();
       this.#setState('open');
       return;

@@ -1,17 +1,20 @@
 // The signed-in page: conversation list, messages, members, typing, composer and status.
 // It reads the ChatClient's state and calls its methods; it never speaks the protocol itself.
 
+import { memberOrder, presenceOrder } from './client.js';
 import { $, fill, h } from './dom.js';
 import { append, renderAll, renderPending } from './messages.js';
 import { errorText, roomNameError, userNameError } from './words.js';
 
 const NOTICE_MS = 8000;
+const num = new Intl.NumberFormat();
 
 export class View {
   #shown = { id: null, count: 0, lastSeq: 0 };
   #noticeTimer = null;
   #statusTimer = null;
   #sidebarQueued = false;
+  #membersQueued = false;
 
   constructor(client) {
     this.client = client;
@@ -23,10 +26,7 @@ export class View {
     client.addEventListener('active', () => this.renderActive());
     client.addEventListener('messages', (e) => this.#onMessages(e.detail));
     client.addEventListener('pending', () => this.renderPending());
-    client.addEventListener('members', (e) => {
-      if (e.detail.conv.id === client.active) this.renderMembers();
-      this.#sidebarSoon();
-    });
+    client.addEventListener('members', () => this.#membersSoon());
     client.addEventListener('typing', () => this.renderTyping());
     client.addEventListener('status', (e) => this.renderStatus(e.detail));
     client.addEventListener('loading', (e) => {
@@ -82,9 +82,23 @@ export class View {
     }, 0);
   }
 
+  // Member changes (a storm of presence, a page of names) render once per animation frame, so
+  // they never hold back the messages that arrive among them.
+  #membersSoon() {
+    if (this.#membersQueued) return;
+    this.#membersQueued = true;
+    requestAnimationFrame(() => {
+      this.#membersQueued = false;
+      if (!this.client.me) return;
+      if (this.active) this.renderMembers();
+      this.renderSidebar();
+    });
+  }
+
   renderSidebar() {
     const c = this.client;
     const counts = new Map(c.publicRooms.map((r) => [r.name, r.members]));
+    const online = this.#onlineNames();
     const item = (conv, label, extra) => {
       const current = conv.id === c.active;
       const badge = conv.unread > 0 ? h('span', { class: 'badge', 'aria-label': `${conv.unread} unread` }, String(conv.unread)) : null;
@@ -97,18 +111,19 @@ export class View {
     };
     const mine = [...c.convs.values()].filter((v) => !v.dm && v.joined).sort((a, b) => a.id.localeCompare(b.id));
     fill($('#my-rooms'), mine.map((v) => {
-      const n = v.members.size ? [...v.members.values()].filter((s) => s === 'online').length : counts.get(v.id) ?? 0;
-      return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, String(n)));
+      const n = v.members.size || v.large ? v.memberCount : counts.get(v.id) ?? 0;
+      return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, num.format(n)));
     }));
     const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest));
-    fill($('#dm-list'), dms.length ? dms.map((v) => item(v, v.peer, this.#peerOnline(v.peer) ? h('span', { class: 'dot online', 'aria-label': 'online' }) : null))
+    fill($('#dm-list'), dms.length ? dms.map((v) => item(v, v.peer, online.has(v.peer && v.peer.toLowerCase()) ? h('span', { class: 'dot online', 'aria-label': 'online' }) : null))
       : h('li', { class: 'empty' }, 'No conversations yet'));
     const others = c.publicRooms.filter((r) => !(c.convs.get(r.name) || {}).joined);
     fill($('#other-rooms'), others.length ? others.map((r) => h('li', {},
       h('button', { type: 'button', class: 'conv-btn', 'data-conv': r.name, onclick: () => this.#open(r.name) },
         h('span', { class: 'conv-name' }, '#' + r.name),
-        h('span', { class: r.members ? 'count' : 'count zero', 'aria-label': `${r.members} online` }, String(r.members)))))
+        h('span', { class: r.members ? 'count' : 'count zero', 'aria-label': `${r.members} online` }, num.format(r.members)))))
       : h('li', { class: 'empty' }, 'None'));
+    $('#rooms-more').hidden = !c.roomsMore;
     const unread = [...c.convs.values()].reduce((n, v) => n + v.unread, 0);
     document.title = unread ? `(${unread}) parley` : 'parley';
   }
@@ -142,12 +157,17 @@ export class View {
     h('div', { class: 'row' }, pw, h('button', { type: 'submit' }, 'Register')), err));
   }
 
-  #peerOnline(name) {
-    if (!name) return false;
+  // Lower-cased names shown online in any room.
+  #onlineNames() {
+    const names = new Set();
     for (const conv of this.client.convs.values()) {
-      for (const [user, state] of conv.members) if (state === 'online' && user.toLowerCase() === name.toLowerCase()) return true;
+      for (const [user, state] of conv.members) if (state === 'online') names.add(user.toLowerCase());
     }
-    return false;
+    return names;
+  }
+
+  #peerOnline(name) {
+    return Boolean(name) && this.#onlineNames().has(name.toLowerCase());
   }
 
   async #open(id) {
@@ -235,7 +255,13 @@ export class View {
     const conv = this.active;
     const pane = $('#members-pane');
     const me = this.client.me.name;
+    const foot = $('#members-foot');
+    // A button of the list about to be hidden keeps the keyboard focus in the pane.
+    const focused = document.activeElement;
+    if ((!conv.large && foot.contains(focused)) || (!conv.membersMore && focused === $('#members-more'))) pane.focus();
     if (conv.dm) {
+      foot.hidden = true;
+      pane.classList.remove('large');
       const online = this.#peerOnline(conv.peer);
       $('#conv-sub').textContent = online ? 'online' : '';
       $('#members-h').textContent = 'Direct message';
@@ -246,15 +272,42 @@ export class View {
       return;
     }
     pane.classList.remove('dm');
-    const entries = [...conv.members].sort((a, b) => (a[1] === b[1] ? a[0].localeCompare(b[0]) : a[1] === 'online' ? -1 : 1));
-    const online = entries.filter((e) => e[1] === 'online').length;
-    $('#members-h').textContent = `Members (${online} online)`;
-    $('#conv-sub').textContent = `${online} online`;
+    pane.classList.toggle('large', conv.large);
+    const n = conv.memberCount;
+    let entries;
+    if (conv.large) {
+      // The server's order (you first, then by name), so each page adds names at the end.
+      entries = [...conv.members].sort(([a], [b]) => (a === me ? -1 : b === me ? 1 : memberOrder(a, b)));
+      $('#members-h').textContent = `Members (${num.format(n)})`;
+      $('#conv-sub').textContent = `${num.format(n)} ${n === 1 ? 'member' : 'members'}`;
+    } else {
+      entries = [...conv.members].sort(presenceOrder);
+      $('#members-h').textContent = `Members (${num.format(n)} online)`;
+      $('#conv-sub').textContent = `${num.format(n)} online`;
+    }
     fill($('#members'), entries.map(([name, state]) => h('li', { class: 'member ' + state, 'data-user': name },
-      h('span', { class: 'dot' + (state === 'online' ? ' online' : ''), 'aria-hidden': 'true' }),
+      h('span', { class: 'dot' + (state === 'offline' ? '' : ' ' + state), 'aria-hidden': 'true' }),
       name === me ? h('span', {}, name, h('span', { class: 'you' }, ' (you)'))
         : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
-      h('span', { class: 'presence' }, state === 'online' ? 'online' : 'offline'))));
+      // A large room's list is not live: it does not claim who is online, only who is away.
+      conv.large && state === 'online' ? null
+        : h('span', { class: 'presence' }, state === 'online' || state === 'away' ? state : 'offline'))));
+    foot.hidden = !conv.large;
+    if (!conv.large) return;
+    $('#members-note').textContent = `Showing ${num.format(conv.members.size)} of ${num.format(n)}. `
+      + 'In a room this large the list is not updated live.';
+    // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
+    const more = $('#members-more');
+    more.hidden = !conv.membersMore;
+    more.setAttribute('aria-disabled', String(conv.membersLoading));
+    more.textContent = conv.membersLoading ? 'Loading members…' : 'Show more members';
+    $('#members-refresh').setAttribute('aria-disabled', String(conv.membersLoading));
+  }
+
+  #loadMembers(opts) {
+    const conv = this.active;
+    if (!conv || conv.dm) return;
+    this.client.loadMembers(conv, opts).catch((err) => this.#onNotice({ conv, code: err.code, message: err.message }));
   }
 
   renderTyping() {
@@ -354,6 +407,9 @@ export class View {
     };
     for (const b of document.querySelectorAll('[data-action="leave"]')) b.addEventListener('click', leave);
     $('#retry').addEventListener('click', () => c.conn.retryNow());
+    $('#members-more').addEventListener('click', () => this.#loadMembers());
+    $('#members-refresh').addEventListener('click', () => this.#loadMembers({ fresh: true }));
+    $('#rooms-more').addEventListener('click', () => c.moreRooms());
     const drawer = (cls, button) => {
       const open = !document.body.classList.contains(cls);
       document.body.classList.remove('nav-open', 'members-open');

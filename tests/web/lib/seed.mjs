@@ -35,6 +35,8 @@ export async function seedClient(server, name) {
       if (ack.type !== 'ack') throw new Error(`seed send: ${JSON.stringify(ack)}`);
       return ack;
     },
+    // Sends a request that has no reply (typing).
+    notify: (msg) => ws.send(JSON.stringify(msg)),
     close: () => ws.close(),
   };
 }
