@@ -99,15 +99,20 @@ func (c *client) writeLoop() {
 	}
 }
 
-// serveWs upgrades the request, registers the client and starts its two loops.
+// serveWs registers the client, upgrades the request and starts its two loops. The client joins
+// the hub before the upgrade's response goes out (the example registers it after), so a client
+// that has its 101 gets every message broadcast from then on: registered after, a message the hub
+// fanned out in between would miss it, and the load generator rightly counts that as lost.
 func serveWs(h *hub, w http.ResponseWriter, r *http.Request) {
+	c := &client{h: h, send: make(chan []byte, queueLength)}
+	h.register <- c
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		log.Printf("gorilla_chat: upgrade: %v", err)
+		h.unregister <- c
 		return
 	}
-	c := &client{h: h, conn: conn, send: make(chan []byte, queueLength)}
-	h.register <- c
+	c.conn = conn
 	go c.writeLoop()
 	go c.readLoop()
 }
