@@ -39,7 +39,7 @@ WEB_FILES := $(shell find web -type f 2>/dev/null | LC_ALL=C sort)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all run test unit asan fuzz fuzz-build bench clean format setup loadgen
+.PHONY: all run test unit asan fuzz fuzz-build bench clean format setup loadgen peers
 .DEFAULT_GOAL := all
 
 all: $(OUT)/parley
@@ -71,17 +71,19 @@ setup:
 	@scripts/setup.sh --test
 
 # Benchmarks: figures beside a peer measured in the same run (docs/benchmarks.md). Not part of `make test`.
+# setup.sh --bench installs the test tools and the peers' (Go, gorilla/websocket, perf).
+# bench/compare.mjs runs the load generator against parley, the Node relay and the Go peer in one
+# run and writes its table into docs/benchmarks.md; BENCH_QUICK=1 runs it small, for development,
+# and writes build/bench/loadgen-table.md only.
 bench:
-	@scripts/setup.sh --test
-	@$(MAKE) --no-print-directory all loadgen
+	@scripts/setup.sh --bench
+	@$(MAKE) --no-print-directory all loadgen peers
+	node bench/compare.mjs
 	node bench/idle_memory.mjs $(or $(BENCH_CONNECTIONS),5000)
 	node bench/fanout.mjs 500 1500 100
 	node bench/fanout.mjs 1000 2000 500
 	node bench/deflate.mjs 500 1000 200
 	node bench/login_attack.mjs 5
-	node bench/loadgen.mjs idle -n 10000 --duration 2
-	node bench/loadgen.mjs broadcast -n 5000 --messages 1000 --inflight 4
-	node bench/loadgen.mjs all -n 100 --rounds 100
 	node bench/loadgen.mjs rooms -n 5000 --rooms 250 --send-rate 500 --duration 10
 	node bench/loadgen.mjs storm -n 5000 --rooms 250 --send-rate 500 --duration 5
 	node bench/upgrade.mjs 1000 250
@@ -138,5 +140,20 @@ build/bench/obj/%.o: bench/loadgen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c17 -D_GNU_SOURCE -O2 -g $(WARN) $(DEPFLAGS) $(shell pkg-config --cflags libcrypto) \
 		-c -o $@ $<
+
+# The Go peer (bench/peers/gorilla_chat): built offline from Debian's packages, golang-go and
+# golang-github-gorilla-websocket-dev (its source in /usr/share/gocode), in GOPATH mode: no module
+# download, no proxy, nothing vendored. A missing toolchain or library stops `make bench` here.
+GOCODE := /usr/share/gocode
+GORILLA_GO := $(wildcard bench/peers/gorilla_chat/*.go)
+
+peers: build/bench/gorilla_chat
+
+build/bench/gorilla_chat: $(GORILLA_GO)
+	@command -v go >/dev/null || { echo "make: go not found: scripts/setup.sh --bench installs golang-go" >&2; exit 1; }
+	@test -d $(GOCODE)/src/github.com/gorilla/websocket || { echo "make: $(GOCODE)/src/github.com/gorilla/websocket missing: scripts/setup.sh --bench installs golang-github-gorilla-websocket-dev" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	GO111MODULE=off GOPATH=$(GOCODE) GOFLAGS= GOPROXY=off GOCACHE=$(CURDIR)/build/bench/gocache \
+		go build -o $@ ./bench/peers/gorilla_chat
 
 -include $(shell find build -name '*.d' 2>/dev/null)

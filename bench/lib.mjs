@@ -21,6 +21,7 @@ export function start(cmd, args, readyPattern) {
     };
     proc.stdout.on('data', onData);
     proc.stderr.on('data', onData);
+    proc.on('error', (e) => reject(new Error(`${cmd}: ${e.message}`)));
     proc.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out}`)));
   });
 }

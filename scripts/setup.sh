@@ -2,6 +2,7 @@
 # setup.sh: installs what parley needs on a Debian machine, and only what is missing.
 #   scripts/setup.sh          packages to build and run parley
 #   scripts/setup.sh --test   also the test tools: cmocka, clang's fuzzer runtime, Node.js and `npm ci`
+#   scripts/setup.sh --bench  the test tools and the benchmark peers' tools (`make bench`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,17 @@ test_packages+=(openssl)
 # systemd-socket-activate for the socket activation test (tests/upgrade).
 test_packages+=(systemd)
 
+# Benchmarks (`make bench`, docs/benchmarks.md): Go and gorilla/websocket build the Go chat peer
+# (bench/peers/gorilla_chat), perf profiles the hot path. Not needed by `make test`.
+bench_packages=(golang-go golang-github-gorilla-websocket-dev linux-perf)
+
 with_tests=false
+with_bench=false
 [ "${1:-}" = "--test" ] && with_tests=true
+if [ "${1:-}" = "--bench" ]; then
+    with_tests=true
+    with_bench=true
+fi
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -27,6 +37,7 @@ as_root() {
 
 wanted=("${build_packages[@]}")
 $with_tests && wanted+=("${test_packages[@]}")
+$with_bench && wanted+=("${bench_packages[@]}")
 # Node.js may come from Debian or from another packaging of it; only a missing `node` is installed.
 if $with_tests && ! command -v node >/dev/null 2>&1; then
     wanted+=(nodejs npm)

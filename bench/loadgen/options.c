@@ -14,6 +14,10 @@ static const char usage[] =
     "  --url ws://127.0.0.1:PORT/PATH  server (default ws://127.0.0.1:9999/ws; 127.0.0.0/8 only)\n"
     "  --protocol parley|relay   parley's chat protocol (default), or a relay that sends every\n"
     "                            text to every connection (idle, broadcast and all only)\n"
+    "  --relay-lines             relay: a text may carry several messages joined by '\\n', as\n"
+    "                            Go's gorilla/websocket chat example writes what is queued;\n"
+    "                            each line is checked as one message (without it, a text\n"
+    "                            holding a newline is a fault)\n"
     "  --scenario S              idle: connect, log in, join, hold; broadcast: one sender, M\n"
     "                            messages, K in flight; all: everyone sends each round; rooms:\n"
     "                            N clients over K rooms all talking; storm: rooms, then everyone\n"
@@ -176,6 +180,7 @@ enum {
     OPT_NAME_PREFIX,
     OPT_ROOM_PREFIX,
     OPT_QUIET,
+    OPT_RELAY_LINES,
     OPT_HELP,
 };
 
@@ -203,6 +208,7 @@ static const struct option longopts[] = {
     {"name-prefix", required_argument, NULL, OPT_NAME_PREFIX},
     {"room-prefix", required_argument, NULL, OPT_ROOM_PREFIX},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"relay-lines", no_argument, NULL, OPT_RELAY_LINES},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -366,6 +372,9 @@ int options_parse(struct options *o, int argc, char **argv)
         case OPT_QUIET:
             o->quiet = true;
             break;
+        case OPT_RELAY_LINES:
+            o->relay_lines = true;
+            break;
         case OPT_HELP:
             fputs(usage, stdout);
             return 1;
@@ -378,6 +387,8 @@ int options_parse(struct options *o, int argc, char **argv)
     if (o->protocol == PR_RELAY && (o->scenario == SC_ROOMS || o->scenario == SC_STORM))
         return bad("the relay has no rooms, no acks and no replay: scenario %s is parley's only",
                    options_scenario_name(o->scenario));
+    if (o->relay_lines && o->protocol != PR_RELAY)
+        return bad("%s", "--relay-lines is for --protocol relay");
     if (o->protocol == PR_RELAY && rooms_set && o->rooms != 1)
         return bad("%s", "the relay sends every text to every connection: --rooms must be 1");
     if (!rooms_set)

@@ -40,6 +40,7 @@ struct options {
     char name_prefix[20];
     char room_prefix[20];
     bool quiet;
+    bool relay_lines; /* relay: a text may carry several messages joined by '\n' */
 };
 
 /*

@@ -104,7 +104,9 @@ describe('against parley', () => {
 });
 
 // A relay (text in, text to all) that, as told, breaks the rules for one receiver or sends every
-// message in fragments.
+// message in fragments, or (`lines`) joins messages two by two into one text with '\n' between
+// them, as Go's chat example joins what is queued for a connection (`lines-drop`: and leaves one
+// out of a joined text for one receiver).
 function faultyRelay(fault) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   let count = 0;
@@ -113,6 +115,18 @@ function faultyRelay(fault) {
     ws.on('message', (data) => {
       count += 1;
       const victim = [...wss.clients].at(-1);
+      if (fault.startsWith('lines')) {
+        if (count % 2 === 1) {
+          held = data;
+          return;
+        }
+        for (const client of wss.clients) {
+          if (client.readyState !== WebSocket.OPEN) continue;
+          const dropOne = fault === 'lines-drop' && client === victim && count === 6;
+          client.send(dropOne ? data : Buffer.concat([held, Buffer.from('\n'), data]), { binary: false });
+        }
+        return;
+      }
       for (const client of wss.clients) {
         if (client.readyState !== WebSocket.OPEN) continue;
         if (fault === 'fragment') {
@@ -161,7 +175,48 @@ test('a relay that sends every message in fragments with pings between them: a c
   }
 });
 
+test('--relay-lines: a relay that joins messages with newlines into one text: each line is a message, a clean run', async () => {
+  const wss = await faultyRelay('lines');
+  try {
+    const run = await loadgen(['--url', `ws://127.0.0.1:${wss.address().port}/`, '--protocol', 'relay', '--relay-lines',
+      '-n', '20', '--scenario', 'broadcast', '--messages', '20', '--inflight', '20', '--duration', '5']);
+    assert.equal(run.code, 0, run.stdout);
+    assert.equal(run.result.deliveries, 20 * 20);
+  } finally {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+  }
+});
+
 describe('its checks fail when the server breaks the rules', () => {
+  test('a relay that joins messages with newlines, read without --relay-lines: exit 1, unreadable, and the summary says to use it', async () => {
+    const wss = await faultyRelay('lines');
+    try {
+      const run = await loadgen(['--url', `ws://127.0.0.1:${wss.address().port}/`, '--protocol', 'relay', '-n', '20',
+        '--scenario', 'broadcast', '--messages', '20', '--inflight', '20', '--duration', '1', '--drain-timeout', '1']);
+      assert.equal(run.code, 1, run.stdout);
+      assert.ok(run.result.faults.bad_frames >= 1, JSON.stringify(run.result.faults));
+      assert.match(run.result.problem, /--relay-lines/);
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    }
+  });
+
+  test('--relay-lines: a relay that leaves a message out of a joined text for one receiver: exit 1, and the summary says lost', async () => {
+    const wss = await faultyRelay('lines-drop');
+    try {
+      const run = await loadgen(['--url', `ws://127.0.0.1:${wss.address().port}/`, '--protocol', 'relay', '--relay-lines',
+        '-n', '20', '--scenario', 'broadcast', '--messages', '20', '--inflight', '20', '--duration', '1', '--drain-timeout', '1']);
+      assert.equal(run.code, 1, run.stdout);
+      assert.ok(run.result.faults.lost >= 1, JSON.stringify(run.result.faults));
+      assert.match(run.stdout, /FAILED/);
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    }
+  });
+
   for (const [fault, what, field] of [
     ['drop', 'drops a message', 'lost'],
     ['duplicate', 'sends a message twice', 'duplicated'],
@@ -251,6 +306,7 @@ test('a bad command line exits 2 and says why; no address off loopback is accept
     [['--source', '10.0.0.1-10.0.0.5'], /loopback/],
     [['--scenario', 'storm', '--protocol', 'relay'], /parley's only/],
     [['--clients', '0'], /--clients/],
+    [['--relay-lines'], /--relay-lines is for --protocol relay/],
   ]) {
     const run = await loadgen(args);
     assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);

@@ -1,0 +1,218 @@
+// compare: the load generator's table (docs/benchmarks.md, "parley beside its peers"): the same
+// scenarios of the C load generator (bench/loadgen) against parley, the Node `ws` relay
+// (bench/peers/relay_server.mjs) and the Go chat peer (bench/peers/gorilla_chat), one after the
+// other in one run, each run on a fresh server process, and parley's figures as ratios to each
+// peer's. Writes the table between the loadgen-table markers of docs/benchmarks.md.
+//   node bench/compare.mjs               (`make bench` runs it)
+//   BENCH_QUICK=1 node bench/compare.mjs small N, for development: writes build/bench/loadgen-table.md
+//                                         only, never the docs
+// Any failure (a server that does not build or start, a run with a lost, doubled or reordered
+// message, a closed connection, no result) is printed and ends it with exit 1, the docs untouched:
+// a peer is never left out of the table silently.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { root, start, startParley } from './lib.mjs';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const LOADGEN = path.join(root, 'build/bench/loadgen');
+const GORILLA = path.join(root, 'build/bench/gorilla_chat');
+const DOC = path.join(root, 'docs/benchmarks.md');
+const BEGIN = '<!-- loadgen-table:begin -->';
+const END = '<!-- loadgen-table:end -->';
+
+// The scale: full (make bench, about 10 minutes here) or quick.
+const idleSizes = QUICK ? [500, 1000, 1500] : [5000, 10000, 15000];
+const broadcasts = QUICK
+  ? [{ n: 1000, messages: 100 }, { n: 500, messages: 100 }]
+  : [{ n: 10000, messages: 300 }, { n: 5000, messages: 500 }];
+const allToAll = { n: 100, rounds: QUICK ? 20 : 100 };
+// One generator process holds at most 10,000 clients: the file limit is 20,000 per process here,
+// and with two processes the two cores share the reading of a big room's traffic.
+const procs = (n) => Math.ceil(n / 10000);
+
+function fail(message) {
+  console.error(`\nbench/compare: FAILED: ${message}`);
+  process.exit(1);
+}
+
+try {
+  execFileSync('make', ['--no-print-directory', 'all', 'loadgen', 'peers'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+} catch {
+  fail('make all loadgen peers did not build parley, the load generator and the Go peer (see above)');
+}
+
+// Resolves like start(), or rejects when the server has not said it listens within 15 s (and
+// kills it should it say so later).
+function startWithin(what, starter) {
+  let timer;
+  let late = false;
+  const starting = starter();
+  starting.then((s) => late && s.proc.kill('SIGKILL'), () => {});
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`${what} did not start within 15 s`));
+    }, 15000);
+  });
+  return Promise.race([starting, timeout]).finally(() => clearTimeout(timer));
+}
+
+// The servers: how to start each fresh, its WebSocket path and the generator's protocol options.
+const servers = [
+  {
+    key: 'parley',
+    name: 'parley',
+    command: 'build/release/parley --http 127.0.0.1:0 --telnet 127.0.0.1:0 --data DIR --rate-limit 0 --max-conns-per-ip 0',
+    start: () => startParley(),
+    wsPath: '/ws',
+    args: [],
+  },
+  {
+    key: 'relay',
+    name: 'Node ws relay',
+    command: 'node bench/peers/relay_server.mjs',
+    start: () => start(process.execPath, [path.join(root, 'bench/peers/relay_server.mjs')], /port=(\d+)/),
+    wsPath: '/',
+    args: ['--protocol', 'relay'],
+  },
+  {
+    key: 'gorilla',
+    name: 'gorilla chat (Go)',
+    command: 'build/bench/gorilla_chat',
+    start: () => start(GORILLA, [], /port=(\d+)/),
+    wsPath: '/ws',
+    args: ['--protocol', 'relay', '--relay-lines'],
+  },
+];
+
+// Runs one scenario against a fresh `server`; resolves with the RESULT line's JSON, or fails.
+async function run(server, args) {
+  let s;
+  try {
+    s = await startWithin(server.name, server.start);
+  } catch (e) {
+    fail(`${server.name} (${server.command}) did not start: ${e.message}`);
+  }
+  const full = [...args, '--url', `ws://127.0.0.1:${s.port}${server.wsPath}`, '--server-pid', String(s.proc.pid), ...server.args];
+  console.log(`\n== ${server.name}: loadgen ${full.join(' ')}`);
+  const result = await new Promise((resolve) => {
+    const child = spawn(LOADGEN, full, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => {
+      console.log(out.split('\n').filter((l) => !l.startsWith('RESULT ') && l).join('\n'));
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      resolve(line ? { ...JSON.parse(line.slice(7)), exit: code } : { ok: false, exit: code, problem: 'no RESULT line' });
+    });
+  });
+  s.proc.kill('SIGKILL');
+  if (!result.ok || result.exit !== 0) {
+    fail(`${server.name}: loadgen ${full.join(' ')}: exit ${result.exit}: ${JSON.stringify(result.faults ?? {})} ${result.problem ?? ''}`);
+  }
+  return result;
+}
+
+// Every scenario against every server, the servers taking turns so that noise hits all alike.
+const plan = [
+  ...idleSizes.map((n) => ({ id: `idle${n}`, args: ['--scenario', 'idle', '-n', String(n), '--procs', String(procs(n)), '--duration', '2'] })),
+  ...broadcasts.map(({ n, messages }) => ({
+    id: `broadcast${n}`,
+    args: ['--scenario', 'broadcast', '-n', String(n), '--procs', String(procs(n)), '--messages', String(messages), '--inflight', '4', '--duration', '120'],
+  })),
+  { id: 'all', args: ['--scenario', 'all', '-n', String(allToAll.n), '--rounds', String(allToAll.rounds)] },
+];
+const started = new Date();
+const load = os.loadavg()[0];
+const results = {};
+for (const step of plan) {
+  results[step.id] = {};
+  for (const server of servers) results[step.id][server.key] = await run(server, step.args);
+}
+
+// The table: one row per figure, parley and each peer, and parley's ratio to each.
+const num = (x, d) => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+const units = {
+  s: (x) => `${num(x, x < 10 ? 2 : 1)} s`,
+  bytes: (x) => `${num(x, 0)} B`,
+  ms: (x) => `${num(x, x < 10 ? 2 : 1)} ms`,
+};
+const rows = [];
+for (const n of idleSizes) {
+  const r = results[`idle${n}`];
+  rows.push([`${num(n, 0)} clients log in and join ONE room (peers: connect only): all ready`, r, (x) => x.setup_s, units.s]);
+  rows.push([`server RSS per idle client, ${num(n, 0)} in one room`, r, (x) => x.rss_bytes_per_client, units.bytes]);
+  rows.push([`server CPU during that set-up, ${num(n, 0)}`, r, (x) => x.server_cpu_setup_s, units.s]);
+}
+for (const { n, messages } of broadcasts) {
+  const r = results[`broadcast${n}`];
+  const what = `broadcast to ${num(n, 0)}, 4 in flight (${messages} messages)`;
+  rows.push([`server CPU per 1000 deliveries, ${what}`, r, (x) => x.server_cpu_ms_per_1000, units.ms]);
+  rows.push([`fan-out completion p50, ${what}`, r, (x) => x.fanout_ms.p50, units.ms]);
+  rows.push([`fan-out completion p99, ${what}`, r, (x) => x.fanout_ms.p99, units.ms]);
+}
+{
+  const r = results.all;
+  rows.push([`all-to-all round, ${allToAll.n} clients: p50`, r, (x) => x.round_ms.p50, units.ms]);
+  rows.push([`all-to-all round, ${allToAll.n} clients: p99`, r, (x) => x.round_ms.p99, units.ms]);
+  rows.push([`server CPU per 1000 deliveries, all-to-all ${allToAll.n}`, r, (x) => x.server_cpu_ms_per_1000, units.ms]);
+}
+const ratio = (a, b) => (b > 0 ? `${num(a / b, a / b < 10 ? 3 : 1)}x` : '-');
+
+const version = (cmd, args) => {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+  } catch {
+    return '?';
+  }
+};
+const cpus = os.cpus();
+const debian = version('cat', ['/etc/debian_version']);
+const wsVersion = JSON.parse(readFileSync(path.join(root, 'node_modules/ws/package.json'), 'utf8')).version;
+const goVersion = version('go', ['version']).replace(/^go version /, '');
+const gorillaVersion = version('dpkg-query', ['-W', '-f=${Version}', 'golang-github-gorilla-websocket-dev']);
+const commit = version('git', ['-C', root, 'rev-parse', '--short', 'HEAD']);
+const dirty = version('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'bench']) ? ' with local changes' : '';
+
+const out = [];
+out.push(`Generated by \`${QUICK ? 'BENCH_QUICK=1 ' : ''}node bench/compare.mjs\` (\`make bench\` runs it) on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
+  `parley at commit ${commit}${dirty}; it took ${Math.round((Date.now() - started) / 1000)} s. Every run ended with no message lost, doubled ` +
+  `or out of order and no connection closed.`);
+out.push('');
+out.push(`| what | parley | Node ws relay | gorilla chat (Go) | parley / relay | parley / gorilla |`);
+out.push('|---|---|---|---|---|---|');
+for (const [label, r, get, unit] of rows) {
+  const [p, n, g] = ['parley', 'relay', 'gorilla'].map((k) => get(r[k]));
+  out.push(`| ${label} | ${unit(p)} | ${unit(n)} | ${unit(g)} | ${ratio(p, n)} | ${ratio(p, g)} |`);
+}
+out.push('');
+out.push(`Machine: ${cpus.length} cores (${cpus[0].model.trim()}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, ` +
+  `Debian ${debian}; load average ${load.toFixed(2)} when the run began (the machine is shared: ratios, not times, are what to read). ` +
+  `parley: release build, its defaults (${cpus.length} workers here); Node ${process.versions.node}, ws ${wsVersion}; ${goVersion}, ` +
+  `gorilla/websocket ${gorillaVersion} (Debian).`);
+out.push('');
+out.push('Commands, each against a fresh server (PORT and PID its own):');
+out.push('');
+out.push('```');
+for (const s of servers) out.push(`${s.key.padEnd(7)}  ${s.command}`);
+out.push('');
+for (const step of plan) out.push(`build/bench/loadgen ${step.args.join(' ')} --url ws://127.0.0.1:PORT/PATH --server-pid PID`);
+out.push('');
+for (const s of servers) out.push(`  ${s.key.padEnd(7)}  PATH ${s.wsPath}${s.args.length ? `, plus ${s.args.join(' ')}` : ''}`);
+out.push('```');
+const table = out.join('\n');
+
+console.log(`\n${table}`);
+mkdirSync(path.join(root, 'build/bench'), { recursive: true });
+writeFileSync(path.join(root, 'build/bench/loadgen-table.md'), `${table}\n`);
+if (QUICK) {
+  console.log('\nBENCH_QUICK=1: written to build/bench/loadgen-table.md only, not to docs/benchmarks.md');
+} else {
+  const doc = readFileSync(DOC, 'utf8');
+  const a = doc.indexOf(BEGIN);
+  const b = doc.indexOf(END);
+  if (a < 0 || b < a) fail(`docs/benchmarks.md has no ${BEGIN} ... ${END} section to write into`);
+  writeFileSync(DOC, `${doc.slice(0, a + BEGIN.length)}\n${table}\n${doc.slice(b)}`);
+  console.log('\nwritten to docs/benchmarks.md (between the loadgen-table markers) and build/bench/loadgen-table.md');
+}
