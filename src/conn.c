@@ -39,6 +39,12 @@ bool conn_is_tls(const struct conn *c)
 
 static atomic_size_t open_count[CONN_TRANSPORTS];
 static atomic_uint_fast64_t next_id = 1;
+static atomic_uint_fast64_t writes_total;
+
+uint64_t conn_writes(void)
+{
+    return atomic_load_explicit(&writes_total, memory_order_relaxed);
+}
 
 size_t conn_count(enum conn_transport t)
 {
@@ -175,6 +181,7 @@ static int write_plain(struct conn *c)
             iov[n].iov_len = o->end - o->off;
         }
         ssize_t w = writev(c->fd, iov, n);
+        c->set->writes++;
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -226,6 +233,7 @@ static int write_tls(struct conn *c, struct ssl_st *ssl)
             p = c->set->tls_gather;
         }
         ssize_t w = tls_write(ssl, p, n);
+        c->set->writes++;
         if (w > 0) {
             consumed(c, (size_t)w);
             continue;
@@ -470,14 +478,24 @@ static void free_dead(struct conn_set *set)
     }
 }
 
-void conn_set_before_sleep(struct conn_set *set)
+bool conn_set_flush(struct conn_set *set, size_t max)
 {
-    while (set->dirty) {
+    for (size_t i = 0; i < max && set->dirty; i++) {
         struct conn *c = set->dirty;
         set->dirty = c->dirty_next;
         c->is_dirty = false;
         if (c->state == CONN_OPEN || c->state == CONN_FLUSHING)
             flush(c);
+    }
+    return set->dirty != NULL;
+}
+
+void conn_set_before_sleep(struct conn_set *set)
+{
+    conn_set_flush(set, SIZE_MAX);
+    if (set->writes) {
+        atomic_fetch_add_explicit(&writes_total, set->writes, memory_order_relaxed);
+        set->writes = 0;
     }
     free_dead(set);
 }

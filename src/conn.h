@@ -118,6 +118,9 @@ struct conn_set {
     /* -1, or the goodbye (enum conn_goodbye) the server is saying: a TLS connection that
      * finishes its handshake meanwhile gets it as soon as its session starts. */
     int8_t goodbye;
+    /* Socket writes (writev calls, TLS records) not yet added to the process's count: added
+     * once per turn, so counting costs no shared cache line per write. */
+    uint64_t writes;
 };
 
 struct conn {
@@ -181,6 +184,12 @@ struct conn {
 
 void conn_set_init(struct conn_set *set, struct loop *loop, void *owner);
 void conn_set_destroy(struct conn_set *set);
+/*
+ * Writes the queued output of up to max connections (SIZE_MAX: all). Returns true if some are
+ * left. Output queued meanwhile for a connection not yet written joins its write, so a caller
+ * that handles new deliveries between calls sends more messages per write.
+ */
+bool conn_set_flush(struct conn_set *set, size_t max);
 /* Flushes queued output and frees dead connections: call before the loop sleeps. */
 void conn_set_before_sleep(struct conn_set *set);
 
@@ -267,5 +276,7 @@ static inline uint64_t conn_now(const struct conn *c)
 
 /* Connections open now in the whole process, by transport. */
 size_t conn_count(enum conn_transport t);
+/* Socket writes (writev calls, TLS records) made so far by the whole process. */
+uint64_t conn_writes(void);
 
 #endif
