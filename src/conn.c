@@ -478,6 +478,14 @@ static void free_dead(struct conn_set *set)
     }
 }
 
+void conn_set_sweep(struct conn_set *set)
+{
+    uint64_t now = loop_now(set->loop);
+    for (struct conn *c = set->all; c; c = c->next)
+        if (c->out && c->out_count == 0 && now - c->last_drain_ms >= 1000)
+            drop_output(c);
+}
+
 bool conn_set_flush(struct conn_set *set, size_t max)
 {
     for (size_t i = 0; i < max && set->dirty; i++) {

@@ -190,6 +190,12 @@ void conn_set_destroy(struct conn_set *set);
  * that handles new deliveries between calls sends more messages per write.
  */
 bool conn_set_flush(struct conn_set *set, size_t max);
+/*
+ * Gives back the output rings kept by connections whose queue has been empty for a second or more
+ * (a busy connection keeps its ring between writes: see flush in conn.c), so a burst of traffic
+ * leaves nothing behind. Call every few seconds; it walks every connection of the set.
+ */
+void conn_set_sweep(struct conn_set *set);
 /* Flushes queued output and frees dead connections: call before the loop sleeps. */
 void conn_set_before_sleep(struct conn_set *set);
 

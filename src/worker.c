@@ -20,6 +20,9 @@
 #define FLUSH_SLICE 64
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
+/* How often buffers kept for busy connections that went quiet are given back, and worker 0 asks
+ * whether the heap's peak is worth giving back (alloc_trim). */
+#define HEAP_TICK_MS 5000
 
 /* Dead peers are found by the kernel (rule 33: telnet has no idle timeout by default): a silent
  * connection is probed after a minute, and one whose sent data stays unacknowledged for two
@@ -43,6 +46,19 @@ static void tune_accepted(int fd)
 }
 
 static void on_goodbye_tick(struct timer *t);
+
+static void on_heap_tick(struct timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, heap_tick));
+    conn_set_sweep(&w->conns);
+    /* One thread asks for the whole process: the heap's arenas are shared by all threads. */
+    if (w->id == 0) {
+        size_t freed = alloc_trim();
+        if (freed)
+            log_info("msg=heap_trimmed worker=%d released_kib=%zu", w->id, freed >> 10);
+    }
+    timer_start(w->loop, t, loop_now(w->loop) + HEAP_TICK_MS);
+}
 
 /*
  * Handles the deliveries and results that came while this turn's output was being written, so
@@ -113,6 +129,7 @@ int worker_init(struct worker *w, int id, const struct config *cfg)
     loop_set_before_sleep(w->loop, before_sleep, w);
     timer_init(&w->stop_deadline, NULL);
     timer_init(&w->goodbye_tick, on_goodbye_tick);
+    timer_init(&w->heap_tick, on_heap_tick);
     return 0;
 }
 
@@ -213,6 +230,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     w->accepting = !w->accept_later;
+    timer_start(w->loop, &w->heap_tick, loop_now(w->loop) + HEAP_TICK_MS);
     for (int i = 0; i < w->n_listeners && w->accepting; i++)
         loop_watch_add(w->loop, w->listeners[i]->fd, EPOLLIN, &w->listeners[i]->watch);
     loop_run(w->loop);

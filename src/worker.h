@@ -49,6 +49,7 @@ struct worker {
     bool stopping;
     bool keep_listeners; /* stopping for a new process: the sockets stay open for it */
     struct timer stop_deadline;
+    struct timer heap_tick; /* every few seconds: idle connections' buffers, the heap's peak */
     /* Goodbyes spread over time (a drain): said so far, of how many, from when, over how long. */
     struct timer goodbye_tick;
     size_t goodbyes_said, goodbyes_total;
