@@ -97,10 +97,8 @@ struct conn_ws {
     struct ws_inflater *inflater; /* while a compressed message is being received, or NULL */
     uint64_t last_ping_ms;
     uint64_t opened_ms;
-    uint8_t endpoint; /* which WebSocket endpoint: see ws_session.h */
-    uint8_t
-        deflate_bits; /* permessage-deflate: our window limit (8..15), or 0 when not negotiated */
-    bool hold_at_end; /* a live upgrade holds input once the compressed message under way ends */
+    /* Its one-byte fields (endpoint, deflate window, hold) live in struct conn's flags, where
+     * they fill a hole instead of making one here. */
 };
 
 /* The connections of one worker thread. */
@@ -124,33 +122,41 @@ struct conn_set {
 };
 
 struct conn {
-    struct loop_watch watch;
+    struct loop_watch watch; /* first: the loop hands us this pointer */
     struct conn_set *set;
     const struct conn_handler *handler;
     int fd;
+    uint32_t events; /* what epoll watches for now */
+    /* Flags and small fields together, so the struct has no holes (it is most of the memory of
+     * an idle connection: see docs/architecture.md, "Memory of an idle connection"). */
     uint8_t state;
     uint8_t transport;
-    uint32_t events; /* what epoll watches for now */
+    uint8_t io_hold; /* CONN_HOLD_* bits: a live upgrade holds this connection's I/O */
+    uint8_t tls;     /* CONN_TLS_* bits; 0 on a plain connection */
+    uint8_t http;    /* CONN_HTTP_* bits, while the connection speaks HTTP */
     bool reading_paused;
     bool input_held;   /* the session awaits a result before it may read on */
-    uint8_t io_hold;   /* CONN_HOLD_* bits: a live upgrade holds this connection's I/O */
     bool moved;        /* its session lives on in another process: leave without a word */
     bool parked_timer; /* parked with its timer armed (at timer.due_ms) */
     bool want_write;
     bool is_dirty;
+    bool peer_counted; /* counted under peer_key in peers.c while open */
+    bool via_proxy;    /* accepted from a --trusted-proxy: the client is in X-Forwarded-For */
+    /* WebSocket state (with u.ws): which endpoint (see ws_session.h); permessage-deflate's window
+     * limit for us (8..15), or 0 when not negotiated; a live upgrade holds input once the
+     * compressed message under way ends. */
+    uint8_t ws_endpoint;
+    uint8_t ws_deflate_bits;
+    bool ws_hold_at_end;
+    uint32_t in_len, in_cap;
+    uint32_t out_head, out_count, out_cap;
     uint64_t id;
     uint64_t peer_key;   /* the client's address (addr_key), or 0 when it has none */
     uint64_t net_key;    /* the client's network (addr_net_key): what logins are throttled by */
-    bool peer_counted;   /* counted under peer_key in peers.c while open */
-    bool via_proxy;      /* accepted from a --trusted-proxy: the client is in X-Forwarded-For */
     uint64_t last_rx_ms; /* when bytes last arrived */
     struct timer timer;
-    uint8_t *in; /* unparsed input, or NULL */
-    uint32_t in_len, in_cap;
+    uint8_t *in;          /* unparsed input, or NULL */
     struct conn_out *out; /* ring of queued output, or NULL */
-    uint32_t out_head, out_count, out_cap;
-    uint8_t tls;  /* CONN_TLS_* bits; 0 on a plain connection */
-    uint8_t http; /* CONN_HTTP_* bits, while the connection speaks HTTP */
     size_t out_bytes;
     uint64_t last_drain_ms; /* when the output queue last became empty */
     struct conn *prev, *next, *dirty_next, *dead_next;
