@@ -63,11 +63,13 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
 }
 
 static void free_dead(struct conn_set *set);
+static void drop_written(struct conn_set *set);
 
 void conn_set_destroy(struct conn_set *set)
 {
     while (set->all)
         conn_close(set->all);
+    drop_written(set);
     free_dead(set);
     free(set->scratch);
     set->scratch = NULL;
@@ -151,6 +153,24 @@ static void start_linger(struct conn *c);
 static void process_pending(struct conn *c);
 static void read_buffered(struct conn *c);
 
+/* Drops the references gathered for written output (see conn_set.written). */
+static void drop_written(struct conn_set *set)
+{
+    chunk_unref_n(set->written, set->written_n);
+    set->written = NULL;
+    set->written_n = 0;
+}
+
+/* Drops one reference to a written chunk, with the others to the same chunk in a row. */
+static void release_written(struct conn_set *set, struct chunk *chunk)
+{
+    if (chunk != set->written) {
+        drop_written(set);
+        set->written = chunk;
+    }
+    set->written_n++;
+}
+
 /* Drops the first n bytes of the output queue: they were written. */
 static void consumed(struct conn *c, size_t n)
 {
@@ -163,7 +183,7 @@ static void consumed(struct conn *c, size_t n)
             break;
         }
         n -= left;
-        chunk_unref(o->chunk);
+        release_written(c->set, o->chunk);
         c->out_head = (c->out_head + 1) % c->out_cap;
         c->out_count--;
     }
@@ -495,6 +515,7 @@ bool conn_set_flush(struct conn_set *set, size_t max)
         if (c->state == CONN_OPEN || c->state == CONN_FLUSHING)
             flush(c);
     }
+    drop_written(set);
     return set->dirty != NULL;
 }
 

@@ -119,6 +119,11 @@ struct conn_set {
     /* Socket writes (writev calls, TLS records) not yet added to the process's count: added
      * once per turn, so counting costs no shared cache line per write. */
     uint64_t writes;
+    /* References to drop for written output, gathered: a fan-out writes one chunk to thousands
+     * of connections in a row, and dropping them one atomic operation at a time would bounce the
+     * chunk's counter between the workers that all write it. Dropped at the end of a flush. */
+    struct chunk *written;
+    uint32_t written_n;
 };
 
 struct conn {
