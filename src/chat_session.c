@@ -935,8 +935,11 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
     struct local_room *lr = map_get(&cw->rooms, d->room);
     if (!lr)
         return;
-    /* One shared counter update per entry, not per recipient: workers do not contend on it. */
+    /* One shared counter update per entry, not per recipient: workers do not contend on it. So
+     * for the frame's reference count: the references for the members here are taken at once. */
     uint64_t delivered = 0;
+    if (d->rec.ws)
+        chunk_prepay(d->rec.ws, (uint32_t)lr->n);
     /* Writing may close a slow consumer, which edits this list: walk it from the end. */
     for (size_t i = lr->n; i-- > 0;) {
         if (i >= lr->n)
@@ -955,6 +958,7 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
             break; /* that slow consumer was the last member here */
     }
+    chunk_prepay_end();
     metrics_add(METRIC_DELIVERIES, delivered);
 }
 

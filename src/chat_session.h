@@ -61,35 +61,41 @@ struct chat_transport {
 struct chat_session {
     struct conn *conn;
     const struct chat_transport *transport;
+    /* Flags and small counters first and together, so the struct has no holes (see
+     * docs/architecture.md, "Memory of an idle connection"). */
     bool logged_in;
     bool login_pending;
     /* A password op (login or register) is out: input is held, and the login deadline waits
      * for its answer, which says how long it waited for and was in a hasher. */
     bool auth_pending;
-    uint64_t login_paused_ms; /* such time before login: the login deadline moves by it */
     bool guest;
+    bool replay_skipped; /* a message was left to the replay of replay_pending */
+    /* After a live upgrade moved the connection here: the rooms still to be joined again with
+     * the hub (silently, with since), one at a time, before input is read. */
+    bool adopting;
+    uint8_t charged_cids_next;
+    uint32_t
+        joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
+    uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
+    uint32_t ops_out;    /* requests on their way that will be answered (a live upgrade waits) */
+    uint16_t attempts[10];    /* send attempts per second, for the last 10 s */
+    uint64_t login_paused_ms; /* such time before login: the login deadline moves by it */
     uint64_t guest_session;
     int64_t created_ms;
     char user[CHAT_NAME_MAX];
     char user_lc[CHAT_NAME_MAX];
-    struct chat_sroom **rooms;
-    size_t n_rooms, cap_rooms;
-    uint32_t
-        joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
-    uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
     /* The room of a join with since on its way (input is held, so there is at most one): its
      * messages that reach this connection meanwhile are left to that join's replay (rule 22). */
     char replay_pending[CHAT_ROOM_MAX];
-    bool replay_skipped; /* a message was left to that replay */
+    struct chat_sroom **rooms;
+    size_t n_rooms, cap_rooms;
     uint64_t join_counter;
     double tokens; /* send bucket */
     uint64_t refill_ms;
-    uint16_t attempts[10]; /* send attempts per second, for the last 10 s */
     /* Rule 17: the (room, cid) keys of the last sends that paid a token, so a retry is known as
      * one at once, also while the first copy is still on its way to the store. Allocated at the
      * first such send: clients without cids pay nothing for it. */
     uint64_t *charged_cids;
-    uint8_t charged_cids_next;
     uint64_t attempts_sec;
     uint64_t last_typing_ms;
     void *transport_state; /* telnet: its line editor and prompts */
@@ -98,11 +104,7 @@ struct chat_session {
     struct chat_backlog_entry *backlog;
     size_t bl_head, bl_n, bl_cap;
     size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
-    uint32_t ops_out;     /* requests on their way that will be answered (a live upgrade waits) */
     struct chat_pw *pw;   /* the password check on its way, or NULL */
-    /* After a live upgrade moved the connection here: the rooms still to be joined again with
-     * the hub (silently, with since), one at a time, before input is read. */
-    bool adopting;
     size_t adopt_at;
 };
 

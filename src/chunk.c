@@ -31,19 +31,50 @@ struct chunk *chunk_grow(struct chunk *c, size_t cap)
     return c;
 }
 
+/* This thread's prepaid references (chunk_prepay). */
+static _Thread_local struct chunk *prepaid;
+static _Thread_local uint32_t prepaid_n;
+
 struct chunk *chunk_ref(struct chunk *c)
 {
+    if (c == prepaid && prepaid_n > 0) {
+        prepaid_n--;
+        return c;
+    }
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     return c;
 }
 
-void chunk_unref(struct chunk *c)
+void chunk_unref_n(struct chunk *c, uint32_t n)
 {
     /* acq_rel: the freeing thread must see every write made before other threads let go. */
-    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+    if (c && n && atomic_fetch_sub_explicit(&c->refs, n, memory_order_acq_rel) == n) {
         chunk_unref(atomic_load_explicit(&c->alt, memory_order_relaxed));
         free(c);
     }
+}
+
+void chunk_unref(struct chunk *c)
+{
+    chunk_unref_n(c, 1);
+}
+
+void chunk_prepay(struct chunk *c, uint32_t n)
+{
+    chunk_prepay_end();
+    if (!c || n == 0)
+        return;
+    atomic_fetch_add_explicit(&c->refs, n, memory_order_relaxed);
+    prepaid = c;
+    prepaid_n = n;
+}
+
+void chunk_prepay_end(void)
+{
+    if (prepaid && prepaid_n > 0)
+        chunk_unref_n(prepaid, prepaid_n);
+    prepaid = NULL;
+    prepaid_n = 0;
 }
 
 struct chunk *chunk_alt(struct chunk *c)

@@ -39,6 +39,18 @@ struct chunk *chunk_ref(struct chunk *c);
 
 /* Drops one reference; the last one frees the chunk (and its alternative form). NULL is ignored. */
 void chunk_unref(struct chunk *c);
+/* Drops n references at once (one atomic operation); as chunk_unref otherwise. */
+void chunk_unref_n(struct chunk *c, uint32_t n);
+
+/*
+ * Fan-out without a shared cache line per recipient: chunk_prepay(c, n) takes n references to c
+ * in one atomic operation, on behalf of the calling thread; its next n chunk_ref(c) calls take
+ * one of those instead of touching c's counter, which the other workers touch too.
+ * chunk_prepay_end() gives back what was not used (one operation). The caller holds a reference
+ * of its own throughout, so giving back never frees. One prepaid chunk per thread at a time.
+ */
+void chunk_prepay(struct chunk *c, uint32_t n);
+void chunk_prepay_end(void);
 
 /*
  * Returns c's alternative form, or NULL when none was published yet. The

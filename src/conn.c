@@ -39,6 +39,12 @@ bool conn_is_tls(const struct conn *c)
 
 static atomic_size_t open_count[CONN_TRANSPORTS];
 static atomic_uint_fast64_t next_id = 1;
+static atomic_uint_fast64_t writes_total;
+
+uint64_t conn_writes(void)
+{
+    return atomic_load_explicit(&writes_total, memory_order_relaxed);
+}
 
 size_t conn_count(enum conn_transport t)
 {
@@ -57,11 +63,13 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
 }
 
 static void free_dead(struct conn_set *set);
+static void drop_written(struct conn_set *set);
 
 void conn_set_destroy(struct conn_set *set)
 {
     while (set->all)
         conn_close(set->all);
+    drop_written(set);
     free_dead(set);
     free(set->scratch);
     set->scratch = NULL;
@@ -145,6 +153,24 @@ static void start_linger(struct conn *c);
 static void process_pending(struct conn *c);
 static void read_buffered(struct conn *c);
 
+/* Drops the references gathered for written output (see conn_set.written). */
+static void drop_written(struct conn_set *set)
+{
+    chunk_unref_n(set->written, set->written_n);
+    set->written = NULL;
+    set->written_n = 0;
+}
+
+/* Drops one reference to a written chunk, with the others to the same chunk in a row. */
+static void release_written(struct conn_set *set, struct chunk *chunk)
+{
+    if (chunk != set->written) {
+        drop_written(set);
+        set->written = chunk;
+    }
+    set->written_n++;
+}
+
 /* Drops the first n bytes of the output queue: they were written. */
 static void consumed(struct conn *c, size_t n)
 {
@@ -157,7 +183,7 @@ static void consumed(struct conn *c, size_t n)
             break;
         }
         n -= left;
-        chunk_unref(o->chunk);
+        release_written(c->set, o->chunk);
         c->out_head = (c->out_head + 1) % c->out_cap;
         c->out_count--;
     }
@@ -175,6 +201,7 @@ static int write_plain(struct conn *c)
             iov[n].iov_len = o->end - o->off;
         }
         ssize_t w = writev(c->fd, iov, n);
+        c->set->writes++;
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -226,6 +253,7 @@ static int write_tls(struct conn *c, struct ssl_st *ssl)
             p = c->set->tls_gather;
         }
         ssize_t w = tls_write(ssl, p, n);
+        c->set->writes++;
         if (w > 0) {
             consumed(c, (size_t)w);
             continue;
@@ -470,14 +498,33 @@ static void free_dead(struct conn_set *set)
     }
 }
 
-void conn_set_before_sleep(struct conn_set *set)
+void conn_set_sweep(struct conn_set *set)
 {
-    while (set->dirty) {
+    uint64_t now = loop_now(set->loop);
+    for (struct conn *c = set->all; c; c = c->next)
+        if (c->out && c->out_count == 0 && now - c->last_drain_ms >= 1000)
+            drop_output(c);
+}
+
+bool conn_set_flush(struct conn_set *set, size_t max)
+{
+    for (size_t i = 0; i < max && set->dirty; i++) {
         struct conn *c = set->dirty;
         set->dirty = c->dirty_next;
         c->is_dirty = false;
         if (c->state == CONN_OPEN || c->state == CONN_FLUSHING)
             flush(c);
+    }
+    drop_written(set);
+    return set->dirty != NULL;
+}
+
+void conn_set_before_sleep(struct conn_set *set)
+{
+    conn_set_flush(set, SIZE_MAX);
+    if (set->writes) {
+        atomic_fetch_add_explicit(&writes_total, set->writes, memory_order_relaxed);
+        set->writes = 0;
     }
     free_dead(set);
 }

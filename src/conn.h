@@ -97,10 +97,8 @@ struct conn_ws {
     struct ws_inflater *inflater; /* while a compressed message is being received, or NULL */
     uint64_t last_ping_ms;
     uint64_t opened_ms;
-    uint8_t endpoint; /* which WebSocket endpoint: see ws_session.h */
-    uint8_t
-        deflate_bits; /* permessage-deflate: our window limit (8..15), or 0 when not negotiated */
-    bool hold_at_end; /* a live upgrade holds input once the compressed message under way ends */
+    /* Its one-byte fields (endpoint, deflate window, hold) live in struct conn's flags, where
+     * they fill a hole instead of making one here. */
 };
 
 /* The connections of one worker thread. */
@@ -118,36 +116,52 @@ struct conn_set {
     /* -1, or the goodbye (enum conn_goodbye) the server is saying: a TLS connection that
      * finishes its handshake meanwhile gets it as soon as its session starts. */
     int8_t goodbye;
+    /* Socket writes (writev calls, TLS records) not yet added to the process's count: added
+     * once per turn, so counting costs no shared cache line per write. */
+    uint64_t writes;
+    /* References to drop for written output, gathered: a fan-out writes one chunk to thousands
+     * of connections in a row, and dropping them one atomic operation at a time would bounce the
+     * chunk's counter between the workers that all write it. Dropped at the end of a flush. */
+    struct chunk *written;
+    uint32_t written_n;
 };
 
 struct conn {
-    struct loop_watch watch;
+    struct loop_watch watch; /* first: the loop hands us this pointer */
     struct conn_set *set;
     const struct conn_handler *handler;
     int fd;
+    uint32_t events; /* what epoll watches for now */
+    /* Flags and small fields together, so the struct has no holes (it is most of the memory of
+     * an idle connection: see docs/architecture.md, "Memory of an idle connection"). */
     uint8_t state;
     uint8_t transport;
-    uint32_t events; /* what epoll watches for now */
+    uint8_t io_hold; /* CONN_HOLD_* bits: a live upgrade holds this connection's I/O */
+    uint8_t tls;     /* CONN_TLS_* bits; 0 on a plain connection */
+    uint8_t http;    /* CONN_HTTP_* bits, while the connection speaks HTTP */
     bool reading_paused;
     bool input_held;   /* the session awaits a result before it may read on */
-    uint8_t io_hold;   /* CONN_HOLD_* bits: a live upgrade holds this connection's I/O */
     bool moved;        /* its session lives on in another process: leave without a word */
     bool parked_timer; /* parked with its timer armed (at timer.due_ms) */
     bool want_write;
     bool is_dirty;
+    bool peer_counted; /* counted under peer_key in peers.c while open */
+    bool via_proxy;    /* accepted from a --trusted-proxy: the client is in X-Forwarded-For */
+    /* WebSocket state (with u.ws): which endpoint (see ws_session.h); permessage-deflate's window
+     * limit for us (8..15), or 0 when not negotiated; a live upgrade holds input once the
+     * compressed message under way ends. */
+    uint8_t ws_endpoint;
+    uint8_t ws_deflate_bits;
+    bool ws_hold_at_end;
+    uint32_t in_len, in_cap;
+    uint32_t out_head, out_count, out_cap;
     uint64_t id;
     uint64_t peer_key;   /* the client's address (addr_key), or 0 when it has none */
     uint64_t net_key;    /* the client's network (addr_net_key): what logins are throttled by */
-    bool peer_counted;   /* counted under peer_key in peers.c while open */
-    bool via_proxy;      /* accepted from a --trusted-proxy: the client is in X-Forwarded-For */
     uint64_t last_rx_ms; /* when bytes last arrived */
     struct timer timer;
-    uint8_t *in; /* unparsed input, or NULL */
-    uint32_t in_len, in_cap;
+    uint8_t *in;          /* unparsed input, or NULL */
     struct conn_out *out; /* ring of queued output, or NULL */
-    uint32_t out_head, out_count, out_cap;
-    uint8_t tls;  /* CONN_TLS_* bits; 0 on a plain connection */
-    uint8_t http; /* CONN_HTTP_* bits, while the connection speaks HTTP */
     size_t out_bytes;
     uint64_t last_drain_ms; /* when the output queue last became empty */
     struct conn *prev, *next, *dirty_next, *dead_next;
@@ -181,6 +195,18 @@ struct conn {
 
 void conn_set_init(struct conn_set *set, struct loop *loop, void *owner);
 void conn_set_destroy(struct conn_set *set);
+/*
+ * Writes the queued output of up to max connections (SIZE_MAX: all). Returns true if some are
+ * left. Output queued meanwhile for a connection not yet written joins its write, so a caller
+ * that handles new deliveries between calls sends more messages per write.
+ */
+bool conn_set_flush(struct conn_set *set, size_t max);
+/*
+ * Gives back the output rings kept by connections whose queue has been empty for a second or more
+ * (a busy connection keeps its ring between writes: see flush in conn.c), so a burst of traffic
+ * leaves nothing behind. Call every few seconds; it walks every connection of the set.
+ */
+void conn_set_sweep(struct conn_set *set);
 /* Flushes queued output and frees dead connections: call before the loop sleeps. */
 void conn_set_before_sleep(struct conn_set *set);
 
@@ -267,5 +293,7 @@ static inline uint64_t conn_now(const struct conn *c)
 
 /* Connections open now in the whole process, by transport. */
 size_t conn_count(enum conn_transport t);
+/* Socket writes (writev calls, TLS records) made so far by the whole process. */
+uint64_t conn_writes(void);
 
 #endif

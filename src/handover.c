@@ -111,7 +111,7 @@ static void release_input(struct conn *c)
     if (c->state != CONN_OPEN)
         return;
     if (ws_session_owns(c))
-        c->u.ws.hold_at_end = false;
+        c->ws_hold_at_end = false;
     conn_hold_io(c, c->io_hold & (uint8_t)~CONN_HOLD_READ);
 }
 

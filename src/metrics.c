@@ -159,6 +159,11 @@ struct chunk *metrics_render(uint64_t uptime_s)
             METRIC_MESSAGES_ACCEPTED);
     counter(&o, "parley_deliveries_total", "Message events queued to connections.",
             METRIC_DELIVERIES);
+    put(&o,
+        "# HELP parley_socket_writes_total Socket writes (writev calls, TLS records): with "
+        "parley_deliveries_total, how well output is coalesced.\n"
+        "# TYPE parley_socket_writes_total counter\nparley_socket_writes_total %llu\n",
+        (unsigned long long)conn_writes());
     counter(&o, "parley_rate_limited_total", "Requests refused by the rate limit.",
             METRIC_RATE_LIMITED);
     counter(&o, "parley_slow_consumers_total", "Connections closed for not reading their output.",

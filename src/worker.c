@@ -15,8 +15,14 @@
 #include "ws_deflate.h"
 
 #define ACCEPT_BATCH 64
+/* Connections written between two looks at the mailbox during a flush: a look costs two atomic
+ * loads when nothing came; a fan-out to thousands takes milliseconds to write. */
+#define FLUSH_SLICE 64
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
+/* How often buffers kept for busy connections that went quiet are given back, and worker 0 asks
+ * whether the heap's peak is worth giving back (alloc_trim). */
+#define HEAP_TICK_MS 5000
 
 /* Dead peers are found by the kernel (rule 33: telnet has no idle timeout by default): a silent
  * connection is probed after a minute, and one whose sent data stays unacknowledged for two
@@ -41,11 +47,51 @@ static void tune_accepted(int fd)
 
 static void on_goodbye_tick(struct timer *t);
 
+static void on_heap_tick(struct timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, heap_tick));
+    conn_set_sweep(&w->conns);
+    /* One thread asks for the whole process: the heap's arenas are shared by all threads. */
+    if (w->id == 0) {
+        size_t freed = alloc_trim();
+        if (freed)
+            log_info("msg=heap_trimmed worker=%d released_kib=%zu", w->id, freed >> 10);
+    }
+    timer_start(w->loop, t, loop_now(w->loop) + HEAP_TICK_MS);
+}
+
+/*
+ * Handles the deliveries and results that came while this turn's output was being written, so
+ * that connections not yet written carry them in the same write: a message reaching a worker
+ * midway through a large fan-out goes out with it to the rest instead of a turn later, and the
+ * next message follows sooner. Other mail (a stop, a handover step) waits for the next turn, and
+ * the mail behind it too. Returns true if any mail was handled.
+ */
+static bool mail_between_flushes(struct worker *w)
+{
+    bool handled = false;
+    struct mail *m;
+    while (!w->held_mail && (m = mailbox_take(&w->mailbox))) {
+        if (m->kind != MAIL_DELIVER && m->kind != MAIL_OP) {
+            w->held_mail = m;
+            break;
+        }
+        w->on_mail(w, m);
+        handled = true;
+    }
+    return handled;
+}
+
 static void before_sleep(void *arg)
 {
     struct worker *w = arg;
     if (w->on_tick)
         w->on_tick(w);
+    bool mailed = false;
+    while (conn_set_flush(&w->conns, FLUSH_SLICE))
+        mailed |= mail_between_flushes(w);
+    if (mailed || w->held_mail)
+        loop_wake_soon(w->loop); /* the tick and the mailbox's watch see it all next turn */
     conn_set_before_sleep(&w->conns);
     if (w->stopping && w->conns.count == 0)
         loop_stop(w->loop);
@@ -56,7 +102,10 @@ static void on_mailbox(struct loop_watch *watch, uint32_t events)
     (void)events;
     struct worker *w = (struct worker *)((char *)watch - offsetof(struct worker, mailbox_watch));
     mailbox_ack(&w->mailbox);
-    struct mail *m;
+    struct mail *m = w->held_mail;
+    w->held_mail = NULL;
+    if (m)
+        w->on_mail(w, m);
     while ((m = mailbox_take(&w->mailbox)))
         w->on_mail(w, m);
 }
@@ -80,12 +129,16 @@ int worker_init(struct worker *w, int id, const struct config *cfg)
     loop_set_before_sleep(w->loop, before_sleep, w);
     timer_init(&w->stop_deadline, NULL);
     timer_init(&w->goodbye_tick, on_goodbye_tick);
+    timer_init(&w->heap_tick, on_heap_tick);
     return 0;
 }
 
 void worker_destroy(struct worker *w, void (*drop)(struct mail *m))
 {
     conn_set_destroy(&w->conns);
+    if (w->held_mail)
+        drop(w->held_mail);
+    w->held_mail = NULL;
     if (w->mailbox.efd >= 0) {
         struct mail *m;
         while ((m = mailbox_take(&w->mailbox)))
@@ -177,6 +230,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     w->accepting = !w->accept_later;
+    timer_start(w->loop, &w->heap_tick, loop_now(w->loop) + HEAP_TICK_MS);
     for (int i = 0; i < w->n_listeners && w->accepting; i++)
         loop_watch_add(w->loop, w->listeners[i]->fd, EPOLLIN, &w->listeners[i]->watch);
     loop_run(w->loop);

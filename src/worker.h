@@ -39,6 +39,9 @@ struct worker {
     struct conn_set conns;
     struct mailbox mailbox;
     struct loop_watch mailbox_watch;
+    /* Taken from the mailbox during a flush but not handled there (not a delivery or a result):
+     * handled first next turn, before the rest of the mailbox, so mail keeps its order. */
+    struct mail *held_mail;
     struct listener **listeners; /* usually one per port; more when given several sockets */
     int n_listeners;
     bool accepting;    /* watching the listeners (not during an upgrade's handover) */
@@ -46,6 +49,7 @@ struct worker {
     bool stopping;
     bool keep_listeners; /* stopping for a new process: the sockets stay open for it */
     struct timer stop_deadline;
+    struct timer heap_tick; /* every few seconds: idle connections' buffers, the heap's peak */
     /* Goodbyes spread over time (a drain): said so far, of how many, from when, over how long. */
     struct timer goodbye_tick;
     size_t goodbyes_said, goodbyes_total;

@@ -70,7 +70,7 @@ static struct chunk *shared_twin(struct conn *c, struct chunk *ch, uint8_t opcod
 void ws_session_send_data(struct conn *c, struct chunk *ch, size_t off, size_t payload_off,
                           size_t end, bool shared)
 {
-    unsigned bits = c->u.ws.deflate_bits;
+    unsigned bits = c->ws_deflate_bits;
     size_t n = end - payload_off;
     if (bits == 0 || n == 0 || n < cfg_of(c)->deflate_threshold) {
         conn_send(c, ch, off, end);
@@ -194,7 +194,7 @@ static void message_done(struct conn *c, uint8_t opcode)
     if (!msg)
         msg = chunk_new(WS_MAX_HEADER);
     size_t len = msg->len;
-    if (ws->endpoint == WS_ENDPOINT_ECHO) {
+    if (c->ws_endpoint == WS_ENDPOINT_ECHO) {
         uint8_t hdr[WS_MAX_HEADER];
         size_t h = ws_frame_header_write(hdr, true, opcode, len);
         memcpy(msg->data + WS_MAX_HEADER - h, hdr, h);
@@ -237,9 +237,9 @@ static void on_compressed(struct conn *c, const struct ws_event *ev)
     ws_inflater_give(zpool_of(c), ws->inflater);
     ws->inflater = NULL;
     metrics_add(METRIC_INFLATED, 1);
-    if (ws->hold_at_end) {
+    if (c->ws_hold_at_end) {
         /* A live upgrade waited for this message's end: the rest stays in the socket. */
-        ws->hold_at_end = false;
+        c->ws_hold_at_end = false;
         conn_hold_io(c, c->io_hold | CONN_HOLD_READ);
     }
     message_done(c, ev->opcode);
@@ -247,7 +247,7 @@ static void on_compressed(struct conn *c, const struct ws_event *ev)
 
 static void on_data(struct conn *c, const struct ws_event *ev)
 {
-    if (c->u.ws.endpoint == WS_ENDPOINT_CHAT && ev->opcode == WS_OP_BINARY) {
+    if (c->ws_endpoint == WS_ENDPOINT_CHAT && ev->opcode == WS_OP_BINARY) {
         ws_session_close(c, WS_CLOSE_UNSUPPORTED, "binary messages are not accepted");
         return;
     }
@@ -312,7 +312,7 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 static uint64_t login_deadline(struct conn *c)
 {
     struct chat_session *s = c->session;
-    if (c->u.ws.endpoint != WS_ENDPOINT_CHAT || (s && s->logged_in))
+    if (c->ws_endpoint != WS_ENDPOINT_CHAT || (s && s->logged_in))
         return UINT64_MAX;
     uint64_t paused = chat_session_login_pause(c);
     if (paused == UINT64_MAX)
@@ -401,9 +401,9 @@ void ws_session_start(struct conn *c, enum ws_endpoint ep, unsigned deflate_bits
     ws_reader_init(&c->u.ws.reader, cfg_of(c)->max_message);
     if (deflate_bits) {
         ws_reader_use_deflate(&c->u.ws.reader);
-        c->u.ws.deflate_bits = (uint8_t)deflate_bits;
+        c->ws_deflate_bits = (uint8_t)deflate_bits;
     }
-    c->u.ws.endpoint = (uint8_t)ep;
+    c->ws_endpoint = (uint8_t)ep;
     c->u.ws.last_ping_ms = conn_now(c);
     c->u.ws.opened_ms = conn_now(c);
     c->handler = &ws_handler;
@@ -424,7 +424,7 @@ bool ws_session_owns(const struct conn *c)
 void ws_session_hold_input(struct conn *c)
 {
     if (c->u.ws.inflater)
-        c->u.ws.hold_at_end = true;
+        c->ws_hold_at_end = true;
     else
         conn_hold_io(c, c->io_hold | CONN_HOLD_READ);
 }
@@ -444,8 +444,8 @@ void ws_session_save(struct conn *c, struct hr_writer *w)
     const struct conn_ws *ws = &c->u.ws;
     const struct ws_reader *r = &ws->reader;
     uint64_t now = conn_now(c);
-    hr_u64(w, HR_WS_ENDPOINT, ws->endpoint);
-    hr_u64(w, HR_WS_DEFLATE_BITS, ws->deflate_bits);
+    hr_u64(w, HR_WS_ENDPOINT, c->ws_endpoint);
+    hr_u64(w, HR_WS_DEFLATE_BITS, c->ws_deflate_bits);
     hr_u64(w, HR_WS_PING_AGE_MS, now - ws->last_ping_ms);
     hr_u64(w, HR_WS_OPEN_AGE_MS, now - ws->opened_ms);
     hr_open(w, HR_WS_READER);
@@ -483,8 +483,8 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
     conn_set_transport(c, CONN_WEBSOCKET);
     ws->reader = rec->ws_reader;
     ws->reader.max_message = cfg->max_message;
-    ws->endpoint = rec->ws_endpoint;
-    ws->deflate_bits = rec->ws_deflate_bits;
+    c->ws_endpoint = rec->ws_endpoint;
+    c->ws_deflate_bits = rec->ws_deflate_bits;
     ws->last_ping_ms = now > rec->ws_ping_age_ms ? now - rec->ws_ping_age_ms : 0;
     ws->opened_ms = now > rec->ws_open_age_ms ? now - rec->ws_open_age_ms : 0;
     const struct ws_reader *r = &ws->reader;
@@ -492,7 +492,7 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
         *why = "the WebSocket reader's state is not one it can be in";
         return -1;
     }
-    if (r->deflate != (ws->deflate_bits != 0) || (ws->deflate_bits && !cfg->deflate)) {
+    if (r->deflate != (c->ws_deflate_bits != 0) || (c->ws_deflate_bits && !cfg->deflate)) {
         *why = "compression agreed that this server does not do";
         return -1;
     }
@@ -509,7 +509,7 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
     if (has_msg)
         append_piece(c, rec->ws_msg.p, rec->ws_msg.n);
     if (rec->has_chat) {
-        if (ws->endpoint != WS_ENDPOINT_CHAT) {
+        if (c->ws_endpoint != WS_ENDPOINT_CHAT) {
             *why = "a chat session on the echo endpoint";
             return -1;
         }

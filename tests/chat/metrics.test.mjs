@@ -1,8 +1,9 @@
 // /metrics: Prometheus text with the chat counters, gauges and histograms, and they move.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { startChatServer } from './lib/server.mjs';
-import { PASSWORD, connect, guest, uniqRoom, user } from './lib/chat.mjs';
+import { PASSWORD, connect, eventually, guest, uniqRoom, user } from './lib/chat.mjs';
 import { TelnetClient, telnetLogin } from './lib/telnet.mjs';
 import { has, scrape, select, sum } from './lib/metrics.mjs';
 import { EVENT_TIMEOUT } from '../blackbox/lib/util.mjs';
@@ -22,6 +23,7 @@ const NAMES = [
   'parley_deliveries_total',
   'parley_rate_limited_total',
   'parley_slow_consumers_total',
+  'parley_socket_writes_total',
 ];
 
 const wsSeries = (m) => select(m, 'parley_connections').filter((s) => /^(ws|websocket)$/.test(s.labels.transport));
@@ -185,4 +187,37 @@ test('password checks: throttled logins by reason, the hasher queue, hashes in p
   assert.equal(sum(after, 'parley_auth_hashes_total'), hashed + 2, 'a registration and a login');
   assert.equal(sum(after, 'parley_auth_wait_seconds_count'), before + 2);
   assert.ok(sum(after, 'parley_auth_hashes_in_progress_max') >= 1);
+});
+
+// Messages that reach a connection together leave in one write, not one write each: K sends
+// reach the server while it is stopped (SIGSTOP), so it reads them in one go, stores them in one
+// commit and delivers them to both members in one turn.
+test('parley_socket_writes_total: messages delivered together leave in one write per connection', async (t) => {
+  const room = uniqRoom('coalesce');
+  const a = await user(server, t);
+  const b = await user(server, t);
+  for (const x of [a, b]) await x.join(room);
+  const K = 40;
+  const writes = (m) => sum(m, 'parley_socket_writes_total');
+  const deliveries = (m) => sum(m, 'parley_deliveries_total');
+  const m0 = await scrape(server);
+  const state = () => readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1][0];
+  server.proc.kill('SIGSTOP');
+  t.after(() => server.proc.kill('SIGCONT'));
+  let acks;
+  try {
+    await eventually(() => state() === 'T', EVENT_TIMEOUT, 'the server to stop');
+    acks = Array.from({ length: K }, (_, i) => a.say(room, `together ${i}`));
+    await eventually(() => a.ws.bufferedAmount === 0, EVENT_TIMEOUT, 'the sends to be in the socket');
+  } finally {
+    server.proc.kill('SIGCONT');
+  }
+  await Promise.all(acks);
+  for (const x of [a, b]) await x.messages(room, K);
+  const m1 = await scrapeUntil(deliveries, deliveries(m0) + 2 * K, 'deliveries');
+  assert.ok(deliveries(m1) - deliveries(m0) >= 2 * K, 'fewer deliveries than messages x members');
+  const w = writes(m1) - writes(m0);
+  assert.ok(w > 0, 'no socket write counted');
+  // One write per message per member would be 2K (3K with the acks), besides the scrapes' own.
+  assert.ok(w < K, `${w} socket writes for ${2 * K} deliveries and ${K} acks`);
 });
