@@ -86,6 +86,7 @@ bench:
 	node bench/login_attack.mjs 5
 	node bench/loadgen.mjs rooms -n 5000 --rooms 250 --send-rate 500 --duration 10
 	node bench/loadgen.mjs storm -n 5000 --rooms 250 --send-rate 500 --duration 5
+	node bench/hotpath.mjs --pairs 2 -n 5000 --messages 1000 --inflight 4
 	node bench/upgrade.mjs 1000 250
 
 clean:
