@@ -210,6 +210,8 @@ static void collect(struct worker *w)
     if (waiting == 0 || late) {
         m->final = true;
         m->busy_left = waiting;
+        for (struct conn *c = w->conns.all; c; c = c->next)
+            m->stayed += c->state == CONN_OPEN;
         h->collecting = false;
         h->freezing = false;
         timer_stop(w->loop, &h->deadline);

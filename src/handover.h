@@ -73,6 +73,7 @@ struct handover_mail {
     bool ok;          /* ADOPTED */
     const char *why;  /* ADOPTED: why not (static text) */
     size_t busy_left; /* COLLECTED (final): connections still busy at the deadline, left here */
+    size_t stayed;    /* COLLECTED (final): open connections left here (busy, TLS), to be drained */
     /* COLLECTED: what the records carry, for the log: output not yet written, replays not yet
      * read, password checks to submit again, input cut in the middle (a frame, a line, a
      * request) */

@@ -63,7 +63,7 @@ static struct {
     /* old: collecting and sending */
     bool collecting;
     int finals;
-    uint64_t busy_left, out_bytes, replays, logins, partial;
+    uint64_t busy_left, stayed, out_bytes, replays, logins, partial;
     struct handover_mail **mails;
     size_t n_mails;
     struct out_rec *recs;
@@ -224,6 +224,7 @@ static void collected(struct handover_mail *m)
     if (m->final) {
         L.finals++;
         L.busy_left += m->busy_left;
+        L.stayed += m->stayed;
     }
     live_writable();
 }
@@ -263,8 +264,10 @@ static bool try_done(void)
         L.acked < L.n_batches)
         return false;
     uint64_t handed = L.n_recs - L.refused;
-    size_t open = server_connections();
-    uint64_t drained = open > handed ? open - handed : 0;
+    /* Counted from what the workers kept and what was refused, not from the connections open
+     * now: a refused one may already have been closed (it sent a write this process may no
+     * longer make), and connections moved are freed a turn later. */
+    uint64_t drained = L.refused + L.stayed;
     char payload[96];
     snprintf(payload, sizeof payload, "handed=%llu drained=%llu", (unsigned long long)handed,
              (unsigned long long)drained);
