@@ -338,6 +338,19 @@ static enum proto_error validate_join(struct check *ck)
     return room_name(ck, &rf);
 }
 
+/* A `limit` field (history, who, rooms), if present: 1..LIMIT_MAX into req->limit. */
+static enum proto_error read_limit(struct check *ck)
+{
+    json_t *limit = field(ck, "limit");
+    if (limit) {
+        uint64_t l;
+        if (!get_whole(limit, &l) || l < 1 || l > LIMIT_MAX)
+            return fail(ck, PROTO_BAD_REQUEST, "limit must be an integer from 1 to 200");
+        ck->req->limit = (unsigned)l;
+    }
+    return PROTO_OK;
+}
+
 /* who and rooms (rules 84, 85): a page of entries after `after` (any string), at most `limit`. */
 static enum proto_error validate_page(struct check *ck)
 {
@@ -348,14 +361,7 @@ static enum proto_error validate_page(struct check *ck)
         if (!req->after)
             return fail(ck, PROTO_BAD_REQUEST, "after must be a string");
     }
-    json_t *limit = field(ck, "limit");
-    if (limit) {
-        uint64_t l;
-        if (!get_whole(limit, &l) || l < 1 || l > LIMIT_MAX)
-            return fail(ck, PROTO_BAD_REQUEST, "limit must be an integer from 1 to 200");
-        req->limit = (unsigned)l;
-    }
-    return PROTO_OK;
+    return read_limit(ck);
 }
 
 static enum proto_error validate_who(struct check *ck)
@@ -382,13 +388,9 @@ static enum proto_error validate_history(struct check *ck)
             return fail(ck, PROTO_BAD_REQUEST, "before must be an integer >= 1");
         req->has_before = true;
     }
-    json_t *limit = field(ck, "limit");
-    if (limit) {
-        uint64_t l;
-        if (!get_whole(limit, &l) || l < 1 || l > LIMIT_MAX)
-            return fail(ck, PROTO_BAD_REQUEST, "limit must be an integer from 1 to 200");
-        req->limit = (unsigned)l;
-    }
+    e = read_limit(ck);
+    if (e != PROTO_OK)
+        return e;
     return room_name(ck, &rf);
 }
 
