@@ -5,8 +5,12 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { encodeFrame, parseFrame, OP } from '../../blackbox/lib/rawws.mjs';
+import { ms } from '../../chat/lib/chat.mjs';
 
 const LINE_END = Buffer.from('\r\n');
+// How long a send may wait for its ack (or a telnet line for its echo) before it counts as lost:
+// far beyond any upgrade's pause, so that a lost reply fails the test instead of hanging it.
+const REPLY_MS = ms(60000);
 
 // A WebSocket chat client that logs in as a guest and joins one room.
 export class WsRider {
@@ -100,7 +104,17 @@ export class WsRider {
   request(obj, { split } = {}) {
     const id = this.nextId++;
     const frame = encodeFrame({ opcode: OP.TEXT, payload: JSON.stringify({ ...obj, id }) });
-    const p = new Promise((resolve) => this.pending.set(id, resolve));
+    const p = new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(id)) return;
+        this.problems.push(`${this.name}: no reply to ${obj.type} ${id} in ${REPLY_MS} ms`);
+        resolve(null);
+      }, REPLY_MS);
+      this.pending.set(id, (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      });
+    });
     if (split) {
       const cut = Math.floor(frame.length / 2);
       this.socket.write(frame.subarray(0, cut));
@@ -195,11 +209,22 @@ export class TelnetRider {
 
   // Resolves once pred(line) holds for a line received from now on (or, for a prompt, re
   // matches the unterminated rest).
-  #until(pred, re) {
+  // Resolves true once a line matches pred (or the unterminated rest matches re), false after
+  // timeoutMs if given.
+  #until(pred, re, timeoutMs) {
     return new Promise((resolve) => {
       const test = (line, partial) => (re ? re.test(partial) : pred(line));
       if (re && re.test(this.partial)) return resolve(true);
-      this.waiters.push({ test, resolve });
+      const waiter = { test, resolve };
+      this.waiters.push(waiter);
+      if (timeoutMs) {
+        setTimeout(() => {
+          const i = this.waiters.indexOf(waiter);
+          if (i < 0) return;
+          this.waiters.splice(i, 1);
+          resolve(false);
+        }, timeoutMs);
+      }
     });
   }
 
@@ -207,7 +232,7 @@ export class TelnetRider {
   async sendOne(split) {
     const k = ++this.sent;
     const text = `${this.name} types ${k}`;
-    const echoed = this.#until((l) => l === `[#${this.room}] ${this.name}: ${text}`);
+    const echoed = this.#until((l) => l === `[#${this.room}] ${this.name}: ${text}`, undefined, REPLY_MS);
     const bytes = Buffer.concat([Buffer.from(text), LINE_END]);
     if (split) {
       const cut = Math.floor(bytes.length / 2);
@@ -216,7 +241,7 @@ export class TelnetRider {
     } else {
       this.socket.write(bytes);
     }
-    if (!(await echoed)) this.problems.push(`${this.name}: "${text}" never echoed`);
+    if (!(await echoed)) this.problems.push(`${this.name}: "${text}" not echoed in ${REPLY_MS} ms`);
   }
 
   async quit() {
