@@ -1689,10 +1689,7 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     if (req->after) {
         /* Lower-cased, and cut to what can order names and rooms (chat.h). */
         size_t n = req->after_len < CHAT_NAME_MAX - 1 ? req->after_len : CHAT_NAME_MAX - 1;
-        for (size_t i = 0; i < n; i++) {
-            char ch = req->after[i];
-            op->after[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-        }
+        text_lower(req->after, n, op->after);
         op->after_len = (uint8_t)n;
         op->has_after = true;
     }
