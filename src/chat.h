@@ -154,6 +154,7 @@ struct chat_op {
     bool over_rate;         /* no token was left: rate_limited, if nothing else applies (rule 75) */
     uint8_t bucket;         /* which bucket charged took a token from (CHAT_BUCKET_*) */
     bool telnet_history;    /* history for telnet: deleted messages left out (rule 76) */
+    bool newest_own;        /* telnet's /edit, /delete: target the requester's newest message */
     char *mentions;         /* send, edit: the mentioned names joined by ' ' (rule 57), owned */
     char target_from[CHAT_NAME_MAX]; /* edit, delete: the message's author as shown */
     char why_buf[112];               /* an error message made for this op (why points here) */

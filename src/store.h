@@ -147,6 +147,8 @@ struct store_ops {
      * an error. Each must not read. */
     int (*history)(struct store *s, const char *room, uint64_t before, int64_t min_ts,
                    unsigned limit, bool with_deleted, store_msg_cb each, void *arg);
+    /* The newest message of room stored by identity and not deleted: 0 and *seq, or -ENOENT. */
+    int (*newest_own)(struct store *s, const char *room, const char *identity, uint64_t *seq);
     /* The seq of room's keep-th newest message: 0 and *seq, or -ENOENT when it has fewer. */
     int (*retention_cut)(struct store *s, const char *room, uint64_t keep, uint64_t *seq);
     /* Rule 51: the events and reactions of identity `guest` outside dm rooms become the

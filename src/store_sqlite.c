@@ -181,6 +181,7 @@ enum stmt {
     ST_TRIM_REACTIONS,
     ST_CLAIM_EVENTS,
     ST_CLAIM_REACTIONS,
+    ST_NEWEST_OWN,
     ST_COUNT
 };
 
@@ -266,6 +267,8 @@ static const char *const stmt_sql[ST_COUNT] = {
      * account, except in dm rooms (rule 40). */
     [ST_CLAIM_EVENTS] = "UPDATE events SET identity = ?2, sender = ?3, sender_lc = lower(?3)"
                         " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    [ST_NEWEST_OWN] = "SELECT MAX(seq) FROM events WHERE identity = ?2 AND room = ?1"
+                      " AND type = 'message' AND deleted = 0",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
 };
@@ -1020,6 +1023,27 @@ static int sq_retention_cut(struct store *s, const char *room, uint64_t keep, ui
     return ret == -ENOENT ? ret : note(ss, ret);
 }
 
+static int sq_newest_own(struct store *s, const char *room, const char *identity, uint64_t *seq)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0)
+        return ret;
+    sqlite3_stmt *st = ss->st[ST_NEWEST_OWN];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_text(st, 2, identity, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(st, 0); /* MAX() of no rows is NULL, read as 0 */
+        ret = *seq ? 0 : -ENOENT;
+    } else {
+        ret = fail(ss->db, "newest_own", rc);
+    }
+    done(st);
+    return ret == -ENOENT ? ret : note(ss, ret);
+}
+
 static int sq_claim_guest(struct store *s, const char *guest, const char *account,
                           const char *name)
 {
@@ -1185,6 +1209,7 @@ static const struct store_ops sqlite_ops = {
     .history = sq_history,
     .retention_cut = sq_retention_cut,
     .claim_guest = sq_claim_guest,
+    .newest_own = sq_newest_own,
     .checkpoint = sq_checkpoint,
     .user_create = sq_user_create,
     .user_get = sq_user_get,

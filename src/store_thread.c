@@ -187,6 +187,18 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         if (rc != -ENOENT)
             return rc;
     }
+    if (op->newest_own) {
+        /* Telnet's /edit and /delete: the requester's newest message here (rule 77). */
+        rc = db->ops->newest_own(db, op->room, me, &op->target);
+        if (rc == -ENOENT) {
+            snprintf(op->why_buf, sizeof op->why_buf, "you have no message in %s%s",
+                     op->room_is_dm ? "" : "#", op->room);
+            chat_op_fail(op, PROTO_NOT_FOUND, op->why_buf);
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+    }
     struct store_target t = {0};
     uint64_t named = op->kind == CHAT_SEND ? op->reply_to : op->target;
     if (named) {

@@ -219,7 +219,7 @@ static void reopen_keeps_everything(void **state)
     assert_int_equal(s->ops->token_get(s, hash_a, 5000, &got), 0);
     assert_string_equal(got.user, "Alice");
 
-    /* The schema is at version 1 and opening again did not run the migration twice. */
+    /* The schema is at version 2 and opening again did not run the migration twice. */
     char path[128];
     db_path(f, path, sizeof path);
     sqlite3 *db;
@@ -227,7 +227,7 @@ static void reopen_keeps_everything(void **state)
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -500,7 +500,7 @@ static void trim_keeps_last_seq(void **state)
 static void size_cap_gives_enospc_and_recovers(void **state)
 {
     struct fixture *f = *state;
-    reopen(f, 64 * 1024);
+    reopen(f, 128 * 1024);
     struct store *s = f->s;
     char big[3001];
     memset(big, 'x', sizeof big - 1);
@@ -541,7 +541,7 @@ static void size_cap_gives_enospc_and_recovers(void **state)
     assert_seqs(&v, committed - 1, committed + 1);
     assert_string_equal(v.text[2], "small");
 
-    reopen(f, 64 * 1024);
+    reopen(f, 128 * 1024);
     assert_int_equal(room_seq(f->s, "general"), committed + 1);
 }
 
