@@ -148,6 +148,7 @@ struct chat_op {
      * that changes nothing), acked with seq. */
     uint64_t target;
     uint64_t reply_to;
+    bool has_reply_to;
     int64_t reads_from;     /* dm rooms: the requester reads messages from then (rules 40, 50) */
     char emoji[STORE_EMOJI_MAX + 1];
     bool on;                /* react */

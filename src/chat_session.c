@@ -811,7 +811,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             op->reads_from = dm_reads_from(s);
         if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
-            if (!op->to_lc[0] && !op->has_cid && !op->reply_to)
+            if (!op->to_lc[0] && !op->has_cid && !op->has_reply_to)
                 FAIL(PROTO_RATE_LIMITED, "slow down: too many messages");
             /* Rule 75 ranks an unknown recipient and a reply_to not found above the rate
              * limit, and rule 17 exempts a cid retry from it: the hub and the store decide,
@@ -1800,6 +1800,7 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     op->before = req->has_before ? req->before : 0;
     op->target = req->seq;
     op->reply_to = req->reply_to;
+    op->has_reply_to = req->has_reply_to;
     if (req->emoji) {
         memcpy(op->emoji, req->emoji, req->emoji_len < sizeof op->emoji ? req->emoji_len : 0);
         op->on = req->on;

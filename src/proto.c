@@ -436,6 +436,7 @@ static enum proto_error validate_send(struct check *ck, const struct proto_limit
     json_t *reply_to = field(ck, "reply_to");
     if (reply_to && !get_whole(reply_to, &req->reply_to))
         return fail(ck, PROTO_BAD_REQUEST, "reply_to must be an integer naming a message");
+    req->has_reply_to = reply_to != NULL;
 
     if (has_room) {
         enum proto_error e = room_name(ck, &rf);

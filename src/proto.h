@@ -96,6 +96,7 @@ struct proto_request {
      * in text / text_len. */
     uint64_t seq;
     uint64_t reply_to;
+    bool has_reply_to;
     const char *emoji;
     size_t emoji_len;
     bool on;

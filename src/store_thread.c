@@ -201,7 +201,7 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
     }
     struct store_target t = {0};
     uint64_t named = op->kind == CHAT_SEND ? op->reply_to : op->target;
-    if (named) {
+    if (op->kind != CHAT_SEND || op->has_reply_to) {
         rc = find_target(db, op, named, &t);
         if (rc == -ENOENT) {
             fail_not_found(op, named);
