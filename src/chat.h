@@ -149,14 +149,14 @@ struct chat_op {
     uint64_t target;
     uint64_t reply_to;
     bool has_reply_to;
-    int64_t reads_from;     /* dm rooms: the requester reads messages from then (rules 40, 50) */
+    int64_t reads_from; /* dm rooms: the requester reads messages from then (rules 40, 50) */
     char emoji[STORE_EMOJI_MAX + 1];
-    bool on;                /* react */
-    bool over_rate;         /* no token was left: rate_limited, if nothing else applies (rule 75) */
-    uint8_t bucket;         /* which bucket charged took a token from (CHAT_BUCKET_*) */
-    bool telnet_history;    /* history for telnet: deleted messages left out (rule 76) */
-    bool newest_own;        /* telnet's /edit, /delete: target the requester's newest message */
-    char *mentions;         /* send, edit: the mentioned names joined by ' ' (rule 57), owned */
+    bool on;             /* react */
+    bool over_rate;      /* no token was left: rate_limited, if nothing else applies (rule 75) */
+    uint8_t bucket;      /* which bucket charged took a token from (CHAT_BUCKET_*) */
+    bool telnet_history; /* history for telnet: deleted messages left out (rule 76) */
+    bool newest_own;     /* telnet's /edit, /delete: target the requester's newest message */
+    char *mentions;      /* send, edit: the mentioned names joined by ' ' (rule 57), owned */
     char target_from[CHAT_NAME_MAX]; /* edit, delete: the message's author as shown */
     char why_buf[112];               /* an error message made for this op (why points here) */
 

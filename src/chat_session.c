@@ -464,8 +464,7 @@ void chat_session_close(struct conn *c)
 /* --- rate limits (PROTOCOL.md rules 23 and 42) --- */
 
 /* Counts an attempt in a per-second window of 10 s; false once over ten times the rate. */
-static bool window_count(uint16_t attempts[10], uint64_t *attempts_sec, uint32_t rate,
-                         uint64_t now)
+static bool window_count(uint16_t attempts[10], uint64_t *attempts_sec, uint32_t rate, uint64_t now)
 {
     uint64_t sec = now / 1000;
     if (sec != *attempts_sec) {
@@ -676,9 +675,9 @@ static enum proto_error submit_timeline(struct conn *c, struct chat_op *op,
     uint32_t rate = react ? cfg->react_rate : cfg->rate_limit;
     op->bucket = react ? CHAT_BUCKET_REACT : CHAT_BUCKET_SEND;
     if (rate) {
-        bool got = react ? bucket_take(&react_bucket(c)->tokens, &react_bucket(c)->refill_ms,
-                                       rate, now)
-                         : take_token(s, rate, now);
+        bool got =
+            react ? bucket_take(&react_bucket(c)->tokens, &react_bucket(c)->refill_ms, rate, now)
+                  : take_token(s, rate, now);
         op->charged = got;
         op->over_rate = !got;
         if (!got)
@@ -1874,8 +1873,7 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
         err = proto_validate(&req, &limits, &why);
     }
     /* Rule 73: every request of a bucket's types counts toward its close, whatever its answer. */
-    bool send_bucket =
-        req.type == PROTO_SEND || req.type == PROTO_EDIT || req.type == PROTO_DELETE;
+    bool send_bucket = req.type == PROTO_SEND || req.type == PROTO_EDIT || req.type == PROTO_DELETE;
     if ((send_bucket && !chat_session_count_send(c)) ||
         (req.type == PROTO_REACT && !chat_session_count_react(c))) {
         proto_request_free(&req); /* closed for flooding */

@@ -104,8 +104,7 @@ static void line_head(char *out, size_t size, const struct store_msg *m, const c
 }
 
 /* Appends the message line(s) of text: "[#room] from: text", or "... (edited): text". */
-static void message_line(struct chunk **c, const struct store_msg *m, const char *peer,
-                         bool edited)
+static void message_line(struct chunk **c, const struct store_msg *m, const char *peer, bool edited)
 {
     char prefix[160];
     line_head(prefix, sizeof prefix, m, peer);
@@ -124,7 +123,9 @@ static void delete_line(struct chunk **c, const struct store_msg *m, const char 
         char from_lc[TEXT_NAME_MAX + 1];
         text_lower(m->from, strnlen(m->from, TEXT_NAME_MAX), from_lc);
         n = snprintf(line, sizeof line, "* %s deleted a message to %s\r\n", m->from,
-                     peer ? peer : strcmp(from_lc, a) == 0 ? b : a);
+                     peer                      ? peer
+                     : strcmp(from_lc, a) == 0 ? b
+                                               : a);
     } else if (!m->target_from || strcasecmp(m->target_from, m->from) == 0) {
         n = snprintf(line, sizeof line, "* %s deleted a message in #%s\r\n", m->from, m->room);
     } else {
@@ -177,8 +178,8 @@ struct msg_rec events_event(const struct store_msg *m, const char *peer, enum ev
     struct jsonw w;
     event_head(&w, m);
     bool replay = form == EVENTS_REPLAY;
-    bool erased = m->deleted && (m->type == STORE_EV_MESSAGE ||
-                                 (replay && m->type != STORE_EV_DELETE));
+    bool erased =
+        m->deleted && (m->type == STORE_EV_MESSAGE || (replay && m->type != STORE_EV_DELETE));
     if (m->type != STORE_EV_MESSAGE)
         jsonw_kv_u64(&w, "target", m->target);
     if (erased) {

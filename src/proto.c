@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "timeline.h"
+
 /*
  * DESIGN: proto_validate reports the first failing check in this fixed order:
  *   1. bad_request: for every field the type defines, present with null (rule 37),
@@ -507,14 +509,19 @@ static enum proto_error validate_timeline(struct check *ck, const struct proto_l
         req->emoji = get_string(ck, "emoji", &req->emoji_len);
         if (!req->emoji)
             return fail(ck, PROTO_BAD_REQUEST, "emoji must be a string of 1-32 bytes");
-        emoji_too_long = req->emoji_len > 32;
-        if (!emoji_too_long) {
-            if (req->emoji_len == 0)
-                return fail(ck, PROTO_BAD_REQUEST, "emoji must not be empty");
-            if (text_has_control(req->emoji, req->emoji_len) ||
-                text_has_white_space(req->emoji, req->emoji_len))
-                return fail(ck, PROTO_BAD_REQUEST,
-                            "emoji may hold no white space and no control character");
+        /* Over 32 bytes is too_long whatever else is wrong with it: reported after the other
+         * fields' bad_request and bad_name (rule 86). */
+        switch (timeline_check_emoji(req->emoji, req->emoji_len)) {
+        case TIMELINE_EMOJI_OK:
+            break;
+        case TIMELINE_EMOJI_TOO_LONG:
+            emoji_too_long = true;
+            break;
+        case TIMELINE_EMOJI_EMPTY:
+            return fail(ck, PROTO_BAD_REQUEST, "emoji must not be empty");
+        case TIMELINE_EMOJI_BAD:
+            return fail(ck, PROTO_BAD_REQUEST,
+                        "emoji may hold no white space and no control character");
         }
         json_t *on = field(ck, "on");
         if (on && !json_is_boolean(on))

@@ -62,8 +62,8 @@ struct store_msg {
     const char *from; /* the sender's name as registered (or the guest's) */
     const char *text; /* message, edit ("" otherwise) */
     size_t text_len;
-    const char *cid; /* client message id, or NULL */
-    uint8_t type;    /* enum store_event_type */
+    const char *cid;      /* client message id, or NULL */
+    uint8_t type;         /* enum store_event_type */
     const char *identity; /* writes: the author's identity (NULL: from's lower-case name) */
     uint64_t target;      /* edit, delete, reaction: the message's seq */
     uint64_t reply_to;    /* message: 0 = none */

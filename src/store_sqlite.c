@@ -213,8 +213,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ON CONFLICT(name) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
     [ST_ROOM_CREATE] = "INSERT OR IGNORE INTO rooms(name, created_ms, last_seq) VALUES(?1, ?2, 0)",
     [ST_TRIM] = "DELETE FROM events WHERE room = ?1 AND seq <= ?2",
-    [ST_READ_OLDEST] = "SELECT " EVENT_COLS " FROM " EVENT_FROM " WHERE " READ_WHERE
-                       " ORDER BY e.seq LIMIT ?5",
+    [ST_READ_OLDEST] =
+        "SELECT " EVENT_COLS " FROM " EVENT_FROM " WHERE " READ_WHERE " ORDER BY e.seq LIMIT ?5",
     /* The newest `limit`, still handed out oldest first. */
     [ST_READ_NEWEST] = "SELECT * FROM (SELECT " EVENT_COLS " FROM " EVENT_FROM " WHERE " READ_WHERE
                        " ORDER BY e.seq DESC LIMIT ?5) ORDER BY 1",
@@ -905,8 +905,7 @@ static int sq_read_target(struct store *s, const char *room, uint64_t seq, store
     return ret < 0 ? note(ss, ret) : 0;
 }
 
-static int sq_message_get(struct store *s, const char *room, uint64_t seq,
-                          struct store_target *out)
+static int sq_message_get(struct store *s, const char *room, uint64_t seq, struct store_target *out)
 {
     struct sqlite_store *ss = from_base(s);
     int ret = batch_lost(ss);
@@ -974,8 +973,8 @@ static int sq_reaction_state(struct store *s, const char *room, uint64_t target,
     return note(ss, ret);
 }
 
-static int sq_reactions(struct store *s, const char *room, uint64_t target,
-                        store_reaction_cb each, void *arg)
+static int sq_reactions(struct store *s, const char *room, uint64_t target, store_reaction_cb each,
+                        void *arg)
 {
     struct sqlite_store *ss = from_base(s);
     sqlite3_stmt *st = ss->st[ST_REACTIONS_OF];
@@ -1044,8 +1043,7 @@ static int sq_newest_own(struct store *s, const char *room, const char *identity
     return ret == -ENOENT ? ret : note(ss, ret);
 }
 
-static int sq_claim_guest(struct store *s, const char *guest, const char *account,
-                          const char *name)
+static int sq_claim_guest(struct store *s, const char *guest, const char *account, const char *name)
 {
     struct sqlite_store *ss = from_base(s);
     int ret = 0;

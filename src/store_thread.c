@@ -2,8 +2,8 @@
 #include "store_thread.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -422,8 +422,8 @@ static void commit_batch(struct service *s)
         metrics_commit(us, st->n_batch);
         for (size_t i = 0; i < st->n_batch; i++) {
             struct chat_op *op = st->batch[i];
-            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 &&
-                !op->err && !timer_active(&st->erase_timer))
+            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 && !op->err &&
+                !timer_active(&st->erase_timer))
                 timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
         }
     }

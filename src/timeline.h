@@ -58,8 +58,8 @@ struct timeline_actor {
 bool timeline_may_edit(const struct timeline_actor *a, const struct store_target *m);
 
 /* Rule 53: the author; in a public room its ops (messages of members and authorless ones), its
- * owner (any but an admin's) and the admins (any). author_is_admin, author_is_staff (op, owner or admin): what the
- * message's author is in the room now. */
+ * owner (any but an admin's) and the admins (any). author_is_admin, author_is_staff (op, owner or
+ * admin): what the message's author is in the room now. */
 bool timeline_may_delete(const struct timeline_actor *a, const struct store_target *m, bool dm,
                          bool author_is_admin, bool author_is_staff);
 

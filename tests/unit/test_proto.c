@@ -315,12 +315,12 @@ static void test_error_codes(void **state)
 {
     (void)state;
     static const char *want[PROTO_ERROR_COUNT] = {
-        "ok",           "bad_json",       "bad_request",
-        "unknown_type", "not_logged_in",  "already_logged_in",
-        "bad_name",     "name_taken",     "bad_credentials",
-        "bad_token",    "not_member",     "forbidden",
-        "no_such_user", "too_many_rooms", "too_long",
-        "rate_limited", "server_busy",    "not_found",
+        "ok",           "bad_json",           "bad_request",
+        "unknown_type", "not_logged_in",      "already_logged_in",
+        "bad_name",     "name_taken",         "bad_credentials",
+        "bad_token",    "not_member",         "forbidden",
+        "no_such_user", "too_many_rooms",     "too_long",
+        "rate_limited", "server_busy",        "not_found",
         "edit_window",  "too_many_reactions",
     };
     for (int e = 0; e < PROTO_ERROR_COUNT; e++)
