@@ -663,7 +663,9 @@ static void event_route(struct hub *h, struct chat_op *op)
         memcpy(op->peer, peer ? peer : other, sizeof op->peer);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
-    if ((op->kind == CHAT_SEND || op->kind == CHAT_EDIT) && op->text) {
+    /* Most texts mention nobody: one memchr, and no scan. */
+    if ((op->kind == CHAT_SEND || op->kind == CHAT_EDIT) && op->text &&
+        memchr(op->text, '@', op->text_len)) {
         char names[TIMELINE_MENTIONS_MAX];
         if (timeline_mentions(op->text, op->text_len, lookup_user, h, names))
             op->mentions = xstrdup(names);
