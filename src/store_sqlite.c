@@ -135,7 +135,16 @@ static const char *const migrations[] = {
     " seq INTEGER NOT NULL,"
     " PRIMARY KEY(room, target, emoji, identity)"
     ") WITHOUT ROWID;"
-    "CREATE INDEX reactions_order ON reactions(room, target, seq);",
+    "CREATE INDEX reactions_order ON reactions(room, target, seq);"
+    /* Who the current texts mention, so a user's mentions after a read marker are an index
+     * range count. Kept by insert with the messages' state. */
+    "CREATE TABLE mentions("
+    " room TEXT NOT NULL,"
+    " user_lc TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " PRIMARY KEY(room, user_lc, seq)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX mentions_seq ON mentions(room, seq);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -182,6 +191,9 @@ enum stmt {
     ST_CLAIM_EVENTS,
     ST_CLAIM_REACTIONS,
     ST_NEWEST_OWN,
+    ST_MENTION_ADD,
+    ST_MENTION_CLEAR,
+    ST_TRIM_MENTIONS,
     ST_COUNT
 };
 
@@ -267,6 +279,10 @@ static const char *const stmt_sql[ST_COUNT] = {
      * account, except in dm rooms (rule 40). */
     [ST_CLAIM_EVENTS] = "UPDATE events SET identity = ?2, sender = ?3, sender_lc = lower(?3)"
                         " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    [ST_MENTION_ADD] =
+        "INSERT OR IGNORE INTO mentions(room, user_lc, seq) VALUES(?1, lower(?3), ?2)",
+    [ST_MENTION_CLEAR] = "DELETE FROM mentions WHERE room = ?1 AND seq = ?2",
+    [ST_TRIM_MENTIONS] = "DELETE FROM mentions WHERE room = ?1 AND seq <= ?2",
     [ST_NEWEST_OWN] = "SELECT MAX(seq) FROM events WHERE identity = ?2 AND room = ?1"
                       " AND type = 'message' AND deleted = 0",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
@@ -621,9 +637,10 @@ static int run_bound(struct sqlite_store *ss, enum stmt id, const char *op, cons
     if (n >= 2)
         rc = bind_seq(st, 2, a, rc);
     if (n >= 3)
-        rc = id == ST_EDIT_APPLY || id == ST_REACT_DROP || id == ST_REACT_ADD
-                 ? bind_text(st, 3, c, rc)
-                 : bind_seq(st, 3, b, rc);
+        rc =
+            id == ST_EDIT_APPLY || id == ST_REACT_DROP || id == ST_REACT_ADD || id == ST_MENTION_ADD
+                ? bind_text(st, 3, c, rc)
+                : bind_seq(st, 3, b, rc);
     if (n >= 4)
         rc = bind_text(st, 4, d, rc);
     if (n >= 5)
@@ -637,11 +654,32 @@ static int run_bound(struct sqlite_store *ss, enum stmt id, const char *op, cons
     return run(ss, id, op);
 }
 
+/* Records who message seq of room mentions now: names joined by ' ' (or NULL), after clearing
+ * what it mentioned before. */
+static int set_mentions(struct sqlite_store *ss, const char *room, uint64_t seq, const char *names)
+{
+    int ret = run_bound(ss, ST_MENTION_CLEAR, "mention_clear", room, seq, 0, NULL, NULL, NULL);
+    for (const char *p = names; ret == 0 && p && *p;) {
+        const char *sp = strchr(p, ' ');
+        size_t n = sp ? (size_t)(sp - p) : strlen(p);
+        char name[STORE_NAME_MAX + 1];
+        if (n > 0 && n <= STORE_NAME_MAX) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            ret = run_bound(ss, ST_MENTION_ADD, "mention_add", room, seq, 0, name, NULL, NULL);
+        }
+        p += n + (sp ? 1 : 0);
+    }
+    return ret;
+}
+
 /* The state an event changes besides its own row (store.h, insert). */
 static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
 {
     int ret = 0;
     switch (m->type) {
+    case STORE_EV_MESSAGE:
+        return m->mentions ? set_mentions(ss, m->room, m->seq, m->mentions) : 0;
     case STORE_EV_EDIT: {
         ret = run_bound(ss, ST_EDIT_BLANK, "edit_blank", m->room, m->target, m->seq, NULL, NULL,
                         NULL);
@@ -659,7 +697,8 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
             done(st);
             return fail(ss->db, "edit_apply", rc);
         }
-        return run(ss, ST_EDIT_APPLY, "edit_apply");
+        ret = run(ss, ST_EDIT_APPLY, "edit_apply");
+        return ret ? ret : set_mentions(ss, m->room, m->target, m->mentions);
     }
     case STORE_EV_DELETE:
         ret = run_bound(ss, ST_DELETE_MSG, "delete_msg", m->room, m->target, 0, NULL, NULL, NULL);
@@ -669,6 +708,8 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
         if (ret == 0)
             ret = run_bound(ss, ST_DELETE_REACTIONS, "delete_reactions", m->room, m->target, 0,
                             NULL, NULL, NULL);
+        if (ret == 0)
+            ret = set_mentions(ss, m->room, m->target, NULL);
         return ret;
     case STORE_EV_REACTION:
         if (m->on)
@@ -766,7 +807,13 @@ static int sq_trim(struct store *s, const char *room, uint64_t upto)
     st = ss->st[ST_TRIM_REACTIONS];
     rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_seq(st, 2, upto, rc);
-    return write_stmt(ss, ST_TRIM_REACTIONS, "trim_reactions", rc);
+    ret = write_stmt(ss, ST_TRIM_REACTIONS, "trim_reactions", rc);
+    if (ret != 0)
+        return ret;
+    st = ss->st[ST_TRIM_MENTIONS];
+    rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, upto, rc);
+    return write_stmt(ss, ST_TRIM_MENTIONS, "trim_mentions", rc);
 }
 
 /*
