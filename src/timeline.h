@@ -64,7 +64,10 @@ bool timeline_may_delete(const struct timeline_actor *a, const struct store_targ
                          bool author_is_admin, bool author_is_staff);
 
 /* True when an identity belongs to no session that can still log in: a 1.0 guest's message
- * ("guest:old:..."), or a damaged row's (""). Live guest sessions are "guest:<digits>". */
+ * ("guest:old:..."), or a damaged row's (""). A "guest:<digits>" session whose token expired or
+ * whose name another session registered is authorless too (rule 51), but only the store knows
+ * (no unexpired token of that session): ops' rights over such messages, with moderation, must
+ * ask it as well. */
 bool timeline_authorless(const char *identity);
 
 #endif

@@ -150,6 +150,24 @@ test('rule 73: edit and delete use the send bucket, react its own; errors, dupli
   await a.expectError({ type: 'react', room, seq: 1, emoji: 'bad emoji' }, 'bad_request');
 });
 
+test('rule 73: more than 10 × --react-rate react requests in 10 s close the connection (1008); sends are not counted', async (t) => {
+  const server = await startChatServer(['--rate-limit', '100', '--react-rate', '1']);
+  t.after(() => server.dispose());
+  const a = await user(server, t);
+  const room = uniqRoom();
+  await a.join(room);
+  await a.say(room, 'react to me');
+  for (let i = 0; i < 20; i++) await a.say(room, `not a react ${i}`); // the send bucket's, not counted here
+  // Ten react requests of any answer are within 10 × 1; the eleventh closes.
+  for (let i = 0; i < 10; i++) {
+    const r = await a.request({ type: 'react', room, seq: 1, emoji: i % 2 ? 'a' : 'bad emoji' });
+    assert.ok(r.type === 'ack' || r.type === 'error', JSON.stringify(r));
+  }
+  await a.send({ type: 'react', room, seq: 1, emoji: 'z' });
+  const close = await a.waitClosed();
+  assert.equal(close.code, 1008, JSON.stringify(close));
+});
+
 test('--retention N keeps the newest N messages and every event after the oldest kept one', async (t) => {
   const server = await startChatServer(['--rate-limit', '0', '--retention', '2']);
   t.after(() => server.dispose());
