@@ -149,6 +149,8 @@ struct store_ops {
                    unsigned limit, bool with_deleted, store_msg_cb each, void *arg);
     /* The newest message of room stored by identity and not deleted: 0 and *seq, or -ENOENT. */
     int (*newest_own)(struct store *s, const char *room, const char *identity, uint64_t *seq);
+    /* The first message of room after seq `after`: 0 and *seq, or -ENOENT. */
+    int (*next_message)(struct store *s, const char *room, uint64_t after, uint64_t *seq);
     /* The seq of room's keep-th newest message: 0 and *seq, or -ENOENT when it has fewer. */
     int (*retention_cut)(struct store *s, const char *room, uint64_t keep, uint64_t *seq);
     /* Rule 51: the events and reactions of identity `guest` outside dm rooms become the

@@ -194,6 +194,7 @@ enum stmt {
     ST_MENTION_ADD,
     ST_MENTION_CLEAR,
     ST_TRIM_MENTIONS,
+    ST_NEXT_MESSAGE,
     ST_COUNT
 };
 
@@ -283,6 +284,8 @@ static const char *const stmt_sql[ST_COUNT] = {
         "INSERT OR IGNORE INTO mentions(room, user_lc, seq) VALUES(?1, lower(?3), ?2)",
     [ST_MENTION_CLEAR] = "DELETE FROM mentions WHERE room = ?1 AND seq = ?2",
     [ST_TRIM_MENTIONS] = "DELETE FROM mentions WHERE room = ?1 AND seq <= ?2",
+    [ST_NEXT_MESSAGE] = "SELECT MIN(seq) FROM events WHERE room = ?1 AND type = 'message'"
+                        " AND seq > ?2",
     [ST_NEWEST_OWN] = "SELECT MAX(seq) FROM events WHERE identity = ?2 AND room = ?1"
                       " AND type = 'message' AND deleted = 0",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
@@ -1090,6 +1093,27 @@ static int sq_newest_own(struct store *s, const char *room, const char *identity
     return ret == -ENOENT ? ret : note(ss, ret);
 }
 
+static int sq_next_message(struct store *s, const char *room, uint64_t after, uint64_t *seq)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0)
+        return ret;
+    sqlite3_stmt *st = ss->st[ST_NEXT_MESSAGE];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, after, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(st, 0); /* MIN() of no rows is NULL, read as 0 */
+        ret = *seq ? 0 : -ENOENT;
+    } else {
+        ret = fail(ss->db, "next_message", rc);
+    }
+    done(st);
+    return ret == -ENOENT ? ret : note(ss, ret);
+}
+
 static int sq_claim_guest(struct store *s, const char *guest, const char *account, const char *name)
 {
     struct sqlite_store *ss = from_base(s);
@@ -1255,6 +1279,7 @@ static const struct store_ops sqlite_ops = {
     .retention_cut = sq_retention_cut,
     .claim_guest = sq_claim_guest,
     .newest_own = sq_newest_own,
+    .next_message = sq_next_message,
     .checkpoint = sq_checkpoint,
     .user_create = sq_user_create,
     .user_get = sq_user_get,
