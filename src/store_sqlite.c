@@ -122,8 +122,10 @@ static const char *const migrations[] = {
     "DROP INDEX messages_cid;"
     "CREATE UNIQUE INDEX events_cid ON events(room, identity, cid) WHERE cid IS NOT NULL;"
     "CREATE INDEX events_target ON events(room, target) WHERE target IS NOT NULL;"
-    "CREATE INDEX events_messages ON events(room, seq) WHERE type = 'message';"
-    "CREATE INDEX events_identity ON events(identity);"
+    /* Rule 51's takeover finds a guest session's rows: only guests' rows are indexed, so an
+     * account's message costs no entry here. */
+    "CREATE INDEX events_guest ON events(identity)"
+    " WHERE identity >= 'guest:' AND identity < 'guest;';"
     /* Reactions standing now: one row per (message, emoji, identity), with the seq that added
      * it (emoji order and the users' order, rule 56). */
     "CREATE TABLE reactions("
@@ -279,15 +281,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Rule 51: a guest session that registers its name hands its events and reactions to the
      * account, except in dm rooms (rule 40). */
     [ST_CLAIM_EVENTS] = "UPDATE events SET identity = ?2, sender = ?3, sender_lc = lower(?3)"
-                        " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+                        " WHERE identity = ?1 AND identity >= 'guest:' AND identity < 'guest;'"
+                        " AND room NOT LIKE 'dm:%'",
     [ST_MENTION_ADD] =
         "INSERT OR IGNORE INTO mentions(room, user_lc, seq) VALUES(?1, lower(?3), ?2)",
     [ST_MENTION_CLEAR] = "DELETE FROM mentions WHERE room = ?1 AND seq = ?2",
     [ST_TRIM_MENTIONS] = "DELETE FROM mentions WHERE room = ?1 AND seq <= ?2",
     [ST_NEXT_MESSAGE] = "SELECT MIN(seq) FROM events WHERE room = ?1 AND type = 'message'"
                         " AND seq > ?2",
-    [ST_NEWEST_OWN] = "SELECT MAX(seq) FROM events WHERE identity = ?2 AND room = ?1"
-                      " AND type = 'message' AND deleted = 0",
+    /* Backwards from the newest: the user's latest message is usually among the last ones. */
+    [ST_NEWEST_OWN] = "SELECT seq FROM events WHERE room = ?1 AND identity = ?2"
+                      " AND type = 'message' AND deleted = 0 ORDER BY seq DESC LIMIT 1",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
 };
@@ -1084,10 +1088,10 @@ static int sq_newest_own(struct store *s, const char *room, const char *identity
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *seq = (uint64_t)sqlite3_column_int64(st, 0); /* MAX() of no rows is NULL, read as 0 */
-        ret = *seq ? 0 : -ENOENT;
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+        ret = 0;
     } else {
-        ret = fail(ss->db, "newest_own", rc);
+        ret = rc == SQLITE_DONE ? -ENOENT : fail(ss->db, "newest_own", rc);
     }
     done(st);
     return ret == -ENOENT ? ret : note(ss, ret);
