@@ -230,6 +230,8 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         chat_op_fail(op, PROTO_FORBIDDEN, "you may not delete that message");
         return 0;
     }
+    /* Moderation adds `muted` here (rule 75: after rights, before edit_window), and new event
+     * types (topic, role, kick, ...) their checks above and their type below. */
     int64_t now = stamp(st, false);
     uint64_t window = st->cfg->edit_window_s;
     if (op->kind == CHAT_EDIT && window && now - t.ts > (int64_t)(window * 1000)) {
