@@ -84,6 +84,7 @@ void chat_op_free(struct chat_op *op)
     if (op->id)
         json_decref(op->id);
     free(op->text);
+    free(op->mentions);
     free(op->names);
     for (size_t i = 0; i < op->n_msgs; i++)
         msg_rec_release(&op->msgs[i]);

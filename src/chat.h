@@ -43,6 +43,11 @@ enum chat_op_kind {
     CHAT_ROOM_CREATE, /* hub -> store: record a new room; no reply */
     CHAT_REPLAY,      /* worker -> store -> worker: the next page of a join's replay */
     CHAT_ADOPT, /* worker -> hub: a connection moved here by a live upgrade is online; no reply */
+    /* Timeline requests of protocol 1.1, each answered as a send is (worker -> hub -> store ->
+     * hub -> worker): stored as an event, delivered, acked. */
+    CHAT_EDIT,
+    CHAT_DELETE,
+    CHAT_REACT,
 };
 
 /*
@@ -138,6 +143,23 @@ struct chat_op {
     bool adopt_large; /* adopt join: the room was large as this connection was last told */
     int64_t ts;
 
+    /* Timeline (protocol 1.1): edit, delete, react name a message (target); a send may reply
+     * to one. stage after the store: 1 stored, 2 nothing stored (a cid duplicate, a reaction
+     * that changes nothing), acked with seq. */
+    uint64_t target;
+    uint64_t reply_to;
+    bool has_reply_to;
+    int64_t reads_from; /* dm rooms: the requester reads messages from then (rules 40, 50) */
+    char emoji[STORE_EMOJI_MAX + 1];
+    bool on;             /* react */
+    bool over_rate;      /* no token was left: rate_limited, if nothing else applies (rule 75) */
+    uint8_t bucket;      /* which bucket charged took a token from (CHAT_BUCKET_*) */
+    bool telnet_history; /* history for telnet: deleted messages left out (rule 76) */
+    bool newest_own;     /* telnet's /edit, /delete: target the requester's newest message */
+    char *mentions;      /* send, edit: the mentioned names joined by ' ' (rule 57), owned */
+    char target_from[CHAT_NAME_MAX]; /* edit, delete: the message's author as shown */
+    char why_buf[112];               /* an error message made for this op (why points here) */
+
     /* Results. */
     uint64_t seq;                 /* send: the ack's seq; join: the room's latest */
     bool truncated;               /* join */
@@ -157,6 +179,15 @@ struct chat_op {
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 };
+
+/* The buckets of rule 73. */
+enum { CHAT_BUCKET_SEND, CHAT_BUCKET_REACT };
+
+/* True for the kinds that store a timeline event (send, edit, delete, react). */
+static inline bool chat_op_stores_event(enum chat_op_kind k)
+{
+    return k == CHAT_SEND || k == CHAT_EDIT || k == CHAT_DELETE || k == CHAT_REACT;
+}
 
 /* Where each thread's mailbox is: set once at start-up, read-only afterwards. */
 struct chat_route {

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "map.h"
 #include "metrics.h"
+#include "timeline.h"
 #include "ws_session.h"
 
 /* A room's members on this worker: each a connection and its sroom. */
@@ -455,41 +456,66 @@ void chat_session_close(struct conn *c)
     backlog_free(s);
     free(s->rooms);
     free(s->charged_cids);
+    free(s->react);
     free(s);
     c->session = NULL;
 }
 
 /* --- rate limits (PROTOCOL.md rules 23 and 42) --- */
 
+/* Counts an attempt in a per-second window of 10 s; false once over ten times the rate. */
+static bool window_count(uint16_t attempts[10], uint64_t *attempts_sec, uint32_t rate, uint64_t now)
+{
+    uint64_t sec = now / 1000;
+    if (sec != *attempts_sec) {
+        uint64_t gap = sec - *attempts_sec;
+        for (uint64_t i = 1; i <= gap && i <= 10; i++)
+            attempts[(*attempts_sec + i) % 10] = 0;
+        *attempts_sec = sec;
+    }
+    if (attempts[sec % 10] < UINT16_MAX)
+        attempts[sec % 10]++;
+    uint32_t total = 0;
+    for (int i = 0; i < 10; i++)
+        total += attempts[i];
+    return total <= 10u * rate;
+}
+
+/* Takes a token from a bucket of N tokens refilled at N per 10 s. */
+static bool bucket_take(double *tokens, uint64_t *refill_ms, uint32_t rate, uint64_t now)
+{
+    *tokens += (double)(now - *refill_ms) * rate / 10000.0;
+    if (*tokens > rate)
+        *tokens = rate;
+    *refill_ms = now;
+    if (*tokens < 1.0)
+        return false;
+    *tokens -= 1.0;
+    return true;
+}
+
 /* Counts a send attempt; false when the connection has gone over ten times the rate. */
 static bool count_attempt(struct chat_session *s, uint32_t rate, uint64_t now)
 {
-    uint64_t sec = now / 1000;
-    if (sec != s->attempts_sec) {
-        uint64_t gap = sec - s->attempts_sec;
-        for (uint64_t i = 1; i <= gap && i <= 10; i++)
-            s->attempts[(s->attempts_sec + i) % 10] = 0;
-        s->attempts_sec = sec;
-    }
-    if (s->attempts[sec % 10] < UINT16_MAX)
-        s->attempts[sec % 10]++;
-    uint32_t total = 0;
-    for (int i = 0; i < 10; i++)
-        total += s->attempts[i];
-    return total <= 10u * rate;
+    return window_count(s->attempts, &s->attempts_sec, rate, now);
 }
 
 /* Takes a token from the send bucket (N tokens, refilled at N per 10 s). */
 static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
 {
-    s->tokens += (double)(now - s->refill_ms) * rate / 10000.0;
-    if (s->tokens > rate)
-        s->tokens = rate;
-    s->refill_ms = now;
-    if (s->tokens < 1.0)
-        return false;
-    s->tokens -= 1.0;
-    return true;
+    return bucket_take(&s->tokens, &s->refill_ms, rate, now);
+}
+
+/* The react bucket, made full at first use. */
+static struct chat_bucket *react_bucket(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    if (!s->react) {
+        s->react = xcalloc(1, sizeof *s->react);
+        s->react->tokens = cfg_of(c)->react_rate;
+        s->react->refill_ms = conn_now(c);
+    }
+    return s->react;
 }
 
 /* How many recent charged (room, cid) pairs a connection remembers: enough for a client that
@@ -529,6 +555,30 @@ static void remember_charged(struct chat_session *s, const struct chat_op *op)
         s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);
     s->charged_cids[s->charged_cids_next] = cid_key(op);
     s->charged_cids_next = (uint8_t)((s->charged_cids_next + 1) % CHARGED_CIDS);
+}
+
+/* Closes c for flooding (rule 23): 1008 on WebSocket. */
+static void flood_close(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id, s->user);
+    if (c->transport == CONN_WEBSOCKET)
+        ws_session_close(c, WS_CLOSE_POLICY, "too many messages");
+    else
+        conn_close_after_flush(c);
+}
+
+bool chat_session_count_react(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    uint32_t rate = cfg_of(c)->react_rate;
+    if (!rate || !s->logged_in)
+        return true;
+    struct chat_bucket *b = react_bucket(c);
+    if (window_count(b->attempts, &b->attempts_sec, rate, conn_now(c)))
+        return true;
+    flood_close(c);
+    return false;
 }
 
 bool chat_session_count_send(struct conn *c)
@@ -594,6 +644,48 @@ uint64_t chat_session_login_pause(const struct conn *c)
     if (!s)
         return 0;
     return s->auth_pending && !s->logged_in ? UINT64_MAX : s->login_paused_ms;
+}
+
+/* Rules 40 and 50: the moment from which the requester reads its dm rooms. */
+static int64_t dm_reads_from(const struct chat_session *s)
+{
+    return s->guest ? timeline_guest_since_ms(s->guest_session) : s->created_ms;
+}
+
+/*
+ * edit, delete, react (protocol 1.1 rules 49, 73, 75): the room as for a send (a public room
+ * joined by this connection, or the user's own dm room), then a token from the send bucket
+ * (edit, delete) or the react bucket. A request that finds none still goes on (over_rate): the
+ * store answers rate_limited only if nothing ranked before it applies, and a cid duplicate or a
+ * reaction that changes nothing is acked without a token.
+ */
+static enum proto_error submit_timeline(struct conn *c, struct chat_op *op,
+                                        struct chat_sroom *joined, const char **why)
+{
+    struct chat_session *s = c->session;
+    const struct config *cfg = cfg_of(c);
+    uint64_t now = conn_now(c);
+    if (op->room_is_dm && !is_party(s, op->room))
+        FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+    if (!op->room_is_dm && !joined)
+        FAIL(PROTO_NOT_MEMBER, "join the room first");
+    if (op->room_is_dm)
+        op->reads_from = dm_reads_from(s);
+    bool react = op->kind == CHAT_REACT;
+    uint32_t rate = react ? cfg->react_rate : cfg->rate_limit;
+    op->bucket = react ? CHAT_BUCKET_REACT : CHAT_BUCKET_SEND;
+    if (rate) {
+        bool got =
+            react ? bucket_take(&react_bucket(c)->tokens, &react_bucket(c)->refill_ms, rate, now)
+                  : take_token(s, rate, now);
+        op->charged = got;
+        op->over_rate = !got;
+        if (!got)
+            metrics_add(METRIC_RATE_LIMITED, 1);
+    }
+    sent(c);
+    chat_to_hub(op);
+    return PROTO_OK;
 }
 
 enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const char **why)
@@ -714,13 +806,16 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
             chat_to_hub(op);
             return PROTO_OK;
         }
+        if (op->room_is_dm || op->to_lc[0])
+            op->reads_from = dm_reads_from(s);
         if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
-            if (!op->to_lc[0] && !op->has_cid)
+            if (!op->to_lc[0] && !op->has_cid && !op->has_reply_to)
                 FAIL(PROTO_RATE_LIMITED, "slow down: too many messages");
-            /* Rule 5 ranks an unknown recipient above the rate limit, and rule 17 exempts a
-             * cid retry from it: the hub and the store decide, storing nothing new. */
-            chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many messages");
+            /* Rule 75 ranks an unknown recipient and a reply_to not found above the rate
+             * limit, and rule 17 exempts a cid retry from it: the hub and the store decide,
+             * storing nothing new. */
+            op->over_rate = true;
         } else {
             op->charged = cfg->rate_limit != 0;
             if (op->charged)
@@ -730,6 +825,10 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         chat_to_hub(op);
         return PROTO_OK;
     }
+    case CHAT_EDIT:
+    case CHAT_DELETE:
+    case CHAT_REACT:
+        return submit_timeline(c, op, joined, why);
     default:
         FAIL(PROTO_BAD_REQUEST, "unsupported request");
     }
@@ -896,6 +995,14 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
         c->handler->on_shutdown(c, CONN_GOODBYE_RESTART);
         return;
     }
+    if (op->charged && (op->err || op->stage == 2)) {
+        /* Rule 73: an error, a cid duplicate or a reaction that changed nothing takes no token. */
+        if (op->bucket == CHAT_BUCKET_REACT && s->react)
+            s->react->tokens += 1.0;
+        else
+            s->tokens += 1.0;
+        op->charged = false;
+    }
     if (op->err) {
         if (op->kind == CHAT_JOIN && !op->rejoin) {
             s->joins_pending--;
@@ -918,8 +1025,6 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
         joined(c, op);
         break;
     case CHAT_SEND:
-        if (op->stage == 2 && op->charged)
-            s->tokens += 1.0; /* rule 17: a duplicate is not counted by the rate limit */
         s->transport->op_done(c, op);
         break;
     default:
@@ -1570,6 +1675,9 @@ static void json_reply(struct conn *c, struct chat_op *op)
         jsonw_kv_bool(&w, "more", op->more);
         break;
     case CHAT_SEND:
+    case CHAT_EDIT:
+    case CHAT_DELETE:
+    case CHAT_REACT:
         events_reply_begin(&w, "ack", op->id);
         jsonw_kv_str(&w, "room", op->room);
         jsonw_kv_u64(&w, "seq", op->seq);
@@ -1641,6 +1749,12 @@ static enum chat_op_kind kind_of(const struct proto_request *req)
         return CHAT_HISTORY;
     case PROTO_TYPING:
         return CHAT_TYPING;
+    case PROTO_EDIT:
+        return CHAT_EDIT;
+    case PROTO_DELETE:
+        return CHAT_DELETE;
+    case PROTO_REACT:
+        return CHAT_REACT;
     default:
         return CHAT_GONE;
     }
@@ -1683,7 +1797,18 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     op->has_since = req->has_since;
     op->since = req->since;
     op->before = req->has_before ? req->before : 0;
+    op->target = req->seq;
+    op->reply_to = req->reply_to;
+    op->has_reply_to = req->has_reply_to;
+    if (req->emoji) {
+        memcpy(op->emoji, req->emoji, req->emoji_len < sizeof op->emoji ? req->emoji_len : 0);
+        op->on = req->on;
+    }
     op->limit = req->limit;
+    if (req->has_before && req->before == 0) {
+        op->before = 1; /* nothing comes before seq 0 (rule 50 makes it a valid request) */
+        op->limit = 0;
+    }
     if (op->kind == CHAT_WHO)
         op->names_limit = req->limit;
     if (req->after) {
@@ -1747,7 +1872,10 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
         struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text};
         err = proto_validate(&req, &limits, &why);
     }
-    if (req.type == PROTO_SEND && !chat_session_count_send(c)) {
+    /* Rule 73: every request of a bucket's types counts toward its close, whatever its answer. */
+    bool send_bucket = req.type == PROTO_SEND || req.type == PROTO_EDIT || req.type == PROTO_DELETE;
+    if ((send_bucket && !chat_session_count_send(c)) ||
+        (req.type == PROTO_REACT && !chat_session_count_react(c))) {
         proto_request_free(&req); /* closed for flooding */
         return;
     }

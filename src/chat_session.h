@@ -106,6 +106,17 @@ struct chat_session {
     size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
     struct chat_pw *pw;   /* the password check on its way, or NULL */
     size_t adopt_at;
+    /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
+     * react, and pay nothing for it. Not carried by a live upgrade (a full bucket after one). */
+    struct chat_bucket *react;
+};
+
+/* A token bucket of rule 42 with rule 23's flood count, for a request type with its own. */
+struct chat_bucket {
+    double tokens;
+    uint64_t refill_ms;
+    uint64_t attempts_sec;
+    uint16_t attempts[10];
 };
 
 /* A join's replay still to be read from the store, a page at a time as the connection drains. */
@@ -158,6 +169,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
  * Returns false when the connection went over it and is being closed 1008.
  */
 bool chat_session_count_send(struct conn *c);
+/* The same for `react` and its own bucket (protocol 1.1 rule 73). */
+bool chat_session_count_react(struct conn *c);
 
 /*
  * How far c's login deadline moves: the time its password checks waited for and were in a

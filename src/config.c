@@ -44,6 +44,10 @@ static const char usage[] =
     "  --token-ttl SECONDS       login token lifetime (default 604800)\n"
     "  --guest-token-ttl SECONDS guest token lifetime (default 86400)\n"
     "  --retention N             newest messages kept per room (default 0 = all)\n"
+    "  --edit-window SECONDS     how long an author may edit a message (default 86400; 0 = "
+    "always)\n"
+    "  --max-reactions N         distinct emoji per message (default 20)\n"
+    "  --react-rate N            react bucket of N tokens per 10 s (default: as --rate-limit)\n"
     "  --ring-size N             recent messages per room kept in memory for replay (default "
     "1024)\n"
     "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
@@ -136,6 +140,9 @@ enum {
     OPT_TOKEN_TTL,
     OPT_GUEST_TOKEN_TTL,
     OPT_RETENTION,
+    OPT_EDIT_WINDOW,
+    OPT_MAX_REACTIONS,
+    OPT_REACT_RATE,
     OPT_RING_SIZE,
     OPT_PASSWORD_COST,
     OPT_MAX_DB_SIZE,
@@ -192,6 +199,9 @@ static const struct option options[] = {
     {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
     {"guest-token-ttl", required_argument, NULL, OPT_GUEST_TOKEN_TTL},
     {"retention", required_argument, NULL, OPT_RETENTION},
+    {"edit-window", required_argument, NULL, OPT_EDIT_WINDOW},
+    {"max-reactions", required_argument, NULL, OPT_MAX_REACTIONS},
+    {"react-rate", required_argument, NULL, OPT_REACT_RATE},
     {"ring-size", required_argument, NULL, OPT_RING_SIZE},
     {"password-cost", required_argument, NULL, OPT_PASSWORD_COST},
     {"max-db-size", required_argument, NULL, OPT_MAX_DB_SIZE},
@@ -322,6 +332,8 @@ static void set_defaults(struct config *cfg)
     cfg->token_ttl_ms = 7ull * 24 * 3600 * 1000;
     cfg->guest_token_ttl_ms = 24ull * 3600 * 1000;
     cfg->ring_size = 1024;
+    cfg->edit_window_s = 86400;
+    cfg->max_reactions = 20;
     cfg->max_text = 4000;
     /* Finite by default: one address cannot take every descriptor (a process may hold ~20,000),
      * and 200 still covers an office behind one NAT with several tabs each. */
@@ -378,6 +390,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     set_defaults(cfg);
     uint64_t v;
     int opt;
+    bool react_rate_set = false;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -479,6 +492,22 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, UINT64_MAX / 2, &v) < 0)
                 return bad("retention", optarg, "expected a number of messages (0 = all)");
             cfg->retention = v;
+            break;
+        case OPT_EDIT_WINDOW:
+            if (parse_u64(optarg, 0, 100ull * 365 * 86400, &v) < 0)
+                return bad("edit-window", optarg, "expected seconds (0 = always)");
+            cfg->edit_window_s = v;
+            break;
+        case OPT_MAX_REACTIONS:
+            if (parse_u64(optarg, 1, 1000, &v) < 0)
+                return bad("max-reactions", optarg, "expected a number from 1 to 1000");
+            cfg->max_reactions = (uint32_t)v;
+            break;
+        case OPT_REACT_RATE:
+            if (parse_u64(optarg, 0, 1000000, &v) < 0)
+                return bad("react-rate", optarg, "expected a number from 0 to 1000000");
+            cfg->react_rate = (uint32_t)v;
+            react_rate_set = true;
             break;
         case OPT_RING_SIZE:
             if (parse_u64(optarg, 1, 1u << 20, &v) < 0)
@@ -637,6 +666,8 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         fprintf(stderr, "parley: unexpected argument '%s'\nTry 'parley --help'.\n", argv[optind]);
         return CONFIG_ERROR;
     }
+    if (!react_rate_set)
+        cfg->react_rate = cfg->rate_limit; /* rule 73: as --rate-limit unless said otherwise */
     return check_tls(cfg);
 }
 

@@ -51,6 +51,10 @@ struct config {
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */
     uint64_t db_check_ms;   /* time bound for the store's quick_check at start; 0 = skip */
+    /* Protocol 1.1's timeline (rules 52, 54, 73). */
+    uint64_t edit_window_s; /* how long an author may edit; 0 = always */
+    uint32_t max_reactions; /* distinct emoji per message */
+    uint32_t react_rate;    /* react bucket, read as rate_limit */
 
     /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */
     const char *tls_cert;          /* PEM certificate, then its chain; NULL = no TLS */

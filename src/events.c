@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "text.h"
 #include "ws_frame.h"
@@ -86,25 +87,9 @@ void events_reply_begin(struct jsonw *w, const char *type, const json_t *id)
     }
 }
 
-struct msg_rec events_message(const struct store_msg *m, const char *peer)
+/* "[#room] from" or "[dm] from -> peer" (peer: the other party, from the room when NULL). */
+static void line_head(char *out, size_t size, const struct store_msg *m, const char *peer)
 {
-    struct jsonw w;
-    jsonw_init(&w, MSG_JSON_OFF);
-    jsonw_object_begin(&w);
-    jsonw_kv_str(&w, "type", "message");
-    jsonw_kv_str(&w, "room", m->room);
-    jsonw_kv_u64(&w, "seq", m->seq);
-    jsonw_kv_i64(&w, "ts", m->ts);
-    jsonw_kv_str(&w, "from", m->from);
-    jsonw_kv_strn(&w, "text", m->text, m->text_len);
-    if (m->cid)
-        jsonw_kv_str(&w, "cid", m->cid);
-    jsonw_object_end(&w);
-    struct msg_rec r = events_frame(&w);
-    r.seq = m->seq;
-    r.ts = m->ts;
-
-    char prefix[128];
     char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
     if (text_parse_dm_room(m->room, strlen(m->room), a, b)) {
         if (!peer) {
@@ -112,12 +97,161 @@ struct msg_rec events_message(const struct store_msg *m, const char *peer)
             text_lower(m->from, strnlen(m->from, TEXT_NAME_MAX), from_lc);
             peer = strcmp(from_lc, a) == 0 ? b : a;
         }
-        snprintf(prefix, sizeof prefix, "[dm] %s -> %s: ", m->from, peer);
+        snprintf(out, size, "[dm] %s -> %s", m->from, peer);
     } else {
-        snprintf(prefix, sizeof prefix, "[#%s] %s: ", m->room, m->from);
+        snprintf(out, size, "[#%s] %s", m->room, m->from);
     }
-    events_telnet_text(&r.tn, prefix, m->text, m->text_len);
+}
+
+/* Appends the message line(s) of text: "[#room] from: text", or "... (edited): text". */
+static void message_line(struct chunk **c, const struct store_msg *m, const char *peer, bool edited)
+{
+    char prefix[160];
+    line_head(prefix, sizeof prefix, m, peer);
+    size_t n = strlen(prefix);
+    snprintf(prefix + n, sizeof prefix - n, "%s: ", edited ? " (edited)" : "");
+    events_telnet_text(c, prefix, m->text, m->text_len);
+}
+
+/* The telnet notice of a delete (rule 76). */
+static void delete_line(struct chunk **c, const struct store_msg *m, const char *peer)
+{
+    char line[200];
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    int n;
+    if (text_parse_dm_room(m->room, strlen(m->room), a, b)) {
+        char from_lc[TEXT_NAME_MAX + 1];
+        text_lower(m->from, strnlen(m->from, TEXT_NAME_MAX), from_lc);
+        n = snprintf(line, sizeof line, "* %s deleted a message to %s\r\n", m->from,
+                     peer                      ? peer
+                     : strcmp(from_lc, a) == 0 ? b
+                                               : a);
+    } else if (!m->target_from || strcasecmp(m->target_from, m->from) == 0) {
+        n = snprintf(line, sizeof line, "* %s deleted a message in #%s\r\n", m->from, m->room);
+    } else {
+        n = snprintf(line, sizeof line, "* %s deleted %s's message in #%s\r\n", m->from,
+                     m->target_from, m->room);
+    }
+    events_append(c, line, (size_t)n);
+}
+
+/* The space-joined names as a JSON array under key. */
+static void names_array(struct jsonw *w, const char *key, const char *names)
+{
+    jsonw_key(w, key);
+    jsonw_array_begin(w);
+    for (const char *p = names; *p;) {
+        const char *sp = strchr(p, ' ');
+        size_t n = sp ? (size_t)(sp - p) : strlen(p);
+        jsonw_string(w, p, n);
+        p += n + (sp ? 1 : 0);
+    }
+    jsonw_array_end(w);
+}
+
+/* type, room, seq, ts, from and cid: what every event carries. */
+static void event_head(struct jsonw *w, const struct store_msg *m)
+{
+    jsonw_init(w, MSG_JSON_OFF);
+    jsonw_object_begin(w);
+    jsonw_kv_str(w, "type", store_event_type_name((enum store_event_type)m->type));
+    jsonw_kv_str(w, "room", m->room);
+    jsonw_kv_u64(w, "seq", m->seq);
+    jsonw_kv_i64(w, "ts", m->ts);
+    jsonw_kv_str(w, "from", m->from);
+    if (m->cid)
+        jsonw_kv_str(w, "cid", m->cid);
+}
+
+/* A message's current text, reply_to and mentions. */
+static void message_body(struct jsonw *w, const struct store_msg *m)
+{
+    jsonw_kv_strn(w, "text", m->text, m->text_len);
+    if (m->reply_to)
+        jsonw_kv_u64(w, "reply_to", m->reply_to);
+    if (m->mentions && *m->mentions)
+        names_array(w, "mentions", m->mentions);
+}
+
+struct msg_rec events_event(const struct store_msg *m, const char *peer, enum events_form form)
+{
+    struct jsonw w;
+    event_head(&w, m);
+    bool replay = form == EVENTS_REPLAY;
+    bool erased =
+        m->deleted && (m->type == STORE_EV_MESSAGE || (replay && m->type != STORE_EV_DELETE));
+    if (m->type != STORE_EV_MESSAGE)
+        jsonw_kv_u64(&w, "target", m->target);
+    if (erased) {
+        jsonw_kv_bool(&w, "deleted", true);
+    } else if (m->type == STORE_EV_MESSAGE) {
+        message_body(&w, m);
+    } else if (m->type == STORE_EV_EDIT && !replay) {
+        jsonw_kv_strn(&w, "text", m->text, m->text_len);
+        if (m->mentions && *m->mentions)
+            names_array(&w, "mentions", m->mentions);
+    } else if (m->type == STORE_EV_REACTION) {
+        jsonw_kv_str(&w, "emoji", m->emoji ? m->emoji : "");
+        jsonw_kv_bool(&w, "on", m->on);
+    }
+    jsonw_object_end(&w);
+    struct msg_rec r = events_frame(&w);
+    r.seq = m->seq;
+    r.ts = m->ts;
+    /* Telnet (rule 76): messages and edits as lines, deletes as notices; reactions, and what a
+     * delete erased, not at all. A replayed edit has no text to show. */
+    if (erased)
+        return r;
+    if (m->type == STORE_EV_MESSAGE)
+        message_line(&r.tn, m, peer, false);
+    else if (m->type == STORE_EV_EDIT && !replay)
+        message_line(&r.tn, m, peer, true);
+    else if (m->type == STORE_EV_DELETE)
+        delete_line(&r.tn, m, peer);
     return r;
+}
+
+struct msg_rec events_message(const struct store_msg *m, const char *peer)
+{
+    return events_event(m, peer, EVENTS_LIVE);
+}
+
+struct msg_rec events_history_entry(const struct store_msg *m, const struct events_reaction *r,
+                                    size_t n_reactions)
+{
+    struct jsonw w;
+    event_head(&w, m);
+    if (m->deleted) {
+        jsonw_kv_bool(&w, "deleted", true);
+    } else {
+        message_body(&w, m);
+        if (m->edited)
+            jsonw_kv_i64(&w, "edited", m->edited);
+        if (n_reactions) {
+            jsonw_key(&w, "reactions");
+            jsonw_array_begin(&w);
+            for (size_t i = 0; i < n_reactions; i++) {
+                jsonw_object_begin(&w);
+                jsonw_kv_str(&w, "emoji", r[i].emoji);
+                jsonw_kv_u64(&w, "count", r[i].count);
+                jsonw_kv_bool(&w, "me", r[i].me);
+                jsonw_key(&w, "users");
+                jsonw_array_begin(&w);
+                for (uint32_t u = 0; u < r[i].n_users; u++)
+                    jsonw_cstring(&w, r[i].users[u]);
+                jsonw_array_end(&w);
+                jsonw_object_end(&w);
+            }
+            jsonw_array_end(&w);
+        }
+    }
+    jsonw_object_end(&w);
+    struct msg_rec rec = events_frame(&w);
+    rec.seq = m->seq;
+    rec.ts = m->ts;
+    if (!m->deleted)
+        message_line(&rec.tn, m, NULL, m->edited != 0);
+    return rec;
 }
 
 struct msg_rec events_presence(const char *room, const char *user, bool online)

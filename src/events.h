@@ -18,6 +18,32 @@
  * name). */
 struct msg_rec events_message(const struct store_msg *m, const char *peer);
 
+/* The forms of a timeline event (protocol 1.1 rules 47, 48, 56). */
+enum events_form {
+    EVENTS_LIVE,   /* as delivered when stored */
+    EVENTS_REPLAY, /* as a join's replay sends it: current text, erased parts left out */
+};
+
+/* Encodes a stored event of any type in form; peer as for events_message. A deleted message
+ * (and, replayed, an edit or reaction of one) comes as {"deleted":true} without its text. */
+struct msg_rec events_event(const struct store_msg *m, const char *peer, enum events_form form);
+
+/* One reaction entry of a history entry (rule 56): emoji, how many hold it, whether the
+ * requester does, and the first of them (at most EVENTS_REACTION_USERS). */
+#define EVENTS_REACTION_USERS 20
+struct events_reaction {
+    char emoji[STORE_EMOJI_MAX + 1];
+    uint32_t count;
+    bool me;
+    uint32_t n_users;
+    char users[EVENTS_REACTION_USERS][STORE_NAME_MAX + 1];
+};
+
+/* A history entry (rule 56): message m in its current state with its reactions; its telnet form
+ * is the message line ("(edited)" when edited), none when deleted (rule 76). */
+struct msg_rec events_history_entry(const struct store_msg *m, const struct events_reaction *r,
+                                    size_t n_reactions);
+
 /* Presence and typing events for a room (typing has no telnet form: tn is NULL). */
 struct msg_rec events_presence(const char *room, const char *user, bool online);
 struct msg_rec events_typing(const char *room, const char *user);

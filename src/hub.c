@@ -12,6 +12,7 @@
 #include "map.h"
 #include "metrics.h"
 #include "ordset.h"
+#include "timeline.h"
 
 /* A large room's joined lists at most this many users (rule 82); an unsolicited members reply
  * (rule 83) at most as many as a who without limit. */
@@ -635,7 +636,15 @@ static const char *known_user(struct hub *h, const char *name_lc)
     return g && g->conns > 0 ? g->name : NULL;
 }
 
-static void send_route(struct hub *h, struct chat_op *op)
+static const char *lookup_user(void *arg, const char *name_lc)
+{
+    return known_user(arg, name_lc);
+}
+
+/* A request that stores a timeline event, on its way to the store: a direct message's room and
+ * other party, and the mentions of a send's or edit's text (rule 57), made now, with the users
+ * registered and online as the store will see them. */
+static void event_route(struct hub *h, struct chat_op *op)
 {
     if (op->to_lc[0]) {
         const char *peer = known_user(h, op->to_lc);
@@ -654,24 +663,69 @@ static void send_route(struct hub *h, struct chat_op *op)
         memcpy(op->peer, peer ? peer : other, sizeof op->peer);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
+    /* Most texts mention nobody: one memchr, and no scan. */
+    if ((op->kind == CHAT_SEND || op->kind == CHAT_EDIT) && op->text &&
+        memchr(op->text, '@', op->text_len)) {
+        char names[TIMELINE_MENTIONS_MAX];
+        if (timeline_mentions(op->text, op->text_len, lookup_user, h, names))
+            op->mentions = xstrdup(names);
+    }
     chat_to_store(op);
 }
 
-static void send_stored(struct hub *h, struct chat_op *op)
+/* Puts m (taking its reference) in place of the ring's entry of the same seq, if the ring has
+ * it: the ring keeps replay forms, which an edit or a delete changes (rule 48). */
+static void ring_replace(struct hub_room *r, struct msg_rec *m)
+{
+    uint64_t first = ring_first(r);
+    if (m->seq < first || m->seq > r->latest || r->ring_len == 0) {
+        msg_rec_release(m);
+        return;
+    }
+    struct msg_rec *slot = &r->ring[(r->ring_head + (m->seq - first)) % r->ring_alloc];
+    msg_rec_release(slot);
+    *slot = *m;
+}
+
+/* A timeline event stored (stage 1): encoded once live and once as a replay sends it, kept in
+ * the ring, what it changed in the ring replaced, and delivered; then the ack. Nothing stored
+ * (stage 2): the ack alone. */
+static void event_stored(struct hub *h, struct chat_op *op)
 {
     struct hub_room *r = room_get(h, op->room, true);
     if (op->stage == 1) {
+        static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
+                                        [CHAT_EDIT] = STORE_EV_EDIT,
+                                        [CHAT_DELETE] = STORE_EV_DELETE,
+                                        [CHAT_REACT] = STORE_EV_REACTION};
         struct store_msg m = {.room = op->room,
                               .seq = op->seq,
                               .ts = op->ts,
                               .from = op->user,
                               .text = op->text,
                               .text_len = op->text_len,
-                              .cid = op->has_cid ? op->cid : NULL};
-        struct msg_rec rec = events_message(&m, op->room_is_dm ? op->peer : NULL);
+                              .cid = op->has_cid ? op->cid : NULL,
+                              .type = types[op->kind],
+                              .target = op->kind == CHAT_SEND ? 0 : op->target,
+                              .reply_to = op->kind == CHAT_SEND ? op->reply_to : 0,
+                              .mentions = op->mentions,
+                              .emoji = op->kind == CHAT_REACT ? op->emoji : NULL,
+                              .on = op->on,
+                              .target_from = op->target_from[0] ? op->target_from : NULL};
+        const char *peer = op->room_is_dm ? op->peer : NULL;
+        struct msg_rec rec = events_event(&m, peer, EVENTS_LIVE);
         if (op->seq > r->latest)
             r->latest = op->seq;
-        ring_push(h, r, &rec);
+        if (op->kind == CHAT_EDIT) {
+            struct msg_rec replay = events_event(&m, peer, EVENTS_REPLAY);
+            ring_push(h, r, &replay);
+            msg_rec_release(&replay);
+        } else {
+            ring_push(h, r, &rec);
+        }
+        for (size_t i = 0; i < op->n_msgs; i++)
+            ring_replace(r, &op->msgs[i]);
+        op->n_msgs = 0;
         metrics_add(METRIC_MESSAGES_ACCEPTED, 1);
         if (r->dm) {
             /* Direct messages reach every connection of both users, wherever they are. */
@@ -762,10 +816,13 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     }
     case CHAT_SEND:
+    case CHAT_EDIT:
+    case CHAT_DELETE:
+    case CHAT_REACT:
         if (op->stage == 0)
-            send_route(h, op);
+            event_route(h, op);
         else
-            send_stored(h, op);
+            event_stored(h, op);
         break;
     case CHAT_TYPING:
         typing(h, op);

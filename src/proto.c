@@ -1,8 +1,9 @@
 /* proto: parses the envelope of a protocol v1 request and validates the fields its type needs. */
 #include "proto.h"
 
-#include <math.h>
 #include <string.h>
+
+#include "timeline.h"
 
 /*
  * DESIGN: proto_validate reports the first failing check in this fixed order:
@@ -34,7 +35,8 @@ static const struct {
     {"register", PROTO_REGISTER}, {"login", PROTO_LOGIN},     {"join", PROTO_JOIN},
     {"leave", PROTO_LEAVE},       {"rooms", PROTO_ROOMS},     {"who", PROTO_WHO},
     {"send", PROTO_SEND},         {"history", PROTO_HISTORY}, {"typing", PROTO_TYPING},
-    {"ping", PROTO_PING},
+    {"ping", PROTO_PING},         {"edit", PROTO_EDIT},       {"delete", PROTO_DELETE},
+    {"react", PROTO_REACT},
 };
 
 /* The fields each type defines, for rule 37's null check. */
@@ -45,10 +47,13 @@ static const char *const field_sets[][5] = {
     [PROTO_LEAVE] = {"room"},
     [PROTO_ROOMS] = {"after", "limit"},
     [PROTO_WHO] = {"room", "after", "limit"},
-    [PROTO_SEND] = {"room", "to", "text", "cid"},
+    [PROTO_SEND] = {"room", "to", "text", "cid", "reply_to"},
     [PROTO_HISTORY] = {"room", "before", "limit"},
     [PROTO_TYPING] = {"room"},
     [PROTO_PING] = {NULL},
+    [PROTO_EDIT] = {"room", "seq", "text", "cid"},
+    [PROTO_DELETE] = {"room", "seq", "cid"},
+    [PROTO_REACT] = {"room", "seq", "emoji", "on", "cid"},
 };
 
 /* What a client is told for a null field: the same as for a wrong type, since null is one. */
@@ -61,12 +66,16 @@ static const struct {
     {"token", "token must be a string"},
     {"room", "room must be a string"},
     {"since", "since must be an integer >= 0"},
-    {"before", "before must be an integer >= 1"},
+    {"before", "before must be an integer >= 0"},
     {"limit", "limit must be an integer from 1 to 200"},
     {"after", "after must be a string"},
     {"to", "to must be a string"},
     {"text", "text must be a string"},
     {"cid", "cid must be a string of 1-64 bytes"},
+    {"seq", "seq must be an integer naming a message"},
+    {"reply_to", "reply_to must be an integer naming a message"},
+    {"emoji", "emoji must be a string of 1-32 bytes"},
+    {"on", "on must be true or false"},
 };
 
 static const char *const error_codes[PROTO_ERROR_COUNT] = {
@@ -87,6 +96,9 @@ static const char *const error_codes[PROTO_ERROR_COUNT] = {
     [PROTO_TOO_LONG] = "too_long",
     [PROTO_RATE_LIMITED] = "rate_limited",
     [PROTO_SERVER_BUSY] = "server_busy",
+    [PROTO_NOT_FOUND] = "not_found",
+    [PROTO_EDIT_WINDOW] = "edit_window",
+    [PROTO_TOO_MANY_REACTIONS] = "too_many_reactions",
 };
 
 const char *proto_error_code(enum proto_error e)
@@ -179,32 +191,19 @@ static enum proto_error check_nulls(struct check *ck)
 }
 
 /*
- * Reads a whole number >= 0. JSON has one number type, so 2.0 or 1e2 is accepted like 2
- * or 100 (a JavaScript client cannot tell them apart); 1.5 and negatives are not.
- * Values beyond 64 bits saturate, which keeps since/before meaning "above everything".
+ * Reads an integer as rule 50 (protocol 1.1) has it: a JSON number written without fraction or
+ * exponent, 0..2^53-1 (what every client language holds exactly). jansson reads such a number
+ * as an integer and anything with '.' or 'e' as a real, so 2.0 and 1e2 are refused.
  */
+#define INTEGER_MAX ((1ull << 53) - 1)
 static bool get_whole(const json_t *v, uint64_t *out)
 {
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0)
-            return false;
-        *out = (uint64_t)i;
-        return true;
-    }
-    if (!json_is_real(v))
+    if (!json_is_integer(v))
         return false;
-    double d = json_real_value(v);
-    if (!isfinite(d) || d < 0)
+    json_int_t i = json_integer_value(v);
+    if (i < 0 || (uint64_t)i > INTEGER_MAX)
         return false;
-    if (d >= 0x1p64) {
-        *out = UINT64_MAX;
-        return true;
-    }
-    uint64_t u = (uint64_t)d;
-    if ((double)u != d)
-        return false;
-    *out = u;
+    *out = (uint64_t)i;
     return true;
 }
 
@@ -384,8 +383,8 @@ static enum proto_error validate_history(struct check *ck)
         return e;
     json_t *before = field(ck, "before");
     if (before) {
-        if (!get_whole(before, &req->before) || req->before == 0)
-            return fail(ck, PROTO_BAD_REQUEST, "before must be an integer >= 1");
+        if (!get_whole(before, &req->before))
+            return fail(ck, PROTO_BAD_REQUEST, "before must be an integer >= 0");
         req->has_before = true;
     }
     e = read_limit(ck);
@@ -436,6 +435,10 @@ static enum proto_error validate_send(struct check *ck, const struct proto_limit
                         "cid must be a string of 1-64 bytes without control characters");
         req->cid = json_string_value(cid);
     }
+    json_t *reply_to = field(ck, "reply_to");
+    if (reply_to && !get_whole(reply_to, &req->reply_to))
+        return fail(ck, PROTO_BAD_REQUEST, "reply_to must be an integer naming a message");
+    req->has_reply_to = reply_to != NULL;
 
     if (has_room) {
         enum proto_error e = room_name(ck, &rf);
@@ -453,6 +456,89 @@ static enum proto_error validate_send(struct check *ck, const struct proto_limit
                                                       : "text is longer than this server allows");
     req->text = text;
     req->text_len = trimmed;
+    return PROTO_OK;
+}
+
+/* A cid field, if present (rule 17): 1..64 bytes, no control character. */
+static enum proto_error read_cid(struct check *ck)
+{
+    json_t *cid = field(ck, "cid");
+    if (!cid)
+        return PROTO_OK;
+    size_t n = json_is_string(cid) ? json_string_length(cid) : 0;
+    if (n < 1 || n > CID_MAX || text_has_control(json_string_value(cid), n))
+        return fail(ck, PROTO_BAD_REQUEST,
+                    "cid must be a string of 1-64 bytes without control characters");
+    ck->req->cid = json_string_value(cid);
+    return PROTO_OK;
+}
+
+/*
+ * edit, delete, react (protocol 1.1 rules 49, 50, 52, 54): room, seq (an integer), edit's text
+ * as send's, react's emoji and on, cid. The bad_request pass first, then bad_name, then
+ * too_long, as for send; an emoji over 32 bytes is too_long whatever else is wrong with it
+ * (rule 86), so it is only checked for emptiness and characters when it fits.
+ */
+static enum proto_error validate_timeline(struct check *ck, const struct proto_limits *limits)
+{
+    struct proto_request *req = ck->req;
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e != PROTO_OK)
+        return e;
+    json_t *seq = field(ck, "seq");
+    if (!seq || !get_whole(seq, &req->seq))
+        return fail(ck, PROTO_BAD_REQUEST, "seq must be an integer naming a message");
+    enum text_verdict verdict = TEXT_OK;
+    size_t max_points = limits ? limits->max_text_points : TEXT_POINTS_DEFAULT;
+    bool emoji_too_long = false;
+    if (req->type == PROTO_EDIT) {
+        size_t text_len, trimmed = 0;
+        const char *text = get_string(ck, "text", &text_len);
+        if (!text)
+            return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
+        verdict = text_check_message(text, text_len, max_points, &trimmed);
+        if (verdict == TEXT_EMPTY)
+            return fail(ck, PROTO_BAD_REQUEST, "text is empty after trimming trailing white space");
+        if (verdict == TEXT_BAD)
+            return fail(ck, PROTO_BAD_REQUEST,
+                        "text may not hold control characters other than newline and tab");
+        req->text = text;
+        req->text_len = trimmed;
+    } else if (req->type == PROTO_REACT) {
+        req->emoji = get_string(ck, "emoji", &req->emoji_len);
+        if (!req->emoji)
+            return fail(ck, PROTO_BAD_REQUEST, "emoji must be a string of 1-32 bytes");
+        /* Over 32 bytes is too_long whatever else is wrong with it: reported after the other
+         * fields' bad_request and bad_name (rule 86). */
+        switch (timeline_check_emoji(req->emoji, req->emoji_len)) {
+        case TIMELINE_EMOJI_OK:
+            break;
+        case TIMELINE_EMOJI_TOO_LONG:
+            emoji_too_long = true;
+            break;
+        case TIMELINE_EMOJI_EMPTY:
+            return fail(ck, PROTO_BAD_REQUEST, "emoji must not be empty");
+        case TIMELINE_EMOJI_BAD:
+            return fail(ck, PROTO_BAD_REQUEST,
+                        "emoji may hold no white space and no control character");
+        }
+        json_t *on = field(ck, "on");
+        if (on && !json_is_boolean(on))
+            return fail(ck, PROTO_BAD_REQUEST, "on must be true or false");
+        req->on = !on || json_is_true(on);
+    }
+    e = read_cid(ck);
+    if (e == PROTO_OK)
+        e = room_name(ck, &rf);
+    if (e != PROTO_OK)
+        return e;
+    if (emoji_too_long)
+        return fail(ck, PROTO_TOO_LONG, "emoji is longer than 32 bytes");
+    if (verdict == TEXT_TOO_LONG)
+        return fail(ck, PROTO_TOO_LONG,
+                    max_points == TEXT_POINTS_DEFAULT ? "text is longer than 4000 characters"
+                                                      : "text is longer than this server allows");
     return PROTO_OK;
 }
 
@@ -487,6 +573,11 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
             break;
         case PROTO_SEND:
             e = validate_send(&ck, limits);
+            break;
+        case PROTO_EDIT:
+        case PROTO_DELETE:
+        case PROTO_REACT:
+            e = validate_timeline(&ck, limits);
             break;
         case PROTO_PING:
             break;

@@ -29,6 +29,9 @@ enum proto_type {
     PROTO_HISTORY,
     PROTO_TYPING,
     PROTO_PING,
+    PROTO_EDIT,
+    PROTO_DELETE,
+    PROTO_REACT,
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
@@ -50,6 +53,9 @@ enum proto_error {
     PROTO_TOO_LONG,
     PROTO_RATE_LIMITED,
     PROTO_SERVER_BUSY,
+    PROTO_NOT_FOUND, /* protocol 1.1 (rules 50, 52-54) */
+    PROTO_EDIT_WINDOW,
+    PROTO_TOO_MANY_REACTIONS,
     PROTO_ERROR_COUNT,
 };
 
@@ -85,6 +91,15 @@ struct proto_request {
     const char
         *after; /* who, rooms: the page starts after this (as sent, maybe with NUL), or NULL */
     size_t after_len;
+    /* Protocol 1.1's timeline: edit, delete, react name a message (seq); send may reply to one
+     * (reply_to, 0 = none); react: emoji (emoji_len bytes) and on (default true). edit's text is
+     * in text / text_len. */
+    uint64_t seq;
+    uint64_t reply_to;
+    bool has_reply_to;
+    const char *emoji;
+    size_t emoji_len;
+    bool on;
 };
 
 /*

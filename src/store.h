@@ -26,21 +26,67 @@
 #define STORE_ROOM_MAX 70    /* "dm:" + 32 + ":" + 32 + NUL fits */
 #define STORE_TOKEN_HASH 32  /* tokens are kept only as SHA-256 hashes */
 #define STORE_PWHASH_MAX 128 /* crypto_pwhash_STRBYTES */
+/* An identity (rule 51): a registered account's lower-case name, or "guest:<session>" in
+ * decimal; no name holds ':'. With its NUL. */
+#define STORE_IDENTITY_MAX 48
+#define STORE_EMOJI_MAX 32 /* bytes (rule 54) */
 
 struct store;
 
-/* One stored message. Strings are NUL-terminated; text may hold '\n' and '\t'. A backend hands
- * out only valid text: a damaged row comes with its text repaired (text_repair) and a sender that
- * is not a valid name replaced by "?". */
+/* The types of timeline events (protocol 1.1 rule 47). Later types (topic, role, kick, ban,
+ * unban, mute, unmute) are appended here and in store_event_type_name. */
+enum store_event_type {
+    STORE_EV_MESSAGE,
+    STORE_EV_EDIT,
+    STORE_EV_DELETE,
+    STORE_EV_REACTION,
+    STORE_EV_TYPES
+};
+
+/* The wire and database spelling of an event type ("message", "edit", ...). */
+const char *store_event_type_name(enum store_event_type t);
+
+/*
+ * One stored event (a message, an edit, ...). Strings are NUL-terminated; text may hold '\n' and
+ * '\t'. A backend hands out only valid text: a damaged row comes with its text repaired
+ * (text_repair) and a sender that is not a valid name replaced by "?".
+ *
+ * Read back, a message carries its current state (text and mentions of the last edit, edited,
+ * deleted with text empty), an edit or reaction whether its target is deleted now (deleted),
+ * and erased texts are empty: what rule 48's replay forms need.
+ */
 struct store_msg {
     const char *room;
     uint64_t seq;
     int64_t ts;       /* ms since the epoch */
     const char *from; /* the sender's name as registered (or the guest's) */
-    const char *text;
+    const char *text; /* message, edit ("" otherwise) */
     size_t text_len;
-    const char *cid; /* client message id, or NULL */
+    const char *cid;      /* client message id, or NULL */
+    uint8_t type;         /* enum store_event_type */
+    const char *identity; /* writes: the author's identity (NULL: from's lower-case name) */
+    uint64_t target;      /* edit, delete, reaction: the message's seq */
+    uint64_t reply_to;    /* message: 0 = none */
+    const char *mentions; /* message, edit: mentioned names joined by ' ', or NULL */
+    int64_t edited;       /* message read back: ts of its last edit, 0 = never */
+    bool deleted;         /* read back: message deleted, or an edit's/reaction's target deleted */
+    const char *emoji;    /* reaction (NULL once erased) */
+    bool on;              /* reaction */
+    const char *target_from; /* read back: the author of an edit's, delete's or reaction's
+                              * message as shown, or NULL (trimmed) */
 };
+
+/* A message as the checks of rules 50-54 need it. */
+struct store_target {
+    int64_t ts;
+    bool deleted;
+    char identity[STORE_IDENTITY_MAX];
+    char from[STORE_NAME_MAX + 1];
+};
+
+/* A reaction standing on a message: emoji, who holds it (identity, and name as shown). */
+typedef void (*store_reaction_cb)(void *arg, const char *emoji, const char *identity,
+                                  const char *user);
 
 struct store_user {
     char name[STORE_NAME_MAX + 1]; /* as first registered */
@@ -74,14 +120,47 @@ struct store_ops {
 
     /* A write batch: begin, any number of find_cid / insert / room_create, commit or rollback. */
     int (*begin)(struct store *s);
-    /* Finds a message of `room` sent by user (any case) with cid; 0 and *seq, or -ENOENT. */
-    int (*find_cid)(struct store *s, const char *room, const char *user, const char *cid,
+    /* Finds an event of `room` stored by identity (any case) with cid; 0 and *seq, or -ENOENT. */
+    int (*find_cid)(struct store *s, const char *room, const char *identity, const char *cid,
                     uint64_t *seq);
-    /* Stores m (its seq already assigned by the caller: the room's last + 1). */
+    /*
+     * Stores the event m (its seq already assigned by the caller: the room's last + 1) and the
+     * state it changes, atomically: an edit replaces its message's text, mentions and edited
+     * time and blanks the older edits' texts; a delete erases the message's text, mentions and
+     * reply_to, its edits' texts and its reactions; a reaction adds or takes back one.
+     */
     int (*insert)(struct store *s, const struct store_msg *m);
+    /* The message (type message) of room at seq: 0 and *out, or -ENOENT (none, or trimmed). */
+    int (*message_get)(struct store *s, const char *room, uint64_t seq, struct store_target *out);
+    /* Reactions on room's message target: whether identity holds emoji, whether anybody does,
+     * and how many distinct emoji stand on it. */
+    int (*reaction_state)(struct store *s, const char *room, uint64_t target, const char *emoji,
+                          const char *identity, bool *held, bool *present, unsigned *distinct);
+    /* Every reaction standing on room's message target, oldest first. */
+    int (*reactions)(struct store *s, const char *room, uint64_t target, store_reaction_cb each,
+                     void *arg);
+    /* Message seq of room and every event that targets it, in seq order (read forms). */
+    int (*read_target)(struct store *s, const char *room, uint64_t seq, store_msg_cb each,
+                       void *arg);
+    /* The newest `limit` messages (type message) of room with seq < before and ts >= min_ts, in
+     * their current state, ascending; deleted ones only with with_deleted. Returns how many, or
+     * an error. Each must not read. */
+    int (*history)(struct store *s, const char *room, uint64_t before, int64_t min_ts,
+                   unsigned limit, bool with_deleted, store_msg_cb each, void *arg);
+    /* The newest message of room stored by identity and not deleted: 0 and *seq, or -ENOENT. */
+    int (*newest_own)(struct store *s, const char *room, const char *identity, uint64_t *seq);
+    /* The first message of room after seq `after`: 0 and *seq, or -ENOENT. */
+    int (*next_message)(struct store *s, const char *room, uint64_t after, uint64_t *seq);
+    /* The seq of room's keep-th newest message: 0 and *seq, or -ENOENT when it has fewer. */
+    int (*retention_cut)(struct store *s, const char *room, uint64_t keep, uint64_t *seq);
+    /* Rule 51: the events and reactions of identity `guest` outside dm rooms become the
+     * account's (identity `account`, shown as name). */
+    int (*claim_guest)(struct store *s, const char *guest, const char *account, const char *name);
+    /* Truncates the WAL after erasures (rule 53: old texts leave the log too). */
+    int (*checkpoint)(struct store *s);
     /* Records a room (idempotent), so it is listed and kept even without messages. */
     int (*room_create)(struct store *s, const char *room, int64_t created_ms);
-    /* Deletes the messages of room with seq <= upto (retention). */
+    /* Deletes the events of room with seq <= upto, and the reactions on them (retention). */
     int (*trim)(struct store *s, const char *room, uint64_t upto);
     int (*commit)(struct store *s);
     void (*rollback)(struct store *s);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,13 +15,20 @@
 #include "loop.h"
 #include "map.h"
 #include "metrics.h"
+#include "timeline.h"
 
 #define MAX_BATCH 1024
+/* Erasures (rules 52, 53) leave the WAL by a checkpoint this long after the first of a run. */
+#define ERASE_CHECKPOINT_MS 30000
 /* Messages per read of a replay: what one connection's replay holds in memory at a time. */
 #define REPLAY_PAGE 256
 
 struct seq_room {
     uint64_t last_seq;
+    /* Retention: the seq of the oldest message kept once the room holds --retention messages
+     * (0: not known). Each message stored moves it to the next message, an index seek, instead
+     * of counting N messages back at every send. */
+    uint64_t cut;
 };
 
 struct store_thread {
@@ -37,6 +45,8 @@ struct store_thread {
      * many batches failed since, not once per batch. */
     uint64_t failed_logged_ms;
     uint64_t failed_unlogged;
+    struct service *service;
+    struct timer erase_timer; /* armed while an erased text may still be in the WAL */
 };
 
 #define FAILED_LOG_EVERY_MS 60000
@@ -113,6 +123,188 @@ static void list_dms(struct store_thread *st, struct chat_op *op)
     }
 }
 
+/* --- the timeline (protocol 1.1): events that name a message --- */
+
+/*
+ * A message op may name (rule 50): a message of its room, within retention, not deleted, and
+ * readable by the requester (in a dm room, stored since op->reads_from). 0 and *t, -ENOENT, or
+ * a store error.
+ */
+static int find_target(struct store *db, const struct chat_op *op, uint64_t seq,
+                       struct store_target *t)
+{
+    int rc = db->ops->message_get(db, op->room, seq, t);
+    if (rc == 0 && (t->deleted || (op->room_is_dm && t->ts < op->reads_from)))
+        rc = -ENOENT;
+    return rc;
+}
+
+static void fail_not_found(struct chat_op *op, uint64_t seq)
+{
+    snprintf(op->why_buf, sizeof op->why_buf, "no message %llu in %s%s", (unsigned long long)seq,
+             op->room_is_dm ? "" : "#", op->room);
+    chat_op_fail(op, PROTO_NOT_FOUND, op->why_buf);
+}
+
+/* Collects the replay forms of what an edit or delete changed, for the hub's ring. */
+static void collect_replay(void *arg, const struct store_msg *m)
+{
+    struct msg_rec r = events_event(m, NULL, EVENTS_REPLAY);
+    chat_op_add_msg(arg, &r);
+}
+
+/* Retention (rule 47): a room's newest N messages are kept, and every event after the oldest
+ * of them. */
+static int retain(struct store_thread *st, const struct chat_op *op)
+{
+    uint64_t keep = st->cfg->retention, cut;
+    if (!keep || op->seq <= keep)
+        return 0;
+    struct seq_room *room = room_of(st, op->room);
+    int rc = room->cut ? st->db->ops->next_message(st->db, op->room, room->cut, &cut)
+                       : st->db->ops->retention_cut(st->db, op->room, keep, &cut);
+    if (rc == -ENOENT)
+        return 0; /* fewer than keep messages: nothing to trim */
+    if (rc < 0)
+        return rc;
+    room->cut = cut;
+    return cut > 1 ? st->db->ops->trim(st->db, op->room, cut - 1) : 0;
+}
+
+/*
+ * Applies a request that stores a timeline event (send, edit, delete, react), making every
+ * check it depends on inside the batch's transaction (rule 74), in rule 75's order: a cid
+ * already stored is acked with its seq (whatever its type); then not_found, rights, edit_window
+ * or too_many_reactions; a reaction that changes nothing is acked with the target's seq; then
+ * rate_limited (the worker found no token); else the event is stored. Returns 0, or a store
+ * error that fails the batch.
+ */
+static int apply_timeline(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    char me[STORE_IDENTITY_MAX];
+    timeline_identity(op->guest, op->guest_session, op->user_lc, me);
+    int rc;
+    if (op->has_cid) {
+        uint64_t first;
+        rc = db->ops->find_cid(db, op->room, me, op->cid, &first);
+        if (rc == 0) {
+            op->seq = first; /* a retry: acknowledged again, stored once */
+            op->stage = 2;
+            return 0;
+        }
+        if (rc != -ENOENT)
+            return rc;
+    }
+    if (op->newest_own) {
+        /* Telnet's /edit and /delete: the requester's newest message here (rule 77). */
+        rc = db->ops->newest_own(db, op->room, me, &op->target);
+        if (rc == -ENOENT) {
+            snprintf(op->why_buf, sizeof op->why_buf, "you have no message in %s%s",
+                     op->room_is_dm ? "" : "#", op->room);
+            chat_op_fail(op, PROTO_NOT_FOUND, op->why_buf);
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    struct store_target t = {0};
+    uint64_t named = op->kind == CHAT_SEND ? op->reply_to : op->target;
+    if (op->kind != CHAT_SEND || op->has_reply_to) {
+        rc = find_target(db, op, named, &t);
+        if (rc == -ENOENT) {
+            fail_not_found(op, named);
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+        memcpy(op->target_from, t.from, sizeof op->target_from);
+    }
+    /* Roles come with moderation: every requester is a member until then. */
+    struct timeline_actor actor = {.identity = me};
+    if (op->kind == CHAT_EDIT && !timeline_may_edit(&actor, &t)) {
+        chat_op_fail(op, PROTO_FORBIDDEN, "only its author can edit a message");
+        return 0;
+    }
+    if (op->kind == CHAT_DELETE && !timeline_may_delete(&actor, &t, op->room_is_dm, false, false)) {
+        chat_op_fail(op, PROTO_FORBIDDEN, "you may not delete that message");
+        return 0;
+    }
+    /* Moderation adds `muted` here (rule 75: after rights, before edit_window), and new event
+     * types (topic, role, kick, ...) their checks above and their type below. */
+    int64_t now = stamp(st, false);
+    uint64_t window = st->cfg->edit_window_s;
+    if (op->kind == CHAT_EDIT && window && now - t.ts > (int64_t)(window * 1000)) {
+        chat_op_fail(op, PROTO_EDIT_WINDOW, "that message is too old to edit");
+        return 0;
+    }
+    if (op->kind == CHAT_REACT) {
+        bool held = false, present = false;
+        unsigned distinct = 0;
+        rc = db->ops->reaction_state(db, op->room, op->target, op->emoji, me, &held, &present,
+                                     &distinct);
+        if (rc < 0)
+            return rc;
+        if (op->on && !present && distinct >= st->cfg->max_reactions) {
+            chat_op_fail(op, PROTO_TOO_MANY_REACTIONS,
+                         "that message has as many different reactions as it may");
+            return 0;
+        }
+        if (op->on == held) {
+            op->seq = op->target; /* no change: ack.seq = the request's seq (rule 54) */
+            op->stage = 2;
+            return 0;
+        }
+    }
+    if (op->over_rate) {
+        chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many requests");
+        return 0;
+    }
+    struct seq_room *room = room_of(st, op->room);
+    op->seq = room->last_seq + 1;
+    op->ts = now;
+    static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
+                                    [CHAT_EDIT] = STORE_EV_EDIT,
+                                    [CHAT_DELETE] = STORE_EV_DELETE,
+                                    [CHAT_REACT] = STORE_EV_REACTION};
+    struct store_msg m = {.room = op->room,
+                          .seq = op->seq,
+                          .ts = op->ts,
+                          .from = op->user,
+                          .text = op->text,
+                          .text_len = op->text_len,
+                          .cid = op->has_cid ? op->cid : NULL,
+                          .type = types[op->kind],
+                          .identity = me,
+                          .target = op->kind == CHAT_SEND ? 0 : op->target,
+                          .reply_to = op->kind == CHAT_SEND ? op->reply_to : 0,
+                          .mentions = op->mentions,
+                          .emoji = op->kind == CHAT_REACT ? op->emoji : NULL,
+                          .on = op->on};
+    rc = db->ops->insert(db, &m);
+    if (rc < 0)
+        return rc;
+    room->last_seq = op->seq;
+    op->stage = 1;
+    if (op->kind == CHAT_SEND)
+        return retain(st, op);
+    if (op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) {
+        /* The hub's ring keeps replay forms: what this changed there, read as a replay would. */
+        rc = db->ops->read_target(db, op->room, op->target, collect_replay, op);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Erased texts leave the WAL at the next checkpoint, within ERASE_CHECKPOINT_MS. */
+static void on_erase_timer(struct timer *t)
+{
+    struct store_thread *st =
+        (struct store_thread *)((char *)t - offsetof(struct store_thread, erase_timer));
+    st->db->ops->checkpoint(st->db);
+}
+
 /* --- writes, applied inside the batch's transaction --- */
 
 /* Applies one write. Returns 0, or a store error that must fail the whole batch. */
@@ -121,48 +313,11 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
     struct store *db = st->db;
     int rc;
     switch (op->kind) {
-    case CHAT_SEND: {
-        struct seq_room *room = room_of(st, op->room);
-        if (op->err == PROTO_RATE_LIMITED) {
-            /* Over the rate limit: only a retry of something already stored is answered with an
-             * ack. */
-            uint64_t first;
-            if (op->has_cid && db->ops->find_cid(db, op->room, op->user, op->cid, &first) == 0) {
-                chat_op_fail(op, PROTO_OK, NULL);
-                op->seq = first;
-                op->stage = 2;
-            }
-            return 0;
-        }
-        if (op->has_cid) {
-            uint64_t first;
-            rc = db->ops->find_cid(db, op->room, op->user, op->cid, &first);
-            if (rc == 0) {
-                op->seq = first; /* a retry: acknowledged again, stored once */
-                op->stage = 2;
-                return 0;
-            }
-            if (rc != -ENOENT)
-                return rc;
-        }
-        op->seq = room->last_seq + 1;
-        op->ts = stamp(st, false);
-        struct store_msg m = {.room = op->room,
-                              .seq = op->seq,
-                              .ts = op->ts,
-                              .from = op->user,
-                              .text = op->text,
-                              .text_len = op->text_len,
-                              .cid = op->has_cid ? op->cid : NULL};
-        rc = db->ops->insert(db, &m);
-        if (rc < 0)
-            return rc;
-        room->last_seq = op->seq;
-        op->stage = 1;
-        if (st->cfg->retention && op->seq > st->cfg->retention)
-            return db->ops->trim(db, op->room, op->seq - st->cfg->retention);
-        return 0;
-    }
+    case CHAT_SEND:
+    case CHAT_EDIT:
+    case CHAT_DELETE:
+    case CHAT_REACT:
+        return apply_timeline(st, op);
     case CHAT_REGISTER:
         op->user_created_ms = stamp(st, true);
         rc = db->ops->user_create(db, op->name, op->pwhash, op->user_created_ms);
@@ -172,6 +327,16 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         }
         if (rc < 0)
             return rc;
+        if (op->registered_guest) {
+            /* Rule 51: the account takes over the session's messages, reactions and cids. */
+            char guest[STORE_IDENTITY_MAX], account[STORE_IDENTITY_MAX], lc[CHAT_NAME_MAX];
+            text_lower(op->name, strlen(op->name), lc);
+            timeline_identity(true, op->guest_session, lc, guest);
+            timeline_identity(false, 0, lc, account);
+            rc = db->ops->claim_guest(db, guest, account, op->name);
+            if (rc < 0)
+                return rc;
+        }
         /* A guest's tokens die with its guest identity (the registered user logs in with a
          * password). */
         return db->ops->token_drop_guest(db, op->name);
@@ -194,10 +359,13 @@ static void route_after_batch(struct chat_op *op)
 {
     switch (op->kind) {
     case CHAT_SEND:
+    case CHAT_EDIT:
+    case CHAT_DELETE:
+    case CHAT_REACT:
         if (op->err)
             chat_to_worker(op);
         else
-            chat_to_hub(op); /* stored (stage 1) or a duplicate (stage 2): fan-out and ack */
+            chat_to_hub(op); /* stored (stage 1) or nothing to store (stage 2): fan-out and ack */
         break;
     case CHAT_REGISTER:
         op->stage = 1;
@@ -248,8 +416,13 @@ static void commit_batch(struct service *s)
         /* Put the counters back: the batch's seqs were never stored. */
         for (size_t i = st->n_batch; i-- > 0;) {
             struct chat_op *op = st->batch[i];
-            if (op->kind == CHAT_SEND && op->stage == 1)
+            if (chat_op_stores_event(op->kind) && op->stage == 1) {
                 room_of(st, op->room)->last_seq = op->seq - 1;
+                room_of(st, op->room)->cut = 0; /* found again by counting, next time */
+            }
+            for (size_t k = 0; k < op->n_msgs; k++)
+                msg_rec_release(&op->msgs[k]);
+            op->n_msgs = 0;
             op->seq = 0;
             op->token[0] = '\0';
             chat_op_fail(op, PROTO_SERVER_BUSY,
@@ -260,6 +433,12 @@ static void commit_batch(struct service *s)
         uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
                       (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
         metrics_commit(us, st->n_batch);
+        for (size_t i = 0; i < st->n_batch; i++) {
+            struct chat_op *op = st->batch[i];
+            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 && !op->err &&
+                !timer_active(&st->erase_timer))
+                timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+        }
     }
     for (size_t i = 0; i < st->n_batch; i++)
         route_after_batch(st->batch[i]);
@@ -276,18 +455,106 @@ struct read_ctx {
 static void collect(void *arg, const struct store_msg *m)
 {
     struct read_ctx *rc = arg;
-    struct msg_rec r = events_message(m, NULL);
+    struct msg_rec r = events_event(m, NULL, EVENTS_REPLAY); /* rule 48 */
     chat_op_add_msg(rc->op, &r);
     if (!rc->first)
         rc->first = m->seq;
     rc->last = m->seq;
 }
 
+/* A history entry read back, kept until its reactions are read (a read cannot run inside
+ * another's callback). */
+struct history_row {
+    struct store_msg m;
+    char *strings; /* from, text, cid, mentions: one allocation */
+};
+
+struct history_ctx {
+    struct history_row *rows;
+    size_t n, cap;
+};
+
+static char *copy_into(char **at, const char *s, size_t n)
+{
+    char *p = *at;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    *at += n + 1;
+    return p;
+}
+
+static void history_row(void *arg, const struct store_msg *m)
+{
+    struct history_ctx *hc = arg;
+    if (hc->n == hc->cap) {
+        hc->cap = hc->cap ? hc->cap * 2 : 64;
+        hc->rows = xrealloc(hc->rows, hc->cap * sizeof *hc->rows);
+    }
+    struct history_row *r = &hc->rows[hc->n++];
+    size_t nf = strlen(m->from), nc = m->cid ? strlen(m->cid) : 0;
+    size_t nm = m->mentions ? strlen(m->mentions) : 0;
+    r->m = *m;
+    r->strings = xmalloc(nf + m->text_len + nc + nm + 4);
+    char *at = r->strings;
+    r->m.from = copy_into(&at, m->from, nf);
+    r->m.text = copy_into(&at, m->text, m->text_len);
+    r->m.cid = m->cid ? copy_into(&at, m->cid, nc) : NULL;
+    r->m.mentions = m->mentions ? copy_into(&at, m->mentions, nm) : NULL;
+    r->m.room = NULL; /* set by the caller: the op's room outlives the row */
+}
+
+/* Rule 56: reactions grouped by emoji, in the order of their oldest standing reaction. */
+struct reactions_ctx {
+    const char *me;
+    struct events_reaction *r;
+    size_t n, cap;
+};
+
+static void reaction_row(void *arg, const char *emoji, const char *identity, const char *user)
+{
+    struct reactions_ctx *rc = arg;
+    size_t i = 0;
+    while (i < rc->n && strcmp(rc->r[i].emoji, emoji) != 0)
+        i++;
+    if (i == rc->n) {
+        if (rc->n == rc->cap) {
+            rc->cap = rc->cap ? rc->cap * 2 : 4;
+            rc->r = xrealloc(rc->r, rc->cap * sizeof *rc->r);
+        }
+        memset(&rc->r[i], 0, sizeof rc->r[i]);
+        snprintf(rc->r[i].emoji, sizeof rc->r[i].emoji, "%s", emoji);
+        rc->n++;
+    }
+    struct events_reaction *e = &rc->r[i];
+    e->count++;
+    if (strcmp(identity, rc->me) == 0)
+        e->me = true;
+    if (e->n_users < EVENTS_REACTION_USERS)
+        snprintf(e->users[e->n_users++], sizeof e->users[0], "%s", user);
+}
+
 static void read_history(struct store_thread *st, struct chat_op *op)
 {
-    struct read_ctx ctx = {op, 0, 0};
-    int rc =
-        st->db->ops->read(st->db, op->room, 0, op->before, op->ts, op->limit, true, collect, &ctx);
+    struct history_ctx hc = {0};
+    int rc = st->db->ops->history(st->db, op->room, op->before ? op->before : UINT64_MAX, op->ts,
+                                  op->limit, !op->telnet_history, history_row, &hc);
+    char me[STORE_IDENTITY_MAX];
+    timeline_identity(op->guest, op->guest_session, op->user_lc, me);
+    struct reactions_ctx rx = {.me = me};
+    for (size_t i = 0; i < hc.n; i++) {
+        struct history_row *row = &hc.rows[i];
+        row->m.room = op->room;
+        rx.n = 0;
+        if (rc >= 0 && !row->m.deleted)
+            rc = st->db->ops->reactions(st->db, op->room, row->m.seq, reaction_row, &rx);
+        if (rc >= 0) {
+            struct msg_rec r = events_history_entry(&row->m, rx.r, rx.n);
+            chat_op_add_msg(op, &r);
+        }
+        free(row->strings);
+    }
+    free(rx.r);
+    free(hc.rows);
     if (rc < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "history is not available right now");
     chat_to_worker(op);
@@ -494,6 +761,8 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
         log_error("msg=store_load_failed error=%d", rc);
         return rc;
     }
+    st->service = s;
+    timer_init(&st->erase_timer, on_erase_timer);
     return service_init(s, "store", on_mail, commit_batch, st);
 }
 

@@ -51,6 +51,8 @@ static const char help_text[] =
     "*   /who [ROOM]         who is in a room\r\n"
     "*   /rooms              list the rooms\r\n"
     "*   /history [N]        the last N messages of the current room (default 20)\r\n"
+    "*   /edit TEXT          replace the text of your newest message in the current room\r\n"
+    "*   /delete             delete your newest message in the current room\r\n"
     "*   /register PASSWORD  register your guest name\r\n"
     "*   /login NAME PASSWORD, /help, /quit\r\n"
     "* A line without / goes to the current room; //text sends /text.\r\n";
@@ -226,6 +228,47 @@ static void send_text(struct conn *c, const char *room, const char *to, const ch
     submit(c, op);
 }
 
+/*
+ * /edit TEXT and /delete (protocol 1.1 rule 77): the user's newest message in the current room
+ * that is not deleted (target 0: the store finds it). Success shows the event's line, which
+ * comes as any member's does.
+ */
+static void change_newest(struct conn *c, enum chat_op_kind kind, const char *text)
+{
+    struct telnet_state *t = state_of(c);
+    if (!chat_session_count_send(c))
+        return;
+    size_t trimmed = 0;
+    if (kind == CHAT_EDIT) {
+        switch (text_check_message(text, strlen(text), cfg_of(c)->max_text, &trimmed)) {
+        case TEXT_OK:
+            break;
+        case TEXT_EMPTY:
+            error_line(c, PROTO_BAD_REQUEST, "usage: /edit TEXT");
+            return;
+        case TEXT_TOO_LONG:
+            error_line(c, PROTO_TOO_LONG, "that message is too long");
+            return;
+        case TEXT_BAD:
+            error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
+            return;
+        }
+    }
+    if (!t->current[0]) {
+        error_line(c, PROTO_NOT_MEMBER, "you are in no room; /join one");
+        return;
+    }
+    struct chat_op *op = new_op(c, kind);
+    memcpy(op->room, t->current, sizeof op->room);
+    op->room_is_dm = strncmp(t->current, "dm:", 3) == 0;
+    op->newest_own = true;
+    if (kind == CHAT_EDIT) {
+        op->text = xstrndup(text, trimmed);
+        op->text_len = trimmed;
+    }
+    submit(c, op);
+}
+
 /* The room a command names, or the current one; writes it into out. Returns false if none. */
 static bool room_arg(struct conn *c, const char *arg, char out[CHAT_ROOM_MAX])
 {
@@ -359,8 +402,16 @@ static void command(struct conn *c, char *line)
             memcpy(op->room, room, sizeof op->room);
             op->room_is_dm = strncmp(room, "dm:", 3) == 0;
             op->limit = (unsigned)limit;
+            op->telnet_history = true; /* rule 76: deleted messages neither shown nor counted */
             submit(c, op);
         }
+    } else if (strcmp(cmd, "edit") == 0) {
+        change_newest(c, CHAT_EDIT, rest);
+    } else if (strcmp(cmd, "delete") == 0) {
+        if (*rest)
+            error_line(c, PROTO_BAD_REQUEST, "usage: /delete (your newest message here)");
+        else
+            change_newest(c, CHAT_DELETE, NULL);
     } else {
         error_line(c, PROTO_UNKNOWN_TYPE, "no such command; /help lists them");
     }

@@ -186,6 +186,18 @@ static bool is_white_space(uint32_t cp)
            cp == 0x205F || cp == 0x3000;
 }
 
+bool text_has_white_space(const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len;
+        if (is_white_space(decode(p + i, &len)))
+            return true;
+        i += len;
+    }
+    return false;
+}
+
 /* Rule 41: C0 but newline and tab, DEL, and C1. */
 static bool is_refused_control(uint32_t cp)
 {

@@ -47,6 +47,10 @@ void text_skeleton(const char *name, size_t n, char out[TEXT_NAME_MAX + 1]);
  * (U+0080-009F). s must be valid UTF-8. For identifiers such as a send's cid. */
 bool text_has_control(const char *s, size_t n);
 
+/* Returns true when s[0..n) (valid UTF-8) holds a character with the Unicode White_Space
+ * property (the set rule 16 trims). */
+bool text_has_white_space(const char *s, size_t n);
+
 /*
  * Returns the byte length of the character at p (p[0..left) valid UTF-8) when it can reorder or
  * split other text on a terminal, else 0: the bidirectional embeddings and overrides

@@ -160,7 +160,8 @@ static void greet(struct conn *c)
     /* features: the additions of protocol 1.1 implemented completely, in the protocol's order. */
     int len = snprintf(hello, sizeof hello,
                        "{\"type\":\"hello\",\"server\":\"parley\",\"version\":\"%s\","
-                       "\"protocol\":1,\"node\":\"%s\",\"features\":[\"large_rooms\"]}",
+                       "\"protocol\":1,\"node\":\"%s\",\"features\":[\"edit\",\"delete\",\"react\","
+                       "\"reply\",\"large_rooms\"]}",
                        PARLEY_VERSION, node);
     ws_session_send_text(c, hello, (size_t)len);
 }

@@ -68,14 +68,15 @@ test('a data directory whose database went missing or empty refuses to start (ex
 test('quick_check at start refuses a damaged database (exit 2); --db-check 0 skips it', async (t) => {
   const { server } = await storedThenStopped(t, 400);
   const file = dbOf(server);
-  // Scribble over one leaf page of the messages table (dbstat says where they are): the file
+  // Scribble over one leaf page of the events table (1.0's messages) (dbstat says where they are): the file
   // still opens, and what the server reads at start (rooms, users) is intact.
-  const leaves = execFileSync('sqlite3', [file, "SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'leaf'"])
+  const leaves = execFileSync('sqlite3', [file, "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf'"])
     .toString().trim().split('\n').map(Number);
   assert.ok(leaves.length > 2, `only ${leaves.length} leaf pages`);
   const pageSize = Number(execFileSync('sqlite3', [file, 'PRAGMA page_size']).toString());
   const fd = openSync(file, 'r+');
-  writeSync(fd, Buffer.alloc(200, 7), 0, 200, (leaves[leaves.length >> 1] - 1) * pageSize + 100);
+  // Over the end of the page, where its cells' content lies (the middle may be free space).
+  writeSync(fd, Buffer.alloc(200, 7), 0, 200, (leaves[leaves.length >> 1] - 1) * pageSize + pageSize - 300);
   closeSync(fd);
   const r = await startOn(server.dataDir);
   assert.equal(r.code, 2, r.stderr);
@@ -91,8 +92,8 @@ test('a row damaged on disk is repaired before it is sent: U+FFFD for bad bytes 
   const { server, room } = await storedThenStopped(t, 3);
   // Invalid UTF-8 and an escape sequence in message 1's text; a sender that is not a name in 2.
   execFileSync('sqlite3', [dbOf(server),
-    `UPDATE messages SET text = CAST(X'6F6BFF1B5B324A' AS TEXT) WHERE room = '${room}' AND seq = 1;` +
-    `UPDATE messages SET sender = CAST(X'6576C3696C' AS TEXT) WHERE room = '${room}' AND seq = 2;`]);
+    `UPDATE events SET text = CAST(X'6F6BFF1B5B324A' AS TEXT) WHERE room = '${room}' AND seq = 1;` +
+    `UPDATE events SET sender = CAST(X'6576C3696C' AS TEXT) WHERE room = '${room}' AND seq = 2;`]);
   const back = await server.restartInTest();
   const u = await user(back, t);
   const h = await u.expect({ type: 'history', room }, 'history');

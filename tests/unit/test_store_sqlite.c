@@ -219,7 +219,7 @@ static void reopen_keeps_everything(void **state)
     assert_int_equal(s->ops->token_get(s, hash_a, 5000, &got), 0);
     assert_string_equal(got.user, "Alice");
 
-    /* The schema is at version 1 and opening again did not run the migration twice. */
+    /* The schema is at version 2 and opening again did not run the migration twice. */
     char path[128];
     db_path(f, path, sizeof path);
     sqlite3 *db;
@@ -227,7 +227,7 @@ static void reopen_keeps_everything(void **state)
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -332,6 +332,153 @@ static void read_selects_ranges_in_ascending_order(void **state)
     assert_string_equal(v.text[1], "trunc");
     assert_int_equal(v.text_len[1], 5);
     assert_false(v.has_cid[1]);
+}
+
+/* Counts rows of a query on the fixture's database (opened a second time, read only). */
+static int64_t count_rows(const struct fixture *f, const char *sql)
+{
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static int put_event(struct store *s, const struct store_msg *m)
+{
+    struct store_msg e = *m;
+    e.room = "dev";
+    if (!e.text)
+        e.text = "";
+    e.text_len = strlen(e.text);
+    return s->ops->insert(s, &e);
+}
+
+struct history_seen {
+    int n;
+    uint64_t seq[8];
+    char text[8][32];
+    bool deleted[8];
+    int64_t edited[8];
+};
+
+static void see_history(void *arg, const struct store_msg *m)
+{
+    struct history_seen *h = arg;
+    assert_true(h->n < 8);
+    h->seq[h->n] = m->seq;
+    snprintf(h->text[h->n], sizeof h->text[0], "%s", m->text);
+    h->deleted[h->n] = m->deleted;
+    h->edited[h->n] = m->edited;
+    h->n++;
+}
+
+/* The state an event changes: an edit the message's text and mentions, a delete erases, a
+ * reaction stands or not, and a guest's rows become an account's (store.h, insert). */
+static void timeline_state(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put_event(s, &(struct store_msg){.seq = 1,
+                                                      .ts = 10,
+                                                      .from = "bob",
+                                                      .text = "hi @alice",
+                                                      .identity = "bob",
+                                                      .mentions = "alice",
+                                                      .cid = "c1"}),
+                     0);
+    assert_int_equal(put_event(s, &(struct store_msg){.seq = 2,
+                                                      .ts = 11,
+                                                      .from = "carol",
+                                                      .text = "guest",
+                                                      .identity = "guest:9",
+                                                      .reply_to = 1,
+                                                      .cid = "c1"}),
+                     0);
+    assert_int_equal(put_event(s, &(struct store_msg){.seq = 3,
+                                                      .ts = 12,
+                                                      .from = "bob",
+                                                      .text = "hi @carol",
+                                                      .identity = "bob",
+                                                      .type = STORE_EV_EDIT,
+                                                      .target = 1,
+                                                      .mentions = "carol"}),
+                     0);
+    assert_int_equal(put_event(s, &(struct store_msg){.seq = 4,
+                                                      .ts = 13,
+                                                      .from = "carol",
+                                                      .identity = "guest:9",
+                                                      .type = STORE_EV_REACTION,
+                                                      .target = 1,
+                                                      .emoji = "+1",
+                                                      .on = true}),
+                     0);
+    assert_int_equal(s->ops->commit(s), 0);
+
+    struct store_target t;
+    assert_int_equal(s->ops->message_get(s, "dev", 1, &t), 0);
+    assert_string_equal(t.identity, "bob");
+    assert_false(t.deleted);
+    assert_int_equal(s->ops->message_get(s, "dev", 3, &t), -ENOENT); /* an edit, no message */
+    uint64_t seq = 0;
+    assert_int_equal(s->ops->find_cid(s, "dev", "guest:9", "c1", &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM mentions WHERE user_lc = 'carol'"), 1);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM mentions WHERE user_lc = 'alice'"), 0);
+    bool held, present;
+    unsigned distinct;
+    assert_int_equal(
+        s->ops->reaction_state(s, "dev", 1, "+1", "guest:9", &held, &present, &distinct), 0);
+    assert_true(held && present);
+    assert_int_equal(distinct, 1);
+
+    /* The guest registers: its rows outside dm rooms are the account's. */
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(s->ops->claim_guest(s, "guest:9", "carol", "Carol"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(s->ops->find_cid(s, "dev", "carol", "c1", &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(s->ops->reaction_state(s, "dev", 1, "+1", "carol", &held, &present, &distinct),
+                     0);
+    assert_true(held);
+
+    /* A delete erases the message, its edits' texts, its reactions and mentions. */
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(put_event(s, &(struct store_msg){.seq = 5,
+                                                      .ts = 14,
+                                                      .from = "bob",
+                                                      .identity = "bob",
+                                                      .type = STORE_EV_DELETE,
+                                                      .target = 1}),
+                     0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(s->ops->message_get(s, "dev", 1, &t), 0);
+    assert_true(t.deleted);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE text LIKE '%hi%'"), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM reactions"), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM mentions"), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE detail IS NOT NULL"), 0);
+    struct history_seen h = {0};
+    assert_int_equal(s->ops->history(s, "dev", UINT64_MAX, 0, 10, true, see_history, &h), 2);
+    assert_int_equal(h.seq[0], 1);
+    assert_true(h.deleted[0]);
+    assert_string_equal(h.text[1], "guest");
+    memset(&h, 0, sizeof h);
+    assert_int_equal(s->ops->history(s, "dev", UINT64_MAX, 0, 10, false, see_history, &h), 1);
+    assert_int_equal(h.seq[0], 2);
+    assert_int_equal(s->ops->newest_own(s, "dev", "bob", &seq), -ENOENT);
+    assert_int_equal(s->ops->newest_own(s, "dev", "carol", &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(s->ops->retention_cut(s, "dev", 1, &seq), 0);
+    assert_int_equal(seq, 2);
+    assert_int_equal(s->ops->retention_cut(s, "dev", 3, &seq), -ENOENT);
 }
 
 static void find_cid_matches_sender_in_any_case(void **state)
@@ -500,7 +647,7 @@ static void trim_keeps_last_seq(void **state)
 static void size_cap_gives_enospc_and_recovers(void **state)
 {
     struct fixture *f = *state;
-    reopen(f, 64 * 1024);
+    reopen(f, 128 * 1024);
     struct store *s = f->s;
     char big[3001];
     memset(big, 'x', sizeof big - 1);
@@ -541,7 +688,7 @@ static void size_cap_gives_enospc_and_recovers(void **state)
     assert_seqs(&v, committed - 1, committed + 1);
     assert_string_equal(v.text[2], "small");
 
-    reopen(f, 64 * 1024);
+    reopen(f, 128 * 1024);
     assert_int_equal(room_seq(f->s, "general"), committed + 1);
 }
 
@@ -748,6 +895,7 @@ int main(void)
         TEST(wal_mode_is_on),
         TEST(read_selects_ranges_in_ascending_order),
         TEST(find_cid_matches_sender_in_any_case),
+        TEST(timeline_state),
         TEST(rollback_discards_messages_and_last_seq),
         TEST(users_are_unique_in_any_case),
         TEST(tokens_expire_and_guest_tokens_drop),
