@@ -924,6 +924,10 @@ static void on_close(struct conn *c)
 
 static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
+    struct chat_session *s = c->session;
+    uint32_t dropped = s && s->transport_state ? drop_waiting(s->transport_state) : 0;
+    if (dropped) /* the user knows what to type again */
+        say(c, "\r\n* %u waiting line%s dropped", dropped, dropped == 1 ? "" : "s");
     if (why == CONN_GOODBYE_RESTART)
         say(c, "\r\n* The server is restarting: connect again to go on.\r\n");
     else

@@ -5,12 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { PASSWORD, uniq, user } from './lib/chat.mjs';
+import { PASSWORD, ms, uniq, user } from './lib/chat.mjs';
 import { IAC, OPT_ECHO, TelnetClient, esc, telnetLogin } from './lib/telnet.mjs';
 
 const IP = 244;
 const ipBytes = Buffer.from([IAC, IP]);
 const msgLine = (room, from, text) => `[#${room}] ${from}: ${text}`;
+// Lines that wait for a token come seconds later: a bound on the wait, not a timing assertion.
+const TOKEN_WAIT = ms(20000);
 const lines = (texts) => Buffer.from(texts.map((x) => `${x}\r\n`).join(''));
 
 async function server(t, args) {
@@ -29,7 +31,7 @@ async function watcher(s, t) {
 // The texts of the next `n` messages from `from` in #general as the watcher gets them.
 async function textsFrom(w, from, n) {
   const out = [];
-  for (let i = 0; i < n; i++) out.push((await w.nextMessage('general', (m) => m.from === from)).text);
+  for (let i = 0; i < n; i++) out.push((await w.nextMessage('general', (m) => m.from === from, TOKEN_WAIT)).text);
   return out;
 }
 
@@ -43,7 +45,7 @@ test('a pasted burst of more lines than the bucket holds waits for tokens and ar
   await c.write(lines(texts));
   assert.deepEqual(await textsFrom(w, c.name, 24), texts);
   // The sender sees its own lines in the same order, with nothing in between (no rate_limited).
-  const { before, match } = await c.until(msgLine('general', c.name, texts[23]));
+  const { before, match } = await c.until(msgLine('general', c.name, texts[23]), TOKEN_WAIT);
   assert.equal(match, msgLine('general', c.name, texts[23]));
   assert.deepEqual(before, texts.slice(0, 23).map((x) => msgLine('general', c.name, x)));
   c.assertCrlf();
@@ -60,13 +62,13 @@ test('lines behind a waiting line wait too, commands included, and run in order;
   // waits behind it, and so does /join, which takes no token: had it run at once, "still general"
   // would have gone to the new room.
   await c.write(lines([...filler, `/msg ${w.name} psst`, 'still general', `/join ${room}`, 'in the new room']));
-  const dm = await w.next((m) => m.type === 'message' && m.room.startsWith('dm:'));
+  const dm = await w.next((m) => m.type === 'message' && m.room.startsWith('dm:'), TOKEN_WAIT);
   assert.equal(dm.text, 'psst');
   assert.deepEqual(await textsFrom(w, c.name, 21), [...filler, 'still general']);
-  const m = await w.nextMessage(room, (x) => x.from === c.name);
+  const m = await w.nextMessage(room, (x) => x.from === c.name, TOKEN_WAIT);
   assert.equal(m.text, 'in the new room');
   assert.equal(await c.nextLine(/^\[dm\]/), `[dm] ${c.name} -> ${w.name}: psst`);
-  const { before } = await c.until(msgLine(room, c.name, 'in the new room'));
+  const { before } = await c.until(msgLine(room, c.name, 'in the new room'), TOKEN_WAIT);
   assert.ok(before.includes(`* You joined #${room} (2 online).`), JSON.stringify(before));
   assert.ok(!before.some((l) => l.startsWith('! ')), JSON.stringify(before));
 });
@@ -80,7 +82,7 @@ test('--telnet-queue N: the (N+1)th waiting line gets "! rate_limited: ..." and 
   const refusal = await c.nextLine(/^! /);
   assert.equal(refusal, '! rate_limited: 3 lines are waiting already; this one was dropped');
   // Once the queue has room again, a line is taken: it runs after the three.
-  await c.nextLine(msgLine('general', c.name, 'wait 1'));
+  await c.nextLine(msgLine('general', c.name, 'wait 1'), TOKEN_WAIT);
   await c.send('later');
   const got = await textsFrom(w, c.name, 24);
   assert.deepEqual(got, [...filler, 'wait 1', 'wait 2', 'wait 3', 'later']);
@@ -131,7 +133,7 @@ test('Ctrl-C (IAC IP) drops every waiting line with "* N waiting lines dropped";
   for (const x of texts.slice(0, 4)) await c.nextLine(msgLine('general', c.name, x));
   // The session goes on; the next line waits for the next token and is the next one sent.
   await c.send('after');
-  await c.nextLine(msgLine('general', c.name, 'after'));
+  await c.nextLine(msgLine('general', c.name, 'after'), TOKEN_WAIT);
   assert.deepEqual(await textsFrom(w, c.name, 5), ['a1', 'a2', 'a3', 'a4', 'after']);
   // One waiting line: the singular.
   await c.write(Buffer.concat([lines(['x1']), Buffer.from([0x03])]));
@@ -202,7 +204,7 @@ test('Ctrl-C at /register\'s password prompt asks for the password again; a /reg
   assert.equal(await c.nextLine(/is registered/), `* ${c.name} is registered. Next time: /login ${c.name} PASSWORD`);
   // Behind a waiting line, /register waits too, and Ctrl-C drops it with the rest.
   await c.write(lines(['one', 'two', 'three', 'four', 'five', '/register', 'behind']));
-  await c.nextLine(msgLine('general', c.name, 'four'));
+  await c.nextLine(msgLine('general', c.name, 'four'), TOKEN_WAIT);
   await c.write(ipBytes);
   assert.equal(await c.nextLine(/^\* \d+ waiting/), '* 3 waiting lines dropped');
   await c.send('/help');
@@ -249,6 +251,6 @@ test('/me waits for a token like any line sent', async (t) => {
   const texts = ['one', 'two', 'three', 'four'];
   await c.write(lines([...texts, '/me five']));
   assert.deepEqual(await textsFrom(w, c.name, 5), [...texts, '/me five']);
-  const { before } = await c.until(`[#general] * ${c.name} five`);
+  const { before } = await c.until(`[#general] * ${c.name} five`, TOKEN_WAIT);
   assert.deepEqual(before, texts.map((x) => msgLine('general', c.name, x)));
 });
