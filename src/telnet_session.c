@@ -585,12 +585,19 @@ static bool is_quit(const uint8_t *line, size_t len)
            strcmp(word, "quit") == 0;
 }
 
+/* A waiting line may be a password (/register PASSWORD, or the answer to its prompt): wiped. */
+static void free_line(struct waiting_line *l)
+{
+    explicit_bzero(l->bytes, l->len);
+    free(l->bytes);
+}
+
 /* Drops every waiting line; returns how many there were. */
 static uint32_t drop_waiting(struct telnet_state *t)
 {
     uint32_t n = t->wait_n;
     for (uint32_t i = 0; i < n; i++)
-        free(t->waiting[(t->wait_head + i) % t->wait_cap].bytes);
+        free_line(&t->waiting[(t->wait_head + i) % t->wait_cap]);
     free(t->waiting);
     t->waiting = NULL;
     t->wait_head = t->wait_n = t->wait_cap = 0;
@@ -643,7 +650,7 @@ static void run_waiting(struct conn *c)
         t->wait_head = (t->wait_head + 1) % t->wait_cap;
         t->wait_n--;
         on_line(c, w.bytes, w.len);
-        free(w.bytes);
+        free_line(&w);
         if (!conn_is_open(c))
             return; /* the session, and t with it, is gone */
     }
