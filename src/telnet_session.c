@@ -514,11 +514,13 @@ static void on_line(struct conn *c, const uint8_t *bytes, size_t len)
 
 /* --- waiting lines (rule 79) and Ctrl-C (rule 80) --- */
 
-/* Arms the connection's timer for the earlier of the idle deadline and the waiting lines. */
+/* Arms the connection's timer for the earlier of the idle deadline and the waiting lines. A user
+ * whose lines wait is not idle: the deadline counts again from the last line run. */
 static void arm_timer(struct conn *c)
 {
     struct telnet_state *t = state_of(c);
-    conn_set_timer(c, t->idle_due_ms < t->wait_due_ms ? t->idle_due_ms : t->wait_due_ms);
+    uint64_t idle = t->wait_n > 0 ? UINT64_MAX : t->idle_due_ms;
+    conn_set_timer(c, idle < t->wait_due_ms ? idle : t->wait_due_ms);
 }
 
 /* The first word of a command line ("/msg bob hi" -> "msg"), into out; false if none fits. */
@@ -649,6 +651,8 @@ static void run_waiting(struct conn *c)
         }
         t->wait_head = (t->wait_head + 1) % t->wait_cap;
         t->wait_n--;
+        if (cfg_of(c)->telnet_idle_ms)
+            t->idle_due_ms = now + cfg_of(c)->telnet_idle_ms;
         on_line(c, w.bytes, w.len);
         free_line(&w);
         if (!conn_is_open(c))
@@ -907,7 +911,7 @@ static void on_timer(struct conn *c)
     }
     struct telnet_state *t = state_of(c);
     uint64_t now = conn_now(c);
-    if (now >= t->idle_due_ms) {
+    if (now >= t->idle_due_ms && t->wait_n == 0) {
         say(c, "\r\n* Idle too long. Bye.\r\n");
         conn_close_after_flush(c);
     } else if (now >= t->wait_due_ms) {

@@ -254,3 +254,16 @@ test('/me waits for a token like any line sent', async (t) => {
   const { before } = await c.until(`[#general] * ${c.name} five`, TOKEN_WAIT);
   assert.deepEqual(before, texts.map((x) => msgLine('general', c.name, x)));
 });
+
+test('--telnet-idle: a user whose lines wait is not idle; the deadline counts from the last line run', async (t) => {
+  // 2 tokens, one more every 5 s: "three" runs about 5 s after the burst, past a 2 s idle deadline.
+  const s = await server(t, ['--rate-limit', '2', '--telnet-idle', '2']);
+  const w = await watcher(s, t);
+  const c = await telnetLogin(s, t, uniq('Tel'));
+  await c.write(lines(['one', 'two', 'three']));
+  assert.deepEqual(await textsFrom(w, c.name, 3), ['one', 'two', 'three']);
+  await c.waitClosed(TOKEN_WAIT, 'the idle close after the last waiting line ran');
+  const got = c.pendingLines();
+  assert.equal(got.at(-1), '* Idle too long. Bye.', JSON.stringify(got));
+  assert.ok(got.includes(msgLine('general', c.name, 'three')), JSON.stringify(got));
+});
