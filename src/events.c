@@ -106,7 +106,7 @@ struct msg_rec events_message(const struct store_msg *m, const char *peer)
 
     char prefix[128];
     char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-    /* An action (the clients' convention, docs/protocol.md): "/me waves" shows as "* alice waves". */
+    /* An action (the clients' convention, docs/protocol.md): "/me waves" is "* alice waves". */
     bool action = m->text_len > 4 && memcmp(m->text, "/me ", 4) == 0;
     if (action) {
         bool dm = text_parse_dm_room(m->room, strlen(m->room), a, b);

@@ -86,8 +86,8 @@ static void put_folded(struct strbuf *out, const uint8_t *w, size_t n)
     put_nfc(&nfc, w, n);
     for (size_t i = 0; i < nfc.len;) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const uint8_t *)nfc.p + i,
-                                              (utf8proc_ssize_t)(nfc.len - i), &cp);
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const uint8_t *)nfc.p + i, (utf8proc_ssize_t)(nfc.len - i), &cp);
         if (k <= 0)
             break; /* cannot happen: utf8proc wrote it */
         uint8_t enc[4];

@@ -698,8 +698,8 @@ static void interrupt(struct conn *c)
 {
     struct telnet_state *t = state_of(c);
     uint32_t dropped = drop_waiting(t);
-    bool prompting = t->prompt == PROMPT_NAME || t->prompt == PROMPT_PASSWORD ||
-                     t->prompt == PROMPT_REGISTER;
+    bool prompting =
+        t->prompt == PROMPT_NAME || t->prompt == PROMPT_PASSWORD || t->prompt == PROMPT_REGISTER;
     if (prompting)
         say(c, "\r\n"); /* the prompt's line ends; it is asked again below */
     if (dropped)

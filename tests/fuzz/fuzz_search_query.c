@@ -43,7 +43,8 @@ static void check_words(const char *s, size_t n, bool nonempty)
             continue;
         }
         utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
         CHECK(k > 0);
         CHECK(is_word_char(cp));
         in_word = true;
@@ -92,7 +93,9 @@ static void open_index(void)
                        "CREATE VIRTUAL TABLE idx USING fts5(content, tokenize = \"unicode61 "
                        "remove_diacritics 0 categories 'L* M* N*'\");"
                        "INSERT INTO idx(content) VALUES ('deploy the release on friday'), "
-                       "('\xC3\xA9" "cole ferm\xC3\xA9" "e'), ('near or and not');",
+                       "('\xC3\xA9"
+                       "cole ferm\xC3\xA9"
+                       "e'), ('near or and not');",
                        NULL, NULL, NULL) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM idx WHERE idx MATCH ?", -1, &query, NULL) ==
           SQLITE_OK);

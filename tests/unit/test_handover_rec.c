@@ -253,9 +253,9 @@ static void waiting_lines(void **state)
         uint16_t version;
         size_t n, len;
     } refused[] = {
-        {3, 1, 0},                          /* version 3 has no waiting lines */
-        {4, 1, HR_TN_LINE_MAX + 1},         /* longer than a line */
-        {4, HR_TN_WAITING_MAX + 1, 0},      /* more than a connection may have */
+        {3, 1, 0},                     /* version 3 has no waiting lines */
+        {4, 1, HR_TN_LINE_MAX + 1},    /* longer than a line */
+        {4, HR_TN_WAITING_MAX + 1, 0}, /* more than a connection may have */
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         struct hr_writer x = {0};

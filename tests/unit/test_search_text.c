@@ -51,8 +51,11 @@ static void words_are_runs_of_letters_marks_digits(void **state)
     (void)state;
     expect_index("Deploy the release on Friday?", "deploy the release on friday");
     expect_index("don't e-mail v1.2, ok?!", "don t e mail v1 2 ok");
-    expect_index("hi\xF0\x9F\x91\x8Dthere", "hi there");        /* an emoji separates */
-    expect_index("a\xC2\xA0" "b\xE3\x80\x80" "c", "a b c");      /* so does any white space */
+    expect_index("hi\xF0\x9F\x91\x8Dthere", "hi there"); /* an emoji separates */
+    expect_index("a\xC2\xA0"
+                 "b\xE3\x80\x80"
+                 "c",
+                 "a b c"); /* so does any white space */
     /* Digits of any script (Nd) and letter numbers (Nl, which have case: Ⅷ folds to ⅷ). */
     expect_index("\xD9\xA3\xD9\xA4 x\xE2\x85\xA7", "\xD9\xA3\xD9\xA4 x\xE2\x85\xB7");
     expect_index("\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E");
@@ -60,23 +63,35 @@ static void words_are_runs_of_letters_marks_digits(void **state)
     expect_index("!!! ... ???", "");
     expect_index("  spaced   out  ", "spaced out");
     /* A byte that is not UTF-8 separates, rather than failing the whole text. */
-    expect_index("ab\xFF" "cd", "ab cd");
+    expect_index("ab\xFF"
+                 "cd",
+                 "ab cd");
 }
 
 static void folding_keeps_accents_and_folds_case(void **state)
 {
     (void)state;
-    expect_index("\xC3\x89" "COLE caf\xC3\xA9", "\xC3\xA9" "cole caf\xC3\xA9"); /* ÉCOLE café */
+    expect_index("\xC3\x89"
+                 "COLE caf\xC3\xA9",
+                 "\xC3\xA9"
+                 "cole caf\xC3\xA9"); /* ÉCOLE café */
     /* NFC: e + combining acute is é, one code point. */
     expect_index("cafe\xCC\x81", "caf\xC3\xA9");
     expect_index("CAFE\xCC\x81", "caf\xC3\xA9");
     /* Simple folding: ß stays ß (full folding would make it ss), capital ẞ becomes ß. */
-    expect_index("Stra\xC3\x9F" "e STRASSE \xE1\xBA\x9E", "stra\xC3\x9F" "e strasse \xC3\x9F");
+    expect_index("Stra\xC3\x9F"
+                 "e STRASSE \xE1\xBA\x9E",
+                 "stra\xC3\x9F"
+                 "e strasse \xC3\x9F");
     /* Final sigma folds to sigma: ΣΟΦΟΣ and σοφος are one word. */
-    expect_index("\xCE\xA3\xCE\x9F\xCE\xA6\xCE\x9F\xCE\xA3 \xCF\x83\xCE\xBF\xCF\x86\xCE\xBF\xCF\x82",
-                 "\xCF\x83\xCE\xBF\xCF\x86\xCE\xBF\xCF\x83 \xCF\x83\xCE\xBF\xCF\x86\xCE\xBF\xCF\x83");
+    expect_index(
+        "\xCE\xA3\xCE\x9F\xCE\xA6\xCE\x9F\xCE\xA3 \xCF\x83\xCE\xBF\xCF\x86\xCE\xBF\xCF\x82",
+        "\xCF\x83\xCE\xBF\xCF\x86\xCE\xBF\xCF\x83 \xCF\x83\xCE\xBF\xCF\x86\xCE\xBF\xCF\x83");
     /* The ligature ﬁ has only a full folding (fi): it stays itself. */
-    expect_index("\xEF\xAC\x81" "x", "\xEF\xAC\x81" "x");
+    expect_index("\xEF\xAC\x81"
+                 "x",
+                 "\xEF\xAC\x81"
+                 "x");
     /* ᾈ (with prosgegrammeni) folds simply to ᾀ. */
     expect_index("\xE1\xBE\x88", "\xE1\xBE\x80");
     /* İ has no simple folding. */
@@ -90,14 +105,17 @@ static void query_terms(void **state)
     (void)state;
     expect_query("deploy \"on friday\" rel*", "\"deploy\" \"on friday\" \"rel\"*");
     expect_query("Deploy   ", "\"deploy\"");
-    expect_query("\xC3\x89" "cole*", "\"\xC3\xA9" "cole\"*");
-    expect_query("\"\" foo", "\"foo\"");               /* a pair with no word is ignored */
+    expect_query("\xC3\x89"
+                 "cole*",
+                 "\"\xC3\xA9"
+                 "cole\"*");
+    expect_query("\"\" foo", "\"foo\""); /* a pair with no word is ignored */
     expect_query("\"one\"", "\"one\"");
-    expect_query("\"a, b;c\"", "\"a b c\"");           /* a phrase's words, whatever separates them */
-    expect_query("*foo", "\"foo\"");                   /* a star not after a word separates */
+    expect_query("\"a, b;c\"", "\"a b c\""); /* a phrase's words, whatever separates them */
+    expect_query("*foo", "\"foo\"");         /* a star not after a word separates */
     expect_query("foo**bar", "\"foo\"* \"bar\"");
     expect_query("foo *", "\"foo\"");
-    expect_query("\"foo*\"", "\"foo\"");               /* no prefix inside quotes */
+    expect_query("\"foo*\"", "\"foo\""); /* no prefix inside quotes */
     expect_query("a\"b c\"d", "\"a\" \"b c\" \"d\"");
     expect_query("e-mail*", "\"e\" \"mail\"*");
     expect_query("cafe\xCC\x81", "\"caf\xC3\xA9\"");
@@ -116,17 +134,19 @@ static void query_refusals(void **state)
     (void)state;
     expect_refused("", 0, SEARCH_QUERY_BAD);
     expect_refused(" \t\n", 3, SEARCH_QUERY_BAD);
-    expect_refused("\"foo", 4, SEARCH_QUERY_BAD);             /* an odd number of quotes */
+    expect_refused("\"foo", 4, SEARCH_QUERY_BAD); /* an odd number of quotes */
     expect_refused("\"a\" \"b", 6, SEARCH_QUERY_BAD);
-    expect_refused("***", 3, SEARCH_QUERY_BAD);               /* no word */
+    expect_refused("***", 3, SEARCH_QUERY_BAD); /* no word */
     expect_refused("\"\"", 2, SEARCH_QUERY_BAD);
     expect_refused("!? \xF0\x9F\x91\x8D", 7, SEARCH_QUERY_BAD);
-    expect_refused("a\tb", 3, SEARCH_QUERY_BAD);              /* control characters */
+    expect_refused("a\tb", 3, SEARCH_QUERY_BAD); /* control characters */
     expect_refused("a\nb", 3, SEARCH_QUERY_BAD);
     expect_refused("a\x1b[31m", 7, SEARCH_QUERY_BAD);
-    expect_refused("a\xC2\x85" "b", 4, SEARCH_QUERY_BAD);     /* C1 */
+    expect_refused("a\xC2\x85"
+                   "b",
+                   4, SEARCH_QUERY_BAD); /* C1 */
     expect_refused("a\0b", 3, SEARCH_QUERY_BAD);
-    expect_refused("ab\xFF", 3, SEARCH_QUERY_BAD);            /* not UTF-8 */
+    expect_refused("ab\xFF", 3, SEARCH_QUERY_BAD); /* not UTF-8 */
 
     /* 200 code points (trailing white space aside) are allowed; 201 are too_long. */
     char q[1024];
@@ -148,14 +168,17 @@ static void query_refusals(void **state)
 
 static const char *const texts[] = {
     "Deploy the release on Friday?", /* 1 */
-    "\xC3\xA9" "cole ferm\xC3\xA9" "e",  /* 2: école fermée */
-    "ecole fermee",                  /* 3 */
-    "friday on deploy",              /* 4 */
-    "NEAR and OR are words here",    /* 5 */
-    "Stra\xC3\x9F" "e",              /* 6: Straße */
-    "STRASSE",                       /* 7 */
-    "re-release notes",              /* 8 */
-    "CAFE\xCC\x81 au lait",          /* 9: decomposed É */
+    "\xC3\xA9"
+    "cole ferm\xC3\xA9"
+    "e",                          /* 2: école fermée */
+    "ecole fermee",               /* 3 */
+    "friday on deploy",           /* 4 */
+    "NEAR and OR are words here", /* 5 */
+    "Stra\xC3\x9F"
+    "e",                    /* 6: Straße */
+    "STRASSE",              /* 7 */
+    "re-release notes",     /* 8 */
+    "CAFE\xCC\x81 au lait", /* 9: decomposed É */
 };
 
 static sqlite3 *open_index(void)
@@ -171,8 +194,8 @@ static sqlite3 *open_index(void)
         fail_msg("create: %s", err);
     sqlite3_stmt *ins = NULL;
     assert_int_equal(
-        sqlite3_prepare_v2(db, "INSERT INTO idx(rowid, content, title) VALUES (?, ?, 'deploy')",
-                           -1, &ins, NULL),
+        sqlite3_prepare_v2(db, "INSERT INTO idx(rowid, content, title) VALUES (?, ?, 'deploy')", -1,
+                           &ins, NULL),
         SQLITE_OK);
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         size_t len = 0;
@@ -222,32 +245,41 @@ static void fts5_matches(void **state)
     sqlite3 *db = open_index();
     expect_matches(db, "deploy \"on friday\" rel*", "1");
     expect_matches(db, "on friday", "1,4");
-    expect_matches(db, "\"on friday\"", "1");         /* a phrase keeps its order */
+    expect_matches(db, "\"on friday\"", "1"); /* a phrase keeps its order */
     expect_matches(db, "\"friday on\"", "4");
-    expect_matches(db, "\"release friday\"", "");     /* and its words in a row */
-    expect_matches(db, "DEPLOY", "1,4");              /* case folded */
-    expect_matches(db, "\xC3\x89" "cole", "2");       /* accents kept: école is not ecole */
+    expect_matches(db, "\"release friday\"", ""); /* and its words in a row */
+    expect_matches(db, "DEPLOY", "1,4");          /* case folded */
+    expect_matches(db,
+                   "\xC3\x89"
+                   "cole",
+                   "2"); /* accents kept: école is not ecole */
     expect_matches(db, "ecole", "3");
-    expect_matches(db, "ferm*", "2,3");               /* prefix */
+    expect_matches(db, "ferm*", "2,3"); /* prefix */
     expect_matches(db, "ferme*", "3");
     expect_matches(db, "ferm\xC3\xA9*", "2");
-    expect_matches(db, "caf\xC3\xA9", "9");           /* NFC on both sides */
+    expect_matches(db, "caf\xC3\xA9", "9"); /* NFC on both sides */
     expect_matches(db, "cafe\xCC\x81", "9");
-    expect_matches(db, "stra\xC3\x9F" "e", "6");      /* simple folding: ß is not ss */
+    expect_matches(db,
+                   "stra\xC3\x9F"
+                   "e",
+                   "6"); /* simple folding: ß is not ss */
     expect_matches(db, "strasse", "7");
     expect_matches(db, "re*", "1,8");
     expect_matches(db, "\"re release\"", "8");
     /* No FTS5 syntax gets through: operators are words, the rest separates. */
-    expect_matches(db, "deploy OR \xC3\xA9" "cole", "");
+    expect_matches(db,
+                   "deploy OR \xC3\xA9"
+                   "cole",
+                   "");
     expect_matches(db, "OR", "5");
     expect_matches(db, "NEAR(deploy friday)", "");
     expect_matches(db, "near", "5");
-    expect_matches(db, "title:deploy", "");           /* no column filter: "title" is a word */
+    expect_matches(db, "title:deploy", ""); /* no column filter: "title" is a word */
     expect_matches(db, "{title}: deploy", "");
     expect_matches(db, "- title : deploy", "");
-    expect_matches(db, "^deploy", "1,4");             /* ^ is no initial-token anchor */
+    expect_matches(db, "^deploy", "1,4"); /* ^ is no initial-token anchor */
     expect_matches(db, "deploy NOT friday", "");
-    expect_matches(db, "deploy AND friday", "");      /* "and" is a word: only 5 has it */
+    expect_matches(db, "deploy AND friday", ""); /* "and" is a word: only 5 has it */
     expect_matches(db, "a\" OR \"deploy", "");
     expect_matches(db, "deploy*friday", "1,4");
     sqlite3_close(db);
