@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev)
 # sd_notify (readiness, reloading and stopping under systemd: src/notify.c).
 build_packages+=(libsystemd-dev)
+# Unicode NFC and case folding of search words and queries (src/search_text.c).
+build_packages+=(libutf8proc-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # The TLS suites make their certificates with the openssl command and talk to the server with s_client.
 test_packages+=(openssl)

@@ -518,6 +518,23 @@ static struct chat_bucket *react_bucket(struct conn *c)
     return s->react;
 }
 
+uint64_t chat_session_token_at(struct conn *c, enum chat_bucket bucket)
+{
+    (void)bucket; /* the send bucket is the only one yet */
+    struct chat_session *s = c->session;
+    uint32_t rate = cfg_of(c)->rate_limit;
+    uint64_t now = conn_now(c);
+    if (!rate || !s || !s->logged_in)
+        return now;
+    /* The same sum take_token makes, so "there now" here means take_token succeeds now. */
+    double tokens = s->tokens + (double)(now - s->refill_ms) * rate / 10000.0;
+    if (tokens >= 1.0)
+        return now;
+    /* The ms the missing part takes to refill, rounded up by one: a caller that asks again then
+     * finds the token, or (rounding) asks once more a millisecond later. */
+    return now + (uint64_t)((1.0 - tokens) * 10000.0 / rate) + 1;
+}
+
 /* How many recent charged (room, cid) pairs a connection remembers: enough for a client that
  * resends everything it had pending after a reconnect, pipelined. */
 #define CHARGED_CIDS 16
@@ -927,6 +944,15 @@ static bool holding_join(struct conn *c)
     return s && s->joins_held > 0;
 }
 
+/* Reads c's held input again, and tells the transport (telnet's waiting lines go on). */
+static void release_input(struct conn *c)
+{
+    conn_release_input(c);
+    struct chat_session *s = c->session;
+    if (conn_is_open(c) && s && !c->input_held && s->transport->input_released)
+        s->transport->input_released(c);
+}
+
 static void op_done(struct worker *w, struct chat_op *op)
 {
     struct chat_worker *cw = w->chat;
@@ -982,7 +1008,7 @@ static void op_done(struct worker *w, struct chat_op *op)
         replay_lost(c, room);
     /* The transport may have started another held request (telnet's join after login). */
     if (releases && conn_is_open(c) && !s->login_pending && !s->auth_pending && !holding_join(c))
-        conn_release_input(c);
+        release_input(c);
 }
 
 static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op)
@@ -1556,7 +1582,7 @@ static void adopt_step(struct conn *c)
     if (s->pw && s->pw->resubmit)
         resubmit_pw(c);
     if (!s->login_pending && !s->auth_pending && !holding_join(c))
-        conn_release_input(c);
+        release_input(c);
 }
 
 void chat_session_thaw(struct conn *c)

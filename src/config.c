@@ -112,6 +112,11 @@ static const char usage[] =
     "                            every 5 s instead), small again below 0.9 N (default 100; 0 = "
     "never)\n"
     "\n"
+    "Telnet input:\n"
+    "  --telnet-queue N          telnet lines that wait for a rate-limit token, in order; one "
+    "more is\n"
+    "                            refused with rate_limited (default 50; 0 = none wait)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -172,6 +177,8 @@ enum {
     OPT_DRAIN_TIME,
     /* large rooms */
     OPT_PRESENCE_LIMIT,
+    /* telnet input */
+    OPT_TELNET_QUEUE,
 };
 
 static const struct option options[] = {
@@ -227,6 +234,7 @@ static const struct option options[] = {
     {"upgrade-mode", required_argument, NULL, OPT_UPGRADE_MODE},
     {"drain-time", required_argument, NULL, OPT_DRAIN_TIME},
     {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
+    {"telnet-queue", required_argument, NULL, OPT_TELNET_QUEUE},
     {0, 0, 0, 0},
 };
 
@@ -357,6 +365,7 @@ static void set_defaults(struct config *cfg)
     cfg->upgrade_mode = CONFIG_UPGRADE_LIVE;
     cfg->drain_time_ms = 10000;
     cfg->presence_limit = 100;
+    cfg->telnet_queue = 50;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -645,6 +654,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, 10000000, &v) < 0)
                 return bad("presence-limit", optarg, "expected a number from 0 to 10000000");
             cfg->presence_limit = (uint32_t)v;
+            break;
+        case OPT_TELNET_QUEUE:
+            if (parse_u64(optarg, 0, TELNET_QUEUE_MAX, &v) < 0)
+                return bad("telnet-queue", optarg, "expected a number from 0 to 1000");
+            cfg->telnet_queue = (uint32_t)v;
             break;
         case OPT_HELP:
             fputs(usage, stdout);

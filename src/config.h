@@ -87,7 +87,14 @@ struct config {
     /* Large rooms (hub.c): above this many users a room is large, below 0.9 times it small
      * again, decided at each room's tick; 0 = never large. */
     uint32_t presence_limit;
+
+    /* Telnet input (rule 79): lines that wait for a rate-limit token, each at most a line's
+     * 4 KiB, so a connection holds at most this many times that. */
+    uint32_t telnet_queue;
 };
+
+/* The largest --telnet-queue: 1000 lines of 4 KiB, as much as the default output limit. */
+#define TELNET_QUEUE_MAX 1000
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
 

@@ -94,7 +94,7 @@ static bool busy(const struct conn *c, unsigned version)
     if (ws_session_owns(c))
         return ws_session_busy(c, version);
     if (telnet_session_owns(c))
-        return chat_session_busy(c, version);
+        return telnet_session_busy(c, version);
     return false;
 }
 

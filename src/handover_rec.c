@@ -7,8 +7,8 @@
 #include "alloc.h"
 
 /*
- * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2, and
- * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3). A field is
+ * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2,
+ * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, and HR_TN_WAITING: 4). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -25,6 +25,7 @@
  *   HR_TN_*             ...      prompt, password tries, echo off, auto-joined, password prompted,
  *                                name given, current room, open age, the line parser (nested
  *                                HR_TP_*), the line typed so far
+ *   HR_TN_WAITING       bytes    (4) repeated, oldest first: a line waiting for a token
  *   HR_CHAT             uint     1: a chat session follows (HR_LOGGED_IN ... HR_BACKLOG)
  *   HR_ROOM, HR_BACKLOG nested   repeated, in order; a room (HR_RM_*): its name, the last seq
  *                                queued, the order it was joined in, and (3) the user count the
@@ -599,6 +600,13 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
     case HR_TN_LINE:
         rec->tn_line = bytes_of(x);
         return 0;
+    case HR_TN_WAITING:
+        if (rec->version < 4)
+            FAIL("a field this version does not know");
+        if (x->len > HR_TN_LINE_MAX || rec->tn_n_waiting >= HR_TN_WAITING_MAX)
+            FAIL("more waiting telnet lines, or a longer one, than a connection may have");
+        rec->tn_n_waiting++;
+        return 0;
     case HR_CHAT:
         return bool_of(x, &rec->has_chat) ? 0 : -1;
     case HR_LOGGED_IN:
@@ -734,4 +742,13 @@ bool handover_rec_backlog(const struct handover_rec *rec, size_t *cursor, struct
 {
     struct field x;
     return find(rec, cursor, HR_BACKLOG, &x) && read_backlog(&x, out) == 0;
+}
+
+bool handover_rec_waiting(const struct handover_rec *rec, size_t *cursor, struct hr_bytes *out)
+{
+    struct field x;
+    if (!find(rec, cursor, HR_TN_WAITING, &x))
+        return false;
+    *out = bytes_of(&x);
+    return true;
 }

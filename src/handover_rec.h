@@ -27,7 +27,9 @@
  * again, where version 1 kept such a connection in the old process (drained); 3 adds to each
  * room what the client was last told of its size (large rooms: HR_RM_TOLD_COUNT and
  * HR_RM_TOLD_LARGE), so a moved connection gets no count it had already (versions 1 and 2 give
- * 0 and false: the room was never large in a binary that wrote them).
+ * 0 and false: the room was never large in a binary that wrote them); 4 adds a telnet
+ * connection's lines waiting for a rate-limit token (HR_TN_WAITING, rule 79), where a writer of
+ * an older version keeps such a connection in the old process until they have run.
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -39,7 +41,7 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-#define HANDOVER_REC_VERSION 3     /* the version written */
+#define HANDOVER_REC_VERSION 4     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
 #define HANDOVER_REC_MAGIC 0x52485250u /* "PRHR" little-endian */
@@ -51,7 +53,8 @@
 #define HR_ROOM_MAX 70 /* a room name, "dm:a:b" included */
 #define HR_N_CIDS 16   /* rule 17's remembered (room, cid) keys */
 #define HR_ATTEMPT_SECONDS 10
-#define HR_TN_LINE_MAX 4096 /* a telnet line (telnet_session.h) */
+#define HR_TN_LINE_MAX 4096    /* a telnet line (telnet_session.h) */
+#define HR_TN_WAITING_MAX 1000 /* waiting telnet lines (config.h: TELNET_QUEUE_MAX) */
 
 enum hr_transport { HR_HTTP = 1, HR_WEBSOCKET = 2, HR_TELNET = 3 };
 
@@ -119,6 +122,7 @@ struct handover_rec {
     uint64_t tn_open_age_ms;
     struct telnet_parser tn_parser; /* buf and cap are the reader's own */
     struct hr_bytes tn_line;        /* the line being typed */
+    size_t tn_n_waiting;            /* (4) lines waiting for a token: handover_rec_waiting */
 
     /* The chat session, if the connection has one. */
     bool has_chat;
@@ -201,6 +205,7 @@ enum hr_tag {
     HR_TN_OPEN_AGE_MS = 47,
     HR_TN_PARSER = 48, /* nested: HR_TP_* */
     HR_TN_LINE = 49,
+    HR_TN_WAITING = 50, /* version 4; bytes, repeated, oldest first */
 
     HR_CHAT = 60,
     HR_LOGGED_IN = 61,
@@ -281,5 +286,7 @@ int handover_rec_read(const uint8_t *buf, size_t n, struct handover_rec *rec, co
 /* The rooms and backlog entries of rec, in order: start with *cursor = 0; false after the last. */
 bool handover_rec_room(const struct handover_rec *rec, size_t *cursor, struct hr_room *out);
 bool handover_rec_backlog(const struct handover_rec *rec, size_t *cursor, struct hr_backlog *out);
+/* rec's waiting telnet lines (version 4), oldest first, as handover_rec_room. */
+bool handover_rec_waiting(const struct handover_rec *rec, size_t *cursor, struct hr_bytes *out);
 
 #endif

@@ -209,6 +209,11 @@ size_t telnet_parse(struct telnet_parser *p, const uint8_t *data, size_t len,
                 event = true;
             } else if (c == 0x08 || c == 0x7F) {
                 erase_char(p);
+            } else if (c == 0x03) {
+                /* Ctrl-C from a client in raw mode: the same as IAC IP, never part of a line. */
+                erase_line(p);
+                ev->type = TELNET_EV_INTERRUPT;
+                event = true;
             } else {
                 /* Other control bytes, NUL included, are the session's to refuse. */
                 append(p, c);

@@ -7,7 +7,8 @@
  * also ends the line; that byte starts the next one). Backspace (0x08) and
  * DEL (0x7F) remove the last character (a whole UTF-8 sequence) of the line
  * so far; IAC EC does the same and IAC EL clears the line. IAC IAC is a data
- * byte 0xFF. IAC WILL/WONT/DO/DONT are reported; subnegotiations
+ * byte 0xFF. IAC IP and a raw 0x03 (Ctrl-C) are reported as an interrupt
+ * and clear the line. IAC WILL/WONT/DO/DONT are reported; subnegotiations
  * (IAC SB ... IAC SE) and other commands are consumed silently. A line longer
  * than the buffer is reported once, at its end, as TELNET_EV_TOO_LONG and
  * dropped.
@@ -34,7 +35,7 @@ enum telnet_event_type {
     TELNET_EV_LINE,      /* a complete line: line/len, without its end */
     TELNET_EV_TOO_LONG,  /* a line over the limit ended and was dropped */
     TELNET_EV_NEGOTIATE, /* IAC verb option: verb is TELNET_WILL/WONT/DO/DONT */
-    TELNET_EV_INTERRUPT, /* IAC IP: the user wants out */
+    TELNET_EV_INTERRUPT, /* IAC IP or 0x03 (Ctrl-C): the line typed so far is gone */
 };
 
 struct telnet_event {

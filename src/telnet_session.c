@@ -20,6 +20,9 @@
 #define WHO_NAMES_MAX 50
 /* /rooms lists this many rooms at most (a `rooms` reply's page), then says there are more. */
 #define ROOMS_MAX 200
+/* How soon waiting lines are looked at again while a live upgrade holds the connection's reading
+ * (a moment; if the connection stays, its lines go on then). */
+#define WAIT_HELD_RETRY_MS 100
 
 enum prompt {
     PROMPT_NAME,     /* waiting for a name (or /login) */
@@ -40,6 +43,19 @@ struct telnet_state {
     char current[CHAT_ROOM_MAX]; /* the current room, or "" */
     uint64_t opened_ms;          /* the login deadline counts from here */
     uint8_t *line; /* the line being typed: allocated only while one is, so idle costs nothing */
+    /* Lines waiting for a token (rule 79), oldest first: a ring of at most --telnet-queue lines,
+     * each allocated to its length (at most TELNET_LINE_MAX); the ring only while one waits. */
+    struct waiting_line *waiting;
+    uint32_t wait_head, wait_n, wait_cap;
+    /* The connection's one timer serves both: the idle deadline (logged in, --telnet-idle) and
+     * the time the first waiting line's token is there. UINT64_MAX: not armed. */
+    uint64_t idle_due_ms;
+    uint64_t wait_due_ms;
+};
+
+struct waiting_line {
+    uint8_t *bytes;
+    uint32_t len;
 };
 
 static const char help_text[] =
@@ -48,6 +64,7 @@ static const char help_text[] =
     "*   /leave [ROOM]       leave a room (default: the current one)\r\n"
     "*   /room ROOM          switch the current room\r\n"
     "*   /msg USER TEXT      send a direct message\r\n"
+    "*   /me TEXT            an action: others see * NAME TEXT\r\n"
     "*   /who [ROOM]         who is in a room\r\n"
     "*   /rooms              list the rooms\r\n"
     "*   /history [N]        the last N messages of the current room (default 20)\r\n"
@@ -55,7 +72,8 @@ static const char help_text[] =
     "*   /delete             delete your newest message in the current room\r\n"
     "*   /register PASSWORD  register your guest name\r\n"
     "*   /login NAME PASSWORD, /help, /quit\r\n"
-    "* A line without / goes to the current room; //text sends /text.\r\n";
+    "* A line without / goes to the current room; //text sends /text.\r\n"
+    "* Over the rate limit, lines wait and go in order; Ctrl-C drops them.\r\n";
 
 static struct telnet_state *state_of(struct conn *c)
 {
@@ -201,8 +219,7 @@ static void join(struct conn *c, const char *room)
 static void send_text(struct conn *c, const char *room, const char *to, const char *text,
                       size_t len)
 {
-    if (!chat_session_count_send(c))
-        return;
+    /* No flood close here (rule 79): over the rate limit a telnet line waits for its token. */
     size_t trimmed;
     switch (text_check_message(text, len, cfg_of(c)->max_text, &trimmed)) {
     case TEXT_OK:
@@ -379,6 +396,17 @@ static void command(struct conn *c, char *line)
             error_line(c, PROTO_BAD_NAME, "names are 1-32 characters of A-Z a-z 0-9 _ - .");
         else
             send_text(c, NULL, to, rest, strlen(rest));
+    } else if (strcmp(cmd, "me") == 0) {
+        if (!*rest) {
+            error_line(c, PROTO_BAD_REQUEST, "usage: /me TEXT");
+        } else if (!t->current[0]) {
+            error_line(c, PROTO_NOT_MEMBER, "you are in no room; /join one");
+        } else {
+            /* An action is a message whose text starts with "/me " (docs/protocol.md). */
+            char text[TELNET_LINE_MAX + 8];
+            int n = snprintf(text, sizeof text, "/me %s", rest);
+            send_text(c, t->current, NULL, text, (size_t)n);
+        }
     } else if (strcmp(cmd, "who") == 0) {
         if (room_arg(c, word(&rest), room)) {
             struct chat_op *op = new_op(c, CHAT_WHO);
@@ -535,6 +563,212 @@ static void on_line(struct conn *c, const uint8_t *bytes, size_t len)
     }
 }
 
+/* --- waiting lines (rule 79) and Ctrl-C (rule 80) --- */
+
+/* Arms the connection's timer for the earlier of the idle deadline and the waiting lines. A user
+ * whose lines wait is not idle: the deadline counts again from the last line run. */
+static void arm_timer(struct conn *c)
+{
+    struct telnet_state *t = state_of(c);
+    uint64_t idle = t->wait_n > 0 ? UINT64_MAX : t->idle_due_ms;
+    conn_set_timer(c, idle < t->wait_due_ms ? idle : t->wait_due_ms);
+}
+
+/* The first word of a command line ("/msg bob hi" -> "msg"), into out; false if none fits. */
+static bool command_word(const uint8_t *line, size_t len, char *out, size_t cap)
+{
+    size_t i = 1, n = 0;
+    while (i < len && line[i] == ' ')
+        i++;
+    while (i < len && line[i] != ' ') {
+        if (n + 1 >= cap)
+            return false;
+        out[n++] = (char)line[i++];
+    }
+    out[n] = '\0';
+    return n > 0;
+}
+
+/*
+ * Whether a chat line takes a token, and from which bucket (rule 79). The send bucket: plain
+ * lines (and //text), /msg, /me. Commands that come with protocol 1.1's requests join this
+ * table: /edit, /delete, /topic TEXT, /topic -, the moderation commands, /away and /back take
+ * the send bucket; /search takes the search bucket (CHAT_BUCKET_SEARCH, once it exists).
+ */
+static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket *bucket)
+{
+    static const struct {
+        const char *command;
+        enum chat_bucket bucket;
+    } commands[] = {
+        {"msg", CHAT_BUCKET_SEND},
+        {"me", CHAT_BUCKET_SEND},
+    };
+    if (len == 0)
+        return false;
+    if (line[0] != '/' || (len > 1 && line[1] == '/')) {
+        *bucket = CHAT_BUCKET_SEND;
+        return true;
+    }
+    char word[16];
+    if (!command_word(line, len, word, sizeof word))
+        return false;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(word, commands[i].command) == 0) {
+            *bucket = commands[i].bucket;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* When the line may run: now, or when its bucket has a token again. */
+static uint64_t line_due(struct conn *c, const uint8_t *line, size_t len)
+{
+    enum chat_bucket bucket;
+    if (state_of(c)->prompt != PROMPT_NONE || !line_bucket(line, len, &bucket))
+        return conn_now(c);
+    return chat_session_token_at(c, bucket);
+}
+
+static bool is_quit(const uint8_t *line, size_t len)
+{
+    char word[8];
+    return len > 0 && line[0] == '/' && command_word(line, len, word, sizeof word) &&
+           strcmp(word, "quit") == 0;
+}
+
+/* A waiting line may be a password (/register PASSWORD, or the answer to its prompt): wiped. */
+static void free_line(struct waiting_line *l)
+{
+    explicit_bzero(l->bytes, l->len);
+    free(l->bytes);
+}
+
+/* Drops every waiting line; returns how many there were. */
+static uint32_t drop_waiting(struct telnet_state *t)
+{
+    uint32_t n = t->wait_n;
+    for (uint32_t i = 0; i < n; i++)
+        free_line(&t->waiting[(t->wait_head + i) % t->wait_cap]);
+    free(t->waiting);
+    t->waiting = NULL;
+    t->wait_head = t->wait_n = t->wait_cap = 0;
+    t->wait_due_ms = UINT64_MAX;
+    return n;
+}
+
+static void push_waiting(struct telnet_state *t, const uint8_t *line, size_t len)
+{
+    if (t->wait_n == t->wait_cap) {
+        uint32_t cap = t->wait_cap ? t->wait_cap * 2 : 4;
+        struct waiting_line *ring = xmalloc(cap * sizeof *ring);
+        for (uint32_t i = 0; i < t->wait_n; i++)
+            ring[i] = t->waiting[(t->wait_head + i) % t->wait_cap];
+        free(t->waiting);
+        t->waiting = ring;
+        t->wait_head = 0;
+        t->wait_cap = cap;
+    }
+    uint8_t *copy = xmalloc(len ? len : 1);
+    memcpy(copy, line, len);
+    t->waiting[(t->wait_head + t->wait_n) % t->wait_cap] =
+        (struct waiting_line){.bytes = copy, .len = (uint32_t)len};
+    t->wait_n++;
+}
+
+/*
+ * Runs waiting lines, oldest first, while they may: each one's token is there, and no answer a
+ * line depends on (a join's) holds the input. Then arms the timer for the next one's token; a
+ * held input goes on through input_released.
+ */
+static void run_waiting(struct conn *c)
+{
+    struct telnet_state *t = state_of(c);
+    t->wait_due_ms = UINT64_MAX;
+    while (t->wait_n > 0) {
+        uint64_t now = conn_now(c);
+        if (c->input_held)
+            break;
+        if (c->io_hold & CONN_HOLD_READ) {
+            t->wait_due_ms = now + WAIT_HELD_RETRY_MS;
+            break;
+        }
+        struct waiting_line w = t->waiting[t->wait_head];
+        uint64_t due = line_due(c, w.bytes, w.len);
+        if (due > now) {
+            t->wait_due_ms = due;
+            break;
+        }
+        t->wait_head = (t->wait_head + 1) % t->wait_cap;
+        t->wait_n--;
+        if (cfg_of(c)->telnet_idle_ms)
+            t->idle_due_ms = now + cfg_of(c)->telnet_idle_ms;
+        on_line(c, w.bytes, w.len);
+        free_line(&w);
+        if (!conn_is_open(c))
+            return; /* the session, and t with it, is gone */
+    }
+    if (t->wait_n == 0) {
+        free(t->waiting);
+        t->waiting = NULL;
+        t->wait_head = t->wait_cap = 0;
+    }
+    arm_timer(c);
+}
+
+/* A whole line arrived: it runs now, or waits behind the others or for its token (rule 79). */
+static void take_line(struct conn *c, const uint8_t *line, size_t len)
+{
+    struct telnet_state *t = state_of(c);
+    if (t->wait_n == 0) {
+        uint64_t due = line_due(c, line, len);
+        if (due <= conn_now(c)) {
+            on_line(c, line, len);
+            return;
+        }
+        t->wait_due_ms = due;
+    } else if (is_quit(line, len)) {
+        drop_waiting(t); /* /quit never waits, and what waited goes with the session */
+        on_line(c, line, len);
+        return;
+    }
+    if (len == 0 && t->prompt == PROMPT_NONE)
+        return; /* ignored when it runs, so it takes no place (rule 34) */
+    if (t->wait_n >= cfg_of(c)->telnet_queue) {
+        say(c, "! %s: %u lines are waiting already; this one was dropped\r\n",
+            proto_error_code(PROTO_RATE_LIMITED), t->wait_n);
+        return;
+    }
+    push_waiting(t, line, len);
+    arm_timer(c);
+}
+
+/* Ctrl-C (rule 80): the line typed so far is gone (the parser saw to it), and every waiting one. */
+static void interrupt(struct conn *c)
+{
+    struct telnet_state *t = state_of(c);
+    uint32_t dropped = drop_waiting(t);
+    bool prompting =
+        t->prompt == PROMPT_NAME || t->prompt == PROMPT_PASSWORD || t->prompt == PROMPT_REGISTER;
+    if (prompting)
+        say(c, "\r\n"); /* the prompt's line ends; it is asked again below */
+    if (dropped)
+        say(c, "* %u waiting line%s dropped\r\n", dropped, dropped == 1 ? "" : "s");
+    if (t->prompt == PROMPT_NAME)
+        say(c, "Your name? ");
+    else if (t->prompt == PROMPT_PASSWORD || t->prompt == PROMPT_REGISTER)
+        say(c, "Password: ");
+    if (((struct chat_session *)c->session)->logged_in)
+        arm_timer(c);
+}
+
+static void input_released(struct conn *c)
+{
+    if (state_of(c)->wait_n > 0)
+        run_waiting(c);
+}
+
 static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
     struct telnet_state *t = state_of(c);
@@ -551,14 +785,13 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
         case TELNET_EV_NEGOTIATE: /* we ask for nothing but ECHO, and need no answer */
             break;
         case TELNET_EV_LINE:
-            on_line(c, ev.line, ev.len);
+            take_line(c, ev.line, ev.len);
             break;
         case TELNET_EV_TOO_LONG:
             error_line(c, PROTO_TOO_LONG, "lines are at most 4096 bytes");
             break;
         case TELNET_EV_INTERRUPT:
-            say(c, "\r\n* Bye.\r\n");
-            conn_close_after_flush(c);
+            interrupt(c);
             break;
         }
     }
@@ -569,8 +802,10 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
         telnet_parser_lend(&t->parser, NULL);
     }
     if (conn_is_open(c) && cfg_of(c)->telnet_idle_ms &&
-        ((struct chat_session *)c->session)->logged_in)
-        conn_set_timer(c, conn_now(c) + cfg_of(c)->telnet_idle_ms);
+        ((struct chat_session *)c->session)->logged_in) {
+        t->idle_due_ms = conn_now(c) + cfg_of(c)->telnet_idle_ms;
+        arm_timer(c);
+    }
     return used;
 }
 
@@ -653,8 +888,9 @@ static void op_done(struct conn *c, struct chat_op *op)
     case CHAT_LOGIN_PASSWORD:
     case CHAT_LOGIN_TOKEN: {
         t->prompt = PROMPT_NONE;
-        conn_set_timer(c, cfg_of(c)->telnet_idle_ms ? conn_now(c) + cfg_of(c)->telnet_idle_ms
-                                                    : UINT64_MAX);
+        t->idle_due_ms =
+            cfg_of(c)->telnet_idle_ms ? conn_now(c) + cfg_of(c)->telnet_idle_ms : UINT64_MAX;
+        arm_timer(c);
         join(c, "general");
         break;
     }
@@ -712,6 +948,7 @@ static void became_registered(struct conn *c)
 static const struct chat_transport telnet_transport = {
     .op_done = op_done,
     .became_registered = became_registered,
+    .input_released = input_released,
 };
 
 /* --- the connection --- */
@@ -719,11 +956,19 @@ static const struct chat_transport telnet_transport = {
 static void on_timer(struct conn *c)
 {
     struct chat_session *s = c->session;
-    if (s && s->logged_in) {
+    if (!s || !s->logged_in) {
+        login_timed_out(c);
+        return;
+    }
+    struct telnet_state *t = state_of(c);
+    uint64_t now = conn_now(c);
+    if (now >= t->idle_due_ms && t->wait_n == 0) {
         say(c, "\r\n* Idle too long. Bye.\r\n");
         conn_close_after_flush(c);
+    } else if (now >= t->wait_due_ms) {
+        run_waiting(c);
     } else {
-        login_timed_out(c);
+        arm_timer(c);
     }
 }
 
@@ -732,13 +977,19 @@ static void on_close(struct conn *c)
     struct chat_session *s = c->session;
     struct telnet_state *t = s ? s->transport_state : NULL;
     chat_session_close(c);
-    if (t)
+    if (t) {
         free(t->line);
+        drop_waiting(t);
+    }
     free(t);
 }
 
 static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
+    struct chat_session *s = c->session;
+    uint32_t dropped = s && s->transport_state ? drop_waiting(s->transport_state) : 0;
+    if (dropped) /* the user knows what to type again */
+        say(c, "\r\n* %u waiting line%s dropped", dropped, dropped == 1 ? "" : "s");
     if (why == CONN_GOODBYE_RESTART)
         say(c, "\r\n* The server is restarting: connect again to go on.\r\n");
     else
@@ -759,6 +1010,7 @@ void telnet_session_start(struct conn *c)
     const struct worker *w = c->set->owner;
     struct telnet_state *t = xcalloc(1, sizeof *t);
     telnet_parser_init(&t->parser, NULL, TELNET_LINE_MAX);
+    t->idle_due_ms = t->wait_due_ms = UINT64_MAX;
     c->handler = &telnet_handler;
     struct chat_session *s = chat_session_open(c, &telnet_transport);
     s->transport_state = t;
@@ -778,6 +1030,14 @@ bool telnet_session_partial(const struct conn *c)
 {
     const struct telnet_state *t = ((struct chat_session *)c->session)->transport_state;
     return telnet_parser_holds_line(&t->parser);
+}
+
+bool telnet_session_busy(const struct conn *c, unsigned version)
+{
+    const struct chat_session *s = c->session;
+    const struct telnet_state *t = s ? s->transport_state : NULL;
+    /* Records before version 4 carry no waiting lines: such a connection stays until they ran. */
+    return chat_session_busy(c, version) || (version < 4 && t && t->wait_n > 0);
 }
 
 void telnet_session_save(struct conn *c, struct hr_writer *w)
@@ -800,6 +1060,10 @@ void telnet_session_save(struct conn *c, struct hr_writer *w)
     hr_close(w);
     if (p->len > 0)
         hr_put(w, HR_TN_LINE, p->buf, p->len);
+    for (uint32_t i = 0; w->version >= 4 && i < t->wait_n; i++) {
+        const struct waiting_line *l = &t->waiting[(t->wait_head + i) % t->wait_cap];
+        hr_put(w, HR_TN_WAITING, l->bytes, l->len);
+    }
     chat_session_save(c, w);
 }
 
@@ -810,6 +1074,7 @@ int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const
         return -1;
     }
     struct telnet_state *t = xcalloc(1, sizeof *t);
+    t->idle_due_ms = t->wait_due_ms = UINT64_MAX;
     c->handler = &telnet_handler;
     conn_set_transport(c, CONN_TELNET);
     struct chat_session *s = NULL;
@@ -856,5 +1121,17 @@ int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const
         *why = "a prompt that does not go with the login";
         return -1;
     }
+    if (rec->tn_n_waiting > 0 && !s->logged_in) {
+        *why = "telnet lines waiting before a login";
+        return -1;
+    }
+    struct hr_bytes line;
+    for (size_t at = 0; handover_rec_waiting(rec, &at, &line);)
+        push_waiting(t, line.p, line.n);
+    /* They go on once the handover is over and the input is read again (input_released). */
+    if (t->wait_n > 0)
+        t->wait_due_ms = now;
+    if (s->logged_in && cfg_of(c)->telnet_idle_ms)
+        t->idle_due_ms = c->last_rx_ms + cfg_of(c)->telnet_idle_ms;
     return 0;
 }

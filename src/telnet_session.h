@@ -26,6 +26,9 @@ void telnet_session_start(struct conn *c);
 bool telnet_session_owns(const struct conn *c);
 /* Whether c's user is in the middle of typing a line (for a live upgrade's log). */
 bool telnet_session_partial(const struct conn *c);
+/* c has something on its way that this process must finish before c can move in a record of
+ * `version` (a request out; before version 4, lines waiting for a token). */
+bool telnet_session_busy(const struct conn *c, unsigned version);
 void telnet_session_save(struct conn *c, struct hr_writer *w);
 int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const char **why);
 

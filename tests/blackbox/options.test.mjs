@@ -34,7 +34,8 @@ test('--help prints usage naming the options and exits 0', async () => {
   assert.equal(result.code, 0, result.stderr);
   for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
     '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold',
-    '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time', '--presence-limit']) {
+    '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time', '--presence-limit',
+    '--telnet-queue']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -76,6 +77,11 @@ for (const args of [
   ['--presence-limit', 'many'],
   ['--presence-limit', '10000001'],
   ['--presence-limit'],
+  // telnet waiting lines (tests/chat/telnet_queue.test.mjs covers them in use)
+  ['--telnet-queue', '-1'],
+  ['--telnet-queue', 'lots'],
+  ['--telnet-queue', '1001'],
+  ['--telnet-queue'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.

@@ -58,6 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         entries++;
     }
     CHECK(entries == rec.n_backlog);
+    /* Waiting telnet lines (version 4): each a line at most, no more than a connection has. */
+    size_t waiting = 0;
+    struct hr_bytes line_waiting;
+    cursor = 0;
+    while (handover_rec_waiting(&rec, &cursor, &line_waiting)) {
+        CHECK(line_waiting.n <= HR_TN_LINE_MAX);
+        waiting++;
+    }
+    CHECK(waiting == rec.tn_n_waiting && waiting <= HR_TN_WAITING_MAX);
+    CHECK(rec.version >= 4 || waiting == 0);
 
     uint8_t *copy = malloc(stream_len ? stream_len : 1);
     memcpy(copy, stream, stream_len);

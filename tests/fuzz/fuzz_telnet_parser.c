@@ -54,6 +54,7 @@ static void record(struct transcript *t, const struct telnet_parser *p,
         for (size_t i = 0; i < ev->len; i++) {
             CHECK(ev->line[i] != '\r' && ev->line[i] != '\n');
             CHECK(ev->line[i] != 0x08 && ev->line[i] != 0x7F);
+            CHECK(ev->line[i] != 0x03); /* Ctrl-C is an interrupt, never text */
             if (ev->line[i] == TELNET_IAC)
                 t->ff_in_lines++;
         }

@@ -73,6 +73,37 @@ static void dm_line_names_both_parties(void **state)
     msg_rec_release(&r);
 }
 
+/* An action ("/me TEXT", the clients' convention) shows as "* name TEXT"; its JSON is unchanged. */
+static void action_lines(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *room, *text, *want;
+    } cases[] = {
+        {"dev", "/me waves", "[#dev] * alice waves\r\n"},
+        {"dev", "/me waves\nand bows", "[#dev] * alice waves\r\n  and bows\r\n"},
+        {"dm:alice:bob", "/me winks", "[dm] * alice winks\r\n"},
+        {"dev", "/me", "[#dev] alice: /me\r\n"},
+        {"dev", "/meow", "[#dev] alice: /meow\r\n"},
+        {"dev", "x /me y", "[#dev] alice: x /me y\r\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct store_msg m = {.room = cases[i].room,
+                              .seq = 1,
+                              .ts = 1,
+                              .from = "alice",
+                              .text = cases[i].text,
+                              .text_len = strlen(cases[i].text)};
+        struct msg_rec r = events_message(&m, NULL);
+        assert_int_equal(r.tn->len, strlen(cases[i].want));
+        assert_memory_equal(r.tn->data, cases[i].want, strlen(cases[i].want));
+        json_t *doc = frame_json(&r);
+        assert_string_equal(json_string_value(json_object_get(doc, "text")), cases[i].text);
+        json_decref(doc);
+        msg_rec_release(&r);
+    }
+}
+
 static void long_message_uses_16_bit_length(void **state)
 {
     (void)state;
@@ -134,6 +165,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(room_message_both_forms),
         cmocka_unit_test(dm_line_names_both_parties),
+        cmocka_unit_test(action_lines),
         cmocka_unit_test(long_message_uses_16_bit_length),
         cmocka_unit_test(presence_typing_and_errors),
     };

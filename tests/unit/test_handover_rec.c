@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,6 +199,75 @@ static void told_fields_need_version_3(void **state)
         assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
         hr_writer_free(&w);
     }
+}
+
+/* A record of `version` with n waiting telnet lines (the i-th "line i", or len bytes when len). */
+static void write_waiting(struct hr_writer *w, uint16_t version, size_t n, size_t len)
+{
+    static uint8_t big[HR_TN_LINE_MAX + 1];
+    hr_begin(w, version);
+    hr_u64(w, HR_TRANSPORT, HR_TELNET);
+    for (size_t i = 0; i < n; i++) {
+        char line[32];
+        int k = snprintf(line, sizeof line, "line %zu", i);
+        if (len)
+            hr_put(w, HR_TN_WAITING, big, len);
+        else
+            hr_put(w, HR_TN_WAITING, line, (size_t)k);
+    }
+    hr_end(w);
+}
+
+/* Waiting telnet lines (version 4): read back in order; refused in version 3, and beyond bounds. */
+static void waiting_lines(void **state)
+{
+    (void)state;
+    struct hr_writer w = {0};
+    struct handover_rec r;
+    write_waiting(&w, 4, 3, 0);
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), 0);
+    assert_int_equal(r.tn_n_waiting, 3);
+    struct hr_bytes b;
+    size_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "line %d", i);
+        assert_true(handover_rec_waiting(&r, &at, &b));
+        assert_int_equal(b.n, strlen(want));
+        assert_memory_equal(b.p, want, b.n);
+    }
+    assert_false(handover_rec_waiting(&r, &at, &b));
+    hr_writer_free(&w);
+
+    /* An empty line is a line (a register prompt's answer may be one). */
+    struct hr_writer e = {0};
+    hr_begin(&e, 4);
+    hr_u64(&e, HR_TRANSPORT, HR_TELNET);
+    hr_put(&e, HR_TN_WAITING, "", 0);
+    hr_end(&e);
+    assert_int_equal(handover_rec_read(e.buf, e.len, &r, &why), 0);
+    assert_int_equal(r.tn_n_waiting, 1);
+    hr_writer_free(&e);
+
+    struct {
+        uint16_t version;
+        size_t n, len;
+    } refused[] = {
+        {3, 1, 0},                     /* version 3 has no waiting lines */
+        {4, 1, HR_TN_LINE_MAX + 1},    /* longer than a line */
+        {4, HR_TN_WAITING_MAX + 1, 0}, /* more than a connection may have */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        struct hr_writer x = {0};
+        write_waiting(&x, refused[i].version, refused[i].n, refused[i].len);
+        assert_int_equal(handover_rec_read(x.buf, x.len, &r, &why), -1);
+        hr_writer_free(&x);
+    }
+    struct hr_writer m = {0};
+    write_waiting(&m, 4, HR_TN_WAITING_MAX, HR_TN_LINE_MAX);
+    assert_int_equal(handover_rec_read(m.buf, m.len, &r, &why), 0);
+    assert_int_equal(r.tn_n_waiting, HR_TN_WAITING_MAX);
+    hr_writer_free(&m);
 }
 
 /* Reads a record of the fields written by fill, and returns handover_rec_read's result. */
@@ -499,6 +569,7 @@ int main(void)
         cmocka_unit_test(refusals),      cmocka_unit_test(password_check),
         cmocka_unit_test(framing),       cmocka_unit_test(reader_states),
         cmocka_unit_test(telnet_states), cmocka_unit_test(told_fields_need_version_3),
+        cmocka_unit_test(waiting_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

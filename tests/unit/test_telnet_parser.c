@@ -412,6 +412,30 @@ static void test_interrupt(void **state)
     assert_int_equal(ev.type, TELNET_EV_INTERRUPT);
 }
 
+/* A raw 0x03 (Ctrl-C from a client in raw mode) is IAC IP: the line is gone, 0x03 never in one. */
+static void test_raw_ctrl_c(void **state)
+{
+    (void)state;
+    EXPECT(64, "\x03", "IP");
+    EXPECT(64, "abc\x03" "d\n", "IP L[d]");
+    EXPECT(64, "x\r\n\x03\x03y\r\n", "L[x] IP IP L[y]");
+    /* After a CR it is no line end's second byte, but the next line's Ctrl-C. */
+    EXPECT(64, "x\r\x03" "z\n", "L[x] IP L[z]");
+    /* It also ends a too long line's overflow: the next line is a fresh one. */
+    EXPECT(4, "abcdefgh\x03ok\n", "IP L[ok]");
+    /* Inside a subnegotiation it is the negotiation's data, and after IAC no command. */
+    EXPECT(64, "a" IAC SB "\x03" IAC SE "b\n", "L[ab]");
+    EXPECT(64, "a" IAC "\x03" "b\n", "L[ab]");
+
+    uint8_t buf[8];
+    struct telnet_parser p;
+    struct telnet_event ev;
+    telnet_parser_init(&p, buf, sizeof buf);
+    assert_int_equal(telnet_parse(&p, IN("ab\x03" "cd\n"), &ev), 3);
+    assert_int_equal(ev.type, TELNET_EV_INTERRUPT);
+    assert_false(telnet_parser_holds_line(&p));
+}
+
 static void test_silent_commands(void **state)
 {
     (void)state;
@@ -661,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_negotiation),
         cmocka_unit_test(test_split_iac_sequences),
         cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_raw_ctrl_c),
         cmocka_unit_test(test_silent_commands),
         cmocka_unit_test(test_iac_never_in_line),
         cmocka_unit_test(test_subnegotiation),

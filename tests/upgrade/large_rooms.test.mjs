@@ -48,11 +48,11 @@ async function tick(t, server, clients, clock, n) {
   return seen;
 }
 
-test('live upgrade (records v3): a large room stays large with no count, presence or members burst; the next change gives one count', async (t) => {
+test('live upgrade (records v3 on): a large room stays large with no count, presence or members burst; the next change gives one count', async (t) => {
   const { lineage, server, clients, room, clock } = await twoLargeRooms(t);
   await lineage.upgrade();
   const adopted = (await lineage.waitLog(lineage.current, 'handover_records')).fields.versions;
-  assert.equal(adopted, '3');
+  assert.ok(Number(adopted) >= 3, `records of version ${adopted}: the told counts came in version 3`);
   // Two ticks of the new process go by: nothing about the room reaches any member.
   for (const n of [LIMIT + 3, LIMIT + 4]) {
     const seen = await tick(t, server, clients, clock, n);
@@ -72,7 +72,7 @@ test('live upgrade (records v3): a large room stays large with no count, presenc
 });
 
 test('live upgrade from records v2 (no told counts): the room is found large anew at the first tick, told once', async (t) => {
-  const { lineage, server, clients, room, clock } = await twoLargeRooms(t, { PARLEY_TEST_RECORD_VERSION: 'previous' });
+  const { lineage, server, clients, room, clock } = await twoLargeRooms(t, { PARLEY_TEST_RECORD_VERSION: '2' });
   await lineage.upgrade();
   assert.equal((await lineage.waitLog(lineage.current, 'handover_records')).fields.versions, '2');
   for (const c of clients) {
