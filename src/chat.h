@@ -180,8 +180,9 @@ struct chat_op {
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 };
 
-/* The buckets of rule 73. */
-enum { CHAT_BUCKET_SEND, CHAT_BUCKET_REACT };
+/* The rate-limit buckets a request takes its token from (rules 23, 73); search will have its
+ * own. */
+enum chat_bucket_kind { CHAT_BUCKET_SEND, CHAT_BUCKET_REACT };
 
 /* True for the kinds that store a timeline event (send, edit, delete, react). */
 static inline bool chat_op_stores_event(enum chat_op_kind k)

@@ -518,7 +518,7 @@ static struct chat_bucket *react_bucket(struct conn *c)
     return s->react;
 }
 
-uint64_t chat_session_token_at(struct conn *c, enum chat_bucket bucket)
+uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket)
 {
     (void)bucket; /* the send bucket is the only one yet */
     struct chat_session *s = c->session;

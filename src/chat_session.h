@@ -175,17 +175,11 @@ bool chat_session_count_send(struct conn *c);
 /* The same for `react` and its own bucket (protocol 1.1 rule 73). */
 bool chat_session_count_react(struct conn *c);
 
-/* The rate-limit buckets a request takes its token from (rules 23, 73). The send bucket is the
- * only one yet; search and react will have their own. */
-enum chat_bucket {
-    CHAT_BUCKET_SEND,
-};
-
 /*
  * When bucket of c will next hold a whole token: a time on the loop clock, now when it holds one
  * now (none is taken). Telnet lines wait until then instead of being refused (rule 79).
  */
-uint64_t chat_session_token_at(struct conn *c, enum chat_bucket bucket);
+uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket);
 
 /*
  * How far c's login deadline moves: the time its password checks waited for and were in a

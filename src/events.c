@@ -91,17 +91,6 @@ void events_reply_begin(struct jsonw *w, const char *type, const json_t *id)
 static void line_head(char *out, size_t size, const struct store_msg *m, const char *peer)
 {
     char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-    /* An action (the clients' convention, docs/protocol.md): "/me waves" is "* alice waves". */
-    bool action = m->text_len > 4 && memcmp(m->text, "/me ", 4) == 0;
-    if (action) {
-        bool dm = text_parse_dm_room(m->room, strlen(m->room), a, b);
-        if (dm)
-            snprintf(prefix, sizeof prefix, "[dm] * %s ", m->from);
-        else
-            snprintf(prefix, sizeof prefix, "[#%s] * %s ", m->room, m->from);
-        events_telnet_text(&r.tn, prefix, m->text + 4, m->text_len - 4);
-        return r;
-    }
     if (text_parse_dm_room(m->room, strlen(m->room), a, b)) {
         if (!peer) {
             char from_lc[TEXT_NAME_MAX + 1];
@@ -118,6 +107,15 @@ static void line_head(char *out, size_t size, const struct store_msg *m, const c
 static void message_line(struct chunk **c, const struct store_msg *m, const char *peer, bool edited)
 {
     char prefix[160];
+    /* An action (the clients' convention, docs/protocol.md): "/me waves" is "* alice waves". */
+    if (m->text_len > 4 && memcmp(m->text, "/me ", 4) == 0) {
+        char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+        bool dm = text_parse_dm_room(m->room, strlen(m->room), a, b);
+        snprintf(prefix, sizeof prefix, "[%s%s] * %s%s ", dm ? "" : "#", dm ? "dm" : m->room,
+                 m->from, edited ? " (edited)" : "");
+        events_telnet_text(c, prefix, m->text + 4, m->text_len - 4);
+        return;
+    }
     line_head(prefix, sizeof prefix, m, peer);
     size_t n = strlen(prefix);
     snprintf(prefix + n, sizeof prefix - n, "%s: ", edited ? " (edited)" : "");

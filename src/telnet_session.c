@@ -591,18 +591,20 @@ static bool command_word(const uint8_t *line, size_t len, char *out, size_t cap)
 
 /*
  * Whether a chat line takes a token, and from which bucket (rule 79). The send bucket: plain
- * lines (and //text), /msg, /me. Commands that come with protocol 1.1's requests join this
- * table: /edit, /delete, /topic TEXT, /topic -, the moderation commands, /away and /back take
- * the send bucket; /search takes the search bucket (CHAT_BUCKET_SEARCH, once it exists).
+ * lines (and //text), /msg, /me, /edit, /delete. Commands that come with protocol 1.1's later
+ * requests join this table: /topic TEXT, /topic -, the moderation commands, /away and /back take
+ * the send bucket; /search takes the search bucket (once it exists).
  */
-static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket *bucket)
+static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *bucket)
 {
     static const struct {
         const char *command;
-        enum chat_bucket bucket;
+        enum chat_bucket_kind bucket;
     } commands[] = {
         {"msg", CHAT_BUCKET_SEND},
         {"me", CHAT_BUCKET_SEND},
+        {"edit", CHAT_BUCKET_SEND},
+        {"delete", CHAT_BUCKET_SEND},
     };
     if (len == 0)
         return false;
@@ -625,7 +627,7 @@ static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket *bucke
 /* When the line may run: now, or when its bucket has a token again. */
 static uint64_t line_due(struct conn *c, const uint8_t *line, size_t len)
 {
-    enum chat_bucket bucket;
+    enum chat_bucket_kind bucket;
     if (state_of(c)->prompt != PROMPT_NONE || !line_bucket(line, len, &bucket))
         return conn_now(c);
     return chat_session_token_at(c, bucket);
