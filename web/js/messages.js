@@ -44,12 +44,12 @@ function inline(text) {
     let node;
     if (code) node = h('code', {}, code.slice(1, -1));
     else if (url) {
-      const tail = url.match(/[.,;:!?'")\]]+$/); // sentence punctuation after a link is not part of it
-      if (tail) {
-        url = url.slice(0, -tail[0].length);
-        end -= tail[0].length;
-      }
-      node = link(url);
+      // Punctuation after a link ends the sentence, not the link (a ")" that closes a "(" in it stays).
+      let n = url.length;
+      const count = (c) => url.slice(0, n).split(c).length;
+      while (n && `.,;:!?'")]`.includes(url[n - 1]) && !(url[n - 1] === ')' && count('(') >= count(')'))) n--;
+      end -= url.length - n;
+      node = link(url.slice(0, n));
     } else node = bold ? h('strong', {}, bold) : h('em', {}, em);
     if (!node) continue;
     out.push(text.slice(at, m.index), node);

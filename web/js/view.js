@@ -140,7 +140,7 @@ export class View {
       const n = v.members.size || v.large ? v.memberCount : counts.get(v.id) ?? 0;
       return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, num.format(n)));
     }));
-    const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest));
+    const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest || this.#drafts.get(v.id)));
     fill($('#dm-list'), dms.length ? dms.map((v) => item(v, v.peer, online.has(v.peer && v.peer.toLowerCase()) ? h('span', { class: 'dot online', 'aria-label': 'online' }) : null))
       : h('li', { class: 'empty' }, 'No conversations yet'));
     const others = c.publicRooms.filter((r) => !(c.convs.get(r.name) || {}).joined);
@@ -425,10 +425,15 @@ export class View {
 
   #bind() {
     const c = this.client;
+    let stuck = true; // at the bottom: stays there when the log gets shorter (a banner, a keyboard)
     this.log.addEventListener('scroll', () => {
       this.#maybeLoadOlder();
-      if (this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80) $('#jump').hidden = true;
+      stuck = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+      if (stuck) $('#jump').hidden = true;
     }, { passive: true });
+    new ResizeObserver(() => {
+      if (stuck) this.log.scrollTop = this.log.scrollHeight;
+    }).observe(this.log);
     $('#jump').addEventListener('click', () => {
       this.log.scrollTop = this.log.scrollHeight;
       $('#jump').hidden = true;
