@@ -781,7 +781,15 @@ export class ChatClient extends EventTarget {
     conv.bySeq.set(m.seq, m);
     const list = conv.messages;
     let i = list.length;
-    while (i > 0 && list[i - 1].seq > m.seq) i--;
+    if (i && list[i - 1].seq > m.seq) {
+      // Older than the last: found by halving (a page of history goes in front of thousands).
+      let lo = 0;
+      while (lo < i) {
+        const mid = (lo + i) >> 1;
+        if (list[mid].seq < m.seq) lo = mid + 1;
+        else i = mid;
+      }
+    }
     list.splice(i, 0, m);
     return true;
   }

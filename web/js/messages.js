@@ -124,7 +124,7 @@ export function renderAll(ol, messages, from, me) {
 }
 
 // Adds messages[from..to) before what `ol` shows (which starts at messages[to]), leaving the
-// shown items in place: the first group of them takes the new last one's messages when they
+// shown items in place: the first group shown takes the new last one's messages when they
 // belong together.
 export function prepend(ol, messages, from, to, me) {
   const added = items(messages, from, to, me);
@@ -136,8 +136,8 @@ export function prepend(ol, messages, from, to, me) {
     head.remove();
     const first = ol.firstElementChild;
     if (first && sameGroup(last, next)) {
-      added.at(-1).querySelector('.group-msgs').append(...first.querySelector('.group-msgs').children);
-      first.remove();
+      // The new messages go into the shown group (never the other way: it may hold thousands).
+      first.querySelector('.group-msgs').prepend(...added.pop().querySelector('.group-msgs').children);
     }
   }
   ol.prepend(...added);

@@ -547,11 +547,15 @@ export class View {
   // The box fits its text; near the limit a counter shows the length as the server counts it,
   // and over it the send button says why it is off.
   #onInput() {
-    this.text.style.height = 'auto';
-    this.text.style.height = Math.min(this.text.scrollHeight, 200) + 'px';
+    // Sized by CSS where it can (field-sizing): measuring here would lay out the whole page per key.
+    if (!CSS.supports('field-sizing', 'content')) {
+      this.text.style.height = 'auto';
+      this.text.style.height = Math.min(this.text.scrollHeight, 200) + 'px';
+    }
     const n = this.text.value.length > MAX_TEXT * 0.9 ? textLength(this.text.value) : 0;
     const over = n > MAX_TEXT;
     const counter = $('#counter');
+    if (!n && counter.hidden) return; // nothing to change: touching nothing keeps a key cheap
     counter.hidden = n <= MAX_TEXT * 0.9;
     counter.classList.toggle('over', over);
     counter.textContent = over ? `${num.format(n)} / ${num.format(MAX_TEXT)}: too long to send, ${num.format(n - MAX_TEXT)} over`
