@@ -37,6 +37,15 @@ after(async () => {
 const box = (p) => p.page.locator('#composer-text');
 const openRoom = (p, name) => p.page.locator('#my-rooms button', { hasText: `#${name}` }).click();
 
+// Each test starts with both in #general, whatever the one before left.
+async function inGeneral() {
+  for (const p of [alice, bob]) {
+    await openRoom(p, 'general');
+    await p.page.locator('#conv-title', { hasText: '#general' }).waitFor();
+    await box(p).fill('');
+  }
+}
+
 test('(a) a draft stays in its conversation: a private draft never follows into a room', async () => {
   const { page } = alice;
   await page.locator('#members button.member-name', { hasText: BOB }).click();
@@ -60,6 +69,7 @@ test('(a) a draft stays in its conversation: a private draft never follows into 
 });
 
 test('(d) typing is announced again right after a send', async () => {
+  await inGeneral();
   await box(bob).pressSequentially('first', { delay: 20 });
   await alice.page.locator('#typing', { hasText: `${BOB} is typing` }).waitFor();
   await box(bob).press('Enter');
@@ -88,6 +98,7 @@ test('(e) a guest\'s direct message after a reload says the history is not kept'
 });
 
 test('(f) a direct message to a name that does not exist can be closed and is not kept', async () => {
+  await inGeneral();
   const { page } = alice;
   const NOBODY = 'nobody-here';
   await page.getByLabel('Message someone').fill(NOBODY);
@@ -109,6 +120,7 @@ test('(f) a direct message to a name that does not exist can be closed and is no
 });
 
 test('(g) after a server restart, members not back yet show as offline', async () => {
+  await inGeneral();
   const carol = await seedClient(server, 'carol');
   await carol.request({ type: 'join', room: 'general' });
   await alice.page.locator('#members .member.online[data-user="carol"]').waitFor();
