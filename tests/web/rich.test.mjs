@@ -58,6 +58,10 @@ test('a fenced code block keeps its lines, in monospace', async () => {
   await pre.waitFor();
   assert.equal(await pre.textContent(), 'const x = 1;\n  if (x) **not bold**');
   assert.equal(await pre.locator('strong').count(), 0);
+  // The line breaks around the block are its edges: "before", the block, "after", no blank lines.
+  const msg = pre.locator('..');
+  assert.equal(await msg.evaluate((el) => [...el.childNodes].map((n) => n.textContent).join('|')),
+    'before|const x = 1;\n  if (x) **not bold**|after');
   assert.match(await pre.evaluate((el) => getComputedStyle(el).fontFamily), /mono/i);
 });
 

@@ -65,8 +65,9 @@ export function rich(text) {
   const out = [];
   let at = 0;
   for (const m of text.matchAll(FENCE)) {
-    out.push(...inline(text.slice(at, m.index)), h('pre', { class: 'code' }, h('code', {}, m[1].replace(/\n$/, ''))));
-    at = m.index + m[0].length;
+    // The line breaks around a block are the block's own edges, not blank lines.
+    out.push(...inline(text.slice(at, m.index).replace(/\n$/, '')), h('pre', { class: 'code' }, h('code', {}, m[1].replace(/\n$/, ''))));
+    at = m.index + m[0].length + (text[m.index + m[0].length] === '\n' ? 1 : 0);
   }
   out.push(...inline(text.slice(at)));
   return out;
