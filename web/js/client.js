@@ -429,7 +429,7 @@ export class ChatClient extends EventTarget {
     const trimmed = trimText(text);
     if (!trimmed) return;
     if (textLength(trimmed) > MAX_TEXT) throw new RequestError('too_long');
-    const p = { cid: newCid(), conv: id, text: trimmed, state: 'waiting', error: null };
+    const p = { cid: newCid(), conv: id, text: trimmed, state: this.loggedIn ? 'queued' : 'waiting', error: null };
     this.pending.push(p);
     this.#savePending();
     this.emit('pending', { conv: this.conv(id) });
@@ -478,6 +478,7 @@ export class ChatClient extends EventTarget {
       let delay = RETRY_SOON_MS;
       while (this.loggedIn && this.pending.length) {
         const p = this.pending[0];
+        for (const x of this.pending) if (x.state === 'waiting') x.state = 'queued';
         const outcome = await this.#sendOne(p);
         if (outcome === 'stop') break;
         if (outcome === 'retry') {
@@ -554,7 +555,7 @@ export class ChatClient extends EventTarget {
         }
         this.emit('typing', {});
       }
-      for (const p of this.pending) if (p.state === 'sending') p.state = 'waiting';
+      for (const p of this.pending) p.state = 'waiting';
     } else if (this.token && !this.loggedIn) {
       this.#resume();
     }
