@@ -113,7 +113,7 @@ export class ChatClient extends EventTarget {
   #welcomed = false; // the first welcome of this page shows the open conversation
   #roomsQueue = Promise.resolve(); // `rooms` requests one after another, so pages never mix
   #pumping = false; // the send queue is being worked through
-  #typingAcked = false; // a send was acked since the last typing event: announce again sooner
+  #ackedAt = 0; // when the last send of ours was acked
   #typingDue = null; // a room typed in while its send was not acked yet
   #typingTimer = null;
 
@@ -443,9 +443,10 @@ export class ChatClient extends EventTarget {
     if (p) this.emit('pending', { conv: this.conv(p.conv) });
   }
 
-  // Tells the room the user is typing, at most every 2 s; sooner once a send of theirs is acked
-  // (their message ends the "typing" others see), and never before that ack, so the event
-  // reaches others after the message and not before it.
+  // Tells the room the user is typing, at most every 2 s; sooner after a send of theirs (their
+  // message ends the "typing" others see), and only once it is acked, so the event reaches
+  // others after the message. The server passes on one a second: a typing event sent before
+  // the send reached it before the send did, so 1 s after the ack is always past that second.
   typing(id) {
     const conv = this.convs.get(id);
     if (!conv || conv.dm || !conv.joined || conv.large) return;
@@ -453,9 +454,10 @@ export class ChatClient extends EventTarget {
       this.#typingDue = id;
       return;
     }
-    const wait = this.#typingSent + (this.#typingAcked ? TYPING_PASSED_MS : TYPING_EVERY_MS) - Date.now();
+    const resend = this.#ackedAt > this.#typingSent ? this.#ackedAt + TYPING_PASSED_MS : Infinity;
+    const wait = Math.min(this.#typingSent + TYPING_EVERY_MS, resend) - Date.now();
     if (wait > 0) {
-      if (this.#typingAcked && !this.#typingTimer) {
+      if (resend < Infinity && !this.#typingTimer) {
         this.#typingTimer = setTimeout(() => {
           this.#typingTimer = null;
           if (this.active === id) this.typing(id);
@@ -464,7 +466,6 @@ export class ChatClient extends EventTarget {
       return;
     }
     this.#typingSent = Date.now();
-    this.#typingAcked = false;
     this.#typingDue = null;
     this.conn.notify({ type: 'typing', room: id });
   }
@@ -509,7 +510,7 @@ export class ChatClient extends EventTarget {
       this.#settle(p.cid);
       this.emit('messages', { conv: room });
       this.emit('pending', { conv: room });
-      this.#typingAcked = true;
+      this.#ackedAt = Date.now();
       if (this.#typingDue === room.id && !this.pending.some((x) => x.conv === room.id)) this.typing(room.id);
       return 'sent';
     } catch (err) {

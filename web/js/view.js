@@ -300,11 +300,14 @@ export class View {
   #prepend(first, page = Infinity) {
     const list = this.active.messages;
     const from = Math.max(0, first - page);
+    const top = this.log.scrollTop;
     const height = this.log.scrollHeight;
     prepend(this.list, list, from, first, this.client.me.name);
     this.#shown.count += first - from;
     this.#shown.firstSeq = list[from].seq;
-    this.log.scrollTop += this.log.scrollHeight - height;
+    // Chromium's scroll anchoring may have kept the view in place already (not at the very top).
+    const grown = this.log.scrollHeight - height;
+    if (this.log.scrollTop - top < grown) this.log.scrollTop = top + grown;
   }
 
   #maybeLoadOlder() {
