@@ -305,9 +305,8 @@ export class View {
     prepend(this.list, list, from, first, this.client.me.name);
     this.#shown.count += first - from;
     this.#shown.firstSeq = list[from].seq;
-    // Chromium's scroll anchoring may have kept the view in place already (not at the very top).
-    const grown = this.log.scrollHeight - height;
-    if (this.log.scrollTop - top < grown) this.log.scrollTop = top + grown;
+    // Kept in place here, not by the browser's scroll anchoring (off: it costs more per page).
+    this.log.scrollTop = top + this.log.scrollHeight - height;
   }
 
   #maybeLoadOlder() {
