@@ -12,8 +12,9 @@ export const HISTORY_PAGE = 50;
 export const MAX_TEXT = 4000;
 const TYPING_SHOWN_MS = 5000;
 const TYPING_EVERY_MS = 2000;
+const TYPING_PASSED_MS = 1100; // the server passes on one typing event a second per connection
 const ROOMS_REFRESH_MS = 20000;
-const RETRY_SOON_MS = 3000;
+const RETRY_SOON_MS = 1500;
 export const MEMBERS_PAGE = 100; // names per `who` page in a large room (as many as `joined` lists)
 const ROOMS_PAGE = 200; // rooms per `rooms` page (the server's most)
 const STATE_RANK = { online: 0, away: 1, offline: 2 };
@@ -32,6 +33,22 @@ export function presenceOrder([a, sa], [b, sb]) {
 
 export function dmId(a, b) {
   return 'dm:' + [a.toLowerCase(), b.toLowerCase()].sort().join(':');
+}
+
+// The Unicode White_Space set the server trims from the end of a text before counting it.
+const TRAILING_SPACE = /[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/u;
+
+export const trimText = (text) => text.replace(TRAILING_SPACE, '');
+
+// A text's length as the server counts it: code points after trailing white space is trimmed.
+export const textLength = (text) => [...trimText(text)].length;
+
+// Whether a message names `me`: its `mentions` list when the server sends one, else an @name in
+// the text (not inside a longer name or an address).
+export function mentions(msg, me) {
+  if (Array.isArray(msg.mentions)) return msg.mentions.some((n) => n.toLowerCase() === me.toLowerCase());
+  const name = me.replace(/\./g, '\\.');
+  return new RegExp(`(^|[^\\w.@-])@${name}(?![\\w-]|\\.[\\w-])`, 'i').test(msg.text);
 }
 
 function newCid() {
@@ -66,6 +83,7 @@ export class Conversation {
     this.loading = false;
     this.unread = 0;
     this.typing = new Map(); // name -> timer
+    this.missing = false; // a direct message to a name the server does not know: never kept
   }
 
   get title() {
@@ -94,6 +112,10 @@ export class ChatClient extends EventTarget {
   #roomsTimer = null;
   #welcomed = false; // the first welcome of this page shows the open conversation
   #roomsQueue = Promise.resolve(); // `rooms` requests one after another, so pages never mix
+  #pumping = false; // the send queue is being worked through
+  #ackedAt = 0; // when the last send of ours was acked
+  #typingDue = null; // a room typed in while its send was not acked yet
+  #typingTimer = null;
 
   constructor(url) {
     super();
@@ -108,6 +130,14 @@ export class ChatClient extends EventTarget {
     this.active = null;
     this.conn.addEventListener('state', (e) => this.#onState(e.detail));
     this.conn.addEventListener('message', (e) => this.#onEvent(e.detail));
+    // Unread counts in the open conversation too while the tab is hidden, until it is seen.
+    document.addEventListener('visibilitychange', () => {
+      const conv = !document.hidden && this.convs.get(this.active);
+      if (conv && conv.unread) {
+        conv.unread = 0;
+        this.emit('rooms');
+      }
+    });
   }
 
   emit(type, detail = {}) {
@@ -375,7 +405,7 @@ export class ChatClient extends EventTarget {
     else if (conv.latest) msg.before = conv.latest + 1;
     if (msg.before === 1) {
       conv.hasMore = false;
-      this.emit('messages', { conv, reset: true });
+      this.emit('messages', { conv, older: true });
       return;
     }
     conv.loading = true;
@@ -389,21 +419,21 @@ export class ChatClient extends EventTarget {
       else if (err.code !== 'disconnected') throw err;
     } finally {
       conv.loading = false;
-      this.emit('messages', { conv, reset: true });
+      this.emit('messages', { conv, older: true });
     }
   }
 
   // --- sending ---
 
   send(id, text) {
-    const trimmed = text.replace(/\s+$/u, '');
+    const trimmed = trimText(text);
     if (!trimmed) return;
-    if ([...trimmed].length > MAX_TEXT) throw new RequestError('too_long');
-    const p = { cid: newCid(), conv: id, text: trimmed, state: 'waiting', error: null };
+    if (textLength(trimmed) > MAX_TEXT) throw new RequestError('too_long');
+    const p = { cid: newCid(), conv: id, text: trimmed, state: this.loggedIn ? 'queued' : 'waiting', error: null };
     this.pending.push(p);
     this.#savePending();
     this.emit('pending', { conv: this.conv(id) });
-    this.#dispatch(p);
+    this.#pump();
   }
 
   discard(cid) {
@@ -413,47 +443,98 @@ export class ChatClient extends EventTarget {
     if (p) this.emit('pending', { conv: this.conv(p.conv) });
   }
 
+  // Tells the room the user is typing, at most every 2 s; sooner after a send of theirs (their
+  // message ends the "typing" others see), and only once it is acked, so the event reaches
+  // others after the message. The server passes on one a second: a typing event sent before
+  // the send reached it before the send did, so 1 s after the ack is always past that second.
   typing(id) {
     const conv = this.convs.get(id);
-    const now = Date.now();
-    if (!conv || conv.dm || !conv.joined || conv.large || now - this.#typingSent < TYPING_EVERY_MS) return;
-    this.#typingSent = now;
+    if (!conv || conv.dm || !conv.joined || conv.large) return;
+    if (this.pending.some((p) => p.conv === id)) {
+      this.#typingDue = id;
+      return;
+    }
+    const resend = this.#ackedAt > this.#typingSent ? this.#ackedAt + TYPING_PASSED_MS : Infinity;
+    const wait = Math.min(this.#typingSent + TYPING_EVERY_MS, resend) - Date.now();
+    if (wait > 0) {
+      if (resend < Infinity && !this.#typingTimer) {
+        this.#typingTimer = setTimeout(() => {
+          this.#typingTimer = null;
+          if (this.active === id) this.typing(id);
+        }, wait);
+      }
+      return;
+    }
+    this.#typingSent = Date.now();
+    this.#typingDue = null;
     this.conn.notify({ type: 'typing', room: id });
   }
 
-  async #dispatch(p) {
-    if (!this.loggedIn || p.inFlight || !this.pending.includes(p)) return;
+  // Sends the queue one at a time, in order: a send refused for the rate limit (or the server
+  // being busy) is tried again before any later one goes out.
+  async #pump() {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      let delay = RETRY_SOON_MS;
+      while (this.loggedIn && this.pending.length) {
+        const p = this.pending[0];
+        for (const x of this.pending) if (x.state === 'waiting') x.state = 'queued';
+        const outcome = await this.#sendOne(p);
+        if (outcome === 'stop') break;
+        if (outcome === 'retry') {
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 8000);
+        } else {
+          delay = RETRY_SOON_MS;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  async #sendOne(p) {
     const conv = this.conv(p.conv);
     const msg = { type: 'send', text: p.text, cid: p.cid };
     if (conv.dm) msg.to = conv.peer;
     else msg.room = conv.id;
-    p.inFlight = true;
     p.state = 'sending';
     this.emit('pending', { conv });
     try {
       const ack = await this.conn.request(msg);
-      this.#insert(this.conv(ack.room), {
+      const room = this.conv(ack.room);
+      this.#insert(room, {
         room: ack.room, seq: ack.seq, ts: Date.now(), from: this.me.name, text: p.text, cid: p.cid, local: true,
       });
       this.#settle(p.cid);
-      this.emit('messages', { conv: this.conv(ack.room) });
-      this.emit('pending', { conv: this.conv(ack.room) });
+      this.emit('messages', { conv: room });
+      this.emit('pending', { conv: room });
+      this.#ackedAt = Date.now();
+      if (this.#typingDue === room.id && !this.pending.some((x) => x.conv === room.id)) this.typing(room.id);
+      return 'sent';
     } catch (err) {
-      p.inFlight = false;
-      if (!this.pending.includes(p)) return;
+      if (!this.pending.includes(p)) return 'next'; // discarded meanwhile
       const code = err.code;
       if (code === 'disconnected') {
         p.state = 'waiting'; // retried with its cid after the next login
-      } else if (code === 'timeout' || code === 'rate_limited' || code === 'server_busy') {
-        p.state = 'retry';
-        if (code !== 'timeout') this.emit('notice', { conv, code, message: err.message });
-        setTimeout(() => this.#dispatch(p), RETRY_SOON_MS);
-      } else {
-        this.pending = this.pending.filter((x) => x !== p);
-        this.#savePending();
-        this.emit('notice', { conv, code, message: err.message, text: p.text });
+        this.emit('pending', { conv });
+        return 'stop';
       }
+      if (code === 'timeout' || code === 'rate_limited' || code === 'server_busy') {
+        p.state = 'retry';
+        for (const x of this.pending) if (x !== p) x.state = 'queued';
+        if (code !== 'timeout') this.emit('notice', { conv, code, message: err.message });
+        this.emit('pending', { conv });
+        return 'retry';
+      }
+      this.pending = this.pending.filter((x) => x !== p);
+      this.#savePending();
+      if (code === 'no_such_user' && conv.dm && !conv.messages.length) conv.missing = true;
+      this.emit('notice', { conv, code, message: err.message, text: p.text });
       this.emit('pending', { conv });
+      this.#save();
+      return 'next';
     }
   }
 
@@ -475,7 +556,7 @@ export class ChatClient extends EventTarget {
         }
         this.emit('typing', {});
       }
-      for (const p of this.pending) if (p.state === 'sending') p.state = 'waiting';
+      for (const p of this.pending) p.state = 'waiting';
     } else if (this.token && !this.loggedIn) {
       this.#resume();
     }
@@ -509,7 +590,7 @@ export class ChatClient extends EventTarget {
       conv.seq = typeof seq === 'number' ? seq : null;
       if (!conv.dm) conv.joined = true;
     }
-    this.pending = saved.pending.map((p) => ({ ...p, state: 'waiting', inFlight: false }));
+    this.pending = saved.pending.map((p) => ({ ...p, state: 'waiting' }));
     this.active = saved.active;
   }
 
@@ -541,7 +622,7 @@ export class ChatClient extends EventTarget {
     }
     await Promise.allSettled(work);
     if (gen !== this.#resumeGen || !this.loggedIn) return;
-    for (const p of this.pending) this.#dispatch(p);
+    this.#pump();
     this.#save();
     this.refreshRooms();
     clearInterval(this.#roomsTimer);
@@ -556,7 +637,10 @@ export class ChatClient extends EventTarget {
     if (conv.seq !== null) msg.since = conv.seq;
     const reply = await this.conn.request(msg);
     conv.joined = true;
+    const before = conv.members;
     this.#setMembers(conv, reply.members, reply.away);
+    // Members the page knew who are not back (yet, after a restart) stay listed, as offline.
+    if (reply.members_truncated !== true) for (const name of before.keys()) if (!conv.members.has(name)) conv.members.set(name, 'offline');
     conv.count = typeof reply.member_count === 'number' ? reply.member_count : reply.members.length;
     // A cut list means a large room; a whole one is live until a `count` says otherwise.
     conv.large = reply.members_truncated === true;
@@ -679,8 +763,9 @@ export class ChatClient extends EventTarget {
       this.emit('typing', { conv });
     }
     if (fresh && !mine && (this.active !== conv.id || document.hidden)) {
-      if (this.active !== conv.id) conv.unread += 1;
+      conv.unread += 1;
       this.emit('rooms');
+      if (!fromHistory && (conv.dm || mentions(msg, this.me.name))) this.emit('attention', { conv, msg });
     } else if (fresh && conv.dm && conv.messages.length === 1) {
       this.emit('rooms');
     }
@@ -698,7 +783,15 @@ export class ChatClient extends EventTarget {
     conv.bySeq.set(m.seq, m);
     const list = conv.messages;
     let i = list.length;
-    while (i > 0 && list[i - 1].seq > m.seq) i--;
+    if (i && list[i - 1].seq > m.seq) {
+      // Older than the last: found by halving (a page of history goes in front of thousands).
+      let lo = 0;
+      while (lo < i) {
+        const mid = (lo + i) >> 1;
+        if (list[mid].seq < m.seq) lo = mid + 1;
+        else i = mid;
+      }
+    }
     list.splice(i, 0, m);
     return true;
   }
@@ -717,9 +810,10 @@ export class ChatClient extends EventTarget {
     if (!this.me || !this.token) return;
     const rooms = {};
     for (const conv of this.convs.values()) {
-      if ((conv.dm && conv.seq !== null) || (!conv.dm && conv.joined)) rooms[conv.id] = conv.seq;
+      if ((conv.dm && conv.seq !== null && !conv.missing) || (!conv.dm && conv.joined)) rooms[conv.id] = conv.seq;
     }
-    storage.saveUser(this.me.name, { token: this.token, rooms, active: this.active });
+    const open = this.convs.get(this.active);
+    storage.saveUser(this.me.name, { token: this.token, rooms, active: open && !open.missing ? this.active : null });
   }
 
   #savePending() {

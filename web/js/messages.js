@@ -9,17 +9,82 @@ const STATES = {
   sending: 'Sending…',
   waiting: 'Not sent yet: waiting for the connection',
   retry: 'Not sent yet: trying again in a moment',
+  queued: 'Not sent yet: waiting for the message before it',
 };
 
 function sameGroup(prev, m) {
   return prev && prev.from === m.from && m.ts - prev.ts < GROUP_GAP_MS && day(prev.ts) === day(m.ts);
 }
 
+// A message whose text starts with "/me " is an action, shown as "* alice waves" (a client
+// convention, see docs/protocol.md).
+export const isAction = (text) => /^\/me \S/.test(text);
+
+// Inline marks, first match wins: `code`, an http(s) link, **bold**, *italic*.
+const INLINE = /(`[^`\n]+`)|(https?:\/\/[^\s<>]+)|(?<![\w*])\*\*([^*\n]+)\*\*(?![\w*])|(?<![\w*])\*([^*\s](?:[^*\n]*[^*\s])?)\*(?![\w*])/gi;
+const FENCE = /```(?:[^\n`]*\n)?([\s\S]*?)```/g;
+
+function link(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  return h('a', { href: url.href, rel: 'noopener noreferrer', target: '_blank' }, text);
+}
+
+function inline(text) {
+  const out = [];
+  let at = 0;
+  for (const m of text.matchAll(INLINE)) {
+    let [all, code, url, bold, em] = m;
+    let end = m.index + all.length;
+    let node;
+    if (code) node = h('code', {}, code.slice(1, -1));
+    else if (url) {
+      // Punctuation after a link ends the sentence, not the link (a ")" that closes a "(" in it stays).
+      let n = url.length;
+      const count = (c) => url.slice(0, n).split(c).length;
+      while (n && `.,;:!?'")]`.includes(url[n - 1]) && !(url[n - 1] === ')' && count('(') >= count(')'))) n--;
+      end -= url.length - n;
+      node = link(url.slice(0, n));
+    } else node = bold ? h('strong', {}, bold) : h('em', {}, em);
+    if (!node) continue;
+    out.push(text.slice(at, m.index), node);
+    at = end;
+  }
+  out.push(text.slice(at));
+  return out;
+}
+
+// A message's text as nodes: fenced code blocks, then inline marks. Only text nodes and a few
+// fixed elements: nothing the sender writes becomes HTML.
+export function rich(text) {
+  const out = [];
+  let at = 0;
+  for (const m of text.matchAll(FENCE)) {
+    // The line breaks around a block are the block's own edges, not blank lines.
+    out.push(...inline(text.slice(at, m.index).replace(/\n$/, '')), h('pre', { class: 'code' }, h('code', {}, m[1].replace(/\n$/, ''))));
+    at = m.index + m[0].length + (text[m.index + m[0].length] === '\n' ? 1 : 0);
+  }
+  out.push(...inline(text.slice(at)));
+  return out;
+}
+
+// The text of a message as shown: rich text, an action with the sender's name in front.
+export function textItem(text, from) {
+  const action = isAction(text);
+  return h('div', { class: action ? 'msg-text action' : 'msg-text', dir: 'auto' },
+    action ? [`* ${from} `, ...rich(text.slice(4))] : rich(text));
+}
+
 function messageItem(m, me) {
   return h('li', { class: 'msg' + (m.from === me ? ' mine' : ''), 'data-seq': m.seq },
     h('span', { class: 'sr-only' }, `${m.from}: `),
     h('time', { class: 'msg-time', datetime: new Date(m.ts).toISOString(), title: fullTime(m.ts) }, time(m.ts)),
-    h('p', { class: 'msg-text' }, m.text));
+    textItem(m.text, m.from));
 }
 
 function groupItem(m, me) {
@@ -37,21 +102,46 @@ function divider(ts) {
   return h('li', { class: 'day', role: 'separator' }, h('span', {}, day(ts)));
 }
 
-// Renders all of `messages` into `ol`.
-export function renderAll(ol, messages, me) {
-  const items = [];
-  let prev = null;
+// The items (day dividers, groups) showing messages[from..to).
+function items(messages, from, to, me) {
+  const out = [];
   let group = null;
-  for (const m of messages) {
-    if (!prev || day(prev.ts) !== day(m.ts)) items.push(divider(m.ts));
+  for (let i = from; i < to; i++) {
+    const m = messages[i];
+    const prev = i > from ? messages[i - 1] : null;
+    if (!prev || day(prev.ts) !== day(m.ts)) out.push(divider(m.ts));
     if (!sameGroup(prev, m)) {
       group = groupItem(m, me);
-      items.push(group.li);
+      out.push(group.li);
     }
     group.list.append(messageItem(m, me));
-    prev = m;
   }
-  ol.replaceChildren(...items);
+  return out;
+}
+
+// Renders messages[from..] into `ol`, replacing what it showed.
+export function renderAll(ol, messages, from, me) {
+  ol.replaceChildren(...items(messages, from, messages.length, me));
+}
+
+// Adds messages[from..to) before what `ol` shows (which starts at messages[to]), leaving the
+// shown items in place: the first group shown takes the new last one's messages when they
+// belong together.
+export function prepend(ol, messages, from, to, me) {
+  const added = items(messages, from, to, me);
+  if (!added.length) return;
+  const next = messages[to];
+  const last = messages[to - 1];
+  const head = ol.firstElementChild;
+  if (next && head && head.classList.contains('day') && day(next.ts) === day(last.ts)) {
+    head.remove();
+    const first = ol.firstElementChild;
+    if (first && sameGroup(last, next)) {
+      // The new messages go into the shown group (never the other way: it may hold thousands).
+      first.querySelector('.group-msgs').prepend(...added.pop().querySelector('.group-msgs').children);
+    }
+  }
+  ol.prepend(...added);
 }
 
 // Appends `m` (newer than everything shown, whose last message is `prev`).
@@ -69,7 +159,7 @@ export function append(ol, prev, m, me) {
 export function renderPending(ol, pending, me, onDiscard) {
   ol.replaceChildren(...pending.map((p) => h('li', { class: 'msg pending', 'data-cid': p.cid },
     h('span', { class: 'sender' }, me),
-    h('p', { class: 'msg-text' }, p.text),
+    textItem(p.text, me),
     h('span', { class: 'pending-state' }, STATES[p.state] || STATES.waiting),
     p.state === 'sending' ? null : h('button', { type: 'button', class: 'link', onclick: () => onDiscard(p.cid) }, 'Discard'))));
 }

@@ -1,16 +1,33 @@
 // The signed-in page: conversation list, messages, members, typing, composer and status.
 // It reads the ChatClient's state and calls its methods; it never speaks the protocol itself.
 
-import { memberOrder, presenceOrder } from './client.js';
+import { Attention } from './attention.js';
+import { HISTORY_PAGE, MAX_TEXT, memberOrder, presenceOrder, textLength } from './client.js';
 import { $, fill, h } from './dom.js';
-import { append, renderAll, renderPending } from './messages.js';
+import { append, prepend, renderAll, renderPending } from './messages.js';
 import { errorText, roomNameError, userNameError } from './words.js';
 
 const NOTICE_MS = 8000;
+const WINDOW = 2 * HISTORY_PAGE; // messages rendered when a conversation opens; more on scroll-back
 const num = new Intl.NumberFormat();
 
+// The index of the first message whose seq is at least `seq` (the list is in seq order).
+function indexOf(list, seq) {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid].seq < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export class View {
-  #shown = { id: null, count: 0, lastSeq: 0 };
+  // The messages rendered: list[first..] of the open conversation, by the seqs at both ends.
+  #shown = { id: null, count: 0, firstSeq: 0, lastSeq: 0 };
+  #drafts = new Map(); // conversation id -> text typed there and not sent
+  #draftFor = null; // the conversation the message box's text belongs to
   #noticeTimer = null;
   #statusTimer = null;
   #sidebarQueued = false;
@@ -21,6 +38,7 @@ export class View {
     this.log = $('#log');
     this.list = $('#messages');
     this.text = $('#composer-text');
+    this.attention = new Attention(client, (id) => this.#open(id));
     this.#bind();
     client.addEventListener('rooms', () => this.#sidebarSoon());
     client.addEventListener('active', () => this.renderActive());
@@ -33,7 +51,15 @@ export class View {
       if (e.detail.conv.id === client.active) $('#older').textContent = 'Loading older messages…';
     });
     client.addEventListener('notice', (e) => this.#onNotice(e.detail));
-    client.addEventListener('session', () => this.renderAccount());
+    client.addEventListener('session', () => {
+      if (!client.me) {
+        this.#drafts.clear();
+        this.#draftFor = null;
+        this.text.value = '';
+        this.#onInput();
+      }
+      this.renderAccount();
+    });
   }
 
   get active() {
@@ -114,7 +140,7 @@ export class View {
       const n = v.members.size || v.large ? v.memberCount : counts.get(v.id) ?? 0;
       return item(v, '#' + v.id, h('span', { class: n ? 'count' : 'count zero', 'aria-label': `${n} online` }, num.format(n)));
     }));
-    const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest));
+    const dms = [...c.convs.values()].filter((v) => v.dm && (v.messages.length || v.seq !== null || v.id === c.active || v.latest || this.#drafts.get(v.id)));
     fill($('#dm-list'), dms.length ? dms.map((v) => item(v, v.peer, online.has(v.peer && v.peer.toLowerCase()) ? h('span', { class: 'dot online', 'aria-label': 'online' }) : null))
       : h('li', { class: 'empty' }, 'No conversations yet'));
     const others = c.publicRooms.filter((r) => !(c.convs.get(r.name) || {}).joined);
@@ -124,8 +150,17 @@ export class View {
         h('span', { class: r.members ? 'count' : 'count zero', 'aria-label': `${r.members} online` }, num.format(r.members)))))
       : h('li', { class: 'empty' }, 'None'));
     $('#rooms-more').hidden = !c.roomsMore;
-    const unread = [...c.convs.values()].reduce((n, v) => n + v.unread, 0);
+    let unread = 0;
+    let elsewhere = 0;
+    for (const v of c.convs.values()) {
+      unread += v.unread;
+      if (v.id !== c.active) elsewhere += v.unread;
+    }
     document.title = unread ? `(${unread}) parley` : 'parley';
+    // On a phone the list is behind the menu button: it shows that another conversation has news.
+    const nav = $('#nav-toggle');
+    nav.classList.toggle('has-unread', elsewhere > 0);
+    nav.setAttribute('aria-label', elsewhere ? `Conversations (${elsewhere} unread)` : 'Conversations');
   }
 
   renderAccount() {
@@ -187,9 +222,13 @@ export class View {
     const conv = this.active;
     if (!conv) return;
     $('#conv-title').textContent = conv.title;
-    for (const b of document.querySelectorAll('[data-action="leave"]')) {
-      b.hidden = conv.dm;
-      b.textContent = `Leave ${conv.title}`;
+    for (const b of document.querySelectorAll('[data-action="leave"]')) b.textContent = `${conv.dm ? 'Close' : 'Leave'} ${conv.title}`;
+    // One draft per conversation: what was typed elsewhere stays there.
+    if (this.#draftFor !== conv.id) {
+      if (this.#draftFor) this.#drafts.set(this.#draftFor, this.text.value);
+      this.text.value = this.#drafts.get(conv.id) || '';
+      this.#draftFor = conv.id;
+      this.#onInput();
     }
     $('#composer-label').textContent = `Message ${conv.title}`;
     this.text.placeholder = `Message ${conv.title}`;
@@ -203,43 +242,83 @@ export class View {
 
   renderMessages(toBottom) {
     const conv = this.active;
-    const me = this.client.me && this.client.me.name;
     const fromBottom = this.log.scrollHeight - this.log.scrollTop;
-    renderAll(this.list, conv.messages, me);
-    this.#shown = { id: conv.id, count: conv.messages.length, lastSeq: conv.messages.length ? conv.messages.at(-1).seq : 0 };
-    $('#older').textContent = conv.loading ? 'Loading older messages…'
-      : conv.hasMore ? '' : conv.messages.length ? 'This is the beginning of the conversation.' : 'No messages yet. Say hello!';
+    const list = conv.messages;
+    const from = Math.max(0, list.length - WINDOW);
+    renderAll(this.list, list, from, this.client.me && this.client.me.name);
+    this.#shown = { id: conv.id, count: list.length - from, firstSeq: list.length ? list[from].seq : 0, lastSeq: list.length ? list.at(-1).seq : 0 };
+    this.#olderText();
     $('#jump').hidden = true;
     if (toBottom) this.log.scrollTop = this.log.scrollHeight;
     else this.log.scrollTop = this.log.scrollHeight - fromBottom;
     this.#maybeLoadOlder();
   }
 
-  #onMessages({ conv, reset }) {
+  // Where the rendered messages start in the list (its length when none are).
+  #firstShown(list) {
+    return this.#shown.count ? indexOf(list, this.#shown.firstSeq) : list.length;
+  }
+
+  #olderText() {
+    const conv = this.active;
+    const list = conv.messages;
+    const guest = this.client.me && this.client.me.guest;
+    $('#older').textContent = conv.loading ? 'Loading older messages…'
+      : conv.hasMore || this.#firstShown(list) > 0 ? ''
+        : conv.dm && guest && conv.seq !== null && !(list.length && list[0].seq === 1)
+          ? 'Direct messages of guests are not kept: earlier ones in this conversation cannot be shown. Register your name to keep them.'
+          : list.length ? 'This is the beginning of the conversation.' : 'No messages yet. Say hello!';
+  }
+
+  // New messages at the end are appended, a page of older ones put in front (neither touches
+  // what is shown); anything else renders the window again.
+  #onMessages({ conv, reset, older }) {
     if (conv.id !== this.client.active) return;
     const shown = this.#shown;
-    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
     const list = conv.messages;
-    const tailOnly = !reset && shown.id === conv.id && shown.count <= list.length
-      && (shown.count === 0 || list[shown.count - 1].seq === shown.lastSeq);
-    if (!tailOnly) {
+    const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    const first = this.#firstShown(list);
+    const last = first + shown.count - 1;
+    if (reset || shown.id !== conv.id || !shown.count || list[first]?.seq !== shown.firstSeq || list[last]?.seq !== shown.lastSeq) {
       this.renderMessages(atBottom && !reset);
       return;
     }
-    if (shown.count === list.length) return;
+    if (older && first > 0) this.#prepend(first);
     const me = this.client.me.name;
-    for (let i = shown.count; i < list.length; i++) append(this.list, list[i - 1], list[i], me);
-    this.#shown = { id: conv.id, count: list.length, lastSeq: list.at(-1).seq };
-    if (!conv.hasMore || list.length) $('#older').textContent = conv.hasMore ? '' : 'This is the beginning of the conversation.';
-    const mine = list.at(-1).from === me;
-    if (atBottom || mine) this.log.scrollTop = this.log.scrollHeight;
-    else $('#jump').hidden = false;
+    if (last + 1 < list.length) {
+      for (let i = last + 1; i < list.length; i++) append(this.list, list[i - 1], list[i], me);
+      shown.count += list.length - last - 1;
+      shown.lastSeq = list.at(-1).seq;
+      if (atBottom || list.at(-1).from === me) this.log.scrollTop = this.log.scrollHeight;
+      else $('#jump').hidden = false;
+    }
+    this.#olderText();
+  }
+
+  // Shows the messages before the first shown one (up to `first`, a page of them at most when
+  // they were loaded before), keeping the view where it is.
+  #prepend(first, page = Infinity) {
+    const list = this.active.messages;
+    const from = Math.max(0, first - page);
+    const top = this.log.scrollTop;
+    const height = this.log.scrollHeight;
+    prepend(this.list, list, from, first, this.client.me.name);
+    this.#shown.count += first - from;
+    this.#shown.firstSeq = list[from].seq;
+    // Kept in place here, not by the browser's scroll anchoring (off: it costs more per page).
+    this.log.scrollTop = top + this.log.scrollHeight - height;
   }
 
   #maybeLoadOlder() {
     const conv = this.active;
-    if (!conv || !conv.hasMore || conv.loading) return;
-    if (this.log.scrollTop < 150) this.client.loadOlder(conv).catch((err) => this.#onNotice({ code: err.code }));
+    if (!conv || this.log.scrollTop >= 150) return;
+    const first = this.#firstShown(conv.messages);
+    if (first > 0 && this.#shown.id === conv.id) {
+      this.#prepend(first, HISTORY_PAGE);
+      this.#olderText();
+    } else if (conv.hasMore && !conv.loading) {
+      this.client.loadOlder(conv).catch((err) => this.#onNotice({ code: err.code }));
+    }
   }
 
   renderPending() {
@@ -325,7 +404,13 @@ export class View {
     el.textContent = words;
     el.hidden = false;
     el.className = 'notice ' + (code === 'rate_limited' || code === 'server_busy' ? 'warn' : 'error');
-    if (text && !this.text.value && (!conv || conv.id === this.client.active)) this.text.value = text;
+    // A refused text comes back to its own conversation's draft.
+    if (text && conv && conv.id !== this.#draftFor) {
+      if (!this.#drafts.get(conv.id)) this.#drafts.set(conv.id, text);
+    } else if (text && !this.text.value) {
+      this.text.value = text;
+      this.#onInput();
+    }
     clearTimeout(this.#noticeTimer);
     this.#noticeTimer = setTimeout(() => { el.hidden = true; }, NOTICE_MS);
   }
@@ -342,10 +427,15 @@ export class View {
 
   #bind() {
     const c = this.client;
+    let stuck = true; // at the bottom: stays there when the log gets shorter (a banner, a keyboard)
     this.log.addEventListener('scroll', () => {
       this.#maybeLoadOlder();
-      if (this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80) $('#jump').hidden = true;
+      stuck = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+      if (stuck) $('#jump').hidden = true;
     }, { passive: true });
+    new ResizeObserver(() => {
+      if (stuck) this.log.scrollTop = this.log.scrollHeight;
+    }).observe(this.log);
     $('#jump').addEventListener('click', () => {
       this.log.scrollTop = this.log.scrollHeight;
       $('#jump').hidden = true;
@@ -362,8 +452,8 @@ export class View {
       }
     });
     this.text.addEventListener('input', () => {
-      this.#autosize();
-      if (this.text.value.trim() && c.active) c.typing(c.active);
+      this.#onInput();
+      if (this.text.value.trim() && this.#draftFor) c.typing(this.#draftFor);
     });
     let roomsAsked = 0;
     const freshRooms = () => {
@@ -402,6 +492,11 @@ export class View {
         this.#onNotice({ code: err.code, message: err.message });
         return;
       }
+      this.#drafts.delete(id);
+      if (this.#draftFor === id) {
+        this.#draftFor = null;
+        this.text.value = '';
+      }
       const next = [...c.convs.values()].find((v) => !v.dm && v.joined);
       this.#open(next ? next.id : 'general');
     };
@@ -437,20 +532,38 @@ export class View {
   #send() {
     const c = this.client;
     const text = this.text.value;
-    if (!text.trim() || !c.active) return;
+    const id = this.#draftFor;
+    if (!text.trim() || !id || id !== c.active) return;
     try {
-      c.send(c.active, text);
+      c.send(id, text);
     } catch (err) {
       this.#onNotice({ code: err.code });
       return;
     }
     this.text.value = '';
-    this.#autosize();
+    this.#drafts.delete(id);
+    this.#onInput();
     $('#notice').hidden = true;
   }
 
-  #autosize() {
-    this.text.style.height = 'auto';
-    this.text.style.height = Math.min(this.text.scrollHeight, 200) + 'px';
+  // The box fits its text; near the limit a counter shows the length as the server counts it,
+  // and over it the send button says why it is off.
+  #onInput() {
+    // Sized by CSS where it can (field-sizing): measuring here would lay out the whole page per key.
+    if (!CSS.supports('field-sizing', 'content')) {
+      this.text.style.height = 'auto';
+      this.text.style.height = Math.min(this.text.scrollHeight, 200) + 'px';
+    }
+    const n = this.text.value.length > MAX_TEXT * 0.9 ? textLength(this.text.value) : 0;
+    const over = n > MAX_TEXT;
+    const counter = $('#counter');
+    if (!n && counter.hidden) return; // nothing to change: touching nothing keeps a key cheap
+    counter.hidden = n <= MAX_TEXT * 0.9;
+    counter.classList.toggle('over', over);
+    counter.textContent = over ? `${num.format(n)} / ${num.format(MAX_TEXT)}: too long to send, ${num.format(n - MAX_TEXT)} over`
+      : `${num.format(n)} / ${num.format(MAX_TEXT)}`;
+    const button = $('#send');
+    button.disabled = over;
+    button.title = over ? `Messages are at most ${num.format(MAX_TEXT)} characters: shorten this one to send it.` : '';
   }
 }
