@@ -25,16 +25,12 @@ struct local_room {
     size_t n, cap;
 };
 
-/* A user's connections on this worker. */
-struct local_user {
-    struct conn **c;
-    size_t n, cap;
-};
-
 struct chat_worker {
     struct map conns; /* id -> struct conn, every chat connection */
     struct map rooms; /* room -> struct local_room */
-    struct map users; /* user_lc -> struct local_user, logged-in connections */
+    /* user_lc -> the newest logged-in connection of that user, whose session's user_lc is the
+     * key (borrowed); the others follow through chat_session.user_next. */
+    struct map users;
 };
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -87,36 +83,31 @@ static void local_room_remove(struct chat_worker *cw, struct chat_sroom *r)
     }
 }
 
-static void local_user_add(struct chat_worker *cw, struct conn *c, const char *user_lc)
+static void local_user_add(struct chat_worker *cw, struct conn *c)
 {
-    struct local_user *lu = map_get(&cw->users, user_lc);
-    if (!lu) {
-        lu = xcalloc(1, sizeof *lu);
-        map_put(&cw->users, user_lc, lu);
-    }
-    if (lu->n == lu->cap) {
-        lu->cap = lu->cap ? lu->cap * 2 : 4;
-        lu->c = xrealloc(lu->c, lu->cap * sizeof *lu->c);
-    }
-    lu->c[lu->n++] = c;
+    struct chat_session *s = c->session;
+    s->user_next = map_get(&cw->users, s->user_lc);
+    map_put(&cw->users, s->user_lc, c);
 }
 
-static void local_user_remove(struct chat_worker *cw, struct conn *c, const char *user_lc)
+static void local_user_remove(struct chat_worker *cw, struct conn *c)
 {
-    struct local_user *lu = map_get(&cw->users, user_lc);
-    if (!lu)
-        return;
-    for (size_t i = 0; i < lu->n; i++) {
-        if (lu->c[i] == c) {
-            lu->c[i] = lu->c[--lu->n];
+    struct chat_session *s = c->session;
+    struct conn *head = map_get(&cw->users, s->user_lc);
+    if (head == c) {
+        /* The next connection's session holds the key from now on. */
+        if (s->user_next)
+            map_put(&cw->users, chat_session_of(s->user_next)->user_lc, s->user_next);
+        else
+            map_del(&cw->users, s->user_lc);
+    }
+    for (struct conn *p = head; p && p != c; p = chat_session_of(p)->user_next) {
+        if (chat_session_of(p)->user_next == c) {
+            chat_session_of(p)->user_next = s->user_next;
             break;
         }
     }
-    if (lu->n == 0) {
-        map_del(&cw->users, user_lc);
-        free(lu->c);
-        free(lu);
-    }
+    s->user_next = NULL;
 }
 
 struct chat_sroom *chat_session_room(struct chat_session *s, const char *name)
@@ -443,7 +434,7 @@ void chat_session_close(struct conn *c)
         free(s->rooms[i]);
     }
     if (s->logged_in)
-        local_user_remove(cw, c, s->user_lc);
+        local_user_remove(cw, c);
     /* A connection moved to another process by a live upgrade has not left anything: its
      * session goes on there. */
     if (s->logged_in && !c->moved)
@@ -740,13 +731,17 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
 static void became_logged_in(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
+    /* The user index borrows user_lc as its key: out of it before the name is written. (A second
+     * login is refused before it gets here; this keeps the index whole if one ever is not.) */
+    if (s->logged_in)
+        local_user_remove(chat_of(c), c);
     s->logged_in = true;
     s->guest = op->guest;
     s->guest_session = op->guest_session;
     s->created_ms = op->user_created_ms;
     memcpy(s->user, op->user, sizeof s->user);
     memcpy(s->user_lc, op->user_lc, sizeof s->user_lc);
-    local_user_add(chat_of(c), c, s->user_lc);
+    local_user_add(chat_of(c), c);
     metrics_add(METRIC_LOGINS, 1);
 }
 
@@ -994,17 +989,13 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
     const char *users[2] = {d->user_a, d->user_b};
     uint64_t delivered = 0;
     for (int u = 0; u < 2; u++) {
-        struct local_user *lu = map_get(&cw->users, users[u]);
-        if (!lu)
-            continue;
-        /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
-        for (size_t i = lu->n; i-- > 0;) {
-            struct conn *c = lu->c[i];
+        /* A slow consumer closed by its write leaves the chain: its successor is taken first. */
+        struct conn *next;
+        for (struct conn *c = map_get(&cw->users, users[u]); c; c = next) {
+            next = chat_session_of(c)->user_next;
             if (defer_to_replay(c->session, d->room))
                 continue;
             delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
-            if (!conn_is_open(c) && !(lu = map_get(&cw->users, users[u])))
-                break;
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);
@@ -1075,7 +1066,7 @@ void chat_worker_init(struct worker *w)
     struct chat_worker *cw = xcalloc(1, sizeof *cw);
     map_init(&cw->conns, false);
     map_init(&cw->rooms, true);
-    map_init(&cw->users, true);
+    map_init_borrowed(&cw->users);
     w->chat = cw;
 }
 
@@ -1089,11 +1080,6 @@ void chat_worker_destroy(struct worker *w)
     void *v;
     while (map_next(&cw->rooms, &pos, &k, &v)) {
         free(((struct local_room *)v)->m);
-        free(v);
-    }
-    pos = 0;
-    while (map_next(&cw->users, &pos, &k, &v)) {
-        free(((struct local_user *)v)->c);
         free(v);
     }
     map_free(&cw->rooms);
@@ -1381,7 +1367,7 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         s->guest = rec->guest;
         s->guest_session = rec->guest_session;
         s->created_ms = rec->created_ms;
-        local_user_add(chat_of(c), c, s->user_lc);
+        local_user_add(chat_of(c), c);
     } else if (rec->n_rooms > 0) {
         FAIL("rooms joined without a login");
     }

@@ -103,8 +103,9 @@ struct chat_session {
      * read), and live events behind it. */
     struct chat_backlog_entry *backlog;
     size_t bl_head, bl_n, bl_cap;
-    size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
-    struct chat_pw *pw;   /* the password check on its way, or NULL */
+    size_t bl_live_bytes;   /* live events in the backlog: what the slow-consumer limit counts */
+    struct chat_pw *pw;     /* the password check on its way, or NULL */
+    struct conn *user_next; /* logged in: the next connection of this user on this worker */
     size_t adopt_at;
 };
 
