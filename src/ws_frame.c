@@ -63,7 +63,7 @@ static bool is_control(uint8_t opcode)
 void ws_reader_init(struct ws_reader *r, uint64_t max_message)
 {
     memset(r, 0, sizeof *r);
-    r->max_message = max_message;
+    r->max_message = max_message < UINT32_MAX ? (uint32_t)max_message : UINT32_MAX;
     r->stage = STAGE_HEADER;
     r->utf8_state = UTF8_ACCEPT;
 }
@@ -133,7 +133,8 @@ static enum ws_error check_length(struct ws_reader *r)
         return ERR_LENGTH;
     r->frame_len = n;
     /* msg_len never exceeds the limit, so this subtraction cannot wrap. */
-    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
+    uint64_t limit =
+        r->msg_compressed ? WS_DEFLATE_WIRE_MAX((uint64_t)r->max_message) : r->max_message;
     if (!is_control(r->opcode) && n > limit - r->msg_len)
         return ERR_TOO_BIG;
     return ERR_NONE;
@@ -320,7 +321,8 @@ bool ws_reader_valid(const struct ws_reader *r)
         return false;
     if (r->msg_opcode == 0 && (r->msg_len || r->msg_compressed || r->utf8_state != UTF8_ACCEPT))
         return false;
-    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
+    uint64_t limit =
+        r->msg_compressed ? WS_DEFLATE_WIRE_MAX((uint64_t)r->max_message) : r->max_message;
     if (r->msg_len > limit)
         return false;
     /* The header bytes kept must be ones the reader took, one at a time, from where the frame

@@ -75,15 +75,14 @@ struct ws_reader_spill {
  * so a live upgrade's record (handover_rec.c) can carry it: a change to what a field or a stage
  * means needs a new record version there. */
 struct ws_reader {
-    uint64_t max_message;
-    uint64_t frame_len;  /* payload length of the current frame */
-    uint64_t frame_done; /* payload bytes of the current frame consumed */
-    uint64_t msg_len;    /* payload bytes of the current data message so far */
+    uint64_t frame_len;   /* payload length of the current frame */
+    uint64_t frame_done;  /* payload bytes of the current frame consumed */
+    uint64_t msg_len;     /* payload bytes of the current data message so far */
+    uint32_t max_message; /* beside utf8_state, where it takes no room of its own */
     uint32_t utf8_state;
     uint8_t mask[4];
     uint8_t stage;
     uint8_t hdr_len;
-    uint8_t hdr[14];
     uint8_t opcode;     /* current frame's opcode */
     uint8_t msg_opcode; /* data message in progress (TEXT/BINARY), 0 if none */
     bool fin;
@@ -99,7 +98,7 @@ struct ws_reader {
 };
 
 /* Prepares r for a new connection (with no spill lent). max_message bounds a reassembled data
- * message. */
+ * message; above UINT32_MAX it is UINT32_MAX (--max-message allows 1 GiB). */
 void ws_reader_init(struct ws_reader *r, uint64_t max_message);
 
 /* True while r is in the middle of a frame: its spill holds bytes it needs on the next call. */

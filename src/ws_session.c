@@ -539,7 +539,7 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
     c->handler = &ws_handler;
     conn_set_transport(c, CONN_WEBSOCKET);
     ws->reader = rec->ws_reader;
-    ws->reader.max_message = cfg->max_message;
+    ws->reader.max_message = (uint32_t)cfg->max_message; /* at most 1 GiB */
     /* The record's spill is the record's: a reader mid-frame gets a copy of its own. */
     ws->reader.spill = NULL;
     if (ws_reader_mid_frame(&rec->ws_reader)) {
