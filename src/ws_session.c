@@ -294,13 +294,15 @@ static void spill_lend(struct ws_reader *r)
 }
 
 /* After a call: a reader mid-frame keeps its bytes (in a spill of its own), one between frames
- * gives its spill back. */
-static void spill_settle(struct ws_reader *r)
+ * gives its spill back, and so does one whose connection closed (it reads no more frames, and
+ * its on_close may have run already). */
+static void spill_settle(struct conn *c)
 {
+    struct ws_reader *r = &c->u.ws.reader;
     bool scratch = r->spill == &spill_scratch;
     if (scratch)
         spill_scratch_lent = false;
-    if (r->spill && ws_reader_mid_frame(r)) {
+    if (r->spill && ws_reader_mid_frame(r) && conn_is_open(c)) {
         if (scratch) {
             r->spill = xmalloc(sizeof *r->spill);
             memcpy(r->spill, &spill_scratch, sizeof *r->spill);
@@ -316,12 +318,9 @@ static size_t read_frames(struct conn *c, uint8_t *data, size_t len);
 
 static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
-    struct ws_reader *r = &c->u.ws.reader;
-    spill_lend(r);
+    spill_lend(&c->u.ws.reader);
     size_t used = read_frames(c, data, len);
-    /* A close (and its on_close) during the call leaves the connection's memory to conn.c, and
-     * its spill as on_close left it. */
-    spill_settle(r);
+    spill_settle(c);
     return used;
 }
 
