@@ -316,11 +316,21 @@ static void spill_settle(struct conn *c)
 
 static size_t read_frames(struct conn *c, uint8_t *data, size_t len);
 
+/* The reader whose outermost on_input call is under way on this thread: a call nested in it for
+ * the same connection (held input released while handling its input) leaves the spill to it. */
+static _Thread_local struct ws_reader *spill_reader;
+
 static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 {
-    spill_lend(&c->u.ws.reader);
+    struct ws_reader *r = &c->u.ws.reader;
+    if (spill_reader == r)
+        return read_frames(c, data, len);
+    struct ws_reader *outer = spill_reader;
+    spill_reader = r;
+    spill_lend(r);
     size_t used = read_frames(c, data, len);
     spill_settle(c);
+    spill_reader = outer;
     return used;
 }
 
