@@ -24,18 +24,15 @@ struct local_member {
 struct local_room {
     struct local_member *m;
     size_t n, cap;
-};
-
-/* A user's connections on this worker. */
-struct local_user {
-    struct conn **c;
-    size_t n, cap;
+    char name[CHAT_ROOM_MAX]; /* the index's key (borrowed) and each member's sroom name */
 };
 
 struct chat_worker {
     struct map conns; /* id -> struct conn, every chat connection */
-    struct map rooms; /* room -> struct local_room */
-    struct map users; /* user_lc -> struct local_user, logged-in connections */
+    struct map rooms; /* room -> struct local_room (keys borrowed from it) */
+    /* user_lc -> the newest logged-in connection of that user, whose session's user_lc is the
+     * key (borrowed); the others follow through chat_session.user_next. */
+    struct map users;
 };
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -57,13 +54,17 @@ static int64_t wall_ms(void)
 
 /* --- local indexes --- */
 
-static void local_room_add(struct chat_worker *cw, struct conn *c, struct chat_sroom *r)
+static void local_room_add(struct chat_worker *cw, struct conn *c, struct chat_sroom *r,
+                           const char *name)
 {
-    struct local_room *lr = map_get(&cw->rooms, r->name);
+    struct local_room *lr = map_get(&cw->rooms, name);
     if (!lr) {
         lr = xcalloc(1, sizeof *lr);
-        map_put(&cw->rooms, r->name, lr);
+        size_t n = strnlen(name, sizeof lr->name - 1);
+        memcpy(lr->name, name, n);
+        map_put(&cw->rooms, lr->name, lr);
     }
+    r->name = lr->name;
     if (lr->n == lr->cap) {
         lr->cap = lr->cap ? lr->cap * 2 : 8;
         lr->m = xrealloc(lr->m, lr->cap * sizeof *lr->m);
@@ -82,42 +83,38 @@ static void local_room_remove(struct chat_worker *cw, struct chat_sroom *r)
     if (r->local_at < lr->n)
         lr->m[r->local_at].r->local_at = r->local_at;
     if (lr->n == 0) {
-        map_del(&cw->rooms, r->name);
+        map_del(&cw->rooms, lr->name);
         free(lr->m);
         free(lr);
     }
+    r->name = NULL; /* the sroom is freed next: its name went with the local room */
 }
 
-static void local_user_add(struct chat_worker *cw, struct conn *c, const char *user_lc)
+static void local_user_add(struct chat_worker *cw, struct conn *c)
 {
-    struct local_user *lu = map_get(&cw->users, user_lc);
-    if (!lu) {
-        lu = xcalloc(1, sizeof *lu);
-        map_put(&cw->users, user_lc, lu);
-    }
-    if (lu->n == lu->cap) {
-        lu->cap = lu->cap ? lu->cap * 2 : 4;
-        lu->c = xrealloc(lu->c, lu->cap * sizeof *lu->c);
-    }
-    lu->c[lu->n++] = c;
+    struct chat_session *s = c->session;
+    s->user_next = map_get(&cw->users, s->user_lc);
+    map_put(&cw->users, s->user_lc, c);
 }
 
-static void local_user_remove(struct chat_worker *cw, struct conn *c, const char *user_lc)
+static void local_user_remove(struct chat_worker *cw, struct conn *c)
 {
-    struct local_user *lu = map_get(&cw->users, user_lc);
-    if (!lu)
-        return;
-    for (size_t i = 0; i < lu->n; i++) {
-        if (lu->c[i] == c) {
-            lu->c[i] = lu->c[--lu->n];
+    struct chat_session *s = c->session;
+    struct conn *head = map_get(&cw->users, s->user_lc);
+    if (head == c) {
+        /* The next connection's session holds the key from now on. */
+        if (s->user_next)
+            map_put(&cw->users, chat_session_of(s->user_next)->user_lc, s->user_next);
+        else
+            map_del(&cw->users, s->user_lc);
+    }
+    for (struct conn *p = head; p && p != c; p = chat_session_of(p)->user_next) {
+        if (chat_session_of(p)->user_next == c) {
+            chat_session_of(p)->user_next = s->user_next;
             break;
         }
     }
-    if (lu->n == 0) {
-        map_del(&cw->users, user_lc);
-        free(lu->c);
-        free(lu);
-    }
+    s->user_next = NULL;
 }
 
 struct chat_sroom *chat_session_room(struct chat_session *s, const char *name)
@@ -128,16 +125,19 @@ struct chat_sroom *chat_session_room(struct chat_session *s, const char *name)
     return NULL;
 }
 
-static struct chat_sroom *session_add_room(struct chat_session *s, const char *name)
+/* c's session joins room name: a new sroom, on the session's list and in the worker's room (whose
+ * name it shares). Most clients are in one room: the list starts with room for one. */
+static struct chat_sroom *session_add_room(struct conn *c, const char *name)
 {
+    struct chat_session *s = c->session;
     if (s->n_rooms == s->cap_rooms) {
-        s->cap_rooms = s->cap_rooms ? s->cap_rooms * 2 : 4;
+        s->cap_rooms = s->cap_rooms ? s->cap_rooms * 2 : 1;
         s->rooms = xrealloc(s->rooms, s->cap_rooms * sizeof *s->rooms);
     }
     struct chat_sroom *r = xcalloc(1, sizeof *r);
-    memcpy(r->name, name, sizeof r->name);
     r->joined_order = ++s->join_counter;
     s->rooms[s->n_rooms++] = r;
+    local_room_add(chat_of(c), c, r, name);
     return r;
 }
 
@@ -352,12 +352,20 @@ static void replay_page(struct conn *c, struct chat_op *op)
     chat_session_drained(c);
 }
 
+/* room (NULL: none) is the room of a join with since on its way. A copy is held only meanwhile:
+ * the session has no room for it the rest of the time. */
+static void replay_pending_set(struct chat_session *s, const char *room)
+{
+    free(s->replay_pending);
+    s->replay_pending = room ? xstrdup(room) : NULL;
+}
+
 /* Leaves a message of room to the replay of s's join with since of that room, if one is on its
  * way: written now, it would come twice, and ahead of the `joined` it belongs after. Returns
  * true when it was left (and notes that it was). */
 static bool defer_to_replay(struct chat_session *s, const char *room)
 {
-    if (!s->replay_pending[0] || strcmp(s->replay_pending, room) != 0)
+    if (!s->replay_pending || strcmp(s->replay_pending, room) != 0)
         return false;
     s->replay_skipped = true;
     return true;
@@ -444,7 +452,7 @@ void chat_session_close(struct conn *c)
         free(s->rooms[i]);
     }
     if (s->logged_in)
-        local_user_remove(cw, c, s->user_lc);
+        local_user_remove(cw, c);
     /* A connection moved to another process by a live upgrade has not left anything: its
      * session goes on there. */
     if (s->logged_in && !c->moved)
@@ -457,6 +465,7 @@ void chat_session_close(struct conn *c)
     free(s->rooms);
     free(s->charged_cids);
     free(s->react);
+    free(s->replay_pending);
     free(s);
     c->session = NULL;
 }
@@ -765,7 +774,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         if (!joined)
             s->joins_pending++;
         if (op->has_since)
-            memcpy(s->replay_pending, op->room, sizeof s->replay_pending);
+            replay_pending_set(s, op->room);
         s->joins_held++;
         conn_hold_input(c); /* a send right after a join is for the joined room */
         sent(c);
@@ -856,13 +865,17 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
 static void became_logged_in(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
+    /* The user index borrows user_lc as its key: out of it before the name is written. (A second
+     * login is refused before it gets here; this keeps the index whole if one ever is not.) */
+    if (s->logged_in)
+        local_user_remove(chat_of(c), c);
     s->logged_in = true;
     s->guest = op->guest;
     s->guest_session = op->guest_session;
     s->created_ms = op->user_created_ms;
     memcpy(s->user, op->user, sizeof s->user);
     memcpy(s->user_lc, op->user_lc, sizeof s->user_lc);
-    local_user_add(chat_of(c), c, s->user_lc);
+    local_user_add(chat_of(c), c);
     metrics_add(METRIC_LOGINS, 1);
 }
 
@@ -877,10 +890,9 @@ static void joined(struct conn *c, struct chat_op *op)
             post_gone_room(s, op->worker, op->room);
             return;
         }
-        r = session_add_room(s, op->room);
+        r = session_add_room(c, op->room);
         r->last_seq = op->has_since && op->since < op->seq ? op->since : op->seq;
         r->hub = true;
-        local_room_add(chat_of(c), c, r);
     } else if (op->adopt) {
         r->hub = true; /* counted in, silently: the client sees only what it had not had */
     } else if (!op->rejoin) {
@@ -998,7 +1010,7 @@ static void op_done(struct worker *w, struct chat_op *op)
     bool lost = op->kind == CHAT_JOIN && op->err && s->replay_skipped;
     if (op->kind == CHAT_JOIN) {
         s->joins_held--;
-        s->replay_pending[0] = '\0';
+        replay_pending_set(s, NULL);
         s->replay_skipped = false;
     }
     char room[CHAT_ROOM_MAX];
@@ -1125,17 +1137,13 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
     const char *users[2] = {d->user_a, d->user_b};
     uint64_t delivered = 0;
     for (int u = 0; u < 2; u++) {
-        struct local_user *lu = map_get(&cw->users, users[u]);
-        if (!lu)
-            continue;
-        /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
-        for (size_t i = lu->n; i-- > 0;) {
-            struct conn *c = lu->c[i];
+        /* A slow consumer closed by its write leaves the chain: its successor is taken first. */
+        struct conn *next;
+        for (struct conn *c = map_get(&cw->users, users[u]); c; c = next) {
+            next = chat_session_of(c)->user_next;
             if (defer_to_replay(c->session, d->room))
                 continue;
             delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
-            if (!conn_is_open(c) && !(lu = map_get(&cw->users, users[u])))
-                break;
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);
@@ -1205,8 +1213,8 @@ void chat_worker_init(struct worker *w)
 {
     struct chat_worker *cw = xcalloc(1, sizeof *cw);
     map_init(&cw->conns, false);
-    map_init(&cw->rooms, true);
-    map_init(&cw->users, true);
+    map_init_borrowed(&cw->rooms);
+    map_init_borrowed(&cw->users);
     w->chat = cw;
 }
 
@@ -1220,11 +1228,6 @@ void chat_worker_destroy(struct worker *w)
     void *v;
     while (map_next(&cw->rooms, &pos, &k, &v)) {
         free(((struct local_room *)v)->m);
-        free(v);
-    }
-    pos = 0;
-    while (map_next(&cw->users, &pos, &k, &v)) {
-        free(((struct local_user *)v)->c);
         free(v);
     }
     map_free(&cw->rooms);
@@ -1388,14 +1391,13 @@ static int restore_rooms(struct conn *c, struct chat_session *s, const struct ha
             FAIL("a room name this server would not give, or twice");
         if (s->n_rooms >= cfg_of(c)->max_rooms + 1u)
             FAIL("more rooms than a connection may join here");
-        struct chat_sroom *r = session_add_room(s, name);
+        struct chat_sroom *r = session_add_room(c, name);
         r->last_seq = room.last_seq;
         r->joined_order = room.joined_order;
         r->told_count = room.told_count;
         r->told_large = room.told_large;
         if (room.joined_order > s->join_counter)
             s->join_counter = room.joined_order;
-        local_room_add(chat_of(c), c, r);
     }
     struct hr_backlog e;
     cursor = 0;
@@ -1512,7 +1514,7 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         s->guest = rec->guest;
         s->guest_session = rec->guest_session;
         s->created_ms = rec->created_ms;
-        local_user_add(chat_of(c), c, s->user_lc);
+        local_user_add(chat_of(c), c);
     } else if (rec->n_rooms > 0) {
         FAIL("rooms joined without a login");
     }
@@ -1573,7 +1575,7 @@ static void adopt_step(struct conn *c)
         if (op->room_is_dm && !s->guest)
             op->ts = s->created_ms; /* rule 40 */
         /* Its messages that reach this connection meanwhile are left to this join's replay. */
-        memcpy(s->replay_pending, r->name, sizeof s->replay_pending);
+        replay_pending_set(s, r->name);
         sent(c);
         chat_to_hub(op);
         return;
@@ -1600,7 +1602,7 @@ void chat_session_thaw(struct conn *c)
 static void adopt_joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
-    s->replay_pending[0] = '\0';
+    replay_pending_set(s, NULL);
     s->replay_skipped = false;
     if (op->err) {
         /* The hub counted it in before the store failed to read the replay: a gap cannot be

@@ -24,15 +24,17 @@
 #include "worker.h"
 
 struct chat_sroom {
-    char name[CHAT_ROOM_MAX];
+    /* The room's name: the worker's one copy (CHAT_ROOM_MAX bytes), in its index of local rooms,
+     * where every sroom is from its making to its end. */
+    const char *name;
     uint64_t last_seq;
     uint64_t joined_order; /* for telnet: the most recently joined room becomes current */
-    size_t local_at;       /* its place in the worker's list of the room's local members */
-    bool hub;              /* the hub counts this connection in the room (not yet, after a move) */
+    uint32_t local_at;     /* its place in the worker's list of the room's local members */
     /* Large rooms (rule 83): the user count this connection was last told (by joined or count),
      * and whether the room was large then; a live upgrade carries both. */
     uint32_t told_count;
     bool told_large;
+    bool hub; /* the hub counts this connection in the room (not yet, after a move) */
 };
 
 struct chat_session;
@@ -89,9 +91,9 @@ struct chat_session {
     char user_lc[CHAT_NAME_MAX];
     /* The room of a join with since on its way (input is held, so there is at most one): its
      * messages that reach this connection meanwhile are left to that join's replay (rule 22). */
-    char replay_pending[CHAT_ROOM_MAX];
+    char *replay_pending; /* (NULL when none) */
     struct chat_sroom **rooms;
-    size_t n_rooms, cap_rooms;
+    uint32_t n_rooms, cap_rooms;
     uint64_t join_counter;
     double tokens; /* send bucket */
     uint64_t refill_ms;
@@ -106,8 +108,9 @@ struct chat_session {
      * read), and live events behind it. */
     struct chat_backlog_entry *backlog;
     size_t bl_head, bl_n, bl_cap;
-    size_t bl_live_bytes; /* live events in the backlog: what the slow-consumer limit counts */
-    struct chat_pw *pw;   /* the password check on its way, or NULL */
+    size_t bl_live_bytes;   /* live events in the backlog: what the slow-consumer limit counts */
+    struct chat_pw *pw;     /* the password check on its way, or NULL */
+    struct conn *user_next; /* logged in: the next connection of this user on this worker */
     size_t adopt_at;
     /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
      * react, and pay nothing for it. Not carried by a live upgrade (a full bucket after one). */

@@ -299,9 +299,9 @@ static int read_ws_reader(const struct field *outer, struct ws_reader *r)
             r->stage = (uint8_t)v;
             break;
         case HR_RD_HDR:
-            if (x.len > sizeof r->hdr)
+            if (x.len > sizeof r->spill->hdr)
                 return -1;
-            memcpy(r->hdr, x.v, x.len);
+            memcpy(r->spill->hdr, x.v, x.len);
             r->hdr_len = (uint8_t)x.len;
             break;
         case HR_RD_OPCODE:
@@ -336,9 +336,9 @@ static int read_ws_reader(const struct field *outer, struct ws_reader *r)
             r->error = (uint8_t)v;
             break;
         case HR_RD_CTL:
-            if (x.len > sizeof r->ctl)
+            if (x.len > sizeof r->spill->ctl)
                 return -1;
-            memcpy(r->ctl, x.v, x.len);
+            memcpy(r->spill->ctl, x.v, x.len);
             r->ctl_len = (uint8_t)x.len;
             break;
         default:
@@ -566,6 +566,7 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
     case HR_WS_OPEN_AGE_MS:
         return uint_of(x, &rec->ws_open_age_ms) ? 0 : -1;
     case HR_WS_READER:
+        rec->ws_reader.spill = &rec->ws_spill;
         if (read_ws_reader(x, &rec->ws_reader) < 0)
             FAIL("the WebSocket reader's state is not one it can be in");
         return 0;
@@ -698,6 +699,7 @@ int handover_rec_read(const uint8_t *buf, size_t n, struct handover_rec *rec, co
     rec->body_len = n - HANDOVER_REC_HEADER;
     /* Defaults a record may leave out. */
     ws_reader_init(&rec->ws_reader, 0);
+    rec->ws_reader.spill = &rec->ws_spill;
     telnet_parser_init(&rec->tn_parser, NULL, 0);
     struct fields f = {rec->body, rec->body_len, 0};
     struct field x;

@@ -111,7 +111,8 @@ struct handover_rec {
     /* WebSocket. */
     uint8_t ws_endpoint, ws_deflate_bits;
     uint64_t ws_ping_age_ms, ws_open_age_ms;
-    struct ws_reader ws_reader; /* max_message is the reader's own */
+    struct ws_reader ws_reader; /* max_message is the reader's own; its spill is ws_spill */
+    struct ws_reader_spill ws_spill;
     bool has_ws_msg;
     struct hr_bytes ws_msg; /* the data message reassembled so far */
 

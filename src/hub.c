@@ -31,9 +31,10 @@ struct hub_room {
     uint64_t latest;      /* the newest stored seq */
     struct msg_rec *ring; /* the newest messages, oldest first from ring_head */
     uint32_t ring_len, ring_head;
-    uint32_t ring_alloc;    /* entries allocated: grows with the room's traffic up to ring_cap */
-    struct map members;     /* user_lc -> struct hub_member */
-    struct ordset index;    /* user_lc -> struct hub_member, in byte order: pages of members */
+    uint32_t ring_alloc; /* entries allocated: grows with the room's traffic up to ring_cap */
+    /* user_lc -> struct hub_member, in byte order: a member found in O(log n), and pages of
+     * members. (No hash map beside it: that cost 80 bytes a member for a faster find.) */
+    struct ordset index;
     uint32_t *worker_conns; /* member connections per worker */
     /* Large rooms (rules 81-85): decided at the tick. dirty: a user came or went since the last
      * tick. Rooms with members are on the hub's occupied list, the only ones a tick visits. */
@@ -88,7 +89,6 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     size_t n = strlen(name);
     memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
     r->dm = strncmp(name, "dm:", 3) == 0;
-    map_init(&r->members, true);
     ordset_init(&r->index, (uintptr_t)r);
     r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
     map_put(&h->rooms, r->name, r);
@@ -102,7 +102,8 @@ static void room_free(struct hub_room *r)
     for (uint32_t i = 0; i < r->ring_len; i++)
         msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
     free(r->ring);
-    map_free_all(&r->members);
+    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n))
+        free(ordset_value(n));
     ordset_free(&r->index);
     free(r->worker_conns);
     free(r);
@@ -234,7 +235,8 @@ static void occupied_unlink(struct hub *h, struct hub_room *r)
  * nobody else hears of it until the tick's count. */
 static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
-    struct hub_member *m = map_get(&r->members, op->user_lc);
+    size_t lc_len = strlen(op->user_lc);
+    struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
     r->worker_conns[op->worker]++;
     /* A connection a live upgrade moved here keeps the room as the old process had it: a room
      * it was told is large stays large, without a burst of counts at the next tick. */
@@ -247,10 +249,9 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     m = xcalloc(1, sizeof *m);
     memcpy(m->name, op->user, sizeof m->name);
     m->conns = 1;
-    if (r->members.count == 0)
+    if (r->index.count == 0)
         occupied_link(h, r);
-    map_put(&r->members, op->user_lc, m);
-    ordset_insert(&r->index, op->user_lc, strlen(op->user_lc), m);
+    ordset_insert(&r->index, op->user_lc, lc_len, m);
     r->dirty = true;
     /* A connection a live upgrade moved here was in the room all along: nobody is told. */
     if (!op->adopt && !r->large)
@@ -259,19 +260,19 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
 
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
-    struct hub_member *m = map_get(&r->members, op->user_lc);
+    size_t lc_len = strlen(op->user_lc);
+    struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
     if (!m)
         return;
     if (r->worker_conns[op->worker] > 0)
         r->worker_conns[op->worker]--;
     if (--m->conns > 0)
         return;
-    map_del(&r->members, op->user_lc);
-    ordset_remove(&r->index, op->user_lc, strlen(op->user_lc));
+    ordset_remove(&r->index, op->user_lc, lc_len);
     r->dirty = true;
     if (!r->large)
         to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
-    if (r->members.count == 0)
+    if (r->index.count == 0)
         occupied_unlink(h, r);
     free(m);
 }
@@ -280,7 +281,7 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
  * order of their lower-cased names. O(log n + page). */
 static void add_members(struct hub_room *r, struct chat_op *op)
 {
-    op->n_members = r->members.count;
+    op->n_members = r->index.count;
     op->large = r->large;
     const struct ordset_node *n =
         ordset_after(&r->index, op->has_after ? op->after : NULL, op->after_len);
@@ -297,10 +298,10 @@ static void add_joined_members(struct hub_room *r, struct chat_op *op)
         add_members(r, op);
         return;
     }
-    op->n_members = r->members.count;
+    op->n_members = r->index.count;
     op->large = true;
     size_t cap = op->names_limit < JOINED_NAMES_MAX ? op->names_limit : JOINED_NAMES_MAX;
-    struct hub_member *me = map_get(&r->members, op->user_lc);
+    struct hub_member *me = ordset_get(&r->index, op->user_lc, strlen(op->user_lc));
     if (me && op->n_names < cap)
         chat_op_add_name(op, me->name);
     for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n && op->n_names < cap;
@@ -315,7 +316,7 @@ static void add_joined_members(struct hub_room *r, struct chat_op *op)
  * count, or with force to all), encoded once and shared. */
 static void send_count(struct hub *h, struct hub_room *r, bool force)
 {
-    uint32_t n = (uint32_t)r->members.count;
+    uint32_t n = (uint32_t)r->index.count;
     struct msg_rec rec = events_count(r->name, n, r->large);
     metrics_add(METRIC_COUNT_ENCODED, 1);
     for (int w = 0; w < h->n_workers; w++) {
@@ -340,7 +341,7 @@ static void send_members(struct hub *h, struct hub_room *r)
     const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
     for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++)
         memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
-    to_room(h, r, events_members(r->name, names, k, r->members.count, n != NULL), 0, NULL);
+    to_room(h, r, events_members(r->name, names, k, r->index.count, n != NULL), 0, NULL);
 }
 
 /* Each room with members: large above the presence limit, small again below 0.9 times it; a
@@ -351,7 +352,7 @@ static void on_tick(struct timer *t)
     struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, tick));
     uint64_t limit = h->cfg->presence_limit;
     for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
-        uint64_t n = r->members.count;
+        uint64_t n = r->index.count;
         bool large = r->large ? limit && n * 10 >= limit * 9 : limit && n > limit;
         if (large != r->large) {
             r->large = large;
@@ -435,7 +436,8 @@ static void join(struct hub *h, struct chat_op *op)
  */
 struct lookalike {
     char registered_lc[CHAT_NAME_MAX];
-    char guest_lc[CHAT_NAME_MAX]; /* one of the online guests holding it */
+    /* Online guests holding it (entries of hub.guests). When there is one, whether it is a given
+     * name is a look-up in hub.guests: no copy of its name here. */
     uint32_t guests;
 };
 
@@ -468,7 +470,7 @@ static bool lookalike_taken(struct hub *h, const char *name_lc)
         return false;
     if (l->registered_lc[0] && strcmp(l->registered_lc, name_lc) != 0)
         return true;
-    return l->guests > 1 || (l->guests == 1 && strcmp(l->guest_lc, name_lc) != 0);
+    return l->guests > 1 || (l->guests == 1 && !map_get(&h->guests, name_lc));
 }
 
 /* A registered (or registering) name takes its skeleton; the first one keeps it (a database from
@@ -495,12 +497,11 @@ static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
     if (!l)
         return;
     if (online) {
-        if (l->guests++ == 0)
-            memcpy(l->guest_lc, name_lc, sizeof l->guest_lc);
+        l->guests++;
         return;
     }
-    if (l->guests > 0 && --l->guests == 0)
-        l->guest_lc[0] = '\0';
+    if (l->guests > 0)
+        l->guests--;
     lookalike_drop_if_unused(h, name_lc, l);
 }
 
@@ -809,7 +810,7 @@ static void on_mail(struct service *s, struct mail *m)
             ordset_after(&h->public_rooms, op->has_after ? op->after : NULL, op->after_len);
         for (; n && op->n_rooms < op->limit; n = ordset_next(n)) {
             r = ordset_value(n);
-            chat_op_add_room(op, r->name, (uint32_t)r->members.count, r->latest);
+            chat_op_add_room(op, r->name, (uint32_t)r->index.count, r->latest);
         }
         op->more = n != NULL;
         reply(h, op);

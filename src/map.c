@@ -8,6 +8,8 @@
 
 enum { SLOT_EMPTY, SLOT_LIVE, SLOT_DEAD };
 
+/* 24 bytes: the slot's state is in its hash (0 empty, 1 dead; a live hash has its top bit set),
+ * as a separate byte would pad the slot to 32. Every entry of a map costs one to two slots. */
 struct map_slot {
     uint64_t hash;
     union {
@@ -15,15 +17,22 @@ struct map_slot {
         uint64_t u64;
     } key;
     void *value;
-    uint8_t state;
 };
+
+#define HASH_LIVE (1ull << 63)
+#define HASH_DEAD 1u
+
+static int state_of(const struct map_slot *s)
+{
+    return s->hash == 0 ? SLOT_EMPTY : s->hash == HASH_DEAD ? SLOT_DEAD : SLOT_LIVE;
+}
 
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 14695981039346656037ull; /* FNV-1a */
     for (; *s; s++)
         h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
+    return h | HASH_LIVE;
 }
 
 static uint64_t hash_u64(uint64_t x)
@@ -33,7 +42,7 @@ static uint64_t hash_u64(uint64_t x)
     x ^= x >> 33;
     x *= 0xc4ceb9fe1a85ec53ull;
     x ^= x >> 33;
-    return x;
+    return x | HASH_LIVE;
 }
 
 void map_init(struct map *m, bool string_keys)
@@ -42,11 +51,17 @@ void map_init(struct map *m, bool string_keys)
     m->string_keys = string_keys;
 }
 
+void map_init_borrowed(struct map *m)
+{
+    map_init(m, true);
+    m->borrowed_keys = true;
+}
+
 void map_free(struct map *m)
 {
-    if (m->string_keys)
+    if (m->string_keys && !m->borrowed_keys)
         for (size_t i = 0; i < m->cap; i++)
-            if (m->slots[i].state == SLOT_LIVE)
+            if (state_of(&m->slots[i]) == SLOT_LIVE)
                 free(m->slots[i].key.str);
     free(m->slots);
     m->slots = NULL;
@@ -56,17 +71,16 @@ void map_free(struct map *m)
 void map_free_all(struct map *m)
 {
     for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].state == SLOT_LIVE)
+        if (state_of(&m->slots[i]) == SLOT_LIVE)
             free(m->slots[i].value);
     map_free(m);
 }
 
-static bool key_equal(const struct map *m, const struct map_slot *s, uint64_t hash, const char *str,
-                      uint64_t u64)
+static bool key_equal(const struct map_slot *s, uint64_t hash, const char *str, uint64_t u64)
 {
     if (s->hash != hash)
         return false;
-    return m->string_keys ? strcmp(s->key.str, str) == 0 : s->key.u64 == u64;
+    return str ? strcmp(s->key.str, str) == 0 : s->key.u64 == u64; /* str: a string-keyed map */
 }
 
 /* Returns the live slot holding the key, or NULL. */
@@ -76,9 +90,9 @@ static struct map_slot *find(const struct map *m, uint64_t hash, const char *str
         return NULL;
     for (size_t i = hash & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         struct map_slot *s = &m->slots[i];
-        if (s->state == SLOT_EMPTY)
+        if (state_of(s) == SLOT_EMPTY)
             return NULL;
-        if (s->state == SLOT_LIVE && key_equal(m, s, hash, str, u64))
+        if (key_equal(s, hash, str, u64)) /* a live hash never equals a dead one's */
             return s;
     }
 }
@@ -92,10 +106,10 @@ static void grow(struct map *m)
     m->slots = xcalloc(m->cap, sizeof *m->slots);
     m->used = m->count;
     for (size_t i = 0; i < old_cap; i++) {
-        if (old[i].state != SLOT_LIVE)
+        if (state_of(&old[i]) != SLOT_LIVE)
             continue;
         size_t j = old[i].hash & (m->cap - 1);
-        while (m->slots[j].state != SLOT_EMPTY)
+        while (state_of(&m->slots[j]) != SLOT_EMPTY)
             j = (j + 1) & (m->cap - 1);
         m->slots[j] = old[i];
     }
@@ -108,20 +122,21 @@ static void *put(struct map *m, uint64_t hash, const char *str, uint64_t u64, vo
     if (s) {
         void *prev = s->value;
         s->value = value;
+        if (m->borrowed_keys)
+            s->key.str = (char *)str;
         return prev;
     }
     if ((m->used + 1) * 4 > m->cap * 3)
         grow(m);
     size_t i = hash & (m->cap - 1);
-    while (m->slots[i].state == SLOT_LIVE)
+    while (state_of(&m->slots[i]) == SLOT_LIVE)
         i = (i + 1) & (m->cap - 1);
     s = &m->slots[i];
-    if (s->state == SLOT_EMPTY)
+    if (state_of(s) == SLOT_EMPTY)
         m->used++;
-    s->state = SLOT_LIVE;
     s->hash = hash;
     if (m->string_keys)
-        s->key.str = xstrdup(str);
+        s->key.str = m->borrowed_keys ? (char *)str : xstrdup(str);
     else
         s->key.u64 = u64;
     s->value = value;
@@ -135,9 +150,9 @@ static void *del(struct map *m, uint64_t hash, const char *str, uint64_t u64)
     if (!s)
         return NULL;
     void *value = s->value;
-    if (m->string_keys)
+    if (m->string_keys && !m->borrowed_keys)
         free(s->key.str);
-    s->state = SLOT_DEAD;
+    s->hash = HASH_DEAD;
     s->value = NULL;
     m->count--;
     return value;
@@ -179,7 +194,7 @@ static struct map_slot *next_live(const struct map *m, size_t *pos)
 {
     while (*pos < m->cap) {
         struct map_slot *s = &m->slots[(*pos)++];
-        if (s->state == SLOT_LIVE)
+        if (state_of(s) == SLOT_LIVE)
             return s;
     }
     return NULL;

@@ -1,7 +1,7 @@
 /*
  * map: open-addressing hash maps, one with string keys (copied and owned
- * by the map) and one with 64-bit keys. Values are caller pointers. Not
- * thread-safe: each map belongs to one thread.
+ * by the map, or borrowed from the caller) and one with 64-bit keys. Values
+ * are caller pointers. Not thread-safe: each map belongs to one thread.
  */
 #ifndef PARLEY_MAP_H
 #define PARLEY_MAP_H
@@ -18,10 +18,17 @@ struct map {
     size_t count; /* live entries */
     size_t used;  /* live entries plus tombstones */
     bool string_keys;
+    bool borrowed_keys; /* map_init_borrowed */
 };
 
 /* Prepares an empty map: string_keys selects map_get/map_put, else map_get_u64/map_put_u64. */
 void map_init(struct map *m, bool string_keys);
+/*
+ * Prepares an empty string-keyed map whose keys are not copied: each key must stay valid and
+ * unchanged while its entry is in the map (a name inside the value, say), and map_put on a key
+ * already present stores its new key pointer along with the value. Saves a key copy per entry.
+ */
+void map_init_borrowed(struct map *m);
 /* Frees the map's own memory (and its key copies), not the values. */
 void map_free(struct map *m);
 /* Frees every value with free(), then the map (for maps that own plain heap values). */

@@ -6,13 +6,19 @@
 
 #include "alloc.h"
 
+/* One allocation: the node, its level links, then its key (len bytes and a NUL), so a node costs
+ * its key's length rather than the longest key's (the hub has one per member of every room). */
 struct ordset_node {
     void *value;
-    char key[ORDSET_KEY_MAX + 1];
     uint8_t len;
     uint8_t level;
-    struct ordset_node *next[]; /* level entries */
+    struct ordset_node *next[]; /* level entries, then the key */
 };
+
+static char *key_of(const struct ordset_node *n)
+{
+    return (char *)&n->next[n->level];
+}
 
 void ordset_init(struct ordset *s, uint64_t seed)
 {
@@ -38,7 +44,7 @@ void ordset_free(struct ordset *s)
 static int cmp(const struct ordset_node *n, const char *key, size_t len)
 {
     size_t m = n->len < len ? n->len : len;
-    int c = memcmp(n->key, key, m);
+    int c = memcmp(key_of(n), key, m);
     if (c)
         return c;
     return n->len < len ? -1 : n->len > len;
@@ -93,12 +99,12 @@ bool ordset_insert(struct ordset *s, const char *key, size_t len, void *value)
         prev[i] = NULL;
     if (level > s->levels)
         s->levels = level;
-    struct ordset_node *n = xmalloc(sizeof *n + (size_t)level * sizeof n->next[0]);
+    struct ordset_node *n = xmalloc(sizeof *n + (size_t)level * sizeof n->next[0] + len + 1);
     n->value = value;
-    memcpy(n->key, key, len);
-    n->key[len] = '\0';
     n->len = (uint8_t)len;
     n->level = (uint8_t)level;
+    memcpy(key_of(n), key, len);
+    key_of(n)[len] = '\0';
     for (int i = 0; i < level; i++) {
         n->next[i] = next_at(s, prev[i], i);
         if (prev[i])
@@ -168,7 +174,7 @@ const struct ordset_node *ordset_next(const struct ordset_node *n)
 
 const char *ordset_key(const struct ordset_node *n)
 {
-    return n->key;
+    return key_of(n);
 }
 
 size_t ordset_key_len(const struct ordset_node *n)

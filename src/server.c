@@ -27,6 +27,7 @@
 #include "tls.h"
 #include "tls_session.h"
 #include "worker.h"
+#include "ws_handshake.h"
 
 struct shutdown_mail {
     struct mail mail; /* MAIL_STOP */
@@ -377,6 +378,10 @@ struct server *server_prepare(const struct config *cfg, struct listen_fds *inher
     if (inherited && inherited->n[LISTEN_TELNET_TLS] > 0 && !cfg->has_telnet_tls) {
         log_error("msg=listen_fds_failed error=\"a telnet-tls socket was passed, but "
                   "--telnet-tls is not set\"");
+        goto fail;
+    }
+    if (!ws_handshake_self_check()) {
+        log_error("msg=self_check_failed error=\"SHA-1 gives a wrong WebSocket accept key\"");
         goto fail;
     }
     if (cfg->tls_cert) {

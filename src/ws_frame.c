@@ -7,11 +7,12 @@
 
 /*
  * DESIGN: the reader is a two-stage machine. In STAGE_HEADER it collects
- * the 2..14 header bytes one at a time into r->hdr, checking each rule as
+ * the 2..14 header bytes one at a time into r->spill->hdr, checking each rule as
  * soon as the byte that decides it is there, so a bad frame is refused
  * before its payload is read. In STAGE_PAYLOAD data payload is unmasked in
  * the caller's buffer and handed out at once, and control payload (at most
- * 125 bytes) is gathered in r->ctl until the frame is whole.
+ * 125 bytes) is gathered in r->spill->ctl until the frame is whole. The spill
+ * is the caller's (a connection borrows one only while a frame is under way).
  */
 
 enum { STAGE_HEADER, STAGE_PAYLOAD };
@@ -62,7 +63,7 @@ static bool is_control(uint8_t opcode)
 void ws_reader_init(struct ws_reader *r, uint64_t max_message)
 {
     memset(r, 0, sizeof *r);
-    r->max_message = max_message;
+    r->max_message = max_message < UINT32_MAX ? (uint32_t)max_message : UINT32_MAX;
     r->stage = STAGE_HEADER;
     r->utf8_state = UTF8_ACCEPT;
 }
@@ -121,18 +122,19 @@ static enum ws_error check_second_byte(const struct ws_reader *r, uint8_t b1)
 /* Called once the payload length is known, before the masking key. */
 static enum ws_error check_length(struct ws_reader *r)
 {
-    uint8_t ext = ext_len_size(r->hdr[1]);
-    uint64_t n = r->hdr[1] & 0x7F;
+    uint8_t ext = ext_len_size(r->spill->hdr[1]);
+    uint64_t n = r->spill->hdr[1] & 0x7F;
     if (ext > 0) {
         n = 0;
         for (uint8_t i = 0; i < ext; i++)
-            n = (n << 8) | r->hdr[2 + i];
+            n = (n << 8) | r->spill->hdr[2 + i];
     }
     if (n >> 63)
         return ERR_LENGTH;
     r->frame_len = n;
     /* msg_len never exceeds the limit, so this subtraction cannot wrap. */
-    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
+    uint64_t limit =
+        r->msg_compressed ? WS_DEFLATE_WIRE_MAX((uint64_t)r->max_message) : r->max_message;
     if (!is_control(r->opcode) && n > limit - r->msg_len)
         return ERR_TOO_BIG;
     return ERR_NONE;
@@ -142,7 +144,7 @@ static enum ws_error check_length(struct ws_reader *r)
 static enum ws_error header_byte(struct ws_reader *r, uint8_t b)
 {
     enum ws_error err = ERR_NONE;
-    r->hdr[r->hdr_len++] = b;
+    r->spill->hdr[r->hdr_len++] = b;
     if (r->hdr_len == 1) {
         r->opcode = b & 0x0F;
         r->fin = (b & 0x80) != 0;
@@ -151,7 +153,7 @@ static enum ws_error header_byte(struct ws_reader *r, uint8_t b)
             r->msg_compressed = (b & WS_RSV1) != 0;
         return err;
     }
-    uint8_t ext = ext_len_size(r->hdr[1]);
+    uint8_t ext = ext_len_size(r->spill->hdr[1]);
     if (r->hdr_len == 2) {
         err = check_second_byte(r, b);
         if (err != ERR_NONE)
@@ -163,7 +165,7 @@ static enum ws_error header_byte(struct ws_reader *r, uint8_t b)
             return err;
     }
     if (r->hdr_len == 2 + ext + 4) {
-        memcpy(r->mask, r->hdr + 2 + ext, 4);
+        memcpy(r->mask, r->spill->hdr + 2 + ext, 4);
         r->frame_done = 0;
         r->stage = STAGE_PAYLOAD;
         if (r->opcode == WS_OP_TEXT || r->opcode == WS_OP_BINARY)
@@ -201,12 +203,12 @@ static size_t fail(struct ws_reader *r, enum ws_error err, struct ws_event *ev, 
     return consumed;
 }
 
-/* Fills ev for the control frame now whole in r->ctl. */
+/* Fills ev for the control frame now whole in r->spill->ctl. */
 static enum ws_error control_event(struct ws_reader *r, struct ws_event *ev)
 {
     size_t n = (size_t)r->frame_len;
     ev->opcode = r->opcode;
-    ev->data = r->ctl;
+    ev->data = r->spill->ctl;
     ev->len = n;
     if (r->opcode == WS_OP_PING) {
         ev->type = WS_EV_PING;
@@ -219,13 +221,13 @@ static enum ws_error control_event(struct ws_reader *r, struct ws_event *ev)
             return ERR_NONE;
         }
         /* n >= 2 here: a 1-byte close payload was refused with the header. */
-        uint16_t code = (uint16_t)(r->ctl[0] << 8 | r->ctl[1]);
+        uint16_t code = (uint16_t)(r->spill->ctl[0] << 8 | r->spill->ctl[1]);
         if (!ws_close_code_valid(code))
             return ERR_CLOSE_CODE;
-        if (!utf8_is_valid(r->ctl + 2, n - 2))
+        if (!utf8_is_valid(r->spill->ctl + 2, n - 2))
             return ERR_CLOSE_UTF8;
         ev->close_code = code;
-        ev->data = r->ctl + 2;
+        ev->data = r->spill->ctl + 2;
         ev->len = n - 2;
     }
     return ERR_NONE;
@@ -256,8 +258,8 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
 
         if (is_control(r->opcode)) {
             if (n > 0) {
-                memcpy(r->ctl + r->frame_done, buf + pos, n);
-                unmask(r->ctl + r->frame_done, n, r->mask, (size_t)(r->frame_done & 3));
+                memcpy(r->spill->ctl + r->frame_done, buf + pos, n);
+                unmask(r->spill->ctl + r->frame_done, n, r->mask, (size_t)(r->frame_done & 3));
             }
             r->frame_done += n;
             pos += n;
@@ -273,7 +275,7 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
             return pos;
         }
 
-        uint8_t *piece = buf != NULL ? buf + pos : r->ctl;
+        uint8_t *piece = buf != NULL ? buf + pos : r->spill->ctl;
         unmask(piece, n, r->mask, (size_t)(r->frame_done & 3));
         r->frame_done += n;
         r->msg_len += n;
@@ -311,21 +313,24 @@ size_t ws_reader_feed(struct ws_reader *r, uint8_t *buf, size_t len, struct ws_e
 
 bool ws_reader_valid(const struct ws_reader *r)
 {
-    if (r->failed || r->stage > STAGE_PAYLOAD || r->hdr_len > sizeof r->hdr ||
+    if (r->failed || r->stage > STAGE_PAYLOAD || r->hdr_len > sizeof r->spill->hdr ||
         !utf8_state_valid(r->utf8_state) || r->utf8_state == UTF8_REJECT ||
-        r->ctl_len > sizeof r->ctl)
+        r->ctl_len > sizeof r->spill->ctl || (r->hdr_len > 0 && r->spill == NULL))
         return false;
     if (r->msg_opcode != 0 && r->msg_opcode != WS_OP_TEXT && r->msg_opcode != WS_OP_BINARY)
         return false;
     if (r->msg_opcode == 0 && (r->msg_len || r->msg_compressed || r->utf8_state != UTF8_ACCEPT))
         return false;
-    uint64_t limit = r->msg_compressed ? WS_DEFLATE_WIRE_MAX(r->max_message) : r->max_message;
+    uint64_t limit =
+        r->msg_compressed ? WS_DEFLATE_WIRE_MAX((uint64_t)r->max_message) : r->max_message;
     if (r->msg_len > limit)
         return false;
     /* The header bytes kept must be ones the reader took, one at a time, from where the frame
      * started, and must leave it where it is: replay them on a copy, as it was before the frame
      * (a data frame's payload read so far, and the message it starts, taken back). */
     struct ws_reader t = *r;
+    struct ws_reader_spill t_spill;
+    t.spill = &t_spill;
     t.stage = STAGE_HEADER;
     t.hdr_len = 0;
     bool payload = r->stage == STAGE_PAYLOAD;
@@ -333,14 +338,14 @@ bool ws_reader_valid(const struct ws_reader *r)
         if (r->frame_done > r->msg_len)
             return false;
         t.msg_len = r->msg_len - r->frame_done;
-        if (r->hdr_len > 0 && is_data_start(r->hdr[0] & 0x0F)) {
+        if (r->hdr_len > 0 && is_data_start(r->spill->hdr[0] & 0x0F)) {
             if (t.msg_len)
                 return false;
             t.msg_opcode = 0;
         }
     }
     for (uint8_t i = 0; i < r->hdr_len; i++) {
-        if (t.stage != STAGE_HEADER || header_byte(&t, r->hdr[i]) != ERR_NONE)
+        if (t.stage != STAGE_HEADER || header_byte(&t, r->spill->hdr[i]) != ERR_NONE)
             return false;
     }
     if (t.stage != r->stage || t.msg_compressed != r->msg_compressed)

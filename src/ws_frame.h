@@ -65,19 +65,24 @@ struct ws_event {
     const char *reason; /* ERROR: static text fit for a close frame */
 };
 
+/* What a reader keeps of a frame that arrives in pieces: see ws_reader.spill. */
+struct ws_reader_spill {
+    uint8_t hdr[14];
+    uint8_t ctl[125];
+};
+
 /* Reader state. Fields are private; the struct is public so it can live inside a connection, and
  * so a live upgrade's record (handover_rec.c) can carry it: a change to what a field or a stage
  * means needs a new record version there. */
 struct ws_reader {
-    uint64_t max_message;
-    uint64_t frame_len;  /* payload length of the current frame */
-    uint64_t frame_done; /* payload bytes of the current frame consumed */
-    uint64_t msg_len;    /* payload bytes of the current data message so far */
+    uint64_t frame_len;   /* payload length of the current frame */
+    uint64_t frame_done;  /* payload bytes of the current frame consumed */
+    uint64_t msg_len;     /* payload bytes of the current data message so far */
+    uint32_t max_message; /* beside utf8_state, where it takes no room of its own */
     uint32_t utf8_state;
     uint8_t mask[4];
     uint8_t stage;
     uint8_t hdr_len;
-    uint8_t hdr[14];
     uint8_t opcode;     /* current frame's opcode */
     uint8_t msg_opcode; /* data message in progress (TEXT/BINARY), 0 if none */
     bool fin;
@@ -85,12 +90,22 @@ struct ws_reader {
     bool deflate;        /* permessage-deflate negotiated: RSV1 may mark a data message */
     bool msg_compressed; /* the data message in progress is compressed */
     uint8_t error;       /* once failed: which error, so later calls report the same one */
-    uint8_t ctl_len;
-    uint8_t ctl[125];
+    uint8_t ctl_len;     /* control payload carried in a live upgrade's record */
+    /* The header so far (and a control frame's payload so far) of a frame under way. Lent by the
+     * caller: it must point to a spill before each ws_reader_feed, and the reader needs it kept
+     * between calls only while ws_reader_mid_frame(r); an idle connection has none. */
+    struct ws_reader_spill *spill;
 };
 
-/* Prepares r for a new connection. max_message bounds a reassembled data message. */
+/* Prepares r for a new connection (with no spill lent). max_message bounds a reassembled data
+ * message; above UINT32_MAX it is UINT32_MAX (--max-message allows 1 GiB). */
 void ws_reader_init(struct ws_reader *r, uint64_t max_message);
+
+/* True while r is in the middle of a frame: its spill holds bytes it needs on the next call. */
+static inline bool ws_reader_mid_frame(const struct ws_reader *r)
+{
+    return r->hdr_len > 0;
+}
 
 /*
  * permessage-deflate was negotiated: from now on RSV1 on the first frame of
@@ -108,8 +123,8 @@ void ws_reader_use_deflate(struct ws_reader *r);
  * True when r, read back from a live upgrade's record with r->max_message set, is a state the
  * reader can be in between two calls of ws_reader_feed: not failed, its partial header one that
  * the reader accepted byte by byte, its lengths within their frame and limit, control payload
- * gathered in r->ctl (ctl_len bytes). A reader in any other state could misbehave on the next
- * byte, so a record with one is refused.
+ * gathered in r->spill->ctl (ctl_len bytes), with a spill whenever ws_reader_mid_frame. A reader in
+ * any other state could misbehave on the next byte, so a record with one is refused.
  */
 bool ws_reader_valid(const struct ws_reader *r);
 

@@ -117,6 +117,14 @@ void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
     EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
 }
 
+bool ws_handshake_self_check(void)
+{
+    static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+    char accept[WS_ACCEPT_LEN + 1];
+    ws_accept_key(key, sizeof key - 1, accept);
+    return strcmp(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0;
+}
+
 struct origin {
     const char *scheme;
     size_t scheme_len;

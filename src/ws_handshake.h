@@ -26,6 +26,13 @@ bool ws_handshake_check(const struct http_request *req, char accept[WS_ACCEPT_LE
 void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1]);
 
 /*
+ * Computes the accept key of RFC 6455's example (section 1.3) and returns true when it is the
+ * RFC's. Called once at start-up: OpenSSL's first digest loads its provider and pages in about
+ * 2 MB of its code, a fixed cost the process then pays before its first client, not with it.
+ */
+bool ws_handshake_self_check(void);
+
+/*
  * The Origin policy (PROTOCOL.md rules 30 and 44). Returns true when req has
  * no Origin header, or its Origin's host and port equal the Host header's
  * (case-insensitive, any scheme; a missing port is the scheme's default: 80

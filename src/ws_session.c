@@ -276,7 +276,66 @@ static void on_close_frame(struct conn *c, const struct ws_event *ev)
     conn_close_after_flush(c);
 }
 
+/* The spill a reader borrows while a call takes a frame whole (most frames arrive in one read):
+ * one per thread, lent for the call, and copied to the connection's own only when the call ends
+ * in the middle of a frame. So an idle connection keeps no 139 bytes for it. */
+static _Thread_local struct ws_reader_spill spill_scratch;
+static _Thread_local bool spill_scratch_lent;
+
+static void spill_lend(struct ws_reader *r)
+{
+    if (r->spill)
+        return; /* its own, from a frame still under way */
+    if (spill_scratch_lent) {
+        r->spill = xmalloc(sizeof *r->spill); /* another connection's call is under way */
+        return;
+    }
+    spill_scratch_lent = true;
+    r->spill = &spill_scratch;
+}
+
+/* After a call: a reader mid-frame keeps its bytes (in a spill of its own), one between frames
+ * gives its spill back, and so does one whose connection closed (it reads no more frames, and
+ * its on_close may have run already). */
+static void spill_settle(struct conn *c)
+{
+    struct ws_reader *r = &c->u.ws.reader;
+    bool scratch = r->spill == &spill_scratch;
+    if (scratch)
+        spill_scratch_lent = false;
+    if (r->spill && ws_reader_mid_frame(r) && conn_is_open(c)) {
+        if (scratch) {
+            r->spill = xmalloc(sizeof *r->spill);
+            memcpy(r->spill, &spill_scratch, sizeof *r->spill);
+        }
+        return;
+    }
+    if (!scratch)
+        free(r->spill);
+    r->spill = NULL;
+}
+
+static size_t read_frames(struct conn *c, uint8_t *data, size_t len);
+
+/* The reader whose outermost on_input call is under way on this thread: a call nested in it for
+ * the same connection (held input released while handling its input) leaves the spill to it. */
+static _Thread_local struct ws_reader *spill_reader;
+
 static size_t on_input(struct conn *c, uint8_t *data, size_t len)
+{
+    struct ws_reader *r = &c->u.ws.reader;
+    if (spill_reader == r)
+        return read_frames(c, data, len);
+    struct ws_reader *outer = spill_reader;
+    spill_reader = r;
+    spill_lend(r);
+    size_t used = read_frames(c, data, len);
+    spill_settle(c);
+    spill_reader = outer;
+    return used;
+}
+
+static size_t read_frames(struct conn *c, uint8_t *data, size_t len)
 {
     size_t used = 0;
     while (conn_is_open(c)) {
@@ -365,6 +424,12 @@ void ws_session_login_deadline(struct conn *c)
 
 static void on_close(struct conn *c)
 {
+    /* Closed in the middle of a frame: its own spill goes (the thread's is given back by
+     * spill_settle when the call that closed it ends). */
+    if (c->u.ws.reader.spill != &spill_scratch) {
+        free(c->u.ws.reader.spill);
+        c->u.ws.reader.spill = NULL;
+    }
     chunk_unref(c->u.ws.msg);
     c->u.ws.msg = NULL;
     if (c->u.ws.inflater) {
@@ -456,7 +521,7 @@ void ws_session_save(struct conn *c, struct hr_writer *w)
     hr_u64(w, HR_RD_UTF8, r->utf8_state);
     hr_put(w, HR_RD_MASK, r->mask, 4);
     hr_u64(w, HR_RD_STAGE, r->stage);
-    hr_put(w, HR_RD_HDR, r->hdr, r->hdr_len);
+    hr_put(w, HR_RD_HDR, r->spill ? r->spill->hdr : NULL, r->spill ? r->hdr_len : 0);
     hr_u64(w, HR_RD_OPCODE, r->opcode);
     hr_u64(w, HR_RD_MSG_OPCODE, r->msg_opcode);
     hr_u64(w, HR_RD_FIN, r->fin);
@@ -466,7 +531,8 @@ void ws_session_save(struct conn *c, struct hr_writer *w)
     hr_u64(w, HR_RD_ERROR, r->error);
     /* A control frame under way has its payload so far in ctl (frame_done bytes). */
     bool control = r->stage == 1 && (r->opcode & 0x8);
-    hr_put(w, HR_RD_CTL, r->ctl, control ? (size_t)r->frame_done : 0);
+    hr_put(w, HR_RD_CTL, r->spill ? r->spill->ctl : NULL,
+           control && r->spill ? (size_t)r->frame_done : 0);
     hr_close(w);
     if (ws->msg)
         hr_put(w, HR_WS_MSG, ws->msg->data + WS_MAX_HEADER, ws->msg->len);
@@ -483,7 +549,13 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
     c->handler = &ws_handler;
     conn_set_transport(c, CONN_WEBSOCKET);
     ws->reader = rec->ws_reader;
-    ws->reader.max_message = cfg->max_message;
+    ws->reader.max_message = (uint32_t)cfg->max_message; /* at most 1 GiB */
+    /* The record's spill is the record's: a reader mid-frame gets a copy of its own. */
+    ws->reader.spill = NULL;
+    if (ws_reader_mid_frame(&rec->ws_reader)) {
+        ws->reader.spill = xmalloc(sizeof *ws->reader.spill);
+        *ws->reader.spill = rec->ws_spill;
+    }
     c->ws_endpoint = rec->ws_endpoint;
     c->ws_deflate_bits = rec->ws_deflate_bits;
     ws->last_ping_ms = now > rec->ws_ping_age_ms ? now - rec->ws_ping_age_ms : 0;

@@ -35,6 +35,9 @@ struct outcome {
     uint16_t close_code; /* how the reading ended: 0 if it did not */
 };
 
+/* The spill every reader of these tests borrows (a connection lends one only mid-frame). */
+static struct ws_reader_spill spill;
+
 static uint32_t hash(uint32_t h, const void *p, size_t n)
 {
     const uint8_t *b = p;
@@ -63,6 +66,7 @@ static void reading(struct ws_zpool *pool, uint8_t *buf, size_t n, uint64_t limi
 {
     struct ws_reader r;
     ws_reader_init(&r, limit);
+    r.spill = &spill; /* the caller lends the reader its spill */
     ws_reader_use_deflate(&r);
     struct ws_inflater *z = NULL;
     struct chunk *msg = NULL; /* the compressed message being inflated */

@@ -32,6 +32,9 @@ struct transcript {
     uint32_t msg_hash; /* data messages are hashed, not copied */
 };
 
+/* The spill every reader of these tests borrows (a connection lends one only mid-frame). */
+static struct ws_reader_spill spill;
+
 static void put(struct transcript *t, const void *p, size_t n)
 {
     /* cap was sized for the worst case: one event per input byte. */
@@ -110,6 +113,7 @@ static void reading(uint8_t *buf, size_t n, uint64_t max_message, uint8_t seed,
 {
     struct ws_reader r;
     ws_reader_init(&r, max_message);
+    r.spill = &spill; /* the caller lends the reader its spill */
     uint32_t rng = fuzz_pieces_init(seed);
     size_t pos = 0;
     while (pos < n) {

@@ -16,6 +16,9 @@
 #include "utf8.h"
 #include "ws_frame.h"
 
+/* The spill every reader of these tests borrows (a connection lends one only mid-frame). */
+static struct ws_reader_spill spill;
+
 static const char *why;
 
 /* A record with something in every kind of field: the writer's output, read back. */
@@ -488,6 +491,7 @@ static void reader_states(void **state)
     for (size_t cut = 0; cut <= n; cut++) {
         struct ws_reader r;
         ws_reader_init(&r, 1 << 16);
+        r.spill = &spill; /* the caller lends the reader its spill */
         uint8_t copy[sizeof stream];
         memcpy(copy, stream, n);
         size_t pos = 0;
@@ -511,7 +515,9 @@ static void reader_states(void **state)
         assert_false(ws_reader_valid(&bad));
         if (r.hdr_len > 0) {
             bad = r;
-            bad.hdr[0] ^= 0x40; /* RSV1 without permessage-deflate */
+            struct ws_reader_spill bad_spill = *r.spill;
+            bad.spill = &bad_spill;
+            bad_spill.hdr[0] ^= 0x40; /* RSV1 without permessage-deflate */
             assert_false(ws_reader_valid(&bad));
         }
         if (r.stage == 1) {
@@ -532,6 +538,7 @@ static void reader_states(void **state)
     /* A UTF-8 state that is not one. */
     struct ws_reader r;
     ws_reader_init(&r, 100);
+    r.spill = &spill; /* the caller lends the reader its spill */
     assert_true(ws_reader_valid(&r));
     r.utf8_state = 77;
     assert_false(ws_reader_valid(&r));

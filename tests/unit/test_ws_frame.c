@@ -19,6 +19,9 @@
 
 enum len_form { LEN_MINIMAL, LEN_16, LEN_64 };
 
+/* The spill every reader of these tests borrows (a connection lends one only mid-frame). */
+static struct ws_reader_spill spill;
+
 static const uint8_t mask_a[4] = {0x37, 0xfa, 0x21, 0x3d};
 
 /* Writes a client frame with header byte b0 to out and returns its size. */
@@ -232,6 +235,7 @@ static size_t run(const uint8_t *in, size_t n, uint64_t max, const size_t *cuts,
     memcpy(copy, in, n);
     struct ws_reader r;
     ws_reader_init(&r, max);
+    r.spill = &spill; /* the caller lends the reader its spill */
     if (deflate_on)
         ws_reader_use_deflate(&r);
     size_t at = feed_cuts(&r, copy, n, cuts, ncuts, t);
@@ -405,6 +409,7 @@ static void test_data_as_it_arrives(void **state)
     assert_int_equal(n, 6 + 100);
     struct ws_reader r;
     ws_reader_init(&r, MAX_MSG);
+    r.spill = &spill; /* the caller lends the reader its spill */
     struct ws_event ev;
     assert_int_equal(ws_reader_feed(&r, in, 4, &ev), 4);
     assert_int_equal(ev.type, WS_EV_NONE);
@@ -426,6 +431,7 @@ static void test_data_as_it_arrives(void **state)
     n = frame_str(in, true, WS_OP_TEXT, "one");
     size_t n2 = frame_str(in + n, true, WS_OP_BINARY, "two");
     ws_reader_init(&r, MAX_MSG);
+    r.spill = &spill; /* the caller lends the reader its spill */
     assert_int_equal(ws_reader_feed(&r, in, n + n2, &ev), n);
     assert_int_equal(ev.type, WS_EV_DATA);
     assert_memory_equal(ev.data, "one", 3);
@@ -820,6 +826,7 @@ static void test_16mib_message(void **state)
 
     struct ws_reader r;
     ws_reader_init(&r, size);
+    r.spill = &spill; /* the caller lends the reader its spill */
     size_t pos = 0, got = 0, events = 0;
     bool last = false;
     while (pos < n) {
@@ -843,6 +850,7 @@ static void test_16mib_message(void **state)
     in[6] = 1; /* length 0x01000001: 16 MiB + 1 */
     in[9] = 1;
     ws_reader_init(&r, size);
+    r.spill = &spill; /* the caller lends the reader its spill */
     struct ws_event ev;
     assert_int_equal(ws_reader_feed(&r, in, 10, &ev), 10);
     assert_int_equal(ev.type, WS_EV_ERROR);

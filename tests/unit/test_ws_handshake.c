@@ -45,6 +45,13 @@ static void test_accept_key_rfc_example(void **state)
     assert_int_equal(strlen(out), WS_ACCEPT_LEN);
 }
 
+/* The start-up self check agrees with the RFC example the test above checks by hand. */
+static void test_self_check(void **state)
+{
+    (void)state;
+    assert_true(ws_handshake_self_check());
+}
+
 static void test_accept_key_other_lengths(void **state)
 {
     (void)state;
@@ -374,6 +381,7 @@ int main(void)
 {
     const struct CMUnitTest ws_handshake[] = {
         cmocka_unit_test(test_accept_key_rfc_example),
+        cmocka_unit_test(test_self_check),
         cmocka_unit_test(test_accept_key_other_lengths),
         cmocka_unit_test(test_valid_upgrade),
         cmocka_unit_test(test_bad_upgrades),
