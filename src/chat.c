@@ -177,7 +177,39 @@ void deliver_batch_free(struct deliver_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         msg_rec_release(&b->items[i].rec);
         chat_op_free(b->items[i].op);
+        event_run_unref(b->items[i].run);
     }
     free(b->items);
     free(b);
+}
+
+struct event_run *event_run_new(struct msg_rec *ev, uint32_t n, unsigned refs)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += ev[i].ws->len - ev[i].ws_off;
+    struct event_run *run = xmalloc(sizeof *run + ((size_t)n + 1) * sizeof run->off[0]);
+    atomic_init(&run->refs, refs);
+    run->n = n;
+    run->ev = ev;
+    run->all = chunk_new(total);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = ev[i].ws->len - ev[i].ws_off;
+        run->off[i] = run->all->len;
+        memcpy(run->all->data + run->all->len, ev[i].ws->data + ev[i].ws_off, len);
+        run->all->len += len;
+    }
+    run->off[n] = run->all->len;
+    return run;
+}
+
+void event_run_unref(struct event_run *run)
+{
+    if (!run || atomic_fetch_sub_explicit(&run->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (uint32_t i = 0; i < run->n; i++)
+        msg_rec_release(&run->ev[i]);
+    free(run->ev);
+    chunk_unref(run->all);
+    free(run);
 }

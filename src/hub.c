@@ -38,6 +38,13 @@ struct hub_room {
      * tick. Rooms with members are on the hub's occupied list, the only ones a tick visits. */
     bool large, dirty;
     struct hub_room *occ_prev, *occ_next;
+    struct hub_run *run; /* presence events of this turn not yet handed to the workers */
+};
+
+/* A room's presence events of the hub's current turn, gathered into one event_run (chat.h). */
+struct hub_run {
+    struct msg_rec *ev;
+    uint32_t n, cap;
 };
 
 struct hub_user {
@@ -63,6 +70,8 @@ struct hub {
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
     struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
     struct hub_room *occupied;  /* rooms with members, linked through occ_prev/occ_next */
+    struct hub_room **open_runs; /* rooms that had a run this turn (closed ones are skipped) */
+    size_t n_open_runs, cap_open_runs;
     struct service *service;
     struct timer tick;
     uint64_t tick_ms;
@@ -98,6 +107,12 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
 
 static void room_free(struct hub_room *r)
 {
+    if (r->run) {
+        for (uint32_t i = 0; i < r->run->n; i++)
+            msg_rec_release(&r->run->ev[i]);
+        free(r->run->ev);
+        free(r->run);
+    }
     for (uint32_t i = 0; i < r->ring_len; i++)
         msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
     free(r->ring);
@@ -161,8 +176,16 @@ static struct deliver *out(struct hub *h, int worker)
     return deliver_batch_add(&h->out[worker]);
 }
 
+static void run_close(struct hub *h, struct hub_room *r);
+
 static void reply(struct hub *h, struct chat_op *op)
 {
+    /* Anything said about a room goes after the presence events the hub made before it. */
+    if (h->n_open_runs && op->room[0] && !op->run_from) {
+        struct hub_room *r = map_get(&h->rooms, op->room);
+        if (r)
+            run_close(h, r);
+    }
     struct deliver *d = out(h, op->worker);
     d->kind = DELIVER_OP;
     d->op = op;
@@ -178,6 +201,7 @@ static void reply_error(struct hub *h, struct chat_op *op, enum proto_error err,
 static void to_room(struct hub *h, struct hub_room *r, struct msg_rec rec, uint64_t skip_conn,
                     const char *skip_user)
 {
+    run_close(h, r);
     for (int w = 0; w < h->n_workers; w++) {
         if (r->worker_conns[w] == 0)
             continue;
@@ -192,9 +216,69 @@ static void to_room(struct hub *h, struct hub_room *r, struct msg_rec rec, uint6
     msg_rec_release(&rec);
 }
 
+/* --- presence runs --- */
+
+/* Adds a presence event (taking rec's references) to r's run of this turn. */
+static void run_add(struct hub *h, struct hub_room *r, struct msg_rec rec)
+{
+    struct hub_run *b = r->run;
+    if (!b) {
+        b = r->run = xcalloc(1, sizeof *b);
+        if (h->n_open_runs == h->cap_open_runs) {
+            h->cap_open_runs = h->cap_open_runs ? h->cap_open_runs * 2 : 16;
+            h->open_runs = xrealloc(h->open_runs, h->cap_open_runs * sizeof *h->open_runs);
+        }
+        h->open_runs[h->n_open_runs++] = r;
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->ev = xrealloc(b->ev, b->cap * sizeof *b->ev);
+    }
+    b->ev[b->n++] = rec;
+}
+
+/* Hands r's run, if it has one, to every worker with members in r: one entry in each batch, the
+ * events encoded together once. Called before anything else about r is sent, and before the hub
+ * sleeps, so the run keeps its place among r's events. */
+static void run_close(struct hub *h, struct hub_room *r)
+{
+    struct hub_run *b = r->run;
+    if (!b)
+        return;
+    r->run = NULL;
+    unsigned targets = 0;
+    for (int w = 0; w < h->n_workers; w++)
+        targets += r->worker_conns[w] > 0;
+    if (targets == 0) {
+        for (uint32_t i = 0; i < b->n; i++)
+            msg_rec_release(&b->ev[i]);
+        free(b->ev);
+        free(b);
+        return;
+    }
+    struct event_run *run = event_run_new(b->ev, b->n, targets);
+    free(b);
+    for (int w = 0; w < h->n_workers; w++) {
+        if (r->worker_conns[w] == 0)
+            continue;
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_RUN;
+        memcpy(d->room, r->name, sizeof d->room);
+        d->run = run;
+    }
+}
+
+static void runs_close_all(struct hub *h)
+{
+    for (size_t i = 0; i < h->n_open_runs; i++)
+        run_close(h, h->open_runs[i]);
+    h->n_open_runs = 0;
+}
+
 static void before_sleep(struct service *s)
 {
     struct hub *h = s->ctx;
+    runs_close_all(h);
     for (int w = 0; w < h->n_workers; w++) {
         if (!h->out[w])
             continue;
@@ -251,13 +335,15 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     map_put(&r->members, op->user_lc, m);
     ordset_insert(&r->index, op->user_lc, strlen(op->user_lc), m);
     r->dirty = true;
-    /* A connection a live upgrade moved here was in the room all along: nobody is told. */
+    /* A connection a live upgrade moved here was in the room all along: nobody is told. The
+     * joiner does not hear of itself: its reply places it in the run after its own event. */
     if (!op->adopt && !r->large)
-        to_room(h, r, events_presence(r->name, op->user, true), op->conn_id, NULL);
+        run_add(h, r, events_presence(r->name, op->user, true));
 }
 
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
+    run_close(h, r); /* while the leaver's worker still counts it */
     struct hub_member *m = map_get(&r->members, op->user_lc);
     if (!m)
         return;
@@ -314,6 +400,7 @@ static void add_joined_members(struct hub_room *r, struct chat_op *op)
  * count, or with force to all), encoded once and shared. */
 static void send_count(struct hub *h, struct hub_room *r, bool force)
 {
+    run_close(h, r);
     uint32_t n = (uint32_t)r->members.count;
     struct msg_rec rec = events_count(r->name, n, r->large);
     metrics_add(METRIC_COUNT_ENCODED, 1);
@@ -370,6 +457,11 @@ static void on_tick(struct timer *t)
 static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     op->seq = r->latest;
+    /* A new member takes this turn's presence events of the room from here on (the run is
+     * closed, at the latest, before this batch goes). A rejoin or a moved connection is a member
+     * already: what the run holds before this reply is said before it. */
+    if (r->run && !op->rejoin && !op->adopt && !op->err)
+        op->run_from = r->run->n + 1;
     add_joined_members(r, op);
     reply(h, op);
 }
@@ -660,6 +752,7 @@ static void send_route(struct hub *h, struct chat_op *op)
 static void send_stored(struct hub *h, struct chat_op *op)
 {
     struct hub_room *r = room_get(h, op->room, true);
+    run_close(h, r);
     if (op->stage == 1) {
         struct store_msg m = {.room = op->room,
                               .seq = op->seq,
@@ -866,5 +959,6 @@ void hub_destroy(struct service *s)
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);
     free(h->out);
+    free(h->open_runs);
     free(h);
 }
