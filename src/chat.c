@@ -85,6 +85,7 @@ void chat_op_free(struct chat_op *op)
         json_decref(op->id);
     free(op->text);
     free(op->names);
+    free(op->members_json);
     for (size_t i = 0; i < op->n_msgs; i++)
         msg_rec_release(&op->msgs[i]);
     free(op->msgs);
@@ -123,8 +124,33 @@ void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m)
     op->msgs[op->n_msgs++] = *m;
 }
 
+/* Appends name to op's members as JSON: ,"name" after the first. */
+static void add_name_json(struct chat_op *op, const char *name)
+{
+    size_t n = strnlen(name, CHAT_NAME_MAX - 1);
+    size_t need = op->members_json_len + n + 3;
+    if (need > op->members_json_cap) {
+        size_t cap = op->members_json_cap ? op->members_json_cap * 2 : 1024;
+        op->members_json_cap = cap < need ? need : cap;
+        op->members_json = xrealloc(op->members_json, op->members_json_cap);
+    }
+    char *p = op->members_json + op->members_json_len;
+    if (op->members_json_len)
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, n);
+    p += n;
+    *p++ = '"';
+    op->members_json_len = (size_t)(p - op->members_json);
+    op->n_names++;
+}
+
 void chat_op_add_name(struct chat_op *op, const char *name)
 {
+    if (op->names_json) {
+        add_name_json(op, name);
+        return;
+    }
     if (op->n_names == op->cap_names) {
         /* Doubling: a join to a room of n members costs O(n), not O(n^2) in copies. */
         op->cap_names = op->cap_names ? op->cap_names * 2 : 16;

@@ -148,6 +148,13 @@ struct chat_op {
     bool more;                    /* who, rooms: entries follow the last one listed */
     char (*names)[CHAT_NAME_MAX]; /* join, who: members, at most names_limit of them */
     size_t n_names, cap_names;
+    /* join, who for the JSON transport: the members instead as the body of a JSON array
+     * ("alice","bob"), written in one pass by the hub: a small room's joined lists every user,
+     * and a join storm before the tick asks for the list once per join. Names need no escaping
+     * (rule: A-Z a-z 0-9 _ - . only, checked wherever a name comes in). */
+    bool names_json;
+    char *members_json;
+    size_t members_json_len, members_json_cap;
     struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
     size_t n_msgs, cap_msgs;
     struct chat_room_info *rooms; /* rooms; login: dms (members unused) */

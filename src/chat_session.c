@@ -1597,6 +1597,12 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
 {
     jsonw_key(w, key);
     jsonw_array_begin(w);
+    if (op->names_json) {
+        if (op->members_json_len)
+            jsonw_raw(w, op->members_json, op->members_json_len);
+        jsonw_array_end(w);
+        return;
+    }
     for (size_t i = 0; i < op->n_names; i++)
         jsonw_cstring(w, op->names[i]);
     jsonw_array_end(w);
@@ -1782,6 +1788,7 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     op->limit = req->limit;
     if (op->kind == CHAT_WHO)
         op->names_limit = req->limit;
+    op->names_json = op->kind == CHAT_WHO || op->kind == CHAT_JOIN;
     if (req->after) {
         /* Lower-cased, and cut to what can order names and rooms (chat.h). */
         size_t n = req->after_len < CHAT_NAME_MAX - 1 ? req->after_len : CHAT_NAME_MAX - 1;
