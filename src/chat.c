@@ -124,6 +124,17 @@ void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m)
     op->msgs[op->n_msgs++] = *m;
 }
 
+void chat_op_reserve_names(struct chat_op *op, size_t n)
+{
+    if (!op->names_json)
+        return;
+    size_t need = op->members_json_len + n * (CHAT_NAME_MAX + 2);
+    if (need > op->members_json_cap) {
+        op->members_json_cap = need;
+        op->members_json = xrealloc(op->members_json, need);
+    }
+}
+
 /* Appends name to op's members as JSON: ,"name" after the first. */
 static void add_name_json(struct chat_op *op, const char *name)
 {

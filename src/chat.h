@@ -195,6 +195,8 @@ void chat_op_drop(struct mail *m);
 void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why);
 void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m); /* takes the references */
 void chat_op_add_name(struct chat_op *op, const char *name);
+/* Makes room for n more names at once. */
+void chat_op_reserve_names(struct chat_op *op, size_t n);
 void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq);
 
 /* What the hub hands a worker: events for its connections, and finished ops. */

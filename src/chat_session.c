@@ -1598,6 +1598,7 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_key(w, key);
     jsonw_array_begin(w);
     if (op->names_json) {
+        jsonw_reserve(w, op->members_json_len + 256); /* the list and the rest of the reply */
         if (op->members_json_len)
             jsonw_raw(w, op->members_json, op->members_json_len);
         jsonw_array_end(w);

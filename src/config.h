@@ -51,6 +51,7 @@ struct config {
     uint32_t max_text;      /* code points per message */
     uint64_t max_db_bytes;  /* 0 = unlimited */
     uint64_t db_check_ms;   /* time bound for the store's quick_check at start; 0 = skip */
+    bool sync_full;         /* fsync every commit (power loss), not only write it (kill -9) */
 
     /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */
     const char *tls_cert;          /* PEM certificate, then its chain; NULL = no TLS */

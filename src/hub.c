@@ -367,6 +367,7 @@ static void add_members(struct hub_room *r, struct chat_op *op)
 {
     op->n_members = r->members.count;
     op->large = r->large;
+    chat_op_reserve_names(op, op->names_limit < op->n_members ? op->names_limit : op->n_members);
     const struct ordset_node *n =
         ordset_after(&r->index, op->has_after ? op->after : NULL, op->after_len);
     for (; n && op->n_names < op->names_limit; n = ordset_next(n))
