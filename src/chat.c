@@ -86,6 +86,7 @@ void chat_op_free(struct chat_op *op)
     free(op->text);
     free(op->names);
     free(op->members_json);
+    chunk_unref(op->members_shared);
     for (size_t i = 0; i < op->n_msgs; i++)
         msg_rec_release(&op->msgs[i]);
     free(op->msgs);

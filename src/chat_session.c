@@ -1599,8 +1599,10 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_array_begin(w);
     if (op->names_json) {
         jsonw_reserve(w, op->members_json_len + 256); /* the list and the rest of the reply */
+        const char *list =
+            op->members_shared ? (const char *)op->members_shared->data : op->members_json;
         if (op->members_json_len)
-            jsonw_raw(w, op->members_json, op->members_json_len);
+            jsonw_raw(w, list, op->members_json_len);
         jsonw_array_end(w);
         return;
     }

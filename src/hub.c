@@ -10,6 +10,7 @@
 #include "events.h"
 #include "log.h"
 #include "map.h"
+#include "member_list.h"
 #include "metrics.h"
 #include "ordset.h"
 
@@ -39,6 +40,10 @@ struct hub_room {
     bool large, dirty;
     struct hub_room *occ_prev, *occ_next;
     struct hub_run *run; /* presence events of this turn not yet handed to the workers */
+    /* A small room's joined list, kept while joins ask for it: dropped at a tick that finds the
+     * room large or finds no join used it since the last one. */
+    struct member_list *list;
+    bool list_used;
 };
 
 /* A room's presence events of the hub's current turn, gathered into one event_run (chat.h). */
@@ -105,8 +110,18 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     return r;
 }
 
+static void list_drop(struct hub_room *r)
+{
+    if (!r->list)
+        return;
+    member_list_free(r->list);
+    free(r->list);
+    r->list = NULL;
+}
+
 static void room_free(struct hub_room *r)
 {
+    list_drop(r);
     if (r->run) {
         for (uint32_t i = 0; i < r->run->n; i++)
             msg_rec_release(&r->run->ev[i]);
@@ -311,6 +326,7 @@ static void occupied_unlink(struct hub *h, struct hub_room *r)
     r->occ_prev = r->occ_next = NULL;
     r->large = false;
     r->dirty = false;
+    list_drop(r);
 }
 
 /* O(log n) in the room's users (the ordered index), whatever the room's size; in a large room
@@ -334,6 +350,8 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
         occupied_link(h, r);
     map_put(&r->members, op->user_lc, m);
     ordset_insert(&r->index, op->user_lc, strlen(op->user_lc), m);
+    if (r->list)
+        member_list_add(r->list, m->name, op->user_lc);
     r->dirty = true;
     /* A connection a live upgrade moved here was in the room all along: nobody is told. The
      * joiner does not hear of itself: its reply places it in the run after its own event. */
@@ -353,6 +371,8 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
         return;
     map_del(&r->members, op->user_lc);
     ordset_remove(&r->index, op->user_lc, strlen(op->user_lc));
+    if (r->list)
+        member_list_remove(r->list, op->user_lc);
     r->dirty = true;
     if (!r->large)
         to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
@@ -379,6 +399,23 @@ static void add_members(struct hub_room *r, struct chat_op *op)
  * JOINED_NAMES_MAX, the requester first, then the others in byte order. */
 static void add_joined_members(struct hub_room *r, struct chat_op *op)
 {
+    if (!r->large && op->names_json && op->names_limit >= r->members.count) {
+        /* Every user, as JSON: the room's kept list, shared, not walked and copied. */
+        if (!r->list) {
+            r->list = xmalloc(sizeof *r->list);
+            member_list_init(r->list);
+            for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n;
+                 n = ordset_next(n))
+                member_list_add(r->list, ((struct hub_member *)ordset_value(n))->name,
+                                ordset_key(n));
+        }
+        r->list_used = true;
+        op->members_shared = member_list_share(r->list, &op->members_json_len);
+        op->n_names = r->list->n;
+        op->n_members = r->members.count;
+        op->large = false;
+        return;
+    }
     if (!r->large) {
         add_members(r, op);
         return;
@@ -449,6 +486,9 @@ static void on_tick(struct timer *t)
             send_count(h, r, false);
         }
         r->dirty = false;
+        if (r->large || !r->list_used)
+            list_drop(r);
+        r->list_used = false;
     }
     timer_start(h->service->loop, &h->tick, loop_now(h->service->loop) + h->tick_ms);
 }
