@@ -304,8 +304,15 @@ static void before_sleep(struct service *s)
 
 /* --- membership and presence --- */
 
-/* Rooms with members are listed for the tick; a room left empty is small again (nobody to tell
- * otherwise, and its next users start with presence). */
+/* Rooms with members are listed for the tick. A small room left empty leaves the list; a large
+ * one stays large until its tick (rule 81: decided at the tick, not at a leave), so a room that
+ * everyone leaves and rejoins at once (a reconnect storm) does not start over with presence and
+ * full member lists; a tick that finds it empty makes it small (nobody to tell) and drops it. */
+static bool occupied_has(const struct hub *h, const struct hub_room *r)
+{
+    return h->occupied == r || r->occ_prev;
+}
+
 static void occupied_link(struct hub *h, struct hub_room *r)
 {
     r->occ_prev = NULL;
@@ -346,7 +353,7 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     m = xcalloc(1, sizeof *m);
     memcpy(m->name, op->user, sizeof m->name);
     m->conns = 1;
-    if (r->members.count == 0)
+    if (r->members.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
     map_put(&r->members, op->user_lc, m);
     ordset_insert(&r->index, op->user_lc, strlen(op->user_lc), m);
@@ -376,7 +383,7 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     r->dirty = true;
     if (!r->large)
         to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
-    if (r->members.count == 0)
+    if (r->members.count == 0 && !r->large)
         occupied_unlink(h, r);
     free(m);
 }
@@ -474,8 +481,13 @@ static void on_tick(struct timer *t)
 {
     struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, tick));
     uint64_t limit = h->cfg->presence_limit;
-    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+    for (struct hub_room *r = h->occupied, *next; r; r = next) {
+        next = r->occ_next;
         uint64_t n = r->members.count;
+        if (n == 0) {
+            occupied_unlink(h, r);
+            continue;
+        }
         bool large = r->large ? limit && n * 10 >= limit * 9 : limit && n > limit;
         if (large != r->large) {
             r->large = large;
