@@ -86,6 +86,8 @@ void chat_op_free(struct chat_op *op)
     free(op->text);
     free(op->mentions);
     free(op->names);
+    free(op->members_json);
+    chunk_unref(op->members_shared);
     for (size_t i = 0; i < op->n_msgs; i++)
         msg_rec_release(&op->msgs[i]);
     free(op->msgs);
@@ -124,8 +126,44 @@ void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m)
     op->msgs[op->n_msgs++] = *m;
 }
 
+void chat_op_reserve_names(struct chat_op *op, size_t n)
+{
+    if (!op->names_json)
+        return;
+    size_t need = op->members_json_len + n * (CHAT_NAME_MAX + 2);
+    if (need > op->members_json_cap) {
+        op->members_json_cap = need;
+        op->members_json = xrealloc(op->members_json, need);
+    }
+}
+
+/* Appends name to op's members as JSON: ,"name" after the first. */
+static void add_name_json(struct chat_op *op, const char *name)
+{
+    size_t n = strnlen(name, CHAT_NAME_MAX - 1);
+    size_t need = op->members_json_len + n + 3;
+    if (need > op->members_json_cap) {
+        size_t cap = op->members_json_cap ? op->members_json_cap * 2 : 1024;
+        op->members_json_cap = cap < need ? need : cap;
+        op->members_json = xrealloc(op->members_json, op->members_json_cap);
+    }
+    char *p = op->members_json + op->members_json_len;
+    if (op->members_json_len)
+        *p++ = ',';
+    *p++ = '"';
+    memcpy(p, name, n);
+    p += n;
+    *p++ = '"';
+    op->members_json_len = (size_t)(p - op->members_json);
+    op->n_names++;
+}
+
 void chat_op_add_name(struct chat_op *op, const char *name)
 {
+    if (op->names_json) {
+        add_name_json(op, name);
+        return;
+    }
     if (op->n_names == op->cap_names) {
         /* Doubling: a join to a room of n members costs O(n), not O(n^2) in copies. */
         op->cap_names = op->cap_names ? op->cap_names * 2 : 16;
@@ -178,7 +216,39 @@ void deliver_batch_free(struct deliver_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         msg_rec_release(&b->items[i].rec);
         chat_op_free(b->items[i].op);
+        event_run_unref(b->items[i].run);
     }
     free(b->items);
     free(b);
+}
+
+struct event_run *event_run_new(struct msg_rec *ev, uint32_t n, unsigned refs)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += ev[i].ws->len - ev[i].ws_off;
+    struct event_run *run = xmalloc(sizeof *run + ((size_t)n + 1) * sizeof run->off[0]);
+    atomic_init(&run->refs, refs);
+    run->n = n;
+    run->ev = ev;
+    run->all = chunk_new(total);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = ev[i].ws->len - ev[i].ws_off;
+        run->off[i] = run->all->len;
+        memcpy(run->all->data + run->all->len, ev[i].ws->data + ev[i].ws_off, len);
+        run->all->len += len;
+    }
+    run->off[n] = run->all->len;
+    return run;
+}
+
+void event_run_unref(struct event_run *run)
+{
+    if (!run || atomic_fetch_sub_explicit(&run->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (uint32_t i = 0; i < run->n; i++)
+        msg_rec_release(&run->ev[i]);
+    free(run->ev);
+    chunk_unref(run->all);
+    free(run);
 }

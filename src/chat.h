@@ -170,12 +170,25 @@ struct chat_op {
     bool more;                    /* who, rooms: entries follow the last one listed */
     char (*names)[CHAT_NAME_MAX]; /* join, who: members, at most names_limit of them */
     size_t n_names, cap_names;
+    /* join, who for the JSON transport: the members instead as the body of a JSON array
+     * ("alice","bob"), written in one pass by the hub: a small room's joined lists every user,
+     * and a join storm before the tick asks for the list once per join. Names need no escaping
+     * (rule: A-Z a-z 0-9 _ - . only, checked wherever a name comes in). */
+    bool names_json;
+    char *members_json;
+    size_t members_json_len, members_json_cap;
+    /* join of a small room: the room's whole list, shared (member_list.h), members_json_len bytes
+     * of it, instead of members_json */
+    struct chunk *members_shared;
     struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
     size_t n_msgs, cap_msgs;
     struct chat_room_info *rooms; /* rooms; login: dms (members unused) */
     size_t n_rooms, cap_rooms;
     uint64_t gone_rooms_n; /* gone: how many rooms in `gone_rooms` */
     char (*gone_rooms)[CHAT_ROOM_MAX];
+    /* join: 1 + the first event of the room's presence run (struct event_run) that reaches this
+     * connection, when the run follows this reply in the same batch; 0: no run follows */
+    uint32_t run_from;
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 };
@@ -217,6 +230,8 @@ void chat_op_drop(struct mail *m);
 void chat_op_fail(struct chat_op *op, enum proto_error err, const char *why);
 void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m); /* takes the references */
 void chat_op_add_name(struct chat_op *op, const char *name);
+/* Makes room for n more names at once. */
+void chat_op_reserve_names(struct chat_op *op, size_t n);
 void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq);
 
 /* What the hub hands a worker: events for its connections, and finished ops. */
@@ -232,7 +247,30 @@ enum deliver_kind {
     /* a large room's tick (rule 83): rec, a `count` of `count` users, to each local member
      * connection last told another count, or to all of them with DELIVER_COUNT_FORCE */
     DELIVER_COUNT,
+    /* run: a room's presence events of one hub turn, to every local member, and from their own
+     * place in it to the connections whose join this batch answered (chat_op.run_from) */
+    DELIVER_RUN,
 };
+
+/*
+ * A room's presence events of one hub turn, back to back. Before the room's tick finds it large,
+ * every join sends presence to every member (rules 13, 81): a join storm is N^2 events, and a
+ * turn's worth goes to each member as one queue entry and one piece of one write instead of one
+ * per event. The frames of events [i, n) are all->data[off[i] .. all->len); each event is also
+ * kept whole (ev[i]) for connections that take them one at a time (telnet, permessage-deflate).
+ * Shared by the workers it goes to; the last to drop it frees it.
+ */
+struct event_run {
+    atomic_uint refs;
+    uint32_t n;
+    struct chunk *all;
+    struct msg_rec *ev;
+    uint32_t off[]; /* n + 1 entries: off[n] == all->len */
+};
+
+/* Returns a run of ev[0..n) (taking the array and its references), with `refs` references. */
+struct event_run *event_run_new(struct msg_rec *ev, uint32_t n, unsigned refs);
+void event_run_unref(struct event_run *run);
 
 /* struct deliver's count_flags. */
 enum { DELIVER_COUNT_FORCE = 1, DELIVER_COUNT_LARGE = 2 };
@@ -249,6 +287,7 @@ struct deliver {
     uint32_t count;      /* DELIVER_COUNT: the room's users */
     uint8_t count_flags; /* DELIVER_COUNT: DELIVER_COUNT_* */
     struct chat_op *op;
+    struct event_run *run; /* DELIVER_RUN: one reference */
 };
 
 /* One mail per worker per hub turn. */

@@ -27,12 +27,22 @@ struct local_room {
     char name[CHAT_ROOM_MAX]; /* the index's key (borrowed) and each member's sroom name */
 };
 
+/* A connection whose join this batch answered, to be counted in the room's local members at
+ * the room's presence run later in the same batch, and given that run from event `from` on. */
+struct run_joiner {
+    uint64_t conn_id;
+    uint32_t from;
+    char room[CHAT_ROOM_MAX];
+};
+
 struct chat_worker {
     struct map conns; /* id -> struct conn, every chat connection */
     struct map rooms; /* room -> struct local_room (keys borrowed from it) */
     /* user_lc -> the newest logged-in connection of that user, whose session's user_lc is the
      * key (borrowed); the others follow through chat_session.user_next. */
     struct map users;
+    struct run_joiner *joiners; /* of the batch being handled */
+    size_t n_joiners, cap_joiners;
 };
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -879,6 +889,20 @@ static void became_logged_in(struct conn *c, struct chat_op *op)
     metrics_add(METRIC_LOGINS, 1);
 }
 
+/* A member from the room's presence run of this batch on (deliver_run). */
+static void run_joiner_add(struct chat_worker *cw, uint64_t conn_id, const char *room,
+                           uint32_t from)
+{
+    if (cw->n_joiners == cw->cap_joiners) {
+        cw->cap_joiners = cw->cap_joiners ? cw->cap_joiners * 2 : 16;
+        cw->joiners = xrealloc(cw->joiners, cw->cap_joiners * sizeof *cw->joiners);
+    }
+    struct run_joiner *j = &cw->joiners[cw->n_joiners++];
+    j->conn_id = conn_id;
+    j->from = from;
+    memcpy(j->room, room, sizeof j->room);
+}
+
 static void joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
@@ -893,6 +917,12 @@ static void joined(struct conn *c, struct chat_op *op)
         r = session_add_room(c, op->room);
         r->last_seq = op->has_since && op->since < op->seq ? op->since : op->seq;
         r->hub = true;
+        if (op->run_from) {
+            /* In the worker's room already (it names the sroom), but the run of this hub turn
+             * reaches it only from its own join on (run_joiners_settle). */
+            r->run_pending = true;
+            run_joiner_add(chat_of(c), c->id, op->room, op->run_from - 1);
+        }
     } else if (op->adopt) {
         r->hub = true; /* counted in, silently: the client sees only what it had not had */
     } else if (!op->rejoin) {
@@ -1105,6 +1135,69 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
     metrics_add(METRIC_DELIVERIES, delivered);
 }
 
+/* Writes run's events [from, n) to c: as one piece of the shared frames, or one at a time where
+ * the transport needs each whole (telnet lines, permessage-deflate's per-message compression). */
+static void run_write(struct conn *c, struct event_run *run, uint32_t from)
+{
+    if (from >= run->n)
+        return;
+    if (c->transport == CONN_TELNET || c->ws_deflate_bits) {
+        for (uint32_t i = from; i < run->n && conn_is_open(c); i++)
+            chat_session_write(c, &run->ev[i]);
+        return;
+    }
+    struct msg_rec part = {.ws = run->all, .ws_off = run->off[from]};
+    chat_session_write(c, &part);
+}
+
+/* Counts the connections a run's joins answered in the room (from their place in the run on);
+ * with run NULL, those of every room (a run that never came: cannot happen, but none is lost). */
+static void run_joiners_settle(struct chat_worker *cw, const char *room, struct event_run *run)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < cw->n_joiners; i++) {
+        struct run_joiner j = cw->joiners[i];
+        if (room && strcmp(j.room, room) != 0) {
+            cw->joiners[kept++] = j;
+            continue;
+        }
+        struct conn *c = map_get_u64(&cw->conns, j.conn_id);
+        struct chat_sroom *r = c && conn_is_open(c) && c->session
+                                   ? chat_session_room(c->session, j.room)
+                                   : NULL;
+        if (!r)
+            continue; /* closed meanwhile: its rooms were left */
+        r->run_pending = false;
+        if (run)
+            run_write(c, run, j.from);
+    }
+    cw->n_joiners = kept;
+}
+
+/* A room's presence events of one hub turn: all of them to each member here, in one queue entry
+ * per member, then the joiners of this batch from their own place on. */
+static void deliver_run(struct chat_worker *cw, struct deliver *d)
+{
+    struct event_run *run = d->run;
+    struct local_room *lr = map_get(&cw->rooms, d->room);
+    if (lr) {
+        chunk_prepay(run->all, (uint32_t)lr->n);
+        /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
+        for (size_t i = lr->n; i-- > 0;) {
+            if (i >= lr->n)
+                continue;
+            struct local_member m = lr->m[i];
+            if (!m.c->session || m.r->run_pending)
+                continue; /* a joiner of this run: from its own place, below */
+            run_write(m.c, run, 0);
+            if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
+                break;
+        }
+        chunk_prepay_end();
+    }
+    run_joiners_settle(cw, d->room, run);
+}
+
 /* A room's tick (rule 83): its count to each local member connection last told another one (to
  * every one on a change of size class), the one encoding shared by all. */
 static void deliver_count(struct chat_worker *cw, struct deliver *d)
@@ -1194,8 +1287,13 @@ void chat_worker_mail(struct worker *w, struct mail *m)
         case DELIVER_COUNT:
             deliver_count(cw, d);
             break;
+        case DELIVER_RUN:
+            deliver_run(cw, d);
+            break;
         }
     }
+    if (cw->n_joiners)
+        run_joiners_settle(cw, NULL, NULL);
     deliver_batch_free(b);
 }
 
@@ -1233,6 +1331,7 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->rooms);
     map_free(&cw->users);
     map_free(&cw->conns);
+    free(cw->joiners);
     free(cw);
     w->chat = NULL;
 }
@@ -1634,6 +1733,15 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
 {
     jsonw_key(w, key);
     jsonw_array_begin(w);
+    if (op->names_json) {
+        jsonw_reserve(w, op->members_json_len + 256); /* the list and the rest of the reply */
+        const char *list =
+            op->members_shared ? (const char *)op->members_shared->data : op->members_json;
+        if (op->members_json_len)
+            jsonw_raw(w, list, op->members_json_len);
+        jsonw_array_end(w);
+        return;
+    }
     for (size_t i = 0; i < op->n_names; i++)
         jsonw_cstring(w, op->names[i]);
     jsonw_array_end(w);
@@ -1839,6 +1947,7 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     }
     if (op->kind == CHAT_WHO)
         op->names_limit = req->limit;
+    op->names_json = op->kind == CHAT_WHO || op->kind == CHAT_JOIN;
     if (req->after) {
         /* Lower-cased, and cut to what can order names and rooms (chat.h). */
         size_t n = req->after_len < CHAT_NAME_MAX - 1 ? req->after_len : CHAT_NAME_MAX - 1;

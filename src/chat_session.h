@@ -35,6 +35,7 @@ struct chat_sroom {
     uint32_t told_count;
     bool told_large;
     bool hub; /* the hub counts this connection in the room (not yet, after a move) */
+    bool run_pending; /* joined in a hub turn whose presence run has not arrived yet */
 };
 
 struct chat_session;

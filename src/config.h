@@ -55,6 +55,7 @@ struct config {
     uint64_t edit_window_s; /* how long an author may edit; 0 = always */
     uint32_t max_reactions; /* distinct emoji per message */
     uint32_t react_rate;    /* react bucket, read as rate_limit */
+    bool sync_full;         /* fsync every commit (power loss), not only write it (kill -9) */
 
     /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */
     const char *tls_cert;          /* PEM certificate, then its chain; NULL = no TLS */

@@ -10,6 +10,7 @@
 #include "events.h"
 #include "log.h"
 #include "map.h"
+#include "member_list.h"
 #include "metrics.h"
 #include "ordset.h"
 #include "timeline.h"
@@ -40,6 +41,17 @@ struct hub_room {
      * tick. Rooms with members are on the hub's occupied list, the only ones a tick visits. */
     bool large, dirty;
     struct hub_room *occ_prev, *occ_next;
+    struct hub_run *run; /* presence events of this turn not yet handed to the workers */
+    /* A small room's joined list, kept while joins ask for it: dropped at a tick that finds the
+     * room large or finds no join used it since the last one. */
+    struct member_list *list;
+    bool list_used;
+};
+
+/* A room's presence events of the hub's current turn, gathered into one event_run (chat.h). */
+struct hub_run {
+    struct msg_rec *ev;
+    uint32_t n, cap;
 };
 
 struct hub_user {
@@ -65,6 +77,8 @@ struct hub {
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
     struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
     struct hub_room *occupied;  /* rooms with members, linked through occ_prev/occ_next */
+    struct hub_room **open_runs; /* rooms that had a run this turn (closed ones are skipped) */
+    size_t n_open_runs, cap_open_runs;
     struct service *service;
     struct timer tick;
     uint64_t tick_ms;
@@ -97,8 +111,24 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     return r;
 }
 
+static void list_drop(struct hub_room *r)
+{
+    if (!r->list)
+        return;
+    member_list_free(r->list);
+    free(r->list);
+    r->list = NULL;
+}
+
 static void room_free(struct hub_room *r)
 {
+    list_drop(r);
+    if (r->run) {
+        for (uint32_t i = 0; i < r->run->n; i++)
+            msg_rec_release(&r->run->ev[i]);
+        free(r->run->ev);
+        free(r->run);
+    }
     for (uint32_t i = 0; i < r->ring_len; i++)
         msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
     free(r->ring);
@@ -163,8 +193,16 @@ static struct deliver *out(struct hub *h, int worker)
     return deliver_batch_add(&h->out[worker]);
 }
 
+static void run_close(struct hub *h, struct hub_room *r);
+
 static void reply(struct hub *h, struct chat_op *op)
 {
+    /* Anything said about a room goes after the presence events the hub made before it. */
+    if (h->n_open_runs && op->room[0] && !op->run_from) {
+        struct hub_room *r = map_get(&h->rooms, op->room);
+        if (r)
+            run_close(h, r);
+    }
     struct deliver *d = out(h, op->worker);
     d->kind = DELIVER_OP;
     d->op = op;
@@ -180,6 +218,7 @@ static void reply_error(struct hub *h, struct chat_op *op, enum proto_error err,
 static void to_room(struct hub *h, struct hub_room *r, struct msg_rec rec, uint64_t skip_conn,
                     const char *skip_user)
 {
+    run_close(h, r);
     for (int w = 0; w < h->n_workers; w++) {
         if (r->worker_conns[w] == 0)
             continue;
@@ -194,9 +233,69 @@ static void to_room(struct hub *h, struct hub_room *r, struct msg_rec rec, uint6
     msg_rec_release(&rec);
 }
 
+/* --- presence runs --- */
+
+/* Adds a presence event (taking rec's references) to r's run of this turn. */
+static void run_add(struct hub *h, struct hub_room *r, struct msg_rec rec)
+{
+    struct hub_run *b = r->run;
+    if (!b) {
+        b = r->run = xcalloc(1, sizeof *b);
+        if (h->n_open_runs == h->cap_open_runs) {
+            h->cap_open_runs = h->cap_open_runs ? h->cap_open_runs * 2 : 16;
+            h->open_runs = xrealloc(h->open_runs, h->cap_open_runs * sizeof *h->open_runs);
+        }
+        h->open_runs[h->n_open_runs++] = r;
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->ev = xrealloc(b->ev, b->cap * sizeof *b->ev);
+    }
+    b->ev[b->n++] = rec;
+}
+
+/* Hands r's run, if it has one, to every worker with members in r: one entry in each batch, the
+ * events encoded together once. Called before anything else about r is sent, and before the hub
+ * sleeps, so the run keeps its place among r's events. */
+static void run_close(struct hub *h, struct hub_room *r)
+{
+    struct hub_run *b = r->run;
+    if (!b)
+        return;
+    r->run = NULL;
+    unsigned targets = 0;
+    for (int w = 0; w < h->n_workers; w++)
+        targets += r->worker_conns[w] > 0;
+    if (targets == 0) {
+        for (uint32_t i = 0; i < b->n; i++)
+            msg_rec_release(&b->ev[i]);
+        free(b->ev);
+        free(b);
+        return;
+    }
+    struct event_run *run = event_run_new(b->ev, b->n, targets);
+    free(b);
+    for (int w = 0; w < h->n_workers; w++) {
+        if (r->worker_conns[w] == 0)
+            continue;
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_RUN;
+        memcpy(d->room, r->name, sizeof d->room);
+        d->run = run;
+    }
+}
+
+static void runs_close_all(struct hub *h)
+{
+    for (size_t i = 0; i < h->n_open_runs; i++)
+        run_close(h, h->open_runs[i]);
+    h->n_open_runs = 0;
+}
+
 static void before_sleep(struct service *s)
 {
     struct hub *h = s->ctx;
+    runs_close_all(h);
     for (int w = 0; w < h->n_workers; w++) {
         if (!h->out[w])
             continue;
@@ -207,8 +306,15 @@ static void before_sleep(struct service *s)
 
 /* --- membership and presence --- */
 
-/* Rooms with members are listed for the tick; a room left empty is small again (nobody to tell
- * otherwise, and its next users start with presence). */
+/* Rooms with members are listed for the tick. A small room left empty leaves the list; a large
+ * one stays large until its tick (rule 81: decided at the tick, not at a leave), so a room that
+ * everyone leaves and rejoins at once (a reconnect storm) does not start over with presence and
+ * full member lists; a tick that finds it empty makes it small (nobody to tell) and drops it. */
+static bool occupied_has(const struct hub *h, const struct hub_room *r)
+{
+    return h->occupied == r || r->occ_prev;
+}
+
 static void occupied_link(struct hub *h, struct hub_room *r)
 {
     r->occ_prev = NULL;
@@ -229,6 +335,7 @@ static void occupied_unlink(struct hub *h, struct hub_room *r)
     r->occ_prev = r->occ_next = NULL;
     r->large = false;
     r->dirty = false;
+    list_drop(r);
 }
 
 /* O(log n) in the room's users (the ordered index), whatever the room's size; in a large room
@@ -249,17 +356,21 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     m = xcalloc(1, sizeof *m);
     memcpy(m->name, op->user, sizeof m->name);
     m->conns = 1;
-    if (r->index.count == 0)
+    if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
     ordset_insert(&r->index, op->user_lc, lc_len, m);
+    if (r->list)
+        member_list_add(r->list, m->name, op->user_lc);
     r->dirty = true;
-    /* A connection a live upgrade moved here was in the room all along: nobody is told. */
+    /* A connection a live upgrade moved here was in the room all along: nobody is told. The
+     * joiner does not hear of itself: its reply places it in the run after its own event. */
     if (!op->adopt && !r->large)
-        to_room(h, r, events_presence(r->name, op->user, true), op->conn_id, NULL);
+        run_add(h, r, events_presence(r->name, op->user, true));
 }
 
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
+    run_close(h, r); /* while the leaver's worker still counts it */
     size_t lc_len = strlen(op->user_lc);
     struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
     if (!m)
@@ -269,10 +380,12 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (--m->conns > 0)
         return;
     ordset_remove(&r->index, op->user_lc, lc_len);
+    if (r->list)
+        member_list_remove(r->list, op->user_lc);
     r->dirty = true;
     if (!r->large)
         to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
-    if (r->index.count == 0)
+    if (r->index.count == 0 && !r->large)
         occupied_unlink(h, r);
     free(m);
 }
@@ -283,6 +396,7 @@ static void add_members(struct hub_room *r, struct chat_op *op)
 {
     op->n_members = r->index.count;
     op->large = r->large;
+    chat_op_reserve_names(op, op->names_limit < op->n_members ? op->names_limit : op->n_members);
     const struct ordset_node *n =
         ordset_after(&r->index, op->has_after ? op->after : NULL, op->after_len);
     for (; n && op->n_names < op->names_limit; n = ordset_next(n))
@@ -294,6 +408,23 @@ static void add_members(struct hub_room *r, struct chat_op *op)
  * JOINED_NAMES_MAX, the requester first, then the others in byte order. */
 static void add_joined_members(struct hub_room *r, struct chat_op *op)
 {
+    if (!r->large && op->names_json && op->names_limit >= r->index.count) {
+        /* Every user, as JSON: the room's kept list, shared, not walked and copied. */
+        if (!r->list) {
+            r->list = xmalloc(sizeof *r->list);
+            member_list_init(r->list);
+            for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n;
+                 n = ordset_next(n))
+                member_list_add(r->list, ((struct hub_member *)ordset_value(n))->name,
+                                ordset_key(n));
+        }
+        r->list_used = true;
+        op->members_shared = member_list_share(r->list, &op->members_json_len);
+        op->n_names = r->list->n;
+        op->n_members = r->index.count;
+        op->large = false;
+        return;
+    }
     if (!r->large) {
         add_members(r, op);
         return;
@@ -316,6 +447,7 @@ static void add_joined_members(struct hub_room *r, struct chat_op *op)
  * count, or with force to all), encoded once and shared. */
 static void send_count(struct hub *h, struct hub_room *r, bool force)
 {
+    run_close(h, r);
     uint32_t n = (uint32_t)r->index.count;
     struct msg_rec rec = events_count(r->name, n, r->large);
     metrics_add(METRIC_COUNT_ENCODED, 1);
@@ -351,8 +483,13 @@ static void on_tick(struct timer *t)
 {
     struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, tick));
     uint64_t limit = h->cfg->presence_limit;
-    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+    for (struct hub_room *r = h->occupied, *next; r; r = next) {
+        next = r->occ_next;
         uint64_t n = r->index.count;
+        if (n == 0) {
+            occupied_unlink(h, r);
+            continue;
+        }
         bool large = r->large ? limit && n * 10 >= limit * 9 : limit && n > limit;
         if (large != r->large) {
             r->large = large;
@@ -363,6 +500,9 @@ static void on_tick(struct timer *t)
             send_count(h, r, false);
         }
         r->dirty = false;
+        if (r->large || !r->list_used)
+            list_drop(r);
+        r->list_used = false;
     }
     timer_start(h->service->loop, &h->tick, loop_now(h->service->loop) + h->tick_ms);
 }
@@ -372,6 +512,11 @@ static void on_tick(struct timer *t)
 static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     op->seq = r->latest;
+    /* A new member takes this turn's presence events of the room from here on (the run is
+     * closed, at the latest, before this batch goes). A rejoin or a moved connection is a member
+     * already: what the run holds before this reply is said before it. */
+    if (r->run && !op->rejoin && !op->adopt && !op->err)
+        op->run_from = r->run->n + 1;
     add_joined_members(r, op);
     reply(h, op);
 }
@@ -694,6 +839,7 @@ static void ring_replace(struct hub_room *r, struct msg_rec *m)
 static void event_stored(struct hub *h, struct chat_op *op)
 {
     struct hub_room *r = room_get(h, op->room, true);
+    run_close(h, r);
     if (op->stage == 1) {
         static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
                                         [CHAT_EDIT] = STORE_EV_EDIT,
@@ -924,5 +1070,6 @@ void hub_destroy(struct service *s)
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);
     free(h->out);
+    free(h->open_runs);
     free(h);
 }

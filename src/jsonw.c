@@ -297,6 +297,11 @@ void jsonw_kv_bool(struct jsonw *w, const char *key, bool v)
     jsonw_bool(w, v);
 }
 
+void jsonw_reserve(struct jsonw *w, size_t extra)
+{
+    reserve(w, extra);
+}
+
 void jsonw_raw(struct jsonw *w, const char *p, size_t n)
 {
     value_prefix(w);

@@ -49,6 +49,10 @@ void jsonw_null(struct jsonw *w);
 /* Writes any jansson value (used to echo a request's "id" as the same JSON value). */
 void jsonw_json(struct jsonw *w, const json_t *v);
 
+/* Makes room for `extra` more bytes at once (a large value known in advance grows the buffer
+ * once, not by doubling). */
+void jsonw_reserve(struct jsonw *w, size_t extra);
+
 /* Writes n bytes of ready-made JSON (one complete value) as the next value. */
 void jsonw_raw(struct jsonw *w, const char *p, size_t n);
 

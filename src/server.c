@@ -409,7 +409,10 @@ struct server *server_prepare(const struct config *cfg, struct listen_fds *inher
          open_port(s, &cfg->telnet_tls, LISTEN_TELNET_TLS, CONN_TELNET, true, inherited) < 0))
         goto fail;
     struct store_sqlite_options opts = {
-        .max_db_bytes = cfg->max_db_bytes, .check_ms = cfg->db_check_ms, .standby = standby};
+        .max_db_bytes = cfg->max_db_bytes,
+        .check_ms = cfg->db_check_ms,
+        .standby = standby,
+        .sync_full = cfg->sync_full};
     int rc = store_sqlite_open(cfg->data_dir, &opts, &s->db);
     if (rc < 0) {
         log_error("msg=store_open_failed dir=\"%s\" error=%d", cfg->data_dir, rc);

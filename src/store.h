@@ -203,6 +203,10 @@ struct store_sqlite_options {
     /* Open without writing anything (another process still writes: an upgrade); take_over
      * does the writes an open would (a schema migration, the marker) once this one may. */
     bool standby;
+    /* fsync the WAL at every commit (synchronous=FULL: a commit survives a power loss). Without,
+     * a commit is written to the WAL file, so the operating system holds it: it survives kill -9
+     * and any crash of the process (synchronous=NORMAL), for about 1 ms less per commit. */
+    bool sync_full;
 };
 
 /*

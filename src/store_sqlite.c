@@ -5,9 +5,11 @@
  * once at open and reset after each use, so no call parses SQL and no
  * statement is left holding a read snapshot between calls.
  *
- * Durability: WAL with synchronous=FULL fsyncs the WAL at every COMMIT, so a
- * committed batch survives kill -9 and power loss; the caller acks only after
- * commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
+ * Durability: in WAL mode a COMMIT writes the batch to the WAL file, so once
+ * it returns the operating system holds it: it survives kill -9 and any crash
+ * of the process (synchronous=NORMAL, the default). With --sync full
+ * (synchronous=FULL) the WAL is also fsynced at every COMMIT, so it survives a
+ * power loss too. The caller acks only after commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
  * so the connection is ready for the next batch. An insert is atomic on its
  * own (a savepoint around the message row and its room's last_seq), so the
  * rooms table never disagrees with the messages table, in or out of a batch.
@@ -1570,7 +1572,9 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
     ret = set_wal(ss->db);
     if (ret == 0)
         ret = exec(ss->db, "pragma",
-                   "PRAGMA synchronous = FULL;"
+                   opts->sync_full ? "PRAGMA synchronous = FULL;" : "PRAGMA synchronous = NORMAL;");
+    if (ret == 0)
+        ret = exec(ss->db, "pragma",
                    "PRAGMA foreign_keys = OFF;"
                    /* Erasure (rules 52, 53): pages freed by a delete or an edit are zeroed, so
                     * an old text does not linger in the file. */

@@ -4,7 +4,7 @@
  *
  * DESIGN: writes that arrive while a commit is running wait in the mailbox;
  * the next turn takes all of them as one batch (one transaction, one
- * fsync): group commit. A batch that fails to commit is rolled back whole,
+ * write of the WAL, and one fsync with --sync full): group commit. A batch that fails to commit is rolled back whole,
  * its rooms' counters are put back, and every write in it is answered
  * server_busy; nothing in it is acknowledged or delivered. Reads (history,
  * replay, logins) are served as they arrive, from committed data.

@@ -302,7 +302,26 @@ async function floodUntilSlowConsumer(server, t, room, before) {
   const flooders = [];
   for (let i = 0; i < 2; i++) {
     const f = await user(server, t);
-    f.ignore = (m) => m.type === 'message';
+    // A flooder reads the flood too: it sends its next messages only once it has read its own
+    // last one, so what is on its way to it stays a few messages (far below --output-limit)
+    // however fast the server stores, and only the paused reader can fall behind.
+    f.seen = 0;
+    f.waits = [];
+    f.ignore = (m) => {
+      if (m.type !== 'message') return false;
+      f.seen = Math.max(f.seen, m.seq);
+      f.waits = f.waits.filter((w) => (w.seq <= f.seen ? (w.resolve(), false) : true));
+      return true;
+    };
+    f.caughtUp = (seq) =>
+      f.seen >= seq
+        ? Promise.resolve()
+        : Promise.race([
+            new Promise((resolve) => f.waits.push({ seq, resolve })),
+            f.closed.then((info) => {
+              throw new Error(`flooder ${f.name} closed (${JSON.stringify(info)}) before it read seq ${seq}`);
+            }),
+          ]);
     await f.join(room);
     flooders.push(f);
   }
@@ -316,7 +335,10 @@ async function floodUntilSlowConsumer(server, t, room, before) {
       const batch = [];
       for (let i = 0; i < 3; i++) batch.push(f.say(room, `${text} ${++sent}`));
       try {
-        for (const ack of await Promise.all(batch)) latest = Math.max(latest, ack.seq);
+        let mine = 0;
+        for (const ack of await Promise.all(batch)) mine = Math.max(mine, ack.seq);
+        latest = Math.max(latest, mine);
+        await f.caughtUp(mine);
       } catch (err) {
         throw new Error(`flooder ${f.name} failed (closed: ${JSON.stringify(f.closeInfo)}): ${err.message.slice(0, 300)}`);
       }

@@ -169,6 +169,27 @@ static void deflate_options(void **state)
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* The store's sync: normal (a commit survives kill -9) unless full (also a power loss). */
+static void sync_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_false(cfg.sync_full);
+    config_free(&cfg);
+    char **argv = ARGV("--sync", "full");
+    assert_int_equal(parse(&cfg, 3, argv), CONFIG_OK);
+    assert_true(cfg.sync_full);
+    config_free(&cfg);
+    argv = ARGV("--sync", "full", "--sync", "normal");
+    assert_int_equal(parse(&cfg, 5, argv), CONFIG_OK);
+    assert_false(cfg.sync_full);
+    config_free(&cfg);
+    char **bad[] = {ARGV("--sync", "FULL"), ARGV("--sync", "off"), ARGV("--sync")};
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 /* Upgrades: drain over 10 s, a 10 s timeout, this binary unless told otherwise. */
 static void upgrade_options(void **state)
 {
@@ -225,7 +246,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),        cmocka_unit_test(every_option),
         cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
-        cmocka_unit_test(deflate_options), cmocka_unit_test(tls_options),
+        cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
         cmocka_unit_test(upgrade_options),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
