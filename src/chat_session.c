@@ -1356,14 +1356,52 @@ size_t chat_session_replays(const struct conn *c)
 }
 
 /* The send attempts of the last HR_ATTEMPT_SECONDS seconds, [0] this second's. */
-static void attempts_by_age(const struct chat_session *s, uint64_t now, uint16_t out[])
+static void attempts_by_age(const uint16_t attempts[10], uint64_t attempts_sec, uint64_t now,
+                            uint16_t out[])
 {
     uint64_t sec = now / 1000;
     for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS; i++) {
         uint64_t at = sec - i;
-        bool kept = i <= sec && at <= s->attempts_sec && s->attempts_sec - at < 10;
-        out[i] = kept ? s->attempts[at % 10] : 0;
+        bool kept = i <= sec && at <= attempts_sec && attempts_sec - at < 10;
+        out[i] = kept ? attempts[at % 10] : 0;
     }
+}
+
+/* The react bucket as HR_REACT's bytes (handover_rec.c): tokens, refill age, attempts by age. */
+static void save_react(const struct chat_bucket *b, uint64_t now, struct hr_writer *w)
+{
+    uint8_t bytes[16 + 2 * HR_ATTEMPT_SECONDS];
+    uint64_t tokens = (uint64_t)((b->tokens > 0 ? b->tokens : 0) * 1e6 + 0.5);
+    uint64_t age = now > b->refill_ms ? now - b->refill_ms : 0;
+    for (int i = 0; i < 8; i++) {
+        bytes[i] = (uint8_t)(tokens >> (8 * i));
+        bytes[8 + i] = (uint8_t)(age >> (8 * i));
+    }
+    uint16_t attempts[HR_ATTEMPT_SECONDS];
+    attempts_by_age(b->attempts, b->attempts_sec, now, attempts);
+    for (int i = 0; i < HR_ATTEMPT_SECONDS; i++) {
+        bytes[16 + 2 * i] = (uint8_t)attempts[i];
+        bytes[16 + 2 * i + 1] = (uint8_t)(attempts[i] >> 8);
+    }
+    hr_put(w, HR_REACT, bytes, sizeof bytes);
+}
+
+/* The react bucket from a record: as the send bucket is restored, at most full. */
+static void restore_react(struct conn *c, const struct handover_rec *rec, uint64_t now)
+{
+    struct chat_session *s = c->session;
+    if (!rec->has_react)
+        return;
+    struct chat_bucket *b = xcalloc(1, sizeof *b);
+    uint32_t rate = cfg_of(c)->react_rate;
+    b->tokens = (double)rec->react_tokens_micro / 1e6;
+    if (b->tokens > rate)
+        b->tokens = rate;
+    b->refill_ms = now > rec->react_refill_age_ms ? now - rec->react_refill_age_ms : 0;
+    b->attempts_sec = now / 1000;
+    for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS && i <= b->attempts_sec; i++)
+        b->attempts[(b->attempts_sec - i) % 10] = rec->react_attempts[i];
+    s->react = b;
 }
 
 void chat_session_save(struct conn *c, struct hr_writer *w)
@@ -1385,13 +1423,15 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     hr_u64(w, HR_TOKENS_MICRO, (uint64_t)(tokens * 1e6 + 0.5));
     hr_u64(w, HR_REFILL_AGE_MS, now > s->refill_ms ? now - s->refill_ms : 0);
     uint16_t attempts[HR_ATTEMPT_SECONDS];
-    attempts_by_age(s, now, attempts);
+    attempts_by_age(s->attempts, s->attempts_sec, now, attempts);
     uint8_t bytes[2 * HR_ATTEMPT_SECONDS];
     for (int i = 0; i < HR_ATTEMPT_SECONDS; i++) {
         bytes[2 * i] = (uint8_t)attempts[i];
         bytes[2 * i + 1] = (uint8_t)(attempts[i] >> 8);
     }
     hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
+    if (s->react && w->version >= 4)
+        save_react(s->react, now, w); /* an older reader starts the bucket full */
     if (s->charged_cids) {
         uint8_t keys[8 * HR_N_CIDS];
         for (int i = 0; i < HR_N_CIDS; i++)
@@ -1625,6 +1665,7 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     s->attempts_sec = now / 1000;
     for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS && i <= s->attempts_sec; i++)
         s->attempts[(s->attempts_sec - i) % 10] = rec->attempts[i];
+    restore_react(c, rec, now);
     if (rec->has_cids) {
         s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);
         memcpy(s->charged_cids, rec->cids, sizeof rec->cids);

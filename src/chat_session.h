@@ -114,7 +114,7 @@ struct chat_session {
     struct conn *user_next; /* logged in: the next connection of this user on this worker */
     size_t adopt_at;
     /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
-     * react, and pay nothing for it. Not carried by a live upgrade (a full bucket after one). */
+     * react, and pay nothing for it. A live upgrade carries it (record version 4). */
     struct chat_bucket *react;
 };
 

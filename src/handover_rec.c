@@ -8,7 +8,7 @@
 
 /*
  * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2,
- * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, and HR_TN_WAITING: 4). A field is
+ * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, and HR_TN_WAITING, HR_REACT: 4). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -30,6 +30,9 @@
  *   HR_ROOM, HR_BACKLOG nested   repeated, in order; a room (HR_RM_*): its name, the last seq
  *                                queued, the order it was joined in, and (3) the user count the
  *                                client was last told and whether the room was large then
+ *   HR_REACT            bytes    (4) the react bucket (protocol 1.1 rule 73), if used: tokens
+ *                                in millionths and the ms since its refill (u64 LE each), then
+ *                                its attempts per second, this second first (10 x u16 LE)
  *   HR_PW_OP            nested   (2) a password check in flight: its kind, the request's id as
  *                                JSON, the name and password, a guest registering its own name
  */
@@ -639,6 +642,20 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
             return -1;
         for (int i = 0; i < HR_ATTEMPT_SECONDS; i++)
             rec->attempts[i] = (uint16_t)(x->v[2 * i] | x->v[2 * i + 1] << 8);
+        return 0;
+    case HR_REACT:
+        if (rec->version < 4)
+            FAIL("a field this version does not know");
+        if (x->len != 16 + 2 * HR_ATTEMPT_SECONDS)
+            return -1;
+        rec->has_react = true;
+        rec->react_tokens_micro = rec->react_refill_age_ms = 0;
+        for (int b = 7; b >= 0; b--) {
+            rec->react_tokens_micro = rec->react_tokens_micro << 8 | x->v[b];
+            rec->react_refill_age_ms = rec->react_refill_age_ms << 8 | x->v[8 + b];
+        }
+        for (int i = 0; i < HR_ATTEMPT_SECONDS; i++)
+            rec->react_attempts[i] = (uint16_t)(x->v[16 + 2 * i] | x->v[16 + 2 * i + 1] << 8);
         return 0;
     case HR_CIDS:
         if (x->len != 8 * HR_N_CIDS)

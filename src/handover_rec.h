@@ -135,6 +135,9 @@ struct handover_rec {
     uint64_t tokens_micro; /* the send bucket, in millionths of a token */
     uint64_t refill_age_ms;
     uint16_t attempts[HR_ATTEMPT_SECONDS]; /* [0]: this second, [i]: i seconds ago */
+    bool has_react; /* (4) the react bucket, as the send bucket above; absent: never used */
+    uint64_t react_tokens_micro, react_refill_age_ms;
+    uint16_t react_attempts[HR_ATTEMPT_SECONDS];
     bool has_cids;
     uint64_t cids[HR_N_CIDS];
     uint8_t cids_next;
@@ -227,6 +230,7 @@ enum hr_tag {
     HR_TYPING_AGE_MS = 76,
     HR_ROOM = 77,    /* nested, repeated: HR_RM_* */
     HR_BACKLOG = 78, /* nested, repeated: HR_BL_* */
+    HR_REACT = 79,   /* version 4; the react bucket: tokens (u64), refill age (u64), attempts */
 
     HR_PW_OP = 90, /* version 2; nested: HR_PO_* */
 };

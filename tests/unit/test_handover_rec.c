@@ -377,6 +377,45 @@ static void refusals(void **state)
 }
 
 /* A password check in flight: version 2 on; a version 1 record with one is refused. */
+/* The react bucket (version 4): read back as written; refused in a version 3 record and at any
+ * other length. */
+static void react_bucket(void **state)
+{
+    (void)state;
+    uint8_t bytes[16 + 2 * HR_ATTEMPT_SECONDS] = {0};
+    bytes[0] = 0x40; /* 0x4240 millionths of a token ... */
+    bytes[1] = 0x42;
+    bytes[8] = 250; /* ... refilled 250 ms ago */
+    bytes[16] = 7;  /* 7 attempts this second, 256 two seconds ago */
+    bytes[16 + 5] = 1;
+    for (uint16_t version = 3; version <= 4; version++) {
+        for (size_t len = sizeof bytes - 1; len <= sizeof bytes + 1; len++) {
+            struct hr_writer w = {0};
+            struct handover_rec r;
+            hr_begin(&w, version);
+            hr_u64(&w, HR_TRANSPORT, HR_WEBSOCKET);
+            hr_u64(&w, HR_CHAT, 1);
+            uint8_t longer[sizeof bytes + 1] = {0};
+            memcpy(longer, bytes, sizeof bytes);
+            hr_put(&w, HR_REACT, longer, len);
+            hr_end(&w);
+            int rc = handover_rec_read(w.buf, w.len, &r, &why);
+            if (version < 4 || len != sizeof bytes) {
+                assert_int_equal(rc, -1);
+            } else {
+                assert_int_equal(rc, 0);
+                assert_true(r.has_react);
+                assert_int_equal(r.react_tokens_micro, 0x4240);
+                assert_int_equal(r.react_refill_age_ms, 250);
+                assert_int_equal(r.react_attempts[0], 7);
+                assert_int_equal(r.react_attempts[1], 0);
+                assert_int_equal(r.react_attempts[2], 256);
+            }
+            hr_writer_free(&w);
+        }
+    }
+}
+
 static void write_pw(struct hr_writer *w, uint16_t version, const char *password)
 {
     hr_begin(w, version);
@@ -576,7 +615,7 @@ int main(void)
         cmocka_unit_test(refusals),      cmocka_unit_test(password_check),
         cmocka_unit_test(framing),       cmocka_unit_test(reader_states),
         cmocka_unit_test(telnet_states), cmocka_unit_test(told_fields_need_version_3),
-        cmocka_unit_test(waiting_lines),
+        cmocka_unit_test(waiting_lines), cmocka_unit_test(react_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
