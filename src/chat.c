@@ -252,3 +252,24 @@ void event_run_unref(struct event_run *run)
     chunk_unref(run->all);
     free(run);
 }
+
+struct store_msg chat_op_event(const struct chat_op *op)
+{
+    static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
+                                    [CHAT_EDIT] = STORE_EV_EDIT,
+                                    [CHAT_DELETE] = STORE_EV_DELETE,
+                                    [CHAT_REACT] = STORE_EV_REACTION};
+    return (struct store_msg){.room = op->room,
+                              .seq = op->seq,
+                              .ts = op->ts,
+                              .from = op->user,
+                              .text = op->text,
+                              .text_len = op->text_len,
+                              .cid = op->has_cid ? op->cid : NULL,
+                              .type = types[op->kind],
+                              .target = op->kind == CHAT_SEND ? 0 : op->target,
+                              .reply_to = op->kind == CHAT_SEND ? op->reply_to : 0,
+                              .mentions = op->mentions,
+                              .emoji = op->kind == CHAT_REACT ? op->emoji : NULL,
+                              .on = op->on};
+}

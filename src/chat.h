@@ -203,6 +203,12 @@ static inline bool chat_op_stores_event(enum chat_op_kind k)
     return k == CHAT_SEND || k == CHAT_EDIT || k == CHAT_DELETE || k == CHAT_REACT;
 }
 
+/*
+ * The event an op of such a kind stores, as the store writes it and the hub encodes it. Its
+ * pointers borrow op's fields; identity and target_from are the caller's to fill in.
+ */
+struct store_msg chat_op_event(const struct chat_op *op);
+
 /* Where each thread's mailbox is: set once at start-up, read-only afterwards. */
 struct chat_route {
     struct mailbox *hub;

@@ -1386,22 +1386,18 @@ static void save_react(const struct chat_bucket *b, uint64_t now, struct hr_writ
     hr_put(w, HR_REACT, bytes, sizeof bytes);
 }
 
-/* The react bucket from a record: as the send bucket is restored, at most full. */
-static void restore_react(struct conn *c, const struct handover_rec *rec, uint64_t now)
+/* A bucket from a record's tokens (millionths), refill age and attempts by age: at most full. */
+static void restore_bucket(double *tokens, uint64_t *refill_ms, uint16_t attempts[10],
+                           uint64_t *attempts_sec, uint32_t rate, uint64_t tokens_micro,
+                           uint64_t refill_age_ms, const uint16_t by_age[], uint64_t now)
 {
-    struct chat_session *s = c->session;
-    if (!rec->has_react)
-        return;
-    struct chat_bucket *b = xcalloc(1, sizeof *b);
-    uint32_t rate = cfg_of(c)->react_rate;
-    b->tokens = (double)rec->react_tokens_micro / 1e6;
-    if (b->tokens > rate)
-        b->tokens = rate;
-    b->refill_ms = now > rec->react_refill_age_ms ? now - rec->react_refill_age_ms : 0;
-    b->attempts_sec = now / 1000;
-    for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS && i <= b->attempts_sec; i++)
-        b->attempts[(b->attempts_sec - i) % 10] = rec->react_attempts[i];
-    s->react = b;
+    *tokens = (double)tokens_micro / 1e6;
+    if (*tokens > rate)
+        *tokens = rate;
+    *refill_ms = now > refill_age_ms ? now - refill_age_ms : 0;
+    *attempts_sec = now / 1000;
+    for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS && i <= *attempts_sec; i++)
+        attempts[(*attempts_sec - i) % 10] = by_age[i];
 }
 
 void chat_session_save(struct conn *c, struct hr_writer *w)
@@ -1657,15 +1653,15 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     } else if (rec->n_rooms > 0) {
         FAIL("rooms joined without a login");
     }
-    uint32_t rate = cfg_of(c)->rate_limit;
-    s->tokens = (double)rec->tokens_micro / 1e6;
-    if (s->tokens > rate)
-        s->tokens = rate;
-    s->refill_ms = now > rec->refill_age_ms ? now - rec->refill_age_ms : 0;
-    s->attempts_sec = now / 1000;
-    for (uint64_t i = 0; i < HR_ATTEMPT_SECONDS && i <= s->attempts_sec; i++)
-        s->attempts[(s->attempts_sec - i) % 10] = rec->attempts[i];
-    restore_react(c, rec, now);
+    restore_bucket(&s->tokens, &s->refill_ms, s->attempts, &s->attempts_sec,
+                   cfg_of(c)->rate_limit, rec->tokens_micro, rec->refill_age_ms, rec->attempts,
+                   now);
+    if (rec->has_react) {
+        struct chat_bucket *b = s->react = xcalloc(1, sizeof *s->react);
+        restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
+                       cfg_of(c)->react_rate, rec->react_tokens_micro, rec->react_refill_age_ms,
+                       rec->react_attempts, now);
+    }
     if (rec->has_cids) {
         s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);
         memcpy(s->charged_cids, rec->cids, sizeof rec->cids);

@@ -841,24 +841,8 @@ static void event_stored(struct hub *h, struct chat_op *op)
     struct hub_room *r = room_get(h, op->room, true);
     run_close(h, r);
     if (op->stage == 1) {
-        static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
-                                        [CHAT_EDIT] = STORE_EV_EDIT,
-                                        [CHAT_DELETE] = STORE_EV_DELETE,
-                                        [CHAT_REACT] = STORE_EV_REACTION};
-        struct store_msg m = {.room = op->room,
-                              .seq = op->seq,
-                              .ts = op->ts,
-                              .from = op->user,
-                              .text = op->text,
-                              .text_len = op->text_len,
-                              .cid = op->has_cid ? op->cid : NULL,
-                              .type = types[op->kind],
-                              .target = op->kind == CHAT_SEND ? 0 : op->target,
-                              .reply_to = op->kind == CHAT_SEND ? op->reply_to : 0,
-                              .mentions = op->mentions,
-                              .emoji = op->kind == CHAT_REACT ? op->emoji : NULL,
-                              .on = op->on,
-                              .target_from = op->target_from[0] ? op->target_from : NULL};
+        struct store_msg m = chat_op_event(op);
+        m.target_from = op->target_from[0] ? op->target_from : NULL;
         const char *peer = op->room_is_dm ? op->peer : NULL;
         struct msg_rec rec = events_event(&m, peer, EVENTS_LIVE);
         if (op->seq > r->latest)

@@ -263,24 +263,8 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
     struct seq_room *room = room_of(st, op->room);
     op->seq = room->last_seq + 1;
     op->ts = now;
-    static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
-                                    [CHAT_EDIT] = STORE_EV_EDIT,
-                                    [CHAT_DELETE] = STORE_EV_DELETE,
-                                    [CHAT_REACT] = STORE_EV_REACTION};
-    struct store_msg m = {.room = op->room,
-                          .seq = op->seq,
-                          .ts = op->ts,
-                          .from = op->user,
-                          .text = op->text,
-                          .text_len = op->text_len,
-                          .cid = op->has_cid ? op->cid : NULL,
-                          .type = types[op->kind],
-                          .identity = me,
-                          .target = op->kind == CHAT_SEND ? 0 : op->target,
-                          .reply_to = op->kind == CHAT_SEND ? op->reply_to : 0,
-                          .mentions = op->mentions,
-                          .emoji = op->kind == CHAT_REACT ? op->emoji : NULL,
-                          .on = op->on};
+    struct store_msg m = chat_op_event(op);
+    m.identity = me;
     rc = db->ops->insert(db, &m);
     if (rc < 0)
         return rc;
