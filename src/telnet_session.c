@@ -200,6 +200,25 @@ static void login(struct conn *c, const char *name, const char *password)
         arm_login_deadline(c);
 }
 
+/* A message text typed on telnet (rules 16, 41): 1 when it can be sent (trimmed to *trimmed
+ * bytes), 0 when nothing is left of it, -1 when it is refused (the error line is written). */
+static int check_text(struct conn *c, const char *text, size_t len, size_t *trimmed)
+{
+    switch (text_check_message(text, len, cfg_of(c)->max_text, trimmed)) {
+    case TEXT_OK:
+        return 1;
+    case TEXT_EMPTY:
+        return 0;
+    case TEXT_TOO_LONG:
+        error_line(c, PROTO_TOO_LONG, "that message is too long");
+        return -1;
+    case TEXT_BAD:
+        error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
+        return -1;
+    }
+    return -1;
+}
+
 static void join(struct conn *c, const char *room)
 {
     struct chat_op *op = new_op(c, CHAT_JOIN);
@@ -221,18 +240,8 @@ static void send_text(struct conn *c, const char *room, const char *to, const ch
 {
     /* No flood close here (rule 79): over the rate limit a telnet line waits for its token. */
     size_t trimmed;
-    switch (text_check_message(text, len, cfg_of(c)->max_text, &trimmed)) {
-    case TEXT_OK:
-        break;
-    case TEXT_EMPTY:
-        return; /* nothing to say */
-    case TEXT_TOO_LONG:
-        error_line(c, PROTO_TOO_LONG, "that message is too long");
-        return;
-    case TEXT_BAD:
-        error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
-        return;
-    }
+    if (check_text(c, text, len, &trimmed) <= 0)
+        return; /* an error line, or nothing to say */
     struct chat_op *op = new_op(c, CHAT_SEND);
     if (to) {
         text_lower(to, strlen(to), op->to_lc);
@@ -257,19 +266,11 @@ static void change_newest(struct conn *c, enum chat_op_kind kind, const char *te
         return;
     size_t trimmed = 0;
     if (kind == CHAT_EDIT) {
-        switch (text_check_message(text, strlen(text), cfg_of(c)->max_text, &trimmed)) {
-        case TEXT_OK:
-            break;
-        case TEXT_EMPTY:
+        int ok = check_text(c, text, strlen(text), &trimmed);
+        if (ok == 0)
             error_line(c, PROTO_BAD_REQUEST, "usage: /edit TEXT");
+        if (ok <= 0)
             return;
-        case TEXT_TOO_LONG:
-            error_line(c, PROTO_TOO_LONG, "that message is too long");
-            return;
-        case TEXT_BAD:
-            error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
-            return;
-        }
     }
     if (!t->current[0]) {
         error_line(c, PROTO_NOT_MEMBER, "you are in no room; /join one");
