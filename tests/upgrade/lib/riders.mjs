@@ -67,6 +67,7 @@ export class WsRider {
       if (!this.quitting) this.problems.push(`${this.name}: connection closed`);
       for (const resolve of this.pending.values()) resolve(null);
       this.pending.clear();
+      for (const resolve of this.pingWaiters.splice(0)) resolve(false);
     });
     this.#onData(Buffer.alloc(0));
     const welcome = await this.request({ type: 'login', name: this.name });
@@ -85,7 +86,7 @@ export class WsRider {
       const frame = f.value;
       if (frame.opcode === OP.PING) {
         this.#writeFrame(encodeFrame({ opcode: OP.PONG, payload: frame.payload }));
-        for (const resolve of this.pingWaiters.splice(0)) resolve();
+        for (const resolve of this.pingWaiters.splice(0)) resolve(true);
         continue;
       }
       if (frame.opcode === OP.CLOSE) {
@@ -118,8 +119,9 @@ export class WsRider {
     }
   }
 
-  // Resolves at the next ping received.
+  // Resolves true at the next ping received, false if the connection closes first.
   nextPing() {
+    if (this.closed) return Promise.resolve(false);
     return new Promise((resolve) => this.pingWaiters.push(resolve));
   }
 
