@@ -319,7 +319,11 @@ bool ws_reader_valid(const struct ws_reader *r)
         return false;
     if (r->msg_opcode != 0 && r->msg_opcode != WS_OP_TEXT && r->msg_opcode != WS_OP_BINARY)
         return false;
-    if (r->msg_opcode == 0 && (r->msg_len || r->msg_compressed || r->utf8_state != UTF8_ACCEPT))
+    /* A data frame's first header byte marks its message compressed (RSV1) before the header is
+     * whole and the message begins (msg_opcode): the replay below checks that mark. */
+    bool starting = r->stage == STAGE_HEADER && r->hdr_len > 0 && is_data_start(r->spill->hdr[0] & 0x0F);
+    if (r->msg_opcode == 0 &&
+        (r->msg_len || (r->msg_compressed && !starting) || r->utf8_state != UTF8_ACCEPT))
         return false;
     uint64_t limit =
         r->msg_compressed ? WS_DEFLATE_WIRE_MAX((uint64_t)r->max_message) : r->max_message;

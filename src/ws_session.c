@@ -569,7 +569,9 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
         *why = "compression agreed that this server does not do";
         return -1;
     }
-    if (r->msg_opcode && r->msg_compressed) {
+    /* Until its first payload byte is read, a compressed message has no zlib state: this
+     * process's inflater starts where the old one's would have. */
+    if (r->msg_opcode && r->msg_compressed && r->msg_len > 0) {
         *why = "a compressed message under way (its zlib state cannot move)";
         return -1;
     }

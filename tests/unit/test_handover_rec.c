@@ -585,6 +585,48 @@ static void reader_states(void **state)
     assert_false(utf8_state_valid(77));
 }
 
+/* With permessage-deflate, RSV1 on a message's first header byte marks it compressed before the
+ * header is whole: every cut of a compressed message (inside a header, right after it) is still a
+ * state ws_reader_valid accepts, so a live upgrade moves the connection instead of refusing it. */
+static void compressed_reader_states(void **state)
+{
+    (void)state;
+    uint8_t stream[1024];
+    size_t n = 0;
+    char data[300];
+    memset(data, 0x5A, sizeof data); /* the reader does not inflate: any bytes will do */
+    n += client_frame(stream + n, 0xC1, data, 200);     /* compressed text, one long frame */
+    n += client_frame(stream + n, 0x41, data, 10);      /* compressed, not final */
+    n += client_frame(stream + n, 0x89, "ping", 4);     /* a ping between fragments */
+    n += client_frame(stream + n, 0x80, data + 10, 20); /* its last fragment */
+    n += client_frame(stream + n, 0x81, "plain", 5);    /* then one not compressed */
+    for (size_t cut = 0; cut <= n; cut++) {
+        struct ws_reader r;
+        ws_reader_init(&r, 1 << 16);
+        ws_reader_use_deflate(&r);
+        r.spill = &spill; /* the caller lends the reader its spill */
+        uint8_t copy[sizeof stream];
+        memcpy(copy, stream, n);
+        size_t pos = 0;
+        while (pos < cut) {
+            struct ws_event ev;
+            pos += ws_reader_feed(&r, copy + pos, cut - pos, &ev);
+            assert_int_not_equal(ev.type, WS_EV_ERROR);
+            if (ev.type == WS_EV_NONE)
+                break;
+        }
+        if (r.stage == 1 && (r.opcode & 8))
+            r.ctl_len = (uint8_t)r.frame_done;
+        assert_true(ws_reader_valid(&r));
+        uint8_t op = r.spill->hdr[0] & 0x0F;
+        if (r.stage == 0 && r.hdr_len > 0 && (op == 0x1 || op == 0x2)) {
+            struct ws_reader bad = r;
+            bad.msg_compressed = !bad.msg_compressed; /* a mark the header does not carry */
+            assert_false(ws_reader_valid(&bad));
+        }
+    }
+}
+
 static void telnet_states(void **state)
 {
     (void)state;
@@ -611,11 +653,17 @@ static void telnet_states(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(round_trip),    cmocka_unit_test(versions),
-        cmocka_unit_test(refusals),      cmocka_unit_test(password_check),
-        cmocka_unit_test(framing),       cmocka_unit_test(reader_states),
-        cmocka_unit_test(telnet_states), cmocka_unit_test(told_fields_need_version_3),
-        cmocka_unit_test(waiting_lines), cmocka_unit_test(react_bucket),
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(versions),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(password_check),
+        cmocka_unit_test(framing),
+        cmocka_unit_test(reader_states),
+        cmocka_unit_test(compressed_reader_states),
+        cmocka_unit_test(telnet_states),
+        cmocka_unit_test(told_fields_need_version_3),
+        cmocka_unit_test(waiting_lines),
+        cmocka_unit_test(react_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

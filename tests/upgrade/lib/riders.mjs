@@ -27,6 +27,13 @@ export class WsRider {
     this.pending = new Map(); // id -> resolve
     this.buf = Buffer.alloc(0);
     this.running = false;
+    // While a frame is half out (cut around an upgrade), the frames this client would write
+    // meanwhile (pongs) wait here for its second half: bytes of another frame inside it would be
+    // read as its payload (RFC 6455 5.4 lets a control frame come between the frames of a message,
+    // never inside one). null: no frame is half out.
+    this.waiting = null;
+    this.pongsDeferred = 0; // pongs that waited for the second half of a frame
+    this.pingWaiters = [];
   }
 
   async connect() {
@@ -60,6 +67,7 @@ export class WsRider {
       if (!this.quitting) this.problems.push(`${this.name}: connection closed`);
       for (const resolve of this.pending.values()) resolve(null);
       this.pending.clear();
+      for (const resolve of this.pingWaiters.splice(0)) resolve(false);
     });
     this.#onData(Buffer.alloc(0));
     const welcome = await this.request({ type: 'login', name: this.name });
@@ -77,7 +85,8 @@ export class WsRider {
       this.buf = this.buf.subarray(f.used);
       const frame = f.value;
       if (frame.opcode === OP.PING) {
-        this.socket.write(encodeFrame({ opcode: OP.PONG, payload: frame.payload }));
+        this.#writeFrame(encodeFrame({ opcode: OP.PONG, payload: frame.payload }));
+        for (const resolve of this.pingWaiters.splice(0)) resolve(true);
         continue;
       }
       if (frame.opcode === OP.CLOSE) {
@@ -100,6 +109,22 @@ export class WsRider {
     }
   }
 
+  // Writes a whole frame now, or after the second half of the frame that is half out.
+  #writeFrame(bytes) {
+    if (this.waiting) {
+      this.waiting.push(bytes);
+      this.pongsDeferred++;
+    } else {
+      this.socket.write(bytes);
+    }
+  }
+
+  // Resolves true at the next ping received, false if the connection closes first.
+  nextPing() {
+    if (this.closed) return Promise.resolve(false);
+    return new Promise((resolve) => this.pingWaiters.push(resolve));
+  }
+
   // Sends obj with a fresh id; resolves with the reply (null if the connection closed).
   request(obj, { split } = {}) {
     const id = this.nextId++;
@@ -118,7 +143,13 @@ export class WsRider {
     if (split) {
       const cut = Math.floor(frame.length / 2);
       this.socket.write(frame.subarray(0, cut));
-      split.then(() => this.socket.write(frame.subarray(cut)));
+      this.waiting = [];
+      split.then(() => {
+        const waited = this.waiting;
+        this.waiting = null;
+        this.socket.write(frame.subarray(cut));
+        for (const bytes of waited) this.socket.write(bytes);
+      });
     } else {
       this.socket.write(frame);
     }
