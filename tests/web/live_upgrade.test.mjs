@@ -56,6 +56,8 @@ test('a live upgrade: the page keeps its WebSocket, sees no close, no notice, no
   const sending = say(page, 'mine during');
   const { oldPid, newPid } = await lineage.upgrade();
   await sending;
+  // The order asserted below is the server's: the talker speaks once the page's send is stored.
+  await waitMessage(page, 'mine during');
   await talker.send('general', 'after the upgrade');
   await say(page, 'mine after');
   for (const text of ['mine during', 'after the upgrade', 'mine after']) await waitMessage(page, text);

@@ -50,6 +50,8 @@ test('drain mode: an upgrade: the page reconnects by itself, loses nothing, doub
   await until(() => sockets > socketsBefore, 'the page to open a new WebSocket');
   await online(page);
   await say(page, 'mine after');
+  // The order asserted below is the server's: the talker speaks once the page's send is stored.
+  await waitMessage(page, 'mine after');
   await talker.send('general', 'after the upgrade');
   for (const text of ['during the drain', 'mine after', 'after the upgrade']) await waitMessage(page, text);
   await until(async () => (await page.locator('#pending .msg').count()) === 0, 'no pending send');

@@ -51,6 +51,33 @@ export function mentions(msg, me) {
   return new RegExp(`(^|[^\\w.@-])@${name}(?![\\w-]|\\.[\\w-])`, 'i').test(msg.text);
 }
 
+// Applies an edit, delete or reaction event to the message it targets (a replayed event of a
+// deleted message comes with "deleted" and without its text or emoji).
+export function applyEvent(m, ev, me) {
+  if (ev.deleted || ev.type === 'delete') {
+    Object.assign(m, { deleted: true, text: '', mentions: undefined, reactions: [], quote: null });
+  } else if (ev.type === 'edit' && typeof ev.text === 'string') {
+    Object.assign(m, { text: ev.text, mentions: ev.mentions, edited: ev.ts });
+  } else if (ev.type === 'edit') {
+    m.edited = ev.ts; // a replayed edit: the message came with its current text already
+  } else if (ev.type === 'reaction' && typeof ev.emoji === 'string') {
+    const users = (r) => r.users || [];
+    let r = m.reactions.find((x) => x.emoji === ev.emoji);
+    const held = r && users(r).some((u) => u.toLowerCase() === ev.from.toLowerCase());
+    if (ev.on !== false && !held) {
+      if (!r) m.reactions.push((r = { emoji: ev.emoji, count: 0, me: false, users: [] }));
+      r.count += 1;
+      r.users = [...users(r), ev.from];
+      if (me && ev.from.toLowerCase() === me.toLowerCase()) r.me = true;
+    } else if (ev.on === false && r) {
+      r.count = Math.max(0, r.count - 1);
+      r.users = users(r).filter((u) => u.toLowerCase() !== ev.from.toLowerCase());
+      if (me && ev.from.toLowerCase() === me.toLowerCase()) r.me = false;
+      if (!r.count) m.reactions = m.reactions.filter((x) => x !== r);
+    }
+  }
+}
+
 function newCid() {
   const bytes = new Uint8Array(12);
   crypto.getRandomValues(bytes);
@@ -690,6 +717,20 @@ export class ChatClient extends EventTarget {
         this.emit('messages', { conv });
         break;
       }
+      case 'edit':
+      case 'delete':
+      case 'reaction': {
+        // Timeline events (protocol 1.1): they take a seq like messages, and change one.
+        const conv = this.conv(msg.room);
+        this.#advance(conv, msg);
+        const m = conv.bySeq.get(msg.target);
+        if (m) {
+          applyEvent(m, msg, this.me?.name);
+          this.emit('messages', { conv, changed: m });
+        }
+        this.#save();
+        break;
+      }
       case 'presence': {
         const conv = this.convs.get(msg.room);
         if (!conv) break;
@@ -744,15 +785,7 @@ export class ChatClient extends EventTarget {
     const mine = this.me && msg.from.toLowerCase() === this.me.name.toLowerCase();
     if (conv.dm && !mine) conv.peer = msg.from;
     const fresh = this.#insert(conv, msg);
-    if (!fromHistory) {
-      if (conv.dm && conv.seq !== null && msg.seq > conv.seq + 1 && !this.me.guest) {
-        conv.latest = Math.max(conv.latest, msg.seq - 1);
-        this.#catchUpDm(conv); // a gap: fetch what is missing
-      } else if (conv.seq === null || msg.seq > conv.seq) {
-        conv.seq = msg.seq;
-      }
-      conv.latest = Math.max(conv.latest, msg.seq);
-    }
+    if (!fromHistory) this.#advance(conv, msg);
     if (msg.cid && mine) {
       this.#settle(msg.cid);
       this.emit('pending', { conv });
@@ -772,6 +805,17 @@ export class ChatClient extends EventTarget {
     this.#save();
   }
 
+  // A live event's seq: the resume point moves on (a dm gap is fetched, registered users only).
+  #advance(conv, msg) {
+    if (conv.dm && conv.seq !== null && msg.seq > conv.seq + 1 && !this.me.guest) {
+      conv.latest = Math.max(conv.latest, msg.seq - 1);
+      this.#catchUpDm(conv); // a gap: fetch what is missing
+    } else if (conv.seq === null || msg.seq > conv.seq) {
+      conv.seq = msg.seq;
+    }
+    conv.latest = Math.max(conv.latest, msg.seq);
+  }
+
   // Puts a message in seq order; a seq already there is not added twice.
   #insert(conv, msg) {
     const have = conv.bySeq.get(msg.seq);
@@ -779,7 +823,15 @@ export class ChatClient extends EventTarget {
       if (have.local && !msg.local) Object.assign(have, msg, { local: false });
       return false;
     }
-    const m = { seq: msg.seq, ts: msg.ts, from: msg.from, text: msg.text, cid: msg.cid, local: !!msg.local };
+    const m = {
+      seq: msg.seq, ts: msg.ts, from: msg.from, text: msg.text ?? '', cid: msg.cid, local: !!msg.local,
+      deleted: msg.deleted === true, edited: msg.edited, reply_to: msg.reply_to, mentions: msg.mentions,
+      reactions: Array.isArray(msg.reactions) ? msg.reactions : [],
+    };
+    if (m.reply_to) {
+      const to = conv.bySeq.get(m.reply_to);
+      m.quote = to ? { from: to.from, text: to.deleted ? null : to.text } : null;
+    }
     conv.bySeq.set(m.seq, m);
     const list = conv.messages;
     let i = list.length;

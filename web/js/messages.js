@@ -80,11 +80,36 @@ export function textItem(text, from) {
     action ? [`* ${from} `, ...rich(text.slice(4))] : rich(text));
 }
 
+// A reply's quote of the message it answers: its sender and first line, when known here.
+function quoteItem(m) {
+  const q = m.quote;
+  const what = !q ? 'an earlier message' : q.text === null ? 'a deleted message' : `${q.from}: ${q.text.split('\n')[0]}`;
+  return h('div', { class: 'quote', dir: 'auto', 'data-reply-to': m.reply_to }, `↪ ${what}`);
+}
+
+// Reactions: each emoji with how many hold it, who in its title.
+function reactionsItem(m) {
+  return h('ul', { class: 'reactions' }, m.reactions.map((r) =>
+    h('li', { class: r.me ? 'reaction me' : 'reaction', title: (r.users || []).join(', ') }, `${r.emoji} ${r.count}`)));
+}
+
 function messageItem(m, me) {
+  const body = m.deleted
+    ? h('div', { class: 'msg-text deleted' }, 'message deleted')
+    : textItem(m.text, m.from);
   return h('li', { class: 'msg' + (m.from === me ? ' mine' : ''), 'data-seq': m.seq },
     h('span', { class: 'sr-only' }, `${m.from}: `),
     h('time', { class: 'msg-time', datetime: new Date(m.ts).toISOString(), title: fullTime(m.ts) }, time(m.ts)),
-    textItem(m.text, m.from));
+    m.reply_to && !m.deleted ? quoteItem(m) : null,
+    body,
+    m.edited && !m.deleted ? h('span', { class: 'edited', title: fullTime(m.edited) }, '(edited)') : null,
+    m.reactions?.length > 0 && !m.deleted ? reactionsItem(m) : null);
+}
+
+// Redraws one message where `ol` shows it (an edit, a delete or a reaction changed it).
+export function update(ol, m, me) {
+  const li = ol.querySelector(`li.msg[data-seq="${m.seq}"]`);
+  if (li) li.replaceWith(messageItem(m, me));
 }
 
 function groupItem(m, me) {

@@ -4,7 +4,7 @@
 import { Attention } from './attention.js';
 import { HISTORY_PAGE, MAX_TEXT, memberOrder, presenceOrder, textLength } from './client.js';
 import { $, fill, h } from './dom.js';
-import { append, prepend, renderAll, renderPending } from './messages.js';
+import { append, prepend, renderAll, renderPending, update } from './messages.js';
 import { errorText, roomNameError, userNameError } from './words.js';
 
 const NOTICE_MS = 8000;
@@ -272,8 +272,12 @@ export class View {
 
   // New messages at the end are appended, a page of older ones put in front (neither touches
   // what is shown); anything else renders the window again.
-  #onMessages({ conv, reset, older }) {
+  #onMessages({ conv, reset, older, changed }) {
     if (conv.id !== this.client.active) return;
+    if (changed) {
+      update(this.list, changed, this.client.me.name);
+      return;
+    }
     const shown = this.#shown;
     const list = conv.messages;
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
