@@ -67,8 +67,8 @@ static void check_valid(const struct proto_request *req)
     case PROTO_HISTORY:
         check_room(req);
         CHECK(req->limit >= 1 && req->limit <= 200);
-        if (req->has_before)
-            CHECK(req->before >= 1);
+        if (req->has_before) /* any seq (protocol 1.1 rules 50, 56): 0 too, which finds nothing */
+            CHECK(req->before <= ((uint64_t)1 << 53) - 1);
         break;
     case PROTO_SEND: {
         CHECK((req->to != NULL) != (req->room[0] != '\0'));
