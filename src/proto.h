@@ -32,6 +32,7 @@ enum proto_type {
     PROTO_EDIT,
     PROTO_DELETE,
     PROTO_REACT,
+    PROTO_STATUS, /* protocol 1.1 rule 69 */
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
@@ -61,7 +62,8 @@ enum proto_error {
 
 /* Limits the validator applies (from the server's options). */
 struct proto_limits {
-    size_t max_text_points; /* 4000 */
+    size_t max_text_points;   /* 4000 */
+    size_t max_status_points; /* 100 (rule 69); 0 = the default */
 };
 
 struct proto_request {
@@ -100,6 +102,8 @@ struct proto_request {
     const char *emoji;
     size_t emoji_len;
     bool on;
+    /* status (rule 69): away or online; its text (trimmed, possibly empty) is in text/text_len */
+    bool away;
 };
 
 /*
