@@ -544,6 +544,31 @@ static enum proto_error validate_timeline(struct check *ck, const struct proto_l
     return PROTO_OK;
 }
 
+enum proto_error proto_status_text(const char *text, size_t n, size_t max_points, size_t *trimmed,
+                                   const char **why)
+{
+    *trimmed = 0;
+    enum text_verdict verdict = text_check_message(text, n, SIZE_MAX, trimmed);
+    if (verdict == TEXT_EMPTY) {
+        *trimmed = 0; /* nothing but white space: no text */
+        return PROTO_OK;
+    }
+    /* Newline and tab pass a message's check; a status is one line. Trailing ones were trimmed
+     * as white space, so any left are inside the text. */
+    if (verdict == TEXT_BAD || memchr(text, '\n', *trimmed) || memchr(text, '\t', *trimmed)) {
+        *why = "a status text may not hold control characters";
+        return PROTO_BAD_REQUEST;
+    }
+    size_t points = 0;
+    for (size_t i = 0; i < *trimmed; i++)
+        points += ((unsigned char)text[i] & 0xC0) != 0x80; /* valid UTF-8: count lead bytes */
+    if (points > max_points) {
+        *why = "status text is longer than this server allows";
+        return PROTO_TOO_LONG;
+    }
+    return PROTO_OK;
+}
+
 /*
  * status (protocol 1.1 rule 69): state "online" or "away"; text as a topic's (rule 58): a string,
  * trailing white space trimmed, no control character (newline and tab included), at most
@@ -573,18 +598,10 @@ static enum proto_error validate_status(struct check *ck, const struct proto_lim
     size_t max_points = limits && limits->max_status_points ? limits->max_status_points
                                                             : STATUS_POINTS_DEFAULT;
     size_t trimmed = 0;
-    enum text_verdict verdict = text_check_message(text, text_len, SIZE_MAX, &trimmed);
-    if (verdict == TEXT_EMPTY)
-        return PROTO_OK; /* nothing but white space: no text */
-    /* Newline and tab pass a message's check; a status is one line. Trailing ones were trimmed
-     * as white space, so any left are inside the text. */
-    if (verdict == TEXT_BAD || memchr(text, '\n', trimmed) || memchr(text, '\t', trimmed))
-        return fail(ck, PROTO_BAD_REQUEST, "a status text may not hold control characters");
-    size_t points = 0;
-    for (size_t i = 0; i < trimmed; i++)
-        points += ((unsigned char)text[i] & 0xC0) != 0x80; /* valid UTF-8: count lead bytes */
-    if (points > max_points)
-        return fail(ck, PROTO_TOO_LONG, "status text is longer than this server allows");
+    const char *why = NULL;
+    enum proto_error e = proto_status_text(text, text_len, max_points, &trimmed, &why);
+    if (e != PROTO_OK)
+        return fail(ck, e, why);
     req->text = text;
     req->text_len = trimmed;
     return PROTO_OK;

@@ -128,6 +128,15 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
 
 void proto_request_free(struct proto_request *req);
 
+/*
+ * A status text (protocol 1.1 rules 58, 69), for the JSON request and telnet's /away alike:
+ * trailing white space trimmed (*trimmed: the bytes left; 0 when nothing is), then no control
+ * character, newline and tab included (bad_request), at most max_points code points (too_long).
+ * Returns PROTO_OK or the error, with *why.
+ */
+enum proto_error proto_status_text(const char *text, size_t n, size_t max_points, size_t *trimmed,
+                                   const char **why);
+
 /* The wire spelling of an error code, e.g. "bad_json". */
 const char *proto_error_code(enum proto_error e);
 
