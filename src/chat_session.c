@@ -1487,6 +1487,14 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
     if (s->react && w->version >= 4)
         save_react(s->react, now, w); /* an older reader starts the bucket full */
+    if ((s->away || s->status_text) && w->version >= 5) {
+        /* The user's status (rule 69): the next process's hub has it from its connections. */
+        size_t n = s->status_text ? strlen(s->status_text) : 0;
+        uint8_t *p = hr_space(w, HR_STATUS, 1 + n);
+        p[0] = s->away;
+        if (n)
+            memcpy(p + 1, s->status_text, n);
+    }
     if (s->charged_cids) {
         uint8_t keys[8 * HR_N_CIDS];
         for (int i = 0; i < HR_N_CIDS; i++)
@@ -1729,16 +1737,32 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     if (rec->has_typing)
         s->last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
     s->join_counter = rec->join_counter;
+    if (rec->has_status) {
+        const char *text = (const char *)rec->status_text.p;
+        size_t n = rec->status_text.n, trimmed = 0;
+        const char *bad = NULL;
+        if (proto_status_text(text, n, SIZE_MAX, &trimmed, &bad) != PROTO_OK || trimmed != n)
+            FAIL("a status text this server would not keep");
+        s->away = rec->status_away;
+        s->status_text = n ? xstrndup(text, n) : NULL;
+    }
     if (restore_rooms(c, s, rec, why) < 0)
         return -1;
-    if (s->logged_in && s->guest) {
-        /* Online again, before anyone new can log in: no one may take the guest's name. */
+    if (s->logged_in) {
+        /* Online again, before anyone new can log in: no one may take the guest's name. And
+         * counted as one of the user's connections, with the status it knew (rule 69). */
         struct chat_op *op =
             chat_op_new(CHAT_ADOPT, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
         memcpy(op->user, s->user, sizeof op->user);
         memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
-        op->guest = true;
+        op->guest = s->guest;
         op->guest_session = s->guest_session;
+        op->status_session = s->guest ? s->guest_session : 0;
+        op->away = s->away;
+        if (s->status_text) {
+            op->text = xstrdup(s->status_text);
+            op->text_len = strlen(s->status_text);
+        }
         chat_to_hub(op);
     }
     return 0;
