@@ -991,8 +991,8 @@ static void status_adopt(struct hub *h, struct chat_op *op)
  * to the other users in each (small) room where the user has a connection. */
 static void status_request(struct hub *h, struct chat_op *op)
 {
-    struct user_status *u =
-        user_status_get(&h->statuses, op->user_lc, op->guest ? op->guest_session : 0);
+    /* By name: the requester holds it (a guest becoming the account may still say its session). */
+    struct user_status *u = user_status_of(&h->statuses, op->user_lc);
     if (!u) /* cannot happen: a logged-in connection is counted at its login */
         u = user_status_connect(&h->statuses, op->user, op->user_lc,
                                 op->guest ? op->guest_session : 0);

@@ -136,7 +136,11 @@ struct user_status *user_status_connect(struct user_status_set *set, const char 
 void user_status_disconnect(struct user_status_set *set, const char *name_lc,
                             uint64_t guest_session, uint64_t now_ms)
 {
-    struct user_status *u = user_status_get(set, name_lc, guest_session);
+    /* By name alone: a connection that left while its guest session was becoming the account
+     * (rule 39) still says the session. No other identity can hold the name meanwhile: it is
+     * free only once the last connection has gone. */
+    (void)guest_session;
+    struct user_status *u = map_get(&set->by_name, name_lc);
     if (!u || u->conns == 0)
         return;
     if (--u->conns > 0)
