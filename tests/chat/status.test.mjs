@@ -285,3 +285,22 @@ test('without a connection for the grace period, the status falls back to online
   assert.equal(w.state, 'online');
   assert.equal(w.status_text, '');
 });
+
+test('status requests count toward the send bucket\'s close, bad ones too (rule 73)', async (t) => {
+  const s = await startChatServer(['--rate-limit', '2']);
+  t.after(() => s.dispose());
+  const a = await guest(s, t);
+  // 20 attempts (10 x 2) are allowed in 10 s; mixed with sends, invalid ones count too.
+  for (let i = 1; i <= 30; i++) {
+    const id = `f${i}`;
+    const req = i % 3 === 0 ? { type: 'status', id, state: 'bogus' }
+      : i % 3 === 1 ? { type: 'status', id, state: 'away' }
+        : { type: 'send', id, room: 'nowhere', text: 'x' };
+    a.send(req).catch(() => {});
+  }
+  const close = await a.waitClosed(10000, 'close 1008 after 30 rapid attempts');
+  assert.equal(close.code, 1008, JSON.stringify(close));
+  // Every attempt up to the close's threshold was answered (none closed early).
+  const answered = a.log.filter((m) => typeof m.id === 'string' && /^f\d+$/.test(m.id) && Number(m.id.slice(1)) <= 20);
+  assert.equal(answered.length, 20, JSON.stringify(answered.map((m) => m.id)));
+});
