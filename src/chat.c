@@ -93,6 +93,9 @@ void chat_op_free(struct chat_op *op)
     free(op->msgs);
     free(op->rooms);
     free(op->gone_rooms);
+    for (size_t i = 0; i < op->n_statuses; i++)
+        free(op->statuses[i].text);
+    free(op->statuses);
     free(op);
 }
 
@@ -177,6 +180,19 @@ void chat_op_add_name(struct chat_op *op, const char *name)
     op->n_names++;
 }
 
+void chat_op_add_status(struct chat_op *op, const char *name, bool away, const char *text)
+{
+    if (op->n_statuses == op->cap_statuses) {
+        op->cap_statuses = op->cap_statuses ? op->cap_statuses * 2 : 8;
+        op->statuses = xrealloc(op->statuses, op->cap_statuses * sizeof *op->statuses);
+    }
+    struct chat_status_entry *e = &op->statuses[op->n_statuses++];
+    memset(e->name, 0, sizeof e->name);
+    memcpy(e->name, name, strnlen(name, CHAT_NAME_MAX - 1));
+    e->away = away;
+    e->text = text ? xstrdup(text) : NULL;
+}
+
 void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq)
 {
     if (op->n_rooms == op->cap_rooms) {
@@ -217,6 +233,7 @@ void deliver_batch_free(struct deliver_batch *b)
         msg_rec_release(&b->items[i].rec);
         chat_op_free(b->items[i].op);
         event_run_unref(b->items[i].run);
+        free(b->items[i].text);
     }
     free(b->items);
     free(b);

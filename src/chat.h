@@ -48,6 +48,16 @@ enum chat_op_kind {
     CHAT_EDIT,
     CHAT_DELETE,
     CHAT_REACT,
+    /* Protocol 1.1 rule 69: worker -> hub -> worker; the hub keeps it (user_status.h). */
+    CHAT_STATUS,
+};
+
+/* A listed user's status (rule 70): away, and its text (owned) or NULL. Only users not at the
+ * default (online, no text) are listed. */
+struct chat_status_entry {
+    char name[CHAT_NAME_MAX];
+    bool away;
+    char *text;
 };
 
 /*
@@ -191,6 +201,17 @@ struct chat_op {
     uint32_t run_from;
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
+
+    /* Status (protocol 1.1 rules 68-70). status: the state asked for (its text in text);
+     * login: the user's state and text (in text) for welcome; adopt: the status the moved
+     * connection knew. */
+    bool away;
+    bool status_fetch;      /* login: on its way back through the hub for the status */
+    bool status_conn;       /* gone: one of the user's connections went (user_status.h) */
+    uint64_t status_session; /* gone, adopt: the identity's guest session, 0 for an account */
+    /* join, who: the statuses of the users listed that are not the default */
+    struct chat_status_entry *statuses;
+    size_t n_statuses, cap_statuses;
 };
 
 /* The rate-limit buckets a request takes its token from (rules 23, 73); search will have its
@@ -238,6 +259,8 @@ void chat_op_add_msg(struct chat_op *op, const struct msg_rec *m); /* takes the 
 void chat_op_add_name(struct chat_op *op, const char *name);
 /* Makes room for n more names at once. */
 void chat_op_reserve_names(struct chat_op *op, size_t n);
+/* Lists a user's status in a join's or who's reply (text[0..n), n = 0 for none). */
+void chat_op_add_status(struct chat_op *op, const char *name, bool away, const char *text);
 void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq);
 
 /* What the hub hands a worker: events for its connections, and finished ops. */
@@ -256,6 +279,9 @@ enum deliver_kind {
     /* run: a room's presence events of one hub turn, to every local member, and from their own
      * place in it to the connections whose join this batch answered (chat_op.run_from) */
     DELIVER_RUN,
+    /* rec to every local connection of user_a except skip_conn; away and text (owned): the
+     * status it tells (rule 69), which the connection keeps for a live upgrade */
+    DELIVER_USER,
 };
 
 /*
@@ -294,6 +320,8 @@ struct deliver {
     uint8_t count_flags; /* DELIVER_COUNT: DELIVER_COUNT_* */
     struct chat_op *op;
     struct event_run *run; /* DELIVER_RUN: one reference */
+    bool away;             /* DELIVER_USER */
+    char *text;            /* DELIVER_USER: owned, or NULL */
 };
 
 /* One mail per worker per hub turn. */

@@ -407,13 +407,16 @@ struct chat_session *chat_session_open(struct conn *c, const struct chat_transpo
     return s;
 }
 
-/* Tells the hub a connection left rooms (and, for a guest, went offline). */
-static void post_gone(struct chat_session *s, uint16_t worker, char (*rooms)[CHAT_ROOM_MAX],
-                      size_t n_rooms, bool guest_offline)
+/* Tells the hub a connection left rooms (and, for a guest, went offline; with status_conn, one
+ * of the user's connections went: rule 69's count). */
+static void post_gone_conn(struct chat_session *s, uint16_t worker, char (*rooms)[CHAT_ROOM_MAX],
+                           size_t n_rooms, bool guest_offline, bool status_conn)
 {
-    if (n_rooms == 0 && !guest_offline)
+    if (n_rooms == 0 && !guest_offline && !status_conn)
         return;
     struct chat_op *op = chat_op_new(CHAT_GONE, worker, 0);
+    op->status_conn = status_conn;
+    op->status_session = s->guest ? s->guest_session : 0;
     memcpy(op->user, s->user, sizeof op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = guest_offline;
@@ -421,6 +424,12 @@ static void post_gone(struct chat_session *s, uint16_t worker, char (*rooms)[CHA
     op->gone_rooms = rooms;
     op->gone_rooms_n = n_rooms;
     chat_to_hub(op);
+}
+
+static void post_gone(struct chat_session *s, uint16_t worker, char (*rooms)[CHAT_ROOM_MAX],
+                      size_t n_rooms, bool guest_offline)
+{
+    post_gone_conn(s, worker, rooms, n_rooms, guest_offline, false);
 }
 
 /* Tells the hub this connection is no longer in one room it counted it in. */
@@ -466,9 +475,10 @@ void chat_session_close(struct conn *c)
     /* A connection moved to another process by a live upgrade has not left anything: its
      * session goes on there. */
     if (s->logged_in && !c->moved)
-        post_gone(s, (uint16_t)w->id, names, n_names, s->guest);
+        post_gone_conn(s, (uint16_t)w->id, names, n_names, s->guest, true);
     else
         free(names);
+    free(s->status_text);
     map_del_u64(&cw->conns, c->id);
     pw_free(s);
     backlog_free(s);
@@ -865,6 +875,15 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
     case CHAT_DELETE:
     case CHAT_REACT:
         return submit_timeline(c, op, joined, why);
+    case CHAT_STATUS:
+        /* Rule 73: a send-bucket token, even for a status that changes nothing (rule 86). */
+        if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
+            metrics_add(METRIC_RATE_LIMITED, 1);
+            FAIL(PROTO_RATE_LIMITED, "slow down: too many requests");
+        }
+        sent(c);
+        chat_to_hub(op);
+        return PROTO_OK;
     default:
         FAIL(PROTO_BAD_REQUEST, "unsupported request");
     }
@@ -966,13 +985,17 @@ static void undo_for_gone(struct worker *w, struct chat_op *op)
 {
     if (op->err)
         return;
-    struct chat_session ghost = {.guest_session = op->guest_session};
+    struct chat_session ghost = {.guest_session = op->guest_session, .guest = op->guest};
     memcpy(ghost.user, op->user, sizeof ghost.user);
     memcpy(ghost.user_lc, op->user_lc, sizeof ghost.user_lc);
+    bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_TOKEN ||
+                 op->kind == CHAT_LOGIN_PASSWORD;
     if (op->kind == CHAT_JOIN && !op->rejoin) {
         post_gone_room(&ghost, (uint16_t)w->id, op->room);
-    } else if ((op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_TOKEN) && op->guest) {
-        post_gone(&ghost, (uint16_t)w->id, NULL, 0, true);
+    } else if (login && (op->guest || op->status_fetch)) {
+        /* A guest went online; a login back from the hub was counted as a connection. */
+        bool guest_offline = op->guest && op->kind != CHAT_LOGIN_PASSWORD;
+        post_gone_conn(&ghost, (uint16_t)w->id, NULL, 0, guest_offline, op->status_fetch);
     }
 }
 
@@ -1017,13 +1040,20 @@ static void op_done(struct worker *w, struct chat_op *op)
         chat_op_free(op);
         return;
     }
+    bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
+                 op->kind == CHAT_LOGIN_TOKEN;
+    if (login && !op->err && !op->handed_over && !op->status_fetch) {
+        /* Logged in: on through the hub, which counts the connection and gives the user's
+         * status for welcome (rules 68, 69); still out, input still held. */
+        op->status_fetch = true;
+        chat_to_hub(op);
+        return;
+    }
     s->ops_out--;
     if (op->adopt) {
         adopt_joined(c, op);
         return;
     }
-    bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
-                 op->kind == CHAT_LOGIN_TOKEN;
     bool hashed = op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER;
     bool releases = login || hashed || op->kind == CHAT_JOIN;
     if (login)
@@ -1051,6 +1081,14 @@ static void op_done(struct worker *w, struct chat_op *op)
     /* The transport may have started another held request (telnet's join after login). */
     if (releases && conn_is_open(c) && !s->login_pending && !s->auth_pending && !holding_join(c))
         release_input(c);
+}
+
+/* The user's status as this connection was last told it (rule 69), for a live upgrade. */
+static void status_keep(struct chat_session *s, bool away, const char *text)
+{
+    s->away = away;
+    free(s->status_text);
+    s->status_text = text && text[0] ? xstrdup(text) : NULL;
 }
 
 static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op)
@@ -1087,6 +1125,11 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
     case CHAT_LOGIN_PASSWORD:
     case CHAT_LOGIN_TOKEN:
         became_logged_in(c, op);
+        status_keep(s, op->away, op->text);
+        s->transport->op_done(c, op);
+        break;
+    case CHAT_STATUS:
+        status_keep(s, op->away, op->text);
         s->transport->op_done(c, op);
         break;
     case CHAT_JOIN:
@@ -1242,6 +1285,19 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
     metrics_add(METRIC_DELIVERIES, delivered);
 }
 
+/* The user's status, to its connections here but the one that set it (rule 69). */
+static void deliver_user(struct chat_worker *cw, struct deliver *d)
+{
+    struct conn *next;
+    for (struct conn *c = map_get(&cw->users, d->user_a); c; c = next) {
+        next = chat_session_of(c)->user_next;
+        if (c->id == d->skip_conn)
+            continue;
+        status_keep(c->session, d->away, d->text);
+        chat_session_write(c, &d->rec);
+    }
+}
+
 static void became_registered(struct chat_worker *cw, struct deliver *d)
 {
     size_t pos = 0;
@@ -1289,6 +1345,9 @@ void chat_worker_mail(struct worker *w, struct mail *m)
             break;
         case DELIVER_RUN:
             deliver_run(cw, d);
+            break;
+        case DELIVER_USER:
+            deliver_user(cw, d);
             break;
         }
     }
@@ -1428,6 +1487,14 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
     if (s->react && w->version >= 4)
         save_react(s->react, now, w); /* an older reader starts the bucket full */
+    if ((s->away || s->status_text) && w->version >= 5) {
+        /* The user's status (rule 69): the next process's hub has it from its connections. */
+        size_t n = s->status_text ? strlen(s->status_text) : 0;
+        uint8_t *p = hr_space(w, HR_STATUS, 1 + n);
+        p[0] = s->away;
+        if (n)
+            memcpy(p + 1, s->status_text, n);
+    }
     if (s->charged_cids) {
         uint8_t keys[8 * HR_N_CIDS];
         for (int i = 0; i < HR_N_CIDS; i++)
@@ -1670,16 +1737,32 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     if (rec->has_typing)
         s->last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
     s->join_counter = rec->join_counter;
+    if (rec->has_status) {
+        const char *text = (const char *)rec->status_text.p;
+        size_t n = rec->status_text.n, trimmed = 0;
+        const char *bad = NULL;
+        if (proto_status_text(text, n, SIZE_MAX, &trimmed, &bad) != PROTO_OK || trimmed != n)
+            FAIL("a status text this server would not keep");
+        s->away = rec->status_away;
+        s->status_text = n ? xstrndup(text, n) : NULL;
+    }
     if (restore_rooms(c, s, rec, why) < 0)
         return -1;
-    if (s->logged_in && s->guest) {
-        /* Online again, before anyone new can log in: no one may take the guest's name. */
+    if (s->logged_in) {
+        /* Online again, before anyone new can log in: no one may take the guest's name. And
+         * counted as one of the user's connections, with the status it knew (rule 69). */
         struct chat_op *op =
             chat_op_new(CHAT_ADOPT, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
         memcpy(op->user, s->user, sizeof op->user);
         memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
-        op->guest = true;
+        op->guest = s->guest;
         op->guest_session = s->guest_session;
+        op->status_session = s->guest ? s->guest_session : 0;
+        op->away = s->away;
+        if (s->status_text) {
+            op->text = xstrdup(s->status_text);
+            op->text_len = strlen(s->status_text);
+        }
         chat_to_hub(op);
     }
     return 0;
@@ -1812,6 +1895,14 @@ static void json_reply(struct conn *c, struct chat_op *op)
             jsonw_object_end(&w);
         }
         jsonw_array_end(&w);
+        /* Rule 68: the user's status. */
+        jsonw_kv_str(&w, "state", op->away ? "away" : "online");
+        jsonw_kv_str(&w, "status_text", op->text ? op->text : "");
+        break;
+    case CHAT_STATUS:
+        events_reply_begin(&w, "status", op->id);
+        jsonw_kv_str(&w, "state", op->away ? "away" : "online");
+        jsonw_kv_str(&w, "text", op->text ? op->text : "");
         break;
     case CHAT_JOIN:
         events_reply_begin(&w, "joined", op->id);
@@ -1819,6 +1910,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
         jsonw_kv_u64(&w, "seq", op->seq);
         json_names(&w, "members", op);
         jsonw_kv_bool(&w, "truncated", op->truncated);
+        events_statuses(&w, op->statuses, op->n_statuses);
         jsonw_kv_u64(&w, "member_count", op->n_members);
         jsonw_kv_bool(&w, "members_truncated", op->n_names < op->n_members);
         break;
@@ -1844,6 +1936,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
         events_reply_begin(&w, "members", op->id);
         jsonw_kv_str(&w, "room", op->room);
         json_names(&w, "members", op);
+        events_statuses(&w, op->statuses, op->n_statuses);
         jsonw_kv_u64(&w, "member_count", op->n_members);
         jsonw_kv_bool(&w, "more", op->more);
         break;
@@ -1928,6 +2021,8 @@ static enum chat_op_kind kind_of(const struct proto_request *req)
         return CHAT_DELETE;
     case PROTO_REACT:
         return CHAT_REACT;
+    case PROTO_STATUS:
+        return CHAT_STATUS;
     default:
         return CHAT_GONE;
     }
@@ -1977,6 +2072,7 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
         memcpy(op->emoji, req->emoji, req->emoji_len < sizeof op->emoji ? req->emoji_len : 0);
         op->on = req->on;
     }
+    op->away = req->away;
     op->limit = req->limit;
     if (req->has_before && req->before == 0) {
         op->before = 1; /* nothing comes before seq 0 (rule 50 makes it a valid request) */
@@ -2043,11 +2139,13 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
     else if (s->logged_in && req.type == PROTO_REGISTER && !registers_own_name(s, &req))
         err = PROTO_ALREADY_LOGGED_IN, why = "only a guest can register, and only its own name";
     if (!err) {
-        struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text};
+        struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text,
+                                      .max_status_points = cfg_of(c)->max_status};
         err = proto_validate(&req, &limits, &why);
     }
     /* Rule 73: every request of a bucket's types counts toward its close, whatever its answer. */
-    bool send_bucket = req.type == PROTO_SEND || req.type == PROTO_EDIT || req.type == PROTO_DELETE;
+    bool send_bucket = req.type == PROTO_SEND || req.type == PROTO_EDIT ||
+                       req.type == PROTO_DELETE || req.type == PROTO_STATUS;
     if ((send_bucket && !chat_session_count_send(c)) ||
         (req.type == PROTO_REACT && !chat_session_count_react(c))) {
         proto_request_free(&req); /* closed for flooding */

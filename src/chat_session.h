@@ -79,6 +79,8 @@ struct chat_session {
     /* After a live upgrade moved the connection here: the rooms still to be joined again with
      * the hub (silently, with since), one at a time, before input is read. */
     bool adopting;
+    bool away; /* the user's status as last told to this connection (rule 69): a live upgrade
+                  carries it to the hub of the next process */
     uint8_t charged_cids_next;
     uint32_t
         joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
@@ -116,6 +118,7 @@ struct chat_session {
     /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
      * react, and pay nothing for it. A live upgrade carries it (record version 4). */
     struct chat_bucket *react;
+    char *status_text; /* with away: the status text, or NULL */
 };
 
 /* A token bucket of rule 42 with rule 23's flood count, for a request type with its own. */

@@ -121,6 +121,9 @@ static const char usage[] =
     "more is\n"
     "                            refused with rate_limited (default 50; 0 = none wait)\n"
     "\n"
+    "Status:\n"
+    "  --max-status N            code points in a status text (default 100)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -184,6 +187,7 @@ enum {
     OPT_PRESENCE_LIMIT,
     /* telnet input */
     OPT_TELNET_QUEUE,
+    OPT_MAX_STATUS,
 };
 
 static const struct option options[] = {
@@ -241,6 +245,7 @@ static const struct option options[] = {
     {"drain-time", required_argument, NULL, OPT_DRAIN_TIME},
     {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
     {"telnet-queue", required_argument, NULL, OPT_TELNET_QUEUE},
+    {"max-status", required_argument, NULL, OPT_MAX_STATUS},
     {0, 0, 0, 0},
 };
 
@@ -372,6 +377,7 @@ static void set_defaults(struct config *cfg)
     cfg->drain_time_ms = 10000;
     cfg->presence_limit = 100;
     cfg->telnet_queue = 50;
+    cfg->max_status = 100;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
@@ -673,6 +679,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, TELNET_QUEUE_MAX, &v) < 0)
                 return bad("telnet-queue", optarg, "expected a number from 0 to 1000");
             cfg->telnet_queue = (uint32_t)v;
+            break;
+        case OPT_MAX_STATUS:
+            if (parse_u64(optarg, 1, 100000, &v) < 0)
+                return bad("max-status", optarg, "expected a number from 1 to 100000");
+            cfg->max_status = (uint32_t)v;
             break;
         case OPT_HELP:
             fputs(usage, stdout);

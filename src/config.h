@@ -92,6 +92,9 @@ struct config {
     /* Telnet input (rule 79): lines that wait for a rate-limit token, each at most a line's
      * 4 KiB, so a connection holds at most this many times that. */
     uint32_t telnet_queue;
+
+    /* Status (rule 69): code points in a status text. */
+    uint32_t max_status;
 };
 
 /* The largest --telnet-queue: 1000 lines of 4 KiB, as much as the default output limit. */

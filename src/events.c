@@ -280,6 +280,56 @@ struct msg_rec events_presence(const char *room, const char *user, bool online)
     return r;
 }
 
+struct msg_rec events_presence_state(const char *room, const char *user, bool joined, bool away,
+                                     const char *text)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "presence");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_kv_str(&w, "user", user);
+    jsonw_kv_str(&w, "state", away ? "away" : "online");
+    if (text)
+        jsonw_kv_str(&w, "status_text", text);
+    jsonw_object_end(&w);
+    struct msg_rec r = events_frame(&w);
+    if (joined) {
+        char line[160];
+        int n = snprintf(line, sizeof line, "* %s joined #%s\r\n", user, room);
+        events_append(&r.tn, line, (size_t)n);
+    }
+    return r;
+}
+
+struct msg_rec events_status(bool away, const char *text)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "status");
+    jsonw_kv_str(&w, "state", away ? "away" : "online");
+    jsonw_kv_str(&w, "text", text ? text : "");
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}
+
+void events_statuses(struct jsonw *w, const struct chat_status_entry *e, size_t n)
+{
+    jsonw_key(w, "away");
+    jsonw_array_begin(w);
+    for (size_t i = 0; i < n; i++)
+        if (e[i].away)
+            jsonw_cstring(w, e[i].name);
+    jsonw_array_end(w);
+    jsonw_key(w, "status_text");
+    jsonw_object_begin(w);
+    for (size_t i = 0; i < n; i++)
+        if (e[i].text)
+            jsonw_kv_str(w, e[i].name, e[i].text);
+    jsonw_object_end(w);
+}
+
 struct msg_rec events_typing(const char *room, const char *user)
 {
     struct jsonw w;
@@ -306,7 +356,8 @@ struct msg_rec events_count(const char *room, uint32_t member_count, bool large)
 }
 
 struct msg_rec events_members(const char *room, const char (*names)[CHAT_NAME_MAX], size_t n,
-                              size_t member_count, bool more)
+                              size_t member_count, bool more,
+                              const struct chat_status_entry *statuses, size_t n_statuses)
 {
     struct jsonw w;
     jsonw_init(&w, MSG_JSON_OFF);
@@ -318,6 +369,7 @@ struct msg_rec events_members(const char *room, const char (*names)[CHAT_NAME_MA
     for (size_t i = 0; i < n; i++)
         jsonw_cstring(&w, names[i]);
     jsonw_array_end(&w);
+    events_statuses(&w, statuses, n_statuses);
     jsonw_kv_u64(&w, "member_count", member_count);
     jsonw_kv_bool(&w, "more", more);
     jsonw_object_end(&w);

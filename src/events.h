@@ -47,6 +47,16 @@ struct msg_rec events_history_entry(const struct store_msg *m, const struct even
 /* Presence and typing events for a room (typing has no telnet form: tn is NULL). */
 struct msg_rec events_presence(const char *room, const char *user, bool online);
 struct msg_rec events_typing(const char *room, const char *user);
+/* Protocol 1.1 rule 69: presence with the user's state, online or away, and status_text when
+ * text is not NULL. A join's (joined) has the join notice as its telnet line; a status change's
+ * has none (rule 76). */
+struct msg_rec events_presence_state(const char *room, const char *user, bool joined, bool away,
+                                     const char *text);
+/* The status a user's other connections get (rule 69): {"type":"status","state":..,"text":..}
+ * without id; telnet shows none. */
+struct msg_rec events_status(bool away, const char *text);
+/* Writes "away":[...],"status_text":{...} of a joined or members reply (rule 70). */
+void events_statuses(struct jsonw *w, const struct chat_status_entry *e, size_t n);
 
 /* A large room's count (rule 83): {"type":"count","room":...,"member_count":n,"large":...}.
  * WebSocket only: telnet shows none (tn is NULL). */
@@ -54,7 +64,8 @@ struct msg_rec events_count(const char *room, uint32_t member_count, bool large)
 /* The members reply a room sends unasked when it stops being large (rule 83): names[0..n) of
  * member_count users, more when others follow. WebSocket only. */
 struct msg_rec events_members(const char *room, const char (*names)[CHAT_NAME_MAX], size_t n,
-                              size_t member_count, bool more);
+                              size_t member_count, bool more,
+                              const struct chat_status_entry *statuses, size_t n_statuses);
 
 /* Frames the JSON document written by w (started with jsonw_init(w, MSG_JSON_OFF)) as a WebSocket
  * text frame. */

@@ -8,7 +8,8 @@
 
 /*
  * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2,
- * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, and HR_TN_WAITING, HR_REACT: 4). A field is
+ * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, HR_TN_WAITING, HR_REACT: 4, and
+ * HR_STATUS: 5). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -35,6 +36,9 @@
  *                                its attempts per second, this second first (10 x u16 LE)
  *   HR_PW_OP            nested   (2) a password check in flight: its kind, the request's id as
  *                                JSON, the name and password, a guest registering its own name
+ *   HR_STATUS           bytes    (5) the user's status (rule 69), if not online without text:
+ *                                one byte, 1 for away, then the text (at most
+ *                                HR_STATUS_TEXT_MAX bytes; the session checks it as text)
  */
 
 /* --- writing --- */
@@ -695,6 +699,15 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
             FAIL("a field this version does not know");
         if (read_pw_op(x, &rec->pw) < 0)
             FAIL("a password check that cannot be read");
+        return 0;
+    case HR_STATUS:
+        if (rec->version < 5)
+            FAIL("a field this version does not know");
+        if (x->len < 1 || x->len > 1 + HR_STATUS_TEXT_MAX || x->v[0] > 1)
+            FAIL("a status that cannot be read");
+        rec->has_status = true;
+        rec->status_away = x->v[0] == 1;
+        rec->status_text = (struct hr_bytes){.p = x->v + 1, .n = x->len - 1};
         return 0;
     default:
         FAIL("a field this version does not know");

@@ -29,7 +29,11 @@
  * HR_RM_TOLD_LARGE), so a moved connection gets no count it had already (versions 1 and 2 give
  * 0 and false: the room was never large in a binary that wrote them); 4 adds a telnet
  * connection's lines waiting for a rate-limit token (HR_TN_WAITING, rule 79), where a writer of
- * an older version keeps such a connection in the old process until they have run.
+ * an older version keeps such a connection in the old process until they have run; 5 adds the
+ * user's status as the connection knew it (HR_STATUS, protocol 1.1 rule 69), which the new
+ * process's hub takes over: a status lives in memory only, and the hub is not handed over (a
+ * writer of an older version moves the connection without it, and the status falls back to
+ * online).
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -41,7 +45,7 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-#define HANDOVER_REC_VERSION 4     /* the version written */
+#define HANDOVER_REC_VERSION 5     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
 #define HANDOVER_REC_MAGIC 0x52485250u /* "PRHR" little-endian */
@@ -55,6 +59,7 @@
 #define HR_ATTEMPT_SECONDS 10
 #define HR_TN_LINE_MAX 4096    /* a telnet line (telnet_session.h) */
 #define HR_TN_WAITING_MAX 1000 /* waiting telnet lines (config.h: TELNET_QUEUE_MAX) */
+#define HR_STATUS_TEXT_MAX (4 * 100000) /* a status text's bytes (config.c: --max-status) */
 
 enum hr_transport { HR_HTTP = 1, HR_WEBSOCKET = 2, HR_TELNET = 3 };
 
@@ -145,6 +150,9 @@ struct handover_rec {
     uint64_t typing_age_ms;
     size_t n_rooms, n_backlog;
     struct hr_pw_op pw; /* version 2 */
+    /* (5) the user's status as last told to the connection (rule 69); absent: online, no text */
+    bool has_status, status_away;
+    struct hr_bytes status_text;
 
     /* Where the repeated fields are (handover_rec_room, handover_rec_backlog). */
     const uint8_t *body;
@@ -233,6 +241,8 @@ enum hr_tag {
     HR_REACT = 79,   /* version 4; the react bucket: tokens (u64), refill age (u64), attempts */
 
     HR_PW_OP = 90, /* version 2; nested: HR_PO_* */
+
+    HR_STATUS = 100, /* version 5; the status: 1 byte away (0 or 1), then the text's bytes */
 };
 
 /* Inside HR_WS_READER. */

@@ -14,12 +14,15 @@
 #include "metrics.h"
 #include "ordset.h"
 #include "timeline.h"
+#include "user_status.h"
 
 /* A large room's joined lists at most this many users (rule 82); an unsolicited members reply
  * (rule 83) at most as many as a who without limit. */
 #define JOINED_NAMES_MAX 100
 #define MEMBERS_PAGE 200
 #define TICK_MS 5000
+/* Rule 69: a status outlives the user's last connection by this long. */
+#define STATUS_GRACE_MS 75000
 
 struct hub_member {
     char name[CHAT_NAME_MAX];
@@ -82,6 +85,11 @@ struct hub {
     struct service *service;
     struct timer tick;
     uint64_t tick_ms;
+    /* Statuses (rules 69, 70): every logged-in identity's connections, rooms and status. */
+    struct user_status_set statuses;
+    struct timer status_timer; /* the next record whose grace ends */
+    bool status_timer_on;
+    uint64_t status_grace_ms;
 };
 
 /* --- rooms --- */
@@ -362,10 +370,17 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (r->list)
         member_list_add(r->list, m->name, op->user_lc);
     r->dirty = true;
+    struct user_status *u = user_status_of(&h->statuses, op->user_lc);
+    if (u)
+        user_status_room_add(u, r);
     /* A connection a live upgrade moved here was in the room all along: nobody is told. The
-     * joiner does not hear of itself: its reply places it in the run after its own event. */
+     * joiner does not hear of itself: its reply places it in the run after its own event. A first
+     * join of an away user announces away (rule 69). */
     if (!op->adopt && !r->large)
-        run_add(h, r, events_presence(r->name, op->user, true));
+        run_add(h, r,
+                u && (u->away || u->text)
+                    ? events_presence_state(r->name, op->user, true, u->away, u->text)
+                    : events_presence(r->name, op->user, true));
 }
 
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
@@ -380,6 +395,9 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (--m->conns > 0)
         return;
     ordset_remove(&r->index, op->user_lc, lc_len);
+    struct user_status *u = user_status_of(&h->statuses, op->user_lc);
+    if (u)
+        user_status_room_remove(u, r);
     if (r->list)
         member_list_remove(r->list, op->user_lc);
     r->dirty = true;
@@ -390,23 +408,50 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     free(m);
 }
 
+/* --- statuses (rules 69, 70) --- */
+
+/* Lists the user of name_lc in op's statuses if its status is not the default. */
+static void status_listed(struct hub *h, struct chat_op *op, const char *name_lc, const char *name)
+{
+    struct user_status *u = user_status_of(&h->statuses, name_lc);
+    if (u && (u->away || u->text))
+        chat_op_add_status(op, name, u->away, u->text);
+}
+
+/* Every user of r listed: those not at the default status, found from whichever is shorter,
+ * the room's users or the users not at the default. */
+static void status_listed_all(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    if (h->statuses.n_set < r->index.count) {
+        for (struct user_status *u = h->statuses.set_head; u; u = u->set_next)
+            if (u->conns && ordset_get(&r->index, u->name_lc, strlen(u->name_lc)))
+                chat_op_add_status(op, u->name, u->away, u->text);
+        return;
+    }
+    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n))
+        status_listed(h, op, ordset_key(n), ((struct hub_member *)ordset_value(n))->name);
+}
+
 /* who (rule 84): the users after op->after (or from the first), at most names_limit, in byte
  * order of their lower-cased names. O(log n + page). */
-static void add_members(struct hub_room *r, struct chat_op *op)
+static void add_members(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     op->n_members = r->index.count;
     op->large = r->large;
     chat_op_reserve_names(op, op->names_limit < op->n_members ? op->names_limit : op->n_members);
     const struct ordset_node *n =
         ordset_after(&r->index, op->has_after ? op->after : NULL, op->after_len);
-    for (; n && op->n_names < op->names_limit; n = ordset_next(n))
-        chat_op_add_name(op, ((struct hub_member *)ordset_value(n))->name);
+    for (size_t k = 0; n && k < op->names_limit; n = ordset_next(n), k++) {
+        const char *name = ((struct hub_member *)ordset_value(n))->name;
+        chat_op_add_name(op, name);
+        status_listed(h, op, ordset_key(n), name);
+    }
     op->more = n != NULL;
 }
 
 /* joined's members (rules 81, 82): every user of a small room; of a large one at most
  * JOINED_NAMES_MAX, the requester first, then the others in byte order. */
-static void add_joined_members(struct hub_room *r, struct chat_op *op)
+static void add_joined_members(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     if (!r->large && op->names_json && op->names_limit >= r->index.count) {
         /* Every user, as JSON: the room's kept list, shared, not walked and copied. */
@@ -423,22 +468,31 @@ static void add_joined_members(struct hub_room *r, struct chat_op *op)
         op->n_names = r->list->n;
         op->n_members = r->index.count;
         op->large = false;
+        status_listed_all(h, r, op);
         return;
     }
     if (!r->large) {
-        add_members(r, op);
+        add_members(h, r, op);
         return;
     }
     op->n_members = r->index.count;
     op->large = true;
     size_t cap = op->names_limit < JOINED_NAMES_MAX ? op->names_limit : JOINED_NAMES_MAX;
     struct hub_member *me = ordset_get(&r->index, op->user_lc, strlen(op->user_lc));
-    if (me && op->n_names < cap)
+    size_t listed = 0;
+    if (me && listed < cap) {
         chat_op_add_name(op, me->name);
-    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n && op->n_names < cap;
-         n = ordset_next(n))
-        if (ordset_value(n) != me)
-            chat_op_add_name(op, ((struct hub_member *)ordset_value(n))->name);
+        status_listed(h, op, op->user_lc, me->name);
+        listed++;
+    }
+    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n && listed < cap;
+         n = ordset_next(n)) {
+        if (ordset_value(n) == me)
+            continue;
+        chat_op_add_name(op, ((struct hub_member *)ordset_value(n))->name);
+        status_listed(h, op, ordset_key(n), ((struct hub_member *)ordset_value(n))->name);
+        listed++;
+    }
 }
 
 /* --- the tick: large rooms' counts (rule 83) --- */
@@ -470,10 +524,17 @@ static void send_members(struct hub *h, struct hub_room *r)
 {
     char names[MEMBERS_PAGE][CHAT_NAME_MAX]; /* 6.6 KiB, on the hub thread's stack */
     size_t k = 0;
+    struct chat_op *st = chat_op_new(CHAT_WHO, 0, 0); /* only to gather the statuses listed */
     const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
-    for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++)
+    for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++) {
         memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
-    to_room(h, r, events_members(r->name, names, k, r->index.count, n != NULL), 0, NULL);
+        status_listed(h, st, ordset_key(n), names[k]);
+    }
+    to_room(h, r,
+            events_members(r->name, names, k, r->index.count, n != NULL, st->statuses,
+                           st->n_statuses),
+            0, NULL);
+    chat_op_free(st);
 }
 
 /* Each room with members: large above the presence limit, small again below 0.9 times it; a
@@ -517,7 +578,7 @@ static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
      * already: what the run holds before this reply is said before it. */
     if (r->run && !op->rejoin && !op->adopt && !op->err)
         op->run_from = r->run->n + 1;
-    add_joined_members(r, op);
+    add_joined_members(h, r, op);
     reply(h, op);
 }
 
@@ -755,6 +816,7 @@ static void register_user(struct hub *h, struct chat_op *op)
     u->created_ms = op->user_created_ms;
     free(map_put(&h->registered, name_lc, u));
     if (op->registered_guest) {
+        user_status_became_registered(&h->statuses, name_lc, op->guest_session, op->name);
         struct hub_guest *g = map_del(&h->guests, name_lc);
         if (g)
             lookalike_guest(h, name_lc, false);
@@ -884,6 +946,79 @@ static void typing(struct hub *h, struct chat_op *op)
     chat_op_free(op);
 }
 
+/* --- status (rules 68, 69) --- */
+
+static void status_timer_arm(struct hub *h)
+{
+    if (h->status_timer_on || !h->statuses.gone_head)
+        return;
+    h->status_timer_on = true;
+    timer_start(h->service->loop, &h->status_timer,
+                h->statuses.gone_head->gone_ms + h->status_grace_ms);
+}
+
+/* The grace of the first records gone offline has ended: they fall back to online (forgotten). */
+static void on_status_timer(struct timer *t)
+{
+    struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, status_timer));
+    h->status_timer_on = false;
+    user_status_expire(&h->statuses, loop_now(h->service->loop), h->status_grace_ms);
+    status_timer_arm(h);
+}
+
+/* A login on its way to welcome: one more connection of the identity, and its status. */
+static void status_login(struct hub *h, struct chat_op *op)
+{
+    struct user_status *u = user_status_connect(&h->statuses, op->user, op->user_lc,
+                                                op->guest ? op->guest_session : 0);
+    op->away = u->away;
+    free(op->text);
+    op->text = u->text ? xstrdup(u->text) : NULL;
+    op->text_len = u->text ? strlen(u->text) : 0;
+    reply(h, op);
+}
+
+/* A connection moved here by a live upgrade: counted in, with the status it knew (every
+ * connection of a user knew the same one). */
+static void status_adopt(struct hub *h, struct chat_op *op)
+{
+    struct user_status *u =
+        user_status_connect(&h->statuses, op->user, op->user_lc, op->status_session);
+    user_status_set_state(&h->statuses, u, op->away, op->text, op->text ? op->text_len : 0);
+}
+
+/* status (rule 69): the reply, the user's other connections told, and if it changed, presence
+ * to the other users in each (small) room where the user has a connection. */
+static void status_request(struct hub *h, struct chat_op *op)
+{
+    /* By name: the requester holds it (a guest becoming the account may still say its session). */
+    struct user_status *u = user_status_of(&h->statuses, op->user_lc);
+    if (!u) /* cannot happen: a logged-in connection is counted at its login */
+        u = user_status_connect(&h->statuses, op->user, op->user_lc,
+                                op->guest ? op->guest_session : 0);
+    bool changed = user_status_set_state(&h->statuses, u, op->away, op->text, op->text_len);
+    struct msg_rec rec = events_status(u->away, u->text);
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_USER;
+        d->rec = msg_rec_ref(&rec);
+        memcpy(d->user_a, op->user_lc, sizeof d->user_a);
+        d->skip_conn = op->conn_id;
+        d->away = u->away;
+        d->text = u->text ? xstrdup(u->text) : NULL;
+    }
+    msg_rec_release(&rec);
+    if (changed) {
+        for (uint32_t i = 0; i < u->n_rooms; i++) {
+            struct hub_room *r = u->rooms[i];
+            if (!r->large) /* rule 83: no presence in a large room */
+                to_room(h, r, events_presence_state(r->name, u->name, false, u->away, u->text), 0,
+                        op->user_lc);
+        }
+    }
+    reply(h, op);
+}
+
 static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_ROOM_MAX], size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -912,6 +1047,10 @@ static void on_mail(struct service *s, struct mail *m)
     }
     struct chat_op *op = (struct chat_op *)m;
     struct hub_room *r;
+    if (op->status_fetch) {
+        status_login(h, op);
+        return;
+    }
     switch (op->kind) {
     case CHAT_JOIN:
         join(h, op);
@@ -926,12 +1065,17 @@ static void on_mail(struct service *s, struct mail *m)
         leave_rooms(h, op, op->gone_rooms, op->gone_rooms_n);
         if (op->guest)
             guest_offline(h, op->user_lc, op->guest_session);
+        if (op->status_conn) {
+            user_status_disconnect(&h->statuses, op->user_lc, op->status_session,
+                                   loop_now(h->service->loop));
+            status_timer_arm(h);
+        }
         chat_op_free(op);
         break;
     case CHAT_WHO:
         r = room_get(h, op->room, false);
         if (r)
-            add_members(r, op);
+            add_members(h, r, op);
         reply(h, op);
         break;
     case CHAT_ROOMS: {
@@ -958,6 +1102,9 @@ static void on_mail(struct service *s, struct mail *m)
     case CHAT_TYPING:
         typing(h, op);
         break;
+    case CHAT_STATUS:
+        status_request(h, op);
+        break;
     case CHAT_REGISTER:
         register_user(h, op);
         break;
@@ -971,6 +1118,7 @@ static void on_mail(struct service *s, struct mail *m)
         /* A guest moved here by a live upgrade: online, its name its own, as it was. */
         if (op->guest)
             guest_online(h, op);
+        status_adopt(h, op);
         chat_op_free(op);
         break;
     default:
@@ -1018,6 +1166,15 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
                  "tick every %llu ms, not 5 s\"",
                  (unsigned long long)h->tick_ms, (unsigned long long)h->tick_ms);
     }
+    user_status_init(&h->statuses);
+    h->status_grace_ms = STATUS_GRACE_MS;
+    const char *grace = getenv("PARLEY_TEST_STATUS_GRACE_MS");
+    if (grace && atoi(grace) > 0) {
+        h->status_grace_ms = (uint64_t)atoi(grace);
+        log_warn("msg=test_hook PARLEY_TEST_STATUS_GRACE_MS=%llu reason=\"for tests only: a "
+                 "status outlives its user's last connection by %llu ms, not 75 s\"",
+                 (unsigned long long)h->status_grace_ms, (unsigned long long)h->status_grace_ms);
+    }
     int rc = db->ops->load_rooms(db, load_room, h);
     if (rc == 0)
         rc = db->ops->load_users(db, load_user, h);
@@ -1030,6 +1187,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     if (rc < 0)
         return rc;
     timer_init(&h->tick, on_tick);
+    timer_init(&h->status_timer, on_status_timer);
     timer_start(s->loop, &h->tick, loop_now(s->loop) + h->tick_ms);
     return 0;
 }
@@ -1051,6 +1209,7 @@ void hub_destroy(struct service *s)
     map_free_all(&h->guests);
     map_free(&h->registering);
     map_free_all(&h->lookalikes);
+    user_status_free(&h->statuses);
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);
     free(h->out);

@@ -36,7 +36,7 @@ static const struct {
     {"leave", PROTO_LEAVE},       {"rooms", PROTO_ROOMS},     {"who", PROTO_WHO},
     {"send", PROTO_SEND},         {"history", PROTO_HISTORY}, {"typing", PROTO_TYPING},
     {"ping", PROTO_PING},         {"edit", PROTO_EDIT},       {"delete", PROTO_DELETE},
-    {"react", PROTO_REACT},
+    {"react", PROTO_REACT},       {"status", PROTO_STATUS},
 };
 
 /* The fields each type defines, for rule 37's null check. */
@@ -54,6 +54,7 @@ static const char *const field_sets[][5] = {
     [PROTO_EDIT] = {"room", "seq", "text", "cid"},
     [PROTO_DELETE] = {"room", "seq", "cid"},
     [PROTO_REACT] = {"room", "seq", "emoji", "on", "cid"},
+    [PROTO_STATUS] = {"state", "text"},
 };
 
 /* What a client is told for a null field: the same as for a wrong type, since null is one. */
@@ -76,6 +77,7 @@ static const struct {
     {"reply_to", "reply_to must be an integer naming a message"},
     {"emoji", "emoji must be a string of 1-32 bytes"},
     {"on", "on must be true or false"},
+    {"state", "state must be \"online\" or \"away\""},
 };
 
 static const char *const error_codes[PROTO_ERROR_COUNT] = {
@@ -542,6 +544,69 @@ static enum proto_error validate_timeline(struct check *ck, const struct proto_l
     return PROTO_OK;
 }
 
+enum proto_error proto_status_text(const char *text, size_t n, size_t max_points, size_t *trimmed,
+                                   const char **why)
+{
+    *trimmed = 0;
+    enum text_verdict verdict = text_check_message(text, n, SIZE_MAX, trimmed);
+    if (verdict == TEXT_EMPTY) {
+        *trimmed = 0; /* nothing but white space: no text */
+        return PROTO_OK;
+    }
+    /* Newline and tab pass a message's check; a status is one line. Trailing ones were trimmed
+     * as white space, so any left are inside the text. */
+    if (verdict == TEXT_BAD || memchr(text, '\n', *trimmed) || memchr(text, '\t', *trimmed)) {
+        *why = "a status text may not hold control characters";
+        return PROTO_BAD_REQUEST;
+    }
+    size_t points = 0;
+    for (size_t i = 0; i < *trimmed; i++)
+        points += ((unsigned char)text[i] & 0xC0) != 0x80; /* valid UTF-8: count lead bytes */
+    if (points > max_points) {
+        *why = "status text is longer than this server allows";
+        return PROTO_TOO_LONG;
+    }
+    return PROTO_OK;
+}
+
+/*
+ * status (protocol 1.1 rule 69): state "online" or "away"; text as a topic's (rule 58): a string,
+ * trailing white space trimmed, no control character (newline and tab included), at most
+ * max_status_points code points; absent is "". bad_request on either field before too_long.
+ */
+#define STATUS_POINTS_DEFAULT 100
+static enum proto_error validate_status(struct check *ck, const struct proto_limits *limits)
+{
+    struct proto_request *req = ck->req;
+    json_t *state = field(ck, "state");
+    const char *st = json_is_string(state) ? json_string_value(state) : NULL;
+    size_t st_len = st ? json_string_length(state) : 0;
+    if (st && st_len == 6 && memcmp(st, "online", 6) == 0)
+        req->away = false;
+    else if (st && st_len == 4 && memcmp(st, "away", 4) == 0)
+        req->away = true;
+    else
+        return fail(ck, PROTO_BAD_REQUEST, "state must be \"online\" or \"away\"");
+    req->text = "";
+    req->text_len = 0;
+    if (!field(ck, "text"))
+        return PROTO_OK;
+    size_t text_len;
+    const char *text = get_string(ck, "text", &text_len);
+    if (!text)
+        return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
+    size_t max_points = limits && limits->max_status_points ? limits->max_status_points
+                                                            : STATUS_POINTS_DEFAULT;
+    size_t trimmed = 0;
+    const char *why = NULL;
+    enum proto_error e = proto_status_text(text, text_len, max_points, &trimmed, &why);
+    if (e != PROTO_OK)
+        return fail(ck, e, why);
+    req->text = text;
+    req->text_len = trimmed;
+    return PROTO_OK;
+}
+
 enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,
                                 const char **why)
 {
@@ -578,6 +643,9 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
         case PROTO_DELETE:
         case PROTO_REACT:
             e = validate_timeline(&ck, limits);
+            break;
+        case PROTO_STATUS:
+            e = validate_status(&ck, limits);
             break;
         case PROTO_PING:
             break;

@@ -32,6 +32,7 @@ enum proto_type {
     PROTO_EDIT,
     PROTO_DELETE,
     PROTO_REACT,
+    PROTO_STATUS, /* protocol 1.1 rule 69 */
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
@@ -61,7 +62,8 @@ enum proto_error {
 
 /* Limits the validator applies (from the server's options). */
 struct proto_limits {
-    size_t max_text_points; /* 4000 */
+    size_t max_text_points;   /* 4000 */
+    size_t max_status_points; /* 100 (rule 69); 0 = the default */
 };
 
 struct proto_request {
@@ -100,6 +102,8 @@ struct proto_request {
     const char *emoji;
     size_t emoji_len;
     bool on;
+    /* status (rule 69): away or online; its text (trimmed, possibly empty) is in text/text_len */
+    bool away;
 };
 
 /*
@@ -123,6 +127,15 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
                                 const char **why);
 
 void proto_request_free(struct proto_request *req);
+
+/*
+ * A status text (protocol 1.1 rules 58, 69), for the JSON request and telnet's /away alike:
+ * trailing white space trimmed (*trimmed: the bytes left; 0 when nothing is), then no control
+ * character, newline and tab included (bad_request), at most max_points code points (too_long).
+ * Returns PROTO_OK or the error, with *why.
+ */
+enum proto_error proto_status_text(const char *text, size_t n, size_t max_points, size_t *trimmed,
+                                   const char **why);
 
 /* The wire spelling of an error code, e.g. "bad_json". */
 const char *proto_error_code(enum proto_error e);

@@ -70,6 +70,8 @@ static const char help_text[] =
     "*   /history [N]        the last N messages of the current room (default 20)\r\n"
     "*   /edit TEXT          replace the text of your newest message in the current room\r\n"
     "*   /delete             delete your newest message in the current room\r\n"
+    "*   /away [TEXT]        set your status to away, with a text if given\r\n"
+    "*   /back               set your status to online, without text\r\n"
     "*   /register PASSWORD  register your guest name\r\n"
     "*   /login NAME PASSWORD, /help, /quit\r\n"
     "* A line without / goes to the current room; //text sends /text.\r\n"
@@ -287,6 +289,23 @@ static void change_newest(struct conn *c, enum chat_op_kind kind, const char *te
     submit(c, op);
 }
 
+/* /away [TEXT] and /back (protocol 1.1 rule 77): a status request; its answer is a notice. */
+static void set_status(struct conn *c, bool away, const char *text)
+{
+    size_t trimmed = 0;
+    const char *why = NULL;
+    enum proto_error e = proto_status_text(text, strlen(text), cfg_of(c)->max_status, &trimmed, &why);
+    if (e != PROTO_OK) {
+        error_line(c, e, why);
+        return;
+    }
+    struct chat_op *op = new_op(c, CHAT_STATUS);
+    op->away = away;
+    op->text = xstrndup(text, trimmed);
+    op->text_len = trimmed;
+    submit(c, op);
+}
+
 /* The room a command names, or the current one; writes it into out. Returns false if none. */
 static bool room_arg(struct conn *c, const char *arg, char out[CHAT_ROOM_MAX])
 {
@@ -441,6 +460,13 @@ static void command(struct conn *c, char *line)
             error_line(c, PROTO_BAD_REQUEST, "usage: /delete (your newest message here)");
         else
             change_newest(c, CHAT_DELETE, NULL);
+    } else if (strcmp(cmd, "away") == 0) {
+        set_status(c, true, rest);
+    } else if (strcmp(cmd, "back") == 0) {
+        if (*rest)
+            error_line(c, PROTO_BAD_REQUEST, "usage: /back (then /away TEXT for a text)");
+        else
+            set_status(c, false, "");
     } else {
         error_line(c, PROTO_UNKNOWN_TYPE, "no such command; /help lists them");
     }
@@ -606,6 +632,8 @@ static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *
         {"me", CHAT_BUCKET_SEND},
         {"edit", CHAT_BUCKET_SEND},
         {"delete", CHAT_BUCKET_SEND},
+        {"away", CHAT_BUCKET_SEND},
+        {"back", CHAT_BUCKET_SEND},
     };
     if (len == 0)
         return false;
@@ -814,13 +842,25 @@ static size_t on_input(struct conn *c, uint8_t *data, size_t len)
 
 /* --- results and events --- */
 
-/* One line: the first WHO_NAMES_MAX members, then how many more there are. */
+/* Whether op's statuses list name as away. */
+static bool listed_away(const struct chat_op *op, const char *name)
+{
+    for (size_t i = 0; i < op->n_statuses; i++)
+        if (op->statuses[i].away && strcmp(op->statuses[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* One line: the first WHO_NAMES_MAX members, then how many more there are. An away user is
+ * marked " (away)" (rule 76 leaves the mark free). */
 static void list_names(struct conn *c, const char *intro, const struct chat_op *op)
 {
-    char line[160 + WHO_NAMES_MAX * (CHAT_NAME_MAX + 2) + 32]; /* intro, names, " and N more" */
+    /* intro, names with their marks, " and N more" */
+    char line[160 + WHO_NAMES_MAX * (CHAT_NAME_MAX + 2 + sizeof " (away)") + 32];
     size_t n = (size_t)snprintf(line, sizeof line, "%s", intro);
     for (size_t i = 0; i < op->n_names; i++)
-        n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", i ? ", " : "", op->names[i]);
+        n += (size_t)snprintf(line + n, sizeof line - n, "%s%s%s", i ? ", " : "", op->names[i],
+                              listed_away(op, op->names[i]) ? " (away)" : "");
     if (op->n_names == 0)
         n += (size_t)snprintf(line + n, sizeof line - n, "nobody");
     else if (op->n_members > op->n_names)
@@ -932,6 +972,20 @@ static void op_done(struct conn *c, struct chat_op *op)
         break;
     case CHAT_REGISTER:
         say(c, "* %s is registered. Next time: /login %s PASSWORD\r\n", op->name, op->name);
+        break;
+    case CHAT_STATUS:
+        if (!op->away)
+            say(c, "* You are back.\r\n");
+        else if (op->text && op->text[0]) {
+            /* --max-status may allow more than say() holds */
+            size_t n = strlen(op->text) + 32;
+            char *line = xmalloc(n);
+            int k = snprintf(line, n, "* You are away: %s\r\n", op->text);
+            conn_send_copy(c, line, (size_t)k);
+            free(line);
+        }
+        else
+            say(c, "* You are away.\r\n");
         break;
     case CHAT_HISTORY:
         for (size_t i = 0; i < op->n_msgs; i++)

@@ -91,7 +91,7 @@ test('joined carries member_count and members_truncated in a small room; members
   const room = uniqRoom('small');
   const [a, b] = await crowd(t, room, 2);
   const j = await a.request({ type: 'join', id: 'again', room });
-  assertKeys(j, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'member_count', 'members_truncated'], 'joined');
+  assertKeys(j, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'away', 'status_text', 'member_count', 'members_truncated'], 'joined');
   assert.equal(j.member_count, 2);
   assert.equal(j.members_truncated, false);
   assert.deepEqual([...j.members].sort(byLower), [a.name, b.name].sort(byLower));
@@ -160,7 +160,7 @@ test('joined in a large room: the requester first, then at most 99 others in byt
   // and compared lower-cased.
   const all = [...names, me].sort(byLower);
   const whole = await g.expect({ type: 'who', room }, 'members');
-  assertKeys(whole, ['type', 'id', 'room', 'members', 'member_count', 'more'], 'members');
+  assertKeys(whole, ['type', 'id', 'room', 'members', 'away', 'status_text', 'member_count', 'more'], 'members');
   assert.deepEqual(whole.members, all);
   assert.equal(whole.member_count, 105);
   assert.equal(whole.more, false);
@@ -221,7 +221,7 @@ test('large, then small again below 0.9 N: count large:false to every member and
     assert.deepEqual(match, { type: 'count', room, member_count: 4, large: false });
     assert.deepEqual(earlier.filter(isPresence(room)), [], 'presence before the room was small');
     const m = await c.next((x) => x.type === 'members' && x.room === room, undefined, 'the unsolicited members');
-    assert.deepEqual(m, { type: 'members', room, members: names, member_count: 4, more: false });
+    assert.deepEqual(m, { type: 'members', room, members: names, away: [], status_text: {}, member_count: 4, more: false });
   }
   // Presence flows again, and typing.
   const g = await guest(server, t, uniq('back'));

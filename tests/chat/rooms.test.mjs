@@ -28,14 +28,14 @@ test('join of a new room → joined {type,id,room,seq:0,members:[me],truncated:f
   const u = await user(server, t);
   const room = uniqRoom();
   const j = await u.request({ type: 'join', id: 3, room });
-  assert.deepEqual(j, { type: 'joined', id: 3, room, seq: 0, members: [u.name], truncated: false, member_count: 1, members_truncated: false });
+  assert.deepEqual(j, { type: 'joined', id: 3, room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false });
 });
 
 test('join with since on a new room: seq 0, truncated present and false, nothing replayed', async (t) => {
   const u = await user(server, t);
   const room = uniqRoom();
   const j = await u.request({ type: 'join', id: 'j', room, since: 0 });
-  assert.deepEqual(j, { type: 'joined', id: 'j', room, seq: 0, members: [u.name], truncated: false, member_count: 1, members_truncated: false });
+  assert.deepEqual(j, { type: 'joined', id: 'j', room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false });
   await u.say(room, 'first');
   const { match, before } = await u.until((m) => m.type === 'message' && m.text === 'first');
   assert.equal(match.seq, 1);
@@ -170,6 +170,8 @@ test('double join → joined again, no presence, and since replays again (rule 1
     seq: 1,
     members: sorted([a.name, b.name]),
     truncated: false,
+    away: [],
+    status_text: {},
     member_count: 2,
     members_truncated: false,
   });
@@ -346,7 +348,7 @@ test('members: users once each, registered spelling, requester included (rule 12
   const j = await g.join(room);
   assert.deepEqual(sorted(j.members), sorted([name, g.name]));
   const w = await g.request({ type: 'who', id: 6, room });
-  assertKeys(w, ['type', 'id', 'room', 'members', 'member_count', 'more'], 'members reply');
+  assertKeys(w, ['type', 'id', 'room', 'members', 'away', 'status_text', 'member_count', 'more'], 'members reply');
   assert.equal(w.member_count, 2);
   assert.equal(w.more, false);
   assert.equal(w.type, 'members');
@@ -364,7 +366,7 @@ test('who works on a room not joined, and on an unknown room → empty members (
   assert.deepEqual(w.members, [a.name]);
   const unknown = uniqRoom('nobody');
   const w2 = await b.expect({ type: 'who', room: unknown }, 'members');
-  assert.deepEqual(w2, { type: 'members', id: w2.id, room: unknown, members: [], member_count: 0, more: false });
+  assert.deepEqual(w2, { type: 'members', id: w2.id, room: unknown, members: [], away: [], status_text: {}, member_count: 0, more: false });
 });
 
 test('rooms → {type,id,rooms:[{name,members,seq}]}: every public room with users in it now', async (t) => {

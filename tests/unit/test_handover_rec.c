@@ -416,6 +416,39 @@ static void react_bucket(void **state)
     }
 }
 
+/* The user's status (version 5): away and text read back; refused in a version 4 record, empty,
+ * or with a first byte other than 0 and 1. */
+static void status_field(void **state)
+{
+    (void)state;
+    static const struct {
+        uint16_t version;
+        const char *bytes;
+        size_t len;
+        int rc;
+    } cases[] = {
+        {5, "\1lunch", 6, 0}, {5, "\0", 1, 0}, {4, "\1lunch", 6, -1},
+        {5, "", 0, -1},        {5, "\2x", 2, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct hr_writer w = {0};
+        struct handover_rec r;
+        hr_begin(&w, cases[i].version);
+        hr_u64(&w, HR_TRANSPORT, HR_WEBSOCKET);
+        hr_u64(&w, HR_CHAT, 1);
+        hr_put(&w, HR_STATUS, cases[i].bytes, cases[i].len);
+        hr_end(&w);
+        assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), cases[i].rc);
+        if (cases[i].rc == 0) {
+            assert_true(r.has_status);
+            assert_int_equal(r.status_away, cases[i].bytes[0] == 1);
+            assert_int_equal(r.status_text.n, cases[i].len - 1);
+            assert_memory_equal(r.status_text.p, cases[i].bytes + 1, cases[i].len - 1);
+        }
+        hr_writer_free(&w);
+    }
+}
+
 static void write_pw(struct hr_writer *w, uint16_t version, const char *password)
 {
     hr_begin(w, version);
@@ -664,6 +697,7 @@ int main(void)
         cmocka_unit_test(told_fields_need_version_3),
         cmocka_unit_test(waiting_lines),
         cmocka_unit_test(react_bucket),
+        cmocka_unit_test(status_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

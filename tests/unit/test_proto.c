@@ -77,6 +77,40 @@ static void expect_built(int line, enum proto_error want, const char *fmt, const
 
 #define EXPECT_REP(want, fmt, unit, count) expect_built(__LINE__, PROTO_##want, fmt, unit, count)
 
+/* ---- status (protocol 1.1 rule 69) ---- */
+
+static void test_status(void **state)
+{
+    (void)state;
+    struct proto_request req;
+    const char *why;
+    assert_int_equal(run("{\"type\":\"status\",\"state\":\"away\",\"text\":\"lunch \\t \"}", &req,
+                         &why),
+                     PROTO_OK);
+    assert_true(req.away);
+    assert_int_equal(req.text_len, 5);
+    assert_memory_equal(req.text, "lunch", 5);
+    proto_request_free(&req);
+    assert_int_equal(run("{\"type\":\"status\",\"state\":\"online\"}", &req, &why), PROTO_OK);
+    assert_false(req.away);
+    assert_int_equal(req.text_len, 0);
+    proto_request_free(&req);
+    EXPECT(OK, "{\"type\":\"status\",\"state\":\"online\",\"text\":\"   \"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":null}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"busy\"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":null}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":[]}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"a\\nb\"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"a\\tb\"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"a\\u0000\"}");
+    /* 100 code points (the default), then 101; bad_request before too_long */
+    EXPECT_REP(OK, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\"}", "\xc3\xa9", 100);
+    EXPECT_REP(TOO_LONG, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\"}", "\xc3\xa9", 101);
+    EXPECT_REP(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\\n.\"}", "x", 200);
+    EXPECT_REP(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"gone\",\"text\":\"%s\"}", "x", 200);
+}
+
 /* ---- envelope ---- */
 
 static void test_not_json(void **state)
@@ -931,6 +965,7 @@ int main(void)
         cmocka_unit_test(test_no_field_types),
         cmocka_unit_test(test_protocol_examples),
         cmocka_unit_test(test_validate_twice),
+        cmocka_unit_test(test_status),
     };
     return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

@@ -1,0 +1,81 @@
+/*
+ * user_status: each online user's status (protocol 1.1 rules 69, 70) and what the hub needs to
+ * tell others of it: the user's connections, and the rooms where it has one.
+ *
+ * DESIGN: a status belongs to an identity, the account or, for a guest, its session; it is kept
+ * in memory only (never stored). A record exists while the identity has a connection, and after
+ * its last one goes for as long as its status is not the default (online, no text), until the
+ * grace (75 s) has passed: then it is forgotten, which is the fallback to online. Records are
+ * keyed by lower-cased name: one identity holds a name at a time (an online guest's name is
+ * its own; a guest session whose name was registered since is replaced at the account's first
+ * login). Records gone offline wait in one queue in the order they went, since all wait the same
+ * grace: expiry is O(1) per record. Owned by the hub thread.
+ */
+#ifndef PARLEY_USER_STATUS_H
+#define PARLEY_USER_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "map.h"
+#include "text.h"
+
+struct user_status {
+    char name[TEXT_NAME_MAX + 1]; /* as shown */
+    char name_lc[TEXT_NAME_MAX + 1];
+    uint64_t guest_session; /* 0: an account */
+    uint32_t conns;         /* logged-in connections */
+    bool away;
+    char *text; /* NUL-terminated, owned; NULL when none */
+    /* The rooms (the hub's, opaque here) where the user has a connection. */
+    void **rooms;
+    uint32_t n_rooms, cap_rooms;
+    uint64_t gone_ms; /* when conns fell to 0 */
+    struct user_status *gone_prev, *gone_next;
+    struct user_status *set_prev, *set_next; /* on the set list: away or with a text */
+};
+
+struct user_status_set {
+    struct map by_name; /* name_lc -> struct user_status (keys borrowed from the records) */
+    struct user_status *gone_head, *gone_tail;
+    struct user_status *set_head; /* records not at the default status */
+    size_t n_set;
+};
+
+void user_status_init(struct user_status_set *set);
+void user_status_free(struct user_status_set *set);
+
+/* The record of name_lc if it is that identity's (guest_session, 0 for an account), else NULL. */
+struct user_status *user_status_get(const struct user_status_set *set, const char *name_lc,
+                                    uint64_t guest_session);
+/* The record of whoever holds name_lc now, or NULL. */
+struct user_status *user_status_of(const struct user_status_set *set, const char *name_lc);
+
+/* A connection of the identity logged in: its record (made, or another identity's replaced),
+ * with one more connection. Returns the record. */
+struct user_status *user_status_connect(struct user_status_set *set, const char *name,
+                                        const char *name_lc, uint64_t guest_session);
+/* A connection of the identity went (after leaving its rooms). The record waits out the grace
+ * when it was the last and the status is not the default, else is forgotten at once. */
+void user_status_disconnect(struct user_status_set *set, const char *name_lc,
+                            uint64_t guest_session, uint64_t now_ms);
+
+/* Sets the status (text[0..n), n = 0 for none). Returns true when state or text changed. */
+bool user_status_set_state(struct user_status_set *set, struct user_status *u, bool away,
+                           const char *text, size_t n);
+
+/* The guest session's record becomes the account's (rule 39: it registered its own name). */
+void user_status_became_registered(struct user_status_set *set, const char *name_lc,
+                                   uint64_t guest_session, const char *name);
+
+/* The rooms where the user has a connection: room added when its first connection joined, and
+ * removed when its last left. */
+void user_status_room_add(struct user_status *u, void *room);
+void user_status_room_remove(struct user_status *u, void *room);
+
+/* Forgets every record whose last connection went at least grace_ms before now_ms. Returns when
+ * the next one is due (ms), or 0 when none waits. */
+uint64_t user_status_expire(struct user_status_set *set, uint64_t now_ms, uint64_t grace_ms);
+
+#endif

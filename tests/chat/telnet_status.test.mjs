@@ -1,0 +1,133 @@
+// Telnet and status (protocol 1.1 rules 76, 77, 79): /away [TEXT] and /back set the user's
+// status and answer with a notice, byte-exact; /who marks away users " (away)"; nobody's status
+// change is shown on telnet; /away and /back wait for a send-bucket token like a plain line.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startChatServer } from './lib/server.mjs';
+import { ms, tab, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { telnetLogin } from './lib/telnet.mjs';
+
+let server;
+
+before(async () => {
+  server = await startChatServer(['--rate-limit', '0']);
+});
+
+after(() => server?.dispose());
+
+const isPresence = (room, who) => (m) => m.type === 'presence' && m.room === room && m.user === who;
+
+test('/away TEXT, /away, /back: the notices, byte-exact, and the status others see', async (t) => {
+  const name = uniq('t');
+  const tn = await telnetLogin(server, t, name);
+  const ws = await user(server, t);
+  await ws.join('general');
+  await tn.nextLine(`* ${ws.name} joined #general`);
+  const rawBefore = tn.rawBytes().length;
+
+  tn.send('/away  out for lunch  ');
+  assert.equal(await tn.nextLine(/^\* You are/), '* You are away: out for lunch');
+  assert.deepEqual(await ws.next(isPresence('general', name)), {
+    type: 'presence', room: 'general', user: name, state: 'away', status_text: 'out for lunch',
+  });
+  tn.send('/away');
+  assert.equal(await tn.nextLine(/^\* You are/), '* You are away.');
+  assert.deepEqual(await ws.next(isPresence('general', name)), { type: 'presence', room: 'general', user: name, state: 'away' });
+  tn.send('/back');
+  assert.equal(await tn.nextLine(/^\* You are/), '* You are back.');
+  assert.deepEqual(await ws.next(isPresence('general', name)), { type: 'presence', room: 'general', user: name, state: 'online' });
+  assert.equal(
+    tn.rawBytes().subarray(rawBefore).toString('utf8'),
+    '* You are away: out for lunch\r\n* You are away.\r\n* You are back.\r\n',
+    'exactly the three notices, each ending in CR LF',
+  );
+
+  tn.send('/back now');
+  assert.match(await tn.nextLine(/^!/), /^! bad_request: /);
+  tn.send(`/away ${'x'.repeat(101)}`);
+  assert.match(await tn.nextLine(/^!/), /^! too_long: /);
+  tn.send('/away a\ttab');
+  assert.match(await tn.nextLine(/^!/), /^! bad_request: /);
+  tn.assertCrlf();
+});
+
+test('telnet shows no status change of anyone, its own user\'s other connections included (rule 76)', async (t) => {
+  const room = uniqRoom('q');
+  const a = await user(server, t);
+  const tnA = await telnetLogin(server, t, a.name, { line: `/login ${a.name} ${a.password}` });
+  const other = await telnetLogin(server, t, uniq('o'));
+  for (const tn of [tnA, other]) {
+    tn.send(`/join ${room}`);
+    await tn.nextLine(new RegExp(`^\\* You joined #${room}`));
+  }
+  await a.join(room);
+  for (const tn of [tnA, other]) tn.discardLines();
+  await a.expect({ type: 'status', state: 'away', text: 'nobody sees this on telnet' }, 'status');
+  await a.expect({ type: 'status', state: 'online' }, 'status');
+  const marker = `marker ${uniq('m')}`;
+  await a.say(room, marker);
+  for (const tn of [tnA, other]) {
+    const { before: seen } = await tn.until(`[#${room}] ${a.name}: ${marker}`);
+    assert.deepEqual(seen.filter((l) => !l.startsWith('* ') || /away|online|status|back/i.test(l)), [],
+      `${tn.label}: no line for a status change`);
+  }
+});
+
+test('/who marks away users with " (away)"', async (t) => {
+  const room = uniqRoom('w');
+  const tn = await telnetLogin(server, t, uniq('t'));
+  tn.send(`/join ${room}`);
+  await tn.nextLine(new RegExp(`^\\* You joined #${room}`));
+  const away = await user(server, t, uniq('b'));
+  const here = await user(server, t, uniq('c'));
+  await away.expect({ type: 'status', state: 'away', text: 'zzz' }, 'status');
+  await here.expect({ type: 'status', state: 'online', text: 'working' }, 'status');
+  await away.join(room);
+  await here.join(room);
+  tn.send('/who');
+  const names = [tn.name, away.name, here.name].sort((x, y) => (x.toLowerCase() < y.toLowerCase() ? -1 : 1));
+  const shown = names.map((n) => (n === away.name ? `${n} (away)` : n));
+  assert.equal(await tn.nextLine(/^\* In #/), `* In #${room}: ${shown.join(', ')}`);
+  // Its own away mark too.
+  tn.send('/away');
+  await tn.nextLine('* You are away.');
+  tn.send('/who');
+  const shown2 = names.map((n) => (n === away.name || n === tn.name ? `${n} (away)` : n));
+  assert.equal(await tn.nextLine(/^\* In #/), `* In #${room}: ${shown2.join(', ')}`);
+});
+
+test('/away keeps the status for the user\'s other connections: a WebSocket tab is told, and welcome has it', async (t) => {
+  const a = await user(server, t);
+  const tn = await telnetLogin(server, t, a.name, { line: `/login ${a.name} ${a.password}` });
+  tn.send('/away on the phone');
+  await tn.nextLine('* You are away: on the phone');
+  assert.deepEqual(await a.next((m) => m.type === 'status'), { type: 'status', state: 'away', text: 'on the phone' });
+  const b = await tab(server, t, a);
+  assert.equal(b.welcome.state, 'away');
+  assert.equal(b.welcome.status_text, 'on the phone');
+});
+
+test('/away and /back wait for a send-bucket token, in order with other lines (rule 79)', async (t) => {
+  const s = await startChatServer(['--rate-limit', '2']);
+  t.after(() => s.dispose());
+  const w = await user(s, t);
+  await w.join('general');
+  const tn = await telnetLogin(s, t, uniq('t'));
+  tn.discardLines();
+  // Two tokens: the two lines take them; /away waits, then the last line behind it.
+  await tn.write(Buffer.from('one\r\ntwo\r\n/away later\r\nthree\r\n'));
+  const got = [];
+  for (let i = 0; i < 4; i++) {
+    got.push(await tn.nextLine((l) => l.startsWith('[#general]') || l.startsWith('* You are') || l.startsWith('!'), ms(20000)));
+  }
+  assert.deepEqual(got, [
+    `[#general] ${tn.name}: one`,
+    `[#general] ${tn.name}: two`,
+    '* You are away: later',
+    `[#general] ${tn.name}: three`,
+  ]);
+  const away = (m) => isPresence('general', tn.name)(m) && m.state === 'away';
+  assert.deepEqual(await w.next(away), {
+    type: 'presence', room: 'general', user: tn.name, state: 'away', status_text: 'later',
+  });
+});
