@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "search_cursor.h"
 #include "text.h"
 
 enum proto_type {
@@ -32,6 +33,7 @@ enum proto_type {
     PROTO_EDIT,
     PROTO_DELETE,
     PROTO_REACT,
+    PROTO_SEARCH,
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
@@ -100,6 +102,14 @@ struct proto_request {
     const char *emoji;
     size_t emoji_len;
     bool on;
+    /* search (protocol 1.1 rules 71, 72): q trimmed (not NUL-terminated at q_len), its FTS5
+     * MATCH expression (owned, freed by proto_request_free), limit 1..100 (default 20), and
+     * where an `after` cursor goes on. room is "" when the search covers every room. */
+    const char *q;
+    size_t q_len;
+    char *match;
+    bool has_cursor;
+    struct search_cursor cursor;
 };
 
 /*
