@@ -53,6 +53,8 @@ struct store_thread {
     uint64_t failed_unlogged;
     struct service *service;
     struct timer erase_timer; /* armed while an erased text may still be in the WAL */
+    bool erase_at_start;      /* arm it at the first batch: a crash may have left erasures */
+    bool erased;              /* an edit or delete committed since the last finished merge */
 };
 
 #define FAILED_LOG_EVERY_MS 60000
@@ -299,7 +301,8 @@ static void on_erase_timer(struct timer *t)
         (struct store_thread *)((char *)t - offsetof(struct store_thread, erase_timer));
     struct loop *loop = st->service->loop;
     uint64_t until = clock_ms() + ERASE_MERGE_SLICE_MS;
-    bool more = true;
+    /* Once the store is handed over, the new process merges (its own timer at start). */
+    bool more = st->gate != STORE_GATE_CLOSED;
     while (more && clock_ms() < until)
         if (st->db->ops->search_merge(st->db, &more) < 0)
             more = false; /* logged; the checkpoint still runs, and the next erasure merges */
@@ -307,6 +310,7 @@ static void on_erase_timer(struct timer *t)
         timer_start(loop, &st->erase_timer, loop_now(loop) + ERASE_MERGE_PAUSE_MS);
         return;
     }
+    st->erased = false;
     st->db->ops->checkpoint(st->db);
 }
 
@@ -395,6 +399,11 @@ static void route_after_batch(struct chat_op *op)
 static void commit_batch(struct service *s)
 {
     struct store_thread *st = s->ctx;
+    if (st->erase_at_start) {
+        st->erase_at_start = false;
+        if (!timer_active(&st->erase_timer))
+            timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+    }
     if (st->n_batch == 0)
         return;
     struct store *db = st->db;
@@ -440,9 +449,11 @@ static void commit_batch(struct service *s)
         metrics_commit(us, st->n_batch);
         for (size_t i = 0; i < st->n_batch; i++) {
             struct chat_op *op = st->batch[i];
-            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 && !op->err &&
-                !timer_active(&st->erase_timer))
-                timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 && !op->err) {
+                st->erased = true;
+                if (!timer_active(&st->erase_timer))
+                    timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+            }
         }
     }
     for (size_t i = 0; i < st->n_batch; i++)
@@ -975,6 +986,8 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
     if (sodium_init() < 0)
         return -1;
     search_cursor_init(); /* before any worker can read a search request */
+    /* Erasures a crash interrupted before their merge: merged now (a no-op on a merged index). */
+    st->erase_at_start = true;
     return service_init(s, "store", on_mail, commit_batch, st);
 }
 
@@ -991,6 +1004,14 @@ void store_thread_destroy(struct service *s)
     for (size_t i = 0; i < st->n_held; i++)
         chat_op_free(st->held[i]);
     free(st->held);
+    if (st->erased && st->gate != STORE_GATE_CLOSED) {
+        /* Erasures not yet merged out of the search index: done now, before the file closes
+         * (closing checkpoints the WAL). */
+        bool more = true;
+        while (more)
+            if (st->db->ops->search_merge(st->db, &more) < 0)
+                break;
+    }
     st->db->ops->close(st->db);
     free(st);
 }
