@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { WebSocket } from 'ws';
-import { copyFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freshDataDir, startChatServer } from './lib/server.mjs';
@@ -465,4 +466,47 @@ test('the index survives a restart', async (t) => {
   const a2 = await connect(s2, t);
   await a2.login(a.name, PASSWORD);
   assert.deepEqual(ids((await search(a2, { q: w })).results), [`${room}/${m.seq}`]);
+});
+
+// Every byte of the data directory's files, as one latin1 string.
+function dataBytes(dir) {
+  return readdirSync(dir)
+    .map((f) => readFileSync(path.join(dir, f)).toString('latin1'))
+    .join('\n');
+}
+
+// How many of the FTS5 index's data blocks hold `s` (read with the sqlite3 CLI, server stopped).
+function indexBlocksWith(dir, s) {
+  const sql = `SELECT count(*) FROM search_index_data WHERE instr(block, CAST('${s}' AS BLOB)) > 0;`;
+  return Number(execFileSync('sqlite3', [path.join(dir, 'parley.db'), sql]).toString().trim());
+}
+
+test('erasure: a deleted message\'s and a replaced text\'s words leave the index and the files (merged, no old segment keeps them)', async (t) => {
+  const s = await startChatServer(['--rate-limit', '0', '--search-rate', '0']);
+  t.after(() => s.dispose());
+  const a = await user(s, t);
+  const room = uniqRoom();
+  await a.join(room);
+  const hex = () => randomBytes(6).toString('hex');
+  const [gone, replaced, kept, current] = [hex(), hex(), hex(), hex()];
+  const w = word();
+  // Several transactions, so the index has several segments before the erasures.
+  const del = await post(a, room, `${w} gone${gone}`);
+  const ed = await post(a, room, `${w} replaced${replaced}`);
+  for (let i = 0; i < 6; i++) await post(a, room, `${w} filler ${i} kept${kept}`);
+  await a.expect({ type: 'delete', room, seq: del.seq }, 'ack');
+  await a.expect({ type: 'edit', room, seq: ed.seq, text: `${w} current${current}` }, 'ack');
+  assert.deepEqual((await search(a, { q: `gone${gone}` })).results, []);
+  assert.deepEqual((await search(a, { q: `replaced${replaced}` })).results, []);
+  assert.equal((await search(a, { q: `current${current}` })).results.length, 1);
+  await s.stop();
+  // The method sees index bytes: the kept and current words are in the index's blocks.
+  assert.ok(indexBlocksWith(s.dataDir, kept) > 0, 'the kept word is in the index blocks');
+  assert.ok(indexBlocksWith(s.dataDir, current) > 0, 'the current word is in the index blocks');
+  assert.equal(indexBlocksWith(s.dataDir, gone), 0, 'the deleted word is still in an index block');
+  assert.equal(indexBlocksWith(s.dataDir, replaced), 0, 'the replaced word is still in an index block');
+  const bytes = dataBytes(s.dataDir);
+  assert.ok(bytes.includes(kept));
+  assert.ok(!bytes.includes(gone), 'the deleted word is still in the data files');
+  assert.ok(!bytes.includes(replaced), 'the replaced word is still in the data files');
 });
