@@ -1427,8 +1427,9 @@ static void attempts_by_age(const uint16_t attempts[10], uint64_t attempts_sec, 
     }
 }
 
-/* The react bucket as HR_REACT's bytes (handover_rec.c): tokens, refill age, attempts by age. */
-static void save_react(const struct chat_bucket *b, uint64_t now, struct hr_writer *w)
+/* A bucket as HR_REACT's or HR_SEARCH's bytes (handover_rec.c): tokens, refill age, attempts by
+ * age. */
+static void save_bucket(const struct chat_bucket *b, uint64_t now, uint16_t tag, struct hr_writer *w)
 {
     uint8_t bytes[16 + 2 * HR_ATTEMPT_SECONDS];
     uint64_t tokens = (uint64_t)((b->tokens > 0 ? b->tokens : 0) * 1e6 + 0.5);
@@ -1443,7 +1444,7 @@ static void save_react(const struct chat_bucket *b, uint64_t now, struct hr_writ
         bytes[16 + 2 * i] = (uint8_t)attempts[i];
         bytes[16 + 2 * i + 1] = (uint8_t)(attempts[i] >> 8);
     }
-    hr_put(w, HR_REACT, bytes, sizeof bytes);
+    hr_put(w, tag, bytes, sizeof bytes);
 }
 
 /* A bucket from a record's tokens (millionths), refill age and attempts by age: at most full. */
@@ -1487,7 +1488,9 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     }
     hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
     if (s->react && w->version >= 4)
-        save_react(s->react, now, w); /* an older reader starts the bucket full */
+        save_bucket(s->react, now, HR_REACT, w); /* an older reader starts the bucket full */
+    if (s->search && w->version >= 5)
+        save_bucket(s->search, now, HR_SEARCH, w);
     if (s->charged_cids) {
         uint8_t keys[8 * HR_N_CIDS];
         for (int i = 0; i < HR_N_CIDS; i++)
@@ -1721,6 +1724,12 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
                        cfg_of(c)->react_rate, rec->react_tokens_micro, rec->react_refill_age_ms,
                        rec->react_attempts, now);
+    }
+    if (rec->has_search) {
+        struct chat_bucket *b = s->search = xcalloc(1, sizeof *s->search);
+        restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
+                       cfg_of(c)->search_rate, rec->search_tokens_micro,
+                       rec->search_refill_age_ms, rec->search_attempts, now);
     }
     if (rec->has_cids) {
         s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);

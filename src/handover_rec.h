@@ -30,6 +30,8 @@
  * 0 and false: the room was never large in a binary that wrote them); 4 adds a telnet
  * connection's lines waiting for a rate-limit token (HR_TN_WAITING, rule 79), where a writer of
  * an older version keeps such a connection in the old process until they have run.
+ * 5 (search) adds the search bucket (HR_SEARCH, protocol 1.1 rule 73); an older record starts it
+ * full. (The lead merges other branches' version 5 additions into this one.)
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -41,7 +43,7 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-#define HANDOVER_REC_VERSION 4     /* the version written */
+#define HANDOVER_REC_VERSION 5     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
 #define HANDOVER_REC_MAGIC 0x52485250u /* "PRHR" little-endian */
@@ -138,6 +140,9 @@ struct handover_rec {
     bool has_react; /* (4) the react bucket, as the send bucket above; absent: never used */
     uint64_t react_tokens_micro, react_refill_age_ms;
     uint16_t react_attempts[HR_ATTEMPT_SECONDS];
+    bool has_search; /* (5) the search bucket, as the react bucket; absent: never used */
+    uint64_t search_tokens_micro, search_refill_age_ms;
+    uint16_t search_attempts[HR_ATTEMPT_SECONDS];
     bool has_cids;
     uint64_t cids[HR_N_CIDS];
     uint8_t cids_next;
@@ -231,6 +236,7 @@ enum hr_tag {
     HR_ROOM = 77,    /* nested, repeated: HR_RM_* */
     HR_BACKLOG = 78, /* nested, repeated: HR_BL_* */
     HR_REACT = 79,   /* version 4; the react bucket: tokens (u64), refill age (u64), attempts */
+    HR_SEARCH = 80,  /* version 5; the search bucket, as HR_REACT */
 
     HR_PW_OP = 90, /* version 2; nested: HR_PO_* */
 };
