@@ -223,6 +223,7 @@ enum stmt {
     ST_NEXT_MESSAGE,
     ST_SEARCH_ADD,
     ST_SEARCH_ADD_ROW,
+    ST_SEARCH_LAST,
     ST_SEARCH_EDIT,
     ST_SEARCH_DROP,
     ST_SEARCH_DROP_ROW,
@@ -330,10 +331,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
     /* The search index (the search step of migrations[]): a new message's row, an edit's new words, a delete's and
      * retention's removal. */
-    [ST_SEARCH_ADD] = "INSERT INTO search_index(words, rkey, room, seq, ts)"
-                      " VALUES(parley_search_words(?3), ?1, ?1, ?2, ?4)",
-    [ST_SEARCH_ADD_ROW] = "INSERT OR REPLACE INTO search_rows(room, seq, rid)"
-                          " VALUES(?1, ?2, last_insert_rowid())",
+    [ST_SEARCH_ADD] = "INSERT INTO search_index(rowid, words, rkey, room, seq, ts)"
+                      " VALUES(?5, parley_search_words(?3), ?1, ?1, ?2, ?4)",
+    [ST_SEARCH_ADD_ROW] = "INSERT OR REPLACE INTO search_rows(room, seq, rid) VALUES(?1, ?2, ?3)",
+    [ST_SEARCH_LAST] = "SELECT COALESCE(MAX(rowid), 0) FROM search_index",
     [ST_SEARCH_EDIT] = "UPDATE search_index SET words = parley_search_words(?3)"
                        " WHERE rowid = (SELECT rid FROM search_rows WHERE room = ?1 AND seq = ?2)",
     [ST_SEARCH_DROP] = "DELETE FROM search_index"
@@ -373,6 +374,10 @@ struct sqlite_store {
      * and write the marker. NULL once done. */
     char *standby_dir;
     bool prepared;
+    /* The last search index rowid given (0: not read yet). Never given twice in a process, even
+     * when the newest row is deleted: a search cursor is a rowid, and must not come to name a
+     * newer message. */
+    int64_t search_rowid;
 };
 
 static struct sqlite_store *from_base(struct store *s)
@@ -756,13 +761,45 @@ static int search_words(struct sqlite_store *ss, enum stmt id, const char *op, c
     return run(ss, id, op);
 }
 
-/* A new message's row in the search index, and where to find it again. */
+/* A new message's row in the search index, at the next rowid, and where to find it again. */
 static int search_add(struct sqlite_store *ss, const struct store_msg *m)
 {
-    int ret = search_words(ss, ST_SEARCH_ADD, "search_add", m->room, m->seq, m->text,
-                           m->text ? m->text_len : 0, m->ts);
-    return ret ? ret : search_words(ss, ST_SEARCH_ADD_ROW, "search_add_row", m->room, m->seq,
-                                    NULL, 0, 0);
+    int rc;
+    if (ss->search_rowid == 0) {
+        sqlite3_stmt *st = ss->st[ST_SEARCH_LAST];
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            ss->search_rowid = sqlite3_column_int64(st, 0);
+        done(st);
+        if (rc != SQLITE_ROW)
+            return fail(ss->db, "search_last", rc);
+    }
+    int64_t rowid = ss->search_rowid + 1;
+    sqlite3_stmt *st = ss->st[ST_SEARCH_ADD];
+    rc = bind_text(st, 1, m->room, SQLITE_OK);
+    rc = bind_seq(st, 2, m->seq, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(st, 3, m->text ? m->text : "", m->text ? m->text_len : 0,
+                                 SQLITE_STATIC, SQLITE_UTF8);
+    rc = bind_i64(st, 4, m->ts, rc);
+    rc = bind_i64(st, 5, rowid, rc);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, "search_add", rc);
+    }
+    int ret = run(ss, ST_SEARCH_ADD, "search_add");
+    if (ret != 0)
+        return ret;
+    ss->search_rowid = rowid; /* a rolled-back batch leaves a gap, never a second use */
+    st = ss->st[ST_SEARCH_ADD_ROW];
+    rc = bind_text(st, 1, m->room, SQLITE_OK);
+    rc = bind_seq(st, 2, m->seq, rc);
+    rc = bind_i64(st, 3, rowid, rc);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, "search_add_row", rc);
+    }
+    return run(ss, ST_SEARCH_ADD_ROW, "search_add_row");
 }
 
 /* The state an event changes besides its own row (store.h, insert). */

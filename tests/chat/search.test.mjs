@@ -299,6 +299,21 @@ test('a new message while paging comes before the cursor: later pages neither re
   assert.deepEqual(ids([...first.results, ...rest]), ids([...sent].sort(inOrder)));
 });
 
+test('after the newest match is deleted, a new message does not take its place in a cursor\'s range', async (t) => {
+  const a = await user(server, t);
+  const room = uniqRoom();
+  await a.join(room);
+  const w = word();
+  const sent = [];
+  for (let i = 0; i < 3; i++) sent.push(await post(a, room, `${w} ${i}`));
+  const first = await search(a, { q: w, limit: 1 });
+  assert.deepEqual(ids(first.results), [`${room}/${sent[2].seq}`]);
+  await a.expect({ type: 'delete', room, seq: sent[2].seq }, 'ack');
+  await post(a, room, `${w} newer`);
+  const rest = await allPages(a, { q: w, after: first.next }, 1);
+  assert.deepEqual(ids(rest), [`${room}/${sent[1].seq}`, `${room}/${sent[0].seq}`]);
+});
+
 test('rule 72: bad after → bad_request (garbage, altered, another q, another room, a dropped room)', async (t) => {
   const a = await user(server, t);
   const room = uniqRoom();
