@@ -85,6 +85,7 @@ void chat_op_free(struct chat_op *op)
         json_decref(op->id);
     free(op->text);
     free(op->mentions);
+    free(op->search_match);
     free(op->names);
     free(op->members_json);
     chunk_unref(op->members_shared);

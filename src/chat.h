@@ -20,6 +20,7 @@
 #include "chunk.h"
 #include "mailbox.h"
 #include "proto.h"
+#include "search_cursor.h"
 #include "store.h"
 #include "text.h"
 
@@ -50,6 +51,9 @@ enum chat_op_kind {
     CHAT_REACT,
     /* Protocol 1.1 rule 69: worker -> hub -> worker; the hub keeps it (user_status.h). */
     CHAT_STATUS,
+    /* search (protocol 1.1 rules 71, 72): worker -> store -> worker, read on the store thread
+     * as history is. */
+    CHAT_SEARCH,
 };
 
 /* A listed user's status (rule 70): away, and its text (owned) or NULL. Only users not at the
@@ -199,6 +203,12 @@ struct chat_op {
     /* join: 1 + the first event of the room's presence run (struct event_run) that reaches this
      * connection, when the run follows this reply in the same batch; 0: no run follows */
     uint32_t run_from;
+    /* search: q in text / text_len (what the cursors are signed for), its FTS5 MATCH expression
+     * (owned), where an `after` goes on, and the reply's `next` ("" for none) */
+    char *search_match;
+    bool has_cursor;
+    struct search_cursor cursor;
+    char next[SEARCH_CURSOR_MAX];
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 
@@ -214,9 +224,8 @@ struct chat_op {
     size_t n_statuses, cap_statuses;
 };
 
-/* The rate-limit buckets a request takes its token from (rules 23, 73); search will have its
- * own. */
-enum chat_bucket_kind { CHAT_BUCKET_SEND, CHAT_BUCKET_REACT };
+/* The rate-limit buckets a request takes its token from (rules 23, 73). */
+enum chat_bucket_kind { CHAT_BUCKET_SEND, CHAT_BUCKET_REACT, CHAT_BUCKET_SEARCH };
 
 /* True for the kinds that store a timeline event (send, edit, delete, react). */
 static inline bool chat_op_stores_event(enum chat_op_kind k)

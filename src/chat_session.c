@@ -485,6 +485,7 @@ void chat_session_close(struct conn *c)
     free(s->rooms);
     free(s->charged_cids);
     free(s->react);
+    free(s->search);
     free(s->replay_pending);
     free(s);
     c->session = NULL;
@@ -547,16 +548,30 @@ static struct chat_bucket *react_bucket(struct conn *c)
     return s->react;
 }
 
+/* The search bucket, made full at first use. */
+static struct chat_bucket *search_bucket(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    if (!s->search) {
+        s->search = xcalloc(1, sizeof *s->search);
+        s->search->tokens = cfg_of(c)->search_rate;
+        s->search->refill_ms = conn_now(c);
+    }
+    return s->search;
+}
+
 uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket)
 {
-    (void)bucket; /* the send bucket is the only one yet */
     struct chat_session *s = c->session;
-    uint32_t rate = cfg_of(c)->rate_limit;
+    bool search = bucket == CHAT_BUCKET_SEARCH; /* telnet has no react */
+    uint32_t rate = search ? cfg_of(c)->search_rate : cfg_of(c)->rate_limit;
     uint64_t now = conn_now(c);
     if (!rate || !s || !s->logged_in)
         return now;
-    /* The same sum take_token makes, so "there now" here means take_token succeeds now. */
-    double tokens = s->tokens + (double)(now - s->refill_ms) * rate / 10000.0;
+    double have = search ? search_bucket(c)->tokens : s->tokens;
+    uint64_t refill_ms = search ? search_bucket(c)->refill_ms : s->refill_ms;
+    /* The same sum bucket_take makes, so "there now" here means bucket_take succeeds now. */
+    double tokens = have + (double)(now - refill_ms) * rate / 10000.0;
     if (tokens >= 1.0)
         return now;
     /* The ms the missing part takes to refill, rounded up by one: a caller that asks again then
@@ -621,6 +636,19 @@ bool chat_session_count_react(struct conn *c)
     if (!rate || !s->logged_in)
         return true;
     struct chat_bucket *b = react_bucket(c);
+    if (window_count(b->attempts, &b->attempts_sec, rate, conn_now(c)))
+        return true;
+    flood_close(c);
+    return false;
+}
+
+bool chat_session_count_search(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    uint32_t rate = cfg_of(c)->search_rate;
+    if (!rate || !s->logged_in)
+        return true;
+    struct chat_bucket *b = search_bucket(c);
     if (window_count(b->attempts, &b->attempts_sec, rate, conn_now(c)))
         return true;
     flood_close(c);
@@ -731,6 +759,34 @@ static enum proto_error submit_timeline(struct conn *c, struct chat_op *op,
     }
     sent(c);
     chat_to_hub(op);
+    return PROTO_OK;
+}
+
+/*
+ * search (protocol 1.1 rules 72, 73, 75): a dm room named must be the user's own, and the user
+ * registered (forbidden); then a token from the search bucket. Without one it still goes on
+ * (over_rate): the store answers rate_limited only if nothing ranked before it applies (banned).
+ */
+static enum proto_error submit_search(struct conn *c, struct chat_op *op, const char **why)
+{
+    struct chat_session *s = c->session;
+    const struct config *cfg = cfg_of(c);
+    if (op->room_is_dm && !is_party(s, op->room))
+        FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+    if (op->room_is_dm && s->guest)
+        FAIL(PROTO_FORBIDDEN, "guests cannot search direct messages");
+    op->reads_from = s->created_ms; /* rule 40: a registered user's dm rooms from then on */
+    op->bucket = CHAT_BUCKET_SEARCH;
+    if (cfg->search_rate) {
+        struct chat_bucket *b = search_bucket(c);
+        bool got = bucket_take(&b->tokens, &b->refill_ms, cfg->search_rate, conn_now(c));
+        op->charged = got;
+        op->over_rate = !got;
+        if (!got)
+            metrics_add(METRIC_RATE_LIMITED, 1);
+    }
+    sent(c);
+    chat_to_store(op);
     return PROTO_OK;
 }
 
@@ -884,6 +940,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         sent(c);
         chat_to_hub(op);
         return PROTO_OK;
+    case CHAT_SEARCH:
+        return submit_search(c, op, why);
     default:
         FAIL(PROTO_BAD_REQUEST, "unsupported request");
     }
@@ -1105,6 +1163,8 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
         /* Rule 73: an error, a cid duplicate or a reaction that changed nothing takes no token. */
         if (op->bucket == CHAT_BUCKET_REACT && s->react)
             s->react->tokens += 1.0;
+        else if (op->bucket == CHAT_BUCKET_SEARCH && s->search)
+            s->search->tokens += 1.0;
         else
             s->tokens += 1.0;
         op->charged = false;
@@ -1426,8 +1486,9 @@ static void attempts_by_age(const uint16_t attempts[10], uint64_t attempts_sec, 
     }
 }
 
-/* The react bucket as HR_REACT's bytes (handover_rec.c): tokens, refill age, attempts by age. */
-static void save_react(const struct chat_bucket *b, uint64_t now, struct hr_writer *w)
+/* A bucket as HR_REACT's or HR_SEARCH's bytes (handover_rec.c): tokens, refill age, attempts by
+ * age. */
+static void save_bucket(const struct chat_bucket *b, uint64_t now, uint16_t tag, struct hr_writer *w)
 {
     uint8_t bytes[16 + 2 * HR_ATTEMPT_SECONDS];
     uint64_t tokens = (uint64_t)((b->tokens > 0 ? b->tokens : 0) * 1e6 + 0.5);
@@ -1442,7 +1503,7 @@ static void save_react(const struct chat_bucket *b, uint64_t now, struct hr_writ
         bytes[16 + 2 * i] = (uint8_t)attempts[i];
         bytes[16 + 2 * i + 1] = (uint8_t)(attempts[i] >> 8);
     }
-    hr_put(w, HR_REACT, bytes, sizeof bytes);
+    hr_put(w, tag, bytes, sizeof bytes);
 }
 
 /* A bucket from a record's tokens (millionths), refill age and attempts by age: at most full. */
@@ -1486,7 +1547,9 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     }
     hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
     if (s->react && w->version >= 4)
-        save_react(s->react, now, w); /* an older reader starts the bucket full */
+        save_bucket(s->react, now, HR_REACT, w); /* an older reader starts the bucket full */
+    if (s->search && w->version >= 5)
+        save_bucket(s->search, now, HR_SEARCH, w);
     if ((s->away || s->status_text) && w->version >= 5) {
         /* The user's status (rule 69): the next process's hub has it from its connections. */
         size_t n = s->status_text ? strlen(s->status_text) : 0;
@@ -1729,6 +1792,12 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
                        cfg_of(c)->react_rate, rec->react_tokens_micro, rec->react_refill_age_ms,
                        rec->react_attempts, now);
     }
+    if (rec->has_search) {
+        struct chat_bucket *b = s->search = xcalloc(1, sizeof *s->search);
+        restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
+                       cfg_of(c)->search_rate, rec->search_tokens_micro,
+                       rec->search_refill_age_ms, rec->search_attempts, now);
+    }
     if (rec->has_cids) {
         s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);
         memcpy(s->charged_cids, rec->cids, sizeof rec->cids);
@@ -1960,6 +2029,18 @@ static void json_reply(struct conn *c, struct chat_op *op)
         }
         jsonw_array_end(&w);
         break;
+    case CHAT_SEARCH:
+        events_reply_begin(&w, "search", op->id);
+        jsonw_key(&w, "results");
+        jsonw_array_begin(&w);
+        for (size_t i = 0; i < op->n_msgs; i++) {
+            const struct chunk *m = op->msgs[i].ws;
+            jsonw_raw(&w, (const char *)m->data + MSG_JSON_OFF, m->len - MSG_JSON_OFF);
+        }
+        jsonw_array_end(&w);
+        if (op->next[0])
+            jsonw_kv_str(&w, "next", op->next);
+        break;
     default:
         return;
     }
@@ -2023,6 +2104,8 @@ static enum chat_op_kind kind_of(const struct proto_request *req)
         return CHAT_REACT;
     case PROTO_STATUS:
         return CHAT_STATUS;
+    case PROTO_SEARCH:
+        return CHAT_SEARCH;
     default:
         return CHAT_GONE;
     }
@@ -2056,6 +2139,13 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
     if (req->text) {
         op->text = xstrndup(req->text, req->text_len);
         op->text_len = req->text_len;
+    }
+    if (req->type == PROTO_SEARCH) {
+        op->text = xstrndup(req->q, req->q_len); /* what its cursors are signed for */
+        op->text_len = req->q_len;
+        op->search_match = xstrdup(req->match);
+        op->has_cursor = req->has_cursor;
+        op->cursor = req->cursor;
     }
     if (req->cid) {
         size_t n = strlen(req->cid);
@@ -2147,7 +2237,8 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
     bool send_bucket = req.type == PROTO_SEND || req.type == PROTO_EDIT ||
                        req.type == PROTO_DELETE || req.type == PROTO_STATUS;
     if ((send_bucket && !chat_session_count_send(c)) ||
-        (req.type == PROTO_REACT && !chat_session_count_react(c))) {
+        (req.type == PROTO_REACT && !chat_session_count_react(c)) ||
+        (req.type == PROTO_SEARCH && !chat_session_count_search(c))) {
         proto_request_free(&req); /* closed for flooding */
         return;
     }

@@ -119,6 +119,8 @@ struct chat_session {
      * react, and pay nothing for it. A live upgrade carries it (record version 4). */
     struct chat_bucket *react;
     char *status_text; /* with away: the status text, or NULL */
+    /* The search bucket (protocol 1.1 rule 73), made at the first search, as react's. */
+    struct chat_bucket *search;
 };
 
 /* A token bucket of rule 42 with rule 23's flood count, for a request type with its own. */
@@ -181,6 +183,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
 bool chat_session_count_send(struct conn *c);
 /* The same for `react` and its own bucket (protocol 1.1 rule 73). */
 bool chat_session_count_react(struct conn *c);
+/* The same for `search` and its own bucket (protocol 1.1 rule 73). */
+bool chat_session_count_search(struct conn *c);
 
 /*
  * When bucket of c will next hold a whole token: a time on the loop clock, now when it holds one

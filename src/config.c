@@ -48,6 +48,8 @@ static const char usage[] =
     "always)\n"
     "  --max-reactions N         distinct emoji per message (default 20)\n"
     "  --react-rate N            react bucket of N tokens per 10 s (default: as --rate-limit)\n"
+    "  --search-rate N           search bucket of N tokens per 10 s (default 10; 0 = off)\n"
+    "  --search-scan N           search index rows one search examines at most (default 10000)\n"
     "  --ring-size N             recent messages per room kept in memory for replay (default "
     "1024)\n"
     "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
@@ -155,6 +157,8 @@ enum {
     OPT_EDIT_WINDOW,
     OPT_MAX_REACTIONS,
     OPT_REACT_RATE,
+    OPT_SEARCH_RATE,
+    OPT_SEARCH_SCAN,
     OPT_RING_SIZE,
     OPT_PASSWORD_COST,
     OPT_MAX_DB_SIZE,
@@ -218,6 +222,8 @@ static const struct option options[] = {
     {"edit-window", required_argument, NULL, OPT_EDIT_WINDOW},
     {"max-reactions", required_argument, NULL, OPT_MAX_REACTIONS},
     {"react-rate", required_argument, NULL, OPT_REACT_RATE},
+    {"search-rate", required_argument, NULL, OPT_SEARCH_RATE},
+    {"search-scan", required_argument, NULL, OPT_SEARCH_SCAN},
     {"ring-size", required_argument, NULL, OPT_RING_SIZE},
     {"password-cost", required_argument, NULL, OPT_PASSWORD_COST},
     {"max-db-size", required_argument, NULL, OPT_MAX_DB_SIZE},
@@ -353,6 +359,8 @@ static void set_defaults(struct config *cfg)
     cfg->ring_size = 1024;
     cfg->edit_window_s = 86400;
     cfg->max_reactions = 20;
+    cfg->search_rate = 10;
+    cfg->search_scan = 10000;
     cfg->max_text = 4000;
     /* Finite by default: one address cannot take every descriptor (a process may hold ~20,000),
      * and 200 still covers an office behind one NAT with several tabs each. */
@@ -529,6 +537,16 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
                 return bad("react-rate", optarg, "expected a number from 0 to 1000000");
             cfg->react_rate = (uint32_t)v;
             react_rate_set = true;
+            break;
+        case OPT_SEARCH_RATE:
+            if (parse_u64(optarg, 0, 1000000, &v) < 0)
+                return bad("search-rate", optarg, "expected a number from 0 to 1000000");
+            cfg->search_rate = (uint32_t)v;
+            break;
+        case OPT_SEARCH_SCAN:
+            if (parse_u64(optarg, 1, 100000000, &v) < 0)
+                return bad("search-scan", optarg, "expected a number from 1 to 100000000");
+            cfg->search_scan = (uint32_t)v;
             break;
         case OPT_RING_SIZE:
             if (parse_u64(optarg, 1, 1u << 20, &v) < 0)

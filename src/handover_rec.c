@@ -9,7 +9,7 @@
 /*
  * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2,
  * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, HR_TN_WAITING, HR_REACT: 4, and
- * HR_STATUS: 5). A field is
+ * HR_SEARCH, HR_STATUS: 5). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -34,6 +34,7 @@
  *   HR_REACT            bytes    (4) the react bucket (protocol 1.1 rule 73), if used: tokens
  *                                in millionths and the ms since its refill (u64 LE each), then
  *                                its attempts per second, this second first (10 x u16 LE)
+ *   HR_SEARCH           bytes    (5) the search bucket (rule 73), if used: as HR_REACT
  *   HR_PW_OP            nested   (2) a password check in flight: its kind, the request's id as
  *                                JSON, the name and password, a guest registering its own name
  *   HR_STATUS           bytes    (5) the user's status (rule 69), if not online without text:
@@ -391,6 +392,23 @@ static int read_tn_parser(const struct field *outer, struct telnet_parser *p)
 
 /* Checks a room or backlog entry (nested) without keeping it; they are read again by the
  * iterators. */
+/* A rate-limit bucket's bytes (HR_REACT, HR_SEARCH): tokens in millionths and refill age (u64 LE
+ * each), then attempts per second, this second first (u16 LE each). */
+static int bucket_of(const struct field *x, uint64_t *tokens_micro, uint64_t *refill_age_ms,
+                     uint16_t attempts[HR_ATTEMPT_SECONDS])
+{
+    if (x->len != 16 + 2 * HR_ATTEMPT_SECONDS)
+        return -1;
+    *tokens_micro = *refill_age_ms = 0;
+    for (int b = 7; b >= 0; b--) {
+        *tokens_micro = *tokens_micro << 8 | x->v[b];
+        *refill_age_ms = *refill_age_ms << 8 | x->v[8 + b];
+    }
+    for (int i = 0; i < HR_ATTEMPT_SECONDS; i++)
+        attempts[i] = (uint16_t)(x->v[16 + 2 * i] | x->v[16 + 2 * i + 1] << 8);
+    return 0;
+}
+
 static int read_room(const struct field *outer, uint16_t version, struct hr_room *room)
 {
     struct fields f = {outer->v, outer->len, 0};
@@ -650,17 +668,15 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
     case HR_REACT:
         if (rec->version < 4)
             FAIL("a field this version does not know");
-        if (x->len != 16 + 2 * HR_ATTEMPT_SECONDS)
-            return -1;
         rec->has_react = true;
-        rec->react_tokens_micro = rec->react_refill_age_ms = 0;
-        for (int b = 7; b >= 0; b--) {
-            rec->react_tokens_micro = rec->react_tokens_micro << 8 | x->v[b];
-            rec->react_refill_age_ms = rec->react_refill_age_ms << 8 | x->v[8 + b];
-        }
-        for (int i = 0; i < HR_ATTEMPT_SECONDS; i++)
-            rec->react_attempts[i] = (uint16_t)(x->v[16 + 2 * i] | x->v[16 + 2 * i + 1] << 8);
-        return 0;
+        return bucket_of(x, &rec->react_tokens_micro, &rec->react_refill_age_ms,
+                         rec->react_attempts);
+    case HR_SEARCH:
+        if (rec->version < 5)
+            FAIL("a field this version does not know");
+        rec->has_search = true;
+        return bucket_of(x, &rec->search_tokens_micro, &rec->search_refill_age_ms,
+                         rec->search_attempts);
     case HR_CIDS:
         if (x->len != 8 * HR_N_CIDS)
             return -1;

@@ -33,7 +33,7 @@
  * user's status as the connection knew it (HR_STATUS, protocol 1.1 rule 69), which the new
  * process's hub takes over: a status lives in memory only, and the hub is not handed over (a
  * writer of an older version moves the connection without it, and the status falls back to
- * online).
+ * online), and the search bucket (HR_SEARCH, rule 73), which an older record starts full.
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -143,6 +143,9 @@ struct handover_rec {
     bool has_react; /* (4) the react bucket, as the send bucket above; absent: never used */
     uint64_t react_tokens_micro, react_refill_age_ms;
     uint16_t react_attempts[HR_ATTEMPT_SECONDS];
+    bool has_search; /* (5) the search bucket, as the react bucket; absent: never used */
+    uint64_t search_tokens_micro, search_refill_age_ms;
+    uint16_t search_attempts[HR_ATTEMPT_SECONDS];
     bool has_cids;
     uint64_t cids[HR_N_CIDS];
     uint8_t cids_next;
@@ -239,6 +242,7 @@ enum hr_tag {
     HR_ROOM = 77,    /* nested, repeated: HR_RM_* */
     HR_BACKLOG = 78, /* nested, repeated: HR_BL_* */
     HR_REACT = 79,   /* version 4; the react bucket: tokens (u64), refill age (u64), attempts */
+    HR_SEARCH = 80,  /* version 5; the search bucket, as HR_REACT */
 
     HR_PW_OP = 90, /* version 2; nested: HR_PO_* */
 

@@ -169,6 +169,9 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_slow_consumers_total", "Connections closed for not reading their output.",
             METRIC_SLOW_CONSUMERS);
     counter(&o, "parley_store_errors_total", "Store operations that failed.", METRIC_STORE_ERRORS);
+    counter(&o, "parley_searches_total", "Search requests read from the index.", METRIC_SEARCHES);
+    counter(&o, "parley_search_rows_total",
+            "Search index rows examined (each search at most --search-scan).", METRIC_SEARCH_ROWS);
     put(&o,
         "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
     for (int e = 1; e < PROTO_ERROR_COUNT; e++)

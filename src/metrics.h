@@ -31,6 +31,8 @@ enum metric_counter {
     METRIC_AUTH_HASHES,             /* password hashes and verifications finished */
     METRIC_COUNT_ENCODED,           /* large rooms' count events encoded (once per room a tick) */
     METRIC_COUNT_SENT,              /* count events queued to WebSocket connections */
+    METRIC_SEARCHES,                /* search requests read from the index */
+    METRIC_SEARCH_ROWS,             /* search index rows they examined (rule 72's scan) */
     METRIC_COUNTERS,
 };
 

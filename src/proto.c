@@ -1,8 +1,11 @@
 /* proto: parses the envelope of a protocol v1 request and validates the fields its type needs. */
 #include "proto.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "search_text.h"
 #include "timeline.h"
 
 /*
@@ -36,7 +39,7 @@ static const struct {
     {"leave", PROTO_LEAVE},       {"rooms", PROTO_ROOMS},     {"who", PROTO_WHO},
     {"send", PROTO_SEND},         {"history", PROTO_HISTORY}, {"typing", PROTO_TYPING},
     {"ping", PROTO_PING},         {"edit", PROTO_EDIT},       {"delete", PROTO_DELETE},
-    {"react", PROTO_REACT},       {"status", PROTO_STATUS},
+    {"react", PROTO_REACT},       {"status", PROTO_STATUS},     {"search", PROTO_SEARCH},
 };
 
 /* The fields each type defines, for rule 37's null check. */
@@ -55,6 +58,7 @@ static const char *const field_sets[][5] = {
     [PROTO_DELETE] = {"room", "seq", "cid"},
     [PROTO_REACT] = {"room", "seq", "emoji", "on", "cid"},
     [PROTO_STATUS] = {"state", "text"},
+    [PROTO_SEARCH] = {"q", "room", "limit", "after"},
 };
 
 /* What a client is told for a null field: the same as for a wrong type, since null is one. */
@@ -78,6 +82,7 @@ static const struct {
     {"emoji", "emoji must be a string of 1-32 bytes"},
     {"on", "on must be true or false"},
     {"state", "state must be \"online\" or \"away\""},
+    {"q", "q must be a string"},
 };
 
 static const char *const error_codes[PROTO_ERROR_COUNT] = {
@@ -152,6 +157,8 @@ enum proto_error proto_parse_envelope(const char *buf, size_t len, struct proto_
 
 void proto_request_free(struct proto_request *req)
 {
+    free(req->match);
+    req->match = NULL;
     json_decref(req->doc);
     req->doc = NULL;
     req->id = NULL;
@@ -607,6 +614,68 @@ static enum proto_error validate_status(struct check *ck, const struct proto_lim
     return PROTO_OK;
 }
 
+#define SEARCH_LIMIT_MAX 100
+#define SEARCH_LIMIT_DEFAULT 20
+
+/*
+ * search (protocol 1.1 rules 71, 72, 75): room (optional) and q strings, q's words and quotes,
+ * limit 1..100, an `after` this server gave for the same q and room (all bad_request); then
+ * room's name (bad_name); then q's length (too_long).
+ */
+static enum proto_error validate_search(struct check *ck)
+{
+    struct proto_request *req = ck->req;
+    struct room_field rf = {0};
+    bool has_room = field(ck, "room") != NULL;
+    if (has_room) {
+        enum proto_error e = room_present(ck, &rf);
+        if (e != PROTO_OK)
+            return e;
+    }
+    size_t q_len;
+    const char *q = get_string(ck, "q", &q_len);
+    if (!q)
+        return fail(ck, PROTO_BAD_REQUEST, "q must be a string");
+    const char *q_why = NULL;
+    enum search_query_verdict verdict = search_query_parse(q, q_len, &req->match, &q_why);
+    if (verdict == SEARCH_QUERY_BAD)
+        return fail(ck, PROTO_BAD_REQUEST, q_why);
+    size_t trimmed = 0;
+    text_check_message(q, q_len, SIZE_MAX, &trimmed);
+    req->q = q;
+    req->q_len = trimmed;
+    req->limit = SEARCH_LIMIT_DEFAULT;
+    json_t *limit = field(ck, "limit");
+    if (limit) {
+        uint64_t l;
+        if (!get_whole(limit, &l) || l < 1 || l > SEARCH_LIMIT_MAX)
+            return fail(ck, PROTO_BAD_REQUEST, "limit must be an integer from 1 to 100");
+        req->limit = (unsigned)l;
+    }
+    /* The room as the cursor was signed for: a room with a bad name never had one. */
+    struct check scratch = {.req = req};
+    bool room_ok = !has_room || room_name(&scratch, &rf) == PROTO_OK;
+    if (!has_room)
+        req->room[0] = '\0';
+    if (field(ck, "after")) {
+        size_t after_len;
+        const char *after = get_string(ck, "after", &after_len);
+        if (!after || !room_ok ||
+            !search_cursor_decode(after, after_len, q, trimmed, req->room, &req->cursor))
+            return fail(ck, PROTO_BAD_REQUEST,
+                        "after must be a next string from a search with the same q and room");
+        req->has_cursor = true;
+    }
+    if (has_room) {
+        enum proto_error e = room_name(ck, &rf);
+        if (e != PROTO_OK)
+            return e;
+    }
+    if (verdict == SEARCH_QUERY_TOO_LONG)
+        return fail(ck, PROTO_TOO_LONG, q_why);
+    return PROTO_OK;
+}
+
 enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,
                                 const char **why)
 {
@@ -646,6 +715,9 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
             break;
         case PROTO_STATUS:
             e = validate_status(&ck, limits);
+            break;
+        case PROTO_SEARCH:
+            e = validate_search(&ck);
             break;
         case PROTO_PING:
             break;

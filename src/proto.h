@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "search_cursor.h"
 #include "text.h"
 
 enum proto_type {
@@ -33,6 +34,7 @@ enum proto_type {
     PROTO_DELETE,
     PROTO_REACT,
     PROTO_STATUS, /* protocol 1.1 rule 69 */
+    PROTO_SEARCH,
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
@@ -104,6 +106,14 @@ struct proto_request {
     bool on;
     /* status (rule 69): away or online; its text (trimmed, possibly empty) is in text/text_len */
     bool away;
+    /* search (protocol 1.1 rules 71, 72): q trimmed (not NUL-terminated at q_len), its FTS5
+     * MATCH expression (owned, freed by proto_request_free), limit 1..100 (default 20), and
+     * where an `after` cursor goes on. room is "" when the search covers every room. */
+    const char *q;
+    size_t q_len;
+    char *match;
+    bool has_cursor;
+    struct search_cursor cursor;
 };
 
 /*

@@ -186,8 +186,9 @@ enum search_query_verdict search_query_parse(const char *q, size_t len, char **m
     size_t points = 0;
     for (size_t i = 0; i < n; i++)
         points += (s[i] & 0xC0) != 0x80;
-    if (points > SEARCH_QUERY_MAX_POINTS)
-        QUERY_FAIL(SEARCH_QUERY_TOO_LONG, "the query is over 200 characters");
+    /* Over the length is too_long, but only once nothing else is wrong (rule 75: bad_request
+     * ranks first), so the query is read to its end either way. */
+    bool too_long = points > SEARCH_QUERY_MAX_POINTS;
 
     bool quoted = false;
     size_t terms = 0, phrase_words = 0;
@@ -229,6 +230,8 @@ enum search_query_verdict search_query_parse(const char *q, size_t len, char **m
         QUERY_FAIL(SEARCH_QUERY_BAD, "the query has an odd number of quotes");
     if (terms == 0)
         QUERY_FAIL(SEARCH_QUERY_BAD, "the query has no word to search for");
+    if (too_long)
+        QUERY_FAIL(SEARCH_QUERY_TOO_LONG, "the query is over 200 characters");
     free(phrase.p);
     *match = finish(&out, NULL);
     return SEARCH_QUERY_OK;

@@ -33,7 +33,8 @@ enum search_query_verdict {
     SEARCH_QUERY_OK,
     SEARCH_QUERY_BAD,      /* bad_request: empty, a control character, not UTF-8, an odd number of
                               quotes, or no word */
-    SEARCH_QUERY_TOO_LONG, /* too_long: over SEARCH_QUERY_MAX_POINTS code points */
+    SEARCH_QUERY_TOO_LONG, /* too_long: over SEARCH_QUERY_MAX_POINTS code points, and nothing
+                              else wrong (bad_request ranks first, rule 75) */
 };
 
 /*

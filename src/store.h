@@ -104,6 +104,10 @@ struct store_token {
 typedef void (*store_room_cb)(void *arg, const char *room, uint64_t last_seq, int64_t created_ms);
 typedef void (*store_msg_cb)(void *arg, const struct store_msg *m);
 typedef void (*store_user_cb)(void *arg, const char *name, int64_t created_ms);
+/* A row of the search index: the message it stands for and its key in the scan's order. The
+ * room string lives only during the call. Returns false to end the scan. */
+typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uint64_t seq,
+                                int64_t ts);
 
 struct store_ops {
     void (*close)(struct store *s);
@@ -156,6 +160,21 @@ struct store_ops {
     /* Rule 51: the events and reactions of identity `guest` outside dm rooms become the
      * account's (identity `account`, shown as name). */
     int (*claim_guest)(struct store *s, const char *guest, const char *account, const char *name);
+    /*
+     * Search (protocol 1.1 rules 71, 72): the index rows matching match (an FTS5 MATCH
+     * expression of folded terms, search_text.h; the index's columns are `words` and `rkey`, the
+     * room name's words) with rowid <= from, by descending rowid (newest first: rowids follow
+     * the store's clock), until each returns false or none is left.
+     */
+    int (*search)(struct store *s, const char *match, uint64_t from, store_search_cb each,
+                  void *arg);
+    /* The message of room at seq, if it is not deleted, in its current state (as history's):
+     * passed to each. Returns how many (0 or 1), or an error. */
+    int (*search_message)(struct store *s, const char *room, uint64_t seq, store_msg_cb each,
+                          void *arg);
+    /* One bounded step of merging the search index's segments, so deleted rows leave its
+     * pages (erasure, rules 52, 53); *more whether a step is still needed. */
+    int (*search_merge)(struct store *s, bool *more);
     /* Truncates the WAL after erasures (rule 53: old texts leave the log too). */
     int (*checkpoint)(struct store *s);
     /* Records a room (idempotent), so it is listed and kept even without messages. */

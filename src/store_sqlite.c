@@ -42,6 +42,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "metrics.h"
+#include "search_text.h"
 #include "text.h"
 
 #define BUSY_TIMEOUT_MS 2000
@@ -149,6 +150,27 @@ static const char *const migrations[] = {
     " PRIMARY KEY(room, user_lc, seq)"
     ") WITHOUT ROWID;"
     "CREATE INDEX mentions_seq ON mentions(room, seq);",
+
+    /* search: protocol 1.1's full-text index (rules 71, 72). One FTS5 row per message that is
+     * not deleted: `words` its current text as search_text_index folds it, `rkey` the room name
+     * (tokens, so a search in one room is an index lookup too), and the room, seq and ts it
+     * stands for. Rowids follow the store's order: ascending rowid is ascending ts (the store's
+     * clock never goes back), so a scan by descending rowid meets the newest first. search_rows
+     * finds a message's row for edits, deletes and retention. Existing messages are indexed
+     * here, ties of one ts numbered in the order a descending scan wants them (room descending,
+     * seq ascending). parley_search_words is registered on the connection before migrating. */
+    "CREATE VIRTUAL TABLE search_index USING fts5(words, rkey, room UNINDEXED, seq UNINDEXED,"
+    " ts UNINDEXED, tokenize = \"unicode61 remove_diacritics 0 categories 'L* M* N*'\");"
+    "CREATE TABLE search_rows("
+    " room TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " rid INTEGER NOT NULL,"
+    " PRIMARY KEY(room, seq)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO search_index(rowid, words, rkey, room, seq, ts)"
+    " SELECT row_number() OVER (ORDER BY ts, room DESC, seq), parley_search_words(text), room,"
+    " room, seq, ts FROM events WHERE type = 'message' AND deleted = 0;"
+    "INSERT INTO search_rows(room, seq, rid) SELECT room, seq, rowid FROM search_index;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -199,6 +221,17 @@ enum stmt {
     ST_MENTION_CLEAR,
     ST_TRIM_MENTIONS,
     ST_NEXT_MESSAGE,
+    ST_SEARCH_ADD,
+    ST_SEARCH_ADD_ROW,
+    ST_SEARCH_LAST,
+    ST_SEARCH_EDIT,
+    ST_SEARCH_DROP,
+    ST_SEARCH_DROP_ROW,
+    ST_SEARCH_TRIM,
+    ST_SEARCH_TRIM_ROWS,
+    ST_SEARCH_SCAN,
+    ST_SEARCH_MSG,
+    ST_SEARCH_MERGE,
     ST_COUNT
 };
 
@@ -296,6 +329,27 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " AND type = 'message' AND deleted = 0 ORDER BY seq DESC LIMIT 1",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    /* The search index (the search step of migrations[]): a new message's row, an edit's new words, a delete's and
+     * retention's removal. */
+    [ST_SEARCH_ADD] = "INSERT INTO search_index(rowid, words, rkey, room, seq, ts)"
+                      " VALUES(?5, parley_search_words(?3), ?1, ?1, ?2, ?4)",
+    [ST_SEARCH_ADD_ROW] = "INSERT OR REPLACE INTO search_rows(room, seq, rid) VALUES(?1, ?2, ?3)",
+    [ST_SEARCH_LAST] = "SELECT COALESCE(MAX(rowid), 0) FROM search_index",
+    [ST_SEARCH_EDIT] = "UPDATE search_index SET words = parley_search_words(?3)"
+                       " WHERE rowid = (SELECT rid FROM search_rows WHERE room = ?1 AND seq = ?2)",
+    [ST_SEARCH_DROP] = "DELETE FROM search_index"
+                       " WHERE rowid = (SELECT rid FROM search_rows WHERE room = ?1 AND seq = ?2)",
+    [ST_SEARCH_DROP_ROW] = "DELETE FROM search_rows WHERE room = ?1 AND seq = ?2",
+    [ST_SEARCH_TRIM] = "DELETE FROM search_index"
+                       " WHERE rowid IN (SELECT rid FROM search_rows WHERE room = ?1 AND seq <= ?2)",
+    [ST_SEARCH_TRIM_ROWS] = "DELETE FROM search_rows WHERE room = ?1 AND seq <= ?2",
+    [ST_SEARCH_SCAN] = "SELECT rowid, room, seq, ts FROM search_index"
+                       " WHERE search_index MATCH ?1 AND rowid <= ?2 ORDER BY rowid DESC",
+    [ST_SEARCH_MSG] = "SELECT " EVENT_COLS " FROM " EVENT_FROM
+                      " WHERE e.room = ?1 AND e.seq = ?2 AND e.type = 'message' AND e.deleted = 0",
+    /* Merges the index's segments a bounded number of pages at a time (a negative count merges
+     * toward one segment, as 'optimize' does at once), so deleted rows leave it (erasure). */
+    [ST_SEARCH_MERGE] = "INSERT INTO search_index(search_index, rank) VALUES('merge', -64)",
 };
 
 /* A file the store writes, as it was at open: the path must still lead to it. */
@@ -320,6 +374,10 @@ struct sqlite_store {
      * and write the marker. NULL once done. */
     char *standby_dir;
     bool prepared;
+    /* The last search index rowid given (0: not read yet). Never given twice in a process, even
+     * when the newest row is deleted: a search cursor is a rowid, and must not come to name a
+     * newer message. */
+    int64_t search_rowid;
 };
 
 static struct sqlite_store *from_base(struct store *s)
@@ -682,13 +740,78 @@ static int set_mentions(struct sqlite_store *ss, const char *room, uint64_t seq,
     return ret;
 }
 
+/* Runs a search index statement with (room, seq[, text[, ts]]) as its ?1..?4, as far as it has
+ * parameters; 0 or the mapped error. The text is bound with its length. */
+static int search_words(struct sqlite_store *ss, enum stmt id, const char *op, const char *room,
+                        uint64_t seq, const char *text, size_t text_len, int64_t ts)
+{
+    sqlite3_stmt *st = ss->st[id];
+    int n = sqlite3_bind_parameter_count(st);
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, seq, rc);
+    if (n >= 3 && rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(st, 3, text ? text : "", text ? text_len : 0, SQLITE_STATIC,
+                                 SQLITE_UTF8);
+    if (n >= 4)
+        rc = bind_i64(st, 4, ts, rc);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, op, rc);
+    }
+    return run(ss, id, op);
+}
+
+/* A new message's row in the search index, at the next rowid, and where to find it again. */
+static int search_add(struct sqlite_store *ss, const struct store_msg *m)
+{
+    int rc;
+    if (ss->search_rowid == 0) {
+        sqlite3_stmt *st = ss->st[ST_SEARCH_LAST];
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            ss->search_rowid = sqlite3_column_int64(st, 0);
+        done(st);
+        if (rc != SQLITE_ROW)
+            return fail(ss->db, "search_last", rc);
+    }
+    int64_t rowid = ss->search_rowid + 1;
+    sqlite3_stmt *st = ss->st[ST_SEARCH_ADD];
+    rc = bind_text(st, 1, m->room, SQLITE_OK);
+    rc = bind_seq(st, 2, m->seq, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(st, 3, m->text ? m->text : "", m->text ? m->text_len : 0,
+                                 SQLITE_STATIC, SQLITE_UTF8);
+    rc = bind_i64(st, 4, m->ts, rc);
+    rc = bind_i64(st, 5, rowid, rc);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, "search_add", rc);
+    }
+    int ret = run(ss, ST_SEARCH_ADD, "search_add");
+    if (ret != 0)
+        return ret;
+    ss->search_rowid = rowid; /* a rolled-back batch leaves a gap, never a second use */
+    st = ss->st[ST_SEARCH_ADD_ROW];
+    rc = bind_text(st, 1, m->room, SQLITE_OK);
+    rc = bind_seq(st, 2, m->seq, rc);
+    rc = bind_i64(st, 3, rowid, rc);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, "search_add_row", rc);
+    }
+    return run(ss, ST_SEARCH_ADD_ROW, "search_add_row");
+}
+
 /* The state an event changes besides its own row (store.h, insert). */
 static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
 {
     int ret = 0;
     switch (m->type) {
     case STORE_EV_MESSAGE:
-        return m->mentions ? set_mentions(ss, m->room, m->seq, m->mentions) : 0;
+        ret = search_add(ss, m);
+        if (ret == 0 && m->mentions)
+            ret = set_mentions(ss, m->room, m->seq, m->mentions);
+        return ret;
     case STORE_EV_EDIT: {
         ret = run_bound(ss, ST_EDIT_BLANK, "edit_blank", m->room, m->target, m->seq, NULL, NULL,
                         NULL);
@@ -707,6 +830,9 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
             return fail(ss->db, "edit_apply", rc);
         }
         ret = run(ss, ST_EDIT_APPLY, "edit_apply");
+        if (ret == 0)
+            ret = search_words(ss, ST_SEARCH_EDIT, "search_edit", m->room, m->target, m->text,
+                               m->text_len, 0);
         return ret ? ret : set_mentions(ss, m->room, m->target, m->mentions);
     }
     case STORE_EV_DELETE:
@@ -719,6 +845,11 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
                             NULL, NULL, NULL);
         if (ret == 0)
             ret = set_mentions(ss, m->room, m->target, NULL);
+        if (ret == 0)
+            ret = search_words(ss, ST_SEARCH_DROP, "search_drop", m->room, m->target, NULL, 0, 0);
+        if (ret == 0)
+            ret = search_words(ss, ST_SEARCH_DROP_ROW, "search_drop_row", m->room, m->target,
+                               NULL, 0, 0);
         return ret;
     case STORE_EV_REACTION:
         if (m->on)
@@ -822,7 +953,14 @@ static int sq_trim(struct store *s, const char *room, uint64_t upto)
     st = ss->st[ST_TRIM_MENTIONS];
     rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_seq(st, 2, upto, rc);
-    return write_stmt(ss, ST_TRIM_MENTIONS, "trim_mentions", rc);
+    ret = write_stmt(ss, ST_TRIM_MENTIONS, "trim_mentions", rc);
+    /* The search index's rows below the cut go with the messages (storage notes). */
+    if (ret == 0)
+        ret = note(ss, search_words(ss, ST_SEARCH_TRIM, "search_trim", room, upto, NULL, 0, 0));
+    if (ret == 0)
+        ret = note(ss, search_words(ss, ST_SEARCH_TRIM_ROWS, "search_trim_rows", room, upto,
+                                    NULL, 0, 0));
+    return ret;
 }
 
 /*
@@ -1142,6 +1280,62 @@ static int sq_checkpoint(struct store *s)
     return rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY ? 0 : fail(ss->db, "checkpoint", rc);
 }
 
+/* parley_search_words(text): the text's words as the search index holds them (rule 71). */
+static void sql_search_words(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const char *text = (const char *)sqlite3_value_text(argv[0]);
+    size_t n = (size_t)sqlite3_value_bytes(argv[0]);
+    size_t len;
+    char *words = search_text_index(text ? text : "", text ? n : 0, &len);
+    sqlite3_result_text64(ctx, words, len, free, SQLITE_UTF8);
+}
+
+static int sq_search(struct store *s, const char *match, uint64_t from, store_search_cb each,
+                     void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_SEARCH_SCAN];
+    int rc = bind_text(st, 1, match, SQLITE_OK);
+    rc = bind_seq(st, 2, from, rc);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        const char *room = (const char *)sqlite3_column_text(st, 1);
+        if (!room || !valid_room(room, (size_t)sqlite3_column_bytes(st, 1)))
+            continue; /* damaged: nothing to show for it */
+        if (!each(arg, (uint64_t)sqlite3_column_int64(st, 0), room,
+                  (uint64_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3))) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "search", rc);
+    done(st);
+    return ret;
+}
+
+static int sq_search_message(struct store *s, const char *room, uint64_t seq, store_msg_cb each,
+                             void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_SEARCH_MSG];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, seq, rc);
+    return each_event(ss, st, room, rc, "search_message", each, arg);
+}
+
+static int sq_search_merge(struct store *s, bool *more)
+{
+    struct sqlite_store *ss = from_base(s);
+    int64_t before = sqlite3_total_changes64(ss->db);
+    int ret = run(ss, ST_SEARCH_MERGE, "search_merge");
+    /* FTS5: a merge that did any work changes more than the one row of the command itself. */
+    *more = ret == 0 && sqlite3_total_changes64(ss->db) - before >= 2;
+    return ret;
+}
+
 static int sq_first_seq(struct store *s, const char *room, uint64_t *seq)
 {
     struct sqlite_store *ss = from_base(s);
@@ -1287,6 +1481,9 @@ static const struct store_ops sqlite_ops = {
     .newest_own = sq_newest_own,
     .next_message = sq_next_message,
     .checkpoint = sq_checkpoint,
+    .search = sq_search,
+    .search_message = sq_search_message,
+    .search_merge = sq_search_merge,
     .user_create = sq_user_create,
     .user_get = sq_user_get,
     .token_put = sq_token_put,
@@ -1567,6 +1764,13 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
     }
     sqlite3_extended_result_codes(ss->db, 1);
     sqlite3_busy_timeout(ss->db, BUSY_TIMEOUT_MS);
+    rc = sqlite3_create_function(ss->db, "parley_search_words", 1,
+                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                 sql_search_words, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        ret = fail(ss->db, "create_function", rc);
+        goto fail;
+    }
 
     /* The first statement to read the file: a file that is not a database fails here. */
     ret = set_wal(ss->db);

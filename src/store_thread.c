@@ -15,11 +15,17 @@
 #include "loop.h"
 #include "map.h"
 #include "metrics.h"
+#include "search_cursor.h"
+#include "search_text.h"
 #include "timeline.h"
 
 #define MAX_BATCH 1024
 /* Erasures (rules 52, 53) leave the WAL by a checkpoint this long after the first of a run. */
 #define ERASE_CHECKPOINT_MS 30000
+/* The search index's merge after erasures: steps for at most this long at a time, then a pause
+ * in which mail (and so group commit) goes on. */
+#define ERASE_MERGE_SLICE_MS 5
+#define ERASE_MERGE_PAUSE_MS 2
 /* Messages per read of a replay: what one connection's replay holds in memory at a time. */
 #define REPLAY_PAGE 256
 
@@ -47,6 +53,8 @@ struct store_thread {
     uint64_t failed_unlogged;
     struct service *service;
     struct timer erase_timer; /* armed while an erased text may still be in the WAL */
+    bool erase_at_start;      /* arm it at the first batch: a crash may have left erasures */
+    bool erased;              /* an edit or delete committed since the last finished merge */
 };
 
 #define FAILED_LOG_EVERY_MS 60000
@@ -281,11 +289,28 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
     return 0;
 }
 
-/* Erased texts leave the WAL at the next checkpoint, within ERASE_CHECKPOINT_MS. */
+/*
+ * Erased texts leave the search index and the WAL within ERASE_CHECKPOINT_MS plus the merge:
+ * first the index's segments are merged (a deleted or edited row's words stay in its pages until
+ * then), a bounded step at a time with the loop free between steps, so batches still commit
+ * meanwhile; then the WAL is checkpointed and truncated.
+ */
 static void on_erase_timer(struct timer *t)
 {
     struct store_thread *st =
         (struct store_thread *)((char *)t - offsetof(struct store_thread, erase_timer));
+    struct loop *loop = st->service->loop;
+    uint64_t until = clock_ms() + ERASE_MERGE_SLICE_MS;
+    /* Once the store is handed over, the new process merges (its own timer at start). */
+    bool more = st->gate != STORE_GATE_CLOSED;
+    while (more && clock_ms() < until)
+        if (st->db->ops->search_merge(st->db, &more) < 0)
+            more = false; /* logged; the checkpoint still runs, and the next erasure merges */
+    if (more) {
+        timer_start(loop, &st->erase_timer, loop_now(loop) + ERASE_MERGE_PAUSE_MS);
+        return;
+    }
+    st->erased = false;
     st->db->ops->checkpoint(st->db);
 }
 
@@ -374,6 +399,11 @@ static void route_after_batch(struct chat_op *op)
 static void commit_batch(struct service *s)
 {
     struct store_thread *st = s->ctx;
+    if (st->erase_at_start) {
+        st->erase_at_start = false;
+        if (!timer_active(&st->erase_timer))
+            timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+    }
     if (st->n_batch == 0)
         return;
     struct store *db = st->db;
@@ -419,9 +449,11 @@ static void commit_batch(struct service *s)
         metrics_commit(us, st->n_batch);
         for (size_t i = 0; i < st->n_batch; i++) {
             struct chat_op *op = st->batch[i];
-            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 && !op->err &&
-                !timer_active(&st->erase_timer))
-                timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+            if ((op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) && op->stage == 1 && !op->err) {
+                st->erased = true;
+                if (!timer_active(&st->erase_timer))
+                    timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+            }
         }
     }
     for (size_t i = 0; i < st->n_batch; i++)
@@ -541,6 +573,207 @@ static void read_history(struct store_thread *st, struct chat_op *op)
     free(hc.rows);
     if (rc < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "history is not available right now");
+    chat_to_worker(op);
+}
+
+/* --- search (protocol 1.1 rules 71, 72) --- */
+
+/* An index row a search will answer with. */
+struct search_hit {
+    uint64_t rowid;
+    int64_t ts;
+    uint64_t seq;
+    char room[STORE_ROOM_MAX];
+};
+
+struct search_hits {
+    struct search_hit *v;
+    size_t n, cap;
+};
+
+/*
+ * A search's walk down the index (newest first). Rows of one ts (a run: rowids follow the store's
+ * clock, so they are neighbours) are answered in rule 72's order among themselves, room
+ * ascending then seq descending, once the whole run has been read. So the walk stops at the
+ * --search-scan cap only between rows where a run it has started may be read again whole next
+ * time; the first run of a request is read whole even past the cap, or a run longer than the
+ * cap would never be answered.
+ */
+struct search_scan {
+    struct chat_op *op;
+    uint32_t cap, examined;
+    bool first_run;
+    bool in_run;
+    int64_t run_ts;
+    uint64_t run_top; /* the rowid the run began at: where a walk stopped in it starts again */
+    struct search_hits run, out;
+    bool stopped;
+    struct search_cursor next;
+};
+
+static void hits_add(struct search_hits *h, const struct search_hit *x)
+{
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 32;
+        h->v = xrealloc(h->v, h->cap * sizeof *h->v);
+    }
+    h->v[h->n++] = *x;
+}
+
+/* Rule 72's order within one ts: room ascending, then seq descending. */
+static int hit_order(const void *a, const void *b)
+{
+    const struct search_hit *x = a, *y = b;
+    int c = strcmp(x->room, y->room);
+    if (c)
+        return c;
+    return x->seq > y->seq ? -1 : x->seq < y->seq;
+}
+
+/* True when a row of the cursor's ts was answered already: it comes no later than the cursor's
+ * last result in rule 72's order. */
+static bool given_already(const struct search_cursor *cur, const char *room, uint64_t seq,
+                          int64_t ts)
+{
+    if (!cur->skip || ts != cur->skip_ts)
+        return false;
+    int c = strcmp(room, cur->skip_room);
+    return c < 0 || (c == 0 && seq >= cur->skip_seq);
+}
+
+/* Whether the requester may find a message of room stored at ts (rule 72's scope). */
+static bool search_may_read(const struct chat_op *op, const char *room, int64_t ts)
+{
+    if (op->room[0] && strcmp(room, op->room) != 0)
+        return false;
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (text_parse_dm_room(room, strlen(room), a, b))
+        /* A registered user's own dm rooms, from the account's creation on (rule 40). */
+        return !op->guest && (strcmp(a, op->user_lc) == 0 || strcmp(b, op->user_lc) == 0) &&
+               ts >= op->reads_from;
+    /* TODO(merge): moderation's bans: skip a public room where the requester is banned now
+     * (rule 72; rule 64: `search` without `room` skips it). */
+    return true;
+}
+
+/* Answers the finished run in order, up to the limit. True when the limit is reached: the walk
+ * stops, and `next` goes on after the last result. */
+static bool run_flush(struct search_scan *sc)
+{
+    struct search_hits *r = &sc->run;
+    qsort(r->v, r->n, sizeof *r->v, hit_order);
+    for (size_t i = 0; i < r->n && sc->out.n < sc->op->limit; i++)
+        hits_add(&sc->out, &r->v[i]);
+    r->n = 0;
+    if (sc->out.n < sc->op->limit)
+        return false;
+    const struct search_hit *last = &sc->out.v[sc->out.n - 1];
+    sc->next = (struct search_cursor){
+        .bound = sc->run_top, .skip = true, .skip_ts = last->ts, .skip_seq = last->seq};
+    memcpy(sc->next.skip_room, last->room, sizeof sc->next.skip_room);
+    sc->stopped = true;
+    return true;
+}
+
+static bool search_row(void *arg, uint64_t rowid, const char *room, uint64_t seq, int64_t ts)
+{
+    struct search_scan *sc = arg;
+    bool new_run = !sc->in_run || ts != sc->run_ts;
+    if (new_run && sc->in_run) {
+        if (run_flush(sc))
+            return false;
+        sc->first_run = false;
+    }
+    if (!sc->first_run && sc->examined >= sc->cap) {
+        /* The cap: the next request starts with this row's run (none of it answered yet). */
+        sc->next = (struct search_cursor){.bound = new_run ? rowid : sc->run_top};
+        sc->run.n = 0;
+        sc->stopped = true;
+        return false;
+    }
+    sc->examined++;
+    if (new_run) {
+        sc->in_run = true;
+        sc->run_ts = ts;
+        sc->run_top = rowid;
+    }
+    if (given_already(&sc->op->cursor, room, seq, ts) || !search_may_read(sc->op, room, ts))
+        return true;
+    struct search_hit h = {.rowid = rowid, .ts = ts, .seq = seq};
+    size_t n = strlen(room);
+    if (n >= sizeof h.room)
+        return true; /* no room name is this long */
+    memcpy(h.room, room, n + 1);
+    hits_add(&sc->run, &h);
+    return true;
+}
+
+/* The FTS5 expression of a search: q's terms in the words column, and with `room`, the room's
+ * words in rkey (an index lookup; the room itself is compared exactly as rows come). */
+static char *search_expression(const struct chat_op *op)
+{
+    char *room_words = op->room[0] ? search_text_index(op->room, strlen(op->room), NULL) : NULL;
+    size_t n = strlen(op->search_match) + (room_words ? strlen(room_words) : 0) + 32;
+    char *e = xmalloc(n);
+    if (room_words && *room_words)
+        snprintf(e, n, "words : (%s) AND rkey : \"%s\"", op->search_match, room_words);
+    else
+        snprintf(e, n, "words : (%s)", op->search_match);
+    free(room_words);
+    return e;
+}
+
+static void read_search(struct store_thread *st, struct chat_op *op)
+{
+    /* TODO(merge): moderation's bans: with `room` naming a public room where the requester is
+     * banned now, fail PROTO_BANNED here (rule 72; rule 75 ranks it before rate_limited). */
+    if (op->over_rate) {
+        chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many searches");
+        chat_to_worker(op);
+        return;
+    }
+    struct search_scan sc = {.op = op, .cap = st->cfg->search_scan, .first_run = true};
+    char *expr = search_expression(op);
+    uint64_t from = op->has_cursor ? op->cursor.bound : UINT64_MAX;
+    int rc = st->db->ops->search(st->db, expr, from, search_row, &sc);
+    free(expr);
+    if (rc >= 0 && !sc.stopped && sc.in_run)
+        run_flush(&sc);
+    metrics_add(METRIC_SEARCHES, 1);
+    metrics_add(METRIC_SEARCH_ROWS, sc.examined);
+
+    /* The results in their current state, with reactions (rule 56). */
+    char me[STORE_IDENTITY_MAX];
+    timeline_identity(op->guest, op->guest_session, op->user_lc, me);
+    struct reactions_ctx rx = {.me = me};
+    for (size_t i = 0; rc >= 0 && i < sc.out.n; i++) {
+        const struct search_hit *h = &sc.out.v[i];
+        struct history_ctx hc = {0};
+        rc = st->db->ops->search_message(st->db, h->room, h->seq, history_row, &hc);
+        for (size_t k = 0; k < hc.n; k++) {
+            struct history_row *row = &hc.rows[k];
+            row->m.room = h->room;
+            rx.n = 0;
+            if (rc >= 0)
+                rc = st->db->ops->reactions(st->db, h->room, row->m.seq, reaction_row, &rx);
+            if (rc >= 0) {
+                struct msg_rec r = events_history_entry(&row->m, rx.r, rx.n);
+                chat_op_add_msg(op, &r);
+            }
+            free(row->strings);
+        }
+        free(hc.rows);
+    }
+    free(rx.r);
+    free(sc.run.v);
+    free(sc.out.v);
+    if (rc < 0) {
+        /* A match expression FTS5 refuses cannot come from search_query_parse; a failure here
+         * is the store's. */
+        chat_op_fail(op, PROTO_SERVER_BUSY, "search is not available right now");
+    } else if (sc.stopped) {
+        search_cursor_encode(&sc.next, op->text, op->text_len, op->room, op->next);
+    }
     chat_to_worker(op);
 }
 
@@ -701,6 +934,9 @@ static void on_mail(struct service *s, struct mail *m)
     case CHAT_HISTORY:
         read_history(st, op);
         return;
+    case CHAT_SEARCH:
+        read_search(st, op);
+        return;
     case CHAT_JOIN:
         read_replay(st, op);
         return;
@@ -747,6 +983,11 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
     }
     st->service = s;
     timer_init(&st->erase_timer, on_erase_timer);
+    if (sodium_init() < 0)
+        return -1;
+    search_cursor_init(); /* before any worker can read a search request */
+    /* Erasures a crash interrupted before their merge: merged now (a no-op on a merged index). */
+    st->erase_at_start = true;
     return service_init(s, "store", on_mail, commit_batch, st);
 }
 
@@ -763,6 +1004,14 @@ void store_thread_destroy(struct service *s)
     for (size_t i = 0; i < st->n_held; i++)
         chat_op_free(st->held[i]);
     free(st->held);
+    if (st->erased && st->gate != STORE_GATE_CLOSED) {
+        /* Erasures not yet merged out of the search index: done now, before the file closes
+         * (closing checkpoints the WAL). */
+        bool more = true;
+        while (more)
+            if (st->db->ops->search_merge(st->db, &more) < 0)
+                break;
+    }
     st->db->ops->close(st->db);
     free(st);
 }

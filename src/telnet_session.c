@@ -2,6 +2,7 @@
 #include "telnet_session.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "chat_session.h"
 #include "events.h"
 #include "log.h"
+#include "search_text.h"
 #include "telnet_parser.h"
 #include "text.h"
 #include "utf8.h"
@@ -18,6 +20,8 @@
 
 /* /who lists this many names at most, then says how many more: a line stays readable. */
 #define WHO_NAMES_MAX 50
+/* /search shows this many results (rule 77) */
+#define TELNET_SEARCH_RESULTS 20
 /* /rooms lists this many rooms at most (a `rooms` reply's page), then says there are more. */
 #define ROOMS_MAX 200
 /* How soon waiting lines are looked at again while a live upgrade holds the connection's reading
@@ -68,6 +72,7 @@ static const char help_text[] =
     "*   /who [ROOM]         who is in a room\r\n"
     "*   /rooms              list the rooms\r\n"
     "*   /history [N]        the last N messages of the current room (default 20)\r\n"
+    "*   /search WORDS       messages of all your rooms with these words, newest first\r\n"
     "*   /edit TEXT          replace the text of your newest message in the current room\r\n"
     "*   /delete             delete your newest message in the current room\r\n"
     "*   /away [TEXT]        set your status to away, with a text if given\r\n"
@@ -261,6 +266,28 @@ static void send_text(struct conn *c, const char *room, const char *to, const ch
  * that is not deleted (target 0: the store finds it). Success shows the event's line, which
  * comes as any member's does.
  */
+/* /search WORDS (rule 77): q = WORDS, the first 20 results over all the user's rooms. */
+static void search(struct conn *c, const char *words)
+{
+    char *match = NULL;
+    const char *why = NULL;
+    size_t len = strlen(words);
+    enum search_query_verdict v = search_query_parse(words, len, &match, &why);
+    if (v != SEARCH_QUERY_OK) {
+        error_line(c, v == SEARCH_QUERY_TOO_LONG ? PROTO_TOO_LONG : PROTO_BAD_REQUEST,
+                   *words ? why : "usage: /search WORDS");
+        return;
+    }
+    struct chat_op *op = new_op(c, CHAT_SEARCH);
+    size_t trimmed = 0;
+    text_check_message(words, len, SIZE_MAX, &trimmed);
+    op->text = xstrndup(words, trimmed);
+    op->text_len = trimmed;
+    op->search_match = match;
+    op->limit = TELNET_SEARCH_RESULTS;
+    submit(c, op);
+}
+
 static void change_newest(struct conn *c, enum chat_op_kind kind, const char *text)
 {
     struct telnet_state *t = state_of(c);
@@ -453,6 +480,8 @@ static void command(struct conn *c, char *line)
             op->telnet_history = true; /* rule 76: deleted messages neither shown nor counted */
             submit(c, op);
         }
+    } else if (strcmp(cmd, "search") == 0) {
+        search(c, rest);
     } else if (strcmp(cmd, "edit") == 0) {
         change_newest(c, CHAT_EDIT, rest);
     } else if (strcmp(cmd, "delete") == 0) {
@@ -620,7 +649,7 @@ static bool command_word(const uint8_t *line, size_t len, char *out, size_t cap)
  * Whether a chat line takes a token, and from which bucket (rule 79). The send bucket: plain
  * lines (and //text), /msg, /me, /edit, /delete. Commands that come with protocol 1.1's later
  * requests join this table: /topic TEXT, /topic -, the moderation commands, /away and /back take
- * the send bucket; /search takes the search bucket (once it exists).
+ * the send bucket. /search takes the search bucket.
  */
 static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *bucket)
 {
@@ -634,6 +663,7 @@ static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *
         {"delete", CHAT_BUCKET_SEND},
         {"away", CHAT_BUCKET_SEND},
         {"back", CHAT_BUCKET_SEND},
+        {"search", CHAT_BUCKET_SEARCH},
     };
     if (len == 0)
         return false;
@@ -991,6 +1021,12 @@ static void op_done(struct conn *c, struct chat_op *op)
         for (size_t i = 0; i < op->n_msgs; i++)
             if (op->msgs[i].tn)
                 conn_send(c, chunk_ref(op->msgs[i].tn), 0, op->msgs[i].tn->len);
+        break;
+    case CHAT_SEARCH: /* rules 76, 77: message lines, newest first, then their count */
+        for (size_t i = 0; i < op->n_msgs; i++)
+            if (op->msgs[i].tn)
+                conn_send(c, chunk_ref(op->msgs[i].tn), 0, op->msgs[i].tn->len);
+        say(c, "* %zu result%s\r\n", op->n_msgs, op->n_msgs == 1 ? "" : "s");
         break;
     default:
         break; /* a send: its message line is the answer */

@@ -77,6 +77,14 @@ for (const args of [
   ['--presence-limit', 'many'],
   ['--presence-limit', '10000001'],
   ['--presence-limit'],
+  // search (tests/chat/search.test.mjs covers them in use)
+  ['--search-rate', '-1'],
+  ['--search-rate', 'often'],
+  ['--search-rate', '1000001'],
+  ['--search-scan', '0'],
+  ['--search-scan', 'all'],
+  ['--search-scan', '100000001'],
+  ['--search-scan'],
   // telnet waiting lines (tests/chat/telnet_queue.test.mjs covers them in use)
   ['--telnet-queue', '-1'],
   ['--telnet-queue', 'lots'],

@@ -377,9 +377,9 @@ static void refusals(void **state)
 }
 
 /* A password check in flight: version 2 on; a version 1 record with one is refused. */
-/* The react bucket (version 4): read back as written; refused in a version 3 record and at any
- * other length. */
-static void react_bucket(void **state)
+/* The react bucket (version 4) and the search bucket (version 5): read back as written; refused
+ * in a record of the version before and at any other length. */
+static void buckets(void **state)
 {
     (void)state;
     uint8_t bytes[16 + 2 * HR_ATTEMPT_SECONDS] = {0};
@@ -388,30 +388,39 @@ static void react_bucket(void **state)
     bytes[8] = 250; /* ... refilled 250 ms ago */
     bytes[16] = 7;  /* 7 attempts this second, 256 two seconds ago */
     bytes[16 + 5] = 1;
-    for (uint16_t version = 3; version <= 4; version++) {
-        for (size_t len = sizeof bytes - 1; len <= sizeof bytes + 1; len++) {
-            struct hr_writer w = {0};
-            struct handover_rec r;
-            hr_begin(&w, version);
-            hr_u64(&w, HR_TRANSPORT, HR_WEBSOCKET);
-            hr_u64(&w, HR_CHAT, 1);
-            uint8_t longer[sizeof bytes + 1] = {0};
-            memcpy(longer, bytes, sizeof bytes);
-            hr_put(&w, HR_REACT, longer, len);
-            hr_end(&w);
-            int rc = handover_rec_read(w.buf, w.len, &r, &why);
-            if (version < 4 || len != sizeof bytes) {
-                assert_int_equal(rc, -1);
-            } else {
-                assert_int_equal(rc, 0);
-                assert_true(r.has_react);
-                assert_int_equal(r.react_tokens_micro, 0x4240);
-                assert_int_equal(r.react_refill_age_ms, 250);
-                assert_int_equal(r.react_attempts[0], 7);
-                assert_int_equal(r.react_attempts[1], 0);
-                assert_int_equal(r.react_attempts[2], 256);
+    static const struct {
+        unsigned tag;
+        uint16_t since;
+    } kinds[] = {{HR_REACT, 4}, {HR_SEARCH, 5}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (uint16_t version = kinds[k].since - 1; version <= HANDOVER_REC_VERSION; version++) {
+            for (size_t len = sizeof bytes - 1; len <= sizeof bytes + 1; len++) {
+                struct hr_writer w = {0};
+                struct handover_rec r;
+                hr_begin(&w, version);
+                hr_u64(&w, HR_TRANSPORT, HR_WEBSOCKET);
+                hr_u64(&w, HR_CHAT, 1);
+                uint8_t longer[sizeof bytes + 1] = {0};
+                memcpy(longer, bytes, sizeof bytes);
+                hr_put(&w, kinds[k].tag, longer, len);
+                hr_end(&w);
+                int rc = handover_rec_read(w.buf, w.len, &r, &why);
+                if (version < kinds[k].since || len != sizeof bytes) {
+                    assert_int_equal(rc, -1);
+                } else {
+                    assert_int_equal(rc, 0);
+                    bool react = kinds[k].tag == HR_REACT;
+                    assert_true(react ? r.has_react : r.has_search);
+                    assert_false(react ? r.has_search : r.has_react);
+                    assert_int_equal(react ? r.react_tokens_micro : r.search_tokens_micro, 0x4240);
+                    assert_int_equal(react ? r.react_refill_age_ms : r.search_refill_age_ms, 250);
+                    const uint16_t *a = react ? r.react_attempts : r.search_attempts;
+                    assert_int_equal(a[0], 7);
+                    assert_int_equal(a[1], 0);
+                    assert_int_equal(a[2], 256);
+                }
+                hr_writer_free(&w);
             }
-            hr_writer_free(&w);
         }
     }
 }
@@ -696,8 +705,8 @@ int main(void)
         cmocka_unit_test(telnet_states),
         cmocka_unit_test(told_fields_need_version_3),
         cmocka_unit_test(waiting_lines),
-        cmocka_unit_test(react_bucket),
         cmocka_unit_test(status_field),
+        cmocka_unit_test(buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

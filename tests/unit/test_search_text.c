@@ -162,6 +162,12 @@ static void query_refusals(void **state)
     memcpy(q + 400, "\t", 1);
     memcpy(q + 401, "y", 1);
     expect_refused(q, 402, SEARCH_QUERY_BAD);
+    /* Too long and an odd number of quotes, or no word: bad_request too (rule 75). */
+    memcpy(q + 400, "x\"", 2);
+    expect_refused(q, 402, SEARCH_QUERY_BAD);
+    char stars[260];
+    memset(stars, '*', sizeof stars);
+    expect_refused(stars, sizeof stars, SEARCH_QUERY_BAD);
 }
 
 /* ---- against SQLite FTS5 ---- */
