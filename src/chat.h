@@ -216,8 +216,8 @@ struct chat_op {
      * login: the user's state and text (in text) for welcome; adopt: the status the moved
      * connection knew. */
     bool away;
-    bool status_fetch;      /* login: on its way back through the hub for the status */
-    bool status_conn;       /* gone: one of the user's connections went (user_status.h) */
+    bool status_fetch;       /* login: on its way back through the hub for the status */
+    bool status_conn;        /* gone: one of the user's connections went (user_status.h) */
     uint64_t status_session; /* gone, adopt: the identity's guest session, 0 for an account */
     /* join, who: the statuses of the users listed that are not the default */
     struct chat_status_entry *statuses;

@@ -1768,6 +1768,15 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     if (rec->pw.present && restore_pw(s, rec, why) < 0)
         return -1;
     s->login_paused_ms = rec->login_paused_ms;
+    if (rec->has_status) {
+        const char *text = (const char *)rec->status_text.p;
+        size_t n = rec->status_text.n, trimmed = 0;
+        const char *bad = NULL;
+        if (proto_status_text(text, n, SIZE_MAX, &trimmed, &bad) != PROTO_OK || trimmed != n)
+            FAIL("a status text this server would not keep");
+        s->away = rec->status_away;
+        s->status_text = n ? xstrndup(text, n) : NULL;
+    }
     if (rec->logged_in) {
         copy_name(s->user, sizeof s->user, rec->user);
         copy_name(s->user_lc, sizeof s->user_lc, rec->user_lc);
@@ -1806,20 +1815,11 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     if (rec->has_typing)
         s->last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
     s->join_counter = rec->join_counter;
-    if (rec->has_status) {
-        const char *text = (const char *)rec->status_text.p;
-        size_t n = rec->status_text.n, trimmed = 0;
-        const char *bad = NULL;
-        if (proto_status_text(text, n, SIZE_MAX, &trimmed, &bad) != PROTO_OK || trimmed != n)
-            FAIL("a status text this server would not keep");
-        s->away = rec->status_away;
-        s->status_text = n ? xstrndup(text, n) : NULL;
-    }
-    if (restore_rooms(c, s, rec, why) < 0)
-        return -1;
     if (s->logged_in) {
         /* Online again, before anyone new can log in: no one may take the guest's name. And
-         * counted as one of the user's connections, with the status it knew (rule 69). */
+         * counted as one of the user's connections, with the status it knew (rule 69). Before
+         * the rooms, which may still refuse the record: the close that follows then counts out
+         * exactly what this counted in. */
         struct chat_op *op =
             chat_op_new(CHAT_ADOPT, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
         memcpy(op->user, s->user, sizeof op->user);
@@ -1834,6 +1834,8 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         }
         chat_to_hub(op);
     }
+    if (restore_rooms(c, s, rec, why) < 0)
+        return -1;
     return 0;
 }
 

@@ -57,8 +57,8 @@
 #define HR_ROOM_MAX 70 /* a room name, "dm:a:b" included */
 #define HR_N_CIDS 16   /* rule 17's remembered (room, cid) keys */
 #define HR_ATTEMPT_SECONDS 10
-#define HR_TN_LINE_MAX 4096    /* a telnet line (telnet_session.h) */
-#define HR_TN_WAITING_MAX 1000 /* waiting telnet lines (config.h: TELNET_QUEUE_MAX) */
+#define HR_TN_LINE_MAX 4096             /* a telnet line (telnet_session.h) */
+#define HR_TN_WAITING_MAX 1000          /* waiting telnet lines (config.h: TELNET_QUEUE_MAX) */
 #define HR_STATUS_TEXT_MAX (4 * 100000) /* a status text's bytes (config.c: --max-status) */
 
 enum hr_transport { HR_HTTP = 1, HR_WEBSOCKET = 2, HR_TELNET = 3 };

@@ -530,10 +530,10 @@ static void send_members(struct hub *h, struct hub_room *r)
         memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
         status_listed(h, st, ordset_key(n), names[k]);
     }
-    to_room(h, r,
-            events_members(r->name, names, k, r->index.count, n != NULL, st->statuses,
-                           st->n_statuses),
-            0, NULL);
+    to_room(
+        h, r,
+        events_members(r->name, names, k, r->index.count, n != NULL, st->statuses, st->n_statuses),
+        0, NULL);
     chat_op_free(st);
 }
 
@@ -969,8 +969,8 @@ static void on_status_timer(struct timer *t)
 /* A login on its way to welcome: one more connection of the identity, and its status. */
 static void status_login(struct hub *h, struct chat_op *op)
 {
-    struct user_status *u = user_status_connect(&h->statuses, op->user, op->user_lc,
-                                                op->guest ? op->guest_session : 0);
+    struct user_status *u =
+        user_status_connect(&h->statuses, op->user, op->user_lc, op->guest ? op->guest_session : 0);
     op->away = u->away;
     free(op->text);
     op->text = u->text ? xstrdup(u->text) : NULL;

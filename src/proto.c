@@ -602,8 +602,8 @@ static enum proto_error validate_status(struct check *ck, const struct proto_lim
     const char *text = get_string(ck, "text", &text_len);
     if (!text)
         return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
-    size_t max_points = limits && limits->max_status_points ? limits->max_status_points
-                                                            : STATUS_POINTS_DEFAULT;
+    size_t max_points =
+        limits && limits->max_status_points ? limits->max_status_points : STATUS_POINTS_DEFAULT;
     size_t trimmed = 0;
     const char *why = NULL;
     enum proto_error e = proto_status_text(text, text_len, max_points, &trimmed, &why);

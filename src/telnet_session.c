@@ -321,7 +321,8 @@ static void set_status(struct conn *c, bool away, const char *text)
 {
     size_t trimmed = 0;
     const char *why = NULL;
-    enum proto_error e = proto_status_text(text, strlen(text), cfg_of(c)->max_status, &trimmed, &why);
+    enum proto_error e =
+        proto_status_text(text, strlen(text), cfg_of(c)->max_status, &trimmed, &why);
     if (e != PROTO_OK) {
         error_line(c, e, why);
         return;
@@ -657,6 +658,7 @@ static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *
         const char *command;
         enum chat_bucket_kind bucket;
     } commands[] = {
+        /* one per line, so that each command's entry merges on its own */
         {"msg", CHAT_BUCKET_SEND},
         {"me", CHAT_BUCKET_SEND},
         {"edit", CHAT_BUCKET_SEND},
@@ -1004,18 +1006,18 @@ static void op_done(struct conn *c, struct chat_op *op)
         say(c, "* %s is registered. Next time: /login %s PASSWORD\r\n", op->name, op->name);
         break;
     case CHAT_STATUS:
-        if (!op->away)
+        if (!op->away) {
             say(c, "* You are back.\r\n");
-        else if (op->text && op->text[0]) {
+        } else if (op->text && op->text[0]) {
             /* --max-status may allow more than say() holds */
             size_t n = strlen(op->text) + 32;
             char *line = xmalloc(n);
             int k = snprintf(line, n, "* You are away: %s\r\n", op->text);
             conn_send_copy(c, line, (size_t)k);
             free(line);
-        }
-        else
+        } else {
             say(c, "* You are away.\r\n");
+        }
         break;
     case CHAT_HISTORY:
         for (size_t i = 0; i < op->n_msgs; i++)

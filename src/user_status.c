@@ -156,7 +156,8 @@ void user_status_disconnect(struct user_status_set *set, const char *name_lc,
 bool user_status_set_state(struct user_status_set *set, struct user_status *u, bool away,
                            const char *text, size_t n)
 {
-    bool same_text = n == 0 ? !u->text : u->text && strlen(u->text) == n && !memcmp(u->text, text, n);
+    bool same_text =
+        n == 0 ? !u->text : u->text && strlen(u->text) == n && !memcmp(u->text, text, n);
     if (u->away == away && same_text)
         return false;
     bool was_default = is_default(u);

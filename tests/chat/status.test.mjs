@@ -220,7 +220,8 @@ test('a guest that registers its own name keeps its status', async (t) => {
 });
 
 test('status takes a send-bucket token, even when it changes nothing; errors take none (rules 73, 75, 86)', async (t) => {
-  const s = await startChatServer(['--rate-limit', '3']);
+  // One token, refilled after 10 s: the test's premise is that it runs well within that.
+  const s = await startChatServer(['--rate-limit', '1']);
   t.after(() => s.dispose());
   const a = await guest(s, t);
   const room = uniqRoom('rl');
@@ -228,11 +229,10 @@ test('status takes a send-bucket token, even when it changes nothing; errors tak
   // Errors first: they take no token.
   await a.expectError({ type: 'status', state: 'nope' }, 'bad_request');
   await a.expectError({ type: 'status', state: 'away', text: 'x'.repeat(101) }, 'too_long');
-  await a.expect({ type: 'status', state: 'online' }, 'status'); // no change, still a token
+  // Online without text is the status already: no change, and still the one token.
   await a.expect({ type: 'status', state: 'online' }, 'status');
-  await a.say(room, 'third token');
-  await a.expectError({ type: 'status', state: 'away' }, 'rate_limited');
   await a.expectError({ type: 'send', room, text: 'none left' }, 'rate_limited');
+  await a.expectError({ type: 'status', state: 'away' }, 'rate_limited');
   // With the bucket empty, a field error still ranks first.
   await a.expectError({ type: 'status', state: 'nope' }, 'bad_request');
   // The refused status changed nothing.
@@ -300,7 +300,11 @@ test('status requests count toward the send bucket\'s close, bad ones too (rule 
   }
   const close = await a.waitClosed(10000, 'close 1008 after 30 rapid attempts');
   assert.equal(close.code, 1008, JSON.stringify(close));
-  // Every attempt up to the close's threshold was answered (none closed early).
-  const answered = a.log.filter((m) => typeof m.id === 'string' && /^f\d+$/.test(m.id) && Number(m.id.slice(1)) <= 20);
-  assert.equal(answered.length, 20, JSON.stringify(answered.map((m) => m.id)));
+  // The server did not close early: every attempt up to the threshold (20) was answered, but for
+  // valid statuses that took a token and were still on their way through the hub at the close
+  // (the bucket's 2, and a token or so refilled meanwhile), whose answers the close may cut off.
+  const answered = new Set(a.log.filter((m) => typeof m.id === 'string' && /^f\d+$/.test(m.id)).map((m) => Number(m.id.slice(1))));
+  const unanswered = [];
+  for (let i = 1; i <= 20; i++) if (!answered.has(i)) unanswered.push(i);
+  assert.ok(unanswered.every((i) => i % 3 === 1) && unanswered.length <= 4, `unanswered before the close: ${unanswered}`);
 });

@@ -225,6 +225,23 @@ static void upgrade_options(void **state)
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* --max-status (protocol 1.1 rule 69): 100 code points by default, 1..100000. */
+static void status_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_int_equal(cfg.max_status, 100);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, 3, ARGV("--max-status", "100000")), CONFIG_OK);
+    assert_int_equal(cfg.max_status, 100000);
+    config_free(&cfg);
+    char **bad[] = {ARGV("--max-status", "0"), ARGV("--max-status", "100001"),
+                    ARGV("--max-status", "x")};
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 static void help_and_version_exit_cleanly(void **state)
 {
     (void)state;
@@ -247,7 +264,7 @@ int main(void)
         cmocka_unit_test(defaults),        cmocka_unit_test(every_option),
         cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
         cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
-        cmocka_unit_test(upgrade_options),
+        cmocka_unit_test(upgrade_options), cmocka_unit_test(status_options),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

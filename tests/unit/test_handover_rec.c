@@ -436,8 +436,8 @@ static void status_field(void **state)
         size_t len;
         int rc;
     } cases[] = {
-        {5, "\1lunch", 6, 0}, {5, "\0", 1, 0}, {4, "\1lunch", 6, -1},
-        {5, "", 0, -1},        {5, "\2x", 2, -1},
+        {5, "\1lunch", 6, 0}, {5, "\0", 1, 0},   {4, "\1lunch", 6, -1},
+        {5, "", 0, -1},       {5, "\2x", 2, -1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct hr_writer w = {0};

@@ -84,9 +84,9 @@ static void test_status(void **state)
     (void)state;
     struct proto_request req;
     const char *why;
-    assert_int_equal(run("{\"type\":\"status\",\"state\":\"away\",\"text\":\"lunch \\t \"}", &req,
-                         &why),
-                     PROTO_OK);
+    assert_int_equal(
+        run("{\"type\":\"status\",\"state\":\"away\",\"text\":\"lunch \\t \"}", &req, &why),
+        PROTO_OK);
     assert_true(req.away);
     assert_int_equal(req.text_len, 5);
     assert_memory_equal(req.text, "lunch", 5);
@@ -106,8 +106,10 @@ static void test_status(void **state)
     EXPECT(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"a\\u0000\"}");
     /* 100 code points (the default), then 101; bad_request before too_long */
     EXPECT_REP(OK, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\"}", "\xc3\xa9", 100);
-    EXPECT_REP(TOO_LONG, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\"}", "\xc3\xa9", 101);
-    EXPECT_REP(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\\n.\"}", "x", 200);
+    EXPECT_REP(TOO_LONG, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\"}", "\xc3\xa9",
+               101);
+    EXPECT_REP(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"away\",\"text\":\"%s\\n.\"}", "x",
+               200);
     EXPECT_REP(BAD_REQUEST, "{\"type\":\"status\",\"state\":\"gone\",\"text\":\"%s\"}", "x", 200);
 }
 

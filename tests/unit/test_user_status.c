@@ -1,0 +1,126 @@
+/* test_user_status: users' statuses, their connection counts and rooms, and the fallback to online
+ * once the last connection has been gone for the grace period (protocol 1.1 rule 69). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "user_status.h"
+
+#define GRACE 75000
+
+/* A record lives while connected; at the default status it goes with the last connection. */
+static void default_status_goes_with_last_connection(void **state)
+{
+    (void)state;
+    struct user_status_set set;
+    user_status_init(&set);
+    struct user_status *u = user_status_connect(&set, "Alice", "alice", 0);
+    assert_ptr_equal(user_status_connect(&set, "Alice", "alice", 0), u);
+    assert_int_equal(u->conns, 2);
+    user_status_disconnect(&set, "alice", 0, 1000);
+    assert_ptr_equal(user_status_of(&set, "alice"), u);
+    user_status_disconnect(&set, "alice", 0, 1000);
+    assert_null(user_status_of(&set, "alice"));
+    assert_null(set.gone_head);
+    user_status_free(&set);
+}
+
+/* Away or with a text, a record outlives its last connection by the grace, then is forgotten;
+ * a login meanwhile keeps it. Records expire in the order they went. */
+static void grace_then_fallback(void **state)
+{
+    (void)state;
+    struct user_status_set set;
+    user_status_init(&set);
+    struct user_status *a = user_status_connect(&set, "a", "a", 0);
+    struct user_status *b = user_status_connect(&set, "b", "b", 7);
+    struct user_status *c = user_status_connect(&set, "c", "c", 0);
+    assert_true(user_status_set_state(&set, a, true, "lunch", 5));
+    assert_false(user_status_set_state(&set, a, true, "lunch", 5)); /* no change */
+    assert_true(user_status_set_state(&set, b, false, "busy", 4));
+    assert_true(user_status_set_state(&set, c, true, NULL, 0));
+    assert_int_equal(set.n_set, 3);
+    user_status_disconnect(&set, "a", 0, 1000);
+    user_status_disconnect(&set, "b", 7, 2000);
+    user_status_disconnect(&set, "c", 0, 3000);
+    /* c comes back before its grace ends: it leaves the queue */
+    assert_ptr_equal(user_status_connect(&set, "c", "c", 0), c);
+    assert_int_equal(user_status_expire(&set, 1000 + GRACE - 1, GRACE), 1000 + GRACE);
+    assert_non_null(user_status_of(&set, "a"));
+    assert_int_equal(user_status_expire(&set, 1000 + GRACE, GRACE), 2000 + GRACE);
+    assert_null(user_status_of(&set, "a"));
+    assert_int_equal(user_status_expire(&set, 5000 + GRACE, GRACE), 0);
+    assert_null(user_status_of(&set, "b"));
+    assert_ptr_equal(user_status_of(&set, "c"), c);
+    assert_true(c->away);
+    assert_int_equal(set.n_set, 1);
+    /* back to the default: off the set list */
+    assert_true(user_status_set_state(&set, c, false, NULL, 0));
+    assert_int_equal(set.n_set, 0);
+    assert_null(set.set_head);
+    user_status_free(&set);
+}
+
+/* Another identity logging in under a name replaces the old one's record; a guest session that
+ * registers its name keeps its record as the account's. */
+static void identities(void **state)
+{
+    (void)state;
+    struct user_status_set set;
+    user_status_init(&set);
+    struct user_status *g = user_status_connect(&set, "carol", "carol", 42);
+    user_status_set_state(&set, g, true, "g", 1);
+    user_status_disconnect(&set, "carol", 42, 10);
+    assert_non_null(user_status_get(&set, "carol", 42));
+    assert_null(user_status_get(&set, "carol", 0));
+    struct user_status *acct = user_status_connect(&set, "Carol", "carol", 0);
+    assert_false(acct->away);
+    assert_null(acct->text);
+    assert_int_equal(acct->conns, 1);
+    assert_int_equal(set.n_set, 0);
+    assert_null(set.gone_head);
+
+    struct user_status *d = user_status_connect(&set, "dave", "dave", 9);
+    user_status_set_state(&set, d, true, "x", 1);
+    user_status_became_registered(&set, "dave", 9, "Dave");
+    assert_ptr_equal(user_status_get(&set, "dave", 0), d);
+    assert_string_equal(d->name, "Dave");
+    assert_true(d->away);
+    user_status_free(&set);
+}
+
+/* The rooms where the user has a connection. */
+static void rooms(void **state)
+{
+    (void)state;
+    struct user_status_set set;
+    user_status_init(&set);
+    struct user_status *u = user_status_connect(&set, "u", "u", 0);
+    int r[6];
+    for (int i = 0; i < 6; i++)
+        user_status_room_add(u, &r[i]);
+    assert_int_equal(u->n_rooms, 6);
+    user_status_room_remove(u, &r[2]);
+    user_status_room_remove(u, &r[2]); /* not there: nothing */
+    assert_int_equal(u->n_rooms, 5);
+    for (uint32_t i = 0; i < u->n_rooms; i++)
+        assert_ptr_not_equal(u->rooms[i], &r[2]);
+    user_status_free(&set);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(default_status_goes_with_last_connection),
+        cmocka_unit_test(grace_then_fallback),
+        cmocka_unit_test(identities),
+        cmocka_unit_test(rooms),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
