@@ -661,7 +661,8 @@ static bool search_may_read(const struct chat_op *op, const char *room, int64_t 
 static bool run_flush(struct search_scan *sc)
 {
     struct search_hits *r = &sc->run;
-    qsort(r->v, r->n, sizeof *r->v, hit_order);
+    if (r->n > 1)
+        qsort(r->v, r->n, sizeof *r->v, hit_order);
     for (size_t i = 0; i < r->n && sc->out.n < sc->op->limit; i++)
         hits_add(&sc->out, &r->v[i]);
     r->n = 0;
