@@ -832,8 +832,8 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
                         NULL);
         /* The words of the text this edit replaces leave the index while that text is there. */
         if (ret == 0)
-            ret = search_words(ss, ST_SEARCH_UNINDEX, "search_unindex", m->room, m->target, NULL,
-                               0, 0);
+            ret = search_words(ss, ST_SEARCH_UNINDEX, "search_unindex", m->room, m->target, NULL, 0,
+                               0);
         if (ret != 0)
             return ret;
         /* The text is bound with its length: it need not be NUL-terminated at text_len. */
@@ -858,11 +858,11 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
         /* Out of the search index first: it takes the words out by the text it still has. */
         ret = search_words(ss, ST_SEARCH_UNINDEX, "search_unindex", m->room, m->target, NULL, 0, 0);
         if (ret == 0)
-            ret = search_words(ss, ST_SEARCH_DROP_ROW, "search_drop_row", m->room, m->target,
-                               NULL, 0, 0);
+            ret = search_words(ss, ST_SEARCH_DROP_ROW, "search_drop_row", m->room, m->target, NULL,
+                               0, 0);
         if (ret == 0)
-            ret = run_bound(ss, ST_DELETE_MSG, "delete_msg", m->room, m->target, 0, NULL, NULL,
-                            NULL);
+            ret =
+                run_bound(ss, ST_DELETE_MSG, "delete_msg", m->room, m->target, 0, NULL, NULL, NULL);
         if (ret == 0)
             ret = run_bound(ss, ST_DELETE_DEPS, "delete_deps", m->room, m->target, 0, NULL, NULL,
                             NULL);
@@ -965,8 +965,8 @@ static int sq_trim(struct store *s, const char *room, uint64_t upto)
     if (ret == 0)
         ret = note(ss, search_words(ss, ST_SEARCH_TRIM, "search_trim", room, upto, NULL, 0, 0));
     if (ret == 0)
-        ret = note(ss, search_words(ss, ST_SEARCH_TRIM_ROWS, "search_trim_rows", room, upto,
-                                    NULL, 0, 0));
+        ret = note(
+            ss, search_words(ss, ST_SEARCH_TRIM_ROWS, "search_trim_rows", room, upto, NULL, 0, 0));
     if (ret != 0)
         return ret;
     sqlite3_stmt *st = ss->st[ST_TRIM];
