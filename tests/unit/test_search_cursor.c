@@ -1,11 +1,13 @@
-/* Unit tests for search_cursor: a cursor reads back as written only for the same q and room,
+/* test_search_cursor: a cursor reads back as written only for the same q and room,
  * and anything altered, cut or made up is refused. */
-#include <cmocka.h>
 #include <setjmp.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
