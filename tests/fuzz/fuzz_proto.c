@@ -89,8 +89,7 @@ static void check_valid(const struct proto_request *req)
     }
     case PROTO_EDIT:
     case PROTO_DELETE:
-    case PROTO_REACT: /* the timeline (protocol 1.1 rules 49, 50): a room, a seq that is an integer
-                       */
+    case PROTO_REACT: /* the timeline (rules 49, 50): a room, a seq that is an integer */
         check_room(req);
         CHECK(req->seq <= ((uint64_t)1 << 53) - 1);
         break;
