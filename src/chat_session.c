@@ -1488,7 +1488,8 @@ static void attempts_by_age(const uint16_t attempts[10], uint64_t attempts_sec, 
 
 /* A bucket as HR_REACT's or HR_SEARCH's bytes (handover_rec.c): tokens, refill age, attempts by
  * age. */
-static void save_bucket(const struct chat_bucket *b, uint64_t now, uint16_t tag, struct hr_writer *w)
+static void save_bucket(const struct chat_bucket *b, uint64_t now, uint16_t tag,
+                        struct hr_writer *w)
 {
     uint8_t bytes[16 + 2 * HR_ATTEMPT_SECONDS];
     uint64_t tokens = (uint64_t)((b->tokens > 0 ? b->tokens : 0) * 1e6 + 0.5);
@@ -1804,8 +1805,8 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     if (rec->has_search) {
         struct chat_bucket *b = s->search = xcalloc(1, sizeof *s->search);
         restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
-                       cfg_of(c)->search_rate, rec->search_tokens_micro,
-                       rec->search_refill_age_ms, rec->search_attempts, now);
+                       cfg_of(c)->search_rate, rec->search_tokens_micro, rec->search_refill_age_ms,
+                       rec->search_attempts, now);
     }
     if (rec->has_cids) {
         s->charged_cids = xcalloc(CHARGED_CIDS, sizeof *s->charged_cids);

@@ -637,6 +637,7 @@ static enum proto_error validate_search(struct check *ck)
     if (!q)
         return fail(ck, PROTO_BAD_REQUEST, "q must be a string");
     const char *q_why = NULL;
+    free(req->match); /* validated again (the fuzzer does): the last expression is kept */
     enum search_query_verdict verdict = search_query_parse(q, q_len, &req->match, &q_why);
     if (verdict == SEARCH_QUERY_BAD)
         return fail(ck, PROTO_BAD_REQUEST, q_why);

@@ -82,6 +82,18 @@ static void put_nfc(struct strbuf *out, const uint8_t *s, size_t n)
  * NFC, simple case folding, NFC again (folding can undo a composition's preconditions). */
 static void put_folded(struct strbuf *out, const uint8_t *w, size_t n)
 {
+    /* Most words are ASCII: already NFC, and their simple case folding is ASCII lower case. */
+    size_t ascii = 0;
+    while (ascii < n && w[ascii] < 0x80)
+        ascii++;
+    if (ascii == n) {
+        size_t at = out->len;
+        put(out, w, n);
+        for (size_t i = at; i < out->len; i++)
+            if (out->p[i] >= 'A' && out->p[i] <= 'Z')
+                out->p[i] = (char)(out->p[i] - 'A' + 'a');
+        return;
+    }
     struct strbuf nfc = {0}, folded = {0};
     put_nfc(&nfc, w, n);
     for (size_t i = 0; i < nfc.len;) {
@@ -112,8 +124,16 @@ static bool next_word(const uint8_t *s, size_t n, size_t *pos, size_t *start, si
     bool in_word = false;
     while (i < n) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate(s + i, (utf8proc_ssize_t)(n - i), &cp);
-        bool word = k > 0 && is_word_char(cp);
+        utf8proc_ssize_t k;
+        bool word;
+        if (s[i] < 0x80) { /* ASCII: letters and digits are its only word characters */
+            k = 1;
+            word = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                   (s[i] >= '0' && s[i] <= '9');
+        } else {
+            k = utf8proc_iterate(s + i, (utf8proc_ssize_t)(n - i), &cp);
+            word = k > 0 && is_word_char(cp);
+        }
         if (!word && in_word)
             break;
         if (!word && stops && s[i] < 0x80 && s[i] && strchr(stops, s[i])) {

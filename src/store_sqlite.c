@@ -151,26 +151,31 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "CREATE INDEX mentions_seq ON mentions(room, seq);",
 
-    /* search: protocol 1.1's full-text index (rules 71, 72). One FTS5 row per message that is
-     * not deleted: `words` its current text as search_text_index folds it, `rkey` the room name
-     * (tokens, so a search in one room is an index lookup too), and the room, seq and ts it
-     * stands for. Rowids follow the store's order: ascending rowid is ascending ts (the store's
-     * clock never goes back), so a scan by descending rowid meets the newest first. search_rows
-     * finds a message's row for edits, deletes and retention. Existing messages are indexed
-     * here, ties of one ts numbered in the order a descending scan wants them (room descending,
-     * seq ascending). parley_search_words is registered on the connection before migrating. */
-    "CREATE VIRTUAL TABLE search_index USING fts5(words, rkey, room UNINDEXED, seq UNINDEXED,"
-    " ts UNINDEXED, tokenize = \"unicode61 remove_diacritics 0 categories 'L* M* N*'\");"
+    /* search: protocol 1.1's full-text index (rules 71, 72). search_rows has one row per message
+     * that is not deleted: its rid, room, seq and ts. search_index (FTS5, contentless: the words
+     * are not stored twice) indexes at rowid rid `words`, the current text as search_text_index
+     * folds it, and `rkey`, the room name (its words: a search in one room is an index lookup
+     * too). Rids follow the store's order: ascending rid is ascending ts (the store's clock never
+     * goes back), so a scan by descending rowid meets the newest first. Existing messages are
+     * indexed here, ties of one ts numbered in the order a descending scan wants them (room
+     * descending, seq ascending). A contentless row is taken out with FTS5's 'delete' and the
+     * words it was indexed with: the events row's text, still unchanged at that point.
+     * parley_search_words is registered on the connection before migrating. */
+    "CREATE VIRTUAL TABLE search_index USING fts5(words, rkey, content = '',"
+    " tokenize = \"unicode61 remove_diacritics 0 categories 'L* M* N*'\");"
     "CREATE TABLE search_rows("
+    " rid INTEGER PRIMARY KEY,"
     " room TEXT NOT NULL,"
     " seq INTEGER NOT NULL,"
-    " rid INTEGER NOT NULL,"
-    " PRIMARY KEY(room, seq)"
-    ") WITHOUT ROWID;"
-    "INSERT INTO search_index(rowid, words, rkey, room, seq, ts)"
-    " SELECT row_number() OVER (ORDER BY ts, room DESC, seq), parley_search_words(text), room,"
-    " room, seq, ts FROM events WHERE type = 'message' AND deleted = 0;"
-    "INSERT INTO search_rows(room, seq, rid) SELECT room, seq, rowid FROM search_index;",
+    " ts INTEGER NOT NULL"
+    ");"
+    "CREATE UNIQUE INDEX search_rows_msg ON search_rows(room, seq);"
+    "INSERT INTO search_rows(rid, room, seq, ts)"
+    " SELECT row_number() OVER (ORDER BY ts, room DESC, seq), room, seq, ts FROM events"
+    " WHERE type = 'message' AND deleted = 0;"
+    "INSERT INTO search_index(rowid, words, rkey)"
+    " SELECT r.rid, parley_search_words(e.text), r.room FROM search_rows r"
+    " JOIN events e ON e.room = r.room AND e.seq = r.seq;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -224,8 +229,8 @@ enum stmt {
     ST_SEARCH_ADD,
     ST_SEARCH_ADD_ROW,
     ST_SEARCH_LAST,
+    ST_SEARCH_UNINDEX,
     ST_SEARCH_EDIT,
-    ST_SEARCH_DROP,
     ST_SEARCH_DROP_ROW,
     ST_SEARCH_TRIM,
     ST_SEARCH_TRIM_ROWS,
@@ -329,22 +334,31 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " AND type = 'message' AND deleted = 0 ORDER BY seq DESC LIMIT 1",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
-    /* The search index (the search step of migrations[]): a new message's row, an edit's new words, a delete's and
-     * retention's removal. */
-    [ST_SEARCH_ADD] = "INSERT INTO search_index(rowid, words, rkey, room, seq, ts)"
-                      " VALUES(?5, parley_search_words(?3), ?1, ?1, ?2, ?4)",
-    [ST_SEARCH_ADD_ROW] = "INSERT OR REPLACE INTO search_rows(room, seq, rid) VALUES(?1, ?2, ?3)",
-    [ST_SEARCH_LAST] = "SELECT COALESCE(MAX(rowid), 0) FROM search_index",
-    [ST_SEARCH_EDIT] = "UPDATE search_index SET words = parley_search_words(?3)"
-                       " WHERE rowid = (SELECT rid FROM search_rows WHERE room = ?1 AND seq = ?2)",
-    [ST_SEARCH_DROP] = "DELETE FROM search_index"
-                       " WHERE rowid = (SELECT rid FROM search_rows WHERE room = ?1 AND seq = ?2)",
+    /* The search index (the search step of migrations[]): a new message's row, the words a row
+     * was indexed with taken out (before its text changes: an edit, a delete, retention), an
+     * edit's new words, the scan. */
+    [ST_SEARCH_ADD_ROW] = "INSERT INTO search_rows(rid, room, seq, ts) VALUES(?5, ?1, ?2, ?4)",
+    [ST_SEARCH_ADD] = "INSERT INTO search_index(rowid, words, rkey)"
+                      " VALUES(?5, parley_search_words(?3), ?1)",
+    [ST_SEARCH_LAST] = "SELECT COALESCE(MAX(rid), 0) FROM search_rows",
+    [ST_SEARCH_UNINDEX] =
+        "INSERT INTO search_index(search_index, rowid, words, rkey)"
+        " SELECT 'delete', r.rid, parley_search_words(e.text), r.room FROM search_rows r"
+        " JOIN events e ON e.room = r.room AND e.seq = r.seq AND e.type = 'message'"
+        " WHERE r.room = ?1 AND r.seq = ?2",
+    [ST_SEARCH_EDIT] = "INSERT INTO search_index(rowid, words, rkey)"
+                       " SELECT rid, parley_search_words(?3), room FROM search_rows"
+                       " WHERE room = ?1 AND seq = ?2",
     [ST_SEARCH_DROP_ROW] = "DELETE FROM search_rows WHERE room = ?1 AND seq = ?2",
-    [ST_SEARCH_TRIM] = "DELETE FROM search_index"
-                       " WHERE rowid IN (SELECT rid FROM search_rows WHERE room = ?1 AND seq <= ?2)",
+    [ST_SEARCH_TRIM] =
+        "INSERT INTO search_index(search_index, rowid, words, rkey)"
+        " SELECT 'delete', r.rid, parley_search_words(e.text), r.room FROM search_rows r"
+        " JOIN events e ON e.room = r.room AND e.seq = r.seq AND e.type = 'message'"
+        " WHERE r.room = ?1 AND r.seq <= ?2",
     [ST_SEARCH_TRIM_ROWS] = "DELETE FROM search_rows WHERE room = ?1 AND seq <= ?2",
-    [ST_SEARCH_SCAN] = "SELECT rowid, room, seq, ts FROM search_index"
-                       " WHERE search_index MATCH ?1 AND rowid <= ?2 ORDER BY rowid DESC",
+    [ST_SEARCH_SCAN] = "SELECT s.rowid, r.room, r.seq, r.ts FROM search_index s"
+                       " JOIN search_rows r ON r.rid = s.rowid"
+                       " WHERE search_index MATCH ?1 AND s.rowid <= ?2 ORDER BY s.rowid DESC",
     [ST_SEARCH_MSG] = "SELECT " EVENT_COLS " FROM " EVENT_FROM
                       " WHERE e.room = ?1 AND e.seq = ?2 AND e.type = 'message' AND e.deleted = 0",
     /* Merges the index's segments a bounded number of pages at a time (a negative count merges
@@ -794,7 +808,8 @@ static int search_add(struct sqlite_store *ss, const struct store_msg *m)
     st = ss->st[ST_SEARCH_ADD_ROW];
     rc = bind_text(st, 1, m->room, SQLITE_OK);
     rc = bind_seq(st, 2, m->seq, rc);
-    rc = bind_i64(st, 3, rowid, rc);
+    rc = bind_i64(st, 4, m->ts, rc);
+    rc = bind_i64(st, 5, rowid, rc);
     if (rc != SQLITE_OK) {
         done(st);
         return fail(ss->db, "search_add_row", rc);
@@ -815,6 +830,10 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
     case STORE_EV_EDIT: {
         ret = run_bound(ss, ST_EDIT_BLANK, "edit_blank", m->room, m->target, m->seq, NULL, NULL,
                         NULL);
+        /* The words of the text this edit replaces leave the index while that text is there. */
+        if (ret == 0)
+            ret = search_words(ss, ST_SEARCH_UNINDEX, "search_unindex", m->room, m->target, NULL, 0,
+                               0);
         if (ret != 0)
             return ret;
         /* The text is bound with its length: it need not be NUL-terminated at text_len. */
@@ -836,7 +855,14 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
         return ret ? ret : set_mentions(ss, m->room, m->target, m->mentions);
     }
     case STORE_EV_DELETE:
-        ret = run_bound(ss, ST_DELETE_MSG, "delete_msg", m->room, m->target, 0, NULL, NULL, NULL);
+        /* Out of the search index first: it takes the words out by the text it still has. */
+        ret = search_words(ss, ST_SEARCH_UNINDEX, "search_unindex", m->room, m->target, NULL, 0, 0);
+        if (ret == 0)
+            ret = search_words(ss, ST_SEARCH_DROP_ROW, "search_drop_row", m->room, m->target, NULL,
+                               0, 0);
+        if (ret == 0)
+            ret =
+                run_bound(ss, ST_DELETE_MSG, "delete_msg", m->room, m->target, 0, NULL, NULL, NULL);
         if (ret == 0)
             ret = run_bound(ss, ST_DELETE_DEPS, "delete_deps", m->room, m->target, 0, NULL, NULL,
                             NULL);
@@ -845,11 +871,6 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
                             NULL, NULL, NULL);
         if (ret == 0)
             ret = set_mentions(ss, m->room, m->target, NULL);
-        if (ret == 0)
-            ret = search_words(ss, ST_SEARCH_DROP, "search_drop", m->room, m->target, NULL, 0, 0);
-        if (ret == 0)
-            ret = search_words(ss, ST_SEARCH_DROP_ROW, "search_drop_row", m->room, m->target,
-                               NULL, 0, 0);
         return ret;
     case STORE_EV_REACTION:
         if (m->on)
@@ -938,10 +959,20 @@ static int sq_room_create(struct store *s, const char *room, int64_t created_ms)
 static int sq_trim(struct store *s, const char *room, uint64_t upto)
 {
     struct sqlite_store *ss = from_base(s);
+    /* The search index's rows below the cut go with the messages (storage notes), taken out by
+     * the texts, so before the events go. */
+    int ret = batch_lost(ss);
+    if (ret == 0)
+        ret = note(ss, search_words(ss, ST_SEARCH_TRIM, "search_trim", room, upto, NULL, 0, 0));
+    if (ret == 0)
+        ret = note(
+            ss, search_words(ss, ST_SEARCH_TRIM_ROWS, "search_trim_rows", room, upto, NULL, 0, 0));
+    if (ret != 0)
+        return ret;
     sqlite3_stmt *st = ss->st[ST_TRIM];
     int rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_seq(st, 2, upto, rc);
-    int ret = write_stmt(ss, ST_TRIM, "trim", rc);
+    ret = write_stmt(ss, ST_TRIM, "trim", rc);
     if (ret != 0)
         return ret;
     st = ss->st[ST_TRIM_REACTIONS];
@@ -953,14 +984,7 @@ static int sq_trim(struct store *s, const char *room, uint64_t upto)
     st = ss->st[ST_TRIM_MENTIONS];
     rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_seq(st, 2, upto, rc);
-    ret = write_stmt(ss, ST_TRIM_MENTIONS, "trim_mentions", rc);
-    /* The search index's rows below the cut go with the messages (storage notes). */
-    if (ret == 0)
-        ret = note(ss, search_words(ss, ST_SEARCH_TRIM, "search_trim", room, upto, NULL, 0, 0));
-    if (ret == 0)
-        ret = note(ss, search_words(ss, ST_SEARCH_TRIM_ROWS, "search_trim_rows", room, upto,
-                                    NULL, 0, 0));
-    return ret;
+    return write_stmt(ss, ST_TRIM_MENTIONS, "trim_mentions", rc);
 }
 
 /*

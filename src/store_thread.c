@@ -26,6 +26,8 @@
  * in which mail (and so group commit) goes on. */
 #define ERASE_MERGE_SLICE_MS 5
 #define ERASE_MERGE_PAUSE_MS 2
+/* At shutdown the merge runs to its end; this bounds it should a step keep reporting work. */
+#define ERASE_MERGE_STEPS_MAX 1000000
 /* Messages per read of a replay: what one connection's replay holds in memory at a time. */
 #define REPLAY_PAGE 256
 
@@ -661,7 +663,8 @@ static bool search_may_read(const struct chat_op *op, const char *room, int64_t 
 static bool run_flush(struct search_scan *sc)
 {
     struct search_hits *r = &sc->run;
-    qsort(r->v, r->n, sizeof *r->v, hit_order);
+    if (r->n > 1)
+        qsort(r->v, r->n, sizeof *r->v, hit_order);
     for (size_t i = 0; i < r->n && sc->out.n < sc->op->limit; i++)
         hits_add(&sc->out, &r->v[i]);
     r->n = 0;
@@ -1008,7 +1011,7 @@ void store_thread_destroy(struct service *s)
         /* Erasures not yet merged out of the search index: done now, before the file closes
          * (closing checkpoints the WAL). */
         bool more = true;
-        while (more)
+        for (unsigned step = 0; more && step < ERASE_MERGE_STEPS_MAX; step++)
             if (st->db->ops->search_merge(st->db, &more) < 0)
                 break;
     }

@@ -5,6 +5,7 @@
 
 #include "jsonw.h"
 #include "proto.h"
+#include "search_text.h"
 #include "text.h"
 #include "utf8.h"
 
@@ -86,6 +87,24 @@ static void check_valid(const struct proto_request *req)
             CHECK(strlen(req->cid) >= 1 && strlen(req->cid) <= 64);
         break;
     }
+    case PROTO_EDIT:
+    case PROTO_DELETE:
+    case PROTO_REACT: /* the timeline (rules 49, 50): a room, a seq that is an integer */
+        check_room(req);
+        CHECK(req->seq <= ((uint64_t)1 << 53) - 1);
+        break;
+    case PROTO_SEARCH: {
+        /* protocol 1.1 rules 71, 72: a room only when given, q a query search_text accepts,
+         * limit 1..100, an expression to match with */
+        if (req->room[0])
+            check_room(req);
+        CHECK(req->q && req->match && req->limit >= 1 && req->limit <= 100);
+        char *again = NULL;
+        CHECK(search_query_parse(req->q, req->q_len, &again, NULL) == SEARCH_QUERY_OK);
+        CHECK(strcmp(again, req->match) == 0);
+        free(again);
+        break;
+    }
     case PROTO_ROOMS:
     case PROTO_PING:
         break;
@@ -143,7 +162,8 @@ static void fuzz_request(const char *buf, size_t len)
         CHECK(e == PROTO_OK || e == PROTO_BAD_REQUEST || e == PROTO_BAD_NAME ||
               e == PROTO_TOO_LONG || e == PROTO_BAD_TOKEN);
         CHECK((e == PROTO_OK) == (why == NULL));
-        CHECK(e != PROTO_TOO_LONG || req.type == PROTO_SEND);
+        CHECK(e != PROTO_TOO_LONG || req.type == PROTO_SEND || req.type == PROTO_EDIT ||
+              req.type == PROTO_REACT || req.type == PROTO_SEARCH);
         CHECK(e != PROTO_BAD_TOKEN || req.type == PROTO_LOGIN);
         if (e == PROTO_OK)
             check_valid(&req);

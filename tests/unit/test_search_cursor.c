@@ -1,12 +1,15 @@
-/* Unit tests for search_cursor: a cursor reads back as written only for the same q and room,
+/* test_search_cursor: a cursor reads back as written only for the same q and room,
  * and anything altered, cut or made up is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
+
 #include <cmocka.h>
+
 #include <sodium.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "search_cursor.h"
 
@@ -24,7 +27,7 @@ static void round_trip(void **state)
     (void)state;
     struct search_cursor c = {
         .bound = 0x123456789ull, .skip = true, .skip_ts = 1732300200000, .skip_seq = 58};
-    strcpy(c.skip_room, "dm:alice:bob");
+    snprintf(c.skip_room, sizeof c.skip_room, "dm:alice:bob");
     char s[SEARCH_CURSOR_MAX];
     search_cursor_encode(&c, "deploy rel*", 11, "dev", s);
     struct search_cursor out;
@@ -47,14 +50,14 @@ static void refused(void **state)
 {
     (void)state;
     struct search_cursor c = {.bound = 99, .skip = true, .skip_ts = 5, .skip_seq = 3};
-    strcpy(c.skip_room, "general");
+    snprintf(c.skip_room, sizeof c.skip_room, "general");
     char s[SEARCH_CURSOR_MAX];
     search_cursor_encode(&c, "abc", 3, "", s);
     struct search_cursor out;
     size_t n = strlen(s);
-    assert_false(search_cursor_decode(s, n, "abd", 3, "", &out));   /* another q */
-    assert_false(search_cursor_decode(s, n, "abc", 2, "", &out));   /* a prefix of it */
-    assert_false(search_cursor_decode(s, n, "abc", 3, "dev", &out)); /* another room */
+    assert_false(search_cursor_decode(s, n, "abd", 3, "", &out));     /* another q */
+    assert_false(search_cursor_decode(s, n, "abc", 2, "", &out));     /* a prefix of it */
+    assert_false(search_cursor_decode(s, n, "abc", 3, "dev", &out));  /* another room */
     assert_false(search_cursor_decode(s, n - 1, "abc", 3, "", &out)); /* cut */
     assert_false(search_cursor_decode("", 0, "abc", 3, "", &out));
     assert_false(search_cursor_decode("not base64!", 11, "abc", 3, "", &out));
