@@ -48,6 +48,12 @@ enum chat_op_kind {
     CHAT_EDIT,
     CHAT_DELETE,
     CHAT_REACT,
+    /* Read markers and saved rooms (protocol 1.1 rules 66-68). `read` goes worker -> store ->
+     * (hub, when the marker moved: the user's other connections are told) -> worker. A registered
+     * user's join goes worker -> store (saves the room, reads the marker) -> hub -> worker, and
+     * its leave of a public room worker -> store (forgets it) -> hub -> worker. */
+    CHAT_READ,
+    CHAT_SAVE_ROOMS, /* worker -> store: rule 51's takeover saves a connection's rooms; no reply */
 };
 
 /*
@@ -80,6 +86,9 @@ struct chat_room_info {
     char name[CHAT_ROOM_MAX];
     uint32_t members;
     uint64_t seq;
+    /* welcome (rule 68): the read marker, and the counts after it (each at most 1000) */
+    uint64_t read;
+    uint32_t unread, mentions;
 };
 
 struct chat_op {
@@ -189,6 +198,13 @@ struct chat_op {
     /* join: 1 + the first event of the room's presence run (struct event_run) that reaches this
      * connection, when the run follows this reply in the same batch; 0: no run follows */
     uint32_t run_from;
+    /* Read markers and saved rooms (rules 66-68). */
+    bool via_store;   /* join, leave of a registered user: the store's step is still to come */
+    bool not_joined;  /* leave: this connection had not joined the room (a saved room's leave) */
+    bool marker_moved; /* read: the marker moved (the user's other connections are told) */
+    uint64_t marker;  /* join of a registered user: the read marker (joined.read) */
+    struct chat_room_info *saved; /* registered login: the saved rooms, by name (welcome.rooms) */
+    size_t n_saved, cap_saved;
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 };
@@ -239,6 +255,8 @@ void chat_op_add_name(struct chat_op *op, const char *name);
 /* Makes room for n more names at once. */
 void chat_op_reserve_names(struct chat_op *op, size_t n);
 void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq);
+/* Appends a saved room (welcome.rooms) with its latest seq; the caller fills in the rest. */
+struct chat_room_info *chat_op_add_saved(struct chat_op *op, const char *name, uint64_t seq);
 
 /* What the hub hands a worker: events for its connections, and finished ops. */
 enum deliver_kind {
@@ -256,6 +274,11 @@ enum deliver_kind {
     /* run: a room's presence events of one hub turn, to every local member, and from their own
      * place in it to the connections whose join this batch answered (chat_op.run_from) */
     DELIVER_RUN,
+    /* rec (a `read` without id) to every local connection of user_a but skip_conn */
+    DELIVER_USER,
+    /* every local connection of user_a but skip_conn that joined room leaves it, told by an
+     * unsolicited `left` (rule 67) */
+    DELIVER_LEFT,
 };
 
 /*

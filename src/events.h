@@ -47,6 +47,9 @@ struct msg_rec events_history_entry(const struct store_msg *m, const struct even
 /* Presence and typing events for a room (typing has no telnet form: tn is NULL). */
 struct msg_rec events_presence(const char *room, const char *user, bool online);
 struct msg_rec events_typing(const char *room, const char *user);
+/* Rules 66, 67, without id: a read marker moved, or a leave on another connection (JSON only). */
+struct msg_rec events_read(const char *room, uint64_t seq);
+struct msg_rec events_left(const char *room);
 
 /* A large room's count (rule 83): {"type":"count","room":...,"member_count":n,"large":...}.
  * WebSocket only: telnet shows none (tn is NULL). */

@@ -893,6 +893,35 @@ static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_RO
     }
 }
 
+/* --- read markers and saved rooms (protocol 1.1 rules 66, 67) --- */
+
+/* A registered user's leave: every worker takes the room from the user's other connections that
+ * joined it; each of those then leaves it here as a disconnect would (presence as for a leave). */
+static void leave_elsewhere(struct hub *h, struct chat_op *op)
+{
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_LEFT;
+        memcpy(d->room, op->room, sizeof d->room);
+        memcpy(d->user_a, op->user_lc, sizeof d->user_a);
+        d->skip_conn = op->conn_id;
+    }
+}
+
+/* A read marker moved: the user's other connections get the `read` without id. */
+static void read_moved(struct hub *h, struct chat_op *op)
+{
+    struct msg_rec rec = events_read(op->room, op->seq);
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_USER;
+        d->rec = msg_rec_ref(&rec);
+        memcpy(d->user_a, op->user_lc, sizeof d->user_a);
+        d->skip_conn = op->conn_id;
+    }
+    msg_rec_release(&rec);
+}
+
 static void on_mail(struct service *s, struct mail *m)
 {
     struct hub *h = s->ctx;
@@ -918,8 +947,14 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     case CHAT_LEAVE:
         r = room_get(h, op->room, false);
-        if (r)
+        if (r && !op->not_joined)
             member_remove(h, r, op);
+        if (!op->guest && !op->room_is_dm)
+            leave_elsewhere(h, op); /* rule 67: the user's other connections leave it too */
+        reply(h, op);
+        break;
+    case CHAT_READ:
+        read_moved(h, op);
         reply(h, op);
         break;
     case CHAT_GONE:

@@ -32,6 +32,7 @@ enum proto_type {
     PROTO_EDIT,
     PROTO_DELETE,
     PROTO_REACT,
+    PROTO_READ, /* protocol 1.1 rule 66 */
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */

@@ -62,7 +62,7 @@ test('login with password → welcome {type, id, name, guest:false, token, dms:[
   const name = uniq('al');
   await c.register(name);
   const w = await c.request({ type: 'login', id: 'w1', name, password: PASSWORD });
-  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms'], 'welcome');
+  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'rooms'], 'welcome');
   assert.equal(w.type, 'welcome');
   assert.equal(w.id, 'w1');
   assert.equal(w.name, name);
@@ -102,7 +102,7 @@ test('guest login → welcome {guest:true, token, dms:[]} with the requested nam
   const c = await connect(server, t);
   const name = uniq('Guest');
   const w = await c.request({ type: 'login', id: 5, name });
-  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms'], 'guest welcome');
+  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'rooms'], 'guest welcome');
   assert.equal(w.type, 'welcome');
   assert.equal(w.id, 5);
   assert.equal(w.name, name);
@@ -159,7 +159,7 @@ test('token login → welcome for the same user; tokens are reusable (rule 8)', 
   for (let i = 0; i < 3; i++) {
     const c = await connect(server, t);
     const w = await c.request({ type: 'login', id: i, token: u.token });
-    assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms'], 'token welcome');
+    assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'rooms'], 'token welcome');
     assert.equal(w.type, 'welcome');
     assert.equal(w.name, u.name);
     assert.equal(w.guest, false);
