@@ -383,13 +383,18 @@ static bool defer_to_replay(struct chat_session *s, const char *room)
 
 /* Writes a room message to a member once: only when it is newer than what the member saw.
  * Returns 1 when written, 0 when the member had it (callers sum these for the metric). */
-static unsigned write_seq(struct conn *c, struct chat_sroom *r, const struct msg_rec *rec)
+static unsigned write_seq(struct conn *c, struct chat_sroom *r, const char *room,
+                          const struct msg_rec *rec)
 {
     if (r && rec->seq <= r->last_seq)
         return 0;
     if (r)
         r->last_seq = rec->seq;
     chat_session_write(c, rec);
+    /* Telnet moves a registered user's read marker to what it showed (rule 78). */
+    struct chat_session *s = c->session;
+    if (rec_len(c, rec) && conn_is_open(c) && s && !s->guest && s->transport->shown)
+        s->transport->shown(c, room, rec->seq);
     return 1;
 }
 
@@ -1157,7 +1162,7 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (d->rec.seq && defer_to_replay(s, d->room))
             continue;
         if (d->rec.seq)
-            delivered += write_seq(m.c, m.r, &d->rec);
+            delivered += write_seq(m.c, m.r, d->room, &d->rec);
         else
             chat_session_write(m.c, &d->rec);
         if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
@@ -1268,7 +1273,7 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
             next = chat_session_of(c)->user_next;
             if (defer_to_replay(c->session, d->room))
                 continue;
-            delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
+            delivered += write_seq(c, chat_session_room(c->session, d->room), d->room, &d->rec);
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);

@@ -64,6 +64,8 @@ struct chat_transport {
     void (*input_released)(struct conn *c);
     /* The user left room on another connection, and this one left it too (rule 67). Optional. */
     void (*left_elsewhere)(struct conn *c, const char *room);
+    /* An event of room at seq was shown to a registered user (telnet's read markers). Optional. */
+    void (*shown)(struct conn *c, const char *room, uint64_t seq);
 };
 
 struct chat_session {
