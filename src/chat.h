@@ -53,7 +53,6 @@ enum chat_op_kind {
      * user's join goes worker -> store (saves the room, reads the marker) -> hub -> worker, and
      * its leave of a public room worker -> store (forgets it) -> hub -> worker. */
     CHAT_READ,
-    CHAT_SAVE_ROOMS, /* worker -> store: rule 51's takeover saves a connection's rooms; no reply */
 };
 
 /*
@@ -193,7 +192,7 @@ struct chat_op {
     size_t n_msgs, cap_msgs;
     struct chat_room_info *rooms; /* rooms; login: dms (members unused) */
     size_t n_rooms, cap_rooms;
-    uint64_t gone_rooms_n; /* gone: how many rooms in `gone_rooms` */
+    uint64_t gone_rooms_n; /* gone, and a guest's register of its name: how many in gone_rooms */
     char (*gone_rooms)[CHAT_ROOM_MAX];
     /* join: 1 + the first event of the room's presence run (struct event_run) that reaches this
      * connection, when the run follows this reply in the same batch; 0: no run follows */

@@ -1311,28 +1311,6 @@ static void deliver_left(struct worker *w, struct chat_worker *cw, struct delive
     }
 }
 
-/* Rule 51: the rooms a connection of a guest session that registered its name has joined become
- * the account's saved rooms. */
-static void save_joined_rooms(struct conn *c)
-{
-    struct chat_session *s = c->session;
-    size_t n = 0;
-    for (size_t i = 0; i < s->n_rooms; i++)
-        n += strncmp(s->rooms[i]->name, "dm:", 3) != 0;
-    if (n == 0)
-        return;
-    struct worker *w = c->set->owner;
-    struct chat_op *op = chat_op_new(CHAT_SAVE_ROOMS, (uint16_t)w->id, c->id);
-    memcpy(op->user, s->user, sizeof op->user);
-    memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
-    op->gone_rooms = xcalloc(n, sizeof *op->gone_rooms);
-    for (size_t i = 0; i < s->n_rooms; i++)
-        if (strncmp(s->rooms[i]->name, "dm:", 3) != 0)
-            memcpy(op->gone_rooms[op->gone_rooms_n++], s->rooms[i]->name,
-                   strnlen(s->rooms[i]->name, CHAT_ROOM_MAX - 1));
-    chat_to_store(op);
-}
-
 static void became_registered(struct chat_worker *cw, struct deliver *d)
 {
     size_t pos = 0;
@@ -1346,7 +1324,6 @@ static void became_registered(struct chat_worker *cw, struct deliver *d)
         s->guest = false;
         s->created_ms = d->created_ms;
         memcpy(s->user, d->user_a, sizeof s->user);
-        save_joined_rooms(c);
         if (s->transport->became_registered)
             s->transport->became_registered(c);
     }

@@ -725,6 +725,24 @@ static void login_token_guest(struct hub *h, struct chat_op *op)
     reply(h, op);
 }
 
+/* Rule 51: the public rooms the guest's connections are in (an online guest's name is its
+ * session's alone), for the store to save for the account in the registration's transaction. */
+static void guest_rooms(struct hub *h, struct chat_op *op, const char *name_lc)
+{
+    size_t n = 0, cap = 0;
+    size_t lc_len = strlen(name_lc);
+    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+        if (r->dm || !ordset_get(&r->index, name_lc, lc_len))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            op->gone_rooms = xrealloc(op->gone_rooms, cap * sizeof *op->gone_rooms);
+        }
+        memcpy(op->gone_rooms[n++], r->name, CHAT_ROOM_MAX);
+    }
+    op->gone_rooms_n = n;
+}
+
 static void register_user(struct hub *h, struct chat_op *op)
 {
     char name_lc[CHAT_NAME_MAX];
@@ -741,6 +759,8 @@ static void register_user(struct hub *h, struct chat_op *op)
         }
         map_put(&h->registering, name_lc, (void *)1);
         lookalike_register(h, name_lc);
+        if (op->registered_guest)
+            guest_rooms(h, op, name_lc);
         chat_to_auth(op);
         return;
     }

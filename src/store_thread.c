@@ -263,18 +263,18 @@ static int read_marker(struct store_thread *st, struct chat_op *op)
     return 0;
 }
 
-/* Rule 51: a guest session registered its name, and this connection's rooms (op->gone_rooms)
- * become the account's saved rooms, with markers at their latest seq. Not held to the saved-room
- * limit: they are joined already. */
-static int save_rooms(struct store_thread *st, struct chat_op *op)
+/* Rule 51: a guest session registered its name, and the rooms its connections joined (the hub
+ * listed them in op->gone_rooms) become the account's saved rooms, with markers at their latest
+ * seq. Not held to the saved-room limit: they are joined already. */
+static int save_rooms(struct store_thread *st, const struct chat_op *op, const char *account)
 {
     struct store *db = st->db;
     int rc = 0;
     for (uint64_t i = 0; rc == 0 && i < op->gone_rooms_n; i++) {
         const char *room = op->gone_rooms[i];
-        rc = db->ops->saved_set(db, op->user_lc, room, true);
+        rc = db->ops->saved_set(db, account, room, true);
         if (rc == 0)
-            rc = db->ops->marker_raise(db, op->user_lc, room, latest_of(st, room), false);
+            rc = db->ops->marker_raise(db, account, room, latest_of(st, room), false);
     }
     return rc;
 }
@@ -474,6 +474,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
             timeline_identity(true, op->guest_session, lc, guest);
             timeline_identity(false, 0, lc, account);
             rc = db->ops->claim_guest(db, guest, account, op->name);
+            if (rc == 0)
+                rc = save_rooms(st, op, lc);
             if (rc < 0)
                 return rc;
         }
@@ -490,8 +492,6 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         return leave_forget(st, op);
     case CHAT_READ:
         return read_marker(st, op);
-    case CHAT_SAVE_ROOMS:
-        return save_rooms(st, op);
     case CHAT_LOGIN_GUEST:
         rc = db->ops->token_drop_guest(db, op->user);
         return rc < 0 ? rc : new_token(st, op);
@@ -529,7 +529,6 @@ static void route_after_batch(struct chat_op *op)
         }
         break;
     case CHAT_ROOM_CREATE:
-    case CHAT_SAVE_ROOMS:
         chat_op_free(op);
         break;
     case CHAT_JOIN:
