@@ -46,6 +46,15 @@ async function roomWith(t, n) {
   return { by, room };
 }
 
+test('hello.features names read and saved_rooms, in the protocol order (rule 46)', async (t) => {
+  const c = await connect(server, t);
+  const order = ['edit', 'delete', 'react', 'reply', 'topic', 'moderation', 'read', 'search', 'status', 'saved_rooms', 'large_rooms'];
+  for (const f of ['read', 'saved_rooms']) assert.ok(c.hello.features.includes(f), `features ${c.hello.features}`);
+  const positions = c.hello.features.map((f) => order.indexOf(f));
+  assert.ok(positions.every((p) => p >= 0), `unknown feature in ${c.hello.features}`);
+  assert.deepEqual(positions, [...positions].sort((x, y) => x - y));
+});
+
 test('read: the reply echoes id, room and the marker; other connections get it without id; no token', async (t) => {
   const { room } = await roomWith(t, 5);
   const a = await user(server, t);
