@@ -1285,7 +1285,7 @@ static void deliver_user(struct chat_worker *cw, struct deliver *d)
     struct conn *next;
     for (struct conn *c = map_get(&cw->users, d->user_a); c; c = next) {
         next = chat_session_of(c)->user_next;
-        if (c->id != d->skip_conn && rec_len(c, &d->rec) > 0)
+        if (c->id != d->skip_conn && conn_is_open(c) && rec_len(c, &d->rec) > 0)
             send_rec(c, &d->rec);
     }
 }
