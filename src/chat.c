@@ -93,6 +93,7 @@ void chat_op_free(struct chat_op *op)
         msg_rec_release(&op->msgs[i]);
     free(op->msgs);
     free(op->rooms);
+    free(op->saved);
     free(op->gone_rooms);
     for (size_t i = 0; i < op->n_statuses; i++)
         free(op->statuses[i].text);
@@ -208,6 +209,22 @@ void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, ui
     r->name[n] = '\0';
     r->members = members;
     r->seq = seq;
+    r->read = 0;
+    r->unread = r->mentions = 0;
+}
+
+struct chat_room_info *chat_op_add_saved(struct chat_op *op, const char *name, uint64_t seq)
+{
+    if (op->n_saved == op->cap_saved) {
+        op->cap_saved = op->cap_saved ? op->cap_saved * 2 : 16;
+        op->saved = xrealloc(op->saved, op->cap_saved * sizeof *op->saved);
+    }
+    struct chat_room_info *r = &op->saved[op->n_saved++];
+    memset(r, 0, sizeof *r);
+    size_t n = strlen(name);
+    memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
+    r->seq = seq;
+    return r;
 }
 
 struct deliver *deliver_batch_add(struct deliver_batch **b)

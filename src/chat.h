@@ -54,6 +54,11 @@ enum chat_op_kind {
     /* search (protocol 1.1 rules 71, 72): worker -> store -> worker, read on the store thread
      * as history is. */
     CHAT_SEARCH,
+    /* Read markers and saved rooms (protocol 1.1 rules 66-68). `read` goes worker -> store ->
+     * (hub, when the marker moved: the user's other connections are told) -> worker. A registered
+     * user's join goes worker -> store (saves the room, reads the marker) -> hub -> worker, and
+     * its leave of a public room worker -> store (forgets it) -> hub -> worker. */
+    CHAT_READ,
 };
 
 /* A listed user's status (rule 70): away, and its text (owned) or NULL. Only users not at the
@@ -94,6 +99,9 @@ struct chat_room_info {
     char name[CHAT_ROOM_MAX];
     uint32_t members;
     uint64_t seq;
+    /* welcome (rule 68): the read marker, and the counts after it (each at most 1000) */
+    uint64_t read;
+    uint32_t unread, mentions;
 };
 
 struct chat_op {
@@ -198,7 +206,7 @@ struct chat_op {
     size_t n_msgs, cap_msgs;
     struct chat_room_info *rooms; /* rooms; login: dms (members unused) */
     size_t n_rooms, cap_rooms;
-    uint64_t gone_rooms_n; /* gone: how many rooms in `gone_rooms` */
+    uint64_t gone_rooms_n; /* gone, and a guest's register of its name: how many in gone_rooms */
     char (*gone_rooms)[CHAT_ROOM_MAX];
     /* join: 1 + the first event of the room's presence run (struct event_run) that reaches this
      * connection, when the run follows this reply in the same batch; 0: no run follows */
@@ -209,6 +217,13 @@ struct chat_op {
     bool has_cursor;
     struct search_cursor cursor;
     char next[SEARCH_CURSOR_MAX];
+    /* Read markers and saved rooms (rules 66-68). */
+    bool via_store;   /* join, leave of a registered user: the store's step is still to come */
+    bool not_joined;  /* leave: this connection had not joined the room (a saved room's leave) */
+    bool marker_moved; /* read: the marker moved (the user's other connections are told) */
+    uint64_t marker;  /* join of a registered user: the read marker (joined.read) */
+    struct chat_room_info *saved; /* registered login: the saved rooms, by name (welcome.rooms) */
+    size_t n_saved, cap_saved;
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */
     uint64_t replay_until; /* join: (join_after, replay_until] is still to be read, page by page */
 
@@ -271,6 +286,8 @@ void chat_op_reserve_names(struct chat_op *op, size_t n);
 /* Lists a user's status in a join's or who's reply (text[0..n), n = 0 for none). */
 void chat_op_add_status(struct chat_op *op, const char *name, bool away, const char *text);
 void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, uint64_t seq);
+/* Appends a saved room (welcome.rooms) with its latest seq; the caller fills in the rest. */
+struct chat_room_info *chat_op_add_saved(struct chat_op *op, const char *name, uint64_t seq);
 
 /* What the hub hands a worker: events for its connections, and finished ops. */
 enum deliver_kind {
@@ -290,7 +307,12 @@ enum deliver_kind {
     DELIVER_RUN,
     /* rec to every local connection of user_a except skip_conn; away and text (owned): the
      * status it tells (rule 69), which the connection keeps for a live upgrade */
+    DELIVER_STATUS,
+    /* rec (a `read` without id) to every local connection of user_a but skip_conn */
     DELIVER_USER,
+    /* every local connection of user_a but skip_conn that joined room leaves it, told by an
+     * unsolicited `left` (rule 67) */
+    DELIVER_LEFT,
 };
 
 /*
@@ -329,8 +351,8 @@ struct deliver {
     uint8_t count_flags; /* DELIVER_COUNT: DELIVER_COUNT_* */
     struct chat_op *op;
     struct event_run *run; /* DELIVER_RUN: one reference */
-    bool away;             /* DELIVER_USER */
-    char *text;            /* DELIVER_USER: owned, or NULL */
+    bool away;             /* DELIVER_STATUS */
+    char *text;            /* DELIVER_STATUS: owned, or NULL */
 };
 
 /* One mail per worker per hub turn. */

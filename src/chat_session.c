@@ -383,13 +383,18 @@ static bool defer_to_replay(struct chat_session *s, const char *room)
 
 /* Writes a room message to a member once: only when it is newer than what the member saw.
  * Returns 1 when written, 0 when the member had it (callers sum these for the metric). */
-static unsigned write_seq(struct conn *c, struct chat_sroom *r, const struct msg_rec *rec)
+static unsigned write_seq(struct conn *c, struct chat_sroom *r, const char *room,
+                          const struct msg_rec *rec)
 {
     if (r && rec->seq <= r->last_seq)
         return 0;
     if (r)
         r->last_seq = rec->seq;
     chat_session_write(c, rec);
+    /* Telnet moves a registered user's read marker to what it showed (rule 78). */
+    struct chat_session *s = c->session;
+    if (rec_len(c, rec) && conn_is_open(c) && s && !s->guest && s->transport->shown)
+        s->transport->shown(c, room, rec->seq);
     return 1;
 }
 
@@ -854,15 +859,42 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         s->joins_held++;
         conn_hold_input(c); /* a send right after a join is for the joined room */
         sent(c);
-        chat_to_hub(op);
+        /* Rules 66, 67: a registered user's join saves a public room and carries the read
+         * marker; the store sees it first. */
+        op->via_store = !s->guest;
+        if (op->via_store)
+            chat_to_store(op);
+        else
+            chat_to_hub(op);
         return PROTO_OK;
     case CHAT_LEAVE:
-        if (!joined)
+        /* Rule 67: a registered user's leave of a public room forgets the saved room, which
+         * this connection need not have joined, and takes it from the user's other
+         * connections. */
+        op->via_store = !s->guest && !op->room_is_dm;
+        if (!joined && !op->via_store)
             FAIL(PROTO_NOT_MEMBER, "you are not in that room");
-        local_room_remove(chat_of(c), joined);
-        session_remove_room(s, joined);
+        op->not_joined = !joined;
+        if (joined) {
+            local_room_remove(chat_of(c), joined);
+            session_remove_room(s, joined);
+        }
         sent(c);
-        chat_to_hub(op);
+        if (op->via_store)
+            chat_to_store(op);
+        else
+            chat_to_hub(op);
+        return PROTO_OK;
+    case CHAT_READ:
+        /* Rule 66: guests are refused before membership is looked at; the room as rule 49. */
+        if (s->guest)
+            FAIL(PROTO_FORBIDDEN, "only registered users keep read markers");
+        if (op->room_is_dm && !is_party(s, op->room))
+            FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
+        if (!op->room_is_dm && !joined)
+            FAIL(PROTO_NOT_MEMBER, "join the room first");
+        sent(c);
+        chat_to_store(op);
         return PROTO_OK;
     case CHAT_WHO:
         if (op->room_is_dm && !is_party(s, op->room))
@@ -1172,9 +1204,14 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
     if (op->err) {
         if (op->kind == CHAT_JOIN && !op->rejoin) {
             s->joins_pending--;
-            if (op->err == PROTO_SERVER_BUSY) /* counted in before its replay failed */
+            /* counted in before its replay failed (not when the store refused it first) */
+            if (op->err == PROTO_SERVER_BUSY && !op->via_store)
                 post_gone_room(s, (uint16_t)w->id, op->room);
         }
+        /* A leave the store could not record: the connection left the room all the same, and
+         * the hub, which never saw it, is told so. */
+        if (op->kind == CHAT_LEAVE && op->via_store && !op->not_joined)
+            post_gone_room(s, (uint16_t)w->id, op->room);
         metrics_error(op->err);
         s->transport->op_done(c, op);
         chat_op_free(op);
@@ -1228,7 +1265,7 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (d->rec.seq && defer_to_replay(s, d->room))
             continue;
         if (d->rec.seq)
-            delivered += write_seq(m.c, m.r, &d->rec);
+            delivered += write_seq(m.c, m.r, d->room, &d->rec);
         else
             chat_session_write(m.c, &d->rec);
         if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
@@ -1339,14 +1376,14 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
             next = chat_session_of(c)->user_next;
             if (defer_to_replay(c->session, d->room))
                 continue;
-            delivered += write_seq(c, chat_session_room(c->session, d->room), &d->rec);
+            delivered += write_seq(c, chat_session_room(c->session, d->room), d->room, &d->rec);
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);
 }
 
 /* The user's status, to its connections here but the one that set it (rule 69). */
-static void deliver_user(struct chat_worker *cw, struct deliver *d)
+static void deliver_status(struct chat_worker *cw, struct deliver *d)
 {
     struct conn *next;
     for (struct conn *c = map_get(&cw->users, d->user_a); c; c = next) {
@@ -1355,6 +1392,38 @@ static void deliver_user(struct chat_worker *cw, struct deliver *d)
             continue;
         status_keep(c->session, d->away, d->text);
         chat_session_write(c, &d->rec);
+    }
+}
+
+/* A `read` without id (rule 66) to the user's other connections here; telnet shows none. */
+static void deliver_user(struct chat_worker *cw, struct deliver *d)
+{
+    struct conn *next;
+    for (struct conn *c = map_get(&cw->users, d->user_a); c; c = next) {
+        next = chat_session_of(c)->user_next;
+        if (c->id != d->skip_conn && conn_is_open(c) && rec_len(c, &d->rec) > 0)
+            send_rec(c, &d->rec);
+    }
+}
+
+/* Rule 67: the user left room on another connection; each of its connections here that joined
+ * it leaves it too (the hub hears of it as of a disconnect's rooms) and is told. */
+static void deliver_left(struct worker *w, struct chat_worker *cw, struct deliver *d)
+{
+    struct conn *next;
+    for (struct conn *c = map_get(&cw->users, d->user_a); c; c = next) {
+        struct chat_session *s = chat_session_of(c);
+        next = s->user_next;
+        struct chat_sroom *r = c->id == d->skip_conn ? NULL : chat_session_room(s, d->room);
+        if (!r)
+            continue;
+        bool counted = r->hub;
+        local_room_remove(cw, r);
+        session_remove_room(s, r);
+        if (counted)
+            post_gone_room(s, (uint16_t)w->id, d->room);
+        if (s->transport->left_elsewhere)
+            s->transport->left_elsewhere(c, d->room);
     }
 }
 
@@ -1406,8 +1475,14 @@ void chat_worker_mail(struct worker *w, struct mail *m)
         case DELIVER_RUN:
             deliver_run(cw, d);
             break;
+        case DELIVER_STATUS:
+            deliver_status(cw, d);
+            break;
         case DELIVER_USER:
             deliver_user(cw, d);
+            break;
+        case DELIVER_LEFT:
+            deliver_left(w, cw, d);
             break;
         }
     }
@@ -1939,6 +2014,35 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_array_end(w);
 }
 
+/* Read markers and saved rooms in welcome (rule 68): a dm entry's counts... */
+static void json_room_counts(struct jsonw *w, const struct chat_room_info *r)
+{
+    jsonw_kv_u64(w, "read", r->read);
+    jsonw_kv_u64(w, "unread", r->unread);
+    jsonw_kv_u64(w, "mentions", r->mentions);
+}
+
+/* ...and "rooms": the saved rooms by name ([] for a guest). */
+static void json_welcome_rooms(struct jsonw *w, const struct chat_op *op)
+{
+    jsonw_key(w, "rooms");
+    jsonw_array_begin(w);
+    for (size_t i = 0; i < op->n_saved; i++) {
+        jsonw_object_begin(w);
+        jsonw_kv_str(w, "name", op->saved[i].name);
+        jsonw_kv_u64(w, "seq", op->saved[i].seq);
+        json_room_counts(w, &op->saved[i]);
+        jsonw_object_end(w);
+    }
+    jsonw_array_end(w);
+}
+
+/* Rule 67: the user left room on another connection. */
+static void json_left_elsewhere(struct conn *c, const char *room)
+{
+    ws_send_rec(c, events_left(room));
+}
+
 static void json_reply(struct conn *c, struct chat_op *op)
 {
     if (op->err) {
@@ -1964,9 +2068,11 @@ static void json_reply(struct conn *c, struct chat_op *op)
             jsonw_object_begin(&w);
             jsonw_kv_str(&w, "room", op->rooms[i].name);
             jsonw_kv_u64(&w, "seq", op->rooms[i].seq);
+            json_room_counts(&w, &op->rooms[i]);
             jsonw_object_end(&w);
         }
         jsonw_array_end(&w);
+        json_welcome_rooms(&w, op);
         /* Rule 68: the user's status. */
         jsonw_kv_str(&w, "state", op->away ? "away" : "online");
         jsonw_kv_str(&w, "status_text", op->text ? op->text : "");
@@ -1985,6 +2091,13 @@ static void json_reply(struct conn *c, struct chat_op *op)
         events_statuses(&w, op->statuses, op->n_statuses);
         jsonw_kv_u64(&w, "member_count", op->n_members);
         jsonw_kv_bool(&w, "members_truncated", op->n_names < op->n_members);
+        if (!op->guest)
+            jsonw_kv_u64(&w, "read", op->marker); /* rule 66 */
+        break;
+    case CHAT_READ:
+        events_reply_begin(&w, "read", op->id);
+        jsonw_kv_str(&w, "room", op->room);
+        jsonw_kv_u64(&w, "seq", op->seq);
         break;
     case CHAT_LEAVE:
         events_reply_begin(&w, "left", op->id);
@@ -2063,6 +2176,7 @@ static void json_op_done(struct conn *c, struct chat_op *op)
 
 static const struct chat_transport json_transport = {
     .op_done = json_op_done,
+    .left_elsewhere = json_left_elsewhere,
 };
 
 const struct chat_transport *chat_json_transport(void)
@@ -2109,6 +2223,8 @@ static enum chat_op_kind kind_of(const struct proto_request *req)
         return CHAT_STATUS;
     case PROTO_SEARCH:
         return CHAT_SEARCH;
+    case PROTO_READ:
+        return CHAT_READ;
     default:
         return CHAT_GONE;
     }

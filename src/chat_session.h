@@ -62,6 +62,10 @@ struct chat_transport {
     /* Input held for an answer (a login, a join) is read again. Optional: telnet runs the lines
      * that wait behind such a request (rule 79). */
     void (*input_released)(struct conn *c);
+    /* The user left room on another connection, and this one left it too (rule 67). Optional. */
+    void (*left_elsewhere)(struct conn *c, const char *room);
+    /* An event of room at seq was shown to a registered user (telnet's read markers). Optional. */
+    void (*shown)(struct conn *c, const char *room, uint64_t seq);
 };
 
 struct chat_session {

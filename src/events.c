@@ -342,6 +342,29 @@ struct msg_rec events_typing(const char *room, const char *user)
     return events_frame(&w);
 }
 
+struct msg_rec events_read(const char *room, uint64_t seq)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "read");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_kv_u64(&w, "seq", seq);
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}
+
+struct msg_rec events_left(const char *room)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "left");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_object_end(&w);
+    return events_frame(&w);
+}
+
 struct msg_rec events_count(const char *room, uint32_t member_count, bool large)
 {
     struct jsonw w;

@@ -57,6 +57,9 @@ struct msg_rec events_presence_state(const char *room, const char *user, bool jo
 struct msg_rec events_status(bool away, const char *text);
 /* Writes "away":[...],"status_text":{...} of a joined or members reply (rule 70). */
 void events_statuses(struct jsonw *w, const struct chat_status_entry *e, size_t n);
+/* Rules 66, 67, without id: a read marker moved, or a leave on another connection (JSON only). */
+struct msg_rec events_read(const char *room, uint64_t seq);
+struct msg_rec events_left(const char *room);
 
 /* A large room's count (rule 83): {"type":"count","room":...,"member_count":n,"large":...}.
  * WebSocket only: telnet shows none (tn is NULL). */

@@ -786,6 +786,24 @@ static void login_token_guest(struct hub *h, struct chat_op *op)
     reply(h, op);
 }
 
+/* Rule 51: the public rooms the guest's connections are in (an online guest's name is its
+ * session's alone), for the store to save for the account in the registration's transaction. */
+static void guest_rooms(struct hub *h, struct chat_op *op, const char *name_lc)
+{
+    size_t n = 0, cap = 0;
+    size_t lc_len = strlen(name_lc);
+    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+        if (r->dm || !ordset_get(&r->index, name_lc, lc_len))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            op->gone_rooms = xrealloc(op->gone_rooms, cap * sizeof *op->gone_rooms);
+        }
+        memcpy(op->gone_rooms[n++], r->name, CHAT_ROOM_MAX);
+    }
+    op->gone_rooms_n = n;
+}
+
 static void register_user(struct hub *h, struct chat_op *op)
 {
     char name_lc[CHAT_NAME_MAX];
@@ -802,6 +820,8 @@ static void register_user(struct hub *h, struct chat_op *op)
         }
         map_put(&h->registering, name_lc, (void *)1);
         lookalike_register(h, name_lc);
+        if (op->registered_guest)
+            guest_rooms(h, op, name_lc);
         chat_to_auth(op);
         return;
     }
@@ -1000,7 +1020,7 @@ static void status_request(struct hub *h, struct chat_op *op)
     struct msg_rec rec = events_status(u->away, u->text);
     for (int w = 0; w < h->n_workers; w++) {
         struct deliver *d = out(h, w);
-        d->kind = DELIVER_USER;
+        d->kind = DELIVER_STATUS;
         d->rec = msg_rec_ref(&rec);
         memcpy(d->user_a, op->user_lc, sizeof d->user_a);
         d->skip_conn = op->conn_id;
@@ -1026,6 +1046,35 @@ static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_RO
         if (r)
             member_remove(h, r, op);
     }
+}
+
+/* --- read markers and saved rooms (protocol 1.1 rules 66, 67) --- */
+
+/* A registered user's leave: every worker takes the room from the user's other connections that
+ * joined it; each of those then leaves it here as a disconnect would (presence as for a leave). */
+static void leave_elsewhere(struct hub *h, struct chat_op *op)
+{
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_LEFT;
+        memcpy(d->room, op->room, sizeof d->room);
+        memcpy(d->user_a, op->user_lc, sizeof d->user_a);
+        d->skip_conn = op->conn_id;
+    }
+}
+
+/* A read marker moved: the user's other connections get the `read` without id. */
+static void read_moved(struct hub *h, struct chat_op *op)
+{
+    struct msg_rec rec = events_read(op->room, op->seq);
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_USER;
+        d->rec = msg_rec_ref(&rec);
+        memcpy(d->user_a, op->user_lc, sizeof d->user_a);
+        d->skip_conn = op->conn_id;
+    }
+    msg_rec_release(&rec);
 }
 
 static void on_mail(struct service *s, struct mail *m)
@@ -1057,8 +1106,14 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     case CHAT_LEAVE:
         r = room_get(h, op->room, false);
-        if (r)
+        if (r && !op->not_joined)
             member_remove(h, r, op);
+        if (!op->guest && !op->room_is_dm)
+            leave_elsewhere(h, op); /* rule 67: the user's other connections leave it too */
+        reply(h, op);
+        break;
+    case CHAT_READ:
+        read_moved(h, op);
         reply(h, op);
         break;
     case CHAT_GONE:

@@ -39,7 +39,8 @@ static const struct {
     {"leave", PROTO_LEAVE},       {"rooms", PROTO_ROOMS},     {"who", PROTO_WHO},
     {"send", PROTO_SEND},         {"history", PROTO_HISTORY}, {"typing", PROTO_TYPING},
     {"ping", PROTO_PING},         {"edit", PROTO_EDIT},       {"delete", PROTO_DELETE},
-    {"react", PROTO_REACT},       {"status", PROTO_STATUS},     {"search", PROTO_SEARCH},
+    {"react", PROTO_REACT},       {"status", PROTO_STATUS},   {"search", PROTO_SEARCH},
+    {"read", PROTO_READ},
 };
 
 /* The fields each type defines, for rule 37's null check. */
@@ -59,6 +60,7 @@ static const char *const field_sets[][5] = {
     [PROTO_REACT] = {"room", "seq", "emoji", "on", "cid"},
     [PROTO_STATUS] = {"state", "text"},
     [PROTO_SEARCH] = {"q", "room", "limit", "after"},
+    [PROTO_READ] = {"room", "seq"},
 };
 
 /* What a client is told for a null field: the same as for a wrong type, since null is one. */
@@ -677,6 +679,19 @@ static enum proto_error validate_search(struct check *ck)
     return PROTO_OK;
 }
 
+/* read (protocol 1.1 rule 66): room, and seq an integer (any: above the latest reads as it). */
+static enum proto_error validate_read(struct check *ck)
+{
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e != PROTO_OK)
+        return e;
+    json_t *seq = field(ck, "seq");
+    if (!seq || !get_whole(seq, &ck->req->seq))
+        return fail(ck, PROTO_BAD_REQUEST, "seq must be an integer >= 0");
+    return room_name(ck, &rf);
+}
+
 enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,
                                 const char **why)
 {
@@ -719,6 +734,9 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
             break;
         case PROTO_SEARCH:
             e = validate_search(&ck);
+            break;
+        case PROTO_READ:
+            e = validate_read(&ck);
             break;
         case PROTO_PING:
             break;

@@ -35,6 +35,7 @@ enum proto_type {
     PROTO_REACT,
     PROTO_STATUS, /* protocol 1.1 rule 69 */
     PROTO_SEARCH,
+    PROTO_READ, /* protocol 1.1 rule 66 */
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */

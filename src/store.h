@@ -108,6 +108,8 @@ typedef void (*store_user_cb)(void *arg, const char *name, int64_t created_ms);
  * room string lives only during the call. Returns false to end the scan. */
 typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uint64_t seq,
                                 int64_t ts);
+/* A saved room with the account's read marker in it (0: never set). */
+typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker);
 
 struct store_ops {
     void (*close)(struct store *s);
@@ -210,6 +212,30 @@ struct store_ops {
     int (*token_drop_guest)(struct store *s, const char *name);
     /* Deletes tokens with expires_ms <= now_ms. */
     int (*token_expire)(struct store *s, int64_t now_ms);
+
+    /*
+     * Read markers and saved rooms (protocol 1.1 rules 66-68). `account` is a registered user's
+     * lower-case name. Markers outlive leave, kick and ban; saved rooms do not. Writes belong in
+     * a batch like every other.
+     */
+    /* The marker of account in room: 0 and *seq, or -ENOENT when none was ever set. */
+    int (*marker_get)(struct store *s, const char *account, const char *room, uint64_t *seq);
+    /* Sets the marker to the larger of itself and seq; with only_new, only if none exists. */
+    int (*marker_raise)(struct store *s, const char *account, const char *room, uint64_t seq,
+                        bool only_new);
+    int (*saved_has)(struct store *s, const char *account, const char *room, bool *saved);
+    int (*saved_count)(struct store *s, const char *account, uint64_t *n);
+    /* Saves room for account (saved), or forgets it: a leave, and a kick or ban of the user.
+     * TODO(merge): the mod branch's kick and ban call saved_set(db, user_lc, room, false) in
+     * the transaction that stores their event (rules 64, 67); markers stay. */
+    int (*saved_set)(struct store *s, const char *account, const char *room, bool saved);
+    /* The saved rooms of account in byte order of their names, each with its marker. */
+    int (*saved_list)(struct store *s, const char *account, store_saved_cb each, void *arg);
+    /* Rule 68: messages of room after seq `after`, stored at or after min_ts, not deleted, not
+     * by account (*unread), and those of them whose current mentions hold account (*mentions),
+     * each counted up to cap. */
+    int (*unread)(struct store *s, const char *room, const char *account, uint64_t after,
+                  int64_t min_ts, uint32_t cap, uint32_t *unread, uint32_t *mentions);
 };
 
 struct store {

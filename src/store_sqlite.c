@@ -176,6 +176,20 @@ static const char *const migrations[] = {
     "INSERT INTO search_index(rowid, words, rkey)"
     " SELECT r.rid, parley_search_words(e.text), r.room FROM search_rows r"
     " JOIN events e ON e.room = r.room AND e.seq = r.seq;",
+    /* read: protocol 1.1's read markers and saved rooms (rules 66-68). A marker is (account,
+     * room) -> seq, the account its lower-case name; it outlives leave, kick and ban, so it sits
+     * apart from the saved rooms, (account, room), which those forget. */
+    "CREATE TABLE read_markers("
+    " account TEXT NOT NULL,"
+    " room TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " PRIMARY KEY(account, room)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE saved_rooms("
+    " account TEXT NOT NULL,"
+    " room TEXT NOT NULL,"
+    " PRIMARY KEY(account, room)"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -237,6 +251,17 @@ enum stmt {
     ST_SEARCH_SCAN,
     ST_SEARCH_MSG,
     ST_SEARCH_MERGE,
+    /* read markers and saved rooms */
+    ST_MARKER_GET,
+    ST_MARKER_RAISE,
+    ST_MARKER_INIT,
+    ST_SAVED_HAS,
+    ST_SAVED_COUNT,
+    ST_SAVED_ADD,
+    ST_SAVED_DROP,
+    ST_SAVED_LIST,
+    ST_UNREAD,
+    ST_UNREAD_MENTIONS,
     ST_COUNT
 };
 
@@ -364,6 +389,27 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Merges the index's segments a bounded number of pages at a time (a negative count merges
      * toward one segment, as 'optimize' does at once), so deleted rows leave it (erasure). */
     [ST_SEARCH_MERGE] = "INSERT INTO search_index(search_index, rank) VALUES('merge', -64)",
+    [ST_MARKER_GET] = "SELECT seq FROM read_markers WHERE account = ?1 AND room = ?2",
+    /* MAX: a marker never moves back (rule 66). */
+    [ST_MARKER_RAISE] = "INSERT INTO read_markers(account, room, seq) VALUES(?1, ?2, ?3)"
+                        " ON CONFLICT(account, room) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+    [ST_MARKER_INIT] = "INSERT OR IGNORE INTO read_markers(account, room, seq) VALUES(?1, ?2, ?3)",
+    [ST_SAVED_HAS] = "SELECT 1 FROM saved_rooms WHERE account = ?1 AND room = ?2",
+    [ST_SAVED_COUNT] = "SELECT COUNT(*) FROM saved_rooms WHERE account = ?1",
+    [ST_SAVED_ADD] = "INSERT OR IGNORE INTO saved_rooms(account, room) VALUES(?1, ?2)",
+    [ST_SAVED_DROP] = "DELETE FROM saved_rooms WHERE account = ?1 AND room = ?2",
+    [ST_SAVED_LIST] = "SELECT s.room, COALESCE(m.seq, 0) FROM saved_rooms s"
+                      " LEFT JOIN read_markers m ON m.account = s.account AND m.room = s.room"
+                      " WHERE s.account = ?1 ORDER BY s.room",
+    /* Rule 68's counts: a range of the primary key (room, seq) after the marker, and of the
+     * mentions index (room, user_lc, seq), each stopped at ?5 rows. */
+    [ST_UNREAD] = "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room = ?1 AND seq > ?2"
+                  " AND type = 'message' AND deleted = 0 AND identity <> ?3 AND ts >= ?4"
+                  " LIMIT ?5)",
+    [ST_UNREAD_MENTIONS] =
+        "SELECT COUNT(*) FROM (SELECT 1 FROM mentions m JOIN events e"
+        " ON e.room = m.room AND e.seq = m.seq WHERE m.room = ?1 AND m.user_lc = ?3"
+        " AND m.seq > ?2 AND e.identity <> ?3 AND e.ts >= ?4 AND e.deleted = 0 LIMIT ?5)",
 };
 
 /* A file the store writes, as it was at open: the path must still lead to it. */
@@ -1479,6 +1525,135 @@ static int sq_token_expire(struct store *s, int64_t now_ms)
     return write_stmt(ss, ST_TOKEN_EXPIRE, "token_expire", rc);
 }
 
+
+/* --- read markers and saved rooms (protocol 1.1 rules 66-68) --- */
+
+/* Binds (account, room) and, if seq_param, seq as ?3; steps once. SQLITE_ROW, SQLITE_DONE or an
+ * error code; the caller reads the row and calls done(). */
+static int step_pair(sqlite3_stmt *st, const char *account, const char *room, bool with_seq,
+                     uint64_t seq)
+{
+    int rc = bind_text(st, 1, account, SQLITE_OK);
+    if (room)
+        rc = bind_text(st, 2, room, rc);
+    if (with_seq)
+        rc = bind_seq(st, 3, seq, rc);
+    return rc == SQLITE_OK ? sqlite3_step(st) : rc;
+}
+
+static int sq_marker_get(struct store *s, const char *account, const char *room, uint64_t *seq)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_MARKER_GET];
+    int rc = step_pair(st, account, room, false, 0);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        ret = rc == SQLITE_DONE ? -ENOENT : fail(ss->db, "marker_get", rc);
+    done(st);
+    return ret == -ENOENT ? ret : note(ss, ret);
+}
+
+static int sq_marker_raise(struct store *s, const char *account, const char *room, uint64_t seq,
+                           bool only_new)
+{
+    struct sqlite_store *ss = from_base(s);
+    enum stmt id = only_new ? ST_MARKER_INIT : ST_MARKER_RAISE;
+    sqlite3_stmt *st = ss->st[id];
+    int rc = bind_text(st, 1, account, SQLITE_OK);
+    rc = bind_text(st, 2, room, rc);
+    rc = bind_seq(st, 3, seq, rc);
+    return write_stmt(ss, id, "marker_raise", rc);
+}
+
+static int sq_saved_has(struct store *s, const char *account, const char *room, bool *saved)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_SAVED_HAS];
+    int rc = step_pair(st, account, room, false, 0);
+    int ret = 0;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        *saved = rc == SQLITE_ROW;
+    else
+        ret = fail(ss->db, "saved_has", rc);
+    done(st);
+    return note(ss, ret);
+}
+
+static int sq_saved_count(struct store *s, const char *account, uint64_t *n)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_SAVED_COUNT];
+    int rc = step_pair(st, account, NULL, false, 0);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        ret = fail(ss->db, "saved_count", rc);
+    done(st);
+    return note(ss, ret);
+}
+
+static int sq_saved_set(struct store *s, const char *account, const char *room, bool saved)
+{
+    struct sqlite_store *ss = from_base(s);
+    enum stmt id = saved ? ST_SAVED_ADD : ST_SAVED_DROP;
+    sqlite3_stmt *st = ss->st[id];
+    int rc = bind_text(st, 1, account, SQLITE_OK);
+    rc = bind_text(st, 2, room, rc);
+    return write_stmt(ss, id, "saved_set", rc);
+}
+
+static int sq_saved_list(struct store *s, const char *account, store_saved_cb each, void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_SAVED_LIST];
+    int rc = bind_text(st, 1, account, SQLITE_OK);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+            break;
+        const char *room = (const char *)sqlite3_column_text(st, 0);
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        if (room && valid_room(room, n)) /* a damaged row is left out, not passed on */
+            each(arg, room, (uint64_t)sqlite3_column_int64(st, 1));
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "saved_list", rc);
+    done(st);
+    return note(ss, ret);
+}
+
+static int count_after(struct sqlite_store *ss, enum stmt id, const char *room,
+                       const char *account, uint64_t after, int64_t min_ts, uint32_t cap,
+                       uint32_t *out)
+{
+    sqlite3_stmt *st = ss->st[id];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, after, rc);
+    rc = bind_text(st, 3, account, rc);
+    rc = bind_i64(st, 4, min_ts, rc);
+    rc = bind_i64(st, 5, cap, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *out = (uint32_t)sqlite3_column_int64(st, 0);
+    else
+        ret = fail(ss->db, "unread", rc);
+    done(st);
+    return note(ss, ret);
+}
+
+static int sq_unread(struct store *s, const char *room, const char *account, uint64_t after,
+                     int64_t min_ts, uint32_t cap, uint32_t *unread, uint32_t *mentions)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = count_after(ss, ST_UNREAD, room, account, after, min_ts, cap, unread);
+    return ret ? ret : count_after(ss, ST_UNREAD_MENTIONS, room, account, after, min_ts, cap,
+                                   mentions);
+}
+
 static int sq_take_over(struct store *s);
 
 static const struct store_ops sqlite_ops = {
@@ -1514,6 +1689,13 @@ static const struct store_ops sqlite_ops = {
     .token_get = sq_token_get,
     .token_drop_guest = sq_token_drop_guest,
     .token_expire = sq_token_expire,
+    .marker_get = sq_marker_get,
+    .marker_raise = sq_marker_raise,
+    .saved_has = sq_saved_has,
+    .saved_count = sq_saved_count,
+    .saved_set = sq_saved_set,
+    .saved_list = sq_saved_list,
+    .unread = sq_unread,
 };
 
 /* Runs one SQL text (several statements allowed) that returns no rows we need. */

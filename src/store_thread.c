@@ -133,6 +133,162 @@ static void list_dms(struct store_thread *st, struct chat_op *op)
     }
 }
 
+/* --- read markers and saved rooms (protocol 1.1 rules 66-68) --- */
+
+/* welcome's unread and mentions stop here (rule 68: 1000 means 1000 or more). */
+#define UNREAD_CAP 1000
+
+/* A room's latest seq, without making an entry for a room the store has not seen. */
+static uint64_t latest_of(struct store_thread *st, const char *room)
+{
+    struct seq_room *r = map_get(&st->rooms, room);
+    return r ? r->last_seq : 0;
+}
+
+/* r's counts after its marker (r->read), for the registered user of op (rule 68). */
+static int count_unread(struct store_thread *st, const struct chat_op *op,
+                        struct chat_room_info *r, int64_t min_ts)
+{
+    if (r->read >= r->seq)
+        return 0; /* nothing after the marker: no need to look */
+    return st->db->ops->unread(st->db, r->name, op->user_lc, r->read, min_ts, UNREAD_CAP,
+                               &r->unread, &r->mentions);
+}
+
+static void collect_saved(void *arg, const char *room, uint64_t marker)
+{
+    struct chat_op *op = arg;
+    chat_op_add_saved(op, room, 0)->read = marker;
+}
+
+/*
+ * A registered login's welcome: the read marker and counts of each dm room listed (rule 40: only
+ * what was stored since the account was made), and the saved rooms with theirs. Returns 0 or a
+ * store error.
+ */
+static int list_reads(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    for (size_t i = 0; i < op->n_rooms; i++) {
+        struct chat_room_info *r = &op->rooms[i];
+        int rc = db->ops->marker_get(db, op->user_lc, r->name, &r->read);
+        if (rc == -ENOENT)
+            r->read = 0;
+        else if (rc < 0)
+            return rc;
+        rc = count_unread(st, op, r, op->user_created_ms);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = db->ops->saved_list(db, op->user_lc, collect_saved, op);
+    for (size_t i = 0; rc == 0 && i < op->n_saved; i++) {
+        struct chat_room_info *r = &op->saved[i];
+        r->seq = latest_of(st, r->name);
+        rc = count_unread(st, op, r, 0);
+    }
+    return rc;
+}
+
+/* A registered user's join (rule 67): a public room is saved unless it is already, within the
+ * per-connection room limit counted over the saved rooms, with a marker at its latest seq if it
+ * has none; the marker goes back in op->marker for joined.read. */
+static int join_save(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    int rc;
+    if (!op->room_is_dm) {
+        bool saved = false;
+        rc = db->ops->saved_has(db, op->user_lc, op->room, &saved);
+        if (rc < 0)
+            return rc;
+        if (!saved) {
+            uint64_t n = 0;
+            rc = db->ops->saved_count(db, op->user_lc, &n);
+            if (rc < 0)
+                return rc;
+            if (n >= st->cfg->max_rooms) {
+                /* TODO(merge): rule 75 puts banned before this, and the server-wide room limit
+                 * (mod's, in the hub) after it: a ban check made later than here answers a
+                 * banned user who has all his rooms saved with too_many_rooms. */
+                chat_op_fail(op, PROTO_TOO_MANY_ROOMS,
+                             "you keep as many rooms as a connection may join: leave one first");
+                return 0;
+            }
+            rc = db->ops->saved_set(db, op->user_lc, op->room, true);
+            if (rc == 0)
+                rc = db->ops->marker_raise(db, op->user_lc, op->room, latest_of(st, op->room),
+                                           true);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    rc = db->ops->marker_get(db, op->user_lc, op->room, &op->marker);
+    if (rc == -ENOENT) {
+        op->marker = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* A registered user's leave of a public room forgets it (rule 67); when this connection had not
+ * joined it, only a saved room may be left. */
+static int leave_forget(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    if (op->not_joined) {
+        bool saved = false;
+        int rc = db->ops->saved_has(db, op->user_lc, op->room, &saved);
+        if (rc < 0)
+            return rc;
+        if (!saved) {
+            chat_op_fail(op, PROTO_NOT_MEMBER, "you are not in that room");
+            return 0;
+        }
+    }
+    return db->ops->saved_set(db, op->user_lc, op->room, false);
+}
+
+/* `read` (rule 66): the marker becomes the larger of itself and the request's seq (op->target),
+ * read as at most the room's latest; op->seq is the marker after, marker_moved whether it moved.
+ * Inside the batch's transaction, so two reads of one batch see each other. */
+static int read_marker(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    uint64_t latest = latest_of(st, op->room);
+    uint64_t want = op->target < latest ? op->target : latest;
+    uint64_t marker = 0;
+    int rc = db->ops->marker_get(db, op->user_lc, op->room, &marker);
+    if (rc == -ENOENT)
+        marker = 0;
+    else if (rc < 0)
+        return rc;
+    op->seq = marker;
+    if (want <= marker)
+        return 0;
+    rc = db->ops->marker_raise(db, op->user_lc, op->room, want, false);
+    if (rc < 0)
+        return rc;
+    op->seq = want;
+    op->marker_moved = true;
+    return 0;
+}
+
+/* Rule 51: a guest session registered its name, and the rooms its connections joined (the hub
+ * listed them in op->gone_rooms) become the account's saved rooms, with markers at their latest
+ * seq. Not held to the saved-room limit: they are joined already. */
+static int save_rooms(struct store_thread *st, const struct chat_op *op, const char *account)
+{
+    struct store *db = st->db;
+    int rc = 0;
+    for (uint64_t i = 0; rc == 0 && i < op->gone_rooms_n; i++) {
+        const char *room = op->gone_rooms[i];
+        rc = db->ops->saved_set(db, account, room, true);
+        if (rc == 0)
+            rc = db->ops->marker_raise(db, account, room, latest_of(st, room), false);
+    }
+    return rc;
+}
+
 /* --- the timeline (protocol 1.1): events that name a message --- */
 
 /*
@@ -345,6 +501,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
             timeline_identity(true, op->guest_session, lc, guest);
             timeline_identity(false, 0, lc, account);
             rc = db->ops->claim_guest(db, guest, account, op->name);
+            if (rc == 0)
+                rc = save_rooms(st, op, lc);
             if (rc < 0)
                 return rc;
         }
@@ -353,7 +511,14 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         return db->ops->token_drop_guest(db, op->name);
     case CHAT_LOGIN_PASSWORD:
         list_dms(st, op);
-        return new_token(st, op);
+        rc = list_reads(st, op);
+        return rc < 0 ? rc : new_token(st, op);
+    case CHAT_JOIN:
+        return join_save(st, op);
+    case CHAT_LEAVE:
+        return leave_forget(st, op);
+    case CHAT_READ:
+        return read_marker(st, op);
     case CHAT_LOGIN_GUEST:
         rc = db->ops->token_drop_guest(db, op->user);
         return rc < 0 ? rc : new_token(st, op);
@@ -392,6 +557,21 @@ static void route_after_batch(struct chat_op *op)
         break;
     case CHAT_ROOM_CREATE:
         chat_op_free(op);
+        break;
+    case CHAT_JOIN:
+    case CHAT_LEAVE:
+        if (op->err) {
+            chat_to_worker(op);
+        } else {
+            op->via_store = false;
+            chat_to_hub(op); /* saved or forgotten: now the membership */
+        }
+        break;
+    case CHAT_READ:
+        if (op->err || !op->marker_moved)
+            chat_to_worker(op);
+        else
+            chat_to_hub(op); /* the user's other connections are told */
         break;
     default:
         chat_to_worker(op);
@@ -876,6 +1056,8 @@ static void login_token(struct store_thread *st, struct chat_op *op)
     }
     op->user_created_ms = u.created_ms;
     list_dms(st, op);
+    if (list_reads(st, op) < 0)
+        chat_op_fail(op, PROTO_SERVER_BUSY, "logins are not available right now");
     chat_to_worker(op);
 }
 
@@ -941,6 +1123,8 @@ static void on_mail(struct service *s, struct mail *m)
         read_search(st, op);
         return;
     case CHAT_JOIN:
+        if (op->via_store)
+            break; /* a registered user's join: a write (join_save) */
         read_replay(st, op);
         return;
     case CHAT_REPLAY:

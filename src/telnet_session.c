@@ -55,7 +55,28 @@ struct telnet_state {
      * the time the first waiting line's token is there. UINT64_MAX: not armed. */
     uint64_t idle_due_ms;
     uint64_t wait_due_ms;
+    /* Rule 78: the saved rooms a registered login joins after general, in order, while it does
+     * (autojoining). Not carried by a live upgrade: a session moved mid-way skips the rest. */
+    char (*autojoin)[CHAT_ROOM_MAX];
+    uint32_t autojoin_n, autojoin_at;
+    bool autojoining;
+    /* Rule 78: the read marker of each room something was shown in during the last 5 s (one
+     * write per room per 5 s), only while there are any; read_due_ms: the next one due. Not
+     * carried by a live upgrade (what it holds is at most 5 s of marker). */
+    struct read_mark *marks;
+    uint32_t n_marks, cap_marks;
+    uint64_t read_due_ms;
 };
+
+struct read_mark {
+    char room[CHAT_ROOM_MAX];
+    uint64_t shown;   /* the last seq shown */
+    uint64_t sent;    /* the last seq written as the marker */
+    uint64_t sent_ms; /* when */
+};
+
+/* Rule 78: a room's read marker is written at most this often. */
+#define READ_MARK_EVERY_MS 5000
 
 struct waiting_line {
     uint8_t *bytes;
@@ -628,7 +649,8 @@ static void arm_timer(struct conn *c)
 {
     struct telnet_state *t = state_of(c);
     uint64_t idle = t->wait_n > 0 ? UINT64_MAX : t->idle_due_ms;
-    conn_set_timer(c, idle < t->wait_due_ms ? idle : t->wait_due_ms);
+    uint64_t due = idle < t->wait_due_ms ? idle : t->wait_due_ms;
+    conn_set_timer(c, due < t->read_due_ms ? due : t->read_due_ms);
 }
 
 /* The first word of a command line ("/msg bob hi" -> "msg"), into out; false if none fits. */
@@ -945,6 +967,10 @@ static void login_failed(struct conn *c, struct chat_op *op)
     prompt_name(c);
 }
 
+static void autojoin_start(struct conn *c, const struct chat_op *welcome);
+static void autojoin_next(struct conn *c);
+static void flush_marks(struct conn *c, uint64_t now);
+
 static void op_done(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
@@ -952,10 +978,14 @@ static void op_done(struct conn *c, struct chat_op *op)
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_PASSWORD ||
                  op->kind == CHAT_LOGIN_TOKEN;
     if (op->err) {
+        if (op->kind == CHAT_READ)
+            return; /* a marker telnet set by itself (rule 78): nothing to tell */
         if (login)
             login_failed(c, op);
         else
             op_error_line(c, op);
+        if (op->kind == CHAT_JOIN && t->autojoining)
+            autojoin_next(c); /* a refused saved room: the rest go on (rule 78) */
         return;
     }
     switch (op->kind) {
@@ -966,11 +996,14 @@ static void op_done(struct conn *c, struct chat_op *op)
         t->idle_due_ms =
             cfg_of(c)->telnet_idle_ms ? conn_now(c) + cfg_of(c)->telnet_idle_ms : UINT64_MAX;
         arm_timer(c);
-        join(c, "general");
+        autojoin_start(c, op);
         break;
     }
     case CHAT_JOIN:
-        memcpy(t->current, op->room, sizeof t->current);
+        /* Rule 78: after login general stays current; with general refused, the first saved room
+         * joined becomes it. */
+        if (!t->autojoining || !t->current[0] || strcmp(op->room, "general") == 0)
+            memcpy(t->current, op->room, sizeof t->current);
         if (!t->auto_joined) {
             t->auto_joined = true;
             say(c, "* %s joined #%s (%zu online). /help lists commands.\r\n", s->user, op->room,
@@ -978,6 +1011,8 @@ static void op_done(struct conn *c, struct chat_op *op)
         } else {
             say(c, "* You joined #%s (%zu online).\r\n", op->room, op->n_members);
         }
+        if (t->autojoining)
+            autojoin_next(c);
         break;
     case CHAT_LEAVE:
         say(c, "* You left #%s.\r\n", op->room);
@@ -1035,6 +1070,121 @@ static void op_done(struct conn *c, struct chat_op *op)
     }
 }
 
+/* --- saved rooms and read markers (protocol 1.1 rule 78) --- */
+
+/* Joins the next saved room still to be joined after login; a join refused at once (its `! `
+ * line is written) goes on to the one after. Done when none is left. */
+static void autojoin_next(struct conn *c)
+{
+    struct telnet_state *t = state_of(c);
+    struct chat_session *s = c->session;
+    while (conn_is_open(c) && t->autojoin_at < t->autojoin_n) {
+        join(c, t->autojoin[t->autojoin_at++]);
+        if (s->joins_held > 0)
+            return; /* on its way: its answer goes on */
+    }
+    t->autojoining = false;
+    free(t->autojoin);
+    t->autojoin = NULL;
+    t->autojoin_n = t->autojoin_at = 0;
+}
+
+/* After login: general, then (a registered user) each saved room other than general, by name. */
+static void autojoin_start(struct conn *c, const struct chat_op *welcome)
+{
+    struct telnet_state *t = state_of(c);
+    free(t->autojoin);
+    t->autojoin = NULL;
+    t->autojoin_n = t->autojoin_at = 0;
+    if (welcome->n_saved)
+        t->autojoin = xcalloc(welcome->n_saved, sizeof *t->autojoin);
+    for (size_t i = 0; i < welcome->n_saved; i++)
+        if (strcmp(welcome->saved[i].name, "general") != 0)
+            memcpy(t->autojoin[t->autojoin_n++], welcome->saved[i].name, CHAT_ROOM_MAX);
+    t->autojoining = true;
+    join(c, "general");
+    if (!((struct chat_session *)c->session)->joins_held)
+        autojoin_next(c); /* general refused at once */
+}
+
+/* The user left room on another connection (rule 67): a notice, and rule 36's current room. */
+static void left_elsewhere(struct conn *c, const char *room)
+{
+    struct telnet_state *t = state_of(c);
+    say(c, "* You left #%s on another connection.\r\n", room);
+    if (strcmp(t->current, room) == 0)
+        pick_current(c);
+}
+
+/* Writes room's read marker (a `read` without id; its answer shows nothing). */
+static void send_read(struct conn *c, const char *room, uint64_t seq)
+{
+    struct chat_op *op = new_op(c, CHAT_READ);
+    size_t n = strnlen(room, sizeof op->room - 1);
+    memcpy(op->room, room, n);
+    op->room_is_dm = strncmp(room, "dm:", 3) == 0;
+    op->target = seq;
+    const char *why = NULL;
+    (void)chat_session_submit(c, op, &why); /* refused (left meanwhile): nothing to set */
+}
+
+/* Rule 78: the marker follows what was shown, written at once when the room's last write is 5 s
+ * old, else when it will be. */
+static void shown(struct conn *c, const char *room, uint64_t seq)
+{
+    struct telnet_state *t = state_of(c);
+    uint64_t now = conn_now(c);
+    for (uint32_t i = 0; i < t->n_marks; i++) {
+        if (strcmp(t->marks[i].room, room) == 0) {
+            if (seq > t->marks[i].shown)
+                t->marks[i].shown = seq;
+            return; /* written within 5 s: the timer writes it when its time comes */
+        }
+    }
+    if (t->n_marks == t->cap_marks) {
+        t->cap_marks = t->cap_marks ? t->cap_marks * 2 : 4;
+        t->marks = xrealloc(t->marks, t->cap_marks * sizeof *t->marks);
+    }
+    struct read_mark *m = &t->marks[t->n_marks++];
+    memset(m, 0, sizeof *m);
+    memcpy(m->room, room, strnlen(room, sizeof m->room - 1));
+    m->shown = m->sent = seq;
+    m->sent_ms = now;
+    send_read(c, room, seq);
+    if (now + READ_MARK_EVERY_MS < t->read_due_ms) {
+        t->read_due_ms = now + READ_MARK_EVERY_MS;
+        arm_timer(c);
+    }
+}
+
+/* The timer: rooms whose 5 s are over write what was shown since, or are forgotten. */
+static void flush_marks(struct conn *c, uint64_t now)
+{
+    struct telnet_state *t = state_of(c);
+    t->read_due_ms = UINT64_MAX;
+    for (uint32_t i = t->n_marks; i-- > 0;) {
+        struct read_mark *m = &t->marks[i];
+        uint64_t due = m->sent_ms + READ_MARK_EVERY_MS;
+        if (due <= now) {
+            if (m->shown <= m->sent) {
+                t->marks[i] = t->marks[--t->n_marks];
+                continue;
+            }
+            m->sent = m->shown;
+            m->sent_ms = now;
+            due = now + READ_MARK_EVERY_MS;
+            send_read(c, m->room, m->sent);
+        }
+        if (due < t->read_due_ms)
+            t->read_due_ms = due;
+    }
+    if (t->n_marks == 0) {
+        free(t->marks);
+        t->marks = NULL;
+        t->cap_marks = 0;
+    }
+}
+
 static void became_registered(struct conn *c)
 {
     say(c, "* You are now registered as %s.\r\n", ((struct chat_session *)c->session)->user);
@@ -1044,6 +1194,8 @@ static const struct chat_transport telnet_transport = {
     .op_done = op_done,
     .became_registered = became_registered,
     .input_released = input_released,
+    .left_elsewhere = left_elsewhere,
+    .shown = shown,
 };
 
 /* --- the connection --- */
@@ -1057,6 +1209,8 @@ static void on_timer(struct conn *c)
     }
     struct telnet_state *t = state_of(c);
     uint64_t now = conn_now(c);
+    if (now >= t->read_due_ms)
+        flush_marks(c, now);
     if (now >= t->idle_due_ms && t->wait_n == 0) {
         say(c, "\r\n* Idle too long. Bye.\r\n");
         conn_close_after_flush(c);
@@ -1075,6 +1229,8 @@ static void on_close(struct conn *c)
     if (t) {
         free(t->line);
         drop_waiting(t);
+        free(t->autojoin);
+        free(t->marks);
     }
     free(t);
 }
@@ -1105,7 +1261,7 @@ void telnet_session_start(struct conn *c)
     const struct worker *w = c->set->owner;
     struct telnet_state *t = xcalloc(1, sizeof *t);
     telnet_parser_init(&t->parser, NULL, TELNET_LINE_MAX);
-    t->idle_due_ms = t->wait_due_ms = UINT64_MAX;
+    t->idle_due_ms = t->wait_due_ms = t->read_due_ms = UINT64_MAX;
     c->handler = &telnet_handler;
     struct chat_session *s = chat_session_open(c, &telnet_transport);
     s->transport_state = t;
@@ -1169,7 +1325,7 @@ int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const
         return -1;
     }
     struct telnet_state *t = xcalloc(1, sizeof *t);
-    t->idle_due_ms = t->wait_due_ms = UINT64_MAX;
+    t->idle_due_ms = t->wait_due_ms = t->read_due_ms = UINT64_MAX;
     c->handler = &telnet_handler;
     conn_set_transport(c, CONN_TELNET);
     struct chat_session *s = NULL;

@@ -157,11 +157,14 @@ static void greet(struct conn *c)
             node[n++] = *p;
     node[n] = '\0';
     char hello[320];
-    /* features: the additions of protocol 1.1 implemented completely, in the protocol's order. */
+    /* features: the additions of protocol 1.1 implemented completely, in the protocol's order.
+     * TODO(merge): saved_rooms also needs kick and ban to forget the room (rule 64, the mod
+     * branch's events: store saved_set(..., false) in their transaction). */
     int len = snprintf(hello, sizeof hello,
                        "{\"type\":\"hello\",\"server\":\"parley\",\"version\":\"%s\","
                        "\"protocol\":1,\"node\":\"%s\",\"features\":[\"edit\",\"delete\",\"react\","
-                       "\"reply\",\"search\",\"status\",\"large_rooms\"]}",
+                       "\"reply\",\"read\",\"search\",\"status\",\"saved_rooms\","
+                       "\"large_rooms\"]}",
                        PARLEY_VERSION, node);
     ws_session_send_text(c, hello, (size_t)len);
 }

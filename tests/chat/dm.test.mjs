@@ -159,8 +159,9 @@ test('welcome.dms lists every dm room of the user with its latest seq (rule 19)'
   const w = await fresh.login(a.name, PASSWORD);
   const dms = [...w.dms].sort((p, q) => p.room.localeCompare(q.room));
   const expected = [
-    { room: dmRoom(a.name, b.name), seq: 2 },
-    { room: dmRoom(a.name, c.name), seq: 1 },
+    // Protocol 1.1 rule 68: each with its read marker and counts (a's own 'one' is not unread).
+    { room: dmRoom(a.name, b.name), seq: 2, read: 0, unread: 1, mentions: 0 },
+    { room: dmRoom(a.name, c.name), seq: 1, read: 0, unread: 1, mentions: 0 },
   ].sort((p, q) => p.room.localeCompare(q.room));
   assert.deepEqual(dms, expected);
   const byToken = await connect(server, t);

@@ -43,7 +43,7 @@ test('kill -9: every acked message is replayed once, in order, with the same seq
   const w = await a2.loginToken(alice.token);
   assert.equal(w.name, alice.name);
   assert.equal(w.guest, false);
-  assert.deepEqual(w.dms, [{ room: dmRoom(alice.name, bob.name), seq: 1 }]);
+  assert.deepEqual(w.dms, [{ room: dmRoom(alice.name, bob.name), seq: 1, read: 0, unread: 0, mentions: 0 }]);
   const b2 = await connect(again, t);
   await b2.login(bob.name, PASSWORD);
 

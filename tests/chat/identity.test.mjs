@@ -28,7 +28,7 @@ test('hello is the first message: {type:"hello", server:"parley", version, proto
   const c = await connect(server, t);
   assertKeys(c.hello, ['type', 'server', 'version', 'protocol', 'node', 'features'], 'hello');
   // Rule 46: only the additions of protocol 1.1 implemented completely, in the protocol's order.
-  assert.deepEqual(c.hello.features, ['edit', 'delete', 'react', 'reply', 'search', 'status', 'large_rooms']);
+  assert.deepEqual(c.hello.features, ['edit', 'delete', 'react', 'reply', 'read', 'search', 'status', 'saved_rooms', 'large_rooms']);
   assert.equal(c.hello.server, 'parley');
   assert.match(c.hello.version, /^\d+\.\d+\.\d+/);
   assert.equal(c.hello.protocol, 1);
@@ -62,7 +62,7 @@ test('login with password → welcome {type, id, name, guest:false, token, dms:[
   const name = uniq('al');
   await c.register(name);
   const w = await c.request({ type: 'login', id: 'w1', name, password: PASSWORD });
-  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'state', 'status_text'], 'welcome');
+  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'rooms', 'state', 'status_text'], 'welcome');
   assert.equal(w.type, 'welcome');
   assert.equal(w.id, 'w1');
   assert.equal(w.name, name);
@@ -102,7 +102,7 @@ test('guest login → welcome {guest:true, token, dms:[]} with the requested nam
   const c = await connect(server, t);
   const name = uniq('Guest');
   const w = await c.request({ type: 'login', id: 5, name });
-  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'state', 'status_text'], 'guest welcome');
+  assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'rooms', 'state', 'status_text'], 'guest welcome');
   assert.equal(w.type, 'welcome');
   assert.equal(w.id, 5);
   assert.equal(w.name, name);
@@ -159,7 +159,7 @@ test('token login → welcome for the same user; tokens are reusable (rule 8)', 
   for (let i = 0; i < 3; i++) {
     const c = await connect(server, t);
     const w = await c.request({ type: 'login', id: i, token: u.token });
-    assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'state', 'status_text'], 'token welcome');
+    assertKeys(w, ['type', 'id', 'name', 'guest', 'token', 'dms', 'rooms', 'state', 'status_text'], 'token welcome');
     assert.equal(w.type, 'welcome');
     assert.equal(w.name, u.name);
     assert.equal(w.guest, false);

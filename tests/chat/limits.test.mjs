@@ -35,10 +35,12 @@ test('--max-rooms 3: a 4th join → too_many_rooms; re-joining a joined room is 
   assert.equal(again.room, rooms[0]);
   await u.leave(rooms[1]);
   await u.join(rooms[3]);
-  // The limit is per connection: another tab of the same user has its own.
+  // The limit is per connection, and (protocol 1.1 rule 67) a registered user's saved rooms are
+  // held to it too: another tab may join the saved rooms, but no room beyond them.
   const u2 = await connect(server, t);
   await u2.loginToken(u.token);
-  for (const room of [rooms[1], uniqRoom(), uniqRoom()]) await u2.join(room);
+  for (const room of [rooms[0], rooms[3]]) await u2.join(room);
+  await u2.expectError({ type: 'join', room: rooms[1] }, 'too_many_rooms');
   // Field validation outranks too_many_rooms (rule 5/38).
   await u.expectError({ type: 'join', room: 'Bad Room' }, 'bad_name');
   await u.expectError({ type: 'join', room: uniqRoom(), since: -1 }, 'bad_request');

@@ -28,14 +28,15 @@ test('join of a new room → joined {type,id,room,seq:0,members:[me],truncated:f
   const u = await user(server, t);
   const room = uniqRoom();
   const j = await u.request({ type: 'join', id: 3, room });
-  assert.deepEqual(j, { type: 'joined', id: 3, room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false });
+  // A registered user's joined carries its read marker (protocol 1.1 rule 66).
+  assert.deepEqual(j, { type: 'joined', id: 3, room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false, read: 0 });
 });
 
 test('join with since on a new room: seq 0, truncated present and false, nothing replayed', async (t) => {
   const u = await user(server, t);
   const room = uniqRoom();
   const j = await u.request({ type: 'join', id: 'j', room, since: 0 });
-  assert.deepEqual(j, { type: 'joined', id: 'j', room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false });
+  assert.deepEqual(j, { type: 'joined', id: 'j', room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false, read: 0 });
   await u.say(room, 'first');
   const { match, before } = await u.until((m) => m.type === 'message' && m.text === 'first');
   assert.equal(match.seq, 1);
@@ -174,6 +175,7 @@ test('double join → joined again, no presence, and since replays again (rule 1
     status_text: {},
     member_count: 2,
     members_truncated: false,
+    read: 0, // the marker b's first join set at the room's latest seq then (rule 66)
   });
   const replay = await b.messages(room, 1);
   assertSeqRun(replay, room, 1, 1, 'replay of the double join');
@@ -262,7 +264,8 @@ test('presence online: {type,room,user,state} to the others, not to the joiner',
 
 test('presence: a second tab joining gives no second online; offline only when the last tab leaves', async (t) => {
   const a = await user(server, t);
-  const b1 = await user(server, t);
+  // A guest: its leave stays its connection's (a registered user's leaves every tab: rule 67).
+  const b1 = await guest(server, t);
   const b2 = await tab(server, t, b1);
   const room = uniqRoom();
   await a.join(room);

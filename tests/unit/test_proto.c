@@ -900,6 +900,26 @@ static void test_no_field_types(void **state)
     EXPECT(OK, "{\"type\":\"who\",\"id\":6,\"room\":\"general\"}");
 }
 
+/* read (protocol 1.1 rule 66): room and an integer seq; the room is checked for presence first,
+ * its name after seq, as for edit. */
+static void test_read(void **state)
+{
+    (void)state;
+    EXPECT(OK, "{\"type\":\"read\",\"id\":22,\"room\":\"dev\",\"seq\":68}");
+    EXPECT(OK, "{\"type\":\"read\",\"room\":\"dm:alice:bob\",\"seq\":0}");
+    EXPECT(OK, "{\"type\":\"read\",\"room\":\"dev\",\"seq\":9007199254740991}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"dev\",\"seq\":9007199254740992}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"dev\",\"seq\":1.0}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"dev\",\"seq\":-1}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"dev\",\"seq\":\"1\"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"dev\",\"seq\":null}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"dev\"}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"seq\":1}");
+    EXPECT(BAD_REQUEST, "{\"type\":\"read\",\"room\":\"b a d\"}");
+    EXPECT(BAD_NAME, "{\"type\":\"read\",\"room\":\"b a d\",\"seq\":1}");
+    EXPECT(BAD_NAME, "{\"type\":\"read\",\"room\":\"dm:bob:alice\",\"seq\":1}");
+}
+
 /* The examples of PROTOCOL.md itself all validate. */
 static void test_protocol_examples(void **state)
 {
@@ -965,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_send_cid),
         cmocka_unit_test(test_send_order),
         cmocka_unit_test(test_no_field_types),
+        cmocka_unit_test(test_read),
         cmocka_unit_test(test_protocol_examples),
         cmocka_unit_test(test_validate_twice),
         cmocka_unit_test(test_status),
