@@ -62,6 +62,9 @@ struct chat_transport {
     /* Input held for an answer (a login, a join) is read again. Optional: telnet runs the lines
      * that wait behind such a request (rule 79). */
     void (*input_released)(struct conn *c);
+    /* The connection was taken out of room by a kick or ban (rule 64), after its `kicked` was
+     * written. Optional: telnet picks another current room (rule 36). */
+    void (*room_lost)(struct conn *c, const char *room);
 };
 
 struct chat_session {

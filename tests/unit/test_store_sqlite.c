@@ -187,7 +187,7 @@ static void reopen_keeps_everything(void **state)
 {
     struct fixture *f = *state;
     struct store *s = f->s;
-    assert_int_equal(s->ops->room_create(s, "lobby", 500), 0);
+    assert_int_equal(s->ops->room_create(s, "lobby", 500, NULL), 0);
     fill(s, "general", 3);
     assert_int_equal(s->ops->user_create(s, "Alice", "$argon2id$x", 77), 0);
     struct store_token t = {.user = "Alice", .expires_ms = 10000};
@@ -240,7 +240,7 @@ static void creates_missing_data_dir(void **state)
     struct store *s2 = NULL;
     assert_int_equal(store_sqlite_open(sub, &(struct store_sqlite_options){.check_ms = 10000}, &s2),
                      0);
-    assert_int_equal(s2->ops->room_create(s2, "general", 1), 0);
+    assert_int_equal(s2->ops->room_create(s2, "general", 1, NULL), 0);
     s2->ops->close(s2);
     char path[160];
     snprintf(path, sizeof path, "%s/parley.db", sub);
@@ -526,7 +526,7 @@ static void rollback_discards_messages_and_last_seq(void **state)
     assert_int_equal(s->ops->begin(s), 0);
     assert_int_equal(put(s, "general", 3, 3, "alice", "lost", "c3"), 0);
     assert_int_equal(put(s, "newroom", 1, 3, "alice", "lost too", NULL), 0);
-    assert_int_equal(s->ops->room_create(s, "empty", 3), 0);
+    assert_int_equal(s->ops->room_create(s, "empty", 3, NULL), 0);
     s->ops->rollback(s);
 
     assert_int_equal(room_seq(s, "general"), 2);
