@@ -935,7 +935,9 @@ static int load_mod_rows(struct sqlite_store *ss, enum stmt id, enum store_mod_k
 {
     sqlite3_stmt *st = ss->st[id];
     int rc = sqlite3_bind_parameter_count(st) >= 1 ? bind_i64(st, 1, now_ms, SQLITE_OK) : SQLITE_OK;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
         const char *room = (const char *)sqlite3_column_text(st, 0);
         const char *v = (const char *)sqlite3_column_text(st, 1);
         if (!room || !valid_room(room, strlen(room)) || !v ||
