@@ -46,7 +46,6 @@ export async function staffedRoom(server, t) {
   for (const c of [op, member, g]) await c.join(room);
   const ack = await owner.expect({ type: 'role', room, user: op.name, role: 'op' }, 'ack');
   for (const c of [owner, op, member, g]) await nextEvent(c, room, 'role', (m) => m.seq === ack.seq);
-  for (const c of [owner, op, member]) c.ignorePresence = true;
   return { owner, op, member, guest: g, room, seq: ack.seq };
 }
 
