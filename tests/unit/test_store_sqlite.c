@@ -219,7 +219,9 @@ static void reopen_keeps_everything(void **state)
     assert_int_equal(s->ops->token_get(s, hash_a, 5000, &got), 0);
     assert_string_equal(got.user, "Alice");
 
-    /* The schema is at version 2 and opening again did not run the migration twice. */
+    /* The schema is migrated (at least to 1.1's timeline, version 2; later steps are appended by
+     * several branches, so no exact number here) and opening again did not run the migrations
+     * twice (an ALTER TABLE run again would have failed the open). */
     char path[128];
     db_path(f, path, sizeof path);
     sqlite3 *db;
@@ -227,7 +229,7 @@ static void reopen_keeps_everything(void **state)
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_true(sqlite3_column_int(st, 0) >= 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
