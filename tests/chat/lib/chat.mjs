@@ -356,6 +356,16 @@ export async function user(server, t, name = uniq('u'), password = PASSWORD, opt
   return client;
 }
 
+// A public room that exists (protocol 1.1 rule 60: only a registered user's join creates one,
+// so a guest can join it): made by a fresh registered user, who joins it and leaves again.
+export async function openRoom(server, t, room = uniqRoom()) {
+  const maker = await user(server, t);
+  await maker.join(room);
+  await maker.leave(room);
+  maker.terminate();
+  return room;
+}
+
 // Another connection (tab) of the same user or guest, logged in with its token.
 export async function tab(server, t, of, opts = {}) {
   const client = await connect(server, t, { label: `${of.label} (tab)`, ...opts });
