@@ -140,7 +140,7 @@ test('replies to one connection are compressed for it alone (history)', async (t
 });
 
 test('a compressed message inflating past --max-message closes 1009; the room goes on', async (t) => {
-  const room = uniqRoom('big');
+  const room = await openRoom(server, t, uniqRoom('big'));
   const c = await guest(server, t, uniq('b'), DEFLATE);
   await c.join(room);
   // 100 KB of JSON compresses to little; inflated it is over the 64 KiB limit.
@@ -154,7 +154,7 @@ test('a compressed message inflating past --max-message closes 1009; the room go
 });
 
 test('RSV1 on a continuation frame of /ws → 1002', async (t) => {
-  const { ws } = await rawMember(t, uniqRoom('x'));
+  const { ws } = await rawMember(t, await openRoom(server, t, uniqRoom('x')));
   const z = compressMessage(JSON.stringify({ type: 'ping', id: 9 }));
   await ws.send({ opcode: OP.TEXT, payload: z.subarray(0, 4), fin: false, rsv: RSV1 });
   await ws.send({ opcode: OP.CONT, payload: z.subarray(4), fin: true, rsv: RSV1 });

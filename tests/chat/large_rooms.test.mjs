@@ -91,7 +91,7 @@ test('joined carries member_count and members_truncated in a small room; members
   const room = await openRoom(server, t, uniqRoom('small'));
   const [a, b] = await crowd(t, room, 2);
   const j = await a.request({ type: 'join', id: 'again', room });
-  assertKeys(j, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'member_count', 'members_truncated'], 'joined');
+  assertKeys(j, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'topic', 'role', 'owner', 'member_count', 'members_truncated'], 'joined');
   assert.equal(j.member_count, 2);
   assert.equal(j.members_truncated, false);
   assert.deepEqual([...j.members].sort(byLower), [a.name, b.name].sort(byLower));

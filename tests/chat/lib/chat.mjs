@@ -357,12 +357,17 @@ export async function user(server, t, name = uniq('u'), password = PASSWORD, opt
 }
 
 // A public room that exists (protocol 1.1 rule 60: only a registered user's join creates one,
-// so a guest can join it): made by a fresh registered user, who joins it and leaves again.
+// so a guest can join it): made by a fresh registered user, who joins it and leaves again. Rooms
+// are kept, so each is made once per data directory (server: a ChatServer, or any {wsUrl}).
+const openedRooms = new Set();
 export async function openRoom(server, t, room = uniqRoom()) {
+  const key = `${server.dataDir ?? server.wsUrl}\u0000${room}`;
+  if (openedRooms.has(key)) return room;
   const maker = await user(server, t);
   await maker.join(room);
   await maker.leave(room);
   maker.terminate();
+  openedRooms.add(key);
   return room;
 }
 
