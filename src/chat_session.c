@@ -1263,8 +1263,6 @@ static void deliver_kick(struct worker *w, struct chat_worker *cw, struct delive
             post_gone_room(s, (uint16_t)w->id, d->room);
         local_room_remove(cw, m.r);
         session_remove_room(s, m.r);
-        /* TODO(merge): rule 64/67, the room leaves the user's saved rooms (the read helper's
-         * table): once, for the user, not per connection. */
         chat_session_write(m.c, &d->rec);
         if (conn_is_open(m.c) && s->transport->room_lost)
             s->transport->room_lost(m.c, d->room);

@@ -1276,6 +1276,19 @@ static void load_user(void *arg, const char *name, int64_t created_ms)
 
 int hub_init(struct service *s, const struct config *cfg, struct store *db, int n_workers)
 {
+    /* Rule 59: every --admin is a registered account, or the server does not start. */
+    for (size_t i = 0; i < cfg->n_admins; i++) {
+        struct store_user u;
+        int rc = db->ops->user_get(db, cfg->admins[i], &u);
+        if (rc == -ENOENT) {
+            fprintf(stderr, "parley: --admin %s: no registered account has that name\n",
+                    cfg->admins[i]);
+            log_error("msg=admin_not_registered admin=%s", cfg->admins[i]);
+            return -EINVAL;
+        }
+        if (rc < 0)
+            return rc;
+    }
     struct hub *h = xcalloc(1, sizeof *h);
     h->cfg = cfg;
     h->n_workers = n_workers;
@@ -1304,17 +1317,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
         log_error("msg=hub_load_failed error=%d", rc);
         return rc;
     }
-    /* Rule 59: every --admin is a registered account, or the server does not start. */
-    for (size_t i = 0; i < cfg->n_admins; i++) {
-        char lc[CHAT_NAME_MAX];
-        text_lower(cfg->admins[i], strnlen(cfg->admins[i], TEXT_NAME_MAX), lc);
-        if (!map_get(&h->registered, lc)) {
-            fprintf(stderr, "parley: --admin %s: no registered account has that name\n",
-                    cfg->admins[i]);
-            log_error("msg=admin_not_registered admin=%s", lc);
-            return -EINVAL;
-        }
-    }
+
     room_get(h, "general", true); /* always exists */
     rc = service_init(s, "hub", on_mail, before_sleep, h);
     if (rc < 0)

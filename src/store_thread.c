@@ -352,6 +352,9 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         return rc;
     room->last_seq = op->seq;
     op->stage = 1;
+    /* TODO(merge): rules 64, 67: a stored kick or ban also forgets the room from the user's saved
+     * rooms (the read helper's table), here, in the transaction that stores the event; its read
+     * marker stays (rule 66). */
     if (op->kind == CHAT_SEND)
         return retain(st, op);
     if (op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) {
@@ -598,7 +601,10 @@ static void reaction_row(void *arg, const char *emoji, const char *identity, con
 static void read_history(struct store_thread *st, struct chat_op *op)
 {
     if (!op->room_is_dm) {
-        /* Rule 64: a banned user reads nothing of the room (the store's clock, rule 74). */
+        /* Rule 64: a banned user reads nothing of the room (the store's clock, rule 74).
+         * TODO(merge): search (the search helper's code) makes the same check: `search` naming
+         * this room answers banned, and `search` without room skips the rooms where the user is
+         * banned (db->ops->restriction(..., STORE_MOD_BAN, ...)). */
         int64_t until;
         int rc = st->db->ops->restriction(st->db, op->room, STORE_MOD_BAN, op->user_lc,
                                           stamp(st, false), &until);
