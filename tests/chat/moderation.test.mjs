@@ -234,3 +234,18 @@ test('bans and mutes survive a restart; replay carries the moderation events as 
   await assertNothingBefore(c2, (await (async () => { const o = await (await import('./lib/chat.mjs')).connect(s2, t); await o.login(owner.name, owner.password); await o.join(room); return o; })()), room);
   void guest;
 });
+
+test('join order (rule 75): banned before the per-connection too_many_rooms; a dm room is never banned', async (t) => {
+  const s = await serverForTest(t, ['--max-rooms', '1']);
+  const owner = await user(s, t);
+  const m = await user(s, t);
+  const room = uniqRoom();
+  await owner.join(room);
+  await owner.expect({ type: 'ban', room, user: m.name }, 'ack');
+  await m.join(uniqRoom()); // at the per-connection limit now
+  await m.expectError({ type: 'join', room }, 'banned');
+  await m.expectError({ type: 'join', room: 'general' }, 'too_many_rooms');
+  const m2 = await tab(s, t, m);
+  await m2.expectError({ type: 'history', room }, 'banned');
+  assert.equal((await m2.join(dmRoom(m.name, owner.name))).seq, 0);
+});
