@@ -5,14 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { encodeFrame, parseFrame, OP } from '../../blackbox/lib/rawws.mjs';
-import { ms, openRoom } from '../../chat/lib/chat.mjs';
+import { ms } from '../../chat/lib/chat.mjs';
 
 const LINE_END = Buffer.from('\r\n');
 // How long a send may wait for its ack (or a telnet line for its echo) before it counts as lost:
 // far beyond any upgrade's pause, so that a lost reply fails the test instead of hanging it.
 const REPLY_MS = ms(60000);
 
-// A WebSocket chat client that logs in as a guest and joins one room.
+// A WebSocket chat client that logs in as a guest and joins one room (which must exist: guests
+// do not create rooms, protocol 1.1 rule 60; the test makes it first, openRoom).
 export class WsRider {
   constructor(port, name, room) {
     this.port = port;
@@ -72,7 +73,6 @@ export class WsRider {
     this.#onData(Buffer.alloc(0));
     const welcome = await this.request({ type: 'login', name: this.name });
     if (welcome?.type !== 'welcome') throw new Error(`${this.name}: login: ${JSON.stringify(welcome)}`);
-    await openRoom({ wsUrl: `ws://127.0.0.1:${this.port}/ws` }, null, this.room); // rule 60
     const joined = await this.request({ type: 'join', room: this.room });
     if (joined?.type !== 'joined') throw new Error(`${this.name}: join: ${JSON.stringify(joined)}`);
     this.start = joined.seq;
@@ -205,7 +205,6 @@ export class TelnetRider {
     await this.#until((l) => l === null, /Your name\? $/);
     socket.write(`${this.name}\r\n`);
     await this.#until((l) => l !== null && l.includes(`${this.name} joined #general`));
-    await openRoom({ wsUrl: `ws://127.0.0.1:${this.port}/ws` }, null, this.room); // rule 60
     socket.write(`/join ${this.room}\r\n`);
     await this.#until((l) => l !== null && l.includes(`You joined #${this.room}`));
     this.ready = true;
