@@ -146,7 +146,7 @@ test('live: a WebSocket frame cut at any point is finished by the new process as
 test('live: a ping that comes while a client has half a frame out, before and after the handover, is answered after the frame', { timeout: ms(60000) }, async (t) => {
   const lineage = await Lineage.start(t, ['--ping-interval', '1']);
   const { server } = lineage;
-  const room = uniqRoom('pingcut');
+  const room = await openRoom(server, t, uniqRoom('pingcut'));
   const rider = new WsRider(server.httpPort, uniq('pc'), room);
   t.after(() => rider.socket?.destroy());
   await rider.connect();
