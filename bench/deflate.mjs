@@ -68,7 +68,7 @@ async function metric(port, name, label = '') {
 }
 
 async function run(deflate, receivers, messages, rate) {
-  const server = await startParley();
+  const server = await startParley({ rooms: [ROOM] });
   const url = `ws://127.0.0.1:${server.port}/ws`;
   const per = Math.ceil(receivers / READER_THREADS);
   const ready = [];

@@ -111,7 +111,7 @@ if (!isMainThread) {
   const receivers = Number(process.argv[2] ?? 1000);
   const messages = Number(process.argv[3] ?? 2000);
   const rate = Number(process.argv[4] ?? 500);
-  const ours = await run('parley', await startParley(), receivers, messages, rate);
+  const ours = await run('parley', await startParley({ rooms: [ROOM] }), receivers, messages, rate);
   const peer = await start(process.execPath, [path.join(root, 'bench/peers/chat_server.mjs')], /port=(\d+)/);
   const theirs = await run('node ws 8 chat (peer)', peer, receivers, messages, rate);
   console.log(`fan-out: ${receivers} readers in one room, ${messages} messages at ${rate}/s`);

@@ -76,7 +76,8 @@ const wss = (server, wsPath, ca, chat = false) => (i) =>
   openOne(`wss://127.0.0.1:${server.port}${wsPath}`, chat, i, ca);
 let server = await startParley();
 const parleyBytes = await measure('parley /ws (greeted)', server, ws(server, '/ws'));
-server = await startParley();
+const ROOMS = Array.from({ length: 100 }, (_, i) => `room${i}`); // made first: guests do not create rooms
+server = await startParley({ rooms: ROOMS });
 const chatBytes = await measure('parley chat client', server, ws(server, '/ws', true));
 // Telnet users all land in #general, so this row includes the presence of n joins to one room.
 server = await startParley();
@@ -94,7 +95,7 @@ const cert = makeCert(dir.dir, 'bench');
 const tlsArgs = ['--tls-cert', cert.certFile, '--tls-key', cert.keyFile];
 server = await startParley({ args: tlsArgs });
 const tlsBytes = await measure('parley /ws over TLS', server, wss(server, '/ws', cert.ca), 'idle TLS WebSocket');
-server = await startParley({ args: tlsArgs });
+server = await startParley({ args: tlsArgs, rooms: ROOMS });
 const tlsChatBytes = await measure('parley chat client, TLS', server, wss(server, '/ws', cert.ca, true), 'idle TLS chat client');
 const tlsPeer = await start(process.execPath, [path.join(root, 'bench/peers/ws_server.mjs'), ...tlsArgs], /port=(\d+)/);
 const tlsPeerBytes = await measure('node ws 8 on https (peer)', tlsPeer, wss(tlsPeer, '/', cert.ca), 'idle TLS WebSocket');

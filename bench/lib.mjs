@@ -1,7 +1,7 @@
 // lib: what the benchmarks share: starting a server and waiting until it listens, opening many
 // connections a batch at a time, and a chat client that logs in and joins a room.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,13 +29,45 @@ export function start(cmd, args, readyPattern) {
 // A fresh parley (bin, else PARLEY_BIN, else the release build) on free loopback ports with its
 // own data directory, no send limit and no per-address limit, plus `args`; resolves once it is
 // ready, with its HTTP and telnet ports.
-export async function startParley({ bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley'), args = [] } = {}) {
+// rooms: public rooms to make before the benchmark's clients come (they log in as guests, and a
+// guest's join does not create a room: protocol 1.1 rule 60); a registered user makes them.
+export async function startParley({ bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley'), args = [], rooms = [] } = {}) {
   const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
   const server = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
     '--rate-limit', '0', '--max-conns-per-ip', '0', ...args], /transport=http addr=127\.0\.0\.1:(\d+)[\s\S]*msg=ready/);
   server.data = data;
   server.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(server.out)[1]);
+  if (rooms.length) await openRooms(`${args.includes('--tls-cert') ? 'wss' : 'ws'}://127.0.0.1:${server.port}/ws`, rooms, args);
   return server;
+}
+
+// Makes each of rooms exist: a registered user joins it (and leaves). TLS servers: pass their args
+// (the certificate is trusted for this one connection only).
+export function openRooms(url, rooms, args = []) {
+  const cert = args.includes('--tls-cert') ? readFileSync(args[args.indexOf('--tls-cert') + 1]) : undefined;
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, cert ? { ca: cert } : {});
+    ws.once('error', reject);
+    const name = `maker${process.pid}`;
+    const password = 'bench-room-maker';
+    let next = 0;
+    const joinNext = () => {
+      if (next === rooms.length) {
+        ws.close();
+        resolve();
+        return;
+      }
+      ws.send(JSON.stringify({ type: 'join', id: 10 + next, room: rooms[next++] }));
+    };
+    ws.on('message', (data) => {
+      const m = JSON.parse(data);
+      if (m.type === 'hello') ws.send(JSON.stringify({ type: 'register', id: 1, name, password }));
+      else if (m.id === 1) ws.send(JSON.stringify({ type: 'login', id: 2, name, password }));
+      else if (m.type === 'welcome') joinNext();
+      else if (m.type === 'joined') joinNext();
+      else if (m.type === 'error') reject(new Error(`room maker: ${data}`));
+    });
+  });
 }
 
 // Opens n connections with open(i), `batch` at a time; resolves with all of them.

@@ -39,9 +39,15 @@ function run(name, server, args) {
   });
 }
 
-const parley = await startParley();
+// The generator's clients are guests, which do not create rooms (protocol 1.1 rule 60): its rooms
+// are made first, under a prefix given to it.
+const CLIENTS_DEFAULT = 100; // the generator's -n default (bench/loadgen/options.c)
+const argOf = (flag, dflt) => (rest.includes(flag) ? Number(rest[rest.indexOf(flag) + 1]) : dflt);
+const roomCount = argOf('--rooms', ['rooms', 'storm'].includes(scenario) ? Math.max(1, Math.floor(argOf('-n', CLIENTS_DEFAULT) / 20)) : 1);
+const prefix = `lgb${process.pid % 100000}r`;
+const parley = await startParley({ rooms: Array.from({ length: roomCount }, (_, i) => `${prefix}${i}`) });
 parley.wsPath = '/ws';
-const ours = await run('parley', parley, []);
+const ours = await run('parley', parley, ['--room-prefix', prefix]);
 let theirs = null;
 if (['idle', 'broadcast', 'all'].includes(scenario)) {
   const peer = await start(process.execPath, [path.join(root, 'bench/peers/relay_server.mjs')], /port=(\d+)/);

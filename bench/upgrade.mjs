@@ -94,7 +94,10 @@ class Client {
 const pct = (xs, p) => xs.slice().sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
 
 async function run(mode) {
-  const server = await startParley({ args: ['--upgrade-mode', mode === 'none' ? 'live' : mode] });
+  const server = await startParley({
+    args: ['--upgrade-mode', mode === 'none' ? 'live' : mode],
+    rooms: Array.from({ length: ROOMS }, (_, i) => `r${i}`), // guests do not create rooms
+  });
   const url = `ws://127.0.0.1:${server.port}/ws`;
   const clients = [];
   for (let i = 0; i < CLIENTS; i += 200) {

@@ -92,12 +92,15 @@ void chat_op_free(struct chat_op *op)
     for (size_t i = 0; i < op->n_msgs; i++)
         msg_rec_release(&op->msgs[i]);
     free(op->msgs);
+    for (size_t i = 0; i < op->n_rooms; i++)
+        free(op->rooms[i].topic);
     free(op->rooms);
     free(op->saved);
     free(op->gone_rooms);
     for (size_t i = 0; i < op->n_statuses; i++)
         free(op->statuses[i].text);
     free(op->statuses);
+    free(op->topic);
     free(op);
 }
 
@@ -211,6 +214,7 @@ void chat_op_add_room(struct chat_op *op, const char *name, uint32_t members, ui
     r->seq = seq;
     r->read = 0;
     r->unread = r->mentions = 0;
+    r->topic = NULL;
 }
 
 struct chat_room_info *chat_op_add_saved(struct chat_op *op, const char *name, uint64_t seq)
@@ -293,18 +297,38 @@ struct store_msg chat_op_event(const struct chat_op *op)
     static const uint8_t types[] = {[CHAT_SEND] = STORE_EV_MESSAGE,
                                     [CHAT_EDIT] = STORE_EV_EDIT,
                                     [CHAT_DELETE] = STORE_EV_DELETE,
-                                    [CHAT_REACT] = STORE_EV_REACTION};
+                                    [CHAT_REACT] = STORE_EV_REACTION,
+                                    [CHAT_TOPIC] = STORE_EV_TOPIC,
+                                    [CHAT_ROLE] = STORE_EV_ROLE,
+                                    [CHAT_KICK] = STORE_EV_KICK,
+                                    [CHAT_BAN] = STORE_EV_BAN,
+                                    [CHAT_UNBAN] = STORE_EV_UNBAN,
+                                    [CHAT_MUTE] = STORE_EV_MUTE,
+                                    [CHAT_UNMUTE] = STORE_EV_UNMUTE};
+    static const char *const roles[] = {[CHAT_ROLE_MEMBER] = "member",
+                                        [CHAT_ROLE_OP] = "op",
+                                        [CHAT_ROLE_OWNER] = "owner"};
+    bool mod = chat_op_moderates(op->kind);
     return (struct store_msg){.room = op->room,
                               .seq = op->seq,
                               .ts = op->ts,
                               .from = op->user,
-                              .text = op->text,
-                              .text_len = op->text_len,
+                              .text = mod && op->kind != CHAT_TOPIC ? NULL : op->text,
+                              .text_len = mod && op->kind != CHAT_TOPIC ? 0 : op->text_len,
                               .cid = op->has_cid ? op->cid : NULL,
                               .type = types[op->kind],
                               .target = op->kind == CHAT_SEND ? 0 : op->target,
                               .reply_to = op->kind == CHAT_SEND ? op->reply_to : 0,
                               .mentions = op->mentions,
                               .emoji = op->kind == CHAT_REACT ? op->emoji : NULL,
-                              .on = op->on};
+                              .on = op->on,
+                              .user = mod && op->kind != CHAT_TOPIC ? op->subject : NULL,
+                              .detail = op->kind == CHAT_ROLE ? roles[op->role % 3]
+                                        : (op->kind == CHAT_KICK || op->kind == CHAT_BAN) &&
+                                                op->text
+                                            ? op->text
+                                            : NULL,
+                              .duration = op->kind == CHAT_BAN || op->kind == CHAT_MUTE
+                                              ? op->duration
+                                              : 0};
 }

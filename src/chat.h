@@ -59,6 +59,14 @@ enum chat_op_kind {
      * user's join goes worker -> store (saves the room, reads the marker) -> hub -> worker, and
      * its leave of a public room worker -> store (forgets it) -> hub -> worker. */
     CHAT_READ,
+    /* Topic, roles, moderation (rules 58-65): timeline requests too, answered as a send is. */
+    CHAT_TOPIC,
+    CHAT_ROLE,
+    CHAT_KICK,
+    CHAT_BAN,
+    CHAT_UNBAN,
+    CHAT_MUTE,
+    CHAT_UNMUTE,
 };
 
 /* A listed user's status (rule 70): away, and its text (owned) or NULL. Only users not at the
@@ -102,7 +110,11 @@ struct chat_room_info {
     /* welcome (rule 68): the read marker, and the counts after it (each at most 1000) */
     uint64_t read;
     uint32_t unread, mentions;
+    char *topic; /* rooms: the room's topic (owned), or NULL for none */
 };
+
+/* A user's role in a room as joined says it (rule 59). */
+enum chat_role { CHAT_ROLE_MEMBER, CHAT_ROLE_OP, CHAT_ROLE_OWNER, CHAT_ROLE_ADMIN };
 
 struct chat_op {
     struct mail mail;
@@ -182,6 +194,25 @@ struct chat_op {
     char target_from[CHAT_NAME_MAX]; /* edit, delete: the message's author as shown */
     char why_buf[112];               /* an error message made for this op (why points here) */
 
+    /* Topic and moderation (rules 58-65). The topic's text, a kick's or ban's reason: text (a
+     * reason NULL when none). subject: the user named, as given, then (hub) as shown;
+     * subject_lc lower-cased. role: CHAT_ROLE_MEMBER, _OP or _OWNER. duration: seconds, 0 =
+     * until lifted. topic_query: telnet's /topic without text, answered by the hub (topic). */
+    char subject[CHAT_NAME_MAX];
+    char subject_lc[CHAT_NAME_MAX];
+    uint8_t role;
+    uint64_t duration;
+    bool topic_query;
+    bool subject_registered; /* the hub found subject_lc a registered account */
+    bool over_room_limit; /* join: over the per-connection room limit (rule 75 ranks it late) */
+    /* join: the room's topic (owned, NULL: none), owner as shown ("" none), the requester's
+     * role, and when its mute ends (muted; 0 = until unmute). */
+    char *topic;
+    char owner[CHAT_NAME_MAX];
+    uint8_t my_role;
+    bool muted;
+    int64_t muted_until;
+
     /* Results. */
     uint64_t seq;                 /* send: the ack's seq; join: the room's latest */
     bool truncated;               /* join */
@@ -245,7 +276,14 @@ enum chat_bucket_kind { CHAT_BUCKET_SEND, CHAT_BUCKET_REACT, CHAT_BUCKET_SEARCH 
 /* True for the kinds that store a timeline event (send, edit, delete, react). */
 static inline bool chat_op_stores_event(enum chat_op_kind k)
 {
-    return k == CHAT_SEND || k == CHAT_EDIT || k == CHAT_DELETE || k == CHAT_REACT;
+    return k == CHAT_SEND || k == CHAT_EDIT || k == CHAT_DELETE || k == CHAT_REACT ||
+           (k >= CHAT_TOPIC && k <= CHAT_UNMUTE);
+}
+
+/* True for topic, role, kick, ban, unban, mute, unmute. */
+static inline bool chat_op_moderates(enum chat_op_kind k)
+{
+    return k >= CHAT_TOPIC && k <= CHAT_UNMUTE;
 }
 
 /*
@@ -295,6 +333,9 @@ enum deliver_kind {
     DELIVER_ROOM,
     /* rec to every local connection of user_a and user_b */
     DELIVER_DM,
+    /* a kick or ban (rule 64): each local connection of user_a in room leaves it and gets rec
+     * (its `kicked`) */
+    DELIVER_KICK,
     /* op's result to its connection */
     DELIVER_OP,
     /* every connection of guest session guest_session is now user `user_a` */

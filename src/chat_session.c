@@ -732,7 +732,7 @@ static int64_t dm_reads_from(const struct chat_session *s)
 }
 
 /*
- * edit, delete, react (protocol 1.1 rules 49, 73, 75): the room as for a send (a public room
+ * edit, delete, react, topic and moderation (protocol 1.1 rules 49, 73, 75): the room as for a send (a public room
  * joined by this connection, or the user's own dm room), then a token from the send bucket
  * (edit, delete) or the react bucket. A request that finds none still goes on (over_rate): the
  * store answers rate_limited only if nothing ranked before it applies, and a cid duplicate or a
@@ -848,8 +848,8 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         if (op->room_is_dm && s->guest && op->has_since)
             FAIL(PROTO_FORBIDDEN, "guests cannot replay direct messages");
         op->rejoin = joined != NULL;
-        if (!joined && s->n_rooms + s->joins_pending >= cfg->max_rooms)
-            FAIL(PROTO_TOO_MANY_ROOMS, "you have joined as many rooms as a connection may");
+        /* Rule 75 ranks banned and no_such_room before this: the hub answers it. */
+        op->over_room_limit = !joined && s->n_rooms + s->joins_pending >= cfg->max_rooms;
         if (op->room_is_dm && !s->guest)
             op->ts = s->created_ms; /* rule 40: nothing from before the account existed */
         if (!joined)
@@ -974,6 +974,24 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         return PROTO_OK;
     case CHAT_SEARCH:
         return submit_search(c, op, why);
+    case CHAT_TOPIC:
+    case CHAT_ROLE:
+    case CHAT_KICK:
+    case CHAT_BAN:
+    case CHAT_UNBAN:
+    case CHAT_MUTE:
+    case CHAT_UNMUTE:
+        /* Rule 61: naming oneself is a bad_request (field validation, before membership). */
+        if (op->kind != CHAT_TOPIC && strcmp(op->subject_lc, s->user_lc) == 0)
+            FAIL(PROTO_BAD_REQUEST, "you cannot name yourself");
+        if (op->topic_query) {
+            if (!op->room_is_dm && !joined)
+                FAIL(PROTO_NOT_MEMBER, "join the room first");
+            sent(c);
+            chat_to_hub(op);
+            return PROTO_OK;
+        }
+        return submit_timeline(c, op, joined, why);
     default:
         FAIL(PROTO_BAD_REQUEST, "unsupported request");
     }
@@ -1365,6 +1383,32 @@ static void deliver_count(struct chat_worker *cw, struct deliver *d)
     metrics_add(METRIC_COUNT_SENT, sent);
 }
 
+/* A kick or ban (rule 64): each local connection of the user in the room leaves it (the hub
+ * hears of it as of a leave, and says offline once the user's last one is out) and gets its
+ * `kicked`, instead of the event that follows. */
+static void deliver_kick(struct worker *w, struct chat_worker *cw, struct deliver *d)
+{
+    struct local_room *lr = map_get(&cw->rooms, d->room);
+    /* Leaving edits the list: walk it from the end, and look it up again after each. */
+    for (size_t i = lr ? lr->n : 0; i-- > 0;) {
+        if (!(lr = map_get(&cw->rooms, d->room)))
+            break;
+        if (i >= lr->n)
+            continue;
+        struct local_member m = lr->m[i];
+        struct chat_session *s = m.c->session;
+        if (!s || strcmp(s->user_lc, d->user_a) != 0)
+            continue;
+        if (m.r->hub)
+            post_gone_room(s, (uint16_t)w->id, d->room);
+        local_room_remove(cw, m.r);
+        session_remove_room(s, m.r);
+        chat_session_write(m.c, &d->rec);
+        if (conn_is_open(m.c) && s->transport->room_lost)
+            s->transport->room_lost(m.c, d->room);
+    }
+}
+
 static void deliver_dm(struct chat_worker *cw, struct deliver *d)
 {
     const char *users[2] = {d->user_a, d->user_b};
@@ -1461,6 +1505,9 @@ void chat_worker_mail(struct worker *w, struct mail *m)
             break;
         case DELIVER_DM:
             deliver_dm(cw, d);
+            break;
+        case DELIVER_KICK:
+            deliver_kick(w, cw, d);
             break;
         case DELIVER_OP:
             op_done(w, d->op);
@@ -2043,6 +2090,21 @@ static void json_left_elsewhere(struct conn *c, const char *room)
     ws_send_rec(c, events_left(room));
 }
 
+/* joined's topic, role, owner and muted_until (rules 58, 59, 65). */
+static void json_room_state(struct jsonw *w, const struct chat_op *op)
+{
+    static const char *const roles[] = {[CHAT_ROLE_MEMBER] = "member",
+                                        [CHAT_ROLE_OP] = "op",
+                                        [CHAT_ROLE_OWNER] = "owner",
+                                        [CHAT_ROLE_ADMIN] = "admin"};
+    jsonw_kv_str(w, "topic", op->topic ? op->topic : "");
+    jsonw_kv_str(w, "role", roles[op->my_role & 3]);
+    if (op->owner[0])
+        jsonw_kv_str(w, "owner", op->owner);
+    if (op->muted)
+        jsonw_kv_i64(w, "muted_until", op->muted_until);
+}
+
 static void json_reply(struct conn *c, struct chat_op *op)
 {
     if (op->err) {
@@ -2089,6 +2151,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
         json_names(&w, "members", op);
         jsonw_kv_bool(&w, "truncated", op->truncated);
         events_statuses(&w, op->statuses, op->n_statuses);
+        json_room_state(&w, op);
         jsonw_kv_u64(&w, "member_count", op->n_members);
         jsonw_kv_bool(&w, "members_truncated", op->n_names < op->n_members);
         if (!op->guest)
@@ -2112,6 +2175,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
             jsonw_kv_str(&w, "name", op->rooms[i].name);
             jsonw_kv_u64(&w, "members", op->rooms[i].members);
             jsonw_kv_u64(&w, "seq", op->rooms[i].seq);
+            jsonw_kv_str(&w, "topic", op->rooms[i].topic ? op->rooms[i].topic : "");
             jsonw_object_end(&w);
         }
         jsonw_array_end(&w);
@@ -2129,6 +2193,13 @@ static void json_reply(struct conn *c, struct chat_op *op)
     case CHAT_EDIT:
     case CHAT_DELETE:
     case CHAT_REACT:
+    case CHAT_TOPIC:
+    case CHAT_ROLE:
+    case CHAT_KICK:
+    case CHAT_BAN:
+    case CHAT_UNBAN:
+    case CHAT_MUTE:
+    case CHAT_UNMUTE:
         events_reply_begin(&w, "ack", op->id);
         jsonw_kv_str(&w, "room", op->room);
         jsonw_kv_u64(&w, "seq", op->seq);
@@ -2225,6 +2296,20 @@ static enum chat_op_kind kind_of(const struct proto_request *req)
         return CHAT_SEARCH;
     case PROTO_READ:
         return CHAT_READ;
+    case PROTO_TOPIC:
+        return CHAT_TOPIC;
+    case PROTO_ROLE:
+        return CHAT_ROLE;
+    case PROTO_KICK:
+        return CHAT_KICK;
+    case PROTO_BAN:
+        return CHAT_BAN;
+    case PROTO_UNBAN:
+        return CHAT_UNBAN;
+    case PROTO_MUTE:
+        return CHAT_MUTE;
+    case PROTO_UNMUTE:
+        return CHAT_UNMUTE;
     default:
         return CHAT_GONE;
     }
@@ -2282,6 +2367,16 @@ static struct chat_op *op_from(struct conn *c, const struct proto_request *req)
         op->on = req->on;
     }
     op->away = req->away;
+    if (req->user) {
+        size_t n = req->user_len < sizeof op->subject ? req->user_len : sizeof op->subject - 1;
+        memcpy(op->subject, req->user, n);
+        op->subject[n] = '\0';
+        text_lower(op->subject, n, op->subject_lc);
+    }
+    op->role = req->role == PROTO_ROLE_OP      ? CHAT_ROLE_OP
+               : req->role == PROTO_ROLE_OWNER ? CHAT_ROLE_OWNER
+                                               : CHAT_ROLE_MEMBER;
+    op->duration = req->duration;
     op->limit = req->limit;
     if (req->has_before && req->before == 0) {
         op->before = 1; /* nothing comes before seq 0 (rule 50 makes it a valid request) */
@@ -2349,12 +2444,16 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
         err = PROTO_ALREADY_LOGGED_IN, why = "only a guest can register, and only its own name";
     if (!err) {
         struct proto_limits limits = {.max_text_points = cfg_of(c)->max_text,
-                                      .max_status_points = cfg_of(c)->max_status};
+                                      .max_status_points = cfg_of(c)->max_status,
+                                      .max_topic_points = cfg_of(c)->max_topic,
+                                      .max_reason_points = cfg_of(c)->max_reason,
+                                      .max_duration = cfg_of(c)->max_duration_s};
         err = proto_validate(&req, &limits, &why);
     }
     /* Rule 73: every request of a bucket's types counts toward its close, whatever its answer. */
     bool send_bucket = req.type == PROTO_SEND || req.type == PROTO_EDIT ||
-                       req.type == PROTO_DELETE || req.type == PROTO_STATUS;
+                       req.type == PROTO_DELETE || req.type == PROTO_STATUS ||
+                       (req.type >= PROTO_TOPIC && req.type <= PROTO_UNMUTE);
     if ((send_bucket && !chat_session_count_send(c)) ||
         (req.type == PROTO_REACT && !chat_session_count_react(c)) ||
         (req.type == PROTO_SEARCH && !chat_session_count_search(c))) {

@@ -66,6 +66,9 @@ struct chat_transport {
     void (*left_elsewhere)(struct conn *c, const char *room);
     /* An event of room at seq was shown to a registered user (telnet's read markers). Optional. */
     void (*shown)(struct conn *c, const char *room, uint64_t seq);
+    /* The connection was taken out of room by a kick or ban (rule 64), after its `kicked` was
+     * written. Optional: telnet picks another current room (rule 36). */
+    void (*room_lost)(struct conn *c, const char *room);
 };
 
 struct chat_session {

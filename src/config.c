@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "text.h"
 
 static const char usage[] =
     "Usage: parley [options]\n"
@@ -50,6 +51,11 @@ static const char usage[] =
     "  --react-rate N            react bucket of N tokens per 10 s (default: as --rate-limit)\n"
     "  --search-rate N           search bucket of N tokens per 10 s (default 10; 0 = off)\n"
     "  --search-scan N           search index rows one search examines at most (default 10000)\n"
+    "  --admin NAME              a server admin: a registered account (repeatable)\n"
+    "  --max-total-rooms N       public rooms on the server (default 10000; 0 = no limit)\n"
+    "  --max-topic N             characters in a room topic (default 300)\n"
+    "  --max-reason N            characters in a kick or ban reason (default 300)\n"
+    "  --max-duration SECONDS    longest ban or mute (default 31536000)\n"
     "  --ring-size N             recent messages per room kept in memory for replay (default "
     "1024)\n"
     "  --password-cost LEVEL     argon2id cost: interactive (default) or min (tests only)\n"
@@ -192,6 +198,11 @@ enum {
     /* telnet input */
     OPT_TELNET_QUEUE,
     OPT_MAX_STATUS,
+    OPT_ADMIN,
+    OPT_MAX_TOTAL_ROOMS,
+    OPT_MAX_TOPIC,
+    OPT_MAX_REASON,
+    OPT_MAX_DURATION,
 };
 
 static const struct option options[] = {
@@ -252,6 +263,11 @@ static const struct option options[] = {
     {"presence-limit", required_argument, NULL, OPT_PRESENCE_LIMIT},
     {"telnet-queue", required_argument, NULL, OPT_TELNET_QUEUE},
     {"max-status", required_argument, NULL, OPT_MAX_STATUS},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"max-total-rooms", required_argument, NULL, OPT_MAX_TOTAL_ROOMS},
+    {"max-topic", required_argument, NULL, OPT_MAX_TOPIC},
+    {"max-reason", required_argument, NULL, OPT_MAX_REASON},
+    {"max-duration", required_argument, NULL, OPT_MAX_DURATION},
     {0, 0, 0, 0},
 };
 
@@ -361,6 +377,10 @@ static void set_defaults(struct config *cfg)
     cfg->max_reactions = 20;
     cfg->search_rate = 10;
     cfg->search_scan = 10000;
+    cfg->max_total_rooms = 10000;
+    cfg->max_topic = 300;
+    cfg->max_reason = 300;
+    cfg->max_duration_s = 31536000;
     cfg->max_text = 4000;
     /* Finite by default: one address cannot take every descriptor (a process may hold ~20,000),
      * and 200 still covers an office behind one NAT with several tabs each. */
@@ -526,6 +546,32 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, 100ull * 365 * 86400, &v) < 0)
                 return bad("edit-window", optarg, "expected seconds (0 = always)");
             cfg->edit_window_s = v;
+            break;
+        case OPT_ADMIN:
+            if (!text_valid_user(optarg, strlen(optarg)))
+                return bad("admin", optarg, "expected a user name");
+            cfg->admins = xrealloc(cfg->admins, (cfg->n_admins + 1) * sizeof *cfg->admins);
+            cfg->admins[cfg->n_admins++] = optarg;
+            break;
+        case OPT_MAX_TOTAL_ROOMS:
+            if (parse_u64(optarg, 0, UINT32_MAX, &v) < 0)
+                return bad("max-total-rooms", optarg, "expected a number of rooms (0 = no limit)");
+            cfg->max_total_rooms = v;
+            break;
+        case OPT_MAX_TOPIC:
+            if (parse_u64(optarg, 1, 4000, &v) < 0)
+                return bad("max-topic", optarg, "expected a number from 1 to 4000");
+            cfg->max_topic = (uint32_t)v;
+            break;
+        case OPT_MAX_REASON:
+            if (parse_u64(optarg, 1, 4000, &v) < 0)
+                return bad("max-reason", optarg, "expected a number from 1 to 4000");
+            cfg->max_reason = (uint32_t)v;
+            break;
+        case OPT_MAX_DURATION:
+            if (parse_u64(optarg, 1, 100ull * 365 * 86400, &v) < 0)
+                return bad("max-duration", optarg, "expected seconds from 1 to 3153600000");
+            cfg->max_duration_s = v;
             break;
         case OPT_MAX_REACTIONS:
             if (parse_u64(optarg, 1, 1000, &v) < 0)
@@ -733,6 +779,9 @@ void config_free(struct config *cfg)
     free(cfg->allowed_origins);
     cfg->allowed_origins = NULL;
     cfg->n_allowed_origins = 0;
+    free(cfg->admins);
+    cfg->admins = NULL;
+    cfg->n_admins = 0;
     free(cfg->public_hosts);
     cfg->public_hosts = NULL;
     cfg->n_public_hosts = 0;

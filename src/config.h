@@ -97,6 +97,13 @@ struct config {
 
     /* Status (rule 69): code points in a status text. */
     uint32_t max_status;
+    /* Topic, roles, moderation (protocol 1.1 rules 58-65). */
+    const char **admins; /* --admin (argv strings): registered accounts, checked at start */
+    size_t n_admins;
+    uint64_t max_total_rooms; /* public rooms on the server, general included; 0 = no limit */
+    uint32_t max_topic;       /* code points in a topic */
+    uint32_t max_reason;      /* code points in a kick or ban reason */
+    uint64_t max_duration_s;  /* longest ban or mute */
 };
 
 /* The largest --telnet-queue: 1000 lines of 4 KiB, as much as the default output limit. */

@@ -182,6 +182,119 @@ static void message_body(struct jsonw *w, const struct store_msg *m)
         names_array(w, "mentions", m->mentions);
 }
 
+/* The fields of a topic or moderation event (rules 58-65): text; user, role, reason, duration. */
+static void moderation_body(struct jsonw *w, const struct store_msg *m)
+{
+    if (m->type == STORE_EV_TOPIC) {
+        jsonw_kv_strn(w, "text", m->text ? m->text : "", m->text ? m->text_len : 0);
+        return;
+    }
+    jsonw_kv_str(w, "user", m->user ? m->user : "?");
+    if (m->type == STORE_EV_ROLE)
+        jsonw_kv_str(w, "role", m->detail ? m->detail : "member");
+    if ((m->type == STORE_EV_KICK || m->type == STORE_EV_BAN) && m->detail && *m->detail)
+        jsonw_kv_str(w, "reason", m->detail);
+    if ((m->type == STORE_EV_BAN || m->type == STORE_EV_MUTE) && m->duration)
+        jsonw_kv_u64(w, "duration", m->duration);
+}
+
+/* " for N min" (N = duration / 60 rounded up) when there is a duration, then " (REASON)" when
+ * there is a reason, and the line's end (rule 76). */
+static void line_tail(struct chunk **c, uint64_t duration, const char *reason)
+{
+    char buf[48];
+    if (duration) {
+        int n = snprintf(buf, sizeof buf, " for %llu min",
+                         (unsigned long long)((duration + 59) / 60));
+        events_append(c, buf, (size_t)n);
+    }
+    if (reason && *reason) {
+        events_append(c, " (", 2);
+        events_append_neutral(c, reason, strlen(reason));
+        events_append(c, ")", 1);
+    }
+    events_append(c, "\r\n", 2);
+}
+
+/* The telnet notice of a topic or moderation event (rule 76). */
+static void moderation_line(struct chunk **c, const struct store_msg *m)
+{
+    char line[200];
+    int n = 0;
+    const char *user = m->user ? m->user : "?";
+    switch (m->type) {
+    case STORE_EV_TOPIC:
+        if (!m->text || !m->text_len) {
+            n = snprintf(line, sizeof line, "* %s cleared the topic of #%s\r\n", m->from, m->room);
+            break;
+        }
+        n = snprintf(line, sizeof line, "* %s set the topic of #%s: ", m->from, m->room);
+        events_append(c, line, (size_t)n);
+        events_append_neutral(c, m->text, m->text_len);
+        events_append(c, "\r\n", 2);
+        return;
+    case STORE_EV_ROLE: {
+        const char *role = m->detail ? m->detail : "member";
+        if (strcmp(role, "owner") == 0)
+            n = snprintf(line, sizeof line, "* %s made %s the owner of #%s\r\n", m->from, user,
+                         m->room);
+        else
+            n = snprintf(line, sizeof line, "* %s made %s %s in #%s\r\n", m->from, user,
+                         strcmp(role, "op") == 0 ? "an op" : "a member", m->room);
+        break;
+    }
+    case STORE_EV_KICK:
+    case STORE_EV_BAN:
+        n = snprintf(line, sizeof line, "* %s was %s from #%s by %s", user,
+                     m->type == STORE_EV_KICK ? "kicked" : "banned", m->room, m->from);
+        events_append(c, line, (size_t)n);
+        line_tail(c, m->type == STORE_EV_BAN ? m->duration : 0, m->detail);
+        return;
+    case STORE_EV_UNBAN:
+        n = snprintf(line, sizeof line, "* %s was unbanned from #%s by %s\r\n", user, m->room,
+                     m->from);
+        break;
+    case STORE_EV_MUTE:
+        n = snprintf(line, sizeof line, "* %s was muted in #%s by %s", user, m->room, m->from);
+        events_append(c, line, (size_t)n);
+        line_tail(c, m->duration, NULL);
+        return;
+    case STORE_EV_UNMUTE:
+        n = snprintf(line, sizeof line, "* %s was unmuted in #%s by %s\r\n", user, m->room,
+                     m->from);
+        break;
+    default:
+        return;
+    }
+    events_append(c, line, (size_t)n);
+}
+
+struct msg_rec events_kicked(const char *room, const char *by, const char *reason, bool banned,
+                             uint64_t duration)
+{
+    struct jsonw w;
+    jsonw_init(&w, MSG_JSON_OFF);
+    jsonw_object_begin(&w);
+    jsonw_kv_str(&w, "type", "kicked");
+    jsonw_kv_str(&w, "room", room);
+    jsonw_kv_str(&w, "by", by);
+    if (reason && *reason)
+        jsonw_kv_str(&w, "reason", reason);
+    if (banned) {
+        jsonw_kv_bool(&w, "banned", true);
+        if (duration)
+            jsonw_kv_u64(&w, "duration", duration);
+    }
+    jsonw_object_end(&w);
+    struct msg_rec r = events_frame(&w);
+    char line[160];
+    int n = snprintf(line, sizeof line, "* You were %s from #%s by %s",
+                     banned ? "banned" : "kicked", room, by);
+    events_append(&r.tn, line, (size_t)n);
+    line_tail(&r.tn, banned ? duration : 0, reason);
+    return r;
+}
+
 struct msg_rec events_event(const struct store_msg *m, const char *peer, enum events_form form)
 {
     struct jsonw w;
@@ -189,6 +302,16 @@ struct msg_rec events_event(const struct store_msg *m, const char *peer, enum ev
     bool replay = form == EVENTS_REPLAY;
     bool erased =
         m->deleted && (m->type == STORE_EV_MESSAGE || (replay && m->type != STORE_EV_DELETE));
+    bool mod = m->type >= STORE_EV_TOPIC;
+    if (mod) {
+        moderation_body(&w, m);
+        jsonw_object_end(&w);
+        struct msg_rec r = events_frame(&w);
+        r.seq = m->seq;
+        r.ts = m->ts;
+        moderation_line(&r.tn, m);
+        return r;
+    }
     if (m->type != STORE_EV_MESSAGE)
         jsonw_kv_u64(&w, "target", m->target);
     if (erased) {

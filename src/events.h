@@ -44,6 +44,12 @@ struct events_reaction {
 struct msg_rec events_history_entry(const struct store_msg *m, const struct events_reaction *r,
                                     size_t n_reactions);
 
+/* What the connections of a kicked or banned user that joined the room get instead of the event
+ * (rule 64): {"type":"kicked","room","by","reason"?,"banned"?,"duration"?}, and its telnet line
+ * "* You were kicked from #room by NAME (REASON)" (rule 76). */
+struct msg_rec events_kicked(const char *room, const char *by, const char *reason, bool banned,
+                             uint64_t duration);
+
 /* Presence and typing events for a room (typing has no telnet form: tn is NULL). */
 struct msg_rec events_presence(const char *room, const char *user, bool online);
 struct msg_rec events_typing(const char *room, const char *user);

@@ -1,8 +1,11 @@
 /* hub: rooms, members, presence and fan-out on one thread. */
 #include "hub.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -49,6 +52,18 @@ struct hub_room {
      * room large or finds no join used it since the last one. */
     struct member_list *list;
     bool list_used;
+    /* Topic, roles, moderation (rules 58-65), as stored: a mirror the hub keeps from the events
+     * it delivers (the store checks them itself, rule 74), for joins, typing and rooms. owner_lc:
+     * "" for none. ops: name_lc -> (void *)1; bans, mutes: name_lc -> struct hub_restrict. Made
+     * when first needed: most rooms have none. */
+    char owner_lc[CHAT_NAME_MAX];
+    char *topic; /* NULL: none */
+    struct map *ops, *bans, *mutes;
+};
+
+/* A ban or a mute: until when (ms since the epoch, the store's clock), 0 until lifted. */
+struct hub_restrict {
+    int64_t until;
 };
 
 /* A room's presence events of the hub's current turn, gathered into one event_run (chat.h). */
@@ -128,9 +143,24 @@ static void list_drop(struct hub_room *r)
     r->list = NULL;
 }
 
+static void map_drop(struct map *m, bool values)
+{
+    if (!m)
+        return;
+    if (values)
+        map_free_all(m);
+    else
+        map_free(m);
+    free(m);
+}
+
 static void room_free(struct hub_room *r)
 {
     list_drop(r);
+    free(r->topic);
+    map_drop(r->ops, false);
+    map_drop(r->bans, true);
+    map_drop(r->mutes, true);
     if (r->run) {
         for (uint32_t i = 0; i < r->run->n; i++)
             msg_rec_release(&r->run->ev[i]);
@@ -568,6 +598,177 @@ static void on_tick(struct timer *t)
     timer_start(h->service->loop, &h->tick, loop_now(h->service->loop) + h->tick_ms);
 }
 
+/* --- topic, roles, moderation (rules 58-65) --- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct map *map_lazy(struct map **m)
+{
+    if (!*m) {
+        *m = xmalloc(sizeof **m);
+        map_init(*m, true);
+    }
+    return *m;
+}
+
+/* Whether name_lc is under the ban or mute in *m now, with *until (0 = until lifted). Expired
+ * entries are dropped as they are found (expiry stores no event, rule 63). */
+static bool restricted(struct map *m, const char *name_lc, int64_t *until)
+{
+    struct hub_restrict *x = m ? map_get(m, name_lc) : NULL;
+    if (!x)
+        return false;
+    if (x->until && x->until <= wall_ms()) {
+        free(map_del(m, name_lc));
+        return false;
+    }
+    if (until)
+        *until = x->until;
+    return true;
+}
+
+static void restrict_set(struct map **m, const char *name_lc, int64_t until)
+{
+    struct hub_restrict *x = xmalloc(sizeof *x);
+    x->until = until;
+    free(map_put(map_lazy(m), name_lc, x));
+}
+
+static void restrict_lift(struct map *m, const char *name_lc)
+{
+    if (m)
+        free(map_del(m, name_lc));
+}
+
+static bool is_admin(const struct hub *h, const char *name_lc)
+{
+    for (size_t i = 0; i < h->cfg->n_admins; i++)
+        if (strcasecmp(h->cfg->admins[i], name_lc) == 0)
+            return true;
+    return false;
+}
+
+static const char *known_user(struct hub *h, const char *name_lc);
+
+/* joined (rules 58, 59, 65): the room's topic and owner, the requester's role, its mute. */
+static void add_room_state(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    free(op->topic);
+    op->topic = r->topic && !r->dm ? xstrdup(r->topic) : NULL;
+    op->owner[0] = '\0';
+    op->my_role = CHAT_ROLE_MEMBER;
+    op->muted = false;
+    if (r->dm)
+        return;
+    if (r->owner_lc[0]) {
+        const char *shown = known_user(h, r->owner_lc);
+        snprintf(op->owner, sizeof op->owner, "%s", shown ? shown : r->owner_lc);
+    }
+    if (!op->guest) {
+        if (is_admin(h, op->user_lc))
+            op->my_role = CHAT_ROLE_ADMIN;
+        else if (strcmp(r->owner_lc, op->user_lc) == 0)
+            op->my_role = CHAT_ROLE_OWNER;
+        else if (r->ops && map_get(r->ops, op->user_lc))
+            op->my_role = CHAT_ROLE_OP;
+    }
+    op->muted = restricted(r->mutes, op->user_lc, &op->muted_until);
+}
+
+/* The mirror follows a stored topic or moderation event. */
+static void mod_stored(struct hub_room *r, const struct chat_op *op)
+{
+    switch (op->kind) {
+    case CHAT_TOPIC:
+        free(r->topic);
+        r->topic = op->text_len ? xstrndup(op->text, op->text_len) : NULL;
+        break;
+    case CHAT_ROLE:
+        if (op->role == CHAT_ROLE_OP) {
+            map_put(map_lazy(&r->ops), op->subject_lc, (void *)1);
+        } else if (op->role == CHAT_ROLE_MEMBER) {
+            if (r->ops)
+                map_del(r->ops, op->subject_lc);
+        } else {
+            if (r->owner_lc[0] && strcmp(r->owner_lc, op->subject_lc) != 0)
+                map_put(map_lazy(&r->ops), r->owner_lc, (void *)1);
+            if (r->ops)
+                map_del(r->ops, op->subject_lc);
+            memcpy(r->owner_lc, op->subject_lc, sizeof r->owner_lc);
+        }
+        break;
+    case CHAT_BAN:
+        restrict_set(&r->bans, op->subject_lc,
+                     op->duration ? op->ts + (int64_t)op->duration * 1000 : 0);
+        break;
+    case CHAT_MUTE:
+        restrict_set(&r->mutes, op->subject_lc,
+                     op->duration ? op->ts + (int64_t)op->duration * 1000 : 0);
+        break;
+    case CHAT_UNBAN:
+        restrict_lift(r->bans, op->subject_lc);
+        break;
+    case CHAT_UNMUTE:
+        restrict_lift(r->mutes, op->subject_lc);
+        break;
+    default:
+        break;
+    }
+}
+
+/* A stored kick or ban (rule 64): every worker with members in the room takes the user's
+ * connections there out of it, each with its `kicked`, before the event reaches the room. */
+static void kick_out(struct hub *h, struct hub_room *r, const struct chat_op *op)
+{
+    run_close(h, r);
+    bool ban = op->kind == CHAT_BAN;
+    struct msg_rec rec =
+        events_kicked(r->name, op->user, op->text, ban, ban ? op->duration : 0);
+    for (int w = 0; w < h->n_workers; w++) {
+        if (r->worker_conns[w] == 0)
+            continue;
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_KICK;
+        memcpy(d->room, r->name, sizeof d->room);
+        memcpy(d->user_a, op->subject_lc, sizeof d->user_a);
+        d->rec = msg_rec_ref(&rec);
+    }
+    msg_rec_release(&rec);
+}
+
+/* Loads what the store holds of a room's topic, roles, bans and mutes (start-up). */
+static void load_mod(void *arg, const char *room, enum store_mod_kind kind, const char *value,
+                     int64_t until)
+{
+    struct hub_room *r = room_get(arg, room, true);
+    char lc[CHAT_NAME_MAX];
+    if (kind != STORE_MOD_TOPIC)
+        text_lower(value, strnlen(value, TEXT_NAME_MAX), lc);
+    switch (kind) {
+    case STORE_MOD_OWNER:
+        memcpy(r->owner_lc, lc, sizeof r->owner_lc);
+        break;
+    case STORE_MOD_TOPIC:
+        free(r->topic);
+        r->topic = xstrdup(value);
+        break;
+    case STORE_MOD_OP:
+        map_put(map_lazy(&r->ops), lc, (void *)1);
+        break;
+    case STORE_MOD_BAN:
+        restrict_set(&r->bans, lc, until);
+        break;
+    case STORE_MOD_MUTE:
+        restrict_set(&r->mutes, lc, until);
+        break;
+    }
+}
+
 /* --- joins --- */
 
 static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
@@ -579,6 +780,7 @@ static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (r->run && !op->rejoin && !op->adopt && !op->err)
         op->run_from = r->run->n + 1;
     add_joined_members(h, r, op);
+    add_room_state(h, r, op);
     reply(h, op);
 }
 
@@ -602,13 +804,51 @@ static void join_continue(struct hub *h, struct hub_room *r, struct chat_op *op)
     chat_to_store(op);
 }
 
+/*
+ * A join's checks in rule 75's order (the worker has answered another pair's dm room): banned,
+ * no_such_room (only a registered user's join creates a room, rule 60), too_many_rooms (per
+ * connection, then saved rooms, then server-wide). Returns false after answering the error.
+ */
+static bool join_allowed(struct hub *h, struct chat_op *op)
+{
+    struct hub_room *r = map_get(&h->rooms, op->room);
+    if (r && !r->dm && restricted(r->bans, op->user_lc, NULL)) {
+        snprintf(op->why_buf, sizeof op->why_buf, "banned from #%s", op->room);
+        reply_error(h, op, PROTO_BANNED, op->why_buf);
+        return false;
+    }
+    if (!r && !op->room_is_dm && op->guest) {
+        snprintf(op->why_buf, sizeof op->why_buf, "no room #%s", op->room);
+        reply_error(h, op, PROTO_NO_SUCH_ROOM, op->why_buf);
+        return false;
+    }
+    if (op->over_room_limit) {
+        reply_error(h, op, PROTO_TOO_MANY_ROOMS, "you have joined as many rooms as a connection may");
+        return false;
+    }
+    /* TODO(merge): the saved-room limit (rule 67, the read helper's table) ranks here. */
+    uint64_t max = h->cfg->max_total_rooms;
+    if (!r && !op->room_is_dm && max && h->public_rooms.count >= max) {
+        reply_error(h, op, PROTO_TOO_MANY_ROOMS, "this server has as many rooms as it may");
+        return false;
+    }
+    return true;
+}
+
 static void join(struct hub *h, struct chat_op *op)
 {
+    if (op->stage == 0 && !op->adopt && !join_allowed(h, op))
+        return;
     bool created = !map_get(&h->rooms, op->room);
     struct hub_room *r = room_get(h, op->room, true);
     if (created && !r->dm) {
+        /* Rule 59: the registered user whose join made the room owns it. */
         struct chat_op *note = chat_op_new(CHAT_ROOM_CREATE, op->worker, 0);
         memcpy(note->room, op->room, sizeof note->room);
+        if (!op->guest && !op->adopt) {
+            memcpy(note->subject_lc, op->user_lc, sizeof note->subject_lc);
+            memcpy(r->owner_lc, op->user_lc, sizeof r->owner_lc);
+        }
         chat_to_store(note);
     }
     if (op->stage == 0) {
@@ -891,6 +1131,19 @@ static void event_route(struct hub *h, struct chat_op *op)
         memcpy(op->peer, peer ? peer : other, sizeof op->peer);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
+    if (chat_op_moderates(op->kind) && op->kind != CHAT_TOPIC) {
+        /* Rule 62: the user in events as registered, else as the online guest, else as given;
+         * role needs a registered name. */
+        struct hub_user *u = map_get(&h->registered, op->subject_lc);
+        op->subject_registered = u != NULL;
+        if (op->kind == CHAT_ROLE && !u) {
+            reply_error(h, op, PROTO_NO_SUCH_USER, "no registered user by that name");
+            return;
+        }
+        const char *shown = known_user(h, op->subject_lc);
+        if (shown)
+            snprintf(op->subject, sizeof op->subject, "%s", shown);
+    }
     /* Most texts mention nobody: one memchr, and no scan. */
     if ((op->kind == CHAT_SEND || op->kind == CHAT_EDIT) && op->text &&
         memchr(op->text, '@', op->text_len)) {
@@ -940,6 +1193,11 @@ static void event_stored(struct hub *h, struct chat_op *op)
             ring_replace(r, &op->msgs[i]);
         op->n_msgs = 0;
         metrics_add(METRIC_MESSAGES_ACCEPTED, 1);
+        if (chat_op_moderates(op->kind) && !r->dm) {
+            mod_stored(r, op);
+            if (op->kind == CHAT_KICK || op->kind == CHAT_BAN)
+                kick_out(h, r, op);
+        }
         if (r->dm) {
             /* Direct messages reach every connection of both users, wherever they are. */
             for (int w = 0; w < h->n_workers; w++) {
@@ -961,7 +1219,9 @@ static void event_stored(struct hub *h, struct chat_op *op)
 static void typing(struct hub *h, struct chat_op *op)
 {
     struct hub_room *r = room_get(h, op->room, false);
-    if (r && !r->large) /* rule 83: no typing in a large room */
+    /* Rule 65: a muted user's typing is dropped. */
+    if (r && !r->large && !restricted(r->mutes, op->user_lc, NULL)) /* rule 83: none in a large
+                                                                       room */
         to_room(h, r, events_typing(r->name, op->user), 0, op->user_lc);
     chat_op_free(op);
 }
@@ -1140,15 +1400,32 @@ static void on_mail(struct service *s, struct mail *m)
         for (; n && op->n_rooms < op->limit; n = ordset_next(n)) {
             r = ordset_value(n);
             chat_op_add_room(op, r->name, (uint32_t)r->index.count, r->latest);
+            if (r->topic)
+                op->rooms[op->n_rooms - 1].topic = xstrdup(r->topic);
         }
         op->more = n != NULL;
         reply(h, op);
         break;
     }
+    case CHAT_TOPIC:
+        if (op->topic_query) { /* telnet's /topic: what the room's topic is now */
+            r = room_get(h, op->room, false);
+            free(op->topic);
+            op->topic = r && r->topic && !r->dm ? xstrdup(r->topic) : NULL;
+            reply(h, op);
+            break;
+        }
+        /* fall through */
     case CHAT_SEND:
     case CHAT_EDIT:
     case CHAT_DELETE:
     case CHAT_REACT:
+    case CHAT_ROLE:
+    case CHAT_KICK:
+    case CHAT_BAN:
+    case CHAT_UNBAN:
+    case CHAT_MUTE:
+    case CHAT_UNMUTE:
         if (op->stage == 0)
             event_route(h, op);
         else
@@ -1202,6 +1479,19 @@ static void load_user(void *arg, const char *name, int64_t created_ms)
 
 int hub_init(struct service *s, const struct config *cfg, struct store *db, int n_workers)
 {
+    /* Rule 59: every --admin is a registered account, or the server does not start. */
+    for (size_t i = 0; i < cfg->n_admins; i++) {
+        struct store_user u;
+        int rc = db->ops->user_get(db, cfg->admins[i], &u);
+        if (rc == -ENOENT) {
+            fprintf(stderr, "parley: --admin %s: no registered account has that name\n",
+                    cfg->admins[i]);
+            log_error("msg=admin_not_registered admin=%s", cfg->admins[i]);
+            return -EINVAL;
+        }
+        if (rc < 0)
+            return rc;
+    }
     struct hub *h = xcalloc(1, sizeof *h);
     h->cfg = cfg;
     h->n_workers = n_workers;
@@ -1233,10 +1523,13 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     int rc = db->ops->load_rooms(db, load_room, h);
     if (rc == 0)
         rc = db->ops->load_users(db, load_user, h);
+    if (rc == 0)
+        rc = db->ops->load_moderation(db, wall_ms(), load_mod, h);
     if (rc < 0) {
         log_error("msg=hub_load_failed error=%d", rc);
         return rc;
     }
+
     room_get(h, "general", true); /* always exists */
     rc = service_init(s, "hub", on_mail, before_sleep, h);
     if (rc < 0)

@@ -40,7 +40,9 @@ static const struct {
     {"send", PROTO_SEND},         {"history", PROTO_HISTORY}, {"typing", PROTO_TYPING},
     {"ping", PROTO_PING},         {"edit", PROTO_EDIT},       {"delete", PROTO_DELETE},
     {"react", PROTO_REACT},       {"status", PROTO_STATUS},   {"search", PROTO_SEARCH},
-    {"read", PROTO_READ},
+    {"read", PROTO_READ},         {"topic", PROTO_TOPIC},     {"role", PROTO_ROLE},
+    {"kick", PROTO_KICK},         {"ban", PROTO_BAN},         {"unban", PROTO_UNBAN},
+    {"mute", PROTO_MUTE},         {"unmute", PROTO_UNMUTE},
 };
 
 /* The fields each type defines, for rule 37's null check. */
@@ -61,6 +63,13 @@ static const char *const field_sets[][5] = {
     [PROTO_STATUS] = {"state", "text"},
     [PROTO_SEARCH] = {"q", "room", "limit", "after"},
     [PROTO_READ] = {"room", "seq"},
+    [PROTO_TOPIC] = {"room", "text", "cid"},
+    [PROTO_ROLE] = {"room", "user", "role", "cid"},
+    [PROTO_KICK] = {"room", "user", "reason", "cid"},
+    [PROTO_BAN] = {"room", "user", "reason", "duration", "cid"},
+    [PROTO_UNBAN] = {"room", "user", "cid"},
+    [PROTO_MUTE] = {"room", "user", "duration", "cid"},
+    [PROTO_UNMUTE] = {"room", "user", "cid"},
 };
 
 /* What a client is told for a null field: the same as for a wrong type, since null is one. */
@@ -85,6 +94,10 @@ static const struct {
     {"on", "on must be true or false"},
     {"state", "state must be \"online\" or \"away\""},
     {"q", "q must be a string"},
+    {"user", "user must be a string"},
+    {"role", "role must be op, member or owner"},
+    {"reason", "reason must be a string"},
+    {"duration", "duration must be a whole number of seconds"},
 };
 
 static const char *const error_codes[PROTO_ERROR_COUNT] = {
@@ -108,6 +121,9 @@ static const char *const error_codes[PROTO_ERROR_COUNT] = {
     [PROTO_NOT_FOUND] = "not_found",
     [PROTO_EDIT_WINDOW] = "edit_window",
     [PROTO_TOO_MANY_REACTIONS] = "too_many_reactions",
+    [PROTO_NO_SUCH_ROOM] = "no_such_room",
+    [PROTO_BANNED] = "banned",
+    [PROTO_MUTED] = "muted",
 };
 
 const char *proto_error_code(enum proto_error e)
@@ -692,6 +708,106 @@ static enum proto_error validate_read(struct check *ck)
     return room_name(ck, &rf);
 }
 
+/*
+ * A one-line text (a topic, rule 58; a reason, rule 63): trailing white space trimmed, then no
+ * control character at all, newline and tab included (bad_request), at most max code points
+ * (*too_long, reported by the caller after the bad_name pass). Empty after trimming is allowed:
+ * *trimmed 0. False for bad_request.
+ */
+static bool line_text(const char *s, size_t n, size_t max, size_t *trimmed, bool *too_long)
+{
+    *trimmed = 0;
+    *too_long = false;
+    enum text_verdict v = text_check_message(s, n, SIZE_MAX, trimmed);
+    if (v == TEXT_EMPTY)
+        return true;
+    if (v != TEXT_OK || memchr(s, '\n', *trimmed) || memchr(s, '\t', *trimmed))
+        return false;
+    size_t ignored;
+    *too_long = text_check_message(s, n, max, &ignored) == TEXT_TOO_LONG;
+    return true;
+}
+
+/*
+ * topic, role, kick, ban, unban, mute, unmute (protocol 1.1 rules 58, 62, 63): room; topic's
+ * text; the others' user, role's role, kick's and ban's reason, ban's and mute's duration; cid.
+ * The bad_request pass first, then bad_name (room, user), then too_long (text, reason).
+ */
+static enum proto_error validate_moderation(struct check *ck, const struct proto_limits *limits)
+{
+    struct proto_request *req = ck->req;
+    struct room_field rf;
+    enum proto_error e = room_present(ck, &rf);
+    if (e != PROTO_OK)
+        return e;
+    bool too_long = false;
+    const char *long_why = NULL;
+    if (req->type == PROTO_TOPIC) {
+        size_t n, trimmed;
+        const char *text = get_string(ck, "text", &n);
+        if (!text)
+            return fail(ck, PROTO_BAD_REQUEST, "text must be a string");
+        size_t max = limits && limits->max_topic_points ? limits->max_topic_points : 300;
+        if (!line_text(text, n, max, &trimmed, &too_long))
+            return fail(ck, PROTO_BAD_REQUEST, "a topic may hold no control character");
+        req->text = text;
+        req->text_len = trimmed;
+        long_why = "the topic is longer than this server allows";
+    } else {
+        req->user = get_string(ck, "user", &req->user_len);
+        if (!req->user)
+            return fail(ck, PROTO_BAD_REQUEST, "user must be a string");
+    }
+    if (req->type == PROTO_ROLE) {
+        size_t n;
+        const char *role = get_string(ck, "role", &n);
+        if (role && n == 2 && memcmp(role, "op", 2) == 0)
+            req->role = PROTO_ROLE_OP;
+        else if (role && n == 6 && memcmp(role, "member", 6) == 0)
+            req->role = PROTO_ROLE_MEMBER;
+        else if (role && n == 5 && memcmp(role, "owner", 5) == 0)
+            req->role = PROTO_ROLE_OWNER;
+        else
+            return fail(ck, PROTO_BAD_REQUEST, "role must be op, member or owner");
+    }
+    if (req->type == PROTO_KICK || req->type == PROTO_BAN) {
+        json_t *reason = field(ck, "reason");
+        if (reason) {
+            size_t n, trimmed;
+            const char *text = get_string(ck, "reason", &n);
+            if (!text)
+                return fail(ck, PROTO_BAD_REQUEST, "reason must be a string");
+            size_t max = limits && limits->max_reason_points ? limits->max_reason_points : 300;
+            if (!line_text(text, n, max, &trimmed, &too_long))
+                return fail(ck, PROTO_BAD_REQUEST, "a reason may hold no control character");
+            if (trimmed) { /* empty is none (rule 63) */
+                req->text = text;
+                req->text_len = trimmed;
+            }
+            long_why = "the reason is longer than this server allows";
+        }
+    }
+    if (req->type == PROTO_BAN || req->type == PROTO_MUTE) {
+        json_t *duration = field(ck, "duration");
+        uint64_t max = limits && limits->max_duration ? limits->max_duration : 31536000;
+        if (duration && (!get_whole(duration, &req->duration) || req->duration < 1 ||
+                         req->duration > max))
+            return fail(ck, PROTO_BAD_REQUEST,
+                        "duration must be a whole number of seconds, at least 1 and at most "
+                        "this server's longest");
+    }
+    e = read_cid(ck);
+    if (e == PROTO_OK)
+        e = room_name(ck, &rf);
+    if (e != PROTO_OK)
+        return e;
+    if (req->user && !text_valid_user(req->user, req->user_len))
+        return fail(ck, PROTO_BAD_NAME, user_why);
+    if (too_long)
+        return fail(ck, PROTO_TOO_LONG, long_why);
+    return PROTO_OK;
+}
+
 enum proto_error proto_validate(struct proto_request *req, const struct proto_limits *limits,
                                 const char **why)
 {
@@ -737,6 +853,15 @@ enum proto_error proto_validate(struct proto_request *req, const struct proto_li
             break;
         case PROTO_READ:
             e = validate_read(&ck);
+            break;
+        case PROTO_TOPIC:
+        case PROTO_ROLE:
+        case PROTO_KICK:
+        case PROTO_BAN:
+        case PROTO_UNBAN:
+        case PROTO_MUTE:
+        case PROTO_UNMUTE:
+            e = validate_moderation(&ck, limits);
             break;
         case PROTO_PING:
             break;

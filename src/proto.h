@@ -36,6 +36,14 @@ enum proto_type {
     PROTO_STATUS, /* protocol 1.1 rule 69 */
     PROTO_SEARCH,
     PROTO_READ, /* protocol 1.1 rule 66 */
+    /* Topic, roles, moderation (protocol 1.1 rules 58-65). */
+    PROTO_TOPIC,
+    PROTO_ROLE,
+    PROTO_KICK,
+    PROTO_BAN,
+    PROTO_UNBAN,
+    PROTO_MUTE,
+    PROTO_UNMUTE,
 };
 
 /* Error codes of PROTOCOL.md, in wire spelling by proto_error_code(). */
@@ -60,6 +68,9 @@ enum proto_error {
     PROTO_NOT_FOUND, /* protocol 1.1 (rules 50, 52-54) */
     PROTO_EDIT_WINDOW,
     PROTO_TOO_MANY_REACTIONS,
+    PROTO_NO_SUCH_ROOM, /* protocol 1.1 (rules 60, 64, 65) */
+    PROTO_BANNED,
+    PROTO_MUTED,
     PROTO_ERROR_COUNT,
 };
 
@@ -67,7 +78,13 @@ enum proto_error {
 struct proto_limits {
     size_t max_text_points;   /* 4000 */
     size_t max_status_points; /* 100 (rule 69); 0 = the default */
+    size_t max_topic_points;  /* topic text (rule 58); 0 = 300 */
+    size_t max_reason_points; /* kick, ban reason (rule 63); 0 = 300 */
+    uint64_t max_duration;    /* ban, mute duration in seconds (rule 63); 0 = 31536000 */
 };
+
+/* role's values (rule 62). */
+enum proto_role { PROTO_ROLE_MEMBER, PROTO_ROLE_OP, PROTO_ROLE_OWNER };
 
 struct proto_request {
     enum proto_type type;
@@ -115,6 +132,13 @@ struct proto_request {
     char *match;
     bool has_cursor;
     struct search_cursor cursor;
+    /* Topic and moderation (rules 58-65): topic's text and kick's or ban's reason are in text /
+     * text_len (a reason trimmed to nothing is none: text NULL); the user named (valid name, as
+     * sent); role's value; ban's or mute's duration in seconds (0 = none). */
+    const char *user;
+    size_t user_len;
+    enum proto_role role;
+    uint64_t duration;
 };
 
 /*

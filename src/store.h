@@ -40,6 +40,13 @@ enum store_event_type {
     STORE_EV_EDIT,
     STORE_EV_DELETE,
     STORE_EV_REACTION,
+    STORE_EV_TOPIC,
+    STORE_EV_ROLE,
+    STORE_EV_KICK,
+    STORE_EV_BAN,
+    STORE_EV_UNBAN,
+    STORE_EV_MUTE,
+    STORE_EV_UNMUTE,
     STORE_EV_TYPES
 };
 
@@ -74,7 +81,19 @@ struct store_msg {
     bool on;              /* reaction */
     const char *target_from; /* read back: the author of an edit's, delete's or reaction's
                               * message as shown, or NULL (trimmed) */
+    /* Topic and moderation (rules 58-65); a topic's text is in text. */
+    const char *user;   /* role, kick, ban, unban, mute, unmute: the user named, as shown */
+    const char *detail; /* role: "op", "member" or "owner"; kick, ban: the reason, or NULL */
+    uint64_t duration;  /* ban, mute: seconds, 0 = until lifted */
 };
+
+/* What a room's moderation state holds, as load_moderation hands it out (rules 58, 59, 63). */
+enum store_mod_kind { STORE_MOD_OWNER, STORE_MOD_TOPIC, STORE_MOD_OP, STORE_MOD_BAN, STORE_MOD_MUTE };
+
+/* One item of a room's moderation state: the owner's or an op's lower-case name, the topic
+ * text, or a ban or mute (lower-case name, until = ms since the epoch, 0 = until lifted). */
+typedef void (*store_mod_cb)(void *arg, const char *room, enum store_mod_kind kind,
+                             const char *value, int64_t until);
 
 /* A message as the checks of rules 50-54 need it. */
 struct store_target {
@@ -179,8 +198,20 @@ struct store_ops {
     int (*search_merge)(struct store *s, bool *more);
     /* Truncates the WAL after erasures (rule 53: old texts leave the log too). */
     int (*checkpoint)(struct store *s);
-    /* Records a room (idempotent), so it is listed and kept even without messages. */
-    int (*room_create)(struct store *s, const char *room, int64_t created_ms);
+    /* Records a room (idempotent), so it is listed and kept even without messages; owner_lc:
+     * the registered user whose join created it (rule 59), or NULL. */
+    int (*room_create)(struct store *s, const char *room, int64_t created_ms, const char *owner_lc);
+    /* Every room's owner and topic, ops, bans and mutes (bans and mutes expired by now_ms left
+     * out), for the hub at start-up. */
+    int (*load_moderation)(struct store *s, int64_t now_ms, store_mod_cb each, void *arg);
+    /* Room's owner (lower-case, "" when none) into owner[STORE_NAME_MAX + 1], and whether
+     * name_lc is an op there. */
+    int (*room_roles)(struct store *s, const char *room, const char *name_lc, char *owner,
+                      bool *op);
+    /* Whether name_lc is banned (kind STORE_MOD_BAN) or muted (STORE_MOD_MUTE) in room at
+     * now_ms: 0 and *until (0 = until lifted), or -ENOENT. */
+    int (*restriction)(struct store *s, const char *room, enum store_mod_kind kind,
+                       const char *name_lc, int64_t now_ms, int64_t *until);
     /* Deletes the events of room with seq <= upto, and the reactions on them (retention). */
     int (*trim)(struct store *s, const char *room, uint64_t upto);
     int (*commit)(struct store *s);

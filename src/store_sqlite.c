@@ -190,6 +190,31 @@ static const char *const migrations[] = {
     " room TEXT NOT NULL,"
     " PRIMARY KEY(account, room)"
     ") WITHOUT ROWID;",
+    /* mod: topic, roles, moderation (rules 58-65). A public room's owner (lower-case name,
+     * NULL for none: general and rooms made before this step) and topic ('' = none) live on its
+     * row; ops, bans and mutes in tables of their own, keyed by (room, lower-case name). A ban's
+     * or mute's until_ms is when it ends (the event's ts + 1000 x duration), 0 until lifted;
+     * expired rows are simply not read, and a new ban or mute replaces the row. Retention never
+     * touches these tables. */
+    "ALTER TABLE rooms ADD COLUMN owner TEXT;"
+    "ALTER TABLE rooms ADD COLUMN topic TEXT NOT NULL DEFAULT '';"
+    "CREATE TABLE room_ops("
+    " room TEXT NOT NULL,"
+    " name_lc TEXT NOT NULL,"
+    " PRIMARY KEY(room, name_lc)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE room_bans("
+    " room TEXT NOT NULL,"
+    " name_lc TEXT NOT NULL,"
+    " until_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(room, name_lc)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE room_mutes("
+    " room TEXT NOT NULL,"
+    " name_lc TEXT NOT NULL,"
+    " until_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(room, name_lc)"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -262,6 +287,23 @@ enum stmt {
     ST_SAVED_LIST,
     ST_UNREAD,
     ST_UNREAD_MENTIONS,
+    ST_TOPIC_SET,
+    ST_OP_ADD,
+    ST_OP_DROP,
+    ST_OWNER_OLD_TO_OP,
+    ST_OWNER_SET,
+    ST_BAN_SET,
+    ST_BAN_DROP,
+    ST_MUTE_SET,
+    ST_MUTE_DROP,
+    ST_ROOM_OWNER,
+    ST_IS_OP,
+    ST_BAN_GET,
+    ST_MUTE_GET,
+    ST_LOAD_META,
+    ST_LOAD_OPS,
+    ST_LOAD_BANS,
+    ST_LOAD_MUTES,
     ST_COUNT
 };
 
@@ -269,7 +311,7 @@ enum stmt {
  * is deleted now (replay forms, rule 48). */
 #define EVENT_COLS                                                                                 \
     "e.seq, e.ts, e.sender, e.text, e.cid, e.type, e.target, e.reply_to, e.mentions, e.edited_ms," \
-    " e.deleted, e.detail, e.num, t.deleted, t.sender"
+    " e.deleted, e.detail, e.num, t.deleted, t.sender, e.subject"
 #define EVENT_FROM "events e LEFT JOIN events t ON t.room = e.room AND t.seq = e.target"
 #define READ_WHERE "e.room = ?1 AND e.seq > ?2 AND e.seq < ?3 AND e.ts >= ?4"
 
@@ -285,13 +327,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_FIND_CID] = "SELECT seq FROM events WHERE room = ?1 AND identity = lower(?2) AND cid = ?3",
     [ST_INSERT_MSG] =
         "INSERT INTO events(room, seq, ts, sender, sender_lc, text, cid, type, identity, target,"
-        " reply_to, mentions, detail, num)"
+        " reply_to, mentions, detail, num, subject)"
         " VALUES(?1, ?2, ?3, ?4, lower(?4), ?5, ?6, ?7, COALESCE(?8, lower(?4)), ?9, ?10, ?11,"
-        " ?12, ?13)",
+        " ?12, ?13, ?14)",
     /* MAX: last_seq never moves back, whatever order a batch inserts in. */
     [ST_ROOM_SEQ] = "INSERT INTO rooms(name, created_ms, last_seq) VALUES(?1, ?2, ?3)"
                     " ON CONFLICT(name) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-    [ST_ROOM_CREATE] = "INSERT OR IGNORE INTO rooms(name, created_ms, last_seq) VALUES(?1, ?2, 0)",
+    [ST_ROOM_CREATE] = "INSERT OR IGNORE INTO rooms(name, created_ms, last_seq, owner)"
+                       " VALUES(?1, ?2, 0, ?3)",
     [ST_TRIM] = "DELETE FROM events WHERE room = ?1 AND seq <= ?2",
     [ST_READ_OLDEST] =
         "SELECT " EVENT_COLS " FROM " EVENT_FROM " WHERE " READ_WHERE " ORDER BY e.seq LIMIT ?5",
@@ -410,6 +453,37 @@ static const char *const stmt_sql[ST_COUNT] = {
         "SELECT COUNT(*) FROM (SELECT 1 FROM mentions m JOIN events e"
         " ON e.room = m.room AND e.seq = m.seq WHERE m.room = ?1 AND m.user_lc = ?3"
         " AND m.seq > ?2 AND e.identity <> ?3 AND e.ts >= ?4 AND e.deleted = 0 LIMIT ?5)",
+    /* Topic and moderation state (rules 58-65), written with their events: ?1 room, ?2 a name
+     * (or the topic), ?3 a time. */
+    [ST_TOPIC_SET] = "INSERT INTO rooms(name, created_ms, last_seq, topic) VALUES(?1, ?3, 0, ?2)"
+                     " ON CONFLICT(name) DO UPDATE SET topic = excluded.topic",
+    [ST_OP_ADD] = "INSERT OR IGNORE INTO room_ops(room, name_lc) VALUES(?1, lower(?2))",
+    [ST_OP_DROP] = "DELETE FROM room_ops WHERE room = ?1 AND name_lc = lower(?2)",
+    /* role owner: the previous owner, if any and another, becomes an op (rule 62). */
+    [ST_OWNER_OLD_TO_OP] = "INSERT OR IGNORE INTO room_ops(room, name_lc) SELECT name, owner"
+                           " FROM rooms WHERE name = ?1 AND owner IS NOT NULL"
+                           " AND owner <> lower(?2)",
+    [ST_OWNER_SET] = "INSERT INTO rooms(name, created_ms, last_seq, owner)"
+                     " VALUES(?1, ?3, 0, lower(?2))"
+                     " ON CONFLICT(name) DO UPDATE SET owner = excluded.owner",
+    [ST_BAN_SET] = "INSERT OR REPLACE INTO room_bans(room, name_lc, until_ms)"
+                   " VALUES(?1, lower(?2), ?3)",
+    [ST_BAN_DROP] = "DELETE FROM room_bans WHERE room = ?1 AND name_lc = lower(?2)",
+    [ST_MUTE_SET] = "INSERT OR REPLACE INTO room_mutes(room, name_lc, until_ms)"
+                    " VALUES(?1, lower(?2), ?3)",
+    [ST_MUTE_DROP] = "DELETE FROM room_mutes WHERE room = ?1 AND name_lc = lower(?2)",
+    [ST_ROOM_OWNER] = "SELECT COALESCE(owner, '') FROM rooms WHERE name = ?1",
+    [ST_IS_OP] = "SELECT 1 FROM room_ops WHERE room = ?1 AND name_lc = ?2",
+    [ST_BAN_GET] = "SELECT until_ms FROM room_bans WHERE room = ?1 AND name_lc = ?2"
+                   " AND (until_ms = 0 OR until_ms > ?3)",
+    [ST_MUTE_GET] = "SELECT until_ms FROM room_mutes WHERE room = ?1 AND name_lc = ?2"
+                    " AND (until_ms = 0 OR until_ms > ?3)",
+    [ST_LOAD_META] = "SELECT name, owner, topic FROM rooms WHERE owner IS NOT NULL OR topic <> ''",
+    [ST_LOAD_OPS] = "SELECT room, name_lc, 0 FROM room_ops",
+    [ST_LOAD_BANS] = "SELECT room, name_lc, until_ms FROM room_bans"
+                     " WHERE until_ms = 0 OR until_ms > ?1",
+    [ST_LOAD_MUTES] = "SELECT room, name_lc, until_ms FROM room_mutes"
+                      " WHERE until_ms = 0 OR until_ms > ?1",
 };
 
 /* A file the store writes, as it was at open: the path must still lead to it. */
@@ -821,6 +895,24 @@ static int search_words(struct sqlite_store *ss, enum stmt id, const char *op, c
     return run(ss, id, op);
 }
 
+/* Runs a moderation write id with (room, text[0..n), time) bound as far as it has parameters. */
+static int mod_write(struct sqlite_store *ss, enum stmt id, const char *op, const char *room,
+                     const char *text, size_t n, int64_t t)
+{
+    sqlite3_stmt *st = ss->st[id];
+    int params = sqlite3_bind_parameter_count(st);
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    if (rc == SQLITE_OK && params >= 2)
+        rc = sqlite3_bind_text64(st, 2, text, n, SQLITE_STATIC, SQLITE_UTF8);
+    if (params >= 3)
+        rc = bind_i64(st, 3, t, rc);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, op, rc);
+    }
+    return run(ss, id, op);
+}
+
 /* A new message's row in the search index, at the next rowid, and where to find it again. */
 static int search_add(struct sqlite_store *ss, const struct store_msg *m)
 {
@@ -924,6 +1016,33 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
                              m->identity, m->from);
         return run_bound(ss, ST_REACT_DROP, "react_drop", m->room, m->target, 0, m->emoji,
                          m->identity, NULL);
+    case STORE_EV_TOPIC:
+        return mod_write(ss, ST_TOPIC_SET, "topic_set", m->room, m->text ? m->text : "",
+                         m->text ? m->text_len : 0, m->ts);
+    case STORE_EV_ROLE:
+        if (!m->detail || !m->user)
+            return 0;
+        if (strcmp(m->detail, "op") == 0)
+            return mod_write(ss, ST_OP_ADD, "op_add", m->room, m->user, strlen(m->user), 0);
+        if (strcmp(m->detail, "member") == 0)
+            return mod_write(ss, ST_OP_DROP, "op_drop", m->room, m->user, strlen(m->user), 0);
+        ret = mod_write(ss, ST_OWNER_OLD_TO_OP, "owner_old", m->room, m->user, strlen(m->user), 0);
+        if (ret == 0)
+            ret = mod_write(ss, ST_OWNER_SET, "owner_set", m->room, m->user, strlen(m->user),
+                            m->ts);
+        if (ret == 0)
+            ret = mod_write(ss, ST_OP_DROP, "op_drop", m->room, m->user, strlen(m->user), 0);
+        return ret;
+    case STORE_EV_BAN:
+    case STORE_EV_MUTE: {
+        int64_t until = m->duration ? m->ts + (int64_t)m->duration * 1000 : 0;
+        return mod_write(ss, m->type == STORE_EV_BAN ? ST_BAN_SET : ST_MUTE_SET, "restrict",
+                         m->room, m->user, strlen(m->user), until);
+    }
+    case STORE_EV_UNBAN:
+    case STORE_EV_UNMUTE:
+        return mod_write(ss, m->type == STORE_EV_UNBAN ? ST_BAN_DROP : ST_MUTE_DROP, "lift",
+                         m->room, m->user, strlen(m->user), 0);
     default:
         return 0;
     }
@@ -957,9 +1076,12 @@ static int sq_insert(struct store *s, const struct store_msg *m)
     if (m->reply_to)
         rc = bind_seq(st, 10, m->reply_to, rc);
     rc = bind_text(st, 11, m->mentions, rc);
-    rc = bind_text(st, 12, m->emoji, rc);
+    rc = bind_text(st, 12, m->type == STORE_EV_REACTION ? m->emoji : m->detail, rc);
     if (m->type == STORE_EV_REACTION)
         rc = bind_i64(st, 13, m->on, rc);
+    else if (m->duration)
+        rc = bind_seq(st, 13, m->duration, rc);
+    rc = bind_text(st, 14, m->user, rc);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert", rc);
@@ -993,13 +1115,119 @@ static int sq_insert(struct store *s, const struct store_msg *m)
     return note(ss, ret);
 }
 
-static int sq_room_create(struct store *s, const char *room, int64_t created_ms)
+static int sq_room_create(struct store *s, const char *room, int64_t created_ms,
+                          const char *owner_lc)
 {
     struct sqlite_store *ss = from_base(s);
     sqlite3_stmt *st = ss->st[ST_ROOM_CREATE];
     int rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_i64(st, 2, created_ms, rc);
+    rc = bind_text(st, 3, owner_lc, rc);
     return write_stmt(ss, ST_ROOM_CREATE, "room_create", rc);
+}
+
+/* Hands each row (room, value, until) of statement id to each as kind. */
+static int load_mod_rows(struct sqlite_store *ss, enum stmt id, enum store_mod_kind kind,
+                         int64_t now_ms, store_mod_cb each, void *arg)
+{
+    sqlite3_stmt *st = ss->st[id];
+    int rc = sqlite3_bind_parameter_count(st) >= 1 ? bind_i64(st, 1, now_ms, SQLITE_OK) : SQLITE_OK;
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        const char *room = (const char *)sqlite3_column_text(st, 0);
+        const char *v = (const char *)sqlite3_column_text(st, 1);
+        if (!room || !valid_room(room, strlen(room)) || !v ||
+            !text_valid_user(v, strlen(v))) {
+            log_warn("msg=store_damaged_row table=moderation error=\"not a room or name: skipped\"");
+            continue;
+        }
+        each(arg, room, kind, v, sqlite3_column_int64(st, 2));
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_moderation", rc);
+    done(st);
+    return ret;
+}
+
+static int sq_load_moderation(struct store *s, int64_t now_ms, store_mod_cb each, void *arg)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_LOAD_META];
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *room = (const char *)sqlite3_column_text(st, 0);
+        const char *owner = (const char *)sqlite3_column_text(st, 1);
+        const char *topic = (const char *)sqlite3_column_text(st, 2);
+        if (!room || !valid_room(room, strlen(room)))
+            continue;
+        if (owner && text_valid_user(owner, strlen(owner)))
+            each(arg, room, STORE_MOD_OWNER, owner, 0);
+        size_t n = topic ? (size_t)sqlite3_column_bytes(st, 2) : 0;
+        if (n && !text_needs_repair(topic, n) && !text_has_control(topic, n))
+            each(arg, room, STORE_MOD_TOPIC, topic, 0);
+    }
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "load_moderation", rc);
+    done(st);
+    if (ret == 0)
+        ret = load_mod_rows(ss, ST_LOAD_OPS, STORE_MOD_OP, now_ms, each, arg);
+    if (ret == 0)
+        ret = load_mod_rows(ss, ST_LOAD_BANS, STORE_MOD_BAN, now_ms, each, arg);
+    if (ret == 0)
+        ret = load_mod_rows(ss, ST_LOAD_MUTES, STORE_MOD_MUTE, now_ms, each, arg);
+    return ret;
+}
+
+static int sq_room_roles(struct store *s, const char *room, const char *name_lc, char *owner,
+                         bool *op)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0)
+        return ret;
+    owner[0] = '\0';
+    *op = false;
+    sqlite3_stmt *st = ss->st[ST_ROOM_OWNER];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && !copy_column(st, 0, owner, STORE_NAME_MAX + 1))
+        owner[0] = '\0';
+    ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(ss->db, "room_owner", rc);
+    done(st);
+    if (ret != 0)
+        return note(ss, ret);
+    st = ss->st[ST_IS_OP];
+    rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_text(st, 2, name_lc, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    *op = rc == SQLITE_ROW;
+    ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(ss->db, "is_op", rc);
+    done(st);
+    return note(ss, ret);
+}
+
+static int sq_restriction(struct store *s, const char *room, enum store_mod_kind kind,
+                          const char *name_lc, int64_t now_ms, int64_t *until)
+{
+    struct sqlite_store *ss = from_base(s);
+    int ret = batch_lost(ss);
+    if (ret != 0)
+        return ret;
+    sqlite3_stmt *st = ss->st[kind == STORE_MOD_BAN ? ST_BAN_GET : ST_MUTE_GET];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_text(st, 2, name_lc, rc);
+    rc = bind_i64(st, 3, now_ms, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *until = sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else {
+        ret = rc == SQLITE_DONE ? -ENOENT : fail(ss->db, "restriction", rc);
+    }
+    done(st);
+    return note(ss, ret);
 }
 
 static int sq_trim(struct store *s, const char *room, uint64_t upto)
@@ -1104,10 +1332,24 @@ static int each_event(struct sqlite_store *ss, sqlite3_stmt *st, const char *roo
                 .reply_to = (uint64_t)sqlite3_column_int64(st, 7),
                 .mentions = (const char *)sqlite3_column_text(st, 8),
                 .edited = sqlite3_column_int64(st, 9),
-                .emoji = (const char *)sqlite3_column_text(st, 11),
-                .on = sqlite3_column_int64(st, 12) != 0,
                 .target_from = (const char *)sqlite3_column_text(st, 14),
+                .user = (const char *)sqlite3_column_text(st, 15),
             };
+            if (type == STORE_EV_REACTION) {
+                m.emoji = (const char *)sqlite3_column_text(st, 11);
+                m.on = sqlite3_column_int64(st, 12) != 0;
+            } else {
+                m.detail = (const char *)sqlite3_column_text(st, 11);
+                int64_t num = sqlite3_column_int64(st, 12);
+                m.duration = num > 0 ? (uint64_t)num : 0;
+            }
+            /* A name or reason reaches JSON and terminals: a damaged one is shown as "?" or
+             * left out. */
+            if (m.user && !text_valid_user(m.user, strlen(m.user)))
+                m.user = "?";
+            if (m.detail && (text_needs_repair(m.detail, strlen(m.detail)) ||
+                             text_has_control(m.detail, strlen(m.detail))))
+                m.detail = NULL;
             if (m.target_from && !text_valid_user(m.target_from, strlen(m.target_from)))
                 m.target_from = "?";
             m.deleted = type == STORE_EV_MESSAGE ? sqlite3_column_int64(st, 10) != 0
@@ -1665,6 +1907,9 @@ static const struct store_ops sqlite_ops = {
     .find_cid = sq_find_cid,
     .insert = sq_insert,
     .room_create = sq_room_create,
+    .load_moderation = sq_load_moderation,
+    .room_roles = sq_room_roles,
+    .restriction = sq_restriction,
     .trim = sq_trim,
     .commit = sq_commit,
     .rollback = sq_rollback,

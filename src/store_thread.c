@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -319,6 +320,36 @@ static void collect_replay(void *arg, const struct store_msg *m)
     chat_op_add_msg(arg, &r);
 }
 
+/* True when name_lc (lower-case) is one of the --admin accounts (rule 59). */
+static bool is_admin(const struct config *cfg, const char *name_lc)
+{
+    for (size_t i = 0; i < cfg->n_admins; i++)
+        if (strcasecmp(cfg->admins[i], name_lc) == 0)
+            return true;
+    return false;
+}
+
+/* What registered user name_lc (NULL: a guest, always a member) is in public room `room`, as
+ * stored now (rules 59, 74). 0 or a store error. */
+static int rank_in(struct store_thread *st, const char *room, const char *name_lc,
+                   enum timeline_rank *out)
+{
+    *out = TIMELINE_MEMBER;
+    if (!name_lc)
+        return 0;
+    if (is_admin(st->cfg, name_lc)) {
+        *out = TIMELINE_ADMIN;
+        return 0;
+    }
+    char owner[STORE_NAME_MAX + 1];
+    bool op = false;
+    int rc = st->db->ops->room_roles(st->db, room, name_lc, owner, &op);
+    if (rc < 0)
+        return rc;
+    *out = timeline_rank_of(false, strcmp(owner, name_lc) == 0, op);
+    return 0;
+}
+
 /* Retention (rule 47): a room's newest N messages are kept, and every event after the oldest
  * of them. */
 static int retain(struct store_thread *st, const struct chat_op *op)
@@ -376,7 +407,8 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
     }
     struct store_target t = {0};
     uint64_t named = op->kind == CHAT_SEND ? op->reply_to : op->target;
-    if (op->kind != CHAT_SEND || op->has_reply_to) {
+    bool mod = chat_op_moderates(op->kind);
+    if (!mod && (op->kind != CHAT_SEND || op->has_reply_to)) {
         rc = find_target(db, op, named, &t);
         if (rc == -ENOENT) {
             fail_not_found(op, named);
@@ -386,19 +418,69 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
             return rc;
         memcpy(op->target_from, t.from, sizeof op->target_from);
     }
-    /* Roles come with moderation: every requester is a member until then. */
-    struct timeline_actor actor = {.identity = me};
+    /* Rights (rules 53, 58, 61), from the room's roles as stored in this transaction (rule 74). */
+    int64_t now = stamp(st, false);
+    enum timeline_rank my_rank = TIMELINE_MEMBER;
+    if (!op->room_is_dm && (mod || op->kind == CHAT_DELETE)) {
+        rc = rank_in(st, op->room, op->guest ? NULL : op->user_lc, &my_rank);
+        if (rc < 0)
+            return rc;
+    }
+    struct timeline_actor actor = {.identity = me,
+                                   .admin = my_rank == TIMELINE_ADMIN,
+                                   .owner = my_rank == TIMELINE_OWNER,
+                                   .op = my_rank == TIMELINE_OP};
     if (op->kind == CHAT_EDIT && !timeline_may_edit(&actor, &t)) {
         chat_op_fail(op, PROTO_FORBIDDEN, "only its author can edit a message");
         return 0;
     }
-    if (op->kind == CHAT_DELETE && !timeline_may_delete(&actor, &t, op->room_is_dm, false, false)) {
-        chat_op_fail(op, PROTO_FORBIDDEN, "you may not delete that message");
-        return 0;
+    if (op->kind == CHAT_DELETE) {
+        /* What the author is in the room now: a registered author's identity is its name. */
+        enum timeline_rank author = TIMELINE_MEMBER;
+        if (!op->room_is_dm && !timeline_authorless(t.identity) &&
+            strncmp(t.identity, "guest:", 6) != 0) {
+            rc = rank_in(st, op->room, t.identity, &author);
+            if (rc < 0)
+                return rc;
+        }
+        if (!timeline_may_delete(&actor, &t, op->room_is_dm, author == TIMELINE_ADMIN,
+                                 author != TIMELINE_MEMBER)) {
+            chat_op_fail(op, PROTO_FORBIDDEN, "you may not delete that message");
+            return 0;
+        }
     }
-    /* Moderation adds `muted` here (rule 75: after rights, before edit_window), and new event
-     * types (topic, role, kick, ...) their checks above and their type below. */
-    int64_t now = stamp(st, false);
+    if (mod) {
+        enum timeline_rank subject = TIMELINE_MEMBER;
+        if (op->kind != CHAT_TOPIC && !op->room_is_dm) {
+            /* Only registered names hold roles (rule 59); a guest's name is a member. */
+            rc = rank_in(st, op->room, op->subject_registered ? op->subject_lc : NULL, &subject);
+            if (rc < 0)
+                return rc;
+        }
+        enum timeline_act act = op->kind == CHAT_TOPIC ? TIMELINE_ACT_TOPIC
+                                : op->kind != CHAT_ROLE ? TIMELINE_ACT_MODERATE
+                                : op->role == CHAT_ROLE_OWNER ? TIMELINE_ACT_MAKE_OWNER
+                                                              : TIMELINE_ACT_ROLE;
+        if (!timeline_may_moderate(act, my_rank, subject, op->room_is_dm)) {
+            chat_op_fail(op, PROTO_FORBIDDEN,
+                         op->room_is_dm ? "there is no moderation in direct messages"
+                                        : "you may not do that in this room");
+            return 0;
+        }
+    }
+    /* Rule 65: a muted user's send, edit, react and topic (after rights, before edit_window). */
+    if (!op->room_is_dm && (op->kind == CHAT_SEND || op->kind == CHAT_EDIT ||
+                            op->kind == CHAT_REACT || op->kind == CHAT_TOPIC)) {
+        int64_t until;
+        rc = db->ops->restriction(db, op->room, STORE_MOD_MUTE, op->user_lc, now, &until);
+        if (rc == 0) {
+            snprintf(op->why_buf, sizeof op->why_buf, "muted in #%s", op->room);
+            chat_op_fail(op, PROTO_MUTED, op->why_buf);
+            return 0;
+        }
+        if (rc != -ENOENT)
+            return rc;
+    }
     uint64_t window = st->cfg->edit_window_s;
     if (op->kind == CHAT_EDIT && window && now - t.ts > (int64_t)(window * 1000)) {
         chat_op_fail(op, PROTO_EDIT_WINDOW, "that message is too old to edit");
@@ -436,6 +518,9 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         return rc;
     room->last_seq = op->seq;
     op->stage = 1;
+    /* TODO(merge): rules 64, 67: a stored kick or ban also forgets the room from the user's saved
+     * rooms (the read helper's table), here, in the transaction that stores the event; its read
+     * marker stays (rule 66). */
     if (op->kind == CHAT_SEND)
         return retain(st, op);
     if (op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) {
@@ -479,12 +564,9 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
 {
     struct store *db = st->db;
     int rc;
-    switch (op->kind) {
-    case CHAT_SEND:
-    case CHAT_EDIT:
-    case CHAT_DELETE:
-    case CHAT_REACT:
+    if (chat_op_stores_event(op->kind))
         return apply_timeline(st, op);
+    switch (op->kind) {
     case CHAT_REGISTER:
         op->user_created_ms = stamp(st, true);
         rc = db->ops->user_create(db, op->name, op->pwhash, op->user_created_ms);
@@ -524,7 +606,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         return rc < 0 ? rc : new_token(st, op);
     case CHAT_ROOM_CREATE:
         room_of(st, op->room);
-        return db->ops->room_create(db, op->room, now_ms());
+        return db->ops->room_create(db, op->room, now_ms(),
+                                    op->subject_lc[0] ? op->subject_lc : NULL);
     default:
         return 0;
     }
@@ -533,16 +616,14 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
 /* Where a write goes once its batch is settled. */
 static void route_after_batch(struct chat_op *op)
 {
-    switch (op->kind) {
-    case CHAT_SEND:
-    case CHAT_EDIT:
-    case CHAT_DELETE:
-    case CHAT_REACT:
+    if (chat_op_stores_event(op->kind)) {
         if (op->err)
             chat_to_worker(op);
         else
             chat_to_hub(op); /* stored (stage 1) or nothing to store (stage 2): fan-out and ack */
-        break;
+        return;
+    }
+    switch (op->kind) {
     case CHAT_REGISTER:
         op->stage = 1;
         chat_to_hub(op);
@@ -733,6 +814,22 @@ static void reaction_row(void *arg, const char *emoji, const char *identity, con
 
 static void read_history(struct store_thread *st, struct chat_op *op)
 {
+    if (!op->room_is_dm) {
+        /* Rule 64: a banned user reads nothing of the room (the store's clock, rule 74).
+         * TODO(merge): search (the search helper's code) makes the same check: `search` naming
+         * this room answers banned, and `search` without room skips the rooms where the user is
+         * banned (db->ops->restriction(..., STORE_MOD_BAN, ...)). */
+        int64_t until;
+        int rc = st->db->ops->restriction(st->db, op->room, STORE_MOD_BAN, op->user_lc,
+                                          stamp(st, false), &until);
+        if (rc == 0 || rc != -ENOENT) {
+            snprintf(op->why_buf, sizeof op->why_buf, "banned from #%s", op->room);
+            chat_op_fail(op, rc == 0 ? PROTO_BANNED : PROTO_SERVER_BUSY,
+                         rc == 0 ? op->why_buf : "history is not available right now");
+            chat_to_worker(op);
+            return;
+        }
+    }
     struct history_ctx hc = {0};
     int rc = st->db->ops->history(st->db, op->room, op->before ? op->before : UINT64_MAX, op->ts,
                                   op->limit, !op->telnet_history, history_row, &hc);

@@ -98,6 +98,9 @@ static const char help_text[] =
     "*   /delete             delete your newest message in the current room\r\n"
     "*   /away [TEXT]        set your status to away, with a text if given\r\n"
     "*   /back               set your status to online, without text\r\n"
+    "*   /topic [TEXT | -]   show, set or clear the current room's topic\r\n"
+    "*   /kick USER [REASON], /ban USER [MINUTES] [REASON], /unban USER\r\n"
+    "*   /mute USER [MINUTES], /unmute USER, /op USER, /deop USER\r\n"
     "*   /register PASSWORD  register your guest name\r\n"
     "*   /login NAME PASSWORD, /help, /quit\r\n"
     "* A line without / goes to the current room; //text sends /text.\r\n"
@@ -355,6 +358,151 @@ static void set_status(struct conn *c, bool away, const char *text)
     submit(c, op);
 }
 
+static char *word(char **rest);
+
+/* A topic or reason typed on telnet (rules 58, 63): trimmed; no control character (a tab
+ * included); at most max code points. 1 when it can be sent (*trimmed bytes, maybe 0), -1 when it
+ * is refused (the error line is written). */
+static int check_line_text(struct conn *c, const char *text, size_t max, size_t *trimmed)
+{
+    size_t len = strlen(text);
+    *trimmed = 0;
+    enum text_verdict v = text_check_message(text, len, SIZE_MAX, trimmed);
+    if (v == TEXT_EMPTY)
+        return 1;
+    if (v != TEXT_OK || memchr(text, '\t', *trimmed)) {
+        error_line(c, PROTO_BAD_REQUEST, "control characters cannot be sent");
+        return -1;
+    }
+    size_t ignored;
+    if (text_check_message(text, len, max, &ignored) == TEXT_TOO_LONG) {
+        error_line(c, PROTO_TOO_LONG, "that is longer than this server allows");
+        return -1;
+    }
+    return 1;
+}
+
+/* An op of kind for the current room, or NULL after an error line (no current room). */
+static struct chat_op *current_room_op(struct conn *c, enum chat_op_kind kind)
+{
+    struct telnet_state *t = state_of(c);
+    if (!t->current[0]) {
+        error_line(c, PROTO_NOT_MEMBER, "you are in no room; /join one");
+        return NULL;
+    }
+    struct chat_op *op = new_op(c, kind);
+    memcpy(op->room, t->current, sizeof op->room);
+    op->room_is_dm = strncmp(t->current, "dm:", 3) == 0;
+    return op;
+}
+
+/* /topic (shows it), /topic TEXT, /topic - (clears) (rule 77). */
+static void topic_command(struct conn *c, const char *rest)
+{
+    size_t trimmed = 0;
+    bool clear = strcmp(rest, "-") == 0;
+    if (*rest && !clear && check_line_text(c, rest, cfg_of(c)->max_topic, &trimmed) < 0)
+        return;
+    struct chat_op *op = current_room_op(c, CHAT_TOPIC);
+    if (!op)
+        return;
+    if (!*rest || (!clear && trimmed == 0)) {
+        op->topic_query = true;
+    } else {
+        op->text = xstrndup(clear ? "" : rest, clear ? 0 : trimmed);
+        op->text_len = clear ? 0 : trimmed;
+    }
+    submit(c, op);
+}
+
+/* A MINUTES word (rule 77): 1..525600 ASCII digits, and no more than --max-duration allows.
+ * Returns the seconds, or 0 after an error line. */
+static uint64_t minutes_arg(struct conn *c, const char *w)
+{
+    uint64_t minutes = 0;
+    size_t n = strlen(w);
+    for (size_t i = 0; i < n && n <= 6; i++)
+        minutes = minutes * 10 + (uint64_t)(w[i] - '0');
+    if (n > 6 || minutes < 1 || minutes > 525600 || minutes * 60 > cfg_of(c)->max_duration_s) {
+        error_line(c, PROTO_BAD_REQUEST, "MINUTES must be a number of minutes this server allows");
+        return 0;
+    }
+    return minutes * 60;
+}
+
+static bool all_digits(const char *w)
+{
+    if (!*w)
+        return false;
+    for (; *w; w++)
+        if (*w < '0' || *w > '9')
+            return false;
+    return true;
+}
+
+/* /kick USER [REASON], /ban USER [MINUTES] [REASON], /unban USER, /mute USER [MINUTES],
+ * /unmute USER, /op USER, /deop USER (rule 77), on the current room. */
+static void moderation_command(struct conn *c, const char *cmd, char *rest)
+{
+    enum chat_op_kind kind = strcmp(cmd, "kick") == 0    ? CHAT_KICK
+                             : strcmp(cmd, "ban") == 0   ? CHAT_BAN
+                             : strcmp(cmd, "unban") == 0 ? CHAT_UNBAN
+                             : strcmp(cmd, "mute") == 0  ? CHAT_MUTE
+                             : strcmp(cmd, "unmute") == 0 ? CHAT_UNMUTE
+                                                          : CHAT_ROLE;
+    char *who = word(&rest);
+    while (*rest == ' ')
+        rest++;
+    if (!who) {
+        error_line(c, PROTO_BAD_REQUEST, "usage: /help lists the moderation commands");
+        return;
+    }
+    uint64_t duration = 0;
+    if (kind == CHAT_BAN || kind == CHAT_MUTE) {
+        char *save = rest;
+        char *w = word(&rest);
+        if (w && all_digits(w)) {
+            if (!(duration = minutes_arg(c, w)))
+                return;
+            while (*rest == ' ')
+                rest++;
+        } else if (w && kind == CHAT_MUTE) {
+            error_line(c, PROTO_BAD_REQUEST, "usage: /mute USER [MINUTES]");
+            return;
+        } else if (w) {
+            size_t wn = strlen(w);
+            if (rest != w + wn)
+                w[wn] = ' '; /* not MINUTES: the reason's first word, put back */
+            rest = save;
+            while (*rest == ' ')
+                rest++;
+        }
+    }
+    bool takes_reason = kind == CHAT_KICK || kind == CHAT_BAN;
+    if (!takes_reason && *rest) {
+        error_line(c, PROTO_BAD_REQUEST, "that command takes no more words");
+        return;
+    }
+    size_t trimmed = 0;
+    if (takes_reason && *rest && check_line_text(c, rest, cfg_of(c)->max_reason, &trimmed) < 0)
+        return;
+    if (!text_valid_user(who, strlen(who))) {
+        error_line(c, PROTO_BAD_NAME, "names are 1-32 characters of A-Z a-z 0-9 _ - .");
+        return;
+    }
+    struct chat_op *op = current_room_op(c, kind);
+    if (!op)
+        return;
+    size_t n = strlen(who);
+    memcpy(op->subject, who, n);
+    text_lower(who, n, op->subject_lc);
+    op->duration = duration;
+    op->role = strcmp(cmd, "op") == 0 ? CHAT_ROLE_OP : CHAT_ROLE_MEMBER;
+    if (trimmed)
+        op->text = xstrndup(rest, trimmed);
+    submit(c, op);
+}
+
 /* The room a command names, or the current one; writes it into out. Returns false if none. */
 static bool room_arg(struct conn *c, const char *arg, char out[CHAT_ROOM_MAX])
 {
@@ -410,7 +558,7 @@ static void command(struct conn *c, char *line)
     if (!cmd) {
         error_line(c, PROTO_UNKNOWN_TYPE, "no such command; /help lists them");
     } else if (strcmp(cmd, "help") == 0) {
-        say(c, "%s", help_text);
+        conn_send_copy(c, help_text, sizeof help_text - 1); /* longer than say() holds */
     } else if (strcmp(cmd, "quit") == 0) {
         say(c, "* Bye.\r\n");
         conn_close_after_flush(c);
@@ -518,6 +666,12 @@ static void command(struct conn *c, char *line)
             error_line(c, PROTO_BAD_REQUEST, "usage: /back (then /away TEXT for a text)");
         else
             set_status(c, false, "");
+    } else if (strcmp(cmd, "topic") == 0) {
+        topic_command(c, rest);
+    } else if (strcmp(cmd, "kick") == 0 || strcmp(cmd, "ban") == 0 || strcmp(cmd, "unban") == 0 ||
+               strcmp(cmd, "mute") == 0 || strcmp(cmd, "unmute") == 0 || strcmp(cmd, "op") == 0 ||
+               strcmp(cmd, "deop") == 0) {
+        moderation_command(c, cmd, rest);
     } else {
         error_line(c, PROTO_UNKNOWN_TYPE, "no such command; /help lists them");
     }
@@ -688,6 +842,10 @@ static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *
         {"away", CHAT_BUCKET_SEND},
         {"back", CHAT_BUCKET_SEND},
         {"search", CHAT_BUCKET_SEARCH},
+        {"topic", CHAT_BUCKET_SEND}, /* with TEXT or -: a bare /topic only shows it */
+        {"kick", CHAT_BUCKET_SEND},   {"ban", CHAT_BUCKET_SEND}, {"unban", CHAT_BUCKET_SEND},
+        {"mute", CHAT_BUCKET_SEND},   {"unmute", CHAT_BUCKET_SEND}, {"op", CHAT_BUCKET_SEND},
+        {"deop", CHAT_BUCKET_SEND},
     };
     if (len == 0)
         return false;
@@ -698,6 +856,17 @@ static bool line_bucket(const uint8_t *line, size_t len, enum chat_bucket_kind *
     char word[16];
     if (!command_word(line, len, word, sizeof word))
         return false;
+    if (strcmp(word, "topic") == 0) {
+        /* a bare /topic asks; with anything after it, it sets */
+        size_t i = 1;
+        while (i < len && line[i] == ' ')
+            i++;
+        i += 5;
+        while (i < len && line[i] == ' ')
+            i++;
+        if (i >= len)
+            return false;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(word, commands[i].command) == 0) {
             *bucket = commands[i].bucket;
@@ -970,6 +1139,22 @@ static void login_failed(struct conn *c, struct chat_op *op)
 static void autojoin_start(struct conn *c, const struct chat_op *welcome);
 static void autojoin_next(struct conn *c);
 static void flush_marks(struct conn *c, uint64_t now);
+/* "* Topic of #room: TEXT" (rule 76), the text as sent: longer than say() holds. */
+static void topic_line(struct conn *c, const struct chat_op *op)
+{
+    char head[64];
+    int n = snprintf(head, sizeof head, "* Topic of #%s: ", op->room);
+    conn_send_copy(c, head, (size_t)n);
+    conn_send_copy(c, op->topic, strlen(op->topic));
+    conn_send_copy(c, "\r\n", 2);
+}
+
+/* A kick or ban took this connection out of room (its line is written): rule 36. */
+static void room_lost(struct conn *c, const char *room)
+{
+    if (strcmp(state_of(c)->current, room) == 0)
+        pick_current(c);
+}
 
 static void op_done(struct conn *c, struct chat_op *op)
 {
@@ -1011,8 +1196,18 @@ static void op_done(struct conn *c, struct chat_op *op)
         } else {
             say(c, "* You joined #%s (%zu online).\r\n", op->room, op->n_members);
         }
+        if (op->topic && *op->topic)
+            topic_line(c, op);
         if (t->autojoining)
             autojoin_next(c);
+        break;
+    case CHAT_TOPIC: /* /topic without text: the answer is the topic (a set one shows its event) */
+        if (!op->topic_query)
+            break;
+        if (op->topic && *op->topic)
+            topic_line(c, op);
+        else
+            say(c, "* #%s has no topic.\r\n", op->room);
         break;
     case CHAT_LEAVE:
         say(c, "* You left #%s.\r\n", op->room);
@@ -1196,6 +1391,7 @@ static const struct chat_transport telnet_transport = {
     .input_released = input_released,
     .left_elsewhere = left_elsewhere,
     .shown = shown,
+    .room_lost = room_lost,
 };
 
 /* --- the connection --- */

@@ -13,6 +13,13 @@ const char *store_event_type_name(enum store_event_type t)
         [STORE_EV_EDIT] = "edit",
         [STORE_EV_DELETE] = "delete",
         [STORE_EV_REACTION] = "reaction",
+        [STORE_EV_TOPIC] = "topic",
+        [STORE_EV_ROLE] = "role",
+        [STORE_EV_KICK] = "kick",
+        [STORE_EV_BAN] = "ban",
+        [STORE_EV_UNBAN] = "unban",
+        [STORE_EV_MUTE] = "mute",
+        [STORE_EV_UNMUTE] = "unmute",
     };
     return (unsigned)t < STORE_EV_TYPES ? names[t] : "unknown";
 }
@@ -131,4 +138,35 @@ bool timeline_may_delete(const struct timeline_actor *a, const struct store_targ
     /* An op deletes members' messages and authorless ones, not the owner's, an admin's or
      * another op's. */
     return a->op && !author_is_staff;
+}
+
+enum timeline_rank timeline_rank_of(bool admin, bool owner, bool op)
+{
+    return admin ? TIMELINE_ADMIN : owner ? TIMELINE_OWNER : op ? TIMELINE_OP : TIMELINE_MEMBER;
+}
+
+bool timeline_may_moderate(enum timeline_act act, enum timeline_rank actor,
+                           enum timeline_rank subject, bool dm)
+{
+    if (dm)
+        return false;
+    switch (act) {
+    case TIMELINE_ACT_TOPIC:
+        return actor >= TIMELINE_OP;
+    case TIMELINE_ACT_MAKE_OWNER:
+        return actor == TIMELINE_ADMIN && subject != TIMELINE_ADMIN;
+    case TIMELINE_ACT_ROLE:
+        if (actor < TIMELINE_OWNER || subject == TIMELINE_OWNER)
+            break; /* op or member never applies to the owner, whoever asks */
+        return subject != TIMELINE_ADMIN;
+    case TIMELINE_ACT_MODERATE:
+        if (actor < TIMELINE_OP || subject == TIMELINE_ADMIN)
+            break;
+        if (subject == TIMELINE_OWNER)
+            return actor == TIMELINE_ADMIN;
+        if (subject == TIMELINE_OP)
+            return actor >= TIMELINE_OWNER;
+        return true;
+    }
+    return false;
 }

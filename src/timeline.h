@@ -63,6 +63,29 @@ bool timeline_may_edit(const struct timeline_actor *a, const struct store_target
 bool timeline_may_delete(const struct timeline_actor *a, const struct store_target *m, bool dm,
                          bool author_is_admin, bool author_is_staff);
 
+/* What a user is in a room, as rights go (rule 59): the first that applies, highest last. */
+enum timeline_rank { TIMELINE_MEMBER, TIMELINE_OP, TIMELINE_OWNER, TIMELINE_ADMIN };
+
+/* The requests rule 61 gives rights for. */
+enum timeline_act {
+    TIMELINE_ACT_TOPIC,     /* topic */
+    TIMELINE_ACT_ROLE,      /* role "op" or "member" */
+    TIMELINE_ACT_MAKE_OWNER, /* role "owner" */
+    TIMELINE_ACT_MODERATE,  /* kick, ban, unban, mute, unmute */
+};
+
+/* The rank of a user from what the room says of it (admin first, rule 59). */
+enum timeline_rank timeline_rank_of(bool admin, bool owner, bool op);
+
+/*
+ * Rules 58, 61, 62: may actor do act on subject (unused for a topic) in a room (never in a dm
+ * room)? topic: ops, owner, admins. role: owner and admins; "owner" admins only. moderation:
+ * ops too. Nobody acts on an admin; only admins on the owner; only the owner and admins on an
+ * op; "op" or "member" never applies to the owner.
+ */
+bool timeline_may_moderate(enum timeline_act act, enum timeline_rank actor,
+                           enum timeline_rank subject, bool dm);
+
 /* True when an identity belongs to no session that can still log in: a 1.0 guest's message
  * ("guest:old:..."), or a damaged row's (""). A "guest:<digits>" session whose token expired or
  * whose name another session registered is authorless too (rule 51), but only the store knows

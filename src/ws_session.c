@@ -163,8 +163,8 @@ static void greet(struct conn *c)
     int len = snprintf(hello, sizeof hello,
                        "{\"type\":\"hello\",\"server\":\"parley\",\"version\":\"%s\","
                        "\"protocol\":1,\"node\":\"%s\",\"features\":[\"edit\",\"delete\",\"react\","
-                       "\"reply\",\"read\",\"search\",\"status\",\"saved_rooms\","
-                       "\"large_rooms\"]}",
+                       "\"reply\",\"topic\",\"moderation\",\"read\",\"search\",\"status\","
+                       "\"saved_rooms\",\"large_rooms\"]}",
                        PARLEY_VERSION, node);
     ws_session_send_text(c, hello, (size_t)len);
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
 import { repoRoot, startServer } from './lib/server.mjs';
 import { ms } from './lib/util.mjs';
+import { openRoom } from '../chat/lib/chat.mjs';
 
 const LOADGEN = path.join(repoRoot, 'build/bench/loadgen');
 const CLIENTS = 300;
@@ -46,13 +47,17 @@ before(() => {
 describe('against parley', () => {
   let server;
   let url;
+  // The loadgen's clients are guests, and guests do not create rooms (protocol 1.1 rule 60): the
+  // rooms they use are made first by a registered user.
+  const prefix = `lgt${process.pid % 100000}r`;
   before(async () => {
     server = await startServer(['--rate-limit', '0', '--max-conns-per-ip', '0']);
     url = server.wsUrl('/ws');
+    for (let i = 0; i < 15; i++) await openRoom({ wsUrl: url }, null, `${prefix}${i}`);
   });
   after(() => server?.stop());
 
-  const common = () => ['--url', url, '-n', String(CLIENTS), '--server-pid', String(server.pid), '--split', 'random'];
+  const common = () => ['--url', url, '-n', String(CLIENTS), '--server-pid', String(server.pid), '--split', 'random', '--room-prefix', prefix];
 
   test('idle: every client connects, logs in and joins one room', async () => {
     const run = await loadgen([...common(), '--scenario', 'idle', '--duration', '0.5']);
@@ -90,9 +95,9 @@ describe('against parley', () => {
   test('a name that is taken is a failed connection and a failing exit', async () => {
     // While one run's guest holds "dup0" (2 s), a second run asks for the same name: name_taken.
     const [first, second] = await Promise.all([
-      loadgen(['--url', url, '-n', '1', '--scenario', 'idle', '--duration', '2', '--name-prefix', 'dup']),
+      loadgen(['--url', url, '-n', '1', '--scenario', 'idle', '--duration', '2', '--name-prefix', 'dup', '--room-prefix', prefix]),
       new Promise((r) => setTimeout(r, ms(500))).then(() =>
-        loadgen(['--url', url, '-n', '1', '--scenario', 'idle', '--duration', '0.1', '--name-prefix', 'dup'])),
+        loadgen(['--url', url, '-n', '1', '--scenario', 'idle', '--duration', '0.1', '--name-prefix', 'dup', '--room-prefix', prefix])),
     ]);
     assert.equal(first.code, 0, first.stdout);
     assert.equal(second.code, 1, second.stdout);

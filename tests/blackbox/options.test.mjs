@@ -35,7 +35,7 @@ test('--help prints usage naming the options and exits 0', async () => {
   for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
     '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold',
     '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time', '--presence-limit',
-    '--telnet-queue']) {
+    '--telnet-queue', '--admin', '--max-total-rooms', '--max-topic', '--max-reason', '--max-duration']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -90,6 +90,16 @@ for (const args of [
   ['--telnet-queue', 'lots'],
   ['--telnet-queue', '1001'],
   ['--telnet-queue'],
+  // topic, roles, moderation (tests/chat/topic_roles.test.mjs and moderation.test.mjs cover them)
+  ['--admin', 'not a name'],
+  ['--admin'],
+  ['--max-total-rooms', '-1'],
+  ['--max-total-rooms', 'many'],
+  ['--max-topic', '0'],
+  ['--max-topic', '4001'],
+  ['--max-reason', '0'],
+  ['--max-duration', '0'],
+  ['--max-duration', 'forever'],
 ]) {
   test(`bad value: ${args.join(' ')} → exit 2 with a message`, async () => {
     // Appended last so that it overrides the safe defaults where it names the same option.

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { assertSeqRun, guest, uniq, uniqRoom } from './lib/chat.mjs';
+import { assertSeqRun, guest, openRoom, uniq, uniqRoom } from './lib/chat.mjs';
 import { telnetLogin } from './lib/telnet.mjs';
 import { scrape, sum } from './lib/metrics.mjs';
 import { OP, RSV1, RawWs } from '../blackbox/lib/rawws.mjs';
@@ -63,7 +63,7 @@ async function rawMember(t, room) {
 const textOf = (k) => `message ${k}: ${'the quick brown fox jumps over the lazy dog, '.repeat(3)}`;
 
 test('a room of deflate clients: each message compressed once, for every recipient', async (t) => {
-  const room = uniqRoom('z');
+  const room = await openRoom(server, t, uniqRoom('z'));
   const N = 5;
   const M = 12;
   const members = [];
@@ -113,7 +113,7 @@ test('a room of deflate clients: each message compressed once, for every recipie
   assert.ok(after.bytesOut < after.bytesIn, 'compression made nothing smaller');
 
   // A join with since replays from the hub's ring: the twins made above are reused.
-  const late = await rawMember(t, uniqRoom('other'));
+  const late = await rawMember(t, await openRoom(server, t, uniqRoom('other')));
   await late.send({ type: 'join', id: 3, room, since: first - 1 });
   await late.next((m) => m.id === 3 && m.type === 'joined', 'joined with since');
   for (let i = 1; i <= M; i++) {
@@ -126,7 +126,7 @@ test('a room of deflate clients: each message compressed once, for every recipie
 });
 
 test('replies to one connection are compressed for it alone (history)', async (t) => {
-  const room = uniqRoom('h');
+  const room = await openRoom(server, t, uniqRoom('h'));
   const c = await guest(server, t, uniq('h'), DEFLATE);
   await c.join(room);
   await c.sayMany(room, 20, textOf);
@@ -140,7 +140,7 @@ test('replies to one connection are compressed for it alone (history)', async (t
 });
 
 test('a compressed message inflating past --max-message closes 1009; the room goes on', async (t) => {
-  const room = uniqRoom('big');
+  const room = await openRoom(server, t, uniqRoom('big'));
   const c = await guest(server, t, uniq('b'), DEFLATE);
   await c.join(room);
   // 100 KB of JSON compresses to little; inflated it is over the 64 KiB limit.
@@ -154,7 +154,7 @@ test('a compressed message inflating past --max-message closes 1009; the room go
 });
 
 test('RSV1 on a continuation frame of /ws → 1002', async (t) => {
-  const { ws } = await rawMember(t, uniqRoom('x'));
+  const { ws } = await rawMember(t, await openRoom(server, t, uniqRoom('x')));
   const z = compressMessage(JSON.stringify({ type: 'ping', id: 9 }));
   await ws.send({ opcode: OP.TEXT, payload: z.subarray(0, 4), fin: false, rsv: RSV1 });
   await ws.send({ opcode: OP.CONT, payload: z.subarray(4), fin: true, rsv: RSV1 });

@@ -28,7 +28,7 @@ test('hello is the first message: {type:"hello", server:"parley", version, proto
   const c = await connect(server, t);
   assertKeys(c.hello, ['type', 'server', 'version', 'protocol', 'node', 'features'], 'hello');
   // Rule 46: only the additions of protocol 1.1 implemented completely, in the protocol's order.
-  assert.deepEqual(c.hello.features, ['edit', 'delete', 'react', 'reply', 'read', 'search', 'status', 'saved_rooms', 'large_rooms']);
+  assert.deepEqual(c.hello.features, ['edit', 'delete', 'react', 'reply', 'topic', 'moderation', 'read', 'search', 'status', 'saved_rooms', 'large_rooms']);
   assert.equal(c.hello.server, 'parley');
   assert.match(c.hello.version, /^\d+\.\d+\.\d+/);
   assert.equal(c.hello.protocol, 1);

@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { assertKeys, eventually, guest, uniq, uniqRoom } from './lib/chat.mjs';
+import { assertKeys, eventually, guest, openRoom, uniq, uniqRoom } from './lib/chat.mjs';
 import { scrape, sum } from './lib/metrics.mjs';
 import { esc, telnetLogin } from './lib/telnet.mjs';
 
@@ -61,7 +61,7 @@ async function becameLarge(clients, room, n) {
 // A room kept large whose count changes on demand: clock.tick() adds a user to it and waits until
 // every watcher has that tick's count, so whatever an earlier tick sent them has arrived.
 async function clock(t) {
-  const room = uniqRoom('clock');
+  const room = await openRoom(server, t, uniqRoom('clock'));
   const members = await crowd(t, room, LIMIT + 1);
   await becameLarge(members, room, LIMIT + 1);
   const watchers = [];
@@ -88,17 +88,17 @@ async function clock(t) {
 }
 
 test('joined carries member_count and members_truncated in a small room; members lists everyone', async (t) => {
-  const room = uniqRoom('small');
+  const room = await openRoom(server, t, uniqRoom('small'));
   const [a, b] = await crowd(t, room, 2);
   const j = await a.request({ type: 'join', id: 'again', room });
-  assertKeys(j, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'away', 'status_text', 'member_count', 'members_truncated'], 'joined');
+  assertKeys(j, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'away', 'status_text', 'topic', 'role', 'owner', 'member_count', 'members_truncated'], 'joined');
   assert.equal(j.member_count, 2);
   assert.equal(j.members_truncated, false);
   assert.deepEqual([...j.members].sort(byLower), [a.name, b.name].sort(byLower));
 });
 
 test('a large room: no presence, no typing; each member gets a count at the tick, and only when its count changed', async (t) => {
-  const room = uniqRoom('big');
+  const room = await openRoom(server, t, uniqRoom('big'));
   const members = await crowd(t, room, LIMIT + 1);
   const [a, , , , , f] = members;
   // The room turns large at a tick, not at the join that took it over the limit: every member
@@ -138,7 +138,7 @@ test('a large room: no presence, no typing; each member gets a count at the tick
 });
 
 test('joined in a large room: the requester first, then at most 99 others in byte order of lower-cased names', async (t) => {
-  const room = uniqRoom('cut');
+  const room = await openRoom(server, t, uniqRoom('cut'));
   // Names whose order differs between raw bytes and lower-cased bytes ('_' sorts between the
   // upper and the lower case letters).
   const stems = ['B_', 'ba', 'Bz', 'a_', 'AB', 'zz', 'Z_', 'm'];
@@ -204,7 +204,7 @@ test('joined in a large room: the requester first, then at most 99 others in byt
 });
 
 test('large, then small again below 0.9 N: count large:false to every member and members without id; presence flows again', async (t) => {
-  const room = uniqRoom('ebb');
+  const room = await openRoom(server, t, uniqRoom('ebb'));
   const members = await crowd(t, room, LIMIT + 1);
   await becameLarge(members, room, LIMIT + 1);
   // 5 users: not above the limit, but not below 0.9 x 5 either: still large.
@@ -232,7 +232,7 @@ test('large, then small again below 0.9 N: count large:false to every member and
 });
 
 test('a room is large only above the limit, and the first time at a tick: a member told the same count still gets large:true', async (t) => {
-  const room = uniqRoom('edge');
+  const room = await openRoom(server, t, uniqRoom('edge'));
   const members = await crowd(t, room, LIMIT);
   const c = await clock(t);
   await c.watch(members[0]);
@@ -261,10 +261,10 @@ test('who and rooms: limit outside 1..200 and a non-string after are bad_request
 
   const prefix = `zzz${uniqRoom('p').replace(/[^a-z0-9]/g, '')}`.slice(0, 28);
   const names = ['a', 'b', 'c', 'd', 'e'].map((x) => `${prefix}${x}`);
-  for (const n of names) await g.join(n);
+  for (const n of names) await g.join(await openRoom(server, t, n));
   const p1 = await g.expect({ type: 'rooms', after: prefix.toUpperCase(), limit: 2 }, 'rooms');
   assertKeys(p1, ['type', 'id', 'rooms', 'more'], 'rooms');
-  assert.deepEqual(p1.rooms, names.slice(0, 2).map((name) => ({ name, members: 1, seq: 0 })));
+  assert.deepEqual(p1.rooms, names.slice(0, 2).map((name) => ({ name, members: 1, seq: 0, topic: '' })));
   assert.equal(p1.more, true);
   const p2 = await g.expect({ type: 'rooms', after: names[1], limit: 2 }, 'rooms');
   assert.deepEqual(p2.rooms.map((r) => r.name), names.slice(2, 4));
@@ -282,7 +282,7 @@ test('who and rooms: limit outside 1..200 and a non-string after are bad_request
 test('a count is encoded once per room and tick and shared by its members; telnet members get none', async (t) => {
   const own = await startChatServer(ARGS, { env: ENV });
   t.after(() => own.dispose());
-  const room = uniqRoom('shared');
+  const room = await openRoom(own, t, uniqRoom('shared'));
   // A telnet user and 5 on WebSocket: at the limit, small; a sixth takes it over at a tick.
   const tel = await telnetLogin(own, t, uniq('T'));
   await tel.send(`/join ${room}`);

@@ -10,8 +10,7 @@ import {
   connect,
   guest,
   uniqRoom,
-  user,
-} from './lib/chat.mjs';
+  user, openRoom } from './lib/chat.mjs';
 
 let server;
 
@@ -324,7 +323,7 @@ test('ping → {type:"pong", id} exactly, before and after login', async (t) => 
 
 test('ack and message for a guest sender carry the guest name', async (t) => {
   const g = await guest(server, t);
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   await g.join(room);
   const ack = await g.say(room, 'from a guest');
   assert.equal(ack.seq, 1);

@@ -7,6 +7,7 @@ import {
   assertSeqRun,
   connect,
   guest,
+  openRoom,
   tab,
   uniq,
   uniqRoom,
@@ -29,14 +30,14 @@ test('join of a new room → joined {type,id,room,seq:0,members:[me],truncated:f
   const room = uniqRoom();
   const j = await u.request({ type: 'join', id: 3, room });
   // A registered user's joined carries its read marker (protocol 1.1 rule 66).
-  assert.deepEqual(j, { type: 'joined', id: 3, room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false, read: 0 });
+  assert.deepEqual(j, { type: 'joined', id: 3, room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, topic: '', role: 'owner', owner: u.name, member_count: 1, members_truncated: false, read: 0 });
 });
 
 test('join with since on a new room: seq 0, truncated present and false, nothing replayed', async (t) => {
   const u = await user(server, t);
   const room = uniqRoom();
   const j = await u.request({ type: 'join', id: 'j', room, since: 0 });
-  assert.deepEqual(j, { type: 'joined', id: 'j', room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, member_count: 1, members_truncated: false, read: 0 });
+  assert.deepEqual(j, { type: 'joined', id: 'j', room, seq: 0, members: [u.name], truncated: false, away: [], status_text: {}, topic: '', role: 'owner', owner: u.name, member_count: 1, members_truncated: false, read: 0 });
   await u.say(room, 'first');
   const { match, before } = await u.until((m) => m.type === 'message' && m.text === 'first');
   assert.equal(match.seq, 1);
@@ -173,6 +174,9 @@ test('double join → joined again, no presence, and since replays again (rule 1
     truncated: false,
     away: [],
     status_text: {},
+    topic: '',
+    role: 'member',
+    owner: a.name,
     member_count: 2,
     members_truncated: false,
     read: 0, // the marker b's first join set at the room's latest seq then (rule 66)
@@ -218,7 +222,7 @@ test('after leave, no more messages of that room arrive', async (t) => {
 });
 
 test('members leaving from anywhere in a room (by leave and by disconnect): the rest get each message once, the leavers none', async (t) => {
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   const members = [];
   for (let i = 0; i < 12; i++) {
     const g = await guest(server, t);
@@ -389,13 +393,13 @@ test('rooms → {type,id,rooms:[{name,members,seq}]}: every public room with use
   assertKeys(r, ['type', 'id', 'rooms', 'more'], 'rooms reply');
   assert.equal(r.type, 'rooms');
   assert.equal(r.id, 5);
-  for (const entry of r.rooms) assertKeys(entry, ['name', 'members', 'seq'], `rooms entry ${entry.name}`);
+  for (const entry of r.rooms) assertKeys(entry, ['name', 'members', 'seq', 'topic'], `rooms entry ${entry.name}`);
   r.rooms = await b.allRooms();
   const mine = r.rooms.find((x) => x.name === room);
-  assert.deepEqual(mine, { name: room, members: 2, seq: 2 }, 'members counts users, not connections');
+  assert.deepEqual(mine, { name: room, members: 2, seq: 2, topic: '' }, 'members counts users, not connections');
   // A room is kept for its history after everyone left.
   const left = r.rooms.find((x) => x.name === empty);
-  assert.deepEqual(left, { name: empty, members: 0, seq: 0 });
+  assert.deepEqual(left, { name: empty, members: 0, seq: 0, topic: '' });
   const names = r.rooms.map((x) => x.name);
   assert.equal(new Set(names).size, names.length, 'a room listed twice');
 });
@@ -440,7 +444,7 @@ test('requests are handled in order: join, send and leave pipelined without wait
 
 test('requests are handled in order: login then join pipelined without waiting for welcome', async (t) => {
   const c = await connect(server, t);
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   const [welcome, joined] = await Promise.all([
     c.request({ type: 'login', name: uniq('pipe') }),
     c.request({ type: 'join', room }),

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
 import { readFileSync } from 'node:fs';
-import { PASSWORD, connect, dmRoom, eventually, guest, ms, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { PASSWORD, connect, dmRoom, eventually, guest, ms, openRoom, uniq, uniqRoom, user } from './lib/chat.mjs';
 import {
   DO,
   IAC,
@@ -88,7 +88,7 @@ test('a plain line goes to the current room: "[#general] alice: text" for everyo
 
 test('every output line ends in CR LF', async (t) => {
   const c = await telnetLogin(server, t, uniq('Tel'));
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   await c.send(`/join ${room}`);
   await c.nextLine(new RegExp(`^\\* .*#${room}`));
   for (const line of ['/help', '/who', '/rooms', 'text', '/history 5', '/nosuchcommand', `/room general`]) {
@@ -108,8 +108,8 @@ test('every output line ends in CR LF', async (t) => {
 });
 
 test('/join ROOM joins and makes it current; /room switches; plain lines follow the current room', async (t) => {
-  const r1 = uniqRoom();
-  const r2 = uniqRoom();
+  const r1 = await openRoom(server, t);
+  const r2 = await openRoom(server, t);
   const w1 = await watcher(t, r1);
   const c = await telnetLogin(server, t, uniq('Tel'));
   await c.send(`/join ${r1}`);
@@ -176,8 +176,8 @@ test('/join of a room adds presence for the others; /leave gives offline (shown 
 });
 
 test('rule 36: after /leave of the current room the most recently joined remaining room is current; none → ! not_member', async (t) => {
-  const a = uniqRoom();
-  const b = uniqRoom();
+  const a = await openRoom(server, t);
+  const b = await openRoom(server, t);
   const c = await telnetLogin(server, t, uniq('Tel'));
   await c.send(`/join ${a}`);
   await c.nextLine(new RegExp(`#${a}`));
@@ -259,7 +259,7 @@ test('/who, /rooms and /help answer "* " lines naming what they list', async (t)
 });
 
 test('a crowded room: the join line counts everyone; /who names 50, says how many more, in one CR LF line', async (t) => {
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   const crowd = [];
   for (let i = 0; i < 64; i += 16) {
     const batch = await Promise.all(Array.from({ length: 16 }, () => guest(server, t)));
@@ -632,7 +632,7 @@ test('telnet\'s automatic general counts toward --max-rooms (rule 10)', async (t
   const own = await startChatServer(['--max-rooms', '3']);
   t.after(() => own.dispose());
   const c = await telnetLogin(own, t, uniq('Tel'));
-  const rooms = [uniqRoom(), uniqRoom(), uniqRoom()];
+  const rooms = [await openRoom(own, t), await openRoom(own, t), await openRoom(own, t)];
   await c.send(`/join ${rooms[0]}`);
   await c.nextLine(new RegExp(`^\\* .*#${rooms[0]}`));
   await c.send(`/join ${rooms[1]}`);

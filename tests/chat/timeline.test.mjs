@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { startChatServer } from './lib/server.mjs';
-import { assertError, assertKeys, connect, dmRoom, eventually, guest, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { assertError, assertKeys, connect, dmRoom, eventually, guest, openRoom, uniq, uniqRoom, user } from './lib/chat.mjs';
 
 let server;
 
@@ -343,7 +343,7 @@ test('guest identity (rule 51): a guest that registers its name keeps its messag
   const name = uniq('g');
   const g = await guest(server, t, name);
   const b = await user(server, t);
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   await g.join(room);
   await b.join(room);
   await g.say(room, 'guest words', { cid: 'gc' });
@@ -368,7 +368,7 @@ test('a guest reads only the dm messages of its own session; a new guest of the 
   const name = uniq('g');
   const g = await guest(server, t, name);
   const b = await user(server, t);
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   await g.join(room);
   await g.say(room, 'from the first session');
   await g.close();

@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { dmRoom, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { dmRoom, openRoom, uniq, uniqRoom, user } from './lib/chat.mjs';
 import { telnetLogin } from './lib/telnet.mjs';
 
 let server;
@@ -18,7 +18,7 @@ after(() => server?.dispose());
 async function setup(t) {
   const name = uniq('t');
   const tn = await telnetLogin(server, t, name);
-  const room = uniqRoom();
+  const room = await openRoom(server, t);
   tn.send(`/join ${room}`);
   await tn.nextLine(`* You joined #${room} (1 online).`);
   const ws = await user(server, t);

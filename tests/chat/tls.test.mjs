@@ -9,8 +9,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { Duplex } from 'node:stream';
 import { startChatServer } from './lib/server.mjs';
 import {
-  ChatClient, EVENT_TIMEOUT, LONG_TIMEOUT, assertMessageShape, eventually, guest, ms, uniq, uniqRoom,
-} from './lib/chat.mjs';
+  ChatClient, EVENT_TIMEOUT, LONG_TIMEOUT, assertMessageShape, eventually, guest, ms, uniq, openRoom, uniqRoom, } from './lib/chat.mjs';
 import { parseMetrics, select } from './lib/metrics.mjs';
 import { TelnetClient, esc } from './lib/telnet.mjs';
 import { certDir, httpsGet, makeCert, tlsConnect, tlsRefusal } from '../blackbox/lib/tls.mjs';
@@ -115,7 +114,7 @@ test('requests behind a login, partly decrypted inside OpenSSL, all get their an
   // answer. Then exactly 64 KiB of pings, which the client's TLS cuts into four full records.
   const held = Buffer.concat([
     frame({ type: 'login', id: 'login', name: uniq('burst') }),
-    frame({ type: 'join', id: 'join', room: uniqRoom('burst') }),
+    frame({ type: 'join', id: 'join', room: await openRoom(server, t, uniqRoom('burst')) }),
   ]);
   const pings = [];
   let size = 0;

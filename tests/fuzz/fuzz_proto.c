@@ -108,6 +108,25 @@ static void check_valid(const struct proto_request *req)
     case PROTO_ROOMS:
     case PROTO_PING:
         break;
+    case PROTO_TOPIC: /* rule 58: one line, trimmed, up to 300 code points by default; "" clears */
+        check_room(req);
+        CHECK(req->text != NULL);
+        CHECK(code_points(req->text, req->text_len) <= 300);
+        CHECK(!text_has_control(req->text, req->text_len));
+        break;
+    case PROTO_ROLE:
+    case PROTO_KICK:
+    case PROTO_BAN:
+    case PROTO_UNBAN:
+    case PROTO_MUTE:
+    case PROTO_UNMUTE: /* rules 62, 63 */
+        check_room(req);
+        CHECK(req->user && text_valid_user(req->user, req->user_len));
+        CHECK(req->duration <= 31536000);
+        if (req->text)
+            CHECK(req->text_len > 0 && code_points(req->text, req->text_len) <= 300 &&
+                  !text_has_control(req->text, req->text_len));
+        break;
     default:
         CHECK(0);
     }

@@ -357,7 +357,8 @@ static void test_error_codes(void **state)
         "bad_token",    "not_member",         "forbidden",
         "no_such_user", "too_many_rooms",     "too_long",
         "rate_limited", "server_busy",        "not_found",
-        "edit_window",  "too_many_reactions",
+        "edit_window",  "too_many_reactions", "no_such_room",
+        "banned",       "muted",
     };
     for (int e = 0; e < PROTO_ERROR_COUNT; e++)
         assert_string_equal(proto_error_code((enum proto_error)e), want[e]);

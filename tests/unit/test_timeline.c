@@ -227,12 +227,56 @@ static void history_entry_forms(void **state)
     msg_rec_release(&r);
 }
 
+/* Rules 58, 61, 62: who may set a topic, give roles, and moderate whom. */
+static void moderation_rights(void **state)
+{
+    (void)state;
+    const enum timeline_rank M = TIMELINE_MEMBER, O = TIMELINE_OP, W = TIMELINE_OWNER,
+                             A = TIMELINE_ADMIN;
+    /* topic: ops, owner, admins; never in a dm room */
+    assert_false(timeline_may_moderate(TIMELINE_ACT_TOPIC, M, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_TOPIC, O, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_TOPIC, W, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_TOPIC, A, M, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_TOPIC, A, M, true));
+    /* role op/member: owner and admins; never on the owner or an admin */
+    assert_false(timeline_may_moderate(TIMELINE_ACT_ROLE, O, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_ROLE, W, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_ROLE, W, O, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_ROLE, A, O, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_ROLE, A, W, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_ROLE, W, A, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_ROLE, A, A, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_ROLE, W, M, true));
+    /* role owner: admins only, on anyone but an admin */
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MAKE_OWNER, W, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_MAKE_OWNER, A, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_MAKE_OWNER, A, O, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_MAKE_OWNER, A, W, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MAKE_OWNER, A, A, false));
+    /* kick, ban, mute...: ops too; nobody on an admin; admins alone on the owner; owner and
+     * admins on an op */
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MODERATE, M, M, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_MODERATE, O, M, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MODERATE, O, O, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MODERATE, O, W, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_MODERATE, W, O, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MODERATE, W, A, false));
+    assert_true(timeline_may_moderate(TIMELINE_ACT_MODERATE, A, W, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MODERATE, A, A, false));
+    assert_false(timeline_may_moderate(TIMELINE_ACT_MODERATE, A, M, true));
+    assert_int_equal(timeline_rank_of(true, true, true), A);
+    assert_int_equal(timeline_rank_of(false, true, true), W);
+    assert_int_equal(timeline_rank_of(false, false, true), O);
+    assert_int_equal(timeline_rank_of(false, false, false), M);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mentions_follow_rule_57), cmocka_unit_test(emoji_rules),
         cmocka_unit_test(identities_and_rights),   cmocka_unit_test(event_forms),
-        cmocka_unit_test(history_entry_forms),
+        cmocka_unit_test(history_entry_forms), cmocka_unit_test(moderation_rights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { eventually, ms, uniq, uniqRoom } from '../chat/lib/chat.mjs';
+import { eventually, ms, openRoom, uniq, uniqRoom } from '../chat/lib/chat.mjs';
 import { RawChat } from '../chat/lib/rawchat.mjs';
 import { OP, RawWs, encodeFrame } from '../blackbox/lib/rawws.mjs';
 import { compressMessage, compressedFrames } from '../blackbox/lib/deflate.mjs';
@@ -99,7 +99,7 @@ test('live: a WebSocket frame cut at any point is finished by the new process as
   // The server never compresses (--deflate-threshold): the test reads its replies as plain JSON.
   const lineage = await Lineage.start(t, ['--deflate-threshold', '1000000000']);
   const { server } = lineage;
-  const room = uniqRoom('cuts');
+  const room = await openRoom(server, t, uniqRoom('cuts')); // guests do not create rooms (rule 60)
   const all = [
     ...cases(room),
     compressedCase(room, 'compressed: after the first header byte', 1),
@@ -146,7 +146,7 @@ test('live: a WebSocket frame cut at any point is finished by the new process as
 test('live: a ping that comes while a client has half a frame out, before and after the handover, is answered after the frame', { timeout: ms(60000) }, async (t) => {
   const lineage = await Lineage.start(t, ['--ping-interval', '1']);
   const { server } = lineage;
-  const room = uniqRoom('pingcut');
+  const room = await openRoom(server, t, uniqRoom('pingcut'));
   const rider = new WsRider(server.httpPort, uniq('pc'), room);
   t.after(() => rider.socket?.destroy());
   await rider.connect();

@@ -12,7 +12,7 @@
 // full run.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ms, uniqRoom } from '../chat/lib/chat.mjs';
+import { ms, openRoom, uniqRoom } from '../chat/lib/chat.mjs';
 import { Lineage, assertRun, gone, roomHistory, tightConnector } from './lib/upgrade.mjs';
 import { TelnetRider, WsRider, drive } from './lib/riders.mjs';
 
@@ -29,6 +29,7 @@ test(`live: ${UPGRADES} upgrades under load, ${CLIENTS} clients in ${ROOMS} room
   const { server } = lineage;
   const tag = process.pid % 1000;
   const rooms = Array.from({ length: ROOMS }, (_, i) => uniqRoom(`ll${i}`));
+  for (const room of rooms) await openRoom(server, t, room); // guests do not create rooms (rule 60)
   const riders = [];
   for (let i = 0; i < CLIENTS; i++) {
     const room = rooms[i % ROOMS];

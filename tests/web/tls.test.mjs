@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startChatServer } from '../chat/lib/server.mjs';
-import { ChatClient, uniq } from '../chat/lib/chat.mjs';
+import { ChatClient, PASSWORD, uniq } from '../chat/lib/chat.mjs';
 import { certDir, makeCert } from '../blackbox/lib/tls.mjs';
 import { launch, person, say, signIn, until, waitMessage } from './lib/browser.mjs';
 
@@ -39,7 +39,9 @@ test('the page over HTTPS chats over wss://', async (t) => {
   const room = `tls${process.pid % 10000}`;
   const watcher = await ChatClient.connect(server, { label: 'watcher' });
   t.after(() => watcher.terminate());
-  await watcher.login(uniq('watch'));
+  const watcherName = uniq('watch');
+  await watcher.register(watcherName); // a registered user's join makes the room (rule 60)
+  await watcher.login(watcherName, PASSWORD);
   await watcher.join(room);
   await page.getByLabel('Join or create a room').fill(room);
   await page.getByLabel('Join or create a room').press('Enter');

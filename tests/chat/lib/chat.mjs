@@ -92,6 +92,7 @@ export class ChatClient {
   static async connect(server, { label = 'client', timeoutMs = EVENT_TIMEOUT, headers, perMessageDeflate = false, localAddress } = {}) {
     const ws = new WebSocket(server.wsUrl, { headers, perMessageDeflate, localAddress, ca: server.tls?.ca });
     const client = new ChatClient(ws, label);
+    client.server = server;
     const opened = new Promise((resolve, reject) => {
       ws.once('open', resolve);
       ws.once('error', reject);
@@ -260,6 +261,9 @@ export class ChatClient {
   }
 
   async join(room, since) {
+    // A guest cannot create a room (rule 60): the tests' guests join rooms a registered user made
+    // (tests of rule 60 itself send the join request directly).
+    if (this.welcome?.guest && this.server && !room.startsWith('dm:')) await openRoom(this.server, null, room);
     const req = { type: 'join', room };
     if (since !== undefined) req.since = since;
     return this.expect(req, 'joined');
@@ -354,6 +358,37 @@ export async function user(server, t, name = uniq('u'), password = PASSWORD, opt
   assert.equal(welcome.guest, false, `login of registered ${name}: ${brief(welcome)}`);
   client.password = password;
   return client;
+}
+
+// A public room that exists (protocol 1.1 rule 60: only a registered user's join creates one,
+// so a guest can join it). A registered "room maker" of the server (one per data directory)
+// creates it by joining and leaving, unless it exists already (then nobody hears of the maker).
+// server: a ChatServer, or any {wsUrl}. t is unused (kept for call sites that pass it).
+const openedRooms = new Set();
+const roomMakers = new Map();
+export async function openRoom(server, t, room = uniqRoom()) {
+  void t;
+  const key = server.dataDir ?? server.wsUrl;
+  if (openedRooms.has(`${key}\u0000${room}`)) return room;
+  const c = await ChatClient.connect(server, { label: 'room maker' });
+  try {
+    let name = roomMakers.get(key);
+    if (!name) {
+      name = uniq('maker');
+      await c.register(name);
+      roomMakers.set(key, name);
+    }
+    await c.login(name, PASSWORD);
+    const page = await c.expect({ type: 'rooms', after: room.slice(0, -1), limit: 200 }, 'rooms');
+    if (!page.rooms.some((r) => r.name === room)) {
+      await c.join(room);
+      await c.leave(room);
+    }
+  } finally {
+    c.terminate();
+  }
+  openedRooms.add(`${key}\u0000${room}`);
+  return room;
 }
 
 // Another connection (tab) of the same user or guest, logged in with its token.

@@ -12,7 +12,8 @@ const LINE_END = Buffer.from('\r\n');
 // far beyond any upgrade's pause, so that a lost reply fails the test instead of hanging it.
 const REPLY_MS = ms(60000);
 
-// A WebSocket chat client that logs in as a guest and joins one room.
+// A WebSocket chat client that logs in as a guest and joins one room (which must exist: guests
+// do not create rooms, protocol 1.1 rule 60; the test makes it first, openRoom).
 export class WsRider {
   constructor(port, name, room) {
     this.port = port;

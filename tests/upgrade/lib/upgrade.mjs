@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { ChatClient, EVENT_TIMEOUT, eventually, ms, withTimeout } from '../../chat/lib/chat.mjs';
+import { ChatClient, EVENT_TIMEOUT, eventually, ms, openRoom, withTimeout } from '../../chat/lib/chat.mjs';
 import { ChatServer } from '../../chat/lib/server.mjs';
 import { TelnetClient } from '../../chat/lib/telnet.mjs';
 import { parleyBin } from '../../blackbox/lib/server.mjs';
@@ -235,6 +235,7 @@ export class Rider {
       const welcome = await client.login(this.name);
       this.token = welcome.token;
       for (const room of this.rooms) {
+        await openRoom(this.lineage.server, null, room); // a guest does not create rooms (rule 60)
         const joined = await client.join(room);
         this.start.set(room, joined.seq);
       }
@@ -322,6 +323,7 @@ export class TelnetRider {
     await tn.waitPrompt(/Your name\? $/, ms(10000), 'the name prompt');
     await tn.send(this.name);
     await tn.nextLine(/joined #general/, ms(10000), 'the login notice');
+    await openRoom(this.lineage.server, null, this.room);
     await tn.send(`/join ${this.room}`);
     await tn.nextLine(new RegExp(`You joined #${this.room}`), ms(10000), 'the join notice');
   }

@@ -25,7 +25,11 @@ export async function seedClient(server, name) {
     waiting.set(id, resolve);
     ws.send(JSON.stringify({ ...msg, id }));
   }), ms(5000), `reply to ${msg.type}`);
-  const welcome = await request({ type: 'login', name });
+  // Registered (protocol 1.1 rule 60: only a registered user's join creates a room, and seeds
+  // make rooms); a name registered already (a seed of the same name) logs in with the password.
+  const password = 'seed-password-1';
+  await request({ type: 'register', name, password });
+  const welcome = await request({ type: 'login', name, password });
   if (welcome.type !== 'welcome') throw new Error(`seed login: ${JSON.stringify(welcome)}`);
   return {
     events,
