@@ -205,6 +205,7 @@ struct chat_op {
     bool topic_query;
     bool subject_registered; /* the hub found subject_lc a registered account */
     bool over_room_limit; /* join: over the per-connection room limit (rule 75 ranks it late) */
+    bool join_checked;    /* join: the hub has made rule 75's checks (the store saves it next) */
     /* join: the room's topic (owned, NULL: none), owner as shown ("" none), the requester's
      * role, and when its mute ends (muted; 0 = until unmute). */
     char *topic;

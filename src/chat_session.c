@@ -860,12 +860,10 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         conn_hold_input(c); /* a send right after a join is for the joined room */
         sent(c);
         /* Rules 66, 67: a registered user's join saves a public room and carries the read
-         * marker; the store sees it first. */
+         * marker: the hub checks it (rule 75's banned ... server-wide), then the store saves it
+         * (the saved-room limit), then the hub answers it. */
         op->via_store = !s->guest;
-        if (op->via_store)
-            chat_to_store(op);
-        else
-            chat_to_hub(op);
+        chat_to_hub(op);
         return PROTO_OK;
     case CHAT_LEAVE:
         /* Rule 67: a registered user's leave of a public room forgets the saved room, which

@@ -826,7 +826,8 @@ static bool join_allowed(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_TOO_MANY_ROOMS, "you have joined as many rooms as a connection may");
         return false;
     }
-    /* TODO(merge): the saved-room limit (rule 67, the read helper's table) ranks here. */
+    /* The saved-room limit (rule 67) ranks here: the store checks it after this (join_save), and
+     * answers too_many_rooms as this does. */
     uint64_t max = h->cfg->max_total_rooms;
     if (!r && !op->room_is_dm && max && h->public_rooms.count >= max) {
         reply_error(h, op, PROTO_TOO_MANY_ROOMS, "this server has as many rooms as it may");
@@ -837,8 +838,16 @@ static bool join_allowed(struct hub *h, struct chat_op *op)
 
 static void join(struct hub *h, struct chat_op *op)
 {
-    if (op->stage == 0 && !op->adopt && !join_allowed(h, op))
+    if (op->stage == 0 && !op->adopt && !op->join_checked && !join_allowed(h, op))
         return;
+    if (op->via_store) {
+        /* A registered user's join: checked here first, then saved by the store (the saved-room
+         * limit, rule 67), then back. A room made meanwhile by another join can take the last
+         * server-wide place first: that join still goes on (one store round trip of leeway). */
+        op->join_checked = true;
+        chat_to_store(op);
+        return;
+    }
     bool created = !map_get(&h->rooms, op->room);
     struct hub_room *r = room_get(h, op->room, true);
     if (created && !r->dm) {

@@ -256,9 +256,8 @@ struct store_ops {
                         bool only_new);
     int (*saved_has)(struct store *s, const char *account, const char *room, bool *saved);
     int (*saved_count)(struct store *s, const char *account, uint64_t *n);
-    /* Saves room for account (saved), or forgets it: a leave, and a kick or ban of the user.
-     * TODO(merge): the mod branch's kick and ban call saved_set(db, user_lc, room, false) in
-     * the transaction that stores their event (rules 64, 67); markers stay. */
+    /* Saves room for account (saved), or forgets it: a leave, and a kick or ban of the user (in
+     * the transaction that stores their event, rules 64, 67); markers stay. */
     int (*saved_set)(struct store *s, const char *account, const char *room, bool saved);
     /* The saved rooms of account in byte order of their names, each with its marker. */
     int (*saved_list)(struct store *s, const char *account, store_saved_cb each, void *arg);

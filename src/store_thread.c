@@ -208,9 +208,7 @@ static int join_save(struct store_thread *st, struct chat_op *op)
             if (rc < 0)
                 return rc;
             if (n >= st->cfg->max_rooms) {
-                /* TODO(merge): rule 75 puts banned before this, and the server-wide room limit
-                 * (mod's, in the hub) after it: a ban check made later than here answers a
-                 * banned user who has all his rooms saved with too_many_rooms. */
+                /* The hub has checked banned, no_such_room and the other limits (rule 75). */
                 chat_op_fail(op, PROTO_TOO_MANY_ROOMS,
                              "you keep as many rooms as a connection may join: leave one first");
                 return 0;
@@ -518,9 +516,13 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         return rc;
     room->last_seq = op->seq;
     op->stage = 1;
-    /* TODO(merge): rules 64, 67: a stored kick or ban also forgets the room from the user's saved
-     * rooms (the read helper's table), here, in the transaction that stores the event; its read
-     * marker stays (rule 66). */
+    /* Rules 64, 67: a stored kick or ban also forgets the room from the user's saved rooms, in
+     * the transaction that stores the event; its read marker stays (rule 66). */
+    if (op->kind == CHAT_KICK || op->kind == CHAT_BAN) {
+        rc = db->ops->saved_set(db, op->subject_lc, op->room, false);
+        if (rc < 0)
+            return rc;
+    }
     if (op->kind == CHAT_SEND)
         return retain(st, op);
     if (op->kind == CHAT_EDIT || op->kind == CHAT_DELETE) {
@@ -815,10 +817,8 @@ static void reaction_row(void *arg, const char *emoji, const char *identity, con
 static void read_history(struct store_thread *st, struct chat_op *op)
 {
     if (!op->room_is_dm) {
-        /* Rule 64: a banned user reads nothing of the room (the store's clock, rule 74).
-         * TODO(merge): search (the search helper's code) makes the same check: `search` naming
-         * this room answers banned, and `search` without room skips the rooms where the user is
-         * banned (db->ops->restriction(..., STORE_MOD_BAN, ...)). */
+        /* Rule 64: a banned user reads nothing of the room (the store's clock, rule 74);
+         * read_search makes the same check. */
         int64_t until;
         int rc = st->db->ops->restriction(st->db, op->room, STORE_MOD_BAN, op->user_lc,
                                           stamp(st, false), &until);
@@ -880,6 +880,12 @@ struct search_hits {
  */
 struct search_scan {
     struct chat_op *op;
+    struct store_thread *st;
+    int64_t now; /* the store's clock at the request: bans end by it (rule 74) */
+    /* The last public room whose ban was looked up for the requester, and whether it bans it:
+     * rows come newest first across rooms, mostly in runs of one room. */
+    char ban_room[CHAT_ROOM_MAX];
+    bool banned;
     uint32_t cap, examined;
     bool first_run;
     bool in_run;
@@ -921,8 +927,9 @@ static bool given_already(const struct search_cursor *cur, const char *room, uin
 }
 
 /* Whether the requester may find a message of room stored at ts (rule 72's scope). */
-static bool search_may_read(const struct chat_op *op, const char *room, int64_t ts)
+static bool search_may_read(struct search_scan *sc, const char *room, int64_t ts)
 {
+    const struct chat_op *op = sc->op;
     if (op->room[0] && strcmp(room, op->room) != 0)
         return false;
     char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
@@ -930,9 +937,17 @@ static bool search_may_read(const struct chat_op *op, const char *room, int64_t 
         /* A registered user's own dm rooms, from the account's creation on (rule 40). */
         return !op->guest && (strcmp(a, op->user_lc) == 0 || strcmp(b, op->user_lc) == 0) &&
                ts >= op->reads_from;
-    /* TODO(merge): moderation's bans: skip a public room where the requester is banned now
-     * (rule 72; rule 64: `search` without `room` skips it). */
-    return true;
+    if (op->room[0])
+        return true; /* the one room named: read_search answered banned before the scan */
+    /* Rule 64: a search without `room` skips the rooms where the requester is banned now. */
+    if (strcmp(room, sc->ban_room) != 0) {
+        int64_t until;
+        int rc = sc->st->db->ops->restriction(sc->st->db, room, STORE_MOD_BAN, op->user_lc,
+                                              sc->now, &until);
+        sc->banned = rc != -ENOENT; /* a store error hides the room rather than leak it */
+        snprintf(sc->ban_room, sizeof sc->ban_room, "%s", room);
+    }
+    return !sc->banned;
 }
 
 /* Answers the finished run in order, up to the limit. True when the limit is reached: the walk
@@ -977,7 +992,7 @@ static bool search_row(void *arg, uint64_t rowid, const char *room, uint64_t seq
         sc->run_ts = ts;
         sc->run_top = rowid;
     }
-    if (given_already(&sc->op->cursor, room, seq, ts) || !search_may_read(sc->op, room, ts))
+    if (given_already(&sc->op->cursor, room, seq, ts) || !search_may_read(sc, room, ts))
         return true;
     struct search_hit h = {.rowid = rowid, .ts = ts, .seq = seq};
     size_t n = strlen(room);
@@ -1005,14 +1020,28 @@ static char *search_expression(const struct chat_op *op)
 
 static void read_search(struct store_thread *st, struct chat_op *op)
 {
-    /* TODO(merge): moderation's bans: with `room` naming a public room where the requester is
-     * banned now, fail PROTO_BANNED here (rule 72; rule 75 ranks it before rate_limited). */
+    int64_t now = stamp(st, false);
+    if (op->room[0] && !op->room_is_dm) {
+        /* Rules 64, 72: naming a room where the requester is banned; rule 75 ranks it before
+         * rate_limited. */
+        int64_t until;
+        int rc = st->db->ops->restriction(st->db, op->room, STORE_MOD_BAN, op->user_lc, now,
+                                          &until);
+        if (rc != -ENOENT) {
+            snprintf(op->why_buf, sizeof op->why_buf, "banned from #%s", op->room);
+            chat_op_fail(op, rc == 0 ? PROTO_BANNED : PROTO_SERVER_BUSY,
+                         rc == 0 ? op->why_buf : "search is not available right now");
+            chat_to_worker(op);
+            return;
+        }
+    }
     if (op->over_rate) {
         chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many searches");
         chat_to_worker(op);
         return;
     }
-    struct search_scan sc = {.op = op, .cap = st->cfg->search_scan, .first_run = true};
+    struct search_scan sc = {
+        .op = op, .st = st, .now = now, .cap = st->cfg->search_scan, .first_run = true};
     char *expr = search_expression(op);
     uint64_t from = op->has_cursor ? op->cursor.bound : UINT64_MAX;
     int rc = st->db->ops->search(st->db, expr, from, search_row, &sc);

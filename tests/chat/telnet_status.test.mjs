@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChatServer } from './lib/server.mjs';
-import { ms, tab, uniq, uniqRoom, user } from './lib/chat.mjs';
+import { ms, openRoom, tab, uniq, uniqRoom, user } from './lib/chat.mjs';
 import { telnetLogin } from './lib/telnet.mjs';
 
 let server;
@@ -74,7 +74,7 @@ test('telnet shows no status change of anyone, its own user\'s other connections
 });
 
 test('/who marks away users with " (away)"', async (t) => {
-  const room = uniqRoom('w');
+  const room = await openRoom(server, t, uniqRoom('w')); // a guest's join makes no room (rule 60)
   const tn = await telnetLogin(server, t, uniq('t'));
   tn.send(`/join ${room}`);
   await tn.nextLine(new RegExp(`^\\* You joined #${room}`));

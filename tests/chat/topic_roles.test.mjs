@@ -29,7 +29,7 @@ test('the creator of a room owns it; others are members; general and dm rooms ha
   const g = await guest(server, t);
   const room = uniqRoom();
   const ja = await a.join(room);
-  assertKeys(ja, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'topic', 'role', 'owner', 'member_count', 'members_truncated'], 'joined');
+  assertKeys(ja, ['type', 'id', 'room', 'seq', 'members', 'truncated', 'away', 'status_text', 'topic', 'role', 'owner', 'member_count', 'members_truncated', 'read'], 'joined');
   assert.equal(ja.topic, '');
   assert.equal(ja.role, 'owner');
   assert.equal(ja.owner, a.name);
