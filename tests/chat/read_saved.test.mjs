@@ -278,12 +278,19 @@ test('join beyond the per-connection limit counted over saved rooms → too_many
   await a.expectError({ type: 'join', room: r3 }, 'too_many_rooms'); // per connection
   const other = await tab(srv, t, a);
   await other.expectError({ type: 'join', room: r3 }, 'too_many_rooms'); // saved rooms
+  // Rule 75's join order: field validation and another pair's dm room come first.
+  await other.expectError({ type: 'join', room: 'Bad Room' }, 'bad_name');
+  await other.expectError({ type: 'join', room: dmRoom('xa', 'xb') }, 'forbidden');
+
   assert.equal((await other.join(r1)).room, r1, 'joining a saved room adds nothing');
   await other.leave(r2); // also takes r2 from a
   assert.deepEqual(await a.next(isLeft(r2)), { type: 'left', room: r2 });
   assert.equal((await other.join(r3)).room, r3);
   const w = await welcomeOf(a, srv, t);
   assert.deepEqual(w.rooms.map((r) => r.name), [r1, r3].sort());
+  // The own dm room is never a saved room: the saved-room limit does not apply to it.
+  const third = await tab(srv, t, a);
+  assert.equal((await third.join(dmRoom(a.name, 'xb'))).read, 0);
   // A guest has no saved rooms to count.
   const g = await guest(srv, t);
   await g.join(r1);
