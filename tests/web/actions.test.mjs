@@ -201,6 +201,24 @@ test('a quote of a message not loaded yet loads older history, then shows and ma
   assert.deepEqual(alice.errors, []);
 });
 
+test('in a direct message too: an edit and a reaction', async () => {
+  await alice.page.locator('#my-rooms button', { hasText: '#general' }).click();
+  await alice.page.locator('#members button.member-name', { hasText: 'bob' }).click();
+  await say(alice.page, `psst ${tag}`);
+  await bob.page.locator('#dm-list button', { hasText: 'alice' }).click();
+  await waitMessage(bob.page, `psst ${tag}`);
+  await alice.page.locator('#composer-text').press('ArrowUp');
+  await alice.page.getByRole('textbox', { name: 'Edit your message' }).fill(`psst, edited ${tag}`);
+  await alice.page.getByRole('textbox', { name: 'Edit your message' }).press('Enter');
+  const onBob = item(bob.page, `psst, edited ${tag}`);
+  await onBob.locator('.edited').waitFor();
+  await onBob.hover();
+  await bar(bob.page).getByRole('button', { name: 'Add a reaction' }).click();
+  await bob.page.getByRole('button', { name: 'React with eyes' }).click();
+  await until(async () => (await chips(item(alice.page, `psst, edited ${tag}`))).join() === '👀 1|bob|false', 'bob\'s eyes on alice\'s page');
+  assert.deepEqual([...alice.errors, ...bob.errors], []);
+});
+
 test('edit_window: a refused edit says why in the editor and keeps the text', async (t) => {
   const strict = await startChatServer(['--edit-window', '1']);
   t.after(() => strict.dispose());

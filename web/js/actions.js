@@ -203,6 +203,12 @@ export class Actions {
     }
   }
 
+  // Another conversation is shown: nothing stays open.
+  reset() {
+    this.#editor = null;
+    this.#hide();
+  }
+
   // Closes the editor (`refocus`: back to its message), showing the message as it is now.
   close(refocus = false) {
     const ed = this.#editor;
@@ -218,7 +224,8 @@ export class Actions {
   place(focused = document.activeElement) {
     const ed = this.#editor;
     const li = ed && this.#find(ed.seq);
-    if (li && !li.contains(ed.wrap)) {
+    if (ed && this.view.active?.bySeq.get(ed.seq)?.deleted) this.#editor = null; // deleted meanwhile
+    else if (li && !li.contains(ed.wrap)) {
       li.classList.add('editing');
       li.querySelector('.msg-text').replaceWith(ed.wrap);
     }

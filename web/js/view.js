@@ -242,7 +242,7 @@ export class View {
     $('#composer-label').textContent = `Message ${conv.title}`;
     this.text.placeholder = `Message ${conv.title}`;
     $('#notice').hidden = true;
-    this.actions.close();
+    this.actions.reset();
     this.#renderReply();
     this.renderMessages(true);
     this.renderMembers();
