@@ -198,6 +198,7 @@ test('a quote of a message not loaded yet loads older history, then shows and ma
   });
   assert.ok(inView, 'scrolled into view');
   assert.equal(await page.evaluate(() => document.activeElement.querySelector('.msg-text')?.textContent), `the original ${tag}`);
+  assert.equal(await quote.textContent(), `↪ archivist${tag}: the original ${tag}`, 'the quote, now that its message is here');
   assert.deepEqual(alice.errors, []);
 });
 

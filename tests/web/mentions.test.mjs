@@ -99,6 +99,11 @@ test('on a phone a tap opens a message\'s actions; the reaction reaches the othe
   const chip = item(alice.page, 'tap me, carol').locator('.reaction');
   await until(async () => (await chip.textContent()) === '🎉 1' && (await chip.getAttribute('title')) === 'carol', 'carol\'s party on alice\'s page');
   await until(async () => (await item(bob.page, 'tap me, carol').locator('.reaction').getAttribute('title')) === 'carol', 'and on bob\'s');
+  // A long press (the context menu a phone opens for it) shows the toolbar on its message instead.
+  const other = item(page, 'just @bob this time');
+  const prevented = await other.locator('.msg-text').evaluate((el) => !el.dispatchEvent(new PointerEvent('contextmenu', { pointerType: 'touch', bubbles: true, cancelable: true })));
+  assert.ok(prevented, 'no browser menu');
+  await other.locator('.msg-actions').getByRole('button', { name: 'Reply' }).waitFor();
   assert.deepEqual([...alice.errors, ...bob.errors, ...carol.errors], []);
 });
 

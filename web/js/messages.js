@@ -91,7 +91,7 @@ export function oneLine(m) {
 function quoteItem(m, conv) {
   const q = conv.bySeq.get(m.reply_to);
   const what = !q ? 'an earlier message' : q.deleted ? 'a deleted message' : oneLine(q);
-  return h('button', { type: 'button', class: 'quote', dir: 'auto', 'data-reply-to': m.reply_to, title: 'Show the message this answers' }, `↪ ${what}`);
+  return h('button', { type: 'button', class: q ? 'quote' : 'quote unknown', dir: 'auto', 'data-reply-to': m.reply_to, title: 'Show the message this answers' }, `↪ ${what}`);
 }
 
 // Who holds a reaction, for its title: the server names the first 20.

@@ -301,6 +301,13 @@ export class View {
       return;
     }
     if (older && first > 0) this.#prepend(first);
+    if (older) {
+      // Quotes of messages that were not loaded yet: some may be now.
+      for (const q of this.list.querySelectorAll('.quote.unknown')) {
+        const m = conv.bySeq.get(+q.dataset.replyTo);
+        if (m) this.redraw(m);
+      }
+    }
     const me = this.client.me.name;
     if (last + 1 < list.length) {
       for (let i = last + 1; i < list.length; i++) append(this.list, list[i - 1], list[i], this.#ctx());
