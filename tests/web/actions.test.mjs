@@ -220,6 +220,26 @@ test('in a direct message too: an edit and a reaction', async () => {
   assert.deepEqual([...alice.errors, ...bob.errors], []);
 });
 
+test('forbidden: a guest name taken again by a new session is not the author of the old messages', async (t) => {
+  const p = await person(browser, server);
+  t.after(() => p.context.close());
+  const name = `frank${tag}`;
+  await signIn(p.page, name);
+  await say(p.page, `said by the first ${name}`);
+  await waitMessage(p.page, `said by the first ${name}`);
+  await p.page.getByRole('button', { name: 'Sign out' }).click();
+  await signIn(p.page, name);
+  await waitMessage(p.page, `said by the first ${name}`);
+  await p.page.locator('#composer-text').press('ArrowUp');
+  const box = p.page.getByRole('textbox', { name: 'Edit your message' });
+  await box.fill('not mine to change');
+  await box.press('Enter');
+  await p.page.locator('.editor .error', { hasText: 'Only the author can change this message.' }).waitFor();
+  await box.press('Escape');
+  assert.ok((await texts(p.page)).includes(`said by the first ${name}`));
+  assert.deepEqual(p.errors, []);
+});
+
 test('edit_window: a refused edit says why in the editor and keeps the text', async (t) => {
   const strict = await startChatServer(['--edit-window', '1']);
   t.after(() => strict.dispose());

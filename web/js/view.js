@@ -371,6 +371,7 @@ export class View {
     if (i < first) this.#prepend(first, first - i);
     this.list.querySelector('.msg.target')?.classList.remove('target');
     const li = this.list.querySelector(`li.msg[data-seq="${seq}"]`);
+    if (!li) return;
     li.classList.add('target');
     li.scrollIntoView({ block: 'center' });
     li.focus({ preventScroll: true });
