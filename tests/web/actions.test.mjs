@@ -59,6 +59,8 @@ test('bob edits and deletes his message from its toolbar; alice sees the new tex
   await now.hover();
   await bar(bob.page).getByRole('button', { name: 'Delete' }).click();
   const confirm = bob.page.getByRole('group', { name: 'Delete this message?' });
+  assert.equal(await bob.page.evaluate(() => document.activeElement.textContent), 'Cancel', 'the safe answer has the focus');
+  assert.equal(await bar(bob.page).count(), 0, 'no toolbar while it asks');
   await confirm.getByRole('button', { name: 'Cancel' }).click();
   assert.equal(await confirm.count(), 0);
   await now.hover();

@@ -76,7 +76,7 @@ export class Actions {
   }
 
   #show(li) {
-    if (!li || li === this.#li || li.classList.contains('editing')) return;
+    if (!li || li === this.#li || li.classList.contains('editing') || $('.confirm', li)) return;
     const m = this.#message(li);
     if (!m || m.deleted) return;
     this.#hide();
