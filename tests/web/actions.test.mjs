@@ -222,6 +222,43 @@ test('in a direct message too: an edit and a reaction', async () => {
   assert.deepEqual([...alice.errors, ...bob.errors], []);
 });
 
+test('a reply on the wire carries reply_to, and shows its quote while it waits for its ack', async (t) => {
+  let held = null;
+  let release;
+  const released = new Promise((r) => { release = r; });
+  const p = await person(browser, server, {
+    beforeLoad: (page) => page.routeWebSocket(/\/ws$/, (ws) => {
+      const upstream = ws.connectToServer();
+      upstream.onMessage((m) => ws.send(m));
+      ws.onMessage((m) => {
+        const msg = JSON.parse(m);
+        if (msg.type !== 'send' || msg.reply_to === undefined || held) return upstream.send(m);
+        held = msg; // the reply waits here until the test has looked at the page
+        released.then(() => upstream.send(m));
+      });
+    }),
+  });
+  t.after(() => p.context.close());
+  await signIn(p.page, `gina${tag}`);
+  await bob.page.locator('#my-rooms button', { hasText: '#general' }).click();
+  await bob.page.locator('#conv-title', { hasText: '#general' }).waitFor();
+  await say(bob.page, `to be answered ${tag}`);
+  const target = item(p.page, `to be answered ${tag}`);
+  await target.waitFor();
+  await target.hover();
+  await bar(p.page).getByRole('button', { name: 'Reply' }).click();
+  await say(p.page, `held answer ${tag}`);
+  await until(() => held, 'the reply on its way');
+  const seq = await target.getAttribute('data-seq');
+  assert.equal(held.reply_to, Number(seq));
+  const waiting = p.page.locator('#pending .msg', { hasText: `held answer ${tag}` });
+  assert.equal(await waiting.locator('.quote').textContent(), `↪ bob: to be answered ${tag}`);
+  release();
+  await until(async () => (await p.page.locator('#pending .msg').count()) === 0, 'acked');
+  await until(async () => (await item(bob.page, `held answer ${tag}`).locator('.quote').textContent().catch(() => null)) === `↪ bob: to be answered ${tag}`, 'bob sees the quote');
+  assert.deepEqual(p.errors, []);
+});
+
 test('forbidden: a guest name taken again by a new session is not the author of the old messages', async (t) => {
   const p = await person(browser, server);
   t.after(() => p.context.close());

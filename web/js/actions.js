@@ -42,6 +42,10 @@ export class Actions {
       else if (quote) view.jumpTo(+quote.dataset.replyTo);
       else if (!e.target.closest('a, button, textarea')) this.#show(e.target.closest('li.msg'));
     });
+    $('#pending').addEventListener('click', (e) => {
+      const quote = e.target.closest('.quote');
+      if (quote) view.jumpTo(+quote.dataset.replyTo);
+    });
     list.addEventListener('pointerleave', (e) => {
       if (e.pointerType === 'mouse' && !this.bar.contains(document.activeElement)) this.#hide();
     });

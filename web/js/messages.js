@@ -206,9 +206,11 @@ export function append(ol, prev, m, ctx) {
   last.querySelector('.group-msgs').append(messageItem(m, ctx));
 }
 
-export function renderPending(ol, pending, me, onDiscard) {
+export function renderPending(ol, pending, ctx, onDiscard) {
+  const { me } = ctx;
   ol.replaceChildren(...pending.map((p) => h('li', { class: 'msg pending', 'data-cid': p.cid },
     h('span', { class: 'sender' }, me),
+    p.reply_to ? quoteItem(p, ctx.conv) : null,
     textItem(p.text, me),
     h('span', { class: 'pending-state' }, STATES[p.state] || STATES.waiting),
     p.state === 'sending' ? null : h('button', { type: 'button', class: 'link', onclick: () => onDiscard(p.cid) }, 'Discard'))));

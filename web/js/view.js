@@ -400,7 +400,7 @@ export class View {
     if (!conv) return;
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
     const mine = this.client.pending.filter((p) => p.conv === conv.id);
-    renderPending($('#pending'), mine, this.client.me.name, (cid) => this.client.discard(cid));
+    renderPending($('#pending'), mine, this.#ctx(), (cid) => this.client.discard(cid));
     if (atBottom || mine.length) this.log.scrollTop = this.log.scrollHeight;
   }
 
