@@ -12,6 +12,8 @@ build_packages+=(libsystemd-dev)
 # Unicode NFC and case folding of search words and queries (src/search_text.c).
 build_packages+=(libutf8proc-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
+# A color emoji font, so reactions in the browser tests' screenshots are drawn (not as boxes).
+test_packages+=(fonts-noto-color-emoji)
 # The TLS suites make their certificates with the openssl command and talk to the server with s_client.
 test_packages+=(openssl)
 # systemd-socket-activate for the socket activation test (tests/upgrade).

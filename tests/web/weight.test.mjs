@@ -1,5 +1,10 @@
 // The page is light and self-contained: everything under web/ (what parley serves) weighs under
-// 100 KiB, and nothing refers to another origin.
+// 128 KiB, and nothing refers to another origin.
+// The budget is in bytes as served: parley sends the files uncompressed (no Content-Encoding), so
+// that is what a first visit downloads; later visits revalidate by ETag and get 304s. It was
+// 100 KiB for protocol 1.0's page; the timeline's controls (message actions, emoji picker, inline
+// editor, replies, @mention completion) took it to about 121 KB, and 1.1's other features need
+// room on the page too. Why 128 KiB and how it was measured: docs/benchmarks.md ("Page weight").
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -25,12 +30,13 @@ after(async () => {
   await server?.dispose();
 });
 
-test('the served page weighs under 100 KiB and fetches nothing from elsewhere', async () => {
+test('the served page weighs under 128 KiB and fetches nothing from elsewhere', async () => {
   let total = 0;
   for (const file of files(WEB)) {
     const url = '/' + path.relative(WEB, file).split(path.sep).join('/');
     const res = await fetch(`http://127.0.0.1:${server.httpPort}${url}`);
     assert.equal(res.status, 200, url);
+    assert.equal(res.headers.get('content-encoding'), null, `${url} is counted as sent: uncompressed`);
     const body = await res.text();
     total += Buffer.byteLength(body);
     if (!url.endsWith('.svg')) {
@@ -38,5 +44,5 @@ test('the served page weighs under 100 KiB and fetches nothing from elsewhere', 
     }
     assert.doesNotMatch(body, /\binnerHTML\b|insertAdjacentHTML|document\.write/, `${url} inserts HTML`);
   }
-  assert.ok(total < 100 * 1024, `page weight ${total} bytes`);
+  assert.ok(total < 128 * 1024, `page weight ${total} bytes`);
 });

@@ -55,7 +55,7 @@ export function mentions(msg, me) {
 // deleted message comes with "deleted" and without its text or emoji).
 export function applyEvent(m, ev, me) {
   if (ev.deleted || ev.type === 'delete') {
-    Object.assign(m, { deleted: true, text: '', mentions: undefined, reactions: [], quote: null });
+    Object.assign(m, { deleted: true, text: '', mentions: undefined, reactions: [] });
   } else if (ev.type === 'edit' && typeof ev.text === 'string') {
     Object.assign(m, { text: ev.text, mentions: ev.mentions, edited: ev.ts });
   } else if (ev.type === 'edit') {
@@ -452,15 +452,38 @@ export class ChatClient extends EventTarget {
 
   // --- sending ---
 
-  send(id, text) {
+  // `replyTo`: the seq of the message this one answers.
+  send(id, text, replyTo) {
     const trimmed = trimText(text);
     if (!trimmed) return;
     if (textLength(trimmed) > MAX_TEXT) throw new RequestError('too_long');
-    const p = { cid: newCid(), conv: id, text: trimmed, state: this.loggedIn ? 'queued' : 'waiting', error: null };
+    const p = { cid: newCid(), conv: id, text: trimmed, reply_to: replyTo, state: this.loggedIn ? 'queued' : 'waiting', error: null };
     this.pending.push(p);
     this.#savePending();
     this.emit('pending', { conv: this.conv(id) });
     this.#pump();
+  }
+
+  // Timeline requests on a message of `conv` (the server's event changes it for every page).
+  edit(conv, seq, text) {
+    return this.conn.request({ type: 'edit', room: conv.id, seq, text: trimText(text) });
+  }
+
+  remove(conv, seq) {
+    return this.conn.request({ type: 'delete', room: conv.id, seq });
+  }
+
+  react(conv, seq, emoji, on) {
+    return this.conn.request({ type: 'react', room: conv.id, seq, emoji, on });
+  }
+
+  // Loads older pages until message `seq` is here (or the room's start). Returns it, if found.
+  async loadUntil(conv, seq) {
+    while (!conv.bySeq.has(seq) && conv.hasMore && this.loggedIn) {
+      if (conv.loading) await new Promise((r) => this.addEventListener('messages', r, { once: true }));
+      else await this.loadOlder(conv);
+    }
+    return conv.bySeq.get(seq);
   }
 
   discard(cid) {
@@ -523,7 +546,7 @@ export class ChatClient extends EventTarget {
 
   async #sendOne(p) {
     const conv = this.conv(p.conv);
-    const msg = { type: 'send', text: p.text, cid: p.cid };
+    const msg = { type: 'send', text: p.text, cid: p.cid, reply_to: p.reply_to };
     if (conv.dm) msg.to = conv.peer;
     else msg.room = conv.id;
     p.state = 'sending';
@@ -532,7 +555,7 @@ export class ChatClient extends EventTarget {
       const ack = await this.conn.request(msg);
       const room = this.conv(ack.room);
       this.#insert(room, {
-        room: ack.room, seq: ack.seq, ts: Date.now(), from: this.me.name, text: p.text, cid: p.cid, local: true,
+        room: ack.room, seq: ack.seq, ts: Date.now(), from: this.me.name, text: p.text, cid: p.cid, reply_to: p.reply_to, local: true,
       });
       this.#settle(p.cid);
       this.emit('messages', { conv: room });
@@ -828,10 +851,6 @@ export class ChatClient extends EventTarget {
       deleted: msg.deleted === true, edited: msg.edited, reply_to: msg.reply_to, mentions: msg.mentions,
       reactions: Array.isArray(msg.reactions) ? msg.reactions : [],
     };
-    if (m.reply_to) {
-      const to = conv.bySeq.get(m.reply_to);
-      m.quote = to ? { from: to.from, text: to.deleted ? null : to.text } : null;
-    }
     conv.bySeq.set(m.seq, m);
     const list = conv.messages;
     let i = list.length;
@@ -871,7 +890,7 @@ export class ChatClient extends EventTarget {
   #savePending() {
     if (!this.me) return;
     storage.saveUser(this.me.name, {
-      pending: this.pending.map(({ cid, conv, text }) => ({ cid, conv, text })),
+      pending: this.pending.map(({ cid, conv, text, reply_to }) => ({ cid, conv, text, reply_to })),
     });
   }
 }

@@ -80,36 +80,61 @@ export function textItem(text, from) {
     action ? [`* ${from} `, ...rich(text.slice(4))] : rich(text));
 }
 
-// A reply's quote of the message it answers: its sender and first line, when known here.
-function quoteItem(m) {
-  const q = m.quote;
-  const what = !q ? 'an earlier message' : q.text === null ? 'a deleted message' : `${q.from}: ${q.text.split('\n')[0]}`;
-  return h('div', { class: 'quote', dir: 'auto', 'data-reply-to': m.reply_to }, `↪ ${what}`);
+// A message in one line: "alice: its first line", or "* alice waves".
+export function oneLine(m) {
+  const line = m.text.split('\n')[0];
+  return isAction(line) ? `* ${m.from} ${line.slice(4)}` : `${m.from}: ${line}`;
 }
 
-// Reactions: each emoji with how many hold it, who in its title.
+// A reply's quote of the message it answers (its sender and first line, when loaded here): a
+// button that shows that message.
+function quoteItem(m, conv) {
+  const q = conv.bySeq.get(m.reply_to);
+  const what = !q ? 'an earlier message' : q.deleted ? 'a deleted message' : oneLine(q);
+  return h('button', { type: 'button', class: q ? 'quote' : 'quote unknown', dir: 'auto', 'data-reply-to': m.reply_to, title: 'Show the message this answers' }, `↪ ${what}`);
+}
+
+// Who holds a reaction, for its title: the server names the first 20.
+export function holders(r) {
+  const names = r.users || [];
+  return names.join(', ') + (r.count > names.length ? ` and ${r.count - names.length} more` : '');
+}
+
+// Reactions: buttons with the emoji and how many hold it, who in the title; a press toggles yours.
 function reactionsItem(m) {
-  return h('ul', { class: 'reactions' }, m.reactions.map((r) =>
-    h('li', { class: r.me ? 'reaction me' : 'reaction', title: (r.users || []).join(', ') }, `${r.emoji} ${r.count}`)));
+  return h('ul', { class: 'reactions' }, m.reactions.map((r) => h('li', {},
+    h('button', {
+      type: 'button', class: r.me ? 'reaction me' : 'reaction', title: holders(r), 'data-emoji': r.emoji, 'aria-pressed': String(!!r.me),
+      'aria-label': `${r.emoji} ${r.count}: ${holders(r)}. ${r.me ? 'Take back your reaction' : 'React with it too'}`,
+    }, `${r.emoji} ${r.count}`))));
 }
 
-function messageItem(m, me) {
+// ctx: {me, conv} (the user's name, the conversation shown).
+function messageItem(m, ctx) {
+  const { me, conv } = ctx;
   const body = m.deleted
     ? h('div', { class: 'msg-text deleted' }, 'message deleted')
     : textItem(m.text, m.from);
-  return h('li', { class: 'msg' + (m.from === me ? ' mine' : ''), 'data-seq': m.seq },
+  const named = m.from !== me && m.mentions?.some((n) => n.toLowerCase() === me?.toLowerCase());
+  return h('li', { class: 'msg' + (m.from === me ? ' mine' : '') + (named ? ' mention' : ''), 'data-seq': m.seq, tabindex: -1 },
     h('span', { class: 'sr-only' }, `${m.from}: `),
     h('time', { class: 'msg-time', datetime: new Date(m.ts).toISOString(), title: fullTime(m.ts) }, time(m.ts)),
-    m.reply_to && !m.deleted ? quoteItem(m) : null,
+    m.reply_to && !m.deleted ? quoteItem(m, conv) : null,
     body,
     m.edited && !m.deleted ? h('span', { class: 'edited', title: fullTime(m.edited) }, '(edited)') : null,
     m.reactions?.length > 0 && !m.deleted ? reactionsItem(m) : null);
 }
 
-// Redraws one message where `ol` shows it (an edit, a delete or a reaction changed it).
-export function update(ol, m, me) {
+// Redraws one message where `ol` shows it (an edit, a delete or a reaction changed it), and the
+// replies that quote it.
+export function update(ol, m, ctx) {
   const li = ol.querySelector(`li.msg[data-seq="${m.seq}"]`);
-  if (li) li.replaceWith(messageItem(m, me));
+  if (li) li.replaceWith(messageItem(m, ctx));
+  for (const q of ol.querySelectorAll(`.quote[data-reply-to="${m.seq}"]`)) {
+    const reply = q.closest('.msg');
+    const r = ctx.conv.bySeq.get(+reply.dataset.seq);
+    if (r) reply.replaceWith(messageItem(r, ctx));
+  }
 }
 
 function groupItem(m, me) {
@@ -128,7 +153,7 @@ function divider(ts) {
 }
 
 // The items (day dividers, groups) showing messages[from..to).
-function items(messages, from, to, me) {
+function items(messages, from, to, ctx) {
   const out = [];
   let group = null;
   for (let i = from; i < to; i++) {
@@ -136,24 +161,24 @@ function items(messages, from, to, me) {
     const prev = i > from ? messages[i - 1] : null;
     if (!prev || day(prev.ts) !== day(m.ts)) out.push(divider(m.ts));
     if (!sameGroup(prev, m)) {
-      group = groupItem(m, me);
+      group = groupItem(m, ctx.me);
       out.push(group.li);
     }
-    group.list.append(messageItem(m, me));
+    group.list.append(messageItem(m, ctx));
   }
   return out;
 }
 
 // Renders messages[from..] into `ol`, replacing what it showed.
-export function renderAll(ol, messages, from, me) {
-  ol.replaceChildren(...items(messages, from, messages.length, me));
+export function renderAll(ol, messages, from, ctx) {
+  ol.replaceChildren(...items(messages, from, messages.length, ctx));
 }
 
 // Adds messages[from..to) before what `ol` shows (which starts at messages[to]), leaving the
 // shown items in place: the first group shown takes the new last one's messages when they
 // belong together.
-export function prepend(ol, messages, from, to, me) {
-  const added = items(messages, from, to, me);
+export function prepend(ol, messages, from, to, ctx) {
+  const added = items(messages, from, to, ctx);
   if (!added.length) return;
   const next = messages[to];
   const last = messages[to - 1];
@@ -170,20 +195,22 @@ export function prepend(ol, messages, from, to, me) {
 }
 
 // Appends `m` (newer than everything shown, whose last message is `prev`).
-export function append(ol, prev, m, me) {
+export function append(ol, prev, m, ctx) {
   if (!prev || day(prev.ts) !== day(m.ts)) ol.append(divider(m.ts));
   let last = ol.lastElementChild;
   if (!sameGroup(prev, m) || !last || !last.classList.contains('group')) {
-    const group = groupItem(m, me);
+    const group = groupItem(m, ctx.me);
     ol.append(group.li);
     last = group.li;
   }
-  last.querySelector('.group-msgs').append(messageItem(m, me));
+  last.querySelector('.group-msgs').append(messageItem(m, ctx));
 }
 
-export function renderPending(ol, pending, me, onDiscard) {
+export function renderPending(ol, pending, ctx, onDiscard) {
+  const { me } = ctx;
   ol.replaceChildren(...pending.map((p) => h('li', { class: 'msg pending', 'data-cid': p.cid },
     h('span', { class: 'sender' }, me),
+    p.reply_to ? quoteItem(p, ctx.conv) : null,
     textItem(p.text, me),
     h('span', { class: 'pending-state' }, STATES[p.state] || STATES.waiting),
     p.state === 'sending' ? null : h('button', { type: 'button', class: 'link', onclick: () => onDiscard(p.cid) }, 'Discard'))));

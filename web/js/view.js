@@ -1,10 +1,12 @@
 // The signed-in page: conversation list, messages, members, typing, composer and status.
 // It reads the ChatClient's state and calls its methods; it never speaks the protocol itself.
 
+import { Actions } from './actions.js';
 import { Attention } from './attention.js';
 import { HISTORY_PAGE, MAX_TEXT, memberOrder, presenceOrder, textLength } from './client.js';
 import { $, fill, h } from './dom.js';
-import { append, prepend, renderAll, renderPending, update } from './messages.js';
+import { Mentions } from './mention.js';
+import { append, oneLine, prepend, renderAll, renderPending, update } from './messages.js';
 import { errorText, roomNameError, userNameError } from './words.js';
 
 const NOTICE_MS = 8000;
@@ -32,6 +34,7 @@ export class View {
   #statusTimer = null;
   #sidebarQueued = false;
   #membersQueued = false;
+  #reply = null; // the message the next send answers: {conv, seq}
 
   constructor(client) {
     this.client = client;
@@ -39,6 +42,12 @@ export class View {
     this.list = $('#messages');
     this.text = $('#composer-text');
     this.attention = new Attention(client, (id) => this.#open(id));
+    this.actions = new Actions(this);
+    this.mentions = new Mentions(this.text, $('#mention-list'), () => {
+      const conv = this.active;
+      const me = client.me?.name.toLowerCase();
+      return (conv ? (conv.dm ? [conv.peer] : [...conv.members.keys()]) : []).filter((n) => n && n.toLowerCase() !== me);
+    });
     this.#bind();
     client.addEventListener('rooms', () => this.#sidebarSoon());
     client.addEventListener('active', () => this.renderActive());
@@ -233,6 +242,8 @@ export class View {
     $('#composer-label').textContent = `Message ${conv.title}`;
     this.text.placeholder = `Message ${conv.title}`;
     $('#notice').hidden = true;
+    this.actions.reset();
+    this.#renderReply();
     this.renderMessages(true);
     this.renderMembers();
     this.renderTyping();
@@ -245,7 +256,9 @@ export class View {
     const fromBottom = this.log.scrollHeight - this.log.scrollTop;
     const list = conv.messages;
     const from = Math.max(0, list.length - WINDOW);
-    renderAll(this.list, list, from, this.client.me && this.client.me.name);
+    const focused = document.activeElement;
+    renderAll(this.list, list, from, this.#ctx());
+    this.actions.place(focused);
     this.#shown = { id: conv.id, count: list.length - from, firstSeq: list.length ? list[from].seq : 0, lastSeq: list.length ? list.at(-1).seq : 0 };
     this.#olderText();
     $('#jump').hidden = true;
@@ -275,7 +288,7 @@ export class View {
   #onMessages({ conv, reset, older, changed }) {
     if (conv.id !== this.client.active) return;
     if (changed) {
-      update(this.list, changed, this.client.me.name);
+      this.redraw(changed);
       return;
     }
     const shown = this.#shown;
@@ -288,9 +301,16 @@ export class View {
       return;
     }
     if (older && first > 0) this.#prepend(first);
+    if (older) {
+      // Quotes of messages that were not loaded yet: some may be now.
+      for (const q of this.list.querySelectorAll('.quote.unknown')) {
+        const m = conv.bySeq.get(+q.dataset.replyTo);
+        if (m) this.redraw(m);
+      }
+    }
     const me = this.client.me.name;
     if (last + 1 < list.length) {
-      for (let i = last + 1; i < list.length; i++) append(this.list, list[i - 1], list[i], me);
+      for (let i = last + 1; i < list.length; i++) append(this.list, list[i - 1], list[i], this.#ctx());
       shown.count += list.length - last - 1;
       shown.lastSeq = list.at(-1).seq;
       if (atBottom || list.at(-1).from === me) this.log.scrollTop = this.log.scrollHeight;
@@ -306,7 +326,7 @@ export class View {
     const from = Math.max(0, first - page);
     const top = this.log.scrollTop;
     const height = this.log.scrollHeight;
-    prepend(this.list, list, from, first, this.client.me.name);
+    prepend(this.list, list, from, first, this.#ctx());
     this.#shown.count += first - from;
     this.#shown.firstSeq = list[from].seq;
     // Kept in place here, not by the browser's scroll anchoring (off: it costs more per page).
@@ -325,12 +345,62 @@ export class View {
     }
   }
 
+  #ctx() {
+    return { me: this.client.me?.name, conv: this.active };
+  }
+
+  // Draws message `m` again where it is shown, and the replies quoting it.
+  redraw(m) {
+    const focused = document.activeElement;
+    update(this.list, m, this.#ctx());
+    this.actions.place(focused);
+    this.#renderReply();
+  }
+
+  // Shows message `seq` of the open conversation (loading older pages until it is there),
+  // scrolled into view and marked.
+  async jumpTo(seq) {
+    const conv = this.active;
+    const m = await this.client.loadUntil(conv, seq).catch(() => null);
+    if (!m || conv !== this.active) {
+      if (!m) this.#onNotice({ code: 'not_found' });
+      return;
+    }
+    const first = this.#firstShown(conv.messages);
+    const i = indexOf(conv.messages, seq);
+    if (i < first) this.#prepend(first, first - i);
+    this.list.querySelector('.msg.target')?.classList.remove('target');
+    const li = this.list.querySelector(`li.msg[data-seq="${seq}"]`);
+    if (!li) return;
+    li.classList.add('target');
+    li.scrollIntoView({ block: 'center' });
+    li.focus({ preventScroll: true });
+  }
+
+  startReply(m) {
+    this.#reply = { conv: this.client.active, seq: m.seq };
+    this.#renderReply();
+    this.text.focus();
+  }
+
+  #renderReply() {
+    const r = this.#reply;
+    const m = r && r.conv === this.client.active && this.active.bySeq.get(r.seq);
+    $('#reply-bar').hidden = !m;
+    if (m) $('#reply-text').textContent = `Replying to ${m.deleted ? 'a deleted message' : oneLine(m)}`;
+  }
+
+  #cancelReply() {
+    this.#reply = null;
+    this.#renderReply();
+  }
+
   renderPending() {
     const conv = this.active;
     if (!conv) return;
     const atBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
     const mine = this.client.pending.filter((p) => p.conv === conv.id);
-    renderPending($('#pending'), mine, this.client.me.name, (cid) => this.client.discard(cid));
+    renderPending($('#pending'), mine, this.#ctx(), (cid) => this.client.discard(cid));
     if (atBottom || mine.length) this.log.scrollTop = this.log.scrollHeight;
   }
 
@@ -450,10 +520,25 @@ export class View {
       this.#send();
     });
     this.text.addEventListener('keydown', (e) => {
+      if (this.mentions.key(e)) return;
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
         this.#send();
+      } else if (e.key === 'Escape' && !$('#reply-bar').hidden) {
+        this.#cancelReply();
+      } else if (e.key === 'ArrowUp' && !this.text.value && this.active) {
+        // As in other chats: the up arrow in an empty box edits your last message here.
+        const me = c.me.name.toLowerCase();
+        const m = this.active.messages.findLast((x) => x.from.toLowerCase() === me && !x.deleted);
+        if (m && this.list.querySelector(`li.msg[data-seq="${m.seq}"]`)) {
+          e.preventDefault();
+          this.actions.edit(m);
+        }
       }
+    });
+    $('#reply-cancel').addEventListener('click', () => {
+      this.#cancelReply();
+      this.text.focus();
     });
     this.text.addEventListener('input', () => {
       this.#onInput();
@@ -538,8 +623,9 @@ export class View {
     const text = this.text.value;
     const id = this.#draftFor;
     if (!text.trim() || !id || id !== c.active) return;
+    const reply = this.#reply && this.#reply.conv === id && !$('#reply-bar').hidden ? this.#reply.seq : undefined;
     try {
-      c.send(id, text);
+      c.send(id, text, reply);
     } catch (err) {
       this.#onNotice({ code: err.code });
       return;
@@ -547,6 +633,7 @@ export class View {
     this.text.value = '';
     this.#drafts.delete(id);
     this.#onInput();
+    if (reply) this.#cancelReply();
     $('#notice').hidden = true;
   }
 

@@ -15,6 +15,9 @@ const ERRORS = {
   already_logged_in: 'You are already signed in.',
   disconnected: 'Not connected to the server. Try again in a moment.',
   timeout: 'The server did not answer in time. Try again.',
+  edit_window: 'This message is too old to edit now.',
+  not_found: 'That message is no longer there.',
+  too_many_reactions: 'This message has as many different reactions as it can take.',
   truncated: 'Some messages from while you were away are no longer kept and could not be shown.',
 };
 
@@ -28,7 +31,7 @@ export function signInErrorText(code, serverMessage) {
 
 export function errorText(code, serverMessage) {
   if (ERRORS[code]) return ERRORS[code];
-  if (serverMessage) return serverMessage.charAt(0).toUpperCase() + serverMessage.slice(1) + '.';
+  if (serverMessage) return serverMessage.charAt(0).toUpperCase() + serverMessage.slice(1).replace(/\.?$/, '.');
   return 'Something went wrong. Please try again.';
 }
 

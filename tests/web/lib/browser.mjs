@@ -26,10 +26,13 @@ const NETWORK_NOISE = /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|
 // beforeLoad(page) runs before the page is opened (to route its WebSocket, for instance).
 // With server.tls set (a TLS server), the page is loaded over https:// and trusts the test's
 // self-signed certificate.
-export async function person(browser, server, { viewport = { width: 1100, height: 720 }, colorScheme = 'light', beforeLoad } = {}) {
+// `touch`: a phone's touch screen (taps, no hover).
+export async function person(browser, server, { viewport = { width: 1100, height: 720 }, colorScheme = 'light', beforeLoad, touch = false } = {}) {
   const context = await browser.newContext({
     viewport,
     colorScheme,
+    hasTouch: touch,
+    isMobile: touch,
     baseURL: `${server.tls ? 'https' : 'http'}://127.0.0.1:${server.httpPort}`,
     ignoreHTTPSErrors: Boolean(server.tls),
   });
