@@ -541,28 +541,28 @@ static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
     return bucket_take(&s->tokens, &s->refill_ms, rate, now);
 }
 
-/* The react bucket, made full at first use. */
+/* A bucket of its own (react, search), made full at first use: most clients never use it, and
+ * pay nothing for it. */
+static struct chat_bucket *own_bucket(struct conn *c, struct chat_bucket **slot, uint32_t rate)
+{
+    if (!*slot) {
+        *slot = xcalloc(1, sizeof **slot);
+        (*slot)->tokens = rate;
+        (*slot)->refill_ms = conn_now(c);
+    }
+    return *slot;
+}
+
 static struct chat_bucket *react_bucket(struct conn *c)
 {
     struct chat_session *s = c->session;
-    if (!s->react) {
-        s->react = xcalloc(1, sizeof *s->react);
-        s->react->tokens = cfg_of(c)->react_rate;
-        s->react->refill_ms = conn_now(c);
-    }
-    return s->react;
+    return own_bucket(c, &s->react, cfg_of(c)->react_rate);
 }
 
-/* The search bucket, made full at first use. */
 static struct chat_bucket *search_bucket(struct conn *c)
 {
     struct chat_session *s = c->session;
-    if (!s->search) {
-        s->search = xcalloc(1, sizeof *s->search);
-        s->search->tokens = cfg_of(c)->search_rate;
-        s->search->refill_ms = conn_now(c);
-    }
-    return s->search;
+    return own_bucket(c, &s->search, cfg_of(c)->search_rate);
 }
 
 uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket)
@@ -634,30 +634,28 @@ static void flood_close(struct conn *c)
         conn_close_after_flush(c);
 }
 
-bool chat_session_count_react(struct conn *c)
+/* Rule 73's close for a bucket of its own: every request of its type counts, whatever its
+ * answer. */
+static bool count_own(struct conn *c, struct chat_bucket *(*bucket)(struct conn *), uint32_t rate)
 {
     struct chat_session *s = c->session;
-    uint32_t rate = cfg_of(c)->react_rate;
     if (!rate || !s->logged_in)
         return true;
-    struct chat_bucket *b = react_bucket(c);
+    struct chat_bucket *b = bucket(c);
     if (window_count(b->attempts, &b->attempts_sec, rate, conn_now(c)))
         return true;
     flood_close(c);
     return false;
 }
 
+bool chat_session_count_react(struct conn *c)
+{
+    return count_own(c, react_bucket, cfg_of(c)->react_rate);
+}
+
 bool chat_session_count_search(struct conn *c)
 {
-    struct chat_session *s = c->session;
-    uint32_t rate = cfg_of(c)->search_rate;
-    if (!rate || !s->logged_in)
-        return true;
-    struct chat_bucket *b = search_bucket(c);
-    if (window_count(b->attempts, &b->attempts_sec, rate, conn_now(c)))
-        return true;
-    flood_close(c);
-    return false;
+    return count_own(c, search_bucket, cfg_of(c)->search_rate);
 }
 
 bool chat_session_count_send(struct conn *c)

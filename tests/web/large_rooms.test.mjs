@@ -36,7 +36,7 @@ after(async () => {
 
 async function arrive(...names) {
   await Promise.all(names.map(async (name) => {
-    const s = await seedClient(server, name);
+    const s = await seedClient(server, name, { guest: true }); // #general exists
     await s.request({ type: 'join', room: 'general' });
     seeds.set(name, s);
   }));
