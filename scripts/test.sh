@@ -83,7 +83,9 @@ run_blackbox() {
     # The web client in a real browser (Debian's chromium), once, on the release build.
     [ "$name" = release ] && suites+=(tests/web/)
     echo "== black-box ($name): $bin"
-    PARLEY_BIN="$bin" timeout 600 node --test --test-reporter=tap --test-concurrency="$jobs" \
+    # A guard against a hang, not a speed limit: on a quiet 2-core machine the release phase
+    # takes about half of it.
+    PARLEY_BIN="$bin" timeout 900 node --test --test-reporter=tap --test-concurrency="$jobs" \
         "${suites[@]}" >"$out" 2>&1
     show_failures "$out"
     count_node "$out"
