@@ -1236,19 +1236,7 @@ static void op_done(struct conn *c, struct chat_op *op)
         say(c, "* %s is registered. Next time: /login %s PASSWORD\r\n", op->name, op->name);
         break;
     case CHAT_STATUS:
-        if (!op->away) {
-            say(c, "* You are back.\r\n");
-        } else if (op->text && op->text[0]) {
-            /* --max-status may allow more than say() holds */
-            size_t n = strlen(op->text) + 32;
-            char *line = xmalloc(n);
-            int k = snprintf(line, n, "* You are away: %s\r\n", op->text);
-            conn_send_copy(c, line, (size_t)k);
-            free(line);
-        } else {
-            say(c, "* You are away.\r\n");
-        }
-        break;
+        break; /* rule 76: telnet shows no status change, its own neither (/who shows it) */
     case CHAT_HISTORY:
         for (size_t i = 0; i < op->n_msgs; i++)
             if (op->msgs[i].tn)
