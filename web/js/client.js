@@ -109,6 +109,10 @@ export class Conversation {
     this.hasMore = true;
     this.loading = false;
     this.unread = 0;
+    this.mentions = 0;
+    this.read = null; // the server's read marker (registered users)
+    this.counted = 0; // messages up to this seq are in the server's counts already
+    this.marker = null; // where the "new messages" line goes
     this.typing = new Map(); // name -> timer
     this.missing = false; // a direct message to a name the server does not know: never kept
   }
@@ -160,10 +164,7 @@ export class ChatClient extends EventTarget {
     // Unread counts in the open conversation too while the tab is hidden, until it is seen.
     document.addEventListener('visibilitychange', () => {
       const conv = !document.hidden && this.convs.get(this.active);
-      if (conv && conv.unread) {
-        conv.unread = 0;
-        this.emit('rooms');
-      }
+      if (conv) this.markRead(conv);
     });
   }
 
@@ -248,7 +249,8 @@ export class ChatClient extends EventTarget {
   async open(id) {
     const conv = this.conv(id);
     this.active = id;
-    conv.unread = 0;
+    conv.marker = conv.unread && conv.read !== null ? conv.read : null;
+    this.markRead(conv);
     this.#save();
     this.emit('active', { conv });
     this.emit('rooms');
@@ -290,12 +292,38 @@ export class ChatClient extends EventTarget {
     if (!conv.dm && conv.joined) await this.conn.request({ type: 'leave', room: id }).catch((err) => {
       if (err.code !== 'not_member') throw err;
     });
+    this.#drop(id);
+    this.refreshRooms();
+  }
+
+  #drop(id) {
     this.convs.delete(id);
     this.pending = this.pending.filter((p) => p.conv !== id);
     if (this.active === id) this.active = null;
     this.#save();
     this.emit('rooms');
-    this.refreshRooms();
+  }
+
+  // The open conversation is seen (tab visible): its counts clear, and the server's marker
+  // moves to its latest seq, for the user's other devices too.
+  markRead(conv) {
+    if (this.active !== conv.id || document.hidden) return;
+    const send = this.me?.guest === false && this.loggedIn && conv.latest > (conv.read ?? 0) && (conv.dm || conv.joined);
+    if (conv.unread || conv.mentions) this.#readTo(conv, conv.latest);
+    if (!send) return;
+    conv.read = conv.latest;
+    this.conn.request({ type: 'read', room: conv.id, seq: conv.latest }).catch(() => { conv.read = null; });
+  }
+
+  // Counts again from the marker: what is loaded after it, or nothing when it is at the end.
+  #readTo(conv, seq) {
+    conv.read = Math.max(conv.read ?? 0, seq);
+    const others = conv.messages.filter((m) => m.seq > conv.read && !m.deleted && m.from.toLowerCase() !== this.me.name.toLowerCase());
+    if (seq >= conv.latest || !conv.hasMore || conv.messages[0]?.seq <= seq) {
+      conv.unread = others.length;
+      conv.mentions = others.filter((m) => mentions(m, this.me.name)).length;
+    }
+    this.emit('rooms');
   }
 
   // The public rooms again: as many pages as are shown (at least one).
@@ -651,15 +679,22 @@ export class ChatClient extends EventTarget {
     storage.saveUser(welcome.name, { token: welcome.token });
     this.loggedIn = true;
     this.conn.resetBackoff();
+    // A registered user's rooms are the server's (saved rooms): left elsewhere, gone here too.
+    const saved = welcome.guest || !Array.isArray(welcome.rooms) ? null : welcome.rooms;
+    if (saved?.length) for (const conv of this.convs.values()) if (!conv.dm && !saved.some((r) => r.name === conv.id)) this.convs.delete(conv.id);
+    for (const r of saved || []) this.conv(r.name).joined = true;
     if (!this.convs.size) {
       const general = this.conv('general');
       general.joined = true;
     }
-    for (const dm of welcome.dms || []) {
-      const conv = this.conv(dm.room);
-      conv.latest = Math.max(conv.latest, dm.seq);
+    for (const r of [...(saved || []), ...(welcome.dms || [])]) {
+      const conv = this.conv(r.room || r.name);
+      conv.latest = Math.max(conv.latest, r.seq);
+      if (typeof r.unread !== 'number') continue;
+      Object.assign(conv, { read: r.read, unread: r.unread, mentions: r.mentions, counted: r.seq });
+      if (conv.id === this.active) conv.marker = r.unread ? r.read : null;
     }
-    if (!this.active || !this.convs.has(this.active)) this.active = 'general';
+    if (!this.active || !this.convs.has(this.active)) this.active = this.convs.get('general')?.joined ? 'general' : [...this.convs.values()].find((v) => v.joined)?.id || 'general';
     this.conv(this.active);
     this.emit('session');
     this.emit('status', { state: 'open' });
@@ -698,7 +733,9 @@ export class ChatClient extends EventTarget {
     conv.membersAfter = cursorOf(reply.members);
     if (conv.large) this.#clearTyping(conv);
     conv.latest = Math.max(conv.latest, reply.seq);
+    if (typeof reply.read === 'number') conv.read = Math.max(conv.read ?? 0, reply.read);
     if (conv.seq === null) conv.seq = reply.seq;
+    if (this.active === conv.id) this.markRead(conv);
     if (reply.truncated) {
       this.emit('notice', { conv, code: 'truncated' });
     }
@@ -738,6 +775,20 @@ export class ChatClient extends EventTarget {
         const conv = this.conv(msg.room);
         this.#received(conv, msg, false);
         this.emit('messages', { conv });
+        if (this.active === conv.id) this.markRead(conv);
+        break;
+      }
+      case 'left': {
+        // The user left this room on another device: it goes from here too.
+        if (!this.convs.get(msg.room)?.joined) break;
+        this.#drop(msg.room);
+        this.emit('gone', { room: msg.room });
+        break;
+      }
+      case 'read': {
+        // Read on another device: the counts go down here too.
+        const conv = this.convs.get(msg.room);
+        if (conv && typeof msg.seq === 'number') this.#readTo(conv, msg.seq);
         break;
       }
       case 'edit':
@@ -818,8 +869,9 @@ export class ChatClient extends EventTarget {
       conv.typing.delete(msg.from);
       this.emit('typing', { conv });
     }
-    if (fresh && !mine && (this.active !== conv.id || document.hidden)) {
+    if (fresh && !mine && !msg.deleted && msg.seq > conv.counted && msg.seq > (conv.read ?? 0) && (this.active !== conv.id || document.hidden)) {
       conv.unread += 1;
+      if (mentions(msg, this.me.name)) conv.mentions += 1;
       this.emit('rooms');
       if (!fromHistory && (conv.dm || mentions(msg, this.me.name))) this.emit('attention', { conv, msg });
     } else if (fresh && conv.dm && conv.messages.length === 1) {

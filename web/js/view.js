@@ -60,6 +60,11 @@ export class View {
       if (e.detail.conv.id === client.active) $('#older').textContent = 'Loading older messages…';
     });
     client.addEventListener('notice', (e) => this.#onNotice(e.detail));
+    client.addEventListener('gone', () => {
+      if (client.active) return;
+      const next = [...client.convs.values()].find((v) => !v.dm && v.joined);
+      this.#open(next ? next.id : 'general');
+    });
     client.addEventListener('session', () => {
       if (!client.me) {
         this.#drafts.clear();
@@ -136,7 +141,8 @@ export class View {
     const online = this.#onlineNames();
     const item = (conv, label, extra) => {
       const current = conv.id === c.active;
-      const badge = conv.unread > 0 ? h('span', { class: 'badge', 'aria-label': `${conv.unread} unread` }, String(conv.unread)) : null;
+      const n = conv.unread > 999 ? '999+' : String(conv.unread);
+      const badge = conv.unread > 0 ? h('span', { class: 'badge' + (conv.mentions ? ' at' : ''), 'aria-label': `${n} unread` + (conv.mentions ? `, ${conv.mentions} mentioning you` : '') }, (conv.mentions ? '@' : '') + n) : null;
       return h('li', {},
         h('button', {
           type: 'button', class: 'conv-btn' + (current ? ' current' : '') + (conv.unread ? ' unread' : ''),
@@ -176,6 +182,7 @@ export class View {
     const me = this.client.me;
     $('#me').textContent = me ? me.name + (me.guest ? ' (guest)' : '') : '';
     $('.me-narrow').textContent = me ? `Signed in as ${$('#me').textContent}` : '';
+    $('#join-form label').textContent = me?.guest ? 'Join a room' : 'Join or create a room';
     const box = $('#account');
     if (!me || !me.guest) {
       fill(box);
@@ -221,8 +228,10 @@ export class View {
       await this.client.open(id);
     } catch (err) {
       this.#onNotice({ code: err.code, message: err.message });
+      return err;
+    } finally {
+      this.text.focus();
     }
-    this.text.focus();
   }
 
   // --- the open conversation ---
@@ -560,7 +569,8 @@ export class View {
       $('#join-error').textContent = problem || '';
       if (problem) return;
       input.value = '';
-      await this.#open(name);
+      const err = await this.#open(name);
+      if (err) $('#join-error').textContent = errorText(err.code, err.message);
     });
     $('#dm-form').addEventListener('submit', (e) => {
       e.preventDefault();
