@@ -113,6 +113,8 @@ export class Conversation {
     this.read = null; // the server's read marker (registered users)
     this.counted = 0; // messages up to this seq are in the server's counts already
     this.marker = null; // where the "new messages" line goes
+    this.topic = '';
+    this.role = 'member'; // this user's in the room: member, op, owner, admin
     this.typing = new Map(); // name -> timer
     this.missing = false; // a direct message to a name the server does not know: never kept
   }
@@ -159,6 +161,9 @@ export class ChatClient extends EventTarget {
     this.roomsMore = false; // more public rooms after the last one listed
     this.pending = []; // sends not yet acked: {cid, conv, text, state, error}
     this.active = null;
+    this.state = 'online'; // this user's status, with its text
+    this.statusText = '';
+    this.away = new Map(); // lower-cased name -> status text of the users shown
     this.conn.addEventListener('state', (e) => this.#onState(e.detail));
     this.conn.addEventListener('message', (e) => this.#onEvent(e.detail));
     // Unread counts in the open conversation too while the tab is hidden, until it is seen.
@@ -397,7 +402,7 @@ export class ChatClient extends EventTarget {
         const reply = await this.conn.request({ type: 'who', room: conv.id, after, limit: MEMBERS_PAGE });
         if (this.convs.get(conv.id) !== conv || !conv.joined) return;
         if (fresh) {
-          this.#setMembers(conv, reply.members, reply.away);
+          this.#setMembers(conv, reply.members, reply.away, reply.status_text);
           if (conv.large && this.me) conv.members.set(this.me.name, conv.members.get(this.me.name) || 'online');
           fresh = false;
         } else {
@@ -421,7 +426,8 @@ export class ChatClient extends EventTarget {
   }
 
   // A server list (joined, members) becomes the room's list; `away` names those away.
-  #setMembers(conv, names, away) {
+  #setMembers(conv, names, away, texts) {
+    for (const [n, t] of Object.entries(texts || {})) this.away.set(n.toLowerCase(), t);
     const awaySet = new Set(Array.isArray(away) ? away : []);
     conv.members = new Map(names.map((name) => [name, awaySet.has(name) ? 'away' : 'online']));
   }
@@ -499,6 +505,14 @@ export class ChatClient extends EventTarget {
 
   remove(conv, seq) {
     return this.conn.request({ type: 'delete', room: conv.id, seq });
+  }
+
+  setStatus(state, text) {
+    return this.conn.request(text ? { type: 'status', state, text } : { type: 'status', state }).then((r) => this.#onEvent(r));
+  }
+
+  setTopic(conv, text) {
+    return this.conn.request({ type: 'topic', room: conv.id, text: trimText(text) });
   }
 
   react(conv, seq, emoji, on) {
@@ -675,6 +689,7 @@ export class ChatClient extends EventTarget {
   async #welcome(welcome) {
     const gen = this.#resumeGen;
     this.me = { name: welcome.name, guest: welcome.guest };
+    this.#onEvent({ ...welcome, type: 'status', text: welcome.status_text });
     this.token = welcome.token;
     storage.saveUser(welcome.name, { token: welcome.token });
     this.loggedIn = true;
@@ -723,7 +738,7 @@ export class ChatClient extends EventTarget {
     const reply = await this.conn.request(msg);
     conv.joined = true;
     const before = conv.members;
-    this.#setMembers(conv, reply.members, reply.away);
+    this.#setMembers(conv, reply.members, reply.away, reply.status_text);
     // Members the page knew who are not back (yet, after a restart) stay listed, as offline.
     if (reply.members_truncated !== true) for (const name of before.keys()) if (!conv.members.has(name)) conv.members.set(name, 'offline');
     conv.count = typeof reply.member_count === 'number' ? reply.member_count : reply.members.length;
@@ -733,6 +748,9 @@ export class ChatClient extends EventTarget {
     conv.membersAfter = cursorOf(reply.members);
     if (conv.large) this.#clearTyping(conv);
     conv.latest = Math.max(conv.latest, reply.seq);
+    conv.topic = reply.topic || '';
+    conv.role = reply.role || 'member';
+    this.emit('topic', { conv });
     if (typeof reply.read === 'number') conv.read = Math.max(conv.read ?? 0, reply.read);
     if (conv.seq === null) conv.seq = reply.seq;
     if (this.active === conv.id) this.markRead(conv);
@@ -793,10 +811,20 @@ export class ChatClient extends EventTarget {
       }
       case 'edit':
       case 'delete':
-      case 'reaction': {
-        // Timeline events (protocol 1.1): they take a seq like messages, and change one.
+      case 'reaction':
+      case 'topic':
+      case 'role':
+      case 'kick':
+      case 'ban':
+      case 'unban':
+      case 'mute':
+      case 'unmute': {
+        // Timeline events (protocol 1.1): they take a seq like messages, and may change one.
         const conv = this.conv(msg.room);
         this.#advance(conv, msg);
+        if (msg.type === 'topic') conv.topic = msg.text;
+        if (msg.type === 'role' && msg.user.toLowerCase() === this.me?.name.toLowerCase()) conv.role = msg.role;
+        this.emit('topic', { conv });
         const m = conv.bySeq.get(msg.target);
         if (m) {
           applyEvent(m, msg, this.me?.name);
@@ -805,9 +833,15 @@ export class ChatClient extends EventTarget {
         this.#save();
         break;
       }
+      case 'status':
+        // This user's status, set here or on another device.
+        if (msg.state) Object.assign(this, { state: msg.state, statusText: msg.text || '' });
+        this.emit('session');
+        break;
       case 'presence': {
         const conv = this.convs.get(msg.room);
         if (!conv) break;
+        this.away.set(msg.user.toLowerCase(), msg.status_text || '');
         if (conv.large && msg.state === 'offline') conv.members.delete(msg.user);
         else conv.members.set(msg.user, msg.state);
         this.emit('members', { conv });
@@ -828,7 +862,7 @@ export class ChatClient extends EventTarget {
         const conv = this.convs.get(msg.room);
         if (!conv || conv.dm || !conv.joined || !Array.isArray(msg.members)) break;
         conv.large = false;
-        this.#setMembers(conv, msg.members, msg.away);
+        this.#setMembers(conv, msg.members, msg.away, msg.status_text);
         if (typeof msg.member_count === 'number') conv.count = msg.member_count;
         conv.membersMore = msg.more === true && msg.members.length > 0;
         conv.membersAfter = msg.members.length ? msg.members.at(-1).toLowerCase() : '';

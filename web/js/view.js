@@ -55,6 +55,7 @@ export class View {
     client.addEventListener('pending', () => this.renderPending());
     client.addEventListener('members', () => this.#membersSoon());
     client.addEventListener('typing', () => this.renderTyping());
+    client.addEventListener('topic', (e) => e.detail.conv === this.active && this.renderTopic());
     client.addEventListener('status', (e) => this.renderStatus(e.detail));
     client.addEventListener('loading', (e) => {
       if (e.detail.conv.id === client.active) $('#older').textContent = 'Loading older messages…';
@@ -182,6 +183,10 @@ export class View {
     const me = this.client.me;
     $('#me').textContent = me ? me.name + (me.guest ? ' (guest)' : '') : '';
     $('.me-narrow').textContent = me ? `Signed in as ${$('#me').textContent}` : '';
+    const away = this.client.state === 'away';
+    $('#away-btn').textContent = away ? 'Back' : 'Away';
+    $('#away-text').value = this.client.statusText;
+    $('#away-text').disabled = away;
     $('#join-form label').textContent = me?.guest ? 'Join a room' : 'Join or create a room';
     const box = $('#account');
     if (!me || !me.guest) {
@@ -258,6 +263,24 @@ export class View {
     this.renderTyping();
     this.renderPending();
     this.renderSidebar();
+    this.renderTopic();
+  }
+
+  // The room's topic above its messages; ops, the owner and admins may change it.
+  renderTopic(editing = false) {
+    const conv = this.active;
+    const may = !conv.dm && conv.role !== 'member';
+    const input = $('#topic-text');
+    $('#topic-bar').hidden = conv.dm || (!conv.topic && !may);
+    $('#topic').textContent = conv.topic;
+    $('#topic').hidden = editing;
+    input.hidden = !editing;
+    $('#topic-edit').hidden = !may || editing;
+    $('#topic-edit').textContent = conv.topic ? 'Edit topic' : 'Set a topic';
+    if (editing) {
+      input.value = conv.topic;
+      input.focus();
+    }
   }
 
   renderMessages(toBottom) {
@@ -453,7 +476,7 @@ export class View {
         : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
       // A large room's list is not live: it does not claim who is online, only who is away.
       conv.large && state === 'online' ? null
-        : h('span', { class: 'presence' }, state === 'online' || state === 'away' ? state : 'offline'))));
+        : h('span', { class: 'presence' }, state === 'away' ? ['away', this.client.away.get(name.toLowerCase())].filter(Boolean).join(': ') : state === 'online' ? state : 'offline'))));
     foot.hidden = !conv.large;
     if (!conv.large) return;
     $('#members-note').textContent = `Showing ${num.format(conv.members.size)} of ${num.format(n)}. `
@@ -604,6 +627,22 @@ export class View {
     $('#members-more').addEventListener('click', () => this.#loadMembers());
     $('#members-refresh').addEventListener('click', () => this.#loadMembers({ fresh: true }));
     $('#rooms-more').addEventListener('click', () => c.moreRooms());
+    $('#status-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const away = c.state !== 'away';
+      c.setStatus(away ? 'away' : 'online', away && $('#away-text').value.trim()).catch((err) => this.#onNotice({ code: err.code, message: err.message }));
+    });
+    $('#topic-edit').addEventListener('click', () => this.renderTopic(true));
+    $('#topic-text').addEventListener('keydown', (e) => e.key === 'Escape' && this.renderTopic());
+    $('#topic-bar').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      try {
+        await c.setTopic(this.active, $('#topic-text').value);
+        this.renderTopic();
+      } catch (err) {
+        this.#onNotice({ code: err.code, message: err.message });
+      }
+    });
     const drawer = (cls, button) => {
       const open = !document.body.classList.contains(cls);
       document.body.classList.remove('nav-open', 'members-open');
