@@ -111,10 +111,10 @@ export class Conversation {
     this.unread = 0;
     this.mentions = 0;
     this.read = null; // the server's read marker (registered users)
-    this.counted = 0; // messages up to this seq are in the server's counts already
+    this.counted = 0; // seqs up to this are in the server's counts
     this.marker = null; // where the "new messages" line goes
     this.topic = '';
-    this.role = 'member'; // this user's in the room: member, op, owner, admin
+    this.role = 'member'; // this user's: member, op, owner, admin
     this.typing = new Map(); // name -> timer
     this.missing = false; // a direct message to a name the server does not know: never kept
   }
@@ -508,7 +508,11 @@ export class ChatClient extends EventTarget {
   }
 
   setStatus(state, text) {
-    return this.conn.request(text ? { type: 'status', state, text } : { type: 'status', state }).then((r) => this.#onEvent(r));
+    return this.conn.request({ type: 'status', state, text: text || undefined }).then((r) => this.#onEvent(r));
+  }
+
+  moderate(conv, type, user, extra) {
+    return this.conn.request({ type, room: conv.id, user, ...extra });
   }
 
   setTopic(conv, text) {
@@ -750,6 +754,7 @@ export class ChatClient extends EventTarget {
     conv.latest = Math.max(conv.latest, reply.seq);
     conv.topic = reply.topic || '';
     conv.role = reply.role || 'member';
+    conv.muted = reply.muted_until ?? null; // ms, 0: until unmuted
     this.emit('topic', { conv });
     if (typeof reply.read === 'number') conv.read = Math.max(conv.read ?? 0, reply.read);
     if (conv.seq === null) conv.seq = reply.seq;
@@ -796,13 +801,14 @@ export class ChatClient extends EventTarget {
         if (this.active === conv.id) this.markRead(conv);
         break;
       }
-      case 'left': {
-        // The user left this room on another device: it goes from here too.
+      case 'left':
+      case 'kicked':
+        // Left on another device, or kicked: the room goes from here too.
         if (!this.convs.get(msg.room)?.joined) break;
         this.#drop(msg.room);
-        this.emit('gone', { room: msg.room });
+        this.emit('gone');
+        if (msg.by) this.emit('notice', { code: 'kicked', message: `you were ${msg.banned ? 'banned' : 'removed'} from #${msg.room} by ${msg.by}${msg.reason ? ': ' + msg.reason : ''}` });
         break;
-      }
       case 'read': {
         // Read on another device: the counts go down here too.
         const conv = this.convs.get(msg.room);
@@ -823,7 +829,11 @@ export class ChatClient extends EventTarget {
         const conv = this.conv(msg.room);
         this.#advance(conv, msg);
         if (msg.type === 'topic') conv.topic = msg.text;
-        if (msg.type === 'role' && msg.user.toLowerCase() === this.me?.name.toLowerCase()) conv.role = msg.role;
+        if (msg.user?.toLowerCase() === this.me?.name.toLowerCase()) {
+          if (msg.type === 'role') conv.role = msg.role;
+          if (msg.type === 'mute') conv.muted = msg.duration ? msg.ts + msg.duration * 1000 : 0;
+          if (msg.type === 'unmute') conv.muted = null;
+        }
         this.emit('topic', { conv });
         const m = conv.bySeq.get(msg.target);
         if (m) {

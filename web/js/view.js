@@ -55,7 +55,7 @@ export class View {
     client.addEventListener('pending', () => this.renderPending());
     client.addEventListener('members', () => this.#membersSoon());
     client.addEventListener('typing', () => this.renderTyping());
-    client.addEventListener('topic', (e) => e.detail.conv === this.active && this.renderTopic());
+    client.addEventListener('topic', (e) => e.detail.conv === this.active && (this.renderTopic(), this.#membersSoon()));
     client.addEventListener('status', (e) => this.renderStatus(e.detail));
     client.addEventListener('loading', (e) => {
       if (e.detail.conv.id === client.active) $('#older').textContent = 'Loading older messages…';
@@ -277,6 +277,10 @@ export class View {
     input.hidden = !editing;
     $('#topic-edit').hidden = !may || editing;
     $('#topic-edit').textContent = conv.topic ? 'Edit topic' : 'Set a topic';
+    // Muted here: the composer says so.
+    const muted = conv.muted != null && (!conv.muted || conv.muted > Date.now());
+    this.text.disabled = muted;
+    if (muted) this.text.placeholder = `You are muted in ${conv.title}`;
     if (editing) {
       input.value = conv.topic;
       input.focus();
@@ -472,6 +476,8 @@ export class View {
     }
     fill($('#members'), entries.map(([name, state]) => h('li', { class: 'member ' + state, 'data-user': name },
       h('span', { class: 'dot' + (state === 'offline' ? '' : ' ' + state), 'aria-hidden': 'true' }),
+      name !== me && conv.role !== 'member' ? h('select', { 'aria-label': `Moderate ${name}`, class: 'mod', onchange: (e) => this.#moderate(name, e.target) },
+        ...['…', 'Kick', 'Ban 1 hour', 'Ban 1 day', 'Ban', 'Mute 10 min', 'Mute 1 day', 'Make op', 'Remove op'].filter((t) => conv.role !== 'op' || !/op$/.test(t)).map((t) => h('option', {}, t))) : null,
       name === me ? h('span', {}, name, h('span', { class: 'you' }, ' (you)'))
         : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
       // A large room's list is not live: it does not claim who is online, only who is away.
@@ -493,6 +499,23 @@ export class View {
     const conv = this.active;
     if (!conv || conv.dm) return;
     this.client.loadMembers(conv, opts).catch((err) => this.#onNotice({ conv, code: err.code, message: err.message }));
+  }
+
+  // A moderator's choice from a member's menu; kick and ban ask for a reason.
+  async #moderate(user, select) {
+    const [verb, n, unit] = select.value.split(' ');
+    select.selectedIndex = 0;
+    const extra = {};
+    if (unit) extra.duration = n * { min: 60, hour: 3600, day: 86400 }[unit];
+    if (verb === 'Make' || verb === 'Remove') extra.role = verb === 'Make' ? 'op' : 'member';
+    const reason = /Kick|Ban/.test(verb) && prompt(`${verb} ${user}: reason?`);
+    if (reason) extra.reason = reason;
+    const type = extra.role ? 'role' : verb.toLowerCase();
+    try {
+      await this.client.moderate(this.active, type, user, extra);
+    } catch (err) {
+      this.#onNotice({ code: err.code, message: err.message });
+    }
   }
 
   renderTyping() {
