@@ -309,18 +309,21 @@ export class ChatClient extends EventTarget {
     this.emit('rooms');
   }
 
-  // The open conversation is seen (tab visible): its counts clear, and the server's marker
-  // moves to its latest seq, for the user's other devices too.
+  // The open conversation is seen: its counts clear, and its marker moves (every device's),
+  // written at most once a second.
   markRead(conv) {
     if (this.active !== conv.id || document.hidden) return;
     const send = this.me?.guest === false && this.loggedIn && conv.latest > (conv.read ?? 0) && (conv.dm || conv.joined);
     if (conv.unread || conv.mentions) this.#readTo(conv, conv.latest);
     if (!send) return;
     conv.read = conv.latest;
-    this.conn.request({ type: 'read', room: conv.id, seq: conv.latest }).catch(() => { conv.read = null; });
+    conv.readTimer ||= setTimeout(() => {
+      conv.readTimer = 0;
+      this.conn.request({ type: 'read', room: conv.id, seq: conv.read }).catch(() => {});
+    }, 1000);
   }
 
-  // Counts again from the marker: what is loaded after it, or nothing when it is at the end.
+  // Counts again from the marker: what is loaded after it.
   #readTo(conv, seq) {
     conv.read = Math.max(conv.read ?? 0, seq);
     const others = conv.messages.filter((m) => m.seq > conv.read && !m.deleted && m.from.toLowerCase() !== this.me.name.toLowerCase());
@@ -698,7 +701,7 @@ export class ChatClient extends EventTarget {
     storage.saveUser(welcome.name, { token: welcome.token });
     this.loggedIn = true;
     this.conn.resetBackoff();
-    // A registered user's rooms are the server's (saved rooms): left elsewhere, gone here too.
+    // A registered user's rooms are the server's saved rooms.
     const saved = welcome.guest || !Array.isArray(welcome.rooms) ? null : welcome.rooms;
     if (saved?.length) for (const conv of this.convs.values()) if (!conv.dm && !saved.some((r) => r.name === conv.id)) this.convs.delete(conv.id);
     for (const r of saved || []) this.conv(r.name).joined = true;
