@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startChatServer } from '../chat/lib/server.mjs';
-import { launch, person, say, signIn, texts, until, waitMessage } from './lib/browser.mjs';
+import { launch, person, say, screenshot, signIn, texts, until, waitMessage } from './lib/browser.mjs';
 
 let server;
 let browser;
@@ -53,6 +53,7 @@ test('the owner makes bob an op from his menu; members have no menu', async () =
   const options = await menu(bob.page, 'mallory').locator('option').allTextContents();
   assert.ok(options.includes('Kick') && options.includes('Mute 10 min'), options.join());
   assert.ok(!options.includes('Make op'), 'an op cannot give roles');
+  await screenshot(bob.page, 'phone-moderation-dark');
 });
 
 test('an op mutes mallory (her composer says so) and deletes her message', async () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startChatServer } from '../chat/lib/server.mjs';
-import { launch, person, signIn, until, waitMessage } from './lib/browser.mjs';
+import { launch, person, screenshot, signIn, until, waitMessage } from './lib/browser.mjs';
 import { seedClient } from './lib/seed.mjs';
 
 const PASSWORD = 'alice-password-1';
@@ -66,6 +66,7 @@ test('unread and mention counts: from welcome, live, and cleared on every device
   await line.waitFor();
   const next = await line.evaluate((li) => li.nextElementSibling.querySelector('.msg-text')?.textContent);
   assert.equal(next, 'first unread', 'the line is right before the first unread message');
+  await screenshot(desk.page, 'new-messages-line');
   await until(async () => (await badge(phone.page, 'dev').count()) === 0, 'the phone\'s badge cleared by the desktop\'s read');
   assert.equal(await badge(desk.page, 'dev').count(), 0);
   // While the room is open and seen, new messages are read at once.

@@ -277,10 +277,10 @@ export class View {
     input.hidden = !editing;
     $('#topic-edit').hidden = !may || editing;
     $('#topic-edit').textContent = conv.topic ? 'Edit topic' : 'Set a topic';
-    // Muted here: the composer says so.
+    // Muted: the composer says so.
     const muted = conv.muted != null && (!conv.muted || conv.muted > Date.now());
     this.text.disabled = muted;
-    if (muted) this.text.placeholder = `You are muted in ${conv.title}`;
+    this.text.placeholder = muted ? `You are muted in ${conv.title}` : `Message ${conv.title}`;
     if (editing) {
       input.value = conv.topic;
       input.focus();
