@@ -28,8 +28,17 @@ export async function seedClient(server, name) {
   // Registered (protocol 1.1 rule 60: only a registered user's join creates a room, and seeds
   // make rooms); a name registered already (a seed of the same name) logs in with the password.
   const password = 'seed-password-1';
-  await request({ type: 'register', name, password });
-  const welcome = await request({ type: 'login', name, password });
+  // Many seeds at once can fill the server's queue of sign-ins waiting for their password hash
+  // (rate_limited with retry_after): each waits as told and asks again.
+  const signIn = async (msg) => {
+    for (;;) {
+      const reply = await request(msg);
+      if (reply.code !== 'rate_limited') return reply;
+      await new Promise((r) => setTimeout(r, (reply.retry_after || 1) * 1000));
+    }
+  };
+  await signIn({ type: 'register', name, password });
+  const welcome = await signIn({ type: 'login', name, password });
   if (welcome.type !== 'welcome') throw new Error(`seed login: ${JSON.stringify(welcome)}`);
   return {
     events,
