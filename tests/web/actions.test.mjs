@@ -184,8 +184,8 @@ test('a quote of a message not loaded yet loads older history, then shows and ma
   assert.equal(reply.type, 'ack');
   seed.close();
   const { page } = alice;
-  await page.getByLabel('Join or create a room').fill('deep');
-  await page.getByLabel('Join or create a room').press('Enter');
+  await page.locator('#join-name').fill('deep');
+  await page.locator('#join-name').press('Enter');
   await waitMessage(page, `replying to the start ${tag}`);
   assert.ok(!(await texts(page)).includes(`the original ${tag}`), 'not loaded at first');
   const quote = item(page, `replying to the start ${tag}`).locator('.quote');

@@ -30,8 +30,8 @@ test('older history loads on scroll, on a phone-sized screen', async () => {
   await signIn(page, 'reader');
   // The room list lives in a drawer on a narrow screen.
   await page.getByRole('button', { name: 'Conversations' }).click();
-  await page.getByLabel('Join or create a room').fill('archive');
-  await page.getByLabel('Join or create a room').press('Enter');
+  await page.locator('#join-name').fill('archive');
+  await page.locator('#join-name').press('Enter');
   await page.locator('#conv-title', { hasText: '#archive' }).waitFor();
   await waitMessage(page, `archived line ${TOTAL}`);
   const first = await texts(page);

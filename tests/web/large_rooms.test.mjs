@@ -177,7 +177,7 @@ test('more than a page of public rooms: "Show more rooms" lists the rest', async
   maker.terminate();
   const { page } = alice;
   // The list refreshes when a room is about to be picked; 200 per page, general among them.
-  await page.getByLabel('Join or create a room').focus();
+  await page.locator('#join-name').focus();
   await until(async () => (await page.locator('#other-rooms button').count()) === 199, 'the first page of rooms');
   await page.getByRole('button', { name: 'Show more rooms' }).click();
   await until(async () => (await page.locator('#other-rooms button').count()) === 205, 'every room');

@@ -88,8 +88,8 @@ before(async () => {
   await cdp.send('Performance.enable');
   await signIn(p.page, 'scroller');
   for (const room of ['small', 'big']) {
-    await p.page.getByLabel('Join or create a room').fill(room);
-    await p.page.getByLabel('Join or create a room').press('Enter');
+    await p.page.locator('#join-name').fill(room);
+    await p.page.locator('#join-name').press('Enter');
     await p.page.locator('#conv-title', { hasText: `#${room}` }).waitFor();
   }
   await waitMessage(p.page, `big line ${BIG}`);

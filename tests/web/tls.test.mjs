@@ -43,8 +43,8 @@ test('the page over HTTPS chats over wss://', async (t) => {
   await watcher.register(watcherName); // a registered user's join makes the room (rule 60)
   await watcher.login(watcherName, PASSWORD);
   await watcher.join(room);
-  await page.getByLabel('Join or create a room').fill(room);
-  await page.getByLabel('Join or create a room').press('Enter');
+  await page.locator('#join-name').fill(room);
+  await page.locator('#join-name').press('Enter');
   await page.locator('#conv-title', { hasText: `#${room}` }).waitFor();
   await say(page, 'sent from a page served over HTTPS');
   await waitMessage(page, 'sent from a page served over HTTPS');

@@ -103,7 +103,7 @@ export class Actions {
       b('React', () => this.#picker(m), { 'aria-label': 'Add a reaction', 'aria-expanded': 'false' }),
       b('Reply', () => this.view.startReply(m)),
       mine ? b('Edit', () => this.edit(m)) : null,
-      mine ? b('Delete', () => this.#confirm(m)) : null);
+      mine || this.view.active.role !== 'member' ? b('Delete', () => this.#confirm(m)) : null);
   }
 
   #picker(m) {

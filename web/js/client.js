@@ -109,6 +109,12 @@ export class Conversation {
     this.hasMore = true;
     this.loading = false;
     this.unread = 0;
+    this.mentions = 0;
+    this.read = null; // the server's read marker (registered users)
+    this.counted = 0; // seqs up to this are in the server's counts
+    this.marker = null; // where the "new messages" line goes
+    this.topic = '';
+    this.role = 'member'; // this user's: member, op, owner, admin
     this.typing = new Map(); // name -> timer
     this.missing = false; // a direct message to a name the server does not know: never kept
   }
@@ -155,15 +161,15 @@ export class ChatClient extends EventTarget {
     this.roomsMore = false; // more public rooms after the last one listed
     this.pending = []; // sends not yet acked: {cid, conv, text, state, error}
     this.active = null;
+    this.state = 'online'; // this user's status, with its text
+    this.statusText = '';
+    this.away = new Map(); // lower-cased name -> status text of the users shown
     this.conn.addEventListener('state', (e) => this.#onState(e.detail));
     this.conn.addEventListener('message', (e) => this.#onEvent(e.detail));
     // Unread counts in the open conversation too while the tab is hidden, until it is seen.
     document.addEventListener('visibilitychange', () => {
       const conv = !document.hidden && this.convs.get(this.active);
-      if (conv && conv.unread) {
-        conv.unread = 0;
-        this.emit('rooms');
-      }
+      if (conv) this.markRead(conv);
     });
   }
 
@@ -248,7 +254,8 @@ export class ChatClient extends EventTarget {
   async open(id) {
     const conv = this.conv(id);
     this.active = id;
-    conv.unread = 0;
+    conv.marker = conv.unread && conv.read !== null ? conv.read : null;
+    this.markRead(conv);
     this.#save();
     this.emit('active', { conv });
     this.emit('rooms');
@@ -290,12 +297,41 @@ export class ChatClient extends EventTarget {
     if (!conv.dm && conv.joined) await this.conn.request({ type: 'leave', room: id }).catch((err) => {
       if (err.code !== 'not_member') throw err;
     });
+    this.#drop(id);
+    this.refreshRooms();
+  }
+
+  #drop(id) {
     this.convs.delete(id);
     this.pending = this.pending.filter((p) => p.conv !== id);
     if (this.active === id) this.active = null;
     this.#save();
     this.emit('rooms');
-    this.refreshRooms();
+  }
+
+  // The open conversation is seen: its counts clear, and its marker moves (every device's),
+  // written at most once a second.
+  markRead(conv) {
+    if (this.active !== conv.id || document.hidden) return;
+    const send = this.me?.guest === false && this.loggedIn && conv.latest > (conv.read ?? 0) && (conv.dm || conv.joined);
+    if (conv.unread || conv.mentions) this.#readTo(conv, conv.latest);
+    if (!send) return;
+    conv.read = conv.latest;
+    conv.readTimer ||= setTimeout(() => {
+      conv.readTimer = 0;
+      this.conn.request({ type: 'read', room: conv.id, seq: conv.read }).catch(() => {});
+    }, 1000);
+  }
+
+  // Counts again from the marker: what is loaded after it.
+  #readTo(conv, seq) {
+    conv.read = Math.max(conv.read ?? 0, seq);
+    const others = conv.messages.filter((m) => m.seq > conv.read && !m.deleted && m.from.toLowerCase() !== this.me.name.toLowerCase());
+    if (seq >= conv.latest || !conv.hasMore || conv.messages[0]?.seq <= seq) {
+      conv.unread = others.length;
+      conv.mentions = others.filter((m) => mentions(m, this.me.name)).length;
+    }
+    this.emit('rooms');
   }
 
   // The public rooms again: as many pages as are shown (at least one).
@@ -369,7 +405,7 @@ export class ChatClient extends EventTarget {
         const reply = await this.conn.request({ type: 'who', room: conv.id, after, limit: MEMBERS_PAGE });
         if (this.convs.get(conv.id) !== conv || !conv.joined) return;
         if (fresh) {
-          this.#setMembers(conv, reply.members, reply.away);
+          this.#setMembers(conv, reply.members, reply.away, reply.status_text);
           if (conv.large && this.me) conv.members.set(this.me.name, conv.members.get(this.me.name) || 'online');
           fresh = false;
         } else {
@@ -393,7 +429,8 @@ export class ChatClient extends EventTarget {
   }
 
   // A server list (joined, members) becomes the room's list; `away` names those away.
-  #setMembers(conv, names, away) {
+  #setMembers(conv, names, away, texts) {
+    for (const [n, t] of Object.entries(texts || {})) this.away.set(n.toLowerCase(), t);
     const awaySet = new Set(Array.isArray(away) ? away : []);
     conv.members = new Map(names.map((name) => [name, awaySet.has(name) ? 'away' : 'online']));
   }
@@ -471,6 +508,18 @@ export class ChatClient extends EventTarget {
 
   remove(conv, seq) {
     return this.conn.request({ type: 'delete', room: conv.id, seq });
+  }
+
+  setStatus(state, text) {
+    return this.conn.request({ type: 'status', state, text: text || undefined }).then((r) => this.#onEvent(r));
+  }
+
+  moderate(conv, type, user, extra) {
+    return this.conn.request({ type, room: conv.id, user, ...extra });
+  }
+
+  setTopic(conv, text) {
+    return this.conn.request({ type: 'topic', room: conv.id, text: trimText(text) });
   }
 
   react(conv, seq, emoji, on) {
@@ -647,19 +696,27 @@ export class ChatClient extends EventTarget {
   async #welcome(welcome) {
     const gen = this.#resumeGen;
     this.me = { name: welcome.name, guest: welcome.guest };
+    this.#onEvent({ ...welcome, type: 'status', text: welcome.status_text });
     this.token = welcome.token;
     storage.saveUser(welcome.name, { token: welcome.token });
     this.loggedIn = true;
     this.conn.resetBackoff();
+    // A registered user's rooms are the server's saved rooms.
+    const saved = welcome.guest || !Array.isArray(welcome.rooms) ? null : welcome.rooms;
+    if (saved?.length) for (const conv of this.convs.values()) if (!conv.dm && !saved.some((r) => r.name === conv.id)) this.convs.delete(conv.id);
+    for (const r of saved || []) this.conv(r.name).joined = true;
     if (!this.convs.size) {
       const general = this.conv('general');
       general.joined = true;
     }
-    for (const dm of welcome.dms || []) {
-      const conv = this.conv(dm.room);
-      conv.latest = Math.max(conv.latest, dm.seq);
+    for (const r of [...(saved || []), ...(welcome.dms || [])]) {
+      const conv = this.conv(r.room || r.name);
+      conv.latest = Math.max(conv.latest, r.seq);
+      if (typeof r.unread !== 'number') continue;
+      Object.assign(conv, { read: r.read, unread: r.unread, mentions: r.mentions, counted: r.seq });
+      if (conv.id === this.active) conv.marker = r.unread ? r.read : null;
     }
-    if (!this.active || !this.convs.has(this.active)) this.active = 'general';
+    if (!this.active || !this.convs.has(this.active)) this.active = this.convs.get('general')?.joined ? 'general' : [...this.convs.values()].find((v) => v.joined)?.id || 'general';
     this.conv(this.active);
     this.emit('session');
     this.emit('status', { state: 'open' });
@@ -688,7 +745,7 @@ export class ChatClient extends EventTarget {
     const reply = await this.conn.request(msg);
     conv.joined = true;
     const before = conv.members;
-    this.#setMembers(conv, reply.members, reply.away);
+    this.#setMembers(conv, reply.members, reply.away, reply.status_text);
     // Members the page knew who are not back (yet, after a restart) stay listed, as offline.
     if (reply.members_truncated !== true) for (const name of before.keys()) if (!conv.members.has(name)) conv.members.set(name, 'offline');
     conv.count = typeof reply.member_count === 'number' ? reply.member_count : reply.members.length;
@@ -698,7 +755,13 @@ export class ChatClient extends EventTarget {
     conv.membersAfter = cursorOf(reply.members);
     if (conv.large) this.#clearTyping(conv);
     conv.latest = Math.max(conv.latest, reply.seq);
+    conv.topic = reply.topic || '';
+    conv.role = reply.role || 'member';
+    conv.muted = reply.muted_until ?? null; // ms, 0: until unmuted
+    this.emit('topic', { conv });
+    if (typeof reply.read === 'number') conv.read = Math.max(conv.read ?? 0, reply.read);
     if (conv.seq === null) conv.seq = reply.seq;
+    if (this.active === conv.id) this.markRead(conv);
     if (reply.truncated) {
       this.emit('notice', { conv, code: 'truncated' });
     }
@@ -738,14 +801,43 @@ export class ChatClient extends EventTarget {
         const conv = this.conv(msg.room);
         this.#received(conv, msg, false);
         this.emit('messages', { conv });
+        if (this.active === conv.id) this.markRead(conv);
+        break;
+      }
+      case 'left':
+      case 'kicked':
+        // Left on another device, or kicked: the room goes from here too.
+        if (!this.convs.get(msg.room)?.joined) break;
+        this.#drop(msg.room);
+        this.emit('gone');
+        if (msg.by) this.emit('notice', { code: 'kicked', message: `you were ${msg.banned ? 'banned' : 'removed'} from #${msg.room} by ${msg.by}${msg.reason ? ': ' + msg.reason : ''}` });
+        break;
+      case 'read': {
+        // Read on another device: the counts go down here too.
+        const conv = this.convs.get(msg.room);
+        if (conv && typeof msg.seq === 'number') this.#readTo(conv, msg.seq);
         break;
       }
       case 'edit':
       case 'delete':
-      case 'reaction': {
-        // Timeline events (protocol 1.1): they take a seq like messages, and change one.
+      case 'reaction':
+      case 'topic':
+      case 'role':
+      case 'kick':
+      case 'ban':
+      case 'unban':
+      case 'mute':
+      case 'unmute': {
+        // Timeline events (protocol 1.1): they take a seq like messages, and may change one.
         const conv = this.conv(msg.room);
         this.#advance(conv, msg);
+        if (msg.type === 'topic') conv.topic = msg.text;
+        if (msg.user?.toLowerCase() === this.me?.name.toLowerCase()) {
+          if (msg.type === 'role') conv.role = msg.role;
+          if (msg.type === 'mute') conv.muted = msg.duration ? msg.ts + msg.duration * 1000 : 0;
+          if (msg.type === 'unmute') conv.muted = null;
+        }
+        this.emit('topic', { conv });
         const m = conv.bySeq.get(msg.target);
         if (m) {
           applyEvent(m, msg, this.me?.name);
@@ -754,9 +846,15 @@ export class ChatClient extends EventTarget {
         this.#save();
         break;
       }
+      case 'status':
+        // This user's status, set here or on another device.
+        if (msg.state) Object.assign(this, { state: msg.state, statusText: msg.text || '' });
+        this.emit('session');
+        break;
       case 'presence': {
         const conv = this.convs.get(msg.room);
         if (!conv) break;
+        this.away.set(msg.user.toLowerCase(), msg.status_text || '');
         if (conv.large && msg.state === 'offline') conv.members.delete(msg.user);
         else conv.members.set(msg.user, msg.state);
         this.emit('members', { conv });
@@ -777,7 +875,7 @@ export class ChatClient extends EventTarget {
         const conv = this.convs.get(msg.room);
         if (!conv || conv.dm || !conv.joined || !Array.isArray(msg.members)) break;
         conv.large = false;
-        this.#setMembers(conv, msg.members, msg.away);
+        this.#setMembers(conv, msg.members, msg.away, msg.status_text);
         if (typeof msg.member_count === 'number') conv.count = msg.member_count;
         conv.membersMore = msg.more === true && msg.members.length > 0;
         conv.membersAfter = msg.members.length ? msg.members.at(-1).toLowerCase() : '';
@@ -818,8 +916,9 @@ export class ChatClient extends EventTarget {
       conv.typing.delete(msg.from);
       this.emit('typing', { conv });
     }
-    if (fresh && !mine && (this.active !== conv.id || document.hidden)) {
+    if (fresh && !mine && !msg.deleted && msg.seq > conv.counted && msg.seq > (conv.read ?? 0) && (this.active !== conv.id || document.hidden)) {
       conv.unread += 1;
+      if (mentions(msg, this.me.name)) conv.mentions += 1;
       this.emit('rooms');
       if (!fromHistory && (conv.dm || mentions(msg, this.me.name))) this.emit('attention', { conv, msg });
     } else if (fresh && conv.dm && conv.messages.length === 1) {

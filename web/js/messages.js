@@ -160,7 +160,12 @@ function items(messages, from, to, ctx) {
     const m = messages[i];
     const prev = i > from ? messages[i - 1] : null;
     if (!prev || day(prev.ts) !== day(m.ts)) out.push(divider(m.ts));
-    if (!sameGroup(prev, m)) {
+    // The read marker when the conversation was opened: what came after it is new.
+    const mark = ctx.conv?.marker;
+    const before = messages[i - 1];
+    const line = mark != null && m.seq > mark && (before ? before.seq <= mark : !ctx.conv.hasMore);
+    if (line) out.push(h('li', { class: 'new-line', role: 'separator' }, 'New messages'));
+    if (line || !sameGroup(prev, m)) {
       group = groupItem(m, ctx.me);
       out.push(group.li);
     }

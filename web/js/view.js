@@ -55,11 +55,17 @@ export class View {
     client.addEventListener('pending', () => this.renderPending());
     client.addEventListener('members', () => this.#membersSoon());
     client.addEventListener('typing', () => this.renderTyping());
+    client.addEventListener('topic', (e) => e.detail.conv === this.active && (this.renderTopic(), this.#membersSoon()));
     client.addEventListener('status', (e) => this.renderStatus(e.detail));
     client.addEventListener('loading', (e) => {
       if (e.detail.conv.id === client.active) $('#older').textContent = 'Loading older messages…';
     });
     client.addEventListener('notice', (e) => this.#onNotice(e.detail));
+    client.addEventListener('gone', () => {
+      if (client.active) return;
+      const next = [...client.convs.values()].find((v) => !v.dm && v.joined);
+      this.#open(next ? next.id : 'general');
+    });
     client.addEventListener('session', () => {
       if (!client.me) {
         this.#drafts.clear();
@@ -136,7 +142,8 @@ export class View {
     const online = this.#onlineNames();
     const item = (conv, label, extra) => {
       const current = conv.id === c.active;
-      const badge = conv.unread > 0 ? h('span', { class: 'badge', 'aria-label': `${conv.unread} unread` }, String(conv.unread)) : null;
+      const n = conv.unread > 999 ? '999+' : String(conv.unread);
+      const badge = conv.unread > 0 ? h('span', { class: 'badge' + (conv.mentions ? ' at' : ''), 'aria-label': `${n} unread` + (conv.mentions ? `, ${conv.mentions} mentioning you` : '') }, (conv.mentions ? '@' : '') + n) : null;
       return h('li', {},
         h('button', {
           type: 'button', class: 'conv-btn' + (current ? ' current' : '') + (conv.unread ? ' unread' : ''),
@@ -176,6 +183,11 @@ export class View {
     const me = this.client.me;
     $('#me').textContent = me ? me.name + (me.guest ? ' (guest)' : '') : '';
     $('.me-narrow').textContent = me ? `Signed in as ${$('#me').textContent}` : '';
+    const away = this.client.state === 'away';
+    $('#away-btn').textContent = away ? 'Back' : 'Away';
+    $('#away-text').value = this.client.statusText;
+    $('#away-text').disabled = away;
+    $('#join-form label').textContent = me?.guest ? 'Join a room' : 'Join or create a room';
     const box = $('#account');
     if (!me || !me.guest) {
       fill(box);
@@ -221,8 +233,10 @@ export class View {
       await this.client.open(id);
     } catch (err) {
       this.#onNotice({ code: err.code, message: err.message });
+      return err;
+    } finally {
+      this.text.focus();
     }
-    this.text.focus();
   }
 
   // --- the open conversation ---
@@ -249,6 +263,28 @@ export class View {
     this.renderTyping();
     this.renderPending();
     this.renderSidebar();
+    this.renderTopic();
+  }
+
+  // The room's topic above its messages; ops, the owner and admins may change it.
+  renderTopic(editing = false) {
+    const conv = this.active;
+    const may = !conv.dm && conv.role !== 'member';
+    const input = $('#topic-text');
+    $('#topic-bar').hidden = conv.dm || (!conv.topic && !may);
+    $('#topic').textContent = conv.topic;
+    $('#topic').hidden = editing;
+    input.hidden = !editing;
+    $('#topic-edit').hidden = !may || editing;
+    $('#topic-edit').textContent = conv.topic ? 'Edit topic' : 'Set a topic';
+    // Muted: the composer says so.
+    const muted = conv.muted != null && (!conv.muted || conv.muted > Date.now());
+    this.text.disabled = muted;
+    this.text.placeholder = muted ? `You are muted in ${conv.title}` : `Message ${conv.title}`;
+    if (editing) {
+      input.value = conv.topic;
+      input.focus();
+    }
   }
 
   renderMessages(toBottom) {
@@ -440,11 +476,13 @@ export class View {
     }
     fill($('#members'), entries.map(([name, state]) => h('li', { class: 'member ' + state, 'data-user': name },
       h('span', { class: 'dot' + (state === 'offline' ? '' : ' ' + state), 'aria-hidden': 'true' }),
+      name !== me && conv.role !== 'member' ? h('select', { 'aria-label': `Moderate ${name}`, class: 'mod', onchange: (e) => this.#moderate(name, e.target) },
+        ...['…', 'Kick', 'Ban 1 hour', 'Ban 1 day', 'Ban', 'Mute 10 min', 'Mute 1 day', 'Make op', 'Remove op'].filter((t) => conv.role !== 'op' || !/op$/.test(t)).map((t) => h('option', {}, t))) : null,
       name === me ? h('span', {}, name, h('span', { class: 'you' }, ' (you)'))
         : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
       // A large room's list is not live: it does not claim who is online, only who is away.
       conv.large && state === 'online' ? null
-        : h('span', { class: 'presence' }, state === 'online' || state === 'away' ? state : 'offline'))));
+        : h('span', { class: 'presence' }, state === 'away' ? ['away', this.client.away.get(name.toLowerCase())].filter(Boolean).join(': ') : state === 'online' ? state : 'offline'))));
     foot.hidden = !conv.large;
     if (!conv.large) return;
     $('#members-note').textContent = `Showing ${num.format(conv.members.size)} of ${num.format(n)}. `
@@ -461,6 +499,23 @@ export class View {
     const conv = this.active;
     if (!conv || conv.dm) return;
     this.client.loadMembers(conv, opts).catch((err) => this.#onNotice({ conv, code: err.code, message: err.message }));
+  }
+
+  // A moderator's choice from a member's menu; kick and ban ask for a reason.
+  async #moderate(user, select) {
+    const [verb, n, unit] = select.value.split(' ');
+    select.selectedIndex = 0;
+    const extra = {};
+    if (unit) extra.duration = n * { min: 60, hour: 3600, day: 86400 }[unit];
+    if (verb === 'Make' || verb === 'Remove') extra.role = verb === 'Make' ? 'op' : 'member';
+    const reason = /Kick|Ban/.test(verb) && prompt(`${verb} ${user}: reason?`);
+    if (reason) extra.reason = reason;
+    const type = extra.role ? 'role' : verb.toLowerCase();
+    try {
+      await this.client.moderate(this.active, type, user, extra);
+    } catch (err) {
+      this.#onNotice({ code: err.code, message: err.message });
+    }
   }
 
   renderTyping() {
@@ -560,7 +615,8 @@ export class View {
       $('#join-error').textContent = problem || '';
       if (problem) return;
       input.value = '';
-      await this.#open(name);
+      const err = await this.#open(name);
+      if (err) $('#join-error').textContent = errorText(err.code, err.message);
     });
     $('#dm-form').addEventListener('submit', (e) => {
       e.preventDefault();
@@ -594,6 +650,22 @@ export class View {
     $('#members-more').addEventListener('click', () => this.#loadMembers());
     $('#members-refresh').addEventListener('click', () => this.#loadMembers({ fresh: true }));
     $('#rooms-more').addEventListener('click', () => c.moreRooms());
+    $('#status-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const away = c.state !== 'away';
+      c.setStatus(away ? 'away' : 'online', away && $('#away-text').value.trim()).catch((err) => this.#onNotice({ code: err.code, message: err.message }));
+    });
+    $('#topic-edit').addEventListener('click', () => this.renderTopic(true));
+    $('#topic-text').addEventListener('keydown', (e) => e.key === 'Escape' && this.renderTopic());
+    $('#topic-bar').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      try {
+        await c.setTopic(this.active, $('#topic-text').value);
+        this.renderTopic();
+      } catch (err) {
+        this.#onNotice({ code: err.code, message: err.message });
+      }
+    });
     const drawer = (cls, button) => {
       const open = !document.body.classList.contains(cls);
       document.body.classList.remove('nav-open', 'members-open');

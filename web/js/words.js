@@ -10,6 +10,7 @@ const ERRORS = {
   not_member: 'You are not in that room. Join it again to send there.',
   forbidden: 'That conversation is private.',
   no_such_user: 'There is no one by that name online or registered.',
+  no_such_room: 'There is no room by that name. Guests join rooms that exist; sign in to create one.',
   too_many_rooms: 'You are in as many rooms as allowed. Leave one first.',
   server_busy: 'The server is busy. Your message will be retried.',
   already_logged_in: 'You are already signed in.',

@@ -47,7 +47,7 @@ export async function person(browser, server, { viewport = { width: 1100, height
   page.on('pageerror', (err) => p.errors.push(`pageerror: ${err.message}`));
   page.on('dialog', (d) => {
     p.dialogs.push(d.message());
-    d.dismiss().catch(() => {});
+    (p.answer != null ? d.accept(p.answer) : d.dismiss()).catch(() => {}); // p.answer: a test's reply to a prompt
   });
   if (beforeLoad) await beforeLoad(page);
   await page.goto('/');

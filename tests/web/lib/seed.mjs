@@ -30,8 +30,17 @@ export async function seedClient(server, name, { guest = false } = {}) {
   // A crowd that only joins existing rooms logs in as guests (`guest`): registering hundreds of
   // names from one address meets the registration throttle.
   const password = 'seed-password-1';
-  if (!guest) await request({ type: 'register', name, password });
-  const welcome = await request(guest ? { type: 'login', name } : { type: 'login', name, password });
+  // Many seeds at once can fill the server's queue of sign-ins waiting for their password hash
+  // (rate_limited with retry_after): each waits as told and asks again.
+  const signIn = async (msg) => {
+    for (;;) {
+      const reply = await request(msg);
+      if (reply.code !== 'rate_limited') return reply;
+      await new Promise((r) => setTimeout(r, (reply.retry_after || 1) * 1000));
+    }
+  };
+  if (!guest) await signIn({ type: 'register', name, password });
+  const welcome = await signIn(guest ? { type: 'login', name } : { type: 'login', name, password });
   if (welcome.type !== 'welcome') throw new Error(`seed login: ${JSON.stringify(welcome)}`);
   return {
     events,

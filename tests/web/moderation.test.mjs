@@ -1,0 +1,88 @@
+// Moderation on the web page (protocol 1.1 rules 53, 59-65): alice owns #mods; bob (registered,
+// on a phone in the dark theme) becomes an op from her member menu; mallory is a guest who gets
+// muted, has a message deleted by bob, then is kicked and banned. Each step is checked on the
+// page of the person it happens to.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startChatServer } from '../chat/lib/server.mjs';
+import { launch, person, say, screenshot, signIn, texts, until, waitMessage } from './lib/browser.mjs';
+
+let server;
+let browser;
+let alice;
+let bob;
+let mallory;
+
+async function openRoom(p, name) {
+  await p.page.locator('#join-name').fill(name);
+  await p.page.locator('#join-name').press('Enter');
+  await until(async () => (await p.page.locator('#conv-title').textContent()) === '#' + name, `#${name} open`);
+}
+const menu = (page, user) => page.getByRole('combobox', { name: `Moderate ${user}` });
+const item = (page, text) => page.locator('#messages li.msg', { has: page.locator('.msg-text', { hasText: text }) });
+const myRooms = (page) => page.locator('#my-rooms .conv-name').allTextContents();
+
+before(async () => {
+  server = await startChatServer();
+  browser = await launch();
+  alice = await person(browser, server);
+  await signIn(alice.page, 'alice', 'register', 'alice-password-1');
+  await openRoom(alice, 'mods');
+  bob = await person(browser, server, { viewport: { width: 390, height: 740 }, colorScheme: 'dark', touch: true });
+  await signIn(bob.page, 'bob', 'register', 'bob-password-1');
+  await bob.page.locator('#nav-toggle').click();
+  await openRoom(bob, 'mods');
+  mallory = await person(browser, server);
+  await signIn(mallory.page, 'mallory');
+  await openRoom(mallory, 'mods');
+  await say(mallory.page, 'buy cheap watches');
+  await waitMessage(bob.page, 'buy cheap watches');
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.dispose();
+});
+
+test('the owner makes bob an op from his menu; members have no menu', async () => {
+  assert.equal(await bob.page.locator('#members select.mod').count(), 0, 'a member sees no moderation menu');
+  assert.equal(await mallory.page.locator('#members select.mod').count(), 0);
+  await menu(alice.page, 'bob').selectOption('Make op');
+  await bob.page.locator('#members-toggle').click();
+  await menu(bob.page, 'mallory').waitFor();
+  const options = await menu(bob.page, 'mallory').locator('option').allTextContents();
+  assert.ok(options.includes('Kick') && options.includes('Mute 10 min'), options.join());
+  assert.ok(!options.includes('Make op'), 'an op cannot give roles');
+  await screenshot(bob.page, 'phone-moderation-dark');
+});
+
+test('an op mutes mallory (her composer says so) and deletes her message', async () => {
+  await menu(bob.page, 'mallory').selectOption('Mute 10 min');
+  await bob.page.keyboard.press('Escape'); // the member list closes
+  const box = mallory.page.locator('#composer-text');
+  await until(() => box.isDisabled(), 'mallory\'s composer disabled');
+  assert.equal(await box.getAttribute('placeholder'), 'You are muted in #mods');
+  const msg = item(bob.page, 'buy cheap watches');
+  await msg.click();
+  await bob.page.locator('.msg-actions').getByRole('button', { name: 'Delete' }).click();
+  await bob.page.getByRole('group', { name: 'Delete this message?' }).getByRole('button', { name: 'Delete', exact: true }).click();
+  await until(async () => (await texts(alice.page)).includes('message deleted'), 'deleted on alice\'s page');
+  assert.ok(!(await texts(mallory.page)).includes('buy cheap watches'), 'and on mallory\'s');
+});
+
+test('a kick with a reason, then a ban: mallory is told who and why, and cannot come back', async () => {
+  alice.answer = 'spam';
+  await menu(alice.page, 'mallory').selectOption('Kick');
+  await until(async () => !(await myRooms(mallory.page)).includes('#mods'), '#mods gone from mallory\'s rooms');
+  const notice = mallory.page.locator('#notice');
+  await until(async () => (await notice.textContent()) === 'You were removed from #mods by alice: spam.', 'the kick notice');
+  assert.deepEqual(alice.dialogs, ['Kick mallory: reason?']);
+  await openRoom(mallory, 'mods'); // a kick is not a ban
+  alice.answer = '';
+  await menu(alice.page, 'mallory').selectOption('Ban 1 hour');
+  await until(async () => /^You were banned from #mods by alice\.$/.test(await notice.textContent()), 'the ban notice');
+  await mallory.page.locator('#join-name').fill('mods');
+  await mallory.page.locator('#join-name').press('Enter');
+  await until(async () => /banned/i.test(await mallory.page.locator('#join-error').textContent()), 'the refusal under the room field');
+  for (const p of [alice, bob, mallory]) assert.deepEqual(p.errors, []);
+});
