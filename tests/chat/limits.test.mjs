@@ -342,7 +342,9 @@ async function floodUntilSlowConsumer(server, t, room, before) {
         latest = Math.max(latest, mine);
         await f.caughtUp(mine);
       } catch (err) {
-        throw new Error(`flooder ${f.name} failed (closed: ${JSON.stringify(f.closeInfo)}): ${err.message.slice(0, 300)}`);
+        // Why the server closed it, for the report: the close frame may still be on its way.
+        const info = f.closeInfo ?? (await withTimeout(f.closed, ms(2000), 'the flooder\'s close').catch(() => null));
+        throw new Error(`flooder ${f.name} failed (closed: ${JSON.stringify(info)}): ${err.message.slice(0, 300)}`);
       }
     }
   };
