@@ -21,9 +21,10 @@ test('live: statuses survive the upgrade (WebSocket and telnet users, guests)', 
   await alice.expect({ type: 'status', state: 'away', text: 'lunch' }, 'status');
   await carol.expect({ type: 'status', state: 'online', text: 'reviewing' }, 'status');
   assert.equal((await bob.next((m) => m.type === 'presence' && m.user === alice.name)).state, 'away');
+  await bob.join('general');
   const tn = await telnetLogin(server, t, 'TelStatus');
-  tn.send('/away on a call');
-  await tn.nextLine('* You are away: on a call');
+  tn.send('/away on a call'); // telnet shows nothing for it (rule 76): bob sees the presence
+  await bob.next((m) => m.type === 'presence' && m.room === 'general' && m.user === 'TelStatus' && m.state === 'away');
 
   const { newPid } = await lineage.upgrade();
   const records = await lineage.waitLog(newPid, 'handover_records');
