@@ -95,6 +95,7 @@ test('results across rooms and a direct message, newest first, as text; "only in
   await page.locator('#conv-title', { hasText: 'bob' }).waitFor();
   await page.locator('#messages li.msg.target', { hasText: `${word} just for you` }).waitFor();
   assert.ok(await page.locator('#search-panel').isHidden());
+  assert.equal(await page.locator('#search-scope').textContent(), 'Only in bob', 'the scope follows the open conversation');
   assert.deepEqual([...alice.errors, ...bob.errors], []);
 });
 

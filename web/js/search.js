@@ -30,6 +30,7 @@ export class Search {
     });
     $('#search-room').addEventListener('change', () => this.#ask && this.#run(false));
     this.more.addEventListener('click', () => this.#run(true));
+    view.client.addEventListener('active', (e) => { $('#search-scope').textContent = `Only in ${e.detail.conv.title}`; });
     this.list.addEventListener('click', (e) => {
       const li = e.target.closest('li');
       if (li && !e.target.closest('a')) this.#go(li.result);
@@ -61,7 +62,6 @@ export class Search {
       this.#ask = { q: this.field.value, room: here ? conv.id : undefined };
       this.#next = null;
       this.list.replaceChildren();
-      $('#search-scope').textContent = conv ? `Only in ${conv.title}` : 'Only in this room';
     }
     const turn = ++this.#turn;
     this.panel.hidden = false;
