@@ -6,6 +6,7 @@ import { Attention } from './attention.js';
 import { HISTORY_PAGE, MAX_TEXT, memberOrder, presenceOrder, textLength } from './client.js';
 import { $, fill, h } from './dom.js';
 import { Mentions } from './mention.js';
+import { Search } from './search.js';
 import { append, oneLine, prepend, renderAll, renderPending, update } from './messages.js';
 import { errorText, roomNameError, userNameError } from './words.js';
 
@@ -43,6 +44,7 @@ export class View {
     this.text = $('#composer-text');
     this.attention = new Attention(client, (id) => this.#open(id));
     this.actions = new Actions(this);
+    this.search = new Search(this, (id) => this.#open(id));
     this.mentions = new Mentions(this.text, $('#mention-list'), () => {
       const conv = this.active;
       const me = client.me?.name.toLowerCase();
