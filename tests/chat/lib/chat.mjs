@@ -364,21 +364,32 @@ export async function user(server, t, name = uniq('u'), password = PASSWORD, opt
 // so a guest can join it). A registered "room maker" of the server (one per data directory)
 // creates it by joining and leaving, unless it exists already (then nobody hears of the maker).
 // server: a ChatServer, or any {wsUrl}. t is unused (kept for call sites that pass it).
-const openedRooms = new Set();
-const roomMakers = new Map();
-export async function openRoom(server, t, room = uniqRoom()) {
+// Concurrent calls for one room share one opening: the maker's connections are one registered
+// user, and its leave on one takes the room from the others (rule 67).
+const openedRooms = new Map(); // server key + room -> the opening's promise
+const roomMakers = new Map(); // server key -> the maker's name, once registered
+export function openRoom(server, t, room = uniqRoom()) {
   void t;
   const key = server.dataDir ?? server.wsUrl;
-  if (openedRooms.has(`${key}\u0000${room}`)) return room;
+  const id = `${key}\u0000${room}`;
+  if (!openedRooms.has(id)) {
+    const opening = makeRoom(server, key, room);
+    opening.catch(() => openedRooms.delete(id)); // a failed opening may be tried again
+    openedRooms.set(id, opening);
+  }
+  return openedRooms.get(id);
+}
+
+async function makeRoom(server, key, room) {
   const c = await ChatClient.connect(server, { label: 'room maker' });
   try {
-    let name = roomMakers.get(key);
-    if (!name) {
-      name = uniq('maker');
-      await c.register(name);
-      roomMakers.set(key, name);
+    if (!roomMakers.has(key)) {
+      const name = uniq('maker');
+      const registered = c.register(name).then(() => name);
+      registered.catch(() => roomMakers.delete(key));
+      roomMakers.set(key, registered); // other openings wait for the registration
     }
-    await c.login(name, PASSWORD);
+    await c.login(await roomMakers.get(key), PASSWORD);
     const page = await c.expect({ type: 'rooms', after: room.slice(0, -1), limit: 200 }, 'rooms');
     if (!page.rooms.some((r) => r.name === room)) {
       await c.join(room);
@@ -387,7 +398,6 @@ export async function openRoom(server, t, room = uniqRoom()) {
   } finally {
     c.terminate();
   }
-  openedRooms.add(`${key}\u0000${room}`);
   return room;
 }
 
