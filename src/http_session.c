@@ -100,7 +100,9 @@ static bool none_match_hits(const struct http_request *req, const char *etag)
             size_t n = (size_t)(last - v);
             if ((n == 1 && v[0] == '*') || (n == etag_len && memcmp(v, etag, n) == 0))
                 return true;
-            v = stop + 1;
+            if (!comma)
+                break;
+            v = comma + 1;
         }
     }
     return false;
