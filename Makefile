@@ -105,7 +105,7 @@ $(OUT)/obj/%.o: src/%.c
 # The web page is compiled into the binary: tools/embed turns web/ into a C file.
 build/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
-	cc -std=c17 -O2 -Wall -Wextra -Werror -o $@ $<
+	cc -std=c17 -O2 -Wall -Wextra -Werror -o $@ $< -lz
 
 $(OUT)/gen/web_assets.c: build/tools/embed $(WEB_FILES)
 	@mkdir -p $(dir $@)

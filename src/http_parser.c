@@ -225,6 +225,104 @@ bool http_has_token(const char *value, size_t len, const char *token)
     return false;
 }
 
+void http_codings_init(struct http_codings *c)
+{
+    c->gzip = c->identity = c->any = -1;
+}
+
+static bool is_ows(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* Parses a qvalue (RFC 9110 12.4.2: "0" ["." 0*3DIGIT] / "1" ["." 0*3"0"]) into thousandths;
+ * returns -1 when s[0..len) is not one. */
+static int parse_qvalue(const char *s, size_t len)
+{
+    if (len == 0 || (s[0] != '0' && s[0] != '1') || (len > 1 && s[1] != '.') || len > 5)
+        return -1;
+    int q = (s[0] - '0') * 1000;
+    int scale = 100;
+    for (size_t i = 2; i < len; i++, scale /= 10) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        q += (s[i] - '0') * scale;
+    }
+    return q > 1000 ? -1 : q;
+}
+
+/* Returns the weight of one element "coding *( OWS ; OWS param )" e[0..len): its q parameter,
+ * 1000 without one, -1 when a q is malformed. Other parameters are ignored. */
+static int element_weight(const char *e, size_t len)
+{
+    int q = 1000;
+    size_t i = 0;
+    while (i < len && is_ows(e[i]))
+        i++;
+    if (i < len && e[i] != ';')
+        return -1; /* junk after the coding's name */
+    while (i < len) {
+        i++; /* past the ';' */
+        size_t start = i;
+        while (i < len && e[i] != ';')
+            i++;
+        size_t end = i;
+        while (start < end && is_ows(e[start]))
+            start++;
+        while (end > start && is_ows(e[end - 1]))
+            end--;
+        if (end - start >= 2 && (e[start] == 'q' || e[start] == 'Q') && e[start + 1] == '=')
+            q = parse_qvalue(e + start + 2, end - start - 2);
+        if (q < 0)
+            return -1;
+    }
+    return q;
+}
+
+static void raise_weight(int *slot, int q)
+{
+    if (q > *slot)
+        *slot = q;
+}
+
+void http_codings_add(struct http_codings *c, const char *value, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && value[i] != ',')
+            i++;
+        size_t end = i;
+        i++; /* past the comma */
+        while (start < end && is_ows(value[start]))
+            start++;
+        size_t name_end = start;
+        while (name_end < end && value[name_end] != ';' && !is_ows(value[name_end]))
+            name_end++;
+        size_t name_len = name_end - start;
+        if (name_len == 0)
+            continue; /* empty list elements are allowed and mean nothing */
+        int q = element_weight(value + name_end, end - name_end);
+        if (q < 0)
+            continue;
+        const char *name = value + start;
+        if ((name_len == 4 && eq_nocase(name, "gzip", 4)) ||
+            (name_len == 6 && eq_nocase(name, "x-gzip", 6)))
+            raise_weight(&c->gzip, q);
+        else if (name_len == 8 && eq_nocase(name, "identity", 8))
+            raise_weight(&c->identity, q);
+        else if (name_len == 1 && name[0] == '*')
+            raise_weight(&c->any, q);
+    }
+}
+
+bool http_codings_prefer_gzip(const struct http_codings *c)
+{
+    int gzip = c->gzip >= 0 ? c->gzip : c->any >= 0 ? c->any : 0;
+    int identity = c->identity >= 0 ? c->identity : c->any;
+    return gzip > 0 && gzip >= identity;
+}
+
 bool http_method_is(const struct http_request *req, const char *m)
 {
     size_t n = strlen(m);

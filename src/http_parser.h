@@ -57,6 +57,33 @@ size_t http_count_header(const struct http_request *req, const char *name);
  * compared case-insensitively ("keep-alive, Upgrade" holds "upgrade"). */
 bool http_has_token(const char *value, size_t len, const char *token);
 
+/*
+ * What Accept-Encoding says of the codings the server can send, as q-values in thousandths
+ * (0..1000), or -1 where the field did not name that coding ("*" is `any`).
+ */
+struct http_codings {
+    int gzip; /* "gzip", or its old alias "x-gzip" */
+    int identity;
+    int any;
+};
+
+/* Sets every weight of *c to -1 (nothing named yet). */
+void http_codings_init(struct http_codings *c);
+
+/*
+ * Adds one Accept-Encoding field value[0..len) to *c (call once per header line: the lines
+ * form one list). Codings and the "q" parameter are case-insensitive; an element whose
+ * q-value is malformed is ignored; a coding named twice keeps its higher weight.
+ */
+void http_codings_add(struct http_codings *c, const char *value, size_t len);
+
+/*
+ * Returns true when gzip should be sent: it is acceptable (q > 0, named or through "*") and
+ * not less wanted than identity. Identity left unnamed (directly or through "*") is acceptable
+ * but has no preference, so "gzip;q=0.5" still picks gzip.
+ */
+bool http_codings_prefer_gzip(const struct http_codings *c);
+
 /* Returns true when the method is exactly `m` (methods are case-sensitive). */
 bool http_method_is(const struct http_request *req, const char *m);
 

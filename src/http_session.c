@@ -30,11 +30,13 @@ struct response {
     bool head_only;
 };
 
-/* --- embedded files: one immortal chunk each, shared by every response --- */
+/* --- embedded files: one immortal chunk per variant each, shared by every response --- */
 
 struct asset {
     struct chunk *body;
-    char etag[24];
+    struct chunk *gzip_body; /* NULL when the file has no gzip copy */
+    char etag[32];
+    char gzip_etag[32]; /* the identity ETag with "-gz": a validator of its own per RFC 9110 */
 };
 
 static struct asset *assets;
@@ -44,12 +46,66 @@ static void load_assets(void)
 {
     assets = xcalloc(web_assets_count, sizeof *assets);
     for (size_t i = 0; i < web_assets_count; i++) {
-        assets[i].body = chunk_from(web_assets[i].data, web_assets[i].len);
+        const struct web_asset *w = &web_assets[i];
+        assets[i].body = chunk_from(w->data, w->len);
         uint64_t h = 14695981039346656037ull; /* FNV-1a: a cheap validator for If-None-Match */
-        for (size_t j = 0; j < web_assets[i].len; j++)
-            h = (h ^ web_assets[i].data[j]) * 1099511628211ull;
+        for (size_t j = 0; j < w->len; j++)
+            h = (h ^ w->data[j]) * 1099511628211ull;
         snprintf(assets[i].etag, sizeof assets[i].etag, "\"%016llx\"", (unsigned long long)h);
+        if (w->gzip) {
+            assets[i].gzip_body = chunk_from(w->gzip, w->gzip_len);
+            snprintf(assets[i].gzip_etag, sizeof assets[i].gzip_etag, "\"%016llx-gz\"",
+                     (unsigned long long)h);
+        }
     }
+}
+
+/* Returns true when the request's Accept-Encoding lines (one list) choose gzip. */
+static bool wants_gzip(const struct http_request *req)
+{
+    struct http_codings codings;
+    http_codings_init(&codings);
+    bool named = false;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len == 15 && strncasecmp(h->name, "Accept-Encoding", 15) == 0) {
+            http_codings_add(&codings, h->value, h->value_len);
+            named = true;
+        }
+    }
+    /* Without the header any coding would do (RFC 9110 12.5.3), but a client that says
+     * nothing most likely cannot decode anything: it gets the plain bytes. */
+    return named && http_codings_prefer_gzip(&codings);
+}
+
+/* Returns true when an If-None-Match line names `etag` (weak comparison) or is "*". */
+static bool none_match_hits(const struct http_request *req, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        if (h->name_len != 13 || strncasecmp(h->name, "If-None-Match", 13) != 0)
+            continue;
+        const char *v = h->value, *end = h->value + h->value_len;
+        while (v < end) {
+            const char *comma = memchr(v, ',', (size_t)(end - v));
+            const char *stop = comma ? comma : end;
+            while (v < stop && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *last = stop;
+            while (last > v && (last[-1] == ' ' || last[-1] == '\t'))
+                last--;
+            if (last - v >= 2 && v[0] == 'W' && v[1] == '/')
+                v += 2;
+            size_t n = (size_t)(last - v);
+            if ((n == 1 && v[0] == '*') || (n == etag_len && memcmp(v, etag, n) == 0))
+                return true;
+            if (!comma)
+                break;
+            v = comma + 1;
+        }
+    }
+    return false;
 }
 
 static int find_asset(const char *path, size_t len)
@@ -215,34 +271,31 @@ static void serve_asset(struct conn *c, const struct http_request *req, int i, b
 {
     pthread_once(&assets_once, load_assets);
     const struct asset *a = &assets[i];
-    char extra[512];
+    bool gzip = a->gzip_body && wants_gzip(req);
+    const char *etag = gzip ? a->gzip_etag : a->etag;
+    char extra[640];
     snprintf(extra, sizeof extra,
-             "ETag: %s\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+             "ETag: %s\r\n%s%sCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
              "Referrer-Policy: no-referrer\r\n"
              "Content-Security-Policy: default-src 'self'; connect-src 'self'; "
              "img-src 'self' data:; frame-ancestors 'none'\r\n",
-             a->etag);
-    const struct http_header *inm = http_find_header(req, "If-None-Match");
-    if (inm && inm->value_len == strlen(a->etag) &&
-        memcmp(inm->value, a->etag, inm->value_len) == 0) {
-        struct response r = {.status = 304,
-                             .content_type = web_assets[i].content_type,
-                             .extra_headers = extra,
-                             .keep_alive = keep_alive,
-                             .head_only = true};
-        /* 304 carries no body; Content-Length 0 is harmless and keeps the framing plain. */
-        send_response(c, &r);
-        return;
-    }
+             etag, gzip ? "Content-Encoding: gzip\r\n" : "",
+             a->gzip_body ? "Vary: Accept-Encoding\r\n" : "");
     struct response r = {
         .status = 200,
         .content_type = web_assets[i].content_type,
         .extra_headers = extra,
-        .body = chunk_ref(a->body),
-        .body_len = web_assets[i].len,
+        .body_len = gzip ? web_assets[i].gzip_len : web_assets[i].len,
         .keep_alive = keep_alive,
         .head_only = head_only,
     };
+    if (none_match_hits(req, etag)) {
+        /* 304 carries no body; its Content-Length is the one a 200 would have (RFC 9110 8.6). */
+        r.status = 304;
+        r.head_only = true;
+    } else {
+        r.body = chunk_ref(gzip ? a->gzip_body : a->body);
+    }
     send_response(c, &r);
 }
 

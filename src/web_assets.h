@@ -10,6 +10,8 @@ struct web_asset {
     const char *content_type; /* e.g. "text/html; charset=utf-8" */
     const unsigned char *data;
     size_t len;
+    const unsigned char *gzip; /* the same bytes gzip-compressed, or NULL when not smaller */
+    size_t gzip_len;
 };
 
 extern const struct web_asset web_assets[];

@@ -1,9 +1,10 @@
-// HTTP surface: GET / and /healthz, HEAD, keep-alive and pipelining, 404/405/400/431/426, no /echo by default.
+// HTTP surface: GET / and /healthz, HEAD, gzip variants of the page's files, keep-alive and pipelining, 404/405/400/431/426, no /echo by default.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
 import { RawConn } from './lib/rawconn.mjs';
-import { buildRequest, exchange, get, readResponse } from './lib/http.mjs';
+import { buildRequest, exchange, get, httpRequest, readResponse } from './lib/http.mjs';
+import { gunzipSync } from 'node:zlib';
 
 const HEAD_LIMIT = 8192;
 
@@ -226,4 +227,110 @@ test('GET /ws without an upgrade → 426 with Upgrade: websocket', async () => {
 test('GET /echo without --echo-endpoint → 404', async () => {
   const res = await get(port, '/echo');
   assert.equal(res.status, 404);
+});
+
+// --- compressed files: tools/embed stores a gzip copy of each web/ file; the server picks a
+// variant by Accept-Encoding (RFC 9110 12.5.3) and gives each its own ETag. ---
+
+// GET (or HEAD) /index.html with an Accept-Encoding value (none when `accept` is undefined).
+function fetchPage(accept, extra = [], method = 'GET') {
+  const headers = [['Connection', 'close'], ...extra];
+  if (accept !== undefined) headers.push(['Accept-Encoding', accept]);
+  return httpRequest(port, { method, path: '/index.html', headers: [hostHeader(), ...headers] });
+}
+
+const isGzip = (res) => res.headers['content-encoding'] === 'gzip';
+
+test('gzip: no Accept-Encoding gets the plain file; gzip gets bytes that gunzip to it', async () => {
+  const plain = await fetchPage(undefined);
+  assert.equal(plain.status, 200);
+  assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(plain.headers.vary, 'Accept-Encoding');
+  assert.match(plain.text, /<html/i);
+  const packed = await fetchPage('gzip');
+  assert.equal(packed.status, 200);
+  assert.ok(isGzip(packed));
+  assert.equal(packed.headers.vary, 'Accept-Encoding');
+  assert.equal(Number(packed.headers['content-length']), packed.body.length);
+  assert.ok(packed.body.length < plain.body.length / 2, `${packed.body.length} of ${plain.body.length}`);
+  assert.deepEqual(gunzipSync(packed.body), plain.body);
+  assert.equal(packed.headers['content-type'], plain.headers['content-type']);
+});
+
+test('gzip: Accept-Encoding is read per RFC 9110 (case, q-values, "*", refusals)', async () => {
+  const cases = [
+    ['gzip', true],
+    ['GZip', true],
+    ['x-gzip', true],
+    ['gzip, deflate, br, zstd', true],
+    ['br;q=1.0, gzip;q=0.8, *;q=0.1', true],
+    ['gzip ; Q=0.5', true], // identity left unnamed is acceptable but not preferred
+    ['*', true],
+    ['identity;q=0.5, *', true],
+    ['gzip;q=0', false],
+    ['gzip;q=0.000', false],
+    ['identity, *;q=0', false],
+    ['*;q=0', false],
+    ['gzip;q=0.5, identity', false],
+    ['deflate, br', false],
+    ['', false],
+    ['gzip;q=2', false], // malformed q-value: the element is ignored
+    ['gzip;q=0.5x', false],
+    ['gzip junk', false],
+    ['notgzip, gzipx', false],
+  ];
+  for (const [accept, gzip] of cases) {
+    const res = await fetchPage(accept);
+    assert.equal(res.status, 200, accept);
+    assert.equal(isGzip(res), gzip, `Accept-Encoding: ${accept}`);
+    assert.equal(res.headers.vary, 'Accept-Encoding', accept);
+  }
+});
+
+test('gzip: Accept-Encoding on two header lines is one list', async () => {
+  const res = await httpRequest(port, {
+    path: '/index.html',
+    headers: [hostHeader(), ['Connection', 'close'], ['Accept-Encoding', 'br'], ['Accept-Encoding', 'gzip']],
+  });
+  assert.ok(isGzip(res));
+});
+
+test('gzip: each variant has its own ETag and answers 304 to its own', async () => {
+  const plain = await fetchPage(undefined);
+  const packed = await fetchPage('gzip');
+  assert.match(plain.headers.etag, /^"[0-9a-f]+"$/);
+  assert.equal(packed.headers.etag, plain.headers.etag.replace(/"$/, '-gz"'));
+
+  const plain304 = await fetchPage(undefined, [['If-None-Match', plain.headers.etag]]);
+  assert.equal(plain304.status, 304);
+  assert.equal(plain304.headers.etag, plain.headers.etag);
+  assert.equal(plain304.headers.vary, 'Accept-Encoding');
+  assert.equal(plain304.body.length, 0);
+
+  const packed304 = await fetchPage('gzip', [['If-None-Match', `"nope", W/${packed.headers.etag}`]]);
+  assert.equal(packed304.status, 304);
+  assert.equal(packed304.headers.etag, packed.headers.etag);
+  assert.equal(packed304.headers.vary, 'Accept-Encoding');
+  // A 304's Content-Length, when sent, is the one the 200 would have had (RFC 9110 8.6).
+  assert.equal(packed304.headers['content-length'], packed.headers['content-length']);
+
+  // The other variant's validator does not validate this one: the full body comes back.
+  const crossed = await fetchPage('gzip', [['If-None-Match', plain.headers.etag]]);
+  assert.equal(crossed.status, 200);
+  assert.ok(isGzip(crossed));
+  const crossedBack = await fetchPage('gzip;q=0', [['If-None-Match', packed.headers.etag]]);
+  assert.equal(crossedBack.status, 200);
+  assert.deepEqual(crossedBack.body, plain.body);
+});
+
+test('gzip: HEAD has the headers GET has, for both variants', async () => {
+  for (const accept of [undefined, 'gzip']) {
+    const get_ = await fetchPage(accept);
+    const head = await fetchPage(accept, [], 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.body.length, 0);
+    for (const name of ['content-length', 'content-encoding', 'etag', 'vary', 'content-type']) {
+      assert.equal(head.headers[name], get_.headers[name], `${accept}: ${name}`);
+    }
+  }
 });

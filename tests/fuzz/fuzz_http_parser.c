@@ -1,5 +1,5 @@
-/* fuzz_http_parser: libFuzzer target for the HTTP head parser, the handshake checks and the
- * permessage-deflate negotiation. */
+/* fuzz_http_parser: libFuzzer target for the HTTP head parser, the handshake checks, the
+ * permessage-deflate negotiation and the Accept-Encoding reader. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +96,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)http_has_token(hd->value, hd->value_len, "upgrade");
             (void)http_has_token(hd->value, hd->value_len, "websocket");
         }
+        /* Accept-Encoding, read from every header: weights are -1 or thousandths in range. */
+        struct http_codings codings;
+        http_codings_init(&codings);
+        for (size_t h = 0; h < req.num_headers; h++)
+            http_codings_add(&codings, req.headers[h].value, req.headers[h].value_len);
+        CHECK(codings.gzip >= -1 && codings.gzip <= 1000);
+        CHECK(codings.identity >= -1 && codings.identity <= 1000);
+        CHECK(codings.any >= -1 && codings.any <= 1000);
+        if (http_codings_prefer_gzip(&codings))
+            CHECK(codings.gzip > 0 || (codings.gzip < 0 && codings.any > 0));
         const struct http_header *host = http_find_header(&req, "Host");
         CHECK((host != NULL) == (http_count_header(&req, "host") > 0));
         (void)http_method_is(&req, "GET");

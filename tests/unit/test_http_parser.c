@@ -383,6 +383,85 @@ static void test_byte_mutations(void **state)
     free(buf);
 }
 
+/* Reads one Accept-Encoding value from an exactly sized heap copy (ASan sees overreads). */
+static struct http_codings codings_of(const char *value)
+{
+    size_t len = strlen(value);
+    char *copy = malloc(len > 0 ? len : 1);
+    assert_non_null(copy);
+    memcpy(copy, value, len);
+    struct http_codings c;
+    http_codings_init(&c);
+    http_codings_add(&c, copy, len);
+    free(copy);
+    return c;
+}
+
+static void test_codings_weights(void **state)
+{
+    (void)state;
+    struct http_codings c = codings_of("GZIP;Q=0.25, identity ;q=1.000 , *;q=0.1, br");
+    assert_int_equal(c.gzip, 250);
+    assert_int_equal(c.identity, 1000);
+    assert_int_equal(c.any, 100);
+
+    c = codings_of("x-gzip;level=9;q=0.5");
+    assert_int_equal(c.gzip, 500);
+    assert_int_equal(c.identity, -1);
+    assert_int_equal(c.any, -1);
+
+    c = codings_of("gzip;q=0, gzip;q=0.7"); /* named twice: the higher weight holds */
+    assert_int_equal(c.gzip, 700);
+
+    c = codings_of(" , ,,gzip;q=0.");
+    assert_int_equal(c.gzip, 0);
+
+    /* Malformed elements are ignored, whatever follows them. */
+    const char *bad[] = {"gzip;q=1.5", "gzip;q=1.001", "gzip;q=0.0001", "gzip;q=.5",
+                         "gzip;q=",    "gzip;q=0.5x",  "gzip;q=-1",     "gzip junk",
+                         "gzip;q=2",   "gzipx",        "xgzip"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = codings_of(bad[i]);
+        assert_int_equal(c.gzip, -1);
+    }
+    c = codings_of("");
+    assert_int_equal(c.gzip, -1);
+    assert_int_equal(c.any, -1);
+}
+
+static bool prefers_gzip(const char *value)
+{
+    struct http_codings c = codings_of(value);
+    return http_codings_prefer_gzip(&c);
+}
+
+static void test_codings_choice(void **state)
+{
+    (void)state;
+    assert_true(prefers_gzip("gzip"));
+    assert_true(prefers_gzip("gzip, deflate, br"));
+    assert_true(prefers_gzip("*"));
+    assert_true(prefers_gzip("gzip;q=0.1")); /* identity unnamed: acceptable, not preferred */
+    assert_true(prefers_gzip("identity;q=0.5, gzip;q=0.5")); /* a tie goes to the smaller */
+    assert_true(prefers_gzip("identity;q=0.5, *"));
+    assert_false(prefers_gzip(""));
+    assert_false(prefers_gzip("gzip;q=0"));
+    assert_false(prefers_gzip("identity, *;q=0"));
+    assert_false(prefers_gzip("*;q=0"));
+    assert_false(prefers_gzip("gzip;q=0.5, identity"));
+    assert_false(prefers_gzip("gzip;q=0.5, *"));
+    assert_false(prefers_gzip("br, deflate"));
+
+    /* Two header lines are one list. */
+    struct http_codings c;
+    http_codings_init(&c);
+    http_codings_add(&c, "identity", 8);
+    http_codings_add(&c, "*;q=0.3", 7);
+    assert_false(http_codings_prefer_gzip(&c));
+    http_codings_add(&c, "gzip", 4);
+    assert_true(http_codings_prefer_gzip(&c));
+}
+
 int main(void)
 {
     const struct CMUnitTest http_parser[] = {
@@ -399,6 +478,8 @@ int main(void)
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_find_and_count),
         cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_codings_weights),
+        cmocka_unit_test(test_codings_choice),
         cmocka_unit_test(test_byte_mutations),
     };
     return cmocka_run_group_tests(http_parser, NULL, NULL);
