@@ -45,7 +45,6 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-/* TODO(merge): version 5 is one version for every 1.1 branch's additions (HR_STATUS here). */
 #define HANDOVER_REC_VERSION 5     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
