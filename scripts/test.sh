@@ -84,7 +84,7 @@ run_blackbox() {
     [ "$name" = release ] && suites+=(tests/web/)
     echo "== black-box ($name): $bin"
     # A guard against a hang, not a speed limit: on a quiet 2-core machine the release phase
-    # takes about half of it.
+    # takes about six minutes (the whole make test about thirteen).
     PARLEY_BIN="$bin" timeout 900 node --test --test-reporter=tap --test-concurrency="$jobs" \
         "${suites[@]}" >"$out" 2>&1
     show_failures "$out"
