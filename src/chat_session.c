@@ -730,36 +730,48 @@ static int64_t dm_reads_from(const struct chat_session *s)
 }
 
 /*
- * edit, delete, react, topic and moderation (protocol 1.1 rules 49, 73, 75): the room as for a send (a public room
- * joined by this connection, or the user's own dm room), then a token from the send bucket
- * (edit, delete) or the react bucket. A request that finds none still goes on (over_rate): the
- * store answers rate_limited only if nothing ranked before it applies, and a cid duplicate or a
- * reaction that changes nothing is acked without a token.
+ * A token from op's bucket (rules 23, 73). A request that finds none still goes on (over_rate):
+ * the store answers rate_limited only if nothing ranked before it applies (rule 75), and a cid
+ * duplicate or a reaction that changes nothing is acked without a token.
+ */
+static void charge(struct conn *c, struct chat_op *op, enum chat_bucket_kind kind)
+{
+    const struct config *cfg = cfg_of(c);
+    uint32_t rate = kind == CHAT_BUCKET_REACT    ? cfg->react_rate
+                    : kind == CHAT_BUCKET_SEARCH ? cfg->search_rate
+                                                 : cfg->rate_limit;
+    op->bucket = kind;
+    if (!rate)
+        return;
+    bool got;
+    if (kind == CHAT_BUCKET_SEND) {
+        got = take_token(c->session, rate, conn_now(c));
+    } else {
+        struct chat_bucket *b = kind == CHAT_BUCKET_REACT ? react_bucket(c) : search_bucket(c);
+        got = bucket_take(&b->tokens, &b->refill_ms, rate, conn_now(c));
+    }
+    op->charged = got;
+    op->over_rate = !got;
+    if (!got)
+        metrics_add(METRIC_RATE_LIMITED, 1);
+}
+
+/*
+ * edit, delete, react, topic and moderation (protocol 1.1 rules 49, 73, 75): the room as for a
+ * send (a public room joined by this connection, or the user's own dm room), then a token from
+ * the react bucket (react) or the send bucket (the others).
  */
 static enum proto_error submit_timeline(struct conn *c, struct chat_op *op,
                                         struct chat_sroom *joined, const char **why)
 {
     struct chat_session *s = c->session;
-    const struct config *cfg = cfg_of(c);
-    uint64_t now = conn_now(c);
     if (op->room_is_dm && !is_party(s, op->room))
         FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
     if (!op->room_is_dm && !joined)
         FAIL(PROTO_NOT_MEMBER, "join the room first");
     if (op->room_is_dm)
         op->reads_from = dm_reads_from(s);
-    bool react = op->kind == CHAT_REACT;
-    uint32_t rate = react ? cfg->react_rate : cfg->rate_limit;
-    op->bucket = react ? CHAT_BUCKET_REACT : CHAT_BUCKET_SEND;
-    if (rate) {
-        bool got =
-            react ? bucket_take(&react_bucket(c)->tokens, &react_bucket(c)->refill_ms, rate, now)
-                  : take_token(s, rate, now);
-        op->charged = got;
-        op->over_rate = !got;
-        if (!got)
-            metrics_add(METRIC_RATE_LIMITED, 1);
-    }
+    charge(c, op, op->kind == CHAT_REACT ? CHAT_BUCKET_REACT : CHAT_BUCKET_SEND);
     sent(c);
     chat_to_hub(op);
     return PROTO_OK;
@@ -773,21 +785,12 @@ static enum proto_error submit_timeline(struct conn *c, struct chat_op *op,
 static enum proto_error submit_search(struct conn *c, struct chat_op *op, const char **why)
 {
     struct chat_session *s = c->session;
-    const struct config *cfg = cfg_of(c);
     if (op->room_is_dm && !is_party(s, op->room))
         FAIL(PROTO_FORBIDDEN, "that conversation is between two other people");
     if (op->room_is_dm && s->guest)
         FAIL(PROTO_FORBIDDEN, "guests cannot search direct messages");
     op->reads_from = s->created_ms; /* rule 40: a registered user's dm rooms from then on */
-    op->bucket = CHAT_BUCKET_SEARCH;
-    if (cfg->search_rate) {
-        struct chat_bucket *b = search_bucket(c);
-        bool got = bucket_take(&b->tokens, &b->refill_ms, cfg->search_rate, conn_now(c));
-        op->charged = got;
-        op->over_rate = !got;
-        if (!got)
-            metrics_add(METRIC_RATE_LIMITED, 1);
-    }
+    charge(c, op, CHAT_BUCKET_SEARCH);
     sent(c);
     chat_to_store(op);
     return PROTO_OK;
