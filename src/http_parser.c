@@ -205,23 +205,32 @@ size_t http_count_header(const struct http_request *req, const char *name)
     return count;
 }
 
+bool http_list_next(const char *value, size_t len, size_t *pos, size_t *start, size_t *end)
+{
+    size_t i = *pos;
+    if (i >= len)
+        return false;
+    size_t s = i;
+    while (i < len && value[i] != ',')
+        i++;
+    size_t e = i;
+    *pos = i + 1; /* past the comma */
+    while (s < e && (value[s] == ' ' || value[s] == '\t'))
+        s++;
+    while (e > s && (value[e - 1] == ' ' || value[e - 1] == '\t'))
+        e--;
+    *start = s;
+    *end = e;
+    return true;
+}
+
 bool http_has_token(const char *value, size_t len, const char *token)
 {
     size_t tlen = strlen(token);
-    size_t i = 0;
-    while (i < len) {
-        size_t start = i;
-        while (i < len && value[i] != ',')
-            i++;
-        size_t end = i;
-        i++; /* past the comma */
-        while (start < end && (value[start] == ' ' || value[start] == '\t'))
-            start++;
-        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-            end--;
+    size_t pos = 0, start, end;
+    while (http_list_next(value, len, &pos, &start, &end))
         if (end - start == tlen && eq_nocase(value + start, token, tlen))
             return true;
-    }
     return false;
 }
 
@@ -287,15 +296,8 @@ static void raise_weight(int *slot, int q)
 
 void http_codings_add(struct http_codings *c, const char *value, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        size_t start = i;
-        while (i < len && value[i] != ',')
-            i++;
-        size_t end = i;
-        i++; /* past the comma */
-        while (start < end && is_ows(value[start]))
-            start++;
+    size_t pos = 0, start, end;
+    while (http_list_next(value, len, &pos, &start, &end)) {
         size_t name_end = start;
         while (name_end < end && value[name_end] != ';' && !is_ows(value[name_end]))
             name_end++;

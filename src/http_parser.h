@@ -57,6 +57,11 @@ size_t http_count_header(const struct http_request *req, const char *name);
  * compared case-insensitively ("keep-alive, Upgrade" holds "upgrade"). */
 bool http_has_token(const char *value, size_t len, const char *token);
 
+/* Steps through a comma-separated header list (RFC 9110 5.6.1): the next element of
+ * value[*pos..len), trimmed of spaces and tabs, as value[*start..*end) (maybe empty); *pos moves
+ * past it. False when the list is over. */
+bool http_list_next(const char *value, size_t len, size_t *pos, size_t *start, size_t *end);
+
 /*
  * What Accept-Encoding says of the codings the server can send, as q-values in thousandths
  * (0..1000), or -1 where the field did not name that coding ("*" is `any`).

@@ -86,23 +86,14 @@ static bool none_match_hits(const struct http_request *req, const char *etag)
         const struct http_header *h = &req->headers[i];
         if (h->name_len != 13 || strncasecmp(h->name, "If-None-Match", 13) != 0)
             continue;
-        const char *v = h->value, *end = h->value + h->value_len;
-        while (v < end) {
-            const char *comma = memchr(v, ',', (size_t)(end - v));
-            const char *stop = comma ? comma : end;
-            while (v < stop && (*v == ' ' || *v == '\t'))
-                v++;
-            const char *last = stop;
-            while (last > v && (last[-1] == ' ' || last[-1] == '\t'))
-                last--;
-            if (last - v >= 2 && v[0] == 'W' && v[1] == '/')
-                v += 2;
-            size_t n = (size_t)(last - v);
+        size_t pos = 0, start, end;
+        while (http_list_next(h->value, h->value_len, &pos, &start, &end)) {
+            const char *v = h->value + start;
+            if (end - start >= 2 && v[0] == 'W' && v[1] == '/')
+                v += 2; /* weak comparison */
+            size_t n = (size_t)(h->value + end - v);
             if ((n == 1 && v[0] == '*') || (n == etag_len && memcmp(v, etag, n) == 0))
                 return true;
-            if (!comma)
-                break;
-            v = comma + 1;
         }
     }
     return false;
