@@ -13,7 +13,7 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CFLAGS_COMMON = -std=c17 -D_GNU_SOURCE -DPARLEY_VERSION='"$(VERSION)"' -pthread $(WARN) \
-                -Isrc $(PKG_CFLAGS)
+                $(SRC_LAYERS:%=-Isrc/%) $(PKG_CFLAGS)
 DEPFLAGS := -MMD -MP
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
@@ -33,7 +33,9 @@ ALL_CFLAGS = $(CFLAGS_COMMON) $(CFLAGS_BUILD) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(LDFLAGS_BUILD) $(LDFLAGS)
 LIBS = $(PKG_LIBS)
 
-LIB_SRCS := $(filter-out src/main.c,$(wildcard src/*.c))
+# src/ is grouped by layer (docs/architecture.md, "Layout"); each folder is on the include path.
+SRC_LAYERS := base net store chat process
+LIB_SRCS := $(filter-out src/process/main.c,$(wildcard $(SRC_LAYERS:%=src/%/*.c)))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(OUT)/obj/%.o) $(OUT)/obj/web_assets.o
 WEB_FILES := $(shell find web -type f 2>/dev/null | LC_ALL=C sort)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -93,9 +95,9 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c bench/loadgen/*.[ch]
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c bench/loadgen/*.[ch]
 
-$(OUT)/parley: $(OUT)/obj/main.o $(LIB_OBJS)
+$(OUT)/parley: $(OUT)/obj/process/main.o $(LIB_OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(OUT)/obj/%.o: src/%.c

@@ -16,9 +16,13 @@ import { HANDOVER_TIMEOUT, Lineage, Rider, TelnetRider, assertAckedStored, asser
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-// The record version a tree writes (src/handover_rec.h), or undefined.
+// Where the record's header is: src/net/ since src/ was grouped by layer, src/ before.
+const RECORD_HEADERS = ['src/net/handover_rec.h', 'src/handover_rec.h'];
+
+// The record version a tree writes, or undefined.
 function recordVersion(dir) {
-  const m = /#define HANDOVER_REC_VERSION (\d+)/.exec(readFileSync(path.join(dir, 'src/handover_rec.h'), 'utf8'));
+  const header = RECORD_HEADERS.map((p) => path.join(dir, p)).find((p) => existsSync(p));
+  const m = header && /#define HANDOVER_REC_VERSION (\d+)/.exec(readFileSync(header, 'utf8'));
   return m ? Number(m[1]) : undefined;
 }
 
@@ -28,7 +32,14 @@ function previousBuild() {
   let sha;
   try {
     sha = git('rev-parse', '--verify', 'HEAD~1^{commit}');
-    git('cat-file', '-e', `${sha}:src/handover_rec.h`);
+    if (!RECORD_HEADERS.some((p) => {
+      try {
+        git('cat-file', '-e', `${sha}:${p}`);
+        return true;
+      } catch {
+        return false;
+      }
+    })) throw new Error('no record');
   } catch {
     return { reason: sha ? `HEAD~1 (${sha.slice(0, 10)}) has no live upgrades` : 'no git history' };
   }
