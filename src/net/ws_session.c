@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "chat_json.h"
 #include "chat_session.h"
 #include "log.h"
 #include "metrics.h"
