@@ -451,3 +451,38 @@ void chat_session_json(struct conn *c, const uint8_t *json, size_t len)
         reply_error(c, req.id, err, why);
     proto_request_free(&req);
 }
+
+/* --- what the WebSocket layer below calls (struct ws_chat) --- */
+
+static void ws_message(struct conn *c, const uint8_t *json, size_t len)
+{
+    if (!c->session)
+        chat_session_open(c, chat_json_transport());
+    chat_session_json(c, json, len);
+}
+
+static bool ws_logged_in(const struct conn *c)
+{
+    return ((const struct chat_session *)c->session)->logged_in;
+}
+
+static int ws_restore(struct conn *c, const struct handover_rec *rec, const char **why)
+{
+    return chat_session_restore(c, chat_json_transport(), rec, why);
+}
+
+static const struct ws_chat ws_chat = {
+    .message = ws_message,
+    .logged_in = ws_logged_in,
+    .login_pause = chat_session_login_pause,
+    .closed = chat_session_close,
+    .drained = chat_session_drained,
+    .busy = chat_session_busy,
+    .save = chat_session_save,
+    .restore = ws_restore,
+};
+
+const struct ws_chat *chat_json_ws(void)
+{
+    return &ws_chat;
+}

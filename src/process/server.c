@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "auth.h"
 #include "chat.h"
+#include "chat_json.h"
 #include "chat_session.h"
 #include "handover.h"
 #include "http_session.h"
@@ -369,8 +370,16 @@ static int start_chat(struct server *s)
     return 0;
 }
 
+/* The layers below call up only through what is registered here, before any connection
+ * (docs/architecture.md, "Layout"). */
+static void connect_layers(void)
+{
+    ws_session_set_chat(chat_json_ws());
+}
+
 struct server *server_prepare(const struct config *cfg, struct listen_fds *inherited, bool standby)
 {
+    connect_layers();
     struct server *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->n_workers = cfg->workers;
