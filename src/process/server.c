@@ -375,6 +375,7 @@ static int start_chat(struct server *s)
 static void connect_layers(void)
 {
     ws_session_set_chat(chat_json_ws());
+    tls_session_set_line_start(telnet_session_start);
 }
 
 struct server *server_prepare(const struct config *cfg, struct listen_fds *inherited, bool standby)
