@@ -21,7 +21,9 @@
 #include "http_session.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "peers.h"
+#include "proto.h"
 #include "store.h"
 #include "store_thread.h"
 #include "telnet_session.h"
@@ -376,6 +378,10 @@ static void connect_layers(void)
 {
     ws_session_set_chat(chat_json_ws());
     tls_session_set_line_start(telnet_session_start);
+    metrics_set_part(METRICS_PART_CONNECTIONS, conn_metrics_open);
+    metrics_set_part(METRICS_PART_SOCKET_WRITES, conn_metrics_writes);
+    metrics_set_part(METRICS_PART_ERRORS, proto_metrics_errors);
+    metrics_set_part(METRICS_PART_TLS, tls_metrics);
 }
 
 struct server *server_prepare(const struct config *cfg, struct listen_fds *inherited, bool standby)
