@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev libsodium-dev zlib1g-dev)
-# sd_notify (readiness, reloading and stopping under systemd: src/notify.c).
+# sd_notify (readiness, reloading and stopping under systemd: src/process/notify.c).
 build_packages+=(libsystemd-dev)
-# Unicode NFC and case folding of search words and queries (src/search_text.c).
+# Unicode NFC and case folding of search words and queries (src/store/search_text.c).
 build_packages+=(libutf8proc-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # A color emoji font, so reactions in the browser tests' screenshots are drawn (not as boxes).

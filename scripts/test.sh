@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test.sh: builds parley, runs every test suite, and ends with one line "N passed, N failed".
-# Suites: cmocka unit tests and the black-box suites (the real binary on loopback: tests/blackbox
-# for HTTP and WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade
-# for upgrades to a new process, socket activation and sd_notify), each once on
-# the release build and once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
+# Suites: the layer check of src/'s includes (scripts/check_layers.sh, one test), cmocka unit
+# tests and the black-box suites (the real binary on loopback: tests/blackbox for HTTP and
+# WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade for
+# upgrades to a new process, socket activation and sd_notify), each once on the release build and
+# once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -90,6 +91,12 @@ run_blackbox() {
     show_failures "$out"
     count_node "$out"
 }
+
+# The include rule between src/'s layer folders (docs/architecture.md, "Layout"): one test.
+echo "== layers"
+scripts/check_layers.sh >"$log_dir/layers.tap" 2>&1
+sed 's/^/  /' "$log_dir/layers.tap"
+count_tap "$log_dir/layers.tap"
 
 if build release all unit; then
     run_units build/release release

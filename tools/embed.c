@@ -1,5 +1,5 @@
 /*
- * embed: writes a C file that holds the given web/ files as byte arrays (see src/web_assets.h),
+ * embed: writes a C file that holds the given web/ files as byte arrays (see src/net/web_assets.h),
  * each beside a gzip copy made once here at build time, so the server never compresses.
  */
 #include <stdio.h>

@@ -5,12 +5,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#include "conn.h"
-#include "proto.h"
-#include "tls.h"
-
 static atomic_uint_fast64_t counters[METRIC_COUNTERS];
-static atomic_uint_fast64_t errors[PROTO_ERROR_COUNT];
+static atomic_uint_fast64_t errors[METRIC_ERROR_CODES];
 static atomic_uint_fast64_t gauges[METRIC_GAUGES];
 
 /* Commit latency buckets in seconds, and batch size buckets in writes. */
@@ -68,8 +64,15 @@ void metrics_add(enum metric_counter c, uint64_t n)
 
 void metrics_error(int code)
 {
-    if (code > 0 && code < PROTO_ERROR_COUNT)
+    if (code > 0 && code < METRIC_ERROR_CODES)
         atomic_fetch_add_explicit(&errors[code], 1, memory_order_relaxed);
+}
+
+uint64_t metrics_errors(int code)
+{
+    return code > 0 && code < METRIC_ERROR_CODES
+               ? atomic_load_explicit(&errors[code], memory_order_relaxed)
+               : 0;
 }
 
 void metrics_commit(uint64_t micros, size_t batch)
@@ -100,12 +103,25 @@ void metrics_auth_wait(uint64_t micros)
     atomic_fetch_add_explicit(&wait_sum_us, micros, memory_order_relaxed);
 }
 
-struct out {
+struct metrics_out {
     struct chunk *c;
 };
 
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
+/* The parts other layers render, set once at start (before any thread reads them). */
+static void (*parts[METRICS_PARTS])(struct metrics_out *o);
+
+void metrics_set_part(enum metrics_part part, void (*render)(struct metrics_out *o))
+{
+    parts[part] = render;
+}
+
+static void part(struct metrics_out *o, enum metrics_part which)
+{
+    if (parts[which])
+        parts[which](o);
+}
+
+void metrics_put(struct metrics_out *o, const char *fmt, ...)
 {
     for (;;) {
         va_list ap;
@@ -126,44 +142,36 @@ static uint64_t get(atomic_uint_fast64_t *a)
     return atomic_load_explicit(a, memory_order_relaxed);
 }
 
-static void counter(struct out *o, const char *name, const char *help, enum metric_counter c)
+static void counter(struct metrics_out *o, const char *name, const char *help,
+                    enum metric_counter c)
 {
-    put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-        (unsigned long long)get(&counters[c]));
+    metrics_put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                (unsigned long long)get(&counters[c]));
 }
 
-static void histogram(struct out *o, const char *name, const char *help, const double *bounds,
-                      atomic_uint_fast64_t *buckets, size_t n, atomic_uint_fast64_t *count,
-                      double sum)
+static void histogram(struct metrics_out *o, const char *name, const char *help,
+                      const double *bounds, atomic_uint_fast64_t *buckets, size_t n,
+                      atomic_uint_fast64_t *count, double sum)
 {
-    put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    metrics_put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (size_t i = 0; i < n; i++)
-        put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
-            (unsigned long long)get(&buckets[i]));
+        metrics_put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+                    (unsigned long long)get(&buckets[i]));
     unsigned long long total = get(count);
-    put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, total, name, sum,
-        name, total);
+    metrics_put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, total, name,
+                sum, name, total);
 }
 
 struct chunk *metrics_render(uint64_t uptime_s)
 {
-    struct out o = {chunk_new(4096)};
-    static const char *const transports[] = {"http", "websocket", "telnet"};
-    put(&o, "# HELP parley_connections Open connections by transport.\n"
-            "# TYPE parley_connections gauge\n");
-    for (int t = 0; t < CONN_TRANSPORTS; t++)
-        put(&o, "parley_connections{transport=\"%s\"} %zu\n", transports[t],
-            conn_count((enum conn_transport)t));
+    struct metrics_out o = {chunk_new(4096)};
+    part(&o, METRICS_PART_CONNECTIONS);
     counter(&o, "parley_logins_total", "Successful logins.", METRIC_LOGINS);
     counter(&o, "parley_messages_accepted_total", "Messages stored and acknowledged.",
             METRIC_MESSAGES_ACCEPTED);
     counter(&o, "parley_deliveries_total", "Message events queued to connections.",
             METRIC_DELIVERIES);
-    put(&o,
-        "# HELP parley_socket_writes_total Socket writes (writev calls, TLS records): with "
-        "parley_deliveries_total, how well output is coalesced.\n"
-        "# TYPE parley_socket_writes_total counter\nparley_socket_writes_total %llu\n",
-        (unsigned long long)conn_writes());
+    part(&o, METRICS_PART_SOCKET_WRITES);
     counter(&o, "parley_rate_limited_total", "Requests refused by the rate limit.",
             METRIC_RATE_LIMITED);
     counter(&o, "parley_slow_consumers_total", "Connections closed for not reading their output.",
@@ -172,22 +180,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_searches_total", "Search requests read from the index.", METRIC_SEARCHES);
     counter(&o, "parley_search_rows_total",
             "Search index rows examined (each search at most --search-scan).", METRIC_SEARCH_ROWS);
-    put(&o,
-        "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
-    for (int e = 1; e < PROTO_ERROR_COUNT; e++)
-        put(&o, "parley_errors_total{code=\"%s\"} %llu\n", proto_error_code((enum proto_error)e),
-            (unsigned long long)get(&errors[e]));
-    put(&o,
-        "# HELP parley_tls_connections Open TLS connections, handshaking or not.\n"
-        "# TYPE parley_tls_connections gauge\nparley_tls_connections %zu\n",
-        tls_open_count());
-    static const char *const tls_results[] = {"ok", "failed", "timeout", "not_tls"};
-    put(&o, "# HELP parley_tls_handshakes_total TLS handshakes by result: ok, failed (protocol "
-            "error, alert or the peer left), timeout, not_tls (plain bytes on a TLS port).\n"
-            "# TYPE parley_tls_handshakes_total counter\n");
-    for (int r = 0; r < TLS_RESULTS; r++)
-        put(&o, "parley_tls_handshakes_total{result=\"%s\"} %llu\n", tls_results[r],
-            (unsigned long long)tls_counted((enum tls_result)r));
+    part(&o, METRICS_PART_ERRORS);
+    part(&o, METRICS_PART_TLS);
     histogram(&o, "parley_store_commit_seconds", "Time to commit one batch.", latency_bounds,
               latency_buckets, N_LATENCY, &latency_count, (double)get(&latency_sum_us) / 1e6);
     double bounds[N_BATCH];
@@ -195,11 +189,12 @@ struct chunk *metrics_render(uint64_t uptime_s)
         bounds[i] = batch_bounds[i];
     histogram(&o, "parley_store_batch_size", "Writes per committed batch.", bounds, batch_buckets,
               N_BATCH, &batch_count, (double)get(&batch_sum));
-    put(&o,
-        "# HELP parley_store_healthy 1 while the store takes writes, 0 once it cannot (see "
-        "/healthz).\n# TYPE parley_store_healthy gauge\nparley_store_healthy %d\n",
-        metrics_store_problem() ? 0 : 1);
-    put(&o,
+    metrics_put(&o,
+                "# HELP parley_store_healthy 1 while the store takes writes, 0 once it cannot (see "
+                "/healthz).\n# TYPE parley_store_healthy gauge\nparley_store_healthy %d\n",
+                metrics_store_problem() ? 0 : 1);
+    metrics_put(
+        &o,
         "# HELP parley_deflate_messages_total Messages compressed (permessage-deflate): shared "
         "frames once per message for all their recipients, own for one connection.\n"
         "# TYPE parley_deflate_messages_total counter\n"
@@ -207,7 +202,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
         "parley_deflate_messages_total{kind=\"own\"} %llu\n",
         (unsigned long long)get(&counters[METRIC_DEFLATE_SHARED]),
         (unsigned long long)get(&counters[METRIC_DEFLATE_OWN]));
-    put(&o,
+    metrics_put(
+        &o,
         "# HELP parley_deflate_bytes_total Payload bytes of those messages before (in) and after "
         "(out) compression.\n"
         "# TYPE parley_deflate_bytes_total counter\n"
@@ -220,7 +216,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
             METRIC_DEFLATE_DISCARDED);
     counter(&o, "parley_inflated_messages_total", "Compressed messages received and inflated.",
             METRIC_INFLATED);
-    put(&o,
+    metrics_put(
+        &o,
         "# HELP parley_logins_throttled_total Password logins and registrations refused before "
         "any hashing, by reason.\n# TYPE parley_logins_throttled_total counter\n"
         "parley_logins_throttled_total{reason=\"address\"} %llu\n"
@@ -231,7 +228,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
         (unsigned long long)get(&counters[METRIC_LOGIN_THROTTLED_QUEUE]));
     counter(&o, "parley_auth_hashes_total", "Password hashes and verifications finished.",
             METRIC_AUTH_HASHES);
-    put(&o,
+    metrics_put(
+        &o,
         "# HELP parley_auth_queue_length Password checks waiting for a hasher thread.\n"
         "# TYPE parley_auth_queue_length gauge\nparley_auth_queue_length %llu\n"
         "# HELP parley_auth_hashes_in_progress Password hashes running now.\n"
@@ -246,7 +244,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
               wait_bounds, wait_buckets, N_WAIT, &wait_count, (double)get(&wait_sum_us) / 1e6);
     struct metrics_upgrades up;
     metrics_get_upgrades(&up);
-    put(&o,
+    metrics_put(
+        &o,
         "# HELP parley_generation This process's generation: 1 at a fresh start, one more for "
         "each process that took over from another (an upgrade).\n"
         "# TYPE parley_generation gauge\nparley_generation %llu\n"
@@ -267,7 +266,8 @@ struct chunk *metrics_render(uint64_t uptime_s)
         (unsigned long long)up.generation, (unsigned long long)up.done,
         (unsigned long long)up.failed, (unsigned long long)up.handed_over,
         (unsigned long long)up.drained);
-    put(&o,
+    metrics_put(
+        &o,
         "# HELP parley_count_events_total Large rooms' count events: encoded (once per room and "
         "tick) and sent (to each connection given one, sharing that encoding).\n"
         "# TYPE parley_count_events_total counter\n"
@@ -275,9 +275,9 @@ struct chunk *metrics_render(uint64_t uptime_s)
         "parley_count_events_total{stage=\"sent\"} %llu\n",
         (unsigned long long)get(&counters[METRIC_COUNT_ENCODED]),
         (unsigned long long)get(&counters[METRIC_COUNT_SENT]));
-    put(&o,
-        "# HELP parley_uptime_seconds Seconds since the server started.\n"
-        "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
-        (unsigned long long)uptime_s);
+    metrics_put(&o,
+                "# HELP parley_uptime_seconds Seconds since the server started.\n"
+                "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
+                (unsigned long long)uptime_s);
     return o.c;
 }

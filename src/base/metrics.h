@@ -44,9 +44,15 @@ enum metric_gauge {
     METRIC_GAUGES,
 };
 
+/* Error replies are counted by their protocol error code, 1 to METRIC_ERROR_CODES - 1 (proto.c
+ * checks that its codes fit). */
+#define METRIC_ERROR_CODES 64
+
 void metrics_add(enum metric_counter c, uint64_t n);
 /* Counts one error reply by its protocol error code (index into proto's enum). */
 void metrics_error(int code);
+/* How many error replies of that code were counted. */
+uint64_t metrics_errors(int code);
 /* Observes one store commit: how long it took and how many writes it held. */
 void metrics_commit(uint64_t micros, size_t batch);
 
@@ -73,7 +79,26 @@ struct metrics_upgrades {
 void metrics_set_upgrades(const struct metrics_upgrades *u);
 void metrics_get_upgrades(struct metrics_upgrades *out);
 
-/* Renders every metric (plus connection gauges) as Prometheus text into a new chunk. */
+/*
+ * The lines of /metrics whose figures belong to a layer above this one (open connections and
+ * socket writes in net, TLS in net, error replies by code in chat): that layer writes them with
+ * metrics_put, in a function the process registers at start (metrics_set_part), so this file
+ * includes none of them. Each part has its fixed place in the output; one not registered is
+ * left out.
+ */
+struct metrics_out;
+enum metrics_part {
+    METRICS_PART_CONNECTIONS,   /* first */
+    METRICS_PART_SOCKET_WRITES, /* after the deliveries */
+    METRICS_PART_ERRORS,        /* after the searches */
+    METRICS_PART_TLS,           /* before the store's histograms */
+    METRICS_PARTS,
+};
+void metrics_set_part(enum metrics_part part, void (*render)(struct metrics_out *o));
+/* Appends printf-formatted Prometheus text to the output being rendered. */
+void metrics_put(struct metrics_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Renders every metric (and the registered parts) as Prometheus text into a new chunk. */
 struct chunk *metrics_render(uint64_t uptime_s);
 
 #endif

@@ -170,12 +170,6 @@ static inline struct chat_session *chat_session_of(struct conn *c)
     return c->session;
 }
 
-/* The WebSocket transport: results and events as protocol v1 JSON. */
-const struct chat_transport *chat_json_transport(void);
-
-/* Handles one protocol v1 request (a JSON text) from a WebSocket client. */
-void chat_session_json(struct conn *c, const uint8_t *json, size_t len);
-
 /*
  * Starts an op from a validated request: checks login, membership and
  * limits, then sends it on its way. Returns PROTO_OK, or the error to show

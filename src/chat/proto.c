@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "search_text.h"
 #include "timeline.h"
 
@@ -131,6 +132,17 @@ const char *proto_error_code(enum proto_error e)
     if ((unsigned)e >= PROTO_ERROR_COUNT)
         return "internal_error";
     return error_codes[e];
+}
+
+_Static_assert(PROTO_ERROR_COUNT <= METRIC_ERROR_CODES, "metrics counts every error code");
+
+void proto_metrics_errors(struct metrics_out *o)
+{
+    metrics_put(o, "# HELP parley_errors_total Error replies by code.\n"
+                   "# TYPE parley_errors_total counter\n");
+    for (int e = 1; e < PROTO_ERROR_COUNT; e++)
+        metrics_put(o, "parley_errors_total{code=\"%s\"} %llu\n",
+                    proto_error_code((enum proto_error)e), (unsigned long long)metrics_errors(e));
 }
 
 enum proto_error proto_parse_envelope(const char *buf, size_t len, struct proto_request *req)

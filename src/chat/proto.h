@@ -174,5 +174,8 @@ enum proto_error proto_status_text(const char *text, size_t n, size_t max_points
 
 /* The wire spelling of an error code, e.g. "bad_json". */
 const char *proto_error_code(enum proto_error e);
+/* The error replies counted by code (metrics_error), as lines of /metrics (METRICS_PART_ERRORS). */
+struct metrics_out;
+void proto_metrics_errors(struct metrics_out *o);
 
 #endif

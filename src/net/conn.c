@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "metrics.h"
 #include "peers.h"
 #include "tls.h"
 
@@ -49,6 +50,25 @@ uint64_t conn_writes(void)
 size_t conn_count(enum conn_transport t)
 {
     return atomic_load_explicit(&open_count[t], memory_order_relaxed);
+}
+
+void conn_metrics_open(struct metrics_out *o)
+{
+    static const char *const transports[] = {"http", "websocket", "telnet"};
+    metrics_put(o, "# HELP parley_connections Open connections by transport.\n"
+                   "# TYPE parley_connections gauge\n");
+    for (int t = 0; t < CONN_TRANSPORTS; t++)
+        metrics_put(o, "parley_connections{transport=\"%s\"} %zu\n", transports[t],
+                    conn_count((enum conn_transport)t));
+}
+
+void conn_metrics_writes(struct metrics_out *o)
+{
+    metrics_put(o,
+                "# HELP parley_socket_writes_total Socket writes (writev calls, TLS records): with "
+                "parley_deliveries_total, how well output is coalesced.\n"
+                "# TYPE parley_socket_writes_total counter\nparley_socket_writes_total %llu\n",
+                (unsigned long long)conn_writes());
 }
 
 void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)

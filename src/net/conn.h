@@ -295,5 +295,9 @@ static inline uint64_t conn_now(const struct conn *c)
 size_t conn_count(enum conn_transport t);
 /* Socket writes (writev calls, TLS records) made so far by the whole process. */
 uint64_t conn_writes(void);
+/* Their lines of /metrics (METRICS_PART_CONNECTIONS and METRICS_PART_SOCKET_WRITES). */
+struct metrics_out;
+void conn_metrics_open(struct metrics_out *o);
+void conn_metrics_writes(struct metrics_out *o);
 
 #endif

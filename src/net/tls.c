@@ -20,6 +20,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "metrics.h"
 
 /* A certificate or key file larger than this is refused: PEM chains are a few KB. */
 #define TLS_MAX_FILE (1u << 20)
@@ -54,6 +55,21 @@ uint64_t tls_counted(enum tls_result r)
 size_t tls_open_count(void)
 {
     return atomic_load_explicit(&open_count, memory_order_relaxed);
+}
+
+void tls_metrics(struct metrics_out *o)
+{
+    metrics_put(o,
+                "# HELP parley_tls_connections Open TLS connections, handshaking or not.\n"
+                "# TYPE parley_tls_connections gauge\nparley_tls_connections %zu\n",
+                tls_open_count());
+    static const char *const tls_results[] = {"ok", "failed", "timeout", "not_tls"};
+    metrics_put(o, "# HELP parley_tls_handshakes_total TLS handshakes by result: ok, failed "
+                   "(protocol error, alert or the peer left), timeout, not_tls (plain bytes on a "
+                   "TLS port).\n# TYPE parley_tls_handshakes_total counter\n");
+    for (int r = 0; r < TLS_RESULTS; r++)
+        metrics_put(o, "parley_tls_handshakes_total{result=\"%s\"} %llu\n", tls_results[r],
+                    (unsigned long long)tls_counted((enum tls_result)r));
 }
 
 const char *tls_reason(void)

@@ -107,5 +107,8 @@ void tls_count(enum tls_result r);
 uint64_t tls_counted(enum tls_result r);
 /* TLS connections open now (handshaking or not). */
 size_t tls_open_count(void);
+/* Both as lines of /metrics (METRICS_PART_TLS). */
+struct metrics_out;
+void tls_metrics(struct metrics_out *o);
 
 #endif

@@ -6,9 +6,21 @@
 
 #include "http_session.h"
 #include "log.h"
-#include "telnet_session.h"
 #include "tls.h"
 #include "worker.h"
+
+/* What starts a session on a TLS line port, registered at start. */
+static void (*line_start)(struct conn *c);
+
+void tls_session_set_line_start(void (*start)(struct conn *c))
+{
+    line_start = start;
+}
+
+static void start_line_session(struct conn *c)
+{
+    line_start(c);
+}
 
 static void on_timer(struct conn *c)
 {
@@ -69,7 +81,7 @@ static const struct conn_handler line_handshake = {
     .on_input = plain_on_line,
     .on_timer = on_timer,
     .on_shutdown = on_shutdown,
-    .on_handshake = telnet_session_start,
+    .on_handshake = start_line_session,
 };
 
 struct conn *tls_session_accept(struct conn_set *set, int fd, enum conn_transport transport)

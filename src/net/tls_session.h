@@ -11,6 +11,12 @@
 #include "conn.h"
 
 /*
+ * Sets what starts a line session once a TLS line port's handshake is done (the chat layer's
+ * telnet_session_start, registered by the process at start, so this layer never includes it).
+ */
+void tls_session_set_line_start(void (*start)(struct conn *c));
+
+/*
  * Adopts fd, just accepted on the TLS port of `transport` (CONN_HTTP or
  * CONN_TELNET), into set as a TLS connection. Returns it, or NULL with fd
  * closed (no TLS state could be made, or epoll refused the socket).

@@ -2,15 +2,23 @@
 #include "ws_session.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "chat_session.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
 #include "ws_deflate.h"
 #include "ws_frame.h"
+
+/* The chat endpoint's table, registered at start. */
+static const struct ws_chat *chat;
+
+void ws_session_set_chat(const struct ws_chat *table)
+{
+    chat = table;
+}
 
 static const struct config *cfg_of(struct conn *c)
 {
@@ -204,9 +212,7 @@ static void message_done(struct conn *c, uint8_t opcode)
         ws_session_send_data(c, msg, WS_MAX_HEADER - h, WS_MAX_HEADER, WS_MAX_HEADER + len, false);
         return;
     }
-    if (!c->session)
-        chat_session_open(c, chat_json_transport());
-    chat_session_json(c, msg->data + WS_MAX_HEADER, len);
+    chat->message(c, msg->data + WS_MAX_HEADER, len);
     chunk_unref(msg);
 }
 
@@ -373,10 +379,9 @@ static size_t read_frames(struct conn *c, uint8_t *data, size_t len)
  * it; the time its password checks waited for (or were in) the hasher does not count. */
 static uint64_t login_deadline(struct conn *c)
 {
-    struct chat_session *s = c->session;
-    if (c->ws_endpoint != WS_ENDPOINT_CHAT || (s && s->logged_in))
+    if (c->ws_endpoint != WS_ENDPOINT_CHAT || (c->session && chat->logged_in(c)))
         return UINT64_MAX;
-    uint64_t paused = chat_session_login_pause(c);
+    uint64_t paused = chat->login_pause(c);
     if (paused == UINT64_MAX)
         return UINT64_MAX; /* a check is pending: its answer decides */
     return c->u.ws.opened_ms + cfg_of(c)->login_timeout_ms + paused;
@@ -438,7 +443,7 @@ static void on_close(struct conn *c)
         ws_inflater_give(zpool_of(c), c->u.ws.inflater);
         c->u.ws.inflater = NULL;
     }
-    chat_session_close(c);
+    chat->closed(c);
 }
 
 static void on_shutdown(struct conn *c, enum conn_goodbye why)
@@ -452,7 +457,7 @@ static void on_shutdown(struct conn *c, enum conn_goodbye why)
 static void on_drained(struct conn *c)
 {
     if (c->session)
-        chat_session_drained(c);
+        chat->drained(c);
 }
 
 static const struct conn_handler ws_handler = {
@@ -499,7 +504,7 @@ void ws_session_hold_input(struct conn *c)
 
 bool ws_session_busy(const struct conn *c, unsigned version)
 {
-    return c->u.ws.inflater != NULL || chat_session_busy(c, version);
+    return c->u.ws.inflater != NULL || chat->busy(c, version);
 }
 
 bool ws_session_partial(const struct conn *c)
@@ -539,7 +544,7 @@ void ws_session_save(struct conn *c, struct hr_writer *w)
     if (ws->msg)
         hr_put(w, HR_WS_MSG, ws->msg->data + WS_MAX_HEADER, ws->msg->len);
     if (c->session)
-        chat_session_save(c, w);
+        chat->save(c, w);
 }
 
 int ws_session_restore(struct conn *c, const struct handover_rec *rec, const char **why)
@@ -591,7 +596,7 @@ int ws_session_restore(struct conn *c, const struct handover_rec *rec, const cha
             return -1;
         }
         /* (Without one: a chat session is made at the first request, as it would have been.) */
-        if (chat_session_restore(c, chat_json_transport(), rec, why) < 0)
+        if (chat->restore(c, rec, why) < 0)
             return -1;
     }
     schedule(c);

@@ -15,12 +15,15 @@
 #include "alloc.h"
 #include "auth.h"
 #include "chat.h"
+#include "chat_json.h"
 #include "chat_session.h"
 #include "handover.h"
 #include "http_session.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "peers.h"
+#include "proto.h"
 #include "store.h"
 #include "store_thread.h"
 #include "telnet_session.h"
@@ -369,8 +372,21 @@ static int start_chat(struct server *s)
     return 0;
 }
 
+/* The layers below call up only through what is registered here, before any connection
+ * (docs/architecture.md, "Layout"). */
+static void connect_layers(void)
+{
+    ws_session_set_chat(chat_json_ws());
+    tls_session_set_line_start(telnet_session_start);
+    metrics_set_part(METRICS_PART_CONNECTIONS, conn_metrics_open);
+    metrics_set_part(METRICS_PART_SOCKET_WRITES, conn_metrics_writes);
+    metrics_set_part(METRICS_PART_ERRORS, proto_metrics_errors);
+    metrics_set_part(METRICS_PART_TLS, tls_metrics);
+}
+
 struct server *server_prepare(const struct config *cfg, struct listen_fds *inherited, bool standby)
 {
+    connect_layers();
     struct server *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->n_workers = cfg->workers;
