@@ -239,7 +239,7 @@ struct broker_redis {
     bool lease_pending;
     uint64_t backoff_ms;
     struct timer reconnect_timer, lease_timer, order_timer, down_timer;
-    const char *down_reason;
+    char down_reason[128];
 
     struct map rooms;  /* name -> struct rroom (keys borrowed from it) */
     struct map users;  /* users with a connection here -> (void *)1 */
@@ -463,8 +463,8 @@ static void on_users_message(struct broker_redis *r, const char *p, size_t len)
     if (!sp)
         return;
     size_t id_len = (size_t)(sp - id), user_len = (size_t)(nl - sp - 1);
-    if (id_len == strlen(r->id) && memcmp(id, r->id, id_len) == 0 && p[0] == 'u')
-        return; /* our own user event: the hub delivered it here already */
+    if (id_len == strlen(r->id) && memcmp(id, r->id, id_len) == 0)
+        return; /* about this node's own users: the hub knows already */
     if (user_len == 0 || user_len > BROKER_NAME_MAX)
         return;
     char user[BROKER_NAME_MAX + 1];
@@ -802,7 +802,7 @@ static void go_down(struct broker_redis *r, const char *reason)
 {
     if (r->closing || timer_active(&r->down_timer) || timer_active(&r->reconnect_timer))
         return;
-    r->down_reason = reason;
+    snprintf(r->down_reason, sizeof r->down_reason, "%s", reason); /* hiredis frees its text */
     timer_start(r->loop, &r->down_timer, loop_now(r->loop));
 }
 
