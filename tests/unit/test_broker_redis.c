@@ -441,7 +441,7 @@ static void room_events_cross_nodes_in_seq_order(void **state)
 static void a_stopped_node_loses_its_users_and_guests(void **state)
 {
     (void)state;
-    start_pair(1000);
+    start_pair(2000);
     broker_user_here(A->b, "alice", true);
     run_until(b_sees_alice, "alice online on B");
 
