@@ -133,14 +133,14 @@ void broker_guest_release(struct broker *b, const char *name);
 
 /* State, for /healthz and /metrics: readable from any thread. */
 struct broker_status {
-    const char *kind;      /* "local" or "redis" */
-    bool up;               /* local: always */
-    uint64_t since_ms;     /* wall clock (ms since the epoch) of the last change of up */
-    uint64_t reconnects;   /* times it came back after being down */
-    uint64_t published;    /* room and user events sent */
-    uint64_t received;     /* room and user events from other nodes */
-    uint64_t fills;        /* gaps filled from the store */
-    uint64_t reaped;       /* dead nodes whose leases this node cleared */
+    const char *kind;    /* "local" or "redis" */
+    bool up;             /* local: always */
+    uint64_t since_ms;   /* wall clock (ms since the epoch) of the last change of up */
+    uint64_t reconnects; /* times it came back after being down */
+    uint64_t published;  /* room and user events sent */
+    uint64_t received;   /* room and user events from other nodes */
+    uint64_t fills;      /* gaps filled from the store */
+    uint64_t reaped;     /* dead nodes whose leases this node cleared */
 };
 void broker_status(const struct broker *b, struct broker_status *out);
 

@@ -35,164 +35,11 @@
 #include "log.h"
 #include "map.h"
 #include "redis_loop.h"
+#include "redis_scripts.h"
 #include "room_order.h"
 
 #define KEYS "parley:"
 #define BACKOFF_FIRST_MS 100
-
-/* Renews this node's lease and reaps every node whose lease ran out: its users leave (offline
- * published when it was their last node), its guests' names are freed, its counts dropped.
- * ARGV: prefix, id, lease ms, node name, users channel. Returns {fresh, reaped}: fresh is 1
- * when this node had no lease (first start, reaped, or Redis restarted). */
-static const char lua_lease[] =
-    "local p, id, chan = ARGV[1], ARGV[2], ARGV[5]\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local fresh = redis.call('ZADD', p .. 'nodes', now + tonumber(ARGV[3]), id)\n"
-    "redis.call('HSET', p .. 'node:' .. id, 'name', ARGV[4])\n"
-    "local reaped = 0\n"
-    "for _, d in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', '(' .. now)) do\n"
-    "  local nk = p .. 'node:' .. d\n"
-    "  for _, u in ipairs(redis.call('SMEMBERS', nk .. ':users')) do\n"
-    "    local k = p .. 'user:' .. u\n"
-    "    redis.call('SREM', k, d)\n"
-    "    if redis.call('SCARD', k) == 0 then\n"
-    "      redis.call('PUBLISH', chan, 'o ' .. d .. ' ' .. u .. '\\n')\n"
-    "    end\n"
-    "  end\n"
-    "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"
-    "    if redis.call('GET', p .. 'guest:' .. g) == d then redis.call('DEL', p .. 'guest:' .. g) "
-    "end\n"
-    "  end\n"
-    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"
-    "    redis.call('HDEL', p .. 'count:' .. r, d)\n"
-    "  end\n"
-    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms')\n"
-    "  redis.call('ZREM', p .. 'nodes', d)\n"
-    "  reaped = reaped + 1\n"
-    "end\n"
-    "return {fresh, reaped}\n";
-
-/* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
- * number of users, the users, the number of guests, the guests. A guest's name another node
- * holds stays that node's (a claim decides; both nodes learnt it while apart). */
-static const char lua_sync[] =
-    "local p, id, chan = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local nu = tonumber(ARGV[4])\n"
-    "local want = {}\n"
-    "for i = 5, 4 + nu do want[ARGV[i]] = true end\n"
-    "local nk = p .. 'node:' .. id .. ':users'\n"
-    "for _, u in ipairs(redis.call('SMEMBERS', nk)) do\n"
-    "  if not want[u] then\n"
-    "    redis.call('SREM', nk, u)\n"
-    "    local k = p .. 'user:' .. u\n"
-    "    if redis.call('SREM', k, id) == 1 and redis.call('SCARD', k) == 0 then\n"
-    "      redis.call('PUBLISH', chan, 'o ' .. id .. ' ' .. u .. '\\n')\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for u, _ in pairs(want) do\n"
-    "  redis.call('SADD', nk, u)\n"
-    "  local k = p .. 'user:' .. u\n"
-    "  if redis.call('SADD', k, id) == 1 and redis.call('SCARD', k) == 1 then\n"
-    "    redis.call('PUBLISH', chan, 'p ' .. id .. ' ' .. u .. '\\n')\n"
-    "  end\n"
-    "end\n"
-    "local base = 5 + nu\n"
-    "local gk = p .. 'node:' .. id .. ':guests'\n"
-    "local gwant = {}\n"
-    "for i = base + 1, base + tonumber(ARGV[base]) do gwant[ARGV[i]] = true end\n"
-    "for _, g in ipairs(redis.call('SMEMBERS', gk)) do\n"
-    "  if not gwant[g] then\n"
-    "    redis.call('SREM', gk, g)\n"
-    "    if redis.call('GET', p .. 'guest:' .. g) == id then redis.call('DEL', p .. 'guest:' .. g) "
-    "end\n"
-    "  end\n"
-    "end\n"
-    "for g, _ in pairs(gwant) do\n"
-    "  redis.call('SADD', gk, g)\n"
-    "  redis.call('SET', p .. 'guest:' .. g, id, 'NX')\n"
-    "end\n"
-    "return 0\n";
-
-/* A user's first connection here (ARGV[4] '1') or its last one gone. ARGV: prefix, id, user,
- * online, users channel. Publishes presence when the user's first node came or last one left. */
-static const char lua_here[] =
-    "local p, id, u, chan = ARGV[1], ARGV[2], ARGV[3], ARGV[5]\n"
-    "local nk, k = p .. 'node:' .. id .. ':users', p .. 'user:' .. u\n"
-    "if ARGV[4] == '1' then\n"
-    "  redis.call('SADD', nk, u)\n"
-    "  if redis.call('SADD', k, id) == 1 and redis.call('SCARD', k) == 1 then\n"
-    "    redis.call('PUBLISH', chan, 'p ' .. id .. ' ' .. u .. '\\n')\n"
-    "  end\n"
-    "else\n"
-    "  redis.call('SREM', nk, u)\n"
-    "  if redis.call('SREM', k, id) == 1 and redis.call('SCARD', k) == 0 then\n"
-    "    redis.call('PUBLISH', chan, 'o ' .. id .. ' ' .. u .. '\\n')\n"
-    "  end\n"
-    "end\n"
-    "return 0\n";
-
-/* Claims a guest's name: 1 unless another node whose lease is alive holds it. ARGV: prefix, id,
- * name. */
-static const char lua_claim[] =
-    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
-    "local k = p .. 'guest:' .. g\n"
-    "local owner = redis.call('GET', k)\n"
-    "if owner and owner ~= id then\n"
-    "  local exp = redis.call('ZSCORE', p .. 'nodes', owner)\n"
-    "  local t = redis.call('TIME')\n"
-    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "  if exp and tonumber(exp) >= now then return 0 end\n"
-    "end\n"
-    "redis.call('SET', k, id)\n"
-    "redis.call('SADD', p .. 'node:' .. id .. ':guests', g)\n"
-    "return 1\n";
-
-/* Lets a guest's name go, if this node holds it. ARGV: prefix, id, name. */
-static const char lua_release[] =
-    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
-    "if redis.call('GET', p .. 'guest:' .. g) == id then redis.call('DEL', p .. 'guest:' .. g) end\n"
-    "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
-    "return 0\n";
-
-/* Sets this node's members in a room and returns the other live nodes' total. ARGV: prefix, id,
- * room, members here. */
-static const char lua_count[] =
-    "local p, id, r, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
-    "local k = p .. 'count:' .. r\n"
-    "if n > 0 then\n"
-    "  redis.call('HSET', k, id, n)\n"
-    "  redis.call('SADD', p .. 'node:' .. id .. ':rooms', r)\n"
-    "else\n"
-    "  redis.call('HDEL', k, id)\n"
-    "  redis.call('SREM', p .. 'node:' .. id .. ':rooms', r)\n"
-    "end\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local all, sum = redis.call('HGETALL', k), 0\n"
-    "for i = 1, #all, 2 do\n"
-    "  if all[i] ~= id then\n"
-    "    local exp = redis.call('ZSCORE', p .. 'nodes', all[i])\n"
-    "    if exp and tonumber(exp) >= now then sum = sum + tonumber(all[i + 1]) end\n"
-    "  end\n"
-    "end\n"
-    "return sum\n";
-
-/* The users online on the other live nodes. ARGV: prefix, id. */
-static const char lua_snapshot[] =
-    "local p, id = ARGV[1], ARGV[2]\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local seen, out = {}, {}\n"
-    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', now, '+inf')) do\n"
-    "  if n ~= id then\n"
-    "    for _, u in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':users')) do\n"
-    "      if not seen[u] then seen[u] = true; out[#out + 1] = u end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
 
 struct broker_redis;
 
@@ -234,8 +81,8 @@ struct broker_redis {
     struct redis_loop cmd_loop, sub_loop;
     bool cmd_connected, sub_connected, registered, users_subscribed;
     bool up;
-    bool tearing;  /* freeing the contexts: their callbacks are ignored */
-    bool closing;  /* broker_free */
+    bool tearing; /* freeing the contexts: their callbacks are ignored */
+    bool closing; /* broker_free */
     bool lease_pending;
     uint64_t backoff_ms;
     struct timer reconnect_timer, lease_timer, order_timer, down_timer;
@@ -247,7 +94,7 @@ struct broker_redis {
     struct rroom *waiting;
 };
 
-#define CONTAINER(p, type, field) ((type *)(void *)((char *)(p) - offsetof(type, field)))
+#define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
 
 static void go_down(struct broker_redis *r, const char *reason);
 static void room_watch(struct rroom *rm);
@@ -509,8 +356,8 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
         return;
     const char *kind = reply->element[0]->str;
     const redisReply *chan = reply->element[1];
-    bool users = chan->len == strlen(r->chan_users) &&
-                 memcmp(chan->str, r->chan_users, chan->len) == 0;
+    bool users =
+        chan->len == strlen(r->chan_users) && memcmp(chan->str, r->chan_users, chan->len) == 0;
     struct rroom *rm = NULL;
     if (!users && chan->len > r->chan_room_len && chan->len - r->chan_room_len <= BROKER_NAME_MAX &&
         memcmp(chan->str, r->chan_room, r->chan_room_len) == 0) {
@@ -608,7 +455,7 @@ static void maybe_up(struct broker_redis *r)
         room_unpin(subscribed[i]);
     }
     free(subscribed);
-    eval(r, lua_snapshot, on_snapshot, r, NULL, NULL, 0);
+    eval(r, redis_lua_snapshot, on_snapshot, r, NULL, NULL, 0);
 }
 
 static void on_lease(redisAsyncContext *ac, void *reply_p, void *priv)
@@ -645,7 +492,7 @@ static void send_lease(struct broker_redis *r)
     snprintf(lease, sizeof lease, "%" PRIu64, r->s.lease_ms / 2);
     const char *extra[3] = {lease, r->node, r->chan_users};
     r->lease_pending = true;
-    eval(r, lua_lease, on_lease, r, extra, NULL, 3);
+    eval(r, redis_lua_lease, on_lease, r, extra, NULL, 3);
 }
 
 static void on_reply_checked(redisAsyncContext *ac, void *reply_p, void *priv)
@@ -670,7 +517,7 @@ static void send_sync(struct broker_redis *r)
     extra[n++] = ngs;
     for (size_t i = 0; map_next(&r->guests, &i, &key, &v);)
         extra[n++] = key;
-    eval(r, lua_sync, on_reply_checked, (void *)"sync", extra, NULL, (int)n);
+    eval(r, redis_lua_sync, on_reply_checked, (void *)"sync", extra, NULL, (int)n);
     free(extra);
 }
 
@@ -934,7 +781,7 @@ static void send_count(struct broker_redis *r, const char *room, uint32_t local)
     char n[16];
     snprintf(n, sizeof n, "%u", local);
     const char *extra[2] = {room, n};
-    eval(r, lua_count, on_count, xstrdup(room), extra, NULL, 2);
+    eval(r, redis_lua_count, on_count, xstrdup(room), extra, NULL, 2);
 }
 
 static void send_counts(struct broker_redis *r)
@@ -986,7 +833,7 @@ static void redis_user_here(struct broker *b, const char *user, bool online)
         map_del(&r->users, user);
     if (r->registered) {
         const char *extra[3] = {user, online ? "1" : "0", r->chan_users};
-        eval(r, lua_here, on_reply_checked, (void *)"here", extra, NULL, 3);
+        eval(r, redis_lua_here, on_reply_checked, (void *)"here", extra, NULL, 3);
     }
 }
 
@@ -1029,7 +876,7 @@ static void redis_guest_claim(struct broker *b, const char *name, void (*done)(v
     struct claim *c = xmalloc(sizeof *c);
     *c = (struct claim){r, xstrdup(name), done, arg};
     const char *extra[1] = {name};
-    eval(r, lua_claim, on_claim, c, extra, NULL, 1);
+    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 1);
 }
 
 static void redis_guest_release(struct broker *b, const char *name)
@@ -1038,7 +885,7 @@ static void redis_guest_release(struct broker *b, const char *name)
     map_del(&r->guests, name);
     if (r->registered && strlen(name) <= BROKER_NAME_MAX) {
         const char *extra[1] = {name};
-        eval(r, lua_release, on_reply_checked, (void *)"release", extra, NULL, 1);
+        eval(r, redis_lua_release, on_reply_checked, (void *)"release", extra, NULL, 1);
     }
 }
 
@@ -1094,8 +941,7 @@ struct broker *broker_redis_new(struct loop *l, const struct config *cfg,
         rnd = clock_ms() ^ (uint64_t)(uintptr_t)r;
     snprintf(r->id, sizeof r->id, "%016" PRIx64, rnd);
     snprintf(r->chan_users, sizeof r->chan_users, KEYS "%u:users", r->db);
-    r->chan_room_len =
-        (size_t)snprintf(r->chan_room, sizeof r->chan_room, KEYS "%u:r:", r->db);
+    r->chan_room_len = (size_t)snprintf(r->chan_room, sizeof r->chan_room, KEYS "%u:r:", r->db);
     r->backoff_ms = BACKOFF_FIRST_MS;
     map_init_borrowed(&r->rooms);
     map_init(&r->users, true);

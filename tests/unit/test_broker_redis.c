@@ -80,8 +80,8 @@ static void redis_start(void)
         close(out[1]);
         char port[16];
         snprintf(port, sizeof port, "%d", redis_port);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--dir", redis_dir, "--daemonize", "no", "--logfile", "",
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", redis_dir, "--daemonize", "no", "--logfile", "",
                (char *)NULL);
         _exit(127);
     }
@@ -158,7 +158,7 @@ struct node {
     size_t live_objs;
     char last_user_event[64];
     int user_events;
-    bool online[8]; /* presence of users[] as this node heard it */
+    bool online[8];   /* presence of users[] as this node heard it */
     int claim_result; /* -1 pending, 0 refused, 1 ok */
 };
 
@@ -306,8 +306,8 @@ static void node_start(struct node *n, const char *name, uint64_t lease_ms)
     snprintf(cfg.node, sizeof cfg.node, "%s", name);
     struct broker_settings s = {
         .lease_ms = lease_ms, .hold_ms = 50, .max_held = 64, .reconnect_max = 200};
-    struct broker_user u = {n,           cb_room_event, cb_release, cb_fill,
-                            cb_user_event, cb_presence, cb_state};
+    struct broker_user u = {n,           cb_room_event, cb_release, cb_fill, cb_user_event,
+                            cb_presence, cb_state};
     n->b = broker_redis_new(loop, &cfg, &s, &u);
     assert_non_null(n->b);
 }
