@@ -114,6 +114,7 @@ void broker_status(const struct broker *b, struct broker_status *out)
 {
     struct broker *m = (struct broker *)b; /* atomic loads of a const object */
     out->kind = b->backend->kind;
+    out->id = b->backend->id ? b->backend->id(b) : "";
     out->up = atomic_load(&m->up);
     out->since_ms = atomic_load(&m->since_ms);
     out->reconnects = atomic_load(&m->reconnects);

@@ -134,6 +134,7 @@ void broker_guest_release(struct broker *b, const char *name);
 /* State, for /healthz and /metrics: readable from any thread. */
 struct broker_status {
     const char *kind;    /* "local" or "redis" */
+    const char *id;      /* this process's node id in Redis ("" when local), as long as b */
     bool up;             /* local: always */
     uint64_t since_ms;   /* wall clock (ms since the epoch) of the last change of up */
     uint64_t reconnects; /* times it came back after being down */

@@ -11,6 +11,7 @@
 
 struct broker_backend {
     const char *kind;
+    const char *(*id)(const struct broker *b);
     void (*free)(struct broker *b);
     void (*follow)(struct broker *b, const char *room, uint64_t newest);
     void (*unfollow)(struct broker *b, const char *room);

@@ -337,8 +337,18 @@ static void on_room_message(struct broker_redis *r, struct rroom *rm, const char
     if (end == p || *end != ' ' || seq == 0)
         return;
     size_t id_len = (size_t)(nl - end - 1);
+    bool hint = id_len > 0 && end[id_len] == '!';
+    if (hint)
+        id_len--;
     if (id_len == strlen(r->id) && memcmp(end + 1, r->id, id_len) == 0)
         return; /* ours: offered when it was published */
+    if (hint) {
+        /* A node came back: seq exists, though its event may never have been published. */
+        room_pin(rm);
+        room_order_seen(&rm->order, seq, loop_now(r->loop));
+        room_unpin(rm);
+        return;
+    }
     atomic_fetch_add(&r->base.received, 1);
     room_offer(rm, seq, held_new(NULL, nl + 1, len - (size_t)(nl + 1 - p)));
 }
@@ -375,6 +385,9 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
             if (r->up)
                 room_lost(rm); /* catch up from the store from here on */
         }
+    } else if (strcmp(kind, "unsubscribe") == 0) {
+        if (rm) /* followed again meanwhile: its new subscription's confirmation catches up */
+            rm->subscribed = false;
     } else if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
         if (users)
             on_users_message(r, reply->element[2]->str, reply->element[2]->len);
@@ -427,6 +440,24 @@ static void on_snapshot(redisAsyncContext *ac, void *reply_p, void *priv)
     }
 }
 
+/*
+ * Tells the other nodes the newest seq this node knows of a room: what it committed while cut
+ * off was never published, and a node that lost nothing itself would otherwise not look for it
+ * until the room's next event. "<seq> <node id>!\n".
+ */
+static void publish_hint(struct broker_redis *r, const struct rroom *rm)
+{
+    uint64_t newest = room_order_known(&rm->order);
+    char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1], msg[48];
+    size_t chan_len = room_channel(r, rm->name, chan, sizeof chan);
+    if (newest == 0 || !chan_len)
+        return;
+    int n = snprintf(msg, sizeof msg, "%" PRIu64 " %s!\n", newest, r->id);
+    const char *argv[3] = {"PUBLISH", chan, msg};
+    size_t lens[3] = {7, chan_len, (size_t)n};
+    command(r, NULL, NULL, 3, argv, lens);
+}
+
 static void maybe_up(struct broker_redis *r)
 {
     if (r->up || !r->cmd_connected || !r->sub_connected || !r->registered || !r->users_subscribed)
@@ -450,8 +481,10 @@ static void maybe_up(struct broker_redis *r)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if (subscribed[i]->follows > 0)
+        if (subscribed[i]->follows > 0) {
             room_lost(subscribed[i]);
+            publish_hint(r, subscribed[i]);
+        }
         room_unpin(subscribed[i]);
     }
     free(subscribed);
@@ -530,8 +563,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     bool is_cmd = ac == r->cmd;
     if (status != REDIS_OK) {
-        log_warn("msg=broker_connect_failed conn=%s error=\"%s\"", is_cmd ? "cmd" : "sub",
-                 ac->errstr);
+        /* Said once per outage; the retries that follow only at debug level. */
+        if (r->backoff_ms == BACKOFF_FIRST_MS)
+            log_warn("msg=broker_connect_failed conn=%s error=\"%s\"", is_cmd ? "cmd" : "sub",
+                     ac->errstr);
+        else
+            log_debug("msg=broker_connect_failed conn=%s error=\"%s\"", is_cmd ? "cmd" : "sub",
+                      ac->errstr);
         /* hiredis frees the context after this callback. */
         if (is_cmd)
             r->cmd = NULL;
@@ -575,6 +613,11 @@ static redisAsyncContext *open_one(struct broker_redis *r, struct redis_loop *rl
     redis_loop_attach(rl, r->loop, ac);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* Named, so that an operator (or a test) can tell the nodes' connections apart. */
+    char name[48];
+    snprintf(name, sizeof name, "parley-%s-%s", r->id, rl == &r->cmd_loop ? "cmd" : "sub");
+    const char *set_name[3] = {"CLIENT", "SETNAME", name};
+    redisAsyncCommandArgv(ac, on_reply_checked, (void *)"setname", 3, set_name, NULL);
     if (r->db) {
         char db[16];
         snprintf(db, sizeof db, "%u", r->db);
@@ -708,7 +751,7 @@ static void redis_unfollow(struct broker *b, const char *room)
     wait_remove(r, rm);
     char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1];
     size_t n = room_channel(r, rm->name, chan, sizeof chan);
-    if (n && rm->subscribed)
+    if (n) /* also when not confirmed yet: the connection keeps the order */
         subscribe_channel(r, "UNSUBSCRIBE", chan, n);
     if (rm->busy == 0)
         room_free(rm);
@@ -908,8 +951,14 @@ static void redis_free(struct broker *b)
     free(r);
 }
 
+static const char *redis_id(const struct broker *b)
+{
+    return ((const struct broker_redis *)b)->id;
+}
+
 static const struct broker_backend redis_backend = {
     .kind = "redis",
+    .id = redis_id,
     .free = redis_free,
     .follow = redis_follow,
     .unfollow = redis_unfollow,

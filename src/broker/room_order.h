@@ -91,6 +91,11 @@ static inline uint64_t room_order_next(const struct room_order *o)
 {
     return o->next;
 }
+/* The highest seq seen (offered, hinted or filled). */
+static inline uint64_t room_order_known(const struct room_order *o)
+{
+    return o->known_max;
+}
 static inline uint32_t room_order_held(const struct room_order *o)
 {
     return o->n_held;

@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "broker.h"
 #include "config.h"
 #include "loop.h"
@@ -389,6 +391,43 @@ static bool both_down(void)
 {
     return !A->up && !B->up;
 }
+static bool a_down(void)
+{
+    return !A->up;
+}
+
+/* Closes n's connections from the Redis side (CLIENT KILL), as a network cut would: the other
+ * node's stay. Returns how many it closed. */
+static int kill_connections(const struct node *n)
+{
+    struct broker_status st;
+    broker_status(n->b, &st);
+    char want[64];
+    snprintf(want, sizeof want, "name=parley-%s-", st.id);
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisReply *list = redisCommand(c, "CLIENT LIST");
+    assert_non_null(list);
+    assert_int_equal(list->type, REDIS_REPLY_STRING);
+    int killed = 0;
+    for (char *line = list->str; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        const char *id = strstr(line, "id=");
+        if (strstr(line, want) && id == line) {
+            redisReply *k = redisCommand(c, "CLIENT KILL ID %lld", strtoll(id + 3, NULL, 10));
+            assert_non_null(k);
+            killed += k->type == REDIS_REPLY_INTEGER && k->integer == 1;
+            freeReplyObject(k);
+        }
+        line = next;
+    }
+    freeReplyObject(list);
+    redisFree(c);
+    return killed;
+}
 
 static void reset_store(void)
 {
@@ -519,6 +558,32 @@ static void a_redis_restart_is_caught_up_from_the_store(void **state)
     node_stop(B);
 }
 
+static void a_node_cut_off_tells_what_it_stored_meanwhile(void **state)
+{
+    (void)state;
+    start_pair(10000);
+    for (int i = 0; i < 10; i++)
+        commit_and_publish(i % 2 ? A : B, 0);
+    run_until(both_caught_up, "the first events");
+
+    /* A alone loses Redis; B stays connected and loses nothing, so B has no reason to look. */
+    int b_ups = B->ups;
+    assert_int_equal(kill_connections(A), 2);
+    run_until(a_down, "A down");
+    assert_true(B->up);
+    commit_and_publish(A, 0); /* stored, delivered on A, never published */
+    assert_int_equal(A->n_delivered[0], store_newest[0]);
+    assert_int_equal(B->n_delivered[0], store_newest[0] - 1);
+
+    /* Back, A tells the newest seq it knows; B fills it from the store. */
+    run_until(both_up, "A back");
+    run_until(both_caught_up, "B given the event A stored while cut off");
+    assert_in_order(B, 0);
+    assert_int_equal(B->ups, b_ups); /* B never went down */
+    node_stop(A);
+    node_stop(B);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -528,6 +593,7 @@ int main(void)
         cmocka_unit_test(room_events_cross_nodes_in_seq_order),
         cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
+        cmocka_unit_test(a_node_cut_off_tells_what_it_stored_meanwhile),
     };
     int failed = cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
     redis_stop();
