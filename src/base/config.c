@@ -381,10 +381,11 @@ int config_parse_broker_url(const char *url, struct config *cfg)
     } else if (*rest == '/' || *rest != '\0') {
         return -1;
     }
-    if (host[-1] == '[' && !memchr(host, ':', host_len))
-        return -1; /* brackets are for IPv6 */
     memcpy(cfg->broker_host, host, host_len);
     cfg->broker_host[host_len] = '\0';
+    struct in6_addr v6;
+    if (host[-1] == '[' && inet_pton(AF_INET6, cfg->broker_host, &v6) != 1)
+        return -1; /* brackets are for an IPv6 address */
     cfg->broker_port = (uint16_t)port;
     cfg->broker_db = (uint32_t)db;
     cfg->broker = url;

@@ -111,6 +111,7 @@ static void broker_options(void **state)
         ARGV("--broker", "redis://user:secret@host:6379"),
         ARGV("--broker", "redis://[::1"),
         ARGV("--broker", "redis://[localhost]:6379"),
+        ARGV("--broker", "redis://[:]:6379"),
         ARGV("--broker", "redis://host name"),
         ARGV("--node-lease", "0"),
         ARGV("--node-lease", "0.5"),
