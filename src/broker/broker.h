@@ -13,9 +13,12 @@
  * the timeline and best effort; welcome, joined and who are answered from the current state.
  *
  * Presence and guests' names live in Redis under per-node leases: a node refreshes its own
- * lease every --node-lease / 3; a node that stops (killed, cut off) is reaped by the next node
- * whose refresh finds its lease expired, and its users go offline everywhere, its guests' names
- * become free, its member counts stop counting.
+ * lease every --node-lease / 4, to expire half a lease later; a node that stops (killed, cut
+ * off) is reaped by the next node whose refresh finds its lease expired, so within three
+ * quarters of --node-lease its users go offline everywhere, its guests' names become free and
+ * its member counts stop counting.
+ *
+ * The broker's calls may be made from its callbacks, except broker_free.
  *
  * Strings (rooms, users, guest names) are at most BROKER_NAME_MAX bytes; data is any bytes.
  */
