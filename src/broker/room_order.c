@@ -139,7 +139,8 @@ void room_order_filled(struct room_order *o, uint64_t upto, uint64_t now_ms)
             o->next = h.seq + 1;
             o->ops->deliver(o->ctx, h.seq, h.ev);
         }
-        o->next = upto + 1;
+        if (o->next <= upto)
+            o->next = upto + 1; /* (a deliver that offered more may have moved it further) */
         pass_held(o);
     }
     if (o->next == o->fill_from)

@@ -13,8 +13,9 @@
  * the newest are discarded and read again by a later fill (the module remembers the highest
  * seq it has seen, so it knows they exist).
  *
- * Callbacks: deliver and discard must not call back into the same room_order; fill may (a
- * synchronous read that offers events and calls room_order_filled before it returns).
+ * Callbacks may call back into the same room_order (the module reads its state afresh after
+ * each one): deliver may offer an event the user makes in answer, and fill may be a synchronous
+ * read that offers events and calls room_order_filled before it returns.
  */
 #ifndef PARLEY_ROOM_ORDER_H
 #define PARLEY_ROOM_ORDER_H

@@ -345,6 +345,42 @@ static void a_synchronous_fill_completes_within_the_call(void **state)
     finish(&h);
 }
 
+/* A deliver that offers the next event itself (as a hub publishing in answer would). */
+static bool answer_on_deliver;
+
+static void on_deliver_answering(void *ctx, uint64_t seq, void *p)
+{
+    struct harness *h = ctx;
+    on_deliver(ctx, seq, p);
+    if (answer_on_deliver && seq == 3) {
+        answer_on_deliver = false;
+        offer(h, 4, 1200);
+        offer(h, 5, 1200);
+    }
+}
+
+static void a_deliver_may_offer_more(void **state)
+{
+    (void)state;
+    static const struct room_order_ops answering = {on_deliver_answering, on_discard, on_fill};
+    struct harness h;
+    memset(&h, 0, sizeof h);
+    room_order_init(&h.o, &answering, &h, 1, HOLD, 64);
+    offer(&h, 3, 1000);
+    room_order_run(&h.o, 1000 + HOLD);
+    assert_int_equal(h.last_fill.to, 2);
+    answer_on_deliver = true;
+    h.pending = false;
+    offer(&h, 1, 1200);
+    offer(&h, 2, 1200); /* passes 3, whose deliver offers 4 and 5 */
+    room_order_filled(&h.o, 2, 1200);
+    assert_delivered_run(&h, 1, 5);
+    assert_int_equal(room_order_next(&h.o), 6);
+    offer(&h, 4, 1300); /* a late copy is a duplicate */
+    assert_int_equal(h.n_delivered, 5);
+    finish(&h);
+}
+
 static void the_free_hands_back_what_is_held(void **state)
 {
     (void)state;
@@ -504,6 +540,7 @@ int main(void)
         cmocka_unit_test(too_many_held_are_read_again),
         cmocka_unit_test(a_seen_hint_fills_after_the_hold),
         cmocka_unit_test(a_synchronous_fill_completes_within_the_call),
+        cmocka_unit_test(a_deliver_may_offer_more),
         cmocka_unit_test(the_free_hands_back_what_is_held),
         cmocka_unit_test(any_interleaving_yields_each_seq_once_in_order),
     };
