@@ -2,7 +2,7 @@
 # each first installs whatever the machine is missing (scripts/setup.sh), then builds.
 
 VERSION := 0.1.0
-PKGS := openssl jansson sqlite3 libsodium zlib libsystemd libutf8proc
+PKGS := openssl jansson sqlite3 libsodium zlib libsystemd libutf8proc hiredis
 BUILD ?= release
 OUT := build/$(BUILD)
 
@@ -34,7 +34,7 @@ ALL_LDFLAGS = -pthread $(LDFLAGS_BUILD) $(LDFLAGS)
 LIBS = $(PKG_LIBS)
 
 # src/ is grouped by layer (docs/architecture.md, "Layout"); each folder is on the include path.
-SRC_LAYERS := base net store chat process
+SRC_LAYERS := base net store broker chat process
 LIB_SRCS := $(filter-out src/process/main.c,$(wildcard $(SRC_LAYERS:%=src/%/*.c)))
 LIB_OBJS := $(LIB_SRCS:src/%.c=$(OUT)/obj/%.o) $(OUT)/obj/web_assets.o
 WEB_FILES := $(shell find web -type f 2>/dev/null | LC_ALL=C sort)

@@ -11,6 +11,8 @@ build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev lib
 build_packages+=(libsystemd-dev)
 # Unicode NFC and case folding of search words and queries (src/store/search_text.c).
 build_packages+=(libutf8proc-dev)
+# The Redis broker between nodes (src/broker/broker_redis.c).
+build_packages+=(libhiredis-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # A color emoji font, so reactions in the browser tests' screenshots are drawn (not as boxes).
 test_packages+=(fonts-noto-color-emoji)
@@ -18,6 +20,8 @@ test_packages+=(fonts-noto-color-emoji)
 test_packages+=(openssl)
 # systemd-socket-activate for the socket activation test (tests/upgrade).
 test_packages+=(systemd)
+# The broker's tests start a real Redis (tests/unit/test_broker_redis.c).
+test_packages+=(redis-server)
 
 # Benchmarks (`make bench`, docs/benchmarks.md): Go and gorilla/websocket build the Go chat peer
 # (bench/peers/gorilla_chat), perf profiles the hot path. Not needed by `make test`.

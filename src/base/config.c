@@ -28,7 +28,8 @@ static const char usage[] =
     "  --allowed-origin ORIGIN   also accept WebSocket upgrades from ORIGIN (repeatable; * = any)\n"
     "  --ping-interval SECONDS   WebSocket ping interval (default 30)\n"
     "  --idle-timeout SECONDS    close WebSockets silent this long (default 75)\n"
-    "  --node NAME               this node's name in greetings (default: host name)\n"
+    "  --node NAME               this node's name in greetings and /healthz (default: host "
+    "name:HTTP port)\n"
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
     "\n"
     "Chat limits:\n"
@@ -132,6 +133,13 @@ static const char usage[] =
     "Status:\n"
     "  --max-status N            code points in a status text (default 100)\n"
     "\n"
+    "Several nodes (one chat over a shared store and Redis):\n"
+    "  --broker redis://HOST[:PORT][/DB]  the Redis that carries events, presence and guests\n"
+    "                            between nodes (default: none, this process alone; PORT 6379)\n"
+    "  --node-lease SECONDS      a node refreshes its lease in Redis; when it stops, its users\n"
+    "                            go offline and its guests' names are free after this (default "
+    "10)\n"
+    "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
 
@@ -203,6 +211,9 @@ enum {
     OPT_MAX_TOPIC,
     OPT_MAX_REASON,
     OPT_MAX_DURATION,
+    /* several nodes */
+    OPT_BROKER,
+    OPT_NODE_LEASE,
 };
 
 static const struct option options[] = {
@@ -216,6 +227,8 @@ static const struct option options[] = {
     {"ping-interval", required_argument, NULL, OPT_PING},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"node", required_argument, NULL, OPT_NODE},
+    {"broker", required_argument, NULL, OPT_BROKER},
+    {"node-lease", required_argument, NULL, OPT_NODE_LEASE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -325,6 +338,60 @@ int config_parse_addr(const char *text, struct listen_addr *out)
     return -1;
 }
 
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+int config_parse_broker_url(const char *url, struct config *cfg)
+{
+    static const char scheme[] = "redis://";
+    if (strncmp(url, scheme, sizeof scheme - 1) != 0)
+        return -1;
+    const char *host = url + sizeof scheme - 1, *host_end, *rest;
+    if (*host == '[') { /* [v6] */
+        host_end = strchr(host, ']');
+        if (!host_end)
+            return -1;
+        host++;
+        rest = host_end + 1;
+    } else {
+        host_end = host + strcspn(host, ":/");
+        rest = host_end;
+        for (const char *p = host; p < host_end; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+                return -1; /* also refuses user:password@ and other URL parts */
+    }
+    size_t host_len = (size_t)(host_end - host);
+    if (host_len == 0 || host_len >= sizeof cfg->broker_host)
+        return -1;
+    char num[16];
+    uint64_t port = 6379, db = 0;
+    if (*rest == ':') {
+        size_t n = strcspn(rest + 1, "/");
+        if (n == 0 || n >= sizeof num)
+            return -1;
+        memcpy(num, rest + 1, n);
+        num[n] = '\0';
+        if (parse_u64(num, 1, 65535, &port) < 0)
+            return -1;
+        rest += 1 + n;
+    }
+    if (*rest == '/' && rest[1] != '\0') {
+        if (strlen(rest + 1) >= sizeof num || parse_u64(rest + 1, 0, 1000000, &db) < 0)
+            return -1;
+    } else if (*rest == '/' || *rest != '\0') {
+        return -1;
+    }
+    memcpy(cfg->broker_host, host, host_len);
+    cfg->broker_host[host_len] = '\0';
+    struct in6_addr v6;
+    if (host[-1] == '[' && inet_pton(AF_INET6, cfg->broker_host, &v6) != 1)
+        return -1; /* brackets are for an IPv6 address */
+    cfg->broker_port = (uint16_t)port;
+    cfg->broker_db = (uint32_t)db;
+    cfg->broker = url;
+    return 0;
+}
+
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end;
@@ -406,9 +473,24 @@ static void set_defaults(struct config *cfg)
     cfg->presence_limit = 100;
     cfg->telnet_queue = 50;
     cfg->max_status = 100;
+    cfg->node_lease_ms = 10000;
     if (gethostname(cfg->node, sizeof cfg->node) != 0 || cfg->node[0] == '\0')
         memcpy(cfg->node, "parley", 7);
     cfg->node[sizeof cfg->node - 1] = '\0';
+}
+
+/* The default node name: the host name and the HTTP port, so that nodes on one host differ. */
+static void default_node(struct config *cfg)
+{
+    uint16_t port = cfg->http.sa.ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)&cfg->http.sa)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)&cfg->http.sa)->sin_port);
+    char suffix[8];
+    int n = snprintf(suffix, sizeof suffix, ":%u", port);
+    size_t host_len = strlen(cfg->node);
+    if (host_len + (size_t)n >= sizeof cfg->node)
+        host_len = sizeof cfg->node - 1 - (size_t)n;
+    memcpy(cfg->node + host_len, suffix, (size_t)n + 1);
 }
 
 static enum config_result bad(const char *opt, const char *value, const char *want)
@@ -439,7 +521,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     set_defaults(cfg);
     uint64_t v;
     int opt;
-    bool react_rate_set = false;
+    bool react_rate_set = false, node_set = false;
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -487,6 +569,15 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (optarg[0] == '\0' || strlen(optarg) >= sizeof cfg->node)
                 return bad("node", optarg, "expected a name of 1 to 63 bytes");
             memcpy(cfg->node, optarg, strlen(optarg) + 1);
+            node_set = true;
+            break;
+        case OPT_BROKER:
+            if (config_parse_broker_url(optarg, cfg) < 0)
+                return bad("broker", optarg, "expected redis://HOST[:PORT][/DB]");
+            break;
+        case OPT_NODE_LEASE:
+            if (parse_seconds(optarg, &cfg->node_lease_ms) < 0 || cfg->node_lease_ms < 1000)
+                return bad("node-lease", optarg, "expected seconds, at least 1");
             break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &cfg->log_level) < 0)
@@ -771,6 +862,8 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     }
     if (!react_rate_set)
         cfg->react_rate = cfg->rate_limit; /* rule 73: as --rate-limit unless said otherwise */
+    if (!node_set)
+        default_node(cfg);
     return check_tls(cfg);
 }
 

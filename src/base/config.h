@@ -104,6 +104,13 @@ struct config {
     uint32_t max_topic;       /* code points in a topic */
     uint32_t max_reason;      /* code points in a kick or ban reason */
     uint64_t max_duration_s;  /* longest ban or mute */
+
+    /* Several nodes (src/broker): --broker redis://HOST:PORT[/DB]; NULL = this process alone. */
+    const char *broker;     /* the URL as given (an argv string) */
+    char broker_host[256];  /* a name, an IPv4 address or an IPv6 one (without brackets) */
+    uint16_t broker_port;   /* default 6379 */
+    uint32_t broker_db;     /* SELECTed after each connect; default 0 */
+    uint64_t node_lease_ms; /* a node's lease: a dead node's users are offline after it */
 };
 
 /* The largest --telnet-queue: 1000 lines of 4 KiB, as much as the default output limit. */
@@ -118,6 +125,9 @@ enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
  */
 enum config_result config_parse(struct config *cfg, int argc, char **argv);
 void config_free(struct config *cfg);
+
+/* Parses a broker URL, redis://HOST[:PORT][/DB], into cfg's broker fields. Returns 0 or -1. */
+int config_parse_broker_url(const char *url, struct config *cfg);
 
 /* Parses "host:port" or "[v6]:port" into out. Returns 0 or -1. */
 int config_parse_addr(const char *text, struct listen_addr *out);

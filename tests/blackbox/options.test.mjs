@@ -35,7 +35,8 @@ test('--help prints usage naming the options and exits 0', async () => {
   for (const option of ['--http', '--telnet', '--data', '--echo-endpoint', '--max-message', '--tls-cert',
     '--tls-key', '--telnet-tls', '--tls-handshake-timeout', '--deflate', '--deflate-threshold',
     '--upgrade-binary', '--upgrade-timeout', '--upgrade-mode', '--drain-time', '--presence-limit',
-    '--telnet-queue', '--admin', '--max-total-rooms', '--max-topic', '--max-reason', '--max-duration']) {
+    '--telnet-queue', '--admin', '--max-total-rooms', '--max-topic', '--max-reason', '--max-duration',
+    '--broker', '--node-lease', '--node']) {
     assert.ok(result.stdout.includes(option), `--help does not mention ${option}`);
   }
 });
@@ -85,6 +86,15 @@ for (const args of [
   ['--search-scan', 'all'],
   ['--search-scan', '100000001'],
   ['--search-scan'],
+  // several nodes (tests/unit/test_broker_redis.c covers the broker in use)
+  ['--broker', 'localhost:6379'],
+  ['--broker', 'redis://'],
+  ['--broker', 'redis://host:0'],
+  ['--broker', 'redis://user:secret@host:6379'],
+  ['--broker', 'redis://host:6379/x'],
+  ['--broker'],
+  ['--node-lease', '0'],
+  ['--node-lease', 'soon'],
   // telnet waiting lines (tests/chat/telnet_queue.test.mjs covers them in use)
   ['--telnet-queue', '-1'],
   ['--telnet-queue', 'lots'],

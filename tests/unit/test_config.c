@@ -53,7 +53,72 @@ static void defaults(void **state)
     assert_int_equal(cfg.idle_timeout_ms, 75000);
     assert_false(cfg.echo_endpoint);
     assert_true(cfg.workers >= 1);
+    /* The host name and the HTTP port, so that two nodes on one host differ. */
+    size_t n = strlen(cfg.node);
+    assert_true(n > 5 && strcmp(cfg.node + n - 5, ":9999") == 0);
+    assert_null(cfg.broker);
+    assert_int_equal(cfg.node_lease_ms, 10000);
     config_free(&cfg);
+}
+
+static void broker_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char **argv = ARGV("--broker", "redis://127.0.0.1:6380/2", "--node-lease", "3", "--http",
+                       "127.0.0.1:8001");
+    assert_int_equal(parse(&cfg, 7, argv), CONFIG_OK);
+    assert_string_equal(cfg.broker, "redis://127.0.0.1:6380/2");
+    assert_string_equal(cfg.broker_host, "127.0.0.1");
+    assert_int_equal(cfg.broker_port, 6380);
+    assert_int_equal(cfg.broker_db, 2);
+    assert_int_equal(cfg.node_lease_ms, 3000);
+    size_t n = strlen(cfg.node);
+    assert_true(n > 5 && strcmp(cfg.node + n - 5, ":8001") == 0);
+    config_free(&cfg);
+
+    struct {
+        const char *url, *host;
+        unsigned port, db;
+    } good[] = {
+        {"redis://localhost", "localhost", 6379, 0},
+        {"redis://redis.example-1.net:7000", "redis.example-1.net", 7000, 0},
+        {"redis://[::1]:6379/15", "::1", 6379, 15},
+        {"redis://10.0.0.1/3", "10.0.0.1", 6379, 3},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char **a = ARGV("--broker", (char *)good[i].url);
+        assert_int_equal(parse(&cfg, 3, a), CONFIG_OK);
+        assert_string_equal(cfg.broker_host, good[i].host);
+        assert_int_equal(cfg.broker_port, good[i].port);
+        assert_int_equal(cfg.broker_db, good[i].db);
+        config_free(&cfg);
+    }
+
+    char **bad[] = {
+        ARGV("--broker", ""),
+        ARGV("--broker", "localhost:6379"),
+        ARGV("--broker", "http://localhost:6379"),
+        ARGV("--broker", "redis://"),
+        ARGV("--broker", "redis://:6379"),
+        ARGV("--broker", "redis://host:"),
+        ARGV("--broker", "redis://host:0"),
+        ARGV("--broker", "redis://host:65536"),
+        ARGV("--broker", "redis://host:63x9"),
+        ARGV("--broker", "redis://host:6379/"),
+        ARGV("--broker", "redis://host:6379/x"),
+        ARGV("--broker", "redis://host:6379/1/2"),
+        ARGV("--broker", "redis://user:secret@host:6379"),
+        ARGV("--broker", "redis://[::1"),
+        ARGV("--broker", "redis://[localhost]:6379"),
+        ARGV("--broker", "redis://[:]:6379"),
+        ARGV("--broker", "redis://host name"),
+        ARGV("--node-lease", "0"),
+        ARGV("--node-lease", "0.5"),
+        ARGV("--node-lease", "x"),
+        ARGV("--broker"),
+    };
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 static void every_option(void **state)
@@ -261,7 +326,8 @@ static void help_and_version_exit_cleanly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(defaults),        cmocka_unit_test(every_option),
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(broker_options),  cmocka_unit_test(every_option),
         cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
         cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
         cmocka_unit_test(upgrade_options), cmocka_unit_test(status_options),

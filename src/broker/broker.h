@@ -1,0 +1,151 @@
+/*
+ * broker: what one node tells the other nodes of one chat, and hears from them: room events,
+ * user events, presence, online guests' names and room member counts. Two backends: local
+ * (broker_local.c: the process is alone, nothing crosses processes) and Redis (broker_redis.c).
+ *
+ * DESIGN: the hub is the broker's one user, on the hub's own thread and loop; every callback
+ * runs there, from inside a broker call or from the loop. Room events carry a seq assigned by
+ * the store (one sequence per room over all nodes), so the broker can deliver each followed
+ * room's events in seq order, each once, whatever Redis drops or reorders (room_order.h): it
+ * holds an event that arrives ahead of a gap for a short time and then asks the hub to fill the
+ * gap from the store. A node's own events go through the same order, so its members see its
+ * own events and the other nodes' in one order. User events, presence and counts are outside
+ * the timeline and best effort; welcome, joined and who are answered from the current state.
+ *
+ * Presence and guests' names live in Redis under per-node leases: a node refreshes its own
+ * lease every --node-lease / 4, to expire half a lease later; a node that stops (killed, cut
+ * off) is reaped by the next node whose refresh finds its lease expired, so within three
+ * quarters of --node-lease its users go offline everywhere, its guests' names become free and
+ * its member counts stop counting.
+ *
+ * The broker's calls may be made from its callbacks, except broker_free.
+ *
+ * Strings (rooms, users, guest names) are at most BROKER_NAME_MAX bytes; data is any bytes.
+ */
+#ifndef PARLEY_BROKER_H
+#define PARLEY_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+
+#define BROKER_NAME_MAX 70 /* a room name ("dm:a:b" included), a user or a guest's name */
+/* A fill's `to` when it must read up to the room's newest event in the store. */
+#define BROKER_NEWEST UINT64_MAX
+
+struct broker;
+
+/* What the broker calls back, on the hub's thread. ctx is the hub's. */
+struct broker_user {
+    void *ctx;
+    /*
+     * A followed room's event, in seq order, each seq once. obj is the hub's own object when the
+     * event is one this node published or filled (data NULL), else NULL with the bytes another
+     * node published (data, len: valid during the call). Takes obj.
+     */
+    void (*room_event)(void *ctx, const char *room, uint64_t seq, void *obj, const void *data,
+                       size_t len);
+    /* obj will not be delivered (a duplicate, or its room was unfollowed): frees it. */
+    void (*release)(void *ctx, void *obj);
+    /*
+     * Read the room's events [from, to] from the store (to may be BROKER_NEWEST), give each to
+     * broker_fill_event, then call broker_fill_done (or broker_fill_failed). May answer within
+     * the call or later; one fill per room at a time.
+     */
+    void (*fill)(void *ctx, const char *room, uint64_t from, uint64_t to);
+    /* A user event another node published (best effort). data valid during the call. */
+    void (*user_event)(void *ctx, const char *user, const void *data, size_t len);
+    /* A user came online on some node (the first) or went offline on every node (the last).
+     * Also called with online for each user of the other nodes after each (re)connect. */
+    void (*presence)(void *ctx, const char *user, bool online);
+    /*
+     * The broker went down (up false: Redis unreachable; the node serves its own clients alone)
+     * or came back (up true). Coming back, it has asked a fill of every followed room (so the
+     * other nodes' events are caught up from the store); the hub forgets the other nodes'
+     * presence, which the presence calls that follow give again.
+     */
+    void (*state)(void *ctx, bool up);
+};
+
+/* Tuning, from the config, and the hold of room_order. */
+struct broker_settings {
+    uint64_t lease_ms;      /* --node-lease */
+    uint64_t hold_ms;       /* how long an event ahead of a gap waits before a fill: 200 ms */
+    uint32_t max_held;      /* events waiting per room: 4096 */
+    uint64_t reconnect_max; /* the longest pause between reconnects: 5000 ms */
+};
+
+/*
+ * A broker as cfg says: local without --broker, else Redis (connecting in the background: the
+ * state callback says when it is up). l is the hub's loop. u is copied. Returns NULL only when
+ * the Redis client cannot be made (then logs why).
+ */
+struct broker *broker_new(struct loop *l, const struct config *cfg, const struct broker_user *u);
+struct broker *broker_local_new(const struct broker_user *u);
+struct broker *broker_redis_new(struct loop *l, const struct config *cfg,
+                                const struct broker_settings *s, const struct broker_user *u);
+/* Stops at once (no goodbye: the lease runs out as for a dead node); releases held events. */
+void broker_free(struct broker *b);
+
+/* Rooms. */
+
+/*
+ * This node has members in room from now on: its events are delivered (room_event) after newest,
+ * the newest seq the hub has of it; what the other nodes stored meanwhile is asked as a fill at
+ * once. Follows are counted: each follow needs an unfollow.
+ */
+void broker_follow(struct broker *b, const char *room, uint64_t newest);
+void broker_unfollow(struct broker *b, const char *room);
+/*
+ * Publishes a room event after its commit, encoded once (data, len: any bytes, copied), and
+ * delivers it here too, in order with the other nodes' (obj comes back in room_event, or in
+ * release). A room not followed gets obj back in room_event at once.
+ */
+void broker_publish_room(struct broker *b, const char *room, uint64_t seq, void *obj,
+                         const void *data, size_t len);
+/* The answer to a fill: one event read from the store (takes obj), then done or failed. upto:
+ * every event of the room up to it was given (a seq missing below it is gone: skipped). */
+void broker_fill_event(struct broker *b, const char *room, uint64_t seq, void *obj);
+void broker_fill_done(struct broker *b, const char *room, uint64_t upto);
+void broker_fill_failed(struct broker *b, const char *room);
+/*
+ * This node's members in room are now local (0 when none). Returns the room's members on all
+ * live nodes as last learnt (this node's counted as local): large rooms' count. The total is
+ * refreshed in the background, so a change elsewhere shows in a later call.
+ */
+uint64_t broker_room_members(struct broker *b, const char *room, uint32_t local);
+
+/* Users. */
+
+/* Publishes a user event (a read marker, saved rooms, status, a guest's name registered...)
+ * to every other node, best effort: user_event there. data copied. */
+void broker_publish_user(struct broker *b, const char *user, const void *data, size_t len);
+/* The user's first connection on this node opened (online) or its last closed. */
+void broker_user_here(struct broker *b, const char *user, bool online);
+/*
+ * Claims a guest's name for this node: done(arg, true) if no other live node holds it, false
+ * if one does. While the broker is down, or alone, the claim succeeds at once (the hub's own
+ * check of its guests still applies). done may run within the call.
+ */
+void broker_guest_claim(struct broker *b, const char *name, void (*done)(void *arg, bool ok),
+                        void *arg);
+void broker_guest_release(struct broker *b, const char *name);
+
+/* State, for /healthz and /metrics: readable from any thread. */
+struct broker_status {
+    const char *kind;    /* "local" or "redis" */
+    const char *id;      /* this process's node id in Redis ("" when local), as long as b */
+    bool up;             /* local: always */
+    uint64_t since_ms;   /* wall clock (ms since the epoch) of the last change of up */
+    uint64_t reconnects; /* times it came back after being down */
+    uint64_t published;  /* room and user events sent */
+    uint64_t received;   /* room and user events from other nodes */
+    uint64_t fills;      /* gaps filled from the store */
+    uint64_t reaped;     /* dead nodes whose leases this node cleared */
+};
+void broker_status(const struct broker *b, struct broker_status *out);
+
+#endif

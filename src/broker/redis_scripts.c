@@ -1,0 +1,156 @@
+/* redis_scripts: the Lua scripts the Redis broker runs (broker_redis.c); keys in its header. */
+#include "redis_scripts.h"
+
+/* Renews this node's lease and reaps every node whose lease ran out: its users leave (offline
+ * published when it was their last node), its guests' names are freed, its counts dropped.
+ * ARGV: prefix, id, lease ms, node name, users channel. Returns {fresh, reaped}: fresh is 1
+ * when this node had no lease (first start, reaped, or Redis restarted). */
+const char redis_lua_lease[] =
+    "local p, id, chan = ARGV[1], ARGV[2], ARGV[5]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local fresh = redis.call('ZADD', p .. 'nodes', now + tonumber(ARGV[3]), id)\n"
+    "redis.call('HSET', p .. 'node:' .. id, 'name', ARGV[4])\n"
+    "local reaped = 0\n"
+    "for _, d in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', '(' .. now)) do\n"
+    "  local nk = p .. 'node:' .. d\n"
+    "  for _, u in ipairs(redis.call('SMEMBERS', nk .. ':users')) do\n"
+    "    local k = p .. 'user:' .. u\n"
+    "    redis.call('SREM', k, d)\n"
+    "    if redis.call('SCARD', k) == 0 then\n"
+    "      redis.call('PUBLISH', chan, 'o ' .. d .. ' ' .. u .. '\\n')\n"
+    "    end\n"
+    "  end\n"
+    "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"
+    "    if redis.call('GET', p .. 'guest:' .. g) == d then redis.call('DEL', p .. 'guest:' .. g) "
+    "end\n"
+    "  end\n"
+    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"
+    "    redis.call('HDEL', p .. 'count:' .. r, d)\n"
+    "  end\n"
+    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms')\n"
+    "  redis.call('ZREM', p .. 'nodes', d)\n"
+    "  reaped = reaped + 1\n"
+    "end\n"
+    "return {fresh, reaped}\n";
+
+/* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
+ * number of users, the users, the number of guests, the guests. A guest's name another node
+ * holds stays that node's (a claim decides; both nodes learnt it while apart). */
+const char redis_lua_sync[] =
+    "local p, id, chan = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local nu = tonumber(ARGV[4])\n"
+    "local want = {}\n"
+    "for i = 5, 4 + nu do want[ARGV[i]] = true end\n"
+    "local nk = p .. 'node:' .. id .. ':users'\n"
+    "for _, u in ipairs(redis.call('SMEMBERS', nk)) do\n"
+    "  if not want[u] then\n"
+    "    redis.call('SREM', nk, u)\n"
+    "    local k = p .. 'user:' .. u\n"
+    "    if redis.call('SREM', k, id) == 1 and redis.call('SCARD', k) == 0 then\n"
+    "      redis.call('PUBLISH', chan, 'o ' .. id .. ' ' .. u .. '\\n')\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for u, _ in pairs(want) do\n"
+    "  redis.call('SADD', nk, u)\n"
+    "  local k = p .. 'user:' .. u\n"
+    "  if redis.call('SADD', k, id) == 1 and redis.call('SCARD', k) == 1 then\n"
+    "    redis.call('PUBLISH', chan, 'p ' .. id .. ' ' .. u .. '\\n')\n"
+    "  end\n"
+    "end\n"
+    "local base = 5 + nu\n"
+    "local gk = p .. 'node:' .. id .. ':guests'\n"
+    "local gwant = {}\n"
+    "for i = base + 1, base + tonumber(ARGV[base]) do gwant[ARGV[i]] = true end\n"
+    "for _, g in ipairs(redis.call('SMEMBERS', gk)) do\n"
+    "  if not gwant[g] then\n"
+    "    redis.call('SREM', gk, g)\n"
+    "    if redis.call('GET', p .. 'guest:' .. g) == id then redis.call('DEL', p .. 'guest:' .. g) "
+    "end\n"
+    "  end\n"
+    "end\n"
+    "for g, _ in pairs(gwant) do\n"
+    "  redis.call('SADD', gk, g)\n"
+    "  redis.call('SET', p .. 'guest:' .. g, id, 'NX')\n"
+    "end\n"
+    "return 0\n";
+
+/* A user's first connection here (ARGV[4] '1') or its last one gone. ARGV: prefix, id, user,
+ * online, users channel. Publishes presence when the user's first node came or last one left. */
+const char redis_lua_here[] =
+    "local p, id, u, chan = ARGV[1], ARGV[2], ARGV[3], ARGV[5]\n"
+    "local nk, k = p .. 'node:' .. id .. ':users', p .. 'user:' .. u\n"
+    "if ARGV[4] == '1' then\n"
+    "  redis.call('SADD', nk, u)\n"
+    "  if redis.call('SADD', k, id) == 1 and redis.call('SCARD', k) == 1 then\n"
+    "    redis.call('PUBLISH', chan, 'p ' .. id .. ' ' .. u .. '\\n')\n"
+    "  end\n"
+    "else\n"
+    "  redis.call('SREM', nk, u)\n"
+    "  if redis.call('SREM', k, id) == 1 and redis.call('SCARD', k) == 0 then\n"
+    "    redis.call('PUBLISH', chan, 'o ' .. id .. ' ' .. u .. '\\n')\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* Claims a guest's name: 1 unless another node whose lease is alive holds it. ARGV: prefix, id,
+ * name. */
+const char redis_lua_claim[] =
+    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local k = p .. 'guest:' .. g\n"
+    "local owner = redis.call('GET', k)\n"
+    "if owner and owner ~= id then\n"
+    "  local exp = redis.call('ZSCORE', p .. 'nodes', owner)\n"
+    "  local t = redis.call('TIME')\n"
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "  if exp and tonumber(exp) >= now then return 0 end\n"
+    "end\n"
+    "redis.call('SET', k, id)\n"
+    "redis.call('SADD', p .. 'node:' .. id .. ':guests', g)\n"
+    "return 1\n";
+
+/* Lets a guest's name go, if this node holds it. ARGV: prefix, id, name. */
+const char redis_lua_release[] = "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
+                                 "if redis.call('GET', p .. 'guest:' .. g) == id then "
+                                 "redis.call('DEL', p .. 'guest:' .. g) end\n"
+                                 "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
+                                 "return 0\n";
+
+/* Sets this node's members in a room and returns the other live nodes' total. ARGV: prefix, id,
+ * room, members here. */
+const char redis_lua_count[] =
+    "local p, id, r, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
+    "local k = p .. 'count:' .. r\n"
+    "if n > 0 then\n"
+    "  redis.call('HSET', k, id, n)\n"
+    "  redis.call('SADD', p .. 'node:' .. id .. ':rooms', r)\n"
+    "else\n"
+    "  redis.call('HDEL', k, id)\n"
+    "  redis.call('SREM', p .. 'node:' .. id .. ':rooms', r)\n"
+    "end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local all, sum = redis.call('HGETALL', k), 0\n"
+    "for i = 1, #all, 2 do\n"
+    "  if all[i] ~= id then\n"
+    "    local exp = redis.call('ZSCORE', p .. 'nodes', all[i])\n"
+    "    if exp and tonumber(exp) >= now then sum = sum + tonumber(all[i + 1]) end\n"
+    "  end\n"
+    "end\n"
+    "return sum\n";
+
+/* The users online on the other live nodes. ARGV: prefix, id. */
+const char redis_lua_snapshot[] =
+    "local p, id = ARGV[1], ARGV[2]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local seen, out = {}, {}\n"
+    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', now, '+inf')) do\n"
+    "  if n ~= id then\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':users')) do\n"
+    "      if not seen[u] then seen[u] = true; out[#out + 1] = u end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";

@@ -1,0 +1,24 @@
+/*
+ * redis_scripts: the Lua scripts of the Redis broker. Each runs atomically in Redis and reads
+ * Redis's clock (TIME), so nodes' clocks never need to agree. ARGV[1] is the key prefix and
+ * ARGV[2] the calling node's id in every one; the rest is said at each script (redis_scripts.c).
+ */
+#ifndef PARLEY_REDIS_SCRIPTS_H
+#define PARLEY_REDIS_SCRIPTS_H
+
+/* Renews the caller's lease, reaps expired nodes; returns {fresh, reaped}. */
+extern const char redis_lua_lease[];
+/* Makes Redis hold exactly the caller's users and guests. */
+extern const char redis_lua_sync[];
+/* A user's first connection on the caller's node, or its last one gone. */
+extern const char redis_lua_here[];
+/* Claims a guest's name: 1, or 0 when another live node holds it. */
+extern const char redis_lua_claim[];
+/* Lets a guest's name go, if the caller holds it. */
+extern const char redis_lua_release[];
+/* Sets the caller's members in a room; returns the other live nodes' total. */
+extern const char redis_lua_count[];
+/* The users online on the other live nodes. */
+extern const char redis_lua_snapshot[];
+
+#endif

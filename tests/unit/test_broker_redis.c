@@ -1,0 +1,602 @@
+/*
+ * test_broker_redis: the Redis broker against a real redis-server (started here on a free port
+ * in a temporary directory, persistence off, stopped at the end even on failure): room events
+ * between two nodes in seq order, user events, presence, guests' names and counts across
+ * nodes, a node's lease running out when it stops refreshing, and a Redis restart with the
+ * reconnect and the catch-up from the store.
+ *
+ * The test is the brokers' user (the hub's part): it keeps the "store", the events committed per
+ * room, and answers fills from it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "broker.h"
+#include "config.h"
+#include "loop.h"
+
+#define MAX_EVENTS 512
+#define ROOMS 2
+
+/* The redis-server under test. */
+static pid_t redis_pid = -1;
+static int redis_port;
+static char redis_dir[64];
+
+/* Reads redis-server's output until it is ready; then a thread drains the rest. */
+static void *drain(void *p)
+{
+    FILE *f = p;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        ;
+    fclose(f);
+    return NULL;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts redis-server on redis_port and returns once it accepts connections. */
+static void redis_start(void)
+{
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    pid_t parent = getpid();
+    redis_pid = fork();
+    assert_true(redis_pid >= 0);
+    if (redis_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        if (getppid() != parent)
+            _exit(127);
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        close(out[0]);
+        close(out[1]);
+        char port[16];
+        snprintf(port, sizeof port, "%d", redis_port);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", redis_dir, "--daemonize", "no", "--logfile", "",
+               (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    FILE *f = fdopen(out[0], "r");
+    char line[512];
+    bool ready = false;
+    while (!ready && fgets(line, sizeof line, f))
+        ready = strstr(line, "Ready to accept connections") != NULL;
+    if (!ready)
+        fail_msg("redis-server did not start (is it installed? scripts/setup.sh --test)");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, drain, f), 0);
+    pthread_detach(t);
+}
+
+static void redis_stop(void)
+{
+    if (redis_pid <= 0)
+        return;
+    kill(redis_pid, SIGKILL);
+    waitpid(redis_pid, NULL, 0);
+    redis_pid = -1;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(redis_dir, sizeof redis_dir, "/tmp/parley-redis-XXXXXX");
+    if (!mkdtemp(redis_dir))
+        return -1;
+    redis_port = free_port();
+    redis_start();
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_stop();
+    rmdir(redis_dir);
+    return 0;
+}
+
+/* The "store": every room's committed events. */
+static const char *room_names[ROOMS] = {"general", "dm:alice:bob"};
+static char store[ROOMS][MAX_EVENTS][32];
+static uint64_t store_newest[ROOMS];
+
+static int room_index(const char *room)
+{
+    for (int i = 0; i < ROOMS; i++)
+        if (strcmp(room, room_names[i]) == 0)
+            return i;
+    fail_msg("unknown room %s", room);
+    return -1;
+}
+
+/* An event object of the hub's: the text it would be encoded from. */
+struct obj {
+    uint64_t seq;
+    char text[32];
+};
+
+struct node {
+    const char *name;
+    struct broker *b;
+    bool up;
+    int ups, downs;
+    uint64_t delivered[ROOMS][MAX_EVENTS]; /* seqs, in delivery order */
+    size_t n_delivered[ROOMS];
+    size_t remote[ROOMS]; /* how many came as another node's bytes */
+    size_t fills[ROOMS];
+    size_t live_objs;
+    char last_user_event[64];
+    int user_events;
+    bool online[8];   /* presence of users[] as this node heard it */
+    int claim_result; /* -1 pending, 0 refused, 1 ok */
+};
+
+static const char *users[] = {"alice", "bob"};
+
+static struct loop *loop;
+static bool (*wait_for)(void);
+static bool timed_out;
+
+static void hook(void *arg)
+{
+    (void)arg;
+    if (wait_for && wait_for())
+        loop_stop(loop);
+}
+
+static void on_deadline(struct timer *t)
+{
+    (void)t;
+    timed_out = true;
+    loop_stop(loop);
+}
+
+/* Runs the loop until cond() holds; fails after 20 s (a guard, never a synchronisation). */
+static void run_until(bool (*cond)(void), const char *what)
+{
+    if (cond())
+        return;
+    struct timer deadline;
+    timer_init(&deadline, on_deadline);
+    timer_start(loop, &deadline, loop_now(loop) + 20000);
+    timed_out = false;
+    wait_for = cond;
+    loop_run(loop);
+    wait_for = NULL;
+    timer_stop(loop, &deadline);
+    if (timed_out)
+        fail_msg("timed out waiting for %s", what);
+}
+
+static struct obj *obj_new(struct node *n, uint64_t seq, const char *text)
+{
+    struct obj *o = malloc(sizeof *o);
+    o->seq = seq;
+    size_t len = strnlen(text, sizeof o->text - 1);
+    memcpy(o->text, text, len);
+    o->text[len] = '\0';
+    n->live_objs++;
+    return o;
+}
+
+static void record(struct node *n, const char *room, uint64_t seq, const char *text)
+{
+    int r = room_index(room);
+    assert_true(seq >= 1 && seq <= store_newest[r]);
+    assert_string_equal(text, store[r][seq]); /* the event's own bytes, whichever way */
+    assert_true(n->n_delivered[r] < MAX_EVENTS);
+    n->delivered[r][n->n_delivered[r]++] = seq;
+}
+
+static void cb_room_event(void *ctx, const char *room, uint64_t seq, void *obj, const void *data,
+                          size_t len)
+{
+    struct node *n = ctx;
+    if (obj) {
+        struct obj *o = obj;
+        assert_int_equal(o->seq, seq);
+        record(n, room, seq, o->text);
+        n->live_objs--;
+        free(o);
+    } else {
+        char text[32];
+        assert_true(len < sizeof text);
+        memcpy(text, data, len);
+        text[len] = '\0';
+        record(n, room, seq, text);
+        n->remote[room_index(room)]++;
+    }
+}
+
+static void cb_release(void *ctx, void *obj)
+{
+    struct node *n = ctx;
+    n->live_objs--;
+    free(obj);
+}
+
+/* Answers at once from the store, as a store thread would a little later. */
+static void cb_fill(void *ctx, const char *room, uint64_t from, uint64_t to)
+{
+    struct node *n = ctx;
+    int r = room_index(room);
+    n->fills[r]++;
+    uint64_t end = to < store_newest[r] ? to : store_newest[r];
+    for (uint64_t s = from; s <= end; s++)
+        broker_fill_event(n->b, room, s, obj_new(n, s, store[r][s]));
+    broker_fill_done(n->b, room, end >= from ? end : from - 1);
+}
+
+static void cb_user_event(void *ctx, const char *user, const void *data, size_t len)
+{
+    struct node *n = ctx;
+    snprintf(n->last_user_event, sizeof n->last_user_event, "%s:%.*s", user, (int)len,
+             (const char *)data);
+    n->user_events++;
+}
+
+static void cb_presence(void *ctx, const char *user, bool online)
+{
+    struct node *n = ctx;
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++)
+        if (strcmp(user, users[i]) == 0)
+            n->online[i] = online;
+}
+
+static void cb_state(void *ctx, bool up)
+{
+    struct node *n = ctx;
+    n->up = up;
+    if (up) {
+        n->ups++;
+        memset(n->online, 0, sizeof n->online); /* given again by the presence calls */
+    } else {
+        n->downs++;
+    }
+}
+
+static void cb_claimed(void *arg, bool ok)
+{
+    struct node *n = arg;
+    n->claim_result = ok;
+}
+
+static struct node nodes[2];
+static struct node *A = &nodes[0], *B = &nodes[1];
+
+static void node_start(struct node *n, const char *name, uint64_t lease_ms)
+{
+    memset(n, 0, sizeof *n);
+    n->name = name;
+    struct config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(config_parse_broker_url("redis://127.0.0.1:1/0", &cfg), 0);
+    cfg.broker_port = (uint16_t)redis_port;
+    snprintf(cfg.node, sizeof cfg.node, "%s", name);
+    struct broker_settings s = {
+        .lease_ms = lease_ms, .hold_ms = 50, .max_held = 64, .reconnect_max = 200};
+    struct broker_user u = {n,           cb_room_event, cb_release, cb_fill, cb_user_event,
+                            cb_presence, cb_state};
+    n->b = broker_redis_new(loop, &cfg, &s, &u);
+    assert_non_null(n->b);
+}
+
+static void node_stop(struct node *n)
+{
+    broker_free(n->b);
+    n->b = NULL;
+    assert_int_equal(n->live_objs, 0); /* every object came back */
+}
+
+/* Commits the next event of room r (the store's part), and publishes it from n. */
+static void commit_and_publish(struct node *n, int r)
+{
+    uint64_t seq = ++store_newest[r];
+    assert_true(seq < MAX_EVENTS);
+    snprintf(store[r][seq], sizeof store[r][seq], "%s#%s#%llu", room_names[r], n->name,
+             (unsigned long long)seq);
+    broker_publish_room(n->b, room_names[r], seq, obj_new(n, seq, store[r][seq]), store[r][seq],
+                        strlen(store[r][seq]));
+}
+
+static void assert_in_order(const struct node *n, int r)
+{
+    assert_int_equal(n->n_delivered[r], store_newest[r]);
+    for (size_t i = 0; i < n->n_delivered[r]; i++)
+        assert_int_equal(n->delivered[r][i], i + 1);
+}
+
+/* Conditions awaited. */
+static bool both_up(void)
+{
+    return A->up && B->up;
+}
+static bool both_caught_up(void)
+{
+    for (int r = 0; r < ROOMS; r++)
+        if (A->n_delivered[r] != store_newest[r] || B->n_delivered[r] != store_newest[r])
+            return false;
+    return true;
+}
+static bool both_followed(void)
+{
+    /* A follow's subscription ends in a catch-up fill: then the room is live on that node. */
+    for (int r = 0; r < ROOMS; r++)
+        if (A->fills[r] == 0 || B->fills[r] == 0)
+            return false;
+    return true;
+}
+static bool b_got_user_event(void)
+{
+    return B->user_events > 0;
+}
+static bool b_sees_alice(void)
+{
+    return B->online[0];
+}
+static bool b_sees_alice_gone(void)
+{
+    return !B->online[0];
+}
+static bool a_claim_answered(void)
+{
+    return A->claim_result >= 0;
+}
+static bool b_claim_answered(void)
+{
+    return B->claim_result >= 0;
+}
+static bool b_counts_five(void)
+{
+    return broker_room_members(B->b, "general", 2) == 5;
+}
+static bool b_counts_two(void)
+{
+    return broker_room_members(B->b, "general", 2) == 2;
+}
+static bool both_down(void)
+{
+    return !A->up && !B->up;
+}
+static bool a_down(void)
+{
+    return !A->up;
+}
+
+/* Closes n's connections from the Redis side (CLIENT KILL), as a network cut would: the other
+ * node's stay. Returns how many it closed. */
+static int kill_connections(const struct node *n)
+{
+    struct broker_status st;
+    broker_status(n->b, &st);
+    char want[64];
+    snprintf(want, sizeof want, "name=parley-%s-", st.id);
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisReply *list = redisCommand(c, "CLIENT LIST");
+    assert_non_null(list);
+    assert_int_equal(list->type, REDIS_REPLY_STRING);
+    int killed = 0;
+    for (char *line = list->str; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        const char *id = strstr(line, "id=");
+        if (strstr(line, want) && id == line) {
+            redisReply *k = redisCommand(c, "CLIENT KILL ID %lld", strtoll(id + 3, NULL, 10));
+            assert_non_null(k);
+            killed += k->type == REDIS_REPLY_INTEGER && k->integer == 1;
+            freeReplyObject(k);
+        }
+        line = next;
+    }
+    freeReplyObject(list);
+    redisFree(c);
+    return killed;
+}
+
+static void reset_store(void)
+{
+    memset(store_newest, 0, sizeof store_newest);
+}
+
+static void start_pair(uint64_t lease_ms)
+{
+    reset_store();
+    node_start(A, "A", lease_ms);
+    node_start(B, "B", lease_ms);
+    run_until(both_up, "both brokers up");
+    for (int r = 0; r < ROOMS; r++) {
+        broker_follow(A->b, room_names[r], 0);
+        broker_follow(B->b, room_names[r], 0);
+    }
+    run_until(both_followed, "both nodes following the rooms");
+}
+
+static void room_events_cross_nodes_in_seq_order(void **state)
+{
+    (void)state;
+    start_pair(10000);
+    /* Both nodes write to both rooms, interleaved: each node sees one order, each seq once. */
+    for (int i = 0; i < 200; i++)
+        commit_and_publish(i % 3 ? A : B, i % 2);
+    run_until(both_caught_up, "every event on both nodes");
+    for (int r = 0; r < ROOMS; r++) {
+        assert_in_order(A, r);
+        assert_in_order(B, r);
+        assert_true(A->remote[r] > 0 && B->remote[r] > 0); /* they did cross */
+    }
+
+    /* A user event reaches the other node only (the publisher delivers its own). */
+    broker_publish_user(A->b, "bob", "read:general:7", 14);
+    run_until(b_got_user_event, "the user event on B");
+    assert_string_equal(B->last_user_event, "bob:read:general:7");
+    assert_int_equal(A->user_events, 0);
+
+    struct broker_status st;
+    broker_status(A->b, &st);
+    assert_string_equal(st.kind, "redis");
+    assert_true(st.up);
+    assert_true(st.published >= 100);
+    assert_true(st.received > 0);
+    node_stop(A);
+    node_stop(B);
+}
+
+static void a_stopped_node_loses_its_users_and_guests(void **state)
+{
+    (void)state;
+    start_pair(2000);
+    broker_user_here(A->b, "alice", true);
+    run_until(b_sees_alice, "alice online on B");
+
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest7", cb_claimed, A);
+    run_until(a_claim_answered, "A's claim");
+    assert_int_equal(A->claim_result, 1);
+    B->claim_result = -1;
+    broker_guest_claim(B->b, "guest7", cb_claimed, B);
+    run_until(b_claim_answered, "B's claim");
+    assert_int_equal(B->claim_result, 0); /* A holds it */
+
+    broker_room_members(A->b, "general", 3);
+    run_until(b_counts_five, "B counting A's members");
+
+    /* A stops refreshing its lease (as a killed node would): B reaps it. */
+    broker_free(A->b);
+    A->b = NULL;
+    run_until(b_sees_alice_gone, "alice offline on B after A's lease");
+    run_until(b_counts_two, "A's members no longer counted");
+    B->claim_result = -1;
+    broker_guest_claim(B->b, "guest7", cb_claimed, B);
+    run_until(b_claim_answered, "B's second claim");
+    assert_int_equal(B->claim_result, 1);
+    struct broker_status st;
+    broker_status(B->b, &st);
+    assert_true(st.reaped >= 1);
+    node_stop(B);
+}
+
+static void a_redis_restart_is_caught_up_from_the_store(void **state)
+{
+    (void)state;
+    start_pair(10000);
+    broker_user_here(A->b, "alice", true);
+    run_until(b_sees_alice, "alice online on B");
+    for (int i = 0; i < 20; i++)
+        commit_and_publish(i % 2 ? A : B, 0);
+    run_until(both_caught_up, "the first events");
+
+    redis_stop();
+    run_until(both_down, "both brokers down");
+    struct broker_status st;
+    broker_status(A->b, &st);
+    assert_false(st.up);
+
+    /* While Redis is away each node goes on: its own events are delivered here, in order. */
+    commit_and_publish(A, 0);
+    commit_and_publish(A, 0);
+    commit_and_publish(B, 1);
+    assert_int_equal(A->n_delivered[0], store_newest[0]);
+    assert_int_equal(B->n_delivered[1], store_newest[1]);
+
+    redis_start(); /* empty: persistence is off */
+    int a_ups = A->ups, b_ups = B->ups;
+    run_until(both_up, "both brokers back");
+    assert_true(A->ups > a_ups && B->ups > b_ups);
+    /* The catch-up: what the other node stored meanwhile comes from the store. */
+    run_until(both_caught_up, "the events sent while Redis was away");
+    for (int r = 0; r < ROOMS; r++) {
+        assert_in_order(A, r);
+        assert_in_order(B, r);
+    }
+    /* Redis forgot everything; A put alice back. */
+    run_until(b_sees_alice, "alice online on B again");
+
+    /* Live delivery works again. */
+    commit_and_publish(B, 0);
+    run_until(both_caught_up, "an event after the restart");
+    assert_in_order(A, 0);
+    broker_status(A->b, &st);
+    assert_true(st.up);
+    assert_true(st.reconnects >= 2); /* the first connect and the return */
+    node_stop(A);
+    node_stop(B);
+}
+
+static void a_node_cut_off_tells_what_it_stored_meanwhile(void **state)
+{
+    (void)state;
+    start_pair(10000);
+    for (int i = 0; i < 10; i++)
+        commit_and_publish(i % 2 ? A : B, 0);
+    run_until(both_caught_up, "the first events");
+
+    /* A alone loses Redis; B stays connected and loses nothing, so B has no reason to look. */
+    int b_ups = B->ups;
+    assert_int_equal(kill_connections(A), 2);
+    run_until(a_down, "A down");
+    assert_true(B->up);
+    commit_and_publish(A, 0); /* stored, delivered on A, never published */
+    assert_int_equal(A->n_delivered[0], store_newest[0]);
+    assert_int_equal(B->n_delivered[0], store_newest[0] - 1);
+
+    /* Back, A tells the newest seq it knows; B fills it from the store. */
+    run_until(both_up, "A back");
+    run_until(both_caught_up, "B given the event A stored while cut off");
+    assert_in_order(B, 0);
+    assert_int_equal(B->ups, b_ups); /* B never went down */
+    node_stop(A);
+    node_stop(B);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    loop = loop_new();
+    loop_set_before_sleep(loop, hook, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(room_events_cross_nodes_in_seq_order),
+        cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
+        cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
+        cmocka_unit_test(a_node_cut_off_tells_what_it_stored_meanwhile),
+    };
+    int failed = cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
+    redis_stop();
+    loop_free(loop);
+    return failed;
+}
