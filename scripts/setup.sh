@@ -11,6 +11,8 @@ build_packages=(make gcc pkg-config libssl-dev libjansson-dev libsqlite3-dev lib
 build_packages+=(libsystemd-dev)
 # Unicode NFC and case folding of search words and queries (src/search_text.c).
 build_packages+=(libutf8proc-dev)
+# The PostgreSQL store backend's client library (--store postgres://..., src/store/store_pg.c).
+build_packages+=(libpq-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # A color emoji font, so reactions in the browser tests' screenshots are drawn (not as boxes).
 test_packages+=(fonts-noto-color-emoji)
@@ -18,6 +20,8 @@ test_packages+=(fonts-noto-color-emoji)
 test_packages+=(openssl)
 # systemd-socket-activate for the socket activation test (tests/upgrade).
 test_packages+=(systemd)
+# A real PostgreSQL server (initdb, pg_ctl) for the store tests and the chat suite on PostgreSQL.
+test_packages+=(postgresql)
 
 # Benchmarks (`make bench`, docs/benchmarks.md): Go and gorilla/websocket build the Go chat peer
 # (bench/peers/gorilla_chat), perf profiles the hot path. Not needed by `make test`.

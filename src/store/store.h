@@ -1,7 +1,8 @@
 /*
  * store: parley's durable state behind a small interface: rooms, messages,
- * accounts and login tokens. One backend per file (store_sqlite.c today;
- * PostgreSQL later), each behind `struct store_ops`.
+ * accounts and login tokens. One backend per file (store_sqlite.c, the embedded
+ * default; store_pg.c, PostgreSQL shared by several nodes), each behind
+ * `struct store_ops`.
  *
  * DESIGN: every function here runs on the store thread only, so a backend
  * needs no locks and may block (on fsync, on a lock, on the network): no
@@ -297,5 +298,17 @@ struct store_sqlite_options {
  */
 int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,
                       struct store **out);
+
+/* True when url names a PostgreSQL store (postgres:// or postgresql://). */
+bool store_pg_url(const char *url);
+
+/*
+ * Connects to the PostgreSQL database at url (a libpq connection URI), creates or migrates its
+ * schema by version (under an advisory lock, so nodes starting together migrate once) and
+ * prepares every statement. In standby nothing is written until take_over (which migrates if it
+ * must), and a database whose schema is newer than this binary's is refused. Returns 0 and
+ * *out, or an error after logging why (the URL itself is never logged: it may hold a password).
+ */
+int store_pg_open(const char *url, bool standby, struct store **out);
 
 #endif
