@@ -538,7 +538,12 @@ static PGresult *exec_stmt(struct pg_store *ps, enum stmt id, const char *op, st
     if (*err == 0) {
         r = PQexecPrepared(ps->conn, name, p->n, p->v, p->len, p->fmt, 0);
         ExecStatusType t = PQresultStatus(r);
-        if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (id == ST_USER_CREATE && state && strcmp(state, "23505") == 0) {
+            *err = -EEXIST; /* the name is taken: an answer, not a fault to log */
+            PQclear(r);
+            r = NULL;
+        } else if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
             *err = fail(ps, op, r);
             PQclear(r);
             r = NULL;
@@ -1038,11 +1043,12 @@ static int pg_insert(struct store *s, const struct store_msg *m)
         ret = exec_sql(ps, "insert_savepoint", "SAVEPOINT store_insert");
     if (ret != 0)
         return finish_alone(ps, alone, note(ps, ret));
-    ret = insert_row(ps, m);
+    /* The seq first: a node whose counter is behind learns it here, before anything else. */
+    ret = advance_seq(ps, m);
+    if (ret == 0)
+        ret = insert_row(ps, m);
     if (ret == 0)
         ret = apply_state(ps, m);
-    if (ret == 0)
-        ret = advance_seq(ps, m);
     if (ret == 0) {
         ret = note(ps, exec_sql(ps, "insert_release", "RELEASE store_insert"));
     } else if (PQstatus(ps->conn) == CONNECTION_OK && ret != -EBUSY) {
