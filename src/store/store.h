@@ -267,6 +267,10 @@ struct store_ops {
      * each counted up to cap. */
     int (*unread)(struct store *s, const char *room, const char *account, uint64_t after,
                   int64_t min_ts, uint32_t cap, uint32_t *unread, uint32_t *mentions);
+    /* The database's clock in ms since the epoch, read inside the batch (its transaction's
+     * start), so nodes sharing a database stamp events and check ban and mute expiry by one
+     * clock. NULL: the backend has no clock of its own (SQLite; the process's clock is used). */
+    int (*clock_ms)(struct store *s, int64_t *ms);
 };
 
 struct store {

@@ -172,6 +172,7 @@ static const char *const migrations[] = {
 #define READ_WHERE "e.room = $1 AND e.seq > $2 AND e.seq < $3 AND e.ts >= $4"
 
 enum stmt {
+    ST_CLOCK,
     ST_LOCK_ROOM,
     ST_ROOM_ENSURE,
     ST_ROOM_ADVANCE,
@@ -251,6 +252,7 @@ enum stmt {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
+    [ST_CLOCK] = "SELECT (extract(epoch FROM now()) * 1000)::bigint",
     /* The room's row lock (see DESIGN): held until the batch ends. */
     [ST_LOCK_ROOM] = "SELECT last_seq FROM rooms WHERE name = $1 FOR UPDATE",
     [ST_ROOM_ENSURE] = "INSERT INTO rooms(name, created_ms) VALUES($1, $2::bigint)"
@@ -776,6 +778,14 @@ static int finish_alone(struct pg_store *ps, bool alone, int ret)
     return ret;
 }
 
+/* The transaction's start on the database's clock (now()), in ms since the epoch. */
+static int pg_clock_ms(struct store *s, int64_t *ms)
+{
+    struct pg_store *ps = from_base(s);
+    struct params p = {0};
+    return query_i64(ps, ST_CLOCK, "clock", &p, ms);
+}
+
 /* --- writes --- */
 
 static int pg_find_cid(struct store *s, const char *room, const char *identity, const char *cid,
@@ -825,6 +835,21 @@ static int set_mentions(struct pg_store *ps, const char *room, uint64_t seq, con
     return ret;
 }
 
+/* PostgreSQL keeps a lexeme of at most this many bytes. */
+#define LEXEME_MAX 2046
+
+/* A word's length as indexed and searched: cut to LEXEME_MAX bytes at a UTF-8 boundary, so a
+ * longer word is found by its first 2046 bytes (an absurd word; the same cut on both sides). */
+static size_t lexeme_len(const char *w, size_t n)
+{
+    if (n <= LEXEME_MAX)
+        return n;
+    n = LEXEME_MAX;
+    while (n > 0 && ((unsigned char)w[n] & 0xc0) == 0x80)
+        n--;
+    return n;
+}
+
 /*
  * The tsvector literal of text[0..len)'s folded words, each at its position: 'w1':1 'w2':2 ...
  * Folded words hold only letters, marks and digits (search_text.h), never a quote or backslash.
@@ -842,7 +867,7 @@ static char *tsv_literal(const char *text, size_t len)
         size_t wn = sp ? (size_t)(sp - w) : strlen(w);
         if (wn > 0) {
             pos++;
-            o += (size_t)sprintf(out + o, "%s'%.*s':%u", o ? " " : "", (int)wn, w,
+            o += (size_t)sprintf(out + o, "%s'%.*s':%u", o ? " " : "", (int)lexeme_len(w, wn), w,
                                  pos < 16383 ? pos : 16383);
         }
         w += wn + (sp ? 1 : 0);
@@ -1547,7 +1572,8 @@ static void term_to_tsquery(const char *w, size_t n, bool prefix, char *out, siz
         while (j < n && w[j] != ' ')
             j++;
         if (j > i) {
-            *o += (size_t)sprintf(out + *o, "%s'%.*s'", first ? "" : " <-> ", (int)(j - i), w + i);
+            *o += (size_t)sprintf(out + *o, "%s'%.*s'", first ? "" : " <-> ",
+                                  (int)lexeme_len(w + i, j - i), w + i);
             first = false;
         }
         i = j + 1;
@@ -2052,6 +2078,7 @@ static const struct store_ops pg_ops = {
     .saved_set = pg_saved_set,
     .saved_list = pg_saved_list,
     .unread = pg_unread,
+    .clock_ms = pg_clock_ms,
 };
 
 bool store_pg_url(const char *url)

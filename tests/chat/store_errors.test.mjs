@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freshDataDir, serverForTest } from './lib/server.mjs';
+import { freshDataDir, serverForTest, sqliteOnly } from './lib/server.mjs';
 import { assertError, assertSeqRun, connect, ms, uniqRoom, user, withTimeout } from './lib/chat.mjs';
 import { runParley } from '../blackbox/lib/server.mjs';
 
 
-test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', async (t) => {
+test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', { skip: sqliteOnly }, async (t) => {
   const server = await serverForTest(t, ['--max-db-size', '262144', '--rate-limit', '0']);
   const writer = await user(server, t);
   const reader = await user(server, t);
@@ -41,7 +41,7 @@ test('--max-db-size: a full database answers server_busy, stores nothing of the 
   await again.loginToken(writer.token);
 });
 
-test('a database locked by another process → server_busy, then the same cid is stored once the lock goes', async (t) => {
+test('a database locked by another process → server_busy, then the same cid is stored once the lock goes', { skip: sqliteOnly }, async (t) => {
   const server = await serverForTest(t, []);
   const u = await user(server, t);
   const room = uniqRoom();
