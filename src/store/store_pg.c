@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "log.h"
@@ -55,6 +56,7 @@
 #define CONNECT_TIMEOUT_S "5"
 #define LOCKED_ROOMS_MAX 64
 #define SEARCH_PAGE 256
+#define RECONNECT_EVERY_MS 1000
 
 /* Column types: byte-wise collation for every name and key (ranges, ordering, LIKE), and
  * lower() under it, which is ASCII case folding whatever the database's locale. */
@@ -408,6 +410,7 @@ struct pg_store {
     bool batch;    /* between a successful begin and its commit or rollback */
     int batch_err; /* the error that ended the batch early, or 0 */
     bool standby;  /* take_over still has to migrate */
+    int64_t retry_at; /* after a failed reconnection: no new attempt before (monotonic ms) */
     /* The rooms whose row lock this batch holds (see DESIGN). */
     char *locked[LOCKED_ROOMS_MAX];
     size_t n_locked;
@@ -528,6 +531,8 @@ static int note(struct pg_store *ps, int ret)
     return ret;
 }
 
+static int reconnect(struct pg_store *ps);
+
 /* Runs statement id with p; a result the caller PQclears, or NULL after logging the failure as
  * op with *err set. Rows are returned as text; a failure inside a batch is noted. */
 static PGresult *exec_stmt(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
@@ -535,7 +540,8 @@ static PGresult *exec_stmt(struct pg_store *ps, enum stmt id, const char *op, st
 {
     char name[16];
     snprintf(name, sizeof name, "s%d", (int)id);
-    *err = batch_lost(ps);
+    /* Outside a batch, a lost connection is tried again here (inside one, the batch is lost). */
+    *err = ps->batch ? batch_lost(ps) : reconnect(ps);
     PGresult *r = NULL;
     if (*err == 0) {
         r = PQexecPrepared(ps->conn, name, p->n, p->v, p->len, p->fmt, 0);
@@ -654,21 +660,36 @@ static int session_setup(struct pg_store *ps)
                   enc ? enc : "unknown");
         return -EIO;
     }
-    /* A statement stuck behind another node's lock fails rather than holding the batch forever. */
-    return exec_sql(ps, "session", "SET lock_timeout = '5s'; SET statement_timeout = '30s'");
+    /* A statement stuck behind another node's lock fails rather than holding the batch forever.
+     * (No statement_timeout: a migration or a VACUUM may rightly take long.) */
+    return exec_sql(ps, "session", "SET lock_timeout = '5s'");
 }
 
-/* Reconnects a lost connection and prepares the statements again; 0 or -EBUSY. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reconnects a lost connection and prepares the statements again; 0 or -EBUSY. A failed attempt
+ * is not repeated for RECONNECT_EVERY_MS: each may block up to the connect timeout, and the
+ * store thread has reads and batches waiting. */
 static int reconnect(struct pg_store *ps)
 {
     if (ps->ready)
         return 0;
+    int64_t now = mono_ms();
+    if (ps->retry_at && now < ps->retry_at)
+        return -EBUSY;
     if (PQstatus(ps->conn) != CONNECTION_OK)
         PQreset(ps->conn);
     if (PQstatus(ps->conn) != CONNECTION_OK) {
         fail(ps, "reconnect", NULL);
+        ps->retry_at = mono_ms() + RECONNECT_EVERY_MS;
         return -EBUSY;
     }
+    ps->retry_at = 0;
     /* A reset connection has none of the session's statements or settings. */
     PGresult *r = PQexec(ps->conn, "DEALLOCATE ALL");
     PQclear(r);
@@ -1399,9 +1420,6 @@ static int pg_read(struct store *s, const char *room, uint64_t after, uint64_t b
                    int64_t min_ts, unsigned limit, bool newest, store_msg_cb each, void *arg)
 {
     struct pg_store *ps = from_base(s);
-    int ret = ps->batch ? 0 : reconnect(ps);
-    if (ret != 0)
-        return ret;
     struct params p = {0};
     p_text(&p, room);
     p_seq(&p, after);
@@ -1415,9 +1433,6 @@ static int pg_history(struct store *s, const char *room, uint64_t before, int64_
                       unsigned limit, bool with_deleted, store_msg_cb each, void *arg)
 {
     struct pg_store *ps = from_base(s);
-    int ret = ps->batch ? 0 : reconnect(ps);
-    if (ret != 0)
-        return ret;
     struct params p = {0};
     p_text(&p, room);
     p_seq(&p, before);
@@ -1657,8 +1672,8 @@ static int pg_search(struct store *s, const char *match, uint64_t from, store_se
         log_error("msg=store_error backend=postgres op=search error=\"not a search expression\"");
         return -EIO;
     }
-    int ret = ps->batch ? 0 : reconnect(ps);
-    bool more = ret == 0;
+    int ret = 0;
+    bool more = true;
     while (more) {
         struct params p = {0};
         p_text(&p, words);
@@ -1754,16 +1769,13 @@ static int pg_user_create(struct store *s, const char *name, const char *pwhash,
 static int pg_user_get(struct store *s, const char *name, struct store_user *out)
 {
     struct pg_store *ps = from_base(s);
-    int ret = ps->batch ? 0 : reconnect(ps);
-    if (ret != 0)
-        return ret;
     struct params p = {0};
     p_text(&p, name);
     int err;
     PGresult *r = exec_stmt(ps, ST_USER_GET, "user_get", &p, &err);
     if (!r)
         return note(ps, err);
-    ret = -ENOENT;
+    int ret = -ENOENT;
     if (PQntuples(r) > 0) {
         ret = 0;
         if (!copy_col(r, 0, 0, out->name, sizeof out->name) ||
@@ -1795,9 +1807,6 @@ static int pg_token_get(struct store *s, const uint8_t hash[STORE_TOKEN_HASH], i
                         struct store_token *out)
 {
     struct pg_store *ps = from_base(s);
-    int ret = ps->batch ? 0 : reconnect(ps);
-    if (ret != 0)
-        return ret;
     struct params p = {0};
     p_blob(&p, hash, STORE_TOKEN_HASH);
     p_i64(&p, now_ms);
@@ -1805,7 +1814,7 @@ static int pg_token_get(struct store *s, const uint8_t hash[STORE_TOKEN_HASH], i
     PGresult *r = exec_stmt(ps, ST_TOKEN_GET, "token_get", &p, &err);
     if (!r)
         return note(ps, err);
-    ret = -ENOENT;
+    int ret = -ENOENT;
     if (PQntuples(r) > 0) {
         ret = 0;
         if (!copy_col(r, 0, 0, out->user, sizeof out->user) ||
@@ -2092,8 +2101,10 @@ int store_pg_open(const char *url, bool standby, struct store **out)
     struct pg_store *ps = xcalloc(1, sizeof *ps);
     ps->base.ops = &pg_ops;
     /* The URL's own settings win over these defaults (expand_dbname: later ones override). */
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *values[] = {CONNECT_TIMEOUT_S, "parley", url, NULL};
+    /* Keepalives: a database host that vanished is noticed in about 25 s, not hours. */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "dbname", NULL};
+    const char *values[] = {CONNECT_TIMEOUT_S, "parley", "10", "5", "3", url, NULL};
     ps->conn = PQconnectdbParams(keys, values, 1);
     int ret = 0;
     if (!ps->conn || PQstatus(ps->conn) != CONNECTION_OK) {
