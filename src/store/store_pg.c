@@ -49,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "search_text.h"
+#include "store_rows.h"
 #include "text.h"
 
 /* The migrations' advisory lock: any constant, the same in every parley binary. */
@@ -620,17 +621,6 @@ static bool copy_col(const PGresult *r, int row, int col, char *out, size_t size
     return true;
 }
 
-/* True when name[0..n) is a public room name in folded form or a canonical dm room name. */
-static bool valid_room(const char *name, size_t n)
-{
-    char folded[TEXT_NAME_MAX + 1], a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-    if (!name)
-        return false;
-    if (text_fold_room(name, n, folded))
-        return strlen(folded) == n && memcmp(folded, name, n) == 0;
-    return text_parse_dm_room(name, n, a, b);
-}
-
 /* --- connection --- */
 
 static int prepare_all(struct pg_store *ps)
@@ -809,8 +799,10 @@ static int pg_clock_ms(struct store *s, int64_t *ms)
 
 /* --- writes --- */
 
-static int pg_find_cid(struct store *s, const char *room, const char *identity, const char *cid,
-                       uint64_t *seq)
+/* A lookup of (room, identity[, cid]) answering one seq, under the room's lock: 0 and *seq, or
+ * -ENOENT. */
+static int locked_seq_lookup(struct store *s, enum stmt id, const char *op, const char *room,
+                             const char *identity, const char *cid, uint64_t *seq)
 {
     struct pg_store *ps = from_base(s);
     int ret = lock_room(ps, room);
@@ -819,12 +811,19 @@ static int pg_find_cid(struct store *s, const char *room, const char *identity, 
     struct params p = {0};
     p_text(&p, room);
     p_text(&p, identity);
-    p_text(&p, cid);
+    if (cid)
+        p_text(&p, cid);
     int64_t v = 0;
-    ret = query_i64(ps, ST_FIND_CID, "find_cid", &p, &v);
+    ret = query_i64(ps, id, op, &p, &v);
     if (ret == 0)
         *seq = (uint64_t)v;
     return ret;
+}
+
+static int pg_find_cid(struct store *s, const char *room, const char *identity, const char *cid,
+                       uint64_t *seq)
+{
+    return locked_seq_lookup(s, ST_FIND_CID, "find_cid", room, identity, cid ? cid : "", seq);
 }
 
 /* Runs a statement of (room, seq) and what else it takes, as a write of the batch. */
@@ -1256,18 +1255,7 @@ static int pg_restriction(struct store *s, const char *room, enum store_mod_kind
 
 static int pg_newest_own(struct store *s, const char *room, const char *identity, uint64_t *seq)
 {
-    struct pg_store *ps = from_base(s);
-    int ret = lock_room(ps, room);
-    if (ret != 0)
-        return ret;
-    struct params p = {0};
-    p_text(&p, room);
-    p_text(&p, identity);
-    int64_t v = 0;
-    ret = query_i64(ps, ST_NEWEST_OWN, "newest_own", &p, &v);
-    if (ret == 0)
-        *seq = (uint64_t)v;
-    return ret;
+    return locked_seq_lookup(s, ST_NEWEST_OWN, "newest_own", room, identity, NULL, seq);
 }
 
 /* A query of (room, seq) answering one seq, 0 meaning none: 0 and *seq, or -ENOENT. */
@@ -1313,52 +1301,6 @@ static int pg_first_seq(struct store *s, const char *room, uint64_t *seq)
 
 /* --- reads --- */
 
-/* Parses an event type as stored; STORE_EV_TYPES when unknown (a newer binary's type). */
-static uint8_t type_from(const char *name)
-{
-    for (int t = 0; name && t < STORE_EV_TYPES; t++)
-        if (strcmp(name, store_event_type_name((enum store_event_type)t)) == 0)
-            return (uint8_t)t;
-    return STORE_EV_TYPES;
-}
-
-/* Repairs a damaged row in place, as store_sqlite.c does (store_msg: only valid text leaves a
- * backend); returns the buffer the repaired text lives in (to free), or NULL. */
-static char *repair_row(struct store_msg *m, size_t from_len, size_t cid_len)
-{
-    bool bad_from = !text_valid_user(m->from, from_len);
-    bool bad_text = text_needs_repair(m->text, m->text_len);
-    bool bad_cid = m->cid && (cid_len < 1 || cid_len > 64 || text_needs_repair(m->cid, cid_len) ||
-                              text_has_control(m->cid, cid_len));
-    if (bad_from)
-        m->from = "?";
-    if (bad_cid)
-        m->cid = NULL;
-    if (m->user && !text_valid_user(m->user, strlen(m->user)))
-        m->user = "?";
-    if (m->target_from && !text_valid_user(m->target_from, strlen(m->target_from)))
-        m->target_from = "?";
-    if (m->detail && (text_needs_repair(m->detail, strlen(m->detail)) ||
-                      text_has_control(m->detail, strlen(m->detail))))
-        m->detail = NULL;
-    if (m->mentions && (!*m->mentions || text_needs_repair(m->mentions, strlen(m->mentions))))
-        m->mentions = NULL;
-    if (m->emoji &&
-        (text_needs_repair(m->emoji, strlen(m->emoji)) || text_has_control(m->emoji, strlen(m->emoji))))
-        m->emoji = NULL;
-    if (!bad_text)
-        return NULL;
-    char room[128];
-    log_warn("msg=store_damaged_row table=events room=%s seq=%llu error=\"text repaired before "
-             "sending\"",
-             log_quote(room, sizeof room, m->room, strlen(m->room)), (unsigned long long)m->seq);
-    char *text = xmalloc(3 * m->text_len + 1);
-    m->text_len = text_repair(m->text, m->text_len, text);
-    text[m->text_len] = '\0';
-    m->text = text;
-    return text;
-}
-
 /* Hands each row of r (columns EVENT_COLS) to each, repaired. Returns how many. */
 static int each_event(const PGresult *r, const char *room, store_msg_cb each, void *arg)
 {
@@ -1366,7 +1308,7 @@ static int each_event(const PGresult *r, const char *room, store_msg_cb each, vo
     for (int i = 0; i < PQntuples(r); i++) {
         const char *from = col_text(r, i, 2);
         const char *text = col_text(r, i, 3);
-        uint8_t type = type_from(col_text(r, i, 5));
+        uint8_t type = store_type_from(col_text(r, i, 5));
         if (!from || !text || type == STORE_EV_TYPES)
             continue; /* NOT NULL columns, known types: only a damaged row gets here */
         struct store_msg m = {
@@ -1395,7 +1337,7 @@ static int each_event(const PGresult *r, const char *room, store_msg_cb each, vo
         }
         m.deleted = type == STORE_EV_MESSAGE ? col_i64(r, i, 10) != 0 : col_i64(r, i, 13) != 0;
         char *repaired =
-            repair_row(&m, (size_t)PQgetlength(r, i, 2), m.cid ? (size_t)PQgetlength(r, i, 4) : 0);
+            store_repair_row(&m, (size_t)PQgetlength(r, i, 2), m.cid ? (size_t)PQgetlength(r, i, 4) : 0);
         each(arg, &m);
         free(repaired);
         count++;
@@ -1495,7 +1437,7 @@ static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
         return err;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *name = col_text(r, i, 0);
-        if (valid_room(name, name ? (size_t)PQgetlength(r, i, 0) : 0))
+        if (store_valid_room(name, name ? (size_t)PQgetlength(r, i, 0) : 0))
             each(arg, name, (uint64_t)col_i64(r, i, 1), col_i64(r, i, 2));
         else
             log_warn("msg=store_damaged_row table=rooms error=\"not a room name: skipped\"");
@@ -1537,7 +1479,7 @@ static int load_mod_rows(struct pg_store *ps, enum stmt id, enum store_mod_kind 
     for (int i = 0; i < PQntuples(r); i++) {
         const char *room = col_text(r, i, 0);
         const char *v = col_text(r, i, 1);
-        if (!room || !valid_room(room, strlen(room)) || !v || !text_valid_user(v, strlen(v))) {
+        if (!room || !store_valid_room(room, strlen(room)) || !v || !text_valid_user(v, strlen(v))) {
             log_warn("msg=store_damaged_row table=moderation error=\"not a room or name: skipped\"");
             continue;
         }
@@ -1559,7 +1501,7 @@ static int pg_load_moderation(struct store *s, int64_t now_ms, store_mod_cb each
         const char *room = col_text(r, i, 0);
         const char *owner = col_text(r, i, 1);
         const char *topic = col_text(r, i, 2);
-        if (!room || !valid_room(room, strlen(room)))
+        if (!room || !store_valid_room(room, strlen(room)))
             continue;
         if (owner && text_valid_user(owner, strlen(owner)))
             each(arg, room, STORE_MOD_OWNER, owner, 0);
@@ -1693,7 +1635,7 @@ static int pg_search(struct store *s, const char *match, uint64_t from, store_se
             uint64_t rid = (uint64_t)col_i64(r, i, 0);
             const char *room = col_text(r, i, 1);
             from = rid - 1;
-            if (!room || !valid_room(room, (size_t)PQgetlength(r, i, 1)))
+            if (!room || !store_valid_room(room, (size_t)PQgetlength(r, i, 1)))
                 continue; /* damaged: nothing to show for it */
             if (!each(arg, rid, room, (uint64_t)col_i64(r, i, 2), col_i64(r, i, 3))) {
                 more = false;
@@ -1909,7 +1851,7 @@ static int pg_saved_list(struct store *s, const char *account, store_saved_cb ea
         return note(ps, err);
     for (int i = 0; i < PQntuples(r); i++) {
         const char *room = col_text(r, i, 0);
-        if (room && valid_room(room, (size_t)PQgetlength(r, i, 0)))
+        if (room && store_valid_room(room, (size_t)PQgetlength(r, i, 0)))
             each(arg, room, (uint64_t)col_i64(r, i, 1));
     }
     PQclear(r);
