@@ -303,9 +303,6 @@ struct store_sqlite_options {
 int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,
                       struct store **out);
 
-/* True when url names a PostgreSQL store (postgres:// or postgresql://). */
-bool store_pg_url(const char *url);
-
 /*
  * Connects to the PostgreSQL database at url (a libpq connection URI), creates or migrates its
  * schema by version (under an advisory lock, so nodes starting together migrate once) and

@@ -706,7 +706,7 @@ static void forget_locks(struct pg_store *ps)
 static int lock_room(struct pg_store *ps, const char *room)
 {
     if (!ps->batch)
-        return batch_lost(ps);
+        return 0;
     for (size_t i = 0; i < ps->n_locked; i++)
         if (strcmp(ps->locked[i], room) == 0)
             return batch_lost(ps);
@@ -2031,11 +2031,6 @@ static const struct store_ops pg_ops = {
     .unread = pg_unread,
     .clock_ms = pg_clock_ms,
 };
-
-bool store_pg_url(const char *url)
-{
-    return url && (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0);
-}
 
 int store_pg_open(const char *url, bool standby, struct store **out)
 {
