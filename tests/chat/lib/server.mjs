@@ -7,7 +7,7 @@ import {
   parleyBin,
   spawnParley,
 } from '../../blackbox/lib/server.mjs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 export { freshDataDir, parleyBin };
@@ -27,22 +27,31 @@ if (onPostgres && !pgAdminUrl.startsWith('postgresql:///')) {
 // bytes left in the files): such a test does not apply to a run on PostgreSQL.
 export const sqliteOnly = onPostgres ? 'about the SQLite files; this run is on PostgreSQL' : false;
 
-// Runs one SQL command on the server's admin database with psql; throws on failure.
-function pgAdmin(sql) {
-  const r = spawnSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', pgAdminUrl, '-c', sql], { encoding: 'utf8' });
+// The skip option of a test of the PostgreSQL store itself.
+export const postgresOnly = onPostgres ? false : 'about the PostgreSQL store; run with PARLEY_TEST_STORE=pg';
+
+// Runs one SQL command on the server's admin database with psql; its output (unaligned, tuples
+// only). Throws on failure.
+export function pgAdmin(sql) {
+  const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', pgAdminUrl, '-c', sql], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`psql ${sql}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
+// A psql session on the database of dataDir, for a test to drive line by line (its stdin).
+export function pgSession(dataDir) {
+  return spawn('psql', ['-X', '-tA', '-d', pgStoreUrl(dataDir)], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 // The database of a data directory: its name, from the directory's (unique under the tmp dir).
-function pgDatabase(dataDir) {
+export function pgDatabase(dataDir) {
   return `parley_${path.basename(dataDir).replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`;
 }
 
 // The --store URL of dataDir's database, created if it does not exist yet.
 function pgStoreUrl(dataDir) {
   const db = pgDatabase(dataDir);
-  const exists = spawnSync('psql', ['-X', '-tA', '-d', pgAdminUrl, '-c', `SELECT 1 FROM pg_database WHERE datname = '${db}'`], { encoding: 'utf8' });
-  if (exists.stdout.trim() !== '1') pgAdmin(`CREATE DATABASE ${db} ENCODING 'UTF8' TEMPLATE template0`);
+  if (pgAdmin(`SELECT 1 FROM pg_database WHERE datname = '${db}'`) !== '1') pgAdmin(`CREATE DATABASE ${db} ENCODING 'UTF8' TEMPLATE template0`);
   return pgAdminUrl.replace('postgresql:///postgres', `postgresql:///${db}`);
 }
 
