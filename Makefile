@@ -2,7 +2,7 @@
 # each first installs whatever the machine is missing (scripts/setup.sh), then builds.
 
 VERSION := 0.1.0
-PKGS := openssl jansson sqlite3 libsodium zlib libsystemd libutf8proc hiredis
+PKGS := openssl jansson sqlite3 libsodium zlib libsystemd libutf8proc hiredis libpq
 BUILD ?= release
 OUT := build/$(BUILD)
 

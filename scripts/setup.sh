@@ -13,6 +13,8 @@ build_packages+=(libsystemd-dev)
 build_packages+=(libutf8proc-dev)
 # The Redis broker between nodes (src/broker/broker_redis.c).
 build_packages+=(libhiredis-dev)
+# The PostgreSQL store backend's client library (--store postgres://..., src/store/store_pg.c).
+build_packages+=(libpq-dev)
 test_packages=(libcmocka-dev clang libclang-rt-14-dev sqlite3 chromium)
 # A color emoji font, so reactions in the browser tests' screenshots are drawn (not as boxes).
 test_packages+=(fonts-noto-color-emoji)
@@ -22,6 +24,8 @@ test_packages+=(openssl)
 test_packages+=(systemd)
 # The broker's tests start a real Redis (tests/unit/test_broker_redis.c).
 test_packages+=(redis-server)
+# A real PostgreSQL server (initdb, pg_ctl) for the store tests and the chat suite on PostgreSQL.
+test_packages+=(postgresql)
 
 # Benchmarks (`make bench`, docs/benchmarks.md): Go and gorilla/websocket build the Go chat peer
 # (bench/peers/gorilla_chat), perf profiles the hot path. Not needed by `make test`.

@@ -4,7 +4,8 @@
 # tests and the black-box suites (the real binary on loopback: tests/blackbox for HTTP and
 # WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade for
 # upgrades to a new process, socket activation and sd_notify), each once on the release build and
-# once under ASan + UBSan, then every libFuzzer target for FUZZ_SECONDS.
+# once under ASan + UBSan, tests/chat once more on PostgreSQL (release), then every libFuzzer
+# target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -92,6 +93,17 @@ run_blackbox() {
     count_node "$out"
 }
 
+# The chat suite once more, on PostgreSQL (--store; tests/tools/with_pg.sh starts a throwaway
+# server for the run and removes it after), on the release build only.
+run_chat_on_postgres() {
+    local out="$log_dir/chat-postgres.tap"
+    echo "== chat on PostgreSQL (release)"
+    PARLEY_BIN=build/release/parley timeout 900 tests/tools/with_pg.sh node --test \
+        --test-reporter=tap --test-concurrency="$jobs" tests/chat/ >"$out" 2>&1
+    show_failures "$out"
+    count_node "$out"
+}
+
 # The include rule between src/'s layer folders (docs/architecture.md, "Layout"): one test.
 echo "== layers"
 scripts/check_layers.sh >"$log_dir/layers.tap" 2>&1
@@ -101,6 +113,7 @@ count_tap "$log_dir/layers.tap"
 if build release all unit; then
     run_units build/release release
     run_blackbox build/release/parley release
+    run_chat_on_postgres
 fi
 if build asan BUILD=asan all unit; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0

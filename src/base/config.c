@@ -22,6 +22,9 @@ static const char usage[] =
     "one)\n"
     "  --telnet ADDR:PORT        telnet line listener (default 0.0.0.0:2323)\n"
     "  --data DIR                data directory (default ./parley-data)\n"
+    "  --store URL               where rooms, messages and accounts are kept: postgres://... or\n"
+    "                            postgresql://... (a libpq URL) for PostgreSQL, shared by several\n"
+    "                            nodes; default: the embedded SQLite database in --data\n"
     "  --workers N               event-loop threads (default: number of cores)\n"
     "  --max-message BYTES       largest WebSocket message accepted (default 65536)\n"
     "  --echo-endpoint           serve GET /echo, an RFC 6455 echo endpoint\n"
@@ -179,6 +182,7 @@ enum {
     OPT_PUBLIC_HOST,
     OPT_DB_CHECK,
     OPT_SYNC,
+    OPT_STORE,
     OPT_TRUSTED_PROXY,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
@@ -254,6 +258,7 @@ static const struct option options[] = {
     {"public-host", required_argument, NULL, OPT_PUBLIC_HOST},
     {"db-check", required_argument, NULL, OPT_DB_CHECK},
     {"sync", required_argument, NULL, OPT_SYNC},
+    {"store", required_argument, NULL, OPT_STORE},
     {"trusted-proxy", required_argument, NULL, OPT_TRUSTED_PROXY},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
@@ -708,6 +713,12 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
                 cfg->db_check_ms = 0;
             else if (parse_seconds(optarg, &cfg->db_check_ms) < 0)
                 return bad("db-check", optarg, "expected seconds (0 = skip the check)");
+            break;
+        case OPT_STORE:
+            /* Only PostgreSQL is named by URL; the embedded SQLite is the default, not a URL. */
+            if (strncmp(optarg, "postgres://", 11) != 0 && strncmp(optarg, "postgresql://", 13) != 0)
+                return bad("store", optarg, "expected a postgres:// or postgresql:// URL");
+            cfg->store_url = optarg;
             break;
         case OPT_SYNC:
             if (strcmp(optarg, "normal") == 0)

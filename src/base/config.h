@@ -57,6 +57,7 @@ struct config {
     uint32_t react_rate;    /* react bucket, read as rate_limit */
     uint32_t search_rate;   /* search bucket, read as rate_limit (protocol 1.1 rule 73) */
     uint32_t search_scan;   /* search index rows one search request examines at most (rule 72) */
+    const char *store_url;  /* --store: a PostgreSQL URL; NULL = SQLite in data_dir */
     bool sync_full;         /* fsync every commit (power loss), not only write it (kill -9) */
 
     /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */

@@ -50,6 +50,7 @@ struct store_thread {
     struct chat_op **held; /* writes waiting while the gate is HELD */
     size_t n_held, cap_held;
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
+    int64_t batch_clock; /* during a batch: the database's clock (store.h, clock_ms), else 0 */
     /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
      * many batches failed since, not once per batch. */
     uint64_t failed_logged_ms;
@@ -77,7 +78,7 @@ static int64_t now_ms(void)
  */
 static int64_t stamp(struct store_thread *st, bool strictly_later)
 {
-    int64_t now = now_ms();
+    int64_t now = st->batch_clock ? st->batch_clock : now_ms();
     int64_t floor = st->last_ts + (strictly_later ? 1 : 0);
     st->last_ts = now > floor ? now : floor;
     return st->last_ts;
@@ -675,11 +676,15 @@ static void commit_batch(struct service *s)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = db->ops->begin(db);
+    /* A shared database's clock stamps the batch (store.h, clock_ms). */
+    if (rc == 0 && db->ops->clock_ms)
+        rc = db->ops->clock_ms(db, &st->batch_clock);
     size_t applied = 0;
     for (; rc == 0 && applied < st->n_batch; applied++)
         rc = apply_write(st, st->batch[applied]);
     if (rc == 0)
         rc = db->ops->commit(db);
+    st->batch_clock = 0;
     if (rc < 0) {
         db->ops->rollback(db);
         metrics_add(METRIC_STORE_ERRORS, 1);

@@ -429,9 +429,13 @@ struct server *server_prepare(const struct config *cfg, struct listen_fds *inher
         .check_ms = cfg->db_check_ms,
         .standby = standby,
         .sync_full = cfg->sync_full};
-    int rc = store_sqlite_open(cfg->data_dir, &opts, &s->db);
+    int rc = cfg->store_url ? store_pg_open(cfg->store_url, standby, &s->db)
+                            : store_sqlite_open(cfg->data_dir, &opts, &s->db);
     if (rc < 0) {
-        log_error("msg=store_open_failed dir=\"%s\" error=%d", cfg->data_dir, rc);
+        if (cfg->store_url)
+            log_error("msg=store_open_failed backend=postgres error=%d", rc);
+        else
+            log_error("msg=store_open_failed dir=\"%s\" error=%d", cfg->data_dir, rc);
         goto fail;
     }
     if (inherited)

@@ -1,7 +1,8 @@
 /*
  * store: parley's durable state behind a small interface: rooms, messages,
- * accounts and login tokens. One backend per file (store_sqlite.c today;
- * PostgreSQL later), each behind `struct store_ops`.
+ * accounts and login tokens. One backend per file (store_sqlite.c, the embedded
+ * default; store_pg.c, PostgreSQL shared by several nodes), each behind
+ * `struct store_ops`.
  *
  * DESIGN: every function here runs on the store thread only, so a backend
  * needs no locks and may block (on fsync, on a lock, on the network): no
@@ -266,6 +267,10 @@ struct store_ops {
      * each counted up to cap. */
     int (*unread)(struct store *s, const char *room, const char *account, uint64_t after,
                   int64_t min_ts, uint32_t cap, uint32_t *unread, uint32_t *mentions);
+    /* The database's clock in ms since the epoch, read inside the batch (its transaction's
+     * start), so nodes sharing a database stamp events and check ban and mute expiry by one
+     * clock. NULL: the backend has no clock of its own (SQLite; the process's clock is used). */
+    int (*clock_ms)(struct store *s, int64_t *ms);
 };
 
 struct store {
@@ -297,5 +302,14 @@ struct store_sqlite_options {
  */
 int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *opts,
                       struct store **out);
+
+/*
+ * Connects to the PostgreSQL database at url (a libpq connection URI), creates or migrates its
+ * schema by version (under an advisory lock, so nodes starting together migrate once) and
+ * prepares every statement. In standby nothing is written until take_over (which migrates if it
+ * must), and a database whose schema is newer than this binary's is refused. Returns 0 and
+ * *out, or an error after logging why (the URL itself is never logged: it may hold a password).
+ */
+int store_pg_open(const char *url, bool standby, struct store **out);
 
 #endif

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "search_text.h"
+#include "store_rows.h"
 #include "text.h"
 
 #define BUSY_TIMEOUT_MS 2000
@@ -722,17 +723,6 @@ static void sq_close(struct store *s)
     free(ss);
 }
 
-/* True when name[0..n) is a public room name in folded form or a canonical dm room name. */
-static bool valid_room(const char *name, size_t n)
-{
-    char folded[TEXT_NAME_MAX + 1], a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-    if (!name)
-        return false;
-    if (text_fold_room(name, n, folded))
-        return strlen(folded) == n && memcmp(folded, name, n) == 0;
-    return text_parse_dm_room(name, n, a, b);
-}
-
 static int sq_load_rooms(struct store *s, store_room_cb each, void *arg)
 {
     struct sqlite_store *ss = from_base(s);
@@ -740,7 +730,7 @@ static int sq_load_rooms(struct store *s, store_room_cb each, void *arg)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (valid_room(name, (size_t)sqlite3_column_bytes(st, 0)))
+        if (store_valid_room(name, (size_t)sqlite3_column_bytes(st, 0)))
             each(arg, name, (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2));
         else
             log_warn("msg=store_damaged_row table=rooms error=\"not a room name: skipped\"");
@@ -1137,7 +1127,7 @@ static int load_mod_rows(struct sqlite_store *ss, enum stmt id, enum store_mod_k
             break;
         const char *room = (const char *)sqlite3_column_text(st, 0);
         const char *v = (const char *)sqlite3_column_text(st, 1);
-        if (!room || !valid_room(room, strlen(room)) || !v ||
+        if (!room || !store_valid_room(room, strlen(room)) || !v ||
             !text_valid_user(v, strlen(v))) {
             log_warn("msg=store_damaged_row table=moderation error=\"not a room or name: skipped\"");
             continue;
@@ -1158,7 +1148,7 @@ static int sq_load_moderation(struct store *s, int64_t now_ms, store_mod_cb each
         const char *room = (const char *)sqlite3_column_text(st, 0);
         const char *owner = (const char *)sqlite3_column_text(st, 1);
         const char *topic = (const char *)sqlite3_column_text(st, 2);
-        if (!room || !valid_room(room, strlen(room)))
+        if (!room || !store_valid_room(room, strlen(room)))
             continue;
         if (owner && text_valid_user(owner, strlen(owner)))
             each(arg, room, STORE_MOD_OWNER, owner, 0);
@@ -1262,48 +1252,6 @@ static int sq_trim(struct store *s, const char *room, uint64_t upto)
 }
 
 /*
- * A row damaged on disk must not reach a client as it is: text that is not UTF-8 would break
- * the WebSocket (a text frame must be UTF-8), and control characters could drive a terminal.
- * Repairs m in place (text via text_repair, a sender that is not a name shown as "?", a cid
- * that is not a plain string dropped) and returns the buffer the repaired text lives in, for the
- * caller to free after use, or NULL when the row was sound.
- */
-static char *repair_row(struct store_msg *m, size_t from_len, size_t cid_len)
-{
-    bool bad_from = !text_valid_user(m->from, from_len);
-    bool bad_text = text_needs_repair(m->text, m->text_len);
-    bool bad_cid = m->cid && (cid_len < 1 || cid_len > 64 || text_needs_repair(m->cid, cid_len) ||
-                              text_has_control(m->cid, cid_len));
-    if (!bad_from && !bad_text && !bad_cid)
-        return NULL;
-    char room[128];
-    log_warn("msg=store_damaged_row table=events room=%s seq=%llu error=\"repaired before "
-             "sending:%s%s%s\"",
-             log_quote(room, sizeof room, m->room, strlen(m->room)), (unsigned long long)m->seq,
-             bad_from ? " sender" : "", bad_text ? " text" : "", bad_cid ? " cid" : "");
-    if (bad_from)
-        m->from = "?";
-    if (bad_cid)
-        m->cid = NULL;
-    if (!bad_text)
-        return NULL;
-    char *text = xmalloc(3 * m->text_len + 1);
-    m->text_len = text_repair(m->text, m->text_len, text);
-    text[m->text_len] = '\0';
-    m->text = text;
-    return text;
-}
-
-/* Parses an event type as stored; STORE_EV_TYPES when unknown (a newer binary's type). */
-static uint8_t type_from(const unsigned char *name)
-{
-    for (int t = 0; name && t < STORE_EV_TYPES; t++)
-        if (strcmp((const char *)name, store_event_type_name((enum store_event_type)t)) == 0)
-            return (uint8_t)t;
-    return STORE_EV_TYPES;
-}
-
-/*
  * Steps st (columns EVENT_COLS) and hands each row to each, repaired. The strings each gets live
  * in SQLite's row buffers: valid only during that call, so each copies what it keeps, and must
  * not call a read itself (the statement is busy). Returns how many, or an error.
@@ -1316,7 +1264,7 @@ static int each_event(struct sqlite_store *ss, sqlite3_stmt *st, const char *roo
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const char *from = (const char *)sqlite3_column_text(st, 2);
             const char *text = (const char *)sqlite3_column_text(st, 3);
-            uint8_t type = type_from(sqlite3_column_text(st, 5));
+            uint8_t type = store_type_from((const char *)sqlite3_column_text(st, 5));
             if (!from || !text || type == STORE_EV_TYPES)
                 continue; /* NOT NULL columns, known types: only a damaged row gets here */
             struct store_msg m = {
@@ -1343,27 +1291,10 @@ static int each_event(struct sqlite_store *ss, sqlite3_stmt *st, const char *roo
                 int64_t num = sqlite3_column_int64(st, 12);
                 m.duration = num > 0 ? (uint64_t)num : 0;
             }
-            /* A name or reason reaches JSON and terminals: a damaged one is shown as "?" or
-             * left out. */
-            if (m.user && !text_valid_user(m.user, strlen(m.user)))
-                m.user = "?";
-            if (m.detail && (text_needs_repair(m.detail, strlen(m.detail)) ||
-                             text_has_control(m.detail, strlen(m.detail))))
-                m.detail = NULL;
-            if (m.target_from && !text_valid_user(m.target_from, strlen(m.target_from)))
-                m.target_from = "?";
             m.deleted = type == STORE_EV_MESSAGE ? sqlite3_column_int64(st, 10) != 0
                                                  : sqlite3_column_int64(st, 13) != 0;
-            if (m.mentions && !*m.mentions)
-                m.mentions = NULL;
-            char *repaired = repair_row(&m, (size_t)sqlite3_column_bytes(st, 2),
-                                        (size_t)sqlite3_column_bytes(st, 4));
-            /* Names and emoji reach JSON and terminals too: a damaged one is left out. */
-            if (m.mentions && text_needs_repair(m.mentions, strlen(m.mentions)))
-                m.mentions = NULL;
-            if (m.emoji && (text_needs_repair(m.emoji, strlen(m.emoji)) ||
-                            text_has_control(m.emoji, strlen(m.emoji))))
-                m.emoji = NULL;
+            char *repaired = store_repair_row(&m, (size_t)sqlite3_column_bytes(st, 2),
+                                              (size_t)sqlite3_column_bytes(st, 4));
             each(arg, &m);
             free(repaired);
             count++;
@@ -1615,7 +1546,7 @@ static int sq_search(struct store *s, const char *match, uint64_t from, store_se
         if (rc != SQLITE_ROW)
             break;
         const char *room = (const char *)sqlite3_column_text(st, 1);
-        if (!room || !valid_room(room, (size_t)sqlite3_column_bytes(st, 1)))
+        if (!room || !store_valid_room(room, (size_t)sqlite3_column_bytes(st, 1)))
             continue; /* damaged: nothing to show for it */
         if (!each(arg, (uint64_t)sqlite3_column_int64(st, 0), room,
                   (uint64_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3))) {
@@ -1858,7 +1789,7 @@ static int sq_saved_list(struct store *s, const char *account, store_saved_cb ea
             break;
         const char *room = (const char *)sqlite3_column_text(st, 0);
         size_t n = (size_t)sqlite3_column_bytes(st, 0);
-        if (room && valid_room(room, n)) /* a damaged row is left out, not passed on */
+        if (room && store_valid_room(room, n)) /* a damaged row is left out, not passed on */
             each(arg, room, (uint64_t)sqlite3_column_int64(st, 1));
     }
     int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "saved_list", rc);

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freshDataDir, startChatServer } from './lib/server.mjs';
+import { freshDataDir, sqliteOnly, startChatServer } from './lib/server.mjs';
 import { assertKeys, dmRoom, eventually, guest, uniq, uniqRoom, user, connect, PASSWORD } from './lib/chat.mjs';
 
 let server;
@@ -452,7 +452,7 @@ test('--retention trims the index with the messages', async (t) => {
   assert.deepEqual(ids((await search(a, { q: w })).results), ids(sent.slice(3).sort(inOrder)));
 });
 
-test('the migration indexes the messages already stored (a 1.0 database)', async (t) => {
+test('the migration indexes the messages already stored (a 1.0 database)', { skip: sqliteOnly }, async (t) => {
   const dataDir = freshDataDir();
   const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'store-v1.db');
   copyFileSync(fixture, path.join(dataDir, 'parley.db'));
@@ -496,7 +496,7 @@ function indexBlocksWith(dir, s) {
   return Number(execFileSync('sqlite3', [path.join(dir, 'parley.db'), sql]).toString().trim());
 }
 
-test('erasure: a deleted message\'s and a replaced text\'s words leave the index and the files (merged, no old segment keeps them)', async (t) => {
+test('erasure: a deleted message\'s and a replaced text\'s words leave the index and the files (merged, no old segment keeps them)', { skip: sqliteOnly }, async (t) => {
   const s = await startChatServer(['--rate-limit', '0', '--search-rate', '0']);
   t.after(() => s.dispose());
   const a = await user(s, t);

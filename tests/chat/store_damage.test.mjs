@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { serverForTest } from './lib/server.mjs';
+import { serverForTest, sqliteOnly } from './lib/server.mjs';
 import { get } from '../blackbox/lib/http.mjs';
 import { runParley } from '../blackbox/lib/server.mjs';
 import { assertError, connect, eventually, ms, uniqRoom, user } from './lib/chat.mjs';
@@ -32,7 +32,7 @@ async function storedThenStopped(t, count = 3) {
   return { server, room, name: u.name };
 }
 
-test('a data directory whose database went missing or empty refuses to start (exit 2); without the marker it starts afresh', async (t) => {
+test('a data directory whose database went missing or empty refuses to start (exit 2); without the marker it starts afresh', { skip: sqliteOnly }, async (t) => {
   const { server } = await storedThenStopped(t);
   const marker = path.join(server.dataDir, 'store.marker');
   assert.ok(existsSync(marker), 'no marker beside the database');
@@ -65,7 +65,7 @@ test('a data directory whose database went missing or empty refuses to start (ex
   await fresh.stop();
 });
 
-test('quick_check at start refuses a damaged database (exit 2); --db-check 0 skips it', async (t) => {
+test('quick_check at start refuses a damaged database (exit 2); --db-check 0 skips it', { skip: sqliteOnly }, async (t) => {
   const { server } = await storedThenStopped(t, 400);
   const file = dbOf(server);
   // Scribble over one leaf page of the events table (1.0's messages) (dbstat says where they are): the file
@@ -88,7 +88,7 @@ test('quick_check at start refuses a damaged database (exit 2); --db-check 0 ski
   await skipped.stop();
 });
 
-test('a row damaged on disk is repaired before it is sent: U+FFFD for bad bytes and controls, "?" for a bad sender', async (t) => {
+test('a row damaged on disk is repaired before it is sent: U+FFFD for bad bytes and controls, "?" for a bad sender', { skip: sqliteOnly }, async (t) => {
   const { server, room } = await storedThenStopped(t, 3);
   // Invalid UTF-8 and an escape sequence in message 1's text; a sender that is not a name in 2.
   execFileSync('sqlite3', [dbOf(server),
@@ -120,7 +120,7 @@ for (const [what, damage] of [
   ['replaced by a copy', (file) => { copyFileSync(file, `${file}.copy`); renameSync(`${file}.copy`, file); }],
   ['WAL deleted', (file) => rmSync(`${file}-wal`)],
 ]) {
-  test(`database file ${what} under the running server: writes answer server_busy, nothing is acked, /healthz unhealthy, logged once a minute`, async (t) => {
+  test(`database file ${what} under the running server: writes answer server_busy, nothing is acked, /healthz unhealthy, logged once a minute`, { skip: sqliteOnly }, async (t) => {
     const server = await serverForTest(t, ['--rate-limit', '0']);
     const u = await user(server, t);
     const reader = await user(server, t);

@@ -1,17 +1,18 @@
 // Store failures: a full database (--max-db-size), a database locked by another process, and a
-// file that is not a database. The request gets server_busy and the server a log line; nothing
+// file that is not a database; on PostgreSQL, a room locked by another node and a lost
+// connection. The request gets server_busy and the server a log line; nothing
 // unacked is ever delivered or stored, nothing acked is lost, and the server keeps serving.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freshDataDir, serverForTest } from './lib/server.mjs';
+import { freshDataDir, pgAdmin, pgDatabase, pgSession, postgresOnly, serverForTest, sqliteOnly } from './lib/server.mjs';
 import { assertError, assertSeqRun, connect, ms, uniqRoom, user, withTimeout } from './lib/chat.mjs';
 import { runParley } from '../blackbox/lib/server.mjs';
 
 
-test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', async (t) => {
+test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', { skip: sqliteOnly }, async (t) => {
   const server = await serverForTest(t, ['--max-db-size', '262144', '--rate-limit', '0']);
   const writer = await user(server, t);
   const reader = await user(server, t);
@@ -41,7 +42,7 @@ test('--max-db-size: a full database answers server_busy, stores nothing of the 
   await again.loginToken(writer.token);
 });
 
-test('a database locked by another process → server_busy, then the same cid is stored once the lock goes', async (t) => {
+test('a database locked by another process → server_busy, then the same cid is stored once the lock goes', { skip: sqliteOnly }, async (t) => {
   const server = await serverForTest(t, []);
   const u = await user(server, t);
   const room = uniqRoom();
@@ -73,4 +74,50 @@ test('a data file that is not a database: parley refuses to start, with a messag
   assert.equal(run.code, 2, `exit ${JSON.stringify(run)}`);
   assert.match(run.stderr, /level=error/);
   assert.equal(run.signal ?? null, null);
+});
+
+test('PostgreSQL: a room held by another node → server_busy (lock_timeout), then the same cid is stored once', { skip: postgresOnly }, async (t) => {
+  const server = await serverForTest(t, []);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await u.say(room, 'before the lock');
+  // Another node's batch: a session holding the room's row lock (store_pg.c's lock_room).
+  const other = pgSession(server.dataDir);
+  t.after(() => other.kill('SIGKILL'));
+  let out = '';
+  const locked = new Promise((resolve) => other.stdout.on('data', (d) => { out += d; if (out.includes('locked')) resolve(); }));
+  other.stdin.write(`BEGIN;\nSELECT last_seq FROM rooms WHERE name = '${room}' FOR UPDATE;\nSELECT 'locked';\n`);
+  await withTimeout(locked, ms(5000), 'the other session to take the room');
+  const busy = await u.request({ type: 'send', room, text: 'during the lock', cid: 'locked-1' }, { timeoutMs: ms(15000) });
+  assertError(busy, 'server_busy', busy.id, 'a send while another node holds the room');
+  other.stdin.end('COMMIT;\n');
+  await new Promise((resolve) => other.on('exit', resolve));
+  const ack = await u.say(room, 'during the lock', { cid: 'locked-1' });
+  assert.equal(ack.seq, 2);
+  assert.equal((await u.request({ type: 'send', room, text: 'again', cid: 'locked-1' })).seq, 2, 'a second retry is acked with the first seq');
+  const h = await u.expect({ type: 'history', room }, 'history');
+  assert.deepEqual(h.messages.map((m) => [m.seq, m.text]), [[1, 'before the lock'], [2, 'during the lock']]);
+});
+
+test('PostgreSQL: the store connection ended by the server → server_busy at most once, a retry by cid is stored once, the store reconnects', { skip: postgresOnly }, async (t) => {
+  const server = await serverForTest(t, []);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  await u.say(room, 'before');
+  const ended = pgAdmin(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '${pgDatabase(server.dataDir)}' AND application_name = 'parley'`);
+  assert.equal(ended, '1');
+  // The first write after it finds the connection gone (unless a read found it first, and the
+  // store reconnected already): server_busy, which the client answers by retrying its cid.
+  const first = await u.request({ type: 'send', room, text: 'after', cid: 'after-1' });
+  if (first.type !== 'ack') {
+    assertError(first, 'server_busy', first.id, 'the send that found the connection gone');
+    await server.waitForLog((l) => l.fields.msg === 'store_error' && l.fields.backend === 'postgres', ms(5000), 'msg=store_error');
+  }
+  const ack = await u.say(room, 'after', { cid: 'after-1' });
+  assert.equal(ack.seq, 2);
+  await server.waitForLog((l) => l.fields.msg === 'store_reconnected' || first.type === 'ack', ms(5000), 'msg=store_reconnected');
+  const h = await u.expect({ type: 'history', room }, 'history');
+  assert.deepEqual(h.messages.map((m) => [m.seq, m.text]), [[1, 'before'], [2, 'after']]);
 });

@@ -7,8 +7,53 @@ import {
   parleyBin,
   spawnParley,
 } from '../../blackbox/lib/server.mjs';
+import { spawn, spawnSync } from 'node:child_process';
+import path from 'node:path';
 
 export { freshDataDir, parleyBin };
+
+// PARLEY_TEST_STORE=pg runs every chat server on PostgreSQL (--store) instead of SQLite: the
+// server named by PARLEY_TEST_PG_URL (postgresql:///postgres?host=DIR&port=N&user=U, as
+// tests/tools/pg.sh prints; tests/tools/with_pg.sh starts one and sets both). Each data
+// directory gets a database of its own, so a restart on the same directory finds its data and
+// every fresh server starts empty; the database is dropped with the directory.
+export const onPostgres = process.env.PARLEY_TEST_STORE === 'pg';
+const pgAdminUrl = process.env.PARLEY_TEST_PG_URL ?? '';
+if (onPostgres && !pgAdminUrl.startsWith('postgresql:///')) {
+  throw new Error('PARLEY_TEST_STORE=pg needs PARLEY_TEST_PG_URL (see tests/tools/with_pg.sh)');
+}
+
+// The skip option of a test of SQLite's own files (damage, size cap, locks, a 1.0 database file,
+// bytes left in the files): such a test does not apply to a run on PostgreSQL.
+export const sqliteOnly = onPostgres ? 'about the SQLite files; this run is on PostgreSQL' : false;
+
+// The skip option of a test of the PostgreSQL store itself.
+export const postgresOnly = onPostgres ? false : 'about the PostgreSQL store; run with PARLEY_TEST_STORE=pg';
+
+// Runs one SQL command on the server's admin database with psql; its output (unaligned, tuples
+// only). Throws on failure.
+export function pgAdmin(sql) {
+  const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', pgAdminUrl, '-c', sql], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql ${sql}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
+// A psql session on the database of dataDir, for a test to drive line by line (its stdin).
+export function pgSession(dataDir) {
+  return spawn('psql', ['-X', '-tA', '-d', pgStoreUrl(dataDir)], { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+// The database of a data directory: its name, from the directory's (unique under the tmp dir).
+export function pgDatabase(dataDir) {
+  return `parley_${path.basename(dataDir).replace(/[^A-Za-z0-9]/g, '_').toLowerCase()}`;
+}
+
+// The --store URL of dataDir's database, created if it does not exist yet.
+function pgStoreUrl(dataDir) {
+  const db = pgDatabase(dataDir);
+  if (pgAdmin(`SELECT 1 FROM pg_database WHERE datname = '${db}'`) !== '1') pgAdmin(`CREATE DATABASE ${db} ENCODING 'UTF8' TEMPLATE template0`);
+  return pgAdminUrl.replace('postgresql:///postgres', `postgresql:///${db}`);
+}
 
 // Options every chat test server gets unless it asks otherwise.
 export const DEFAULT_ARGS = ['--password-cost', 'min'];
@@ -22,7 +67,8 @@ export class ChatServer extends ParleyProcess {
   static async start(extraArgs = [], { dataDir, defaults = DEFAULT_ARGS, readyTimeoutMs = READY_TIMEOUT, tls, env, bin } = {}) {
     const dir = dataDir ?? freshDataDir();
     const tlsArgs = tls ? ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile] : [];
-    const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...tlsArgs, ...extraArgs];
+    const storeArgs = onPostgres && !extraArgs.includes('--store') ? ['--store', pgStoreUrl(dir)] : [];
+    const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...tlsArgs, ...storeArgs, ...extraArgs];
     const { child, exited } = spawnParley(args, { env, bin });
     const server = new ChatServer(child, exited, dir);
     server.args = args;
@@ -49,6 +95,12 @@ export class ChatServer extends ParleyProcess {
 
   get wsUrl() {
     return `${this.tls ? 'wss' : 'ws'}://127.0.0.1:${this.httpPort}/ws`;
+  }
+
+  // Removes the data directory, and on PostgreSQL its database.
+  removeData() {
+    super.removeData();
+    if (onPostgres) pgAdmin(`DROP DATABASE IF EXISTS ${pgDatabase(this.dataDir)} WITH (FORCE)`);
   }
 
   // Ends the process (SIGKILL if needed) and removes its data directory.
