@@ -38,6 +38,9 @@ struct seq_room {
      * (0: not known). Each message stored moves it to the next message, an index seek, instead
      * of counting N messages back at every send. */
     uint64_t cut;
+    /* The batch whose transaction last read last_seq from a shared database (store.h,
+     * room_seq): read once per room and batch, since the room's lock holds until its end. */
+    uint64_t synced_batch;
 };
 
 struct store_thread {
@@ -51,6 +54,7 @@ struct store_thread {
     size_t n_held, cap_held;
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
     int64_t batch_clock; /* during a batch: the database's clock (store.h, clock_ms), else 0 */
+    uint64_t batch_no;   /* counts batches, from 1 (seq_room.synced_batch) */
     /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
      * many batches failed since, not once per batch. */
     uint64_t failed_logged_ms;
@@ -508,6 +512,18 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         return 0;
     }
     struct seq_room *room = room_of(st, op->room);
+    if (db->ops->room_seq && room->synced_batch != st->batch_no) {
+        /* Another node may have written the room since this counter last moved. */
+        uint64_t stored = 0;
+        rc = db->ops->room_seq(db, op->room, &stored);
+        if (rc < 0)
+            return rc;
+        room->synced_batch = st->batch_no;
+        if (stored != room->last_seq) {
+            room->last_seq = stored;
+            room->cut = 0; /* found again by counting, next time */
+        }
+    }
     op->seq = room->last_seq + 1;
     op->ts = now;
     struct store_msg m = chat_op_event(op);
@@ -675,6 +691,7 @@ static void commit_batch(struct service *s)
     struct store *db = st->db;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    st->batch_no++;
     int rc = db->ops->begin(db);
     /* A shared database's clock stamps the batch (store.h, clock_ms). */
     if (rc == 0 && db->ops->clock_ms)
@@ -1106,6 +1123,35 @@ static uint64_t read_page(struct store_thread *st, struct chat_op *op)
     return ctx.first;
 }
 
+static void collect_live(void *arg, const struct store_msg *m)
+{
+    struct read_ctx *rc = arg;
+    struct msg_rec r = events_event(m, NULL, EVENTS_LIVE);
+    chat_op_add_msg(rc->op, &r);
+    if (m->type == STORE_EV_EDIT) { /* the ring keeps an edit as a replay shows it (rule 48) */
+        r = events_event(m, NULL, EVENTS_REPLAY);
+        chat_op_add_msg(rc->op, &r);
+    }
+    if (!rc->first)
+        rc->first = m->seq;
+    rc->last = m->seq;
+}
+
+/* A page of the broker's fill of a gap (hub_broker.h): (join_after, seq], in live form, back to
+ * the hub; more when the page was full. */
+static void read_fill(struct store_thread *st, struct chat_op *op)
+{
+    struct read_ctx ctx = {op, 0, op->join_after};
+    uint64_t before = op->seq == UINT64_MAX ? UINT64_MAX : op->seq + 1;
+    int rc = st->db->ops->read(st->db, op->room, op->join_after, before, 0, REPLAY_PAGE, false,
+                               collect_live, &ctx);
+    if (rc < 0)
+        chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
+    op->more = rc >= REPLAY_PAGE;
+    op->join_after = ctx.last;
+    chat_to_hub(op);
+}
+
 /* A join whose replay reaches below the hub's ring: its first page, and whether retention cut
  * into what was asked for. The hub answers the join; the worker reads the rest page by page. */
 static void read_replay(struct store_thread *st, struct chat_op *op)
@@ -1260,6 +1306,9 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     case CHAT_REPLAY:
         read_replay_page(st, op);
+        return;
+    case CHAT_FILL:
+        read_fill(st, op);
         return;
     case CHAT_LOGIN_TOKEN:
         login_token(st, op);

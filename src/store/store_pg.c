@@ -721,6 +721,33 @@ static int lock_room(struct pg_store *ps, const char *room)
     return ret;
 }
 
+/* The room's last seq under its row lock (store.h): the counter of a node that another node
+ * overtook is set right here, before it numbers an event, instead of failing at the insert. */
+static int pg_room_seq(struct store *s, const char *room, uint64_t *seq)
+{
+    struct pg_store *ps = from_base(s);
+    int ret = batch_lost(ps);
+    if (ret != 0)
+        return ret;
+    struct params p = {0};
+    p_text(&p, room);
+    int64_t last = 0;
+    ret = query_i64(ps, ST_LOCK_ROOM, "room_seq", &p, &last);
+    if (ret == -ENOENT) {
+        *seq = 0;
+        return 0;
+    }
+    if (ret != 0)
+        return note(ps, ret);
+    bool held = false;
+    for (size_t i = 0; i < ps->n_locked && !held; i++)
+        held = strcmp(ps->locked[i], room) == 0;
+    if (!held && ps->n_locked < LOCKED_ROOMS_MAX)
+        ps->locked[ps->n_locked++] = xstrdup(room);
+    *seq = last > 0 ? (uint64_t)last : 0;
+    return 0;
+}
+
 /* --- the batch --- */
 
 static int pg_begin(struct store *s)
@@ -2030,6 +2057,7 @@ static const struct store_ops pg_ops = {
     .saved_list = pg_saved_list,
     .unread = pg_unread,
     .clock_ms = pg_clock_ms,
+    .room_seq = pg_room_seq,
 };
 
 int store_pg_open(const char *url, bool standby, struct store **out)

@@ -1,0 +1,457 @@
+/* hub_broker: the hub's side of the broker: publishes what the hub stores, decodes what other nodes
+ * publish, and answers the broker's fills from the store. */
+#include "hub_broker.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "events.h"
+#include "log.h"
+#include "map.h"
+#include "text.h"
+
+/* The user events that are the hub's, not a user's: an account registered, a room made. */
+#define HUB_USER "*"
+
+struct hub_broker {
+    struct broker *broker;
+    struct hub_broker_hooks hooks;
+    struct map followed; /* room -> (void *)1 while followed */
+};
+
+/* --- the wire form of an event: a stored event's fields --- */
+
+struct wire {
+    char *p;
+    size_t n, cap;
+};
+
+static void put(struct wire *w, const void *p, size_t n)
+{
+    if (w->n + n > w->cap) {
+        w->cap = (w->n + n) * 2 + 64;
+        w->p = xrealloc(w->p, w->cap);
+    }
+    memcpy(w->p + w->n, p, n);
+    w->n += n;
+}
+
+static void put_u64(struct wire *w, uint64_t v)
+{
+    put(w, &v, sizeof v);
+}
+
+/* A string as its length and bytes; NULL as UINT32_MAX. */
+static void put_str(struct wire *w, const char *s, size_t n)
+{
+    uint32_t len = s ? (uint32_t)n : UINT32_MAX;
+    put(w, &len, sizeof len);
+    if (s)
+        put(w, s, n);
+}
+
+static void put_cstr(struct wire *w, const char *s)
+{
+    put_str(w, s, s ? strlen(s) : 0);
+}
+
+static void wire_event(struct wire *w, const struct store_msg *m, const char *peer)
+{
+    put_u64(w, m->seq);
+    put_u64(w, (uint64_t)m->ts);
+    put_u64(w, m->target);
+    put_u64(w, m->reply_to);
+    put_u64(w, (uint64_t)m->edited);
+    put_u64(w, m->duration);
+    uint8_t flags[3] = {m->type, m->deleted, m->on};
+    put(w, flags, sizeof flags);
+    put_cstr(w, m->room);
+    put_cstr(w, m->from);
+    put_str(w, m->text, m->text_len);
+    put_cstr(w, m->cid);
+    put_cstr(w, m->mentions);
+    put_cstr(w, m->emoji);
+    put_cstr(w, m->target_from);
+    put_cstr(w, m->user);
+    put_cstr(w, m->detail);
+    put_cstr(w, peer);
+}
+
+/* Reading it back: every string is copied out NUL-terminated into one arena. */
+struct reader {
+    const char *p;
+    size_t n;
+    bool bad;
+    char *arena;
+    size_t used;
+};
+
+static bool get(struct reader *r, void *out, size_t n)
+{
+    if (r->bad || r->n < n) {
+        r->bad = true;
+        return false;
+    }
+    memcpy(out, r->p, n);
+    r->p += n;
+    r->n -= n;
+    return true;
+}
+
+static uint64_t get_u64(struct reader *r)
+{
+    uint64_t v = 0;
+    get(r, &v, sizeof v);
+    return v;
+}
+
+static const char *get_str(struct reader *r, size_t *len)
+{
+    uint32_t n = 0;
+    if (!get(r, &n, sizeof n) || n == UINT32_MAX)
+        return NULL;
+    if (n > r->n) {
+        r->bad = true;
+        return NULL;
+    }
+    char *s = r->arena + r->used;
+    memcpy(s, r->p, n);
+    s[n] = '\0';
+    r->used += (size_t)n + 1;
+    r->p += n;
+    r->n -= n;
+    if (len)
+        *len = n;
+    return s;
+}
+
+/* Fills ev from the wire form; false (ev untouched) when data is not one. */
+static bool unwire_event(const void *data, size_t len, struct hub_event *ev)
+{
+    struct reader r = {.p = data, .n = len, .arena = xmalloc(len + 16)};
+    struct store_msg m = {0};
+    m.seq = get_u64(&r);
+    m.ts = (int64_t)get_u64(&r);
+    m.target = get_u64(&r);
+    m.reply_to = get_u64(&r);
+    m.edited = (int64_t)get_u64(&r);
+    m.duration = get_u64(&r);
+    uint8_t flags[3] = {0};
+    get(&r, flags, sizeof flags);
+    m.type = flags[0];
+    m.deleted = flags[1];
+    m.on = flags[2];
+    m.room = get_str(&r, NULL);
+    m.from = get_str(&r, NULL);
+    m.text = get_str(&r, &m.text_len);
+    m.cid = get_str(&r, NULL);
+    m.mentions = get_str(&r, NULL);
+    m.emoji = get_str(&r, NULL);
+    m.target_from = get_str(&r, NULL);
+    m.user = get_str(&r, NULL);
+    m.detail = get_str(&r, NULL);
+    const char *peer = get_str(&r, NULL);
+    bool ok = !r.bad && r.n == 0 && m.room && m.from && m.seq && strlen(m.room) < CHAT_ROOM_MAX &&
+              m.type <= STORE_EV_UNMUTE;
+    if (ok) {
+        memset(ev, 0, sizeof *ev);
+        memcpy(ev->room, m.room, strlen(m.room));
+        if (!m.text)
+            m.text = "";
+        ev->live = events_event(&m, peer, EVENTS_LIVE);
+        ev->ring = m.type == STORE_EV_EDIT ? events_event(&m, peer, EVENTS_REPLAY)
+                                           : msg_rec_ref(&ev->live);
+    }
+    free(r.arena);
+    return ok;
+}
+
+static void set_dm_users(struct hub_event *ev)
+{
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (strncmp(ev->room, "dm:", 3) != 0 ||
+        !text_parse_dm_room(ev->room, strlen(ev->room), a, b))
+        return;
+    snprintf(ev->user_a, sizeof ev->user_a, "%s", a);
+    snprintf(ev->user_b, sizeof ev->user_b, "%s", b);
+}
+
+void hub_event_free(struct hub_event *ev)
+{
+    if (!ev)
+        return;
+    msg_rec_release(&ev->live);
+    msg_rec_release(&ev->ring);
+    free(ev);
+}
+
+/* --- the broker's callbacks --- */
+
+static void on_room_event(void *ctx, const char *room, uint64_t seq, void *obj, const void *data,
+                          size_t len)
+{
+    struct hub_broker *hb = ctx;
+    struct hub_event *ev = obj;
+    if (!ev) {
+        ev = xmalloc(sizeof *ev);
+        if (!unwire_event(data, len, ev) || ev->live.seq != seq || strcmp(ev->room, room) != 0) {
+            char q[96];
+            log_error("msg=broker_bad_event room=%s seq=%" PRIu64 " bytes=%zu",
+                      log_quote(q, sizeof q, room, strlen(room)), seq, len);
+            free(ev);
+            return;
+        }
+        set_dm_users(ev);
+    }
+    hb->hooks.deliver(hb->hooks.hub, ev);
+}
+
+static void on_release(void *ctx, void *obj)
+{
+    struct hub_broker *hb = ctx;
+    struct hub_event *ev = obj;
+    if (ev->op)
+        hb->hooks.deliver(hb->hooks.hub, ev); /* the ack still goes (the hub skips the rest) */
+    else
+        hub_event_free(ev);
+}
+
+static void on_fill(void *ctx, const char *room, uint64_t from, uint64_t to)
+{
+    (void)ctx;
+    struct chat_op *op = chat_op_new(CHAT_FILL, 0, 0);
+    snprintf(op->room, sizeof op->room, "%s", room);
+    op->join_after = from - 1;
+    op->seq = to;
+    op->since = from; /* where the fill began: its answer when nothing was there */
+    chat_to_store(op);
+}
+
+/* Splits "<word> <rest>" data; false when there is no space. */
+static bool split(const void *data, size_t len, char *word, size_t wcap, const char **rest,
+                  size_t *rest_len)
+{
+    const char *s = data, *sp = memchr(s, ' ', len);
+    if (!sp || (size_t)(sp - s) >= wcap)
+        return false;
+    memcpy(word, s, (size_t)(sp - s));
+    word[sp - s] = '\0';
+    *rest = sp + 1;
+    *rest_len = len - (size_t)(sp - s) - 1;
+    return true;
+}
+
+static void on_user_event(void *ctx, const char *user, const void *data, size_t len)
+{
+    struct hub_broker *hb = ctx;
+    if (len < 2)
+        return;
+    const char *s = data;
+    char word[CHAT_ROOM_MAX], name[CHAT_ROOM_MAX];
+    const char *rest;
+    size_t rest_len;
+    switch (s[0]) {
+    case 'D': { /* a dm: straight to its users here, unless the room's order brings it */
+        struct hub_event *ev = xmalloc(sizeof *ev);
+        if (!unwire_event(s + 1, len - 1, ev)) {
+            free(ev);
+            return;
+        }
+        set_dm_users(ev);
+        if (map_get(&hb->followed, ev->room))
+            hub_event_free(ev);
+        else
+            hb->hooks.deliver_dm(hb->hooks.hub, ev);
+        return;
+    }
+    case 'r': /* "r <seq> <room>": a read marker */
+        if (split(s + 2, len - 2, word, sizeof word, &rest, &rest_len) && rest_len < sizeof name) {
+            memcpy(name, rest, rest_len);
+            name[rest_len] = '\0';
+            hb->hooks.user_read(hb->hooks.hub, user, name, strtoull(word, NULL, 10));
+        }
+        return;
+    case 'l': /* "l <room>": a registered user left a room (rule 67) */
+        if (len - 2 < sizeof name) {
+            memcpy(name, s + 2, len - 2);
+            name[len - 2] = '\0';
+            hb->hooks.user_left(hb->hooks.hub, user, name);
+        }
+        return;
+    case 'R': /* "R <created_ms> <name>": an account registered */
+        if (strcmp(user, HUB_USER) == 0 &&
+            split(s + 2, len - 2, word, sizeof word, &rest, &rest_len) && rest_len < sizeof name) {
+            memcpy(name, rest, rest_len);
+            name[rest_len] = '\0';
+            hb->hooks.registered(hb->hooks.hub, name, strtoll(word, NULL, 10));
+        }
+        return;
+    case 'C': /* "C <room>": a room made */
+        if (strcmp(user, HUB_USER) == 0 && len - 2 < sizeof name) {
+            memcpy(name, s + 2, len - 2);
+            name[len - 2] = '\0';
+            hb->hooks.room_made(hb->hooks.hub, name);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+static void on_presence(void *ctx, const char *user, bool online)
+{
+    (void)ctx, (void)user, (void)online; /* the presence helper's part */
+}
+
+static void on_state(void *ctx, bool up)
+{
+    (void)ctx;
+    (void)up; /* logged by the broker; a fill of every followed room follows a return */
+}
+
+struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
+                                  const struct hub_broker_hooks *hooks)
+{
+    struct hub_broker *hb = xcalloc(1, sizeof *hb);
+    hb->hooks = *hooks;
+    map_init(&hb->followed, true);
+    struct broker_user u = {
+        .ctx = hb,
+        .room_event = on_room_event,
+        .release = on_release,
+        .fill = on_fill,
+        .user_event = on_user_event,
+        .presence = on_presence,
+        .state = on_state,
+    };
+    hb->broker = broker_new(l, cfg, &u);
+    if (!hb->broker) {
+        map_free(&hb->followed);
+        free(hb);
+        return NULL;
+    }
+    return hb;
+}
+
+void hub_broker_free(struct hub_broker *hb)
+{
+    if (!hb)
+        return;
+    broker_free(hb->broker);
+    map_free(&hb->followed);
+    free(hb);
+}
+
+const struct broker *hub_broker_broker(const struct hub_broker *hb)
+{
+    return hb->broker;
+}
+
+void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest)
+{
+    map_put(&hb->followed, room, (void *)1);
+    broker_follow(hb->broker, room, newest);
+}
+
+void hub_broker_unfollow(struct hub_broker *hb, const char *room)
+{
+    map_del(&hb->followed, room);
+    broker_unfollow(hb->broker, room);
+}
+
+bool hub_broker_following(const struct hub_broker *hb, const char *room)
+{
+    return map_get((struct map *)&hb->followed, room) != NULL;
+}
+
+void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *peer)
+{
+    struct store_msg m = chat_op_event(op);
+    m.target_from = op->target_from[0] ? op->target_from : NULL;
+    struct hub_event *ev = xcalloc(1, sizeof *ev);
+    memcpy(ev->room, op->room, sizeof ev->room);
+    ev->live = events_event(&m, peer, EVENTS_LIVE);
+    ev->ring = op->kind == CHAT_EDIT ? events_event(&m, peer, EVENTS_REPLAY)
+                                     : msg_rec_ref(&ev->live);
+    if (op->room_is_dm) {
+        memcpy(ev->user_a, op->user_lc, sizeof ev->user_a);
+        memcpy(ev->user_b, op->to_lc, sizeof ev->user_b);
+    }
+    ev->op = op;
+    struct wire w = {0};
+    put(&w, "D", 1);
+    wire_event(&w, &m, peer);
+    if (op->room_is_dm) /* to both users' connections on nodes that do not follow the room */
+        broker_publish_user(hb->broker, op->user_lc, w.p, w.n);
+    broker_publish_room(hb->broker, op->room, op->seq, ev, w.p + 1, w.n - 1);
+    free(w.p);
+}
+
+void hub_broker_filled(struct hub_broker *hb, struct chat_op *op)
+{
+    if (op->err) {
+        broker_fill_failed(hb->broker, op->room);
+        chat_op_free(op);
+        return;
+    }
+    uint64_t last = 0;
+    for (size_t i = 0; i < op->n_msgs; i++) {
+        struct hub_event *ev = xcalloc(1, sizeof *ev);
+        memcpy(ev->room, op->room, sizeof ev->room);
+        ev->live = op->msgs[i];
+        /* An edit comes with its replay form next (store_thread's read_fill). */
+        if (i + 1 < op->n_msgs && op->msgs[i + 1].seq == ev->live.seq)
+            ev->ring = op->msgs[++i];
+        else
+            ev->ring = msg_rec_ref(&ev->live);
+        set_dm_users(ev);
+        last = ev->live.seq;
+        broker_fill_event(hb->broker, op->room, last, ev);
+    }
+    op->n_msgs = 0;
+    if (op->more && (op->seq == BROKER_NEWEST || op->join_after < op->seq)) {
+        chat_to_store(op); /* the next page, from op->join_after */
+        return;
+    }
+    uint64_t upto = op->seq != BROKER_NEWEST ? op->seq : last ? last : op->since - 1;
+    broker_fill_done(hb->broker, op->room, upto);
+    chat_op_free(op);
+}
+
+static void publish_text(struct hub_broker *hb, const char *user, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void publish_text(struct hub_broker *hb, const char *user, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof buf)
+        broker_publish_user(hb->broker, user, buf, (size_t)n);
+}
+
+void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *room, uint64_t seq)
+{
+    publish_text(hb, user_lc, "r %" PRIu64 " %s", seq, room);
+}
+
+void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room)
+{
+    publish_text(hb, user_lc, "l %s", room);
+}
+
+void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms)
+{
+    publish_text(hb, HUB_USER, "R %" PRId64 " %s", created_ms, name);
+}
+
+void hub_broker_room_made(struct hub_broker *hb, const char *room)
+{
+    publish_text(hb, HUB_USER, "C %s", room);
+}

@@ -1,0 +1,73 @@
+/*
+ * hub_broker: the hub's side of the broker (broker.h): what the hub stores is published to the
+ * other nodes, and what they publish is decoded into the hub's event form and handed back to the
+ * hub, in seq order, to fan out as its own.
+ *
+ * DESIGN: the hub owns its rooms and sessions; this module owns the broker and the wire form of
+ * an event between nodes (a stored event's fields, not its JSON: the receiving hub encodes it
+ * for its own transports exactly as the storing one did). The hub reaches in through the
+ * callbacks of struct hub_broker_hooks, so hub.c keeps its state private.
+ */
+#ifndef PARLEY_HUB_BROKER_H
+#define PARLEY_HUB_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "chat.h"
+#include "config.h"
+#include "loop.h"
+
+/* An event on its way to delivery: its live form (and the ring's form, which differs for an
+ * edit), the dm's two users, and for this node's own events the op whose ack rides on it. */
+struct hub_event {
+    char room[CHAT_ROOM_MAX];
+    struct msg_rec live, ring;
+    char user_a[CHAT_NAME_MAX], user_b[CHAT_NAME_MAX]; /* a dm's users (lower case), else "" */
+    struct chat_op *op;                                /* NULL: another node stored it */
+};
+
+/* What the hub does for the broker, on the hub's thread. */
+struct hub_broker_hooks {
+    void *hub;
+    /* Delivers ev (taking it) to the room's members here, in seq order, each once. */
+    void (*deliver)(void *hub, struct hub_event *ev);
+    /* Another node's dm reached users here (best effort): delivers ev (taking it), no order. */
+    void (*deliver_dm)(void *hub, struct hub_event *ev);
+    /* A read marker moved, or a registered user left a room, on another node. */
+    void (*user_read)(void *hub, const char *user_lc, const char *room, uint64_t seq);
+    void (*user_left)(void *hub, const char *user_lc, const char *room);
+    /* An account was registered on another node (name as registered). */
+    void (*registered)(void *hub, const char *name, int64_t created_ms);
+    /* A room was made on another node. */
+    void (*room_made)(void *hub, const char *room);
+};
+
+struct hub_broker;
+
+struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
+                                  const struct hub_broker_hooks *hooks);
+void hub_broker_free(struct hub_broker *hb);
+const struct broker *hub_broker_broker(const struct hub_broker *hb);
+
+/* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. */
+void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);
+void hub_broker_unfollow(struct hub_broker *hb, const char *room);
+bool hub_broker_following(const struct hub_broker *hb, const char *room);
+
+/* A stored event (op at stage 1, its ack riding on it): published, and delivered here in order
+ * through hooks->deliver. peer: a dm's other party as shown, else NULL. */
+void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *peer);
+/* The store's answer to a fill (a CHAT_FILL op): given to the broker; takes op. */
+void hub_broker_filled(struct hub_broker *hb, struct chat_op *op);
+/* Frees ev (a delivered or dropped event). */
+void hub_event_free(struct hub_event *ev);
+
+/* User events to the other nodes (best effort). */
+void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *room, uint64_t seq);
+void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);
+void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
+void hub_broker_room_made(struct hub_broker *hb, const char *room);
+
+#endif
