@@ -353,6 +353,52 @@ static int rank_in(struct store_thread *st, const char *room, const char *name_l
     return 0;
 }
 
+/* A shared database (store.h, room_seq): reads the room's seq under its row lock, once per batch
+ * (the lock holds until the batch ends), since another node may have written the room since this
+ * counter last moved. */
+static int sync_seq(struct store_thread *st, const char *name)
+{
+    struct store *db = st->db;
+    struct seq_room *room = room_of(st, name);
+    if (!db->ops->room_seq || room->synced_batch == st->batch_no)
+        return 0;
+    uint64_t stored = 0;
+    int rc = db->ops->room_seq(db, name, &stored);
+    if (rc < 0)
+        return rc;
+    room->synced_batch = st->batch_no;
+    if (stored != room->last_seq) {
+        room->last_seq = stored;
+        room->cut = 0; /* found again by counting, next time */
+    }
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Takes the locks of every room the batch stores an event in, in name order, before anything
+ * else: every node locks in the same order, so two batches never deadlock on each other. */
+static int lock_rooms(struct store_thread *st)
+{
+    if (!st->db->ops->room_seq)
+        return 0;
+    const char **names = xmalloc(st->n_batch * sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_batch; i++)
+        if (chat_op_stores_event(st->batch[i]->kind) && st->batch[i]->room[0])
+            names[n++] = st->batch[i]->room;
+    qsort(names, n, sizeof *names, by_name);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+            rc = sync_seq(st, names[i]);
+    free(names);
+    return rc;
+}
+
 /* Retention (rule 47): a room's newest N messages are kept, and every event after the oldest
  * of them. */
 static int retain(struct store_thread *st, const struct chat_op *op)
@@ -512,18 +558,9 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         return 0;
     }
     struct seq_room *room = room_of(st, op->room);
-    if (db->ops->room_seq && room->synced_batch != st->batch_no) {
-        /* Another node may have written the room since this counter last moved. */
-        uint64_t stored = 0;
-        rc = db->ops->room_seq(db, op->room, &stored);
-        if (rc < 0)
-            return rc;
-        room->synced_batch = st->batch_no;
-        if (stored != room->last_seq) {
-            room->last_seq = stored;
-            room->cut = 0; /* found again by counting, next time */
-        }
-    }
+    rc = sync_seq(st, op->room);
+    if (rc < 0)
+        return rc;
     op->seq = room->last_seq + 1;
     op->ts = now;
     struct store_msg m = chat_op_event(op);
@@ -696,6 +733,8 @@ static void commit_batch(struct service *s)
     /* A shared database's clock stamps the batch (store.h, clock_ms). */
     if (rc == 0 && db->ops->clock_ms)
         rc = db->ops->clock_ms(db, &st->batch_clock);
+    if (rc == 0)
+        rc = lock_rooms(st);
     size_t applied = 0;
     for (; rc == 0 && applied < st->n_batch; applied++)
         rc = apply_write(st, st->batch[applied]);
