@@ -363,7 +363,7 @@ static int sync_seq(struct store_thread *st, const char *name)
     if (!db->ops->room_seq || room->synced_batch == st->batch_no)
         return 0;
     uint64_t stored = 0;
-    int rc = db->ops->room_seq(db, name, &stored);
+    int rc = db->ops->room_seq(db, name, stamp(st, false), &stored);
     if (rc < 0)
         return rc;
     room->synced_batch = st->batch_no;

@@ -723,20 +723,23 @@ static int lock_room(struct pg_store *ps, const char *room)
 
 /* The room's last seq under its row lock (store.h): the counter of a node that another node
  * overtook is set right here, before it numbers an event, instead of failing at the insert. */
-static int pg_room_seq(struct store *s, const char *room, uint64_t *seq)
+static int pg_room_seq(struct store *s, const char *room, int64_t now_ms, uint64_t *seq)
 {
     struct pg_store *ps = from_base(s);
     int ret = batch_lost(ps);
     if (ret != 0)
         return ret;
+    /* The row first, so its lock is taken here, in the caller's order, not at the insert. */
     struct params p = {0};
+    p_text(&p, room);
+    p_i64(&p, now_ms);
+    ret = note(ps, run(ps, ST_ROOM_ENSURE, "room_seq", &p));
+    if (ret != 0)
+        return ret;
+    p = (struct params){0};
     p_text(&p, room);
     int64_t last = 0;
     ret = query_i64(ps, ST_LOCK_ROOM, "room_seq", &p, &last);
-    if (ret == -ENOENT) {
-        *seq = 0;
-        return 0;
-    }
     if (ret != 0)
         return note(ps, ret);
     bool held = false;
