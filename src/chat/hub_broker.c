@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,16 +13,22 @@
 #include "events.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "text.h"
 
 /* The user events that are the hub's, not a user's: an account registered, a room made. */
 #define HUB_USER "*"
 
 struct hub_broker {
+    const struct config *cfg;
     struct broker *broker;
     struct hub_broker_hooks hooks;
     struct map followed; /* room -> (void *)1 while followed */
 };
+
+/* The process's one hub's, for /healthz and /metrics on the workers' threads (broker_status is
+ * readable from any thread). */
+static _Atomic(struct hub_broker *) the_broker;
 
 /* --- the wire form of an event: a stored event's fields --- */
 
@@ -318,6 +325,7 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
 {
     struct hub_broker *hb = xcalloc(1, sizeof *hb);
     hb->hooks = *hooks;
+    hb->cfg = cfg;
     map_init(&hb->followed, true);
     struct broker_user u = {
         .ctx = hb,
@@ -334,6 +342,7 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
         free(hb);
         return NULL;
     }
+    atomic_store_explicit(&the_broker, hb, memory_order_release);
     return hb;
 }
 
@@ -341,6 +350,7 @@ void hub_broker_free(struct hub_broker *hb)
 {
     if (!hb)
         return;
+    atomic_store_explicit(&the_broker, NULL, memory_order_release);
     broker_free(hb->broker);
     map_free(&hb->followed);
     free(hb);
@@ -454,4 +464,59 @@ void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t crea
 void hub_broker_room_made(struct hub_broker *hb, const char *room)
 {
     publish_text(hb, HUB_USER, "C %s", room);
+}
+
+/* --- /healthz and /metrics --- */
+
+/* Copies s into out as the inside of a JSON string: what would need escaping becomes '_'. */
+static void json_plain(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 1 < cap; s++)
+        out[n++] = (unsigned char)*s < 0x20 || *s == '"' || *s == '\\' ? '_' : *s;
+    out[n] = '\0';
+}
+
+void hub_broker_health(char *out, size_t cap)
+{
+    struct hub_broker *hb = atomic_load_explicit(&the_broker, memory_order_acquire);
+    if (!hb)
+        return;
+    struct broker_status st;
+    broker_status(hb->broker, &st);
+    char node[sizeof hb->cfg->node];
+    json_plain(node, sizeof node, hb->cfg->node);
+    snprintf(out, cap,
+             ",\"node\":\"%s\",\"store\":{\"backend\":\"%s\",\"ok\":%s},"
+             "\"broker\":{\"kind\":\"%s\",\"id\":\"%s\",\"up\":%s,\"since\":%" PRIu64
+             ",\"reconnects\":%" PRIu64 "}",
+             node, hb->cfg->store_url ? "postgres" : "sqlite",
+             metrics_store_problem() ? "false" : "true", st.kind, st.id, st.up ? "true" : "false",
+             st.since_ms, st.reconnects);
+}
+
+void hub_broker_metrics(struct metrics_out *o)
+{
+    struct hub_broker *hb = atomic_load_explicit(&the_broker, memory_order_acquire);
+    if (!hb)
+        return;
+    struct broker_status st;
+    broker_status(hb->broker, &st);
+    metrics_put(o,
+                "# HELP parley_broker_up 1 while the broker reaches the other nodes (always 1 "
+                "when alone).\n# TYPE parley_broker_up gauge\nparley_broker_up{kind=\"%s\"} %d\n"
+                "# HELP parley_broker_events_total Room and user events sent to and received from "
+                "other nodes.\n# TYPE parley_broker_events_total counter\n"
+                "parley_broker_events_total{direction=\"published\"} %" PRIu64 "\n"
+                "parley_broker_events_total{direction=\"received\"} %" PRIu64 "\n"
+                "# HELP parley_broker_fills_total Gaps in a room's events filled from the store.\n"
+                "# TYPE parley_broker_fills_total counter\nparley_broker_fills_total %" PRIu64 "\n"
+                "# HELP parley_broker_reconnects_total Times the broker came back after being "
+                "down.\n# TYPE parley_broker_reconnects_total counter\n"
+                "parley_broker_reconnects_total %" PRIu64 "\n"
+                "# HELP parley_broker_reaped_total Dead nodes whose leases this node cleared.\n"
+                "# TYPE parley_broker_reaped_total counter\nparley_broker_reaped_total %" PRIu64
+                "\n",
+                st.kind, st.up ? 1 : 0, st.published, st.received, st.fills, st.reconnects,
+                st.reaped);
 }

@@ -70,4 +70,10 @@ void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *roo
 void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
 void hub_broker_room_made(struct hub_broker *hb, const char *room);
 
+/* For /healthz (metrics_set_health): the node's name, its store's and its broker's state. */
+void hub_broker_health(char *out, size_t cap);
+/* For /metrics (METRICS_PART_BROKER): the broker's state and counters. */
+struct metrics_out;
+void hub_broker_metrics(struct metrics_out *o);
+
 #endif
