@@ -61,10 +61,12 @@ export async function openClients(t, nodes, count, rooms, prefix = 'g') {
 
 // Each WebSocket client sends `perClient` messages with cids to its rooms, all at once; a
 // server_busy is retried with the same cid (on the same connection) until acked. Resolves with
-// acks: Map(room -> [{seq, text}]) and the number of server_busy answers.
-export async function sendAll(ws, perClient, { tag = 'm', retryDelayMs = 50 } = {}) {
+// acks: Map(room -> [{seq, text}]) and the number of server_busy answers. onAck(n) is called with
+// the number of acks so far after each one.
+export async function sendAll(ws, perClient, { tag = 'm', retryDelayMs = 50, onAck = () => {} } = {}) {
   const acks = new Map();
   let busy = 0;
+  let acked = 0;
   await Promise.all(
     ws.map(async (w) => {
       const rooms = [...w.rooms.keys()];
@@ -77,6 +79,7 @@ export async function sendAll(ws, perClient, { tag = 'm', retryDelayMs = 50 } = 
           if (reply.type === 'ack') {
             if (!acks.has(room)) acks.set(room, []);
             acks.get(room).push({ seq: reply.seq, text });
+            onAck(++acked);
             break;
           }
           assert.equal(reply.code, 'server_busy', `${w.name}: ${JSON.stringify(reply)}`);
@@ -88,6 +91,15 @@ export async function sendAll(ws, perClient, { tag = 'm', retryDelayMs = 50 } = 
     }),
   );
   return { acks, busy };
+}
+
+// The acks of several loads together.
+export function mergeAcks(...all) {
+  const merged = new Map();
+  for (const acks of all) {
+    for (const [room, list] of acks) merged.set(room, [...(merged.get(room) ?? []), ...list]);
+  }
+  return merged;
 }
 
 // Every acked seq of a room is distinct: the store gave each message its own seq.
