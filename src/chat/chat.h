@@ -68,7 +68,7 @@ enum chat_op_kind {
     CHAT_MUTE,
     CHAT_UNMUTE,
     /* hub -> store -> hub: a page of a room's events [join_after + 1, seq] read for the broker's
-     * fill of a gap (hub_broker.h); msgs in live form. */
+     * fill of a gap (hub_broker.h); msgs in the wire form between nodes. */
     CHAT_FILL,
 };
 

@@ -1253,7 +1253,9 @@ static void event_deliver(void *arg, struct hub_event *ev)
     run_close(h, r);
     uint64_t seq = ev->live.seq;
     if (seq > r->latest) {
-        if (seq > r->latest + 1)
+        /* An edit, delete or reaction from elsewhere changed a message the ring may hold, and
+         * only the storing node has its new replay form: replays read the store instead. */
+        if (seq > r->latest + 1 || (ev->target && r->ring_len && ev->target >= ring_first(r)))
             ring_clear(r);
         r->latest = seq;
         ring_push(h, r, &ev->ring);
@@ -1261,11 +1263,12 @@ static void event_deliver(void *arg, struct hub_event *ev)
             for (size_t i = 0; i < op->n_msgs; i++)
                 ring_replace(r, &op->msgs[i]);
             op->n_msgs = 0;
-            if (chat_op_moderates(op->kind) && !r->dm) {
-                mod_stored(r, op);
-                if (op->kind == CHAT_KICK || op->kind == CHAT_BAN)
-                    kick_out(h, r, op);
-            }
+        }
+        const struct chat_op *mod = op ? op : ev->mod;
+        if (mod && chat_op_moderates(mod->kind) && !r->dm) {
+            mod_stored(r, mod);
+            if (mod->kind == CHAT_KICK || mod->kind == CHAT_BAN)
+                kick_out(h, r, mod);
         }
         /* Direct messages reach every connection of both users, wherever they are. */
         if (r->dm && ev->user_a[0])

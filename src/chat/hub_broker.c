@@ -66,6 +66,18 @@ static void put_cstr(struct wire *w, const char *s)
     put_str(w, s, s ? strlen(s) : 0);
 }
 
+static void wire_event(struct wire *w, const struct store_msg *m, const char *peer);
+
+struct msg_rec hub_broker_wire(const struct store_msg *m)
+{
+    struct wire w = {0};
+    wire_event(&w, m, NULL);
+    struct msg_rec r = {.seq = m->seq, .ts = m->ts, .ws = chunk_from(w.p, w.n)};
+    r.ws->len = (uint32_t)w.n;
+    free(w.p);
+    return r;
+}
+
 static void wire_event(struct wire *w, const struct store_msg *m, const char *peer)
 {
     put_u64(w, m->seq);
@@ -136,6 +148,36 @@ static const char *get_str(struct reader *r, size_t *len)
     return s;
 }
 
+/* What the hub's mirror of a room's moderation (and a kick) needs of another node's topic, role,
+ * kick, ban, unban, mute or unmute: the op the storing node had, as far as the event tells. */
+static struct chat_op *moderation_op(const struct store_msg *m)
+{
+    static const enum chat_op_kind kinds[] = {
+        [STORE_EV_TOPIC] = CHAT_TOPIC, [STORE_EV_ROLE] = CHAT_ROLE,
+        [STORE_EV_KICK] = CHAT_KICK,   [STORE_EV_BAN] = CHAT_BAN,
+        [STORE_EV_UNBAN] = CHAT_UNBAN, [STORE_EV_MUTE] = CHAT_MUTE,
+        [STORE_EV_UNMUTE] = CHAT_UNMUTE};
+    struct chat_op *op = chat_op_new(kinds[m->type], 0, 0);
+    snprintf(op->room, sizeof op->room, "%s", m->room);
+    snprintf(op->user, sizeof op->user, "%s", m->from);
+    op->ts = m->ts;
+    op->duration = m->duration;
+    if (m->user) {
+        snprintf(op->subject, sizeof op->subject, "%s", m->user);
+        text_lower(op->subject, strlen(op->subject), op->subject_lc);
+    }
+    const char *text = m->type == STORE_EV_TOPIC ? m->text : m->detail;
+    if (text && *text) {
+        op->text = xstrdup(text);
+        op->text_len = strlen(text);
+    }
+    if (m->type == STORE_EV_ROLE && m->detail)
+        op->role = strcmp(m->detail, "op") == 0       ? CHAT_ROLE_OP
+                   : strcmp(m->detail, "owner") == 0 ? CHAT_ROLE_OWNER
+                                                     : CHAT_ROLE_MEMBER;
+    return op;
+}
+
 /* Fills ev from the wire form; false (ev untouched) when data is not one. */
 static bool unwire_event(const void *data, size_t len, struct hub_event *ev)
 {
@@ -172,6 +214,10 @@ static bool unwire_event(const void *data, size_t len, struct hub_event *ev)
         ev->live = events_event(&m, peer, EVENTS_LIVE);
         ev->ring = m.type == STORE_EV_EDIT ? events_event(&m, peer, EVENTS_REPLAY)
                                            : msg_rec_ref(&ev->live);
+        if (m.type >= STORE_EV_TOPIC)
+            ev->mod = moderation_op(&m);
+        else if (m.type != STORE_EV_MESSAGE)
+            ev->target = m.target;
     }
     free(r.arena);
     return ok;
@@ -193,6 +239,8 @@ void hub_event_free(struct hub_event *ev)
         return;
     msg_rec_release(&ev->live);
     msg_rec_release(&ev->ring);
+    if (ev->mod)
+        chat_op_free(ev->mod);
     free(ev);
 }
 
@@ -410,14 +458,15 @@ void hub_broker_filled(struct hub_broker *hb, struct chat_op *op)
     }
     uint64_t last = 0;
     for (size_t i = 0; i < op->n_msgs; i++) {
-        struct hub_event *ev = xcalloc(1, sizeof *ev);
-        memcpy(ev->room, op->room, sizeof ev->room);
-        ev->live = op->msgs[i];
-        /* An edit comes with its replay form next (store_thread's read_fill). */
-        if (i + 1 < op->n_msgs && op->msgs[i + 1].seq == ev->live.seq)
-            ev->ring = op->msgs[++i];
-        else
-            ev->ring = msg_rec_ref(&ev->live);
+        /* Each read event in the wire form (hub_broker_wire), decoded as another node's is. */
+        struct msg_rec *w = &op->msgs[i];
+        struct hub_event *ev = xmalloc(sizeof *ev);
+        bool ok = unwire_event(w->ws->data, w->ws->len, ev);
+        msg_rec_release(w);
+        if (!ok) {
+            free(ev);
+            continue;
+        }
         set_dm_users(ev);
         last = ev->live.seq;
         broker_fill_event(hb->broker, op->room, last, ev);

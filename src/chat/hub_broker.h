@@ -26,6 +26,12 @@ struct hub_event {
     struct msg_rec live, ring;
     char user_a[CHAT_NAME_MAX], user_b[CHAT_NAME_MAX]; /* a dm's users (lower case), else "" */
     struct chat_op *op;                                /* NULL: another node stored it */
+    /* Another node's (or a fill's) moderation event, as the op the hub's mirror of the room's
+     * moderation is kept from (hub.c's mod_stored, kick_out); else NULL. Owned. */
+    struct chat_op *mod;
+    /* Another node's edit, delete or reaction: the message it changed (the ring's copy of which is
+     * now out of date), else 0. */
+    uint64_t target;
 };
 
 /* What the hub does for the broker, on the hub's thread. */
@@ -61,6 +67,9 @@ bool hub_broker_following(const struct hub_broker *hb, const char *room);
 void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *peer);
 /* The store's answer to a fill (a CHAT_FILL op): given to the broker; takes op. */
 void hub_broker_filled(struct hub_broker *hb, struct chat_op *op);
+/* A stored event read back, in the wire form between nodes (in the ws chunk, len bytes), for a
+ * fill's answer: the store thread makes it, hub_broker_filled decodes it. */
+struct msg_rec hub_broker_wire(const struct store_msg *m);
 /* Frees ev (a delivered or dropped event). */
 void hub_event_free(struct hub_event *ev);
 

@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "chat.h"
 #include "events.h"
+#include "hub_broker.h"
 #include "log.h"
 #include "loop.h"
 #include "map.h"
@@ -1162,28 +1163,24 @@ static uint64_t read_page(struct store_thread *st, struct chat_op *op)
     return ctx.first;
 }
 
-static void collect_live(void *arg, const struct store_msg *m)
+static void collect_wire(void *arg, const struct store_msg *m)
 {
     struct read_ctx *rc = arg;
-    struct msg_rec r = events_event(m, NULL, EVENTS_LIVE);
+    struct msg_rec r = hub_broker_wire(m);
     chat_op_add_msg(rc->op, &r);
-    if (m->type == STORE_EV_EDIT) { /* the ring keeps an edit as a replay shows it (rule 48) */
-        r = events_event(m, NULL, EVENTS_REPLAY);
-        chat_op_add_msg(rc->op, &r);
-    }
     if (!rc->first)
         rc->first = m->seq;
     rc->last = m->seq;
 }
 
-/* A page of the broker's fill of a gap (hub_broker.h): (join_after, seq], in live form, back to
- * the hub; more when the page was full. */
+/* A page of the broker's fill of a gap (hub_broker.h): (join_after, seq], in the wire form
+ * between nodes, back to the hub; more when the page was full. */
 static void read_fill(struct store_thread *st, struct chat_op *op)
 {
     struct read_ctx ctx = {op, 0, op->join_after};
     uint64_t before = op->seq == UINT64_MAX ? UINT64_MAX : op->seq + 1;
     int rc = st->db->ops->read(st->db, op->room, op->join_after, before, 0, REPLAY_PAGE, false,
-                               collect_live, &ctx);
+                               collect_wire, &ctx);
     if (rc < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
     op->more = rc >= REPLAY_PAGE;

@@ -1,7 +1,8 @@
 // Several nodes, one chat: three parley nodes on one PostgreSQL and one Redis (both real, started
 // here), 300 clients spread over them (WebSocket, and telnet in general), 20 rooms, everyone
 // sending with cids: every member gets every event of its rooms exactly once in seq order;
-// direct messages cross nodes; a cid retried at another node is acked with the first seq.
+// direct messages cross nodes; a cid retried at another node is acked with the first seq; a ban
+// stored on one node holds on the others.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChatClient, PASSWORD } from '../chat/lib/chat.mjs';
@@ -71,4 +72,18 @@ test('three nodes, 300 clients, 20 rooms: every event once and in seq order ever
     assert.equal(m.seq, back.seq);
   }
   assert.equal(back.seq, sent.seq + 1, 'one dm room, one sequence across nodes');
+
+  // A ban stored on node0 takes the guest out of the room on node1, and node1 refuses its join:
+  // the nodes agree on who is banned.
+  const maker = await login(nodes[0], 'maker');
+  t.after(() => maker.terminate());
+  const target = ws.find((w) => w.node === nodes[1] && w.rooms.has('room2'));
+  assert.ok(target, 'a guest on node1 in room2');
+  await maker.join('room2');
+  await maker.expect({ type: 'ban', room: 'room2', user: target.name, reason: 'across' }, 'ack');
+  const kicked = await target.client.next((m) => m.type === 'kicked' && m.room === 'room2', LOAD_TIMEOUT, 'kicked from room2');
+  assert.deepEqual(kicked, { type: 'kicked', room: 'room2', by: 'maker', reason: 'across', banned: true });
+  const refused = await target.client.request({ type: 'join', room: 'room2' });
+  assert.equal(refused.type, 'error');
+  assert.equal(refused.code, 'banned');
 });
