@@ -204,6 +204,18 @@ static int join_save(struct store_thread *st, struct chat_op *op)
     struct store *db = st->db;
     int rc;
     if (!op->room_is_dm) {
+        /* The hub checked its mirror of the room's bans; another node may have stored a ban it
+         * has not delivered yet, and the store decides (rule 74: nodes never disagree). */
+        int64_t until;
+        rc = db->ops->restriction(db, op->room, STORE_MOD_BAN, op->user_lc, stamp(st, false),
+                                  &until);
+        if (rc == 0) {
+            snprintf(op->why_buf, sizeof op->why_buf, "banned from #%s", op->room);
+            chat_op_fail(op, PROTO_BANNED, op->why_buf);
+            return 0;
+        }
+        if (rc != -ENOENT)
+            return rc;
         bool saved = false;
         rc = db->ops->saved_has(db, op->user_lc, op->room, &saved);
         if (rc < 0)

@@ -19,7 +19,7 @@ async function login(node, name, label = name) {
 
 test('three nodes, 300 clients, 20 rooms: every event once and in seq order everywhere, dms and cid retries across nodes', async (t) => {
   const rooms = roomNames(20);
-  const { nodes } = await startCluster(t, 3, {
+  const { nodes, pg } = await startCluster(t, 3, {
     args: NODE_ARGS,
     before: async (node0) => {
       await makeRooms(node0, rooms);
@@ -86,4 +86,12 @@ test('three nodes, 300 clients, 20 rooms: every event once and in seq order ever
   const refused = await target.client.request({ type: 'join', room: 'room2' });
   assert.equal(refused.type, 'error');
   assert.equal(refused.code, 'banned');
+
+  // A registered user's join is checked against the bans in the store too, not only against a
+  // node's copy of them: a ban row node1 never heard of (written behind its back) still holds.
+  pg.query("INSERT INTO room_bans(room, name_lc, until_ms) VALUES ('room3', 'bob', 0)");
+  const banned = await bob.request({ type: 'join', room: 'room3' });
+  assert.equal(banned.type, 'error', JSON.stringify(banned));
+  assert.equal(banned.code, 'banned');
+  assert.equal(banned.message, 'banned from #room3');
 });
