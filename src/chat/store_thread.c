@@ -196,6 +196,23 @@ static int list_reads(struct store_thread *st, struct chat_op *op)
     return rc;
 }
 
+/* Whether the requester is banned (kind STORE_MOD_BAN) or muted (STORE_MOD_MUTE) in op's room
+ * at now: 1 after failing op with banned or muted, 0 if not, or a store error. */
+static int refused_by(struct store_thread *st, struct chat_op *op, enum store_mod_kind kind,
+                      int64_t now)
+{
+    int64_t until;
+    int rc = st->db->ops->restriction(st->db, op->room, kind, op->user_lc, now, &until);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    bool ban = kind == STORE_MOD_BAN;
+    snprintf(op->why_buf, sizeof op->why_buf, ban ? "banned from #%s" : "muted in #%s", op->room);
+    chat_op_fail(op, ban ? PROTO_BANNED : PROTO_MUTED, op->why_buf);
+    return 1;
+}
+
 /* A registered user's join (rule 67): a public room is saved unless it is already, within the
  * per-connection room limit counted over the saved rooms, with a marker at its latest seq if it
  * has none; the marker goes back in op->marker for joined.read. */
@@ -206,16 +223,9 @@ static int join_save(struct store_thread *st, struct chat_op *op)
     if (!op->room_is_dm) {
         /* The hub checked its mirror of the room's bans; another node may have stored a ban it
          * has not delivered yet, and the store decides (rule 74: nodes never disagree). */
-        int64_t until;
-        rc = db->ops->restriction(db, op->room, STORE_MOD_BAN, op->user_lc, stamp(st, false),
-                                  &until);
-        if (rc == 0) {
-            snprintf(op->why_buf, sizeof op->why_buf, "banned from #%s", op->room);
-            chat_op_fail(op, PROTO_BANNED, op->why_buf);
-            return 0;
-        }
-        if (rc != -ENOENT)
-            return rc;
+        rc = refused_by(st, op, STORE_MOD_BAN, stamp(st, false));
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         bool saved = false;
         rc = db->ops->saved_has(db, op->user_lc, op->room, &saved);
         if (rc < 0)
@@ -533,15 +543,9 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
     /* Rule 65: a muted user's send, edit, react and topic (after rights, before edit_window). */
     if (!op->room_is_dm && (op->kind == CHAT_SEND || op->kind == CHAT_EDIT ||
                             op->kind == CHAT_REACT || op->kind == CHAT_TOPIC)) {
-        int64_t until;
-        rc = db->ops->restriction(db, op->room, STORE_MOD_MUTE, op->user_lc, now, &until);
-        if (rc == 0) {
-            snprintf(op->why_buf, sizeof op->why_buf, "muted in #%s", op->room);
-            chat_op_fail(op, PROTO_MUTED, op->why_buf);
-            return 0;
-        }
-        if (rc != -ENOENT)
-            return rc;
+        rc = refused_by(st, op, STORE_MOD_MUTE, now);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
     }
     uint64_t window = st->cfg->edit_window_s;
     if (op->kind == CHAT_EDIT && window && now - t.ts > (int64_t)(window * 1000)) {
