@@ -272,8 +272,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         " reply_to, mentions, detail, num, subject)"
         " VALUES($1, $2, $3, $4, " LC("$4::text") ", $5, $6, $7, COALESCE($8, " LC("$4::text") "),"
         " $9, $10, $11, $12, $13, $14)",
+    /* A row a batch made before locking it (room_seq: no owner, nothing stored yet) is the
+     * room being created: it takes the owner. */
     [ST_ROOM_CREATE] = "INSERT INTO rooms(name, created_ms, last_seq, owner)"
-                       " VALUES($1, $2, 0, $3) ON CONFLICT(name) DO NOTHING",
+                       " VALUES($1, $2, 0, $3) ON CONFLICT(name) DO UPDATE SET owner = $3"
+                       " WHERE rooms.owner IS NULL AND rooms.last_seq = 0 AND $3 IS NOT NULL",
     [ST_TRIM] = "DELETE FROM events WHERE room = $1 AND seq <= $2",
     [ST_READ_OLDEST] =
         "SELECT " EVENT_COLS " FROM " EVENT_FROM " WHERE " READ_WHERE " ORDER BY e.seq LIMIT $5",
