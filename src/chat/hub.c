@@ -1245,7 +1245,8 @@ static void event_deliver(void *arg, struct hub_event *ev)
     struct hub *h = arg;
     struct chat_op *op = ev->op;
     if (h->closing) { /* the broker gives back what it held as the hub ends */
-        chat_op_free(op);
+        if (op)
+            chat_op_free(op);
         hub_event_free(ev);
         return;
     }
@@ -1675,14 +1676,18 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
 void hub_destroy(struct service *s)
 {
     struct hub *h = s->ctx;
+    if (h) {
+        /* Before the loop goes: the broker unwatches its sockets, and gives back what it held. */
+        h->closing = true;
+        hub_broker_free(h->hb);
+        h->hb = NULL;
+    }
     service_destroy(s, chat_op_drop);
     if (!h)
         return;
     size_t pos = 0;
     const char *k;
     void *v;
-    h->closing = true;
-    hub_broker_free(h->hb); /* gives back the events it held */
     while (map_next(&h->rooms, &pos, &k, &v))
         room_free(v);
     map_free(&h->rooms);
