@@ -1285,11 +1285,20 @@ static void event_deliver(void *arg, struct hub_event *ev)
 }
 
 /* Another node's dm, for its users here while this node does not follow the room (best effort,
- * as it comes). */
+ * as it comes): one the hub has already (a fill, an earlier copy) is dropped, and the room's
+ * newest seq moves, so a later follow fills only what came after. */
 static void event_deliver_dm(void *arg, struct hub_event *ev)
 {
     struct hub *h = arg;
-    to_dm_users(h, ev->room, msg_rec_ref(&ev->live), ev->user_a, ev->user_b);
+    struct hub_room *r = room_get(h, ev->room, true);
+    uint64_t seq = ev->live.seq;
+    if (seq > r->latest) {
+        if (seq > r->latest + 1)
+            ring_clear(r);
+        r->latest = seq;
+        ring_push(h, r, &ev->ring);
+        to_dm_users(h, ev->room, msg_rec_ref(&ev->live), ev->user_a, ev->user_b);
+    }
     hub_event_free(ev);
 }
 

@@ -317,8 +317,8 @@ static void on_user_event(void *ctx, const char *user, const void *data, size_t 
             return;
         }
         set_dm_users(ev);
-        if (map_get(&hb->followed, ev->room))
-            hub_event_free(ev);
+        if (!ev->user_a[0] || map_get(&hb->followed, ev->room))
+            hub_event_free(ev); /* not a dm, or the room's order brings it */
         else
             hb->hooks.deliver_dm(hb->hooks.hub, ev);
         return;
