@@ -153,9 +153,8 @@ static const char *get_str(struct reader *r, size_t *len)
 static struct chat_op *moderation_op(const struct store_msg *m)
 {
     static const enum chat_op_kind kinds[] = {
-        [STORE_EV_TOPIC] = CHAT_TOPIC, [STORE_EV_ROLE] = CHAT_ROLE,
-        [STORE_EV_KICK] = CHAT_KICK,   [STORE_EV_BAN] = CHAT_BAN,
-        [STORE_EV_UNBAN] = CHAT_UNBAN, [STORE_EV_MUTE] = CHAT_MUTE,
+        [STORE_EV_TOPIC] = CHAT_TOPIC,  [STORE_EV_ROLE] = CHAT_ROLE,   [STORE_EV_KICK] = CHAT_KICK,
+        [STORE_EV_BAN] = CHAT_BAN,      [STORE_EV_UNBAN] = CHAT_UNBAN, [STORE_EV_MUTE] = CHAT_MUTE,
         [STORE_EV_UNMUTE] = CHAT_UNMUTE};
     struct chat_op *op = chat_op_new(kinds[m->type], 0, 0);
     snprintf(op->room, sizeof op->room, "%s", m->room);
@@ -172,14 +171,14 @@ static struct chat_op *moderation_op(const struct store_msg *m)
         op->text_len = strlen(text);
     }
     if (m->type == STORE_EV_ROLE && m->detail)
-        op->role = strcmp(m->detail, "op") == 0       ? CHAT_ROLE_OP
+        op->role = strcmp(m->detail, "op") == 0      ? CHAT_ROLE_OP
                    : strcmp(m->detail, "owner") == 0 ? CHAT_ROLE_OWNER
                                                      : CHAT_ROLE_MEMBER;
     return op;
 }
 
 /* Fills ev from the wire form; false (ev untouched) when data is not one. */
-static bool unwire_event(const void *data, size_t len, struct hub_event *ev)
+bool hub_broker_unwire(const void *data, size_t len, struct hub_event *ev)
 {
     struct reader r = {.p = data, .n = len, .arena = xmalloc(len + 16)};
     struct store_msg m = {0};
@@ -223,11 +222,10 @@ static bool unwire_event(const void *data, size_t len, struct hub_event *ev)
     return ok;
 }
 
-static void set_dm_users(struct hub_event *ev)
+void hub_broker_dm_users(struct hub_event *ev)
 {
     char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-    if (strncmp(ev->room, "dm:", 3) != 0 ||
-        !text_parse_dm_room(ev->room, strlen(ev->room), a, b))
+    if (strncmp(ev->room, "dm:", 3) != 0 || !text_parse_dm_room(ev->room, strlen(ev->room), a, b))
         return;
     snprintf(ev->user_a, sizeof ev->user_a, "%s", a);
     snprintf(ev->user_b, sizeof ev->user_b, "%s", b);
@@ -253,14 +251,15 @@ static void on_room_event(void *ctx, const char *room, uint64_t seq, void *obj, 
     struct hub_event *ev = obj;
     if (!ev) {
         ev = xmalloc(sizeof *ev);
-        if (!unwire_event(data, len, ev) || ev->live.seq != seq || strcmp(ev->room, room) != 0) {
+        if (!hub_broker_unwire(data, len, ev) || ev->live.seq != seq ||
+            strcmp(ev->room, room) != 0) {
             char q[96];
             log_error("msg=broker_bad_event room=%s seq=%" PRIu64 " bytes=%zu",
                       log_quote(q, sizeof q, room, strlen(room)), seq, len);
             free(ev);
             return;
         }
-        set_dm_users(ev);
+        hub_broker_dm_users(ev);
     }
     hb->hooks.deliver(hb->hooks.hub, ev);
 }
@@ -312,11 +311,11 @@ static void on_user_event(void *ctx, const char *user, const void *data, size_t 
     switch (s[0]) {
     case 'D': { /* a dm: straight to its users here, unless the room's order brings it */
         struct hub_event *ev = xmalloc(sizeof *ev);
-        if (!unwire_event(s + 1, len - 1, ev)) {
+        if (!hub_broker_unwire(s + 1, len - 1, ev)) {
             free(ev);
             return;
         }
-        set_dm_users(ev);
+        hub_broker_dm_users(ev);
         if (!ev->user_a[0] || map_get(&hb->followed, ev->room))
             hub_event_free(ev); /* not a dm, or the room's order brings it */
         else
@@ -433,8 +432,8 @@ void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *pe
     struct hub_event *ev = xcalloc(1, sizeof *ev);
     memcpy(ev->room, op->room, sizeof ev->room);
     ev->live = events_event(&m, peer, EVENTS_LIVE);
-    ev->ring = op->kind == CHAT_EDIT ? events_event(&m, peer, EVENTS_REPLAY)
-                                     : msg_rec_ref(&ev->live);
+    ev->ring =
+        op->kind == CHAT_EDIT ? events_event(&m, peer, EVENTS_REPLAY) : msg_rec_ref(&ev->live);
     if (op->room_is_dm) {
         memcpy(ev->user_a, op->user_lc, sizeof ev->user_a);
         memcpy(ev->user_b, op->to_lc, sizeof ev->user_b);
@@ -461,13 +460,13 @@ void hub_broker_filled(struct hub_broker *hb, struct chat_op *op)
         /* Each read event in the wire form (hub_broker_wire), decoded as another node's is. */
         struct msg_rec *w = &op->msgs[i];
         struct hub_event *ev = xmalloc(sizeof *ev);
-        bool ok = unwire_event(w->ws->data, w->ws->len, ev);
+        bool ok = hub_broker_unwire(w->ws->data, w->ws->len, ev);
         msg_rec_release(w);
         if (!ok) {
             free(ev);
             continue;
         }
-        set_dm_users(ev);
+        hub_broker_dm_users(ev);
         last = ev->live.seq;
         broker_fill_event(hb->broker, op->room, last, ev);
     }
@@ -551,21 +550,20 @@ void hub_broker_metrics(struct metrics_out *o)
         return;
     struct broker_status st;
     broker_status(hb->broker, &st);
-    metrics_put(o,
-                "# HELP parley_broker_up 1 while the broker reaches the other nodes (always 1 "
-                "when alone).\n# TYPE parley_broker_up gauge\nparley_broker_up{kind=\"%s\"} %d\n"
-                "# HELP parley_broker_events_total Room and user events sent to and received from "
-                "other nodes.\n# TYPE parley_broker_events_total counter\n"
-                "parley_broker_events_total{direction=\"published\"} %" PRIu64 "\n"
-                "parley_broker_events_total{direction=\"received\"} %" PRIu64 "\n"
-                "# HELP parley_broker_fills_total Gaps in a room's events filled from the store.\n"
-                "# TYPE parley_broker_fills_total counter\nparley_broker_fills_total %" PRIu64 "\n"
-                "# HELP parley_broker_reconnects_total Times the broker came back after being "
-                "down.\n# TYPE parley_broker_reconnects_total counter\n"
-                "parley_broker_reconnects_total %" PRIu64 "\n"
-                "# HELP parley_broker_reaped_total Dead nodes whose leases this node cleared.\n"
-                "# TYPE parley_broker_reaped_total counter\nparley_broker_reaped_total %" PRIu64
-                "\n",
-                st.kind, st.up ? 1 : 0, st.published, st.received, st.fills, st.reconnects,
-                st.reaped);
+    metrics_put(
+        o,
+        "# HELP parley_broker_up 1 while the broker reaches the other nodes (always 1 "
+        "when alone).\n# TYPE parley_broker_up gauge\nparley_broker_up{kind=\"%s\"} %d\n"
+        "# HELP parley_broker_events_total Room and user events sent to and received from "
+        "other nodes.\n# TYPE parley_broker_events_total counter\n"
+        "parley_broker_events_total{direction=\"published\"} %" PRIu64 "\n"
+        "parley_broker_events_total{direction=\"received\"} %" PRIu64 "\n"
+        "# HELP parley_broker_fills_total Gaps in a room's events filled from the store.\n"
+        "# TYPE parley_broker_fills_total counter\nparley_broker_fills_total %" PRIu64 "\n"
+        "# HELP parley_broker_reconnects_total Times the broker came back after being "
+        "down.\n# TYPE parley_broker_reconnects_total counter\n"
+        "parley_broker_reconnects_total %" PRIu64 "\n"
+        "# HELP parley_broker_reaped_total Dead nodes whose leases this node cleared.\n"
+        "# TYPE parley_broker_reaped_total counter\nparley_broker_reaped_total %" PRIu64 "\n",
+        st.kind, st.up ? 1 : 0, st.published, st.received, st.fills, st.reconnects, st.reaped);
 }

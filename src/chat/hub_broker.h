@@ -70,6 +70,11 @@ void hub_broker_filled(struct hub_broker *hb, struct chat_op *op);
 /* A stored event read back, in the wire form between nodes (in the ws chunk, len bytes), for a
  * fill's answer: the store thread makes it, hub_broker_filled decodes it. */
 struct msg_rec hub_broker_wire(const struct store_msg *m);
+/* Decodes the wire form (bytes from another node, or a fill's) into ev: its live and ring forms,
+ * and for moderation the op the hub's mirror takes. False, ev untouched, when data is not one. */
+bool hub_broker_unwire(const void *data, size_t len, struct hub_event *ev);
+/* Sets ev's user_a and user_b from its room's name when it is a dm room. */
+void hub_broker_dm_users(struct hub_event *ev);
 /* Frees ev (a delivered or dropped event). */
 void hub_event_free(struct hub_event *ev);
 
