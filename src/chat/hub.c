@@ -1299,7 +1299,7 @@ static void status_request(struct hub *h, struct chat_op *op)
     msg_rec_release(&rec);
     if (changed) {
         for (uint32_t i = 0; i < u->n_rooms; i++) {
-            struct hub_room *r = u->rooms[i];
+            struct hub_room *r = user_status_rooms(u)[i];
             if (!r->large) /* rule 83: no presence in a large room */
                 to_room(h, r, events_presence_state(r->name, u->name, false, u->away, u->text), 0,
                         op->user_lc);
