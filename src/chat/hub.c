@@ -27,9 +27,10 @@
 /* Rule 69: a status outlives the user's last connection by this long. */
 #define STATUS_GRACE_MS 75000
 
+/* A room's member: its connections there and its name as shown, one block sized to the name. */
 struct hub_member {
-    char name[CHAT_NAME_MAX];
     uint32_t conns;
+    char name[];
 };
 
 struct hub_room {
@@ -398,8 +399,9 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
         m->conns++;
         return;
     }
-    m = xcalloc(1, sizeof *m);
-    memcpy(m->name, op->user, sizeof m->name);
+    size_t len = strnlen(op->user, CHAT_NAME_MAX - 1);
+    m = xcalloc(1, sizeof *m + len + 1);
+    memcpy(m->name, op->user, len);
     m->conns = 1;
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
@@ -564,7 +566,7 @@ static void send_members(struct hub *h, struct hub_room *r)
     struct chat_op *st = chat_op_new(CHAT_WHO, 0, 0); /* only to gather the statuses listed */
     const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
     for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++) {
-        memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
+        strncpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
         status_listed(h, st, ordset_key(n), names[k]);
     }
     to_room(
