@@ -123,10 +123,11 @@ struct user_status *user_status_connect(struct user_status_set *set, const char 
         u = NULL;
     }
     if (!u) {
-        u = xcalloc(1, sizeof *u);
-        size_t n = strnlen(name, TEXT_NAME_MAX);
-        memcpy(u->name, name, n);
-        memcpy(u->name_lc, name_lc, strnlen(name_lc, TEXT_NAME_MAX));
+        size_t n = strnlen(name_lc, TEXT_NAME_MAX);
+        u = xcalloc(1, sizeof *u + 2 * (n + 1));
+        memcpy(u->name_lc, name_lc, n);
+        u->name = u->name_lc + n + 1;
+        memcpy(u->name, name, strnlen(name, n));
         u->guest_session = guest_session;
         map_put(&set->by_name, u->name_lc, u);
     }
@@ -182,8 +183,9 @@ void user_status_became_registered(struct user_status_set *set, const char *name
     if (!u)
         return;
     u->guest_session = 0;
-    memset(u->name, 0, sizeof u->name);
-    memcpy(u->name, name, strnlen(name, TEXT_NAME_MAX));
+    size_t n = strlen(u->name_lc);
+    memset(u->name, 0, n);
+    memcpy(u->name, name, strnlen(name, n));
 }
 
 void user_status_room_add(struct user_status *u, void *room)

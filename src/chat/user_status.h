@@ -22,8 +22,6 @@
 #include "text.h"
 
 struct user_status {
-    char name[TEXT_NAME_MAX + 1]; /* as shown */
-    char name_lc[TEXT_NAME_MAX + 1];
     uint64_t guest_session; /* 0: an account */
     uint32_t conns;         /* logged-in connections */
     bool away;
@@ -39,6 +37,10 @@ struct user_status {
     uint64_t gone_ms; /* when conns fell to 0 */
     struct user_status *gone_prev, *gone_next;
     struct user_status *set_prev, *set_next; /* on the set list: away or with a text */
+    /* One block sized to the name: name_lc (the set's key, borrowed), then the name as shown,
+     * which name points at. Names are ASCII, so both have the same length. */
+    char *name;
+    char name_lc[];
 };
 
 struct user_status_set {
