@@ -2,6 +2,7 @@
 #include "hub.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -913,7 +914,7 @@ static struct lookalike *lookalike_get(struct hub *h, const char *name_lc, bool 
     size_t len = strlen(skel);
     struct lookalike *l = map_get(&h->lookalikes, skel);
     if (!l && create) {
-        l = xcalloc(1, sizeof *l + len + 1);
+        l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
         memcpy(l->skel, skel, len + 1);
         map_put(&h->lookalikes, l->skel, l);
     }
@@ -977,7 +978,7 @@ static void guest_online(struct hub *h, const struct chat_op *op)
     struct hub_guest *g = map_get(&h->guests, op->user_lc);
     if (!g) {
         size_t lc_len = strlen(op->user_lc), len = strlen(op->user);
-        g = xcalloc(1, sizeof *g + lc_len + 1 + len + 1);
+        g = xcalloc(1, offsetof(struct hub_guest, name_lc) + lc_len + 1 + len + 1);
         memcpy(g->name_lc, op->user_lc, lc_len + 1);
         memcpy(g->name_lc + lc_len + 1, op->user, len + 1);
         g->session = op->guest_session;
