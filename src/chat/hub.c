@@ -1144,7 +1144,7 @@ static void event_route(struct hub *h, struct chat_op *op)
             reply_error(h, op, PROTO_NO_SUCH_USER, "no user by that name");
             return;
         }
-        memcpy(op->peer, peer, sizeof op->peer);
+        snprintf(op->peer, sizeof op->peer, "%s", peer);
         text_dm_room(op->user_lc, op->to_lc, op->room);
         op->room_is_dm = true;
     } else if (op->room_is_dm) {
@@ -1152,7 +1152,7 @@ static void event_route(struct hub *h, struct chat_op *op)
         text_parse_dm_room(op->room, strlen(op->room), a, b);
         const char *other = strcmp(a, op->user_lc) == 0 ? b : a;
         const char *peer = known_user(h, other);
-        memcpy(op->peer, peer ? peer : other, sizeof op->peer);
+        snprintf(op->peer, sizeof op->peer, "%s", peer ? peer : other);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
     if (chat_op_moderates(op->kind) && op->kind != CHAT_TOPIC) {
