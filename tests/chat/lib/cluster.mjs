@@ -36,19 +36,24 @@ export function startPostgres() {
   return { storeUrl: adminUrl.replace('postgresql:///postgres', 'postgresql:///parley'), stop };
 }
 
-// A cluster of n nodes on storeUrl: free HTTP ports chosen now, so that every node can be started
-// with --peer-urls naming them all (a page from any of them knows the others); start(i) starts
-// node i (the first to start migrates the schema).
+// A cluster of n nodes on storeUrl: free HTTP and telnet ports chosen now, so that every node can
+// be started with --peer-urls naming them all (a page from any of them knows the others) and a
+// load balancer can be told where they will be; start(i) starts node i (the first to start
+// migrates the schema).
 //
 // Until the hub is wired to the broker, a node knows the rooms and their last seq as they were
 // when it started: a test that writes on one node and then moves to another starts that other
 // node after the writes.
 export async function planCluster(n, storeUrl, extraArgs = []) {
-  const ports = await freePorts(n);
-  const wsUrls = ports.map((p) => `ws://127.0.0.1:${p}/ws`);
+  const ports = await freePorts(2 * n);
+  const httpPorts = ports.slice(0, n);
+  const telnetPorts = ports.slice(n);
+  const wsUrls = httpPorts.map((p) => `ws://127.0.0.1:${p}/ws`);
   return {
+    httpPorts,
+    telnetPorts,
     wsUrls,
-    start: (i) => ChatServer.start(['--http', `127.0.0.1:${ports[i]}`, '--store', storeUrl,
-      '--node', `node${i + 1}`, '--peer-urls', wsUrls.join(','), ...extraArgs]),
+    start: (i) => ChatServer.start(['--http', `127.0.0.1:${httpPorts[i]}`, '--telnet', `127.0.0.1:${telnetPorts[i]}`,
+      '--store', storeUrl, '--node', `node${i + 1}`, '--peer-urls', wsUrls.join(','), ...extraArgs]),
   };
 }
