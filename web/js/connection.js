@@ -26,7 +26,7 @@ export class Connection extends EventTarget {
   #wanted = false; // keep connected (reconnect after drops)
   #urls;
   #index = 0; // the URL in use or tried next
-  #failedInRow = 0; // URLs that failed since the last hello
+  #failedInRow = 0; // URLs that failed or dropped since the last successful login
 
   constructor(urls) {
     super();
@@ -104,9 +104,11 @@ export class Connection extends EventTarget {
     this.#setState('idle');
   }
 
-  // The back-off starts again from its shortest delay (after a successful login).
+  // The back-off starts again from its shortest delay, and every URL may be tried at once again
+  // (after a successful login: a server that greets and then drops us does not count).
   resetBackoff() {
     this.#attempt = 0;
+    this.#failedInRow = 0;
   }
 
   retryNow() {
@@ -142,7 +144,6 @@ export class Connection extends EventTarget {
     }
     if (!msg || typeof msg !== 'object') return;
     if (msg.type === 'hello') {
-      this.#failedInRow = 0;
       this.features = new Set(Array.isArray(msg.features) ? msg.features : []);
       this.#startPings();
       this.#setState('open');
