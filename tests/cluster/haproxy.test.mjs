@@ -33,7 +33,8 @@ function startHaproxy(cluster, webPort, telnetPort) {
     log += d;
     for (const w of watchers) w();
   });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.on('error', (err) => (log += `haproxy: ${err.message} (scripts/setup.sh --test installs it)\n`));
+  const exited = new Promise((resolve) => child.on('close', resolve));
   // Resolves once every line of `lines` has appeared in the log.
   const logged = (lines, what) => withTimeout(new Promise((resolve) => {
     const check = () => {
