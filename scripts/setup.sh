@@ -26,6 +26,8 @@ test_packages+=(systemd)
 test_packages+=(redis-server)
 # A real PostgreSQL server (initdb, pg_ctl) for the store tests and the chat suite on PostgreSQL.
 test_packages+=(postgresql)
+# A load balancer in front of several nodes (tests/cluster: docs/haproxy.cfg, tested).
+test_packages+=(haproxy)
 
 # Benchmarks (`make bench`, docs/benchmarks.md): Go and gorilla/websocket build the Go chat peer
 # (bench/peers/gorilla_chat), perf profiles the hot path. Not needed by `make test`.

@@ -4,8 +4,9 @@
 # tests and the black-box suites (the real binary on loopback: tests/blackbox for HTTP and
 # WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade for
 # upgrades to a new process, socket activation and sd_notify), each once on the release build and
-# once under ASan + UBSan, tests/chat once more on PostgreSQL (release), tests/nodes (several
-# nodes on one PostgreSQL and one Redis, release), then every libFuzzer
+# once under ASan + UBSan (tests/web and tests/cluster on the release build only), tests/chat
+# once more on PostgreSQL (release), tests/nodes (several nodes on one PostgreSQL and one Redis,
+# release), then every libFuzzer
 # target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
@@ -83,8 +84,9 @@ run_blackbox() {
     local bin=$1 name=$2
     local out="$log_dir/blackbox-$name.tap"
     local suites=(tests/blackbox/ tests/chat/ tests/upgrade/)
-    # The web client in a real browser (Debian's chromium), once, on the release build.
-    [ "$name" = release ] && suites+=(tests/web/)
+    # The web client in a real browser (Debian's chromium), and several nodes on one PostgreSQL
+    # behind HAProxy (tests/cluster, docs/haproxy.cfg), once, on the release build.
+    [ "$name" = release ] && suites+=(tests/web/ tests/cluster/)
     echo "== black-box ($name): $bin"
     # A guard against a hang, not a speed limit: on a quiet 2-core machine the release phase
     # takes about six minutes (the whole make test about thirteen).

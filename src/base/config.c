@@ -142,6 +142,9 @@ static const char usage[] =
     "  --node-lease SECONDS      a node refreshes its lease in Redis; when it stops, its users\n"
     "                            go offline and its guests' names are free after this (default "
     "10)\n"
+    "  --peer-urls URL,URL...    the nodes' WebSocket URLs (ws://HOST[:PORT]/ws or wss://...): the\n"
+    "                            web page tries them in turn when its connection fails, and pages\n"
+    "                            served by those nodes may connect here (repeatable)\n"
     "\n"
     "  --help                    show this help\n"
     "  --version                 show the version\n";
@@ -218,6 +221,7 @@ enum {
     /* several nodes */
     OPT_BROKER,
     OPT_NODE_LEASE,
+    OPT_PEER_URLS,
 };
 
 static const struct option options[] = {
@@ -233,6 +237,7 @@ static const struct option options[] = {
     {"node", required_argument, NULL, OPT_NODE},
     {"broker", required_argument, NULL, OPT_BROKER},
     {"node-lease", required_argument, NULL, OPT_NODE_LEASE},
+    {"peer-urls", required_argument, NULL, OPT_PEER_URLS},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -584,6 +589,12 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_seconds(optarg, &cfg->node_lease_ms) < 0 || cfg->node_lease_ms < 1000)
                 return bad("node-lease", optarg, "expected seconds, at least 1");
             break;
+        case OPT_PEER_URLS:
+            if (peer_urls_parse(&cfg->peers, optarg) < 0)
+                return bad("peer-urls", optarg,
+                           "expected ws://HOST[:PORT]/PATH or wss://... separated by commas, at "
+                           "most 16");
+            break;
         case OPT_LOG_LEVEL:
             if (log_parse_level(optarg, &cfg->log_level) < 0)
                 return bad("log-level", optarg, "expected debug, info, warn or error");
@@ -892,4 +903,5 @@ void config_free(struct config *cfg)
     free(cfg->trusted_proxies);
     cfg->trusted_proxies = NULL;
     cfg->n_trusted_proxies = 0;
+    peer_urls_free(&cfg->peers);
 }

@@ -9,6 +9,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "peer_urls.h"
 
 struct listen_addr {
     struct sockaddr_storage sa;
@@ -112,6 +113,9 @@ struct config {
     uint16_t broker_port;   /* default 6379 */
     uint32_t broker_db;     /* SELECTed after each connect; default 0 */
     uint64_t node_lease_ms; /* a node's lease: a dead node's users are offline after it */
+    /* --peer-urls: the nodes' WebSocket URLs, given to the web page (GET /peers.json), which
+     * moves to the next when its connection fails; pages from those nodes may connect here. */
+    struct peer_urls peers;
 };
 
 /* The largest --telnet-queue: 1000 lines of 4 KiB, as much as the default output limit. */

@@ -468,26 +468,27 @@ static void maybe_up(struct broker_redis *r)
     log_info("msg=broker_up broker=redis://%s:%d/%u node=%s id=%s", r->host, r->port, r->db,
              r->node, r->id);
     r->base.user.state(r->base.user.ctx, true);
-    /* What the other nodes sent while we were away is read from the store. */
     size_t n = 0;
-    struct rroom **subscribed = xmalloc((r->rooms.count + 1) * sizeof *subscribed);
+    struct rroom **followed = xmalloc((r->rooms.count + 1) * sizeof *followed);
     const char *key;
     void *v;
     for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);) {
-        struct rroom *rm = v;
-        if (rm->subscribed) {
-            room_pin(rm);
-            subscribed[n++] = rm;
-        }
+        room_pin(v);
+        followed[n++] = v;
     }
     for (size_t i = 0; i < n; i++) {
-        if (subscribed[i]->follows > 0) {
-            room_lost(subscribed[i]);
-            publish_hint(r, subscribed[i]);
+        if (followed[i]->follows > 0) {
+            /* What the other nodes sent while we were away is read from the store; a room
+             * whose subscription is not confirmed yet is read at its confirmation. */
+            if (followed[i]->subscribed)
+                room_lost(followed[i]);
+            /* Every room, confirmed or not: the hint is for the other nodes, whose own
+             * subscriptions never dropped. */
+            publish_hint(r, followed[i]);
         }
-        room_unpin(subscribed[i]);
+        room_unpin(followed[i]);
     }
-    free(subscribed);
+    free(followed);
     eval(r, redis_lua_snapshot, on_snapshot, r, NULL, NULL, 0);
 }
 

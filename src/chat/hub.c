@@ -2,6 +2,7 @@
 #include "hub.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,10 @@
 /* Rule 69: a status outlives the user's last connection by this long. */
 #define STATUS_GRACE_MS 75000
 
+/* A room's member: its connections there and its name as shown, one block sized to the name. */
 struct hub_member {
-    char name[CHAT_NAME_MAX];
     uint32_t conns;
+    char name[];
 };
 
 struct hub_room {
@@ -78,20 +80,27 @@ struct hub_user {
     int64_t created_ms;
 };
 
+/* An online guest: one block sized to its name, whose lower-case form is the guests table's key
+ * (borrowed) and is followed by the name as shown (guest_name). */
 struct hub_guest {
-    char name[CHAT_NAME_MAX];
     uint64_t session;
     uint32_t conns;
+    char name_lc[];
 };
+
+static const char *guest_name(const struct hub_guest *g)
+{
+    return g->name_lc + strlen(g->name_lc) + 1;
+}
 
 struct hub {
     const struct config *cfg;
     int n_workers;
     struct map rooms;       /* name -> struct hub_room */
     struct map registered;  /* name_lc -> struct hub_user */
-    struct map guests;      /* name_lc -> struct hub_guest, while online */
+    struct map guests;      /* name_lc -> struct hub_guest, while online (keys borrowed) */
     struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
-    struct map lookalikes;  /* text_skeleton -> struct lookalike: names that look alike */
+    struct map lookalikes;  /* text_skeleton -> struct lookalike (keys borrowed): look-alikes */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
     struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
@@ -407,8 +416,9 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
         m->conns++;
         return;
     }
-    m = xcalloc(1, sizeof *m);
-    memcpy(m->name, op->user, sizeof m->name);
+    size_t len = strnlen(op->user, CHAT_NAME_MAX - 1);
+    m = xcalloc(1, sizeof *m + len + 1);
+    memcpy(m->name, op->user, len);
     m->conns = 1;
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
@@ -576,7 +586,7 @@ static void send_members(struct hub *h, struct hub_room *r)
     struct chat_op *st = chat_op_new(CHAT_WHO, 0, 0); /* only to gather the statuses listed */
     const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
     for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++) {
-        memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
+        strncpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
         status_listed(h, st, ordset_key(n), names[k]);
     }
     to_room(
@@ -910,31 +920,33 @@ static void join(struct hub *h, struct chat_op *op)
  * registering) name and how many online guests hold a name with it.
  */
 struct lookalike {
-    char registered_lc[CHAT_NAME_MAX];
+    char *registered_lc; /* owned; NULL while no registered name holds it */
     /* Online guests holding it (entries of hub.guests). When there is one, whether it is a given
      * name is a look-up in hub.guests: no copy of its name here. */
     uint32_t guests;
+    char skel[]; /* the table's key (borrowed): one block sized to it */
 };
 
 static struct lookalike *lookalike_get(struct hub *h, const char *name_lc, bool create)
 {
     char skel[CHAT_NAME_MAX];
     text_skeleton(name_lc, strlen(name_lc), skel);
+    size_t len = strlen(skel);
     struct lookalike *l = map_get(&h->lookalikes, skel);
     if (!l && create) {
-        l = xcalloc(1, sizeof *l);
-        map_put(&h->lookalikes, skel, l);
+        l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
+        memcpy(l->skel, skel, len + 1);
+        map_put(&h->lookalikes, l->skel, l);
     }
     return l;
 }
 
-static void lookalike_drop_if_unused(struct hub *h, const char *name_lc, struct lookalike *l)
+static void lookalike_drop_if_unused(struct hub *h, struct lookalike *l)
 {
-    if (l->registered_lc[0] || l->guests)
+    if (l->registered_lc || l->guests)
         return;
-    char skel[CHAT_NAME_MAX];
-    text_skeleton(name_lc, strlen(name_lc), skel);
-    free(map_del(&h->lookalikes, skel));
+    map_del(&h->lookalikes, l->skel);
+    free(l);
 }
 
 /* True when name_lc looks like a registered name or an online guest's name that is not its own. */
@@ -943,7 +955,7 @@ static bool lookalike_taken(struct hub *h, const char *name_lc)
     struct lookalike *l = lookalike_get(h, name_lc, false);
     if (!l)
         return false;
-    if (l->registered_lc[0] && strcmp(l->registered_lc, name_lc) != 0)
+    if (l->registered_lc && strcmp(l->registered_lc, name_lc) != 0)
         return true;
     return l->guests > 1 || (l->guests == 1 && !map_get(&h->guests, name_lc));
 }
@@ -953,17 +965,18 @@ static bool lookalike_taken(struct hub *h, const char *name_lc)
 static void lookalike_register(struct hub *h, const char *name_lc)
 {
     struct lookalike *l = lookalike_get(h, name_lc, true);
-    if (!l->registered_lc[0])
-        memcpy(l->registered_lc, name_lc, sizeof l->registered_lc);
+    if (!l->registered_lc)
+        l->registered_lc = xstrdup(name_lc);
 }
 
 static void lookalike_unregister(struct hub *h, const char *name_lc)
 {
     struct lookalike *l = lookalike_get(h, name_lc, false);
-    if (!l || strcmp(l->registered_lc, name_lc) != 0)
+    if (!l || !l->registered_lc || strcmp(l->registered_lc, name_lc) != 0)
         return;
-    l->registered_lc[0] = '\0';
-    lookalike_drop_if_unused(h, name_lc, l);
+    free(l->registered_lc);
+    l->registered_lc = NULL;
+    lookalike_drop_if_unused(h, l);
 }
 
 static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
@@ -977,17 +990,19 @@ static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
     }
     if (l->guests > 0)
         l->guests--;
-    lookalike_drop_if_unused(h, name_lc, l);
+    lookalike_drop_if_unused(h, l);
 }
 
 static void guest_online(struct hub *h, const struct chat_op *op)
 {
     struct hub_guest *g = map_get(&h->guests, op->user_lc);
     if (!g) {
-        g = xcalloc(1, sizeof *g);
-        memcpy(g->name, op->user, sizeof g->name);
+        size_t lc_len = strlen(op->user_lc), len = strlen(op->user);
+        g = xcalloc(1, offsetof(struct hub_guest, name_lc) + lc_len + 1 + len + 1);
+        memcpy(g->name_lc, op->user_lc, lc_len + 1);
+        memcpy(g->name_lc + lc_len + 1, op->user, len + 1);
         g->session = op->guest_session;
-        map_put(&h->guests, op->user_lc, g);
+        map_put(&h->guests, g->name_lc, g);
         lookalike_guest(h, op->user_lc, true);
     }
     g->conns++;
@@ -999,9 +1014,9 @@ static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
     if (!g || g->session != session)
         return;
     if (--g->conns == 0) {
+        lookalike_guest(h, name_lc, false);
         map_del(&h->guests, name_lc);
         free(g);
-        lookalike_guest(h, name_lc, false);
     }
 }
 
@@ -1131,7 +1146,7 @@ static const char *known_user(struct hub *h, const char *name_lc)
     if (u)
         return u->name;
     struct hub_guest *g = map_get(&h->guests, name_lc);
-    return g && g->conns > 0 ? g->name : NULL;
+    return g && g->conns > 0 ? guest_name(g) : NULL;
 }
 
 static const char *lookup_user(void *arg, const char *name_lc)
@@ -1150,7 +1165,7 @@ static void event_route(struct hub *h, struct chat_op *op)
             reply_error(h, op, PROTO_NO_SUCH_USER, "no user by that name");
             return;
         }
-        memcpy(op->peer, peer, sizeof op->peer);
+        snprintf(op->peer, sizeof op->peer, "%s", peer);
         text_dm_room(op->user_lc, op->to_lc, op->room);
         op->room_is_dm = true;
     } else if (op->room_is_dm) {
@@ -1158,7 +1173,7 @@ static void event_route(struct hub *h, struct chat_op *op)
         text_parse_dm_room(op->room, strlen(op->room), a, b);
         const char *other = strcmp(a, op->user_lc) == 0 ? b : a;
         const char *peer = known_user(h, other);
-        memcpy(op->peer, peer ? peer : other, sizeof op->peer);
+        snprintf(op->peer, sizeof op->peer, "%s", peer ? peer : other);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
     if (chat_op_moderates(op->kind) && op->kind != CHAT_TOPIC) {
@@ -1376,7 +1391,7 @@ static void status_request(struct hub *h, struct chat_op *op)
     msg_rec_release(&rec);
     if (changed) {
         for (uint32_t i = 0; i < u->n_rooms; i++) {
-            struct hub_room *r = u->rooms[i];
+            struct hub_room *r = user_status_rooms(u)[i];
             if (!r->large) /* rule 83: no presence in a large room */
                 to_room(h, r, events_presence_state(r->name, u->name, false, u->away, u->text), 0,
                         op->user_lc);
@@ -1627,9 +1642,9 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     h->n_workers = n_workers;
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
-    map_init(&h->guests, true);
+    map_init_borrowed(&h->guests);
     map_init(&h->registering, true);
-    map_init(&h->lookalikes, true);
+    map_init_borrowed(&h->lookalikes);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
     ordset_init(&h->public_rooms, 1);
     h->service = s;
@@ -1704,6 +1719,8 @@ void hub_destroy(struct service *s)
     map_free_all(&h->registered);
     map_free_all(&h->guests);
     map_free(&h->registering);
+    for (pos = 0; map_next(&h->lookalikes, &pos, &k, &v);)
+        free(((struct lookalike *)v)->registered_lc);
     map_free_all(&h->lookalikes);
     user_status_free(&h->statuses);
     for (int w = 0; w < h->n_workers; w++)

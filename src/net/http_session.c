@@ -155,7 +155,7 @@ static void send_response(struct conn *c, struct response *r)
     if (c->http & CONN_HTTP_LAST)
         r->keep_alive = false;
     c->http |= CONN_HTTP_ANSWERED;
-    char head[1024];
+    char head[4608]; /* room for an asset's headers with the longest --peer-urls in its CSP */
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nServer: parley/%s\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\n%s%s\r\n",
@@ -259,6 +259,20 @@ static void serve_metrics(struct conn *c, bool keep_alive, bool head_only)
     send_response(c, &r);
 }
 
+/* GET /peers.json: the nodes' WebSocket URLs (--peer-urls), which the page tries in turn after
+ * its own origin's; {"urls":[]} without the option. */
+static void serve_peers(struct conn *c, bool keep_alive, bool head_only)
+{
+    const struct peer_urls *peers = &cfg_of(c)->peers;
+    char body[PEER_URLS_MAX * (PEER_URL_MAX + 3) + 16];
+    size_t n = (size_t)snprintf(body, sizeof body, "{\"urls\":[");
+    for (size_t i = 0; i < peers->n; i++)
+        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"%s\"", i ? "," : "",
+                              peers->urls[i]);
+    n += (size_t)snprintf(body + n, sizeof body - n, "]}\n");
+    send_text(c, 200, "application/json", body, n, keep_alive, head_only);
+}
+
 static void serve_asset(struct conn *c, const struct http_request *req, int i, bool keep_alive,
                         bool head_only)
 {
@@ -266,14 +280,20 @@ static void serve_asset(struct conn *c, const struct http_request *req, int i, b
     const struct asset *a = &assets[i];
     bool gzip = a->gzip_body && wants_gzip(req);
     const char *etag = gzip ? a->gzip_etag : a->etag;
-    char extra[640];
+    /* The page may connect to the other nodes (--peer-urls) as well as its own. */
+    const struct peer_urls *peers = &cfg_of(c)->peers;
+    char connect[PEER_URLS_MAX * (PEER_URL_MAX + 1) + 1] = "";
+    size_t used = 0;
+    for (size_t k = 0; k < peers->n; k++)
+        used += (size_t)snprintf(connect + used, sizeof connect - used, " %s", peers->urls[k]);
+    char extra[640 + sizeof connect];
     snprintf(extra, sizeof extra,
              "ETag: %s\r\n%s%sCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
              "Referrer-Policy: no-referrer\r\n"
-             "Content-Security-Policy: default-src 'self'; connect-src 'self'; "
+             "Content-Security-Policy: default-src 'self'; connect-src 'self'%s; "
              "img-src 'self' data:; frame-ancestors 'none'\r\n",
              etag, gzip ? "Content-Encoding: gzip\r\n" : "",
-             a->gzip_body ? "Vary: Accept-Encoding\r\n" : "");
+             a->gzip_body ? "Vary: Accept-Encoding\r\n" : "", connect);
     struct response r = {
         .status = 200,
         .content_type = web_assets[i].content_type,
@@ -351,8 +371,10 @@ static void upgrade(struct conn *c, const struct http_request *req, enum ws_endp
         return;
     }
     const struct config *cfg = cfg_of(c);
-    if (!ws_origin_allowed_on(req, cfg->allowed_origins, cfg->n_allowed_origins,
-                              conn_is_tls(c) ? 443 : 80)) {
+    int default_port = conn_is_tls(c) ? 443 : 80;
+    if (!ws_origin_allowed_on(req, cfg->allowed_origins, cfg->n_allowed_origins, default_port) &&
+        !ws_origin_allowed_on(req, (const char *const *)cfg->peers.origins, cfg->peers.n,
+                              default_port)) {
         const struct http_header *o = http_find_header(req, "Origin");
         char q[128];
         log_info("msg=origin_refused conn=%llu origin=%s", (unsigned long long)c->id,
@@ -454,7 +476,15 @@ static void handle_request(struct conn *c, const struct http_request *req)
     bool head = http_method_is(req, "HEAD");
     static const char allow[] = "Allow: GET, HEAD\r\n";
 
-    enum { ROUTE_NONE, ROUTE_WS, ROUTE_ECHO, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_ASSET } route;
+    enum {
+        ROUTE_NONE,
+        ROUTE_WS,
+        ROUTE_ECHO,
+        ROUTE_HEALTHZ,
+        ROUTE_METRICS,
+        ROUTE_PEERS,
+        ROUTE_ASSET
+    } route;
     int asset = -1;
     if (path_is(path, path_len, "/ws"))
         route = ROUTE_WS;
@@ -464,6 +494,8 @@ static void handle_request(struct conn *c, const struct http_request *req)
         route = ROUTE_HEALTHZ;
     else if (path_is(path, path_len, "/metrics"))
         route = ROUTE_METRICS;
+    else if (path_is(path, path_len, "/peers.json"))
+        route = ROUTE_PEERS;
     else if ((asset = find_asset(path, path_len)) >= 0)
         route = ROUTE_ASSET;
     else
@@ -489,6 +521,9 @@ static void handle_request(struct conn *c, const struct http_request *req)
         break;
     case ROUTE_METRICS:
         serve_metrics(c, keep_alive, head);
+        break;
+    case ROUTE_PEERS:
+        serve_peers(c, keep_alive, head);
         break;
     case ROUTE_ASSET:
         serve_asset(c, req, asset, keep_alive, head);

@@ -1,8 +1,9 @@
-// WebSocket upgrade on /ws and /echo: accept key, 426 for bad handshakes, the Origin rule (403).
+// WebSocket upgrade on /ws and /echo: accept key, 426 for bad handshakes, the Origin rule (403),
+// and --peer-urls (the nodes' pages accepted, GET /peers.json, the page's connect-src).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.mjs';
-import { exchange } from './lib/http.mjs';
+import { exchange, get } from './lib/http.mjs';
 import { acceptFor, newKey, upgradeRequest } from './lib/rawws.mjs';
 
 // Sends one upgrade request (header overrides as in withHeaders) and returns {res, key}.
@@ -179,5 +180,52 @@ describe('--allowed-origin "*"', () => {
   test('an upgrade of /echo without --echo-endpoint → 404', async () => {
     const { res } = await upgrade(port, { path: '/echo' });
     assert.equal(res.status, 404);
+  });
+});
+
+describe('--peer-urls', () => {
+  let port;
+  let server;
+  const PEERS = ['ws://node2.example:9999/ws', 'wss://node3.example/ws'];
+  before(async () => {
+    server = await startServer(['--peer-urls', PEERS.join(',')]);
+    port = server.httpPort;
+  });
+  after(() => server?.stop());
+
+  const withOrigin = (value) => ({ headers: { Origin: value } });
+
+  test('a page of a listed node (ws:// URL: its http origin) → 101', async () => {
+    assertSwitched(await upgrade(port, withOrigin('http://node2.example:9999')));
+  });
+
+  test('a page of a listed wss:// node (its https origin, port 443) → 101', async () => {
+    assertSwitched(await upgrade(port, withOrigin('https://node3.example')));
+  });
+
+  test('the listed host on another port, or over the other scheme → 403', async () => {
+    assertForbidden(await upgrade(port, withOrigin('http://node2.example:9998')));
+    assertForbidden(await upgrade(port, withOrigin('http://node3.example')));
+  });
+
+  test('GET /peers.json lists them, and the page may connect to them (CSP connect-src)', async () => {
+    const peers = await get(port, '/peers.json');
+    assert.equal(peers.status, 200);
+    assert.match(peers.headers['content-type'] ?? '', /^application\/json\b/i);
+    assert.deepEqual(JSON.parse(peers.body.toString('utf8')), { urls: PEERS });
+    const page = await get(port, '/');
+    assert.match(page.headers['content-security-policy'] ?? '', new RegExp(`connect-src 'self' ${PEERS.join(' ')};`));
+  });
+
+  test('without the option: no peers, connect-src is the page\'s own server', async () => {
+    const alone = await startServer();
+    try {
+      const peers = await get(alone.httpPort, '/peers.json');
+      assert.deepEqual(JSON.parse(peers.body.toString('utf8')), { urls: [] });
+      const page = await get(alone.httpPort, '/');
+      assert.match(page.headers['content-security-policy'] ?? '', /connect-src 'self';/);
+    } finally {
+      await alone.stop();
+    }
   });
 });

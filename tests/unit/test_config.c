@@ -121,6 +121,46 @@ static void broker_options(void **state)
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* --peer-urls: each URL kept as given, with the origin of a page served by that node. */
+static void peer_urls_option(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char **argv = ARGV("--peer-urls", "ws://a.example/ws,wss://[::1]:8443/chat/ws", "--peer-urls",
+                       "ws://127.0.0.1:9999/ws");
+    assert_int_equal(parse(&cfg, 5, argv), CONFIG_OK);
+    assert_int_equal(cfg.peers.n, 3);
+    assert_string_equal(cfg.peers.urls[0], "ws://a.example/ws");
+    assert_string_equal(cfg.peers.origins[0], "http://a.example");
+    assert_string_equal(cfg.peers.urls[1], "wss://[::1]:8443/chat/ws");
+    assert_string_equal(cfg.peers.origins[1], "https://[::1]:8443");
+    assert_string_equal(cfg.peers.origins[2], "http://127.0.0.1:9999");
+    config_free(&cfg);
+
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_int_equal(cfg.peers.n, 0);
+    config_free(&cfg);
+
+    char **bad[] = {
+        ARGV("--peer-urls", ""),
+        ARGV("--peer-urls", "ws://a/ws,"),
+        ARGV("--peer-urls", "http://a/ws"),
+        ARGV("--peer-urls", "ws://a"),
+        ARGV("--peer-urls", "ws:///ws"),
+        ARGV("--peer-urls", "ws://a/ws x"),
+        ARGV("--peer-urls", "ws://a/\"ws"),
+        ARGV("--peer-urls", "ws://a/ws;script-src"),
+        ARGV("--peer-urls", "ws://a/w\\s"),
+        ARGV("--peer-urls", "ws://a/1,ws://a/2,ws://a/3,ws://a/4,ws://a/5,ws://a/6,ws://a/7,"
+                            "ws://a/8,ws://a/9,ws://a/10,ws://a/11,ws://a/12,ws://a/13,ws://a/14,"
+                            "ws://a/15,ws://a/16,ws://a/17"),
+        ARGV("--peer-urls", "ws://a/ws", "--peer-urls", "ws://b"),
+        ARGV("--peer-urls"),
+    };
+    assert_all_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 static void every_option(void **state)
 {
     (void)state;
@@ -328,7 +368,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
         cmocka_unit_test(broker_options),  cmocka_unit_test(every_option),
-        cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
+        cmocka_unit_test(peer_urls_option), cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
         cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
         cmocka_unit_test(upgrade_options), cmocka_unit_test(status_options),
     };

@@ -10,23 +10,11 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { eventually, guest, ms } from '../chat/lib/chat.mjs';
 import { ChatServer } from '../chat/lib/server.mjs';
+import { freePorts } from '../chat/lib/cluster.mjs';
 import { TelnetClient } from '../chat/lib/telnet.mjs';
 import { freshDataDir, parleyBin } from '../blackbox/lib/server.mjs';
 import { get } from '../blackbox/lib/http.mjs';
 import { EXIT_MARGIN, Lineage, gone, notifySinkBin } from './lib/upgrade.mjs';
-
-// Two free loopback ports (bound and released: systemd-socket-activate binds them again).
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = net.createServer();
-    await new Promise((r) => s.listen(0, '127.0.0.1', r));
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 // parley started by systemd-socket-activate on http and telnet sockets it made; `names`: the
 // --fdname it passes (undefined: none, so parley takes them in order).

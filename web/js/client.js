@@ -146,13 +146,15 @@ export class ChatClient extends EventTarget {
   #welcomed = false; // the first welcome of this page shows the open conversation
   #roomsQueue = Promise.resolve(); // `rooms` requests one after another, so pages never mix
   #pumping = false; // the send queue is being worked through
+  #rejoining = false; // after a login, until every room is joined again: sends wait
   #ackedAt = 0; // when the last send of ours was acked
   #typingDue = null; // a room typed in while its send was not acked yet
   #typingTimer = null;
 
-  constructor(url) {
+  // urls: the servers' WebSocket URLs in the order to try them (the nodes of one chat).
+  constructor(urls) {
     super();
-    this.conn = new Connection(url);
+    this.conn = new Connection(urls);
     this.me = null; // {name, guest}
     this.token = null;
     this.loggedIn = false;
@@ -576,7 +578,7 @@ export class ChatClient extends EventTarget {
     this.#pumping = true;
     try {
       let delay = RETRY_SOON_MS;
-      while (this.loggedIn && this.pending.length) {
+      while (this.loggedIn && !this.#rejoining && this.pending.length) {
         const p = this.pending[0];
         for (const x of this.pending) if (x.state === 'waiting') x.state = 'queued';
         const outcome = await this.#sendOne(p);
@@ -659,7 +661,7 @@ export class ChatClient extends EventTarget {
     } else if (this.token && !this.loggedIn) {
       this.#resume();
     }
-    this.emit('status', { state, retryAt: this.conn.retryAt });
+    this.emit('status', { state, retryAt: this.conn.retryAt, switching: this.conn.switching });
     if (this.pending.length) this.emit('pending', {});
   }
 
@@ -723,12 +725,14 @@ export class ChatClient extends EventTarget {
     if (!this.#welcomed) this.emit('active', { conv: this.conv(this.active) });
     this.#welcomed = true;
     const work = [];
+    this.#rejoining = true; // a send before its room is joined on this connection is refused
     for (const conv of this.convs.values()) {
       if (!conv.dm && conv.joined) work.push(this.#join(conv));
       else if (conv.dm && conv.seq !== null && conv.latest > conv.seq) work.push(this.#catchUpDm(conv));
     }
     await Promise.allSettled(work);
     if (gen !== this.#resumeGen || !this.loggedIn) return;
+    this.#rejoining = false;
     this.#pump();
     this.#save();
     this.refreshRooms();

@@ -1,5 +1,7 @@
 // The WebSocket connection: requests with ids and their replies, server events, and automatic
-// reconnection with exponential back-off and jitter. It knows nothing about the page.
+// reconnection with exponential back-off and jitter, over a list of server URLs (the nodes of
+// one chat): a failed or dropped connection moves on to the next URL at once, and the back-off
+// starts only when every URL has failed in a row. It knows nothing about the page.
 
 const PING_EVERY = 20000; // a ping this often finds connections that died in silence (sleep)
 const PING_TIMEOUT = 8000;
@@ -22,11 +24,15 @@ export class Connection extends EventTarget {
   #retryTimer = null;
   #pingTimer = null;
   #wanted = false; // keep connected (reconnect after drops)
+  #urls;
+  #index = 0; // the URL in use or tried next
+  #failedInRow = 0; // URLs that failed or dropped since the last successful login
 
-  constructor(url) {
+  constructor(urls) {
     super();
-    this.url = url;
+    this.#urls = Array.isArray(urls) ? [...urls] : [urls];
     this.state = 'idle'; // idle | connecting | open | offline
+    this.switching = false; // connecting to another URL after a drop, before any back-off
     this.retryAt = 0;
     this.features = new Set(); // hello.features of the server this socket speaks to
     window.addEventListener('online', () => this.retryNow());
@@ -40,8 +46,18 @@ export class Connection extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
+  get url() {
+    return this.#urls[this.#index];
+  }
+
+  // More URLs to try (another node's, learned after the page started); duplicates are ignored.
+  addUrls(urls) {
+    for (const u of urls) if (typeof u === 'string' && !this.#urls.includes(u)) this.#urls.push(u);
+  }
+
   #setState(state) {
     this.state = state;
+    if (state === 'open' || state === 'offline' || state === 'idle') this.switching = false;
     this.#emit('state', { state, retryAt: this.retryAt });
   }
 
@@ -56,7 +72,7 @@ export class Connection extends EventTarget {
     try {
       ws = new WebSocket(this.url);
     } catch {
-      this.#scheduleRetry();
+      this.#next();
       return;
     }
     this.#ws = ws;
@@ -88,9 +104,11 @@ export class Connection extends EventTarget {
     this.#setState('idle');
   }
 
-  // The back-off starts again from its shortest delay (after a successful login).
+  // The back-off starts again from its shortest delay, and every URL may be tried at once again
+  // (after a successful login: a server that greets and then drops us does not count).
   resetBackoff() {
     this.#attempt = 0;
+    this.#failedInRow = 0;
   }
 
   retryNow() {
@@ -145,8 +163,24 @@ export class Connection extends EventTarget {
   #onClose(ws) {
     if (ws !== this.#ws) return;
     this.#detach(ws);
-    if (this.#wanted) this.#scheduleRetry();
+    if (this.#wanted) this.#next();
     else this.#setState('idle');
+  }
+
+  // After a failure or a drop: the next URL at once while some have not failed in this round,
+  // else the back-off (and the next URL after it).
+  #next() {
+    this.#failedInRow += 1;
+    this.#index = (this.#index + 1) % this.#urls.length;
+    if (this.#failedInRow < this.#urls.length) {
+      this.switching = true;
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = null;
+      this.open();
+      return;
+    }
+    this.#failedInRow = 0;
+    this.#scheduleRetry();
   }
 
   // Forgets the socket at once: pending requests fail and a reconnect is planned.
@@ -159,7 +193,7 @@ export class Connection extends EventTarget {
     } catch {
       // already closing
     }
-    if (this.#wanted) this.#scheduleRetry();
+    if (this.#wanted) this.#next();
   }
 
   #detach(ws) {

@@ -5,9 +5,15 @@ import { $ } from './dom.js';
 import { View } from './view.js';
 import { errorText, signInErrorText, userNameError } from './words.js';
 
+// This page's server first, then the other nodes it names (--peer-urls), tried in turn when a
+// connection fails.
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
-const client = new ChatClient(url);
+const client = new ChatClient([url]);
 const view = new View(client);
+fetch('/peers.json', { cache: 'no-store' })
+  .then((r) => (r.ok ? r.json() : { urls: [] }))
+  .then((peers) => client.conn.addUrls(Array.isArray(peers.urls) ? peers.urls : []))
+  .catch(() => {}); // an older server, or this one already gone: its own URL is enough
 
 function show(signedIn) {
   $('#signin').hidden = signedIn;

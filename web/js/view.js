@@ -11,6 +11,7 @@ import { append, oneLine, prepend, renderAll, renderPending, update } from './me
 import { errorText, roomNameError, userNameError } from './words.js';
 
 const NOTICE_MS = 8000;
+const SWITCH_QUIET_MS = 3000; // how long a move to another server may take before it is shown
 const WINDOW = 2 * HISTORY_PAGE; // messages rendered when a conversation opens; more on scroll-back
 const num = new Intl.NumberFormat();
 
@@ -33,6 +34,8 @@ export class View {
   #draftFor = null; // the conversation the message box's text belongs to
   #noticeTimer = null;
   #statusTimer = null;
+  #switchTimer = null;
+  #quietUntil = 0; // no status bar before this, while the page moves to another server
   #sidebarQueued = false;
   #membersQueued = false;
   #reply = null; // the message the next send answers: {conv, seq}
@@ -85,11 +88,22 @@ export class View {
 
   // --- status ---
 
-  renderStatus({ state, retryAt }) {
+  renderStatus({ state, retryAt, switching = false }) {
     const bar = $('#status');
     const retry = $('#retry');
     clearInterval(this.#statusTimer);
+    clearTimeout(this.#switchTimer);
     document.body.dataset.conn = state === 'open' && this.client.loggedIn ? 'online' : state;
+    // A move to another server after a drop shows nothing for a while: it usually takes less
+    // than a second, and the conversation carries on where it was.
+    if (switching) this.#quietUntil = Date.now() + SWITCH_QUIET_MS;
+    if (state === 'offline' || state === 'idle') this.#quietUntil = 0;
+    if (Date.now() < this.#quietUntil && !(state === 'open' && this.client.loggedIn)) {
+      bar.hidden = true;
+      this.#switchTimer = setTimeout(() => this.renderStatus({ state: this.client.conn.state, retryAt }),
+        this.#quietUntil - Date.now());
+      return;
+    }
     if (!this.client.me && state !== 'connecting') {
       bar.hidden = true;
       return;
