@@ -4,10 +4,10 @@
 // on the same port.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePorts, startPostgres } from '../../chat/lib/cluster.mjs';
 import { ChatServer } from '../../chat/lib/server.mjs';
 import { ms, withTimeout } from '../../chat/lib/chat.mjs';
 
@@ -19,42 +19,28 @@ function pgTool(...args) {
   return r.stdout.trim();
 }
 
-// A throwaway PostgreSQL server with one database for the cluster.
+// A throwaway PostgreSQL server with one database for the cluster (tests/chat/lib/cluster.mjs),
+// which a test can query, and halt and resume as a crash and a restart would.
 export function startPg() {
-  const [dir, adminUrl] = pgTool('start').split('\n');
-  const psql = (sql) => {
-    const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', adminUrl, '-c', sql], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`psql ${sql}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
-  psql("CREATE DATABASE parley ENCODING 'UTF8' TEMPLATE template0");
-  const url = adminUrl.replace('postgresql:///postgres', 'postgresql:///parley');
+  const pg = startPostgres();
   return {
-    dir,
-    url,
+    dir: pg.dir,
+    url: pg.storeUrl,
+    stop: pg.stop,
     // One SQL statement on the cluster's database; its rows, unaligned.
     query(sql) {
-      const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql], { encoding: 'utf8' });
+      const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', pg.storeUrl, '-c', sql], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`psql ${sql}: ${r.stderr}`);
       return r.stdout.trim();
     },
-    halt: () => pgTool('halt', dir),
-    resume: () => pgTool('resume', dir),
-    stop: () => pgTool('stop', dir),
+    halt: () => pgTool('halt', pg.dir),
+    resume: () => pgTool('resume', pg.dir),
   };
-}
-
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 // A redis-server on a free loopback port, no persistence, in a temporary directory.
 export async function startRedis() {
-  const port = await freePort();
+  const [port] = await freePorts(1);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'parley-redis-'));
   const redis = { port, dir, child: null, url: `redis://127.0.0.1:${port}` };
   redis.start = async () => {
