@@ -403,11 +403,6 @@ void hub_broker_free(struct hub_broker *hb)
     free(hb);
 }
 
-const struct broker *hub_broker_broker(const struct hub_broker *hb)
-{
-    return hb->broker;
-}
-
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest)
 {
     map_put(&hb->followed, room, (void *)1);
@@ -418,11 +413,6 @@ void hub_broker_unfollow(struct hub_broker *hb, const char *room)
 {
     map_del(&hb->followed, room);
     broker_unfollow(hb->broker, room);
-}
-
-bool hub_broker_following(const struct hub_broker *hb, const char *room)
-{
-    return map_get((struct map *)&hb->followed, room) != NULL;
 }
 
 void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *peer)

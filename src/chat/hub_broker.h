@@ -55,12 +55,10 @@ struct hub_broker;
 struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
                                   const struct hub_broker_hooks *hooks);
 void hub_broker_free(struct hub_broker *hb);
-const struct broker *hub_broker_broker(const struct hub_broker *hb);
 
 /* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. */
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);
 void hub_broker_unfollow(struct hub_broker *hb, const char *room);
-bool hub_broker_following(const struct hub_broker *hb, const char *room);
 
 /* A stored event (op at stage 1, its ack riding on it): published, and delivered here in order
  * through hooks->deliver. peer: a dm's other party as shown, else NULL. */
