@@ -4,7 +4,9 @@
 # tests and the black-box suites (the real binary on loopback: tests/blackbox for HTTP and
 # WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade for
 # upgrades to a new process, socket activation and sd_notify), each once on the release build and
-# once under ASan + UBSan (tests/web and tests/cluster on the release build only), tests/chat once more on PostgreSQL (release), then every libFuzzer
+# once under ASan + UBSan (tests/web and tests/cluster on the release build only), tests/chat
+# once more on PostgreSQL (release), tests/nodes (several nodes on one PostgreSQL and one Redis,
+# release), then every libFuzzer
 # target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
@@ -105,6 +107,18 @@ run_chat_on_postgres() {
     count_node "$out"
 }
 
+# Several nodes on one PostgreSQL and one Redis (tests/nodes: each test starts both, and three
+# nodes), on the release build only, one test at a time: each loads the machine with 3 nodes and
+# up to 300 clients. About a minute in all.
+run_nodes() {
+    local out="$log_dir/nodes.tap"
+    echo "== several nodes (release)"
+    PARLEY_BIN=build/release/parley timeout 300 node --test --test-reporter=tap \
+        --test-concurrency=1 tests/nodes/ >"$out" 2>&1
+    show_failures "$out"
+    count_node "$out"
+}
+
 # The include rule between src/'s layer folders (docs/architecture.md, "Layout"): one test.
 echo "== layers"
 scripts/check_layers.sh >"$log_dir/layers.tap" 2>&1
@@ -115,6 +129,7 @@ if build release all unit; then
     run_units build/release release
     run_blackbox build/release/parley release
     run_chat_on_postgres
+    run_nodes
 fi
 if build asan BUILD=asan all unit; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0

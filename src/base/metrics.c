@@ -110,6 +110,21 @@ struct metrics_out {
 /* The parts other layers render, set once at start (before any thread reads them). */
 static void (*parts[METRICS_PARTS])(struct metrics_out *o);
 
+static void (*health)(char *out, size_t cap);
+
+void metrics_set_health(void (*render)(char *out, size_t cap))
+{
+    health = render;
+}
+
+void metrics_health(char *out, size_t cap)
+{
+    if (cap)
+        out[0] = '\0';
+    if (health && cap)
+        health(out, cap);
+}
+
 void metrics_set_part(enum metrics_part part, void (*render)(struct metrics_out *o))
 {
     parts[part] = render;
@@ -279,5 +294,6 @@ struct chunk *metrics_render(uint64_t uptime_s)
                 "# HELP parley_uptime_seconds Seconds since the server started.\n"
                 "# TYPE parley_uptime_seconds counter\nparley_uptime_seconds %llu\n",
                 (unsigned long long)uptime_s);
+    part(&o, METRICS_PART_BROKER);
     return o.c;
 }

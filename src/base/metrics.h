@@ -92,9 +92,14 @@ enum metrics_part {
     METRICS_PART_SOCKET_WRITES, /* after the deliveries */
     METRICS_PART_ERRORS,        /* after the searches */
     METRICS_PART_TLS,           /* before the store's histograms */
+    METRICS_PART_BROKER,        /* last: the other nodes (src/broker) */
     METRICS_PARTS,
 };
 void metrics_set_part(enum metrics_part part, void (*render)(struct metrics_out *o));
+/* /healthz's members about the engines (the node, its store and broker), as JSON members with a
+ * leading comma, written by the layer that knows them (registered at start); "" when none is. */
+void metrics_set_health(void (*render)(char *out, size_t cap));
+void metrics_health(char *out, size_t cap);
 /* Appends printf-formatted Prometheus text to the output being rendered. */
 void metrics_put(struct metrics_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -67,6 +67,9 @@ enum chat_op_kind {
     CHAT_UNBAN,
     CHAT_MUTE,
     CHAT_UNMUTE,
+    /* hub -> store -> hub: a page of a room's events [join_after + 1, seq] read for the broker's
+     * fill of a gap (hub_broker.h); msgs in the wire form between nodes. */
+    CHAT_FILL,
 };
 
 /* A listed user's status (rule 70): away, and its text (owned) or NULL. Only users not at the

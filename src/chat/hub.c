@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "chat.h"
 #include "events.h"
+#include "hub_broker.h"
 #include "log.h"
 #include "map.h"
 #include "member_list.h"
@@ -114,6 +115,10 @@ struct hub {
     struct timer status_timer; /* the next record whose grace ends */
     bool status_timer_on;
     uint64_t status_grace_ms;
+    /* The other nodes (hub_broker.h): every stored event goes out through it and comes back,
+     * in seq order with theirs, to be fanned out. */
+    struct hub_broker *hb;
+    bool closing; /* hub_destroy: held events are freed, not delivered */
 };
 
 /* --- rooms --- */
@@ -385,6 +390,15 @@ static void occupied_unlink(struct hub *h, struct hub_room *r)
     list_drop(r);
 }
 
+/* The room's connections on this node, over every worker. */
+static uint32_t local_conns(const struct hub *h, const struct hub_room *r)
+{
+    uint32_t n = 0;
+    for (int w = 0; w < h->n_workers; w++)
+        n += r->worker_conns[w];
+    return n;
+}
+
 /* O(log n) in the room's users (the ordered index), whatever the room's size; in a large room
  * nobody else hears of it until the tick's count. */
 static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
@@ -392,6 +406,8 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     size_t lc_len = strlen(op->user_lc);
     struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
     r->worker_conns[op->worker]++;
+    if (local_conns(h, r) == 1)
+        hub_broker_follow(h->hb, r->name, r->latest);
     /* A connection a live upgrade moved here keeps the room as the old process had it: a room
      * it was told is large stays large, without a burst of counts at the next tick. */
     if (op->adopt && op->adopt_large && h->cfg->presence_limit)
@@ -430,8 +446,11 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
     if (!m)
         return;
-    if (r->worker_conns[op->worker] > 0)
+    if (r->worker_conns[op->worker] > 0) {
         r->worker_conns[op->worker]--;
+        if (local_conns(h, r) == 0)
+            hub_broker_unfollow(h->hb, r->name);
+    }
     if (--m->conns > 0)
         return;
     ordset_remove(&r->index, op->user_lc, lc_len);
@@ -869,6 +888,7 @@ static void join(struct hub *h, struct chat_op *op)
             memcpy(r->owner_lc, op->user_lc, sizeof r->owner_lc);
         }
         chat_to_store(note);
+        hub_broker_room_made(h->hb, r->name);
     }
     if (op->stage == 0) {
         if (!op->rejoin)
@@ -1099,6 +1119,7 @@ static void register_user(struct hub *h, struct chat_op *op)
     memcpy(u->name, op->name, sizeof u->name);
     u->created_ms = op->user_created_ms;
     free(map_put(&h->registered, name_lc, u));
+    hub_broker_registered(h->hb, op->name, op->user_created_ms);
     if (op->registered_guest) {
         user_status_became_registered(&h->statuses, name_lc, op->guest_session, op->name);
         struct hub_guest *g = map_del(&h->guests, name_lc);
@@ -1192,52 +1213,108 @@ static void ring_replace(struct hub_room *r, struct msg_rec *m)
     *slot = *m;
 }
 
-/* A timeline event stored (stage 1): encoded once live and once as a replay sends it, kept in
- * the ring, what it changed in the ring replaced, and delivered; then the ack. Nothing stored
- * (stage 2): the ack alone. */
+/* A timeline event stored (stage 1): handed to the broker, which publishes it and gives it back
+ * in seq order with the other nodes' (event_deliver). Nothing stored (stage 2): the ack alone. */
 static void event_stored(struct hub *h, struct chat_op *op)
 {
+    if (op->stage == 1) {
+        hub_broker_stored(h->hb, op, op->room_is_dm ? op->peer : NULL);
+        return;
+    }
     struct hub_room *r = room_get(h, op->room, true);
     run_close(h, r);
-    if (op->stage == 1) {
-        struct store_msg m = chat_op_event(op);
-        m.target_from = op->target_from[0] ? op->target_from : NULL;
-        const char *peer = op->room_is_dm ? op->peer : NULL;
-        struct msg_rec rec = events_event(&m, peer, EVENTS_LIVE);
-        if (op->seq > r->latest)
-            r->latest = op->seq;
-        if (op->kind == CHAT_EDIT) {
-            struct msg_rec replay = events_event(&m, peer, EVENTS_REPLAY);
-            ring_push(h, r, &replay);
-            msg_rec_release(&replay);
-        } else {
-            ring_push(h, r, &rec);
-        }
-        for (size_t i = 0; i < op->n_msgs; i++)
-            ring_replace(r, &op->msgs[i]);
-        op->n_msgs = 0;
-        metrics_add(METRIC_MESSAGES_ACCEPTED, 1);
-        if (chat_op_moderates(op->kind) && !r->dm) {
-            mod_stored(r, op);
-            if (op->kind == CHAT_KICK || op->kind == CHAT_BAN)
-                kick_out(h, r, op);
-        }
-        if (r->dm) {
-            /* Direct messages reach every connection of both users, wherever they are. */
-            for (int w = 0; w < h->n_workers; w++) {
-                struct deliver *d = out(h, w);
-                d->kind = DELIVER_DM;
-                memcpy(d->room, r->name, sizeof d->room);
-                d->rec = msg_rec_ref(&rec);
-                memcpy(d->user_a, op->user_lc, sizeof d->user_a);
-                memcpy(d->user_b, op->to_lc, sizeof d->user_b);
-            }
-            msg_rec_release(&rec);
-        } else {
-            to_room(h, r, rec, 0, NULL);
-        }
-    }
     reply(h, op); /* the ack */
+}
+
+/* Forgets r's ring: an event came after a gap the hub never saw (its room was not followed), and
+ * the ring must hold consecutive seqs. */
+static void ring_clear(struct hub_room *r)
+{
+    for (uint32_t i = 0; i < r->ring_len; i++)
+        msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
+    r->ring_len = 0;
+    r->ring_head = 0;
+}
+
+/* Sends a dm event (taking its references) to every connection of both its users here. */
+static void to_dm_users(struct hub *h, const char *room, struct msg_rec rec, const char *a,
+                        const char *b)
+{
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_DM;
+        snprintf(d->room, sizeof d->room, "%s", room);
+        d->rec = msg_rec_ref(&rec);
+        memcpy(d->user_a, a, sizeof d->user_a);
+        memcpy(d->user_b, b, sizeof d->user_b);
+    }
+    msg_rec_release(&rec);
+}
+
+/* A stored event, this node's or another's, in the room's seq order (hub_broker.h): kept in the
+ * ring, what it changed in the ring replaced, and delivered; then the ack of this node's own. An
+ * event at or below what the hub has already (the broker gave back one it would not deliver) is
+ * only acked. */
+static void event_deliver(void *arg, struct hub_event *ev)
+{
+    struct hub *h = arg;
+    struct chat_op *op = ev->op;
+    if (h->closing) { /* the broker gives back what it held as the hub ends */
+        if (op)
+            chat_op_free(op);
+        hub_event_free(ev);
+        return;
+    }
+    struct hub_room *r = room_get(h, ev->room, true);
+    run_close(h, r);
+    uint64_t seq = ev->live.seq;
+    if (seq > r->latest) {
+        /* An edit, delete or reaction from elsewhere changed a message the ring may hold, and
+         * only the storing node has its new replay form: replays read the store instead. */
+        if (seq > r->latest + 1 || (ev->target && r->ring_len && ev->target >= ring_first(r)))
+            ring_clear(r);
+        r->latest = seq;
+        ring_push(h, r, &ev->ring);
+        if (op) {
+            for (size_t i = 0; i < op->n_msgs; i++)
+                ring_replace(r, &op->msgs[i]);
+            op->n_msgs = 0;
+        }
+        const struct chat_op *mod = op ? op : ev->mod;
+        if (mod && chat_op_moderates(mod->kind) && !r->dm) {
+            mod_stored(r, mod);
+            if (mod->kind == CHAT_KICK || mod->kind == CHAT_BAN)
+                kick_out(h, r, mod);
+        }
+        /* Direct messages reach every connection of both users, wherever they are. */
+        if (r->dm && ev->user_a[0])
+            to_dm_users(h, r->name, msg_rec_ref(&ev->live), ev->user_a, ev->user_b);
+        else if (!r->dm)
+            to_room(h, r, msg_rec_ref(&ev->live), 0, NULL);
+    }
+    if (op) {
+        metrics_add(METRIC_MESSAGES_ACCEPTED, 1);
+        reply(h, op); /* the ack */
+    }
+    hub_event_free(ev);
+}
+
+/* Another node's dm, for its users here while this node does not follow the room (best effort,
+ * as it comes): one the hub has already (a fill, an earlier copy) is dropped, and the room's
+ * newest seq moves, so a later follow fills only what came after. */
+static void event_deliver_dm(void *arg, struct hub_event *ev)
+{
+    struct hub *h = arg;
+    struct hub_room *r = room_get(h, ev->room, true);
+    uint64_t seq = ev->live.seq;
+    if (seq > r->latest) {
+        if (seq > r->latest + 1)
+            ring_clear(r);
+        r->latest = seq;
+        ring_push(h, r, &ev->ring);
+        to_dm_users(h, ev->room, msg_rec_ref(&ev->live), ev->user_a, ev->user_b);
+    }
+    hub_event_free(ev);
 }
 
 static void typing(struct hub *h, struct chat_op *op)
@@ -1345,6 +1422,7 @@ static void leave_elsewhere(struct hub *h, struct chat_op *op)
         memcpy(d->user_a, op->user_lc, sizeof d->user_a);
         d->skip_conn = op->conn_id;
     }
+    hub_broker_left(h->hb, op->user_lc, op->room);
 }
 
 /* A read marker moved: the user's other connections get the `read` without id. */
@@ -1359,6 +1437,46 @@ static void read_moved(struct hub *h, struct chat_op *op)
         d->skip_conn = op->conn_id;
     }
     msg_rec_release(&rec);
+    hub_broker_read(h->hb, op->user_lc, op->room, op->seq);
+}
+
+/* --- what other nodes tell (hub_broker.h) --- */
+
+static void remote_read(void *arg, const char *user_lc, const char *room, uint64_t seq)
+{
+    struct hub *h = arg;
+    struct msg_rec rec = events_read(room, seq);
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_USER;
+        d->rec = msg_rec_ref(&rec);
+        snprintf(d->user_a, sizeof d->user_a, "%s", user_lc);
+    }
+    msg_rec_release(&rec);
+}
+
+static void remote_left(void *arg, const char *user_lc, const char *room)
+{
+    struct hub *h = arg;
+    for (int w = 0; w < h->n_workers; w++) {
+        struct deliver *d = out(h, w);
+        d->kind = DELIVER_LEFT;
+        snprintf(d->room, sizeof d->room, "%s", room);
+        snprintf(d->user_a, sizeof d->user_a, "%s", user_lc);
+    }
+}
+
+static void load_user(void *arg, const char *name, int64_t created_ms);
+
+static void remote_registered(void *arg, const char *name, int64_t created_ms)
+{
+    if (text_valid_user(name, strlen(name)))
+        load_user(arg, name, created_ms);
+}
+
+static void remote_room_made(void *arg, const char *room)
+{
+    room_get(arg, room, true);
 }
 
 static void on_mail(struct service *s, struct mail *m)
@@ -1457,6 +1575,9 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     case CHAT_TYPING:
         typing(h, op);
+        break;
+    case CHAT_FILL:
+        hub_broker_filled(h->hb, op);
         break;
     case CHAT_STATUS:
         status_request(h, op);
@@ -1558,6 +1679,18 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     rc = service_init(s, "hub", on_mail, before_sleep, h);
     if (rc < 0)
         return rc;
+    struct hub_broker_hooks hooks = {
+        .hub = h,
+        .deliver = event_deliver,
+        .deliver_dm = event_deliver_dm,
+        .user_read = remote_read,
+        .user_left = remote_left,
+        .registered = remote_registered,
+        .room_made = remote_room_made,
+    };
+    h->hb = hub_broker_new(s->loop, cfg, &hooks);
+    if (!h->hb)
+        return -EINVAL;
     timer_init(&h->tick, on_tick);
     timer_init(&h->status_timer, on_status_timer);
     timer_start(s->loop, &h->tick, loop_now(s->loop) + h->tick_ms);
@@ -1567,6 +1700,12 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
 void hub_destroy(struct service *s)
 {
     struct hub *h = s->ctx;
+    if (h) {
+        /* Before the loop goes: the broker unwatches its sockets, and gives back what it held. */
+        h->closing = true;
+        hub_broker_free(h->hb);
+        h->hb = NULL;
+    }
     service_destroy(s, chat_op_drop);
     if (!h)
         return;

@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "chat.h"
 #include "events.h"
+#include "hub_broker.h"
 #include "log.h"
 #include "loop.h"
 #include "map.h"
@@ -38,6 +39,9 @@ struct seq_room {
      * (0: not known). Each message stored moves it to the next message, an index seek, instead
      * of counting N messages back at every send. */
     uint64_t cut;
+    /* The batch whose transaction last read last_seq from a shared database (store.h,
+     * room_seq): read once per room and batch, since the room's lock holds until its end. */
+    uint64_t synced_batch;
 };
 
 struct store_thread {
@@ -51,6 +55,7 @@ struct store_thread {
     size_t n_held, cap_held;
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
     int64_t batch_clock; /* during a batch: the database's clock (store.h, clock_ms), else 0 */
+    uint64_t batch_no;   /* counts batches, from 1 (seq_room.synced_batch) */
     /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
      * many batches failed since, not once per batch. */
     uint64_t failed_logged_ms;
@@ -191,6 +196,23 @@ static int list_reads(struct store_thread *st, struct chat_op *op)
     return rc;
 }
 
+/* Whether the requester is banned (kind STORE_MOD_BAN) or muted (STORE_MOD_MUTE) in op's room
+ * at now: 1 after failing op with banned or muted, 0 if not, or a store error. */
+static int refused_by(struct store_thread *st, struct chat_op *op, enum store_mod_kind kind,
+                      int64_t now)
+{
+    int64_t until;
+    int rc = st->db->ops->restriction(st->db, op->room, kind, op->user_lc, now, &until);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0)
+        return rc;
+    bool ban = kind == STORE_MOD_BAN;
+    snprintf(op->why_buf, sizeof op->why_buf, ban ? "banned from #%s" : "muted in #%s", op->room);
+    chat_op_fail(op, ban ? PROTO_BANNED : PROTO_MUTED, op->why_buf);
+    return 1;
+}
+
 /* A registered user's join (rule 67): a public room is saved unless it is already, within the
  * per-connection room limit counted over the saved rooms, with a marker at its latest seq if it
  * has none; the marker goes back in op->marker for joined.read. */
@@ -199,6 +221,11 @@ static int join_save(struct store_thread *st, struct chat_op *op)
     struct store *db = st->db;
     int rc;
     if (!op->room_is_dm) {
+        /* The hub checked its mirror of the room's bans; another node may have stored a ban it
+         * has not delivered yet, and the store decides (rule 74: nodes never disagree). */
+        rc = refused_by(st, op, STORE_MOD_BAN, stamp(st, false));
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
         bool saved = false;
         rc = db->ops->saved_has(db, op->user_lc, op->room, &saved);
         if (rc < 0)
@@ -349,6 +376,52 @@ static int rank_in(struct store_thread *st, const char *room, const char *name_l
     return 0;
 }
 
+/* A shared database (store.h, room_seq): reads the room's seq under its row lock, once per batch
+ * (the lock holds until the batch ends), since another node may have written the room since this
+ * counter last moved. */
+static int sync_seq(struct store_thread *st, const char *name)
+{
+    struct store *db = st->db;
+    struct seq_room *room = room_of(st, name);
+    if (!db->ops->room_seq || room->synced_batch == st->batch_no)
+        return 0;
+    uint64_t stored = 0;
+    int rc = db->ops->room_seq(db, name, stamp(st, false), &stored);
+    if (rc < 0)
+        return rc;
+    room->synced_batch = st->batch_no;
+    if (stored != room->last_seq) {
+        room->last_seq = stored;
+        room->cut = 0; /* found again by counting, next time */
+    }
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Takes the locks of every room the batch stores an event in, in name order, before anything
+ * else: every node locks in the same order, so two batches never deadlock on each other. */
+static int lock_rooms(struct store_thread *st)
+{
+    if (!st->db->ops->room_seq)
+        return 0;
+    const char **names = xmalloc(st->n_batch * sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_batch; i++)
+        if (chat_op_stores_event(st->batch[i]->kind) && st->batch[i]->room[0])
+            names[n++] = st->batch[i]->room;
+    qsort(names, n, sizeof *names, by_name);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+            rc = sync_seq(st, names[i]);
+    free(names);
+    return rc;
+}
+
 /* Retention (rule 47): a room's newest N messages are kept, and every event after the oldest
  * of them. */
 static int retain(struct store_thread *st, const struct chat_op *op)
@@ -470,15 +543,9 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
     /* Rule 65: a muted user's send, edit, react and topic (after rights, before edit_window). */
     if (!op->room_is_dm && (op->kind == CHAT_SEND || op->kind == CHAT_EDIT ||
                             op->kind == CHAT_REACT || op->kind == CHAT_TOPIC)) {
-        int64_t until;
-        rc = db->ops->restriction(db, op->room, STORE_MOD_MUTE, op->user_lc, now, &until);
-        if (rc == 0) {
-            snprintf(op->why_buf, sizeof op->why_buf, "muted in #%s", op->room);
-            chat_op_fail(op, PROTO_MUTED, op->why_buf);
-            return 0;
-        }
-        if (rc != -ENOENT)
-            return rc;
+        rc = refused_by(st, op, STORE_MOD_MUTE, now);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
     }
     uint64_t window = st->cfg->edit_window_s;
     if (op->kind == CHAT_EDIT && window && now - t.ts > (int64_t)(window * 1000)) {
@@ -508,6 +575,9 @@ static int apply_timeline(struct store_thread *st, struct chat_op *op)
         return 0;
     }
     struct seq_room *room = room_of(st, op->room);
+    rc = sync_seq(st, op->room);
+    if (rc < 0)
+        return rc;
     op->seq = room->last_seq + 1;
     op->ts = now;
     struct store_msg m = chat_op_event(op);
@@ -675,10 +745,13 @@ static void commit_batch(struct service *s)
     struct store *db = st->db;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    st->batch_no++;
     int rc = db->ops->begin(db);
     /* A shared database's clock stamps the batch (store.h, clock_ms). */
     if (rc == 0 && db->ops->clock_ms)
         rc = db->ops->clock_ms(db, &st->batch_clock);
+    if (rc == 0)
+        rc = lock_rooms(st);
     size_t applied = 0;
     for (; rc == 0 && applied < st->n_batch; applied++)
         rc = apply_write(st, st->batch[applied]);
@@ -1106,6 +1179,31 @@ static uint64_t read_page(struct store_thread *st, struct chat_op *op)
     return ctx.first;
 }
 
+static void collect_wire(void *arg, const struct store_msg *m)
+{
+    struct read_ctx *rc = arg;
+    struct msg_rec r = hub_broker_wire(m);
+    chat_op_add_msg(rc->op, &r);
+    if (!rc->first)
+        rc->first = m->seq;
+    rc->last = m->seq;
+}
+
+/* A page of the broker's fill of a gap (hub_broker.h): (join_after, seq], in the wire form
+ * between nodes, back to the hub; more when the page was full. */
+static void read_fill(struct store_thread *st, struct chat_op *op)
+{
+    struct read_ctx ctx = {op, 0, op->join_after};
+    uint64_t before = op->seq == UINT64_MAX ? UINT64_MAX : op->seq + 1;
+    int rc = st->db->ops->read(st->db, op->room, op->join_after, before, 0, REPLAY_PAGE, false,
+                               collect_wire, &ctx);
+    if (rc < 0)
+        chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
+    op->more = rc >= REPLAY_PAGE;
+    op->join_after = ctx.last;
+    chat_to_hub(op);
+}
+
 /* A join whose replay reaches below the hub's ring: its first page, and whether retention cut
  * into what was asked for. The hub answers the join; the worker reads the rest page by page. */
 static void read_replay(struct store_thread *st, struct chat_op *op)
@@ -1260,6 +1358,9 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     case CHAT_REPLAY:
         read_replay_page(st, op);
+        return;
+    case CHAT_FILL:
+        read_fill(st, op);
         return;
     case CHAT_LOGIN_TOKEN:
         login_token(st, op);

@@ -217,7 +217,9 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
         snprintf(status, sizeof status, "\"unhealthy\",\"problem\":\"%s\"", problem);
     else
         snprintf(status, sizeof status, "\"ok\"");
-    char body[700];
+    char engines[400];
+    metrics_health(engines, sizeof engines);
+    char body[1100];
     struct metrics_upgrades up;
     metrics_get_upgrades(&up);
     uint64_t tls_failed = tls_counted(TLS_RESULT_FAILED) + tls_counted(TLS_RESULT_TIMEOUT) +
@@ -228,7 +230,7 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
                      "\"tls_connections\":%zu,\"tls_handshakes\":%llu,"
                      "\"tls_handshake_failures\":%llu,\"pid\":%d,\"generation\":%llu,"
                      "\"upgrades\":%llu,\"upgrades_failed\":%llu,\"handed_over\":%llu,"
-                     "\"drained\":%llu}\n",
+                     "\"drained\":%llu%s}\n",
                      status, PARLEY_VERSION,
                      conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET),
                      conn_count(CONN_WEBSOCKET), conn_count(CONN_TELNET),
@@ -237,7 +239,7 @@ static void serve_healthz(struct conn *c, bool keep_alive, bool head_only)
                      (unsigned long long)tls_counted(TLS_RESULT_OK), (unsigned long long)tls_failed,
                      (int)getpid(), (unsigned long long)up.generation, (unsigned long long)up.done,
                      (unsigned long long)up.failed, (unsigned long long)up.handed_over,
-                     (unsigned long long)up.drained);
+                     (unsigned long long)up.drained, engines);
     send_text(c, problem ? 503 : 200, "application/json", body, (size_t)n, keep_alive, head_only);
 }
 

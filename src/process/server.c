@@ -20,6 +20,7 @@
 #include "handover.h"
 #include "http_session.h"
 #include "hub.h"
+#include "hub_broker.h"
 #include "log.h"
 #include "metrics.h"
 #include "peers.h"
@@ -382,6 +383,8 @@ static void connect_layers(void)
     metrics_set_part(METRICS_PART_SOCKET_WRITES, conn_metrics_writes);
     metrics_set_part(METRICS_PART_ERRORS, proto_metrics_errors);
     metrics_set_part(METRICS_PART_TLS, tls_metrics);
+    metrics_set_part(METRICS_PART_BROKER, hub_broker_metrics);
+    metrics_set_health(hub_broker_health);
 }
 
 struct server *server_prepare(const struct config *cfg, struct listen_fds *inherited, bool standby)

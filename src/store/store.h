@@ -271,6 +271,10 @@ struct store_ops {
      * start), so nodes sharing a database stamp events and check ban and mute expiry by one
      * clock. NULL: the backend has no clock of its own (SQLite; the process's clock is used). */
     int (*clock_ms)(struct store *s, int64_t *ms);
+    /* Inside a batch: takes room's row lock (making its row, created now_ms, if it has none) and
+     * reads its last stored seq, which another node sharing the database may have moved. NULL:
+     * this process is the database's only writer (SQLite), so its own counter is right. */
+    int (*room_seq)(struct store *s, const char *room, int64_t now_ms, uint64_t *seq);
 };
 
 struct store {

@@ -272,8 +272,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         " reply_to, mentions, detail, num, subject)"
         " VALUES($1, $2, $3, $4, " LC("$4::text") ", $5, $6, $7, COALESCE($8, " LC("$4::text") "),"
         " $9, $10, $11, $12, $13, $14)",
+    /* A row a batch made before locking it (room_seq: no owner, nothing stored yet) is the
+     * room being created: it takes the owner. */
     [ST_ROOM_CREATE] = "INSERT INTO rooms(name, created_ms, last_seq, owner)"
-                       " VALUES($1, $2, 0, $3) ON CONFLICT(name) DO NOTHING",
+                       " VALUES($1, $2, 0, $3) ON CONFLICT(name) DO UPDATE SET owner = $3"
+                       " WHERE rooms.owner IS NULL AND rooms.last_seq = 0 AND $3 IS NOT NULL",
     [ST_TRIM] = "DELETE FROM events WHERE room = $1 AND seq <= $2",
     [ST_READ_OLDEST] =
         "SELECT " EVENT_COLS " FROM " EVENT_FROM " WHERE " READ_WHERE " ORDER BY e.seq LIMIT $5",
@@ -719,6 +722,36 @@ static int lock_room(struct pg_store *ps, const char *room)
     if (ret == 0 && ps->n_locked < LOCKED_ROOMS_MAX)
         ps->locked[ps->n_locked++] = xstrdup(room);
     return ret;
+}
+
+/* The room's last seq under its row lock (store.h): the counter of a node that another node
+ * overtook is set right here, before it numbers an event, instead of failing at the insert. */
+static int pg_room_seq(struct store *s, const char *room, int64_t now_ms, uint64_t *seq)
+{
+    struct pg_store *ps = from_base(s);
+    int ret = batch_lost(ps);
+    if (ret != 0)
+        return ret;
+    /* The row first, so its lock is taken here, in the caller's order, not at the insert. */
+    struct params p = {0};
+    p_text(&p, room);
+    p_i64(&p, now_ms);
+    ret = note(ps, run(ps, ST_ROOM_ENSURE, "room_seq", &p));
+    if (ret != 0)
+        return ret;
+    p = (struct params){0};
+    p_text(&p, room);
+    int64_t last = 0;
+    ret = query_i64(ps, ST_LOCK_ROOM, "room_seq", &p, &last);
+    if (ret != 0)
+        return note(ps, ret);
+    bool held = false;
+    for (size_t i = 0; i < ps->n_locked && !held; i++)
+        held = strcmp(ps->locked[i], room) == 0;
+    if (!held && ps->n_locked < LOCKED_ROOMS_MAX)
+        ps->locked[ps->n_locked++] = xstrdup(room);
+    *seq = last > 0 ? (uint64_t)last : 0;
+    return 0;
 }
 
 /* --- the batch --- */
@@ -2030,6 +2063,7 @@ static const struct store_ops pg_ops = {
     .saved_list = pg_saved_list,
     .unread = pg_unread,
     .clock_ms = pg_clock_ms,
+    .room_seq = pg_room_seq,
 };
 
 int store_pg_open(const char *url, bool standby, struct store **out)

@@ -21,7 +21,8 @@ export async function freePorts(n) {
 
 const pgScript = path.join(repoRoot, 'tests', 'tools', 'pg.sh');
 
-// A PostgreSQL server of its own with one empty database for parley: {storeUrl, stop()}.
+// A PostgreSQL server of its own with one empty database for parley: {storeUrl, stop(), dir}
+// (dir: the server's directory, for tests/tools/pg.sh).
 export function startPostgres() {
   const started = spawnSync(pgScript, ['start'], { encoding: 'utf8' });
   if (started.status !== 0) throw new Error(`pg.sh start: ${started.stderr}`);
@@ -33,17 +34,13 @@ export function startPostgres() {
     stop();
     throw new Error(`create database: ${created.stderr}`);
   }
-  return { storeUrl: adminUrl.replace('postgresql:///postgres', 'postgresql:///parley'), stop };
+  return { storeUrl: adminUrl.replace('postgresql:///postgres', 'postgresql:///parley'), stop, dir };
 }
 
 // A cluster of n nodes on storeUrl: free HTTP and telnet ports chosen now, so that every node can
 // be started with --peer-urls naming them all (a page from any of them knows the others) and a
 // load balancer can be told where they will be; start(i) starts node i (the first to start
 // migrates the schema).
-//
-// Until the hub is wired to the broker, a node knows the rooms and their last seq as they were
-// when it started: a test that writes on one node and then moves to another starts that other
-// node after the writes.
 export async function planCluster(n, storeUrl, extraArgs = []) {
   const ports = await freePorts(2 * n);
   const httpPorts = ports.slice(0, n);

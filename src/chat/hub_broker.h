@@ -1,0 +1,91 @@
+/*
+ * hub_broker: the hub's side of the broker (broker.h): what the hub stores is published to the
+ * other nodes, and what they publish is decoded into the hub's event form and handed back to the
+ * hub, in seq order, to fan out as its own.
+ *
+ * DESIGN: the hub owns its rooms and sessions; this module owns the broker and the wire form of
+ * an event between nodes (a stored event's fields, not its JSON: the receiving hub encodes it
+ * for its own transports exactly as the storing one did). The hub reaches in through the
+ * callbacks of struct hub_broker_hooks, so hub.c keeps its state private.
+ */
+#ifndef PARLEY_HUB_BROKER_H
+#define PARLEY_HUB_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "chat.h"
+#include "config.h"
+#include "loop.h"
+
+/* An event on its way to delivery: its live form (and the ring's form, which differs for an
+ * edit), the dm's two users, and for this node's own events the op whose ack rides on it. */
+struct hub_event {
+    char room[CHAT_ROOM_MAX];
+    struct msg_rec live, ring;
+    char user_a[CHAT_NAME_MAX], user_b[CHAT_NAME_MAX]; /* a dm's users (lower case), else "" */
+    struct chat_op *op;                                /* NULL: another node stored it */
+    /* Another node's (or a fill's) moderation event, as the op the hub's mirror of the room's
+     * moderation is kept from (hub.c's mod_stored, kick_out); else NULL. Owned. */
+    struct chat_op *mod;
+    /* Another node's edit, delete or reaction: the message it changed (the ring's copy of which is
+     * now out of date), else 0. */
+    uint64_t target;
+};
+
+/* What the hub does for the broker, on the hub's thread. */
+struct hub_broker_hooks {
+    void *hub;
+    /* Delivers ev (taking it) to the room's members here, in seq order, each once. */
+    void (*deliver)(void *hub, struct hub_event *ev);
+    /* Another node's dm reached users here (best effort): delivers ev (taking it), no order. */
+    void (*deliver_dm)(void *hub, struct hub_event *ev);
+    /* A read marker moved, or a registered user left a room, on another node. */
+    void (*user_read)(void *hub, const char *user_lc, const char *room, uint64_t seq);
+    void (*user_left)(void *hub, const char *user_lc, const char *room);
+    /* An account was registered on another node (name as registered). */
+    void (*registered)(void *hub, const char *name, int64_t created_ms);
+    /* A room was made on another node. */
+    void (*room_made)(void *hub, const char *room);
+};
+
+struct hub_broker;
+
+struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
+                                  const struct hub_broker_hooks *hooks);
+void hub_broker_free(struct hub_broker *hb);
+
+/* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. */
+void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);
+void hub_broker_unfollow(struct hub_broker *hb, const char *room);
+
+/* A stored event (op at stage 1, its ack riding on it): published, and delivered here in order
+ * through hooks->deliver. peer: a dm's other party as shown, else NULL. */
+void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *peer);
+/* The store's answer to a fill (a CHAT_FILL op): given to the broker; takes op. */
+void hub_broker_filled(struct hub_broker *hb, struct chat_op *op);
+/* A stored event read back, in the wire form between nodes (in the ws chunk, len bytes), for a
+ * fill's answer: the store thread makes it, hub_broker_filled decodes it. */
+struct msg_rec hub_broker_wire(const struct store_msg *m);
+/* Decodes the wire form (bytes from another node, or a fill's) into ev: its live and ring forms,
+ * and for moderation the op the hub's mirror takes. False, ev untouched, when data is not one. */
+bool hub_broker_unwire(const void *data, size_t len, struct hub_event *ev);
+/* Sets ev's user_a and user_b from its room's name when it is a dm room. */
+void hub_broker_dm_users(struct hub_event *ev);
+/* Frees ev (a delivered or dropped event). */
+void hub_event_free(struct hub_event *ev);
+
+/* User events to the other nodes (best effort). */
+void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *room, uint64_t seq);
+void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);
+void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
+void hub_broker_room_made(struct hub_broker *hb, const char *room);
+
+/* For /healthz (metrics_set_health): the node's name, its store's and its broker's state. */
+void hub_broker_health(char *out, size_t cap);
+/* For /metrics (METRICS_PART_BROKER): the broker's state and counters. */
+struct metrics_out;
+void hub_broker_metrics(struct metrics_out *o);
+
+#endif

@@ -1,0 +1,99 @@
+// cluster: several parley nodes on one real PostgreSQL and one real redis-server, all started by
+// the test and stopped when it ends. startCluster(t, n) gives {pg, redis, nodes}; pg.halt() and
+// pg.resume() stop and restart PostgreSQL keeping its data; redis.restart() restarts Redis empty
+// on the same port.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePorts, startPostgres } from '../../chat/lib/cluster.mjs';
+import { ChatServer } from '../../chat/lib/server.mjs';
+import { ms, withTimeout } from '../../chat/lib/chat.mjs';
+
+const pgSh = fileURLToPath(new URL('../../tools/pg.sh', import.meta.url));
+
+function pgTool(...args) {
+  const r = spawnSync(pgSh, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`pg.sh ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+// A throwaway PostgreSQL server with one database for the cluster (tests/chat/lib/cluster.mjs),
+// which a test can query, and halt and resume as a crash and a restart would.
+export function startPg() {
+  const pg = startPostgres();
+  return {
+    dir: pg.dir,
+    url: pg.storeUrl,
+    stop: pg.stop,
+    // One SQL statement on the cluster's database; its rows, unaligned.
+    query(sql) {
+      const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', pg.storeUrl, '-c', sql], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`psql ${sql}: ${r.stderr}`);
+      return r.stdout.trim();
+    },
+    halt: () => pgTool('halt', pg.dir),
+    resume: () => pgTool('resume', pg.dir),
+  };
+}
+
+// A redis-server on a free loopback port, no persistence, in a temporary directory.
+export async function startRedis() {
+  const [port] = await freePorts(1);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'parley-redis-'));
+  const redis = { port, dir, child: null, url: `redis://127.0.0.1:${port}` };
+  redis.start = async () => {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    redis.child = child;
+    let out = '';
+    const ready = new Promise((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('Ready to accept connections')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+    });
+    await withTimeout(ready, ms(15000), 'redis-server to accept connections');
+    child.stdout.resume();
+  };
+  redis.stop = async () => {
+    const child = redis.child;
+    if (!child || child.exitCode !== null) return;
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await gone;
+  };
+  redis.restart = async () => {
+    await redis.stop();
+    await redis.start();
+  };
+  await redis.start();
+  return redis;
+}
+
+// Starts PostgreSQL, Redis and n nodes on them (one after the other: the first migrates the
+// schema). Every node logs msg=broker_up before this resolves. All are stopped when t ends.
+// before(node0): runs on the first node before the others start (rooms they load at start).
+export async function startCluster(t, n, { args = [], before } = {}) {
+  const pg = startPg();
+  let redis;
+  const nodes = [];
+  t.after(async () => {
+    for (const node of nodes) await node.kill();
+    for (const node of nodes) rmSync(node.dataDir, { recursive: true, force: true });
+    if (redis) await redis.stop();
+    if (redis) rmSync(redis.dir, { recursive: true, force: true });
+    pg.stop();
+  });
+  redis = await startRedis();
+  for (let i = 0; i < n; i++) {
+    const node = await ChatServer.start(['--store', pg.url, '--broker', redis.url, '--node', `node${i}`, ...args]);
+    nodes.push(node);
+    await node.waitForLog((l) => l.fields.msg === 'broker_up', ms(15000), `node${i}: msg=broker_up`);
+    if (i === 0 && before) await before(node);
+  }
+  return { pg, redis, nodes };
+}
