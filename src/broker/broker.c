@@ -89,6 +89,16 @@ uint64_t broker_room_members(struct broker *b, const char *room, uint32_t local)
     return b->backend->room_members(b, room, local);
 }
 
+void broker_room_here(struct broker *b, const char *room, const char *user, bool in)
+{
+    b->backend->room_here(b, room, user, in);
+}
+
+void broker_room_sync(struct broker *b, const char *room, const char *const *users, size_t n)
+{
+    b->backend->room_sync(b, room, users, n);
+}
+
 void broker_publish_user(struct broker *b, const char *user, const void *data, size_t len)
 {
     b->backend->publish_user(b, user, data, len);

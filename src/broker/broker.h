@@ -62,6 +62,14 @@ struct broker_user {
      * Also called with online for each user of the other nodes after each (re)connect. */
     void (*presence)(void *ctx, const char *user, bool online);
     /*
+     * Another node's members of a followed room (best effort, outside the timeline): user is in
+     * room on node (in) or no longer (a leave, or the node died and was reaped). A snapshot of a
+     * room's members on the other nodes, taken when its subscription is confirmed, comes as
+     * room_member(room, NULL, NULL, false) (forget what you had of the room), the pairs, then
+     * room_member(room, NULL, NULL, true) (the snapshot is complete). Calls may repeat a pair.
+     */
+    void (*room_member)(void *ctx, const char *room, const char *node, const char *user, bool in);
+    /*
      * The broker went down (up false: Redis unreachable; the node serves its own clients alone)
      * or came back (up true). Coming back, it has asked a fill of every followed room (so the
      * other nodes' events are caught up from the store); the hub forgets the other nodes'
@@ -117,6 +125,15 @@ void broker_fill_failed(struct broker *b, const char *room);
  * refreshed in the background, so a change elsewhere shows in a later call.
  */
 uint64_t broker_room_members(struct broker *b, const char *room, uint32_t local);
+
+/*
+ * The user's first connection in room on this node came (in) or its last one there went: the
+ * other nodes following room get room_member. O(1) in Redis. Rooms are those followed.
+ */
+void broker_room_here(struct broker *b, const char *room, const char *user, bool in);
+/* After state(true): this node's members of room are exactly users[0..n) (Redis may have lost
+ * them, or missed leaves while cut off); the other nodes hear what changed. */
+void broker_room_sync(struct broker *b, const char *room, const char *const *users, size_t n);
 
 /* Users. */
 

@@ -2,8 +2,9 @@
 #include "redis_scripts.h"
 
 /* Renews this node's lease and reaps every node whose lease ran out: its users leave (offline
- * published when it was their last node), its guests' names are freed, its counts dropped.
- * ARGV: prefix, id, lease ms, node name, users channel. Returns {fresh, reaped}: fresh is 1
+ * published when it was their last node), its guests' names are freed, its counts dropped, its
+ * room members leave (published on each room's channel). ARGV: prefix, id, lease ms, node name,
+ * users channel, rooms' channel prefix. Returns {fresh, reaped}: fresh is 1
  * when this node had no lease (first start, reaped, or Redis restarted). */
 const char redis_lua_lease[] =
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[5]\n"
@@ -28,7 +29,14 @@ const char redis_lua_lease[] =
     "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"
     "    redis.call('HDEL', p .. 'count:' .. r, d)\n"
     "  end\n"
-    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms')\n"
+    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':mrooms')) do\n"
+    "    local k = p .. 'rm:' .. r .. ':' .. d\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
+    "      redis.call('PUBLISH', ARGV[6] .. r, 'm ' .. d .. ' - ' .. u .. '\\n')\n"
+    "    end\n"
+    "    redis.call('DEL', k)\n"
+    "  end\n"
+    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms', nk .. ':mrooms')\n"
     "  redis.call('ZREM', p .. 'nodes', d)\n"
     "  reaped = reaped + 1\n"
     "end\n"
@@ -150,6 +158,80 @@ const char redis_lua_snapshot[] =
     "  if n ~= id then\n"
     "    for _, u in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':users')) do\n"
     "      if not seen[u] then seen[u] = true; out[#out + 1] = u end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* A user's first connection in a room on this node (ARGV[5] '1') or its last one there gone.
+ * ARGV: prefix, id, room, user, in, the room's channel. Publishes "m <id> +|- <user>" on the
+ * room's channel when the set changed. O(1). */
+const char redis_lua_room_here[] =
+    "local p, id, r, u, chan = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6]\n"
+    "local k, mk = p .. 'rm:' .. r .. ':' .. id, p .. 'node:' .. id .. ':mrooms'\n"
+    "if ARGV[5] == '1' then\n"
+    "  if redis.call('SADD', k, u) == 1 then\n"
+    "    redis.call('SADD', mk, r)\n"
+    "    redis.call('PUBLISH', chan, 'm ' .. id .. ' + ' .. u .. '\\n')\n"
+    "  end\n"
+    "elseif redis.call('SREM', k, u) == 1 then\n"
+    "  redis.call('PUBLISH', chan, 'm ' .. id .. ' - ' .. u .. '\\n')\n"
+    "  if redis.call('EXISTS', k) == 0 then redis.call('SREM', mk, r) end\n"
+    "end\n"
+    "return 0\n";
+
+/* Makes Redis hold exactly these users as this node's members of a room (after a reconnect),
+ * publishing what changed. ARGV: prefix, id, room, the room's channel, the users. */
+const char redis_lua_room_sync[] =
+    "local p, id, r, chan = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local k, mk = p .. 'rm:' .. r .. ':' .. id, p .. 'node:' .. id .. ':mrooms'\n"
+    "local want = {}\n"
+    "for i = 5, #ARGV do want[ARGV[i]] = true end\n"
+    "for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
+    "  if not want[u] then\n"
+    "    redis.call('SREM', k, u)\n"
+    "    redis.call('PUBLISH', chan, 'm ' .. id .. ' - ' .. u .. '\\n')\n"
+    "  end\n"
+    "end\n"
+    "for u, _ in pairs(want) do\n"
+    "  if redis.call('SADD', k, u) == 1 then\n"
+    "    redis.call('PUBLISH', chan, 'm ' .. id .. ' + ' .. u .. '\\n')\n"
+    "  end\n"
+    "end\n"
+    "if redis.call('EXISTS', k) == 1 then redis.call('SADD', mk, r) else redis.call('SREM', mk, r) "
+    "end\n"
+    "return 0\n";
+
+/* Clears this node's members of every room it no longer follows (left while cut off), publishing
+ * each leave. ARGV: prefix, id, rooms' channel prefix, the followed rooms. */
+const char redis_lua_rooms_prune[] =
+    "local p, id, cp = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local keep = {}\n"
+    "for i = 4, #ARGV do keep[ARGV[i]] = true end\n"
+    "local mk = p .. 'node:' .. id .. ':mrooms'\n"
+    "for _, r in ipairs(redis.call('SMEMBERS', mk)) do\n"
+    "  if not keep[r] then\n"
+    "    local k = p .. 'rm:' .. r .. ':' .. id\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
+    "      redis.call('PUBLISH', cp .. r, 'm ' .. id .. ' - ' .. u .. '\\n')\n"
+    "    end\n"
+    "    redis.call('DEL', k)\n"
+    "    redis.call('SREM', mk, r)\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* A room's members on the other live nodes: {node, user, node, user, ...}. ARGV: prefix, id,
+ * room. O(live nodes + members). */
+const char redis_lua_room_snapshot[] =
+    "local p, id, r = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', now, '+inf')) do\n"
+    "  if n ~= id then\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', p .. 'rm:' .. r .. ':' .. n)) do\n"
+    "      out[#out + 1] = n; out[#out + 1] = u\n"
     "    end\n"
     "  end\n"
     "end\n"
