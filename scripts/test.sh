@@ -4,8 +4,9 @@
 # tests and the black-box suites (the real binary on loopback: tests/blackbox for HTTP and
 # WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade for
 # upgrades to a new process, socket activation and sd_notify), each once on the release build and
-# once under ASan + UBSan, tests/chat once more on PostgreSQL (release), then every libFuzzer
-# target for FUZZ_SECONDS.
+# once under ASan + UBSan, tests/chat once more on PostgreSQL and Redis (release), tests/nodes
+# (several nodes on one PostgreSQL and one Redis, release), then every libFuzzer target for
+# FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -93,13 +94,25 @@ run_blackbox() {
     count_node "$out"
 }
 
-# The chat suite once more, on PostgreSQL (--store; tests/tools/with_pg.sh starts a throwaway
-# server for the run and removes it after), on the release build only.
+# The chat suite once more, on PostgreSQL (--store) with the Redis broker (--broker): one node
+# of several, alone (tests/tools/with_pg.sh and with_redis.sh start throwaway servers for the
+# run and remove them after), on the release build only.
 run_chat_on_postgres() {
     local out="$log_dir/chat-postgres.tap"
-    echo "== chat on PostgreSQL (release)"
-    PARLEY_BIN=build/release/parley timeout 900 tests/tools/with_pg.sh node --test \
-        --test-reporter=tap --test-concurrency="$jobs" tests/chat/ >"$out" 2>&1
+    echo "== chat on PostgreSQL + Redis (release)"
+    PARLEY_BIN=build/release/parley timeout 900 tests/tools/with_pg.sh tests/tools/with_redis.sh \
+        node --test --test-reporter=tap --test-concurrency="$jobs" tests/chat/ >"$out" 2>&1
+    show_failures "$out"
+    count_node "$out"
+}
+
+# Several nodes of one chat (tests/nodes: each file starts its own PostgreSQL and redis-server),
+# on the release build only.
+run_nodes() {
+    local out="$log_dir/nodes.tap"
+    echo "== nodes (release)"
+    PARLEY_BIN=build/release/parley timeout 300 node --test --test-reporter=tap \
+        --test-concurrency="$jobs" tests/nodes/ >"$out" 2>&1
     show_failures "$out"
     count_node "$out"
 }
@@ -114,6 +127,7 @@ if build release all unit; then
     run_units build/release release
     run_blackbox build/release/parley release
     run_chat_on_postgres
+    run_nodes
 fi
 if build asan BUILD=asan all unit; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0

@@ -62,6 +62,13 @@ struct broker_user {
      * Also called with online for each user of the other nodes after each (re)connect. */
     void (*presence)(void *ctx, const char *user, bool online);
     /*
+     * The broker went down (up false: Redis unreachable; the node serves its own clients alone)
+     * or came back (up true). Coming back, it has asked a fill of every followed room (so the
+     * other nodes' events are caught up from the store); the hub forgets the other nodes'
+     * presence, which the presence calls that follow give again.
+     */
+    void (*state)(void *ctx, bool up);
+    /*
      * Another node's members of a followed room (best effort, outside the timeline): user is in
      * room on node (in) or no longer (a leave, or the node died and was reaped). A snapshot of a
      * room's members on the other nodes, taken when its subscription is confirmed, comes as
@@ -69,13 +76,6 @@ struct broker_user {
      * room_member(room, NULL, NULL, true) (the snapshot is complete). Calls may repeat a pair.
      */
     void (*room_member)(void *ctx, const char *room, const char *node, const char *user, bool in);
-    /*
-     * The broker went down (up false: Redis unreachable; the node serves its own clients alone)
-     * or came back (up true). Coming back, it has asked a fill of every followed room (so the
-     * other nodes' events are caught up from the store); the hub forgets the other nodes'
-     * presence, which the presence calls that follow give again.
-     */
-    void (*state)(void *ctx, bool up);
 };
 
 /* Tuning, from the config, and the hold of room_order. */

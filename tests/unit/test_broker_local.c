@@ -67,8 +67,15 @@ static void on_claimed(void *arg, bool ok)
     n_claims_ok += ok;
 }
 
-static const struct broker_user user = {NULL,          on_room_event, on_release, on_fill,
-                                        on_user_event, on_presence,   on_state};
+static void on_room_member(void *ctx, const char *room, const char *node, const char *user,
+                           bool in)
+{
+    (void)ctx, (void)room, (void)node, (void)user, (void)in;
+    fail_msg("alone, no other node has members");
+}
+
+static const struct broker_user user = {NULL,        on_room_event, on_release, on_fill,
+                                        on_user_event, on_presence, on_state,   on_room_member};
 
 static void alone_everything_comes_straight_back(void **state)
 {
