@@ -1080,6 +1080,7 @@ struct guest_claim {
     struct hub *h;
     struct chat_op *op;
     void (*go)(struct hub *h, struct chat_op *op); /* the login, once the name is this node's */
+    char name_lc[CHAT_NAME_MAX];
 };
 
 static void guest_claimed(void *arg, bool ok)
@@ -1087,7 +1088,7 @@ static void guest_claimed(void *arg, bool ok)
     struct guest_claim *c = arg;
     struct hub *h = c->h;
     struct chat_op *op = c->op;
-    map_del(&h->claiming, op->user_lc);
+    map_del(&h->claiming, c->name_lc);
     void (*go)(struct hub *, struct chat_op *) = c->go;
     free(c);
     if (!ok) {
@@ -1097,24 +1098,33 @@ static void guest_claimed(void *arg, bool ok)
     go(h, op);
 }
 
-/* Claims op's name for go unless this node holds it already; false (answered) while another
- * login claims it. */
-static bool guest_claim(struct hub *h, struct chat_op *op,
+/* Claims name_lc for op, then go, unless this node holds it already; false (answered) while
+ * another login or registration claims it. */
+static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc,
                         void (*go)(struct hub *h, struct chat_op *op))
 {
-    if (map_get(&h->claiming, op->user_lc)) {
+    if (map_get(&h->claiming, name_lc)) {
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
         return false;
     }
-    if (map_get(&h->guests, op->user_lc)) { /* held here already: by this session */
+    if (map_get(&h->guests, name_lc)) { /* held here already: by this session */
         go(h, op);
         return true;
     }
-    struct guest_claim *c = xmalloc(sizeof *c);
-    *c = (struct guest_claim){h, op, go};
-    map_put(&h->claiming, op->user_lc, (void *)1);
-    hub_nodes_guest_claim(h->nodes, op->user_lc, guest_claimed, c);
+    struct guest_claim *c = xcalloc(1, sizeof *c);
+    c->h = h, c->op = op, c->go = go;
+    memcpy(c->name_lc, name_lc, strnlen(name_lc, CHAT_NAME_MAX - 1));
+    map_put(&h->claiming, c->name_lc, (void *)1);
+    hub_nodes_guest_claim(h->nodes, c->name_lc, guest_claimed, c);
     return true;
+}
+
+/* A claim made for a login or registration that did not take the name: let go, unless an
+ * online guest here holds it. */
+static void claim_drop(struct hub *h, const char *name_lc)
+{
+    if (!map_get(&h->guests, name_lc))
+        hub_nodes_guest_release(h->nodes, name_lc);
 }
 
 static void claim_ignored(void *arg, bool ok)
@@ -1155,7 +1165,7 @@ static void login_guest(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
         return;
     }
-    guest_claim(h, op, login_guest_claimed);
+    guest_claim(h, op, op->user_lc, login_guest_claimed);
 }
 
 /* The name is this node's in the broker: checked again here (a registration may have come
@@ -1164,8 +1174,7 @@ static void login_guest_claimed(struct hub *h, struct chat_op *op)
 {
     if (map_get(&h->registered, op->user_lc) || map_get(&h->registering, op->user_lc) ||
         held_by_other_guest(h, op->user_lc, 0) || lookalike_taken(h, op->user_lc)) {
-        if (!map_get(&h->guests, op->user_lc))
-            hub_nodes_guest_release(h->nodes, op->user_lc);
+        claim_drop(h, op->user_lc);
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
         return;
     }
@@ -1183,8 +1192,7 @@ static void login_token_guest_claimed(struct hub *h, struct chat_op *op)
 {
     if (map_get(&h->registered, op->user_lc) || map_get(&h->registering, op->user_lc) ||
         held_by_other_guest(h, op->user_lc, op->guest_session)) {
-        if (!map_get(&h->guests, op->user_lc))
-            hub_nodes_guest_release(h->nodes, op->user_lc);
+        claim_drop(h, op->user_lc);
         reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
         return;
     }
@@ -1206,7 +1214,7 @@ static void login_token_guest(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
         return;
     }
-    guest_claim(h, op, login_token_guest_claimed);
+    guest_claim(h, op, op->user_lc, login_token_guest_claimed);
 }
 
 /* Rule 51: the public rooms the guest's connections are in (an online guest's name is its
@@ -1227,30 +1235,61 @@ static void guest_rooms(struct hub *h, struct chat_op *op, const char *name_lc)
     op->gone_rooms_n = n;
 }
 
+/* A registration's checks (rule 75 order); false after answering. */
+static bool register_allowed(struct hub *h, struct chat_op *op, const char *name_lc)
+{
+    if (map_get(&h->registered, name_lc) || map_get(&h->registering, name_lc) ||
+        held_by_other_guest(h, name_lc, op->registered_guest ? op->guest_session : 0)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "that name is taken");
+        return false;
+    }
+    if (lookalike_taken(h, name_lc)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
+        return false;
+    }
+    return true;
+}
+
+static void register_claimed(struct hub *h, struct chat_op *op);
+static void register_done(struct hub *h, struct chat_op *op, const char *name_lc);
+
 static void register_user(struct hub *h, struct chat_op *op)
 {
     char name_lc[CHAT_NAME_MAX];
     text_lower(op->name, strlen(op->name), name_lc);
     if (op->stage == 0) {
-        if (map_get(&h->registered, name_lc) || map_get(&h->registering, name_lc) ||
-            held_by_other_guest(h, name_lc, op->registered_guest ? op->guest_session : 0)) {
-            reply_error(h, op, PROTO_NAME_TAKEN, "that name is taken");
-            return;
-        }
-        if (lookalike_taken(h, name_lc)) {
-            reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
-            return;
-        }
-        map_put(&h->registering, name_lc, (void *)1);
-        lookalike_register(h, name_lc);
-        if (op->registered_guest)
-            guest_rooms(h, op, name_lc);
-        chat_to_auth(op);
+        /* No guest on another node may hold the name either: claimed until registered. */
+        if (register_allowed(h, op, name_lc))
+            guest_claim(h, op, name_lc, register_claimed);
         return;
     }
+    register_done(h, op, name_lc);
+}
+
+/* The name is this node's in the broker: checked again (things changed meanwhile), then on to
+ * auth, which hashes the password and stores the account. */
+static void register_claimed(struct hub *h, struct chat_op *op)
+{
+    char name_lc[CHAT_NAME_MAX];
+    text_lower(op->name, strlen(op->name), name_lc);
+    if (!register_allowed(h, op, name_lc)) {
+        claim_drop(h, name_lc);
+        return;
+    }
+    map_put(&h->registering, name_lc, (void *)1);
+    lookalike_register(h, name_lc);
+    if (op->registered_guest)
+        guest_rooms(h, op, name_lc);
+    chat_to_auth(op);
+}
+
+/* Back from auth: registered (the name is the account's: the claim goes), or not. */
+static void register_done(struct hub *h, struct chat_op *op, const char *name_lc)
+{
     map_del(&h->registering, name_lc);
     if (op->err) {
         lookalike_unregister(h, name_lc);
+        claim_drop(h, name_lc);
         reply(h, op);
         return;
     }
@@ -1272,6 +1311,7 @@ static void register_user(struct hub *h, struct chat_op *op)
             d->created_ms = op->user_created_ms;
         }
     }
+    claim_drop(h, name_lc);
     reply(h, op);
 }
 

@@ -126,6 +126,8 @@ test('a guest name held on one node is refused on another, and free once its gue
   const rival = await ChatClient.connect(b, { label: 'rival@b' });
   t.after(() => rival.terminate());
   await rival.expectError({ type: 'login', name: name.toUpperCase() }, 'name_taken');
+  // Nor may it be registered there while the guest holds it.
+  await rival.expectError({ type: 'register', name, password: PASSWORD }, 'name_taken');
   await holder.close();
   // The release reaches Redis after the close: wait for the name's key to go, then it is free.
   const key = `parley:guest:${name.toLowerCase()}`;
