@@ -129,23 +129,29 @@ static void local_user_remove(struct chat_worker *cw, struct conn *c)
 struct chat_sroom *chat_session_room(struct chat_session *s, const char *name)
 {
     for (size_t i = 0; i < s->n_rooms; i++)
-        if (strcmp(s->rooms[i]->name, name) == 0)
-            return s->rooms[i];
+        if (strcmp(chat_session_rooms(s)[i]->name, name) == 0)
+            return chat_session_rooms(s)[i];
     return NULL;
 }
 
 /* c's session joins room name: a new sroom, on the session's list and in the worker's room (whose
- * name it shares). Most clients are in one room: the list starts with room for one. */
+ * name it shares). Most clients are in one room: the list starts in the session (rooms_.one). */
 static struct chat_sroom *session_add_room(struct conn *c, const char *name)
 {
     struct chat_session *s = c->session;
-    if (s->n_rooms == s->cap_rooms) {
-        s->cap_rooms = s->cap_rooms ? s->cap_rooms * 2 : 1;
-        s->rooms = xrealloc(s->rooms, s->cap_rooms * sizeof *s->rooms);
+    if (s->cap_rooms == 0) {
+        s->cap_rooms = 1;
+    } else if (s->n_rooms == s->cap_rooms) {
+        struct chat_sroom **rooms = xmalloc(s->cap_rooms * 2 * sizeof *rooms);
+        memcpy(rooms, chat_session_rooms(s), s->n_rooms * sizeof *rooms);
+        if (s->cap_rooms > 1)
+            free(s->rooms_.many);
+        s->rooms_.many = rooms;
+        s->cap_rooms *= 2;
     }
     struct chat_sroom *r = xcalloc(1, sizeof *r);
     r->joined_order = ++s->join_counter;
-    s->rooms[s->n_rooms++] = r;
+    chat_session_rooms(s)[s->n_rooms++] = r;
     local_room_add(chat_of(c), c, r, name);
     return r;
 }
@@ -153,8 +159,8 @@ static struct chat_sroom *session_add_room(struct conn *c, const char *name)
 static void session_remove_room(struct chat_session *s, struct chat_sroom *r)
 {
     for (size_t i = 0; i < s->n_rooms; i++) {
-        if (s->rooms[i] == r) {
-            s->rooms[i] = s->rooms[--s->n_rooms];
+        if (chat_session_rooms(s)[i] == r) {
+            chat_session_rooms(s)[i] = chat_session_rooms(s)[--s->n_rooms];
             break;
         }
     }
@@ -198,48 +204,76 @@ static void slow_consumer(struct conn *c)
 }
 
 /* Makes room for one more backlog entry at either end. */
-static void backlog_reserve(struct chat_session *s)
+static struct chat_backlog *backlog_reserve(struct chat_session *s)
 {
-    if (s->bl_n < s->bl_cap)
-        return;
-    size_t cap = s->bl_cap ? s->bl_cap * 2 : 64;
-    struct chat_backlog_entry *b = xmalloc(cap * sizeof *b);
-    for (size_t i = 0; i < s->bl_n; i++)
-        b[i] = s->backlog[(s->bl_head + i) % s->bl_cap];
-    free(s->backlog);
-    s->backlog = b;
-    s->bl_cap = cap;
-    s->bl_head = 0;
+    struct chat_backlog *old = s->backlog;
+    if (old && old->n < old->cap)
+        return old;
+    size_t cap = old ? old->cap * 2 : 64;
+    struct chat_backlog *b = xmalloc(sizeof *b + cap * sizeof b->e[0]);
+    *b = (struct chat_backlog){.cap = cap};
+    if (old) {
+        for (size_t i = 0; i < old->n; i++)
+            b->e[i] = old->e[(old->head + i) % old->cap];
+        b->n = old->n;
+        b->live_bytes = old->live_bytes;
+        free(old);
+    }
+    return s->backlog = b;
+}
+
+/* Entries held back, and the bytes of live events among them: 0 without a backlog. */
+static size_t backlog_n(const struct chat_session *s)
+{
+    return s->backlog ? s->backlog->n : 0;
+}
+
+static size_t backlog_live_bytes(const struct chat_session *s)
+{
+    return s->backlog ? s->backlog->live_bytes : 0;
+}
+
+/* The entry i places after the head (i < backlog_n). */
+static struct chat_backlog_entry *backlog_at(const struct chat_session *s, size_t i)
+{
+    struct chat_backlog *b = s->backlog;
+    return &b->e[(b->head + i) % b->cap];
 }
 
 static void backlog_push(struct chat_session *s, struct chat_backlog_entry e, size_t live_len)
 {
-    backlog_reserve(s);
-    s->backlog[(s->bl_head + s->bl_n++) % s->bl_cap] = e;
+    struct chat_backlog *b = backlog_reserve(s);
+    b->e[(b->head + b->n++) % b->cap] = e;
     if (e.live)
-        s->bl_live_bytes += live_len;
+        b->live_bytes += live_len;
 }
 
 /* Puts e ahead of everything queued: a replay's page goes before the rest of its replay. */
 static void backlog_push_front(struct chat_session *s, struct chat_backlog_entry e)
 {
-    backlog_reserve(s);
-    s->bl_head = (s->bl_head + s->bl_cap - 1) % s->bl_cap;
-    s->backlog[s->bl_head] = e;
-    s->bl_n++;
+    struct chat_backlog *b = backlog_reserve(s);
+    b->head = (b->head + b->cap - 1) % b->cap;
+    b->e[b->head] = e;
+    b->n++;
+}
+
+/* Takes the head entry off (backlog_n > 0). */
+static void backlog_pop(struct chat_session *s)
+{
+    struct chat_backlog *b = s->backlog;
+    b->head = (b->head + 1) % b->cap;
+    b->n--;
 }
 
 static void backlog_free(struct chat_session *s)
 {
-    for (size_t i = 0; i < s->bl_n; i++) {
-        struct chat_backlog_entry *e = &s->backlog[(s->bl_head + i) % s->bl_cap];
+    for (size_t i = 0; i < backlog_n(s); i++) {
+        struct chat_backlog_entry *e = backlog_at(s, i);
         msg_rec_release(&e->rec);
         free(e->replay); /* a page on its way finds the connection gone and is dropped */
     }
     free(s->backlog);
     s->backlog = NULL;
-    s->bl_head = s->bl_n = s->bl_cap = 0;
-    s->bl_live_bytes = 0;
 }
 
 /* How much queued output the backlog tops up to: a steady stream without a large buffer. */
@@ -267,23 +301,22 @@ void chat_session_drained(struct conn *c)
     struct chat_session *s = c->session;
     if (!s)
         return;
-    while (s->bl_n > 0 && conn_is_open(c) && c->out_bytes < backlog_fill(c)) {
-        struct chat_backlog_entry e = s->backlog[s->bl_head];
+    while (backlog_n(s) > 0 && conn_is_open(c) && c->out_bytes < backlog_fill(c)) {
+        struct chat_backlog_entry e = *backlog_at(s, 0);
         if (e.replay) {
             if (!e.replay->reading)
                 replay_read(c, e.replay);
             return; /* the rest waits behind the page */
         }
-        s->bl_head = (s->bl_head + 1) % s->bl_cap;
-        s->bl_n--;
+        backlog_pop(s);
         size_t len = rec_len(c, &e.rec);
         if (e.live)
-            s->bl_live_bytes -= len;
+            s->backlog->live_bytes -= len;
         if (len)
             send_rec(c, &e.rec);
         msg_rec_release(&e.rec);
     }
-    if (s->bl_n == 0 && s->backlog)
+    if (backlog_n(s) == 0 && s->backlog)
         backlog_free(s);
 }
 
@@ -296,11 +329,11 @@ static void chat_session_write(struct conn *c, const struct msg_rec *rec)
     size_t len = rec_len(c, rec);
     if (!len)
         return; /* no form for this transport (typing on telnet) */
-    if (c->out_bytes + s->bl_live_bytes + len > cfg_of(c)->output_limit) {
+    if (c->out_bytes + backlog_live_bytes(s) + len > cfg_of(c)->output_limit) {
         slow_consumer(c);
         return;
     }
-    if (s->bl_n > 0) /* behind a replay that is still being written */
+    if (backlog_n(s) > 0) /* behind a replay that is still being written */
         backlog_push(s, (struct chat_backlog_entry){.rec = msg_rec_ref(rec), .live = true}, len);
     else
         send_rec(c, rec);
@@ -333,7 +366,7 @@ static void replay_lost(struct conn *c, const char *room)
 static void replay_page(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
-    struct chat_replay *rp = s->bl_n > 0 ? s->backlog[s->bl_head].replay : NULL;
+    struct chat_replay *rp = backlog_n(s) > 0 ? backlog_at(s, 0)->replay : NULL;
     if (!rp || !rp->reading)
         return; /* cannot happen: only the head's replay is ever read */
     if (op->err) {
@@ -346,8 +379,7 @@ static void replay_page(struct conn *c, struct chat_op *op)
         slow_consumer(c);
         return;
     }
-    s->bl_head = (s->bl_head + 1) % s->bl_cap;
-    s->bl_n--;
+    backlog_pop(s);
     if (op->join_after < rp->until) {
         rp->after = op->join_after;
         rp->reading = false;
@@ -469,10 +501,10 @@ void chat_session_close(struct conn *c)
     size_t n_names = 0;
     for (size_t i = 0; i < s->n_rooms; i++) {
         /* Only the rooms the hub counts this connection in (after a move, some may not be yet). */
-        if (s->rooms[i]->hub)
-            memcpy(names[n_names++], s->rooms[i]->name, CHAT_ROOM_MAX);
-        local_room_remove(cw, s->rooms[i]);
-        free(s->rooms[i]);
+        if (chat_session_rooms(s)[i]->hub)
+            memcpy(names[n_names++], chat_session_rooms(s)[i]->name, CHAT_ROOM_MAX);
+        local_room_remove(cw, chat_session_rooms(s)[i]);
+        free(chat_session_rooms(s)[i]);
     }
     if (s->logged_in)
         local_user_remove(cw, c);
@@ -486,7 +518,8 @@ void chat_session_close(struct conn *c)
     map_del_u64(&cw->conns, c->id);
     pw_free(s);
     backlog_free(s);
-    free(s->rooms);
+    if (s->cap_rooms > 1)
+        free(s->rooms_.many);
     free(s->charged_cids);
     free(s->react);
     free(s->search);
@@ -1589,8 +1622,8 @@ size_t chat_session_replays(const struct conn *c)
 {
     const struct chat_session *s = c->session;
     size_t n = 0;
-    for (size_t i = 0; s && i < s->bl_n; i++)
-        n += s->backlog[(s->bl_head + i) % s->bl_cap].replay != NULL;
+    for (size_t i = 0; s && i < backlog_n(s); i++)
+        n += backlog_at(s, i)->replay != NULL;
     return n;
 }
 
@@ -1690,7 +1723,7 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     if (s->last_typing_ms)
         hr_u64(w, HR_TYPING_AGE_MS, now > s->last_typing_ms ? now - s->last_typing_ms : 0);
     for (size_t i = 0; i < s->n_rooms; i++) {
-        const struct chat_sroom *r = s->rooms[i];
+        const struct chat_sroom *r = chat_session_rooms(s)[i];
         hr_open(w, HR_ROOM);
         hr_str(w, HR_RM_NAME, r->name);
         hr_u64(w, HR_RM_LAST_SEQ, r->last_seq);
@@ -1712,8 +1745,8 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         hr_u64(w, HR_PO_GUEST_SESSION, s->pw->guest_session);
         hr_close(w);
     }
-    for (size_t i = 0; i < s->bl_n; i++) {
-        const struct chat_backlog_entry *e = &s->backlog[(s->bl_head + i) % s->bl_cap];
+    for (size_t i = 0; i < backlog_n(s); i++) {
+        const struct chat_backlog_entry *e = backlog_at(s, i);
         hr_open(w, HR_BACKLOG);
         if (e->replay) {
             /* A page on its way is read again by the next process. */
@@ -1967,7 +2000,7 @@ static void adopt_step(struct conn *c)
 {
     struct chat_session *s = c->session;
     while (s->adopt_at < s->n_rooms) {
-        struct chat_sroom *r = s->rooms[s->adopt_at++];
+        struct chat_sroom *r = chat_session_rooms(s)[s->adopt_at++];
         if (r->hub)
             continue;
         struct chat_op *op =

@@ -99,10 +99,17 @@ struct chat_session {
     int64_t created_ms;
     char user[CHAT_NAME_MAX];
     char user_lc[CHAT_NAME_MAX];
+    uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
     /* The room of a join with since on its way (input is held, so there is at most one): its
      * messages that reach this connection meanwhile are left to that join's replay (rule 22). */
     char *replay_pending; /* (NULL when none) */
-    struct chat_sroom **rooms;
+    /* The rooms joined: chat_session_rooms. While cap_rooms is at most 1 the one room is held
+     * here in place of the list (most clients are in one room, and a 1-pointer list would be a
+     * 32-byte block). */
+    union {
+        struct chat_sroom **many;
+        struct chat_sroom *one;
+    } rooms_;
     uint32_t n_rooms, cap_rooms;
     uint64_t join_counter;
     double tokens; /* send bucket */
@@ -114,14 +121,10 @@ struct chat_session {
     uint64_t attempts_sec;
     uint64_t last_typing_ms;
     void *transport_state; /* telnet: its line editor and prompts */
-    /* Output held back until the socket drains: a join's replay (messages, and ranges still to
-     * read), and live events behind it. */
-    struct chat_backlog_entry *backlog;
-    size_t bl_head, bl_n, bl_cap;
-    size_t bl_live_bytes;   /* live events in the backlog: what the slow-consumer limit counts */
+    /* Output held back until the socket drains (NULL while none, as when idle). */
+    struct chat_backlog *backlog;
     struct chat_pw *pw;     /* the password check on its way, or NULL */
     struct conn *user_next; /* logged in: the next connection of this user on this worker */
-    size_t adopt_at;
     /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
      * react, and pay nothing for it. A live upgrade carries it (record version 4). */
     struct chat_bucket *react;
@@ -152,6 +155,15 @@ struct chat_backlog_entry {
     bool live;
 };
 
+/* Output held back until the socket drains: a join's replay (messages, and ranges still to
+ * read), and live events behind it. A ring, in one block with its counts, made when the first
+ * entry is held back and freed when the last goes. */
+struct chat_backlog {
+    size_t head, n, cap;
+    size_t live_bytes; /* live events in the ring: what the slow-consumer limit counts */
+    struct chat_backlog_entry e[];
+};
+
 /* Per-worker setup and teardown of the chat indexes. */
 void chat_worker_init(struct worker *w);
 void chat_worker_destroy(struct worker *w);
@@ -168,6 +180,12 @@ void chat_session_close(struct conn *c);
 static inline struct chat_session *chat_session_of(struct conn *c)
 {
     return c->session;
+}
+
+/* The rooms s has joined, n_rooms of them. */
+static inline struct chat_sroom **chat_session_rooms(struct chat_session *s)
+{
+    return s->cap_rooms > 1 ? s->rooms_.many : &s->rooms_.one;
 }
 
 /*

@@ -2,6 +2,7 @@
 #include "hub.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,11 @@
 /* Rule 69: a status outlives the user's last connection by this long. */
 #define STATUS_GRACE_MS 75000
 
+/* A room's member: its connections there and its name as shown, one block sized to the name. */
 struct hub_member {
-    char name[CHAT_NAME_MAX];
-    bool remote;    /* in the room on another node too (hub_nodes.h) */
-    uint32_t conns; /* connections here */
+    uint32_t conns : 31; /* connections here */
+    uint32_t remote : 1; /* in the room on another node too (hub_nodes.h) */
+    char name[];
 };
 
 struct hub_room {
@@ -79,20 +81,27 @@ struct hub_user {
     int64_t created_ms;
 };
 
+/* An online guest: one block sized to its name, whose lower-case form is the guests table's key
+ * (borrowed) and is followed by the name as shown (guest_name). */
 struct hub_guest {
-    char name[CHAT_NAME_MAX];
     uint64_t session;
     uint32_t conns;
+    char name_lc[];
 };
+
+static const char *guest_name(const struct hub_guest *g)
+{
+    return g->name_lc + strlen(g->name_lc) + 1;
+}
 
 struct hub {
     const struct config *cfg;
     int n_workers;
     struct map rooms;       /* name -> struct hub_room */
     struct map registered;  /* name_lc -> struct hub_user */
-    struct map guests;      /* name_lc -> struct hub_guest, while online */
+    struct map guests;      /* name_lc -> struct hub_guest, while online (keys borrowed) */
     struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
-    struct map lookalikes;  /* text_skeleton -> struct lookalike: names that look alike */
+    struct map lookalikes;  /* text_skeleton -> struct lookalike (keys borrowed): look-alikes */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
     struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
@@ -401,8 +410,9 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
         }
         return;
     }
-    m = xcalloc(1, sizeof *m);
-    memcpy(m->name, op->user, sizeof m->name);
+    size_t len = strnlen(op->user, CHAT_NAME_MAX - 1);
+    m = xcalloc(1, sizeof *m + len + 1);
+    memcpy(m->name, op->user, len);
     m->conns = 1;
     hub_nodes_room_here(h->nodes, r->name, r->latest, m->name, true);
     if (r->index.count == 0 && !occupied_has(h, r))
@@ -454,7 +464,7 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (u)
         user_status_room_remove(u, r);
     char name[CHAT_NAME_MAX];
-    memcpy(name, m->name, sizeof name);
+    snprintf(name, sizeof name, "%s", m->name);
     if (!m->remote) /* else still in the room on another node */
         member_drop(h, r, m, op->user_lc, op->conn_id);
     hub_nodes_room_here(h->nodes, r->name, r->latest, name, false);
@@ -485,7 +495,7 @@ void hub_remote_member(struct hub *h, const char *room, const char *user, bool i
         m->remote = true;
         return;
     }
-    m = xcalloc(1, sizeof *m);
+    m = xcalloc(1, sizeof *m + len + 1);
     memcpy(m->name, user, len);
     m->remote = true;
     if (r->index.count == 0 && !occupied_has(h, r))
@@ -645,7 +655,7 @@ static void send_members(struct hub *h, struct hub_room *r)
     struct chat_op *st = chat_op_new(CHAT_WHO, 0, 0); /* only to gather the statuses listed */
     const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
     for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++) {
-        memcpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
+        strncpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
         status_listed(h, st, ordset_key(n), names[k]);
     }
     to_room(
@@ -978,31 +988,33 @@ static void join(struct hub *h, struct chat_op *op)
  * registering) name and how many online guests hold a name with it.
  */
 struct lookalike {
-    char registered_lc[CHAT_NAME_MAX];
+    char *registered_lc; /* owned; NULL while no registered name holds it */
     /* Online guests holding it (entries of hub.guests). When there is one, whether it is a given
      * name is a look-up in hub.guests: no copy of its name here. */
     uint32_t guests;
+    char skel[]; /* the table's key (borrowed): one block sized to it */
 };
 
 static struct lookalike *lookalike_get(struct hub *h, const char *name_lc, bool create)
 {
     char skel[CHAT_NAME_MAX];
     text_skeleton(name_lc, strlen(name_lc), skel);
+    size_t len = strlen(skel);
     struct lookalike *l = map_get(&h->lookalikes, skel);
     if (!l && create) {
-        l = xcalloc(1, sizeof *l);
-        map_put(&h->lookalikes, skel, l);
+        l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
+        memcpy(l->skel, skel, len + 1);
+        map_put(&h->lookalikes, l->skel, l);
     }
     return l;
 }
 
-static void lookalike_drop_if_unused(struct hub *h, const char *name_lc, struct lookalike *l)
+static void lookalike_drop_if_unused(struct hub *h, struct lookalike *l)
 {
-    if (l->registered_lc[0] || l->guests)
+    if (l->registered_lc || l->guests)
         return;
-    char skel[CHAT_NAME_MAX];
-    text_skeleton(name_lc, strlen(name_lc), skel);
-    free(map_del(&h->lookalikes, skel));
+    map_del(&h->lookalikes, l->skel);
+    free(l);
 }
 
 /* True when name_lc looks like a registered name or an online guest's name that is not its own. */
@@ -1011,7 +1023,7 @@ static bool lookalike_taken(struct hub *h, const char *name_lc)
     struct lookalike *l = lookalike_get(h, name_lc, false);
     if (!l)
         return false;
-    if (l->registered_lc[0] && strcmp(l->registered_lc, name_lc) != 0)
+    if (l->registered_lc && strcmp(l->registered_lc, name_lc) != 0)
         return true;
     return l->guests > 1 || (l->guests == 1 && !map_get(&h->guests, name_lc));
 }
@@ -1021,17 +1033,18 @@ static bool lookalike_taken(struct hub *h, const char *name_lc)
 static void lookalike_register(struct hub *h, const char *name_lc)
 {
     struct lookalike *l = lookalike_get(h, name_lc, true);
-    if (!l->registered_lc[0])
-        memcpy(l->registered_lc, name_lc, sizeof l->registered_lc);
+    if (!l->registered_lc)
+        l->registered_lc = xstrdup(name_lc);
 }
 
 static void lookalike_unregister(struct hub *h, const char *name_lc)
 {
     struct lookalike *l = lookalike_get(h, name_lc, false);
-    if (!l || strcmp(l->registered_lc, name_lc) != 0)
+    if (!l || !l->registered_lc || strcmp(l->registered_lc, name_lc) != 0)
         return;
-    l->registered_lc[0] = '\0';
-    lookalike_drop_if_unused(h, name_lc, l);
+    free(l->registered_lc);
+    l->registered_lc = NULL;
+    lookalike_drop_if_unused(h, l);
 }
 
 static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
@@ -1045,17 +1058,19 @@ static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
     }
     if (l->guests > 0)
         l->guests--;
-    lookalike_drop_if_unused(h, name_lc, l);
+    lookalike_drop_if_unused(h, l);
 }
 
 static void guest_online(struct hub *h, const struct chat_op *op)
 {
     struct hub_guest *g = map_get(&h->guests, op->user_lc);
     if (!g) {
-        g = xcalloc(1, sizeof *g);
-        memcpy(g->name, op->user, sizeof g->name);
+        size_t lc_len = strlen(op->user_lc), len = strlen(op->user);
+        g = xcalloc(1, offsetof(struct hub_guest, name_lc) + lc_len + 1 + len + 1);
+        memcpy(g->name_lc, op->user_lc, lc_len + 1);
+        memcpy(g->name_lc + lc_len + 1, op->user, len + 1);
         g->session = op->guest_session;
-        map_put(&h->guests, op->user_lc, g);
+        map_put(&h->guests, g->name_lc, g);
         lookalike_guest(h, op->user_lc, true);
     }
     g->conns++;
@@ -1067,10 +1082,10 @@ static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
     if (!g || g->session != session)
         return;
     if (--g->conns == 0) {
-        map_del(&h->guests, name_lc);
-        free(g);
         lookalike_guest(h, name_lc, false);
         hub_nodes_guest_release(h->nodes, name_lc);
+        map_del(&h->guests, name_lc);
+        free(g);
     }
 }
 
@@ -1324,7 +1339,7 @@ static const char *known_user(struct hub *h, const char *name_lc)
     if (u)
         return u->name;
     struct hub_guest *g = map_get(&h->guests, name_lc);
-    return g && g->conns > 0 ? g->name : NULL;
+    return g && g->conns > 0 ? guest_name(g) : NULL;
 }
 
 static const char *lookup_user(void *arg, const char *name_lc)
@@ -1343,7 +1358,7 @@ static void event_route(struct hub *h, struct chat_op *op)
             reply_error(h, op, PROTO_NO_SUCH_USER, "no user by that name");
             return;
         }
-        memcpy(op->peer, peer, sizeof op->peer);
+        snprintf(op->peer, sizeof op->peer, "%s", peer);
         text_dm_room(op->user_lc, op->to_lc, op->room);
         op->room_is_dm = true;
     } else if (op->room_is_dm) {
@@ -1351,7 +1366,7 @@ static void event_route(struct hub *h, struct chat_op *op)
         text_parse_dm_room(op->room, strlen(op->room), a, b);
         const char *other = strcmp(a, op->user_lc) == 0 ? b : a;
         const char *peer = known_user(h, other);
-        memcpy(op->peer, peer ? peer : other, sizeof op->peer);
+        snprintf(op->peer, sizeof op->peer, "%s", peer ? peer : other);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
     if (chat_op_moderates(op->kind) && op->kind != CHAT_TOPIC) {
@@ -1523,11 +1538,11 @@ static void status_request(struct hub *h, struct chat_op *op)
 
 /* Presence with the user's new status to every (small) room here where it is a member: those
  * where it has a connection, and with other nodes, those where it is only on another node. */
-static void status_presence(struct hub *h, const struct user_status *u, const char *name,
+static void status_presence(struct hub *h, struct user_status *u, const char *name,
                             const char *name_lc, bool away, const char *text)
 {
     for (uint32_t i = 0; u && i < u->n_rooms; i++) {
-        struct hub_room *r = u->rooms[i];
+        struct hub_room *r = user_status_rooms(u)[i];
         if (!r->large) /* rule 83: no presence in a large room */
             to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, name_lc);
     }
@@ -1549,7 +1564,7 @@ static void status_tell(struct hub *h, struct user_status *u, uint64_t skip_conn
         struct deliver *d = out(h, w);
         d->kind = DELIVER_STATUS;
         d->rec = msg_rec_ref(&rec);
-        memcpy(d->user_a, u->name_lc, sizeof d->user_a);
+        snprintf(d->user_a, sizeof d->user_a, "%s", u->name_lc);
         d->skip_conn = skip_conn;
         d->away = u->away;
         d->text = u->text ? xstrdup(u->text) : NULL;
@@ -1781,9 +1796,9 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     h->n_workers = n_workers;
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
-    map_init(&h->guests, true);
+    map_init_borrowed(&h->guests);
     map_init(&h->registering, true);
-    map_init(&h->lookalikes, true);
+    map_init_borrowed(&h->lookalikes);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
     ordset_init(&h->public_rooms, 1);
     h->service = s;
@@ -1847,6 +1862,8 @@ void hub_destroy(struct service *s)
     map_free_all(&h->registered);
     map_free_all(&h->guests);
     map_free(&h->registering);
+    for (pos = 0; map_next(&h->lookalikes, &pos, &k, &v);)
+        free(((struct lookalike *)v)->registered_lc);
     map_free_all(&h->lookalikes);
     user_status_free(&h->statuses);
     for (int w = 0; w < h->n_workers; w++)

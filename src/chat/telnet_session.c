@@ -1100,8 +1100,8 @@ static void pick_current(struct conn *c)
     struct telnet_state *t = state_of(c);
     struct chat_sroom *best = NULL;
     for (size_t i = 0; i < s->n_rooms; i++)
-        if (!best || s->rooms[i]->joined_order > best->joined_order)
-            best = s->rooms[i];
+        if (!best || chat_session_rooms(s)[i]->joined_order > best->joined_order)
+            best = chat_session_rooms(s)[i];
     t->current[0] = '\0';
     if (best)
         memcpy(t->current, best->name, sizeof t->current);

@@ -78,7 +78,8 @@ static void record_free(struct user_status_set *set, struct user_status *u)
     if (!is_default(u))
         set_unlink(set, u);
     free(u->text);
-    free(u->rooms);
+    if (u->cap_rooms > 1)
+        free(u->rooms_.rooms);
     free(u);
 }
 
@@ -90,7 +91,8 @@ void user_status_free(struct user_status_set *set)
     while (map_next(&set->by_name, &pos, &k, &v)) {
         struct user_status *u = v;
         free(u->text);
-        free(u->rooms);
+        if (u->cap_rooms > 1)
+            free(u->rooms_.rooms);
         free(u);
     }
     map_free(&set->by_name);
@@ -121,10 +123,11 @@ struct user_status *user_status_connect(struct user_status_set *set, const char 
         u = NULL;
     }
     if (!u) {
-        u = xcalloc(1, sizeof *u);
-        size_t n = strnlen(name, TEXT_NAME_MAX);
-        memcpy(u->name, name, n);
-        memcpy(u->name_lc, name_lc, strnlen(name_lc, TEXT_NAME_MAX));
+        size_t n = strnlen(name_lc, TEXT_NAME_MAX);
+        u = xcalloc(1, sizeof *u + 2 * (n + 1));
+        memcpy(u->name_lc, name_lc, n);
+        u->name = u->name_lc + n + 1;
+        memcpy(u->name, name, strnlen(name, n));
         u->guest_session = guest_session;
         map_put(&set->by_name, u->name_lc, u);
     }
@@ -180,24 +183,34 @@ void user_status_became_registered(struct user_status_set *set, const char *name
     if (!u)
         return;
     u->guest_session = 0;
-    memset(u->name, 0, sizeof u->name);
-    memcpy(u->name, name, strnlen(name, TEXT_NAME_MAX));
+    size_t n = strlen(u->name_lc);
+    memset(u->name, 0, n);
+    memcpy(u->name, name, strnlen(name, n));
 }
 
 void user_status_room_add(struct user_status *u, void *room)
 {
-    if (u->n_rooms == u->cap_rooms) {
-        u->cap_rooms = u->cap_rooms ? u->cap_rooms * 2 : 4;
-        u->rooms = xrealloc(u->rooms, u->cap_rooms * sizeof *u->rooms);
+    if (u->cap_rooms == 0) {
+        u->cap_rooms = 1;
+    } else if (u->n_rooms == u->cap_rooms) {
+        uint32_t cap = u->cap_rooms == 1 ? 4 : u->cap_rooms * 2;
+        void **rooms = u->cap_rooms == 1 ? NULL : u->rooms_.rooms;
+        void *one = u->cap_rooms == 1 ? u->rooms_.room_one : NULL;
+        rooms = xrealloc(rooms, cap * sizeof *rooms);
+        if (u->cap_rooms == 1)
+            rooms[0] = one;
+        u->rooms_.rooms = rooms;
+        u->cap_rooms = cap;
     }
-    u->rooms[u->n_rooms++] = room;
+    user_status_rooms(u)[u->n_rooms++] = room;
 }
 
 void user_status_room_remove(struct user_status *u, void *room)
 {
+    void **rooms = user_status_rooms(u);
     for (uint32_t i = 0; i < u->n_rooms; i++) {
-        if (u->rooms[i] == room) {
-            u->rooms[i] = u->rooms[--u->n_rooms];
+        if (rooms[i] == room) {
+            rooms[i] = rooms[--u->n_rooms];
             return;
         }
     }

@@ -22,18 +22,25 @@
 #include "text.h"
 
 struct user_status {
-    char name[TEXT_NAME_MAX + 1]; /* as shown */
-    char name_lc[TEXT_NAME_MAX + 1];
     uint64_t guest_session; /* 0: an account */
     uint32_t conns;         /* logged-in connections */
     bool away;
     char *text; /* NUL-terminated, owned; NULL when none */
-    /* The rooms (the hub's, opaque here) where the user has a connection. */
-    void **rooms;
+    /* The rooms (the hub's, opaque here) where the user has a connection: user_status_rooms.
+     * While cap_rooms is at most 1 the one room is held here in place of the array (most users
+     * are in one room, and a 1-pointer array would be a 32-byte block). */
+    union {
+        void **rooms;
+        void *room_one;
+    } rooms_;
     uint32_t n_rooms, cap_rooms;
     uint64_t gone_ms; /* when conns fell to 0 */
     struct user_status *gone_prev, *gone_next;
     struct user_status *set_prev, *set_next; /* on the set list: away or with a text */
+    /* One block sized to the name: name_lc (the set's key, borrowed), then the name as shown,
+     * which name points at. Names are ASCII, so both have the same length. */
+    char *name;
+    char name_lc[];
 };
 
 struct user_status_set {
@@ -42,6 +49,12 @@ struct user_status_set {
     struct user_status *set_head; /* records not at the default status */
     size_t n_set;
 };
+
+/* The rooms of u, n_rooms of them. */
+static inline void **user_status_rooms(struct user_status *u)
+{
+    return u->cap_rooms > 1 ? u->rooms_.rooms : &u->rooms_.room_one;
+}
 
 void user_status_init(struct user_status_set *set);
 void user_status_free(struct user_status_set *set);

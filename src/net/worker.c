@@ -20,9 +20,11 @@
 #define FLUSH_SLICE 64
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
-/* How often buffers kept for busy connections that went quiet are given back, and worker 0 asks
- * whether the heap's peak is worth giving back (alloc_trim). */
-#define HEAP_TICK_MS 5000
+/* How often worker 0 asks whether the heap's peak is worth giving back (alloc_trim: two reads
+ * when it is not), so that a storm's buffers go back within a second of it; and, every
+ * SWEEP_TICKS of those, buffers kept for busy connections that went quiet are given back. */
+#define HEAP_TICK_MS 1000
+#define SWEEP_TICKS 5
 
 /* Dead peers are found by the kernel (rule 33: telnet has no idle timeout by default): a silent
  * connection is probed after a minute, and one whose sent data stays unacknowledged for two
@@ -50,7 +52,8 @@ static void on_goodbye_tick(struct timer *t);
 static void on_heap_tick(struct timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, heap_tick));
-    conn_set_sweep(&w->conns);
+    if (++w->heap_ticks % SWEEP_TICKS == 0)
+        conn_set_sweep(&w->conns);
     /* One thread asks for the whole process: the heap's arenas are shared by all threads. */
     if (w->id == 0) {
         size_t freed = alloc_trim();

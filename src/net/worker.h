@@ -49,7 +49,8 @@ struct worker {
     bool stopping;
     bool keep_listeners; /* stopping for a new process: the sockets stay open for it */
     struct timer stop_deadline;
-    struct timer heap_tick; /* every few seconds: idle connections' buffers, the heap's peak */
+    struct timer heap_tick; /* every second: the heap's peak; every 5 s: idle connections' buffers */
+    uint32_t heap_ticks;
     /* Goodbyes spread over time (a drain): said so far, of how many, from when, over how long. */
     struct timer goodbye_tick;
     size_t goodbyes_said, goodbyes_total;

@@ -110,7 +110,7 @@ static void rooms(void **state)
     user_status_room_remove(u, &r[2]); /* not there: nothing */
     assert_int_equal(u->n_rooms, 5);
     for (uint32_t i = 0; i < u->n_rooms; i++)
-        assert_ptr_not_equal(u->rooms[i], &r[2]);
+        assert_ptr_not_equal(user_status_rooms(u)[i], &r[2]);
     user_status_free(&set);
 }
 
