@@ -1541,18 +1541,20 @@ static void status_request(struct hub *h, struct chat_op *op)
 static void status_presence(struct hub *h, struct user_status *u, const char *name,
                             const char *name_lc, bool away, const char *text)
 {
+    char lc[CHAT_NAME_MAX]; /* to_room copies a whole name buffer: never a record's own block */
+    snprintf(lc, sizeof lc, "%s", name_lc);
     for (uint32_t i = 0; u && i < u->n_rooms; i++) {
         struct hub_room *r = user_status_rooms(u)[i];
         if (!r->large) /* rule 83: no presence in a large room */
-            to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, name_lc);
+            to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, lc);
     }
     if (!hub_nodes_multi(h->nodes))
         return;
-    size_t len = strlen(name_lc);
+    size_t len = strlen(lc);
     for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
-        const struct hub_member *m = ordset_get(&r->index, name_lc, len);
+        const struct hub_member *m = ordset_get(&r->index, lc, len);
         if (m && m->conns == 0 && !r->large)
-            to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, name_lc);
+            to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, lc);
     }
 }
 

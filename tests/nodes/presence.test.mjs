@@ -38,7 +38,13 @@ async function cluster(t, n, extra = [], env = {}) {
   const store = pg.url.replace('postgresql:///postgres', `postgresql:///${name}`);
   const nodes = [];
   t.after(async () => {
-    for (const s of nodes) await s.dispose();
+    // A clean stop of every node still running (under ASan, a leak or a fault is a failure).
+    for (const s of nodes) {
+      const killed = !s.running;
+      const info = await s.stop();
+      s.removeData();
+      if (!killed) assert.equal(info.code, 0, `node stopped with ${JSON.stringify(info)}:\n${s.stderr()}`);
+    }
   });
   for (let i = 0; i < n; i++) {
     const s = await ChatServer.start(['--store', store, '--broker', `${redis.url}/${db}`, '--node', `n${i}`,
