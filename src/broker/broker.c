@@ -109,10 +109,10 @@ void broker_user_here(struct broker *b, const char *user, bool online)
     b->backend->user_here(b, user, online);
 }
 
-void broker_guest_claim(struct broker *b, const char *name, void (*done)(void *arg, bool ok),
-                        void *arg)
+void broker_guest_claim(struct broker *b, const char *name, uint64_t session,
+                        void (*done)(void *arg, bool ok), void *arg)
 {
-    b->backend->guest_claim(b, name, done, arg);
+    b->backend->guest_claim(b, name, session, done, arg);
 }
 
 void broker_guest_release(struct broker *b, const char *name)

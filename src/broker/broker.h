@@ -143,12 +143,14 @@ void broker_publish_user(struct broker *b, const char *user, const void *data, s
 /* The user's first connection on this node opened (online) or its last closed. */
 void broker_user_here(struct broker *b, const char *user, bool online);
 /*
- * Claims a guest's name for this node: done(arg, true) if no other live node holds it, false
- * if one does. While the broker is down, or alone, the claim succeeds at once (the hub's own
- * check of its guests still applies). done may run within the call.
+ * Claims a guest's name for this node and the guest's session (0: none, a registration):
+ * done(arg, true) unless a live node holds it for another session. A session may hold its name
+ * on several nodes at once (a guest's connections on two nodes). While the broker is down, or
+ * alone, the claim succeeds at once (the hub's own check of its guests still applies). done may
+ * run within the call.
  */
-void broker_guest_claim(struct broker *b, const char *name, void (*done)(void *arg, bool ok),
-                        void *arg);
+void broker_guest_claim(struct broker *b, const char *name, uint64_t session,
+                        void (*done)(void *arg, bool ok), void *arg);
 void broker_guest_release(struct broker *b, const char *name);
 
 /* State, for /healthz and /metrics: readable from any thread. */

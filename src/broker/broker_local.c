@@ -71,10 +71,10 @@ static void local_user_here(struct broker *b, const char *user, bool online)
     (void)b, (void)user, (void)online;
 }
 
-static void local_guest_claim(struct broker *b, const char *name, void (*done)(void *, bool),
-                              void *arg)
+static void local_guest_claim(struct broker *b, const char *name, uint64_t session,
+                              void (*done)(void *, bool), void *arg)
 {
-    (void)b, (void)name;
+    (void)b, (void)name, (void)session;
     done(arg, true);
 }
 

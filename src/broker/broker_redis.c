@@ -14,7 +14,7 @@
  * Keys (prefix parley:, in the --broker DB): nodes (sorted set: node id -> lease expiry, ms),
  * node:<id> (hash: name), node:<id>:users, node:<id>:guests, node:<id>:rooms (sets: what that
  * node holds, so a reaper can undo it), user:<name> (set of the node ids where the user is
- * online), guest:<name> (the node id holding that guest's name), count:<room> (hash: node id
+ * online), guest:<name> (the session holding that guest's name; guest:<name>:nodes: the nodes where it does), count:<room> (hash: node id
  * -> members there). Channels (not per DB in Redis, so the DB is in the name):
  * parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>"; parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online) and
@@ -90,7 +90,7 @@ struct broker_redis {
 
     struct map rooms;  /* name -> struct rroom (keys borrowed from it) */
     struct map users;  /* users with a connection here -> (void *)1 */
-    struct map guests; /* guests' names this node holds -> (void *)1 */
+    struct map guests; /* guests' names this node holds -> (void *)(uintptr_t)(session + 1) */
     struct rroom *waiting;
 };
 
@@ -592,7 +592,9 @@ static void on_reply_checked(redisAsyncContext *ac, void *reply_p, void *priv)
 static void send_sync(struct broker_redis *r)
 {
     size_t nu = r->users.count, ng = r->guests.count, n = 0;
-    const char **extra = xmalloc((nu + ng + 4) * sizeof *extra);
+    const char **extra = xmalloc((nu + 2 * ng + 4) * sizeof *extra);
+    char(*sessions)[24] = xmalloc((ng + 1) * sizeof *sessions);
+    size_t ns = 0;
     char nus[24], ngs[24];
     snprintf(nus, sizeof nus, "%zu", nu);
     snprintf(ngs, sizeof ngs, "%zu", ng);
@@ -603,10 +605,14 @@ static void send_sync(struct broker_redis *r)
     for (size_t i = 0; map_next(&r->users, &i, &key, &v);)
         extra[n++] = key;
     extra[n++] = ngs;
-    for (size_t i = 0; map_next(&r->guests, &i, &key, &v);)
+    for (size_t i = 0; map_next(&r->guests, &i, &key, &v);) {
         extra[n++] = key;
+        snprintf(sessions[ns], sizeof sessions[ns], "%" PRIu64, (uint64_t)(uintptr_t)v - 1);
+        extra[n++] = sessions[ns++];
+    }
     eval(r, redis_lua_sync, on_reply_checked, (void *)"sync", extra, NULL, (int)n);
     free(extra);
+    free(sessions);
     /* Rooms this node left entirely while cut off: their members leave (the followed ones are
      * synced by the hub at state(true)). */
     extra = xmalloc((r->rooms.count + 1) * sizeof *extra);
@@ -976,6 +982,7 @@ static void redis_user_here(struct broker *b, const char *user, bool online)
 struct claim {
     struct broker_redis *r;
     char *name;
+    uint64_t session;
     void (*done)(void *arg, bool ok);
     void *arg;
 };
@@ -992,27 +999,29 @@ static void on_claim(redisAsyncContext *ac, void *reply_p, void *priv)
         if (reply && reply->type == REDIS_REPLY_ERROR)
             reply_ok(reply, "claim");
         if (ok)
-            map_put(&r->guests, c->name, (void *)1);
+            map_put(&r->guests, c->name, (void *)(uintptr_t)(c->session + 1));
         c->done(c->arg, ok);
     }
     free(c->name);
     free(c);
 }
 
-static void redis_guest_claim(struct broker *b, const char *name, void (*done)(void *, bool),
-                              void *arg)
+static void redis_guest_claim(struct broker *b, const char *name, uint64_t session,
+                              void (*done)(void *, bool), void *arg)
 {
     struct broker_redis *r = R(b);
     if (!r->registered || strlen(name) > BROKER_NAME_MAX) {
-        if (strlen(name) <= BROKER_NAME_MAX)
-            map_put(&r->guests, name, (void *)1); /* synced to Redis when it is back */
+        if (strlen(name) <= BROKER_NAME_MAX) /* synced to Redis when it is back */
+            map_put(&r->guests, name, (void *)(uintptr_t)(session + 1));
         done(arg, true);
         return;
     }
     struct claim *c = xmalloc(sizeof *c);
-    *c = (struct claim){r, xstrdup(name), done, arg};
-    const char *extra[1] = {name};
-    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 1);
+    *c = (struct claim){r, xstrdup(name), session, done, arg};
+    char s[24];
+    snprintf(s, sizeof s, "%" PRIu64, session);
+    const char *extra[2] = {name, s};
+    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 2);
 }
 
 static void redis_guest_release(struct broker *b, const char *name)

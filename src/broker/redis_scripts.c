@@ -23,8 +23,9 @@ const char redis_lua_lease[] =
     "    end\n"
     "  end\n"
     "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"
-    "    if redis.call('GET', p .. 'guest:' .. g) == d then redis.call('DEL', p .. 'guest:' .. g) "
-    "end\n"
+    "    local gk = p .. 'guest:' .. g\n"
+    "    redis.call('SREM', gk .. ':nodes', d)\n"
+    "    if redis.call('EXISTS', gk .. ':nodes') == 0 then redis.call('DEL', gk) end\n"
     "  end\n"
     "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"
     "    redis.call('HDEL', p .. 'count:' .. r, d)\n"
@@ -43,8 +44,8 @@ const char redis_lua_lease[] =
     "return {fresh, reaped}\n";
 
 /* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
- * number of users, the users, the number of guests, the guests. A guest's name another node
- * holds stays that node's (a claim decides; both nodes learnt it while apart). */
+ * number of users, the users, the number of guests, the guests as name, session pairs. A guest's
+ * name another node holds for another session stays that node's (both learnt it while apart). */
 const char redis_lua_sync[] =
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[3]\n"
     "local nu = tonumber(ARGV[4])\n"
@@ -70,17 +71,21 @@ const char redis_lua_sync[] =
     "local base = 5 + nu\n"
     "local gk = p .. 'node:' .. id .. ':guests'\n"
     "local gwant = {}\n"
-    "for i = base + 1, base + tonumber(ARGV[base]) do gwant[ARGV[i]] = true end\n"
+    "for i = base + 1, base + 2 * tonumber(ARGV[base]), 2 do gwant[ARGV[i]] = ARGV[i + 1] end\n"
     "for _, g in ipairs(redis.call('SMEMBERS', gk)) do\n"
     "  if not gwant[g] then\n"
     "    redis.call('SREM', gk, g)\n"
-    "    if redis.call('GET', p .. 'guest:' .. g) == id then redis.call('DEL', p .. 'guest:' .. g) "
-    "end\n"
+    "    local k = p .. 'guest:' .. g\n"
+    "    redis.call('SREM', k .. ':nodes', id)\n"
+    "    if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k) end\n"
     "  end\n"
     "end\n"
-    "for g, _ in pairs(gwant) do\n"
+    "for g, s in pairs(gwant) do\n"
+    "  local k = p .. 'guest:' .. g\n"
     "  redis.call('SADD', gk, g)\n"
-    "  redis.call('SET', p .. 'guest:' .. g, id, 'NX')\n"
+    "  if redis.call('SET', k, s, 'NX') or redis.call('GET', k) == s then\n"
+    "    redis.call('SADD', k .. ':nodes', id)\n"
+    "  end\n"
     "end\n"
     "return 0\n";
 
@@ -102,28 +107,35 @@ const char redis_lua_here[] =
     "end\n"
     "return 0\n";
 
-/* Claims a guest's name: 1 unless another node whose lease is alive holds it. ARGV: prefix, id,
- * name. */
+/* Claims a guest's name for a session: 1 unless a node whose lease is alive holds it for another
+ * session. guest:<name> holds the session, guest:<name>:nodes the nodes holding it. ARGV: prefix,
+ * id, name, session. */
 const char redis_lua_claim[] =
-    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local p, id, g, s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "local k = p .. 'guest:' .. g\n"
     "local owner = redis.call('GET', k)\n"
-    "if owner and owner ~= id then\n"
-    "  local exp = redis.call('ZSCORE', p .. 'nodes', owner)\n"
+    "if owner and owner ~= s then\n"
     "  local t = redis.call('TIME')\n"
     "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "  if exp and tonumber(exp) >= now then return 0 end\n"
+    "  for _, n in ipairs(redis.call('SMEMBERS', k .. ':nodes')) do\n"
+    "    local exp = redis.call('ZSCORE', p .. 'nodes', n)\n"
+    "    if exp and tonumber(exp) >= now then return 0 end\n"
+    "  end\n"
+    "  redis.call('DEL', k .. ':nodes')\n"
     "end\n"
-    "redis.call('SET', k, id)\n"
+    "redis.call('SET', k, s)\n"
+    "redis.call('SADD', k .. ':nodes', id)\n"
     "redis.call('SADD', p .. 'node:' .. id .. ':guests', g)\n"
     "return 1\n";
 
-/* Lets a guest's name go, if this node holds it. ARGV: prefix, id, name. */
-const char redis_lua_release[] = "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
-                                 "if redis.call('GET', p .. 'guest:' .. g) == id then "
-                                 "redis.call('DEL', p .. 'guest:' .. g) end\n"
-                                 "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
-                                 "return 0\n";
+/* Lets a guest's name go on this node: free once no node holds it. ARGV: prefix, id, name. */
+const char redis_lua_release[] =
+    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local k = p .. 'guest:' .. g\n"
+    "redis.call('SREM', k .. ':nodes', id)\n"
+    "if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k) end\n"
+    "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
+    "return 0\n";
 
 /* Sets this node's members in a room and returns the other live nodes' total. ARGV: prefix, id,
  * room, members here. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -1113,9 +1114,9 @@ static void guest_claimed(void *arg, bool ok)
     go(h, op);
 }
 
-/* Claims name_lc for op, then go, unless this node holds it already; false (answered) while
- * another login or registration claims it. */
-static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc,
+/* Claims name_lc for op's guest session (0: a registration), then go, unless this node holds it
+ * already; false (answered) while another login or registration claims it. */
+static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, uint64_t session,
                         void (*go)(struct hub *h, struct chat_op *op))
 {
     if (map_get(&h->claiming, name_lc)) {
@@ -1130,7 +1131,7 @@ static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc,
     c->h = h, c->op = op, c->go = go;
     memcpy(c->name_lc, name_lc, strnlen(name_lc, CHAT_NAME_MAX - 1));
     map_put(&h->claiming, c->name_lc, (void *)1);
-    hub_nodes_guest_claim(h->nodes, c->name_lc, guest_claimed, c);
+    hub_nodes_guest_claim(h->nodes, c->name_lc, session, guest_claimed, c);
     return true;
 }
 
@@ -1180,7 +1181,11 @@ static void login_guest(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
         return;
     }
-    guest_claim(h, op, op->user_lc, login_guest_claimed);
+    /* Guest sessions outlive restarts in their tokens: make ids unique across runs. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    op->guest_session = ((uint64_t)ts.tv_sec << 20) + (++h->next_guest_session & 0xfffff);
+    guest_claim(h, op, op->user_lc, op->guest_session, login_guest_claimed);
 }
 
 /* The name is this node's in the broker: checked again here (a registration may have come
@@ -1193,10 +1198,6 @@ static void login_guest_claimed(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
         return;
     }
-    /* Guest sessions outlive restarts in their tokens: make ids unique across runs. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    op->guest_session = ((uint64_t)ts.tv_sec << 20) + (++h->next_guest_session & 0xfffff);
     op->guest = true;
     guest_online(h, op);
     chat_to_store(op);
@@ -1229,7 +1230,7 @@ static void login_token_guest(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
         return;
     }
-    guest_claim(h, op, op->user_lc, login_token_guest_claimed);
+    guest_claim(h, op, op->user_lc, op->guest_session, login_token_guest_claimed);
 }
 
 /* Rule 51: the public rooms the guest's connections are in (an online guest's name is its
@@ -1275,7 +1276,8 @@ static void register_user(struct hub *h, struct chat_op *op)
     if (op->stage == 0) {
         /* No guest on another node may hold the name either: claimed until registered. */
         if (register_allowed(h, op, name_lc))
-            guest_claim(h, op, name_lc, register_claimed);
+            guest_claim(h, op, name_lc, op->registered_guest ? op->guest_session : 0,
+                        register_claimed);
         return;
     }
     register_done(h, op, name_lc);
@@ -1748,7 +1750,8 @@ static void on_mail(struct service *s, struct mail *m)
         if (op->guest) {
             /* This process is a new node to the broker: the name is claimed again. */
             if (!map_get(&h->guests, op->user_lc))
-                hub_nodes_guest_claim(h->nodes, op->user_lc, claim_ignored, NULL);
+                hub_nodes_guest_claim(h->nodes, op->user_lc, op->guest_session, claim_ignored,
+                                      NULL);
             guest_online(h, op);
         }
         status_adopt(h, op);
@@ -1836,6 +1839,11 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     if (rc < 0)
         return rc;
     map_init(&h->claiming, true);
+    /* Guest sessions' low 20 bits count from a random start: two nodes making sessions in the
+     * same second must not make the same ones (a session is an identity on every node). */
+    uint32_t start;
+    if (getrandom(&start, sizeof start, 0) == (ssize_t)sizeof start)
+        h->next_guest_session = start & 0xfffff;
     h->nodes = hub_nodes_new(h, s->loop, cfg);
     if (!h->nodes)
         return -ENOMEM;

@@ -125,7 +125,7 @@ test('a user on two nodes stays online until its last node lets go', async (t) =
   assert.deepEqual(who.members, [watcher.name]);
 });
 
-test('a guest name held on one node is refused on another, and free once its guest leaves', async (t) => {
+test('a guest name held on one node is refused on another (but not to its own session), and free once its guest leaves', async (t) => {
   const [a, b] = await cluster(t, 2);
   const name = uniq('zed');
   const holder = await guestOn(t, a, name);
@@ -134,7 +134,13 @@ test('a guest name held on one node is refused on another, and free once its gue
   await rival.expectError({ type: 'login', name: name.toUpperCase() }, 'name_taken');
   // Nor may it be registered there while the guest holds it.
   await rival.expectError({ type: 'register', name, password: PASSWORD }, 'name_taken');
+  // The guest's own session may have connections on both nodes (its token).
+  const twin = await ChatClient.connect(b, { label: 'twin@b' });
+  t.after(() => twin.terminate());
+  const tw = await twin.loginToken(holder.token);
+  assert.equal(tw.name, name);
   await holder.close();
+  await twin.close();
   // The release reaches Redis after the close: wait for the name's key to go, then it is free.
   const key = `parley:guest:${name.toLowerCase()}`;
   const deadline = Date.now() + 10000;

@@ -505,13 +505,18 @@ static void a_stopped_node_loses_its_users_and_guests(void **state)
     run_until(b_sees_alice, "alice online on B");
 
     A->claim_result = -1;
-    broker_guest_claim(A->b, "guest7", cb_claimed, A);
+    broker_guest_claim(A->b, "guest7", 7, cb_claimed, A);
     run_until(a_claim_answered, "A's claim");
     assert_int_equal(A->claim_result, 1);
     B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", cb_claimed, B);
+    broker_guest_claim(B->b, "guest7", 8, cb_claimed, B);
     run_until(b_claim_answered, "B's claim");
-    assert_int_equal(B->claim_result, 0); /* A holds it */
+    assert_int_equal(B->claim_result, 0); /* A holds it for another session */
+    B->claim_result = -1;
+    broker_guest_claim(B->b, "guest7", 7, cb_claimed, B);
+    run_until(b_claim_answered, "B's claim for the same session");
+    assert_int_equal(B->claim_result, 1); /* the session's connections may be on both */
+    broker_guest_release(B->b, "guest7");
 
     broker_room_members(A->b, "general", 3);
     run_until(b_counts_five, "B counting A's members");
@@ -522,7 +527,7 @@ static void a_stopped_node_loses_its_users_and_guests(void **state)
     run_until(b_sees_alice_gone, "alice offline on B after A's lease");
     run_until(b_counts_two, "A's members no longer counted");
     B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", cb_claimed, B);
+    broker_guest_claim(B->b, "guest7", 8, cb_claimed, B);
     run_until(b_claim_answered, "B's second claim");
     assert_int_equal(B->claim_result, 1);
     struct broker_status st;
