@@ -14,9 +14,11 @@
  * Keys (prefix parley:, in the --broker DB): nodes (sorted set: node id -> lease expiry, ms),
  * node:<id> (hash: name), node:<id>:users, node:<id>:guests, node:<id>:rooms (sets: what that
  * node holds, so a reaper can undo it), user:<name> (set of the node ids where the user is
- * online), guest:<name> (the session holding that guest's name; guest:<name>:nodes: the nodes where it does), count:<room> (hash: node id
- * -> members there). Channels (not per DB in Redis, so the DB is in the name):
- * parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>"; parley:<db>:users carries
+ * online), guest:<name> (the guest session holding that name) and guest:<name>:nodes (the nodes
+ * where it does), count:<room> (hash: node id -> members there), rm:<room>:<id> (the users in
+ * the room on that node; node:<id>:mrooms lists those rooms). Channels (not per DB in Redis, so
+ * the DB is in the name): parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>" and
+ * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online) and
  * "o <node id> <user>\n" (offline).
  */
