@@ -5,9 +5,8 @@
 # WebSocket, tests/chat for the chat protocol over WebSocket and telnet, tests/upgrade for
 # upgrades to a new process, socket activation and sd_notify), each once on the release build and
 # once under ASan + UBSan (tests/web and tests/cluster on the release build only), tests/chat
-# once more on PostgreSQL (release), tests/nodes (several nodes on one PostgreSQL and one Redis,
-# release), then every libFuzzer
-# target for FUZZ_SECONDS.
+# once more on PostgreSQL and Redis (release), tests/nodes (several nodes on one PostgreSQL and
+# one Redis, release), then every libFuzzer target for FUZZ_SECONDS.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -96,13 +95,14 @@ run_blackbox() {
     count_node "$out"
 }
 
-# The chat suite once more, on PostgreSQL (--store; tests/tools/with_pg.sh starts a throwaway
-# server for the run and removes it after), on the release build only.
+# The chat suite once more, on PostgreSQL (--store) with the Redis broker (--broker): one node
+# of several, alone (tests/tools/with_pg.sh and with_redis.sh start throwaway servers for the
+# run and remove them after), on the release build only.
 run_chat_on_postgres() {
     local out="$log_dir/chat-postgres.tap"
-    echo "== chat on PostgreSQL (release)"
-    PARLEY_BIN=build/release/parley timeout 900 tests/tools/with_pg.sh node --test \
-        --test-reporter=tap --test-concurrency="$jobs" tests/chat/ >"$out" 2>&1
+    echo "== chat on PostgreSQL + Redis (release)"
+    PARLEY_BIN=build/release/parley timeout 900 tests/tools/with_pg.sh tests/tools/with_redis.sh \
+        node --test --test-reporter=tap --test-concurrency="$jobs" tests/chat/ >"$out" 2>&1
     show_failures "$out"
     count_node "$out"
 }

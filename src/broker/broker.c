@@ -89,6 +89,16 @@ uint64_t broker_room_members(struct broker *b, const char *room, uint32_t local)
     return b->backend->room_members(b, room, local);
 }
 
+void broker_room_here(struct broker *b, const char *room, const char *user, bool in)
+{
+    b->backend->room_here(b, room, user, in);
+}
+
+void broker_room_sync(struct broker *b, const char *room, const char *const *users, size_t n)
+{
+    b->backend->room_sync(b, room, users, n);
+}
+
 void broker_publish_user(struct broker *b, const char *user, const void *data, size_t len)
 {
     b->backend->publish_user(b, user, data, len);
@@ -99,10 +109,10 @@ void broker_user_here(struct broker *b, const char *user, bool online)
     b->backend->user_here(b, user, online);
 }
 
-void broker_guest_claim(struct broker *b, const char *name, void (*done)(void *arg, bool ok),
-                        void *arg)
+void broker_guest_claim(struct broker *b, const char *name, uint64_t session,
+                        void (*done)(void *arg, bool ok), void *arg)
 {
-    b->backend->guest_claim(b, name, done, arg);
+    b->backend->guest_claim(b, name, session, done, arg);
 }
 
 void broker_guest_release(struct broker *b, const char *name)

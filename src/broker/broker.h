@@ -68,6 +68,14 @@ struct broker_user {
      * presence, which the presence calls that follow give again.
      */
     void (*state)(void *ctx, bool up);
+    /*
+     * Another node's members of a followed room (best effort, outside the timeline): user is in
+     * room on node (in) or no longer (a leave, or the node died and was reaped). A snapshot of a
+     * room's members on the other nodes, taken when its subscription is confirmed, comes as
+     * room_member(room, NULL, NULL, false) (forget what you had of the room), the pairs, then
+     * room_member(room, NULL, NULL, true) (the snapshot is complete). Calls may repeat a pair.
+     */
+    void (*room_member)(void *ctx, const char *room, const char *node, const char *user, bool in);
 };
 
 /* Tuning, from the config, and the hold of room_order. */
@@ -118,6 +126,15 @@ void broker_fill_failed(struct broker *b, const char *room);
  */
 uint64_t broker_room_members(struct broker *b, const char *room, uint32_t local);
 
+/*
+ * The user's first connection in room on this node came (in) or its last one there went: the
+ * other nodes following room get room_member. O(1) in Redis. Rooms are those followed.
+ */
+void broker_room_here(struct broker *b, const char *room, const char *user, bool in);
+/* After state(true): this node's members of room are exactly users[0..n) (Redis may have lost
+ * them, or missed leaves while cut off); the other nodes hear what changed. */
+void broker_room_sync(struct broker *b, const char *room, const char *const *users, size_t n);
+
 /* Users. */
 
 /* Publishes a user event (a read marker, saved rooms, status, a guest's name registered...)
@@ -126,12 +143,14 @@ void broker_publish_user(struct broker *b, const char *user, const void *data, s
 /* The user's first connection on this node opened (online) or its last closed. */
 void broker_user_here(struct broker *b, const char *user, bool online);
 /*
- * Claims a guest's name for this node: done(arg, true) if no other live node holds it, false
- * if one does. While the broker is down, or alone, the claim succeeds at once (the hub's own
- * check of its guests still applies). done may run within the call.
+ * Claims a guest's name for this node and the guest's session (0: none, a registration):
+ * done(arg, true) unless a live node holds it for another session. A session may hold its name
+ * on several nodes at once (a guest's connections on two nodes). While the broker is down, or
+ * alone, the claim succeeds at once (the hub's own check of its guests still applies). done may
+ * run within the call.
  */
-void broker_guest_claim(struct broker *b, const char *name, void (*done)(void *arg, bool ok),
-                        void *arg);
+void broker_guest_claim(struct broker *b, const char *name, uint64_t session,
+                        void (*done)(void *arg, bool ok), void *arg);
 void broker_guest_release(struct broker *b, const char *name);
 
 /* State, for /healthz and /metrics: readable from any thread. */

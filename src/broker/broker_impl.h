@@ -20,10 +20,12 @@ struct broker_backend {
     void (*fill_event)(struct broker *b, const char *room, uint64_t seq, void *obj);
     void (*fill_done)(struct broker *b, const char *room, uint64_t upto, bool ok);
     uint64_t (*room_members)(struct broker *b, const char *room, uint32_t local);
+    void (*room_here)(struct broker *b, const char *room, const char *user, bool in);
+    void (*room_sync)(struct broker *b, const char *room, const char *const *users, size_t n);
     void (*publish_user)(struct broker *b, const char *user, const void *data, size_t len);
     void (*user_here)(struct broker *b, const char *user, bool online);
-    void (*guest_claim)(struct broker *b, const char *name, void (*done)(void *arg, bool ok),
-                        void *arg);
+    void (*guest_claim)(struct broker *b, const char *name, uint64_t session,
+                        void (*done)(void *arg, bool ok), void *arg);
     void (*guest_release)(struct broker *b, const char *name);
 };
 

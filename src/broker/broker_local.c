@@ -50,6 +50,17 @@ static uint64_t local_room_members(struct broker *b, const char *room, uint32_t 
     return local;
 }
 
+static void local_room_here(struct broker *b, const char *room, const char *user, bool in)
+{
+    (void)b, (void)room, (void)user, (void)in;
+}
+
+static void local_room_sync(struct broker *b, const char *room, const char *const *users,
+                            size_t n)
+{
+    (void)b, (void)room, (void)users, (void)n;
+}
+
 static void local_publish_user(struct broker *b, const char *user, const void *data, size_t len)
 {
     (void)b, (void)user, (void)data, (void)len;
@@ -60,10 +71,10 @@ static void local_user_here(struct broker *b, const char *user, bool online)
     (void)b, (void)user, (void)online;
 }
 
-static void local_guest_claim(struct broker *b, const char *name, void (*done)(void *, bool),
-                              void *arg)
+static void local_guest_claim(struct broker *b, const char *name, uint64_t session,
+                              void (*done)(void *, bool), void *arg)
 {
-    (void)b, (void)name;
+    (void)b, (void)name, (void)session;
     done(arg, true);
 }
 
@@ -81,6 +92,8 @@ static const struct broker_backend local_backend = {
     .fill_event = local_fill_event,
     .fill_done = local_fill_done,
     .room_members = local_room_members,
+    .room_here = local_room_here,
+    .room_sync = local_room_sync,
     .publish_user = local_publish_user,
     .user_here = local_user_here,
     .guest_claim = local_guest_claim,

@@ -14,9 +14,11 @@
  * Keys (prefix parley:, in the --broker DB): nodes (sorted set: node id -> lease expiry, ms),
  * node:<id> (hash: name), node:<id>:users, node:<id>:guests, node:<id>:rooms (sets: what that
  * node holds, so a reaper can undo it), user:<name> (set of the node ids where the user is
- * online), guest:<name> (the node id holding that guest's name), count:<room> (hash: node id
- * -> members there). Channels (not per DB in Redis, so the DB is in the name):
- * parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>"; parley:<db>:users carries
+ * online), guest:<name> (the guest session holding that name) and guest:<name>:nodes (the nodes
+ * where it does), count:<room> (hash: node id -> members there), rm:<room>:<id> (the users in
+ * the room on that node; node:<id>:mrooms lists those rooms). Channels (not per DB in Redis, so
+ * the DB is in the name): parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>" and
+ * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online) and
  * "o <node id> <user>\n" (offline).
  */
@@ -90,7 +92,7 @@ struct broker_redis {
 
     struct map rooms;  /* name -> struct rroom (keys borrowed from it) */
     struct map users;  /* users with a connection here -> (void *)1 */
-    struct map guests; /* guests' names this node holds -> (void *)1 */
+    struct map guests; /* guests' names this node holds -> (void *)(uintptr_t)(session + 1) */
     struct rroom *waiting;
 };
 
@@ -326,12 +328,37 @@ static void on_users_message(struct broker_redis *r, const char *p, size_t len)
     }
 }
 
+/* "m <node id> +|- <user>" (without its newline): another node's member came or went. */
+static void on_member_message(struct broker_redis *r, struct rroom *rm, const char *p, size_t len)
+{
+    const char *id = p + 2, *sp = len > 2 ? memchr(id, ' ', len - 2) : NULL;
+    if (p[1] != ' ' || !sp || (size_t)(p + len - sp) < 4 || (sp[1] != '+' && sp[1] != '-') ||
+        sp[2] != ' ')
+        return;
+    size_t id_len = (size_t)(sp - id), user_len = (size_t)(p + len - sp - 3);
+    if (id_len == strlen(r->id) && memcmp(id, r->id, id_len) == 0)
+        return; /* this node's own: the hub knows */
+    if (id_len == 0 || id_len >= sizeof r->id || user_len == 0 || user_len > BROKER_NAME_MAX)
+        return;
+    char node[sizeof r->id], user[BROKER_NAME_MAX + 1];
+    memcpy(node, id, id_len);
+    node[id_len] = '\0';
+    memcpy(user, sp + 3, user_len);
+    user[user_len] = '\0';
+    if (r->base.user.room_member)
+        r->base.user.room_member(r->base.user.ctx, rm->name, node, user, sp[1] == '+');
+}
+
 static void on_room_message(struct broker_redis *r, struct rroom *rm, const char *p, size_t len)
 {
-    /* "<seq> <node id>\n<data>" */
+    /* "<seq> <node id>\n<data>", or a member "m <node id> +|- <user>\n" */
     const char *nl = memchr(p, '\n', len);
     if (!nl)
         return;
+    if (p[0] == 'm') {
+        on_member_message(r, rm, p, (size_t)(nl - p));
+        return;
+    }
     char *end;
     uint64_t seq = strtoull(p, &end, 10);
     if (end == p || *end != ' ' || seq == 0)
@@ -354,6 +381,35 @@ static void on_room_message(struct broker_redis *r, struct rroom *rm, const char
 }
 
 static void maybe_up(struct broker_redis *r);
+static void send_room_snapshot(struct broker_redis *r, const char *room);
+
+static void on_room_snapshot(redisAsyncContext *ac, void *reply_p, void *priv)
+{
+    struct broker_redis *r = ac ? ac->data : NULL;
+    char *room = priv;
+    redisReply *reply = reply_p;
+    if (r && !r->tearing && !r->closing && reply_ok(reply, "room_snapshot") &&
+        reply->type == REDIS_REPLY_ARRAY && map_get(&r->rooms, room) && r->base.user.room_member) {
+        const struct broker_user *u = &r->base.user;
+        u->room_member(u->ctx, room, NULL, NULL, false);
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const redisReply *n = reply->element[i], *m = reply->element[i + 1];
+            if (n->type == REDIS_REPLY_STRING && m->type == REDIS_REPLY_STRING && m->len > 0 &&
+                m->len <= BROKER_NAME_MAX && n->len < sizeof r->id)
+                u->room_member(u->ctx, room, n->str, m->str, true);
+        }
+        u->room_member(u->ctx, room, NULL, NULL, true);
+    }
+    free(room);
+}
+
+/* The room's members on the other nodes, read once its channel is subscribed: what was there
+ * before, and what came since arrives on the channel. */
+static void send_room_snapshot(struct broker_redis *r, const char *room)
+{
+    const char *extra[1] = {room};
+    eval(r, redis_lua_room_snapshot, on_room_snapshot, xstrdup(room), extra, NULL, 1);
+}
 
 static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
 {
@@ -384,6 +440,7 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
             rm->subscribed = true;
             if (r->up)
                 room_lost(rm); /* catch up from the store from here on */
+            send_room_snapshot(r, rm->name);
         }
     } else if (strcmp(kind, "unsubscribe") == 0) {
         if (rm) /* followed again meanwhile: its new subscription's confirmation catches up */
@@ -524,9 +581,9 @@ static void send_lease(struct broker_redis *r)
 {
     char lease[24];
     snprintf(lease, sizeof lease, "%" PRIu64, r->s.lease_ms / 2);
-    const char *extra[3] = {lease, r->node, r->chan_users};
+    const char *extra[4] = {lease, r->node, r->chan_users, r->chan_room};
     r->lease_pending = true;
-    eval(r, redis_lua_lease, on_lease, r, extra, NULL, 3);
+    eval(r, redis_lua_lease, on_lease, r, extra, NULL, 4);
 }
 
 static void on_reply_checked(redisAsyncContext *ac, void *reply_p, void *priv)
@@ -538,7 +595,9 @@ static void on_reply_checked(redisAsyncContext *ac, void *reply_p, void *priv)
 static void send_sync(struct broker_redis *r)
 {
     size_t nu = r->users.count, ng = r->guests.count, n = 0;
-    const char **extra = xmalloc((nu + ng + 4) * sizeof *extra);
+    const char **extra = xmalloc((nu + 2 * ng + 4) * sizeof *extra);
+    char(*sessions)[24] = xmalloc((ng + 1) * sizeof *sessions);
+    size_t ns = 0;
     char nus[24], ngs[24];
     snprintf(nus, sizeof nus, "%zu", nu);
     snprintf(ngs, sizeof ngs, "%zu", ng);
@@ -549,9 +608,22 @@ static void send_sync(struct broker_redis *r)
     for (size_t i = 0; map_next(&r->users, &i, &key, &v);)
         extra[n++] = key;
     extra[n++] = ngs;
-    for (size_t i = 0; map_next(&r->guests, &i, &key, &v);)
+    for (size_t i = 0; map_next(&r->guests, &i, &key, &v);) {
         extra[n++] = key;
+        snprintf(sessions[ns], sizeof sessions[ns], "%" PRIu64, (uint64_t)(uintptr_t)v - 1);
+        extra[n++] = sessions[ns++];
+    }
     eval(r, redis_lua_sync, on_reply_checked, (void *)"sync", extra, NULL, (int)n);
+    free(extra);
+    free(sessions);
+    /* Rooms this node left entirely while cut off: their members leave (the followed ones are
+     * synced by the hub at state(true)). */
+    extra = xmalloc((r->rooms.count + 1) * sizeof *extra);
+    n = 0;
+    extra[n++] = r->chan_room;
+    for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);)
+        extra[n++] = key;
+    eval(r, redis_lua_rooms_prune, on_reply_checked, (void *)"rooms_prune", extra, NULL, (int)n);
     free(extra);
 }
 
@@ -849,6 +921,35 @@ static uint64_t redis_room_members(struct broker *b, const char *room, uint32_t 
     return others + local;
 }
 
+static void redis_room_here(struct broker *b, const char *room, const char *user, bool in)
+{
+    struct broker_redis *r = R(b);
+    char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1];
+    size_t chan_len = room_channel(r, room, chan, sizeof chan);
+    if (!r->registered || !chan_len || strlen(user) > BROKER_NAME_MAX)
+        return; /* while down: the hub syncs its rooms when the broker is back */
+    const char *extra[4] = {room, user, in ? "1" : "0", chan};
+    eval(r, redis_lua_room_here, on_reply_checked, (void *)"room_here", extra, NULL, 4);
+}
+
+static void redis_room_sync(struct broker *b, const char *room, const char *const *users,
+                            size_t n)
+{
+    struct broker_redis *r = R(b);
+    char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1];
+    if (!r->registered || !room_channel(r, room, chan, sizeof chan))
+        return;
+    const char **extra = xmalloc((n + 2) * sizeof *extra);
+    extra[0] = room;
+    extra[1] = chan;
+    size_t k = 2;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(users[i]) <= BROKER_NAME_MAX)
+            extra[k++] = users[i];
+    eval(r, redis_lua_room_sync, on_reply_checked, (void *)"room_sync", extra, NULL, (int)k);
+    free(extra);
+}
+
 static void redis_publish_user(struct broker *b, const char *user, const void *data, size_t len)
 {
     struct broker_redis *r = R(b);
@@ -884,6 +985,7 @@ static void redis_user_here(struct broker *b, const char *user, bool online)
 struct claim {
     struct broker_redis *r;
     char *name;
+    uint64_t session;
     void (*done)(void *arg, bool ok);
     void *arg;
 };
@@ -900,27 +1002,29 @@ static void on_claim(redisAsyncContext *ac, void *reply_p, void *priv)
         if (reply && reply->type == REDIS_REPLY_ERROR)
             reply_ok(reply, "claim");
         if (ok)
-            map_put(&r->guests, c->name, (void *)1);
+            map_put(&r->guests, c->name, (void *)(uintptr_t)(c->session + 1));
         c->done(c->arg, ok);
     }
     free(c->name);
     free(c);
 }
 
-static void redis_guest_claim(struct broker *b, const char *name, void (*done)(void *, bool),
-                              void *arg)
+static void redis_guest_claim(struct broker *b, const char *name, uint64_t session,
+                              void (*done)(void *, bool), void *arg)
 {
     struct broker_redis *r = R(b);
     if (!r->registered || strlen(name) > BROKER_NAME_MAX) {
-        if (strlen(name) <= BROKER_NAME_MAX)
-            map_put(&r->guests, name, (void *)1); /* synced to Redis when it is back */
+        if (strlen(name) <= BROKER_NAME_MAX) /* synced to Redis when it is back */
+            map_put(&r->guests, name, (void *)(uintptr_t)(session + 1));
         done(arg, true);
         return;
     }
     struct claim *c = xmalloc(sizeof *c);
-    *c = (struct claim){r, xstrdup(name), done, arg};
-    const char *extra[1] = {name};
-    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 1);
+    *c = (struct claim){r, xstrdup(name), session, done, arg};
+    char s[24];
+    snprintf(s, sizeof s, "%" PRIu64, session);
+    const char *extra[2] = {name, s};
+    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 2);
 }
 
 static void redis_guest_release(struct broker *b, const char *name)
@@ -967,6 +1071,8 @@ static const struct broker_backend redis_backend = {
     .fill_event = redis_fill_event,
     .fill_done = redis_fill_done,
     .room_members = redis_room_members,
+    .room_here = redis_room_here,
+    .room_sync = redis_room_sync,
     .publish_user = redis_publish_user,
     .user_here = redis_user_here,
     .guest_claim = redis_guest_claim,

@@ -2,8 +2,9 @@
 #include "redis_scripts.h"
 
 /* Renews this node's lease and reaps every node whose lease ran out: its users leave (offline
- * published when it was their last node), its guests' names are freed, its counts dropped.
- * ARGV: prefix, id, lease ms, node name, users channel. Returns {fresh, reaped}: fresh is 1
+ * published when it was their last node), its guests' names are freed, its counts dropped, its
+ * room members leave (published on each room's channel). ARGV: prefix, id, lease ms, node name,
+ * users channel, rooms' channel prefix. Returns {fresh, reaped}: fresh is 1
  * when this node had no lease (first start, reaped, or Redis restarted). */
 const char redis_lua_lease[] =
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[5]\n"
@@ -22,21 +23,29 @@ const char redis_lua_lease[] =
     "    end\n"
     "  end\n"
     "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"
-    "    if redis.call('GET', p .. 'guest:' .. g) == d then redis.call('DEL', p .. 'guest:' .. g) "
-    "end\n"
+    "    local gk = p .. 'guest:' .. g\n"
+    "    redis.call('SREM', gk .. ':nodes', d)\n"
+    "    if redis.call('EXISTS', gk .. ':nodes') == 0 then redis.call('DEL', gk) end\n"
     "  end\n"
     "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"
     "    redis.call('HDEL', p .. 'count:' .. r, d)\n"
     "  end\n"
-    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms')\n"
+    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':mrooms')) do\n"
+    "    local k = p .. 'rm:' .. r .. ':' .. d\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
+    "      redis.call('PUBLISH', ARGV[6] .. r, 'm ' .. d .. ' - ' .. u .. '\\n')\n"
+    "    end\n"
+    "    redis.call('DEL', k)\n"
+    "  end\n"
+    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms', nk .. ':mrooms')\n"
     "  redis.call('ZREM', p .. 'nodes', d)\n"
     "  reaped = reaped + 1\n"
     "end\n"
     "return {fresh, reaped}\n";
 
 /* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
- * number of users, the users, the number of guests, the guests. A guest's name another node
- * holds stays that node's (a claim decides; both nodes learnt it while apart). */
+ * number of users, the users, the number of guests, the guests as name, session pairs. A guest's
+ * name another node holds for another session stays that node's (both learnt it while apart). */
 const char redis_lua_sync[] =
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[3]\n"
     "local nu = tonumber(ARGV[4])\n"
@@ -62,17 +71,21 @@ const char redis_lua_sync[] =
     "local base = 5 + nu\n"
     "local gk = p .. 'node:' .. id .. ':guests'\n"
     "local gwant = {}\n"
-    "for i = base + 1, base + tonumber(ARGV[base]) do gwant[ARGV[i]] = true end\n"
+    "for i = base + 1, base + 2 * tonumber(ARGV[base]), 2 do gwant[ARGV[i]] = ARGV[i + 1] end\n"
     "for _, g in ipairs(redis.call('SMEMBERS', gk)) do\n"
     "  if not gwant[g] then\n"
     "    redis.call('SREM', gk, g)\n"
-    "    if redis.call('GET', p .. 'guest:' .. g) == id then redis.call('DEL', p .. 'guest:' .. g) "
-    "end\n"
+    "    local k = p .. 'guest:' .. g\n"
+    "    redis.call('SREM', k .. ':nodes', id)\n"
+    "    if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k) end\n"
     "  end\n"
     "end\n"
-    "for g, _ in pairs(gwant) do\n"
+    "for g, s in pairs(gwant) do\n"
+    "  local k = p .. 'guest:' .. g\n"
     "  redis.call('SADD', gk, g)\n"
-    "  redis.call('SET', p .. 'guest:' .. g, id, 'NX')\n"
+    "  if redis.call('SET', k, s, 'NX') or redis.call('GET', k) == s then\n"
+    "    redis.call('SADD', k .. ':nodes', id)\n"
+    "  end\n"
     "end\n"
     "return 0\n";
 
@@ -94,28 +107,35 @@ const char redis_lua_here[] =
     "end\n"
     "return 0\n";
 
-/* Claims a guest's name: 1 unless another node whose lease is alive holds it. ARGV: prefix, id,
- * name. */
+/* Claims a guest's name for a session: 1 unless a node whose lease is alive holds it for another
+ * session. guest:<name> holds the session, guest:<name>:nodes the nodes holding it. ARGV: prefix,
+ * id, name, session. */
 const char redis_lua_claim[] =
-    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local p, id, g, s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "local k = p .. 'guest:' .. g\n"
     "local owner = redis.call('GET', k)\n"
-    "if owner and owner ~= id then\n"
-    "  local exp = redis.call('ZSCORE', p .. 'nodes', owner)\n"
+    "if owner and owner ~= s then\n"
     "  local t = redis.call('TIME')\n"
     "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "  if exp and tonumber(exp) >= now then return 0 end\n"
+    "  for _, n in ipairs(redis.call('SMEMBERS', k .. ':nodes')) do\n"
+    "    local exp = redis.call('ZSCORE', p .. 'nodes', n)\n"
+    "    if exp and tonumber(exp) >= now then return 0 end\n"
+    "  end\n"
+    "  redis.call('DEL', k .. ':nodes')\n"
     "end\n"
-    "redis.call('SET', k, id)\n"
+    "redis.call('SET', k, s)\n"
+    "redis.call('SADD', k .. ':nodes', id)\n"
     "redis.call('SADD', p .. 'node:' .. id .. ':guests', g)\n"
     "return 1\n";
 
-/* Lets a guest's name go, if this node holds it. ARGV: prefix, id, name. */
-const char redis_lua_release[] = "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
-                                 "if redis.call('GET', p .. 'guest:' .. g) == id then "
-                                 "redis.call('DEL', p .. 'guest:' .. g) end\n"
-                                 "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
-                                 "return 0\n";
+/* Lets a guest's name go on this node: free once no node holds it. ARGV: prefix, id, name. */
+const char redis_lua_release[] =
+    "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local k = p .. 'guest:' .. g\n"
+    "redis.call('SREM', k .. ':nodes', id)\n"
+    "if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k) end\n"
+    "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
+    "return 0\n";
 
 /* Sets this node's members in a room and returns the other live nodes' total. ARGV: prefix, id,
  * room, members here. */
@@ -150,6 +170,80 @@ const char redis_lua_snapshot[] =
     "  if n ~= id then\n"
     "    for _, u in ipairs(redis.call('SMEMBERS', p .. 'node:' .. n .. ':users')) do\n"
     "      if not seen[u] then seen[u] = true; out[#out + 1] = u end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* A user's first connection in a room on this node (ARGV[5] '1') or its last one there gone.
+ * ARGV: prefix, id, room, user, in, the room's channel. Publishes "m <id> +|- <user>" on the
+ * room's channel when the set changed. O(1). */
+const char redis_lua_room_here[] =
+    "local p, id, r, u, chan = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6]\n"
+    "local k, mk = p .. 'rm:' .. r .. ':' .. id, p .. 'node:' .. id .. ':mrooms'\n"
+    "if ARGV[5] == '1' then\n"
+    "  if redis.call('SADD', k, u) == 1 then\n"
+    "    redis.call('SADD', mk, r)\n"
+    "    redis.call('PUBLISH', chan, 'm ' .. id .. ' + ' .. u .. '\\n')\n"
+    "  end\n"
+    "elseif redis.call('SREM', k, u) == 1 then\n"
+    "  redis.call('PUBLISH', chan, 'm ' .. id .. ' - ' .. u .. '\\n')\n"
+    "  if redis.call('EXISTS', k) == 0 then redis.call('SREM', mk, r) end\n"
+    "end\n"
+    "return 0\n";
+
+/* Makes Redis hold exactly these users as this node's members of a room (after a reconnect),
+ * publishing what changed. ARGV: prefix, id, room, the room's channel, the users. */
+const char redis_lua_room_sync[] =
+    "local p, id, r, chan = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local k, mk = p .. 'rm:' .. r .. ':' .. id, p .. 'node:' .. id .. ':mrooms'\n"
+    "local want = {}\n"
+    "for i = 5, #ARGV do want[ARGV[i]] = true end\n"
+    "for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
+    "  if not want[u] then\n"
+    "    redis.call('SREM', k, u)\n"
+    "    redis.call('PUBLISH', chan, 'm ' .. id .. ' - ' .. u .. '\\n')\n"
+    "  end\n"
+    "end\n"
+    "for u, _ in pairs(want) do\n"
+    "  if redis.call('SADD', k, u) == 1 then\n"
+    "    redis.call('PUBLISH', chan, 'm ' .. id .. ' + ' .. u .. '\\n')\n"
+    "  end\n"
+    "end\n"
+    "if redis.call('EXISTS', k) == 1 then redis.call('SADD', mk, r) else redis.call('SREM', mk, r) "
+    "end\n"
+    "return 0\n";
+
+/* Clears this node's members of every room it no longer follows (left while cut off), publishing
+ * each leave. ARGV: prefix, id, rooms' channel prefix, the followed rooms. */
+const char redis_lua_rooms_prune[] =
+    "local p, id, cp = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local keep = {}\n"
+    "for i = 4, #ARGV do keep[ARGV[i]] = true end\n"
+    "local mk = p .. 'node:' .. id .. ':mrooms'\n"
+    "for _, r in ipairs(redis.call('SMEMBERS', mk)) do\n"
+    "  if not keep[r] then\n"
+    "    local k = p .. 'rm:' .. r .. ':' .. id\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
+    "      redis.call('PUBLISH', cp .. r, 'm ' .. id .. ' - ' .. u .. '\\n')\n"
+    "    end\n"
+    "    redis.call('DEL', k)\n"
+    "    redis.call('SREM', mk, r)\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
+
+/* A room's members on the other live nodes: {node, user, node, user, ...}. ARGV: prefix, id,
+ * room. O(live nodes + members). */
+const char redis_lua_room_snapshot[] =
+    "local p, id, r = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', now, '+inf')) do\n"
+    "  if n ~= id then\n"
+    "    for _, u in ipairs(redis.call('SMEMBERS', p .. 'rm:' .. r .. ':' .. n)) do\n"
+    "      out[#out + 1] = n; out[#out + 1] = u\n"
     "    end\n"
     "  end\n"
     "end\n"

@@ -20,5 +20,13 @@ extern const char redis_lua_release[];
 extern const char redis_lua_count[];
 /* The users online on the other live nodes. */
 extern const char redis_lua_snapshot[];
+/* A user's first connection in a room on the caller's node, or its last one there gone. */
+extern const char redis_lua_room_here[];
+/* Makes Redis hold exactly the given users as the caller's members of a room. */
+extern const char redis_lua_room_sync[];
+/* Clears the caller's members of the rooms it no longer follows. */
+extern const char redis_lua_rooms_prune[];
+/* A room's members on the other live nodes, as node, user pairs. */
+extern const char redis_lua_room_snapshot[];
 
 #endif

@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "alloc.h"
 #include "chat.h"
 #include "events.h"
 #include "hub_broker.h"
+#include "hub_nodes.h"
 #include "log.h"
 #include "map.h"
 #include "member_list.h"
@@ -31,7 +33,8 @@
 
 /* A room's member: its connections there and its name as shown, one block sized to the name. */
 struct hub_member {
-    uint32_t conns;
+    uint32_t conns : 31; /* connections here */
+    uint32_t remote : 1; /* in the room on another node too (hub_nodes.h) */
     char name[];
 };
 
@@ -119,6 +122,9 @@ struct hub {
      * in seq order with theirs, to be fanned out. */
     struct hub_broker *hb;
     bool closing; /* hub_destroy: held events are freed, not delivered */
+    /* Several nodes (hub_nodes.h): the other nodes' members and statuses, on hb's broker. */
+    struct hub_nodes *nodes;
+    struct map claiming; /* guests' names (lower-cased) being claimed from the broker */
 };
 
 /* --- rooms --- */
@@ -413,13 +419,19 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (op->adopt && op->adopt_large && h->cfg->presence_limit)
         r->large = true;
     if (m) {
-        m->conns++;
+        if (m->conns++ == 0) { /* a member on another node: its first connection here */
+            struct user_status *u = user_status_of(&h->statuses, op->user_lc);
+            if (u)
+                user_status_room_add(u, r);
+            hub_nodes_room_here(h->nodes, r->name, r->latest, m->name, true);
+        }
         return;
     }
     size_t len = strnlen(op->user, CHAT_NAME_MAX - 1);
     m = xcalloc(1, sizeof *m + len + 1);
     memcpy(m->name, op->user, len);
     m->conns = 1;
+    hub_nodes_room_here(h->nodes, r->name, r->latest, m->name, true);
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
     ordset_insert(&r->index, op->user_lc, lc_len, m);
@@ -439,12 +451,27 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
                     : events_presence(r->name, op->user, true));
 }
 
+/* The user of m (name_lc) is in r on no node any more: gone, the others told. */
+static void member_drop(struct hub *h, struct hub_room *r, struct hub_member *m,
+                        const char *name_lc, uint64_t skip_conn)
+{
+    ordset_remove(&r->index, name_lc, strlen(name_lc));
+    if (r->list)
+        member_list_remove(r->list, name_lc);
+    r->dirty = true;
+    if (!r->large)
+        to_room(h, r, events_presence(r->name, m->name, false), skip_conn, NULL);
+    if (r->index.count == 0 && !r->large)
+        occupied_unlink(h, r);
+    free(m);
+}
+
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     run_close(h, r); /* while the leaver's worker still counts it */
     size_t lc_len = strlen(op->user_lc);
     struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
-    if (!m)
+    if (!m || m->conns == 0)
         return;
     if (r->worker_conns[op->worker] > 0) {
         r->worker_conns[op->worker]--;
@@ -453,18 +480,76 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
     }
     if (--m->conns > 0)
         return;
-    ordset_remove(&r->index, op->user_lc, lc_len);
     struct user_status *u = user_status_of(&h->statuses, op->user_lc);
     if (u)
         user_status_room_remove(u, r);
+    char name[CHAT_NAME_MAX];
+    snprintf(name, sizeof name, "%s", m->name);
+    if (!m->remote) /* else still in the room on another node */
+        member_drop(h, r, m, op->user_lc, op->conn_id);
+    hub_nodes_room_here(h->nodes, r->name, r->latest, name, false);
+}
+
+/* --- members on other nodes (hub_nodes.h) --- */
+
+void hub_remote_member(struct hub *h, const char *room, const char *user, bool in)
+{
+    struct hub_room *r = room_get(h, room, false);
+    size_t len = strlen(user);
+    if (!r || len >= CHAT_NAME_MAX)
+        return;
+    char lc[CHAT_NAME_MAX];
+    text_lower(user, len, lc);
+    struct hub_member *m = ordset_get(&r->index, lc, strlen(lc));
+    if (!in) {
+        if (!m)
+            return;
+        m->remote = false;
+        if (m->conns == 0) {
+            run_close(h, r);
+            member_drop(h, r, m, lc, 0);
+        }
+        return;
+    }
+    if (m) {
+        m->remote = true;
+        return;
+    }
+    m = xcalloc(1, sizeof *m + len + 1);
+    memcpy(m->name, user, len);
+    m->remote = true;
+    if (r->index.count == 0 && !occupied_has(h, r))
+        occupied_link(h, r);
+    ordset_insert(&r->index, lc, strlen(lc), m);
     if (r->list)
-        member_list_remove(r->list, op->user_lc);
+        member_list_add(r->list, m->name, lc);
     r->dirty = true;
+    bool away = false;
+    const char *text = NULL;
     if (!r->large)
-        to_room(h, r, events_presence(r->name, m->name, false), op->conn_id, NULL);
-    if (r->index.count == 0 && !r->large)
-        occupied_unlink(h, r);
-    free(m);
+        run_add(h, r,
+                hub_nodes_remote_status(h->nodes, lc, &away, &text)
+                    ? events_presence_state(r->name, m->name, true, away, text)
+                    : events_presence(r->name, m->name, true));
+}
+
+void hub_local_members(struct hub *h, const char *room, void (*each)(void *arg, const char *user),
+                       void *arg)
+{
+    struct hub_room *r = room_get(h, room, false);
+    if (!r)
+        return;
+    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n)) {
+        const struct hub_member *m = ordset_value(n);
+        if (m->conns > 0)
+            each(arg, m->name);
+    }
+}
+
+uint64_t hub_room_newest(struct hub *h, const char *room)
+{
+    struct hub_room *r = room_get(h, room, false);
+    return r ? r->latest : 0;
 }
 
 /* --- statuses (rules 69, 70) --- */
@@ -473,15 +558,19 @@ static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
 static void status_listed(struct hub *h, struct chat_op *op, const char *name_lc, const char *name)
 {
     struct user_status *u = user_status_of(&h->statuses, name_lc);
+    bool away;
+    const char *text;
     if (u && (u->away || u->text))
         chat_op_add_status(op, name, u->away, u->text);
+    else if (!u && hub_nodes_remote_status(h->nodes, name_lc, &away, &text))
+        chat_op_add_status(op, name, away, text);
 }
 
 /* Every user of r listed: those not at the default status, found from whichever is shorter,
  * the room's users or the users not at the default. */
 static void status_listed_all(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
-    if (h->statuses.n_set < r->index.count) {
+    if (h->statuses.n_set < r->index.count && hub_nodes_remote_statuses(h->nodes) == 0) {
         for (struct user_status *u = h->statuses.set_head; u; u = u->set_next)
             if (u->conns && ordset_get(&r->index, u->name_lc, strlen(u->name_lc)))
                 chat_op_add_status(op, u->name, u->away, u->text);
@@ -1015,9 +1104,68 @@ static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
         return;
     if (--g->conns == 0) {
         lookalike_guest(h, name_lc, false);
+        hub_nodes_guest_release(h->nodes, name_lc);
         map_del(&h->guests, name_lc);
         free(g);
     }
+}
+
+/* A guest's name asked of the broker (no other live node may hold it) before the online guests
+ * table takes it; meanwhile the name counts as taken here. */
+struct guest_claim {
+    struct hub *h;
+    struct chat_op *op;
+    void (*go)(struct hub *h, struct chat_op *op); /* the login, once the name is this node's */
+    char name_lc[CHAT_NAME_MAX];
+};
+
+static void guest_claimed(void *arg, bool ok)
+{
+    struct guest_claim *c = arg;
+    struct hub *h = c->h;
+    struct chat_op *op = c->op;
+    map_del(&h->claiming, c->name_lc);
+    void (*go)(struct hub *, struct chat_op *) = c->go;
+    free(c);
+    if (!ok) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
+        return;
+    }
+    go(h, op);
+}
+
+/* Claims name_lc for op's guest session (0: a registration), then go, unless this node holds it
+ * already; false (answered) while another login or registration claims it. */
+static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, uint64_t session,
+                        void (*go)(struct hub *h, struct chat_op *op))
+{
+    if (map_get(&h->claiming, name_lc)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
+        return false;
+    }
+    if (map_get(&h->guests, name_lc)) { /* held here already: by this session */
+        go(h, op);
+        return true;
+    }
+    struct guest_claim *c = xcalloc(1, sizeof *c);
+    c->h = h, c->op = op, c->go = go;
+    memcpy(c->name_lc, name_lc, strnlen(name_lc, CHAT_NAME_MAX - 1));
+    map_put(&h->claiming, c->name_lc, (void *)1);
+    hub_nodes_guest_claim(h->nodes, c->name_lc, session, guest_claimed, c);
+    return true;
+}
+
+/* A claim made for a login or registration that did not take the name: let go, unless an
+ * online guest here holds it. */
+static void claim_drop(struct hub *h, const char *name_lc)
+{
+    if (!map_get(&h->guests, name_lc))
+        hub_nodes_guest_release(h->nodes, name_lc);
+}
+
+static void claim_ignored(void *arg, bool ok)
+{
+    (void)arg, (void)ok;
 }
 
 /* True when name_lc is held by an online guest of a session other than `session`. */
@@ -1027,11 +1175,17 @@ static bool held_by_other_guest(struct hub *h, const char *name_lc, uint64_t ses
     return g && g->conns > 0 && g->session != session;
 }
 
+static void login_guest_claimed(struct hub *h, struct chat_op *op);
+
 static void login_guest(struct hub *h, struct chat_op *op)
 {
     if (op->stage == 2) { /* the store could not keep the token */
         guest_offline(h, op->user_lc, op->guest_session);
         reply(h, op);
+        return;
+    }
+    if (map_get(&h->claiming, op->user_lc)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
         return;
     }
     if (map_get(&h->registered, op->user_lc)) {
@@ -1051,13 +1205,43 @@ static void login_guest(struct hub *h, struct chat_op *op)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     op->guest_session = ((uint64_t)ts.tv_sec << 20) + (++h->next_guest_session & 0xfffff);
+    guest_claim(h, op, op->user_lc, op->guest_session, login_guest_claimed);
+}
+
+/* The name is this node's in the broker: checked again here (a registration may have come
+ * meanwhile), then the guest is online. */
+static void login_guest_claimed(struct hub *h, struct chat_op *op)
+{
+    if (map_get(&h->registered, op->user_lc) || map_get(&h->registering, op->user_lc) ||
+        held_by_other_guest(h, op->user_lc, 0) || lookalike_taken(h, op->user_lc)) {
+        claim_drop(h, op->user_lc);
+        reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
+        return;
+    }
     op->guest = true;
     guest_online(h, op);
     chat_to_store(op);
 }
 
+/* The name is this node's in the broker (or was already): the guest is online. */
+static void login_token_guest_claimed(struct hub *h, struct chat_op *op)
+{
+    if (map_get(&h->registered, op->user_lc) || map_get(&h->registering, op->user_lc) ||
+        held_by_other_guest(h, op->user_lc, op->guest_session)) {
+        claim_drop(h, op->user_lc);
+        reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
+        return;
+    }
+    guest_online(h, op);
+    reply(h, op);
+}
+
 static void login_token_guest(struct hub *h, struct chat_op *op)
 {
+    if (map_get(&h->claiming, op->user_lc)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
+        return;
+    }
     if (map_get(&h->registered, op->user_lc) || map_get(&h->registering, op->user_lc)) {
         reply_error(h, op, PROTO_BAD_TOKEN, "that guest name has been registered since");
         return;
@@ -1066,8 +1250,7 @@ static void login_token_guest(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
         return;
     }
-    guest_online(h, op);
-    reply(h, op);
+    guest_claim(h, op, op->user_lc, op->guest_session, login_token_guest_claimed);
 }
 
 /* Rule 51: the public rooms the guest's connections are in (an online guest's name is its
@@ -1088,30 +1271,62 @@ static void guest_rooms(struct hub *h, struct chat_op *op, const char *name_lc)
     op->gone_rooms_n = n;
 }
 
+/* A registration's checks (rule 75 order); false after answering. */
+static bool register_allowed(struct hub *h, struct chat_op *op, const char *name_lc)
+{
+    if (map_get(&h->registered, name_lc) || map_get(&h->registering, name_lc) ||
+        held_by_other_guest(h, name_lc, op->registered_guest ? op->guest_session : 0)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "that name is taken");
+        return false;
+    }
+    if (lookalike_taken(h, name_lc)) {
+        reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
+        return false;
+    }
+    return true;
+}
+
+static void register_claimed(struct hub *h, struct chat_op *op);
+static void register_done(struct hub *h, struct chat_op *op, const char *name_lc);
+
 static void register_user(struct hub *h, struct chat_op *op)
 {
     char name_lc[CHAT_NAME_MAX];
     text_lower(op->name, strlen(op->name), name_lc);
     if (op->stage == 0) {
-        if (map_get(&h->registered, name_lc) || map_get(&h->registering, name_lc) ||
-            held_by_other_guest(h, name_lc, op->registered_guest ? op->guest_session : 0)) {
-            reply_error(h, op, PROTO_NAME_TAKEN, "that name is taken");
-            return;
-        }
-        if (lookalike_taken(h, name_lc)) {
-            reply_error(h, op, PROTO_NAME_TAKEN, "that name looks too much like someone else's");
-            return;
-        }
-        map_put(&h->registering, name_lc, (void *)1);
-        lookalike_register(h, name_lc);
-        if (op->registered_guest)
-            guest_rooms(h, op, name_lc);
-        chat_to_auth(op);
+        /* No guest on another node may hold the name either: claimed until registered. */
+        if (register_allowed(h, op, name_lc))
+            guest_claim(h, op, name_lc, op->registered_guest ? op->guest_session : 0,
+                        register_claimed);
         return;
     }
+    register_done(h, op, name_lc);
+}
+
+/* The name is this node's in the broker: checked again (things changed meanwhile), then on to
+ * auth, which hashes the password and stores the account. */
+static void register_claimed(struct hub *h, struct chat_op *op)
+{
+    char name_lc[CHAT_NAME_MAX];
+    text_lower(op->name, strlen(op->name), name_lc);
+    if (!register_allowed(h, op, name_lc)) {
+        claim_drop(h, name_lc);
+        return;
+    }
+    map_put(&h->registering, name_lc, (void *)1);
+    lookalike_register(h, name_lc);
+    if (op->registered_guest)
+        guest_rooms(h, op, name_lc);
+    chat_to_auth(op);
+}
+
+/* Back from auth: registered (the name is the account's: the claim goes), or not. */
+static void register_done(struct hub *h, struct chat_op *op, const char *name_lc)
+{
     map_del(&h->registering, name_lc);
     if (op->err) {
         lookalike_unregister(h, name_lc);
+        claim_drop(h, name_lc);
         reply(h, op);
         return;
     }
@@ -1134,6 +1349,7 @@ static void register_user(struct hub *h, struct chat_op *op)
             d->created_ms = op->user_created_ms;
         }
     }
+    claim_drop(h, name_lc);
     reply(h, op);
 }
 
@@ -1347,11 +1563,23 @@ static void on_status_timer(struct timer *t)
     status_timer_arm(h);
 }
 
+/* The user's first connection here: online for the other nodes, with its status if it has one
+ * (kept through a grace here while they may have forgotten it). */
+static void status_first_here(struct hub *h, const struct user_status *u)
+{
+    if (u->conns != 1)
+        return;
+    hub_nodes_user_here(h->nodes, u->name_lc, true);
+    if (u->away || u->text)
+        hub_nodes_status(h->nodes, u->name, u->away, u->text);
+}
+
 /* A login on its way to welcome: one more connection of the identity, and its status. */
 static void status_login(struct hub *h, struct chat_op *op)
 {
     struct user_status *u =
         user_status_connect(&h->statuses, op->user, op->user_lc, op->guest ? op->guest_session : 0);
+    status_first_here(h, u);
     op->away = u->away;
     free(op->text);
     op->text = u->text ? xstrdup(u->text) : NULL;
@@ -1366,10 +1594,13 @@ static void status_adopt(struct hub *h, struct chat_op *op)
     struct user_status *u =
         user_status_connect(&h->statuses, op->user, op->user_lc, op->status_session);
     user_status_set_state(&h->statuses, u, op->away, op->text, op->text ? op->text_len : 0);
+    status_first_here(h, u);
 }
 
 /* status (rule 69): the reply, the user's other connections told, and if it changed, presence
  * to the other users in each (small) room where the user has a connection. */
+static void status_tell(struct hub *h, struct user_status *u, uint64_t skip_conn, bool changed);
+
 static void status_request(struct hub *h, struct chat_op *op)
 {
     /* By name: the requester holds it (a guest becoming the account may still say its session). */
@@ -1378,26 +1609,66 @@ static void status_request(struct hub *h, struct chat_op *op)
         u = user_status_connect(&h->statuses, op->user, op->user_lc,
                                 op->guest ? op->guest_session : 0);
     bool changed = user_status_set_state(&h->statuses, u, op->away, op->text, op->text_len);
+    status_tell(h, u, op->conn_id, changed);
+    if (changed)
+        hub_nodes_status(h->nodes, u->name, u->away, u->text);
+    reply(h, op);
+}
+
+/* Presence with the user's new status to every (small) room here where it is a member: those
+ * where it has a connection, and with other nodes, those where it is only on another node. */
+static void status_presence(struct hub *h, struct user_status *u, const char *name,
+                            const char *name_lc, bool away, const char *text)
+{
+    char lc[CHAT_NAME_MAX]; /* to_room copies a whole name buffer: never a record's own block */
+    snprintf(lc, sizeof lc, "%s", name_lc);
+    for (uint32_t i = 0; u && i < u->n_rooms; i++) {
+        struct hub_room *r = user_status_rooms(u)[i];
+        if (!r->large) /* rule 83: no presence in a large room */
+            to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, lc);
+    }
+    if (!hub_nodes_multi(h->nodes))
+        return;
+    size_t len = strlen(lc);
+    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+        const struct hub_member *m = ordset_get(&r->index, lc, len);
+        if (m && m->conns == 0 && !r->large)
+            to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, lc);
+    }
+}
+
+/* u's status is told to its connections (but skip_conn), and if it changed, to the others. */
+static void status_tell(struct hub *h, struct user_status *u, uint64_t skip_conn, bool changed)
+{
     struct msg_rec rec = events_status(u->away, u->text);
     for (int w = 0; w < h->n_workers; w++) {
         struct deliver *d = out(h, w);
         d->kind = DELIVER_STATUS;
         d->rec = msg_rec_ref(&rec);
-        memcpy(d->user_a, op->user_lc, sizeof d->user_a);
-        d->skip_conn = op->conn_id;
+        snprintf(d->user_a, sizeof d->user_a, "%s", u->name_lc);
+        d->skip_conn = skip_conn;
         d->away = u->away;
         d->text = u->text ? xstrdup(u->text) : NULL;
     }
     msg_rec_release(&rec);
-    if (changed) {
-        for (uint32_t i = 0; i < u->n_rooms; i++) {
-            struct hub_room *r = user_status_rooms(u)[i];
-            if (!r->large) /* rule 83: no presence in a large room */
-                to_room(h, r, events_presence_state(r->name, u->name, false, u->away, u->text), 0,
-                        op->user_lc);
-        }
+    if (changed)
+        status_presence(h, u, u->name, u->name_lc, u->away, u->text);
+}
+
+void hub_remote_status(struct hub *h, const char *user, bool away, const char *text)
+{
+    size_t len = strlen(user);
+    if (len >= CHAT_NAME_MAX)
+        return;
+    char lc[CHAT_NAME_MAX];
+    text_lower(user, len, lc);
+    struct user_status *u = user_status_of(&h->statuses, lc);
+    if (u) { /* its connections here follow the status it set elsewhere */
+        if (user_status_set_state(&h->statuses, u, away, text, text ? strlen(text) : 0))
+            status_tell(h, u, 0, true);
+        return;
     }
-    reply(h, op);
+    status_presence(h, NULL, user, lc, away, text);
 }
 
 static void leave_rooms(struct hub *h, struct chat_op *op, char (*rooms)[CHAT_ROOM_MAX], size_t n)
@@ -1523,6 +1794,10 @@ static void on_mail(struct service *s, struct mail *m)
         if (op->guest)
             guest_offline(h, op->user_lc, op->guest_session);
         if (op->status_conn) {
+            const struct user_status *u =
+                user_status_get(&h->statuses, op->user_lc, op->status_session);
+            if (u && u->conns == 1)
+                hub_nodes_user_here(h->nodes, op->user_lc, false);
             user_status_disconnect(&h->statuses, op->user_lc, op->status_session,
                                    loop_now(h->service->loop));
             status_timer_arm(h);
@@ -1593,8 +1868,13 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     case CHAT_ADOPT:
         /* A guest moved here by a live upgrade: online, its name its own, as it was. */
-        if (op->guest)
+        if (op->guest) {
+            /* This process is a new node to the broker: the name is claimed again. */
+            if (!map_get(&h->guests, op->user_lc))
+                hub_nodes_guest_claim(h->nodes, op->user_lc, op->guest_session, claim_ignored,
+                                      NULL);
             guest_online(h, op);
+        }
         status_adopt(h, op);
         chat_op_free(op);
         break;
@@ -1691,6 +1971,15 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     h->hb = hub_broker_new(s->loop, cfg, &hooks);
     if (!h->hb)
         return -EINVAL;
+    map_init(&h->claiming, true);
+    /* Guest sessions' low 20 bits count from a random start: two nodes making sessions in the
+     * same second must not make the same ones (a session is an identity on every node). */
+    uint32_t start;
+    if (getrandom(&start, sizeof start, 0) == (ssize_t)sizeof start)
+        h->next_guest_session = start & 0xfffff;
+    /* The non-timeline side of the same broker: members, users, guests' names, statuses. */
+    h->nodes = hub_nodes_new(h, hub_broker_broker(h->hb));
+    hub_broker_set_nodes(h->hb, h->nodes);
     timer_init(&h->tick, on_tick);
     timer_init(&h->status_timer, on_status_timer);
     timer_start(s->loop, &h->tick, loop_now(s->loop) + h->tick_ms);
@@ -1703,12 +1992,16 @@ void hub_destroy(struct service *s)
     if (h) {
         /* Before the loop goes: the broker unwatches its sockets, and gives back what it held. */
         h->closing = true;
+        hub_broker_set_nodes(h->hb, NULL);
+        hub_nodes_free(h->nodes); /* uses the broker: first */
+        h->nodes = NULL;
         hub_broker_free(h->hb);
         h->hb = NULL;
     }
     service_destroy(s, chat_op_drop);
     if (!h)
         return;
+    map_free(&h->claiming);
     size_t pos = 0;
     const char *k;
     void *v;

@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "events.h"
+#include "hub_nodes.h"
 #include "log.h"
 #include "map.h"
 #include "metrics.h"
@@ -23,7 +24,8 @@ struct hub_broker {
     const struct config *cfg;
     struct broker *broker;
     struct hub_broker_hooks hooks;
-    struct map followed; /* room -> (void *)1 while followed */
+    struct map followed;     /* room -> (void *)1 while followed */
+    struct hub_nodes *nodes; /* the broker's other callbacks go there */
 };
 
 /* The process's one hub's, for /healthz and /metrics on the workers' threads (broker_status is
@@ -351,6 +353,10 @@ static void on_user_event(void *ctx, const char *user, const void *data, size_t 
             hb->hooks.room_made(hb->hooks.hub, name);
         }
         return;
+    case 's': /* "status <0|1> <text>": hub_nodes' */
+        if (hb->nodes)
+            hub_nodes_on_user_event(hb->nodes, user, data, len);
+        return;
     default:
         return;
     }
@@ -358,13 +364,26 @@ static void on_user_event(void *ctx, const char *user, const void *data, size_t 
 
 static void on_presence(void *ctx, const char *user, bool online)
 {
-    (void)ctx, (void)user, (void)online; /* the presence helper's part */
+    struct hub_broker *hb = ctx;
+    if (hb->nodes)
+        hub_nodes_on_presence(hb->nodes, user, online);
 }
 
+static void on_room_member(void *ctx, const char *room, const char *node, const char *user,
+                           bool in)
+{
+    struct hub_broker *hb = ctx;
+    if (hb->nodes)
+        hub_nodes_on_room_member(hb->nodes, room, node, user, in);
+}
+
+/* Logged by the broker; a fill of every followed room follows a return, and hub_nodes syncs
+ * this node's members. */
 static void on_state(void *ctx, bool up)
 {
-    (void)ctx;
-    (void)up; /* logged by the broker; a fill of every followed room follows a return */
+    struct hub_broker *hb = ctx;
+    if (hb->nodes)
+        hub_nodes_on_state(hb->nodes, up);
 }
 
 struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
@@ -382,6 +401,7 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
         .user_event = on_user_event,
         .presence = on_presence,
         .state = on_state,
+        .room_member = on_room_member,
     };
     hb->broker = broker_new(l, cfg, &u);
     if (!hb->broker) {
@@ -401,6 +421,16 @@ void hub_broker_free(struct hub_broker *hb)
     broker_free(hb->broker);
     map_free(&hb->followed);
     free(hb);
+}
+
+struct broker *hub_broker_broker(struct hub_broker *hb)
+{
+    return hb->broker;
+}
+
+void hub_broker_set_nodes(struct hub_broker *hb, struct hub_nodes *nodes)
+{
+    hb->nodes = nodes;
 }
 
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest)

@@ -55,6 +55,11 @@ struct hub_broker;
 struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
                                   const struct hub_broker_hooks *hooks);
 void hub_broker_free(struct hub_broker *hb);
+/* The broker itself, for hub_nodes (members, users, guests' names, statuses across nodes). */
+struct broker *hub_broker_broker(struct hub_broker *hb);
+/* Where the callbacks that are not the timeline's go (NULL: nowhere, as while closing). */
+struct hub_nodes;
+void hub_broker_set_nodes(struct hub_broker *hb, struct hub_nodes *nodes);
 
 /* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. */
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);

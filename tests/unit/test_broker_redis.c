@@ -162,6 +162,8 @@ struct node {
     int user_events;
     bool online[8];   /* presence of users[] as this node heard it */
     int claim_result; /* -1 pending, 0 refused, 1 ok */
+    bool member[8];   /* users[] in room_names[0] on another node, as this node heard it */
+    int snapshots;    /* room member snapshots completed */
 };
 
 static const char *users[] = {"alice", "bob"};
@@ -288,6 +290,24 @@ static void cb_state(void *ctx, bool up)
     }
 }
 
+static void cb_room_member(void *ctx, const char *room, const char *node, const char *user,
+                           bool in)
+{
+    struct node *n = ctx;
+    if (room_index(room) != 0)
+        return;
+    if (!node) { /* a snapshot: starts (forget), then completes */
+        if (in)
+            n->snapshots++;
+        else
+            memset(n->member, 0, sizeof n->member);
+        return;
+    }
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++)
+        if (strcmp(user, users[i]) == 0)
+            n->member[i] = in;
+}
+
 static void cb_claimed(void *arg, bool ok)
 {
     struct node *n = arg;
@@ -308,8 +328,8 @@ static void node_start(struct node *n, const char *name, uint64_t lease_ms)
     snprintf(cfg.node, sizeof cfg.node, "%s", name);
     struct broker_settings s = {
         .lease_ms = lease_ms, .hold_ms = 50, .max_held = 64, .reconnect_max = 200};
-    struct broker_user u = {n,           cb_room_event, cb_release, cb_fill, cb_user_event,
-                            cb_presence, cb_state};
+    struct broker_user u = {n,           cb_room_event, cb_release, cb_fill,       cb_user_event,
+                            cb_presence, cb_state,      cb_room_member};
     n->b = broker_redis_new(loop, &cfg, &s, &u);
     assert_non_null(n->b);
 }
@@ -503,13 +523,18 @@ static void a_stopped_node_loses_its_users_and_guests(void **state)
     run_until(b_sees_alice, "alice online on B");
 
     A->claim_result = -1;
-    broker_guest_claim(A->b, "guest7", cb_claimed, A);
+    broker_guest_claim(A->b, "guest7", 7, cb_claimed, A);
     run_until(a_claim_answered, "A's claim");
     assert_int_equal(A->claim_result, 1);
     B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", cb_claimed, B);
+    broker_guest_claim(B->b, "guest7", 8, cb_claimed, B);
     run_until(b_claim_answered, "B's claim");
-    assert_int_equal(B->claim_result, 0); /* A holds it */
+    assert_int_equal(B->claim_result, 0); /* A holds it for another session */
+    B->claim_result = -1;
+    broker_guest_claim(B->b, "guest7", 7, cb_claimed, B);
+    run_until(b_claim_answered, "B's claim for the same session");
+    assert_int_equal(B->claim_result, 1); /* the session's connections may be on both */
+    broker_guest_release(B->b, "guest7");
 
     broker_room_members(A->b, "general", 3);
     run_until(b_counts_five, "B counting A's members");
@@ -520,12 +545,63 @@ static void a_stopped_node_loses_its_users_and_guests(void **state)
     run_until(b_sees_alice_gone, "alice offline on B after A's lease");
     run_until(b_counts_two, "A's members no longer counted");
     B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", cb_claimed, B);
+    broker_guest_claim(B->b, "guest7", 8, cb_claimed, B);
     run_until(b_claim_answered, "B's second claim");
     assert_int_equal(B->claim_result, 1);
     struct broker_status st;
     broker_status(B->b, &st);
     assert_true(st.reaped >= 1);
+    node_stop(B);
+}
+
+static bool b_sees_bob_not_member(void)
+{
+    return !B->member[1];
+}
+static bool b_sees_alice_member(void)
+{
+    return B->member[0];
+}
+static bool b_sees_alice_not_member(void)
+{
+    return !B->member[0];
+}
+static int snapshots_before;
+static bool b_snapshot_done(void)
+{
+    return B->snapshots > snapshots_before;
+}
+
+static void room_members_cross_and_go_with_a_dead_node(void **state)
+{
+    (void)state;
+    start_pair(2000);
+    const char *room = room_names[0];
+    broker_room_here(A->b, room, "alice", true);
+    run_until(b_sees_alice_member, "alice in the room on B");
+    broker_room_here(A->b, room, "alice", false);
+    run_until(b_sees_alice_not_member, "alice out of the room on B");
+    broker_room_here(A->b, room, "alice", true);
+    run_until(b_sees_alice_member, "alice back in the room on B");
+
+    /* A node that follows the room afresh learns its members from the snapshot. */
+    broker_unfollow(B->b, room);
+    snapshots_before = B->snapshots;
+    broker_follow(B->b, room, store_newest[0]);
+    run_until(b_snapshot_done, "B's snapshot of the room");
+    assert_true(B->member[0]);
+    assert_false(B->member[1]);
+
+    /* After a sync, Redis holds what the node says: bob in, alice out. */
+    const char *only_bob[] = {"bob"};
+    broker_room_sync(A->b, room, only_bob, 1);
+    run_until(b_sees_alice_not_member, "alice out after A's sync");
+    assert_true(B->member[1]);
+
+    /* A stops refreshing its lease: the reaper says its members left. */
+    broker_free(A->b);
+    A->b = NULL;
+    run_until(b_sees_bob_not_member, "bob out of the room after A's lease");
     node_stop(B);
 }
 
@@ -610,6 +686,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(room_events_cross_nodes_in_seq_order),
         cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
+        cmocka_unit_test(room_members_cross_and_go_with_a_dead_node),
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
         cmocka_unit_test(a_node_cut_off_tells_what_it_stored_meanwhile),
     };

@@ -55,6 +55,23 @@ function pgStoreUrl(dataDir) {
   return pgAdminUrl.replace('postgresql:///postgres', `postgresql:///${db}`);
 }
 
+// PARLEY_TEST_BROKER=redis adds --broker to every chat server: the redis-server on
+// PARLEY_TEST_REDIS_PORT (tests/tools/with_redis.sh starts one and sets both). Each start takes
+// a DB of its own (counted in DB 0), so servers of different tests, and a server and its restart,
+// never see each other as nodes of one chat.
+export const onRedis = process.env.PARLEY_TEST_BROKER === 'redis';
+const redisPort = process.env.PARLEY_TEST_REDIS_PORT ?? '';
+if (onRedis && !/^\d+$/.test(redisPort)) {
+  throw new Error('PARLEY_TEST_BROKER=redis needs PARLEY_TEST_REDIS_PORT (see tests/tools/with_redis.sh)');
+}
+
+function redisBrokerUrl() {
+  const r = spawnSync('redis-cli', ['-p', redisPort, 'INCR', 'parley-test:next-db'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`redis-cli INCR: ${r.stderr || r.error}`);
+  const db = 1 + ((Number(r.stdout.trim()) - 1) % 16383); // with_redis.sh gives 16384 DBs
+  return `redis://127.0.0.1:${redisPort}/${db}`;
+}
+
 // Options every chat test server gets unless it asks otherwise.
 export const DEFAULT_ARGS = ['--password-cost', 'min'];
 
@@ -68,7 +85,8 @@ export class ChatServer extends ParleyProcess {
     const dir = dataDir ?? freshDataDir();
     const tlsArgs = tls ? ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile] : [];
     const storeArgs = onPostgres && !extraArgs.includes('--store') ? ['--store', pgStoreUrl(dir)] : [];
-    const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...tlsArgs, ...storeArgs, ...extraArgs];
+    const brokerArgs = onRedis && !extraArgs.includes('--broker') ? ['--broker', redisBrokerUrl()] : [];
+    const args = ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', dir, ...defaults, ...tlsArgs, ...storeArgs, ...brokerArgs, ...extraArgs];
     const { child, exited } = spawnParley(args, { env, bin });
     const server = new ChatServer(child, exited, dir);
     server.args = args;

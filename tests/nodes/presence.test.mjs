@@ -1,0 +1,189 @@
+// Presence, members, guests' names and large rooms' counts across nodes: two or three parley
+// nodes on one PostgreSQL (tests/tools/pg.sh) and one redis-server (tests/tools/redis.mjs), both
+// started here and stopped at the end. Each test gets a database and a Redis DB of its own.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { ChatClient, PASSWORD, uniq } from '../chat/lib/chat.mjs';
+import { ChatServer, DEFAULT_ARGS } from '../chat/lib/server.mjs';
+import { startRedis } from '../tools/redis.mjs';
+
+const LEASE_S = 1; // --node-lease: a killed node is reaped within 0.75 s of its last refresh
+let redis;
+let pg; // { dir, url }
+let nextDb = 0;
+
+function sh(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
+before(async () => {
+  redis = await startRedis({ databases: 64 });
+  const [dir, url] = sh('tests/tools/pg.sh', ['start']).split('\n');
+  pg = { dir, url };
+});
+
+after(async () => {
+  await redis?.stop();
+  if (pg) sh('tests/tools/pg.sh', ['stop', pg.dir]);
+});
+
+// n nodes of one chat: one database, one Redis DB; each node up in Redis before this returns.
+async function cluster(t, n, extra = [], env = {}) {
+  const db = ++nextDb;
+  const name = `parley_nodes_${process.pid}_${db}`;
+  sh('psql', ['-X', '-q', '-d', pg.url, '-c', `CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0`]);
+  const store = pg.url.replace('postgresql:///postgres', `postgresql:///${name}`);
+  const nodes = [];
+  t.after(async () => {
+    // A clean stop of every node still running (under ASan, a leak or a fault is a failure).
+    for (const s of nodes) {
+      const killed = !s.running;
+      const info = await s.stop();
+      s.removeData();
+      if (!killed) assert.equal(info.code, 0, `node stopped with ${JSON.stringify(info)}:\n${s.stderr()}`);
+    }
+  });
+  for (let i = 0; i < n; i++) {
+    const s = await ChatServer.start(['--store', store, '--broker', `${redis.url}/${db}`, '--node', `n${i}`,
+      '--node-lease', String(LEASE_S), ...extra], { defaults: DEFAULT_ARGS, env });
+    nodes.push(s);
+    await s.waitForLog((l) => l.fields.msg === 'broker_up', 10000, 'msg=broker_up');
+  }
+  return nodes;
+}
+
+async function guestOn(t, server, name = uniq('g')) {
+  const c = await ChatClient.connect(server, { label: `${name}@${server.args[server.args.indexOf("--node") + 1]}` });
+  t.after(() => c.terminate());
+  const w = await c.login(name);
+  assert.equal(w.guest, true);
+  return c;
+}
+
+const joinGeneral = (c) => c.expect({ type: 'join', room: 'general' }, 'joined');
+const isPresence = (user, state) => (m) =>
+  m.type === 'presence' && m.room === 'general' && m.user === user && m.state === state;
+
+test('a user joining on one node is seen by a member on another: presence, who and joined', async (t) => {
+  const [a, b] = await cluster(t, 2);
+  const bob = await guestOn(t, b, uniq('bob'));
+  await joinGeneral(bob);
+  const amy = await guestOn(t, a, uniq('amy'));
+  await joinGeneral(amy);
+  await bob.next(isPresence(amy.name, 'online'), undefined, `presence of ${amy.name} online on the other node`);
+
+  const who = await bob.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual([...who.members].sort(), [amy.name, bob.name].sort(), 'who on node b lists node a\'s member');
+  assert.equal(who.member_count, 2);
+
+  // A later joiner on b is told both, in joined; amy hears of it across the nodes.
+  const cat = await guestOn(t, b, uniq('cat'));
+  const joined = await joinGeneral(cat);
+  assert.deepEqual([...joined.members].sort(), [amy.name, bob.name, cat.name].sort());
+  assert.equal(joined.member_count, 3);
+  await amy.next(isPresence(cat.name, 'online'), undefined, 'presence of the joiner on node b, on node a');
+
+  // A status set on a crosses to b (best effort, but nothing is lost here).
+  await amy.expect({ type: 'status', state: 'away', text: 'lunch' }, 'status');
+  const p = await bob.next((m) => m.type === 'presence' && m.user === amy.name && m.state === 'away', undefined, 'away across nodes');
+  assert.equal(p.status_text, 'lunch');
+  const who2 = await bob.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual(who2.away, [amy.name]);
+  assert.deepEqual(who2.status_text, { [amy.name]: 'lunch' });
+
+  // Leaving on a is an offline on b, and who there no longer lists amy.
+  await amy.expect({ type: 'leave', room: 'general' }, 'left');
+  await bob.next(isPresence(amy.name, 'offline'), undefined, 'presence offline across nodes');
+  const who3 = await bob.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual([...who3.members].sort(), [bob.name, cat.name].sort());
+});
+
+test('a user on two nodes stays online until its last node lets go', async (t) => {
+  const [a, b] = await cluster(t, 2);
+  const watcher = await guestOn(t, b, uniq('w'));
+  await joinGeneral(watcher);
+  const name = uniq('two');
+  const onA = await ChatClient.connect(a, { label: 'two@a' });
+  t.after(() => onA.terminate());
+  await onA.register(name);
+  await onA.login(name, PASSWORD);
+  await joinGeneral(onA);
+  await watcher.next(isPresence(name, 'online'), undefined, 'online from node a');
+  const onB = await ChatClient.connect(b, { label: 'two@b' });
+  t.after(() => onB.terminate());
+  await onB.login(name, PASSWORD);
+  await joinGeneral(onB);
+  await onA.close();
+  // Still in the room on b: no offline. Then b's connection leaves: offline.
+  await onB.expect({ type: 'leave', room: 'general' }, 'left');
+  const first = await watcher.next((m) => m.type === 'presence' && m.user === name, undefined, 'the next presence of the user');
+  assert.equal(first.state, 'offline');
+  const who = await watcher.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual(who.members, [watcher.name]);
+});
+
+test('a guest name held on one node is refused on another (but not to its own session), and free once its guest leaves', async (t) => {
+  const [a, b] = await cluster(t, 2);
+  const name = uniq('zed');
+  const holder = await guestOn(t, a, name);
+  const rival = await ChatClient.connect(b, { label: 'rival@b' });
+  t.after(() => rival.terminate());
+  await rival.expectError({ type: 'login', name: name.toUpperCase() }, 'name_taken');
+  // Nor may it be registered there while the guest holds it.
+  await rival.expectError({ type: 'register', name, password: PASSWORD }, 'name_taken');
+  // The guest's own session may have connections on both nodes (its token).
+  const twin = await ChatClient.connect(b, { label: 'twin@b' });
+  t.after(() => twin.terminate());
+  const tw = await twin.loginToken(holder.token);
+  assert.equal(tw.name, name);
+  await holder.close();
+  await twin.close();
+  // The release reaches Redis after the close: wait for the name's key to go, then it is free.
+  const key = `parley:guest:${name.toLowerCase()}`;
+  const deadline = Date.now() + 10000;
+  while (redis.cli('-n', String(nextDb), 'EXISTS', key) !== '0') {
+    assert.ok(Date.now() < deadline, `${key} still held after the guest left`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const w = await rival.login(name);
+  assert.equal(w.name, name);
+});
+
+test('kill -9 of a node: its users go offline on the others within the lease, its guest name is free', async (t) => {
+  const [a, b, c] = await cluster(t, 3);
+  const onA = await guestOn(t, a, uniq('wa'));
+  await joinGeneral(onA);
+  const onB = await guestOn(t, b, uniq('wb'));
+  await joinGeneral(onB);
+  const victimName = uniq('vic');
+  const victim = await guestOn(t, c, victimName);
+  await joinGeneral(victim);
+  await onA.next(isPresence(victimName, 'online'), undefined, 'the victim online on a');
+  await onB.next(isPresence(victimName, 'online'), undefined, 'the victim online on b');
+  await c.kill();
+  // Reaped by the next lease refresh of a or b after the victim's lease ran out.
+  await onA.next(isPresence(victimName, 'offline'), 10000, 'the dead node\'s user offline on a');
+  await onB.next(isPresence(victimName, 'offline'), 10000, 'the dead node\'s user offline on b');
+  const who = await onB.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual([...who.members].sort(), [onA.name, onB.name].sort());
+  // The reaper freed the name in the same step as it published the leave.
+  const again = await guestOn(t, b, victimName);
+  assert.equal(again.name, victimName);
+});
+
+test('a large room counts its members on all nodes', async (t) => {
+  const [a, b] = await cluster(t, 2, ['--presence-limit', '2'], { PARLEY_TEST_TICK_MS: '200' });
+  const a1 = await guestOn(t, a, uniq('a1'));
+  await joinGeneral(a1);
+  const a2 = await guestOn(t, a, uniq('a2'));
+  await joinGeneral(a2);
+  const b1 = await guestOn(t, b, uniq('b1'));
+  await joinGeneral(b1);
+  // Three users over two nodes, above the limit of 2: large on both, counted as 3 on both.
+  const cb = await b1.next((m) => m.type === 'count' && m.large === true && m.member_count === 3, 10000, 'count 3 on b');
+  assert.equal(cb.room, 'general');
+  await a1.next((m) => m.type === 'count' && m.large === true && m.member_count === 3, 10000, 'count 3 on a');
+});
