@@ -15,10 +15,10 @@ export function withTimeout(promise, timeoutMs, what) {
   if (!Number.isFinite(timeoutMs)) return promise;
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`)),
-      timeoutMs,
-    );
+    timer = setTimeout(() => {
+      const about = typeof what === 'function' ? what() : what;
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${about}`));
+    }, timeoutMs);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
