@@ -9,15 +9,16 @@ export const ms = (n) => Math.round(n * TIMEOUT_SCALE);
 // Default wait for a single network event (a frame, a response, a close).
 export const EVENT_TIMEOUT = ms(5000);
 
-// Resolves like `promise`, or rejects with "timed out after N ms waiting for WHAT".
+// Resolves like `promise`, or rejects with "timed out after N ms waiting for WHAT". `what` may be
+// a function, called only on a timeout: a costly description is then not made on every wait.
 export function withTimeout(promise, timeoutMs, what) {
   if (!Number.isFinite(timeoutMs)) return promise;
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
-      timeoutMs,
-    );
+    timer = setTimeout(() => {
+      const about = typeof what === 'function' ? what() : what;
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${about}`));
+    }, timeoutMs);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -152,25 +152,30 @@ export class ChatClient {
     return `${this.label}${this.name ? ` (${this.name})` : ''}: ${what}${close}; unmatched inbox: [${left.join(', ')}]`;
   }
 
+  // what: a string, or a function that makes it (called only for an error).
   #takeEntry(pred, timeoutMs, what) {
+    const about = () => (typeof what === 'function' ? what() : what);
     const i = this.#inbox.findIndex((e) => pred(e.msg));
     if (i >= 0) return Promise.resolve(this.#inbox.splice(i, 1)[0]);
-    if (this.#closeInfo) return Promise.reject(new Error(this.#describe(`connection closed before ${what}`)));
+    if (this.#closeInfo) return Promise.reject(new Error(this.#describe(`connection closed before ${about()}`)));
     let waiter;
     const p = new Promise((resolve, reject) => {
       waiter = {
         pred,
         resolve,
-        fail: () => reject(new Error(this.#describe(`connection closed while waiting for ${what}`))),
+        fail: () => reject(new Error(this.#describe(`connection closed while waiting for ${about()}`))),
       };
       this.#waiters.push(waiter);
     });
-    return withTimeout(p, timeoutMs, this.#describe(what)).finally(() => {
+    // Described only on a timeout: the inbox may hold thousands of messages (a sender's own
+    // echoes), and describing it for every request made a long run quadratic.
+    return withTimeout(p, timeoutMs, () => this.#describe(about())).finally(() => {
       this.#waiters = this.#waiters.filter((w) => w !== waiter);
     });
   }
 
-  // The first message (received or to come) for which pred(msg) holds; it is removed.
+  // The first message (received or to come) for which pred(msg) holds; it is removed. what (a
+  // string, or a function making one) names it in an error.
   async next(pred = () => true, timeoutMs = EVENT_TIMEOUT, what = 'a message') {
     return (await this.#takeEntry(pred, timeoutMs, what)).msg;
   }
@@ -307,7 +312,7 @@ export class ChatClient {
         await this.next(
           (m) => m.type === 'message' && m.room === room,
           timeoutMs,
-          `message ${i + 1} of ${count} in ${room} (got seqs ${out.map((m) => m.seq).join(',')})`,
+          () => `message ${i + 1} of ${count} in ${room} (got seqs ${out.map((m) => m.seq).join(',')})`,
         ),
       );
     }
