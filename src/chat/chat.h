@@ -257,6 +257,10 @@ struct chat_op {
     bool not_joined;  /* leave: this connection had not joined the room (a saved room's leave) */
     bool marker_moved; /* read: the marker moved (the user's other connections are told) */
     uint64_t marker;  /* join of a registered user: the read marker (joined.read) */
+    /* join of a registered user to a public room: its owner by the store ("" none), the first
+     * creator's (rule 59), and whether this join created it there */
+    char room_owner_lc[CHAT_NAME_MAX];
+    bool room_made;
     struct chat_room_info *saved; /* registered login: the saved rooms, by name (welcome.rooms) */
     size_t n_saved, cap_saved;
     uint64_t join_after;   /* join via the store, replay: replay read so far up to this seq */

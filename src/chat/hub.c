@@ -960,22 +960,27 @@ static void join(struct hub *h, struct chat_op *op)
         return;
     if (op->via_store) {
         /* A registered user's join: checked here first, then saved by the store (the saved-room
-         * limit, rule 67), then back. A room made meanwhile by another join can take the last
-         * server-wide place first: that join still goes on (one store round trip of leeway). */
+         * limit, rule 67), which also creates a public room it has no row of, or refuses it past
+         * the server-wide limit, for every node at once (rule 74), then back. */
         op->join_checked = true;
         chat_to_store(op);
         return;
     }
     bool created = !map_get(&h->rooms, op->room);
     struct hub_room *r = room_get(h, op->room, true);
-    if (created && !r->dm) {
-        /* Rule 59: the registered user whose join made the room owns it. */
+    if (op->join_checked && op->stage == 0 && !r->dm) {
+        /* Rule 59: the owner is the store's, the first creator's on whichever node. A room
+         * another node announced (`C`) has none here until then; once known it only moves by
+         * its events. */
+        if (!r->owner_lc[0])
+            memcpy(r->owner_lc, op->room_owner_lc, sizeof r->owner_lc);
+        if (op->room_made)
+            hub_broker_room_made(h->hb, r->name);
+    } else if (created && !r->dm) {
+        /* A room only a guest's or a moved connection's join finds missing: recorded without
+         * an owner. */
         struct chat_op *note = chat_op_new(CHAT_ROOM_CREATE, op->worker, 0);
         memcpy(note->room, op->room, sizeof note->room);
-        if (!op->guest && !op->adopt) {
-            memcpy(note->subject_lc, op->user_lc, sizeof note->subject_lc);
-            memcpy(r->owner_lc, op->user_lc, sizeof r->owner_lc);
-        }
         chat_to_store(note);
         hub_broker_room_made(h->hb, r->name);
     }

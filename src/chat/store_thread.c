@@ -32,6 +32,8 @@
 #define ERASE_MERGE_STEPS_MAX 1000000
 /* Messages per read of a replay: what one connection's replay holds in memory at a time. */
 #define REPLAY_PAGE 256
+/* The room that always exists (hub.c) and has no owner: counted whether it has a row or not. */
+#define ROOM_ALWAYS "general"
 
 struct seq_room {
     uint64_t last_seq;
@@ -213,6 +215,44 @@ static int refused_by(struct store_thread *st, struct chat_op *op, enum store_mo
     return 1;
 }
 
+/*
+ * A registered user's join of a public room: a room with no row is created here, the store
+ * deciding for every node (rule 74). Under the room count's lock (store.h, room_count) the row is
+ * looked for again, since another node may have made it meanwhile, and past --max-total-rooms
+ * the join fails with too_many_rooms. op->room_owner_lc gets the owner the store keeps.
+ * Returns 1 after failing op, 0, or a store error.
+ */
+static int room_claim(struct store_thread *st, struct chat_op *op)
+{
+    struct store *db = st->db;
+    char owner[STORE_NAME_MAX + 1] = "";
+    op->room_owner_lc[0] = '\0';
+    if (strcmp(op->room, ROOM_ALWAYS) == 0)
+        return 0;
+    int rc = db->ops->room_owner(db, op->room, owner);
+    if (rc == -ENOENT) {
+        uint64_t n = 0;
+        rc = db->ops->room_count(db, ROOM_ALWAYS, &n);
+        if (rc == 0)
+            rc = db->ops->room_owner(db, op->room, owner);
+        if (rc == -ENOENT) {
+            uint64_t max = st->cfg->max_total_rooms;
+            if (max && n >= max) {
+                chat_op_fail(op, PROTO_TOO_MANY_ROOMS, "this server has as many rooms as it may");
+                return 1;
+            }
+            room_of(st, op->room);
+            rc = db->ops->room_create(db, op->room, now_ms(), op->user_lc);
+            snprintf(owner, sizeof owner, "%s", op->user_lc);
+            op->room_made = true;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    snprintf(op->room_owner_lc, sizeof op->room_owner_lc, "%s", owner);
+    return 0;
+}
+
 /* A registered user's join (rule 67): a public room is saved unless it is already, within the
  * per-connection room limit counted over the saved rooms, with a marker at its latest seq if it
  * has none; the marker goes back in op->marker for joined.read. */
@@ -241,6 +281,12 @@ static int join_save(struct store_thread *st, struct chat_op *op)
                              "you keep as many rooms as a connection may join: leave one first");
                 return 0;
             }
+        }
+        /* The server-wide limit ranks after the saved-room one (rule 75). */
+        rc = room_claim(st, op);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+        if (!saved) {
             rc = db->ops->saved_set(db, op->user_lc, op->room, true);
             if (rc == 0)
                 rc = db->ops->marker_raise(db, op->user_lc, op->room, latest_of(st, op->room),

@@ -202,6 +202,13 @@ struct store_ops {
     /* Records a room (idempotent), so it is listed and kept even without messages; owner_lc:
      * the registered user whose join created it (rule 59), or NULL. */
     int (*room_create)(struct store *s, const char *room, int64_t created_ms, const char *owner_lc);
+    /* Room's owner (lower-case, "" when none) into owner[STORE_NAME_MAX + 1]; -ENOENT when the
+     * room has no row. */
+    int (*room_owner)(struct store *s, const char *room, char *owner);
+    /* Inside a batch: takes the server-wide room count's lock until the batch ends (a room's
+     * creation decides under it: rule 74) and counts the public rooms (not "dm:"), `always`
+     * included whether it has a row or not. */
+    int (*room_count)(struct store *s, const char *always, uint64_t *n);
     /* Every room's owner and topic, ops, bans and mutes (bans and mutes expired by now_ms left
      * out), for the hub at start-up. */
     int (*load_moderation)(struct store *s, int64_t now_ms, store_mod_cb each, void *arg);

@@ -21,6 +21,14 @@
  * retried by cid). The lock is taken outside the insert's savepoint, since rolling back to a
  * savepoint gives up the row locks taken after it.
  *
+ * Room creation. A registered user's join of a room with no row creates it (store_thread.c's
+ * join_save) under one lock on the server-wide room count: a transaction-level advisory lock
+ * (pg_advisory_xact_lock, ROOM_COUNT_LOCK_KEY), taken by room_count and held until the batch
+ * ends. Every node's creation counts the public rooms and looks for the room's row again under
+ * it, so two nodes making the last rooms at once are counted one after the other (the second
+ * sees the first's row, committed before the lock passed on), and two making one room at once
+ * both take the first one's owner. Joins of a room that has a row never take it.
+ *
  * Errors. In PostgreSQL a failed statement aborts its whole transaction. So an insert runs inside
  * a savepoint (a refused insert, such as a duplicate cid, leaves the batch usable, as SQLite's
  * does), and any other failure inside a batch fails every later write and the commit with that
@@ -54,6 +62,8 @@
 
 /* The migrations' advisory lock: any constant, the same in every parley binary. */
 #define MIGRATE_LOCK_KEY 7260130411LL
+/* The room count's advisory lock (see DESIGN): another constant, as SQL text. */
+#define ROOM_COUNT_LOCK_KEY "7260130412"
 #define CONNECT_TIMEOUT_S "5"
 #define LOCKED_ROOMS_MAX 64
 #define SEARCH_PAGE 256
@@ -251,6 +261,8 @@ enum stmt {
     ST_LOAD_OPS,
     ST_LOAD_BANS,
     ST_LOAD_MUTES,
+    ST_ROOM_COUNT_LOCK,
+    ST_ROOM_COUNT,
     ST_COUNT
 };
 
@@ -394,6 +406,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ON CONFLICT(room, name_lc) DO UPDATE SET until_ms = excluded.until_ms",
     [ST_MUTE_DROP] = "DELETE FROM room_mutes WHERE room = $1 AND name_lc = " LC("$2::text"),
     [ST_ROOM_OWNER] = "SELECT COALESCE(owner, '') FROM rooms WHERE name = $1",
+    /* The server-wide room count's lock (see DESIGN), held until the transaction ends. */
+    [ST_ROOM_COUNT_LOCK] = "SELECT pg_advisory_xact_lock(" ROOM_COUNT_LOCK_KEY ")",
+    /* The public rooms, $1 counted whether it has a row or not. */
+    [ST_ROOM_COUNT] = "SELECT COUNT(*) + CASE WHEN EXISTS(SELECT 1 FROM rooms WHERE name = $1)"
+                      " THEN 0 ELSE 1 END FROM rooms WHERE name NOT LIKE 'dm:%'",
     [ST_IS_OP] = "SELECT 1 FROM room_ops WHERE room = $1 AND name_lc = $2",
     [ST_BAN_GET] = "SELECT until_ms FROM room_bans WHERE room = $1 AND name_lc = $2"
                    " AND (until_ms = 0 OR until_ms > $3)",
@@ -1155,6 +1172,37 @@ static int pg_room_create(struct store *s, const char *room, int64_t created_ms,
     return run(ps, ST_ROOM_CREATE, "room_create", &p);
 }
 
+static int pg_room_owner(struct store *s, const char *room, char *owner)
+{
+    struct pg_store *ps = from_base(s);
+    struct params p = {0};
+    p_text(&p, room);
+    int err;
+    PGresult *r = exec_stmt(ps, ST_ROOM_OWNER, "room_owner", &p, &err);
+    if (!r)
+        return note(ps, err);
+    int ret = PQntuples(r) > 0 ? 0 : -ENOENT;
+    if (ret == 0 && !copy_col(r, 0, 0, owner, STORE_NAME_MAX + 1))
+        owner[0] = '\0';
+    PQclear(r);
+    return ret;
+}
+
+static int pg_room_count(struct store *s, const char *always, uint64_t *n)
+{
+    struct pg_store *ps = from_base(s);
+    struct params p = {0};
+    int ret = run(ps, ST_ROOM_COUNT_LOCK, "room_count_lock", &p);
+    if (ret != 0)
+        return ret;
+    p = (struct params){0};
+    p_text(&p, always);
+    int64_t v = 0;
+    ret = query_i64(ps, ST_ROOM_COUNT, "room_count", &p, &v);
+    *n = ret == 0 ? (uint64_t)v : 0;
+    return ret == -ENOENT ? -EIO : ret;
+}
+
 static int pg_trim(struct store *s, const char *room, uint64_t upto)
 {
     struct pg_store *ps = from_base(s);
@@ -1251,18 +1299,13 @@ static int pg_room_roles(struct store *s, const char *room, const char *name_lc,
     owner[0] = '\0';
     *op = false;
     int ret = lock_room(ps, room);
+    if (ret == 0)
+        ret = pg_room_owner(s, room, owner);
+    if (ret == -ENOENT)
+        ret = 0; /* no row: no owner */
     if (ret != 0)
         return ret;
     struct params p = {0};
-    p_text(&p, room);
-    int err;
-    PGresult *r = exec_stmt(ps, ST_ROOM_OWNER, "room_owner", &p, &err);
-    if (!r)
-        return note(ps, err);
-    if (PQntuples(r) > 0 && !copy_col(r, 0, 0, owner, STORE_NAME_MAX + 1))
-        owner[0] = '\0';
-    PQclear(r);
-    p = (struct params){0};
     p_text(&p, room);
     p_text(&p, name_lc);
     int64_t v;
@@ -2028,6 +2071,8 @@ static const struct store_ops pg_ops = {
     .find_cid = pg_find_cid,
     .insert = pg_insert,
     .room_create = pg_room_create,
+    .room_owner = pg_room_owner,
+    .room_count = pg_room_count,
     .load_moderation = pg_load_moderation,
     .room_roles = pg_room_roles,
     .restriction = pg_restriction,

@@ -305,6 +305,7 @@ enum stmt {
     ST_LOAD_OPS,
     ST_LOAD_BANS,
     ST_LOAD_MUTES,
+    ST_ROOM_COUNT,
     ST_COUNT
 };
 
@@ -474,6 +475,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " VALUES(?1, lower(?2), ?3)",
     [ST_MUTE_DROP] = "DELETE FROM room_mutes WHERE room = ?1 AND name_lc = lower(?2)",
     [ST_ROOM_OWNER] = "SELECT COALESCE(owner, '') FROM rooms WHERE name = ?1",
+    /* The public rooms, ?1 counted whether it has a row or not. */
+    [ST_ROOM_COUNT] = "SELECT COUNT(*) + NOT EXISTS(SELECT 1 FROM rooms WHERE name = ?1)"
+                      " FROM rooms WHERE name NOT LIKE 'dm:%'",
     [ST_IS_OP] = "SELECT 1 FROM room_ops WHERE room = ?1 AND name_lc = ?2",
     [ST_BAN_GET] = "SELECT until_ms FROM room_bans WHERE room = ?1 AND name_lc = ?2"
                    " AND (until_ms = 0 OR until_ms > ?3)",
@@ -1116,6 +1120,37 @@ static int sq_room_create(struct store *s, const char *room, int64_t created_ms,
     return write_stmt(ss, ST_ROOM_CREATE, "room_create", rc);
 }
 
+static int sq_room_owner(struct store *s, const char *room, char *owner)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_ROOM_OWNER];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int ret = rc == SQLITE_DONE ? -ENOENT : rc == SQLITE_ROW ? 0 : fail(ss->db, "room_owner", rc);
+    if (rc == SQLITE_ROW && !copy_column(st, 0, owner, STORE_NAME_MAX + 1))
+        owner[0] = '\0';
+    done(st);
+    return ret == -ENOENT ? ret : note(ss, ret);
+}
+
+/* The single writer is the count's lock: nothing else writes until the batch ends. */
+static int sq_room_count(struct store *s, const char *always, uint64_t *n)
+{
+    struct sqlite_store *ss = from_base(s);
+    sqlite3_stmt *st = ss->st[ST_ROOM_COUNT];
+    int rc = bind_text(st, 1, always, SQLITE_OK);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        ret = fail(ss->db, "room_count", rc);
+    done(st);
+    return note(ss, ret);
+}
+
 /* Hands each row (room, value, until) of statement id to each as kind. */
 static int load_mod_rows(struct sqlite_store *ss, enum stmt id, enum store_mod_kind kind,
                          int64_t now_ms, store_mod_cb each, void *arg)
@@ -1176,18 +1211,13 @@ static int sq_room_roles(struct store *s, const char *room, const char *name_lc,
         return ret;
     owner[0] = '\0';
     *op = false;
-    sqlite3_stmt *st = ss->st[ST_ROOM_OWNER];
-    int rc = bind_text(st, 1, room, SQLITE_OK);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && !copy_column(st, 0, owner, STORE_NAME_MAX + 1))
-        owner[0] = '\0';
-    ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(ss->db, "room_owner", rc);
-    done(st);
+    ret = sq_room_owner(s, room, owner);
+    if (ret == -ENOENT)
+        ret = 0; /* no row: no owner */
     if (ret != 0)
-        return note(ss, ret);
-    st = ss->st[ST_IS_OP];
-    rc = bind_text(st, 1, room, SQLITE_OK);
+        return ret;
+    sqlite3_stmt *st = ss->st[ST_IS_OP];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
     rc = bind_text(st, 2, name_lc, rc);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
@@ -1838,6 +1868,8 @@ static const struct store_ops sqlite_ops = {
     .find_cid = sq_find_cid,
     .insert = sq_insert,
     .room_create = sq_room_create,
+    .room_owner = sq_room_owner,
+    .room_count = sq_room_count,
     .load_moderation = sq_load_moderation,
     .room_roles = sq_room_roles,
     .restriction = sq_restriction,

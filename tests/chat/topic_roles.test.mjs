@@ -254,6 +254,27 @@ test('--max-total-rooms: a creating join beyond it is too_many_rooms (general co
   await g.expectError({ type: 'join', room: uniqRoom() }, 'no_such_room');
 });
 
+test('--max-total-rooms: creating joins at once never pass it (the store counts); one room made at once has one owner', async (t) => {
+  const s = await serverForTest(t, ['--max-total-rooms', '3']);
+  const users = await Promise.all([1, 2, 3, 4, 5, 6].map(() => user(s, t)));
+  // All in flight together: each passes the hub's count of the rooms it has, which grows only
+  // when a creation comes back from the store.
+  const replies = await Promise.all(users.map((u) => u.request({ type: 'join', room: uniqRoom() })));
+  const made = replies.filter((r) => r.type === 'joined');
+  for (const r of replies) if (r.type !== 'joined') assertError(r, 'too_many_rooms', r.id, 'a creating join past the limit');
+  assert.equal(made.length, 2, 'general and two more');
+  assert.equal((await users[0].allRooms()).length, 3);
+  for (const r of made) assert.equal(r.role, 'owner');
+  // One room made by two joins at once: the first one's user owns it, in both answers.
+  const t2 = await serverForTest(t);
+  const [a, b] = await Promise.all([user(t2, t), user(t2, t)]);
+  const room = uniqRoom();
+  const [ja, jb] = await Promise.all([a.join(room), b.join(room)]);
+  assert.equal(ja.owner, jb.owner);
+  assert.ok([a.name, b.name].includes(ja.owner), `owner ${ja.owner}`);
+  assert.deepEqual([ja.role, jb.role].sort(), ['member', 'owner']);
+});
+
 test('join order (rule 75): no_such_room before the per-connection too_many_rooms', async (t) => {
   const s = await serverForTest(t, ['--max-rooms', '1']);
   const a = await user(s, t);

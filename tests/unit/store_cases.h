@@ -726,12 +726,39 @@ static void read_markers_and_saved_rooms(void **state)
     assert_int_equal(mentions, 0);
 }
 
+/* A room's creation (rule 74): its owner, or -ENOENT without a row; the public rooms counted
+ * inside a batch, dm rooms not, the always-existing room once whether it has a row or not. */
+static void room_owner_and_count(void **state)
+{
+    struct store *s = ((struct fixture *)*state)->s;
+    char owner[STORE_NAME_MAX + 1] = "x";
+    assert_int_equal(s->ops->room_owner(s, "dev", owner), -ENOENT);
+    uint64_t n = 0;
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(s->ops->room_count(s, "general", &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(s->ops->room_create(s, "dev", 1, "alice"), 0);
+    assert_int_equal(s->ops->room_create(s, "dm:alice:bob", 1, NULL), 0);
+    assert_int_equal(s->ops->room_count(s, "general", &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(s->ops->room_owner(s, "dev", owner), 0);
+    assert_string_equal(owner, "alice");
+    assert_int_equal(s->ops->room_create(s, "general", 1, NULL), 0);
+    assert_int_equal(s->ops->room_owner(s, "general", owner), 0);
+    assert_string_equal(owner, "");
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(s->ops->room_count(s, "general", &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(s->ops->commit(s), 0);
+}
+
 /* The shared cases, for each backend's list: STORE_CASES(TEST) with its own TEST macro. */
 #define STORE_CASES(T)                                                                             \
     T(reopen_keeps_everything), T(read_selects_ranges_in_ascending_order),                         \
         T(find_cid_matches_sender_in_any_case), T(timeline_state),                                 \
         T(read_markers_and_saved_rooms), T(moderation_state),                                      \
         T(rollback_discards_messages_and_last_seq), T(users_are_unique_in_any_case),               \
-        T(tokens_expire_and_guest_tokens_drop), T(trim_keeps_last_seq)
+        T(tokens_expire_and_guest_tokens_drop), T(trim_keeps_last_seq), T(room_owner_and_count)
 
 #endif
