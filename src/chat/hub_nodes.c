@@ -236,11 +236,6 @@ void hub_nodes_free(struct hub_nodes *n)
     free(n);
 }
 
-struct broker *hub_nodes_broker(struct hub_nodes *n)
-{
-    return n->broker;
-}
-
 bool hub_nodes_multi(const struct hub_nodes *n)
 {
     struct broker_status st;

@@ -25,7 +25,6 @@ struct hub_nodes;
 /* broker: hub_broker's (it owns the broker and passes on the callbacks below). */
 struct hub_nodes *hub_nodes_new(struct hub *h, struct broker *broker);
 void hub_nodes_free(struct hub_nodes *n);
-struct broker *hub_nodes_broker(struct hub_nodes *n);
 /* True when other nodes may exist (a broker between processes). */
 bool hub_nodes_multi(const struct hub_nodes *n);
 
