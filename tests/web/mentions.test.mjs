@@ -104,6 +104,11 @@ test('on a phone a tap opens a message\'s actions; the reaction reaches the othe
   const prevented = await other.locator('.msg-text').evaluate((el) => !el.dispatchEvent(new PointerEvent('contextmenu', { pointerType: 'touch', bubbles: true, cancelable: true })));
   assert.ok(prevented, 'no browser menu');
   await other.locator('.msg-actions').getByRole('button', { name: 'Reply' }).waitFor();
+  // The message carol reacted to keeps the keyboard focus; bob's reaction draws it again, and the
+  // focus goes back to it without taking the toolbar from the message the long press chose.
+  await item(bob.page, 'tap me, carol').locator('.reaction').click();
+  await until(async () => (await item(page, 'tap me, carol').locator('.reaction').textContent()) === '🎉 2', 'bob\'s party on carol\'s phone');
+  assert.equal(await other.locator('.msg-actions').count(), 1, 'the toolbar stayed on the long-pressed message');
   assert.deepEqual([...alice.errors, ...bob.errors, ...carol.errors], []);
 });
 

@@ -17,6 +17,7 @@ function refusal(err) {
 export class Actions {
   #li = null; // the message showing the toolbar
   #editor = null; // {seq, wrap, box, error}
+  #refocusing = false; // place() giving the focus back after a redraw: not the user's move
 
   constructor(view) {
     this.view = view;
@@ -27,7 +28,7 @@ export class Actions {
     const on = (type, fn) => list.addEventListener(type, fn);
     // Only a pointer that moves takes the toolbar along: one a new message slides under does not.
     on('mousemove', (e) => (e.movementX || e.movementY) && this.#show(e.target.closest('li.msg')));
-    on('focusin', (e) => this.#show(e.target.closest('li.msg')));
+    on('focusin', (e) => !this.#refocusing && this.#show(e.target.closest('li.msg')));
     on('contextmenu', (e) => { // a long press on a phone
       const li = e.target.closest('li.msg');
       if (li && e.pointerType !== 'mouse' && !e.target.closest('a')) {
@@ -239,7 +240,13 @@ export class Actions {
       this.#show(again);
     }
     if (!focused || document.activeElement === focused) return;
-    if (focused.isConnected) focused.focus();
-    else if (focused.closest('li.msg')) this.#find(focused.closest('li.msg').dataset.seq)?.focus();
+    // The toolbar stays where the user last put it (a long press on another message, say).
+    this.#refocusing = true;
+    try {
+      if (focused.isConnected) focused.focus();
+      else if (focused.closest('li.msg')) this.#find(focused.closest('li.msg').dataset.seq)?.focus();
+    } finally {
+      this.#refocusing = false;
+    }
   }
 }
