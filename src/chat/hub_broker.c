@@ -26,6 +26,7 @@ struct hub_broker {
     struct hub_broker_hooks hooks;
     struct map followed;     /* room -> (void *)1 while followed */
     struct hub_nodes *nodes; /* the broker's other callbacks go there */
+    bool alone;              /* the local broker: nothing crosses processes, no wire form */
 };
 
 /* The process's one hub's, for /healthz and /metrics on the workers' threads (broker_status is
@@ -409,6 +410,9 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
         free(hb);
         return NULL;
     }
+    struct broker_status st;
+    broker_status(hb->broker, &st);
+    hb->alone = strcmp(st.kind, "local") == 0;
     atomic_store_explicit(&the_broker, hb, memory_order_release);
     return hb;
 }
@@ -459,6 +463,10 @@ void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *pe
         memcpy(ev->user_b, op->to_lc, sizeof ev->user_b);
     }
     ev->op = op;
+    if (hb->alone) { /* the bytes would go nowhere: no encode, no copy per event */
+        broker_publish_room(hb->broker, op->room, op->seq, ev, NULL, 0);
+        return;
+    }
     struct wire w = {0};
     put(&w, "D", 1);
     wire_event(&w, &m, peer);
