@@ -86,7 +86,10 @@ for (const args of [
   ['--search-scan', 'all'],
   ['--search-scan', '100000001'],
   ['--search-scan'],
-  // several nodes (tests/unit/test_broker_redis.c covers the broker in use)
+  // several nodes (tests/unit/test_broker_redis.c covers the broker in use, tests/nodes the store)
+  ['--store', 'mysql://db/parley'],
+  ['--store', 'parley.db'],
+  ['--store'],
   ['--broker', 'localhost:6379'],
   ['--broker', 'redis://'],
   ['--broker', 'redis://host:0'],
