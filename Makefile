@@ -65,7 +65,7 @@ asan:
 fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=fuzz $(FUZZ_TARGETS)
 
-# Runs every fuzz target for FUZZ_SECONDS each (default 60).
+# Runs every fuzz target for FUZZ_SECONDS each (default 60), one per core at a time.
 fuzz: fuzz-build
 	@scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 

@@ -6,7 +6,8 @@
 # Each target gets its dictionary tests/fuzz/<name>.dict and a scratch corpus
 # build/fuzz/corpus-<name> seeded from tests/fuzz/seeds/<name>, where <name>
 # is the target without its fuzz_ prefix. The corpus is kept between runs, so
-# repeated runs start from what earlier ones found. Crash inputs land in
+# repeated runs start from what earlier ones found. Targets run one per core at a time
+# (FUZZ_JOBS overrides). Crash inputs land in
 # build/fuzz/ as crash-*, logs in build/fuzz/<target>.log. Exits non-zero if
 # any target crashed (or failed to run).
 set -u
@@ -33,14 +34,15 @@ for bin in $targets; do
 done
 echo "1..$count"
 
-n=0
-failed=0
-for bin in $targets; do
-    n=$((n + 1))
+# run_target N BIN: fuzzes one target and writes its TAP lines to build/fuzz/BIN.tap.
+run_target() {
+    n=$1
+    bin=$2
     target=$(basename "$bin")
     name=${target#fuzz_}
     corpus=build/fuzz/corpus-$name
     log=build/fuzz/$target.log
+    tap=build/fuzz/$target.tap
     mkdir -p "$corpus"
     if [ -d "tests/fuzz/seeds/$name" ]; then
         cp -n tests/fuzz/seeds/"$name"/* "$corpus"/ 2>/dev/null
@@ -59,15 +61,43 @@ for bin in $targets; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 
     if [ "$rc" -eq 0 ]; then
-        echo "ok $n - $target ($elapsed s, no crash)"
-        echo "# $target: ${runs:-?} executions, corpus $(ls "$corpus" | wc -l) inputs"
+        echo "ok $n - $target ($elapsed s, no crash)" >"$tap"
+        echo "# $target: ${runs:-?} executions, corpus $(ls "$corpus" | wc -l) inputs" >>"$tap"
     else
-        failed=1
-        echo "not ok $n - $target ($elapsed s, exit $rc)"
+        echo "not ok $n - $target ($elapsed s, exit $rc)" >"$tap"
         # The sanitizer report and the artifact name, as TAP diagnostics.
         grep -E 'ERROR|SUMMARY|artifact|Test unit written|==[0-9]+==' "$log" | head -n 20 |
-            sed 's/^/# /'
-        echo "# full log: $log"
+            sed 's/^/# /' >>"$tap"
+        echo "# full log: $log" >>"$tap"
+    fi
+}
+
+# Targets run side by side, one per core (each libFuzzer process is single-threaded), so the
+# time per target stays SECONDS while the whole run takes about SECONDS x targets / cores.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+rm -f build/fuzz/fuzz_*.tap
+n=0
+running=0
+for bin in $targets; do
+    n=$((n + 1))
+    run_target "$n" "$bin" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait
+        running=0
+    fi
+done
+wait
+
+failed=0
+for bin in $targets; do
+    tap=build/fuzz/$(basename "$bin").tap
+    if [ -f "$tap" ]; then
+        cat "$tap"
+        grep -q '^not ok' "$tap" && failed=1
+    else
+        echo "not ok - $(basename "$bin") (no result)"
+        failed=1
     fi
 done
 exit $failed
