@@ -718,12 +718,14 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             if (parse_u64(optarg, 0, UINT64_MAX / 2, &v) < 0)
                 return bad("max-db-size", optarg, "expected bytes (0 = no cap)");
             cfg->max_db_bytes = v;
+            cfg->sqlite_only_option = "--max-db-size";
             break;
         case OPT_DB_CHECK:
             if (strcmp(optarg, "0") == 0)
                 cfg->db_check_ms = 0;
             else if (parse_seconds(optarg, &cfg->db_check_ms) < 0)
                 return bad("db-check", optarg, "expected seconds (0 = skip the check)");
+            cfg->sqlite_only_option = "--db-check";
             break;
         case OPT_STORE:
             /* Only PostgreSQL is named by URL; the embedded SQLite is the default, not a URL. */
@@ -738,6 +740,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
                 cfg->sync_full = true;
             else
                 return bad("sync", optarg, "expected normal or full");
+            cfg->sqlite_only_option = "--sync";
             break;
         case OPT_PUBLIC_HOST:
             if (!addr_endpoint_parse(optarg, strlen(optarg), &(struct addr_endpoint){0}))

@@ -60,6 +60,7 @@ struct config {
     uint32_t search_scan;   /* search index rows one search request examines at most (rule 72) */
     const char *store_url;  /* --store: a PostgreSQL URL; NULL = SQLite in data_dir */
     bool sync_full;         /* fsync every commit (power loss), not only write it (kill -9) */
+    const char *sqlite_only_option; /* the last SQLite-only option given, to warn with --store */
 
     /* TLS (tls.c): with a certificate and key the HTTP port speaks only HTTPS and wss. */
     const char *tls_cert;          /* PEM certificate, then its chain; NULL = no TLS */

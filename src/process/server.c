@@ -432,6 +432,10 @@ struct server *server_prepare(const struct config *cfg, struct listen_fds *inher
         .check_ms = cfg->db_check_ms,
         .standby = standby,
         .sync_full = cfg->sync_full};
+    if (cfg->store_url && cfg->sqlite_only_option)
+        log_warn("msg=option_ignored option=%s reason=\"it applies to the embedded SQLite store, "
+                 "not to --store\"",
+                 cfg->sqlite_only_option);
     int rc = cfg->store_url ? store_pg_open(cfg->store_url, standby, &s->db)
                             : store_sqlite_open(cfg->data_dir, &opts, &s->db);
     if (rc < 0) {

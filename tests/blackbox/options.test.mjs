@@ -120,6 +120,13 @@ for (const args of [
   });
 }
 
+test('--store with no PostgreSQL to reach → exit 2 naming why; an SQLite-only option beside it is named as ignored', async () => {
+  const result = await runParley([...safeArgs(), '--store', 'postgresql:///parley?host=/nonexistent-dir', '--sync', 'full']);
+  assert.equal(result.code, 2, `exit ${result.code} (signal ${result.signal}), stderr: ${result.stderr}`);
+  assert.match(result.stderr, /msg=store_open_failed backend=postgres error=".*nonexistent-dir/);
+  assert.match(result.stderr, /level=warn .*msg=option_ignored option=--sync /);
+});
+
 // A TCP listener on a free loopback port, closed by the test.
 async function occupyPort(t) {
   const blocker = net.createServer();
