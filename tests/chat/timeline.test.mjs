@@ -231,6 +231,16 @@ test('history (rule 56): current states, limit counts messages, before compares 
   assert.deepEqual(all.messages.map((m) => [m.seq, m.text, 'edited' in m]), [[1, 'one!', true], [2, 'two', false]]);
 });
 
+test('history (rule 56): a reaction\'s users are the first 20 in the order of their reactions; count is all', async (t) => {
+  const { a, room } = await roomWithMessage(t);
+  const guests = await Promise.all(Array.from({ length: 21 }, () => guest(server, t)));
+  for (const g of guests) await g.join(room);
+  for (const g of guests) await g.request({ type: 'react', room, seq: 1, emoji: '👍' }); // one after another: their order
+  await a.request({ type: 'react', room, seq: 1, emoji: '👍' });
+  const [entry] = (await a.expect({ type: 'history', room, limit: 1 }, 'history')).messages[0].reactions;
+  assert.deepEqual(entry, { emoji: '👍', count: 22, me: true, users: guests.slice(0, 20).map((g) => g.name) });
+});
+
 test('replay (rule 48) from the ring: current texts, edits without text, deleted forms', async (t) => {
   await replayForms(t, server);
 });
