@@ -347,6 +347,35 @@ static void status_options(void **state)
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* The defaults of protocol 1.1's options table; --react-rate follows --rate-limit unless given. */
+static void protocol_1_1_defaults(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    assert_int_equal(cfg.edit_window_s, 86400);
+    assert_int_equal(cfg.max_reactions, 20);
+    assert_int_equal(cfg.max_topic, 300);
+    assert_int_equal(cfg.max_status, 100);
+    assert_int_equal(cfg.max_reason, 300);
+    assert_int_equal(cfg.max_duration_s, 31536000);
+    assert_int_equal(cfg.react_rate, cfg.rate_limit);
+    assert_int_equal(cfg.search_rate, 10);
+    assert_int_equal(cfg.search_scan, 10000);
+    assert_int_equal(cfg.retention, 0);
+    assert_int_equal(cfg.max_total_rooms, 10000);
+    assert_int_equal(cfg.telnet_queue, 50);
+    assert_int_equal(cfg.presence_limit, 100);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, 3, ARGV("--rate-limit", "7")), CONFIG_OK);
+    assert_int_equal(cfg.react_rate, 7);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, 5, ARGV("--rate-limit", "7", "--react-rate", "3")), CONFIG_OK);
+    assert_int_equal(cfg.react_rate, 3);
+    config_free(&cfg);
+}
+
 static void help_and_version_exit_cleanly(void **state)
 {
     (void)state;
@@ -371,6 +400,7 @@ int main(void)
         cmocka_unit_test(peer_urls_option), cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
         cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
         cmocka_unit_test(upgrade_options), cmocka_unit_test(status_options),
+        cmocka_unit_test(protocol_1_1_defaults),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
