@@ -68,6 +68,11 @@ test('an op mutes mallory (her composer says so) and deletes her message', async
   await bob.page.getByRole('group', { name: 'Delete this message?' }).getByRole('button', { name: 'Delete', exact: true }).click();
   await until(async () => (await texts(alice.page)).includes('message deleted'), 'deleted on alice\'s page');
   assert.ok(!(await texts(mallory.page)).includes('buy cheap watches'), 'and on mallory\'s');
+  await bob.page.locator('#members-toggle').click();
+  await menu(bob.page, 'mallory').selectOption('Unmute');
+  await bob.page.keyboard.press('Escape');
+  await until(async () => !(await box.isDisabled()), 'mallory\'s composer enabled again');
+  assert.equal(await box.getAttribute('placeholder'), 'Message #mods');
 });
 
 test('a kick with a reason, then a ban: mallory is told who and why, and cannot come back', async () => {
@@ -84,5 +89,14 @@ test('a kick with a reason, then a ban: mallory is told who and why, and cannot 
   await mallory.page.locator('#join-name').fill('mods');
   await mallory.page.locator('#join-name').press('Enter');
   await until(async () => /banned/i.test(await mallory.page.locator('#join-error').textContent()), 'the refusal under the room field');
+  // Still listed (offline) on alice's page, the ban is lifted from the same menu.
+  await menu(alice.page, 'mallory').selectOption('Unban');
+  // The page shows no line for an unban: mallory tries again until her join is let in.
+  await until(async () => {
+    if ((await mallory.page.locator('#conv-title').textContent()) === '#mods') return true;
+    await mallory.page.locator('#join-name').fill('mods');
+    await mallory.page.locator('#join-name').press('Enter');
+    return false;
+  }, 'mallory back in #mods once unbanned');
   for (const p of [alice, bob, mallory]) assert.deepEqual(p.errors, []);
 });
