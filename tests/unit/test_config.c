@@ -376,6 +376,20 @@ static void protocol_1_1_defaults(void **state)
     config_free(&cfg);
 }
 
+/* --admin NAME is repeatable (protocol 1.1 rule 59): every name is kept, as given. */
+static void admin_option_repeats(void **state)
+{
+    (void)state;
+    struct config cfg;
+    assert_int_equal(parse(&cfg, 5, ARGV("--admin", "Alice", "--admin", "bob")), CONFIG_OK);
+    assert_int_equal(cfg.n_admins, 2);
+    assert_string_equal(cfg.admins[0], "Alice");
+    assert_string_equal(cfg.admins[1], "bob");
+    config_free(&cfg);
+    char **bad[] = {ARGV("--admin", "no spaces")};
+    assert_all_refused(bad, 1);
+}
+
 static void help_and_version_exit_cleanly(void **state)
 {
     (void)state;
@@ -400,7 +414,7 @@ int main(void)
         cmocka_unit_test(peer_urls_option), cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
         cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
         cmocka_unit_test(upgrade_options), cmocka_unit_test(status_options),
-        cmocka_unit_test(protocol_1_1_defaults),
+        cmocka_unit_test(protocol_1_1_defaults), cmocka_unit_test(admin_option_repeats),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
