@@ -140,6 +140,16 @@ test('rule 50: seq and reply_to are integers 0..2^53-1 written without fraction 
     assertError(await a.next((m) => m.id === `h${raw}`), 'bad_request', `h${raw}`);
     await a.sendText(`{"type":"join","id":"j${raw}","room":"${room}","since":${raw}}`);
     assertError(await a.next((m) => m.id === `j${raw}`), 'bad_request', `j${raw}`);
+    // Every other request field that takes an integer (a owns the room: ban is hers to send).
+    const others = {
+      react: `"seq":${raw},"emoji":"x"`, delete: `"seq":${raw}`, read: `"seq":${raw}`,
+      history: `"before":${raw}`, search: `"q":"x","limit":${raw}`, ban: `"user":"zed","duration":6${raw}`,
+    };
+    for (const [type, fields] of Object.entries(others)) {
+      const id = `${type}${raw}`;
+      await a.sendText(`{"type":"${type}","id":"${id}","room":"${room}",${fields}}`);
+      assertError(await a.next((m) => m.id === id), 'bad_request', id);
+    }
   }
   await a.expectError({ type: 'send', room, text: 'x', reply_to: 42 }, 'not_found');
   await a.expectError({ type: 'send', room, text: 'x', reply_to: 0 }, 'not_found');
