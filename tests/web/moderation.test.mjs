@@ -4,7 +4,7 @@
 // page of the person it happens to.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startChatServer } from '../chat/lib/server.mjs';
+import { startAdminServer } from '../chat/lib/mod.mjs';
 import { launch, person, say, screenshot, signIn, texts, until, waitMessage } from './lib/browser.mjs';
 
 let server;
@@ -23,7 +23,7 @@ const item = (page, text) => page.locator('#messages li.msg', { has: page.locato
 const myRooms = (page) => page.locator('#my-rooms .conv-name').allTextContents();
 
 before(async () => {
-  server = await startChatServer();
+  server = await startAdminServer(); // the admin makes an owner in the last test
   browser = await launch();
   alice = await person(browser, server);
   await signIn(alice.page, 'alice', 'register', 'alice-password-1');
@@ -99,4 +99,17 @@ test('a kick with a reason, then a ban: mallory is told who and why, and cannot 
     return false;
   }, 'mallory back in #mods once unbanned');
   for (const p of [alice, bob, mallory]) assert.deepEqual(p.errors, []);
+});
+
+test('an admin makes bob the owner from his menu; alice, the owner before, becomes an op', async () => {
+  assert.ok(!(await menu(alice.page, 'bob').locator('option').allTextContents()).includes('Make owner'), 'only admins make owners');
+  const admin = await person(browser, server);
+  await signIn(admin.page, server.admin, 'login', 'correct-horse-9');
+  await openRoom(admin, 'mods');
+  await menu(admin.page, 'bob').selectOption('Make owner');
+  // bob, owner now, may give roles; alice, an op now, no longer may.
+  await bob.page.locator('#members-toggle').click();
+  await until(async () => (await menu(bob.page, 'alice').locator('option').allTextContents()).includes('Remove op'), 'bob\'s menu for alice offers Remove op');
+  await until(async () => !(await menu(alice.page, 'mallory').locator('option').allTextContents()).includes('Make op'), 'alice\'s menu without roles');
+  assert.deepEqual(admin.errors, []);
 });
