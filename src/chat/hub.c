@@ -33,8 +33,9 @@
 
 /* A room's member: its connections there and its name as shown, one block sized to the name. */
 struct hub_member {
-    uint32_t conns : 31; /* connections here */
+    uint32_t conns : 30; /* connections here */
     uint32_t remote : 1; /* in the room on another node too (hub_nodes.h) */
+    uint32_t kicked : 1; /* kicked or banned: telnet sees its line, not the offline after it */
     char name[];
 };
 
@@ -419,6 +420,7 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (op->adopt && op->adopt_large && h->cfg->presence_limit)
         r->large = true;
     if (m) {
+        m->kicked = false; /* back before its kick's departure was counted: a later leave shows */
         if (m->conns++ == 0) { /* a member on another node: its first connection here */
             struct user_status *u = user_status_of(&h->statuses, op->user_lc);
             if (u)
@@ -459,8 +461,14 @@ static void member_drop(struct hub *h, struct hub_room *r, struct hub_member *m,
     if (r->list)
         member_list_remove(r->list, name_lc);
     r->dirty = true;
-    if (!r->large)
-        to_room(h, r, events_presence(r->name, m->name, false), skip_conn, NULL);
+    if (!r->large) {
+        struct msg_rec rec = events_presence(r->name, m->name, false);
+        if (m->kicked) { /* rule 76: telnet shows the kick or ban line, not this offline */
+            chunk_unref(rec.tn);
+            rec.tn = NULL;
+        }
+        to_room(h, r, rec, skip_conn, NULL);
+    }
     if (r->index.count == 0 && !r->large)
         occupied_unlink(h, r);
     free(m);
@@ -844,6 +852,9 @@ static void mod_stored(struct hub_room *r, const struct chat_op *op)
 static void kick_out(struct hub *h, struct hub_room *r, const struct chat_op *op)
 {
     run_close(h, r);
+    struct hub_member *m = ordset_get(&r->index, op->subject_lc, strlen(op->subject_lc));
+    if (m)
+        m->kicked = true;
     bool ban = op->kind == CHAT_BAN;
     struct msg_rec rec =
         events_kicked(r->name, op->user, op->text, ban, ban ? op->duration : 0);

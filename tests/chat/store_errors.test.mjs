@@ -36,6 +36,13 @@ test('--max-db-size: a full database answers server_busy, stores nothing of the 
   assertSeqRun(seen, room, 1, acked.length, 'messages before the disk filled');
   const h = await reader.expect({ type: 'history', room, limit: 200 }, 'history');
   assert.ok(h.messages.every((m) => m.seq <= acked.length), 'a refused message was stored');
+  // Every event is durable before its ack (protocol 1.1 rule 47): an edit that does not fit
+  // is refused the same way, and nobody gets it.
+  const edit = await writer.request({ type: 'edit', room, seq: 1, text: `edited ${text}` });
+  assertError(edit, 'server_busy', edit.id, 'an edit into a full database');
+  const h2 = await reader.expect({ type: 'history', room, limit: 1, before: 2 }, 'history');
+  assert.ok(!('edited' in h2.messages[0]) && h2.messages[0].text.startsWith('0 '), 'a refused edit was stored');
+  assert.deepEqual(reader.log.filter((m) => m.type === 'edit'), [], 'a refused edit was delivered');
   // Still serving: reads, pings and logins work.
   assert.equal((await writer.request({ type: 'ping' })).type, 'pong');
   const again = await connect(server, t);

@@ -93,11 +93,15 @@ test('/op and /deop: the role lines; an admin making an owner', async (t) => {
 test('/kick: the kick line to the room, "You were kicked" to the kicked, whose current room falls back (rule 36)', async (t) => {
   const { alice, aliceName, bob, carol, carolName, room } = await setup(t);
   alice.send(`/kick ${carolName} spam  `);
-  assert.equal(await alice.nextLine(/kicked/), `* ${carolName} was kicked from #${room} by ${aliceName} (spam)`);
+  assert.equal((await alice.until(/kicked/)).match, `* ${carolName} was kicked from #${room} by ${aliceName} (spam)`);
   assert.equal(await carol.nextLine(/kicked/), `* You were kicked from #${room} by ${aliceName} (spam)`);
   const ev = await bob.next((m) => m.type === 'kick');
   assert.equal(ev.reason, 'spam');
-  // Not shown: the offline presence that follows (rule 76). Current is general again.
+  // Not shown: the offline presence that follows (rule 76): alice sees nothing more of carol
+  // before her own next line. Current is general again for carol.
+  alice.send('after the kick');
+  const { before: shown } = await alice.until(`[#${room}] ${aliceName}: after the kick`);
+  assert.deepEqual(shown, [], 'lines after the kick line');
   carol.send('back in general');
   assert.equal(await carol.nextLine(/back in general/), `[#general] ${carolName}: back in general`);
   alice.send(`/kick ${carolName}`);

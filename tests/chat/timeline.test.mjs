@@ -140,6 +140,16 @@ test('rule 50: seq and reply_to are integers 0..2^53-1 written without fraction 
     assertError(await a.next((m) => m.id === `h${raw}`), 'bad_request', `h${raw}`);
     await a.sendText(`{"type":"join","id":"j${raw}","room":"${room}","since":${raw}}`);
     assertError(await a.next((m) => m.id === `j${raw}`), 'bad_request', `j${raw}`);
+    // Every other request field that takes an integer (a owns the room: ban is hers to send).
+    const others = {
+      react: `"seq":${raw},"emoji":"x"`, delete: `"seq":${raw}`, read: `"seq":${raw}`,
+      history: `"before":${raw}`, search: `"q":"x","limit":${raw}`, ban: `"user":"zed","duration":6${raw}`,
+    };
+    for (const [type, fields] of Object.entries(others)) {
+      const id = `${type}${raw}`;
+      await a.sendText(`{"type":"${type}","id":"${id}","room":"${room}",${fields}}`);
+      assertError(await a.next((m) => m.id === id), 'bad_request', id);
+    }
   }
   await a.expectError({ type: 'send', room, text: 'x', reply_to: 42 }, 'not_found');
   await a.expectError({ type: 'send', room, text: 'x', reply_to: 0 }, 'not_found');
@@ -229,6 +239,16 @@ test('history (rule 56): current states, limit counts messages, before compares 
   assert.deepEqual(h.messages[1].reactions, [{ emoji: '✅', count: 1, me: false, users: [a.name] }]);
   const all = await b.expect({ type: 'history', room, before: 4 }, 'history');
   assert.deepEqual(all.messages.map((m) => [m.seq, m.text, 'edited' in m]), [[1, 'one!', true], [2, 'two', false]]);
+});
+
+test('history (rule 56): a reaction\'s users are the first 20 in the order of their reactions; count is all', async (t) => {
+  const { a, room } = await roomWithMessage(t);
+  const guests = await Promise.all(Array.from({ length: 21 }, () => guest(server, t)));
+  for (const g of guests) await g.join(room);
+  for (const g of guests) await g.request({ type: 'react', room, seq: 1, emoji: '👍' }); // one after another: their order
+  await a.request({ type: 'react', room, seq: 1, emoji: '👍' });
+  const [entry] = (await a.expect({ type: 'history', room, limit: 1 }, 'history')).messages[0].reactions;
+  assert.deepEqual(entry, { emoji: '👍', count: 22, me: true, users: guests.slice(0, 20).map((g) => g.name) });
 });
 
 test('replay (rule 48) from the ring: current texts, edits without text, deleted forms', async (t) => {

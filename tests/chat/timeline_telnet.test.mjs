@@ -28,26 +28,33 @@ async function setup(t) {
 
 // The message lines and delete notices that arrive before a marker sent now by ws into room
 // (prompts and join notices aside).
-async function linesBefore(tn, ws, room) {
+async function linesBefore(tn, ws, room, all = false) {
   const text = `marker ${uniq('m')}`;
   await ws.say(room, text);
   const { before } = await tn.until(`[#${room}] ${ws.name}: ${text}`);
-  return before.filter((l) => l.startsWith('[') || l.includes(' deleted '));
+  return all ? before : before.filter((l) => l.startsWith('[') || l.includes(' deleted '));
 }
 
 test('an edit shows as the "(edited)" line, a delete by its author as "* X deleted a message in #room"', async (t) => {
-  const { tn, ws, room } = await setup(t);
+  const { tn, ws, room, name } = await setup(t);
+  // A mention of the telnet user is a plain line: no mark, no bell (rule 76).
+  const ack = await ws.say(room, `over to you @${name}`);
+  assert.deepEqual((await ws.next((m) => m.type === 'message' && m.seq === ack.seq)).mentions, [name]);
+  assert.equal(await tn.nextLine(/over to you/), `[#${room}] ${ws.name}: over to you @${name}`);
+  assert.ok(!tn.rawBytes().includes(0x07), 'a bell was sent');
   await ws.say(room, 'deploy on Thursday?');
   await tn.nextLine(`[#${room}] ${ws.name}: deploy on Thursday?`);
-  await ws.request({ type: 'edit', room, seq: 1, text: 'deploy the release\non Friday?' });
+  await ws.request({ type: 'edit', room, seq: 2, text: 'deploy the release\non Friday?' });
   assert.equal(await tn.nextLine(/\(edited\)/), `[#${room}] ${ws.name} (edited): deploy the release`);
   assert.equal(await tn.nextLine(/on Friday/), '  on Friday?');
-  await ws.request({ type: 'react', room, seq: 1, emoji: '👍' });
-  await ws.say(room, 'a reply', { reply_to: 1 });
+  await ws.request({ type: 'react', room, seq: 2, emoji: '👍' });
+  await ws.say(room, 'a reply', { reply_to: 2 });
   assert.equal(await tn.nextLine(/a reply/), `[#${room}] ${ws.name}: a reply`, 'a reply is a plain message line');
-  await ws.request({ type: 'delete', room, seq: 1 });
+  await ws.request({ type: 'delete', room, seq: 2 });
   assert.equal(await tn.nextLine(/deleted/), `* ${ws.name} deleted a message in #${room}`);
-  assert.deepEqual(await linesBefore(tn, ws, room), [], 'no line for a reaction');
+  // No line for the reaction: of what came, only the greeting and the join notice are left.
+  const rest = (await linesBefore(tn, ws, room, true)).filter((l) => !l.startsWith('Welcome to parley'));
+  assert.deepEqual(rest, [`* ${ws.name} joined #${room}`]);
 });
 
 test('/edit TEXT and /delete act on the user\'s newest message in the current room that is not deleted', async (t) => {

@@ -239,6 +239,20 @@ test('delete by role (rule 53): op deletes a member\'s message, not the owner\'s
   await op.expectError({ type: 'delete', room, seq: m5.seq }, 'forbidden');
 });
 
+test('authorless messages (rule 51): once a guest\'s name is registered by another session, nobody edits its messages; ops delete them, members do not', async (t) => {
+  const { op, member, guest: g, room } = await staffedRoom(server, t);
+  const a1 = await g.say(room, 'first words');
+  const a2 = await g.say(room, 'second words');
+  await g.close();
+  const heir = await user(server, t, g.name); // the name registered by another session
+  await heir.join(room);
+  for (const c of [heir, op]) await c.expectError({ type: 'edit', room, seq: a1.seq, text: 'mine now' }, 'forbidden');
+  await heir.expectError({ type: 'delete', room, seq: a1.seq }, 'forbidden');
+  await member.expectError({ type: 'delete', room, seq: a1.seq }, 'forbidden');
+  await op.expect({ type: 'delete', room, seq: a1.seq }, 'ack');
+  await op.expect({ type: 'delete', room, seq: a2.seq }, 'ack');
+});
+
 test('--max-total-rooms: a creating join beyond it is too_many_rooms (general counts); existing rooms still join', async (t) => {
   const s = await serverForTest(t, ['--max-total-rooms', '3']);
   const a = await user(s, t);

@@ -330,21 +330,54 @@ static void upgrade_options(void **state)
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
-/* --max-status (protocol 1.1 rule 69): 100 code points by default, 1..100000. */
+/* --max-status (protocol 1.1 rule 69): 1..100000 (the default: protocol_1_1_defaults). */
 static void status_options(void **state)
 {
     (void)state;
     struct config cfg;
-    char *none[] = {"parley", NULL};
-    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
-    assert_int_equal(cfg.max_status, 100);
-    config_free(&cfg);
     assert_int_equal(parse(&cfg, 3, ARGV("--max-status", "100000")), CONFIG_OK);
     assert_int_equal(cfg.max_status, 100000);
     config_free(&cfg);
     char **bad[] = {ARGV("--max-status", "0"), ARGV("--max-status", "100001"),
                     ARGV("--max-status", "x")};
     assert_all_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
+/* The defaults of protocol 1.1's options table; --react-rate follows --rate-limit unless given. */
+static void protocol_1_1_defaults(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *none[] = {"parley", NULL};
+    assert_int_equal(parse(&cfg, 1, none), CONFIG_OK);
+    const uint64_t got[] = {
+        cfg.edit_window_s,   cfg.max_reactions, cfg.max_topic,     cfg.max_status,  cfg.max_reason,
+        cfg.max_duration_s,  cfg.react_rate,    cfg.search_rate,   cfg.search_scan, cfg.retention,
+        cfg.max_total_rooms, cfg.telnet_queue,  cfg.presence_limit};
+    const uint64_t want[] = {86400, 20, 300, 100, 300, 31536000, 20, 10, 10000, 0, 10000, 50, 100};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        assert_int_equal(got[i], want[i]);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, 3, ARGV("--rate-limit", "7")), CONFIG_OK);
+    assert_int_equal(cfg.react_rate, 7);
+    config_free(&cfg);
+    assert_int_equal(parse(&cfg, 5, ARGV("--rate-limit", "7", "--react-rate", "3")), CONFIG_OK);
+    assert_int_equal(cfg.react_rate, 3);
+    config_free(&cfg);
+}
+
+/* --admin NAME is repeatable (protocol 1.1 rule 59): every name is kept, as given. */
+static void admin_option_repeats(void **state)
+{
+    (void)state;
+    struct config cfg;
+    assert_int_equal(parse(&cfg, 5, ARGV("--admin", "Alice", "--admin", "bob")), CONFIG_OK);
+    assert_int_equal(cfg.n_admins, 2);
+    assert_string_equal(cfg.admins[0], "Alice");
+    assert_string_equal(cfg.admins[1], "bob");
+    config_free(&cfg);
+    char **bad[] = {ARGV("--admin", "no spaces")};
+    assert_all_refused(bad, 1);
 }
 
 static void help_and_version_exit_cleanly(void **state)
@@ -367,10 +400,18 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
-        cmocka_unit_test(broker_options),  cmocka_unit_test(every_option),
-        cmocka_unit_test(peer_urls_option), cmocka_unit_test(refusals),        cmocka_unit_test(help_and_version_exit_cleanly),
-        cmocka_unit_test(deflate_options), cmocka_unit_test(sync_options), cmocka_unit_test(tls_options),
-        cmocka_unit_test(upgrade_options), cmocka_unit_test(status_options),
+        cmocka_unit_test(broker_options),
+        cmocka_unit_test(every_option),
+        cmocka_unit_test(peer_urls_option),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(help_and_version_exit_cleanly),
+        cmocka_unit_test(deflate_options),
+        cmocka_unit_test(sync_options),
+        cmocka_unit_test(tls_options),
+        cmocka_unit_test(upgrade_options),
+        cmocka_unit_test(status_options),
+        cmocka_unit_test(protocol_1_1_defaults),
+        cmocka_unit_test(admin_option_repeats),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
 // page of the person it happens to.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startChatServer } from '../chat/lib/server.mjs';
+import { startAdminServer } from '../chat/lib/mod.mjs';
 import { launch, person, say, screenshot, signIn, texts, until, waitMessage } from './lib/browser.mjs';
 
 let server;
@@ -23,7 +23,7 @@ const item = (page, text) => page.locator('#messages li.msg', { has: page.locato
 const myRooms = (page) => page.locator('#my-rooms .conv-name').allTextContents();
 
 before(async () => {
-  server = await startChatServer();
+  server = await startAdminServer(); // the admin makes an owner in the last test
   browser = await launch();
   alice = await person(browser, server);
   await signIn(alice.page, 'alice', 'register', 'alice-password-1');
@@ -68,6 +68,11 @@ test('an op mutes mallory (her composer says so) and deletes her message', async
   await bob.page.getByRole('group', { name: 'Delete this message?' }).getByRole('button', { name: 'Delete', exact: true }).click();
   await until(async () => (await texts(alice.page)).includes('message deleted'), 'deleted on alice\'s page');
   assert.ok(!(await texts(mallory.page)).includes('buy cheap watches'), 'and on mallory\'s');
+  await bob.page.locator('#members-toggle').click();
+  await menu(bob.page, 'mallory').selectOption('Unmute');
+  await bob.page.keyboard.press('Escape');
+  await until(async () => !(await box.isDisabled()), 'mallory\'s composer enabled again');
+  assert.equal(await box.getAttribute('placeholder'), 'Message #mods');
 });
 
 test('a kick with a reason, then a ban: mallory is told who and why, and cannot come back', async () => {
@@ -84,5 +89,27 @@ test('a kick with a reason, then a ban: mallory is told who and why, and cannot 
   await mallory.page.locator('#join-name').fill('mods');
   await mallory.page.locator('#join-name').press('Enter');
   await until(async () => /banned/i.test(await mallory.page.locator('#join-error').textContent()), 'the refusal under the room field');
+  // Still listed (offline) on alice's page, the ban is lifted from the same menu.
+  await menu(alice.page, 'mallory').selectOption('Unban');
+  // The page shows no line for an unban: mallory tries again until her join is let in.
+  await until(async () => {
+    if ((await mallory.page.locator('#conv-title').textContent()) === '#mods') return true;
+    await mallory.page.locator('#join-name').fill('mods');
+    await mallory.page.locator('#join-name').press('Enter');
+    return false;
+  }, 'mallory back in #mods once unbanned');
   for (const p of [alice, bob, mallory]) assert.deepEqual(p.errors, []);
+});
+
+test('an admin makes bob the owner from his menu; alice, the owner before, becomes an op', async () => {
+  assert.ok(!(await menu(alice.page, 'bob').locator('option').allTextContents()).includes('Make owner'), 'only admins make owners');
+  const admin = await person(browser, server);
+  await signIn(admin.page, server.admin, 'login', 'correct-horse-9');
+  await openRoom(admin, 'mods');
+  await menu(admin.page, 'bob').selectOption('Make owner');
+  // bob, owner now, may give roles; alice, an op now, no longer may.
+  await bob.page.locator('#members-toggle').click();
+  await until(async () => (await menu(bob.page, 'alice').locator('option').allTextContents()).includes('Remove op'), 'bob\'s menu for alice offers Remove op');
+  await until(async () => !(await menu(alice.page, 'mallory').locator('option').allTextContents()).includes('Make op'), 'alice\'s menu without roles');
+  assert.deepEqual(admin.errors, []);
 });

@@ -115,6 +115,7 @@ export class Conversation {
     this.marker = null; // where the "new messages" line goes
     this.topic = '';
     this.role = 'member'; // this user's: member, op, owner, admin
+    this.owner = ''; // the room's owner, lower-cased ('' for none)
     this.typing = new Map(); // name -> timer
     this.missing = false; // a direct message to a name the server does not know: never kept
   }
@@ -761,6 +762,7 @@ export class ChatClient extends EventTarget {
     conv.latest = Math.max(conv.latest, reply.seq);
     conv.topic = reply.topic || '';
     conv.role = reply.role || 'member';
+    conv.owner = (reply.owner || '').toLowerCase();
     conv.muted = reply.muted_until ?? null; // ms, 0: until unmuted
     this.emit('topic', { conv });
     if (typeof reply.read === 'number') conv.read = Math.max(conv.read ?? 0, reply.read);
@@ -836,6 +838,11 @@ export class ChatClient extends EventTarget {
         const conv = this.conv(msg.room);
         this.#advance(conv, msg);
         if (msg.type === 'topic') conv.topic = msg.text;
+        if (msg.type === 'role' && msg.role === 'owner') {
+          // A new owner: the one before becomes an op (protocol 1.1 rule 62), with no event of its own.
+          if (conv.role === 'owner' && conv.owner === this.me?.name.toLowerCase()) conv.role = 'op';
+          conv.owner = msg.user.toLowerCase();
+        }
         if (msg.user?.toLowerCase() === this.me?.name.toLowerCase()) {
           if (msg.type === 'role') conv.role = msg.role;
           if (msg.type === 'mute') conv.muted = msg.duration ? msg.ts + msg.duration * 1000 : 0;

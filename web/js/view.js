@@ -493,7 +493,8 @@ export class View {
     fill($('#members'), entries.map(([name, state]) => h('li', { class: 'member ' + state, 'data-user': name },
       h('span', { class: 'dot' + (state === 'offline' ? '' : ' ' + state), 'aria-hidden': 'true' }),
       name !== me && conv.role !== 'member' ? h('select', { 'aria-label': `Moderate ${name}`, class: 'mod', onchange: (e) => this.#moderate(name, e.target) },
-        ...['…', 'Kick', 'Ban 1 hour', 'Ban 1 day', 'Ban', 'Mute 10 min', 'Mute 1 day', 'Make op', 'Remove op'].filter((t) => conv.role !== 'op' || !/op$/.test(t)).map((t) => h('option', {}, t))) : null,
+        ...['…', 'Kick', 'Ban 1 hour', 'Ban 1 day', 'Ban', 'Unban', 'Mute 10 min', 'Mute 1 day', 'Unmute', 'Make op', 'Remove op', 'Make owner']
+          .filter((t) => (conv.role !== 'op' || !/op$/.test(t)) && (t !== 'Make owner' || conv.role === 'admin')).map((t) => h('option', {}, t))) : null,
       name === me ? h('span', {}, name, h('span', { class: 'you' }, ' (you)'))
         : h('button', { type: 'button', class: 'link member-name', title: `Send ${name} a direct message`, onclick: () => this.#openDm(name) }, name),
       // A large room's list is not live: it does not claim who is online, only who is away.
@@ -517,13 +518,15 @@ export class View {
     this.client.loadMembers(conv, opts).catch((err) => this.#onNotice({ conv, code: err.code, message: err.message }));
   }
 
-  // A moderator's choice from a member's menu; kick and ban ask for a reason.
+  // A moderator's choice from a member's menu; kick and ban ask for a reason. A banned member
+  // stays listed as offline, so the menu can lift a ban as well as a mute. Only an admin may
+  // make someone the owner (the owner before becomes an op).
   async #moderate(user, select) {
     const [verb, n, unit] = select.value.split(' ');
     select.selectedIndex = 0;
     const extra = {};
     if (unit) extra.duration = n * { min: 60, hour: 3600, day: 86400 }[unit];
-    if (verb === 'Make' || verb === 'Remove') extra.role = verb === 'Make' ? 'op' : 'member';
+    if (verb === 'Make' || verb === 'Remove') extra.role = verb === 'Remove' ? 'member' : n; // op or owner
     const reason = /Kick|Ban/.test(verb) && prompt(`${verb} ${user}: reason?`);
     if (reason) extra.reason = reason;
     const type = extra.role ? 'role' : verb.toLowerCase();
