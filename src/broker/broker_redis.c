@@ -483,7 +483,8 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
     bool user_chan = !users && chan->len > r->chan_user_len &&
                      memcmp(chan->str, r->chan_user, r->chan_user_len) == 0;
     struct rroom *rm = NULL;
-    if (!users && !user_chan && chan->len > r->chan_room_len && chan->len - r->chan_room_len <= BROKER_NAME_MAX &&
+    if (!users && !user_chan && chan->len > r->chan_room_len &&
+        chan->len - r->chan_room_len <= BROKER_NAME_MAX &&
         memcmp(chan->str, r->chan_room, r->chan_room_len) == 0) {
         char name[BROKER_NAME_MAX + 1];
         memcpy(name, chan->str + r->chan_room_len, chan->len - r->chan_room_len);
@@ -578,8 +579,8 @@ static void publish_event(struct broker_redis *r, const char *room, uint64_t seq
             publish(r, chan, chan_len, head, (size_t)hn, data, len);
         return;
     }
-    int hn = snprintf(head, sizeof head, "%" PRIu64 " %s%s %s\n", seq, r->id, hint ? "!" : "",
-                      room);
+    int hn =
+        snprintf(head, sizeof head, "%" PRIu64 " %s%s %s\n", seq, r->id, hint ? "!" : "", room);
     const char *users[2] = {a, b};
     for (int i = 0; i < 2; i++) {
         size_t chan_len = user_channel(r, users[i], chan, sizeof chan);

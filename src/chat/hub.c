@@ -1520,7 +1520,7 @@ static void event_deliver(void *arg, struct hub_event *ev)
     hub_event_free(ev);
 }
 
-/* For hub_broker: whether the user has a connection here, and the newest seq delivered of a room. */
+/* For hub_broker: whether a user has a connection here, and the newest seq delivered of a room. */
 static bool user_is_here(void *arg, const char *user_lc)
 {
     struct hub *h = arg;

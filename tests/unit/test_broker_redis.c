@@ -35,7 +35,7 @@
 #include "loop.h"
 
 #define MAX_EVENTS 512
-#define ROOMS 2 /* followed by both nodes from the start */
+#define ROOMS 2  /* followed by both nodes from the start */
 #define DM ROOMS /* and a dm room, which reaches the nodes of its users */
 #define ALL_ROOMS (ROOMS + 1)
 
