@@ -76,6 +76,13 @@ struct broker_user {
      * room_member(room, NULL, NULL, true) (the snapshot is complete). Calls may repeat a pair.
      */
     void (*room_member)(void *ctx, const char *room, const char *node, const char *user, bool in);
+    /*
+     * An event (or a hint) with this seq of a dm room this node does not follow reached the
+     * channel of a user here (broker_user_here): follow it now (broker_follow, with the newest
+     * seq from which this node delivers it), or not. Once followed, the event is offered to its
+     * order like any other. NULL: dm rooms are followed only as the hub asks.
+     */
+    void (*dm_follow)(void *ctx, const char *room, uint64_t seq);
 };
 
 /* Tuning, from the config, and the hold of room_order. */
@@ -110,7 +117,8 @@ void broker_unfollow(struct broker *b, const char *room);
 /*
  * Publishes a room event after its commit, encoded once (data, len: any bytes, copied), and
  * delivers it here too, in order with the other nodes' (obj comes back in room_event, or in
- * release). A room not followed gets obj back in room_event at once.
+ * release). A room not followed gets obj back in room_event at once. A dm room's ("dm:a:b")
+ * goes to the nodes where a or b has a connection (broker_user_here), not to the room's followers.
  */
 void broker_publish_room(struct broker *b, const char *room, uint64_t seq, void *obj,
                          const void *data, size_t len);
@@ -140,7 +148,8 @@ void broker_room_sync(struct broker *b, const char *room, const char *const *use
 /* Publishes a user event (a read marker, saved rooms, status, a guest's name registered...)
  * to every other node, best effort: user_event there. data copied. */
 void broker_publish_user(struct broker *b, const char *user, const void *data, size_t len);
-/* The user's first connection on this node opened (online) or its last closed. */
+/* The user's first connection on this node opened (online) or its last closed. While online,
+ * the events of the user's dm rooms reach this node (dm_follow for one not followed yet). */
 void broker_user_here(struct broker *b, const char *user, bool online);
 /*
  * Claims a guest's name for this node and the guest's session (0: none, a registration):

@@ -20,7 +20,10 @@
  * the DB is in the name): parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>" and
  * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online) and
- * "o <node id> <user>\n" (offline).
+ * "o <node id> <user>\n" (offline). A dm room's events (and hints) go to its two users'
+ * channels instead, parley:<db>:u:<user>, as "<seq> <node id>[!] <room>\n<event bytes>": a node
+ * subscribes the channel of each user with a connection on it, so it hears the dms of its own
+ * users only, and follows (orders, fills) a dm room from the first of its events it hears.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +42,7 @@
 #include "redis_loop.h"
 #include "redis_scripts.h"
 #include "room_order.h"
+#include "text.h"
 
 #define KEYS "parley:"
 #define BACKOFF_FIRST_MS 100
@@ -77,6 +81,8 @@ struct broker_redis {
     char chan_users[48];
     char chan_room[48]; /* the prefix of rooms' channels */
     size_t chan_room_len;
+    char chan_user[48]; /* the prefix of users' channels (a dm room's events) */
+    size_t chan_user_len;
     struct broker_settings s;
 
     redisAsyncContext *cmd, *sub;
@@ -380,6 +386,56 @@ static void on_room_message(struct broker_redis *r, struct rroom *rm, const char
     room_offer(rm, seq, held_new(NULL, nl + 1, len - (size_t)(nl + 1 - p)));
 }
 
+/* Whether room is a dm room, with its two users. */
+static bool dm_users(const char *room, char a[TEXT_NAME_MAX + 1], char b[TEXT_NAME_MAX + 1])
+{
+    return strncmp(room, "dm:", 3) == 0 && text_parse_dm_room(room, strlen(room), a, b);
+}
+
+/* "<seq> <node id>[!] <room>\n<data>" on a user's channel: a dm room's event (or hint). A dm
+ * room this node does not follow yet is offered to the hub, which follows it (dm_follow) when a
+ * user of it is here; from then on its order fills any gap. */
+static void on_dm_message(struct broker_redis *r, const char *p, size_t len)
+{
+    const char *nl = memchr(p, '\n', len);
+    char *end;
+    uint64_t seq = nl ? strtoull(p, &end, 10) : 0;
+    if (!nl || seq == 0 || end == p || *end != ' ')
+        return;
+    const char *id = end + 1, *sp = memchr(id, ' ', (size_t)(nl - id));
+    if (!sp)
+        return;
+    size_t id_len = (size_t)(sp - id), room_len = (size_t)(nl - sp - 1);
+    bool hint = id_len > 0 && id[id_len - 1] == '!';
+    if (hint)
+        id_len--;
+    if (id_len == strlen(r->id) && memcmp(id, r->id, id_len) == 0)
+        return; /* ours: offered when it was published */
+    char room[BROKER_NAME_MAX + 1], a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (room_len == 0 || room_len > BROKER_NAME_MAX)
+        return;
+    memcpy(room, sp + 1, room_len);
+    room[room_len] = '\0';
+    if (!dm_users(room, a, b))
+        return;
+    struct broker *base = &r->base;
+    struct rroom *rm = map_get(&r->rooms, room);
+    if (!rm && base->user.dm_follow) {
+        base->user.dm_follow(base->user.ctx, room, seq);
+        rm = map_get(&r->rooms, room);
+    }
+    if (!rm)
+        return;
+    if (hint) {
+        room_pin(rm);
+        room_order_seen(&rm->order, seq, loop_now(r->loop));
+        room_unpin(rm);
+        return;
+    }
+    atomic_fetch_add(&base->received, 1);
+    room_offer(rm, seq, held_new(NULL, nl + 1, len - (size_t)(nl + 1 - p)));
+}
+
 static void maybe_up(struct broker_redis *r);
 static void send_room_snapshot(struct broker_redis *r, const char *room);
 
@@ -424,8 +480,11 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
     const redisReply *chan = reply->element[1];
     bool users =
         chan->len == strlen(r->chan_users) && memcmp(chan->str, r->chan_users, chan->len) == 0;
+    bool user_chan = !users && chan->len > r->chan_user_len &&
+                     memcmp(chan->str, r->chan_user, r->chan_user_len) == 0;
     struct rroom *rm = NULL;
-    if (!users && chan->len > r->chan_room_len && chan->len - r->chan_room_len <= BROKER_NAME_MAX &&
+    if (!users && !user_chan && chan->len > r->chan_room_len &&
+        chan->len - r->chan_room_len <= BROKER_NAME_MAX &&
         memcmp(chan->str, r->chan_room, r->chan_room_len) == 0) {
         char name[BROKER_NAME_MAX + 1];
         memcpy(name, chan->str + r->chan_room_len, chan->len - r->chan_room_len);
@@ -448,6 +507,8 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
     } else if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
         if (users)
             on_users_message(r, reply->element[2]->str, reply->element[2]->len);
+        else if (user_chan)
+            on_dm_message(r, reply->element[2]->str, reply->element[2]->len);
         else if (rm)
             on_room_message(r, rm, reply->element[2]->str, reply->element[2]->len);
     }
@@ -475,6 +536,57 @@ static void subscribe_room(struct broker_redis *r, struct rroom *rm)
     size_t n = room_channel(r, rm->name, chan, sizeof chan);
     if (n)
         subscribe_channel(r, "SUBSCRIBE", chan, n);
+}
+
+static size_t user_channel(const struct broker_redis *r, const char *user, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s%s", r->chan_user, user);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+static void subscribe_user(struct broker_redis *r, const char *verb, const char *user)
+{
+    char chan[sizeof r->chan_user + BROKER_NAME_MAX + 1];
+    size_t n = user_channel(r, user, chan, sizeof chan);
+    if (n)
+        subscribe_channel(r, verb, chan, n);
+}
+
+static void publish(struct broker_redis *r, const char *chan, size_t chan_len, const char *head,
+                    size_t head_len, const void *data, size_t len)
+{
+    char *payload = xmalloc(head_len + len);
+    memcpy(payload, head, head_len);
+    if (len)
+        memcpy(payload + head_len, data, len);
+    const char *argv[3] = {"PUBLISH", chan, payload};
+    size_t lens[3] = {7, chan_len, head_len + len};
+    command(r, NULL, NULL, 3, argv, lens);
+    free(payload);
+}
+
+/* A room's event (data) or hint (hint, no data): on the room's channel, or a dm room's on its
+ * two users' channels. */
+static void publish_event(struct broker_redis *r, const char *room, uint64_t seq, bool hint,
+                          const void *data, size_t len)
+{
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1], head[48 + BROKER_NAME_MAX];
+    if (!dm_users(room, a, b)) {
+        size_t chan_len = room_channel(r, room, chan, sizeof chan);
+        int hn = snprintf(head, sizeof head, "%" PRIu64 " %s%s\n", seq, r->id, hint ? "!" : "");
+        if (chan_len)
+            publish(r, chan, chan_len, head, (size_t)hn, data, len);
+        return;
+    }
+    int hn =
+        snprintf(head, sizeof head, "%" PRIu64 " %s%s %s\n", seq, r->id, hint ? "!" : "", room);
+    const char *users[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        size_t chan_len = user_channel(r, users[i], chan, sizeof chan);
+        if (chan_len && (i == 0 || strcmp(a, b) != 0))
+            publish(r, chan, chan_len, head, (size_t)hn, data, len);
+    }
 }
 
 /* Registration, sync, presence snapshot. */
@@ -505,14 +617,8 @@ static void on_snapshot(redisAsyncContext *ac, void *reply_p, void *priv)
 static void publish_hint(struct broker_redis *r, const struct rroom *rm)
 {
     uint64_t newest = room_order_known(&rm->order);
-    char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1], msg[48];
-    size_t chan_len = room_channel(r, rm->name, chan, sizeof chan);
-    if (newest == 0 || !chan_len)
-        return;
-    int n = snprintf(msg, sizeof msg, "%" PRIu64 " %s!\n", newest, r->id);
-    const char *argv[3] = {"PUBLISH", chan, msg};
-    size_t lens[3] = {7, chan_len, (size_t)n};
-    command(r, NULL, NULL, 3, argv, lens);
+    if (newest > 0)
+        publish_event(r, rm->name, newest, true, NULL, 0);
 }
 
 static void maybe_up(struct broker_redis *r)
@@ -713,9 +819,13 @@ static void connect_now(struct broker_redis *r)
     /* hiredis queues these until the connection is made; a connection that is never made
      * leaves the lease unanswered, which the lease timer takes for a failure. */
     send_lease(r);
-    subscribe_channel(r, "SUBSCRIBE", r->chan_users, strlen(r->chan_users));
     const char *key;
     void *v;
+    /* Before the users channel, whose confirmation makes the broker up: by then the users'
+     * channels carry their dms again. */
+    for (size_t i = 0; map_next(&r->users, &i, &key, &v);)
+        subscribe_user(r, "SUBSCRIBE", key);
+    subscribe_channel(r, "SUBSCRIBE", r->chan_users, strlen(r->chan_users));
     for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);)
         subscribe_room(r, v);
     timer_start(r->loop, &r->lease_timer, loop_now(r->loop) + r->s.lease_ms / 4);
@@ -834,18 +944,8 @@ static void redis_publish_room(struct broker *b, const char *room, uint64_t seq,
                                const void *data, size_t len)
 {
     struct broker_redis *r = R(b);
-    char chan[sizeof r->chan_room + BROKER_NAME_MAX + 1];
-    size_t chan_len = room_channel(r, room, chan, sizeof chan);
-    if (r->up && chan_len) {
-        char head[48];
-        int hn = snprintf(head, sizeof head, "%" PRIu64 " %s\n", seq, r->id);
-        char *payload = xmalloc((size_t)hn + len);
-        memcpy(payload, head, (size_t)hn);
-        memcpy(payload + hn, data, len);
-        const char *argv[3] = {"PUBLISH", chan, payload};
-        size_t lens[3] = {7, chan_len, (size_t)hn + len};
-        command(r, NULL, NULL, 3, argv, lens);
-        free(payload);
+    if (r->up && strlen(room) <= BROKER_NAME_MAX) {
+        publish_event(r, room, seq, false, data, len);
         atomic_fetch_add(&b->published, 1);
     }
     struct rroom *rm = map_get(&r->rooms, room);
@@ -957,13 +1057,7 @@ static void redis_publish_user(struct broker *b, const char *user, const void *d
         return;
     char head[24 + BROKER_NAME_MAX];
     int hn = snprintf(head, sizeof head, "u %s %s\n", r->id, user);
-    char *payload = xmalloc((size_t)hn + len);
-    memcpy(payload, head, (size_t)hn);
-    memcpy(payload + hn, data, len);
-    const char *argv[3] = {"PUBLISH", r->chan_users, payload};
-    size_t lens[3] = {7, strlen(r->chan_users), (size_t)hn + len};
-    command(r, NULL, NULL, 3, argv, lens);
-    free(payload);
+    publish(r, r->chan_users, strlen(r->chan_users), head, (size_t)hn, data, len);
     atomic_fetch_add(&b->published, 1);
 }
 
@@ -976,6 +1070,8 @@ static void redis_user_here(struct broker *b, const char *user, bool online)
         map_put(&r->users, user, (void *)1);
     else
         map_del(&r->users, user);
+    /* Its dms; while down, connect_now subscribes every user here. */
+    subscribe_user(r, online ? "SUBSCRIBE" : "UNSUBSCRIBE", user);
     if (r->registered) {
         const char *extra[3] = {user, online ? "1" : "0", r->chan_users};
         eval(r, redis_lua_here, on_reply_checked, (void *)"here", extra, NULL, 3);
@@ -1098,6 +1194,7 @@ struct broker *broker_redis_new(struct loop *l, const struct config *cfg,
     snprintf(r->id, sizeof r->id, "%016" PRIx64, rnd);
     snprintf(r->chan_users, sizeof r->chan_users, KEYS "%u:users", r->db);
     r->chan_room_len = (size_t)snprintf(r->chan_room, sizeof r->chan_room, KEYS "%u:r:", r->db);
+    r->chan_user_len = (size_t)snprintf(r->chan_user, sizeof r->chan_user, KEYS "%u:u:", r->db);
     r->backoff_ms = BACKOFF_FIRST_MS;
     map_init_borrowed(&r->rooms);
     map_init(&r->users, true);

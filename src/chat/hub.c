@@ -986,14 +986,14 @@ static void join(struct hub *h, struct chat_op *op)
         if (!r->owner_lc[0])
             memcpy(r->owner_lc, op->room_owner_lc, sizeof r->owner_lc);
         if (op->room_made)
-            hub_broker_room_made(h->hb, r->name);
+            hub_broker_room_made(h->hb, r->name, r->owner_lc);
     } else if (created && !r->dm) {
         /* A room only a guest's or a moved connection's join finds missing: recorded without
          * an owner. */
         struct chat_op *note = chat_op_new(CHAT_ROOM_CREATE, op->worker, 0);
         memcpy(note->room, op->room, sizeof note->room);
         chat_to_store(note);
-        hub_broker_room_made(h->hb, r->name);
+        hub_broker_room_made(h->hb, r->name, NULL);
     }
     if (op->stage == 0) {
         if (!op->rejoin)
@@ -1531,22 +1531,18 @@ static void event_deliver(void *arg, struct hub_event *ev)
     hub_event_free(ev);
 }
 
-/* Another node's dm, for its users here while this node does not follow the room (best effort,
- * as it comes): one the hub has already (a fill, an earlier copy) is dropped, and the room's
- * newest seq moves, so a later follow fills only what came after. */
-static void event_deliver_dm(void *arg, struct hub_event *ev)
+/* For hub_broker: whether a user has a connection here, and the newest seq delivered of a room. */
+static bool user_is_here(void *arg, const char *user_lc)
 {
     struct hub *h = arg;
-    struct hub_room *r = room_get(h, ev->room, true);
-    uint64_t seq = ev->live.seq;
-    if (seq > r->latest) {
-        if (seq > r->latest + 1)
-            ring_clear(r);
-        r->latest = seq;
-        ring_push(h, r, &ev->ring);
-        to_dm_users(h, ev->room, msg_rec_ref(&ev->live), ev->user_a, ev->user_b);
-    }
-    hub_event_free(ev);
+    const struct user_status *u = user_status_of(&h->statuses, user_lc);
+    return u && u->conns > 0;
+}
+
+static uint64_t room_latest(void *arg, const char *room)
+{
+    struct hub_room *r = room_get(arg, room, false);
+    return r ? r->latest : 0;
 }
 
 static void typing(struct hub *h, struct chat_op *op)
@@ -1761,9 +1757,13 @@ static void remote_registered(void *arg, const char *name, int64_t created_ms)
         load_user(arg, name, created_ms);
 }
 
-static void remote_room_made(void *arg, const char *room)
+/* A room made on another node, with the owner the store gave it: a guest's join here shows it
+ * (rule 59) without waiting for a registered join to ask the store. */
+static void remote_room_made(void *arg, const char *room, const char *owner_lc)
 {
-    room_get(arg, room, true);
+    struct hub_room *r = room_get(arg, room, true);
+    if (owner_lc && !r->dm && !r->owner_lc[0] && strlen(owner_lc) < sizeof r->owner_lc)
+        memcpy(r->owner_lc, owner_lc, strlen(owner_lc) + 1);
 }
 
 static void on_mail(struct service *s, struct mail *m)
@@ -1816,6 +1816,8 @@ static void on_mail(struct service *s, struct mail *m)
                 hub_nodes_user_here(h->nodes, op->user_lc, false);
             user_status_disconnect(&h->statuses, op->user_lc, op->status_session,
                                    loop_now(h->service->loop));
+            if (!user_is_here(h, op->user_lc))
+                hub_broker_user_gone(h->hb, op->user_lc);
             status_timer_arm(h);
         }
         chat_op_free(op);
@@ -1978,7 +1980,8 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     struct hub_broker_hooks hooks = {
         .hub = h,
         .deliver = event_deliver,
-        .deliver_dm = event_deliver_dm,
+        .user_here = user_is_here,
+        .latest = room_latest,
         .user_read = remote_read,
         .user_left = remote_left,
         .registered = remote_registered,

@@ -24,9 +24,18 @@ struct hub_broker {
     const struct config *cfg;
     struct broker *broker;
     struct hub_broker_hooks hooks;
-    struct map followed;     /* room -> (void *)1 while followed */
+    /* The dm rooms followed because one of their users has a connection here (as well as any
+     * follow of a join): room -> (void *)1; and each such user's peers in them: user_lc ->
+     * struct dm_peers. A room is unfollowed when neither of its users is here any more. */
+    struct map dm_rooms, dm_peers;
     struct hub_nodes *nodes; /* the broker's other callbacks go there */
     bool alone;              /* the local broker: nothing crosses processes, no wire form */
+};
+
+/* The peers of one user in the dm rooms followed for it. */
+struct dm_peers {
+    size_t n, cap;
+    char **names;
 };
 
 /* The process's one hub's, for /healthz and /metrics on the workers' threads (broker_status is
@@ -312,19 +321,6 @@ static void on_user_event(void *ctx, const char *user, const void *data, size_t 
     const char *rest;
     size_t rest_len;
     switch (s[0]) {
-    case 'D': { /* a dm: straight to its users here, unless the room's order brings it */
-        struct hub_event *ev = xmalloc(sizeof *ev);
-        if (!hub_broker_unwire(s + 1, len - 1, ev)) {
-            free(ev);
-            return;
-        }
-        hub_broker_dm_users(ev);
-        if (!ev->user_a[0] || map_get(&hb->followed, ev->room))
-            hub_event_free(ev); /* not a dm, or the room's order brings it */
-        else
-            hb->hooks.deliver_dm(hb->hooks.hub, ev);
-        return;
-    }
     case 'r': /* "r <seq> <room>": a read marker */
         if (split(s + 2, len - 2, word, sizeof word, &rest, &rest_len) && rest_len < sizeof name) {
             memcpy(name, rest, rest_len);
@@ -347,11 +343,14 @@ static void on_user_event(void *ctx, const char *user, const void *data, size_t 
             hb->hooks.registered(hb->hooks.hub, name, strtoll(word, NULL, 10));
         }
         return;
-    case 'C': /* "C <room>": a room made */
+    case 'C': /* "C <room>[ <owner>]": a room made, and its owner when it has one */
         if (strcmp(user, HUB_USER) == 0 && len - 2 < sizeof name) {
             memcpy(name, s + 2, len - 2);
             name[len - 2] = '\0';
-            hb->hooks.room_made(hb->hooks.hub, name);
+            char *sp = strchr(name, ' ');
+            if (sp)
+                *sp++ = '\0';
+            hb->hooks.room_made(hb->hooks.hub, name, sp && *sp ? sp : NULL);
         }
         return;
     case 's': /* "status <0|1> <text>": hub_nodes' */
@@ -387,13 +386,96 @@ static void on_state(void *ctx, bool up)
         hub_nodes_on_state(hb->nodes, up);
 }
 
+/* --- dm rooms followed for their users here --- */
+
+static void peer_add(struct hub_broker *hb, const char *user, const char *peer)
+{
+    struct dm_peers *p = map_get(&hb->dm_peers, user);
+    if (!p) {
+        p = xcalloc(1, sizeof *p);
+        map_put(&hb->dm_peers, user, p);
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->names[i], peer) == 0)
+            return;
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 4;
+        p->names = xrealloc(p->names, p->cap * sizeof *p->names);
+    }
+    p->names[p->n++] = xstrdup(peer);
+}
+
+static void peers_free(struct dm_peers *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->names[i]);
+    free(p->names);
+    free(p);
+}
+
+/* Follows the dm room of a and b for them (once), from newest on. */
+static void dm_follow(struct hub_broker *hb, const char *room, const char *a, const char *b,
+                      uint64_t newest)
+{
+    if (map_get(&hb->dm_rooms, room))
+        return;
+    map_put(&hb->dm_rooms, room, (void *)1);
+    peer_add(hb, a, b);
+    peer_add(hb, b, a);
+    broker_follow(hb->broker, room, newest);
+}
+
+/*
+ * The broker heard a dm room's event (or hint) at seq that this node does not follow: followed
+ * when one of its users is here, from seq on (what came before is the user's history, read by
+ * its client; one the hub delivered already stays delivered). From then on its order fills any
+ * gap from the store, as a room's.
+ */
+static void on_dm_follow(void *ctx, const char *room, uint64_t seq)
+{
+    struct hub_broker *hb = ctx;
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (!text_parse_dm_room(room, strlen(room), a, b) ||
+        (!hb->hooks.user_here(hb->hooks.hub, a) && !hb->hooks.user_here(hb->hooks.hub, b)))
+        return;
+    uint64_t latest = hb->hooks.latest(hb->hooks.hub, room);
+    dm_follow(hb, room, a, b, latest > seq - 1 ? latest : seq - 1);
+}
+
+void hub_broker_user_gone(struct hub_broker *hb, const char *user_lc)
+{
+    struct dm_peers *p = map_del(&hb->dm_peers, user_lc);
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        const char *peer = p->names[i];
+        if (strcmp(peer, user_lc) != 0 && hb->hooks.user_here(hb->hooks.hub, peer)) {
+            peer_add(hb, peer, user_lc); /* still followed for peer: its list keeps the room */
+            continue;
+        }
+        char room[TEXT_DM_ROOM_MAX + 1];
+        text_dm_room(user_lc, peer, room);
+        if (map_del(&hb->dm_rooms, room))
+            broker_unfollow(hb->broker, room);
+        struct dm_peers *q = map_get(&hb->dm_peers, peer);
+        for (size_t j = 0; q && j < q->n; j++)
+            if (strcmp(q->names[j], user_lc) == 0) {
+                free(q->names[j]);
+                q->names[j] = q->names[--q->n];
+                break;
+            }
+    }
+    peers_free(p);
+}
+
 struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
                                   const struct hub_broker_hooks *hooks)
 {
     struct hub_broker *hb = xcalloc(1, sizeof *hb);
     hb->hooks = *hooks;
     hb->cfg = cfg;
-    map_init(&hb->followed, true);
+    map_init(&hb->dm_rooms, true);
+    map_init(&hb->dm_peers, true);
     struct broker_user u = {
         .ctx = hb,
         .room_event = on_room_event,
@@ -403,10 +485,12 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
         .presence = on_presence,
         .state = on_state,
         .room_member = on_room_member,
+        .dm_follow = on_dm_follow,
     };
     hb->broker = broker_new(l, cfg, &u);
     if (!hb->broker) {
-        map_free(&hb->followed);
+        map_free(&hb->dm_rooms);
+        map_free(&hb->dm_peers);
         free(hb);
         return NULL;
     }
@@ -423,7 +507,12 @@ void hub_broker_free(struct hub_broker *hb)
         return;
     atomic_store_explicit(&the_broker, NULL, memory_order_release);
     broker_free(hb->broker);
-    map_free(&hb->followed);
+    map_free(&hb->dm_rooms);
+    const char *key;
+    void *v;
+    for (size_t i = 0; map_next(&hb->dm_peers, &i, &key, &v);)
+        peers_free(v);
+    map_free(&hb->dm_peers);
     free(hb);
 }
 
@@ -439,13 +528,11 @@ void hub_broker_set_nodes(struct hub_broker *hb, struct hub_nodes *nodes)
 
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest)
 {
-    map_put(&hb->followed, room, (void *)1);
     broker_follow(hb->broker, room, newest);
 }
 
 void hub_broker_unfollow(struct hub_broker *hb, const char *room)
 {
-    map_del(&hb->followed, room);
     broker_unfollow(hb->broker, room);
 }
 
@@ -467,12 +554,17 @@ void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *pe
         broker_publish_room(hb->broker, op->room, op->seq, ev, NULL, 0);
         return;
     }
+    if (op->room_is_dm && (hb->hooks.user_here(hb->hooks.hub, ev->user_a) ||
+                           hb->hooks.user_here(hb->hooks.hub, ev->user_b))) {
+        /* Followed from here on while a user of it is here (the one who sent it, at least): the
+         * other user's dms reach this node in order too. */
+        uint64_t latest = hb->hooks.latest(hb->hooks.hub, op->room);
+        dm_follow(hb, op->room, ev->user_a, ev->user_b,
+                  latest > op->seq - 1 ? latest : op->seq - 1);
+    }
     struct wire w = {0};
-    put(&w, "D", 1);
     wire_event(&w, &m, peer);
-    if (op->room_is_dm) /* to both users' connections on nodes that do not follow the room */
-        broker_publish_user(hb->broker, op->user_lc, w.p, w.n);
-    broker_publish_room(hb->broker, op->room, op->seq, ev, w.p + 1, w.n - 1);
+    broker_publish_room(hb->broker, op->room, op->seq, ev, w.p, w.n);
     free(w.p);
 }
 
@@ -537,9 +629,12 @@ void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t crea
     publish_text(hb, HUB_USER, "R %" PRId64 " %s", created_ms, name);
 }
 
-void hub_broker_room_made(struct hub_broker *hb, const char *room)
+void hub_broker_room_made(struct hub_broker *hb, const char *room, const char *owner_lc)
 {
-    publish_text(hb, HUB_USER, "C %s", room);
+    if (owner_lc && *owner_lc)
+        publish_text(hb, HUB_USER, "C %s %s", room, owner_lc);
+    else
+        publish_text(hb, HUB_USER, "C %s", room);
 }
 
 /* --- /healthz and /metrics --- */

@@ -39,15 +39,17 @@ struct hub_broker_hooks {
     void *hub;
     /* Delivers ev (taking it) to the room's members here, in seq order, each once. */
     void (*deliver)(void *hub, struct hub_event *ev);
-    /* Another node's dm reached users here (best effort): delivers ev (taking it), no order. */
-    void (*deliver_dm)(void *hub, struct hub_event *ev);
+    /* Whether the user (lower case) has a connection here. */
+    bool (*user_here)(void *hub, const char *user_lc);
+    /* The newest seq the hub has delivered of room (0: none). */
+    uint64_t (*latest)(void *hub, const char *room);
     /* A read marker moved, or a registered user left a room, on another node. */
     void (*user_read)(void *hub, const char *user_lc, const char *room, uint64_t seq);
     void (*user_left)(void *hub, const char *user_lc, const char *room);
     /* An account was registered on another node (name as registered). */
     void (*registered)(void *hub, const char *name, int64_t created_ms);
-    /* A room was made on another node. */
-    void (*room_made)(void *hub, const char *room);
+    /* A room was made on another node; owner_lc: its owner (lower case), or NULL for none. */
+    void (*room_made)(void *hub, const char *room, const char *owner_lc);
 };
 
 struct hub_broker;
@@ -61,7 +63,9 @@ struct broker *hub_broker_broker(struct hub_broker *hb);
 struct hub_nodes;
 void hub_broker_set_nodes(struct hub_broker *hb, struct hub_nodes *nodes);
 
-/* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. */
+/* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. A
+ * dm room is also followed, apart from these, while one of its users has a connection here, from
+ * the first of its events this node stores or hears of (dm_follow in broker.h). */
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);
 void hub_broker_unfollow(struct hub_broker *hb, const char *room);
 
@@ -85,7 +89,9 @@ void hub_event_free(struct hub_event *ev);
 void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *room, uint64_t seq);
 void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);
 void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
-void hub_broker_room_made(struct hub_broker *hb, const char *room);
+void hub_broker_room_made(struct hub_broker *hb, const char *room, const char *owner_lc);
+/* The user's last connection here went: the dm rooms followed for it alone are unfollowed. */
+void hub_broker_user_gone(struct hub_broker *hb, const char *user_lc);
 
 /* For /healthz (metrics_set_health): the node's name, its store's and its broker's state. */
 void hub_broker_health(char *out, size_t cap);

@@ -1,10 +1,10 @@
 // Several nodes when an engine fails under load (real PostgreSQL and Redis, started here): Redis
-// restarted mid-load loses no event and duplicates none at any member, and delivery between the
-// nodes resumes; PostgreSQL stopped for 5 s mid-load answers server_busy, and every message
+// restarted mid-load loses no event and duplicates none at any member, nor any dm at a user whose
+// node never joined the dm room, and delivery between the nodes resumes; PostgreSQL stopped for 5 s mid-load answers server_busy, and every message
 // retried by its cid is then stored once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ms } from '../chat/lib/chat.mjs';
+import { ChatClient, PASSWORD, ms } from '../chat/lib/chat.mjs';
 import { startCluster } from './lib/cluster.mjs';
 import { LOAD_TIMEOUT, assertDelivered, assertDistinctSeqs, makeRooms, mergeAcks, openClients, roomNames, sendAll } from './lib/load.mjs';
 
@@ -21,10 +21,41 @@ function ackedHalf(total) {
   return { half, onAck: (n) => n === Math.floor(total / 2) && resolve() };
 }
 
+async function login(node, name) {
+  const c = await ChatClient.connect(node, { label: name, timeoutMs: LOAD_TIMEOUT });
+  await c.login(name, PASSWORD);
+  return c;
+}
+
 test('Redis restarted mid-load: no member sees a gap or a duplicate, and delivery across nodes resumes', async (t) => {
   const rooms = roomNames(10);
-  const { nodes, redis } = await startCluster(t, 3, { args: NODE_ARGS, before: (n) => makeRooms(n, rooms) });
+  const register = async (n) => {
+    for (const name of ['alice', 'bob']) {
+      const c = await ChatClient.connect(n, { label: name });
+      await c.register(name, PASSWORD);
+      c.terminate();
+    }
+  };
+  const { nodes, redis } = await startCluster(t, 3, {
+    args: NODE_ARGS,
+    before: async (n) => {
+      await makeRooms(n, rooms);
+      await register(n);
+    },
+  });
   const { ws, telnet } = await openClients(t, nodes, 90, rooms, 'r');
+  // Dms from alice on node0 to bob on node1, whose connection never joins the dm room: node1
+  // follows it for bob, so a dm lost while Redis is away is filled from the store there too.
+  const alice = await login(nodes[0], 'alice');
+  const bob = await login(nodes[1], 'bob');
+  t.after(() => {
+    alice.terminate();
+    bob.terminate();
+  });
+  const dmAcks = [];
+  const sendDms = async (from, to) => {
+    for (let i = from; i <= to; i++) dmAcks.push(await alice.dm('bob', `dm ${i}`, { cid: `dm-${i}` }));
+  };
   for (const node of nodes) {
     const h = await healthz(node);
     assert.equal(h.broker.kind, 'redis');
@@ -35,8 +66,11 @@ test('Redis restarted mid-load: no member sees a gap or a duplicate, and deliver
 
   const { half, onAck } = ackedHalf(ws.length * 8);
   const load = sendAll(ws, 8, { tag: 'a', onAck });
+  await sendDms(1, 10);
   await half;
-  await redis.restart();
+  await redis.stop();
+  await sendDms(11, 20); // stored while Redis is away: never published
+  await redis.start();
   const first = await load;
 
   // Every node lost Redis and came back (its second msg=broker_up).
@@ -62,6 +96,12 @@ test('Redis restarted mid-load: no member sees a gap or a duplicate, and deliver
   const acks = mergeAcks(first.acks, second.acks);
   assertDistinctSeqs(acks);
   await assertDelivered(ws, telnet, acks);
+  await sendDms(21, 30);
+  const atBob = await bob.messages('dm:alice:bob', 30, LOAD_TIMEOUT);
+  assert.deepEqual(atBob.map((m) => m.text), dmAcks.map((_, i) => `dm ${i + 1}`), 'every dm at bob, in order');
+  assert.deepEqual(atBob.map((m) => m.seq), dmAcks.map((a) => a.seq));
+  await bob.sync();
+  assert.equal(bob.pending().filter((m) => m.room === 'dm:alice:bob').length, 0, 'no dm twice');
   const receivedAfter = await received();
   for (let i = 0; i < nodes.length; i++) {
     assert.ok(receivedAfter[i] > receivedBefore[i], `node${i} received events from the others after Redis came back`);

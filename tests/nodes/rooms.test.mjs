@@ -3,7 +3,7 @@
 // PostgreSQL, one redis-server and two nodes (lib/cluster.mjs), started here and stopped at the end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertError, uniqRoom, user } from '../chat/lib/chat.mjs';
+import { EVENT_TIMEOUT, assertError, eventually, guest, uniqRoom, user } from '../chat/lib/chat.mjs';
 import { startCluster } from './lib/cluster.mjs';
 
 const MAX_ROOMS = 6; // general and five more
@@ -41,4 +41,14 @@ test('two nodes creating one room at once agree on its owner, the one the store 
     assert.equal((await c.join(room)).owner, ja.owner);
     assert.equal((await d.join(room)).owner, ja.owner);
   }
+
+  // A room made on node0: node1 hears of it with its owner, so a guest's join there shows the
+  // owner without a registered join on node1 asking the store first.
+  const maker = await user(nodes[0], t);
+  const room = uniqRoom();
+  await maker.join(room);
+  const g = await guest(nodes[1], t);
+  await eventually(async () => (await g.allRooms()).some((r) => r.name === room), EVENT_TIMEOUT, `node1 to list ${room}`);
+  const joined = await g.expect({ type: 'join', room }, 'joined');
+  assert.equal(joined.owner, maker.name, JSON.stringify(joined));
 });

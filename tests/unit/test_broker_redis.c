@@ -35,7 +35,9 @@
 #include "loop.h"
 
 #define MAX_EVENTS 512
-#define ROOMS 2
+#define ROOMS 2  /* followed by both nodes from the start */
+#define DM ROOMS /* and a dm room, which reaches the nodes of its users */
+#define ALL_ROOMS (ROOMS + 1)
 
 /* The redis-server under test. */
 static pid_t redis_pid = -1;
@@ -129,13 +131,13 @@ static int group_teardown(void **state)
 }
 
 /* The "store": every room's committed events. */
-static const char *room_names[ROOMS] = {"general", "dm:alice:bob"};
-static char store[ROOMS][MAX_EVENTS][32];
-static uint64_t store_newest[ROOMS];
+static const char *room_names[ALL_ROOMS] = {"general", "lobby", "dm:alice:bob"};
+static char store[ALL_ROOMS][MAX_EVENTS][32];
+static uint64_t store_newest[ALL_ROOMS];
 
 static int room_index(const char *room)
 {
-    for (int i = 0; i < ROOMS; i++)
+    for (int i = 0; i < ALL_ROOMS; i++)
         if (strcmp(room, room_names[i]) == 0)
             return i;
     fail_msg("unknown room %s", room);
@@ -153,10 +155,11 @@ struct node {
     struct broker *b;
     bool up;
     int ups, downs;
-    uint64_t delivered[ROOMS][MAX_EVENTS]; /* seqs, in delivery order */
-    size_t n_delivered[ROOMS];
-    size_t remote[ROOMS]; /* how many came as another node's bytes */
-    size_t fills[ROOMS];
+    uint64_t delivered[ALL_ROOMS][MAX_EVENTS]; /* seqs, in delivery order */
+    size_t n_delivered[ALL_ROOMS];
+    size_t remote[ALL_ROOMS]; /* how many came as another node's bytes */
+    size_t fills[ALL_ROOMS];
+    int dm_follows; /* dm_follow calls */
     size_t live_objs;
     char last_user_event[64];
     int user_events;
@@ -308,6 +311,14 @@ static void cb_room_member(void *ctx, const char *room, const char *node, const 
             n->member[i] = in;
 }
 
+/* As the hub does: a dm room heard of for a user here is followed from that event on. */
+static void cb_dm_follow(void *ctx, const char *room, uint64_t seq)
+{
+    struct node *n = ctx;
+    n->dm_follows++;
+    broker_follow(n->b, room, seq - 1);
+}
+
 static void cb_claimed(void *arg, bool ok)
 {
     struct node *n = arg;
@@ -328,8 +339,8 @@ static void node_start(struct node *n, const char *name, uint64_t lease_ms)
     snprintf(cfg.node, sizeof cfg.node, "%s", name);
     struct broker_settings s = {
         .lease_ms = lease_ms, .hold_ms = 50, .max_held = 64, .reconnect_max = 200};
-    struct broker_user u = {n,           cb_room_event, cb_release, cb_fill,       cb_user_event,
-                            cb_presence, cb_state,      cb_room_member};
+    struct broker_user u = {n,           cb_room_event, cb_release,     cb_fill,     cb_user_event,
+                            cb_presence, cb_state,      cb_room_member, cb_dm_follow};
     n->b = broker_redis_new(loop, &cfg, &s, &u);
     assert_non_null(n->b);
 }
@@ -454,12 +465,18 @@ static void reset_store(void)
     memset(store_newest, 0, sizeof store_newest);
 }
 
+/* A user with a connection on B from the start (NULL: none): its channel is subscribed before
+ * the rooms, so it is confirmed once the rooms' follows are. */
+static const char *user_on_b;
+
 static void start_pair(uint64_t lease_ms)
 {
     reset_store();
     node_start(A, "A", lease_ms);
     node_start(B, "B", lease_ms);
     run_until(both_up, "both brokers up");
+    if (user_on_b)
+        broker_user_here(B->b, user_on_b, true);
     for (int r = 0; r < ROOMS; r++) {
         broker_follow(A->b, room_names[r], 0);
         broker_follow(B->b, room_names[r], 0);
@@ -678,6 +695,54 @@ static void a_node_cut_off_tells_what_it_stored_meanwhile(void **state)
     node_stop(B);
 }
 
+static bool b_has_dms(void)
+{
+    return B->n_delivered[DM] == store_newest[DM];
+}
+static bool a_has_general(void)
+{
+    return A->n_delivered[0] == store_newest[0];
+}
+
+static void a_dm_reaches_the_nodes_of_its_users_in_order(void **state)
+{
+    (void)state;
+    user_on_b = "bob";
+    start_pair(10000);
+    user_on_b = NULL;
+    /* A stores alice's dms (the hub follows the room it stores in); B, where only bob is, does
+     * not follow the room: its first event heard on bob's channel asks B to follow it. */
+    broker_follow(A->b, room_names[DM], 0);
+    for (int i = 0; i < 3; i++)
+        commit_and_publish(A, DM);
+    run_until(b_has_dms, "alice's dms on B");
+    assert_int_equal(B->dm_follows, 1);
+    assert_int_equal(B->remote[DM], 3);
+    assert_in_order(B, DM);
+
+    /* One lost on its way (stored, never published): B holds the next and fills the gap from
+     * the store, as in any followed room. */
+    size_t fills = B->fills[DM];
+    uint64_t seq = ++store_newest[DM];
+    snprintf(store[DM][seq], sizeof store[DM][seq], "dm#lost#%llu", (unsigned long long)seq);
+    commit_and_publish(A, DM);
+    run_until(b_has_dms, "the dm after the lost one, and the lost one, on B");
+    assert_in_order(B, DM);
+    assert_true(B->fills[DM] > fills);
+    assert_int_equal(B->dm_follows, 1);
+
+    /* A node where neither user is hears nothing of the dm room through Redis: B's dm, then an
+     * event of general, which reaches A after it (one publisher, one order). */
+    size_t a_remote = A->remote[DM];
+    commit_and_publish(B, DM);
+    commit_and_publish(B, 0);
+    run_until(a_has_general, "B's event of general on A");
+    assert_int_equal(A->remote[DM], a_remote);
+    assert_int_equal(A->dm_follows, 0);
+    node_stop(A);
+    node_stop(B);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -689,6 +754,7 @@ int main(void)
         cmocka_unit_test(room_members_cross_and_go_with_a_dead_node),
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
         cmocka_unit_test(a_node_cut_off_tells_what_it_stored_meanwhile),
+        cmocka_unit_test(a_dm_reaches_the_nodes_of_its_users_in_order),
     };
     int failed = cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
     redis_stop();
