@@ -1,8 +1,9 @@
 // nodes: what a node costs when several share one PostgreSQL and one Redis (issue 11's goals),
 // beside one node on SQLite with the same load per node, measured in the same run.
 //   node bench/nodes.mjs [--clients N] [--room-size M] [--rate R] [--warmup S] [--duration S] [--rounds K]
+//                        [--only sqlite1|pg1|pg3]
 //   (defaults: 60 clients per node, rooms of 12, 1 message per second per client, 3 s of warm-up,
-//   20 s measured, 2 rounds)
+//   20 s measured, 2 rounds; --only runs one configuration, e.g. to profile its nodes meanwhile)
 // Three configurations, each on fresh nodes, interleaved over the rounds (A B C, then C B A, ...):
 //   sqlite1  one node on its embedded SQLite;
 //   pg1      one node on PostgreSQL + Redis (the engines' cost, without other nodes);
@@ -91,6 +92,18 @@ function cpuMs(pid) {
   } catch {
     return 0; // a PostgreSQL backend that ended meanwhile
   }
+}
+
+// Context switches of all a process's threads (voluntary + forced): each is a sleep and a wake-up,
+// which is most of what a message costs at this load.
+function switches(pid) {
+  let n = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      for (const m of readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8').matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+    } catch {}
+  }
+  return n;
 }
 
 // The PostgreSQL server's processes: the postmaster and its children.
@@ -199,6 +212,7 @@ async function run(name, kind, nodeCount, opts, pg) {
   const snap = () => ({
     at: now(),
     nodes: pids.map(cpuMs),
+    switches: pids.map(switches),
     engines: engines.reduce((a, p) => a + cpuMs(p), 0),
     self: process.cpuUsage(),
     machine: machineTicks(),
@@ -233,12 +247,14 @@ async function run(name, kind, nodeCount, opts, pg) {
   same.sort((a, b) => a - b);
   const cpu = pids.map((_, k) => after.nodes[k] - before.nodes[k]);
   const perDelivery = cpu.map((c, k) => (c * 1000) / deliveries[k]); // µs per delivery
+  const switchesPer = pids.map((_, k) => (after.switches[k] - before.switches[k]) / deliveries[k]);
   const selfMs = (after.self.user + after.self.system - before.self.user - before.self.system) / 1000;
   const busy = (after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total);
   const result = {
     name,
     usPerDelivery: perDelivery.reduce((a, b) => a + b, 0) / nodeCount,
     usPerDeliveryMax: Math.max(...perDelivery),
+    switchesPerDelivery: switchesPer.reduce((a, b) => a + b, 0) / nodeCount,
     p50: percentile(nodeCount > 1 ? cross : same, 50),
     p99: percentile(nodeCount > 1 ? cross : same, 99),
     sameP50: percentile(same, 50),
@@ -250,7 +266,8 @@ async function run(name, kind, nodeCount, opts, pg) {
     `${name.padEnd(8)} ${nodeCount} node(s) x ${clients} clients, rooms of ${roomSize}, ${rate}/s each: ` +
       `${sent} sent, ${received} of ${sent * roomSize} deliveries arrived${lost ? ` (${lost} missing)` : ''}\n` +
       `         window ${seconds.toFixed(1)} s: deliveries per node ${deliveries.map((d) => (d / seconds).toFixed(0)).join(', ')} /s; ` +
-      `node CPU ${cpu.map((c) => `${c} ms`).join(', ')} = ${perDelivery.map((u) => u.toFixed(1)).join(', ')} µs per delivery\n` +
+      `node CPU ${cpu.map((c) => `${c} ms`).join(', ')} = ${perDelivery.map((u) => u.toFixed(1)).join(', ')} µs per delivery; ` +
+      `context switches per delivery ${switchesPer.map((c) => c.toFixed(2)).join(', ')}\n` +
       `         latency ${nodeCount > 1 ? 'cross-node' : ''} p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms` +
       (nodeCount > 1 ? `; same-node p50 ${result.sameP50.toFixed(2)} ms, p99 ${result.sameP99.toFixed(2)} ms` : '') + '\n' +
       `         machine: ${(busy * 100).toFixed(0)}% of ${os.cpus().length} cores busy; engines (PostgreSQL + Redis) ` +
@@ -261,13 +278,17 @@ async function run(name, kind, nodeCount, opts, pg) {
 }
 
 function parseArgs(argv) {
-  const opts = { clients: 60, roomSize: 12, rate: 1, warmup: 3, duration: 20, rounds: 2 };
+  const opts = { clients: 60, roomSize: 12, rate: 1, warmup: 3, duration: 20, rounds: 2, only: null };
   const flags = { '--clients': 'clients', '--room-size': 'roomSize', '--rate': 'rate', '--warmup': 'warmup', '--duration': 'duration', '--rounds': 'rounds' };
   for (let i = 0; i < argv.length; i += 2) {
+    if (argv[i] === '--only' && ['sqlite1', 'pg1', 'pg3'].includes(argv[i + 1])) {
+      opts.only = argv[i + 1];
+      continue;
+    }
     const key = flags[argv[i]];
     const v = Number(argv[i + 1]);
     if (!key || !(v > 0)) {
-      console.error('usage: node bench/nodes.mjs [--clients N] [--room-size M] [--rate R] [--warmup S] [--duration S] [--rounds K]');
+      console.error('usage: node bench/nodes.mjs [--clients N] [--room-size M] [--rate R] [--warmup S] [--duration S] [--rounds K] [--only sqlite1|pg1|pg3]');
       process.exit(2);
     }
     opts[key] = v;
@@ -290,7 +311,7 @@ if (!isMainThread) {
     ['sqlite1', 'sqlite', 1],
     ['pg1', 'pg', 1],
     ['pg3', 'pg', 3],
-  ];
+  ].filter(([name]) => !opts.only || name === opts.only);
   const rounds = [];
   for (let r = 0; r < opts.rounds; r++) {
     console.log(`-- round ${r + 1}`);
@@ -298,15 +319,17 @@ if (!isMainThread) {
     for (const [name, kind, n] of r % 2 ? [...configs].reverse() : configs) byName[name] = await run(name, kind, n, opts, pg);
     rounds.push(byName);
   }
+  if (opts.only) process.exit(0);
   const x = (a, b) => `${(a / b).toFixed(2)}x`;
   console.log(`\nnodes: ${opts.clients} clients per node, rooms of ${opts.roomSize}, ${opts.rate} message/s per client, ${opts.duration} s measured`);
-  console.log('round  CPU/delivery pg1/sqlite1  pg3/pg1  pg3/sqlite1 (goal <= 1.3x, worst node)   p99 pg3 cross-node/sqlite1 (goal < 2x)   p99 pg1/sqlite1   busy');
+  console.log('round  CPU/delivery pg1/sqlite1  pg3/pg1  pg3/sqlite1 (goal <= 1.3x, worst node)   p99 pg3 cross-node/sqlite1 (goal < 2x)   p99 pg1/sqlite1   switches/delivery sqlite1/pg1/pg3   busy');
   rounds.forEach((b, r) => {
     const [s, p1, p3] = [b.sqlite1, b.pg1, b.pg3];
     console.log(
       `${String(r + 1).padEnd(6)} ${x(p1.usPerDelivery, s.usPerDelivery).padStart(25)} ${x(p3.usPerDelivery, p1.usPerDelivery).padStart(8)} ` +
         `${x(p3.usPerDelivery, s.usPerDelivery).padStart(12)} (${x(p3.usPerDeliveryMax, s.usPerDelivery)})`.padEnd(42) +
-        `${x(p3.p99, s.p99).padStart(40)} ${x(p1.p99, s.p99).padStart(17)}   ${[s, p1, p3].map((c) => `${(c.busy * 100).toFixed(0)}%`).join('/')}`,
+        `${x(p3.p99, s.p99).padStart(40)} ${x(p1.p99, s.p99).padStart(17)}   ` +
+        `${[s, p1, p3].map((c) => c.switchesPerDelivery.toFixed(2)).join('/').padStart(33)}   ${[s, p1, p3].map((c) => `${(c.busy * 100).toFixed(0)}%`).join('/')}`,
     );
   });
   process.exit(0);
