@@ -322,13 +322,15 @@ if (!isMainThread) {
   if (opts.only) process.exit(0);
   const x = (a, b) => `${(a / b).toFixed(2)}x`;
   console.log(`\nnodes: ${opts.clients} clients per node, rooms of ${opts.roomSize}, ${opts.rate} message/s per client, ${opts.duration} s measured`);
-  console.log('round  CPU/delivery pg1/sqlite1  pg3/pg1  pg3/sqlite1 (goal <= 1.3x, worst node)   p99 pg3 cross-node/sqlite1 (goal < 2x)   p99 pg1/sqlite1   switches/delivery sqlite1/pg1/pg3   busy');
+  console.log('round  CPU/delivery pg1/sqlite1  pg3/pg1  pg3/sqlite1 (goal <= 1.3x, worst node)   p99 pg3 cross-node/sqlite1 (goal < 2x)   ' +
+    'p99 pg1/sqlite1   p50 pg3 cross-node/sqlite1   pg3 cross/same-node p50, p99   switches/delivery sqlite1/pg1/pg3   busy');
   rounds.forEach((b, r) => {
     const [s, p1, p3] = [b.sqlite1, b.pg1, b.pg3];
     console.log(
       `${String(r + 1).padEnd(6)} ${x(p1.usPerDelivery, s.usPerDelivery).padStart(25)} ${x(p3.usPerDelivery, p1.usPerDelivery).padStart(8)} ` +
         `${x(p3.usPerDelivery, s.usPerDelivery).padStart(12)} (${x(p3.usPerDeliveryMax, s.usPerDelivery)})`.padEnd(42) +
-        `${x(p3.p99, s.p99).padStart(40)} ${x(p1.p99, s.p99).padStart(17)}   ` +
+        `${x(p3.p99, s.p99).padStart(40)} ${x(p1.p99, s.p99).padStart(17)} ${x(p3.p50, s.p50).padStart(28)} ` +
+        `${`${x(p3.p50, p3.sameP50)}, ${x(p3.p99, p3.sameP99)}`.padStart(31)}   ` +
         `${[s, p1, p3].map((c) => c.switchesPerDelivery.toFixed(2)).join('/').padStart(33)}   ${[s, p1, p3].map((c) => `${(c.busy * 100).toFixed(0)}%`).join('/')}`,
     );
   });
