@@ -23,10 +23,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { joinedClient, openMany, root, startParley } from './lib.mjs';
+import { joinedClient, openMany, openRooms, root, startParley } from './lib.mjs';
 import { startRedis } from '../tests/tools/redis.mjs';
 
 const CLIENT_THREADS = 2;
+const running = new Set(); // what a run started, killed if the bench ends early (stop() for each)
 const now = () => performance.timeOrigin + performance.now(); // comparable across threads
 const percentile = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : NaN);
 
@@ -57,7 +58,7 @@ async function clientThread({ clients, rate }) {
   let sent = 0;
   parentPort.on('message', (m) => {
     if (m.go) {
-      // Client i sends at phase i / count of each period, so the thread's sends are evenly spread.
+      // Round robin over the thread's clients: each sends `rate` a second, the sends evenly spread.
       const t0 = now();
       timer = setInterval(() => {
         const due = Math.floor(((now() - t0) * rate * clients.length) / 1000);
@@ -148,17 +149,29 @@ function startPg() {
 // Starts the configuration's nodes; resolves with {nodes, engines: pids, stop()}.
 async function startConfig(kind, nodeCount, rooms, pg) {
   if (kind === 'sqlite') {
-    const node = await startParley({ rooms });
-    return { nodes: [node], engines: () => [], stop: () => stopNodes([node]) };
+    const node = await startParley();
+    running.add(node.proc.kill.bind(node.proc, 'SIGKILL'));
+    await openRooms(`ws://127.0.0.1:${node.port}/ws`, rooms);
+    return {
+      nodes: [node],
+      engines: () => [],
+      stop: async () => {
+        await stopNodes([node]);
+        running.clear();
+      },
+    };
   }
   const store = pg.database();
   const redis = await startRedis();
+  running.add(redis.stop);
   const redisPid = Number(/process_id:(\d+)/.exec(redis.cli('INFO', 'server'))[1]);
   const nodes = [];
   for (let k = 0; k < nodeCount; k++) {
     const args = ['--store', store, '--broker', redis.url, '--node', `node${k}`];
     // The first node makes the rooms before the others start (they load them at start).
-    nodes.push(await startParley({ args, rooms: k === 0 ? rooms : [], alsoLogged: ['msg=broker_up'] }));
+    nodes.push(await startParley({ args, alsoLogged: ['msg=broker_up'] }));
+    running.add(nodes[k].proc.kill.bind(nodes[k].proc, 'SIGKILL'));
+    if (k === 0) await openRooms(`ws://127.0.0.1:${nodes[0].port}/ws`, rooms);
   }
   return {
     nodes,
@@ -166,6 +179,7 @@ async function startConfig(kind, nodeCount, rooms, pg) {
     stop: async () => {
       await stopNodes(nodes);
       await redis.stop();
+      running.clear();
     },
   };
 }
@@ -235,12 +249,14 @@ async function run(name, kind, nodeCount, opts, pg) {
   const cross = [];
   const same = [];
   let sent = 0;
+  let acked = 0;
   let received = 0;
   for (const r of reports) {
     for (const [k, n] of Object.entries(r.perNode)) deliveries[k] += n;
     cross.push(...r.cross);
     same.push(...r.same);
     sent += r.sent;
+    acked += r.acks;
     received += r.received;
   }
   cross.sort((a, b) => a - b);
@@ -260,11 +276,12 @@ async function run(name, kind, nodeCount, opts, pg) {
     sameP50: percentile(same, 50),
     sameP99: percentile(same, 99),
     busy,
+    lost: sent * roomSize - received + (sent - acked),
   };
   const lost = sent * roomSize - received;
   console.log(
     `${name.padEnd(8)} ${nodeCount} node(s) x ${clients} clients, rooms of ${roomSize}, ${rate}/s each: ` +
-      `${sent} sent, ${received} of ${sent * roomSize} deliveries arrived${lost ? ` (${lost} missing)` : ''}\n` +
+      `${sent} sent, ${acked} acked, ${received} of ${sent * roomSize} deliveries arrived${lost ? ` (${lost} missing)` : ''}\n` +
       `         window ${seconds.toFixed(1)} s: deliveries per node ${deliveries.map((d) => (d / seconds).toFixed(0)).join(', ')} /s; ` +
       `node CPU ${cpu.map((c) => `${c} ms`).join(', ')} = ${perDelivery.map((u) => u.toFixed(1)).join(', ')} µs per delivery; ` +
       `context switches per delivery ${switchesPer.map((c) => c.toFixed(2)).join(', ')}\n` +
@@ -305,7 +322,10 @@ if (!isMainThread) {
 } else {
   const opts = parseArgs(process.argv.slice(2));
   const pg = startPg();
-  process.on('exit', () => pg.stop());
+  process.on('exit', () => {
+    for (const stop of running) stop();
+    pg.stop();
+  });
   process.on('SIGINT', () => process.exit(130));
   const configs = [
     ['sqlite1', 'sqlite', 1],
@@ -319,7 +339,9 @@ if (!isMainThread) {
     for (const [name, kind, n] of r % 2 ? [...configs].reverse() : configs) byName[name] = await run(name, kind, n, opts, pg);
     rounds.push(byName);
   }
-  if (opts.only) process.exit(0);
+  const failed = rounds.some((b) => Object.values(b).some((c) => c.lost));
+  if (failed) console.log('nodes: FAILED: some messages were not acked or not delivered to every member (above)');
+  if (opts.only) process.exit(failed ? 1 : 0);
   const x = (a, b) => `${(a / b).toFixed(2)}x`;
   console.log(`\nnodes: ${opts.clients} clients per node, rooms of ${opts.roomSize}, ${opts.rate} message/s per client, ${opts.duration} s measured`);
   console.log('round  CPU/delivery pg1/sqlite1  pg3/pg1  pg3/sqlite1 (goal <= 1.3x, worst node)   p99 pg3 cross-node/sqlite1 (goal < 2x)   ' +
@@ -334,5 +356,5 @@ if (!isMainThread) {
         `${[s, p1, p3].map((c) => c.switchesPerDelivery.toFixed(2)).join('/').padStart(33)}   ${[s, p1, p3].map((c) => `${(c.busy * 100).toFixed(0)}%`).join('/')}`,
     );
   });
-  process.exit(0);
+  process.exit(failed ? 1 : 0);
 }
