@@ -1,13 +1,15 @@
 // nodes: what a node costs when several share one PostgreSQL and one Redis (issue 11's goals),
 // beside one node on SQLite with the same load per node, measured in the same run.
 //   node bench/nodes.mjs [--clients N] [--room-size M] [--rate R] [--warmup S] [--duration S] [--rounds K]
-//                        [--only sqlite1|pg1|pg3]
+//                        [--only sqlite1|pg1|pg3|pg3local]
 //   (defaults: 60 clients per node, rooms of 12, 1 message per second per client, 3 s of warm-up,
 //   20 s measured, 2 rounds; --only runs one configuration, e.g. to profile its nodes meanwhile)
 // Three configurations, each on fresh nodes, interleaved over the rounds (A B C, then C B A, ...):
 //   sqlite1  one node on its embedded SQLite;
 //   pg1      one node on PostgreSQL + Redis (the engines' cost, without other nodes);
 //   pg3      three nodes on one PostgreSQL + one Redis.
+// and, only with --only pg3local, three nodes whose rooms each sit on one node (nothing crosses
+// nodes but leases and presence): what being one of several nodes costs apart from the spread.
 // Every node has the same load L: N WebSocket guests, in rooms of M members, each sending R
 // messages a second (evenly spread). On one node a room's M members are all there; with three
 // nodes each room has M/3 members on every node, so 2/3 of what a node delivers was stored by
@@ -195,16 +197,17 @@ async function stopNodes(nodes) {
 
 // Runs one configuration: nodeCount nodes, each with `clients` clients in rooms of roomSize spread
 // over all nodes. Resolves with its figures.
-async function run(name, kind, nodeCount, opts, pg) {
+// spread: each room's members on every node (else each room on one node).
+async function run(name, kind, nodeCount, opts, pg, spread = true) {
   const { clients, roomSize, rate, warmup, duration } = opts;
-  const perNodeInRoom = roomSize / nodeCount;
-  const roomCount = clients / perNodeInRoom;
-  const rooms = Array.from({ length: roomCount }, (_, i) => `bench${i}`);
+  const perNodeInRoom = spread ? roomSize / nodeCount : roomSize;
+  const roomsPerNode = clients / perNodeInRoom;
+  const rooms = Array.from({ length: spread ? roomsPerNode : roomsPerNode * nodeCount }, (_, i) => `bench${i}`);
   const config = await startConfig(kind, nodeCount, rooms, pg);
   const everyone = [];
   for (let k = 0; k < nodeCount; k++) {
     const url = `ws://127.0.0.1:${config.nodes[k].port}/ws`;
-    for (let j = 0; j < clients; j++) everyone.push({ url, node: k, name: `n${k}c${j}`, room: rooms[Math.floor(j / perNodeInRoom)] });
+    for (let j = 0; j < clients; j++) everyone.push({ url, node: k, name: `n${k}c${j}`, room: rooms[(spread ? 0 : k * roomsPerNode) + Math.floor(j / perNodeInRoom)] });
   }
   const threads = [];
   for (let t = 0; t < CLIENT_THREADS; t++) {
@@ -271,8 +274,8 @@ async function run(name, kind, nodeCount, opts, pg) {
     usPerDelivery: perDelivery.reduce((a, b) => a + b, 0) / nodeCount,
     usPerDeliveryMax: Math.max(...perDelivery),
     switchesPerDelivery: switchesPer.reduce((a, b) => a + b, 0) / nodeCount,
-    p50: percentile(nodeCount > 1 ? cross : same, 50),
-    p99: percentile(nodeCount > 1 ? cross : same, 99),
+    p50: percentile(cross.length ? cross : same, 50),
+    p99: percentile(cross.length ? cross : same, 99),
     sameP50: percentile(same, 50),
     sameP99: percentile(same, 99),
     busy,
@@ -285,8 +288,8 @@ async function run(name, kind, nodeCount, opts, pg) {
       `         window ${seconds.toFixed(1)} s: deliveries per node ${deliveries.map((d) => (d / seconds).toFixed(0)).join(', ')} /s; ` +
       `node CPU ${cpu.map((c) => `${c} ms`).join(', ')} = ${perDelivery.map((u) => u.toFixed(1)).join(', ')} µs per delivery; ` +
       `context switches per delivery ${switchesPer.map((c) => c.toFixed(2)).join(', ')}\n` +
-      `         latency ${nodeCount > 1 ? 'cross-node' : ''} p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms` +
-      (nodeCount > 1 ? `; same-node p50 ${result.sameP50.toFixed(2)} ms, p99 ${result.sameP99.toFixed(2)} ms` : '') + '\n' +
+      `         latency ${cross.length ? 'cross-node ' : ''}p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms` +
+      (cross.length ? `; same-node p50 ${result.sameP50.toFixed(2)} ms, p99 ${result.sameP99.toFixed(2)} ms` : '') + '\n' +
       `         machine: ${(busy * 100).toFixed(0)}% of ${os.cpus().length} cores busy; engines (PostgreSQL + Redis) ` +
       `${((after.engines - before.engines) / seconds / 10).toFixed(1)}% of a core, clients ${(selfMs / seconds / 10).toFixed(1)}%, ` +
       `nodes ${(cpu.reduce((a, b) => a + b, 0) / seconds / 10).toFixed(1)}%; loadavg ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
@@ -298,14 +301,14 @@ function parseArgs(argv) {
   const opts = { clients: 60, roomSize: 12, rate: 1, warmup: 3, duration: 20, rounds: 2, only: null };
   const flags = { '--clients': 'clients', '--room-size': 'roomSize', '--rate': 'rate', '--warmup': 'warmup', '--duration': 'duration', '--rounds': 'rounds' };
   for (let i = 0; i < argv.length; i += 2) {
-    if (argv[i] === '--only' && ['sqlite1', 'pg1', 'pg3'].includes(argv[i + 1])) {
+    if (argv[i] === '--only' && ['sqlite1', 'pg1', 'pg3', 'pg3local'].includes(argv[i + 1])) {
       opts.only = argv[i + 1];
       continue;
     }
     const key = flags[argv[i]];
     const v = Number(argv[i + 1]);
     if (!key || !(v > 0)) {
-      console.error('usage: node bench/nodes.mjs [--clients N] [--room-size M] [--rate R] [--warmup S] [--duration S] [--rounds K] [--only sqlite1|pg1|pg3]');
+      console.error('usage: node bench/nodes.mjs [--clients N] [--room-size M] [--rate R] [--warmup S] [--duration S] [--rounds K] [--only sqlite1|pg1|pg3|pg3local]');
       process.exit(2);
     }
     opts[key] = v;
@@ -331,12 +334,13 @@ if (!isMainThread) {
     ['sqlite1', 'sqlite', 1],
     ['pg1', 'pg', 1],
     ['pg3', 'pg', 3],
-  ].filter(([name]) => !opts.only || name === opts.only);
+    ['pg3local', 'pg', 3, false],
+  ].filter(([name]) => (opts.only ? name === opts.only : name !== 'pg3local'));
   const rounds = [];
   for (let r = 0; r < opts.rounds; r++) {
     console.log(`-- round ${r + 1}`);
     const byName = {};
-    for (const [name, kind, n] of r % 2 ? [...configs].reverse() : configs) byName[name] = await run(name, kind, n, opts, pg);
+    for (const [name, kind, n, spread] of r % 2 ? [...configs].reverse() : configs) byName[name] = await run(name, kind, n, opts, pg, spread);
     rounds.push(byName);
   }
   const failed = rounds.some((b) => Object.values(b).some((c) => c.lost));
