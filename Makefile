@@ -90,6 +90,7 @@ bench:
 	node bench/loadgen.mjs storm -n 5000 --rooms 250 --send-rate 500 --duration 5
 	node bench/hotpath.mjs --pairs 2 -n 5000 --messages 1000 --inflight 4
 	node bench/upgrade.mjs 1000 250
+	node bench/nodes.mjs
 
 clean:
 	rm -rf build
