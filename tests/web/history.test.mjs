@@ -1,5 +1,6 @@
 // Scroll-back: a room with more history than one page; scrolling up loads older messages until
-// the beginning, each shown once. On a phone-sized screen in the dark theme.
+// the beginning, each shown once, and the line of a topic set among them stays in its place. On a
+// phone-sized screen in the dark theme.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startChatServer } from '../chat/lib/server.mjs';
@@ -7,6 +8,7 @@ import { seedClient } from './lib/seed.mjs';
 import { launch, person, screenshot, signIn, texts, until, waitMessage } from './lib/browser.mjs';
 
 const TOTAL = 130;
+const TOPIC_AFTER = 39; // in the page's first replay, with older pages loaded in front of it
 let server;
 let browser;
 
@@ -15,7 +17,10 @@ before(async () => {
   browser = await launch();
   const seed = await seedClient(server, 'archivist');
   await seed.request({ type: 'join', room: 'archive' });
-  for (let i = 1; i <= TOTAL; i++) await seed.send('archive', `archived line ${i}`);
+  for (let i = 1; i <= TOTAL; i++) {
+    await seed.send('archive', `archived line ${i}`);
+    if (i === TOPIC_AFTER) await seed.request({ type: 'topic', room: 'archive', text: 'the archive' });
+  }
   seed.close();
 });
 
@@ -45,6 +50,9 @@ test('older history loads on scroll, on a phone-sized screen', async () => {
   const all = await texts(page);
   assert.equal(all.length, TOTAL);
   assert.deepEqual(all, Array.from({ length: TOTAL }, (_, i) => `archived line ${i + 1}`));
+  const lines = await page.locator('#messages .msg-text, #messages .sys-text').allTextContents();
+  assert.equal(lines.length, TOTAL + 1);
+  assert.equal(lines[TOPIC_AFTER], 'archivist set the topic: the archive');
   await screenshot(page, 'phone-dark');
   assert.deepEqual(p.errors, []);
 });

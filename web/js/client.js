@@ -18,6 +18,11 @@ const RETRY_SOON_MS = 1500;
 export const MEMBERS_PAGE = 100; // names per `who` page in a large room (as many as `joined` lists)
 const ROOMS_PAGE = 200; // rooms per `rooms` page (the server's most)
 const STATE_RANK = { online: 0, away: 1, offline: 2 };
+// Topic and moderation events: each is a line of the conversation, among its messages.
+const LINE_EVENTS = new Set(['topic', 'role', 'kick', 'ban', 'unban', 'mute', 'unmute']);
+// A room joined with nothing of it loaded replays this many seqs before what it has seen: `history`
+// holds only messages, so the event lines of the latest page come from the replay.
+const REPLAY_BACK = 2 * HISTORY_PAGE;
 
 // Byte order of lower-cased names: the order of the server's member pages (names are ASCII).
 export function memberOrder(a, b) {
@@ -69,7 +74,7 @@ export function applyEvent(m, ev, me) {
       r.count += 1;
       r.users = [...users(r), ev.from];
       if (me && ev.from.toLowerCase() === me.toLowerCase()) r.me = true;
-    } else if (ev.on === false && r) {
+    } else if (ev.on === false && r && (held || r.count > users(r).length)) {
       r.count = Math.max(0, r.count - 1);
       r.users = users(r).filter((u) => u.toLowerCase() !== ev.from.toLowerCase());
       if (me && ev.from.toLowerCase() === me.toLowerCase()) r.me = false;
@@ -112,9 +117,11 @@ export class Conversation {
     this.mentions = 0;
     this.read = null; // the server's read marker (registered users)
     this.counted = 0; // seqs up to this are in the server's counts
+    this.gapAfter = null; // a replay's first seq above this one is messages lost to retention
     this.marker = null; // where the "new messages" line goes
     this.topic = '';
     this.role = 'member'; // this user's: member, op, owner, admin
+    this.stateSeq = 0; // topic, roles and mute are as the last `joined` said at this seq
     this.owner = ''; // the room's owner, lower-cased ('' for none)
     this.typing = new Map(); // name -> timer
     this.missing = false; // a direct message to a name the server does not know: never kept
@@ -329,7 +336,7 @@ export class ChatClient extends EventTarget {
   // Counts again from the marker: what is loaded after it.
   #readTo(conv, seq) {
     conv.read = Math.max(conv.read ?? 0, seq);
-    const others = conv.messages.filter((m) => m.seq > conv.read && !m.deleted && m.from.toLowerCase() !== this.me.name.toLowerCase());
+    const others = conv.messages.filter((m) => m.seq > conv.read && !m.event && !m.deleted && m.from.toLowerCase() !== this.me.name.toLowerCase());
     if (seq >= conv.latest || !conv.hasMore || conv.messages[0]?.seq <= seq) {
       conv.unread = others.length;
       conv.mentions = others.filter((m) => mentions(m, this.me.name)).length;
@@ -743,11 +750,22 @@ export class ChatClient extends EventTarget {
     if (active && active.dm && !active.messages.length) this.loadOlder(active).catch(() => {});
   }
 
-  // Joins a room, with `since` when a seq was seen before (the replay follows as messages).
+  // Joins a room, with `since` when a seq was seen before (the replay follows as messages), or
+  // a little before it when nothing of the room is loaded (a reload, a first visit).
   async #join(conv) {
     const msg = { type: 'join', room: conv.id };
-    if (conv.seq !== null) msg.since = conv.seq;
+    const seen = conv.seq;
+    const top = conv.messages.length ? 0 : seen ?? Math.max(conv.latest, this.publicRooms.find((r) => r.name === conv.id)?.seq ?? 0);
+    if (top) msg.since = Math.max(0, top - REPLAY_BACK);
+    else if (seen !== null) msg.since = seen;
     const reply = await this.conn.request(msg);
+    if (seen === null && !top && reply.seq > 0 && !conv.messages.length) {
+      conv.seq = reply.seq; // the room's seq was not known: joined again, from a little before it
+      return this.#join(conv);
+    }
+    // What the page had seen before is not news, however it comes back.
+    if (top) conv.counted = Math.max(conv.counted, seen ?? reply.seq);
+    conv.stateSeq = reply.seq;
     conv.joined = true;
     const before = conv.members;
     this.#setMembers(conv, reply.members, reply.away, reply.status_text);
@@ -768,9 +786,10 @@ export class ChatClient extends EventTarget {
     if (typeof reply.read === 'number') conv.read = Math.max(conv.read ?? 0, reply.read);
     if (conv.seq === null) conv.seq = reply.seq;
     if (this.active === conv.id) this.markRead(conv);
-    if (reply.truncated) {
-      this.emit('notice', { conv, code: 'truncated' });
-    }
+    // Replayed from further back than seen, retention may have taken only what was seen: the
+    // replay's first seq tells.
+    if (reply.truncated && !top) this.emit('notice', { conv, code: 'truncated' });
+    else if (reply.truncated && seen !== null && reply.seq > seen) conv.gapAfter = seen;
     this.emit('members', { conv });
     this.#save();
     if (conv.messages.length < HISTORY_PAGE && conv.hasMore) {
@@ -837,22 +856,27 @@ export class ChatClient extends EventTarget {
         // Timeline events (protocol 1.1): they take a seq like messages, and may change one.
         const conv = this.conv(msg.room);
         this.#advance(conv, msg);
-        if (msg.type === 'topic') conv.topic = msg.text;
-        if (msg.type === 'role' && msg.role === 'owner') {
-          // A new owner: the one before becomes an op (protocol 1.1 rule 62), with no event of its own.
-          if (conv.role === 'owner' && conv.owner === this.me?.name.toLowerCase()) conv.role = 'op';
-          conv.owner = msg.user.toLowerCase();
-        }
-        if (msg.user?.toLowerCase() === this.me?.name.toLowerCase()) {
-          if (msg.type === 'role') conv.role = msg.role;
-          if (msg.type === 'mute') conv.muted = msg.duration ? msg.ts + msg.duration * 1000 : 0;
-          if (msg.type === 'unmute') conv.muted = null;
+        // A replayed event is older than what `joined` said of the room.
+        if (msg.seq > conv.stateSeq) {
+          if (msg.type === 'topic') conv.topic = msg.text;
+          if (msg.type === 'role' && msg.role === 'owner') {
+            // A new owner: the one before becomes an op (protocol 1.1 rule 62), with no event of its own.
+            if (conv.role === 'owner' && conv.owner === this.me?.name.toLowerCase()) conv.role = 'op';
+            conv.owner = msg.user.toLowerCase();
+          }
+          if (msg.user?.toLowerCase() === this.me?.name.toLowerCase()) {
+            if (msg.type === 'role') conv.role = msg.role;
+            if (msg.type === 'mute') conv.muted = msg.duration ? msg.ts + msg.duration * 1000 : 0;
+            if (msg.type === 'unmute') conv.muted = null;
+          }
         }
         this.emit('topic', { conv });
         const m = conv.bySeq.get(msg.target);
         if (m) {
           applyEvent(m, msg, this.me?.name);
           this.emit('messages', { conv, changed: m });
+        } else if (LINE_EVENTS.has(msg.type) && this.#insert(conv, msg)) {
+          this.emit('messages', { conv }); // a line of its own in the conversation
         }
         this.#save();
         break;
@@ -940,6 +964,10 @@ export class ChatClient extends EventTarget {
 
   // A live event's seq: the resume point moves on (a dm gap is fetched, registered users only).
   #advance(conv, msg) {
+    if (conv.gapAfter !== null) {
+      if (msg.seq > conv.gapAfter + 1) this.emit('notice', { conv, code: 'truncated' });
+      conv.gapAfter = null;
+    }
     if (conv.dm && conv.seq !== null && msg.seq > conv.seq + 1 && !this.me.guest) {
       conv.latest = Math.max(conv.latest, msg.seq - 1);
       this.#catchUpDm(conv); // a gap: fetch what is missing
@@ -949,14 +977,14 @@ export class ChatClient extends EventTarget {
     conv.latest = Math.max(conv.latest, msg.seq);
   }
 
-  // Puts a message in seq order; a seq already there is not added twice.
+  // Puts a message (or an event line) in seq order; a seq already there is not added twice.
   #insert(conv, msg) {
     const have = conv.bySeq.get(msg.seq);
     if (have) {
       if (have.local && !msg.local) Object.assign(have, msg, { local: false });
       return false;
     }
-    const m = {
+    const m = LINE_EVENTS.has(msg.type) ? { ...msg, event: msg.type } : {
       seq: msg.seq, ts: msg.ts, from: msg.from, text: msg.text ?? '', cid: msg.cid, local: !!msg.local,
       deleted: msg.deleted === true, edited: msg.edited, reply_to: msg.reply_to, mentions: msg.mentions,
       reactions: Array.isArray(msg.reactions) ? msg.reactions : [],

@@ -1,5 +1,6 @@
-// Renders a conversation's messages: grouped by sender, with local times and day dividers,
-// pending sends after them. Text goes in as text nodes only.
+// Renders a conversation's messages: grouped by sender, with local times and day dividers, a
+// quiet line for each topic and moderation event among them, pending sends after them. Text goes
+// in as text nodes only.
 
 import { h } from './dom.js';
 import { day, fullTime, time } from './words.js';
@@ -12,8 +13,9 @@ const STATES = {
   queued: 'Not sent yet: waiting for the message before it',
 };
 
+// An event line between two messages ends the group.
 function sameGroup(prev, m) {
-  return prev && prev.from === m.from && m.ts - prev.ts < GROUP_GAP_MS && day(prev.ts) === day(m.ts);
+  return prev && !prev.event && !m.event && prev.from === m.from && m.ts - prev.ts < GROUP_GAP_MS && day(prev.ts) === day(m.ts);
 }
 
 // A message whose text starts with "/me " is an action, shown as "* alice waves" (a client
@@ -109,6 +111,8 @@ function reactionsItem(m) {
     }, `${r.emoji} ${r.count}`))));
 }
 
+const timeItem = (ts) => h('time', { class: 'msg-time', datetime: new Date(ts).toISOString(), title: fullTime(ts) }, time(ts));
+
 // ctx: {me, conv} (the user's name, the conversation shown).
 function messageItem(m, ctx) {
   const { me, conv } = ctx;
@@ -118,11 +122,37 @@ function messageItem(m, ctx) {
   const named = m.from !== me && m.mentions?.some((n) => n.toLowerCase() === me?.toLowerCase());
   return h('li', { class: 'msg' + (m.from === me ? ' mine' : '') + (named ? ' mention' : ''), 'data-seq': m.seq, tabindex: -1 },
     h('span', { class: 'sr-only' }, `${m.from}: `),
-    h('time', { class: 'msg-time', datetime: new Date(m.ts).toISOString(), title: fullTime(m.ts) }, time(m.ts)),
+    timeItem(m.ts),
     m.reply_to && !m.deleted ? quoteItem(m, conv) : null,
     body,
     m.edited && !m.deleted ? h('span', { class: 'edited', title: fullTime(m.edited) }, '(edited)') : null,
     m.reactions?.length > 0 && !m.deleted ? reactionsItem(m) : null);
+}
+
+// A ban's or mute's length as said in a line: whole days or hours, else minutes rounded up.
+function lasting(s) {
+  const [n, unit] = s % 86400 ? s % 3600 ? [Math.ceil(s / 60), 'min'] : [s / 3600, 'h'] : [s / 86400, s > 86400 ? 'days' : 'day'];
+  return ` for ${n} ${unit}`;
+}
+
+// A topic or moderation event as a line of its own: "alice banned bob for 1 h (spam)". The topic
+// and a reason are the user's own text (either direction); names are ASCII.
+function eventItem(m) {
+  const own = (text) => h('span', { dir: 'auto' }, text);
+  const why = m.reason ? [' (', own(m.reason), ')'] : [];
+  const { from, user } = m;
+  const words = {
+    topic: m.text ? [`${from} set the topic: `, own(m.text)] : [`${from} cleared the topic`],
+    role: [`${from} made ${user} ${m.role === 'op' ? 'an op' : m.role === 'owner' ? 'the owner' : 'a member'}`],
+    kick: [`${from} removed ${user}`, ...why],
+    ban: [`${from} banned ${user}${m.duration ? lasting(m.duration) : ''}`, ...why],
+    unban: [`${from} unbanned ${user}`],
+    mute: [`${from} muted ${user}${m.duration ? lasting(m.duration) : ''}`],
+    unmute: [`${from} unmuted ${user}`],
+  }[m.event];
+  return h('li', { class: 'sys', 'data-seq': m.seq },
+    timeItem(m.ts),
+    h('span', { class: 'sys-text' }, words));
 }
 
 // Redraws one message where `ol` shows it (an edit, a delete or a reaction changed it), and the
@@ -152,7 +182,17 @@ function divider(ts) {
   return h('li', { class: 'day', role: 'separator' }, h('span', {}, day(ts)));
 }
 
-// The items (day dividers, groups) showing messages[from..to).
+// Whether the read marker's line goes before messages[i]: the first message after the marker
+// when the conversation was opened (event lines are no messages: they stay above it).
+function newLine(messages, i, conv) {
+  const mark = conv?.marker;
+  if (mark == null || messages[i].seq <= mark) return false;
+  let j = i - 1;
+  while (j >= 0 && messages[j].event && messages[j].seq > mark) j--;
+  return j >= 0 ? messages[j].seq <= mark : !conv.hasMore;
+}
+
+// The items (day dividers, groups, event lines) showing messages[from..to).
 function items(messages, from, to, ctx) {
   const out = [];
   let group = null;
@@ -160,10 +200,11 @@ function items(messages, from, to, ctx) {
     const m = messages[i];
     const prev = i > from ? messages[i - 1] : null;
     if (!prev || day(prev.ts) !== day(m.ts)) out.push(divider(m.ts));
-    // The read marker when the conversation was opened: what came after it is new.
-    const mark = ctx.conv?.marker;
-    const before = messages[i - 1];
-    const line = mark != null && m.seq > mark && (before ? before.seq <= mark : !ctx.conv.hasMore);
+    if (m.event) {
+      out.push(eventItem(m));
+      continue;
+    }
+    const line = newLine(messages, i, ctx.conv);
     if (line) out.push(h('li', { class: 'new-line', role: 'separator' }, 'New messages'));
     if (line || !sameGroup(prev, m)) {
       group = groupItem(m, ctx.me);
@@ -202,6 +243,10 @@ export function prepend(ol, messages, from, to, ctx) {
 // Appends `m` (newer than everything shown, whose last message is `prev`).
 export function append(ol, prev, m, ctx) {
   if (!prev || day(prev.ts) !== day(m.ts)) ol.append(divider(m.ts));
+  if (m.event) {
+    ol.append(eventItem(m));
+    return;
+  }
   let last = ol.lastElementChild;
   if (!sameGroup(prev, m) || !last || !last.classList.contains('group')) {
     const group = groupItem(m, ctx.me);

@@ -603,7 +603,7 @@ export class View {
       } else if (e.key === 'ArrowUp' && !this.text.value && this.active) {
         // As in other chats: the up arrow in an empty box edits your last message here.
         const me = c.me.name.toLowerCase();
-        const m = this.active.messages.findLast((x) => x.from.toLowerCase() === me && !x.deleted);
+        const m = this.active.messages.findLast((x) => x.from.toLowerCase() === me && !x.deleted && !x.event);
         if (m && this.list.querySelector(`li.msg[data-seq="${m.seq}"]`)) {
           e.preventDefault();
           this.actions.edit(m);
