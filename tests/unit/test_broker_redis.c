@@ -2,8 +2,9 @@
  * test_broker_redis: the Redis broker against a real redis-server (started here on a free port
  * in a temporary directory, persistence off, stopped at the end even on failure): room events
  * between two nodes in seq order, user events, presence, guests' names and counts across
- * nodes, a node's lease running out when it stops refreshing, and a Redis restart with the
- * reconnect and the catch-up from the store.
+ * nodes, a node's lease running out when it stops refreshing, a member message heard before a
+ * room's snapshot kept by it, and a Redis restart with the reconnect and the catch-up from the
+ * store.
  *
  * The test is the brokers' user (the hub's part): it keeps the "store", the events committed per
  * room, and answers fills from it.
@@ -669,8 +670,9 @@ static void a_snapshot_keeps_what_the_channel_said_before_its_answer(void **stat
     broker_unfollow(B->b, room);
     run_until(b_unsubscribed, "B's unsubscription");
 
-    /* bob comes on a node (as Redis publishes it after the snapshot's read) while B's snapshot is
-     * on its way: B hears it first, and the snapshot, which does not hold it, must not undo it. */
+    /* bob comes in on a node while B's snapshot is on its way, in a message whose pair the
+     * snapshot will not hold (as when Redis publishes it after the script read the sets): B hears
+     * it first, and the snapshot must not undo it. */
     published = false;
     before_sleep = publish_when_b_subscribed;
     snapshots_before = B->snapshots;
