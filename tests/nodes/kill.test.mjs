@@ -119,7 +119,7 @@ test('kill -9 of one node mid-load: its clients resume on the others with nothin
   const thirdAcked = new Promise((resolve) => (third = resolve));
   const onAck = () => ++acked === Math.floor((ws.length * PER_CLIENT) / 3) && third();
   const load = Promise.all(ws.map((w) => drive(t, w, survivors, onAck)));
-  await thirdAcked;
+  await Promise.race([thirdAcked, load]); // a failure of the load ends the wait too
   // Those losing their acks hear nothing more from the node (their connection is dead one way);
   // what they have in flight is stored and delivered to the others (awaited at a member of its
   // room on another node), its acks lost with the node.
@@ -145,7 +145,11 @@ test('kill -9 of one node mid-load: its clients resume on the others with nothin
   // Its users that do not come back go offline in each of their rooms on both other nodes, within
   // the lease (from the kill).
   const offline = [];
-  for (const user of [...gone.map((w) => ({ name: w.name, rooms: [...w.rooms.keys()] })), ...goneTelnet.map((tc) => ({ name: tc.name, rooms: ['general'] }))]) {
+  const away = [
+    ...gone.map((w) => ({ name: w.name, rooms: [...w.rooms.keys()] })),
+    ...goneTelnet.map((tc) => ({ name: tc.name, rooms: ['general'] })),
+  ];
+  for (const user of away) {
     for (const room of user.rooms) {
       const both = watchers(room);
       assert.equal(both.length, 2, `a watcher of ${room} on each surviving node`);
