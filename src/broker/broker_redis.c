@@ -59,11 +59,11 @@ struct rroom {
     bool waiting;    /* in the list of rooms with a fill due */
     struct rroom *wait_next, *wait_prev;
     struct room_order order;
-    uint32_t local;  /* members here, as last told */
-    uint64_t others; /* members on the other live nodes, as last read */
-    uint64_t snapshot;  /* the id of its newest member snapshot not answered yet, or 0 */
-    struct map *moved;  /* while one is: "<node> <user>" -> MOVED_IN or MOVED_OUT, the last member
-                           message of each pair heard since it was asked */
+    uint32_t local;    /* members here, as last told */
+    uint64_t others;   /* members on the other live nodes, as last read */
+    uint64_t snapshot; /* the id of its newest member snapshot not answered yet, or 0 */
+    struct map *moved; /* while one is: "<node> <user>" -> MOVED_IN or MOVED_OUT, the last member
+                          message of each pair heard since it was asked */
 };
 
 /* What a pair's last member message said, in rroom.moved. */
@@ -97,10 +97,10 @@ struct broker_redis {
     bool cmd_connected, sub_connected, registered, users_subscribed;
     bool up;
     bool tearing; /* freeing the contexts: their callbacks are ignored */
-    uint64_t snapshots_asked; /* room member snapshots asked, for their ids */
     bool closing; /* broker_free */
     bool lease_pending;
     uint64_t backoff_ms;
+    uint64_t snapshots_asked; /* room member snapshots asked, for their ids */
     struct timer reconnect_timer, lease_timer, order_timer, down_timer;
     char down_reason[128];
 
@@ -475,7 +475,7 @@ static void replay_moved(const struct broker_user *u, const char *room, const st
     const char *key;
     void *v;
     for (size_t i = 0; map_next(moved, &i, &key, &v);) {
-        char pair[sizeof ((struct broker_redis *)0)->id + BROKER_NAME_MAX + 1];
+        char pair[sizeof((struct broker_redis *)0)->id + BROKER_NAME_MAX + 1];
         const char *sp = strchr(key, ' ');
         if (v != which || !sp || strlen(key) >= sizeof pair)
             continue;
