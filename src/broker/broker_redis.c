@@ -59,9 +59,16 @@ struct rroom {
     bool waiting;    /* in the list of rooms with a fill due */
     struct rroom *wait_next, *wait_prev;
     struct room_order order;
-    uint32_t local;  /* members here, as last told */
-    uint64_t others; /* members on the other live nodes, as last read */
+    uint32_t local;    /* members here, as last told */
+    uint64_t others;   /* members on the other live nodes, as last read */
+    uint64_t snapshot; /* the id of its newest member snapshot not answered yet, or 0 */
+    struct map *moved; /* while one is: "<node> <user>" -> MOVED_IN or MOVED_OUT, the last member
+                          message of each pair heard since it was asked */
 };
+
+/* What a pair's last member message said, in rroom.moved. */
+#define MOVED_IN ((void *)1)
+#define MOVED_OUT ((void *)2)
 
 /* An event waiting in a room_order: the hub's object, or another node's bytes. */
 struct held {
@@ -93,6 +100,7 @@ struct broker_redis {
     bool closing; /* broker_free */
     bool lease_pending;
     uint64_t backoff_ms;
+    uint64_t snapshots_asked; /* room member snapshots asked, for their ids */
     struct timer reconnect_timer, lease_timer, order_timer, down_timer;
     char down_reason[128];
 
@@ -204,8 +212,18 @@ static struct held *held_new(void *obj, const void *data, size_t len)
     return h;
 }
 
+static void room_moved_free(struct rroom *rm)
+{
+    if (rm->moved) {
+        map_free(rm->moved);
+        free(rm->moved);
+        rm->moved = NULL;
+    }
+}
+
 static void room_free(struct rroom *rm)
 {
+    room_moved_free(rm);
     room_order_free(&rm->order);
     free(rm->name);
     free(rm);
@@ -351,6 +369,11 @@ static void on_member_message(struct broker_redis *r, struct rroom *rm, const ch
     node[id_len] = '\0';
     memcpy(user, sp + 3, user_len);
     user[user_len] = '\0';
+    if (rm->moved) { /* a snapshot is on its way: it may have been read before this */
+        char key[sizeof node + BROKER_NAME_MAX + 1];
+        snprintf(key, sizeof key, "%s %s", node, user);
+        map_put(rm->moved, key, sp[1] == '+' ? MOVED_IN : MOVED_OUT);
+    }
     if (r->base.user.room_member)
         r->base.user.room_member(r->base.user.ctx, rm->name, node, user, sp[1] == '+');
 }
@@ -437,34 +460,81 @@ static void on_dm_message(struct broker_redis *r, const char *p, size_t len)
 }
 
 static void maybe_up(struct broker_redis *r);
-static void send_room_snapshot(struct broker_redis *r, const char *room);
+/* A member snapshot asked: its id, and the room's name. */
+struct snapshot_ask {
+    uint64_t id;
+    char room[];
+};
+
+/* Tells the hub again, within a snapshot, the last member message of each pair heard since the
+ * snapshot was asked (those that came in first, then those that went, so no user's count drops
+ * to zero on the way). */
+static void replay_moved(const struct broker_user *u, const char *room, const struct map *moved,
+                         void *which)
+{
+    const char *key;
+    void *v;
+    for (size_t i = 0; map_next(moved, &i, &key, &v);) {
+        char pair[sizeof((struct broker_redis *)0)->id + BROKER_NAME_MAX + 1];
+        const char *sp = strchr(key, ' ');
+        if (v != which || !sp || strlen(key) >= sizeof pair)
+            continue;
+        memcpy(pair, key, strlen(key) + 1);
+        pair[sp - key] = '\0';
+        u->room_member(u->ctx, room, pair, pair + (sp - key) + 1, which == MOVED_IN);
+    }
+}
 
 static void on_room_snapshot(redisAsyncContext *ac, void *reply_p, void *priv)
 {
     struct broker_redis *r = ac ? ac->data : NULL;
-    char *room = priv;
+    struct snapshot_ask *ask = priv;
     redisReply *reply = reply_p;
-    if (r && !r->tearing && !r->closing && reply_ok(reply, "room_snapshot") &&
-        reply->type == REDIS_REPLY_ARRAY && map_get(&r->rooms, room) && r->base.user.room_member) {
+    struct rroom *rm = r && !r->tearing && !r->closing ? map_get(&r->rooms, ask->room) : NULL;
+    if (rm && reply_ok(reply, "room_snapshot") && reply->type == REDIS_REPLY_ARRAY &&
+        r->base.user.room_member) {
         const struct broker_user *u = &r->base.user;
-        u->room_member(u->ctx, room, NULL, NULL, false);
+        room_pin(rm);
+        u->room_member(u->ctx, ask->room, NULL, NULL, false);
         for (size_t i = 0; i + 1 < reply->elements; i += 2) {
             const redisReply *n = reply->element[i], *m = reply->element[i + 1];
             if (n->type == REDIS_REPLY_STRING && m->type == REDIS_REPLY_STRING && m->len > 0 &&
                 m->len <= BROKER_NAME_MAX && n->len < sizeof r->id)
-                u->room_member(u->ctx, room, n->str, m->str, true);
+                u->room_member(u->ctx, ask->room, n->str, m->str, true);
         }
-        u->room_member(u->ctx, room, NULL, NULL, true);
+        /* The channel's messages between the ask and this answer came in before it, though
+         * Redis may have published some after it read the sets: each pair is as the later of
+         * the two says. */
+        if (rm->moved) {
+            replay_moved(u, ask->room, rm->moved, MOVED_IN);
+            replay_moved(u, ask->room, rm->moved, MOVED_OUT);
+        }
+        u->room_member(u->ctx, ask->room, NULL, NULL, true);
+        room_unpin(rm);
+        rm = map_get(&r->rooms, ask->room); /* unfollowed meanwhile: gone */
     }
-    free(room);
+    if (rm && rm->snapshot == ask->id) { /* no newer one asked: nothing more to replay */
+        rm->snapshot = 0;
+        room_moved_free(rm);
+    }
+    free(ask);
 }
 
 /* The room's members on the other nodes, read once its channel is subscribed: what was there
- * before, and what came since arrives on the channel. */
-static void send_room_snapshot(struct broker_redis *r, const char *room)
+ * before; what came since arrives on the channel, and is kept (rm->moved) until the answer. */
+static void send_room_snapshot(struct broker_redis *r, struct rroom *rm)
 {
-    const char *extra[1] = {room};
-    eval(r, redis_lua_room_snapshot, on_room_snapshot, xstrdup(room), extra, NULL, 1);
+    size_t len = strlen(rm->name);
+    struct snapshot_ask *ask = xmalloc(sizeof *ask + len + 1);
+    ask->id = ++r->snapshots_asked;
+    memcpy(ask->room, rm->name, len + 1);
+    rm->snapshot = ask->id;
+    if (!rm->moved) {
+        rm->moved = xmalloc(sizeof *rm->moved);
+        map_init(rm->moved, true);
+    }
+    const char *extra[1] = {rm->name};
+    eval(r, redis_lua_room_snapshot, on_room_snapshot, ask, extra, NULL, 1);
 }
 
 static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
@@ -499,7 +569,7 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
             rm->subscribed = true;
             if (r->up)
                 room_lost(rm); /* catch up from the store from here on */
-            send_room_snapshot(r, rm->name);
+            send_room_snapshot(r, rm);
         }
     } else if (strcmp(kind, "unsubscribe") == 0) {
         if (rm) /* followed again meanwhile: its new subscription's confirmation catches up */
@@ -850,8 +920,12 @@ static void close_contexts(struct broker_redis *r)
     r->lease_pending = false;
     const char *key;
     void *v;
-    for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);)
-        ((struct rroom *)v)->subscribed = false;
+    for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);) {
+        struct rroom *rm = v;
+        rm->subscribed = false;
+        rm->snapshot = 0; /* a new subscription asks a new one */
+        room_moved_free(rm);
+    }
 }
 
 /* Runs outside hiredis's callbacks: tears the connections down, tells the hub, retries later. */

@@ -2,8 +2,9 @@
  * test_broker_redis: the Redis broker against a real redis-server (started here on a free port
  * in a temporary directory, persistence off, stopped at the end even on failure): room events
  * between two nodes in seq order, user events, presence, guests' names and counts across
- * nodes, a node's lease running out when it stops refreshing, and a Redis restart with the
- * reconnect and the catch-up from the store.
+ * nodes, a node's lease running out when it stops refreshing, a member message heard before a
+ * room's snapshot kept by it, and a Redis restart with the reconnect and the catch-up from the
+ * store.
  *
  * The test is the brokers' user (the hub's part): it keeps the "store", the events committed per
  * room, and answers fills from it.
@@ -175,9 +176,13 @@ static struct loop *loop;
 static bool (*wait_for)(void);
 static bool timed_out;
 
+static void (*before_sleep)(void); /* a test's step between two turns of the loop */
+
 static void hook(void *arg)
 {
     (void)arg;
+    if (before_sleep)
+        before_sleep();
     if (wait_for && wait_for())
         loop_stop(loop);
 }
@@ -622,6 +627,67 @@ static void room_members_cross_and_go_with_a_dead_node(void **state)
     node_stop(B);
 }
 
+/* A raw connection to the redis-server, for what no node would do. */
+static redisContext *raw;
+
+static long long subscribers(const char *chan)
+{
+    redisReply *rep = redisCommand(raw, "PUBSUB NUMSUB %s", chan);
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    long long n = rep->element[1]->integer;
+    freeReplyObject(rep);
+    return n;
+}
+
+#define GENERAL_CHANNEL "parley:0:r:general"
+static bool published;
+static bool b_unsubscribed(void)
+{
+    return subscribers(GENERAL_CHANNEL) == 1;
+}
+
+/* Once B's subscription is in Redis, and before B has asked its snapshot (B sends it only after
+ * the confirmation, and only at its next turn): a member message on the channel. */
+static void publish_when_b_subscribed(void)
+{
+    if (published || subscribers(GENERAL_CHANNEL) != 2)
+        return;
+    redisReply *rep = redisCommand(raw, "PUBLISH %s %s", GENERAL_CHANNEL, "m ghost + bob\n");
+    assert_non_null(rep);
+    freeReplyObject(rep);
+    published = true;
+}
+
+static void a_snapshot_keeps_what_the_channel_said_before_its_answer(void **state)
+{
+    (void)state;
+    start_pair(10000);
+    raw = redisConnect("127.0.0.1", redis_port);
+    assert_non_null(raw);
+    assert_int_equal(raw->err, 0);
+    const char *room = room_names[0];
+    broker_unfollow(B->b, room);
+    run_until(b_unsubscribed, "B's unsubscription");
+
+    /* bob comes in on a node while B's snapshot is on its way, in a message whose pair the
+     * snapshot will not hold (as when Redis publishes it after the script read the sets): B hears
+     * it first, and the snapshot must not undo it. */
+    published = false;
+    before_sleep = publish_when_b_subscribed;
+    snapshots_before = B->snapshots;
+    broker_follow(B->b, room, store_newest[0]);
+    run_until(b_snapshot_done, "B's snapshot of the room");
+    before_sleep = NULL;
+    assert_true(published);
+    assert_true(B->member[1]);
+    assert_false(B->member[0]);
+    redisFree(raw);
+    raw = NULL;
+    node_stop(A);
+    node_stop(B);
+}
+
 static void a_redis_restart_is_caught_up_from_the_store(void **state)
 {
     (void)state;
@@ -752,6 +818,7 @@ int main(void)
         cmocka_unit_test(room_events_cross_nodes_in_seq_order),
         cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
         cmocka_unit_test(room_members_cross_and_go_with_a_dead_node),
+        cmocka_unit_test(a_snapshot_keeps_what_the_channel_said_before_its_answer),
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
         cmocka_unit_test(a_node_cut_off_tells_what_it_stored_meanwhile),
         cmocka_unit_test(a_dm_reaches_the_nodes_of_its_users_in_order),
