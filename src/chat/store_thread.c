@@ -58,6 +58,7 @@ struct store_thread {
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
     int64_t batch_clock; /* during a batch: the database's clock (store.h, clock_ms), else 0 */
     uint64_t batch_no;   /* counts batches, from 1 (seq_room.synced_batch) */
+    enum metric_engine engine; /* the store's, for /metrics */
     /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
      * many batches failed since, not once per batch. */
     uint64_t failed_logged_ms;
@@ -852,8 +853,13 @@ static void commit_batch(struct service *s)
     if (rc == 0)
         rc = db->ops->commit(db);
     st->batch_clock = 0;
-    if (rc < 0) {
+    if (rc < 0)
         db->ops->rollback(db);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+                  (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+    metrics_engine_time(st->engine, ENGINE_OP_BATCH, us);
+    if (rc < 0) {
         metrics_add(METRIC_STORE_ERRORS, 1);
         uint64_t now = clock_ms();
         if (!st->failed_logged_ms || now - st->failed_logged_ms >= FAILED_LOG_EVERY_MS) {
@@ -880,9 +886,6 @@ static void commit_batch(struct service *s)
                          "the server could not store that; retry with the same cid");
         }
     } else {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
-                      (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
         metrics_commit(us, st->n_batch);
         for (size_t i = 0; i < st->n_batch; i++) {
             struct chat_op *op = st->batch[i];
@@ -1486,6 +1489,8 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
     struct store_thread *st = xcalloc(1, sizeof *st);
     st->db = db;
     st->cfg = cfg;
+    st->engine = cfg->store_url ? ENGINE_POSTGRES : ENGINE_SQLITE;
+    metrics_engine_use(st->engine);
     map_init(&st->rooms, true);
     st->batch = xcalloc(MAX_BATCH, sizeof *st->batch);
     st->last_ts = now_ms();

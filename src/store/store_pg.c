@@ -565,6 +565,7 @@ static int fail(struct pg_store *ps, const char *op, const PGresult *r)
     char quoted[512];
     log_error("msg=store_error backend=postgres op=%s state=%s error=%s", op,
               state ? state : "none", log_quote(quoted, sizeof quoted, msg, n));
+    metrics_engine_error(ENGINE_POSTGRES);
     if (bad) {
         ps->ready = false;
         metrics_set_store_problem("the PostgreSQL connection is lost");
