@@ -42,7 +42,7 @@ struct seq_room {
      * of counting N messages back at every send. */
     uint64_t cut;
     /* The batch whose transaction last read last_seq from a shared database (store.h,
-     * room_seq): read once per room and batch, since the room's lock holds until its end. */
+     * room_seqs): read once per room and batch, since the room's lock holds until its end. */
     uint64_t synced_batch;
 };
 

@@ -36,6 +36,13 @@
  * next begin or read (and the statements prepared again); meanwhile everything fails with -EBUSY,
  * which the caller answers server_busy.
  *
+ * Round trips. On one host a statement's cost is mostly its round trip, so a batch's work goes in
+ * as few as it can: the rooms' rows made and locked in two statements sent together
+ * (room_seqs), the cid and mute checks of every event read at once under those locks (prefetch,
+ * kept in memory for the batch and brought up to date by its own writes), and each insert's
+ * statements sent together in libpq's pipeline mode, read back at one sync point. The order of
+ * statements, the locks and the transaction are those of one statement after another.
+ *
  * Search. The words are folded by search_text.c, as for SQLite, and stored as a tsvector of those
  * very words with their positions (no PostgreSQL parser or dictionary touches them, so both
  * backends match the same tokens); a query's FTS5 expression (search_text.h) becomes a tsquery of
@@ -288,7 +295,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         " reply_to, mentions, detail, num, subject)"
         " VALUES($1, $2, $3, $4, " LC("$4::text") ", $5, $6, $7, COALESCE($8, " LC("$4::text") "),"
         " $9, $10, $11, $12, $13, $14)",
-    /* A row a batch made before locking it (room_seq: no owner, nothing stored yet) is the
+    /* A row a batch made before locking it (room_seqs: no owner, nothing stored yet) is the
      * room being created: it takes the owner. */
     [ST_ROOM_CREATE] = "INSERT INTO rooms(name, created_ms, last_seq, owner)"
                        " VALUES($1, $2, 0, $3) ON CONFLICT(name) DO UPDATE SET owner = $3"
