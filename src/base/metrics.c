@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 static atomic_uint_fast64_t counters[METRIC_COUNTERS];
@@ -87,6 +88,42 @@ void metrics_commit(uint64_t micros, size_t batch)
             atomic_fetch_add_explicit(&batch_buckets[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&batch_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&batch_sum, batch, memory_order_relaxed);
+}
+
+/* Engine latencies in seconds: a Redis command on the same host takes tens of microseconds, a
+ * batch of a thousand writes may take a second. */
+static const double engine_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                       0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
+#define N_ENGINE_BOUNDS (sizeof engine_bounds / sizeof engine_bounds[0])
+#define ENGINE_OPS 4
+
+struct engine_hist {
+    atomic_uint_fast64_t buckets[N_ENGINE_BOUNDS];
+    atomic_uint_fast64_t count, sum_us;
+};
+
+static atomic_bool engine_used[METRIC_ENGINES];
+static struct engine_hist engine_hist[METRIC_ENGINES][ENGINE_OPS];
+static atomic_uint_fast64_t engine_errors[METRIC_ENGINES];
+
+void metrics_engine_use(enum metric_engine e)
+{
+    atomic_store_explicit(&engine_used[e], true, memory_order_relaxed);
+}
+
+void metrics_engine_time(enum metric_engine e, enum metric_engine_op op, uint64_t micros)
+{
+    struct engine_hist *h = &engine_hist[e][op];
+    for (size_t i = 0; i < N_ENGINE_BOUNDS; i++)
+        if ((double)micros / 1e6 <= engine_bounds[i])
+            atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, micros, memory_order_relaxed);
+}
+
+void metrics_engine_error(enum metric_engine e)
+{
+    atomic_fetch_add_explicit(&engine_errors[e], 1, memory_order_relaxed);
 }
 
 void metrics_set(enum metric_gauge g, uint64_t value)
@@ -177,6 +214,44 @@ static void histogram(struct metrics_out *o, const char *name, const char *help,
                 sum, name, total);
 }
 
+/* parley_engine_seconds and parley_engine_errors_total, for the engines in use: a store's
+ * batches, Redis's publishes, lease refreshes and other commands. */
+static void engines(struct metrics_out *o)
+{
+    static const char *const engine_names[METRIC_ENGINES] = {"sqlite", "postgres", "redis"};
+    static const char *const op_names[ENGINE_OPS] = {"batch", "publish", "lease", "command"};
+    metrics_put(o, "# HELP parley_engine_seconds Time the engines took: a store batch (begin to "
+                   "commit or rollback), a Redis command (send to reply).\n"
+                   "# TYPE parley_engine_seconds histogram\n");
+    for (int e = 0; e < METRIC_ENGINES; e++) {
+        if (!atomic_load_explicit(&engine_used[e], memory_order_relaxed))
+            continue;
+        for (int op = 0; op < ENGINE_OPS; op++) {
+            if ((e == ENGINE_REDIS) != (op != ENGINE_OP_BATCH))
+                continue; /* stores have batches, Redis has commands */
+            struct engine_hist *h = &engine_hist[e][op];
+            char labels[64];
+            snprintf(labels, sizeof labels, "engine=\"%s\",op=\"%s\"", engine_names[e],
+                     op_names[op]);
+            for (size_t i = 0; i < N_ENGINE_BOUNDS; i++)
+                metrics_put(o, "parley_engine_seconds_bucket{%s,le=\"%g\"} %llu\n", labels,
+                            engine_bounds[i], (unsigned long long)get(&h->buckets[i]));
+            unsigned long long total = get(&h->count);
+            metrics_put(o,
+                        "parley_engine_seconds_bucket{%s,le=\"+Inf\"} %llu\n"
+                        "parley_engine_seconds_sum{%s} %.6f\nparley_engine_seconds_count{%s} %llu\n",
+                        labels, total, labels, (double)get(&h->sum_us) / 1e6, labels, total);
+        }
+    }
+    metrics_put(o, "# HELP parley_engine_errors_total Failures an engine answered (a statement, "
+                   "a command) and connections to it lost.\n"
+                   "# TYPE parley_engine_errors_total counter\n");
+    for (int e = 0; e < METRIC_ENGINES; e++)
+        if (atomic_load_explicit(&engine_used[e], memory_order_relaxed))
+            metrics_put(o, "parley_engine_errors_total{engine=\"%s\"} %llu\n", engine_names[e],
+                        (unsigned long long)get(&engine_errors[e]));
+}
+
 struct chunk *metrics_render(uint64_t uptime_s)
 {
     struct metrics_out o = {chunk_new(4096)};
@@ -204,6 +279,7 @@ struct chunk *metrics_render(uint64_t uptime_s)
         bounds[i] = batch_bounds[i];
     histogram(&o, "parley_store_batch_size", "Writes per committed batch.", bounds, batch_buckets,
               N_BATCH, &batch_count, (double)get(&batch_sum));
+    engines(&o);
     metrics_put(&o,
                 "# HELP parley_store_healthy 1 while the store takes writes, 0 once it cannot (see "
                 "/healthz).\n# TYPE parley_store_healthy gauge\nparley_store_healthy %d\n",

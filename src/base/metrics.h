@@ -56,6 +56,17 @@ uint64_t metrics_errors(int code);
 /* Observes one store commit: how long it took and how many writes it held. */
 void metrics_commit(uint64_t micros, size_t batch);
 
+/* The engines parley talks to, each with its latencies and errors in /metrics. */
+enum metric_engine { ENGINE_SQLITE, ENGINE_POSTGRES, ENGINE_REDIS, METRIC_ENGINES };
+/* What is timed: a store batch (begin to commit, or to rollback when it fails), and a Redis
+ * command from send to reply: a publish, a lease refresh, any other. */
+enum metric_engine_op { ENGINE_OP_BATCH, ENGINE_OP_PUBLISH, ENGINE_OP_LEASE, ENGINE_OP_COMMAND };
+/* Lists engine e's series in /metrics from now on (at zero until something is observed). */
+void metrics_engine_use(enum metric_engine e);
+void metrics_engine_time(enum metric_engine e, enum metric_engine_op op, uint64_t micros);
+/* Counts one failure the engine answered (a statement, a command) or a lost connection. */
+void metrics_engine_error(enum metric_engine e);
+
 /*
  * The store's health for /healthz: NULL while it is fine, else a short static text saying what is
  * wrong (e.g. that the database file was deleted). Set by the store thread, read anywhere.

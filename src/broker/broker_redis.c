@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -39,6 +40,7 @@
 #include "broker_impl.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "redis_loop.h"
 #include "redis_scripts.h"
 #include "room_order.h"
@@ -117,15 +119,57 @@ static void room_watch(struct rroom *rm);
 
 /* Commands. */
 
-/* Sends argv on the command connection; while it is down, cb gets no reply at once. */
-static void command(struct broker_redis *r, redisCallbackFn *cb, void *priv, int argc,
-                    const char **argv, const size_t *lens)
+static uint64_t mono_us(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A command on its way, timed for /metrics: the caller's callback and its argument. */
+struct timed {
+    struct broker_redis *r;
+    redisCallbackFn *cb;
+    void *priv;
+    uint64_t sent_us;
+    enum metric_engine_op op;
+};
+
+/* Every command's reply comes here first: its time and, if it failed, an error, go to /metrics
+ * (a reply the teardown of the connections answers is neither). */
+static void on_timed(redisAsyncContext *ac, void *reply_p, void *priv)
+{
+    struct timed *t = priv;
+    const redisReply *reply = reply_p;
+    if (reply)
+        metrics_engine_time(ENGINE_REDIS, t->op, mono_us() - t->sent_us);
+    if ((reply && reply->type == REDIS_REPLY_ERROR) ||
+        (!reply && !t->r->tearing && !t->r->closing))
+        metrics_engine_error(ENGINE_REDIS);
+    if (t->cb)
+        t->cb(ac, reply_p, t->priv);
+    free(t);
+}
+
+/* Sends argv on the command connection; while it is down, cb gets no reply at once. */
+static void command_as(struct broker_redis *r, enum metric_engine_op op, redisCallbackFn *cb,
+                       void *priv, int argc, const char **argv, const size_t *lens)
+{
+    struct timed *t = xmalloc(sizeof *t);
+    *t = (struct timed){.r = r, .cb = cb, .priv = priv, .sent_us = mono_us(), .op = op};
     /* hiredis queues commands sent while it connects. */
-    if (!r->cmd || redisAsyncCommandArgv(r->cmd, cb, priv, argc, argv, lens) != REDIS_OK) {
+    if (!r->cmd || redisAsyncCommandArgv(r->cmd, on_timed, t, argc, argv, lens) != REDIS_OK) {
+        free(t);
         if (cb)
             cb(NULL, NULL, priv); /* answered as by a lost connection */
     }
+}
+
+static void command(struct broker_redis *r, redisCallbackFn *cb, void *priv, int argc,
+                    const char **argv, const size_t *lens)
+{
+    bool publish = argc > 0 && strcmp(argv[0], "PUBLISH") == 0;
+    command_as(r, publish ? ENGINE_OP_PUBLISH : ENGINE_OP_COMMAND, cb, priv, argc, argv, lens);
 }
 
 /* EVAL of script with ARGV = prefix, id, then extra (n of them). */
@@ -148,7 +192,8 @@ static void eval(struct broker_redis *r, const char *script, redisCallbackFn *cb
         argv[5 + i] = extra[i];
         lens[5 + i] = extra_lens ? extra_lens[i] : strlen(extra[i]);
     }
-    command(r, cb, priv, argc, argv, lens);
+    command_as(r, script == redis_lua_lease ? ENGINE_OP_LEASE : ENGINE_OP_COMMAND, cb, priv, argc,
+               argv, lens);
     if (argv != stack_argv) {
         free(argv);
         free(lens);
@@ -1270,6 +1315,7 @@ struct broker *broker_redis_new(struct loop *l, const struct config *cfg,
     r->chan_room_len = (size_t)snprintf(r->chan_room, sizeof r->chan_room, KEYS "%u:r:", r->db);
     r->chan_user_len = (size_t)snprintf(r->chan_user, sizeof r->chan_user, KEYS "%u:u:", r->db);
     r->backoff_ms = BACKOFF_FIRST_MS;
+    metrics_engine_use(ENGINE_REDIS);
     map_init_borrowed(&r->rooms);
     map_init(&r->users, true);
     map_init(&r->guests, true);

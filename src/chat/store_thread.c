@@ -42,7 +42,7 @@ struct seq_room {
      * of counting N messages back at every send. */
     uint64_t cut;
     /* The batch whose transaction last read last_seq from a shared database (store.h,
-     * room_seq): read once per room and batch, since the room's lock holds until its end. */
+     * room_seqs): read once per room and batch, since the room's lock holds until its end. */
     uint64_t synced_batch;
 };
 
@@ -58,6 +58,7 @@ struct store_thread {
     int64_t last_ts; /* the store's timeline: message times never go back (see stamp) */
     int64_t batch_clock; /* during a batch: the database's clock (store.h, clock_ms), else 0 */
     uint64_t batch_no;   /* counts batches, from 1 (seq_room.synced_batch) */
+    enum metric_engine engine; /* the store's, for /metrics */
     /* A store that keeps failing (full disk, deleted file) is logged once a minute, with how
      * many batches failed since, not once per batch. */
     uint64_t failed_logged_ms;
@@ -422,25 +423,30 @@ static int rank_in(struct store_thread *st, const char *room, const char *name_l
     return 0;
 }
 
-/* A shared database (store.h, room_seq): reads the room's seq under its row lock, once per batch
- * (the lock holds until the batch ends), since another node may have written the room since this
- * counter last moved. */
-static int sync_seq(struct store_thread *st, const char *name)
+/* Sets room's counter from the seq a shared database holds for it under its lock, read once per
+ * batch (the lock holds until the batch ends): another node may have written the room since. */
+static void seq_synced(struct store_thread *st, const char *name, uint64_t stored)
 {
-    struct store *db = st->db;
     struct seq_room *room = room_of(st, name);
-    if (!db->ops->room_seq || room->synced_batch == st->batch_no)
-        return 0;
-    uint64_t stored = 0;
-    int rc = db->ops->room_seq(db, name, stamp(st, false), &stored);
-    if (rc < 0)
-        return rc;
     room->synced_batch = st->batch_no;
     if (stored != room->last_seq) {
         room->last_seq = stored;
         room->cut = 0; /* found again by counting, next time */
     }
-    return 0;
+}
+
+/* A shared database (store.h, room_seqs): a room the batch's start did not lock is locked and
+ * read here. */
+static int sync_seq(struct store_thread *st, const char *name)
+{
+    struct store *db = st->db;
+    if (!db->ops->room_seqs || room_of(st, name)->synced_batch == st->batch_no)
+        return 0;
+    uint64_t stored = 0;
+    int rc = db->ops->room_seqs(db, &name, 1, stamp(st, false), &stored);
+    if (rc == 0)
+        seq_synced(st, name, stored);
+    return rc;
 }
 
 static int by_name(const void *a, const void *b)
@@ -448,11 +454,48 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* What the batch's checks of op will ask the store first (store.h, prefetch): its cid, and for a
+ * send, edit, react or topic in a public room whether the sender is muted. False: nothing. */
+static bool lookup_of(const struct chat_op *op, char *identity, struct store_lookup *k)
+{
+    bool mute = !op->room_is_dm && (op->kind == CHAT_SEND || op->kind == CHAT_EDIT ||
+                                    op->kind == CHAT_REACT || op->kind == CHAT_TOPIC);
+    if (!op->has_cid && !mute)
+        return false;
+    timeline_identity(op->guest, op->guest_session, op->user_lc, identity);
+    *k = (struct store_lookup){.room = op->room,
+                               .identity = identity,
+                               .cid = op->has_cid ? op->cid : NULL,
+                               .muted_lc = mute ? op->user_lc : NULL};
+    return true;
+}
+
+/* Reads at once what the batch's checks will ask of the rooms just locked. */
+static int prefetch(struct store_thread *st)
+{
+    struct store *db = st->db;
+    if (!db->ops->prefetch)
+        return 0;
+    struct store_lookup *keys = xmalloc(st->n_batch * sizeof *keys);
+    char(*ids)[STORE_IDENTITY_MAX] = xmalloc(st->n_batch * sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_batch; i++) {
+        const struct chat_op *op = st->batch[i];
+        if (chat_op_stores_event(op->kind) && op->room[0] && lookup_of(op, ids[n], &keys[n]))
+            n++;
+    }
+    int rc = n ? db->ops->prefetch(db, keys, n) : 0;
+    free(ids);
+    free(keys);
+    return rc;
+}
+
 /* Takes the locks of every room the batch stores an event in, in name order, before anything
- * else: every node locks in the same order, so two batches never deadlock on each other. */
+ * else: every node locks in the same order, so two batches never deadlock on each other. Then
+ * what the checks will ask is read at once. */
 static int lock_rooms(struct store_thread *st)
 {
-    if (!st->db->ops->room_seq)
+    if (!st->db->ops->room_seqs)
         return 0;
     const char **names = xmalloc(st->n_batch * sizeof *names);
     size_t n = 0;
@@ -460,12 +503,18 @@ static int lock_rooms(struct store_thread *st)
         if (chat_op_stores_event(st->batch[i]->kind) && st->batch[i]->room[0])
             names[n++] = st->batch[i]->room;
     qsort(names, n, sizeof *names, by_name);
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-            rc = sync_seq(st, names[i]);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        if (distinct == 0 || strcmp(names[i], names[distinct - 1]) != 0)
+            names[distinct++] = names[i];
+    uint64_t *seqs = xmalloc((distinct ? distinct : 1) * sizeof *seqs);
+    int rc = distinct ? st->db->ops->room_seqs(st->db, names, distinct, stamp(st, false), seqs)
+                      : 0;
+    for (size_t i = 0; rc == 0 && i < distinct; i++)
+        seq_synced(st, names[i], seqs[i]);
+    free(seqs);
     free(names);
-    return rc;
+    return rc == 0 ? prefetch(st) : rc;
 }
 
 /* Retention (rule 47): a room's newest N messages are kept, and every event after the oldest
@@ -804,8 +853,13 @@ static void commit_batch(struct service *s)
     if (rc == 0)
         rc = db->ops->commit(db);
     st->batch_clock = 0;
-    if (rc < 0) {
+    if (rc < 0)
         db->ops->rollback(db);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
+                  (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+    metrics_engine_time(st->engine, ENGINE_OP_BATCH, us);
+    if (rc < 0) {
         metrics_add(METRIC_STORE_ERRORS, 1);
         uint64_t now = clock_ms();
         if (!st->failed_logged_ms || now - st->failed_logged_ms >= FAILED_LOG_EVERY_MS) {
@@ -832,9 +886,6 @@ static void commit_batch(struct service *s)
                          "the server could not store that; retry with the same cid");
         }
     } else {
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
-                      (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
         metrics_commit(us, st->n_batch);
         for (size_t i = 0; i < st->n_batch; i++) {
             struct chat_op *op = st->batch[i];
@@ -1438,6 +1489,8 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
     struct store_thread *st = xcalloc(1, sizeof *st);
     st->db = db;
     st->cfg = cfg;
+    st->engine = cfg->store_url ? ENGINE_POSTGRES : ENGINE_SQLITE;
+    metrics_engine_use(st->engine);
     map_init(&st->rooms, true);
     st->batch = xcalloc(MAX_BATCH, sizeof *st->batch);
     st->last_ts = now_ms();

@@ -131,6 +131,15 @@ typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uin
 /* A saved room with the account's read marker in it (0: never set). */
 typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker);
 
+/* A check a batch will make (store_ops.prefetch): the cid of identity in room (cid NULL: none
+ * asked), and whether muted_lc is muted in room (NULL: not asked). */
+struct store_lookup {
+    const char *room;
+    const char *identity;
+    const char *cid;
+    const char *muted_lc;
+};
+
 struct store_ops {
     void (*close)(struct store *s);
     /*
@@ -278,10 +287,18 @@ struct store_ops {
      * start), so nodes sharing a database stamp events and check ban and mute expiry by one
      * clock. NULL: the backend has no clock of its own (SQLite; the process's clock is used). */
     int (*clock_ms)(struct store *s, int64_t *ms);
-    /* Inside a batch: takes room's row lock (making its row, created now_ms, if it has none) and
-     * reads its last stored seq, which another node sharing the database may have moved. NULL:
-     * this process is the database's only writer (SQLite), so its own counter is right. */
-    int (*room_seq)(struct store *s, const char *room, int64_t now_ms, uint64_t *seq);
+    /* Inside a batch: takes the row lock of each of rooms[0..n) (distinct, in byte order of
+     * their names, so every node locks in one order), making a row (created now_ms) for any that
+     * has none, and reads each one's last stored seq into seqs[i], which another node sharing
+     * the database may have moved. NULL: this process is the database's only writer (SQLite),
+     * so its own counters are right. */
+    int (*room_seqs)(struct store *s, const char *const *rooms, size_t n, int64_t now_ms,
+                     uint64_t *seqs);
+    /* Inside a batch, after room_seqs: reads at once what the batch's checks will ask of its
+     * locked rooms (keys[0..n)), so find_cid and restriction(STORE_MOD_MUTE) answer those from
+     * memory, as the database holds them under the locks, kept up to date by the batch's own
+     * writes. NULL: every check asks the database. */
+    int (*prefetch)(struct store *s, const struct store_lookup *keys, size_t n);
 };
 
 struct store {

@@ -36,6 +36,13 @@
  * next begin or read (and the statements prepared again); meanwhile everything fails with -EBUSY,
  * which the caller answers server_busy.
  *
+ * Round trips. On one host a statement's cost is mostly its round trip, so a batch's work goes in
+ * as few as it can: the rooms' rows made and locked in two statements sent together
+ * (room_seqs), the cid and mute checks of every event read at once under those locks (prefetch,
+ * kept in memory for the batch and brought up to date by its own writes), and each insert's
+ * statements sent together in libpq's pipeline mode, read back at one sync point. The order of
+ * statements, the locks and the transaction are those of one statement after another.
+ *
  * Search. The words are folded by search_text.c, as for SQLite, and stored as a tsvector of those
  * very words with their positions (no PostgreSQL parser or dictionary touches them, so both
  * backends match the same tokens); a query's FTS5 expression (search_text.h) becomes a tsquery of
@@ -55,6 +62,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "map.h"
 #include "metrics.h"
 #include "search_text.h"
 #include "store_rows.h"
@@ -65,7 +73,6 @@
 /* The room count's advisory lock (see DESIGN): another constant, as SQL text. */
 #define ROOM_COUNT_LOCK_KEY "7260130412"
 #define CONNECT_TIMEOUT_S "5"
-#define LOCKED_ROOMS_MAX 64
 #define SEARCH_PAGE 256
 #define RECONNECT_EVERY_MS 1000
 
@@ -263,6 +270,10 @@ enum stmt {
     ST_LOAD_MUTES,
     ST_ROOM_COUNT_LOCK,
     ST_ROOM_COUNT,
+    ST_ROOMS_ENSURE,
+    ST_ROOMS_LOCK,
+    ST_PREFETCH_CIDS,
+    ST_PREFETCH_MUTES,
     ST_COUNT
 };
 
@@ -284,7 +295,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         " reply_to, mentions, detail, num, subject)"
         " VALUES($1, $2, $3, $4, " LC("$4::text") ", $5, $6, $7, COALESCE($8, " LC("$4::text") "),"
         " $9, $10, $11, $12, $13, $14)",
-    /* A row a batch made before locking it (room_seq: no owner, nothing stored yet) is the
+    /* A row a batch made before locking it (room_seqs: no owner, nothing stored yet) is the
      * room being created: it takes the owner. */
     [ST_ROOM_CREATE] = "INSERT INTO rooms(name, created_ms, last_seq, owner)"
                        " VALUES($1, $2, 0, $3) ON CONFLICT(name) DO UPDATE SET owner = $3"
@@ -411,6 +422,20 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* The public rooms, $1 counted whether it has a row or not. */
     [ST_ROOM_COUNT] = "SELECT COUNT(*) + CASE WHEN EXISTS(SELECT 1 FROM rooms WHERE name = $1)"
                       " THEN 0 ELSE 1 END FROM rooms WHERE name NOT LIKE 'dm:%'",
+    /* A batch's rooms (room_seqs): rows made, then locked, both in byte order of the names. */
+    [ST_ROOMS_ENSURE] = "INSERT INTO rooms(name, created_ms)"
+                        " SELECT n, $2::bigint FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
+                        " ON CONFLICT(name) DO NOTHING",
+    [ST_ROOMS_LOCK] = "SELECT name, last_seq FROM rooms WHERE name = ANY($1::text[])"
+                      " ORDER BY name FOR UPDATE",
+    /* A batch's checks read at once (prefetch): cids of (room, identity, cid), mutes of
+     * (room, name). */
+    [ST_PREFETCH_CIDS] = "SELECT e.room, e.identity, e.cid, e.seq FROM events e"
+                         " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(room, id, cid)"
+                         " ON e.room = k.room AND e.identity = " LC("k.id") " AND e.cid = k.cid",
+    [ST_PREFETCH_MUTES] = "SELECT m.room, m.name_lc, m.until_ms FROM room_mutes m"
+                          " JOIN unnest($1::text[], $2::text[]) AS k(room, name)"
+                          " ON m.room = k.room AND m.name_lc = k.name",
     [ST_IS_OP] = "SELECT 1 FROM room_ops WHERE room = $1 AND name_lc = $2",
     [ST_BAN_GET] = "SELECT until_ms FROM room_bans WHERE room = $1 AND name_lc = $2"
                    " AND (until_ms = 0 OR until_ms > $3)",
@@ -432,9 +457,30 @@ struct pg_store {
     int batch_err; /* the error that ended the batch early, or 0 */
     bool standby;  /* take_over still has to migrate */
     int64_t retry_at; /* after a failed reconnection: no new attempt before (monotonic ms) */
-    /* The rooms whose row lock this batch holds (see DESIGN). */
-    char *locked[LOCKED_ROOMS_MAX];
-    size_t n_locked;
+    /* The rooms whose row lock this batch holds (see DESIGN): room -> the room itself. */
+    struct map locked;
+    /* What the batch's checks asked for at its start (prefetch), as the database holds it under
+     * the rooms' locks and the batch's own writes changed it: "room\037identity\037cid" -> struct
+     * known, and "room\037name" -> struct known (a mute). */
+    struct map cids, mutes;
+    /* Inside pg_insert: statements are sent in pipeline mode and their results read together at
+     * the end (one round trip), in this order. */
+    bool piping;
+    struct piped *piped;
+    size_t n_piped, cap_piped;
+};
+
+/* An answer kept by prefetch: whether a row exists, and its seq (a cid) or until (a mute). */
+struct known {
+    bool found;
+    int64_t value;
+};
+
+/* A statement sent in pipeline mode whose result is still to be read. */
+struct piped {
+    const char *op;
+    bool one_row;     /* it must change exactly one row (the seq's compare-and-set) */
+    PGresult **keep;  /* where its result goes (the caller clears it), or NULL */
 };
 
 /* The parameters of one statement, as text (NULL for SQL NULL), or binary for a hash. */
@@ -526,6 +572,7 @@ static int fail(struct pg_store *ps, const char *op, const PGresult *r)
     char quoted[512];
     log_error("msg=store_error backend=postgres op=%s state=%s error=%s", op,
               state ? state : "none", log_quote(quoted, sizeof quoted, msg, n));
+    metrics_engine_error(ENGINE_POSTGRES);
     if (bad) {
         ps->ready = false;
         metrics_set_store_problem("the PostgreSQL connection is lost");
@@ -582,9 +629,15 @@ static PGresult *exec_stmt(struct pg_store *ps, enum stmt id, const char *op, st
     return r;
 }
 
-/* Runs a statement whose rows do not matter; 0 or the error, noted under the batch rule. */
+static int pipe_stmt(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
+                     PGresult **keep, bool one_row);
+
+/* Runs a statement whose rows do not matter; 0 or the error, noted under the batch rule. While
+ * piping, it is only sent: its failure comes from pipe_end. */
 static int run(struct pg_store *ps, enum stmt id, const char *op, struct params *p)
 {
+    if (ps->piping)
+        return pipe_stmt(ps, id, op, p, NULL, false);
     int err;
     PGresult *r = exec_stmt(ps, id, op, p, &err);
     PQclear(r);
@@ -615,6 +668,101 @@ static int exec_sql(struct pg_store *ps, const char *op, const char *sql)
     ExecStatusType t = PQresultStatus(r);
     int ret = t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK ? 0 : fail(ps, op, r);
     PQclear(r);
+    return ret;
+}
+
+/* --- pipeline mode: several statements in one round trip --- */
+
+/* Starts sending statements without waiting for their results (libpq's pipeline mode). */
+static int pipe_begin(struct pg_store *ps)
+{
+    if (!PQenterPipelineMode(ps->conn))
+        return note(ps, fail(ps, "pipeline", NULL));
+    ps->piping = true;
+    ps->n_piped = 0;
+    return 0;
+}
+
+static void pipe_push(struct pg_store *ps, const char *op, PGresult **keep, bool one_row)
+{
+    if (ps->n_piped == ps->cap_piped) {
+        ps->cap_piped = ps->cap_piped ? ps->cap_piped * 2 : 16;
+        ps->piped = xrealloc(ps->piped, ps->cap_piped * sizeof *ps->piped);
+    }
+    ps->piped[ps->n_piped++] = (struct piped){.op = op, .one_row = one_row, .keep = keep};
+}
+
+/* Sends prepared statement id; its result is read by pipe_end (kept in *keep if given). */
+static int pipe_stmt(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
+                     PGresult **keep, bool one_row)
+{
+    char name[16];
+    snprintf(name, sizeof name, "s%d", (int)id);
+    int ok = PQsendQueryPrepared(ps->conn, name, p->n, p->v, p->len, p->fmt, 0);
+    params_free(p);
+    if (!ok)
+        return note(ps, fail(ps, op, NULL));
+    pipe_push(ps, op, keep, one_row);
+    return 0;
+}
+
+/* Sends a plain statement without parameters (a savepoint's). */
+static int pipe_sql(struct pg_store *ps, const char *op, const char *sql)
+{
+    if (!PQsendQueryParams(ps->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
+        return note(ps, fail(ps, op, NULL));
+    pipe_push(ps, op, NULL, false);
+    return 0;
+}
+
+/*
+ * Ends the pipeline: a sync point, then every result in the order sent. Returns 0 or the first
+ * failure (PostgreSQL skipped every statement after it); *conflict when that was a statement
+ * that changed no row where it had to change one. Not noted under the batch rule: the caller
+ * decides. Leaves the connection out of pipeline mode, or marked lost.
+ */
+static int pipe_end(struct pg_store *ps, bool *conflict)
+{
+    int ret = 0;
+    *conflict = false;
+    ps->piping = false;
+    if (!PQpipelineSync(ps->conn))
+        ret = fail(ps, "pipeline", NULL);
+    for (size_t i = 0; i < ps->n_piped; i++) {
+        const struct piped *q = &ps->piped[i];
+        PGresult *r = PQgetResult(ps->conn);
+        if (!r) {
+            int lost = fail(ps, q->op, NULL); /* the connection ended */
+            ret = ret ? ret : lost;
+            break;
+        }
+        ExecStatusType t = PQresultStatus(r);
+        if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
+            if (q->one_row && ret == 0 && strcmp(PQcmdTuples(r), "1") != 0) {
+                *conflict = true;
+                ret = -EBUSY;
+            }
+        } else if (t != PGRES_PIPELINE_ABORTED && ret == 0) {
+            ret = fail(ps, q->op, r);
+        }
+        if (q->keep && ret == 0) {
+            *q->keep = r;
+        } else {
+            PQclear(r);
+        }
+        PQclear(PQgetResult(ps->conn)); /* the NULL that ends each statement's results */
+    }
+    for (PGresult *r; PQstatus(ps->conn) == CONNECTION_OK && (r = PQgetResult(ps->conn));) {
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    if (!PQexitPipelineMode(ps->conn)) {
+        ret = ret ? ret : fail(ps, "pipeline", NULL);
+        ps->ready = false; /* reset at the next begin or read */
+    }
+    ps->n_piped = 0;
     return ret;
 }
 
@@ -692,7 +840,7 @@ static int reconnect(struct pg_store *ps)
     int64_t now = mono_ms();
     if (ps->retry_at && now < ps->retry_at)
         return -EBUSY;
-    if (PQstatus(ps->conn) != CONNECTION_OK)
+    if (PQstatus(ps->conn) != CONNECTION_OK || PQpipelineStatus(ps->conn) != PQ_PIPELINE_OFF)
         PQreset(ps->conn);
     if (PQstatus(ps->conn) != CONNECTION_OK) {
         fail(ps, "reconnect", NULL);
@@ -711,11 +859,25 @@ static int reconnect(struct pg_store *ps)
     return 0;
 }
 
+/* Forgets the batch's locks and what its checks read ahead (at its end, or a new begin). */
 static void forget_locks(struct pg_store *ps)
 {
-    for (size_t i = 0; i < ps->n_locked; i++)
-        free(ps->locked[i]);
-    ps->n_locked = 0;
+    map_free(&ps->locked);
+    map_init(&ps->locked, true);
+    map_free_all(&ps->cids);
+    map_init(&ps->cids, true);
+    map_free_all(&ps->mutes);
+    map_init(&ps->mutes, true);
+}
+
+static bool is_locked(const struct pg_store *ps, const char *room)
+{
+    return map_get(&ps->locked, room) != NULL;
+}
+
+static void mark_locked(struct pg_store *ps, const char *room)
+{
+    map_put(&ps->locked, room, ps);
 }
 
 /*
@@ -727,48 +889,200 @@ static int lock_room(struct pg_store *ps, const char *room)
 {
     if (!ps->batch)
         return 0;
-    for (size_t i = 0; i < ps->n_locked; i++)
-        if (strcmp(ps->locked[i], room) == 0)
-            return batch_lost(ps);
+    if (is_locked(ps, room))
+        return batch_lost(ps);
     struct params p = {0};
     p_text(&p, room);
     int64_t last;
     int ret = query_i64(ps, ST_LOCK_ROOM, "lock_room", &p, &last);
     if (ret == -ENOENT)
         return 0;
-    if (ret == 0 && ps->n_locked < LOCKED_ROOMS_MAX)
-        ps->locked[ps->n_locked++] = xstrdup(room);
+    if (ret == 0)
+        mark_locked(ps, room);
     return ret;
 }
 
-/* The room's last seq under its row lock (store.h): the counter of a node that another node
- * overtook is set right here, before it numbers an event, instead of failing at the insert. */
-static int pg_room_seq(struct store *s, const char *room, int64_t now_ms, uint64_t *seq)
+/* The SQL text[] literal of names[0..n): {"a","b"}, quotes and backslashes escaped. */
+static char *text_array(const char *const *names, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += 2 * strlen(names[i]) + 3;
+    char *out = xmalloc(len), *o = out;
+    *o++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *c = names[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *o++ = '\\';
+            *o++ = *c;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+/* The rooms' last seqs under their row locks (store.h): the counter of a node that another node
+ * overtook is set right here, before it numbers an event, instead of failing at the insert. The
+ * rows are made first, so their locks are taken here, in the caller's order, not at the insert;
+ * both statements go in one round trip. */
+static int pg_room_seqs(struct store *s, const char *const *rooms, size_t n, int64_t now_ms,
+                        uint64_t *seqs)
 {
     struct pg_store *ps = from_base(s);
     int ret = batch_lost(ps);
     if (ret != 0)
         return ret;
-    /* The row first, so its lock is taken here, in the caller's order, not at the insert. */
-    struct params p = {0};
-    p_text(&p, room);
-    p_i64(&p, now_ms);
-    ret = note(ps, run(ps, ST_ROOM_ENSURE, "room_seq", &p));
+    char *names = text_array(rooms, n);
+    PGresult *r = NULL;
+    bool conflict;
+    ret = pipe_begin(ps);
+    if (ret == 0) {
+        struct params p = {0};
+        p_text(&p, names);
+        p_i64(&p, now_ms);
+        pipe_stmt(ps, ST_ROOMS_ENSURE, "room_seqs", &p, NULL, false);
+        p = (struct params){0};
+        p_text(&p, names);
+        pipe_stmt(ps, ST_ROOMS_LOCK, "room_seqs", &p, &r, false);
+        ret = note(ps, pipe_end(ps, &conflict));
+    }
+    free(names);
+    /* Both lists are in byte order of the names. */
+    int row = 0, rows = r ? PQntuples(r) : 0;
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        int c = 1;
+        while (row < rows && (c = strcmp(PQgetvalue(r, row, 0), rooms[i])) < 0)
+            row++;
+        seqs[i] = 0;
+        if (row < rows && c == 0) {
+            int64_t last = col_i64(r, row, 1);
+            seqs[i] = last > 0 ? (uint64_t)last : 0;
+            mark_locked(ps, rooms[i]);
+        }
+    }
+    PQclear(r);
+    return ret;
+}
+
+/* The key of a cid in the batch's prefetched answers: room, identity lower-cased (as find_cid
+ * compares it), cid. */
+static char *cid_key(const char *room, const char *identity, const char *cid)
+{
+    size_t nr = strlen(room), ni = strlen(identity), nc = strlen(cid);
+    char *k = xmalloc(nr + ni + nc + 3);
+    memcpy(k, room, nr);
+    k[nr] = '\037';
+    for (size_t i = 0; i < ni; i++)
+        k[nr + 1 + i] = (char)(identity[i] >= 'A' && identity[i] <= 'Z' ? identity[i] + 32
+                                                                       : identity[i]);
+    k[nr + 1 + ni] = '\037';
+    memcpy(k + nr + ni + 2, cid, nc + 1);
+    return k;
+}
+
+static char *mute_key(const char *room, const char *name_lc)
+{
+    size_t nr = strlen(room), nn = strlen(name_lc);
+    char *k = xmalloc(nr + nn + 2);
+    memcpy(k, room, nr);
+    k[nr] = '\037';
+    memcpy(k + nr + 1, name_lc, nn + 1);
+    return k;
+}
+
+/* Records an answer under key (taking the key). */
+static void know(struct map *m, char *key, bool found, int64_t value)
+{
+    struct known *k = map_get(m, key);
+    if (!k) {
+        k = xmalloc(sizeof *k);
+        map_put(m, key, k);
+    }
+    k->found = found;
+    k->value = value;
+    free(key);
+}
+
+/* The prefetched answer under key (taking the key), or NULL: ask the database. */
+static const struct known *known(const struct map *m, char *key)
+{
+    const struct known *k = map_get(m, key);
+    free(key);
+    return k;
+}
+
+/*
+ * Reads the cids and mutes the batch's checks will ask for (store.h, prefetch), in one round
+ * trip, for the rooms this batch has locked only: those no other node can change before the
+ * batch ends. Every key asked is recorded, found or not; the batch's own writes keep them right
+ * (pg_insert, pg_trim, pg_claim_guest).
+ */
+static int pg_prefetch(struct store *s, const struct store_lookup *keys, size_t n)
+{
+    struct pg_store *ps = from_base(s);
+    int ret = batch_lost(ps);
     if (ret != 0)
         return ret;
-    p = (struct params){0};
-    p_text(&p, room);
-    int64_t last = 0;
-    ret = query_i64(ps, ST_LOCK_ROOM, "room_seq", &p, &last);
-    if (ret != 0)
-        return note(ps, ret);
-    bool held = false;
-    for (size_t i = 0; i < ps->n_locked && !held; i++)
-        held = strcmp(ps->locked[i], room) == 0;
-    if (!held && ps->n_locked < LOCKED_ROOMS_MAX)
-        ps->locked[ps->n_locked++] = xstrdup(room);
-    *seq = last > 0 ? (uint64_t)last : 0;
-    return 0;
+    const char **col[5];
+    for (int c = 0; c < 5; c++)
+        col[c] = xmalloc((n ? n : 1) * sizeof *col[c]);
+    size_t nc = 0, nm = 0; /* cids: col 0-2; mutes: col 3-4 */
+    for (size_t i = 0; i < n; i++) {
+        const struct store_lookup *k = &keys[i];
+        if (!is_locked(ps, k->room))
+            continue;
+        if (k->cid) {
+            col[0][nc] = k->room;
+            col[1][nc] = k->identity;
+            col[2][nc++] = k->cid;
+        }
+        if (k->muted_lc) {
+            col[3][nm] = k->room;
+            col[4][nm++] = k->muted_lc;
+        }
+    }
+    char *arr[5] = {0};
+    PGresult *rc = NULL, *rm = NULL;
+    bool conflict;
+    if (nc || nm)
+        ret = pipe_begin(ps);
+    if (ret == 0 && (nc || nm)) {
+        struct params p = {0};
+        if (nc) {
+            for (int c = 0; c < 3; c++)
+                p_text(&p, arr[c] = text_array(col[c], nc));
+            pipe_stmt(ps, ST_PREFETCH_CIDS, "prefetch", &p, &rc, false);
+        }
+        if (nm) {
+            p = (struct params){0};
+            for (int c = 3; c < 5; c++)
+                p_text(&p, arr[c] = text_array(col[c], nm));
+            pipe_stmt(ps, ST_PREFETCH_MUTES, "prefetch", &p, &rm, false);
+        }
+        ret = note(ps, pipe_end(ps, &conflict));
+    }
+    for (size_t i = 0; ret == 0 && i < nc; i++)
+        know(&ps->cids, cid_key(col[0][i], col[1][i], col[2][i]), false, 0);
+    for (size_t i = 0; ret == 0 && i < nm; i++)
+        know(&ps->mutes, mute_key(col[3][i], col[4][i]), false, 0);
+    for (int i = 0; ret == 0 && rc && i < PQntuples(rc); i++)
+        know(&ps->cids, cid_key(PQgetvalue(rc, i, 0), PQgetvalue(rc, i, 1), PQgetvalue(rc, i, 2)),
+             true, col_i64(rc, i, 3));
+    for (int i = 0; ret == 0 && rm && i < PQntuples(rm); i++)
+        know(&ps->mutes, mute_key(PQgetvalue(rm, i, 0), PQgetvalue(rm, i, 1)), true,
+             col_i64(rm, i, 2));
+    PQclear(rc);
+    PQclear(rm);
+    for (int c = 0; c < 5; c++) {
+        free(arr[c]);
+        free(col[c]);
+    }
+    return ret;
 }
 
 /* --- the batch --- */
@@ -873,6 +1187,16 @@ static int locked_seq_lookup(struct store *s, enum stmt id, const char *op, cons
 static int pg_find_cid(struct store *s, const char *room, const char *identity, const char *cid,
                        uint64_t *seq)
 {
+    struct pg_store *ps = from_base(s);
+    const struct known *k = ps->batch && cid ? known(&ps->cids, cid_key(room, identity, cid)) : NULL;
+    if (k) {
+        int ret = batch_lost(ps);
+        if (ret == 0 && !k->found)
+            ret = -ENOENT;
+        if (ret == 0)
+            *seq = (uint64_t)k->value;
+        return ret;
+    }
     return locked_seq_lookup(s, ST_FIND_CID, "find_cid", room, identity, cid ? cid : "", seq);
 }
 
@@ -1099,27 +1423,43 @@ static int insert_row(struct pg_store *ps, const struct store_msg *m)
     return run(ps, ST_INSERT_MSG, "insert", &p);
 }
 
-/* Moves room's last_seq to seq, which must be the stored last + 1 (see DESIGN). */
+/* Sends the move of room's last_seq to seq, which must be the stored last + 1 (see DESIGN):
+ * pipe_end reports a conflict when no row changed. */
 static int advance_seq(struct pg_store *ps, const struct store_msg *m)
 {
-    int err;
     struct params p = {0};
     p_text(&p, m->room);
     p_seq(&p, m->seq);
-    PGresult *r = exec_stmt(ps, ST_ROOM_ADVANCE, "insert_room", &p, &err);
-    if (!r)
-        return err;
-    bool moved = strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (moved)
-        return 0;
-    char room[128];
-    log_warn("msg=store_seq_conflict backend=postgres room=%s seq=%llu error=\"the room's last "
-             "seq in the database is not seq - 1: another node wrote it\"",
-             log_quote(room, sizeof room, m->room, strlen(m->room)), (unsigned long long)m->seq);
-    return -EBUSY;
+    return pipe_stmt(ps, ST_ROOM_ADVANCE, "insert_room", &p, NULL, true);
 }
 
+/* What the batch's checks read ahead, after the insert of m: its cid is found now, and a mute
+ * or unmute of a user is asked of the database again. */
+static void insert_known(struct pg_store *ps, const struct store_msg *m)
+{
+    if (m->cid) {
+        char from_lc[STORE_IDENTITY_MAX];
+        const char *identity = m->identity;
+        if (!identity) {
+            snprintf(from_lc, sizeof from_lc, "%s", m->from);
+            identity = from_lc; /* cid_key lower-cases it, as the insert does */
+        }
+        know(&ps->cids, cid_key(m->room, identity, m->cid), true, (int64_t)m->seq);
+    }
+    if ((m->type == STORE_EV_MUTE || m->type == STORE_EV_UNMUTE) && m->user) {
+        char *key = mute_key(m->room, m->user);
+        for (char *c = key + strlen(m->room) + 1; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        free(map_del(&ps->mutes, key));
+        free(key);
+    }
+}
+
+/*
+ * The event's statements (the seq, the row, the state it changes, in a savepoint) go in one
+ * round trip, in pipeline mode; PostgreSQL runs them in order and skips the rest after a
+ * failure, so they end as one would have run after another.
+ */
 static int pg_insert(struct store *s, const struct store_msg *m)
 {
     struct pg_store *ps = from_base(s);
@@ -1127,25 +1467,38 @@ static int pg_insert(struct store *s, const struct store_msg *m)
     int ret = begin_alone(ps, &alone);
     if (ret != 0)
         return ret;
-    /* The room's row, then its lock, outside the savepoint (see DESIGN). */
-    struct params p = {0};
-    p_text(&p, m->room);
-    p_i64(&p, m->ts);
-    ret = run(ps, ST_ROOM_ENSURE, "insert_room", &p);
-    if (ret == 0)
-        ret = lock_room(ps, m->room);
-    if (ret == 0)
-        ret = exec_sql(ps, "insert_savepoint", "SAVEPOINT store_insert");
+    /* The room's row, then its lock, outside the savepoint (see DESIGN); a batch's start
+     * (room_seqs) did both already for the rooms it stores in. */
+    if (!is_locked(ps, m->room)) {
+        struct params p = {0};
+        p_text(&p, m->room);
+        p_i64(&p, m->ts);
+        ret = run(ps, ST_ROOM_ENSURE, "insert_room", &p);
+        if (ret == 0)
+            ret = lock_room(ps, m->room);
+        if (ret != 0)
+            return finish_alone(ps, alone, note(ps, ret));
+    }
+    ret = pipe_begin(ps);
     if (ret != 0)
-        return finish_alone(ps, alone, note(ps, ret));
+        return finish_alone(ps, alone, ret);
+    bool conflict = false;
     /* The seq first: a node whose counter is behind learns it here, before anything else. */
-    ret = advance_seq(ps, m);
-    if (ret == 0)
-        ret = insert_row(ps, m);
-    if (ret == 0)
-        ret = apply_state(ps, m);
+    pipe_sql(ps, "insert_savepoint", "SAVEPOINT store_insert");
+    advance_seq(ps, m);
+    insert_row(ps, m);
+    apply_state(ps, m);
+    pipe_sql(ps, "insert_release", "RELEASE store_insert");
+    ret = pipe_end(ps, &conflict);
+    if (conflict) {
+        char room[128];
+        log_warn("msg=store_seq_conflict backend=postgres room=%s seq=%llu error=\"the room's "
+                 "last seq in the database is not seq - 1: another node wrote it\"",
+                 log_quote(room, sizeof room, m->room, strlen(m->room)),
+                 (unsigned long long)m->seq);
+    }
     if (ret == 0) {
-        ret = note(ps, exec_sql(ps, "insert_release", "RELEASE store_insert"));
+        insert_known(ps, m);
     } else if (PQstatus(ps->conn) == CONNECTION_OK && ret != -EBUSY) {
         /* Undo just this event; the batch stays usable for the caller. */
         ps->batch_err = 0;
@@ -1206,6 +1559,16 @@ static int pg_room_count(struct store *s, const char *always, uint64_t *n)
 static int pg_trim(struct store *s, const char *room, uint64_t upto)
 {
     struct pg_store *ps = from_base(s);
+    /* The cids of the events trimmed are found no more (the batch's prefetched answers). */
+    size_t nr = strlen(room), pos = 0;
+    const char *key;
+    void *v;
+    while (map_next(&ps->cids, &pos, &key, &v)) {
+        struct known *k = v;
+        if (strncmp(key, room, nr) == 0 && key[nr] == '\037' && k->found &&
+            (uint64_t)k->value <= upto)
+            k->found = false;
+    }
     int ret = room_seq_write(ps, ST_SEARCH_TRIM, "search_trim", room, upto);
     if (ret == 0)
         ret = room_seq_write(ps, ST_TRIM, "trim", room, upto);
@@ -1217,6 +1580,9 @@ static int pg_trim(struct store *s, const char *room, uint64_t upto)
 static int pg_claim_guest(struct store *s, const char *guest, const char *account, const char *name)
 {
     struct pg_store *ps = from_base(s);
+    /* Events change identity: the batch's prefetched cids are asked of the database again. */
+    map_free_all(&ps->cids);
+    map_init(&ps->cids, true);
     int ret = 0;
     for (enum stmt id = ST_CLAIM_EVENTS; ret == 0 && id <= ST_CLAIM_REACTIONS; id++) {
         struct params p = {0};
@@ -1318,6 +1684,17 @@ static int pg_restriction(struct store *s, const char *room, enum store_mod_kind
                           const char *name_lc, int64_t now_ms, int64_t *until)
 {
     struct pg_store *ps = from_base(s);
+    const struct known *k = ps->batch && kind == STORE_MOD_MUTE
+                                ? known(&ps->mutes, mute_key(room, name_lc))
+                                : NULL;
+    if (k) {
+        int ret = batch_lost(ps);
+        if (ret == 0 && !(k->found && (k->value == 0 || k->value > now_ms)))
+            ret = -ENOENT;
+        if (ret == 0)
+            *until = k->value;
+        return ret;
+    }
     int ret = lock_room(ps, room);
     if (ret != 0)
         return ret;
@@ -1966,6 +2343,10 @@ static void pg_close(struct store *s)
     if (!ps)
         return;
     forget_locks(ps);
+    map_free(&ps->locked);
+    map_free_all(&ps->cids);
+    map_free_all(&ps->mutes);
+    free(ps->piped);
     PQfinish(ps->conn); /* an open transaction is rolled back by the server */
     free(ps);
 }
@@ -2108,7 +2489,8 @@ static const struct store_ops pg_ops = {
     .saved_list = pg_saved_list,
     .unread = pg_unread,
     .clock_ms = pg_clock_ms,
-    .room_seq = pg_room_seq,
+    .room_seqs = pg_room_seqs,
+    .prefetch = pg_prefetch,
 };
 
 int store_pg_open(const char *url, bool standby, struct store **out)
@@ -2116,6 +2498,9 @@ int store_pg_open(const char *url, bool standby, struct store **out)
     *out = NULL;
     struct pg_store *ps = xcalloc(1, sizeof *ps);
     ps->base.ops = &pg_ops;
+    map_init(&ps->locked, true);
+    map_init(&ps->cids, true);
+    map_init(&ps->mutes, true);
     /* The URL's own settings win over these defaults (expand_dbname: later ones override). */
     /* Keepalives: a database host that vanished is noticed in about 25 s, not hours. */
     const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",

@@ -603,6 +603,7 @@ static int fail(sqlite3 *db, const char *op, int rc)
     char quoted[512];
     log_error("msg=store_error op=%s code=%d error=%s", op, rc,
               log_quote(quoted, sizeof quoted, msg, strlen(msg)));
+    metrics_engine_error(ENGINE_SQLITE);
     return map_rc(rc);
 }
 

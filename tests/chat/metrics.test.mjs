@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { startChatServer } from './lib/server.mjs';
+import { onPostgres, onRedis, startChatServer } from './lib/server.mjs';
 import { PASSWORD, connect, eventually, guest, uniqRoom, user } from './lib/chat.mjs';
 import { TelnetClient, telnetLogin } from './lib/telnet.mjs';
 import { has, scrape, select, sum } from './lib/metrics.mjs';
@@ -220,4 +220,34 @@ test('parley_socket_writes_total: messages delivered together leave in one write
   assert.ok(w > 0, 'no socket write counted');
   // One write per message per member would be 2K (3K with the acks), besides the scrapes' own.
   assert.ok(w < K, `${w} socket writes for ${2 * K} deliveries and ${K} acks`);
+});
+
+test('per-engine latencies and errors: the store\'s batches (and Redis\'s commands with --broker) are timed', async (t) => {
+  const store = onPostgres ? 'postgres' : 'sqlite';
+  const ops = [[store, 'batch'], ...(onRedis ? [['redis', 'publish'], ['redis', 'lease'], ['redis', 'command']] : [])];
+  const count = (m, engine, op) => sum(m, 'parley_engine_seconds_count', { engine, op });
+  const before = await scrape(server);
+  assert.equal(before.types.parley_engine_seconds, 'histogram');
+  assert.equal(before.types.parley_engine_errors_total, 'counter');
+  for (const [engine, op] of ops) {
+    assert.equal(select(before, 'parley_engine_seconds_bucket', { engine, op, le: '+Inf' }).length, 1, `no ${engine} ${op} histogram`);
+    assert.equal(select(before, 'parley_engine_seconds_sum', { engine, op }).length, 1, `no ${engine} ${op} sum`);
+  }
+  assert.equal(select(before, 'parley_engine_errors_total', { engine: store }).length, 1, `no ${store} error counter`);
+  assert.equal(select(before, 'parley_engine_errors_total', { engine: 'redis' }).length, onRedis ? 1 : 0);
+  assert.equal(select(before, 'parley_engine_seconds_count', { engine: onPostgres ? 'sqlite' : 'postgres' }).length, 0,
+    'only the store in use is listed');
+
+  const room = uniqRoom();
+  const alice = await user(server, t);
+  await alice.join(room);
+  await alice.say(room, 'timed');
+  const grown = (m, engine, op) => count(m, engine, op) - count(before, engine, op);
+  const after = await scrapeUntil((m) => Math.min(grown(m, store, 'batch'), onRedis ? grown(m, 'redis', 'publish') : 1), 1);
+  assert.ok(count(after, store, 'batch') > count(before, store, 'batch'), `${store} batches not counted`);
+  if (onRedis) assert.ok(count(after, 'redis', 'publish') > count(before, 'redis', 'publish'), 'the publish not counted');
+  for (const [engine, op] of ops) {
+    const inf = select(after, 'parley_engine_seconds_bucket', { engine, op, le: '+Inf' })[0].value;
+    assert.equal(inf, count(after, engine, op), `${engine} ${op}: le="+Inf" is the count`);
+  }
 });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { freshDataDir, pgAdmin, pgDatabase, pgSession, postgresOnly, serverForTest, sqliteOnly } from './lib/server.mjs';
 import { assertError, assertSeqRun, connect, ms, uniqRoom, user, withTimeout } from './lib/chat.mjs';
 import { runParley } from '../blackbox/lib/server.mjs';
+import { scrape, sum } from './lib/metrics.mjs';
 
 
 test('--max-db-size: a full database answers server_busy, stores nothing of the failed send, keeps serving', { skip: sqliteOnly }, async (t) => {
@@ -30,6 +31,8 @@ test('--max-db-size: a full database answers server_busy, stores nothing of the 
   assert.ok(busy, 'the database never filled up');
   assertError(busy, 'server_busy', busy.id, 'a send into a full database');
   await server.waitForLog((l) => l.fields.msg === 'batch_failed', ms(5000), 'msg=batch_failed');
+  assert.ok(sum(await scrape(server), 'parley_engine_errors_total', { engine: 'sqlite' }) >= 1,
+    'the full database is counted in parley_engine_errors_total{engine="sqlite"}');
   // Acks were contiguous seqs; the reader saw exactly those messages, nothing of the failed one.
   assert.deepEqual(acked, Array.from({ length: acked.length }, (_, i) => i + 1));
   const seen = await reader.messages(room, acked.length);
@@ -127,4 +130,7 @@ test('PostgreSQL: the store connection ended by the server → server_busy at mo
   await server.waitForLog((l) => l.fields.msg === 'store_reconnected' || first.type === 'ack', ms(5000), 'msg=store_reconnected');
   const h = await u.expect({ type: 'history', room }, 'history');
   assert.deepEqual(h.messages.map((m) => [m.seq, m.text]), [[1, 'before'], [2, 'after']]);
+  // The statement that found the connection gone is counted.
+  assert.ok(sum(await scrape(server), 'parley_engine_errors_total', { engine: 'postgres' }) >= 1,
+    'the lost connection is counted in parley_engine_errors_total{engine="postgres"}');
 });
