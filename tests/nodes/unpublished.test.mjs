@@ -4,58 +4,25 @@
 // the store and was never published. Members on the other nodes get it live, once and in order:
 // when the node is reaped (every node reads its rooms' newest from the store), or at once when
 // the sender retries its cid on another node (acked with the first seq, hinted to every node).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { ChatClient, PASSWORD, dmRoom, uniq } from '../chat/lib/chat.mjs';
-import { ChatServer, DEFAULT_ARGS } from '../chat/lib/server.mjs';
-import { startRedis } from '../tools/redis.mjs';
+import { shareEngines } from './lib/cluster.mjs';
 
 const PAUSE_MS = 5000; // the longest Redis holds writes: CLIENT UNPAUSE ends it once the node is dead
-let redis;
-let pg; // { dir, url }
-let nextDb = 0;
+const engines = shareEngines({ databases: 8 });
 
-function sh(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
-  return r.stdout.trim();
+// Three nodes of one chat; redis.cli(...) pauses the whole Redis, so every node's writes.
+async function cluster(t, leaseS) {
+  const nodes = await engines.cluster(t, 3, ['--node-lease', String(leaseS)]);
+  return { nodes, redis: engines.redis, store: nodes.store };
 }
 
-before(async () => {
-  redis = await startRedis({ databases: 8 });
-  const [dir, url] = sh('tests/tools/pg.sh', ['start']).split('\n');
-  pg = { dir, url };
-});
-
-after(async () => {
-  await redis?.stop();
-  if (pg) sh('tests/tools/pg.sh', ['stop', pg.dir]);
-});
-
-// Three nodes of one chat (a database and a Redis DB of their own), each up in Redis.
-async function cluster(t, leaseS) {
-  const db = ++nextDb;
-  const name = `parley_unpub_${process.pid}_${db}`;
-  sh('psql', ['-X', '-q', '-d', pg.url, '-c', `CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0`]);
-  const store = pg.url.replace('postgresql:///postgres', `postgresql:///${name}`);
-  const nodes = [];
-  t.after(async () => {
-    for (const s of nodes) {
-      const killed = !s.running;
-      const info = await s.stop();
-      s.removeData();
-      if (!killed) assert.equal(info.code, 0, `node stopped with ${JSON.stringify(info)}:\n${s.stderr()}`);
-    }
-  });
-  for (let i = 0; i < 3; i++) {
-    const s = await ChatServer.start(['--store', store, '--broker', `${redis.url}/${db}`, '--node', `n${i}`,
-      '--node-lease', String(leaseS)], { defaults: DEFAULT_ARGS });
-    nodes.push(s);
-    await s.waitForLog((l) => l.fields.msg === 'broker_up', 10000, 'msg=broker_up');
-  }
-  nodes.store = store;
-  return nodes;
+function psql(url, sql) {
+  const r = spawnSync('psql', ['-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', sql], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql ${sql}: ${r.stderr}`);
+  return r.stdout.trim();
 }
 
 async function userOn(t, server, name) {
@@ -81,7 +48,7 @@ async function threeMembers(t, nodes) {
 
 // amy's node stores 'last' (acked, delivered to amy) with its PUBLISH held in Redis, and is
 // killed -9 before Redis lets the write through; also(): more sends meanwhile. Returns the ack.
-async function commitUnpublishedAndDie(nodes, amy, room, also = async () => {}) {
+async function commitUnpublishedAndDie({ nodes, redis }, amy, room, also = async () => {}) {
   assert.equal(redis.cli('CLIENT', 'PAUSE', String(PAUSE_MS), 'WRITE'), 'OK');
   let ack;
   try {
@@ -113,14 +80,15 @@ function assertNoneWentDown(nodes) {
 }
 
 test('a room\'s last message, stored by a node killed before it published it, reaches the other nodes\' members when the node is reaped', async (t) => {
-  const nodes = await cluster(t, 1);
+  const c3 = await cluster(t, 1);
+  const { nodes } = c3;
   const { amy, bob, cat, room } = await threeMembers(t, nodes);
   // A dm from amy to bob too: the dm room is followed on bob's node from its first event.
   const dm = dmRoom(amy.name, bob.name);
   const dmFirst = await amy.dm(bob.name, 'dm first');
   await bob.nextMessage(dm, (m) => m.seq === dmFirst.seq);
   let dmLast;
-  const ack = await commitUnpublishedAndDie(nodes, amy, room, async () => {
+  const ack = await commitUnpublishedAndDie(c3, amy, room, async () => {
     dmLast = await amy.dm(bob.name, 'dm last', { cid: 'c-dm-last' });
   });
   // The lease (1 s) and a margin: the reap makes every node read its rooms' newest.
@@ -146,14 +114,15 @@ test('a room\'s last message, stored by a node killed before it published it, re
   const next = await bob.say(room, 'next');
   for (const c of [cat, again]) await c.nextMessage(room, (m) => m.seq === next.seq);
   assertOnceInOrder([bob, cat], room, ['first', 'last', 'next']);
-  const stored = sh('psql', ['-X', '-tA', '-d', nodes.store, '-c', `SELECT count(*) FROM events WHERE room = '${room}' AND cid = 'c-last'`]);
+  const stored = psql(c3.store, `SELECT count(*) FROM events WHERE room = '${room}' AND cid = 'c-last'`);
   assert.equal(stored, '1', 'stored once');
 });
 
 test('a cid retry on another node of a message its dead node never published delivers it there and elsewhere before any reap', async (t) => {
-  const nodes = await cluster(t, 30); // no reap within this test: only the retry can tell
+  const c3 = await cluster(t, 30); // no reap within this test: only the retry can tell
+  const { nodes } = c3;
   const { amy, bob, cat, room } = await threeMembers(t, nodes);
-  const ack = await commitUnpublishedAndDie(nodes, amy, room);
+  const ack = await commitUnpublishedAndDie(c3, amy, room);
 
   const again = await ChatClient.connect(nodes[1], { label: 'amy again' });
   t.after(() => again.terminate());
