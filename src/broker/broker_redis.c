@@ -19,12 +19,13 @@
  * the room on that node; node:<id>:mrooms lists those rooms). Channels (not per DB in Redis, so
  * the DB is in the name): parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>" and
  * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
- * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online) and
- * "o <node id> <user>\n" (offline), "x <node id> *\n" (that node died: every node reads its
- * followed rooms' newest from the store, for what it committed and never published). A dm room's events (and hints) go to its two users'
- * channels instead, parley:<db>:u:<user>, as "<seq> <node id>[!] <room>\n<event bytes>": a node
- * subscribes the channel of each user with a connection on it, so it hears the dms of its own
- * users only, and follows (orders, fills) a dm room from the first of its events it hears.
+ * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online),
+ * "o <node id> <user>\n" (offline) and "x <node id> *\n" (that node died: every node reads its
+ * followed rooms' newest from the store, for what it committed and never published). A dm
+ * room's events (and hints) go to its two users' channels instead, parley:<db>:u:<user>, as
+ * "<seq> <node id>[!] <room>\n<event bytes>": a node subscribes the channel of each user with a
+ * connection on it, so it hears the dms of its own users only, and follows (orders, fills) a dm
+ * room from the first of its events it hears.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -369,7 +370,8 @@ static void room_lost(struct rroom *rm)
 }
 
 static void subscribe_room(struct broker_redis *r, struct rroom *rm);
-static void each_followed(struct broker_redis *r, void (*fn)(struct broker_redis *, struct rroom *));
+static void each_followed(struct broker_redis *r,
+                          void (*fn)(struct broker_redis *, struct rroom *));
 static void catch_up(struct broker_redis *r, struct rroom *rm);
 
 /* Subscriptions: confirmations and messages. */
@@ -746,7 +748,8 @@ static void publish_hint(struct broker_redis *r, const struct rroom *rm)
 }
 
 /* Calls fn for every followed room (each pinned: fn may call back into the hub). */
-static void each_followed(struct broker_redis *r, void (*fn)(struct broker_redis *, struct rroom *))
+static void each_followed(struct broker_redis *r,
+                          void (*fn)(struct broker_redis *, struct rroom *))
 {
     size_t n = 0;
     struct rroom **followed = xmalloc((r->rooms.count + 1) * sizeof *followed);
