@@ -7,10 +7,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { ChatClient, PASSWORD, dmRoom, uniq } from '../chat/lib/chat.mjs';
+import { ChatClient, PASSWORD, dmRoom, ms, uniq } from '../chat/lib/chat.mjs';
 import { shareEngines } from './lib/cluster.mjs';
 
 const PAUSE_MS = 5000; // the longest Redis holds writes: CLIENT UNPAUSE ends it once the node is dead
+// --node-lease of the reap test: its nodes refresh every 0.75 s, so a pause shorter than that
+// never leaves a refresh unanswered at the next (which would take a node down); a dead node is
+// reaped within 2.25 s.
+const LEASE_S = 3;
+const REAP_BOUND = ms(LEASE_S * 1000 + 3000); // the lease, and a margin for a busy machine
 const engines = shareEngines({ databases: 8 });
 
 // Three nodes of one chat; redis.cli(...) pauses the whole Redis, so every node's writes.
@@ -80,7 +85,7 @@ function assertNoneWentDown(nodes) {
 }
 
 test('a room\'s last message, stored by a node killed before it published it, reaches the other nodes\' members when the node is reaped', async (t) => {
-  const c3 = await cluster(t, 1);
+  const c3 = await cluster(t, LEASE_S);
   const { nodes } = c3;
   const { amy, bob, cat, room } = await threeMembers(t, nodes);
   // A dm from amy to bob too: the dm room is followed on bob's node from its first event.
@@ -91,16 +96,18 @@ test('a room\'s last message, stored by a node killed before it published it, re
   const ack = await commitUnpublishedAndDie(c3, amy, room, async () => {
     dmLast = await amy.dm(bob.name, 'dm last', { cid: 'c-dm-last' });
   });
-  // The lease (1 s) and a margin: the reap makes every node read its rooms' newest.
+  // Within the lease and a margin: the reap makes every node read its rooms' newest.
+  const killedAt = Date.now();
+  const left = () => Math.max(0, killedAt + REAP_BOUND - Date.now());
   for (const c of [bob, cat]) {
-    const m = await c.nextMessage(room, (x) => x.seq === ack.seq, 6000);
+    const m = await c.nextMessage(room, (x) => x.seq === ack.seq, left());
     assert.equal(m.text, 'last');
   }
-  const m = await bob.nextMessage(dm, (x) => x.seq === dmLast.seq, 6000);
+  const m = await bob.nextMessage(dm, (x) => x.seq === dmLast.seq, left());
   assert.equal(m.text, 'dm last');
   assertOnceInOrder([bob], dm, ['dm first', 'dm last']);
   for (const s of nodes.slice(1)) {
-    await s.waitForLog((l) => l.fields.msg === 'broker_node_dead', 6000, 'msg=broker_node_dead');
+    await s.waitForLog((l) => l.fields.msg === 'broker_node_dead', left(), 'msg=broker_node_dead');
   }
   assertNoneWentDown(nodes.slice(1));
 

@@ -103,10 +103,11 @@ export async function startCluster(t, n, { args = [], before } = {}) {
 }
 
 // One PostgreSQL and one redis-server for the test file (started before its first test, stopped
-// after its last). cluster(t, n, args, env, broker): n nodes of one chat on a database and a Redis
-// DB of their own (broker(i, url): the Redis URL node i is given, a proxy's say), each up in Redis before it resolves, stopped cleanly when t ends (a node still running
-// must exit 0: under ASan, a leak or a fault is a failure); nodes.store is the database's URL,
-// nodes.db the Redis DB. redis.cli(...) runs redis-cli on DB 0.
+// after its last): { pg: {dir, url}, redis (tests/tools/redis.mjs: cli(...) runs redis-cli),
+// cluster }. cluster(t, n, args, env, broker): n nodes of one chat on a database and a Redis DB of
+// their own (broker(i, url): the Redis URL node i is given, a proxy's say), each up in Redis
+// before it resolves, stopped cleanly when t ends (a node still running must exit 0: under ASan,
+// a leak or a fault is a failure); nodes.store is the database's URL, nodes.db the Redis DB.
 export function shareEngines({ databases = 64 } = {}) {
   const engines = { redis: null, pg: null };
   let nextDb = 0;
