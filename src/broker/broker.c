@@ -69,6 +69,12 @@ void broker_publish_room(struct broker *b, const char *room, uint64_t seq, void 
     b->backend->publish_room(b, room, seq, obj, data, len);
 }
 
+void broker_room_stored(struct broker *b, const char *room, uint64_t seq)
+{
+    if (b->backend->room_stored)
+        b->backend->room_stored(b, room, seq);
+}
+
 void broker_fill_event(struct broker *b, const char *room, uint64_t seq, void *obj)
 {
     b->backend->fill_event(b, room, seq, obj);

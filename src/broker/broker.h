@@ -122,6 +122,12 @@ void broker_unfollow(struct broker *b, const char *room);
  */
 void broker_publish_room(struct broker *b, const char *room, uint64_t seq, void *obj,
                          const void *data, size_t len);
+/*
+ * Seq of room is stored, its event not published by this node: a cid retry answered from the
+ * store, whose first copy a node may have committed and died (or lost Redis) before publishing.
+ * Every node following room delivers it (filled from the store if it does not come).
+ */
+void broker_room_stored(struct broker *b, const char *room, uint64_t seq);
 /* The answer to a fill: one event read from the store (takes obj), then done or failed. upto:
  * every event of the room up to it was given (a seq missing below it is gone: skipped). */
 void broker_fill_event(struct broker *b, const char *room, uint64_t seq, void *obj);

@@ -17,6 +17,7 @@ struct broker_backend {
     void (*unfollow)(struct broker *b, const char *room);
     void (*publish_room)(struct broker *b, const char *room, uint64_t seq, void *obj,
                          const void *data, size_t len);
+    void (*room_stored)(struct broker *b, const char *room, uint64_t seq); /* NULL: nothing */
     void (*fill_event)(struct broker *b, const char *room, uint64_t seq, void *obj);
     void (*fill_done)(struct broker *b, const char *room, uint64_t upto, bool ok);
     uint64_t (*room_members)(struct broker *b, const char *room, uint32_t local);

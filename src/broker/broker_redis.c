@@ -19,11 +19,13 @@
  * the room on that node; node:<id>:mrooms lists those rooms). Channels (not per DB in Redis, so
  * the DB is in the name): parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>" and
  * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
- * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online) and
- * "o <node id> <user>\n" (offline). A dm room's events (and hints) go to its two users'
- * channels instead, parley:<db>:u:<user>, as "<seq> <node id>[!] <room>\n<event bytes>": a node
- * subscribes the channel of each user with a connection on it, so it hears the dms of its own
- * users only, and follows (orders, fills) a dm room from the first of its events it hears.
+ * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online),
+ * "o <node id> <user>\n" (offline) and "x <node id> *\n" (that node died: every node reads its
+ * followed rooms' newest from the store, for what it committed and never published). A dm
+ * room's events (and hints) go to its two users' channels instead, parley:<db>:u:<user>, as
+ * "<seq> <node id>[!] <room>\n<event bytes>": a node subscribes the channel of each user with a
+ * connection on it, so it hears the dms of its own users only, and follows (orders, fills) a dm
+ * room from the first of its events it hears.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -368,6 +370,9 @@ static void room_lost(struct rroom *rm)
 }
 
 static void subscribe_room(struct broker_redis *r, struct rroom *rm);
+static void each_followed(struct broker_redis *r,
+                          void (*fn)(struct broker_redis *, struct rroom *));
+static void catch_up(struct broker_redis *r, struct rroom *rm);
 
 /* Subscriptions: confirmations and messages. */
 
@@ -394,6 +399,12 @@ static void on_users_message(struct broker_redis *r, const char *p, size_t len)
         b->user.user_event(b->user.ctx, user, nl + 1, len - (size_t)(nl + 1 - p));
     } else if (p[0] == 'p' || p[0] == 'o') {
         b->user.presence(b->user.ctx, user, p[0] == 'p');
+    } else if (p[0] == 'x') {
+        /* "x <node id> *": that node died and was reaped. An event it committed and never
+         * published (killed between its commit and its PUBLISH, or cut off from Redis first)
+         * would wait for the room's next event: read every followed room's newest now. */
+        log_info("msg=broker_node_dead id=%.*s", (int)id_len, id);
+        each_followed(r, catch_up);
     }
 }
 
@@ -736,6 +747,43 @@ static void publish_hint(struct broker_redis *r, const struct rroom *rm)
         publish_event(r, rm->name, newest, true, NULL, 0);
 }
 
+/* Calls fn for every followed room (each pinned: fn may call back into the hub). */
+static void each_followed(struct broker_redis *r,
+                          void (*fn)(struct broker_redis *, struct rroom *))
+{
+    size_t n = 0;
+    struct rroom **followed = xmalloc((r->rooms.count + 1) * sizeof *followed);
+    const char *key;
+    void *v;
+    for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);) {
+        room_pin(v);
+        followed[n++] = v;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (followed[i]->follows > 0)
+            fn(r, followed[i]);
+        room_unpin(followed[i]);
+    }
+    free(followed);
+}
+
+/* Reads from the store what the other nodes stored after rm's newest delivered here; a room
+ * whose subscription is not confirmed yet is read at its confirmation. */
+static void catch_up(struct broker_redis *r, struct rroom *rm)
+{
+    (void)r;
+    if (rm->subscribed)
+        room_lost(rm);
+}
+
+/* Back from Redis lost: catch up, and hint the other nodes (whose own subscriptions never
+ * dropped) at what this node committed while cut off. */
+static void catch_up_and_hint(struct broker_redis *r, struct rroom *rm)
+{
+    catch_up(r, rm);
+    publish_hint(r, rm);
+}
+
 static void maybe_up(struct broker_redis *r)
 {
     if (r->up || !r->cmd_connected || !r->sub_connected || !r->registered || !r->users_subscribed)
@@ -746,27 +794,7 @@ static void maybe_up(struct broker_redis *r)
     log_info("msg=broker_up broker=redis://%s:%d/%u node=%s id=%s", r->host, r->port, r->db,
              r->node, r->id);
     r->base.user.state(r->base.user.ctx, true);
-    size_t n = 0;
-    struct rroom **followed = xmalloc((r->rooms.count + 1) * sizeof *followed);
-    const char *key;
-    void *v;
-    for (size_t i = 0; map_next(&r->rooms, &i, &key, &v);) {
-        room_pin(v);
-        followed[n++] = v;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (followed[i]->follows > 0) {
-            /* What the other nodes sent while we were away is read from the store; a room
-             * whose subscription is not confirmed yet is read at its confirmation. */
-            if (followed[i]->subscribed)
-                room_lost(followed[i]);
-            /* Every room, confirmed or not: the hint is for the other nodes, whose own
-             * subscriptions never dropped. */
-            publish_hint(r, followed[i]);
-        }
-        room_unpin(followed[i]);
-    }
-    free(followed);
+    each_followed(r, catch_up_and_hint);
     eval(r, redis_lua_snapshot, on_snapshot, r, NULL, NULL, 0);
 }
 
@@ -1074,6 +1102,25 @@ static void redis_publish_room(struct broker *b, const char *room, uint64_t seq,
         b->user.room_event(b->user.ctx, room, seq, obj, NULL, 0);
 }
 
+/* A cid retry was answered with seq, stored earlier, perhaps by a node that died before
+ * publishing it: unless this node delivered it already, it is filled here after the hold unless
+ * it arrives, and the other nodes are hinted at it. Rare (a retry after a lost ack), and once
+ * delivered here, a retry publishes nothing. */
+static void redis_room_stored(struct broker *b, const char *room, uint64_t seq)
+{
+    struct broker_redis *r = R(b);
+    struct rroom *rm = map_get(&r->rooms, room);
+    if (rm && seq < room_order_next(&rm->order))
+        return;
+    if (r->up && strlen(room) <= BROKER_NAME_MAX)
+        publish_event(r, room, seq, true, NULL, 0);
+    if (rm) {
+        room_pin(rm);
+        room_order_seen(&rm->order, seq, loop_now(r->loop));
+        room_unpin(rm);
+    }
+}
+
 static void redis_fill_event(struct broker *b, const char *room, uint64_t seq, void *obj)
 {
     struct rroom *rm = map_get(&R(b)->rooms, room);
@@ -1283,6 +1330,7 @@ static const struct broker_backend redis_backend = {
     .follow = redis_follow,
     .unfollow = redis_unfollow,
     .publish_room = redis_publish_room,
+    .room_stored = redis_room_stored,
     .fill_event = redis_fill_event,
     .fill_done = redis_fill_done,
     .room_members = redis_room_members,

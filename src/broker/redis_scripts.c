@@ -3,8 +3,10 @@
 
 /* Renews this node's lease and reaps every node whose lease ran out: its users leave (offline
  * published when it was their last node), its guests' names are freed, its counts dropped, its
- * room members leave (published on each room's channel). ARGV: prefix, id, lease ms, node name,
- * users channel, rooms' channel prefix. Returns {fresh, reaped}: fresh is 1
+ * room members leave (published on each room's channel), and "x <id> *" on the users channel
+ * tells every node it died: what it committed and never published is read from the store.
+ * ARGV: prefix, id, lease ms, node name, users channel, rooms' channel prefix. Returns
+ * {fresh, reaped}: fresh is 1
  * when this node had no lease (first start, reaped, or Redis restarted). */
 const char redis_lua_lease[] =
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[5]\n"
@@ -39,6 +41,7 @@ const char redis_lua_lease[] =
     "  end\n"
     "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms', nk .. ':mrooms')\n"
     "  redis.call('ZREM', p .. 'nodes', d)\n"
+    "  redis.call('PUBLISH', chan, 'x ' .. d .. ' *\\n')\n"
     "  reaped = reaped + 1\n"
     "end\n"
     "return {fresh, reaped}\n";

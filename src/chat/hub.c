@@ -1453,6 +1453,7 @@ static void event_stored(struct hub *h, struct chat_op *op)
         hub_broker_stored(h->hb, op, op->room_is_dm ? op->peer : NULL);
         return;
     }
+    hub_broker_acked_again(h->hb, op);
     struct hub_room *r = room_get(h, op->room, true);
     run_close(h, r);
     reply(h, op); /* the ack */

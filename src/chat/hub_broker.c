@@ -568,6 +568,12 @@ void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *pe
     free(w.p);
 }
 
+void hub_broker_acked_again(struct hub_broker *hb, const struct chat_op *op)
+{
+    if (op->has_cid && op->seq > 0 && !op->err)
+        broker_room_stored(hb->broker, op->room, op->seq);
+}
+
 void hub_broker_filled(struct hub_broker *hb, struct chat_op *op)
 {
     if (op->err) {

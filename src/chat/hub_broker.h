@@ -72,6 +72,9 @@ void hub_broker_unfollow(struct hub_broker *hb, const char *room);
 /* A stored event (op at stage 1, its ack riding on it): published, and delivered here in order
  * through hooks->deliver. peer: a dm's other party as shown, else NULL. */
 void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *peer);
+/* A timeline op the store answered without storing (stage 2): a cid retry's seq may be of an
+ * event whose node died before publishing it, so every node is made to deliver it. */
+void hub_broker_acked_again(struct hub_broker *hb, const struct chat_op *op);
 /* The store's answer to a fill (a CHAT_FILL op): given to the broker; takes op. */
 void hub_broker_filled(struct hub_broker *hb, struct chat_op *op);
 /* A stored event read back, in the wire form between nodes (in the ws chunk, len bytes), for a

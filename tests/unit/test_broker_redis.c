@@ -809,6 +809,91 @@ static void a_dm_reaches_the_nodes_of_its_users_in_order(void **state)
     node_stop(B);
 }
 
+/* Stores the next event of room r without publishing it: a node killed between its commit and
+ * its PUBLISH. */
+static void commit_only(int r, const char *by)
+{
+    uint64_t seq = ++store_newest[r];
+    assert_true(seq < MAX_EVENTS);
+    snprintf(store[r][seq], sizeof store[r][seq], "%s#%s#%llu", room_names[r], by,
+             (unsigned long long)seq);
+}
+
+static bool b_caught_up(void)
+{
+    for (int r = 0; r < ALL_ROOMS; r++)
+        if (B->n_delivered[r] != store_newest[r])
+            return false;
+    return true;
+}
+
+static void a_node_dead_before_publishing_is_caught_up_at_its_reap(void **state)
+{
+    (void)state;
+    start_pair(2000);
+    broker_follow(A->b, room_names[DM], 0);
+    broker_follow(B->b, room_names[DM], 0);
+    for (int r = 0; r < ALL_ROOMS; r++)
+        commit_and_publish(r % 2 ? A : B, r);
+    run_until(b_caught_up, "the first events on B");
+
+    /* Each room's last event is one B never hears of: killed between commit and PUBLISH (room 1
+     * and the dm room), or stored while cut off from Redis (room 0), and then A dies. */
+    commit_only(1, "A");
+    commit_only(DM, "A");
+    assert_int_equal(kill_connections(A), 2);
+    run_until(a_down, "A down");
+    commit_and_publish(A, 0); /* delivered on A, never published */
+    broker_free(A->b);
+    A->b = NULL;
+    size_t fills[ALL_ROOMS];
+    memcpy(fills, B->fills, sizeof fills);
+    assert_int_equal(B->n_delivered[0], store_newest[0] - 1);
+
+    /* B reaps A (or hears that it was reaped) and reads each followed room's newest. */
+    run_until(b_caught_up, "B given the events A stored and never published");
+    for (int r = 0; r < ALL_ROOMS; r++) {
+        assert_in_order(B, r);
+        assert_true(B->fills[r] > fills[r]);
+    }
+    struct broker_status st;
+    broker_status(B->b, &st);
+    assert_true(st.reaped >= 1);
+    node_stop(B);
+}
+
+static bool a_caught_up(void)
+{
+    return A->n_delivered[0] == store_newest[0];
+}
+
+static void a_cid_retry_answered_from_the_store_reaches_every_node(void **state)
+{
+    (void)state;
+    start_pair(10000);
+    for (int i = 0; i < 4; i++)
+        commit_and_publish(i % 2 ? A : B, 0);
+    run_until(both_caught_up, "the first events");
+
+    /* A third node stored one and died before publishing it; its sender retries the cid on B,
+     * which finds it in the store: B delivers it, and A is hinted at it. */
+    commit_only(0, "C");
+    broker_room_stored(B->b, room_names[0], store_newest[0]);
+    run_until(a_caught_up, "the retried event on A");
+    run_until(both_caught_up, "and on B");
+    assert_in_order(A, 0);
+    assert_in_order(B, 0);
+
+    /* Delivered here: a second retry changes nothing, and the next event goes on in order. */
+    broker_room_stored(B->b, room_names[0], store_newest[0]);
+    commit_and_publish(B, 0);
+    run_until(both_caught_up, "the next event");
+    assert_in_order(A, 0);
+    assert_in_order(B, 0);
+    node_stop(A);
+    node_stop(B);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -822,6 +907,8 @@ int main(void)
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
         cmocka_unit_test(a_node_cut_off_tells_what_it_stored_meanwhile),
         cmocka_unit_test(a_dm_reaches_the_nodes_of_its_users_in_order),
+        cmocka_unit_test(a_node_dead_before_publishing_is_caught_up_at_its_reap),
+        cmocka_unit_test(a_cid_retry_answered_from_the_store_reaches_every_node),
     };
     int failed = cmocka_run_group_tests_name("broker_redis", tests, group_setup, group_teardown);
     redis_stop();
