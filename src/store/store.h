@@ -150,6 +150,12 @@ struct store_ops {
     int (*take_over)(struct store *s);
     /* Every room with its latest seq (0 if it has no messages), dm rooms included. */
     int (*load_rooms)(struct store *s, store_room_cb each, void *arg);
+    /* The dm rooms of which account (a registered user's lower-case name) is a party, each with
+     * its latest seq and created_ms: what welcome lists (rule 68) on a database other nodes
+     * write too. One query, whatever the number of rooms. NULL: this process is the database's
+     * only writer (SQLite), so the store thread's table of rooms (load_rooms and its own
+     * writes) already holds them. */
+    int (*dm_rooms)(struct store *s, const char *account, store_room_cb each, void *arg);
     /* Every registered user (for the hub's name checks at start-up). */
     int (*load_users)(struct store *s, store_user_cb each, void *arg);
 

@@ -180,6 +180,9 @@ static const char *const migrations[] = {
     " name_lc " CTEXT " NOT NULL,"
     " until_ms bigint NOT NULL,"
     " PRIMARY KEY(room, name_lc));",
+    /* dm_rooms: a user's dm rooms where it is the second party ("dm:<a>:<user>"); those where
+     * it is the first are a range of the primary key. */
+    "CREATE INDEX rooms_dm_second ON rooms(split_part(name, ':', 3)) WHERE name LIKE 'dm:%';",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -198,6 +201,7 @@ enum stmt {
     ST_ROOM_ADVANCE,
     ST_LOAD_ROOMS,
     ST_LOAD_USERS,
+    ST_DM_ROOMS,
     ST_FIND_CID,
     ST_INSERT_MSG,
     ST_ROOM_CREATE,
@@ -288,6 +292,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " AND last_seq = $2::bigint - 1",
     [ST_LOAD_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms",
     [ST_LOAD_USERS] = "SELECT name, created_ms FROM users",
+    /* Both halves by an index: the primary key's range, then rooms_dm_second (no name holds
+     * ':', so the third part of "dm:<a>:<b>" is b; a dm with oneself is in the first half). */
+    [ST_DM_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms"
+                    " WHERE name >= 'dm:' || $1 || ':' AND name < 'dm:' || $1 || ';'"
+                    " UNION ALL SELECT name, last_seq, created_ms FROM rooms"
+                    " WHERE name LIKE 'dm:%' AND split_part(name, ':', 3) = $1"
+                    " AND split_part(name, ':', 2) <> $1",
     [ST_FIND_CID] = "SELECT seq FROM events WHERE room = $1 AND identity = " LC("$2::text")
                     " AND cid = $3",
     [ST_INSERT_MSG] =
@@ -1899,6 +1910,24 @@ static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
     return 0;
 }
 
+static int pg_dm_rooms(struct store *s, const char *account, store_room_cb each, void *arg)
+{
+    struct pg_store *ps = from_base(s);
+    struct params p = {0};
+    p_text(&p, account);
+    int err;
+    PGresult *r = exec_stmt(ps, ST_DM_ROOMS, "dm_rooms", &p, &err);
+    if (!r)
+        return note(ps, err);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *name = col_text(r, i, 0);
+        if (name && store_valid_room(name, (size_t)PQgetlength(r, i, 0)))
+            each(arg, name, (uint64_t)col_i64(r, i, 1), col_i64(r, i, 2));
+    }
+    PQclear(r);
+    return 0;
+}
+
 static int pg_load_users(struct store *s, store_user_cb each, void *arg)
 {
     struct pg_store *ps = from_base(s);
@@ -2447,6 +2476,7 @@ static const struct store_ops pg_ops = {
     .close = pg_close,
     .take_over = pg_take_over,
     .load_rooms = pg_load_rooms,
+    .dm_rooms = pg_dm_rooms,
     .load_users = pg_load_users,
     .begin = pg_begin,
     .find_cid = pg_find_cid,
