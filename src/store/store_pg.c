@@ -292,13 +292,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " AND last_seq = $2::bigint - 1",
     [ST_LOAD_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms",
     [ST_LOAD_USERS] = "SELECT name, created_ms FROM users",
-    /* Both halves by an index: the primary key's range, then rooms_dm_second (no name holds
-     * ':', so the third part of "dm:<a>:<b>" is b; a dm with oneself is in the first half). */
+    /* Both halves by an index: the primary key's range ("dm:<user>:<b>"), then rooms_dm_second
+     * ("dm:<a>:<user>": no name holds ':', so the third part is the second user). */
     [ST_DM_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms"
                     " WHERE name >= 'dm:' || $1 || ':' AND name < 'dm:' || $1 || ';'"
                     " UNION ALL SELECT name, last_seq, created_ms FROM rooms"
-                    " WHERE name LIKE 'dm:%' AND split_part(name, ':', 3) = $1"
-                    " AND split_part(name, ':', 2) <> $1",
+                    " WHERE name LIKE 'dm:%' AND split_part(name, ':', 3) = $1",
     [ST_FIND_CID] = "SELECT seq FROM events WHERE room = $1 AND identity = " LC("$2::text")
                     " AND cid = $3",
     [ST_INSERT_MSG] =

@@ -76,7 +76,8 @@ static void on_room_member(void *ctx, const char *room, const char *node, const 
 
 static const struct broker_user user = {NULL,     on_room_event,  on_release,
                                         on_fill,  on_user_event,  on_presence,
-                                        on_state, on_room_member, NULL};
+                                        on_state, on_room_member, NULL,
+                                        NULL};
 
 static void alone_everything_comes_straight_back(void **state)
 {
