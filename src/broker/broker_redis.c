@@ -25,7 +25,9 @@
  * room's events (and hints) go to its two users' channels instead, parley:<db>:u:<user>, as
  * "<seq> <node id>[!] <room>\n<event bytes>": a node subscribes the channel of each user with a
  * connection on it, so it hears the dms of its own users only, and follows (orders, fills) a dm
- * room from the first of its events it hears.
+ * room from the first of its events it hears (the hub says from which seq); once a user's channel
+ * is subscribed it tells the hub (user_ready), which looks in the store for what was published
+ * before.
  */
 #include <errno.h>
 #include <inttypes.h>

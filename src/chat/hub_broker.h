@@ -64,8 +64,9 @@ struct hub_nodes;
 void hub_broker_set_nodes(struct hub_broker *hb, struct hub_nodes *nodes);
 
 /* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. A
- * dm room is also followed, apart from these, while one of its users has a connection here, from
- * the first of its events this node stores or hears of (dm_follow in broker.h). */
+ * dm room is also followed, apart from these, while one of its users has a connection here, once
+ * this node stores or hears of one of its events (dm_follow in broker.h): from its users' starts
+ * (hub_broker_user_dms) when they are known, else from that event. */
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);
 void hub_broker_unfollow(struct hub_broker *hb, const char *room);
 
