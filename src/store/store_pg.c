@@ -1890,12 +1890,12 @@ static int pg_reactions(struct store *s, const char *room, uint64_t target, stor
     return 0;
 }
 
-static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
+/* Rooms as (name, last_seq, created_ms) rows of statement id, each passed to each. */
+static int rooms_of(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
+                    store_room_cb each, void *arg)
 {
-    struct pg_store *ps = from_base(s);
-    struct params p = {0};
     int err;
-    PGresult *r = exec_stmt(ps, ST_LOAD_ROOMS, "load_rooms", &p, &err);
+    PGresult *r = exec_stmt(ps, id, op, p, &err);
     if (!r)
         return err;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -1909,22 +1909,18 @@ static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
     return 0;
 }
 
+static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
+{
+    struct params p = {0};
+    return rooms_of(from_base(s), ST_LOAD_ROOMS, "load_rooms", &p, each, arg);
+}
+
 static int pg_dm_rooms(struct store *s, const char *account, store_room_cb each, void *arg)
 {
     struct pg_store *ps = from_base(s);
     struct params p = {0};
     p_text(&p, account);
-    int err;
-    PGresult *r = exec_stmt(ps, ST_DM_ROOMS, "dm_rooms", &p, &err);
-    if (!r)
-        return note(ps, err);
-    for (int i = 0; i < PQntuples(r); i++) {
-        const char *name = col_text(r, i, 0);
-        if (name && store_valid_room(name, (size_t)PQgetlength(r, i, 0)))
-            each(arg, name, (uint64_t)col_i64(r, i, 1), col_i64(r, i, 2));
-    }
-    PQclear(r);
-    return 0;
+    return rooms_of(ps, ST_DM_ROOMS, "dm_rooms", &p, each, arg);
 }
 
 static int pg_load_users(struct store *s, store_user_cb each, void *arg)
