@@ -178,10 +178,10 @@ static int count_unread(struct store_thread *st, const struct chat_op *op,
                                &r->unread, &r->mentions);
 }
 
-static void collect_saved(void *arg, const char *room, uint64_t marker)
+static void collect_saved(void *arg, const char *room, uint64_t marker, uint64_t latest)
 {
     struct chat_op *op = arg;
-    chat_op_add_saved(op, room, 0)->read = marker;
+    chat_op_add_saved(op, room, latest)->read = marker;
 }
 
 /*
@@ -206,7 +206,8 @@ static int list_reads(struct store_thread *st, struct chat_op *op)
     int rc = db->ops->saved_list(db, op->user_lc, collect_saved, op);
     for (size_t i = 0; rc == 0 && i < op->n_saved; i++) {
         struct chat_room_info *r = &op->saved[i];
-        r->seq = latest_of(st, r->name);
+        uint64_t mine = latest_of(st, r->name); /* the database's may be newer (other nodes) */
+        r->seq = mine > r->seq ? mine : r->seq;
         rc = count_unread(st, op, r, 0);
     }
     return rc;

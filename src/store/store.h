@@ -128,8 +128,10 @@ typedef void (*store_user_cb)(void *arg, const char *name, int64_t created_ms);
  * room string lives only during the call. Returns false to end the scan. */
 typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uint64_t seq,
                                 int64_t ts);
-/* A saved room with the account's read marker in it (0: never set). */
-typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker);
+/* A saved room with the account's read marker in it (0: never set), and on a database other
+ * nodes write too, the room's latest seq as read with it (else 0: the store thread's table of
+ * rooms, which sees every write, has it). */
+typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker, uint64_t latest);
 
 /* A check a batch will make (store_ops.prefetch): the cid of identity in room (cid NULL: none
  * asked), and whether muted_lc is muted in room (NULL: not asked). */

@@ -398,8 +398,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SAVED_COUNT] = "SELECT COUNT(*) FROM saved_rooms WHERE account = $1",
     [ST_SAVED_ADD] = "INSERT INTO saved_rooms(account, room) VALUES($1, $2) ON CONFLICT DO NOTHING",
     [ST_SAVED_DROP] = "DELETE FROM saved_rooms WHERE account = $1 AND room = $2",
-    [ST_SAVED_LIST] = "SELECT s.room, COALESCE(m.seq, 0) FROM saved_rooms s"
+    [ST_SAVED_LIST] = "SELECT s.room, COALESCE(m.seq, 0), COALESCE(r.last_seq, 0)"
+                      " FROM saved_rooms s"
                       " LEFT JOIN read_markers m ON m.account = s.account AND m.room = s.room"
+                      " LEFT JOIN rooms r ON r.name = s.room"
                       " WHERE s.account = $1 ORDER BY s.room",
     [ST_UNREAD] = "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room = $1 AND seq > $2"
                   " AND type = 'message' AND deleted = 0 AND identity <> $3 AND ts >= $4"
@@ -2329,7 +2331,7 @@ static int pg_saved_list(struct store *s, const char *account, store_saved_cb ea
     for (int i = 0; i < PQntuples(r); i++) {
         const char *room = col_text(r, i, 0);
         if (room && store_valid_room(room, (size_t)PQgetlength(r, i, 0)))
-            each(arg, room, (uint64_t)col_i64(r, i, 1));
+            each(arg, room, (uint64_t)col_i64(r, i, 1), (uint64_t)col_i64(r, i, 2));
     }
     PQclear(r);
     return 0;

@@ -242,22 +242,30 @@ async function subscriber(t, channel) {
   return { seen };
 }
 
-test("a dm room made on one node is in the recipient's welcome on another, with its seq and counts", async (t) => {
+test("a dm room made on one node, and a saved room written there, are in the recipient's welcome on another, with their seqs and counts", async (t) => {
   const [a, b] = await cluster(t, 2);
   const alice = await ChatClient.connect(a, { label: 'alice@a' });
   t.after(() => alice.terminate());
-  const [an, bn] = [uniq('alice'), uniq('bob')];
+  const [an, bn, room] = [uniq('alice'), uniq('bob'), uniq('r')];
   await alice.register(bn);
   await alice.register(an);
   await alice.login(an, PASSWORD);
+  const bobThen = await ChatClient.connect(b, { label: 'bob@b' });
+  await bobThen.login(bn, PASSWORD);
+  await bobThen.join(room); // saved for bob, on b
+  await bobThen.close();
+  await alice.join(room);
+  await alice.say(room, 'one');
+  const said = await alice.say(room, `two @${bn}`);
   const first = await alice.dm(bn, 'one');
   const second = await alice.dm(bn, `two @${bn}`);
-  // b stored nothing of the room and heard nothing of it: its welcome reads the store.
+  // b stored nothing of these since and heard nothing of them: its welcome reads the store.
   const bob = await ChatClient.connect(b, { label: 'bob@b' });
   t.after(() => bob.terminate());
   const w = await bob.login(bn, PASSWORD);
   assert.deepEqual(w.dms, [{ room: dmRoom(an, bn), seq: second.seq, read: 0, unread: 2, mentions: 1 }]);
   assert.equal(second.seq, first.seq + 1);
+  assert.deepEqual(w.rooms, [{ name: room, seq: said.seq, read: said.seq - 2, unread: 2, mentions: 1 }]);
 });
 
 test("a dm stored in the instant after the recipient's login on another node still arrives live", async (t) => {

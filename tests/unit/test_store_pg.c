@@ -218,9 +218,18 @@ static void nodes_starting_at_once_migrate_once(void **state)
     sql_on(admin_url, sql);
 }
 
+/* A saved room's latest seq as the database has it (welcome on a node that did not write it). */
+static void see_saved_latest(void *arg, const char *room, uint64_t marker, uint64_t latest)
+{
+    (void)marker;
+    if (strcmp(room, "dev") == 0)
+        *(uint64_t *)arg = latest;
+}
+
 /* dm_rooms: every dm room of the user, where it is the first party or the second, with its
  * latest seq; no room of a name that only starts or ends like it, and no public room. Another
- * node's rooms are listed as soon as they are committed. */
+ * node's rooms are listed as soon as they are committed, and so are the saved rooms' latest
+ * seqs (what welcome gives). */
 static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
 {
     struct fixture *f = *state;
@@ -249,6 +258,13 @@ static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
     memset(&r, 0, sizeof r);
     assert_int_equal(b->ops->dm_rooms(b, "dave", see_room, &r), 0);
     assert_int_equal(r.n, 0);
+    assert_int_equal(a->ops->begin(a), 0);
+    assert_int_equal(a->ops->saved_set(a, "bob", "dev", true), 0);
+    assert_int_equal(a->ops->commit(a), 0);
+    fill(b, "dev", 4);
+    uint64_t latest = 0;
+    assert_int_equal(a->ops->saved_list(a, "bob", see_saved_latest, &latest), 0);
+    assert_int_equal(latest, 4);
     /* The second half has an index of its own (the first is a range of the primary key). */
     assert_int_equal(
         count_rows(f, "SELECT count(*) FROM pg_indexes WHERE indexname = 'rooms_dm_second'"), 1);
