@@ -507,8 +507,7 @@ void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op)
     for (size_t i = 0; !op->err && map_get(&hb->dm_starts, op->user_lc) && i < op->n_rooms; i++) {
         const struct chat_room_info *r = &op->rooms[i];
         char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-        if (map_get(&hb->dm_rooms, r->name) ||
-            !text_parse_dm_room(r->name, strlen(r->name), a, b))
+        if (map_get(&hb->dm_rooms, r->name) || !text_parse_dm_room(r->name, strlen(r->name), a, b))
             continue;
         /* r->seq + 1 as if heard: from the users' starts when they are older. */
         uint64_t from = dm_from(hb, r->name, a, b, r->seq + 1);

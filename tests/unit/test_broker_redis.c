@@ -352,8 +352,9 @@ static void node_start(struct node *n, const char *name, uint64_t lease_ms)
     snprintf(cfg.node, sizeof cfg.node, "%s", name);
     struct broker_settings s = {
         .lease_ms = lease_ms, .hold_ms = 50, .max_held = 64, .reconnect_max = 200};
-    struct broker_user u = {n,           cb_room_event, cb_release,     cb_fill,      cb_user_event,
-                            cb_presence, cb_state,      cb_room_member, cb_dm_follow, cb_user_ready};
+    struct broker_user u = {
+        n,           cb_room_event, cb_release,     cb_fill,      cb_user_event,
+        cb_presence, cb_state,      cb_room_member, cb_dm_follow, cb_user_ready};
     n->b = broker_redis_new(loop, &cfg, &s, &u);
     assert_non_null(n->b);
 }
