@@ -83,6 +83,13 @@ struct broker_user {
      * order like any other. NULL: dm rooms are followed only as the hub asks.
      */
     void (*dm_follow)(void *ctx, const char *room, uint64_t seq);
+    /*
+     * The channel of a user here (broker_user_here) is subscribed, at the user's arrival or again
+     * after a reconnect: every dm of the user published from now on reaches this node. One
+     * published before (between the hub's last read of the store and now) did not: the hub may
+     * look for it in the store. NULL: not told.
+     */
+    void (*user_ready)(void *ctx, const char *user);
 };
 
 /* Tuning, from the config, and the hold of room_order. */

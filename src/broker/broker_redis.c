@@ -25,7 +25,9 @@
  * room's events (and hints) go to its two users' channels instead, parley:<db>:u:<user>, as
  * "<seq> <node id>[!] <room>\n<event bytes>": a node subscribes the channel of each user with a
  * connection on it, so it hears the dms of its own users only, and follows (orders, fills) a dm
- * room from the first of its events it hears.
+ * room from the first of its events it hears (the hub says from which seq); once a user's channel
+ * is subscribed it tells the hub (user_ready), which looks in the store for what was published
+ * before.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -593,6 +595,18 @@ static void send_room_snapshot(struct broker_redis *r, struct rroom *rm)
     eval(r, redis_lua_room_snapshot, on_room_snapshot, ask, extra, NULL, 1);
 }
 
+/* A user's channel is subscribed: the hub may catch up what was published on it before. */
+static void user_subscribed(struct broker_redis *r, const char *user, size_t len)
+{
+    char name[BROKER_NAME_MAX + 1];
+    if (len > BROKER_NAME_MAX || !r->base.user.user_ready)
+        return;
+    memcpy(name, user, len);
+    name[len] = '\0';
+    if (map_get(&r->users, name)) /* not gone meanwhile */
+        r->base.user.user_ready(r->base.user.ctx, name);
+}
+
 static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
 {
     (void)ac, (void)priv;
@@ -621,6 +635,8 @@ static void on_sub(redisAsyncContext *ac, void *reply_p, void *priv)
         if (users) {
             r->users_subscribed = true;
             maybe_up(r);
+        } else if (user_chan) {
+            user_subscribed(r, chan->str + r->chan_user_len, chan->len - r->chan_user_len);
         } else if (rm && !rm->subscribed) {
             rm->subscribed = true;
             if (r->up)

@@ -1592,6 +1592,8 @@ static void status_login(struct hub *h, struct chat_op *op)
 {
     struct user_status *u =
         user_status_connect(&h->statuses, op->user, op->user_lc, op->guest ? op->guest_session : 0);
+    if (!op->guest && u->conns == 1) /* before its channel is subscribed (status_first_here) */
+        hub_broker_user_dms(h->hb, op->user_lc, op);
     status_first_here(h, u);
     op->away = u->away;
     free(op->text);
@@ -1872,6 +1874,9 @@ static void on_mail(struct service *s, struct mail *m)
         break;
     case CHAT_FILL:
         hub_broker_filled(h->hb, op);
+        break;
+    case CHAT_DM_SEQS:
+        hub_broker_dm_seqs(h->hb, op);
         break;
     case CHAT_STATUS:
         status_request(h, op);

@@ -28,6 +28,11 @@ struct hub_broker {
      * follow of a join): room -> (void *)1; and each such user's peers in them: user_lc ->
      * struct dm_peers. A room is unfollowed when neither of its users is here any more. */
     struct map dm_rooms, dm_peers;
+    /* Where each dm room of a registered user here starts for this node: user_lc -> struct map
+     * (room -> (void *)(uintptr_t)(seq + 1)), the newest seqs its first login here read from the
+     * store (welcome's dms). A dm room is followed from there, not from the first event heard,
+     * so what was lost before it is filled. */
+    struct map dm_starts;
     struct hub_nodes *nodes; /* the broker's other callbacks go there */
     bool alone;              /* the local broker: nothing crosses processes, no wire form */
 };
@@ -413,6 +418,31 @@ static void peers_free(struct dm_peers *p)
     free(p);
 }
 
+/* The seq from which this node delivers the dm room of a and b when it follows it now: the
+ * later of the users' starts (what a user's welcome gave, its connections have), else heard - 1
+ * (nothing known: from the event heard on). Never below what the hub delivered. */
+static uint64_t dm_from(struct hub_broker *hb, const char *room, const char *a, const char *b,
+                        uint64_t heard)
+{
+    uint64_t from = heard - 1, start = 0;
+    bool known = false;
+    const char *users[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        struct map *starts = map_get(&hb->dm_starts, users[i]);
+        if (!starts)
+            continue;
+        uintptr_t v = (uintptr_t)map_get(starts, room);
+        uint64_t s = v ? v - 1 : 0; /* a room not in its welcome is newer than it: from 0 */
+        if (!known || s > start)
+            start = s;
+        known = true;
+    }
+    if (known && start < from)
+        from = start;
+    uint64_t latest = hb->hooks.latest(hb->hooks.hub, room);
+    return latest > from ? latest : from;
+}
+
 /* Follows the dm room of a and b for them (once), from newest on. */
 static void dm_follow(struct hub_broker *hb, const char *room, const char *a, const char *b,
                       uint64_t newest)
@@ -438,12 +468,60 @@ static void on_dm_follow(void *ctx, const char *room, uint64_t seq)
     if (!text_parse_dm_room(room, strlen(room), a, b) ||
         (!hb->hooks.user_here(hb->hooks.hub, a) && !hb->hooks.user_here(hb->hooks.hub, b)))
         return;
-    uint64_t latest = hb->hooks.latest(hb->hooks.hub, room);
-    dm_follow(hb, room, a, b, latest > seq - 1 ? latest : seq - 1);
+    dm_follow(hb, room, a, b, dm_from(hb, room, a, b, seq));
+}
+
+static void starts_free(struct map *starts)
+{
+    map_free(starts);
+    free(starts);
+}
+
+void hub_broker_user_dms(struct hub_broker *hb, const char *user_lc, const struct chat_op *op)
+{
+    if (hb->alone)
+        return;
+    struct map *starts = xcalloc(1, sizeof *starts);
+    map_init(starts, true);
+    for (size_t i = 0; i < op->n_rooms; i++)
+        map_put(starts, op->rooms[i].name, (void *)(uintptr_t)(op->rooms[i].seq + 1));
+    struct map *old = map_put(&hb->dm_starts, user_lc, starts);
+    if (old)
+        starts_free(old);
+}
+
+/* The user's channel is subscribed: what was published on it before, since its welcome was
+ * read, is looked for in the store (CHAT_DM_SEQS, answered in hub_broker_dm_seqs). */
+static void on_user_ready(void *ctx, const char *user)
+{
+    struct hub_broker *hb = ctx;
+    if (!map_get(&hb->dm_starts, user))
+        return; /* a guest, or gone: nothing to start from */
+    struct chat_op *op = chat_op_new(CHAT_DM_SEQS, 0, 0);
+    snprintf(op->user_lc, sizeof op->user_lc, "%s", user);
+    chat_to_store(op);
+}
+
+void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op)
+{
+    for (size_t i = 0; !op->err && map_get(&hb->dm_starts, op->user_lc) && i < op->n_rooms; i++) {
+        const struct chat_room_info *r = &op->rooms[i];
+        char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+        if (map_get(&hb->dm_rooms, r->name) || !text_parse_dm_room(r->name, strlen(r->name), a, b))
+            continue;
+        /* r->seq + 1 as if heard: from the users' starts when they are older. */
+        uint64_t from = dm_from(hb, r->name, a, b, r->seq + 1);
+        if (r->seq > from) /* stored since the welcome, not heard: followed, so filled */
+            dm_follow(hb, r->name, a, b, from);
+    }
+    chat_op_free(op);
 }
 
 void hub_broker_user_gone(struct hub_broker *hb, const char *user_lc)
 {
+    struct map *starts = map_del(&hb->dm_starts, user_lc);
+    if (starts)
+        starts_free(starts);
     struct dm_peers *p = map_del(&hb->dm_peers, user_lc);
     if (!p)
         return;
@@ -476,6 +554,7 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
     hb->cfg = cfg;
     map_init(&hb->dm_rooms, true);
     map_init(&hb->dm_peers, true);
+    map_init(&hb->dm_starts, true);
     struct broker_user u = {
         .ctx = hb,
         .room_event = on_room_event,
@@ -486,11 +565,13 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
         .state = on_state,
         .room_member = on_room_member,
         .dm_follow = on_dm_follow,
+        .user_ready = on_user_ready,
     };
     hb->broker = broker_new(l, cfg, &u);
     if (!hb->broker) {
         map_free(&hb->dm_rooms);
         map_free(&hb->dm_peers);
+        map_free(&hb->dm_starts);
         free(hb);
         return NULL;
     }
@@ -513,6 +594,9 @@ void hub_broker_free(struct hub_broker *hb)
     for (size_t i = 0; map_next(&hb->dm_peers, &i, &key, &v);)
         peers_free(v);
     map_free(&hb->dm_peers);
+    for (size_t i = 0; map_next(&hb->dm_starts, &i, &key, &v);)
+        starts_free(v);
+    map_free(&hb->dm_starts);
     free(hb);
 }
 
@@ -558,9 +642,8 @@ void hub_broker_stored(struct hub_broker *hb, struct chat_op *op, const char *pe
                            hb->hooks.user_here(hb->hooks.hub, ev->user_b))) {
         /* Followed from here on while a user of it is here (the one who sent it, at least): the
          * other user's dms reach this node in order too. */
-        uint64_t latest = hb->hooks.latest(hb->hooks.hub, op->room);
         dm_follow(hb, op->room, ev->user_a, ev->user_b,
-                  latest > op->seq - 1 ? latest : op->seq - 1);
+                  dm_from(hb, op->room, ev->user_a, ev->user_b, op->seq));
     }
     struct wire w = {0};
     wire_event(&w, &m, peer);

@@ -64,8 +64,9 @@ struct hub_nodes;
 void hub_broker_set_nodes(struct hub_broker *hb, struct hub_nodes *nodes);
 
 /* The room's local connections went from 0 to 1 (newest: the newest seq the hub has) or to 0. A
- * dm room is also followed, apart from these, while one of its users has a connection here, from
- * the first of its events this node stores or hears of (dm_follow in broker.h). */
+ * dm room is also followed, apart from these, while one of its users has a connection here, once
+ * this node stores or hears of one of its events (dm_follow in broker.h): from its users' starts
+ * (hub_broker_user_dms) when they are known, else from that event. */
 void hub_broker_follow(struct hub_broker *hb, const char *room, uint64_t newest);
 void hub_broker_unfollow(struct hub_broker *hb, const char *room);
 
@@ -93,6 +94,15 @@ void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *roo
 void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);
 void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
 void hub_broker_room_made(struct hub_broker *hb, const char *room, const char *owner_lc);
+/* A registered user's first connection here logged in, with its welcome's dm rooms and their
+ * newest seqs in op->rooms (read from the store): a dm room of the user this node follows later
+ * is delivered from there on (what came after it and was lost on the way is filled from the
+ * store), and once the user's channel is subscribed, the store is asked again (CHAT_DM_SEQS) for
+ * what was stored meanwhile. Nothing when alone. */
+void hub_broker_user_dms(struct hub_broker *hb, const char *user_lc, const struct chat_op *op);
+/* The store's answer to CHAT_DM_SEQS: each dm room stored in since the user's start and not
+ * followed yet is followed from that start. Takes op. */
+void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op);
 /* The user's last connection here went: the dm rooms followed for it alone are unfollowed. */
 void hub_broker_user_gone(struct hub_broker *hb, const char *user_lc);
 

@@ -129,9 +129,21 @@ static int new_token(struct store_thread *st, struct chat_op *op)
     return st->db->ops->token_put(st->db, hash, &t);
 }
 
-/* welcome.dms: every dm room the user is a party of, with its latest seq. */
-static void list_dms(struct store_thread *st, struct chat_op *op)
+static void add_dm(void *arg, const char *room, uint64_t last_seq, int64_t created_ms)
 {
+    (void)created_ms;
+    chat_op_add_room(arg, room, 0, last_seq);
+}
+
+/*
+ * welcome.dms: every dm room the user is a party of, with its latest seq. On a database other
+ * nodes write too, read from it (they make dm rooms and store dms this table never sees);
+ * else from the table, which holds every room. Returns 0 or a store error.
+ */
+static int list_dms(struct store_thread *st, struct chat_op *op)
+{
+    if (st->db->ops->dm_rooms)
+        return st->db->ops->dm_rooms(st->db, op->user_lc, add_dm, op);
     size_t pos = 0;
     const char *name;
     void *v;
@@ -141,6 +153,7 @@ static void list_dms(struct store_thread *st, struct chat_op *op)
             (strcmp(a, op->user_lc) == 0 || strcmp(b, op->user_lc) == 0))
             chat_op_add_room(op, name, 0, ((struct seq_room *)v)->last_seq);
     }
+    return 0;
 }
 
 /* --- read markers and saved rooms (protocol 1.1 rules 66-68) --- */
@@ -165,10 +178,10 @@ static int count_unread(struct store_thread *st, const struct chat_op *op,
                                &r->unread, &r->mentions);
 }
 
-static void collect_saved(void *arg, const char *room, uint64_t marker)
+static void collect_saved(void *arg, const char *room, uint64_t marker, uint64_t latest)
 {
     struct chat_op *op = arg;
-    chat_op_add_saved(op, room, 0)->read = marker;
+    chat_op_add_saved(op, room, latest)->read = marker;
 }
 
 /*
@@ -193,7 +206,8 @@ static int list_reads(struct store_thread *st, struct chat_op *op)
     int rc = db->ops->saved_list(db, op->user_lc, collect_saved, op);
     for (size_t i = 0; rc == 0 && i < op->n_saved; i++) {
         struct chat_room_info *r = &op->saved[i];
-        r->seq = latest_of(st, r->name);
+        uint64_t mine = latest_of(st, r->name); /* the database's may be newer (other nodes) */
+        r->seq = mine > r->seq ? mine : r->seq;
         rc = count_unread(st, op, r, 0);
     }
     return rc;
@@ -760,8 +774,9 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
          * password). */
         return db->ops->token_drop_guest(db, op->name);
     case CHAT_LOGIN_PASSWORD:
-        list_dms(st, op);
-        rc = list_reads(st, op);
+        rc = list_dms(st, op);
+        if (rc == 0)
+            rc = list_reads(st, op);
         return rc < 0 ? rc : new_token(st, op);
     case CHAT_JOIN:
         return join_save(st, op);
@@ -1381,8 +1396,7 @@ static void login_token(struct store_thread *st, struct chat_op *op)
         return;
     }
     op->user_created_ms = u.created_ms;
-    list_dms(st, op);
-    if (list_reads(st, op) < 0)
+    if (list_dms(st, op) < 0 || list_reads(st, op) < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "logins are not available right now");
     chat_to_worker(op);
 }
@@ -1458,6 +1472,11 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     case CHAT_FILL:
         read_fill(st, op);
+        return;
+    case CHAT_DM_SEQS:
+        if (list_dms(st, op) < 0)
+            chat_op_fail(op, PROTO_SERVER_BUSY, "the dm rooms are not available right now");
+        chat_to_hub(op);
         return;
     case CHAT_LOGIN_TOKEN:
         login_token(st, op);

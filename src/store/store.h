@@ -128,8 +128,10 @@ typedef void (*store_user_cb)(void *arg, const char *name, int64_t created_ms);
  * room string lives only during the call. Returns false to end the scan. */
 typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uint64_t seq,
                                 int64_t ts);
-/* A saved room with the account's read marker in it (0: never set). */
-typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker);
+/* A saved room with the account's read marker in it (0: never set), and on a database other
+ * nodes write too, the room's latest seq as read with it (else 0: the store thread's table of
+ * rooms, which sees every write, has it). */
+typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker, uint64_t latest);
 
 /* A check a batch will make (store_ops.prefetch): the cid of identity in room (cid NULL: none
  * asked), and whether muted_lc is muted in room (NULL: not asked). */
@@ -150,6 +152,12 @@ struct store_ops {
     int (*take_over)(struct store *s);
     /* Every room with its latest seq (0 if it has no messages), dm rooms included. */
     int (*load_rooms)(struct store *s, store_room_cb each, void *arg);
+    /* The dm rooms of which account (a registered user's lower-case name) is a party, each with
+     * its latest seq and created_ms: what welcome lists (rule 68) on a database other nodes
+     * write too. One query, whatever the number of rooms. NULL: this process is the database's
+     * only writer (SQLite), so the store thread's table of rooms (load_rooms and its own
+     * writes) already holds them. */
+    int (*dm_rooms)(struct store *s, const char *account, store_room_cb each, void *arg);
     /* Every registered user (for the hub's name checks at start-up). */
     int (*load_users)(struct store *s, store_user_cb each, void *arg);
 

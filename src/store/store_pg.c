@@ -180,6 +180,9 @@ static const char *const migrations[] = {
     " name_lc " CTEXT " NOT NULL,"
     " until_ms bigint NOT NULL,"
     " PRIMARY KEY(room, name_lc));",
+    /* dm_rooms: a user's dm rooms where it is the second party ("dm:<a>:<user>"); those where
+     * it is the first are a range of the primary key. */
+    "CREATE INDEX rooms_dm_second ON rooms(split_part(name, ':', 3)) WHERE name LIKE 'dm:%';",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -198,6 +201,7 @@ enum stmt {
     ST_ROOM_ADVANCE,
     ST_LOAD_ROOMS,
     ST_LOAD_USERS,
+    ST_DM_ROOMS,
     ST_FIND_CID,
     ST_INSERT_MSG,
     ST_ROOM_CREATE,
@@ -288,6 +292,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                         " AND last_seq = $2::bigint - 1",
     [ST_LOAD_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms",
     [ST_LOAD_USERS] = "SELECT name, created_ms FROM users",
+    /* Both halves by an index: the primary key's range ("dm:<user>:<b>"), then rooms_dm_second
+     * ("dm:<a>:<user>": no name holds ':', so the third part is the second user). */
+    [ST_DM_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms"
+                    " WHERE name >= 'dm:' || $1 || ':' AND name < 'dm:' || $1 || ';'"
+                    " UNION ALL SELECT name, last_seq, created_ms FROM rooms"
+                    " WHERE name LIKE 'dm:%' AND split_part(name, ':', 3) = $1",
     [ST_FIND_CID] = "SELECT seq FROM events WHERE room = $1 AND identity = " LC("$2::text")
                     " AND cid = $3",
     [ST_INSERT_MSG] =
@@ -388,8 +398,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SAVED_COUNT] = "SELECT COUNT(*) FROM saved_rooms WHERE account = $1",
     [ST_SAVED_ADD] = "INSERT INTO saved_rooms(account, room) VALUES($1, $2) ON CONFLICT DO NOTHING",
     [ST_SAVED_DROP] = "DELETE FROM saved_rooms WHERE account = $1 AND room = $2",
-    [ST_SAVED_LIST] = "SELECT s.room, COALESCE(m.seq, 0) FROM saved_rooms s"
+    [ST_SAVED_LIST] = "SELECT s.room, COALESCE(m.seq, 0), COALESCE(r.last_seq, 0)"
+                      " FROM saved_rooms s"
                       " LEFT JOIN read_markers m ON m.account = s.account AND m.room = s.room"
+                      " LEFT JOIN rooms r ON r.name = s.room"
                       " WHERE s.account = $1 ORDER BY s.room",
     [ST_UNREAD] = "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room = $1 AND seq > $2"
                   " AND type = 'message' AND deleted = 0 AND identity <> $3 AND ts >= $4"
@@ -1880,12 +1892,12 @@ static int pg_reactions(struct store *s, const char *room, uint64_t target, stor
     return 0;
 }
 
-static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
+/* Rooms as (name, last_seq, created_ms) rows of statement id, each passed to each. */
+static int rooms_of(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
+                    store_room_cb each, void *arg)
 {
-    struct pg_store *ps = from_base(s);
-    struct params p = {0};
     int err;
-    PGresult *r = exec_stmt(ps, ST_LOAD_ROOMS, "load_rooms", &p, &err);
+    PGresult *r = exec_stmt(ps, id, op, p, &err);
     if (!r)
         return err;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -1897,6 +1909,20 @@ static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
     }
     PQclear(r);
     return 0;
+}
+
+static int pg_load_rooms(struct store *s, store_room_cb each, void *arg)
+{
+    struct params p = {0};
+    return rooms_of(from_base(s), ST_LOAD_ROOMS, "load_rooms", &p, each, arg);
+}
+
+static int pg_dm_rooms(struct store *s, const char *account, store_room_cb each, void *arg)
+{
+    struct pg_store *ps = from_base(s);
+    struct params p = {0};
+    p_text(&p, account);
+    return rooms_of(ps, ST_DM_ROOMS, "dm_rooms", &p, each, arg);
 }
 
 static int pg_load_users(struct store *s, store_user_cb each, void *arg)
@@ -2305,7 +2331,7 @@ static int pg_saved_list(struct store *s, const char *account, store_saved_cb ea
     for (int i = 0; i < PQntuples(r); i++) {
         const char *room = col_text(r, i, 0);
         if (room && store_valid_room(room, (size_t)PQgetlength(r, i, 0)))
-            each(arg, room, (uint64_t)col_i64(r, i, 1));
+            each(arg, room, (uint64_t)col_i64(r, i, 1), (uint64_t)col_i64(r, i, 2));
     }
     PQclear(r);
     return 0;
@@ -2447,6 +2473,7 @@ static const struct store_ops pg_ops = {
     .close = pg_close,
     .take_over = pg_take_over,
     .load_rooms = pg_load_rooms,
+    .dm_rooms = pg_dm_rooms,
     .load_users = pg_load_users,
     .begin = pg_begin,
     .find_cid = pg_find_cid,

@@ -1821,7 +1821,7 @@ static int sq_saved_list(struct store *s, const char *account, store_saved_cb ea
         const char *room = (const char *)sqlite3_column_text(st, 0);
         size_t n = (size_t)sqlite3_column_bytes(st, 0);
         if (room && store_valid_room(room, n)) /* a damaged row is left out, not passed on */
-            each(arg, room, (uint64_t)sqlite3_column_int64(st, 1));
+            each(arg, room, (uint64_t)sqlite3_column_int64(st, 1), 0);
     }
     int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "saved_list", rc);
     done(st);

@@ -1,10 +1,12 @@
-// Presence, members, guests' names and large rooms' counts across nodes: two or three parley
-// nodes on one PostgreSQL (tests/tools/pg.sh) and one redis-server (tests/tools/redis.mjs), both
-// started here and stopped at the end. Each test gets a database and a Redis DB of its own.
+// Presence, members, guests' names, large rooms' counts and a user's dm rooms across nodes: two
+// or three parley nodes on one PostgreSQL (tests/tools/pg.sh) and one redis-server
+// (tests/tools/redis.mjs), both started here and stopped at the end. Each test gets a database
+// and a Redis DB of its own.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { ChatClient, PASSWORD, uniq } from '../chat/lib/chat.mjs';
+import net from 'node:net';
+import { ChatClient, PASSWORD, dmRoom, uniq, withTimeout } from '../chat/lib/chat.mjs';
 import { ChatServer, DEFAULT_ARGS } from '../chat/lib/server.mjs';
 import { startRedis } from '../tools/redis.mjs';
 
@@ -31,7 +33,8 @@ after(async () => {
 });
 
 // n nodes of one chat: one database, one Redis DB; each node up in Redis before this returns.
-async function cluster(t, n, extra = [], env = {}) {
+// broker(i, url): the Redis URL node i is given (a proxy's, say); nodes.db: the Redis DB.
+async function cluster(t, n, extra = [], env = {}, broker = (i, url) => url) {
   const db = ++nextDb;
   const name = `parley_nodes_${process.pid}_${db}`;
   sh('psql', ['-X', '-q', '-d', pg.url, '-c', `CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0`]);
@@ -47,11 +50,12 @@ async function cluster(t, n, extra = [], env = {}) {
     }
   });
   for (let i = 0; i < n; i++) {
-    const s = await ChatServer.start(['--store', store, '--broker', `${redis.url}/${db}`, '--node', `n${i}`,
+    const s = await ChatServer.start(['--store', store, '--broker', `${broker(i, redis.url)}/${db}`, '--node', `n${i}`,
       '--node-lease', String(LEASE_S), ...extra], { defaults: DEFAULT_ARGS, env });
     nodes.push(s);
     await s.waitForLog((l) => l.fields.msg === 'broker_up', 10000, 'msg=broker_up');
   }
+  nodes.db = db;
   return nodes;
 }
 
@@ -186,4 +190,116 @@ test('a large room counts its members on all nodes', async (t) => {
   const cb = await b1.next((m) => m.type === 'count' && m.large === true && m.member_count === 3, 10000, 'count 3 on b');
   assert.equal(cb.room, 'general');
   await a1.next((m) => m.type === 'count' && m.large === true && m.member_count === 3, 10000, 'count 3 on a');
+});
+
+// A TCP proxy to Redis whose traffic from the node can be held (buffered, in order) and let go:
+// Redis then hears nothing of that node meanwhile, a subscription included.
+async function holdingProxy(t, port) {
+  let held = null; // while holding: the chunks to send on release, as [socket, chunk]
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (d) => (held ? held.push([upstream, d]) : upstream.write(d)));
+    upstream.on('data', (d) => client.write(d));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    url: `redis://127.0.0.1:${server.address().port}`,
+    hold: () => (held = []),
+    release: () => {
+      const chunks = held;
+      held = null;
+      for (const [s, d] of chunks) s.write(d);
+    },
+  };
+}
+
+// A plain Redis subscriber of one channel: seen(text) resolves once a message holding text came.
+async function subscriber(t, channel) {
+  const sock = net.connect(redis.port, '127.0.0.1');
+  t.after(() => sock.destroy());
+  let data = '';
+  const waiters = [];
+  sock.on('data', (d) => {
+    data += d.toString('latin1');
+    for (const w of waiters) if (data.includes(w.text)) w.resolve();
+  });
+  const seen = (text, what) =>
+    withTimeout(new Promise((resolve) => (data.includes(text) ? resolve() : waiters.push({ text, resolve }))), 10000, what);
+  sock.write(`SUBSCRIBE ${channel}\r\n`);
+  await seen('subscribe', `the subscription of ${channel}`);
+  return { seen };
+}
+
+test("a dm room made on one node, and a saved room written there, are in the recipient's welcome on another, with their seqs and counts", async (t) => {
+  const [a, b] = await cluster(t, 2);
+  const alice = await ChatClient.connect(a, { label: 'alice@a' });
+  t.after(() => alice.terminate());
+  const [an, bn, room] = [uniq('alice'), uniq('bob'), uniq('r')];
+  await alice.register(bn);
+  await alice.register(an);
+  await alice.login(an, PASSWORD);
+  const bobThen = await ChatClient.connect(b, { label: 'bob@b' });
+  await bobThen.login(bn, PASSWORD);
+  await bobThen.join(room); // saved for bob, on b
+  await bobThen.close();
+  await alice.join(room);
+  await alice.say(room, 'one');
+  const said = await alice.say(room, `two @${bn}`);
+  const first = await alice.dm(bn, 'one');
+  const second = await alice.dm(bn, `two @${bn}`);
+  // b stored nothing of these since and heard nothing of them: its welcome reads the store.
+  const bob = await ChatClient.connect(b, { label: 'bob@b' });
+  t.after(() => bob.terminate());
+  const w = await bob.login(bn, PASSWORD);
+  assert.deepEqual(w.dms, [{ room: dmRoom(an, bn), seq: second.seq, read: 0, unread: 2, mentions: 1 }]);
+  assert.equal(second.seq, first.seq + 1);
+  assert.deepEqual(w.rooms, [{ name: room, seq: said.seq, read: said.seq - 2, unread: 2, mentions: 1 }]);
+});
+
+test("a dm stored in the instant after the recipient's login on another node still arrives live", async (t) => {
+  // b's Redis traffic goes through a proxy, held while bob logs in there: b's subscription of
+  // bob's channel reaches Redis only after alice's dm was published on it (which a subscriber
+  // here sees), so b never hears that dm; it finds it in the store once the channel is ready.
+  const proxy = await holdingProxy(t, redis.port);
+  const nodes = await cluster(t, 2, ['--node-lease', '10'], {}, (i, url) => (i === 1 ? proxy.url : url));
+  const [a, b] = nodes;
+  const [an, bn] = [uniq('alice'), uniq('bob')];
+  const alice = await ChatClient.connect(a, { label: 'alice@a' });
+  t.after(() => alice.terminate());
+  await alice.register(bn);
+  await alice.register(an);
+  await alice.login(an, PASSWORD);
+  const before = await alice.dm(bn, 'before bob came');
+  const tap = await subscriber(t, `parley:${nodes.db}:u:${bn.toLowerCase()}`);
+
+  proxy.hold();
+  const bob = await ChatClient.connect(b, { label: 'bob@b' });
+  t.after(() => bob.terminate());
+  const w = await bob.login(bn, PASSWORD);
+  assert.deepEqual(w.dms.map((d) => [d.room, d.seq]), [[dmRoom(an, bn), before.seq]]);
+  const lost = await alice.dm(bn, 'while b is not subscribed yet');
+  await tap.seen('while b is not subscribed yet', "alice's dm published on bob's channel");
+  proxy.release();
+
+  const m = await bob.nextMessage(dmRoom(an, bn), () => true, 10000);
+  assert.equal(m.text, 'while b is not subscribed yet');
+  assert.equal(m.seq, lost.seq);
+  // And the next one, heard through Redis, once.
+  const next = await alice.dm(bn, 'after');
+  const m2 = await bob.nextMessage(dmRoom(an, bn), () => true, 10000);
+  assert.deepEqual([m2.seq, m2.text], [next.seq, 'after']);
+  await bob.sync();
+  assert.equal(bob.pending().filter((x) => x.room === dmRoom(an, bn)).length, 0, 'no dm twice');
 });

@@ -74,9 +74,9 @@ static void on_room_member(void *ctx, const char *room, const char *node, const 
     fail_msg("alone, no other node has members");
 }
 
-static const struct broker_user user = {NULL,     on_room_event,  on_release,
-                                        on_fill,  on_user_event,  on_presence,
-                                        on_state, on_room_member, NULL};
+static const struct broker_user user = {NULL,          on_room_event, on_release, on_fill,
+                                        on_user_event, on_presence,   on_state,   on_room_member,
+                                        NULL,          NULL};
 
 static void alone_everything_comes_straight_back(void **state)
 {

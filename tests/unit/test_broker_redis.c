@@ -161,6 +161,7 @@ struct node {
     size_t remote[ALL_ROOMS]; /* how many came as another node's bytes */
     size_t fills[ALL_ROOMS];
     int dm_follows; /* dm_follow calls */
+    int readies;    /* user_ready calls for bob */
     size_t live_objs;
     char last_user_event[64];
     int user_events;
@@ -324,6 +325,13 @@ static void cb_dm_follow(void *ctx, const char *room, uint64_t seq)
     broker_follow(n->b, room, seq - 1);
 }
 
+static void cb_user_ready(void *ctx, const char *user)
+{
+    struct node *n = ctx;
+    if (strcmp(user, "bob") == 0)
+        n->readies++;
+}
+
 static void cb_claimed(void *arg, bool ok)
 {
     struct node *n = arg;
@@ -344,8 +352,9 @@ static void node_start(struct node *n, const char *name, uint64_t lease_ms)
     snprintf(cfg.node, sizeof cfg.node, "%s", name);
     struct broker_settings s = {
         .lease_ms = lease_ms, .hold_ms = 50, .max_held = 64, .reconnect_max = 200};
-    struct broker_user u = {n,           cb_room_event, cb_release,     cb_fill,     cb_user_event,
-                            cb_presence, cb_state,      cb_room_member, cb_dm_follow};
+    struct broker_user u = {
+        n,           cb_room_event, cb_release,     cb_fill,      cb_user_event,
+        cb_presence, cb_state,      cb_room_member, cb_dm_follow, cb_user_ready};
     n->b = broker_redis_new(loop, &cfg, &s, &u);
     assert_non_null(n->b);
 }
@@ -770,12 +779,23 @@ static bool a_has_general(void)
     return A->n_delivered[0] == store_newest[0];
 }
 
+static bool b_ready_once(void)
+{
+    return B->readies == 1;
+}
+static bool b_ready_again(void)
+{
+    return B->readies == 2 && B->up;
+}
+
 static void a_dm_reaches_the_nodes_of_its_users_in_order(void **state)
 {
     (void)state;
     user_on_b = "bob";
     start_pair(10000);
     user_on_b = NULL;
+    /* bob's channel is confirmed once (the hub then looks in the store for what came before). */
+    run_until(b_ready_once, "bob's channel ready on B");
     /* A stores alice's dms (the hub follows the room it stores in); B, where only bob is, does
      * not follow the room: its first event heard on bob's channel asks B to follow it. */
     broker_follow(A->b, room_names[DM], 0);
@@ -805,6 +825,11 @@ static void a_dm_reaches_the_nodes_of_its_users_in_order(void **state)
     run_until(a_has_general, "B's event of general on A");
     assert_int_equal(A->remote[DM], a_remote);
     assert_int_equal(A->dm_follows, 0);
+    assert_int_equal(A->readies, 0); /* bob is not on A */
+
+    /* B cut off and back: bob's channel is subscribed again, and the hub told again. */
+    assert_int_equal(kill_connections(B), 2);
+    run_until(b_ready_again, "bob's channel ready on B again");
     node_stop(A);
     node_stop(B);
 }

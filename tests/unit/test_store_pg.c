@@ -218,6 +218,59 @@ static void nodes_starting_at_once_migrate_once(void **state)
     sql_on(admin_url, sql);
 }
 
+/* A saved room's latest seq as the database has it (welcome on a node that did not write it). */
+static void see_saved_latest(void *arg, const char *room, uint64_t marker, uint64_t latest)
+{
+    (void)marker;
+    if (strcmp(room, "dev") == 0)
+        *(uint64_t *)arg = latest;
+}
+
+/* dm_rooms: every dm room of the user, where it is the first party or the second, with its
+ * latest seq; no room of a name that only starts or ends like it, and no public room. Another
+ * node's rooms are listed as soon as they are committed, and so are the saved rooms' latest
+ * seqs (what welcome gives). */
+static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
+{
+    struct fixture *f = *state;
+    struct store *a = f->s, *b = NULL;
+    assert_int_equal(store_pg_open(f->url, false, &b), 0);
+    fill(a, "dm:alice:bob", 2);
+    fill(b, "dm:bob:carol", 3);
+    fill(b, "dm:bobby:carol", 1);
+    fill(a, "dm:al:bobby", 1);
+    fill(b, "dm:bo:carol", 1);
+    fill(a, "bob", 1);
+    struct rooms_seen r = {0};
+    assert_int_equal(a->ops->dm_rooms(a, "bob", see_room, &r), 0);
+    assert_int_equal(r.n, 2);
+    const char *want[] = {"dm:alice:bob", "dm:bob:carol"};
+    const uint64_t seqs[] = {2, 3};
+    for (int i = 0; i < 2; i++) {
+        int found = 0;
+        for (int j = 0; j < r.n; j++)
+            if (strcmp(r.name[j], want[i]) == 0) {
+                found++;
+                assert_int_equal(r.last_seq[j], seqs[i]);
+            }
+        assert_int_equal(found, 1);
+    }
+    memset(&r, 0, sizeof r);
+    assert_int_equal(b->ops->dm_rooms(b, "dave", see_room, &r), 0);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(a->ops->begin(a), 0);
+    assert_int_equal(a->ops->saved_set(a, "bob", "dev", true), 0);
+    assert_int_equal(a->ops->commit(a), 0);
+    fill(b, "dev", 4);
+    uint64_t latest = 0;
+    assert_int_equal(a->ops->saved_list(a, "bob", see_saved_latest, &latest), 0);
+    assert_int_equal(latest, 4);
+    /* The second half has an index of its own (the first is a range of the primary key). */
+    assert_int_equal(
+        count_rows(f, "SELECT count(*) FROM pg_indexes WHERE indexname = 'rooms_dm_second'"), 1);
+    b->ops->close(b);
+}
+
 /* A schema newer than this binary's is refused, opened normally or in standby; standby on an
  * empty database writes nothing until take_over migrates it. */
 static void standby_and_newer_schema(void **state)
@@ -458,6 +511,7 @@ static int run_store_tests(void)
         TEST(a_retry_at_another_node_finds_the_first_seq),
         TEST(nodes_starting_at_once_migrate_once),
         TEST(standby_and_newer_schema),
+        TEST(dm_rooms_lists_a_users_rooms_from_every_node),
         TEST(search_follows_rule_71),
         TEST(a_lost_connection_is_busy_then_recovers),
         TEST(a_batch_reads_its_checks_ahead),
