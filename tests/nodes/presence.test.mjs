@@ -2,62 +2,17 @@
 // or three parley nodes on one PostgreSQL (tests/tools/pg.sh) and one redis-server
 // (tests/tools/redis.mjs), both started here and stopped at the end. Each test gets a database
 // and a Redis DB of its own.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { ChatClient, PASSWORD, dmRoom, uniq, withTimeout } from '../chat/lib/chat.mjs';
-import { ChatServer, DEFAULT_ARGS } from '../chat/lib/server.mjs';
-import { startRedis } from '../tools/redis.mjs';
+import { shareEngines } from './lib/cluster.mjs';
 
 const LEASE_S = 1; // --node-lease: a killed node is reaped within 0.75 s of its last refresh
-let redis;
-let pg; // { dir, url }
-let nextDb = 0;
-
-function sh(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
-  return r.stdout.trim();
-}
-
-before(async () => {
-  redis = await startRedis({ databases: 64 });
-  const [dir, url] = sh('tests/tools/pg.sh', ['start']).split('\n');
-  pg = { dir, url };
-});
-
-after(async () => {
-  await redis?.stop();
-  if (pg) sh('tests/tools/pg.sh', ['stop', pg.dir]);
-});
-
-// n nodes of one chat: one database, one Redis DB; each node up in Redis before this returns.
-// broker(i, url): the Redis URL node i is given (a proxy's, say); nodes.db: the Redis DB.
-async function cluster(t, n, extra = [], env = {}, broker = (i, url) => url) {
-  const db = ++nextDb;
-  const name = `parley_nodes_${process.pid}_${db}`;
-  sh('psql', ['-X', '-q', '-d', pg.url, '-c', `CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0`]);
-  const store = pg.url.replace('postgresql:///postgres', `postgresql:///${name}`);
-  const nodes = [];
-  t.after(async () => {
-    // A clean stop of every node still running (under ASan, a leak or a fault is a failure).
-    for (const s of nodes) {
-      const killed = !s.running;
-      const info = await s.stop();
-      s.removeData();
-      if (!killed) assert.equal(info.code, 0, `node stopped with ${JSON.stringify(info)}:\n${s.stderr()}`);
-    }
-  });
-  for (let i = 0; i < n; i++) {
-    const s = await ChatServer.start(['--store', store, '--broker', `${broker(i, redis.url)}/${db}`, '--node', `n${i}`,
-      '--node-lease', String(LEASE_S), ...extra], { defaults: DEFAULT_ARGS, env });
-    nodes.push(s);
-    await s.waitForLog((l) => l.fields.msg === 'broker_up', 10000, 'msg=broker_up');
-  }
-  nodes.db = db;
-  return nodes;
-}
+const engines = shareEngines();
+// n nodes of one chat (lib/cluster.mjs, shareEngines), reaped within the lease above.
+const cluster = (t, n, extra = [], env = {}, broker = undefined) =>
+  engines.cluster(t, n, ['--node-lease', String(LEASE_S), ...extra], env, broker);
 
 async function guestOn(t, server, name = uniq('g')) {
   const c = await ChatClient.connect(server, { label: `${name}@${server.args[server.args.indexOf("--node") + 1]}` });
@@ -130,7 +85,8 @@ test('a user on two nodes stays online until its last node lets go', async (t) =
 });
 
 test('a guest name held on one node is refused on another (but not to its own session), and free once its guest leaves', async (t) => {
-  const [a, b] = await cluster(t, 2);
+  const nodes = await cluster(t, 2);
+  const [a, b] = nodes;
   const name = uniq('zed');
   const holder = await guestOn(t, a, name);
   const rival = await ChatClient.connect(b, { label: 'rival@b' });
@@ -148,7 +104,7 @@ test('a guest name held on one node is refused on another (but not to its own se
   // The release reaches Redis after the close: wait for the name's key to go, then it is free.
   const key = `parley:guest:${name.toLowerCase()}`;
   const deadline = Date.now() + 10000;
-  while (redis.cli('-n', String(nextDb), 'EXISTS', key) !== '0') {
+  while (engines.redis.cli('-n', String(nodes.db), 'EXISTS', key) !== '0') {
     assert.ok(Date.now() < deadline, `${key} still held after the guest left`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -227,7 +183,7 @@ async function holdingProxy(t, port) {
 
 // A plain Redis subscriber of one channel: seen(text) resolves once a message holding text came.
 async function subscriber(t, channel) {
-  const sock = net.connect(redis.port, '127.0.0.1');
+  const sock = net.connect(engines.redis.port, '127.0.0.1');
   t.after(() => sock.destroy());
   let data = '';
   const waiters = [];
@@ -272,7 +228,7 @@ test("a dm stored in the instant after the recipient's login on another node sti
   // b's Redis traffic goes through a proxy, held while bob logs in there: b's subscription of
   // bob's channel reaches Redis only after alice's dm was published on it (which a subscriber
   // here sees), so b never hears that dm; it finds it in the store once the channel is ready.
-  const proxy = await holdingProxy(t, redis.port);
+  const proxy = await holdingProxy(t, engines.redis.port);
   const nodes = await cluster(t, 2, ['--node-lease', '10'], {}, (i, url) => (i === 1 ? proxy.url : url));
   const [a, b] = nodes;
   const [an, bn] = [uniq('alice'), uniq('bob')];
