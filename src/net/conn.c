@@ -2,10 +2,12 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -21,6 +23,8 @@
 #define TLS_RECORD 16384
 /* The first byte of a TLS handshake record (a ClientHello). */
 #define TLS_HANDSHAKE_RECORD 0x16
+/* How much longer than the linger time a closing connection's output may stand still. */
+#define FLUSH_STALL_MS 3000
 
 /* A connection accepted on a TLS port: the plain struct, then its OpenSSL state. */
 struct conn_tls {
@@ -291,6 +295,9 @@ static int write_tls(struct conn *c, struct ssl_st *ssl)
     return 0;
 }
 
+static void arm_flush_deadline(struct conn *c);
+static bool peer_took_more(const struct conn *c);
+
 /* Writes as much queued output as the socket takes. Returns false if the connection closed. */
 static bool flush(struct conn *c)
 {
@@ -299,10 +306,13 @@ static bool flush(struct conn *c)
         return true; /* handshaking: the session has not started */
     if (c->io_hold & CONN_HOLD_WRITE)
         return true; /* conn_hold_io writes it when the hold ends */
+    size_t queued = c->out_bytes;
     if ((ssl ? write_tls(c, ssl) : write_plain(c)) < 0) {
         conn_close(c);
         return false;
     }
+    if (c->state == CONN_FLUSHING && c->out_bytes < queued)
+        arm_flush_deadline(c); /* a peer that reads, however slowly, gets all of it */
     if (c->out_count == 0) {
         /* A connection whose queue empties again within a second is busy: it keeps its ring
          * (no allocation per message); a quiet one gives it back. */
@@ -333,6 +343,17 @@ static bool flush(struct conn *c)
     return c->state != CONN_CLOSED;
 }
 
+size_t conn_write_now(struct conn *c)
+{
+    struct ssl_st *ssl = ssl_of(c);
+    if (c->state != CONN_OPEN || (ssl && !(c->tls & CONN_TLS_UP)) || (c->io_hold & CONN_HOLD_WRITE))
+        return c->out_bytes;
+    /* An error is left where it is: the turn's flush meets it again and closes c, out of the
+     * caller's way. The queue stays marked for that flush, which also sets the epoll events. */
+    (void)(ssl ? write_tls(c, ssl) : write_plain(c));
+    return c->out_bytes;
+}
+
 /* --- closing --- */
 
 static void on_timer(struct timer *t)
@@ -341,6 +362,8 @@ static void on_timer(struct timer *t)
     if (c->state == CONN_OPEN) {
         if (c->handler->on_timer)
             c->handler->on_timer(c);
+    } else if (c->state == CONN_FLUSHING && peer_took_more(c)) {
+        arm_flush_deadline(c);
     } else {
         conn_close(c); /* flushing or lingering took too long */
     }
@@ -360,6 +383,33 @@ static void release_session(struct conn *c)
         h->on_close(c);
 }
 
+/* Bytes written to c's socket that its peer has not acknowledged yet (0 if unknown). */
+static uint32_t kernel_unacked(const struct conn *c)
+{
+    int n = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &n) < 0 || n < 0)
+        return 0;
+    return (uint32_t)n;
+}
+
+/*
+ * A closing connection whose output stops moving for this long (the peer does not read) is cut.
+ * One whose peer keeps taking it is not, however slowly: what it was sent last says why it is
+ * closed. Its queue moves into the socket only once the peer has emptied much of the socket's
+ * buffer (megabytes), so the peer's progress is read from the socket too.
+ */
+static void arm_flush_deadline(struct conn *c)
+{
+    c->flush_unacked = kernel_unacked(c);
+    timer_start(c->set->loop, &c->timer, conn_now(c) + c->set->linger_ms + FLUSH_STALL_MS);
+}
+
+/* Whether c's peer took some of what the socket held since the flush deadline was armed. */
+static bool peer_took_more(const struct conn *c)
+{
+    return kernel_unacked(c) < c->flush_unacked;
+}
+
 void conn_close_after_flush(struct conn *c)
 {
     if (c->state != CONN_OPEN)
@@ -374,7 +424,7 @@ void conn_close_after_flush(struct conn *c)
     /* Keep reading (and discarding) so a peer that writes on cannot wedge us. */
     c->reading_paused = false;
     update_events(c);
-    timer_start(c->set->loop, &c->timer, conn_now(c) + c->set->linger_ms + 3000);
+    arm_flush_deadline(c);
     if (c->out_count == 0)
         start_linger(c);
     else

@@ -155,6 +155,7 @@ struct conn {
     bool ws_hold_at_end;
     uint32_t in_len, in_cap;
     uint32_t out_head, out_count, out_cap;
+    uint32_t flush_unacked; /* FLUSHING: what the socket held unacknowledged at the last check */
     uint64_t id;
     uint64_t peer_key;   /* the client's address (addr_key), or 0 when it has none */
     uint64_t net_key;    /* the client's network (addr_net_key): what logins are throttled by */
@@ -270,6 +271,13 @@ void conn_output_copy(const struct conn *c, uint8_t *dst);
 void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end);
 /* Queues a copy of p[0..n). */
 void conn_send_copy(struct conn *c, const void *p, size_t n);
+
+/*
+ * Writes what the socket takes of c's queue now instead of at the end of the loop turn, and calls
+ * no handler. For a judgement on how far behind the peer is: output queued this turn has not
+ * been offered to the socket yet. Returns what is still queued (c->out_bytes).
+ */
+size_t conn_write_now(struct conn *c);
 
 /* Stops handling input, writes what is queued, shuts the write side, drains, closes. */
 void conn_close_after_flush(struct conn *c);
