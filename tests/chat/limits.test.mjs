@@ -300,7 +300,10 @@ test('--max-conns-per-ip 2: a third telnet connection → "! server_busy: ..." a
 // a member that stopped reading was closed. Each flooder keeps few sends in flight, so their own
 // output queues (they get every message back) stay far below the limit. Returns a flooder and the
 // latest acked seq.
-async function floodUntilSlowConsumer(server, t, room, before) {
+// onOverflow runs as soon as the close is seen, before the flood winds down: the closing
+// connection gets 5 s without progress to take what it was sent, so the paused reader must
+// start reading then, not after the flooders' last batches.
+async function floodUntilSlowConsumer(server, t, room, before, onOverflow) {
   const flooders = [];
   for (let i = 0; i < 2; i++) {
     const f = await user(server, t);
@@ -350,8 +353,12 @@ async function floodUntilSlowConsumer(server, t, room, before) {
   };
   const watch = async () => {
     while (!overflowed && sent < maxMessages) {
-      if (sum(await scrape(server), 'parley_slow_consumers_total') > before) overflowed = true;
-      else await new Promise((resolve) => setTimeout(resolve, 25)); // polling interval
+      if (sum(await scrape(server), 'parley_slow_consumers_total') > before) {
+        overflowed = true;
+        onOverflow();
+      } else {
+        await new Promise((resolve) => setTimeout(resolve, 25)); // polling interval
+      }
     }
   };
   await Promise.all([...flooders.map(flood), watch()]);
@@ -375,9 +382,8 @@ test('slow consumer: --output-limit 65536 closes a client that stops reading wit
   assert.equal(joined.type, 'joined', JSON.stringify(joined));
 
   slow.pause();
-  const { flooder, latest } = await floodUntilSlowConsumer(server, t, room, before);
+  const { flooder, latest } = await floodUntilSlowConsumer(server, t, room, before, () => slow.resume());
 
-  slow.resume();
   const { messages, close, end } = await slow.drainToClose(LONG_TIMEOUT);
   assert.ok(close, `the server ended the TCP connection without a close frame (${end}) after ${messages.length} messages`);
   assert.equal(close.code, 1008);
@@ -420,8 +426,7 @@ test('slow consumer on telnet: what was queued is sent in order, then a "* " not
   const before = sum(await scrape(server), 'parley_slow_consumers_total');
   const slow = await telnetLogin(server, t, `slowtn${Date.now() % 100000}`);
   slow.socket.pause();
-  const { flooder, latest } = await floodUntilSlowConsumer(server, t, 'general', before);
-  slow.socket.resume();
+  const { flooder, latest } = await floodUntilSlowConsumer(server, t, 'general', before, () => slow.socket.resume());
   await withTimeout(slow.closed, LONG_TIMEOUT, 'the server to close the slow telnet session');
   const texts = slow.lines.map((l) => l.text);
   const got = texts.filter((x) => x.startsWith('[#general] '));
