@@ -1,10 +1,10 @@
 // A live upgrade of one node of two on one real PostgreSQL and one real Redis (both started
 // here), mid-traffic: node 0's new process opens its own store and broker connections, keeps the
-// node's lease and its users online, follows the same rooms (and a DM room) on from where the
-// old process delivered. Its WebSocket and telnet connections are never closed; every client on
-// both nodes gets every event of its rooms exactly once in seq order; nobody is seen going
+// node's lease and its users online, follows the same rooms (and a joined DM room) on from where
+// the old process delivered. Its WebSocket and telnet connections are never closed; every client
+// on both nodes gets every event of its rooms exactly once in seq order; nobody is seen going
 // offline anywhere; `who` is right on both nodes; /healthz of the new process names the node
-// with its store and broker up.
+// with its store and broker up. A DM room its users never joined is a todo (a known gap).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -12,7 +12,7 @@ import { ChatClient, PASSWORD, dmRoom, eventually, ms } from '../chat/lib/chat.m
 import { ChatServer } from '../chat/lib/server.mjs';
 import { esc } from '../chat/lib/telnet.mjs';
 import { startPg, startRedis } from './lib/cluster.mjs';
-import { LOAD_TIMEOUT, assertDelivered, assertDistinctSeqs, makeRooms, mergeAcks, openClients, roomNames, sendAll } from './lib/load.mjs';
+import { LOAD_TIMEOUT, assertDelivered, assertDistinctSeqs, makeRooms, openClients, roomNames, sendAll } from './lib/load.mjs';
 import { Lineage, assertRun, gone, EXIT_MARGIN } from '../upgrade/lib/upgrade.mjs';
 
 // A short lease, so that a gap in the node's refreshes across the upgrade would show as its
@@ -200,16 +200,16 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
   const reaps = () => [...lineage.lines(), ...other.logLines()].filter((l) => l.fields.msg === 'broker_reaped');
   await eventually(() => reaps().length > 0, ms(LEASE_S * 1000 + 5000), 'the old process\'s lease to be reaped');
   assert.deepEqual(reaps().map((l) => l.fields.nodes), ['1'], 'one lease reaped: the old process\'s, never the new one\'s');
-  // Nobody was seen going offline, on either node; who is the same on both, as before.
-  for (const w of ws) {
-    const offline = w.client.log.filter((m) => m.type === 'presence' && m.state === 'offline');
-    assert.deepEqual(offline, [], `${w.name} (on ${w.node === n0 ? 'node0' : 'node1'}) saw nobody go offline`);
-  }
+  // who is the same on both nodes as before; nobody was seen going offline, on either.
   for (const room of rooms) {
     for (const node of nodes) {
       const got = await whoOn(node, room);
       if (got) assert.deepEqual(got, expectedMembers(room), `who ${room} on ${node === n0 ? 'node0' : 'node1'} after the upgrade`);
     }
+  }
+  for (const w of ws) {
+    const offline = w.client.log.filter((m) => m.type === 'presence' && m.state === 'offline');
+    assert.deepEqual(offline, [], `${w.name} (on ${w.node === n0 ? 'node0' : 'node1'}) saw nobody go offline`);
   }
   // The new process serves node 0, with its store and broker up.
   const { http, body: h } = await healthz(n0.httpPort);
