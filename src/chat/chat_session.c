@@ -407,11 +407,16 @@ static void replay_pending_set(struct chat_session *s, const char *room)
 
 /* Leaves a message of room to the replay of s's join with since of that room, if one is on its
  * way: written now, it would come twice, and ahead of the `joined` it belongs after. Returns
- * true when it was left (and notes that it was). */
+ * true when it was left (and notes that it was). A moved session's room the hub does not count
+ * it in yet (its join again still to come) leaves every message to that join's replay too:
+ * the other members' messages reach it here meanwhile, and one written would move its last
+ * seq past those stored before it, which its replay would then skip. */
 static bool defer_to_replay(struct chat_session *s, const char *room)
 {
-    if (!s->replay_pending || strcmp(s->replay_pending, room) != 0)
-        return false;
+    if (!s->replay_pending || strcmp(s->replay_pending, room) != 0) {
+        const struct chat_sroom *r = chat_session_room(s, room);
+        return r && !r->hub;
+    }
     s->replay_skipped = true;
     return true;
 }
