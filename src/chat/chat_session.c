@@ -411,12 +411,10 @@ static void replay_pending_set(struct chat_session *s, const char *room)
  * it in yet (its join again still to come) leaves every message to that join's replay too:
  * the other members' messages reach it here meanwhile, and one written would move its last
  * seq past those stored before it, which its replay would then skip. */
-static bool defer_to_replay(struct chat_session *s, const char *room)
+static bool defer_to_replay(struct chat_session *s, const char *room, const struct chat_sroom *r)
 {
-    if (!s->replay_pending || strcmp(s->replay_pending, room) != 0) {
-        const struct chat_sroom *r = chat_session_room(s, room);
-        return r && !r->hub;
-    }
+    if (!s->replay_pending || strcmp(s->replay_pending, room) != 0)
+        return r && !r->hub; /* r: s's entry of room, NULL if none (passed: a hot path) */
     s->replay_skipped = true;
     return true;
 }
@@ -1320,7 +1318,7 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (m.c->id == d->skip_conn || !s ||
             (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
             continue;
-        if (d->rec.seq && defer_to_replay(s, d->room))
+        if (d->rec.seq && defer_to_replay(s, d->room, m.r))
             continue;
         if (d->rec.seq)
             delivered += write_seq(m.c, m.r, d->room, &d->rec);
@@ -1458,9 +1456,10 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
         struct conn *next;
         for (struct conn *c = map_get(&cw->users, users[u]); c; c = next) {
             next = chat_session_of(c)->user_next;
-            if (defer_to_replay(c->session, d->room))
+            struct chat_sroom *r = chat_session_room(c->session, d->room);
+            if (defer_to_replay(c->session, d->room, r))
                 continue;
-            delivered += write_seq(c, chat_session_room(c->session, d->room), d->room, &d->rec);
+            delivered += write_seq(c, r, d->room, &d->rec);
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);
