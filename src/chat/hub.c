@@ -132,27 +132,13 @@ struct hub_user {
     int64_t created_ms;
 };
 
-/* An online guest: one block sized to its name, whose lower-case form is the guests table's key
- * (borrowed) and is followed by the name as shown (guest_name). */
-struct hub_guest {
-    uint64_t session;
-    uint32_t conns;
-    char name_lc[];
-};
-
-static const char *guest_name(const struct hub_guest *g)
-{
-    return g->name_lc + strlen(g->name_lc) + 1;
-}
-
 struct hub {
     const struct config *cfg;
     int n_workers;
     struct map rooms;       /* name -> struct hub_room */
     struct map registered;  /* name_lc -> struct hub_user */
-    struct map guests;      /* name_lc -> struct hub_guest, while online (keys borrowed) */
     struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
-    struct map lookalikes;  /* text_skeleton -> struct lookalike (keys borrowed): look-alikes */
+    struct map lookalikes;  /* text_skeleton -> look-alike entry (keys borrowed), see below */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
     struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
@@ -162,7 +148,8 @@ struct hub {
     struct service *service;
     struct timer tick;
     uint64_t tick_ms;
-    /* Statuses (rules 69, 70): every logged-in identity's connections, rooms and status. */
+    /* Statuses (rules 69, 70): every logged-in identity's connections, rooms and status; and
+     * the online guests (user_status_guest), whose logins their records count. */
     struct user_status_set statuses;
     struct timer status_timer; /* the next record whose grace ends */
     bool status_timer_on;
@@ -634,7 +621,7 @@ static void status_listed_all(struct hub *h, struct hub_room *r, struct chat_op 
     if (h->statuses.n_set < r->index.count && hub_nodes_remote_statuses(h->nodes) == 0) {
         for (struct user_status *u = h->statuses.set_head; u; u = u->set_next)
             if (u->conns && ordset_find(&r->index, u->name_lc, strlen(u->name_lc)))
-                chat_op_add_status(op, u->name, u->away, u->text);
+                chat_op_add_status(op, user_status_name(u), u->away, u->text);
         return;
     }
     char name[CHAT_NAME_MAX];
@@ -1082,27 +1069,46 @@ static void join(struct hub *h, struct chat_op *op)
  * a name that looks like a registered one or like another online guest's: nobody can pass for
  * someone else by a look-alike name. Each skeleton in use records its registered (or
  * registering) name and how many online guests hold a name with it.
+ *
+ * The common entry, one online guest and no registered name, is that guest's status record
+ * itself (the table's value tagged with its low bit; the key borrowed from the record's
+ * skeleton): no block of its own. Any other is a struct lookalike.
  */
 struct lookalike {
     char *registered_lc; /* owned; NULL while no registered name holds it */
-    /* Online guests holding it (entries of hub.guests). When there is one, whether it is a given
-     * name is a look-up in hub.guests: no copy of its name here. */
+    /* Online guests holding it. When there is one, whether it is a given name is a look-up in
+     * the statuses (user_status_guest): no copy of its name here. */
     uint32_t guests;
     char skel[]; /* the table's key (borrowed): one block sized to it */
 };
+
+/* The online guest whose record is the look-alike entry v, or NULL when v is a struct lookalike. */
+static struct user_status *lookalike_lone_guest(void *v)
+{
+    return (uintptr_t)v & 1 ? (struct user_status *)((uintptr_t)v & ~(uintptr_t)1) : NULL;
+}
+
+/* The struct lookalike of skel, a lone guest's entry made into one (create: made if missing). */
+static struct lookalike *lookalike_block(struct hub *h, const char *skel, bool create)
+{
+    void *v = map_get(&h->lookalikes, skel);
+    if (v && !lookalike_lone_guest(v))
+        return v;
+    if (!v && !create)
+        return NULL;
+    size_t len = strlen(skel);
+    struct lookalike *l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
+    memcpy(l->skel, skel, len + 1);
+    l->guests = v ? 1 : 0;
+    map_put(&h->lookalikes, l->skel, l); /* the key is now the block's copy */
+    return l;
+}
 
 static struct lookalike *lookalike_get(struct hub *h, const char *name_lc, bool create)
 {
     char skel[CHAT_NAME_MAX];
     text_skeleton(name_lc, strlen(name_lc), skel);
-    size_t len = strlen(skel);
-    struct lookalike *l = map_get(&h->lookalikes, skel);
-    if (!l && create) {
-        l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
-        memcpy(l->skel, skel, len + 1);
-        map_put(&h->lookalikes, l->skel, l);
-    }
-    return l;
+    return lookalike_block(h, skel, create);
 }
 
 static void lookalike_drop_if_unused(struct hub *h, struct lookalike *l)
@@ -1116,12 +1122,18 @@ static void lookalike_drop_if_unused(struct hub *h, struct lookalike *l)
 /* True when name_lc looks like a registered name or an online guest's name that is not its own. */
 static bool lookalike_taken(struct hub *h, const char *name_lc)
 {
-    struct lookalike *l = lookalike_get(h, name_lc, false);
-    if (!l)
+    char skel[CHAT_NAME_MAX];
+    text_skeleton(name_lc, strlen(name_lc), skel);
+    void *v = map_get(&h->lookalikes, skel);
+    if (!v)
         return false;
+    struct user_status *lone = lookalike_lone_guest(v);
+    if (lone)
+        return strcmp(lone->name_lc, name_lc) != 0;
+    struct lookalike *l = v;
     if (l->registered_lc && strcmp(l->registered_lc, name_lc) != 0)
         return true;
-    return l->guests > 1 || (l->guests == 1 && !map_get(&h->guests, name_lc));
+    return l->guests > 1 || (l->guests == 1 && !user_status_guest(&h->statuses, name_lc));
 }
 
 /* A registered (or registering) name takes its skeleton; the first one keeps it (a database from
@@ -1143,15 +1155,30 @@ static void lookalike_unregister(struct hub *h, const char *name_lc)
     lookalike_drop_if_unused(h, l);
 }
 
-static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
+/* The guest of record u came online: it holds its skeleton. */
+static void lookalike_guest_in(struct hub *h, struct user_status *u)
 {
-    struct lookalike *l = lookalike_get(h, name_lc, online);
-    if (!l)
+    const char *skel = user_status_skeleton(u);
+    void *v = map_get(&h->lookalikes, skel);
+    if (!v)
+        map_put(&h->lookalikes, skel, (void *)((uintptr_t)u | 1));
+    else
+        lookalike_block(h, skel, true)->guests++;
+}
+
+/* The guest of record u went offline (before the record may go). */
+static void lookalike_guest_out(struct hub *h, struct user_status *u)
+{
+    const char *skel = user_status_skeleton(u);
+    void *v = map_get(&h->lookalikes, skel);
+    if (!v)
         return;
-    if (online) {
-        l->guests++;
+    if (lookalike_lone_guest(v)) {
+        if (lookalike_lone_guest(v) == u)
+            map_del(&h->lookalikes, skel);
         return;
     }
+    struct lookalike *l = v;
     if (l->guests > 0)
         l->guests--;
     lookalike_drop_if_unused(h, l);
@@ -1159,30 +1186,22 @@ static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
 
 static void guest_online(struct hub *h, const struct chat_op *op)
 {
-    struct hub_guest *g = map_get(&h->guests, op->user_lc);
-    if (!g) {
-        size_t lc_len = strlen(op->user_lc), len = strlen(op->user);
-        g = xcalloc(1, offsetof(struct hub_guest, name_lc) + lc_len + 1 + len + 1);
-        memcpy(g->name_lc, op->user_lc, lc_len + 1);
-        memcpy(g->name_lc + lc_len + 1, op->user, len + 1);
-        g->session = op->guest_session;
-        map_put(&h->guests, g->name_lc, g);
-        lookalike_guest(h, op->user_lc, true);
-    }
-    g->conns++;
+    struct user_status *u =
+        user_status_guest_in(&h->statuses, op->user, op->user_lc, op->guest_session);
+    if (u->guests == 1)
+        lookalike_guest_in(h, u);
 }
 
 static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
 {
-    struct hub_guest *g = map_get(&h->guests, name_lc);
-    if (!g || g->session != session)
+    struct user_status *u = user_status_guest(&h->statuses, name_lc);
+    if (!u || u->guest_session != session)
         return;
-    if (--g->conns == 0) {
-        lookalike_guest(h, name_lc, false);
+    if (u->guests == 1) {
+        lookalike_guest_out(h, u);
         hub_nodes_guest_release(h->nodes, name_lc);
-        map_del(&h->guests, name_lc);
-        free(g);
     }
+    user_status_guest_out(&h->statuses, u); /* may free u, and name_lc with it */
 }
 
 /* A guest's name asked of the broker (no other live node may hold it) before the online guests
@@ -1218,7 +1237,7 @@ static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, 
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
         return false;
     }
-    if (map_get(&h->guests, name_lc)) { /* held here already: by this session */
+    if (user_status_guest(&h->statuses, name_lc)) { /* held here already: by this session */
         go(h, op);
         return true;
     }
@@ -1234,7 +1253,7 @@ static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, 
  * online guest here holds it. */
 static void claim_drop(struct hub *h, const char *name_lc)
 {
-    if (!map_get(&h->guests, name_lc))
+    if (!user_status_guest(&h->statuses, name_lc))
         hub_nodes_guest_release(h->nodes, name_lc);
 }
 
@@ -1246,8 +1265,8 @@ static void claim_ignored(void *arg, bool ok)
 /* True when name_lc is held by an online guest of a session other than `session`. */
 static bool held_by_other_guest(struct hub *h, const char *name_lc, uint64_t session)
 {
-    struct hub_guest *g = map_get(&h->guests, name_lc);
-    return g && g->conns > 0 && g->session != session;
+    struct user_status *u = user_status_guest(&h->statuses, name_lc);
+    return u && u->guest_session != session;
 }
 
 static void login_guest_claimed(struct hub *h, struct chat_op *op);
@@ -1411,11 +1430,10 @@ static void register_done(struct hub *h, struct chat_op *op, const char *name_lc
     free(map_put(&h->registered, name_lc, u));
     hub_broker_registered(h->hb, op->name, op->user_created_ms);
     if (op->registered_guest) {
-        user_status_became_registered(&h->statuses, name_lc, op->guest_session, op->name);
-        struct hub_guest *g = map_del(&h->guests, name_lc);
+        struct user_status *g = user_status_guest(&h->statuses, name_lc);
         if (g)
-            lookalike_guest(h, name_lc, false);
-        free(g);
+            lookalike_guest_out(h, g);
+        user_status_became_registered(&h->statuses, name_lc, op->guest_session, op->name);
         for (int w = 0; w < h->n_workers; w++) {
             struct deliver *d = out(h, w);
             d->kind = DELIVER_BECAME_REGISTERED;
@@ -1436,8 +1454,8 @@ static const char *known_user(struct hub *h, const char *name_lc)
     struct hub_user *u = map_get(&h->registered, name_lc);
     if (u)
         return u->name;
-    struct hub_guest *g = map_get(&h->guests, name_lc);
-    return g && g->conns > 0 ? guest_name(g) : NULL;
+    struct user_status *g = user_status_guest(&h->statuses, name_lc);
+    return g ? user_status_name(g) : NULL;
 }
 
 static const char *lookup_user(void *arg, const char *name_lc)
@@ -1643,7 +1661,7 @@ static void status_first_here(struct hub *h, const struct user_status *u)
         return;
     hub_nodes_user_here(h->nodes, u->name_lc, true);
     if (u->away || u->text)
-        hub_nodes_status(h->nodes, u->name, u->away, u->text);
+        hub_nodes_status(h->nodes, user_status_name(u), u->away, u->text);
 }
 
 /* A login on its way to welcome: one more connection of the identity, and its status. */
@@ -1685,7 +1703,7 @@ static void status_request(struct hub *h, struct chat_op *op)
     bool changed = user_status_set_state(&h->statuses, u, op->away, op->text, op->text_len);
     status_tell(h, u, op->conn_id, changed);
     if (changed)
-        hub_nodes_status(h->nodes, u->name, u->away, u->text);
+        hub_nodes_status(h->nodes, user_status_name(u), u->away, u->text);
     reply(h, op);
 }
 
@@ -1726,7 +1744,7 @@ static void status_tell(struct hub *h, struct user_status *u, uint64_t skip_conn
     }
     msg_rec_release(&rec);
     if (changed)
-        status_presence(h, u, u->name, u->name_lc, u->away, u->text);
+        status_presence(h, u, user_status_name(u), u->name_lc, u->away, u->text);
 }
 
 void hub_remote_status(struct hub *h, const char *user, bool away, const char *text)
@@ -1953,7 +1971,7 @@ static void on_mail(struct service *s, struct mail *m)
         /* A guest moved here by a live upgrade: online, its name its own, as it was. */
         if (op->guest) {
             /* This process is a new node to the broker: the name is claimed again. */
-            if (!map_get(&h->guests, op->user_lc))
+            if (!user_status_guest(&h->statuses, op->user_lc))
                 hub_nodes_guest_claim(h->nodes, op->user_lc, op->guest_session, claim_ignored,
                                       NULL);
             guest_online(h, op);
@@ -2005,7 +2023,6 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     h->n_workers = n_workers;
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
-    map_init_borrowed(&h->guests);
     map_init(&h->registering, true);
     map_init_borrowed(&h->lookalikes);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
@@ -2094,11 +2111,14 @@ void hub_destroy(struct service *s)
     map_free(&h->rooms);
     ordset_free(&h->public_rooms);
     map_free_all(&h->registered);
-    map_free_all(&h->guests);
     map_free(&h->registering);
-    for (pos = 0; map_next(&h->lookalikes, &pos, &k, &v);)
+    for (pos = 0; map_next(&h->lookalikes, &pos, &k, &v);) {
+        if (lookalike_lone_guest(v)) /* a status record: freed with the statuses */
+            continue;
         free(((struct lookalike *)v)->registered_lc);
-    map_free_all(&h->lookalikes);
+        free(v);
+    }
+    map_free(&h->lookalikes);
     user_status_free(&h->statuses);
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);
