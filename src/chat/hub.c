@@ -1640,8 +1640,9 @@ static void status_timer_arm(struct hub *h)
     if (h->status_timer_on || !h->statuses.gone_head)
         return;
     h->status_timer_on = true;
-    timer_start(h->service->loop, &h->status_timer,
-                h->statuses.gone_head->gone_ms + h->status_grace_ms);
+    struct loop *loop = h->service->loop;
+    timer_start(loop, &h->status_timer,
+                user_status_due(h->statuses.gone_head, loop_now(loop), h->status_grace_ms));
 }
 
 /* The grace of the first records gone offline has ended: they fall back to online (forgotten). */

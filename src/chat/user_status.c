@@ -225,7 +225,7 @@ void user_status_disconnect(struct user_status_set *set, const char *name_lc,
             record_free(set, u);
         return;
     }
-    u->gone_ms = now_ms;
+    u->gone_ms = (uint32_t)now_ms;
     gone_append(set, u);
 }
 
@@ -297,8 +297,9 @@ uint64_t user_status_expire(struct user_status_set *set, uint64_t now_ms, uint64
 {
     while (set->gone_head) {
         struct user_status *u = set->gone_head;
-        if (u->gone_ms + grace_ms > now_ms)
-            return u->gone_ms + grace_ms;
+        uint64_t due = user_status_due(u, now_ms, grace_ms);
+        if (due > now_ms)
+            return due;
         log_info("msg=status_expired user=%s", user_status_name(u));
         if (u->guests > 0) { /* a login of the guest is on its way: its record stays, online */
             gone_unlink(set, u);

@@ -39,10 +39,13 @@ struct user_status {
         void **rooms;
         void *room_one;
     } rooms_;
-    uint32_t n_rooms, cap_rooms;
-    uint64_t gone_ms; /* when conns fell to 0 */
     struct user_status *gone_prev, *gone_next;
     struct user_status *set_prev, *set_next; /* on the set list: away or with a text */
+    uint32_t n_rooms, cap_rooms;
+    /* When conns fell to 0: the low 32 bits of the clock's ms (a grace is far shorter than the
+     * 49 days they span; user_status_due), 4 bytes that keep a guest's record in a 128-byte
+     * block. */
+    uint32_t gone_ms;
     bool away;
     bool own_skel; /* a guest's skeleton follows the names (else it is name_lc itself) */
     /* One block sized to the name: name_lc (the set's key, borrowed), then the name as shown
@@ -68,6 +71,14 @@ static inline const char *user_status_name(const struct user_status *u)
 static inline const char *user_status_skeleton(const struct user_status *u)
 {
     return u->own_skel ? u->name_lc + 2 * (strlen(u->name_lc) + 1) : u->name_lc;
+}
+
+/* When the grace (ms, below 2^32) of u, gone offline, ends: now_ms or later. */
+static inline uint64_t user_status_due(const struct user_status *u, uint64_t now_ms,
+                                       uint64_t grace_ms)
+{
+    uint32_t waited = (uint32_t)now_ms - u->gone_ms;
+    return waited >= grace_ms ? now_ms : now_ms + (grace_ms - waited);
 }
 
 /* The rooms of u, n_rooms of them. */
