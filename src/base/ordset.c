@@ -139,14 +139,25 @@ void *ordset_remove(struct ordset *s, const char *key, size_t len)
     return v;
 }
 
-void *ordset_get(const struct ordset *s, const char *key, size_t len)
+struct ordset_node *ordset_find(const struct ordset *s, const char *key, size_t len)
 {
     if (len > ORDSET_KEY_MAX)
         return NULL;
     struct ordset_node *prev[ORDSET_LEVELS];
     find_prev(s, key, len, prev);
     struct ordset_node *n = next_at(s, prev[0], 0);
-    return n && cmp(n, key, len) == 0 ? n->value : NULL;
+    return n && cmp(n, key, len) == 0 ? n : NULL;
+}
+
+void *ordset_get(const struct ordset *s, const char *key, size_t len)
+{
+    struct ordset_node *n = ordset_find(s, key, len);
+    return n ? n->value : NULL;
+}
+
+void ordset_set_value(struct ordset_node *n, void *value)
+{
+    n->value = value;
 }
 
 const struct ordset_node *ordset_after(const struct ordset *s, const char *key, size_t len)

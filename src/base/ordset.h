@@ -43,6 +43,10 @@ bool ordset_insert(struct ordset *s, const char *key, size_t len, void *value);
 void *ordset_remove(struct ordset *s, const char *key, size_t len);
 /* The value of key, or NULL. */
 void *ordset_get(const struct ordset *s, const char *key, size_t len);
+/* The node of key, or NULL: its value can then be read and replaced without another search (a
+ * caller may keep a small record in the value word itself, rather than a block it points to). */
+struct ordset_node *ordset_find(const struct ordset *s, const char *key, size_t len);
+void ordset_set_value(struct ordset_node *n, void *value);
 
 /* The first node whose key is greater than key[0..len) (key NULL: the first node), or NULL. A key
  * longer than ORDSET_KEY_MAX is compared by its first ORDSET_KEY_MAX bytes, which gives the same

@@ -31,13 +31,60 @@
 /* Rule 69: a status outlives the user's last connection by this long. */
 #define STATUS_GRACE_MS 75000
 
-/* A room's member: its connections there and its name as shown, one block sized to the name. */
+/* A room's member, kept in the value word of its node in the room's index rather than in a block
+ * of its own: its connections here, two flags, and which letters of its name are capitals, so
+ * that the name as shown is the node's key (the name lower-cased) with those letters raised.
+ * Names are ASCII and at most 32 characters, so 32 bits cover every letter. */
 struct hub_member {
     uint32_t conns : 30; /* connections here */
     uint32_t remote : 1; /* in the room on another node too (hub_nodes.h) */
     uint32_t kicked : 1; /* kicked or banned: telnet sees its line, not the offline after it */
-    char name[];
+    uint32_t caps;       /* bit i: the name's character i is a capital */
 };
+_Static_assert(TEXT_NAME_MAX <= 32 && sizeof(uintptr_t) >= 8, "a member fits the value word");
+
+static struct hub_member member_of(const struct ordset_node *n)
+{
+    uint64_t w = (uintptr_t)ordset_value(n);
+    return (struct hub_member){.conns = w & 0x3fffffff,
+                               .remote = (w >> 30) & 1,
+                               .kicked = (w >> 31) & 1,
+                               .caps = (uint32_t)(w >> 32)};
+}
+
+static void *member_word(struct hub_member m)
+{
+    uint64_t w = (uint64_t)m.conns | (uint64_t)m.remote << 30 | (uint64_t)m.kicked << 31 |
+                 (uint64_t)m.caps << 32;
+    return (void *)(uintptr_t)w;
+}
+
+static void member_set(struct ordset_node *n, struct hub_member m)
+{
+    ordset_set_value(n, member_word(m));
+}
+
+/* The capitals of name, as hub_member.caps has them. */
+static uint32_t name_caps(const char *name)
+{
+    uint32_t caps = 0;
+    for (size_t i = 0; i < TEXT_NAME_MAX && name[i]; i++)
+        if (name[i] >= 'A' && name[i] <= 'Z')
+            caps |= 1u << i;
+    return caps;
+}
+
+/* The name as shown of the member at n, in out. */
+static const char *member_name(const struct ordset_node *n, char out[CHAT_NAME_MAX])
+{
+    uint32_t caps = member_of(n).caps;
+    const char *lc = ordset_key(n);
+    size_t len = ordset_key_len(n);
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)(caps >> i & 1 ? lc[i] - 'a' + 'A' : lc[i]);
+    out[len] = '\0';
+    return out;
+}
 
 struct hub_room {
     char name[CHAT_ROOM_MAX];
@@ -46,8 +93,9 @@ struct hub_room {
     struct msg_rec *ring; /* the newest messages, oldest first from ring_head */
     uint32_t ring_len, ring_head;
     uint32_t ring_alloc; /* entries allocated: grows with the room's traffic up to ring_cap */
-    /* user_lc -> struct hub_member, in byte order: a member found in O(log n), and pages of
-     * members. (No hash map beside it: that cost 80 bytes a member for a faster find.) */
+    /* user_lc -> struct hub_member (in the value word), in byte order: a member found in
+     * O(log n), and pages of members. (No hash map beside it: that cost 80 bytes a member for a
+     * faster find.) */
     struct ordset index;
     uint32_t *worker_conns; /* member connections per worker */
     /* Large rooms (rules 81-85): decided at the tick. dirty: a user came or went since the last
@@ -84,27 +132,13 @@ struct hub_user {
     int64_t created_ms;
 };
 
-/* An online guest: one block sized to its name, whose lower-case form is the guests table's key
- * (borrowed) and is followed by the name as shown (guest_name). */
-struct hub_guest {
-    uint64_t session;
-    uint32_t conns;
-    char name_lc[];
-};
-
-static const char *guest_name(const struct hub_guest *g)
-{
-    return g->name_lc + strlen(g->name_lc) + 1;
-}
-
 struct hub {
     const struct config *cfg;
     int n_workers;
     struct map rooms;       /* name -> struct hub_room */
     struct map registered;  /* name_lc -> struct hub_user */
-    struct map guests;      /* name_lc -> struct hub_guest, while online (keys borrowed) */
     struct map registering; /* name_lc -> (void *)1 while a registration is on its way */
-    struct map lookalikes;  /* text_skeleton -> struct lookalike (keys borrowed): look-alikes */
+    struct map lookalikes;  /* text_skeleton -> look-alike entry (keys borrowed), see below */
     uint64_t next_guest_session;
     struct deliver_batch **out; /* per worker, posted before the hub sleeps */
     struct ordset public_rooms; /* name -> struct hub_room, every public room, in byte order */
@@ -114,7 +148,8 @@ struct hub {
     struct service *service;
     struct timer tick;
     uint64_t tick_ms;
-    /* Statuses (rules 69, 70): every logged-in identity's connections, rooms and status. */
+    /* Statuses (rules 69, 70): every logged-in identity's connections, rooms and status; and
+     * the online guests (user_status_guest), whose logins their records count. */
     struct user_status_set statuses;
     struct timer status_timer; /* the next record whose grace ends */
     bool status_timer_on;
@@ -191,8 +226,6 @@ static void room_free(struct hub_room *r)
     for (uint32_t i = 0; i < r->ring_len; i++)
         msg_rec_release(&r->ring[(r->ring_head + i) % r->ring_alloc]);
     free(r->ring);
-    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n))
-        free(ordset_value(n));
     ordset_free(&r->index);
     free(r->worker_conns);
     free(r);
@@ -411,7 +444,7 @@ static uint32_t local_conns(const struct hub *h, const struct hub_room *r)
 static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     size_t lc_len = strlen(op->user_lc);
-    struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
+    struct ordset_node *node = ordset_find(&r->index, op->user_lc, lc_len);
     r->worker_conns[op->worker]++;
     if (local_conns(h, r) == 1)
         hub_broker_follow(h->hb, r->name, r->latest);
@@ -419,26 +452,27 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
      * it was told is large stays large, without a burst of counts at the next tick. */
     if (op->adopt && op->adopt_large && h->cfg->presence_limit)
         r->large = true;
-    if (m) {
-        m->kicked = false; /* back before its kick's departure was counted: a later leave shows */
-        if (m->conns++ == 0) { /* a member on another node: its first connection here */
+    if (node) {
+        struct hub_member m = member_of(node);
+        m.kicked = false; /* back before its kick's departure was counted: a later leave shows */
+        bool first_here = m.conns++ == 0; /* a member on another node: its first connection here */
+        member_set(node, m);
+        if (first_here) {
             struct user_status *u = user_status_of(&h->statuses, op->user_lc);
             if (u)
                 user_status_room_add(u, r);
-            hub_nodes_room_here(h->nodes, r->name, r->latest, m->name, true);
+            char name[CHAT_NAME_MAX];
+            hub_nodes_room_here(h->nodes, r->name, r->latest, member_name(node, name), true);
         }
         return;
     }
-    size_t len = strnlen(op->user, CHAT_NAME_MAX - 1);
-    m = xcalloc(1, sizeof *m + len + 1);
-    memcpy(m->name, op->user, len);
-    m->conns = 1;
-    hub_nodes_room_here(h->nodes, r->name, r->latest, m->name, true);
+    hub_nodes_room_here(h->nodes, r->name, r->latest, op->user, true);
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
-    ordset_insert(&r->index, op->user_lc, lc_len, m);
+    ordset_insert(&r->index, op->user_lc, lc_len,
+                  member_word((struct hub_member){.conns = 1, .caps = name_caps(op->user)}));
     if (r->list)
-        member_list_add(r->list, m->name, op->user_lc);
+        member_list_add(r->list, op->user, op->user_lc);
     r->dirty = true;
     struct user_status *u = user_status_of(&h->statuses, op->user_lc);
     if (u)
@@ -453,17 +487,20 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
                     : events_presence(r->name, op->user, true));
 }
 
-/* The user of m (name_lc) is in r on no node any more: gone, the others told. */
-static void member_drop(struct hub *h, struct hub_room *r, struct hub_member *m,
+/* The user at node (name_lc) is in r on no node any more: gone, the others told. */
+static void member_drop(struct hub *h, struct hub_room *r, struct ordset_node *node,
                         const char *name_lc, uint64_t skip_conn)
 {
-    ordset_remove(&r->index, name_lc, strlen(name_lc));
+    struct hub_member m = member_of(node);
+    char name[CHAT_NAME_MAX];
+    member_name(node, name);
+    ordset_remove(&r->index, name_lc, strlen(name_lc)); /* node is freed */
     if (r->list)
         member_list_remove(r->list, name_lc);
     r->dirty = true;
     if (!r->large) {
-        struct msg_rec rec = events_presence(r->name, m->name, false);
-        if (m->kicked) { /* rule 76: telnet shows the kick or ban line, not this offline */
+        struct msg_rec rec = events_presence(r->name, name, false);
+        if (m.kicked) { /* rule 76: telnet shows the kick or ban line, not this offline */
             chunk_unref(rec.tn);
             rec.tn = NULL;
         }
@@ -471,30 +508,32 @@ static void member_drop(struct hub *h, struct hub_room *r, struct hub_member *m,
     }
     if (r->index.count == 0 && !r->large)
         occupied_unlink(h, r);
-    free(m);
 }
 
 static void member_remove(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
     run_close(h, r); /* while the leaver's worker still counts it */
     size_t lc_len = strlen(op->user_lc);
-    struct hub_member *m = ordset_get(&r->index, op->user_lc, lc_len);
-    if (!m || m->conns == 0)
+    struct ordset_node *node = ordset_find(&r->index, op->user_lc, lc_len);
+    if (!node || member_of(node).conns == 0)
         return;
     if (r->worker_conns[op->worker] > 0) {
         r->worker_conns[op->worker]--;
         if (local_conns(h, r) == 0)
             hub_broker_unfollow(h->hb, r->name);
     }
-    if (--m->conns > 0)
+    struct hub_member m = member_of(node);
+    m.conns--;
+    member_set(node, m);
+    if (m.conns > 0)
         return;
     struct user_status *u = user_status_of(&h->statuses, op->user_lc);
     if (u)
         user_status_room_remove(u, r);
     char name[CHAT_NAME_MAX];
-    snprintf(name, sizeof name, "%s", m->name);
-    if (!m->remote) /* else still in the room on another node */
-        member_drop(h, r, m, op->user_lc, op->conn_id);
+    member_name(node, name);
+    if (!m.remote) /* else still in the room on another node */
+        member_drop(h, r, node, op->user_lc, op->conn_id);
     hub_nodes_room_here(h->nodes, r->name, r->latest, name, false);
 }
 
@@ -508,37 +547,39 @@ void hub_remote_member(struct hub *h, const char *room, const char *user, bool i
         return;
     char lc[CHAT_NAME_MAX];
     text_lower(user, len, lc);
-    struct hub_member *m = ordset_get(&r->index, lc, strlen(lc));
+    struct ordset_node *node = ordset_find(&r->index, lc, strlen(lc));
     if (!in) {
-        if (!m)
+        if (!node)
             return;
-        m->remote = false;
-        if (m->conns == 0) {
+        struct hub_member m = member_of(node);
+        m.remote = false;
+        member_set(node, m);
+        if (m.conns == 0) {
             run_close(h, r);
-            member_drop(h, r, m, lc, 0);
+            member_drop(h, r, node, lc, 0);
         }
         return;
     }
-    if (m) {
-        m->remote = true;
+    if (node) {
+        struct hub_member m = member_of(node);
+        m.remote = true;
+        member_set(node, m);
         return;
     }
-    m = xcalloc(1, sizeof *m + len + 1);
-    memcpy(m->name, user, len);
-    m->remote = true;
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
-    ordset_insert(&r->index, lc, strlen(lc), m);
+    ordset_insert(&r->index, lc, strlen(lc),
+                  member_word((struct hub_member){.remote = true, .caps = name_caps(user)}));
     if (r->list)
-        member_list_add(r->list, m->name, lc);
+        member_list_add(r->list, user, lc);
     r->dirty = true;
     bool away = false;
     const char *text = NULL;
     if (!r->large)
         run_add(h, r,
                 hub_nodes_remote_status(h->nodes, lc, &away, &text)
-                    ? events_presence_state(r->name, m->name, true, away, text)
-                    : events_presence(r->name, m->name, true));
+                    ? events_presence_state(r->name, user, true, away, text)
+                    : events_presence(r->name, user, true));
 }
 
 void hub_local_members(struct hub *h, const char *room, void (*each)(void *arg, const char *user),
@@ -547,11 +588,10 @@ void hub_local_members(struct hub *h, const char *room, void (*each)(void *arg, 
     struct hub_room *r = room_get(h, room, false);
     if (!r)
         return;
-    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n)) {
-        const struct hub_member *m = ordset_value(n);
-        if (m->conns > 0)
-            each(arg, m->name);
-    }
+    char name[CHAT_NAME_MAX];
+    for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n))
+        if (member_of(n).conns > 0)
+            each(arg, member_name(n, name));
 }
 
 uint64_t hub_room_newest(struct hub *h, const char *room)
@@ -580,12 +620,13 @@ static void status_listed_all(struct hub *h, struct hub_room *r, struct chat_op 
 {
     if (h->statuses.n_set < r->index.count && hub_nodes_remote_statuses(h->nodes) == 0) {
         for (struct user_status *u = h->statuses.set_head; u; u = u->set_next)
-            if (u->conns && ordset_get(&r->index, u->name_lc, strlen(u->name_lc)))
-                chat_op_add_status(op, u->name, u->away, u->text);
+            if (u->conns && ordset_find(&r->index, u->name_lc, strlen(u->name_lc)))
+                chat_op_add_status(op, user_status_name(u), u->away, u->text);
         return;
     }
+    char name[CHAT_NAME_MAX];
     for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n; n = ordset_next(n))
-        status_listed(h, op, ordset_key(n), ((struct hub_member *)ordset_value(n))->name);
+        status_listed(h, op, ordset_key(n), member_name(n, name));
 }
 
 /* who (rule 84): the users after op->after (or from the first), at most names_limit, in byte
@@ -597,8 +638,9 @@ static void add_members(struct hub *h, struct hub_room *r, struct chat_op *op)
     chat_op_reserve_names(op, op->names_limit < op->n_members ? op->names_limit : op->n_members);
     const struct ordset_node *n =
         ordset_after(&r->index, op->has_after ? op->after : NULL, op->after_len);
+    char name[CHAT_NAME_MAX];
     for (size_t k = 0; n && k < op->names_limit; n = ordset_next(n), k++) {
-        const char *name = ((struct hub_member *)ordset_value(n))->name;
+        member_name(n, name);
         chat_op_add_name(op, name);
         status_listed(h, op, ordset_key(n), name);
     }
@@ -614,10 +656,10 @@ static void add_joined_members(struct hub *h, struct hub_room *r, struct chat_op
         if (!r->list) {
             r->list = xmalloc(sizeof *r->list);
             member_list_init(r->list);
+            char name[CHAT_NAME_MAX];
             for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n;
                  n = ordset_next(n))
-                member_list_add(r->list, ((struct hub_member *)ordset_value(n))->name,
-                                ordset_key(n));
+                member_list_add(r->list, member_name(n, name), ordset_key(n));
         }
         r->list_used = true;
         op->members_shared = member_list_share(r->list, &op->members_json_len);
@@ -634,19 +676,20 @@ static void add_joined_members(struct hub *h, struct hub_room *r, struct chat_op
     op->n_members = r->index.count;
     op->large = true;
     size_t cap = op->names_limit < JOINED_NAMES_MAX ? op->names_limit : JOINED_NAMES_MAX;
-    struct hub_member *me = ordset_get(&r->index, op->user_lc, strlen(op->user_lc));
+    const struct ordset_node *me = ordset_find(&r->index, op->user_lc, strlen(op->user_lc));
     size_t listed = 0;
+    char name[CHAT_NAME_MAX];
     if (me && listed < cap) {
-        chat_op_add_name(op, me->name);
-        status_listed(h, op, op->user_lc, me->name);
+        chat_op_add_name(op, member_name(me, name));
+        status_listed(h, op, op->user_lc, name);
         listed++;
     }
     for (const struct ordset_node *n = ordset_after(&r->index, NULL, 0); n && listed < cap;
          n = ordset_next(n)) {
-        if (ordset_value(n) == me)
+        if (n == me)
             continue;
-        chat_op_add_name(op, ((struct hub_member *)ordset_value(n))->name);
-        status_listed(h, op, ordset_key(n), ((struct hub_member *)ordset_value(n))->name);
+        chat_op_add_name(op, member_name(n, name));
+        status_listed(h, op, ordset_key(n), name);
         listed++;
     }
 }
@@ -683,7 +726,7 @@ static void send_members(struct hub *h, struct hub_room *r)
     struct chat_op *st = chat_op_new(CHAT_WHO, 0, 0); /* only to gather the statuses listed */
     const struct ordset_node *n = ordset_after(&r->index, NULL, 0);
     for (; n && k < MEMBERS_PAGE; n = ordset_next(n), k++) {
-        strncpy(names[k], ((struct hub_member *)ordset_value(n))->name, CHAT_NAME_MAX);
+        member_name(n, names[k]);
         status_listed(h, st, ordset_key(n), names[k]);
     }
     to_room(
@@ -852,9 +895,12 @@ static void mod_stored(struct hub_room *r, const struct chat_op *op)
 static void kick_out(struct hub *h, struct hub_room *r, const struct chat_op *op)
 {
     run_close(h, r);
-    struct hub_member *m = ordset_get(&r->index, op->subject_lc, strlen(op->subject_lc));
-    if (m)
-        m->kicked = true;
+    struct ordset_node *node = ordset_find(&r->index, op->subject_lc, strlen(op->subject_lc));
+    if (node) {
+        struct hub_member m = member_of(node);
+        m.kicked = true;
+        member_set(node, m);
+    }
     bool ban = op->kind == CHAT_BAN;
     struct msg_rec rec =
         events_kicked(r->name, op->user, op->text, ban, ban ? op->duration : 0);
@@ -1023,27 +1069,46 @@ static void join(struct hub *h, struct chat_op *op)
  * a name that looks like a registered one or like another online guest's: nobody can pass for
  * someone else by a look-alike name. Each skeleton in use records its registered (or
  * registering) name and how many online guests hold a name with it.
+ *
+ * The common entry, one online guest and no registered name, is that guest's status record
+ * itself (the table's value tagged with its low bit; the key borrowed from the record's
+ * skeleton): no block of its own. Any other is a struct lookalike.
  */
 struct lookalike {
     char *registered_lc; /* owned; NULL while no registered name holds it */
-    /* Online guests holding it (entries of hub.guests). When there is one, whether it is a given
-     * name is a look-up in hub.guests: no copy of its name here. */
+    /* Online guests holding it. When there is one, whether it is a given name is a look-up in
+     * the statuses (user_status_guest): no copy of its name here. */
     uint32_t guests;
     char skel[]; /* the table's key (borrowed): one block sized to it */
 };
+
+/* The online guest whose record is the look-alike entry v, or NULL when v is a struct lookalike. */
+static struct user_status *lookalike_lone_guest(void *v)
+{
+    return (uintptr_t)v & 1 ? (struct user_status *)((uintptr_t)v & ~(uintptr_t)1) : NULL;
+}
+
+/* The struct lookalike of skel, a lone guest's entry made into one (create: made if missing). */
+static struct lookalike *lookalike_block(struct hub *h, const char *skel, bool create)
+{
+    void *v = map_get(&h->lookalikes, skel);
+    if (v && !lookalike_lone_guest(v))
+        return v;
+    if (!v && !create)
+        return NULL;
+    size_t len = strlen(skel);
+    struct lookalike *l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
+    memcpy(l->skel, skel, len + 1);
+    l->guests = v ? 1 : 0;
+    map_put(&h->lookalikes, l->skel, l); /* the key is now the block's copy */
+    return l;
+}
 
 static struct lookalike *lookalike_get(struct hub *h, const char *name_lc, bool create)
 {
     char skel[CHAT_NAME_MAX];
     text_skeleton(name_lc, strlen(name_lc), skel);
-    size_t len = strlen(skel);
-    struct lookalike *l = map_get(&h->lookalikes, skel);
-    if (!l && create) {
-        l = xcalloc(1, offsetof(struct lookalike, skel) + len + 1);
-        memcpy(l->skel, skel, len + 1);
-        map_put(&h->lookalikes, l->skel, l);
-    }
-    return l;
+    return lookalike_block(h, skel, create);
 }
 
 static void lookalike_drop_if_unused(struct hub *h, struct lookalike *l)
@@ -1057,12 +1122,18 @@ static void lookalike_drop_if_unused(struct hub *h, struct lookalike *l)
 /* True when name_lc looks like a registered name or an online guest's name that is not its own. */
 static bool lookalike_taken(struct hub *h, const char *name_lc)
 {
-    struct lookalike *l = lookalike_get(h, name_lc, false);
-    if (!l)
+    char skel[CHAT_NAME_MAX];
+    text_skeleton(name_lc, strlen(name_lc), skel);
+    void *v = map_get(&h->lookalikes, skel);
+    if (!v)
         return false;
+    struct user_status *lone = lookalike_lone_guest(v);
+    if (lone)
+        return strcmp(lone->name_lc, name_lc) != 0;
+    struct lookalike *l = v;
     if (l->registered_lc && strcmp(l->registered_lc, name_lc) != 0)
         return true;
-    return l->guests > 1 || (l->guests == 1 && !map_get(&h->guests, name_lc));
+    return l->guests > 1 || (l->guests == 1 && !user_status_guest(&h->statuses, name_lc));
 }
 
 /* A registered (or registering) name takes its skeleton; the first one keeps it (a database from
@@ -1084,15 +1155,30 @@ static void lookalike_unregister(struct hub *h, const char *name_lc)
     lookalike_drop_if_unused(h, l);
 }
 
-static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
+/* The guest of record u came online: it holds its skeleton. */
+static void lookalike_guest_in(struct hub *h, struct user_status *u)
 {
-    struct lookalike *l = lookalike_get(h, name_lc, online);
-    if (!l)
+    const char *skel = user_status_skeleton(u);
+    void *v = map_get(&h->lookalikes, skel);
+    if (!v)
+        map_put(&h->lookalikes, skel, (void *)((uintptr_t)u | 1));
+    else
+        lookalike_block(h, skel, true)->guests++;
+}
+
+/* The guest of record u went offline (before the record may go). */
+static void lookalike_guest_out(struct hub *h, struct user_status *u)
+{
+    const char *skel = user_status_skeleton(u);
+    void *v = map_get(&h->lookalikes, skel);
+    if (!v)
         return;
-    if (online) {
-        l->guests++;
+    if (lookalike_lone_guest(v)) {
+        if (lookalike_lone_guest(v) == u)
+            map_del(&h->lookalikes, skel);
         return;
     }
+    struct lookalike *l = v;
     if (l->guests > 0)
         l->guests--;
     lookalike_drop_if_unused(h, l);
@@ -1100,30 +1186,22 @@ static void lookalike_guest(struct hub *h, const char *name_lc, bool online)
 
 static void guest_online(struct hub *h, const struct chat_op *op)
 {
-    struct hub_guest *g = map_get(&h->guests, op->user_lc);
-    if (!g) {
-        size_t lc_len = strlen(op->user_lc), len = strlen(op->user);
-        g = xcalloc(1, offsetof(struct hub_guest, name_lc) + lc_len + 1 + len + 1);
-        memcpy(g->name_lc, op->user_lc, lc_len + 1);
-        memcpy(g->name_lc + lc_len + 1, op->user, len + 1);
-        g->session = op->guest_session;
-        map_put(&h->guests, g->name_lc, g);
-        lookalike_guest(h, op->user_lc, true);
-    }
-    g->conns++;
+    struct user_status *u =
+        user_status_guest_in(&h->statuses, op->user, op->user_lc, op->guest_session);
+    if (u->guests == 1)
+        lookalike_guest_in(h, u);
 }
 
 static void guest_offline(struct hub *h, const char *name_lc, uint64_t session)
 {
-    struct hub_guest *g = map_get(&h->guests, name_lc);
-    if (!g || g->session != session)
+    struct user_status *u = user_status_guest(&h->statuses, name_lc);
+    if (!u || u->guest_session != session)
         return;
-    if (--g->conns == 0) {
-        lookalike_guest(h, name_lc, false);
+    if (u->guests == 1) {
+        lookalike_guest_out(h, u);
         hub_nodes_guest_release(h->nodes, name_lc);
-        map_del(&h->guests, name_lc);
-        free(g);
     }
+    user_status_guest_out(&h->statuses, u); /* may free u, and name_lc with it */
 }
 
 /* A guest's name asked of the broker (no other live node may hold it) before the online guests
@@ -1159,7 +1237,7 @@ static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, 
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
         return false;
     }
-    if (map_get(&h->guests, name_lc)) { /* held here already: by this session */
+    if (user_status_guest(&h->statuses, name_lc)) { /* held here already: by this session */
         go(h, op);
         return true;
     }
@@ -1175,7 +1253,7 @@ static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, 
  * online guest here holds it. */
 static void claim_drop(struct hub *h, const char *name_lc)
 {
-    if (!map_get(&h->guests, name_lc))
+    if (!user_status_guest(&h->statuses, name_lc))
         hub_nodes_guest_release(h->nodes, name_lc);
 }
 
@@ -1187,8 +1265,8 @@ static void claim_ignored(void *arg, bool ok)
 /* True when name_lc is held by an online guest of a session other than `session`. */
 static bool held_by_other_guest(struct hub *h, const char *name_lc, uint64_t session)
 {
-    struct hub_guest *g = map_get(&h->guests, name_lc);
-    return g && g->conns > 0 && g->session != session;
+    struct user_status *u = user_status_guest(&h->statuses, name_lc);
+    return u && u->guest_session != session;
 }
 
 static void login_guest_claimed(struct hub *h, struct chat_op *op);
@@ -1276,7 +1354,7 @@ static void guest_rooms(struct hub *h, struct chat_op *op, const char *name_lc)
     size_t n = 0, cap = 0;
     size_t lc_len = strlen(name_lc);
     for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
-        if (r->dm || !ordset_get(&r->index, name_lc, lc_len))
+        if (r->dm || !ordset_find(&r->index, name_lc, lc_len))
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
@@ -1352,11 +1430,10 @@ static void register_done(struct hub *h, struct chat_op *op, const char *name_lc
     free(map_put(&h->registered, name_lc, u));
     hub_broker_registered(h->hb, op->name, op->user_created_ms);
     if (op->registered_guest) {
-        user_status_became_registered(&h->statuses, name_lc, op->guest_session, op->name);
-        struct hub_guest *g = map_del(&h->guests, name_lc);
+        struct user_status *g = user_status_guest(&h->statuses, name_lc);
         if (g)
-            lookalike_guest(h, name_lc, false);
-        free(g);
+            lookalike_guest_out(h, g);
+        user_status_became_registered(&h->statuses, name_lc, op->guest_session, op->name);
         for (int w = 0; w < h->n_workers; w++) {
             struct deliver *d = out(h, w);
             d->kind = DELIVER_BECAME_REGISTERED;
@@ -1377,8 +1454,8 @@ static const char *known_user(struct hub *h, const char *name_lc)
     struct hub_user *u = map_get(&h->registered, name_lc);
     if (u)
         return u->name;
-    struct hub_guest *g = map_get(&h->guests, name_lc);
-    return g && g->conns > 0 ? guest_name(g) : NULL;
+    struct user_status *g = user_status_guest(&h->statuses, name_lc);
+    return g ? user_status_name(g) : NULL;
 }
 
 static const char *lookup_user(void *arg, const char *name_lc)
@@ -1563,8 +1640,9 @@ static void status_timer_arm(struct hub *h)
     if (h->status_timer_on || !h->statuses.gone_head)
         return;
     h->status_timer_on = true;
-    timer_start(h->service->loop, &h->status_timer,
-                h->statuses.gone_head->gone_ms + h->status_grace_ms);
+    struct loop *loop = h->service->loop;
+    timer_start(loop, &h->status_timer,
+                user_status_due(h->statuses.gone_head, loop_now(loop), h->status_grace_ms));
 }
 
 /* The grace of the first records gone offline has ended: they fall back to online (forgotten). */
@@ -1584,7 +1662,7 @@ static void status_first_here(struct hub *h, const struct user_status *u)
         return;
     hub_nodes_user_here(h->nodes, u->name_lc, true);
     if (u->away || u->text)
-        hub_nodes_status(h->nodes, u->name, u->away, u->text);
+        hub_nodes_status(h->nodes, user_status_name(u), u->away, u->text);
 }
 
 /* A login on its way to welcome: one more connection of the identity, and its status. */
@@ -1626,7 +1704,7 @@ static void status_request(struct hub *h, struct chat_op *op)
     bool changed = user_status_set_state(&h->statuses, u, op->away, op->text, op->text_len);
     status_tell(h, u, op->conn_id, changed);
     if (changed)
-        hub_nodes_status(h->nodes, u->name, u->away, u->text);
+        hub_nodes_status(h->nodes, user_status_name(u), u->away, u->text);
     reply(h, op);
 }
 
@@ -1646,8 +1724,8 @@ static void status_presence(struct hub *h, struct user_status *u, const char *na
         return;
     size_t len = strlen(lc);
     for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
-        const struct hub_member *m = ordset_get(&r->index, lc, len);
-        if (m && m->conns == 0 && !r->large)
+        const struct ordset_node *node = ordset_find(&r->index, lc, len);
+        if (node && member_of(node).conns == 0 && !r->large)
             to_room(h, r, events_presence_state(r->name, name, false, away, text), 0, lc);
     }
 }
@@ -1667,7 +1745,7 @@ static void status_tell(struct hub *h, struct user_status *u, uint64_t skip_conn
     }
     msg_rec_release(&rec);
     if (changed)
-        status_presence(h, u, u->name, u->name_lc, u->away, u->text);
+        status_presence(h, u, user_status_name(u), u->name_lc, u->away, u->text);
 }
 
 void hub_remote_status(struct hub *h, const char *user, bool away, const char *text)
@@ -1894,7 +1972,7 @@ static void on_mail(struct service *s, struct mail *m)
         /* A guest moved here by a live upgrade: online, its name its own, as it was. */
         if (op->guest) {
             /* This process is a new node to the broker: the name is claimed again. */
-            if (!map_get(&h->guests, op->user_lc))
+            if (!user_status_guest(&h->statuses, op->user_lc))
                 hub_nodes_guest_claim(h->nodes, op->user_lc, op->guest_session, claim_ignored,
                                       NULL);
             guest_online(h, op);
@@ -1946,7 +2024,6 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     h->n_workers = n_workers;
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
-    map_init_borrowed(&h->guests);
     map_init(&h->registering, true);
     map_init_borrowed(&h->lookalikes);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
@@ -2035,11 +2112,14 @@ void hub_destroy(struct service *s)
     map_free(&h->rooms);
     ordset_free(&h->public_rooms);
     map_free_all(&h->registered);
-    map_free_all(&h->guests);
     map_free(&h->registering);
-    for (pos = 0; map_next(&h->lookalikes, &pos, &k, &v);)
+    for (pos = 0; map_next(&h->lookalikes, &pos, &k, &v);) {
+        if (lookalike_lone_guest(v)) /* a status record: freed with the statuses */
+            continue;
         free(((struct lookalike *)v)->registered_lc);
-    map_free_all(&h->lookalikes);
+        free(v);
+    }
+    map_free(&h->lookalikes);
     user_status_free(&h->statuses);
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);

@@ -1,6 +1,7 @@
 /* user_status: users' statuses, their connections and rooms, and the 75 s fallback (rule 69). */
 #include "user_status.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,77 @@ struct user_status *user_status_of(const struct user_status_set *set, const char
     return map_get(&set->by_name, name_lc);
 }
 
+struct user_status *user_status_guest(const struct user_status_set *set, const char *name_lc)
+{
+    struct user_status *u = map_get(&set->by_name, name_lc);
+    return u && u->guests > 0 ? u : NULL;
+}
+
+/* A record for the identity (guest_session, 0 for an account), one block: name_lc, the name as
+ * shown, and for a guest whose skeleton is not name_lc, the skeleton. */
+static struct user_status *record_new(struct user_status_set *set, const char *name,
+                                      const char *name_lc, uint64_t guest_session)
+{
+    size_t n = strnlen(name_lc, TEXT_NAME_MAX);
+    char skel[TEXT_NAME_MAX + 1];
+    size_t skel_size = 0;
+    if (guest_session) {
+        text_skeleton(name_lc, n, skel);
+        if (strncmp(skel, name_lc, n + 1) != 0)
+            skel_size = strlen(skel) + 1;
+    }
+    struct user_status *u =
+        xcalloc(1, offsetof(struct user_status, name_lc) + 2 * (n + 1) + skel_size);
+    memcpy(u->name_lc, name_lc, n);
+    memcpy(u->name_lc + n + 1, name, strnlen(name, n));
+    if (skel_size) {
+        memcpy(u->name_lc + 2 * (n + 1), skel, skel_size);
+        u->own_skel = true;
+    }
+    u->guest_session = guest_session;
+    map_put(&set->by_name, u->name_lc, u);
+    return u;
+}
+
+/* Back to the default status (online, no text). */
+static void status_reset(struct user_status_set *set, struct user_status *u)
+{
+    if (!is_default(u))
+        set_unlink(set, u);
+    u->away = false;
+    free(u->text);
+    u->text = NULL;
+}
+
+/* Whether anything keeps u: a connection, a guest login, or its grace. */
+static bool in_use(const struct user_status_set *set, const struct user_status *u)
+{
+    return u->conns > 0 || u->guests > 0 || gone_has(set, u);
+}
+
+struct user_status *user_status_guest_in(struct user_status_set *set, const char *name,
+                                         const char *name_lc, uint64_t session)
+{
+    struct user_status *u = map_get(&set->by_name, name_lc);
+    if (u && u->guest_session != session && u->guests == 0) {
+        /* Another identity held the name before (gone, or waiting out its grace). */
+        if (u->conns)
+            log_warn("msg=status_identity_replaced user=%s", name_lc);
+        record_free(set, u);
+        u = NULL;
+    }
+    if (!u)
+        u = record_new(set, name, name_lc, session);
+    u->guests++;
+    return u;
+}
+
+void user_status_guest_out(struct user_status_set *set, struct user_status *u)
+{
+    if (u->guests > 0 && --u->guests == 0 && !in_use(set, u))
+        record_free(set, u);
+}
+
 struct user_status *user_status_get(const struct user_status_set *set, const char *name_lc,
                                     uint64_t guest_session)
 {
@@ -117,20 +189,20 @@ struct user_status *user_status_connect(struct user_status_set *set, const char 
     struct user_status *u = map_get(&set->by_name, name_lc);
     if (u && u->guest_session != guest_session) {
         /* Another identity held the name before: its status is not this one's. */
-        if (u->conns)
+        if (u->conns || u->guests)
             log_warn("msg=status_identity_replaced user=%s", name_lc);
-        record_free(set, u);
-        u = NULL;
+        if (u->guests) {
+            /* An online guest's record is the hub's look-alike key: taken over, not freed. */
+            gone_unlink(set, u);
+            status_reset(set, u);
+            u->guest_session = guest_session;
+        } else {
+            record_free(set, u);
+            u = NULL;
+        }
     }
-    if (!u) {
-        size_t n = strnlen(name_lc, TEXT_NAME_MAX);
-        u = xcalloc(1, sizeof *u + 2 * (n + 1));
-        memcpy(u->name_lc, name_lc, n);
-        u->name = u->name_lc + n + 1;
-        memcpy(u->name, name, strnlen(name, n));
-        u->guest_session = guest_session;
-        map_put(&set->by_name, u->name_lc, u);
-    }
+    if (!u)
+        u = record_new(set, name, name_lc, guest_session);
     u->conns++;
     gone_unlink(set, u);
     return u;
@@ -149,10 +221,11 @@ void user_status_disconnect(struct user_status_set *set, const char *name_lc,
     if (--u->conns > 0)
         return;
     if (is_default(u) && u->n_rooms == 0) {
-        record_free(set, u);
+        if (u->guests == 0) /* else a login of the guest is on its way */
+            record_free(set, u);
         return;
     }
-    u->gone_ms = now_ms;
+    u->gone_ms = (uint32_t)now_ms;
     gone_append(set, u);
 }
 
@@ -183,9 +256,13 @@ void user_status_became_registered(struct user_status_set *set, const char *name
     if (!u)
         return;
     u->guest_session = 0;
+    u->guests = 0;
     size_t n = strlen(u->name_lc);
-    memset(u->name, 0, n);
-    memcpy(u->name, name, strnlen(name, n));
+    char *shown = u->name_lc + n + 1;
+    memset(shown, 0, n);
+    memcpy(shown, name, strnlen(name, n));
+    if (!in_use(set, u))
+        record_free(set, u);
 }
 
 void user_status_room_add(struct user_status *u, void *room)
@@ -220,10 +297,16 @@ uint64_t user_status_expire(struct user_status_set *set, uint64_t now_ms, uint64
 {
     while (set->gone_head) {
         struct user_status *u = set->gone_head;
-        if (u->gone_ms + grace_ms > now_ms)
-            return u->gone_ms + grace_ms;
-        log_info("msg=status_expired user=%s", u->name);
-        record_free(set, u);
+        uint64_t due = user_status_due(u, now_ms, grace_ms);
+        if (due > now_ms)
+            return due;
+        log_info("msg=status_expired user=%s", user_status_name(u));
+        if (u->guests > 0) { /* a login of the guest is on its way: its record stays, online */
+            gone_unlink(set, u);
+            status_reset(set, u);
+        } else {
+            record_free(set, u);
+        }
     }
     return 0;
 }

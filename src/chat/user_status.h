@@ -10,6 +10,11 @@
  * its own; a guest session whose name was registered since is replaced at the account's first
  * login). Records gone offline wait in one queue in the order they went, since all wait the same
  * grace: expiry is O(1) per record. Owned by the hub thread.
+ *
+ * An online guest is its record too (user_status_guest_in): the guest session's logins are
+ * counted here from the login on, before its connections are, so there is no separate table of
+ * online guests; and a guest's record holds the skeleton of its name (text_skeleton), which the
+ * hub's look-alike table borrows as its key.
  */
 #ifndef PARLEY_USER_STATUS_H
 #define PARLEY_USER_STATUS_H
@@ -17,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "map.h"
 #include "text.h"
@@ -24,8 +30,8 @@
 struct user_status {
     uint64_t guest_session; /* 0: an account */
     uint32_t conns;         /* logged-in connections */
-    bool away;
-    char *text; /* NUL-terminated, owned; NULL when none */
+    uint32_t guests;        /* logins of the guest session (online while > 0), connections or not */
+    char *text;             /* NUL-terminated, owned; NULL when none */
     /* The rooms (the hub's, opaque here) where the user has a connection: user_status_rooms.
      * While cap_rooms is at most 1 the one room is held here in place of the array (most users
      * are in one room, and a 1-pointer array would be a 32-byte block). */
@@ -33,13 +39,18 @@ struct user_status {
         void **rooms;
         void *room_one;
     } rooms_;
-    uint32_t n_rooms, cap_rooms;
-    uint64_t gone_ms; /* when conns fell to 0 */
     struct user_status *gone_prev, *gone_next;
     struct user_status *set_prev, *set_next; /* on the set list: away or with a text */
-    /* One block sized to the name: name_lc (the set's key, borrowed), then the name as shown,
-     * which name points at. Names are ASCII, so both have the same length. */
-    char *name;
+    uint32_t n_rooms, cap_rooms;
+    /* When conns fell to 0: the low 32 bits of the clock's ms (a grace is far shorter than the
+     * 49 days they span; user_status_due), 4 bytes that keep a guest's record in a 128-byte
+     * block. */
+    uint32_t gone_ms;
+    bool away;
+    bool own_skel; /* a guest's skeleton follows the names (else it is name_lc itself) */
+    /* One block sized to the name: name_lc (the set's key, borrowed), then the name as shown
+     * (user_status_name), then for a guest whose name's skeleton differs from name_lc, the
+     * skeleton (user_status_skeleton). Names are ASCII, so all have the same length or less. */
     char name_lc[];
 };
 
@@ -49,6 +60,26 @@ struct user_status_set {
     struct user_status *set_head; /* records not at the default status */
     size_t n_set;
 };
+
+/* The name as shown. */
+static inline const char *user_status_name(const struct user_status *u)
+{
+    return u->name_lc + strlen(u->name_lc) + 1;
+}
+
+/* The skeleton of a guest's name (text_skeleton), as its look-alike entry's key. */
+static inline const char *user_status_skeleton(const struct user_status *u)
+{
+    return u->own_skel ? u->name_lc + 2 * (strlen(u->name_lc) + 1) : u->name_lc;
+}
+
+/* When the grace (ms, below 2^32) of u, gone offline, ends: now_ms or later. */
+static inline uint64_t user_status_due(const struct user_status *u, uint64_t now_ms,
+                                       uint64_t grace_ms)
+{
+    uint32_t waited = (uint32_t)now_ms - u->gone_ms;
+    return waited >= grace_ms ? now_ms : now_ms + (grace_ms - waited);
+}
 
 /* The rooms of u, n_rooms of them. */
 static inline void **user_status_rooms(struct user_status *u)
@@ -64,6 +95,17 @@ struct user_status *user_status_get(const struct user_status_set *set, const cha
                                     uint64_t guest_session);
 /* The record of whoever holds name_lc now, or NULL. */
 struct user_status *user_status_of(const struct user_status_set *set, const char *name_lc);
+/* The record of the online guest holding name_lc (guests > 0), or NULL. */
+struct user_status *user_status_guest(const struct user_status_set *set, const char *name_lc);
+
+/* A login of guest session `session` under name: its record (made, or another identity's
+ * replaced) with one more login (guests). The connection is counted by user_status_connect once
+ * it is welcomed. */
+struct user_status *user_status_guest_in(struct user_status_set *set, const char *name,
+                                         const char *name_lc, uint64_t session);
+/* A login of u's guest session went (guests > 0): one fewer, and u is forgotten when nothing
+ * else keeps it (no connection, not waiting out its grace). */
+void user_status_guest_out(struct user_status_set *set, struct user_status *u);
 
 /* A connection of the identity logged in: its record (made, or another identity's replaced),
  * with one more connection. Returns the record. */
@@ -78,7 +120,8 @@ void user_status_disconnect(struct user_status_set *set, const char *name_lc,
 bool user_status_set_state(struct user_status_set *set, struct user_status *u, bool away,
                            const char *text, size_t n);
 
-/* The guest session's record becomes the account's (rule 39: it registered its own name). */
+/* The guest session's record becomes the account's (rule 39: it registered its own name); it is
+ * no online guest any more (guests 0). */
 void user_status_became_registered(struct user_status_set *set, const char *name_lc,
                                    uint64_t guest_session, const char *name);
 

@@ -2199,7 +2199,14 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
                     * an old text does not linger in the file. */
                    "PRAGMA secure_delete = ON;"
                    /* After a checkpoint, a WAL file that a big batch grew shrinks to 64 MiB. */
-                   "PRAGMA journal_size_limit = 67108864;");
+                   "PRAGMA journal_size_limit = 67108864;"
+                   /* A 256 KiB page cache, not SQLite's 2000 KiB: the tokens written at guest
+                    * logins filled the default one (130 bytes a client at 15,000 kept in the
+                    * heap). A page not cached is read back with one pread from the kernel's page
+                    * cache, which holds the file anyway; history reads touch a few pages each
+                    * (the room's index and its newest rows), and the inner pages of every index
+                    * stay cached among them. */
+                   "PRAGMA cache_size = -256;");
     if (ret == 0 && opts->check_ms > 0)
         ret = quick_check(ss->db, opts->check_ms);
     if (ret == 0 && opts->max_db_bytes > 0)

@@ -321,8 +321,12 @@ test('a guest may not take a look-alike of a registered name or of an online gue
   const lookalike = g.name.replace('ill', 'iI1');
   await (await connect(server, t)).expectError({ type: 'login', name: lookalike }, 'name_taken');
   await c.expectError({ type: 'register', name: lookalike, password: PASSWORD }, 'name_taken');
-  // The guest itself may still register its own name.
+  // The guest itself may still register its own name, whose look-alikes stay taken: now by the
+  // registered name, no longer by an online guest.
   assert.equal((await g.request({ type: 'register', name: g.name, password: PASSWORD })).type, 'registered');
+  await (await connect(server, t)).expectError({ type: 'login', name: lookalike }, 'name_taken');
+  await g.close();
+  await (await connect(server, t)).expectError({ type: 'login', name: lookalike }, 'name_taken');
   // Once the guest has gone, its look-alike is free for another guest... unless registered since.
   const h = await guest(server, t, `nell${uniq('').replace(/[^a-z]/g, 'x')}`);
   await h.close();

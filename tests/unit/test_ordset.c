@@ -124,6 +124,27 @@ static void seeks_are_exclusive_and_prefix_first(void **state)
     ordset_free(&s);
 }
 
+/* A value replaced through its node is what get and a walk give; a key absent has no node. */
+static void a_value_is_replaced_in_place(void **state)
+{
+    (void)state;
+    struct ordset s;
+    ordset_init(&s, 3);
+    assert_true(ordset_insert(&s, "k", 1, (void *)(uintptr_t)7));
+    assert_true(ordset_insert(&s, "m", 1, NULL));
+    assert_null(ordset_find(&s, "l", 1));
+    struct ordset_node *n = ordset_find(&s, "k", 1);
+    assert_non_null(n);
+    assert_string_equal(ordset_key(n), "k");
+    ordset_set_value(n, (void *)(uintptr_t)0x8000000100000002u);
+    assert_ptr_equal(ordset_get(&s, "k", 1), (void *)(uintptr_t)0x8000000100000002u);
+    assert_ptr_equal(ordset_value(ordset_after(&s, NULL, 0)), (void *)(uintptr_t)0x8000000100000002u);
+    /* A NULL value is a present key all the same: its node is found. */
+    assert_non_null(ordset_find(&s, "m", 1));
+    assert_int_equal(s.count, 2);
+    ordset_free(&s);
+}
+
 static void long_keys_are_refused_and_long_seeks_cut(void **state)
 {
     (void)state;
@@ -149,6 +170,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matches_a_sorted_model),
         cmocka_unit_test(seeks_are_exclusive_and_prefix_first),
+        cmocka_unit_test(a_value_is_replaced_in_place),
         cmocka_unit_test(long_keys_are_refused_and_long_seeks_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,8 +90,71 @@ static void identities(void **state)
     user_status_set_state(&set, d, true, "x", 1);
     user_status_became_registered(&set, "dave", 9, "Dave");
     assert_ptr_equal(user_status_get(&set, "dave", 0), d);
-    assert_string_equal(d->name, "Dave");
+    assert_string_equal(user_status_name(d), "Dave");
     assert_true(d->away);
+    user_status_free(&set);
+}
+
+/* An online guest is its record: its logins counted from the login on, the record kept while a
+ * login waits for its connection to be counted, and gone with the last of both; its skeleton is
+ * its name's when they differ, name_lc itself when not. */
+static void guests_online(void **state)
+{
+    (void)state;
+    struct user_status_set set;
+    user_status_init(&set);
+    struct user_status *g = user_status_guest_in(&set, "Ilse01", "ilse01", 5);
+    assert_ptr_equal(user_status_guest(&set, "ilse01"), g);
+    assert_string_equal(user_status_name(g), "Ilse01");
+    assert_string_equal(user_status_skeleton(g), "llseol");
+    assert_int_equal(g->guests, 1);
+    assert_int_equal(g->conns, 0);
+    assert_ptr_equal(user_status_connect(&set, "Ilse01", "ilse01", 5), g);
+    /* a second login of the session, its connection not counted yet */
+    assert_ptr_equal(user_status_guest_in(&set, "Ilse01", "ilse01", 5), g);
+    user_status_guest_out(&set, g);
+    user_status_disconnect(&set, "ilse01", 5, 10);
+    assert_ptr_equal(user_status_guest(&set, "ilse01"), g); /* the second login keeps it */
+    assert_null(set.gone_head);
+    user_status_guest_out(&set, g);
+    assert_null(user_status_of(&set, "ilse01"));
+
+    /* a guest away when its connection goes: the grace; a login of the same session meanwhile
+     * keeps the record when the grace ends, back at the default */
+    struct user_status *b = user_status_guest_in(&set, "bob", "bob", 6);
+    assert_string_equal(user_status_skeleton(b), "bob");
+    assert_ptr_equal(user_status_skeleton(b), b->name_lc);
+    user_status_connect(&set, "bob", "bob", 6);
+    user_status_set_state(&set, b, true, "out", 3);
+    user_status_guest_out(&set, b);
+    user_status_disconnect(&set, "bob", 6, 100);
+    assert_null(user_status_guest(&set, "bob"));
+    assert_ptr_equal(user_status_of(&set, "bob"), b);
+    assert_ptr_equal(user_status_guest_in(&set, "bob", "bob", 6), b);
+    assert_int_equal(user_status_expire(&set, 100 + GRACE, GRACE), 0);
+    assert_ptr_equal(user_status_guest(&set, "bob"), b);
+    assert_false(b->away);
+    assert_null(b->text);
+    assert_int_equal(set.n_set, 0);
+
+    /* another guest session takes a name whose holder is gone: a new record */
+    user_status_guest_out(&set, b);
+    assert_null(user_status_of(&set, "bob"));
+    struct user_status *c = user_status_guest_in(&set, "carl", "carl", 7);
+    user_status_connect(&set, "carl", "carl", 7);
+    user_status_set_state(&set, c, false, "t", 1);
+    user_status_guest_out(&set, c);
+    user_status_disconnect(&set, "carl", 7, 200);
+    struct user_status *c2 = user_status_guest_in(&set, "Carl", "carl", 8);
+    assert_int_equal(c2->guest_session, 8);
+    assert_null(c2->text);
+    assert_null(set.gone_head);
+
+    /* a guest that registers its name is no online guest any more */
+    user_status_connect(&set, "Carl", "carl", 8);
+    user_status_became_registered(&set, "carl", 8, "Carl");
+    assert_null(user_status_guest(&set, "carl"));
+    assert_ptr_equal(user_status_get(&set, "carl", 0), c2);
     user_status_free(&set);
 }
 
@@ -120,6 +183,7 @@ int main(void)
         cmocka_unit_test(default_status_goes_with_last_connection),
         cmocka_unit_test(grace_then_fallback),
         cmocka_unit_test(identities),
+        cmocka_unit_test(guests_online),
         cmocka_unit_test(rooms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
