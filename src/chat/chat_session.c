@@ -11,6 +11,7 @@
 #include "log.h"
 #include "map.h"
 #include "metrics.h"
+#include "pool.h"
 #include "timeline.h"
 #include "ws_session.h"
 
@@ -42,6 +43,9 @@ struct chat_worker {
     struct map users;
     struct run_joiner *joiners; /* of the batch being handled */
     size_t n_joiners, cap_joiners;
+    /* The sessions and their room entries: slabs of this worker's (pool.h), so a long-lived
+     * client's state is densely packed and shares no page with a join storm's buffers. */
+    struct pool sessions, srooms;
 };
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -149,7 +153,7 @@ static struct chat_sroom *session_add_room(struct conn *c, const char *name)
         s->rooms_.many = rooms;
         s->cap_rooms *= 2;
     }
-    struct chat_sroom *r = xcalloc(1, sizeof *r);
+    struct chat_sroom *r = pool_get(&chat_of(c)->srooms);
     r->joined_order = ++s->join_counter;
     chat_session_rooms(s)[s->n_rooms++] = r;
     local_room_add(chat_of(c), c, r, name);
@@ -164,7 +168,7 @@ static void session_remove_room(struct chat_session *s, struct chat_sroom *r)
             break;
         }
     }
-    free(r);
+    pool_put(&chat_of(s->conn)->srooms, r);
 }
 
 /* --- writing --- */
@@ -440,7 +444,7 @@ static unsigned write_seq(struct conn *c, struct chat_sroom *r, const char *room
 
 struct chat_session *chat_session_open(struct conn *c, const struct chat_transport *t)
 {
-    struct chat_session *s = xcalloc(1, sizeof *s);
+    struct chat_session *s = pool_get(&chat_of(c)->sessions);
     s->conn = c;
     s->transport = t;
     s->tokens = cfg_of(c)->rate_limit;
@@ -511,7 +515,7 @@ void chat_session_close(struct conn *c)
         if (chat_session_rooms(s)[i]->hub)
             memcpy(names[n_names++], chat_session_rooms(s)[i]->name, CHAT_ROOM_MAX);
         local_room_remove(cw, chat_session_rooms(s)[i]);
-        free(chat_session_rooms(s)[i]);
+        pool_put(&cw->srooms, chat_session_rooms(s)[i]);
     }
     if (s->logged_in)
         local_user_remove(cw, c);
@@ -531,7 +535,7 @@ void chat_session_close(struct conn *c)
     free(s->react);
     free(s->search);
     free(s->replay_pending);
-    free(s);
+    pool_put(&cw->sessions, s);
     c->session = NULL;
 }
 
@@ -1593,6 +1597,8 @@ void chat_worker_init(struct worker *w)
     map_init(&cw->conns, false);
     map_init_borrowed(&cw->rooms);
     map_init_borrowed(&cw->users);
+    POOL_INIT(&cw->sessions, struct chat_session);
+    POOL_INIT(&cw->srooms, struct chat_sroom);
     w->chat = cw;
 }
 
@@ -1612,6 +1618,8 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->users);
     map_free(&cw->conns);
     free(cw->joiners);
+    pool_destroy(&cw->sessions);
+    pool_destroy(&cw->srooms);
     free(cw);
     w->chat = NULL;
 }
