@@ -39,8 +39,8 @@ static void out_of_memory(void)
 /* A slab-sized mapping aligned to its size: twice that mapped, the ends unmapped. */
 static struct pool_slab *slab_map(void)
 {
-    char *raw = mmap(NULL, 2 * SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    char *raw =
+        mmap(NULL, 2 * SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
         out_of_memory();
     char *start = (char *)(((uintptr_t)raw + SLAB_SIZE - 1) & ~(uintptr_t)(SLAB_SIZE - 1));

@@ -24,9 +24,10 @@ struct pool {
 };
 
 /* Prepares an empty pool of objects of size bytes (at most a few KiB), aligned to 8 bytes: no
- * per-object rounding to 16 as malloc's. Maps nothing yet. POOL_INIT checks the type's alignment. */
+ * per-object rounding to 16 as malloc's. Maps nothing yet. POOL_INIT checks the type's alignment.
+ */
 void pool_init(struct pool *p, size_t size);
-#define POOL_INIT(p, type)                                                                        \
+#define POOL_INIT(p, type)                                                                         \
     do {                                                                                           \
         _Static_assert(_Alignof(type) <= 8, "pool objects are aligned to 8 bytes");                \
         pool_init(p, sizeof(type));                                                                \

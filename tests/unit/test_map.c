@@ -158,7 +158,8 @@ static void every_size_filled_and_emptied(void **state)
                 assert_int_equal(seen[k], present[k] ? 2 : 0);
                 snprintf(key, sizeof key, "k%d", k);
                 assert_ptr_equal(map_get(&s, key), present[k] ? &values[k] : NULL);
-                assert_ptr_equal(map_get_u64(&u, (uint64_t)k << 40), present[k] ? &values[k] : NULL);
+                assert_ptr_equal(map_get_u64(&u, (uint64_t)k << 40),
+                                 present[k] ? &values[k] : NULL);
             }
             assert_int_equal(s.count, (size_t)(n - step - 1));
             assert_int_equal(u.count, (size_t)(n - step - 1));
