@@ -1,6 +1,7 @@
 /* pool: fixed-size objects in 64 KiB slabs of their own, each found from an object's address. */
 #include "pool.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@ struct pool_slab {
     bool listed;                   /* on the partial list */
 };
 
+static _Atomic size_t mapped_bytes; /* every pool's slabs, for pool_mapped_bytes */
+
 #define HEADER_SIZE ((sizeof(struct pool_slab) + 15) & ~(size_t)15)
 
 static void out_of_memory(void)
@@ -48,7 +51,20 @@ static struct pool_slab *slab_map(void)
         munmap(raw, (size_t)(start - raw));
     munmap(start + SLAB_SIZE, (size_t)(raw + SLAB_SIZE - start));
     POISON(start + HEADER_SIZE, SLAB_SIZE - HEADER_SIZE);
+    mapped_bytes += SLAB_SIZE;
     return (struct pool_slab *)start;
+}
+
+static void slab_unmap(struct pool_slab *s)
+{
+    UNPOISON((char *)s + HEADER_SIZE, SLAB_SIZE - HEADER_SIZE);
+    munmap(s, SLAB_SIZE);
+    mapped_bytes -= SLAB_SIZE;
+}
+
+size_t pool_mapped_bytes(void)
+{
+    return mapped_bytes;
 }
 
 static struct pool_slab *slab_of(const void *obj)
@@ -137,23 +153,19 @@ void pool_put(struct pool *p, void *obj)
         s->made = 0;
         POISON((char *)s + HEADER_SIZE, SLAB_SIZE - HEADER_SIZE);
     } else {
-        UNPOISON((char *)s + HEADER_SIZE, SLAB_SIZE - HEADER_SIZE);
-        munmap(s, SLAB_SIZE);
+        slab_unmap(s);
         p->slabs--;
     }
 }
 
 void pool_destroy(struct pool *p)
 {
-    if (p->spare) {
-        UNPOISON((char *)p->spare + HEADER_SIZE, SLAB_SIZE - HEADER_SIZE);
-        munmap(p->spare, SLAB_SIZE);
-    }
+    if (p->spare)
+        slab_unmap(p->spare);
     while (p->partial) {
         struct pool_slab *s = p->partial;
         list_remove(p, s);
-        UNPOISON((char *)s + HEADER_SIZE, SLAB_SIZE - HEADER_SIZE);
-        munmap(s, SLAB_SIZE);
+        slab_unmap(s);
     }
     memset(p, 0, sizeof *p);
 }

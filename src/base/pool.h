@@ -38,5 +38,8 @@ void *pool_get(struct pool *p);
 void pool_put(struct pool *p, void *obj);
 /* Unmaps every slab: every object must have been given back. */
 void pool_destroy(struct pool *p);
+/* Bytes of slabs mapped by every pool of the process (outside malloc's figures: gdb's
+ * `call pool_mapped_bytes()` beside `malloc_stats()` gives the whole heap in use). */
+size_t pool_mapped_bytes(void);
 
 #endif

@@ -74,6 +74,7 @@ static void empty_slabs_go_back(void **state)
     for (size_t i = 0; i < n; i++)
         objs[i] = pool_get(&p);
     assert_int_equal(p.slabs, 6);
+    assert_int_equal(pool_mapped_bytes(), 6 * (64u << 10));
     for (size_t i = n; i-- > 0;)
         pool_put(&p, objs[i]);
     assert_int_equal(p.slabs, 1);
@@ -82,6 +83,7 @@ static void empty_slabs_go_back(void **state)
     pool_put(&p, again);
     pool_put(&p, NULL);
     pool_destroy(&p);
+    assert_int_equal(pool_mapped_bytes(), 0);
     free(objs);
 }
 
