@@ -419,6 +419,37 @@ static bool defer_to_replay(struct chat_session *s, const char *room, const stru
     return true;
 }
 
+/* s's place in a dm room it has not joined, or NULL. */
+static struct chat_dm_place *dm_place(const struct chat_session *s, const char *room)
+{
+    for (uint32_t i = 0; s->dms && i < s->dms->n; i++)
+        if (strcmp(s->dms->at[i].room, room) == 0)
+            return &s->dms->at[i];
+    return NULL;
+}
+
+/* A new place of s in a dm room (not there yet), the oldest forgotten past CHAT_DMS_MAX. */
+static struct chat_dm_place *dm_place_add(struct chat_session *s, const char *room)
+{
+    struct chat_dms *d = s->dms;
+    if (d && d->n == CHAT_DMS_MAX)
+        memmove(&d->at[0], &d->at[1], --d->n * sizeof d->at[0]);
+    if (!d || d->n == d->cap) {
+        uint32_t cap = d ? d->cap * 2 : 2;
+        if (cap > CHAT_DMS_MAX)
+            cap = CHAT_DMS_MAX;
+        d = xrealloc(d, sizeof *d + cap * sizeof d->at[0]);
+        if (!s->dms)
+            d->n = 0;
+        d->cap = cap;
+        s->dms = d;
+    }
+    struct chat_dm_place *p = &d->at[d->n++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->room, sizeof p->room, "%s", room);
+    return p;
+}
+
 /* Writes a room message to a member once: only when it is newer than what the member saw.
  * Returns 1 when written, 0 when the member had it (callers sum these for the metric). */
 static unsigned write_seq(struct conn *c, struct chat_sroom *r, const char *room,
@@ -522,6 +553,7 @@ void chat_session_close(struct conn *c)
     else
         free(names);
     free(s->status_text);
+    free(s->dms);
     map_del_u64(&cw->conns, c->id);
     pw_free(s);
     backlog_free(s);
@@ -1456,10 +1488,23 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
         struct conn *next;
         for (struct conn *c = map_get(&cw->users, users[u]); c; c = next) {
             next = chat_session_of(c)->user_next;
-            struct chat_sroom *r = chat_session_room(c->session, d->room);
-            if (defer_to_replay(c->session, d->room, r))
+            struct chat_session *s = c->session;
+            struct chat_sroom *r = chat_session_room(s, d->room);
+            if (defer_to_replay(s, d->room, r))
                 continue;
-            delivered += write_seq(c, r, d->room, &d->rec);
+            if (r) {
+                delivered += write_seq(c, r, d->room, &d->rec);
+                continue;
+            }
+            /* Not joined: once, and where it was written kept (a live upgrade carries it). A
+             * moved connection being caught up leaves the room's messages to that replay. */
+            struct chat_dm_place *p = dm_place(s, d->room);
+            if (p && (p->catching_up || d->rec.seq <= p->last_seq))
+                continue;
+            if (!p)
+                p = dm_place_add(s, d->room);
+            p->last_seq = d->rec.seq;
+            delivered += write_seq(c, NULL, d->room, &d->rec);
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);
@@ -1742,6 +1787,15 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         }
         hr_close(w);
     }
+    for (uint32_t i = 0; s->dms && w->version >= 6 && i < s->dms->n; i++) {
+        const struct chat_dm_place *p = &s->dms->at[i];
+        if (chat_session_room(s, p->room))
+            continue; /* joined since: its room's last seq says where */
+        hr_open(w, HR_DM);
+        hr_str(w, HR_DM_NAME, p->room);
+        hr_u64(w, HR_DM_LAST_SEQ, p->last_seq);
+        hr_close(w);
+    }
     if (s->pw && w->version >= 2) {
         hr_open(w, HR_PW_OP);
         hr_u64(w, HR_PO_KIND, s->pw->registering ? HR_PW_REGISTER : HR_PW_LOGIN);
@@ -1825,6 +1879,19 @@ static int restore_rooms(struct conn *c, struct chat_session *s, const struct ha
         r->told_large = room.told_large;
         if (room.joined_order > s->join_counter)
             s->join_counter = room.joined_order;
+    }
+    struct hr_dm dm;
+    cursor = 0;
+    while (handover_rec_dm(rec, &cursor, &dm)) {
+        char name[CHAT_ROOM_MAX];
+        copy_name(name, sizeof name, dm.name);
+        if (!s->logged_in || !valid_room(name) || !is_party(s, name) ||
+            chat_session_room(s, name) || dm_place(s, name))
+            FAIL("a dm room place this server would not keep");
+        /* Caught up from there once the handover is over (adopt_step). */
+        struct chat_dm_place *p = dm_place_add(s, name);
+        p->last_seq = dm.last_seq;
+        p->catching_up = true;
     }
     struct hr_backlog e;
     cursor = 0;
@@ -2003,6 +2070,30 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
 
 #undef FAIL
 
+/* A moved session's dm room not joined: what was stored after its place is asked for, as a
+ * join with since that counts nobody in; meanwhile the room's messages are left to it. */
+static void dm_catch_up(struct conn *c, const struct chat_dm_place *p)
+{
+    struct chat_session *s = c->session;
+    struct chat_op *op =
+        chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+    memcpy(op->room, p->room, sizeof op->room);
+    op->room_is_dm = true;
+    memcpy(op->user, s->user, sizeof op->user);
+    memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
+    op->guest = s->guest;
+    op->guest_session = s->guest_session;
+    op->adopt = op->rejoin = op->catch_up = true;
+    op->has_since = true;
+    op->since = p->last_seq;
+    op->names_limit = 0;
+    if (!s->guest)
+        op->ts = s->created_ms; /* rule 40 */
+    replay_pending_set(s, p->room);
+    sent(c);
+    chat_to_hub(op);
+}
+
 /* The next room a moved session joins again with the hub, or the end of its adoption. */
 static void adopt_step(struct conn *c)
 {
@@ -2032,6 +2123,13 @@ static void adopt_step(struct conn *c)
         chat_to_hub(op);
         return;
     }
+    for (uint32_t i = 0; s->dms && i < s->dms->n; i++) {
+        struct chat_dm_place *p = &s->dms->at[i];
+        if (p->catching_up) {
+            dm_catch_up(c, p);
+            return;
+        }
+    }
     s->adopting = false;
     if (s->pw && s->pw->resubmit)
         resubmit_pw(c);
@@ -2050,12 +2148,56 @@ void chat_session_thaw(struct conn *c)
     adopt_step(c);
 }
 
+/* A moved session's dm room place, caught up: what was stored after it follows, in order, and
+ * the room's messages from here on are written as they come. */
+static void dm_caught_up(struct conn *c, struct chat_op *op)
+{
+    struct chat_dm_place *p = dm_place(c->session, op->room);
+    if (!p || op->err) {
+        if (p)
+            p->catching_up = false;
+        replay_lost(c, op->room); /* what was left to it cannot be given: the client resumes */
+        chat_op_free(op);
+        return;
+    }
+    p->catching_up = false;
+    uint64_t replayed = 0;
+    for (size_t i = 0; i < op->n_msgs; i++) {
+        const struct msg_rec *m = &op->msgs[i];
+        if (m->seq <= p->last_seq)
+            continue;
+        p->last_seq = m->seq;
+        replay_write(c, m);
+        replayed++;
+    }
+    metrics_add(METRIC_DELIVERIES, replayed);
+    uint64_t from = op->join_after > p->last_seq ? op->join_after : p->last_seq;
+    if (op->replay_until > from) {
+        struct chat_replay *rp = xcalloc(1, sizeof *rp);
+        memcpy(rp->room, op->room, sizeof rp->room);
+        rp->after = from;
+        rp->until = op->replay_until;
+        rp->ts = op->ts;
+        backlog_push(c->session, (struct chat_backlog_entry){.replay = rp}, 0);
+    }
+    if (op->seq > p->last_seq)
+        p->last_seq = op->seq;
+    chat_session_drained(c);
+    chat_op_free(op);
+    if (conn_is_open(c))
+        adopt_step(c);
+}
+
 /* A moved session's room, joined again: what was stored since the client's last seq follows. */
 static void adopt_joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
     replay_pending_set(s, NULL);
     s->replay_skipped = false;
+    if (op->catch_up) {
+        dm_caught_up(c, op);
+        return;
+    }
     if (op->err) {
         /* The hub counted it in before the store failed to read the replay: a gap cannot be
          * left, so the client resumes, as after a failed join. */
