@@ -1100,6 +1100,37 @@ static void run_joiner_add(struct chat_worker *cw, uint64_t conn_id, const char 
     memcpy(j->room, room, sizeof j->room);
 }
 
+/* A join's replay, written as the socket drains (chat_session_drained), ahead of live events:
+ * op's messages above *last (all of them when asked for again), then the rest of a long one as
+ * a range read page by page from where they end, and *last moves to op's seq. */
+static void replay_take(struct conn *c, const struct chat_op *op, uint64_t *last, bool again)
+{
+    uint64_t replayed = 0;
+    for (size_t i = 0; i < op->n_msgs; i++) {
+        const struct msg_rec *m = &op->msgs[i];
+        if (!again && m->seq <= *last)
+            continue; /* already seen */
+        if (m->seq > *last)
+            *last = m->seq;
+        replay_write(c, m); /* on a rejoin, asked for again explicitly */
+        replayed++;
+    }
+    metrics_add(METRIC_DELIVERIES, replayed);
+    /* For two crossed joins of one room, from where the first one's replay ended. */
+    uint64_t from = again || op->join_after > *last ? op->join_after : *last;
+    if (op->replay_until > from) {
+        struct chat_replay *rp = xcalloc(1, sizeof *rp);
+        memcpy(rp->room, op->room, sizeof rp->room);
+        rp->after = from;
+        rp->until = op->replay_until;
+        rp->ts = op->ts;
+        backlog_push(c->session, (struct chat_backlog_entry){.replay = rp}, 0);
+    }
+    if (op->seq > *last)
+        *last = op->seq;
+    chat_session_drained(c);
+}
+
 static void joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
@@ -1130,32 +1161,7 @@ static void joined(struct conn *c, struct chat_op *op)
         r->told_large = op->large;
         s->transport->op_done(c, op);
     }
-    /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
-    uint64_t replayed = 0;
-    for (size_t i = 0; i < op->n_msgs; i++) {
-        const struct msg_rec *m = &op->msgs[i];
-        if (!op->rejoin && m->seq <= r->last_seq)
-            continue; /* already seen */
-        if (m->seq > r->last_seq)
-            r->last_seq = m->seq;
-        replay_write(c, m); /* on a rejoin, asked for again explicitly */
-        replayed++;
-    }
-    metrics_add(METRIC_DELIVERIES, replayed);
-    /* The rest of a long replay, read page by page from where the messages above end (for two
-     * crossed joins of one room, from where the first one's replay ended). */
-    uint64_t from = op->rejoin || op->join_after > r->last_seq ? op->join_after : r->last_seq;
-    if (op->replay_until > from) {
-        struct chat_replay *rp = xcalloc(1, sizeof *rp);
-        memcpy(rp->room, op->room, sizeof rp->room);
-        rp->after = from;
-        rp->until = op->replay_until;
-        rp->ts = op->ts;
-        backlog_push(s, (struct chat_backlog_entry){.replay = rp}, 0);
-    }
-    if (op->seq > r->last_seq)
-        r->last_seq = op->seq;
-    chat_session_drained(c);
+    replay_take(c, op, &r->last_seq, op->rejoin);
 }
 
 /* An op came back for a connection that has gone: undo what the hub did for it. */
@@ -2161,28 +2167,7 @@ static void dm_caught_up(struct conn *c, struct chat_op *op)
         return;
     }
     p->catching_up = false;
-    uint64_t replayed = 0;
-    for (size_t i = 0; i < op->n_msgs; i++) {
-        const struct msg_rec *m = &op->msgs[i];
-        if (m->seq <= p->last_seq)
-            continue;
-        p->last_seq = m->seq;
-        replay_write(c, m);
-        replayed++;
-    }
-    metrics_add(METRIC_DELIVERIES, replayed);
-    uint64_t from = op->join_after > p->last_seq ? op->join_after : p->last_seq;
-    if (op->replay_until > from) {
-        struct chat_replay *rp = xcalloc(1, sizeof *rp);
-        memcpy(rp->room, op->room, sizeof rp->room);
-        rp->after = from;
-        rp->until = op->replay_until;
-        rp->ts = op->ts;
-        backlog_push(c->session, (struct chat_backlog_entry){.replay = rp}, 0);
-    }
-    if (op->seq > p->last_seq)
-        p->last_seq = op->seq;
-    chat_session_drained(c);
+    replay_take(c, op, &p->last_seq, false);
     chat_op_free(op);
     if (conn_is_open(c))
         adopt_step(c);
