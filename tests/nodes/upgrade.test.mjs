@@ -162,16 +162,17 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
   const total = ws.length * PER_CLIENT;
   const load = sendAll(ws, PER_CLIENT, { tag: 'u', onAck: (n) => n === Math.floor(total / 3) && third() });
   const typing = Promise.all(telnet.map((tc) => typeLines(tc, TELNET_LINES)));
-  // Node 1's users send DMs all through the upgrade, until node 0 has handed over (four streams
-  // each); node 0's send theirs before it and after it (below): what node 1 stores meanwhile is
-  // all the rooms have, and the new process must deliver it from the store.
+  // Node 1's users send DMs all through the upgrade, until node 0 has handed over and the hold
+  // below is over (four streams each); node 0's send theirs before it and after it: what node 1
+  // stores meanwhile is all the rooms have, and the new process must deliver it from the store.
   let handedOver = false;
   let released;
-  const resume = new Promise((resolve) => (released = resolve));
+  let isReleased = false;
+  const resume = new Promise((resolve) => (released = resolve)).then(() => (isReleased = true));
   const fromNode1 = [0, 0]; // DMs node 1 has stored, per pair
   const dms = Promise.all(pairs.map((p, i) => Promise.all([
     sendDms(p.x, p.y, DMS, { resume }),
-    ...[0, 1, 2, 3].map((k) => sendDms(p.y, p.x, DMS, { over: () => handedOver, tag: `/${k}`, onAck: () => fromNode1[i]++ })),
+    ...[0, 1, 2, 3].map((k) => sendDms(p.y, p.x, DMS, { over: () => handedOver && isReleased, tag: `/${k}`, onAck: () => fromNode1[i]++ })),
   ])));
   await Promise.race([thirdAcked, load]);
   // What node 0's new process sends Redis is held until it has taken the connections over and
