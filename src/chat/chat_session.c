@@ -428,12 +428,19 @@ static struct chat_dm_place *dm_place(const struct chat_session *s, const char *
     return NULL;
 }
 
-/* A new place of s in a dm room (not there yet), the oldest forgotten past CHAT_DMS_MAX. */
+/* A new place of s in a dm room (not there yet), the oldest forgotten past CHAT_DMS_MAX; NULL
+ * when every place is still being caught up (none is forgotten before its catch-up). */
 static struct chat_dm_place *dm_place_add(struct chat_session *s, const char *room)
 {
     struct chat_dms *d = s->dms;
-    if (d && d->n == CHAT_DMS_MAX)
-        memmove(&d->at[0], &d->at[1], --d->n * sizeof d->at[0]);
+    if (d && d->n == CHAT_DMS_MAX) {
+        uint32_t old = 0;
+        while (old < d->n && d->at[old].catching_up)
+            old++;
+        if (old == d->n)
+            return NULL;
+        memmove(&d->at[old], &d->at[old + 1], (--d->n - old) * sizeof d->at[0]);
+    }
     if (!d || d->n == d->cap) {
         uint32_t cap = d ? d->cap * 2 : 2;
         if (cap > CHAT_DMS_MAX)
@@ -1509,7 +1516,8 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
                 continue;
             if (!p)
                 p = dm_place_add(s, d->room);
-            p->last_seq = d->rec.seq;
+            if (p)
+                p->last_seq = d->rec.seq;
             delivered += write_seq(c, NULL, d->room, &d->rec);
         }
     }
@@ -1896,6 +1904,8 @@ static int restore_rooms(struct conn *c, struct chat_session *s, const struct ha
             FAIL("a dm room place this server would not keep");
         /* Caught up from there once the handover is over (adopt_step). */
         struct chat_dm_place *p = dm_place_add(s, name);
+        if (!p) /* cannot happen: the record's reader allows no more than a session keeps */
+            FAIL("more dm room places than a connection keeps");
         p->last_seq = dm.last_seq;
         p->catching_up = true;
     }
