@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { ChatClient, PASSWORD, dmRoom, uniq, withTimeout } from '../chat/lib/chat.mjs';
-import { shareEngines } from './lib/cluster.mjs';
+import { holdingProxy, shareEngines } from './lib/cluster.mjs';
 
 const LEASE_S = 1; // --node-lease: a killed node is reaped within 0.75 s of its last refresh
 const engines = shareEngines();
@@ -147,39 +147,6 @@ test('a large room counts its members on all nodes', async (t) => {
   assert.equal(cb.room, 'general');
   await a1.next((m) => m.type === 'count' && m.large === true && m.member_count === 3, 10000, 'count 3 on a');
 });
-
-// A TCP proxy to Redis whose traffic from the node can be held (buffered, in order) and let go:
-// Redis then hears nothing of that node meanwhile, a subscription included.
-async function holdingProxy(t, port) {
-  let held = null; // while holding: the chunks to send on release, as [socket, chunk]
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('data', (d) => (held ? held.push([upstream, d]) : upstream.write(d)));
-    upstream.on('data', (d) => client.write(d));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return {
-    url: `redis://127.0.0.1:${server.address().port}`,
-    hold: () => (held = []),
-    release: () => {
-      const chunks = held;
-      held = null;
-      for (const [s, d] of chunks) s.write(d);
-    },
-  };
-}
 
 // A plain Redis subscriber of one channel: seen(text) resolves once a message holding text came.
 async function subscriber(t, channel) {

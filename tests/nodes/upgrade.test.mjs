@@ -5,15 +5,16 @@
 // on both nodes gets every event of its rooms exactly once in seq order; nobody is seen going
 // offline anywhere; `who` is right on both nodes; /healthz of the new process names the node
 // with its store and broker up. DMs cross the nodes all through it, in a DM room its users joined
-// and in one they never joined: each moved connection gets what the other node stored while it
-// moved (record version 6 carries its place in the room never joined), once and in order.
+// and in one they never joined, and the new process's Redis traffic is held (a proxy) until the
+// other node has stored DMs after the handover: each moved connection gets them from the store
+// (record version 6 carries its place in the room never joined), once and in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { ChatClient, PASSWORD, dmRoom, eventually, ms } from '../chat/lib/chat.mjs';
 import { ChatServer } from '../chat/lib/server.mjs';
 import { esc } from '../chat/lib/telnet.mjs';
-import { startPg, startRedis } from './lib/cluster.mjs';
+import { holdingProxy, startPg, startRedis } from './lib/cluster.mjs';
 import { LOAD_TIMEOUT, assertDelivered, assertDistinctSeqs, makeRooms, openClients, roomNames, sendAll } from './lib/load.mjs';
 import { Lineage, assertRun, gone, EXIT_MARGIN } from '../upgrade/lib/upgrade.mjs';
 
@@ -52,7 +53,7 @@ async function typeLines(tc, n) {
 
 // A user sends DMs to another with cids, one after the other: n, then, with resume, n more once
 // it resolves, else on until over() is true (tag tells its streams apart). Resolves with the acks.
-async function sendDms(from, to, n, { over = () => true, resume = null, tag = '' } = {}) {
+async function sendDms(from, to, n, { over = () => true, resume = null, tag = '', onAck = () => {} } = {}) {
   const acks = [];
   for (let k = 0; k < (resume ? 2 * n : n) || (!resume && !over()); k++) {
     if (k === n && resume) await resume;
@@ -60,6 +61,7 @@ async function sendDms(from, to, n, { over = () => true, resume = null, tag = ''
     const reply = await from.request({ type: 'send', to: to.name, text, cid: `dm-${from.name}${tag}-${k}` }, { timeoutMs: LOAD_TIMEOUT });
     assert.equal(reply.type, 'ack', `${from.name}: ${JSON.stringify(reply)}`);
     acks.push({ seq: reply.seq, text });
+    onAck();
   }
   return acks;
 }
@@ -91,7 +93,9 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
     }
     if (errors.length) throw errors[0];
   });
-  const nodeArgs = (i) => ['--store', pg.url, '--broker', redis.url, '--node', `node${i}`, ...NODE_ARGS];
+  // Node 0 reaches Redis through a proxy that can hold what its new process sends (below).
+  const proxy = await holdingProxy(t, redis.port);
+  const nodeArgs = (i) => ['--store', pg.url, '--broker', i === 0 ? proxy.url : redis.url, '--node', `node${i}`, ...NODE_ARGS];
   // Node 0 first (it migrates the schema), its rooms made, then node 1.
   lineage = await Lineage.start(null, nodeArgs(0));
   const n0 = lineage.server;
@@ -158,24 +162,35 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
   const total = ws.length * PER_CLIENT;
   const load = sendAll(ws, PER_CLIENT, { tag: 'u', onAck: (n) => n === Math.floor(total / 3) && third() });
   const typing = Promise.all(telnet.map((tc) => typeLines(tc, TELNET_LINES)));
-  // Node 1's users send DMs all through the upgrade, until node 0 has handed over (four streams
-  // each), and node 0's send theirs before it and after it: what node 1 stores while node 0's
-  // connections move is all the rooms have then, and the new process must deliver it to them.
+  // Node 1's users send DMs all through the upgrade, until node 0 has handed over and the hold
+  // below is over (four streams each); node 0's send theirs before it and after it: what node 1
+  // stores meanwhile is all the rooms have, and the new process must deliver it from the store.
   let handedOver = false;
-  let over;
-  const resume = new Promise((resolve) => (over = resolve));
-  const dms = Promise.all(pairs.map((p) => Promise.all([
+  let released;
+  let isReleased = false;
+  const resume = new Promise((resolve) => (released = resolve)).then(() => (isReleased = true));
+  const fromNode1 = [0, 0]; // DMs node 1 has stored, per pair
+  const dms = Promise.all(pairs.map((p, i) => Promise.all([
     sendDms(p.x, p.y, DMS, { resume }),
-    ...[0, 1, 2, 3].map((k) => sendDms(p.y, p.x, DMS, { over: () => handedOver, tag: `/${k}` })),
+    ...[0, 1, 2, 3].map((k) => sendDms(p.y, p.x, DMS, { over: () => handedOver && isReleased, tag: `/${k}`, onAck: () => fromNode1[i]++ })),
   ])));
   await Promise.race([thirdAcked, load]);
-  const { oldPid, newPid } = await lineage.upgrade().finally(() => {
-    handedOver = true;
-    over();
-  });
+  // What node 0's new process sends Redis is held until it has taken the connections over and
+  // node 1 has stored DMs after that in both rooms: it hears of none of those (its
+  // subscriptions wait in the proxy), so it must find them in the store. The hold is far
+  // shorter than the lease. Node 0's users send again once it is over.
+  proxy.holdNew();
+  const upgrading = lineage.upgrade().finally(() => (handedOver = true));
+  const adopted = await lineage.waitLog(null, 'handover_records', {}, LOAD_TIMEOUT);
+  const stored = [...fromNode1];
+  await eventually(() => fromNode1.every((n, i) => n > stored[i]), LOAD_TIMEOUT, 'node 1 to store DMs in both rooms after the handover');
+  proxy.release();
+  released();
+  const { oldPid, newPid } = await upgrading;
+  assert.equal(adopted.fields.pid, String(newPid), 'the new process logged the handover');
   const [{ acks, busy }, , dmAcks] = await Promise.all([load, typing, dms]);
   assert.equal(busy, 0, 'no send was refused as busy across the upgrade');
-  assert.ok(lineage.lines(newPid).some((l) => l.fields.msg === 'broker_up'), 'the new process started its own broker');
+  await lineage.waitLog(newPid, 'broker_up', {}, LOAD_TIMEOUT); // the new process started its own broker
   await gone(oldPid, EXIT_MARGIN, 'the old process to exit once it holds nothing');
 
   // No connection of node 0 (nor of node 1) was closed.

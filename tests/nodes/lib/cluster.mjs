@@ -7,6 +7,7 @@ import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,4 +147,49 @@ export function shareEngines({ databases = 64 } = {}) {
     return nodes;
   };
   return engines;
+}
+
+// A TCP proxy to Redis whose traffic from a node can be held (buffered, in order) and let go:
+// Redis then hears nothing of it meanwhile, a subscription included. hold() holds what every
+// connection sends; holdNew() only what the connections opened from then on send (a live
+// upgrade's new process's, not the old one's); release() lets it all go, in order.
+export async function holdingProxy(t, port) {
+  let held = null; // while holding: the chunks to send on release, as [socket, chunk]
+  let onlyNew = false;
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    const holdsThis = held && onlyNew; // opened while new ones are held
+    const holding = () => held && (!onlyNew || holdsThis);
+    client.on('data', (d) => (holding() ? held.push([upstream, d]) : upstream.write(d)));
+    upstream.on('data', (d) => client.write(d));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    url: `redis://127.0.0.1:${server.address().port}`,
+    hold: () => {
+      held = [];
+      onlyNew = false;
+    },
+    holdNew: () => {
+      held = [];
+      onlyNew = true;
+    },
+    release: () => {
+      const chunks = held;
+      held = null;
+      for (const [s, d] of chunks ?? []) s.write(d);
+    },
+  };
 }
