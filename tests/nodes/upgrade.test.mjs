@@ -175,11 +175,12 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
     ...[0, 1, 2, 3].map((k) => sendDms(p.y, p.x, DMS, { over: () => handedOver && isReleased, tag: `/${k}`, onAck: () => fromNode1[i]++ })),
   ])));
   await Promise.race([thirdAcked, load]);
-  // What node 0's new process sends Redis is held until it has taken the connections over and
-  // node 1 has stored DMs after that in both rooms: it hears of none of those (its
-  // subscriptions wait in the proxy), so it must find them in the store. The hold is far
-  // shorter than the lease. Node 0's users send again once it is over.
-  proxy.holdNew();
+  // What node 0's new process's subscriber sends Redis from its first subscription to a user's
+  // channel on (as it takes the connections over) is held until node 1 has stored DMs after the
+  // handover in both rooms: it hears of none of those, so it must find them in the store. Its
+  // commands (lease, members, guests' names) go through, so nobody goes offline meanwhile, however
+  // long the hold. Node 0's users send again once it is over.
+  proxy.holdNew(':u:');
   const upgrading = lineage.upgrade().finally(() => (handedOver = true));
   const adopted = await lineage.waitLog(null, 'handover_records', {}, LOAD_TIMEOUT);
   const stored = [...fromNode1];
