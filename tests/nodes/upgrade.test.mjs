@@ -5,9 +5,10 @@
 // on both nodes gets every event of its rooms exactly once in seq order; nobody is seen going
 // offline anywhere; `who` is right on both nodes; /healthz of the new process names the node
 // with its store and broker up. DMs cross the nodes all through it, in a DM room its users joined
-// and in one they never joined, and the new process's Redis traffic is held (a proxy) until the
-// other node has stored DMs after the handover: each moved connection gets them from the store
-// (record version 6 carries its place in the room never joined), once and in order.
+// and in one they never joined, and the new process's subscriptions to its users' channels are
+// held (a proxy) until the other node has stored DMs after the handover: each moved connection
+// gets them from the store (record version 6 carries its place in the room never joined), once
+// and in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -24,7 +25,7 @@ const LEASE_S = 1;
 const NODE_ARGS = ['--rate-limit', '0', '--workers', '2', '--node-lease', String(LEASE_S)];
 const PER_CLIENT = 9; // messages each WebSocket client sends
 const TELNET_LINES = 6; // lines each telnet client types
-const DMS = 8; // direct messages each of the two DM users sends at least (and on until the upgrade is over)
+const DMS = 8; // direct messages each DM stream sends at least
 
 async function healthz(port) {
   const res = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -191,7 +192,7 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
   assert.equal(adopted.fields.pid, String(newPid), 'the new process logged the handover');
   const [{ acks, busy }, , dmAcks] = await Promise.all([load, typing, dms]);
   assert.equal(busy, 0, 'no send was refused as busy across the upgrade');
-  await lineage.waitLog(newPid, 'broker_up', {}, LOAD_TIMEOUT); // the new process started its own broker
+  assert.ok(lineage.lines(newPid).some((l) => l.fields.msg === 'broker_up'), 'the new process started its own broker');
   await gone(oldPid, EXIT_MARGIN, 'the old process to exit once it holds nothing');
 
   // No connection of node 0 (nor of node 1) was closed.
