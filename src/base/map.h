@@ -1,7 +1,8 @@
 /*
  * map: open-addressing hash maps, one with string keys (copied and owned
  * by the map, or borrowed from the caller) and one with 64-bit keys. Values
- * are caller pointers. Not thread-safe: each map belongs to one thread.
+ * are caller pointers (NULL included, though map_get cannot tell it from none). Not
+ * thread-safe: each map belongs to one thread. An entry costs 17 to 34 bytes of table.
  */
 #ifndef PARLEY_MAP_H
 #define PARLEY_MAP_H
@@ -16,9 +17,9 @@ struct map {
     struct map_slot *slots;
     size_t cap;   /* a power of two, or 0 */
     size_t count; /* live entries */
-    size_t used;  /* live entries plus tombstones */
     bool string_keys;
     bool borrowed_keys; /* map_init_borrowed */
+    bool untagged;      /* a key pointer used its top 16 bits: no hash tags in this map */
 };
 
 /* Prepares an empty map: string_keys selects map_get/map_put, else map_get_u64/map_put_u64. */

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "map.h"
 #include "metrics.h"
+#include "pool.h"
 #include "timeline.h"
 #include "ws_session.h"
 
@@ -42,6 +43,9 @@ struct chat_worker {
     struct map users;
     struct run_joiner *joiners; /* of the batch being handled */
     size_t n_joiners, cap_joiners;
+    /* The sessions and their room entries: slabs of this worker's (pool.h), so a long-lived
+     * client's state is densely packed and shares no page with a join storm's buffers. */
+    struct pool sessions, srooms;
 };
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -149,7 +153,7 @@ static struct chat_sroom *session_add_room(struct conn *c, const char *name)
         s->rooms_.many = rooms;
         s->cap_rooms *= 2;
     }
-    struct chat_sroom *r = xcalloc(1, sizeof *r);
+    struct chat_sroom *r = pool_get(&chat_of(c)->srooms);
     r->joined_order = ++s->join_counter;
     chat_session_rooms(s)[s->n_rooms++] = r;
     local_room_add(chat_of(c), c, r, name);
@@ -164,7 +168,7 @@ static void session_remove_room(struct chat_session *s, struct chat_sroom *r)
             break;
         }
     }
-    free(r);
+    pool_put(&chat_of(s->conn)->srooms, r);
 }
 
 /* --- writing --- */
@@ -401,8 +405,12 @@ static void replay_page(struct conn *c, struct chat_op *op)
  * the session has no room for it the rest of the time. */
 static void replay_pending_set(struct chat_session *s, const char *room)
 {
-    free(s->replay_pending);
-    s->replay_pending = room ? xstrdup(room) : NULL;
+    if (!room && !chat_session_cold(s)->replay_pending)
+        return;
+    struct chat_session_cold *k = chat_session_cold_make(s);
+    free(k->replay_pending);
+    k->replay_pending = room ? xstrdup(room) : NULL;
+    chat_session_cold_settle(s);
 }
 
 /* Leaves a message of room to the replay of s's join with since of that room, if one is on its
@@ -413,7 +421,8 @@ static void replay_pending_set(struct chat_session *s, const char *room)
  * seq past those stored before it, which its replay would then skip. */
 static bool defer_to_replay(struct chat_session *s, const char *room, const struct chat_sroom *r)
 {
-    if (!s->replay_pending || strcmp(s->replay_pending, room) != 0)
+    const char *pending = chat_session_cold(s)->replay_pending;
+    if (!pending || strcmp(pending, room) != 0)
         return r && !r->hub; /* r: s's entry of room, NULL if none (passed: a hot path) */
     s->replay_skipped = true;
     return true;
@@ -422,9 +431,10 @@ static bool defer_to_replay(struct chat_session *s, const char *room, const stru
 /* s's place in a dm room it has not joined, or NULL. */
 static struct chat_dm_place *dm_place(const struct chat_session *s, const char *room)
 {
-    for (uint32_t i = 0; s->dms && i < s->dms->n; i++)
-        if (strcmp(s->dms->at[i].room, room) == 0)
-            return &s->dms->at[i];
+    struct chat_dms *d = chat_session_cold(s)->dms;
+    for (uint32_t i = 0; d && i < d->n; i++)
+        if (strcmp(d->at[i].room, room) == 0)
+            return &d->at[i];
     return NULL;
 }
 
@@ -432,7 +442,7 @@ static struct chat_dm_place *dm_place(const struct chat_session *s, const char *
  * when every place is still being caught up (none is forgotten before its catch-up). */
 static struct chat_dm_place *dm_place_add(struct chat_session *s, const char *room)
 {
-    struct chat_dms *d = s->dms;
+    struct chat_dms *d = chat_session_cold(s)->dms;
     if (d && d->n == CHAT_DMS_MAX) {
         uint32_t old = 0;
         while (old < d->n && d->at[old].catching_up)
@@ -445,11 +455,12 @@ static struct chat_dm_place *dm_place_add(struct chat_session *s, const char *ro
         uint32_t cap = d ? d->cap * 2 : 2;
         if (cap > CHAT_DMS_MAX)
             cap = CHAT_DMS_MAX;
+        bool made = !d;
         d = xrealloc(d, sizeof *d + cap * sizeof d->at[0]);
-        if (!s->dms)
+        if (made)
             d->n = 0;
         d->cap = cap;
-        s->dms = d;
+        chat_session_cold_make(s)->dms = d;
     }
     struct chat_dm_place *p = &d->at[d->n++];
     memset(p, 0, sizeof *p);
@@ -478,7 +489,7 @@ static unsigned write_seq(struct conn *c, struct chat_sroom *r, const char *room
 
 struct chat_session *chat_session_open(struct conn *c, const struct chat_transport *t)
 {
-    struct chat_session *s = xcalloc(1, sizeof *s);
+    struct chat_session *s = pool_get(&chat_of(c)->sessions);
     s->conn = c;
     s->transport = t;
     s->tokens = cfg_of(c)->rate_limit;
@@ -524,15 +535,33 @@ static void post_gone_room(struct chat_session *s, uint16_t worker, const char *
 /* Forgets the password check kept for a live upgrade, wiping the password. */
 static void pw_free(struct chat_session *s)
 {
-    if (!s->pw)
+    struct chat_pw *pw = chat_session_cold(s)->pw;
+    if (!pw)
         return;
-    if (s->pw->password) {
-        sodium_memzero(s->pw->password, s->pw->password_len);
-        free(s->pw->password);
+    if (pw->password) {
+        sodium_memzero(pw->password, pw->password_len);
+        free(pw->password);
     }
-    free(s->pw->id_json);
-    free(s->pw);
-    s->pw = NULL;
+    free(pw->id_json);
+    free(pw);
+    s->cold->pw = NULL;
+    chat_session_cold_settle(s);
+}
+
+struct chat_session_cold *chat_session_cold_make(struct chat_session *s)
+{
+    if (!s->cold)
+        s->cold = xcalloc(1, sizeof *s->cold);
+    return s->cold;
+}
+
+void chat_session_cold_settle(struct chat_session *s)
+{
+    static const struct chat_session_cold none;
+    if (s->cold && memcmp(s->cold, &none, sizeof none) == 0) {
+        free(s->cold);
+        s->cold = NULL;
+    }
 }
 
 void chat_session_close(struct conn *c)
@@ -549,7 +578,7 @@ void chat_session_close(struct conn *c)
         if (chat_session_rooms(s)[i]->hub)
             memcpy(names[n_names++], chat_session_rooms(s)[i]->name, CHAT_ROOM_MAX);
         local_room_remove(cw, chat_session_rooms(s)[i]);
-        free(chat_session_rooms(s)[i]);
+        pool_put(&cw->srooms, chat_session_rooms(s)[i]);
     }
     if (s->logged_in)
         local_user_remove(cw, c);
@@ -559,18 +588,21 @@ void chat_session_close(struct conn *c)
         post_gone_conn(s, (uint16_t)w->id, names, n_names, s->guest, true);
     else
         free(names);
-    free(s->status_text);
-    free(s->dms);
     map_del_u64(&cw->conns, c->id);
     pw_free(s);
     backlog_free(s);
     if (s->cap_rooms > 1)
         free(s->rooms_.many);
     free(s->charged_cids);
-    free(s->react);
-    free(s->search);
-    free(s->replay_pending);
-    free(s);
+    if (s->cold) { /* transport_state is the transport's, freed by its on_close */
+        free(s->cold->status_text);
+        free(s->cold->react);
+        free(s->cold->search);
+        free(s->cold->replay_pending);
+        free(s->cold->dms);
+        free(s->cold);
+    }
+    pool_put(&cw->sessions, s);
     c->session = NULL;
 }
 
@@ -634,13 +666,13 @@ static struct chat_bucket *own_bucket(struct conn *c, struct chat_bucket **slot,
 static struct chat_bucket *react_bucket(struct conn *c)
 {
     struct chat_session *s = c->session;
-    return own_bucket(c, &s->react, cfg_of(c)->react_rate);
+    return own_bucket(c, &chat_session_cold_make(s)->react, cfg_of(c)->react_rate);
 }
 
 static struct chat_bucket *search_bucket(struct conn *c)
 {
     struct chat_session *s = c->session;
-    return own_bucket(c, &s->search, cfg_of(c)->search_rate);
+    return own_bucket(c, &chat_session_cold_make(s)->search, cfg_of(c)->search_rate);
 }
 
 uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket)
@@ -790,7 +822,7 @@ static void start_hashing(struct conn *c, struct chat_op *op)
     pw->password_len = op->password_len;
     pw->registered_guest = op->registered_guest;
     pw->guest_session = op->guest_session;
-    s->pw = pw;
+    chat_session_cold_make(s)->pw = pw;
 }
 
 uint64_t chat_session_login_pause(const struct conn *c)
@@ -1224,7 +1256,7 @@ static void op_done(struct worker *w, struct chat_op *op)
         return;
     }
     struct chat_session *s = c->session;
-    if (op->handed_over && s->pw && (c->io_hold & CONN_HOLD_READ) &&
+    if (op->handed_over && chat_session_cold(s)->pw && (c->io_hold & CONN_HOLD_READ) &&
         (op->kind == CHAT_LOGIN_PASSWORD || op->kind == CHAT_REGISTER)) {
         /* A live upgrade is under way: this password check moves with the connection and is
          * submitted again in the next process (struct chat_pw), rather than refused here. */
@@ -1278,8 +1310,12 @@ static void op_done(struct worker *w, struct chat_op *op)
 static void status_keep(struct chat_session *s, bool away, const char *text)
 {
     s->away = away;
-    free(s->status_text);
-    s->status_text = text && text[0] ? xstrdup(text) : NULL;
+    if (!(text && text[0]) && !chat_session_cold(s)->status_text)
+        return;
+    struct chat_session_cold *k = chat_session_cold_make(s);
+    free(k->status_text);
+    k->status_text = text && text[0] ? xstrdup(text) : NULL;
+    chat_session_cold_settle(s);
 }
 
 static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, struct chat_op *op)
@@ -1294,10 +1330,11 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
     }
     if (op->charged && (op->err || op->stage == 2)) {
         /* Rule 73: an error, a cid duplicate or a reaction that changed nothing takes no token. */
-        if (op->bucket == CHAT_BUCKET_REACT && s->react)
-            s->react->tokens += 1.0;
-        else if (op->bucket == CHAT_BUCKET_SEARCH && s->search)
-            s->search->tokens += 1.0;
+        const struct chat_session_cold *k = chat_session_cold(s);
+        if (op->bucket == CHAT_BUCKET_REACT && k->react)
+            k->react->tokens += 1.0;
+        else if (op->bucket == CHAT_BUCKET_SEARCH && k->search)
+            k->search->tokens += 1.0;
         else
             s->tokens += 1.0;
         op->charged = false;
@@ -1652,6 +1689,8 @@ void chat_worker_init(struct worker *w)
     map_init(&cw->conns, false);
     map_init_borrowed(&cw->rooms);
     map_init_borrowed(&cw->users);
+    POOL_INIT(&cw->sessions, struct chat_session);
+    POOL_INIT(&cw->srooms, struct chat_sroom);
     w->chat = cw;
 }
 
@@ -1671,6 +1710,8 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->users);
     map_free(&cw->conns);
     free(cw->joiners);
+    pool_destroy(&cw->sessions);
+    pool_destroy(&cw->srooms);
     free(cw);
     w->chat = NULL;
 }
@@ -1681,7 +1722,7 @@ bool chat_session_busy(const struct conn *c, unsigned version)
 {
     const struct chat_session *s = c->session;
     /* A password check on its way is carried by records of version 2 on (HR_PW_OP). */
-    uint32_t carried = version >= 2 && s && s->pw ? 1 : 0;
+    uint32_t carried = version >= 2 && s && chat_session_cold(s)->pw ? 1 : 0;
     return s && (s->ops_out > carried || s->adopting);
 }
 
@@ -1744,6 +1785,7 @@ static void restore_bucket(double *tokens, uint64_t *refill_ms, uint16_t attempt
 void chat_session_save(struct conn *c, struct hr_writer *w)
 {
     struct chat_session *s = c->session;
+    const struct chat_session_cold *k = chat_session_cold(s);
     uint64_t now = conn_now(c);
     hr_u64(w, HR_CHAT, 1);
     hr_u64(w, HR_LOGGED_IN, s->logged_in);
@@ -1767,17 +1809,17 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         bytes[2 * i + 1] = (uint8_t)(attempts[i] >> 8);
     }
     hr_put(w, HR_ATTEMPTS, bytes, sizeof bytes);
-    if (s->react && w->version >= 4)
-        save_bucket(s->react, now, HR_REACT, w); /* an older reader starts the bucket full */
-    if (s->search && w->version >= 5)
-        save_bucket(s->search, now, HR_SEARCH, w);
-    if ((s->away || s->status_text) && w->version >= 5) {
+    if (k->react && w->version >= 4)
+        save_bucket(k->react, now, HR_REACT, w); /* an older reader starts the bucket full */
+    if (k->search && w->version >= 5)
+        save_bucket(k->search, now, HR_SEARCH, w);
+    if ((s->away || k->status_text) && w->version >= 5) {
         /* The user's status (rule 69): the next process's hub has it from its connections. */
-        size_t n = s->status_text ? strlen(s->status_text) : 0;
+        size_t n = k->status_text ? strlen(k->status_text) : 0;
         uint8_t *p = hr_space(w, HR_STATUS, 1 + n);
         p[0] = s->away;
         if (n)
-            memcpy(p + 1, s->status_text, n);
+            memcpy(p + 1, k->status_text, n);
     }
     if (s->charged_cids) {
         uint8_t keys[8 * HR_N_CIDS];
@@ -1801,8 +1843,8 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         }
         hr_close(w);
     }
-    for (uint32_t i = 0; s->dms && w->version >= 6 && i < s->dms->n; i++) {
-        const struct chat_dm_place *p = &s->dms->at[i];
+    for (uint32_t i = 0; k->dms && w->version >= 6 && i < k->dms->n; i++) {
+        const struct chat_dm_place *p = &k->dms->at[i];
         if (chat_session_room(s, p->room))
             continue; /* joined since: its room's last seq says where */
         hr_open(w, HR_DM);
@@ -1810,15 +1852,15 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         hr_u64(w, HR_DM_LAST_SEQ, p->last_seq);
         hr_close(w);
     }
-    if (s->pw && w->version >= 2) {
+    if (k->pw && w->version >= 2) {
         hr_open(w, HR_PW_OP);
-        hr_u64(w, HR_PO_KIND, s->pw->registering ? HR_PW_REGISTER : HR_PW_LOGIN);
-        if (s->pw->id_json)
-            hr_str(w, HR_PO_ID, s->pw->id_json);
-        hr_str(w, HR_PO_NAME, s->pw->name);
-        hr_put(w, HR_PO_PASSWORD, s->pw->password, s->pw->password_len);
-        hr_u64(w, HR_PO_REGISTERED_GUEST, s->pw->registered_guest);
-        hr_u64(w, HR_PO_GUEST_SESSION, s->pw->guest_session);
+        hr_u64(w, HR_PO_KIND, k->pw->registering ? HR_PW_REGISTER : HR_PW_LOGIN);
+        if (k->pw->id_json)
+            hr_str(w, HR_PO_ID, k->pw->id_json);
+        hr_str(w, HR_PO_NAME, k->pw->name);
+        hr_put(w, HR_PO_PASSWORD, k->pw->password, k->pw->password_len);
+        hr_u64(w, HR_PO_REGISTERED_GUEST, k->pw->registered_guest);
+        hr_u64(w, HR_PO_GUEST_SESSION, k->pw->guest_session);
         hr_close(w);
     }
     for (size_t i = 0; i < backlog_n(s); i++) {
@@ -1955,7 +1997,7 @@ static int restore_pw(struct chat_session *s, const struct handover_rec *rec, co
     pw->password_len = p->password.n;
     pw->registered_guest = p->registered_guest;
     pw->guest_session = p->guest_session;
-    s->pw = pw;
+    chat_session_cold_make(s)->pw = pw;
     if (p->id_json.n) {
         pw->id_json = xstrndup((const char *)p->id_json.p, p->id_json.n);
         json_t *id = json_loads(pw->id_json, JSON_DECODE_ANY, NULL);
@@ -1976,7 +2018,7 @@ static int restore_pw(struct chat_session *s, const struct handover_rec *rec, co
 static void resubmit_pw(struct conn *c)
 {
     struct chat_session *s = c->session;
-    struct chat_pw *pw = s->pw;
+    struct chat_pw *pw = chat_session_cold(s)->pw;
     pw->resubmit = false;
     struct chat_op *op = chat_op_new(pw->registering ? CHAT_REGISTER : CHAT_LOGIN_PASSWORD,
                                      (uint16_t)((struct worker *)c->set->owner)->id, c->id);
@@ -2020,7 +2062,8 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         if (proto_status_text(text, n, SIZE_MAX, &trimmed, &bad) != PROTO_OK || trimmed != n)
             FAIL("a status text this server would not keep");
         s->away = rec->status_away;
-        s->status_text = n ? xstrndup(text, n) : NULL;
+        if (n)
+            chat_session_cold_make(s)->status_text = xstrndup(text, n);
     }
     if (rec->logged_in) {
         copy_name(s->user, sizeof s->user, rec->user);
@@ -2041,13 +2084,13 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
                    cfg_of(c)->rate_limit, rec->tokens_micro, rec->refill_age_ms, rec->attempts,
                    now);
     if (rec->has_react) {
-        struct chat_bucket *b = s->react = xcalloc(1, sizeof *s->react);
+        struct chat_bucket *b = chat_session_cold_make(s)->react = xcalloc(1, sizeof *b);
         restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
                        cfg_of(c)->react_rate, rec->react_tokens_micro, rec->react_refill_age_ms,
                        rec->react_attempts, now);
     }
     if (rec->has_search) {
-        struct chat_bucket *b = s->search = xcalloc(1, sizeof *s->search);
+        struct chat_bucket *b = chat_session_cold_make(s)->search = xcalloc(1, sizeof *b);
         restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
                        cfg_of(c)->search_rate, rec->search_tokens_micro, rec->search_refill_age_ms,
                        rec->search_attempts, now);
@@ -2073,9 +2116,10 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         op->guest_session = s->guest_session;
         op->status_session = s->guest ? s->guest_session : 0;
         op->away = s->away;
-        if (s->status_text) {
-            op->text = xstrdup(s->status_text);
-            op->text_len = strlen(s->status_text);
+        const char *text = chat_session_cold(s)->status_text;
+        if (text) {
+            op->text = xstrdup(text);
+            op->text_len = strlen(text);
         }
         chat_to_hub(op);
     }
@@ -2139,15 +2183,16 @@ static void adopt_step(struct conn *c)
         chat_to_hub(op);
         return;
     }
-    for (uint32_t i = 0; s->dms && i < s->dms->n; i++) {
-        struct chat_dm_place *p = &s->dms->at[i];
+    struct chat_dms *d = chat_session_cold(s)->dms;
+    for (uint32_t i = 0; d && i < d->n; i++) {
+        struct chat_dm_place *p = &d->at[i];
         if (p->catching_up) {
             dm_catch_up(c, p);
             return;
         }
     }
     s->adopting = false;
-    if (s->pw && s->pw->resubmit)
+    if (chat_session_cold(s)->pw && chat_session_cold(s)->pw->resubmit)
         resubmit_pw(c);
     if (!s->login_pending && !s->auth_pending && !holding_join(c))
         release_input(c);

@@ -71,6 +71,25 @@ struct chat_transport {
     void (*room_lost)(struct conn *c, const char *room);
 };
 
+/* A session's cold fields, each NULL most of the time. */
+struct chat_session_cold {
+    /* The room of a join with since on its way (input is held, so there is at most one): its
+     * messages that reach this connection meanwhile are left to that join's replay (rule 22). */
+    char *replay_pending;
+    void *transport_state; /* telnet: its line editor and prompts */
+    struct chat_pw *pw;    /* the password check on its way */
+    /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
+     * react, and pay nothing for it. A live upgrade carries it (record version 4). */
+    struct chat_bucket *react;
+    /* The search bucket (protocol 1.1 rule 73), made at the first search, as react's. */
+    struct chat_bucket *search;
+    char *status_text; /* with away: the status text */
+    /* The dm rooms this connection was given messages of without joining them, and where (made
+     * at the first such message: most connections never get one). A live upgrade carries them
+     * (record version 6), so the next process catches the connection up from there. */
+    struct chat_dms *dms;
+};
+
 struct chat_session {
     struct conn *conn;
     const struct chat_transport *transport;
@@ -100,9 +119,6 @@ struct chat_session {
     char user[CHAT_NAME_MAX];
     char user_lc[CHAT_NAME_MAX];
     uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
-    /* The room of a join with since on its way (input is held, so there is at most one): its
-     * messages that reach this connection meanwhile are left to that join's replay (rule 22). */
-    char *replay_pending; /* (NULL when none) */
     /* The rooms joined: chat_session_rooms. While cap_rooms is at most 1 the one room is held
      * here in place of the list (most clients are in one room, and a 1-pointer list would be a
      * 32-byte block). */
@@ -120,21 +136,12 @@ struct chat_session {
     uint64_t *charged_cids;
     uint64_t attempts_sec;
     uint64_t last_typing_ms;
-    void *transport_state; /* telnet: its line editor and prompts */
     /* Output held back until the socket drains (NULL while none, as when idle). */
     struct chat_backlog *backlog;
-    struct chat_pw *pw;     /* the password check on its way, or NULL */
     struct conn *user_next; /* logged in: the next connection of this user on this worker */
-    /* The react bucket (protocol 1.1 rule 73), made at the first react: most clients never
-     * react, and pay nothing for it. A live upgrade carries it (record version 4). */
-    struct chat_bucket *react;
-    char *status_text; /* with away: the status text, or NULL */
-    /* The search bucket (protocol 1.1 rule 73), made at the first search, as react's. */
-    struct chat_bucket *search;
-    /* The dm rooms this connection was given messages of without joining them, and where (made
-     * at the first such message: most connections never get one). A live upgrade carries them
-     * (record version 6), so the next process catches the connection up from there. */
-    struct chat_dms *dms;
+    /* The fields an idle client leaves NULL, in one block made while any is set (and by telnet,
+     * whose state is one): read them through chat_session_cold. */
+    struct chat_session_cold *cold;
 };
 
 /* A dm room not joined: the newest seq written to the connection. While a moved connection is
@@ -144,9 +151,10 @@ struct chat_dm_place {
     bool catching_up;
     char room[CHAT_ROOM_MAX];
 };
-/* At most CHAT_DMS_MAX places, oldest first: past that the oldest is forgotten (its room goes
- * on from the first event the next process hears, as a record of an older version says). */
-#define CHAT_DMS_MAX 64
+/* At most CHAT_DMS_MAX places, oldest first: past that the oldest not being caught up is
+ * forgotten (its room goes on from the first event the next process hears, as a record of an
+ * older version says). */
+#define CHAT_DMS_MAX HR_DMS_MAX
 struct chat_dms {
     uint32_t n, cap;
     struct chat_dm_place at[];
@@ -200,6 +208,17 @@ static inline struct chat_session *chat_session_of(struct conn *c)
 {
     return c->session;
 }
+
+/* The cold fields of s to read: all NULL while s has no block. */
+static inline const struct chat_session_cold *chat_session_cold(const struct chat_session *s)
+{
+    static const struct chat_session_cold none;
+    return s->cold ? s->cold : &none;
+}
+/* The cold fields of s to write: the block, made if s had none. */
+struct chat_session_cold *chat_session_cold_make(struct chat_session *s);
+/* Frees s's block once every field in it is NULL again. */
+void chat_session_cold_settle(struct chat_session *s);
 
 /* The rooms s has joined, n_rooms of them. */
 static inline struct chat_sroom **chat_session_rooms(struct chat_session *s)

@@ -108,7 +108,7 @@ static const char help_text[] =
 
 static struct telnet_state *state_of(struct conn *c)
 {
-    return ((struct chat_session *)c->session)->transport_state;
+    return chat_session_cold(c->session)->transport_state;
 }
 
 static const struct config *cfg_of(struct conn *c)
@@ -1408,7 +1408,7 @@ static void on_timer(struct conn *c)
 static void on_close(struct conn *c)
 {
     struct chat_session *s = c->session;
-    struct telnet_state *t = s ? s->transport_state : NULL;
+    struct telnet_state *t = s ? chat_session_cold(s)->transport_state : NULL;
     chat_session_close(c);
     if (t) {
         free(t->line);
@@ -1422,7 +1422,8 @@ static void on_close(struct conn *c)
 static void on_shutdown(struct conn *c, enum conn_goodbye why)
 {
     struct chat_session *s = c->session;
-    uint32_t dropped = s && s->transport_state ? drop_waiting(s->transport_state) : 0;
+    struct telnet_state *t = s ? chat_session_cold(s)->transport_state : NULL;
+    uint32_t dropped = t ? drop_waiting(t) : 0;
     if (dropped) /* the user knows what to type again */
         say(c, "\r\n* %u waiting line%s dropped", dropped, dropped == 1 ? "" : "s");
     if (why == CONN_GOODBYE_RESTART)
@@ -1448,7 +1449,7 @@ void telnet_session_start(struct conn *c)
     t->idle_due_ms = t->wait_due_ms = t->read_due_ms = UINT64_MAX;
     c->handler = &telnet_handler;
     struct chat_session *s = chat_session_open(c, &telnet_transport);
-    s->transport_state = t;
+    chat_session_cold_make(s)->transport_state = t;
     t->opened_ms = conn_now(c);
     say(c, "Welcome to parley on %s. Your name? ", w->cfg->node);
     arm_login_deadline(c);
@@ -1463,14 +1464,14 @@ bool telnet_session_owns(const struct conn *c)
 
 bool telnet_session_partial(const struct conn *c)
 {
-    const struct telnet_state *t = ((struct chat_session *)c->session)->transport_state;
+    const struct telnet_state *t = chat_session_cold(c->session)->transport_state;
     return telnet_parser_holds_line(&t->parser);
 }
 
 bool telnet_session_busy(const struct conn *c, unsigned version)
 {
     const struct chat_session *s = c->session;
-    const struct telnet_state *t = s ? s->transport_state : NULL;
+    const struct telnet_state *t = s ? chat_session_cold(s)->transport_state : NULL;
     /* Records before version 4 carry no waiting lines: such a connection stays until they ran. */
     return chat_session_busy(c, version) || (version < 4 && t && t->wait_n > 0);
 }
@@ -1516,11 +1517,11 @@ int telnet_session_restore(struct conn *c, const struct handover_rec *rec, const
     /* The state goes in before anything can fail: on_close frees it with the session. */
     if (chat_session_restore(c, &telnet_transport, rec, why) < 0) {
         s = c->session;
-        s->transport_state = t;
+        chat_session_cold_make(s)->transport_state = t;
         return -1;
     }
     s = c->session;
-    s->transport_state = t;
+    chat_session_cold_make(s)->transport_state = t;
     t->prompt = rec->tn_prompt;
     t->password_tries = rec->tn_password_tries;
     t->echo_off = rec->tn_echo_off;

@@ -84,6 +84,8 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
     set->scratch = xmalloc(set->scratch_size);
     set->linger_ms = 2000;
     set->goodbye = -1;
+    POOL_INIT(&set->plain_conns, struct conn);
+    POOL_INIT(&set->tls_conns, struct conn_tls);
 }
 
 static void free_dead(struct conn_set *set);
@@ -99,6 +101,8 @@ void conn_set_destroy(struct conn_set *set)
     set->scratch = NULL;
     free(set->tls_gather);
     set->tls_gather = NULL;
+    pool_destroy(&set->plain_conns);
+    pool_destroy(&set->tls_conns);
 }
 
 static void update_events(struct conn *c)
@@ -558,13 +562,19 @@ void conn_output_copy(const struct conn *c, uint8_t *dst)
     }
 }
 
+/* Gives c's memory back to its set's pool (the one adopt took it from). */
+static void conn_free(struct conn_set *set, struct conn *c)
+{
+    pool_put((c->tls & CONN_TLS_TAIL) ? &set->tls_conns : &set->plain_conns, c);
+}
+
 static void free_dead(struct conn_set *set)
 {
     while (set->dead) {
         struct conn *c = set->dead;
         set->dead = c->dead_next;
         free(c->in);
-        free(c);
+        conn_free(set, c);
     }
 }
 
@@ -887,11 +897,13 @@ static void on_events(struct loop_watch *w, uint32_t events)
     }
 }
 
-/* Allocates `size` bytes (a struct conn, or one with a tail) and adopts fd. */
+/* Takes a struct conn, or one with the TLS tail, from set's pools and adopts fd. */
 static struct conn *adopt(struct conn_set *set, int fd, const struct conn_handler *h,
-                          enum conn_transport transport, size_t size)
+                          enum conn_transport transport, bool tls)
 {
-    struct conn *c = xcalloc(1, size);
+    struct conn *c = pool_get(tls ? &set->tls_conns : &set->plain_conns);
+    if (tls)
+        c->tls = CONN_TLS_TAIL;
     c->watch.cb = on_events;
     c->set = set;
     c->handler = h;
@@ -904,7 +916,7 @@ static struct conn *adopt(struct conn_set *set, int fd, const struct conn_handle
     c->events = EPOLLIN | EPOLLRDHUP;
     if (loop_watch_add(set->loop, fd, c->events, &c->watch) < 0) {
         close(fd);
-        free(c);
+        conn_free(set, c);
         return NULL;
     }
     atomic_fetch_add_explicit(&open_count[transport], 1, memory_order_relaxed);
@@ -919,18 +931,17 @@ static struct conn *adopt(struct conn_set *set, int fd, const struct conn_handle
 struct conn *conn_new(struct conn_set *set, int fd, const struct conn_handler *h,
                       enum conn_transport transport)
 {
-    return adopt(set, fd, h, transport, sizeof(struct conn));
+    return adopt(set, fd, h, transport, false);
 }
 
 struct conn *conn_new_tls(struct conn_set *set, int fd, const struct conn_handler *h,
                           enum conn_transport transport, struct ssl_st *ssl)
 {
-    struct conn *c = adopt(set, fd, h, transport, sizeof(struct conn_tls));
+    struct conn *c = adopt(set, fd, h, transport, true);
     if (!c) {
         tls_free(ssl);
         return NULL;
     }
-    c->tls = CONN_TLS_TAIL;
     ((struct conn_tls *)c)->ssl = ssl;
     return c;
 }

@@ -40,6 +40,7 @@
 
 #include "chunk.h"
 #include "loop.h"
+#include "pool.h"
 #include "ws_frame.h"
 
 struct ssl_st; /* OpenSSL's SSL, behind tls.h */
@@ -124,6 +125,9 @@ struct conn_set {
      * chunk's counter between the workers that all write it. Dropped at the end of a flush. */
     struct chunk *written;
     uint32_t written_n;
+    /* The connections' own memory, plain and with the TLS tail: slabs of the worker's, apart
+     * from the heap that output and a join storm's buffers come from. */
+    struct pool plain_conns, tls_conns;
 };
 
 struct conn {

@@ -197,7 +197,7 @@ static void collect(struct worker *w)
         size_t replays = c->session ? chat_session_replays(c) : 0;
         m->out_bytes += c->out_bytes;
         m->replays += replays;
-        m->logins += c->session && ((struct chat_session *)c->session)->pw;
+        m->logins += c->session && chat_session_cold(c->session)->pw;
         m->partial += c->in_len > 0 || (ws_session_owns(c) && ws_session_partial(c)) ||
                       (telnet_session_owns(c) && telnet_session_partial(c));
         log_debug("msg=handover_collected conn=%llu worker=%d record_bytes=%zu output_bytes=%zu "
