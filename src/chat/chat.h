@@ -173,6 +173,9 @@ struct chat_op {
     bool charged; /* send: took a token from the rate limit's bucket */
     bool rejoin;  /* join of a room the connection has joined already: no presence, counted once */
     bool adopt; /* join of a connection a live upgrade moved here: counted in silently, no reply */
+    /* adopt join (with rejoin) of a dm room the moved connection never joined: only its replay
+     * from since, nobody counted in; the room is followed for its users here from then on. */
+    bool catch_up;
     uint64_t before; /* history: 0 = newest */
     unsigned limit;  /* history: messages; rooms: rooms per reply */
     /* who, rooms (rules 84, 85): list what follows this lower-cased key (its first 32 bytes give

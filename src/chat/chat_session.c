@@ -428,6 +428,46 @@ static bool defer_to_replay(struct chat_session *s, const char *room, const stru
     return true;
 }
 
+/* s's place in a dm room it has not joined, or NULL. */
+static struct chat_dm_place *dm_place(const struct chat_session *s, const char *room)
+{
+    struct chat_dms *d = chat_session_cold(s)->dms;
+    for (uint32_t i = 0; d && i < d->n; i++)
+        if (strcmp(d->at[i].room, room) == 0)
+            return &d->at[i];
+    return NULL;
+}
+
+/* A new place of s in a dm room (not there yet), the oldest forgotten past CHAT_DMS_MAX; NULL
+ * when every place is still being caught up (none is forgotten before its catch-up). */
+static struct chat_dm_place *dm_place_add(struct chat_session *s, const char *room)
+{
+    struct chat_dms *d = chat_session_cold(s)->dms;
+    if (d && d->n == CHAT_DMS_MAX) {
+        uint32_t old = 0;
+        while (old < d->n && d->at[old].catching_up)
+            old++;
+        if (old == d->n)
+            return NULL;
+        memmove(&d->at[old], &d->at[old + 1], (--d->n - old) * sizeof d->at[0]);
+    }
+    if (!d || d->n == d->cap) {
+        uint32_t cap = d ? d->cap * 2 : 2;
+        if (cap > CHAT_DMS_MAX)
+            cap = CHAT_DMS_MAX;
+        bool made = !d;
+        d = xrealloc(d, sizeof *d + cap * sizeof d->at[0]);
+        if (made)
+            d->n = 0;
+        d->cap = cap;
+        chat_session_cold_make(s)->dms = d;
+    }
+    struct chat_dm_place *p = &d->at[d->n++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->room, sizeof p->room, "%s", room);
+    return p;
+}
+
 /* Writes a room message to a member once: only when it is newer than what the member saw.
  * Returns 1 when written, 0 when the member had it (callers sum these for the metric). */
 static unsigned write_seq(struct conn *c, struct chat_sroom *r, const char *room,
@@ -559,6 +599,7 @@ void chat_session_close(struct conn *c)
         free(s->cold->react);
         free(s->cold->search);
         free(s->cold->replay_pending);
+        free(s->cold->dms);
         free(s->cold);
     }
     pool_put(&cw->sessions, s);
@@ -1098,6 +1139,37 @@ static void run_joiner_add(struct chat_worker *cw, uint64_t conn_id, const char 
     memcpy(j->room, room, sizeof j->room);
 }
 
+/* A join's replay, written as the socket drains (chat_session_drained), ahead of live events:
+ * op's messages above *last (all of them when asked for again), then the rest of a long one as
+ * a range read page by page from where they end, and *last moves to op's seq. */
+static void replay_take(struct conn *c, const struct chat_op *op, uint64_t *last, bool again)
+{
+    uint64_t replayed = 0;
+    for (size_t i = 0; i < op->n_msgs; i++) {
+        const struct msg_rec *m = &op->msgs[i];
+        if (!again && m->seq <= *last)
+            continue; /* already seen */
+        if (m->seq > *last)
+            *last = m->seq;
+        replay_write(c, m); /* on a rejoin, asked for again explicitly */
+        replayed++;
+    }
+    metrics_add(METRIC_DELIVERIES, replayed);
+    /* For two crossed joins of one room, from where the first one's replay ended. */
+    uint64_t from = again || op->join_after > *last ? op->join_after : *last;
+    if (op->replay_until > from) {
+        struct chat_replay *rp = xcalloc(1, sizeof *rp);
+        memcpy(rp->room, op->room, sizeof rp->room);
+        rp->after = from;
+        rp->until = op->replay_until;
+        rp->ts = op->ts;
+        backlog_push(c->session, (struct chat_backlog_entry){.replay = rp}, 0);
+    }
+    if (op->seq > *last)
+        *last = op->seq;
+    chat_session_drained(c);
+}
+
 static void joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
@@ -1128,32 +1200,7 @@ static void joined(struct conn *c, struct chat_op *op)
         r->told_large = op->large;
         s->transport->op_done(c, op);
     }
-    /* The replay is written as the socket drains (chat_session_drained), ahead of live events. */
-    uint64_t replayed = 0;
-    for (size_t i = 0; i < op->n_msgs; i++) {
-        const struct msg_rec *m = &op->msgs[i];
-        if (!op->rejoin && m->seq <= r->last_seq)
-            continue; /* already seen */
-        if (m->seq > r->last_seq)
-            r->last_seq = m->seq;
-        replay_write(c, m); /* on a rejoin, asked for again explicitly */
-        replayed++;
-    }
-    metrics_add(METRIC_DELIVERIES, replayed);
-    /* The rest of a long replay, read page by page from where the messages above end (for two
-     * crossed joins of one room, from where the first one's replay ended). */
-    uint64_t from = op->rejoin || op->join_after > r->last_seq ? op->join_after : r->last_seq;
-    if (op->replay_until > from) {
-        struct chat_replay *rp = xcalloc(1, sizeof *rp);
-        memcpy(rp->room, op->room, sizeof rp->room);
-        rp->after = from;
-        rp->until = op->replay_until;
-        rp->ts = op->ts;
-        backlog_push(s, (struct chat_backlog_entry){.replay = rp}, 0);
-    }
-    if (op->seq > r->last_seq)
-        r->last_seq = op->seq;
-    chat_session_drained(c);
+    replay_take(c, op, &r->last_seq, op->rejoin);
 }
 
 /* An op came back for a connection that has gone: undo what the hub did for it. */
@@ -1491,10 +1538,24 @@ static void deliver_dm(struct chat_worker *cw, struct deliver *d)
         struct conn *next;
         for (struct conn *c = map_get(&cw->users, users[u]); c; c = next) {
             next = chat_session_of(c)->user_next;
-            struct chat_sroom *r = chat_session_room(c->session, d->room);
-            if (defer_to_replay(c->session, d->room, r))
+            struct chat_session *s = c->session;
+            struct chat_sroom *r = chat_session_room(s, d->room);
+            if (defer_to_replay(s, d->room, r))
                 continue;
-            delivered += write_seq(c, r, d->room, &d->rec);
+            if (r) {
+                delivered += write_seq(c, r, d->room, &d->rec);
+                continue;
+            }
+            /* Not joined: once, and where it was written kept (a live upgrade carries it). A
+             * moved connection being caught up leaves the room's messages to that replay. */
+            struct chat_dm_place *p = dm_place(s, d->room);
+            if (p && (p->catching_up || d->rec.seq <= p->last_seq))
+                continue;
+            if (!p)
+                p = dm_place_add(s, d->room);
+            if (p)
+                p->last_seq = d->rec.seq;
+            delivered += write_seq(c, NULL, d->room, &d->rec);
         }
     }
     metrics_add(METRIC_DELIVERIES, delivered);
@@ -1782,6 +1843,15 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         }
         hr_close(w);
     }
+    for (uint32_t i = 0; k->dms && w->version >= 6 && i < k->dms->n; i++) {
+        const struct chat_dm_place *p = &k->dms->at[i];
+        if (chat_session_room(s, p->room))
+            continue; /* joined since: its room's last seq says where */
+        hr_open(w, HR_DM);
+        hr_str(w, HR_DM_NAME, p->room);
+        hr_u64(w, HR_DM_LAST_SEQ, p->last_seq);
+        hr_close(w);
+    }
     if (k->pw && w->version >= 2) {
         hr_open(w, HR_PW_OP);
         hr_u64(w, HR_PO_KIND, k->pw->registering ? HR_PW_REGISTER : HR_PW_LOGIN);
@@ -1865,6 +1935,21 @@ static int restore_rooms(struct conn *c, struct chat_session *s, const struct ha
         r->told_large = room.told_large;
         if (room.joined_order > s->join_counter)
             s->join_counter = room.joined_order;
+    }
+    struct hr_dm dm;
+    cursor = 0;
+    while (handover_rec_dm(rec, &cursor, &dm)) {
+        char name[CHAT_ROOM_MAX];
+        copy_name(name, sizeof name, dm.name);
+        if (!s->logged_in || !valid_room(name) || !is_party(s, name) ||
+            chat_session_room(s, name) || dm_place(s, name))
+            FAIL("a dm room place this server would not keep");
+        /* Caught up from there once the handover is over (adopt_step). */
+        struct chat_dm_place *p = dm_place_add(s, name);
+        if (!p) /* cannot happen: the record's reader allows no more than a session keeps */
+            FAIL("more dm room places than a connection keeps");
+        p->last_seq = dm.last_seq;
+        p->catching_up = true;
     }
     struct hr_backlog e;
     cursor = 0;
@@ -2045,6 +2130,30 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
 
 #undef FAIL
 
+/* A moved session's dm room not joined: what was stored after its place is asked for, as a
+ * join with since that counts nobody in; meanwhile the room's messages are left to it. */
+static void dm_catch_up(struct conn *c, const struct chat_dm_place *p)
+{
+    struct chat_session *s = c->session;
+    struct chat_op *op =
+        chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
+    memcpy(op->room, p->room, sizeof op->room);
+    op->room_is_dm = true;
+    memcpy(op->user, s->user, sizeof op->user);
+    memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
+    op->guest = s->guest;
+    op->guest_session = s->guest_session;
+    op->adopt = op->rejoin = op->catch_up = true;
+    op->has_since = true;
+    op->since = p->last_seq;
+    op->names_limit = 0;
+    if (!s->guest)
+        op->ts = s->created_ms; /* rule 40 */
+    replay_pending_set(s, p->room);
+    sent(c);
+    chat_to_hub(op);
+}
+
 /* The next room a moved session joins again with the hub, or the end of its adoption. */
 static void adopt_step(struct conn *c)
 {
@@ -2074,6 +2183,14 @@ static void adopt_step(struct conn *c)
         chat_to_hub(op);
         return;
     }
+    struct chat_dms *d = chat_session_cold(s)->dms;
+    for (uint32_t i = 0; d && i < d->n; i++) {
+        struct chat_dm_place *p = &d->at[i];
+        if (p->catching_up) {
+            dm_catch_up(c, p);
+            return;
+        }
+    }
     s->adopting = false;
     if (chat_session_cold(s)->pw && chat_session_cold(s)->pw->resubmit)
         resubmit_pw(c);
@@ -2092,12 +2209,35 @@ void chat_session_thaw(struct conn *c)
     adopt_step(c);
 }
 
+/* A moved session's dm room place, caught up: what was stored after it follows, in order, and
+ * the room's messages from here on are written as they come. */
+static void dm_caught_up(struct conn *c, struct chat_op *op)
+{
+    struct chat_dm_place *p = dm_place(c->session, op->room);
+    if (!p || op->err) {
+        if (p)
+            p->catching_up = false;
+        replay_lost(c, op->room); /* what was left to it cannot be given: the client resumes */
+        chat_op_free(op);
+        return;
+    }
+    p->catching_up = false;
+    replay_take(c, op, &p->last_seq, false);
+    chat_op_free(op);
+    if (conn_is_open(c))
+        adopt_step(c);
+}
+
 /* A moved session's room, joined again: what was stored since the client's last seq follows. */
 static void adopt_joined(struct conn *c, struct chat_op *op)
 {
     struct chat_session *s = c->session;
     replay_pending_set(s, NULL);
     s->replay_skipped = false;
+    if (op->catch_up) {
+        dm_caught_up(c, op);
+        return;
+    }
     if (op->err) {
         /* The hub counted it in before the store failed to read the replay: a gap cannot be
          * left, so the client resumes, as after a failed join. */

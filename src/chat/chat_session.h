@@ -84,6 +84,10 @@ struct chat_session_cold {
     /* The search bucket (protocol 1.1 rule 73), made at the first search, as react's. */
     struct chat_bucket *search;
     char *status_text; /* with away: the status text */
+    /* The dm rooms this connection was given messages of without joining them, and where (made
+     * at the first such message: most connections never get one). A live upgrade carries them
+     * (record version 6), so the next process catches the connection up from there. */
+    struct chat_dms *dms;
 };
 
 struct chat_session {
@@ -138,6 +142,22 @@ struct chat_session {
     /* The fields an idle client leaves NULL, in one block made while any is set (and by telnet,
      * whose state is one): read them through chat_session_cold. */
     struct chat_session_cold *cold;
+};
+
+/* A dm room not joined: the newest seq written to the connection. While a moved connection is
+ * caught up (catching_up), the room's messages that reach it are left to that replay. */
+struct chat_dm_place {
+    uint64_t last_seq;
+    bool catching_up;
+    char room[CHAT_ROOM_MAX];
+};
+/* At most CHAT_DMS_MAX places, oldest first: past that the oldest not being caught up is
+ * forgotten (its room goes on from the first event the next process hears, as a record of an
+ * older version says). */
+#define CHAT_DMS_MAX HR_DMS_MAX
+struct chat_dms {
+    uint32_t n, cap;
+    struct chat_dm_place at[];
 };
 
 /* A token bucket of rule 42 with rule 23's flood count, for a request type with its own. */

@@ -1042,6 +1042,8 @@ static void join(struct hub *h, struct chat_op *op)
         hub_broker_room_made(h->hb, r->name, NULL);
     }
     if (op->stage == 0) {
+        if (op->catch_up) /* followed from here: the replay below gives what came before */
+            hub_broker_dm_caught_up(h->hb, r->name);
         if (!op->rejoin)
             member_add(h, r, op);
         if (!op->has_since || op->since >= r->latest) {

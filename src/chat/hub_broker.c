@@ -517,6 +517,14 @@ void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op)
     chat_op_free(op);
 }
 
+void hub_broker_dm_caught_up(struct hub_broker *hb, const char *room)
+{
+    char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+    if (hb->alone || !text_parse_dm_room(room, strlen(room), a, b))
+        return;
+    dm_follow(hb, room, a, b, hb->hooks.latest(hb->hooks.hub, room));
+}
+
 void hub_broker_user_gone(struct hub_broker *hb, const char *user_lc)
 {
     struct map *starts = map_del(&hb->dm_starts, user_lc);

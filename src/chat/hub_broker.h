@@ -103,6 +103,11 @@ void hub_broker_user_dms(struct hub_broker *hb, const char *user_lc, const struc
 /* The store's answer to CHAT_DM_SEQS: each dm room stored in since the user's start and not
  * followed yet is followed from that start. Takes op. */
 void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op);
+/* A connection a live upgrade moved here is caught up in a dm room it never joined, from its
+ * place there up to the hub's newest: the room is followed from that newest on (for its users
+ * here, as a dm room followed for them), so what another node stores next reaches it too. Nothing
+ * when alone or followed already. */
+void hub_broker_dm_caught_up(struct hub_broker *hb, const char *room);
 /* The user's last connection here went: the dm rooms followed for it alone are unfollowed. */
 void hub_broker_user_gone(struct hub_broker *hb, const char *user_lc);
 

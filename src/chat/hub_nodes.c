@@ -191,7 +191,7 @@ static void sync_add(void *arg, const char *user)
         l->cap = l->cap ? l->cap * 2 : 16;
         l->users = xrealloc(l->users, l->cap * sizeof *l->users);
     }
-    l->users[l->n++] = user;
+    l->users[l->n++] = xstrdup(user); /* user lives only during the call */
 }
 
 void hub_nodes_on_state(struct hub_nodes *n, bool up)
@@ -205,6 +205,8 @@ void hub_nodes_on_state(struct hub_nodes *n, bool up)
         struct sync_list l = {0};
         hub_local_members(n->hub, room, sync_add, &l);
         broker_room_sync(n->broker, room, l.users, l.n);
+        for (size_t k = 0; k < l.n; k++)
+            free((char *)l.users[k]);
         free(l.users);
     }
 }

@@ -64,7 +64,7 @@ void hub_remote_member(struct hub *h, const char *room, const char *user, bool i
 /* A remote user's status changed: presence to the rooms here where it is a member. */
 void hub_remote_status(struct hub *h, const char *user, bool away, const char *text);
 /* The users of room with a connection here, for a sync after Redis came back: calls each(arg,
- * user) for each. */
+ * user) for each, user valid only during that call (the name as shown is built in a buffer). */
 void hub_local_members(struct hub *h, const char *room, void (*each)(void *arg, const char *user),
                        void *arg);
 /* The newest seq the hub has of room (0 when unknown). */

@@ -8,8 +8,8 @@
 
 /*
  * The fields of a record and the version each appeared in (1, but for HR_PW_OP: 2,
- * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, HR_TN_WAITING, HR_REACT: 4, and
- * HR_SEARCH, HR_STATUS: 5). A field is
+ * HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE inside HR_ROOM: 3, HR_TN_WAITING, HR_REACT: 4,
+ * HR_SEARCH, HR_STATUS: 5, and HR_DM: 6). A field is
  * read only in a record whose version has it; a record without it gets the default (0, false,
  * empty, absent).
  *
@@ -40,6 +40,9 @@
  *   HR_STATUS           bytes    (5) the user's status (rule 69), if not online without text:
  *                                one byte, 1 for away, then the text (at most
  *                                HR_STATUS_TEXT_MAX bytes; the session checks it as text)
+ *   HR_DM               nested   (6) repeated, at most HR_DMS_MAX: a dm room the connection was
+ *                                given messages of without joining it (HR_DM_*): its name and
+ *                                the last seq written to the client
  */
 
 /* --- writing --- */
@@ -449,6 +452,33 @@ static int read_room(const struct field *outer, uint16_t version, struct hr_room
     return rc < 0 || !named ? -1 : 0;
 }
 
+static int read_dm(const struct field *outer, struct hr_dm *dm)
+{
+    struct fields f = {outer->v, outer->len, 0};
+    struct field x;
+    int rc;
+    memset(dm, 0, sizeof *dm);
+    bool named = false, has_seq = false;
+    while ((rc = next_field(&f, &x)) > 0) {
+        switch (x.tag) {
+        case HR_DM_NAME:
+            if (!name_of(&x, HR_ROOM_MAX, &dm->name) || x.len == 0)
+                return -1;
+            named = true;
+            break;
+        case HR_DM_LAST_SEQ:
+            if (!uint_of(&x, &dm->last_seq))
+                return -1;
+            has_seq = true;
+            break;
+        default:
+            return -1;
+        }
+    }
+    /* A place is a seq written: never 0 (nothing written keeps no place). */
+    return rc < 0 || !named || !has_seq || dm->last_seq == 0 ? -1 : 0;
+}
+
 static int read_backlog(const struct field *outer, struct hr_backlog *e)
 {
     struct fields f = {outer->v, outer->len, 0};
@@ -703,6 +733,15 @@ static int read_field(struct handover_rec *rec, const struct field *x, const cha
         rec->n_rooms++;
         return 0;
     }
+    case HR_DM: {
+        struct hr_dm dm;
+        if (rec->version < 6)
+            FAIL("a field this version does not know");
+        if (rec->n_dms >= HR_DMS_MAX || read_dm(x, &dm) < 0)
+            FAIL("a dm room that cannot be read, or more than a connection keeps");
+        rec->n_dms++;
+        return 0;
+    }
     case HR_BACKLOG: {
         struct hr_backlog e;
         if (read_backlog(x, &e) < 0)
@@ -790,6 +829,12 @@ bool handover_rec_backlog(const struct handover_rec *rec, size_t *cursor, struct
 {
     struct field x;
     return find(rec, cursor, HR_BACKLOG, &x) && read_backlog(&x, out) == 0;
+}
+
+bool handover_rec_dm(const struct handover_rec *rec, size_t *cursor, struct hr_dm *out)
+{
+    struct field x;
+    return find(rec, cursor, HR_DM, &x) && read_dm(&x, out) == 0;
 }
 
 bool handover_rec_waiting(const struct handover_rec *rec, size_t *cursor, struct hr_bytes *out)

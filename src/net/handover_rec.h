@@ -33,7 +33,13 @@
  * user's status as the connection knew it (HR_STATUS, protocol 1.1 rule 69), which the new
  * process's hub takes over: a status lives in memory only, and the hub is not handed over (a
  * writer of an older version moves the connection without it, and the status falls back to
- * online), and the search bucket (HR_SEARCH, rule 73), which an older record starts full.
+ * online), and the search bucket (HR_SEARCH, rule 73), which an older record starts full; 6
+ * adds the dm rooms the connection was given messages of without joining them, each with the
+ * last seq written to it (HR_DM), so the new process catches each one up from there (a moved
+ * connection's place in such a room, as HR_ROOM's last seq is in a joined one: without it, with
+ * several nodes, what another node stored while the connection moved was never delivered to
+ * it); an older record carries none, and such rooms go on from the first event the new process
+ * hears of them, as before.
  */
 #ifndef PARLEY_HANDOVER_REC_H
 #define PARLEY_HANDOVER_REC_H
@@ -45,7 +51,7 @@
 #include "telnet_parser.h"
 #include "ws_frame.h"
 
-#define HANDOVER_REC_VERSION 5     /* the version written */
+#define HANDOVER_REC_VERSION 6     /* the version written */
 #define HANDOVER_REC_MIN_VERSION 1 /* the oldest version read */
 #define HANDOVER_REC_HEADER 12
 #define HANDOVER_REC_MAGIC 0x52485250u /* "PRHR" little-endian */
@@ -60,6 +66,7 @@
 #define HR_TN_LINE_MAX 4096             /* a telnet line (telnet_session.h) */
 #define HR_TN_WAITING_MAX 1000          /* waiting telnet lines (config.h: TELNET_QUEUE_MAX) */
 #define HR_STATUS_TEXT_MAX (4 * 100000) /* a status text's bytes (config.c: --max-status) */
+#define HR_DMS_MAX 64 /* dm rooms not joined a connection keeps its place in (chat_session.h) */
 
 enum hr_transport { HR_HTTP = 1, HR_WEBSOCKET = 2, HR_TELNET = 3 };
 
@@ -75,6 +82,12 @@ struct hr_room {
     uint64_t joined_order; /* telnet: the most recently joined room is current */
     uint32_t told_count;   /* (3) the user count the client was last told (rule 83) */
     bool told_large;       /* (3) the room was large as it was last told */
+};
+
+/* A dm room the connection was given messages of without joining it (version 6). */
+struct hr_dm {
+    struct hr_bytes name;
+    uint64_t last_seq; /* the newest seq written to the client */
 };
 
 /* Output held back behind a replay: a message's bytes, or a replay range still to read. */
@@ -152,6 +165,7 @@ struct handover_rec {
     bool has_typing;
     uint64_t typing_age_ms;
     size_t n_rooms, n_backlog;
+    size_t n_dms;       /* (6) handover_rec_dm */
     struct hr_pw_op pw; /* version 2 */
     /* (5) the user's status as last told to the connection (rule 69); absent: online, no text */
     bool has_status, status_away;
@@ -243,6 +257,7 @@ enum hr_tag {
     HR_BACKLOG = 78, /* nested, repeated: HR_BL_* */
     HR_REACT = 79,   /* version 4; the react bucket: tokens (u64), refill age (u64), attempts */
     HR_SEARCH = 80,  /* version 5; the search bucket, as HR_REACT */
+    HR_DM = 81,      /* version 6; nested, repeated: HR_DM_* */
 
     HR_PW_OP = 90, /* version 2; nested: HR_PO_* */
 
@@ -271,6 +286,8 @@ enum {
 enum { HR_TP_STATE = 1, HR_TP_VERB, HR_TP_OVERFLOW, HR_TP_SB_LEN };
 /* Inside HR_ROOM. */
 enum { HR_RM_NAME = 1, HR_RM_LAST_SEQ, HR_RM_JOINED_ORDER, HR_RM_TOLD_COUNT, HR_RM_TOLD_LARGE };
+/* Inside HR_DM. */
+enum { HR_DM_NAME = 1, HR_DM_LAST_SEQ };
 /* Inside HR_BACKLOG. */
 enum { HR_BL_LIVE = 1, HR_BL_MSG, HR_BL_ROOM, HR_BL_AFTER, HR_BL_UNTIL, HR_BL_TS };
 /* Inside HR_PW_OP. */
@@ -307,5 +324,7 @@ bool handover_rec_room(const struct handover_rec *rec, size_t *cursor, struct hr
 bool handover_rec_backlog(const struct handover_rec *rec, size_t *cursor, struct hr_backlog *out);
 /* rec's waiting telnet lines (version 4), oldest first, as handover_rec_room. */
 bool handover_rec_waiting(const struct handover_rec *rec, size_t *cursor, struct hr_bytes *out);
+/* rec's dm rooms not joined (version 6), as handover_rec_room. */
+bool handover_rec_dm(const struct handover_rec *rec, size_t *cursor, struct hr_dm *out);
 
 #endif

@@ -68,6 +68,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(waiting == rec.tn_n_waiting && waiting <= HR_TN_WAITING_MAX);
     CHECK(rec.version >= 4 || waiting == 0);
+    /* Dm room places (version 6): named, at a seq, no more than a connection keeps. */
+    size_t dms = 0;
+    struct hr_dm dm;
+    cursor = 0;
+    while (handover_rec_dm(&rec, &cursor, &dm)) {
+        CHECK(dm.name.n > 0 && dm.name.n < HR_ROOM_MAX && dm.last_seq > 0);
+        dms++;
+    }
+    CHECK(dms == rec.n_dms && dms <= HR_DMS_MAX);
+    CHECK(rec.version >= 6 || dms == 0);
 
     uint8_t *copy = malloc(stream_len ? stream_len : 1);
     memcpy(copy, stream, stream_len);

@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { ChatClient, PASSWORD, dmRoom, uniq, withTimeout } from '../chat/lib/chat.mjs';
-import { shareEngines } from './lib/cluster.mjs';
+import { ChatClient, PASSWORD, dmRoom, eventually, uniq, withTimeout } from '../chat/lib/chat.mjs';
+import { holdingProxy, shareEngines } from './lib/cluster.mjs';
 
 const LEASE_S = 1; // --node-lease: a killed node is reaped within 0.75 s of its last refresh
 const engines = shareEngines();
@@ -148,38 +148,33 @@ test('a large room counts its members on all nodes', async (t) => {
   await a1.next((m) => m.type === 'count' && m.large === true && m.member_count === 3, 10000, 'count 3 on a');
 });
 
-// A TCP proxy to Redis whose traffic from the node can be held (buffered, in order) and let go:
-// Redis then hears nothing of that node meanwhile, a subscription included.
-async function holdingProxy(t, port) {
-  let held = null; // while holding: the chunks to send on release, as [socket, chunk]
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('data', (d) => (held ? held.push([upstream, d]) : upstream.write(d)));
-    upstream.on('data', (d) => client.write(d));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return {
-    url: `redis://127.0.0.1:${server.address().port}`,
-    hold: () => (held = []),
-    release: () => {
-      const chunks = held;
-      held = null;
-      for (const [s, d] of chunks) s.write(d);
-    },
-  };
-}
+test('members who joined on a node cut off from Redis reach the other node, every one, once it is back', async (t) => {
+  // b reaches Redis through a proxy: cut, and its reconnections held, while three guests join
+  // general there; let go, b syncs the room's members here into Redis (hub_nodes_on_state), and a
+  // member on a sees all three.
+  const proxy = await holdingProxy(t, engines.redis.port);
+  const [a, b] = await cluster(t, 2, [], {}, (i, url) => (i === 1 ? proxy.url : url));
+  const amy = await guestOn(t, a, uniq('amy'));
+  await joinGeneral(amy);
+  const downs = () => b.logLines().filter((l) => l.fields.msg === 'broker_down').length;
+  const ups = () => b.logLines().filter((l) => l.fields.msg === 'broker_up').length;
+  const [down0, up0] = [downs(), ups()];
+  proxy.holdNew();
+  proxy.cut();
+  await eventually(() => downs() > down0, 10000, 'b to find Redis gone');
+  const joiners = [];
+  for (let i = 0; i < 3; i++) {
+    const g = await guestOn(t, b, uniq('cut'));
+    await joinGeneral(g);
+    joiners.push(g.name);
+  }
+  proxy.release();
+  await eventually(() => ups() > up0, 10000, 'b to be back on Redis');
+  const want = JSON.stringify([amy.name, ...joiners].sort());
+  const who = async () => JSON.stringify([...(await amy.expect({ type: 'who', room: 'general' }, 'members')).members].sort());
+  await eventually(async () => (await who()) === want, 10000, `who on a to list ${joiners.join(', ')}`).catch(() => {});
+  assert.equal(await who(), want, 'who on a lists every member b had while cut off');
+});
 
 // A plain Redis subscriber of one channel: seen(text) resolves once a message holding text came.
 async function subscriber(t, channel) {

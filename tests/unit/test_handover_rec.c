@@ -62,6 +62,12 @@ static void write_full(struct hr_writer *w, uint16_t version)
         }
         hr_close(w);
     }
+    for (int i = 0; version >= 6 && i < 2; i++) {
+        hr_open(w, HR_DM);
+        hr_str(w, HR_DM_NAME, i == 0 ? "dm:alice:carol" : "dm:alice:dave");
+        hr_u64(w, HR_DM_LAST_SEQ, 40u + (unsigned)i);
+        hr_close(w);
+    }
     hr_open(w, HR_BACKLOG);
     hr_u64(w, HR_BL_LIVE, 1);
     hr_put(w, HR_BL_MSG, "line\r\n", 6);
@@ -132,6 +138,16 @@ static void round_trip(void **state)
     assert_int_equal(e.until, 500);
     assert_int_equal(e.ts, 1700000000000);
     assert_false(handover_rec_backlog(&r, &cursor, &e));
+    assert_int_equal(r.n_dms, 2);
+    struct hr_dm dm;
+    cursor = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_true(handover_rec_dm(&r, &cursor, &dm));
+        assert_int_equal(dm.last_seq, 40 + i);
+    }
+    assert_int_equal(dm.name.n, strlen("dm:alice:dave"));
+    assert_memory_equal(dm.name.p, "dm:alice:dave", dm.name.n);
+    assert_false(handover_rec_dm(&r, &cursor, &dm));
     /* Two records back to back: each is found by its length. */
     size_t one = w.len;
     write_full(&w, HANDOVER_REC_VERSION);
@@ -155,6 +171,11 @@ static void versions(void **state)
         assert_true(handover_rec_room(&r, &cursor, &room));
         assert_int_equal(room.told_count, v >= 3 ? 15000 : 0);
         assert_int_equal(room.told_large, v >= 3);
+        /* Versions before 6 carry no dm room places: none, and the rooms go on as before. */
+        struct hr_dm dm;
+        cursor = 0;
+        assert_int_equal(r.n_dms, v >= 6 ? 2 : 0);
+        assert_int_equal(handover_rec_dm(&r, &cursor, &dm), v >= 6);
         hr_writer_free(&w);
     }
     /* A version this binary does not claim: refused, not half read. */
@@ -458,6 +479,64 @@ static void status_field(void **state)
     }
 }
 
+/* A record of `version` with n dm room places, each named name (NULL: none) at seq (NULL: none). */
+static int read_dms(uint16_t version, size_t n, const char *name, const uint64_t *seq)
+{
+    struct hr_writer w = {0};
+    struct handover_rec r;
+    hr_begin(&w, version);
+    hr_u64(&w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_u64(&w, HR_CHAT, 1);
+    for (size_t i = 0; i < n; i++) {
+        hr_open(&w, HR_DM);
+        if (name)
+            hr_str(&w, HR_DM_NAME, name);
+        if (seq)
+            hr_u64(&w, HR_DM_LAST_SEQ, *seq);
+        hr_close(&w);
+    }
+    hr_end(&w);
+    int rc = handover_rec_read(w.buf, w.len, &r, &why);
+    if (rc == 0)
+        assert_int_equal(r.n_dms, n);
+    hr_writer_free(&w);
+    return rc;
+}
+
+/* Dm room places (version 6): up to HR_DMS_MAX read; refused in a version 5 record, past the
+ * bound, without a name or a seq, at seq 0, with a name longer than a room's, or with a field
+ * a place does not have. */
+static void dm_places(void **state)
+{
+    (void)state;
+    const uint64_t seq = 7, zero = 0;
+    char long_name[HR_ROOM_MAX + 2];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_int_equal(read_dms(6, 1, "dm:a:b", &seq), 0);
+    assert_int_equal(read_dms(6, HR_DMS_MAX, "dm:a:b", &seq), 0);
+    assert_int_equal(read_dms(5, 1, "dm:a:b", &seq), -1);
+    assert_string_equal(why, "a field this version does not know");
+    assert_int_equal(read_dms(6, HR_DMS_MAX + 1, "dm:a:b", &seq), -1);
+    assert_int_equal(read_dms(6, 1, NULL, &seq), -1);
+    assert_int_equal(read_dms(6, 1, "dm:a:b", NULL), -1);
+    assert_int_equal(read_dms(6, 1, "dm:a:b", &zero), -1);
+    assert_int_equal(read_dms(6, 1, "", &seq), -1);
+    assert_int_equal(read_dms(6, 1, long_name, &seq), -1);
+    struct hr_writer w = {0};
+    struct handover_rec r;
+    hr_begin(&w, 6);
+    hr_u64(&w, HR_TRANSPORT, HR_WEBSOCKET);
+    hr_open(&w, HR_DM);
+    hr_str(&w, HR_DM_NAME, "dm:a:b");
+    hr_u64(&w, HR_DM_LAST_SEQ, 3);
+    hr_u64(&w, HR_DM_LAST_SEQ + 1, 1);
+    hr_close(&w);
+    hr_end(&w);
+    assert_int_equal(handover_rec_read(w.buf, w.len, &r, &why), -1);
+    hr_writer_free(&w);
+}
+
 static void write_pw(struct hr_writer *w, uint16_t version, const char *password)
 {
     hr_begin(w, version);
@@ -706,6 +785,7 @@ int main(void)
         cmocka_unit_test(told_fields_need_version_3),
         cmocka_unit_test(waiting_lines),
         cmocka_unit_test(status_field),
+        cmocka_unit_test(dm_places),
         cmocka_unit_test(buckets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

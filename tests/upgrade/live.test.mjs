@@ -4,10 +4,11 @@
 // and an HTTP request cut in two by the client are finished after the handover), messages keep
 // their seqs with nothing lost or doubled, and the old process exits at once. A reader that
 // stopped reading in the middle of a long replay gets the rest of it, exactly once, then what was
-// said meanwhile. healthz and metrics count what was handed over.
+// said meanwhile. healthz and metrics count what was handed over. DMs in dm rooms nobody joined,
+// sent all through two upgrades, reach every connection of both users exactly once, in order.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ChatClient, guest, ms, uniq, uniqRoom } from '../chat/lib/chat.mjs';
+import { ChatClient, dmRoom, guest, ms, tab, uniq, uniqRoom, user } from '../chat/lib/chat.mjs';
 import { scrape, sum } from '../chat/lib/metrics.mjs';
 import { RawChat } from '../chat/lib/rawchat.mjs';
 import { telnetLogin } from '../chat/lib/telnet.mjs';
@@ -151,4 +152,50 @@ test('live: a reader paused in the middle of a long replay gets the rest exactly
   }
   assertRun(seqs, 0, N + 1, 'the reader\'s replay and the message after it');
   assert.equal((await reader.request({ type: 'ping' })).type, 'pong');
+});
+
+test('live: DMs in dm rooms never joined, sent all through two upgrades, reach every connection of both users exactly once in seq order', async (t) => {
+  const lineage = await Lineage.start(t, ['--rate-limit', '0']);
+  const { server } = lineage;
+  // x on two connections, y and z on one each. x and y have a DM before the upgrades (each of
+  // their connections has a place in the room); y and z have their first during the upgrades.
+  const x = await user(server, t, uniq('dx'));
+  const x2 = await tab(server, t, x);
+  const y = await user(server, t, uniq('dy'));
+  const z = await user(server, t, uniq('dz'));
+  const xy = { room: dmRoom(x.name, y.name), conns: [x, x2, y], sent: [] };
+  const yz = { room: dmRoom(y.name, z.name), conns: [y, z], sent: [] };
+  const opening = await x.dm(y.name, 'before', { cid: 'xy-open' });
+  xy.sent.push({ seq: opening.seq, text: 'before' });
+  for (const c of xy.conns) await c.nextMessage(xy.room, (m) => m.seq === opening.seq);
+
+  // Each sender on until both upgrades are over (its input held while a handover runs), then 3
+  // more: every DM is acked, by one process or the other.
+  let over = false;
+  const sendOn = async (from, to, pair, tag) => {
+    for (let k = 0; k < 3 || !over; k++) {
+      const text = `${tag} ${k}`;
+      const ack = await from.dm(to.name, text, { cid: `${tag}-${k}` });
+      pair.sent.push({ seq: ack.seq, text });
+    }
+  };
+  const senders = Promise.all([sendOn(x, y, xy, 'x>y'), sendOn(y, x, xy, 'y>x'), sendOn(x2, y, xy, 'x2>y'), sendOn(y, z, yz, 'y>z'), sendOn(z, y, yz, 'z>y')]);
+  for (let u = 0; u < 2; u++) {
+    const { oldPid } = await lineage.upgrade();
+    await gone(oldPid, EXIT_MARGIN, 'the old process to exit once it holds nothing');
+  }
+  over = true;
+  await senders;
+
+  for (const pair of [xy, yz]) {
+    const sent = pair.sent.sort((a, b) => a.seq - b.seq);
+    const last = sent.at(-1).seq;
+    for (const c of pair.conns) {
+      assert.ok(c.isOpen && c.closeInfo === null, `${c.label} was never closed`);
+      if (!c.log.some((m) => m.type === 'message' && m.room === pair.room && m.seq === last)) await c.nextMessage(pair.room, (m) => m.seq === last);
+      const got = c.log.filter((m) => m.type === 'message' && m.room === pair.room);
+      assertRun(got.map((m) => m.seq), sent[0].seq - 1, last, `${c.label} in ${pair.room}`);
+      assert.deepEqual(got.map((m) => m.text), sent.map((m) => m.text), `${c.label}: the DM texts in seq order`);
+    }
+  }
 });

@@ -7,6 +7,7 @@ import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,4 +147,61 @@ export function shareEngines({ databases = 64 } = {}) {
     return nodes;
   };
   return engines;
+}
+
+// A TCP proxy to Redis whose traffic from a node can be held (buffered, in order) and let go:
+// Redis then hears nothing of it meanwhile, a subscription included. hold() holds what every
+// connection sends; holdNew(marker) only what the connections opened from then on send (a live
+// upgrade's new process's, not the old one's), and with a marker only from the first bytes
+// holding it on (`:u:`: a subscription to a user's channel); release() lets it all go, in order;
+// cut() closes every connection there is (the node finds Redis gone).
+export async function holdingProxy(t, port) {
+  let held = null; // while holding: the chunks to send on release, as [socket, chunk]
+  let onlyNew = false;
+  let marker = null;
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    const isNew = Boolean(held && onlyNew); // opened while new ones are held
+    let holdsThis = isNew && !marker;
+    const holding = (d) => {
+      if (isNew && held && !holdsThis && marker) holdsThis = d.includes(marker);
+      return held && (!onlyNew || holdsThis);
+    };
+    client.on('data', (d) => (holding(d) ? held.push([upstream, d]) : upstream.write(d)));
+    upstream.on('data', (d) => client.write(d));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    url: `redis://127.0.0.1:${server.address().port}`,
+    hold: () => {
+      held = [];
+      onlyNew = false;
+    },
+    holdNew: (mark = null) => {
+      held = [];
+      onlyNew = true;
+      marker = mark;
+    },
+    cut: () => {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    release: () => {
+      const chunks = held;
+      held = null;
+      for (const [s, d] of chunks ?? []) s.write(d);
+    },
+  };
 }
