@@ -28,6 +28,12 @@ const broadcasts = QUICK
   ? [{ n: 1000, messages: 100 }, { n: 500, messages: 100 }]
   : [{ n: 10000, messages: 300 }, { n: 5000, messages: 500 }];
 const allToAll = { n: 100, rounds: QUICK ? 20 : 100 };
+// The reconnect storm (parley only: the peers have no login, rooms or replay): the largest set-up's
+// clients in one room, 3 messages a second from them all (45,000 deliveries a second at 15,000,
+// a fifth of a core here: the storm, not the traffic, is what is measured); for the last 2 s before
+// the drop they read nothing, so every client has at least the 6 messages sent meanwhile to
+// replay and acks it missed, sent again with the same cid once back.
+const storm = { n: idleSizes[idleSizes.length - 1], rate: 3, before: 3, lag: 2 };
 // One generator process holds at most 10,000 clients: the file limit is 20,000 per process here,
 // and with two processes the two cores share the reading of a big room's traffic.
 const procs = (n) => Math.ceil(n / 10000);
@@ -118,6 +124,12 @@ async function run(server, args) {
 // Every scenario against every server, the servers taking turns so that noise hits all alike.
 const plan = [
   ...idleSizes.map((n) => ({ id: `idle${n}`, args: ['--scenario', 'idle', '-n', String(n), '--procs', String(procs(n)), '--duration', '2'] })),
+  {
+    id: 'storm',
+    only: 'parley',
+    args: ['--scenario', 'storm', '-n', String(storm.n), '--procs', String(procs(storm.n)), '--rooms', '1', '--send-rate', String(storm.rate),
+      '--duration', String(storm.before), '--storm-lag', String(storm.lag)],
+  },
   ...broadcasts.map(({ n, messages }) => ({
     id: `broadcast${n}`,
     args: ['--scenario', 'broadcast', '-n', String(n), '--procs', String(procs(n)), '--messages', String(messages), '--inflight', '4', '--duration', '120'],
@@ -129,7 +141,7 @@ const load = os.loadavg()[0];
 const results = {};
 for (const step of plan) {
   results[step.id] = {};
-  for (const server of servers) results[step.id][server.key] = await run(server, step.args);
+  for (const server of servers) if (!step.only || step.only === server.key) results[step.id][server.key] = await run(server, step.args);
 }
 
 // The table: one row per figure, parley and each peer, and parley's ratio to each.
@@ -145,6 +157,17 @@ for (const n of idleSizes) {
   rows.push([`${num(n, 0)} clients log in and join ONE room (peers: connect only): all ready`, r, (x) => x.setup_s, units.s]);
   rows.push([`server RSS per idle client, ${num(n, 0)} in one room`, r, (x) => x.rss_bytes_per_client, units.bytes]);
   rows.push([`server CPU during that set-up, ${num(n, 0)}`, r, (x) => x.server_cpu_setup_s, units.s]);
+}
+{
+  // Issue 9's bound for the storm is the peers' plain connect of as many clients, in this run.
+  const connect = results[`idle${storm.n}`];
+  const r = { parley: results.storm.parley, relay: connect.relay, gorilla: connect.gorilla };
+  const what = `${num(storm.n, 0)} clients reconnect at once with since (${storm.rate} messages/s, each with at least ${storm.rate * storm.lag} to replay)`;
+  rows.push([`${what}: all back and replayed (peers: their ${num(storm.n, 0)} connects above)`, r,
+    (x) => x.storm_s ?? x.setup_s, units.s]);
+  rows.push([`server CPU from the drop to all back, ${num(storm.n, 0)} (peers: during their connects)`, r,
+    (x) => x.server_cpu_storm_s ?? x.server_cpu_setup_s, units.s]);
+  if (r.parley.replay_min < storm.rate * storm.lag) fail(`the storm left a client with only ${r.parley.replay_min} messages replayed`);
 }
 for (const { n, messages } of broadcasts) {
   const r = results[`broadcast${n}`];
@@ -198,7 +221,7 @@ out.push('');
 out.push('```');
 for (const s of servers) out.push(`${s.key.padEnd(7)}  ${s.command}`);
 out.push('');
-for (const step of plan) out.push(`build/bench/loadgen ${step.args.join(' ')} --url ws://127.0.0.1:PORT/PATH --server-pid PID`);
+for (const step of plan) out.push(`build/bench/loadgen ${step.args.join(' ')} --url ws://127.0.0.1:PORT/PATH --server-pid PID${step.only ? `   (${step.only} only)` : ''}`);
 out.push('');
 for (const s of servers) out.push(`  ${s.key.padEnd(7)}  PATH ${s.wsPath}${s.args.length ? `, plus ${s.args.join(' ')}` : ''}`);
 out.push('```');

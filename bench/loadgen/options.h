@@ -28,6 +28,7 @@ struct options {
     uint32_t rounds;   /* all */
     double send_rate;  /* rooms, storm: messages per second, all clients together */
     double duration;   /* idle: hold; others: the traffic's time bound (storm: before the storm) */
+    double storm_lag;  /* storm: seconds the clients read nothing before the drop */
     double connect_rate; /* new connections per second, 0 = no pacing */
     uint32_t batch;      /* connections being set up at once */
     uint32_t procs;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A client's protocol stage. */
@@ -288,6 +289,7 @@ static void on_message(struct client *c, const struct jscan_value *v)
     W.deliveries++;
     if (replay) {
         W.replayed++;
+        c->replayed++;
     } else {
         hist_add(&W.me->latency, now - t);
         if (fresh)
@@ -504,7 +506,7 @@ static void paced_sends(void)
 
 static void traffic(void)
 {
-    if (W.phase != PH_TRAFFIC && W.phase != PH_STORM)
+    if (W.phase != PH_TRAFFIC && W.phase != PH_LAG && W.phase != PH_STORM)
         return;
     switch (W.o->scenario) {
     case SC_BROADCAST:
@@ -640,6 +642,10 @@ static void on_phase(int phase)
 static void write_results(void)
 {
     struct board_worker *me = W.me;
+    me->replay_min = UINT64_MAX;
+    for (uint32_t i = 0; i < W.count; i++)
+        if (W.cl[i].stage != ST_DEAD && W.cl[i].replayed < me->replay_min)
+            me->replay_min = W.cl[i].replayed;
     me->sent = W.sent;
     me->resent = W.resent;
     me->acked = W.acked;
@@ -691,6 +697,13 @@ int run_worker(const struct options *o, struct board *b, uint32_t w, uint32_t fi
             on_phase(phase);
         if (phase == PH_END)
             break;
+        if (phase == PH_LAG) {
+            /* Deaf: what the server writes stays unread in the sockets, and goes with the drop. */
+            traffic();
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         if (phase == PH_SETUP || phase == PH_STORM)
             connect_some();
         traffic();

@@ -92,6 +92,15 @@ describe('against parley', () => {
     assert.equal(run.result.deliveries, run.result.sent * (CLIENTS / 15));
   });
 
+  test('storm with a lag: every client has what was sent while it read nothing replayed, and its missed acks resent', async () => {
+    const run = await loadgen([...common(), '--scenario', 'storm', '--rooms', '15', '--send-rate', '300', '--duration', '0.5', '--storm-lag', '0.5', '--batch', '50']);
+    assertExactlyOnce(run);
+    // 300/s over 15 rooms for 0.5 s unread: 10 a room, less the pacing's rounding and the first turn.
+    assert.ok(run.result.replay_min >= 5, `replay_min ${run.result.replay_min}`);
+    assert.ok(run.result.resent > 0, 'the sends made during the lag were never acked to their senders');
+    assert.equal(run.result.deliveries, run.result.sent * (CLIENTS / 15));
+  });
+
   test('a name that is taken is a failed connection and a failing exit', async () => {
     // A guest holds "dup0"; a run that asks for the same name gets name_taken.
     const holder = await ChatClient.connect({ wsUrl: url }, { label: 'dup0 holder' });
@@ -313,6 +322,7 @@ test('a bad command line exits 2 and says why; no address off loopback is accept
     [['--scenario', 'storm', '--protocol', 'relay'], /parley's only/],
     [['--clients', '0'], /--clients/],
     [['--relay-lines'], /--relay-lines is for --protocol relay/],
+    [['--scenario', 'rooms', '--storm-lag', '1'], /--storm-lag is for the storm/],
   ]) {
     const run = await loadgen(args);
     assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
