@@ -55,6 +55,7 @@ struct board_worker {
     /* Results, written once at PH_END. */
     uint64_t sent, resent, acked, deliveries, replayed;
     uint64_t replay_min; /* storm: the fewest messages a client of this worker had replayed */
+    uint64_t retries;    /* --storm-restart: reconnects tried again */
     struct faults faults;
     struct hist latency; /* send -> receipt, every live delivery */
     struct hist fanout;  /* broadcast: send -> the last receiver */

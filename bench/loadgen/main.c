@@ -328,6 +328,8 @@ int main(int argc, char **argv)
         if (opt.scenario == SC_STORM) {
             if (opt.storm_lag > 0) {
                 board_set_phase(B, PH_LAG);
+                if (opt.storm_restart)
+                    printf("STORM-LAG\n"); /* the cue to restart the server */
                 hold(opt.storm_lag);
             }
             s_storm0 = sample_server();
@@ -374,7 +376,8 @@ int main(int argc, char **argv)
     hist_init(fan);
     hist_init(set);
     struct faults f = {0};
-    uint64_t sent = 0, resent = 0, acked = 0, deliveries = 0, replayed = 0, replay_min = UINT64_MAX;
+    uint64_t sent = 0, resent = 0, acked = 0, deliveries = 0, replayed = 0, replay_min = UINT64_MAX,
+             retries = 0;
     const char *problem = "";
     for (uint32_t i = 0; i < B->workers; i++) {
         struct board_worker *w = &B->w[i];
@@ -386,6 +389,7 @@ int main(int argc, char **argv)
         acked += w->acked;
         deliveries += w->deliveries;
         replayed += w->replayed;
+        retries += w->retries;
         if (w->replay_min < replay_min)
             replay_min = w->replay_min;
         f.lost += w->faults.lost;
@@ -460,11 +464,19 @@ int main(int argc, char **argv)
             printf("  rounds: %llu, round time p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
                    (unsigned long long)B->rounds.count, ms(hist_percentile(&B->rounds, 50)),
                    ms(hist_percentile(&B->rounds, 99)), ms(B->rounds.count ? B->rounds.max : 0));
-        if (opt.scenario == SC_STORM)
+        if (opt.scenario == SC_STORM && !opt.storm_restart)
             printf("  storm: %llu clients back and replayed %.2f s after all dropped (server CPU "
                    "%.2f s); each had at least %llu message%s replayed\n",
                    (unsigned long long)SUM(back), (double)(t_back - t_storm) / 1e9, cpu_storm,
                    (unsigned long long)replay_min, replay_min == 1 ? "" : "s");
+        if (opt.scenario == SC_STORM && opt.storm_restart) /* --server-pid is the old process */
+            printf("  storm: %llu clients back and replayed %.2f s after all dropped; each had at "
+                   "least %llu message%s replayed\n",
+                   (unsigned long long)SUM(back), (double)(t_back - t_storm) / 1e9,
+                   (unsigned long long)replay_min, replay_min == 1 ? "" : "s");
+        if (opt.storm_restart)
+            printf("  storm: %llu reconnects tried again while the server restarted\n",
+                   (unsigned long long)retries);
         if (s_t0.ok && opt.scenario != SC_IDLE)
             printf("  server CPU during traffic: %.2f s = %.3f ms per 1000 deliveries\n",
                    cpu_traffic, deliveries ? cpu_traffic * 1e6 / (double)deliveries : 0);
@@ -500,8 +512,10 @@ int main(int argc, char **argv)
     if (opt.scenario == SC_ALL)
         print_json_hist("round_ms", &B->rounds);
     if (opt.scenario == SC_STORM)
-        printf(",\"storm_s\":%.3f,\"server_cpu_storm_s\":%.2f,\"replay_min\":%llu",
-               (double)(t_back - t_storm) / 1e9, cpu_storm, (unsigned long long)replay_min);
+        printf(",\"storm_s\":%.3f,\"server_cpu_storm_s\":%.2f,\"replay_min\":%llu,"
+               "\"storm_retries\":%llu",
+               (double)(t_back - t_storm) / 1e9, cpu_storm, (unsigned long long)replay_min,
+               (unsigned long long)retries);
     if (s_before.ok)
         printf(",\"server_cpu_setup_s\":%.2f,\"server_cpu_traffic_s\":%.2f,"
                "\"server_cpu_ms_per_1000\":%.4f,\"server_rss_kib\":{\"before\":%llu,"

@@ -58,7 +58,13 @@ struct worker {
     /* results */
     uint64_t sent, resent, acked, deliveries, replayed;
     struct faults f;
+    /* --storm-restart: clients to connect again, in the order they failed (each 20 ms later) */
+    uint32_t *retry;
+    uint32_t retry_head, retry_len;
+    uint64_t retries;
 };
+
+#define RETRY_NS 20000000ull
 
 static struct worker W;
 
@@ -173,6 +179,25 @@ static void client_back(struct client *c)
     atomic_fetch_add(&W.me->back, 1);
     for (uint32_t k = c->acked + 1; k <= c->sent && c->fd >= 0; k++)
         send_one(c, k, true);
+}
+
+/*
+ * --storm-restart: c, not back yet, lost its connection or could not connect (the server is
+ * restarting): it goes back in line. Returns false outside that case.
+ */
+static bool client_retry(struct client *c)
+{
+    if (!W.o->storm_restart || W.phase != PH_STORM || c->stage < ST_CONNECTING ||
+        c->stage > ST_REPLAY)
+        return false;
+    if (c->stage <= ST_WAIT_JOINED)
+        W.connecting--;
+    client_close(&W.net, c);
+    c->stage = ST_NONE;
+    c->t_connect = board_now() + RETRY_NS; /* when it may try again */
+    W.retry[(W.retry_head + W.retry_len++) % W.count] = (uint32_t)(c - W.cl);
+    W.retries++;
+    return true;
 }
 
 /* c will not become ready (or was closed under us): it leaves the run. */
@@ -453,19 +478,35 @@ static void on_open(struct net *n, struct client *c)
 static void on_closed(struct net *n, struct client *c, const char *why)
 {
     (void)n;
+    if (client_retry(c))
+        return;
     problem("client %u: %s", c->id, why);
     client_dead(c);
+}
+
+/* The next client to connect: one whose retry is due, else the next in order; NULL if none. */
+static struct client *next_to_connect(uint64_t now)
+{
+    if (W.retry_len && W.cl[W.retry[W.retry_head]].t_connect <= now) {
+        struct client *c = &W.cl[W.retry[W.retry_head]];
+        W.retry_head = (W.retry_head + 1) % W.count;
+        W.retry_len--;
+        return c;
+    }
+    return W.next_connect < W.count ? &W.cl[W.next_connect++] : NULL;
 }
 
 /* Starts connections while the batch and the rate allow. */
 static void connect_some(void)
 {
     uint64_t now = board_now();
-    while (W.next_connect < W.count && W.connecting < W.batch) {
+    while (W.connecting < W.batch) {
         if (W.connect_rate > 0 &&
             (double)W.connects_started >= W.connect_rate * (double)(now - W.connect_start) / 1e9)
             break;
-        struct client *c = &W.cl[W.next_connect++];
+        struct client *c = next_to_connect(now);
+        if (!c)
+            break;
         if (c->stage == ST_DEAD)
             continue;
         c->t_connect = now;
@@ -473,7 +514,7 @@ static void connect_some(void)
         W.connecting++;
         W.connects_started++;
         int r = client_connect(&W.net, c);
-        if (r < 0) {
+        if (r < 0 && !client_retry(c)) {
             problem("client %u: connect: %s", c->id, strerror(-r));
             client_dead(c);
         }
@@ -642,6 +683,7 @@ static void on_phase(int phase)
 static void write_results(void)
 {
     struct board_worker *me = W.me;
+    me->retries = W.retries;
     me->replay_min = UINT64_MAX;
     for (uint32_t i = 0; i < W.count; i++)
         if (W.cl[i].stage != ST_DEAD && W.cl[i].replayed < me->replay_min)
@@ -686,6 +728,13 @@ int run_worker(const struct options *o, struct board *b, uint32_t w, uint32_t fi
         W.cl[i].room = room_of(first + i);
     }
     alloc_slots();
+    if (o->storm_restart) {
+        W.retry = calloc(count ? count : 1, sizeof *W.retry);
+        if (!W.retry) {
+            fprintf(stderr, "loadgen: out of memory for %u clients\n", count);
+            return 1;
+        }
+    }
     struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(W.net.epfd, EPOLL_CTL_ADD, W.me->efd, &wake);
     W.connect_start = board_now();
