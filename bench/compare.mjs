@@ -28,6 +28,17 @@ const broadcasts = QUICK
   ? [{ n: 1000, messages: 100 }, { n: 500, messages: 100 }]
   : [{ n: 10000, messages: 300 }, { n: 5000, messages: 500 }];
 const allToAll = { n: 100, rounds: QUICK ? 20 : 100 };
+// The reconnect storm (parley only: the peers have no login, rooms or replay): the largest set-up's
+// clients in one room, 3 messages a second from them all (45,000 deliveries a second at 15,000,
+// a fifth of a core here: the storm, not the traffic, is what is measured); for the last 2 s before
+// the drop they read nothing, so every client has at least the 6 messages sent meanwhile to
+// replay and acks it missed, sent again with the same cid once back.
+const storm = { n: idleSizes[idleSizes.length - 1], rate: 3, before: 3, lag: 2 };
+// And once more with a real restart: 1.5 s into the lag parley is killed (SIGKILL) and started
+// again on the same port and data, so the clients come back to a new process: its room small
+// until its first tick, its replays read from SQLite. What was sent in the last 0.5 s of the lag
+// never reached the old process; it is sent again with its cid once back.
+const restartAfterMs = 1500;
 // One generator process holds at most 10,000 clients: the file limit is 20,000 per process here,
 // and with two processes the two cores share the reading of a big room's traffic.
 const procs = (n) => Math.ceil(n / 10000);
@@ -115,9 +126,73 @@ async function run(server, args) {
   return result;
 }
 
+// The storm with a restart (parley only): as run(), but the server is killed on the generator's
+// STORM-LAG cue (after restartAfterMs) and started again on its port and data; resolves with the
+// RESULT, and the new process's CPU time until the end in server_cpu_restarted_s.
+async function runRestart(args) {
+  const server = servers[0];
+  let s;
+  try {
+    s = await startWithin(server.name, server.start);
+  } catch (e) {
+    fail(`${server.name} (${server.command}) did not start: ${e.message}`);
+  }
+  const { port, data } = s;
+  const full = [...args, '--url', `ws://127.0.0.1:${port}${server.wsPath}`, '--server-pid', String(s.proc.pid), ...server.args];
+  console.log(`\n== ${server.name}, restarted in the lag: loadgen ${full.join(' ')}`);
+  let restarting = null;
+  const restart = async () => {
+    await new Promise((r) => setTimeout(r, restartAfterMs));
+    const gone = new Promise((r) => s.proc.once('exit', r));
+    s.proc.kill('SIGKILL');
+    await gone;
+    try {
+      s = await startWithin(server.name, () => startParley({ port, data }));
+    } catch (e) {
+      fail(`${server.name} did not start again on port ${port}: ${e.message}`);
+    }
+  };
+  const result = await new Promise((resolve) => {
+    const child = spawn(LOADGEN, full, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (!restarting && out.includes('STORM-LAG')) restarting = restart();
+    });
+    child.on('exit', async (code) => {
+      await restarting;
+      console.log(out.split('\n').filter((l) => !l.startsWith('RESULT ') && l).join('\n'));
+      const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+      resolve(line ? { ...JSON.parse(line.slice(7)), exit: code } : { ok: false, exit: code, problem: 'no RESULT line' });
+    });
+  });
+  const stat = readFileSync(`/proc/${s.proc.pid}/stat`, 'utf8');
+  const [utime, stime] = stat.slice(stat.lastIndexOf(')') + 2).split(' ').slice(11, 13).map(Number);
+  result.server_cpu_restarted_s = (utime + stime) / 100; // USER_HZ
+  s.proc.kill('SIGKILL');
+  if (!restarting) fail('the generator never gave the STORM-LAG cue');
+  if (!result.ok || result.exit !== 0) {
+    fail(`${server.name} restarted: loadgen ${full.join(' ')}: exit ${result.exit}: ${JSON.stringify(result.faults ?? {})} ${result.problem ?? ''}`);
+  }
+  return result;
+}
+
 // Every scenario against every server, the servers taking turns so that noise hits all alike.
 const plan = [
   ...idleSizes.map((n) => ({ id: `idle${n}`, args: ['--scenario', 'idle', '-n', String(n), '--procs', String(procs(n)), '--duration', '2'] })),
+  {
+    id: 'storm',
+    only: 'parley',
+    args: ['--scenario', 'storm', '-n', String(storm.n), '--procs', String(procs(storm.n)), '--rooms', '1', '--send-rate', String(storm.rate),
+      '--duration', String(storm.before), '--storm-lag', String(storm.lag)],
+  },
+  {
+    id: 'restart',
+    only: 'parley',
+    restart: true,
+    args: ['--scenario', 'storm', '-n', String(storm.n), '--procs', String(procs(storm.n)), '--rooms', '1', '--send-rate', String(storm.rate),
+      '--duration', String(storm.before), '--storm-lag', String(storm.lag), '--storm-restart'],
+  },
   ...broadcasts.map(({ n, messages }) => ({
     id: `broadcast${n}`,
     args: ['--scenario', 'broadcast', '-n', String(n), '--procs', String(procs(n)), '--messages', String(messages), '--inflight', '4', '--duration', '120'],
@@ -129,7 +204,10 @@ const load = os.loadavg()[0];
 const results = {};
 for (const step of plan) {
   results[step.id] = {};
-  for (const server of servers) results[step.id][server.key] = await run(server, step.args);
+  for (const server of servers) {
+    if (step.only && step.only !== server.key) continue;
+    results[step.id][server.key] = step.restart ? await runRestart(step.args) : await run(server, step.args);
+  }
 }
 
 // The table: one row per figure, parley and each peer, and parley's ratio to each.
@@ -145,6 +223,23 @@ for (const n of idleSizes) {
   rows.push([`${num(n, 0)} clients log in and join ONE room (peers: connect only): all ready`, r, (x) => x.setup_s, units.s]);
   rows.push([`server RSS per idle client, ${num(n, 0)} in one room`, r, (x) => x.rss_bytes_per_client, units.bytes]);
   rows.push([`server CPU during that set-up, ${num(n, 0)}`, r, (x) => x.server_cpu_setup_s, units.s]);
+}
+{
+  // Issue 9's bound for the storm is the peers' plain connect of as many clients, in this run.
+  const connect = results[`idle${storm.n}`];
+  const r = { parley: results.storm.parley, relay: connect.relay, gorilla: connect.gorilla };
+  const what = `${num(storm.n, 0)} clients reconnect at once with since (${storm.rate} messages/s, each with at least ${storm.rate * storm.lag} to replay)`;
+  rows.push([`${what}: all back and replayed (peers: their ${num(storm.n, 0)} connects above)`, r,
+    (x) => x.storm_s ?? x.setup_s, units.s]);
+  rows.push([`server CPU from the drop to all back, ${num(storm.n, 0)} (peers: during their connects)`, r,
+    (x) => x.server_cpu_storm_s ?? x.server_cpu_setup_s, units.s]);
+  if (r.parley.replay_min < storm.rate * storm.lag) fail(`the storm left a client with only ${r.parley.replay_min} messages replayed`);
+  const rr = { parley: results.restart.parley, relay: connect.relay, gorilla: connect.gorilla };
+  rows.push([`the same after a restart (parley killed 1.5 s into the lag, started again on its data): all back and replayed`, rr,
+    (x) => x.storm_s ?? x.setup_s, units.s]);
+  rows.push([`server CPU of the restarted process, from its start to the end of the run (peers: during their connects)`, rr,
+    (x) => x.server_cpu_restarted_s ?? x.server_cpu_setup_s, units.s]);
+  if (rr.parley.replay_min < 1) fail('the storm after a restart left a client with nothing replayed');
 }
 for (const { n, messages } of broadcasts) {
   const r = results[`broadcast${n}`];
@@ -198,7 +293,10 @@ out.push('');
 out.push('```');
 for (const s of servers) out.push(`${s.key.padEnd(7)}  ${s.command}`);
 out.push('');
-for (const step of plan) out.push(`build/bench/loadgen ${step.args.join(' ')} --url ws://127.0.0.1:PORT/PATH --server-pid PID`);
+for (const step of plan) {
+  const note = step.restart ? `   (${step.only} only; killed ${restartAfterMs} ms after it prints STORM-LAG, started again on PORT and DIR)` : step.only ? `   (${step.only} only)` : '';
+  out.push(`build/bench/loadgen ${step.args.join(' ')} --url ws://127.0.0.1:PORT/PATH --server-pid PID${note}`);
+}
 out.push('');
 for (const s of servers) out.push(`  ${s.key.padEnd(7)}  PATH ${s.wsPath}${s.args.length ? `, plus ${s.args.join(' ')}` : ''}`);
 out.push('```');

@@ -32,10 +32,10 @@ export function start(cmd, args, readyPattern) {
 // rooms: public rooms to make before the benchmark's clients come (they log in as guests, and a
 // guest's join does not create a room: protocol 1.1 rule 60); a registered user makes them.
 // alsoLogged: log fields (e.g. 'msg=broker_up') that must appear too, in any order, before it is ready.
-export async function startParley({ bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley'), args = [], rooms = [], alsoLogged = [] } = {}) {
-  const data = mkdtempSync(path.join(tmpdir(), 'parley-bench-'));
+// port and data: those of a server started again (a restart), instead of new ones.
+export async function startParley({ bin = process.env.PARLEY_BIN ?? path.join(root, 'build/release/parley'), args = [], rooms = [], alsoLogged = [], port = 0, data = mkdtempSync(path.join(tmpdir(), 'parley-bench-')) } = {}) {
   const also = alsoLogged.map((f) => `(?=[\\s\\S]*${f})`).join('');
-  const server = await start(bin, ['--http', '127.0.0.1:0', '--telnet', '127.0.0.1:0', '--data', data,
+  const server = await start(bin, ['--http', `127.0.0.1:${port}`, '--telnet', '127.0.0.1:0', '--data', data,
     '--rate-limit', '0', '--max-conns-per-ip', '0', ...args], new RegExp(`^${also}[\\s\\S]*?transport=http addr=127\\.0\\.0\\.1:(\\d+)[\\s\\S]*msg=ready`));
   server.data = data;
   server.telnetPort = Number(/transport=telnet addr=127\.0\.0\.1:(\d+)/.exec(server.out)[1]);

@@ -24,6 +24,7 @@ enum phase {
     PH_SETUP,   /* connecting, logging in, joining */
     PH_HOLD,    /* idle: everyone connected, nothing sent */
     PH_TRAFFIC, /* the scenario's sends */
+    PH_LAG,     /* storm: the sends go on, the clients read nothing (--storm-lag) */
     PH_STORM,   /* storm: every client dropped its connection and comes back */
     PH_DRAIN,   /* no new sends; waiting for the acks of those sent */
     PH_CHECK,   /* waiting until every receiver has everything that was sent */
@@ -53,6 +54,8 @@ struct board_worker {
     int efd;                      /* this worker's eventfd: the coordinator's and others' wake-up */
     /* Results, written once at PH_END. */
     uint64_t sent, resent, acked, deliveries, replayed;
+    uint64_t replay_min; /* storm: the fewest messages a client of this worker had replayed */
+    uint64_t retries;    /* --storm-restart: reconnects tried again */
     struct faults faults;
     struct hist latency; /* send -> receipt, every live delivery */
     struct hist fanout;  /* broadcast: send -> the last receiver */

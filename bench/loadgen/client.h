@@ -59,6 +59,7 @@ struct client {
     uint64_t join_seq;     /* the room's seq in the latest joined */
     uint32_t sent;         /* messages sent (k of the latest) */
     uint32_t acked;        /* highest k acknowledged */
+    uint32_t replayed;     /* storm: messages it had replayed after the drop */
     struct seqslot *slots; /* per sender of the room, or NULL */
     uint64_t t_connect;    /* when this connection's setup began */
     char token[48];

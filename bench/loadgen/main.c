@@ -298,7 +298,7 @@ int main(int argc, char **argv)
         t_settled = board_now() - SETTLE_NS;
     struct server_sample s_setup = sample_server();
 
-    struct server_sample s_t0 = {0}, s_t1 = {0};
+    struct server_sample s_t0 = {0}, s_t1 = {0}, s_storm0 = {0}, s_storm1 = {0};
     uint64_t t_traffic = 0, t_end = 0, t_storm = 0, t_back = 0;
     if (setup_ok && opt.scenario == SC_IDLE) {
         board_set_phase(B, PH_HOLD);
@@ -326,10 +326,18 @@ int main(int argc, char **argv)
             break;
         }
         if (opt.scenario == SC_STORM) {
+            if (opt.storm_lag > 0) {
+                board_set_phase(B, PH_LAG);
+                if (opt.storm_restart)
+                    printf("STORM-LAG\n"); /* the cue to restart the server */
+                hold(opt.storm_lag);
+            }
+            s_storm0 = sample_server();
             t_storm = board_now();
             board_set_phase(B, PH_STORM);
             wait_until(storm_done, opt.drain_timeout, "the storm (clients not back)", true);
             t_back = board_now();
+            s_storm1 = sample_server();
         }
         board_set_phase(B, PH_DRAIN);
         if (wait_until(drained, opt.drain_timeout, "the drain (acks missing)", true)) {
@@ -368,7 +376,8 @@ int main(int argc, char **argv)
     hist_init(fan);
     hist_init(set);
     struct faults f = {0};
-    uint64_t sent = 0, resent = 0, acked = 0, deliveries = 0, replayed = 0;
+    uint64_t sent = 0, resent = 0, acked = 0, deliveries = 0, replayed = 0, replay_min = UINT64_MAX,
+             retries = 0;
     const char *problem = "";
     for (uint32_t i = 0; i < B->workers; i++) {
         struct board_worker *w = &B->w[i];
@@ -380,6 +389,9 @@ int main(int argc, char **argv)
         acked += w->acked;
         deliveries += w->deliveries;
         replayed += w->replayed;
+        retries += w->retries;
+        if (w->replay_min < replay_min)
+            replay_min = w->replay_min;
         f.lost += w->faults.lost;
         f.duplicated += w->faults.duplicated;
         f.reordered += w->faults.reordered;
@@ -406,6 +418,9 @@ int main(int argc, char **argv)
     double traffic_s = t_end > t_traffic ? (double)(t_end - t_traffic) / 1e9 : 0;
     double dps = traffic_s > 0 ? (double)deliveries / traffic_s : 0;
     double cpu_traffic = s_t1.ok && s_t0.ok ? s_t1.cpu_s - s_t0.cpu_s : 0;
+    double cpu_storm = s_storm1.ok && s_storm0.ok ? s_storm1.cpu_s - s_storm0.cpu_s : 0;
+    if (replay_min == UINT64_MAX)
+        replay_min = 0;
     double cpu_setup = s_setup.ok && s_before.ok ? s_setup.cpu_s - s_before.cpu_s : 0;
     uint64_t rss_end = opt.scenario == SC_IDLE ? s_after.rss_kib : s_setup.rss_kib;
     double rss_per = s_before.ok && opt.clients
@@ -449,9 +464,19 @@ int main(int argc, char **argv)
             printf("  rounds: %llu, round time p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
                    (unsigned long long)B->rounds.count, ms(hist_percentile(&B->rounds, 50)),
                    ms(hist_percentile(&B->rounds, 99)), ms(B->rounds.count ? B->rounds.max : 0));
-        if (opt.scenario == SC_STORM)
-            printf("  storm: %llu clients back and replayed %.2f s after all dropped\n",
-                   (unsigned long long)SUM(back), (double)(t_back - t_storm) / 1e9);
+        if (opt.scenario == SC_STORM && !opt.storm_restart)
+            printf("  storm: %llu clients back and replayed %.2f s after all dropped (server CPU "
+                   "%.2f s); each had at least %llu message%s replayed\n",
+                   (unsigned long long)SUM(back), (double)(t_back - t_storm) / 1e9, cpu_storm,
+                   (unsigned long long)replay_min, replay_min == 1 ? "" : "s");
+        if (opt.scenario == SC_STORM && opt.storm_restart) /* --server-pid is the old process */
+            printf("  storm: %llu clients back and replayed %.2f s after all dropped; each had at "
+                   "least %llu message%s replayed\n",
+                   (unsigned long long)SUM(back), (double)(t_back - t_storm) / 1e9,
+                   (unsigned long long)replay_min, replay_min == 1 ? "" : "s");
+        if (opt.storm_restart)
+            printf("  storm: %llu reconnects tried again while the server restarted\n",
+                   (unsigned long long)retries);
         if (s_t0.ok && opt.scenario != SC_IDLE)
             printf("  server CPU during traffic: %.2f s = %.3f ms per 1000 deliveries\n",
                    cpu_traffic, deliveries ? cpu_traffic * 1e6 / (double)deliveries : 0);
@@ -487,7 +512,10 @@ int main(int argc, char **argv)
     if (opt.scenario == SC_ALL)
         print_json_hist("round_ms", &B->rounds);
     if (opt.scenario == SC_STORM)
-        printf(",\"storm_s\":%.3f", (double)(t_back - t_storm) / 1e9);
+        printf(",\"storm_s\":%.3f,\"server_cpu_storm_s\":%.2f,\"replay_min\":%llu,"
+               "\"storm_retries\":%llu",
+               (double)(t_back - t_storm) / 1e9, cpu_storm, (unsigned long long)replay_min,
+               (unsigned long long)retries);
     if (s_before.ok)
         printf(",\"server_cpu_setup_s\":%.2f,\"server_cpu_traffic_s\":%.2f,"
                "\"server_cpu_ms_per_1000\":%.4f,\"server_rss_kib\":{\"before\":%llu,"

@@ -33,6 +33,13 @@ static const char usage[] =
     "  --duration S              idle: seconds to hold; storm: seconds of traffic before the\n"
     "                            storm; others: the traffic's time bound (defaults 1, 5, 60,\n"
     "                            rooms 10)\n"
+    "  --storm-lag S             storm: for S seconds before the drop the clients read nothing\n"
+    "                            while the sends go on, so each has what was sent meanwhile to\n"
+    "                            replay, and acks to miss (default 0)\n"
+    "  --storm-restart           storm: whoever runs the generator restarts the server (same\n"
+    "                            address) when it prints STORM-LAG; a refused connect or a\n"
+    "                            connection lost before its client is back is tried again after\n"
+    "                            20 ms, and counted as a retry, not a fault (needs --storm-lag)\n"
     "  --connect-rate R          new connections per second (default 0: as fast as the batch\n"
     "                            allows)\n"
     "  --batch B                 connections being set up at once (default 1000)\n"
@@ -167,6 +174,8 @@ enum {
     OPT_ROUNDS,
     OPT_SEND_RATE,
     OPT_DURATION,
+    OPT_STORM_LAG,
+    OPT_STORM_RESTART,
     OPT_CONNECT_RATE,
     OPT_BATCH,
     OPT_PROCS,
@@ -195,6 +204,8 @@ static const struct option longopts[] = {
     {"rounds", required_argument, NULL, OPT_ROUNDS},
     {"send-rate", required_argument, NULL, OPT_SEND_RATE},
     {"duration", required_argument, NULL, OPT_DURATION},
+    {"storm-lag", required_argument, NULL, OPT_STORM_LAG},
+    {"storm-restart", no_argument, NULL, OPT_STORM_RESTART},
     {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"procs", required_argument, NULL, OPT_PROCS},
@@ -309,6 +320,13 @@ int options_parse(struct options *o, int argc, char **argv)
             if (!parse_secs(optarg, 0, &o->duration))
                 return bad("--duration takes seconds, not '%s'", optarg);
             break;
+        case OPT_STORM_LAG:
+            if (!parse_secs(optarg, 0, &o->storm_lag))
+                return bad("--storm-lag takes seconds, not '%s'", optarg);
+            break;
+        case OPT_STORM_RESTART:
+            o->storm_restart = true;
+            break;
         case OPT_CONNECT_RATE:
             if (!parse_secs(optarg, 0, &o->connect_rate))
                 return bad("--connect-rate takes connections per second, not '%s'", optarg);
@@ -403,6 +421,10 @@ int options_parse(struct options *o, int argc, char **argv)
         return bad("%s", "--rooms cannot exceed --clients");
     if (o->procs > o->clients)
         return bad("%s", "--procs cannot exceed --clients");
+    if (o->storm_lag > 0 && o->scenario != SC_STORM)
+        return bad("%s", "--storm-lag is for the storm scenario");
+    if (o->storm_restart && !(o->storm_lag > 0))
+        return bad("%s", "--storm-restart needs --storm-lag (the restart happens in the lag)");
     if (o->send_rate < 0)
         o->send_rate = o->clients / 10.0;
     if (o->duration < 0) {

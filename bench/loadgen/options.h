@@ -28,6 +28,8 @@ struct options {
     uint32_t rounds;   /* all */
     double send_rate;  /* rooms, storm: messages per second, all clients together */
     double duration;   /* idle: hold; others: the traffic's time bound (storm: before the storm) */
+    double storm_lag;  /* storm: seconds the clients read nothing before the drop */
+    bool storm_restart; /* storm: the server restarts in the lag; failed reconnects are retried */
     double connect_rate; /* new connections per second, 0 = no pacing */
     uint32_t batch;      /* connections being set up at once */
     uint32_t procs;

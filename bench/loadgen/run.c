@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A client's protocol stage. */
@@ -57,7 +58,13 @@ struct worker {
     /* results */
     uint64_t sent, resent, acked, deliveries, replayed;
     struct faults f;
+    /* --storm-restart: clients to connect again, in the order they failed (each 20 ms later) */
+    uint32_t *retry;
+    uint32_t retry_head, retry_len;
+    uint64_t retries;
 };
+
+#define RETRY_NS 20000000ull
 
 static struct worker W;
 
@@ -174,6 +181,25 @@ static void client_back(struct client *c)
         send_one(c, k, true);
 }
 
+/*
+ * --storm-restart: c, not back yet, lost its connection or could not connect (the server is
+ * restarting): it goes back in line. Returns false outside that case.
+ */
+static bool client_retry(struct client *c)
+{
+    if (!W.o->storm_restart || W.phase != PH_STORM || c->stage < ST_CONNECTING ||
+        c->stage > ST_REPLAY)
+        return false;
+    if (c->stage <= ST_WAIT_JOINED)
+        W.connecting--;
+    client_close(&W.net, c);
+    c->stage = ST_NONE;
+    c->t_connect = board_now() + RETRY_NS; /* when it may try again */
+    W.retry[(W.retry_head + W.retry_len++) % W.count] = (uint32_t)(c - W.cl);
+    W.retries++;
+    return true;
+}
+
 /* c will not become ready (or was closed under us): it leaves the run. */
 static void client_dead(struct client *c)
 {
@@ -288,6 +314,7 @@ static void on_message(struct client *c, const struct jscan_value *v)
     W.deliveries++;
     if (replay) {
         W.replayed++;
+        c->replayed++;
     } else {
         hist_add(&W.me->latency, now - t);
         if (fresh)
@@ -451,19 +478,35 @@ static void on_open(struct net *n, struct client *c)
 static void on_closed(struct net *n, struct client *c, const char *why)
 {
     (void)n;
+    if (client_retry(c))
+        return;
     problem("client %u: %s", c->id, why);
     client_dead(c);
+}
+
+/* The next client to connect: one whose retry is due, else the next in order; NULL if none. */
+static struct client *next_to_connect(uint64_t now)
+{
+    if (W.retry_len && W.cl[W.retry[W.retry_head]].t_connect <= now) {
+        struct client *c = &W.cl[W.retry[W.retry_head]];
+        W.retry_head = (W.retry_head + 1) % W.count;
+        W.retry_len--;
+        return c;
+    }
+    return W.next_connect < W.count ? &W.cl[W.next_connect++] : NULL;
 }
 
 /* Starts connections while the batch and the rate allow. */
 static void connect_some(void)
 {
     uint64_t now = board_now();
-    while (W.next_connect < W.count && W.connecting < W.batch) {
+    while (W.connecting < W.batch) {
         if (W.connect_rate > 0 &&
             (double)W.connects_started >= W.connect_rate * (double)(now - W.connect_start) / 1e9)
             break;
-        struct client *c = &W.cl[W.next_connect++];
+        struct client *c = next_to_connect(now);
+        if (!c)
+            break;
         if (c->stage == ST_DEAD)
             continue;
         c->t_connect = now;
@@ -471,7 +514,7 @@ static void connect_some(void)
         W.connecting++;
         W.connects_started++;
         int r = client_connect(&W.net, c);
-        if (r < 0) {
+        if (r < 0 && !client_retry(c)) {
             problem("client %u: connect: %s", c->id, strerror(-r));
             client_dead(c);
         }
@@ -504,7 +547,7 @@ static void paced_sends(void)
 
 static void traffic(void)
 {
-    if (W.phase != PH_TRAFFIC && W.phase != PH_STORM)
+    if (W.phase != PH_TRAFFIC && W.phase != PH_LAG && W.phase != PH_STORM)
         return;
     switch (W.o->scenario) {
     case SC_BROADCAST:
@@ -614,15 +657,15 @@ static void alloc_slots(void)
     if (per * W.count * sizeof(struct seqslot) > SLOTS_BUDGET)
         return; /* options.c refused this for the relay, whose only check it is */
     W.slots = (uint32_t)per;
+    /* Zeroed slots need no setting: a stamp's count starts at 1, so the bits of a zero `seen`
+     * stand only for counts a message never has. calloc leaves the pages untouched until a sender
+     * writes to them: a room of 15,000 costs what its senders use, not 1.8 GB at the start. */
     for (uint32_t i = 0; i < W.count; i++) {
-        struct seqslot *s = calloc(per, sizeof *s);
-        if (!s) {
+        W.cl[i].slots = calloc(per, sizeof *W.cl[i].slots);
+        if (!W.cl[i].slots) {
             fprintf(stderr, "loadgen: out of memory for per-sender checks\n");
             exit(1);
         }
-        for (uint64_t j = 0; j < per; j++)
-            s[j].seen = ~0u;
-        W.cl[i].slots = s;
     }
 }
 
@@ -640,6 +683,11 @@ static void on_phase(int phase)
 static void write_results(void)
 {
     struct board_worker *me = W.me;
+    me->retries = W.retries;
+    me->replay_min = UINT64_MAX;
+    for (uint32_t i = 0; i < W.count; i++)
+        if (W.cl[i].stage != ST_DEAD && W.cl[i].replayed < me->replay_min)
+            me->replay_min = W.cl[i].replayed;
     me->sent = W.sent;
     me->resent = W.resent;
     me->acked = W.acked;
@@ -680,6 +728,13 @@ int run_worker(const struct options *o, struct board *b, uint32_t w, uint32_t fi
         W.cl[i].room = room_of(first + i);
     }
     alloc_slots();
+    if (o->storm_restart) {
+        W.retry = calloc(count ? count : 1, sizeof *W.retry);
+        if (!W.retry) {
+            fprintf(stderr, "loadgen: out of memory for %u clients\n", count);
+            return 1;
+        }
+    }
     struct epoll_event wake = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(W.net.epfd, EPOLL_CTL_ADD, W.me->efd, &wake);
     W.connect_start = board_now();
@@ -691,6 +746,13 @@ int run_worker(const struct options *o, struct board *b, uint32_t w, uint32_t fi
             on_phase(phase);
         if (phase == PH_END)
             break;
+        if (phase == PH_LAG) {
+            /* Deaf: what the server writes stays unread in the sockets, and goes with the drop. */
+            traffic();
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         if (phase == PH_SETUP || phase == PH_STORM)
             connect_some();
         traffic();

@@ -9,6 +9,7 @@
 #include "jsonw.h"
 #include "metrics.h"
 #include "text.h"
+#include "ws_frame.h"
 #include "ws_session.h"
 
 static const struct config *cfg_of(struct conn *c)
@@ -24,11 +25,23 @@ static void ws_send_rec(struct conn *c, struct msg_rec rec)
     msg_rec_release(&rec);
 }
 
-static void json_names(struct jsonw *w, const char *key, const struct chat_op *op)
+/* A member list this long goes into a joined by reference to the room's shared block (below)
+ * rather than copied into each reply: a big room's joins before its first tick each list every
+ * member (rule 81), thousands of names. */
+#define NAMES_BY_REF_MIN 2048
+
+/* "key":[names]. With split non-NULL, a shared list is left out of w and *split set to where it
+ * belongs (json_send_split sends it there); otherwise the list is copied in. */
+static void json_names(struct jsonw *w, const char *key, const struct chat_op *op, size_t *split)
 {
     jsonw_key(w, key);
     jsonw_array_begin(w);
     if (op->names_json) {
+        if (split && op->members_shared && op->members_json_len >= NAMES_BY_REF_MIN) {
+            *split = w->c->len;
+            jsonw_array_end(w);
+            return;
+        }
         jsonw_reserve(w, op->members_json_len + 256); /* the list and the rest of the reply */
         const char *list =
             op->members_shared ? (const char *)op->members_shared->data : op->members_json;
@@ -40,6 +53,24 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     for (size_t i = 0; i < op->n_names; i++)
         jsonw_cstring(w, op->names[i]);
     jsonw_array_end(w);
+}
+
+/* Sends the reply in w with op's shared member list at split: one frame in three pieces of the
+ * output queue, the list's piece the room's block itself. Only for a connection that compresses
+ * nothing (permessage-deflate needs the message whole). */
+static void json_send_split(struct conn *c, struct jsonw *w, size_t split, const struct chat_op *op)
+{
+    struct chunk *ch = jsonw_finish(w);
+    size_t list = op->members_json_len;
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t h = ws_frame_header_write(hdr, true, WS_OP_TEXT, ch->len - MSG_JSON_OFF + list);
+    memcpy(ch->data + MSG_JSON_OFF - h, hdr, h);
+    if (conn_is_open(c)) {
+        conn_send(c, chunk_ref(ch), MSG_JSON_OFF - h, split);
+        conn_send(c, chunk_ref(op->members_shared), 0, list);
+        conn_send(c, chunk_ref(ch), split, ch->len);
+    }
+    chunk_unref(ch);
 }
 
 /* Read markers and saved rooms in welcome (rule 68): a dm entry's counts... */
@@ -93,6 +124,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
         return;
     }
     struct jsonw w;
+    size_t split = 0; /* joined: where its shared member list goes, when not copied in */
     switch (op->kind) {
     case CHAT_REGISTER:
         events_reply_begin(&w, "registered", op->id);
@@ -129,7 +161,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
         events_reply_begin(&w, "joined", op->id);
         jsonw_kv_str(&w, "room", op->room);
         jsonw_kv_u64(&w, "seq", op->seq);
-        json_names(&w, "members", op);
+        json_names(&w, "members", op, c->ws_deflate_bits ? NULL : &split);
         jsonw_kv_bool(&w, "truncated", op->truncated);
         events_statuses(&w, op->statuses, op->n_statuses);
         json_room_state(&w, op);
@@ -165,7 +197,7 @@ static void json_reply(struct conn *c, struct chat_op *op)
     case CHAT_WHO:
         events_reply_begin(&w, "members", op->id);
         jsonw_kv_str(&w, "room", op->room);
-        json_names(&w, "members", op);
+        json_names(&w, "members", op, NULL);
         events_statuses(&w, op->statuses, op->n_statuses);
         jsonw_kv_u64(&w, "member_count", op->n_members);
         jsonw_kv_bool(&w, "more", op->more);
@@ -213,7 +245,10 @@ static void json_reply(struct conn *c, struct chat_op *op)
         return;
     }
     jsonw_object_end(&w);
-    ws_send_rec(c, events_frame(&w));
+    if (split)
+        json_send_split(c, &w, split, op);
+    else
+        ws_send_rec(c, events_frame(&w));
 }
 
 static void json_op_done(struct conn *c, struct chat_op *op)

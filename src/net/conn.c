@@ -647,12 +647,12 @@ static void keep_pending(struct conn *c, const uint8_t *rest, size_t n)
     c->in_len = (uint32_t)n;
 }
 
+/* Lazily: epoll goes on watching for input until some comes while held (on_events stops it
+ * then), so a hold that nothing arrives in, as a client waiting for its login's or join's answer
+ * sends nothing, costs no epoll_ctl either way. */
 void conn_hold_input(struct conn *c)
 {
-    if (c->input_held)
-        return;
     c->input_held = true;
-    update_events(c);
 }
 
 void conn_release_input(struct conn *c)
@@ -888,6 +888,11 @@ static void on_events(struct loop_watch *w, uint32_t events)
          * (reset) is reported again and again, and will never read an answer: close. */
         if (events & (EPOLLHUP | EPOLLERR))
             conn_close(c);
+        return;
+    }
+    if (c->input_held && !(c->tls & CONN_TLS_WRITE_WANTS_READ) &&
+        (events & (EPOLLIN | EPOLLRDHUP)) && !(events & (EPOLLHUP | EPOLLERR))) {
+        update_events(c); /* input while held (conn_hold_input): stop watching for it */
         return;
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {

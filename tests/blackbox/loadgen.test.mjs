@@ -4,10 +4,11 @@
 // in docs/benchmarks.md. Servers that break the rules on purpose show that its checks can fail.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
-import { repoRoot, startServer } from './lib/server.mjs';
+import { ParleyProcess, READY_TIMEOUT, freshDataDir, repoRoot, spawnParley, startServer } from './lib/server.mjs';
 import { ms } from './lib/util.mjs';
 import { ChatClient, openRoom } from '../chat/lib/chat.mjs';
 
@@ -90,6 +91,65 @@ describe('against parley', () => {
     assert.ok(run.result.storm_s > 0);
     // Replays included: every message reached each member of its room once, across the reconnect.
     assert.equal(run.result.deliveries, run.result.sent * (CLIENTS / 15));
+  });
+
+  test('storm with a lag: every client has what was sent while it read nothing replayed, and its missed acks resent', async () => {
+    const run = await loadgen([...common(), '--scenario', 'storm', '--rooms', '15', '--send-rate', '300', '--duration', '0.5', '--storm-lag', '0.5', '--batch', '50']);
+    assertExactlyOnce(run);
+    // 300/s over 15 rooms for 0.5 s unread: 10 a room, less the pacing's rounding and the first turn.
+    assert.ok(run.result.replay_min >= 5, `replay_min ${run.result.replay_min}`);
+    assert.ok(run.result.resent > 0, 'the sends made during the lag were never acked to their senders');
+    assert.equal(run.result.deliveries, run.result.sent * (CLIENTS / 15));
+  });
+
+  test('storm with a restart: parley killed in the lag and started again on its port and data; every client back, nothing lost or doubled', async () => {
+    const dataDir = freshDataDir();
+    const startOn = async (http) => {
+      const { child, exited } = spawnParley(['--http', http, '--telnet', '127.0.0.1:0', '--data', dataDir, '--rate-limit', '0', '--max-conns-per-ip', '0']);
+      const p = new ParleyProcess(child, exited, dataDir);
+      await p.waitForLog((l) => l.fields.msg === 'ready', READY_TIMEOUT, 'msg=ready');
+      return p;
+    };
+    let p = await startOn('127.0.0.1:0');
+    try {
+      const port = p.httpPort;
+      const wsUrl = `ws://127.0.0.1:${port}/ws`;
+      const rooms = `${prefix}x`;
+      for (let i = 0; i < 3; i++) await openRoom({ wsUrl }, null, `${rooms}${i}`);
+      let restarted = null;
+      const run = await new Promise((resolve) => {
+        const child = spawn(LOADGEN, ['--timeout', String(ms(60000) / 1000), '--drain-timeout', String(ms(15000) / 1000), '--url', wsUrl,
+          '-n', String(CLIENTS), '--room-prefix', rooms, '--scenario', 'storm', '--rooms', '3', '--send-rate', '300', '--duration', '0.5',
+          '--storm-lag', '1', '--storm-restart', '--batch', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => {
+          stdout += d;
+          if (!restarted && stdout.includes('STORM-LAG')) {
+            // Half way into the lag: what was sent before is stored and unread, what comes after is lost with the process.
+            restarted = (async () => {
+              await new Promise((r) => setTimeout(r, 500));
+              await p.kill();
+              p = await startOn(`127.0.0.1:${port}`);
+            })();
+          }
+        });
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('exit', async (code) => {
+          await restarted;
+          const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
+          resolve({ code, stdout, stderr, result: line ? JSON.parse(line.slice(7)) : null });
+        });
+      });
+      assert.ok(restarted, `no STORM-LAG cue:\n${run.stdout}`);
+      assertExactlyOnce(run);
+      assert.ok(run.result.replay_min >= 1, `replay_min ${run.result.replay_min}`);
+      // Every message reached each member of its room once: those the old process lost were sent again.
+      assert.equal(run.result.deliveries, run.result.sent * (CLIENTS / 3));
+    } finally {
+      await p.kill();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   test('a name that is taken is a failed connection and a failing exit', async () => {
@@ -313,6 +373,8 @@ test('a bad command line exits 2 and says why; no address off loopback is accept
     [['--scenario', 'storm', '--protocol', 'relay'], /parley's only/],
     [['--clients', '0'], /--clients/],
     [['--relay-lines'], /--relay-lines is for --protocol relay/],
+    [['--scenario', 'rooms', '--storm-lag', '1'], /--storm-lag is for the storm/],
+    [['--scenario', 'storm', '--storm-restart'], /--storm-restart needs --storm-lag/],
   ]) {
     const run = await loadgen(args);
     assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);

@@ -312,3 +312,31 @@ test('a count is encoded once per room and tick and shared by its members; telne
   const { before: earlier } = await tel.until(`[#${room}] ${g.name}: to telnet`);
   assert.deepEqual(earlier, [], 'telnet showed a count or presence of a large room');
 });
+
+test('joined in a small room of long names: the whole list, on a plain and a compressing connection, and the next event after it intact', async (t) => {
+  // Past a few KB the list goes out by reference to the room's block, in pieces of one frame.
+  const big = await startChatServer(['--rate-limit', '0', '--presence-limit', '500'], {});
+  t.after(() => big.dispose());
+  const room = await openRoom(big, t, uniqRoom('long'));
+  const names = [];
+  for (let i = 0; i < 120; i += 20) {
+    const batch = [];
+    for (let k = i; k < i + 20; k++) {
+      const name = `${uniq('n')}_${'x'.repeat(32)}`.slice(0, 32);
+      names.push(name);
+      batch.push(guest(big, t, name).then((g) => g.join(room)));
+    }
+    await Promise.all(batch);
+  }
+  for (const perMessageDeflate of [false, { threshold: 0 }]) {
+    const c = await guest(big, t, uniq('j'), { perMessageDeflate });
+    names.push(c.name); // and stays, for the next round
+    const j = await c.join(room);
+    assert.ok(JSON.stringify(j.members).length > 4096, 'the list is long enough to go by reference');
+    assert.equal(j.member_count, names.length);
+    assert.deepEqual([...j.members].sort(byLower), [...names].sort(byLower));
+    const sent = await c.request({ type: 'send', id: 's', room, text: 'after the list' });
+    const { match } = await c.until((m) => m.type === 'message' && m.seq === sent.seq, undefined, 'its own message');
+    assert.equal(match.text, 'after the list');
+  }
+});
