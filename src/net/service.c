@@ -54,6 +54,7 @@ int service_init(struct service *s, const char *name,
 static void *run(void *arg)
 {
     struct service *s = arg;
+    mailbox_defer_posts(); /* a service never waits inside a turn */
     loop_run(s->loop);
     return NULL;
 }
