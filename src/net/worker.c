@@ -82,6 +82,7 @@ static bool mail_between_flushes(struct worker *w)
         w->on_mail(w, m);
         handled = true;
     }
+    mailbox_send_deferred(); /* what that mail asked of others does not wait for every slice */
     return handled;
 }
 
