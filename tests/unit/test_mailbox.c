@@ -35,6 +35,31 @@ static void *produce(void *arg)
     return NULL;
 }
 
+/* Takes every producer's mail as the owner would, then joins the producers and closes box. */
+static void receive_all_then_join(pthread_t *threads)
+{
+    int next[PRODUCERS] = {0};
+    int received = 0;
+    while (received < PRODUCERS * PER_PRODUCER) {
+        struct pollfd p = {.fd = mailbox_fd(&box), .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 10000), 1);
+        mailbox_ack(&box);
+        struct mail *m;
+        while ((m = mailbox_take(&box))) {
+            struct numbered *nm = (struct numbered *)m;
+            /* Each producer's mail arrives exactly once, in the order it was posted. */
+            assert_int_equal(nm->n, next[nm->producer]);
+            next[nm->producer]++;
+            received++;
+            free(nm);
+        }
+    }
+    for (int i = 0; i < PRODUCERS; i++)
+        pthread_join(threads[i], NULL);
+    assert_null(mailbox_take(&box));
+    mailbox_destroy(&box);
+}
+
 static void empty_mailbox_gives_nothing(void **state)
 {
     (void)state;
@@ -57,26 +82,7 @@ static void concurrent_posts_arrive_once_in_order(void **state)
     pthread_t threads[PRODUCERS];
     for (intptr_t i = 0; i < PRODUCERS; i++)
         pthread_create(&threads[i], NULL, produce, (void *)i);
-    int next[PRODUCERS] = {0};
-    int received = 0;
-    while (received < PRODUCERS * PER_PRODUCER) {
-        struct pollfd p = {.fd = mailbox_fd(&box), .events = POLLIN};
-        assert_int_equal(poll(&p, 1, 10000), 1);
-        mailbox_ack(&box);
-        struct mail *m;
-        while ((m = mailbox_take(&box))) {
-            struct numbered *nm = (struct numbered *)m;
-            /* Each producer's mail arrives exactly once, in the order it was posted. */
-            assert_int_equal(nm->n, next[nm->producer]);
-            next[nm->producer]++;
-            received++;
-            free(nm);
-        }
-    }
-    for (int i = 0; i < PRODUCERS; i++)
-        pthread_join(threads[i], NULL);
-    assert_null(mailbox_take(&box));
-    mailbox_destroy(&box);
+    receive_all_then_join(threads);
 }
 
 /* Producers that defer: each sends its posts in chains of a few, mixed with direct posts of
@@ -129,25 +135,7 @@ static void deferred_posts_wait_for_the_send_then_arrive_in_order(void **state)
     pthread_t threads[PRODUCERS];
     for (intptr_t i = 0; i < PRODUCERS; i++)
         pthread_create(&threads[i], NULL, i % 2 ? produce_deferred : produce, (void *)i);
-    int next[PRODUCERS] = {0};
-    int received = 0;
-    while (received < PRODUCERS * PER_PRODUCER) {
-        struct pollfd q = {.fd = mailbox_fd(&box), .events = POLLIN};
-        assert_int_equal(poll(&q, 1, 10000), 1);
-        mailbox_ack(&box);
-        struct mail *m;
-        while ((m = mailbox_take(&box))) {
-            struct numbered *nm = (struct numbered *)m;
-            assert_int_equal(nm->n, next[nm->producer]);
-            next[nm->producer]++;
-            received++;
-            free(nm);
-        }
-    }
-    for (int i = 0; i < PRODUCERS; i++)
-        pthread_join(threads[i], NULL);
-    assert_null(mailbox_take(&box));
-    mailbox_destroy(&box);
+    receive_all_then_join(threads);
 }
 
 int main(void)
