@@ -1054,9 +1054,9 @@ static int sq_insert(struct store *s, const struct store_msg *m)
     /*
      * Outside a batch a savepoint is the transaction: RELEASE commits it. Inside one there is
      * none: a savepoint makes the search index (FTS5) write its pending words out as a segment of
-     * their own, which per message was most of a batch's cost. The event's row goes first, and a
-     * refused row (a duplicate cid) is undone by SQLite alone, leaving the batch usable; a failure
-     * after it leaves half an event, so the batch can then only be rolled back (batch_err).
+     * their own, which per message was a large part of a batch's cost. The event's row goes first,
+     * and a refused row (a duplicate cid) is undone by SQLite alone, leaving the batch usable; a
+     * failure after it leaves half an event, so the batch can then only be rolled back (batch_err).
      */
     bool in_batch = !sqlite3_get_autocommit(ss->db);
     if (!in_batch) {
