@@ -871,8 +871,10 @@ static void commit_batch(struct service *s)
     if (rc < 0)
         db->ops->rollback(db);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000u +
-                  (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000u;
+    /* Signed first: the nanoseconds alone go back when the second turns over. */
+    uint64_t us = (uint64_t)(((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+                              (int64_t)(t1.tv_nsec - t0.tv_nsec)) /
+                             1000);
     metrics_engine_time(st->engine, ENGINE_OP_BATCH, us);
     if (rc < 0) {
         metrics_add(METRIC_STORE_ERRORS, 1);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "mailbox.h"
 
 #define MAX_EVENTS 256
 
@@ -195,6 +196,7 @@ void loop_run(struct loop *l)
         l->wake_soon = false;
         if (l->before_sleep)
             l->before_sleep(l->before_sleep_arg);
+        mailbox_send_deferred(); /* the turn's posts, one chain per mailbox (mailbox.h) */
         int n = epoll_wait(l->epfd, events, MAX_EVENTS, next_timeout(l));
         l->now = clock_ms();
         if (n < 0 && errno != EINTR)
@@ -207,6 +209,7 @@ void loop_run(struct loop *l)
     }
     if (l->before_sleep)
         l->before_sleep(l->before_sleep_arg);
+    mailbox_send_deferred();
 }
 
 void loop_stop(struct loop *l)

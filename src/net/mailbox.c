@@ -26,16 +26,16 @@ void mailbox_destroy(struct mailbox *mb)
     mb->efd = -1;
 }
 
-static void push(struct mailbox *mb, struct mail *m)
+/* Pushes the chain first..last, already linked in order, with one exchange. */
+static void push_chain(struct mailbox *mb, struct mail *first, struct mail *last)
 {
-    atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
-    struct mail *prev = atomic_exchange_explicit(&mb->head, m, memory_order_acq_rel);
-    atomic_store_explicit(&prev->next, m, memory_order_release);
+    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+    struct mail *prev = atomic_exchange_explicit(&mb->head, last, memory_order_acq_rel);
+    atomic_store_explicit(&prev->next, first, memory_order_release);
 }
 
-void mailbox_post(struct mailbox *mb, struct mail *m)
+static void signal_owner(struct mailbox *mb)
 {
-    push(mb, m);
     if (!atomic_exchange_explicit(&mb->signalled, true, memory_order_acq_rel)) {
         uint64_t one = 1;
         ssize_t w;
@@ -44,6 +44,57 @@ void mailbox_post(struct mailbox *mb, struct mail *m)
         while (w < 0 && errno == EINTR);
         /* EAGAIN means the counter is already non-zero: the owner will wake. */
     }
+}
+
+/* A thread's deferred posts: one chain per mailbox, in the order of each mailbox's first post.
+ * A mailbox beyond the slots is posted to at once (it has no chain, so its order holds). */
+#define DEFER_SLOTS 16
+
+struct deferred {
+    struct mailbox *mb;
+    struct mail *first, *last;
+};
+
+static _Thread_local bool defer_on;
+static _Thread_local int n_deferred;
+static _Thread_local struct deferred deferred[DEFER_SLOTS];
+
+void mailbox_defer_posts(void)
+{
+    defer_on = true;
+}
+
+static bool defer(struct mailbox *mb, struct mail *m)
+{
+    int i = 0;
+    while (i < n_deferred && deferred[i].mb != mb)
+        i++;
+    if (i == n_deferred) {
+        if (n_deferred == DEFER_SLOTS)
+            return false;
+        deferred[n_deferred++] = (struct deferred){.mb = mb, .first = m};
+    } else {
+        atomic_store_explicit(&deferred[i].last->next, m, memory_order_relaxed);
+    }
+    deferred[i].last = m;
+    return true;
+}
+
+void mailbox_send_deferred(void)
+{
+    for (int i = 0; i < n_deferred; i++) {
+        push_chain(deferred[i].mb, deferred[i].first, deferred[i].last);
+        signal_owner(deferred[i].mb);
+    }
+    n_deferred = 0;
+}
+
+void mailbox_post(struct mailbox *mb, struct mail *m)
+{
+    if (defer_on && defer(mb, m))
+        return;
+    push_chain(mb, m, m);
+    signal_owner(mb);
 }
 
 void mailbox_ack(struct mailbox *mb)
@@ -93,7 +144,7 @@ struct mail *mailbox_take(struct mailbox *mb)
         return tail;
     }
     /* tail is the last mail: put the stub behind it so tail can be handed out. */
-    push(mb, &mb->stub);
+    push_chain(mb, &mb->stub, &mb->stub);
     mb->tail = wait_next(tail);
     return tail;
 }

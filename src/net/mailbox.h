@@ -51,6 +51,17 @@ static inline int mailbox_fd(const struct mailbox *mb)
 /* Posts m (owned by the receiver from now on). Safe from any thread. */
 void mailbox_post(struct mailbox *mb, struct mail *m);
 
+/*
+ * Deferred posts: a thread that runs a loop may ask that its posts wait until its loop is about
+ * to sleep (loop.c sends them then), so what one turn posts to a mailbox arrives as one chain
+ * with one wake-up, and the receiver takes it in one turn instead of waking for the first post
+ * and again for the rest. Each mailbox gets the thread's posts in the order they were made.
+ * A thread that defers must never wait for an answer inside a turn.
+ */
+void mailbox_defer_posts(void);
+/* Sends what this thread deferred (nothing if it does not defer). */
+void mailbox_send_deferred(void);
+
 /* Owner only: clears the wake-up, then returns the next mail or NULL when empty. */
 void mailbox_ack(struct mailbox *mb);
 struct mail *mailbox_take(struct mailbox *mb);

@@ -8,12 +8,16 @@
 
 #include "alloc.h"
 
+/* Mails taken between two sends of a service's deferred posts (mailbox.h). */
+#define SEND_EVERY 64
+
 static void on_wake(struct loop_watch *w, uint32_t events)
 {
     (void)events;
     struct service *s = (struct service *)((char *)w - offsetof(struct service, watch));
     mailbox_ack(&s->mailbox);
     struct mail *m;
+    unsigned taken = 0;
     while ((m = mailbox_take(&s->mailbox))) {
         if (m->kind == MAIL_STOP) {
             free(m);
@@ -21,12 +25,18 @@ static void on_wake(struct loop_watch *w, uint32_t events)
             continue;
         }
         s->on_mail(s, m);
+        /* A long drain (a join storm) passes its posts on as it goes, in chains. */
+        if (++taken % SEND_EVERY == 0)
+            mailbox_send_deferred();
     }
 }
 
 static void before_sleep(void *arg)
 {
     struct service *s = arg;
+    /* What the turn's mail asked of others leaves before the turn's own work (the store's
+     * commit, the hub's deliveries), so a read's answer does not wait for a commit. */
+    mailbox_send_deferred();
     if (s->before_sleep)
         s->before_sleep(s);
 }
@@ -54,6 +64,7 @@ int service_init(struct service *s, const char *name,
 static void *run(void *arg)
 {
     struct service *s = arg;
+    mailbox_defer_posts(); /* a service never waits inside a turn */
     loop_run(s->loop);
     return NULL;
 }

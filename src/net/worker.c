@@ -84,6 +84,7 @@ static bool mail_between_flushes(struct worker *w)
         w->on_mail(w, m);
         handled = true;
     }
+    mailbox_send_deferred(); /* what that mail asked of others does not wait for every slice */
     return handled;
 }
 
@@ -92,6 +93,9 @@ static void before_sleep(void *arg)
     struct worker *w = arg;
     if (w->on_tick)
         w->on_tick(w);
+    /* The turn's requests leave before the sockets are written: the hub and the store work on
+     * them meanwhile. */
+    mailbox_send_deferred();
     bool mailed = false;
     while (conn_set_flush(&w->conns, FLUSH_SLICE))
         mailed |= mail_between_flushes(w);
@@ -234,6 +238,7 @@ void worker_add_listener(struct worker *w, int fd, enum listen_kind kind,
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    mailbox_defer_posts(); /* a worker never waits inside a turn */
     w->accepting = !w->accept_later;
     timer_start(w->loop, &w->heap_tick, loop_now(w->loop) + HEAP_TICK_MS);
     for (int i = 0; i < w->n_listeners && w->accepting; i++)

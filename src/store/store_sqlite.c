@@ -226,7 +226,6 @@ enum stmt {
     ST_ROLLBACK,
     ST_SAVEPOINT,
     ST_RELEASE,
-    ST_ROLLBACK_TO,
     ST_LOAD_ROOMS,
     ST_LOAD_USERS,
     ST_FIND_CID,
@@ -323,7 +322,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SAVEPOINT] = "SAVEPOINT store_insert",
     [ST_RELEASE] = "RELEASE store_insert",
-    [ST_ROLLBACK_TO] = "ROLLBACK TO store_insert",
     [ST_LOAD_ROOMS] = "SELECT name, last_seq, created_ms FROM rooms",
     [ST_LOAD_USERS] = "SELECT name, created_ms FROM users",
     [ST_FIND_CID] = "SELECT seq FROM events WHERE room = ?1 AND identity = lower(?2) AND cid = ?3",
@@ -499,6 +497,9 @@ struct watched_file {
     bool known;
 };
 
+/* How far past its size cap a trim may grow the database for the search index's delete markers. */
+#define TRIM_CAP_MARGIN_PAGES 16
+
 struct sqlite_store {
     struct store base; /* first, so a struct store * is a struct sqlite_store * */
     sqlite3 *db;
@@ -517,6 +518,7 @@ struct sqlite_store {
      * when the newest row is deleted: a search cursor is a rowid, and must not come to name a
      * newer message. */
     int64_t search_rowid;
+    int64_t cap_pages; /* --max-db-size in pages, as in force (0: no cap) */
 };
 
 static struct sqlite_store *from_base(struct store *s)
@@ -1049,11 +1051,19 @@ static int sq_insert(struct store *s, const struct store_msg *m)
     int ret = batch_lost(ss);
     if (ret != 0)
         return ret;
-    /* Outside a batch the savepoint is the transaction: RELEASE commits it. */
+    /*
+     * Outside a batch a savepoint is the transaction: RELEASE commits it. Inside one there is
+     * none: a savepoint makes the search index (FTS5) write its pending words out as a segment of
+     * their own, which per message was a large part of a batch's cost. The event's row goes first,
+     * and a refused row (a duplicate cid) is undone by SQLite alone, leaving the batch usable; a
+     * failure after it leaves half an event, so the batch can then only be rolled back (batch_err).
+     */
     bool in_batch = !sqlite3_get_autocommit(ss->db);
-    ret = run(ss, ST_SAVEPOINT, "insert_savepoint");
-    if (ret != 0)
-        return note(ss, ret);
+    if (!in_batch) {
+        ret = run(ss, ST_SAVEPOINT, "insert_savepoint");
+        if (ret != 0)
+            return note(ss, ret);
+    }
 
     sqlite3_stmt *st = ss->st[ST_INSERT_MSG];
     int rc = bind_text(st, 1, m->room, SQLITE_OK);
@@ -1081,6 +1091,7 @@ static int sq_insert(struct store *s, const struct store_msg *m)
         rc = sqlite3_step(st);
     ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert", rc);
     done(st);
+    bool row_stored = ret == 0;
 
     if (ret == 0)
         ret = apply_state(ss, m);
@@ -1095,17 +1106,13 @@ static int sq_insert(struct store *s, const struct store_msg *m)
         done(st);
     }
 
-    if (ret == 0) {
-        ret = run(ss, ST_RELEASE, "insert_release");
-        if (ret != 0 && !in_batch)
+    if (!in_batch) {
+        if (ret == 0)
+            ret = run(ss, ST_RELEASE, "insert_release");
+        if (ret != 0)
             in_tx_rollback(ss);
-    } else if (!in_batch) {
-        in_tx_rollback(ss);
-    } else if (!sqlite3_get_autocommit(ss->db)) {
-        /* Undo just this message; the batch stays open for the caller to commit or roll
-         * back. (If the error already ended the whole transaction, nothing is left to undo.) */
-        run(ss, ST_ROLLBACK_TO, "insert_rollback");
-        run(ss, ST_RELEASE, "insert_release");
+    } else if (ret != 0 && row_stored && !ss->batch_err) {
+        ss->batch_err = ret; /* half an event is in the transaction: only a rollback is left */
     }
     return note(ss, ret);
 }
@@ -1251,14 +1258,28 @@ static int sq_restriction(struct store *s, const char *room, enum store_mod_kind
     return note(ss, ret);
 }
 
+/* Moves the size cap to pages (a no-op without a cap). */
+static void cap_move(struct sqlite_store *ss, int64_t pages)
+{
+    if (!ss->cap_pages)
+        return;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)pages);
+    sqlite3_exec(ss->db, sql, NULL, NULL, NULL);
+}
+
 static int sq_trim(struct store *s, const char *room, uint64_t upto)
 {
     struct sqlite_store *ss = from_base(s);
     /* The search index's rows below the cut go with the messages (storage notes), taken out by
-     * the texts, so before the events go. */
+     * the texts, so before the events go. Taking them out writes a few pages of delete markers
+     * first: a database full to its cap may grow by those to free many more. */
     int ret = batch_lost(ss);
-    if (ret == 0)
+    if (ret == 0) {
+        cap_move(ss, ss->cap_pages + TRIM_CAP_MARGIN_PAGES);
         ret = note(ss, search_words(ss, ST_SEARCH_TRIM, "search_trim", room, upto, NULL, 0, 0));
+        cap_move(ss, ss->cap_pages);
+    }
     if (ret == 0)
         ret = note(
             ss, search_words(ss, ST_SEARCH_TRIM_ROWS, "search_trim_rows", room, upto, NULL, 0, 0));
@@ -1987,8 +2008,9 @@ static int migrate(sqlite3 *db)
 }
 
 /* Caps the database at max_db_bytes; SQLite then answers SQLITE_FULL to growth beyond it. */
-static int set_size_cap(sqlite3 *db, uint64_t max_db_bytes)
+static int set_size_cap(struct sqlite_store *ss, uint64_t max_db_bytes)
 {
+    sqlite3 *db = ss->db;
     int64_t page_size = 0;
     int ret = query_int(db, "page_size", "PRAGMA page_size", &page_size);
     if (ret != 0)
@@ -2006,6 +2028,8 @@ static int set_size_cap(sqlite3 *db, uint64_t max_db_bytes)
     if (ret == 0 && (uint64_t)in_force > pages)
         log_warn("msg=store_over_size_cap max_db_bytes=%llu db_bytes=%lld",
                  (unsigned long long)max_db_bytes, (long long)(in_force * page_size));
+    if (ret == 0)
+        ss->cap_pages = in_force;
     return ret;
 }
 
@@ -2210,7 +2234,7 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
     if (ret == 0 && opts->check_ms > 0)
         ret = quick_check(ss->db, opts->check_ms);
     if (ret == 0 && opts->max_db_bytes > 0)
-        ret = set_size_cap(ss->db, opts->max_db_bytes);
+        ret = set_size_cap(ss, opts->max_db_bytes);
     if (ret != 0)
         goto fail;
     if (opts->standby) {
