@@ -45,9 +45,9 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
         }
         jsonw_reserve(w, op->members_json_len + 256); /* the list and the rest of the reply */
         if (op->members_pieces)
-            for (uint32_t j = 0; j < op->n_members_pieces; j++)
-                jsonw_raw(w, (const char *)op->members_pieces[j].c->data,
-                          op->members_pieces[j].len);
+            for (uint32_t j = 0; j < op->n_members_pieces; j++) /* one value, in pieces */
+                (j ? jsonw_raw_more : jsonw_raw)(w, (const char *)op->members_pieces[j].c->data,
+                                                 op->members_pieces[j].len);
         else if (op->members_json_len)
             jsonw_raw(w, op->members_json, op->members_json_len);
         jsonw_array_end(w);
