@@ -59,8 +59,8 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
 }
 
 /* Sends the reply in w with op's shared member list at split: one frame in pieces of the output
- * queue, its head, the list's segments (the room's blocks themselves), its tail. Only for a connection that compresses
- * nothing (permessage-deflate needs the message whole). */
+ * queue, its head, the list's segments (the room's blocks themselves), its tail. Only for a
+ * connection that compresses nothing (permessage-deflate needs the message whole). */
 static void json_send_split(struct conn *c, struct jsonw *w, size_t split, const struct chat_op *op)
 {
     struct chunk *ch = jsonw_finish(w);

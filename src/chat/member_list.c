@@ -62,7 +62,7 @@ static char lower(uint8_t c)
 static int cmp_entry(const struct member_seg *s, uint32_t i, const char *key, size_t len)
 {
     const uint8_t *p = s->json->data + s->off[i] + 1; /* after the opening quote */
-    size_t n = s->off[i + 1] - s->off[i] - 3;          /* without the quotes and the comma */
+    size_t n = s->off[i + 1] - s->off[i] - 3;         /* without the quotes and the comma */
     size_t m = n < len ? n : len;
     for (size_t k = 0; k < m; k++) {
         char c = lower(p[k]);
