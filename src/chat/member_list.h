@@ -8,7 +8,7 @@
  * reference. It is cut into segments of at most about SEG_MAX bytes (member_list.c), each its
  * own block: a join changes one segment, so it copies at most that one (when an answer in flight
  * still holds it: a shared block never changes) and takes a reference to each of the others,
- * instead of copying the whole list (a storm of n joins: O(n) each, not O(n^2) bytes in all).
+ * instead of copying the whole list (a storm of n joins copies n segments, not n lists).
  * The hub owns it; workers only read the blocks they were handed.
  */
 #ifndef PARLEY_MEMBER_LIST_H
