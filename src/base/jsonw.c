@@ -307,3 +307,8 @@ void jsonw_raw(struct jsonw *w, const char *p, size_t n)
     value_prefix(w);
     put(w, p, n);
 }
+
+void jsonw_raw_more(struct jsonw *w, const char *p, size_t n)
+{
+    put(w, p, n);
+}

@@ -55,6 +55,8 @@ void jsonw_reserve(struct jsonw *w, size_t extra);
 
 /* Writes n bytes of ready-made JSON (one complete value) as the next value. */
 void jsonw_raw(struct jsonw *w, const char *p, size_t n);
+/* Continues the value jsonw_raw just began with p[0..n): no separator before it. */
+void jsonw_raw_more(struct jsonw *w, const char *p, size_t n);
 
 /* Shorthands for "key": value inside an object. */
 void jsonw_kv_str(struct jsonw *w, const char *key, const char *s);

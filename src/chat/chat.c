@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "member_list.h"
 
 static struct chat_route route;
 
@@ -88,7 +89,7 @@ void chat_op_free(struct chat_op *op)
     free(op->search_match);
     free(op->names);
     free(op->members_json);
-    chunk_unref(op->members_shared);
+    member_pieces_free(op->members_pieces, op->n_members_pieces);
     for (size_t i = 0; i < op->n_msgs; i++)
         msg_rec_release(&op->msgs[i]);
     free(op->msgs);

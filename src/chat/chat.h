@@ -240,9 +240,10 @@ struct chat_op {
     bool names_json;
     char *members_json;
     size_t members_json_len, members_json_cap;
-    /* join of a small room: the room's whole list, shared (member_list.h), members_json_len bytes
-     * of it, instead of members_json */
-    struct chunk *members_shared;
+    /* join of a small room: the room's whole list, shared (member_list.h): n_members_pieces
+     * pieces of members_json_len bytes in all, instead of members_json */
+    struct member_piece *members_pieces;
+    uint32_t n_members_pieces;
     struct msg_rec *msgs; /* join: replay; history: entries (ascending seq) */
     size_t n_msgs, cap_msgs;
     struct chat_room_info *rooms; /* rooms; login: dms (members unused) */

@@ -7,6 +7,7 @@
 #include "chat_session.h"
 #include "events.h"
 #include "jsonw.h"
+#include "member_list.h"
 #include "metrics.h"
 #include "text.h"
 #include "ws_frame.h"
@@ -37,16 +38,18 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_key(w, key);
     jsonw_array_begin(w);
     if (op->names_json) {
-        if (split && op->members_shared && op->members_json_len >= NAMES_BY_REF_MIN) {
+        if (split && op->members_pieces && op->members_json_len >= NAMES_BY_REF_MIN) {
             *split = w->c->len;
             jsonw_array_end(w);
             return;
         }
         jsonw_reserve(w, op->members_json_len + 256); /* the list and the rest of the reply */
-        const char *list =
-            op->members_shared ? (const char *)op->members_shared->data : op->members_json;
-        if (op->members_json_len)
-            jsonw_raw(w, list, op->members_json_len);
+        if (op->members_pieces)
+            for (uint32_t j = 0; j < op->n_members_pieces; j++) /* one value, in pieces */
+                (j ? jsonw_raw_more : jsonw_raw)(w, (const char *)op->members_pieces[j].c->data,
+                                                 op->members_pieces[j].len);
+        else if (op->members_json_len)
+            jsonw_raw(w, op->members_json, op->members_json_len);
         jsonw_array_end(w);
         return;
     }
@@ -55,9 +58,9 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
     jsonw_array_end(w);
 }
 
-/* Sends the reply in w with op's shared member list at split: one frame in three pieces of the
- * output queue, the list's piece the room's block itself. Only for a connection that compresses
- * nothing (permessage-deflate needs the message whole). */
+/* Sends the reply in w with op's shared member list at split: one frame in pieces of the output
+ * queue, its head, the list's segments (the room's blocks themselves), its tail. Only for a
+ * connection that compresses nothing (permessage-deflate needs the message whole). */
 static void json_send_split(struct conn *c, struct jsonw *w, size_t split, const struct chat_op *op)
 {
     struct chunk *ch = jsonw_finish(w);
@@ -67,7 +70,8 @@ static void json_send_split(struct conn *c, struct jsonw *w, size_t split, const
     memcpy(ch->data + MSG_JSON_OFF - h, hdr, h);
     if (conn_is_open(c)) {
         conn_send(c, chunk_ref(ch), MSG_JSON_OFF - h, split);
-        conn_send(c, chunk_ref(op->members_shared), 0, list);
+        for (uint32_t j = 0; j < op->n_members_pieces; j++)
+            conn_send(c, chunk_ref(op->members_pieces[j].c), 0, op->members_pieces[j].len);
         conn_send(c, chunk_ref(ch), split, ch->len);
     }
     chunk_unref(ch);

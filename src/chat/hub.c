@@ -662,7 +662,8 @@ static void add_joined_members(struct hub *h, struct hub_room *r, struct chat_op
                 member_list_add(r->list, member_name(n, name), ordset_key(n));
         }
         r->list_used = true;
-        op->members_shared = member_list_share(r->list, &op->members_json_len);
+        op->members_pieces =
+            member_list_share(r->list, &op->n_members_pieces, &op->members_json_len);
         op->n_names = r->list->n;
         op->n_members = r->index.count;
         op->large = false;

@@ -80,6 +80,11 @@ void worker_destroy(struct worker *w, void (*drop)(struct mail *m));
 void worker_add_listener(struct worker *w, int fd, enum listen_kind kind,
                          enum conn_transport transport, bool tls);
 
+/* Sets on a listening socket fd the TCP options every connection it accepts inherits: no Nagle,
+ * keepalive probes, and an end to data left unacknowledged (worker_add_listener does, for every
+ * listener, made or inherited). Failures are ignored (a socket that is not TCP). */
+void worker_tune_listener(int fd);
+
 /* On the worker's own thread: stop or start watching the listeners (their sockets stay open). */
 void worker_set_accepting(struct worker *w, bool on);
 
