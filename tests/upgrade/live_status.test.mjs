@@ -52,7 +52,7 @@ test('live: statuses survive the upgrade (WebSocket and telnet users, guests)', 
 });
 
 test('live: from a writer of record version 4 (no HR_STATUS), a status falls back to online', async (t) => {
-  const lineage = await Lineage.start(t, ['--rate-limit', '0'], { env: { PARLEY_TEST_RECORD_VERSION: 'previous' } });
+  const lineage = await Lineage.start(t, ['--rate-limit', '0'], { env: { PARLEY_TEST_RECORD_VERSION: '4' } });
   const { server } = lineage;
   const alice = await user(server, t);
   await alice.expect({ type: 'status', state: 'away', text: 'lunch' }, 'status');
