@@ -46,6 +46,12 @@ struct chat_worker {
     /* The sessions and their room entries: slabs of this worker's (pool.h), so a long-lived
      * client's state is densely packed and shares no page with a join storm's buffers. */
     struct pool sessions, srooms;
+    /* The connections holding a send bucket, looked at every second while there are any: each
+     * bucket full again and quiet is given back (sweep_sends). */
+    uint64_t *senders;
+    size_t n_senders, cap_senders;
+    struct timer sweep;
+    struct worker *w;
 };
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -492,8 +498,6 @@ struct chat_session *chat_session_open(struct conn *c, const struct chat_transpo
     struct chat_session *s = pool_get(&chat_of(c)->sessions);
     s->conn = c;
     s->transport = t;
-    s->tokens = cfg_of(c)->rate_limit;
-    s->refill_ms = conn_now(c);
     c->session = s;
     map_put_u64(&chat_of(c)->conns, c->id, c);
     return s;
@@ -598,6 +602,7 @@ void chat_session_close(struct conn *c)
         free(s->cold->status_text);
         free(s->cold->react);
         free(s->cold->search);
+        free(s->cold->send);
         free(s->cold->replay_pending);
         free(s->cold->dms);
         free(s->cold);
@@ -639,16 +644,94 @@ static bool bucket_take(double *tokens, uint64_t *refill_ms, uint32_t rate, uint
     return true;
 }
 
-/* Counts a send attempt; false when the connection has gone over ten times the rate. */
-static bool count_attempt(struct chat_session *s, uint32_t rate, uint64_t now)
+/* True when b is as a new bucket would be: full, and no attempts in its 10 s window. */
+static bool bucket_full(const struct chat_bucket *b, uint32_t rate, uint64_t now)
 {
-    return window_count(s->attempts, &s->attempts_sec, rate, now);
+    if (b->tokens + (double)(now - b->refill_ms) * rate / 10000.0 < rate)
+        return false;
+    if (now / 1000 >= b->attempts_sec + 10)
+        return true; /* every count is older than the window */
+    for (int i = 0; i < 10; i++)
+        if (b->attempts[i])
+            return false;
+    return true;
+}
+
+/* The send bucket may go: as a missing one reads (full, no typing within rule 21's second). */
+static bool sends_quiet(const struct chat_sends *t, uint32_t rate, uint64_t now)
+{
+    return bucket_full(&t->b, rate, now) && (!t->last_typing_ms || now - t->last_typing_ms >= 1000);
+}
+
+/* Every second while any connection holds a send bucket: gives back those quiet again. */
+static void sweep_sends(struct timer *t)
+{
+    struct chat_worker *cw = (struct chat_worker *)((char *)t - offsetof(struct chat_worker, sweep));
+    uint64_t now = loop_now(cw->w->loop);
+    size_t kept = 0;
+    for (size_t i = 0; i < cw->n_senders; i++) {
+        struct conn *c = map_get_u64(&cw->conns, cw->senders[i]);
+        struct chat_session *s = c ? c->session : NULL;
+        struct chat_sends *b = s ? chat_session_cold(s)->send : NULL;
+        if (!b)
+            continue; /* closed */
+        if (sends_quiet(b, cw->w->cfg->rate_limit, now)) {
+            free(b);
+            s->cold->send = NULL;
+            chat_session_cold_settle(s);
+            continue;
+        }
+        cw->senders[kept++] = cw->senders[i];
+    }
+    cw->n_senders = kept;
+    if (kept) {
+        timer_start(cw->w->loop, t, now + 1000);
+    } else {
+        free(cw->senders); /* nothing left behind by a burst of senders */
+        cw->senders = NULL;
+        cw->cap_senders = 0;
+    }
+}
+
+/* c's session gives s its send bucket t (full, or as a record had it). */
+static struct chat_sends *sends_attach(struct conn *c, struct chat_session *s,
+                                       struct chat_sends *t)
+{
+    struct chat_worker *cw = chat_of(c);
+    chat_session_cold_make(s)->send = t;
+    if (cw->n_senders == cw->cap_senders) {
+        cw->cap_senders = cw->cap_senders ? 2 * cw->cap_senders : 16;
+        cw->senders = xrealloc(cw->senders, cw->cap_senders * sizeof *cw->senders);
+    }
+    cw->senders[cw->n_senders++] = c->id;
+    if (!timer_active(&cw->sweep))
+        timer_start(cw->w->loop, &cw->sweep, conn_now(c) + 1000);
+    return t;
+}
+
+/* The send bucket, made full at the first send or typing: an idle client has none. */
+static struct chat_sends *send_bucket(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    struct chat_sends *t = chat_session_cold(s)->send;
+    if (t)
+        return t;
+    t = xcalloc(1, sizeof *t);
+    t->b.tokens = cfg_of(c)->rate_limit;
+    t->b.refill_ms = conn_now(c);
+    return sends_attach(c, s, t);
+}
+
+static struct chat_bucket *send_bucket_of(struct conn *c)
+{
+    return &send_bucket(c)->b;
 }
 
 /* Takes a token from the send bucket (N tokens, refilled at N per 10 s). */
-static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
+static bool take_token(struct conn *c, uint32_t rate, uint64_t now)
 {
-    return bucket_take(&s->tokens, &s->refill_ms, rate, now);
+    struct chat_bucket *b = send_bucket_of(c);
+    return bucket_take(&b->tokens, &b->refill_ms, rate, now);
 }
 
 /* A bucket of its own (react, search), made full at first use: most clients never use it, and
@@ -683,8 +766,12 @@ uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket)
     uint64_t now = conn_now(c);
     if (!rate || !s || !s->logged_in)
         return now;
-    double have = search ? search_bucket(c)->tokens : s->tokens;
-    uint64_t refill_ms = search ? search_bucket(c)->refill_ms : s->refill_ms;
+    const struct chat_sends *sends = chat_session_cold(s)->send;
+    if (!search && !sends)
+        return now; /* no send bucket: a full one */
+    const struct chat_bucket *b = search ? search_bucket(c) : &sends->b;
+    double have = b->tokens;
+    uint64_t refill_ms = b->refill_ms;
     /* The same sum bucket_take makes, so "there now" here means bucket_take succeeds now. */
     double tokens = have + (double)(now - refill_ms) * rate / 10000.0;
     if (tokens >= 1.0)
@@ -770,16 +857,7 @@ bool chat_session_count_search(struct conn *c)
 
 bool chat_session_count_send(struct conn *c)
 {
-    struct chat_session *s = c->session;
-    uint32_t rate = cfg_of(c)->rate_limit;
-    if (!rate || !s->logged_in || count_attempt(s, rate, conn_now(c)))
-        return true;
-    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id, s->user);
-    if (c->transport == CONN_WEBSOCKET)
-        ws_session_close(c, WS_CLOSE_POLICY, "too many messages");
-    else
-        conn_close_after_flush(c);
-    return false;
+    return count_own(c, send_bucket_of, cfg_of(c)->rate_limit);
 }
 
 /* --- starting ops --- */
@@ -853,13 +931,10 @@ static void charge(struct conn *c, struct chat_op *op, enum chat_bucket_kind kin
     op->bucket = kind;
     if (!rate)
         return;
-    bool got;
-    if (kind == CHAT_BUCKET_SEND) {
-        got = take_token(c->session, rate, conn_now(c));
-    } else {
-        struct chat_bucket *b = kind == CHAT_BUCKET_REACT ? react_bucket(c) : search_bucket(c);
-        got = bucket_take(&b->tokens, &b->refill_ms, rate, conn_now(c));
-    }
+    struct chat_bucket *b = kind == CHAT_BUCKET_REACT    ? react_bucket(c)
+                            : kind == CHAT_BUCKET_SEARCH ? search_bucket(c)
+                                                         : send_bucket_of(c);
+    bool got = bucket_take(&b->tokens, &b->refill_ms, rate, conn_now(c));
     op->charged = got;
     op->over_rate = !got;
     if (!got)
@@ -1024,16 +1099,18 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         sent(c);
         chat_to_store(op);
         return PROTO_OK;
-    case CHAT_TYPING:
+    case CHAT_TYPING: {
         if (!joined)
             FAIL(PROTO_NOT_MEMBER, "you are not in that room");
-        if (now - s->last_typing_ms < 1000 && s->last_typing_ms) {
+        struct chat_sends *t = send_bucket(c);
+        if (now - t->last_typing_ms < 1000 && t->last_typing_ms) {
             chat_op_free(op); /* rule 21: at most one a second is passed on */
             return PROTO_OK;
         }
-        s->last_typing_ms = now;
+        t->last_typing_ms = now;
         chat_to_hub(op);
         return PROTO_OK;
+    }
     case CHAT_SEND: {
         if (op->to_lc[0] && strcmp(op->to_lc, s->user_lc) == 0)
             FAIL(PROTO_BAD_REQUEST, "you cannot send a direct message to yourself");
@@ -1051,7 +1128,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         }
         if (op->room_is_dm || op->to_lc[0])
             op->reads_from = dm_reads_from(s);
-        if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
+        if (cfg->rate_limit && !take_token(c, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
             if (!op->to_lc[0] && !op->has_cid && !op->has_reply_to)
                 FAIL(PROTO_RATE_LIMITED, "slow down: too many messages");
@@ -1074,7 +1151,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         return submit_timeline(c, op, joined, why);
     case CHAT_STATUS:
         /* Rule 73: a send-bucket token, even for a status that changes nothing (rule 86). */
-        if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
+        if (cfg->rate_limit && !take_token(c, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
             FAIL(PROTO_RATE_LIMITED, "slow down: too many requests");
         }
@@ -1335,8 +1412,8 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
             k->react->tokens += 1.0;
         else if (op->bucket == CHAT_BUCKET_SEARCH && k->search)
             k->search->tokens += 1.0;
-        else
-            s->tokens += 1.0;
+        else if (op->bucket == CHAT_BUCKET_SEND && k->send)
+            k->send->b.tokens += 1.0; /* (a bucket given back meanwhile was full) */
         op->charged = false;
     }
     if (op->err) {
@@ -1691,6 +1768,8 @@ void chat_worker_init(struct worker *w)
     map_init_borrowed(&cw->users);
     POOL_INIT(&cw->sessions, struct chat_session);
     POOL_INIT(&cw->srooms, struct chat_sroom);
+    timer_init(&cw->sweep, sweep_sends);
+    cw->w = w;
     w->chat = cw;
 }
 
@@ -1710,6 +1789,7 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->users);
     map_free(&cw->conns);
     free(cw->joiners);
+    free(cw->senders); /* (the loop, with the sweep's timer, is gone) */
     pool_destroy(&cw->sessions);
     pool_destroy(&cw->srooms);
     free(cw);
@@ -1798,11 +1878,14 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     hr_str(w, HR_USER, s->user);
     hr_str(w, HR_USER_LC, s->user_lc);
     hr_u64(w, HR_JOIN_COUNTER, s->join_counter);
-    double tokens = s->tokens > 0 ? s->tokens : 0;
+    /* No send bucket: written as a full one (a new bucket, made now). */
+    const struct chat_bucket full = {.tokens = cfg_of(c)->rate_limit, .refill_ms = now};
+    const struct chat_bucket *send = k->send ? &k->send->b : &full;
+    double tokens = send->tokens > 0 ? send->tokens : 0;
     hr_u64(w, HR_TOKENS_MICRO, (uint64_t)(tokens * 1e6 + 0.5));
-    hr_u64(w, HR_REFILL_AGE_MS, now > s->refill_ms ? now - s->refill_ms : 0);
+    hr_u64(w, HR_REFILL_AGE_MS, now > send->refill_ms ? now - send->refill_ms : 0);
     uint16_t attempts[HR_ATTEMPT_SECONDS];
-    attempts_by_age(s->attempts, s->attempts_sec, now, attempts);
+    attempts_by_age(send->attempts, send->attempts_sec, now, attempts);
     uint8_t bytes[2 * HR_ATTEMPT_SECONDS];
     for (int i = 0; i < HR_ATTEMPT_SECONDS; i++) {
         bytes[2 * i] = (uint8_t)attempts[i];
@@ -1829,8 +1912,9 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         hr_put(w, HR_CIDS, keys, sizeof keys);
         hr_u64(w, HR_CIDS_NEXT, s->charged_cids_next);
     }
-    if (s->last_typing_ms)
-        hr_u64(w, HR_TYPING_AGE_MS, now > s->last_typing_ms ? now - s->last_typing_ms : 0);
+    uint64_t typed = k->send ? k->send->last_typing_ms : 0;
+    if (typed)
+        hr_u64(w, HR_TYPING_AGE_MS, now > typed ? now - typed : 0);
     for (size_t i = 0; i < s->n_rooms; i++) {
         const struct chat_sroom *r = chat_session_rooms(s)[i];
         hr_open(w, HR_ROOM);
@@ -2080,9 +2164,18 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     } else if (rec->n_rooms > 0) {
         FAIL("rooms joined without a login");
     }
-    restore_bucket(&s->tokens, &s->refill_ms, s->attempts, &s->attempts_sec,
+    /* The send bucket as the record has it, kept only when not as a missing one reads. */
+    struct chat_sends sends = {0};
+    restore_bucket(&sends.b.tokens, &sends.b.refill_ms, sends.b.attempts, &sends.b.attempts_sec,
                    cfg_of(c)->rate_limit, rec->tokens_micro, rec->refill_age_ms, rec->attempts,
                    now);
+    if (rec->has_typing)
+        sends.last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
+    if (!sends_quiet(&sends, cfg_of(c)->rate_limit, now)) {
+        struct chat_sends *kept = xmalloc(sizeof *kept);
+        *kept = sends;
+        sends_attach(c, s, kept);
+    }
     if (rec->has_react) {
         struct chat_bucket *b = chat_session_cold_make(s)->react = xcalloc(1, sizeof *b);
         restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
@@ -2100,8 +2193,6 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         memcpy(s->charged_cids, rec->cids, sizeof rec->cids);
         s->charged_cids_next = rec->cids_next;
     }
-    if (rec->has_typing)
-        s->last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
     s->join_counter = rec->join_counter;
     if (s->logged_in) {
         /* Online again, before anyone new can log in: no one may take the guest's name. And

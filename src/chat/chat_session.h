@@ -83,6 +83,10 @@ struct chat_session_cold {
     struct chat_bucket *react;
     /* The search bucket (protocol 1.1 rule 73), made at the first search, as react's. */
     struct chat_bucket *search;
+    /* The send bucket (rules 23 and 42) and rule 21's typing time, made at the first send or
+     * typing and given back once full again and quiet (an idle client's is full: a missing one
+     * reads as full, here and in a live upgrade's record). */
+    struct chat_sends *send;
     char *status_text; /* with away: the status text */
     /* The dm rooms this connection was given messages of without joining them, and where (made
      * at the first such message: most connections never get one). A live upgrade carries them
@@ -112,7 +116,6 @@ struct chat_session {
         joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
     uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
     uint32_t ops_out;    /* requests on their way that will be answered (a live upgrade waits) */
-    uint16_t attempts[10];    /* send attempts per second, for the last 10 s */
     uint64_t login_paused_ms; /* such time before login: the login deadline moves by it */
     uint64_t guest_session;
     int64_t created_ms;
@@ -128,14 +131,10 @@ struct chat_session {
     } rooms_;
     uint32_t n_rooms, cap_rooms;
     uint64_t join_counter;
-    double tokens; /* send bucket */
-    uint64_t refill_ms;
     /* Rule 17: the (room, cid) keys of the last sends that paid a token, so a retry is known as
      * one at once, also while the first copy is still on its way to the store. Allocated at the
      * first such send: clients without cids pay nothing for it. */
     uint64_t *charged_cids;
-    uint64_t attempts_sec;
-    uint64_t last_typing_ms;
     /* Output held back until the socket drains (NULL while none, as when idle). */
     struct chat_backlog *backlog;
     struct conn *user_next; /* logged in: the next connection of this user on this worker */
@@ -166,6 +165,12 @@ struct chat_bucket {
     uint64_t refill_ms;
     uint64_t attempts_sec;
     uint16_t attempts[10];
+};
+
+/* The send bucket, with the time of the last typing passed on (rule 21: at most one a second). */
+struct chat_sends {
+    struct chat_bucket b;
+    uint64_t last_typing_ms;
 };
 
 /* A join's replay still to be read from the store, a page at a time as the connection drains. */
