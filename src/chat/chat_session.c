@@ -54,6 +54,10 @@ struct chat_worker {
     struct worker *w;
 };
 
+/* Every idle logged-in client has one session: a field that adds padding shows here (on LP64). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct chat_session) == 184,
+               "struct chat_session grew: see docs/architecture.md, Memory of an idle connection");
+
 static struct chat_worker *chat_of(struct conn *c)
 {
     return ((struct worker *)c->set->owner)->chat;
@@ -1361,7 +1365,9 @@ static void op_done(struct worker *w, struct chat_op *op)
     if (hashed && s->auth_pending) {
         s->auth_pending = false;
         if (!s->logged_in)
-            s->login_paused_ms += op->auth_wait_ms;
+            s->login_paused_ms = op->auth_wait_ms < UINT32_MAX - s->login_paused_ms
+                                     ? s->login_paused_ms + op->auth_wait_ms
+                                     : UINT32_MAX;
     }
     if (hashed)
         pw_free(s);
@@ -2138,7 +2144,8 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         FAIL("a login on its way without the request to submit again");
     if (rec->pw.present && restore_pw(s, rec, why) < 0)
         return -1;
-    s->login_paused_ms = rec->login_paused_ms;
+    s->login_paused_ms = rec->login_paused_ms < UINT32_MAX ? (uint32_t)rec->login_paused_ms
+                                                           : UINT32_MAX;
     if (rec->has_status) {
         const char *text = (const char *)rec->status_text.p;
         size_t n = rec->status_text.n, trimmed = 0;

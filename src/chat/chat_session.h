@@ -116,12 +116,11 @@ struct chat_session {
         joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
     uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
     uint32_t ops_out;    /* requests on their way that will be answered (a live upgrade waits) */
-    uint64_t login_paused_ms; /* such time before login: the login deadline moves by it */
+    /* Such time before login: the login deadline moves by it (32 bits: at most 49 days, where a
+     * login deadline is seconds). */
+    uint32_t login_paused_ms;
     uint64_t guest_session;
     int64_t created_ms;
-    char user[CHAT_NAME_MAX];
-    char user_lc[CHAT_NAME_MAX];
-    uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
     /* The rooms joined: chat_session_rooms. While cap_rooms is at most 1 the one room is held
      * here in place of the list (most clients are in one room, and a 1-pointer list would be a
      * 32-byte block). */
@@ -129,7 +128,6 @@ struct chat_session {
         struct chat_sroom **many;
         struct chat_sroom *one;
     } rooms_;
-    uint32_t n_rooms, cap_rooms;
     uint64_t join_counter;
     /* Rule 17: the (room, cid) keys of the last sends that paid a token, so a retry is known as
      * one at once, also while the first copy is still on its way to the store. Allocated at the
@@ -141,6 +139,11 @@ struct chat_session {
     /* The fields an idle client leaves NULL, in one block made while any is set (and by telnet,
      * whose state is one): read them through chat_session_cold. */
     struct chat_session_cold *cold;
+    /* The 4-byte fields and the names last, where they leave no padding (184 bytes in all). */
+    uint32_t n_rooms, cap_rooms;
+    uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
+    char user[CHAT_NAME_MAX];
+    char user_lc[CHAT_NAME_MAX];
 };
 
 /* A dm room not joined: the newest seq written to the connection. While a moved connection is
