@@ -55,7 +55,7 @@ struct chat_worker {
 };
 
 /* Every idle logged-in client has one session: a field that adds padding shows here (on LP64). */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct chat_session) == 184,
+_Static_assert(sizeof(void *) != 8 || sizeof(struct chat_session) == 160,
                "struct chat_session grew: see docs/architecture.md, Memory of an idle connection");
 
 static struct chat_worker *chat_of(struct conn *c)
@@ -517,7 +517,7 @@ static void post_gone_conn(struct chat_session *s, uint16_t worker, char (*rooms
     struct chat_op *op = chat_op_new(CHAT_GONE, worker, 0);
     op->status_conn = status_conn;
     op->status_session = s->guest ? s->guest_session : 0;
-    memcpy(op->user, s->user, sizeof op->user);
+    chat_session_user(s, op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = guest_offline;
     op->guest_session = s->guest_session;
@@ -828,7 +828,9 @@ static void remember_charged(struct chat_session *s, const struct chat_op *op)
 static void flood_close(struct conn *c)
 {
     struct chat_session *s = c->session;
-    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id, s->user);
+    char user[CHAT_NAME_MAX];
+    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id,
+             chat_session_user(s, user));
     if (c->transport == CONN_WEBSOCKET)
         ws_session_close(c, WS_CLOSE_POLICY, "too many messages");
     else
@@ -1026,7 +1028,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
     }
     if (!s->logged_in)
         FAIL(PROTO_NOT_LOGGED_IN, "log in first");
-    memcpy(op->user, s->user, sizeof op->user);
+    chat_session_user(s, op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = s->guest;
     op->guest_session = s->guest_session;
@@ -1200,8 +1202,8 @@ static void became_logged_in(struct conn *c, struct chat_op *op)
     s->guest = op->guest;
     s->guest_session = op->guest_session;
     s->created_ms = op->user_created_ms;
-    memcpy(s->user, op->user, sizeof s->user);
     memcpy(s->user_lc, op->user_lc, sizeof s->user_lc);
+    s->user_caps = text_name_caps(op->user);
     local_user_add(chat_of(c), c);
     metrics_add(METRIC_LOGINS, 1);
 }
@@ -1290,8 +1292,8 @@ static void undo_for_gone(struct worker *w, struct chat_op *op)
     if (op->err)
         return;
     struct chat_session ghost = {.guest_session = op->guest_session, .guest = op->guest};
-    memcpy(ghost.user, op->user, sizeof ghost.user);
     memcpy(ghost.user_lc, op->user_lc, sizeof ghost.user_lc);
+    ghost.user_caps = text_name_caps(op->user);
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_TOKEN ||
                  op->kind == CHAT_LOGIN_PASSWORD;
     if (op->kind == CHAT_JOIN && !op->rejoin) {
@@ -1701,7 +1703,7 @@ static void became_registered(struct chat_worker *cw, struct deliver *d)
             continue;
         s->guest = false;
         s->created_ms = d->created_ms;
-        memcpy(s->user, d->user_a, sizeof s->user);
+        s->user_caps = text_name_caps(d->user_a); /* the registered spelling of the same name */
         if (s->transport->became_registered)
             s->transport->became_registered(c);
     }
@@ -1881,7 +1883,8 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     hr_u64(w, HR_GUEST, s->guest);
     hr_u64(w, HR_GUEST_SESSION, s->guest_session);
     hr_i64(w, HR_CREATED_MS, s->created_ms);
-    hr_str(w, HR_USER, s->user);
+    char user[CHAT_NAME_MAX];
+    hr_str(w, HR_USER, chat_session_user(s, user));
     hr_str(w, HR_USER_LC, s->user_lc);
     hr_u64(w, HR_JOIN_COUNTER, s->join_counter);
     /* No send bucket: written as a full one (a new bucket, made now). */
@@ -2157,12 +2160,13 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
             chat_session_cold_make(s)->status_text = xstrndup(text, n);
     }
     if (rec->logged_in) {
-        copy_name(s->user, sizeof s->user, rec->user);
+        char user[CHAT_NAME_MAX], lc[CHAT_NAME_MAX];
+        copy_name(user, sizeof user, rec->user);
         copy_name(s->user_lc, sizeof s->user_lc, rec->user_lc);
-        char lc[CHAT_NAME_MAX];
-        text_lower(s->user, strlen(s->user), lc);
-        if (!text_valid_user(s->user, strlen(s->user)) || strcmp(lc, s->user_lc) != 0)
+        text_lower(user, strlen(user), lc);
+        if (!text_valid_user(user, strlen(user)) || strcmp(lc, s->user_lc) != 0)
             FAIL("a user name this server would not give");
+        s->user_caps = text_name_caps(user);
         s->logged_in = true;
         s->guest = rec->guest;
         s->guest_session = rec->guest_session;
@@ -2208,7 +2212,7 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
          * exactly what this counted in. */
         struct chat_op *op =
             chat_op_new(CHAT_ADOPT, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
-        memcpy(op->user, s->user, sizeof op->user);
+        chat_session_user(s, op->user);
         memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
         op->guest = s->guest;
         op->guest_session = s->guest_session;
@@ -2237,7 +2241,7 @@ static void dm_catch_up(struct conn *c, const struct chat_dm_place *p)
         chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
     memcpy(op->room, p->room, sizeof op->room);
     op->room_is_dm = true;
-    memcpy(op->user, s->user, sizeof op->user);
+    chat_session_user(s, op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = s->guest;
     op->guest_session = s->guest_session;
@@ -2264,7 +2268,7 @@ static void adopt_step(struct conn *c)
             chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
         memcpy(op->room, r->name, sizeof op->room);
         op->room_is_dm = strncmp(r->name, "dm:", 3) == 0;
-        memcpy(op->user, s->user, sizeof op->user);
+        chat_session_user(s, op->user);
         memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
         op->guest = s->guest;
         op->guest_session = s->guest_session;

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "chat.h"
 #include "conn.h"
@@ -139,10 +140,12 @@ struct chat_session {
     /* The fields an idle client leaves NULL, in one block made while any is set (and by telnet,
      * whose state is one): read them through chat_session_cold. */
     struct chat_session_cold *cold;
-    /* The 4-byte fields and the names last, where they leave no padding (184 bytes in all). */
+    /* The 4-byte fields and the name last, where they leave the least padding (160 bytes). */
     uint32_t n_rooms, cap_rooms;
     uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
-    char user[CHAT_NAME_MAX];
+    /* The user name: its lower-case form and which of its letters are capitals in the name as
+     * shown (chat_session_user), so the name is not kept twice. */
+    uint32_t user_caps;
     char user_lc[CHAT_NAME_MAX];
 };
 
@@ -227,6 +230,13 @@ static inline const struct chat_session_cold *chat_session_cold(const struct cha
 struct chat_session_cold *chat_session_cold_make(struct chat_session *s);
 /* Frees s's block once every field in it is NULL again. */
 void chat_session_cold_settle(struct chat_session *s);
+
+/* The user name of s as shown, in out. */
+static inline const char *chat_session_user(const struct chat_session *s, char out[CHAT_NAME_MAX])
+{
+    text_name_raise(s->user_lc, strlen(s->user_lc), s->user_caps, out);
+    return out;
+}
 
 /* The rooms s has joined, n_rooms of them. */
 static inline struct chat_sroom **chat_session_rooms(struct chat_session *s)
