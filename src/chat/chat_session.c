@@ -670,7 +670,8 @@ static bool sends_quiet(const struct chat_sends *t, uint32_t rate, uint64_t now)
 /* Every second while any connection holds a send bucket: gives back those quiet again. */
 static void sweep_sends(struct timer *t)
 {
-    struct chat_worker *cw = (struct chat_worker *)((char *)t - offsetof(struct chat_worker, sweep));
+    struct chat_worker *cw =
+        (struct chat_worker *)((char *)t - offsetof(struct chat_worker, sweep));
     uint64_t now = loop_now(cw->w->loop);
     size_t kept = 0;
     for (size_t i = 0; i < cw->n_senders; i++) {
@@ -698,8 +699,7 @@ static void sweep_sends(struct timer *t)
 }
 
 /* c's session gives s its send bucket t (full, or as a record had it). */
-static struct chat_sends *sends_attach(struct conn *c, struct chat_session *s,
-                                       struct chat_sends *t)
+static struct chat_sends *sends_attach(struct conn *c, struct chat_session *s, struct chat_sends *t)
 {
     struct chat_worker *cw = chat_of(c);
     chat_session_cold_make(s)->send = t;
@@ -2147,8 +2147,8 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         FAIL("a login on its way without the request to submit again");
     if (rec->pw.present && restore_pw(s, rec, why) < 0)
         return -1;
-    s->login_paused_ms = rec->login_paused_ms < UINT32_MAX ? (uint32_t)rec->login_paused_ms
-                                                           : UINT32_MAX;
+    s->login_paused_ms =
+        rec->login_paused_ms < UINT32_MAX ? (uint32_t)rec->login_paused_ms : UINT32_MAX;
     if (rec->has_status) {
         const char *text = (const char *)rec->status_text.p;
         size_t n = rec->status_text.n, trimmed = 0;

@@ -160,7 +160,11 @@ static void test_lower(void **state)
 static void test_name_caps(void **state)
 {
     (void)state;
-    const char *names[] = {"Alice", "bob", "X", "a.B-c_9Z", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+    const char *names[] = {"Alice",
+                           "bob",
+                           "X",
+                           "a.B-c_9Z",
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
                            "abcdefghijklmnopqrstuvwxyz01234Z"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         size_t n = strlen(names[i]);
