@@ -34,6 +34,22 @@ void text_lower(const char *s, size_t n, char *out)
     out[n] = '\0';
 }
 
+uint32_t text_name_caps(const char *name)
+{
+    uint32_t caps = 0;
+    for (size_t i = 0; i < TEXT_NAME_MAX && name[i]; i++)
+        if (name[i] >= 'A' && name[i] <= 'Z')
+            caps |= 1u << i;
+    return caps;
+}
+
+void text_name_raise(const char *lc, size_t len, uint32_t caps, char *out)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)(caps >> i & 1 ? lc[i] - 'a' + 'A' : lc[i]);
+    out[len] = '\0';
+}
+
 void text_skeleton(const char *name, size_t n, char out[TEXT_NAME_MAX + 1])
 {
     if (n > TEXT_NAME_MAX)

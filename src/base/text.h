@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TEXT_NAME_MAX 32
 #define TEXT_DM_ROOM_MAX (3 + TEXT_NAME_MAX + 1 + TEXT_NAME_MAX) /* "dm:a:b" without NUL */
@@ -16,6 +17,11 @@ bool text_valid_user(const char *s, size_t n);
 
 /* Writes s[0..n) in lower case (ASCII) plus a NUL into out (n + 1 bytes). */
 void text_lower(const char *s, size_t n, char *out);
+/* The capitals of a user name (text_valid_user: ASCII, at most TEXT_NAME_MAX), one bit a
+ * character: with the lower-case name, they give the name as shown. */
+uint32_t text_name_caps(const char *name);
+/* The name as shown, from its lower-case form lc (len bytes) and its capitals: in out, with NUL. */
+void text_name_raise(const char *lc, size_t len, uint32_t caps, char *out);
 
 /*
  * Public room names: 1..32 of a-z 0-9 _ - once A-Z is folded to lower case.

@@ -46,7 +46,17 @@ struct chat_worker {
     /* The sessions and their room entries: slabs of this worker's (pool.h), so a long-lived
      * client's state is densely packed and shares no page with a join storm's buffers. */
     struct pool sessions, srooms;
+    /* The connections holding a send bucket, looked at every second while there are any: each
+     * bucket full again and quiet is given back (sweep_sends). */
+    uint64_t *senders;
+    size_t n_senders, cap_senders;
+    struct timer sweep;
+    struct worker *w;
 };
+
+/* Every idle logged-in client has one session: a field that adds padding shows here (on LP64). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct chat_session) == 160,
+               "struct chat_session grew: see docs/architecture.md, Memory of an idle connection");
 
 static struct chat_worker *chat_of(struct conn *c)
 {
@@ -492,8 +502,6 @@ struct chat_session *chat_session_open(struct conn *c, const struct chat_transpo
     struct chat_session *s = pool_get(&chat_of(c)->sessions);
     s->conn = c;
     s->transport = t;
-    s->tokens = cfg_of(c)->rate_limit;
-    s->refill_ms = conn_now(c);
     c->session = s;
     map_put_u64(&chat_of(c)->conns, c->id, c);
     return s;
@@ -509,7 +517,7 @@ static void post_gone_conn(struct chat_session *s, uint16_t worker, char (*rooms
     struct chat_op *op = chat_op_new(CHAT_GONE, worker, 0);
     op->status_conn = status_conn;
     op->status_session = s->guest ? s->guest_session : 0;
-    memcpy(op->user, s->user, sizeof op->user);
+    chat_session_user(s, op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = guest_offline;
     op->guest_session = s->guest_session;
@@ -598,6 +606,7 @@ void chat_session_close(struct conn *c)
         free(s->cold->status_text);
         free(s->cold->react);
         free(s->cold->search);
+        free(s->cold->send);
         free(s->cold->replay_pending);
         free(s->cold->dms);
         free(s->cold);
@@ -639,16 +648,94 @@ static bool bucket_take(double *tokens, uint64_t *refill_ms, uint32_t rate, uint
     return true;
 }
 
-/* Counts a send attempt; false when the connection has gone over ten times the rate. */
-static bool count_attempt(struct chat_session *s, uint32_t rate, uint64_t now)
+/* True when b is as a new bucket would be: full, and no attempts in its 10 s window. */
+static bool bucket_full(const struct chat_bucket *b, uint32_t rate, uint64_t now)
 {
-    return window_count(s->attempts, &s->attempts_sec, rate, now);
+    if (b->tokens + (double)(now - b->refill_ms) * rate / 10000.0 < rate)
+        return false;
+    if (now / 1000 >= b->attempts_sec + 10)
+        return true; /* every count is older than the window */
+    for (int i = 0; i < 10; i++)
+        if (b->attempts[i])
+            return false;
+    return true;
+}
+
+/* The send bucket may go: as a missing one reads (full, no typing within rule 21's second). */
+static bool sends_quiet(const struct chat_sends *t, uint32_t rate, uint64_t now)
+{
+    return bucket_full(&t->b, rate, now) && (!t->last_typing_ms || now - t->last_typing_ms >= 1000);
+}
+
+/* Every second while any connection holds a send bucket: gives back those quiet again. */
+static void sweep_sends(struct timer *t)
+{
+    struct chat_worker *cw =
+        (struct chat_worker *)((char *)t - offsetof(struct chat_worker, sweep));
+    uint64_t now = loop_now(cw->w->loop);
+    size_t kept = 0;
+    for (size_t i = 0; i < cw->n_senders; i++) {
+        struct conn *c = map_get_u64(&cw->conns, cw->senders[i]);
+        struct chat_session *s = c ? c->session : NULL;
+        struct chat_sends *b = s ? chat_session_cold(s)->send : NULL;
+        if (!b)
+            continue; /* closed */
+        if (sends_quiet(b, cw->w->cfg->rate_limit, now)) {
+            free(b);
+            s->cold->send = NULL;
+            chat_session_cold_settle(s);
+            continue;
+        }
+        cw->senders[kept++] = cw->senders[i];
+    }
+    cw->n_senders = kept;
+    if (kept) {
+        timer_start(cw->w->loop, t, now + 1000);
+    } else {
+        free(cw->senders); /* nothing left behind by a burst of senders */
+        cw->senders = NULL;
+        cw->cap_senders = 0;
+    }
+}
+
+/* c's session gives s its send bucket t (full, or as a record had it). */
+static struct chat_sends *sends_attach(struct conn *c, struct chat_session *s, struct chat_sends *t)
+{
+    struct chat_worker *cw = chat_of(c);
+    chat_session_cold_make(s)->send = t;
+    if (cw->n_senders == cw->cap_senders) {
+        cw->cap_senders = cw->cap_senders ? 2 * cw->cap_senders : 16;
+        cw->senders = xrealloc(cw->senders, cw->cap_senders * sizeof *cw->senders);
+    }
+    cw->senders[cw->n_senders++] = c->id;
+    if (!timer_active(&cw->sweep))
+        timer_start(cw->w->loop, &cw->sweep, conn_now(c) + 1000);
+    return t;
+}
+
+/* The send bucket, made full at the first send or typing: an idle client has none. */
+static struct chat_sends *send_bucket(struct conn *c)
+{
+    struct chat_session *s = c->session;
+    struct chat_sends *t = chat_session_cold(s)->send;
+    if (t)
+        return t;
+    t = xcalloc(1, sizeof *t);
+    t->b.tokens = cfg_of(c)->rate_limit;
+    t->b.refill_ms = conn_now(c);
+    return sends_attach(c, s, t);
+}
+
+static struct chat_bucket *send_bucket_of(struct conn *c)
+{
+    return &send_bucket(c)->b;
 }
 
 /* Takes a token from the send bucket (N tokens, refilled at N per 10 s). */
-static bool take_token(struct chat_session *s, uint32_t rate, uint64_t now)
+static bool take_token(struct conn *c, uint32_t rate, uint64_t now)
 {
-    return bucket_take(&s->tokens, &s->refill_ms, rate, now);
+    struct chat_bucket *b = send_bucket_of(c);
+    return bucket_take(&b->tokens, &b->refill_ms, rate, now);
 }
 
 /* A bucket of its own (react, search), made full at first use: most clients never use it, and
@@ -683,8 +770,12 @@ uint64_t chat_session_token_at(struct conn *c, enum chat_bucket_kind bucket)
     uint64_t now = conn_now(c);
     if (!rate || !s || !s->logged_in)
         return now;
-    double have = search ? search_bucket(c)->tokens : s->tokens;
-    uint64_t refill_ms = search ? search_bucket(c)->refill_ms : s->refill_ms;
+    const struct chat_sends *sends = chat_session_cold(s)->send;
+    if (!search && !sends)
+        return now; /* no send bucket: a full one */
+    const struct chat_bucket *b = search ? search_bucket(c) : &sends->b;
+    double have = b->tokens;
+    uint64_t refill_ms = b->refill_ms;
     /* The same sum bucket_take makes, so "there now" here means bucket_take succeeds now. */
     double tokens = have + (double)(now - refill_ms) * rate / 10000.0;
     if (tokens >= 1.0)
@@ -737,7 +828,9 @@ static void remember_charged(struct chat_session *s, const struct chat_op *op)
 static void flood_close(struct conn *c)
 {
     struct chat_session *s = c->session;
-    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id, s->user);
+    char user[CHAT_NAME_MAX];
+    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id,
+             chat_session_user(s, user));
     if (c->transport == CONN_WEBSOCKET)
         ws_session_close(c, WS_CLOSE_POLICY, "too many messages");
     else
@@ -770,16 +863,7 @@ bool chat_session_count_search(struct conn *c)
 
 bool chat_session_count_send(struct conn *c)
 {
-    struct chat_session *s = c->session;
-    uint32_t rate = cfg_of(c)->rate_limit;
-    if (!rate || !s->logged_in || count_attempt(s, rate, conn_now(c)))
-        return true;
-    log_info("msg=flood_closed conn=%llu user=%s", (unsigned long long)c->id, s->user);
-    if (c->transport == CONN_WEBSOCKET)
-        ws_session_close(c, WS_CLOSE_POLICY, "too many messages");
-    else
-        conn_close_after_flush(c);
-    return false;
+    return count_own(c, send_bucket_of, cfg_of(c)->rate_limit);
 }
 
 /* --- starting ops --- */
@@ -853,13 +937,10 @@ static void charge(struct conn *c, struct chat_op *op, enum chat_bucket_kind kin
     op->bucket = kind;
     if (!rate)
         return;
-    bool got;
-    if (kind == CHAT_BUCKET_SEND) {
-        got = take_token(c->session, rate, conn_now(c));
-    } else {
-        struct chat_bucket *b = kind == CHAT_BUCKET_REACT ? react_bucket(c) : search_bucket(c);
-        got = bucket_take(&b->tokens, &b->refill_ms, rate, conn_now(c));
-    }
+    struct chat_bucket *b = kind == CHAT_BUCKET_REACT    ? react_bucket(c)
+                            : kind == CHAT_BUCKET_SEARCH ? search_bucket(c)
+                                                         : send_bucket_of(c);
+    bool got = bucket_take(&b->tokens, &b->refill_ms, rate, conn_now(c));
     op->charged = got;
     op->over_rate = !got;
     if (!got)
@@ -947,7 +1028,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
     }
     if (!s->logged_in)
         FAIL(PROTO_NOT_LOGGED_IN, "log in first");
-    memcpy(op->user, s->user, sizeof op->user);
+    chat_session_user(s, op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = s->guest;
     op->guest_session = s->guest_session;
@@ -1024,16 +1105,18 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         sent(c);
         chat_to_store(op);
         return PROTO_OK;
-    case CHAT_TYPING:
+    case CHAT_TYPING: {
         if (!joined)
             FAIL(PROTO_NOT_MEMBER, "you are not in that room");
-        if (now - s->last_typing_ms < 1000 && s->last_typing_ms) {
+        struct chat_sends *t = send_bucket(c);
+        if (now - t->last_typing_ms < 1000 && t->last_typing_ms) {
             chat_op_free(op); /* rule 21: at most one a second is passed on */
             return PROTO_OK;
         }
-        s->last_typing_ms = now;
+        t->last_typing_ms = now;
         chat_to_hub(op);
         return PROTO_OK;
+    }
     case CHAT_SEND: {
         if (op->to_lc[0] && strcmp(op->to_lc, s->user_lc) == 0)
             FAIL(PROTO_BAD_REQUEST, "you cannot send a direct message to yourself");
@@ -1051,7 +1134,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         }
         if (op->room_is_dm || op->to_lc[0])
             op->reads_from = dm_reads_from(s);
-        if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
+        if (cfg->rate_limit && !take_token(c, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
             if (!op->to_lc[0] && !op->has_cid && !op->has_reply_to)
                 FAIL(PROTO_RATE_LIMITED, "slow down: too many messages");
@@ -1074,7 +1157,7 @@ enum proto_error chat_session_submit(struct conn *c, struct chat_op *op, const c
         return submit_timeline(c, op, joined, why);
     case CHAT_STATUS:
         /* Rule 73: a send-bucket token, even for a status that changes nothing (rule 86). */
-        if (cfg->rate_limit && !take_token(s, cfg->rate_limit, now)) {
+        if (cfg->rate_limit && !take_token(c, cfg->rate_limit, now)) {
             metrics_add(METRIC_RATE_LIMITED, 1);
             FAIL(PROTO_RATE_LIMITED, "slow down: too many requests");
         }
@@ -1119,8 +1202,8 @@ static void became_logged_in(struct conn *c, struct chat_op *op)
     s->guest = op->guest;
     s->guest_session = op->guest_session;
     s->created_ms = op->user_created_ms;
-    memcpy(s->user, op->user, sizeof s->user);
     memcpy(s->user_lc, op->user_lc, sizeof s->user_lc);
+    s->user_caps = text_name_caps(op->user);
     local_user_add(chat_of(c), c);
     metrics_add(METRIC_LOGINS, 1);
 }
@@ -1209,8 +1292,8 @@ static void undo_for_gone(struct worker *w, struct chat_op *op)
     if (op->err)
         return;
     struct chat_session ghost = {.guest_session = op->guest_session, .guest = op->guest};
-    memcpy(ghost.user, op->user, sizeof ghost.user);
     memcpy(ghost.user_lc, op->user_lc, sizeof ghost.user_lc);
+    ghost.user_caps = text_name_caps(op->user);
     bool login = op->kind == CHAT_LOGIN_GUEST || op->kind == CHAT_LOGIN_TOKEN ||
                  op->kind == CHAT_LOGIN_PASSWORD;
     if (op->kind == CHAT_JOIN && !op->rejoin) {
@@ -1284,7 +1367,9 @@ static void op_done(struct worker *w, struct chat_op *op)
     if (hashed && s->auth_pending) {
         s->auth_pending = false;
         if (!s->logged_in)
-            s->login_paused_ms += op->auth_wait_ms;
+            s->login_paused_ms = op->auth_wait_ms < UINT32_MAX - s->login_paused_ms
+                                     ? s->login_paused_ms + op->auth_wait_ms
+                                     : UINT32_MAX;
     }
     if (hashed)
         pw_free(s);
@@ -1335,8 +1420,8 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
             k->react->tokens += 1.0;
         else if (op->bucket == CHAT_BUCKET_SEARCH && k->search)
             k->search->tokens += 1.0;
-        else
-            s->tokens += 1.0;
+        else if (op->bucket == CHAT_BUCKET_SEND && k->send)
+            k->send->b.tokens += 1.0; /* (a bucket given back meanwhile was full) */
         op->charged = false;
     }
     if (op->err) {
@@ -1618,7 +1703,7 @@ static void became_registered(struct chat_worker *cw, struct deliver *d)
             continue;
         s->guest = false;
         s->created_ms = d->created_ms;
-        memcpy(s->user, d->user_a, sizeof s->user);
+        s->user_caps = text_name_caps(d->user_a); /* the registered spelling of the same name */
         if (s->transport->became_registered)
             s->transport->became_registered(c);
     }
@@ -1691,6 +1776,8 @@ void chat_worker_init(struct worker *w)
     map_init_borrowed(&cw->users);
     POOL_INIT(&cw->sessions, struct chat_session);
     POOL_INIT(&cw->srooms, struct chat_sroom);
+    timer_init(&cw->sweep, sweep_sends);
+    cw->w = w;
     w->chat = cw;
 }
 
@@ -1710,6 +1797,7 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->users);
     map_free(&cw->conns);
     free(cw->joiners);
+    free(cw->senders); /* (the loop, with the sweep's timer, is gone) */
     pool_destroy(&cw->sessions);
     pool_destroy(&cw->srooms);
     free(cw);
@@ -1795,14 +1883,18 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
     hr_u64(w, HR_GUEST, s->guest);
     hr_u64(w, HR_GUEST_SESSION, s->guest_session);
     hr_i64(w, HR_CREATED_MS, s->created_ms);
-    hr_str(w, HR_USER, s->user);
+    char user[CHAT_NAME_MAX];
+    hr_str(w, HR_USER, chat_session_user(s, user));
     hr_str(w, HR_USER_LC, s->user_lc);
     hr_u64(w, HR_JOIN_COUNTER, s->join_counter);
-    double tokens = s->tokens > 0 ? s->tokens : 0;
+    /* No send bucket: written as a full one (a new bucket, made now). */
+    const struct chat_bucket full = {.tokens = cfg_of(c)->rate_limit, .refill_ms = now};
+    const struct chat_bucket *send = k->send ? &k->send->b : &full;
+    double tokens = send->tokens > 0 ? send->tokens : 0;
     hr_u64(w, HR_TOKENS_MICRO, (uint64_t)(tokens * 1e6 + 0.5));
-    hr_u64(w, HR_REFILL_AGE_MS, now > s->refill_ms ? now - s->refill_ms : 0);
+    hr_u64(w, HR_REFILL_AGE_MS, now > send->refill_ms ? now - send->refill_ms : 0);
     uint16_t attempts[HR_ATTEMPT_SECONDS];
-    attempts_by_age(s->attempts, s->attempts_sec, now, attempts);
+    attempts_by_age(send->attempts, send->attempts_sec, now, attempts);
     uint8_t bytes[2 * HR_ATTEMPT_SECONDS];
     for (int i = 0; i < HR_ATTEMPT_SECONDS; i++) {
         bytes[2 * i] = (uint8_t)attempts[i];
@@ -1829,8 +1921,9 @@ void chat_session_save(struct conn *c, struct hr_writer *w)
         hr_put(w, HR_CIDS, keys, sizeof keys);
         hr_u64(w, HR_CIDS_NEXT, s->charged_cids_next);
     }
-    if (s->last_typing_ms)
-        hr_u64(w, HR_TYPING_AGE_MS, now > s->last_typing_ms ? now - s->last_typing_ms : 0);
+    uint64_t typed = k->send ? k->send->last_typing_ms : 0;
+    if (typed)
+        hr_u64(w, HR_TYPING_AGE_MS, now > typed ? now - typed : 0);
     for (size_t i = 0; i < s->n_rooms; i++) {
         const struct chat_sroom *r = chat_session_rooms(s)[i];
         hr_open(w, HR_ROOM);
@@ -2054,7 +2147,8 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         FAIL("a login on its way without the request to submit again");
     if (rec->pw.present && restore_pw(s, rec, why) < 0)
         return -1;
-    s->login_paused_ms = rec->login_paused_ms;
+    s->login_paused_ms =
+        rec->login_paused_ms < UINT32_MAX ? (uint32_t)rec->login_paused_ms : UINT32_MAX;
     if (rec->has_status) {
         const char *text = (const char *)rec->status_text.p;
         size_t n = rec->status_text.n, trimmed = 0;
@@ -2066,12 +2160,13 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
             chat_session_cold_make(s)->status_text = xstrndup(text, n);
     }
     if (rec->logged_in) {
-        copy_name(s->user, sizeof s->user, rec->user);
+        char user[CHAT_NAME_MAX], lc[CHAT_NAME_MAX];
+        copy_name(user, sizeof user, rec->user);
         copy_name(s->user_lc, sizeof s->user_lc, rec->user_lc);
-        char lc[CHAT_NAME_MAX];
-        text_lower(s->user, strlen(s->user), lc);
-        if (!text_valid_user(s->user, strlen(s->user)) || strcmp(lc, s->user_lc) != 0)
+        text_lower(user, strlen(user), lc);
+        if (!text_valid_user(user, strlen(user)) || strcmp(lc, s->user_lc) != 0)
             FAIL("a user name this server would not give");
+        s->user_caps = text_name_caps(user);
         s->logged_in = true;
         s->guest = rec->guest;
         s->guest_session = rec->guest_session;
@@ -2080,9 +2175,18 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
     } else if (rec->n_rooms > 0) {
         FAIL("rooms joined without a login");
     }
-    restore_bucket(&s->tokens, &s->refill_ms, s->attempts, &s->attempts_sec,
+    /* The send bucket as the record has it, kept only when not as a missing one reads. */
+    struct chat_sends sends = {0};
+    restore_bucket(&sends.b.tokens, &sends.b.refill_ms, sends.b.attempts, &sends.b.attempts_sec,
                    cfg_of(c)->rate_limit, rec->tokens_micro, rec->refill_age_ms, rec->attempts,
                    now);
+    if (rec->has_typing)
+        sends.last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
+    if (!sends_quiet(&sends, cfg_of(c)->rate_limit, now)) {
+        struct chat_sends *kept = xmalloc(sizeof *kept);
+        *kept = sends;
+        sends_attach(c, s, kept);
+    }
     if (rec->has_react) {
         struct chat_bucket *b = chat_session_cold_make(s)->react = xcalloc(1, sizeof *b);
         restore_bucket(&b->tokens, &b->refill_ms, b->attempts, &b->attempts_sec,
@@ -2100,8 +2204,6 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
         memcpy(s->charged_cids, rec->cids, sizeof rec->cids);
         s->charged_cids_next = rec->cids_next;
     }
-    if (rec->has_typing)
-        s->last_typing_ms = now > rec->typing_age_ms ? now - rec->typing_age_ms : 1;
     s->join_counter = rec->join_counter;
     if (s->logged_in) {
         /* Online again, before anyone new can log in: no one may take the guest's name. And
@@ -2110,7 +2212,7 @@ int chat_session_restore(struct conn *c, const struct chat_transport *t,
          * exactly what this counted in. */
         struct chat_op *op =
             chat_op_new(CHAT_ADOPT, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
-        memcpy(op->user, s->user, sizeof op->user);
+        chat_session_user(s, op->user);
         memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
         op->guest = s->guest;
         op->guest_session = s->guest_session;
@@ -2139,7 +2241,7 @@ static void dm_catch_up(struct conn *c, const struct chat_dm_place *p)
         chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
     memcpy(op->room, p->room, sizeof op->room);
     op->room_is_dm = true;
-    memcpy(op->user, s->user, sizeof op->user);
+    chat_session_user(s, op->user);
     memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
     op->guest = s->guest;
     op->guest_session = s->guest_session;
@@ -2166,7 +2268,7 @@ static void adopt_step(struct conn *c)
             chat_op_new(CHAT_JOIN, (uint16_t)((struct worker *)c->set->owner)->id, c->id);
         memcpy(op->room, r->name, sizeof op->room);
         op->room_is_dm = strncmp(r->name, "dm:", 3) == 0;
-        memcpy(op->user, s->user, sizeof op->user);
+        chat_session_user(s, op->user);
         memcpy(op->user_lc, s->user_lc, sizeof op->user_lc);
         op->guest = s->guest;
         op->guest_session = s->guest_session;

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "chat.h"
 #include "conn.h"
@@ -83,6 +84,10 @@ struct chat_session_cold {
     struct chat_bucket *react;
     /* The search bucket (protocol 1.1 rule 73), made at the first search, as react's. */
     struct chat_bucket *search;
+    /* The send bucket (rules 23 and 42) and rule 21's typing time, made at the first send or
+     * typing and given back once full again and quiet (an idle client's is full: a missing one
+     * reads as full, here and in a live upgrade's record). */
+    struct chat_sends *send;
     char *status_text; /* with away: the status text */
     /* The dm rooms this connection was given messages of without joining them, and where (made
      * at the first such message: most connections never get one). A live upgrade carries them
@@ -112,13 +117,11 @@ struct chat_session {
         joins_pending;   /* joins of new rooms awaiting their answer (the room limit counts them) */
     uint32_t joins_held; /* joins of any kind awaiting their answer (input is held meanwhile) */
     uint32_t ops_out;    /* requests on their way that will be answered (a live upgrade waits) */
-    uint16_t attempts[10];    /* send attempts per second, for the last 10 s */
-    uint64_t login_paused_ms; /* such time before login: the login deadline moves by it */
+    /* Such time before login: the login deadline moves by it (32 bits: at most 49 days, where a
+     * login deadline is seconds). */
+    uint32_t login_paused_ms;
     uint64_t guest_session;
     int64_t created_ms;
-    char user[CHAT_NAME_MAX];
-    char user_lc[CHAT_NAME_MAX];
-    uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
     /* The rooms joined: chat_session_rooms. While cap_rooms is at most 1 the one room is held
      * here in place of the list (most clients are in one room, and a 1-pointer list would be a
      * 32-byte block). */
@@ -126,22 +129,24 @@ struct chat_session {
         struct chat_sroom **many;
         struct chat_sroom *one;
     } rooms_;
-    uint32_t n_rooms, cap_rooms;
     uint64_t join_counter;
-    double tokens; /* send bucket */
-    uint64_t refill_ms;
     /* Rule 17: the (room, cid) keys of the last sends that paid a token, so a retry is known as
      * one at once, also while the first copy is still on its way to the store. Allocated at the
      * first such send: clients without cids pay nothing for it. */
     uint64_t *charged_cids;
-    uint64_t attempts_sec;
-    uint64_t last_typing_ms;
     /* Output held back until the socket drains (NULL while none, as when idle). */
     struct chat_backlog *backlog;
     struct conn *user_next; /* logged in: the next connection of this user on this worker */
     /* The fields an idle client leaves NULL, in one block made while any is set (and by telnet,
      * whose state is one): read them through chat_session_cold. */
     struct chat_session_cold *cold;
+    /* The 4-byte fields and the name last, where they leave the least padding (160 bytes). */
+    uint32_t n_rooms, cap_rooms;
+    uint32_t adopt_at; /* adopting: rooms[adopt_at] is the next to join again */
+    /* The user name: its lower-case form and which of its letters are capitals in the name as
+     * shown (chat_session_user), so the name is not kept twice. */
+    uint32_t user_caps;
+    char user_lc[CHAT_NAME_MAX];
 };
 
 /* A dm room not joined: the newest seq written to the connection. While a moved connection is
@@ -166,6 +171,12 @@ struct chat_bucket {
     uint64_t refill_ms;
     uint64_t attempts_sec;
     uint16_t attempts[10];
+};
+
+/* The send bucket, with the time of the last typing passed on (rule 21: at most one a second). */
+struct chat_sends {
+    struct chat_bucket b;
+    uint64_t last_typing_ms;
 };
 
 /* A join's replay still to be read from the store, a page at a time as the connection drains. */
@@ -219,6 +230,13 @@ static inline const struct chat_session_cold *chat_session_cold(const struct cha
 struct chat_session_cold *chat_session_cold_make(struct chat_session *s);
 /* Frees s's block once every field in it is NULL again. */
 void chat_session_cold_settle(struct chat_session *s);
+
+/* The user name of s as shown, in out. */
+static inline const char *chat_session_user(const struct chat_session *s, char out[CHAT_NAME_MAX])
+{
+    text_name_raise(s->user_lc, strlen(s->user_lc), s->user_caps, out);
+    return out;
+}
 
 /* The rooms s has joined, n_rooms of them. */
 static inline struct chat_sroom **chat_session_rooms(struct chat_session *s)

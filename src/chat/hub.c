@@ -64,25 +64,10 @@ static void member_set(struct ordset_node *n, struct hub_member m)
     ordset_set_value(n, member_word(m));
 }
 
-/* The capitals of name, as hub_member.caps has them. */
-static uint32_t name_caps(const char *name)
-{
-    uint32_t caps = 0;
-    for (size_t i = 0; i < TEXT_NAME_MAX && name[i]; i++)
-        if (name[i] >= 'A' && name[i] <= 'Z')
-            caps |= 1u << i;
-    return caps;
-}
-
 /* The name as shown of the member at n, in out. */
 static const char *member_name(const struct ordset_node *n, char out[CHAT_NAME_MAX])
 {
-    uint32_t caps = member_of(n).caps;
-    const char *lc = ordset_key(n);
-    size_t len = ordset_key_len(n);
-    for (size_t i = 0; i < len; i++)
-        out[i] = (char)(caps >> i & 1 ? lc[i] - 'a' + 'A' : lc[i]);
-    out[len] = '\0';
+    text_name_raise(ordset_key(n), ordset_key_len(n), member_of(n).caps, out);
     return out;
 }
 
@@ -470,7 +455,7 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
     ordset_insert(&r->index, op->user_lc, lc_len,
-                  member_word((struct hub_member){.conns = 1, .caps = name_caps(op->user)}));
+                  member_word((struct hub_member){.conns = 1, .caps = text_name_caps(op->user)}));
     if (r->list)
         member_list_add(r->list, op->user, op->user_lc);
     r->dirty = true;
@@ -569,7 +554,7 @@ void hub_remote_member(struct hub *h, const char *room, const char *user, bool i
     if (r->index.count == 0 && !occupied_has(h, r))
         occupied_link(h, r);
     ordset_insert(&r->index, lc, strlen(lc),
-                  member_word((struct hub_member){.remote = true, .caps = name_caps(user)}));
+                  member_word((struct hub_member){.remote = true, .caps = text_name_caps(user)}));
     if (r->list)
         member_list_add(r->list, user, lc);
     r->dirty = true;

@@ -571,7 +571,8 @@ static void command(struct conn *c, char *line)
             prompt_password(c, PROMPT_REGISTER);
         } else {
             struct chat_op *op = new_op(c, CHAT_REGISTER);
-            set_name(op, s->user);
+            char user[CHAT_NAME_MAX];
+            set_name(op, chat_session_user(s, user));
             op->password = xstrdup(rest);
             op->password_len = strlen(rest);
             if (op->password_len < 8 || op->password_len > 256) {
@@ -774,7 +775,8 @@ static void on_line(struct conn *c, const uint8_t *bytes, size_t len)
         }
         struct chat_session *s = c->session;
         struct chat_op *op = new_op(c, CHAT_REGISTER);
-        set_name(op, s->user);
+        char user[CHAT_NAME_MAX];
+        set_name(op, chat_session_user(s, user));
         op->password = xstrdup(line);
         op->password_len = len;
         submit(c, op);
@@ -1191,8 +1193,9 @@ static void op_done(struct conn *c, struct chat_op *op)
             memcpy(t->current, op->room, sizeof t->current);
         if (!t->auto_joined) {
             t->auto_joined = true;
-            say(c, "* %s joined #%s (%zu online). /help lists commands.\r\n", s->user, op->room,
-                op->n_members);
+            char user[CHAT_NAME_MAX];
+            say(c, "* %s joined #%s (%zu online). /help lists commands.\r\n",
+                chat_session_user(s, user), op->room, op->n_members);
         } else {
             say(c, "* You joined #%s (%zu online).\r\n", op->room, op->n_members);
         }
@@ -1370,7 +1373,8 @@ static void flush_marks(struct conn *c, uint64_t now)
 
 static void became_registered(struct conn *c)
 {
-    say(c, "* You are now registered as %s.\r\n", ((struct chat_session *)c->session)->user);
+    char user[CHAT_NAME_MAX];
+    say(c, "* You are now registered as %s.\r\n", chat_session_user(c->session, user));
 }
 
 static const struct chat_transport telnet_transport = {

@@ -592,3 +592,20 @@ test('the send bucket refills: --rate-limit 10 gives a new token within about a 
   assert.ok(waited >= 500, `a token came back after ${waited} ms; 10 per 10 s is one per second`);
   assert.ok(u.isOpen);
 });
+
+test('--rate-limit 5: a send bucket given back once full and quiet is made again full, and limits as before', async (t) => {
+  const server = await serverForTest(t, ['--rate-limit', '5']);
+  const u = await user(server, t);
+  const room = uniqRoom();
+  await u.join(room);
+  const sends = (tag) => Array.from({ length: 6 }, (_, i) => ({ type: 'send', id: `${tag}${i}`, room, text: `${tag}${i}` }));
+  const first = await burst(u, sends('a'));
+  assert.deepEqual(first.map((r) => r.type), ['ack', 'ack', 'ack', 'ack', 'ack', 'error']);
+  // No event says the bucket went: it is full 10 s after the burst and its attempts' window is
+  // empty 10 s after them, and the worker looks every second; past that, the next send makes one.
+  await new Promise((resolve) => setTimeout(resolve, 12000));
+  const second = await burst(u, sends('b'));
+  assert.deepEqual(second.map((r) => r.type), ['ack', 'ack', 'ack', 'ack', 'ack', 'error']);
+  assertError(second[5], 'rate_limited', 'b5');
+  assert.ok(u.isOpen);
+});

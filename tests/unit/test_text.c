@@ -156,6 +156,28 @@ static void test_lower(void **state)
     assert_string_equal(out, "abcdefghijklmnopqrstuvwxyz@[`{");
 }
 
+/* A name's capitals and its lower-case form give the name back, up to 32 characters. */
+static void test_name_caps(void **state)
+{
+    (void)state;
+    const char *names[] = {"Alice",
+                           "bob",
+                           "X",
+                           "a.B-c_9Z",
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+                           "abcdefghijklmnopqrstuvwxyz01234Z"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t n = strlen(names[i]);
+        char lc[64], back[64];
+        text_lower(names[i], n, lc);
+        text_name_raise(lc, n, text_name_caps(names[i]), back);
+        assert_string_equal(back, names[i]);
+    }
+    assert_int_equal(text_name_caps("bob"), 0);
+    assert_int_equal(text_name_caps("aB"), 2);
+    assert_int_equal(text_name_caps("abcdefghijklmnopqrstuvwxyz01234Z"), 1u << 31);
+}
+
 /* ---- public rooms ---- */
 
 static void test_room_fold(void **state)
@@ -671,6 +693,7 @@ int main(void)
         cmocka_unit_test(test_user_bad_chars),
         cmocka_unit_test(test_user_every_byte),
         cmocka_unit_test(test_lower),
+        cmocka_unit_test(test_name_caps),
         cmocka_unit_test(test_room_fold),
         cmocka_unit_test(test_room_length),
         cmocka_unit_test(test_room_bad_chars),
