@@ -10,7 +10,6 @@
 #include "member_list.h"
 #include "metrics.h"
 #include "text.h"
-#include "ws_frame.h"
 #include "ws_session.h"
 
 static const struct config *cfg_of(struct conn *c)
@@ -63,18 +62,14 @@ static void json_names(struct jsonw *w, const char *key, const struct chat_op *o
  * connection that compresses nothing (permessage-deflate needs the message whole). */
 static void json_send_split(struct conn *c, struct jsonw *w, size_t split, const struct chat_op *op)
 {
-    struct chunk *ch = jsonw_finish(w);
-    size_t list = op->members_json_len;
-    uint8_t hdr[WS_MAX_HEADER];
-    size_t h = ws_frame_header_write(hdr, true, WS_OP_TEXT, ch->len - MSG_JSON_OFF + list);
-    memcpy(ch->data + MSG_JSON_OFF - h, hdr, h);
+    struct msg_rec rec = events_frame_more(w, op->members_json_len);
     if (conn_is_open(c)) {
-        conn_send(c, chunk_ref(ch), MSG_JSON_OFF - h, split);
+        conn_send(c, chunk_ref(rec.ws), rec.ws_off, split);
         for (uint32_t j = 0; j < op->n_members_pieces; j++)
             conn_send(c, chunk_ref(op->members_pieces[j].c), 0, op->members_pieces[j].len);
-        conn_send(c, chunk_ref(ch), split, ch->len);
+        conn_send(c, chunk_ref(rec.ws), split, rec.ws->len);
     }
-    chunk_unref(ch);
+    msg_rec_release(&rec);
 }
 
 /* Read markers and saved rooms in welcome (rule 68): a dm entry's counts... */

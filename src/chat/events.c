@@ -57,8 +57,13 @@ static void events_telnet_text(struct chunk **c, const char *prefix, const char 
 
 struct msg_rec events_frame(struct jsonw *w)
 {
+    return events_frame_more(w, 0);
+}
+
+struct msg_rec events_frame_more(struct jsonw *w, size_t more)
+{
     struct chunk *c = jsonw_finish(w);
-    size_t len = c->len - MSG_JSON_OFF;
+    size_t len = c->len - MSG_JSON_OFF + more;
     uint8_t hdr[WS_MAX_HEADER];
     size_t h = ws_frame_header_write(hdr, true, WS_OP_TEXT, len);
     memcpy(c->data + MSG_JSON_OFF - h, hdr, h);

@@ -79,6 +79,9 @@ struct msg_rec events_members(const char *room, const char (*names)[CHAT_NAME_MA
 /* Frames the JSON document written by w (started with jsonw_init(w, MSG_JSON_OFF)) as a WebSocket
  * text frame. */
 struct msg_rec events_frame(struct jsonw *w);
+/* The same, for a frame whose payload goes on for `more` bytes sent after w's (a joined whose
+ * shared member list is queued by reference between two parts of w). */
+struct msg_rec events_frame_more(struct jsonw *w, size_t more);
 
 /* A text frame of the JSON json[0..n) (a message event carried by a live upgrade's record), in
  * the layout of every other msg_rec: the JSON at MSG_JSON_OFF, the frame header before it. */
