@@ -131,6 +131,11 @@ void metrics_set(enum metric_gauge g, uint64_t value)
     atomic_store_explicit(&gauges[g], value, memory_order_relaxed);
 }
 
+void metrics_gauge_add(enum metric_gauge g, int64_t delta)
+{
+    atomic_fetch_add_explicit(&gauges[g], (uint_fast64_t)delta, memory_order_relaxed);
+}
+
 void metrics_auth_wait(uint64_t micros)
 {
     for (size_t i = 0; i < N_WAIT; i++)
@@ -327,10 +332,13 @@ struct chunk *metrics_render(uint64_t uptime_s)
         "# TYPE parley_auth_hashes_in_progress gauge\nparley_auth_hashes_in_progress %llu\n"
         "# HELP parley_auth_hashes_in_progress_max The most password hashes ever run at once.\n"
         "# TYPE parley_auth_hashes_in_progress_max gauge\n"
-        "parley_auth_hashes_in_progress_max %llu\n",
+        "parley_auth_hashes_in_progress_max %llu\n"
+        "# HELP parley_send_buckets Connections holding a send bucket (idle clients hold none).\n"
+        "# TYPE parley_send_buckets gauge\nparley_send_buckets %llu\n",
         (unsigned long long)get(&gauges[GAUGE_AUTH_QUEUED]),
         (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING]),
-        (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING_MAX]));
+        (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING_MAX]),
+        (unsigned long long)get(&gauges[GAUGE_SEND_BUCKETS]));
     histogram(&o, "parley_auth_wait_seconds", "Time a password check waited for a hasher thread.",
               wait_bounds, wait_buckets, N_WAIT, &wait_count, (double)get(&wait_sum_us) / 1e6);
     struct metrics_upgrades up;

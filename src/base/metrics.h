@@ -41,6 +41,7 @@ enum metric_gauge {
     GAUGE_AUTH_QUEUED,      /* password ops waiting for a hasher */
     GAUGE_AUTH_HASHING,     /* hashes in progress */
     GAUGE_AUTH_HASHING_MAX, /* the most hashes ever in progress at once */
+    GAUGE_SEND_BUCKETS,     /* connections holding a send bucket (made at a send, given back) */
     METRIC_GAUGES,
 };
 
@@ -74,6 +75,8 @@ void metrics_engine_error(enum metric_engine e);
 void metrics_set_store_problem(const char *problem);
 const char *metrics_store_problem(void);
 void metrics_set(enum metric_gauge g, uint64_t value);
+/* Moves a gauge that several threads keep together by delta. */
+void metrics_gauge_add(enum metric_gauge g, int64_t delta);
 /* Observes how long a password op waited for a hasher. */
 void metrics_auth_wait(uint64_t micros);
 

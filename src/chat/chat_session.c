@@ -606,6 +606,8 @@ void chat_session_close(struct conn *c)
         free(s->cold->status_text);
         free(s->cold->react);
         free(s->cold->search);
+        if (s->cold->send)
+            metrics_gauge_add(GAUGE_SEND_BUCKETS, -1);
         free(s->cold->send);
         free(s->cold->replay_pending);
         free(s->cold->dms);
@@ -682,6 +684,7 @@ static void sweep_sends(struct timer *t)
             continue; /* closed */
         if (sends_quiet(b, cw->w->cfg->rate_limit, now)) {
             free(b);
+            metrics_gauge_add(GAUGE_SEND_BUCKETS, -1);
             s->cold->send = NULL;
             chat_session_cold_settle(s);
             continue;
@@ -703,6 +706,7 @@ static struct chat_sends *sends_attach(struct conn *c, struct chat_session *s, s
 {
     struct chat_worker *cw = chat_of(c);
     chat_session_cold_make(s)->send = t;
+    metrics_gauge_add(GAUGE_SEND_BUCKETS, 1);
     if (cw->n_senders == cw->cap_senders) {
         cw->cap_senders = cw->cap_senders ? 2 * cw->cap_senders : 16;
         cw->senders = xrealloc(cw->senders, cw->cap_senders * sizeof *cw->senders);
