@@ -81,6 +81,7 @@ static struct {
 
     /* new: adopting */
     bool adopting, closed, memfd;
+    bool pred_gone; /* the previous process died mid-handover: over once what came is adopted */
     struct timer deadline;
     uint8_t *in;
     size_t in_len, in_cap;
@@ -547,8 +548,14 @@ static void on_adopt_deadline(struct timer *t)
 void live_adopt_eof(void)
 {
     if (L.adopting)
-        log_warn("msg=handover_cut_short reason=\"the previous process is gone\" adopted=%llu",
-                 (unsigned long long)L.adopted);
+        log_warn("msg=handover_cut_short reason=\"the previous process is gone\" adopted=%llu "
+                 "pending=%llu",
+                 (unsigned long long)L.adopted, (unsigned long long)L.pending_total);
+    /* What it sent before it died is ours: the workers' adoptions on their way finish first
+     * (adopted_reply ends the adoption then), so every one of them is counted and thawed. */
+    L.pred_gone = true;
+    if (L.adopting && L.pending_total > 0)
+        return;
     adoption_over(UINT64_MAX);
 }
 
@@ -558,7 +565,8 @@ static void send_ack(struct batch *b)
     snprintf(payload, sizeof payload, "batch=%llu adopted=%zu refused=%s why=%s",
              (unsigned long long)b->id, b->adopted, b->refused ? b->refused : "",
              b->why ? b->why : "");
-    if (upgrade_chan_send(L.chan, UPGRADE_MSG_CONN_ACK, payload, NULL, 0) < 0)
+    /* (Once it is gone its channel is closed, and the number may name another file by now.) */
+    if (L.pred_gone || upgrade_chan_send(L.chan, UPGRADE_MSG_CONN_ACK, payload, NULL, 0) < 0)
         log_warn("msg=handover_ack_unsent batch=%llu reason=\"the previous process is gone\"",
                  (unsigned long long)b->id);
     if (L.crash_after && L.crash_after == b->id && !L.memfd) {
@@ -714,6 +722,8 @@ static void adopted_reply(struct handover_mail *m)
             adoption_over(UINT64_MAX);
         return;
     }
+    if (L.pred_gone && L.pending_total == 0)
+        adoption_over(UINT64_MAX); /* the last of what it sent before it died (live_adopt_eof) */
     if (slot >= n_in_batches)
         return;
     struct batch *b = &in_batches[slot];
