@@ -83,13 +83,18 @@ struct hub_room {
      * faster find.) */
     struct ordset index;
     uint32_t *worker_conns; /* member connections per worker */
-    /* Large rooms (rules 81-85): decided at the tick. dirty: a user came or went since the last
-     * tick. Rooms with members are on the hub's occupied list, the only ones a tick visits. */
+    /* Large rooms (rules 81-85): decided at the room's tick. dirty: a user came or went since
+     * the last tick. A room ticks (its own timer, every 5 s) from when it grows past the presence
+     * limit until a tick finds it small or empty; ticked_ms: its last tick, 0 for none yet.
+     * Rooms with members are on the hub's occupied list, which the housekeeping sweep visits. */
     bool large, dirty;
+    struct timer tick;
+    uint64_t ticked_ms;
+    struct hub *hub; /* for the tick's callback */
     struct hub_room *occ_prev, *occ_next;
     struct hub_run *run; /* presence events of this turn not yet handed to the workers */
     /* A small room's joined list, kept while joins ask for it: dropped at a tick that finds the
-     * room large or finds no join used it since the last one. */
+     * room large or at a sweep that finds no join used it since the last one. */
     struct member_list *list;
     bool list_used;
     /* Topic, roles, moderation (rules 58-65), as stored: a mirror the hub keeps from the events
@@ -131,7 +136,7 @@ struct hub {
     struct hub_room **open_runs; /* rooms that had a run this turn (closed ones are skipped) */
     size_t n_open_runs, cap_open_runs;
     struct service *service;
-    struct timer tick;
+    struct timer sweep; /* every tick_ms: small rooms' joined lists nobody asked for, dropped */
     uint64_t tick_ms;
     /* Statuses (rules 69, 70): every logged-in identity's connections, rooms and status; and
      * the online guests (user_status_guest), whose logins their records count. */
@@ -158,6 +163,8 @@ static uint32_t ring_cap(const struct hub *h)
     return r && r < h->cfg->ring_size ? (uint32_t)r : h->cfg->ring_size;
 }
 
+static void on_room_tick(struct timer *t);
+
 static struct hub_room *room_get(struct hub *h, const char *name, bool create)
 {
     struct hub_room *r = map_get(&h->rooms, name);
@@ -167,6 +174,8 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     size_t n = strlen(name);
     memcpy(r->name, name, n < sizeof r->name ? n : sizeof r->name - 1);
     r->dm = strncmp(name, "dm:", 3) == 0;
+    r->hub = h;
+    timer_init(&r->tick, on_room_tick);
     ordset_init(&r->index, (uintptr_t)r);
     r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
     map_put(&h->rooms, r->name, r);
@@ -383,7 +392,7 @@ static void before_sleep(struct service *s)
 
 /* --- membership and presence --- */
 
-/* Rooms with members are listed for the tick. A small room left empty leaves the list; a large
+/* Rooms with members are listed for the sweep. A small room left empty leaves the list; a large
  * one stays large until its tick (rule 81: decided at the tick, not at a leave), so a room that
  * everyone leaves and rejoins at once (a reconnect storm) does not start over with presence and
  * full member lists; a tick that finds it empty makes it small (nobody to tell) and drops it. */
@@ -412,7 +421,23 @@ static void occupied_unlink(struct hub *h, struct hub_room *r)
     r->occ_prev = r->occ_next = NULL;
     r->large = false;
     r->dirty = false;
+    timer_stop(h->service->loop, &r->tick);
     list_drop(r);
+}
+
+/* Rule 81 decides a room's size at its tick, every 5 s. A room's ticks are its own: they start
+ * when it grows past the presence limit, at once if it has not ticked in the last 5 s (else 5 s
+ * after its last tick), and go on while it is large. So a room filling up is found large after
+ * the join that takes it past the limit, not up to 5 s later: a join storm into one room costs
+ * O(limit^2) presence, not O(n^2), and a room still ticks at most every 5 s. */
+static void tick_if_grown(struct hub *h, struct hub_room *r)
+{
+    uint64_t limit = h->cfg->presence_limit;
+    if (r->large || !limit || r->index.count <= limit || timer_active(&r->tick))
+        return;
+    uint64_t now = loop_now(h->service->loop);
+    uint64_t due = r->ticked_ms && r->ticked_ms + h->tick_ms > now ? r->ticked_ms + h->tick_ms : now;
+    timer_start(h->service->loop, &r->tick, due);
 }
 
 /* The room's connections on this node, over every worker. */
@@ -435,8 +460,10 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
         hub_broker_follow(h->hb, r->name, r->latest);
     /* A connection a live upgrade moved here keeps the room as the old process had it: a room
      * it was told is large stays large, without a burst of counts at the next tick. */
-    if (op->adopt && op->adopt_large && h->cfg->presence_limit)
+    if (op->adopt && op->adopt_large && h->cfg->presence_limit && !r->large) {
         r->large = true;
+        timer_start(h->service->loop, &r->tick, loop_now(h->service->loop) + h->tick_ms);
+    }
     if (node) {
         struct hub_member m = member_of(node);
         m.kicked = false; /* back before its kick's departure was counted: a later leave shows */
@@ -459,6 +486,7 @@ static void member_add(struct hub *h, struct hub_room *r, struct chat_op *op)
     if (r->list)
         member_list_add(r->list, op->user, op->user_lc);
     r->dirty = true;
+    tick_if_grown(h, r);
     struct user_status *u = user_status_of(&h->statuses, op->user_lc);
     if (u)
         user_status_room_add(u, r);
@@ -558,6 +586,7 @@ void hub_remote_member(struct hub *h, const char *room, const char *user, bool i
     if (r->list)
         member_list_add(r->list, user, lc);
     r->dirty = true;
+    tick_if_grown(h, r);
     bool away = false;
     const char *text = NULL;
     if (!r->large)
@@ -722,35 +751,48 @@ static void send_members(struct hub *h, struct hub_room *r)
     chat_op_free(st);
 }
 
-/* Each room with members: large above the presence limit, small again below 0.9 times it; a
- * change is told to every member connection, and a large room's count to those whose last
- * count differs (only when someone came or went: otherwise every count told is current). */
-static void on_tick(struct timer *t)
+/* A ticking room (see tick_if_grown): large above the presence limit, small again below 0.9
+ * times it; a change is told to every member connection, and a large room's count to those whose
+ * last count differs (only when someone came or went: otherwise every count told is current).
+ * It ticks again in 5 s while large; a room found small stops until it grows past the limit. */
+static void on_room_tick(struct timer *t)
 {
-    struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, tick));
+    struct hub_room *r = (struct hub_room *)((char *)t - offsetof(struct hub_room, tick));
+    struct hub *h = r->hub;
     uint64_t limit = h->cfg->presence_limit;
-    for (struct hub_room *r = h->occupied, *next; r; r = next) {
-        next = r->occ_next;
-        uint64_t n = r->index.count;
-        if (n == 0) {
-            occupied_unlink(h, r);
-            continue;
-        }
-        bool large = r->large ? limit && n * 10 >= limit * 9 : limit && n > limit;
-        if (large != r->large) {
-            r->large = large;
-            send_count(h, r, true);
-            if (!large)
-                send_members(h, r);
-        } else if (large && r->dirty) {
-            send_count(h, r, false);
-        }
-        r->dirty = false;
-        if (r->large || !r->list_used)
+    uint64_t n = r->index.count;
+    r->ticked_ms = loop_now(h->service->loop);
+    if (n == 0) {
+        occupied_unlink(h, r);
+        return;
+    }
+    bool large = r->large ? limit && n * 10 >= limit * 9 : limit && n > limit;
+    if (large != r->large) {
+        r->large = large;
+        send_count(h, r, true);
+        if (!large)
+            send_members(h, r);
+    } else if (large && r->dirty) {
+        send_count(h, r, false);
+    }
+    r->dirty = false;
+    if (r->large) {
+        list_drop(r);
+        timer_start(h->service->loop, &r->tick, r->ticked_ms + h->tick_ms);
+    }
+}
+
+/* Every tick_ms: a small room's joined list that no join asked for since the last sweep is
+ * dropped (a large room has none). */
+static void on_sweep(struct timer *t)
+{
+    struct hub *h = (struct hub *)((char *)t - offsetof(struct hub, sweep));
+    for (struct hub_room *r = h->occupied; r; r = r->occ_next) {
+        if (!r->list_used)
             list_drop(r);
         r->list_used = false;
     }
-    timer_start(h->service->loop, &h->tick, loop_now(h->service->loop) + h->tick_ms);
+    timer_start(h->service->loop, &h->sweep, loop_now(h->service->loop) + h->tick_ms);
 }
 
 /* --- topic, roles, moderation (rules 58-65) --- */
@@ -2070,9 +2112,9 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     /* The non-timeline side of the same broker: members, users, guests' names, statuses. */
     h->nodes = hub_nodes_new(h, hub_broker_broker(h->hb));
     hub_broker_set_nodes(h->hb, h->nodes);
-    timer_init(&h->tick, on_tick);
+    timer_init(&h->sweep, on_sweep);
     timer_init(&h->status_timer, on_status_timer);
-    timer_start(s->loop, &h->tick, loop_now(s->loop) + h->tick_ms);
+    timer_start(s->loop, &h->sweep, loop_now(s->loop) + h->tick_ms);
     return 0;
 }
 

@@ -344,3 +344,36 @@ test('joined in a small room of long names: the whole list, on a plain and a com
     assert.equal(match.text, 'after the list');
   }
 });
+
+test('a room is found large at the join that takes it past the limit, not at a later tick; a room ticks at most once a tick period', async (t) => {
+  // Ticks 10 minutes apart: a count within this test can only come from the prompt tick of a room
+  // that grew past the limit (its first tick), never from a periodic one.
+  const slow = await startChatServer(ARGS, { env: { PARLEY_TEST_TICK_MS: '600000' } });
+  t.after(() => slow.dispose());
+  const room = await openRoom(slow, t, uniqRoom('grow'));
+  const members = [];
+  for (let i = 0; i < LIMIT; i++) {
+    const g = await guest(slow, t, uniq('g'));
+    await g.join(room);
+    members.push(g);
+  }
+  // Up to the limit the room is small: the first member heard of every other join.
+  const heard = await members[0].until(isPresence(room), undefined, 'presence of a small room');
+  assert.equal(heard.match.state, 'online');
+  // The join past the limit: its joiner gets the full list, then everyone the count at once.
+  const over = await guest(slow, t, uniq('over'));
+  const j = await over.join(room);
+  assert.equal(j.member_count, LIMIT + 1);
+  assert.equal(j.members.length, LIMIT + 1);
+  members.push(over);
+  await becameLarge(members, room, LIMIT + 1);
+  // Large now: a join is told to nobody, and the next count waits for the room's next tick, 10
+  // minutes on (a room ticks at most once a period): a message sent after the join comes first.
+  const quiet = await guest(slow, t, uniq('quiet'));
+  assert.equal((await quiet.join(room)).member_count, LIMIT + 2);
+  const sent = await over.request({ type: 'send', id: 's', room, text: 'after the quiet join' });
+  for (const c of members) {
+    const { before: earlier } = await c.until((m) => m.type === 'message' && m.seq === sent.seq, undefined, 'the message');
+    assert.deepEqual(earlier.filter((m) => m.room === room && ['presence', 'count'].includes(m.type)), [], 'told of a join in a large room');
+  }
+});
