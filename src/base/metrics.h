@@ -18,6 +18,8 @@ enum metric_counter {
     METRIC_RATE_LIMITED,
     METRIC_SLOW_CONSUMERS,
     METRIC_STORE_ERRORS,
+    METRIC_STORE_CHECKPOINTS,       /* WAL checkpoints run by the checkpointer thread */
+    METRIC_STORE_BOUND_CHECKPOINTS, /* WAL checkpoints the writer ran itself, at the bound */
     /* permessage-deflate */
     METRIC_DEFLATE_SHARED,    /* compressions of a shared frame (once per message) */
     METRIC_DEFLATE_OWN,       /* compressions for one connection (replies, echoes) */

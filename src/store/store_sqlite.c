@@ -45,6 +45,7 @@
 #include "search_text.h"
 #include "store_rows.h"
 #include "text.h"
+#include "wal_checkpointer.h"
 
 #define BUSY_TIMEOUT_MS 2000
 #define GONE_LOG_EVERY_MS 60000
@@ -519,6 +520,10 @@ struct sqlite_store {
      * newer message. */
     int64_t search_rowid;
     int64_t cap_pages; /* --max-db-size in pages, as in force (0: no cap) */
+    bool sync_full;    /* --sync full: the checkpointer's connection syncs as ours does */
+    /* Checkpoints the WAL off this thread once writes may begin (NULL before, or if it could
+     * not start: SQLite's automatic checkpoint then runs in our commits, as it would anyway). */
+    struct wal_checkpointer *ckpt;
 };
 
 static struct sqlite_store *from_base(struct store *s)
@@ -716,6 +721,8 @@ static void sq_close(struct store *s)
     struct sqlite_store *ss = from_base(s);
     if (!ss)
         return;
+    /* First, so that ours is the last connection of this process and checkpoints at close. */
+    wal_checkpointer_stop(ss->ckpt);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(ss->st[i]);
     /* Closing rolls back an open transaction and checkpoints the WAL if we are the last user. */
@@ -1570,7 +1577,11 @@ static int sq_claim_guest(struct store *s, const char *guest, const char *accoun
 static int sq_checkpoint(struct store *s)
 {
     struct sqlite_store *ss = from_base(s);
+    if (ss->ckpt)
+        wal_checkpointer_lock(ss->ckpt);
     int rc = sqlite3_wal_checkpoint_v2(ss->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (ss->ckpt)
+        wal_checkpointer_unlock(ss->ckpt);
     /* Busy: a reader holds an old snapshot (an upgrade's other process); the next one will do. */
     return rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY ? 0 : fail(ss->db, "checkpoint", rc);
 }
@@ -2119,6 +2130,38 @@ static char *join_path(const char *dir, const char *name)
     return path;
 }
 
+/*
+ * The WAL hook of our connection, after each commit with the WAL's length in frames: in place of
+ * SQLite's automatic checkpoint, the checkpointer is nudged; only a WAL that it has not kept
+ * below WAL_BOUND_FRAMES (commits with no gap between them for it to finish in) is checkpointed
+ * here, in the commit, as SQLite's own would. RESTART: the next commit starts the WAL from its
+ * beginning, so the file stays bounded whatever the load.
+ */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct sqlite_store *ss = arg;
+    if (frames < WAL_BOUND_FRAMES) {
+        wal_checkpointer_nudge(ss->ckpt, frames);
+        return SQLITE_OK;
+    }
+    wal_checkpointer_lock(ss->ckpt);
+    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+    wal_checkpointer_unlock(ss->ckpt);
+    if (rc == SQLITE_OK)
+        metrics_add(METRIC_STORE_BOUND_CHECKPOINTS, 1);
+    /* Busy (a reader of another process on an old snapshot): the next commit tries again.
+     * The commit itself is done either way: what the hook answers is not its result. */
+    return SQLITE_OK;
+}
+
+/* Starts the checkpointer on the file at path and hands it our checkpoints. */
+static void start_checkpointer(struct sqlite_store *ss, const char *path)
+{
+    ss->ckpt = wal_checkpointer_start(path, ss->sync_full);
+    if (ss->ckpt)
+        sqlite3_wal_hook(ss->db, on_wal_commit, ss); /* replaces the automatic checkpoint */
+}
+
 /* The writing part of an open: the schema brought up to date, statements prepared, the files
  * recorded for check_files, the marker written. Returns 0 or an error (logged). */
 static int finish_open(struct sqlite_store *ss, const char *data_dir)
@@ -2140,6 +2183,8 @@ static int finish_open(struct sqlite_store *ss, const char *data_dir)
     free(wal);
     if (access(marker, F_OK) != 0)
         write_marker(marker, data_dir);
+    if (!ss->ckpt)
+        start_checkpointer(ss, path);
     metrics_set_store_problem(NULL);
     free(path);
     free(marker);
@@ -2194,6 +2239,7 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
     struct sqlite_store *ss = xcalloc(1, sizeof *ss);
     ss->base.ops = &sqlite_ops;
     ss->main_fd = -1;
+    ss->sync_full = opts->sync_full;
     int ret = 0;
     int rc = sqlite3_open_v2(
         path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
