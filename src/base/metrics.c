@@ -63,6 +63,11 @@ void metrics_add(enum metric_counter c, uint64_t n)
     atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
 }
 
+uint64_t metrics_count(enum metric_counter c)
+{
+    return atomic_load_explicit(&counters[c], memory_order_relaxed);
+}
+
 void metrics_error(int code)
 {
     if (code > 0 && code < METRIC_ERROR_CODES)

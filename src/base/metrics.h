@@ -52,6 +52,8 @@ enum metric_gauge {
 #define METRIC_ERROR_CODES 64
 
 void metrics_add(enum metric_counter c, uint64_t n);
+/* The counter's value now. */
+uint64_t metrics_count(enum metric_counter c);
 /* Counts one error reply by its protocol error code (index into proto's enum). */
 void metrics_error(int code);
 /* How many error replies of that code were counted. */

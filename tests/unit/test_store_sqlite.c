@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,8 +17,10 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "store_cases.h"
+#include "wal_checkpointer.h"
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -357,6 +360,52 @@ static void standby_reads_and_refuses_newer_schema(void **state)
     assert_null(s);
 }
 
+/*
+ * Commits that follow each other with no gap: the checkpointer copies the WAL back on its own
+ * thread, and the writer starts it again from its beginning at WAL_BOUND_FRAMES, so the file
+ * never grows past the bound (and a batch); every message is still there.
+ */
+static void wal_stays_bounded_under_continuous_commits(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s/parley.db-wal", f->dir);
+    uint64_t checkpoints = metrics_count(METRIC_STORE_CHECKPOINTS);
+    uint64_t bounded = metrics_count(METRIC_STORE_BOUND_CHECKPOINTS);
+    const off_t frame = 4096 + 24, slack = 200; /* a batch below writes far fewer pages */
+    off_t longest = 0;
+    uint64_t seq = 0;
+    /* Until the writer has restarted the WAL twice: it grew to the bound twice. */
+    for (int batch = 0; metrics_count(METRIC_STORE_BOUND_CHECKPOINTS) < bounded + 2; batch++) {
+        assert_true(batch < 100000);
+        assert_int_equal(s->ops->begin(s), 0);
+        for (int i = 0; i < 30; i++) {
+            char text[200];
+            seq++;
+            snprintf(text, sizeof text,
+                     "message %llu of batch %d: words w%llu x%llu y%llu to index and find again",
+                     (unsigned long long)seq, batch, (unsigned long long)seq % 977,
+                     (unsigned long long)seq % 389, (unsigned long long)seq * 7919);
+            assert_int_equal(put(s, "general", seq, (int64_t)seq, "alice", text, NULL), 0);
+        }
+        assert_int_equal(s->ops->commit(s), 0);
+        struct stat st;
+        assert_int_equal(stat(wal, &st), 0);
+        if (st.st_size > longest)
+            longest = st.st_size;
+    }
+    assert_true(longest <= 32 + (WAL_BOUND_FRAMES + slack) * frame);
+    assert_true(longest > 32 + WAL_CHECKPOINT_FRAMES * frame); /* it did grow: a real test */
+    /* The thread was nudged at every 1,000 frames; its first checkpoint is done by now or soon. */
+    for (int waited = 0; metrics_count(METRIC_STORE_CHECKPOINTS) == checkpoints; waited++) {
+        assert_true(waited < 30000);
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    assert_int_equal(room_seq(s, "general"), seq);
+    assert_int_equal(query(f, "SELECT count(*) FROM events"), (int64_t)seq);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -372,6 +421,7 @@ int main(void)
         TEST(held_write_lock_gives_ebusy),
         TEST(standby_writes_nothing_until_take_over),
         TEST(standby_reads_and_refuses_newer_schema),
+        TEST(wal_stays_bounded_under_continuous_commits),
     };
     log_set_level(LOG_WARN); /* keep the expected store_error lines, drop the migration notes */
     return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
