@@ -217,6 +217,25 @@ static const char *const migrations[] = {
     " until_ms INTEGER NOT NULL,"
     " PRIMARY KEY(room, name_lc)"
     ") WITHOUT ROWID;",
+
+    /* guest_spans: rule 51's takeover finds a guest session's rows through the seqs it wrote
+     * in each room, first and last, one row per (session, room), in place of an index entry per
+     * guest event. That index put every message of a room where guests talk on a page of its
+     * own sender's (30 messages from 30 guests: some 25 pages a commit, most of what it wrote);
+     * the spans of the guests talking now share a page or two, and a message that is not a
+     * session's first in its room only rewrites its span's last seq. The takeover then reads
+     * the room's events between them, by primary key. */
+    "CREATE TABLE guest_spans("
+    " identity TEXT NOT NULL,"
+    " room TEXT NOT NULL,"
+    " first_seq INTEGER NOT NULL,"
+    " last_seq INTEGER NOT NULL,"
+    " PRIMARY KEY(identity, room)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
+    " SELECT identity, room, min(seq), max(seq) FROM events"
+    " WHERE identity >= 'guest:' AND identity < 'guest;' GROUP BY identity, room;"
+    "DROP INDEX events_guest;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -261,6 +280,8 @@ enum stmt {
     ST_TRIM_REACTIONS,
     ST_CLAIM_EVENTS,
     ST_CLAIM_REACTIONS,
+    ST_CLAIM_SPANS,
+    ST_GUEST_SPAN,
     ST_NEWEST_OWN,
     ST_MENTION_ADD,
     ST_MENTION_CLEAR,
@@ -389,8 +410,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TRIM_REACTIONS] = "DELETE FROM reactions WHERE room = ?1 AND target <= ?2",
     /* Rule 51: a guest session that registers its name hands its events and reactions to the
      * account, except in dm rooms (rule 40). */
+    /* The guest's rows, found between the first and last seq of each of its spans. */
     [ST_CLAIM_EVENTS] = "UPDATE events SET identity = ?2, sender = ?3, sender_lc = lower(?3)"
-                        " WHERE identity = ?1 AND identity >= 'guest:' AND identity < 'guest;'"
+                        " WHERE (room, seq) IN (SELECT e.room, e.seq FROM guest_spans g"
+                        " JOIN events e ON e.room = g.room"
+                        " AND e.seq BETWEEN g.first_seq AND g.last_seq"
+                        " WHERE g.identity = ?1 AND e.identity = ?1)"
+                        " AND identity = ?1 AND identity >= 'guest:' AND identity < 'guest;'"
                         " AND room NOT LIKE 'dm:%'",
     [ST_MENTION_ADD] =
         "INSERT OR IGNORE INTO mentions(room, user_lc, seq) VALUES(?1, lower(?3), ?2)",
@@ -403,6 +429,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " AND type = 'message' AND deleted = 0 ORDER BY seq DESC LIMIT 1",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    /* Its dm rooms' rows stay the guest's: their spans stay too. */
+    [ST_CLAIM_SPANS] = "DELETE FROM guest_spans WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    [ST_GUEST_SPAN] = "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
+                      " VALUES(?1, ?2, ?3, ?3) ON CONFLICT(identity, room)"
+                      " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
     /* The search index (the search step of migrations[]): a new message's row, the words a row
      * was indexed with taken out (before its text changes: an edit, a delete, retention), an
      * edit's new words, the scan. */
@@ -1112,6 +1143,17 @@ static int sq_insert(struct store *s, const struct store_msg *m)
         ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_room", rc);
         done(st);
     }
+    /* A guest session's event: its span in the room reaches it (rule 51's takeover). */
+    if (ret == 0 && m->identity && strncmp(m->identity, "guest:", 6) == 0) {
+        st = ss->st[ST_GUEST_SPAN];
+        rc = bind_text(st, 1, m->identity, SQLITE_OK);
+        rc = bind_text(st, 2, m->room, rc);
+        rc = bind_seq(st, 3, m->seq, rc);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_span", rc);
+        done(st);
+    }
 
     if (!in_batch) {
         if (ret == 0)
@@ -1571,6 +1613,9 @@ static int sq_claim_guest(struct store *s, const char *guest, const char *accoun
         rc = bind_text(st, 3, name, rc);
         ret = write_stmt(ss, id, "claim_guest", rc);
     }
+    if (ret == 0)
+        ret = write_stmt(ss, ST_CLAIM_SPANS, "claim_guest",
+                         bind_text(ss->st[ST_CLAIM_SPANS], 1, guest, SQLITE_OK));
     return ret;
 }
 
