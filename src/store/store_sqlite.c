@@ -9,7 +9,9 @@
  * it returns the operating system holds it: it survives kill -9 and any crash
  * of the process (synchronous=NORMAL, the default). With --sync full
  * (synchronous=FULL) the WAL is also fsynced at every COMMIT, so it survives a
- * power loss too. The caller acks only after commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
+ * power loss too. Checkpoints (the WAL copied back into the database) run on a thread and
+ * connection of their own (wal_checkpointer.c), not inside a commit, except at the WAL's bound.
+ * The caller acks only after commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
  * so the connection is ready for the next batch. An insert is atomic on its
  * own (a savepoint around the message row and its room's last_seq), so the
  * rooms table never disagrees with the messages table, in or out of a batch.
