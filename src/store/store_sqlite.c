@@ -433,8 +433,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
     /* Its dm rooms' rows stay the guest's: their spans stay too. */
     [ST_CLAIM_SPANS] = "DELETE FROM guest_spans WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    /* ?1 room, ?2 seq, ?4 identity: as run_bound binds them. */
     [ST_GUEST_SPAN] = "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
-                      " VALUES(?1, ?2, ?3, ?3) ON CONFLICT(identity, room)"
+                      " VALUES(?4, ?1, ?2, ?2) ON CONFLICT(identity, room)"
                       " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
     /* The search index (the search step of migrations[]): a new message's row, the words a row
      * was indexed with taken out (before its text changes: an edit, a delete, retention), an
@@ -1146,16 +1147,9 @@ static int sq_insert(struct store *s, const struct store_msg *m)
         done(st);
     }
     /* A guest session's event: its span in the room reaches it (rule 51's takeover). */
-    if (ret == 0 && m->identity && strncmp(m->identity, "guest:", 6) == 0) {
-        st = ss->st[ST_GUEST_SPAN];
-        rc = bind_text(st, 1, m->identity, SQLITE_OK);
-        rc = bind_text(st, 2, m->room, rc);
-        rc = bind_seq(st, 3, m->seq, rc);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_span", rc);
-        done(st);
-    }
+    if (ret == 0 && m->identity && strncmp(m->identity, "guest:", 6) == 0)
+        ret = run_bound(ss, ST_GUEST_SPAN, "insert_span", m->room, m->seq, 0, NULL, m->identity,
+                        NULL);
 
     if (!in_batch) {
         if (ret == 0)

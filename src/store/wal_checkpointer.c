@@ -86,6 +86,16 @@ static void *checkpointer_main(void *arg)
     return NULL;
 }
 
+/* Frees c once no thread runs on it: its locks, its connection, itself. */
+static void checkpointer_free(struct wal_checkpointer *c)
+{
+    pthread_mutex_destroy(&c->run);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    sqlite3_close(c->db);
+    free(c);
+}
+
 struct wal_checkpointer *wal_checkpointer_start(const char *path, bool sync_full)
 {
     struct wal_checkpointer *c = xcalloc(1, sizeof *c);
@@ -118,11 +128,7 @@ struct wal_checkpointer *wal_checkpointer_start(const char *path, bool sync_full
         log_warn("msg=store_checkpointer_failed error=\"no thread (%d)\" fallback=\"checkpoints "
                  "on the store thread\"",
                  err);
-        pthread_mutex_destroy(&c->run);
-        pthread_cond_destroy(&c->cv);
-        pthread_mutex_destroy(&c->mu);
-        sqlite3_close(c->db);
-        free(c);
+        checkpointer_free(c);
         return NULL;
     }
     return c;
@@ -166,9 +172,5 @@ void wal_checkpointer_stop(struct wal_checkpointer *c)
     pthread_mutex_unlock(&c->mu);
     pthread_cond_signal(&c->cv);
     pthread_join(c->thread, NULL);
-    sqlite3_close(c->db);
-    pthread_mutex_destroy(&c->run);
-    pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
+    checkpointer_free(c);
 }

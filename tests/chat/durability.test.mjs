@@ -18,6 +18,22 @@ import {
   withTimeout,
 } from './lib/chat.mjs';
 
+// Every message of room that client may read, oldest first, read back page by page.
+async function wholeHistory(client, room) {
+  const stored = [];
+  let before;
+  for (;;) {
+    const req = { type: 'history', room, limit: 200 };
+    if (before !== undefined) req.before = before;
+    const h = await client.expect(req, 'history');
+    if (h.messages.length === 0) break;
+    stored.unshift(...h.messages);
+    before = h.messages[0].seq;
+    if (before === 1) break;
+  }
+  return stored;
+}
+
 
 test('kill -9: every acked message is replayed once, in order, with the same seq, text, cid, ts and from', async (t) => {
   const args = ['--rate-limit', '0'];
@@ -133,17 +149,7 @@ test('sends cut by kill -9 and retried with their cid after the restart: each st
     const ack = await a2.say(room, `text ${i}`, { cid });
     if (acked.has(cid)) assert.equal(ack.seq, acked.get(cid), `${cid} acked with ${acked.get(cid)} before the kill, ${ack.seq} after`);
   }
-  const stored = [];
-  let before;
-  for (;;) {
-    const req = { type: 'history', room, limit: 200 };
-    if (before !== undefined) req.before = before;
-    const h = await a2.expect(req, 'history');
-    if (h.messages.length === 0) break;
-    stored.unshift(...h.messages);
-    before = h.messages[0].seq;
-    if (before === 1) break;
-  }
+  const stored = await wholeHistory(a2, room);
   const seqs = stored.map((m) => m.seq);
   const cids = stored.map((m) => m.cid);
   assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), 'seqs are not 1..N without gaps');
@@ -201,17 +207,7 @@ for (const sync of ['normal', 'full']) {
     const a2 = await connect(again, t);
     await a2.loginToken(alice.token);
     await a2.join(room);
-    const stored = [];
-    let upto;
-    for (;;) {
-      const req = { type: 'history', room, limit: 200 };
-      if (upto !== undefined) req.before = upto;
-      const h = await a2.expect(req, 'history');
-      if (h.messages.length === 0) break;
-      stored.unshift(...h.messages);
-      upto = h.messages[0].seq;
-      if (upto === 1) break;
-    }
+    const stored = await wholeHistory(a2, room);
     assert.deepEqual(stored.map((m) => m.seq), Array.from({ length: stored.length }, (_, i) => i + 1), 'seqs are not 1..N without gaps');
     const bySeq = new Map(stored.map((m) => [m.seq, m.text]));
     for (const [seq, text] of acked) assert.equal(bySeq.get(seq), text, `acked message ${seq} lost or changed by the kill`);
