@@ -63,6 +63,11 @@ void metrics_add(enum metric_counter c, uint64_t n)
     atomic_fetch_add_explicit(&counters[c], n, memory_order_relaxed);
 }
 
+uint64_t metrics_count(enum metric_counter c)
+{
+    return atomic_load_explicit(&counters[c], memory_order_relaxed);
+}
+
 void metrics_error(int code)
 {
     if (code > 0 && code < METRIC_ERROR_CODES)
@@ -272,6 +277,11 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_slow_consumers_total", "Connections closed for not reading their output.",
             METRIC_SLOW_CONSUMERS);
     counter(&o, "parley_store_errors_total", "Store operations that failed.", METRIC_STORE_ERRORS);
+    counter(&o, "parley_store_checkpoints_total",
+            "WAL checkpoints run off the store thread (SQLite).", METRIC_STORE_CHECKPOINTS);
+    counter(&o, "parley_store_bound_checkpoints_total",
+            "WAL checkpoints a commit waited for, the WAL being at its bound (SQLite).",
+            METRIC_STORE_BOUND_CHECKPOINTS);
     counter(&o, "parley_searches_total", "Search requests read from the index.", METRIC_SEARCHES);
     counter(&o, "parley_search_rows_total",
             "Search index rows examined (each search at most --search-scan).", METRIC_SEARCH_ROWS);

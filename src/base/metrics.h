@@ -18,6 +18,8 @@ enum metric_counter {
     METRIC_RATE_LIMITED,
     METRIC_SLOW_CONSUMERS,
     METRIC_STORE_ERRORS,
+    METRIC_STORE_CHECKPOINTS,       /* WAL checkpoints run by the checkpointer thread */
+    METRIC_STORE_BOUND_CHECKPOINTS, /* WAL checkpoints the writer ran itself, at the bound */
     /* permessage-deflate */
     METRIC_DEFLATE_SHARED,    /* compressions of a shared frame (once per message) */
     METRIC_DEFLATE_OWN,       /* compressions for one connection (replies, echoes) */
@@ -50,6 +52,8 @@ enum metric_gauge {
 #define METRIC_ERROR_CODES 64
 
 void metrics_add(enum metric_counter c, uint64_t n);
+/* The counter's value now. */
+uint64_t metrics_count(enum metric_counter c);
 /* Counts one error reply by its protocol error code (index into proto's enum). */
 void metrics_error(int code);
 /* How many error replies of that code were counted. */

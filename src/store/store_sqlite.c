@@ -9,7 +9,9 @@
  * it returns the operating system holds it: it survives kill -9 and any crash
  * of the process (synchronous=NORMAL, the default). With --sync full
  * (synchronous=FULL) the WAL is also fsynced at every COMMIT, so it survives a
- * power loss too. The caller acks only after commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
+ * power loss too. Checkpoints (the WAL copied back into the database) run on a thread and
+ * connection of their own (wal_checkpointer.c), not inside a commit, except at the WAL's bound.
+ * The caller acks only after commit returns 0. A failed COMMIT leaves no transaction open (we roll back),
  * so the connection is ready for the next batch. An insert is atomic on its
  * own (a savepoint around the message row and its room's last_seq), so the
  * rooms table never disagrees with the messages table, in or out of a batch.
@@ -45,6 +47,7 @@
 #include "search_text.h"
 #include "store_rows.h"
 #include "text.h"
+#include "wal_checkpointer.h"
 
 #define BUSY_TIMEOUT_MS 2000
 #define GONE_LOG_EVERY_MS 60000
@@ -216,6 +219,25 @@ static const char *const migrations[] = {
     " until_ms INTEGER NOT NULL,"
     " PRIMARY KEY(room, name_lc)"
     ") WITHOUT ROWID;",
+
+    /* guest_spans: rule 51's takeover finds a guest session's rows through the seqs it wrote
+     * in each room, first and last, one row per (session, room), in place of an index entry per
+     * guest event. That index put every message of a room where guests talk on a page of its
+     * own sender's (30 messages from 30 guests: some 25 pages a commit, most of what it wrote);
+     * the spans of the guests talking now share a page or two, and a message that is not a
+     * session's first in its room only rewrites its span's last seq. The takeover then reads
+     * the room's events between them, by primary key. */
+    "CREATE TABLE guest_spans("
+    " identity TEXT NOT NULL,"
+    " room TEXT NOT NULL,"
+    " first_seq INTEGER NOT NULL,"
+    " last_seq INTEGER NOT NULL,"
+    " PRIMARY KEY(identity, room)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
+    " SELECT identity, room, min(seq), max(seq) FROM events"
+    " WHERE identity >= 'guest:' AND identity < 'guest;' GROUP BY identity, room;"
+    "DROP INDEX events_guest;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -260,6 +282,8 @@ enum stmt {
     ST_TRIM_REACTIONS,
     ST_CLAIM_EVENTS,
     ST_CLAIM_REACTIONS,
+    ST_CLAIM_SPANS,
+    ST_GUEST_SPAN,
     ST_NEWEST_OWN,
     ST_MENTION_ADD,
     ST_MENTION_CLEAR,
@@ -388,8 +412,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TRIM_REACTIONS] = "DELETE FROM reactions WHERE room = ?1 AND target <= ?2",
     /* Rule 51: a guest session that registers its name hands its events and reactions to the
      * account, except in dm rooms (rule 40). */
+    /* The guest's rows, found between the first and last seq of each of its spans. */
     [ST_CLAIM_EVENTS] = "UPDATE events SET identity = ?2, sender = ?3, sender_lc = lower(?3)"
-                        " WHERE identity = ?1 AND identity >= 'guest:' AND identity < 'guest;'"
+                        " WHERE (room, seq) IN (SELECT e.room, e.seq FROM guest_spans g"
+                        " JOIN events e ON e.room = g.room"
+                        " AND e.seq BETWEEN g.first_seq AND g.last_seq"
+                        " WHERE g.identity = ?1 AND e.identity = ?1)"
+                        " AND identity = ?1 AND identity >= 'guest:' AND identity < 'guest;'"
                         " AND room NOT LIKE 'dm:%'",
     [ST_MENTION_ADD] =
         "INSERT OR IGNORE INTO mentions(room, user_lc, seq) VALUES(?1, lower(?3), ?2)",
@@ -402,6 +431,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " AND type = 'message' AND deleted = 0 ORDER BY seq DESC LIMIT 1",
     [ST_CLAIM_REACTIONS] = "UPDATE reactions SET identity = ?2, user = ?3"
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    /* Its dm rooms' rows stay the guest's: their spans stay too. */
+    [ST_CLAIM_SPANS] = "DELETE FROM guest_spans WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
+    /* ?1 room, ?2 seq, ?4 identity: as run_bound binds them. */
+    [ST_GUEST_SPAN] = "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
+                      " VALUES(?4, ?1, ?2, ?2) ON CONFLICT(identity, room)"
+                      " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
     /* The search index (the search step of migrations[]): a new message's row, the words a row
      * was indexed with taken out (before its text changes: an edit, a delete, retention), an
      * edit's new words, the scan. */
@@ -519,6 +554,10 @@ struct sqlite_store {
      * newer message. */
     int64_t search_rowid;
     int64_t cap_pages; /* --max-db-size in pages, as in force (0: no cap) */
+    bool sync_full;    /* --sync full: the checkpointer's connection syncs as ours does */
+    /* Checkpoints the WAL off this thread once writes may begin (NULL before, or if it could
+     * not start: SQLite's automatic checkpoint then runs in our commits, as it would anyway). */
+    struct wal_checkpointer *ckpt;
 };
 
 static struct sqlite_store *from_base(struct store *s)
@@ -716,6 +755,8 @@ static void sq_close(struct store *s)
     struct sqlite_store *ss = from_base(s);
     if (!ss)
         return;
+    /* First, so that ours is the last connection of this process and checkpoints at close. */
+    wal_checkpointer_stop(ss->ckpt);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(ss->st[i]);
     /* Closing rolls back an open transaction and checkpoints the WAL if we are the last user. */
@@ -1105,6 +1146,10 @@ static int sq_insert(struct store *s, const struct store_msg *m)
         ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_room", rc);
         done(st);
     }
+    /* A guest session's event: its span in the room reaches it (rule 51's takeover). */
+    if (ret == 0 && m->identity && strncmp(m->identity, "guest:", 6) == 0)
+        ret = run_bound(ss, ST_GUEST_SPAN, "insert_span", m->room, m->seq, 0, NULL, m->identity,
+                        NULL);
 
     if (!in_batch) {
         if (ret == 0)
@@ -1564,13 +1609,20 @@ static int sq_claim_guest(struct store *s, const char *guest, const char *accoun
         rc = bind_text(st, 3, name, rc);
         ret = write_stmt(ss, id, "claim_guest", rc);
     }
+    if (ret == 0)
+        ret = write_stmt(ss, ST_CLAIM_SPANS, "claim_guest",
+                         bind_text(ss->st[ST_CLAIM_SPANS], 1, guest, SQLITE_OK));
     return ret;
 }
 
 static int sq_checkpoint(struct store *s)
 {
     struct sqlite_store *ss = from_base(s);
+    if (ss->ckpt)
+        wal_checkpointer_lock(ss->ckpt);
     int rc = sqlite3_wal_checkpoint_v2(ss->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (ss->ckpt)
+        wal_checkpointer_unlock(ss->ckpt);
     /* Busy: a reader holds an old snapshot (an upgrade's other process); the next one will do. */
     return rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY ? 0 : fail(ss->db, "checkpoint", rc);
 }
@@ -2119,6 +2171,38 @@ static char *join_path(const char *dir, const char *name)
     return path;
 }
 
+/*
+ * The WAL hook of our connection, after each commit with the WAL's length in frames: in place of
+ * SQLite's automatic checkpoint, the checkpointer is nudged; only a WAL that it has not kept
+ * below WAL_BOUND_FRAMES (commits with no gap between them for it to finish in) is checkpointed
+ * here, in the commit, as SQLite's own would. RESTART: the next commit starts the WAL from its
+ * beginning, so the file stays bounded whatever the load.
+ */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct sqlite_store *ss = arg;
+    if (frames < WAL_BOUND_FRAMES) {
+        wal_checkpointer_nudge(ss->ckpt, frames);
+        return SQLITE_OK;
+    }
+    wal_checkpointer_lock(ss->ckpt);
+    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+    wal_checkpointer_unlock(ss->ckpt);
+    if (rc == SQLITE_OK)
+        metrics_add(METRIC_STORE_BOUND_CHECKPOINTS, 1);
+    /* Busy (a reader of another process on an old snapshot): the next commit tries again.
+     * The commit itself is done either way: what the hook answers is not its result. */
+    return SQLITE_OK;
+}
+
+/* Starts the checkpointer on the file at path and hands it our checkpoints. */
+static void start_checkpointer(struct sqlite_store *ss, const char *path)
+{
+    ss->ckpt = wal_checkpointer_start(path, ss->sync_full);
+    if (ss->ckpt)
+        sqlite3_wal_hook(ss->db, on_wal_commit, ss); /* replaces the automatic checkpoint */
+}
+
 /* The writing part of an open: the schema brought up to date, statements prepared, the files
  * recorded for check_files, the marker written. Returns 0 or an error (logged). */
 static int finish_open(struct sqlite_store *ss, const char *data_dir)
@@ -2140,6 +2224,8 @@ static int finish_open(struct sqlite_store *ss, const char *data_dir)
     free(wal);
     if (access(marker, F_OK) != 0)
         write_marker(marker, data_dir);
+    if (!ss->ckpt)
+        start_checkpointer(ss, path);
     metrics_set_store_problem(NULL);
     free(path);
     free(marker);
@@ -2194,6 +2280,7 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
     struct sqlite_store *ss = xcalloc(1, sizeof *ss);
     ss->base.ops = &sqlite_ops;
     ss->main_fd = -1;
+    ss->sync_full = opts->sync_full;
     int ret = 0;
     int rc = sqlite3_open_v2(
         path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { serverForTest } from './lib/server.mjs';
 import { RawChat } from './lib/rawchat.mjs';
+import { scrape, sum } from './lib/metrics.mjs';
 import {
   LONG_TIMEOUT,
   PASSWORD,
@@ -16,6 +17,22 @@ import {
   user,
   withTimeout,
 } from './lib/chat.mjs';
+
+// Every message of room that client may read, oldest first, read back page by page.
+async function wholeHistory(client, room) {
+  const stored = [];
+  let before;
+  for (;;) {
+    const req = { type: 'history', room, limit: 200 };
+    if (before !== undefined) req.before = before;
+    const h = await client.expect(req, 'history');
+    if (h.messages.length === 0) break;
+    stored.unshift(...h.messages);
+    before = h.messages[0].seq;
+    if (before === 1) break;
+  }
+  return stored;
+}
 
 
 test('kill -9: every acked message is replayed once, in order, with the same seq, text, cid, ts and from', async (t) => {
@@ -132,17 +149,7 @@ test('sends cut by kill -9 and retried with their cid after the restart: each st
     const ack = await a2.say(room, `text ${i}`, { cid });
     if (acked.has(cid)) assert.equal(ack.seq, acked.get(cid), `${cid} acked with ${acked.get(cid)} before the kill, ${ack.seq} after`);
   }
-  const stored = [];
-  let before;
-  for (;;) {
-    const req = { type: 'history', room, limit: 200 };
-    if (before !== undefined) req.before = before;
-    const h = await a2.expect(req, 'history');
-    if (h.messages.length === 0) break;
-    stored.unshift(...h.messages);
-    before = h.messages[0].seq;
-    if (before === 1) break;
-  }
+  const stored = await wholeHistory(a2, room);
   const seqs = stored.map((m) => m.seq);
   const cids = stored.map((m) => m.cid);
   assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), 'seqs are not 1..N without gaps');
@@ -153,6 +160,60 @@ test('sends cut by kill -9 and retried with their cid after the restart: each st
   for (const m of witnessed) assert.deepEqual(bySeq.get(m.seq), m, `message ${m.seq} seen before the crash differs after it`);
   assert.ok(acked.size >= 20);
 });
+
+// The WAL is copied back into the database by a thread of its own while the store commits
+// (wal_checkpointer.c): a kill -9 among those checkpoints must take no acknowledged message with it.
+for (const sync of ['normal', 'full']) {
+  test(`kill -9 among the WAL checkpointer's checkpoints (--sync ${sync}): every acked message is there after the restart`, async (t) => {
+    const args = ['--rate-limit', '0', '--sync', sync];
+    const server = await serverForTest(t, args);
+    const alice = await user(server, t);
+    const room = uniqRoom();
+    await alice.join(room);
+    const acked = new Map(); // seq -> text
+    let n = 0;
+    let target = Infinity; // acks of the last wave to wait for before the kill
+    let reached;
+    const enough = new Promise((resolve) => {
+      reached = resolve;
+    });
+    const wave = (size) =>
+      Array.from({ length: size }, () => {
+        const text = `checkpointed ${++n} ${'words to index '.repeat(4).trim()}`;
+        return alice
+          .request({ type: 'send', room, text }, { timeoutMs: LONG_TIMEOUT })
+          .then((r) => {
+            if (r.type === 'ack') acked.set(r.seq, text);
+            if (acked.size >= target) reached();
+          })
+          .catch(() => {});
+      });
+    // Until the checkpointer has run twice: the WAL passed 1,000 frames at least twice.
+    let checkpoints = 0;
+    while (checkpoints < 2) {
+      await Promise.all(wave(100));
+      checkpoints = sum(await scrape(server), 'parley_store_checkpoints_total');
+    }
+    assert.equal(acked.size, n, 'every send before the kill was acked');
+    // A last wave in flight when the server dies, while the WAL is being checkpointed again.
+    const before = acked.size;
+    target = before + 50;
+    const last = wave(300);
+    await withTimeout(enough, LONG_TIMEOUT, '50 acks of the last wave');
+    await server.kill();
+    await Promise.all(last);
+
+    const again = await server.restartInTest(args);
+    const a2 = await connect(again, t);
+    await a2.loginToken(alice.token);
+    await a2.join(room);
+    const stored = await wholeHistory(a2, room);
+    assert.deepEqual(stored.map((m) => m.seq), Array.from({ length: stored.length }, (_, i) => i + 1), 'seqs are not 1..N without gaps');
+    const bySeq = new Map(stored.map((m) => [m.seq, m.text]));
+    for (const [seq, text] of acked) assert.equal(bySeq.get(seq), text, `acked message ${seq} lost or changed by the kill`);
+    assert.ok(acked.size >= before + 50);
+  });
+}
 
 test('--retention 5: since=0 → truncated:true and the last 5; since=6 → truncated:false', async (t) => {
   const args = ['--retention', '5', '--rate-limit', '0'];

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,8 +17,10 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "store_cases.h"
+#include "wal_checkpointer.h"
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -357,6 +360,138 @@ static void standby_reads_and_refuses_newer_schema(void **state)
     assert_null(s);
 }
 
+/* A guest's message in room, seq seq, from session guest named name. */
+static void put_guest(struct store *s, const char *room, uint64_t seq, const char *guest,
+                      const char *name)
+{
+    struct store_msg m = {.room = room,
+                          .seq = seq,
+                          .ts = (int64_t)seq,
+                          .from = name,
+                          .identity = guest,
+                          .text = "hello",
+                          .text_len = 5};
+    assert_int_equal(s->ops->insert(s, &m), 0);
+}
+
+/* Rule 51's takeover through guest_spans: the session's rows in each public room, between
+ * other senders' rows, become the account's; its dm rows and everyone else's stay as they were.
+ * One span row per session and room, however many messages. */
+static void guest_takeover_by_spans(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->begin(s), 0);
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        put_guest(s, "dev", seq, seq % 3 == 0 ? "guest:7" : "guest:8", "Other");
+        if (seq % 4 == 0)
+            put_guest(s, "ops", seq / 4, seq % 8 == 0 ? "guest:7" : "guest:8", "Other");
+    }
+    put_guest(s, "dm:a:b", 1, "guest:7", "Other");
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM guest_spans"), 5);
+
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(s->ops->claim_guest(s, "guest:7", "carol", "Carol"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'carol'"
+                                   " AND sender = 'Carol' AND room = 'dev' AND seq % 3 = 0"),
+                     13);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'carol'"
+                                   " AND room = 'ops' AND seq % 2 = 0"),
+                     5);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'carol'"), 18);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'guest:7'"
+                                   " AND room = 'dm:a:b'"),
+                     1);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'guest:8'"), 32);
+    /* The claimed session's public spans are gone; its dm span and the other's stay. */
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM guest_spans"), 3);
+}
+
+/* A database from before guest_spans (rows indexed by events_guest) gets a span for each guest
+ * session and room at open, and the takeover finds its rows. */
+static void guest_spans_made_from_older_rows(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->begin(s), 0);
+    for (uint64_t seq = 1; seq <= 9; seq++)
+        put_guest(s, "dev", seq, seq % 2 ? "guest:5" : "guest:6", "Old");
+    assert_int_equal(s->ops->commit(s), 0);
+    s->ops->close(s);
+    f->s = NULL;
+    char path[128];
+    db_path(f, path, sizeof path);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "DROP TABLE guest_spans; CREATE INDEX events_guest ON events(identity)"
+             " WHERE identity >= 'guest:' AND identity < 'guest;'; PRAGMA user_version = %lld",
+             (long long)query(f, "PRAGMA user_version") - 1);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    backend_open(f, 0);
+    s = f->s;
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM guest_spans WHERE identity = 'guest:5'"
+                                   " AND first_seq = 1 AND last_seq = 9"),
+                     1);
+    assert_int_equal(
+        count_rows(f, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'events_guest'"), 0);
+    assert_int_equal(s->ops->begin(s), 0);
+    assert_int_equal(s->ops->claim_guest(s, "guest:5", "dave", "Dave"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'dave'"), 5);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'guest:6'"), 4);
+}
+
+/*
+ * Commits that follow each other with no gap: the checkpointer copies the WAL back on its own
+ * thread, and the writer starts it again from its beginning at WAL_BOUND_FRAMES, so the file
+ * never grows past the bound (and a batch); every message is still there.
+ */
+static void wal_stays_bounded_under_continuous_commits(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s/parley.db-wal", f->dir);
+    uint64_t checkpoints = metrics_count(METRIC_STORE_CHECKPOINTS);
+    uint64_t bounded = metrics_count(METRIC_STORE_BOUND_CHECKPOINTS);
+    const off_t frame = 4096 + 24, slack = 200; /* a batch below writes far fewer pages */
+    off_t longest = 0;
+    uint64_t seq = 0;
+    /* Until the writer has restarted the WAL twice: it grew to the bound twice. */
+    for (int batch = 0; metrics_count(METRIC_STORE_BOUND_CHECKPOINTS) < bounded + 2; batch++) {
+        assert_true(batch < 100000);
+        assert_int_equal(s->ops->begin(s), 0);
+        for (int i = 0; i < 30; i++) {
+            char text[200];
+            seq++;
+            snprintf(text, sizeof text,
+                     "message %llu of batch %d: words w%llu x%llu y%llu to index and find again",
+                     (unsigned long long)seq, batch, (unsigned long long)seq % 977,
+                     (unsigned long long)seq % 389, (unsigned long long)seq * 7919);
+            assert_int_equal(put(s, "general", seq, (int64_t)seq, "alice", text, NULL), 0);
+        }
+        assert_int_equal(s->ops->commit(s), 0);
+        struct stat st;
+        assert_int_equal(stat(wal, &st), 0);
+        if (st.st_size > longest)
+            longest = st.st_size;
+    }
+    assert_true(longest <= 32 + (WAL_BOUND_FRAMES + slack) * frame);
+    assert_true(longest > 32 + WAL_CHECKPOINT_FRAMES * frame); /* it did grow: a real test */
+    /* The thread was nudged at every 1,000 frames; its first checkpoint is done by now or soon. */
+    for (int waited = 0; metrics_count(METRIC_STORE_CHECKPOINTS) == checkpoints; waited++) {
+        assert_true(waited < 30000);
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    assert_int_equal(room_seq(s, "general"), seq);
+    assert_int_equal(query(f, "SELECT count(*) FROM events"), (int64_t)seq);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -372,6 +507,9 @@ int main(void)
         TEST(held_write_lock_gives_ebusy),
         TEST(standby_writes_nothing_until_take_over),
         TEST(standby_reads_and_refuses_newer_schema),
+        TEST(wal_stays_bounded_under_continuous_commits),
+        TEST(guest_takeover_by_spans),
+        TEST(guest_spans_made_from_older_rows),
     };
     log_set_level(LOG_WARN); /* keep the expected store_error lines, drop the migration notes */
     return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
