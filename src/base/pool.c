@@ -180,9 +180,8 @@ void pool_sizes_init(struct pool_sizes *ps)
 
 void *pool_sizes_get(struct pool_sizes *ps, size_t size)
 {
-    if (size > POOL_SIZES_MAX) {
+    if (size > POOL_SIZES_MAX)
         return xcalloc(1, size);
-    }
     return pool_get(&ps->by8[size ? (size - 1) / 8 : 0]);
 }
 

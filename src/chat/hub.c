@@ -2057,6 +2057,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     struct hub *h = xcalloc(1, sizeof *h);
     h->cfg = cfg;
     h->n_workers = n_workers;
+    pool_sizes_init(&h->pools); /* before any room or record */
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
     map_init(&h->registering, true);
@@ -2072,7 +2073,6 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
                  "tick every %llu ms, not 5 s\"",
                  (unsigned long long)h->tick_ms, (unsigned long long)h->tick_ms);
     }
-    pool_sizes_init(&h->pools);
     user_status_init(&h->statuses);
     user_status_use_pools(&h->statuses, &h->pools);
     h->status_grace_ms = STATUS_GRACE_MS;
