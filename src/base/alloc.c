@@ -84,7 +84,7 @@ size_t alloc_trim(void)
     if (mi.uordblks > peak_used)
         peak_used = mi.uordblks;
     bool grew = rss >= base + ALLOC_TRIM_GROWTH && mi.fordblks >= ALLOC_TRIM_GROWTH;
-    bool shrank = peak_used >= mi.uordblks + ALLOC_TRIM_GROWTH;
+    bool shrank = peak_used >= mi.uordblks + ALLOC_TRIM_SHRINK;
     if (!grew && !shrank)
         return 0;
     malloc_trim(0);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "pool.h"
 
 /* One allocation: the node, its level links, then its key (len bytes and a NUL), so a node costs
  * its key's length rather than the longest key's (the hub has one per member of every room). */
@@ -27,12 +28,36 @@ void ordset_init(struct ordset *s, uint64_t seed)
     s->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
 }
 
+void ordset_use_pools(struct ordset *s, struct pool_sizes *pools)
+{
+    s->pools = pools;
+}
+
+static size_t node_size(int level, size_t len)
+{
+    return sizeof(struct ordset_node) + (size_t)level * sizeof(struct ordset_node *) + len + 1;
+}
+
+static struct ordset_node *node_new(struct ordset *s, int level, size_t len)
+{
+    size_t size = node_size(level, len);
+    return s->pools ? pool_sizes_get(s->pools, size) : xmalloc(size);
+}
+
+static void node_free(struct ordset *s, struct ordset_node *n)
+{
+    if (s->pools)
+        pool_sizes_put(s->pools, n, node_size(n->level, n->len));
+    else
+        free(n);
+}
+
 void ordset_free(struct ordset *s)
 {
     struct ordset_node *n = s->head[0];
     while (n) {
         struct ordset_node *next = n->next[0];
-        free(n);
+        node_free(s, n);
         n = next;
     }
     memset(s->head, 0, sizeof s->head);
@@ -99,7 +124,7 @@ bool ordset_insert(struct ordset *s, const char *key, size_t len, void *value)
         prev[i] = NULL;
     if (level > s->levels)
         s->levels = level;
-    struct ordset_node *n = xmalloc(sizeof *n + (size_t)level * sizeof n->next[0] + len + 1);
+    struct ordset_node *n = node_new(s, level, len);
     n->value = value;
     n->len = (uint8_t)len;
     n->level = (uint8_t)level;
@@ -134,7 +159,7 @@ void *ordset_remove(struct ordset *s, const char *key, size_t len)
     while (s->levels > 1 && !s->head[s->levels - 1])
         s->levels--;
     void *v = n->value;
-    free(n);
+    node_free(s, n);
     s->count--;
     return v;
 }

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct pool_sizes;
+
 #define ORDSET_KEY_MAX 32
 #define ORDSET_LEVELS 16 /* p = 1/4: enough for 4^16 keys */
 
@@ -29,10 +31,13 @@ struct ordset {
     size_t count;
     int levels; /* levels in use */
     uint64_t rng;
+    struct pool_sizes *pools; /* where nodes come from, or NULL: the heap */
 };
 
 /* Prepares an empty set; seed picks the level sequence (any value). */
 void ordset_init(struct ordset *s, uint64_t seed);
+/* Makes the (empty) set's nodes come from pools, which must outlive it, instead of the heap. */
+void ordset_use_pools(struct ordset *s, struct pool_sizes *pools);
 /* Frees the nodes (not the values). */
 void ordset_free(struct ordset *s);
 

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
@@ -168,4 +170,31 @@ void pool_destroy(struct pool *p)
         slab_unmap(s);
     }
     memset(p, 0, sizeof *p);
+}
+
+void pool_sizes_init(struct pool_sizes *ps)
+{
+    for (size_t i = 0; i < POOL_SIZES_MAX / 8; i++)
+        pool_init(&ps->by8[i], 8 * (i + 1));
+}
+
+void *pool_sizes_get(struct pool_sizes *ps, size_t size)
+{
+    if (size > POOL_SIZES_MAX)
+        return xcalloc(1, size);
+    return pool_get(&ps->by8[size ? (size - 1) / 8 : 0]);
+}
+
+void pool_sizes_put(struct pool_sizes *ps, void *obj, size_t size)
+{
+    if (size > POOL_SIZES_MAX)
+        free(obj);
+    else
+        pool_put(&ps->by8[size ? (size - 1) / 8 : 0], obj);
+}
+
+void pool_sizes_destroy(struct pool_sizes *ps)
+{
+    for (size_t i = 0; i < POOL_SIZES_MAX / 8; i++)
+        pool_destroy(&ps->by8[i]);
 }

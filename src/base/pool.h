@@ -38,6 +38,23 @@ void *pool_get(struct pool *p);
 void pool_put(struct pool *p, void *obj);
 /* Unmaps every slab: every object must have been given back. */
 void pool_destroy(struct pool *p);
+/* Objects of many sizes, each rounded up to 8 bytes, from a pool per multiple of 8 up to
+ * POOL_SIZES_MAX (larger ones from the heap): for long-lived blocks sized to their content (the
+ * hub's user records and member-index nodes), which then pay no block header and no rounding to
+ * 16, and never share a page with a storm's transient buffers. The caller gives the size back
+ * with the object. Owned by one thread, as a pool is. */
+#define POOL_SIZES_MAX 192
+struct pool_sizes {
+    struct pool by8[POOL_SIZES_MAX / 8]; /* by8[i]: objects of 8 * (i + 1) bytes */
+};
+void pool_sizes_init(struct pool_sizes *ps);
+/* A zeroed object of size bytes; never NULL. */
+void *pool_sizes_get(struct pool_sizes *ps, size_t size);
+/* Gives back obj, got with the same size (NULL does nothing). */
+void pool_sizes_put(struct pool_sizes *ps, void *obj, size_t size);
+/* Unmaps every slab: every object must have been given back. */
+void pool_sizes_destroy(struct pool_sizes *ps);
+
 /* Bytes of slabs mapped by every pool of the process (outside malloc's figures: gdb's
  * `call pool_mapped_bytes()` beside `malloc_stats()` gives the whole heap in use). */
 size_t pool_mapped_bytes(void);

@@ -151,6 +151,10 @@ struct hub {
     /* Several nodes (hub_nodes.h): the other nodes' members and statuses, on hb's broker. */
     struct hub_nodes *nodes;
     struct map claiming; /* guests' names (lower-cased) being claimed from the broker */
+    /* The status records and the rooms' member-index nodes: slabs of the hub's, so that the
+     * join storm's transient buffers made on this thread (joined lists, events) never pin a
+     * page of theirs in the heap. */
+    struct pool_sizes pools;
 };
 
 /* --- rooms --- */
@@ -177,6 +181,7 @@ static struct hub_room *room_get(struct hub *h, const char *name, bool create)
     r->hub = h;
     timer_init(&r->tick, on_room_tick);
     ordset_init(&r->index, (uintptr_t)r);
+    ordset_use_pools(&r->index, &h->pools);
     r->worker_conns = xcalloc((size_t)h->n_workers, sizeof *r->worker_conns);
     map_put(&h->rooms, r->name, r);
     if (!r->dm)
@@ -2052,6 +2057,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     struct hub *h = xcalloc(1, sizeof *h);
     h->cfg = cfg;
     h->n_workers = n_workers;
+    pool_sizes_init(&h->pools); /* before any room or record */
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
     map_init(&h->registering, true);
@@ -2068,6 +2074,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
                  (unsigned long long)h->tick_ms, (unsigned long long)h->tick_ms);
     }
     user_status_init(&h->statuses);
+    user_status_use_pools(&h->statuses, &h->pools);
     h->status_grace_ms = STATUS_GRACE_MS;
     const char *grace = getenv("PARLEY_TEST_STATUS_GRACE_MS");
     if (grace && atoi(grace) > 0) {
@@ -2151,6 +2158,7 @@ void hub_destroy(struct service *s)
     }
     map_free(&h->lookalikes);
     user_status_free(&h->statuses);
+    pool_sizes_destroy(&h->pools);
     for (int w = 0; w < h->n_workers; w++)
         deliver_batch_free(h->out[w]);
     free(h->out);

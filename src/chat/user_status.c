@@ -72,16 +72,38 @@ static void gone_append(struct user_status_set *set, struct user_status *u)
     set->gone_tail = u;
 }
 
+void user_status_use_pools(struct user_status_set *set, struct pool_sizes *pools)
+{
+    set->pools = pools;
+}
+
+/* A record's block: its fields, name_lc and the name as shown, and its own skeleton if any. */
+static size_t record_size(size_t n, size_t skel_size)
+{
+    return offsetof(struct user_status, name_lc) + 2 * (n + 1) + skel_size;
+}
+
+static void record_put(struct user_status_set *set, struct user_status *u)
+{
+    free(u->text);
+    if (u->cap_rooms > 1)
+        free(u->rooms_.rooms);
+    if (!set->pools) {
+        free(u);
+        return;
+    }
+    size_t n = strlen(u->name_lc);
+    size_t skel_size = u->own_skel ? strlen(u->name_lc + 2 * (n + 1)) + 1 : 0;
+    pool_sizes_put(set->pools, u, record_size(n, skel_size));
+}
+
 static void record_free(struct user_status_set *set, struct user_status *u)
 {
     map_del(&set->by_name, u->name_lc);
     gone_unlink(set, u);
     if (!is_default(u))
         set_unlink(set, u);
-    free(u->text);
-    if (u->cap_rooms > 1)
-        free(u->rooms_.rooms);
-    free(u);
+    record_put(set, u);
 }
 
 void user_status_free(struct user_status_set *set)
@@ -89,13 +111,8 @@ void user_status_free(struct user_status_set *set)
     size_t pos = 0;
     const char *k;
     void *v;
-    while (map_next(&set->by_name, &pos, &k, &v)) {
-        struct user_status *u = v;
-        free(u->text);
-        if (u->cap_rooms > 1)
-            free(u->rooms_.rooms);
-        free(u);
-    }
+    while (map_next(&set->by_name, &pos, &k, &v))
+        record_put(set, v);
     map_free(&set->by_name);
     memset(set, 0, sizeof *set);
 }
@@ -124,8 +141,8 @@ static struct user_status *record_new(struct user_status_set *set, const char *n
         if (strncmp(skel, name_lc, n + 1) != 0)
             skel_size = strlen(skel) + 1;
     }
-    struct user_status *u =
-        xcalloc(1, offsetof(struct user_status, name_lc) + 2 * (n + 1) + skel_size);
+    size_t size = record_size(n, skel_size);
+    struct user_status *u = set->pools ? pool_sizes_get(set->pools, size) : xcalloc(1, size);
     memcpy(u->name_lc, name_lc, n);
     memcpy(u->name_lc + n + 1, name, strnlen(name, n));
     if (skel_size) {

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "map.h"
+#include "pool.h"
 #include "text.h"
 
 struct user_status {
@@ -59,6 +60,7 @@ struct user_status_set {
     struct user_status *gone_head, *gone_tail;
     struct user_status *set_head; /* records not at the default status */
     size_t n_set;
+    struct pool_sizes *pools; /* where records come from, or NULL: the heap */
 };
 
 /* The name as shown. */
@@ -88,6 +90,8 @@ static inline void **user_status_rooms(struct user_status *u)
 }
 
 void user_status_init(struct user_status_set *set);
+/* Makes the (empty) set's records come from pools, which must outlive it, instead of the heap. */
+void user_status_use_pools(struct user_status_set *set, struct pool_sizes *pools);
 void user_status_free(struct user_status_set *set);
 
 /* The record of name_lc if it is that identity's (guest_session, 0 for an account), else NULL. */

@@ -86,6 +86,7 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
     set->goodbye = -1;
     POOL_INIT(&set->plain_conns, struct conn);
     POOL_INIT(&set->tls_conns, struct conn_tls);
+    pool_init(&set->rings, CONN_RING_FIRST * sizeof(struct conn_out));
 }
 
 static void free_dead(struct conn_set *set);
@@ -103,6 +104,7 @@ void conn_set_destroy(struct conn_set *set)
     set->tls_gather = NULL;
     pool_destroy(&set->plain_conns);
     pool_destroy(&set->tls_conns);
+    pool_destroy(&set->rings);
 }
 
 static void update_events(struct conn *c)
@@ -132,6 +134,22 @@ static void mark_dirty(struct conn *c)
 
 /* --- output --- */
 
+/* A ring of cap entries: the first size from the set's pool, larger ones from the heap. */
+static struct conn_out *ring_get(struct conn_set *set, uint32_t cap)
+{
+    if (cap == CONN_RING_FIRST)
+        return pool_get(&set->rings);
+    return xmalloc(cap * sizeof(struct conn_out));
+}
+
+static void ring_put(struct conn_set *set, struct conn_out *ring, uint32_t cap)
+{
+    if (cap == CONN_RING_FIRST)
+        pool_put(&set->rings, ring);
+    else
+        free(ring);
+}
+
 void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end)
 {
     if (c->state != CONN_OPEN || off >= end) {
@@ -139,11 +157,12 @@ void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end)
         return;
     }
     if (c->out_count == c->out_cap) {
-        uint32_t cap = c->out_cap ? c->out_cap * 2 : 8;
-        struct conn_out *ring = xmalloc(cap * sizeof *ring);
+        uint32_t cap = c->out_cap ? c->out_cap * 2 : CONN_RING_FIRST;
+        struct conn_out *ring = ring_get(c->set, cap);
         for (uint32_t i = 0; i < c->out_count; i++)
             ring[i] = c->out[(c->out_head + i) % c->out_cap];
-        free(c->out);
+        if (c->out)
+            ring_put(c->set, c->out, c->out_cap);
         c->out = ring;
         c->out_cap = cap;
         c->out_head = 0;
@@ -171,7 +190,8 @@ static void drop_output(struct conn *c)
 {
     for (uint32_t i = 0; i < c->out_count; i++)
         chunk_unref(c->out[(c->out_head + i) % c->out_cap].chunk);
-    free(c->out);
+    if (c->out)
+        ring_put(c->set, c->out, c->out_cap);
     c->out = NULL;
     c->out_head = c->out_count = c->out_cap = 0;
     c->out_bytes = 0;

@@ -128,6 +128,10 @@ struct conn_set {
     /* The connections' own memory, plain and with the TLS tail: slabs of the worker's, apart
      * from the heap that output and a join storm's buffers come from. */
     struct pool plain_conns, tls_conns;
+    /* Output rings of the first size (CONN_RING_FIRST entries), which a join storm or a count
+     * event gives nearly every connection for a second or two: in slabs that go back to the
+     * system whole as soon as the rings are dropped, with no trim to wait for. */
+    struct pool rings;
 };
 
 struct conn {
@@ -193,6 +197,8 @@ struct conn {
     0x02 /* output is queued, not written: the socket is not ours to write yet */
 
 /* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
+/* Entries of a connection's first output ring (it doubles from there). */
+#define CONN_RING_FIRST 8u
 #define CONN_OUT_HIGH (1u << 20)
 #define CONN_OUT_LOW (256u << 10)
 /* Unparsed input a handler may leave pending before the connection is dropped. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ordset.h"
+#include "pool.h"
 
 #define KEYS 3000
 
@@ -54,9 +55,11 @@ static void check_walk(const struct ordset *s, const char *after)
     assert_int_equal(i, n);
 }
 
+/* state: NULL, or pools the nodes come from (as the hub's rooms' indexes do). */
 static void matches_a_sorted_model(void **state)
 {
-    (void)state;
+    struct pool_sizes *pools = *state;
+    memset(present, 0, sizeof present);
     srand(11);
     for (int i = 0; i < KEYS; i++) {
         /* Short keys over a small alphabet: many shared prefixes, prefixes of each other. */
@@ -72,6 +75,8 @@ static void matches_a_sorted_model(void **state)
     }
     struct ordset s;
     ordset_init(&s, 42);
+    if (pools)
+        ordset_use_pools(&s, pools);
     size_t count = 0;
     for (int round = 0; round < 60000; round++) {
         int k = rand() % KEYS;
@@ -102,6 +107,9 @@ static void matches_a_sorted_model(void **state)
     ordset_free(&s);
     assert_int_equal(s.count, 0);
     assert_null(ordset_after(&s, NULL, 0));
+    if (pools)
+        for (size_t i = 0; i < POOL_SIZES_MAX / 8; i++)
+            assert_int_equal(pools->by8[i].live, 0); /* every node went back */
 }
 
 static void seeks_are_exclusive_and_prefix_first(void **state)
@@ -167,11 +175,16 @@ static void long_keys_are_refused_and_long_seeks_cut(void **state)
 
 int main(void)
 {
+    static struct pool_sizes pools;
+    pool_sizes_init(&pools);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matches_a_sorted_model),
+        cmocka_unit_test_prestate(matches_a_sorted_model, &pools),
         cmocka_unit_test(seeks_are_exclusive_and_prefix_first),
         cmocka_unit_test(a_value_is_replaced_in_place),
         cmocka_unit_test(long_keys_are_refused_and_long_seeks_cut),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    pool_sizes_destroy(&pools);
+    return failed;
 }

@@ -87,11 +87,44 @@ static void empty_slabs_go_back(void **state)
     free(objs);
 }
 
+/* Sizes share the pool of their multiple of 8; a size above POOL_SIZES_MAX comes from the heap;
+ * every object is zeroed, 8-aligned and apart from the others. */
+static void sizes_go_to_their_multiple_of_8(void **state)
+{
+    (void)state;
+    struct pool_sizes ps;
+    pool_sizes_init(&ps);
+    enum { N = POOL_SIZES_MAX + 16 };
+    unsigned char *objs[N + 1];
+    for (size_t size = 1; size <= N; size++) {
+        objs[size] = pool_sizes_get(&ps, size);
+        assert_int_equal((uintptr_t)objs[size] % 8, 0);
+        for (size_t i = 0; i < size; i++)
+            assert_int_equal(objs[size][i], 0);
+        memset(objs[size], (int)size, size);
+    }
+    for (size_t i = 0; i < POOL_SIZES_MAX / 8; i++) {
+        assert_int_equal(ps.by8[i].size, 8 * (i + 1));
+        assert_int_equal(ps.by8[i].live, 8); /* sizes 8i+1 .. 8i+8 */
+    }
+    for (size_t size = 1; size <= N; size++) {
+        for (size_t i = 0; i < size; i++)
+            assert_int_equal(objs[size][i], (unsigned char)size);
+        pool_sizes_put(&ps, objs[size], size);
+    }
+    for (size_t i = 0; i < POOL_SIZES_MAX / 8; i++)
+        assert_int_equal(ps.by8[i].live, 0);
+    pool_sizes_put(&ps, NULL, 40);
+    pool_sizes_destroy(&ps);
+    assert_int_equal(pool_mapped_bytes(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(objects_match_a_model),
         cmocka_unit_test(empty_slabs_go_back),
+        cmocka_unit_test(sizes_go_to_their_multiple_of_8),
     };
     return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
 }

@@ -14,12 +14,22 @@
 
 #define GRACE 75000
 
+/* Where the sets' records come from: the heap, then (the second run) pools, as the hub's. */
+static struct pool_sizes *records_pools;
+
+static void set_init(struct user_status_set *set)
+{
+    user_status_init(set);
+    if (records_pools)
+        user_status_use_pools(set, records_pools);
+}
+
 /* A record lives while connected; at the default status it goes with the last connection. */
 static void default_status_goes_with_last_connection(void **state)
 {
     (void)state;
     struct user_status_set set;
-    user_status_init(&set);
+    set_init(&set);
     struct user_status *u = user_status_connect(&set, "Alice", "alice", 0);
     assert_ptr_equal(user_status_connect(&set, "Alice", "alice", 0), u);
     assert_int_equal(u->conns, 2);
@@ -37,7 +47,7 @@ static void grace_then_fallback(void **state)
 {
     (void)state;
     struct user_status_set set;
-    user_status_init(&set);
+    set_init(&set);
     struct user_status *a = user_status_connect(&set, "a", "a", 0);
     struct user_status *b = user_status_connect(&set, "b", "b", 7);
     struct user_status *c = user_status_connect(&set, "c", "c", 0);
@@ -73,7 +83,7 @@ static void identities(void **state)
 {
     (void)state;
     struct user_status_set set;
-    user_status_init(&set);
+    set_init(&set);
     struct user_status *g = user_status_connect(&set, "carol", "carol", 42);
     user_status_set_state(&set, g, true, "g", 1);
     user_status_disconnect(&set, "carol", 42, 10);
@@ -102,7 +112,7 @@ static void guests_online(void **state)
 {
     (void)state;
     struct user_status_set set;
-    user_status_init(&set);
+    set_init(&set);
     struct user_status *g = user_status_guest_in(&set, "Ilse01", "ilse01", 5);
     assert_ptr_equal(user_status_guest(&set, "ilse01"), g);
     assert_string_equal(user_status_name(g), "Ilse01");
@@ -163,7 +173,7 @@ static void rooms(void **state)
 {
     (void)state;
     struct user_status_set set;
-    user_status_init(&set);
+    set_init(&set);
     struct user_status *u = user_status_connect(&set, "u", "u", 0);
     int r[6];
     for (int i = 0; i < 6; i++)
@@ -186,5 +196,14 @@ int main(void)
         cmocka_unit_test(guests_online),
         cmocka_unit_test(rooms),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("heap", tests, NULL, NULL);
+    static struct pool_sizes pools;
+    pool_sizes_init(&pools);
+    records_pools = &pools;
+    failed += cmocka_run_group_tests_name("pools", tests, NULL, NULL);
+    for (size_t i = 0; i < POOL_SIZES_MAX / 8; i++)
+        if (pools.by8[i].live)
+            failed++; /* a record not given back */
+    pool_sizes_destroy(&pools);
+    return failed;
 }
