@@ -1658,8 +1658,10 @@ static void status_login(struct hub *h, struct chat_op *op)
 {
     struct user_status *u =
         user_status_connect(&h->statuses, op->user, op->user_lc, op->guest ? op->guest_session : 0);
-    if (!op->guest && u->conns == 1) /* before its channel is subscribed (status_first_here) */
+    if (u->conns == 1) /* before its channel is subscribed (status_first_here) */
         hub_broker_user_dms(h->hb, op->user_lc, op);
+    if (op->guest)
+        op->n_rooms = 0; /* rule 19: a guest's welcome lists no dm room (read for its starts) */
     status_first_here(h, u);
     op->away = u->away;
     free(op->text);

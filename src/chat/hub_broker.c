@@ -496,7 +496,7 @@ static void on_user_ready(void *ctx, const char *user)
 {
     struct hub_broker *hb = ctx;
     if (!map_get(&hb->dm_starts, user))
-        return; /* a guest, or gone: nothing to start from */
+        return; /* gone: nothing to start from */
     struct chat_op *op = chat_op_new(CHAT_DM_SEQS, 0, 0);
     snprintf(op->user_lc, sizeof op->user_lc, "%s", user);
     chat_to_store(op);

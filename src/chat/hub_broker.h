@@ -94,8 +94,8 @@ void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *roo
 void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);
 void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
 void hub_broker_room_made(struct hub_broker *hb, const char *room, const char *owner_lc);
-/* A registered user's first connection here logged in, with its welcome's dm rooms and their
- * newest seqs in op->rooms (read from the store): a dm room of the user this node follows later
+/* A user's first connection here logged in, with its dm rooms and their newest seqs in op->rooms
+ * (read from the store: its welcome's, or for a guest read for this alone): a dm room of the user this node follows later
  * is delivered from there on (what came after it and was lost on the way is filled from the
  * store), and once the user's channel is subscribed, the store is asked again (CHAT_DM_SEQS) for
  * what was stored meanwhile. Nothing when alone. */

@@ -156,6 +156,16 @@ static int list_dms(struct store_thread *st, struct chat_op *op)
     return 0;
 }
 
+/*
+ * A guest's dm rooms with their latest seqs, read at its login for the hub alone: its welcome
+ * lists none (rule 19), but with other nodes they are where its dm rooms start here
+ * (hub_broker_user_dms), as a registered user's welcome's are. Alone, nothing is read.
+ */
+static int guest_dm_starts(struct store_thread *st, struct chat_op *op)
+{
+    return st->cfg->broker ? list_dms(st, op) : 0;
+}
+
 /* --- read markers and saved rooms (protocol 1.1 rules 66-68) --- */
 
 /* welcome's unread and mentions stop here (rule 68: 1000 means 1000 or more). */
@@ -786,6 +796,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         return read_marker(st, op);
     case CHAT_LOGIN_GUEST:
         rc = db->ops->token_drop_guest(db, op->user);
+        if (rc == 0)
+            rc = guest_dm_starts(st, op);
         return rc < 0 ? rc : new_token(st, op);
     case CHAT_ROOM_CREATE:
         room_of(st, op->room);
@@ -1387,7 +1399,12 @@ static void login_token(struct store_thread *st, struct chat_op *op)
     op->guest = t.guest;
     op->guest_session = t.guest_session;
     if (t.guest) {
-        chat_to_hub(op); /* only the hub knows whether the guest's name is still free */
+        if (guest_dm_starts(st, op) < 0)
+            chat_op_fail(op, PROTO_SERVER_BUSY, "logins are not available right now");
+        if (op->err)
+            chat_to_worker(op);
+        else
+            chat_to_hub(op); /* only the hub knows whether the guest's name is still free */
         return;
     }
     struct store_user u;

@@ -254,3 +254,42 @@ test("a dm stored in the instant after the recipient's login on another node sti
   await bob.sync();
   assert.equal(bob.pending().filter((x) => x.room === dmRoom(an, bn)).length, 0, 'no dm twice');
 });
+
+test("a guest's dm stored in the instant after its login on another node still arrives live", async (t) => {
+  // The guest gue is on a (where alice can name it in a dm) and logs in with its token on b,
+  // whose subscription of gue's channel is held at the proxy until alice's dm, stored on a, was
+  // published there: b never hears that dm. A guest's welcome lists no dm room, but b reads its
+  // dm rooms' seqs at the login all the same and looks in the store once the channel is ready.
+  const proxy = await holdingProxy(t, engines.redis.port);
+  const nodes = await cluster(t, 2, ['--node-lease', '10'], {}, (i, url) => (i === 1 ? proxy.url : url));
+  const [a, b] = nodes;
+  const an = uniq('alice');
+  const alice = await ChatClient.connect(a, { label: 'alice@a' });
+  t.after(() => alice.terminate());
+  await alice.register(an);
+  await alice.login(an, PASSWORD);
+  const gueA = await guestOn(t, a, uniq('gue'));
+  const gn = gueA.name;
+  const room = dmRoom(an, gn);
+  const before = await alice.dm(gn, 'before the guest came to b');
+  await gueA.nextMessage(room, (m) => m.seq === before.seq, 10000);
+  const tap = await subscriber(t, `parley:${nodes.db}:u:${gn.toLowerCase()}`);
+
+  proxy.holdMarked(':u:');
+  const gueB = await ChatClient.connect(b, { label: 'gue@b' });
+  t.after(() => gueB.terminate());
+  const w = await gueB.loginToken(gueA.token);
+  assert.equal(w.guest, true);
+  assert.deepEqual(w.dms, [], "a guest's welcome lists no dm room (rule 19)");
+  const lost = await alice.dm(gn, 'while b is not subscribed yet');
+  await tap.seen('while b is not subscribed yet', "alice's dm published on the guest's channel");
+  proxy.release();
+
+  const m = await gueB.nextMessage(room, () => true, 10000);
+  assert.deepEqual([m.seq, m.text], [lost.seq, 'while b is not subscribed yet']);
+  const next = await alice.dm(gn, 'after');
+  const m2 = await gueB.nextMessage(room, () => true, 10000);
+  assert.deepEqual([m2.seq, m2.text], [next.seq, 'after']);
+  await gueB.sync();
+  assert.equal(gueB.pending().filter((x) => x.room === room).length, 0, 'no dm twice');
+});
