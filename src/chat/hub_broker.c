@@ -608,6 +608,11 @@ void hub_broker_free(struct hub_broker *hb)
     free(hb);
 }
 
+void hub_broker_goodbye(struct hub_broker *hb, void (*done)(void *arg), void *arg)
+{
+    broker_goodbye(hb->broker, done, arg);
+}
+
 struct broker *hub_broker_broker(struct hub_broker *hb)
 {
     return hb->broker;

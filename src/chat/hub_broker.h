@@ -89,6 +89,9 @@ void hub_broker_dm_users(struct hub_event *ev);
 /* Frees ev (a delivered or dropped event). */
 void hub_event_free(struct hub_event *ev);
 
+/* A clean stop: broker_goodbye (done(arg) once said, or at once when it cannot be). */
+void hub_broker_goodbye(struct hub_broker *hb, void (*done)(void *arg), void *arg);
+
 /* User events to the other nodes (best effort). */
 void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *room, uint64_t seq);
 void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);

@@ -1473,6 +1473,12 @@ static void on_mail(struct service *s, struct mail *m)
         set_gate(s, (struct store_gate_mail *)m);
         return;
     }
+    if (m->kind == MAIL_GOODBYE) {
+        /* A clean stop's goodbye (hub.h): back to the hub behind what the batch commits. */
+        commit_batch(s);
+        mailbox_post(chat_route()->hub, m);
+        return;
+    }
     struct chat_op *op = (struct chat_op *)m;
     switch (op->kind) {
     case CHAT_HISTORY:

@@ -293,3 +293,27 @@ test("a guest's dm stored in the instant after its login on another node still a
   await gueB.sync();
   assert.equal(gueB.pending().filter((x) => x.room === room).length, 0, 'no dm twice');
 });
+
+test('a node stopped cleanly says goodbye: its users go offline on the other node at once, not after the lease', async (t) => {
+  // A lease of 120 s: no reap within the test, so only the stopped node's goodbye (its lease
+  // and what it held deleted from Redis as it stops) can explain what the other node sees.
+  const nodes = await cluster(t, 2, ['--node-lease', '120']);
+  const [a, b] = nodes;
+  const watcher = await guestOn(t, a, uniq('w'));
+  await joinGeneral(watcher);
+  const leaverName = uniq('lv');
+  const leaver = await guestOn(t, b, leaverName);
+  await joinGeneral(leaver);
+  await watcher.next(isPresence(leaverName, 'online'), undefined, 'the leaver online on a');
+  const info = await b.stop();
+  assert.equal(info.code, 0);
+  await a.waitForLog((l) => l.fields.msg === 'broker_node_left', 10000, "a told of b's goodbye");
+  await watcher.next(isPresence(leaverName, 'offline'), 10000, "the stopped node's user offline on a");
+  const who = await watcher.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual(who.members, [watcher.name]);
+  // Nothing of b is left in Redis: its lease, its users, its guests' names.
+  const redis = (...args) => engines.redis.cli('-n', String(nodes.db), ...args);
+  assert.equal(redis('ZCARD', 'parley:nodes'), '1', 'only a is left among the nodes');
+  assert.equal(redis('EXISTS', `parley:user:${leaverName.toLowerCase()}`), '0');
+  assert.equal(redis('EXISTS', `parley:guest:${leaverName.toLowerCase()}`), '0');
+});

@@ -585,6 +585,50 @@ static void a_stopped_node_loses_its_users_and_guests(void **state)
     node_stop(B);
 }
 
+static bool goodbye_said;
+static void cb_goodbye(void *arg)
+{
+    (void)arg;
+    goodbye_said = true;
+}
+static bool a_said_goodbye(void)
+{
+    return goodbye_said;
+}
+
+static void a_node_saying_goodbye_is_undone_at_once(void **state)
+{
+    (void)state;
+    /* A lease no test outlasts: only A's goodbye can undo what it held. */
+    start_pair(600000);
+    broker_user_here(A->b, "alice", true);
+    run_until(b_sees_alice, "alice online on B");
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest9", 9, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim");
+    assert_int_equal(A->claim_result, 1);
+    broker_room_members(A->b, "general", 3);
+    run_until(b_counts_five, "B counting A's members");
+
+    goodbye_said = false;
+    broker_goodbye(A->b, cb_goodbye, NULL);
+    run_until(a_said_goodbye, "A's goodbye answered");
+    /* Said: nothing A sends now changes what B sees of it. */
+    broker_user_here(A->b, "bob", true);
+    run_until(b_sees_alice_gone, "alice offline on B after A's goodbye");
+    run_until(b_counts_two, "A's members no longer counted");
+    B->claim_result = -1;
+    broker_guest_claim(B->b, "guest9", 10, cb_claimed, B);
+    run_until(b_claim_answered, "B's claim of A's guest's name");
+    assert_int_equal(B->claim_result, 1);
+    assert_false(B->online[1]); /* bob came to A after its goodbye: never told */
+    struct broker_status st;
+    broker_status(B->b, &st);
+    assert_int_equal(st.reaped, 0); /* not reaped: A left */
+    node_stop(A);
+    node_stop(B);
+}
+
 static bool b_sees_bob_not_member(void)
 {
     return !B->member[1];
@@ -927,6 +971,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(room_events_cross_nodes_in_seq_order),
         cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
+        cmocka_unit_test(a_node_saying_goodbye_is_undone_at_once),
         cmocka_unit_test(room_members_cross_and_go_with_a_dead_node),
         cmocka_unit_test(a_snapshot_keeps_what_the_channel_said_before_its_answer),
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),
