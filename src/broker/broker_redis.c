@@ -21,7 +21,8 @@
  * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online),
  * "o <node id> <user>\n" (offline) and "x <node id> *\n" (that node died: every node reads its
- * followed rooms' newest from the store, for what it committed and never published). A dm
+ * followed rooms' newest from the store, for what it committed and never published; "g": it
+ * stopped cleanly and undid itself, broker_goodbye, read the same way). A dm
  * room's events (and hints) go to its two users' channels instead, parley:<db>:u:<user>, as
  * "<seq> <node id>[!] <room>\n<event bytes>": a node subscribes the channel of each user with a
  * connection on it, so it hears the dms of its own users only, and follows (orders, fills) a dm
