@@ -5,7 +5,7 @@
  * guests' names are freed, its counts dropped, its room members leave (published on each room's
  * channel, rchan .. room), its keys and lease deleted, and "<how> <d> *" on the users channel
  * tells every node it is gone: what it committed and never published is read from the store. */
-#define LUA_UNDO_NODE                                                                             \
+#define LUA_UNDO_NODE                                                                              \
     "local function undo_node(p, d, chan, rchan, how)\n"                                           \
     "  local nk = p .. 'node:' .. d\n"                                                             \
     "  for _, u in ipairs(redis.call('SMEMBERS', nk .. ':users')) do\n"                            \
@@ -54,9 +54,8 @@ const char redis_lua_lease[] = LUA_UNDO_NODE
 
 /* This node stops cleanly: it undoes itself at once (undo_node, "g": it said goodbye), as a
  * reaper would after its lease. ARGV: prefix, id, users channel, rooms' channel prefix. */
-const char redis_lua_goodbye[] = LUA_UNDO_NODE
-    "undo_node(ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'g')\n"
-    "return 0\n";
+#define LUA_GOODBYE "undo_node(ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'g')\nreturn 0\n"
+const char redis_lua_goodbye[] = LUA_UNDO_NODE LUA_GOODBYE;
 
 /* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
  * number of users, the users, the number of guests, the guests as name, session pairs. A guest's

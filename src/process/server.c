@@ -323,7 +323,7 @@ static void free_server(struct server *s, int started, bool keep_listeners, bool
 {
     for (int i = 0; i < started; i++)
         worker_join(&s->workers[i]);
-    if (goodbye && s->hub.started)
+    if (goodbye && s->hub.started && s->store.started)
         hub_goodbye(&s->hub, GOODBYE_WAIT_MS); /* every connection's leave is in the hub's mail */
     if (keep_listeners)
         for (int i = 0; i < s->n_workers; i++)

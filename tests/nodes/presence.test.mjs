@@ -23,6 +23,12 @@ async function guestOn(t, server, name = uniq('g')) {
 }
 
 const joinGeneral = (c) => c.expect({ type: 'join', room: 'general' }, 'joined');
+// A guest on server, in general.
+async function inGeneral(t, server, name) {
+  const c = await guestOn(t, server, name);
+  await joinGeneral(c);
+  return c;
+}
 const isPresence = (user, state) => (m) =>
   m.type === 'presence' && m.room === 'general' && m.user === user && m.state === state;
 
@@ -114,13 +120,10 @@ test('a guest name held on one node is refused on another (but not to its own se
 
 test('kill -9 of a node: its users go offline on the others within the lease, its guest name is free', async (t) => {
   const [a, b, c] = await cluster(t, 3);
-  const onA = await guestOn(t, a, uniq('wa'));
-  await joinGeneral(onA);
-  const onB = await guestOn(t, b, uniq('wb'));
-  await joinGeneral(onB);
+  const onA = await inGeneral(t, a, uniq('wa'));
+  const onB = await inGeneral(t, b, uniq('wb'));
   const victimName = uniq('vic');
-  const victim = await guestOn(t, c, victimName);
-  await joinGeneral(victim);
+  await inGeneral(t, c, victimName);
   await onA.next(isPresence(victimName, 'online'), undefined, 'the victim online on a');
   await onB.next(isPresence(victimName, 'online'), undefined, 'the victim online on b');
   await c.kill();
@@ -299,11 +302,9 @@ test('a node stopped cleanly says goodbye: its users go offline on the other nod
   // and what it held deleted from Redis as it stops) can explain what the other node sees.
   const nodes = await cluster(t, 2, ['--node-lease', '120']);
   const [a, b] = nodes;
-  const watcher = await guestOn(t, a, uniq('w'));
-  await joinGeneral(watcher);
+  const watcher = await inGeneral(t, a, uniq('w'));
   const leaverName = uniq('lv');
-  const leaver = await guestOn(t, b, leaverName);
-  await joinGeneral(leaver);
+  await inGeneral(t, b, leaverName);
   await watcher.next(isPresence(leaverName, 'online'), undefined, 'the leaver online on a');
   const info = await b.stop();
   assert.equal(info.code, 0);
@@ -316,4 +317,40 @@ test('a node stopped cleanly says goodbye: its users go offline on the other nod
   assert.equal(redis('ZCARD', 'parley:nodes'), '1', 'only a is left among the nodes');
   assert.equal(redis('EXISTS', `parley:user:${leaverName.toLowerCase()}`), '0');
   assert.equal(redis('EXISTS', `parley:guest:${leaverName.toLowerCase()}`), '0');
+});
+
+test('dms stored for several users while their node was cut off from Redis reach each of them once it is back', async (t) => {
+  // b is cut off from Redis (its reconnections held) while alice, on a, sends a first dm to each
+  // of bob and carol, on b: b heard nothing of those rooms before and hears nothing of these
+  // dms. Back on Redis, b reads the dm rooms of all its users at once (one read for every user
+  // whose channel the reconnect made ready) and delivers each dm once.
+  const proxy = await holdingProxy(t, engines.redis.port);
+  const [a, b] = await cluster(t, 2, ['--node-lease', '10'], {}, (i, url) => (i === 1 ? proxy.url : url));
+  const [an, bn, cn] = [uniq('alice'), uniq('bob'), uniq('carol')];
+  const alice = await ChatClient.connect(a, { label: 'alice@a' });
+  t.after(() => alice.terminate());
+  for (const name of [bn, cn, an]) await alice.register(name);
+  await alice.login(an, PASSWORD);
+  const onB = [];
+  for (const name of [bn, cn]) {
+    const c = await ChatClient.connect(b, { label: `${name}@b` });
+    t.after(() => c.terminate());
+    await c.login(name, PASSWORD);
+    onB.push(c);
+  }
+  const downs = () => b.logLines().filter((l) => l.fields.msg === 'broker_down').length;
+  const ups = () => b.logLines().filter((l) => l.fields.msg === 'broker_up').length;
+  const [down0, up0] = [downs(), ups()];
+  proxy.holdNew();
+  proxy.cut();
+  await eventually(() => downs() > down0, 10000, 'b to find Redis gone');
+  const sent = [await alice.dm(bn, 'to bob while b was away'), await alice.dm(cn, 'to carol while b was away')];
+  proxy.release();
+  await eventually(() => ups() > up0, 10000, 'b to be back on Redis');
+  for (const [i, name] of [bn, cn].entries()) {
+    const m = await onB[i].nextMessage(dmRoom(an, name), () => true, 10000);
+    assert.deepEqual([m.seq, m.text], [sent[i].seq, `to ${i ? 'carol' : 'bob'} while b was away`]);
+    await onB[i].sync();
+    assert.equal(onB[i].pending().filter((x) => x.room === dmRoom(an, name)).length, 0, 'no dm twice');
+  }
 });

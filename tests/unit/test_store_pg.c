@@ -271,6 +271,51 @@ static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
     b->ops->close(b);
 }
 
+/* How many times room is in r, and its last seq there. */
+static int seen_times(const struct rooms_seen *r, const char *room, uint64_t *last_seq)
+{
+    int times = 0;
+    for (int j = 0; j < r->n; j++)
+        if (strcmp(r->name[j], room) == 0) {
+            times++;
+            *last_seq = r->last_seq[j];
+        }
+    return times;
+}
+
+/* dm_rooms_of: in one query, what dm_rooms gives for each of the users, each room once (one of
+ * two listed users' is in both halves of the query), and nothing else. */
+static void dm_rooms_of_lists_what_dm_rooms_lists_for_each(void **state)
+{
+    struct fixture *f = *state;
+    struct store *a = f->s;
+    fill(a, "dm:alice:bob", 2);
+    fill(a, "dm:bob:carol", 3);
+    fill(a, "dm:bobby:carol", 1);
+    fill(a, "dm:al:bobby", 1);
+    fill(a, "dm:carol:dave", 4);
+    fill(a, "bob", 1);
+    const char *users[] = {"bob", "carol", "erin"};
+    struct rooms_seen all = {0};
+    assert_int_equal(a->ops->dm_rooms_of(a, users, 3, see_room, &all), 0);
+    int want = 0;
+    for (int u = 0; u < 3; u++) {
+        struct rooms_seen one = {0};
+        assert_int_equal(a->ops->dm_rooms(a, users[u], see_room, &one), 0);
+        for (int i = 0; i < one.n; i++) {
+            uint64_t seq = 0;
+            assert_int_equal(seen_times(&all, one.name[i], &seq), 1);
+            assert_int_equal(seq, one.last_seq[i]);
+            want += strcmp(one.name[i], "dm:bob:carol") != 0 || u == 0; /* bob's and carol's */
+        }
+    }
+    assert_int_equal(all.n, want);
+    assert_int_equal(all.n, 4); /* alice:bob, bob:carol, bobby:carol, carol:dave */
+    memset(&all, 0, sizeof all);
+    assert_int_equal(a->ops->dm_rooms_of(a, users + 2, 1, see_room, &all), 0);
+    assert_int_equal(all.n, 0);
+}
+
 /* A schema newer than this binary's is refused, opened normally or in standby; standby on an
  * empty database writes nothing until take_over migrates it. */
 static void standby_and_newer_schema(void **state)
@@ -512,6 +557,7 @@ static int run_store_tests(void)
         TEST(nodes_starting_at_once_migrate_once),
         TEST(standby_and_newer_schema),
         TEST(dm_rooms_lists_a_users_rooms_from_every_node),
+        TEST(dm_rooms_of_lists_what_dm_rooms_lists_for_each),
         TEST(search_follows_rule_71),
         TEST(a_lost_connection_is_busy_then_recovers),
         TEST(a_batch_reads_its_checks_ahead),
