@@ -157,27 +157,34 @@ test('members who joined on a node cut off from Redis reach the other node, ever
   // member on a sees all three.
   const proxy = await holdingProxy(t, engines.redis.port);
   const [a, b] = await cluster(t, 2, [], {}, (i, url) => (i === 1 ? proxy.url : url));
-  const amy = await guestOn(t, a, uniq('amy'));
-  await joinGeneral(amy);
-  const downs = () => b.logLines().filter((l) => l.fields.msg === 'broker_down').length;
-  const ups = () => b.logLines().filter((l) => l.fields.msg === 'broker_up').length;
-  const [down0, up0] = [downs(), ups()];
-  proxy.holdNew();
-  proxy.cut();
-  await eventually(() => downs() > down0, 10000, 'b to find Redis gone');
+  const amy = await inGeneral(t, a, uniq('amy'));
+  const back = await cutOff(proxy, b);
   const joiners = [];
   for (let i = 0; i < 3; i++) {
     const g = await guestOn(t, b, uniq('cut'));
     await joinGeneral(g);
     joiners.push(g.name);
   }
-  proxy.release();
-  await eventually(() => ups() > up0, 10000, 'b to be back on Redis');
+  await back();
   const want = JSON.stringify([amy.name, ...joiners].sort());
   const who = async () => JSON.stringify([...(await amy.expect({ type: 'who', room: 'general' }, 'members')).members].sort());
   await eventually(async () => (await who()) === want, 10000, `who on a to list ${joiners.join(', ')}`).catch(() => {});
   assert.equal(await who(), want, 'who on a lists every member b had while cut off');
 });
+
+// Cuts node off from Redis (proxy: its traffic, reconnections held) and waits until it notices;
+// resolves to back(), which lets it reconnect and waits until it is up again.
+async function cutOff(proxy, node) {
+  const count = (msg) => node.logLines().filter((l) => l.fields.msg === msg).length;
+  const [down0, up0] = [count('broker_down'), count('broker_up')];
+  proxy.holdNew();
+  proxy.cut();
+  await eventually(() => count('broker_down') > down0, 10000, 'the node to find Redis gone');
+  return async () => {
+    proxy.release();
+    await eventually(() => count('broker_up') > up0, 10000, 'the node to be back on Redis');
+  };
+}
 
 // A plain Redis subscriber of one channel: seen(text) resolves once a message holding text came.
 async function subscriber(t, channel) {
@@ -338,15 +345,9 @@ test('dms stored for several users while their node was cut off from Redis reach
     await c.login(name, PASSWORD);
     onB.push(c);
   }
-  const downs = () => b.logLines().filter((l) => l.fields.msg === 'broker_down').length;
-  const ups = () => b.logLines().filter((l) => l.fields.msg === 'broker_up').length;
-  const [down0, up0] = [downs(), ups()];
-  proxy.holdNew();
-  proxy.cut();
-  await eventually(() => downs() > down0, 10000, 'b to find Redis gone');
+  const back = await cutOff(proxy, b);
   const sent = [await alice.dm(bn, 'to bob while b was away'), await alice.dm(cn, 'to carol while b was away')];
-  proxy.release();
-  await eventually(() => ups() > up0, 10000, 'b to be back on Redis');
+  await back();
   for (const [i, name] of [bn, cn].entries()) {
     const m = await onB[i].nextMessage(dmRoom(an, name), () => true, 10000);
     assert.deepEqual([m.seq, m.text], [sent[i].seq, `to ${i ? 'carol' : 'bob'} while b was away`]);
