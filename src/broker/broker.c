@@ -53,6 +53,14 @@ void broker_free(struct broker *b)
         b->backend->free(b);
 }
 
+void broker_goodbye(struct broker *b, void (*done)(void *arg), void *arg)
+{
+    if (b && b->backend->goodbye)
+        b->backend->goodbye(b, done, arg);
+    else
+        done(arg);
+}
+
 void broker_follow(struct broker *b, const char *room, uint64_t newest)
 {
     b->backend->follow(b, room, newest);

@@ -111,6 +111,14 @@ struct broker *broker_redis_new(struct loop *l, const struct config *cfg,
                                 const struct broker_settings *s, const struct broker_user *u);
 /* Stops at once (no goodbye: the lease runs out as for a dead node); releases held events. */
 void broker_free(struct broker *b);
+/*
+ * A clean stop: this node undoes what it holds on the other nodes at once (its users offline
+ * where it was their last node, its guests' names free, its members gone from their rooms, its
+ * lease deleted), as a reaper would after its lease, after everything it sent before. done(arg)
+ * once that is said, or at once when it cannot be (down, or alone); from then on nothing changes
+ * what the other nodes see of this node but events published. Then broker_free.
+ */
+void broker_goodbye(struct broker *b, void (*done)(void *arg), void *arg);
 
 /* Rooms. */
 

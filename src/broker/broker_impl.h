@@ -28,6 +28,7 @@ struct broker_backend {
     void (*guest_claim)(struct broker *b, const char *name, uint64_t session,
                         void (*done)(void *arg, bool ok), void *arg);
     void (*guest_release)(struct broker *b, const char *name);
+    void (*goodbye)(struct broker *b, void (*done)(void *arg), void *arg); /* NULL: done at once */
 };
 
 /* The start of every backend's struct. The counters are read by other threads (/metrics). */

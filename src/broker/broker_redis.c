@@ -21,7 +21,8 @@
  * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online),
  * "o <node id> <user>\n" (offline) and "x <node id> *\n" (that node died: every node reads its
- * followed rooms' newest from the store, for what it committed and never published). A dm
+ * followed rooms' newest from the store, for what it committed and never published; "g": it
+ * stopped cleanly and undid itself, broker_goodbye, read the same way). A dm
  * room's events (and hints) go to its two users' channels instead, parley:<db>:u:<user>, as
  * "<seq> <node id>[!] <room>\n<event bytes>": a node subscribes the channel of each user with a
  * connection on it, so it hears the dms of its own users only, and follows (orders, fills) a dm
@@ -104,6 +105,7 @@ struct broker_redis {
     bool up;
     bool tearing; /* freeing the contexts: their callbacks are ignored */
     bool closing; /* broker_free */
+    bool leaving; /* broker_goodbye: no script but its own, no lease, no reconnect */
     bool lease_pending;
     uint64_t backoff_ms;
     uint64_t snapshots_asked; /* room member snapshots asked, for their ids */
@@ -180,6 +182,11 @@ static void command(struct broker_redis *r, redisCallbackFn *cb, void *priv, int
 static void eval(struct broker_redis *r, const char *script, redisCallbackFn *cb, void *priv,
                  const char **extra, const size_t *extra_lens, int n)
 {
+    if (r->leaving && script != redis_lua_goodbye) {
+        if (cb)
+            cb(NULL, NULL, priv); /* said goodbye: Redis holds nothing of this node any more */
+        return;
+    }
     const char *stack_argv[12];
     size_t stack_lens[12];
     const char **argv = stack_argv;
@@ -401,11 +408,13 @@ static void on_users_message(struct broker_redis *r, const char *p, size_t len)
         b->user.user_event(b->user.ctx, user, nl + 1, len - (size_t)(nl + 1 - p));
     } else if (p[0] == 'p' || p[0] == 'o') {
         b->user.presence(b->user.ctx, user, p[0] == 'p');
-    } else if (p[0] == 'x') {
-        /* "x <node id> *": that node died and was reaped. An event it committed and never
-         * published (killed between its commit and its PUBLISH, or cut off from Redis first)
-         * would wait for the room's next event: read every followed room's newest now. */
-        log_info("msg=broker_node_dead id=%.*s", (int)id_len, id);
+    } else if (p[0] == 'x' || p[0] == 'g') {
+        /* "x <node id> *": that node died and was reaped; "g": it stopped and said goodbye. An
+         * event it committed and never published (killed between its commit and its PUBLISH,
+         * or cut off from Redis first) would wait for the room's next event: read every
+         * followed room's newest now. */
+        log_info("msg=%s id=%.*s", p[0] == 'x' ? "broker_node_dead" : "broker_node_left",
+                 (int)id_len, id);
         each_followed(r, catch_up);
     }
 }
@@ -1030,6 +1039,8 @@ static void on_down_timer(struct timer *t)
                  r->down_reason);
         r->base.user.state(r->base.user.ctx, false);
     }
+    if (r->leaving)
+        return; /* stopping: a goodbye not answered is left to the lease */
     timer_start(r->loop, &r->reconnect_timer, loop_now(r->loop) + r->backoff_ms);
     r->backoff_ms = r->backoff_ms * 2 > r->s.reconnect_max ? r->s.reconnect_max : r->backoff_ms * 2;
 }
@@ -1315,6 +1326,42 @@ static void redis_guest_release(struct broker *b, const char *name)
     }
 }
 
+/* A goodbye on its way: done once its reply comes, or the connection's teardown answers it. */
+struct farewell {
+    struct broker_redis *r;
+    void (*done)(void *arg);
+    void *arg;
+};
+
+static void on_goodbye(redisAsyncContext *ac, void *reply_p, void *priv)
+{
+    (void)ac;
+    struct farewell *f = priv;
+    if (reply_p && reply_ok(reply_p, "goodbye"))
+        log_info("msg=broker_goodbye id=%s", f->r->id);
+    f->done(f->arg);
+    free(f);
+}
+
+/* Sent after everything this node sent before, on the same connection, so nothing it sent
+ * earlier (a member's leave, a guest's release) lands after it and holds a key nobody reaps. */
+static void redis_goodbye(struct broker *b, void (*done)(void *arg), void *arg)
+{
+    struct broker_redis *r = R(b);
+    bool can = r->registered && r->cmd && !r->leaving;
+    r->leaving = true;
+    timer_stop(r->loop, &r->lease_timer);
+    timer_stop(r->loop, &r->reconnect_timer);
+    if (!can) {
+        done(arg); /* down: the lease runs out as a dead node's */
+        return;
+    }
+    struct farewell *f = xmalloc(sizeof *f);
+    *f = (struct farewell){r, done, arg};
+    const char *extra[2] = {r->chan_users, r->chan_room};
+    eval(r, redis_lua_goodbye, on_goodbye, f, extra, NULL, 2);
+}
+
 static void redis_free(struct broker *b)
 {
     struct broker_redis *r = R(b);
@@ -1356,6 +1403,7 @@ static const struct broker_backend redis_backend = {
     .user_here = redis_user_here,
     .guest_claim = redis_guest_claim,
     .guest_release = redis_guest_release,
+    .goodbye = redis_goodbye,
 };
 
 struct broker *broker_redis_new(struct loop *l, const struct config *cfg,

@@ -1,14 +1,45 @@
 /* redis_scripts: the Lua scripts the Redis broker runs (broker_redis.c); keys in its header. */
 #include "redis_scripts.h"
 
-/* Renews this node's lease and reaps every node whose lease ran out: its users leave (offline
- * published when it was their last node), its guests' names are freed, its counts dropped, its
- * room members leave (published on each room's channel), and "x <id> *" on the users channel
- * tells every node it died: what it committed and never published is read from the store.
+/* Undoes what node d held: its users leave (offline published when it was their last node), its
+ * guests' names are freed, its counts dropped, its room members leave (published on each room's
+ * channel, rchan .. room), its keys and lease deleted, and "<how> <d> *" on the users channel
+ * tells every node it is gone: what it committed and never published is read from the store. */
+#define LUA_UNDO_NODE                                                                              \
+    "local function undo_node(p, d, chan, rchan, how)\n"                                           \
+    "  local nk = p .. 'node:' .. d\n"                                                             \
+    "  for _, u in ipairs(redis.call('SMEMBERS', nk .. ':users')) do\n"                            \
+    "    local k = p .. 'user:' .. u\n"                                                            \
+    "    redis.call('SREM', k, d)\n"                                                               \
+    "    if redis.call('SCARD', k) == 0 then\n"                                                    \
+    "      redis.call('PUBLISH', chan, 'o ' .. d .. ' ' .. u .. '\\n')\n"                          \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"                           \
+    "    local gk = p .. 'guest:' .. g\n"                                                          \
+    "    redis.call('SREM', gk .. ':nodes', d)\n"                                                  \
+    "    if redis.call('EXISTS', gk .. ':nodes') == 0 then redis.call('DEL', gk) end\n"            \
+    "  end\n"                                                                                      \
+    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"                            \
+    "    redis.call('HDEL', p .. 'count:' .. r, d)\n"                                              \
+    "  end\n"                                                                                      \
+    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':mrooms')) do\n"                           \
+    "    local k = p .. 'rm:' .. r .. ':' .. d\n"                                                  \
+    "    for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"                                       \
+    "      redis.call('PUBLISH', rchan .. r, 'm ' .. d .. ' - ' .. u .. '\\n')\n"                  \
+    "    end\n"                                                                                    \
+    "    redis.call('DEL', k)\n"                                                                   \
+    "  end\n"                                                                                      \
+    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms', nk .. ':mrooms')\n"  \
+    "  redis.call('ZREM', p .. 'nodes', d)\n"                                                      \
+    "  redis.call('PUBLISH', chan, how .. ' ' .. d .. ' *\\n')\n"                                  \
+    "end\n"
+
+/* Renews this node's lease and reaps every node whose lease ran out (undo_node, "x": it died).
  * ARGV: prefix, id, lease ms, node name, users channel, rooms' channel prefix. Returns
- * {fresh, reaped}: fresh is 1
- * when this node had no lease (first start, reaped, or Redis restarted). */
-const char redis_lua_lease[] =
+ * {fresh, reaped}: fresh is 1 when this node had no lease (first start, reaped, or Redis
+ * restarted). */
+const char redis_lua_lease[] = LUA_UNDO_NODE
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[5]\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -16,35 +47,15 @@ const char redis_lua_lease[] =
     "redis.call('HSET', p .. 'node:' .. id, 'name', ARGV[4])\n"
     "local reaped = 0\n"
     "for _, d in ipairs(redis.call('ZRANGEBYSCORE', p .. 'nodes', '-inf', '(' .. now)) do\n"
-    "  local nk = p .. 'node:' .. d\n"
-    "  for _, u in ipairs(redis.call('SMEMBERS', nk .. ':users')) do\n"
-    "    local k = p .. 'user:' .. u\n"
-    "    redis.call('SREM', k, d)\n"
-    "    if redis.call('SCARD', k) == 0 then\n"
-    "      redis.call('PUBLISH', chan, 'o ' .. d .. ' ' .. u .. '\\n')\n"
-    "    end\n"
-    "  end\n"
-    "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"
-    "    local gk = p .. 'guest:' .. g\n"
-    "    redis.call('SREM', gk .. ':nodes', d)\n"
-    "    if redis.call('EXISTS', gk .. ':nodes') == 0 then redis.call('DEL', gk) end\n"
-    "  end\n"
-    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"
-    "    redis.call('HDEL', p .. 'count:' .. r, d)\n"
-    "  end\n"
-    "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':mrooms')) do\n"
-    "    local k = p .. 'rm:' .. r .. ':' .. d\n"
-    "    for _, u in ipairs(redis.call('SMEMBERS', k)) do\n"
-    "      redis.call('PUBLISH', ARGV[6] .. r, 'm ' .. d .. ' - ' .. u .. '\\n')\n"
-    "    end\n"
-    "    redis.call('DEL', k)\n"
-    "  end\n"
-    "  redis.call('DEL', nk, nk .. ':users', nk .. ':guests', nk .. ':rooms', nk .. ':mrooms')\n"
-    "  redis.call('ZREM', p .. 'nodes', d)\n"
-    "  redis.call('PUBLISH', chan, 'x ' .. d .. ' *\\n')\n"
+    "  undo_node(p, d, chan, ARGV[6], 'x')\n"
     "  reaped = reaped + 1\n"
     "end\n"
     "return {fresh, reaped}\n";
+
+/* This node stops cleanly: it undoes itself at once (undo_node, "g": it said goodbye), as a
+ * reaper would after its lease. ARGV: prefix, id, users channel, rooms' channel prefix. */
+#define LUA_GOODBYE "undo_node(ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'g')\nreturn 0\n"
+const char redis_lua_goodbye[] = LUA_UNDO_NODE LUA_GOODBYE;
 
 /* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
  * number of users, the users, the number of guests, the guests as name, session pairs. A guest's

@@ -8,6 +8,8 @@
 
 /* Renews the caller's lease, reaps expired nodes; returns {fresh, reaped}. */
 extern const char redis_lua_lease[];
+/* The caller stops cleanly: what it holds is undone at once, as at a reap. */
+extern const char redis_lua_goodbye[];
 /* Makes Redis hold exactly the caller's users and guests. */
 extern const char redis_lua_sync[];
 /* A user's first connection on the caller's node, or its last one gone. */

@@ -70,8 +70,9 @@ enum chat_op_kind {
     /* hub -> store -> hub: a page of a room's events [join_after + 1, seq] read for the broker's
      * fill of a gap (hub_broker.h); msgs in the wire form between nodes. */
     CHAT_FILL,
-    /* hub -> store -> hub: a registered user's dm rooms with their latest seqs (rooms), read
-     * again once the user's channel between nodes is subscribed here (hub_broker.h). */
+    /* hub -> store -> hub: the dm rooms of the users named in gone_rooms with their latest seqs
+     * (rooms, each once), read again once the users' channels between nodes are subscribed here
+     * (hub_broker.h). */
     CHAT_DM_SEQS,
 };
 

@@ -2,6 +2,8 @@
 #include "hub.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1705,8 +1707,10 @@ static void status_login(struct hub *h, struct chat_op *op)
 {
     struct user_status *u =
         user_status_connect(&h->statuses, op->user, op->user_lc, op->guest ? op->guest_session : 0);
-    if (!op->guest && u->conns == 1) /* before its channel is subscribed (status_first_here) */
+    if (u->conns == 1) /* before its channel is subscribed (status_first_here) */
         hub_broker_user_dms(h->hb, op->user_lc, op);
+    if (op->guest)
+        op->n_rooms = 0; /* rule 19: a guest's welcome lists no dm room (read for its starts) */
     status_first_here(h, u);
     op->away = u->away;
     free(op->text);
@@ -1882,9 +1886,85 @@ static void remote_room_made(void *arg, const char *room, const char *owner_lc)
         memcpy(r->owner_lc, owner_lc, strlen(owner_lc) + 1);
 }
 
+/* A clean stop's goodbye (hub_goodbye): main waits on it while it goes to the store and back
+ * and the broker says it. Freed by the last of main and the mail's journey to let go (a mail
+ * dropped in a mailbox is freed as a control mail: main has let go by then). */
+struct goodbye_mail {
+    struct mail mail; /* MAIL_GOODBYE */
+    bool from_store;  /* back from the store: every event it committed before is published */
+    atomic_int refs;  /* main's and the journey's */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool said;
+};
+
+static void goodbye_unref(struct goodbye_mail *g)
+{
+    if (atomic_fetch_sub(&g->refs, 1) == 1) {
+        pthread_mutex_destroy(&g->lock);
+        pthread_cond_destroy(&g->cond);
+        free(g);
+    }
+}
+
+static void goodbye_said(void *arg)
+{
+    struct goodbye_mail *g = arg;
+    pthread_mutex_lock(&g->lock);
+    g->said = true;
+    pthread_cond_signal(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+    goodbye_unref(g);
+}
+
+static void goodbye_mail(struct hub *h, struct goodbye_mail *g)
+{
+    if (!g->from_store) {
+        g->from_store = true; /* behind every op this hub has sent the store */
+        mailbox_post(chat_route()->store, &g->mail);
+        return;
+    }
+    hub_broker_goodbye(h->hb, goodbye_said, g);
+}
+
+void hub_goodbye(struct service *s, unsigned wait_ms)
+{
+    struct hub *h = s->ctx;
+    if (!h || !h->cfg->broker)
+        return;
+    struct goodbye_mail *g = xcalloc(1, sizeof *g);
+    g->mail.kind = MAIL_GOODBYE;
+    atomic_init(&g->refs, 2);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    mailbox_post(&s->mailbox, &g->mail);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&g->lock);
+    while (!g->said && pthread_cond_timedwait(&g->cond, &g->lock, &until) == 0)
+        ;
+    bool said = g->said;
+    pthread_mutex_unlock(&g->lock);
+    if (!said)
+        log_warn("msg=goodbye_late wait_ms=%u reason=\"the other nodes drop this node's users "
+                 "when its lease runs out\"",
+                 wait_ms);
+    goodbye_unref(g);
+}
+
 static void on_mail(struct service *s, struct mail *m)
 {
     struct hub *h = s->ctx;
+    if (m->kind == MAIL_GOODBYE) {
+        goodbye_mail(h, (struct goodbye_mail *)m);
+        return;
+    }
     if (m->kind == MAIL_STORE_GATE) {
         /* On to the store behind every op this hub has sent there (store_thread.h). */
         mailbox_post(chat_route()->store, m);

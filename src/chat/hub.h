@@ -30,5 +30,12 @@
  */
 int hub_init(struct service *s, const struct config *cfg, struct store *db, int n_workers);
 void hub_destroy(struct service *s);
+/*
+ * A clean stop with other nodes (--broker), once the workers have stopped and before the hub
+ * does: the hub says goodbye to the other nodes (broker_goodbye: its users offline there at
+ * once, not after --node-lease) behind every event the store has committed for it, so each of
+ * them is published first. Main waits for that at most wait_ms. Nothing when alone.
+ */
+void hub_goodbye(struct service *s, unsigned wait_ms);
 
 #endif

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +29,17 @@ struct hub_broker {
      * follow of a join): room -> (void *)1; and each such user's peers in them: user_lc ->
      * struct dm_peers. A room is unfollowed when neither of its users is here any more. */
     struct map dm_rooms, dm_peers;
-    /* Where each dm room of a registered user here starts for this node: user_lc -> struct map
+    /* Where each dm room of a user here starts for this node: user_lc -> struct map
      * (room -> (void *)(uintptr_t)(seq + 1)), the newest seqs its first login here read from the
-     * store (welcome's dms). A dm room is followed from there, not from the first event heard,
-     * so what was lost before it is filled. */
+     * store (welcome's dms, or a guest's read for this). A dm room is followed from there, not from
+     * the first event heard, so what was lost before it is filled. */
     struct map dm_starts;
+    /* Users whose channel became ready (user_ready) since the last CHAT_DM_SEQS was sent: one
+     * read for all of them, sent at the next turn (ready_timer), not one per user. */
+    char (*ready)[CHAT_ROOM_MAX];
+    size_t n_ready, cap_ready;
+    struct timer ready_timer;
+    struct loop *loop;
     struct hub_nodes *nodes; /* the broker's other callbacks go there */
     bool alone;              /* the local broker: nothing crosses processes, no wire form */
 };
@@ -491,24 +498,44 @@ void hub_broker_user_dms(struct hub_broker *hb, const char *user_lc, const struc
 }
 
 /* The user's channel is subscribed: what was published on it before, since its welcome was
- * read, is looked for in the store (CHAT_DM_SEQS, answered in hub_broker_dm_seqs). */
+ * read, is looked for in the store (CHAT_DM_SEQS, answered in hub_broker_dm_seqs), at the next
+ * turn with every other user made ready meanwhile (a reconnect makes all of them ready). */
 static void on_user_ready(void *ctx, const char *user)
 {
     struct hub_broker *hb = ctx;
     if (!map_get(&hb->dm_starts, user))
-        return; /* a guest, or gone: nothing to start from */
+        return; /* gone: nothing to start from */
+    if (hb->n_ready == hb->cap_ready) {
+        hb->cap_ready = hb->cap_ready ? hb->cap_ready * 2 : 8;
+        hb->ready = xrealloc(hb->ready, hb->cap_ready * sizeof *hb->ready);
+    }
+    snprintf(hb->ready[hb->n_ready++], CHAT_ROOM_MAX, "%s", user);
+    if (!timer_active(&hb->ready_timer))
+        timer_start(hb->loop, &hb->ready_timer, loop_now(hb->loop));
+}
+
+/* One CHAT_DM_SEQS for the users made ready since the last: their names in gone_rooms. */
+static void on_ready_timer(struct timer *t)
+{
+    struct hub_broker *hb =
+        (struct hub_broker *)((char *)t - offsetof(struct hub_broker, ready_timer));
     struct chat_op *op = chat_op_new(CHAT_DM_SEQS, 0, 0);
-    snprintf(op->user_lc, sizeof op->user_lc, "%s", user);
+    op->gone_rooms = hb->ready;
+    op->gone_rooms_n = hb->n_ready;
+    hb->ready = NULL;
+    hb->n_ready = hb->cap_ready = 0;
     chat_to_store(op);
 }
 
 void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op)
 {
-    for (size_t i = 0; !op->err && map_get(&hb->dm_starts, op->user_lc) && i < op->n_rooms; i++) {
+    for (size_t i = 0; !op->err && i < op->n_rooms; i++) {
         const struct chat_room_info *r = &op->rooms[i];
         char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
         if (map_get(&hb->dm_rooms, r->name) || !text_parse_dm_room(r->name, strlen(r->name), a, b))
             continue;
+        if (!map_get(&hb->dm_starts, a) && !map_get(&hb->dm_starts, b))
+            continue; /* neither of its users is here any more */
         /* r->seq + 1 as if heard: from the users' starts when they are older. */
         uint64_t from = dm_from(hb, r->name, a, b, r->seq + 1);
         if (r->seq > from) /* stored since the welcome, not heard: followed, so filled */
@@ -560,6 +587,8 @@ struct hub_broker *hub_broker_new(struct loop *l, const struct config *cfg,
     struct hub_broker *hb = xcalloc(1, sizeof *hb);
     hb->hooks = *hooks;
     hb->cfg = cfg;
+    hb->loop = l;
+    timer_init(&hb->ready_timer, on_ready_timer);
     map_init(&hb->dm_rooms, true);
     map_init(&hb->dm_peers, true);
     map_init(&hb->dm_starts, true);
@@ -596,6 +625,8 @@ void hub_broker_free(struct hub_broker *hb)
         return;
     atomic_store_explicit(&the_broker, NULL, memory_order_release);
     broker_free(hb->broker);
+    timer_stop(hb->loop, &hb->ready_timer);
+    free(hb->ready);
     map_free(&hb->dm_rooms);
     const char *key;
     void *v;
@@ -606,6 +637,11 @@ void hub_broker_free(struct hub_broker *hb)
         starts_free(v);
     map_free(&hb->dm_starts);
     free(hb);
+}
+
+void hub_broker_goodbye(struct hub_broker *hb, void (*done)(void *arg), void *arg)
+{
+    broker_goodbye(hb->broker, done, arg);
 }
 
 struct broker *hub_broker_broker(struct hub_broker *hb)

@@ -89,19 +89,22 @@ void hub_broker_dm_users(struct hub_event *ev);
 /* Frees ev (a delivered or dropped event). */
 void hub_event_free(struct hub_event *ev);
 
+/* A clean stop: broker_goodbye (done(arg) once said, or at once when it cannot be). */
+void hub_broker_goodbye(struct hub_broker *hb, void (*done)(void *arg), void *arg);
+
 /* User events to the other nodes (best effort). */
 void hub_broker_read(struct hub_broker *hb, const char *user_lc, const char *room, uint64_t seq);
 void hub_broker_left(struct hub_broker *hb, const char *user_lc, const char *room);
 void hub_broker_registered(struct hub_broker *hb, const char *name, int64_t created_ms);
 void hub_broker_room_made(struct hub_broker *hb, const char *room, const char *owner_lc);
-/* A registered user's first connection here logged in, with its welcome's dm rooms and their
- * newest seqs in op->rooms (read from the store): a dm room of the user this node follows later
- * is delivered from there on (what came after it and was lost on the way is filled from the
- * store), and once the user's channel is subscribed, the store is asked again (CHAT_DM_SEQS) for
- * what was stored meanwhile. Nothing when alone. */
+/* A user's first connection here logged in, with its dm rooms and their newest seqs in op->rooms
+ * (read from the store: its welcome's, or for a guest read for this alone): a dm room of the user
+ * this node follows later is delivered from there on (what came after it and was lost on the way is
+ * filled from the store), and once the user's channel is subscribed, the store is asked again
+ * (CHAT_DM_SEQS) for what was stored meanwhile. Nothing when alone. */
 void hub_broker_user_dms(struct hub_broker *hb, const char *user_lc, const struct chat_op *op);
-/* The store's answer to CHAT_DM_SEQS: each dm room stored in since the user's start and not
- * followed yet is followed from that start. Takes op. */
+/* The store's answer to CHAT_DM_SEQS: each dm room stored in since its users' start and not
+ * followed yet is followed from that start, while one of them is here. Takes op. */
 void hub_broker_dm_seqs(struct hub_broker *hb, struct chat_op *op);
 /* A connection a live upgrade moved here is caught up in a dm room it never joined, from its
  * place there up to the hub's newest: the room is followed from that newest on (for its users

@@ -135,6 +135,25 @@ static void add_dm(void *arg, const char *room, uint64_t last_seq, int64_t creat
     chat_op_add_room(arg, room, 0, last_seq);
 }
 
+/* The table's dm rooms of user (or, when NULL, of any of users), each once: this process is the
+ * database's only writer, so the table holds every room. */
+static void table_dms(struct store_thread *st, struct chat_op *op, const char *user,
+                      const struct map *users)
+{
+    size_t pos = 0;
+    const char *name;
+    void *v;
+    while (map_next(&st->rooms, &pos, &name, &v)) {
+        char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
+        if (!text_parse_dm_room(name, strlen(name), a, b))
+            continue;
+        bool of = user ? strcmp(a, user) == 0 || strcmp(b, user) == 0
+                       : map_get(users, a) || map_get(users, b);
+        if (of)
+            chat_op_add_room(op, name, 0, ((struct seq_room *)v)->last_seq);
+    }
+}
+
 /*
  * welcome.dms: every dm room the user is a party of, with its latest seq. On a database other
  * nodes write too, read from it (they make dm rooms and store dms this table never sees);
@@ -144,16 +163,40 @@ static int list_dms(struct store_thread *st, struct chat_op *op)
 {
     if (st->db->ops->dm_rooms)
         return st->db->ops->dm_rooms(st->db, op->user_lc, add_dm, op);
-    size_t pos = 0;
-    const char *name;
-    void *v;
-    while (map_next(&st->rooms, &pos, &name, &v)) {
-        char a[TEXT_NAME_MAX + 1], b[TEXT_NAME_MAX + 1];
-        if (text_parse_dm_room(name, strlen(name), a, b) &&
-            (strcmp(a, op->user_lc) == 0 || strcmp(b, op->user_lc) == 0))
-            chat_op_add_room(op, name, 0, ((struct seq_room *)v)->last_seq);
-    }
+    table_dms(st, op, op->user_lc, NULL);
     return 0;
+}
+
+/* CHAT_DM_SEQS: list_dms for every user named in op->gone_rooms at once, each room once: one
+ * read for all the users whose channels a reconnect to the broker made ready. */
+static int list_dms_of(struct store_thread *st, struct chat_op *op)
+{
+    size_t n = op->gone_rooms_n;
+    if (st->db->ops->dm_rooms_of) {
+        const char **names = xmalloc((n ? n : 1) * sizeof *names);
+        for (size_t i = 0; i < n; i++)
+            names[i] = op->gone_rooms[i];
+        int rc = st->db->ops->dm_rooms_of(st->db, names, n, add_dm, op);
+        free(names);
+        return rc;
+    }
+    struct map users;
+    map_init_borrowed(&users); /* the names stay in op */
+    for (size_t i = 0; i < n; i++)
+        map_put(&users, op->gone_rooms[i], (void *)1);
+    table_dms(st, op, NULL, &users);
+    map_free(&users);
+    return 0;
+}
+
+/*
+ * A guest's dm rooms with their latest seqs, read at its login for the hub alone: its welcome
+ * lists none (rule 19), but with other nodes they are where its dm rooms start here
+ * (hub_broker_user_dms), as a registered user's welcome's are. Alone, nothing is read.
+ */
+static int guest_dm_starts(struct store_thread *st, struct chat_op *op)
+{
+    return st->cfg->broker ? list_dms(st, op) : 0;
 }
 
 /* --- read markers and saved rooms (protocol 1.1 rules 66-68) --- */
@@ -786,6 +829,8 @@ static int apply_write(struct store_thread *st, struct chat_op *op)
         return read_marker(st, op);
     case CHAT_LOGIN_GUEST:
         rc = db->ops->token_drop_guest(db, op->user);
+        if (rc == 0)
+            rc = guest_dm_starts(st, op);
         return rc < 0 ? rc : new_token(st, op);
     case CHAT_ROOM_CREATE:
         room_of(st, op->room);
@@ -1387,7 +1432,12 @@ static void login_token(struct store_thread *st, struct chat_op *op)
     op->guest = t.guest;
     op->guest_session = t.guest_session;
     if (t.guest) {
-        chat_to_hub(op); /* only the hub knows whether the guest's name is still free */
+        if (guest_dm_starts(st, op) < 0)
+            chat_op_fail(op, PROTO_SERVER_BUSY, "logins are not available right now");
+        if (op->err)
+            chat_to_worker(op);
+        else
+            chat_to_hub(op); /* only the hub knows whether the guest's name is still free */
         return;
     }
     struct store_user u;
@@ -1456,6 +1506,12 @@ static void on_mail(struct service *s, struct mail *m)
         set_gate(s, (struct store_gate_mail *)m);
         return;
     }
+    if (m->kind == MAIL_GOODBYE) {
+        /* A clean stop's goodbye (hub.h): back to the hub behind what the batch commits. */
+        commit_batch(s);
+        mailbox_post(chat_route()->hub, m);
+        return;
+    }
     struct chat_op *op = (struct chat_op *)m;
     switch (op->kind) {
     case CHAT_HISTORY:
@@ -1476,7 +1532,7 @@ static void on_mail(struct service *s, struct mail *m)
         read_fill(st, op);
         return;
     case CHAT_DM_SEQS:
-        if (list_dms(st, op) < 0)
+        if (list_dms_of(st, op) < 0)
             chat_op_fail(op, PROTO_SERVER_BUSY, "the dm rooms are not available right now");
         chat_to_hub(op);
         return;

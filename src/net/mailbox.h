@@ -28,6 +28,7 @@ enum mail_kind {
     MAIL_WORKER_CTL, /* main -> a worker: accept or not, drain (server.c) */
     MAIL_HANDOVER,   /* main <-> a worker: a live upgrade's steps (handover.h) */
     MAIL_RELAY,      /* main -> hub -> each worker: mails behind every delivery (chat.h) */
+    MAIL_GOODBYE,    /* main -> hub -> store -> hub: a clean stop's goodbye to nodes (hub.h) */
 };
 
 struct mailbox {

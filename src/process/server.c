@@ -33,6 +33,9 @@
 #include "worker.h"
 #include "ws_handshake.h"
 
+/* How long a clean stop waits for its goodbye to the other nodes (hub_goodbye). */
+#define GOODBYE_WAIT_MS 2000
+
 struct shutdown_mail {
     struct mail mail; /* MAIL_STOP */
     uint64_t deadline_ms;
@@ -316,10 +319,12 @@ static int open_port(struct server *s, const struct listen_addr *addr, enum list
  * hub, then the store, which commits what it still holds), and only then
  * frees anything: a thread may post to another until it has stopped.
  */
-static void free_server(struct server *s, int started, bool keep_listeners)
+static void free_server(struct server *s, int started, bool keep_listeners, bool goodbye)
 {
     for (int i = 0; i < started; i++)
         worker_join(&s->workers[i]);
+    if (goodbye && s->hub.started && s->store.started)
+        hub_goodbye(&s->hub, GOODBYE_WAIT_MS); /* every connection's leave is in the hub's mail */
     if (keep_listeners)
         for (int i = 0; i < s->n_workers; i++)
             worker_detach_listeners(&s->workers[i]);
@@ -453,7 +458,7 @@ fail:
      * would reset the connections waiting in them. */
     if (inherited)
         listen_fds_free(inherited);
-    free_server(s, 0, false);
+    free_server(s, 0, false, false);
     return NULL;
 }
 
@@ -557,11 +562,12 @@ size_t server_connections(void)
     return conn_count(CONN_HTTP) + conn_count(CONN_WEBSOCKET) + conn_count(CONN_TELNET);
 }
 
-void server_stop(struct server *s, unsigned timeout_ms, enum conn_goodbye why, bool keep_listeners)
+void server_stop(struct server *s, unsigned timeout_ms, enum conn_goodbye why, bool keep_listeners,
+                 bool goodbye)
 {
     server_begin_goodbyes(s, why, 0, clock_ms() + timeout_ms);
     int started = 0;
     while (started < s->n_workers && s->workers[started].thread)
         started++;
-    free_server(s, started, keep_listeners);
+    free_server(s, started, keep_listeners, goodbye);
 }

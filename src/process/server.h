@@ -79,8 +79,11 @@ size_t server_connections(void);
 /*
  * Says goodbye to every connection (why; at once unless server_begin_goodbyes
  * started earlier), waits up to timeout_ms for them to finish, then frees the
- * server. keep_listeners: the listening sockets are left open (for an exec).
+ * server. keep_listeners: the listening sockets are left open (for an exec). goodbye: with other
+ * nodes, this node says goodbye to them as it stops (hub_goodbye), rather than leaving its lease
+ * to run out: false when a successor goes on with its connections (a live upgrade).
  */
-void server_stop(struct server *s, unsigned timeout_ms, enum conn_goodbye why, bool keep_listeners);
+void server_stop(struct server *s, unsigned timeout_ms, enum conn_goodbye why, bool keep_listeners,
+                 bool goodbye);
 
 #endif

@@ -390,7 +390,8 @@ static void recover_by_exec(const char *reason)
     size_t recs_len = 0, n_conns = 0;
     if (P.cfg->upgrade_mode == CONFIG_UPGRADE_LIVE)
         n_conns = live_save_all(P.server, SAVE_ALL_MS, &conns, &recs, &recs_len);
-    server_stop(P.server, RECOVER_GOODBYE_MS, CONN_GOODBYE_RESTART, true);
+    /* No goodbye: the fresh image goes on with the connections that moved (a new node). */
+    server_stop(P.server, RECOVER_GOODBYE_MS, CONN_GOODBYE_RESTART, true, false);
     P.server = NULL;
     /* Their descriptors go above where the listening sockets will be placed, inherited. */
     int base = LISTEN_FDS_START + (int)n + 2;
@@ -477,7 +478,10 @@ static void finish_drain(void)
 {
     uint64_t now = clock_ms();
     unsigned left = P.drain_until > now ? (unsigned)(P.drain_until - now) : 0;
-    server_stop(P.server, left, CONN_GOODBYE_RESTART, false);
+    /* A drain's connections left one by one: this node says goodbye. A live upgrade's moved on
+     * to the new process, a new node that may not hold them in Redis yet: a goodbye now would
+     * show them offline elsewhere in between; the lease runs out instead. */
+    server_stop(P.server, left, CONN_GOODBYE_RESTART, false, !P.live);
     P.server = NULL;
     /* The new process is on its own now; our end of the channel closes with us. */
     P.child = 0;
@@ -1112,7 +1116,7 @@ int upgrade_run(const struct config *cfg, int argc, char **argv)
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
     if (P.server) {
         /* A shutdown (or a start that failed after the store was ours). */
-        server_stop(P.server, 4000, CONN_GOODBYE_SHUTDOWN, false);
+        server_stop(P.server, 4000, CONN_GOODBYE_SHUTDOWN, false, true);
         P.server = NULL;
         log_info("msg=stopped");
     }

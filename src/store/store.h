@@ -158,6 +158,10 @@ struct store_ops {
      * only writer (SQLite), so the store thread's table of rooms (load_rooms and its own
      * writes) already holds them. */
     int (*dm_rooms)(struct store *s, const char *account, store_room_cb each, void *arg);
+    /* dm_rooms for each of accounts[0..n) in one query, each room once (a node's users after a
+     * reconnect to the broker). NULL with dm_rooms. */
+    int (*dm_rooms_of)(struct store *s, const char *const *accounts, size_t n, store_room_cb each,
+                       void *arg);
     /* Every registered user (for the hub's name checks at start-up). */
     int (*load_users)(struct store *s, store_user_cb each, void *arg);
 

@@ -202,6 +202,7 @@ enum stmt {
     ST_LOAD_ROOMS,
     ST_LOAD_USERS,
     ST_DM_ROOMS,
+    ST_DM_ROOMS_OF,
     ST_FIND_CID,
     ST_INSERT_MSG,
     ST_ROOM_CREATE,
@@ -298,6 +299,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " WHERE name >= 'dm:' || $1 || ':' AND name < 'dm:' || $1 || ';'"
                     " UNION ALL SELECT name, last_seq, created_ms FROM rooms"
                     " WHERE name LIKE 'dm:%' AND split_part(name, ':', 3) = $1",
+    /* ST_DM_ROOMS for each of the names in $1 (one a line), each room once. */
+    [ST_DM_ROOMS_OF] = "WITH u(a) AS (SELECT unnest(string_to_array($1, chr(10))))"
+                       " SELECT r.name, r.last_seq, r.created_ms FROM u JOIN rooms r"
+                       " ON r.name >= 'dm:' || u.a || ':' AND r.name < 'dm:' || u.a || ';'"
+                       " UNION SELECT name, last_seq, created_ms FROM rooms"
+                       " WHERE name LIKE 'dm:%' AND split_part(name, ':', 3) IN (SELECT a FROM u)",
     [ST_FIND_CID] = "SELECT seq FROM events WHERE room = $1 AND identity = " LC("$2::text")
                     " AND cid = $3",
     [ST_INSERT_MSG] =
@@ -1925,6 +1932,24 @@ static int pg_dm_rooms(struct store *s, const char *account, store_room_cb each,
     return rooms_of(ps, ST_DM_ROOMS, "dm_rooms", &p, each, arg);
 }
 
+static int pg_dm_rooms_of(struct store *s, const char *const *accounts, size_t n,
+                          store_room_cb each, void *arg)
+{
+    struct pg_store *ps = from_base(s);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(accounts[i]) + 1;
+    char *lines = xmalloc(len + 1), *at = lines;
+    for (size_t i = 0; i < n; i++)
+        at += sprintf(at, "%s%s", i ? "\n" : "", accounts[i]); /* a name holds no newline */
+    *at = '\0';
+    struct params p = {0};
+    p_text(&p, lines);
+    int rc = rooms_of(ps, ST_DM_ROOMS_OF, "dm_rooms_of", &p, each, arg);
+    free(lines);
+    return rc;
+}
+
 static int pg_load_users(struct store *s, store_user_cb each, void *arg)
 {
     struct pg_store *ps = from_base(s);
@@ -2474,6 +2499,7 @@ static const struct store_ops pg_ops = {
     .take_over = pg_take_over,
     .load_rooms = pg_load_rooms,
     .dm_rooms = pg_dm_rooms,
+    .dm_rooms_of = pg_dm_rooms_of,
     .load_users = pg_load_users,
     .begin = pg_begin,
     .find_cid = pg_find_cid,

@@ -23,6 +23,12 @@ async function guestOn(t, server, name = uniq('g')) {
 }
 
 const joinGeneral = (c) => c.expect({ type: 'join', room: 'general' }, 'joined');
+// A guest on server, in general.
+async function inGeneral(t, server, name) {
+  const c = await guestOn(t, server, name);
+  await joinGeneral(c);
+  return c;
+}
 const isPresence = (user, state) => (m) =>
   m.type === 'presence' && m.room === 'general' && m.user === user && m.state === state;
 
@@ -114,13 +120,10 @@ test('a guest name held on one node is refused on another (but not to its own se
 
 test('kill -9 of a node: its users go offline on the others within the lease, its guest name is free', async (t) => {
   const [a, b, c] = await cluster(t, 3);
-  const onA = await guestOn(t, a, uniq('wa'));
-  await joinGeneral(onA);
-  const onB = await guestOn(t, b, uniq('wb'));
-  await joinGeneral(onB);
+  const onA = await inGeneral(t, a, uniq('wa'));
+  const onB = await inGeneral(t, b, uniq('wb'));
   const victimName = uniq('vic');
-  const victim = await guestOn(t, c, victimName);
-  await joinGeneral(victim);
+  await inGeneral(t, c, victimName);
   await onA.next(isPresence(victimName, 'online'), undefined, 'the victim online on a');
   await onB.next(isPresence(victimName, 'online'), undefined, 'the victim online on b');
   await c.kill();
@@ -154,27 +157,34 @@ test('members who joined on a node cut off from Redis reach the other node, ever
   // member on a sees all three.
   const proxy = await holdingProxy(t, engines.redis.port);
   const [a, b] = await cluster(t, 2, [], {}, (i, url) => (i === 1 ? proxy.url : url));
-  const amy = await guestOn(t, a, uniq('amy'));
-  await joinGeneral(amy);
-  const downs = () => b.logLines().filter((l) => l.fields.msg === 'broker_down').length;
-  const ups = () => b.logLines().filter((l) => l.fields.msg === 'broker_up').length;
-  const [down0, up0] = [downs(), ups()];
-  proxy.holdNew();
-  proxy.cut();
-  await eventually(() => downs() > down0, 10000, 'b to find Redis gone');
+  const amy = await inGeneral(t, a, uniq('amy'));
+  const back = await cutOff(proxy, b);
   const joiners = [];
   for (let i = 0; i < 3; i++) {
     const g = await guestOn(t, b, uniq('cut'));
     await joinGeneral(g);
     joiners.push(g.name);
   }
-  proxy.release();
-  await eventually(() => ups() > up0, 10000, 'b to be back on Redis');
+  await back();
   const want = JSON.stringify([amy.name, ...joiners].sort());
   const who = async () => JSON.stringify([...(await amy.expect({ type: 'who', room: 'general' }, 'members')).members].sort());
   await eventually(async () => (await who()) === want, 10000, `who on a to list ${joiners.join(', ')}`).catch(() => {});
   assert.equal(await who(), want, 'who on a lists every member b had while cut off');
 });
+
+// Cuts node off from Redis (proxy: its traffic, reconnections held) and waits until it notices;
+// resolves to back(), which lets it reconnect and waits until it is up again.
+async function cutOff(proxy, node) {
+  const count = (msg) => node.logLines().filter((l) => l.fields.msg === msg).length;
+  const [down0, up0] = [count('broker_down'), count('broker_up')];
+  proxy.holdNew();
+  proxy.cut();
+  await eventually(() => count('broker_down') > down0, 10000, 'the node to find Redis gone');
+  return async () => {
+    proxy.release();
+    await eventually(() => count('broker_up') > up0, 10000, 'the node to be back on Redis');
+  };
+}
 
 // A plain Redis subscriber of one channel: seen(text) resolves once a message holding text came.
 async function subscriber(t, channel) {
@@ -253,4 +263,95 @@ test("a dm stored in the instant after the recipient's login on another node sti
   assert.deepEqual([m2.seq, m2.text], [next.seq, 'after']);
   await bob.sync();
   assert.equal(bob.pending().filter((x) => x.room === dmRoom(an, bn)).length, 0, 'no dm twice');
+});
+
+test("a guest's dm stored in the instant after its login on another node still arrives live", async (t) => {
+  // The guest gue is on a (where alice can name it in a dm) and logs in with its token on b,
+  // whose subscription of gue's channel is held at the proxy until alice's dm, stored on a, was
+  // published there: b never hears that dm. A guest's welcome lists no dm room, but b reads its
+  // dm rooms' seqs at the login all the same and looks in the store once the channel is ready.
+  const proxy = await holdingProxy(t, engines.redis.port);
+  const nodes = await cluster(t, 2, ['--node-lease', '10'], {}, (i, url) => (i === 1 ? proxy.url : url));
+  const [a, b] = nodes;
+  const an = uniq('alice');
+  const alice = await ChatClient.connect(a, { label: 'alice@a' });
+  t.after(() => alice.terminate());
+  await alice.register(an);
+  await alice.login(an, PASSWORD);
+  const gueA = await guestOn(t, a, uniq('gue'));
+  const gn = gueA.name;
+  const room = dmRoom(an, gn);
+  const before = await alice.dm(gn, 'before the guest came to b');
+  await gueA.nextMessage(room, (m) => m.seq === before.seq, 10000);
+  const tap = await subscriber(t, `parley:${nodes.db}:u:${gn.toLowerCase()}`);
+
+  proxy.holdMarked(':u:');
+  const gueB = await ChatClient.connect(b, { label: 'gue@b' });
+  t.after(() => gueB.terminate());
+  const w = await gueB.loginToken(gueA.token);
+  assert.equal(w.guest, true);
+  assert.deepEqual(w.dms, [], "a guest's welcome lists no dm room (rule 19)");
+  const lost = await alice.dm(gn, 'while b is not subscribed yet');
+  await tap.seen('while b is not subscribed yet', "alice's dm published on the guest's channel");
+  proxy.release();
+
+  const m = await gueB.nextMessage(room, () => true, 10000);
+  assert.deepEqual([m.seq, m.text], [lost.seq, 'while b is not subscribed yet']);
+  const next = await alice.dm(gn, 'after');
+  const m2 = await gueB.nextMessage(room, () => true, 10000);
+  assert.deepEqual([m2.seq, m2.text], [next.seq, 'after']);
+  await gueB.sync();
+  assert.equal(gueB.pending().filter((x) => x.room === room).length, 0, 'no dm twice');
+});
+
+test('a node stopped cleanly says goodbye: its users go offline on the other node at once, not after the lease', async (t) => {
+  // A lease of 120 s: no reap within the test, so only the stopped node's goodbye (its lease
+  // and what it held deleted from Redis as it stops) can explain what the other node sees.
+  const nodes = await cluster(t, 2, ['--node-lease', '120']);
+  const [a, b] = nodes;
+  const watcher = await inGeneral(t, a, uniq('w'));
+  const leaverName = uniq('lv');
+  await inGeneral(t, b, leaverName);
+  await watcher.next(isPresence(leaverName, 'online'), undefined, 'the leaver online on a');
+  const info = await b.stop();
+  assert.equal(info.code, 0);
+  await a.waitForLog((l) => l.fields.msg === 'broker_node_left', 10000, "a told of b's goodbye");
+  await watcher.next(isPresence(leaverName, 'offline'), 10000, "the stopped node's user offline on a");
+  const who = await watcher.expect({ type: 'who', room: 'general' }, 'members');
+  assert.deepEqual(who.members, [watcher.name]);
+  // Nothing of b is left in Redis: its lease, its users, its guests' names.
+  const redis = (...args) => engines.redis.cli('-n', String(nodes.db), ...args);
+  assert.equal(redis('ZCARD', 'parley:nodes'), '1', 'only a is left among the nodes');
+  assert.equal(redis('EXISTS', `parley:user:${leaverName.toLowerCase()}`), '0');
+  assert.equal(redis('EXISTS', `parley:guest:${leaverName.toLowerCase()}`), '0');
+});
+
+test('dms stored for several users while their node was cut off from Redis reach each of them once it is back', async (t) => {
+  // b is cut off from Redis (its reconnections held) while alice, on a, sends a first dm to each
+  // of bob and carol, on b: b heard nothing of those rooms before and hears nothing of these
+  // dms. Back on Redis, b reads the dm rooms of all its users at once (one read for every user
+  // whose channel the reconnect made ready) and delivers each dm once.
+  const proxy = await holdingProxy(t, engines.redis.port);
+  const [a, b] = await cluster(t, 2, ['--node-lease', '10'], {}, (i, url) => (i === 1 ? proxy.url : url));
+  const [an, bn, cn] = [uniq('alice'), uniq('bob'), uniq('carol')];
+  const alice = await ChatClient.connect(a, { label: 'alice@a' });
+  t.after(() => alice.terminate());
+  for (const name of [bn, cn, an]) await alice.register(name);
+  await alice.login(an, PASSWORD);
+  const onB = [];
+  for (const name of [bn, cn]) {
+    const c = await ChatClient.connect(b, { label: `${name}@b` });
+    t.after(() => c.terminate());
+    await c.login(name, PASSWORD);
+    onB.push(c);
+  }
+  const back = await cutOff(proxy, b);
+  const sent = [await alice.dm(bn, 'to bob while b was away'), await alice.dm(cn, 'to carol while b was away')];
+  await back();
+  for (const [i, name] of [bn, cn].entries()) {
+    const m = await onB[i].nextMessage(dmRoom(an, name), () => true, 10000);
+    assert.deepEqual([m.seq, m.text], [sent[i].seq, `to ${i ? 'carol' : 'bob'} while b was away`]);
+    await onB[i].sync();
+    assert.equal(onB[i].pending().filter((x) => x.room === dmRoom(an, name)).length, 0, 'no dm twice');
+  }
 });

@@ -11,6 +11,7 @@
 // and in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { ChatClient, PASSWORD, dmRoom, eventually, ms } from '../chat/lib/chat.mjs';
 import { ChatServer } from '../chat/lib/server.mjs';
@@ -267,4 +268,43 @@ test('live upgrade of one node of two on PostgreSQL + Redis mid-traffic: nothing
   assert.equal(h.broker.up, true);
   assert.equal(h.handed_over, ws.filter((w) => w.node === n0).length + telnet.filter((tc) => tc.node === n0).length + pairs.length, 'every connection of node 0 was handed over');
   assert.equal(h.drained, 0);
+});
+
+test('a drain-mode upgrade of one node of two: the old process says goodbye once drained, not after the lease', { timeout: ms(90000) }, async (t) => {
+  // A lease of 120 s: no reap within the test. The new process is a new node; the old one's
+  // clients leave it over --drain-time, and then it deletes its own lease and what it held.
+  const pg = startPg();
+  const redis = await startRedis();
+  let lineage;
+  let other;
+  t.after(async () => {
+    try {
+      if (lineage) await lineage.dispose();
+      if (other) {
+        const info = await other.stop();
+        rmSync(other.dataDir, { recursive: true, force: true });
+        assert.equal(info.code, 0, `node1 stopped with ${JSON.stringify(info)}`);
+      }
+    } finally {
+      await other?.kill();
+      await redis.stop();
+      rmSync(redis.dir, { recursive: true, force: true });
+      pg.stop();
+    }
+  });
+  const nodeArgs = (i) => ['--store', pg.url, '--broker', redis.url, '--node', `node${i}`, '--node-lease', '120', '--upgrade-mode', 'drain', '--drain-time', '1'];
+  lineage = await Lineage.start(null, nodeArgs(0));
+  await lineage.waitLog(null, 'broker_up', {}, ms(15000));
+  other = await ChatServer.start(nodeArgs(1));
+  await other.waitForLog((l) => l.fields.msg === 'broker_up', ms(15000), 'node1: msg=broker_up');
+  const guest = await ChatClient.connect(lineage.server, { label: 'g@node0' });
+  t.after(() => guest.terminate());
+  await guest.login(`g${process.pid}`);
+  const { oldPid, newPid } = await lineage.upgrade();
+  await lineage.waitLog(newPid, 'broker_up', {}, ms(15000));
+  await lineage.waitLog(oldPid, 'broker_goodbye', {}, ms(30000));
+  await other.waitForLog((l) => l.fields.msg === 'broker_node_left', ms(10000), "node1 told of the old process's goodbye");
+  await gone(oldPid, EXIT_MARGIN, 'the old process to exit');
+  const nodes = spawnSync('redis-cli', ['-p', String(redis.port), 'ZCARD', 'parley:nodes'], { encoding: 'utf8' }).stdout.trim();
+  assert.equal(nodes, '2', 'node1 and the new process hold leases, the old process none');
 });

@@ -546,42 +546,80 @@ static void room_events_cross_nodes_in_seq_order(void **state)
     node_stop(B);
 }
 
+/* B claims a guest's name for session: 1 granted, 0 refused. */
+static int b_claim(const char *name, uint64_t session, const char *what)
+{
+    B->claim_result = -1;
+    broker_guest_claim(B->b, name, session, cb_claimed, B);
+    run_until(b_claim_answered, what);
+    return B->claim_result;
+}
+
+/* Two nodes (lease_ms) where A holds alice online, the guest name for session, and 3 members of
+ * general, all seen by B. */
+static void start_pair_with_a_holding(uint64_t lease_ms, const char *guest, uint64_t session)
+{
+    start_pair(lease_ms);
+    broker_user_here(A->b, "alice", true);
+    run_until(b_sees_alice, "alice online on B");
+    A->claim_result = -1;
+    broker_guest_claim(A->b, guest, session, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim");
+    assert_int_equal(A->claim_result, 1);
+    broker_room_members(A->b, "general", 3);
+    run_until(b_counts_five, "B counting A's members");
+}
+
 static void a_stopped_node_loses_its_users_and_guests(void **state)
 {
     (void)state;
-    start_pair(2000);
-    broker_user_here(A->b, "alice", true);
-    run_until(b_sees_alice, "alice online on B");
-
-    A->claim_result = -1;
-    broker_guest_claim(A->b, "guest7", 7, cb_claimed, A);
-    run_until(a_claim_answered, "A's claim");
-    assert_int_equal(A->claim_result, 1);
-    B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", 8, cb_claimed, B);
-    run_until(b_claim_answered, "B's claim");
-    assert_int_equal(B->claim_result, 0); /* A holds it for another session */
-    B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", 7, cb_claimed, B);
-    run_until(b_claim_answered, "B's claim for the same session");
-    assert_int_equal(B->claim_result, 1); /* the session's connections may be on both */
+    start_pair_with_a_holding(2000, "guest7", 7);
+    assert_int_equal(b_claim("guest7", 8, "B's claim"), 0); /* A holds it for another session */
+    /* The session's connections may be on both. */
+    assert_int_equal(b_claim("guest7", 7, "B's claim for the same session"), 1);
     broker_guest_release(B->b, "guest7");
-
-    broker_room_members(A->b, "general", 3);
-    run_until(b_counts_five, "B counting A's members");
 
     /* A stops refreshing its lease (as a killed node would): B reaps it. */
     broker_free(A->b);
     A->b = NULL;
     run_until(b_sees_alice_gone, "alice offline on B after A's lease");
     run_until(b_counts_two, "A's members no longer counted");
-    B->claim_result = -1;
-    broker_guest_claim(B->b, "guest7", 8, cb_claimed, B);
-    run_until(b_claim_answered, "B's second claim");
-    assert_int_equal(B->claim_result, 1);
+    assert_int_equal(b_claim("guest7", 8, "B's second claim"), 1);
     struct broker_status st;
     broker_status(B->b, &st);
     assert_true(st.reaped >= 1);
+    node_stop(B);
+}
+
+static bool goodbye_said;
+static void cb_goodbye(void *arg)
+{
+    (void)arg;
+    goodbye_said = true;
+}
+static bool a_said_goodbye(void)
+{
+    return goodbye_said;
+}
+
+static void a_node_saying_goodbye_is_undone_at_once(void **state)
+{
+    (void)state;
+    /* A lease no test outlasts: only A's goodbye can undo what it held. */
+    start_pair_with_a_holding(600000, "guest9", 9);
+    goodbye_said = false;
+    broker_goodbye(A->b, cb_goodbye, NULL);
+    run_until(a_said_goodbye, "A's goodbye answered");
+    /* Said: nothing A sends now changes what B sees of it. */
+    broker_user_here(A->b, "bob", true);
+    run_until(b_sees_alice_gone, "alice offline on B after A's goodbye");
+    run_until(b_counts_two, "A's members no longer counted");
+    assert_int_equal(b_claim("guest9", 10, "B's claim of A's guest's name"), 1);
+    assert_false(B->online[1]); /* bob came to A after its goodbye: never told */
+    struct broker_status st;
+    broker_status(B->b, &st);
+    assert_int_equal(st.reaped, 0); /* not reaped: A left */
+    node_stop(A);
     node_stop(B);
 }
 
@@ -927,6 +965,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(room_events_cross_nodes_in_seq_order),
         cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
+        cmocka_unit_test(a_node_saying_goodbye_is_undone_at_once),
         cmocka_unit_test(room_members_cross_and_go_with_a_dead_node),
         cmocka_unit_test(a_snapshot_keeps_what_the_channel_said_before_its_answer),
         cmocka_unit_test(a_redis_restart_is_caught_up_from_the_store),

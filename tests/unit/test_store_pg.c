@@ -230,17 +230,23 @@ static void see_saved_latest(void *arg, const char *room, uint64_t marker, uint6
  * latest seq; no room of a name that only starts or ends like it, and no public room. Another
  * node's rooms are listed as soon as they are committed, and so are the saved rooms' latest
  * seqs (what welcome gives). */
-static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
+/* Dm rooms of bob and of names like it (and a public room "bob"), written by a and b. */
+static void fill_bobs_dms(struct store *a, struct store *b)
 {
-    struct fixture *f = *state;
-    struct store *a = f->s, *b = NULL;
-    assert_int_equal(store_pg_open(f->url, false, &b), 0);
     fill(a, "dm:alice:bob", 2);
     fill(b, "dm:bob:carol", 3);
     fill(b, "dm:bobby:carol", 1);
     fill(a, "dm:al:bobby", 1);
     fill(b, "dm:bo:carol", 1);
     fill(a, "bob", 1);
+}
+
+static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
+{
+    struct fixture *f = *state;
+    struct store *a = f->s, *b = NULL;
+    assert_int_equal(store_pg_open(f->url, false, &b), 0);
+    fill_bobs_dms(a, b);
     struct rooms_seen r = {0};
     assert_int_equal(a->ops->dm_rooms(a, "bob", see_room, &r), 0);
     assert_int_equal(r.n, 2);
@@ -269,6 +275,47 @@ static void dm_rooms_lists_a_users_rooms_from_every_node(void **state)
     assert_int_equal(
         count_rows(f, "SELECT count(*) FROM pg_indexes WHERE indexname = 'rooms_dm_second'"), 1);
     b->ops->close(b);
+}
+
+/* How many times room is in r, and its last seq there. */
+static int seen_times(const struct rooms_seen *r, const char *room, uint64_t *last_seq)
+{
+    int times = 0;
+    for (int j = 0; j < r->n; j++)
+        if (strcmp(r->name[j], room) == 0) {
+            times++;
+            *last_seq = r->last_seq[j];
+        }
+    return times;
+}
+
+/* dm_rooms_of: in one query, what dm_rooms gives for each of the users, each room once (one of
+ * two listed users' is in both halves of the query), and nothing else. */
+static void dm_rooms_of_lists_what_dm_rooms_lists_for_each(void **state)
+{
+    struct fixture *f = *state;
+    struct store *a = f->s;
+    fill_bobs_dms(a, a);
+    fill(a, "dm:carol:dave", 4);
+    const char *users[] = {"bob", "carol", "erin"};
+    struct rooms_seen all = {0};
+    assert_int_equal(a->ops->dm_rooms_of(a, users, 3, see_room, &all), 0);
+    int want = 0;
+    for (int u = 0; u < 3; u++) {
+        struct rooms_seen one = {0};
+        assert_int_equal(a->ops->dm_rooms(a, users[u], see_room, &one), 0);
+        for (int i = 0; i < one.n; i++) {
+            uint64_t seq = 0;
+            assert_int_equal(seen_times(&all, one.name[i], &seq), 1);
+            assert_int_equal(seq, one.last_seq[i]);
+            want += strcmp(one.name[i], "dm:bob:carol") != 0 || u == 0; /* bob's and carol's */
+        }
+    }
+    assert_int_equal(all.n, want);
+    assert_int_equal(all.n, 5); /* alice:bob, bob:carol, bobby:carol, bo:carol, carol:dave */
+    memset(&all, 0, sizeof all);
+    assert_int_equal(a->ops->dm_rooms_of(a, users + 2, 1, see_room, &all), 0);
+    assert_int_equal(all.n, 0);
 }
 
 /* A schema newer than this binary's is refused, opened normally or in standby; standby on an
@@ -512,6 +559,7 @@ static int run_store_tests(void)
         TEST(nodes_starting_at_once_migrate_once),
         TEST(standby_and_newer_schema),
         TEST(dm_rooms_lists_a_users_rooms_from_every_node),
+        TEST(dm_rooms_of_lists_what_dm_rooms_lists_for_each),
         TEST(search_follows_rule_71),
         TEST(a_lost_connection_is_busy_then_recovers),
         TEST(a_batch_reads_its_checks_ahead),

@@ -153,12 +153,14 @@ export function shareEngines({ databases = 64 } = {}) {
 // Redis then hears nothing of it meanwhile, a subscription included. hold() holds what every
 // connection sends; holdNew(marker) only what the connections opened from then on send (a live
 // upgrade's new process's, not the old one's), and with a marker only from the first bytes
-// holding it on (`:u:`: a subscription to a user's channel); release() lets it all go, in order;
+// holding it on (`:u:`: a subscription to a user's channel); holdMarked(marker) what any
+// connection sends from its first bytes holding marker on; release() lets it all go, in order;
 // cut() closes every connection there is (the node finds Redis gone).
 export async function holdingProxy(t, port) {
   let held = null; // while holding: the chunks to send on release, as [socket, chunk]
   let onlyNew = false;
   let marker = null;
+  let anyMarked = false; // holdMarked: every connection, from its marker on
   const sockets = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(port, '127.0.0.1');
@@ -166,8 +168,8 @@ export async function holdingProxy(t, port) {
     const isNew = Boolean(held && onlyNew); // opened while new ones are held
     let holdsThis = isNew && !marker;
     const holding = (d) => {
-      if (isNew && held && !holdsThis && marker) holdsThis = d.includes(marker);
-      return held && (!onlyNew || holdsThis);
+      if ((isNew || anyMarked) && held && !holdsThis && marker) holdsThis = d.includes(marker);
+      return held && ((!onlyNew && !anyMarked) || holdsThis);
     };
     client.on('data', (d) => (holding(d) ? held.push([upstream, d]) : upstream.write(d)));
     upstream.on('data', (d) => client.write(d));
@@ -188,10 +190,18 @@ export async function holdingProxy(t, port) {
     hold: () => {
       held = [];
       onlyNew = false;
+      anyMarked = false;
     },
     holdNew: (mark = null) => {
       held = [];
       onlyNew = true;
+      anyMarked = false;
+      marker = mark;
+    },
+    holdMarked: (mark) => {
+      held = [];
+      onlyNew = false;
+      anyMarked = true;
       marker = mark;
     },
     cut: () => {
