@@ -1044,7 +1044,8 @@ static bool seed_wait(struct hub *h, struct hub_room *r, struct chat_op *op)
         if (r->ring_len >= cap)
             return false; /* the replay reaches below what the ring can hold */
         uint64_t upto = ring_first(r) - 1;
-        uint64_t depth = cap - r->ring_len < CHAT_REPLAY_PAGE ? cap - r->ring_len : CHAT_REPLAY_PAGE;
+        uint64_t room_left = cap - r->ring_len;
+        uint64_t depth = room_left < CHAT_REPLAY_PAGE ? room_left : CHAT_REPLAY_PAGE;
         uint64_t after = upto > depth ? upto - depth : 0;
         if (op->join_after < after)
             return false;
