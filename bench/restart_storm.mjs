@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, start, startParley } from './lib.mjs';
+import { killAndWait, root, start, startParley } from './lib.mjs';
 
 const [binA, binB, roundsArg = '3', nArg = '15000'] = process.argv.slice(2);
 if (!binA || !binB) {
@@ -64,9 +64,7 @@ async function restartStorm(bin) {
   let restarting = null;
   const restart = async () => {
     await new Promise((r) => setTimeout(r, restartAfterMs));
-    const gone = new Promise((r) => s.proc.once('exit', r));
-    s.proc.kill('SIGKILL');
-    await gone;
+    await killAndWait(s.proc);
     s = await startParley({ bin, port, data });
   };
   const r = await loadgen([...stormArgs, '--url', `ws://127.0.0.1:${port}/ws`, '--server-pid', String(s.proc.pid)], (out) => {
@@ -78,9 +76,7 @@ async function restartStorm(bin) {
   r.server_cpu_restarted_s = (utime + stime) / 100;
   r.replay_reads = await metric(port, 'parley_replay_reads_total');
   r.seed_reads = await metric(port, 'parley_ring_seed_reads_total');
-  const gone = new Promise((res) => s.proc.once('exit', res));
-  s.proc.kill('SIGKILL');
-  await gone;
+  await killAndWait(s.proc);
   rmSync(data, { recursive: true, force: true });
   if (!restarting || !r.ok || r.exit !== 0) fail(`${bin}: ${JSON.stringify(r)}`);
   return r;
