@@ -13,7 +13,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, start, startParley } from './lib.mjs';
+import { killAndWait, root, start, startParley } from './lib.mjs';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const LOADGEN = path.join(root, 'build/bench/loadgen');
@@ -143,9 +143,7 @@ async function runRestart(args) {
   let restarting = null;
   const restart = async () => {
     await new Promise((r) => setTimeout(r, restartAfterMs));
-    const gone = new Promise((r) => s.proc.once('exit', r));
-    s.proc.kill('SIGKILL');
-    await gone;
+    await killAndWait(s.proc);
     try {
       s = await startWithin(server.name, () => startParley({ port, data }));
     } catch (e) {

@@ -26,6 +26,13 @@ export function start(cmd, args, readyPattern) {
   });
 }
 
+// Kills proc (SIGKILL) and resolves once it has exited.
+export function killAndWait(proc) {
+  const gone = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGKILL');
+  return gone;
+}
+
 // A fresh parley (bin, else PARLEY_BIN, else the release build) on free loopback ports with its
 // own data directory, no send limit and no per-address limit, plus `args`; resolves once it is
 // ready, with its HTTP and telnet ports.

@@ -285,6 +285,11 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_searches_total", "Search requests read from the index.", METRIC_SEARCHES);
     counter(&o, "parley_search_rows_total",
             "Search index rows examined (each search at most --search-scan).", METRIC_SEARCH_ROWS);
+    counter(&o, "parley_replay_reads_total", "Pages of joins' replays read from the store.",
+            METRIC_REPLAY_READS);
+    counter(&o, "parley_ring_seed_reads_total",
+            "Reads of a room's newest page to fill the hub's ring of recent messages.",
+            METRIC_RING_SEEDS);
     part(&o, METRICS_PART_ERRORS);
     part(&o, METRICS_PART_TLS);
     histogram(&o, "parley_store_commit_seconds", "Time to commit one batch.", latency_bounds,

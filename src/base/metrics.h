@@ -35,6 +35,8 @@ enum metric_counter {
     METRIC_COUNT_SENT,              /* count events queued to WebSocket connections */
     METRIC_SEARCHES,                /* search requests read from the index */
     METRIC_SEARCH_ROWS,             /* search index rows they examined (rule 72's scan) */
+    METRIC_REPLAY_READS,            /* pages of joins' replays read from the store */
+    METRIC_RING_SEEDS,              /* reads of a room's newest page to fill the hub's ring */
     METRIC_COUNTERS,
 };
 

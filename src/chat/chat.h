@@ -27,6 +27,8 @@
 #define CHAT_ROOM_MAX (TEXT_DM_ROOM_MAX + 1)
 #define CHAT_NAME_MAX (TEXT_NAME_MAX + 1)
 #define CHAT_TOKEN_LEN 43 /* 32 random bytes in unpadded base64url */
+/* Events per store read of a replay: what one connection's replay holds in memory at a time. */
+#define CHAT_REPLAY_PAGE 256
 
 enum chat_op_kind {
     CHAT_REGISTER,
@@ -74,6 +76,10 @@ enum chat_op_kind {
      * (rooms, each once), read again once the users' channels between nodes are subscribed here
      * (hub_broker.h). */
     CHAT_DM_SEQS,
+    /* hub -> store -> hub: a room's newest events (join_after, seq] in their replay forms, read
+     * to fill the hub's ring of recent messages where it is empty or short (after a restart), so
+     * that the joins waiting on it replay from memory (hub.c, "ring seeds"). */
+    CHAT_RING_SEED,
 };
 
 /* A listed user's status (rule 70): away, and its text (owned) or NULL. Only users not at the

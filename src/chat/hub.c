@@ -157,6 +157,16 @@ struct hub {
      * join storm's transient buffers made on this thread (joined lists, events) never pin a
      * page of theirs in the heap. */
     struct pool_sizes pools;
+    struct map seeds; /* room name -> struct ring_seed while its read is in flight */
+};
+
+/* A read of a room's newest events for its empty or short ring (see "ring seeds" below), and
+ * the joins that wait for it. */
+struct ring_seed {
+    uint64_t after; /* it reads (after, upto]: the page just below the ring as it was sent */
+    bool spoiled;   /* an event that may change a replay form was delivered since it was sent */
+    struct chat_op **wait;
+    size_t n_wait, cap_wait;
 };
 
 /* --- rooms --- */
@@ -994,24 +1004,149 @@ static void join_reply(struct hub *h, struct hub_room *r, struct chat_op *op)
     reply(h, op);
 }
 
+/* Answers the join with its replay (op->join_after, latest] from the ring, if the ring reaches
+ * that far. */
+static bool join_from_ring(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    if (op->join_after < r->latest && ring_first(r) > op->join_after + 1)
+        return false;
+    ring_replay(r, op->join_after, op);
+    join_reply(h, r, op);
+    return true;
+}
+
+/* Sends the join to the store for the first page of its replay (stage 0). */
+static void join_read(struct hub_room *r, struct chat_op *op)
+{
+    op->seq = r->latest; /* read up to here; what comes later is in the ring by then */
+    chat_to_store(op);
+}
+
+/*
+ * Ring seeds. After a restart every room's ring is empty, and the reconnecting clients' joins
+ * with `since` would each read the same few newest events from the store and encode them again.
+ * Instead the first join whose replay lies within a page below the ring starts one read of that
+ * page (CHAT_RING_SEED), and it and every join after it that the page would cover wait for it.
+ * When it lands it is put below the ring, if that keeps the ring's rules: consecutive seqs up to
+ * the room's newest, each in its replay form as the store would give it now. So it must join
+ * the ring (the events delivered meanwhile are the ring's), and no event delivered meanwhile may
+ * have changed a form the page holds: any edit, delete, reaction or moderation event spoils it
+ * (another node's too; a plain message cannot). The waiting joins are then answered from the
+ * ring, or, where it still does not reach, read for themselves as before.
+ */
+
+/* Whether op now waits for a seed read of r (started here if none is in flight). */
+static bool seed_wait(struct hub *h, struct hub_room *r, struct chat_op *op)
+{
+    if (r->dm || op->ts)
+        return false; /* only public rooms, read whole (a dm replay may skip, rule 40) */
+    struct ring_seed *seed = map_get(&h->seeds, r->name);
+    if (!seed) {
+        uint32_t cap = ring_cap(h);
+        if (r->ring_len >= cap)
+            return false; /* the replay reaches below what the ring can hold */
+        uint64_t upto = ring_first(r) - 1;
+        uint64_t room_left = cap - r->ring_len;
+        uint64_t depth = room_left < CHAT_REPLAY_PAGE ? room_left : CHAT_REPLAY_PAGE;
+        uint64_t after = upto > depth ? upto - depth : 0;
+        if (op->join_after < after)
+            return false;
+        seed = xcalloc(1, sizeof *seed);
+        seed->after = after;
+        map_put(&h->seeds, r->name, seed);
+        struct chat_op *rd = chat_op_new(CHAT_RING_SEED, 0, 0);
+        memcpy(rd->room, r->name, sizeof rd->room);
+        rd->join_after = after;
+        rd->seq = upto;
+        chat_to_store(rd);
+    } else if (op->join_after < seed->after) {
+        return false;
+    }
+    if (seed->n_wait == seed->cap_wait) {
+        seed->cap_wait = seed->cap_wait ? seed->cap_wait * 2 : 16;
+        seed->wait = xrealloc(seed->wait, seed->cap_wait * sizeof *seed->wait);
+    }
+    seed->wait[seed->n_wait++] = op;
+    return true;
+}
+
+/* An event with seq past r's newest is being delivered: one that may change a replay form
+ * spoils r's seed read in flight. */
+static void seed_event(struct hub *h, const struct hub_room *r, const struct hub_event *ev)
+{
+    if (h->seeds.count == 0)
+        return;
+    const struct chat_op *op = ev->op;
+    if (op ? op->kind == CHAT_SEND : !ev->target && !ev->mod)
+        return;
+    struct ring_seed *seed = map_get(&h->seeds, r->name);
+    if (seed)
+        seed->spoiled = true;
+}
+
+/* Puts a seed read's events (rd->msgs, replay forms) below r's ring, if they are consecutive
+ * and reach up to the ring's oldest entry (or the room's newest seq when the ring is empty). */
+static void ring_seed(struct hub *h, struct hub_room *r, const struct chat_op *rd)
+{
+    size_t n = rd->n_msgs;
+    uint64_t first = ring_first(r);
+    if (n == 0 || rd->msgs[0].seq >= first || rd->msgs[n - 1].seq + 1 < first)
+        return;
+    for (size_t i = 1; i < n; i++)
+        if (rd->msgs[i].seq != rd->msgs[0].seq + i)
+            return;
+    uint32_t had = r->ring_len;
+    struct msg_rec *keep = xmalloc(((size_t)had + 1) * sizeof *keep);
+    for (uint32_t i = 0; i < had; i++)
+        keep[i] = r->ring[(r->ring_head + i) % r->ring_alloc]; /* the references move */
+    r->ring_len = 0;
+    r->ring_head = 0;
+    for (size_t i = 0; i < n && rd->msgs[i].seq < first; i++)
+        ring_push(h, r, &rd->msgs[i]);
+    for (uint32_t i = 0; i < had; i++) {
+        ring_push(h, r, &keep[i]);
+        msg_rec_release(&keep[i]);
+    }
+    free(keep);
+}
+
+/* A seed read is back: the ring seeded if it may be, and every join that waited answered from
+ * the ring or sent to read for itself. */
+static void seed_landed(struct hub *h, struct chat_op *rd)
+{
+    struct ring_seed *seed = map_del(&h->seeds, rd->room);
+    struct hub_room *r = room_get(h, rd->room, false);
+    if (seed && r && !rd->err && !seed->spoiled)
+        ring_seed(h, r, rd);
+    chat_op_free(rd);
+    if (!seed)
+        return;
+    for (size_t i = 0; i < seed->n_wait; i++) {
+        struct chat_op *op = seed->wait[i];
+        if (!r)
+            r = room_get(h, op->room, true);
+        if (!join_from_ring(h, r, op))
+            join_read(r, op);
+    }
+    free(seed->wait);
+    free(seed);
+}
+
 /* Replays (op->join_after, latest] from the ring if it reaches that far. Otherwise the store
- * reads a first page (stage 0), and once that is back the join is answered with the rest to be
- * read by the worker, a page at a time as its connection drains: a long replay is never
- * gathered in memory whole. */
+ * reads a first page (stage 0; or a seed read fills the ring, above), and once that is back the
+ * join is answered with the rest to be read by the worker, a page at a time as its connection
+ * drains: a long replay is never gathered in memory whole. */
 static void join_continue(struct hub *h, struct hub_room *r, struct chat_op *op)
 {
-    if (op->join_after >= r->latest || ring_first(r) <= op->join_after + 1) {
-        ring_replay(r, op->join_after, op);
-        join_reply(h, r, op);
+    if (join_from_ring(h, r, op))
         return;
-    }
     if (op->stage == 1) {
         op->replay_until = r->latest; /* all stored already: the store has it */
         join_reply(h, r, op);
         return;
     }
-    op->seq = r->latest; /* read up to here; what comes later is in the ring by then */
-    chat_to_store(op);
+    if (!seed_wait(h, r, op))
+        join_read(r, op);
 }
 
 /*
@@ -1620,6 +1755,7 @@ static void event_deliver(void *arg, struct hub_event *ev)
          * only the storing node has its new replay form: replays read the store instead. */
         if (seq > r->latest + 1 || (ev->target && r->ring_len && ev->target >= ring_first(r)))
             ring_clear(r);
+        seed_event(h, r, ev);
         r->latest = seq;
         ring_push(h, r, &ev->ring);
         if (op) {
@@ -2068,6 +2204,9 @@ static void on_mail(struct service *s, struct mail *m)
     case CHAT_FILL:
         hub_broker_filled(h->hb, op);
         break;
+    case CHAT_RING_SEED:
+        seed_landed(h, op);
+        break;
     case CHAT_DM_SEQS:
         hub_broker_dm_seqs(h->hb, op);
         break;
@@ -2141,6 +2280,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     map_init(&h->rooms, true);
     map_init(&h->registered, true);
     map_init(&h->registering, true);
+    map_init(&h->seeds, true);
     map_init_borrowed(&h->lookalikes);
     h->out = xcalloc((size_t)n_workers, sizeof *h->out);
     ordset_init(&h->public_rooms, 1);
@@ -2224,6 +2364,15 @@ void hub_destroy(struct service *s)
     size_t pos = 0;
     const char *k;
     void *v;
+    while (map_next(&h->seeds, &pos, &k, &v)) {
+        struct ring_seed *seed = v;
+        for (size_t i = 0; i < seed->n_wait; i++)
+            chat_op_free(seed->wait[i]);
+        free(seed->wait);
+        free(seed);
+    }
+    map_free(&h->seeds);
+    pos = 0;
     while (map_next(&h->rooms, &pos, &k, &v))
         room_free(v);
     map_free(&h->rooms);

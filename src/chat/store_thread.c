@@ -30,8 +30,7 @@
 #define ERASE_MERGE_PAUSE_MS 2
 /* At shutdown the merge runs to its end; this bounds it should a step keep reporting work. */
 #define ERASE_MERGE_STEPS_MAX 1000000
-/* Messages per read of a replay: what one connection's replay holds in memory at a time. */
-#define REPLAY_PAGE 256
+#define REPLAY_PAGE CHAT_REPLAY_PAGE
 /* The room that always exists (hub.c) and has no owner: counted whether it has a row or not. */
 #define ROOM_ALWAYS "general"
 
@@ -1330,6 +1329,7 @@ static uint64_t read_page(struct store_thread *st, struct chat_op *op)
     struct read_ctx ctx = {op, 0, op->join_after};
     int rc = st->db->ops->read(st->db, op->room, op->join_after, op->seq + 1, op->ts, REPLAY_PAGE,
                                false, collect, &ctx);
+    metrics_add(METRIC_REPLAY_READS, 1);
     if (rc < 0)
         chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
     else if (ctx.last < op->seq && rc < REPLAY_PAGE)
@@ -1376,6 +1376,19 @@ static void read_replay(struct store_thread *st, struct chat_op *op)
         read_page(st, op);
     }
     op->stage = 1;
+    chat_to_hub(op);
+}
+
+/* The hub's ring seed (chat.h CHAT_RING_SEED): (join_after, seq], which the hub keeps within one
+ * page, in replay forms, back to the hub. */
+static void read_ring_seed(struct store_thread *st, struct chat_op *op)
+{
+    struct read_ctx ctx = {op, 0, op->join_after};
+    int rc = st->db->ops->read(st->db, op->room, op->join_after, op->seq + 1, 0, REPLAY_PAGE, false,
+                               collect, &ctx);
+    metrics_add(METRIC_RING_SEEDS, 1);
+    if (rc < 0)
+        chat_op_fail(op, PROTO_SERVER_BUSY, "the room's history is not available right now");
     chat_to_hub(op);
 }
 
@@ -1530,6 +1543,9 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     case CHAT_FILL:
         read_fill(st, op);
+        return;
+    case CHAT_RING_SEED:
+        read_ring_seed(st, op);
         return;
     case CHAT_DM_SEQS:
         if (list_dms_of(st, op) < 0)
