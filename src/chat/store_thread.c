@@ -457,7 +457,7 @@ static int sync_seq(struct store_thread *st, const char *name)
     if (!db->ops->room_seqs || room_of(st, name)->synced_batch == st->batch_no)
         return 0;
     uint64_t stored = 0;
-    int rc = db->ops->room_seqs(db, &name, 1, stamp(st, false), &stored, NULL, 0);
+    int rc = db->ops->room_seqs(db, &name, 1, stamp(st, false), &stored, NULL, 0, NULL);
     if (rc == 0)
         seq_synced(st, name, stored);
     return rc;
@@ -486,9 +486,12 @@ static bool lookup_of(const struct chat_op *op, char *identity, struct store_loo
 
 /* Takes the locks of every room the batch stores an event in, in name order, before anything
  * else: every node locks in the same order, so two batches never deadlock on each other. What
- * the checks will ask of those rooms is read with them (one round trip). */
-static int lock_rooms(struct store_thread *st)
+ * the checks will ask of those rooms is read with them, and the database's clock into
+ * batch_clock (one round trip); *clocked tells whether it was (a batch that stores no event reads
+ * the clock alone). */
+static int lock_rooms(struct store_thread *st, bool *clocked)
 {
+    *clocked = false;
     if (!st->db->ops->room_seqs)
         return 0;
     const char **names = xmalloc(st->n_batch * sizeof *names);
@@ -509,9 +512,16 @@ static int lock_rooms(struct store_thread *st)
         if (distinct == 0 || strcmp(names[i], names[distinct - 1]) != 0)
             names[distinct++] = names[i];
     uint64_t *seqs = xmalloc((distinct ? distinct : 1) * sizeof *seqs);
-    int rc = distinct ? st->db->ops->room_seqs(st->db, names, distinct, stamp(st, false), seqs,
-                                               keys, n_keys)
+    /* Rows are made at stamp(st, false) as the clock read here makes it: the later of the
+     * database's clock and the last stamp. */
+    int64_t *clock = st->db->ops->clock_ms ? &st->batch_clock : NULL;
+    int rc = distinct ? st->db->ops->room_seqs(st->db, names, distinct, st->last_ts, seqs, keys,
+                                               n_keys, clock)
                       : 0;
+    if (rc == 0 && distinct) {
+        *clocked = clock != NULL;
+        stamp(st, false);
+    }
     for (size_t i = 0; rc == 0 && i < distinct; i++)
         seq_synced(st, names[i], seqs[i]);
     free(seqs);
@@ -847,11 +857,13 @@ static void commit_batch(struct service *s)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     st->batch_no++;
     int rc = db->ops->begin(db);
-    /* A shared database's clock stamps the batch (store.h, clock_ms). */
-    if (rc == 0 && db->ops->clock_ms)
-        rc = db->ops->clock_ms(db, &st->batch_clock);
+    /* A shared database's clock stamps the batch (store.h, clock_ms), read with the rooms' locks
+     * when the batch stores an event. */
+    bool clocked = false;
     if (rc == 0)
-        rc = lock_rooms(st);
+        rc = lock_rooms(st, &clocked);
+    if (rc == 0 && !clocked && db->ops->clock_ms)
+        rc = db->ops->clock_ms(db, &st->batch_clock);
     size_t applied = 0;
     for (; rc == 0 && applied < st->n_batch; applied++)
         rc = apply_write(st, st->batch[applied]);

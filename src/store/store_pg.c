@@ -38,10 +38,10 @@
  *
  * Round trips. On one host a statement's cost is mostly its round trip, so a batch's work goes in
  * as few as it can, sent together in libpq's pipeline mode and read back at one sync point: the
- * batch's BEGIN with its first statement (the clock's), the rooms' rows made and locked with the
+ * batch's BEGIN and clock with its first statements, the rooms' rows made and locked with the
  * cid and mute checks of every event read under those locks (room_seqs; kept in memory for the
  * batch and brought up to date by its own writes), then each insert's statements, then COMMIT:
- * four round trips for a batch of one event. The order of statements, the locks and the
+ * three round trips for a batch of one event. The order of statements, the locks and the
  * transaction are those of one statement after another.
  *
  * Search. The words are folded by search_text.c, as for SQLite, and stored as a tsvector of those
@@ -437,7 +437,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " THEN 0 ELSE 1 END FROM rooms WHERE name NOT LIKE 'dm:%'",
     /* A batch's rooms (room_seqs): rows made, then locked, both in byte order of the names. */
     [ST_ROOMS_ENSURE] = "INSERT INTO rooms(name, created_ms)"
-                        " SELECT n, $2::bigint FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
+                        " SELECT n, GREATEST($2::bigint, (extract(epoch FROM now()) * 1000)::bigint)"
+                        " FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
                         " ON CONFLICT(name) DO NOTHING",
     [ST_ROOMS_LOCK] = "SELECT name, last_seq FROM rooms WHERE name = ANY($1::text[])"
                       " ORDER BY name FOR UPDATE",
@@ -1104,24 +1105,27 @@ static void prefetch_keep(struct pg_store *ps, struct prefetch *pf, bool ok)
 /* The rooms' last seqs under their row locks (store.h): the counter of a node that another node
  * overtook is set right here, before it numbers an event, instead of failing at the insert. The
  * rows are made first, so their locks are taken here, in the caller's order, not at the insert;
- * both statements and the reads of what the batch's checks will ask under those locks (keys)
- * go in one round trip (with the batch's BEGIN when it is the first). */
-static int pg_room_seqs(struct store *s, const char *const *rooms, size_t n, int64_t now_ms,
-                        uint64_t *seqs, const struct store_lookup *keys, size_t n_keys)
+ * both statements, the reads of what the batch's checks will ask under those locks (keys) and
+ * the clock go in one round trip (with the batch's BEGIN when it is the first). */
+static int pg_room_seqs(struct store *s, const char *const *rooms, size_t n, int64_t floor_ms,
+                        uint64_t *seqs, const struct store_lookup *keys, size_t n_keys,
+                        int64_t *clock)
 {
     struct pg_store *ps = from_base(s);
     int ret = batch_lost(ps);
     if (ret != 0)
         return ret;
     char *names = text_array(rooms, n);
-    PGresult *r = NULL;
+    PGresult *r = NULL, *rclock = NULL;
     struct prefetch pf = {0};
     bool conflict, sent = false;
     ret = pipe_begin(ps);
     if (ret == 0) {
         struct params p = {0};
+        if (clock)
+            pipe_stmt(ps, ST_CLOCK, "clock", &p, &rclock, false);
         p_text(&p, names);
-        p_i64(&p, now_ms);
+        p_i64(&p, floor_ms);
         pipe_stmt(ps, ST_ROOMS_ENSURE, "room_seqs", &p, NULL, false);
         p = (struct params){0};
         p_text(&p, names);
@@ -1145,6 +1149,13 @@ static int pg_room_seqs(struct store *s, const char *const *rooms, size_t n, int
         }
     }
     PQclear(r);
+    if (ret == 0 && clock) {
+        if (rclock && PQntuples(rclock) > 0)
+            *clock = col_i64(rclock, 0, 0);
+        else
+            ret = note(ps, -EIO);
+    }
+    PQclear(rclock);
     if (sent)
         prefetch_keep(ps, &pf, ret == 0);
     return ret;

@@ -451,7 +451,11 @@ static void a_batch_reads_its_checks_ahead(void **state)
         {.room = "dev", .identity = "dave", .muted_lc = "dave"},
         {.room = "elsewhere", .identity = "erin", .cid = "c1"}, /* a room not locked: not read */
     };
-    assert_int_equal(s->ops->room_seqs(s, rooms, 3, 5000, seqs, keys, 5), 0);
+    int64_t clock = 0, alone = 0;
+    assert_int_equal(s->ops->room_seqs(s, rooms, 3, 5000, seqs, keys, 5, &clock), 0);
+    assert_int_equal(s->ops->clock_ms(s, &alone), 0);
+    assert_true(clock > 5000);
+    assert_int_equal(clock, alone); /* now(): the transaction's start, whichever asks */
     assert_int_equal(seqs[0], 1);
     assert_int_equal(seqs[1], 3);
     assert_int_equal(seqs[2], 0);
