@@ -468,8 +468,9 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* What the batch's checks of op will ask the store first (store.h, room_seqs' keys): its cid, and for a
- * send, edit, react or topic in a public room whether the sender is muted. False: nothing. */
+/* What the batch's checks of op will ask the store first (store.h, room_seqs' keys): its cid,
+ * and for a send, edit, react or topic in a public room whether the sender is muted. False:
+ * nothing. */
 static bool lookup_of(const struct chat_op *op, char *identity, struct store_lookup *k)
 {
     bool mute = !op->room_is_dm && (op->kind == CHAT_SEND || op->kind == CHAT_EDIT ||

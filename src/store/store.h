@@ -133,8 +133,8 @@ typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uin
  * rooms, which sees every write, has it). */
 typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker, uint64_t latest);
 
-/* A check a batch will make (store_ops.room_seqs' keys): the cid of identity in room (cid NULL: none
- * asked), and whether muted_lc is muted in room (NULL: not asked). */
+/* A check a batch will make (store_ops.room_seqs' keys): the cid of identity in room (cid NULL:
+ * none asked), and whether muted_lc is muted in room (NULL: not asked). */
 struct store_lookup {
     const char *room;
     const char *identity;

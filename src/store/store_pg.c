@@ -437,7 +437,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " THEN 0 ELSE 1 END FROM rooms WHERE name NOT LIKE 'dm:%'",
     /* A batch's rooms (room_seqs): rows made, then locked, both in byte order of the names. */
     [ST_ROOMS_ENSURE] = "INSERT INTO rooms(name, created_ms)"
-                        " SELECT n, GREATEST($2::bigint, (extract(epoch FROM now()) * 1000)::bigint)"
+                        " SELECT n,"
+                        " GREATEST($2::bigint, (extract(epoch FROM now()) * 1000)::bigint)"
                         " FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
                         " ON CONFLICT(name) DO NOTHING",
     [ST_ROOMS_LOCK] = "SELECT name, last_seq FROM rooms WHERE name = ANY($1::text[])"
