@@ -499,7 +499,7 @@ static int sync_seq(struct store_thread *st, const char *name)
     if (!db->ops->room_seqs || room_of(st, name)->synced_batch == st->batch_no)
         return 0;
     uint64_t stored = 0;
-    int rc = db->ops->room_seqs(db, &name, 1, stamp(st, false), &stored);
+    int rc = db->ops->room_seqs(db, &name, 1, stamp(st, false), &stored, NULL, 0, NULL);
     if (rc == 0)
         seq_synced(st, name, stored);
     return rc;
@@ -510,8 +510,9 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* What the batch's checks of op will ask the store first (store.h, prefetch): its cid, and for a
- * send, edit, react or topic in a public room whether the sender is muted. False: nothing. */
+/* What the batch's checks of op will ask the store first (store.h, room_seqs' keys): its cid,
+ * and for a send, edit, react or topic in a public room whether the sender is muted. False:
+ * nothing. */
 static bool lookup_of(const struct chat_op *op, char *identity, struct store_lookup *k)
 {
     bool mute = !op->room_is_dm && (op->kind == CHAT_SEND || op->kind == CHAT_EDIT ||
@@ -526,51 +527,51 @@ static bool lookup_of(const struct chat_op *op, char *identity, struct store_loo
     return true;
 }
 
-/* Reads at once what the batch's checks will ask of the rooms just locked. */
-static int prefetch(struct store_thread *st)
-{
-    struct store *db = st->db;
-    if (!db->ops->prefetch)
-        return 0;
-    struct store_lookup *keys = xmalloc(st->n_batch * sizeof *keys);
-    char(*ids)[STORE_IDENTITY_MAX] = xmalloc(st->n_batch * sizeof *ids);
-    size_t n = 0;
-    for (size_t i = 0; i < st->n_batch; i++) {
-        const struct chat_op *op = st->batch[i];
-        if (chat_op_stores_event(op->kind) && op->room[0] && lookup_of(op, ids[n], &keys[n]))
-            n++;
-    }
-    int rc = n ? db->ops->prefetch(db, keys, n) : 0;
-    free(ids);
-    free(keys);
-    return rc;
-}
-
 /* Takes the locks of every room the batch stores an event in, in name order, before anything
- * else: every node locks in the same order, so two batches never deadlock on each other. Then
- * what the checks will ask is read at once. */
-static int lock_rooms(struct store_thread *st)
+ * else: every node locks in the same order, so two batches never deadlock on each other. What
+ * the checks will ask of those rooms is read with them, and the database's clock into
+ * batch_clock (one round trip); *clocked tells whether it was (a batch that stores no event reads
+ * the clock alone). */
+static int lock_rooms(struct store_thread *st, bool *clocked)
 {
+    *clocked = false;
     if (!st->db->ops->room_seqs)
         return 0;
     const char **names = xmalloc(st->n_batch * sizeof *names);
-    size_t n = 0;
-    for (size_t i = 0; i < st->n_batch; i++)
-        if (chat_op_stores_event(st->batch[i]->kind) && st->batch[i]->room[0])
-            names[n++] = st->batch[i]->room;
+    struct store_lookup *keys = xmalloc(st->n_batch * sizeof *keys);
+    char(*ids)[STORE_IDENTITY_MAX] = xmalloc(st->n_batch * sizeof *ids);
+    size_t n = 0, n_keys = 0;
+    for (size_t i = 0; i < st->n_batch; i++) {
+        const struct chat_op *op = st->batch[i];
+        if (!chat_op_stores_event(op->kind) || !op->room[0])
+            continue;
+        names[n++] = op->room;
+        if (lookup_of(op, ids[n_keys], &keys[n_keys]))
+            n_keys++;
+    }
     qsort(names, n, sizeof *names, by_name);
     size_t distinct = 0;
     for (size_t i = 0; i < n; i++)
         if (distinct == 0 || strcmp(names[i], names[distinct - 1]) != 0)
             names[distinct++] = names[i];
     uint64_t *seqs = xmalloc((distinct ? distinct : 1) * sizeof *seqs);
-    int rc = distinct ? st->db->ops->room_seqs(st->db, names, distinct, stamp(st, false), seqs)
+    /* Rows are made at stamp(st, false) as the clock read here makes it: the later of the
+     * database's clock and the last stamp. */
+    int64_t *clock = st->db->ops->clock_ms ? &st->batch_clock : NULL;
+    int rc = distinct ? st->db->ops->room_seqs(st->db, names, distinct, st->last_ts, seqs, keys,
+                                               n_keys, clock)
                       : 0;
+    if (rc == 0 && distinct) {
+        *clocked = clock != NULL;
+        stamp(st, false);
+    }
     for (size_t i = 0; rc == 0 && i < distinct; i++)
         seq_synced(st, names[i], seqs[i]);
     free(seqs);
+    free(ids);
+    free(keys);
     free(names);
-    return rc == 0 ? prefetch(st) : rc;
+    return rc;
 }
 
 /* Retention (rule 47): a room's newest N messages are kept, and every event after the oldest
@@ -901,11 +902,13 @@ static void commit_batch(struct service *s)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     st->batch_no++;
     int rc = db->ops->begin(db);
-    /* A shared database's clock stamps the batch (store.h, clock_ms). */
-    if (rc == 0 && db->ops->clock_ms)
-        rc = db->ops->clock_ms(db, &st->batch_clock);
+    /* A shared database's clock stamps the batch (store.h, clock_ms), read with the rooms' locks
+     * when the batch stores an event. */
+    bool clocked = false;
     if (rc == 0)
-        rc = lock_rooms(st);
+        rc = lock_rooms(st, &clocked);
+    if (rc == 0 && !clocked && db->ops->clock_ms)
+        rc = db->ops->clock_ms(db, &st->batch_clock);
     size_t applied = 0;
     for (; rc == 0 && applied < st->n_batch; applied++)
         rc = apply_write(st, st->batch[applied]);

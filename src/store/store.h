@@ -133,8 +133,8 @@ typedef bool (*store_search_cb)(void *arg, uint64_t rowid, const char *room, uin
  * rooms, which sees every write, has it). */
 typedef void (*store_saved_cb)(void *arg, const char *room, uint64_t marker, uint64_t latest);
 
-/* A check a batch will make (store_ops.prefetch): the cid of identity in room (cid NULL: none
- * asked), and whether muted_lc is muted in room (NULL: not asked). */
+/* A check a batch will make (store_ops.room_seqs' keys): the cid of identity in room (cid NULL:
+ * none asked), and whether muted_lc is muted in room (NULL: not asked). */
 struct store_lookup {
     const char *room;
     const char *identity;
@@ -300,17 +300,19 @@ struct store_ops {
      * clock. NULL: the backend has no clock of its own (SQLite; the process's clock is used). */
     int (*clock_ms)(struct store *s, int64_t *ms);
     /* Inside a batch: takes the row lock of each of rooms[0..n) (distinct, in byte order of
-     * their names, so every node locks in one order), making a row (created now_ms) for any that
-     * has none, and reads each one's last stored seq into seqs[i], which another node sharing
-     * the database may have moved. NULL: this process is the database's only writer (SQLite),
-     * so its own counters are right. */
-    int (*room_seqs)(struct store *s, const char *const *rooms, size_t n, int64_t now_ms,
-                     uint64_t *seqs);
-    /* Inside a batch, after room_seqs: reads at once what the batch's checks will ask of its
-     * locked rooms (keys[0..n)), so find_cid and restriction(STORE_MOD_MUTE) answer those from
-     * memory, as the database holds them under the locks, kept up to date by the batch's own
-     * writes. NULL: every check asks the database. */
-    int (*prefetch)(struct store *s, const struct store_lookup *keys, size_t n);
+     * their names, so every node locks in one order), making a row for any that has none
+     * (created at the later of floor_ms and the database's clock), and reads each one's last
+     * stored seq into seqs[i], which another node sharing the database may have moved. With
+     * them, under those locks, it reads what the batch's checks will ask of its locked rooms
+     * (keys[0..n_keys), of those rooms or of rooms locked earlier in the batch), so find_cid and
+     * restriction(STORE_MOD_MUTE) answer those from memory, as the database holds them under the
+     * locks, kept up to date by the batch's own writes; and with clock non-NULL, what clock_ms
+     * would answer, into *clock. All of it in one round trip. NULL: this process is the
+     * database's only writer (SQLite), so its own counters are right and every check asks the
+     * database. */
+    int (*room_seqs)(struct store *s, const char *const *rooms, size_t n, int64_t floor_ms,
+                     uint64_t *seqs, const struct store_lookup *keys, size_t n_keys,
+                     int64_t *clock);
 };
 
 struct store {

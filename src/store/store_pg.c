@@ -37,11 +37,12 @@
  * which the caller answers server_busy.
  *
  * Round trips. On one host a statement's cost is mostly its round trip, so a batch's work goes in
- * as few as it can: the rooms' rows made and locked in two statements sent together
- * (room_seqs), the cid and mute checks of every event read at once under those locks (prefetch,
- * kept in memory for the batch and brought up to date by its own writes), and each insert's
- * statements sent together in libpq's pipeline mode, read back at one sync point. The order of
- * statements, the locks and the transaction are those of one statement after another.
+ * as few as it can, sent together in libpq's pipeline mode and read back at one sync point: the
+ * batch's BEGIN and clock with its first statements, the rooms' rows made and locked with the
+ * cid and mute checks of every event read under those locks (room_seqs; kept in memory for the
+ * batch and brought up to date by its own writes), then each insert's statements, then COMMIT:
+ * three round trips for a batch of one event. The order of statements, the locks and the
+ * transaction are those of one statement after another.
  *
  * Search. The words are folded by search_text.c, as for SQLite, and stored as a tsvector of those
  * very words with their positions (no PostgreSQL parser or dictionary touches them, so both
@@ -443,7 +444,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " THEN 0 ELSE 1 END FROM rooms WHERE name NOT LIKE 'dm:%'",
     /* A batch's rooms (room_seqs): rows made, then locked, both in byte order of the names. */
     [ST_ROOMS_ENSURE] = "INSERT INTO rooms(name, created_ms)"
-                        " SELECT n, $2::bigint FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
+                        " SELECT n,"
+                        " GREATEST($2::bigint, (extract(epoch FROM now()) * 1000)::bigint)"
+                        " FROM unnest($1::text[]) AS n ORDER BY n COLLATE \"C\""
                         " ON CONFLICT(name) DO NOTHING",
     [ST_ROOMS_LOCK] = "SELECT name, last_seq FROM rooms WHERE name = ANY($1::text[])"
                       " ORDER BY name FOR UPDATE",
@@ -473,6 +476,7 @@ struct pg_store {
     PGconn *conn;
     bool ready;    /* connected with every statement prepared */
     bool batch;    /* between a successful begin and its commit or rollback */
+    bool begin_due; /* the batch's BEGIN is not sent yet: it goes with the first statement */
     int batch_err; /* the error that ended the batch early, or 0 */
     bool standby;  /* take_over still has to migrate */
     int64_t retry_at; /* after a failed reconnection: no new attempt before (monotonic ms) */
@@ -559,6 +563,7 @@ static void params_free(struct params *p)
 {
     for (int i = 0; i < p->n; i++)
         free(p->owned[i]);
+    p->n = 0;
 }
 
 /* Maps a failed result to the store's errno-style codes (store.h) by its SQLSTATE. */
@@ -619,6 +624,11 @@ static int note(struct pg_store *ps, int ret)
 }
 
 static int reconnect(struct pg_store *ps);
+static int begin_now(struct pg_store *ps);
+static int pipe_begin(struct pg_store *ps);
+static int pipe_stmt(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
+                     PGresult **keep, bool one_row);
+static int pipe_end(struct pg_store *ps, bool *conflict);
 
 /* Runs statement id with p; a result the caller PQclears, or NULL after logging the failure as
  * op with *err set. Rows are returned as text; a failure inside a batch is noted. */
@@ -630,7 +640,21 @@ static PGresult *exec_stmt(struct pg_store *ps, enum stmt id, const char *op, st
     /* Outside a batch, a lost connection is tried again here (inside one, the batch is lost). */
     *err = ps->batch ? batch_lost(ps) : reconnect(ps);
     PGresult *r = NULL;
-    if (*err == 0) {
+    if (*err == 0 && ps->begin_due && id == ST_USER_CREATE)
+        *err = begin_now(ps); /* its refusal is told apart below, not by pipe_end */
+    if (*err == 0 && ps->begin_due) {
+        /* The batch's first statement: its BEGIN goes in the same round trip. */
+        bool conflict;
+        *err = pipe_begin(ps);
+        if (*err == 0) {
+            pipe_stmt(ps, id, op, p, &r, false);
+            *err = pipe_end(ps, &conflict);
+        }
+        if (*err != 0) {
+            PQclear(r);
+            r = NULL;
+        }
+    } else if (*err == 0) {
         r = PQexecPrepared(ps->conn, name, p->n, p->v, p->len, p->fmt, 0);
         ExecStatusType t = PQresultStatus(r);
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -647,9 +671,6 @@ static PGresult *exec_stmt(struct pg_store *ps, enum stmt id, const char *op, st
     params_free(p);
     return r;
 }
-
-static int pipe_stmt(struct pg_store *ps, enum stmt id, const char *op, struct params *p,
-                     PGresult **keep, bool one_row);
 
 /* Runs a statement whose rows do not matter; 0 or the error, noted under the batch rule. While
  * piping, it is only sent: its failure comes from pipe_end. */
@@ -683,6 +704,11 @@ static int query_i64(struct pg_store *ps, enum stmt id, const char *op, struct p
 /* Runs a plain SQL text (several statements allowed) outside the prepared ones. */
 static int exec_sql(struct pg_store *ps, const char *op, const char *sql)
 {
+    if (ps->begin_due) {
+        int ret = begin_now(ps);
+        if (ret != 0)
+            return ret;
+    }
     PGresult *r = PQexec(ps->conn, sql);
     ExecStatusType t = PQresultStatus(r);
     int ret = t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK ? 0 : fail(ps, op, r);
@@ -692,13 +718,20 @@ static int exec_sql(struct pg_store *ps, const char *op, const char *sql)
 
 /* --- pipeline mode: several statements in one round trip --- */
 
-/* Starts sending statements without waiting for their results (libpq's pipeline mode). */
+static int pipe_sql(struct pg_store *ps, const char *op, const char *sql);
+
+/* Starts sending statements without waiting for their results (libpq's pipeline mode); a batch's
+ * BEGIN not sent yet goes first. */
 static int pipe_begin(struct pg_store *ps)
 {
     if (!PQenterPipelineMode(ps->conn))
         return note(ps, fail(ps, "pipeline", NULL));
     ps->piping = true;
     ps->n_piped = 0;
+    if (ps->begin_due) {
+        ps->begin_due = false;
+        pipe_sql(ps, "begin", "BEGIN");
+    }
     return 0;
 }
 
@@ -854,8 +887,11 @@ static int64_t mono_ms(void)
  * store thread has reads and batches waiting. */
 static int reconnect(struct pg_store *ps)
 {
-    if (ps->ready)
+    /* A batch's BEGIN waits for its first statement: a connection libpq knows to be closed is
+     * made again here, where BEGIN's failure used to tell. */
+    if (ps->ready && PQstatus(ps->conn) == CONNECTION_OK)
         return 0;
+    ps->ready = false;
     int64_t now = mono_ms();
     if (ps->retry_at && now < ps->retry_at)
         return -EBUSY;
@@ -945,49 +981,6 @@ static char *text_array(const char *const *names, size_t n)
     return out;
 }
 
-/* The rooms' last seqs under their row locks (store.h): the counter of a node that another node
- * overtook is set right here, before it numbers an event, instead of failing at the insert. The
- * rows are made first, so their locks are taken here, in the caller's order, not at the insert;
- * both statements go in one round trip. */
-static int pg_room_seqs(struct store *s, const char *const *rooms, size_t n, int64_t now_ms,
-                        uint64_t *seqs)
-{
-    struct pg_store *ps = from_base(s);
-    int ret = batch_lost(ps);
-    if (ret != 0)
-        return ret;
-    char *names = text_array(rooms, n);
-    PGresult *r = NULL;
-    bool conflict;
-    ret = pipe_begin(ps);
-    if (ret == 0) {
-        struct params p = {0};
-        p_text(&p, names);
-        p_i64(&p, now_ms);
-        pipe_stmt(ps, ST_ROOMS_ENSURE, "room_seqs", &p, NULL, false);
-        p = (struct params){0};
-        p_text(&p, names);
-        pipe_stmt(ps, ST_ROOMS_LOCK, "room_seqs", &p, &r, false);
-        ret = note(ps, pipe_end(ps, &conflict));
-    }
-    free(names);
-    /* Both lists are in byte order of the names. */
-    int row = 0, rows = r ? PQntuples(r) : 0;
-    for (size_t i = 0; ret == 0 && i < n; i++) {
-        int c = 1;
-        while (row < rows && (c = strcmp(PQgetvalue(r, row, 0), rooms[i])) < 0)
-            row++;
-        seqs[i] = 0;
-        if (row < rows && c == 0) {
-            int64_t last = col_i64(r, row, 1);
-            seqs[i] = last > 0 ? (uint64_t)last : 0;
-            mark_locked(ps, rooms[i]);
-        }
-    }
-    PQclear(r);
-    return ret;
-}
-
 /* The key of a cid in the batch's prefetched answers: room, identity lower-cased (as find_cid
  * compares it), cid. */
 static char *cid_key(const char *room, const char *identity, const char *cid)
@@ -1035,87 +1028,167 @@ static const struct known *known(const struct map *m, char *key)
     return k;
 }
 
+/* What a batch's checks will ask (store.h, room_seqs' keys), sent with the rooms' locks. */
+struct prefetch {
+    const char **col[5]; /* cids: room, identity, cid; mutes: room, name */
+    size_t nc, nm;
+    char *arr[5];
+    PGresult *rc, *rm;
+};
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /*
- * Reads the cids and mutes the batch's checks will ask for (store.h, prefetch), in one round
- * trip, for the rooms this batch has locked only: those no other node can change before the
- * batch ends. Every key asked is recorded, found or not; the batch's own writes keep them right
- * (pg_insert, pg_trim, pg_claim_guest).
+ * Sends the reads of the cids and mutes of keys[0..n) whose room is one of rooms[0..n_rooms)
+ * (sorted, being locked in this same pipeline, just before) or was locked earlier in the batch:
+ * those no other node can change before the batch ends.
  */
-static int pg_prefetch(struct store *s, const struct store_lookup *keys, size_t n)
+static void prefetch_send(struct pg_store *ps, struct prefetch *pf, const struct store_lookup *keys,
+                          size_t n, const char *const *rooms, size_t n_rooms)
+{
+    *pf = (struct prefetch){0};
+    for (int c = 0; c < 5; c++)
+        pf->col[c] = xmalloc((n ? n : 1) * sizeof *pf->col[c]);
+    for (size_t i = 0; i < n; i++) {
+        const struct store_lookup *k = &keys[i];
+        if (!is_locked(ps, k->room) &&
+            !bsearch(&k->room, rooms, n_rooms, sizeof *rooms, by_name))
+            continue;
+        if (k->cid) {
+            pf->col[0][pf->nc] = k->room;
+            pf->col[1][pf->nc] = k->identity;
+            pf->col[2][pf->nc++] = k->cid;
+        }
+        if (k->muted_lc) {
+            pf->col[3][pf->nm] = k->room;
+            pf->col[4][pf->nm++] = k->muted_lc;
+        }
+    }
+    struct params p = {0};
+    if (pf->nc) {
+        for (int c = 0; c < 3; c++)
+            p_text(&p, pf->arr[c] = text_array(pf->col[c], pf->nc));
+        pipe_stmt(ps, ST_PREFETCH_CIDS, "prefetch", &p, &pf->rc, false);
+    }
+    if (pf->nm) {
+        p = (struct params){0};
+        for (int c = 3; c < 5; c++)
+            p_text(&p, pf->arr[c] = text_array(pf->col[c], pf->nm));
+        pipe_stmt(ps, ST_PREFETCH_MUTES, "prefetch", &p, &pf->rm, false);
+    }
+}
+
+/* Keeps the answers of a prefetch whose pipeline succeeded: every key asked is recorded, found
+ * or not (of the rooms actually locked); the batch's own writes keep them right (pg_insert,
+ * pg_trim, pg_claim_guest). Then frees pf. */
+static void prefetch_keep(struct pg_store *ps, struct prefetch *pf, bool ok)
+{
+    for (size_t i = 0; ok && i < pf->nc; i++)
+        if (is_locked(ps, pf->col[0][i]))
+            know(&ps->cids, cid_key(pf->col[0][i], pf->col[1][i], pf->col[2][i]), false, 0);
+    for (size_t i = 0; ok && i < pf->nm; i++)
+        if (is_locked(ps, pf->col[3][i]))
+            know(&ps->mutes, mute_key(pf->col[3][i], pf->col[4][i]), false, 0);
+    const PGresult *rc = pf->rc, *rm = pf->rm;
+    for (int i = 0; ok && rc && i < PQntuples(rc); i++)
+        if (is_locked(ps, PQgetvalue(rc, i, 0)))
+            know(&ps->cids,
+                 cid_key(PQgetvalue(rc, i, 0), PQgetvalue(rc, i, 1), PQgetvalue(rc, i, 2)), true,
+                 col_i64(rc, i, 3));
+    for (int i = 0; ok && rm && i < PQntuples(rm); i++)
+        if (is_locked(ps, PQgetvalue(rm, i, 0)))
+            know(&ps->mutes, mute_key(PQgetvalue(rm, i, 0), PQgetvalue(rm, i, 1)), true,
+                 col_i64(rm, i, 2));
+    PQclear(pf->rc);
+    PQclear(pf->rm);
+    for (int c = 0; c < 5; c++) {
+        free(pf->arr[c]);
+        free(pf->col[c]);
+    }
+}
+
+/* The rooms' last seqs under their row locks (store.h): the counter of a node that another node
+ * overtook is set right here, before it numbers an event, instead of failing at the insert. The
+ * rows are made first, so their locks are taken here, in the caller's order, not at the insert;
+ * both statements, the reads of what the batch's checks will ask under those locks (keys) and
+ * the clock go in one round trip (with the batch's BEGIN when it is the first). */
+static int pg_room_seqs(struct store *s, const char *const *rooms, size_t n, int64_t floor_ms,
+                        uint64_t *seqs, const struct store_lookup *keys, size_t n_keys,
+                        int64_t *clock)
 {
     struct pg_store *ps = from_base(s);
     int ret = batch_lost(ps);
     if (ret != 0)
         return ret;
-    const char **col[5];
-    for (int c = 0; c < 5; c++)
-        col[c] = xmalloc((n ? n : 1) * sizeof *col[c]);
-    size_t nc = 0, nm = 0; /* cids: col 0-2; mutes: col 3-4 */
-    for (size_t i = 0; i < n; i++) {
-        const struct store_lookup *k = &keys[i];
-        if (!is_locked(ps, k->room))
-            continue;
-        if (k->cid) {
-            col[0][nc] = k->room;
-            col[1][nc] = k->identity;
-            col[2][nc++] = k->cid;
-        }
-        if (k->muted_lc) {
-            col[3][nm] = k->room;
-            col[4][nm++] = k->muted_lc;
-        }
-    }
-    char *arr[5] = {0};
-    PGresult *rc = NULL, *rm = NULL;
-    bool conflict;
-    if (nc || nm)
-        ret = pipe_begin(ps);
-    if (ret == 0 && (nc || nm)) {
+    char *names = text_array(rooms, n);
+    PGresult *r = NULL, *rclock = NULL;
+    struct prefetch pf = {0};
+    bool conflict, sent = false;
+    ret = pipe_begin(ps);
+    if (ret == 0) {
         struct params p = {0};
-        if (nc) {
-            for (int c = 0; c < 3; c++)
-                p_text(&p, arr[c] = text_array(col[c], nc));
-            pipe_stmt(ps, ST_PREFETCH_CIDS, "prefetch", &p, &rc, false);
-        }
-        if (nm) {
-            p = (struct params){0};
-            for (int c = 3; c < 5; c++)
-                p_text(&p, arr[c] = text_array(col[c], nm));
-            pipe_stmt(ps, ST_PREFETCH_MUTES, "prefetch", &p, &rm, false);
-        }
+        if (clock)
+            pipe_stmt(ps, ST_CLOCK, "clock", &p, &rclock, false);
+        p_text(&p, names);
+        p_i64(&p, floor_ms);
+        pipe_stmt(ps, ST_ROOMS_ENSURE, "room_seqs", &p, NULL, false);
+        p = (struct params){0};
+        p_text(&p, names);
+        pipe_stmt(ps, ST_ROOMS_LOCK, "room_seqs", &p, &r, false);
+        prefetch_send(ps, &pf, keys, n_keys, rooms, n);
+        sent = true;
         ret = note(ps, pipe_end(ps, &conflict));
     }
-    for (size_t i = 0; ret == 0 && i < nc; i++)
-        know(&ps->cids, cid_key(col[0][i], col[1][i], col[2][i]), false, 0);
-    for (size_t i = 0; ret == 0 && i < nm; i++)
-        know(&ps->mutes, mute_key(col[3][i], col[4][i]), false, 0);
-    for (int i = 0; ret == 0 && rc && i < PQntuples(rc); i++)
-        know(&ps->cids, cid_key(PQgetvalue(rc, i, 0), PQgetvalue(rc, i, 1), PQgetvalue(rc, i, 2)),
-             true, col_i64(rc, i, 3));
-    for (int i = 0; ret == 0 && rm && i < PQntuples(rm); i++)
-        know(&ps->mutes, mute_key(PQgetvalue(rm, i, 0), PQgetvalue(rm, i, 1)), true,
-             col_i64(rm, i, 2));
-    PQclear(rc);
-    PQclear(rm);
-    for (int c = 0; c < 5; c++) {
-        free(arr[c]);
-        free(col[c]);
+    free(names);
+    /* Both lists are in byte order of the names. */
+    int row = 0, rows = r ? PQntuples(r) : 0;
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        int c = 1;
+        while (row < rows && (c = strcmp(PQgetvalue(r, row, 0), rooms[i])) < 0)
+            row++;
+        seqs[i] = 0;
+        if (row < rows && c == 0) {
+            int64_t last = col_i64(r, row, 1);
+            seqs[i] = last > 0 ? (uint64_t)last : 0;
+            mark_locked(ps, rooms[i]);
+        }
     }
+    PQclear(r);
+    if (ret == 0 && clock) {
+        if (rclock && PQntuples(rclock) > 0)
+            *clock = col_i64(rclock, 0, 0);
+        else
+            ret = note(ps, -EIO);
+    }
+    PQclear(rclock);
+    if (sent)
+        prefetch_keep(ps, &pf, ret == 0);
     return ret;
 }
 
 /* --- the batch --- */
 
+/* A batch's BEGIN waits for its first statement and goes in the same round trip (pipe_begin,
+ * exec_stmt); a batch that sends nothing costs none. */
 static int pg_begin(struct store *s)
 {
     struct pg_store *ps = from_base(s);
     int ret = reconnect(ps);
-    if (ret == 0)
-        ret = exec_sql(ps, "begin", "BEGIN");
     ps->batch = ret == 0;
+    ps->begin_due = ps->batch;
     ps->batch_err = 0;
     forget_locks(ps);
     return ret;
+}
+
+/* Sends the batch's BEGIN alone, before a statement that cannot carry it. */
+static int begin_now(struct pg_store *ps)
+{
+    ps->begin_due = false;
+    return note(ps, exec_sql(ps, "begin", "BEGIN"));
 }
 
 static void end_tx(struct pg_store *ps)
@@ -1126,6 +1199,7 @@ static void end_tx(struct pg_store *ps)
         PQclear(r);
     }
     ps->batch = false;
+    ps->begin_due = false;
     ps->batch_err = 0;
     forget_locks(ps);
 }
@@ -1134,7 +1208,7 @@ static int pg_commit(struct store *s)
 {
     struct pg_store *ps = from_base(s);
     int ret = batch_lost(ps);
-    if (ret == 0) {
+    if (ret == 0 && !ps->begin_due) { /* else nothing was sent: nothing to commit */
         PGresult *r = PQexec(ps->conn, "COMMIT");
         /* COMMIT of an aborted transaction answers ROLLBACK, not an error. */
         const char *tag = PQcmdStatus(r);
@@ -2543,7 +2617,6 @@ static const struct store_ops pg_ops = {
     .unread = pg_unread,
     .clock_ms = pg_clock_ms,
     .room_seqs = pg_room_seqs,
-    .prefetch = pg_prefetch,
 };
 
 int store_pg_open(const char *url, bool standby, struct store **out)

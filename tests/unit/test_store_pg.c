@@ -491,17 +491,21 @@ static void a_batch_reads_its_checks_ahead(void **state)
     assert_int_equal(s->ops->begin(s), 0);
     const char *rooms[] = {"dev", "general", "newroom"};
     uint64_t seqs[3] = {9, 9, 9};
-    assert_int_equal(s->ops->room_seqs(s, rooms, 3, 5000, seqs), 0);
-    assert_int_equal(seqs[0], 1);
-    assert_int_equal(seqs[1], 3);
-    assert_int_equal(seqs[2], 0);
     const struct store_lookup keys[] = {
         {.room = "general", .identity = "ALICE", .cid = "c1", .muted_lc = "alice"},
         {.room = "general", .identity = "bob", .cid = "c9"},
         {.room = "dev", .identity = "carol", .muted_lc = "carol"},
         {.room = "dev", .identity = "dave", .muted_lc = "dave"},
+        {.room = "elsewhere", .identity = "erin", .cid = "c1"}, /* a room not locked: not read */
     };
-    assert_int_equal(s->ops->prefetch(s, keys, 4), 0);
+    int64_t clock = 0, alone = 0;
+    assert_int_equal(s->ops->room_seqs(s, rooms, 3, 5000, seqs, keys, 5, &clock), 0);
+    assert_int_equal(s->ops->clock_ms(s, &alone), 0);
+    assert_true(clock > 5000);
+    assert_int_equal(clock, alone); /* now(): the transaction's start, whichever asks */
+    assert_int_equal(seqs[0], 1);
+    assert_int_equal(seqs[1], 3);
+    assert_int_equal(seqs[2], 0);
     uint64_t seq = 0;
     int64_t until = -1;
     assert_int_equal(s->ops->find_cid(s, "general", "alice", "c1", &seq), 0);
