@@ -550,7 +550,7 @@ static void room_events_cross_nodes_in_seq_order(void **state)
 static int b_claim(const char *name, uint64_t session, const char *what)
 {
     B->claim_result = -1;
-    broker_guest_claim(B->b, name, session, cb_claimed, B);
+    broker_guest_claim(B->b, name, NULL, session, cb_claimed, B);
     run_until(b_claim_answered, what);
     return B->claim_result;
 }
@@ -563,7 +563,7 @@ static void start_pair_with_a_holding(uint64_t lease_ms, const char *guest, uint
     broker_user_here(A->b, "alice", true);
     run_until(b_sees_alice, "alice online on B");
     A->claim_result = -1;
-    broker_guest_claim(A->b, guest, session, cb_claimed, A);
+    broker_guest_claim(A->b, guest, NULL, session, cb_claimed, A);
     run_until(a_claim_answered, "A's claim");
     assert_int_equal(A->claim_result, 1);
     broker_room_members(A->b, "general", 3);
