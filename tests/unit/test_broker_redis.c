@@ -631,6 +631,10 @@ static void a_guest_is_found_from_another_node_as_shown(void **state)
     run_until(a_claim_answered, "A's registration claim");
     assert_string_equal(b_lookup("newbie", "a registration's claim"), "");
     broker_guest_release(A->b, "guest8");
+    /* A's commands run in order: once a later claim of A's is answered, the release is done. */
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest4", "GuEst4", 4, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim after the release");
     assert_string_equal(b_lookup("guest8", "guest8 released"), "");
     /* A dies: its guests are no one's once its lease ran out. */
     broker_free(A->b);
@@ -793,12 +797,17 @@ static void a_redis_restart_is_caught_up_from_the_store(void **state)
     for (int i = 0; i < 20; i++)
         commit_and_publish(i % 2 ? A : B, 0);
     run_until(both_caught_up, "the first events");
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest6", "GuEst6", 6, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim of guest6");
+    assert_string_equal(b_lookup("guest6", "guest6 on A"), "GuEst6");
 
     redis_stop();
     run_until(both_down, "both brokers down");
     struct broker_status st;
     broker_status(A->b, &st);
     assert_false(st.up);
+    assert_string_equal(b_lookup("guest6", "a lookup while down"), ""); /* at once */
 
     /* While Redis is away each node goes on: its own events are delivered here, in order. */
     commit_and_publish(A, 0);
@@ -817,8 +826,9 @@ static void a_redis_restart_is_caught_up_from_the_store(void **state)
         assert_in_order(A, r);
         assert_in_order(B, r);
     }
-    /* Redis forgot everything; A put alice back. */
+    /* Redis forgot everything; A put alice back, and its guest's name as shown. */
     run_until(b_sees_alice, "alice online on B again");
+    assert_string_equal(b_lookup("guest6", "guest6 after the restart"), "GuEst6");
 
     /* Live delivery works again. */
     commit_and_publish(B, 0);
