@@ -123,15 +123,21 @@ void broker_user_here(struct broker *b, const char *user, bool online)
     b->backend->user_here(b, user, online);
 }
 
-void broker_guest_claim(struct broker *b, const char *name, uint64_t session,
+void broker_guest_claim(struct broker *b, const char *name, const char *shown, uint64_t session,
                         void (*done)(void *arg, bool ok), void *arg)
 {
-    b->backend->guest_claim(b, name, session, done, arg);
+    b->backend->guest_claim(b, name, shown, session, done, arg);
 }
 
 void broker_guest_release(struct broker *b, const char *name)
 {
     b->backend->guest_release(b, name);
+}
+
+void broker_guest_lookup(struct broker *b, const char *name,
+                         void (*done)(void *arg, const char *shown), void *arg)
+{
+    b->backend->guest_lookup(b, name, done, arg);
 }
 
 void broker_status(const struct broker *b, struct broker_status *out)

@@ -173,15 +173,24 @@ void broker_publish_user(struct broker *b, const char *user, const void *data, s
  * the events of the user's dm rooms reach this node (dm_follow for one not followed yet). */
 void broker_user_here(struct broker *b, const char *user, bool online);
 /*
- * Claims a guest's name for this node and the guest's session (0: none, a registration):
- * done(arg, true) unless a live node holds it for another session. A session may hold its name
- * on several nodes at once (a guest's connections on two nodes). While the broker is down, or
- * alone, the claim succeeds at once (the hub's own check of its guests still applies). done may
- * run within the call.
+ * Claims a guest's name (lower-cased) for this node and the guest's session (0: none, a
+ * registration): done(arg, true) unless a live node holds it for another session. shown: the
+ * name as the guest shows it (NULL for a registration), for broker_guest_lookup. A session may
+ * hold its name on several nodes at once (a guest's connections on two nodes). While the broker
+ * is down, or alone, the claim succeeds at once (the hub's own check of its guests still
+ * applies). done may run within the call.
  */
-void broker_guest_claim(struct broker *b, const char *name, uint64_t session,
+void broker_guest_claim(struct broker *b, const char *name, const char *shown, uint64_t session,
                         void (*done)(void *arg, bool ok), void *arg);
 void broker_guest_release(struct broker *b, const char *name);
+/*
+ * Whether a guest of some live node holds name (lower-cased): done(arg, shown), shown the name as
+ * that guest shows it (valid during the call), or NULL when none does, when the broker is alone
+ * or down, or when Redis fails. One round trip; done may run within the call, and is not called
+ * once broker_free has begun (the caller frees what arg holds itself).
+ */
+void broker_guest_lookup(struct broker *b, const char *name,
+                         void (*done)(void *arg, const char *shown), void *arg);
 
 /* State, for /healthz and /metrics: readable from any thread. */
 struct broker_status {

@@ -25,9 +25,11 @@ struct broker_backend {
     void (*room_sync)(struct broker *b, const char *room, const char *const *users, size_t n);
     void (*publish_user)(struct broker *b, const char *user, const void *data, size_t len);
     void (*user_here)(struct broker *b, const char *user, bool online);
-    void (*guest_claim)(struct broker *b, const char *name, uint64_t session,
+    void (*guest_claim)(struct broker *b, const char *name, const char *shown, uint64_t session,
                         void (*done)(void *arg, bool ok), void *arg);
     void (*guest_release)(struct broker *b, const char *name);
+    void (*guest_lookup)(struct broker *b, const char *name,
+                         void (*done)(void *arg, const char *shown), void *arg);
     void (*goodbye)(struct broker *b, void (*done)(void *arg), void *arg); /* NULL: done at once */
 };
 

@@ -71,16 +71,24 @@ static void local_user_here(struct broker *b, const char *user, bool online)
     (void)b, (void)user, (void)online;
 }
 
-static void local_guest_claim(struct broker *b, const char *name, uint64_t session,
-                              void (*done)(void *, bool), void *arg)
+static void local_guest_claim(struct broker *b, const char *name, const char *shown,
+                              uint64_t session, void (*done)(void *, bool), void *arg)
 {
-    (void)b, (void)name, (void)session;
+    (void)b, (void)name, (void)shown, (void)session;
     done(arg, true);
 }
 
 static void local_guest_release(struct broker *b, const char *name)
 {
     (void)b, (void)name;
+}
+
+/* Alone: the hub knows every guest there is. */
+static void local_guest_lookup(struct broker *b, const char *name,
+                               void (*done)(void *, const char *), void *arg)
+{
+    (void)b, (void)name;
+    done(arg, NULL);
 }
 
 static const struct broker_backend local_backend = {
@@ -98,6 +106,7 @@ static const struct broker_backend local_backend = {
     .user_here = local_user_here,
     .guest_claim = local_guest_claim,
     .guest_release = local_guest_release,
+    .guest_lookup = local_guest_lookup,
 };
 
 struct broker *broker_local_new(const struct broker_user *u)

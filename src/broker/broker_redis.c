@@ -14,9 +14,10 @@
  * Keys (prefix parley:, in the --broker DB): nodes (sorted set: node id -> lease expiry, ms),
  * node:<id> (hash: name), node:<id>:users, node:<id>:guests, node:<id>:rooms (sets: what that
  * node holds, so a reaper can undo it), user:<name> (set of the node ids where the user is
- * online), guest:<name> (the guest session holding that name) and guest:<name>:nodes (the nodes
- * where it does), count:<room> (hash: node id -> members there), rm:<room>:<id> (the users in
- * the room on that node; node:<id>:mrooms lists those rooms). Channels (not per DB in Redis, so
+ * online), guest:<name> (the guest session holding that name), guest:<name>:nodes (the nodes
+ * where it does) and guest:<name>:shown ("<session> <name as shown>"), count:<room> (hash: node
+ * id -> members there), rm:<room>:<id> (the users in the room on that node; node:<id>:mrooms
+ * lists those rooms). Channels (not per DB in Redis, so
  * the DB is in the name): parley:<db>:r:<room> carries "<seq> <node id>\n<event bytes>" and
  * "m <node id> +|- <user>\n" (a member came or went there); parley:<db>:users carries
  * "u <node id> <user>\n<bytes>" (a user event), "p <node id> <user>\n" (online),
@@ -114,8 +115,14 @@ struct broker_redis {
 
     struct map rooms;  /* name -> struct rroom (keys borrowed from it) */
     struct map users;  /* users with a connection here -> (void *)1 */
-    struct map guests; /* guests' names this node holds -> (void *)(uintptr_t)(session + 1) */
+    struct map guests; /* guests' names this node holds -> struct held_guest */
     struct rroom *waiting;
+};
+
+/* A guest's name this node holds: what a sync tells Redis again. */
+struct held_guest {
+    uint64_t session;
+    char shown[BROKER_NAME_MAX + 1]; /* "" for a registration's claim */
 };
 
 #define CONTAINER(p, type, field) ((type *)(void *)((char *)(p)-offsetof(type, field)))
@@ -869,7 +876,7 @@ static void on_reply_checked(redisAsyncContext *ac, void *reply_p, void *priv)
 static void send_sync(struct broker_redis *r)
 {
     size_t nu = r->users.count, ng = r->guests.count, n = 0;
-    const char **extra = xmalloc((nu + 2 * ng + 4) * sizeof *extra);
+    const char **extra = xmalloc((nu + 3 * ng + 4) * sizeof *extra);
     char(*sessions)[24] = xmalloc((ng + 1) * sizeof *sessions);
     size_t ns = 0;
     char nus[24], ngs[24];
@@ -883,9 +890,11 @@ static void send_sync(struct broker_redis *r)
         extra[n++] = key;
     extra[n++] = ngs;
     for (size_t i = 0; map_next(&r->guests, &i, &key, &v);) {
+        const struct held_guest *g = v;
         extra[n++] = key;
-        snprintf(sessions[ns], sizeof sessions[ns], "%" PRIu64, (uint64_t)(uintptr_t)v - 1);
+        snprintf(sessions[ns], sizeof sessions[ns], "%" PRIu64, g->session);
         extra[n++] = sessions[ns++];
+        extra[n++] = g->shown;
     }
     eval(r, redis_lua_sync, on_reply_checked, (void *)"sync", extra, NULL, (int)n);
     free(extra);
@@ -1271,9 +1280,20 @@ static void redis_user_here(struct broker *b, const char *user, bool online)
     }
 }
 
+/* Records that this node holds a guest's name (replacing what it had of it). */
+static void guest_hold(struct broker_redis *r, const char *name, const char *shown,
+                       uint64_t session)
+{
+    struct held_guest *g = xcalloc(1, sizeof *g);
+    g->session = session;
+    if (shown)
+        snprintf(g->shown, sizeof g->shown, "%s", shown);
+    free(map_put(&r->guests, name, g));
+}
+
 struct claim {
     struct broker_redis *r;
-    char *name;
+    char *name, *shown;
     uint64_t session;
     void (*done)(void *arg, bool ok);
     void *arg;
@@ -1291,35 +1311,76 @@ static void on_claim(redisAsyncContext *ac, void *reply_p, void *priv)
         if (reply && reply->type == REDIS_REPLY_ERROR)
             reply_ok(reply, "claim");
         if (ok)
-            map_put(&r->guests, c->name, (void *)(uintptr_t)(c->session + 1));
+            guest_hold(r, c->name, c->shown, c->session);
         c->done(c->arg, ok);
     }
     free(c->name);
+    free(c->shown);
     free(c);
 }
 
-static void redis_guest_claim(struct broker *b, const char *name, uint64_t session,
-                              void (*done)(void *, bool), void *arg)
+static void redis_guest_claim(struct broker *b, const char *name, const char *shown,
+                              uint64_t session, void (*done)(void *, bool), void *arg)
 {
     struct broker_redis *r = R(b);
+    if (shown && strlen(shown) > BROKER_NAME_MAX)
+        shown = NULL; /* never: a guest's name is shorter */
     if (!r->registered || strlen(name) > BROKER_NAME_MAX) {
         if (strlen(name) <= BROKER_NAME_MAX) /* synced to Redis when it is back */
-            map_put(&r->guests, name, (void *)(uintptr_t)(session + 1));
+            guest_hold(r, name, shown, session);
         done(arg, true);
         return;
     }
     struct claim *c = xmalloc(sizeof *c);
-    *c = (struct claim){r, xstrdup(name), session, done, arg};
+    *c = (struct claim){r, xstrdup(name), shown ? xstrdup(shown) : NULL, session, done, arg};
     char s[24];
     snprintf(s, sizeof s, "%" PRIu64, session);
-    const char *extra[2] = {name, s};
-    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 2);
+    const char *extra[3] = {name, s, shown ? shown : ""};
+    eval(r, redis_lua_claim, on_claim, c, extra, NULL, 3);
+}
+
+struct lookup {
+    struct broker_redis *r;
+    void (*done)(void *arg, const char *shown);
+    void *arg;
+};
+
+static void on_lookup(redisAsyncContext *ac, void *reply_p, void *priv)
+{
+    (void)ac;
+    struct lookup *q = priv;
+    redisReply *reply = reply_p;
+    if (!q->r->closing) {
+        /* Lost with the connection, or an error: not found, as while down. */
+        char shown[BROKER_NAME_MAX + 1] = "";
+        if (reply && reply->type == REDIS_REPLY_STRING && reply->len > 0 &&
+            reply->len <= BROKER_NAME_MAX)
+            memcpy(shown, reply->str, reply->len);
+        else if (reply && reply->type == REDIS_REPLY_ERROR)
+            reply_ok(reply, "lookup");
+        q->done(q->arg, shown[0] ? shown : NULL);
+    }
+    free(q);
+}
+
+static void redis_guest_lookup(struct broker *b, const char *name,
+                               void (*done)(void *, const char *), void *arg)
+{
+    struct broker_redis *r = R(b);
+    if (!r->registered || strlen(name) > BROKER_NAME_MAX) {
+        done(arg, NULL);
+        return;
+    }
+    struct lookup *q = xmalloc(sizeof *q);
+    *q = (struct lookup){r, done, arg};
+    const char *extra[1] = {name};
+    eval(r, redis_lua_lookup, on_lookup, q, extra, NULL, 1);
 }
 
 static void redis_guest_release(struct broker *b, const char *name)
 {
     struct broker_redis *r = R(b);
-    map_del(&r->guests, name);
+    free(map_del(&r->guests, name));
     if (r->registered && strlen(name) <= BROKER_NAME_MAX) {
         const char *extra[1] = {name};
         eval(r, redis_lua_release, on_reply_checked, (void *)"release", extra, NULL, 1);
@@ -1377,7 +1438,7 @@ static void redis_free(struct broker *b)
         room_free(v);
     map_free(&r->rooms);
     map_free(&r->users);
-    map_free(&r->guests);
+    map_free_all(&r->guests);
     free(r);
 }
 
@@ -1403,6 +1464,7 @@ static const struct broker_backend redis_backend = {
     .user_here = redis_user_here,
     .guest_claim = redis_guest_claim,
     .guest_release = redis_guest_release,
+    .guest_lookup = redis_guest_lookup,
     .goodbye = redis_goodbye,
 };
 

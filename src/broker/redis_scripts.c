@@ -18,7 +18,9 @@
     "  for _, g in ipairs(redis.call('SMEMBERS', nk .. ':guests')) do\n"                           \
     "    local gk = p .. 'guest:' .. g\n"                                                          \
     "    redis.call('SREM', gk .. ':nodes', d)\n"                                                  \
-    "    if redis.call('EXISTS', gk .. ':nodes') == 0 then redis.call('DEL', gk) end\n"            \
+    "    if redis.call('EXISTS', gk .. ':nodes') == 0 then\n"                                      \
+    "      redis.call('DEL', gk, gk .. ':shown')\n"                                                \
+    "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "  for _, r in ipairs(redis.call('SMEMBERS', nk .. ':rooms')) do\n"                            \
     "    redis.call('HDEL', p .. 'count:' .. r, d)\n"                                              \
@@ -58,8 +60,9 @@ const char redis_lua_lease[] = LUA_UNDO_NODE
 const char redis_lua_goodbye[] = LUA_UNDO_NODE LUA_GOODBYE;
 
 /* Makes Redis hold exactly this node's users and guests. ARGV: prefix, id, users channel, the
- * number of users, the users, the number of guests, the guests as name, session pairs. A guest's
- * name another node holds for another session stays that node's (both learnt it while apart). */
+ * number of users, the users, the number of guests, the guests as name, session, name as shown
+ * triples. A guest's name another node holds for another session stays that node's (both learnt
+ * it while apart). */
 const char redis_lua_sync[] =
     "local p, id, chan = ARGV[1], ARGV[2], ARGV[3]\n"
     "local nu = tonumber(ARGV[4])\n"
@@ -85,20 +88,23 @@ const char redis_lua_sync[] =
     "local base = 5 + nu\n"
     "local gk = p .. 'node:' .. id .. ':guests'\n"
     "local gwant = {}\n"
-    "for i = base + 1, base + 2 * tonumber(ARGV[base]), 2 do gwant[ARGV[i]] = ARGV[i + 1] end\n"
+    "for i = base + 1, base + 3 * tonumber(ARGV[base]), 3 do\n"
+    "  gwant[ARGV[i]] = {ARGV[i + 1], ARGV[i + 2]}\n"
+    "end\n"
     "for _, g in ipairs(redis.call('SMEMBERS', gk)) do\n"
     "  if not gwant[g] then\n"
     "    redis.call('SREM', gk, g)\n"
     "    local k = p .. 'guest:' .. g\n"
     "    redis.call('SREM', k .. ':nodes', id)\n"
-    "    if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k) end\n"
+    "    if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k, k .. ':shown') end\n"
     "  end\n"
     "end\n"
-    "for g, s in pairs(gwant) do\n"
-    "  local k = p .. 'guest:' .. g\n"
+    "for g, w in pairs(gwant) do\n"
+    "  local k, s = p .. 'guest:' .. g, w[1]\n"
     "  redis.call('SADD', gk, g)\n"
     "  if redis.call('SET', k, s, 'NX') or redis.call('GET', k) == s then\n"
     "    redis.call('SADD', k .. ':nodes', id)\n"
+    "    if w[2] ~= '' then redis.call('SET', k .. ':shown', s .. ' ' .. w[2]) end\n"
     "  end\n"
     "end\n"
     "return 0\n";
@@ -122,8 +128,9 @@ const char redis_lua_here[] =
     "return 0\n";
 
 /* Claims a guest's name for a session: 1 unless a node whose lease is alive holds it for another
- * session. guest:<name> holds the session, guest:<name>:nodes the nodes holding it. ARGV: prefix,
- * id, name, session. */
+ * session. guest:<name> holds the session, guest:<name>:nodes the nodes holding it,
+ * guest:<name>:shown "<session> <name as shown>" (none for a registration's claim). ARGV: prefix,
+ * id, name, session, name as shown ("" for none). */
 const char redis_lua_claim[] =
     "local p, id, g, s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "local k = p .. 'guest:' .. g\n"
@@ -138,16 +145,41 @@ const char redis_lua_claim[] =
     "  redis.call('DEL', k .. ':nodes')\n"
     "end\n"
     "redis.call('SET', k, s)\n"
+    "if ARGV[5] ~= '' then\n"
+    "  redis.call('SET', k .. ':shown', s .. ' ' .. ARGV[5])\n"
+    "else\n"
+    "  redis.call('DEL', k .. ':shown')\n"
+    "end\n"
     "redis.call('SADD', k .. ':nodes', id)\n"
     "redis.call('SADD', p .. 'node:' .. id .. ':guests', g)\n"
     "return 1\n";
+
+/* Whether a node whose lease is alive holds a guest's name for a guest session (a registration's
+ * claim, session 0, is no guest): the name as shown, or nil. A name claimed by a node that kept
+ * no shown name (an older version) is answered lower-cased. ARGV: prefix, id, name. */
+const char redis_lua_lookup[] =
+    "local p, g = ARGV[1], ARGV[3]\n"
+    "local k = p .. 'guest:' .. g\n"
+    "local s = redis.call('GET', k)\n"
+    "if not s or s == '0' then return false end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', k .. ':nodes')) do\n"
+    "  local exp = redis.call('ZSCORE', p .. 'nodes', n)\n"
+    "  if exp and tonumber(exp) >= now then\n"
+    "    local rs, shown = string.match(redis.call('GET', k .. ':shown') or '', '^(%d+) (.+)$')\n"
+    "    if rs == s then return shown end\n"
+    "    return g\n"
+    "  end\n"
+    "end\n"
+    "return false\n";
 
 /* Lets a guest's name go on this node: free once no node holds it. ARGV: prefix, id, name. */
 const char redis_lua_release[] =
     "local p, id, g = ARGV[1], ARGV[2], ARGV[3]\n"
     "local k = p .. 'guest:' .. g\n"
     "redis.call('SREM', k .. ':nodes', id)\n"
-    "if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k) end\n"
+    "if redis.call('EXISTS', k .. ':nodes') == 0 then redis.call('DEL', k, k .. ':shown') end\n"
     "redis.call('SREM', p .. 'node:' .. id .. ':guests', g)\n"
     "return 0\n";
 

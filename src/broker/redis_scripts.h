@@ -16,6 +16,8 @@ extern const char redis_lua_sync[];
 extern const char redis_lua_here[];
 /* Claims a guest's name: 1, or 0 when another live node holds it. */
 extern const char redis_lua_claim[];
+/* Whether a live node holds a guest's name: the name as shown, or nil. */
+extern const char redis_lua_lookup[];
 /* Lets a guest's name go, if the caller holds it. */
 extern const char redis_lua_release[];
 /* Sets the caller's members in a room; returns the other live nodes' total. */

@@ -153,6 +153,7 @@ struct hub {
     /* Several nodes (hub_nodes.h): the other nodes' members and statuses, on hb's broker. */
     struct hub_nodes *nodes;
     struct map claiming; /* guests' names (lower-cased) being claimed from the broker */
+    struct map looking;  /* dms waiting for the broker to find their peer: struct peer_lookup */
     /* The status records and the rooms' member-index nodes: slabs of the hub's, so that the
      * join storm's transient buffers made on this thread (joined lists, events) never pin a
      * page of theirs in the heap. */
@@ -1400,10 +1401,11 @@ static void guest_claimed(void *arg, bool ok)
     go(h, op);
 }
 
-/* Claims name_lc for op's guest session (0: a registration), then go, unless this node holds it
- * already; false (answered) while another login or registration claims it. */
-static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, uint64_t session,
-                        void (*go)(struct hub *h, struct chat_op *op))
+/* Claims name_lc (shown: as the guest or the account shows it) for op's guest session (0: a
+ * registration), then go, unless this node holds it already; false (answered) while another
+ * login or registration claims it. */
+static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, const char *shown,
+                        uint64_t session, void (*go)(struct hub *h, struct chat_op *op))
 {
     if (map_get(&h->claiming, name_lc)) {
         reply_error(h, op, PROTO_NAME_TAKEN, "a guest with that name is online");
@@ -1417,7 +1419,7 @@ static bool guest_claim(struct hub *h, struct chat_op *op, const char *name_lc, 
     c->h = h, c->op = op, c->go = go;
     memcpy(c->name_lc, name_lc, strnlen(name_lc, CHAT_NAME_MAX - 1));
     map_put(&h->claiming, c->name_lc, (void *)1);
-    hub_nodes_guest_claim(h->nodes, c->name_lc, session, guest_claimed, c);
+    hub_nodes_guest_claim(h->nodes, c->name_lc, shown, session, guest_claimed, c);
     return true;
 }
 
@@ -1471,7 +1473,7 @@ static void login_guest(struct hub *h, struct chat_op *op)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     op->guest_session = ((uint64_t)ts.tv_sec << 20) + (++h->next_guest_session & 0xfffff);
-    guest_claim(h, op, op->user_lc, op->guest_session, login_guest_claimed);
+    guest_claim(h, op, op->user_lc, op->user, op->guest_session, login_guest_claimed);
 }
 
 /* The name is this node's in the broker: checked again here (a registration may have come
@@ -1516,7 +1518,7 @@ static void login_token_guest(struct hub *h, struct chat_op *op)
         reply_error(h, op, PROTO_NAME_TAKEN, "another guest with that name is online");
         return;
     }
-    guest_claim(h, op, op->user_lc, op->guest_session, login_token_guest_claimed);
+    guest_claim(h, op, op->user_lc, op->user, op->guest_session, login_token_guest_claimed);
 }
 
 /* Rule 51: the public rooms the guest's connections are in (an online guest's name is its
@@ -1562,7 +1564,7 @@ static void register_user(struct hub *h, struct chat_op *op)
     if (op->stage == 0) {
         /* No guest on another node may hold the name either: claimed until registered. */
         if (register_allowed(h, op, name_lc))
-            guest_claim(h, op, name_lc, op->registered_guest ? op->guest_session : 0,
+            guest_claim(h, op, name_lc, op->name, op->registered_guest ? op->guest_session : 0,
                         register_claimed);
         return;
     }
@@ -1635,20 +1637,62 @@ static const char *lookup_user(void *arg, const char *name_lc)
     return known_user(arg, name_lc);
 }
 
+static void event_route_rest(struct hub *h, struct chat_op *op);
+
+/* A dm's `to` known (peer: the name as shown): its room and other party. */
+static void dm_route(struct chat_op *op, const char *peer)
+{
+    snprintf(op->peer, sizeof op->peer, "%s", peer);
+    text_dm_room(op->user_lc, op->to_lc, op->room);
+    op->room_is_dm = true;
+}
+
+/* A dm to a name the hub does not know, asked of the other nodes (a guest online only there):
+ * the op waits here, one lookup at most, freed with the hub if it stops first. */
+struct peer_lookup {
+    struct hub *h;
+    struct chat_op *op;
+};
+
+static void peer_looked_up(void *arg, const char *shown)
+{
+    struct peer_lookup *q = arg;
+    struct hub *h = q->h;
+    struct chat_op *op = q->op;
+    map_del_u64(&h->looking, (uintptr_t)q);
+    free(q);
+    /* Known here meanwhile (registered, or the guest came here): as known here. */
+    const char *peer = known_user(h, op->to_lc);
+    if (!peer)
+        peer = shown;
+    if (!peer) {
+        reply_error(h, op, PROTO_NO_SUCH_USER, "no user by that name");
+        return;
+    }
+    dm_route(op, peer);
+    event_route_rest(h, op);
+}
+
 /* A request that stores a timeline event, on its way to the store: a direct message's room and
  * other party, and the mentions of a send's or edit's text (rule 57), made now, with the users
- * registered and online as the store will see them. */
+ * registered and online as the store will see them (a guest online on another node only is
+ * asked of the broker for a dm's peer; mentions know this node's guests alone). */
 static void event_route(struct hub *h, struct chat_op *op)
 {
     if (op->to_lc[0]) {
         const char *peer = known_user(h, op->to_lc);
+        if (!peer && hub_nodes_multi(h->nodes)) {
+            struct peer_lookup *q = xmalloc(sizeof *q);
+            *q = (struct peer_lookup){h, op};
+            map_put_u64(&h->looking, (uintptr_t)q, q);
+            hub_nodes_guest_lookup(h->nodes, op->to_lc, peer_looked_up, q);
+            return;
+        }
         if (!peer) {
             reply_error(h, op, PROTO_NO_SUCH_USER, "no user by that name");
             return;
         }
-        snprintf(op->peer, sizeof op->peer, "%s", peer);
-        text_dm_room(op->user_lc, op->to_lc, op->room);
-        op->room_is_dm = true;
+        dm_route(op, peer);
     } else if (op->room_is_dm) {
         char a[CHAT_NAME_MAX], b[CHAT_NAME_MAX];
         text_parse_dm_room(op->room, strlen(op->room), a, b);
@@ -1657,6 +1701,12 @@ static void event_route(struct hub *h, struct chat_op *op)
         snprintf(op->peer, sizeof op->peer, "%s", peer ? peer : other);
         memcpy(op->to_lc, other, sizeof op->to_lc);
     }
+    event_route_rest(h, op);
+}
+
+/* The rest of event_route, the dm's peer known: a moderation's subject, mentions, the store. */
+static void event_route_rest(struct hub *h, struct chat_op *op)
+{
     if (chat_op_moderates(op->kind) && op->kind != CHAT_TOPIC) {
         /* Rule 62: the user in events as registered, else as the online guest, else as given;
          * role needs a registered name. */
@@ -2227,8 +2277,8 @@ static void on_mail(struct service *s, struct mail *m)
         if (op->guest) {
             /* This process is a new node to the broker: the name is claimed again. */
             if (!user_status_guest(&h->statuses, op->user_lc))
-                hub_nodes_guest_claim(h->nodes, op->user_lc, op->guest_session, claim_ignored,
-                                      NULL);
+                hub_nodes_guest_claim(h->nodes, op->user_lc, op->user, op->guest_session,
+                                      claim_ignored, NULL);
             guest_online(h, op);
         }
         status_adopt(h, op);
@@ -2331,6 +2381,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     if (!h->hb)
         return -EINVAL;
     map_init(&h->claiming, true);
+    map_init(&h->looking, false);
     /* Guest sessions' low 20 bits count from a random start: two nodes making sessions in the
      * same second must not make the same ones (a session is an identity on every node). */
     uint32_t start;
@@ -2361,6 +2412,14 @@ void hub_destroy(struct service *s)
     if (!h)
         return;
     map_free(&h->claiming);
+    /* Lookups the broker will never answer now: their ops go unanswered, as queued ones do. */
+    uint64_t key;
+    void *q;
+    for (size_t i = 0; map_next_u64(&h->looking, &i, &key, &q);) {
+        chat_op_free(((struct peer_lookup *)q)->op);
+        free(q);
+    }
+    map_free(&h->looking);
     size_t pos = 0;
     const char *k;
     void *v;

@@ -282,10 +282,16 @@ void hub_nodes_user_here(struct hub_nodes *n, const char *user, bool online)
     broker_user_here(n->broker, user, online);
 }
 
-void hub_nodes_guest_claim(struct hub_nodes *n, const char *name, uint64_t session,
-                           void (*done)(void *arg, bool ok), void *arg)
+void hub_nodes_guest_claim(struct hub_nodes *n, const char *name, const char *shown,
+                           uint64_t session, void (*done)(void *arg, bool ok), void *arg)
 {
-    broker_guest_claim(n->broker, name, session, done, arg);
+    broker_guest_claim(n->broker, name, shown, session, done, arg);
+}
+
+void hub_nodes_guest_lookup(struct hub_nodes *n, const char *name,
+                            void (*done)(void *arg, const char *shown), void *arg)
+{
+    broker_guest_lookup(n->broker, name, done, arg);
 }
 
 void hub_nodes_guest_release(struct hub_nodes *n, const char *name)

@@ -34,12 +34,16 @@ void hub_nodes_room_here(struct hub_nodes *n, const char *room, uint64_t newest,
                          bool in);
 /* The user's first connection on this node came (online) or its last went. */
 void hub_nodes_user_here(struct hub_nodes *n, const char *user, bool online);
-/* A guest's name: claimed for its session (0: a registration) before the online guests table
- * takes it (done(arg, false): a live node holds it for another session); released with its last
- * connection here. */
-void hub_nodes_guest_claim(struct hub_nodes *n, const char *name, uint64_t session,
-                           void (*done)(void *arg, bool ok), void *arg);
+/* A guest's name (lower-cased; shown: as the guest shows it, NULL for a registration): claimed
+ * for its session (0: a registration) before the online guests table takes it (done(arg, false):
+ * a live node holds it for another session); released with its last connection here. */
+void hub_nodes_guest_claim(struct hub_nodes *n, const char *name, const char *shown,
+                           uint64_t session, void (*done)(void *arg, bool ok), void *arg);
 void hub_nodes_guest_release(struct hub_nodes *n, const char *name);
+/* Whether a guest of another node holds name (lower-cased): done(arg, name as shown, or NULL),
+ * as broker_guest_lookup (not called once hub_nodes_free has begun). */
+void hub_nodes_guest_lookup(struct hub_nodes *n, const char *name,
+                            void (*done)(void *arg, const char *shown), void *arg);
 /* A local user's status changed: told to the other nodes (best effort). */
 void hub_nodes_status(struct hub_nodes *n, const char *user, bool away, const char *text);
 /* The status of a user of another node, as last heard: false when none is known (online, no

@@ -103,8 +103,9 @@ static void alone_everything_comes_straight_back(void **state)
 
     broker_publish_user(b, "alice", "r", 1);
     broker_user_here(b, "alice", true);
-    broker_guest_claim(b, "guest1", 1, on_claimed, NULL);
-    broker_guest_claim(b, "guest1", 2, on_claimed, NULL); /* the hub's own check decides */
+    broker_guest_claim(b, "guest1", "Guest1", 1, on_claimed, NULL);
+    /* The hub's own check decides. */
+    broker_guest_claim(b, "guest1", "Guest1", 2, on_claimed, NULL);
     assert_int_equal(n_claims_ok, 2);
     broker_guest_release(b, "guest1");
     assert_int_equal(broker_room_members(b, "general", 7), 7);

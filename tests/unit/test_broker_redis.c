@@ -165,10 +165,12 @@ struct node {
     size_t live_objs;
     char last_user_event[64];
     int user_events;
-    bool online[8];   /* presence of users[] as this node heard it */
-    int claim_result; /* -1 pending, 0 refused, 1 ok */
-    bool member[8];   /* users[] in room_names[0] on another node, as this node heard it */
-    int snapshots;    /* room member snapshots completed */
+    bool online[8];                      /* presence of users[] as this node heard it */
+    int claim_result;                    /* -1 pending, 0 refused, 1 ok */
+    int lookups;                         /* lookup answers */
+    char looked_up[BROKER_NAME_MAX + 1]; /* the last one's name as shown, "" for none */
+    bool member[8]; /* users[] in room_names[0] on another node, as this node heard it */
+    int snapshots;  /* room member snapshots completed */
 };
 
 static const char *users[] = {"alice", "bob"};
@@ -550,9 +552,31 @@ static void room_events_cross_nodes_in_seq_order(void **state)
 static int b_claim(const char *name, uint64_t session, const char *what)
 {
     B->claim_result = -1;
-    broker_guest_claim(B->b, name, session, cb_claimed, B);
+    broker_guest_claim(B->b, name, NULL, session, cb_claimed, B);
     run_until(b_claim_answered, what);
     return B->claim_result;
+}
+
+static void cb_looked_up(void *arg, const char *shown)
+{
+    struct node *n = arg;
+    n->lookups++;
+    snprintf(n->looked_up, sizeof n->looked_up, "%s", shown ? shown : "");
+}
+
+static int b_lookups_then;
+static bool b_lookup_answered(void)
+{
+    return B->lookups > b_lookups_then;
+}
+
+/* B asks which live node's guest holds name: the name as shown, "" for none. */
+static const char *b_lookup(const char *name, const char *what)
+{
+    b_lookups_then = B->lookups;
+    broker_guest_lookup(B->b, name, cb_looked_up, B);
+    run_until(b_lookup_answered, what);
+    return B->looked_up;
 }
 
 /* Two nodes (lease_ms) where A holds alice online, the guest name for session, and 3 members of
@@ -563,7 +587,7 @@ static void start_pair_with_a_holding(uint64_t lease_ms, const char *guest, uint
     broker_user_here(A->b, "alice", true);
     run_until(b_sees_alice, "alice online on B");
     A->claim_result = -1;
-    broker_guest_claim(A->b, guest, session, cb_claimed, A);
+    broker_guest_claim(A->b, guest, NULL, session, cb_claimed, A);
     run_until(a_claim_answered, "A's claim");
     assert_int_equal(A->claim_result, 1);
     broker_room_members(A->b, "general", 3);
@@ -588,6 +612,35 @@ static void a_stopped_node_loses_its_users_and_guests(void **state)
     struct broker_status st;
     broker_status(B->b, &st);
     assert_true(st.reaped >= 1);
+    node_stop(B);
+}
+
+static void a_guest_is_found_from_another_node_as_shown(void **state)
+{
+    (void)state;
+    start_pair_with_a_holding(2000, "guest5", 5); /* claimed with no name as shown */
+    assert_string_equal(b_lookup("guest5", "an older node's guest"), "guest5");
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest8", "GuEst8", 8, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim of guest8");
+    assert_string_equal(b_lookup("guest8", "guest8 on A"), "GuEst8");
+    assert_string_equal(b_lookup("nobody", "a name nobody holds"), "");
+    /* A registration's claim (session 0) is no guest. */
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "newbie", "NewBie", 0, cb_claimed, A);
+    run_until(a_claim_answered, "A's registration claim");
+    assert_string_equal(b_lookup("newbie", "a registration's claim"), "");
+    broker_guest_release(A->b, "guest8");
+    /* A's commands run in order: once a later claim of A's is answered, the release is done. */
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest4", "GuEst4", 4, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim after the release");
+    assert_string_equal(b_lookup("guest8", "guest8 released"), "");
+    /* A dies: its guests are no one's once its lease ran out. */
+    broker_free(A->b);
+    A->b = NULL;
+    run_until(b_sees_alice_gone, "alice offline on B after A's lease");
+    assert_string_equal(b_lookup("guest5", "a dead node's guest"), "");
     node_stop(B);
 }
 
@@ -744,12 +797,17 @@ static void a_redis_restart_is_caught_up_from_the_store(void **state)
     for (int i = 0; i < 20; i++)
         commit_and_publish(i % 2 ? A : B, 0);
     run_until(both_caught_up, "the first events");
+    A->claim_result = -1;
+    broker_guest_claim(A->b, "guest6", "GuEst6", 6, cb_claimed, A);
+    run_until(a_claim_answered, "A's claim of guest6");
+    assert_string_equal(b_lookup("guest6", "guest6 on A"), "GuEst6");
 
     redis_stop();
     run_until(both_down, "both brokers down");
     struct broker_status st;
     broker_status(A->b, &st);
     assert_false(st.up);
+    assert_string_equal(b_lookup("guest6", "a lookup while down"), ""); /* at once */
 
     /* While Redis is away each node goes on: its own events are delivered here, in order. */
     commit_and_publish(A, 0);
@@ -768,8 +826,9 @@ static void a_redis_restart_is_caught_up_from_the_store(void **state)
         assert_in_order(A, r);
         assert_in_order(B, r);
     }
-    /* Redis forgot everything; A put alice back. */
+    /* Redis forgot everything; A put alice back, and its guest's name as shown. */
     run_until(b_sees_alice, "alice online on B again");
+    assert_string_equal(b_lookup("guest6", "guest6 after the restart"), "GuEst6");
 
     /* Live delivery works again. */
     commit_and_publish(B, 0);
@@ -965,6 +1024,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(room_events_cross_nodes_in_seq_order),
         cmocka_unit_test(a_stopped_node_loses_its_users_and_guests),
+        cmocka_unit_test(a_guest_is_found_from_another_node_as_shown),
         cmocka_unit_test(a_node_saying_goodbye_is_undone_at_once),
         cmocka_unit_test(room_members_cross_and_go_with_a_dead_node),
         cmocka_unit_test(a_snapshot_keeps_what_the_channel_said_before_its_answer),
