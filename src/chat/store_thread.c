@@ -22,7 +22,6 @@
 #include "timeline.h"
 
 #define MAX_BATCH 1024
-/* Erasures (rules 52, 53) leave the WAL by a checkpoint this long after the first of a run. */
 /*
  * The search index trails the commits where the store allows it (store.h, search_backlog):
  * caught up once no batch came for SEARCH_QUIET_MS, at once when SEARCH_BACKLOG_MAX messages
@@ -33,6 +32,7 @@
  */
 #define SEARCH_QUIET_MS 100
 #define SEARCH_BACKLOG_MAX 500
+/* Erasures (rules 52, 53) leave the WAL by a checkpoint this long after the first of a run. */
 #define ERASE_CHECKPOINT_MS 30000
 /* The search index's merge after erasures: steps for at most this long at a time, then a pause
  * in which mail (and so group commit) goes on. */
