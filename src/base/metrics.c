@@ -290,6 +290,9 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_ring_seed_reads_total",
             "Reads of a room's newest page to fill the hub's ring of recent messages.",
             METRIC_RING_SEEDS);
+    counter(&o, "parley_search_catch_ups_total",
+            "Catch-ups that indexed the messages stored since the last (SQLite).",
+            METRIC_SEARCH_CATCH_UPS);
     part(&o, METRICS_PART_ERRORS);
     part(&o, METRICS_PART_TLS);
     histogram(&o, "parley_store_commit_seconds", "Time to commit one batch.", latency_bounds,
@@ -349,11 +352,14 @@ struct chunk *metrics_render(uint64_t uptime_s)
         "# TYPE parley_auth_hashes_in_progress_max gauge\n"
         "parley_auth_hashes_in_progress_max %llu\n"
         "# HELP parley_send_buckets Connections holding a send bucket (idle clients hold none).\n"
-        "# TYPE parley_send_buckets gauge\nparley_send_buckets %llu\n",
+        "# TYPE parley_send_buckets gauge\nparley_send_buckets %llu\n"
+        "# HELP parley_search_backlog Messages stored and not yet in the search index (SQLite).\n"
+        "# TYPE parley_search_backlog gauge\nparley_search_backlog %llu\n",
         (unsigned long long)get(&gauges[GAUGE_AUTH_QUEUED]),
         (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING]),
         (unsigned long long)get(&gauges[GAUGE_AUTH_HASHING_MAX]),
-        (unsigned long long)get(&gauges[GAUGE_SEND_BUCKETS]));
+        (unsigned long long)get(&gauges[GAUGE_SEND_BUCKETS]),
+        (unsigned long long)get(&gauges[GAUGE_SEARCH_BACKLOG]));
     histogram(&o, "parley_auth_wait_seconds", "Time a password check waited for a hasher thread.",
               wait_bounds, wait_buckets, N_WAIT, &wait_count, (double)get(&wait_sum_us) / 1e6);
     struct metrics_upgrades up;

@@ -37,6 +37,7 @@ enum metric_counter {
     METRIC_SEARCH_ROWS,             /* search index rows they examined (rule 72's scan) */
     METRIC_REPLAY_READS,            /* pages of joins' replays read from the store */
     METRIC_RING_SEEDS,              /* reads of a room's newest page to fill the hub's ring */
+    METRIC_SEARCH_CATCH_UPS,        /* search backlogs indexed (SQLite: after the commit) */
     METRIC_COUNTERS,
 };
 
@@ -46,6 +47,7 @@ enum metric_gauge {
     GAUGE_AUTH_HASHING,     /* hashes in progress */
     GAUGE_AUTH_HASHING_MAX, /* the most hashes ever in progress at once */
     GAUGE_SEND_BUCKETS,     /* connections holding a send bucket (made at a send, given back) */
+    GAUGE_SEARCH_BACKLOG,   /* messages stored and not yet in the search index (SQLite) */
     METRIC_GAUGES,
 };
 

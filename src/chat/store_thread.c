@@ -22,6 +22,16 @@
 #include "timeline.h"
 
 #define MAX_BATCH 1024
+/*
+ * The search index trails the commits where the store allows it (store.h, search_backlog):
+ * caught up once no batch came for SEARCH_QUIET_MS, at once when SEARCH_BACKLOG_MAX messages
+ * wait, and before a search reads it. So a busy store writes the index once per many batches
+ * instead of once per batch (indexing was half of a commit's time), and every search sees every
+ * message acknowledged before it. PARLEY_TEST_SEARCH_QUIET_MS (tests only) moves the quiet time,
+ * so a test can hold messages in the backlog.
+ */
+#define SEARCH_QUIET_MS 100
+#define SEARCH_BACKLOG_MAX 500
 /* Erasures (rules 52, 53) leave the WAL by a checkpoint this long after the first of a run. */
 #define ERASE_CHECKPOINT_MS 30000
 /* The search index's merge after erasures: steps for at most this long at a time, then a pause
@@ -66,6 +76,9 @@ struct store_thread {
     struct timer erase_timer; /* armed while an erased text may still be in the WAL */
     bool erase_at_start;      /* arm it at the first batch: a crash may have left erasures */
     bool erased;              /* an edit or delete committed since the last finished merge */
+    struct timer search_timer; /* armed while the search backlog holds messages */
+    uint64_t last_batch_ms;    /* loop time of the last batch's end */
+    uint64_t search_quiet_ms;  /* SEARCH_QUIET_MS, or the test hook's */
 };
 
 #define FAILED_LOG_EVERY_MS 60000
@@ -782,6 +795,53 @@ static void on_erase_timer(struct timer *t)
     st->db->ops->checkpoint(st->db);
 }
 
+/* Indexes the search backlog now (not in a process that handed the store over). Returns 0 or
+ * the store's error. */
+static int search_catch_up(struct store_thread *st)
+{
+    if (!st->db->ops->search_catch_up || st->gate == STORE_GATE_CLOSED)
+        return 0;
+    int rc = st->db->ops->search_catch_up(st->db);
+    if (rc < 0)
+        metrics_add(METRIC_STORE_ERRORS, 1);
+    else
+        metrics_set(GAUGE_SEARCH_BACKLOG, 0);
+    return rc;
+}
+
+/* After a batch: the backlog is caught up now if it is at its bound, else once the store is
+ * quiet (on_search_timer). */
+static void search_after_batch(struct store_thread *st)
+{
+    if (!st->db->ops->search_backlog)
+        return;
+    struct loop *loop = st->service->loop;
+    st->last_batch_ms = loop_now(loop);
+    int64_t waiting = st->db->ops->search_backlog(st->db);
+    if (waiting >= SEARCH_BACKLOG_MAX) {
+        search_catch_up(st);
+        return;
+    }
+    if (waiting > 0) {
+        metrics_set(GAUGE_SEARCH_BACKLOG, (uint64_t)waiting);
+        if (!timer_active(&st->search_timer))
+            timer_start(loop, &st->search_timer, st->last_batch_ms + st->search_quiet_ms);
+    }
+}
+
+static void on_search_timer(struct timer *t)
+{
+    struct store_thread *st =
+        (struct store_thread *)((char *)t - offsetof(struct store_thread, search_timer));
+    struct loop *loop = st->service->loop;
+    uint64_t quiet_at = st->last_batch_ms + st->search_quiet_ms;
+    if (loop_now(loop) < quiet_at) {
+        timer_start(loop, &st->search_timer, quiet_at); /* batches came since it was armed */
+        return;
+    }
+    search_catch_up(st);
+}
+
 /* --- writes, applied inside the batch's transaction --- */
 
 /* Applies one write. Returns 0, or a store error that must fail the whole batch. */
@@ -894,6 +954,9 @@ static void commit_batch(struct service *s)
         st->erase_at_start = false;
         if (!timer_active(&st->erase_timer))
             timer_start(s->loop, &st->erase_timer, loop_now(s->loop) + ERASE_CHECKPOINT_MS);
+        /* And messages a crash left unindexed: indexed at the first quiet moment. */
+        if (st->db->ops->search_backlog)
+            timer_start(s->loop, &st->search_timer, loop_now(s->loop));
     }
     if (st->n_batch == 0)
         return;
@@ -963,6 +1026,8 @@ static void commit_batch(struct service *s)
     for (size_t i = 0; i < st->n_batch; i++)
         route_after_batch(st->batch[i]);
     st->n_batch = 0;
+    if (rc == 0)
+        search_after_batch(st);
 }
 
 /* --- reads, served at once --- */
@@ -1276,6 +1341,12 @@ static void read_search(struct store_thread *st, struct chat_op *op)
     }
     if (op->over_rate) {
         chat_op_fail(op, PROTO_RATE_LIMITED, "slow down: too many searches");
+        chat_to_worker(op);
+        return;
+    }
+    /* Every message acknowledged before this request is found: the index catches up first. */
+    if (search_catch_up(st) < 0) {
+        chat_op_fail(op, PROTO_SERVER_BUSY, "search is not available right now");
         chat_to_worker(op);
         return;
     }
@@ -1597,6 +1668,15 @@ int store_thread_init(struct service *s, struct store *db, const struct config *
     }
     st->service = s;
     timer_init(&st->erase_timer, on_erase_timer);
+    timer_init(&st->search_timer, on_search_timer);
+    st->search_quiet_ms = SEARCH_QUIET_MS;
+    const char *quiet = getenv("PARLEY_TEST_SEARCH_QUIET_MS");
+    if (quiet && *quiet) {
+        st->search_quiet_ms = strtoull(quiet, NULL, 10);
+        log_warn("msg=test_hook PARLEY_TEST_SEARCH_QUIET_MS=%llu reason=\"for tests only: the "
+                 "search index catches up after this long without a batch\"",
+                 (unsigned long long)st->search_quiet_ms);
+    }
     if (sodium_init() < 0)
         return -1;
     search_cursor_init(); /* before any worker can read a search request */
@@ -1618,6 +1698,7 @@ void store_thread_destroy(struct service *s)
     for (size_t i = 0; i < st->n_held; i++)
         chat_op_free(st->held[i]);
     free(st->held);
+    search_catch_up(st); /* the next start finds nothing left to index */
     if (st->erased && st->gate != STORE_GATE_CLOSED) {
         /* Erasures not yet merged out of the search index: done now, before the file closes
          * (closing checkpoints the WAL). */

@@ -215,6 +215,15 @@ struct store_ops {
      * passed to each. Returns how many (0 or 1), or an error. */
     int (*search_message)(struct store *s, const char *room, uint64_t seq, store_msg_cb each,
                           void *arg);
+    /*
+     * Optional (NULL: the backend indexes each message in its batch). The search index trails
+     * the commits: search_backlog says how many stored messages it still lacks (or returns an
+     * error); search_catch_up indexes them, in the open batch or, outside one, in a
+     * transaction of its own. search sees only what was caught up, so catch up first. A
+     * catch-up takes each message as it stands then: edited, or left out if deleted or trimmed.
+     */
+    int64_t (*search_backlog)(struct store *s);
+    int (*search_catch_up)(struct store *s);
     /* One bounded step of merging the search index's segments, so deleted rows leave its
      * pages (erasure, rules 52, 53); *more whether a step is still needed. */
     int (*search_merge)(struct store *s, bool *more);

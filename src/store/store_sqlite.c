@@ -238,6 +238,16 @@ static const char *const migrations[] = {
     " SELECT identity, room, min(seq), max(seq) FROM events"
     " WHERE identity >= 'guest:' AND identity < 'guest;' GROUP BY identity, room;"
     "DROP INDEX events_guest;",
+    /* search_later: a message's words reach the search index after its commit, many messages'
+     * at a time (search_catch_up), which costs FTS5 one segment per catch-up instead of one
+     * per commit: indexing was half of what a commit wrote and took. search_backlog holds the
+     * messages stored and not yet indexed, written in the message's own transaction, so a crash
+     * loses none of them from the index: the next catch-up takes them. */
+    "CREATE TABLE search_backlog("
+    " room TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " PRIMARY KEY(room, seq)"
+    ") WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -300,6 +310,11 @@ enum stmt {
     ST_SEARCH_SCAN,
     ST_SEARCH_MSG,
     ST_SEARCH_MERGE,
+    ST_BACKLOG_ADD,
+    ST_BACKLOG_COUNT,
+    ST_CATCH_UP_ROWS,
+    ST_CATCH_UP_WORDS,
+    ST_CATCH_UP_DONE,
     /* read markers and saved rooms */
     ST_MARKER_GET,
     ST_MARKER_RAISE,
@@ -467,6 +482,23 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Merges the index's segments a bounded number of pages at a time (a negative count merges
      * toward one segment, as 'optimize' does at once), so deleted rows leave it (erasure). */
     [ST_SEARCH_MERGE] = "INSERT INTO search_index(search_index, rank) VALUES('merge', -64)",
+    /* The backlog (the search_later step of migrations[]): a message stored and not yet
+     * indexed; a catch-up gives its messages rows numbered in the store's order (ties of one ts
+     * as the migration numbers them), their words in rowid order, and empties it. CROSS JOIN:
+     * the few backlog rows lead, each a primary key lookup in events (the planner, knowing no
+     * sizes, would scan events and look each up in the backlog). */
+    [ST_BACKLOG_ADD] = "INSERT INTO search_backlog(room, seq) VALUES(?1, ?2)",
+    [ST_BACKLOG_COUNT] = "SELECT count(*) FROM search_backlog",
+    [ST_CATCH_UP_ROWS] =
+        "INSERT INTO search_rows(rid, room, seq, ts)"
+        " SELECT ?1 + row_number() OVER (ORDER BY e.ts, e.room DESC, e.seq), e.room, e.seq, e.ts"
+        " FROM search_backlog b CROSS JOIN events e ON e.room = b.room AND e.seq = b.seq"
+        " WHERE e.type = 'message' AND e.deleted = 0",
+    [ST_CATCH_UP_WORDS] = "INSERT INTO search_index(rowid, words, rkey)"
+                          " SELECT r.rid, parley_search_words(e.text), r.room FROM search_rows r"
+                          " JOIN events e ON e.room = r.room AND e.seq = r.seq"
+                          " WHERE r.rid > ?1 ORDER BY r.rid",
+    [ST_CATCH_UP_DONE] = "DELETE FROM search_backlog",
     [ST_MARKER_GET] = "SELECT seq FROM read_markers WHERE account = ?1 AND room = ?2",
     /* MAX: a marker never moves back (rule 66). */
     [ST_MARKER_RAISE] = "INSERT INTO read_markers(account, room, seq) VALUES(?1, ?2, ?3)"
@@ -553,6 +585,7 @@ struct sqlite_store {
      * when the newest row is deleted: a search cursor is a rowid, and must not come to name a
      * newer message. */
     int64_t search_rowid;
+    int64_t backlog; /* messages in search_backlog (-1: count them again) */
     int64_t cap_pages; /* --max-db-size in pages, as in force (0: no cap) */
     bool sync_full;    /* --sync full: the checkpointer's connection syncs as ours does */
     /* Checkpoints the WAL off this thread once writes may begin (NULL before, or if it could
@@ -735,6 +768,7 @@ static void in_tx_rollback(struct sqlite_store *ss)
     /* Some errors (SQLITE_FULL, I/O, busy) may already have rolled the transaction back. */
     if (!sqlite3_get_autocommit(ss->db))
         run(ss, ST_ROLLBACK, "rollback");
+    ss->backlog = -1; /* rows it counted may be gone */
 }
 
 /* Runs the write statement id, its parameters bound with result bind_rc, under the batch rule. */
@@ -951,46 +985,103 @@ static int mod_write(struct sqlite_store *ss, enum stmt id, const char *op, cons
     return run(ss, id, op);
 }
 
-/* A new message's row in the search index, at the next rowid, and where to find it again. */
-static int search_add(struct sqlite_store *ss, const struct store_msg *m)
+/* Reads the last search index rowid given, once a process (ss->search_rowid). */
+static int search_rowid_known(struct sqlite_store *ss)
 {
-    int rc;
-    if (ss->search_rowid == 0) {
-        sqlite3_stmt *st = ss->st[ST_SEARCH_LAST];
-        rc = sqlite3_step(st);
+    if (ss->search_rowid != 0)
+        return 0;
+    sqlite3_stmt *st = ss->st[ST_SEARCH_LAST];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        ss->search_rowid = sqlite3_column_int64(st, 0);
+    done(st);
+    return rc == SQLITE_ROW ? 0 : fail(ss->db, "search_last", rc);
+}
+
+/* How many messages wait in the search backlog: 0 and *n, or an error. Counted again after a
+ * rollback took back some of the rows counted. */
+static int backlog_count(struct sqlite_store *ss, int64_t *n)
+{
+    if (ss->backlog < 0) {
+        sqlite3_stmt *st = ss->st[ST_BACKLOG_COUNT];
+        int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
-            ss->search_rowid = sqlite3_column_int64(st, 0);
+            ss->backlog = sqlite3_column_int64(st, 0);
         done(st);
         if (rc != SQLITE_ROW)
-            return fail(ss->db, "search_last", rc);
+            return fail(ss->db, "backlog_count", rc);
     }
-    int64_t rowid = ss->search_rowid + 1;
-    sqlite3_stmt *st = ss->st[ST_SEARCH_ADD];
-    rc = bind_text(st, 1, m->room, SQLITE_OK);
-    rc = bind_seq(st, 2, m->seq, rc);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text64(st, 3, m->text ? m->text : "", m->text ? m->text_len : 0,
-                                 SQLITE_STATIC, SQLITE_UTF8);
-    rc = bind_i64(st, 4, m->ts, rc);
-    rc = bind_i64(st, 5, rowid, rc);
-    if (rc != SQLITE_OK) {
-        done(st);
-        return fail(ss->db, "search_add", rc);
-    }
-    int ret = run(ss, ST_SEARCH_ADD, "search_add");
-    if (ret != 0)
+    *n = ss->backlog;
+    return 0;
+}
+
+/* A new message waits in the backlog for the next catch-up. */
+static int search_add(struct sqlite_store *ss, const struct store_msg *m)
+{
+    int ret = run_bound(ss, ST_BACKLOG_ADD, "backlog_add", m->room, m->seq, 0, NULL, NULL, NULL);
+    if (ret == 0 && ss->backlog >= 0)
+        ss->backlog++;
+    return ret;
+}
+
+/*
+ * Indexes the backlog's messages and empties it: their rows at the next rowids, in the store's
+ * order, then their words in rowid order (FTS5 appends), in one transaction: the batch's when
+ * one is open (a failure then leaves it good only for a rollback), else one of its own. Each
+ * message is indexed as it stands now, so what changed it meanwhile needs no care: an edit's
+ * text is the one indexed, a deleted or trimmed message is left out (edits, deletes and trims
+ * change only the rows of messages already indexed).
+ */
+static int search_catch_up(struct sqlite_store *ss)
+{
+    int64_t waiting = 0;
+    int ret = backlog_count(ss, &waiting);
+    if (ret != 0 || waiting == 0)
         return ret;
-    ss->search_rowid = rowid; /* a rolled-back batch leaves a gap, never a second use */
-    st = ss->st[ST_SEARCH_ADD_ROW];
-    rc = bind_text(st, 1, m->room, SQLITE_OK);
-    rc = bind_seq(st, 2, m->seq, rc);
-    rc = bind_i64(st, 4, m->ts, rc);
-    rc = bind_i64(st, 5, rowid, rc);
-    if (rc != SQLITE_OK) {
-        done(st);
-        return fail(ss->db, "search_add_row", rc);
+    bool own = sqlite3_get_autocommit(ss->db);
+    if (own) {
+        ret = check_files(ss);
+        if (ret == 0)
+            ret = run(ss, ST_BEGIN, "catch_up_begin");
+        if (ret != 0)
+            return ret;
     }
-    return run(ss, ST_SEARCH_ADD_ROW, "search_add_row");
+    ret = search_rowid_known(ss);
+    int64_t first = ss->search_rowid;
+    int64_t rows = 0;
+    if (ret == 0) {
+        sqlite3_stmt *st = ss->st[ST_CATCH_UP_ROWS];
+        int rc = bind_i64(st, 1, first, SQLITE_OK);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "catch_up_rows", rc);
+        rows = sqlite3_changes64(ss->db);
+        done(st);
+    }
+    if (ret == 0) {
+        sqlite3_stmt *st = ss->st[ST_CATCH_UP_WORDS];
+        int rc = bind_i64(st, 1, first, SQLITE_OK);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(st);
+        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "catch_up_words", rc);
+        done(st);
+    }
+    if (ret == 0)
+        ret = run(ss, ST_CATCH_UP_DONE, "catch_up_done");
+    if (own) {
+        if (ret == 0)
+            ret = run(ss, ST_COMMIT, "catch_up_commit");
+        if (ret != 0)
+            in_tx_rollback(ss);
+    } else if (ret != 0 && !ss->batch_err) {
+        ss->batch_err = ret;
+    }
+    if (ret == 0) {
+        ss->search_rowid = first + rows; /* a rolled-back catch-up leaves a gap, never a reuse */
+        ss->backlog = 0;
+        metrics_add(METRIC_SEARCH_CATCH_UPS, 1);
+    }
+    return ret;
 }
 
 /* The state an event changes besides its own row (store.h, insert). */
@@ -1673,6 +1764,20 @@ static int sq_search_message(struct store *s, const char *room, uint64_t seq, st
     return each_event(ss, st, room, rc, "search_message", each, arg);
 }
 
+static int64_t sq_search_backlog(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    int64_t n = 0;
+    int ret = backlog_count(ss, &n);
+    return ret != 0 ? ret : n;
+}
+
+static int sq_search_catch_up(struct store *s)
+{
+    struct sqlite_store *ss = from_base(s);
+    return note(ss, search_catch_up(ss));
+}
+
 static int sq_search_merge(struct store *s, bool *more)
 {
     struct sqlite_store *ss = from_base(s);
@@ -1964,6 +2069,8 @@ static const struct store_ops sqlite_ops = {
     .checkpoint = sq_checkpoint,
     .search = sq_search,
     .search_message = sq_search_message,
+    .search_backlog = sq_search_backlog,
+    .search_catch_up = sq_search_catch_up,
     .search_merge = sq_search_merge,
     .user_create = sq_user_create,
     .user_get = sq_user_get,
@@ -2277,9 +2384,13 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
         return -ENOENT;
     }
 
+    /* No allocation statistics: they take a global mutex at every allocation SQLite makes (a
+     * few percent of a commit). Only takes effect before SQLite's first use, which this is. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     struct sqlite_store *ss = xcalloc(1, sizeof *ss);
     ss->base.ops = &sqlite_ops;
     ss->main_fd = -1;
+    ss->backlog = -1;
     ss->sync_full = opts->sync_full;
     int ret = 0;
     int rc = sqlite3_open_v2(
