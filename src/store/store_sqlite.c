@@ -43,6 +43,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "map.h"
 #include "metrics.h"
 #include "search_text.h"
 #include "store_rows.h"
@@ -241,12 +242,14 @@ static const char *const migrations[] = {
     /* search_later: a message's words reach the search index after its commit, many messages'
      * at a time (search_catch_up), which costs FTS5 one segment per catch-up instead of one
      * per commit: indexing was half of what a commit wrote and took. search_backlog holds the
-     * messages stored and not yet indexed, written in the message's own transaction, so a crash
-     * loses none of them from the index: the next catch-up takes them. */
+     * messages stored and not yet indexed, as one seq range per room and batch (the range's
+     * other events are not messages, and are passed over), written in the messages' own
+     * transaction, so a crash loses none of them from the index: the next catch-up takes them. */
     "CREATE TABLE search_backlog("
     " room TEXT NOT NULL,"
-    " seq INTEGER NOT NULL,"
-    " PRIMARY KEY(room, seq)"
+    " first_seq INTEGER NOT NULL,"
+    " last_seq INTEGER NOT NULL,"
+    " PRIMARY KEY(room, first_seq)"
     ") WITHOUT ROWID;",
 };
 
@@ -448,9 +451,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
     /* Its dm rooms' rows stay the guest's: their spans stay too. */
     [ST_CLAIM_SPANS] = "DELETE FROM guest_spans WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
-    /* ?1 room, ?2 seq, ?4 identity: as run_bound binds them. */
+    /* ?1 room, ?2 first seq, ?3 last seq, ?4 identity: as run_bound binds them. */
     [ST_GUEST_SPAN] = "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
-                      " VALUES(?4, ?1, ?2, ?2) ON CONFLICT(identity, room)"
+                      " VALUES(?4, ?1, ?2, ?3) ON CONFLICT(identity, room)"
                       " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
     /* The search index (the search step of migrations[]): a new message's row, the words a row
      * was indexed with taken out (before its text changes: an edit, a delete, retention), an
@@ -485,14 +488,15 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* The backlog (the search_later step of migrations[]): a message stored and not yet
      * indexed; a catch-up gives its messages rows numbered in the store's order (ties of one ts
      * as the migration numbers them), their words in rowid order, and empties it. CROSS JOIN:
-     * the few backlog rows lead, each a primary key lookup in events (the planner, knowing no
+     * the few backlog rows lead, each a primary key range in events (the planner, knowing no
      * sizes, would scan events and look each up in the backlog). */
-    [ST_BACKLOG_ADD] = "INSERT INTO search_backlog(room, seq) VALUES(?1, ?2)",
-    [ST_BACKLOG_COUNT] = "SELECT count(*) FROM search_backlog",
+    [ST_BACKLOG_ADD] = "INSERT INTO search_backlog(room, first_seq, last_seq) VALUES(?1, ?2, ?3)",
+    [ST_BACKLOG_COUNT] = "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM search_backlog",
     [ST_CATCH_UP_ROWS] =
         "INSERT INTO search_rows(rid, room, seq, ts)"
         " SELECT ?1 + row_number() OVER (ORDER BY e.ts, e.room DESC, e.seq), e.room, e.seq, e.ts"
-        " FROM search_backlog b CROSS JOIN events e ON e.room = b.room AND e.seq = b.seq"
+        " FROM search_backlog b CROSS JOIN events e"
+        " ON e.room = b.room AND e.seq BETWEEN b.first_seq AND b.last_seq"
         " WHERE e.type = 'message' AND e.deleted = 0",
     [ST_CATCH_UP_WORDS] = "INSERT INTO search_index(rowid, words, rkey)"
                           " SELECT r.rid, parley_search_words(e.text), r.room FROM search_rows r"
@@ -585,7 +589,10 @@ struct sqlite_store {
      * when the newest row is deleted: a search cursor is a rowid, and must not come to name a
      * newer message. */
     int64_t search_rowid;
-    int64_t backlog; /* messages in search_backlog (-1: count them again) */
+    int64_t backlog; /* seqs in search_backlog (-1: count them again) */
+    /* The open batch's tail (write_tail): per room a struct tail_room, per guest span (key
+     * "identity\nroom") a struct tail_span. */
+    struct map tail_rooms, tail_spans;
     int64_t cap_pages; /* --max-db-size in pages, as in force (0: no cap) */
     bool sync_full;    /* --sync full: the checkpointer's connection syncs as ours does */
     /* Checkpoints the WAL off this thread once writes may begin (NULL before, or if it could
@@ -763,12 +770,16 @@ static int note(struct sqlite_store *ss, int ret)
     return ret;
 }
 
+static void drop_tail(struct sqlite_store *ss);
+static int write_tail(struct sqlite_store *ss);
+
 static void in_tx_rollback(struct sqlite_store *ss)
 {
     /* Some errors (SQLITE_FULL, I/O, busy) may already have rolled the transaction back. */
     if (!sqlite3_get_autocommit(ss->db))
         run(ss, ST_ROLLBACK, "rollback");
     ss->backlog = -1; /* rows it counted may be gone */
+    drop_tail(ss);
 }
 
 /* Runs the write statement id, its parameters bound with result bind_rc, under the batch rule. */
@@ -802,6 +813,7 @@ static void sq_close(struct store *s)
     free(ss->main.path);
     free(ss->wal.path);
     free(ss->standby_dir);
+    drop_tail(ss);
     free(ss);
 }
 
@@ -855,6 +867,8 @@ static int sq_commit(struct store *s)
 {
     struct sqlite_store *ss = from_base(s);
     int ret = batch_lost(ss);
+    if (ret == 0)
+        ret = write_tail(ss);
     if (ret == 0)
         ret = run(ss, ST_COMMIT, "commit");
     /* Committed into a file that was deleted or replaced meanwhile: as good as lost. */
@@ -1015,13 +1029,135 @@ static int backlog_count(struct sqlite_store *ss, int64_t *n)
     return 0;
 }
 
-/* A new message waits in the backlog for the next catch-up. */
-static int search_add(struct sqlite_store *ss, const struct store_msg *m)
+/*
+ * A batch's tail: what its events change besides their own rows, gathered per room and per guest
+ * span and written once, just before the commit: the room's row (its last seq), the seq range
+ * of its messages waiting for the search index, and a guest session's span in the room (rule
+ * 51's takeover). That is a statement per room (and span) a batch instead of three per event,
+ * which took as long as the events' rows. Whatever in a batch reads those tables (claim_guest,
+ * a catch-up) writes the tail first. An event outside a batch writes its part at once.
+ */
+struct tail_room {
+    int64_t created_ms;           /* the first event's ts: the row's created_ms if it is new */
+    uint64_t last_seq;            /* the newest event's */
+    uint64_t msg_first, msg_last; /* the messages' seqs, for the backlog (0: none) */
+    char room[];                  /* the map's key */
+};
+
+struct tail_span {
+    uint64_t first, last;
+    char identity[STORE_IDENTITY_MAX + 1];
+    size_t room_at; /* the room's offset in key */
+    char key[];     /* the map's key: identity '\n' room (neither holds a line break) */
+};
+
+static int write_room_seq(struct sqlite_store *ss, const char *room, int64_t created_ms,
+                          uint64_t last_seq)
 {
-    int ret = run_bound(ss, ST_BACKLOG_ADD, "backlog_add", m->room, m->seq, 0, NULL, NULL, NULL);
-    if (ret == 0 && ss->backlog >= 0)
-        ss->backlog++;
+    sqlite3_stmt *st = ss->st[ST_ROOM_SEQ];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_i64(st, 2, created_ms, rc);
+    rc = bind_seq(st, 3, last_seq, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_room", rc);
+    done(st);
     return ret;
+}
+
+static int write_backlog(struct sqlite_store *ss, const char *room, uint64_t first, uint64_t last)
+{
+    int ret = run_bound(ss, ST_BACKLOG_ADD, "backlog_add", room, first, last, NULL, NULL, NULL);
+    if (ret == 0 && ss->backlog >= 0)
+        ss->backlog += (int64_t)(last - first + 1);
+    return ret;
+}
+
+static int write_span(struct sqlite_store *ss, const char *identity, const char *room,
+                      uint64_t first, uint64_t last)
+{
+    return run_bound(ss, ST_GUEST_SPAN, "insert_span", room, first, last, NULL, identity, NULL);
+}
+
+/* Forgets the tail (written, or rolled back with its batch). */
+static void drop_tail(struct sqlite_store *ss)
+{
+    map_free_all(&ss->tail_rooms);
+    map_free_all(&ss->tail_spans);
+}
+
+/* Writes the batch's tail (see struct tail_room); 0 or the error that ends the batch. */
+static int write_tail(struct sqlite_store *ss)
+{
+    int ret = 0;
+    const char *key;
+    void *v;
+    for (size_t i = 0; ret == 0 && map_next(&ss->tail_rooms, &i, &key, &v);) {
+        struct tail_room *r = v;
+        ret = write_room_seq(ss, r->room, r->created_ms, r->last_seq);
+        if (ret == 0 && r->msg_first)
+            ret = write_backlog(ss, r->room, r->msg_first, r->msg_last);
+    }
+    for (size_t i = 0; ret == 0 && map_next(&ss->tail_spans, &i, &key, &v);) {
+        struct tail_span *sp = v;
+        ret = write_span(ss, sp->identity, sp->key + sp->room_at, sp->first, sp->last);
+    }
+    drop_tail(ss);
+    if (ret != 0 && !ss->batch_err)
+        ss->batch_err = ret;
+    return ret;
+}
+
+/* Event m's part of the tail: gathered in a batch, written at once outside one. */
+static int add_to_tail(struct sqlite_store *ss, const struct store_msg *m)
+{
+    bool message = m->type == STORE_EV_MESSAGE;
+    bool guest = m->identity && strncmp(m->identity, "guest:", 6) == 0;
+    size_t il = guest ? strlen(m->identity) : 0;
+    if (!ss->batch || il > STORE_IDENTITY_MAX) {
+        int ret = write_room_seq(ss, m->room, m->ts, m->seq);
+        if (ret == 0 && message)
+            ret = write_backlog(ss, m->room, m->seq, m->seq);
+        if (ret == 0 && guest)
+            ret = write_span(ss, m->identity, m->room, m->seq, m->seq);
+        return ret;
+    }
+    struct tail_room *r = map_get(&ss->tail_rooms, m->room);
+    if (!r) {
+        size_t rl = strlen(m->room);
+        r = xcalloc(1, sizeof *r + rl + 1);
+        memcpy(r->room, m->room, rl + 1);
+        r->created_ms = m->ts;
+        map_put(&ss->tail_rooms, r->room, r);
+    }
+    if (m->seq > r->last_seq)
+        r->last_seq = m->seq;
+    if (message) {
+        if (!r->msg_first)
+            r->msg_first = m->seq;
+        r->msg_last = m->seq; /* a room's seqs are given in order within a batch */
+    }
+    if (guest) {
+        size_t rl = strlen(m->room);
+        char key[STORE_IDENTITY_MAX + 1 + STORE_ROOM_MAX + 1];
+        if (rl >= STORE_ROOM_MAX)
+            return write_span(ss, m->identity, m->room, m->seq, m->seq);
+        memcpy(key, m->identity, il);
+        key[il] = '\n';
+        memcpy(key + il + 1, m->room, rl + 1);
+        struct tail_span *sp = map_get(&ss->tail_spans, key);
+        if (!sp) {
+            sp = xcalloc(1, sizeof *sp + il + rl + 2);
+            memcpy(sp->identity, m->identity, il);
+            memcpy(sp->key, key, il + rl + 2);
+            sp->room_at = il + 1;
+            sp->first = m->seq;
+            map_put(&ss->tail_spans, sp->key, sp);
+        }
+        if (m->seq > sp->last)
+            sp->last = m->seq;
+    }
+    return 0;
 }
 
 /*
@@ -1035,7 +1171,9 @@ static int search_add(struct sqlite_store *ss, const struct store_msg *m)
 static int search_catch_up(struct sqlite_store *ss)
 {
     int64_t waiting = 0;
-    int ret = backlog_count(ss, &waiting);
+    int ret = ss->batch ? write_tail(ss) : 0; /* the batch's messages so far wait too */
+    if (ret == 0)
+        ret = backlog_count(ss, &waiting);
     if (ret != 0 || waiting == 0)
         return ret;
     bool own = sqlite3_get_autocommit(ss->db);
@@ -1090,8 +1228,7 @@ static int apply_state(struct sqlite_store *ss, const struct store_msg *m)
     int ret = 0;
     switch (m->type) {
     case STORE_EV_MESSAGE:
-        ret = search_add(ss, m);
-        if (ret == 0 && m->mentions)
+        if (m->mentions)
             ret = set_mentions(ss, m->room, m->seq, m->mentions);
         return ret;
     case STORE_EV_EDIT: {
@@ -1227,20 +1364,9 @@ static int sq_insert(struct store *s, const struct store_msg *m)
 
     if (ret == 0)
         ret = apply_state(ss, m);
-    if (ret == 0) {
-        st = ss->st[ST_ROOM_SEQ];
-        rc = bind_text(st, 1, m->room, SQLITE_OK);
-        rc = bind_i64(st, 2, m->ts, rc);
-        rc = bind_seq(st, 3, m->seq, rc);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "insert_room", rc);
-        done(st);
-    }
-    /* A guest session's event: its span in the room reaches it (rule 51's takeover). */
-    if (ret == 0 && m->identity && strncmp(m->identity, "guest:", 6) == 0)
-        ret = run_bound(ss, ST_GUEST_SPAN, "insert_span", m->room, m->seq, 0, NULL, m->identity,
-                        NULL);
+    /* The room's last seq, the search backlog, a guest session's span in the room. */
+    if (ret == 0)
+        ret = add_to_tail(ss, m);
 
     if (!in_batch) {
         if (ret == 0)
@@ -1692,7 +1818,7 @@ static int sq_next_message(struct store *s, const char *room, uint64_t after, ui
 static int sq_claim_guest(struct store *s, const char *guest, const char *account, const char *name)
 {
     struct sqlite_store *ss = from_base(s);
-    int ret = 0;
+    int ret = write_tail(ss); /* the spans of this batch's events first */
     for (enum stmt id = ST_CLAIM_EVENTS; ret == 0 && id <= ST_CLAIM_REACTIONS; id++) {
         sqlite3_stmt *st = ss->st[id];
         int rc = bind_text(st, 1, guest, SQLITE_OK);
@@ -2391,6 +2517,8 @@ int store_sqlite_open(const char *data_dir, const struct store_sqlite_options *o
     ss->base.ops = &sqlite_ops;
     ss->main_fd = -1;
     ss->backlog = -1;
+    map_init_borrowed(&ss->tail_rooms);
+    map_init_borrowed(&ss->tail_spans);
     ss->sync_full = opts->sync_full;
     int ret = 0;
     int rc = sqlite3_open_v2(

@@ -448,6 +448,38 @@ static void guest_spans_made_from_older_rows(void **state)
 }
 
 /*
+ * A batch's tail (rooms' last seq, the search backlog's ranges, guest spans) is written once
+ * before COMMIT: one backlog row per room however many messages; a claim inside the same batch
+ * sees the spans of the batch's own events; a rollback takes the tail with it.
+ */
+static void batch_tail_written_once_seen_by_claim_and_rolled_back(void **state)
+{
+    struct fixture *f = *state;
+    struct store *s = f->s;
+    assert_int_equal(s->ops->begin(s), 0);
+    for (uint64_t seq = 1; seq <= 30; seq++)
+        put_guest(s, seq % 2 ? "dev" : "ops", (seq + 1) / 2, seq % 3 ? "guest:1" : "guest:2",
+                  "Old");
+    assert_int_equal(s->ops->claim_guest(s, "guest:2", "erin", "Erin"), 0);
+    assert_int_equal(s->ops->commit(s), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM events WHERE identity = 'erin'"), 10);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM search_backlog"), 2);
+    assert_int_equal(count_rows(f, "SELECT last_seq FROM rooms WHERE name = 'dev'"), 15);
+    assert_int_equal(s->ops->search_backlog(s), 30);
+
+    assert_int_equal(s->ops->begin(s), 0);
+    put_guest(s, "dev", 16, "guest:1", "Old");
+    put_guest(s, "new", 1, "guest:1", "Old");
+    s->ops->rollback(s);
+    assert_int_equal(count_rows(f, "SELECT last_seq FROM rooms WHERE name = 'dev'"), 15);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM rooms WHERE name = 'new'"), 0);
+    assert_int_equal(s->ops->search_backlog(s), 30);
+    assert_int_equal(s->ops->search_catch_up(s), 0);
+    assert_int_equal(s->ops->search_backlog(s), 0);
+    assert_int_equal(count_rows(f, "SELECT COUNT(*) FROM search_rows"), 30);
+}
+
+/*
  * Commits that follow each other with no gap: the checkpointer copies the WAL back on its own
  * thread, and the writer starts it again from its beginning at WAL_BOUND_FRAMES, so the file
  * never grows past the bound (and a batch); every message is still there.
@@ -511,6 +543,7 @@ int main(void)
         TEST(wal_stays_bounded_under_continuous_commits),
         TEST(guest_takeover_by_spans),
         TEST(guest_spans_made_from_older_rows),
+        TEST(batch_tail_written_once_seen_by_claim_and_rolled_back),
     };
     log_set_level(LOG_WARN); /* keep the expected store_error lines, drop the migration notes */
     return cmocka_run_group_tests_name("store_sqlite", tests, NULL, NULL);
