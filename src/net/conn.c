@@ -90,13 +90,12 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
 }
 
 static void free_dead(struct conn_set *set);
-static void drop_written(struct conn_set *set);
 
 void conn_set_destroy(struct conn_set *set)
 {
     while (set->all)
         conn_close(set->all);
-    drop_written(set);
+    chunk_unrefs_drop(&set->written);
     free_dead(set);
     free(set->scratch);
     set->scratch = NULL;
@@ -201,24 +200,6 @@ static void start_linger(struct conn *c);
 static void process_pending(struct conn *c);
 static void read_buffered(struct conn *c);
 
-/* Drops the references gathered for written output (see conn_set.written). */
-static void drop_written(struct conn_set *set)
-{
-    chunk_unref_n(set->written, set->written_n);
-    set->written = NULL;
-    set->written_n = 0;
-}
-
-/* Drops one reference to a written chunk, with the others to the same chunk in a row. */
-static void release_written(struct conn_set *set, struct chunk *chunk)
-{
-    if (chunk != set->written) {
-        drop_written(set);
-        set->written = chunk;
-    }
-    set->written_n++;
-}
-
 /* Drops the first n bytes of the output queue: they were written. */
 static void consumed(struct conn *c, size_t n)
 {
@@ -231,7 +212,7 @@ static void consumed(struct conn *c, size_t n)
             break;
         }
         n -= left;
-        release_written(c->set, o->chunk);
+        chunk_unrefs_add(&c->set->written, o->chunk); /* see conn_set.written */
         c->out_head = (c->out_head + 1) % c->out_cap;
         c->out_count--;
     }
@@ -615,13 +596,13 @@ bool conn_set_flush(struct conn_set *set, size_t max)
         if (c->state == CONN_OPEN || c->state == CONN_FLUSHING)
             flush(c);
     }
-    drop_written(set);
     return set->dirty != NULL;
 }
 
 void conn_set_before_sleep(struct conn_set *set)
 {
     conn_set_flush(set, SIZE_MAX);
+    chunk_unrefs_drop(&set->written);
     if (set->writes) {
         atomic_fetch_add_explicit(&writes_total, set->writes, memory_order_relaxed);
         set->writes = 0;
