@@ -197,8 +197,12 @@ struct conn {
     0x02 /* output is queued, not written: the socket is not ours to write yet */
 
 /* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
-/* Entries of a connection's first output ring (it doubles from there). */
+/* Entries of a connection's first output ring (it doubles from there: a power of two). */
 #define CONN_RING_FIRST 8u
+/* The largest ring a busy connection keeps between writes (4 KiB): a room where everyone talks
+ * queues a hundred messages a wave, and a ring rebuilt every wave costs an allocation per
+ * doubling. The sweep gives it back once the connection is quiet. */
+#define CONN_RING_KEEP 256u
 #define CONN_OUT_HIGH (1u << 20)
 #define CONN_OUT_LOW (256u << 10)
 /* Unparsed input a handler may leave pending before the connection is dropped. */
