@@ -1,4 +1,5 @@
-/* test_conn: a flush pass's written output is let go once per chunk, before the loop sleeps. */
+/* test_conn: a connection set's output: written references let go once per chunk before the loop
+ * sleeps, and bytes kept in order while the output ring wraps and grows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
