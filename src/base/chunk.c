@@ -59,6 +59,46 @@ void chunk_unref(struct chunk *c)
     chunk_unref_n(c, 1);
 }
 
+/* The slot c hashes to: Fibonacci hashing of the address, whose low bits are alignment. */
+static uint32_t owed_home(const struct chunk *c)
+{
+    _Static_assert(CHUNK_UNREFS_SLOTS == 256u, "the hash takes the top 8 bits");
+    _Static_assert(CHUNK_UNREFS_MAX <= 256u, "used[] holds slot numbers in a byte");
+    return (uint32_t)((((uintptr_t)c >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
+}
+
+void chunk_unrefs_add(struct chunk_unrefs *u, struct chunk *c)
+{
+    if (!c)
+        return;
+    for (;;) {
+        /* Linear probing finds c or the first free slot: there is one, as n < the slots. */
+        uint32_t i = owed_home(c);
+        while (u->slot[i].chunk && u->slot[i].chunk != c)
+            i = (i + 1) % CHUNK_UNREFS_SLOTS;
+        if (u->slot[i].chunk == c) {
+            u->slot[i].n++;
+            return;
+        }
+        if (u->n < CHUNK_UNREFS_MAX) {
+            u->slot[i] = (struct chunk_owed){c, 1};
+            u->used[u->n++] = (uint8_t)i;
+            return;
+        }
+        chunk_unrefs_drop(u); /* full: pay what is owed, then c has the table to itself */
+    }
+}
+
+void chunk_unrefs_drop(struct chunk_unrefs *u)
+{
+    for (uint32_t k = 0; k < u->n; k++) {
+        struct chunk_owed *o = &u->slot[u->used[k]];
+        chunk_unref_n(o->chunk, o->n);
+        *o = (struct chunk_owed){NULL, 0};
+    }
+    u->n = 0;
+}
+
 void chunk_prepay(struct chunk *c, uint32_t n)
 {
     chunk_prepay_end();

@@ -43,6 +43,33 @@ void chunk_unref(struct chunk *c);
 void chunk_unref_n(struct chunk *c, uint32_t n);
 
 /*
+ * References owed, dropped later in one atomic operation per distinct chunk. A thread that drops
+ * many references to a few shared chunks in an interleaved order (a worker writing the same
+ * messages to one connection after another: A, B, C, A, B, C ...) would otherwise pay an atomic
+ * operation per reference, on counters the other workers are updating too. An open-addressing
+ * table keyed by the chunk's address counts what is owed to each; the references stay held
+ * until chunk_unrefs_drop, so nothing is freed early. It holds CHUNK_UNREFS_MAX chunks at most:
+ * one more drops everything owed first. One thread's (no locking); zero-initialised is empty.
+ */
+#define CHUNK_UNREFS_SLOTS 256u
+#define CHUNK_UNREFS_MAX 192u /* 3/4 of the slots: probes stay short */
+
+struct chunk_unrefs {
+    uint32_t n;                     /* distinct chunks owed */
+    uint8_t used[CHUNK_UNREFS_MAX]; /* their slots, so a drop visits only those */
+    struct chunk_owed {
+        struct chunk *chunk; /* NULL: free slot */
+        uint32_t n;          /* references owed to it */
+    } slot[CHUNK_UNREFS_SLOTS];
+};
+
+/* Owes one reference to c (the caller's, handed over): dropped by the next chunk_unrefs_drop.
+ * NULL is ignored. */
+void chunk_unrefs_add(struct chunk_unrefs *u, struct chunk *c);
+/* Drops every reference owed (one atomic operation per chunk); u is empty again. */
+void chunk_unrefs_drop(struct chunk_unrefs *u);
+
+/*
  * Fan-out without a shared cache line per recipient: chunk_prepay(c, n) takes n references to c
  * in one atomic operation, on behalf of the calling thread; its next n chunk_ref(c) calls take
  * one of those instead of touching c's counter, which the other workers touch too.

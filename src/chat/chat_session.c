@@ -52,6 +52,10 @@ struct chat_worker {
     size_t n_senders, cap_senders;
     struct timer sweep;
     struct worker *w;
+    /* The batch's wave being written (struct wave): kept for the next. */
+    const struct deliver **wave_msg;
+    uint32_t *wave_off;
+    size_t cap_wave;
 };
 
 /* Every idle logged-in client has one session: a field that adds padding shows here (on LP64). */
@@ -334,6 +338,16 @@ void chat_session_drained(struct conn *c)
         backlog_free(s);
 }
 
+/* Whether len more bytes of live output for c stay within the output limit. */
+static bool output_fits(struct conn *c, const struct chat_session *s, size_t len)
+{
+    size_t limit = cfg_of(c)->output_limit;
+    /* What this turn queued has not met the socket yet (a burst of deliveries can outgrow the
+     * limit in one turn): the peer is behind only if the socket does not take it now. */
+    return c->out_bytes + backlog_live_bytes(s) + len <= limit ||
+           conn_write_now(c) + backlog_live_bytes(s) + len <= limit;
+}
+
 /* Writes rec's form for c's transport, closing c as a slow consumer past the output limit. */
 static void chat_session_write(struct conn *c, const struct msg_rec *rec)
 {
@@ -343,11 +357,7 @@ static void chat_session_write(struct conn *c, const struct msg_rec *rec)
     size_t len = rec_len(c, rec);
     if (!len)
         return; /* no form for this transport (typing on telnet) */
-    size_t limit = cfg_of(c)->output_limit;
-    /* What this turn queued has not met the socket yet (a burst of deliveries can outgrow the
-     * limit in one turn): the peer is behind only if the socket does not take it now. */
-    if (c->out_bytes + backlog_live_bytes(s) + len > limit &&
-        conn_write_now(c) + backlog_live_bytes(s) + len > limit) {
+    if (!output_fits(c, s, len)) {
         slow_consumer(c);
         return;
     }
@@ -1470,6 +1480,21 @@ static void finish_op(struct worker *w, struct conn *c, struct chat_session *s, 
 
 /* --- deliveries --- */
 
+/* Writes d (a room's event) to member m of its room unless m is to skip it. Returns the messages
+ * delivered (0 or 1). */
+static unsigned deliver_to_member(struct local_member m, const struct deliver *d)
+{
+    struct chat_session *s = m.c->session;
+    if (m.c->id == d->skip_conn || !s || (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
+        return 0;
+    if (d->rec.seq && defer_to_replay(s, d->room, m.r))
+        return 0;
+    if (d->rec.seq)
+        return write_seq(m.c, m.r, d->room, &d->rec);
+    chat_session_write(m.c, &d->rec);
+    return 0;
+}
+
 static void deliver_room(struct chat_worker *cw, struct deliver *d)
 {
     struct local_room *lr = map_get(&cw->rooms, d->room);
@@ -1485,16 +1510,7 @@ static void deliver_room(struct chat_worker *cw, struct deliver *d)
         if (i >= lr->n)
             continue;
         struct local_member m = lr->m[i];
-        struct chat_session *s = m.c->session;
-        if (m.c->id == d->skip_conn || !s ||
-            (d->skip_user[0] && strcmp(s->user_lc, d->skip_user) == 0))
-            continue;
-        if (d->rec.seq && defer_to_replay(s, d->room, m.r))
-            continue;
-        if (d->rec.seq)
-            delivered += write_seq(m.c, m.r, d->room, &d->rec);
-        else
-            chat_session_write(m.c, &d->rec);
+        delivered += deliver_to_member(m, d);
         if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, d->room)))
             break; /* that slow consumer was the last member here */
     }
@@ -1517,6 +1533,12 @@ static void run_write(struct conn *c, struct event_run *run, uint32_t from)
     chat_session_write(c, &part);
 }
 
+/* c's entry of room, or NULL when c (maybe NULL) is gone, closing, or not in room. */
+static struct chat_sroom *open_sroom(struct conn *c, const char *room)
+{
+    return c && conn_is_open(c) && c->session ? chat_session_room(c->session, room) : NULL;
+}
+
 /* Counts the connections a run's joins answered in the room (from their place in the run on);
  * with run NULL, those of every room (a run that never came: cannot happen, but none is lost). */
 static void run_joiners_settle(struct chat_worker *cw, const char *room, struct event_run *run)
@@ -1529,9 +1551,7 @@ static void run_joiners_settle(struct chat_worker *cw, const char *room, struct 
             continue;
         }
         struct conn *c = map_get_u64(&cw->conns, j.conn_id);
-        struct chat_sroom *r = c && conn_is_open(c) && c->session
-                                   ? chat_session_room(c->session, j.room)
-                                   : NULL;
+        struct chat_sroom *r = open_sroom(c, j.room);
         if (!r)
             continue; /* closed meanwhile: its rooms were left */
         r->run_pending = false;
@@ -1713,6 +1733,202 @@ static void became_registered(struct chat_worker *cw, struct deliver *d)
     }
 }
 
+/* Handles one entry of a batch from the hub. */
+static void deliver_one(struct worker *w, struct chat_worker *cw, struct deliver *d)
+{
+    switch (d->kind) {
+    case DELIVER_ROOM:
+        deliver_room(cw, d);
+        break;
+    case DELIVER_DM:
+        deliver_dm(cw, d);
+        break;
+    case DELIVER_KICK:
+        deliver_kick(w, cw, d);
+        break;
+    case DELIVER_OP:
+        op_done(w, d->op);
+        d->op = NULL;
+        break;
+    case DELIVER_BECAME_REGISTERED:
+        became_registered(cw, d);
+        break;
+    case DELIVER_COUNT:
+        deliver_count(cw, d);
+        break;
+    case DELIVER_RUN:
+        deliver_run(cw, d);
+        break;
+    case DELIVER_STATUS:
+        deliver_status(cw, d);
+        break;
+    case DELIVER_USER:
+        deliver_user(cw, d);
+        break;
+    case DELIVER_LEFT:
+        deliver_left(w, cw, d);
+        break;
+    }
+}
+
+/* --- waves: a room's messages of one batch, written to each member as one piece --- */
+
+/* The fewest messages of a room, one after another in a batch, that make a wave. */
+#define WAVE_MIN 2
+
+/*
+ * When everyone in a room talks, each batch brings a run of the room's messages (with the answers
+ * to their senders' sends in between), and writing each to each member would cost a queue entry,
+ * an iovec and a reference per message and member. Instead their frames are copied side by side
+ * into one chunk, once for this worker, and each member is given the part it has not had as one
+ * piece: per member and wave, not per member and message. A member given its messages otherwise
+ * (telnet, permessage-deflate, a replay under way: see wave_whole) gets them one by one, as
+ * deliver_room would. Either way r->last_seq says what a member has had, so nothing is written
+ * twice; and a sender is brought up to date before the answer to its send, so each connection
+ * sees the batch's order.
+ */
+struct wave {
+    const char *room;
+    uint32_t n;                 /* messages */
+    const struct deliver **msg; /* n, seqs rising */
+    uint32_t *off;              /* n + 1: message k's frame is all->data[off[k], off[k + 1]) */
+    struct chunk *all;
+    uint64_t delivered;
+};
+
+/* Whether d may be in a wave: a stored message for all of the room, with a WebSocket form. */
+static bool wave_message(const struct deliver *d)
+{
+    return d->kind == DELIVER_ROOM && d->rec.seq && d->rec.ws && !d->skip_conn && !d->skip_user[0];
+}
+
+/* The end (after its last message) of the wave that starts at b's entry i, or i when fewer than
+ * WAVE_MIN messages of one room follow each other there. Only answers to sends, which concern
+ * their own connection only and change no room, may come between the messages. */
+static size_t wave_end(const struct deliver_batch *b, size_t i)
+{
+    const struct deliver *first = &b->items[i];
+    if (!wave_message(first))
+        return i;
+    size_t end = i + 1, n = 1;
+    uint64_t seq = first->rec.seq;
+    for (size_t j = i + 1; j < b->n; j++) {
+        const struct deliver *d = &b->items[j];
+        if (wave_message(d) && d->rec.seq > seq && strcmp(d->room, first->room) == 0) {
+            seq = d->rec.seq;
+            n++;
+            end = j + 1;
+        } else if (d->kind != DELIVER_OP || d->op->kind != CHAT_SEND) {
+            break;
+        }
+    }
+    return n >= WAVE_MIN ? end : i;
+}
+
+/* Whether c takes a wave as pieces: exactly what write_seq would queue message by message (one
+ * plain WebSocket frame each, with nothing held back and nothing left to a replay). */
+static bool wave_whole(struct conn *c, const struct chat_sroom *r, const char *room)
+{
+    const struct chat_session *s = c->session;
+    if (!conn_is_open(c) || !s || c->transport != CONN_WEBSOCKET || c->ws_deflate_bits ||
+        s->transport->shown || backlog_n(s) > 0 || !r->hub)
+        return false;
+    const char *pending = chat_session_cold(s)->replay_pending;
+    return !pending || strcmp(pending, room) != 0;
+}
+
+/* Gives member c (its entry r of the wave's room) the wave's first k messages it has not had. */
+static void wave_catch_up(struct wave *wv, struct conn *c, struct chat_sroom *r, uint32_t k)
+{
+    if (!wave_whole(c, r, wv->room)) {
+        for (uint32_t j = 0; j < k && conn_is_open(c); j++)
+            wv->delivered += deliver_to_member((struct local_member){c, r}, wv->msg[j]);
+        return;
+    }
+    uint32_t first = 0;
+    while (first < k && wv->msg[first]->rec.seq <= r->last_seq)
+        first++;
+    if (first == k)
+        return;
+    r->last_seq = wv->msg[k - 1]->rec.seq;
+    wv->delivered += k - first;
+    if (!output_fits(c, c->session, wv->off[k] - wv->off[first])) {
+        slow_consumer(c);
+        return;
+    }
+    conn_send(c, chunk_ref(wv->all), wv->off[first], wv->off[k]);
+}
+
+/* Copies the frames of the wave's messages (b's entries [from, to)) side by side into wv->all. */
+static void wave_make(struct chat_worker *cw, struct wave *wv, struct deliver_batch *b, size_t from,
+                      size_t to)
+{
+    if (cw->cap_wave < to - from + 1) {
+        cw->cap_wave = to - from + 1;
+        cw->wave_msg = xrealloc(cw->wave_msg, cw->cap_wave * sizeof *cw->wave_msg);
+        cw->wave_off = xrealloc(cw->wave_off, cw->cap_wave * sizeof *cw->wave_off);
+    }
+    *wv = (struct wave){.room = b->items[from].room, .msg = cw->wave_msg, .off = cw->wave_off};
+    size_t bytes = 0;
+    for (size_t i = from; i < to; i++) {
+        const struct deliver *d = &b->items[i];
+        if (d->kind == DELIVER_ROOM) {
+            wv->msg[wv->n++] = d;
+            bytes += d->rec.ws->len - d->rec.ws_off;
+        }
+    }
+    wv->all = chunk_new(bytes);
+    for (uint32_t k = 0; k < wv->n; k++) {
+        const struct msg_rec *rec = &wv->msg[k]->rec;
+        wv->off[k] = wv->all->len;
+        memcpy(wv->all->data + wv->all->len, rec->ws->data + rec->ws_off,
+               rec->ws->len - rec->ws_off);
+        wv->all->len += rec->ws->len - rec->ws_off;
+    }
+    wv->off[wv->n] = wv->all->len;
+}
+
+/* Handles b's entries [from, to): a wave (wave_end) and the answers between its messages. */
+static void deliver_wave(struct worker *w, struct chat_worker *cw, struct deliver_batch *b,
+                         size_t from, size_t to)
+{
+    struct local_room *lr = map_get(&cw->rooms, b->items[from].room);
+    if (!lr) { /* nobody here: only the answers are for us */
+        for (size_t i = from; i < to; i++)
+            deliver_one(w, cw, &b->items[i]);
+        return;
+    }
+    struct wave wv;
+    wave_make(cw, &wv, b, from, to);
+    uint32_t k = 0;
+    for (size_t i = from; i < to; i++) {
+        struct deliver *d = &b->items[i];
+        if (d->kind == DELIVER_ROOM) {
+            k++;
+            continue;
+        }
+        /* A sender has its messages up to here before the answer to its send. */
+        struct conn *c = map_get_u64(&cw->conns, d->op->conn_id);
+        struct chat_sroom *r = open_sroom(c, wv.room);
+        if (r)
+            wave_catch_up(&wv, c, r, k);
+        op_done(w, d->op);
+        d->op = NULL;
+    }
+    /* As in deliver_room: a slow consumer closed here leaves the list; walk from the end. */
+    lr = map_get(&cw->rooms, wv.room);
+    for (size_t i = lr ? lr->n : 0; i-- > 0;) {
+        if (i >= lr->n)
+            continue;
+        struct local_member m = lr->m[i];
+        wave_catch_up(&wv, m.c, m.r, wv.n);
+        if (!conn_is_open(m.c) && !(lr = map_get(&cw->rooms, wv.room)))
+            break;
+    }
+    chunk_unref(wv.all);
+    metrics_add(METRIC_DELIVERIES, wv.delivered);
+}
+
 void chat_worker_mail(struct worker *w, struct mail *m)
 {
     struct chat_worker *cw = w->chat;
@@ -1721,40 +1937,13 @@ void chat_worker_mail(struct worker *w, struct mail *m)
         return;
     }
     struct deliver_batch *b = (struct deliver_batch *)m;
-    for (size_t i = 0; i < b->n; i++) {
-        struct deliver *d = &b->items[i];
-        switch (d->kind) {
-        case DELIVER_ROOM:
-            deliver_room(cw, d);
-            break;
-        case DELIVER_DM:
-            deliver_dm(cw, d);
-            break;
-        case DELIVER_KICK:
-            deliver_kick(w, cw, d);
-            break;
-        case DELIVER_OP:
-            op_done(w, d->op);
-            d->op = NULL;
-            break;
-        case DELIVER_BECAME_REGISTERED:
-            became_registered(cw, d);
-            break;
-        case DELIVER_COUNT:
-            deliver_count(cw, d);
-            break;
-        case DELIVER_RUN:
-            deliver_run(cw, d);
-            break;
-        case DELIVER_STATUS:
-            deliver_status(cw, d);
-            break;
-        case DELIVER_USER:
-            deliver_user(cw, d);
-            break;
-        case DELIVER_LEFT:
-            deliver_left(w, cw, d);
-            break;
+    for (size_t i = 0; i < b->n;) {
+        size_t end = wave_end(b, i);
+        if (end > i) {
+            deliver_wave(w, cw, b, i, end);
+            i = end;
+        } else {
+            deliver_one(w, cw, &b->items[i++]);
         }
     }
     if (cw->n_joiners)
@@ -1802,6 +1991,8 @@ void chat_worker_destroy(struct worker *w)
     map_free(&cw->conns);
     free(cw->joiners);
     free(cw->senders); /* (the loop, with the sweep's timer, is gone) */
+    free(cw->wave_msg);
+    free(cw->wave_off);
     pool_destroy(&cw->sessions);
     pool_destroy(&cw->srooms);
     free(cw);

@@ -90,13 +90,12 @@ void conn_set_init(struct conn_set *set, struct loop *loop, void *owner)
 }
 
 static void free_dead(struct conn_set *set);
-static void drop_written(struct conn_set *set);
 
 void conn_set_destroy(struct conn_set *set)
 {
     while (set->all)
         conn_close(set->all);
-    drop_written(set);
+    chunk_unrefs_drop(&set->written);
     free_dead(set);
     free(set->scratch);
     set->scratch = NULL;
@@ -134,6 +133,15 @@ static void mark_dirty(struct conn *c)
 
 /* --- output --- */
 
+/* The ring slot of c's i-th queued piece. A ring's size is a power of two (CONN_RING_FIRST,
+ * doubled), so this is a mask, not a division: it is done a few times per delivery. */
+_Static_assert((CONN_RING_FIRST & (CONN_RING_FIRST - 1)) == 0, "rings are powers of two");
+
+static inline uint32_t ring_slot(const struct conn *c, uint32_t i)
+{
+    return (c->out_head + i) & (c->out_cap - 1);
+}
+
 /* A ring of cap entries: the first size from the set's pool, larger ones from the heap. */
 static struct conn_out *ring_get(struct conn_set *set, uint32_t cap)
 {
@@ -160,15 +168,14 @@ void conn_send(struct conn *c, struct chunk *chunk, size_t off, size_t end)
         uint32_t cap = c->out_cap ? c->out_cap * 2 : CONN_RING_FIRST;
         struct conn_out *ring = ring_get(c->set, cap);
         for (uint32_t i = 0; i < c->out_count; i++)
-            ring[i] = c->out[(c->out_head + i) % c->out_cap];
+            ring[i] = c->out[ring_slot(c, i)];
         if (c->out)
             ring_put(c->set, c->out, c->out_cap);
         c->out = ring;
         c->out_cap = cap;
         c->out_head = 0;
     }
-    c->out[(c->out_head + c->out_count) % c->out_cap] =
-        (struct conn_out){chunk, (uint32_t)off, (uint32_t)end};
+    c->out[ring_slot(c, c->out_count)] = (struct conn_out){chunk, (uint32_t)off, (uint32_t)end};
     c->out_count++;
     c->out_bytes += end - off;
     mark_dirty(c);
@@ -189,7 +196,7 @@ void conn_send_copy(struct conn *c, const void *p, size_t n)
 static void drop_output(struct conn *c)
 {
     for (uint32_t i = 0; i < c->out_count; i++)
-        chunk_unref(c->out[(c->out_head + i) % c->out_cap].chunk);
+        chunk_unref(c->out[ring_slot(c, i)].chunk);
     if (c->out)
         ring_put(c->set, c->out, c->out_cap);
     c->out = NULL;
@@ -200,24 +207,6 @@ static void drop_output(struct conn *c)
 static void start_linger(struct conn *c);
 static void process_pending(struct conn *c);
 static void read_buffered(struct conn *c);
-
-/* Drops the references gathered for written output (see conn_set.written). */
-static void drop_written(struct conn_set *set)
-{
-    chunk_unref_n(set->written, set->written_n);
-    set->written = NULL;
-    set->written_n = 0;
-}
-
-/* Drops one reference to a written chunk, with the others to the same chunk in a row. */
-static void release_written(struct conn_set *set, struct chunk *chunk)
-{
-    if (chunk != set->written) {
-        drop_written(set);
-        set->written = chunk;
-    }
-    set->written_n++;
-}
 
 /* Drops the first n bytes of the output queue: they were written. */
 static void consumed(struct conn *c, size_t n)
@@ -231,8 +220,8 @@ static void consumed(struct conn *c, size_t n)
             break;
         }
         n -= left;
-        release_written(c->set, o->chunk);
-        c->out_head = (c->out_head + 1) % c->out_cap;
+        chunk_unrefs_add(&c->set->written, o->chunk); /* see conn_set.written */
+        c->out_head = ring_slot(c, 1);
         c->out_count--;
     }
 }
@@ -244,7 +233,7 @@ static int write_plain(struct conn *c)
         struct iovec iov[MAX_IOV];
         int n = 0;
         for (uint32_t i = 0; i < c->out_count && n < MAX_IOV; i++, n++) {
-            struct conn_out *o = &c->out[(c->out_head + i) % c->out_cap];
+            struct conn_out *o = &c->out[ring_slot(c, i)];
             iov[n].iov_base = o->chunk->data + o->off;
             iov[n].iov_len = o->end - o->off;
         }
@@ -271,7 +260,7 @@ static size_t gather(struct conn *c)
         set->tls_gather = xmalloc(TLS_RECORD);
     size_t n = 0;
     for (uint32_t i = 0; i < c->out_count && n < TLS_RECORD; i++) {
-        const struct conn_out *o = &c->out[(c->out_head + i) % c->out_cap];
+        const struct conn_out *o = &c->out[ring_slot(c, i)];
         size_t take = o->end - o->off;
         if (take > TLS_RECORD - n)
             take = TLS_RECORD - n;
@@ -341,7 +330,7 @@ static bool flush(struct conn *c)
         /* A connection whose queue empties again within a second is busy: it keeps its ring
          * (no allocation per message); a quiet one gives it back. */
         uint64_t now = conn_now(c);
-        bool busy = now - c->last_drain_ms < 1000 && c->out_cap <= 64;
+        bool busy = now - c->last_drain_ms < 1000 && c->out_cap <= CONN_RING_KEEP;
         c->last_drain_ms = now;
         if (busy)
             c->out_head = 0;
@@ -576,7 +565,7 @@ int conn_detach(struct conn *c)
 void conn_output_copy(const struct conn *c, uint8_t *dst)
 {
     for (uint32_t i = 0; i < c->out_count; i++) {
-        const struct conn_out *o = &c->out[(c->out_head + i) % c->out_cap];
+        const struct conn_out *o = &c->out[ring_slot(c, i)];
         memcpy(dst, o->chunk->data + o->off, o->end - o->off);
         dst += o->end - o->off;
     }
@@ -615,13 +604,13 @@ bool conn_set_flush(struct conn_set *set, size_t max)
         if (c->state == CONN_OPEN || c->state == CONN_FLUSHING)
             flush(c);
     }
-    drop_written(set);
     return set->dirty != NULL;
 }
 
 void conn_set_before_sleep(struct conn_set *set)
 {
     conn_set_flush(set, SIZE_MAX);
+    chunk_unrefs_drop(&set->written);
     if (set->writes) {
         atomic_fetch_add_explicit(&writes_total, set->writes, memory_order_relaxed);
         set->writes = 0;

@@ -120,11 +120,11 @@ struct conn_set {
     /* Socket writes (writev calls, TLS records) not yet added to the process's count: added
      * once per turn, so counting costs no shared cache line per write. */
     uint64_t writes;
-    /* References to drop for written output, gathered: a fan-out writes one chunk to thousands
-     * of connections in a row, and dropping them one atomic operation at a time would bounce the
-     * chunk's counter between the workers that all write it. Dropped at the end of a flush. */
-    struct chunk *written;
-    uint32_t written_n;
+    /* References to drop for written output, gathered per chunk: a wave of deliveries writes the
+     * same few chunks to one connection after another, and dropping them one atomic operation at
+     * a time would bounce each chunk's counter between the workers that all write it. Dropped
+     * before the loop sleeps (conn_set_before_sleep), or when the table is full. */
+    struct chunk_unrefs written;
     /* The connections' own memory, plain and with the TLS tail: slabs of the worker's, apart
      * from the heap that output and a join storm's buffers come from. */
     struct pool plain_conns, tls_conns;
@@ -197,8 +197,12 @@ struct conn {
     0x02 /* output is queued, not written: the socket is not ours to write yet */
 
 /* Output queued beyond this pauses reading until it drains below CONN_OUT_LOW. */
-/* Entries of a connection's first output ring (it doubles from there). */
+/* Entries of a connection's first output ring (it doubles from there: a power of two). */
 #define CONN_RING_FIRST 8u
+/* The largest ring a busy connection keeps between writes (4 KiB): a room where everyone talks
+ * queues a hundred messages a wave, and a ring rebuilt every wave costs an allocation per
+ * doubling. The sweep gives it back once the connection is quiet. */
+#define CONN_RING_KEEP 256u
 #define CONN_OUT_HIGH (1u << 20)
 #define CONN_OUT_LOW (256u << 10)
 /* Unparsed input a handler may leave pending before the connection is dropped. */
@@ -209,7 +213,8 @@ void conn_set_destroy(struct conn_set *set);
 /*
  * Writes the queued output of up to max connections (SIZE_MAX: all). Returns true if some are
  * left. Output queued meanwhile for a connection not yet written joins its write, so a caller
- * that handles new deliveries between calls sends more messages per write.
+ * that handles new deliveries between calls sends more messages per write. The references to
+ * what was written are dropped by conn_set_before_sleep, once for the whole pass.
  */
 bool conn_set_flush(struct conn_set *set, size_t max);
 /*
@@ -218,7 +223,8 @@ bool conn_set_flush(struct conn_set *set, size_t max);
  * leaves nothing behind. Call every few seconds; it walks every connection of the set.
  */
 void conn_set_sweep(struct conn_set *set);
-/* Flushes queued output and frees dead connections: call before the loop sleeps. */
+/* Flushes queued output, drops the references to what the turn wrote and frees dead
+ * connections: call before the loop sleeps. */
 void conn_set_before_sleep(struct conn_set *set);
 
 /*

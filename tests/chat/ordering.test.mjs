@@ -62,6 +62,32 @@ test(`${CLIENTS} clients × ${PER_CLIENT} concurrent sends: everyone sees seq 1.
   }
 });
 
+// A worker writes a batch's run of one room's messages to each member as one piece (a wave), and
+// one by one to members that need each alone (here: permessage-deflate). Either way each
+// connection sees what it would one message at a time: every seq once, in order, and its own
+// message before the answer to its send.
+test('everyone sending at once, wave and one-by-one members alike: 1..N once each, each sender\'s message before its ack', async (t) => {
+  const room = uniqRoom();
+  const clients = [];
+  for (let i = 0; i < 8; i++) {
+    const c = await user(server, t, undefined, undefined, i % 3 === 2 ? { perMessageDeflate: { threshold: 0 } } : {});
+    await c.join(room);
+    clients.push(c);
+  }
+  const per = 25;
+  const total = clients.length * per;
+  await Promise.all(clients.map((c, ci) => Promise.all(Array.from({ length: per }, (_, i) => c.say(room, `w${ci}-${i}`)))));
+  const views = await Promise.all(clients.map((c) => c.messages(room, total, LONG_TIMEOUT)));
+  for (const [ci, view] of views.entries()) assertSeqRun(view, room, 1, total, `client ${ci}`);
+  for (const c of clients) {
+    const seen = new Set();
+    for (const m of c.log) {
+      if (m.type === 'message' && m.room === room) seen.add(m.seq);
+      if (m.type === 'ack' && m.seq) assert.ok(seen.has(m.seq), `${c.label}: the ack of seq ${m.seq} came before the message`);
+    }
+  }
+});
+
 test('one connection\'s pipelined sends get increasing seqs in the order sent', async (t) => {
   const room = uniqRoom();
   const clients = await members(t, room, 4);
