@@ -31,8 +31,44 @@ void chat_to_hub(struct chat_op *op)
     post(route.hub, op);
 }
 
+bool chat_op_read_at_store(const struct chat_op *op)
+{
+    switch (op->kind) {
+    case CHAT_HISTORY:
+    case CHAT_SEARCH:
+    case CHAT_REPLAY:
+    case CHAT_FILL:
+    case CHAT_RING_SEED:
+    case CHAT_DM_SEQS:
+    case CHAT_LOGIN_TOKEN:
+        return true;
+    case CHAT_JOIN:
+        return !op->via_store; /* a registered user's join is saved: a write */
+    case CHAT_LOGIN_PASSWORD:
+        return op->stage == LOGIN_PW_LOOKUP; /* verified: a token to write */
+    default:
+        return false;
+    }
+}
+
+static struct store_progress store_progress;
+
+struct store_progress *chat_store_progress(void)
+{
+    return &store_progress;
+}
+
+bool chat_store_commit_coming(void)
+{
+    uint64_t taken = atomic_load_explicit(&store_progress.taken, memory_order_relaxed);
+    uint64_t posted = atomic_load_explicit(&store_progress.posted, memory_order_relaxed);
+    return posted != taken || atomic_load_explicit(&store_progress.batched, memory_order_relaxed);
+}
+
 void chat_to_store(struct chat_op *op)
 {
+    if (!chat_op_read_at_store(op))
+        atomic_fetch_add_explicit(&store_progress.posted, 1, memory_order_relaxed);
     post(route.store, op);
 }
 

@@ -13,6 +13,7 @@
 #define PARLEY_CHAT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -307,6 +308,22 @@ static inline bool chat_op_moderates(enum chat_op_kind k)
 {
     return k >= CHAT_TOPIC && k <= CHAT_UNMUTE;
 }
+
+/* True for the ops the store answers at once from committed data, without a commit (its reads:
+ * history, search, replays, logins' lookups); every other op sent to it is a write. */
+bool chat_op_read_at_store(const struct chat_op *op);
+
+/*
+ * How far the store is with the writes sent to it, for the hub's gathered waves (hub.c): writes
+ * posted to it and taken by it (each counted by chat_op_read_at_store, so the two agree), writes
+ * in its open batch, and commits whose answers it has posted. Any thread reads them.
+ */
+struct store_progress {
+    _Atomic uint64_t posted, taken, batched, commits;
+};
+struct store_progress *chat_store_progress(void);
+/* True while a write is on its way to the store or in its open batch: a commit will answer it. */
+bool chat_store_commit_coming(void);
 
 /*
  * The event an op of such a kind stores, as the store writes it and the hub encodes it. Its
