@@ -1,7 +1,8 @@
 // lone: a lone message's latency on an idle server. One sender and one receiver in a room; the
 // sender sends a message only once the receiver has the one before, 200 times, so the server is
 // idle when each arrives. Several parley binaries take turns, each run on a fresh server; prints
-// one JSON line a run (latency send -> receipt, p50/p99/max in ms) and the medians with ranges.
+// one JSON line a run (latency send -> receipt, p50/p99/max in ms, and the deliveries the hub held
+// for a commit) and the medians with ranges.
 // usage: node bench/lone.mjs [--runs N] [--messages N] PARLEY_BIN...   (make all first)
 import path from 'node:path';
 import { joinedClient, root, startParley } from './lib.mjs';
@@ -34,12 +35,15 @@ async function runOnce(bin) {
     await got;
     ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
+  // Deliveries the hub held for a commit (parley_waves_waited_total; absent before it existed).
+  const m = await (await fetch(`http://127.0.0.1:${s.port}/metrics`)).text();
+  const waited = Number(/^parley_waves_waited_total (\S+)/m.exec(m)?.[1] ?? NaN);
   receiver.close();
   sender.close();
   s.proc.kill('SIGKILL');
   ms.sort((a, b) => a - b);
   const at = (q) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))];
-  const row = { server: bin, p50: at(0.5), p99: at(0.99), max: ms[ms.length - 1] };
+  const row = { server: bin, p50: at(0.5), p99: at(0.99), max: ms[ms.length - 1], waited };
   console.log(JSON.stringify(row));
   return row;
 }
