@@ -9,6 +9,7 @@
 #include "member_list.h"
 
 static struct chat_route route;
+static struct store_progress store_progress;
 
 void chat_route_set(const struct chat_route *r)
 {
@@ -28,6 +29,8 @@ static void post(struct mailbox *mb, struct chat_op *op)
 
 void chat_to_hub(struct chat_op *op)
 {
+    if (chat_op_event_to_store(op))
+        atomic_fetch_add_explicit(&store_progress.to_hub, 1, memory_order_relaxed);
     post(route.hub, op);
 }
 
@@ -51,18 +54,24 @@ bool chat_op_read_at_store(const struct chat_op *op)
     }
 }
 
-static struct store_progress store_progress;
-
 struct store_progress *chat_store_progress(void)
 {
     return &store_progress;
 }
 
+bool chat_op_event_to_store(const struct chat_op *op)
+{
+    return chat_op_stores_event(op->kind) && op->stage == 0;
+}
+
 bool chat_store_commit_coming(void)
 {
-    uint64_t taken = atomic_load_explicit(&store_progress.taken, memory_order_relaxed);
-    uint64_t posted = atomic_load_explicit(&store_progress.posted, memory_order_relaxed);
-    return posted != taken || atomic_load_explicit(&store_progress.batched, memory_order_relaxed);
+    struct store_progress *p = &store_progress;
+    return atomic_load_explicit(&p->to_hub, memory_order_relaxed) !=
+               atomic_load_explicit(&p->hub_took, memory_order_relaxed) ||
+           atomic_load_explicit(&p->posted, memory_order_relaxed) !=
+               atomic_load_explicit(&p->taken, memory_order_relaxed) ||
+           atomic_load_explicit(&p->batched, memory_order_relaxed);
 }
 
 void chat_to_store(struct chat_op *op)

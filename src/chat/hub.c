@@ -2234,6 +2234,8 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     }
     struct chat_op *op = (struct chat_op *)m;
+    if (chat_op_event_to_store(op))
+        atomic_fetch_add_explicit(&chat_store_progress()->hub_took, 1, memory_order_relaxed);
     struct hub_room *r;
     if (op->status_fetch) {
         status_login(h, op);
