@@ -408,7 +408,7 @@ static void runs_close_all(struct hub *h)
  * Gathered waves. Each commit's answers make a wave: every connection of the room gets a write.
  * When a wave is ready while the store has writes coming (on their way, or in its open batch),
  * it waits for that commit's answers and leaves with them, so a worker writes each connection
- * once for both commits (in an all-to-all round the store commits 4 times and the first
+ * once for both commits (in an all-to-all round the store commits about 5 times and the first
  * commits are small). It waits for one commit at most: a wave that waited leaves with the next
  * commit's answers whatever comes after, and after WAVE_WAIT_MAX_MS whatever happens. Nothing
  * waits when no write is coming: a lone message on a quiet server leaves at once.
