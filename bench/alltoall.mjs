@@ -1,7 +1,7 @@
 // alltoall: the all-to-all round of bench/compare.mjs (100 clients, 100 rounds), several parley
 // binaries and the Go peer taking turns, each run on a fresh server; prints one JSON line a run
 // (round p50/p99, server CPU per 1000 deliveries and, for parley, the store's commit time per
-// round from /metrics) and the medians with their ranges.
+// round and the socket writes a round from /metrics) and the medians with their ranges.
 // usage: node bench/alltoall.mjs [--runs N] [--no-go] PARLEY_BIN...   (make all loadgen peers first)
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -41,6 +41,9 @@ async function runOnce(bin) {
     const value = (name) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(m)?.[1]);
     row.commit_ms = (value('parley_store_commit_seconds_sum') * 1000) / rounds;
     row.commits = value('parley_store_commit_seconds_count');
+    row.writes = value('parley_socket_writes_total') / rounds; // writev a round (set-up's too)
+    row.waited = value('parley_waves_waited_total') / rounds; // hub batches held for a commit
+    row.waited_out = value('parley_waves_waited_out_total') / rounds; // of those, at the limit
     row.checkpoints = value('parley_store_checkpoints_total');
   }
   s.proc.kill('SIGKILL');
@@ -55,7 +58,7 @@ for (let i = 0; i < runs; i++) for (const bin of servers) all.push(await runOnce
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 for (const server of servers.map((b) => b ?? 'go')) {
   const mine = all.filter((r) => r.server === server);
-  const fields = ['p50', 'p99', 'cpu', 'commit_ms', 'commits'].filter((f) => mine[0][f] !== undefined && !Number.isNaN(mine[0][f]));
+  const fields = ['p50', 'p99', 'cpu', 'commit_ms', 'commits', 'writes', 'waited', 'waited_out'].filter((f) => mine[0][f] !== undefined && !Number.isNaN(mine[0][f]));
   console.log(server, fields.map((f) => {
     const v = mine.map((r) => r[f]);
     return `${f} ${median(v).toFixed(2)} (${Math.min(...v).toFixed(2)}-${Math.max(...v).toFixed(2)})`;

@@ -293,6 +293,13 @@ struct chunk *metrics_render(uint64_t uptime_s)
     counter(&o, "parley_search_catch_ups_total",
             "Catch-ups that indexed the messages stored since the last (SQLite).",
             METRIC_SEARCH_CATCH_UPS);
+    counter(&o, "parley_waves_waited_total",
+            "Deliveries the hub held for the commit under way, to leave with its answers in one "
+            "write per connection.",
+            METRIC_WAVES_WAITED);
+    counter(&o, "parley_waves_waited_out_total",
+            "Of those, the ones that left at the time limit (2 ms), that commit not yet answered.",
+            METRIC_WAVES_WAITED_OUT);
     part(&o, METRICS_PART_ERRORS);
     part(&o, METRICS_PART_TLS);
     histogram(&o, "parley_store_commit_seconds", "Time to commit one batch.", latency_bounds,

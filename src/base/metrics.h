@@ -38,6 +38,8 @@ enum metric_counter {
     METRIC_REPLAY_READS,            /* pages of joins' replays read from the store */
     METRIC_RING_SEEDS,              /* reads of a room's newest page to fill the hub's ring */
     METRIC_SEARCH_CATCH_UPS,        /* search backlogs indexed (SQLite: after the commit) */
+    METRIC_WAVES_WAITED,            /* hub batches that waited for the commit under way */
+    METRIC_WAVES_WAITED_OUT,        /* of those, the ones that left at the time limit */
     METRIC_COUNTERS,
 };
 

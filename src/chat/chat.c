@@ -9,6 +9,7 @@
 #include "member_list.h"
 
 static struct chat_route route;
+static struct store_progress store_progress;
 
 void chat_route_set(const struct chat_route *r)
 {
@@ -28,11 +29,55 @@ static void post(struct mailbox *mb, struct chat_op *op)
 
 void chat_to_hub(struct chat_op *op)
 {
+    if (chat_op_event_to_store(op))
+        atomic_fetch_add_explicit(&store_progress.to_hub, 1, memory_order_relaxed);
     post(route.hub, op);
+}
+
+bool chat_op_read_at_store(const struct chat_op *op)
+{
+    switch (op->kind) {
+    case CHAT_HISTORY:
+    case CHAT_SEARCH:
+    case CHAT_REPLAY:
+    case CHAT_FILL:
+    case CHAT_RING_SEED:
+    case CHAT_DM_SEQS:
+    case CHAT_LOGIN_TOKEN:
+        return true;
+    case CHAT_JOIN:
+        return !op->via_store; /* a registered user's join is saved: a write */
+    case CHAT_LOGIN_PASSWORD:
+        return op->stage == LOGIN_PW_LOOKUP; /* verified: a token to write */
+    default:
+        return false;
+    }
+}
+
+struct store_progress *chat_store_progress(void)
+{
+    return &store_progress;
+}
+
+bool chat_op_event_to_store(const struct chat_op *op)
+{
+    return chat_op_stores_event(op->kind) && op->stage == 0;
+}
+
+bool chat_store_commit_coming(void)
+{
+    struct store_progress *p = &store_progress;
+    return atomic_load_explicit(&p->to_hub, memory_order_relaxed) !=
+               atomic_load_explicit(&p->hub_took, memory_order_relaxed) ||
+           atomic_load_explicit(&p->posted, memory_order_relaxed) !=
+               atomic_load_explicit(&p->taken, memory_order_relaxed) ||
+           atomic_load_explicit(&p->batched, memory_order_relaxed);
 }
 
 void chat_to_store(struct chat_op *op)
 {
+    if (!chat_op_read_at_store(op))
+        atomic_fetch_add_explicit(&store_progress.posted, 1, memory_order_relaxed);
     post(route.store, op);
 }
 

@@ -13,6 +13,7 @@
 #define PARLEY_CHAT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -307,6 +308,29 @@ static inline bool chat_op_moderates(enum chat_op_kind k)
 {
     return k >= CHAT_TOPIC && k <= CHAT_UNMUTE;
 }
+
+/* True for the ops the store answers at once from committed data, without a commit (its reads:
+ * history, search, replays, logins' lookups); every other op sent to it is a write. */
+bool chat_op_read_at_store(const struct chat_op *op);
+
+/* True for an event a worker read and sends to the hub on its way to the store (a send, an edit,
+ * a reaction, a moderation), not yet stored. */
+bool chat_op_event_to_store(const struct chat_op *op);
+
+/*
+ * How far the writes are on their way to the store, for the hub's gathered waves (hub.c): events
+ * posted to the hub by workers and taken by it (each counted by chat_op_event_to_store), writes
+ * posted to the store and taken by it (each counted by chat_op_read_at_store: the two ends of a
+ * pair always agree), writes in the store's open batch, and commits whose answers it has
+ * posted. Any thread reads them.
+ */
+struct store_progress {
+    _Atomic uint64_t to_hub, hub_took, posted, taken, batched, commits;
+};
+struct store_progress *chat_store_progress(void);
+/* True while a write is on its way to the store (through the hub or straight) or in its open
+ * batch: a commit will answer it. */
+bool chat_store_commit_coming(void);
 
 /*
  * The event an op of such a kind stores, as the store writes it and the hub encodes it. Its

@@ -32,6 +32,8 @@
 #define TICK_MS 5000
 /* Rule 69: a status outlives the user's last connection by this long. */
 #define STATUS_GRACE_MS 75000
+/* A wave of deliveries waits at most this long for the commit under way (gathered waves). */
+#define WAVE_WAIT_MAX_MS 2
 
 /* A room's member, kept in the value word of its node in the room's index rather than in a block
  * of its own: its connections here, two flags, and which letters of its name are capitals, so
@@ -159,6 +161,12 @@ struct hub {
      * page of theirs in the heap. */
     struct pool_sizes pools;
     struct map seeds; /* room name -> struct ring_seed while its read is in flight */
+    /* Gathered waves (before_sleep): out waits for the commit under way. */
+    bool wave_waiting;
+    bool turn_open;        /* this turn's first mail was taken */
+    uint64_t turn_commits; /* the store's commits (chat_store_progress) as this turn's mail began */
+    uint64_t wait_commits; /* turn_commits of the turn whose wave waits */
+    struct timer wave_timer;
 };
 
 /* A read of a room's newest events for its empty or short ring (see "ring seeds" below), and
@@ -396,16 +404,63 @@ static void runs_close_all(struct hub *h)
     h->n_open_runs = 0;
 }
 
-static void before_sleep(struct service *s)
+/*
+ * Gathered waves. Each commit's answers make a wave: every connection of the room gets a write.
+ * When a wave is ready while the store has writes coming (on their way, or in its open batch),
+ * it waits for that commit's answers and leaves with them, so a worker writes each connection
+ * once for both commits (in an all-to-all round the store commits about 5 times and the first
+ * commits are small). It waits for one commit at most: a wave that waited leaves with the next
+ * commit's answers whatever comes after, and after WAVE_WAIT_MAX_MS whatever happens. Nothing
+ * waits when no write is coming: a lone message on a quiet server leaves at once.
+ */
+static bool wave_waits(struct hub *h)
 {
-    struct hub *h = s->ctx;
-    runs_close_all(h);
+    if (h->wave_waiting) {
+        if (!timer_active(&h->wave_timer))
+            metrics_add(METRIC_WAVES_WAITED_OUT, 1);
+        else if (h->turn_commits == h->wait_commits && chat_store_commit_coming() &&
+                 loop_running(h->service->loop))
+            return true;
+        h->wave_waiting = false;
+        timer_stop(h->service->loop, &h->wave_timer);
+        return false;
+    }
+    bool any = false;
+    for (int w = 0; w < h->n_workers && !any; w++)
+        any = h->out[w] != NULL;
+    if (!any || !chat_store_commit_coming() || !loop_running(h->service->loop))
+        return false;
+    h->wave_waiting = true;
+    metrics_add(METRIC_WAVES_WAITED, 1);
+    h->wait_commits = h->turn_commits;
+    timer_start(h->service->loop, &h->wave_timer, loop_now(h->service->loop) + WAVE_WAIT_MAX_MS);
+    return true;
+}
+
+/* The turn that runs it ends, and its before_sleep sends the wave that waited. */
+static void on_wave_timer(struct timer *t)
+{
+    (void)t;
+}
+
+/* The deliveries made so far leave, one batch per worker. */
+static void send_out(struct hub *h)
+{
     for (int w = 0; w < h->n_workers; w++) {
         if (!h->out[w])
             continue;
         mailbox_post(chat_route()->workers[w], &h->out[w]->mail);
         h->out[w] = NULL;
     }
+}
+
+static void before_sleep(struct service *s)
+{
+    struct hub *h = s->ctx;
+    runs_close_all(h);
+    h->turn_open = false;
+    if (!wave_waits(h))
+        send_out(h);
 }
 
 /* --- membership and presence --- */
@@ -2147,6 +2202,13 @@ void hub_goodbye(struct service *s, unsigned wait_ms)
 static void on_mail(struct service *s, struct mail *m)
 {
     struct hub *h = s->ctx;
+    if (!h->turn_open) {
+        /* The store posts a commit's answers before counting it: the answers of every commit
+         * counted here are in the mailbox, and this turn takes them. */
+        h->turn_open = true;
+        h->turn_commits = atomic_load_explicit(&chat_store_progress()->commits,
+                                               memory_order_acquire);
+    }
     if (m->kind == MAIL_GOODBYE) {
         goodbye_mail(h, (struct goodbye_mail *)m);
         return;
@@ -2158,7 +2220,13 @@ static void on_mail(struct service *s, struct mail *m)
     }
     if (m->kind == MAIL_RELAY) {
         struct relay_mail *rm = (struct relay_mail *)m;
-        before_sleep(s); /* what is due to the workers goes first */
+        /* What is due to the workers goes first, a wave that waits too. */
+        runs_close_all(h);
+        if (h->wave_waiting) {
+            h->wave_waiting = false;
+            timer_stop(s->loop, &h->wave_timer);
+        }
+        send_out(h);
         for (int w = 0; w < rm->n && w < h->n_workers; w++)
             mailbox_post(chat_route()->workers[w], rm->each[w]);
         free(rm->each);
@@ -2166,6 +2234,8 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     }
     struct chat_op *op = (struct chat_op *)m;
+    if (chat_op_event_to_store(op))
+        atomic_fetch_add_explicit(&chat_store_progress()->hub_took, 1, memory_order_relaxed);
     struct hub_room *r;
     if (op->status_fetch) {
         status_login(h, op);
@@ -2392,6 +2462,7 @@ int hub_init(struct service *s, const struct config *cfg, struct store *db, int 
     hub_broker_set_nodes(h->hb, h->nodes);
     timer_init(&h->sweep, on_sweep);
     timer_init(&h->status_timer, on_status_timer);
+    timer_init(&h->wave_timer, on_wave_timer);
     timer_start(s->loop, &h->sweep, loop_now(s->loop) + h->tick_ms);
     return 0;
 }

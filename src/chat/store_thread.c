@@ -947,6 +947,19 @@ static void route_after_batch(struct chat_op *op)
     }
 }
 
+/* Tells the hub (chat_store_progress) how many writes the open batch holds and, after a commit,
+ * that its answers are posted: they leave now, so the hub that sees the count finds them in its
+ * mailbox. */
+static void batch_told(struct store_thread *st, bool committed)
+{
+    struct store_progress *p = chat_store_progress();
+    atomic_store_explicit(&p->batched, st->n_batch, memory_order_relaxed);
+    if (committed) {
+        mailbox_send_deferred();
+        atomic_fetch_add_explicit(&p->commits, 1, memory_order_release);
+    }
+}
+
 static void commit_batch(struct service *s)
 {
     struct store_thread *st = s->ctx;
@@ -1026,6 +1039,7 @@ static void commit_batch(struct service *s)
     for (size_t i = 0; i < st->n_batch; i++)
         route_after_batch(st->batch[i]);
     st->n_batch = 0;
+    batch_told(st, true); /* the answers leave before any catch-up of the search index */
     if (rc == 0)
         search_after_batch(st);
 }
@@ -1555,6 +1569,7 @@ static void add_write(struct service *s, struct chat_op *op)
 {
     struct store_thread *st = s->ctx;
     st->batch[st->n_batch++] = op;
+    batch_told(st, false);
     if (st->n_batch == MAX_BATCH) {
         commit_batch(s);
         loop_wake_soon(s->loop);
@@ -1600,6 +1615,8 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     }
     struct chat_op *op = (struct chat_op *)m;
+    if (!chat_op_read_at_store(op))
+        atomic_fetch_add_explicit(&chat_store_progress()->taken, 1, memory_order_relaxed);
     switch (op->kind) {
     case CHAT_HISTORY:
         read_history(st, op);

@@ -216,3 +216,8 @@ void loop_stop(struct loop *l)
 {
     l->running = false;
 }
+
+bool loop_running(const struct loop *l)
+{
+    return l->running;
+}

@@ -59,6 +59,8 @@ void loop_wake_soon(struct loop *l);
 /* Runs until loop_stop is called from the loop's own thread. */
 void loop_run(struct loop *l);
 void loop_stop(struct loop *l);
+/* False once loop_stop was called: the hook's run is the loop's last. */
+bool loop_running(const struct loop *l);
 
 /* Returns CLOCK_MONOTONIC in milliseconds. */
 uint64_t clock_ms(void);
