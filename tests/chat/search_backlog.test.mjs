@@ -50,23 +50,30 @@ async function loginAs(server, t, c) {
   return x;
 }
 
-const search = (c, q, extra = {}) => c.expect({ type: 'search', q, ...extra }, 'search');
-const found = (r) => r.results.map((m) => `${m.room}/${m.seq}:${m.text}`);
-
-test('a search finds the messages acked just before it, though none was indexed yet', async (t) => {
-  const server = await holdingServer(t);
+// A user in a fresh room of server who sent n messages "<word> <i>" (i = 1..n), still waiting to
+// be indexed (checked on SQLite); the results a search for the word must give, newest first.
+async function sentAndWaiting(server, t, n) {
   const a = await user(server, t);
   const room = uniqRoom();
   await a.join(room);
   const w = word();
   const acks = [];
-  for (let i = 1; i <= 3; i++) acks.push(await a.say(room, `${w} number ${i}`));
-  await expectBacklog(server, { waiting: 3, catchUps: 0 }, 'three messages wait');
-  const r = await search(a, w, { room });
-  assert.deepEqual(found(r), [3, 2, 1].map((i) => `${room}/${acks[i - 1].seq}:${w} number ${i}`));
+  for (let i = 1; i <= n; i++) acks.push(await a.say(room, `${w} ${i}`));
+  await expectBacklog(server, { waiting: n, catchUps: 0 }, `${n} messages wait`);
+  const want = acks.map((ack, i) => `${room}/${ack.seq}:${w} ${i + 1}`).reverse();
+  return { a, room, w, want };
+}
+
+const search = (c, q, extra = {}) => c.expect({ type: 'search', q, ...extra }, 'search');
+const found = (r) => r.results.map((m) => `${m.room}/${m.seq}:${m.text}`);
+
+test('a search finds the messages acked just before it, though none was indexed yet', async (t) => {
+  const server = await holdingServer(t);
+  const { a, room, w, want } = await sentAndWaiting(server, t, 3);
+  assert.deepEqual(found(await search(a, w, { room })), want);
   await expectBacklog(server, { waiting: 0, catchUps: 1 }, 'the search caught the index up');
   // Indexed once: a second search finds the same, and catches nothing up.
-  assert.deepEqual(found(await search(a, w, { room })), found(r));
+  assert.deepEqual(found(await search(a, w, { room })), want);
   await expectBacklog(server, { waiting: 0, catchUps: 1 }, 'nothing left to catch up');
 });
 
@@ -99,13 +106,7 @@ test('edits, deletes and retention trims of messages still waiting: the index ta
 
 test('kill -9 with messages waiting: the next start indexes them before any search', async (t) => {
   const server = await holdingServer(t);
-  const a = await user(server, t);
-  const room = uniqRoom();
-  await a.join(room);
-  const w = word();
-  const acks = [];
-  for (let i = 1; i <= 4; i++) acks.push(await a.say(room, `${w} ${i}`));
-  await expectBacklog(server, { waiting: 4, catchUps: 0 }, 'four messages wait at the kill');
+  const { a, room, w, want } = await sentAndWaiting(server, t, 4);
   await server.kill();
   const again = await server.successor();
   if (!onPostgres) {
@@ -113,23 +114,16 @@ test('kill -9 with messages waiting: the next start indexes them before any sear
     await expectBacklog(again, { waiting: 0, catchUps: 1 }, 'caught up at the start');
   }
   const b = await loginAs(again, t, a);
-  const r = await search(b, w, { room });
-  assert.deepEqual(found(r), [4, 3, 2, 1].map((i) => `${room}/${acks[i - 1].seq}:${w} ${i}`));
+  assert.deepEqual(found(await search(b, w, { room })), want);
 });
 
 test('a clean stop indexes what waits: the next start finds nothing to catch up', { skip: sqliteOnly }, async (t) => {
   const server = await holdingServer(t);
-  const a = await user(server, t);
-  const room = uniqRoom();
-  await a.join(room);
-  const w = word();
-  const acks = [];
-  for (let i = 1; i <= 3; i++) acks.push(await a.say(room, `${w} ${i}`));
-  await expectBacklog(server, { waiting: 3, catchUps: 0 }, 'three messages wait at the stop');
+  const { a, room, w, want } = await sentAndWaiting(server, t, 3);
   await server.stop();
   const again = await server.successor(HOLD);
   const b = await loginAs(again, t, a);
-  assert.deepEqual(found(await search(b, w, { room })), [3, 2, 1].map((i) => `${room}/${acks[i - 1].seq}:${w} ${i}`));
+  assert.deepEqual(found(await search(b, w, { room })), want);
   await expectBacklog(again, { waiting: 0, catchUps: 0 }, 'nothing was left to index');
 });
 
