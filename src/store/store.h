@@ -218,8 +218,8 @@ struct store_ops {
     /*
      * Optional (NULL: the backend indexes each message in its batch). The search index trails
      * the commits: search_backlog says how many stored messages it still lacks (or returns an
-     * error); search_catch_up indexes them, in the open batch or, outside one, in a
-     * transaction of its own. search sees only what was caught up, so catch up first. A
+     * error); search_catch_up indexes them in a transaction of its own, between batches (-EBUSY
+     * inside one). search sees only what was caught up, so catch up first. A
      * catch-up takes each message as it stands then: edited, or left out if deleted or trimmed.
      */
     int64_t (*search_backlog)(struct store *s);

@@ -302,8 +302,6 @@ enum stmt {
     ST_MENTION_CLEAR,
     ST_TRIM_MENTIONS,
     ST_NEXT_MESSAGE,
-    ST_SEARCH_ADD,
-    ST_SEARCH_ADD_ROW,
     ST_SEARCH_LAST,
     ST_SEARCH_UNINDEX,
     ST_SEARCH_EDIT,
@@ -451,16 +449,13 @@ static const char *const stmt_sql[ST_COUNT] = {
                            " WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
     /* Its dm rooms' rows stay the guest's: their spans stay too. */
     [ST_CLAIM_SPANS] = "DELETE FROM guest_spans WHERE identity = ?1 AND room NOT LIKE 'dm:%'",
-    /* ?1 room, ?2 first seq, ?3 last seq, ?4 identity: as run_bound binds them. */
+    /* ?1 room, ?2 first seq, ?3 last seq, ?4 identity (write_span). */
     [ST_GUEST_SPAN] = "INSERT INTO guest_spans(identity, room, first_seq, last_seq)"
                       " VALUES(?4, ?1, ?2, ?3) ON CONFLICT(identity, room)"
                       " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
     /* The search index (the search step of migrations[]): a new message's row, the words a row
      * was indexed with taken out (before its text changes: an edit, a delete, retention), an
      * edit's new words, the scan. */
-    [ST_SEARCH_ADD_ROW] = "INSERT INTO search_rows(rid, room, seq, ts) VALUES(?5, ?1, ?2, ?4)",
-    [ST_SEARCH_ADD] = "INSERT INTO search_index(rowid, words, rkey)"
-                      " VALUES(?5, parley_search_words(?3), ?1)",
     [ST_SEARCH_LAST] = "SELECT COALESCE(MAX(rid), 0) FROM search_rows",
     [ST_SEARCH_UNINDEX] =
         "INSERT INTO search_index(search_index, rowid, words, rkey)"
@@ -1034,8 +1029,8 @@ static int backlog_count(struct sqlite_store *ss, int64_t *n)
  * span and written once, just before the commit: the room's row (its last seq), the seq range
  * of its messages waiting for the search index, and a guest session's span in the room (rule
  * 51's takeover). That is a statement per room (and span) a batch instead of three per event,
- * which took as long as the events' rows. Whatever in a batch reads those tables (claim_guest,
- * a catch-up) writes the tail first. An event outside a batch writes its part at once.
+ * which took as long as the events' rows. Whatever in a batch reads those tables (claim_guest)
+ * writes the tail first. An event outside a batch writes its part at once.
  */
 struct tail_room {
     int64_t created_ms;           /* the first event's ts: the row's created_ms if it is new */
@@ -1046,9 +1041,8 @@ struct tail_room {
 
 struct tail_span {
     uint64_t first, last;
-    char identity[STORE_IDENTITY_MAX + 1];
-    size_t room_at; /* the room's offset in key */
-    char key[];     /* the map's key: identity '\n' room (neither holds a line break) */
+    size_t identity_len;
+    char key[]; /* the map's key: identity '\n' room (neither holds a line break) */
 };
 
 static int write_room_seq(struct sqlite_store *ss, const char *room, int64_t created_ms,
@@ -1073,10 +1067,20 @@ static int write_backlog(struct sqlite_store *ss, const char *room, uint64_t fir
     return ret;
 }
 
-static int write_span(struct sqlite_store *ss, const char *identity, const char *room,
-                      uint64_t first, uint64_t last)
+static int write_span(struct sqlite_store *ss, const char *identity, size_t identity_len,
+                      const char *room, uint64_t first, uint64_t last)
 {
-    return run_bound(ss, ST_GUEST_SPAN, "insert_span", room, first, last, NULL, identity, NULL);
+    sqlite3_stmt *st = ss->st[ST_GUEST_SPAN];
+    int rc = bind_text(st, 1, room, SQLITE_OK);
+    rc = bind_seq(st, 2, first, rc);
+    rc = bind_seq(st, 3, last, rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(st, 4, identity, identity_len, SQLITE_STATIC, SQLITE_UTF8);
+    if (rc != SQLITE_OK) {
+        done(st);
+        return fail(ss->db, "insert_span", rc);
+    }
+    return run(ss, ST_GUEST_SPAN, "insert_span");
 }
 
 /* Forgets the tail (written, or rolled back with its batch). */
@@ -1100,7 +1104,8 @@ static int write_tail(struct sqlite_store *ss)
     }
     for (size_t i = 0; ret == 0 && map_next(&ss->tail_spans, &i, &key, &v);) {
         struct tail_span *sp = v;
-        ret = write_span(ss, sp->identity, sp->key + sp->room_at, sp->first, sp->last);
+        ret = write_span(ss, sp->key, sp->identity_len, sp->key + sp->identity_len + 1, sp->first,
+                         sp->last);
     }
     drop_tail(ss);
     if (ret != 0 && !ss->batch_err)
@@ -1113,18 +1118,18 @@ static int add_to_tail(struct sqlite_store *ss, const struct store_msg *m)
 {
     bool message = m->type == STORE_EV_MESSAGE;
     bool guest = m->identity && strncmp(m->identity, "guest:", 6) == 0;
-    size_t il = guest ? strlen(m->identity) : 0;
-    if (!ss->batch || il > STORE_IDENTITY_MAX) {
+    size_t il = guest ? strlen(m->identity) : 0, rl = strlen(m->room);
+    /* (Names longer than the store's bounds never come; they would be written at once.) */
+    if (!ss->batch || il > STORE_IDENTITY_MAX || rl >= STORE_ROOM_MAX) {
         int ret = write_room_seq(ss, m->room, m->ts, m->seq);
         if (ret == 0 && message)
             ret = write_backlog(ss, m->room, m->seq, m->seq);
         if (ret == 0 && guest)
-            ret = write_span(ss, m->identity, m->room, m->seq, m->seq);
+            ret = write_span(ss, m->identity, il, m->room, m->seq, m->seq);
         return ret;
     }
     struct tail_room *r = map_get(&ss->tail_rooms, m->room);
     if (!r) {
-        size_t rl = strlen(m->room);
         r = xcalloc(1, sizeof *r + rl + 1);
         memcpy(r->room, m->room, rl + 1);
         r->created_ms = m->ts;
@@ -1137,53 +1142,46 @@ static int add_to_tail(struct sqlite_store *ss, const struct store_msg *m)
             r->msg_first = m->seq;
         r->msg_last = m->seq; /* a room's seqs are given in order within a batch */
     }
-    if (guest) {
-        size_t rl = strlen(m->room);
-        char key[STORE_IDENTITY_MAX + 1 + STORE_ROOM_MAX + 1];
-        if (rl >= STORE_ROOM_MAX)
-            return write_span(ss, m->identity, m->room, m->seq, m->seq);
-        memcpy(key, m->identity, il);
-        key[il] = '\n';
-        memcpy(key + il + 1, m->room, rl + 1);
-        struct tail_span *sp = map_get(&ss->tail_spans, key);
-        if (!sp) {
-            sp = xcalloc(1, sizeof *sp + il + rl + 2);
-            memcpy(sp->identity, m->identity, il);
-            memcpy(sp->key, key, il + rl + 2);
-            sp->room_at = il + 1;
-            sp->first = m->seq;
-            map_put(&ss->tail_spans, sp->key, sp);
-        }
-        if (m->seq > sp->last)
-            sp->last = m->seq;
+    if (!guest)
+        return 0;
+    char key[STORE_IDENTITY_MAX + 1 + STORE_ROOM_MAX];
+    memcpy(key, m->identity, il);
+    key[il] = '\n';
+    memcpy(key + il + 1, m->room, rl + 1);
+    struct tail_span *sp = map_get(&ss->tail_spans, key);
+    if (!sp) {
+        sp = xcalloc(1, sizeof *sp + il + rl + 2);
+        memcpy(sp->key, key, il + rl + 2);
+        sp->identity_len = il;
+        sp->first = m->seq;
+        map_put(&ss->tail_spans, sp->key, sp);
     }
+    if (m->seq > sp->last)
+        sp->last = m->seq;
     return 0;
 }
 
 /*
  * Indexes the backlog's messages and empties it: their rows at the next rowids, in the store's
- * order, then their words in rowid order (FTS5 appends), in one transaction: the batch's when
- * one is open (a failure then leaves it good only for a rollback), else one of its own. Each
+ * order, then their words in rowid order (FTS5 appends), in a transaction of its own (never
+ * inside a batch: the store thread catches up between batches). Each
  * message is indexed as it stands now, so what changed it meanwhile needs no care: an edit's
  * text is the one indexed, a deleted or trimmed message is left out (edits, deletes and trims
  * change only the rows of messages already indexed).
  */
 static int search_catch_up(struct sqlite_store *ss)
 {
+    if (ss->batch)
+        return -EBUSY;
     int64_t waiting = 0;
-    int ret = ss->batch ? write_tail(ss) : 0; /* the batch's messages so far wait too */
-    if (ret == 0)
-        ret = backlog_count(ss, &waiting);
+    int ret = backlog_count(ss, &waiting);
     if (ret != 0 || waiting == 0)
         return ret;
-    bool own = sqlite3_get_autocommit(ss->db);
-    if (own) {
-        ret = check_files(ss);
-        if (ret == 0)
-            ret = run(ss, ST_BEGIN, "catch_up_begin");
-        if (ret != 0)
-            return ret;
-    }
+    ret = check_files(ss);
+    if (ret == 0)
+        ret = run(ss, ST_BEGIN, "catch_up_begin");
+    if (ret != 0)
+        return ret;
     ret = search_rowid_known(ss);
     int64_t first = ss->search_rowid;
     int64_t rows = 0;
@@ -1206,14 +1204,10 @@ static int search_catch_up(struct sqlite_store *ss)
     }
     if (ret == 0)
         ret = run(ss, ST_CATCH_UP_DONE, "catch_up_done");
-    if (own) {
-        if (ret == 0)
-            ret = run(ss, ST_COMMIT, "catch_up_commit");
-        if (ret != 0)
-            in_tx_rollback(ss);
-    } else if (ret != 0 && !ss->batch_err) {
-        ss->batch_err = ret;
-    }
+    if (ret == 0)
+        ret = run(ss, ST_COMMIT, "catch_up_commit");
+    if (ret != 0)
+        in_tx_rollback(ss);
     if (ret == 0) {
         ss->search_rowid = first + rows; /* a rolled-back catch-up leaves a gap, never a reuse */
         ss->backlog = 0;
