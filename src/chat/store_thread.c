@@ -1601,6 +1601,45 @@ static void set_gate(struct service *s, struct store_gate_mail *gm)
         free(gm);
 }
 
+/* Answers a read (chat_op_read_at_store) at once, from committed data. */
+static void serve_read(struct store_thread *st, struct chat_op *op)
+{
+    switch (op->kind) {
+    case CHAT_HISTORY:
+        read_history(st, op);
+        break;
+    case CHAT_SEARCH:
+        read_search(st, op);
+        break;
+    case CHAT_JOIN:
+        read_replay(st, op); /* a join with nothing to save (a saved one is a write) */
+        break;
+    case CHAT_REPLAY:
+        read_replay_page(st, op);
+        break;
+    case CHAT_FILL:
+        read_fill(st, op);
+        break;
+    case CHAT_RING_SEED:
+        read_ring_seed(st, op);
+        break;
+    case CHAT_DM_SEQS:
+        if (list_dms_of(st, op) < 0)
+            chat_op_fail(op, PROTO_SERVER_BUSY, "the dm rooms are not available right now");
+        chat_to_hub(op);
+        break;
+    case CHAT_LOGIN_TOKEN:
+        login_token(st, op);
+        break;
+    case CHAT_LOGIN_PASSWORD:
+        login_password(st, op); /* the lookup: a verified login comes back as a write */
+        break;
+    default:
+        chat_op_fail(op, PROTO_SERVER_BUSY, "internal error: not a read");
+        chat_to_worker(op);
+    }
+}
+
 static void on_mail(struct service *s, struct mail *m)
 {
     struct store_thread *st = s->ctx;
@@ -1615,46 +1654,13 @@ static void on_mail(struct service *s, struct mail *m)
         return;
     }
     struct chat_op *op = (struct chat_op *)m;
-    if (!chat_op_read_at_store(op))
-        atomic_fetch_add_explicit(&chat_store_progress()->taken, 1, memory_order_relaxed);
-    switch (op->kind) {
-    case CHAT_HISTORY:
-        read_history(st, op);
+    /* Reads and writes are told apart by the predicate chat_to_store counts with, so the hub's
+     * count of writes coming (chat_store_progress) can never drift from what happens here. */
+    if (chat_op_read_at_store(op)) {
+        serve_read(st, op);
         return;
-    case CHAT_SEARCH:
-        read_search(st, op);
-        return;
-    case CHAT_JOIN:
-        if (op->via_store)
-            break; /* a registered user's join: a write (join_save) */
-        read_replay(st, op);
-        return;
-    case CHAT_REPLAY:
-        read_replay_page(st, op);
-        return;
-    case CHAT_FILL:
-        read_fill(st, op);
-        return;
-    case CHAT_RING_SEED:
-        read_ring_seed(st, op);
-        return;
-    case CHAT_DM_SEQS:
-        if (list_dms_of(st, op) < 0)
-            chat_op_fail(op, PROTO_SERVER_BUSY, "the dm rooms are not available right now");
-        chat_to_hub(op);
-        return;
-    case CHAT_LOGIN_TOKEN:
-        login_token(st, op);
-        return;
-    case CHAT_LOGIN_PASSWORD:
-        if (op->stage == LOGIN_PW_LOOKUP) {
-            login_password(st, op);
-            return;
-        }
-        break; /* verified (LOGIN_PW_TOKEN): a token to write */
-    default:
-        break;
     }
+    atomic_fetch_add_explicit(&chat_store_progress()->taken, 1, memory_order_relaxed);
     if (st->gate == STORE_GATE_CLOSED) {
         refuse_handed_over(op);
     } else if (st->gate == STORE_GATE_HELD) {
