@@ -47,7 +47,9 @@ test('rounds of sends from every member: held waves arrive whole, in order, with
     seq += MEMBERS;
   }
   assert.ok((await waited()) > before0, `no wave waited for a commit in ${rounds} rounds of ${MEMBERS} sends`);
-  // A lone message, nothing else coming: it is delivered to everyone (the hub does not hold it).
+  // A lone message, nothing else coming: it is delivered to everyone, and the hub did not hold
+  // it (a held wave is counted before it leaves, so the count is final once all have it).
+  const heldBefore = await waited();
   const ack = await members[0].say(room, 'lone');
   assert.equal(ack.seq, seq + 1);
   for (const c of members) {
@@ -55,4 +57,5 @@ test('rounds of sends from every member: held waves arrive whole, in order, with
     assert.equal(m.text, 'lone');
     assert.equal(m.seq, seq + 1);
   }
+  assert.equal(await waited(), heldBefore, 'the hub held the lone message');
 });

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ChatServer, onPostgres, sqliteOnly } from './lib/server.mjs';
+import { onPostgres, serverForTest, sqliteOnly } from './lib/server.mjs';
 import { scrape, sum } from './lib/metrics.mjs';
 import { connect, eventually, uniqRoom, user } from './lib/chat.mjs';
 
@@ -16,21 +16,8 @@ const HOLD = { PARLEY_TEST_SEARCH_QUIET_MS: '600000' };
 
 const word = (prefix = 'b') => `${prefix}${randomBytes(5).toString('hex')}`;
 
-// A server for test t that keeps its backlog (env HOLD), and its successors on the same data.
-async function holdingServer(t, args = ARGS) {
-  const first = await ChatServer.start(args, { env: HOLD });
-  const all = [first];
-  first.successor = async (env) => {
-    const next = await ChatServer.start(args, { dataDir: first.dataDir, env });
-    all.push(next);
-    return next;
-  };
-  t.after(async () => {
-    for (const s of all) await s.kill();
-    first.removeData();
-  });
-  return first;
-}
+// A server for test t that keeps its backlog (env HOLD); restartInTest(args, { env }) follows it.
+const holdingServer = (t, args = ARGS) => serverForTest(t, args, { env: HOLD });
 
 async function backlog(server) {
   const m = await scrape(server);
@@ -108,7 +95,7 @@ test('kill -9 with messages waiting: the next start indexes them before any sear
   const server = await holdingServer(t);
   const { a, room, w, want } = await sentAndWaiting(server, t, 4);
   await server.kill();
-  const again = await server.successor();
+  const again = await server.restartInTest(ARGS);
   if (!onPostgres) {
     await eventually(async () => (await backlog(again)).catchUps === 1, undefined, 'the start to catch up');
     await expectBacklog(again, { waiting: 0, catchUps: 1 }, 'caught up at the start');
@@ -121,7 +108,7 @@ test('a clean stop indexes what waits: the next start finds nothing to catch up'
   const server = await holdingServer(t);
   const { a, room, w, want } = await sentAndWaiting(server, t, 3);
   await server.stop();
-  const again = await server.successor(HOLD);
+  const again = await server.restartInTest(ARGS, { env: HOLD });
   const b = await loginAs(again, t, a);
   assert.deepEqual(found(await search(b, w, { room })), want);
   await expectBacklog(again, { waiting: 0, catchUps: 0 }, 'nothing was left to index');

@@ -105,10 +105,11 @@ export class ChatServer extends ParleyProcess {
     return server;
   }
 
-  // A new server on the same data directory (this one must have exited), with other options.
-  restart(extraArgs = this.extraArgs ?? []) {
+  // A new server on the same data directory (this one must have exited), with other options
+  // (opts: as start's, e.g. env).
+  restart(extraArgs = this.extraArgs ?? [], opts = {}) {
     if (this.running) throw new Error('restart() while the old server still runs');
-    return ChatServer.start(extraArgs, { dataDir: this.dataDir, tls: this.tls });
+    return ChatServer.start(extraArgs, { dataDir: this.dataDir, tls: this.tls, ...opts });
   }
 
   get wsUrl() {
@@ -133,13 +134,14 @@ export function startChatServer(extraArgs = [], opts = {}) {
   return ChatServer.start(extraArgs, opts);
 }
 
-// A server for one test `t`. server.restartInTest(args) starts its successor on the same data
-// directory; every one of them is killed when the test ends, and the data directory removed.
-export async function serverForTest(t, extraArgs = []) {
-  const server = await startChatServer(extraArgs);
+// A server for one test `t` (opts: as ChatServer.start's, e.g. env). server.restartInTest(args,
+// opts) starts its successor on the same data directory; every one of them is killed when the
+// test ends, and the data directory removed.
+export async function serverForTest(t, extraArgs = [], opts = {}) {
+  const server = await startChatServer(extraArgs, opts);
   const all = [server];
-  server.restartInTest = async (args) => {
-    const next = await server.restart(args);
+  server.restartInTest = async (args, nextOpts = {}) => {
+    const next = await server.restart(args, nextOpts);
     all.push(next);
     return next;
   };
