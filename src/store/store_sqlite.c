@@ -1161,6 +1161,17 @@ static int add_to_tail(struct sqlite_store *ss, const struct store_msg *m)
     return 0;
 }
 
+/* Runs a catch-up statement whose ?1 is the last rowid given before it. */
+static int run_from_rowid(struct sqlite_store *ss, enum stmt id, const char *op, int64_t rowid)
+{
+    int rc = bind_i64(ss->st[id], 1, rowid, SQLITE_OK);
+    if (rc != SQLITE_OK) {
+        done(ss->st[id]);
+        return fail(ss->db, op, rc);
+    }
+    return run(ss, id, op);
+}
+
 /*
  * Indexes the backlog's messages and empties it: their rows at the next rowids, in the store's
  * order, then their words in rowid order (FTS5 appends), in a transaction of its own (never
@@ -1185,23 +1196,12 @@ static int search_catch_up(struct sqlite_store *ss)
     ret = search_rowid_known(ss);
     int64_t first = ss->search_rowid;
     int64_t rows = 0;
-    if (ret == 0) {
-        sqlite3_stmt *st = ss->st[ST_CATCH_UP_ROWS];
-        int rc = bind_i64(st, 1, first, SQLITE_OK);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "catch_up_rows", rc);
+    if (ret == 0)
+        ret = run_from_rowid(ss, ST_CATCH_UP_ROWS, "catch_up_rows", first);
+    if (ret == 0)
         rows = sqlite3_changes64(ss->db);
-        done(st);
-    }
-    if (ret == 0) {
-        sqlite3_stmt *st = ss->st[ST_CATCH_UP_WORDS];
-        int rc = bind_i64(st, 1, first, SQLITE_OK);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_step(st);
-        ret = rc == SQLITE_DONE ? 0 : fail(ss->db, "catch_up_words", rc);
-        done(st);
-    }
+    if (ret == 0)
+        ret = run_from_rowid(ss, ST_CATCH_UP_WORDS, "catch_up_words", first);
     if (ret == 0)
         ret = run(ss, ST_CATCH_UP_DONE, "catch_up_done");
     if (ret == 0)
