@@ -1,12 +1,15 @@
 // The search index trails the commits (SQLite): a message waits in the store's backlog until a
 // catch-up indexes it, after a quiet moment, at the backlog's bound, before any search, at a clean
 // stop, or at the start after a crash. Whatever the index has caught up with, a search finds every
-// message acknowledged before it, in its current form. PARLEY_TEST_SEARCH_QUIET_MS holds messages
+// message acknowledged before it, in its current form, or, when the catch-up cannot be written,
+// answers server_busy rather than leave those messages out. PARLEY_TEST_SEARCH_QUIET_MS holds messages
 // in the backlog (no quiet catch-up during a test). On PostgreSQL, which indexes in the batch,
 // the same searches run and the backlog's metrics are not looked at.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { onPostgres, serverForTest, sqliteOnly } from './lib/server.mjs';
 import { scrape, sum } from './lib/metrics.mjs';
 import { connect, eventually, uniqRoom, user } from './lib/chat.mjs';
@@ -127,4 +130,13 @@ test('the backlog is caught up at its bound of 500, with no search and no quiet 
   const r = await search(a, w, { room, limit: 100 });
   assert.equal(r.results.length, 100);
   assert.equal(r.results[0].text, `${w} 510`);
+});
+
+test('a catch-up that cannot be written: the search answers server_busy, and says why', { skip: sqliteOnly }, async (t) => {
+  const server = await holdingServer(t);
+  const { a, w } = await sentAndWaiting(server, t, 2);
+  rmSync(path.join(server.dataDir, 'parley.db')); // the store refuses writes from now on
+  const e = await a.expectError({ type: 'search', q: w }, 'server_busy');
+  assert.match(e.message, /search is not available/);
+  await expectBacklog(server, { waiting: 2, catchUps: 0 }, 'nothing was caught up');
 });
