@@ -1792,7 +1792,8 @@ struct wave {
     uint32_t n;                 /* messages */
     const struct deliver **msg; /* n, seqs rising */
     uint32_t *off;              /* n + 1: message k's frame is all->data[off[k], off[k + 1]) */
-    struct chunk *all;
+    struct chunk *all;          /* made by wave_frames, or NULL */
+    size_t bytes;               /* the frames' size */
     uint64_t delivered;
 };
 
@@ -1837,29 +1838,7 @@ static bool wave_whole(struct conn *c, const struct chat_sroom *r, const char *r
     return !pending || strcmp(pending, room) != 0;
 }
 
-/* Gives member c (its entry r of the wave's room) the wave's first k messages it has not had. */
-static void wave_catch_up(struct wave *wv, struct conn *c, struct chat_sroom *r, uint32_t k)
-{
-    if (!wave_whole(c, r, wv->room)) {
-        for (uint32_t j = 0; j < k && conn_is_open(c); j++)
-            wv->delivered += deliver_to_member((struct local_member){c, r}, wv->msg[j]);
-        return;
-    }
-    uint32_t first = 0;
-    while (first < k && wv->msg[first]->rec.seq <= r->last_seq)
-        first++;
-    if (first == k)
-        return;
-    r->last_seq = wv->msg[k - 1]->rec.seq;
-    wv->delivered += k - first;
-    if (!output_fits(c, c->session, wv->off[k] - wv->off[first])) {
-        slow_consumer(c);
-        return;
-    }
-    conn_send(c, chunk_ref(wv->all), wv->off[first], wv->off[k]);
-}
-
-/* Copies the frames of the wave's messages (b's entries [from, to)) side by side into wv->all. */
+/* Makes wave wv of b's entries [from, to): its messages and their frames' size. */
 static void wave_make(struct chat_worker *cw, struct wave *wv, struct deliver_batch *b, size_t from,
                       size_t to)
 {
@@ -1877,7 +1856,16 @@ static void wave_make(struct chat_worker *cw, struct wave *wv, struct deliver_ba
             bytes += d->rec.ws->len - d->rec.ws_off;
         }
     }
-    wv->all = chunk_new(bytes);
+    wv->bytes = bytes;
+}
+
+/* The wave's frames side by side in one chunk, copied when the first member takes it whole (a
+ * room of telnet or permessage-deflate members never does). */
+static struct chunk *wave_frames(struct wave *wv)
+{
+    if (wv->all)
+        return wv->all;
+    wv->all = chunk_new(wv->bytes);
     for (uint32_t k = 0; k < wv->n; k++) {
         const struct msg_rec *rec = &wv->msg[k]->rec;
         wv->off[k] = wv->all->len;
@@ -1886,6 +1874,30 @@ static void wave_make(struct chat_worker *cw, struct wave *wv, struct deliver_ba
         wv->all->len += rec->ws->len - rec->ws_off;
     }
     wv->off[wv->n] = wv->all->len;
+    return wv->all;
+}
+
+/* Gives member c (its entry r of the wave's room) the wave's first k messages it has not had. */
+static void wave_catch_up(struct wave *wv, struct conn *c, struct chat_sroom *r, uint32_t k)
+{
+    if (!wave_whole(c, r, wv->room)) {
+        for (uint32_t j = 0; j < k && conn_is_open(c); j++)
+            wv->delivered += deliver_to_member((struct local_member){c, r}, wv->msg[j]);
+        return;
+    }
+    uint32_t first = 0;
+    while (first < k && wv->msg[first]->rec.seq <= r->last_seq)
+        first++;
+    if (first == k)
+        return;
+    r->last_seq = wv->msg[k - 1]->rec.seq;
+    wv->delivered += k - first;
+    struct chunk *all = wave_frames(wv);
+    if (!output_fits(c, c->session, wv->off[k] - wv->off[first])) {
+        slow_consumer(c);
+        return;
+    }
+    conn_send(c, chunk_ref(all), wv->off[first], wv->off[k]);
 }
 
 /* Handles b's entries [from, to): a wave (wave_end) and the answers between its messages. */
